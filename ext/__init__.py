@@ -1,0 +1,1 @@
+"""Splunk HEC forwarder for the AWS Lambda Telemetry API (external extension)."""
