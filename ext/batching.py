@@ -1,0 +1,63 @@
+"""Groups HEC envelopes into requests under a size bound, remembering which spool records end.
+
+Pure functions, used by the sender. A request never exceeds `max_bytes` uncompressed unless a
+single envelope alone does (it is then sent on its own: HEC's per-event limit is 5 MB, far above
+any telemetry record). A spool record is committed only once every envelope of it was accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class HecBatch:
+    """The envelopes of one HEC request, and the spool seq it completes (if any)."""
+
+    envelopes: list[bytes] = field(default_factory=list)
+    size: int = 0  # bytes of the newline-joined body
+    completes_seq: int | None = None  # every record <= this seq is fully in this or earlier batches
+
+    def body(self) -> bytes:
+        return b"\n".join(self.envelopes)
+
+
+def plan_batches(
+    records: list[tuple[int, list[bytes]]], max_bytes: int
+) -> list[HecBatch]:
+    """Splits (seq, envelopes) records, in order, into batches of at most `max_bytes`."""
+    batches: list[HecBatch] = []
+    current = HecBatch()
+    for seq, envelopes in records:
+        for envelope in envelopes:
+            added = len(envelope) + (1 if current.envelopes else 0)
+            if current.envelopes and current.size + added > max_bytes:
+                batches.append(current)
+                current = HecBatch()
+                added = len(envelope)
+            current.envelopes.append(envelope)
+            current.size += added
+        current.completes_seq = seq
+    if current.envelopes or current.completes_seq is not None:
+        batches.append(current)
+    return batches
+
+
+def split_batch(batch: HecBatch) -> tuple[HecBatch, HecBatch]:
+    """Halves a batch (HEC 413); only the second half completes the original seq."""
+    middle = max(1, len(batch.envelopes) // 2)
+    first, second = batch.envelopes[:middle], batch.envelopes[middle:]
+    return (
+        HecBatch(first, _joined_size(first), None),
+        HecBatch(second, _joined_size(second), batch.completes_seq),
+    )
+
+
+def without(batch: HecBatch, index: int) -> HecBatch:
+    """The batch minus the envelope at `index` (a poison event HEC named)."""
+    rest = batch.envelopes[:index] + batch.envelopes[index + 1 :]
+    return HecBatch(rest, _joined_size(rest), batch.completes_seq)
+
+
+def _joined_size(envelopes: list[bytes]) -> int:
+    return sum(len(e) for e in envelopes) + max(0, len(envelopes) - 1)

@@ -1,0 +1,211 @@
+"""Maps Telemetry API events to Splunk HEC event envelopes (JSON bytes), in the sender process.
+
+The mapping is documented in the README: `time` from the telemetry event, one sourcetype per
+telemetry kind, source `lambda:<function>`, a few indexed fields. Records are embedded as the
+raw JSON bytes msgspec handed us, so a log line reaches Splunk byte for byte. This module is the
+per-event hot path: it works on bytes and caches per-second timestamps.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ext import schema
+from ext.config import OWN_LOG_MARKER
+
+if TYPE_CHECKING:
+    from ext.config import Config
+
+DEFAULT_SOURCETYPES = {
+    "function": "aws:lambda:function",
+    "extension": "aws:lambda:extension",
+    "platform": "aws:lambda:platform",
+}
+_OWN_LOG_PREFIX = b'"' + OWN_LOG_MARKER.encode()
+_EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
+_TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
+_REQUEST_ID_LEN = 36
+
+
+def _json_str(text: str) -> bytes:
+    return schema.encoder.encode(text)
+
+
+class EnvelopeBuilder:
+    """Turns the raw body of one Telemetry POST into HEC envelopes, one per event.
+
+    Stateful: function log lines in text format carry no request id of their own beyond the
+    logging-module prefix, so the id of the last platform.start seen is applied to them.
+    """
+
+    def __init__(self, config: Config, function_name: str) -> None:
+        host = config.event_host or function_name
+        source = config.source or f"lambda:{function_name}"
+        index = f',"index":{_json_str(config.index).decode()}' if config.index else ""
+        self._prefixes: dict[str, bytes] = {}
+        for kind, default in DEFAULT_SOURCETYPES.items():
+            sourcetype = config.sourcetype or default
+            self._prefixes[kind] = (
+                f',"host":{_json_str(host).decode()},"source":{_json_str(source).decode()}'
+                f',"sourcetype":{_json_str(sourcetype).decode()}{index}'
+                f',"fields":{{"function_name":{_json_str(function_name).decode()}'
+            ).encode()
+        self._forward_own_logs = config.forward_own_logs
+        self._second_cache: dict[str, bytes] = {}
+        self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
+        self.skipped_own = 0
+        self.skipped_empty = 0
+        self.malformed = 0
+
+    def build(self, payload: bytes) -> list[bytes]:
+        """Envelopes for every event of one Telemetry POST body; malformed bodies are counted."""
+        try:
+            events = schema.telemetry_batch.decode(payload)
+        except msgspec.DecodeError:
+            events = self._salvage(payload)
+        out: list[bytes] = []
+        for event in events:
+            envelope = self.envelope(event)
+            if envelope is not None:
+                out.append(envelope)
+        return out
+
+    def notice(self, kind: str, details: dict[str, int | str]) -> bytes:
+        """An event of the extension's own (e.g. spool losses), stamped now."""
+        body = schema.encoder.encode({"type": kind, **details})
+        fields = self._prefixes["extension"] + b',"telemetry_type":' + _json_str(kind)
+        return b'{"time":' + f"{time.time():.3f}".encode() + fields + b'},"event":' + body + b"}"
+
+    def _salvage(self, payload: bytes) -> list[schema.TelemetryEvent]:
+        """Keeps the valid events of a batch in which some are malformed (counted)."""
+        try:
+            items = schema.raw_array.decode(payload)
+        except msgspec.DecodeError:
+            self.malformed += 1
+            return []
+        events = []
+        for item in items:
+            try:
+                events.append(schema.telemetry_event.decode(item))
+            except msgspec.DecodeError:
+                self.malformed += 1
+        return events
+
+    def envelope(self, event: schema.TelemetryEvent) -> bytes | None:
+        kind = event.type
+        record = bytes(event.record)
+        level: bytes | None = None
+        request_id = self.request_id
+        if kind in {"function", "extension"}:
+            if record in _EMPTY_RECORDS:
+                # HEC rejects a null or blank event (codes 12/13); an empty line carries nothing.
+                self.skipped_empty += 1
+                return None
+            if record[:1] == b'"':
+                if kind == "extension" and not self._forward_own_logs and (
+                    record.startswith(_OWN_LOG_PREFIX)
+                ):
+                    self.skipped_own += 1
+                    return None
+                record, level, line_id = _text_line(record)
+                if line_id is not None:
+                    request_id = line_id
+            elif record[:1] == b"{":
+                level, line_id = _json_line(record)
+                if line_id is not None:
+                    request_id = line_id
+            prefix = self._prefixes[kind]
+            body = record
+        else:
+            if kind in {"platform.start", "platform.runtimeDone", "platform.report"}:
+                request_id = _platform_request_id(record)
+                if kind == "platform.start":
+                    self.request_id = request_id
+            elif kind == "platform.initStart":
+                self.request_id = None
+                request_id = None
+            prefix = self._prefixes["platform"]
+            body = b'{"type":' + _json_str(kind) + b',"record":' + record + b"}"
+        fields = prefix + b',"telemetry_type":' + _json_str(kind)
+        if request_id is not None:
+            fields += b',"request_id":' + request_id
+        if level is not None:
+            fields += b',"level":' + level
+        return b'{"time":' + self.epoch(event.time) + fields + b'},"event":' + body + b"}"
+
+    def epoch(self, iso: str) -> bytes:
+        """ISO-8601 (ms, Z) to HEC `<seconds>.<ms>`; the per-second prefix is cached."""
+        if len(iso) == 24 and iso[19] == "." and iso[23] == "Z":
+            seconds = self._second_cache.get(iso[:19])
+            if seconds is None:
+                try:
+                    parsed = datetime.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")
+                except ValueError:
+                    return _slow_epoch(iso)
+                seconds = str(calendar.timegm(parsed.timetuple())).encode()
+                if len(self._second_cache) > 4096:
+                    self._second_cache.clear()
+                self._second_cache[iso[:19]] = seconds
+            return seconds + b"." + iso[20:23].encode()
+        return _slow_epoch(iso)
+
+
+def _slow_epoch(iso: str) -> bytes:
+    try:
+        stamp = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return b"null"  # HEC then uses the index time; the event itself is kept
+    if stamp.tzinfo is None:
+        return f"{calendar.timegm(stamp.timetuple()) + stamp.microsecond / 1e6:.3f}".encode()
+    return f"{stamp.timestamp():.3f}".encode()
+
+
+def _text_line(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:
+    """Strips the trailing newline; reads level and request id of `[LEVEL]\\t<time>\\t<id>\\t`."""
+    if record.endswith(b'\\n"') and not _escaped_backslash_before(record, len(record) - 3):
+        record = record[:-3] + b'"'
+    if not record.startswith(b'"['):
+        return record, None, None
+    close = record.find(b"]", 2, 12)
+    if close < 0 or record[close + 1 : close + 3] != _TAB:
+        return record, None, None
+    level = b'"' + record[2:close] + b'"'
+    id_start = record.find(_TAB, close + 3, close + 40)
+    if id_start < 0:
+        return record, level, None
+    id_start += 2
+    id_end = id_start + _REQUEST_ID_LEN
+    if record[id_end : id_end + 2] != _TAB or record[id_start + 8 : id_start + 9] != b"-":
+        return record, level, None
+    return record, level, b'"' + record[id_start:id_end] + b'"'
+
+
+def _escaped_backslash_before(record: bytes, index: int) -> bool:
+    """True when the backslash at `index` is itself escaped (an odd run before it)."""
+    run = 0
+    while index - 1 - run >= 0 and record[index - 1 - run] == 0x5C:
+        run += 1
+    return run % 2 == 1
+
+
+def _json_line(record: bytes) -> tuple[bytes | None, bytes | None]:
+    try:
+        view = schema.log_view.decode(record)
+    except msgspec.DecodeError:
+        return None, None
+    level = _json_str(view.level) if isinstance(view.level, str) else None
+    request_id = _json_str(view.requestId) if isinstance(view.requestId, str) else None
+    return level, request_id
+
+
+def _platform_request_id(record: bytes) -> bytes | None:
+    try:
+        ref = schema.request_ref.decode(record)
+    except msgspec.DecodeError:
+        return None
+    return _json_str(ref.requestId) if ref.requestId else None

@@ -1,0 +1,214 @@
+"""Extensions API client (2020-01-01): register, next event, init/error, exit/error.
+
+Runs in the main process on the cold-start path, so it imports only `_socket` (the C module;
+`socket` pulls in enum and selectors and costs several ms) and speaks HTTP/1.1 itself over
+one keep-alive connection. It never puts a timeout on /event/next: the sandbox may freeze
+while that call is pending (lambda-protocol.md §1.2).
+"""
+
+from __future__ import annotations
+
+import _socket
+
+VERSION = "2020-01-01"
+REGISTER_PATH = f"/{VERSION}/extension/register"
+NEXT_PATH = f"/{VERSION}/extension/event/next"
+INIT_ERROR_PATH = f"/{VERSION}/extension/init/error"
+EXIT_ERROR_PATH = f"/{VERSION}/extension/exit/error"
+NAME_HEADER = "Lambda-Extension-Name"
+ID_HEADER = "Lambda-Extension-Identifier"
+ERROR_TYPE_HEADER = "Lambda-Extension-Function-Error-Type"
+
+_MAX_HEADER_BYTES = 65_536
+
+
+class HttpReply:
+    """Status, lower-cased headers and body of one response."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class LambdaApiClient:
+    """A tiny HTTP/1.1 client for the local Lambda APIs (plain HTTP on loopback)."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self._address = (host or "127.0.0.1", int(port))
+        self._host_header = address
+        self._sock: _socket.socket | None = None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> HttpReply:
+        """Sends one request; reconnects once if a kept-alive connection turns out closed."""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body)}")
+        wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        reused = self._sock is not None
+        try:
+            return self._exchange(wire)
+        except (ConnectionError, _EmptyReplyError):
+            self.close()
+            if not reused:
+                raise
+            return self._exchange(wire)
+
+    def _exchange(self, wire: bytes) -> HttpReply:
+        if self._sock is None:
+            sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+            try:
+                sock.connect(self._address)
+            except OSError:
+                sock.close()
+                raise
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self._sock = sock
+        self._sock.sendall(wire)
+        reply, keep_alive = _read_reply(self._sock)
+        if not keep_alive:
+            self.close()
+        return reply
+
+
+class _EmptyReplyError(ConnectionError):
+    """The peer closed the connection before sending a status line."""
+
+
+def _read_reply(sock: _socket.socket) -> tuple[HttpReply, bool]:
+    buf = bytearray()
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        chunk = sock.recv(65_536)
+        if not chunk:
+            raise _EmptyReplyError("connection closed before the response")
+        buf += chunk
+        if len(buf) > _MAX_HEADER_BYTES:
+            raise ConnectionError("response headers too large")
+    head = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    rest = bytes(buf[end + 4 :])
+    status = int(head[0].split(" ", 2)[1])
+    headers: dict[str, str] = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    keep_alive = headers.get("connection", "").lower() != "close"
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _read_chunked(sock, rest)
+    elif "content-length" in headers:
+        body = _read_exact(sock, rest, int(headers["content-length"]))
+    else:
+        body = _read_to_close(sock, rest)
+        keep_alive = False
+    return HttpReply(status, headers, body), keep_alive
+
+
+def _read_exact(sock: _socket.socket, have: bytes, size: int) -> bytes:
+    parts = [have]
+    got = len(have)
+    while got < size:
+        chunk = sock.recv(min(size - got, 1 << 20))
+        if not chunk:
+            raise ConnectionError("connection closed inside the response body")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)[:size]
+
+
+def _read_to_close(sock: _socket.socket, have: bytes) -> bytes:
+    parts = [have]
+    while chunk := sock.recv(1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _read_chunked(sock: _socket.socket, have: bytes) -> bytes:
+    buf = bytearray(have)
+    body = bytearray()
+    while True:
+        while b"\r\n" not in buf:
+            buf += _recv_some(sock)
+        line, _, remainder = bytes(buf).partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        buf = bytearray(remainder)
+        while len(buf) < size + 2:
+            buf += _recv_some(sock)
+        if size == 0:
+            return bytes(body)
+        body += buf[:size]
+        buf = buf[size + 2 :]
+
+
+def _recv_some(sock: _socket.socket) -> bytes:
+    chunk = sock.recv(65_536)
+    if not chunk:
+        raise ConnectionError("connection closed inside a chunked body")
+    return chunk
+
+
+class ExtensionsApi:
+    """The calls of the Extensions API; raises ApiError (imported lazily) on a non-2xx."""
+
+    def __init__(self, client: LambdaApiClient) -> None:
+        self.client = client
+        self.extension_id = ""
+
+    def register(self, name: str, events: tuple[str, ...]) -> bytes:
+        """Registers `name` (must equal the launcher's file name); returns the JSON body."""
+        body = ('{"events":[' + ",".join(f'"{e}"' for e in events) + "]}").encode()
+        reply = self.client.request(
+            "POST", REGISTER_PATH,
+            {NAME_HEADER: name, "Lambda-Extension-Accept-Feature": "accountId",
+             "Content-Type": "application/json"},
+            body,
+        )
+        _check(REGISTER_PATH, reply)
+        self.extension_id = reply.headers.get(ID_HEADER.lower(), "")
+        return reply.body
+
+    def next_event(self) -> bytes:
+        """Blocks until Lambda sends the next INVOKE or SHUTDOWN event; returns its JSON."""
+        reply = self.client.request("GET", NEXT_PATH, {ID_HEADER: self.extension_id})
+        _check(NEXT_PATH, reply)
+        return reply.body
+
+    def init_error(self, error_type: str, message: str) -> None:
+        self._report(INIT_ERROR_PATH, error_type, message)
+
+    def exit_error(self, error_type: str, message: str) -> None:
+        self._report(EXIT_ERROR_PATH, error_type, message)
+
+    def _report(self, path: str, error_type: str, message: str) -> None:
+        import json
+
+        body = json.dumps(
+            {"errorMessage": message, "errorType": error_type, "stackTrace": []}
+        ).encode()
+        reply = self.client.request(
+            "POST", path,
+            {ID_HEADER: self.extension_id, ERROR_TYPE_HEADER: error_type,
+             "Content-Type": "application/json"},
+            body,
+        )
+        _check(path, reply)
+
+
+def _check(path: str, reply: HttpReply) -> None:
+    if not 200 <= reply.status < 300:
+        from ext.errors import ApiError
+
+        raise ApiError(path, reply.status, reply.body)

@@ -1,0 +1,131 @@
+"""Splunk HEC client: POST one batch over a pooled urllib3 connection and classify the answer.
+
+Runs only in the sender process; urllib3 is imported here alone, after the fork (a pool must
+never cross a fork, urllib3#850). It never retries by itself (`retries=False`): the sender owns
+the retry policy so a POST is never replayed behind its back. The token is sent in the
+Authorization header and never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import urllib3
+from urllib3.exceptions import HTTPError
+
+if TYPE_CHECKING:
+    from ext.config import Config
+
+USER_AGENT = "splunk-hec-lambda-extension/0.1"
+# HEC codes (hec.md §1.10) whose event is bad as sent: quarantine it, resend the rest.
+POISON_CODES = frozenset({5, 6, 12, 13, 15})
+# Configuration problems an operator can fix (token, index, ack): hold the data, never drop.
+HOLD_CODES = frozenset({1, 2, 3, 4, 7, 10, 11, 14, 16, 21, 22})
+RETRY_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})
+
+
+class Verdict(enum.Enum):
+    ACCEPTED = "accepted"
+    RETRY = "retry"  # transient: network, timeout, 408/429/5xx, maintenance 404
+    HOLD = "hold"  # configuration: bad token, index, ack; wait for an operator
+    POISON = "poison"  # one event (or the batch if no index) is invalid as sent
+    TOO_LARGE = "too_large"  # 413: split the batch
+
+
+@dataclass(frozen=True, slots=True)
+class HecOutcome:
+    verdict: Verdict
+    status: int = 0  # 0 when no HTTP response arrived
+    code: int | None = None
+    text: str = ""
+    invalid_event: int | None = None
+    retry_after_s: float | None = None
+
+
+class HecClient:
+    """One keep-alive connection to the HEC endpoint, with gzip and a per-process channel."""
+
+    def __init__(self, config: Config) -> None:
+        timeout = urllib3.Timeout(
+            connect=config.connect_timeout_ms / 1000, read=config.request_timeout_ms / 1000
+        )
+        kwargs: dict[str, object] = {"maxsize": 1, "block": False, "timeout": timeout}
+        if config.hec_url.startswith("https://"):
+            kwargs["cert_reqs"] = "CERT_REQUIRED" if config.verify_tls else "CERT_NONE"
+            if config.ca_bundle:
+                kwargs["ca_certs"] = config.ca_bundle
+        self._pool = urllib3.connection_from_url(config.hec_url, **kwargs)
+        self._path = config.hec_path
+        self._gzip_level = config.gzip_level
+        self._headers = {
+            "Authorization": f"Splunk {config.hec_token}",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Splunk-Request-Channel": str(uuid.uuid4()),
+        }
+        if self._gzip_level:
+            self._headers["Content-Encoding"] = "gzip"
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def post(self, body: bytes) -> HecOutcome:
+        """Sends one request body (newline-joined envelopes) and classifies the answer."""
+        if self._gzip_level:
+            compressor = zlib.compressobj(self._gzip_level, zlib.DEFLATED, 31)
+            body = compressor.compress(body) + compressor.flush()
+        try:
+            response = self._pool.urlopen(
+                "POST", self._path, body=body, headers=self._headers,
+                retries=False, redirect=False, preload_content=True,
+            )
+        except HTTPError as err:
+            return HecOutcome(Verdict.RETRY, text=type(err).__name__)
+        return classify(response.status, response.data, response.headers.get("Retry-After"))
+
+
+def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
+    """Maps an HTTP status and HEC body (JSON, HTML or empty) to what the sender should do."""
+    code, text, invalid = _parse_body(data)
+    delay = _retry_after_s(retry_after)
+    if 200 <= status < 300:
+        return HecOutcome(Verdict.ACCEPTED, status, code, text)
+    if status == 413:
+        return HecOutcome(Verdict.TOO_LARGE, status, code, text)
+    if code in HOLD_CODES or status in (401, 403):
+        return HecOutcome(Verdict.HOLD, status, code, text, invalid)
+    if status == 400 and (code in POISON_CODES or code is None):
+        return HecOutcome(Verdict.POISON, status, code, text, invalid)
+    if status in RETRY_STATUSES or status >= 500:
+        return HecOutcome(Verdict.RETRY, status, code, text, None, delay)
+    return HecOutcome(Verdict.HOLD, status, code, text, invalid)
+
+
+def _parse_body(data: bytes) -> tuple[int | None, str, int | None]:
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None, data[:200].decode("utf-8", "replace"), None
+    if not isinstance(parsed, dict):
+        return None, str(parsed)[:200], None
+    code = parsed.get("code")
+    invalid = parsed.get("invalid-event-number")
+    return (
+        code if isinstance(code, int) else None,
+        str(parsed.get("text", ""))[:200],
+        invalid if isinstance(invalid, int) and invalid >= 0 else None,
+    )
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, min(float(value), 300.0))
+    except ValueError:
+        return None

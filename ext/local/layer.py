@@ -1,0 +1,40 @@
+"""Builds a layer-like /opt folder from this checkout, so the emulator runs the extension exactly
+as Lambda would: `<opt>/extensions/<name>` is the real bootstrap launcher and `<opt>/<name>/`
+holds the `ext` package and its dependencies (symlinks into this environment, no copy).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXTENSION_NAME = "splunk-hec-extension"
+_DEPENDENCIES = ("msgspec", "urllib3")
+
+
+def make_local_opt(dest: Path, name: str = EXTENSION_NAME) -> Path:
+    """Creates (or refreshes) `dest` as an /opt folder holding the extension; returns `dest`."""
+    extensions = dest / "extensions"
+    extensions.mkdir(parents=True, exist_ok=True)
+    launcher = extensions / name
+    shutil.copyfile(REPO_ROOT / "bootstrap", launcher)
+    launcher.chmod(0o755)
+    code = dest / name
+    code.mkdir(parents=True, exist_ok=True)
+    _link(code / "ext", REPO_ROOT / "ext")
+    for module in _DEPENDENCIES:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            raise RuntimeError(f"{module} is not installed in this environment")
+        _link(code / module, Path(spec.origin).parent)
+    return dest
+
+
+def _link(path: Path, target: Path) -> None:
+    if path.is_symlink() or path.exists():
+        if path.resolve() == target.resolve():
+            return
+        path.unlink()
+    path.symlink_to(target, target_is_directory=True)

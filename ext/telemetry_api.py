@@ -1,0 +1,49 @@
+"""Telemetry API client (2022-07-01): the subscription, and nothing else.
+
+Runs in the main process during init (subscriptions close when init ends). Always sends the
+three buffering values explicitly: the documented defaults disagree (lambda-protocol.md §2.1).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ext import schema
+from ext.errors import ApiError
+from ext.extensions_api import ID_HEADER
+
+if TYPE_CHECKING:
+    from ext.config import Config
+    from ext.extensions_api import ExtensionsApi
+
+SUBSCRIBE_PATH = "/2022-07-01/telemetry"
+SCHEMA_VERSION = "2022-12-13"
+# The host Lambda delivers to inside the sandbox; the local emulator maps it to 127.0.0.1.
+DESTINATION_HOST = "sandbox.localdomain"
+
+
+def build_subscription(config: Config, port: int) -> schema.Subscription:
+    return schema.Subscription(
+        schemaVersion=SCHEMA_VERSION,
+        types=list(config.telemetry_types),
+        buffering=schema.BufferingConfig(
+            maxItems=config.buffer_max_items,
+            maxBytes=config.buffer_max_bytes,
+            timeoutMs=config.buffer_timeout_ms,
+        ),
+        destination=schema.Destination(protocol="HTTP", URI=f"http://{DESTINATION_HOST}:{port}/"),
+    )
+
+
+def subscribe(api: ExtensionsApi, subscription: schema.Subscription) -> bool:
+    """Subscribes; False when the platform accepts but delivers nothing (RIE/SAM's 202)."""
+    reply = api.client.request(
+        "PUT", SUBSCRIBE_PATH,
+        {ID_HEADER: api.extension_id, "Content-Type": "application/json"},
+        schema.encoder.encode(subscription),
+    )
+    if reply.status == 202:
+        return False
+    if reply.status != 200:
+        raise ApiError(SUBSCRIBE_PATH, reply.status, reply.body)
+    return True

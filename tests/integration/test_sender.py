@@ -1,0 +1,196 @@
+"""The sender as a real process: spool -> HEC receiver, with faults and kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext import control
+from ext.local.hec import HecReceiver
+from ext.spool import SpoolWriter, read_committed
+from tests.integration.conftest import TOKEN
+from tests.integration.telemetry_builders import body, invocation
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SenderProc:
+    def __init__(self, spool: Path, hec_url: str, env: dict[str, str]) -> None:
+        self.spool = spool
+        self.wake_r, self.wake_w = control.make_pipe()
+        self.ctl_r, self.ctl_w = control.make_pipe()
+        self.status_r, self.status_w = control.make_pipe()
+        self.env = {**os.environ, "SPLUNK_HOST": hec_url, "SPLUNK_HEC_TOKEN": TOKEN,
+                    "SPLUNK_SPOOL_DIR": str(spool), **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        fds = (self.wake_r, self.ctl_r, self.status_w)
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.sender_child", "fn", *map(str, fds)],
+            cwd=ROOT, env=self.env, pass_fds=fds, stderr=subprocess.PIPE)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        _, err = self.proc.communicate(timeout=10)
+        return err.decode()
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.kill()
+        for fd in (self.wake_r, self.wake_w, self.ctl_r, self.ctl_w, self.status_r, self.status_w):
+            os.close(fd)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def sender_factory(spool: Path, hec: HecReceiver) -> Iterator[list[SenderProc]]:
+    made: list[SenderProc] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def make(made: list[SenderProc], spool: Path, hec: HecReceiver, **env: str) -> SenderProc:
+    s = SenderProc(spool, hec.url, env)
+    made.append(s)
+    s.start()
+    return s
+
+
+def wait_for(predicate: object, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def spool_invocations(writer: SpoolWriter, count: int, lines: int) -> list[str]:
+    expected = []
+    for n in range(count):
+        _, events = invocation(n, lines, ms=n * 10)
+        writer.append(body(events), len(events))
+        expected += [f"inv{n}-{i} hello" for i in range(lines)]
+    return expected
+
+
+def function_lines(hec: HecReceiver) -> list[str]:
+    return [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:function", limit=10**6)]
+
+
+def test_delivers_everything_in_order(spool: Path, hec: HecReceiver,
+                                      sender_factory: list[SenderProc]) -> None:
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 30, 20)
+        last = writer.next_seq - 1
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last)
+    assert function_lines(hec) == expected
+    assert hec.count(sourcetype="aws:lambda:platform") == 60
+    assert "ERROR" not in sender.stop()
+
+
+def test_min_batch_size_holds_until_flush(spool: Path, hec: HecReceiver,
+                                          sender_factory: list[SenderProc]) -> None:
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1000",
+                  SPLUNK_DISPATCH_MAX_WAIT_MS="60000")
+    with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
+        spool_invocations(writer, 2, 5)
+        last = writer.next_seq - 1
+    time.sleep(0.5)  # nothing may be sent below the minimum batch size
+    assert hec.count() == 0
+    control.send(sender.ctl_w, control.FLUSH, last)
+    wait_for(lambda: read_committed(spool) >= last)
+    assert len(function_lines(hec)) == 10
+
+
+def test_outage_then_recovery_loses_nothing(spool: Path, hec: HecReceiver,
+                                            sender_factory: list[SenderProc]) -> None:
+    hec.set_fault("busy", count=4)
+    hec.add_fault("server_error", count=2)
+    hec.add_fault("stale_keepalive", count=1)
+    hec.add_fault("reset_after_store", count=1, store=False)
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 10, 10)
+        last = writer.next_seq - 1
+    make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1", SPLUNK_MAX_REQUEST_BYTES="8192")
+    wait_for(lambda: read_committed(spool) >= last, timeout=30)
+    assert function_lines(hec) == expected
+
+
+def test_poison_event_quarantined_rest_delivered(spool: Path, hec: HecReceiver,
+                                                 sender_factory: list[SenderProc]) -> None:
+    hec.set_fault("invalid_event", count=1, code=6, index=3)
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 1, 10)
+        last = writer.next_seq - 1
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last)
+    # Event 3 of the request is the second function line (after platform.start at 0).
+    assert function_lines(hec) == expected[:2] + expected[3:]
+    dead = (spool.parent / "deadletter.jsonl").read_text().splitlines()
+    assert len(dead) == 1 and "inv0-2 hello" in dead[0]
+    assert "refused 1 event" in sender.stop()
+
+
+def test_hold_on_bad_token_then_recover(spool: Path, hec: HecReceiver,
+                                        sender_factory: list[SenderProc]) -> None:
+    hec.set_fault("auth", count=1, code=4)
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 3, 5)
+        last = writer.next_seq - 1
+    make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last, timeout=30)
+    assert function_lines(hec) == expected
+
+
+def test_sigkill_mid_run_resumes_without_loss(spool: Path, hec: HecReceiver,
+                                              sender_factory: list[SenderProc]) -> None:
+    hec.set_fault("delay", seconds=0.2)
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 40, 10)
+        last = writer.next_seq - 1
+    first = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1",
+                 SPLUNK_MAX_REQUEST_BYTES="4096")
+    wait_for(lambda: hec.count() > 0)
+    first.kill()
+    hec.clear_faults()
+    make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last)
+    got = function_lines(hec)
+    assert set(got) == set(expected)
+    assert len(got) - len(expected) <= 40  # at most one 4 KiB batch sent twice
+
+
+def test_drain_then_exit(spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]) -> None:
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 5, 100)
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="100000",
+                  SPLUNK_DISPATCH_MAX_WAIT_MS="600000")
+    control.send(sender.ctl_w, control.DRAIN, int(time.time() * 1000) + 5000)
+    assert sender.proc is not None
+    assert sender.proc.wait(timeout=10) == 0
+    assert function_lines(hec) == expected

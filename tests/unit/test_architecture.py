@@ -1,0 +1,70 @@
+"""Guards on the package's shape: no /dev/shm primitives, layering, and what the core imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+EXT = Path(__file__).resolve().parents[2] / "ext"
+CORE = sorted(p for p in EXT.rglob("*.py") if "local" not in p.relative_to(EXT).parts)
+# Everything here needs a POSIX semaphore or shared memory, which Lambda lacks (no /dev/shm).
+SHM_NAMES = {"Queue", "SimpleQueue", "JoinableQueue", "Lock", "RLock", "Event", "Condition",
+             "Semaphore", "BoundedSemaphore", "Barrier", "Pool", "Manager", "Value", "Array",
+             "shared_memory", "SharedMemory", "ProcessPoolExecutor"}
+
+
+def imports_of(path: Path) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.extend((node.module, alias.name) for alias in node.names)
+    return found
+
+
+def test_core_modules_found() -> None:
+    assert len(CORE) >= 15
+
+
+@pytest.mark.parametrize("path", [p for p in EXT.rglob("*.py")], ids=lambda p: p.name)
+def test_no_dev_shm_primitives(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    for module, name in imports_of(path):
+        assert not module.startswith("multiprocessing"), f"{path.name} imports {module}"
+        if module == "concurrent.futures":
+            assert name != "ProcessPoolExecutor"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id in {"multiprocessing", "mp"}:
+                assert node.attr not in SHM_NAMES, f"{path.name} uses multiprocessing.{node.attr}"
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(EXT)))
+def test_core_never_imports_local_tooling_or_tests(path: Path) -> None:
+    for module, _ in imports_of(path):
+        assert not module.startswith(("ext.local", "tests", "benchmarks", "function"))
+
+
+def test_only_hec_imports_urllib3() -> None:
+    users = {p.name for p in CORE for module, _ in imports_of(p) if module.startswith("urllib3")}
+    assert users == {"hec.py"}
+
+
+def test_local_tooling_does_not_import_core() -> None:
+    allowed = {"ext.local"}
+    for path in (EXT / "local").rglob("*.py"):
+        for module, _ in imports_of(path):
+            if module.startswith("ext") and not module.startswith(tuple(allowed)):
+                pytest.fail(f"{path} imports {module}")
+
+
+def test_cold_start_path_imports_nothing_heavy() -> None:
+    """register happens after importing only ext.__main__ and ext.extensions_api."""
+    for name in ("__main__.py", "extensions_api.py"):
+        top_level = [n for n in ast.parse((EXT / name).read_text()).body
+                     if isinstance(n, ast.Import | ast.ImportFrom)]
+        modules = {m.names[0].name if isinstance(m, ast.Import) else m.module for m in top_level}
+        assert modules <= {"__future__", "os", "sys", "_socket"}, modules

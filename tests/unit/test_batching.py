@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ext.batching import HecBatch, plan_batches, split_batch, without
+
+events = st.lists(st.text(max_size=60), max_size=12)
+records = st.lists(events, max_size=15)
+
+
+def envelope(text: str, n: int) -> bytes:
+    return json.dumps({"time": 1.0, "event": f"{n}:{text}"}).encode()
+
+
+def build(recs: list[list[str]]) -> list[tuple[int, list[bytes]]]:
+    out, n = [], 0
+    for seq, texts in enumerate(recs, start=10):
+        envs = []
+        for text in texts:
+            envs.append(envelope(text, n))
+            n += 1
+        out.append((seq, envs))
+    return out
+
+
+def parse_concatenated(body: bytes) -> list[dict[str, object]]:
+    decoder, text, pos, found = json.JSONDecoder(), body.decode(), 0, []
+    while pos < len(text):
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            break
+        obj, pos = decoder.raw_decode(text, pos)
+        found.append(obj)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(recs=records, max_bytes=st.integers(min_value=1, max_value=600))
+def test_batches_bounded_ordered_exactly_once(recs: list[list[str]], max_bytes: int) -> None:
+    planned = build(recs)
+    batches = plan_batches(planned, max_bytes)
+    sent = [env for b in batches for env in b.envelopes]
+    assert sent == [env for _, envs in planned for env in envs]
+    for b in batches:
+        body = b.body()
+        assert len(body) == b.size
+        assert len(body) <= max_bytes or len(b.envelopes) == 1
+        assert [json.dumps(o).encode() for o in parse_concatenated(body)] == b.envelopes
+    # A record's seq is completed only by the batch holding its last envelope (or later).
+    position = 0
+    for seq, envs in planned:
+        position += len(envs)
+        owner = _batch_at(batches, position)
+        assert owner is not None
+        completes = [b.completes_seq for b in batches[owner:] if b.completes_seq is not None]
+        assert completes and completes[0] >= seq
+    completed = [b.completes_seq for b in batches if b.completes_seq is not None]
+    assert completed == sorted(completed)
+    if planned:
+        assert batches[-1].completes_seq == planned[-1][0]
+
+
+def _batch_at(batches: list[HecBatch], position: int) -> int | None:
+    seen = 0
+    for i, b in enumerate(batches):
+        seen += len(b.envelopes)
+        if seen >= position:
+            return i
+    return len(batches) - 1 if batches else None
+
+
+@given(st.lists(st.binary(min_size=1, max_size=20), min_size=2, max_size=30))
+def test_split_keeps_everything(envs: list[bytes]) -> None:
+    batch = HecBatch(envs, len(b"\n".join(envs)), 7)
+    first, second = split_batch(batch)
+    assert first.envelopes + second.envelopes == envs
+    assert first.completes_seq is None and second.completes_seq == 7
+    assert first.size == len(first.body()) and second.size == len(second.body())
+
+
+@given(st.lists(st.binary(min_size=1, max_size=20), min_size=1, max_size=30), st.data())
+def test_without_removes_one(envs: list[bytes], data: st.DataObject) -> None:
+    index = data.draw(st.integers(min_value=0, max_value=len(envs) - 1))
+    rest = without(HecBatch(envs, 0, 3), index)
+    assert rest.envelopes == envs[:index] + envs[index + 1 :]
+    assert rest.size == len(rest.body())
+
+
+def test_record_without_events_still_completes() -> None:
+    batches = plan_batches([(4, [])], 100)
+    assert len(batches) == 1 and batches[0].completes_seq == 4 and not batches[0].envelopes

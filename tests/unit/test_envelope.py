@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ext import config
+from ext.envelope import EnvelopeBuilder
+
+RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
+
+
+def builder(**extra: str) -> EnvelopeBuilder:
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t", **extra})
+    return EnvelopeBuilder(cfg, "my-fn")
+
+
+def one(b: EnvelopeBuilder, event: dict[str, object]) -> dict[str, object]:
+    out = b.build(json.dumps([event]).encode())
+    assert len(out) == 1
+    parsed: dict[str, object] = json.loads(out[0])
+    return parsed
+
+
+def test_text_log_line_from_logging_module() -> None:
+    line = f"[ERROR]\t2026-10-08T07:30:29.443Z\t{RID}\tWidget failed\n"
+    env = one(builder(), {"time": "2026-10-08T07:30:29.443Z", "type": "function", "record": line})
+    assert env["event"] == line[:-1]
+    assert env["time"] == datetime(2026, 10, 8, 7, 30, 29, 443000, tzinfo=UTC).timestamp()
+    assert env["sourcetype"] == "aws:lambda:function"
+    assert env["source"] == "lambda:my-fn"
+    assert env["host"] == "my-fn"
+    assert "index" not in env
+    assert env["fields"] == {"function_name": "my-fn", "telemetry_type": "function",
+                             "request_id": RID, "level": "ERROR"}
+
+
+def test_json_log_record_and_overrides() -> None:
+    b = builder(SPLUNK_INDEX="lambda", SPLUNK_SOURCETYPE="_json", SPLUNK_SOURCE="src",
+                SPLUNK_HEC_HOST="hst")
+    record = {"timestamp": "x", "level": "WARN", "requestId": RID, "message": "m", "n": [1, 2]}
+    env = one(b, {"time": "2026-10-08T07:30:29.443Z", "type": "function", "record": record})
+    assert env["event"] == record
+    assert (env["index"], env["sourcetype"], env["source"], env["host"]) == (
+        "lambda", "_json", "src", "hst")
+    fields = env["fields"]
+    assert isinstance(fields, dict)
+    assert fields["level"] == "WARN" and fields["request_id"] == RID
+
+
+def test_platform_records_and_request_tracking() -> None:
+    b = builder()
+    start = one(b, {"time": "2026-10-08T07:30:28.235Z", "type": "platform.start",
+                    "record": {"requestId": RID, "version": "$LATEST"}})
+    assert start["event"] == {"type": "platform.start", "record": {"requestId": RID,
+                                                                   "version": "$LATEST"}}
+    assert start["sourcetype"] == "aws:lambda:platform"
+    printed = one(b, {"time": "2026-10-08T07:30:28.236Z", "type": "function", "record": "hi\n"})
+    assert printed["event"] == "hi"
+    fields = printed["fields"]
+    assert isinstance(fields, dict) and fields["request_id"] == RID and "level" not in fields
+    one(b, {"time": "2026-10-08T07:30:30.000Z", "type": "platform.initStart", "record": {}})
+    later = one(b, {"time": "2026-10-08T07:30:30.001Z", "type": "function", "record": "x"})
+    assert isinstance(later["fields"], dict) and "request_id" not in later["fields"]
+
+
+def test_own_log_lines_skipped_unless_asked() -> None:
+    line = f"{config.OWN_LOG_MARKER} WARNING sender: HEC is not accepting events"
+    event = {"time": "2026-10-08T07:30:28.235Z", "type": "extension", "record": line}
+    b = builder()
+    assert b.build(json.dumps([event]).encode()) == []
+    assert b.skipped_own == 1
+    assert one(builder(SPLUNK_FORWARD_OWN_LOGS="true"), event)["event"] == line
+
+
+def test_malformed_events_salvaged_and_counted() -> None:
+    b = builder()
+    body = json.dumps([{"time": 5, "type": "function", "record": "bad time"}, 3,
+                       {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": "ok"}])
+    out = b.build(body.encode())
+    assert [json.loads(e)["event"] for e in out] == ["ok"]
+    assert b.malformed == 2
+    assert b.build(b"not json") == [] and b.malformed == 3
+
+
+def test_empty_lines_skipped() -> None:
+    b = builder()
+    body = [{"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": r}
+            for r in ("", "\n", None)]
+    assert b.build(json.dumps(body).encode()) == []
+    assert b.skipped_empty == 3
+
+
+def test_odd_timestamps() -> None:
+    b = builder()
+    env = one(b, {"time": "2026-10-08T07:30:28.5+00:00", "type": "function", "record": "x"})
+    assert env["time"] == datetime(2026, 10, 8, 7, 30, 28, 500000, tzinfo=UTC).timestamp()
+    env = one(b, {"time": "yesterday", "type": "function", "record": "x"})
+    assert env["time"] is None
+
+
+base = datetime(2020, 1, 1, tzinfo=UTC)
+instants = st.integers(min_value=0, max_value=20 * 365 * 86400 * 1000).map(
+    lambda ms: base + timedelta(milliseconds=ms))
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+json_objects = st.dictionaries(st.text(max_size=10),
+                               st.recursive(json_scalars, lambda c: st.lists(c, max_size=3),
+                                            max_leaves=5), min_size=1, max_size=5)
+records = st.one_of(st.text(min_size=1, max_size=80).filter(lambda t: t.strip("\n")), json_objects)
+kinds = st.sampled_from(["function", "extension", "platform.report", "platform.start"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(instants, kinds, records), max_size=20))
+def test_any_batch_maps_losslessly(items: list[tuple[datetime, str, object]]) -> None:
+    batch = [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z",
+              "type": kind, "record": rec} for t, kind, rec in items]
+    out = builder(SPLUNK_FORWARD_OWN_LOGS="true").build(json.dumps(batch).encode())
+    assert len(out) == len(batch)
+    for raw, (t, kind, rec) in zip(out, items, strict=True):
+        env = json.loads(raw)
+        assert round(env["time"] * 1000) == round(t.timestamp() * 1000)
+        if kind.startswith("platform."):
+            assert env["event"] == {"type": kind, "record": rec}
+        elif isinstance(rec, str):
+            assert env["event"] == (rec[:-1] if rec.endswith("\n") else rec)
+        else:
+            assert env["event"] == rec
+        assert env["fields"]["telemetry_type"] == kind
