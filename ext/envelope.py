@@ -57,6 +57,8 @@ class EnvelopeBuilder:
             ).encode()
         self._forward_own_logs = config.forward_own_logs
         self._second_cache: dict[str, bytes] = {}
+        self._last_iso = ""
+        self._tie = 0
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
         self.skipped_own = 0
         self.skipped_empty = 0
@@ -136,7 +138,19 @@ class EnvelopeBuilder:
             fields += b',"request_id":' + request_id
         if level is not None:
             fields += b',"level":' + level
-        return b'{"time":' + self.epoch(event.time) + fields + b'},"event":' + body + b"}"
+        return b'{"time":' + self._ordered_time(event.time) + fields + b'},"event":' + body + b"}"
+
+    def _ordered_time(self, iso: str) -> bytes:
+        """Epoch time plus a microsecond tiebreak, so Splunk keeps the order of events that
+        share a telemetry millisecond (Splunk sorts by _time, which keeps 6 decimals)."""
+        stamp = self.epoch(iso)
+        if iso == self._last_iso and self._tie < 999:
+            self._tie += 1
+        else:
+            self._last_iso, self._tie = iso, 0
+        if stamp == b"null" or self._tie == 0:
+            return stamp
+        return stamp + b"%03d" % self._tie
 
     def epoch(self, iso: str) -> bytes:
         """ISO-8601 (ms, Z) to HEC `<seconds>.<ms>`; the per-second prefix is cached."""

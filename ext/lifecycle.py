@@ -224,4 +224,7 @@ def _configure_logging(level: str) -> None:
         format=f"{config_module.OWN_LOG_MARKER} %(levelname)s main: %(message)s",
         force=True,
     )
+    # urllib3 logs every request at DEBUG; forwarded as our own `extension` telemetry that
+    # would be one more request per request, a feedback loop. Its warnings still show.
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 

@@ -32,6 +32,7 @@ RETRY_CAP_S = 30.0
 HOLD_BASE_S = 2.0
 HOLD_CAP_S = 60.0
 IDLE_POLL_S = 0.25
+DRAIN_RETRY_S = 0.05
 READ_RECORDS = 256
 LOSS_NOTICE = "splunk-extension.spool-loss"
 
@@ -179,6 +180,10 @@ class Sender:
         control.send(self.status_fd, control.COMMITTED, seq)
 
     def _backoff_s(self, attempt: int, outcome: HecOutcome) -> float:
+        if self.drain_deadline is not None:
+            # The environment is going away: what is not sent now is lost with it, so
+            # retry briskly until the deadline instead of waiting out a long backoff.
+            return min(DRAIN_RETRY_S * attempt, 0.25)
         if outcome.verdict is Verdict.HOLD:
             hold: float = min(HOLD_CAP_S, HOLD_BASE_S * 2.0 ** min(attempt - 1, 10))
             return hold
@@ -231,9 +236,10 @@ class Sender:
             ready, _, _ = select.select(fds, [], [], min(left, IDLE_POLL_S))
             if self.wake_fd in ready:
                 _drain_pipe(self.wake_fd)
+            draining = self.drain_deadline is not None
             self._service_control()
-            if ready and not servicing:
-                return
+            if ready and (not servicing or (not draining and self.drain_deadline is not None)):
+                return  # new data, or shutdown began during a backoff: retry at once
 
 
 def _drain_pipe(fd: int) -> None:

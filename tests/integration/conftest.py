@@ -21,3 +21,11 @@ def hec(tmp_path: Path) -> Iterator[HecReceiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def local_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An /opt folder with this checkout's extension behind the real bootstrap launcher."""
+    from ext.local.layer import make_local_opt
+
+    return make_local_opt(tmp_path_factory.mktemp("opt"))

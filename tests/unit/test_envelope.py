@@ -93,6 +93,15 @@ def test_empty_lines_skipped() -> None:
     assert b.skipped_empty == 3
 
 
+def test_same_millisecond_keeps_order() -> None:
+    events = [{"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": f"l{i}"}
+              for i in range(3)]
+    out = [json.loads(e) for e in builder().build(json.dumps(events).encode())]
+    times = [e["time"] for e in out]
+    assert times == sorted(times) and len(set(times)) == 3
+    assert all(int(t * 1000 + 1e-6) == int(times[0] * 1000 + 1e-6) for t in times)
+
+
 def test_odd_timestamps() -> None:
     b = builder()
     env = one(b, {"time": "2026-10-08T07:30:28.5+00:00", "type": "function", "record": "x"})
@@ -121,7 +130,7 @@ def test_any_batch_maps_losslessly(items: list[tuple[datetime, str, object]]) ->
     assert len(out) == len(batch)
     for raw, (t, kind, rec) in zip(out, items, strict=True):
         env = json.loads(raw)
-        assert round(env["time"] * 1000) == round(t.timestamp() * 1000)
+        assert int(env["time"] * 1000 + 1e-6) == round(t.timestamp() * 1000)
         if kind.startswith("platform."):
             assert env["event"] == {"type": kind, "record": rec}
         elif isinstance(rec, str):

@@ -1,0 +1,80 @@
+# The sample deployment: the extension layer (built by the splunk-extension module) and a Python
+# function that runs it. Users with their own functions call the module directly (docs/deploy.md).
+
+module "splunk_extension" {
+  source = "./modules/splunk-extension"
+
+  extension_name = var.extension_name
+  architecture   = var.architecture
+  runtime        = var.runtime
+  layer_zip_path = var.layer_zip_path
+  build_python   = var.build_python
+
+  splunk_host                    = var.SPLUNK_HOST
+  splunk_hec_token               = var.SPLUNK_HEC_TOKEN
+  splunk_hec_token_secret_arn    = var.splunk_hec_token_secret_arn
+  splunk_hec_token_secret_key    = var.splunk_hec_token_secret_key
+  splunk_hec_token_ssm_parameter = var.splunk_hec_token_ssm_parameter
+  splunk_index                   = var.SPLUNK_INDEX
+  dispatch_min_batch_size        = var.DISPATCH_MIN_BATCH_SIZE
+  splunk_source                  = var.SPLUNK_SOURCE
+  splunk_sourcetype              = var.SPLUNK_SOURCETYPE
+  splunk_hec_host                = var.SPLUNK_HEC_HOST
+  splunk_telemetry_types         = var.SPLUNK_TELEMETRY_TYPES
+  splunk_flush                   = var.SPLUNK_FLUSH
+  splunk_flush_budget_ms         = var.SPLUNK_FLUSH_BUDGET_MS
+  splunk_verify_tls              = var.SPLUNK_VERIFY_TLS
+  splunk_ca_bundle               = var.SPLUNK_CA_BUNDLE
+  splunk_spool_max_mb            = var.SPLUNK_SPOOL_MAX_MB
+  extra_environment              = var.extra_environment
+}
+
+data "archive_file" "function" {
+  type        = "zip"
+  source_dir  = "${path.module}/../function"
+  output_path = "${path.module}/../build/function.zip"
+  excludes    = ["**/__pycache__/**", "**/*.pyc"]
+}
+
+resource "aws_lambda_function" "sample" {
+  #checkov:skip=CKV_AWS_116:The sample is invoked synchronously; a dead-letter queue only applies to async invokes.
+  #checkov:skip=CKV_AWS_117:HEC is reached over the internet; a VPC would need a NAT gateway and is the user's choice.
+  #checkov:skip=CKV_AWS_115:Reserved concurrency takes from the account pool and fails on new accounts (limit 10).
+  #checkov:skip=CKV_AWS_173:Environment is encrypted at rest with the AWS-managed key; a CMK is the user's choice.
+  #checkov:skip=CKV_AWS_272:Code signing needs a signing profile outside this sample's scope.
+  function_name = var.function_name
+  description   = "Sample function forwarding its telemetry to Splunk HEC through the extension layer"
+  role          = aws_iam_role.function.arn
+  handler       = "handler.handler"
+  runtime       = var.runtime
+  architectures = [var.architecture]
+  memory_size   = var.memory_size
+  timeout       = var.timeout
+
+  filename         = data.archive_file.function.output_path
+  source_code_hash = data.archive_file.function.output_base64sha256
+  layers           = [module.splunk_extension.layer_arn]
+
+  environment {
+    variables = module.splunk_extension.environment_variables
+  }
+
+  logging_config {
+    log_format = var.log_format
+    log_group  = local.log_group_name
+  }
+
+  tracing_config {
+    mode = var.tracing_mode
+  }
+
+  lifecycle {
+    precondition {
+      condition     = module.splunk_extension.architecture == var.architecture && module.splunk_extension.compatible_runtime == var.runtime
+      error_message = "The layer must be built for the function's architecture and runtime."
+    }
+  }
+
+  # The role's log permissions (or explicit denial) must be in place before the first invoke.
+  depends_on = [aws_iam_role_policy.logs, aws_cloudwatch_log_group.function]
+}

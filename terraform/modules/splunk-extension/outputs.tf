@@ -1,0 +1,42 @@
+# What a caller wires into its own aws_lambda_function.
+
+output "layer_arn" {
+  description = "ARN of the published layer version: add it to the function's layers."
+  value       = aws_lambda_layer_version.extension.arn
+}
+
+output "layer_version" {
+  description = "Version number of the published layer."
+  value       = aws_lambda_layer_version.extension.version
+}
+
+output "layer_sha256" {
+  description = "Base64 SHA-256 of the layer zip (the same inputs always give the same value)."
+  value       = local.layer_zip_sha256
+}
+
+output "extension_name" {
+  description = "Registered name of the extension (the launcher's file name)."
+  value       = var.extension_name
+}
+
+output "compatible_runtime" {
+  description = "The one Python runtime the layer was built for; the function must use it."
+  value       = var.runtime
+}
+
+output "architecture" {
+  description = "The instruction set the layer was built for; the function must use it."
+  value       = var.architecture
+}
+
+output "environment_variables" {
+  description = "Environment to merge into the function's: the extension's settings, the HEC token included."
+  value       = local.environment_variables
+  sensitive   = true
+
+  precondition {
+    condition     = local.token_sources == 1
+    error_message = "Give exactly one of splunk_hec_token, splunk_hec_token_secret_arn or splunk_hec_token_ssm_parameter."
+  }
+}
