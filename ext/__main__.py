@@ -19,10 +19,10 @@ def main() -> int:
     from ext.extensions_api import ExtensionsApi, LambdaApiClient
 
     api = ExtensionsApi(LambdaApiClient(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")))
-    register_body = api.register(name, ("INVOKE", "SHUTDOWN"))
+    api.register(name, ("INVOKE", "SHUTDOWN"))
     from ext import lifecycle
 
-    return lifecycle.run(api, register_body, os.environ)
+    return lifecycle.run(api, os.environ)
 
 
 if __name__ == "__main__":

@@ -5,26 +5,27 @@ for an invocation, waits until that invocation's platform.runtimeDone is spooled
 spooled up to it is accepted by HEC, within the flush budget: the logs are in Splunk before the
 environment freezes. With `background` it never waits. On SHUTDOWN it waits briefly for the last
 platform.report, then lets the sender drain until just before the deadline.
+
+This module is on the cold-start path (until the first event/next): it uses C modules
+(`_socket`, `select`) and a small JSON reader, and leaves msgspec, logging and urllib3 to the
+children, which import them after the fork.
 """
 
 from __future__ import annotations
 
-import logging
+import _socket
 import select
-import socket
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from ext import config as config_module
-from ext import control, errors, schema, supervisor, telemetry_api
-from ext.spool import read_committed
+from ext import control, diagnostics, errors, minijson, supervisor, telemetry_api
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ext.config import Config
     from ext.extensions_api import ExtensionsApi
-
-log = logging.getLogger(__name__)
 
 # Lambda SIGKILLs whatever still runs at the SHUTDOWN deadline (lambda-protocol.md §3.4);
 # exit this long before it so the exit is ours, not the platform's.
@@ -33,25 +34,39 @@ SHUTDOWN_MARGIN_S = 0.15
 INVOKE_MARGIN_S = 0.05
 # How long to wait at SHUTDOWN for the last invocation's platform.report (delivered in the window).
 REPORT_WAIT_S = 0.5
-COMMIT_POLL_S = 0.02
+LISTEN_BACKLOG = 16
 
 
-def run(api: ExtensionsApi, register_body: bytes, environ: Mapping[str, str]) -> int:
+def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
     """Everything after register; returns the process exit code."""
     try:
         config = config_module.load(environ)
     except errors.ConfigError as err:
         return _config_failed(api, err, environ)
-    _configure_logging(config.log_level)
-    function_name = _function_name(register_body, environ)
+    diagnostics.set_level(config.log_level)
+    function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME") or "unknown-function"
     try:
         main = MainLoop(api, config, function_name)
         main.start()
     except Exception as err:
-        log.exception("startup failed")
+        diagnostics.note("ERROR", f"startup failed: {err!r}")
         api.init_error(errors.STARTUP_FAILED, f"splunk-hec-extension startup failed: {err}")
         return 1
     return main.serve()
+
+
+class Event:
+    """The fields of an Extensions API event that the loop uses."""
+
+    def __init__(self, body: bytes) -> None:
+        parsed = minijson.loads(body)
+        fields = parsed if isinstance(parsed, dict) else {}
+        self.kind = str(fields.get("eventType", ""))
+        request_id = fields.get("requestId")
+        self.request_id = request_id if isinstance(request_id, str) else None
+        deadline = fields.get("deadlineMs")
+        self.deadline_ms = deadline if isinstance(deadline, int | float) else 0
+        self.reason = str(fields.get("shutdownReason") or "")
 
 
 class MainLoop:
@@ -66,15 +81,17 @@ class MainLoop:
         self.status_r, self.status_w = control.make_pipe()
         self.notify = control.MessageReader(self.notify_r)
         self.status = control.MessageReader(self.status_r)
-        self.spooled: dict[str, int] = {}  # request id -> seq of its runtimeDone
+        self.spooled: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
         self.reports: set[str] = set()
         self.committed = -1
         self.hec_failing = False
         self.last_request: str | None = None
-        self.listener = supervisor.Child("listener", self._run_listener, (
-            self.server.fileno(), self.wake_w, self.notify_w))
-        self.sender = supervisor.Child("sender", self._run_sender, (
-            self.wake_r, self.ctl_r, self.status_w))
+        level = config.log_level
+        self.listener = supervisor.Child(
+            "listener", self._run_listener, (self.server.fileno(), self.wake_w, self.notify_w),
+            level)
+        self.sender = supervisor.Child(
+            "sender", self._run_sender, (self.wake_r, self.ctl_r, self.status_w), level)
 
     def _all_fds(self) -> tuple[int, ...]:
         return (self.server.fileno(), self.wake_r, self.wake_w, self.notify_r, self.notify_w,
@@ -86,12 +103,16 @@ class MainLoop:
         port = self.server.getsockname()[1]
         subscription = telemetry_api.build_subscription(self.config, port)
         if not telemetry_api.subscribe(self.api, subscription):
-            log.warning("the Telemetry API is not supported here (202): nothing will be forwarded")
+            diagnostics.note("WARNING", "the Telemetry API is not supported here (202): "
+                                        "nothing will be forwarded")
 
     def _run_listener(self) -> None:
+        import socket
+
         from ext.listener import Listener
 
-        Listener(self.config, self.server, self.wake_w, self.notify_w).serve()
+        server = socket.socket(fileno=self.server.detach())
+        Listener(self.config, server, self.wake_w, self.notify_w).serve()
 
     def _run_sender(self) -> None:
         from ext.sender import Sender
@@ -101,17 +122,17 @@ class MainLoop:
     def serve(self) -> int:
         """The event loop: one INVOKE or SHUTDOWN at a time until SHUTDOWN."""
         while True:
-            event = schema.lifecycle_event.decode(self.api.next_event())
+            event = Event(self.api.next_event())
             self._restart_dead_children()
-            if event.eventType == "SHUTDOWN":
-                self.shutdown(event.deadlineMs, event.shutdownReason or "")
+            if event.kind == "SHUTDOWN":
+                self.shutdown(event.deadline_ms, event.reason)
                 return 0
-            if event.eventType == "INVOKE" and event.requestId:
-                self.last_request = event.requestId
+            if event.kind == "INVOKE" and event.request_id:
+                self.last_request = event.request_id
                 self.spooled.clear()  # older invocations' runtimeDone can no longer matter
                 self.reports.clear()
                 if self.config.flush == "sync":
-                    self.flush_invocation(event.requestId, event.deadlineMs / 1000)
+                    self.flush_invocation(event.request_id, event.deadline_ms / 1000)
 
     def flush_invocation(self, request_id: str, deadline: float) -> None:
         """Waits (bounded) for the invocation's runtimeDone, then for HEC to accept up to it."""
@@ -120,14 +141,17 @@ class MainLoop:
             if not self._wait_messages(end):
                 return
         target = self.spooled.pop(request_id)
+        if self.committed >= target:
+            return
         control.send(self.ctl_w, control.FLUSH, target)
         budget_end = min(end, time.monotonic() + self.config.flush_budget_ms / 1000)
-        while not self._committed_through(target) and not self.hec_failing:
-            if not self._wait_messages(budget_end, poll_s=COMMIT_POLL_S):
+        while self.committed < target and not self.hec_failing:
+            if not self._wait_messages(budget_end):
                 return
 
-    def shutdown(self, deadline_ms: int, reason: str) -> None:
-        deadline = time.monotonic() + max(0.0, deadline_ms / 1000 - time.time()) - SHUTDOWN_MARGIN_S
+    def shutdown(self, deadline_ms: float, reason: str) -> None:
+        left_s = deadline_ms / 1000 - time.time() - SHUTDOWN_MARGIN_S
+        deadline = time.monotonic() + max(0.0, left_s)
         if self.last_request is not None:
             report_end = min(deadline - 0.3, time.monotonic() + REPORT_WAIT_S)
             while self.last_request not in self.reports:
@@ -135,23 +159,17 @@ class MainLoop:
                     break
         deadline_epoch_ms = int((time.time() + deadline - time.monotonic()) * 1000)
         control.send(self.ctl_w, control.DRAIN, deadline_epoch_ms)
-        drained = supervisor.wait_exit(self.sender, deadline)
-        if not drained:
-            log.warning("shutdown (%s): deadline reached with events still spooled", reason)
+        if not supervisor.wait_exit(self.sender, deadline):
+            diagnostics.note("WARNING", f"shutdown ({reason}): deadline reached with events "
+                                        "still spooled")
         supervisor.stop([self.listener, self.sender], deadline)
 
-    def _committed_through(self, seq: int) -> bool:
-        if self.committed < seq:
-            self.committed = max(self.committed, read_committed(self.config.spool_dir))
-        return self.committed >= seq
-
-    def _wait_messages(self, end: float, poll_s: float | None = None) -> bool:
+    def _wait_messages(self, end: float) -> bool:
         """Waits for listener/sender messages until `end`; False once it has passed."""
         left = end - time.monotonic()
         if left <= 0:
             return False
-        timeout = left if poll_s is None else min(left, poll_s)
-        ready, _, _ = select.select([self.notify_r, self.status_r], [], [], timeout)
+        ready, _, _ = select.select([self.notify_r, self.status_r], [], [], left)
         if self.notify_r in ready:
             for kind, words in self.notify.read():
                 if kind == control.RUNTIME_DONE and len(words) == 2:
@@ -173,58 +191,37 @@ class MainLoop:
 
     def _restart_dead_children(self) -> None:
         for child in supervisor.reap([self.listener, self.sender]):
-            log.error("%s exited with %s; restarting it", child.role, child.exit_status)
+            diagnostics.note("ERROR", f"{child.role} exited with {child.exit_status}; "
+                                      "restarting it")
             child.restarts += 1
             supervisor.spawn(child, self._all_fds())
 
 
-def _bind_listener(config: Config) -> socket.socket:
+def _bind_listener(config: Config) -> _socket.socket:
     host = config.listener_host or _default_listener_host()
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    server.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
     server.bind((host, config.listener_port))
-    server.listen(16)
-    server.set_inheritable(True)
+    server.listen(LISTEN_BACKLOG)
     return server
 
 
 def _default_listener_host() -> str:
     """sandbox.localdomain in Lambda; loopback where it does not resolve (local emulator)."""
     try:
-        return socket.gethostbyname(telemetry_api.DESTINATION_HOST)
+        return _socket.gethostbyname(telemetry_api.DESTINATION_HOST)
     except OSError:
         return "127.0.0.1"
 
 
-def _function_name(register_body: bytes, environ: Mapping[str, str]) -> str:
-    try:
-        name = schema.register_response.decode(register_body).functionName
-    except ValueError:
-        name = ""
-    return name or environ.get("AWS_LAMBDA_FUNCTION_NAME", "unknown-function")
-
-
 def _config_failed(api: ExtensionsApi, err: errors.ConfigError, environ: Mapping[str, str]) -> int:
-    _configure_logging("WARNING")
     message = "splunk-hec-extension configuration: " + "; ".join(err.problems)
-    log.error("%s", message)
+    diagnostics.note("ERROR", message)
     if config_module.config_error_action(environ) == "disable":
-        log.error("SPLUNK_ON_CONFIG_ERROR=disable: forwarding nothing; the function runs on")
-        while True:
-            event = schema.lifecycle_event.decode(api.next_event())
-            if event.eventType == "SHUTDOWN":
-                return 0
+        diagnostics.note("ERROR", "SPLUNK_ON_CONFIG_ERROR=disable: forwarding nothing; "
+                                  "the function runs on")
+        while Event(api.next_event()).kind != "SHUTDOWN":
+            pass
+        return 0
     api.init_error(errors.CONFIG_INVALID, message)
     return 1
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format=f"{config_module.OWN_LOG_MARKER} %(levelname)s main: %(message)s",
-        force=True,
-    )
-    # urllib3 logs every request at DEBUG; forwarded as our own `extension` telemetry that
-    # would be one more request per request, a feedback loop. Its warnings still show.
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-

@@ -1,4 +1,4 @@
-"""Wire formats: msgspec Structs for the Extensions API, the Telemetry API and control messages.
+"""Wire formats of the listener and sender: msgspec Structs for Telemetry API events.
 
 Only the fields the extension uses are declared ("view" Structs); telemetry records stay
 `msgspec.Raw` so their bytes go to Splunk untouched. No I/O here.
@@ -7,20 +7,6 @@ Only the fields the extension uses are declared ("view" Structs); telemetry reco
 from __future__ import annotations
 
 import msgspec
-
-
-class RegisterResponse(msgspec.Struct, frozen=True):
-    functionName: str = ""  # noqa: N815 - wire name
-    functionVersion: str = ""  # noqa: N815
-
-
-class LifecycleEvent(msgspec.Struct, frozen=True):
-    """An INVOKE or SHUTDOWN event from /extension/event/next (lambda-protocol.md §1.2)."""
-
-    eventType: str  # noqa: N815
-    deadlineMs: int = 0  # noqa: N815
-    requestId: str | None = None  # noqa: N815
-    shutdownReason: str | None = None  # noqa: N815
 
 
 class EventHead(msgspec.Struct, frozen=True):
@@ -50,32 +36,10 @@ class LogView(msgspec.Struct, frozen=True):
     requestId: str | None = None  # noqa: N815
 
 
-class BufferingConfig(msgspec.Struct, frozen=True):
-    maxItems: int  # noqa: N815
-    maxBytes: int  # noqa: N815
-    timeoutMs: int  # noqa: N815
-
-
-class Destination(msgspec.Struct, frozen=True):
-    URI: str
-    protocol: str = "HTTP"
-
-
-class Subscription(msgspec.Struct, frozen=True):
-    """Body of PUT /2022-07-01/telemetry (lambda-protocol.md §2.1)."""
-
-    types: list[str]
-    buffering: BufferingConfig
-    destination: Destination
-    schemaVersion: str = "2022-12-13"  # noqa: N815
-
-
 telemetry_batch_heads = msgspec.json.Decoder(list[EventHead])
 raw_array = msgspec.json.Decoder(list[msgspec.Raw])
 telemetry_event = msgspec.json.Decoder(TelemetryEvent)
 telemetry_batch = msgspec.json.Decoder(list[TelemetryEvent])
 request_ref = msgspec.json.Decoder(RequestRef)
 log_view = msgspec.json.Decoder(LogView)
-lifecycle_event = msgspec.json.Decoder(LifecycleEvent)
-register_response = msgspec.json.Decoder(RegisterResponse)
 encoder = msgspec.json.Encoder()

@@ -61,6 +61,7 @@ class Sender:
         self.flush_through = -1
         self.drain_deadline: float | None = None  # monotonic
         self.failing = False
+        self.unsent: dict[bytes, tuple[bytes, tuple[object, ...]]] = {}
 
     def run(self) -> None:
         """Serves until drained at shutdown, the deadline passes, or the parent dies."""
@@ -72,7 +73,7 @@ class Sender:
                     self._dispatch_held()
                     continue
                 if self.drain_deadline is not None and not got and not self.held:
-                    control.send(self.status_fd, control.DRAINED, self.reader.committed_seq)
+                    self._tell_main(control.DRAINED, self.reader.committed_seq)
                     return
                 if not got:
                     self._wait(self._idle_timeout())
@@ -177,7 +178,7 @@ class Sender:
         if seq is None:
             return
         self.reader.commit(seq)
-        control.send(self.status_fd, control.COMMITTED, seq)
+        self._tell_main(control.COMMITTED, seq)
 
     def _backoff_s(self, attempt: int, outcome: HecOutcome) -> float:
         if self.drain_deadline is not None:
@@ -205,10 +206,22 @@ class Sender:
                 "HEC is not accepting events (%s, status %s, code %s: %s); keeping them spooled",
                 outcome.verdict.value, outcome.status, outcome.code, outcome.text,
             )
-            control.send(self.status_fd, control.FAILING)
+            self._tell_main(control.FAILING)
         else:
             log.warning("HEC accepts events again")
-            control.send(self.status_fd, control.HEALTHY)
+            self._tell_main(control.HEALTHY)
+
+    def _tell_main(self, kind: bytes, *words: object) -> None:
+        """Sends a status message; one the full pipe refused is resent by the next call.
+
+        Only the newest commit and the newest health state matter to the main process, so
+        a refused message is replaced, never queued: the pipe cannot overflow.
+        """
+        slot = b"H" if kind in (control.FAILING, control.HEALTHY) else kind
+        self.unsent[slot] = (kind, words)
+        for key, (pending_kind, pending_words) in list(self.unsent.items()):
+            if control.send(self.status_fd, pending_kind, *pending_words):
+                del self.unsent[key]
 
     def _service_control(self) -> None:
         for kind, words in self.control.read():

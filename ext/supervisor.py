@@ -3,34 +3,39 @@
 Runs in the main process. Children are forked after the main process has registered and bound
 the listener socket, and each builds its own sockets and pools after the fork. Children exit
 with named codes; a dead child is restarted (the spool makes that lossless). No
-multiprocessing primitive is used: Lambda has no /dev/shm.
+multiprocessing primitive is used: Lambda has no /dev/shm. Uses the C `_signal` module:
+`signal` imports enum, which costs milliseconds on the cold-start path.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
+import _signal
 import os
-import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-log = logging.getLogger(__name__)
+from ext import diagnostics
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EXIT_OK = 0
 EXIT_CRASHED = 70  # an unexpected exception escaped the child's entry point
 STOP_GRACE_S = 0.1
 
 
-@dataclass
 class Child:
-    role: str
-    entry: Callable[[], None]
-    keep_fds: tuple[int, ...]
-    pid: int = 0
-    restarts: int = 0
-    exit_status: int | None = field(default=None)
+    """One child process: its role, entry point, the fds it keeps, and its pid while alive."""
+
+    def __init__(self, role: str, entry: Callable[[], None], keep_fds: tuple[int, ...],
+                 log_level: str) -> None:
+        self.role = role
+        self.entry = entry
+        self.keep_fds = keep_fds
+        self.log_level = log_level
+        self.pid = 0
+        self.restarts = 0
+        self.exit_status: int | None = None
 
 
 def spawn(child: Child, close_fds: tuple[int, ...]) -> None:
@@ -42,17 +47,18 @@ def spawn(child: Child, close_fds: tuple[int, ...]) -> None:
         return
     code = EXIT_CRASHED
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
         for fd in close_fds:
             if fd not in child.keep_fds:
                 _close_quietly(fd)
-        _set_role(child.role)
+        diagnostics.configure_logging(child.log_level, child.role)
         child.entry()
         code = EXIT_OK
     except BaseException:
+        import logging
+
         logging.getLogger(f"ext.{child.role}").exception("%s process failed", child.role)
     finally:
-        logging.shutdown()
         os._exit(code)
 
 
@@ -88,19 +94,21 @@ def wait_exit(child: Child, deadline: float) -> bool:
 def stop(children: list[Child], deadline: float) -> None:
     """SIGTERM, a short grace bounded by `deadline`, then SIGKILL and a final reap."""
     for child in children:
-        _signal(child, signal.SIGTERM)
+        _signal_child(child, _signal.SIGTERM)
     grace = min(deadline, time.monotonic() + STOP_GRACE_S)
     for child in children:
         wait_exit(child, grace)
     for child in children:
         if child.pid:
-            _signal(child, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
+            _signal_child(child, _signal.SIGKILL)
+            try:
                 os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                child.exit_status = None  # reaped elsewhere; nothing left to wait for
             child.pid = 0
 
 
-def _signal(child: Child, signum: int) -> None:
+def _signal_child(child: Child, signum: int) -> None:
     if child.pid:
         try:
             os.kill(child.pid, signum)
@@ -113,10 +121,3 @@ def _close_quietly(fd: int) -> None:
         os.close(fd)
     except OSError:
         return
-
-
-def _set_role(role: str) -> None:
-    for handler in logging.getLogger().handlers:
-        formatter = handler.formatter
-        if formatter is not None and formatter._fmt:
-            handler.setFormatter(logging.Formatter(formatter._fmt.replace("main:", f"{role}:")))

@@ -6,12 +6,11 @@ three buffering values explicitly: the documented defaults disagree (lambda-prot
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ext import schema
 from ext.errors import ApiError
 from ext.extensions_api import ID_HEADER
+from ext.minijson import dumps_str
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ext.config import Config
     from ext.extensions_api import ExtensionsApi
@@ -22,25 +21,24 @@ SCHEMA_VERSION = "2022-12-13"
 DESTINATION_HOST = "sandbox.localdomain"
 
 
-def build_subscription(config: Config, port: int) -> schema.Subscription:
-    return schema.Subscription(
-        schemaVersion=SCHEMA_VERSION,
-        types=list(config.telemetry_types),
-        buffering=schema.BufferingConfig(
-            maxItems=config.buffer_max_items,
-            maxBytes=config.buffer_max_bytes,
-            timeoutMs=config.buffer_timeout_ms,
-        ),
-        destination=schema.Destination(protocol="HTTP", URI=f"http://{DESTINATION_HOST}:{port}/"),
-    )
+def build_subscription(config: Config, port: int) -> bytes:
+    """The PUT body (built by hand: the main process does not import a JSON library)."""
+    types = ",".join(dumps_str(kind) for kind in config.telemetry_types)
+    uri = dumps_str(f"http://{DESTINATION_HOST}:{port}/")
+    return (
+        f'{{"schemaVersion":"{SCHEMA_VERSION}","types":[{types}],'
+        f'"buffering":{{"maxItems":{config.buffer_max_items},"maxBytes":{config.buffer_max_bytes},'
+        f'"timeoutMs":{config.buffer_timeout_ms}}},'
+        f'"destination":{{"protocol":"HTTP","URI":{uri}}}}}'
+    ).encode()
 
 
-def subscribe(api: ExtensionsApi, subscription: schema.Subscription) -> bool:
+def subscribe(api: ExtensionsApi, subscription: bytes) -> bool:
     """Subscribes; False when the platform accepts but delivers nothing (RIE/SAM's 202)."""
     reply = api.client.request(
         "PUT", SUBSCRIBE_PATH,
         {ID_HEADER: api.extension_id, "Content-Type": "application/json"},
-        schema.encoder.encode(subscription),
+        subscription,
     )
     if reply.status == 202:
         return False

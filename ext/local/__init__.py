@@ -1,1 +1,1 @@
-"""Local tooling: Lambda sandbox emulator, embedded HEC receiver, demo. Never shipped in the layer."""
+"""Local tooling: Lambda emulator, embedded HEC receiver, demo. Never shipped in the layer."""

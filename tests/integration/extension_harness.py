@@ -16,15 +16,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def extension_env(hec: HecReceiver, **extra: str) -> dict[str, str]:
-    return {"SPLUNK_HOST": hec.url, "SPLUNK_HEC_TOKEN": TOKEN,
-            "SPLUNK_EXTENSION_PYTHON": sys.executable, **extra}
+    return {
+        "SPLUNK_HOST": hec.url,
+        "SPLUNK_HEC_TOKEN": TOKEN,
+        "SPLUNK_EXTENSION_PYTHON": sys.executable,
+        **extra,
+    }
 
 
 @contextmanager
-def sandbox(opt: Path, env: Mapping[str, str], tmp_dir: Path | None = None,
-            **cfg: object) -> Iterator[Sandbox]:
-    config = SandboxConfig(function_dir=ROOT / "function", handler="handler.handler",
-                           opt_dir=opt, env=dict(env), tmp_dir=tmp_dir, **cfg)  # type: ignore[arg-type]
+def sandbox(
+    opt: Path, env: Mapping[str, str], tmp_dir: Path | None = None, **cfg: object
+) -> Iterator[Sandbox]:
+    config = SandboxConfig(
+        function_dir=ROOT / "function",
+        handler="handler.handler",
+        opt_dir=opt,
+        env=dict(env),
+        tmp_dir=tmp_dir,
+        **cfg,
+    )  # type: ignore[arg-type]
     with Sandbox(config) as sb:
         yield sb
 
@@ -43,8 +54,7 @@ def lines_of(hec: HecReceiver, tag: str | None = None) -> list[str]:
 
 
 def platform_events(hec: HecReceiver) -> list[dict[str, object]]:
-    return [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:platform",
-                                                    limit=10**7)]
+    return [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:platform", limit=10**7)]
 
 
 def expected_lines(tag: str, count: int, size: int = 32) -> list[str]:

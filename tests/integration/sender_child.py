@@ -15,7 +15,9 @@ from ext.sender import Sender
 
 def main() -> None:
     name, wake, ctl, status = sys.argv[1], *map(int, sys.argv[2:5])
-    logging.basicConfig(level="WARNING", format="[splunk-hec-ext] %(levelname)s sender: %(message)s")
+    logging.basicConfig(
+        level="WARNING", format="[splunk-hec-ext] %(levelname)s sender: %(message)s"
+    )
     for fd in (wake, ctl, status):
         os.set_blocking(fd, False)
     Sender(config.load(os.environ), name, wake, ctl, status).run()

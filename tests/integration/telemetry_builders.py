@@ -18,11 +18,19 @@ def invocation(n: int, lines: int, ms: int = 0) -> tuple[str, list[dict[str, obj
     """An invocation's events: start, `lines` function lines tagged inv<n>-<i>, runtimeDone."""
     rid = str(uuid.UUID(int=n + 1))
     events: list[dict[str, object]] = [
-        {"time": stamp(ms), "type": "platform.start", "record": {"requestId": rid}}]
-    events += [{"time": stamp(ms + 1), "type": "function", "record": f"inv{n}-{i} hello\n"}
-               for i in range(lines)]
-    events.append({"time": stamp(ms + 2), "type": "platform.runtimeDone",
-                   "record": {"requestId": rid, "status": "success"}})
+        {"time": stamp(ms), "type": "platform.start", "record": {"requestId": rid}}
+    ]
+    events += [
+        {"time": stamp(ms + 1), "type": "function", "record": f"inv{n}-{i} hello\n"}
+        for i in range(lines)
+    ]
+    events.append(
+        {
+            "time": stamp(ms + 2),
+            "type": "platform.runtimeDone",
+            "record": {"requestId": rid, "status": "success"},
+        }
+    )
     return rid, events
 
 

@@ -24,12 +24,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_fifty_invocations_everything_exactly_once_and_before_freeze(
-        hec: HecReceiver, local_opt: Path) -> None:
+    hec: HecReceiver, local_opt: Path
+) -> None:
     request_ids = []
     with sandbox(local_opt, extension_env(hec)) as sb:
         for n in range(50):
-            result = sb.invoke({"lines": 1 + (n * 37) % 60, "tag": f"i{n}", "mode":
-                                ("print", "logging")[n % 2]})
+            result = sb.invoke(
+                {"lines": 1 + (n * 37) % 60, "tag": f"i{n}", "mode": ("print", "logging")[n % 2]}
+            )
             assert result.status == "success"
             request_ids.append(result.request_id)
             # The invoke phase has ended, so the sandbox is frozen now: the default flush
@@ -51,8 +53,9 @@ def test_logging_lines_carry_level_and_request_id(hec: HecReceiver, local_opt: P
     with sandbox(local_opt, extension_env(hec)) as sb:
         result = sb.invoke({"lines": 3, "tag": "lg", "mode": "logging"})
         sb.shutdown()
-    events = [e for e in hec.events(sourcetype="aws:lambda:function", limit=100)
-              if "lg:" in e.event]
+    events = [
+        e for e in hec.events(sourcetype="aws:lambda:function", limit=100) if "lg:" in e.event
+    ]
     assert len(events) == 3
     for event in events:
         assert event.fields["request_id"] == result.request_id
@@ -91,8 +94,7 @@ def test_hec_unreachable_then_recovery(tmp_path: Path, local_opt: Path) -> None:
         for n in range(3):
             result = sb.invoke({"lines": 10, "tag": f"down{n}"})
             assert result.post_runtime_ms is not None and result.post_runtime_ms < 400
-        with HecReceiver(tmp_path / "b.sqlite", port=port_holder.port,
-                         tokens=_tokens()) as hec:
+        with HecReceiver(tmp_path / "b.sqlite", port=port_holder.port, tokens=_tokens()) as hec:
             hec.start() if not hec.url else None
             sb.invoke({"lines": 1, "tag": "up"})
             sb.shutdown()
@@ -106,11 +108,16 @@ def _tokens() -> tuple[object, ...]:
     return (HecToken(name="lambda", value=TOKEN),)
 
 
-def test_killed_extension_resumes_from_spool_after_reset(hec: HecReceiver,
-                                                         local_opt: Path) -> None:
-    with sandbox(local_opt, extension_env(hec, DISPATCH_MIN_BATCH_SIZE="100000",
-                                          SPLUNK_DISPATCH_MAX_WAIT_MS="600000",
-                                          SPLUNK_FLUSH="background")) as sb:
+def test_killed_extension_resumes_from_spool_after_reset(hec: HecReceiver, local_opt: Path) -> None:
+    with sandbox(
+        local_opt,
+        extension_env(
+            hec,
+            DISPATCH_MIN_BATCH_SIZE="100000",
+            SPLUNK_DISPATCH_MAX_WAIT_MS="600000",
+            SPLUNK_FLUSH="background",
+        ),
+    ) as sb:
         sb.invoke({"lines": 30, "tag": "k0"})  # spooled, held back by the batch minimum
         killer = threading.Timer(0.3, sb.faults.kill_extension, ("splunk-hec-extension",))
         killer.start()
@@ -134,8 +141,11 @@ def test_timeout_reset_keeps_everything(hec: HecReceiver, local_opt: Path) -> No
         sb.shutdown()
     for tag in ("t0", "t1", "t2"):
         assert lines_of(hec, tag) == expected_lines(tag, 4)
-    statuses = [e["record"]["status"] for e in platform_events(hec)  # type: ignore[index]
-                if e["type"] == "platform.runtimeDone"]
+    statuses = [
+        e["record"]["status"]
+        for e in platform_events(hec)  # type: ignore[index]
+        if e["type"] == "platform.runtimeDone"
+    ]
     assert "timeout" in statuses
 
 

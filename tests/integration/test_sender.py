@@ -28,8 +28,13 @@ class SenderProc:
         self.wake_r, self.wake_w = control.make_pipe()
         self.ctl_r, self.ctl_w = control.make_pipe()
         self.status_r, self.status_w = control.make_pipe()
-        self.env = {**os.environ, "SPLUNK_HOST": hec_url, "SPLUNK_HEC_TOKEN": TOKEN,
-                    "SPLUNK_SPOOL_DIR": str(spool), **env}
+        self.env = {
+            **os.environ,
+            "SPLUNK_HOST": hec_url,
+            "SPLUNK_HEC_TOKEN": TOKEN,
+            "SPLUNK_SPOOL_DIR": str(spool),
+            **env,
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -38,7 +43,11 @@ class SenderProc:
             os.set_inheritable(fd, True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.sender_child", "fn", *map(str, fds)],
-            cwd=ROOT, env=self.env, pass_fds=fds, stderr=subprocess.PIPE)
+            cwd=ROOT,
+            env=self.env,
+            pass_fds=fds,
+            stderr=subprocess.PIPE,
+        )
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -101,8 +110,9 @@ def function_lines(hec: HecReceiver) -> list[str]:
     return [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:function", limit=10**6)]
 
 
-def test_delivers_everything_in_order(spool: Path, hec: HecReceiver,
-                                      sender_factory: list[SenderProc]) -> None:
+def test_delivers_everything_in_order(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
     with SpoolWriter(spool) as writer:
         expected = spool_invocations(writer, 30, 20)
         last = writer.next_seq - 1
@@ -113,10 +123,16 @@ def test_delivers_everything_in_order(spool: Path, hec: HecReceiver,
     assert "ERROR" not in sender.stop()
 
 
-def test_min_batch_size_holds_until_flush(spool: Path, hec: HecReceiver,
-                                          sender_factory: list[SenderProc]) -> None:
-    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1000",
-                  SPLUNK_DISPATCH_MAX_WAIT_MS="60000")
+def test_min_batch_size_holds_until_flush(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    sender = make(
+        sender_factory,
+        spool,
+        hec,
+        DISPATCH_MIN_BATCH_SIZE="1000",
+        SPLUNK_DISPATCH_MAX_WAIT_MS="60000",
+    )
     with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
         spool_invocations(writer, 2, 5)
         last = writer.next_seq - 1
@@ -127,8 +143,9 @@ def test_min_batch_size_holds_until_flush(spool: Path, hec: HecReceiver,
     assert len(function_lines(hec)) == 10
 
 
-def test_outage_then_recovery_loses_nothing(spool: Path, hec: HecReceiver,
-                                            sender_factory: list[SenderProc]) -> None:
+def test_outage_then_recovery_loses_nothing(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
     hec.set_fault("busy", count=4)
     hec.add_fault("server_error", count=2)
     hec.add_fault("stale_keepalive", count=1)
@@ -141,8 +158,9 @@ def test_outage_then_recovery_loses_nothing(spool: Path, hec: HecReceiver,
     assert function_lines(hec) == expected
 
 
-def test_poison_event_quarantined_rest_delivered(spool: Path, hec: HecReceiver,
-                                                 sender_factory: list[SenderProc]) -> None:
+def test_poison_event_quarantined_rest_delivered(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
     hec.set_fault("invalid_event", count=1, code=6, index=3)
     with SpoolWriter(spool) as writer:
         expected = spool_invocations(writer, 1, 10)
@@ -156,8 +174,9 @@ def test_poison_event_quarantined_rest_delivered(spool: Path, hec: HecReceiver,
     assert "refused 1 event" in sender.stop()
 
 
-def test_hold_on_bad_token_then_recover(spool: Path, hec: HecReceiver,
-                                        sender_factory: list[SenderProc]) -> None:
+def test_hold_on_bad_token_then_recover(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
     hec.set_fault("auth", count=1, code=4)
     with SpoolWriter(spool) as writer:
         expected = spool_invocations(writer, 3, 5)
@@ -167,14 +186,16 @@ def test_hold_on_bad_token_then_recover(spool: Path, hec: HecReceiver,
     assert function_lines(hec) == expected
 
 
-def test_sigkill_mid_run_resumes_without_loss(spool: Path, hec: HecReceiver,
-                                              sender_factory: list[SenderProc]) -> None:
+def test_sigkill_mid_run_resumes_without_loss(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
     hec.set_fault("delay", seconds=0.2)
     with SpoolWriter(spool) as writer:
         expected = spool_invocations(writer, 40, 10)
         last = writer.next_seq - 1
-    first = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1",
-                 SPLUNK_MAX_REQUEST_BYTES="4096")
+    first = make(
+        sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1", SPLUNK_MAX_REQUEST_BYTES="4096"
+    )
     wait_for(lambda: hec.count() > 0)
     first.kill()
     hec.clear_faults()
@@ -188,8 +209,13 @@ def test_sigkill_mid_run_resumes_without_loss(spool: Path, hec: HecReceiver,
 def test_drain_then_exit(spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]) -> None:
     with SpoolWriter(spool) as writer:
         expected = spool_invocations(writer, 5, 100)
-    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="100000",
-                  SPLUNK_DISPATCH_MAX_WAIT_MS="600000")
+    sender = make(
+        sender_factory,
+        spool,
+        hec,
+        DISPATCH_MIN_BATCH_SIZE="100000",
+        SPLUNK_DISPATCH_MAX_WAIT_MS="600000",
+    )
     control.send(sender.ctl_w, control.DRAIN, int(time.time() * 1000) + 5000)
     assert sender.proc is not None
     assert sender.proc.wait(timeout=10) == 0

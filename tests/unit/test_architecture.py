@@ -10,9 +10,25 @@ import pytest
 EXT = Path(__file__).resolve().parents[2] / "ext"
 CORE = sorted(p for p in EXT.rglob("*.py") if "local" not in p.relative_to(EXT).parts)
 # Everything here needs a POSIX semaphore or shared memory, which Lambda lacks (no /dev/shm).
-SHM_NAMES = {"Queue", "SimpleQueue", "JoinableQueue", "Lock", "RLock", "Event", "Condition",
-             "Semaphore", "BoundedSemaphore", "Barrier", "Pool", "Manager", "Value", "Array",
-             "shared_memory", "SharedMemory", "ProcessPoolExecutor"}
+SHM_NAMES = {
+    "Queue",
+    "SimpleQueue",
+    "JoinableQueue",
+    "Lock",
+    "RLock",
+    "Event",
+    "Condition",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Barrier",
+    "Pool",
+    "Manager",
+    "Value",
+    "Array",
+    "shared_memory",
+    "SharedMemory",
+    "ProcessPoolExecutor",
+}
 
 
 def imports_of(path: Path) -> list[tuple[str, str | None]]:
@@ -29,7 +45,7 @@ def test_core_modules_found() -> None:
     assert len(CORE) >= 15
 
 
-@pytest.mark.parametrize("path", [p for p in EXT.rglob("*.py")], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", list(EXT.rglob("*.py")), ids=lambda p: p.name)
 def test_no_dev_shm_primitives(path: Path) -> None:
     tree = ast.parse(path.read_text())
     for module, name in imports_of(path):
@@ -37,9 +53,12 @@ def test_no_dev_shm_primitives(path: Path) -> None:
         if module == "concurrent.futures":
             assert name != "ProcessPoolExecutor"
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id in {"multiprocessing", "mp"}:
-                assert node.attr not in SHM_NAMES, f"{path.name} uses multiprocessing.{node.attr}"
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in {"multiprocessing", "mp"}
+        ):
+            assert node.attr not in SHM_NAMES, f"{path.name} uses multiprocessing.{node.attr}"
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(EXT)))
@@ -64,7 +83,10 @@ def test_local_tooling_does_not_import_core() -> None:
 def test_cold_start_path_imports_nothing_heavy() -> None:
     """register happens after importing only ext.__main__ and ext.extensions_api."""
     for name in ("__main__.py", "extensions_api.py"):
-        top_level = [n for n in ast.parse((EXT / name).read_text()).body
-                     if isinstance(n, ast.Import | ast.ImportFrom)]
+        top_level = [
+            n
+            for n in ast.parse((EXT / name).read_text()).body
+            if isinstance(n, ast.Import | ast.ImportFrom)
+        ]
         modules = {m.names[0].name if isinstance(m, ast.Import) else m.module for m in top_level}
         assert modules <= {"__future__", "os", "sys", "_socket"}, modules

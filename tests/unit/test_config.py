@@ -46,7 +46,11 @@ def test_spool_dir_defaults_to_lambda_tmp() -> None:
     [
         ("http://localhost:8088", "http://localhost:8088", "/services/collector/event"),
         ("https://h/services/collector", "https://h", "/services/collector/event"),
-        ("https://h:443/services/collector/event/1.0", "https://h:443", "/services/collector/event/1.0"),
+        (
+            "https://h:443/services/collector/event/1.0",
+            "https://h:443",
+            "/services/collector/event/1.0",
+        ),
         ("h.example", "https://h.example", "/services/collector/event"),
     ],
 )
@@ -97,7 +101,9 @@ def test_token_value_never_in_error() -> None:
 
 def test_types_deduplicated_and_case_insensitive() -> None:
     assert load(SPLUNK_TELEMETRY_TYPES="Function, platform,function").telemetry_types == (
-        "function", "platform")
+        "function",
+        "platform",
+    )
 
 
 def test_config_error_action() -> None:

@@ -33,18 +33,27 @@ def test_text_log_line_from_logging_module() -> None:
     assert env["source"] == "lambda:my-fn"
     assert env["host"] == "my-fn"
     assert "index" not in env
-    assert env["fields"] == {"function_name": "my-fn", "telemetry_type": "function",
-                             "request_id": RID, "level": "ERROR"}
+    assert env["fields"] == {
+        "function_name": "my-fn",
+        "telemetry_type": "function",
+        "request_id": RID,
+        "level": "ERROR",
+    }
 
 
 def test_json_log_record_and_overrides() -> None:
-    b = builder(SPLUNK_INDEX="lambda", SPLUNK_SOURCETYPE="_json", SPLUNK_SOURCE="src",
-                SPLUNK_HEC_HOST="hst")
+    b = builder(
+        SPLUNK_INDEX="lambda", SPLUNK_SOURCETYPE="_json", SPLUNK_SOURCE="src", SPLUNK_HEC_HOST="hst"
+    )
     record = {"timestamp": "x", "level": "WARN", "requestId": RID, "message": "m", "n": [1, 2]}
     env = one(b, {"time": "2026-10-08T07:30:29.443Z", "type": "function", "record": record})
     assert env["event"] == record
     assert (env["index"], env["sourcetype"], env["source"], env["host"]) == (
-        "lambda", "_json", "src", "hst")
+        "lambda",
+        "_json",
+        "src",
+        "hst",
+    )
     fields = env["fields"]
     assert isinstance(fields, dict)
     assert fields["level"] == "WARN" and fields["request_id"] == RID
@@ -52,10 +61,18 @@ def test_json_log_record_and_overrides() -> None:
 
 def test_platform_records_and_request_tracking() -> None:
     b = builder()
-    start = one(b, {"time": "2026-10-08T07:30:28.235Z", "type": "platform.start",
-                    "record": {"requestId": RID, "version": "$LATEST"}})
-    assert start["event"] == {"type": "platform.start", "record": {"requestId": RID,
-                                                                   "version": "$LATEST"}}
+    start = one(
+        b,
+        {
+            "time": "2026-10-08T07:30:28.235Z",
+            "type": "platform.start",
+            "record": {"requestId": RID, "version": "$LATEST"},
+        },
+    )
+    assert start["event"] == {
+        "type": "platform.start",
+        "record": {"requestId": RID, "version": "$LATEST"},
+    }
     assert start["sourcetype"] == "aws:lambda:platform"
     printed = one(b, {"time": "2026-10-08T07:30:28.236Z", "type": "function", "record": "hi\n"})
     assert printed["event"] == "hi"
@@ -77,8 +94,13 @@ def test_own_log_lines_skipped_unless_asked() -> None:
 
 def test_malformed_events_salvaged_and_counted() -> None:
     b = builder()
-    body = json.dumps([{"time": 5, "type": "function", "record": "bad time"}, 3,
-                       {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": "ok"}])
+    body = json.dumps(
+        [
+            {"time": 5, "type": "function", "record": "bad time"},
+            3,
+            {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": "ok"},
+        ]
+    )
     out = b.build(body.encode())
     assert [json.loads(e)["event"] for e in out] == ["ok"]
     assert b.malformed == 2
@@ -87,15 +109,19 @@ def test_malformed_events_salvaged_and_counted() -> None:
 
 def test_empty_lines_skipped() -> None:
     b = builder()
-    body = [{"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": r}
-            for r in ("", "\n", None)]
+    body = [
+        {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": r}
+        for r in ("", "\n", None)
+    ]
     assert b.build(json.dumps(body).encode()) == []
     assert b.skipped_empty == 3
 
 
 def test_same_millisecond_keeps_order() -> None:
-    events = [{"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": f"l{i}"}
-              for i in range(3)]
+    events = [
+        {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": f"l{i}"}
+        for i in range(3)
+    ]
     out = [json.loads(e) for e in builder().build(json.dumps(events).encode())]
     times = [e["time"] for e in out]
     assert times == sorted(times) and len(set(times)) == 3
@@ -112,11 +138,15 @@ def test_odd_timestamps() -> None:
 
 base = datetime(2020, 1, 1, tzinfo=UTC)
 instants = st.integers(min_value=0, max_value=20 * 365 * 86400 * 1000).map(
-    lambda ms: base + timedelta(milliseconds=ms))
+    lambda ms: base + timedelta(milliseconds=ms)
+)
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
-json_objects = st.dictionaries(st.text(max_size=10),
-                               st.recursive(json_scalars, lambda c: st.lists(c, max_size=3),
-                                            max_leaves=5), min_size=1, max_size=5)
+json_objects = st.dictionaries(
+    st.text(max_size=10),
+    st.recursive(json_scalars, lambda c: st.lists(c, max_size=3), max_leaves=5),
+    min_size=1,
+    max_size=5,
+)
 records = st.one_of(st.text(min_size=1, max_size=80).filter(lambda t: t.strip("\n")), json_objects)
 kinds = st.sampled_from(["function", "extension", "platform.report", "platform.start"])
 
@@ -124,8 +154,14 @@ kinds = st.sampled_from(["function", "extension", "platform.report", "platform.s
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(instants, kinds, records), max_size=20))
 def test_any_batch_maps_losslessly(items: list[tuple[datetime, str, object]]) -> None:
-    batch = [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z",
-              "type": kind, "record": rec} for t, kind, rec in items]
+    batch = [
+        {
+            "time": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z",
+            "type": kind,
+            "record": rec,
+        }
+        for t, kind, rec in items
+    ]
     out = builder(SPLUNK_FORWARD_OWN_LOGS="true").build(json.dumps(batch).encode())
     assert len(out) == len(batch)
     for raw, (t, kind, rec) in zip(out, items, strict=True):

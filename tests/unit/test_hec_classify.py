@@ -9,13 +9,20 @@ from ext.hec import Verdict, classify
     ("status", "body", "verdict"),
     [
         (200, b'{"text":"Success","code":0}', Verdict.ACCEPTED),
-        (200, b'{"text":"HEC queue is approaching its capacity limit","code":24}', Verdict.ACCEPTED),
+        (
+            200,
+            b'{"text":"HEC queue is approaching its capacity limit","code":24}',
+            Verdict.ACCEPTED,
+        ),
         (503, b'{"text":"Server is busy","code":9}', Verdict.RETRY),
         (429, b'{"text":"HEC queue is at capacity","code":26}', Verdict.RETRY),
         (500, b'{"text":"Internal server error","code":8}', Verdict.RETRY),
         (502, b"<html>bad gateway</html>", Verdict.RETRY),
-        (404, b'{"text":"The requested URL was not found on this server.","code":404}',
-         Verdict.RETRY),
+        (
+            404,
+            b'{"text":"The requested URL was not found on this server.","code":404}',
+            Verdict.RETRY,
+        ),
         (408, b"", Verdict.RETRY),
         (413, b"<html>too large</html>", Verdict.TOO_LARGE),
         (403, b'{"text":"Invalid token","code":4}', Verdict.HOLD),
@@ -24,8 +31,11 @@ from ext.hec import Verdict, classify
         (400, b'{"text":"Incorrect index","code":7,"invalid-event-number":1}', Verdict.HOLD),
         (400, b'{"text":"ACK is disabled","code":14}', Verdict.HOLD),
         (400, b'{"text":"Invalid data format","code":6,"invalid-event-number":3}', Verdict.POISON),
-        (400, b'{"text":"Event field is required","code":12,"invalid-event-number":0}',
-         Verdict.POISON),
+        (
+            400,
+            b'{"text":"Event field is required","code":12,"invalid-event-number":0}',
+            Verdict.POISON,
+        ),
         (400, b"<html>bad gzip</html>", Verdict.POISON),
     ],
 )

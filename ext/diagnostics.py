@@ -1,0 +1,44 @@
+"""The extension's own log lines (stderr, which Lambda sends to CloudWatch and to `extension`
+telemetry). Every line carries OWN_LOG_MARKER so the sender can recognise (and by default
+skip) them.
+
+The main process writes with `note` (no `logging` import on the cold-start path); the listener
+and sender call `configure_logging` after the fork and use the logging module.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ext.config import OWN_LOG_MARKER
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_threshold = 30
+
+
+def set_level(level: str) -> None:
+    global _threshold
+    _threshold = _LEVELS.get(level, 30)
+
+
+def note(level: str, message: str) -> None:
+    """Writes one line from the main process if `level` passes the configured threshold."""
+    if _LEVELS.get(level, 40) < _threshold:
+        return
+    line = f"{OWN_LOG_MARKER} {level} main: {message}".replace("\n", " ") + "\n"
+    try:
+        os.write(2, line.encode("utf-8", "replace"))
+    except OSError:
+        return  # a closed stderr must not take the extension down
+
+
+def configure_logging(level: str, role: str) -> None:
+    """Logging for a child process: one format, the role in every line."""
+    import logging
+
+    logging.basicConfig(
+        level=level, format=f"{OWN_LOG_MARKER} %(levelname)s {role}: %(message)s", force=True
+    )
+    # urllib3 logs every request at DEBUG; forwarded as our own `extension` telemetry that
+    # would be one more request per request, a feedback loop. Its warnings still show.
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, _LEVELS.get(level, 30)))

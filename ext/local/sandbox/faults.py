@@ -1,0 +1,55 @@
+"""Fault knobs of a sandbox for tests: slow/failing telemetry delivery, killing processes.
+
+Emulator process only. Function timeouts come from SandboxConfig.timeout_s and handler crashes
+from the sample function's payload; these knobs cover what a payload cannot express.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ext.local.sandbox.procs import SandboxProcess
+    from ext.local.sandbox.sandbox import Sandbox
+
+
+REAP_WAIT_S = 2.0
+
+
+class Faults:
+    """Fault injection for one Sandbox (`sb.faults`)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sb = sandbox
+
+    @property
+    def telemetry_delay_s(self) -> float:
+        """Seconds slept before every telemetry POST attempt (a slow listener)."""
+        return self._sb.bus.faults.delay_s
+
+    @telemetry_delay_s.setter
+    def telemetry_delay_s(self, value: float) -> None:
+        self._sb.bus.faults.delay_s = value
+
+    def fail_telemetry(self, attempts: int) -> None:
+        """Make the next `attempts` telemetry POST attempts fail (a failing listener)."""
+        with self._sb.bus.faults.lock:
+            self._sb.bus.faults.fail_attempts = attempts
+
+    def kill_extension(self, name: str) -> None:
+        """SIGKILL extension `name` and its descendants, and wait until it is reaped."""
+        _kill_and_reap(self._sb.fleet.extensions[name])
+
+    def crash_runtime(self) -> None:
+        """SIGKILL the runtime process group and wait until it is reaped."""
+        runtime = self._sb.fleet.runtime
+        if runtime is not None:
+            _kill_and_reap(runtime)
+
+
+def _kill_and_reap(proc: SandboxProcess) -> None:
+    proc.kill()
+    deadline = time.monotonic() + REAP_WAIT_S
+    while proc.alive() and time.monotonic() < deadline:
+        time.sleep(0.001)  # the waiter thread records the exit

@@ -1,0 +1,100 @@
+"""Public value types of the emulator library: SandboxConfig, InvokeResult, ShutdownResult.
+
+Plain frozen dataclasses, no behaviour beyond serialisation; used by tests, benchmarks and the CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How to build one emulated execution environment."""
+
+    function_dir: Path
+    handler: str
+    opt_dir: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    function_name: str = "demo-function"
+    memory_mb: int = 128
+    timeout_s: float = 3.0
+    log_format: str = "Text"  # "Text" | "JSON" -> AWS_LAMBDA_LOG_FORMAT
+    tmp_dir: Path | None = None
+    init_timeout_s: float = 10.0
+    python: str = sys.executable
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    exchange_log: Path | None = None  # also write every API exchange as JSONL here
+    telemetry_buffer_limit_bytes: int = 32 * 1024 * 1024  # per subscriber, then logsDropped
+    log_fd_framing: bool = True  # pass _LAMBDA_TELEMETRY_LOG_FD to awslambdaric
+    shutdown_budget_ms: int = 2000  # with external extensions (lambda-protocol 3.4)
+    runtime_shutdown_ms: int = 300  # runtime's share before SIGKILL
+
+    @property
+    def arn(self) -> str:
+        """Function ARN as the Runtime API reports it."""
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """Outcome of one invoke phase.
+
+    status: "success" | "error" (handler raised, no reset) | "timeout" (reset) | "failure"
+    (runtime or extension crash, or failed init: reset).
+    """
+
+    request_id: str
+    status: str
+    response: bytes
+    error: dict[str, Any] | None
+    error_type: str | None
+    runtime_duration_ms: float | None
+    post_runtime_ms: float | None
+    duration_ms: float
+    init_duration_ms: float | None
+    billed_duration_ms: int
+    max_memory_used_mb: int
+    reset_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable view (response decoded as UTF-8 with replacement)."""
+        data = asdict(self)
+        data["response"] = self.response.decode("utf-8", "replace")
+        return data
+
+
+@dataclass(frozen=True)
+class ProcessExit:
+    """How one sandbox process ended during a shutdown."""
+
+    name: str
+    kind: str
+    exited: bool  # ended by itself before the deadline
+    killed: bool  # SIGKILLed by the emulator
+    exit_code: int | None
+    exit_ms: float | None  # from the start of the shutdown to its exit
+
+
+@dataclass(frozen=True)
+class ShutdownResult:
+    """Outcome of a shutdown (spindown) or of a reset's shutdown."""
+
+    reason: str
+    deadline_ms: int
+    duration_ms: float
+    processes: tuple[ProcessExit, ...]
+
+    @property
+    def extensions(self) -> dict[str, ProcessExit]:
+        """Exit info of each external extension by name."""
+        return {p.name: p for p in self.processes if p.kind == "extension"}
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable view."""
+        return asdict(self)

@@ -1,0 +1,458 @@
+"""Sandbox: one emulated Lambda execution environment and its library API.
+
+Runs in the caller's process (tests, benchmarks, CLI). Orchestrates init (extensions, then the
+runtime), invokes with real freeze/thaw, resets after timeout or crash, and the spindown shutdown,
+following lambda-protocol section 3. API handling lives in control.py, processes in fleet.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ext.local.sandbox import events, procs, wire
+from ext.local.sandbox.control import ControlPlane, Invocation
+from ext.local.sandbox.exchanges import ExchangeLog
+from ext.local.sandbox.faults import Faults
+from ext.local.sandbox.fleet import Fleet
+from ext.local.sandbox.httpd import ApiServer
+from ext.local.sandbox.model import InvokeResult, SandboxConfig, ShutdownResult
+from ext.local.sandbox.shutdown import run_shutdown
+from ext.local.sandbox.telemetry import TelemetryBus
+
+Failure = tuple[str, str]  # (platform status, errorType)
+
+
+def _payload_bytes(payload: bytes | dict[str, Any] | list[Any] | str | None) -> bytes:
+    if payload is None:
+        return b"{}"
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return wire.encode(payload)
+
+
+class Sandbox:
+    """One execution environment: API server, processes, telemetry; see docs/emulator.md."""
+
+    def __init__(self, cfg: SandboxConfig) -> None:
+        self.cfg = cfg
+        self._work = Path(tempfile.mkdtemp(prefix="lambda-sandbox-"))
+        self.tmp_dir = cfg.tmp_dir or self._work / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.bus = TelemetryBus(cfg.telemetry_buffer_limit_bytes)
+        self._log = ExchangeLog(cfg.exchange_log)
+        self.cp = ControlPlane(cfg, self.bus, self._log)
+        self.cp.on_runtime_done = self._emit_runtime_done
+        self.fleet = Fleet(cfg, self.bus, self._work, self.tmp_dir, self._on_exit)
+        self._server = ApiServer(self.cp.handle)
+        self.faults = Faults(self)
+        self.ident = events.FunctionIdentity(
+            cfg.function_name, "$LATEST", cfg.arn, "", cfg.memory_mb, "python:emulated"
+        )
+        self._lock = threading.RLock()
+        self._initialised = False
+        self._next_phase = "init"
+        self._frozen = False
+        self._pending_init_ms: float | None = None
+        self._started = False
+        self._closed = False
+        self._stats: dict[str, list[dict[str, Any]]] = {
+            "inits": [],
+            "invocations": [],
+            "shutdowns": [],
+        }
+
+    # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def api_address(self) -> str:
+        """host:port of the emulated APIs (AWS_LAMBDA_RUNTIME_API)."""
+        return f"127.0.0.1:{self._server.port}"
+
+    @property
+    def exchanges(self) -> list[dict[str, Any]]:
+        """Every API exchange so far (see exchanges.py for the fields)."""
+        return self._log.entries
+
+    @property
+    def runtime_pid(self) -> int | None:
+        """Pid of the live runtime process."""
+        rt = self.fleet.runtime
+        return rt.pid if rt is not None and rt.alive() else None
+
+    def extension_pids(self) -> dict[str, int]:
+        """Pid of each live extension process by name."""
+        return {n: p.pid for n, p in self.fleet.extensions.items() if p.alive()}
+
+    def start(self) -> Sandbox:
+        """Start the API server (init runs on the first invoke or init())."""
+        if not self._started:
+            self._server.start()
+            self._started = True
+        return self
+
+    def init(self) -> dict[str, Any]:
+        """Run init now (if not done) and freeze; returns the init record of inspect()."""
+        with self._lock:
+            self.start()
+            if not self._initialised:
+                ok = self._init(self._next_phase)
+                if ok:
+                    self._pending_init_ms = self._stats["inits"][-1]["duration_ms"]
+                    self._freeze()
+            return dict(self._stats["inits"][-1]) if self._stats["inits"] else {}
+
+    def invoke(
+        self, payload: bytes | dict[str, Any] | list[Any] | str | None = None
+    ) -> InvokeResult:
+        """Invoke once; returns when the invoke phase ended (frozen again, or reset done)."""
+        with self._lock:
+            self.start()
+            if self._initialised and self.fleet.dead() is not None:
+                # A process died while frozen (fault injection): Lambda resets the environment.
+                self._reset("failure")
+            init_ms = self._pending_init_ms
+            self._pending_init_ms = None
+            if not self._initialised:
+                if not self._init(self._next_phase):
+                    return self._init_failed_result()
+                init_ms = self._stats["inits"][-1]["duration_ms"]
+            self._thaw()
+            return self._run_invoke(_payload_bytes(payload), init_ms)
+
+    def shutdown(self, reason: str = "spindown") -> ShutdownResult:
+        """SHUTDOWN every extension (deadline now+2000 ms), then SIGKILL whatever still runs."""
+        with self._lock:
+            result = self._shutdown(reason)
+            self._next_phase = "init"
+            return result
+
+    def inspect(self) -> dict[str, Any]:
+        """Measurements so far; JSON-serialisable."""
+        return {
+            "api_address": self.api_address,
+            "tmp_dir": str(self.tmp_dir),
+            "initialised": self._initialised,
+            "frozen": self._frozen,
+            "inits": [dict(i) for i in self._stats["inits"]],
+            "invocations": [dict(i) for i in self._stats["invocations"]],
+            "shutdowns": [dict(s) for s in self._stats["shutdowns"]],
+            "event_counts": dict(self.bus.counts),
+            "delivery": self.bus.subscriber_stats(),
+            "extension_pids": self.extension_pids(),
+            "runtime_pid": self.runtime_pid,
+        }
+
+    def on_platform_event(self, callback: Callable[[str, Any], None]) -> None:
+        """Call `callback(type, record)` synchronously for every platform.* event emitted."""
+        self.bus.add_observer(callback)
+
+    def close(self) -> None:
+        """Kill everything and stop the server; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for proc in self.fleet.all():
+                proc.signal_group(signal.SIGCONT)
+                proc.kill()
+            self.bus.drop_subscribers(0.5)
+            with self.cp.cv:
+                self.cp.closing = True
+                self.cp.retire_all()
+            for proc in self.fleet.all():
+                with contextlib.suppress(Exception):
+                    proc.popen.wait(2.0)
+                for thread in proc.threads:
+                    thread.join(1.0)
+            self._server.close()
+            self._log.close()
+            shutil.rmtree(self._work, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- process and state plumbing --------------------------------------------------------------
+
+    def _on_exit(self, proc: procs.SandboxProcess) -> None:
+        with self.cp.cv:
+            self.cp.cv.notify_all()
+
+    def _freeze(self) -> None:
+        self.bus.set_paused(True)
+        self.fleet.freeze()
+        self._frozen = True
+
+    def _thaw(self) -> None:
+        if self._frozen:
+            self.fleet.thaw()
+            self._frozen = False
+        self.bus.set_paused(False)
+
+    def _failure_locked(self) -> Failure | None:
+        """A fatal condition of the current cycle, checked with cp.cv held."""
+        if self.cp.runtime_init_error is not None:
+            return "error", self.cp.runtime_init_error[0]
+        for ext in self.cp.extensions.values():
+            if ext.finished and ext.error_type:
+                return "error", ext.error_type
+        dead = self.fleet.dead()
+        if dead is not None:
+            return "error", wire.F_RT_EXIT if dead.kind == "runtime" else wire.F_EXT_CRASH
+        return None
+
+    def _await(self, ready: Callable[[], bool], deadline: float) -> Failure | None:
+        """Wait until `ready()` (None), a fatal condition, or the deadline ("timeout")."""
+        cv = self.cp.cv
+        with cv:
+            while True:
+                if ready():
+                    return None
+                failure = self._failure_locked()
+                if failure is not None:
+                    return failure
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "timeout", wire.F_SANDBOX_TIMEOUT
+                cv.wait(left)
+
+    # -- init ------------------------------------------------------------------------------------
+
+    def _init(self, phase: str) -> bool:
+        """Init cycle of lambda-protocol 3.1; returns success. On failure the sandbox is reset."""
+        t0 = time.monotonic()
+        deadline = t0 + self.cfg.init_timeout_s
+        day = time.strftime("%Y/%m/%d", time.gmtime())
+        self.fleet.instance_id = f"{day}/[$LATEST]{uuid.uuid4().hex}"
+        self.ident = events.FunctionIdentity(
+            self.cfg.function_name,
+            "$LATEST",
+            self.cfg.arn,
+            self.fleet.instance_id,
+            self.cfg.memory_mb,
+            self.ident.runtime_version,
+        )
+        files = procs.list_extensions(self.cfg.opt_dir)
+        with self.cp.cv:
+            self.cp.retire_all()
+            self.cp.launched = {f.name for f in files}
+            self.cp.registration_open = True
+            self.cp.subscription_open = True
+        self.bus.open_replay()
+        self.bus.emit("platform.initStart", events.init_start(self.ident, phase))
+        record: dict[str, Any] = {"phase": phase, "extensions": {}}
+        failure: Failure | None = None
+        for path in files:
+            self.fleet.start_extension(path, self.api_address)
+        names = [f.name for f in files]
+        failure = self._await(lambda: all(self.cp.by_name(n) for n in names), deadline)
+        if failure is None:
+            rt = self.fleet.start_runtime(self.api_address)
+            failure = self._await(lambda: self.cp.runtime_first_next_t is not None, deadline)
+            if self.cp.runtime_first_next_t is not None:
+                record["runtime_first_next_ms"] = round(
+                    (self.cp.runtime_first_next_t - rt.start_t) * 1000, 3
+                )
+        if failure is None:
+            with self.cp.cv:
+                self.cp.registration_open = False
+            failure = self._await(
+                lambda: all(e.first_next_t is not None for e in self.cp.extensions.values()),
+                deadline,
+            )
+        with self.cp.cv:
+            self.cp.subscription_open = False
+            exts = list(self.cp.extensions.values())
+        self.bus.close_replay()
+        for ext in exts:
+            proc = self.fleet.extensions.get(ext.name)
+            base = proc.start_t if proc is not None else ext.register_t
+            record["extensions"][ext.name] = {
+                "external": ext.external,
+                "events": ext.events,
+                "register_ms": round((ext.register_t - base) * 1000, 3),
+                "first_next_ms": None
+                if ext.first_next_t is None
+                else round((ext.first_next_t - base) * 1000, 3),
+            }
+        duration_ms = (time.monotonic() - t0) * 1000
+        status, error_type = ("success", None) if failure is None else failure
+        record.update(status=status, error_type=error_type, duration_ms=round(duration_ms, 3))
+        self.bus.emit(
+            "platform.initRuntimeDone", events.init_runtime_done(phase, status, error_type)
+        )
+        for ext in exts:
+            self.bus.emit(
+                "platform.extension", events.extension(ext.name, ext.events, ext.error_type)
+            )
+        self.bus.emit(
+            "platform.initReport", events.init_report(phase, status, duration_ms, error_type)
+        )
+        self._stats["inits"].append(record)
+        self._initialised = True
+        if failure is not None:
+            self._reset("failure")
+            return False
+        return True
+
+    def _init_failed_result(self) -> InvokeResult:
+        rec = self._stats["inits"][-1]
+        status = "timeout" if rec["status"] == "timeout" else "failure"
+        return InvokeResult(
+            request_id="",
+            status=status,
+            response=b"",
+            error=None,
+            error_type=rec["error_type"],
+            runtime_duration_ms=None,
+            post_runtime_ms=None,
+            duration_ms=rec["duration_ms"],
+            init_duration_ms=rec["duration_ms"],
+            billed_duration_ms=0,
+            max_memory_used_mb=0,
+            reset_reason="failure",
+        )
+
+    # -- invoke ----------------------------------------------------------------------------------
+
+    def _emit_runtime_done(self, inv: Invocation, failure: Failure | None = None) -> None:
+        """platform.runtimeDone; called by the control plane when the runtime calls next."""
+        end = inv.runtime_next_t or time.monotonic()
+        handed = inv.handed_t or inv.start_t
+        spans = []
+        if inv.response_t is not None:
+            spans.append(
+                events.span("responseLatency", inv.handed_epoch, (inv.response_t - handed) * 1000)
+            )
+            spans.append(events.span("responseDuration", inv.response_epoch, 0.0))
+        status, error_type = failure or (inv.result_status or "error", inv.error_type)
+        record = events.runtime_done(
+            inv.request_id,
+            status=status,
+            error_type=error_type,
+            duration_ms=(end - handed) * 1000,
+            produced_bytes=len(inv.response),
+            spans=spans,
+            trace=events.trace_context(inv.trace_value, inv.span_id),
+        )
+        self.bus.emit("platform.runtimeDone", record)
+
+    def _run_invoke(self, payload: bytes, init_ms: float | None) -> InvokeResult:
+        now = time.time()
+        t0 = time.monotonic()
+        trace_value, span_id = events.new_trace(now)
+        deadline_ms = int((now + self.cfg.timeout_s) * 1000)
+        inv = Invocation(str(uuid.uuid4()), payload, deadline_ms, trace_value, span_id, t0)
+        trace = events.trace_context(trace_value, span_id)
+        self.bus.emit("platform.start", events.start(inv.request_id, self.ident, trace))
+        body = events.invoke_event(inv.request_id, deadline_ms, self.cfg.arn, trace_value)
+        with self.cp.cv:
+            self.cp.invocation = inv
+            self.cp.runtime_pending = inv
+            targets = [e for e in self.cp.extensions.values() if "INVOKE" in e.events]
+            for ext in targets:
+                ext.pending = body
+            self.cp.cv.notify_all()
+        failure = self._await(
+            lambda: inv.runtime_next_t is not None and all(e.idle for e in targets),
+            t0 + self.cfg.timeout_s,
+        )
+        end = time.monotonic()
+        if failure is None and inv.runtime_next_t is not None:
+            # Invoke phase ends with the runtime's or the last extension's next (3.2).
+            end = max([inv.runtime_next_t] + [e.last_next_t or 0.0 for e in targets])
+        runtime_end = inv.runtime_next_t
+        post_ms = None if runtime_end is None else max(0.0, (end - runtime_end) * 1000)
+        duration_ms = (end - t0) * 1000
+        if failure is not None and runtime_end is None:
+            platform_status = "timeout" if failure[0] == "timeout" else "error"
+            self._emit_runtime_done(inv, (platform_status, failure[1]))
+        status = inv.result_status or "error"
+        error_type = inv.error_type
+        if failure is not None:
+            status = "timeout" if failure[0] == "timeout" else "error"
+            error_type = failure[1]
+        if failure is None:
+            self.bus.set_paused(True)  # the report waits for the next thaw (lambda-protocol 3.2)
+        memory = self.fleet.max_memory_used_mb()
+        overhead = (
+            [] if post_ms is None else [events.span("extensionOverhead", time.time(), post_ms)]
+        )
+        report = events.report(
+            inv.request_id,
+            status=status,
+            error_type=error_type,
+            duration_ms=duration_ms,
+            memory_mb=self.cfg.memory_mb,
+            max_memory_used_mb=memory,
+            init_duration_ms=init_ms,
+            spans=overhead,
+            trace=trace,
+        )
+        self.bus.emit("platform.report", report)
+        reset_reason = None
+        frozen_at = None
+        if failure is None:
+            self.fleet.freeze()
+            self._frozen = True
+            frozen_at = time.monotonic()
+        else:
+            reset_reason = "timeout" if failure[0] == "timeout" else "failure"
+            self._reset(reset_reason)
+        result = InvokeResult(
+            request_id=inv.request_id,
+            status=status
+            if failure is None
+            else ("timeout" if reset_reason == "timeout" else "failure"),
+            response=inv.response,
+            error=inv.error,
+            error_type=error_type,
+            runtime_duration_ms=None
+            if runtime_end is None or inv.handed_t is None
+            else round((runtime_end - inv.handed_t) * 1000, 3),
+            post_runtime_ms=None if post_ms is None else round(post_ms, 3),
+            duration_ms=round(duration_ms, 3),
+            init_duration_ms=init_ms,
+            billed_duration_ms=report["metrics"]["billedDurationMs"],
+            max_memory_used_mb=memory,
+            reset_reason=reset_reason,
+        )
+        # Monotonic seconds (CLOCK_MONOTONIC, comparable with other processes' time.monotonic()).
+        times = {"started_at": t0, "frozen_at": frozen_at, "response": len(inv.response)}
+        self._stats["invocations"].append(result.as_dict() | times)
+        return result
+
+    # -- shutdown / reset ------------------------------------------------------------------------
+
+    def _reset(self, reason: str) -> ShutdownResult:
+        result = self._shutdown(reason)
+        self._next_phase = "invoke"
+        return result
+
+    def _shutdown(self, reason: str) -> ShutdownResult:
+        if not self._initialised:
+            return ShutdownResult(reason, 0, 0.0, ())
+        self._frozen = False
+        result = run_shutdown(self.cp, self.fleet, self.bus, reason, self.cfg)
+        self._initialised = False
+        self._stats["shutdowns"].append(result.as_dict())
+        return result

@@ -1,0 +1,175 @@
+"""The reader's committed position and cumulative counters: ``ack.state``, two in-place slots.
+
+Written only by the reader (sender process); read lock-free by the writer at start-up and by the
+main process (``read_committed``). A commit is one pwrite of the slot that is not current, so a torn
+or killed write leaves the other slot, which the CRC then selects.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+from ext.spool.layout import ACK_STATE, wait_readable
+
+SLOT_MAGIC = b"SPAK"
+SLOT_VERSION = 1
+# Slots sit in separate pages: a pwrite inside one page is copied in one step;
+# the CRC covers everything else (torn reads, damage).
+SLOT_STRIDE = 4096
+STATE_FILE_BYTES = 2 * SLOT_STRIDE
+# magic, version, flags, generation, seg_base, offset, next_seq, next_events, 6 stats, 4 reported
+_SLOT = struct.Struct("<4sHHQ" + "Q" * 4 + "Q" * 6 + "Q" * 4)
+_CRC = struct.Struct("<I")
+SLOT_BYTES = _SLOT.size + _CRC.size
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    """Cumulative counters, committed atomically with the position they describe."""
+
+    delivered_records: int = 0
+    delivered_events: int = 0
+    dropped_records: int = 0  # removed by drop-oldest (or otherwise missing) before delivery
+    dropped_events: int = 0
+    corrupt_records: int = 0  # lost to damaged bytes (events exact if the header survived)
+    corrupt_events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LossReport:
+    """Records and events lost before delivery: a take_loss_report delta, or a running total."""
+
+    dropped_records: int = 0
+    dropped_events: int = 0
+    corrupt_records: int = 0
+    corrupt_events: int = 0
+
+    @classmethod
+    def of(cls, stats: SpoolStats) -> LossReport:
+        return cls(
+            stats.dropped_records, stats.dropped_events, stats.corrupt_records, stats.corrupt_events
+        )
+
+    def minus(self, other: LossReport) -> LossReport:
+        return LossReport(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def at_most(self, other: LossReport) -> LossReport:
+        return LossReport(*(min(a, b) for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def __bool__(self) -> bool:
+        return any(astuple(self))
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A read position (segment, byte offset, next seq and its event index) plus counters."""
+
+    seg_base: int = 0
+    offset: int = 0
+    next_seq: int = 0
+    next_events: int = 0
+    stats: SpoolStats = SpoolStats()
+    reported: LossReport = LossReport()  # losses already handed out by take_loss_report
+
+
+def encode_slot(generation: int, cp: Checkpoint) -> bytes:
+    body = _SLOT.pack(
+        SLOT_MAGIC,
+        SLOT_VERSION,
+        0,
+        generation,
+        cp.seg_base,
+        cp.offset,
+        cp.next_seq,
+        cp.next_events,
+        *astuple(cp.stats),
+        *astuple(cp.reported),
+    )
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode_slot(data: bytes) -> tuple[int, Checkpoint] | None:
+    if len(data) < SLOT_BYTES:
+        return None
+    (crc,) = _CRC.unpack_from(data, _SLOT.size)
+    if zlib.crc32(data[: _SLOT.size]) != crc:
+        return None
+    fields = _SLOT.unpack_from(data, 0)
+    if fields[0] != SLOT_MAGIC or fields[1] != SLOT_VERSION:
+        return None
+    generation = fields[3]
+    seg_base, offset, next_seq, next_events = fields[4:8]
+    stats = SpoolStats(*fields[8:14])
+    reported = LossReport(*fields[14:18])
+    return generation, Checkpoint(seg_base, offset, next_seq, next_events, stats, reported)
+
+
+def slot_offset(generation: int) -> int:
+    return SLOT_STRIDE * (generation % 2)
+
+
+def load_state(fd: int) -> tuple[int, Checkpoint] | None:
+    """The valid slot with the highest generation, or None when neither slot is valid."""
+    best: tuple[int, Checkpoint] | None = None
+    for index in range(2):
+        slot = decode_slot(os.pread(fd, SLOT_BYTES, index * SLOT_STRIDE))
+        if slot is not None and (best is None or slot[0] > best[0]):
+            best = slot
+    return best
+
+
+def store_state(fd: int, generation: int, cp: Checkpoint) -> None:
+    """Write ``cp`` as ``generation`` into its slot; no fsync (the threat is process death)."""
+    data = encode_slot(generation, cp)
+    written = os.pwrite(fd, data, slot_offset(generation))
+    if written != len(data):
+        raise OSError(f"short write to {ACK_STATE}: {written} of {len(data)} bytes")
+
+
+def load_committed(directory: str | Path) -> Checkpoint | None:
+    """The committed checkpoint, or None when there is no valid ``ack.state`` yet."""
+    try:
+        fd = os.open(Path(directory) / ACK_STATE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        slot = load_state(fd)
+    finally:
+        os.close(fd)
+    return None if slot is None else slot[1]
+
+
+def read_committed(directory: str | Path) -> int:
+    """Highest committed seq (-1 when nothing is committed); cheap and lock-free."""
+    cp = load_committed(directory)
+    return -1 if cp is None else cp.next_seq - 1
+
+
+def wait_committed(
+    directory: str | Path,
+    seq: int,
+    timeout_s: float,
+    wake_fd: int | None = None,
+    *,
+    poll_interval_s: float = 0.005,
+) -> bool:
+    """Wait until every record <= ``seq`` is committed; False on timeout.
+
+    With ``wake_fd`` (read end of the pipe given to SpoolReader as ``commit_fd``) this blocks on the
+    pipe and polls only as a fallback every 10 poll intervals; without it, it polls ack.state.
+    """
+    deadline = time.monotonic() + timeout_s
+    interval = poll_interval_s if wake_fd is None else 10 * poll_interval_s
+    while True:
+        if read_committed(directory) >= seq:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if not wait_readable(wake_fd, min(remaining, interval)):
+            wake_fd, interval = None, poll_interval_s

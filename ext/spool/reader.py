@@ -1,0 +1,372 @@
+"""SpoolReader: the only consumer of the spool, run by the sender process.
+
+Reads records in seq order from the committed position, counts every seq gap as a loss (exact, from
+the seqs and event indexes in frames and segment headers), commits delivered positions to
+``ack.state`` and deletes fully delivered segments. It never writes to a segment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+from ext.spool import frame
+from ext.spool.ackstate import (
+    STATE_FILE_BYTES,
+    Checkpoint,
+    LossReport,
+    SpoolStats,
+    load_state,
+    store_state,
+)
+from ext.spool.layout import (
+    ACK_STATE,
+    READER_LOCK,
+    list_segments,
+    notify,
+    segment_path,
+    take_role_lock,
+    unlink_quietly,
+    wait_readable,
+)
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 256 * 1024
+# Fallback when no wake-up byte arrives (writer restarted, pipe lost): how often to look for data.
+DEFAULT_POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    seq: int
+    payload: bytes
+    event_count: int
+    append_time_ns: int
+
+
+class SpoolReader:
+    """Reads ahead of the committed position; commit() and rewind() settle what was read."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        wake_fd: int | None = None,
+        commit_fd: int | None = None,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+    ) -> None:
+        self.directory = Path(directory)
+        self._wake_fd = wake_fd
+        self._commit_fd = commit_fd
+        self._poll_interval_s = poll_interval_s
+        if wake_fd is not None:
+            os.set_blocking(wake_fd, False)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = take_role_lock(self.directory, READER_LOCK)
+        self._state_fd = -1
+        self._seg_fd = -1
+        self._generation = 0
+        self._committed = Checkpoint()
+        self._adopt = False
+        try:
+            self._open_state()
+        except BaseException:
+            self.close()
+            raise
+        self._pending: deque[tuple[int, Checkpoint]] = deque()
+        self._taken = self._committed.reported
+        self._position(self._committed)
+        self._delete_delivered()
+
+    @property
+    def committed_seq(self) -> int:
+        return self._committed.next_seq - 1
+
+    @property
+    def stats(self) -> SpoolStats:
+        """Counters as of the committed position (what is durable)."""
+        return self._committed.stats
+
+    def read(self, max_records: int, max_bytes: int, timeout_s: float) -> list[SpoolRecord]:
+        """Up to ``max_records`` records after the last one read; waits ``timeout_s`` for the first.
+
+        Stops adding records once ``max_bytes`` of payload is reached (a lone larger record is still
+        returned). Returns [] on timeout.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = self._collect(max_records, max_bytes)
+            remaining = deadline - time.monotonic()
+            if batch or remaining <= 0:
+                return batch
+            if not wait_readable(self._wake_fd, min(remaining, self._poll_interval_s)):
+                self._wake_fd = None
+
+    def commit(self, through_seq: int) -> None:
+        """Durably record every seq <= ``through_seq`` as delivered; ValueError if not read yet."""
+        if through_seq <= self.committed_seq:
+            return
+        if not self._pending or through_seq > self._pending[-1][0]:
+            raise ValueError(f"seq {through_seq} has not been read")
+        cp = self._pending.popleft()[1]
+        while self._pending and self._pending[0][0] <= through_seq:
+            cp = self._pending.popleft()[1]
+        cp = replace(cp, reported=self._taken.at_most(LossReport.of(cp.stats)))
+        store_state(self._state_fd, self._generation + 1, cp)
+        self._generation += 1
+        self._committed = cp
+        notify(self._commit_fd)
+        self._delete_delivered()
+
+    def rewind(self) -> None:
+        """Forget uncommitted reads (and untaken loss reports): read() restarts after the commit."""
+        self._pending.clear()
+        self._taken = self._committed.reported
+        self._position(self._committed)
+
+    def take_loss_report(self) -> LossReport | None:
+        """Losses found up to the read position and not yet reported, or None.
+
+        Marked as reported by the next commit() (in the same slot write as the position), and handed
+        out again after rewind() or a crash before that commit: at least once, never double counted.
+        """
+        current = LossReport.of(self._stats)
+        delta = current.minus(self._taken)
+        if not delta:
+            return None
+        self._taken = current
+        return delta
+
+    def close(self) -> None:
+        for name in ("_seg_fd", "_state_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> SpoolReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- committed state -------------------------------------------------------------------------
+
+    def _open_state(self) -> None:
+        path = self.directory / ACK_STATE
+        self._state_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        size = os.fstat(self._state_fd).st_size
+        if size < STATE_FILE_BYTES:
+            os.ftruncate(self._state_fd, STATE_FILE_BYTES)
+        loaded = load_state(self._state_fd)
+        self._adopt = False
+        if loaded is not None:
+            self._generation, self._committed = loaded
+        elif size == 0:
+            self._generation, self._committed = 0, Checkpoint()
+            store_state(self._state_fd, 0, self._committed)
+        else:
+            # Both slots unreadable (out of the threat model): resend from the oldest segment,
+            # duplicates rather than loss, and count no gap since the true position is unknown.
+            log.error("spool %s has no valid slot; restarting from the oldest segment", path)
+            self._generation, self._committed = 0, Checkpoint()
+            self._adopt = True
+
+    def _delete_delivered(self) -> None:
+        bases = list_segments(self.directory)
+        for base, successor in itertools.pairwise(bases):
+            if successor > self._committed.next_seq:
+                break
+            unlink_quietly(segment_path(self.directory, base))
+
+    # -- read position ---------------------------------------------------------------------------
+
+    def _position(self, cp: Checkpoint) -> None:
+        self._close_segment()
+        self._expected_seq = cp.next_seq
+        self._expected_events = cp.next_events
+        self._stats = cp.stats
+        self._resume = (cp.seg_base, cp.offset)
+        self._need = 0  # bytes the next pread must cover to hold a whole large frame
+        self._seg_base = -1
+        self._damaged = False
+
+    def _close_segment(self) -> None:
+        if self._seg_fd >= 0:
+            os.close(self._seg_fd)
+            self._seg_fd = -1
+
+    def _open_next(self) -> bool:
+        """Open the segment holding the next record; False when there is none yet."""
+        while True:
+            bases = list_segments(self.directory)
+            if self._seg_base < 0:
+                below = [b for b in bases if b <= self._expected_seq]
+                base = below[-1] if below and not self._adopt else min(bases, default=-1)
+            else:
+                base = min((b for b in bases if b > self._seg_base), default=-1)
+            if base < 0:
+                return False
+            try:
+                fd = os.open(segment_path(self.directory, base), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # dropped by the writer between the listing and the open
+            self._seg_fd, self._seg_base, self._sealed = fd, base, False
+            header = frame.decode_segment_header(os.pread(fd, frame.SEGMENT_HEADER_BYTES, 0))
+            if header is None or header.base_seq != base:
+                log.error("spool segment %d has no valid header; skipping it", base)
+                self._close_segment()
+                self._damaged = True
+                continue
+            self._enter_segment(header)
+            self._delete_delivered()  # also finishes deletions that a crash interrupted
+            return True
+
+    def _enter_segment(self, header: frame.SegmentHeader) -> None:
+        if self._adopt:
+            self._adopt = False
+            self._expected_seq, self._expected_events = header.base_seq, header.base_events
+        elif header.base_seq > self._expected_seq:
+            self._count_gap(header.base_seq, header.base_events)
+        self._damaged = False
+        self._offset = frame.SEGMENT_HEADER_BYTES
+        resume_base, resume_offset = self._resume
+        if resume_base == header.base_seq and resume_offset > self._offset:
+            probe = frame.decode_frame_header(
+                os.pread(self._seg_fd, frame.FRAME_HEADER_BYTES, resume_offset), 0
+            )
+            at_end = os.fstat(self._seg_fd).st_size == resume_offset
+            if at_end or (isinstance(probe, frame.FrameHeader) and probe.seq == self._expected_seq):
+                self._offset = resume_offset
+        self._resume = (-1, 0)
+
+    def _count_gap(self, seq: int, events: int) -> None:
+        """Seqs [expected, seq) are missing: damaged bytes if we just skipped some, else dropped."""
+        records = seq - self._expected_seq
+        lost_events = max(0, events - self._expected_events)
+        s = self._stats
+        if self._damaged:
+            self._stats = replace(
+                s,
+                corrupt_records=s.corrupt_records + records,
+                corrupt_events=s.corrupt_events + lost_events,
+            )
+        else:
+            self._stats = replace(
+                s,
+                dropped_records=s.dropped_records + records,
+                dropped_events=s.dropped_events + lost_events,
+            )
+        log.warning("spool: %d records (%d events) lost before seq %d", records, lost_events, seq)
+        self._expected_seq, self._expected_events = seq, events
+
+    # -- reading frames --------------------------------------------------------------------------
+
+    def _collect(self, max_records: int, max_bytes: int) -> list[SpoolRecord]:
+        batch: list[SpoolRecord] = []
+        budget = [max_bytes]
+        while len(batch) < max_records and (not batch or budget[0] > 0):
+            if self._seg_fd < 0 and not self._open_next():
+                break
+            want = max(READ_CHUNK_BYTES, budget[0] + frame.FRAME_HEADER_BYTES, self._need)
+            outcome = self._read_frames(want, batch, max_records, budget)
+            if outcome == "more":
+                continue
+            if outcome == "end" and not self._at_sealed_end():
+                break
+        return batch
+
+    def _at_sealed_end(self) -> bool:
+        """At the end of the readable bytes: True after moving on to the next segment."""
+        if not self._sealed:
+            # The writer creates the next segment only after its last write here returned, so
+            # once a newer segment is visible, one more read sees this segment's final bytes.
+            self._sealed = any(b > self._seg_base for b in list_segments(self.directory))
+            return self._sealed
+        remaining = os.fstat(self._seg_fd).st_size - self._offset
+        if remaining > 0:
+            log.warning("spool: skipping %d bad bytes in segment %d", remaining, self._seg_base)
+            self._damaged = True
+        self._close_segment()
+        return True
+
+    def _read_frames(
+        self, want: int, batch: list[SpoolRecord], max_records: int, budget: list[int]
+    ) -> str:
+        """Parse frames from one pread; "more" to read again, "end" at the end of usable bytes."""
+        buf = os.pread(self._seg_fd, want, self._offset)
+        view = memoryview(buf)
+        pos = 0
+        try:
+            while len(batch) < max_records and (not batch or budget[0] > 0):
+                status, fh = frame.check_frame(view, pos)
+                if status is frame.FrameStatus.INCOMPLETE:
+                    if len(buf) < want:
+                        return "end"  # the file ends inside this frame
+                    self._need = fh.frame_len if fh is not None else 0
+                    return "more"
+                if status is frame.FrameStatus.CORRUPT_HEADER or fh is None:
+                    return "end"
+                pos += fh.frame_len
+                if fh.seq < self._expected_seq:
+                    continue
+                if fh.seq > self._expected_seq:
+                    self._damaged = True
+                    self._count_gap(fh.seq, fh.events_before)
+                if status is frame.FrameStatus.CORRUPT_PAYLOAD:
+                    self._skip_damaged(fh)
+                    continue
+                start = pos - fh.payload_len
+                batch.append(
+                    SpoolRecord(fh.seq, bytes(view[start:pos]), fh.event_count, fh.append_time_ns)
+                )
+                budget[0] -= fh.payload_len
+                self._accept(fh, self._offset + pos)
+            return "more"
+        finally:
+            self._offset += pos
+            view.release()
+
+    def _accept(self, fh: frame.FrameHeader, end_offset: int) -> None:
+        s = self._stats
+        self._stats = SpoolStats(
+            s.delivered_records + 1,
+            s.delivered_events + fh.event_count,
+            s.dropped_records,
+            s.dropped_events,
+            s.corrupt_records,
+            s.corrupt_events,
+        )
+        self._expected_seq = fh.seq + 1
+        self._expected_events = fh.events_before + fh.event_count
+        cp = Checkpoint(
+            self._seg_base, end_offset, self._expected_seq, self._expected_events, self._stats
+        )
+        self._pending.append((fh.seq, cp))
+
+    def _skip_damaged(self, fh: frame.FrameHeader) -> None:
+        log.warning("spool: record %d failed its checksum; skipping it", fh.seq)
+        s = self._stats
+        self._stats = replace(
+            s,
+            corrupt_records=s.corrupt_records + 1,
+            corrupt_events=s.corrupt_events + fh.event_count,
+        )
+        self._expected_seq = fh.seq + 1
+        self._expected_events = fh.events_before + fh.event_count
+        self._damaged = False

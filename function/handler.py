@@ -1,0 +1,70 @@
+"""Sample Lambda function for tests, benchmarks and the demo (handler name `handler.handler`).
+
+Runs inside the runtime (awslambdaric) process. The event payload says what to do:
+{"lines": N, "size": bytes_per_line, "mode": "print"|"logging"|"json", "sleep_ms": 0,
+ "raise": false, "timeout": false, "crash": false, "tag": "t", "stamp": false}. Every line starts
+with "<tag>:<n>:" so tests can match what was written with what arrived; with "stamp" the prefix
+is "<tag>:<n>:@<epoch seconds at the write>:" (latency benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+logger = logging.getLogger("sample")
+logger.setLevel(logging.INFO)
+
+
+def line_text(tag: str, number: int, size: int, stamp: bool = False) -> str:
+    """The n-th line of an invocation: recognisable prefix padded with 'x' to `size` chars."""
+    prefix = f"{tag}:{number}:@{time.time():.6f}:" if stamp else f"{tag}:{number}:"
+    return prefix + "x" * max(0, size - len(prefix))
+
+
+def write_lines(mode: str, tag: str, count: int, size: int, stamp: bool = False) -> None:
+    """Write `count` lines through print, the logging module, or as JSON objects on stdout."""
+    if mode == "logging":
+        for n in range(count):
+            logger.info(line_text(tag, n, size, stamp))
+    elif mode == "json":
+        out = sys.stdout
+        for n in range(count):
+            doc = {"level": "INFO", "tag": tag, "n": n, "message": line_text(tag, n, size, stamp)}
+            out.write(json.dumps(doc) + "\n")
+    else:
+        for n in range(count):
+            print(line_text(tag, n, size, stamp))
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Entry point called by awslambdaric."""
+    spec = event if isinstance(event, dict) else {}
+    tag = str(spec.get("tag", "t"))
+    count = int(spec.get("lines", 0))
+    write_lines(
+        str(spec.get("mode", "print")),
+        tag,
+        count,
+        int(spec.get("size", 32)),
+        bool(spec.get("stamp", False)),
+    )
+    if spec.get("sleep_ms"):
+        time.sleep(float(spec["sleep_ms"]) / 1000)
+    if spec.get("crash"):
+        sys.stdout.flush()
+        os._exit(3)
+    if spec.get("timeout"):
+        time.sleep(context.get_remaining_time_in_millis() / 1000 + 5)
+    if spec.get("raise"):
+        raise ValueError(f"requested failure {tag}")
+    return {
+        "tag": tag,
+        "lines": count,
+        "request_id": context.aws_request_id,
+        "tmp": os.environ.get("TMPDIR", ""),
+    }

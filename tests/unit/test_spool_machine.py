@@ -1,0 +1,229 @@
+"""Stateful model test of the real spool in a temp dir: appends, sends, commits, crashes, restarts.
+
+A "kill" closes a role's fds without any other step (the spool buffers nothing in user space, so
+that is exactly what SIGKILL leaves); torn writes are made by cutting the bytes a kill would cut.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from ext.spool import SpoolReader, SpoolRecord, SpoolWriter, read_committed
+from ext.spool.ackstate import SLOT_BYTES, LossReport, encode_slot, slot_offset
+from ext.spool.frame import FRAME_HEADER_BYTES
+from ext.spool.layout import list_segments, segment_path
+
+OUTCOMES = ("ok", "fail_before", "fail_after")
+KILL_POINTS = ("before_send", "after_send_before_commit", "mid_commit", "after_commit")
+
+
+def segment_bytes_on_disk(directory: Path) -> int:
+    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+
+
+class SpoolModel(RuleBasedStateMachine):
+    """Tight bound: drop-oldest happens often and must be counted exactly."""
+
+    MAX_BYTES = 2000
+    SEGMENT_BYTES = 500
+    MAX_PAYLOAD = 400
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="spool-model-"))
+        self.writer = self._open_writer()
+        self.reader = SpoolReader(self.dir)
+        self.acked: dict[int, tuple[bytes, int]] = {}
+        self.delivered: list[int] = []
+        self.committed: set[int] = set()
+        self.ambiguous: set[int] = set()
+        self.reported = LossReport()
+        self.last_committed = -1
+        self.last_stats = self.reader.stats
+
+    def _open_writer(self) -> SpoolWriter:
+        return SpoolWriter(self.dir, max_bytes=self.MAX_BYTES, segment_bytes=self.SEGMENT_BYTES)
+
+    # -- writer ----------------------------------------------------------------------------------
+
+    @rule(payload=st.binary(max_size=MAX_PAYLOAD), events=st.integers(0, 5))
+    def append(self, payload: bytes, events: int) -> None:
+        expected = self.writer.next_seq
+        seq = self.writer.append(payload, events)
+        assert seq == expected
+        assert all(seq > s for s in self.acked), "a seq was reused"
+        self.acked[seq] = (payload, events)
+
+    @rule(
+        payload=st.binary(min_size=MAX_PAYLOAD // 2, max_size=MAX_PAYLOAD), events=st.integers(0, 5)
+    )
+    def append_big(self, payload: bytes, events: int) -> None:
+        """Over-fill: a few of these in a row force drop-oldest."""
+        self.append(payload, events)
+
+    @rule(payload=st.binary(max_size=MAX_PAYLOAD), events=st.integers(0, 5), cut=st.integers(0))
+    def append_killed(self, payload: bytes, events: int, cut: int) -> None:
+        """The listener dies inside the write(): only a prefix of the frame reaches the file."""
+        self.writer.append(payload, events)
+        newest = segment_path(self.dir, list_segments(self.dir)[-1])
+        frame_len = FRAME_HEADER_BYTES + len(payload)
+        os.truncate(newest, os.stat(newest).st_size - frame_len + cut % frame_len)
+        self.writer.close()
+        self.writer = self._open_writer()
+
+    @rule()
+    def restart_writer(self) -> None:
+        self.writer.close()
+        self.writer = self._open_writer()
+
+    # -- reader ----------------------------------------------------------------------------------
+
+    def _deliver(self, batch: list[SpoolRecord]) -> None:
+        seqs = [r.seq for r in batch]
+        assert seqs == sorted(set(seqs)), f"batch out of order: {seqs}"
+        for record in batch:
+            assert record.seq in self.acked, f"seq {record.seq} was never acked"
+            assert (record.payload, record.event_count) == self.acked[record.seq]
+            if record.seq in self.delivered:
+                assert record.seq in self.ambiguous, f"unexpected duplicate {record.seq}"
+            else:
+                assert all(record.seq > s for s in self.delivered), "order broken across batches"
+            self.delivered.append(record.seq)
+
+    def _read(self, max_records: int) -> list[SpoolRecord]:
+        return self.reader.read(max_records, 600, 0.0)
+
+    @rule(max_records=st.integers(1, 8), outcome=st.sampled_from(OUTCOMES))
+    def send(self, max_records: int, outcome: str) -> None:
+        batch = self._read(max_records)
+        report = self.reader.take_loss_report()
+        if outcome == "fail_before":
+            self.reader.rewind()
+            return
+        self._deliver(batch)
+        if outcome == "fail_after":
+            self.ambiguous.update(r.seq for r in batch)
+            self.reader.rewind()
+            return
+        if report is not None:
+            self.reported = LossReport(
+                *(a + b for a, b in zip(_fields(self.reported), _fields(report), strict=True))
+            )
+        if batch:
+            self.reader.commit(batch[-1].seq)
+            self.committed.update(r.seq for r in batch)
+            assert read_committed(self.dir) == batch[-1].seq
+
+    @rule(point=st.sampled_from(KILL_POINTS), max_records=st.integers(1, 8), tear=st.integers(0))
+    def kill_reader(self, point: str, max_records: int, tear: int) -> None:
+        if point != "before_send":
+            batch = self._read(max_records)
+            self._deliver(batch)
+            if batch and point == "after_commit":
+                self.reader.commit(batch[-1].seq)
+                self.committed.update(r.seq for r in batch)
+            else:
+                self.ambiguous.update(r.seq for r in batch)
+            if batch and point == "mid_commit":
+                self._tear_commit(tear)
+        self.reader.close()
+        self.reader = SpoolReader(self.dir)
+
+    def _tear_commit(self, tear: int) -> None:
+        """Write a prefix of the slot the next commit would write, as a kill mid-pwrite would."""
+        generation = self.reader._generation + 1
+        checkpoint = self.reader._pending[-1][1]
+        data = encode_slot(generation, checkpoint)
+        fd = os.open(self.dir / "ack.state", os.O_WRONLY)
+        try:
+            os.pwrite(fd, data[: tear % SLOT_BYTES], slot_offset(generation))
+        finally:
+            os.close(fd)
+
+    @rule()
+    def restart_reader(self) -> None:
+        self.reader.close()
+        self.reader = SpoolReader(self.dir)
+
+    # -- invariants ------------------------------------------------------------------------------
+
+    @invariant()
+    def size_bound_holds(self) -> None:
+        assert segment_bytes_on_disk(self.dir) <= self.MAX_BYTES
+
+    @invariant()
+    def committed_state_is_monotonic(self) -> None:
+        committed = read_committed(self.dir)
+        assert committed >= self.last_committed
+        self.last_committed = committed
+        stats = self.reader.stats
+        assert all(a >= b for a, b in zip(_fields(stats), _fields(self.last_stats), strict=True))
+        self.last_stats = stats
+
+    @invariant()
+    def nothing_corrupt(self) -> None:
+        assert self.reader.stats.corrupt_records == 0
+
+    def teardown(self) -> None:
+        try:
+            self._drain_and_check()
+        finally:
+            self.reader.close()
+            self.writer.close()
+            shutil.rmtree(self.dir)
+
+    def _drain_and_check(self) -> None:
+        while batch := self.reader.read(100, 1 << 20, 0.0):
+            self._deliver(batch)
+            self.reader.commit(batch[-1].seq)
+            self.committed.update(r.seq for r in batch)
+        stats = self.reader.stats
+        lost = set(self.acked) - self.committed
+        assert stats.delivered_records == len(self.committed)
+        assert stats.delivered_events == sum(self.acked[s][1] for s in self.committed)
+        assert stats.dropped_records == len(lost), "drop count is not exact"
+        assert stats.dropped_events == sum(self.acked[s][1] for s in lost)
+        if self.acked:
+            assert self.reader.committed_seq == max(self.acked)
+        # Every loss was handed to the sender in a batch that went out with HEC "ok", at least once.
+        leftover = self.reader.take_loss_report() or LossReport()
+        total = LossReport.of(stats)
+        for got, extra, want in zip(
+            _fields(self.reported), _fields(leftover), _fields(total), strict=True
+        ):
+            assert got + extra >= want
+        assert len(list_segments(self.dir)) == 1, "delivered segments were left behind"
+
+
+def _fields(obj: object) -> tuple[int, ...]:
+    return tuple(getattr(obj, name) for name in obj.__slots__)  # type: ignore[attr-defined]
+
+
+class SpoolModelNoDrop(SpoolModel):
+    """Bound never reached: no record may be dropped at all."""
+
+    MAX_BYTES = 1 << 20
+    SEGMENT_BYTES = 900
+
+    @invariant()
+    def nothing_dropped(self) -> None:
+        assert self.reader.stats.dropped_records == 0
+
+
+_SETTINGS = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestSpoolModel = SpoolModel.TestCase
+TestSpoolModel.settings = _SETTINGS
+TestSpoolModelNoDrop = SpoolModelNoDrop.TestCase
+TestSpoolModelNoDrop.settings = _SETTINGS
