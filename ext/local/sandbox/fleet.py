@@ -133,7 +133,9 @@ class Fleet:
             for fd in pass_fds:
                 os.close(fd)
         if frame_read >= 0:
-            proc.threads.append(procs.pump_frames(frame_read, self._function_frames))
+            pump = procs.pump_frames(frame_read, self._function_frames)
+            proc.pumps.append(pump)
+            proc.threads.append(pump.thread)
         self.runtime = proc
         return proc
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -62,29 +63,72 @@ def list_extensions(opt_dir: Path | None) -> list[Path]:
     return sorted(p for p in ext_dir.iterdir() if p.is_file() and os.access(p, os.X_OK))
 
 
-def pump_lines(fd: int, sink: LinesSink, name: str) -> threading.Thread:
-    """Read `fd` in chunks until EOF, hand complete lines (without b"\\n") to `sink` in batches."""
+class Pump:
+    """Reads a pipe in a thread and hands each chunk to `on_chunk`; `sync()` drains it now.
 
-    def run() -> None:
-        rest = b""
+    Reads and hand-offs happen under one lock, so after `sync()` returns every byte written
+    to the pipe before the call has been handed on. The control plane syncs the runtime's
+    output before it emits platform.runtimeDone: the runtime wrote its log lines before it
+    called invocation/next, so they must reach subscribers before runtimeDone does.
+    """
+
+    def __init__(self, fd: int, on_chunk: Callable[[bytes], None], on_eof: Callable[[], None],
+                 name: str) -> None:
+        self.fd = fd
+        self._on_chunk = on_chunk
+        self._on_eof = on_eof
+        self._lock = threading.Lock()
+        self._eof = False
+        os.set_blocking(fd, False)
+        self.thread = threading.Thread(target=self._run, name=f"pump-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
         try:
-            while True:
-                chunk = os.read(fd, READ_CHUNK)
-                if not chunk:
-                    break
-                data = rest + chunk if rest else chunk
-                lines = data.split(b"\n")
-                rest = lines.pop()
-                if lines:
-                    sink(lines)
-            if rest:
-                sink([rest])
+            while not self._eof:
+                select.select([self.fd], [], [])
+                self._read_available()
         finally:
-            os.close(fd)
+            with self._lock:
+                os.close(self.fd)
 
-    thread = threading.Thread(target=run, name=f"pump-{name}", daemon=True)
-    thread.start()
-    return thread
+    def sync(self) -> None:
+        """Hands on everything readable now (bounded: the writer is the stopped runtime)."""
+        self._read_available()
+
+    def _read_available(self) -> None:
+        with self._lock:
+            while not self._eof:
+                try:
+                    chunk = os.read(self.fd, READ_CHUNK)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self._eof = True
+                    self._on_eof()
+                    return
+                self._on_chunk(chunk)
+
+
+def pump_lines(fd: int, sink: LinesSink, name: str) -> Pump:
+    """Read `fd` until EOF, hand complete lines (without b"\\n") to `sink` in batches."""
+    rest = b""
+
+    def on_chunk(chunk: bytes) -> None:
+        nonlocal rest
+        data = rest + chunk if rest else chunk
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            sink(lines)
+
+    def on_eof() -> None:
+        if rest:
+            sink([rest])
+
+    return Pump(fd, on_chunk, on_eof, name)
 
 
 FRAME_HEADER = 16
@@ -92,28 +136,19 @@ Frame = tuple[int, float, bytes]  # (frame type, epoch seconds, message)
 FramesSink = Callable[[list[Frame]], None]
 
 
-def pump_frames(fd: int, sink: FramesSink) -> threading.Thread:
+def pump_frames(fd: int, sink: FramesSink) -> Pump:
     """Read awslambdaric's framed log protocol (lambda-protocol 2.6) from `fd` until EOF."""
+    buf = bytearray()
 
-    def run() -> None:
-        buf = bytearray()
-        try:
-            while True:
-                chunk = os.read(fd, READ_CHUNK)
-                if not chunk:
-                    break
-                buf += chunk
-                frames, used = split_frames(buf)
-                if used:
-                    del buf[:used]
-                if frames:
-                    sink(frames)
-        finally:
-            os.close(fd)
+    def on_chunk(chunk: bytes) -> None:
+        buf.extend(chunk)
+        frames, used = split_frames(buf)
+        if used:
+            del buf[:used]
+        if frames:
+            sink(frames)
 
-    thread = threading.Thread(target=run, name="pump-frames", daemon=True)
-    thread.start()
-    return thread
+    return Pump(fd, on_chunk, lambda: None, "frames")
 
 
 def split_frames(buf: bytes | bytearray) -> tuple[list[Frame], int]:
@@ -144,6 +179,12 @@ class SandboxProcess:
     exit_t: float | None = None
     killed: bool = False
     threads: list[threading.Thread] = field(default_factory=list)
+    pumps: list[Pump] = field(default_factory=list)
+
+    def sync_output(self) -> None:
+        """Hands on every output byte the process has written so far."""
+        for pump in self.pumps:
+            pump.sync()
 
     @property
     def pid(self) -> int:
@@ -197,7 +238,9 @@ def launch(
     finally:
         os.close(write_fd)
     proc = SandboxProcess(name, kind, popen, time.monotonic())
-    proc.threads.append(pump_lines(read_fd, on_lines, name))
+    pump = pump_lines(read_fd, on_lines, name)
+    proc.pumps.append(pump)
+    proc.threads.append(pump.thread)
 
     def wait_exit() -> None:
         popen.wait()

@@ -336,6 +336,9 @@ class Sandbox:
 
     def _emit_runtime_done(self, inv: Invocation, failure: Failure | None = None) -> None:
         """platform.runtimeDone; called by the control plane when the runtime calls next."""
+        runtime = self.fleet.runtime
+        if runtime is not None:
+            runtime.sync_output()  # its log lines precede runtimeDone, as they were written
         end = inv.runtime_next_t or time.monotonic()
         handed = inv.handed_t or inv.start_t
         spans = []
