@@ -143,6 +143,9 @@ class MainLoop:
         target = self.spooled.pop(request_id)
         if self.committed >= target:
             return
+        # Even while HEC is failing, the flush makes the sender try once more at once; it
+        # answers FAILING if that attempt fails too, which ends this wait early.
+        self.hec_failing = False
         control.send(self.ctl_w, control.FLUSH, target)
         budget_end = min(end, time.monotonic() + self.config.flush_budget_ms / 1000)
         while self.committed < target and not self.hec_failing:

@@ -198,6 +198,10 @@ class Sender:
         return random.uniform(0.0, cap)
 
     def _set_failing(self, failing: bool, outcome: HecOutcome | None) -> None:
+        if failing and self.failing:
+            # Each failed attempt answers a pending flush, so the main process stops waiting.
+            self._tell_main(control.FAILING)
+            return
         if failing == self.failing:
             return
         self.failing = failing
@@ -223,17 +227,22 @@ class Sender:
             if control.send(self.status_fd, pending_kind, *pending_words):
                 del self.unsent[key]
 
-    def _service_control(self) -> None:
+    def _service_control(self) -> bool:
+        """Applies control messages; True when one asks for a send now (flush or drain)."""
+        urgent = False
         for kind, words in self.control.read():
             if kind == control.FLUSH and words:
                 self.flush_through = max(self.flush_through, int(words[0]))
+                urgent = True
             elif kind == control.DRAIN and words:
                 left_s = int(words[0]) / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s
+                urgent = True
         if self.control.closed or os.getppid() != self.parent:
             raise _StopSendingError
         if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:
             raise _StopSendingError
+        return urgent
 
     def _wait(self, timeout_s: float, servicing: bool = False) -> None:
         """Sleeps until new data, a control message or the timeout; backoff waits stay live."""
@@ -249,10 +258,11 @@ class Sender:
             ready, _, _ = select.select(fds, [], [], min(left, IDLE_POLL_S))
             if self.wake_fd in ready:
                 _drain_pipe(self.wake_fd)
-            draining = self.drain_deadline is not None
-            self._service_control()
-            if ready and (not servicing or (not draining and self.drain_deadline is not None)):
-                return  # new data, or shutdown began during a backoff: retry at once
+            urgent = self._service_control()
+            if ready and (not servicing or urgent):
+                # New data; or, during a backoff, an invocation ending (flush) or the shutdown
+                # (drain): one attempt now, so logs reach HEC as soon as it is back.
+                return
 
 
 def _drain_pipe(fd: int) -> None:

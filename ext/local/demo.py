@@ -1,62 +1,165 @@
-"""Local demo (`python -m ext.local.demo`, `./dev demo`): the sample function in the emulator.
+"""The local main job (`./dev demo`): sample function + this extension + emulator + embedded HEC.
 
-A CLI, so it prints. Today: a few invocations of function/handler.py with a tiny built-in
-subscriber (an in-process observer of platform events) and a readable summary. Later steps plug
-the real extension (opt_dir) and the HEC receiver into `build_config` / `run_demo`.
+A CLI, so it prints. It runs the sample function through N invocations in the Lambda emulator
+with the real extension (launched by the layer's bootstrap), with an HEC outage and a timeout
+reset along the way, shuts the sandbox down, then reports what Splunk (the embedded receiver)
+holds: counts per sourcetype, latency from log line to HEC, and anything lost or duplicated.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import sys
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ext.local.hec import HecReceiver, HecToken
+from ext.local.layer import make_local_opt
 from ext.local.sandbox import Sandbox, SandboxConfig
-from ext.local.sandbox.cli import summarise
 
 REPO = Path(__file__).resolve().parents[2]
+TOKEN = "d3m0d3m0-0000-4000-8000-000000000000"  # noqa: S105 - the demo's local receiver only
+MODES = ("print", "logging", "json")
 
 
-def build_config(opt_dir: Path | None = None) -> SandboxConfig:
-    """Sandbox for the sample function; `opt_dir` adds a layer with extensions."""
-    return SandboxConfig(function_dir=REPO / "function", handler="handler.handler", opt_dir=opt_dir)
+def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0) -> SandboxConfig:
+    """Sandbox for the sample function; `opt_dir` is the layer holding the extension."""
+    env = {
+        "SPLUNK_HOST": hec_url,
+        "SPLUNK_HEC_TOKEN": TOKEN,
+        "SPLUNK_INDEX": "lambda",
+        # The emulator has no /var/lang/bin/python3: run the launcher with this interpreter.
+        "SPLUNK_EXTENSION_PYTHON": sys.executable,
+    }
+    return SandboxConfig(function_dir=REPO / "function", handler="handler.handler",
+                         opt_dir=opt_dir, env=env, timeout_s=timeout_s,
+                         function_name="demo-orders")
 
 
-def demo_payloads(invokes: int) -> list[dict[str, Any]]:
-    """One payload per invocation, cycling through the sample function's log modes."""
-    modes = ["print", "logging", "json"]
-    return [
-        {"lines": 5, "size": 48, "mode": modes[n % len(modes)], "tag": f"demo{n}"}
-        for n in range(invokes)
-    ]
+def plan(invokes: int, lines: int) -> list[dict[str, Any]]:
+    """One payload per invocation; the one two thirds in times out (a reset)."""
+    payloads = []
+    for n in range(invokes):
+        payload: dict[str, Any] = {"lines": lines, "size": 60, "mode": MODES[n % len(MODES)],
+                                   "tag": f"demo{n:03d}"}
+        if invokes >= 6 and n == (2 * invokes) // 3:
+            payload["timeout"] = True
+        payloads.append(payload)
+    return payloads
 
 
-def run_demo(invokes: int) -> dict[str, Any]:
-    """Run the demo; returns inspect() of the sandbox plus the platform events observed."""
-    observed: Counter[str] = Counter()
-    with Sandbox(build_config()) as sb:
-        sb.on_platform_event(lambda event_type, _record: observed.update([event_type]))
-        for payload in demo_payloads(invokes):
-            result = sb.invoke(payload)
-            print(f"invoke {payload['tag']}: {result.status} in {result.duration_ms} ms")
-        sb.shutdown()
-        report = sb.inspect()
-    report["observed_platform_events"] = dict(observed)
-    return report
+def run_demo(invokes: int, lines: int, workdir: Path) -> dict[str, Any]:
+    """Runs everything; returns the figures the summary prints."""
+    opt = make_local_opt(workdir / "opt")
+    outage = range(invokes // 3, invokes // 3 + 2) if invokes >= 6 else range(0)
+    written: dict[str, int] = {}
+    rows = []
+    with HecReceiver(workdir / "splunk.sqlite",
+                     tokens=(HecToken(name="lambda", value=TOKEN, indexes=("lambda",)),)) as hec:
+        with Sandbox(build_config(opt, hec.url)) as sb:
+            print(f"emulator on {sb.api_address}, HEC receiver on {hec.url}")
+            print(f"{'invocation':<12}{'status':<9}{'duration':>10}{'post-runtime':>14}"
+                  f"{'lines':>7}{'in Splunk before freeze':>26}")
+            for n, payload in enumerate(plan(invokes, lines)):
+                note = _apply_outage(hec, n, outage)
+                result = sb.invoke(payload)
+                written[payload["tag"]] = lines
+                stored = _stored_lines(hec, payload["tag"])
+                post = "-" if result.post_runtime_ms is None else f"{result.post_runtime_ms:.1f} ms"
+                print(f"{payload['tag']:<12}{result.status:<9}{result.duration_ms:>8.1f}ms"
+                      f"{post:>14}{lines:>7}{stored:>26}  {note}")
+                rows.append((result, stored))
+            hec.clear_faults()
+            shutdown = sb.shutdown()
+            ext_exit = shutdown.extensions.get("splunk-hec-extension")
+            print(f"shutdown ({shutdown.reason}): extension "
+                  f"{'exited by itself' if ext_exit and ext_exit.exited else 'was killed'}"
+                  f" after {ext_exit.exit_ms if ext_exit else '?'} ms")
+            inspect = sb.inspect()
+        return _summarise(hec, written, inspect, workdir)
+
+
+def _apply_outage(hec: HecReceiver, n: int, outage: range) -> str:
+    if n in outage:
+        hec.set_fault("busy")
+        return "<- HEC answers 503: the logs wait in the spool"
+    if outage and n == outage.stop:
+        hec.clear_faults()
+        return "<- HEC is back: the spool drains"
+    return ""
+
+
+def _stored_lines(hec: HecReceiver, tag: str) -> int:
+    return hec.count(sourcetype="aws:lambda:function", contains=f"{tag}:")
+
+
+def _summarise(hec: HecReceiver, written: dict[str, int], inspect: dict[str, Any],
+               workdir: Path) -> dict[str, Any]:
+    events = hec.events(limit=10**7)
+    lines: Counter[str] = Counter()
+    latencies = []
+    for event in events:
+        if event.sourcetype == "aws:lambda:function":
+            text = json.loads(event.event)
+            if isinstance(text, str) and text.startswith("{"):
+                text = json.loads(text)  # a JSON line printed in Text log format
+            message = text.get("message", "") if isinstance(text, dict) else text
+            tag, _, rest = str(message).split("\t")[-1].partition(":")
+            lines[f"{tag}:{rest.partition(':')[0]}:"] += 1
+        if event.time is not None:
+            latencies.append((event.received_at - event.time) * 1000)
+    expected = {f"{tag}:{i}:" for tag, count in written.items() for i in range(count)}
+    got = set(lines)
+    return {
+        "by_sourcetype": Counter(e.sourcetype for e in events),
+        "platform_types": Counter(json.loads(e.event)["type"] for e in events
+                                  if e.sourcetype == "aws:lambda:platform"),
+        "lines_written": len(expected),
+        "lines_missing": len(expected - got),
+        "lines_duplicated": sum(c - 1 for c in lines.values() if c > 1),
+        "latency_ms": latencies,
+        "init_ms": [i.get("duration_ms") for i in inspect.get("inits", [])],
+        "db": str(workdir / "splunk.sqlite"),
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print("\nWhat Splunk received")
+    for sourcetype, count in sorted(summary["by_sourcetype"].items()):
+        print(f"  {sourcetype:<28}{count:>7} events")
+    types = ", ".join(f"{k} {v}" for k, v in sorted(summary["platform_types"].items()))
+    print(f"  platform events: {types}")
+    lat = sorted(summary["latency_ms"])
+    if lat:
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print(f"  latency, log line to HEC: p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms"
+              " (includes the outage)")
+    print(f"  init durations (ms): {', '.join(f'{m:.0f}' for m in summary['init_ms'] if m)}")
+    print(f"  function lines written {summary['lines_written']}, missing "
+          f"{summary['lines_missing']}, duplicated {summary['lines_duplicated']}")
+    print(f"\nThe events are in {summary['db']}; look at them with\n"
+          f"  .venv/bin/python -m ext.local.hec query --db {summary['db']} counts\n"
+          f"  .venv/bin/python -m ext.local.hec query --db {summary['db']} tail -n 5")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    parser = argparse.ArgumentParser(prog="python -m ext.local.demo")
-    parser.add_argument("--invokes", type=int, default=3)
+    """Entry point; exit 1 if any line the function wrote is missing from Splunk."""
+    parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--invokes", type=int, default=12)
+    parser.add_argument("--lines", type=int, default=20, help="log lines per invocation")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the HEC store goes (default: a new temporary folder)")
     args = parser.parse_args(argv)
-    report = run_demo(args.invokes)
-    print()
-    for line in summarise(report):
-        print(line)
-    return 0
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="splunk-hec-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary = run_demo(args.invokes, args.lines, workdir)
+    print_summary(summary)
+    return 1 if summary["lines_missing"] else 0
 
 
 if __name__ == "__main__":
