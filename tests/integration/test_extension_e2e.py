@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -188,4 +189,35 @@ def test_token_never_in_any_output(hec: HecReceiver, local_opt: Path, tmp_path: 
     assert any("HEC is not accepting events" in line for line in own)
     for text in captured:
         assert TOKEN not in text
-    time.sleep(0)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_killed_listener_and_sender_are_restarted_without_loss(
+    hec: HecReceiver, local_opt: Path
+) -> None:
+    with sandbox(local_opt, extension_env(hec)) as sb:
+        for n in range(3):
+            sb.invoke({"lines": 10, "tag": f"r{n}"})
+        main_pid = sb.extension_pids()["splunk-hec-extension"]
+        children = _children(main_pid)
+        assert len(children) == 2  # the listener and the sender
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        for n in range(3, 6):
+            assert sb.invoke({"lines": 10, "tag": f"r{n}"}).status == "success"
+        assert len(_children(main_pid)) == 2
+        assert sb.shutdown().extensions["splunk-hec-extension"].exited
+    for n in range(6):
+        assert lines_of(hec, f"r{n}") == expected_lines(f"r{n}", 10)
