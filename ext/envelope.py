@@ -26,6 +26,7 @@ DEFAULT_SOURCETYPES = {
     "extension": "aws:lambda:extension",
     "platform": "aws:lambda:platform",
 }
+_REQUEST_KINDS = frozenset({"platform.start", "platform.runtimeDone", "platform.report"})
 _OWN_LOG_PREFIX = b'"' + OWN_LOG_MARKER.encode()
 _EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
 _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
@@ -58,7 +59,9 @@ class EnvelopeBuilder:
         self._forward_own_logs = config.forward_own_logs
         self._second_cache: dict[str, bytes] = {}
         self._last_iso = ""
+        self._last_stamp = b"null"
         self._tie = 0
+        self._kind_fields: dict[str, bytes] = {}
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
         self.skipped_own = 0
         self.skipped_empty = 0
@@ -103,12 +106,13 @@ class EnvelopeBuilder:
         record = bytes(event.record)
         level: bytes | None = None
         request_id = self.request_id
-        if kind in {"function", "extension"}:
+        if kind == "function" or kind == "extension":  # noqa: PLR1714 - hot path, no set
             if record in _EMPTY_RECORDS:
                 # HEC rejects a null or blank event (codes 12/13); an empty line carries nothing.
                 self.skipped_empty += 1
                 return None
-            if record[:1] == b'"':
+            first = record[:1]
+            if first == b'"':
                 if kind == "extension" and not self._forward_own_logs and (
                     record.startswith(_OWN_LOG_PREFIX)
                 ):
@@ -117,40 +121,49 @@ class EnvelopeBuilder:
                 record, level, line_id = _text_line(record)
                 if line_id is not None:
                     request_id = line_id
-            elif record[:1] == b"{":
+            elif first == b"{":
                 level, line_id = _json_line(record)
                 if line_id is not None:
                     request_id = line_id
-            prefix = self._prefixes[kind]
             body = record
         else:
-            if kind in {"platform.start", "platform.runtimeDone", "platform.report"}:
+            if kind in _REQUEST_KINDS:
                 request_id = _platform_request_id(record)
                 if kind == "platform.start":
                     self.request_id = request_id
             elif kind == "platform.initStart":
                 self.request_id = None
                 request_id = None
-            prefix = self._prefixes["platform"]
-            body = b'{"type":' + _json_str(kind) + b',"record":' + record + b"}"
+            body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
+        fields = self._kind_fields.get(kind)
+        if fields is None:
+            fields = self._fields_for(kind)
+        return b"".join((
+            b'{"time":', self._ordered_time(event.time), fields,
+            b',"request_id":' + request_id if request_id is not None else b"",
+            b',"level":' + level if level is not None else b"",
+            b'},"event":', body, b"}",
+        ))  # fmt: skip
+
+    def _fields_for(self, kind: str) -> bytes:
+        prefix = self._prefixes["function" if kind == "function" else
+                               "extension" if kind == "extension" else "platform"]
         fields = prefix + b',"telemetry_type":' + _json_str(kind)
-        if request_id is not None:
-            fields += b',"request_id":' + request_id
-        if level is not None:
-            fields += b',"level":' + level
-        return b'{"time":' + self._ordered_time(event.time) + fields + b'},"event":' + body + b"}"
+        if len(self._kind_fields) < 256:  # kinds are few; never let odd input grow this
+            self._kind_fields[kind] = fields
+        return fields
 
     def _ordered_time(self, iso: str) -> bytes:
         """Epoch time plus a microsecond tiebreak, so Splunk keeps the order of events that
         share a telemetry millisecond (Splunk sorts by _time, which keeps 6 decimals)."""
+        if iso == self._last_iso:
+            if self._tie < 999 and self._last_stamp != b"null":
+                self._tie += 1
+                return self._last_stamp + b"%03d" % self._tie
+            return self._last_stamp
         stamp = self.epoch(iso)
-        if iso == self._last_iso and self._tie < 999:
-            self._tie += 1
-        else:
-            self._last_iso, self._tie = iso, 0
-        if stamp == b"null" or self._tie == 0:
-            return stamp
-        return stamp + b"%03d" % self._tie
+        self._last_iso, self._last_stamp, self._tie = iso, stamp, 0
+        return stamp
 
     def epoch(self, iso: str) -> bytes:
         """ISO-8601 (ms, Z) to HEC `<seconds>.<ms>`; the per-second prefix is cached."""
