@@ -1,0 +1,126 @@
+"""Cold start (issue 7, item 1): extension process start -> register and -> first event/next,
+next to a bare `python -c pass` of the same interpreter measured in the same run.
+
+Run: `.venv/bin/python -m benchmarks.bench_cold_start [--quick]`; prints a table, writes
+results/cold_start.json and results/cold_start.png. The emulator's clock starts when Popen of the
+extension launcher returns (docs/emulator.md); the bare start is timed the same way: from the
+return of an identical Popen (new session, piped output) to the reaped exit. Runs interleave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks import common
+from benchmarks.rig import Rig, extension_rig
+from ext.local.layer import EXTENSION_NAME
+
+TARGETS = {"register_ratio_p50": 2.0, "first_next_ratio_p50": 3.0}
+BARE_COMMANDS = {"bare": ["-c", "pass"], "bare_no_site": ["-S", "-c", "pass"]}
+
+
+def bare_start_ms(args: list[str]) -> float:
+    """Popen return -> reaped exit of `python <args>`, spawned like the emulator spawns."""
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=write_fd,
+                                stderr=write_fd, start_new_session=True, close_fds=True)
+        started = time.monotonic()
+        os.close(write_fd)
+        write_fd = -1
+        proc.wait(30)
+        ended = time.monotonic()
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        os.close(read_fd)
+    return (ended - started) * 1000
+
+
+def cold_init(rig: Rig) -> dict[str, float]:
+    """One cold init in a fresh sandbox: register_ms and first_next_ms from process start."""
+    sb = rig.sandbox(rig.env())
+    try:
+        record = sb.init()
+        if record.get("status") != "success":
+            raise RuntimeError(f"init failed: {record}")
+        ext = record["extensions"][EXTENSION_NAME]
+        sb.shutdown()
+    finally:
+        sb.close()
+    return {"register_ms": float(ext["register_ms"]), "first_next_ms": float(ext["first_next_ms"]),
+            "init_ms": float(record["duration_ms"])}
+
+
+def measure(runs: int) -> dict[str, Any]:
+    """Interleaved bare starts and cold inits; per-series summaries and the ratios."""
+    series: dict[str, list[float]] = {"bare": [], "bare_no_site": [], "register_ms": [],
+                                      "first_next_ms": [], "init_ms": []}
+    with extension_rig() as rig:
+        cold_init(rig)  # warm the page cache; not counted
+        for _ in range(runs):
+            for name, args in BARE_COMMANDS.items():
+                series[name].append(bare_start_ms(args))
+            for key, value in cold_init(rig).items():
+                series[key].append(value)
+    stats = {name: common.summary(values) for name, values in series.items()}
+    ratios = {}
+    for figure in ("register", "first_next"):
+        for q in ("p50", "p95"):
+            ratios[f"{figure}_ratio_{q}"] = stats[f"{figure}_ms"][q] / stats["bare"][q]
+    return {"runs": runs, "stats": stats, "ratios": ratios, "samples": series}
+
+
+def report(results: dict[str, Any]) -> None:
+    stats, ratios = results["stats"], results["ratios"]
+    rows = []
+    labels = {"bare": "bare `python -c pass`", "bare_no_site": "bare `python -S -c pass`",
+              "register_ms": "extension: start -> register",
+              "first_next_ms": "extension: start -> first next",
+              "init_ms": "whole init phase (emulator)"}
+    for key, label in labels.items():
+        rows.append([label, stats[key]["p50"], stats[key]["p95"], stats[key]["max"]])
+    common.print_table(f"Cold start over {results['runs']} cold inits (ms)",
+                       ["series", "p50", "p95", "max"], rows)
+    ratio_rows = []
+    for figure in ("register", "first_next"):
+        target = TARGETS[f"{figure}_ratio_p50"]
+        ratio_rows.append([figure, ratios[f"{figure}_ratio_p50"], ratios[f"{figure}_ratio_p95"],
+                           target, common.verdict(ratios[f"{figure}_ratio_p50"], target)])
+    common.print_table("Ratio to the bare start", ["figure", "p50 x", "p95 x", "target x",
+                                                   "verdict"], ratio_rows)
+
+
+def chart(results: dict[str, Any], folder: Any) -> None:
+    """Bar chart of p50/p95 per series."""
+    stats = results["stats"]
+    keys = ["bare", "bare_no_site", "register_ms", "first_next_ms"]
+    common.bar_chart(
+        folder / "cold_start.png", "Cold start: process start -> register / first next",
+        ["python -c pass", "python -S -c pass", "-> register", "-> first next"],
+        {"p50": [stats[k]["p50"] for k in keys], "p95": [stats[k]["p95"] for k in keys]},
+        "ms",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_cold_start", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
+    parser.add_argument("--runs", type=int, default=None, help="cold inits (default 30)")
+    args = parser.parse_args(argv)
+    runs = args.runs or (3 if args.quick else 30)
+    results = measure(runs)
+    report(results)
+    common.write_result("cold_start", results, quick=args.quick, targets=TARGETS)
+    chart(results, common.results_dir())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Memory (issue 7, item 6): RSS and PSS of every extension process (main, listener, sender)
+after 100 invocations of 1,000 lines, from /proc/<pid>/smaps_rollup.
+
+PSS splits pages shared between the forked processes fairly, so the PSS sum is the extension's
+real footprint; the RSS sum counts shared pages once per process. For reference the same
+figures of an idle bare `python -S` of the same interpreter are measured in the same run.
+Run: `.venv/bin/python -m benchmarks.bench_memory [--quick]` -> results/memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+from benchmarks.rig import Rig, extension_processes, extension_rig, memory_kb
+
+TARGETS = {"pss_total_mib": 35.0}
+FULL_PLAN = (100, 1_000)  # invocations, lines per invocation
+QUICK_PLAN = (5, 100)
+
+
+def extension_memory(rig: Rig, invocations: int, lines: int) -> dict[str, Any]:
+    sb = rig.sandbox(rig.env(), timeout_s=30.0)
+    try:
+        for n in range(invocations):
+            result = sb.invoke({"lines": lines, "tag": f"M{n}"})
+            if result.status != "success":
+                raise RuntimeError(f"invoke failed: {result}")
+        # Frozen now (SIGSTOP): the figures cannot move while they are read.
+        processes = {role: memory_kb(pid) for role, pid in extension_processes(sb).items()}
+        sb.shutdown()
+    finally:
+        sb.close()
+    return processes
+
+
+def bare_python_memory() -> dict[str, int]:
+    """Memory of an idle `python -S` (imports nothing beyond the interpreter's start-up)."""
+    proc = subprocess.Popen([sys.executable, "-S", "-c", "import sys; print(1, flush=True); "
+                             "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    try:
+        proc.stdout.readline()
+        return memory_kb(proc.pid)
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def measure(invocations: int, lines: int) -> dict[str, Any]:
+    with extension_rig() as rig:
+        processes = extension_memory(rig, invocations, lines)
+    total = {key: sum(p[key] for p in processes.values()) for key in ("rss_kb", "pss_kb",
+                                                                         "uss_kb")}
+    return {"invocations": invocations, "lines_per_invocation": lines,
+            "processes": processes, "total": total,
+            "pss_total_mib": total["pss_kb"] / 1024, "rss_total_mib": total["rss_kb"] / 1024,
+            "bare_python_no_site": bare_python_memory()}
+
+
+def report(results: dict[str, Any]) -> None:
+    rows = [[role, m["rss_kb"] / 1024, m["pss_kb"] / 1024, m["uss_kb"] / 1024]
+            for role, m in results["processes"].items()]
+    t = results["total"]
+    rows.append(["total", t["rss_kb"] / 1024, t["pss_kb"] / 1024, t["uss_kb"] / 1024])
+    bare = results["bare_python_no_site"]
+    rows.append(["(bare python -S, idle)", bare["rss_kb"] / 1024, bare["pss_kb"] / 1024,
+                 bare["uss_kb"] / 1024])
+    common.print_table(
+        f"Memory after {results['invocations']} invocations of "
+        f"{results['lines_per_invocation']:,} lines (MiB); target PSS total <= "
+        f"{TARGETS['pss_total_mib']} MiB: "
+        f"{common.verdict(results['pss_total_mib'], TARGETS['pss_total_mib'])}",
+        ["process", "RSS", "PSS", "USS"], rows)
+
+
+def chart(results: dict[str, Any], folder: Path) -> None:
+    procs = results["processes"]
+    groups = [*procs, "total"]
+    series = {key.split("_")[0].upper(): [procs[r][key] / 1024 for r in procs]
+              + [results["total"][key] / 1024] for key in ("rss_kb", "pss_kb")}
+    common.bar_chart(folder / "memory.png", "Extension memory by process", groups, series,
+                     "MiB", {"PSS target 35 MiB": TARGETS["pss_total_mib"]})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_memory", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
+    args = parser.parse_args(argv)
+    results = measure(*(QUICK_PLAN if args.quick else FULL_PLAN))
+    report(results)
+    common.write_result("memory", results, quick=args.quick, targets=TARGETS)
+    chart(results, common.results_dir())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
