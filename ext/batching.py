@@ -27,19 +27,21 @@ def plan_batches(
 ) -> list[HecBatch]:
     """Splits (seq, envelopes) records, in order, into batches of at most `max_bytes`."""
     batches: list[HecBatch] = []
-    current = HecBatch()
+    # Locals rather than attributes: this loop runs once per event.
+    envelopes_out: list[bytes] = []
+    size = 0
+    completes: int | None = None
     for seq, envelopes in records:
         for envelope in envelopes:
-            added = len(envelope) + (1 if current.envelopes else 0)
-            if current.envelopes and current.size + added > max_bytes:
-                batches.append(current)
-                current = HecBatch()
-                added = len(envelope)
-            current.envelopes.append(envelope)
-            current.size += added
-        current.completes_seq = seq
-    if current.envelopes or current.completes_seq is not None:
-        batches.append(current)
+            length = len(envelope)
+            if envelopes_out and size + 1 + length > max_bytes:
+                batches.append(HecBatch(envelopes_out, size, completes))
+                envelopes_out, size, completes = [], 0, None
+            size += length + 1 if envelopes_out else length
+            envelopes_out.append(envelope)
+        completes = seq
+    if envelopes_out or completes is not None:
+        batches.append(HecBatch(envelopes_out, size, completes))
     return batches
 
 

@@ -62,6 +62,7 @@ class EnvelopeBuilder:
         self._last_stamp = b"null"
         self._tie = 0
         self._kind_fields: dict[str, bytes] = {}
+        self._stamps: dict[str, bytes] = {}  # telemetry time -> HEC time, for repeats
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
         self.skipped_own = 0
         self.skipped_empty = 0
@@ -107,7 +108,7 @@ class EnvelopeBuilder:
         level: bytes | None = None
         request_id = self.request_id
         if kind == "function" or kind == "extension":  # noqa: PLR1714 - hot path, no set
-            if record in _EMPTY_RECORDS:
+            if len(record) < 5 and record in _EMPTY_RECORDS:
                 # HEC rejects a null or blank event (codes 12/13); an empty line carries nothing.
                 self.skipped_empty += 1
                 return None
@@ -161,7 +162,12 @@ class EnvelopeBuilder:
                 self._tie += 1
                 return self._last_stamp + b"%03d" % self._tie
             return self._last_stamp
-        stamp = self.epoch(iso)
+        stamp = self._stamps.get(iso)
+        if stamp is None:
+            stamp = self.epoch(iso)
+            if len(self._stamps) >= 8192:
+                self._stamps.clear()
+            self._stamps[iso] = stamp
         self._last_iso, self._last_stamp, self._tie = iso, stamp, 0
         return stamp
 

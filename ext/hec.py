@@ -75,10 +75,7 @@ class HecClient:
         self._pool.close()
 
     def post(self, body: bytes) -> HecOutcome:
-        """Sends one request body (newline-joined envelopes) and classifies the answer."""
-        if self._gzip_level:
-            compressor = zlib.compressobj(self._gzip_level, zlib.DEFLATED, 31)
-            body = compressor.compress(body) + compressor.flush()
+        """Sends one request body (from `compress`) and classifies the answer."""
         try:
             response = self._pool.urlopen(
                 "POST", self._path, body=body, headers=self._headers,
@@ -87,6 +84,14 @@ class HecClient:
         except HTTPError as err:
             return HecOutcome(Verdict.RETRY, text=type(err).__name__)
         return classify(response.status, response.data, response.headers.get("Retry-After"))
+
+
+def compress(body: bytes, level: int) -> bytes:
+    """The request body as sent: gzip at `level` (1 by default), or as is with level 0."""
+    if not level:
+        return body
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
 
 
 def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:

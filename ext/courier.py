@@ -1,0 +1,223 @@
+"""Courier: the sender process's delivery thread, one HEC request in flight at a time.
+
+It takes a prepared batch, POSTs it, and keeps at it until HEC accepted it: immediate retry
+once (a keep-alive connection gone stale during a freeze), then capped, jittered backoff on
+transient failures, longer holds on configuration errors, halving on 413, quarantine of an event
+HEC names as invalid. While it waits on the network, the sender thread prepares (decodes, maps,
+gzips) the next batch: that overlap is the sender's throughput. It never touches the spool;
+the sender commits what the courier reports done, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+
+from ext.batching import HecBatch, split_batch, without
+from ext.hec import HecClient, HecOutcome, Verdict, compress
+from ext.quarantine import Quarantine
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ext.config import Config
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_S = 0.05
+RETRY_CAP_S = 30.0
+HOLD_BASE_S = 2.0
+HOLD_CAP_S = 60.0
+DRAIN_RETRY_S = 0.05
+EXIT_CRASHED = 70  # as supervisor.EXIT_CRASHED; the main process restarts the sender
+
+
+class _StoppedError(Exception):
+    """Stop was asked for, or the drain deadline passed: the batch stays in the spool."""
+
+
+class Courier:
+    """Delivers batches on its own thread; `offer` hands one over, `take_done` collects results."""
+
+    def __init__(self, config: Config, quarantine_dir: str,
+                 on_health: Callable[[bool], None]) -> None:
+        self.client = HecClient(config)
+        self.gzip_level = config.gzip_level
+        self.quarantine = Quarantine(quarantine_dir)
+        self.on_health = on_health  # called with False on each failure, True on recovery
+        self.failing = False
+        self.drain_deadline: float | None = None  # monotonic; set by the sender thread
+        self._cv = threading.Condition()
+        self._slot: tuple[HecBatch, bytes] | None = None
+        self._busy = False
+        self._done: list[int | None] = []
+        self._hurry = False
+        self._stopping = False
+        self.done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
+        self._thread.start()
+
+    def offer(self, batch: HecBatch, body: bytes) -> bool:
+        """Queues one batch (`body` = its gzipped bytes); False if one is already waiting."""
+        with self._cv:
+            if self._slot is not None:
+                return False
+            self._slot = (batch, body)
+            self._cv.notify_all()
+            return True
+
+    def can_accept(self) -> bool:
+        with self._cv:
+            return self._slot is None
+
+    def idle(self) -> bool:
+        """Nothing waiting, nothing in flight, nothing done but not yet collected."""
+        with self._cv:
+            return self._slot is None and not self._busy and not self._done
+
+    def take_done(self) -> list[int | None]:
+        """The `completes_seq` of every batch delivered since the last call, in order."""
+        _drain(self.done_r)
+        with self._cv:
+            done, self._done = self._done, []
+        return done
+
+    def hurry(self) -> None:
+        """Cuts a backoff short: an invocation is ending, or the environment is shutting down."""
+        with self._cv:
+            self._hurry = True
+            self._cv.notify_all()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self._thread.join(timeout=0.2)
+        self.client.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._slot is None and not self._stopping:
+                    self._cv.wait()
+                if self._stopping or self._slot is None:
+                    return
+                batch, body = self._slot
+                self._slot = None
+                self._busy = True
+            try:
+                self._deliver(batch, body)
+            except _StoppedError:
+                return
+            except Exception:
+                # A bug, not a HEC answer: end the whole sender process so the main process
+                # restarts it, and the batch is read again from the spool.
+                log.exception("delivery failed unexpectedly; restarting the sender")
+                logging.shutdown()
+                os._exit(EXIT_CRASHED)
+            with self._cv:
+                self._busy = False
+                self._done.append(batch.completes_seq)
+            with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
+                os.write(self._done_w, b"d")
+
+    def _deliver(self, batch: HecBatch, body: bytes | None) -> None:
+        """POSTs until HEC accepted the batch or quarantined its poison events."""
+        attempt = 0
+        while batch.envelopes:
+            if body is None:
+                body = compress(batch.body(), self.gzip_level)
+            outcome = self.client.post(body)
+            verdict = outcome.verdict
+            if verdict is Verdict.ACCEPTED:
+                break
+            if verdict is Verdict.TOO_LARGE and len(batch.envelopes) > 1:
+                first, batch = split_batch(batch)
+                self._deliver(first, None)
+                body = None
+                continue
+            if verdict in (Verdict.POISON, Verdict.TOO_LARGE):
+                batch, body = self._isolate_poison(batch, outcome), None
+                continue
+            attempt += 1
+            self._health(False, outcome)
+            self._pause(self._backoff_s(attempt, outcome))
+        self._health(True, None)
+
+    def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
+        index = outcome.invalid_event
+        if outcome.code == 7 and index is not None:
+            index -= 1  # Splunk 10.4 reports code 7 one past the event (hec.md §1.10)
+        if index is not None and 0 <= index < len(batch.envelopes):
+            self.quarantine.keep(batch.envelopes[index], outcome.status, outcome.code, outcome.text)
+            return without(batch, index)
+        if len(batch.envelopes) == 1:
+            self.quarantine.keep(batch.envelopes[0], outcome.status, outcome.code, outcome.text)
+            return without(batch, 0)
+        first, second = split_batch(batch)
+        self._deliver(first, None)
+        return second
+
+    def _backoff_s(self, attempt: int, outcome: HecOutcome) -> float:
+        if self.drain_deadline is not None:
+            # The environment is going away: what is not sent now is lost with it, so
+            # retry briskly until the deadline instead of waiting out a long backoff.
+            return min(DRAIN_RETRY_S * attempt, 0.25)
+        if outcome.verdict is Verdict.HOLD:
+            hold: float = min(HOLD_CAP_S, HOLD_BASE_S * 2.0 ** min(attempt - 1, 10))
+            return hold
+        if outcome.retry_after_s is not None:
+            return outcome.retry_after_s
+        if attempt == 1:
+            # The first failure is often a keep-alive connection that went stale during a
+            # freeze, or a request that "timed out" while frozen: retry at once.
+            return 0.0
+        cap: float = min(RETRY_CAP_S, RETRY_BASE_S * 2.0 ** min(attempt, 12))
+        return random.uniform(0.0, cap)
+
+    def _pause(self, seconds: float) -> None:
+        """Backoff that `hurry` or `stop` ends early; stops at the drain deadline."""
+        end = time.monotonic() + seconds
+        with self._cv:
+            while not self._stopping and not self._hurry:
+                left = end - time.monotonic()
+                if self.drain_deadline is not None:
+                    left = min(left, self.drain_deadline - time.monotonic())
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            self._hurry = False
+            stopping = self._stopping
+        if stopping or (self.drain_deadline is not None
+                        and time.monotonic() >= self.drain_deadline):
+            raise _StoppedError
+
+    def _health(self, healthy: bool, outcome: HecOutcome | None) -> None:
+        if healthy:
+            if self.failing:
+                self.failing = False
+                log.warning("HEC accepts events again")
+                self.on_health(True)
+            return
+        if not self.failing and outcome is not None:
+            log.warning(
+                "HEC is not accepting events (%s, status %s, code %s: %s); keeping them spooled",
+                outcome.verdict.value, outcome.status, outcome.code, outcome.text,
+            )
+        self.failing = True
+        # Every failed attempt is reported: it answers a pending flush, so the main process
+        # stops waiting for a commit that cannot come yet.
+        self.on_health(False)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65_536):
+            pass
+    except BlockingIOError:
+        return
