@@ -10,6 +10,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 SEGMENT_MAGIC = b"TSPL"
 FORMAT_VERSION = 1
@@ -37,8 +38,9 @@ class FrameStatus(Enum):
     CORRUPT_PAYLOAD = "corrupt_payload"  # header valid, payload fails its CRC: skippable exactly
 
 
-@dataclass(frozen=True, slots=True)
-class FrameHeader:
+class FrameHeader(NamedTuple):
+    """A decoded record header (a tuple: one is built per record read, on the drain path)."""
+
     seq: int
     events_before: int
     append_time_ns: int

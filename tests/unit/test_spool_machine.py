@@ -139,7 +139,7 @@ class SpoolModel(RuleBasedStateMachine):
     def _tear_commit(self, tear: int) -> None:
         """Write a prefix of the slot the next commit would write, as a kill mid-pwrite would."""
         generation = self.reader._generation + 1
-        checkpoint = self.reader._pending[-1][1]
+        checkpoint = self.reader._checkpoint(self.reader._pending[-1])
         data = encode_slot(generation, checkpoint)
         fd = os.open(self.dir / "ack.state", os.O_WRONLY)
         try:
