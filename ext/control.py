@@ -61,6 +61,15 @@ class MessageReader:
         return messages
 
 
+def drain_pipe(fd: int) -> None:
+    """Empties a non-blocking wake-up pipe (its bytes only mean "look again")."""
+    try:
+        while os.read(fd, 65_536):
+            pass
+    except BlockingIOError:
+        return
+
+
 def make_pipe() -> tuple[int, int]:
     """A non-blocking, close-on-exec pipe: (read end, write end)."""
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

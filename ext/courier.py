@@ -17,6 +17,7 @@ import random
 import threading
 import time
 
+from ext import control
 from ext.batching import HecBatch, split_batch, without
 from ext.hec import HecClient, HecOutcome, Verdict, compress
 from ext.quarantine import Quarantine
@@ -82,7 +83,7 @@ class Courier:
 
     def take_done(self) -> list[int | None]:
         """The `completes_seq` of every batch delivered since the last call, in order."""
-        _drain(self.done_r)
+        control.drain_pipe(self.done_r)
         with self._cv:
             done, self._done = self._done, []
         return done
@@ -214,10 +215,3 @@ class Courier:
         # stops waiting for a commit that cannot come yet.
         self.on_health(False)
 
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 65_536):
-            pass
-    except BlockingIOError:
-        return

@@ -205,12 +205,5 @@ class Sender:
             fds = [self.wake_fd, self.control.fd, self.courier.done_r]
             ready, _, _ = select.select(fds, [], [], left)
             if self.wake_fd in ready:
-                _drain_pipe(self.wake_fd)
+                control.drain_pipe(self.wake_fd)
 
-
-def _drain_pipe(fd: int) -> None:
-    try:
-        while os.read(fd, 65_536):
-            pass
-    except BlockingIOError:
-        return
