@@ -10,7 +10,7 @@ from __future__ import annotations
 CONFIG_INVALID = "Extension.ConfigInvalid"
 SUBSCRIBE_FAILED = "Extension.SubscribeFailed"
 STARTUP_FAILED = "Extension.StartupFailed"
-CHILD_DIED = "Extension.ChildDied"
+RUNTIME_FAILED = "Extension.RuntimeFailure"
 
 
 class ExtError(Exception):

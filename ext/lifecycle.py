@@ -35,6 +35,7 @@ INVOKE_MARGIN_S = 0.05
 # How long to wait at SHUTDOWN for the last invocation's platform.report (delivered in the window).
 REPORT_WAIT_S = 0.5
 LISTEN_BACKLOG = 16
+STOP_CHILDREN_S = 0.5
 
 
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
@@ -52,7 +53,17 @@ def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
         diagnostics.note("ERROR", f"startup failed: {err!r}")
         api.init_error(errors.STARTUP_FAILED, f"splunk-hec-extension startup failed: {err}")
         return 1
-    return main.serve()
+    try:
+        return main.serve()
+    except Exception as err:
+        # After init, Lambda wants exit/error before the extension goes (lambda-protocol §1.3).
+        diagnostics.note("ERROR", f"unrecoverable error: {err!r}")
+        main.stop_children()
+        try:
+            api.exit_error(errors.RUNTIME_FAILED, f"splunk-hec-extension failed: {err}")
+        except (OSError, errors.ApiError) as report_err:
+            diagnostics.note("ERROR", f"could not report exit/error: {report_err!r}")
+        return 1
 
 
 class Event:
@@ -166,6 +177,9 @@ class MainLoop:
             diagnostics.note("WARNING", f"shutdown ({reason}): deadline reached with events "
                                         "still spooled")
         supervisor.stop([self.listener, self.sender], deadline)
+
+    def stop_children(self) -> None:
+        supervisor.stop([self.listener, self.sender], time.monotonic() + STOP_CHILDREN_S)
 
     def _wait_messages(self, end: float) -> bool:
         """Waits for listener/sender messages until `end`; False once it has passed."""

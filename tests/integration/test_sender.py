@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -220,3 +221,36 @@ def test_drain_then_exit(spool: Path, hec: HecReceiver, sender_factory: list[Sen
     assert sender.proc is not None
     assert sender.proc.wait(timeout=10) == 0
     assert function_lines(hec) == expected
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_tls_verified_by_default_and_with_a_ca_bundle(
+    tmp_path: Path, spool: Path, sender_factory: list[SenderProc]
+) -> None:
+    from ext.local.hec import HecToken
+
+    cert, key = _self_signed(tmp_path)
+    tokens = (HecToken(name="lambda", value=TOKEN),)
+    with HecReceiver(tmp_path / "tls.sqlite", tokens=tokens, tls_cert=cert, tls_key=key) as hec:
+        with SpoolWriter(spool) as writer:
+            expected = spool_invocations(writer, 2, 3)
+            last = writer.next_seq - 1
+        untrusting = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+        time.sleep(1.0)  # it keeps retrying: an unknown issuer is never accepted silently
+        assert hec.count() == 0
+        assert read_committed(spool) < last
+        assert "not accepting events" in untrusting.stop()
+        make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1", SPLUNK_CA_BUNDLE=str(cert))
+        wait_for(lambda: read_committed(spool) >= last)
+        assert function_lines(hec) == expected
