@@ -327,10 +327,21 @@ class SpoolReader:
         buf = os.pread(self._seg_fd, want, self._offset)
         view = memoryview(buf)
         pos = 0
+        # Locals for the per-record loop: it runs once per record of every drain.
+        check, ok = frame.check_frame, frame.FrameStatus.OK
+        incomplete = frame.FrameStatus.INCOMPLETE
+        header_bytes, append, accept = frame.FRAME_HEADER_BYTES, batch.append, self._accept
         try:
             while len(batch) < max_records and (not batch or budget[0] > 0):
-                status, fh = frame.check_frame(view, pos)
-                if status is frame.FrameStatus.INCOMPLETE:
+                status, fh = check(view, pos)
+                if status is ok and fh is not None and fh.seq == self._expected_seq:
+                    pos += header_bytes + fh.payload_len  # the common case: the next record
+                    append(SpoolRecord(fh.seq, bytes(view[pos - fh.payload_len : pos]),
+                                       fh.event_count, fh.append_time_ns))
+                    budget[0] -= fh.payload_len
+                    accept(fh, self._offset + pos)
+                    continue
+                if status is incomplete:
                     if len(buf) < want:
                         return "end"  # the file ends inside this frame
                     self._need = fh.frame_len if fh is not None else 0
@@ -347,11 +358,11 @@ class SpoolReader:
                     self._skip_damaged(fh)
                     continue
                 start = pos - fh.payload_len
-                batch.append(
+                append(
                     SpoolRecord(fh.seq, bytes(view[start:pos]), fh.event_count, fh.append_time_ns)
                 )
                 budget[0] -= fh.payload_len
-                self._accept(fh, self._offset + pos)
+                accept(fh, self._offset + pos)
             return "more"
         finally:
             self._offset += pos
