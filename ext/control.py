@@ -11,7 +11,6 @@ import os
 # listener -> main
 RUNTIME_DONE = b"D"  # D <request id> <seq>: platform.runtimeDone for the request is spooled at seq
 REPORT = b"R"  # R <request id> <seq>: platform.report for the request is spooled at seq
-APPENDED = b"A"  # A <seq>: the newest spooled seq (sent only when main asks to be told)
 # main -> sender
 FLUSH = b"F"  # F <seq>: send everything up to seq now, whatever DISPATCH_MIN_BATCH_SIZE says
 DRAIN = b"S"  # S <deadline epoch ms>: shutting down: send everything, then exit
