@@ -254,3 +254,26 @@ def test_tls_verified_by_default_and_with_a_ca_bundle(
         make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1", SPLUNK_CA_BUNDLE=str(cert))
         wait_for(lambda: read_committed(spool) >= last)
         assert function_lines(hec) == expected
+
+
+def test_spool_overflow_is_counted_and_reported_to_splunk(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # A spool bound far below what is written: drop-oldest must fire, and the exact loss must
+    # reach Splunk as the extension's own notice, with the newest data delivered.
+    payloads = [body(invocation(n, 40, ms=n)[1]) for n in range(60)]
+    with SpoolWriter(spool, max_bytes=64 * 1024, segment_bytes=8 * 1024) as writer:
+        for payload in payloads:
+            writer.append(payload, 42)
+        last = writer.next_seq - 1
+    make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last)
+    notices = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension")]
+    losses = [n for n in notices if n.get("type") == "splunk-extension.spool-loss"]
+    assert len(losses) == 1
+    delivered_batches = {line.split("-")[0] for line in function_lines(hec)}
+    dropped = 60 - len(delivered_batches)
+    assert dropped > 0
+    assert losses[0]["dropped_records"] == dropped
+    assert losses[0]["dropped_events"] == dropped * 42
+    assert "inv59" in delivered_batches  # the newest data survives
