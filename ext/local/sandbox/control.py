@@ -52,6 +52,18 @@ class ExtensionState:
         """Blocked in next with nothing to hand out: done with its current event."""
         return self.waiting and self.pending is None
 
+    def timings(self, process_start_t: float | None) -> dict[str, Any]:
+        """Its inspect() record: ms from process start to register and to its first next."""
+        base = self.register_t if process_start_t is None else process_start_t
+        return {
+            "external": self.external,
+            "events": self.events,
+            "register_ms": round((self.register_t - base) * 1000, 3),
+            "first_next_ms": None
+            if self.first_next_t is None
+            else round((self.first_next_t - base) * 1000, 3),
+        }
+
 
 @dataclass(eq=False)
 class Invocation:

@@ -62,6 +62,24 @@ class InvokeResult:
     max_memory_used_mb: int
     reset_reason: str | None = None
 
+    @classmethod
+    def from_failed_init(cls, init: dict[str, Any]) -> InvokeResult:
+        """The result of an invoke whose (re-)init failed; `init` is its inspect() record."""
+        return cls(
+            request_id="",
+            status="timeout" if init["status"] == "timeout" else "failure",
+            response=b"",
+            error=None,
+            error_type=init["error_type"],
+            runtime_duration_ms=None,
+            post_runtime_ms=None,
+            duration_ms=init["duration_ms"],
+            init_duration_ms=init["duration_ms"],
+            billed_duration_ms=0,
+            max_memory_used_mb=0,
+            reset_reason="failure",
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable view (response decoded as UTF-8 with replacement)."""
         data = asdict(self)

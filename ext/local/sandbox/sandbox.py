@@ -32,16 +32,6 @@ from ext.local.sandbox.telemetry import TelemetryBus
 Failure = tuple[str, str]  # (platform status, errorType)
 
 
-def _payload_bytes(payload: bytes | dict[str, Any] | list[Any] | str | None) -> bytes:
-    if payload is None:
-        return b"{}"
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, str):
-        return payload.encode()
-    return wire.encode(payload)
-
-
 class Sandbox:
     """One execution environment: API server, processes, telemetry; see docs/emulator.md."""
 
@@ -126,10 +116,10 @@ class Sandbox:
             self._pending_init_ms = None
             if not self._initialised:
                 if not self._init(self._next_phase):
-                    return self._init_failed_result()
+                    return InvokeResult.from_failed_init(self._stats["inits"][-1])
                 init_ms = self._stats["inits"][-1]["duration_ms"]
             self._thaw()
-            return self._run_invoke(_payload_bytes(payload), init_ms)
+            return self._run_invoke(wire.payload_bytes(payload), init_ms)
 
     def shutdown(self, reason: str = "spindown") -> ShutdownResult:
         """SHUTDOWN every extension (deadline now+2000 ms), then SIGKILL whatever still runs."""
@@ -285,15 +275,7 @@ class Sandbox:
         self.bus.close_replay()
         for ext in exts:
             proc = self.fleet.extensions.get(ext.name)
-            base = proc.start_t if proc is not None else ext.register_t
-            record["extensions"][ext.name] = {
-                "external": ext.external,
-                "events": ext.events,
-                "register_ms": round((ext.register_t - base) * 1000, 3),
-                "first_next_ms": None
-                if ext.first_next_t is None
-                else round((ext.first_next_t - base) * 1000, 3),
-            }
+            record["extensions"][ext.name] = ext.timings(proc.start_t if proc else None)
         duration_ms = (time.monotonic() - t0) * 1000
         status, error_type = ("success", None) if failure is None else failure
         record.update(status=status, error_type=error_type, duration_ms=round(duration_ms, 3))
@@ -313,24 +295,6 @@ class Sandbox:
             self._reset("failure")
             return False
         return True
-
-    def _init_failed_result(self) -> InvokeResult:
-        rec = self._stats["inits"][-1]
-        status = "timeout" if rec["status"] == "timeout" else "failure"
-        return InvokeResult(
-            request_id="",
-            status=status,
-            response=b"",
-            error=None,
-            error_type=rec["error_type"],
-            runtime_duration_ms=None,
-            post_runtime_ms=None,
-            duration_ms=rec["duration_ms"],
-            init_duration_ms=rec["duration_ms"],
-            billed_duration_ms=0,
-            max_memory_used_mb=0,
-            reset_reason="failure",
-        )
 
     # -- invoke ----------------------------------------------------------------------------------
 

@@ -110,3 +110,14 @@ def iso_ms(epoch_s: float) -> str:
     second = int(epoch_s)
     millis = int((epoch_s - second) * 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{millis:03d}Z"
+
+
+def payload_bytes(payload: bytes | dict[str, Any] | list[Any] | str | None) -> bytes:
+    """An invoke payload as the bytes the runtime receives (`None` is an empty object)."""
+    if payload is None:
+        return b"{}"
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return encode(payload)
