@@ -5,13 +5,16 @@ The real extension runs in the emulator; while an invocation is in progress (the
 sleeps, so the extension is thawed) this process POSTs synthetic Telemetry batches -- JSON
 arrays of 1,000 `function` events, as Lambda sends them, one request in flight -- straight to
 the extension's listener port, and times until HEC stored the last event. CPU is utime+stime
-from /proc/<pid>/stat of the main, listener and sender processes, before and after.
+from /proc/<pid>/stat of the main, listener and sender processes, before and after. It runs
+twice: into the embedded receiver (which parses and stores every event, on the same two cores)
+and into a counting sink (benchmarks/hec_sink.py), which shows the extension's own rate.
 Run: `.venv/bin/python -m benchmarks.bench_throughput [--quick]` -> results/throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import random
@@ -24,7 +27,9 @@ from typing import Any
 from benchmarks import common
 from benchmarks.rig import (
     CLK_TCK,
+    HecProcess,
     Rig,
+    SinkProcess,
     cpu_seconds,
     extension_processes,
     extension_rig,
@@ -85,7 +90,7 @@ def post_batches(port: int, bodies: list[bytes], batches: int,
         conn.close()
 
 
-def measure(rig: Rig, batches: int) -> dict[str, Any]:
+def measure(rig: Rig, batches: int, target: HecProcess | SinkProcess) -> dict[str, Any]:
     bodies = telemetry_bodies(min(DISTINCT_BODIES, batches))
     sb = rig.sandbox(rig.env(SPLUNK_FLUSH="background"), timeout_s=INVOKE_SLEEP_S + 30)
     try:
@@ -94,7 +99,7 @@ def measure(rig: Rig, batches: int) -> dict[str, Any]:
                                    daemon=True)
         invoker.start()
         try:
-            return _measure_thawed(rig, sb, bodies, batches)
+            return _measure_thawed(target, sb, bodies, batches)
         finally:
             sb.faults.crash_runtime()  # ends the sleeping invocation early
             invoker.join(30)
@@ -102,26 +107,27 @@ def measure(rig: Rig, batches: int) -> dict[str, Any]:
         sb.close()
 
 
-def _measure_thawed(rig: Rig, sb: Sandbox, bodies: list[bytes], batches: int) -> dict[str, Any]:
+def _measure_thawed(target: HecProcess | SinkProcess, sb: Sandbox, bodies: list[bytes],
+                    batches: int) -> dict[str, Any]:
     if not wait_for(lambda: not sb.inspect()["frozen"], 10):
         raise RuntimeError("the sandbox did not thaw")
     pids = extension_processes(sb)
     port = listener_port(sb)
-    wait_for(lambda: rig.hec.last_event()[0] > 0, 5)  # init's platform events, then quiet
+    wait_for(lambda: target.last_event()[0] > 0, 5)  # init's platform events, then quiet
     time.sleep(0.2)
-    base_id = rig.hec.last_event()[0]
-    hec_cpu_before = cpu_seconds(rig.hec.proc.pid)
+    base_id = target.last_event()[0]
+    hec_cpu_before = cpu_seconds(target.proc.pid)
     cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
     started = time.time()
-    post_batches(port, bodies, batches, lambda: rig.hec.last_event()[0] - base_id)
+    post_batches(port, bodies, batches, lambda: target.last_event()[0] - base_id)
     posted = time.time()
     expected = base_id + batches * EVENTS_PER_BATCH
-    if not wait_for(lambda: rig.hec.last_event()[0] >= expected, STORE_TIMEOUT_S, 0.05):
-        raise RuntimeError(f"HEC stored {rig.hec.last_event()[0] - base_id} of "
+    if not wait_for(lambda: target.last_event()[0] >= expected, STORE_TIMEOUT_S, 0.05):
+        raise RuntimeError(f"HEC stored {target.last_event()[0] - base_id} of "
                            f"{batches * EVENTS_PER_BATCH} events")
     cpu_after = {role: cpu_seconds(pid) for role, pid in pids.items()}
-    hec_cpu = cpu_seconds(rig.hec.proc.pid) - hec_cpu_before
-    last_id, last_at = rig.hec.last_event()
+    hec_cpu = cpu_seconds(target.proc.pid) - hec_cpu_before
+    last_id, last_at = target.last_event()
     events = batches * EVENTS_PER_BATCH
     elapsed = last_at - started
     cpu = {role: cpu_after[role] - cpu_before[role] for role in pids}
@@ -151,6 +157,12 @@ def report(results: dict[str, Any]) -> None:
     for role, value in results["cpu_us_per_event_by_process"].items():
         rows.append([f"  CPU us/event, {role}", value, "", ""])
     rows.append(["HEC receiver CPU us/event", results["hec_receiver_cpu_us_per_event"], "", ""])
+    sink = results.get("sink")
+    if sink:
+        rows.append(["events/s into a counting sink", sink["events_per_s"],
+                     TARGETS["events_per_s"],
+                     common.verdict(sink["events_per_s"], TARGETS["events_per_s"], False)])
+        rows.append(["  CPU us/event, all processes", sink["cpu_us_per_event"], "", ""])
     rows.append(["HEC receiver busy (cores)", results["hec_receiver_busy_fraction"], "", ""])
     common.print_table(f"Throughput: {results['events']:,} events in {results['batches']} "
                        f"batches, {results['seconds']:.2f} s", ["figure", "value", "target",
@@ -172,7 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     batches = args.batches or (QUICK_BATCHES if args.quick else FULL_BATCHES)
     with extension_rig() as rig:
-        results = measure(rig, batches)
+        results = measure(rig, batches, rig.hec)
+        sink = SinkProcess()
+        try:
+            results["sink"] = measure(dataclasses.replace(rig, target_url=sink.url), batches, sink)
+        finally:
+            sink.stop()
     report(results)
     common.write_result("throughput", results, quick=args.quick, targets=TARGETS)
     chart(results, common.results_dir())

@@ -109,6 +109,32 @@ class HecProcess:
             self.proc.stdout.close()
 
 
+class SinkProcess:
+    """`python -m benchmarks.hec_sink`: counts events instead of storing them (throughput)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.hec_sink", TOKEN],
+            cwd=REPO, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.url = str(json.loads(self.proc.stdout.readline())["url"])
+        self._conn = http.client.HTTPConnection(urlsplit(self.url).netloc, timeout=10)
+
+    def last_event(self) -> tuple[int, float]:
+        """(events counted, time of the last request), like HecProcess.last_event."""
+        self._conn.request("GET", "/count")
+        counted = json.loads(self._conn.getresponse().read())
+        return int(counted["events"]), float(counted["last_at"])
+
+    def stop(self) -> None:
+        self._conn.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
 @dataclass
 class Rig:
     """A HEC receiver, an /opt folder with the extension, and a scratch folder."""
@@ -116,10 +142,11 @@ class Rig:
     hec: HecProcess
     opt: Path
     work: Path
+    target_url: str | None = None  # another HEC endpoint (the counting sink) instead of hec
 
     def env(self, **extra: str) -> dict[str, str]:
         """Extension environment pointing at this rig's HEC."""
-        return {"SPLUNK_HOST": self.hec.url, "SPLUNK_HEC_TOKEN": TOKEN,
+        return {"SPLUNK_HOST": self.target_url or self.hec.url, "SPLUNK_HEC_TOKEN": TOKEN,
                 "SPLUNK_EXTENSION_PYTHON": sys.executable, **extra}
 
     def sandbox(self, env: Mapping[str, str], **cfg: Any) -> Sandbox:
