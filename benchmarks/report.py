@@ -303,7 +303,11 @@ def _findings(docs: dict[str, Doc], folder: Path) -> list[str]:
             f"needs {fmt(both * 0.15, 2)} cores for them alone. The receiver alone reaches "
             f"{receiver_alone} on this machine (`bench_hec_receiver` below). The extension's own "
             f"bound is 1e6 / {fmt(sender, 2)} = {fmt(1e6 / sender, 0)} events/s per sender core; "
-            "in Lambda it has no receiver competing for its CPU.", ""]
+            "in Lambda it has no receiver competing for its CPU."
+            + (f" Into the counting sink, with the same load and the same extension, it sustained "
+               f"{fmt(r['sink']['events_per_s'], 0)} events/s at "
+               f"{fmt(r['sink']['cpu_us_per_event'], 2)} us of extension CPU per event."
+               if r.get("sink") else ""), ""]
     return out
 
 

@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import time
+import zlib
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -328,19 +329,23 @@ class SpoolReader:
         view = memoryview(buf)
         pos = 0
         # Locals for the per-record loop: it runs once per record of every drain.
-        check, ok = frame.check_frame, frame.FrameStatus.OK
+        decode, crc32, size = frame.decode_frame_header, zlib.crc32, len(buf)
         incomplete = frame.FrameStatus.INCOMPLETE
         header_bytes, append, accept = frame.FRAME_HEADER_BYTES, batch.append, self._accept
         try:
             while len(batch) < max_records and (not batch or budget[0] > 0):
-                status, fh = check(view, pos)
-                if status is ok and fh is not None and fh.seq == self._expected_seq:
-                    pos += header_bytes + fh.payload_len  # the common case: the next record
-                    append(SpoolRecord(fh.seq, bytes(view[pos - fh.payload_len : pos]),
-                                       fh.event_count, fh.append_time_ns))
-                    budget[0] -= fh.payload_len
-                    accept(fh, self._offset + pos)
-                    continue
+                head = decode(view, pos)
+                if isinstance(head, frame.FrameHeader) and head.seq == self._expected_seq:
+                    start = pos + header_bytes
+                    end = start + head.payload_len
+                    if end <= size and crc32(view[start:end]) == head.payload_crc:
+                        pos = end  # the common case: the next record, whole and intact
+                        append(SpoolRecord(head.seq, bytes(view[start:end]),
+                                           head.event_count, head.append_time_ns))
+                        budget[0] -= head.payload_len
+                        accept(head, self._offset + pos)
+                        continue
+                status, fh = frame.check_frame(view, pos)
                 if status is incomplete:
                     if len(buf) < want:
                         return "end"  # the file ends inside this frame
