@@ -28,8 +28,7 @@ from ext.local.sandbox.httpd import ApiServer
 from ext.local.sandbox.model import InvokeResult, SandboxConfig, ShutdownResult
 from ext.local.sandbox.shutdown import run_shutdown
 from ext.local.sandbox.telemetry import TelemetryBus
-
-Failure = tuple[str, str]  # (platform status, errorType)
+from ext.local.sandbox.waiting import Failure, await_ready
 
 
 class Sandbox:
@@ -198,32 +197,8 @@ class Sandbox:
             self._frozen = False
         self.bus.set_paused(False)
 
-    def _failure_locked(self) -> Failure | None:
-        """A fatal condition of the current cycle, checked with cp.cv held."""
-        if self.cp.runtime_init_error is not None:
-            return "error", self.cp.runtime_init_error[0]
-        for ext in self.cp.extensions.values():
-            if ext.finished and ext.error_type:
-                return "error", ext.error_type
-        dead = self.fleet.dead()
-        if dead is not None:
-            return "error", wire.F_RT_EXIT if dead.kind == "runtime" else wire.F_EXT_CRASH
-        return None
-
     def _await(self, ready: Callable[[], bool], deadline: float) -> Failure | None:
-        """Wait until `ready()` (None), a fatal condition, or the deadline ("timeout")."""
-        cv = self.cp.cv
-        with cv:
-            while True:
-                if ready():
-                    return None
-                failure = self._failure_locked()
-                if failure is not None:
-                    return failure
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return "timeout", wire.F_SANDBOX_TIMEOUT
-                cv.wait(left)
+        return await_ready(self.cp, self.fleet, ready, deadline)
 
     # -- init ------------------------------------------------------------------------------------
 
