@@ -18,7 +18,6 @@ DRAIN = b"S"  # S <deadline epoch ms>: shutting down: send everything, then exit
 COMMITTED = b"C"  # C <seq>: every record up to seq is accepted by HEC
 FAILING = b"E"  # E: HEC is failing (retrying or holding); do not wait for commits
 HEALTHY = b"O"  # O: HEC accepts again
-DRAINED = b"Z"  # Z <seq>: the spool is empty up to seq; the sender exits
 
 
 def send(fd: int, kind: bytes, *words: object) -> bool:

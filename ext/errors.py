@@ -8,7 +8,6 @@ from __future__ import annotations
 
 # Error-type strings reported to the Extensions API (Category.Reason, lambda-protocol.md §1.3).
 CONFIG_INVALID = "Extension.ConfigInvalid"
-SUBSCRIBE_FAILED = "Extension.SubscribeFailed"
 STARTUP_FAILED = "Extension.StartupFailed"
 RUNTIME_FAILED = "Extension.RuntimeFailure"
 

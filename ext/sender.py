@@ -76,8 +76,7 @@ class Sender:
                 if self._hand_over():
                     continue
                 if self._drained(got):
-                    self._tell_main(control.DRAINED, self.reader.committed_seq)
-                    return
+                    return  # the main process sees the exit: nothing is left to send
                 if not got or self.outbox:
                     self._wait(self._idle_timeout())
         except _StopSendingError:
