@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import calendar
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -122,10 +124,10 @@ def test_same_millisecond_keeps_order() -> None:
         {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": f"l{i}"}
         for i in range(3)
     ]
-    out = [json.loads(e) for e in builder().build(json.dumps(events).encode())]
+    out = [json.loads(e, parse_float=Decimal) for e in builder().build(json.dumps(events).encode())]
     times = [e["time"] for e in out]
     assert times == sorted(times) and len(set(times)) == 3
-    assert all(int(t * 1000 + 1e-6) == int(times[0] * 1000 + 1e-6) for t in times)
+    assert all(int(t * 1000) == int(times[0] * 1000) for t in times)
 
 
 def test_odd_timestamps() -> None:
@@ -165,8 +167,9 @@ def test_any_batch_maps_losslessly(items: list[tuple[datetime, str, object]]) ->
     out = builder(SPLUNK_FORWARD_OWN_LOGS="true").build(json.dumps(batch).encode())
     assert len(out) == len(batch)
     for raw, (t, kind, rec) in zip(out, items, strict=True):
-        env = json.loads(raw)
-        assert int(env["time"] * 1000 + 1e-6) == round(t.timestamp() * 1000)
+        env = json.loads(raw, parse_float=Decimal)  # exact: HEC time is decimal text
+        epoch_ms = calendar.timegm(t.timetuple()) * 1000 + t.microsecond // 1000
+        assert int(env["time"] * 1000) == epoch_ms
         if kind.startswith("platform."):
             assert env["event"] == {"type": kind, "record": rec}
         elif isinstance(rec, str):

@@ -141,9 +141,13 @@ class SpoolModel(RuleBasedStateMachine):
         generation = self.reader._generation + 1
         checkpoint = self.reader._checkpoint(self.reader._pending[-1])
         data = encode_slot(generation, checkpoint)
-        fd = os.open(self.dir / "ack.state", os.O_WRONLY)
+        fd = os.open(self.dir / "ack.state", os.O_RDWR)
         try:
-            os.pwrite(fd, data[: tear % SLOT_BYTES], slot_offset(generation))
+            old = os.pread(fd, len(data), slot_offset(generation)).ljust(len(data), b"\0")
+            # A prefix whose missing tail already matches the file is a complete write, not a
+            # torn one: stop before the last byte that differs, so the write really is torn.
+            last_diff = max(i for i in range(len(data)) if data[i] != old[i])
+            os.pwrite(fd, data[: min(tear % SLOT_BYTES, last_diff)], slot_offset(generation))
         finally:
             os.close(fd)
 
