@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.chaos_cases import CASES, QUICK
+from benchmarks.chaos_cases import CASES, QUICK, describe
 from benchmarks.chaos_rig import (
     FLUSH_BUDGET_MS,
     LISTENER_RSS_LIMIT_MIB,
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chaos-opt-") as folder:
         opt = make_local_opt(Path(folder))
         for name in names:
-            print(f"... {name}", flush=True)
+            print(f"... {name}: {describe(name)}", flush=True)
             figures.append(run_case(name, CASES[name], opt))
     title = (f"Chaos and fuzz cases (flush budget {FLUSH_BUDGET_MS} ms + "
              f"{POST_RUNTIME_SLACK_MS} ms slack, listener RSS limit "
