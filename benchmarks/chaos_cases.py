@@ -85,6 +85,29 @@ def poison_record(run: CaseRun) -> None:
                                      "HEC nor counted")
 
 
+def malformed_events(run: CaseRun) -> None:
+    """One batch mixing valid lines with a numeric `time`, a numeric `type` and a lone
+    surrogate escape (issue 16 item 7): each odd event costs at most itself, counted."""
+    run.start(run.env())
+    _warm(run, "ma")
+    stamp = json.dumps(time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
+    valid = [f'{{"time":{stamp},"type":"function","record":"c-mv:{n}:valid"}}' for n in range(3)]
+    odd = [f'{{"time":{int(time.time() * 1000)},"type":"function","record":"c-mv:3:numeric time"}}',
+           f'{{"time":{stamp},"type":7,"record":"odd-type numeric type"}}',
+           f'{{"time":{stamp},"type":"function","record":"odd-escape \\ud800 lone surrogate"}}']
+    body = ("[" + ",".join(valid[:2] + odd + valid[2:]) + "]").encode()
+    answers: list[int | None] = []
+    keys = [f"c-mv:{n}" for n in range(4)]
+    run.during_invocations("mi", lambda: answers.append(run.inject(body, keys)))
+    run.figures_.notes.append(f"mixed batch answered {answers}")
+    for n in range(2):
+        run.invoke(f"mb{n}", LINES)
+    run.shutdown()
+    unaccounted = [m for m in ("odd-type", "odd-escape") if run.hec.count(contains=m) == 0]
+    if len(unaccounted) > run.counted():
+        run.figures_.problems.append(f"odd event(s) {unaccounted} neither in HEC nor counted")
+
+
 # -- SIGKILL of each process, mid-invocation and while frozen -----------------------------------
 
 
@@ -334,6 +357,7 @@ def unwritable_spool_dir(run: CaseRun) -> None:
 CASES: dict[str, CaseFn] = {
     "no_fault": no_fault,
     "poison_record": poison_record,
+    "malformed_events": malformed_events,
     **{f"kill_{role}_{when}": kill_case(role, when == "frozen")
        for role in ("listener", "sender", "main") for when in ("mid_invoke", "frozen")},
     "kill_listener_abandoned_posts": kill_listener_abandoned_posts,
