@@ -376,4 +376,4 @@ QUICK = ("no_fault", "poison_record", "kill_sender_frozen", "config_host_with_cr
 
 def describe(name: str) -> str:
     case: Callable[..., None] = CASES[name]
-    return (case.__doc__ or name).strip().splitlines()[0]
+    return " ".join((case.__doc__ or name).strip().split("\n\n")[0].split())

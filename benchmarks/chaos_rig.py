@@ -535,8 +535,8 @@ class CaseRun:
         """SIGKILL the extension's `role` process (main, listener or sender)."""
         assert self.watch is not None
         pid = self.watch.roles().get(role)
-        if pid is None:
-            self.figures_.notes.append(f"no {role} to kill")
+        if pid is None:  # the case would prove nothing
+            self.figures_.problems.append(f"no {role} process found to kill")
             return
         os.kill(pid, signal.SIGKILL)
         self.figures_.crashes += 1
