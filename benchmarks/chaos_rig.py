@@ -358,6 +358,7 @@ class StallingHec:
                 thread = threading.Thread(target=_relay, args=(src, dst), daemon=True)
                 thread.start()
 
+
 def _relay(src: socket.socket, dst: socket.socket) -> None:
     src.settimeout(30)
     with contextlib.suppress(OSError):
