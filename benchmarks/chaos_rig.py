@@ -11,8 +11,9 @@ What it observes, and how:
   body and whether the listener answered 2xx; batches the rig injects itself are noted the same.
 - *in HEC*: the receiver's SQLite store, after the extension's shutdown drain.
 - *counted as dropped*: the extension's own notices in HEC (sourcetype `aws:lambda:extension`,
-  `telemetry_type` starting `splunk-extension.`, every integer field named `*_events`) plus the
-  `droppedRecords` of each `platform.logsDropped` that reached HEC.
+  `telemetry_type` starting `splunk-extension.`, every integer field named `*_events`, at the
+  top of the event or in its `record`) plus the `droppedRecords` of each `platform.logsDropped`
+  that reached HEC.
 - *listener peak RSS*: VmHWM of the listener process (the child of the main process that holds
   a listening socket), sampled every 20 ms while it lives.
 - *restarts*: child processes of the extension beyond the two each main process forks.
@@ -574,8 +575,10 @@ class CaseRun:
                 continue
             body = json.loads(event.event)
             if isinstance(body, dict):
-                total += sum(v for k, v in body.items()
-                             if k.endswith("_events") and isinstance(v, int))
+                total += _event_counts(body)
+                record = body.get("record")  # a notice that travelled as telemetry
+                if isinstance(record, dict):
+                    total += _event_counts(record)
         for event in self.hec.events(sourcetype="aws:lambda:platform", limit=10**7):
             body = json.loads(event.event)
             if isinstance(body, dict) and body.get("type") == "platform.logsDropped":
@@ -617,6 +620,11 @@ class CaseRun:
             f.restarts = self.watch.restarts()
         f.seconds = time.monotonic() - self.started
         return f
+
+
+def _event_counts(fields: Mapping[str, Any]) -> int:
+    return sum(v for k, v in fields.items()
+               if k.endswith("_events") and isinstance(v, int) and not isinstance(v, bool))
 
 
 CaseFn = Callable[[CaseRun], None]

@@ -11,7 +11,9 @@ unprompted; plus what the case itself promises (e.g. an init error naming the va
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from benchmarks.chaos_cases import CASES
 from benchmarks.chaos_rig import (
     FLUSH_BUDGET_MS,
     POST_RUNTIME_SLACK_MS,
+    TOKEN,
     Delivery,
     Figures,
     function_keys,
@@ -101,3 +104,27 @@ def test_benchmark_prints_one_row_per_case(monkeypatch: pytest.MonkeyPatch,
     for name in ran:
         assert name in out.getvalue()
     assert (tmp_path / "chaos.json").exists()
+
+
+def test_counts_are_read_from_notices_at_either_level(tmp_path: Path) -> None:
+    from benchmarks.chaos_rig import CaseRun
+
+    run = CaseRun("count", tmp_path, tmp_path)
+    with run:
+        notices = [
+            {"type": "splunk-extension.spool-loss", "dropped_events": 3, "dropped_records": 1},
+            {"type": "splunk-extension.intake-dropped", "record": {"dropped_events": 2}},
+        ]
+        envelopes = [{"sourcetype": "aws:lambda:extension",
+                      "fields": {"telemetry_type": n["type"]}, "event": n} for n in notices]
+        envelopes.append({"sourcetype": "aws:lambda:platform", "event": {
+            "type": "platform.logsDropped", "record": {"droppedRecords": 4, "droppedBytes": 9}}})
+        # Not a notice of the extension's (no telemetry_type): not counted.
+        envelopes.append({"sourcetype": "aws:lambda:extension", "event": {"other_events": 100}})
+        body = "".join(json.dumps(e) for e in envelopes)
+        conn = http.client.HTTPConnection("127.0.0.1", run.hec.port, timeout=5)
+        conn.request("POST", "/services/collector/event", body.encode(),
+                     {"Authorization": f"Splunk {TOKEN}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        assert run.counted() == 3 + 2 + 4
