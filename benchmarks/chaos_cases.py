@@ -171,7 +171,7 @@ def patched(module: object, name: str, value: object) -> Iterator[None]:
 
 def small_disk(run: CaseRun) -> None:
     """The spool on a 6 MiB tmpfs with 2 MiB free: ~2.5 MB of logs with HEC healthy, then
-    ~1.5 MB while HEC refuses (503), then recovery."""
+    ~3 MB while HEC refuses (503), then recovery."""
     with small_tmpfs(run.work / "disk", 6) as disk:
         filler = disk / "filler"
         with open(filler, "wb") as fh:
@@ -184,8 +184,8 @@ def small_disk(run: CaseRun) -> None:
             run.figures_.problems.append(
                 f"{refused} line(s) refused while HEC was healthy: delivered data is not "
                 "reclaimed from a nearly full disk")
-        run.hec.set_fault("busy")
-        for n in range(6):
+        run.hec.set_fault("busy")  # now more than the free space must wait for HEC
+        for n in range(12):
             run.invoke(f"o{n}", 400, size=512)
         run.hec.clear_faults()
         for n in range(2):
