@@ -3,7 +3,7 @@
 Every case drives one sandbox through `CaseRun` (benchmarks/chaos_rig.py): a few tracked
 invocations, the hostile event, more invocations, the shutdown drain. The rig then computes the
 figures; case-specific expectations (an init error naming the variable, a secret never echoed,
-a hanging HEC not holding every invocation) are added to `Figures.problems`. Sizes are chosen so
+no invocation held by a HEC known to hang) are added to `Figures.problems`. Sizes are chosen so
 that each case takes seconds once the extension behaves, and stays bounded when it does not.
 """
 
