@@ -128,3 +128,12 @@ def test_counts_are_read_from_notices_at_either_level(tmp_path: Path) -> None:
         assert conn.getresponse().status == 200
         conn.close()
         assert run.counted() == 3 + 2 + 4
+
+
+def test_small_disk_case_is_skipped_with_its_reason_without_root(
+    monkeypatch: pytest.MonkeyPatch, chaos_opt: Path
+) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    figures = run_case("small_tmpfs_spool", CASES["small_tmpfs_spool"], chaos_opt)
+    assert figures.skipped == "mounting a tmpfs needs root"
+    assert figures.row()[-1] == "skipped"
