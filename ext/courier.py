@@ -151,9 +151,8 @@ class Courier:
         self._health(True, None)
 
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
+        # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.
         index = outcome.invalid_event
-        if outcome.code == 7 and index is not None:
-            index -= 1  # Splunk 10.4 reports code 7 one past the event (hec.md §1.10)
         if index is not None and 0 <= index < len(batch.envelopes):
             self.quarantine.keep(batch.envelopes[index], outcome.status, outcome.code, outcome.text)
             return without(batch, index)

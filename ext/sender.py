@@ -19,6 +19,7 @@ from collections import deque
 
 from ext import control
 from ext.batching import HecBatch, plan_batches
+from ext.commit_order import CommitOrder
 from ext.courier import Courier
 from ext.envelope import EnvelopeBuilder
 from ext.hec import compress
@@ -41,7 +42,8 @@ class _StopSendingError(Exception):
 
 class Sender:
     def __init__(
-        self, config: Config, function_name: str, wake_fd: int, control_fd: int, status_fd: int
+        self, config: Config, function_name: str, wake_fd: int, control_fd: int, status_fd: int,
+        *, courier: Courier | None = None,
     ) -> None:
         self.config = config
         self.reader = SpoolReader(config.spool_dir)
@@ -55,12 +57,13 @@ class Sender:
         self.held_bytes = 0
         self.held_since = 0.0
         self.outbox: deque[HecBatch] = deque()
+        self.commits = CommitOrder()
         self.flush_through = -1
         self.drain_deadline: float | None = None  # monotonic
         self.unsent: dict[bytes, tuple[bytes, tuple[object, ...]]] = {}
         self.status_lock = threading.Lock()
-        self.courier = Courier(config, os.path.dirname(config.spool_dir.rstrip("/")),
-                               self._health_changed)
+        self.courier = courier or Courier(
+            config, os.path.dirname(config.spool_dir.rstrip("/")), self._health_changed)
 
     def run(self) -> None:
         """Serves until drained at shutdown, the deadline passes, or the parent dies."""
@@ -68,12 +71,8 @@ class Sender:
             while True:
                 if self._service_control():
                     self.courier.hurry()
-                self._commit_done()
-                got = self._read_more()
-                if not self.outbox and self._should_dispatch():
-                    self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes))
-                    self.held, self.held_events, self.held_bytes = [], 0, 0
-                if self._hand_over():
+                handed, got = self.step()
+                if handed:
                     continue
                 if self._drained(got):
                     return  # the main process sees the exit: nothing is left to send
@@ -85,25 +84,40 @@ class Sender:
             self.courier.stop()
             self.reader.close()
 
+    def step(self) -> tuple[bool, bool]:
+        """One pass without waiting: commit what finished, read, plan, hand over.
+
+        Returns (a batch was handed to the courier, new records were read).
+        """
+        self._commit_done()
+        got = self._read_more()
+        if not self.outbox and self._should_dispatch():
+            self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes))
+            self.held, self.held_events, self.held_bytes = [], 0, 0
+        return self._hand_over(), got
+
     def _hand_over(self) -> bool:
         """Gives the courier the next batch if it has room; True if one was handed over."""
         while self.outbox and self.courier.can_accept():
             batch = self.outbox.popleft()
             if not batch.envelopes:  # every event of its records was filtered out
-                self._commit(batch.completes_seq)
+                # Committable only once every batch before it is: it waits behind them.
+                self._commit(self.commits.skipped(batch.completes_seq))
                 continue
+            self.commits.sent(batch.completes_seq)
             self.courier.offer(batch, compress(batch.body(), self.config.gzip_level))
             return True
         return False
 
     def _drained(self, got: bool) -> bool:
         return (self.drain_deadline is not None and not got and not self.held
-                and not self.outbox and self.courier.idle())
+                and not self.outbox and not self.commits and self.courier.idle())
 
     def _commit_done(self) -> None:
-        done = [seq for seq in self.courier.take_done() if seq is not None]
-        if done:
-            self._commit(done[-1])  # delivered in order: the last covers the others
+        """Commits up to the last batch delivered since the previous call (all in order)."""
+        delivered = len(self.courier.take_done())
+        if delivered:
+            self._commit(self.commits.delivered(delivered))
 
     def _commit(self, seq: int | None) -> None:
         if seq is None:

@@ -277,3 +277,26 @@ def test_spool_overflow_is_counted_and_reported_to_splunk(
     assert losses[0]["dropped_records"] == dropped
     assert losses[0]["dropped_events"] == dropped * 42
     assert "inv59" in delivered_batches  # the newest data survives
+
+
+def test_empty_record_behind_a_held_batch_is_not_committed_before_it(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Issue 17: HEC holds (code 4, invalid token) the batch of record 0 (5 lines); record 1
+    # holds one empty line, so its batch has nothing to send. Committing it at once moved the
+    # position past record 0, and a restarted sender never sent record 0.
+    hec.set_fault("auth", code=4)
+    first = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1",
+                 SPLUNK_DISPATCH_MAX_WAIT_MS="0")
+    with SpoolWriter(spool, wake_fd=first.wake_w) as writer:
+        _, events = invocation(0, 5)
+        writer.append(body(events[1:-1]), 5)
+        wait_for(lambda: len(hec.requests()) >= 1)  # record 0 is on the wire, and held
+        writer.append(body([{"time": events[1]["time"], "type": "function", "record": ""}]), 1)
+    time.sleep(1.5)
+    assert read_committed(spool) == -1
+    first.kill()
+    hec.clear_faults()
+    make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= 1)
+    assert function_lines(hec) == [f"inv0-{i} hello" for i in range(5)]
