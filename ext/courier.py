@@ -24,8 +24,6 @@ from ext.quarantine import Quarantine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ext.config import Config
 
 log = logging.getLogger(__name__)
@@ -45,13 +43,14 @@ class _StoppedError(Exception):
 class Courier:
     """Delivers batches on its own thread; `offer` hands one over, `take_done` collects results."""
 
-    def __init__(self, config: Config, quarantine_dir: str,
-                 on_health: Callable[[bool], None]) -> None:
+    def __init__(self, config: Config, quarantine_dir: str) -> None:
         self.client = HecClient(config)
         self.gzip_level = config.gzip_level
         self.quarantine = Quarantine(quarantine_dir)
-        self.on_health = on_health  # called with False on each failure, True on recovery
-        self.failing = False
+        # Read by the sender thread: a new failure answers the flushes waiting on HEC.
+        self.failures = 0  # failed attempts so far
+        self.failing = False  # since the last failure, no request succeeded
+        self.hanging = False  # the last failure was a timeout: HEC may not answer at all
         self.drain_deadline: float | None = None  # monotonic; set by the sender thread
         self._cv = threading.Condition()
         self._slot: tuple[HecBatch, bytes] | None = None
@@ -124,8 +123,11 @@ class Courier:
             with self._cv:
                 self._busy = False
                 self._done.append(batch.completes_seq)
-            with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
-                os.write(self._done_w, b"d")
+            self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
+            os.write(self._done_w, b"d")
 
     def _deliver(self, batch: HecBatch, body: bytes | None) -> None:
         """POSTs until HEC accepted the batch or quarantined its poison events."""
@@ -200,9 +202,8 @@ class Courier:
     def _health(self, healthy: bool, outcome: HecOutcome | None) -> None:
         if healthy:
             if self.failing:
-                self.failing = False
+                self.failing = self.hanging = False
                 log.warning("HEC accepts events again")
-                self.on_health(True)
             return
         if not self.failing and outcome is not None:
             log.warning(
@@ -210,7 +211,6 @@ class Courier:
                 outcome.verdict.value, outcome.status, outcome.code, outcome.text,
             )
         self.failing = True
-        # Every failed attempt is reported: it answers a pending flush, so the main process
-        # stops waiting for a commit that cannot come yet.
-        self.on_health(False)
-
+        self.hanging = outcome is not None and outcome.text.endswith("TimeoutError")
+        self.failures += 1
+        self._wake_sender()

@@ -139,8 +139,13 @@ def test_min_batch_size_holds_until_flush(
         last = writer.next_seq - 1
     time.sleep(0.5)  # nothing may be sent below the minimum batch size
     assert hec.count() == 0
-    control.send(sender.ctl_w, control.FLUSH, last)
-    wait_for(lambda: read_committed(spool) >= last)
+    rid = invocation(1, 5)[0]
+    assert control.send(sender.ctl_w, control.Flush(rid))
+    answers = control.Inbox(sender.status_r)
+    got: list[control.Message] = []
+    wait_for(lambda: got.extend(answers.read()) or len(got) > 1)
+    assert got == [control.Ready(), control.Delivered(rid)]
+    assert read_committed(spool) >= last  # told only once committed through its runtimeDone
     assert len(function_lines(hec)) == 10
 
 
@@ -217,7 +222,7 @@ def test_drain_then_exit(spool: Path, hec: HecReceiver, sender_factory: list[Sen
         DISPATCH_MIN_BATCH_SIZE="100000",
         SPLUNK_DISPATCH_MAX_WAIT_MS="600000",
     )
-    control.send(sender.ctl_w, control.DRAIN, int(time.time() * 1000) + 5000)
+    assert control.send(sender.ctl_w, control.Drain(int(time.time() * 1000) + 5000, ""))
     assert sender.proc is not None
     assert sender.proc.wait(timeout=10) == 0
     assert function_lines(hec) == expected

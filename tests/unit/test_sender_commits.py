@@ -30,6 +30,8 @@ class StandInCourier:
         self.done: list[int | None] = []
         self.accepted: list[bytes] = []
         self.drain_deadline: float | None = None
+        self.failures = 0
+        self.hanging = False
         self.done_r, self.done_w = control.make_pipe()
 
     def can_accept(self) -> bool:
@@ -72,6 +74,7 @@ class Rig:
         self.sender = Sender(config.load(env), "fn", self.pipes[0][0], self.pipes[1][0],
                              self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
         self.lines: dict[int, list[str]] = {}  # seq -> the lines that must reach HEC
+        self.status = control.Inbox(self.pipes[2][0])
 
     def append(self, texts: list[str]) -> None:
         seq = self.writer.next_seq
@@ -79,6 +82,25 @@ class Rig:
                   for t in texts]
         self.writer.append(json.dumps(events).encode(), len(events))
         self.lines[seq] = [t for t in texts if t]
+
+    def append_invocation(self, rid: str, texts: list[str]) -> None:
+        seq = self.writer.next_seq
+        stamp = "2026-11-26T12:00:00.000Z"
+        events = [{"time": stamp, "type": "function", "record": t} for t in texts]
+        events.append({"time": stamp, "type": "platform.runtimeDone",
+                       "record": {"requestId": rid, "status": "success"}})
+        self.writer.append(json.dumps(events).encode(), len(events))
+        self.lines[seq] = texts
+
+    def tell(self, message: control.Message) -> list[control.Message]:
+        """Main sends `message`; the sender's loop passes once; its answers."""
+        control.send(self.pipes[1][1], message)
+        self.sender._service_control()
+        self.sender.step()
+        return self.answers()
+
+    def answers(self) -> list[control.Message]:
+        return self.status.read()
 
     def committed(self) -> int:
         return read_committed(self.spool)
@@ -183,3 +205,44 @@ def test_committed_position_never_passes_an_unaccepted_record(
             assert rig.accepted_lines() == {x for lines in rig.lines.values() for x in lines}
         finally:
             rig.close()
+
+
+def test_flush_answered_once_its_runtime_done_is_committed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, min_batch=1000, max_wait_ms=600_000)
+    try:
+        rig.append_invocation("r1", ["a", "b"])
+        rig.sender.step()
+        assert not rig.courier.in_flight  # below the minimum batch size: held
+        assert rig.tell(control.Flush("r1")) == []
+        assert len(rig.courier.in_flight) == 1  # the flush sends at once
+        rig.courier.finish()
+        rig.sender.step()
+        assert rig.answers() == [control.Delivered("r1")]
+        assert rig.committed() == 0
+    finally:
+        rig.close()
+
+
+def test_a_failed_attempt_answers_failing_then_delivered_later(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        rig.append_invocation("r1", ["a"])
+        assert rig.tell(control.Flush("r1")) == []
+        rig.courier.failures += 1  # HEC refused the attempt; the courier keeps retrying
+        rig.sender.step()
+        assert rig.answers() == [control.Failing("r1")]
+        rig.courier.finish()
+        rig.sender.step()
+        assert rig.answers() == [control.Delivered("r1")]
+    finally:
+        rig.close()
+
+
+def test_a_hanging_hec_answers_failing_at_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        rig.courier.hanging = True  # the last attempt timed out
+        rig.append_invocation("r1", ["a"])
+        assert rig.tell(control.Flush("r1")) == [control.Failing("r1")]
+    finally:
+        rig.close()
