@@ -1,11 +1,14 @@
 """Main process after register: config, children, subscription, and the INVOKE/SHUTDOWN loop.
 
-The flush policy is applied here. With `sync` the extension, before it calls event/next for an
-invocation, asks the sender to flush it and waits for the answer: the sender answers once
+The flush policy is applied here. To wait for an invocation, the extension, before it calls
+event/next, asks the sender to flush it and waits for the answer: the sender answers once
 everything up to the invocation's platform.runtimeDone is accepted by HEC (or at once when HEC
 is failing). Every wait is bounded by the flush budget and the invocation's deadline, whatever
-fails. With `background` it never waits. On SHUTDOWN it hands the sender the deadline and the
-last request id; the sender waits for that invocation's platform.report, drains and exits.
+fails. `sync` waits for every invocation, `background` never, `adaptive` (default) when its
+decision unit (ext/flush_policy.py) says so; it then still asks for the flush without waiting,
+so the sender sends as soon as it can and reports the delivery. On SHUTDOWN it hands the
+sender the deadline and the last request id; the sender waits for that invocation's
+platform.report, drains and exits.
 Main talks to the sender only (ext/control.py); the listener just spools.
 
 This module is on the cold-start path (until the first event/next): it uses C modules
@@ -21,6 +24,7 @@ import time
 
 from ext import config as config_module
 from ext import control, diagnostics, errors, minijson, supervisor, telemetry_api
+from ext.flush_policy import AdaptiveFlush
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,6 +104,7 @@ class MainLoop:
         self.answers: dict[str, bool] = {}  # request id -> delivered (True) or failing (False)
         self.last_request: str | None = None
         self.sender_started = False
+        self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000)
         level = config.log_level
         self.listener = supervisor.Child(
             "listener", self._run_listener, (self.server.fileno(), self.wake_w), level)
@@ -156,6 +161,18 @@ class MainLoop:
                 self.last_request = event.request_id
                 if self.config.flush == "sync":
                     self.flush_invocation(event.request_id, event.deadline_ms / 1000)
+                elif self.config.flush == "adaptive":
+                    self.adapt(event.request_id, event.deadline_ms / 1000)
+
+    def adapt(self, request_id: str, deadline: float) -> None:
+        """Waits for the invocation, or only asks for it, as the adaptive decision says."""
+        self._read_answers()
+        decision = self.adaptive.decide(request_id, time.monotonic())
+        diagnostics.note("INFO", decision.describe(request_id))
+        if decision.wait:
+            self.flush_invocation(request_id, deadline)
+        else:
+            self._tell_sender(control.Flush(request_id))
 
     def flush_invocation(self, request_id: str, deadline: float) -> None:
         """Asks the sender to flush the invocation; waits for its answer, within the budget."""
@@ -211,6 +228,7 @@ class MainLoop:
         for message in self.status.read():
             if isinstance(message, control.Delivered):
                 self.answers[message.request_id] = True
+                self.adaptive.delivered(message.request_id)
             elif isinstance(message, control.Failing):
                 self.answers.setdefault(message.request_id, False)
             elif isinstance(message, control.Ready):
