@@ -153,13 +153,16 @@ class Inbox:
         return [m for m in map(decode, lines) if m is not None]
 
 
-def drain_pipe(fd: int) -> None:
-    """Empties a non-blocking wake-up pipe (its bytes only mean "look again")."""
+def drain_pipe(fd: int) -> bool:
+    """Empties a non-blocking wake-up pipe (its bytes only mean "look again"); True if it held
+    any."""
+    woken = False
     try:
         while os.read(fd, 65_536):
-            pass
+            woken = True
     except BlockingIOError:
-        return
+        pass
+    return woken
 
 
 def make_pipe() -> tuple[int, int]:

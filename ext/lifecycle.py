@@ -77,11 +77,53 @@ def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
         return 1
 
 
+class _ScanContext:
+    """What the C JSON scanner reads from its context (the attributes of json.JSONDecoder)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return float(name.replace("Infinity", "inf"))
+
+
+_scanner: list[object] = []
+
+
+def _parse_event(body: bytes) -> object:
+    """Parses an event body with the C scanner of the `_json` extension module (no `json`, no
+    `re`; loaded at the first event, after the cold start; ~20x faster than minijson), falling
+    back on minijson, which also raises the error for a body that is not JSON."""
+    if not _scanner:
+        try:
+            import _json
+
+            _scanner.append(_json.make_scanner(_ScanContext()))  # type: ignore[arg-type]
+        except ImportError:
+            _scanner.append(None)
+    scan = _scanner[0]
+    if scan is not None:
+        try:
+            text = body.decode("utf-8")
+            value, end = scan(text, 0)  # type: ignore[operator]
+            if not text[end:].strip(" \t\r\n"):
+                return value
+        except (StopIteration, ValueError, SystemError):
+            # On bad JSON the scanner raises json.decoder's error only if `json` is imported;
+            # here it is not, so it fails with SystemError: minijson says what is wrong.
+            pass
+    return minijson.loads(body)
+
+
 class Event:
     """The fields of an Extensions API event that the loop uses."""
 
     def __init__(self, body: bytes) -> None:
-        parsed = minijson.loads(body)
+        parsed = _parse_event(body)
         fields = parsed if isinstance(parsed, dict) else {}
         self.kind = str(fields.get("eventType", ""))
         request_id = fields.get("requestId")

@@ -67,6 +67,7 @@ class Sender:
         self.held_events = 0
         self.held_bytes = 0
         self.held_since = 0.0
+        self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
         self.ledger = InvocationLedger()
@@ -89,7 +90,7 @@ class Sender:
                     continue
                 if self._drained(got):
                     return  # the main process sees the exit: nothing is left to send
-                if not got or self.outbox:
+                if not self.spool_dirty or self.outbox:
                     self._wait(self._idle_timeout())
         except _StopSendingError:
             return
@@ -167,10 +168,18 @@ class Sender:
             del self.unsent[0]
 
     def _read_more(self) -> bool:
+        """Reads and maps what the listener appended; the spool is read only when it woke us
+        (or after a timeout, or when the last read stopped at a limit): one pass per append."""
         if self.held_bytes >= self.config.max_request_bytes:
             return True
+        if control.drain_pipe(self.wake_fd):
+            self.spool_dirty = True
+        if not self.spool_dirty:
+            return False
         budget = max(self.config.max_request_bytes - self.held_bytes, 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget, timeout_s=0)
+        self.spool_dirty = len(records) >= READ_RECORDS or (
+            bool(records) and sum(len(r.payload) for r in records) >= budget)
         builder = self.builder
         for record in records:
             envelopes = builder.build(record.payload)
@@ -256,9 +265,8 @@ class Sender:
                 left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
         if left > 0:
             fds = [self.wake_fd, self.control.fd, self.courier.done_r]
-            ready, _, _ = select.select(fds, [], [], left)
-            if self.wake_fd in ready:
-                control.drain_pipe(self.wake_fd)
+            if not select.select(fds, [], [], left)[0]:
+                self.spool_dirty = True  # a timeout: look anyway (a lost wake-up costs this)
 
 
 

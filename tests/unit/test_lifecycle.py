@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ext import control, errors, lifecycle
+from ext import control, errors, lifecycle, minijson
 
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
 
@@ -145,3 +148,15 @@ def test_a_send_the_pipe_refuses_ends_the_flush_at_once(main: Main) -> None:
     start = time.monotonic()
     main.loop.flush_invocation("rid", time.time() + 60)
     assert time.monotonic() - start < 0.1
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12))
+def test_event_bodies_parse_as_minijson_parses_them(value: object) -> None:
+    body = json.dumps({"eventType": "INVOKE", "requestId": "r", "extra": value}).encode()
+    assert lifecycle._parse_event(body) == minijson.loads(body)
+    for broken in (body[:-1], body + b"x", b"{bad"):
+        with pytest.raises(ValueError):
+            lifecycle._parse_event(broken)

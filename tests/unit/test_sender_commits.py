@@ -68,8 +68,8 @@ class Rig:
         env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
                "SPLUNK_SPOOL_DIR": str(self.spool), "DISPATCH_MIN_BATCH_SIZE": str(min_batch),
                "SPLUNK_DISPATCH_MAX_WAIT_MS": str(max_wait_ms)}
-        self.writer = SpoolWriter(self.spool)
         self.pipes = [control.make_pipe() for _ in range(3)]
+        self.writer = SpoolWriter(self.spool, wake_fd=self.pipes[0][1])
         self.courier = StandInCourier()
         self.sender = Sender(config.load(env), "fn", self.pipes[0][0], self.pipes[1][0],
                              self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
