@@ -51,6 +51,11 @@ class Courier:
         self.failures = 0  # failed attempts so far
         self.failing = False  # since the last failure, no request succeeded
         self.hanging = False  # the last failure was a timeout: HEC may not answer at all
+        # Measured on accepted requests, for the shutdown's drain estimate (flush_policy.py).
+        self.queued_bytes = 0  # uncompressed bytes offered and not yet delivered
+        self.sent_bytes = 0
+        self.send_time_s = 0.0
+        self.round_trip_s: float | None = None  # a moving average
         self.drain_deadline: float | None = None  # monotonic; set by the sender thread
         self._cv = threading.Condition()
         self._slot: tuple[HecBatch, bytes] | None = None
@@ -68,6 +73,7 @@ class Courier:
             if self._slot is not None:
                 return False
             self._slot = (batch, body)
+            self.queued_bytes += batch.size
             self._cv.notify_all()
             return True
 
@@ -122,6 +128,7 @@ class Courier:
                 os._exit(EXIT_CRASHED)
             with self._cv:
                 self._busy = False
+                self.queued_bytes = max(0, self.queued_bytes - batch.size)
                 self._done.append(batch.completes_seq)
             self._wake_sender()
 
@@ -135,9 +142,11 @@ class Courier:
         while batch.envelopes:
             if body is None:
                 body = compress(batch.body(), self.gzip_level)
+            started = time.monotonic()
             outcome = self.client.post(body)
             verdict = outcome.verdict
             if verdict is Verdict.ACCEPTED:
+                self._measured(batch.size, time.monotonic() - started)
                 break
             if verdict is Verdict.TOO_LARGE and len(batch.envelopes) > 1:
                 first, batch = split_batch(batch)
@@ -151,6 +160,16 @@ class Courier:
             self._health(False, outcome)
             self._pause(self._backoff_s(attempt, outcome))
         self._health(True, None)
+
+    def send_rate_bps(self) -> float | None:
+        """Uncompressed bytes per second over the accepted requests so far."""
+        return self.sent_bytes / self.send_time_s if self.send_time_s > 0 else None
+
+    def _measured(self, size: int, elapsed_s: float) -> None:
+        self.sent_bytes += size
+        self.send_time_s += elapsed_s
+        trip = self.round_trip_s
+        self.round_trip_s = elapsed_s if trip is None else 0.8 * trip + 0.2 * elapsed_s
 
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
         # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.

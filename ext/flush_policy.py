@@ -94,3 +94,20 @@ class AdaptiveFlush:
             return None
         gaps = sorted(b - a for a, b in itertools.pairwise(starts))
         return gaps[min(len(gaps) - 1, int(GAP_QUANTILE * len(gaps)))]
+
+
+# At SHUTDOWN: the time kept for the drain, until the sender has measured its own.
+ASSUMED_SEND_RATE_BPS = 1_000_000.0  # uncompressed bytes per second to HEC
+ASSUMED_ROUND_TRIP_S = 0.1
+DRAIN_SAFETY = 1.5  # the estimate is from earlier requests; the network may be slower now
+DRAIN_MARGIN_S = 0.02
+
+
+def drain_reserve_s(unsent_bytes: int, send_rate_bps: float | None,
+                    round_trip_s: float | None) -> float:
+    """How long before the shutdown deadline to stop waiting for the last platform.report so
+    that what is spooled, and the report itself, still reach HEC: the unsent bytes at the
+    measured send rate plus one request's round trip, with a safety factor."""
+    rate = send_rate_bps if send_rate_bps and send_rate_bps > 0 else ASSUMED_SEND_RATE_BPS
+    trip = round_trip_s if round_trip_s is not None else ASSUMED_ROUND_TRIP_S
+    return DRAIN_SAFETY * (unsent_bytes / rate + trip) + DRAIN_MARGIN_S

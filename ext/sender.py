@@ -28,6 +28,7 @@ from ext.batching import HecBatch, plan_batches
 from ext.commit_order import CommitOrder
 from ext.courier import Courier
 from ext.envelope import EnvelopeBuilder
+from ext.flush_policy import drain_reserve_s
 from ext.hec import compress
 from ext.invocations import InvocationLedger
 from ext.spool import SpoolReader
@@ -42,9 +43,6 @@ IDLE_POLL_S = 0.25
 READ_RECORDS = 256
 LOSS_NOTICE = "splunk-extension.spool-loss"
 MAX_UNSENT_ANSWERS = 256
-# At SHUTDOWN, how long to wait for the last platform.report, and the time kept for sending it.
-REPORT_WAIT_S = 0.5
-REPORT_RESERVE_S = 0.3
 
 
 class _StopSendingError(Exception):
@@ -74,7 +72,6 @@ class Sender:
         self.unsent: list[control.Message] = []  # answers a full pipe refused; resent first
         self.failures_seen = 0
         self.drain_deadline: float | None = None  # monotonic
-        self.drain_started = 0.0
         self.last_request: str | None = None  # at shutdown: whose platform.report to wait for
         self.courier = courier or Courier(config, os.path.dirname(config.spool_dir.rstrip("/")))
 
@@ -135,8 +132,12 @@ class Sender:
         return self.last_request is not None and not self.ledger.report_spooled(self.last_request)
 
     def _report_wait_end(self) -> float:
+        """Wait for the last report as long as the window allows once the drain is reserved."""
         assert self.drain_deadline is not None
-        return min(self.drain_started + REPORT_WAIT_S, self.drain_deadline - REPORT_RESERVE_S)
+        unsent = (self.held_bytes + sum(b.size for b in self.outbox) + self.courier.queued_bytes
+                  + self.reader.unread_bytes())
+        reserve = drain_reserve_s(unsent, self.courier.send_rate_bps(), self.courier.round_trip_s)
+        return self.drain_deadline - reserve
 
     def _commit_done(self) -> None:
         """Commits up to the last batch delivered since the previous call (all in order)."""
@@ -244,8 +245,7 @@ class Sender:
                         self._answer(control.Failing(request_id))
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()
-                self.drain_started = time.monotonic()
-                self.drain_deadline = self.drain_started + left_s
+                self.drain_deadline = time.monotonic() + left_s
                 self.courier.drain_deadline = self.drain_deadline
                 self.last_request = message.request_id or None
                 urgent = True

@@ -305,3 +305,27 @@ def test_empty_record_behind_a_held_batch_is_not_committed_before_it(
     make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
     wait_for(lambda: read_committed(spool) >= 1)
     assert function_lines(hec) == [f"inv0-{i} hello" for i in range(5)]
+
+
+def test_shutdown_waits_for_a_late_report_while_the_window_allows(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Lambda may deliver the last platform.report late in the 2 s window (here at +1.2 s): the
+    # sender keeps only the time the drain needs, so the report still reaches HEC, and it
+    # exits before the deadline.
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    rid, events = invocation(0, 5)
+    report = {"time": events[-1]["time"], "type": "platform.report",
+              "record": {"requestId": rid, "status": "success"}}
+    with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
+        writer.append(body(events), len(events))
+        wait_for(lambda: read_committed(spool) >= 0)
+        deadline = time.time() + 2.0
+        assert control.send(sender.ctl_w, control.Drain(int(deadline * 1000), rid))
+        time.sleep(1.2)
+        assert sender.proc is not None and sender.proc.poll() is None  # still waiting
+        writer.append(body([report]), 1)
+    assert sender.proc.wait(timeout=5) == 0
+    assert time.time() < deadline
+    kinds = [json.loads(e.event)["type"] for e in hec.events(sourcetype="aws:lambda:platform")]
+    assert kinds.count("platform.report") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext.flush_policy import MIN_GAPS, AdaptiveFlush
+from ext.flush_policy import MIN_GAPS, AdaptiveFlush, drain_reserve_s
 
 FLUSH_S = 0.03  # a waited flush: telemetry buffering plus one HEC round trip
 
@@ -93,3 +93,20 @@ def test_regular_traffic_keeps_the_bound_and_waits_only_when_it_must(
         assert not any(waits[MIN_GAPS:])
     if gap > bound:  # the next thaw is too far
         assert all(waits)
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**9),
+       st.none() | st.floats(min_value=1.0, max_value=1e10),
+       st.none() | st.floats(min_value=0.0, max_value=10.0))
+def test_drain_reserve_grows_with_the_backlog_and_covers_one_round_trip(
+    a: int, b: int, rate: float | None, trip: float | None
+) -> None:
+    small, large = sorted((a, b))
+    assert drain_reserve_s(small, rate, trip) <= drain_reserve_s(large, rate, trip)
+    assert drain_reserve_s(0, rate, trip) >= (trip if trip is not None else 0.0)
+
+
+def test_drain_reserve_from_measurements() -> None:
+    # 2 MB at 4 MB/s plus a 50 ms round trip, times the safety factor, plus the margin.
+    assert abs(drain_reserve_s(2_000_000, 4e6, 0.05) - (1.5 * 0.55 + 0.02)) < 1e-9
+    assert drain_reserve_s(0, None, None) < 0.2  # nothing spooled: the report can wait long

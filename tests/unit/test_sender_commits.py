@@ -246,3 +246,16 @@ def test_a_hanging_hec_answers_failing_at_once(tmp_path: Path) -> None:
         assert rig.tell(control.Flush("r1")) == [control.Failing("r1")]
     finally:
         rig.close()
+
+
+def test_unread_bytes_counts_what_the_drain_still_has_to_send(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, min_batch=1000, max_wait_ms=600_000)
+    try:
+        assert rig.sender.reader.unread_bytes() == 0
+        rig.append(["x" * 1000])
+        assert 1000 < rig.sender.reader.unread_bytes() < 1200
+        rig.sender.step()  # read and held (below the minimum batch size)
+        assert rig.sender.reader.unread_bytes() == 0
+        assert rig.sender.held_bytes > 1000
+    finally:
+        rig.close()
