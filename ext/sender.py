@@ -31,6 +31,7 @@ from ext.envelope import EnvelopeBuilder
 from ext.flush_policy import drain_reserve_s
 from ext.hec import compress
 from ext.invocations import InvocationLedger
+from ext.quarantine import Quarantine
 from ext.spool import SpoolReader
 
 TYPE_CHECKING = False
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.25
 READ_RECORDS = 256
 LOSS_NOTICE = "splunk-extension.spool-loss"
+QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
 
 
@@ -73,7 +75,9 @@ class Sender:
         self.failures_seen = 0
         self.drain_deadline: float | None = None  # monotonic
         self.last_request: str | None = None  # at shutdown: whose platform.report to wait for
-        self.courier = courier or Courier(config, os.path.dirname(config.spool_dir.rstrip("/")))
+        quarantine_dir = os.path.dirname(config.spool_dir.rstrip("/"))
+        self.quarantine = Quarantine(quarantine_dir)  # the courier keeps its own for events
+        self.courier = courier or Courier(config, quarantine_dir)
 
     def run(self) -> None:
         """Serves until drained at shutdown, the deadline passes, or the parent dies."""
@@ -183,7 +187,10 @@ class Sender:
             bool(records) and sum(len(r.payload) for r in records) >= budget)
         builder = self.builder
         for record in records:
-            envelopes = builder.build(record.payload)
+            try:
+                envelopes = builder.build(record.payload)
+            except Exception as err:  # whatever it is, no record may stop the ones after it
+                envelopes = [self._quarantined(record.seq, record.payload, err)]
             if builder.landmarks:
                 for kind, request_id in builder.landmarks:
                     self.ledger.seen(kind, _decode_id(request_id), record.seq)
@@ -196,6 +203,17 @@ class Sender:
             self.held_events += len(envelopes)
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
         return bool(records)
+
+    def _quarantined(self, seq: int, payload: bytes, error: Exception) -> bytes:
+        """A record that cannot be mapped (e.g. RecursionError on JSON nested ~1,000 deep): kept
+        in the dead-letter file and replaced by a notice to Splunk, at its first failure; its
+        position is committed once the notice is accepted, so it is never retried."""
+        self.quarantine.keep_record(seq, payload, error)
+        return self.builder.notice(QUARANTINE_NOTICE, {
+            "spool_seq": seq, "bytes": len(payload), "error": type(error).__name__,
+            "quarantined_records": self.quarantine.records,
+            "deadletter": self.quarantine.path,
+        })
 
     def _loss_notices(self) -> list[bytes]:
         """Spool losses found while reading, reported to Splunk with the data that follows them.

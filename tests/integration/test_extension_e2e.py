@@ -245,3 +245,23 @@ def test_killed_listener_and_sender_are_restarted_without_loss(
         assert sb.shutdown().extensions["splunk-hec-extension"].exited
     for n in range(6):
         assert lines_of(hec, f"r{n}") == expected_lines(f"r{n}", 10)
+
+
+def test_flush_wait_is_bounded_by_the_budget_when_the_listener_is_dead(
+    hec: HecReceiver, local_opt: Path
+) -> None:
+    # Issue 16: with the listener gone, no runtimeDone is ever spooled; the flush must give up
+    # at its budget, not at the invocation deadline. The listener is restarted at the next
+    # event and the telemetry queued on the socket is then delivered.
+    env = extension_env(hec, SPLUNK_FLUSH="sync", SPLUNK_FLUSH_BUDGET_MS="300")
+    with sandbox(local_opt, env, timeout_s=10.0) as sb:
+        sb.invoke({"lines": 2, "tag": "a0"})
+        main_pid = sb.extension_pids()["splunk-hec-extension"]
+        listener = min(_children(main_pid))  # forked first
+        os.kill(listener, signal.SIGKILL)
+        result = sb.invoke({"lines": 2, "tag": "a1"})
+        assert result.post_runtime_ms is not None and result.post_runtime_ms < 300 + 250
+        assert sb.invoke({"lines": 2, "tag": "a2"}).status == "success"
+        sb.shutdown()
+    for tag in ("a0", "a1", "a2"):
+        assert lines_of(hec, tag) == expected_lines(tag, 2)

@@ -329,3 +329,61 @@ def test_shutdown_waits_for_a_late_report_while_the_window_allows(
     assert time.time() < deadline
     kinds = [json.loads(e.event)["type"] for e in hec.events(sourcetype="aws:lambda:platform")]
     assert kinds.count("platform.report") == 1
+
+
+def test_a_record_that_cannot_be_mapped_is_quarantined_not_crash_looped(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Issue 16: a function record nested ~1,000 deep makes the mapping raise RecursionError;
+    # it is dead-lettered and reported at its first failure, and what follows is delivered.
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    poison = f'[{{"time":"2026-11-26T12:00:00.000Z","type":"function","record":{deep}}}]'
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 1, 3)
+        writer.append(poison.encode(), 1)
+        expected += spool_invocations(writer, 1, 3)
+        last = writer.next_seq - 1
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last)
+    assert function_lines(hec) == expected
+    assert sender.proc is not None and sender.proc.poll() is None  # never died
+    notices = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension")]
+    quarantined = [n for n in notices if n.get("type") == "splunk-extension.record-quarantined"]
+    assert len(quarantined) == 1 and quarantined[0]["error"] == "RecursionError"
+    [dead] = (spool.parent / "deadletter.jsonl").read_text().splitlines()
+    assert json.loads(dead)["spool_seq"] == 1
+    assert "could not map 1 spool record" in sender.stop()
+
+
+def test_a_hanging_hec_is_not_waited_for_until_a_request_succeeds(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Issue 16: HEC accepts connections and never answers. After one request timed out, a
+    # flush is answered Failing at once (main does not hold the invocation) while the courier
+    # keeps probing; once HEC answers again, everything is delivered.
+    hec.set_fault("delay", seconds=3.0, store=False)
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1",
+                  SPLUNK_REQUEST_TIMEOUT_MS="1000")
+    answers = control.Inbox(sender.status_r)
+    got: list[control.Message] = []
+
+    def answer_for(rid: str) -> control.Message:
+        wait_for(lambda: got.extend(answers.read()) or any(
+            getattr(m, "request_id", None) == rid for m in got), timeout=10)
+        return next(m for m in got if getattr(m, "request_id", None) == rid)
+
+    with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
+        rids = []
+        for n in range(2):
+            rid, events = invocation(n, 3)
+            writer.append(body(events), len(events))
+            rids.append(rid)
+            asked = time.monotonic()
+            assert control.send(sender.ctl_w, control.Flush(rid))
+            assert answer_for(rid) == control.Failing(rid)
+            waited = time.monotonic() - asked
+        assert waited < 0.5  # the second flush: no new 1 s timeout to sit through
+    hec.clear_faults()
+    assert answer_for(rids[1]) in (control.Failing(rids[1]), control.Delivered(rids[1]))
+    wait_for(lambda: got.extend(answers.read()) or control.Delivered(rids[1]) in got, timeout=30)
+    assert len(function_lines(hec)) == 6
