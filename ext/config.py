@@ -27,7 +27,7 @@ SPLUNK_INDEX = "SPLUNK_INDEX"
 DISPATCH_MIN_BATCH_SIZE = "DISPATCH_MIN_BATCH_SIZE"
 
 TELEMETRY_KINDS: tuple[str, ...] = ("platform", "function", "extension")
-FLUSH_STRATEGIES = ("sync", "background")
+FLUSH_STRATEGIES = ("adaptive", "sync", "background")
 CONFIG_ERROR_ACTIONS = ("fail", "disable")
 HEC_EVENT_PATH = "/services/collector/event"
 EXTENSION_DIR_NAME = "splunk-hec-extension"
@@ -63,8 +63,9 @@ class Config:
     buffer_max_items: int = 1_000
     buffer_max_bytes: int = 262_144
     buffer_timeout_ms: int = 25
-    flush: str = "sync"
+    flush: str = "adaptive"
     flush_budget_ms: int = 500
+    max_latency_ms: int = 2_000  # adaptive: the bound it keeps while HEC is up (flush_policy.py)
     spool_dir: str = ""
     spool_max_bytes: int = 64 * 2**20
     verify_tls: bool = True
@@ -230,8 +231,9 @@ def load(environ: Mapping[str, str]) -> Config:
         buffer_max_items=r.integer("SPLUNK_BUFFER_MAX_ITEMS", 1_000, *BUFFER_ITEMS_RANGE),
         buffer_max_bytes=r.integer("SPLUNK_BUFFER_MAX_BYTES", 262_144, *BUFFER_BYTES_RANGE),
         buffer_timeout_ms=r.integer("SPLUNK_BUFFER_TIMEOUT_MS", 25, *BUFFER_TIMEOUT_RANGE),
-        flush=r.choice("SPLUNK_FLUSH", "sync", FLUSH_STRATEGIES),
+        flush=r.choice("SPLUNK_FLUSH", "adaptive", FLUSH_STRATEGIES),
         flush_budget_ms=r.integer("SPLUNK_FLUSH_BUDGET_MS", 500, 0, 900_000),
+        max_latency_ms=r.integer("SPLUNK_MAX_LATENCY_MS", 2_000, 100, 3_600_000),
         spool_dir=r.raw("SPLUNK_SPOOL_DIR") or default_spool_dir(environ),
         spool_max_bytes=r.integer("SPLUNK_SPOOL_MAX_MB", 64, 8, 10_240) * 2**20,
         verify_tls=r.boolean("SPLUNK_VERIFY_TLS", True),

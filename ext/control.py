@@ -1,44 +1,143 @@
-"""Control messages between the extension's processes, over plain pipes (no /dev/shm in Lambda).
+"""Messages between the main process and the sender, over plain pipes (no /dev/shm in Lambda).
 
-A message is one ASCII line: a one-letter kind, then space-separated words. Writers never block
-(a full pipe would mean the reader is gone or frozen; the spool, not this channel, carries data).
+The main process talks to the sender only; the listener just spools and wakes the sender. Each
+message is one ASCII line: a one-letter kind, then its fields separated by spaces; a request id
+is always the last field and takes the rest of the line. Encoding and decoding live here and
+nowhere else. Writers never block: a full pipe means the reader is gone or stuck, and the
+sender reports that back as a failed send (the spool, not this channel, carries the data).
+On the cold-start path: plain classes, no dataclasses or typing.
 """
 
 from __future__ import annotations
 
 import os
 
-# listener -> main
-RUNTIME_DONE = b"D"  # D <request id> <seq>: platform.runtimeDone for the request is spooled at seq
-REPORT = b"R"  # R <request id> <seq>: platform.report for the request is spooled at seq
-# main -> sender
-FLUSH = b"F"  # F <seq>: send everything up to seq now, whatever DISPATCH_MIN_BATCH_SIZE says
-DRAIN = b"S"  # S <deadline epoch ms>: shutting down: send everything, then exit
-# sender -> main
-COMMITTED = b"C"  # C <seq>: every record up to seq is accepted by HEC
-FAILING = b"E"  # E: HEC is failing (retrying or holding); do not wait for commits
-HEALTHY = b"O"  # O: HEC accepts again
+
+class Message:
+    """Base of every message; `fields` are encoded in order, a request id last."""
+
+    __slots__ = ()
+    kind = b"?"
+
+    def fields(self) -> tuple[object, ...]:
+        return ()
+
+    def encode(self) -> bytes:
+        words = [str(field) for field in self.fields()]
+        text = " ".join(words).replace("\n", " ").replace("\r", " ")
+        return self.kind + (b" " + text.encode() if words else b"") + b"\n"
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Message) and other.kind == self.kind
+                and other.fields() == self.fields())
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.fields()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.fields()!r}"
 
 
-def send(fd: int, kind: bytes, *words: object) -> bool:
-    """Writes one message; False if the pipe is full or closed (the message is dropped)."""
-    line = kind + b"".join(b" " + str(word).encode() for word in words) + b"\n"
+class Flush(Message):
+    """main -> sender: the invocation ended; send everything up to its platform.runtimeDone now,
+    and answer Delivered (or Failing) for it."""
+
+    __slots__ = ("request_id",)
+    kind = b"F"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.request_id,)
+
+
+class Drain(Message):
+    """main -> sender: SHUTDOWN; wait for the last invocation's platform.report while the window
+    allows, send everything, exit before `deadline_ms` (epoch ms). `request_id` may be empty."""
+
+    __slots__ = ("deadline_ms", "request_id")
+    kind = b"S"
+
+    def __init__(self, deadline_ms: int, request_id: str) -> None:
+        self.deadline_ms = deadline_ms
+        self.request_id = request_id
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.deadline_ms, self.request_id)
+
+
+class Delivered(Message):
+    """sender -> main: everything up to the invocation's platform.runtimeDone is accepted by HEC."""
+
+    __slots__ = ("request_id",)
+    kind = b"C"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.request_id,)
+
+
+class Failing(Message):
+    """sender -> main: HEC is failing (or not answering); the invocation's data stays spooled and
+    is delivered later (a Delivered follows then). Do not wait for it."""
+
+    __slots__ = ("request_id",)
+    kind = b"E"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.request_id,)
+
+
+class Ready(Message):
+    """sender -> main: started (imports done, spool open); sent once per sender process."""
+
+    __slots__ = ()
+    kind = b"R"
+
+
+def decode(line: bytes) -> Message | None:
+    """One line (without its newline) as a message; None if it is not a valid one."""
+    kind, rest = line[:1], line[2:].decode(errors="replace")
+    if kind == Flush.kind and rest:
+        return Flush(rest)
+    if kind == Delivered.kind and rest:
+        return Delivered(rest)
+    if kind == Failing.kind and rest:
+        return Failing(rest)
+    if kind == Ready.kind:
+        return Ready()
+    if kind == Drain.kind:
+        deadline, _, request_id = rest.partition(" ")
+        if deadline.isdigit():
+            return Drain(int(deadline), request_id)
+    return None
+
+
+def send(fd: int, message: Message) -> bool:
+    """Writes one message; False if the pipe is full or closed (the message is not sent)."""
+    line = message.encode()
     try:
         return os.write(fd, line) == len(line)
     except (BlockingIOError, BrokenPipeError):
         return False
 
 
-class MessageReader:
-    """Splits a non-blocking pipe into messages; tolerates partial lines across reads."""
+class Inbox:
+    """Decodes messages from a non-blocking pipe; tolerates partial lines across reads."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._pending = b""
         self.closed = False
 
-    def read(self) -> list[tuple[bytes, list[str]]]:
-        """Every complete message available now, without blocking."""
+    def read(self) -> list[Message]:
+        """Every complete, valid message available now, without blocking."""
         chunks = [self._pending]
         while True:
             try:
@@ -49,23 +148,21 @@ class MessageReader:
                 self.closed = True
                 break
             chunks.append(chunk)
-        data = b"".join(chunks)
-        lines = data.split(b"\n")
+        lines = b"".join(chunks).split(b"\n")
         self._pending = lines.pop()
-        messages = []
-        for line in lines:
-            if line:
-                messages.append((line[:1], line[2:].decode(errors="replace").split()))
-        return messages
+        return [m for m in map(decode, lines) if m is not None]
 
 
-def drain_pipe(fd: int) -> None:
-    """Empties a non-blocking wake-up pipe (its bytes only mean "look again")."""
+def drain_pipe(fd: int) -> bool:
+    """Empties a non-blocking wake-up pipe (its bytes only mean "look again"); True if it held
+    any."""
+    woken = False
     try:
         while os.read(fd, 65_536):
-            pass
+            woken = True
     except BlockingIOError:
-        return
+        pass
+    return woken
 
 
 def make_pipe() -> tuple[int, int]:

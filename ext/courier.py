@@ -24,8 +24,6 @@ from ext.quarantine import Quarantine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ext.config import Config
 
 log = logging.getLogger(__name__)
@@ -45,13 +43,19 @@ class _StoppedError(Exception):
 class Courier:
     """Delivers batches on its own thread; `offer` hands one over, `take_done` collects results."""
 
-    def __init__(self, config: Config, quarantine_dir: str,
-                 on_health: Callable[[bool], None]) -> None:
+    def __init__(self, config: Config, quarantine_dir: str) -> None:
         self.client = HecClient(config)
         self.gzip_level = config.gzip_level
         self.quarantine = Quarantine(quarantine_dir)
-        self.on_health = on_health  # called with False on each failure, True on recovery
-        self.failing = False
+        # Read by the sender thread: a new failure answers the flushes waiting on HEC.
+        self.failures = 0  # failed attempts so far
+        self.failing = False  # since the last failure, no request succeeded
+        self.hanging = False  # the last failure was a timeout: HEC may not answer at all
+        # Measured on accepted requests, for the shutdown's drain estimate (flush_policy.py).
+        self.queued_bytes = 0  # uncompressed bytes offered and not yet delivered
+        self.sent_bytes = 0
+        self.send_time_s = 0.0
+        self.round_trip_s: float | None = None  # a moving average
         self.drain_deadline: float | None = None  # monotonic; set by the sender thread
         self._cv = threading.Condition()
         self._slot: tuple[HecBatch, bytes] | None = None
@@ -69,6 +73,7 @@ class Courier:
             if self._slot is not None:
                 return False
             self._slot = (batch, body)
+            self.queued_bytes += batch.size
             self._cv.notify_all()
             return True
 
@@ -123,9 +128,13 @@ class Courier:
                 os._exit(EXIT_CRASHED)
             with self._cv:
                 self._busy = False
+                self.queued_bytes = max(0, self.queued_bytes - batch.size)
                 self._done.append(batch.completes_seq)
-            with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
-                os.write(self._done_w, b"d")
+            self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
+            os.write(self._done_w, b"d")
 
     def _deliver(self, batch: HecBatch, body: bytes | None) -> None:
         """POSTs until HEC accepted the batch or quarantined its poison events."""
@@ -133,9 +142,11 @@ class Courier:
         while batch.envelopes:
             if body is None:
                 body = compress(batch.body(), self.gzip_level)
+            started = time.monotonic()
             outcome = self.client.post(body)
             verdict = outcome.verdict
             if verdict is Verdict.ACCEPTED:
+                self._measured(batch.size, time.monotonic() - started)
                 break
             if verdict is Verdict.TOO_LARGE and len(batch.envelopes) > 1:
                 first, batch = split_batch(batch)
@@ -150,10 +161,19 @@ class Courier:
             self._pause(self._backoff_s(attempt, outcome))
         self._health(True, None)
 
+    def send_rate_bps(self) -> float | None:
+        """Uncompressed bytes per second over the accepted requests so far."""
+        return self.sent_bytes / self.send_time_s if self.send_time_s > 0 else None
+
+    def _measured(self, size: int, elapsed_s: float) -> None:
+        self.sent_bytes += size
+        self.send_time_s += elapsed_s
+        trip = self.round_trip_s
+        self.round_trip_s = elapsed_s if trip is None else 0.8 * trip + 0.2 * elapsed_s
+
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
+        # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.
         index = outcome.invalid_event
-        if outcome.code == 7 and index is not None:
-            index -= 1  # Splunk 10.4 reports code 7 one past the event (hec.md §1.10)
         if index is not None and 0 <= index < len(batch.envelopes):
             self.quarantine.keep(batch.envelopes[index], outcome.status, outcome.code, outcome.text)
             return without(batch, index)
@@ -201,9 +221,8 @@ class Courier:
     def _health(self, healthy: bool, outcome: HecOutcome | None) -> None:
         if healthy:
             if self.failing:
-                self.failing = False
+                self.failing = self.hanging = False
                 log.warning("HEC accepts events again")
-                self.on_health(True)
             return
         if not self.failing and outcome is not None:
             log.warning(
@@ -211,7 +230,6 @@ class Courier:
                 outcome.verdict.value, outcome.status, outcome.code, outcome.text,
             )
         self.failing = True
-        # Every failed attempt is reported: it answers a pending flush, so the main process
-        # stops waiting for a commit that cannot come yet.
-        self.on_health(False)
-
+        self.hanging = outcome is not None and outcome.text.endswith("TimeoutError")
+        self.failures += 1
+        self._wake_sender()

@@ -64,6 +64,7 @@ class EnvelopeBuilder:
         self._kind_fields: dict[str, bytes] = {}
         self._stamps: dict[str, bytes] = {}  # telemetry time -> HEC time, for repeats
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
+        self.landmarks: list[tuple[str, bytes]] = []  # runtimeDone/report ids, for the sender
         self.skipped_own = 0
         self.skipped_empty = 0
         self.malformed = 0
@@ -132,6 +133,8 @@ class EnvelopeBuilder:
                 request_id = _platform_request_id(record)
                 if kind == "platform.start":
                     self.request_id = request_id
+                elif request_id is not None:  # where an invocation ends: the sender's flushes
+                    self.landmarks.append((kind, request_id))
             elif kind == "platform.initStart":
                 self.request_id = None
                 request_id = None

@@ -1,10 +1,15 @@
 """Main process after register: config, children, subscription, and the INVOKE/SHUTDOWN loop.
 
-The flush policy lives here. With `sync` (default) the extension, before it calls event/next
-for an invocation, waits until that invocation's platform.runtimeDone is spooled and everything
-spooled up to it is accepted by HEC, within the flush budget: the logs are in Splunk before the
-environment freezes. With `background` it never waits. On SHUTDOWN it waits briefly for the last
-platform.report, then lets the sender drain until just before the deadline.
+The flush policy is applied here. To wait for an invocation, the extension, before it calls
+event/next, asks the sender to flush it and waits for the answer: the sender answers once
+everything up to the invocation's platform.runtimeDone is accepted by HEC (or at once when HEC
+is failing). Every wait is bounded by the flush budget and the invocation's deadline, whatever
+fails. `sync` waits for every invocation, `background` never, `adaptive` (default) when its
+decision unit (ext/flush_policy.py) says so; it then still asks for the flush without waiting,
+so the sender sends as soon as it can and reports the delivery. On SHUTDOWN it hands the
+sender the deadline and the last request id; the sender waits for that invocation's
+platform.report, drains and exits.
+Main talks to the sender only (ext/control.py); the listener just spools.
 
 This module is on the cold-start path (until the first event/next): it uses C modules
 (`_socket`, `select`) and a small JSON reader, and leaves msgspec, logging and urllib3 to the
@@ -19,6 +24,7 @@ import time
 
 from ext import config as config_module
 from ext import control, diagnostics, errors, minijson, supervisor, telemetry_api
+from ext.flush_policy import AdaptiveFlush
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,10 +38,15 @@ if TYPE_CHECKING:
 SHUTDOWN_MARGIN_S = 0.15
 # Leave the function this much of its own timeout when flushing near the invoke deadline.
 INVOKE_MARGIN_S = 0.05
-# How long to wait at SHUTDOWN for the last invocation's platform.report (delivered in the window).
-REPORT_WAIT_S = 0.5
 LISTEN_BACKLOG = 16
 STOP_CHILDREN_S = 0.5
+# While waiting on the sender, look this often whether it died (it is then restarted and asked
+# again; the spool makes that lossless).
+SENDER_CHECK_S = 0.1
+# How long the first event/next waits for the sender to have started (imported msgspec and
+# urllib3, opened the spool). Paid once, in the init phase, where it overlaps the runtime's own
+# init; otherwise the first invocation's flush would wait for it, billed, or miss its budget.
+SENDER_START_WAIT_S = 2.0
 
 
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
@@ -66,11 +77,53 @@ def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
         return 1
 
 
+class _ScanContext:
+    """What the C JSON scanner reads from its context (the attributes of json.JSONDecoder)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return float(name.replace("Infinity", "inf"))
+
+
+_scanner: list[object] = []
+
+
+def _parse_event(body: bytes) -> object:
+    """Parses an event body with the C scanner of the `_json` extension module (no `json`, no
+    `re`; loaded at the first event, after the cold start; ~20x faster than minijson), falling
+    back on minijson, which also raises the error for a body that is not JSON."""
+    if not _scanner:
+        try:
+            import _json
+
+            _scanner.append(_json.make_scanner(_ScanContext()))  # type: ignore[arg-type]
+        except ImportError:
+            _scanner.append(None)
+    scan = _scanner[0]
+    if scan is not None:
+        try:
+            text = body.decode("utf-8")
+            value, end = scan(text, 0)  # type: ignore[operator]
+            if not text[end:].strip(" \t\r\n"):
+                return value
+        except (StopIteration, ValueError, SystemError):
+            # On bad JSON the scanner raises json.decoder's error only if `json` is imported;
+            # here it is not, so it fails with SystemError: minijson says what is wrong.
+            pass
+    return minijson.loads(body)
+
+
 class Event:
     """The fields of an Extensions API event that the loop uses."""
 
     def __init__(self, body: bytes) -> None:
-        parsed = minijson.loads(body)
+        parsed = _parse_event(body)
         fields = parsed if isinstance(parsed, dict) else {}
         self.kind = str(fields.get("eventType", ""))
         request_id = fields.get("requestId")
@@ -87,26 +140,22 @@ class MainLoop:
         self.function_name = function_name
         self.server = _bind_listener(config)
         self.wake_r, self.wake_w = control.make_pipe()
-        self.notify_r, self.notify_w = control.make_pipe()
         self.ctl_r, self.ctl_w = control.make_pipe()
         self.status_r, self.status_w = control.make_pipe()
-        self.notify = control.MessageReader(self.notify_r)
-        self.status = control.MessageReader(self.status_r)
-        self.spooled: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
-        self.reports: set[str] = set()
-        self.committed = -1
-        self.hec_failing = False
+        self.status = control.Inbox(self.status_r)
+        self.answers: dict[str, bool] = {}  # request id -> delivered (True) or failing (False)
         self.last_request: str | None = None
+        self.sender_started = False
+        self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000)
         level = config.log_level
         self.listener = supervisor.Child(
-            "listener", self._run_listener, (self.server.fileno(), self.wake_w, self.notify_w),
-            level)
+            "listener", self._run_listener, (self.server.fileno(), self.wake_w), level)
         self.sender = supervisor.Child(
             "sender", self._run_sender, (self.wake_r, self.ctl_r, self.status_w), level)
 
     def _all_fds(self) -> tuple[int, ...]:
-        return (self.server.fileno(), self.wake_r, self.wake_w, self.notify_r, self.notify_w,
-                self.ctl_r, self.ctl_w, self.status_r, self.status_w)
+        return (self.server.fileno(), self.wake_r, self.wake_w, self.ctl_r, self.ctl_w,
+                self.status_r, self.status_w)
 
     def start(self) -> None:
         supervisor.spawn(self.listener, self._all_fds())
@@ -116,6 +165,18 @@ class MainLoop:
         if not telemetry_api.subscribe(self.api, subscription):
             diagnostics.note("WARNING", "the Telemetry API is not supported here (202): "
                                         "nothing will be forwarded")
+        self._await_sender_start(time.monotonic() + SENDER_START_WAIT_S)
+
+    def _await_sender_start(self, end: float) -> None:
+        while not self.sender_started:
+            left = end - time.monotonic()
+            if left <= 0:
+                diagnostics.note("WARNING", "the sender is slow to start; not waiting for it")
+                return
+            if select.select([self.status_r], [], [], min(left, SENDER_CHECK_S))[0]:
+                self._read_answers()
+            else:
+                self._sender_restarted()
 
     def _run_listener(self) -> None:
         import socket
@@ -123,7 +184,7 @@ class MainLoop:
         from ext.listener import Listener
 
         server = socket.socket(fileno=self.server.detach())
-        Listener(self.config, server, self.wake_w, self.notify_w).serve()
+        Listener(self.config, server, self.wake_w).serve()
 
     def _run_sender(self) -> None:
         from ext.sender import Sender
@@ -140,78 +201,96 @@ class MainLoop:
                 return 0
             if event.kind == "INVOKE" and event.request_id:
                 self.last_request = event.request_id
-                self.spooled.clear()  # older invocations' runtimeDone can no longer matter
-                self.reports.clear()
                 if self.config.flush == "sync":
                     self.flush_invocation(event.request_id, event.deadline_ms / 1000)
+                elif self.config.flush == "adaptive":
+                    self.adapt(event.request_id, event.deadline_ms / 1000)
+
+    def adapt(self, request_id: str, deadline: float) -> None:
+        """Waits for the invocation, or only asks for it, as the adaptive decision says."""
+        self._read_answers()
+        decision = self.adaptive.decide(request_id, time.monotonic())
+        diagnostics.note("INFO", decision.describe(request_id))
+        if decision.wait:
+            self.flush_invocation(request_id, deadline)
+        else:
+            self._tell_sender(control.Flush(request_id))
 
     def flush_invocation(self, request_id: str, deadline: float) -> None:
-        """Waits (bounded) for the invocation's runtimeDone, then for HEC to accept up to it."""
-        end = time.monotonic() + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
-        while request_id not in self.spooled:
-            if not self._wait_messages(end):
-                return
-        target = self.spooled.pop(request_id)
-        if self.committed >= target:
+        """Asks the sender to flush the invocation; waits for its answer, within the budget."""
+        now = time.monotonic()
+        end = min(now + self.config.flush_budget_ms / 1000,
+                  now + max(0.0, deadline - INVOKE_MARGIN_S - time.time()))
+        self._read_answers()
+        self.answers.clear()  # answers about earlier invocations no longer matter
+        if not self._tell_sender(control.Flush(request_id)):
             return
-        # Even while HEC is failing, the flush makes the sender try once more at once; it
-        # answers FAILING if that attempt fails too, which ends this wait early.
-        self.hec_failing = False
-        control.send(self.ctl_w, control.FLUSH, target)
-        budget_end = min(end, time.monotonic() + self.config.flush_budget_ms / 1000)
-        while self.committed < target and not self.hec_failing:
-            if not self._wait_messages(budget_end):
+        while request_id not in self.answers:
+            left = end - time.monotonic()
+            if left <= 0:
                 return
+            ready, _, _ = select.select([self.status_r], [], [], min(left, SENDER_CHECK_S))
+            if ready:
+                self._read_answers()
+            elif self._sender_restarted():
+                self._tell_sender(control.Flush(request_id))
 
     def shutdown(self, deadline_ms: float, reason: str) -> None:
-        left_s = deadline_ms / 1000 - time.time() - SHUTDOWN_MARGIN_S
-        deadline = time.monotonic() + max(0.0, left_s)
-        if self.last_request is not None:
-            report_end = min(deadline - 0.3, time.monotonic() + REPORT_WAIT_S)
-            while self.last_request not in self.reports:
-                if not self._wait_messages(report_end):
-                    break
-        deadline_epoch_ms = int((time.time() + deadline - time.monotonic()) * 1000)
-        control.send(self.ctl_w, control.DRAIN, deadline_epoch_ms)
-        if not supervisor.wait_exit(self.sender, deadline):
+        """Lets the sender wait for the last report and drain, until just before the deadline."""
+        left_s = max(0.0, deadline_ms / 1000 - time.time() - SHUTDOWN_MARGIN_S)
+        deadline = time.monotonic() + left_s
+        drain = control.Drain(int((time.time() + left_s) * 1000), self.last_request or "")
+        drained = False
+        while self._tell_sender(drain):
+            if not supervisor.wait_exit(self.sender, deadline):
+                break
+            drained = self.sender.exit_status == supervisor.EXIT_OK
+            if drained or deadline - time.monotonic() < SENDER_CHECK_S:
+                break
+            self._restart(self.sender)  # it crashed while draining: resume from the spool
+        if not drained:
             diagnostics.note("WARNING", f"shutdown ({reason}): deadline reached with events "
-                                        "still spooled")
+                                        "possibly still spooled")
         supervisor.stop([self.listener, self.sender], deadline)
 
     def stop_children(self) -> None:
         supervisor.stop([self.listener, self.sender], time.monotonic() + STOP_CHILDREN_S)
 
-    def _wait_messages(self, end: float) -> bool:
-        """Waits for listener/sender messages until `end`; False once it has passed."""
-        left = end - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select([self.notify_r, self.status_r], [], [], left)
-        if self.notify_r in ready:
-            for kind, words in self.notify.read():
-                if kind == control.RUNTIME_DONE and len(words) == 2:
-                    self.spooled[words[0]] = int(words[1])
-                elif kind == control.REPORT and words:
-                    self.reports.add(words[0])
-        if self.status_r in ready:
-            self._read_status()
-        return True
+    def _tell_sender(self, message: control.Message) -> bool:
+        """Sends to the sender; a dead sender is restarted and asked again, once."""
+        if control.send(self.ctl_w, message):
+            return True
+        if self._sender_restarted() and control.send(self.ctl_w, message):
+            return True
+        diagnostics.note("WARNING", f"the sender does not take messages ({message!r}); "
+                                    "not waiting for it")
+        return False
 
-    def _read_status(self) -> None:
-        for kind, words in self.status.read():
-            if kind == control.COMMITTED and words:
-                self.committed = max(self.committed, int(words[0]))
-            elif kind == control.FAILING:
-                self.hec_failing = True
-            elif kind == control.HEALTHY:
-                self.hec_failing = False
+    def _read_answers(self) -> None:
+        for message in self.status.read():
+            if isinstance(message, control.Delivered):
+                self.answers[message.request_id] = True
+                self.adaptive.delivered(message.request_id)
+            elif isinstance(message, control.Failing):
+                self.answers.setdefault(message.request_id, False)
+            elif isinstance(message, control.Ready):
+                self.sender_started = True
+
+    def _sender_restarted(self) -> bool:
+        """Restarts the sender if it died; True if it did."""
+        if not supervisor.reap([self.sender]):
+            return False
+        self._restart(self.sender)
+        return True
 
     def _restart_dead_children(self) -> None:
         for child in supervisor.reap([self.listener, self.sender]):
-            diagnostics.note("ERROR", f"{child.role} exited with {child.exit_status}; "
-                                      "restarting it")
-            child.restarts += 1
-            supervisor.spawn(child, self._all_fds())
+            self._restart(child)
+
+    def _restart(self, child: supervisor.Child) -> None:
+        diagnostics.note("ERROR", f"{child.role} exited with {child.exit_status}; restarting it")
+        child.restarts += 1
+        supervisor.spawn(child, self._all_fds())
 
 
 def _bind_listener(config: Config) -> _socket.socket:

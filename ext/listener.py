@@ -1,9 +1,9 @@
 """Listener process: receives Telemetry API POSTs and spools each batch before answering 2xx.
 
 Holds the spool's writer role. A body that is not a JSON array of events gets 400 and is
-counted; a spool failure gets 503 so Lambda retries. It tells the main process when a
-platform.runtimeDone or platform.report has been spooled (that is what the flush waits for).
-It never logs per request: its own stderr would come back to it as `extension` telemetry.
+counted; a spool failure gets 503 so Lambda retries. It only takes in: the sender, which reads
+every record anyway, learns where invocations end. It never logs per request: its own stderr
+would come back to it as `extension` telemetry.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ext import control, schema
+from ext import schema
 from ext.spool import SpoolWriter
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 _BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
 _UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
 _TOO_LARGE = b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-_NOTIFY = {"platform.runtimeDone": control.RUNTIME_DONE, "platform.report": control.REPORT}
 
 
 class _BadRequestError(Exception):
@@ -38,12 +37,11 @@ class _BadRequestError(Exception):
 
 
 class Listener:
-    def __init__(self, config: Config, server: socket.socket, wake_fd: int, notify_fd: int) -> None:
+    def __init__(self, config: Config, server: socket.socket, wake_fd: int) -> None:
         self.server = server
         self.writer = SpoolWriter(
             config.spool_dir, max_bytes=config.spool_max_bytes, wake_fd=wake_fd
         )
-        self.notify_fd = notify_fd
         self.append_lock = threading.Lock()
         self.parent = os.getppid()
         self.malformed = 0
@@ -84,7 +82,6 @@ class Listener:
         try:
             heads = schema.telemetry_batch_heads.decode(body)
             count = len(heads)
-            notable = any(h.type in _NOTIFY for h in heads)
         except msgspec.DecodeError:
             # Not every element is an event object: keep the batch if it is a JSON array at
             # all (the sender salvages the valid events and counts the rest), else refuse it.
@@ -93,34 +90,15 @@ class Listener:
             except msgspec.DecodeError:
                 self._count_malformed()
                 return _BAD
-            notable = False
             self._count_malformed()
         try:
             with self.append_lock:
-                seq = self.writer.append(body, count)
+                self.writer.append(body, count)
         except (OSError, ValueError) as err:  # ValueError: a record larger than the spool bound
             self.spool_failures += 1
             log.error("cannot spool a telemetry batch (Lambda will retry it): %s", err)
             return _UNAVAILABLE
-        if notable:
-            self._notify(body, seq)
         return _OK
-
-    def _notify(self, body: bytes, seq: int) -> None:
-        try:
-            events = schema.telemetry_batch.decode(body)
-        except msgspec.DecodeError:
-            return  # the flush then waits out its budget; the data itself is spooled
-        for event in events:
-            kind = _NOTIFY.get(event.type)
-            if kind is None:
-                continue
-            try:
-                ref = schema.request_ref.decode(event.record)
-            except msgspec.DecodeError:
-                continue
-            if ref.requestId:
-                control.send(self.notify_fd, kind, ref.requestId, seq)
 
     def _count_malformed(self) -> None:
         self.malformed += 1

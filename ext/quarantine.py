@@ -1,4 +1,5 @@
-"""Dead-letter file for events HEC refuses as invalid, so a poison event is kept, not dropped.
+"""Dead-letter file for what cannot be delivered as is, so poison is kept, not dropped: events
+HEC refuses as invalid, and spool records the sender cannot map at all (e.g. nested too deep).
 
 Runs in the sender. The file (`deadletter.jsonl` beside the spool) is bounded; once full, the
 count still grows and the operator sees both in the extension's stderr (CloudWatch).
@@ -20,16 +21,36 @@ class Quarantine:
     def __init__(self, directory: str, max_bytes: int = MAX_BYTES) -> None:
         self.path = os.path.join(directory, FILE_NAME)
         self.max_bytes = max_bytes
-        self.count = 0
-        self.kept = 0
+        self.count = 0  # events HEC refused
+        self.records = 0  # spool records that could not be mapped
+        self.kept = 0  # lines written to the file
 
     def keep(self, envelope: bytes, status: int, code: int | None, text: str) -> None:
         """Records one refused envelope with HEC's reason; never raises."""
         self.count += 1
-        line = json.dumps(
+        self._write(json.dumps(
             {"status": status, "code": code, "text": text,
              "envelope": envelope.decode("utf-8", "replace")}
-        ).encode() + b"\n"
+        ).encode() + b"\n")
+        if self.count & (self.count - 1) == 0:  # 1, 2, 4, 8...: visible but never a flood
+            log.error(
+                "HEC refused %d event(s) as invalid (last: status %s, code %s: %s); kept %d in %s",
+                self.count, status, code, text, self.kept, self.path,
+            )
+
+    def keep_record(self, seq: int, payload: bytes, error: BaseException) -> None:
+        """Records one spool record (a Telemetry API batch) that could not be mapped, with the
+        error; never raises. A record too large for the file's bound is counted, not kept."""
+        self.records += 1
+        self._write(json.dumps(
+            {"spool_seq": seq, "error": f"{type(error).__name__}: {error}"[:300],
+             "payload": payload.decode("utf-8", "replace")}
+        ).encode() + b"\n")
+        if self.records & (self.records - 1) == 0:
+            log.error("could not map %d spool record(s) (last: seq %d, %s); kept in %s",
+                      self.records, seq, type(error).__name__, self.path)
+
+    def _write(self, line: bytes) -> None:
         try:
             size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
             if size + len(line) <= self.max_bytes:
@@ -41,8 +62,3 @@ class Quarantine:
                 self.kept += 1
         except OSError as err:
             log.error("cannot write the dead-letter file %s: %s", self.path, err)
-        if self.count & (self.count - 1) == 0:  # 1, 2, 4, 8...: visible but never a flood
-            log.error(
-                "HEC refused %d event(s) as invalid (last: status %s, code %s: %s); kept %d in %s",
-                self.count, status, code, text, self.kept, self.path,
-            )

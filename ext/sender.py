@@ -4,8 +4,13 @@ Holds the spool's reader role. Its main thread reads records, maps them to HEC e
 batches and gzips them, and hands each batch to the courier thread (ext/courier.py), which owns
 the single in-flight request and the retry policy; the next batch is prepared while the current
 one is on the wire. Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest
-waiting event is older than the linger bound, or at once when the main process asks for a
-flush (end of invocation) or a drain (shutdown). Commits in order, after HEC accepted.
+waiting event is older than the linger bound, or at once while the main process waits for an
+invocation (Flush) or the environment shuts down (Drain). Commits in order, after HEC accepted.
+
+It is the main process's only peer: while mapping records it learns where each invocation's
+platform.runtimeDone and platform.report sit in the spool (ext/invocations.py), and it answers
+a Flush once everything up to that runtimeDone is committed, or at once with Failing while
+HEC fails.
 """
 
 from __future__ import annotations
@@ -13,15 +18,20 @@ from __future__ import annotations
 import logging
 import os
 import select
-import threading
 import time
 from collections import deque
 
+import msgspec
+
 from ext import control
 from ext.batching import HecBatch, plan_batches
+from ext.commit_order import CommitOrder
 from ext.courier import Courier
 from ext.envelope import EnvelopeBuilder
+from ext.flush_policy import drain_reserve_s
 from ext.hec import compress
+from ext.invocations import InvocationLedger
+from ext.quarantine import Quarantine
 from ext.spool import SpoolReader
 
 TYPE_CHECKING = False
@@ -33,6 +43,8 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.25
 READ_RECORDS = 256
 LOSS_NOTICE = "splunk-extension.spool-loss"
+QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
+MAX_UNSENT_ANSWERS = 256
 
 
 class _StopSendingError(Exception):
@@ -41,43 +53,45 @@ class _StopSendingError(Exception):
 
 class Sender:
     def __init__(
-        self, config: Config, function_name: str, wake_fd: int, control_fd: int, status_fd: int
+        self, config: Config, function_name: str, wake_fd: int, control_fd: int, status_fd: int,
+        *, courier: Courier | None = None,
     ) -> None:
         self.config = config
         self.reader = SpoolReader(config.spool_dir)
         self.builder = EnvelopeBuilder(config, function_name)
         self.wake_fd = wake_fd
-        self.control = control.MessageReader(control_fd)
+        self.control = control.Inbox(control_fd)
         self.status_fd = status_fd
         self.parent = os.getppid()
         self.held: list[tuple[int, list[bytes]]] = []
         self.held_events = 0
         self.held_bytes = 0
         self.held_since = 0.0
+        self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.outbox: deque[HecBatch] = deque()
-        self.flush_through = -1
+        self.commits = CommitOrder()
+        self.ledger = InvocationLedger()
+        self.unsent: list[control.Message] = []  # answers a full pipe refused; resent first
+        self.failures_seen = 0
         self.drain_deadline: float | None = None  # monotonic
-        self.unsent: dict[bytes, tuple[bytes, tuple[object, ...]]] = {}
-        self.status_lock = threading.Lock()
-        self.courier = Courier(config, os.path.dirname(config.spool_dir.rstrip("/")),
-                               self._health_changed)
+        self.last_request: str | None = None  # at shutdown: whose platform.report to wait for
+        quarantine_dir = os.path.dirname(config.spool_dir.rstrip("/"))
+        self.quarantine = Quarantine(quarantine_dir)  # the courier keeps its own for events
+        self.courier = courier or Courier(config, quarantine_dir)
 
     def run(self) -> None:
         """Serves until drained at shutdown, the deadline passes, or the parent dies."""
+        self._answer(control.Ready())
         try:
             while True:
                 if self._service_control():
                     self.courier.hurry()
-                self._commit_done()
-                got = self._read_more()
-                if not self.outbox and self._should_dispatch():
-                    self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes))
-                    self.held, self.held_events, self.held_bytes = [], 0, 0
-                if self._hand_over():
+                handed, got = self.step()
+                if handed:
                     continue
                 if self._drained(got):
                     return  # the main process sees the exit: nothing is left to send
-                if not got or self.outbox:
+                if not self.spool_dirty or self.outbox:
                     self._wait(self._idle_timeout())
         except _StopSendingError:
             return
@@ -85,39 +99,102 @@ class Sender:
             self.courier.stop()
             self.reader.close()
 
+    def step(self) -> tuple[bool, bool]:
+        """One pass without waiting: commit what finished, read, plan, hand over.
+
+        Returns (a batch was handed to the courier, new records were read).
+        """
+        self._commit_done()
+        self._answer_failures()
+        got = self._read_more()
+        if not self.outbox and self._should_dispatch():
+            self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes))
+            self.held, self.held_events, self.held_bytes = [], 0, 0
+        return self._hand_over(), got
+
     def _hand_over(self) -> bool:
         """Gives the courier the next batch if it has room; True if one was handed over."""
         while self.outbox and self.courier.can_accept():
             batch = self.outbox.popleft()
             if not batch.envelopes:  # every event of its records was filtered out
-                self._commit(batch.completes_seq)
+                # Committable only once every batch before it is: it waits behind them.
+                self._commit(self.commits.skipped(batch.completes_seq))
                 continue
+            self.commits.sent(batch.completes_seq)
             self.courier.offer(batch, compress(batch.body(), self.config.gzip_level))
             return True
         return False
 
     def _drained(self, got: bool) -> bool:
-        return (self.drain_deadline is not None and not got and not self.held
-                and not self.outbox and self.courier.idle())
+        """Shutting down, nothing left to send, and the last report is in (or cannot be)."""
+        if (self.drain_deadline is None or got or self.held or self.outbox or self.commits
+                or not self.courier.idle()):
+            return False
+        return not self._awaiting_report() or time.monotonic() >= self._report_wait_end()
+
+    def _awaiting_report(self) -> bool:
+        return self.last_request is not None and not self.ledger.report_spooled(self.last_request)
+
+    def _report_wait_end(self) -> float:
+        """Wait for the last report as long as the window allows once the drain is reserved."""
+        assert self.drain_deadline is not None
+        unsent = (self.held_bytes + sum(b.size for b in self.outbox) + self.courier.queued_bytes
+                  + self.reader.unread_bytes())
+        reserve = drain_reserve_s(unsent, self.courier.send_rate_bps(), self.courier.round_trip_s)
+        return self.drain_deadline - reserve
 
     def _commit_done(self) -> None:
-        done = [seq for seq in self.courier.take_done() if seq is not None]
-        if done:
-            self._commit(done[-1])  # delivered in order: the last covers the others
+        """Commits up to the last batch delivered since the previous call (all in order)."""
+        delivered = len(self.courier.take_done())
+        if delivered:
+            self._commit(self.commits.delivered(delivered))
 
     def _commit(self, seq: int | None) -> None:
         if seq is None:
             return
         self.reader.commit(seq)
-        self._tell_main(control.COMMITTED, seq)
+        for request_id in self.ledger.settle(seq):
+            self._answer(control.Delivered(request_id))
+
+    def _answer_failures(self) -> None:
+        """Each failed attempt answers the waiting flushes: HEC will not accept them soon."""
+        failures = self.courier.failures
+        if failures != self.failures_seen:
+            self.failures_seen = failures
+            for request_id in self.ledger.failing():
+                self._answer(control.Failing(request_id))
+
+    def _answer(self, message: control.Message | None) -> None:
+        """Tells the main process; answers a full pipe refused are kept (bounded), resent first."""
+        if message is not None:
+            self.unsent.append(message)
+            del self.unsent[:-MAX_UNSENT_ANSWERS]
+        while self.unsent and control.send(self.status_fd, self.unsent[0]):
+            del self.unsent[0]
 
     def _read_more(self) -> bool:
+        """Reads and maps what the listener appended; the spool is read only when it woke us
+        (or after a timeout, or when the last read stopped at a limit): one pass per append."""
         if self.held_bytes >= self.config.max_request_bytes:
             return True
+        if control.drain_pipe(self.wake_fd):
+            self.spool_dirty = True
+        if not self.spool_dirty:
+            return False
         budget = max(self.config.max_request_bytes - self.held_bytes, 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget, timeout_s=0)
+        self.spool_dirty = len(records) >= READ_RECORDS or (
+            bool(records) and sum(len(r.payload) for r in records) >= budget)
+        builder = self.builder
         for record in records:
-            envelopes = self.builder.build(record.payload)
+            try:
+                envelopes = builder.build(record.payload)
+            except Exception as err:  # whatever it is, no record may stop the ones after it
+                envelopes = [self._quarantined(record.seq, record.payload, err)]
+            if builder.landmarks:
+                for kind, request_id in builder.landmarks:
+                    self.ledger.seen(kind, _decode_id(request_id), record.seq)
+                builder.landmarks.clear()
             if record is records[-1]:
                 envelopes.extend(self._loss_notices())
             if not self.held:
@@ -126,6 +203,17 @@ class Sender:
             self.held_events += len(envelopes)
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
         return bool(records)
+
+    def _quarantined(self, seq: int, payload: bytes, error: Exception) -> bytes:
+        """A record that cannot be mapped (e.g. RecursionError on JSON nested ~1,000 deep): kept
+        in the dead-letter file and replaced by a notice to Splunk, at its first failure; its
+        position is committed once the notice is accepted, so it is never retried."""
+        self.quarantine.keep_record(seq, payload, error)
+        return self.builder.notice(QUARANTINE_NOTICE, {
+            "spool_seq": seq, "bytes": len(payload), "error": type(error).__name__,
+            "quarantined_records": self.quarantine.records,
+            "deadletter": self.quarantine.path,
+        })
 
     def _loss_notices(self) -> list[bytes]:
         """Spool losses found while reading, reported to Splunk with the data that follows them.
@@ -145,7 +233,7 @@ class Sender:
     def _should_dispatch(self) -> bool:
         if not self.held:
             return False
-        if self.drain_deadline is not None or self.held[0][0] <= self.flush_through:
+        if self.drain_deadline is not None or self.ledger.urgent():
             return True
         if self.held_events >= self.config.dispatch_min_batch_size:
             return True
@@ -160,35 +248,26 @@ class Sender:
             return max(0.0, min(left, IDLE_POLL_S))
         return IDLE_POLL_S
 
-    def _health_changed(self, healthy: bool) -> None:
-        """From the courier thread: FAILING after each failed attempt, HEALTHY on recovery."""
-        self._tell_main(control.HEALTHY if healthy else control.FAILING)
-
-    def _tell_main(self, kind: bytes, *words: object) -> None:
-        """Sends a status message; one the full pipe refused is resent by the next call.
-
-        Only the newest commit and the newest health state matter to the main process, so
-        a refused message is replaced, never queued: the pipe cannot overflow.
-        """
-        slot = b"H" if kind in (control.FAILING, control.HEALTHY) else kind
-        with self.status_lock:  # the courier thread reports health through here too
-            self.unsent[slot] = (kind, words)
-            for key, (pending_kind, pending_words) in list(self.unsent.items()):
-                if control.send(self.status_fd, pending_kind, *pending_words):
-                    del self.unsent[key]
-
     def _service_control(self) -> bool:
-        """Applies control messages; True when one asks for a send now (flush or drain)."""
+        """Applies main's messages; True when one asks for a send now (flush or drain)."""
         urgent = False
-        for kind, words in self.control.read():
-            if kind == control.FLUSH and words:
-                self.flush_through = max(self.flush_through, int(words[0]))
+        for message in self.control.read():
+            if isinstance(message, control.Flush):
                 urgent = True
-            elif kind == control.DRAIN and words:
-                left_s = int(words[0]) / 1000 - time.time()
+                for request_id in self.ledger.request(message.request_id):
+                    self._answer(control.Delivered(request_id))
+                if self.courier.hanging:
+                    # A HEC that let a request time out is treated as down until a request
+                    # succeeds: the courier probes on its own schedule, main does not wait.
+                    for request_id in self.ledger.failing():
+                        self._answer(control.Failing(request_id))
+            elif isinstance(message, control.Drain):
+                left_s = message.deadline_ms / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s
                 self.courier.drain_deadline = self.drain_deadline
+                self.last_request = message.request_id or None
                 urgent = True
+        self._answer(None)
         if self.control.closed or os.getppid() != self.parent:
             raise _StopSendingError
         if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:
@@ -200,9 +279,18 @@ class Sender:
         left = timeout_s
         if self.drain_deadline is not None:
             left = min(left, self.drain_deadline - time.monotonic())
+            if self._awaiting_report() and not self.held and not self.outbox:
+                left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
         if left > 0:
             fds = [self.wake_fd, self.control.fd, self.courier.done_r]
-            ready, _, _ = select.select(fds, [], [], left)
-            if self.wake_fd in ready:
-                control.drain_pipe(self.wake_fd)
+            if not select.select(fds, [], [], left)[0]:
+                self.spool_dirty = True  # a timeout: look anyway (a lost wake-up costs this)
 
+
+
+def _decode_id(request_id: bytes) -> str:
+    """A request id as the envelope builder keeps it (a JSON string) to the id main sends."""
+    try:
+        return str(msgspec.json.decode(request_id))
+    except msgspec.DecodeError:
+        return ""

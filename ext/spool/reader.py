@@ -95,6 +95,21 @@ class SpoolReader:
     def committed_seq(self) -> int:
         return self._committed.next_seq - 1
 
+    def unread_bytes(self) -> int:
+        """Bytes appended but not read yet (frame headers included): what a drain still has to
+        send. Lists the directory: for the shutdown estimate, not for every read."""
+        total = 0
+        for base in list_segments(self.directory):
+            if base < self._seg_base:
+                continue
+            try:
+                size = os.stat(segment_path(self.directory, base)).st_size
+            except FileNotFoundError:
+                continue
+            read = self._offset if base == self._seg_base else frame.SEGMENT_HEADER_BYTES
+            total += max(0, size - read)
+        return max(0, total)
+
     @property
     def stats(self) -> SpoolStats:
         """Counters as of the committed position (what is durable)."""

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,14 @@ def test_fifty_invocations_everything_exactly_once_and_before_freeze(
     hec: HecReceiver, local_opt: Path
 ) -> None:
     request_ids = []
-    with sandbox(local_opt, extension_env(hec)) as sb:
+    with sandbox(local_opt, extension_env(hec, SPLUNK_FLUSH="sync")) as sb:
         for n in range(50):
             result = sb.invoke(
                 {"lines": 1 + (n * 37) % 60, "tag": f"i{n}", "mode": ("print", "logging")[n % 2]}
             )
             assert result.status == "success"
             request_ids.append(result.request_id)
-            # The invoke phase has ended, so the sandbox is frozen now: the default flush
+            # The invoke phase has ended, so the sandbox is frozen now: the sync flush
             # policy must have put this invocation's lines in HEC already.
             assert len(lines_of(hec, f"i{n}")) == 1 + (n * 37) % 60
         shutdown = sb.shutdown()
@@ -48,6 +49,29 @@ def test_fifty_invocations_everything_exactly_once_and_before_freeze(
     reports = [e for e in platform_events(hec) if e["type"] == "platform.report"]
     assert [r["record"]["requestId"] for r in reports] == request_ids  # type: ignore[index]
     assert kinds["platform.initStart"] == 1
+
+
+def test_adaptive_flush_waits_when_sparse_not_when_dense(hec: HecReceiver, local_opt: Path) -> None:
+    env = extension_env(hec, SPLUNK_FLUSH="adaptive", SPLUNK_MAX_LATENCY_MS="400",
+                        SPLUNK_LOG_LEVEL="INFO", SPLUNK_FORWARD_OWN_LOGS="true")
+    with sandbox(local_opt, env) as sb:
+        dense = []
+        for n in range(12):  # back to back: after the first few, the next thaw comes in time
+            dense.append(sb.invoke({"lines": 3, "tag": f"d{n}"}).post_runtime_ms)
+        assert lines_of(hec, "d0") == expected_lines("d0", 3)  # the first ones wait
+        time.sleep(1.0)  # now sparse: the next thaw is not expected within the bound
+        sb.invoke({"lines": 3, "tag": "sparse"})
+        assert lines_of(hec, "sparse") == expected_lines("sparse", 3)  # before its freeze
+        sb.shutdown()
+    for n in range(12):
+        assert lines_of(hec, f"d{n}") == expected_lines(f"d{n}", 3)
+    decisions = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
+                                                          limit=10**6)]
+    decisions = [d for d in decisions if isinstance(d, str) and "flush-decision" in d]
+    assert len(decisions) == 13
+    assert "wait=yes reason=warming-up" in decisions[0]
+    assert any("wait=no reason=dense" in d for d in decisions[4:12])
+    assert "wait=yes" in decisions[12]
 
 
 def test_logging_lines_carry_level_and_request_id(hec: HecReceiver, local_opt: Path) -> None:
@@ -221,3 +245,23 @@ def test_killed_listener_and_sender_are_restarted_without_loss(
         assert sb.shutdown().extensions["splunk-hec-extension"].exited
     for n in range(6):
         assert lines_of(hec, f"r{n}") == expected_lines(f"r{n}", 10)
+
+
+def test_flush_wait_is_bounded_by_the_budget_when_the_listener_is_dead(
+    hec: HecReceiver, local_opt: Path
+) -> None:
+    # Issue 16: with the listener gone, no runtimeDone is ever spooled; the flush must give up
+    # at its budget, not at the invocation deadline. The listener is restarted at the next
+    # event and the telemetry queued on the socket is then delivered.
+    env = extension_env(hec, SPLUNK_FLUSH="sync", SPLUNK_FLUSH_BUDGET_MS="300")
+    with sandbox(local_opt, env, timeout_s=10.0) as sb:
+        sb.invoke({"lines": 2, "tag": "a0"})
+        main_pid = sb.extension_pids()["splunk-hec-extension"]
+        listener = min(_children(main_pid))  # forked first
+        os.kill(listener, signal.SIGKILL)
+        result = sb.invoke({"lines": 2, "tag": "a1"})
+        assert result.post_runtime_ms is not None and result.post_runtime_ms < 300 + 250
+        assert sb.invoke({"lines": 2, "tag": "a2"}).status == "success"
+        sb.shutdown()
+    for tag in ("a0", "a1", "a2"):
+        assert lines_of(hec, tag) == expected_lines(tag, 2)

@@ -139,8 +139,13 @@ def test_min_batch_size_holds_until_flush(
         last = writer.next_seq - 1
     time.sleep(0.5)  # nothing may be sent below the minimum batch size
     assert hec.count() == 0
-    control.send(sender.ctl_w, control.FLUSH, last)
-    wait_for(lambda: read_committed(spool) >= last)
+    rid = invocation(1, 5)[0]
+    assert control.send(sender.ctl_w, control.Flush(rid))
+    answers = control.Inbox(sender.status_r)
+    got: list[control.Message] = []
+    wait_for(lambda: got.extend(answers.read()) or len(got) > 1)
+    assert got == [control.Ready(), control.Delivered(rid)]
+    assert read_committed(spool) >= last  # told only once committed through its runtimeDone
     assert len(function_lines(hec)) == 10
 
 
@@ -217,7 +222,7 @@ def test_drain_then_exit(spool: Path, hec: HecReceiver, sender_factory: list[Sen
         DISPATCH_MIN_BATCH_SIZE="100000",
         SPLUNK_DISPATCH_MAX_WAIT_MS="600000",
     )
-    control.send(sender.ctl_w, control.DRAIN, int(time.time() * 1000) + 5000)
+    assert control.send(sender.ctl_w, control.Drain(int(time.time() * 1000) + 5000, ""))
     assert sender.proc is not None
     assert sender.proc.wait(timeout=10) == 0
     assert function_lines(hec) == expected
@@ -277,3 +282,108 @@ def test_spool_overflow_is_counted_and_reported_to_splunk(
     assert losses[0]["dropped_records"] == dropped
     assert losses[0]["dropped_events"] == dropped * 42
     assert "inv59" in delivered_batches  # the newest data survives
+
+
+def test_empty_record_behind_a_held_batch_is_not_committed_before_it(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Issue 17: HEC holds (code 4, invalid token) the batch of record 0 (5 lines); record 1
+    # holds one empty line, so its batch has nothing to send. Committing it at once moved the
+    # position past record 0, and a restarted sender never sent record 0.
+    hec.set_fault("auth", code=4)
+    first = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1",
+                 SPLUNK_DISPATCH_MAX_WAIT_MS="0")
+    with SpoolWriter(spool, wake_fd=first.wake_w) as writer:
+        _, events = invocation(0, 5)
+        writer.append(body(events[1:-1]), 5)
+        wait_for(lambda: len(hec.requests()) >= 1)  # record 0 is on the wire, and held
+        writer.append(body([{"time": events[1]["time"], "type": "function", "record": ""}]), 1)
+    time.sleep(1.5)
+    assert read_committed(spool) == -1
+    first.kill()
+    hec.clear_faults()
+    make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= 1)
+    assert function_lines(hec) == [f"inv0-{i} hello" for i in range(5)]
+
+
+def test_shutdown_waits_for_a_late_report_while_the_window_allows(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Lambda may deliver the last platform.report late in the 2 s window (here at +1.2 s): the
+    # sender keeps only the time the drain needs, so the report still reaches HEC, and it
+    # exits before the deadline.
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    rid, events = invocation(0, 5)
+    report = {"time": events[-1]["time"], "type": "platform.report",
+              "record": {"requestId": rid, "status": "success"}}
+    with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
+        writer.append(body(events), len(events))
+        wait_for(lambda: read_committed(spool) >= 0)
+        deadline = time.time() + 2.0
+        assert control.send(sender.ctl_w, control.Drain(int(deadline * 1000), rid))
+        time.sleep(1.2)
+        assert sender.proc is not None and sender.proc.poll() is None  # still waiting
+        writer.append(body([report]), 1)
+    assert sender.proc.wait(timeout=5) == 0
+    assert time.time() < deadline
+    kinds = [json.loads(e.event)["type"] for e in hec.events(sourcetype="aws:lambda:platform")]
+    assert kinds.count("platform.report") == 1
+
+
+def test_a_record_that_cannot_be_mapped_is_quarantined_not_crash_looped(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Issue 16: a function record nested ~1,000 deep makes the mapping raise RecursionError;
+    # it is dead-lettered and reported at its first failure, and what follows is delivered.
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    poison = f'[{{"time":"2026-11-26T12:00:00.000Z","type":"function","record":{deep}}}]'
+    with SpoolWriter(spool) as writer:
+        expected = spool_invocations(writer, 1, 3)
+        writer.append(poison.encode(), 1)
+        expected += spool_invocations(writer, 1, 3)
+        last = writer.next_seq - 1
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last)
+    assert function_lines(hec) == expected
+    assert sender.proc is not None and sender.proc.poll() is None  # never died
+    notices = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension")]
+    quarantined = [n for n in notices if n.get("type") == "splunk-extension.record-quarantined"]
+    assert len(quarantined) == 1 and quarantined[0]["error"] == "RecursionError"
+    [dead] = (spool.parent / "deadletter.jsonl").read_text().splitlines()
+    assert json.loads(dead)["spool_seq"] == 1
+    assert "could not map 1 spool record" in sender.stop()
+
+
+def test_a_hanging_hec_is_not_waited_for_until_a_request_succeeds(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # Issue 16: HEC accepts connections and never answers. After one request timed out, a
+    # flush is answered Failing at once (main does not hold the invocation) while the courier
+    # keeps probing; once HEC answers again, everything is delivered.
+    hec.set_fault("delay", seconds=3.0, store=False)
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1",
+                  SPLUNK_REQUEST_TIMEOUT_MS="1000")
+    answers = control.Inbox(sender.status_r)
+    got: list[control.Message] = []
+
+    def answer_for(rid: str) -> control.Message:
+        wait_for(lambda: got.extend(answers.read()) or any(
+            getattr(m, "request_id", None) == rid for m in got), timeout=10)
+        return next(m for m in got if getattr(m, "request_id", None) == rid)
+
+    with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
+        rids = []
+        for n in range(2):
+            rid, events = invocation(n, 3)
+            writer.append(body(events), len(events))
+            rids.append(rid)
+            asked = time.monotonic()
+            assert control.send(sender.ctl_w, control.Flush(rid))
+            assert answer_for(rid) == control.Failing(rid)
+            waited = time.monotonic() - asked
+        assert waited < 0.5  # the second flush: no new 1 s timeout to sit through
+    hec.clear_faults()
+    assert answer_for(rids[1]) in (control.Failing(rids[1]), control.Delivered(rids[1]))
+    wait_for(lambda: got.extend(answers.read()) or control.Delivered(rids[1]) in got, timeout=30)
+    assert len(function_lines(hec)) == 6

@@ -90,3 +90,20 @@ def test_cold_start_path_imports_nothing_heavy() -> None:
         ]
         modules = {m.names[0].name if isinstance(m, ast.Import) else m.module for m in top_level}
         assert modules <= {"__future__", "os", "sys", "_socket"}, modules
+
+
+def test_main_process_imports_nothing_heavy_until_the_first_event() -> None:
+    """Everything the main process runs before its first event/next (config, control plane,
+    lifecycle, supervisor) loads no msgspec, dataclasses, typing, logging, re or enum."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules)\n"
+        "import ext.__main__, ext.extensions_api, ext.lifecycle, ext.control, ext.config\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", probe, str(EXT.parent)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    heavy = {"msgspec", "dataclasses", "typing", "logging", "re", "enum", "urllib3", "json"}
+    assert not {name.split(".")[0] for name in out} & heavy, out

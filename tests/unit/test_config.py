@@ -30,7 +30,8 @@ def test_original_four_names_work() -> None:
 def test_defaults() -> None:
     cfg = config.load({**BASE, "TMPDIR": "/sandbox/tmp"})
     assert cfg.index is None
-    assert cfg.flush == "sync"
+    assert cfg.flush == "adaptive"
+    assert cfg.max_latency_ms == 2_000
     assert cfg.telemetry_types == ("platform", "function", "extension")
     assert cfg.verify_tls is True
     assert cfg.spool_dir == "/sandbox/tmp/splunk-hec-extension/spool"
@@ -71,6 +72,7 @@ def test_host_forms(value: str, url: str, path: str) -> None:
         ("DISPATCH_MIN_BATCH_SIZE", "0"),
         ("DISPATCH_MIN_BATCH_SIZE", "ten"),
         ("SPLUNK_FLUSH", "sometimes"),
+        ("SPLUNK_MAX_LATENCY_MS", "50"),
         ("SPLUNK_VERIFY_TLS", "maybe"),
         ("SPLUNK_TELEMETRY_TYPES", "platform,metrics"),
         ("SPLUNK_BUFFER_TIMEOUT_MS", "10"),

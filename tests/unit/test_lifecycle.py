@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
 
-from ext import errors, lifecycle
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ext import control, errors, lifecycle, minijson
 
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
 
@@ -76,3 +84,79 @@ def test_event_parsing() -> None:
         "SHUTDOWN", "timeout", 5, None)
     odd = lifecycle.Event(b'["not an object"]')
     assert (odd.kind, odd.request_id, odd.deadline_ms) == ("", None, 0)
+
+
+class Main:
+    """A MainLoop whose sender is the test: it reads main's messages and answers (or not)."""
+
+    def __init__(self, budget_ms: int = 150) -> None:
+        from ext import config
+
+        env = {**ENV, "SPLUNK_FLUSH_BUDGET_MS": str(budget_ms), "SPLUNK_LISTENER_HOST": "127.0.0.1"}
+        self.loop = lifecycle.MainLoop(FakeApi([]), config.load(env), "fn")  # type: ignore[arg-type]
+        self.inbox = control.Inbox(self.loop.ctl_r)
+
+    def flush(self, answer: control.Message | None = None, after_s: float = 0.0) -> float:
+        def sender() -> None:
+            end = time.monotonic() + 2
+            while not self.inbox.read() and time.monotonic() < end:
+                time.sleep(0.002)
+            time.sleep(after_s)
+            if answer is not None:
+                control.send(self.loop.status_w, answer)
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        start = time.monotonic()
+        self.loop.flush_invocation("rid", time.time() + 60)
+        elapsed = time.monotonic() - start
+        thread.join()
+        return elapsed
+
+    def close(self) -> None:
+        self.loop.server.close()
+        for fd in self.loop._all_fds()[1:]:
+            os.close(fd)
+
+
+@pytest.fixture
+def main() -> Iterator[Main]:
+    made = Main()
+    yield made
+    made.close()
+
+
+def test_flush_ends_when_the_sender_says_delivered(main: Main) -> None:
+    assert main.flush(control.Delivered("rid")) < 0.15
+    assert main.loop.answers == {"rid": True}
+
+
+def test_flush_ends_when_the_sender_says_failing(main: Main) -> None:
+    assert main.flush(control.Failing("rid")) < 0.15
+    assert main.loop.answers == {"rid": False}
+
+
+def test_flush_waits_no_longer_than_the_budget_when_nothing_answers(main: Main) -> None:
+    elapsed = main.flush(None)
+    assert 0.14 <= elapsed < 0.6  # budget 150 ms: a silent sender or a lost runtimeDone
+    assert main.flush(control.Delivered("other"), after_s=0.01) >= 0.14  # not its answer
+
+
+def test_a_send_the_pipe_refuses_ends_the_flush_at_once(main: Main) -> None:
+    while control.send(main.loop.ctl_w, control.Flush("filler")):
+        pass  # the sender is stuck: its pipe is full
+    start = time.monotonic()
+    main.loop.flush_invocation("rid", time.time() + 60)
+    assert time.monotonic() - start < 0.1
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12))
+def test_event_bodies_parse_as_minijson_parses_them(value: object) -> None:
+    body = json.dumps({"eventType": "INVOKE", "requestId": "r", "extra": value}).encode()
+    assert lifecycle._parse_event(body) == minijson.loads(body)
+    for broken in (body[:-1], body + b"x", b"{bad"):
+        with pytest.raises(ValueError):
+            lifecycle._parse_event(broken)

@@ -1,0 +1,104 @@
+"""Cost of one small invocation (issue 12 item 2): HEC requests and extension CPU per invocation.
+
+Runs the sample function in the emulator, 10 log lines per invocation, back to back: a warm-up,
+then the measured invocations. CPU is read from /proc/<pid>/schedstat (nanoseconds on CPU) of
+the main, listener and sender processes before and after the measured invocations; HEC requests
+from the receiver's request counter. With `--profile DIR`, every extension process runs under
+cProfile (benchmarks/profiled_extension.py) and the top functions per process are printed.
+Run: `.venv/bin/python -m benchmarks.bench_invocation_cost [--quick] [--flush sync]
+[--profile DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pstats
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+from benchmarks.rig import extension_processes, extension_rig
+
+LINES = 10
+WARMUP = 20
+WRAPPER = Path(__file__).with_name("profiled_extension.py")
+
+
+def cpu_ns(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def measure(flush: str, invocations: int, profile_dir: Path | None) -> dict[str, Any]:
+    with extension_rig() as rig:
+        env = rig.env(SPLUNK_FLUSH=flush)
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            script = rig.work / "python-profiled"
+            script.write_text(f'#!/bin/sh\nEXT_PROFILE_DIR="{profile_dir}" exec "{sys.executable}"'
+                              f' "{WRAPPER}" "$@"\n')
+            script.chmod(0o755)
+            env["SPLUNK_EXTENSION_PYTHON"] = str(script)
+        sb = rig.sandbox(env, timeout_s=30.0)
+        try:
+            for n in range(WARMUP):
+                sb.invoke({"lines": LINES, "tag": f"w{n}"})
+            roles = extension_processes(sb)
+            before = {role: cpu_ns(pid) for role, pid in roles.items()}
+            requests_before = rig.hec.admin("GET", "/_admin/stats")["requests"]
+            post_runtime = []
+            for n in range(invocations):
+                result = sb.invoke({"lines": LINES, "tag": f"m{n}"})
+                post_runtime.append(result.post_runtime_ms or 0.0)
+            after = {role: cpu_ns(pid) for role, pid in roles.items()}
+            requests = rig.hec.admin("GET", "/_admin/stats")["requests"] - requests_before
+            sb.shutdown()
+        finally:
+            sb.close()
+    per_role_us = {role: (after[role] - before[role]) / invocations / 1000 for role in roles}
+    return {
+        "flush": flush, "lines": LINES, "invocations": invocations,
+        "hec_requests_per_invocation": requests / invocations,
+        "cpu_us_per_invocation": sum(per_role_us.values()),
+        "cpu_us_per_invocation_by_process": per_role_us,
+        "post_runtime_ms": common.summary(post_runtime),
+    }
+
+
+def print_profiles(profile_dir: Path, top: int) -> None:
+    for path in sorted(profile_dir.glob("*.prof")):
+        print(f"\n== {path.name} ==")
+        stats = pstats.Stats(str(path))
+        stats.sort_stats("tottime").print_stats(top)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--flush", default="adaptive")
+    parser.add_argument("--invocations", type=int, default=None)
+    parser.add_argument("--profile", type=Path, default=None)
+    args = parser.parse_args(argv)
+    invocations = args.invocations or (10 if args.quick else 100)
+    result = measure(args.flush, invocations, args.profile)
+    by_role = result["cpu_us_per_invocation_by_process"]
+    print(common.format_table(
+        ["flush", "invocations", "HEC requests/inv", "CPU us/inv", "main", "listener", "sender",
+         "post-runtime p50 ms"],
+        [[result["flush"], invocations, f"{result['hec_requests_per_invocation']:.2f}",
+          f"{result['cpu_us_per_invocation']:.0f}", f"{by_role.get('main', 0):.0f}",
+          f"{by_role.get('listener', 0):.0f}", f"{by_role.get('sender', 0):.0f}",
+          f"{result['post_runtime_ms']['p50']:.1f}"]]))
+    if args.profile is not None:
+        print_profiles(args.profile, 25)
+    common.write_result("invocation_cost", result, quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

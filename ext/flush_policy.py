@@ -1,0 +1,113 @@
+"""The adaptive flush (`SPLUNK_FLUSH=adaptive`): per invocation, wait before event/next or not.
+
+Waiting (a sync flush) puts the invocation's logs in Splunk before the environment freezes, at
+the price of post-runtime duration (billed): the Telemetry API's buffering (25 ms at least) plus
+one HEC round trip. Not waiting costs nothing now, but the logs leave only when the environment
+thaws again, at the next invocation. So: do not wait when the next thaw is expected soon enough
+for everything still undelivered to reach HEC within the latency bound; wait otherwise (sparse
+traffic, the first invocations, a backlog about to exceed the bound).
+
+Inputs: the start times of recent invocations (their rhythm), the bound, and which invocations
+the sender confirmed delivered. With "expected gap" a high quantile of recent gaps and "age" how
+long the oldest undelivered invocation has been waiting, it does not wait only when
+age + expected gap <= bound. When the next invocation then comes within the expected gap and
+its thaw delivers the backlog, every line arrives within the bound; whatever happens, a line's
+latency stays under the bound plus one invocation gap (the gap that was not foreseen).
+
+Default bound: 2 s (SPLUNK_MAX_LATENCY_MS). Gaps between invocations are roughly exponential,
+whose 95th percentile is 3x the mean, and the age of the oldest undelivered invocation adds one
+more gap: a 2 s bound keeps traffic with mean gaps up to ~400 ms wait-free (where waiting would
+add ~27 ms to every invocation), while sparser traffic, where the next thaw may be seconds or
+minutes away, always waits. It is also well under the delay a person notices when searching for
+a log line they just caused, and far under the minutes a frozen environment can stay frozen.
+
+Pure: no I/O, no clock (times are passed in, in seconds on one monotonic clock). Plain
+classes: it runs in the main process.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+DEFAULT_MAX_LATENCY_MS = 2_000
+HISTORY = 32  # recent invocation starts kept
+MIN_GAPS = 3  # before that many gaps are known, the rhythm is unknown: wait
+GAP_QUANTILE = 0.95
+MAX_UNDELIVERED = 256  # invocations remembered as undelivered (older ones are forgotten)
+
+
+class Decision:
+    """Whether to wait for this invocation, why, and the figures behind it."""
+
+    __slots__ = ("backlog_age_s", "expected_gap_s", "reason", "wait")
+
+    def __init__(self, wait: bool, reason: str, expected_gap_s: float | None,
+                 backlog_age_s: float) -> None:
+        self.wait = wait
+        self.reason = reason  # "warming-up", "sparse", "backlog" (wait) or "dense" (do not)
+        self.expected_gap_s = expected_gap_s  # None while warming up
+        self.backlog_age_s = backlog_age_s
+
+    def describe(self, request_id: str) -> str:
+        gap = "-" if self.expected_gap_s is None else f"{self.expected_gap_s * 1000:.0f}"
+        return (f"flush-decision request_id={request_id} wait={'yes' if self.wait else 'no'} "
+                f"reason={self.reason} expected_gap_ms={gap} "
+                f"backlog_age_ms={self.backlog_age_s * 1000:.0f}")
+
+
+class AdaptiveFlush:
+    def __init__(self, max_latency_s: float) -> None:
+        self.max_latency_s = max_latency_s
+        self.starts: list[float] = []  # recent invocation start times, oldest first
+        self.undelivered: dict[str, float] = {}  # request id -> start time, oldest first
+
+    def decide(self, request_id: str, now: float) -> Decision:
+        """Called at each INVOKE (`now`: its arrival); records the invocation as undelivered."""
+        self.starts.append(now)
+        del self.starts[:-HISTORY]
+        self.undelivered[request_id] = now
+        if len(self.undelivered) > MAX_UNDELIVERED:
+            del self.undelivered[next(iter(self.undelivered))]
+        age = now - next(iter(self.undelivered.values()))
+        gap = self.expected_gap_s()
+        if gap is None:
+            return Decision(True, "warming-up", None, age)
+        if age + gap <= self.max_latency_s:
+            return Decision(False, "dense", gap, age)
+        return Decision(True, "sparse" if gap > age else "backlog", gap, age)
+
+    def delivered(self, request_id: str) -> None:
+        """The sender committed everything up to this invocation's runtimeDone: it and every
+        invocation before it are delivered."""
+        if request_id not in self.undelivered:
+            return
+        while self.undelivered:
+            rid = next(iter(self.undelivered))
+            del self.undelivered[rid]
+            if rid == request_id:
+                return
+
+    def expected_gap_s(self) -> float | None:
+        """A high quantile of the recent gaps between invocation starts; None if too few."""
+        starts = self.starts
+        if len(starts) <= MIN_GAPS:
+            return None
+        gaps = sorted(b - a for a, b in itertools.pairwise(starts))
+        return gaps[min(len(gaps) - 1, int(GAP_QUANTILE * len(gaps)))]
+
+
+# At SHUTDOWN: the time kept for the drain, until the sender has measured its own.
+ASSUMED_SEND_RATE_BPS = 1_000_000.0  # uncompressed bytes per second to HEC
+ASSUMED_ROUND_TRIP_S = 0.1
+DRAIN_SAFETY = 1.5  # the estimate is from earlier requests; the network may be slower now
+DRAIN_MARGIN_S = 0.02
+
+
+def drain_reserve_s(unsent_bytes: int, send_rate_bps: float | None,
+                    round_trip_s: float | None) -> float:
+    """How long before the shutdown deadline to stop waiting for the last platform.report so
+    that what is spooled, and the report itself, still reach HEC: the unsent bytes at the
+    measured send rate plus one request's round trip, with a safety factor."""
+    rate = send_rate_bps if send_rate_bps and send_rate_bps > 0 else ASSUMED_SEND_RATE_BPS
+    trip = round_trip_s if round_trip_s is not None else ASSUMED_ROUND_TRIP_S
+    return DRAIN_SAFETY * (unsent_bytes / rate + trip) + DRAIN_MARGIN_S

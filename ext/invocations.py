@@ -1,0 +1,63 @@
+"""The sender's knowledge of invocations: where each one's end sits in the spool, who waits.
+
+The sender reads and maps every record anyway, so it learns there at which spool seq each
+invocation's platform.runtimeDone (and platform.report) was spooled. The main process asks,
+per request id, to be told once everything up to that runtimeDone is accepted by HEC; this
+ledger keeps those requests and says which ones the committed position now settles. It is the
+only place that bookkeeping lives. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+RUNTIME_DONE = "platform.runtimeDone"
+REPORT = "platform.report"
+KEEP = 64  # invocations remembered; older ones can no longer be asked about
+
+
+class InvocationLedger:
+    def __init__(self, keep: int = KEEP) -> None:
+        self.keep = keep
+        self.done_at: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
+        self.report_at: dict[str, int] = {}  # request id -> seq of its spooled platform.report
+        self.waiting: dict[str, bool] = {}  # flush requests not yet settled -> already told Failing
+        self.committed = -1
+
+    def seen(self, kind: str, request_id: str, seq: int) -> None:
+        """A runtimeDone or report for `request_id` was read from the spool at `seq`."""
+        table = self.done_at if kind == RUNTIME_DONE else self.report_at if kind == REPORT else None
+        if table is None:
+            return
+        table.setdefault(request_id, seq)
+        if len(table) > self.keep:
+            del table[next(iter(table))]
+
+    def request(self, request_id: str) -> list[str]:
+        """The main process waits for `request_id`; returns it at once if already settled."""
+        self.waiting[request_id] = False
+        if len(self.waiting) > self.keep:
+            del self.waiting[next(iter(self.waiting))]
+        return self.settle(self.committed)
+
+    def urgent(self) -> bool:
+        """Someone waits: send what is read now, whatever the minimum batch size says."""
+        return bool(self.waiting)
+
+    def settle(self, committed: int) -> list[str]:
+        """The requests whose runtimeDone is now committed (removed from the waiting list)."""
+        self.committed = max(self.committed, committed)
+        settled = [rid for rid in self.waiting
+                   if self.done_at.get(rid, self.committed + 1) <= self.committed]
+        for rid in settled:
+            del self.waiting[rid]
+        return settled
+
+    def failing(self) -> list[str]:
+        """HEC failed an attempt: the waiting requests not yet told so (each is told once; it
+        stays waiting, and is settled later like any other)."""
+        told = [rid for rid, already in self.waiting.items() if not already]
+        for rid in told:
+            self.waiting[rid] = True
+        return told
+
+    def report_spooled(self, request_id: str) -> bool:
+        return request_id in self.report_at

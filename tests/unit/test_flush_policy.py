@@ -1,0 +1,112 @@
+"""The adaptive flush decision, alone, and in a model of thaws and deliveries while HEC is up."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ext.flush_policy import MIN_GAPS, AdaptiveFlush, drain_reserve_s
+
+FLUSH_S = 0.03  # a waited flush: telemetry buffering plus one HEC round trip
+
+
+def simulate(gaps: list[float], bound: float) -> tuple[list[float], list[bool]]:
+    """Invocations separated by `gaps`; returns each one's log latency and whether it waited.
+
+    HEC is up. A waited invocation's lines, and everything undelivered before them, reach HEC
+    FLUSH_S after it starts and main hears so at once. Otherwise they leave at the next thaw
+    (FLUSH_S after the next invocation starts), and main hears so at the invocation after that.
+    """
+    policy = AdaptiveFlush(bound)
+    starts = [0.0]
+    for gap in gaps:
+        starts.append(starts[-1] + gap)
+    delivered_at: dict[int, float] = {}
+    waits: list[bool] = []
+    undelivered: list[int] = []
+    heard: list[tuple[float, int]] = []  # (when main reads it, invocation confirmed)
+    for n, now in enumerate(starts):
+        for when, confirmed in [h for h in heard if h[0] <= now]:
+            policy.delivered(f"r{confirmed}")
+            heard.remove((when, confirmed))
+        if undelivered:  # this thaw delivers the backlog, after main decided
+            for m in undelivered:
+                delivered_at[m] = now + FLUSH_S
+            heard.append((starts[n + 1] if n + 1 < len(starts) else now, undelivered[-1]))
+            undelivered = []
+        decision = policy.decide(f"r{n}", now)
+        waits.append(decision.wait)
+        if decision.wait:
+            delivered_at[n] = now + FLUSH_S
+            policy.delivered(f"r{n}")
+        else:
+            undelivered.append(n)
+    end = starts[-1] + 3600  # the shutdown drain
+    latencies = [delivered_at.get(n, end) - start for n, start in enumerate(starts)]
+    return latencies, waits
+
+
+def test_the_first_invocations_wait() -> None:
+    _, waits = simulate([0.01] * 10, bound=2.0)
+    assert waits[:MIN_GAPS] == [True] * MIN_GAPS  # the rhythm is not known yet
+    assert not any(waits[MIN_GAPS:])  # then dense traffic never waits
+
+
+def test_sparse_traffic_always_waits() -> None:
+    _, waits = simulate([5.0] * 20, bound=2.0)
+    assert all(waits)
+
+
+def test_a_backlog_main_never_hears_about_is_flushed_before_it_exceeds_the_bound() -> None:
+    policy = AdaptiveFlush(1.0)
+    decisions = [policy.decide(f"r{n}", n * 0.1) for n in range(30)]  # no delivery confirmed
+    waited = [n for n, d in enumerate(decisions) if d.wait and n > MIN_GAPS]
+    assert waited and decisions[waited[0]].reason == "backlog"
+    assert decisions[waited[0]].backlog_age_s <= 1.0
+
+
+def test_decision_describes_itself_for_the_demo() -> None:
+    text = AdaptiveFlush(2.0).decide("abc", 0.0).describe("abc")
+    assert text.startswith("flush-decision request_id=abc wait=yes reason=warming-up")
+
+
+gaps = st.lists(st.floats(min_value=0.001, max_value=20.0), min_size=1, max_size=60)
+bounds = st.floats(min_value=0.1, max_value=10.0)
+
+
+@given(gaps, bounds)
+def test_latency_never_exceeds_the_bound_plus_one_invocation_gap(
+    gap_list: list[float], bound: float
+) -> None:
+    latencies, _ = simulate(gap_list, bound)
+    for n, latency in enumerate(latencies[:-1]):
+        assert latency <= bound + gap_list[n] + FLUSH_S + 1e-9
+
+
+@given(st.floats(min_value=0.001, max_value=20.0), st.integers(5, 60), bounds)
+def test_regular_traffic_keeps_the_bound_and_waits_only_when_it_must(
+    gap: float, count: int, bound: float
+) -> None:
+    latencies, waits = simulate([gap] * count, bound)
+    assert max(latencies[:-1]) <= bound + FLUSH_S + 1e-9
+    if 2 * gap <= bound:  # the next thaw comes in time, even for a backlog of one invocation
+        assert not any(waits[MIN_GAPS:])
+    if gap > bound:  # the next thaw is too far
+        assert all(waits)
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**9),
+       st.none() | st.floats(min_value=1.0, max_value=1e10),
+       st.none() | st.floats(min_value=0.0, max_value=10.0))
+def test_drain_reserve_grows_with_the_backlog_and_covers_one_round_trip(
+    a: int, b: int, rate: float | None, trip: float | None
+) -> None:
+    small, large = sorted((a, b))
+    assert drain_reserve_s(small, rate, trip) <= drain_reserve_s(large, rate, trip)
+    assert drain_reserve_s(0, rate, trip) >= (trip if trip is not None else 0.0)
+
+
+def test_drain_reserve_from_measurements() -> None:
+    # 2 MB at 4 MB/s plus a 50 ms round trip, times the safety factor, plus the margin.
+    assert abs(drain_reserve_s(2_000_000, 4e6, 0.05) - (1.5 * 0.55 + 0.02)) < 1e-9
+    assert drain_reserve_s(0, None, None) < 0.2  # nothing spooled: the report can wait long

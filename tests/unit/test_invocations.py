@@ -1,0 +1,72 @@
+"""The sender's ledger of invocations: a flush is answered once its runtimeDone is committed."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ext.invocations import REPORT, RUNTIME_DONE, InvocationLedger
+
+
+def test_answered_only_once_the_runtime_done_is_committed() -> None:
+    ledger = InvocationLedger()
+    assert ledger.request("a") == []  # its runtimeDone is not even read yet
+    assert ledger.urgent()
+    ledger.seen(RUNTIME_DONE, "a", 5)
+    assert ledger.settle(4) == []
+    assert ledger.settle(5) == ["a"]
+    assert not ledger.urgent()
+
+
+def test_a_request_for_an_invocation_already_committed_is_answered_at_once() -> None:
+    ledger = InvocationLedger()
+    ledger.seen(RUNTIME_DONE, "a", 3)
+    ledger.settle(7)
+    assert ledger.request("a") == ["a"]
+
+
+def test_failing_is_told_once_and_the_request_still_settles() -> None:
+    ledger = InvocationLedger()
+    ledger.request("a")
+    assert ledger.failing() == ["a"]
+    assert ledger.failing() == []
+    ledger.seen(RUNTIME_DONE, "a", 1)
+    assert ledger.settle(1) == ["a"]
+
+
+def test_reports_are_tracked_apart() -> None:
+    ledger = InvocationLedger()
+    ledger.seen(REPORT, "a", 2)
+    assert ledger.report_spooled("a") and not ledger.report_spooled("b")
+    ledger.request("a")
+    assert ledger.settle(10) == []  # a report is not where the invocation's logs end
+
+
+def test_memory_is_bounded() -> None:
+    ledger = InvocationLedger(keep=8)
+    for n in range(100):
+        ledger.seen(RUNTIME_DONE, f"r{n}", n)
+        ledger.seen(REPORT, f"r{n}", n)
+        ledger.request(f"q{n}")
+    assert len(ledger.done_at) <= 8 and len(ledger.report_at) <= 8 and len(ledger.waiting) <= 8
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 30)), max_size=30),
+       st.lists(st.integers(0, 40), max_size=30))
+def test_settled_exactly_when_committed_through_the_runtime_done(
+    dones: list[tuple[int, int]], commits: list[int],
+) -> None:
+    ledger = InvocationLedger()
+    first_seen: dict[str, int] = {}
+    for n, seq in dones:
+        ledger.seen(RUNTIME_DONE, f"r{n}", seq)
+        first_seen.setdefault(f"r{n}", seq)
+    answered: set[str] = set()
+    for rid in first_seen:
+        answered.update(ledger.request(rid))
+    committed = -1
+    for seq in commits:
+        committed = max(committed, seq)
+        answered.update(ledger.settle(seq))
+        for rid, at in first_seen.items():
+            assert (rid in answered) == (at <= committed)

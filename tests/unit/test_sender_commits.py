@@ -1,0 +1,261 @@
+"""The sender's commits against a stand-in courier whose batches finish when the test says.
+
+The committed spool position must never pass a record that HEC has not accepted, whatever the
+records after it contain (lines, only filtered lines, nothing), and it must reach the last record
+once everything is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import deque
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ext import config, control
+from ext.batching import HecBatch
+from ext.sender import Sender
+from ext.spool import SpoolWriter, read_committed
+
+
+class StandInCourier:
+    """Holds offered batches until `finish` is called; room for two, like the real one."""
+
+    def __init__(self) -> None:
+        self.in_flight: deque[HecBatch] = deque()
+        self.done: list[int | None] = []
+        self.accepted: list[bytes] = []
+        self.drain_deadline: float | None = None
+        self.failures = 0
+        self.hanging = False
+        self.done_r, self.done_w = control.make_pipe()
+
+    def can_accept(self) -> bool:
+        return len(self.in_flight) < 2
+
+    def offer(self, batch: HecBatch, body: bytes) -> bool:
+        self.in_flight.append(batch)
+        return True
+
+    def finish(self, count: int = 1) -> None:
+        for _ in range(min(count, len(self.in_flight))):
+            batch = self.in_flight.popleft()
+            self.accepted.extend(batch.envelopes)
+            self.done.append(batch.completes_seq)
+
+    def take_done(self) -> list[int | None]:
+        done, self.done = self.done, []
+        return done
+
+    def idle(self) -> bool:
+        return not self.in_flight and not self.done
+
+    def hurry(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        os.close(self.done_r)
+        os.close(self.done_w)
+
+
+class Rig:
+    def __init__(self, folder: Path, min_batch: int = 1, max_wait_ms: int = 0) -> None:
+        self.spool = folder / "spool"
+        env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
+               "SPLUNK_SPOOL_DIR": str(self.spool), "DISPATCH_MIN_BATCH_SIZE": str(min_batch),
+               "SPLUNK_DISPATCH_MAX_WAIT_MS": str(max_wait_ms)}
+        self.pipes = [control.make_pipe() for _ in range(3)]
+        self.writer = SpoolWriter(self.spool, wake_fd=self.pipes[0][1])
+        self.courier = StandInCourier()
+        self.sender = Sender(config.load(env), "fn", self.pipes[0][0], self.pipes[1][0],
+                             self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
+        self.lines: dict[int, list[str]] = {}  # seq -> the lines that must reach HEC
+        self.status = control.Inbox(self.pipes[2][0])
+
+    def append(self, texts: list[str]) -> None:
+        seq = self.writer.next_seq
+        events = [{"time": "2026-11-26T12:00:00.000Z", "type": "function", "record": t}
+                  for t in texts]
+        self.writer.append(json.dumps(events).encode(), len(events))
+        self.lines[seq] = [t for t in texts if t]
+
+    def append_invocation(self, rid: str, texts: list[str]) -> None:
+        seq = self.writer.next_seq
+        stamp = "2026-11-26T12:00:00.000Z"
+        events = [{"time": stamp, "type": "function", "record": t} for t in texts]
+        events.append({"time": stamp, "type": "platform.runtimeDone",
+                       "record": {"requestId": rid, "status": "success"}})
+        self.writer.append(json.dumps(events).encode(), len(events))
+        self.lines[seq] = texts
+
+    def tell(self, message: control.Message) -> list[control.Message]:
+        """Main sends `message`; the sender's loop passes once; its answers."""
+        control.send(self.pipes[1][1], message)
+        self.sender._service_control()
+        self.sender.step()
+        return self.answers()
+
+    def answers(self) -> list[control.Message]:
+        return self.status.read()
+
+    def committed(self) -> int:
+        return read_committed(self.spool)
+
+    def accepted_lines(self) -> set[str]:
+        return {json.loads(e)["event"] for e in self.courier.accepted}
+
+    def close(self) -> None:
+        self.sender.courier.stop()
+        self.sender.reader.close()
+        self.writer.close()
+        for r, w in self.pipes:
+            os.close(r)
+            os.close(w)
+
+
+def test_an_empty_batch_waits_behind_a_batch_still_in_flight(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        rig.append(["a", "b", "c", "d", "e"])
+        rig.sender.step()
+        assert len(rig.courier.in_flight) == 1  # HEC holds it (e.g. code 4, invalid token)
+        rig.append([""])  # one empty line: nothing to send
+        rig.sender.step()
+        assert rig.committed() == -1  # record 0 is not accepted: nothing may be committed
+        rig.courier.finish()
+        rig.sender.step()
+        assert rig.committed() == 1
+    finally:
+        rig.close()
+
+
+def test_two_batches_finished_between_polls_commit_the_last(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        rig.append(["a"])
+        rig.sender.step()
+        rig.append(["b"])
+        rig.sender.step()
+        assert len(rig.courier.in_flight) == 2
+        rig.courier.finish(2)
+        rig.sender.step()
+        assert rig.committed() == 1
+    finally:
+        rig.close()
+
+
+def test_min_batch_size_counts_events_not_records(tmp_path: Path) -> None:
+    # 3 records of 4 events: 12 events, 3 records. A minimum of 10 is reached in events only.
+    rig = Rig(tmp_path, min_batch=10, max_wait_ms=600_000)
+    try:
+        for n in range(2):
+            rig.append([f"{n}-{i}" for i in range(4)])
+        rig.sender.step()
+        assert not rig.courier.in_flight  # 8 events < 10
+        rig.append([f"2-{i}" for i in range(4)])
+        rig.sender.step()
+        assert len(rig.courier.in_flight) == 1  # 12 events >= 10, although only 3 records
+        assert len(rig.courier.in_flight[0].envelopes) == 12
+    finally:
+        rig.close()
+
+
+line_counts = st.integers(min_value=0, max_value=3)  # 0: a record of one empty line
+actions = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), line_counts),
+        st.tuples(st.just("finish"), st.integers(min_value=1, max_value=2)),
+        st.tuples(st.just("hold"), st.just(0)),  # HEC holds or the courier retries: no answer
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(actions, st.lists(st.booleans(), min_size=30, max_size=30))
+def test_committed_position_never_passes_an_unaccepted_record(
+    script: list[tuple[str, int]], steps: list[bool],
+) -> None:
+    """Interleavings of accepted, held (or retried) and empty batches; the sender's loop passes
+    after most actions (a skipped pass lets several records arrive before the next read)."""
+    with tempfile.TemporaryDirectory() as folder:
+        rig = Rig(Path(folder))
+        try:
+            for (action, arg), step in zip(script, steps, strict=False):
+                if action == "append":
+                    n = rig.writer.next_seq
+                    rig.append([f"r{n}-{i}" for i in range(arg)] if arg else [""])
+                elif action == "finish":
+                    rig.courier.finish(arg)
+                if step or action != "append":
+                    rig.sender.step()
+                committed, accepted = rig.committed(), rig.accepted_lines()
+                for seq, lines in rig.lines.items():
+                    if seq <= committed:
+                        assert set(lines) <= accepted, (seq, committed)
+            for _ in range(2 * len(script) + 2):  # HEC recovers: everything gets through
+                rig.sender.step()
+                rig.courier.finish(2)
+            rig.sender.step()
+            assert rig.committed() == rig.writer.next_seq - 1
+            assert rig.accepted_lines() == {x for lines in rig.lines.values() for x in lines}
+        finally:
+            rig.close()
+
+
+def test_flush_answered_once_its_runtime_done_is_committed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, min_batch=1000, max_wait_ms=600_000)
+    try:
+        rig.append_invocation("r1", ["a", "b"])
+        rig.sender.step()
+        assert not rig.courier.in_flight  # below the minimum batch size: held
+        assert rig.tell(control.Flush("r1")) == []
+        assert len(rig.courier.in_flight) == 1  # the flush sends at once
+        rig.courier.finish()
+        rig.sender.step()
+        assert rig.answers() == [control.Delivered("r1")]
+        assert rig.committed() == 0
+    finally:
+        rig.close()
+
+
+def test_a_failed_attempt_answers_failing_then_delivered_later(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        rig.append_invocation("r1", ["a"])
+        assert rig.tell(control.Flush("r1")) == []
+        rig.courier.failures += 1  # HEC refused the attempt; the courier keeps retrying
+        rig.sender.step()
+        assert rig.answers() == [control.Failing("r1")]
+        rig.courier.finish()
+        rig.sender.step()
+        assert rig.answers() == [control.Delivered("r1")]
+    finally:
+        rig.close()
+
+
+def test_a_hanging_hec_answers_failing_at_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        rig.courier.hanging = True  # the last attempt timed out
+        rig.append_invocation("r1", ["a"])
+        assert rig.tell(control.Flush("r1")) == [control.Failing("r1")]
+    finally:
+        rig.close()
+
+
+def test_unread_bytes_counts_what_the_drain_still_has_to_send(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, min_batch=1000, max_wait_ms=600_000)
+    try:
+        assert rig.sender.reader.unread_bytes() == 0
+        rig.append(["x" * 1000])
+        assert 1000 < rig.sender.reader.unread_bytes() < 1200
+        rig.sender.step()  # read and held (below the minimum batch size)
+        assert rig.sender.reader.unread_bytes() == 0
+        assert rig.sender.held_bytes > 1000
+    finally:
+        rig.close()
