@@ -1,0 +1,172 @@
+"""Decides what of one Telemetry POST body the listener spools (listener process; no I/O).
+
+What passes is something the sender can decode: a JSON array of event objects holding only
+`time`, `type` (strings or numbers) and `record`, nested at most MAX_DEPTH levels. A batch that
+passes as a whole is spooled byte for byte (one msgspec decode, the common case). Otherwise the
+array is split into its elements without a JSON decoder, so one bad `\\ud800` escape, one
+record nested a thousand levels deep or one element that is not an event costs only itself:
+each element is checked alone, the valid ones are spooled as a new array, and the others are
+counted in an event of the extension's own appended to that array
+(`splunk-extension.intake-dropped`), so the loss reaches Splunk with the data it travelled with.
+A body that is not a JSON array at all (e.g. `{}`) is refused: there is no event in it to keep.
+
+Why drop a too-deep element instead of refusing the batch: a 4xx loses the valid neighbours too
+(Lambda does not resend a refused batch), and Lambda itself never nests a platform record more
+than a few levels; only a function's own JSON log line can be that deep.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from itertools import accumulate
+
+import msgspec
+
+from ext import schema
+
+MAX_DEPTH = 64  # levels of arrays/objects in one event, the event object itself included
+DROPPED_TYPE = "splunk-extension.intake-dropped"
+NOTIFY_TYPES = frozenset({"platform.runtimeDone", "platform.report"})
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+_DEPTH_TABLE = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b"[]{}"))
+_WHITESPACE = b" \t\r\n"
+
+
+class Verdict:
+    """What to do with one body: spool `payload` (None: nothing) holding `events` events."""
+
+    __slots__ = ("dropped", "events", "notable", "payload", "too_deep")
+
+    def __init__(self, payload: bytes | bytearray | memoryview | None, events: int,
+                 notable: bool, dropped: int = 0, too_deep: int = 0) -> None:
+        self.payload = payload
+        self.events = events
+        self.notable = notable  # it holds a runtimeDone or report the main process waits for
+        self.dropped = dropped  # elements not kept, too_deep included
+        self.too_deep = too_deep
+
+    @property
+    def is_array(self) -> bool:
+        return self.payload is not None
+
+
+NOT_AN_ARRAY = Verdict(None, 0, False)
+
+
+def inspect(body: bytes | bytearray | memoryview) -> Verdict:
+    """The verdict on one POST body; never raises on any input."""
+    try:
+        events = schema.intake_batch.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return _salvage(body)
+    notable = False
+    for event in events:
+        if _too_deep_record(event.record):
+            return _salvage(body)
+        if event.type in NOTIFY_TYPES:
+            notable = True
+    return Verdict(body, len(events), notable)
+
+
+def _too_deep_record(record: msgspec.Raw) -> bool:
+    """True when the record (inside the event object and the batch array) is too deep."""
+    if len(record) <= 2 * (MAX_DEPTH - 1):
+        return False  # a record needs two bytes per level
+    raw = bytes(record)
+    if raw.count(b"[") + raw.count(b"{") < MAX_DEPTH:
+        return False
+    return depth(raw) > MAX_DEPTH - 1
+
+
+def depth(text: bytes | bytearray) -> int:
+    """The deepest nesting of arrays/objects in JSON text, brackets inside strings ignored."""
+    structure = _STRING.sub(b"", text).translate(_DEPTH_TABLE, _NOT_STRUCTURE)
+    if not structure:
+        return 0
+    return max(0, *accumulate(memoryview(structure).cast("b")))
+
+
+def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
+    """Keeps the valid elements of an array whose decode failed as a whole; counts the rest."""
+    text = bytes(body)
+    start = 0
+    while start < len(text) and text[start] in _WHITESPACE:
+        start += 1
+    if text[start : start + 1] != b"[":
+        return NOT_AN_ARRAY
+    out = bytearray(b"[")
+    kept = dropped = too_deep = 0
+    notable = False
+    for element, deep in _elements(text, start):
+        if deep:
+            dropped += 1
+            too_deep += 1
+            continue
+        try:
+            event = schema.intake_event.decode(element)
+        except (msgspec.DecodeError, RecursionError):
+            dropped += 1
+            continue
+        if kept:
+            out += b","
+        out += element
+        kept += 1
+        notable = notable or event.type in NOTIFY_TYPES
+    if dropped:
+        if kept:
+            out += b","
+        out += dropped_notice(dropped, too_deep)
+        kept += 1
+    out += b"]"
+    return Verdict(out, kept, notable, dropped, too_deep)
+
+
+def _elements(text: bytes, start: int) -> list[tuple[bytes, bool]]:
+    """The top-level elements of the array opening at `start`, each with "nested too deep".
+
+    Tolerant: strings are skipped whatever their escapes, and anything left after the closing
+    bracket, or an array never closed, becomes one more (invalid) element.
+    """
+    elements: list[tuple[bytes, bool]] = []
+    level = 0
+    deepest = 0
+    begin = start + 1
+    end = len(text)
+    for match in _TOKEN.finditer(text, start):
+        char = text[match.start()]
+        if char == 0x22:  # a string
+            continue
+        if char in b"[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif char in b"]}":
+            level -= 1
+            if level == 0:
+                end = match.start()
+                break
+        elif level == 1:  # a top-level comma
+            elements.append((text[begin : match.start()], deepest - 1 > MAX_DEPTH))
+            begin = match.end()
+            deepest = 1
+    last = text[begin:end]
+    if last.strip(_WHITESPACE) or elements:
+        elements.append((last, deepest - 1 > MAX_DEPTH))
+    if end < len(text) and text[end + 1 :].strip(_WHITESPACE):
+        elements.append((text[end + 1 :], False))  # trailing bytes: counted as one more
+    return [(element.strip(_WHITESPACE), deep) for element, deep in elements]
+
+
+def dropped_notice(dropped: int, too_deep: int) -> bytes:
+    """A telemetry event of the extension's own that counts the elements intake dropped."""
+    record = {"dropped_events": dropped, "too_deep": too_deep, "max_depth": MAX_DEPTH}
+    return schema.encoder.encode({"time": now_iso(), "type": DROPPED_TYPE, "record": record})
+
+
+def now_iso() -> str:
+    """The current time as the Telemetry API writes it (ms, Z)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
