@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ext import schema
+from ext import intake, schema
 from ext.config import OWN_LOG_MARKER
 
 if TYPE_CHECKING:
@@ -91,13 +91,15 @@ class EnvelopeBuilder:
 
     def _salvage(self, payload: bytes) -> list[schema.TelemetryEvent]:
         """Keeps the valid events of a batch in which some are malformed (counted)."""
-        try:
-            items = schema.raw_array.decode(payload)
-        except (msgspec.DecodeError, RecursionError):
+        items = intake.elements(payload)
+        if items is None:
             self.malformed += 1
             return []
         events = []
-        for item in items:
+        for item, too_deep in items:
+            if too_deep:
+                self.malformed += 1
+                continue
             try:
                 events.append(schema.telemetry_event.decode(item))
             except (msgspec.DecodeError, RecursionError):

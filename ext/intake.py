@@ -90,18 +90,27 @@ def depth(text: bytes | bytearray) -> int:
     return max(0, *accumulate(memoryview(structure).cast("b")))
 
 
-def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
-    """Keeps the valid elements of an array whose decode failed as a whole; counts the rest."""
+def elements(body: bytes | bytearray | memoryview) -> list[tuple[bytes, bool]] | None:
+    """The top-level elements of a JSON array, each with "nested deeper than MAX_DEPTH", split
+    without a JSON decoder; None when the body is not an array. An element is not validated."""
     text = bytes(body)
     start = 0
     while start < len(text) and text[start] in _WHITESPACE:
         start += 1
     if text[start : start + 1] != b"[":
+        return None
+    return _elements(text, start)
+
+
+def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
+    """Keeps the valid elements of an array whose decode failed as a whole; counts the rest."""
+    items = elements(body)
+    if items is None:
         return NOT_AN_ARRAY
     out = bytearray(b"[")
     kept = dropped = too_deep = 0
     notable = False
-    for element, deep in _elements(text, start):
+    for element, deep in items:
         if deep:
             dropped += 1
             too_deep += 1

@@ -286,6 +286,7 @@ class Listener:
         conn.mask = mask
 
     def _close(self, conn: _Conn) -> None:
+        conn.closing = True  # ends any loop still working on it
         self._release(conn)
         if conn in self._waiting:
             self._waiting.remove(conn)
@@ -476,6 +477,8 @@ class Listener:
         if not self._accepting and now >= self._accept_paused_until:
             self._set_accepting(True)
         for conn in list(self._conns.values()):
+            if conn.sock.fileno() < 0:
+                continue  # closed earlier in this round
             quiet = now - conn.active
             if conn.closing:
                 if quiet > LINGER_S or (conn.out and quiet > STALL_TIMEOUT_S):
