@@ -22,13 +22,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RSS_MIB = 40.0
 NOFILE = 1024
-EVENT = (b'{"time":"2026-10-08T07:30:29.443Z","type":"function","record":"[INFO]\\t2026-10-08T07'
-         b':30:29.443Z\\t79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36\\thello from the function, line %d\\n"}')
+EVENT = (b'{"time":"2026-10-08T07:30:29.443Z","type":"function","record":"[INFO]\\t2026-10-08'
+         b'T07:30:29.443Z\\t79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36\\thello from the function, '
+         b'line %d\\n"}')
+BAD_EVENT = b'{"time":"2026-10-08T07:30:29.443Z","type":"function","record":"\\ud800"}'
 
 
 def serve(tree: str, fd: int, spool: str, nofile: int) -> None:
@@ -140,6 +143,11 @@ def big_valid_body(size: int) -> bytes:
     return b"[" + b",".join([line] * count) + b"]"
 
 
+def salvaged_body(size: int) -> bytes:
+    """A batch intake cannot take whole: one event with a lone surrogate escape."""
+    return b"[" + BAD_EVENT + b"," + big_valid_body(size)[1:]
+
+
 def endless_chunk_line(port: int, total: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -196,13 +204,15 @@ def run(tree: str, label: str, memory_cases: bool) -> dict[str, object]:
         served.close()
     if not memory_cases:
         return out
-    cases = {
+    cases: dict[str, Callable[[int], str]] = {
         "8 parallel 16 MiB bodies (Content-Length)":
             lambda p: str(parallel(p, [b"[" + b" " * (16 * 2**20 - 2) + b"]"] * 8, False)),
         "8 parallel 16 MiB bodies (chunked)":
             lambda p: str(parallel(p, [b"[" + b" " * (16 * 2**20 - 2) + b"]"] * 8, True)),
         "8 parallel 4 MiB valid batches (the largest accepted)":
             lambda p: str(parallel(p, [big_valid_body(4 * 2**20 - 64)] * 8, False)),
+        "8 parallel 4 MiB batches, one bad escape each (salvaged)":
+            lambda p: str(parallel(p, [salvaged_body(4 * 2**20 - 200)] * 8, False)),
         "endless chunk-size line (64 MiB)": lambda p: endless_chunk_line(p, 64 * 2**20),
         "2,000 idle connections, ulimit -n 1024": lambda p: idle_connections(p, 2000),
     }

@@ -102,8 +102,8 @@ def test_a_killed_listener_is_replaced_without_duplicating_abandoned_requests(
     # times out on the first attempt, closes it, and retries on a new connection.
     with socket.create_connection(("127.0.0.1", runner.port), timeout=5) as given_up:
         given_up.sendall(post(batch("lost-then-retried")))
+        given_up.settimeout(0.3)
         with pytest.raises(TimeoutError):
-            given_up.settimeout(0.3)
             given_up.recv(1)
     retry = socket.create_connection(("127.0.0.1", runner.port), timeout=15)
     retry.sendall(post(batch("lost-then-retried")))

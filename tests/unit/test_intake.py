@@ -1,0 +1,93 @@
+"""Properties of the intake decision: any mix of valid and invalid events, every valid one kept
+(in order, byte for byte), every invalid one counted, and what is kept is what the sender reads."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ext import config, intake
+from ext.envelope import EnvelopeBuilder
+
+TIME = "2026-10-08T07:30:28.235Z"
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                      st.text(max_size=20))
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=10,
+)
+valid_event = st.fixed_dictionaries(
+    {"time": st.one_of(st.just(TIME), st.integers(0, 2 * 10**12)),
+     "type": st.sampled_from(["function", "extension", "platform.report", "platform.start"]),
+     "record": st.one_of(st.text(max_size=40), st.dictionaries(st.text(max_size=5), json_value,
+                                                                max_size=4))},
+).map(lambda e: json.dumps(e).encode())
+
+
+def nested(levels: int) -> bytes:
+    return b'{"time":"%s","type":"function","record":%s}' % (
+        TIME.encode(), b"[" * levels + b"]" * levels)
+
+
+invalid_event = st.one_of(
+    st.just(b'{"time":"%s","type":"function","record":"a\\ud800b"}' % TIME.encode()),
+    st.just(b'{"time":"%s","type":"function","record":"\\x"}' % TIME.encode()),
+    st.just(b"3"), st.just(b'"text"'), st.just(b"null"), st.just(b"[]"),
+    st.just(b'{"time":null,"type":"function","record":"r"}'),
+    st.just(b'{"time":"t","type":["x"],"record":"r"}'),
+    st.just(b'{"time":"t","type":"function","record":"r","more":1}'),
+    st.integers(intake.MAX_DEPTH, 3_000).map(nested),
+)
+tagged = st.one_of(valid_event.map(lambda b: (True, b)), invalid_event.map(lambda b: (False, b)))
+
+
+def builder() -> EnvelopeBuilder:
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"})
+    return EnvelopeBuilder(cfg, "fn")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(tagged, max_size=12), st.sampled_from([b",", b" , ", b",\n"]))
+def test_every_valid_event_kept_every_invalid_one_counted(
+        items: list[tuple[bool, bytes]], comma: bytes) -> None:
+    body = b"[" + comma.join(raw for _, raw in items) + b"]"
+    verdict = intake.inspect(body)
+    assert verdict.payload is not None
+    kept = json.loads(bytes(verdict.payload))
+    valid = [json.loads(raw) for ok, raw in items if ok]
+    invalid = sum(1 for ok, _ in items if not ok)
+    assert verdict.dropped == invalid
+    if invalid:
+        assert kept[:-1] == valid
+        assert kept[-1]["type"] == intake.DROPPED_TYPE
+        assert kept[-1]["record"]["dropped_events"] == invalid
+        assert verdict.events == len(valid) + 1
+    else:
+        assert bytes(verdict.payload) == body  # the fast path spools the bytes as they came
+        assert verdict.events == len(valid)
+    # Whatever is kept, the sender decodes in full: no event of it is malformed there.
+    b = builder()
+    b.build(bytes(verdict.payload))
+    assert b.malformed == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_get_a_verdict_and_what_is_kept_is_readable(junk: bytes) -> None:
+    for body in (junk, b"[" + junk, b"[" + junk + b"]"):
+        verdict = intake.inspect(body)
+        if verdict.payload is not None:
+            b = builder()
+            b.build(bytes(verdict.payload))
+            assert b.malformed == 0
+
+
+@given(st.integers(0, 200))
+def test_depth_counts_structure_outside_strings(levels: int) -> None:
+    text = b'["[[[{",' + b"[" * levels + b'"]]}"' + b"]" * levels + b"]"
+    assert intake.depth(text) == levels + 1
