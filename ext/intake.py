@@ -90,16 +90,15 @@ def depth(text: bytes | bytearray) -> int:
     return max(0, *accumulate(memoryview(structure).cast("b")))
 
 
-def elements(body: bytes | bytearray | memoryview) -> list[tuple[bytes, bool]] | None:
+def elements(body: bytes | bytearray | memoryview) -> list[tuple[memoryview, bool]] | None:
     """The top-level elements of a JSON array, each with "nested deeper than MAX_DEPTH", split
-    without a JSON decoder; None when the body is not an array. An element is not validated."""
-    text = bytes(body)
-    start = 0
-    while start < len(text) and text[start] in _WHITESPACE:
-        start += 1
-    if text[start : start + 1] != b"[":
+    without a JSON decoder and without copying the body; None when it is not an array. An
+    element is not validated: decode it."""
+    text = memoryview(body).cast("B")
+    start = _skip_space(text, 0, len(text))
+    if start >= len(text) or text[start] != 0x5B:  # [
         return None
-    return _elements(text, start)
+    return [(text[a:b], deep) for a, b, deep in _elements(text, start)]
 
 
 def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
@@ -134,13 +133,13 @@ def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
     return Verdict(out, kept, notable, dropped, too_deep)
 
 
-def _elements(text: bytes, start: int) -> list[tuple[bytes, bool]]:
-    """The top-level elements of the array opening at `start`, each with "nested too deep".
+def _elements(text: memoryview, start: int) -> list[tuple[int, int, bool]]:
+    """(first, end, nested too deep) of each top-level element of the array opening at `start`.
 
     Tolerant: strings are skipped whatever their escapes, and anything left after the closing
     bracket, or an array never closed, becomes one more (invalid) element.
     """
-    elements: list[tuple[bytes, bool]] = []
+    spans: list[tuple[int, int, bool]] = []
     level = 0
     deepest = 0
     begin = start + 1
@@ -158,15 +157,28 @@ def _elements(text: bytes, start: int) -> list[tuple[bytes, bool]]:
                 end = match.start()
                 break
         elif level == 1:  # a top-level comma
-            elements.append((text[begin : match.start()], deepest - 1 > MAX_DEPTH))
+            spans.append((begin, match.start(), deepest - 1 > MAX_DEPTH))
             begin = match.end()
             deepest = 1
-    last = text[begin:end]
-    if last.strip(_WHITESPACE) or elements:
-        elements.append((last, deepest - 1 > MAX_DEPTH))
-    if end < len(text) and text[end + 1 :].strip(_WHITESPACE):
-        elements.append((text[end + 1 :], False))  # trailing bytes: counted as one more
-    return [(element.strip(_WHITESPACE), deep) for element, deep in elements]
+    first = _skip_space(text, begin, end)
+    if first < end or spans:
+        spans.append((begin, end, deepest - 1 > MAX_DEPTH))
+    if end < len(text) and _skip_space(text, end + 1, len(text)) < len(text):
+        spans.append((end + 1, len(text), False))  # trailing bytes: counted as one more
+    return [_strip(text, a, b, deep) for a, b, deep in spans]
+
+
+def _skip_space(text: memoryview, index: int, end: int) -> int:
+    while index < end and text[index] in _WHITESPACE:
+        index += 1
+    return index
+
+
+def _strip(text: memoryview, first: int, end: int, deep: bool) -> tuple[int, int, bool]:
+    first = _skip_space(text, first, end)
+    while end > first and text[end - 1] in _WHITESPACE:
+        end -= 1
+    return first, end, deep
 
 
 def dropped_notice(dropped: int, too_deep: int) -> bytes:
