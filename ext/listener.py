@@ -8,18 +8,21 @@ spool append fails or request memory is exhausted (Lambda then retries), never 2
 body is kept is `ext.intake`'s decision; refusals are counted and reported to Splunk in a spool
 record of their own (`splunk-extension.intake-refused`) ahead of the next batch.
 
-Memory bound, whatever arrives: at most MAX_CONNECTIONS connections (one more evicts the least
-recently active), each buffering at most a 16 KiB head plus one 64 KiB read; request bodies
-reserve their size from BODY_BUDGET_BYTES shared by all connections before they are read (a
-Content-Length body waits for its whole size, a chunked body that would pass it gets 503); and
-the one batch being checked may be copied once by the salvage path (MAX_BODY_BYTES). So
-requests hold at most 64 x 80 KiB + 16 MiB + 8 MiB = 29 MiB beyond the interpreter; every line
-is bounded, so an endless chunk-size line costs 1 KiB. `accept()` errors (EMFILE) evict the
-least recently active connection, or pause accepting for a moment; they never end the process.
+Memory bound, whatever arrives: at most MAX_CONNECTIONS (64) connections, one more evicting the
+least recently active; each buffers at most a 16 KiB head, or 1 KiB of chunk-size line, plus
+what one 64 KiB read brought; bodies reserve their size from BODY_BUDGET_BYTES (8 MiB) shared by
+all connections before they are read (a Content-Length body waits for its whole size, a chunked
+body that would pass it gets 503), and none exceeds MAX_BODY_BYTES (4 MiB); the one batch being
+checked adds its decoded events or its salvaged copy (about 1.5 x 4 MiB). So requests hold at most
+64 x 80 KiB + 8 MiB + 6 MiB = 19 MiB beyond the interpreter (about 20 MiB): the listener stays
+under 40 MiB RSS (benchmarks/bench_listener.py measures it). An endless chunk-size line costs
+1 KiB, then 400. `accept()` errors (EMFILE) evict the least recently active connection, or pause
+accepting for 0.1 s; they never end the process.
 
 Restart without duplicates: the listening socket outlives a killed listener, so connections
-queue in its backlog until the next listener accepts them. Lambda abandons a POST that got no
-answer within its timeout by closing the connection, then retries it on a new one. A request
+queue in its backlog until the next listener accepts them. An HTTP client that gives up on a
+POST closes its connection (Lambda's timeout is not documented; the emulator's is 10 s), and
+Lambda retries the batch on a new connection (lambda-protocol.md 2.4). A request
 whose peer has already closed (its FIN is queued behind the body) is therefore not spooled: no
 one will hear the answer, and the retry brings the same batch again. What remains is the batch
 spooled just before a crash and never answered: at most one duplicate batch per crash.
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Lambda sends at most 2 x maxBytes (maxBytes <= 1 MiB) plus metadata in one POST.
+# Lambda sends at most 2 x maxBytes (maxBytes <= 1 MiB) plus metadata (~0.7 MiB) in one POST.
 MAX_BODY_BYTES = 4 * 2**20
 BODY_BUDGET_BYTES = 8 * 2**20
 MAX_CONNECTIONS = 64  # Lambda keeps one connection per subscription
