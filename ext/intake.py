@@ -103,13 +103,15 @@ def elements(body: bytes | bytearray | memoryview) -> list[tuple[memoryview, boo
 
 def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
     """Keeps the valid elements of an array whose decode failed as a whole; counts the rest."""
-    items = elements(body)
-    if items is None:
+    text = memoryview(body).cast("B")
+    start = _skip_space(text, 0, len(text))
+    if start >= len(text) or text[start] != 0x5B:  # [
         return NOT_AN_ARRAY
     out = bytearray(b"[")
     kept = dropped = too_deep = 0
     notable = False
-    for element, deep in items:
+    for first, end, deep in _elements(text, start):  # offsets: no object per element kept
+        element = text[first:end]
         if deep:
             dropped += 1
             too_deep += 1
