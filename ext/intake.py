@@ -20,10 +20,14 @@ from __future__ import annotations
 import re
 import time
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from ext import schema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 MAX_DEPTH = 64  # levels of arrays/objects in one event, the event object itself included
 DROPPED_TYPE = "splunk-extension.intake-dropped"
@@ -135,13 +139,13 @@ def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
     return Verdict(out, kept, notable, dropped, too_deep)
 
 
-def _elements(text: memoryview, start: int) -> list[tuple[int, int, bool]]:
+def _elements(text: memoryview, start: int) -> Iterator[tuple[int, int, bool]]:
     """(first, end, nested too deep) of each top-level element of the array opening at `start`.
 
     Tolerant: strings are skipped whatever their escapes, and anything left after the closing
     bracket, or an array never closed, becomes one more (invalid) element.
     """
-    spans: list[tuple[int, int, bool]] = []
+    found = False
     level = 0
     deepest = 0
     begin = start + 1
@@ -159,15 +163,15 @@ def _elements(text: memoryview, start: int) -> list[tuple[int, int, bool]]:
                 end = match.start()
                 break
         elif level == 1:  # a top-level comma
-            spans.append((begin, match.start(), deepest - 1 > MAX_DEPTH))
+            yield _strip(text, begin, match.start(), deepest - 1 > MAX_DEPTH)
+            found = True
             begin = match.end()
             deepest = 1
     first = _skip_space(text, begin, end)
-    if first < end or spans:
-        spans.append((begin, end, deepest - 1 > MAX_DEPTH))
+    if first < end or found:
+        yield _strip(text, begin, end, deepest - 1 > MAX_DEPTH)
     if end < len(text) and _skip_space(text, end + 1, len(text)) < len(text):
-        spans.append((end + 1, len(text), False))  # trailing bytes: counted as one more
-    return [_strip(text, a, b, deep) for a, b, deep in spans]
+        yield _strip(text, end + 1, len(text), False)  # trailing bytes: one more element
 
 
 def _skip_space(text: memoryview, index: int, end: int) -> int:
