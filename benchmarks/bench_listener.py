@@ -198,7 +198,7 @@ def run(tree: str, label: str, memory_cases: bool) -> dict[str, object]:
     out: dict[str, object] = {"tree": label}
     served = Served(tree)
     try:
-        out["cpu_us_per_10_event_batch"] = round(cpu_per_request(served, 2000), 1)
+        out["cpu_us_per_10_event_batch"] = round(cpu_per_request(served, 10_000), 1)
         out["rss_idle_mib"] = round(served.rss_peak_mib(), 1)
     finally:
         served.close()
