@@ -5,14 +5,16 @@ What passes is something the sender can decode: a JSON array of event objects ho
 passes as a whole is spooled byte for byte (one msgspec decode, the common case). Otherwise the
 array is split into its elements without a JSON decoder, so one bad `\\ud800` escape, one
 record nested a thousand levels deep or one element that is not an event costs only itself:
-each element is checked alone, the valid ones are spooled as a new array, and the others are
-counted in an event of the extension's own appended to that array
-(`splunk-extension.intake-dropped`), so the loss reaches Splunk with the data it travelled with.
+each element is checked alone and the valid ones are spooled as a new array. An element nested
+too deep is kept as text: an event of the extension's own (`splunk-extension.too-deep`) whose
+record is the element's JSON as a string, so not a byte of it is lost and it cannot stop the
+sender. Any other invalid element is dropped. Both are counted in an event appended to the array
+(`splunk-extension.intake-dropped`), so the count reaches Splunk with the data it travelled with.
 A body that is not a JSON array at all (e.g. `{}`) is refused: there is no event in it to keep.
 
-Why drop a too-deep element instead of refusing the batch: a 4xx loses the valid neighbours too
-(Lambda does not resend a refused batch), and Lambda itself never nests a platform record more
-than a few levels; only a function's own JSON log line can be that deep.
+Why not refuse the whole batch with a 4xx: that loses the valid neighbours too, and Lambda
+does not resend a refused batch forever. Lambda never nests a platform record more than a few
+levels; only a function's own JSON log line can be that deep, and it is kept (as text).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 MAX_DEPTH = 64  # levels of arrays/objects in one event, the event object itself included
 DROPPED_TYPE = "splunk-extension.intake-dropped"
+TOO_DEEP_TYPE = "splunk-extension.too-deep"
 NOTIFY_TYPES = frozenset({"platform.runtimeDone", "platform.report"})
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -50,8 +53,8 @@ class Verdict:
         self.payload = payload
         self.events = events
         self.notable = notable  # it holds a runtimeDone or report the main process waits for
-        self.dropped = dropped  # elements not kept, too_deep included
-        self.too_deep = too_deep
+        self.dropped = dropped  # elements not kept
+        self.too_deep = too_deep  # elements kept as text because they were nested too deep
 
     @property
     def is_array(self) -> bool:
@@ -117,8 +120,11 @@ def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
     for first, end, deep in _elements(text, start):  # offsets: no object per element kept
         element = text[first:end]
         if deep:
-            dropped += 1
             too_deep += 1
+            if kept:
+                out += b","
+            out += as_text(element)
+            kept += 1
             continue
         try:
             event = schema.intake_event.decode(element)
@@ -130,7 +136,7 @@ def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
         out += element
         kept += 1
         notable = notable or event.type in NOTIFY_TYPES
-    if dropped:
+    if dropped or too_deep:
         if kept:
             out += b","
         out += dropped_notice(dropped, too_deep)
@@ -187,9 +193,16 @@ def _strip(text: memoryview, first: int, end: int, deep: bool) -> tuple[int, int
     return first, end, deep
 
 
+def as_text(element: memoryview) -> bytes:
+    """An event of the extension's own that carries a too-deep element as a JSON string."""
+    text = bytes(element).decode("utf-8", "replace")
+    return schema.encoder.encode({"time": now_iso(), "type": TOO_DEEP_TYPE, "record": text})
+
+
 def dropped_notice(dropped: int, too_deep: int) -> bytes:
-    """A telemetry event of the extension's own that counts the elements intake dropped."""
-    record = {"dropped_events": dropped, "too_deep": too_deep, "max_depth": MAX_DEPTH}
+    """A telemetry event of the extension's own that counts what intake dropped or kept as text."""
+    record = {"dropped_events": dropped, "too_deep_kept_as_text": too_deep,
+              "max_depth": MAX_DEPTH}
     return schema.encoder.encode({"time": now_iso(), "type": DROPPED_TYPE, "record": record})
 
 

@@ -119,6 +119,7 @@ class Listener:
         self.malformed = 0
         self.spool_failures = 0
         self.dropped_events = 0  # elements of accepted batches that intake did not keep
+        self.too_deep_events = 0  # elements intake kept as text, nested too deep
         self.abandoned = 0  # complete requests whose peer had already gone: not spooled
         self.accept_errors = 0
         self.evicted = 0
@@ -175,6 +176,7 @@ class Listener:
             self._count_malformed()
             self._refuse("malformed")
             return _BAD
+        self.too_deep_events += verdict.too_deep
         if verdict.dropped:
             self.dropped_events += verdict.dropped
             if _power_of_two(self.dropped_events):

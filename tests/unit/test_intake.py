@@ -41,9 +41,10 @@ invalid_event = st.one_of(
     st.just(b'{"time":null,"type":"function","record":"r"}'),
     st.just(b'{"time":"t","type":["x"],"record":"r"}'),
     st.just(b'{"time":"t","type":"function","record":"r","more":1}'),
-    st.integers(intake.MAX_DEPTH, 3_000).map(nested),
 )
-tagged = st.one_of(valid_event.map(lambda b: (True, b)), invalid_event.map(lambda b: (False, b)))
+too_deep_event = st.integers(intake.MAX_DEPTH, 3_000).map(nested)
+tagged = st.one_of(valid_event.map(lambda b: ("valid", b)), invalid_event.map(lambda b: ("bad", b)),
+                   too_deep_event.map(lambda b: ("deep", b)))
 
 
 def builder() -> EnvelopeBuilder:
@@ -54,22 +55,27 @@ def builder() -> EnvelopeBuilder:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(tagged, max_size=12), st.sampled_from([b",", b" , ", b",\n"]))
 def test_every_valid_event_kept_every_invalid_one_counted(
-        items: list[tuple[bool, bytes]], comma: bytes) -> None:
+        items: list[tuple[str, bytes]], comma: bytes) -> None:
     body = b"[" + comma.join(raw for _, raw in items) + b"]"
     verdict = intake.inspect(body)
     assert verdict.payload is not None
     kept = json.loads(bytes(verdict.payload))
-    valid = [json.loads(raw) for ok, raw in items if ok]
-    invalid = sum(1 for ok, _ in items if not ok)
-    assert verdict.dropped == invalid
-    if invalid:
-        assert kept[:-1] == valid
+    expected = [json.loads(raw) if kind == "valid" else {"type": intake.TOO_DEEP_TYPE,
+                                                         "record": raw.decode()}
+                for kind, raw in items if kind != "bad"]
+    invalid = sum(1 for kind, _ in items if kind == "bad")
+    deep = sum(1 for kind, _ in items if kind == "deep")
+    assert (verdict.dropped, verdict.too_deep) == (invalid, deep)
+    if invalid or deep:
+        assert [{k: v for k, v in e.items() if k != "time" or e["type"] != intake.TOO_DEEP_TYPE}
+                for e in kept[:-1]] == expected
         assert kept[-1]["type"] == intake.DROPPED_TYPE
         assert kept[-1]["record"]["dropped_events"] == invalid
-        assert verdict.events == len(valid) + 1
+        assert kept[-1]["record"]["too_deep_kept_as_text"] == deep
+        assert verdict.events == len(expected) + 1
     else:
         assert bytes(verdict.payload) == body  # the fast path spools the bytes as they came
-        assert verdict.events == len(valid)
+        assert verdict.events == len(expected)
     # Whatever is kept, the sender decodes in full: no event of it is malformed there.
     b = builder()
     b.build(bytes(verdict.payload))

@@ -173,7 +173,7 @@ def test_a_bad_escape_costs_only_its_own_event(direct: Served) -> None:
     assert direct.listener.dropped_events == 1
 
 
-def test_a_record_nested_too_deep_is_dropped_and_counted(direct: Served) -> None:
+def test_a_record_nested_too_deep_is_kept_as_text_and_counted(direct: Served) -> None:
     deep: object = "leaf"
     for _ in range(intake.MAX_DEPTH):
         deep = [deep]
@@ -183,8 +183,12 @@ def test_a_record_nested_too_deep_is_dropped_and_counted(direct: Served) -> None
     payload = body(event("ok"), event(deep), event(fits))
     assert direct.listener.accept_batch(payload).startswith(b"HTTP/1.1 200 ")
     [batch] = spooled(direct.spool)
-    assert batch[:2] == [event("ok"), event(fits)]
-    assert batch[2]["record"]["too_deep"] == 1  # type: ignore[index]
+    assert batch[0] == event("ok") and batch[2] == event(fits)
+    assert batch[1]["type"] == intake.TOO_DEEP_TYPE
+    assert json.loads(batch[1]["record"]) == event(deep)  # type: ignore[arg-type]
+    assert batch[3]["record"]["too_deep_kept_as_text"] == 1  # type: ignore[index]
+    assert batch[3]["record"]["dropped_events"] == 0  # type: ignore[index]
+    assert direct.listener.too_deep_events == 1
 
 
 def test_numeric_time_and_type_are_kept(direct: Served) -> None:
