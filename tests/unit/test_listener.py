@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ext import config, control, intake
+from ext import listener as listener_module
 from ext.listener import Listener
 from ext.spool import SpoolReader
 
@@ -325,3 +326,55 @@ def test_bodies_wait_for_the_shared_budget_instead_of_growing_memory(tmp_path: P
         second.close()
     finally:
         s.close()
+
+
+def test_a_head_that_never_ends_gets_408(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener_module, "HEAD_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(listener_module, "TICK_S", 0.05)
+    s = Served(tmp_path)
+    try:
+        with s.connect() as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # ...and nothing more
+            start = time.monotonic()
+            assert read_status(sock) == 408
+            assert time.monotonic() - start < 3
+        assert s.listener.refused == {"timed_out": 1}
+    finally:
+        s.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener_module, "IDLE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(listener_module, "TICK_S", 0.05)
+    s = Served(tmp_path)
+    try:
+        with s.connect() as sock:
+            assert s.exchange(post(body(event("a"))), sock) == 200
+            assert sock.recv(1) == b""  # closed by the listener, with no answer owed
+        assert s.listener.refused == {}
+    finally:
+        s.close()
+
+
+def test_a_freeze_does_not_count_against_a_request_in_progress(direct: Served) -> None:
+    listener = direct.listener
+    listener.listen()
+    with direct.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nContent-Length: 40\r\n\r\n[")
+        for _ in range(20):
+            listener.poll(0.01)
+        [conn] = listener._conns.values()
+        assert conn.in_request
+        # The environment was frozen for 120 s: the loop's clock jumps by as much as the
+        # connection's idle time, and nothing times out for it.
+        listener._last_tick -= 120
+        conn.active -= 120
+        conn.started -= 120
+        listener._tick(time.monotonic())
+        assert list(listener._conns.values()) == [conn]
+        rest = json.dumps([event("x" * 5)]).encode()[1:]
+        sock.sendall(rest + b" " * (39 - len(rest)))
+        for _ in range(20):
+            listener.poll(0.01)
+        assert read_status(sock) == 200
