@@ -35,6 +35,7 @@ MAX_DEPTH = 64  # levels of arrays/objects in one event, the event object itself
 DROPPED_TYPE = "splunk-extension.intake-dropped"
 TOO_DEEP_TYPE = "splunk-extension.too-deep"
 NOTIFY_TYPES = frozenset({"platform.runtimeDone", "platform.report"})
+_NOTABLE_MARK = b"platform.r"
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
@@ -70,12 +71,15 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
         events = schema.intake_batch.decode(body)
     except (msgspec.DecodeError, RecursionError):
         return _salvage(body)
-    notable = False
-    for event in events:
-        if _too_deep_record(event.record):
-            return _salvage(body)
-        if event.type in NOTIFY_TYPES:
-            notable = True
+    data = bytes(body) if isinstance(body, memoryview) else body
+    # A record MAX_DEPTH deep holds MAX_DEPTH opening brackets besides the array's and each
+    # event object's: with fewer in the whole body (the common case) no record needs a look.
+    if data.count(b"{") + data.count(b"[") >= 1 + len(events) + MAX_DEPTH:
+        for event in events:
+            if _too_deep_record(event.record):
+                return _salvage(body)
+    # "platform.r" starts both types the main process waits for (a log line may hold it too).
+    notable = _NOTABLE_MARK in data and any(event.type in NOTIFY_TYPES for event in events)
     return Verdict(body, len(events), notable)
 
 

@@ -67,6 +67,7 @@ REQUEST_TIMEOUT_S = 60.0  # first byte of a request to its last
 LINGER_S = 1.0  # after an error answer, read and discard this long so the peer sees it
 FREEZE_GAP_S = 2.0  # a loop gap this much over TICK_S means the environment was frozen
 ACCEPT_PAUSE_S = 0.1
+SLOW_S = 1.0  # a request that took longer may have been given up on by its sender
 REFUSED_TYPE = "splunk-extension.intake-refused"
 
 _OK = response(200)
@@ -83,7 +84,7 @@ class _Conn:
     """One client connection and the request in progress on it."""
 
     __slots__ = ("active", "body", "buf", "chunks", "closing", "got", "head", "mask",
-                 "out", "reserved", "sock", "started")
+                 "out", "reserved", "served", "sock", "started")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -98,6 +99,7 @@ class _Conn:
         self.started = 0.0  # first byte of the request in progress (0: none)
         self.active = now  # last byte received or sent
         self.mask = 0
+        self.served = 0  # requests answered on this connection
 
     @property
     def in_request(self) -> bool:
@@ -404,7 +406,10 @@ class Listener:
     def _finish(self, conn: _Conn, body: bytearray) -> None:
         assert conn.head is not None
         keep_alive = conn.head.keep_alive
-        if not conn.buf and _peer_gone(conn.sock):
+        # Only a connection's first request (it may have waited in the backlog) or a slow one
+        # can have been given up on; a prompt keep-alive request saves the extra syscall.
+        if (not conn.buf and (not conn.served or time.monotonic() - conn.started > SLOW_S)
+                and _peer_gone(conn.sock)):
             # Its sender gave up (e.g. it timed out while this listener was down) and will
             # send the batch again: spooling this one would duplicate it.
             self.abandoned += 1
@@ -416,6 +421,7 @@ class Listener:
         conn.head = None
         conn.got = 0
         conn.started = 0.0
+        conn.served += 1
         self._send(conn, answer, close=not keep_alive)
         self._wake_waiters()
 
