@@ -1,6 +1,6 @@
 """Listener process: receives Telemetry API POSTs and spools each batch before answering 2xx.
 
-Holds the spool's writer role. One thread runs a selector loop over the listening socket
+Holds the spool's writer role. One thread runs an epoll loop over the listening socket
 (bound by the main process and inherited) and every connection. Answers: 200 once the batch is
 spooled; 400 for a malformed request or a body that is not a JSON array; 413 for a body over
 MAX_BODY_BYTES; 431 for a head over 16 KiB; 408 for a request too slow to arrive; 503 when the
@@ -37,7 +37,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import selectors
+import select
 import socket
 import time
 from collections import deque
@@ -70,6 +70,9 @@ ACCEPT_PAUSE_S = 0.1
 SLOW_S = 1.0  # a request that took longer may have been given up on by its sender
 REFUSED_TYPE = "splunk-extension.intake-refused"
 
+_READABLE = select.EPOLLIN
+_WRITABLE = select.EPOLLOUT
+_READABLE_OR_GONE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 _OK = response(200)
 _BAD = response(400)
 _UNAVAILABLE = response(503)
@@ -127,7 +130,8 @@ class Listener:
         self.evicted = 0
         self.refused: dict[str, int] = {}  # not yet reported to Splunk, by kind
         self._conns: dict[int, _Conn] = {}
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()  # Linux, as Lambda; plain epoll costs less than selectors
+        self._server_fd = server.fileno()
         self._scratch = bytearray(READ_BYTES)
         self._reserved = 0
         self._waiting: deque[_Conn] = deque()  # Content-Length bodies waiting for the budget
@@ -148,16 +152,18 @@ class Listener:
 
     def poll(self, timeout: float) -> None:
         """One round of the loop: waits up to `timeout` for sockets, serves them, runs timers."""
-        for key, mask in self._selector.select(timeout):
-            conn: _Conn | None = key.data
+        for fd, mask in self._epoll.poll(timeout):
+            conn = self._conns.get(fd)
             if conn is None:
-                self._accept()
+                if fd == self._server_fd:
+                    self._accept()
                 continue
-            if mask & selectors.EVENT_WRITE and conn.out:
+            if mask & _WRITABLE and conn.out:
                 self._flush(conn)
                 if not conn.out and not conn.closing and conn.buf:
                     self._advance(conn)  # a pipelined request waited for this answer
-            if mask & selectors.EVENT_READ and self._conns.get(conn.sock.fileno()) is conn:
+            # An error or hang-up is read as such by recv.
+            if mask & _READABLE_OR_GONE and self._conns.get(fd) is conn and conn.mask & _READABLE:
                 self._on_readable(conn)
         now = time.monotonic()
         if now - self._last_tick >= TICK_S:
@@ -166,7 +172,7 @@ class Listener:
     def close(self) -> None:
         for conn in list(self._conns.values()):
             self._close(conn)
-        self._selector.close()
+        self._epoll.close()
         self.writer.close()
 
     # --- batches -------------------------------------------------------------------------
@@ -241,9 +247,9 @@ class Listener:
 
     def _set_accepting(self, on: bool) -> None:
         if on and not self._accepting:
-            self._selector.register(self.server, selectors.EVENT_READ, None)
+            self._epoll.register(self._server_fd, _READABLE)
         elif not on and self._accepting:
-            self._selector.unregister(self.server)
+            self._epoll.unregister(self._server_fd)
         self._accepting = on
 
     def _accept(self) -> None:
@@ -268,7 +274,7 @@ class Listener:
             sock.setblocking(False)
             conn = _Conn(sock, time.monotonic())
             self._conns[sock.fileno()] = conn
-            self._want(conn, selectors.EVENT_READ)
+            self._want(conn, _READABLE)
 
     def _evict(self) -> bool:
         """Closes the least recently active connection; False if there is none."""
@@ -284,12 +290,13 @@ class Listener:
     def _want(self, conn: _Conn, mask: int) -> None:
         if mask == conn.mask:
             return
+        fd = conn.sock.fileno()
         if not conn.mask:
-            self._selector.register(conn.sock, mask, conn)
+            self._epoll.register(fd, mask)
         elif not mask:
-            self._selector.unregister(conn.sock)
+            self._epoll.unregister(fd)
         else:
-            self._selector.modify(conn.sock, mask, conn)
+            self._epoll.modify(fd, mask)
         conn.mask = mask
 
     def _close(self, conn: _Conn) -> None:
@@ -388,7 +395,7 @@ class Listener:
         conn.body[:take] = conn.buf[:take]
         del conn.buf[:take]
         conn.got = take
-        self._want(conn, selectors.EVENT_READ)
+        self._want(conn, _READABLE)
         return True
 
     def _grow(self, conn: _Conn, size: int) -> None:
@@ -457,7 +464,7 @@ class Listener:
         if sent:
             conn.active = time.monotonic()
         if conn.out:
-            self._want(conn, selectors.EVENT_WRITE)
+            self._want(conn, _WRITABLE)
             return
         if conn.closing:
             try:
@@ -465,7 +472,7 @@ class Listener:
             except OSError:
                 self._close(conn)
                 return
-        self._want(conn, selectors.EVENT_READ)
+        self._want(conn, _READABLE)
 
     def _wake_waiters(self) -> None:
         while self._waiting:
