@@ -97,3 +97,16 @@ def test_any_bytes_get_a_verdict_and_what_is_kept_is_readable(junk: bytes) -> No
 def test_depth_counts_structure_outside_strings(levels: int) -> None:
     text = b'["[[[{",' + b"[" * levels + b'"]]}"' + b"]" * levels + b"]"
     assert intake.depth(text) == levels + 1
+
+
+def test_a_large_batch_takes_the_body_pass_and_still_finds_depth_and_notices() -> None:
+    plain = [json.dumps({"time": TIME, "type": "function", "record": f"line {n}"}).encode()
+             for n in range(200)]
+    done = json.dumps({"time": TIME, "type": "platform.runtimeDone",
+                       "record": {"requestId": "r"}}).encode()
+    clean = intake.inspect(b"[" + b",".join([*plain, done]) + b"]")
+    assert (clean.events, clean.notable, clean.dropped, clean.too_deep) == (201, True, 0, 0)
+    quiet = intake.inspect(b"[" + b",".join(plain) + b"]")
+    assert not quiet.notable
+    deep = intake.inspect(b"[" + b",".join([*plain, nested(intake.MAX_DEPTH)]) + b"]")
+    assert (deep.events, deep.too_deep) == (202, 1)  # 200 + the text event + the notice
