@@ -2,7 +2,8 @@
 
 Holds the spool's writer role. One thread runs an epoll loop over the listening socket
 (bound by the main process and inherited) and every connection. Answers: 200 once the batch is
-spooled; 400 for a malformed request or a body that is not a JSON array; 413 for a body over
+spooled; 400 for a malformed request or a body that is not a JSON array (501 for a transfer
+coding other than chunked); 413 for a body over
 MAX_BODY_BYTES; 431 for a head over 16 KiB; 408 for a request too slow to arrive; 503 when the
 spool append fails or request memory is exhausted (Lambda then retries), never 200. What of a
 body is kept is `ext.intake`'s decision; refusals are counted and reported to Splunk in a spool
@@ -86,11 +87,12 @@ _REFUSAL_KINDS = {400: "malformed", 408: "timed_out", 413: "too_large", 431: "ma
 class _Conn:
     """One client connection and the request in progress on it."""
 
-    __slots__ = ("active", "body", "buf", "chunks", "closing", "got", "head", "mask",
+    __slots__ = ("active", "body", "buf", "chunks", "closing", "fd", "got", "head", "mask",
                  "out", "reserved", "served", "sock", "started")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
+        self.fd = sock.fileno()  # kept: the socket's own reads -1 once closed
         self.buf = bytearray()  # bytes read but not yet parsed (head, chunk lines)
         self.head: Head | None = None
         self.body: bytearray | None = None  # a Content-Length body, filled in place
@@ -128,6 +130,7 @@ class Listener:
         self.abandoned = 0  # complete requests whose peer had already gone: not spooled
         self.accept_errors = 0
         self.evicted = 0
+        self.internal_errors = 0
         self.refused: dict[str, int] = {}  # not yet reported to Splunk, by kind
         self._conns: dict[int, _Conn] = {}
         self._epoll = select.epoll()  # Linux, as Lambda; plain epoll costs less than selectors
@@ -158,16 +161,29 @@ class Listener:
                 if fd == self._server_fd:
                     self._accept()
                 continue
-            if mask & _WRITABLE and conn.out:
-                self._flush(conn)
-                if not conn.out and not conn.closing and conn.buf:
-                    self._advance(conn)  # a pipelined request waited for this answer
-            # An error or hang-up is read as such by recv.
-            if mask & _READABLE_OR_GONE and self._conns.get(fd) is conn and conn.mask & _READABLE:
-                self._on_readable(conn)
+            try:
+                self._serve(conn, mask)
+            except Exception:
+                # A bug met by one connection must not end the process (and every other
+                # request in flight with it): that connection goes, the error is logged.
+                self.internal_errors += 1
+                if _power_of_two(self.internal_errors):
+                    log.exception("listener error %d; the connection is closed",
+                                  self.internal_errors)
+                self._close(conn)
         now = time.monotonic()
         if now - self._last_tick >= TICK_S:
             self._tick(now)
+
+    def _serve(self, conn: _Conn, mask: int) -> None:
+        if mask & _WRITABLE and conn.out:
+            self._flush(conn)
+            if not conn.out and not conn.closing and conn.buf:
+                self._advance(conn)  # a pipelined request waited for this answer
+        # An error or hang-up is read as such by recv.
+        if (mask & _READABLE_OR_GONE and self._conns.get(conn.fd) is conn
+                and conn.mask & _READABLE):
+            self._on_readable(conn)
 
     def close(self) -> None:
         for conn in list(self._conns.values()):
@@ -273,7 +289,7 @@ class Listener:
                 self._evict()
             sock.setblocking(False)
             conn = _Conn(sock, time.monotonic())
-            self._conns[sock.fileno()] = conn
+            self._conns[conn.fd] = conn
             self._want(conn, _READABLE)
 
     def _evict(self) -> bool:
@@ -290,13 +306,12 @@ class Listener:
     def _want(self, conn: _Conn, mask: int) -> None:
         if mask == conn.mask:
             return
-        fd = conn.sock.fileno()
         if not conn.mask:
-            self._epoll.register(fd, mask)
+            self._epoll.register(conn.fd, mask)
         elif not mask:
-            self._epoll.unregister(fd)
+            self._epoll.unregister(conn.fd)
         else:
-            self._epoll.modify(fd, mask)
+            self._epoll.modify(conn.fd, mask)
         conn.mask = mask
 
     def _close(self, conn: _Conn) -> None:
@@ -305,7 +320,8 @@ class Listener:
         if conn in self._waiting:
             self._waiting.remove(conn)
         self._want(conn, 0)
-        self._conns.pop(conn.sock.fileno(), None)
+        if self._conns.get(conn.fd) is conn:
+            self._conns.pop(conn.fd)
         conn.sock.close()
 
     def _on_readable(self, conn: _Conn) -> None:
@@ -495,7 +511,7 @@ class Listener:
         if not self._accepting and now >= self._accept_paused_until:
             self._set_accepting(True)
         for conn in list(self._conns.values()):
-            if conn.sock.fileno() < 0:
+            if self._conns.get(conn.fd) is not conn:
                 continue  # closed earlier in this round
             quiet = now - conn.active
             if conn.closing:

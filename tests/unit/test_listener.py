@@ -378,3 +378,17 @@ def test_a_freeze_does_not_count_against_a_request_in_progress(direct: Served) -
         for _ in range(20):
             listener.poll(0.01)
         assert read_status(sock) == 200
+
+
+def test_an_unexpected_error_costs_one_connection_not_the_listener(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = intake.inspect
+
+    def broken_once(body: object) -> object:
+        monkeypatch.setattr(intake, "inspect", real)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(intake, "inspect", broken_once)
+    assert served.exchange(post(body(event("a")))) == 0  # closed without an answer
+    assert served.exchange(post(body(event("b")))) == 200
+    assert served.listener.internal_errors == 1
