@@ -6,13 +6,14 @@ and inherited, as in Lambda, a real spool in a temporary folder and `ulimit -n 1
 the kernel's high-water mark (VmHWM). Cases: 8 parallel 16 MiB bodies (Content-Length and
 chunked), 8 parallel 8 MiB valid batches (the largest body accepted), a chunk-size line that never
 ends (64 MiB of hex digits), and 2,000 idle connections followed by one real batch.
-Run: `nice -n 10 .venv/bin/python benchmarks/bench_listener.py [--before /path/to/old/tree]`.
+Run: `nice -n 10 .venv/bin/python -m benchmarks.bench_listener [--quick] [--before /old/tree]`
+-> prints the table, writes results/listener.json. `--before` also measures the CPU per batch of
+the listener of another checkout (e.g. /work/main) the same way.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import signal
@@ -194,21 +195,16 @@ def cpu_per_request(served: Served, requests: int) -> float:
         return (served.cpu_s() - before) / requests * 1e6
 
 
-def run(tree: str, label: str, memory_cases: bool) -> dict[str, object]:
-    out: dict[str, object] = {"tree": label}
-    served = Served(tree)
-    try:
-        out["cpu_us_per_10_event_batch"] = round(cpu_per_request(served, 10_000), 1)
-        out["rss_idle_mib"] = round(served.rss_peak_mib(), 1)
-    finally:
-        served.close()
-    if not memory_cases:
-        return out
-    cases: dict[str, Callable[[int], str]] = {
+def hostile_cases(quick: bool) -> dict[str, Callable[[int], str]]:
+    """Each case's name and what it does to a fresh listener (given its port)."""
+    if quick:
+        return {"endless chunk-size line (8 MiB)": lambda p: endless_chunk_line(p, 8 * 2**20),
+                "200 idle connections, ulimit -n 1024": lambda p: idle_connections(p, 200)}
+    oversized = b"[" + b" " * (16 * 2**20 - 2) + b"]"
+    return {
         "8 parallel 16 MiB bodies (Content-Length)":
-            lambda p: str(parallel(p, [b"[" + b" " * (16 * 2**20 - 2) + b"]"] * 8, False)),
-        "8 parallel 16 MiB bodies (chunked)":
-            lambda p: str(parallel(p, [b"[" + b" " * (16 * 2**20 - 2) + b"]"] * 8, True)),
+            lambda p: str(parallel(p, [oversized] * 8, False)),
+        "8 parallel 16 MiB bodies (chunked)": lambda p: str(parallel(p, [oversized] * 8, True)),
         "8 parallel 4 MiB valid batches (the largest accepted)":
             lambda p: str(parallel(p, [big_valid_body(4 * 2**20 - 64)] * 8, False)),
         "8 parallel 4 MiB batches, one bad escape each (salvaged)":
@@ -216,16 +212,26 @@ def run(tree: str, label: str, memory_cases: bool) -> dict[str, object]:
         "endless chunk-size line (64 MiB)": lambda p: endless_chunk_line(p, 64 * 2**20),
         "2,000 idle connections, ulimit -n 1024": lambda p: idle_connections(p, 2000),
     }
-    for name, case in cases.items():
-        served = Served(tree)
-        try:
-            detail = case(served.port)
-            alive = served.proc.poll() is None
-            out[name] = {"rss_peak_mib": round(served.rss_peak_mib(), 1), "answers": detail,
-                         "listener_alive": alive}
-        finally:
-            served.close()
-    return out
+
+
+def cpu_case(tree: str, requests: int) -> dict[str, float]:
+    served = Served(tree)
+    try:
+        cpu = cpu_per_request(served, requests)
+        return {"cpu_us_per_10_event_batch": round(cpu, 1),
+                "rss_peak_mib": round(served.rss_peak_mib(), 1)}
+    finally:
+        served.close()
+
+
+def hostile_case(tree: str, case: Callable[[int], str]) -> dict[str, object]:
+    served = Served(tree)
+    try:
+        detail = case(served.port)
+        return {"rss_peak_mib": round(served.rss_peak_mib(), 1), "answers": detail,
+                "listener_alive": served.proc.poll() is None}
+    finally:
+        served.close()
 
 
 def main() -> None:
@@ -236,21 +242,40 @@ def main() -> None:
     srv.add_argument("--fd", type=int, required=True)
     srv.add_argument("--spool", required=True)
     srv.add_argument("--nofile", type=int, default=NOFILE)
-    parser.add_argument("--before", help="a tree with the old listener (CPU per batch only)")
-    parser.add_argument("--quick", action="store_true", help="CPU per batch only")
+    parser.add_argument("--before", help="a tree with the old listener: its CPU per batch too")
+    parser.add_argument("--quick", action="store_true", help="fewer requests, small cases")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.tree, args.fd, args.spool, args.nofile)
         return
-    results = []
+    sys.path.insert(0, str(REPO))
+    from benchmarks import common
+
+    requests = 2_000 if args.quick else 10_000
+    results: dict[str, object] = {}
+    rows: list[list[object]] = []
     if args.before:
-        results.append(run(args.before, "before", memory_cases=False))
-    results.append(run(str(REPO), "after", memory_cases=not args.quick))
-    print(json.dumps(results, indent=2))
-    after = results[-1]
-    peaks = [v["rss_peak_mib"] for v in after.values() if isinstance(v, dict)]
-    if peaks:
-        print(f"listener peak RSS, worst case: {max(peaks):.1f} MiB (target <= {TARGET_RSS_MIB})")
+        before = cpu_case(args.before, requests)
+        results["before: 10-event batches, one connection"] = before
+        rows.append(["before: 10-event batches", before["rss_peak_mib"], "",
+                     before["cpu_us_per_10_event_batch"]])
+    after = cpu_case(str(REPO), requests)
+    results["10-event batches, one connection"] = after
+    rows.append(["10-event batches", after["rss_peak_mib"], "",
+                 after["cpu_us_per_10_event_batch"]])
+    for name, case in hostile_cases(args.quick).items():
+        figures = hostile_case(str(REPO), case)
+        results[name] = figures
+        rows.append([name, figures["rss_peak_mib"], figures["answers"], ""])
+    worst = max(float(v["rss_peak_mib"]) for v in results.values()
+                if isinstance(v, dict))
+    results["worst_rss_peak_mib"] = worst
+    common.print_table("Listener under hostile load (peak RSS = VmHWM of the listener process)",
+                       ["case", "peak RSS MiB", "answers", "CPU us/request"], rows)
+    print(f"\nworst peak RSS {worst:.1f} MiB: "
+          f"{common.verdict(worst, TARGET_RSS_MIB)} (target <= {TARGET_RSS_MIB} MiB)")
+    common.write_result("listener", results, quick=args.quick,
+                        targets={"rss_peak_mib": TARGET_RSS_MIB})
 
 
 if __name__ == "__main__":
