@@ -4,8 +4,9 @@ and its CPU per 10-event batch, before (the `--before` tree) and after.
 The listener runs alone in its own process (`serve` below), with the listening socket bound here
 and inherited, as in Lambda, a real spool in a temporary folder and `ulimit -n 1024`. Peak RSS is
 the kernel's high-water mark (VmHWM). Cases: 8 parallel 16 MiB bodies (Content-Length and
-chunked), 8 parallel 8 MiB valid batches (the largest body accepted), a chunk-size line that never
-ends (64 MiB of hex digits), and 2,000 idle connections followed by one real batch.
+chunked), 8 parallel 4 MiB valid batches (the largest body accepted), the same with one bad
+escape each (the salvage path), a chunk-size line that never ends (64 MiB of hex digits), and
+2,000 idle connections followed by one real batch.
 Run: `nice -n 10 .venv/bin/python -m benchmarks.bench_listener [--quick] [--before /old/tree]`
 -> prints the table, writes results/listener.json. `--before` also measures the CPU per batch of
 the listener of another checkout (e.g. /work/main) the same way.
