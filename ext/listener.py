@@ -505,9 +505,9 @@ class Listener:
         if gap > FREEZE_GAP_S:
             # The environment was frozen: no peer could send meanwhile, so no clock ran out.
             for conn in self._conns.values():
-                conn.active += gap
+                conn.active = min(now, conn.active + gap)
                 if conn.started:
-                    conn.started += gap
+                    conn.started = min(now, conn.started + gap)
         if not self._accepting and now >= self._accept_paused_until:
             self._set_accepting(True)
         for conn in list(self._conns.values()):
