@@ -9,13 +9,14 @@ per-event hot path: it works on bytes and caches per-second timestamps.
 from __future__ import annotations
 
 import calendar
+import math
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from ext import schema
+from ext import intake, schema
 from ext.config import OWN_LOG_MARKER
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ _OWN_LOG_PREFIX = b'"' + OWN_LOG_MARKER.encode()
 _EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
 _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
 _REQUEST_ID_LEN = 36
+_OWN_KIND = "splunk-extension."  # events of the extension's own, e.g. the listener's drop notices
 
 
 def _json_str(text: str) -> bytes:
@@ -73,7 +75,7 @@ class EnvelopeBuilder:
         """Envelopes for every event of one Telemetry POST body; malformed bodies are counted."""
         try:
             events = schema.telemetry_batch.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             events = self._salvage(payload)
         out: list[bytes] = []
         for event in events:
@@ -90,21 +92,23 @@ class EnvelopeBuilder:
 
     def _salvage(self, payload: bytes) -> list[schema.TelemetryEvent]:
         """Keeps the valid events of a batch in which some are malformed (counted)."""
-        try:
-            items = schema.raw_array.decode(payload)
-        except msgspec.DecodeError:
+        items = intake.elements(payload)
+        if items is None:
             self.malformed += 1
             return []
         events = []
-        for item in items:
+        for item, too_deep in items:
+            if too_deep:
+                self.malformed += 1
+                continue
             try:
                 events.append(schema.telemetry_event.decode(item))
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 self.malformed += 1
         return events
 
     def envelope(self, event: schema.TelemetryEvent) -> bytes | None:
-        kind = event.type
+        kind = event.type if isinstance(event.type, str) else _number_text(event.type)
         record = bytes(event.record)
         level: bytes | None = None
         request_id = self.request_id
@@ -143,7 +147,8 @@ class EnvelopeBuilder:
         if fields is None:
             fields = self._fields_for(kind)
         return b"".join((
-            b'{"time":', self._ordered_time(event.time), fields,
+            b'{"time":', self._ordered_time(event.time) if isinstance(event.time, str)
+            else _number_time(event.time), fields,
             b',"request_id":' + request_id if request_id is not None else b"",
             b',"level":' + level if level is not None else b"",
             b'},"event":', body, b"}",
@@ -151,7 +156,8 @@ class EnvelopeBuilder:
 
     def _fields_for(self, kind: str) -> bytes:
         prefix = self._prefixes["function" if kind == "function" else
-                               "extension" if kind == "extension" else "platform"]
+                               "extension" if kind == "extension" or kind.startswith(_OWN_KIND)
+                               else "platform"]
         fields = prefix + b',"telemetry_type":' + _json_str(kind)
         if len(self._kind_fields) < 256:  # kinds are few; never let odd input grow this
             self._kind_fields[kind] = fields
@@ -189,6 +195,27 @@ class EnvelopeBuilder:
                 self._second_cache[iso[:19]] = seconds
             return seconds + b"." + iso[20:23].encode()
         return _slow_epoch(iso)
+
+
+def _number_text(value: int | float) -> str:
+    """A numeric telemetry `type` as text (5 and 5.0 both give "5")."""
+    if isinstance(value, int) or not math.isfinite(value) or value != int(value):
+        return repr(value)
+    return str(int(value))
+
+
+def _number_time(value: int | float) -> bytes:
+    """A numeric telemetry `time` as HEC epoch seconds: values past year 5138 in seconds are
+    taken as milliseconds."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return b"null"
+    if seconds >= 1e11:
+        seconds /= 1000
+    if not 0 <= seconds < 1e11:  # negative or non-finite: HEC then uses the index time
+        return b"null"
+    return f"{seconds:.3f}".encode()
 
 
 def _slow_epoch(iso: str) -> bytes:
@@ -232,7 +259,7 @@ def _escaped_backslash_before(record: bytes, index: int) -> bool:
 def _json_line(record: bytes) -> tuple[bytes | None, bytes | None]:
     try:
         view = schema.log_view.decode(record)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None, None
     level = _json_str(view.level) if isinstance(view.level, str) else None
     request_id = _json_str(view.requestId) if isinstance(view.requestId, str) else None
@@ -242,6 +269,6 @@ def _json_line(record: bytes) -> tuple[bytes | None, bytes | None]:
 def _platform_request_id(record: bytes) -> bytes | None:
     try:
         ref = schema.request_ref.decode(record)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     return _json_str(ref.requestId) if ref.requestId else None

@@ -9,17 +9,22 @@ from __future__ import annotations
 import msgspec
 
 
-class EventHead(msgspec.Struct, frozen=True):
-    """What the listener needs of a telemetry event: its type; the record is skipped."""
+class IntakeEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A telemetry event as the listener admits it: no field beyond these three, so that no
+    value the listener has not looked at (e.g. nested too deep) travels to the sender."""
 
-    type: str = ""
+    time: str | int | float = ""
+    type: str | int | float = ""
+    record: msgspec.Raw = msgspec.Raw(b"null")
 
 
 class TelemetryEvent(msgspec.Struct, frozen=True):
-    """One Telemetry API event; `record` is a string or an object, kept as raw JSON."""
+    """One Telemetry API event; `record` is a string or an object, kept as raw JSON.
 
-    time: str = ""
-    type: str = ""
+    `time` and `type` may be numbers (not from Lambda, but admitted): the envelope maps them."""
+
+    time: str | int | float = ""
+    type: str | int | float = ""
     record: msgspec.Raw = msgspec.Raw(b"null")
 
 
@@ -36,7 +41,8 @@ class LogView(msgspec.Struct, frozen=True):
     requestId: str | None = None  # noqa: N815
 
 
-telemetry_batch_heads = msgspec.json.Decoder(list[EventHead])
+intake_batch = msgspec.json.Decoder(list[IntakeEvent])
+intake_event = msgspec.json.Decoder(IntakeEvent)
 raw_array = msgspec.json.Decoder(list[msgspec.Raw])
 telemetry_event = msgspec.json.Decoder(TelemetryEvent)
 telemetry_batch = msgspec.json.Decoder(list[TelemetryEvent])

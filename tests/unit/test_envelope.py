@@ -98,7 +98,7 @@ def test_malformed_events_salvaged_and_counted() -> None:
     b = builder()
     body = json.dumps(
         [
-            {"time": 5, "type": "function", "record": "bad time"},
+            {"time": None, "type": "function", "record": "bad time"},
             3,
             {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": "ok"},
         ]
@@ -107,6 +107,37 @@ def test_malformed_events_salvaged_and_counted() -> None:
     assert [json.loads(e)["event"] for e in out] == ["ok"]
     assert b.malformed == 2
     assert b.build(b"not json") == [] and b.malformed == 3
+
+
+def test_numeric_time_and_type_are_kept() -> None:
+    b = builder()
+    seconds = one(b, {"time": 1791444629.443, "type": "function", "record": "s"})
+    assert (seconds["event"], seconds["time"]) == ("s", 1791444629.443)
+    millis = one(b, {"time": 1791444629443, "type": "function", "record": "ms"})
+    assert millis["time"] == 1791444629.443
+    typed = one(b, {"time": "2026-10-08T07:30:28.235Z", "type": 7, "record": {"a": 1}})
+    assert typed["event"] == {"type": "7", "record": {"a": 1}}
+    assert typed["sourcetype"] == "aws:lambda:platform"
+    for odd in (-5, 1e300, 10**30):
+        assert one(b, {"time": odd, "type": "function", "record": "x"})["time"] is None
+    assert b.malformed == 0
+
+
+def test_records_nested_past_the_decoder_limit_cost_only_their_event() -> None:
+    b = builder()
+    deep = "[" * 5000 + "]" * 5000
+    body = ('[{"time":"2026-10-08T07:30:28.235Z","type":"function","record":"ok"},'
+            '{"time":"2026-10-08T07:30:28.235Z","type":"function","record":' + deep + "}]")
+    out = b.build(body.encode())
+    assert [json.loads(e)["event"] for e in out] == ["ok"]
+    assert b.malformed == 1
+
+
+def test_own_notices_use_the_extension_sourcetype() -> None:
+    env = one(builder(), {"time": "2026-10-08T07:30:28.235Z",
+                          "type": "splunk-extension.intake-dropped", "record": {"dropped": 1}})
+    assert env["sourcetype"] == "aws:lambda:extension"
+    assert env["event"] == {"type": "splunk-extension.intake-dropped", "record": {"dropped": 1}}
 
 
 def test_empty_lines_skipped() -> None:

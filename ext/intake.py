@@ -1,0 +1,225 @@
+"""Decides what of one Telemetry POST body the listener spools (listener process; no I/O).
+
+What passes is something the sender can decode: a JSON array of event objects holding only
+`time`, `type` (strings or numbers) and `record`, nested at most MAX_DEPTH levels. A batch that
+passes as a whole is spooled byte for byte (one msgspec decode, the common case). Otherwise the
+array is split into its elements without a JSON decoder, so one bad `\\ud800` escape, one
+record nested a thousand levels deep or one element that is not an event costs only itself:
+each element is checked alone and the valid ones are spooled as a new array. An element nested
+too deep is kept as text: an event of the extension's own (`splunk-extension.too-deep`) whose
+record is the element's JSON as a string, so not a byte of it is lost and it cannot stop the
+sender. Any other invalid element is dropped. Both are counted in an event appended to the array
+(`splunk-extension.intake-dropped`), so the count reaches Splunk with the data it travelled with.
+A body that is not a JSON array at all (e.g. `{}`) is refused: there is no event in it to keep.
+
+Why not refuse the whole batch with a 4xx: that loses the valid neighbours too, and Lambda
+does not resend a refused batch forever. Lambda never nests a platform record more than a few
+levels; only a function's own JSON log line can be that deep, and it is kept (as text).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from itertools import accumulate
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ext import schema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MAX_DEPTH = 64  # levels of arrays/objects in one event, the event object itself included
+DROPPED_TYPE = "splunk-extension.intake-dropped"
+TOO_DEEP_TYPE = "splunk-extension.too-deep"
+NOTIFY_TYPES = frozenset({"platform.runtimeDone", "platform.report"})
+_NOTABLE_MARK = b"platform.r"
+_FEW = 64  # events in a batch below which checking each event costs less than a body pass
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+_DEPTH_TABLE = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b"[]{}"))
+_WHITESPACE = b" \t\r\n"
+
+
+class Verdict:
+    """What to do with one body: spool `payload` (None: nothing) holding `events` events."""
+
+    __slots__ = ("dropped", "events", "notable", "payload", "too_deep")
+
+    def __init__(self, payload: bytes | bytearray | memoryview | None, events: int,
+                 notable: bool, dropped: int = 0, too_deep: int = 0) -> None:
+        self.payload = payload
+        self.events = events
+        self.notable = notable  # it holds a runtimeDone or report the main process waits for
+        self.dropped = dropped  # elements not kept
+        self.too_deep = too_deep  # elements kept as text because they were nested too deep
+
+    @property
+    def is_array(self) -> bool:
+        return self.payload is not None
+
+
+NOT_AN_ARRAY = Verdict(None, 0, False)
+
+
+def inspect(body: bytes | bytearray | memoryview) -> Verdict:
+    """The verdict on one POST body; never raises on any input."""
+    try:
+        events = schema.intake_batch.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return _salvage(body)
+    if len(events) <= _FEW:
+        notable = False
+        for event in events:
+            if _too_deep_record(event.record):
+                return _salvage(body)
+            notable = notable or event.type in NOTIFY_TYPES
+        return Verdict(body, len(events), notable)
+    # Many events: passes over the whole body in C cost less than a look at each event.
+    data = bytes(body) if isinstance(body, memoryview) else body
+    # A record MAX_DEPTH deep holds MAX_DEPTH opening brackets besides the array's and each
+    # event object's: with fewer in the whole body (the common case) no record needs a look.
+    if data.count(b"{") + data.count(b"[") >= 1 + len(events) + MAX_DEPTH:
+        for event in events:
+            if _too_deep_record(event.record):
+                return _salvage(body)
+    # "platform.r" starts both types the main process waits for (a log line may hold it too).
+    notable = _NOTABLE_MARK in data and any(event.type in NOTIFY_TYPES for event in events)
+    return Verdict(body, len(events), notable)
+
+
+def _too_deep_record(record: msgspec.Raw) -> bool:
+    """True when the record (inside the event object and the batch array) is too deep."""
+    if len(record) <= 2 * (MAX_DEPTH - 1) or memoryview(record)[0] == 0x22:
+        return False  # a record needs two bytes per level; a string has none
+    raw = bytes(record)
+    if raw.count(b"[") + raw.count(b"{") < MAX_DEPTH:
+        return False
+    return depth(raw) > MAX_DEPTH - 1
+
+
+def depth(text: bytes | bytearray) -> int:
+    """The deepest nesting of arrays/objects in JSON text, brackets inside strings ignored."""
+    structure = _STRING.sub(b"", text).translate(_DEPTH_TABLE, _NOT_STRUCTURE)
+    if not structure:
+        return 0
+    return max(0, *accumulate(memoryview(structure).cast("b")))
+
+
+def elements(body: bytes | bytearray | memoryview) -> list[tuple[memoryview, bool]] | None:
+    """The top-level elements of a JSON array, each with "nested deeper than MAX_DEPTH", split
+    without a JSON decoder and without copying the body; None when it is not an array. An
+    element is not validated: decode it."""
+    text = memoryview(body).cast("B")
+    start = _skip_space(text, 0, len(text))
+    if start >= len(text) or text[start] != 0x5B:  # [
+        return None
+    return [(text[a:b], deep) for a, b, deep in _elements(text, start)]
+
+
+def _salvage(body: bytes | bytearray | memoryview) -> Verdict:
+    """Keeps the valid elements of an array whose decode failed as a whole; counts the rest."""
+    text = memoryview(body).cast("B")
+    start = _skip_space(text, 0, len(text))
+    if start >= len(text) or text[start] != 0x5B:  # [
+        return NOT_AN_ARRAY
+    out = bytearray(b"[")
+    kept = dropped = too_deep = 0
+    notable = False
+    for first, end, deep in _elements(text, start):  # offsets: no object per element kept
+        element = text[first:end]
+        if deep:
+            too_deep += 1
+            if kept:
+                out += b","
+            out += as_text(element)
+            kept += 1
+            continue
+        try:
+            event = schema.intake_event.decode(element)
+        except (msgspec.DecodeError, RecursionError):
+            dropped += 1
+            continue
+        if kept:
+            out += b","
+        out += element
+        kept += 1
+        notable = notable or event.type in NOTIFY_TYPES
+    if dropped or too_deep:
+        if kept:
+            out += b","
+        out += dropped_notice(dropped, too_deep)
+        kept += 1
+    out += b"]"
+    return Verdict(out, kept, notable, dropped, too_deep)
+
+
+def _elements(text: memoryview, start: int) -> Iterator[tuple[int, int, bool]]:
+    """(first, end, nested too deep) of each top-level element of the array opening at `start`.
+
+    Tolerant: strings are skipped whatever their escapes, and anything left after the closing
+    bracket, or an array never closed, becomes one more (invalid) element.
+    """
+    found = False
+    level = 0
+    deepest = 0
+    begin = start + 1
+    end = len(text)
+    for match in _TOKEN.finditer(text, start):
+        char = text[match.start()]
+        if char == 0x22:  # a string
+            continue
+        if char in b"[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif char in b"]}":
+            level -= 1
+            if level == 0:
+                end = match.start()
+                break
+        elif level == 1:  # a top-level comma
+            yield _strip(text, begin, match.start(), deepest - 1 > MAX_DEPTH)
+            found = True
+            begin = match.end()
+            deepest = 1
+    first = _skip_space(text, begin, end)
+    if first < end or found:
+        yield _strip(text, begin, end, deepest - 1 > MAX_DEPTH)
+    if end < len(text) and _skip_space(text, end + 1, len(text)) < len(text):
+        yield _strip(text, end + 1, len(text), False)  # trailing bytes: one more element
+
+
+def _skip_space(text: memoryview, index: int, end: int) -> int:
+    while index < end and text[index] in _WHITESPACE:
+        index += 1
+    return index
+
+
+def _strip(text: memoryview, first: int, end: int, deep: bool) -> tuple[int, int, bool]:
+    first = _skip_space(text, first, end)
+    while end > first and text[end - 1] in _WHITESPACE:
+        end -= 1
+    return first, end, deep
+
+
+def as_text(element: memoryview) -> bytes:
+    """An event of the extension's own that carries a too-deep element as a JSON string."""
+    text = bytes(element).decode("utf-8", "replace")
+    return schema.encoder.encode({"time": now_iso(), "type": TOO_DEEP_TYPE, "record": text})
+
+
+def dropped_notice(dropped: int, too_deep: int) -> bytes:
+    """A telemetry event of the extension's own that counts what intake dropped or kept as text."""
+    record = {"dropped_events": dropped, "too_deep_kept_as_text": too_deep,
+              "max_depth": MAX_DEPTH}
+    return schema.encoder.encode({"time": now_iso(), "type": DROPPED_TYPE, "record": record})
+
+
+def now_iso() -> str:
+    """The current time as the Telemetry API writes it (ms, Z)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"

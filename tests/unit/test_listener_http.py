@@ -1,0 +1,65 @@
+"""HTTP/1.1 framing of the listener (ext.http_intake), without sockets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ext.http_intake import MAX_LINE_BYTES, ChunkedBody, HttpError, parse_head
+
+
+def no_limit(size: int) -> None:
+    return None
+
+
+@given(st.lists(st.binary(min_size=1, max_size=50), max_size=8), st.data())
+def test_a_chunked_body_decodes_the_same_however_it_is_split(
+        chunks: list[bytes], data: st.DataObject) -> None:
+    wire = b"".join(b"%x;x=1\r\n" % len(c) + c + b"\r\n" for c in chunks) + b"0\r\nT: v\r\n\r\n"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=10)))
+    decoder = ChunkedBody(10_000)
+    buffer = bytearray()
+    done = False
+    for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+        buffer += wire[start:end]
+        done = decoder.feed(buffer, no_limit)
+        assert len(buffer) <= MAX_LINE_BYTES + 2 + 50  # never more than a line and a piece
+    assert done
+    assert bytes(decoder.body) == b"".join(chunks)
+
+
+def test_the_body_reservation_can_refuse() -> None:
+    def refuse(size: int) -> None:
+        raise HttpError(503, "no memory")
+
+    with pytest.raises(HttpError) as err:
+        ChunkedBody(100).feed(bytearray(b"3\r\nabc\r\n0\r\n\r\n"), refuse)
+    assert err.value.status == 503
+
+
+@pytest.mark.parametrize(("head", "keep_alive", "length"), [
+    (b"POST / HTTP/1.1\r\nContent-Length: 5", True, 5),
+    (b"POST / HTTP/1.1\r\nConnection: close", False, 0),
+    (b"POST / HTTP/1.0\r\nContent-Length: 1", False, 1),
+    (b"POST / HTTP/1.0\r\nConnection: Keep-Alive", True, 0),
+])
+def test_heads(head: bytes, keep_alive: bool, length: int) -> None:
+    parsed = parse_head(head, 100)
+    assert (parsed.keep_alive, parsed.content_length, parsed.chunked) == (keep_alive, length, False)
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"POST /\r\n", 400),
+    (b"POST / HTTP/2.0", 400),
+    (b"POST / HTTP/1.1\r\nno colon", 400),
+    (b"POST / HTTP/1.1\r\n Content-Length: 1", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: -1", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 101", 413),
+    (b"POST / HTTP/1.1" + b"\r\nA: b" * 65, 431),
+])
+def test_bad_heads(head: bytes, status: int) -> None:
+    with pytest.raises(HttpError) as err:
+        parse_head(head, 100)
+    assert err.value.status == status

@@ -1,0 +1,132 @@
+"""The listener as its own process on an inherited socket: SIGKILL and restart without
+duplicates, and accept() errors at a low fd limit survived."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext.spool import SpoolReader
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = REPO / "benchmarks" / "bench_listener.py"
+
+
+def batch(tag: str) -> bytes:
+    return json.dumps([{"time": "2026-10-08T07:30:28.235Z", "type": "function",
+                        "record": tag}]).encode()
+
+
+def post(payload: bytes) -> bytes:
+    return b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload
+
+
+def read_status(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return 0
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+class Runner:
+    """Starts listener processes on one socket bound here, as the main process does."""
+
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+        self.server = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.port = self.server.getsockname()[1]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, nofile: int = 1024) -> subprocess.Popen[bytes]:
+        fd = self.server.fileno()
+        proc = subprocess.Popen(
+            [sys.executable, str(RUNNER), "serve", "--tree", str(REPO), "--fd", str(fd),
+             "--spool", str(self.spool), "--nofile", str(nofile)], pass_fds=(fd,))
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        self.server.close()
+
+    def records(self) -> list[str]:
+        out = []
+        with SpoolReader(self.spool) as reader:
+            for record in reader.read(1_000, 2**30, 0):
+                out.extend(e["record"] for e in json.loads(record.payload))
+        return out
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[Runner]:
+    r = Runner(tmp_path / "spool")
+    yield r
+    r.close()
+
+
+def exchange(port: int, payload: bytes, timeout: float = 10.0) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(post(payload))
+        return read_status(sock)
+
+
+def wait_answering(port: int) -> None:
+    deadline = time.monotonic() + 15
+    while exchange(port, b"[]") != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_killed_listener_is_replaced_without_duplicating_abandoned_requests(
+        runner: Runner) -> None:
+    first = runner.start()
+    wait_answering(runner.port)
+    assert exchange(runner.port, batch("before")) == 200
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    # While no listener runs, the kernel completes connections into the backlog. The sender
+    # times out on the first attempt, closes it, and retries on a new connection.
+    with socket.create_connection(("127.0.0.1", runner.port), timeout=5) as given_up:
+        given_up.sendall(post(batch("lost-then-retried")))
+        given_up.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            given_up.recv(1)
+    retry = socket.create_connection(("127.0.0.1", runner.port), timeout=15)
+    retry.sendall(post(batch("lost-then-retried")))
+    runner.start()
+    assert read_status(retry) == 200
+    retry.close()
+    assert runner.records() == ["before", "lost-then-retried"]
+
+
+def test_accept_errors_at_the_fd_limit_are_survived(runner: Runner) -> None:
+    proc = runner.start(nofile=24)  # the limit is hit well before the connection cap (64)
+    wait_answering(runner.port)
+    idle = []
+    for _ in range(120):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", runner.port))
+        idle.append(s)
+    time.sleep(1.0)
+    try:
+        assert exchange(runner.port, batch("after the flood"), timeout=10) == 200
+        assert proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+    assert runner.records() == ["after the flood"]
