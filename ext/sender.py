@@ -228,6 +228,7 @@ class Sender:
         return [self.builder.notice(LOSS_NOTICE, {
             "dropped_records": loss.dropped_records, "dropped_events": loss.dropped_events,
             "corrupt_records": loss.corrupt_records, "corrupt_events": loss.corrupt_events,
+            "refused_batches": loss.refused_batches, "refused_events": loss.refused_events,
         })]
 
     def _should_dispatch(self) -> bool:

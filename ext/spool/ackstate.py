@@ -17,13 +17,13 @@ from pathlib import Path
 from ext.spool.layout import ACK_STATE, wait_readable
 
 SLOT_MAGIC = b"SPAK"
-SLOT_VERSION = 1
+SLOT_VERSION = 2  # 2: refusal counters added
 # Slots sit in separate pages: a pwrite inside one page is copied in one step;
 # the CRC covers everything else (torn reads, damage).
 SLOT_STRIDE = 4096
 STATE_FILE_BYTES = 2 * SLOT_STRIDE
-# magic, version, flags, generation, seg_base, offset, next_seq, next_events, 6 stats, 4 reported
-_SLOT = struct.Struct("<4sHHQ" + "Q" * 4 + "Q" * 6 + "Q" * 4)
+# magic, version, flags, generation, seg_base, offset, next_seq, next_events, 8 stats, 6 reported
+_SLOT = struct.Struct("<4sHHQ" + "Q" * 4 + "Q" * 8 + "Q" * 6)
 _CRC = struct.Struct("<I")
 SLOT_BYTES = _SLOT.size + _CRC.size
 
@@ -38,21 +38,33 @@ class SpoolStats:
     dropped_events: int = 0
     corrupt_records: int = 0  # lost to damaged bytes (events exact if the header survived)
     corrupt_events: int = 0
+    refused_batches: int = 0  # appends the writer failed (the listener answered an error)
+    refused_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class LossReport:
-    """Records and events lost before delivery: a take_loss_report delta, or a running total."""
+    """Records and events lost before delivery, and batches the writer refused at intake.
+
+    A take_loss_report delta, or a running total.
+    """
 
     dropped_records: int = 0
     dropped_events: int = 0
     corrupt_records: int = 0
     corrupt_events: int = 0
+    refused_batches: int = 0
+    refused_events: int = 0
 
     @classmethod
     def of(cls, stats: SpoolStats) -> LossReport:
         return cls(
-            stats.dropped_records, stats.dropped_events, stats.corrupt_records, stats.corrupt_events
+            stats.dropped_records,
+            stats.dropped_events,
+            stats.corrupt_records,
+            stats.corrupt_events,
+            stats.refused_batches,
+            stats.refused_events,
         )
 
     def minus(self, other: LossReport) -> LossReport:
@@ -104,8 +116,8 @@ def decode_slot(data: bytes) -> tuple[int, Checkpoint] | None:
         return None
     generation = fields[3]
     seg_base, offset, next_seq, next_events = fields[4:8]
-    stats = SpoolStats(*fields[8:14])
-    reported = LossReport(*fields[14:18])
+    stats = SpoolStats(*fields[8:16])
+    reported = LossReport(*fields[16:22])
     return generation, Checkpoint(seg_base, offset, next_seq, next_events, stats, reported)
 
 

@@ -184,3 +184,26 @@ def resync_last_frame(buf: bytes | memoryview, start: int) -> FrameHeader | None
             best = fh
         pos = data.find(needle, pos + 1)
     return best
+
+
+def find_next_frame(
+    buf: bytes | memoryview, start: int, min_seq: int, min_events: int
+) -> tuple[int, FrameHeader] | None:
+    """The first frame header at or after ``start`` that passes its CRC and can follow a gap.
+
+    Used to resync after a damaged header, whose length cannot be trusted: the next record is the
+    first intact header with seq >= ``min_seq`` and an event index >= ``min_events``. Its payload
+    is checked later, as for any frame. A header CRC matches random bytes once in 2**32 tries,
+    and the seq and event checks cut that further.
+    """
+    needle = FRAME_MAGIC.to_bytes(2, "little")
+    data = bytes(buf)
+    pos = data.find(needle, start)
+    while pos != -1:
+        head = decode_frame_header(data, pos)
+        if isinstance(head, FrameHeader) and head.seq >= min_seq and (
+            head.events_before >= min_events
+        ):
+            return pos, head
+        pos = data.find(needle, pos + 1)
+    return None

@@ -18,6 +18,7 @@ TMP_SUFFIX = ".tmp"
 WRITER_LOCK = "writer.lock"
 READER_LOCK = "reader.lock"
 ACK_STATE = "ack.state"
+REFUSED_STATE = "refused.state"
 
 
 class SpoolLocked(RuntimeError):  # noqa: N818 -- name fixed by the spool API

@@ -37,6 +37,7 @@ from ext.spool.layout import (
     unlink_quietly,
     wait_readable,
 )
+from ext.spool.refusals import RefusalReader
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class SpoolReader:
             os.set_blocking(wake_fd, False)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = take_role_lock(self.directory, READER_LOCK)
+        self._refusals = RefusalReader(self.directory)
         self._state_fd = -1
         self._seg_fd = -1
         self._generation = 0
@@ -175,6 +177,7 @@ class SpoolReader:
         return delta
 
     def close(self) -> None:
+        self._refusals.close()
         for name in ("_seg_fd", "_state_fd"):
             fd = getattr(self, name)
             if fd >= 0:
@@ -309,6 +312,7 @@ class SpoolReader:
     # -- reading frames --------------------------------------------------------------------------
 
     def _collect(self, max_records: int, max_bytes: int) -> list[SpoolRecord]:
+        self._observe_refusals()
         batch: list[SpoolRecord] = []
         budget = [max_bytes]
         while len(batch) < max_records and (not batch or budget[0] > 0):
@@ -316,18 +320,57 @@ class SpoolReader:
                 break
             want = max(READ_CHUNK_BYTES, budget[0] + frame.FRAME_HEADER_BYTES, self._need)
             outcome = self._read_frames(want, batch, max_records, budget)
-            if outcome == "more":
+            if outcome == "more" or (outcome == "damaged" and self._resync()):
                 continue
-            if outcome == "end" and not self._at_sealed_end():
+            if not self._at_sealed_end():
                 break
         return batch
+
+    def _observe_refusals(self) -> None:
+        """Take in the writer's refusal counters; reported with the records read after this."""
+        seen = self._refusals.current()
+        s = self._stats
+        if seen is not None and (seen.batches, seen.events) > (s.refused_batches, s.refused_events):
+            self._stats = replace(
+                s,
+                refused_batches=max(seen.batches, s.refused_batches),
+                refused_events=max(seen.events, s.refused_events),
+            )
+
+    def _resync(self) -> bool:
+        """Step over a damaged frame header at the read offset to the next intact frame.
+
+        The damaged length cannot be trusted, so this searches the rest of the segment for the
+        first header that passes its CRC with a later seq; the records in between are counted as
+        corrupt, exactly (seq and event index come from that header). False when there is none
+        yet: the rest of a sealed segment is then skipped, an active one is searched again later.
+        """
+        rest = os.fstat(self._seg_fd).st_size - self._offset
+        found = frame.find_next_frame(
+            os.pread(self._seg_fd, rest, self._offset),
+            1,
+            self._expected_seq + 1,
+            self._expected_events,
+        )
+        if found is None:
+            return False
+        skip, header = found
+        log.warning("spool: skipped %d damaged bytes in segment %d", skip, self._seg_base)
+        self._damaged = True
+        self._count_gap(header.seq, header.events_before)
+        self._damaged = False
+        self._offset += skip
+        self._need = 0
+        return True
 
     def _at_sealed_end(self) -> bool:
         """At the end of the readable bytes: True after moving on to the next segment."""
         if not self._sealed:
             # The writer creates the next segment only after its last write here returned, so
             # once a newer segment is visible, one more read sees this segment's final bytes.
-            self._sealed = any(b > self._seg_base for b in list_segments(self.directory))
+            # A segment the writer deleted (delivered in full) is final too.
+            bases = list_segments(self.directory)
+            self._sealed = self._seg_base not in bases or any(b > self._seg_base for b in bases)
             return self._sealed
         remaining = os.fstat(self._seg_fd).st_size - self._offset
         if remaining > 0:
@@ -339,7 +382,8 @@ class SpoolReader:
     def _read_frames(
         self, want: int, batch: list[SpoolRecord], max_records: int, budget: list[int]
     ) -> str:
-        """Parse frames from one pread; "more" to read again, "end" at the end of usable bytes."""
+        """Parse frames from one pread: "more" to read again, "end" at the end of the bytes, or
+        "damaged" at a header that fails its CRC (the read offset is then that header's)."""
         buf = os.pread(self._seg_fd, want, self._offset)
         view = memoryview(buf)
         pos = 0
@@ -367,7 +411,7 @@ class SpoolReader:
                     self._need = fh.frame_len if fh is not None else 0
                     return "more"
                 if status is frame.FrameStatus.CORRUPT_HEADER or fh is None:
-                    return "end"
+                    return "damaged"
                 pos += fh.frame_len
                 if fh.seq < self._expected_seq:
                     continue

@@ -7,6 +7,7 @@ It never deletes the active segment and never rewrites a byte after a successful
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -15,8 +16,9 @@ from pathlib import Path
 from types import TracebackType
 
 from ext.spool import frame
-from ext.spool.ackstate import load_committed
+from ext.spool.ackstate import LossReport, load_committed, load_state
 from ext.spool.layout import (
+    ACK_STATE,
     TMP_SUFFIX,
     WRITER_LOCK,
     list_segments,
@@ -26,11 +28,23 @@ from ext.spool.layout import (
     take_role_lock,
     unlink_quietly,
 )
+from ext.spool.refusals import RefusalLog, Refusals
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 64 * 2**20
-DEFAULT_SEGMENT_BYTES = 4 * 2**20
+DEFAULT_SEGMENT_BYTES = 2**20
+MIN_SEGMENT_BYTES = 64 * 2**10
+# An active segment this large is rolled, and deleted, at the next append once the reader has
+# committed all of it: the spool never sits on much delivered data.
+RECLAIM_BYTES = 64 * 2**10
+# Segments are at most 1/8 of the bound in force, so delivered data (at most one segment) and one
+# drop-oldest stay small next to it, however little room the filesystem leaves.
+SEGMENTS_PER_BOUND = 8
+# Room kept free below the bound that adapts to the filesystem: block rounding of segment files,
+# ack.state and refused.state.
+DEFAULT_RESERVE_BYTES = 128 * 2**10
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RecordTooLargeError(ValueError):
@@ -100,6 +114,7 @@ class SpoolWriter:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
         wake_fd: int | None = None,
     ) -> None:
         if segment_bytes < frame.SEGMENT_HEADER_BYTES + frame.FRAME_HEADER_BYTES:
@@ -109,19 +124,25 @@ class SpoolWriter:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.reserve_bytes = reserve_bytes
         self._wake_fd = wake_fd
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = take_role_lock(self.directory, WRITER_LOCK)
         self._spares: _SpareFile | None = None
-        self._fd = -1
-        self._active_base = 0
+        self._refusals: RefusalLog | None = None
+        self._ack_fd = -1
+        self._fd = -1  # the active segment; -1 while there is none (a full filesystem)
+        self._active_base = -1
         self._active_size = 0
         self._sealed: list[tuple[int, int]] = []  # (base, size) of every older segment, ascending
         self._total = 0
+        self._capacity = max_bytes  # the bound in force: max_bytes, or less if the disk is short
+        self._segment_limit = segment_bytes
         self._next_seq = 0
         self._next_events = 0
         self.dropped_segments = 0
         self.dropped_bytes = 0
+        self.reclaimed_segments = 0  # delivered segments this writer deleted to free their room
         self.truncated_bytes = 0  # torn tail cut by recovery
         try:
             self._recover()
@@ -139,30 +160,29 @@ class SpoolWriter:
         """Bytes in segment files as this writer last knew them (the reader may have freed some)."""
         return self._total
 
+    @property
+    def capacity_bytes(self) -> int:
+        """The bound in force after the last look at the filesystem (at most max_bytes)."""
+        return self._capacity
+
+    @property
+    def refusals(self) -> Refusals:
+        """Appends that failed since the spool was created (persisted in refused.state)."""
+        return self._refusals.counts if self._refusals is not None else Refusals()
+
     def append(self, payload: bytes | memoryview, event_count: int) -> int:
         """Append one record and return its seq; once this returns, a SIGKILL cannot lose it.
 
-        Raises RecordTooLargeError, or OSError (e.g. ENOSPC) after cutting the segment back to the
-        previous record boundary.
+        Raises RecordTooLargeError, or OSError (e.g. ENOSPC when even an empty spool has no room
+        for the record) after cutting the segment back to the previous record boundary. Either
+        way the refusal is counted in refused.state before the exception leaves.
         """
-        frame_len = frame.FRAME_HEADER_BYTES + len(payload)
-        if frame.SEGMENT_HEADER_BYTES + frame_len > self.max_bytes:
-            raise RecordTooLargeError(f"record of {len(payload)} bytes exceeds the spool bound")
-        if self._active_size > frame.SEGMENT_HEADER_BYTES and (
-            self._active_size + frame_len > self.segment_bytes
-        ):
-            self._roll()
-        if self._total + frame_len > self.max_bytes:
-            self._make_room(frame_len)
-        seq = self._next_seq
-        header = frame.encode_frame_header(
-            payload, seq, self._next_events, event_count, time.time_ns()
-        )
-        self._write_frame(header, payload)
-        self._active_size += frame_len
-        self._total += frame_len
-        self._next_seq = seq + 1
-        self._next_events += event_count
+        try:
+            seq = self._append(payload, event_count)
+        except (OSError, ValueError):
+            if self._refusals is not None:
+                self._refusals.add(event_count)
+            raise
         notify(self._wake_fd)
         return seq
 
@@ -171,9 +191,14 @@ class SpoolWriter:
         if self._spares is not None:
             self._spares.close()
             self._spares = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._refusals is not None:
+            self._refusals.close()
+            self._refusals = None
+        for name in ("_fd", "_ack_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -189,6 +214,44 @@ class SpoolWriter:
     ) -> None:
         self.close()
 
+    # -- the append path -------------------------------------------------------------------------
+
+    def _append(self, payload: bytes | memoryview, event_count: int) -> int:
+        frame_len = frame.FRAME_HEADER_BYTES + len(payload)
+        if frame.SEGMENT_HEADER_BYTES + frame_len > self.max_bytes:
+            raise RecordTooLargeError(f"record of {len(payload)} bytes exceeds the spool bound")
+        seq = self._next_seq
+        header = frame.encode_frame_header(
+            payload, seq, self._next_events, event_count, time.time_ns()
+        )
+        try:
+            self._prepare(frame_len)
+            self._write_frame(header, payload)
+        except OSError as err:
+            if err.errno not in _NO_SPACE:
+                raise
+            # The filesystem filled up behind our back (the function writes to /tmp too): look at
+            # it again, make room as the bound now in force says (a roll included), and retry once.
+            self._make_room(frame_len + frame.SEGMENT_HEADER_BYTES)
+            self._prepare(frame_len)
+            self._write_frame(header, payload)
+        self._active_size += frame_len
+        self._total += frame_len
+        self._next_seq = seq + 1
+        self._next_events += event_count
+        return seq
+
+    def _prepare(self, frame_len: int) -> None:
+        """Make the active segment ready to take ``frame_len`` bytes at its end."""
+        if self._active_size >= RECLAIM_BYTES and self._delivered_through() >= self._next_seq:
+            self._reclaim_active()
+        if self._active_size > frame.SEGMENT_HEADER_BYTES and (
+            self._active_size + frame_len > self._segment_limit
+        ):
+            self._roll()
+        if self._fd < 0 or self._total + frame_len > self._capacity:
+            self._make_room(frame_len)
+
     def _write_frame(self, header: bytes, payload: bytes | memoryview) -> None:
         start = self._active_size
         try:
@@ -203,15 +266,49 @@ class SpoolWriter:
             os.lseek(self._fd, start, os.SEEK_SET)
             raise
 
+    # -- room: the bound, reclaiming delivered data, drop-oldest ----------------------------------
+
     def _make_room(self, frame_len: int) -> None:
-        self._refresh_sizes()
-        while self._total + frame_len > self.max_bytes:
+        """Bring the spool to where ``frame_len`` more bytes fit the bound in force.
+
+        Raises OSError(ENOSPC), before dropping anything, when even an empty spool could not take
+        the record; deletes delivered segments before it drops undelivered ones.
+        """
+        self._refresh_capacity()
+        if frame.SEGMENT_HEADER_BYTES + frame_len > self._capacity:
+            raise OSError(
+                errno.ENOSPC,
+                f"no room for a record of {frame_len} bytes: the filesystem leaves the spool "
+                f"{self._capacity} bytes",
+            )
+        if self._over(frame_len):
+            self._reclaim_delivered()
+        while self._over(frame_len):
             if self._sealed:
                 self._drop_oldest()
             elif self._active_size > frame.SEGMENT_HEADER_BYTES:
                 self._roll()
-            else:  # unreachable: append checked that a lone record fits
-                raise RecordTooLargeError(f"{frame_len} bytes do not fit in {self.max_bytes}")
+            else:
+                break  # only an empty active segment is left, and the check above says it fits
+        if self._fd < 0:
+            self._open_active()
+
+    def _over(self, frame_len: int) -> bool:
+        new_header = frame.SEGMENT_HEADER_BYTES if self._fd < 0 else 0
+        return self._total + new_header + frame_len > self._capacity
+
+    def _refresh_capacity(self) -> None:
+        """Recount our segments and look at the filesystem: the bound is what both leave us."""
+        self._refresh_sizes()
+        try:
+            fs = os.statvfs(self.directory)
+        except OSError:
+            return
+        room = self._total + fs.f_bavail * fs.f_frsize - self.reserve_bytes
+        self._capacity = max(0, min(self.max_bytes, room))
+        self._segment_limit = min(
+            self.segment_bytes, max(MIN_SEGMENT_BYTES, self._capacity // SEGMENTS_PER_BOUND)
+        )
 
     def _refresh_sizes(self) -> None:
         # The reader deletes delivered segments behind our back; recount before dropping anything.
@@ -227,6 +324,52 @@ class SpoolWriter:
         self._sealed = sealed
         self._total = sum(size for _, size in sealed) + self._active_size
 
+    def _delivered_through(self) -> int:
+        """The reader's committed next seq: every record below it is delivered (0 if unknown)."""
+        if self._ack_fd < 0:
+            try:
+                self._ack_fd = os.open(self.directory / ACK_STATE, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return 0
+        loaded = load_state(self._ack_fd)
+        return 0 if loaded is None else loaded[1].next_seq
+
+    def _reclaim_delivered(self) -> None:
+        """Delete every segment the reader has committed in full, sealed or active."""
+        committed = self._delivered_through()
+        ends = [base for base, _ in self._sealed[1:]]
+        ends.append(self._active_base if self._fd >= 0 else self._next_seq)
+        for (base, _), end in zip(list(self._sealed), ends, strict=True):
+            if end <= committed:
+                self._unlink_delivered(base)
+        if self._active_size > frame.SEGMENT_HEADER_BYTES and committed >= self._next_seq:
+            self._reclaim_active()
+
+    def _reclaim_active(self) -> None:
+        """Replace the active segment, delivered in full, by an empty one and delete it."""
+        base = self._active_base
+        try:
+            self._roll()
+        except OSError as err:
+            if err.errno not in _NO_SPACE:
+                raise
+            # No room even for a segment header: free the delivered one first. If the new one
+            # still cannot be created, the spool has no active segment until an append can.
+            self._close_active()
+            self._unlink_delivered(base)
+            self._open_active()
+            return
+        self._unlink_delivered(base)
+
+    def _unlink_delivered(self, base: int) -> None:
+        for index, (sealed_base, size) in enumerate(self._sealed):
+            if sealed_base == base:
+                del self._sealed[index]
+                self._total -= size
+                break
+        if unlink_quietly(segment_path(self.directory, base)):
+            self.reclaimed_segments += 1
+
     def _drop_oldest(self) -> None:
         base, size = self._sealed.pop(0)
         if unlink_quietly(segment_path(self.directory, base)):
@@ -234,20 +377,36 @@ class SpoolWriter:
             self.dropped_bytes += size
             log.warning(
                 "spool full (%d bytes max): dropped segment %s of %d bytes",
-                self.max_bytes,
+                self._capacity,
                 segment_name(base),
                 size,
             )
         self._total -= size
 
+    # -- segments --------------------------------------------------------------------------------
+
     def _roll(self) -> None:
         fd = self._create_segment(self._next_seq, self._next_events)
-        os.close(self._fd)
-        self._sealed.append((self._active_base, self._active_size))
+        self._close_active()
+        self._adopt_active(fd)
+        self._refresh_capacity()
+
+    def _open_active(self) -> None:
+        self._adopt_active(self._create_segment(self._next_seq, self._next_events))
+
+    def _adopt_active(self, fd: int) -> None:
         self._fd = fd
         self._active_base = self._next_seq
         self._active_size = frame.SEGMENT_HEADER_BYTES
         self._total += frame.SEGMENT_HEADER_BYTES
+
+    def _close_active(self) -> None:
+        """Seal the active segment (it joins the sealed list); none is active afterwards."""
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._sealed.append((self._active_base, self._active_size))
+        self._fd, self._active_base, self._active_size = -1, -1, 0
 
     def _create_segment(self, base: int, events: int) -> int:
         """Create a segment with its header under a temporary name, then publish it by rename.
@@ -270,6 +429,8 @@ class SpoolWriter:
             raise
         return fd
 
+    # -- start-up recovery -----------------------------------------------------------------------
+
     def _recover(self) -> None:
         for name in os.listdir(self.directory):
             if name.endswith(TMP_SUFFIX):
@@ -280,15 +441,20 @@ class SpoolWriter:
         bases = list_segments(self.directory)
         while bases and not self._recover_newest(bases[-1], floor_seq):
             bases.pop()
-        if self._fd < 0:
-            self._next_seq = max(self._next_seq, floor_seq)
-            self._next_events = max(self._next_events, floor_events)
-            self._fd = self._create_segment(self._next_seq, self._next_events)
-            self._active_base = self._next_seq
-            self._active_size = frame.SEGMENT_HEADER_BYTES
-        self._refresh_sizes()
-        if self._total > self.max_bytes:  # the fresh segment's header may tip a full spool over
-            self._make_room(0)
+        self._next_seq = max(self._next_seq, floor_seq)
+        self._next_events = max(self._next_events, floor_events)
+        reported = LossReport.of(committed.stats) if committed else LossReport()
+        self._refusals = RefusalLog(
+            self.directory, Refusals(reported.refused_batches, reported.refused_events)
+        )
+        self._refresh_capacity()
+        try:
+            if self._fd < 0 or self._total > self._capacity:
+                self._make_room(0)  # also drops oldest if a fuller disk shrank the bound
+        except OSError as err:
+            if err.errno not in _NO_SPACE:
+                raise
+            log.error("spool: no room for a new segment yet (%s); appends will retry", err)
         log.debug("spool writer recovered: next_seq=%d total=%d", self._next_seq, self._total)
 
     def _recover_newest(self, base: int, floor_seq: int) -> bool:

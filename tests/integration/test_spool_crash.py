@@ -6,21 +6,32 @@ Also the actors' entry point: ``python -m tests.integration.test_spool_crash wri
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import astuple
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from ext.spool import SpoolLocked, SpoolReader, SpoolWriter, wait_committed
+from ext.spool import (
+    LossReport,
+    SpoolLocked,
+    SpoolReader,
+    SpoolWriter,
+    read_committed,
+    wait_committed,
+)
 from ext.spool.ackstate import load_committed
+from ext.spool.refusals import Refusals
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -177,6 +188,144 @@ def test_kills_and_freezes_lose_nothing(tmp_path: Path) -> None:
     assert committed.stats.dropped_records == committed.stats.corrupt_records == 0
     assert writer.kills + reader.kills >= 10
     assert writer.stops + reader.stops >= 5
+
+
+TMPFS_BYTES = 4 * 2**20
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of our own: a /tmp that is nearly full from the spool's point of view."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root: run as root to test the spool on a small disk")
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "spooltest", str(mount_point)],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def sized_payload(seq: int, size: int) -> bytes:
+    return seq.to_bytes(8, "little") * (size // 8)
+
+
+class SlowSender(threading.Thread):
+    """The sender's side with a slow HEC: reads small batches, waits, then commits."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(name="slow-sender", daemon=True)
+        self.reader = SpoolReader(directory, poll_interval_s=0.005)
+        self.delivered: list[tuple[int, bool]] = []
+        self.reported = LossReport()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                batch = self.reader.read(20, 256 * 1024, 0.05)
+                report = self.reader.take_loss_report()
+                if not batch:
+                    self.reader.rewind()  # a report goes out with data only, as in the sender
+                    continue
+                time.sleep(0.002)  # the HEC round trip
+                self.delivered += [(r.seq, r.payload == sized_payload(r.seq, len(r.payload)))
+                                   for r in batch]
+                if report is not None:
+                    self.reported = LossReport(*(a + b for a, b in zip(
+                        astuple(self.reported), astuple(report), strict=True)))
+                self.reader.commit(batch[-1].seq)
+        except BaseException as err:  # surfaced by the test
+            self.error = err
+        finally:
+            self.reader.close()
+
+    def wait_for(self, directory: Path, seq: int) -> None:
+        assert wait_committed(directory, seq, timeout_s=60), f"the sender never reached {seq}"
+
+
+def fill_disk(mount_point: Path) -> Path:
+    """Another tenant of /tmp takes every free byte (again: it grows its file)."""
+    ballast = mount_point / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        chunk = bytes(64 * 1024)
+        while True:
+            try:
+                os.write(fd, chunk)
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
+                if len(chunk) == 1:
+                    return ballast
+                chunk = chunk[: len(chunk) // 2]
+    finally:
+        os.close(fd)
+
+
+def test_a_small_tmpfs_loses_nothing_acked_counts_refusals_and_never_wedges(
+    small_tmpfs: Path,
+) -> None:
+    directory = small_tmpfs / "spool"
+    rng = random.Random(16)
+    acked: dict[int, int] = {}
+    refused: list[int] = []  # events of each refused batch
+    directory.mkdir()
+    sender = SlowSender(directory)
+    writer = SpoolWriter(directory)  # default bound, 64 MiB: 16 times the filesystem
+
+    def append(size: int) -> bool:
+        events = rng.randint(1, 50)
+        seq = writer.next_seq
+        try:
+            writer.append(sized_payload(seq, size), events)
+        except OSError:
+            refused.append(events)
+            return False
+        acked[seq] = events
+        return True
+
+    sender.start()
+    try:
+        # 1. About 50 MB through a 4 MiB disk with a sender that keeps up: delivered data must
+        # not pile up (it used to fill the disk: every later batch refused).
+        for _ in range(3000):
+            while writer.next_seq - 1 - read_committed(directory) > 64:
+                time.sleep(0.001)  # the data rate stays under the drain rate
+            assert append(rng.randint(1, 32) * 1024), "refused with a sender keeping up"
+        sender.wait_for(directory, writer.next_seq - 1)
+        # 2. Another tenant takes every byte the spool frees: batches are refused (a few still fit
+        # in the last page of a segment), each one counted.
+        for _ in range(200):
+            sender.wait_for(directory, writer.next_seq - 1)
+            ballast = fill_disk(small_tmpfs)
+            append(rng.randint(1, 32) * 1024)
+        assert len(refused) >= 100, "a full disk should refuse most batches"
+        # 3. Space comes back: the spool takes batches again at once (it never wedges).
+        ballast.unlink()
+        for _ in range(300):
+            assert append(rng.randint(1, 32) * 1024), "still refusing after space came back"
+        sender.wait_for(directory, writer.next_seq - 1)
+    finally:
+        sender.stopping.set()
+        sender.join(timeout=30)
+        writer_refusals = writer.refusals
+        writer.close()
+    assert sender.error is None, repr(sender.error)
+
+    seqs = [seq for seq, _ in sender.delivered]
+    assert seqs == sorted(acked), "an acked batch was lost, duplicated or reordered"
+    assert all(intact for _, intact in sender.delivered), "a payload came back altered"
+    expected = LossReport(refused_batches=len(refused), refused_events=sum(refused))
+    assert writer_refusals == Refusals(len(refused), sum(refused))
+    assert sender.reported == expected, "refusals not reported to Splunk exactly once"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from ext.spool import (
     wait_committed,
 )
 from ext.spool.ackstate import STATE_FILE_BYTES
-from ext.spool.layout import list_segments
+from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
+from ext.spool.layout import list_segments, segment_path
 
 
 @pytest.fixture
@@ -169,4 +170,21 @@ def test_failed_write_leaves_the_segment_on_a_record_boundary(
         assert w.append(b"three", 1) == 1
     with SpoolReader(tmp_path) as r:
         assert [x.payload for x in r.read(10, 1000, 0)] == [b"one", b"three"]
-        assert r.take_loss_report() is None
+        # The listener answered an error for "two": Lambda dropped it, and Splunk is told.
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=1)
+
+
+def test_reader_resyncs_after_a_damaged_header_in_the_live_active_segment(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for i in range(3):
+            w.append(bytes([i]) * 100, i + 1)
+        active = segment_path(tmp_path, list_segments(tmp_path)[-1])
+        seq_field = SEGMENT_HEADER_BYTES + 2 * (FRAME_HEADER_BYTES + 100) + 8  # record 2's seq
+        with open(active, "r+b") as f:
+            f.seek(seq_field)
+            f.write(b"\xff")
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 1]
+        assert r.read(10, 1 << 20, 0) == []  # nothing intact after it yet: wait, do not skip
+        w.append(b"next", 4)
+        assert [x.payload for x in r.read(10, 1 << 20, 0)] == [b"next"]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)

@@ -115,8 +115,8 @@ CHECKPOINTS = st.builds(
     offset=st.integers(0, 2**30),
     next_seq=st.integers(0, 2**40),
     next_events=st.integers(0, 2**40),
-    stats=st.builds(SpoolStats, *[st.integers(0, 2**40)] * 6),
-    reported=st.builds(LossReport, *[st.integers(0, 2**40)] * 4),
+    stats=st.builds(SpoolStats, *[st.integers(0, 2**40)] * 8),
+    reported=st.builds(LossReport, *[st.integers(0, 2**40)] * 6),
 )
 
 
@@ -142,3 +142,24 @@ def test_torn_slot_write_loads_the_previous_commit(
     finally:
         os.close(fd)
         path.unlink()
+
+
+@FAST
+@given(PAYLOADS.filter(lambda r: len(r) >= 2), st.data())
+def test_after_a_damaged_header_the_next_intact_frame_is_found(
+    records: list[tuple[bytes, int]], data: st.DataObject
+) -> None:
+    encoded, ends = build_segment(records)
+    starts = [frame.SEGMENT_HEADER_BYTES, *ends[:-1]]
+    hit = data.draw(st.integers(0, len(records) - 2))
+    damaged = bytearray(encoded)
+    at = starts[hit] + data.draw(st.integers(0, frame.FRAME_HEADER_BYTES - 1))
+    damaged[at] ^= data.draw(st.integers(1, 255))
+    status = frame.decode_frame_header(bytes(damaged), starts[hit])
+    assert status is frame.FrameStatus.CORRUPT_HEADER
+    events_before = 100 + sum(count for _, count in records[:hit])
+    found = frame.find_next_frame(bytes(damaged), starts[hit] + 1, 7 + hit + 1, events_before)
+    assert found is not None
+    offset, header = found
+    assert (offset, header.seq) == (starts[hit + 1], 7 + hit + 1)
+    assert header.events_before == events_before + records[hit][1]

@@ -1,0 +1,206 @@
+"""The spool's bound: which segment drop-oldest removes, exact fits, delivered data reclaimed at
+once, a bound that follows the filesystem's free space, and refused appends counted exactly."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ext.spool import LossReport, RecordTooLargeError, SpoolReader, SpoolRecord, SpoolWriter
+from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
+from ext.spool.layout import REFUSED_STATE, list_segments, segment_path
+from ext.spool.refusals import Refusals
+from ext.spool.writer import RECLAIM_BYTES
+
+
+def payload_for(seq: int, size: int) -> bytes:
+    return seq.to_bytes(4, "little") * (size // 4)
+
+
+def on_disk(directory: Path) -> int:
+    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+
+
+def drain(directory: Path) -> tuple[list[SpoolRecord], SpoolReader]:
+    reader = SpoolReader(directory)
+    out: list[SpoolRecord] = []
+    while batch := reader.read(1000, 1 << 20, 0.0):
+        out += batch
+        reader.commit(batch[-1].seq)
+    return out, reader
+
+
+def test_drop_oldest_removes_the_oldest_sealed_segment_and_keeps_the_newest(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path, max_bytes=2000, segment_bytes=500) as w:
+        for seq in range(30):
+            w.append(payload_for(seq, 152), seq % 3)
+        assert w.dropped_segments > 0
+    records, reader = drain(tmp_path)
+    with reader:
+        seqs = [r.seq for r in records]
+        # Only a prefix may be gone: the newest records are all there, in order and intact.
+        assert seqs == list(range(seqs[0], 30))
+        assert all(r.payload == payload_for(r.seq, 152) for r in records)
+        assert reader.stats.dropped_records == seqs[0]
+        assert reader.stats.dropped_events == sum(s % 3 for s in range(seqs[0]))
+
+
+def test_a_record_that_fits_the_bound_exactly_drops_nothing_more(tmp_path: Path) -> None:
+    frame = 488  # two frames and a segment header make exactly one 1000-byte segment
+    payload = frame - FRAME_HEADER_BYTES
+    assert SEGMENT_HEADER_BYTES + 2 * frame == 1000
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        for seq in range(6):  # segments 0-1, 2-3, 4-5: exactly 3000 bytes, nothing dropped
+            w.append(payload_for(seq, payload), 1)
+        assert on_disk(tmp_path) == 3000
+        assert w.dropped_segments == 0
+        assert list_segments(tmp_path) == [0, 2, 4]
+        # A new segment (24 B) and a 976-byte frame: 4000 bytes; dropping segment 0 leaves 3000.
+        w.append(payload_for(6, 976 - FRAME_HEADER_BYTES), 1)
+        assert w.dropped_segments == 1
+        assert list_segments(tmp_path) == [2, 4, 6]
+        assert on_disk(tmp_path) == 3000
+    records, reader = drain(tmp_path)
+    with reader:
+        assert [r.seq for r in records] == [2, 3, 4, 5, 6]
+        assert (reader.stats.dropped_records, reader.stats.dropped_events) == (2, 2)
+
+
+def test_delivered_data_is_reclaimed_while_the_reader_keeps_up(tmp_path: Path) -> None:
+    payload = b"d" * 10_000
+    frame = FRAME_HEADER_BYTES + len(payload)
+    most = 0
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for _ in range(300):  # 3 MB through a 1 MiB segment size
+            w.append(payload, 1)
+            most = max(most, on_disk(tmp_path))
+            batch = r.read(10, 1 << 20, 0)
+            r.commit(batch[-1].seq)
+        assert w.reclaimed_segments > 0
+        assert r.stats.delivered_records == 300
+    # The reader deletes sealed segments it finished; the writer rolls away a delivered active
+    # one once it reaches RECLAIM_BYTES: never more than that plus the record just appended.
+    assert most <= RECLAIM_BYTES + 2 * frame + SEGMENT_HEADER_BYTES
+
+
+class FakeDisk:
+    """statvfs of a filesystem of ``size`` bytes that holds only the spool directory."""
+
+    def __init__(self, directory: Path, size: int) -> None:
+        self.directory = directory
+        self.size = size
+        self.block = 4096
+
+    def statvfs(self, path: str | Path) -> SimpleNamespace:
+        used = 0
+        for entry in os.scandir(self.directory):
+            used += -(-entry.stat().st_size // self.block) * self.block
+        return SimpleNamespace(f_bavail=max(0, self.size - used) // self.block, f_frsize=self.block)
+
+
+def test_the_bound_follows_the_free_space_of_the_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FakeDisk(tmp_path, 2**20)
+    monkeypatch.setattr(os, "statvfs", disk.statvfs)
+    with SpoolWriter(tmp_path) as w:  # max_bytes 64 MiB: far above what the disk holds
+        assert w.capacity_bytes < 2**20
+        for seq in range(2000):  # 4 MB into a 1 MiB filesystem, no reader
+            w.append(payload_for(seq, 2000), 1)
+            assert disk.statvfs(tmp_path).f_bavail > 0
+        assert w.dropped_segments > 0
+        assert w.refusals == Refusals()
+        segments = list_segments(tmp_path)
+        assert len(segments) >= 4, "segments are sized from the room the disk leaves"
+    records, reader = drain(tmp_path)
+    with reader:
+        seqs = [r.seq for r in records]
+        assert seqs == list(range(seqs[0], 2000))
+        assert reader.stats.dropped_records == seqs[0]
+
+
+def failing_writev(times: int) -> Callable[[int, list[bytes]], int]:
+    """os.writev that writes a prefix and fails with ENOSPC ``times`` times, then works."""
+    real = os.writev
+    left = [times]
+
+    def writev(fd: int, buffers: list[bytes]) -> int:
+        if left[0] == 0:
+            return real(fd, buffers)
+        left[0] -= 1
+        os.write(fd, bytes(buffers[0])[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return writev
+
+
+def test_a_transient_enospc_is_retried_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        monkeypatch.setattr(os, "writev", failing_writev(1))
+        assert w.append(b"one", 1) == 0
+        assert w.refusals == Refusals()
+    records, reader = drain(tmp_path)
+    with reader:
+        assert [r.payload for r in records] == [b"one"]
+
+
+def test_refusals_are_counted_persisted_and_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        w.append(b"a", 1)
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * 5000, 7)
+        monkeypatch.setattr(os, "writev", failing_writev(2))
+        with pytest.raises(OSError, match="No space"):
+            w.append(b"y", 3)
+        monkeypatch.undo()
+        assert w.refusals == Refusals(2, 10)
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        assert w.refusals == Refusals(2, 10)  # survives the listener's restart
+        w.append(b"b", 1)
+    with SpoolReader(tmp_path) as r:
+        batch = r.read(10, 1000, 0)
+        assert [x.payload for x in batch] == [b"a", b"b"]
+        expected = LossReport(refused_batches=2, refused_events=10)
+        assert r.take_loss_report() == expected
+        r.rewind()  # the HEC request failed: the report goes out again with the resend
+        batch = r.read(10, 1000, 0)
+        assert r.take_loss_report() == expected
+        r.commit(batch[-1].seq)
+        assert (r.stats.refused_batches, r.stats.refused_events) == (2, 10)
+    (tmp_path / REFUSED_STATE).unlink()  # lost: ack.state still holds what was reported
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * 5000, 5)
+        assert w.refusals == Refusals(3, 15)
+        w.append(b"c", 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(10, 1000, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=5)
+
+
+def test_a_record_the_filesystem_cannot_hold_drops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FakeDisk(tmp_path, 600 * 2**10)
+    monkeypatch.setattr(os, "statvfs", disk.statvfs)
+    with SpoolWriter(tmp_path) as w:
+        for seq in range(40):
+            w.append(payload_for(seq, 5000), 1)
+        with pytest.raises(OSError, match="no room"):
+            w.append(b"z" * 600 * 2**10, 9)  # under max_bytes, over what the disk leaves
+        assert w.dropped_segments == 0
+        assert w.refusals == Refusals(1, 9)
+    records, reader = drain(tmp_path)
+    with reader:
+        assert [r.seq for r in records] == list(range(40))
