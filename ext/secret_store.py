@@ -154,6 +154,17 @@ class SecretStore:
         if isinstance(parsed, dict):
             kind = str(parsed.get("__type") or kind)
             message = str(parsed.get("message") or parsed.get("Message") or "")
+        elif data.lstrip().startswith(b"<"):  # an XML error from a proxy or an emulator
+            kind = _xml_text(data, "Code") or kind
+            message = _xml_text(data, "Message")
         kind = kind.rpartition("#")[2].partition(":")[0] or f"HTTP{status}"
         throttled = kind in THROTTLED or status == 429 or status >= 500
         return TokenFetchError(self.reference, kind, message[:300], throttled)
+
+
+def _xml_text(data: bytes, tag: str) -> str:
+    start = data.find(f"<{tag}>".encode())
+    end = data.find(f"</{tag}>".encode(), start)
+    if start < 0 or end < 0:
+        return ""
+    return data[start + len(tag) + 2 : end].decode("utf-8", "replace")
