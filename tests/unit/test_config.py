@@ -203,8 +203,10 @@ def test_bad_token_source_settings(extra: dict[str, str], variable: str) -> None
     assert variable in str(info.value)
 
 
-@pytest.mark.parametrize("token", ["caf\u00e9-token", "t\u00f6ken", "\u4ee4\u724c", "a\x00b", "a\x7fb",
-                                   "has space", "tab\there"])
+@pytest.mark.parametrize(
+    "token",
+    ["caf\u00e9-token", "t\u00f6ken", "\u4ee4\u724c", "a\x00b", "a\x7fb", "has space", "tab\there"],
+)
 def test_token_outside_visible_ascii_is_an_init_error(token: str) -> None:
     # Once a crash loop in the sender: HTTP headers are Latin-1 (issue 16).
     text = problems(SPLUNK_HEC_TOKEN=token)
