@@ -63,7 +63,13 @@ module "parameter" {
 }
 resource "aws_iam_role" "function" {
   name               = "fn-role"
-  assume_role_policy = jsonencode({ Version = "2012-10-17", Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "lambda.amazonaws.com" } }] })
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect = "Allow", Action = "sts:AssumeRole",
+      Principal = { Service = "lambda.amazonaws.com" }
+    }]
+  })
 }
 resource "aws_iam_role_policy" "secret" {
   name   = "read-hec-token"
