@@ -114,7 +114,8 @@ class SecretStore:
     def _value(self, answer: dict[str, object]) -> str:
         if self.service == "ssm":
             parameter = answer["Parameter"]
-            assert isinstance(parameter, dict)
+            if not isinstance(parameter, dict):
+                raise TypeError("no Parameter object")
             value = parameter["Value"]
         else:
             if "SecretString" not in answer:

@@ -109,15 +109,16 @@ class FetchedToken:
         """Called when HEC accepted a request; after a hold, the details for one notice."""
         if self._held_since is None:
             return None
+        held_ms = int((self.clock() - self._held_since) * 1000)
         details: dict[str, int | str] = {
-            "held_ms": int((self.clock() - self._held_since) * 1000),
+            "held_ms": held_ms,
             "token_source": self.store.reference,
             "last_error": self._last_error,
             "failed_fetches": self._failures,
             "rejections": self._rejections,
         }
         log.warning("HEC accepts the token from %s again; delivery was held %.1f s",
-                    self.store.reference, details["held_ms"] / 1000)  # type: ignore[operator]
+                    self.store.reference, held_ms / 1000)
         self._held_since = None
         self._failures = self._rejections = 0
         return details
