@@ -13,14 +13,13 @@ import logging
 import random
 import time
 
-from ext.secret_store import SecretStore, TokenFetchError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Protocol
 
     from ext.config import Config
+    from ext.secret_store import TokenFetchError
 
     class TokenStore(Protocol):
         reference: str
@@ -127,6 +126,8 @@ class FetchedToken:
         self.store.close()
 
     def _fetch(self, now: float) -> None:
+        from ext.secret_store import TokenFetchError
+
         try:
             token = self.store.fetch()
         except TokenFetchError as err:
@@ -161,4 +162,7 @@ def for_config(config: Config) -> StaticToken | FetchedToken:
     """The token source the configuration names."""
     if config.token_source == "value":  # noqa: S105 - the name of a source
         return StaticToken(config.hec_token)
+    # Imported only here: a static token costs the sender nothing of the AWS code.
+    from ext.secret_store import SecretStore
+
     return FetchedToken(SecretStore(config), config.token_refetch_s)
