@@ -30,8 +30,8 @@ SPLUNK_HEC_TOKEN_SECRET_ARN = "SPLUNK_HEC_TOKEN_SECRET_ARN"  # noqa: S105 - a va
 SPLUNK_HEC_TOKEN_SECRET_KEY = "SPLUNK_HEC_TOKEN_SECRET_KEY"  # noqa: S105 - a variable name
 SPLUNK_HEC_TOKEN_SSM_PARAMETER = "SPLUNK_HEC_TOKEN_SSM_PARAMETER"  # noqa: S105 - a variable name
 TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
-# (token_source, signing name, endpoint prefix, service-specific endpoint variable) per source;
-# the variable names are the AWS SDKs' (AWS SDKs and Tools Reference, "Service-specific endpoints").
+# Per source: the service (its signing name and endpoint prefix) and its endpoint override, named
+# as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific endpoints").
 AWS_TOKEN_SERVICES = {
     SPLUNK_HEC_TOKEN_SECRET_ARN: ("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
     SPLUNK_HEC_TOKEN_SSM_PARAMETER: ("ssm", "AWS_ENDPOINT_URL_SSM"),
@@ -221,7 +221,7 @@ def load(environ: Mapping[str, str]) -> Config:
                 f"{SPLUNK_HOST}={redact_url(host)!r} is not valid: expected a URL like "
                 "https://host:8088, without credentials or a query"
             )
-    token = _token_settings(r, environ)
+    token = _token_settings(r)
 
     def index_name(text: str) -> str:
         if len(text) > 80 or text[0] == "-" or not set(text) <= _INDEX_CHARS:
@@ -306,7 +306,7 @@ def token_problem(token: str) -> str | None:
     return None
 
 
-def _token_settings(r: _Reader, environ: Mapping[str, str]) -> dict[str, object]:
+def _token_settings(r: _Reader) -> dict[str, object]:
     """The token source's Config fields; exactly one source must be set."""
     given = [name for name in TOKEN_SOURCES if r.raw(name) is not None]
     if len(given) != 1:
