@@ -119,11 +119,7 @@ def botocore_authorization(req: dict[str, Any], host: str) -> dict[str, str]:
     credentials = BotoCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
                                   req["token"])
     now = req["when"].replace(tzinfo=datetime.UTC)
-    with mock.patch.object(botocore_auth, "get_current_datetime", return_value=now, create=True), \
-         mock.patch("botocore.auth.datetime") as fake_datetime:
-        fake_datetime.datetime.utcnow.return_value = req["when"]
-        fake_datetime.datetime.now.return_value = now
-        fake_datetime.datetime.strptime = datetime.datetime.strptime
+    with mock.patch.object(botocore_auth, "get_current_datetime", lambda: now):
         botocore_auth.SigV4Auth(credentials, req["service"], req["region"]).add_auth(request)
     return dict(request.headers.items())
 
