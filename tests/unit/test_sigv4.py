@@ -8,7 +8,6 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import unquote
 
 import botocore.auth as botocore_auth
@@ -119,8 +118,12 @@ def botocore_authorization(req: dict[str, Any], host: str) -> dict[str, str]:
     credentials = BotoCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
                                   req["token"])
     now = req["when"].replace(tzinfo=datetime.UTC)
-    with mock.patch.object(botocore_auth, "get_current_datetime", lambda: now):
+    original = botocore_auth.get_current_datetime
+    botocore_auth.get_current_datetime = lambda: now  # botocore's clock, fixed for this request
+    try:
         botocore_auth.SigV4Auth(credentials, req["service"], req["region"]).add_auth(request)
+    finally:
+        botocore_auth.get_current_datetime = original
     return dict(request.headers.items())
 
 
