@@ -188,7 +188,9 @@ def test_access_denied_holds_the_data_then_delivers_it_with_one_notice(
     arn = aws.secrets.create_secret(Name=unique("later"), SecretString=TOKEN)["ARN"]
     user = unique("fn")
     identity = aws.function_identity(user, [])
-    env = extension_env(hec, identity, SPLUNK_HEC_TOKEN_SECRET_ARN=arn)
+    # Default forwarding: the extension's errors reach Splunk without SPLUNK_FORWARD_OWN_LOGS.
+    env = extension_env(hec, identity, SPLUNK_HEC_TOKEN_SECRET_ARN=arn,
+                        SPLUNK_FORWARD_OWN_LOGS="false", SPLUNK_LOG_LEVEL="WARNING")
     with sandbox(local_opt, env, tmp_dir=tmp_path / "tmp") as sb:
         for n in range(3):
             result = sb.invoke({"lines": 20, "tag": f"d{n}"})
