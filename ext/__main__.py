@@ -10,19 +10,38 @@ import os
 import sys
 
 DEFAULT_NAME = "splunk-hec-extension"
+RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
+EXIT_NO_RUNTIME_API = 2
 
 
 def main() -> int:
     # The registered name must equal the launcher's file name, or Lambda treats the extension
     # as internal and refuses SHUTDOWN (lambda-protocol.md §1.1); bootstrap passes it along.
     name = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_NAME
+    address = os.environ.get(RUNTIME_API, "").strip()
+    if not address:
+        return _refuse(f"{RUNTIME_API} is not set. This program is a Lambda extension: Lambda "
+                       "starts it from /opt/extensions with that variable set. To run it "
+                       "locally, use the emulator (./dev demo).")
     from ext.extensions_api import ExtensionsApi, LambdaApiClient
 
-    api = ExtensionsApi(LambdaApiClient(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")))
-    api.register(name, ("INVOKE", "SHUTDOWN"))
+    try:
+        api = ExtensionsApi(LambdaApiClient(address))
+        api.register(name, ("INVOKE", "SHUTDOWN"))
+    except (OSError, ValueError) as err:
+        return _refuse(f"cannot register with the Extensions API at {RUNTIME_API}={address!r}: "
+                       f"{getattr(err, 'strerror', None) or err}")
     from ext import lifecycle
 
     return lifecycle.run(api, os.environ)
+
+
+def _refuse(message: str) -> int:
+    """Says why the extension cannot start, in one line instead of a traceback."""
+    from ext import diagnostics
+
+    diagnostics.note("ERROR", message)
+    return EXIT_NO_RUNTIME_API
 
 
 if __name__ == "__main__":

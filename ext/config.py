@@ -25,6 +25,17 @@ SPLUNK_HOST = "SPLUNK_HOST"
 SPLUNK_HEC_TOKEN = "SPLUNK_HEC_TOKEN"  # noqa: S105 - a variable name, not a secret
 SPLUNK_INDEX = "SPLUNK_INDEX"
 DISPATCH_MIN_BATCH_SIZE = "DISPATCH_MIN_BATCH_SIZE"
+# The other two token sources: fetched at run time by the sender with the function's role.
+SPLUNK_HEC_TOKEN_SECRET_ARN = "SPLUNK_HEC_TOKEN_SECRET_ARN"  # noqa: S105 - a variable name
+SPLUNK_HEC_TOKEN_SECRET_KEY = "SPLUNK_HEC_TOKEN_SECRET_KEY"  # noqa: S105 - a variable name
+SPLUNK_HEC_TOKEN_SSM_PARAMETER = "SPLUNK_HEC_TOKEN_SSM_PARAMETER"  # noqa: S105 - a variable name
+TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
+# Per source: the service (its signing name and endpoint prefix) and its endpoint override, named
+# as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific endpoints").
+AWS_TOKEN_SERVICES = {
+    SPLUNK_HEC_TOKEN_SECRET_ARN: ("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+    SPLUNK_HEC_TOKEN_SSM_PARAMETER: ("ssm", "AWS_ENDPOINT_URL_SSM"),
+}
 
 TELEMETRY_KINDS: tuple[str, ...] = ("platform", "function", "extension")
 FLUSH_STRATEGIES = ("adaptive", "sync", "background")
@@ -52,7 +63,15 @@ class Config:
 
     hec_url: str  # scheme://host[:port] only
     hec_path: str
-    hec_token: str
+    hec_token: str  # "" when the token is fetched from AWS (token_source)
+    token_source: str = "value"  # noqa: S105 - "value", "secretsmanager" or "ssm"
+    token_reference: str = ""  # the secret ARN or the parameter name (names, not values)
+    token_secret_key: str | None = None  # a key of a JSON secret; None: the whole string
+    token_refetch_s: int = 30  # least time between two fetches after HEC rejected the token
+    aws_region: str = ""
+    aws_endpoint: str = ""  # scheme://host[:port] of token_source's API
+    aws_credentials: tuple[str, str, str | None] | None = None  # key id, secret, session token
+    function_name: str = "unknown-function"
     index: str | None = None
     dispatch_min_batch_size: int = 500
     dispatch_max_wait_ms: int = 1_000
@@ -91,7 +110,8 @@ class Config:
 
     def __repr__(self) -> str:
         # The token never appears in a repr, a log line or a traceback.
-        shown = {n: getattr(self, n) for n in Config.__annotations__ if n != "hec_token"}
+        hidden = ("hec_token", "aws_credentials")
+        shown = {n: getattr(self, n) for n in Config.__annotations__ if n not in hidden}
         return f"Config({shown})"
 
 
@@ -194,14 +214,15 @@ def load(environ: Mapping[str, str]) -> Config:
     if host is None:
         r.problems.append(f"{SPLUNK_HOST} is required (the HEC base URL, e.g. https://splunk:8088)")
     else:
-        hec_url, hec_path = r.parse(
-            SPLUNK_HOST, ("", HEC_EVENT_PATH), _split_hec_url, "a URL like https://host:8088"
-        )
-    token = r.raw(SPLUNK_HEC_TOKEN) or ""
-    if not token:
-        r.problems.append(f"{SPLUNK_HEC_TOKEN} is required")
-    elif any(c.isspace() for c in token):
-        r.problems.append(f"{SPLUNK_HEC_TOKEN} must not contain white space")
+        try:
+            hec_url, hec_path = _split_hec_url(host)
+        except ValueError:
+            # Never echo credentials or a query a deployer put in the URL (issue 16).
+            r.problems.append(
+                f"{SPLUNK_HOST}={redact_url(host)!r} is not valid: expected a URL like "
+                "https://host:8088, without credentials or a query"
+            )
+    token = _token_settings(r)
 
     def index_name(text: str) -> str:
         if len(text) > 80 or text[0] == "-" or not set(text) <= _INDEX_CHARS:
@@ -214,10 +235,15 @@ def load(environ: Mapping[str, str]) -> Config:
     level = r.parse(
         "SPLUNK_LOG_LEVEL", "WARNING", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"
     )
+    spool_dir = r.raw("SPLUNK_SPOOL_DIR") or default_spool_dir(environ)
+    unwritable = _unwritable_dir(spool_dir)
+    if unwritable:
+        r.problems.append(f"SPLUNK_SPOOL_DIR={spool_dir!r} cannot hold the spool: {unwritable}")
     config = Config(
         hec_url=hec_url,
         hec_path=hec_path,
-        hec_token=token,
+        **token,
+        function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME") or "unknown-function",
         index=r.parse(SPLUNK_INDEX, None, index_name, "a Splunk index name (a-z, 0-9, _ and -)"),
         dispatch_min_batch_size=r.integer(DISPATCH_MIN_BATCH_SIZE, 500, 1, 100_000),
         dispatch_max_wait_ms=r.integer("SPLUNK_DISPATCH_MAX_WAIT_MS", 1_000, 0, 600_000),
@@ -234,7 +260,7 @@ def load(environ: Mapping[str, str]) -> Config:
         flush=r.choice("SPLUNK_FLUSH", "adaptive", FLUSH_STRATEGIES),
         flush_budget_ms=r.integer("SPLUNK_FLUSH_BUDGET_MS", 500, 0, 900_000),
         max_latency_ms=r.integer("SPLUNK_MAX_LATENCY_MS", 2_000, 100, 3_600_000),
-        spool_dir=r.raw("SPLUNK_SPOOL_DIR") or default_spool_dir(environ),
+        spool_dir=spool_dir,
         spool_max_bytes=r.integer("SPLUNK_SPOOL_MAX_MB", 64, 8, 10_240) * 2**20,
         verify_tls=r.boolean("SPLUNK_VERIFY_TLS", True),
         ca_bundle=ca_bundle,
@@ -253,6 +279,107 @@ def load(environ: Mapping[str, str]) -> Config:
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def redact_url(url: str) -> str:
+    """`url` with any user:password@ and any query or fragment replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    for mark in "?#":
+        if mark in rest:
+            rest = rest[: rest.index(mark)] + mark + "***"
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return scheme + sep + netloc + slash + path
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot be a HEC token (never quoting it), or None if it can.
+
+    HEC tokens are GUIDs; anything outside visible ASCII cannot travel in an HTTP header
+    (http.client encodes headers as Latin-1) and would fail every request, so it is refused here.
+    """
+    if not token:
+        return "is empty"
+    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        return "must be printable ASCII without spaces (a HEC token is a GUID)"
+    return None
+
+
+def _token_settings(r: _Reader) -> dict[str, object]:
+    """The token source's Config fields; exactly one source must be set."""
+    given = [name for name in TOKEN_SOURCES if r.raw(name) is not None]
+    if len(given) != 1:
+        found = f" ({' and '.join(given)} are set)" if given else ""
+        r.problems.append(f"set exactly one of {', '.join(TOKEN_SOURCES)}{found}")
+        return {"hec_token": ""}
+    source = given[0]
+    value = r.raw(source) or ""
+    key = r.raw(SPLUNK_HEC_TOKEN_SECRET_KEY)
+    if key is not None and source != SPLUNK_HEC_TOKEN_SECRET_ARN:
+        r.problems.append(f"{SPLUNK_HEC_TOKEN_SECRET_KEY} needs {SPLUNK_HEC_TOKEN_SECRET_ARN}")
+    if source == SPLUNK_HEC_TOKEN:
+        problem = token_problem(value)
+        if problem:
+            r.problems.append(f"{SPLUNK_HEC_TOKEN} {problem}")
+        return {"hec_token": value}
+    service, endpoint_variable = AWS_TOKEN_SERVICES[source]
+    if source == SPLUNK_HEC_TOKEN_SECRET_ARN and not value.startswith("arn:"):
+        r.problems.append(f"{source}={value!r} is not valid: expected the secret's full ARN")
+    region = r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION") or ""
+    key_id, secret = r.raw("AWS_ACCESS_KEY_ID"), r.raw("AWS_SECRET_ACCESS_KEY")
+    missing = [name for name, got in (("AWS_REGION", region), ("AWS_ACCESS_KEY_ID", key_id),
+                                      ("AWS_SECRET_ACCESS_KEY", secret)) if not got]
+    if missing:
+        r.problems.append(f"{source} needs the function's role credentials: "
+                          f"{', '.join(missing)} not set")
+    return {
+        "hec_token": "",
+        "token_source": service,
+        "token_reference": value,
+        "token_secret_key": key,
+        "token_refetch_s": r.integer("SPLUNK_HEC_TOKEN_REFETCH_S", 30, 1, 3_600),
+        "aws_region": region,
+        "aws_endpoint": _aws_endpoint(r, endpoint_variable, service, region),
+        "aws_credentials": (key_id or "", secret or "", r.raw("AWS_SESSION_TOKEN")),
+    }
+
+
+def _aws_endpoint(r: _Reader, service_variable: str, service: str, region: str) -> str:
+    """The API endpoint as the AWS SDKs pick it: the service's variable, then AWS_ENDPOINT_URL,
+    then the public regional endpoint; AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns off the first two.
+    """
+    if not r.boolean("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", False):
+        for name in (service_variable, "AWS_ENDPOINT_URL"):
+            url = r.raw(name)
+            if url is None:
+                continue
+            scheme, sep, rest = url.partition("://")
+            netloc = rest.partition("/")[0]
+            if scheme.lower() not in ("http", "https") or not sep or not netloc or "@" in netloc:
+                r.problems.append(f"{name}={redact_url(url)!r} is not valid: expected a URL "
+                                  "like https://host[:port]")
+                return ""
+            return f"{scheme.lower()}://{netloc}"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{service}.{region}.{suffix}"
+
+
+def _unwritable_dir(path: str) -> str | None:
+    """Why the extension could not create and write `path`, or None (checked without writing)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
 
 
 def _log_level(text: str) -> str:

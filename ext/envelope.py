@@ -29,6 +29,9 @@ DEFAULT_SOURCETYPES = {
 }
 _REQUEST_KINDS = frozenset({"platform.start", "platform.runtimeDone", "platform.report"})
 _OWN_LOG_PREFIX = b'"' + OWN_LOG_MARKER.encode()
+# The extension's own warnings and errors are forwarded even without SPLUNK_FORWARD_OWN_LOGS:
+# with CloudWatch Logs denied, Splunk is the only place they can be seen (issue 11).
+_OWN_LOUD_PREFIXES = tuple(_OWN_LOG_PREFIX + b" " + level for level in (b"WARN", b"ERROR", b"CRIT"))
 _EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
 _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
 _REQUEST_ID_LEN = 36
@@ -121,6 +124,7 @@ class EnvelopeBuilder:
             if first == b'"':
                 if kind == "extension" and not self._forward_own_logs and (
                     record.startswith(_OWN_LOG_PREFIX)
+                    and not record.startswith(_OWN_LOUD_PREFIXES)
                 ):
                     self.skipped_own += 1
                     return None

@@ -2,8 +2,9 @@
 
 Runs only in the sender process; urllib3 is imported here alone, after the fork (a pool must
 never cross a fork, urllib3#850). It never retries by itself (`retries=False`): the sender owns
-the retry policy so a POST is never replayed behind its back. The token is sent in the
-Authorization header and never logged or put in an error message.
+the retry policy so a POST is never replayed behind its back. The token comes from a token
+source (ext/token_source.py) asked before each request and told when HEC rejects the token; it
+is sent in the Authorization header and never logged or put in an error message.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib3.exceptions import HTTPError
 
 if TYPE_CHECKING:
     from ext.config import Config
+    from ext.token_source import FetchedToken, StaticToken
 
 USER_AGENT = "splunk-hec-lambda-extension/0.1"
 # HEC codes (hec.md §1.10) whose event is bad as sent: quarantine it, resend the rest.
@@ -27,6 +29,9 @@ POISON_CODES = frozenset({5, 6, 12, 13, 15})
 # Configuration problems an operator can fix (token, index, ack): hold the data, never drop.
 HOLD_CODES = frozenset({1, 2, 3, 4, 7, 10, 11, 14, 16, 21, 22})
 RETRY_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})
+# "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated.
+TOKEN_REJECTED_CODES = frozenset({1, 4})
+TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
 
 
 class Verdict(enum.Enum):
@@ -50,7 +55,12 @@ class HecOutcome:
 class HecClient:
     """One keep-alive connection to the HEC endpoint, with gzip and a per-process channel."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tokens: StaticToken | FetchedToken | None = None) -> None:
+        from ext import token_source
+
+        self.tokens = tokens if tokens is not None else token_source.for_config(config)
+        self._config = config
+        self._notice: bytes | None = None
         timeout = urllib3.Timeout(
             connect=config.connect_timeout_ms / 1000, read=config.request_timeout_ms / 1000
         )
@@ -63,7 +73,6 @@ class HecClient:
         self._path = config.hec_path
         self._gzip_level = config.gzip_level
         self._headers = {
-            "Authorization": f"Splunk {config.hec_token}",
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "X-Splunk-Request-Channel": str(uuid.uuid4()),
@@ -73,17 +82,46 @@ class HecClient:
 
     def close(self) -> None:
         self._pool.close()
+        self.tokens.close()
 
     def post(self, body: bytes) -> HecOutcome:
-        """Sends one request body (from `compress`) and classifies the answer."""
+        """Sends one request body (from `compress`) and classifies the answer.
+
+        Without a token (a fetch failed and waits for its retry) nothing is sent: HOLD.
+        """
+        token = self.tokens.current()
+        if token is None:
+            return HecOutcome(Verdict.HOLD, text=f"no HEC token: {self.tokens.problem}")
+        outcome = self._send(body, token)
+        if outcome.status == 403 and outcome.code in TOKEN_REJECTED_CODES:
+            self.tokens.rejected(token)
+        elif outcome.verdict is Verdict.ACCEPTED:
+            held = self.tokens.accepted()
+            if held is not None:
+                self._notice = self._token_notice(held)
+            if self._notice is not None and self._send(self._notice, token).verdict is (
+                Verdict.ACCEPTED
+            ):
+                self._notice = None  # else tried again after the next accepted request
+        return outcome
+
+    def _send(self, body: bytes, token: str) -> HecOutcome:
+        headers = {**self._headers, "Authorization": f"Splunk {token}"}
         try:
             response = self._pool.urlopen(
-                "POST", self._path, body=body, headers=self._headers,
+                "POST", self._path, body=body, headers=headers,
                 retries=False, redirect=False, preload_content=True,
             )
         except HTTPError as err:
             return HecOutcome(Verdict.RETRY, text=type(err).__name__)
         return classify(response.status, response.data, response.headers.get("Retry-After"))
+
+    def _token_notice(self, details: dict[str, int | str]) -> bytes:
+        """One `splunk-extension.token-error` event: how long delivery was held, and why."""
+        from ext.envelope import EnvelopeBuilder
+
+        builder = EnvelopeBuilder(self._config, self._config.function_name)
+        return compress(builder.notice(TOKEN_NOTICE, details), self._gzip_level)
 
 
 def compress(body: bytes, level: int) -> bytes:

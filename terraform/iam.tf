@@ -1,6 +1,7 @@
-# Least-privilege execution role. The extension calls no AWS API, so the only permissions are for
-# CloudWatch Logs: allowed on the function's own log group when cloudwatch_logs_enabled, otherwise
-# explicitly denied, so that a broader policy attached later cannot switch logging back on.
+# Least-privilege execution role: CloudWatch Logs, allowed on the function's own log group when
+# cloudwatch_logs_enabled, otherwise explicitly denied, so that a broader policy attached later
+# cannot switch logging back on; and, when the HEC token is read at run time, read access to that
+# one secret or parameter (the only AWS API the extension calls).
 
 locals {
   log_group_name = "/aws/lambda/${var.function_name}"
@@ -82,4 +83,14 @@ resource "aws_iam_role_policy" "tracing" {
   name   = "xray-tracing"
   role   = aws_iam_role.function.id
   policy = data.aws_iam_policy_document.tracing[0].json
+}
+
+# The extension reads the HEC token itself: GetSecretValue on that one secret, or GetParameter on
+# that one parameter (plus kms:Decrypt on kms_key_arn), as computed by the module.
+resource "aws_iam_role_policy" "hec_token" {
+  count = var.splunk_hec_token_secret_arn != null || var.splunk_hec_token_ssm_parameter != null ? 1 : 0
+
+  name   = "read-hec-token"
+  role   = aws_iam_role.function.id
+  policy = module.splunk_extension.token_policy_json
 }

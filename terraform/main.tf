@@ -15,6 +15,7 @@ module "splunk_extension" {
   splunk_hec_token_secret_arn    = var.splunk_hec_token_secret_arn
   splunk_hec_token_secret_key    = var.splunk_hec_token_secret_key
   splunk_hec_token_ssm_parameter = var.splunk_hec_token_ssm_parameter
+  kms_key_arn                    = var.kms_key_arn
   splunk_index                   = var.SPLUNK_INDEX
   dispatch_min_batch_size        = var.DISPATCH_MIN_BATCH_SIZE
   splunk_source                  = var.SPLUNK_SOURCE
@@ -40,7 +41,6 @@ resource "aws_lambda_function" "sample" {
   #checkov:skip=CKV_AWS_116:The sample is invoked synchronously; a dead-letter queue only applies to async invokes.
   #checkov:skip=CKV_AWS_117:HEC is reached over the internet; a VPC would need a NAT gateway and is the user's choice.
   #checkov:skip=CKV_AWS_115:Reserved concurrency takes from the account pool and fails on new accounts (limit 10).
-  #checkov:skip=CKV_AWS_173:Environment is encrypted at rest with the AWS-managed key; a CMK is the user's choice.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile outside this sample's scope.
   function_name = var.function_name
   description   = "Sample function forwarding its telemetry to Splunk HEC through the extension layer"
@@ -58,6 +58,8 @@ resource "aws_lambda_function" "sample" {
   environment {
     variables = module.splunk_extension.environment_variables
   }
+  # Null: Lambda's AWS managed key. The environment holds no token when it is read at run time.
+  kms_key_arn = var.kms_key_arn
 
   logging_config {
     log_format = var.log_format
@@ -75,6 +77,7 @@ resource "aws_lambda_function" "sample" {
     }
   }
 
-  # The role's log permissions (or explicit denial) must be in place before the first invoke.
-  depends_on = [aws_iam_role_policy.logs, aws_cloudwatch_log_group.function]
+  # The role's log permissions (or explicit denial) and token access must be in place before the
+  # first invoke.
+  depends_on = [aws_iam_role_policy.logs, aws_iam_role_policy.hec_token, aws_cloudwatch_log_group.function]
 }

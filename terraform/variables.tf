@@ -91,7 +91,7 @@ variable "extra_environment" {
 # --- Where the HEC token comes from when SPLUNK_HEC_TOKEN is null ---
 
 variable "splunk_hec_token_secret_arn" {
-  description = "Secrets Manager secret (ARN or name) holding the HEC token. Terraform reads it at plan time."
+  description = "Full ARN of the Secrets Manager secret holding the HEC token. The extension reads it at run time with the function's role (granted on this ARN only); Terraform never reads it."
   type        = string
   default     = null
 }
@@ -103,7 +103,13 @@ variable "splunk_hec_token_secret_key" {
 }
 
 variable "splunk_hec_token_ssm_parameter" {
-  description = "SSM Parameter Store name (SecureString) holding the HEC token. Terraform reads it at plan time."
+  description = "Name or ARN of the SSM parameter (SecureString) holding the HEC token. The extension reads it at run time with the function's role (granted on this parameter only); Terraform never reads it."
+  type        = string
+  default     = null
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key: encrypts the function's environment, and the role may decrypt the token's secret or parameter with it. Null: AWS managed keys."
   type        = string
   default     = null
 }

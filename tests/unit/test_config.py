@@ -119,3 +119,135 @@ def test_config_error_pickles() -> None:
 
     err = ConfigError(["A is bad", "B is bad"])
     assert pickle.loads(pickle.dumps(err)).problems == err.problems
+
+
+# --- the HEC token's source (issue 11) and the smaller holes of issue 16 -------------------------
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:splunk/hec-AbCdEf"
+ROLE = {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "role-secret-key", "AWS_SESSION_TOKEN": "role-session"}
+HOST = {"SPLUNK_HOST": "https://splunk.example:8088"}
+
+
+def test_secret_arn_source() -> None:
+    cfg = config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SECRET_ARN": ARN,
+                       "SPLUNK_HEC_TOKEN_SECRET_KEY": "hec"})
+    assert (cfg.token_source, cfg.token_reference, cfg.token_secret_key) == (
+        "secretsmanager", ARN, "hec")
+    assert cfg.hec_token == ""
+    assert cfg.aws_endpoint == "https://secretsmanager.eu-west-1.amazonaws.com"
+    assert cfg.aws_credentials == ("AKIDEXAMPLE", "role-secret-key", "role-session")
+    assert cfg.token_refetch_s == 30
+    assert "role-secret-key" not in repr(cfg) and "role-session" not in repr(cfg)
+
+
+def test_ssm_parameter_source_and_endpoint_overrides() -> None:
+    env = {**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/splunk/hec"}
+    assert config.load(env).aws_endpoint == "https://ssm.eu-west-1.amazonaws.com"
+    general = {**env, "AWS_ENDPOINT_URL": "http://localhost:4566/"}
+    assert config.load(general).aws_endpoint == "http://localhost:4566"
+    specific = {**general, "AWS_ENDPOINT_URL_SSM": "https://ssm.internal:8443/x"}
+    assert config.load(specific).aws_endpoint == "https://ssm.internal:8443"
+    # The Secrets Manager override does not apply to SSM.
+    other = {**general, "AWS_ENDPOINT_URL_SECRETS_MANAGER": "https://sm.internal"}
+    assert config.load(other).aws_endpoint == "http://localhost:4566"
+    ignored = {**specific, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}
+    assert config.load(ignored).aws_endpoint == "https://ssm.eu-west-1.amazonaws.com"
+    china = {**env, "AWS_REGION": "cn-north-1"}
+    assert config.load(china).aws_endpoint == "https://ssm.cn-north-1.amazonaws.com.cn"
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        {},
+        {"SPLUNK_HEC_TOKEN": "abc", "SPLUNK_HEC_TOKEN_SECRET_ARN": ARN},
+        {"SPLUNK_HEC_TOKEN_SECRET_ARN": ARN, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p"},
+        {"SPLUNK_HEC_TOKEN": "abc", "SPLUNK_HEC_TOKEN_SECRET_ARN": ARN,
+         "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p"},
+    ],
+)
+def test_exactly_one_token_source(sources: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({**HOST, **ROLE, **sources})
+    (problem,) = info.value.problems
+    for name in ("SPLUNK_HEC_TOKEN", "SPLUNK_HEC_TOKEN_SECRET_ARN",
+                 "SPLUNK_HEC_TOKEN_SSM_PARAMETER"):
+        assert name in problem
+    for name in sources:
+        assert f"{name} " in problem or f"{name})" in problem  # the ones set are named as set
+    assert "abc" not in problem
+
+
+def test_fetched_token_needs_the_role_credentials() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({**HOST, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p"})
+    text = str(info.value)
+    for name in ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert name in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "variable"),
+    [
+        ({"SPLUNK_HEC_TOKEN_SECRET_ARN": "splunk/hec"}, "SPLUNK_HEC_TOKEN_SECRET_ARN"),
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", "SPLUNK_HEC_TOKEN_SECRET_KEY": "k"},
+         "SPLUNK_HEC_TOKEN_SECRET_KEY"),
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", "AWS_ENDPOINT_URL": "ftp://x"},
+         "AWS_ENDPOINT_URL"),
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", "SPLUNK_HEC_TOKEN_REFETCH_S": "0"},
+         "SPLUNK_HEC_TOKEN_REFETCH_S"),
+    ],
+)
+def test_bad_token_source_settings(extra: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({**HOST, **ROLE, **extra})
+    assert variable in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["caf\u00e9-token", "t\u00f6ken", "\u4ee4\u724c", "a\x00b", "a\x7fb", "has space", "tab\there"],
+)
+def test_token_outside_visible_ascii_is_an_init_error(token: str) -> None:
+    # Once a crash loop in the sender: HTTP headers are Latin-1 (issue 16).
+    text = problems(SPLUNK_HEC_TOKEN=token)
+    assert "SPLUNK_HEC_TOKEN" in text
+    assert token not in text
+    assert config.token_problem(token) is not None
+
+
+def test_guid_token_is_valid() -> None:
+    assert config.token_problem("11111111-2222-3333-4444-555555555555") is None
+
+
+@pytest.mark.parametrize(
+    ("host", "leaked"),
+    [
+        ("https://admin:hunter2@splunk:8088", "hunter2"),
+        ("https://splunk:8088/services/collector?token=abc-secret", "abc-secret"),
+        ("https://user:pw-in-url@splunk:notaport", "pw-in-url"),
+        ("ftp://u:ftp-secret@h", "ftp-secret"),
+        ("https://h:8088/#frag-secret", "frag-secret"),
+    ],
+)
+def test_splunk_host_never_echoed_with_credentials(host: str, leaked: str) -> None:
+    text = problems(SPLUNK_HOST=host)
+    assert "SPLUNK_HOST" in text
+    assert leaked not in text
+    assert "***" in text
+
+
+def test_redact_url_keeps_what_helps() -> None:
+    assert config.redact_url("https://u:p@h:8088/path?q=1") == "https://***@h:8088/path?***"
+    assert config.redact_url("h.example:8088") == "h.example:8088"
+
+
+def test_unwritable_spool_dir_is_an_init_error(tmp_path: object) -> None:
+    from pathlib import Path
+
+    blocker = Path(str(tmp_path)) / "a-file"
+    blocker.write_text("x")
+    text = problems(SPLUNK_SPOOL_DIR=str(blocker / "spool"))
+    assert "SPLUNK_SPOOL_DIR" in text and "not a directory" in text
+    assert load(SPLUNK_SPOOL_DIR=str(Path(str(tmp_path)) / "new" / "spool")).spool_dir

@@ -5,6 +5,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,12 +87,24 @@ def test_platform_records_and_request_tracking() -> None:
 
 
 def test_own_log_lines_skipped_unless_asked() -> None:
-    line = f"{config.OWN_LOG_MARKER} WARNING sender: HEC is not accepting events"
+    line = f"{config.OWN_LOG_MARKER} INFO sender: spool opened"
     event = {"time": "2026-10-08T07:30:28.235Z", "type": "extension", "record": line}
     b = builder()
     assert b.build(json.dumps([event]).encode()) == []
     assert b.skipped_own == 1
     assert one(builder(SPLUNK_FORWARD_OWN_LOGS="true"), event)["event"] == line
+
+
+@pytest.mark.parametrize("level", ["WARNING", "ERROR", "CRITICAL"])
+def test_own_warnings_and_errors_always_forwarded(level: str) -> None:
+    # With CloudWatch Logs denied, Splunk is the only place they can be seen (issue 11).
+    line = f"{config.OWN_LOG_MARKER} {level} sender: HEC is not accepting events"
+    event = {"time": "2026-10-08T07:30:28.235Z", "type": "extension", "record": line}
+    b = builder()
+    forwarded = one(b, event)
+    assert forwarded["event"] == line
+    assert forwarded["sourcetype"] == "aws:lambda:extension"
+    assert b.skipped_own == 0
 
 
 def test_malformed_events_salvaged_and_counted() -> None:

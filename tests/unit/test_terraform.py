@@ -33,7 +33,16 @@ EXTENSION_ENV = (
     "SPLUNK_VERIFY_TLS",
     "SPLUNK_CA_BUNDLE",
     "SPLUNK_SPOOL_MAX_MB",
+    "SPLUNK_HEC_TOKEN_SECRET_ARN",
+    "SPLUNK_HEC_TOKEN_SECRET_KEY",
+    "SPLUNK_HEC_TOKEN_SSM_PARAMETER",
 )
+# Where the token is read from at run time: root inputs that kept their lower-case names.
+TOKEN_LOCATION_ENV = {
+    "SPLUNK_HEC_TOKEN_SECRET_ARN": "splunk_hec_token_secret_arn",
+    "SPLUNK_HEC_TOKEN_SECRET_KEY": "splunk_hec_token_secret_key",
+    "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "splunk_hec_token_ssm_parameter",
+}
 LOG_WRITE_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 BLOCK_KINDS = ("variable", "output", "module", "resource", "data")
 
@@ -189,28 +198,62 @@ def test_each_environment_variable_maps_to_a_same_named_root_variable() -> None:
     for env_name in EXTENSION_ENV:
         module_input = env_name.lower()
         assert module_input in module()["variable"], f"module lacks input {module_input}"
-        expected_source = (
-            "local.hec_token" if env_name == "SPLUNK_HEC_TOKEN" else f"var.{module_input}"
-        )
-        assert expected_source in settings[env_name], f"{env_name} is not set from {module_input}"
-        assert call[module_input] == f"${{var.{env_name}}}", f"root does not pass {env_name}"
-        assert env_name in root()["variable"], f"no root variable {env_name}"
+        assert settings[env_name] == f"${{var.{module_input}}}" or (
+            f"var.{module_input}" in settings[env_name]
+        ), f"{env_name} is not set from {module_input}"
+        root_name = TOKEN_LOCATION_ENV.get(env_name, env_name)
+        assert call[module_input] == f"${{var.{root_name}}}", f"root does not pass {env_name}"
+        assert root_name in root()["variable"], f"no root variable {root_name}"
 
 
-def test_token_comes_from_the_variable_or_a_secret_store_only() -> None:
-    hec_token = module()["locals"]["hec_token"]
-    sources = set(re.findall(r"(?:var|local)\.[a-z_]+", hec_token))
-    assert sources == {
-        "var.splunk_hec_token",
-        "var.splunk_hec_token_secret_arn",
-        "local.secret_token",
-        "local.ssm_token",
-    }
-    assert "data.aws_ssm_parameter.hec_token" in module()["locals"]["ssm_token"]
-    assert module()["data"]["aws_ssm_parameter.hec_token"]["with_decryption"] is True
-    assert "data.aws_secretsmanager_secret_version" in module()["locals"]["secret_string"]
+def test_terraform_never_reads_the_token() -> None:
+    """The token is a value the user gives, or read by the extension at run time (issue 11):
+    no data source reads a secret, so none is in the plan, the state or the configuration."""
+    assert module()["locals"]["environment_settings"]["SPLUNK_HEC_TOKEN"] == (
+        "${var.splunk_hec_token}"
+    )
+    for tree in (root(), module()):
+        for key in tree["data"]:
+            assert not key.startswith(("aws_secretsmanager_secret_version", "aws_ssm_parameter",
+                                       "aws_kms_secrets", "aws_secretsmanager_secret.")), key
     precondition = single(module()["output"]["environment_variables"]["precondition"])
     assert precondition["condition"] == "${local.token_sources == 1}"
+
+
+def test_role_reads_exactly_the_one_secret_or_parameter() -> None:
+    document = module()["data"]["aws_iam_policy_document.token"]
+    assert document["count"] == "${local.reads_secret || local.reads_parameter ? 1 : 0}"
+    (read,) = statements_of(document)
+    assert read["effect"] == "Allow"
+    assert read["actions"] == (
+        '${local.reads_secret ? ["secretsmanager:GetSecretValue"] : ["ssm:GetParameter"]}'
+    )
+    assert read["resources"] == [
+        "${local.reads_secret ? var.splunk_hec_token_secret_arn : local.ssm_parameter_arn}"
+    ]
+    assert "var.splunk_hec_token_ssm_parameter" in module()["locals"]["ssm_parameter_arn"]
+    decrypt = single(document["dynamic"])["statement"]
+    assert decrypt["for_each"] == "${var.kms_key_arn == null ? [] : [var.kms_key_arn]}"
+    content = single(decrypt["content"])
+    assert content["actions"] == ["kms:Decrypt"]
+    assert content["resources"] == ["${statement.value}"]
+    assert single(content["condition"])["variable"] == "kms:ViaService"
+    output = module()["output"]["token_policy_json"]["value"]
+    assert "data.aws_iam_policy_document.token[0].json" in output
+    attached = root()["resource"]["aws_iam_role_policy.hec_token"]
+    assert attached["policy"] == "${module.splunk_extension.token_policy_json}"
+    assert attached["role"] == "${aws_iam_role.function.id}"
+    assert "var.splunk_hec_token_secret_arn" in attached["count"]
+    assert "var.splunk_hec_token_ssm_parameter" in attached["count"]
+
+
+def test_kms_key_encrypts_the_environment_and_decrypts_the_token() -> None:
+    function = root()["resource"]["aws_lambda_function.sample"]
+    assert function["kms_key_arn"] == "${var.kms_key_arn}"
+    assert root()["module"]["splunk_extension"]["kms_key_arn"] == "${var.kms_key_arn}"
+    assert "aws_iam_role_policy.hec_token" in str(function["depends_on"])
+    main = (TERRAFORM / "main.tf").read_text(encoding="utf-8")
+    assert "CKV_AWS_173" not in main
 
 
 @pytest.mark.parametrize("directory", [TERRAFORM, MODULE], ids=["root", "module"])

@@ -4,7 +4,7 @@
 locals {
   environment_settings = {
     SPLUNK_HOST             = var.splunk_host
-    SPLUNK_HEC_TOKEN        = local.hec_token
+    SPLUNK_HEC_TOKEN        = var.splunk_hec_token
     SPLUNK_INDEX            = var.splunk_index
     DISPATCH_MIN_BATCH_SIZE = var.dispatch_min_batch_size == null ? null : tostring(var.dispatch_min_batch_size)
     SPLUNK_SOURCE           = var.splunk_source
@@ -16,6 +16,10 @@ locals {
     SPLUNK_VERIFY_TLS       = var.splunk_verify_tls == null ? null : tostring(var.splunk_verify_tls)
     SPLUNK_CA_BUNDLE        = var.splunk_ca_bundle
     SPLUNK_SPOOL_MAX_MB     = var.splunk_spool_max_mb == null ? null : tostring(var.splunk_spool_max_mb)
+    # Names of where the token is, not the token: the extension reads it at run time.
+    SPLUNK_HEC_TOKEN_SECRET_ARN    = var.splunk_hec_token_secret_arn
+    SPLUNK_HEC_TOKEN_SECRET_KEY    = var.splunk_hec_token_secret_key
+    SPLUNK_HEC_TOKEN_SSM_PARAMETER = var.splunk_hec_token_ssm_parameter
   }
 
   environment_variables = merge(

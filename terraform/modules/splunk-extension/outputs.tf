@@ -30,8 +30,13 @@ output "architecture" {
   value       = var.architecture
 }
 
+output "token_policy_json" {
+  description = "IAM policy for the function's role: read the one secret or parameter holding the HEC token (plus kms:Decrypt on kms_key_arn). Null when the token is given as a value."
+  value       = local.reads_secret || local.reads_parameter ? data.aws_iam_policy_document.token[0].json : null
+}
+
 output "environment_variables" {
-  description = "Environment to merge into the function's: the extension's settings, the HEC token included."
+  description = "Environment to merge into the function's: the extension's settings, and the HEC token only when given as a value (otherwise where to read it)."
   value       = local.environment_variables
   sensitive   = true
 

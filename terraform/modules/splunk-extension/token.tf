@@ -1,6 +1,8 @@
-# The HEC token as a value, or read by Terraform from Secrets Manager or SSM Parameter Store.
-# The extension itself calls no AWS API in this version: the token reaches it as SPLUNK_HEC_TOKEN,
-# and a token read here is stored in the Terraform state (protect the state accordingly).
+# Where the extension finds the HEC token. With a secret ARN or a parameter name, the extension
+# reads the token at run time with the function's role (SigV4, from the sender process): Terraform
+# never reads the secret, so no token is in the plan, the state or the function's configuration.
+# The caller attaches `token_policy_json` to the function's role: read access to that one secret
+# or parameter, and kms:Decrypt on `kms_key_arn` when the secret uses a customer managed key.
 
 locals {
   token_sources = length(compact([
@@ -8,26 +10,52 @@ locals {
     var.splunk_hec_token_secret_arn == null ? "" : "secret",
     var.splunk_hec_token_ssm_parameter == null ? "" : "ssm",
   ]))
-}
-
-data "aws_secretsmanager_secret_version" "hec_token" {
-  count     = var.splunk_hec_token_secret_arn == null ? 0 : 1
-  secret_id = var.splunk_hec_token_secret_arn
-}
-
-data "aws_ssm_parameter" "hec_token" {
-  count           = var.splunk_hec_token_ssm_parameter == null ? 0 : 1
-  name            = var.splunk_hec_token_ssm_parameter
-  with_decryption = true
-}
-
-locals {
-  secret_string = try(data.aws_secretsmanager_secret_version.hec_token[0].secret_string, null)
-  secret_token = var.splunk_hec_token_secret_arn == null ? null : (
-    var.splunk_hec_token_secret_key == null ? local.secret_string : jsondecode(local.secret_string)[var.splunk_hec_token_secret_key]
+  reads_secret    = var.splunk_hec_token_secret_arn != null
+  reads_parameter = var.splunk_hec_token_ssm_parameter != null
+  # GetParameter takes a name or an ARN; IAM needs the ARN (a name's leading "/" is not repeated).
+  ssm_parameter_arn = !local.reads_parameter ? null : (
+    startswith(var.splunk_hec_token_ssm_parameter, "arn:") ? var.splunk_hec_token_ssm_parameter :
+    "arn:${data.aws_partition.current[0].partition}:ssm:${data.aws_region.current[0].id}:${data.aws_caller_identity.current[0].account_id}:parameter/${trimprefix(var.splunk_hec_token_ssm_parameter, "/")}"
   )
-  ssm_token = try(data.aws_ssm_parameter.hec_token[0].value, null)
-  hec_token = nonsensitive(var.splunk_hec_token != null) ? var.splunk_hec_token : (
-    var.splunk_hec_token_secret_arn != null ? local.secret_token : local.ssm_token
-  )
+  token_service = local.reads_secret ? "secretsmanager" : "ssm"
+}
+
+data "aws_partition" "current" {
+  count = local.reads_parameter ? 1 : 0
+}
+
+data "aws_region" "current" {
+  count = local.reads_parameter ? 1 : 0
+}
+
+data "aws_caller_identity" "current" {
+  count = local.reads_parameter ? 1 : 0
+}
+
+data "aws_iam_policy_document" "token" {
+  count = local.reads_secret || local.reads_parameter ? 1 : 0
+
+  statement {
+    sid       = "ReadHecToken"
+    effect    = "Allow"
+    actions   = local.reads_secret ? ["secretsmanager:GetSecretValue"] : ["ssm:GetParameter"]
+    resources = [local.reads_secret ? var.splunk_hec_token_secret_arn : local.ssm_parameter_arn]
+  }
+
+  # Only through the service that holds the token, never a direct Decrypt of arbitrary data.
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptHecToken"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringLike"
+        variable = "kms:ViaService"
+        values   = ["${local.token_service}.*.amazonaws.com"]
+      }
+    }
+  }
 }

@@ -69,21 +69,37 @@ variable "splunk_hec_token" {
 }
 
 variable "splunk_hec_token_secret_arn" {
-  description = "Secrets Manager secret (ARN or name) holding the HEC token; read by Terraform, not by the extension."
+  description = "Full ARN of the Secrets Manager secret holding the HEC token (env SPLUNK_HEC_TOKEN_SECRET_ARN); the extension reads it at run time, Terraform never does."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.splunk_hec_token_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", coalesce(var.splunk_hec_token_secret_arn, "x")))
+    error_message = "splunk_hec_token_secret_arn must be a secret's full ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)."
+  }
 }
 
 variable "splunk_hec_token_secret_key" {
-  description = "When the secret is a JSON object, the key whose value is the token. Null: the secret string is the token."
+  description = "When the secret is a JSON object, the key whose value is the token (env SPLUNK_HEC_TOKEN_SECRET_KEY). Null: the secret string is the token."
   type        = string
   default     = null
 }
 
 variable "splunk_hec_token_ssm_parameter" {
-  description = "SSM Parameter Store name (SecureString) holding the HEC token; read by Terraform, not by the extension."
+  description = "Name or ARN of the SSM parameter (SecureString) holding the HEC token (env SPLUNK_HEC_TOKEN_SSM_PARAMETER); the extension reads it at run time, Terraform never does."
   type        = string
   default     = null
+}
+
+variable "kms_key_arn" {
+  description = "Customer managed KMS key that encrypts the token's secret or parameter: token_policy_json then grants kms:Decrypt on it (through that service only). Null: AWS managed keys, no grant needed."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", coalesce(var.kms_key_arn, "x")))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."
+  }
 }
 
 variable "splunk_index" {
@@ -192,6 +208,7 @@ variable "extra_environment" {
       "SPLUNK_HOST", "SPLUNK_HEC_TOKEN", "SPLUNK_INDEX", "DISPATCH_MIN_BATCH_SIZE", "SPLUNK_SOURCE",
       "SPLUNK_SOURCETYPE", "SPLUNK_HEC_HOST", "SPLUNK_TELEMETRY_TYPES", "SPLUNK_FLUSH",
       "SPLUNK_FLUSH_BUDGET_MS", "SPLUNK_VERIFY_TLS", "SPLUNK_CA_BUNDLE", "SPLUNK_SPOOL_MAX_MB",
+      "SPLUNK_HEC_TOKEN_SECRET_ARN", "SPLUNK_HEC_TOKEN_SECRET_KEY", "SPLUNK_HEC_TOKEN_SSM_PARAMETER",
     ])) == 0
     error_message = "extra_environment must not repeat a setting that has its own variable (the HEC token included)."
   }

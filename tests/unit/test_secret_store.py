@@ -1,0 +1,87 @@
+"""How the store reads AWS's answers (no network): errors classified, values never echoed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ext import config
+from ext.secret_store import SecretStore, TokenFetchError
+
+ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hec-AbCdEf"
+ENV = {"SPLUNK_HOST": "https://h:8088", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKID",
+       "AWS_SECRET_ACCESS_KEY": "key", "SPLUNK_HEC_TOKEN_SECRET_ARN": ARN}
+
+
+def store(**extra: str) -> SecretStore:
+    return SecretStore(config.load({**ENV, **extra}))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason", "throttled"),
+    [
+        (400, {"__type": "ThrottlingException", "message": "Rate exceeded"},
+         "ThrottlingException", True),
+        (400, {"__type": "DecryptionFailure", "Message": "KMS key disabled"},
+         "DecryptionFailure", False),
+        (400, {"__type": "com.amazonaws.kms#KMSInvalidStateException"},
+         "KMSInvalidStateException", False),
+        (400, {"__type": "AccessDeniedException", "message": "not authorized"},
+         "AccessDeniedException", False),
+        (503, {}, "HTTP503", True),
+        (500, {"__type": "InternalServiceError"}, "InternalServiceError", True),
+    ],
+)
+def test_errors_classified(status: int, body: dict[str, str], reason: str,
+                           throttled: bool) -> None:
+    err = store()._error(status, json.dumps(body).encode(), "")
+    assert (err.reason, err.throttled) == (reason, throttled)
+    assert ARN in str(err)
+
+
+def test_xml_error_from_a_proxy() -> None:
+    data = b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error>"
+    err = store()._error(403, data, "")
+    assert err.reason == "AccessDenied" and err.detail == "no"
+
+
+def test_error_type_header_when_the_body_says_nothing() -> None:
+    err = store()._error(400, b"", "ResourceNotFoundException:http://internal.amazon.com/")
+    assert err.reason == "ResourceNotFoundException"
+
+
+@pytest.mark.parametrize("secret", ["caf\u00e9-token", "two words", ""])
+def test_an_invalid_token_in_the_secret_is_refused_without_echo(secret: str) -> None:
+    with pytest.raises(TokenFetchError) as info:
+        store()._token_from(secret)
+    assert info.value.reason == "InvalidToken"
+    if secret:
+        assert secret not in str(info.value)
+
+
+def test_json_key_errors_never_echo_the_secret() -> None:
+    keyed = store(SPLUNK_HEC_TOKEN_SECRET_KEY="hec")
+    assert keyed._token_from(json.dumps({"hec": " tok-1 ", "other": "x"})) == "tok-1"
+    for text, reason in (("plain-secret-text", "NotJson"),
+                         (json.dumps({"other": "plain-secret-text"}), "KeyNotFound"),
+                         (json.dumps({"hec": 12345}), "KeyNotFound")):
+        with pytest.raises(TokenFetchError) as info:
+            keyed._token_from(text)
+        assert info.value.reason == reason
+        assert "plain-secret-text" not in str(info.value)
+
+
+def test_host_header_drops_the_default_port() -> None:
+    assert store(AWS_ENDPOINT_URL="https://sm.internal:443").host == "sm.internal"
+    assert store(AWS_ENDPOINT_URL="http://127.0.0.1:4566").host == "127.0.0.1:4566"
+    assert store().host == "secretsmanager.us-east-1.amazonaws.com"
+
+
+def test_fetch_error_pickles() -> None:
+    import pickle
+
+    err = TokenFetchError(ARN, "ThrottlingException", "slow down", throttled=True)
+    copy = pickle.loads(pickle.dumps(err))
+    assert (copy.reference, copy.reason, copy.detail, copy.throttled) == (
+        ARN, "ThrottlingException", "slow down", True)
