@@ -139,7 +139,9 @@ def test_platform_event_shapes(tmp_path: Path) -> None:
 
 
 def test_runtime_crash_resets_and_keeps_tmp(tmp_path: Path) -> None:
-    cfg = SandboxConfig(function_dir=FUNCTION_DIR, handler="handler.handler", timeout_s=2.0)
+    cfg = SandboxConfig(
+        function_dir=FUNCTION_DIR, handler="handler.handler", timeout_s=2.0, limits=False
+    )
     seen: list[tuple[str, dict]] = []
     with Sandbox(cfg) as sb:
         sb.on_platform_event(lambda t, r: seen.append((t, r)))

@@ -33,8 +33,11 @@ class Fleet:
         work_dir: Path,
         tmp_dir: Path,
         on_exit: Callable[[procs.SandboxProcess], None],
+        *,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.preexec = preexec  # joins the sandbox's cgroup (limits.py), or None
         self.bus = bus
         self.tmp_dir = tmp_dir
         self.bin_dir = work_dir / "lang" / "bin"
@@ -100,6 +103,7 @@ class Fleet:
             cwd=cwd,
             on_lines=self._extension_lines,
             on_exit=self.on_exit,
+            preexec=self.preexec,
         )
         self.extensions[path.name] = proc
         return proc
@@ -124,6 +128,7 @@ class Fleet:
                 on_lines=self._function_lines,
                 on_exit=self.on_exit,
                 pass_fds=pass_fds,
+                preexec=self.preexec,
             )
         except OSError:
             if frame_read >= 0:
