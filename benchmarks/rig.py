@@ -97,6 +97,16 @@ class HecProcess:
             conn.close()
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
+    def data_requests(self) -> int:
+        """HTTP requests to the event endpoints so far (every status), from the request log."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT count(*) FROM requests WHERE path LIKE "
+                               "'/services/collector%' AND path NOT LIKE '%health%'").fetchone()
+        finally:
+            conn.close()
+        return int(row[0])
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -211,6 +221,30 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     # stat fields 14 and 15 (1-based) are utime and stime; [0] here is field 3.
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def extension_tree(sb: Sandbox) -> list[int]:
+    """Pids of every live process of the extension (its process group: main and children)."""
+    leader = sb.extension_pids().get(EXTENSION_NAME)
+    return _group_members(leader) if leader else []
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time used so far by `pids`, all their threads, in ns (scheduler accounting in
+    /proc/<pid>/task/<tid>/schedstat: exact, unlike the clock ticks of /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
+                    total += int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
 
 
 def memory_kb(pid: int) -> dict[str, int]:
