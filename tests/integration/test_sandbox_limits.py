@@ -121,3 +121,4 @@ def test_limits_off_leaves_the_processes_where_the_emulator_is(tmp_path: Path) -
         sb.invoke({"lines": 1})
         assert sb.inspect()["limits"] == {"applied": False}
         assert _cgroup_lines(sb.runtime_pid or 0) == _cgroup_lines(os.getpid())
+

@@ -47,6 +47,7 @@ class Fleet:
         self.extensions: dict[str, procs.SandboxProcess] = {}
         self.json_logs = cfg.log_format.upper() == "JSON"
         self.instance_id = ""
+        self.output_observers: list[Callable[[str], None]] = []  # extension lines, as written
         self._members: list[int] = []
         self._members_t = 0.0
         self._peak_kb = 0
@@ -156,6 +157,9 @@ class Fleet:
         self.bus.emit_timed("function", records)
 
     def _extension_lines(self, lines: list[bytes]) -> None:
+        for observe in self.output_observers:
+            for line in lines:
+                observe(line.decode("utf-8", "replace"))
         self.bus.emit_logs("extension", [events.log_record(ln, self.json_logs) for ln in lines])
 
     # -- signals -----------------------------------------------------------------------------------

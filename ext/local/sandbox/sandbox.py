@@ -150,6 +150,15 @@ class Sandbox:
         """Call `callback(type, record)` synchronously for every platform.* event emitted."""
         self.bus.add_observer(callback)
 
+    def on_extension_output(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(line)` for every line any extension writes to stdout or stderr."""
+        self.fleet.output_observers.append(callback)
+
+    def sync_output(self) -> None:
+        """Hand on every output line the sandbox's processes have written so far."""
+        for proc in self.fleet.all():
+            proc.sync_output()
+
     def close(self) -> None:
         """Kill everything and stop the server; idempotent."""
         with self._lock:
