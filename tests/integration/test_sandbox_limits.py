@@ -122,3 +122,18 @@ def test_limits_off_leaves_the_processes_where_the_emulator_is(tmp_path: Path) -
         assert sb.inspect()["limits"] == {"applied": False}
         assert _cgroup_lines(sb.runtime_pid or 0) == _cgroup_lines(os.getpid())
 
+
+
+def test_empty_groups_of_dead_emulators_are_swept(require_cgroup: None) -> None:
+    first = SandboxCgroup(128)
+    try:
+        stale = [d.parent / f"{limits.GROUP_PREFIX}999999999-1" for d in first.dirs]
+        for folder in stale:
+            folder.mkdir()
+    finally:
+        first.close()
+    second = SandboxCgroup(128)
+    try:
+        assert not any(folder.exists() for folder in stale)
+    finally:
+        second.close()

@@ -149,8 +149,8 @@ class SandboxCgroup:
             group = self._mkdir(memory.own_dir / name)
             limit = str(self.memory_mb << 20)
             _write(group / "memory.limit_in_bytes", limit)
-            if (group / "memory.memsw.limit_in_bytes").exists():
-                _write(group / "memory.memsw.limit_in_bytes", limit)  # no swapping past it
+            with contextlib.suppress(OSError):  # only with swap accounting: no swapping past it
+                _write(group / "memory.memsw.limit_in_bytes", limit)
         else:
             self.missing.append("memory")
         self.version = 1
@@ -168,13 +168,14 @@ class SandboxCgroup:
             self.missing.append("cpu")
         if "memory" in wanted:
             _write(group / "memory.max", str(self.memory_mb << 20))
-            if (group / "memory.swap.max").exists():
+            with contextlib.suppress(OSError):  # only with swap accounting
                 _write(group / "memory.swap.max", "0")
         else:
             self.missing.append("memory")
         self.version = 2
 
     def _mkdir(self, group: Path) -> Path:
+        _sweep_stale(group.parent)
         group.mkdir()
         self.dirs.append(group)
         self._fds.append(os.open(group / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
@@ -241,6 +242,17 @@ class SandboxCgroup:
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.005)
         self.dirs = []
+
+
+def _sweep_stale(parent: Path) -> None:
+    """Remove empty sandbox cgroups left by emulator processes that died without close()."""
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            owner = entry.name.removeprefix(GROUP_PREFIX).partition("-")[0]
+            dead = owner.isdigit() and not os.path.exists(f"/proc/{owner}")
+            if entry.name.startswith(GROUP_PREFIX) and dead:
+                with contextlib.suppress(OSError):
+                    entry.rmdir()  # fails, harmlessly, while processes remain in it
 
 
 def _write(path: Path, value: str) -> None:
