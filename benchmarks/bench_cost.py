@@ -56,12 +56,28 @@ TARGETS = {"cpu_ms_per_invocation": 1.5, "hec_requests_per_invocation": 1.2,
            "adaptive_lines_before_freeze_pct_long_gaps": 95.0}
 
 
+def _config(strategy: str) -> Any:
+    """This checkout's configuration with SPLUNK_FLUSH=`strategy`, or None if it refuses it."""
+    from ext import config, errors
+
+    environ = {"SPLUNK_HOST": "http://127.0.0.1:1", "SPLUNK_HEC_TOKEN": "t",
+               "SPLUNK_FLUSH": strategy}
+    try:
+        return config.load(environ)
+    except errors.ConfigError:
+        return None
+
+
 def strategies() -> tuple[str, ...]:
     """`sync`, `background`, and `adaptive` if this checkout's configuration accepts it."""
-    from ext import config
+    return tuple(s for s in ("sync", "background", "adaptive") if _config(s) is not None)
 
-    known = tuple(getattr(config, "FLUSH_STRATEGIES", ("sync", "background")))
-    return tuple(s for s in ("sync", "background", "adaptive") if s in known)
+
+def latency_bound_ms() -> float | None:
+    """The default SPLUNK_MAX_LATENCY_MS of `adaptive`, when the configuration has one."""
+    cfg = _config("adaptive")
+    bound = getattr(cfg, "max_latency_ms", None) if cfg is not None else None
+    return float(bound) if isinstance(bound, int | float) else None
 
 
 def gap_label(gap_s: float) -> str:
@@ -157,7 +173,8 @@ def measure(memory: Sequence[int], gaps: Sequence[float],
     cells.sort(key=lambda c: order[(c["memory_mb"], c["gap_s"], c["strategy"])])
     skipped = [] if "adaptive" in strategies() else ["adaptive (not accepted by ext.config)"]
     return {"lines_per_invocation": LINES, "line_bytes": LINE_BYTES, "warmup": WARMUP,
-            "strategies": list(strategies()), "skipped": skipped, "cells": cells}
+            "strategies": list(strategies()), "skipped": skipped,
+            "adaptive_latency_bound_ms": latency_bound_ms(), "cells": cells}
 
 
 def _staggered(delay_s: float, *args: Any) -> dict[str, Any]:

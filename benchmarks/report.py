@@ -220,6 +220,11 @@ def cost(doc: Doc) -> list[str]:
     if long:
         checks.append(["`adaptive` lines before freeze at gaps >= 2 s, worst (%)",
                        fmt(min(long), 1), ">= 95", verdict(min(long), 95.0, False)])
+    bound = r.get("adaptive_latency_bound_ms")
+    if adaptive and bound:
+        worst = max(c["latency_ms"]["p99"] for c in adaptive)
+        checks.append(["`adaptive` latency p99, worst cell (ms)", fmt(worst, 0),
+                       f"<= {fmt(bound, 0)} (SPLUNK_MAX_LATENCY_MS)", verdict(worst, bound)])
     out += table(["figure", "measured", "target", "verdict"], checks)
     return [*out, "![post-runtime per invocation](img/cost_post_runtime.png)", "",
             "![CPU per invocation](img/cost_cpu.png)", ""]
