@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.rig import Rig, extension_processes, extension_rig, memory_kb
+from benchmarks.rig import (
+    Rig,
+    extension_processes,
+    extension_rig,
+    memory_kb,
+    private_kb_by_mapping,
+)
 
 TARGETS = {"pss_total_mib": 22.0}  # issue 12 (issue 7 asked for 35)
 FULL_PLAN = (100, 1_000)  # invocations, lines per invocation
@@ -34,7 +40,9 @@ def extension_memory(rig: Rig, invocations: int, lines: int) -> dict[str, Any]:
             if result.status != "success":
                 raise RuntimeError(f"invoke failed: {result}")
         # Frozen now (SIGSTOP): the figures cannot move while they are read.
-        processes = {role: memory_kb(pid) for role, pid in extension_processes(sb).items()}
+        pids = extension_processes(sb)
+        processes = {role: memory_kb(pid) | {"uss_by_mapping_kb": private_kb_by_mapping(pid)}
+                     for role, pid in pids.items()}
         sb.shutdown()
     finally:
         sb.close()
@@ -122,6 +130,10 @@ def report(results: dict[str, Any]) -> None:
         f"{TARGETS['pss_total_mib']} MiB: "
         f"{common.verdict(results['pss_total_mib'], TARGETS['pss_total_mib'])}",
         ["process", "RSS", "PSS", "USS"], rows)
+    kinds = list(next(iter(results["processes"].values()))["uss_by_mapping_kb"])
+    common.print_table("USS by kind of mapping (MiB)", ["process", *kinds],
+                       [[role, *(m["uss_by_mapping_kb"][k] / 1024 for k in kinds)]
+                        for role, m in results["processes"].items()])
     common.print_table("What each import adds to a fresh python -S (MiB; in this order)",
                        ["import", "modules", "RSS", "USS"],
                        [[i["import"], i["modules"], i["rss_kb"] / 1024, i["uss_kb"] / 1024]

@@ -174,6 +174,14 @@ def memory(doc: Doc) -> list[str]:
     out += table(["process", "RSS MiB", "PSS MiB", "USS MiB"], rows)
     target = float(doc["targets"].get("pss_total_mib", 22.0))
     out += [f"Target: PSS total <= {target:g} MiB: {verdict(r['pss_total_mib'], target)}.", ""]
+    by_kind = {role: m["uss_by_mapping_kb"] for role, m in r["processes"].items()
+               if "uss_by_mapping_kb" in m}
+    if by_kind:
+        kinds = list(next(iter(by_kind.values())))
+        out += ["USS by kind of mapping (MiB): `anon` holds Python objects (pymalloc arenas), "
+                "`heap` the C heap (malloc'd buffers, OpenSSL, zlib):", ""]
+        out += table(["process", *kinds], [[role, *(fmt(v[k] / 1024) for k in kinds)]
+                                           for role, v in by_kind.items()])
     if r.get("imports"):
         out += ["What each import adds to a fresh `python -S` (in this order; the listener "
                 "imports up to `ext.listener`, the sender everything), the bulk of each child's "

@@ -259,6 +259,32 @@ def memory_kb(pid: int) -> dict[str, int]:
             "uss_kb": values.get("Private_Clean", 0) + values.get("Private_Dirty", 0)}
 
 
+def private_kb_by_mapping(pid: int) -> dict[str, int]:
+    """USS of `pid` by kind of mapping, from /proc/<pid>/smaps: `anon` (Python objects: pymalloc
+    arenas and large blocks), `heap` (the C heap: malloc'd buffers, OpenSSL, zlib), `libpython`
+    (its data pages, written by every process), `other libraries` and `stack`."""
+    out = {"anon": 0, "heap": 0, "libpython": 0, "other libraries": 0, "stack": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps", "rb") as fh:
+        for line in fh:
+            head = line.split(maxsplit=6)
+            if head and not head[0].endswith(b":"):  # a mapping's header line
+                name = head[5].strip().decode() if len(head) > 5 else ""
+                if name == "[heap]":
+                    kind = "heap"
+                elif name.startswith("[stack"):
+                    kind = "stack"
+                elif not name or name.startswith("["):
+                    kind = "anon"
+                elif "libpython" in name:
+                    kind = "libpython"
+                else:
+                    kind = "other libraries"
+            elif head and head[0] in (b"Private_Clean:", b"Private_Dirty:"):
+                out[kind] += int(head[1])
+    return out
+
+
 def listener_port(sb: Sandbox) -> int:
     """The Telemetry listener port the extension subscribed with (from the exchange log)."""
     for exchange in sb.exchanges:
