@@ -19,7 +19,8 @@ a fresh HEC receiver process. Per cell:
 
 Short-gap cells run one after the other; cells with gaps >= CONCURRENT_GAP_S spend nearly all
 their time frozen, so they run side by side (staggered starts) to bound the run time.
-Run: `.venv/bin/python -m benchmarks.bench_cost [--quick]` -> results/cost.json + cost_*.png.
+Run: `.venv/bin/python -m benchmarks.bench_cost [--quick] [--memory 128] [--gaps 0.2 2]
+[--strategy sync]` -> results/cost.json + cost_*.png (a subset writes the same file).
 """
 
 from __future__ import annotations
@@ -153,9 +154,10 @@ def _line_figures(events: list[Any], prefix: str,
     return latencies, in_time
 
 
-def measure(memory: Sequence[int], gaps: Sequence[float],
-            invocations: dict[float, int]) -> dict[str, Any]:
-    plan = [(m, g, s) for m in memory for g in gaps for s in strategies()]
+def measure(memory: Sequence[int], gaps: Sequence[float], invocations: dict[float, int],
+            only: Sequence[str] = ()) -> dict[str, Any]:
+    chosen = [s for s in strategies() if not only or s in only]
+    plan = [(m, g, s) for m in memory for g in gaps for s in chosen]
     seeds = {cell: SEED + i for i, cell in enumerate(plan)}
     cells: list[dict[str, Any]] = []
     for m, g, s in plan:
@@ -173,7 +175,7 @@ def measure(memory: Sequence[int], gaps: Sequence[float],
     cells.sort(key=lambda c: order[(c["memory_mb"], c["gap_s"], c["strategy"])])
     skipped = [] if "adaptive" in strategies() else ["adaptive (not accepted by ext.config)"]
     return {"lines_per_invocation": LINES, "line_bytes": LINE_BYTES, "warmup": WARMUP,
-            "strategies": list(strategies()), "skipped": skipped,
+            "strategies": chosen, "skipped": skipped,
             "adaptive_latency_bound_ms": latency_bound_ms(), "cells": cells}
 
 
@@ -233,11 +235,17 @@ def chart(results: dict[str, Any], folder: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_cost", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
+    parser.add_argument("--memory", type=int, nargs="*", choices=MEMORY_MB, default=MEMORY_MB,
+                        help="a subset of the memory sizes (MB)")
+    parser.add_argument("--gaps", type=float, nargs="*", choices=GAPS_S, default=GAPS_S,
+                        help="a subset of the mean gaps (s)")
+    parser.add_argument("--strategy", nargs="*", default=(),
+                        help="a subset of the strategies (default: every accepted one)")
     args = parser.parse_args(argv)
     if args.quick:
-        results = measure(QUICK_MEMORY_MB, QUICK_GAPS_S, QUICK_INVOCATIONS)
+        results = measure(QUICK_MEMORY_MB, QUICK_GAPS_S, QUICK_INVOCATIONS, args.strategy)
     else:
-        results = measure(MEMORY_MB, GAPS_S, INVOCATIONS)
+        results = measure(args.memory, args.gaps, INVOCATIONS, args.strategy)
     report(results)
     common.write_result("cost", results, quick=args.quick, targets=TARGETS)
     chart(results, common.results_dir())
