@@ -30,7 +30,8 @@ MODES = ("print", "logging", "json")
 FLUSH_W = 36  # width of the flush-decision column
 
 
-def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0) -> SandboxConfig:
+def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0,
+                 limits: bool = True) -> SandboxConfig:
     """Sandbox for the sample function; `opt_dir` is the layer holding the extension."""
     env = {
         "SPLUNK_HOST": hec_url,
@@ -42,7 +43,7 @@ def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0) -> 
     }
     return SandboxConfig(function_dir=REPO / "function", handler="handler.handler",
                          opt_dir=opt_dir, env=env, timeout_s=timeout_s,
-                         function_name="demo-orders")
+                         function_name="demo-orders", limits=limits)
 
 
 def plan(invokes: int, lines: int) -> list[dict[str, Any]]:
@@ -57,7 +58,7 @@ def plan(invokes: int, lines: int) -> list[dict[str, Any]]:
     return payloads
 
 
-def run_demo(invokes: int, lines: int, workdir: Path) -> dict[str, Any]:
+def run_demo(invokes: int, lines: int, workdir: Path, limits: bool = True) -> dict[str, Any]:
     """Runs everything; returns the figures the summary prints."""
     opt = make_local_opt(workdir / "opt")
     outage = range(invokes // 3, invokes // 3 + 2) if invokes >= 6 else range(0)
@@ -65,14 +66,14 @@ def run_demo(invokes: int, lines: int, workdir: Path) -> dict[str, Any]:
     rows = []
     with HecReceiver(workdir / "splunk.sqlite",
                      tokens=(HecToken(name="lambda", value=TOKEN, indexes=("lambda",)),)) as hec:
-        with Sandbox(build_config(opt, hec.url)) as sb:
+        with Sandbox(build_config(opt, hec.url, limits=limits)) as sb:
             ext_lines: list[str] = []
             sb.on_extension_output(ext_lines.append)
             print(f"emulator on {sb.api_address}, HEC receiver on {hec.url}")
-            limits = sb.inspect()["limits"]
-            if limits.get("applied"):
-                print(f"Lambda's CPU share: {limits['cpu_share']:.1%} of a core, memory limit "
-                      f"{limits['memory_limit_mb']} MB ({limits['mechanism']})")
+            share = sb.inspect()["limits"]
+            if share.get("applied"):
+                print(f"Lambda's CPU share: {share['cpu_share']:.1%} of a core, memory limit "
+                      f"{share['memory_limit_mb']} MB ({share['mechanism']})")
             print(f"{'invocation':<12}{'status':<9}{'duration':>10}{'post-runtime':>14}"
                   f"{'lines':>7}{'in Splunk before freeze':>26}  {'flush decision':<{FLUSH_W}}")
             for n, payload in enumerate(plan(invokes, lines)):
@@ -178,10 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=20, help="log lines per invocation")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the HEC store goes (default: a new temporary folder)")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="whole cores instead of Lambda's CPU share at 128 MB")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="splunk-hec-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    summary = run_demo(args.invokes, args.lines, workdir)
+    summary = run_demo(args.invokes, args.lines, workdir, limits=not args.no_limits)
     print_summary(summary)
     return 1 if summary["lines_missing"] else 0
 
