@@ -52,7 +52,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_cold_init(opt: Path | None, runs: int) -> list[float]:
     """Init duration (ms) of fresh sandboxes."""
-    cfg = SandboxConfig(function_dir=REPO / "function", handler="handler.handler", opt_dir=opt)
+    # Whole cores: this measures the emulator's own overhead, not Lambda's CPU share.
+    cfg = SandboxConfig(function_dir=REPO / "function", handler="handler.handler", opt_dir=opt,
+                        limits=False)
     out = []
     for _ in range(runs):
         with Sandbox(cfg) as sb:
@@ -62,7 +64,9 @@ def bench_cold_init(opt: Path | None, runs: int) -> list[float]:
 
 def bench_invokes(opt: Path | None, count: int, payload: dict[str, Any]) -> dict[str, float]:
     """Invoke round trips (ms, wall clock in the caller) and invokes/s."""
-    cfg = SandboxConfig(function_dir=REPO / "function", handler="handler.handler", opt_dir=opt)
+    # Whole cores: this measures the emulator's own overhead, not Lambda's CPU share.
+    cfg = SandboxConfig(function_dir=REPO / "function", handler="handler.handler", opt_dir=opt,
+                        limits=False)
     with Sandbox(cfg) as sb:
         sb.invoke(payload)
         times = []

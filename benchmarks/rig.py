@@ -97,6 +97,16 @@ class HecProcess:
             conn.close()
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
+    def data_requests(self) -> int:
+        """HTTP requests to the event endpoints so far (every status), from the request log."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT count(*) FROM requests WHERE path LIKE "
+                               "'/services/collector%' AND path NOT LIKE '%health%'").fetchone()
+        finally:
+            conn.close()
+        return int(row[0])
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -150,7 +160,11 @@ class Rig:
                 "SPLUNK_EXTENSION_PYTHON": sys.executable, **extra}
 
     def sandbox(self, env: Mapping[str, str], **cfg: Any) -> Sandbox:
-        """A started sandbox running the sample function with the extension (caller closes)."""
+        """A started sandbox running the sample function with the extension (caller closes).
+
+        On whole cores unless `limits=True` is passed: the older benchmarks' figures stay
+        comparable; bench_cost measures under Lambda's CPU shares."""
+        cfg.setdefault("limits", False)
         config = SandboxConfig(function_dir=REPO / "function", handler="handler.handler",
                                opt_dir=self.opt, env=dict(env), **cfg)
         return Sandbox(config).start()
@@ -209,6 +223,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def extension_tree(sb: Sandbox) -> list[int]:
+    """Pids of every live process of the extension (its process group: main and children)."""
+    leader = sb.extension_pids().get(EXTENSION_NAME)
+    return _group_members(leader) if leader else []
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time used so far by `pids`, all their threads, in ns (scheduler accounting in
+    /proc/<pid>/task/<tid>/schedstat: exact, unlike the clock ticks of /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
+                    total += int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """rss, pss and uss (private clean + dirty) of `pid` from /proc/<pid>/smaps_rollup."""
     values: dict[str, int] = {}
@@ -219,6 +257,32 @@ def memory_kb(pid: int) -> dict[str, int]:
                 values[parts[0][:-1].decode()] = int(parts[1])
     return {"rss_kb": values.get("Rss", 0), "pss_kb": values.get("Pss", 0),
             "uss_kb": values.get("Private_Clean", 0) + values.get("Private_Dirty", 0)}
+
+
+def private_kb_by_mapping(pid: int) -> dict[str, int]:
+    """USS of `pid` by kind of mapping, from /proc/<pid>/smaps: `anon` (Python objects: pymalloc
+    arenas and large blocks), `heap` (the C heap: malloc'd buffers, OpenSSL, zlib), `libpython`
+    (its data pages, written by every process), `other libraries` and `stack`."""
+    out = {"anon": 0, "heap": 0, "libpython": 0, "other libraries": 0, "stack": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps", "rb") as fh:
+        for line in fh:
+            head = line.split(maxsplit=6)
+            if head and not head[0].endswith(b":"):  # a mapping's header line
+                name = head[5].strip().decode() if len(head) > 5 else ""
+                if name == "[heap]":
+                    kind = "heap"
+                elif name.startswith("[stack"):
+                    kind = "stack"
+                elif not name or name.startswith("["):
+                    kind = "anon"
+                elif "libpython" in name:
+                    kind = "libpython"
+                else:
+                    kind = "other libraries"
+            elif head and head[0] in (b"Private_Clean:", b"Private_Dirty:"):
+                out[kind] += int(head[1])
+    return out
 
 
 def listener_port(sb: Sandbox) -> int:

@@ -4,6 +4,8 @@ A CLI, so it prints. It runs the sample function through N invocations in the La
 with the real extension (launched by the layer's bootstrap), with an HEC outage and a timeout
 reset along the way, shuts the sandbox down, then reports what Splunk (the embedded receiver)
 holds: counts per sourcetype, latency from log line to HEC, and anything lost or duplicated.
+Each invocation's row shows the extension's flush decision when the extension logs one (a line
+on its stderr naming the request id and the word "flush"; "-" when it logs none).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from ext.local.sandbox import Sandbox, SandboxConfig
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "d3m0d3m0-0000-4000-8000-000000000000"  # noqa: S105 - the demo's local receiver only
 MODES = ("print", "logging", "json")
+FLUSH_W = 36  # width of the flush-decision column
 
 
-def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0) -> SandboxConfig:
+def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0,
+                 limits: bool = True) -> SandboxConfig:
     """Sandbox for the sample function; `opt_dir` is the layer holding the extension."""
     env = {
         "SPLUNK_HOST": hec_url,
@@ -35,10 +39,11 @@ def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0) -> 
         "SPLUNK_INDEX": "lambda",
         # The emulator has no /var/lang/bin/python3: run the launcher with this interpreter.
         "SPLUNK_EXTENSION_PYTHON": sys.executable,
+        "SPLUNK_LOG_LEVEL": "INFO",  # the per-invocation flush decision is an INFO line
     }
     return SandboxConfig(function_dir=REPO / "function", handler="handler.handler",
                          opt_dir=opt_dir, env=env, timeout_s=timeout_s,
-                         function_name="demo-orders")
+                         function_name="demo-orders", limits=limits)
 
 
 def plan(invokes: int, lines: int) -> list[dict[str, Any]]:
@@ -53,7 +58,7 @@ def plan(invokes: int, lines: int) -> list[dict[str, Any]]:
     return payloads
 
 
-def run_demo(invokes: int, lines: int, workdir: Path) -> dict[str, Any]:
+def run_demo(invokes: int, lines: int, workdir: Path, limits: bool = True) -> dict[str, Any]:
     """Runs everything; returns the figures the summary prints."""
     opt = make_local_opt(workdir / "opt")
     outage = range(invokes // 3, invokes // 3 + 2) if invokes >= 6 else range(0)
@@ -61,18 +66,26 @@ def run_demo(invokes: int, lines: int, workdir: Path) -> dict[str, Any]:
     rows = []
     with HecReceiver(workdir / "splunk.sqlite",
                      tokens=(HecToken(name="lambda", value=TOKEN, indexes=("lambda",)),)) as hec:
-        with Sandbox(build_config(opt, hec.url)) as sb:
+        with Sandbox(build_config(opt, hec.url, limits=limits)) as sb:
+            ext_lines: list[str] = []
+            sb.on_extension_output(ext_lines.append)
             print(f"emulator on {sb.api_address}, HEC receiver on {hec.url}")
+            share = sb.inspect()["limits"]
+            if share.get("applied"):
+                print(f"Lambda's CPU share: {share['cpu_share']:.1%} of a core, memory limit "
+                      f"{share['memory_limit_mb']} MB ({share['mechanism']})")
             print(f"{'invocation':<12}{'status':<9}{'duration':>10}{'post-runtime':>14}"
-                  f"{'lines':>7}{'in Splunk before freeze':>26}")
+                  f"{'lines':>7}{'in Splunk before freeze':>26}  {'flush decision':<{FLUSH_W}}")
             for n, payload in enumerate(plan(invokes, lines)):
                 note = _apply_outage(hec, n, outage)
                 result = sb.invoke(payload)
+                sb.sync_output()
                 written[payload["tag"]] = lines
                 stored = _stored_lines(hec, payload["tag"])
                 post = "-" if result.post_runtime_ms is None else f"{result.post_runtime_ms:.1f} ms"
+                decision = flush_decision(ext_lines, result.request_id)
                 print(f"{payload['tag']:<12}{result.status:<9}{result.duration_ms:>8.1f}ms"
-                      f"{post:>14}{lines:>7}{stored:>26}  {note}")
+                      f"{post:>14}{lines:>7}{stored:>26}  {decision:<{FLUSH_W}}  {note}")
                 rows.append((result, stored))
             hec.clear_faults()
             shutdown = sb.shutdown()
@@ -82,6 +95,18 @@ def run_demo(invokes: int, lines: int, workdir: Path) -> dict[str, Any]:
                   f" after {ext_exit.exit_ms if ext_exit else '?'} ms")
             inspect = sb.inspect()
         return _summarise(hec, written, inspect, workdir)
+
+
+def flush_decision(lines: list[str], request_id: str) -> str:
+    """The extension's flush decision for `request_id`: the newest of its own log lines that
+    names the request and says "flush", without the log prefix and the id; "-" if none."""
+    if not request_id:
+        return "-"
+    for line in reversed(lines):
+        if request_id in line and "flush" in line.lower():
+            message = line.split(": ", 1)[1] if ": " in line else line  # "<marker> LEVEL main: "
+            return " ".join(message.replace(request_id, "").split())[:FLUSH_W]
+    return "-"
 
 
 def _apply_outage(hec: HecReceiver, n: int, outage: range) -> str:
@@ -154,10 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=20, help="log lines per invocation")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the HEC store goes (default: a new temporary folder)")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="whole cores instead of Lambda's CPU share at 128 MB")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="splunk-hec-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    summary = run_demo(args.invokes, args.lines, workdir)
+    summary = run_demo(args.invokes, args.lines, workdir, limits=not args.no_limits)
     print_summary(summary)
     return 1 if summary["lines_missing"] else 0
 

@@ -40,6 +40,7 @@ def tp_config(tmp_path: Path, mode: str = "normal", **overrides: Any) -> tuple[S
         "opt_dir": layer,
         "env": env,
         "timeout_s": 2.0,
+        "limits": False,  # whole cores: timing assertions; limits have their own tests
     }
     fields.update(overrides)
     return SandboxConfig(**fields), out

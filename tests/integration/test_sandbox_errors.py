@@ -68,6 +68,7 @@ def gated_sandbox(tmp_path: Path, mode: str) -> tuple[Sandbox, Path]:
         handler="handler.handler",
         opt_dir=make_layer(tmp_path / "opt", {"gate": GATE}),
         env={"GATE_GO": str(go), "GATE_MODE": mode},
+        limits=False,
     )
     return Sandbox(cfg), go
 

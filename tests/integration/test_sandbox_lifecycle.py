@@ -139,7 +139,9 @@ def test_platform_event_shapes(tmp_path: Path) -> None:
 
 
 def test_runtime_crash_resets_and_keeps_tmp(tmp_path: Path) -> None:
-    cfg = SandboxConfig(function_dir=FUNCTION_DIR, handler="handler.handler", timeout_s=2.0)
+    cfg = SandboxConfig(
+        function_dir=FUNCTION_DIR, handler="handler.handler", timeout_s=2.0, limits=False
+    )
     seen: list[tuple[str, dict]] = []
     with Sandbox(cfg) as sb:
         sb.on_platform_event(lambda t, r: seen.append((t, r)))
@@ -206,3 +208,13 @@ def test_json_log_format_gives_objects(tmp_path: Path) -> None:
     assert all(r["level"] == "INFO" and r["requestId"] for r in logged)
     assert [r["n"] for r in records if isinstance(r, dict) and r.get("tag") == "js"] == [0, 1]
     assert any(isinstance(r, str) and r.startswith("pr:0:") for r in records)
+
+
+def test_extension_output_reaches_observers(tmp_path: Path) -> None:
+    cfg, _ = tp_config(tmp_path, limits=False)
+    seen: list[str] = []
+    with Sandbox(cfg) as sb:
+        sb.on_extension_output(seen.append)
+        sb.invoke({"lines": 1})
+        sb.sync_output()
+        assert "tp-ext ready" in seen

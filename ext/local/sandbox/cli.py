@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", type=int, default=128)
     run.add_argument("--log-format", choices=["Text", "JSON"], default="Text")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--no-limits", action="store_true",
+                     help="run on whole cores, without Lambda's CPU share and memory limit")
     run.add_argument("--exchange-log", type=Path, default=None)
     run.add_argument("--json", action="store_true", help="print inspect() as JSON at the end")
     return parser
@@ -81,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory_mb=args.memory,
         log_format=args.log_format,
         exchange_log=args.exchange_log,
+        limits=not args.no_limits,
     )
     with Sandbox(cfg) as sb:
         for _ in range(args.invokes):

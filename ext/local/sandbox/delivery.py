@@ -35,6 +35,8 @@ class DeliveryFaults:
 
     delay_s: float = 0.0  # sleep before each POST attempt (slow listener)
     fail_attempts: int = 0  # the next N POST attempts fail without being sent
+    # At SHUTDOWN, deliver nothing for this long (Lambda may deliver the last report late).
+    shutdown_delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_failure(self) -> bool:
@@ -83,6 +85,7 @@ class Subscriber:
         self._paused = False
         self._urgent = False  # shutdown window: ignore timeoutMs
         self._stop_at: float | None = None
+        self._resume_at: float | None = None  # shutdown delivery held until then (fault)
         self._drop_pending = (0, 0, "")
         self._conn: http.client.HTTPConnection | None = None
         self._thread = threading.Thread(target=self._run, name=f"telemetry-{name}", daemon=True)
@@ -120,8 +123,11 @@ class Subscriber:
             self._cv.notify()
 
     def begin_shutdown(self, stop_at: float) -> None:
-        """Deliver everything pending at once and keep going until monotonic `stop_at`."""
+        """Deliver everything pending at once (after the fault's shutdown delay, if any) and keep
+        going until monotonic `stop_at`."""
         with self._cv:
+            if self._faults.shutdown_delay_s > 0:
+                self._resume_at = time.monotonic() + self._faults.shutdown_delay_s
             self._paused = False
             self._urgent = True
             self._stop_at = stop_at
@@ -149,6 +155,8 @@ class Subscriber:
         buf = self.sub.buffering
         if not self._pending or self._paused:
             return False
+        if self._resume_at is not None and now < self._resume_at:
+            return False
         if self._urgent or len(self._pending) >= buf.max_items:
             return True
         if self._pending_bytes >= buf.max_bytes:
@@ -165,8 +173,11 @@ class Subscriber:
                 if self._ready(now):
                     break
                 wait: float | None = None
-                if self._pending and not self._paused and self._first_t is not None:
-                    wait = self._first_t + self.sub.buffering.timeout_ms / 1000 - now
+                if self._pending and not self._paused:
+                    if self._resume_at is not None and now < self._resume_at:
+                        wait = self._resume_at - now
+                    elif self._first_t is not None:
+                        wait = self._first_t + self.sub.buffering.timeout_ms / 1000 - now
                 if self._stop_at is not None:
                     left = self._stop_at - now
                     wait = left if wait is None else min(wait, left)

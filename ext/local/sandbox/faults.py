@@ -32,6 +32,16 @@ class Faults:
     def telemetry_delay_s(self, value: float) -> None:
         self._sb.bus.faults.delay_s = value
 
+    @property
+    def shutdown_delivery_delay_s(self) -> float:
+        """Seconds into the SHUTDOWN window before pending telemetry is delivered (Lambda may
+        deliver the last platform.report late in the window)."""
+        return self._sb.bus.faults.shutdown_delay_s
+
+    @shutdown_delivery_delay_s.setter
+    def shutdown_delivery_delay_s(self, value: float) -> None:
+        self._sb.bus.faults.shutdown_delay_s = value
+
     def fail_telemetry(self, attempts: int) -> None:
         """Make the next `attempts` telemetry POST attempts fail (a failing listener)."""
         with self._sb.bus.faults.lock:

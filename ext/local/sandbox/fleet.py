@@ -33,8 +33,11 @@ class Fleet:
         work_dir: Path,
         tmp_dir: Path,
         on_exit: Callable[[procs.SandboxProcess], None],
+        *,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.preexec = preexec  # joins the sandbox's cgroup (limits.py), or None
         self.bus = bus
         self.tmp_dir = tmp_dir
         self.bin_dir = work_dir / "lang" / "bin"
@@ -44,6 +47,7 @@ class Fleet:
         self.extensions: dict[str, procs.SandboxProcess] = {}
         self.json_logs = cfg.log_format.upper() == "JSON"
         self.instance_id = ""
+        self.output_observers: list[Callable[[str], None]] = []  # extension lines, as written
         self._members: list[int] = []
         self._members_t = 0.0
         self._peak_kb = 0
@@ -100,6 +104,7 @@ class Fleet:
             cwd=cwd,
             on_lines=self._extension_lines,
             on_exit=self.on_exit,
+            preexec=self.preexec,
         )
         self.extensions[path.name] = proc
         return proc
@@ -124,6 +129,7 @@ class Fleet:
                 on_lines=self._function_lines,
                 on_exit=self.on_exit,
                 pass_fds=pass_fds,
+                preexec=self.preexec,
             )
         except OSError:
             if frame_read >= 0:
@@ -151,6 +157,9 @@ class Fleet:
         self.bus.emit_timed("function", records)
 
     def _extension_lines(self, lines: list[bytes]) -> None:
+        for observe in self.output_observers:
+            for line in lines:
+                observe(line.decode("utf-8", "replace"))
         self.bus.emit_logs("extension", [events.log_record(ln, self.json_logs) for ln in lines])
 
     # -- signals -----------------------------------------------------------------------------------

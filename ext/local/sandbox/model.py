@@ -34,6 +34,9 @@ class SandboxConfig:
     log_fd_framing: bool = True  # pass _LAMBDA_TELEMETRY_LOG_FD to awslambdaric
     shutdown_budget_ms: int = 2000  # with external extensions (lambda-protocol 3.4)
     runtime_shutdown_ms: int = 300  # runtime's share before SIGKILL
+    # Lambda's CPU share (memory_mb / 1769 of a core) and memory limit through a cgroup, where
+    # the machine allows (root); see limits.py. False: run on the machine's whole cores.
+    limits: bool = True
 
     @property
     def arn(self) -> str:

@@ -217,8 +217,10 @@ def launch(
     on_lines: LinesSink,
     on_exit: Callable[[SandboxProcess], None],
     pass_fds: tuple[int, ...] = (),
+    preexec: Callable[[], None] | None = None,
 ) -> SandboxProcess:
-    """Start `argv` in a new session with stdout+stderr piped to `on_lines`."""
+    """Start `argv` in a new session with stdout+stderr piped to `on_lines`; `preexec` runs in
+    the child before exec (joining the sandbox's cgroup)."""
     read_fd, write_fd = os.pipe()
     try:
         popen = subprocess.Popen(
@@ -231,6 +233,8 @@ def launch(
             start_new_session=True,
             pass_fds=pass_fds,
             close_fds=True,
+            # Only writes to descriptors opened before the fork (limits.py): no lock is taken.
+            preexec_fn=preexec,  # noqa: PLW1509
         )
     except OSError:
         os.close(read_fd)

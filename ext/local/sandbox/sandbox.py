@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ext.local.sandbox import events, procs, wire
+from ext.local.sandbox import events, limits, procs, wire
 from ext.local.sandbox.control import ControlPlane, Invocation
 from ext.local.sandbox.exchanges import ExchangeLog
 from ext.local.sandbox.faults import Faults
@@ -43,7 +43,9 @@ class Sandbox:
         self._log = ExchangeLog(cfg.exchange_log)
         self.cp = ControlPlane(cfg, self.bus, self._log)
         self.cp.on_runtime_done = self._emit_runtime_done
-        self.fleet = Fleet(cfg, self.bus, self._work, self.tmp_dir, self._on_exit)
+        self.cgroup = limits.create(cfg.memory_mb) if cfg.limits else None
+        self.fleet = Fleet(cfg, self.bus, self._work, self.tmp_dir, self._on_exit,
+                           preexec=self.cgroup.enter_hook() if self.cgroup else None)
         self._server = ApiServer(self.cp.handle)
         self.faults = Faults(self)
         self.ident = events.FunctionIdentity(
@@ -141,11 +143,21 @@ class Sandbox:
             "delivery": self.bus.subscriber_stats(),
             "extension_pids": self.extension_pids(),
             "runtime_pid": self.runtime_pid,
+            "limits": self.cgroup.describe() if self.cgroup else {"applied": False},
         }
 
     def on_platform_event(self, callback: Callable[[str, Any], None]) -> None:
         """Call `callback(type, record)` synchronously for every platform.* event emitted."""
         self.bus.add_observer(callback)
+
+    def on_extension_output(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(line)` for every line any extension writes to stdout or stderr."""
+        self.fleet.output_observers.append(callback)
+
+    def sync_output(self) -> None:
+        """Hand on every output line the sandbox's processes have written so far."""
+        for proc in self.fleet.all():
+            proc.sync_output()
 
     def close(self) -> None:
         """Kill everything and stop the server; idempotent."""
@@ -167,6 +179,8 @@ class Sandbox:
                     thread.join(1.0)
             self._server.close()
             self._log.close()
+            if self.cgroup is not None:
+                self.cgroup.close()
             shutil.rmtree(self._work, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:

@@ -4,7 +4,7 @@
 Registers (name = its file name), subscribes to the Telemetry API with a tiny HTTP listener, handles
 INVOKE/SHUTDOWN, and runs a background ticker whose clock gaps prove it was frozen. Everything it
 sees goes as JSON lines to $TP_OUT (with CLOCK_MONOTONIC times, comparable with the emulator's).
-$TP_MODE: normal | wrong_name | init_error | exit_error.
+$TP_MODE: normal | wrong_name | init_error | exit_error | linger (stays 1.8 s after SHUTDOWN).
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def main() -> None:
             )
             return
         if event.get("eventType") == "SHUTDOWN":
-            time.sleep(0.2)  # let the shutdown window's telemetry arrive
+            # Let the shutdown window's telemetry arrive.
+            time.sleep(1.8 if MODE == "linger" else 0.2)
             note("exit")
             return
 
