@@ -26,7 +26,8 @@ USER_AGENT = "splunk-hec-lambda-extension/0.1"
 POISON_CODES = frozenset({5, 6, 12, 13, 15})
 # Configuration problems an operator can fix (token, index, ack): hold the data, never drop.
 HOLD_CODES = frozenset({1, 2, 3, 4, 7, 10, 11, 14, 16, 21, 22})
-RETRY_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})
+# Transient 4xx (404: Splunk Cloud maintenance); every 5xx is transient too.
+RETRY_STATUSES = frozenset({404, 408, 429})
 
 
 class Verdict(enum.Enum):
@@ -95,7 +96,13 @@ def compress(body: bytes, level: int) -> bytes:
 
 
 def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
-    """Maps an HTTP status and HEC body (JSON, HTML or empty) to what the sender should do."""
+    """Maps an HTTP status and HEC body (JSON, HTML or empty) to what the sender should do.
+
+    A configuration code holds whatever the status (receivers disagree on statuses: Vector answers
+    401 where Splunk answers 403), because holding keeps the data in the spool. Quarantine takes
+    data out of the delivery path, so it needs both signals: status 400 and a data-error code (or
+    no code at all, as a generic HTML 400 for a malformed body has none).
+    """
     code, text, invalid = _parse_body(data)
     delay = _retry_after_s(retry_after)
     if 200 <= status < 300:
