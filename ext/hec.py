@@ -109,12 +109,13 @@ def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
         return HecOutcome(Verdict.ACCEPTED, status, code, text)
     if status == 413:
         return HecOutcome(Verdict.TOO_LARGE, status, code, text)
-    if code in HOLD_CODES or status in (401, 403):
+    if code in HOLD_CODES:
         return HecOutcome(Verdict.HOLD, status, code, text, invalid)
     if status == 400 and (code in POISON_CODES or code is None):
         return HecOutcome(Verdict.POISON, status, code, text, invalid)
     if status in RETRY_STATUSES or status >= 500:
         return HecOutcome(Verdict.RETRY, status, code, text, None, delay)
+    # 401/403 (token), 415, a redirect, an unknown 4xx or code: for an operator to fix.
     return HecOutcome(Verdict.HOLD, status, code, text, invalid)
 
 
