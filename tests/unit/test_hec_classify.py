@@ -1,3 +1,5 @@
+"""HEC answers mapped to sender verdicts: every documented code, odd statuses, odd bodies."""
+
 from __future__ import annotations
 
 import json
