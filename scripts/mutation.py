@@ -112,6 +112,10 @@ class Result:
 HEADER = "| module | mutants | killed | survived | score | time |\n|---|---:|---:|---:|---:|---:|"
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
@@ -184,7 +188,7 @@ def _stop(signum: int, _frame: object) -> None:
     for group in list(_RUNNING):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
-    print(f"\ninterrupted; partial sessions stay in {OUT.relative_to(ROOT)}/work/", flush=True)
+    print(f"\ninterrupted; partial sessions stay in {_shown(OUT)}/work/", flush=True)
     os._exit(128 + signum)
 
 
@@ -208,7 +212,7 @@ def run_module(
         clean = _run([sys.executable, *PYTEST, *tests], work, env, out)
         baseline = time.monotonic() - baseline_start
         if clean != 0:
-            result.error = f"the tests fail unmutated (see {log.relative_to(ROOT)})"
+            result.error = f"the tests fail unmutated (see {_shown(log)})"
             return result
         # A mutant that loops is stopped at 10x the clean run (and never under 20 s: the
         # machine may be busy), and counted as killed, as cosmic-ray does.
@@ -299,17 +303,26 @@ def _diff(outcome: dict[str, str]) -> str:
                      and not line.startswith(("---", "+++")))
 
 
-def write_reports(results: list[Result]) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    rows = "\n".join(r.row() for r in results)
-    (OUT / "summary.md").write_text(f"{HEADER}\n{rows}\n")
-    for r in results:
-        name = r.module.replace("/", "_").removesuffix(".py")
-        survivors = "\n".join(r.survivors) or "None.\n"
-        (OUT / f"{name}.md").write_text(f"{HEADER}\n{r.row()}\n\n### Survivors\n\n{survivors}")
+def write_module_report(result: Result) -> None:
+    name = result.module.replace("/", "_").removesuffix(".py")
+    survivors = "\n".join(result.survivors) or "None.\n"
+    (OUT / f"{name}.md").write_text(f"{HEADER}\n{result.row()}\n\n### Survivors\n\n{survivors}")
+
+
+def write_summary(results: list[Result]) -> None:
+    """summary.md keeps the rows of earlier runs; a module run again replaces its row."""
+    path = OUT / "summary.md"
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines()[2:]:
+            if line.startswith("| "):
+                rows[line.split(" | ")[0][2:]] = line
+    rows.update({r.module: r.row() for r in results})
+    path.write_text(HEADER + "\n" + "\n".join(rows[m] for m in sorted(rows)) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
+    global OUT
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("modules", nargs="*", help="source files, e.g. ext/hec.py")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a named list of modules")
@@ -319,11 +332,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the power/shift/bitwise replacements (slower)")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 when a module scores below this percentage")
+    parser.add_argument("--out", type=Path, default=OUT, help="reports and work copies")
     parser.add_argument("--skip-type-only", nargs=2, metavar=("MODULE", "SESSION"),
                         help=argparse.SUPPRESS)  # a step of each module's run
     args = parser.parse_args(argv)
     if args.skip_type_only:
         return skip_type_only(Path(args.skip_type_only[0]), Path(args.skip_type_only[1]))
+    OUT = args.out.resolve()
     modules = list(args.modules) + list(PRESETS.get(args.preset or "", ()))
     if not modules:
         parser.error("name at least one module or a --preset")
@@ -338,15 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     def one(module: str) -> Result:
         log = OUT / (module.replace("/", "_").removesuffix(".py") + ".log")
         result = run_module(module, test_files(module, args.tests), args.all_operators, log)
+        write_module_report(result)
         print(result.row(), flush=True)
         return result
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(one, modules))
-    write_reports(results)
+    write_summary(results)
     print(f"\ntotal {_duration(time.monotonic() - started)}; survivors in "
-          f"{OUT.relative_to(ROOT)}/<module>.md", flush=True)
+          f"{_shown(OUT)}/<module>.md", flush=True)
     failed = [r for r in results if r.error or r.score < args.min_score]
     return 1 if failed else 0
 
