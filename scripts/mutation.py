@@ -44,7 +44,10 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/envelope.py": ("tests/unit/test_envelope_lines.py", "tests/unit/test_envelope*.py"),
     "ext/quarantine.py": ("tests/unit/test_quarantine*.py",),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
-    "ext/spool/frame.py": ("tests/unit/test_spool_frame*.py", "tests/unit/test_spool_recovery*.py"),
+    "ext/spool/frame.py": (
+        "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame*.py",
+        "tests/unit/test_spool_recovery*.py",
+    ),
     "ext/spool/layout.py": ("tests/unit/test_spool_*.py",),
     "ext/spool/ackstate.py": ("tests/unit/test_spool_*.py",),
     "ext/spool/reader.py": ("tests/unit/test_spool_*.py",),

@@ -54,3 +54,8 @@ def test_halving_small_batches() -> None:
 def test_without_the_last_envelope_leaves_an_empty_batch_that_still_completes() -> None:
     assert shapes([without(HecBatch([b"poison"], 6, 3), 0)]) == [([], 0, 3)]
     assert shapes([without(HecBatch([b"a", b"b", b"c"], 5, 3), 1)]) == [([b"a", b"c"], 3, 3)]
+
+
+def test_a_new_batch_is_empty_and_completes_nothing() -> None:
+    fresh = HecBatch()
+    assert (fresh.envelopes, fresh.size, fresh.completes_seq, fresh.body()) == ([], 0, None, b"")
