@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -200,7 +201,7 @@ def _tool(name: str) -> str:
 
 
 def run_module(
-    module: str, tests: list[str], all_operators: bool, log: Path
+    module: str, tests: list[str], all_operators: bool, log: Path, survivors_only: bool = False
 ) -> Result:
     started = time.monotonic()
     result = Result(module)
@@ -208,9 +209,22 @@ def run_module(
         result.error = "no tests mapped (pass --tests)"
         return result
     work = OUT / "work" / module.replace("/", "_").removesuffix(".py")
-    _copy_project(work)
+    session = work / "session.sqlite"
+    if survivors_only:
+        # Tests were added since the last run: killed mutants stay killed, so only the
+        # survivors run again. Sound only while the module itself is unchanged.
+        if not session.exists() or (work / module).read_bytes() != (ROOT / module).read_bytes():
+            result.error = "--survivors-only needs a finished run of this very source"
+            return result
+        shutil.rmtree(work / "tests")
+        shutil.copytree(ROOT / "tests", work / "tests",
+                        ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+        with sqlite3.connect(session) as db:
+            db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    else:
+        _copy_project(work)
     env = _env()
-    with log.open("w") as out:
+    with log.open("a" if survivors_only else "w") as out:
         baseline_start = time.monotonic()
         clean = _run([sys.executable, *PYTEST, *tests], work, env, out)
         baseline = time.monotonic() - baseline_start
@@ -221,13 +235,14 @@ def run_module(
         # machine may be busy), and counted as killed, as cosmic-ray does.
         (work / "cr.toml").write_text(_config(module, tests, max(20.0, 10 * baseline),
                                               all_operators))
-        for step in (
+        steps = [
             [_tool("cosmic-ray"), "init", "cr.toml", "session.sqlite"],
             [_tool("cr-filter-operators"), "session.sqlite", "cr.toml"],
             [sys.executable, "-m", "scripts.mutation", "--skip-type-only", str(work / module),
-             str(work / "session.sqlite")],
-            [_tool("cosmic-ray"), "exec", "cr.toml", "session.sqlite"],
-        ):
+             str(session)],
+        ]
+        for step in [*([] if survivors_only else steps),
+                     [_tool("cosmic-ray"), "exec", "cr.toml", "session.sqlite"]]:
             if _run(step, work, env, out) != 0:
                 result.error = f"{Path(step[0]).name} {step[1]} failed (see {log.name})"
                 return result
@@ -335,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the power/shift/bitwise replacements (slower)")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 when a module scores below this percentage")
+    parser.add_argument("--survivors-only", action="store_true",
+                        help="rerun only the last run's survivors (after adding tests)")
     parser.add_argument("--out", type=Path, default=OUT, help="reports and work copies")
     parser.add_argument("--skip-type-only", nargs=2, metavar=("MODULE", "SESSION"),
                         help=argparse.SUPPRESS)  # a step of each module's run
@@ -355,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(module: str) -> Result:
         log = OUT / (module.replace("/", "_").removesuffix(".py") + ".log")
-        result = run_module(module, test_files(module, args.tests), args.all_operators, log)
+        result = run_module(module, test_files(module, args.tests), args.all_operators, log,
+                            args.survivors_only)
         write_module_report(result)
         print(result.row(), flush=True)
         return result

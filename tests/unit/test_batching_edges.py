@@ -51,6 +51,13 @@ def test_halving_small_batches() -> None:
     assert shapes([first, second]) == [([b"a", b"bb"], 4, None), ([b"ccc", b"d"], 5, 4)]
 
 
+def test_halving_is_at_the_middle_whatever_the_count() -> None:
+    for count in range(2, 12):
+        envelopes = [b"%d" % n for n in range(count)]
+        first, second = split_batch(HecBatch(envelopes, 0, 1))
+        assert (len(first.envelopes), len(second.envelopes)) == (count // 2, count - count // 2)
+
+
 def test_without_the_last_envelope_leaves_an_empty_batch_that_still_completes() -> None:
     assert shapes([without(HecBatch([b"poison"], 6, 3), 0)]) == [([], 0, 3)]
     assert shapes([without(HecBatch([b"a", b"b", b"c"], 5, 3), 1)]) == [([b"a", b"c"], 3, 3)]
