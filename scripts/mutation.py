@@ -42,7 +42,10 @@ COPIED = ("ext", "tests", "scripts", "setup.cfg", "pyproject.toml")
 TESTS: dict[str, tuple[str, ...]] = {
     "ext/hec.py": ("tests/unit/test_hec_classify.py", "tests/integration/test_hec_client.py"),
     "ext/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
-    "ext/envelope.py": ("tests/unit/test_envelope_lines.py", "tests/unit/test_envelope*.py"),
+    "ext/envelope.py": (
+        "tests/unit/test_envelope_lines.py", "tests/unit/test_envelope_time.py",
+        "tests/unit/test_envelope*.py",
+    ),
     "ext/quarantine.py": ("tests/unit/test_quarantine*.py",),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (

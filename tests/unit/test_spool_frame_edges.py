@@ -3,6 +3,7 @@ bounds of a header, and the reasons a scan stops."""
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 from ext.spool import frame
@@ -57,3 +58,31 @@ def test_a_scan_reports_where_and_why_it_stopped() -> None:
         frame.FrameStatus.OK, 5, 100, [],
     )
     assert frame.scan_segment(b"not a segment header....").header is None
+
+
+def forged_header(magic: int = frame.FRAME_MAGIC, version: int = frame.FORMAT_VERSION,
+                  kind: int = frame.KIND_DATA, plen: int = 0) -> bytes:
+    """A header with a valid CRC over fields the writer never produces."""
+    body = struct.pack("<HBBIQQQII", magic, version, kind, plen, 1, 0, 0, 1, zlib.crc32(b""))
+    return body + struct.pack("<I", zlib.crc32(body)) + bytes(64)
+
+
+def test_a_header_with_a_valid_crc_but_foreign_fields_is_corrupt() -> None:
+    assert isinstance(frame.decode_frame_header(forged_header(), 0), frame.FrameHeader)
+    for forged in (
+        forged_header(magic=0x5054), forged_header(version=0), forged_header(version=2),
+        forged_header(kind=2), forged_header(plen=frame.MAX_PAYLOAD_BYTES + 1),
+    ):
+        assert frame.decode_frame_header(forged, 0) is frame.FrameStatus.CORRUPT_HEADER
+    at_bound = frame.decode_frame_header(forged_header(plen=frame.MAX_PAYLOAD_BYTES), 0)
+    assert isinstance(at_bound, frame.FrameHeader)
+
+
+def test_a_segment_header_must_match_in_every_field() -> None:
+    def header(magic: bytes = b"TSPL", version: int = 1, flags: int = 1) -> bytes:
+        return frame.SEGMENT_HEADER.pack(magic, version, flags, 5, 9)
+
+    assert frame.decode_segment_header(header()) == frame.SegmentHeader(5, 9)
+    for other in (header(magic=b"TSPM"), header(version=2), header(flags=2),
+                  header(version=0, flags=0)):
+        assert frame.decode_segment_header(other) is None
