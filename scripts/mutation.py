@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -146,6 +147,15 @@ def _env() -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest(work: Path) -> str:
+    marker = work / "source.sha256"
+    return marker.read_text() if marker.exists() else ""
+
+
 def _copy_project(work: Path) -> None:
     if work.exists():
         shutil.rmtree(work)
@@ -216,9 +226,11 @@ def run_module(
     if survivors_only:
         # Tests were added since the last run: killed mutants stay killed, so only the
         # survivors run again. Sound only while the module itself is unchanged.
-        if not session.exists() or (work / module).read_bytes() != (ROOT / module).read_bytes():
-            result.error = "--survivors-only needs a finished run of this very source"
+        source = ROOT / module
+        if not session.exists() or _digest(work) != _sha256(source):
+            result.error = "--survivors-only needs an earlier run of this very source"
             return result
+        shutil.copy2(source, work / module)  # an interrupted run leaves a mutant in place
         shutil.rmtree(work / "tests")
         shutil.copytree(ROOT / "tests", work / "tests",
                         ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
@@ -226,6 +238,7 @@ def run_module(
             db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
     else:
         _copy_project(work)
+        (work / "source.sha256").write_text(_sha256(ROOT / module))
     env = _env()
     with log.open("a" if survivors_only else "w") as out:
         baseline_start = time.monotonic()
