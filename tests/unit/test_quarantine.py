@@ -48,6 +48,13 @@ def test_the_file_is_bounded_and_the_count_goes_on(tmp_path: Path) -> None:
     assert (q.count, q.kept) == (3, 2)
 
 
+def test_a_line_that_fits_exactly_is_kept(tmp_path: Path) -> None:
+    line = len(json.dumps({"status": 400, "code": 6, "text": "t", "envelope": "x"})) + 1
+    q = Quarantine(str(tmp_path), max_bytes=line)
+    q.keep(b"x", 400, 6, "t")
+    assert os.path.getsize(q.path) == line and q.kept == 1
+
+
 def test_a_line_that_would_overflow_is_not_written_at_all(tmp_path: Path) -> None:
     line = len(json.dumps({"status": 400, "code": 6, "text": "t", "envelope": "x"})) + 1
     q = Quarantine(str(tmp_path), max_bytes=line - 1)
