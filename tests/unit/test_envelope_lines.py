@@ -57,6 +57,7 @@ def test_a_notice_is_an_extension_event_stamped_now() -> None:
         (f"[INFO]\t{T}\tshort-id\tx", "INFO", None),
         (f"[INFO]\t{T}\t{RID}x", "INFO", None),  # no tab after the id
         (f"[INFO]\t{T}\t{RID.replace('-', '_')}\tx", "INFO", None),  # not a uuid shape
+        (f"[INFO]\t{T}\t{RID.replace('-', ' ', 1)}\tx", "INFO", None),
         (f"[INFO]\t{T}{' ' * 40}\t{RID}\tx", "INFO", None),  # id tab beyond the time's width
         ("[ERROR]\tno more tabs", "ERROR", None),
         (f"[INFO]\t\t{RID}\tx", "INFO", RID),  # the id is the field after the time field

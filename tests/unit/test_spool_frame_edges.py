@@ -57,7 +57,8 @@ def test_a_scan_reports_where_and_why_it_stopped() -> None:
     assert (empty.stop, empty.next_seq, empty.next_events, empty.frames) == (
         frame.FrameStatus.OK, 5, 100, [],
     )
-    assert frame.scan_segment(b"not a segment header....").header is None
+    foreign = frame.scan_segment(b"not a segment header...." + one)
+    assert foreign == frame.SegmentScan(None, [], 0, frame.FrameStatus.CORRUPT_HEADER, 0, 0, 0)
 
 
 def forged_header(magic: int = frame.FRAME_MAGIC, version: int = frame.FORMAT_VERSION,
@@ -83,6 +84,6 @@ def test_a_segment_header_must_match_in_every_field() -> None:
         return frame.SEGMENT_HEADER.pack(magic, version, flags, 5, 9)
 
     assert frame.decode_segment_header(header()) == frame.SegmentHeader(5, 9)
-    for other in (header(magic=b"TSPM"), header(version=2), header(flags=2),
-                  header(version=0, flags=0)):
+    for other in (header(magic=b"TSPM"), header(version=2), header(flags=2), header(flags=0),
+                  header(version=0)):
         assert frame.decode_segment_header(other) is None
