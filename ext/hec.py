@@ -28,7 +28,8 @@ USER_AGENT = "splunk-hec-lambda-extension/0.1"
 POISON_CODES = frozenset({5, 6, 12, 13, 15})
 # Configuration problems an operator can fix (token, index, ack): hold the data, never drop.
 HOLD_CODES = frozenset({1, 2, 3, 4, 7, 10, 11, 14, 16, 21, 22})
-RETRY_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})
+# Transient 4xx (404: Splunk Cloud maintenance); every 5xx is transient too.
+RETRY_STATUSES = frozenset({404, 408, 429})
 # "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated.
 TOKEN_REJECTED_CODES = frozenset({1, 4})
 TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
@@ -133,19 +134,26 @@ def compress(body: bytes, level: int) -> bytes:
 
 
 def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
-    """Maps an HTTP status and HEC body (JSON, HTML or empty) to what the sender should do."""
+    """Maps an HTTP status and HEC body (JSON, HTML or empty) to what the sender should do.
+
+    A configuration code holds whatever the status (receivers disagree on statuses: Vector answers
+    401 where Splunk answers 403), because holding keeps the data in the spool. Quarantine takes
+    data out of the delivery path, so it needs both signals: status 400 and a data-error code (or
+    no code at all, as a generic HTML 400 for a malformed body has none).
+    """
     code, text, invalid = _parse_body(data)
     delay = _retry_after_s(retry_after)
     if 200 <= status < 300:
         return HecOutcome(Verdict.ACCEPTED, status, code, text)
     if status == 413:
         return HecOutcome(Verdict.TOO_LARGE, status, code, text)
-    if code in HOLD_CODES or status in (401, 403):
+    if code in HOLD_CODES:
         return HecOutcome(Verdict.HOLD, status, code, text, invalid)
     if status == 400 and (code in POISON_CODES or code is None):
         return HecOutcome(Verdict.POISON, status, code, text, invalid)
     if status in RETRY_STATUSES or status >= 500:
         return HecOutcome(Verdict.RETRY, status, code, text, None, delay)
+    # 401/403 (token), 415, a redirect, an unknown 4xx or code: for an operator to fix.
     return HecOutcome(Verdict.HOLD, status, code, text, invalid)
 
 

@@ -1,0 +1,408 @@
+"""Mutation testing of the extension, one module at a time, with cosmic-ray.
+
+    .venv/bin/python -m scripts.mutation ext/hec.py ext/batching.py
+    .venv/bin/python -m scripts.mutation --preset delivery --jobs 2
+    .venv/bin/python -m scripts.mutation ext/quarantine.py --tests tests/unit/test_quarantine.py
+
+Each module runs in its own copy of the project under build/mutation/work/, because cosmic-ray
+writes every mutant into the source file: the work tree is never touched, and an interrupted run
+leaves nothing behind. A mutant is tested with only the tests that matter for its module (fast
+unit tests first, `-x`), so most mutants die within a second. Hypothesis runs with the CI
+profile (derandomized), so two runs of the same code give the same score.
+
+Output: one Markdown table row per module on stdout (module, mutants, killed, survived, score,
+time), build/mutation/summary.md with the table, and build/mutation/<module>.md with the diff of
+every surviving mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "mutation"
+COPIED = ("ext", "tests", "scripts", "setup.cfg", "pyproject.toml")
+
+# The tests that exercise each module, fastest first. Globs: files other work adds later are
+# picked up by name; a pattern that matches nothing is skipped.
+TESTS: dict[str, tuple[str, ...]] = {
+    "ext/hec.py": ("tests/unit/test_hec_classify.py", "tests/integration/test_hec_client.py"),
+    "ext/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
+    "ext/envelope.py": (
+        "tests/unit/test_envelope_lines.py", "tests/unit/test_envelope_time.py",
+        "tests/unit/test_envelope*.py",
+    ),
+    "ext/quarantine.py": ("tests/unit/test_quarantine*.py",),
+    "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
+    "ext/spool/frame.py": (
+        "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame*.py",
+        "tests/unit/test_spool_recovery*.py",
+    ),
+    "ext/spool/layout.py": ("tests/unit/test_spool_*.py",),
+    "ext/spool/ackstate.py": ("tests/unit/test_spool_*.py",),
+    "ext/spool/reader.py": ("tests/unit/test_spool_*.py",),
+    "ext/spool/writer.py": ("tests/unit/test_spool_*.py",),
+    "ext/courier.py": (
+        "tests/unit/test_courier*.py", "tests/unit/test_sender*.py",
+        "tests/integration/test_sender*.py",
+    ),
+    "ext/sender.py": (
+        "tests/unit/test_sender*.py", "tests/unit/test_courier*.py",
+        "tests/integration/test_sender*.py",
+    ),
+    "ext/listener.py": ("tests/unit/test_listener*.py", "tests/integration/test_listener*.py"),
+    "ext/lifecycle.py": (
+        "tests/unit/test_lifecycle*.py", "tests/integration/test_sandbox_lifecycle.py",
+    ),
+    "ext/control.py": ("tests/unit/test_control*.py", "tests/unit/test_lifecycle*.py"),
+}
+PRESETS = {
+    "delivery": (
+        "ext/hec.py", "ext/batching.py", "ext/envelope.py", "ext/quarantine.py",
+        "ext/spool/frame.py", "ext/spool/layout.py", "ext/spool/ackstate.py",
+        "ext/spool/reader.py", "ext/spool/writer.py", "ext/courier.py", "ext/sender.py",
+        "ext/listener.py", "ext/lifecycle.py",
+    ),
+    "smoke": ("ext/errors.py",),
+}
+# Replacing arithmetic by a power, a shift or a bitwise operator: on this code's ints and bytes
+# such a mutant crashes or is far off on the first line run, so it costs a test run and tells
+# nothing. `--all-operators` keeps them.
+NOISE_OPERATORS = (r"core/ReplaceBinaryOperator_\w+_(Pow|RShift|LShift|BitOr|BitAnd|BitXor)$",)
+PYTEST = (
+    "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+    # Entry-point scanning of every installed package costs ~1 s per mutant; load the two
+    # plugins the suite needs by name instead.
+    "-p", "_hypothesis_pytestplugin", "-p", "pytest_timeout",
+)
+
+
+@dataclass
+class Result:
+    module: str
+    mutants: int = 0
+    killed: int = 0
+    survived: int = 0
+    incompetent: int = 0  # the mutant cannot even import: killed by Python, not by a test
+    seconds: float = 0.0
+    survivors: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def score(self) -> float:
+        judged = self.killed + self.survived
+        return 100.0 * self.killed / judged if judged else 100.0
+
+    def row(self) -> str:
+        if self.error:
+            return f"| {self.module} | error: {self.error} | | | | |"
+        return (
+            f"| {self.module} | {self.mutants} | {self.killed + self.incompetent} | "
+            f"{self.survived} | {self.score:.1f}% | {_duration(self.seconds)} |"
+        )
+
+
+HEADER = "| module | mutants | killed | survived | score | time |\n|---|---:|---:|---:|---:|---:|"
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def test_files(module: str, override: list[str] | None) -> list[str]:
+    patterns = override or TESTS.get(module, ("tests/unit",))
+    found: list[str] = []
+    for pattern in patterns:
+        matches = sorted(ROOT.glob(pattern)) if "*" in pattern else [ROOT / pattern]
+        for path in matches:
+            rel = path.relative_to(ROOT).as_posix()
+            if path.exists() and rel not in found:
+                found.append(rel)
+    return found
+
+
+def _env() -> dict[str, str]:
+    # CI=1 selects the derandomized hypothesis profile (tests/conftest.py): reproducible scores.
+    return {**os.environ, "CI": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest(work: Path) -> str:
+    marker = work / "source.sha256"
+    return marker.read_text() if marker.exists() else ""
+
+
+def _copy_project(work: Path) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, work / name, ignore=ignore)
+        elif source.exists():
+            shutil.copy2(source, work / name)
+
+
+def _config(module: str, tests: list[str], timeout: float, all_operators: bool) -> str:
+    command = " ".join([sys.executable, *PYTEST, *tests])
+    lines = [
+        "[cosmic-ray]",
+        f'module-path = "{module}"',
+        f"timeout = {timeout:.0f}",
+        "excluded-modules = []",
+        f"test-command = {json.dumps(command)}",
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+        "",
+        "[cosmic-ray.filters.operators-filter]",
+        f"exclude-operators = {json.dumps([] if all_operators else list(NOISE_OPERATORS))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_RUNNING: set[int] = set()  # process groups of the steps in flight
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str], out: TextIO) -> int:
+    """Runs one step in its own process group, so an interrupted run leaves no test behind."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=out,
+                            start_new_session=True)
+    _RUNNING.add(proc.pid)
+    try:
+        return proc.wait()
+    finally:
+        _RUNNING.discard(proc.pid)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    for group in list(_RUNNING):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    print(f"\ninterrupted; partial sessions stay in {_shown(OUT)}/work/", flush=True)
+    os._exit(128 + signum)
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def run_module(
+    module: str, tests: list[str], all_operators: bool, log: Path, survivors_only: bool = False
+) -> Result:
+    started = time.monotonic()
+    result = Result(module)
+    if not tests:
+        result.error = "no tests mapped (pass --tests)"
+        return result
+    work = OUT / "work" / module.replace("/", "_").removesuffix(".py")
+    session = work / "session.sqlite"
+    if survivors_only:
+        # Tests were added since the last run: killed mutants stay killed, so only the
+        # survivors run again. Sound only while the module itself is unchanged.
+        source = ROOT / module
+        if not session.exists() or _digest(work) != _sha256(source):
+            result.error = "--survivors-only needs an earlier run of this very source"
+            return result
+        shutil.copy2(source, work / module)  # an interrupted run leaves a mutant in place
+        shutil.rmtree(work / "tests")
+        shutil.copytree(ROOT / "tests", work / "tests",
+                        ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+        with sqlite3.connect(session) as db:
+            db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    else:
+        _copy_project(work)
+        (work / "source.sha256").write_text(_sha256(ROOT / module))
+    env = _env()
+    with log.open("a" if survivors_only else "w") as out:
+        baseline_start = time.monotonic()
+        clean = _run([sys.executable, *PYTEST, *tests], work, env, out)
+        baseline = time.monotonic() - baseline_start
+        if clean != 0:
+            result.error = f"the tests fail unmutated (see {_shown(log)})"
+            return result
+        # A mutant that loops is stopped at 10x the clean run (and never under 20 s: the
+        # machine may be busy), and counted as killed, as cosmic-ray does.
+        (work / "cr.toml").write_text(_config(module, tests, max(20.0, 10 * baseline),
+                                              all_operators))
+        steps = [
+            [_tool("cosmic-ray"), "init", "cr.toml", "session.sqlite"],
+            [_tool("cr-filter-operators"), "session.sqlite", "cr.toml"],
+            [sys.executable, "-m", "scripts.mutation", "--skip-type-only", str(work / module),
+             str(session)],
+        ]
+        for step in [*([] if survivors_only else steps),
+                     [_tool("cosmic-ray"), "exec", "cr.toml", "session.sqlite"]]:
+            if _run(step, work, env, out) != 0:
+                result.error = f"{Path(step[0]).name} {step[1]} failed (see {log.name})"
+                return result
+        dump = subprocess.run(
+            [_tool("cosmic-ray"), "dump", "session.sqlite"], cwd=work, env=env,
+            capture_output=True, text=True, check=True,
+        ).stdout
+    _tally(result, dump)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def type_only_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Annotations and `if TYPE_CHECKING:` blocks: never run (the modules use `from __future__
+    import annotations`), so a mutant there is equivalent by construction."""
+    spans: list[tuple[tuple[int, int], tuple[int, int]]] = []
+
+    def add(node: ast.AST | None) -> None:
+        if node is not None:
+            end = (node.end_lineno or node.lineno, node.end_col_offset or 0)  # type: ignore[attr-defined]
+            spans.append(((node.lineno, node.col_offset), end))  # type: ignore[attr-defined]
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                add(arg.annotation if arg is not None else None)
+            add(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            add(node.annotation)
+        elif (isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+              and node.test.id == "TYPE_CHECKING"):
+            add(node)
+    return spans
+
+
+def skip_type_only(module: Path, session: Path) -> int:
+    """Marks the pending mutants of `session` that sit in type-only code as skipped."""
+    from cosmic_ray.work_db import WorkDB, use_db  # type: ignore[import-untyped]
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult  # type: ignore[import-untyped]
+
+    spans = type_only_spans(module.read_text())
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            start = tuple(item.mutations[0].start_pos)
+            if any(first <= start < last for first, last in spans):
+                db.set_result(item.job_id, WorkResult(
+                    output="type-only code", worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    print(f"skipped {skipped} mutants in annotations or TYPE_CHECKING blocks")
+    return 0
+
+
+def _tally(result: Result, dump: str) -> None:
+    for line in dump.splitlines():
+        item, outcome = json.loads(line)
+        if outcome is None or outcome.get("worker_outcome") == "skipped":
+            continue  # filtered out by the operator filter
+        result.mutants += 1
+        verdict = outcome.get("test_outcome")
+        if verdict == "survived":
+            result.survived += 1
+            mutation = item["mutations"][0]
+            where = f"line {mutation['start_pos'][0]}, {mutation['operator_name']}"
+            result.survivors.append(f"#### {where}\n\n```diff\n{_diff(outcome)}\n```\n")
+        elif verdict == "incompetent":
+            result.incompetent += 1
+        else:
+            result.killed += 1
+
+
+def _diff(outcome: dict[str, str]) -> str:
+    lines = outcome.get("diff", "").splitlines()
+    return "\n".join(line for line in lines if line.startswith(("-", "+", "@@"))
+                     and not line.startswith(("---", "+++")))
+
+
+def write_module_report(result: Result) -> None:
+    name = result.module.replace("/", "_").removesuffix(".py")
+    survivors = "\n".join(result.survivors) or "None.\n"
+    (OUT / f"{name}.md").write_text(f"{HEADER}\n{result.row()}\n\n### Survivors\n\n{survivors}")
+
+
+def write_summary(results: list[Result]) -> None:
+    """summary.md keeps the rows of earlier runs; a module run again replaces its row."""
+    path = OUT / "summary.md"
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines()[2:]:
+            if line.startswith("| "):
+                rows[line.split(" | ")[0][2:]] = line
+    rows.update({r.module: r.row() for r in results})
+    path.write_text(HEADER + "\n" + "\n".join(rows[m] for m in sorted(rows)) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    global OUT
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("modules", nargs="*", help="source files, e.g. ext/hec.py")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a named list of modules")
+    parser.add_argument("--tests", nargs="+", help="test files for every module given")
+    parser.add_argument("--jobs", type=int, default=1, help="modules run side by side")
+    parser.add_argument("--all-operators", action="store_true",
+                        help="keep the power/shift/bitwise replacements (slower)")
+    parser.add_argument("--min-score", type=float, default=0.0,
+                        help="exit 1 when a module scores below this percentage")
+    parser.add_argument("--survivors-only", action="store_true",
+                        help="rerun only the last run's survivors (after adding tests)")
+    parser.add_argument("--out", type=Path, default=OUT, help="reports and work copies")
+    parser.add_argument("--skip-type-only", nargs=2, metavar=("MODULE", "SESSION"),
+                        help=argparse.SUPPRESS)  # a step of each module's run
+    args = parser.parse_args(argv)
+    if args.skip_type_only:
+        return skip_type_only(Path(args.skip_type_only[0]), Path(args.skip_type_only[1]))
+    OUT = args.out.resolve()
+    modules = list(args.modules) + list(PRESETS.get(args.preset or "", ()))
+    if not modules:
+        parser.error("name at least one module or a --preset")
+    for module in modules:
+        if not (ROOT / module).is_file() or module.startswith("ext/local/"):
+            parser.error(f"{module}: not a module of the shipped extension")
+    OUT.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    print(HEADER, flush=True)
+
+    def one(module: str) -> Result:
+        log = OUT / (module.replace("/", "_").removesuffix(".py") + ".log")
+        result = run_module(module, test_files(module, args.tests), args.all_operators, log,
+                            args.survivors_only)
+        write_module_report(result)
+        print(result.row(), flush=True)
+        return result
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(one, modules))
+    write_summary(results)
+    print(f"\ntotal {_duration(time.monotonic() - started)}; survivors in "
+          f"{_shown(OUT)}/<module>.md", flush=True)
+    failed = [r for r in results if r.error or r.score < args.min_score]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The HEC client against a loopback HTTP server: what goes on the wire, and what it never does
+(retry, follow a redirect, leak the token)."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from ext.config import Config
+from ext.hec import USER_AGENT, HecClient, Verdict, compress
+
+pytestmark = pytest.mark.integration
+TOKEN = "tok-7f3a-secret"
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    peer: tuple[str, int]  # the client's address: the same one for a reused connection
+
+
+@dataclass
+class Script:
+    """What the server answers next; every request it reads is recorded."""
+
+    status: int = 200
+    body: bytes = b'{"text":"Success","code":0}'
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    declared_extra: int = 0  # Content-Length claims this many bytes more than are sent
+    seen: list[Seen] = field(default_factory=list)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Script]]:
+    script = Script()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            script.seen.append(
+                Seen(self.path, dict(self.headers), self.rfile.read(length), self.client_address)
+            )
+            time.sleep(script.delay_s)
+            self.send_response(script.status)
+            for name, value in script.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(script.body) + script.declared_extra))
+            self.end_headers()
+            self.wfile.write(script.body)
+            if script.declared_extra:
+                self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", script
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def config(url: str, **overrides: object) -> Config:
+    values: dict[str, object] = {
+        "hec_url": url, "hec_path": "/services/collector/event", "hec_token": TOKEN,
+    }
+    values.update(overrides)
+    return Config(**values)
+
+
+def test_a_post_sends_the_gzip_body_with_the_hec_headers(server: tuple[str, Script]) -> None:
+    url, script = server
+    client = HecClient(config(url))
+    body = b'{"event":"a"}\n{"event":"b"}'
+    try:
+        first = client.post(compress(body, 1))
+        second = client.post(compress(body, 1))
+    finally:
+        client.close()
+    assert first.verdict is Verdict.ACCEPTED and first.status == 200 and first.code == 0
+    assert second.verdict is Verdict.ACCEPTED
+    sent = script.seen[0]
+    assert sent.path == "/services/collector/event"
+    assert gzip.decompress(sent.body) == body
+    assert sent.headers["Authorization"] == f"Splunk {TOKEN}"
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.headers["Content-Encoding"] == "gzip"
+    assert sent.headers["User-Agent"] == USER_AGENT
+    channel = sent.headers["X-Splunk-Request-Channel"]
+    assert str(uuid.UUID(channel)) == channel
+    assert script.seen[1].headers["X-Splunk-Request-Channel"] == channel  # one per process
+    assert script.seen[1].peer == sent.peer  # the connection is kept alive and reused
+
+
+def test_each_client_has_its_own_channel(server: tuple[str, Script]) -> None:
+    url, script = server
+    for _ in range(2):
+        client = HecClient(config(url))
+        client.post(b"{}")
+        client.close()
+    channels = {seen.headers["X-Splunk-Request-Channel"] for seen in script.seen}
+    assert len(channels) == 2
+
+
+def test_gzip_level_zero_sends_the_body_as_is(server: tuple[str, Script]) -> None:
+    url, script = server
+    client = HecClient(config(url, gzip_level=0))
+    body = b'{"event":"plain"}'
+    client.post(compress(body, 0))
+    client.close()
+    assert script.seen[0].body == body
+    assert "Content-Encoding" not in script.seen[0].headers
+
+
+def test_an_error_answer_is_classified_and_never_retried_by_urllib3(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.status, script.body, script.headers = 503, b'{"text":"Server is busy","code":9}', {
+        "Retry-After": "4"
+    }
+    client = HecClient(config(url))
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.status, out.code, out.retry_after_s) == (Verdict.RETRY, 503, 9, 4.0)
+    assert len(script.seen) == 1
+
+
+def test_a_redirect_is_not_followed(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.status, script.body = 302, b""
+    script.headers = {"Location": f"{url}/elsewhere"}
+    client = HecClient(config(url))
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.status) == (Verdict.HOLD, 302)
+    assert [seen.path for seen in script.seen] == ["/services/collector/event"]
+
+
+def test_an_answer_cut_short_is_a_retry_not_an_exception(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.declared_extra = 50  # the body is read inside the guarded request, not after it
+    client = HecClient(config(url))
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.status, out.text) == (Verdict.RETRY, 0, "ProtocolError")
+
+
+def test_a_slow_answer_times_out_as_a_retry(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.delay_s = 1.5
+    client = HecClient(config(url, request_timeout_ms=300))
+    started = time.monotonic()
+    out = client.post(b"{}")
+    elapsed = time.monotonic() - started
+    client.close()
+    assert (out.verdict, out.status, out.text) == (Verdict.RETRY, 0, "ReadTimeoutError")
+    assert elapsed < 1.2
+
+
+def test_a_refused_connection_is_one_attempt_and_a_retry_verdict() -> None:
+    client = HecClient(config("http://127.0.0.1:1"))
+    out = client.post(b"{}")
+    client.close()
+    # The error of the single attempt: urllib3 retrying would have wrapped it in MaxRetryError.
+    assert (out.verdict, out.status, out.text) == (Verdict.RETRY, 0, "NewConnectionError")
+
+
+def test_timeouts_and_the_single_connection_pool() -> None:
+    client = HecClient(
+        config("http://127.0.0.1:1", connect_timeout_ms=250, request_timeout_ms=1500)
+    )
+    pool = client._pool
+    assert (pool.timeout.connect_timeout, pool.timeout.read_timeout) == (0.25, 1.5)
+    assert pool.pool is not None and pool.pool.maxsize == 1 and pool.block is False
+    client.close()
+    assert pool.pool is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cert_reqs", "ca_certs"),
+    [
+        ({}, "CERT_REQUIRED", None),
+        ({"verify_tls": False}, "CERT_NONE", None),
+        ({"ca_bundle": "/opt/ca.pem"}, "CERT_REQUIRED", "/opt/ca.pem"),
+    ],
+)
+def test_tls_is_verified_unless_turned_off(
+    overrides: dict[str, object], cert_reqs: str, ca_certs: str | None
+) -> None:
+    client = HecClient(config("https://hec.example:8088", **overrides))
+    pool = client._pool
+    assert (getattr(pool, "cert_reqs", None), getattr(pool, "ca_certs", None)) == (
+        cert_reqs, ca_certs,
+    )
+    client.close()
+
+
+def test_compress_is_gzip_at_the_level_asked() -> None:
+    body = json.dumps([{"event": "x" * 40, "n": n} for n in range(200)]).encode()
+    fast, best = compress(body, 1), compress(body, 9)
+    assert gzip.decompress(fast) == body and gzip.decompress(best) == body
+    # The gzip header's XFL byte records the level class: 4 fastest, 2 best.
+    assert fast[:2] == b"\x1f\x8b" and (fast[8], best[8]) == (4, 2)
+    assert compress(body, 0) is body

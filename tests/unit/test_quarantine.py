@@ -1,0 +1,90 @@
+"""The dead-letter file: every refused event is kept (up to the bound) and counted, never raised."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ext.quarantine import FILE_NAME, MAX_BYTES, Quarantine
+
+
+def lines(path: str) -> list[dict[str, object]]:
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def test_a_refused_event_is_kept_with_hecs_reason(tmp_path: Path) -> None:
+    q = Quarantine(str(tmp_path))
+    q.keep(b'{"event":"bad"}', 400, 6, "Invalid data format")
+    q.keep(b'{"event":"\xff"}', 400, None, "<html>")
+    assert q.path == str(tmp_path / FILE_NAME) and q.max_bytes == MAX_BYTES == 4 * 2**20
+    assert lines(q.path) == [
+        {"status": 400, "code": 6, "text": "Invalid data format", "envelope": '{"event":"bad"}'},
+        {"status": 400, "code": None, "text": "<html>", "envelope": '{"event":"\ufffd"}'},
+    ]
+    assert (q.count, q.kept) == (2, 2)
+    assert stat.S_IMODE(os.stat(q.path).st_mode) == 0o600
+
+
+def test_the_file_is_appended_across_instances(tmp_path: Path) -> None:
+    Quarantine(str(tmp_path)).keep(b"1", 400, 6, "a")
+    again = Quarantine(str(tmp_path))
+    again.keep(b"2", 400, 6, "b")
+    assert [line["envelope"] for line in lines(again.path)] == ["1", "2"]
+    assert (again.count, again.kept) == (1, 1)  # counts are per process
+
+
+def test_the_file_is_bounded_and_the_count_goes_on(tmp_path: Path) -> None:
+    line = len(json.dumps({"status": 400, "code": 6, "text": "t", "envelope": "x"})) + 1
+    q = Quarantine(str(tmp_path), max_bytes=2 * line)  # room for exactly two lines
+    for _ in range(3):
+        q.keep(b"x", 400, 6, "t")
+    assert os.path.getsize(q.path) == 2 * line
+    assert (q.count, q.kept) == (3, 2)
+
+
+def test_a_line_that_fits_exactly_is_kept(tmp_path: Path) -> None:
+    line = len(json.dumps({"status": 400, "code": 6, "text": "t", "envelope": "x"})) + 1
+    q = Quarantine(str(tmp_path), max_bytes=line)
+    q.keep(b"x", 400, 6, "t")
+    assert os.path.getsize(q.path) == line and q.kept == 1
+
+
+def test_a_line_that_would_overflow_is_not_written_at_all(tmp_path: Path) -> None:
+    line = len(json.dumps({"status": 400, "code": 6, "text": "t", "envelope": "x"})) + 1
+    q = Quarantine(str(tmp_path), max_bytes=line - 1)
+    q.keep(b"x", 400, 6, "t")
+    assert not os.path.exists(q.path)
+    assert (q.count, q.kept) == (1, 0)
+
+
+def test_an_unwritable_file_is_logged_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = Quarantine(str(tmp_path / "missing"))
+    with caplog.at_level(logging.ERROR, logger="ext.quarantine"):
+        q.keep(b"x", 400, 6, "t")
+    assert (q.count, q.kept) == (1, 0)
+    assert any("cannot write the dead-letter file" in r.getMessage() for r in caplog.records)
+
+
+def test_the_operator_is_told_at_powers_of_two_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = Quarantine(str(tmp_path))
+    with caplog.at_level(logging.ERROR, logger="ext.quarantine"):
+        for n in range(1, 10):
+            q.keep(b"x", 400, 13, f"blank {n}")
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(" event(s)")[0] for m in messages] == [
+        "HEC refused 1", "HEC refused 2", "HEC refused 4", "HEC refused 8",
+    ]
+    assert messages[-1] == (
+        f"HEC refused 8 event(s) as invalid (last: status 400, code 13: blank 8); "
+        f"kept 8 in {q.path}"
+    )
