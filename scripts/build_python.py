@@ -17,6 +17,7 @@ tree.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -53,14 +54,24 @@ DISABLED_MODULES = (
     "xxsubtype", "_xxtestfuzz", "_testcapi", "_testclinic", "_testclinic_limited",
     "_testimportmultiple", "_testmultiphase", "_testsinglephase", "_testbuffer",
     "_testinternalcapi", "_testlimitedcapi", "_testexternalinspection",
+    # No /dev/shm on Lambda; asyncio and xml are pruned; decimal falls back to _pydecimal.
+    "_posixshmem", "_multiprocessing", "_asyncio", "pyexpat", "_elementtree", "_decimal",
+    "_multibytecodec", "_codecs_cn", "_codecs_hk", "_codecs_iso2022", "_codecs_jp",
+    "_codecs_kr", "_codecs_tw", "_lsprof",
 )  # fmt: skip
+# Static libraries only, and only what a TLS client and hashlib use: every algorithm less is
+# compile time saved on every cold build (CPython's _ssl.c guards what it uses optionally).
 OPENSSL_OPTIONS = (
     "no-shared", "no-tests", "no-engine", "no-module", "no-legacy", "no-dso", "no-afalgeng",
-    "no-comp", "no-ssl3",
+    "no-comp", "no-ssl3", "no-aria", "no-bf", "no-camellia", "no-cast", "no-cmp", "no-cms",
+    "no-ct", "no-des", "no-dtls", "no-gost", "no-idea", "no-md4", "no-mdc2", "no-ocb",
+    "no-ocsp", "no-rc2", "no-rc4", "no-rc5", "no-seed", "no-siphash", "no-siv", "no-sm2",
+    "no-sm3", "no-sm4", "no-srp", "no-srtp", "no-ts", "no-whirlpool", "no-rfc3779", "no-ec2m",
 )  # fmt: skip
 # Amazon Linux keeps the system bundle under /etc/pki/tls: OPENSSLDIR/cert.pem resolves there.
 OPENSSLDIR = "/etc/pki/tls"
-CFLAGS = "-O2 -fPIC -ffile-prefix-map={src}=/src"
+# -g0: zig cc emits DWARF by default, which only costs time (the binaries are stripped).
+CFLAGS = "-O2 -g0 -fPIC -ffile-prefix-map={src}=/src"
 # Fixed build time (__DATE__ in sys.version, zip times): same inputs, same bytes.
 SOURCE_DATE_EPOCH = "1700000000"
 JOBS = str(os.cpu_count() or 2)
@@ -254,7 +265,9 @@ def build_openssl(tc: Toolchain, arch: str, tarball: Path, ws: Workspace) -> Non
            f"--prefix={deps}", "--libdir=lib", f"--openssldir={OPENSSLDIR}",
            *CFLAGS.format(src=src).split()]  # fmt: skip
     run(cmd, src, log, env)
-    run(["make", f"-j{JOBS}", "build_libs"], src, log, env)
+    # libcrypto.a and libssl.a only (build_libs would also build the apps' helper library).
+    run(["make", f"-j{JOBS}", "build_generated"], src, log, env)
+    run(["make", f"-j{JOBS}", "libcrypto.a", "libssl.a"], src, log, env)
     run(["make", "install_dev"], src, log, env)
 
 
@@ -298,9 +311,19 @@ def build(arch: str, quiet: bool = False) -> Path:
     final = root / f"cpython-{arch}-{key}"
     if (final / "python" / "bin" / f"python{PYTHON_MINOR}").is_file():
         return final / "python"
-    build_python = None
-    if arch != "x86_64":
-        build_python = build("x86_64", quiet) / "bin" / f"python{PYTHON_MINOR}"
+    # One builder per tree: a concurrent build of the same tree (CI and a test, or the arm64
+    # build waiting for its x86_64 build Python) waits here, then finds the result.
+    with (root / f"cpython-{arch}-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "python" / "bin" / f"python{PYTHON_MINOR}").is_file():
+            _build_locked(arch, quiet, root, sources, final)
+    return final / "python"
+
+
+def _build_locked(
+    arch: str, quiet: bool, root: Path, sources: dict[str, Path], final: Path
+) -> None:
+    key = final.name.rsplit("-", 1)[1]
     work = root / f"work-{arch}-{key}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -318,6 +341,10 @@ def build(arch: str, quiet: bool = False) -> Path:
     tc = make_toolchain(zig, TARGETS[arch]["zig"], work / "toolchain", root / "zig-cache")
     step("zlib", lambda: build_zlib(tc, sources["zlib"], ws))
     step("openssl", lambda: build_openssl(tc, arch, sources["openssl"], ws))
+    build_python = None
+    if arch != "x86_64":
+        # aarch64 is cross-compiled: configure needs a runnable CPython of the same version.
+        build_python = build("x86_64", quiet) / "bin" / f"python{PYTHON_MINOR}"
     step("cpython", lambda: build_cpython(tc, arch, sources["python"], ws, build_python))
     (ws.install / "python" / "build-times.json").write_text(json.dumps(times, indent=1) + "\n")
     shutil.copyfile(ws.log, ws.install / "python" / "build.log")
@@ -326,7 +353,6 @@ def build(arch: str, quiet: bool = False) -> Path:
     ws.install.rename(partial)
     partial.rename(final)
     shutil.rmtree(work, ignore_errors=True)
-    return final / "python"
 
 
 # What the layer's interpreter leaves out of the stdlib: GUI, REPL, tests, packaging and servers

@@ -19,8 +19,8 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 MANAGED_ONLY_VARS = ("AWS_EXECUTION_ENV", "PYTHONPATH")
 
 
-class CustomRuntimeError(OSError):
-    """The function of a custom runtime has no executable bootstrap (a failed exec, like ENOENT)."""
+class CustomRuntimeError(Exception):
+    """The function of a custom runtime has no executable bootstrap."""
 
 
 def is_custom(runtime: str) -> bool:
@@ -38,6 +38,15 @@ def bootstrap_path(function_dir: Path, opt_dir: Path | None) -> Path:
             return candidate
     names = " or ".join(str(c) for c in candidates)
     raise CustomRuntimeError(f"custom runtime: no executable bootstrap at {names}")
+
+
+def runtime_argv(function_dir: Path, opt_dir: Path | None) -> list[str]:
+    """What the emulator starts as the runtime. Without a bootstrap Lambda fails the init
+    (Runtime.InvalidEntrypoint): a process that says why and exits 127 does the same here."""
+    try:
+        return [str(bootstrap_path(function_dir, opt_dir))]
+    except CustomRuntimeError as err:
+        return ["/bin/sh", "-c", 'echo "$1" >&2; exit 127', "bootstrap", str(err)]
 
 
 def runtime_env(

@@ -113,7 +113,7 @@ class Fleet:
         argv = [self.cfg.python, "-m", "awslambdaric", self.cfg.handler]
         custom = custom_runtime.is_custom(self.cfg.runtime)
         if custom:
-            argv = [str(custom_runtime.bootstrap_path(self.cfg.function_dir, self.cfg.opt_dir))]
+            argv = custom_runtime.runtime_argv(self.cfg.function_dir, self.cfg.opt_dir)
         pass_fds: tuple[int, ...] = ()
         frame_read = -1
         if self.cfg.log_fd_framing and not custom:
