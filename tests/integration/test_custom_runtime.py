@@ -68,7 +68,9 @@ def test_custom_runtime_environment_has_no_python_and_lambdas_path(
     assert line == f"env PYTHONPATH=unset EXEC=unset PATH={expected_path}"
 
 
-def test_missing_bootstrap_fails_the_init(hec: HecReceiver, local_opt: Path, tmp_path: Path) -> None:
+def test_missing_bootstrap_fails_the_init(
+    hec: HecReceiver, local_opt: Path, tmp_path: Path
+) -> None:
     with pytest.raises(custom_runtime.CustomRuntimeError, match="no executable bootstrap"):
         custom_runtime.bootstrap_path(tmp_path, None)
     with shell_sandbox(local_opt, hec, tmp_path) as sb:
