@@ -12,6 +12,7 @@ import collections
 import os
 import shutil
 import subprocess
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -123,9 +124,10 @@ def overlay_launcher(opt: Path, etc_extra: Path, wrapped: Path) -> Path:
     shows `etc_extra` (an overlay: the host's /etc is not changed)."""
     (opt / "extensions").mkdir(parents=True)
     wrapper = opt / "extensions" / NAME
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
     wrapper.write_text(
         "#!/bin/sh\n"
-        "exec unshare -m /bin/sh -c 'mount -t overlay overlay "
+        f"exec {unshare} -m /bin/sh -c '{mount} -t overlay overlay "
         f"-o lowerdir={etc_extra}:/etc /etc && exec {wrapped}/extensions/{NAME}'\n"
     )
     wrapper.chmod(0o755)
@@ -133,12 +135,14 @@ def overlay_launcher(opt: Path, etc_extra: Path, wrapped: Path) -> Path:
 
 
 def can_overlay_etc() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
         return False
-    probe = subprocess.run(
-        ["unshare", "-m", "sh", "-c", "mount -t overlay overlay -o lowerdir=/etc:/etc /etc"],
-        capture_output=True, check=False,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as empty:
+        probe = subprocess.run(
+            ["unshare", "-m", "sh", "-c",
+             f"mount -t overlay overlay -o lowerdir={empty}:/etc /etc"],
+            capture_output=True, check=False,
+        )  # fmt: skip
     return probe.returncode == 0
 
 
