@@ -218,6 +218,17 @@ def build_key(arch: str, sources: dict[str, Path]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def deps_key(arch: str, sources: dict[str, Path]) -> str:
+    """Hash of the inputs of zlib and OpenSSL alone: a CPython-only change keeps them."""
+    inputs = {
+        "recipe": RECIPE_VERSION, "zig": ZIG_VERSION, "target": TARGETS[arch],
+        "sources": {k: sha256_file(sources[k]) for k in ("openssl", "zlib")},
+        "openssl": OPENSSL_OPTIONS, "openssldir": OPENSSLDIR, "cflags": CFLAGS,
+        "epoch": SOURCE_DATE_EPOCH,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def extract(tarball: Path, into: Path) -> Path:
     """Unpacks a source tarball into a fresh directory; returns its single top directory."""
     shutil.rmtree(into, ignore_errors=True)
@@ -230,13 +241,11 @@ def extract(tarball: Path, into: Path) -> Path:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Directories of one cold build: sources, static deps, the install tree, the log."""
+    """Directories of one cold build: sources, the install tree, the log; and the static
+    zlib/OpenSSL prefix, cached on its own (`deps-<arch>-<deps key>`)."""
 
     work: Path
-
-    @property
-    def deps(self) -> Path:
-        return self.work / "deps"
+    deps: Path
 
     @property
     def install(self) -> Path:
@@ -327,8 +336,9 @@ def _build_locked(
     work = root / f"work-{arch}-{key}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    ws = Workspace(work)
-    times: dict[str, float] = {}
+    ws = Workspace(work, root / f"deps-{arch}-{deps_key(arch, sources)}")
+    deps_done = ws.deps / "build-times.json"
+    times: dict[str, float] = json.loads(deps_done.read_text()) if deps_done.is_file() else {}
 
     def step(name: str, action: Callable[[], None]) -> None:
         if not quiet:
@@ -339,8 +349,11 @@ def _build_locked(
 
     zig = ensure_zig(root)
     tc = make_toolchain(zig, TARGETS[arch]["zig"], work / "toolchain", root / "zig-cache")
-    step("zlib", lambda: build_zlib(tc, sources["zlib"], ws))
-    step("openssl", lambda: build_openssl(tc, arch, sources["openssl"], ws))
+    if not deps_done.is_file():
+        shutil.rmtree(ws.deps, ignore_errors=True)
+        step("zlib", lambda: build_zlib(tc, sources["zlib"], ws))
+        step("openssl", lambda: build_openssl(tc, arch, sources["openssl"], ws))
+        deps_done.write_text(json.dumps(times, indent=1) + "\n")  # written last: complete
     build_python = None
     if arch != "x86_64":
         # aarch64 is cross-compiled: configure needs a runnable CPython of the same version.
