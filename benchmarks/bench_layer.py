@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,34 @@ def bare_start_ms(python: str) -> float:
     return (ended - started) * 1000
 
 
+# What the extension's processes import from the stdlib, in one interpreter start.
+IMPORTS = "import ssl, json, zlib, http.client, email.parser, socket, selectors, uuid, hashlib"
+
+
+def zipped_stdlib_copy(python_dir: Path, dest: Path) -> Path:
+    """A copy of the bundled interpreter tree with the stdlib in lib/python313.zip (first on
+    sys.path) and only the landmarks left in lib/python3.13; returns its python3."""
+    shutil.copytree(python_dir, dest, symlinks=True)
+    stdlib = dest / "lib" / "python3.13"
+    with zipfile.ZipFile(dest / "lib" / "python313.zip", "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(stdlib.rglob("*.pyc")):
+            archive.write(path, path.relative_to(stdlib).as_posix())
+    for path in stdlib.iterdir():
+        if path.name not in ("os.pyc", "lib-dynload"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return dest / "bin" / "python3"
+
+
+def import_start_ms(python: str, runs: int) -> dict[str, float]:
+    """Wall time of `python -S -c <IMPORTS>` (start, imports, exit), p50/p95 over `runs`."""
+    samples = []
+    for _ in range(runs):
+        started = time.monotonic()
+        subprocess.run([python, "-S", "-c", IMPORTS], check=True, env={"PATH": "/usr/bin:/bin"})
+        samples.append((time.monotonic() - started) * 1000)
+    return common.summary(samples)
+
+
 def pss_mib(rig: Rig, invocations: int) -> float:
     """PSS of main + listener + sender after `invocations` x 50 lines."""
     processes = extension_memory(rig, invocations, 50)
@@ -124,12 +153,16 @@ def measure(runs: int, invocations: int, folder: Path) -> dict[str, Any]:
                 series[f"{side}_first_next_ms"].append(record["first_next_ms"])
         memory = {"system_pss_mib": pss_mib(system_rig, invocations),
                   "bundled_pss_mib": pss_mib(bundled_rig, invocations)}
+    zipped = str(zipped_stdlib_copy(opt / EXTENSION_NAME / "python", folder / "zipped"))
+    stdlib_layout = {"directory": import_start_ms(bundled_python, runs * 3),
+                     "zip": import_start_ms(zipped, runs * 3)}  # fmt: skip
     stats = {name: common.summary(values) for name, values in series.items()}
     ratios = {f"{figure}_ratio_{q}": stats[f"bundled_{figure}_ms"][q]
               / stats[f"system_{figure}_ms"][q]
               for figure in ("register", "first_next") for q in ("p50", "p95")}  # fmt: skip
     return {"runs": runs, "invocations": invocations, "stats": stats, "ratios": ratios,
             "sizes": {arch: sizes(path) for arch, path in layers.items()}, "memory": memory,
+            "stdlib_layout_ms": stdlib_layout,
             "samples": series}  # fmt: skip
 
 
@@ -157,6 +190,10 @@ def report(results: dict[str, Any]) -> None:
                        [[arch, s["zipped_mb"], s["unzipped_mb"],
                          common.verdict(s["zipped_mb"], TARGETS["zipped_mb"])]
                         for arch, s in results["sizes"].items()])  # fmt: skip
+    layout = results["stdlib_layout_ms"]
+    common.print_table("Bundled interpreter start + the extension's stdlib imports (ms)",
+                       ["stdlib", "p50", "p95"],
+                       [[k, v["p50"], v["p95"]] for k, v in layout.items()])  # fmt: skip
     memory = results["memory"]
     common.print_table(f"Extension PSS after {results['invocations']} invocations x 50 lines "
                        "(MiB)", ["interpreter", "PSS"],
