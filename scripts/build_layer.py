@@ -1,9 +1,13 @@
-"""Build the Lambda layer zip: the launcher, the `ext` package and its runtime wheels.
+"""Build the Lambda layer zip: the launcher, the `ext` package, its runtime wheels, its Python.
 
-Run alone (`python3 scripts/build_layer.py --arch arm64 --python 3.12`) or by Terraform's external
-data source (`--terraform`: JSON result on stdout, human report on stderr). Wheels are fetched
-for the target platform with pip's --platform/--only-binary, never built for the host. The zip is
-deterministic: sorted entries, fixed timestamps and modes, so the same inputs give the same hash.
+Run alone (`python3 scripts/build_layer.py --arch arm64`) or by Terraform's external data source
+(`--terraform`: JSON result on stdout, human report on stderr). By default (`--python bundled`)
+the layer carries its own CPython (scripts/build_python.py: built from source for glibc 2.26,
+cached outside the repo), so it runs on every Lambda runtime, Python or not. `--python 3.N`
+is the fallback that uses the function's own python3 instead (Python runtimes of that version
+only). Wheels are fetched for the target platform with pip's --platform/--only-binary, never
+built for the host. The zip is deterministic: sorted entries, fixed timestamps and modes, so the
+same inputs give the same hash.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import build_python
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NAME = "splunk-hec-extension"
 LAUNCHER = REPO_ROOT / "bootstrap"
@@ -38,6 +44,9 @@ PLATFORMS = {
     "arm64": ("manylinux2014_aarch64", "manylinux_2_17_aarch64"),
 }
 MIN_PYTHON = (3, 11)
+BUNDLED = "bundled"
+# The bundled interpreter's place in the layer, below /opt/<name>/ (the launcher's choice too).
+RUNTIME_DIR = "python"
 
 # 1980-01-01 is the earliest date a zip entry can hold; fixed modes make the archive reproducible.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -74,6 +83,7 @@ class LayerReport:
     zipped_bytes: int
     unzipped_bytes: int
     precompiled: bool = False
+    bundled: bool = False
 
     @property
     def base64sha256(self) -> str:
@@ -105,10 +115,14 @@ def read_requirements(setup_cfg: Path) -> list[str]:
 
 
 def parse_python_version(text: str) -> str:
-    """Validate a `3.N` version string against the oldest runtime the extension supports."""
+    """`bundled`, or a `3.N` version string no older than the oldest runtime supported."""
+    if text == BUNDLED:
+        return text
     match = re.fullmatch(r"3\.(\d{1,2})", text)
     if match is None or (3, int(match.group(1))) < MIN_PYTHON:
-        raise argparse.ArgumentTypeError(f"expected 3.11 or newer as MAJOR.MINOR, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected {BUNDLED!r} or 3.11 or newer as MAJOR.MINOR, got {text!r}"
+        )
     return text
 
 
@@ -190,14 +204,14 @@ def find_interpreter(python: str) -> str | None:
     return None
 
 
-def precompile(root: Path, python: str, name: str) -> bool:
+def precompile(root: Path, python: str, name: str, interpreter: str | None = None) -> bool:
     """Compiles every module with the layer's own Python version, if that interpreter is here.
 
     /opt is read-only in Lambda, so without shipped bytecode every cold start would compile
     ext, urllib3 and msgspec again (tens of ms). unchecked-hash pycs carry no timestamps, which
     keeps the zip reproducible. Returns False (the layer still works) when python<ver> is absent.
     """
-    interpreter = find_interpreter(python)
+    interpreter = interpreter or find_interpreter(python)
     if interpreter is None:
         return False
     command = [
@@ -231,8 +245,27 @@ def tree_entries(
     return entries
 
 
-def layer_entries(name: str, site_packages: Path) -> list[LayerEntry]:
-    """The layer's full content: launcher, the ext package (minus local tooling), dependencies."""
+def runtime_entries(runtime: Path, prefix: str) -> list[LayerEntry]:
+    """The bundled interpreter tree under `prefix`; only its bin/ files are executable."""
+    entries = [LayerEntry(prefix + "/", None, MODE_DIR)]
+    for path in sorted(runtime.rglob("*")):
+        relative = path.relative_to(runtime)
+        arcname = f"{prefix}/{relative.as_posix()}"
+        if path.is_symlink():
+            raise BuildError(f"symlinks are not shipped: {path}")
+        if path.is_dir():
+            entries.append(LayerEntry(arcname + "/", None, MODE_DIR))
+        else:
+            executable = relative.parts[0] == "bin"
+            entries.append(LayerEntry(arcname, path, MODE_EXECUTABLE if executable else MODE_FILE))
+    return entries
+
+
+def layer_entries(
+    name: str, site_packages: Path, runtime: Path | None = None
+) -> list[LayerEntry]:
+    """The layer's full content: launcher, the ext package (minus local tooling), dependencies,
+    and the bundled interpreter when there is one."""
     if not LAUNCHER.is_file():
         raise BuildError(f"launcher missing: {LAUNCHER}")
     # The launcher puts /opt/<name> (not /opt/python) on PYTHONPATH, so our urllib3 never shadows
@@ -243,7 +276,9 @@ def layer_entries(name: str, site_packages: Path) -> list[LayerEntry]:
         LayerEntry(f"{name}/", None, MODE_DIR),
     ]
     # pip --target may add bin/ for console scripts; the extension runs none of them.
-    entries += tree_entries(site_packages, name, frozenset({"bin"}))
+    entries += tree_entries(site_packages, name, frozenset({"bin", RUNTIME_DIR}))
+    if runtime is not None:
+        entries += runtime_entries(runtime, f"{name}/{RUNTIME_DIR}")
     return sorted(entries, key=lambda entry: entry.arcname)
 
 
@@ -276,33 +311,54 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def bundled_runtime(arch: str) -> tuple[Path, str]:
+    """The pruned bundled interpreter for `arch`, and a host-runnable one of the same version
+    (the x86_64 build) that compiles the layer's modules."""
+    try:
+        runtime = build_python.runtime(arch)
+        compiler = build_python.runtime("x86_64") / "bin" / "python3"
+    except (build_python.BuildError, subprocess.CalledProcessError, OSError) as err:
+        raise BuildError(f"building the bundled Python failed: {err}") from err
+    return runtime, str(compiler)
+
+
 def build_layer(name: str, arch: str, python: str, out: Path, wheel_cache: Path) -> LayerReport:
     """Build the layer zip at `out`; raises BuildError."""
     requirements = read_requirements(REPO_ROOT / "setup.cfg")
+    runtime: Path | None = None
+    compiler: str | None = None
+    if python == BUNDLED:
+        runtime, compiler = bundled_runtime(arch)
+    target_python = build_python.PYTHON_MINOR if python == BUNDLED else python
     with tempfile.TemporaryDirectory(prefix="layer-") as scratch:
         site_packages = Path(scratch) / "site-packages"
-        install_dependencies(requirements, arch, python, site_packages, wheel_cache)
+        install_dependencies(requirements, arch, target_python, site_packages, wheel_cache)
         stage_package(site_packages)
-        precompiled = precompile(site_packages, python, name)
-        unzipped = write_zip(layer_entries(name, site_packages), out)
+        precompiled = precompile(site_packages, target_python, name, compiler)
+        unzipped = write_zip(layer_entries(name, site_packages, runtime), out)
     if unzipped > LAMBDA_UNZIPPED_LIMIT_BYTES:
         raise BuildError(f"layer unzips to {unzipped} bytes, over Lambda's 250 MB limit")
     return LayerReport(
         path=out.resolve(),
         name=name,
         arch=arch,
-        python=python,
+        python=target_python,
         sha256=sha256_of(out),
         zipped_bytes=out.stat().st_size,
         unzipped_bytes=unzipped,
         precompiled=precompiled,
+        bundled=runtime is not None,
     )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default="x86_64")
-    parser.add_argument("--python", type=parse_python_version, default="3.12")
+    parser.add_argument(
+        "--python", type=parse_python_version, default=BUNDLED,
+        help="'bundled' (default: the layer's own CPython, every runtime) or 3.N (fallback: "
+        "the function's python3 of that version)",
+    )  # fmt: skip
     parser.add_argument("--name", default=DEFAULT_NAME, help="extension name (launcher file name)")
     parser.add_argument(
         "--out", type=Path, help="zip path (default dist/<name>-<arch>-py<ver>.zip)"
@@ -319,14 +375,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", args.name):
         parser.error(f"--name must be letters, digits, '-' or '_': {args.name!r}")
     if args.out is None:
-        args.out = REPO_ROOT / "dist" / f"{args.name}-{args.arch}-py{args.python}.zip"
+        suffix = "" if args.python == BUNDLED else f"-py{args.python}"
+        args.out = REPO_ROOT / "dist" / f"{args.name}-{args.arch}{suffix}.zip"
     return args
 
 
 def print_report(report: LayerReport, stream: TextIO) -> None:
     zipped, unzipped = report.zipped_bytes, report.unzipped_bytes
     print(f"layer      {report.path}", file=stream)
-    print(f"target     {report.arch} python{report.python} name={report.name}", file=stream)
+    bundled = " (bundled)" if report.bundled else ""
+    print(f"target     {report.arch} python{report.python}{bundled} name={report.name}",
+          file=stream)  # fmt: skip
     print(f"zipped     {zipped / 1e6:8.3f} MB ({zipped} bytes)", file=stream)
     print(f"unzipped   {unzipped / 1e6:8.3f} MB ({unzipped} bytes)", file=stream)
     print(f"sha256     {report.sha256}", file=stream)
@@ -340,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.terraform:
         sys.stdin.read()  # Terraform writes its query there; everything comes from argv instead.
     # Wheels are platform-specific: one cache per target keeps pip's --find-links choice exact.
-    wheel_cache = args.wheel_cache / f"cp{args.python.replace('.', '')}-{args.arch}"
+    version = build_python.PYTHON_MINOR if args.python == BUNDLED else args.python
+    wheel_cache = args.wheel_cache / f"cp{version.replace('.', '')}-{args.arch}"
     try:
         report = build_layer(args.name, args.arch, args.python, args.out, wheel_cache)
     except BuildError as err:

@@ -6,7 +6,7 @@ module "splunk_extension" {
 
   extension_name = var.extension_name
   architecture   = var.architecture
-  runtime        = var.runtime
+  runtime        = var.layer_runtime
   layer_zip_path = var.layer_zip_path
   build_python   = var.build_python
 
@@ -72,8 +72,8 @@ resource "aws_lambda_function" "sample" {
 
   lifecycle {
     precondition {
-      condition     = module.splunk_extension.architecture == var.architecture && module.splunk_extension.compatible_runtime == var.runtime
-      error_message = "The layer must be built for the function's architecture and runtime."
+      condition     = module.splunk_extension.architecture == var.architecture && contains([var.runtime, "all"], coalesce(module.splunk_extension.compatible_runtime, "all"))
+      error_message = "The layer must be built for the function's architecture (and, for a python3.N fallback layer, its runtime)."
     }
   }
 

@@ -1,5 +1,5 @@
 output "layer_arn" {
-  description = "ARN of the extension layer version (attach it to other functions of the same architecture and runtime)."
+  description = "ARN of the extension layer version (attach it to other functions of the same architecture, any runtime)."
   value       = module.splunk_extension.layer_arn
 }
 

@@ -151,13 +151,24 @@ variable "architecture" {
 }
 
 variable "runtime" {
-  description = "Python runtime of the sample function; the layer is built for the same version."
+  description = "Python runtime of the sample function (a Python handler); the default layer works with any runtime."
   type        = string
   default     = "python3.12"
 
   validation {
     condition     = can(regex("^python3\\.(1[1-9]|[2-9][0-9])$", var.runtime))
     error_message = "runtime must be python3.11 or newer."
+  }
+}
+
+variable "layer_runtime" {
+  description = "all (default): one layer per architecture with its own Python, for functions of any runtime. python3.N: the fallback layer that runs on the function's python3 (that runtime only)."
+  type        = string
+  default     = "all"
+
+  validation {
+    condition     = var.layer_runtime == "all" || can(regex("^python3\\.(1[1-9]|[2-9][0-9])$", var.layer_runtime))
+    error_message = "layer_runtime must be all or python3.11 or newer."
   }
 }
 

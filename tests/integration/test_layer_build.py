@@ -1,4 +1,6 @@
-"""Builds the Lambda layer for both architectures with scripts/build_layer.py and inspects the zips.
+"""Builds the fallback Lambda layer (`--python 3.12`, no bundled interpreter) for both
+architectures with scripts/build_layer.py and inspects the zips (the default layer, with its own
+Python, is tested in test_bundled_layer.py).
 
 Runs the real script (pip downloads wheels for the target platform on first use; they are cached
 in build/wheels so later runs stay offline). Checks the launcher, the compiled msgspec binary's
@@ -254,7 +256,9 @@ def test_layer_built_for_the_host_imports_with_its_own_dependencies_only(tmp_pat
 
 def test_terraform_mode_prints_one_json_result(tmp_path: Path) -> None:
     out = tmp_path / "tf.zip"
-    command = [sys.executable, str(SCRIPT), "--terraform", "--arch", "arm64", "--out", str(out)]
+    # The fallback flavour keeps this test fast; the bundled one shares the same code path.
+    command = [sys.executable, str(SCRIPT), "--terraform", "--arch", "arm64", "--python", PYTHON,
+               "--out", str(out)]  # fmt: skip
     result = subprocess.run(
         command,
         input='{"ignored": "query"}',

@@ -160,14 +160,17 @@ def test_function_uses_the_layer_built_for_its_architecture_and_runtime() -> Non
     call = root()["module"]["splunk_extension"]
     assert call["source"] == "./modules/splunk-extension"
     assert call["architecture"] == "${var.architecture}"
-    assert call["runtime"] == "${var.runtime}"
+    assert call["runtime"] == "${var.layer_runtime}"
     assert module()["output"]["layer_arn"]["value"] == "${aws_lambda_layer_version.extension.arn}"
 
 
 def test_layer_version_is_published_from_the_build_script_output() -> None:
     layer = module()["resource"]["aws_lambda_layer_version.extension"]
     assert layer["compatible_architectures"] == ["${var.architecture}"]
-    assert layer["compatible_runtimes"] == ["${var.runtime}"]
+    # Every runtime for the default layer (its own Python); one for the python3.N fallback.
+    assert layer["compatible_runtimes"] == '${local.bundled ? null : [var.runtime]}'
+    assert module()["locals"]["bundled"] == '${var.runtime == "all"}'
+    assert module()["variable"]["runtime"]["default"] == "all"
     assert ref(layer["filename"]) == "local.layer_zip_path"
     assert ref(layer["source_code_hash"]) == "local.layer_zip_sha256"
     assert "data.external.layer_build[0].result.path" in module()["locals"]["layer_zip_path"]
@@ -179,7 +182,9 @@ def test_layer_version_is_published_from_the_build_script_output() -> None:
     assert arguments["--python"] == "${local.python_version}"
     assert arguments["--name"] == "${var.extension_name}"
     assert "--terraform" in program
-    assert module()["locals"]["python_version"] == '${trimprefix(var.runtime, "python")}'
+    assert module()["locals"]["python_version"] == (
+        '${local.bundled ? "bundled" : trimprefix(var.runtime, "python")}'
+    )
 
 
 def test_function_environment_is_the_module_environment() -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ext.local.sandbox import events, procs
+from ext.local.sandbox import custom_runtime, events, procs
 from ext.local.sandbox.model import SandboxConfig
 from ext.local.sandbox.telemetry import TelemetryBus
 
@@ -88,7 +88,10 @@ class Fleet:
             "LAMBDA_SANDBOX_TMP": str(self.tmp_dir),
         }
         # Customer variables cannot override the reserved platform ones.
-        return {**dict(cfg.env), **platform_vars}
+        env = {**dict(cfg.env), **platform_vars}
+        if custom_runtime.is_custom(cfg.runtime):
+            return custom_runtime.runtime_env(env, cfg.env, cfg.opt_dir)
+        return env
 
     # -- launching ---------------------------------------------------------------------------------
 
@@ -113,9 +116,12 @@ class Fleet:
         """Start awslambdaric; with framing, logging records come through a pipe (2.6)."""
         env = self.runtime_env(api_address)
         argv = [self.cfg.python, "-m", "awslambdaric", self.cfg.handler]
+        custom = custom_runtime.is_custom(self.cfg.runtime)
+        if custom:
+            argv = custom_runtime.runtime_argv(self.cfg.function_dir, self.cfg.opt_dir)
         pass_fds: tuple[int, ...] = ()
         frame_read = -1
-        if self.cfg.log_fd_framing:
+        if self.cfg.log_fd_framing and not custom:
             frame_read, frame_write = os.pipe()
             env["_LAMBDA_TELEMETRY_LOG_FD"] = str(frame_write)
             pass_fds = (frame_write,)

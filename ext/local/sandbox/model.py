@@ -27,6 +27,7 @@ class SandboxConfig:
     tmp_dir: Path | None = None
     init_timeout_s: float = 10.0
     python: str = sys.executable
+    runtime: str = "python"  # or a custom runtime: "provided.al2023" (see custom_runtime.py)
     region: str = "us-east-1"
     account_id: str = "123456789012"
     exchange_log: Path | None = None  # also write every API exchange as JSONL here

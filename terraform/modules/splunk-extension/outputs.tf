@@ -21,8 +21,8 @@ output "extension_name" {
 }
 
 output "compatible_runtime" {
-  description = "The one Python runtime the layer was built for; the function must use it."
-  value       = var.runtime
+  description = "The one Python runtime the fallback layer was built for (the function must use it); null for the default layer, which suits every runtime."
+  value       = local.bundled ? null : var.runtime
 }
 
 output "architecture" {

@@ -23,13 +23,13 @@ variable "architecture" {
 }
 
 variable "runtime" {
-  description = "Python runtime of the functions using the layer (python3.11 or newer); its compiled wheels are picked for it."
+  description = "all (default): the layer carries its own Python and suits every runtime (Node.js, Java, .NET, Ruby, provided.al2023, Python). python3.N (fallback): the extension runs on the function's python3 and the layer suits that runtime only."
   type        = string
-  default     = "python3.12"
+  default     = "all"
 
   validation {
-    condition     = can(regex("^python3\\.(1[1-9]|[2-9][0-9])$", var.runtime))
-    error_message = "runtime must be a Lambda Python runtime, python3.11 or newer (the extension runs on the function's python3)."
+    condition     = var.runtime == "all" || can(regex("^python3\\.(1[1-9]|[2-9][0-9])$", var.runtime))
+    error_message = "runtime must be all, or a Lambda Python runtime python3.11 or newer (fallback layer)."
   }
 }
 

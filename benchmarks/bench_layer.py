@@ -1,0 +1,222 @@
+"""The layer with its own Python (issue 10): cold start against the system Python, layer sizes.
+
+Cold start: extension process start -> register and -> first event/next, in fresh sandboxes,
+interleaved: the unzipped x86_64 layer (its bundled CPython 3.13, nothing of the host's Python)
+versus the same extension code on this machine's Python (`python -S`, the local /opt of
+ext.local.layer), and a bare `python -S -c pass` of each interpreter. Sizes: zipped and
+unzipped, per architecture. Memory: PSS of the extension's three processes after 20
+invocations x 50 lines, bundled versus system Python.
+
+Run: `.venv/bin/python -m benchmarks.bench_layer [--quick]`. Needs the layers built
+(`scripts/build_layer.py --arch x86_64|arm64`, cached); without them it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+from benchmarks.bench_cold_start import cold_init
+from benchmarks.bench_memory import extension_memory
+from benchmarks.rig import Rig, extension_rig
+from ext.local.layer import EXTENSION_NAME
+
+TARGETS = {"first_next_ratio_p50": 1.1, "zipped_mb": 20.0}
+ARCHES = ("x86_64", "arm64")
+
+
+def cached_layer_ready() -> bool:
+    """True when the from-source interpreters are in the cache (a build then takes seconds)."""
+    path = common.REPO / "scripts" / "build_python.py"
+    spec = importlib.util.spec_from_file_location("build_python", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_python", module)
+    spec.loader.exec_module(module)
+    return all(module.cached_runtime(arch) is not None for arch in ARCHES)
+
+
+def build(arch: str, out: Path) -> Path:
+    zip_path = out / f"{arch}.zip"
+    subprocess.run([sys.executable, str(common.REPO / "scripts" / "build_layer.py"), "--arch",
+                    arch, "--out", str(zip_path)], check=True, capture_output=True)  # fmt: skip
+    return zip_path
+
+
+def unpack(zip_path: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as archive:
+        for info in archive.infolist():
+            archive.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                (dest / info.filename).chmod(mode)
+    return dest
+
+
+def sizes(zip_path: Path) -> dict[str, float]:
+    with zipfile.ZipFile(zip_path) as archive:
+        unzipped = sum(info.file_size for info in archive.infolist())
+    return {"zipped_mb": zip_path.stat().st_size / 1e6, "unzipped_mb": unzipped / 1e6}
+
+
+class BundledRig(Rig):
+    """The rig with the unzipped layer as /opt and no SPLUNK_EXTENSION_PYTHON: the launcher
+    execs the layer's own interpreter."""
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = super().env(**extra)
+        del env["SPLUNK_EXTENSION_PYTHON"]
+        return env
+
+
+def bare_start_ms(python: str) -> float:
+    """Popen return -> reaped exit of `python -S -c pass`, spawned like the emulator spawns."""
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen([python, "-S", "-c", "pass"], stdin=subprocess.DEVNULL,
+                                stdout=write_fd, stderr=write_fd, start_new_session=True)
+        started = time.monotonic()
+        os.close(write_fd)
+        write_fd = -1
+        proc.wait(30)
+        ended = time.monotonic()
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        os.close(read_fd)
+    return (ended - started) * 1000
+
+
+# What the extension's processes import from the stdlib, in one interpreter start.
+IMPORTS = "import ssl, json, zlib, http.client, email.parser, socket, selectors, uuid, hashlib"
+
+
+def zipped_stdlib_copy(python_dir: Path, dest: Path) -> Path:
+    """A copy of the bundled interpreter tree with the stdlib in lib/python313.zip (first on
+    sys.path) and only the landmarks left in lib/python3.13; returns its python3."""
+    shutil.copytree(python_dir, dest, symlinks=True)
+    stdlib = dest / "lib" / "python3.13"
+    with zipfile.ZipFile(dest / "lib" / "python313.zip", "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(stdlib.rglob("*.pyc")):
+            archive.write(path, path.relative_to(stdlib).as_posix())
+    for path in stdlib.iterdir():
+        if path.name not in ("os.pyc", "lib-dynload"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return dest / "bin" / "python3"
+
+
+def import_start_ms(python: str, runs: int) -> dict[str, float]:
+    """Wall time of `python -S -c <IMPORTS>` (start, imports, exit), p50/p95 over `runs`."""
+    samples = []
+    for _ in range(runs):
+        started = time.monotonic()
+        subprocess.run([python, "-S", "-c", IMPORTS], check=True, env={"PATH": "/usr/bin:/bin"})
+        samples.append((time.monotonic() - started) * 1000)
+    return common.summary(samples)
+
+
+def pss_mib(rig: Rig, invocations: int) -> float:
+    """PSS of main + listener + sender after `invocations` x 50 lines."""
+    processes = extension_memory(rig, invocations, 50)
+    return float(sum(p["pss_kb"] for p in processes.values())) / 1024
+
+
+def measure(runs: int, invocations: int, folder: Path) -> dict[str, Any]:
+    layers = {arch: build(arch, folder) for arch in ARCHES}
+    opt = unpack(layers["x86_64"], folder / "opt")
+    bundled_python = str(opt / EXTENSION_NAME / "python" / "bin" / "python3")
+    series: dict[str, list[float]] = {k: [] for k in (
+        "system_bare", "bundled_bare", "system_register_ms", "system_first_next_ms",
+        "bundled_register_ms", "bundled_first_next_ms")}  # fmt: skip
+    with extension_rig() as system_rig:
+        bundled_rig = BundledRig(system_rig.hec, opt, system_rig.work)
+        cold_init(system_rig)  # warm the page cache of both; not counted
+        cold_init(bundled_rig)
+        for _ in range(runs):
+            series["system_bare"].append(bare_start_ms(sys.executable))
+            series["bundled_bare"].append(bare_start_ms(bundled_python))
+            for side, rig in (("system", system_rig), ("bundled", bundled_rig)):
+                record = cold_init(rig)
+                series[f"{side}_register_ms"].append(record["register_ms"])
+                series[f"{side}_first_next_ms"].append(record["first_next_ms"])
+        memory = {"system_pss_mib": pss_mib(system_rig, invocations),
+                  "bundled_pss_mib": pss_mib(bundled_rig, invocations)}
+    zipped = str(zipped_stdlib_copy(opt / EXTENSION_NAME / "python", folder / "zipped"))
+    stdlib_layout = {"directory": import_start_ms(bundled_python, runs * 3),
+                     "zip": import_start_ms(zipped, runs * 3)}  # fmt: skip
+    stats = {name: common.summary(values) for name, values in series.items()}
+    ratios = {f"{figure}_ratio_{q}": stats[f"bundled_{figure}_ms"][q]
+              / stats[f"system_{figure}_ms"][q]
+              for figure in ("register", "first_next") for q in ("p50", "p95")}  # fmt: skip
+    return {"runs": runs, "invocations": invocations, "stats": stats, "ratios": ratios,
+            "sizes": {arch: sizes(path) for arch, path in layers.items()}, "memory": memory,
+            "stdlib_layout_ms": stdlib_layout,
+            "samples": series}  # fmt: skip
+
+
+def report(results: dict[str, Any]) -> None:
+    stats, ratios = results["stats"], results["ratios"]
+    labels = {"system_bare": "system `python -S -c pass`",
+              "bundled_bare": "bundled `python3 -S -c pass`",
+              "system_register_ms": "system Python: start -> register",
+              "bundled_register_ms": "bundled Python: start -> register",
+              "system_first_next_ms": "system Python: start -> first next",
+              "bundled_first_next_ms": "bundled Python: start -> first next"}  # fmt: skip
+    rows = [[label, stats[k]["p50"], stats[k]["p95"], stats[k]["max"]]
+            for k, label in labels.items()]
+    common.print_table(f"Cold start over {results['runs']} cold inits (ms)",
+                       ["series", "p50", "p95", "max"], rows)  # fmt: skip
+    target = TARGETS["first_next_ratio_p50"]
+    ratio_rows = [
+        ["register", ratios["register_ratio_p50"], ratios["register_ratio_p95"], "-", "-"],
+        ["first_next", ratios["first_next_ratio_p50"], ratios["first_next_ratio_p95"], target,
+         common.verdict(ratios["first_next_ratio_p50"], target)],
+    ]  # fmt: skip
+    common.print_table("Bundled / system Python", ["figure", "p50 x", "p95 x", "target x",
+                                                   "verdict"], ratio_rows)  # fmt: skip
+    common.print_table("Layer size (MB)", ["arch", "zipped", "unzipped", "verdict"],
+                       [[arch, s["zipped_mb"], s["unzipped_mb"],
+                         common.verdict(s["zipped_mb"], TARGETS["zipped_mb"])]
+                        for arch, s in results["sizes"].items()])  # fmt: skip
+    layout = results["stdlib_layout_ms"]
+    common.print_table("Bundled interpreter start + the extension's stdlib imports (ms)",
+                       ["stdlib", "p50", "p95"],
+                       [[k, v["p50"], v["p95"]] for k, v in layout.items()])  # fmt: skip
+    memory = results["memory"]
+    common.print_table(f"Extension PSS after {results['invocations']} invocations x 50 lines "
+                       "(MiB)", ["interpreter", "PSS"],
+                       [["system", memory["system_pss_mib"]],
+                        ["bundled", memory["bundled_pss_mib"]]])  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_layer", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
+    parser.add_argument("--runs", type=int, default=None, help="cold inits per side (default 30)")
+    args = parser.parse_args(argv)
+    if not cached_layer_ready():
+        print("bench_layer: the bundled interpreters are not built yet (run "
+              "scripts/build_layer.py --arch x86_64 and --arch arm64 first); nothing measured")
+        return 0
+    runs = args.runs or (3 if args.quick else 30)
+    with tempfile.TemporaryDirectory(prefix="bench-layer-") as tmp:
+        results = measure(runs, 3 if args.quick else 20, Path(tmp))
+    report(results)
+    common.write_result("layer", results, quick=args.quick, targets=TARGETS)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

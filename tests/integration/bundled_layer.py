@@ -1,0 +1,92 @@
+"""Helpers for the tests of the layer with its own Python: build (cached) or skip, unpack, CA.
+
+Building the interpreter from source takes tens of minutes on a cold cache (`.ci/run` does it
+before the tests); with the cache it takes seconds. Without the toolchain the tests skip with the
+reason, unless SPLUNK_LAYER_REQUIRED=1 (CI), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "splunk-hec-extension"
+BUILD_TIMEOUT_S = 3600
+
+
+def load_build_python() -> ModuleType:
+    """scripts/build_python.py as a module (scripts/ is not a package)."""
+    path = REPO / "scripts" / "build_python.py"
+    spec = importlib.util.spec_from_file_location("build_python", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_python", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail when the environment says the bundled-Python tests must run (CI)."""
+    if os.environ.get("SPLUNK_LAYER_REQUIRED") == "1":
+        pytest.fail(f"SPLUNK_LAYER_REQUIRED=1 but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class Layer:
+    arch: str
+    zip_path: Path
+    report: str
+
+    def unpack(self, dest: Path) -> Path:
+        """Extracts like Lambda does into `dest` (its /opt), modes included; returns `dest`."""
+        with zipfile.ZipFile(self.zip_path) as archive:
+            for info in archive.infolist():
+                archive.extract(info, dest)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode:
+                    (dest / info.filename).chmod(mode)
+        return dest
+
+
+def build_bundled_layer(arch: str, out: Path) -> Layer:
+    builder = load_build_python()
+    missing = builder.missing_tools()
+    if missing and builder.cached_runtime(arch) is None:
+        unavailable(f"cannot build the bundled Python for {arch}: missing {', '.join(missing)}")
+    command = [sys.executable, str(REPO / "scripts" / "build_layer.py"), "--arch", arch,
+               "--out", str(out)]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return Layer(arch, out, result.stdout)
+
+
+def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path, Path]:
+    """A local CA and a server certificate it signed for 127.0.0.1: (ca.pem, cert, key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = folder / f"{name}-key.pem", folder / f"{name}.pem"
+    key, csr, cert = folder / "server-key.pem", folder / "server.csr", folder / "server.pem"
+    ext = folder / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            f"/CN=test {name}", "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    return ca, cert, key

@@ -1,0 +1,249 @@
+"""The layer with its own Python (issue 10): portable ELF files, no python3 needed, TLS, arm64.
+
+Builds the real layers with scripts/build_layer.py (the interpreter comes from the cache that
+scripts/build_python.py fills; see bundled_layer.py for the skip rule) and runs them: the x86_64
+extension end to end in the emulator with a custom-runtime (shell) function and no python3 on
+PATH, the arm64 interpreter under qemu-aarch64.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ext.local.hec import HecReceiver, HecToken
+from tests.integration.bundled_layer import NAME, REPO, Layer, build_bundled_layer, make_ca
+from tests.integration.conftest import TOKEN
+from tests.integration.elf_versions import is_elf, machine, max_glibc, version_needs
+from tests.integration.extension_harness import expected_lines, lines_of, platform_events, sandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
+
+ELF_MACHINE = {"x86_64": 62, "arm64": 183}
+AMAZON_LINUX_BUNDLE = "pki/tls/certs/ca-bundle.crt"  # below /etc
+# A function with no Python: its bootstrap needs sh (by absolute path), curl, and sleep.
+FUNCTION_TOOLS = ("curl", "sleep")
+
+
+@pytest.fixture(scope="module")
+def layers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Layer]:
+    out = tmp_path_factory.mktemp("bundled")
+    return {arch: build_bundled_layer(arch, out / f"{arch}.zip") for arch in ELF_MACHINE}
+
+
+@pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
+def test_every_elf_file_needs_at_most_glibc_2_26(layers: dict[str, Layer], arch: str) -> None:
+    layer = layers[arch]
+    elves = {}
+    with zipfile.ZipFile(layer.zip_path) as archive:
+        for info in archive.infolist():
+            data = archive.read(info) if not info.is_dir() else b""
+            if is_elf(data):
+                elves[info.filename] = data
+    # The interpreter (every stdlib module built in) and msgspec's compiled module, no more.
+    assert f"{NAME}/python/bin/python3" in elves
+    assert any(name.startswith(f"{NAME}/msgspec/_core.cpython-313-") for name in elves)
+    for name, data in elves.items():
+        assert machine(data) == ELF_MACHINE[arch], name
+        needs = version_needs(data)
+        assert max_glibc(needs) <= (2, 26), (name, needs)
+        # Only glibc itself: no OpenSSL, zlib or libpython from the host.
+        libraries = set(needs) - {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2",
+                                  "libutil.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
+        assert not libraries, (name, libraries)
+    print(f"layer {arch}: zipped {layer.zip_path.stat().st_size} bytes, {len(elves)} ELF files")
+
+
+@pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
+def test_a_second_build_is_byte_identical(
+    layers: dict[str, Layer], arch: str, tmp_path: Path
+) -> None:
+    again = build_bundled_layer(arch, tmp_path / "again.zip")
+    assert again.zip_path.read_bytes() == layers[arch].zip_path.read_bytes()
+
+
+def no_python_path(folder: Path) -> str:
+    """A PATH holding only the tools the shell function needs, checked to hold no python."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for tool in FUNCTION_TOOLS:
+        found = shutil.which(tool)
+        assert found, f"{tool} is needed by function/bootstrap"
+        (folder / tool).symlink_to(found)
+    path = str(folder)
+    for python in ("python3", "python", "python3.13", "python3.11"):
+        assert shutil.which(python, path=path) is None
+    return path
+
+
+def tls_hec(folder: Path, cert: Path, key: Path) -> HecReceiver:
+    tokens = (HecToken(name="lambda", value=TOKEN, indexes=("main", "lambda")),)
+    return HecReceiver(folder / "hec.sqlite", tokens=tokens, tls_cert=cert, tls_key=key)
+
+
+def test_unzipped_layer_runs_end_to_end_with_a_shell_function_and_no_python(
+    layers: dict[str, Layer], tmp_path: Path
+) -> None:
+    opt = layers["x86_64"].unpack(tmp_path / "opt")
+    ca, cert, key = make_ca(tmp_path / "pki")
+    decoy, _, _ = make_ca(tmp_path / "decoy", "decoy")
+    env = {
+        "PATH": no_python_path(tmp_path / "bin"),
+        "SPLUNK_HEC_TOKEN": TOKEN,
+        # SPLUNK_CA_BUNDLE wins over the OpenSSL default, even one pointing at another CA.
+        "SPLUNK_CA_BUNDLE": str(ca),
+        "SSL_CERT_FILE": str(decoy),
+    }
+    counts = [1 + (n * 37) % 60 for n in range(20)]
+    with tls_hec(tmp_path, cert, key) as hec:
+        env["SPLUNK_HOST"] = hec.url
+        assert hec.url.startswith("https://")
+        with sandbox(opt, env, runtime="provided.al2023") as sb:
+            for n, count in enumerate(counts):
+                result = sb.invoke({"lines": count, "tag": f"c{n}"})
+                assert result.status == "success", result
+                # Frozen now: the lines must be in HEC already.
+                assert lines_of(hec, f"c{n}") == expected_lines(f"c{n}", count)
+            shutdown = sb.shutdown()
+        assert shutdown.extensions[NAME].exited
+        for n, count in enumerate(counts):
+            assert lines_of(hec, f"c{n}") == expected_lines(f"c{n}", count)
+        kinds = collections.Counter(str(e["type"]) for e in platform_events(hec))
+    assert kinds["platform.runtimeDone"] == len(counts)
+    assert kinds["platform.report"] == len(counts)  # the last one drained at SHUTDOWN
+
+
+def overlay_launcher(opt: Path, etc_extra: Path, wrapped: Path) -> Path:
+    """An /opt whose only extension runs the real launcher in a mount namespace where /etc also
+    shows `etc_extra` (an overlay: the host's /etc is not changed)."""
+    (opt / "extensions").mkdir(parents=True)
+    wrapper = opt / "extensions" / NAME
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"exec {unshare} -m /bin/sh -c '{mount} -t overlay overlay "
+        f"-o lowerdir={etc_extra}:/etc /etc && exec {wrapped}/extensions/{NAME}'\n"
+    )
+    wrapper.chmod(0o755)
+    return opt
+
+
+def can_overlay_etc() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
+        return False
+    with tempfile.TemporaryDirectory() as empty:
+        probe = subprocess.run(
+            ["unshare", "-m", "sh", "-c",
+             f"mount -t overlay overlay -o lowerdir={empty}:/etc /etc"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not can_overlay_etc(), reason="needs root and overlay mounts (unshare -m)")
+@pytest.mark.parametrize("ca_placed", [True, False])
+def test_tls_finds_the_ca_where_amazon_linux_keeps_its_bundle(
+    layers: dict[str, Layer], tmp_path: Path, ca_placed: bool
+) -> None:
+    assert not Path("/etc/pki/tls/cert.pem").exists(), "this host has an Amazon Linux bundle"
+    real_opt = layers["x86_64"].unpack(tmp_path / "real")
+    ca, cert, key = make_ca(tmp_path / "pki")
+    etc_extra = tmp_path / "etc"
+    if ca_placed:
+        (etc_extra / AMAZON_LINUX_BUNDLE).parent.mkdir(parents=True)
+        shutil.copyfile(ca, etc_extra / AMAZON_LINUX_BUNDLE)
+    else:
+        etc_extra.mkdir()
+    opt = overlay_launcher(tmp_path / "opt", etc_extra, real_opt)
+    env = {"PATH": no_python_path(tmp_path / "bin"), "SPLUNK_HEC_TOKEN": TOKEN,
+           "SPLUNK_FLUSH_BUDGET_MS": "1500"}  # fmt: skip
+    with tls_hec(tmp_path, cert, key) as hec:
+        env["SPLUNK_HOST"] = hec.url
+        with sandbox(opt, env, runtime="provided.al2023") as sb:
+            assert sb.invoke({"lines": 5, "tag": "al"}).status == "success"
+            delivered = lines_of(hec, "al")
+            sb.shutdown()
+    # Without the CA in the system bundle the certificate is never trusted: nothing arrives.
+    assert delivered == (expected_lines("al", 5) if ca_placed else [])
+
+
+ARM64_PROBE = """
+import json, ssl, sys
+import msgspec, urllib3
+assert msgspec.json.decode(msgspec.json.encode({"a": [1]})) == {"a": [1]}
+pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=sys.argv[2])
+body = json.dumps({"event": "from arm64"}).encode()
+reply = pool.request("POST", sys.argv[1] + "/services/collector/event", body=body,
+                     headers={"Authorization": "Splunk " + sys.argv[3]}, retries=False)
+print(reply.status, ssl.OPENSSL_VERSION, sys.version.split()[0], sys.platform)
+"""
+
+
+def test_arm64_interpreter_under_qemu_imports_and_speaks_tls(
+    layers: dict[str, Layer], tmp_path: Path
+) -> None:
+    qemu = shutil.which("qemu-aarch64")
+    sysroot = Path("/usr/aarch64-linux-gnu")
+    if qemu is None or not (sysroot / "lib").is_dir():
+        pytest.skip("needs qemu-aarch64 (qemu-user) and an arm64 glibc (libc6-arm64-cross)")
+    opt = layers["arm64"].unpack(tmp_path / "opt")
+    ca, cert, key = make_ca(tmp_path / "pki")
+    python = opt / NAME / "python" / "bin" / "python3"
+    with tls_hec(tmp_path, cert, key) as hec:
+        result = subprocess.run(
+            [qemu, "-L", str(sysroot), str(python), "-S", "-c", ARM64_PROBE, hec.url, str(ca),
+             TOKEN],
+            env={"PYTHONPATH": str(opt / NAME), "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        stored = [e.event for e in hec.events(limit=10)]
+    assert result.returncode == 0, result.stderr
+    status, details = result.stdout.split(maxsplit=1)
+    assert status == "200", result.stdout
+    assert details.startswith("OpenSSL 3."), details
+    assert details.split()[-2:][0].startswith("3.13."), details
+    assert details.split()[-1] == "linux"
+    assert stored == ['"from arm64"']
+
+
+def test_function_bootstrap_is_executable_and_shell() -> None:
+    bootstrap = REPO / "function" / "bootstrap"
+    assert os.access(bootstrap, os.X_OK)
+    assert bootstrap.read_text().startswith("#!/bin/sh\n")
+
+
+# Imports every shipped ext module (each of them must find the stdlib modules it needs in the
+# pruned stdlib), then reports where its dependencies and the stdlib came from.
+IMPORT_PROBE = """
+import importlib, os, pkgutil, ssl, sys
+import ext, msgspec, urllib3
+for module in pkgutil.walk_packages(ext.__path__, "ext."):
+    importlib.import_module(module.name)
+import urllib3.contrib  # the package itself; its optional backends need other libraries
+print(msgspec.__file__, urllib3.__file__, os.__file__, sys.executable, sep="\\n")
+"""
+
+
+def test_every_ext_module_imports_with_the_pruned_stdlib(
+    layers: dict[str, Layer], tmp_path: Path
+) -> None:
+    opt = layers["x86_64"].unpack(tmp_path / "opt")
+    root = opt / NAME
+    result = subprocess.run(
+        [str(root / "python" / "bin" / "python3"), "-S", "-c", IMPORT_PROBE],
+        env={"PYTHONPATH": str(root), "PATH": "/nonexistent"}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # e.g. no "Could not find platform libraries" warning
+    msgspec_file, urllib3_file, os_file, executable = result.stdout.splitlines()
+    assert msgspec_file.startswith(f"{root}/msgspec/")
+    assert urllib3_file.startswith(f"{root}/urllib3/")
+    assert os_file == f"{root}/python/lib/python3.13/os.pyc"  # sourceless, precompiled
+    assert executable == f"{root}/python/bin/python3"

@@ -1,0 +1,92 @@
+"""The bootstrap launcher's choice of interpreter and environment, with stub interpreters.
+
+Layout as in the layer: <opt>/extensions/<name> is the launcher, <opt>/<name>/python/bin/python3
+the bundled interpreter (here a script that prints what it was given).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+STUB = """#!/bin/sh
+echo "EXE=$0"
+echo "ARGS=$*"
+echo "PYTHONPATH=${PYTHONPATH-unset}"
+echo "PYTHONHOME=${PYTHONHOME-unset}"
+echo "SSL_CERT_FILE=${SSL_CERT_FILE-unset}"
+"""
+DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def make_opt(tmp_path: Path, name: str, bundled: bool) -> Path:
+    opt = tmp_path / "opt"
+    (opt / "extensions").mkdir(parents=True)
+    launcher = opt / "extensions" / name
+    shutil.copyfile(REPO / "bootstrap", launcher)
+    launcher.chmod(0o755)
+    bindir = opt / name / "python" / "bin"
+    bindir.mkdir(parents=True)
+    if bundled:
+        (bindir / "python3").write_text(STUB)
+        (bindir / "python3").chmod(0o755)
+    return opt
+
+
+def run(opt: Path, name: str, **env: str) -> dict[str, str]:
+    base = {"PATH": os.environ["PATH"]}
+    result = subprocess.run([str(opt / "extensions" / name)], env={**base, **env},
+                            capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+def test_bundled_interpreter_by_absolute_path_isolated_from_the_functions_python(
+    tmp_path: Path,
+) -> None:
+    opt = make_opt(tmp_path, "acme-hec", bundled=True)
+    seen = run(opt, "acme-hec", PYTHONPATH="/var/runtime:/opt/python", PYTHONHOME="/var/lang",
+               PATH="/nonexistent")  # fmt: skip
+    assert seen["EXE"] == f"{opt}/acme-hec/python/bin/python3"
+    assert seen["ARGS"] == "-S -m ext acme-hec"  # registered under the launcher's file name
+    assert seen["PYTHONPATH"] == f"{opt}/acme-hec"
+    assert seen["PYTHONHOME"] == "unset"
+
+
+@pytest.mark.skipif(Path("/etc/pki/tls/cert.pem").exists(), reason="an Amazon Linux host")
+@pytest.mark.skipif(not Path(DEBIAN_BUNDLE).is_file(), reason="no Debian-like CA bundle here")
+def test_bundled_interpreter_gets_the_debian_bundle_when_amazon_linux_has_none(
+    tmp_path: Path,
+) -> None:
+    opt = make_opt(tmp_path, "splunk-hec-extension", bundled=True)
+    assert run(opt, "splunk-hec-extension")["SSL_CERT_FILE"] == DEBIAN_BUNDLE
+    chosen = run(opt, "splunk-hec-extension", SSL_CERT_FILE="/custom.pem")
+    assert chosen["SSL_CERT_FILE"] == "/custom.pem"
+
+
+def test_explicit_interpreter_wins_and_keeps_the_pythonpath(tmp_path: Path) -> None:
+    opt = make_opt(tmp_path, "splunk-hec-extension", bundled=True)
+    other = tmp_path / "other-python"
+    other.write_text(STUB)
+    other.chmod(0o755)
+    seen = run(opt, "splunk-hec-extension", SPLUNK_EXTENSION_PYTHON=str(other),
+               PYTHONPATH="/extra")  # fmt: skip
+    assert seen["EXE"] == str(other)
+    assert seen["PYTHONPATH"] == f"{opt}/splunk-hec-extension:/extra"
+    assert seen["SSL_CERT_FILE"] == "unset"
+
+
+def test_without_a_bundled_interpreter_the_functions_python3_runs(tmp_path: Path) -> None:
+    opt = make_opt(tmp_path, "splunk-hec-extension", bundled=False)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").write_text(STUB)
+    (bindir / "python3").chmod(0o755)
+    seen = run(opt, "splunk-hec-extension", PATH=str(bindir))
+    assert seen["EXE"] == str(bindir / "python3")
