@@ -208,7 +208,8 @@ class MainLoop:
 
     def adapt(self, request_id: str, deadline: float) -> None:
         """Waits for the invocation, or only asks for it, as the adaptive decision says."""
-        self._read_answers()
+        self._read_answers()  # deliveries confirmed since the last invocation
+        self.answers.clear()
         decision = self.adaptive.decide(request_id, time.monotonic())
         diagnostics.note("INFO", decision.describe(request_id))
         if decision.wait:

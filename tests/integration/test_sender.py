@@ -252,6 +252,8 @@ def test_tls_verified_by_default_and_with_a_ca_bundle(
             expected = spool_invocations(writer, 2, 3)
             last = writer.next_seq - 1
         untrusting = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+        started = control.Inbox(untrusting.status_r)
+        wait_for(lambda: control.Ready() in started.read())  # its imports can be slow
         time.sleep(1.0)  # it keeps retrying: an unknown issuer is never accepted silently
         assert hec.count() == 0
         assert read_committed(spool) < last

@@ -160,3 +160,14 @@ def test_event_bodies_parse_as_minijson_parses_them(value: object) -> None:
     for broken in (body[:-1], body + b"x", b"{bad"):
         with pytest.raises(ValueError):
             lifecycle._parse_event(broken)
+
+
+def test_adaptive_keeps_no_memory_of_answered_invocations(main: Main) -> None:
+    for n in range(5):  # the rhythm is learnt; then dense invocations are not waited for
+        main.loop.adapt(f"r{n}", time.time() + 60)
+        control.send(main.loop.status_w, control.Delivered(f"r{n}"))
+    for n in range(5, 200):
+        main.loop.adapt(f"r{n}", time.time() + 60)
+        control.send(main.loop.status_w, control.Delivered(f"r{n}"))
+    assert len(main.loop.answers) <= 1
+    assert len(main.loop.adaptive.undelivered) <= 2

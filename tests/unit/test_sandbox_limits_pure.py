@@ -39,3 +39,20 @@ def test_without_root_the_sandbox_runs_unlimited_with_one_notice(
     notices = [r.getMessage() for r in caplog.records]
     assert len(notices) == 1
     assert "WITHOUT Lambda's CPU share" in notices[0] and "not running as root" in notices[0]
+
+
+def test_a_failed_attempt_leaves_no_group_behind(tmp_path: Path) -> None:
+    # Plain folders stand in for cgroup hierarchies: the group folder can be made, but it has
+    # no cgroup.procs (the kernel would have made one), so joining it cannot be prepared.
+    v2 = limits.Hierarchy(2, frozenset({"cpu", "memory"}), tmp_path / "unified")
+    cpu = limits.Hierarchy(1, frozenset({"cpu"}), tmp_path / "cpu")
+    memory = limits.Hierarchy(1, frozenset({"memory"}), tmp_path / "memory")
+    for folder in (v2.own_dir, cpu.own_dir, memory.own_dir):
+        folder.mkdir()
+    (v2.own_dir / "cgroup.subtree_control").write_text("cpu memory\n")
+    with pytest.raises(limits.LimitsUnavailableError, match=r"cgroup v2.*cgroup v1"):
+        limits.SandboxCgroup(128, [v2, cpu, memory])
+    for folder in (v2.own_dir, cpu.own_dir, memory.own_dir):
+        assert list(folder.iterdir()) == (
+            [folder / "cgroup.subtree_control"] if folder == v2.own_dir else []
+        )

@@ -126,6 +126,8 @@ class SandboxCgroup:
                 self._create_v2(name, v2[0])
                 return
             except OSError as err:
+                self.close()  # nothing half-made may stay behind for v1
+                self.missing = []
                 errors.append(f"cgroup v2 at {v2[0].own_dir}: {err.strerror or err}")
         if v1:
             try:
