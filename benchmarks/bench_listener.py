@@ -15,8 +15,8 @@ the listener of another checkout (e.g. /work/main) the same way.
 from __future__ import annotations
 
 import argparse
-import os
 import inspect
+import os
 import resource
 import signal
 import socket

@@ -44,8 +44,6 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from ext import intake, schema
 from ext.http_intake import MAX_HEAD_BYTES, ChunkedBody, Head, HttpError, parse_head, response
 from ext.spool import SpoolWriter
