@@ -396,6 +396,8 @@ class Listener:
         """Reserves a Content-Length body and starts filling it; False: waiting for memory."""
         assert conn.head is not None
         length = conn.head.content_length
+        if length > self.body_budget:
+            raise HttpError(503, "body larger than the request memory")
         if length and ((self._waiting and self._waiting[0] is not conn)
                        or self._reserved + length > self.body_budget):
             if conn not in self._waiting:
