@@ -276,9 +276,9 @@ def main() -> None:
     rows.append(["10-event batches", after["rss_peak_mib"], "",
                  after["cpu_us_per_10_event_batch"]])
     for name, case in hostile_cases(args.quick).items():
-        figures = hostile_case(str(REPO), case)
-        results[name] = figures
-        rows.append([name, figures["rss_peak_mib"], figures["answers"], ""])
+        hostile = hostile_case(str(REPO), case)
+        results[name] = hostile
+        rows.append([name, hostile["rss_peak_mib"], hostile["answers"], ""])
     worst = max(float(v["rss_peak_mib"]) for v in results.values()
                 if isinstance(v, dict))
     results["worst_rss_peak_mib"] = worst
