@@ -286,7 +286,7 @@ class HttpServer:
             if len(conn.buf) > MAX_HEAD_BYTES:
                 raise HttpError(431, "request head too large")
             return False
-        conn.head = parse_head(bytes(conn.buf[:end]), self.max_body)
+        conn.head = parse_head(conn.buf[:end], self.max_body)
         del conn.buf[: end + 4]
         if conn.head.chunked:
             conn.chunks = ChunkedBody(self.max_body)
@@ -308,11 +308,14 @@ class HttpServer:
             self._waiting.popleft()
         self._reserved += length
         conn.reserved = length
-        conn.body = bytearray(length)
-        take = min(length, len(conn.buf))
-        conn.body[:take] = conn.buf[:take]
-        del conn.buf[:take]
-        conn.got = take
+        if len(conn.buf) >= length:  # the whole body came with its head (the common case)
+            conn.body = conn.buf[:length]
+            conn.got = length
+        else:
+            conn.body = bytearray(length)
+            conn.body[: len(conn.buf)] = conn.buf
+            conn.got = len(conn.buf)
+        del conn.buf[: conn.got]
         self._want(conn, _READABLE)
         return True
 
