@@ -120,7 +120,7 @@ class HttpServer:
         self._last_tick = time.monotonic()
 
     def listen(self) -> None:
-        """Starts accepting connections (serve() does it; tests drive poll() themselves)."""
+        """Starts accepting connections; then poll() serves them."""
         self.server.setblocking(False)
         self._set_accepting(True)
 
