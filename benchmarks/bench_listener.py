@@ -257,7 +257,7 @@ def main() -> None:
     rows: list[list[object]] = []
     # Alternate the trees and keep each one's least figure: other load on the machine only
     # ever adds CPU time.
-    rounds = 1 if args.quick else 3
+    rounds = 1 if args.quick else 5
     trees = [("before", args.before)] if args.before else []
     best: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
