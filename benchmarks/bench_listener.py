@@ -258,19 +258,30 @@ def main() -> None:
     requests = 2_000 if args.quick else 10_000
     results: dict[str, object] = {}
     rows: list[list[object]] = []
+    # Alternate the trees and keep each one's least figure: other load on the machine only
+    # ever adds CPU time.
+    rounds = 1 if args.quick else 5
+    trees = [("before", args.before)] if args.before else []
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for label, tree in [*trees, ("after", str(REPO))]:
+            figures = cpu_case(tree, requests)
+            if label not in best or (figures["cpu_us_per_10_event_batch"]
+                                     < best[label]["cpu_us_per_10_event_batch"]):
+                best[label] = figures
     if args.before:
-        before = cpu_case(args.before, requests)
+        before = best["before"]
         results["before: 10-event batches, one connection"] = before
         rows.append(["before: 10-event batches", before["rss_peak_mib"], "",
                      before["cpu_us_per_10_event_batch"]])
-    after = cpu_case(str(REPO), requests)
+    after = best["after"]
     results["10-event batches, one connection"] = after
     rows.append(["10-event batches", after["rss_peak_mib"], "",
                  after["cpu_us_per_10_event_batch"]])
     for name, case in hostile_cases(args.quick).items():
-        figures = hostile_case(str(REPO), case)
-        results[name] = figures
-        rows.append([name, figures["rss_peak_mib"], figures["answers"], ""])
+        hostile = hostile_case(str(REPO), case)
+        results[name] = hostile
+        rows.append([name, hostile["rss_peak_mib"], hostile["answers"], ""])
     worst = max(float(v["rss_peak_mib"]) for v in results.values()
                 if isinstance(v, dict))
     results["worst_rss_peak_mib"] = worst

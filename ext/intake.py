@@ -36,6 +36,7 @@ DROPPED_TYPE = "splunk-extension.intake-dropped"
 TOO_DEEP_TYPE = "splunk-extension.too-deep"
 NOTIFY_TYPES = frozenset({"platform.runtimeDone", "platform.report"})
 _NOTABLE_MARK = b"platform.r"
+_SHORT = 2 * (MAX_DEPTH - 1)  # a record no longer cannot be too deep (two bytes per level)
 _FEW = 64  # events in a batch below which checking each event costs less than a body pass
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -75,9 +76,10 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
     if len(events) <= _FEW:
         notable = False
         for event in events:
-            if _too_deep_record(event.record):
+            if len(event.record) > _SHORT and _too_deep_record(event.record):
                 return _salvage(body)
-            notable = notable or event.type in NOTIFY_TYPES
+            if event.type in NOTIFY_TYPES:
+                notable = True
         return Verdict(body, len(events), notable)
     # Many events: passes over the whole body in C cost less than a look at each event.
     data = bytes(body) if isinstance(body, memoryview) else body
@@ -94,7 +96,7 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
 
 def _too_deep_record(record: msgspec.Raw) -> bool:
     """True when the record (inside the event object and the batch array) is too deep."""
-    if len(record) <= 2 * (MAX_DEPTH - 1) or memoryview(record)[0] == 0x22:
+    if len(record) <= _SHORT or memoryview(record)[0] == 0x22:
         return False  # a record needs two bytes per level; a string has none
     raw = bytes(record)
     if raw.count(b"[") + raw.count(b"{") < MAX_DEPTH:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, intake
-from ext import listener as listener_module
+from ext import config, http_server, intake
 from ext.listener import Listener
 from ext.spool import SpoolReader
 
@@ -48,8 +47,8 @@ class Served:
         self.port = self.server.getsockname()[1]
         self.listener = Listener(cfg, self.server, -1)
         for name, value in limits.items():
-            setattr(self.listener, name, value)
-        self.listener.listen()
+            setattr(self.listener.http, name, value)
+        self.listener.http.listen()
         self.running = True
         self.paused = False
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -60,7 +59,7 @@ class Served:
             if self.paused:
                 time.sleep(0.01)
                 continue
-            self.listener.poll(0.02)
+            self.listener.http.poll(0.02)
 
     def close(self) -> None:
         self.running = False
@@ -201,8 +200,6 @@ def test_an_event_with_an_unknown_field_is_dropped_not_passed_on(direct: Served)
     assert batch[0] == event("ok") and batch[1]["type"] == intake.DROPPED_TYPE
 
 
-# --- over a loopback socket --------------------------------------------------------------
-
 def test_keep_alive_requests_and_a_chunked_one(served: Served) -> None:
     with served.connect() as sock:
         assert served.exchange(post(body(event("a"))), sock) == 200
@@ -243,7 +240,7 @@ def test_each_malformed_or_oversized_request_gets_its_answer(
 
 
 def test_a_chunked_body_over_the_limit_gets_413(served: Served) -> None:
-    size = served.listener.max_body // 2 + 1
+    size = served.listener.http.max_body // 2 + 1
     raw = (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
            + (b"%x\r\n" % size + b" " * size + b"\r\n") * 2 + b"0\r\n\r\n")
     assert served.exchange(raw) == 413
@@ -278,7 +275,7 @@ def test_a_request_whose_sender_gave_up_is_not_spooled(served: Served) -> None:
     served.paused = False
     assert served.exchange(post(body(event("retried")))) == 200
     assert spooled(served.spool) == [[event("retried")]]
-    assert served.listener.abandoned == 1
+    assert served.listener.http.abandoned == 1
 
 
 def test_connections_beyond_the_cap_evict_the_least_recently_active(tmp_path: Path) -> None:
@@ -287,8 +284,8 @@ def test_connections_beyond_the_cap_evict_the_least_recently_active(tmp_path: Pa
         idle = [s.connect() for _ in range(12)]
         time.sleep(0.2)
         assert s.exchange(post(body(event("a")))) == 200
-        assert len(s.listener._conns) <= 4
-        assert s.listener.evicted >= 8
+        assert len(s.listener.http._conns) <= 4
+        assert s.listener.http.evicted >= 8
         for sock in idle:
             sock.close()
     finally:
@@ -306,7 +303,7 @@ def test_bodies_wait_for_the_shared_budget_instead_of_growing_memory(tmp_path: P
         time.sleep(0.1)
         second.sendall(post(payload))
         time.sleep(0.1)
-        assert s.listener._reserved <= 70_000
+        assert s.listener.http._reserved <= 70_000
         first.sendall(payload[10:])
         assert read_status(first) == 200
         assert read_status(second) == 200
@@ -317,8 +314,8 @@ def test_bodies_wait_for_the_shared_budget_instead_of_growing_memory(tmp_path: P
 
 
 def test_a_head_that_never_ends_gets_408(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(listener_module, "HEAD_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(listener_module, "TICK_S", 0.05)
+    monkeypatch.setattr(http_server, "HEAD_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(http_server, "TICK_S", 0.05)
     s = Served(tmp_path)
     try:
         with s.connect() as sock:
@@ -333,8 +330,8 @@ def test_a_head_that_never_ends_gets_408(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_an_idle_keep_alive_connection_is_closed(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(listener_module, "IDLE_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(listener_module, "TICK_S", 0.05)
+    monkeypatch.setattr(http_server, "IDLE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(http_server, "TICK_S", 0.05)
     s = Served(tmp_path)
     try:
         with s.connect() as sock:
@@ -346,7 +343,7 @@ def test_an_idle_keep_alive_connection_is_closed(tmp_path: Path,
 
 
 def test_a_freeze_does_not_count_against_a_request_in_progress(direct: Served) -> None:
-    listener = direct.listener
+    listener = direct.listener.http
     listener.listen()
     with direct.connect() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nContent-Length: 40\r\n\r\n[")
@@ -379,4 +376,4 @@ def test_an_unexpected_error_costs_one_connection_not_the_listener(
     monkeypatch.setattr(intake, "inspect", broken_once)
     assert served.exchange(post(body(event("a")))) == 0  # closed without an answer
     assert served.exchange(post(body(event("b")))) == 200
-    assert served.listener.internal_errors == 1
+    assert served.listener.http.internal_errors == 1
