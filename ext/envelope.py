@@ -36,6 +36,7 @@ _EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
 _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
 _REQUEST_ID_LEN = 36
 _OWN_KIND = "splunk-extension."  # events of the extension's own, e.g. the listener's drop notices
+MALFORMED_NOTICE = "splunk-extension.malformed-events"  # events the sender could not decode
 
 
 def _json_str(text: str) -> bytes:
@@ -76,15 +77,22 @@ class EnvelopeBuilder:
 
     def build(self, payload: bytes) -> list[bytes]:
         """Envelopes for every event of one Telemetry POST body; malformed bodies are counted."""
+        dropped = 0
         try:
             events = schema.telemetry_batch.decode(payload)
         except (msgspec.DecodeError, RecursionError):
+            before = self.malformed
             events = self._salvage(payload)
+            dropped = self.malformed - before
         out: list[bytes] = []
         for event in events:
             envelope = self.envelope(event)
             if envelope is not None:
                 out.append(envelope)
+        if dropped:
+            # The listener only spools what decodes, so this is a record from elsewhere (an older
+            # version's spool, a bug): what it cost must still be counted in Splunk.
+            out.append(self.notice(MALFORMED_NOTICE, {"malformed_events": dropped}))
         return out
 
     def notice(self, kind: str, details: dict[str, int | str]) -> bytes:

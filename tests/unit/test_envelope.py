@@ -117,9 +117,11 @@ def test_malformed_events_salvaged_and_counted() -> None:
         ]
     )
     out = b.build(body.encode())
-    assert [json.loads(e)["event"] for e in out] == ["ok"]
+    notice = {"type": "splunk-extension.malformed-events", "malformed_events": 2}
+    assert [json.loads(e)["event"] for e in out] == ["ok", notice]
     assert b.malformed == 2
-    assert b.build(b"not json") == [] and b.malformed == 3
+    [alone] = b.build(b"not json")
+    assert json.loads(alone)["event"]["malformed_events"] == 1 and b.malformed == 3
 
 
 def test_numeric_time_and_type_are_kept() -> None:
@@ -142,7 +144,8 @@ def test_records_nested_past_the_decoder_limit_cost_only_their_event() -> None:
     body = ('[{"time":"2026-10-08T07:30:28.235Z","type":"function","record":"ok"},'
             '{"time":"2026-10-08T07:30:28.235Z","type":"function","record":' + deep + "}]")
     out = b.build(body.encode())
-    assert [json.loads(e)["event"] for e in out] == ["ok"]
+    notice = {"type": "splunk-extension.malformed-events", "malformed_events": 1}
+    assert [json.loads(e)["event"] for e in out] == ["ok", notice]
     assert b.malformed == 1
 
 

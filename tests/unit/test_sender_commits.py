@@ -259,3 +259,36 @@ def test_unread_bytes_counts_what_the_drain_still_has_to_send(tmp_path: Path) ->
         assert rig.sender.held_bytes > 1000
     finally:
         rig.close()
+
+
+def test_a_record_whose_mapping_raises_is_quarantined_once_and_the_rest_delivered(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    real_build = rig.sender.builder.build
+
+    def build(payload: bytes) -> list[bytes]:
+        if b"poison" in payload:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_build(payload)
+
+    rig.sender.builder.build = build  # type: ignore[method-assign]
+    try:
+        rig.append(["a"])
+        rig.append(["poison"])
+        rig.lines[1] = []
+        rig.append(["b"])
+        for _ in range(5):
+            rig.sender.step()
+            rig.courier.finish(2)
+        rig.sender.step()
+        assert rig.committed() == 2  # past the poison record: it is never retried
+        events = [json.loads(e)["event"] for e in rig.courier.accepted]
+        assert {"a", "b"} <= {e for e in events if isinstance(e, str)}
+        notices = [json.loads(e)["event"] for e in rig.courier.accepted
+                   if b"record-quarantined" in e]
+        assert [(n["spool_seq"], n["error"]) for n in notices] == [(1, "RecursionError")]
+        [dead] = (rig.spool.parent / "deadletter.jsonl").read_text().splitlines()
+        assert json.loads(dead)["spool_seq"] == 1
+    finally:
+        rig.close()
