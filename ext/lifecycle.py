@@ -88,7 +88,7 @@ class _ScanContext:
 
     @staticmethod
     def parse_constant(name: str) -> float:
-        return float(name.replace("Infinity", "inf"))
+        raise ValueError(name)  # NaN and Infinity are not JSON (RFC 8259); minijson refuses them
 
 
 _scanner: list[object] = []

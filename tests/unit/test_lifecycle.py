@@ -151,13 +151,14 @@ def test_a_send_the_pipe_refuses_ends_the_flush_at_once(main: Main) -> None:
 
 
 @given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12))
 def test_event_bodies_parse_as_minijson_parses_them(value: object) -> None:
     body = json.dumps({"eventType": "INVOKE", "requestId": "r", "extra": value}).encode()
     assert lifecycle._parse_event(body) == minijson.loads(body)
-    for broken in (body[:-1], body + b"x", b"{bad"):
+    for broken in (body[:-1], body + b"x", b"{bad", b'{"a": Infinity}', b"[NaN]"):
         with pytest.raises(ValueError):
             lifecycle._parse_event(broken)
 
