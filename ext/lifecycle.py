@@ -236,6 +236,9 @@ class MainLoop:
     def _restart(self, child: supervisor.Child) -> None:
         diagnostics.note("ERROR", f"{child.role} exited with {child.exit_status}; restarting it")
         child.restarts += 1
+        if child is self.sender:
+            self.sender_started = False
+        self.adaptive.relearn()
         supervisor.spawn(child, self._all_fds())
 
 

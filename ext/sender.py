@@ -69,6 +69,7 @@ class Sender:
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.control_ready = True  # main may have written: read the control pipe
+        self.read_this_pass = False
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
         self.ledger = InvocationLedger()
@@ -131,7 +132,12 @@ class Sender:
         if (self.drain_deadline is None or got or self.held or self.outbox or self.commits
                 or not self.courier.idle()):
             return False
-        return not self._awaiting_report() or time.monotonic() >= self._report_wait_end()
+        if self._awaiting_report() and time.monotonic() < self._report_wait_end():
+            return False
+        if not self.read_this_pass and self.reader.unread_bytes():
+            self.spool_dirty = True  # appended since the last read: one more pass
+            return False
+        return True
 
     def _awaiting_report(self) -> bool:
         return self.last_request is not None and not self.ledger.report_spooled(self.last_request)
@@ -180,6 +186,7 @@ class Sender:
             return True
         if control.drain_pipe(self.wake_fd):
             self.spool_dirty = True
+        self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
         budget = max(self.config.max_request_bytes - self.held_bytes, 1)
