@@ -76,6 +76,11 @@ class AdaptiveFlush:
             return Decision(False, "dense", gap, age)
         return Decision(True, "sparse" if gap > age else "backlog", gap, age)
 
+    def relearn(self) -> None:
+        """A child process was restarted: wait again until the rhythm is known anew, so the
+        new processes get thawed time to start and catch up rather than a frozen sandbox."""
+        self.starts.clear()
+
     def delivered(self, request_id: str) -> None:
         """The sender committed everything up to this invocation's runtimeDone: it and every
         invocation before it are delivered."""

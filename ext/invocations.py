@@ -39,8 +39,11 @@ class InvocationLedger:
         return self.settle(self.committed)
 
     def urgent(self) -> bool:
-        """Someone waits: send what is read now, whatever the minimum batch size says."""
-        return bool(self.waiting)
+        """A flush waits on a runtimeDone already read: send everything read now, whatever the
+        minimum batch size says. Until then the usual batching applies, so what arrives first
+        in a thaw (the previous invocation's platform.report) rides with the lines after it."""
+        done_at = self.done_at
+        return any(request_id in done_at for request_id in self.waiting)
 
     def settle(self, committed: int) -> list[str]:
         """The requests whose runtimeDone is now committed (removed from the waiting list)."""

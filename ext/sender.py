@@ -68,6 +68,8 @@ class Sender:
         self.held_bytes = 0
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
+        self.control_ready = True  # main may have written: read the control pipe
+        self.read_this_pass = False
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
         self.ledger = InvocationLedger()
@@ -130,7 +132,12 @@ class Sender:
         if (self.drain_deadline is None or got or self.held or self.outbox or self.commits
                 or not self.courier.idle()):
             return False
-        return not self._awaiting_report() or time.monotonic() >= self._report_wait_end()
+        if self._awaiting_report() and time.monotonic() < self._report_wait_end():
+            return False
+        if not self.read_this_pass and self.reader.unread_bytes():
+            self.spool_dirty = True  # appended since the last read: one more pass
+            return False
+        return True
 
     def _awaiting_report(self) -> bool:
         return self.last_request is not None and not self.ledger.report_spooled(self.last_request)
@@ -179,6 +186,7 @@ class Sender:
             return True
         if control.drain_pipe(self.wake_fd):
             self.spool_dirty = True
+        self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
         budget = max(self.config.max_request_bytes - self.held_bytes, 1)
@@ -252,7 +260,9 @@ class Sender:
     def _service_control(self) -> bool:
         """Applies main's messages; True when one asks for a send now (flush or drain)."""
         urgent = False
-        for message in self.control.read():
+        messages = self.control.read() if self.control_ready else ()
+        self.control_ready = False
+        for message in messages:
             if isinstance(message, control.Flush):
                 urgent = True
                 for request_id in self.ledger.request(message.request_id):
@@ -282,10 +292,15 @@ class Sender:
             left = min(left, self.drain_deadline - time.monotonic())
             if self._awaiting_report() and not self.held and not self.outbox:
                 left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
-        if left > 0:
-            fds = [self.wake_fd, self.control.fd, self.courier.done_r]
-            if not select.select(fds, [], [], left)[0]:
-                self.spool_dirty = True  # a timeout: look anyway (a lost wake-up costs this)
+        if left <= 0:
+            self.control_ready = True
+            return
+        fds = [self.wake_fd, self.control.fd, self.courier.done_r]
+        ready = select.select(fds, [], [], left)[0]
+        if not ready:  # a timeout: look everywhere (a lost wake-up costs this)
+            self.spool_dirty = self.control_ready = True
+        elif self.control.fd in ready:
+            self.control_ready = True
 
 
 

@@ -110,3 +110,12 @@ def test_drain_reserve_from_measurements() -> None:
     # 2 MB at 4 MB/s plus a 50 ms round trip, times the safety factor, plus the margin.
     assert abs(drain_reserve_s(2_000_000, 4e6, 0.05) - (1.5 * 0.55 + 0.02)) < 1e-9
     assert drain_reserve_s(0, None, None) < 0.2  # nothing spooled: the report can wait long
+
+
+def test_after_a_restart_the_rhythm_is_learnt_anew() -> None:
+    policy = AdaptiveFlush(2.0)
+    decisions = [policy.decide(f"r{n}", n * 0.01) for n in range(10)]
+    assert not decisions[-1].wait
+    policy.relearn()
+    again = [policy.decide(f"s{n}", 1 + n * 0.01) for n in range(MIN_GAPS + 1)]
+    assert [d.wait for d in again] == [True] * MIN_GAPS + [False]

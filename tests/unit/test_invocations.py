@@ -11,8 +11,9 @@ from ext.invocations import REPORT, RUNTIME_DONE, InvocationLedger
 def test_answered_only_once_the_runtime_done_is_committed() -> None:
     ledger = InvocationLedger()
     assert ledger.request("a") == []  # its runtimeDone is not even read yet
-    assert ledger.urgent()
+    assert not ledger.urgent()  # the usual batching until it is
     ledger.seen(RUNTIME_DONE, "a", 5)
+    assert ledger.urgent()
     assert ledger.settle(4) == []
     assert ledger.settle(5) == ["a"]
     assert not ledger.urgent()

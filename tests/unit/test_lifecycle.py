@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext import control, errors, lifecycle, minijson
+from ext import control, errors, events, lifecycle, minijson
 
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
 
@@ -79,10 +79,10 @@ def test_unrecoverable_error_after_init_reports_exit_error(
 
 
 def test_event_parsing() -> None:
-    event = lifecycle.Event(b'{"eventType":"SHUTDOWN","shutdownReason":"timeout","deadlineMs":5}')
+    event = events.Event(b'{"eventType":"SHUTDOWN","shutdownReason":"timeout","deadlineMs":5}')
     assert (event.kind, event.reason, event.deadline_ms, event.request_id) == (
         "SHUTDOWN", "timeout", 5, None)
-    odd = lifecycle.Event(b'["not an object"]')
+    odd = events.Event(b'["not an object"]')
     assert (odd.kind, odd.request_id, odd.deadline_ms) == ("", None, 0)
 
 
@@ -151,15 +151,16 @@ def test_a_send_the_pipe_refuses_ends_the_flush_at_once(main: Main) -> None:
 
 
 @given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12))
 def test_event_bodies_parse_as_minijson_parses_them(value: object) -> None:
     body = json.dumps({"eventType": "INVOKE", "requestId": "r", "extra": value}).encode()
-    assert lifecycle._parse_event(body) == minijson.loads(body)
-    for broken in (body[:-1], body + b"x", b"{bad"):
+    assert events._parse_event(body) == minijson.loads(body)
+    for broken in (body[:-1], body + b"x", b"{bad", b'{"a": Infinity}', b"[NaN]"):
         with pytest.raises(ValueError):
-            lifecycle._parse_event(broken)
+            events._parse_event(broken)
 
 
 def test_adaptive_keeps_no_memory_of_answered_invocations(main: Main) -> None:

@@ -95,6 +95,7 @@ class Rig:
     def tell(self, message: control.Message) -> list[control.Message]:
         """Main sends `message`; the sender's loop passes once; its answers."""
         control.send(self.pipes[1][1], message)
+        self.sender.control_ready = True  # what the loop's select reports
         self.sender._service_control()
         self.sender.step()
         return self.answers()
