@@ -91,20 +91,29 @@ class RefusalLog:
         self._fd = -1
         self._generation = 0
         self.counts = floor
+        self.unsaved = False  # counts not persisted yet (the file could not be written)
         try:
             self._open()
-        except OSError as err:  # a full filesystem: keep counting in memory, retry on the next one
+        except OSError as err:  # a full filesystem: keep counting in memory, save them later
             log.error("spool: cannot open %s: %s", self._path.name, err)
+            self.unsaved = True
 
     def add(self, events: int) -> Refusals:
         self.counts = Refusals(self.counts.batches + 1, self.counts.events + events)
+        self.unsaved = True
+        self.save()
+        return self.counts
+
+    def save(self) -> None:
+        """Persist the counts; on failure they stay unsaved (in memory) for the next try."""
         try:
             if self._fd < 0:
                 self._open()
             self._store()
         except OSError as err:
             log.error("spool: cannot persist the refusal count: %s", err)
-        return self.counts
+            return
+        self.unsaved = False
 
     def close(self) -> None:
         if self._fd >= 0:

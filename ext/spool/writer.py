@@ -188,6 +188,8 @@ class SpoolWriter:
             if self._refusals is not None:
                 self._refusals.add(event_count)
             raise
+        if self._refusals is not None and self._refusals.unsaved:
+            self._refusals.save()  # the disk had no room for them: now it has
         notify(self._wake_fd)
         return seq
 

@@ -206,3 +206,16 @@ def test_a_record_the_filesystem_cannot_hold_drops_nothing(
     records, reader = drain(tmp_path)
     with reader:
         assert [r.seq for r in records] == list(range(40))
+
+
+def test_refusals_that_could_not_be_saved_are_saved_by_the_next_append(tmp_path: Path) -> None:
+    (tmp_path / REFUSED_STATE).mkdir()  # the file cannot be created (as on a full disk)
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * 5000, 4)
+        assert w.refusals == Refusals(1, 4)
+        (tmp_path / REFUSED_STATE).rmdir()
+        w.append(b"a", 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(10, 1000, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=4)
