@@ -490,12 +490,20 @@ class SpoolWriter:
         path = segment_path(self.directory, base)
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         size = os.fstat(fd).st_size
-        scan = frame.scan_segment(os.pread(fd, size, 0))
+        data = os.pread(fd, size, 0)
+        scan = frame.scan_segment(data)
         if scan.header is None or scan.header.base_seq != base:
             os.close(fd)
-            log.error("spool segment %s has no valid header; removing it", path.name)
-            unlink_quietly(path)
-            return False
+            # Keep its intact frames for the reader (which resyncs on them); never reuse a seq.
+            last = frame.resync_last_frame(data, frame.SEGMENT_HEADER_BYTES)
+            if last is None or last.seq < base:
+                log.error("spool segment %s has no valid header or frame; removing it", path.name)
+                unlink_quietly(path)
+                return False
+            log.error("spool segment %s has a damaged header; sealing it", path.name)
+            self._next_seq = last.seq + 1
+            self._next_events = last.events_before + last.event_count
+            return True
         next_seq, next_events = scan.next_seq, scan.next_events
         if scan.stop is frame.FrameStatus.INCOMPLETE:
             self.truncated_bytes = size - scan.valid_end
