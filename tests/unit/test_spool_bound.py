@@ -232,3 +232,21 @@ def test_refusals_that_could_not_be_saved_are_saved_by_the_next_append(tmp_path:
     with SpoolReader(tmp_path) as r:
         r.read(10, 1000, 0)
         assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=4)
+
+
+def test_the_reader_follows_a_refusal_file_made_anew(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w, SpoolReader(tmp_path) as r:
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * 5000, 2)
+        w.append(b"a", 1)
+        batch = r.read(10, 1000, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=2)
+        r.commit(batch[-1].seq)
+        w.close()
+        (tmp_path / REFUSED_STATE).unlink()
+        with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w2:
+            with pytest.raises(RecordTooLargeError):
+                w2.append(b"x" * 5000, 3)
+            w2.append(b"b", 1)
+        r.read(10, 1000, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=3)
