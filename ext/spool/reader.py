@@ -236,6 +236,7 @@ class SpoolReader:
         self._stats = cp.stats
         self._delivered = (cp.stats.delivered_records, cp.stats.delivered_events)
         self._resume = (cp.seg_base, cp.offset)
+        self._offset = 0  # read offset in the open segment (set when one is entered)
         self._need = 0  # bytes the next pread must cover to hold a whole large frame
         self._seg_base = -1
         self._damaged = False
@@ -262,14 +263,30 @@ class SpoolReader:
                 continue  # dropped by the writer between the listing and the open
             self._seg_fd, self._seg_base, self._sealed = fd, base, False
             header = frame.decode_segment_header(os.pread(fd, frame.SEGMENT_HEADER_BYTES, 0))
+            first = frame.SEGMENT_HEADER_BYTES
             if header is None or header.base_seq != base:
-                log.error("spool segment %d has no valid header; skipping it", base)
-                self._close_segment()
+                found = self._first_intact_frame(base)
+                if found is None:
+                    log.error("spool segment %d has no valid header or frame; skipping it", base)
+                    self._close_segment()
+                    self._damaged = True
+                    continue
+                # The frames say where the segment starts: its first intact one stands in for
+                # the header (a gap before it is counted as corrupt, exactly).
+                log.error("spool segment %d has a damaged header; reading its frames", base)
+                first, head = found
+                header = frame.SegmentHeader(head.seq, head.events_before)
                 self._damaged = True
-                continue
             self._enter_segment(header)
+            self._offset = max(self._offset, first)
             self._delete_delivered()  # also finishes deletions that a crash interrupted
             return True
+
+    def _first_intact_frame(self, base: int) -> tuple[int, frame.FrameHeader] | None:
+        size = os.fstat(self._seg_fd).st_size
+        return frame.find_next_frame(
+            os.pread(self._seg_fd, size, 0), frame.SEGMENT_HEADER_BYTES, base, 0
+        )
 
     def _enter_segment(self, header: frame.SegmentHeader) -> None:
         if self._adopt:

@@ -1,7 +1,8 @@
 """The writer's refusal counters: ``refused.state``, two in-place slots like ``ack.state``.
 
 A refusal is an append that failed (full filesystem, a record over the bound): the listener answers
-an error and the batch is lost at Lambda's end. Written only by the writer (listener process),
+503, and the batch is lost unless Lambda sends it again (not verified; the design assumes it does
+not). Written only by the writer (listener process),
 before the listener answers; read lock-free by the reader, which reports the counts to Splunk.
 The file is filled with real bytes when created, so an update overwrites blocks it already owns
 and still succeeds when the filesystem is full (which is when refusals happen).
@@ -69,6 +70,8 @@ class RefusalReader:
 
     def current(self) -> Refusals | None:
         """The counts last persisted by the writer, or None when there is no valid file yet."""
+        if self._fd >= 0 and os.fstat(self._fd).st_nlink == 0:
+            self.close()  # deleted, and a restarted writer made a new one: follow it
         if self._fd < 0:
             try:
                 self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
@@ -91,20 +94,29 @@ class RefusalLog:
         self._fd = -1
         self._generation = 0
         self.counts = floor
+        self.unsaved = False  # counts not persisted yet (the file could not be written)
         try:
             self._open()
-        except OSError as err:  # a full filesystem: keep counting in memory, retry on the next one
+        except OSError as err:  # a full filesystem: keep counting in memory, save them later
             log.error("spool: cannot open %s: %s", self._path.name, err)
+            self.unsaved = True
 
     def add(self, events: int) -> Refusals:
         self.counts = Refusals(self.counts.batches + 1, self.counts.events + events)
+        self.unsaved = True
+        self.save()
+        return self.counts
+
+    def save(self) -> None:
+        """Persist the counts; on failure they stay unsaved (in memory) for the next try."""
         try:
             if self._fd < 0:
                 self._open()
             self._store()
         except OSError as err:
             log.error("spool: cannot persist the refusal count: %s", err)
-        return self.counts
+            return
+        self.unsaved = False
 
     def close(self) -> None:
         if self._fd >= 0:

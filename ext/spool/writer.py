@@ -35,9 +35,13 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 64 * 2**20
 DEFAULT_SEGMENT_BYTES = 2**20
 MIN_SEGMENT_BYTES = 64 * 2**10
-# An active segment this large is rolled, and deleted, at the next append once the reader has
-# committed all of it: the spool never sits on much delivered data.
-RECLAIM_BYTES = 64 * 2**10
+# While the filesystem, not max_bytes, sets the bound, an active segment this large is deleted
+# at the next append once the reader has committed all of it: the spool then sits on little
+# delivered data. ack.state is looked at again only after a quarter of that more was appended
+# (reading it on every append cost small appends half their speed). With room to spare this is
+# not done: a new segment per append cost 0.1-3 ms on a busy machine, and delivered data stays
+# below one segment anyway.
+DEFAULT_RECLAIM_BYTES = 64 * 2**10
 # Segments are at most 1/8 of the bound in force, so delivered data (at most one segment) and one
 # drop-oldest stay small next to it, however little room the filesystem leaves.
 SEGMENTS_PER_BOUND = 8
@@ -115,6 +119,7 @@ class SpoolWriter:
         max_bytes: int = DEFAULT_MAX_BYTES,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+        reclaim_bytes: int = DEFAULT_RECLAIM_BYTES,
         wake_fd: int | None = None,
     ) -> None:
         if segment_bytes < frame.SEGMENT_HEADER_BYTES + frame.FRAME_HEADER_BYTES:
@@ -125,6 +130,7 @@ class SpoolWriter:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.reserve_bytes = reserve_bytes
+        self.reclaim_bytes = reclaim_bytes
         self._wake_fd = wake_fd
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = take_role_lock(self.directory, WRITER_LOCK)
@@ -138,6 +144,7 @@ class SpoolWriter:
         self._total = 0
         self._capacity = max_bytes  # the bound in force: max_bytes, or less if the disk is short
         self._segment_limit = segment_bytes
+        self._reclaim_check_at = reclaim_bytes  # active size at which ack.state is read again
         self._next_seq = 0
         self._next_events = 0
         self.dropped_segments = 0
@@ -183,6 +190,8 @@ class SpoolWriter:
             if self._refusals is not None:
                 self._refusals.add(event_count)
             raise
+        if self._refusals is not None and self._refusals.unsaved:
+            self._refusals.save()  # the disk had no room for them: now it has
         notify(self._wake_fd)
         return seq
 
@@ -232,7 +241,7 @@ class SpoolWriter:
                 raise
             # The filesystem filled up behind our back (the function writes to /tmp too): look at
             # it again, make room as the bound now in force says (a roll included), and retry once.
-            self._make_room(frame_len + frame.SEGMENT_HEADER_BYTES)
+            self._make_room(frame_len, new_segment=True)
             self._prepare(frame_len)
             self._write_frame(header, payload)
         self._active_size += frame_len
@@ -242,15 +251,28 @@ class SpoolWriter:
         return seq
 
     def _prepare(self, frame_len: int) -> None:
-        """Make the active segment ready to take ``frame_len`` bytes at its end."""
-        if self._active_size >= RECLAIM_BYTES and self._delivered_through() >= self._next_seq:
-            self._reclaim_active()
-        if self._active_size > frame.SEGMENT_HEADER_BYTES and (
-            self._active_size + frame_len > self._segment_limit
-        ):
+        """Make the active segment ready to take ``frame_len`` bytes at its end, within the bound.
+
+        Room is made before a roll, so that not even a new segment header goes over the bound.
+        """
+        if self._active_size >= self._reclaim_check_at and self._capacity < self.max_bytes:
+            self._reclaim_check_at = self._active_size + self.reclaim_bytes // 4
+            if self._delivered_through() >= self._next_seq:
+                self._reclaim_active()
+        rolling = self._fd < 0 or self._must_roll(frame_len)
+        need = frame_len + (frame.SEGMENT_HEADER_BYTES if rolling else 0)
+        if self._total + need > self._capacity:
+            self._make_room(frame_len, new_segment=rolling)
+        if self._fd < 0:
+            self._open_active()
+        elif self._must_roll(frame_len):
             self._roll()
-        if self._fd < 0 or self._total + frame_len > self._capacity:
-            self._make_room(frame_len)
+
+    def _must_roll(self, frame_len: int) -> bool:
+        # A record larger than a segment goes alone in its own.
+        return self._active_size > frame.SEGMENT_HEADER_BYTES and (
+            self._active_size + frame_len > self._segment_limit
+        )
 
     def _write_frame(self, header: bytes, payload: bytes | memoryview) -> None:
         start = self._active_size
@@ -268,11 +290,13 @@ class SpoolWriter:
 
     # -- room: the bound, reclaiming delivered data, drop-oldest ----------------------------------
 
-    def _make_room(self, frame_len: int) -> None:
-        """Bring the spool to where ``frame_len`` more bytes fit the bound in force.
+    def _make_room(self, frame_len: int, *, new_segment: bool) -> None:
+        """Bring the spool to where ``frame_len`` more bytes (and a segment header if the record
+        will start a new segment) fit the bound in force.
 
         Raises OSError(ENOSPC), before dropping anything, when even an empty spool could not take
-        the record; deletes delivered segments before it drops undelivered ones.
+        the record; deletes delivered segments before it drops undelivered ones. It may leave the
+        spool with no active segment: the caller opens one.
         """
         self._refresh_capacity()
         if frame.SEGMENT_HEADER_BYTES + frame_len > self._capacity:
@@ -281,21 +305,23 @@ class SpoolWriter:
                 f"no room for a record of {frame_len} bytes: the filesystem leaves the spool "
                 f"{self._capacity} bytes",
             )
-        if self._over(frame_len):
+
+        def over() -> bool:
+            header = frame.SEGMENT_HEADER_BYTES if new_segment or self._fd < 0 else 0
+            return self._total + header + frame_len > self._capacity
+
+        if over():
             self._reclaim_delivered()
-        while self._over(frame_len):
+        while over():
             if self._sealed:
                 self._drop_oldest()
             elif self._active_size > frame.SEGMENT_HEADER_BYTES:
-                self._roll()
+                # Only the active segment is left: seal it so that it goes next (a roll would
+                # write a new header first, past the bound).
+                self._close_active()
+                new_segment = True
             else:
                 break  # only an empty active segment is left, and the check above says it fits
-        if self._fd < 0:
-            self._open_active()
-
-    def _over(self, frame_len: int) -> bool:
-        new_header = frame.SEGMENT_HEADER_BYTES if self._fd < 0 else 0
-        return self._total + new_header + frame_len > self._capacity
 
     def _refresh_capacity(self) -> None:
         """Recount our segments and look at the filesystem: the bound is what both leave us."""
@@ -337,28 +363,22 @@ class SpoolWriter:
     def _reclaim_delivered(self) -> None:
         """Delete every segment the reader has committed in full, sealed or active."""
         committed = self._delivered_through()
-        ends = [base for base, _ in self._sealed[1:]]
-        ends.append(self._active_base if self._fd >= 0 else self._next_seq)
-        for (base, _), end in zip(list(self._sealed), ends, strict=True):
-            if end <= committed:
-                self._unlink_delivered(base)
+        if self._sealed:
+            ends = [base for base, _ in self._sealed[1:]]
+            ends.append(self._active_base if self._fd >= 0 else self._next_seq)
+            for (base, _), end in zip(list(self._sealed), ends, strict=True):
+                if end <= committed:
+                    self._unlink_delivered(base)
         if self._active_size > frame.SEGMENT_HEADER_BYTES and committed >= self._next_seq:
             self._reclaim_active()
 
     def _reclaim_active(self) -> None:
-        """Replace the active segment, delivered in full, by an empty one and delete it."""
+        """Delete the active segment, delivered in full; the next append starts a new one.
+
+        Deleted before the new one exists, so that this frees room even on a full disk.
+        """
         base = self._active_base
-        try:
-            self._roll()
-        except OSError as err:
-            if err.errno not in _NO_SPACE:
-                raise
-            # No room even for a segment header: free the delivered one first. If the new one
-            # still cannot be created, the spool has no active segment until an append can.
-            self._close_active()
-            self._unlink_delivered(base)
-            self._open_active()
-            return
+        self._close_active()
         self._unlink_delivered(base)
 
     def _unlink_delivered(self, base: int) -> None:
@@ -395,6 +415,7 @@ class SpoolWriter:
         self._adopt_active(self._create_segment(self._next_seq, self._next_events))
 
     def _adopt_active(self, fd: int) -> None:
+        self._reclaim_check_at = self.reclaim_bytes
         self._fd = fd
         self._active_base = self._next_seq
         self._active_size = frame.SEGMENT_HEADER_BYTES
@@ -450,7 +471,10 @@ class SpoolWriter:
         self._refresh_capacity()
         try:
             if self._fd < 0 or self._total > self._capacity:
-                self._make_room(0)  # also drops oldest if a fuller disk shrank the bound
+                # Also drops oldest if a fuller disk shrank the bound.
+                self._make_room(0, new_segment=self._fd < 0)
+            if self._fd < 0:
+                self._open_active()
         except OSError as err:
             if err.errno not in _NO_SPACE:
                 raise
@@ -466,12 +490,20 @@ class SpoolWriter:
         path = segment_path(self.directory, base)
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         size = os.fstat(fd).st_size
-        scan = frame.scan_segment(os.pread(fd, size, 0))
+        data = os.pread(fd, size, 0)
+        scan = frame.scan_segment(data)
         if scan.header is None or scan.header.base_seq != base:
             os.close(fd)
-            log.error("spool segment %s has no valid header; removing it", path.name)
-            unlink_quietly(path)
-            return False
+            # Keep its intact frames for the reader (which resyncs on them); never reuse a seq.
+            last = frame.resync_last_frame(data, frame.SEGMENT_HEADER_BYTES)
+            if last is None or last.seq < base:
+                log.error("spool segment %s has no valid header or frame; removing it", path.name)
+                unlink_quietly(path)
+                return False
+            log.error("spool segment %s has a damaged header; sealing it", path.name)
+            self._next_seq = last.seq + 1
+            self._next_events = last.events_before + last.event_count
+            return True
         next_seq, next_events = scan.next_seq, scan.next_events
         if scan.stop is frame.FrameStatus.INCOMPLETE:
             self.truncated_bytes = size - scan.valid_end

@@ -15,7 +15,7 @@ from ext.spool import LossReport, RecordTooLargeError, SpoolReader, SpoolRecord,
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
 from ext.spool.layout import REFUSED_STATE, list_segments, segment_path
 from ext.spool.refusals import Refusals
-from ext.spool.writer import RECLAIM_BYTES
+from ext.spool.writer import DEFAULT_RECLAIM_BYTES, DEFAULT_SEGMENT_BYTES
 
 
 def payload_for(seq: int, size: int) -> bytes:
@@ -73,23 +73,6 @@ def test_a_record_that_fits_the_bound_exactly_drops_nothing_more(tmp_path: Path)
         assert (reader.stats.dropped_records, reader.stats.dropped_events) == (2, 2)
 
 
-def test_delivered_data_is_reclaimed_while_the_reader_keeps_up(tmp_path: Path) -> None:
-    payload = b"d" * 10_000
-    frame = FRAME_HEADER_BYTES + len(payload)
-    most = 0
-    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
-        for _ in range(300):  # 3 MB through a 1 MiB segment size
-            w.append(payload, 1)
-            most = max(most, on_disk(tmp_path))
-            batch = r.read(10, 1 << 20, 0)
-            r.commit(batch[-1].seq)
-        assert w.reclaimed_segments > 0
-        assert r.stats.delivered_records == 300
-    # The reader deletes sealed segments it finished; the writer rolls away a delivered active
-    # one once it reaches RECLAIM_BYTES: never more than that plus the record just appended.
-    assert most <= RECLAIM_BYTES + 2 * frame + SEGMENT_HEADER_BYTES
-
-
 class FakeDisk:
     """statvfs of a filesystem of ``size`` bytes that holds only the spool directory."""
 
@@ -103,6 +86,38 @@ class FakeDisk:
         for entry in os.scandir(self.directory):
             used += -(-entry.stat().st_size // self.block) * self.block
         return SimpleNamespace(f_bavail=max(0, self.size - used) // self.block, f_frsize=self.block)
+
+
+def most_on_disk_with_a_reader_keeping_up(directory: Path, payload: bytes) -> tuple[int, int]:
+    """Peak segment bytes while 300 records go through, each committed at once; reclaims."""
+    most = 0
+    with SpoolWriter(directory) as w, SpoolReader(directory) as r:
+        for _ in range(300):
+            w.append(payload, 1)
+            most = max(most, on_disk(directory))
+            batch = r.read(10, 1 << 20, 0)
+            r.commit(batch[-1].seq)
+        assert r.stats.delivered_records == 300
+        return most, w.reclaimed_segments
+
+
+def test_delivered_data_stays_below_one_segment_while_the_reader_keeps_up(tmp_path: Path) -> None:
+    payload = b"d" * 10_000
+    most, _ = most_on_disk_with_a_reader_keeping_up(tmp_path, payload)  # 3 MB, 1 MiB segments
+    assert most <= DEFAULT_SEGMENT_BYTES + FRAME_HEADER_BYTES + len(payload)
+
+
+def test_delivered_data_is_reclaimed_at_once_on_a_small_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "statvfs", FakeDisk(tmp_path, 8 * 2**20).statvfs)
+    payload = b"d" * 10_000
+    most, reclaimed = most_on_disk_with_a_reader_keeping_up(tmp_path, payload)
+    assert reclaimed > 0
+    # The writer deletes a delivered active segment once it reaches the reclaim size (looking
+    # again after a quarter of it), plus the record just appended.
+    frame = FRAME_HEADER_BYTES + len(payload)
+    assert most <= DEFAULT_RECLAIM_BYTES * 5 // 4 + 2 * frame + SEGMENT_HEADER_BYTES
 
 
 def test_the_bound_follows_the_free_space_of_the_filesystem(
@@ -204,3 +219,34 @@ def test_a_record_the_filesystem_cannot_hold_drops_nothing(
     records, reader = drain(tmp_path)
     with reader:
         assert [r.seq for r in records] == list(range(40))
+
+
+def test_refusals_that_could_not_be_saved_are_saved_by_the_next_append(tmp_path: Path) -> None:
+    (tmp_path / REFUSED_STATE).mkdir()  # the file cannot be created (as on a full disk)
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * 5000, 4)
+        assert w.refusals == Refusals(1, 4)
+        (tmp_path / REFUSED_STATE).rmdir()
+        w.append(b"a", 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(10, 1000, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=4)
+
+
+def test_the_reader_follows_a_refusal_file_made_anew(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w, SpoolReader(tmp_path) as r:
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * 5000, 2)
+        w.append(b"a", 1)
+        batch = r.read(10, 1000, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=2)
+        r.commit(batch[-1].seq)
+        w.close()
+        (tmp_path / REFUSED_STATE).unlink()
+        with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w2:
+            with pytest.raises(RecordTooLargeError):
+                w2.append(b"x" * 5000, 3)
+            w2.append(b"b", 1)
+        r.read(10, 1000, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=3)

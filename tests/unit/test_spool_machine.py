@@ -6,10 +6,12 @@ that is exactly what SIGKILL leaves); torn writes are made by cutting the bytes 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -17,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from ext.spool import SpoolReader, SpoolRecord, SpoolWriter, read_committed
 from ext.spool.ackstate import SLOT_BYTES, LossReport, encode_slot, slot_offset
-from ext.spool.frame import FRAME_HEADER_BYTES
+from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
 from ext.spool.layout import list_segments, segment_path
 
 OUTCOMES = ("ok", "fail_before", "fail_after")
@@ -33,11 +35,14 @@ class SpoolModel(RuleBasedStateMachine):
 
     MAX_BYTES = 2000
     SEGMENT_BYTES = 500
+    RECLAIM_BYTES = 300  # a delivered active segment this large is rolled away and deleted
     MAX_PAYLOAD = 400
 
     def __init__(self) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="spool-model-"))
+        if not hasattr(self, "dir"):
+            self.dir = Path(tempfile.mkdtemp(prefix="spool-model-"))
+        self.refused: list[int] = []  # event counts of the appends the writer refused
         self.writer = self._open_writer()
         self.reader = SpoolReader(self.dir)
         self.acked: dict[int, tuple[bytes, int]] = {}
@@ -49,32 +54,57 @@ class SpoolModel(RuleBasedStateMachine):
         self.last_stats = self.reader.stats
 
     def _open_writer(self) -> SpoolWriter:
-        return SpoolWriter(self.dir, max_bytes=self.MAX_BYTES, segment_bytes=self.SEGMENT_BYTES)
+        return SpoolWriter(
+            self.dir,
+            max_bytes=self.MAX_BYTES,
+            segment_bytes=self.SEGMENT_BYTES,
+            reclaim_bytes=self.RECLAIM_BYTES,
+        )
+
+    def may_refuse(self, payload_len: int) -> bool:
+        """Whether an append of this size may be refused: never, with room on the disk."""
+        return False
 
     # -- writer ----------------------------------------------------------------------------------
 
     @rule(payload=st.binary(max_size=MAX_PAYLOAD), events=st.integers(0, 5))
     def append(self, payload: bytes, events: int) -> None:
+        self._append(payload, events)
+
+    def _append(self, payload: bytes, events: int) -> bool:
         expected = self.writer.next_seq
-        seq = self.writer.append(payload, events)
+        try:
+            seq = self.writer.append(payload, events)
+        except OSError:
+            assert self.may_refuse(len(payload)), "refused although the record fits"
+            self.refused.append(events)
+            assert self.writer.next_seq == expected
+            return False
         assert seq == expected
         assert all(seq > s for s in self.acked), "a seq was reused"
         self.acked[seq] = (payload, events)
+        assert segment_bytes_on_disk(self.dir) <= self.room(), "over the bound after an append"
+        return True
+
+    def room(self) -> int:
+        """The bound an append must leave the spool within."""
+        return self.MAX_BYTES
 
     @rule(
         payload=st.binary(min_size=MAX_PAYLOAD // 2, max_size=MAX_PAYLOAD), events=st.integers(0, 5)
     )
     def append_big(self, payload: bytes, events: int) -> None:
         """Over-fill: a few of these in a row force drop-oldest."""
-        self.append(payload, events)
+        self._append(payload, events)
 
     @rule(payload=st.binary(max_size=MAX_PAYLOAD), events=st.integers(0, 5), cut=st.integers(0))
     def append_killed(self, payload: bytes, events: int, cut: int) -> None:
         """The listener dies inside the write(): only a prefix of the frame reaches the file."""
-        self.writer.append(payload, events)
-        newest = segment_path(self.dir, list_segments(self.dir)[-1])
-        frame_len = FRAME_HEADER_BYTES + len(payload)
-        os.truncate(newest, os.stat(newest).st_size - frame_len + cut % frame_len)
+        if self._append(payload, events):
+            del self.acked[self.writer.next_seq - 1]  # the listener never answered
+            newest = segment_path(self.dir, list_segments(self.dir)[-1])
+            frame_len = FRAME_HEADER_BYTES + len(payload)
+            os.truncate(newest, os.stat(newest).st_size - frame_len + cut % frame_len)
         self.writer.close()
         self.writer = self._open_writer()
 
@@ -184,6 +214,8 @@ class SpoolModel(RuleBasedStateMachine):
             shutil.rmtree(self.dir)
 
     def _drain_and_check(self) -> None:
+        # Losses and refusals are committed with the record that follows them: add one.
+        self._append(b"last", 1)
         while batch := self.reader.read(100, 1 << 20, 0.0):
             self._deliver(batch)
             self.reader.commit(batch[-1].seq)
@@ -194,6 +226,10 @@ class SpoolModel(RuleBasedStateMachine):
         assert stats.delivered_events == sum(self.acked[s][1] for s in self.committed)
         assert stats.dropped_records == len(lost), "drop count is not exact"
         assert stats.dropped_events == sum(self.acked[s][1] for s in lost)
+        assert (stats.refused_batches, stats.refused_events) == (
+            len(self.refused),
+            sum(self.refused),
+        ), "refusal count is not exact"
         if self.acked:
             assert self.reader.committed_seq == max(self.acked)
         # Every loss was handed to the sender in a batch that went out with HEC "ok", at least once.
@@ -221,6 +257,74 @@ class SpoolModelNoDrop(SpoolModel):
         assert self.reader.stats.dropped_records == 0
 
 
+class SpoolModelSmallDisk(SpoolModel):
+    """The filesystem, not max_bytes, sets the bound: another tenant takes and frees room, so the
+    writer drops oldest, or refuses a record that even an empty spool could not hold."""
+
+    MAX_BYTES = 1 << 20
+    SEGMENT_BYTES = 600
+    DISK_BYTES = 2400
+
+    def __init__(self) -> None:
+        self.tenant = 0
+        self.dir = Path(tempfile.mkdtemp(prefix="spool-model-"))
+        self.real = (os.statvfs, os.write, os.writev)
+        os.statvfs = self._statvfs  # type: ignore[assignment]
+        os.write = self._write
+        os.writev = self._writev
+        super().__init__()
+
+    def _check_room(self, fd: int, size: int) -> None:
+        """Appends to segment files fail once the disk is full (other files are not ours, or
+        rewritten in place, like ack.state and refused.state)."""
+        if not os.readlink(f"/proc/self/fd/{fd}").startswith(f"{self.dir}/seg-"):
+            return
+        if segment_bytes_on_disk(self.dir) + size > self.room():
+            raise OSError(errno.ENOSPC, "No space left on device (fake disk)")
+
+    def _write(self, fd: int, data: bytes) -> int:
+        self._check_room(fd, len(data))
+        return self.real[1](fd, data)
+
+    def _writev(self, fd: int, buffers: list[bytes]) -> int:
+        self._check_room(fd, sum(map(len, buffers)))
+        return self.real[2](fd, buffers)
+
+    def _open_writer(self) -> SpoolWriter:
+        return SpoolWriter(
+            self.dir,
+            max_bytes=self.MAX_BYTES,
+            segment_bytes=self.SEGMENT_BYTES,
+            reclaim_bytes=self.RECLAIM_BYTES,
+            reserve_bytes=0,
+        )
+
+    def _statvfs(self, path: object) -> SimpleNamespace:
+        """A byte-granular disk that holds the spool's segments and the tenant's file."""
+        free = self.DISK_BYTES - self.tenant - segment_bytes_on_disk(self.dir)
+        return SimpleNamespace(f_bavail=max(0, free), f_frsize=1)
+
+    def may_refuse(self, payload_len: int) -> bool:
+        frame = SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + payload_len
+        return frame > self.DISK_BYTES - self.tenant
+
+    @rule(share=st.integers(0, 100))
+    def tenant_resizes(self, share: int) -> None:
+        """Another process on the filesystem grows its file into the free space, or shrinks it."""
+        free = self.DISK_BYTES - segment_bytes_on_disk(self.dir)
+        self.tenant = min(self.DISK_BYTES * share // 100, free)
+
+    def room(self) -> int:
+        return self.DISK_BYTES - self.tenant
+
+    def teardown(self) -> None:
+        try:
+            self.tenant = 0
+            super().teardown()
+        finally:
+            os.statvfs, os.write, os.writev = self.real  # type: ignore[assignment]
+
+
 _SETTINGS = settings(
     max_examples=150,
     stateful_step_count=40,
@@ -231,3 +335,5 @@ TestSpoolModel = SpoolModel.TestCase
 TestSpoolModel.settings = _SETTINGS
 TestSpoolModelNoDrop = SpoolModelNoDrop.TestCase
 TestSpoolModelNoDrop.settings = _SETTINGS
+TestSpoolModelSmallDisk = SpoolModelSmallDisk.TestCase
+TestSpoolModelSmallDisk.settings = settings(_SETTINGS, max_examples=80)
