@@ -51,6 +51,10 @@ class Courier:
         self.failures = 0  # failed attempts so far
         self.failing = False  # since the last failure, no request succeeded
         self.hanging = False  # the last failure was a timeout: HEC may not answer at all
+        self.posting_since: float | None = None  # monotonic start of the POST on the wire
+        # A failed attempt slower than a flush may wait marks HEC as hanging (circuit breaker).
+        self.hang_after_s = config.flush_budget_ms / 1000
+        self.slow_failure = False
         # Measured on accepted requests, for the shutdown's drain estimate (flush_policy.py).
         self.queued_bytes = 0  # uncompressed bytes offered and not yet delivered
         self.sent_bytes = 0
@@ -66,6 +70,13 @@ class Courier:
         self.done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
         self._thread.start()
+
+    def stalled(self, limit_s: float) -> bool:
+        """A request has been on the wire for longer than `limit_s`: as good as hanging for an
+        invocation that would wait at most that long (a HEC that accepts connections and never
+        answers only times out after SPLUNK_REQUEST_TIMEOUT_MS)."""
+        since = self.posting_since
+        return since is not None and time.monotonic() - since > limit_s
 
     def offer(self, batch: HecBatch, body: bytes) -> bool:
         """Queues one batch (`body` = its gzipped bytes); False if one is already waiting."""
@@ -142,8 +153,11 @@ class Courier:
         while batch.envelopes:
             if body is None:
                 body = compress(batch.body(), self.gzip_level)
-            started = time.monotonic()
-            outcome = self.client.post(body)
+            started = self.posting_since = time.monotonic()
+            try:
+                outcome = self.client.post(body)
+            finally:
+                self.posting_since = None
             verdict = outcome.verdict
             if verdict is Verdict.ACCEPTED:
                 self._measured(batch.size, time.monotonic() - started)
@@ -157,6 +171,7 @@ class Courier:
                 batch, body = self._isolate_poison(batch, outcome), None
                 continue
             attempt += 1
+            self.slow_failure = time.monotonic() - started > self.hang_after_s
             self._health(False, outcome)
             self._pause(self._backoff_s(attempt, outcome))
         self._health(True, None)
@@ -230,6 +245,11 @@ class Courier:
                 outcome.verdict.value, outcome.status, outcome.code, outcome.text,
             )
         self.failing = True
-        self.hanging = outcome is not None and outcome.text.endswith("TimeoutError")
+        # Judged by the time the attempt took, not by the exception's name (a read timeout,
+        # a connect timeout and a peer that never answers surface under different names).
+        # Sticky until a request succeeds: a fast failure in between (a refused or reset
+        # connection) does not mean the next attempt will not hang again.
+        self.hanging = self.hanging or self.slow_failure or (
+            outcome is not None and outcome.text.endswith("TimeoutError"))
         self.failures += 1
         self._wake_sender()

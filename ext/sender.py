@@ -63,6 +63,7 @@ class Sender:
         self.control = control.Inbox(control_fd)
         self.status_fd = status_fd
         self.parent = os.getppid()
+        self.flush_budget_s = config.flush_budget_ms / 1000
         self.held: list[tuple[int, list[bytes]]] = []
         self.held_events = 0
         self.held_bytes = 0
@@ -267,9 +268,10 @@ class Sender:
                 urgent = True
                 for request_id in self.ledger.request(message.request_id):
                     self._answer(control.Delivered(request_id))
-                if self.courier.hanging:
-                    # A HEC that let a request time out is treated as down until a request
-                    # succeeds: the courier probes on its own schedule, main does not wait.
+                if self.courier.hanging or self.courier.stalled(self.flush_budget_s):
+                    # A HEC that let a request time out, or is taking longer than a flush may
+                    # wait, is treated as down until a request succeeds: the courier probes on
+                    # its own schedule, main does not wait.
                     for request_id in self.ledger.failing():
                         self._answer(control.Failing(request_id))
             elif isinstance(message, control.Drain):

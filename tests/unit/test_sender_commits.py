@@ -57,6 +57,9 @@ class StandInCourier:
     def hurry(self) -> None:
         pass
 
+    def stalled(self, limit_s: float) -> bool:
+        return self.hanging
+
     def stop(self) -> None:
         os.close(self.done_r)
         os.close(self.done_w)
