@@ -32,10 +32,21 @@ AMAZON_LINUX_BUNDLE = "pki/tls/certs/ca-bundle.crt"  # below /etc
 FUNCTION_TOOLS = ("curl", "sleep")
 
 
+class Layers(dict[str, Layer]):
+    """Each architecture's layer, built (from the cache) on first use only."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__()
+        self.out = out
+
+    def __missing__(self, arch: str) -> Layer:
+        self[arch] = build_bundled_layer(arch, self.out / f"{arch}.zip")
+        return self[arch]
+
+
 @pytest.fixture(scope="module")
 def layers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Layer]:
-    out = tmp_path_factory.mktemp("bundled")
-    return {arch: build_bundled_layer(arch, out / f"{arch}.zip") for arch in ELF_MACHINE}
+    return Layers(tmp_path_factory.mktemp("bundled"))
 
 
 @pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
