@@ -362,6 +362,14 @@ def _build_locked(
         # instead of building the x86_64 interpreter first.
         given = os.environ.get("SPLUNK_LAYER_BUILD_PYTHON")
         build_python = Path(given) if given else build("x86_64", quiet) / "bin" / "python3.13"
+        # The build runs the new stdlib on it: only the very same release works (3.13.0 fails
+        # on 3.13.5's linecache, for one).
+        wanted = sources["python"].name.split("_")[1].split(".orig")[0]
+        found = subprocess.run([str(build_python), "-c", "import platform as p; "
+                                "print(p.python_version())"], capture_output=True, text=True,
+                               check=False).stdout.strip()  # fmt: skip
+        if found != wanted:
+            raise BuildError(f"build Python {build_python} is {found or 'unusable'}, not {wanted}")
     step("cpython", lambda: build_cpython(tc, arch, sources["python"], ws, build_python))
     (ws.install / "python" / "build-times.json").write_text(json.dumps(times, indent=1) + "\n")
     shutil.copyfile(ws.log, ws.install / "python" / "build.log")
