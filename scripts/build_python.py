@@ -462,8 +462,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=sorted(TARGETS), default="x86_64")
     parser.add_argument("--full", action="store_true",
                         help="the whole install tree, not the pruned layer runtime")
+    parser.add_argument("--fetch", action="store_true",
+                        help="only download the sources and Zig (before parallel builds)")
     args = parser.parse_args(argv)
     try:
+        if args.fetch:
+            root = cache_root()
+            root.mkdir(parents=True, exist_ok=True)
+            fetch_sources(root)
+            print(ensure_zig(root))
+            return 0
         print(build(args.arch) if args.full else runtime(args.arch))
     except BuildError as err:
         print(f"build_python: {err}", file=sys.stderr)
