@@ -133,8 +133,8 @@ def pss_mib(rig: Rig, invocations: int) -> float:
     return float(sum(p["pss_kb"] for p in processes.values())) / 1024
 
 
-def measure(runs: int, invocations: int, folder: Path) -> dict[str, Any]:
-    layers = {arch: build(arch, folder) for arch in ARCHES}
+def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str]) -> dict[str, Any]:
+    layers = {arch: build(arch, folder) for arch in arches}
     opt = unpack(layers["x86_64"], folder / "opt")
     bundled_python = str(opt / EXTENSION_NAME / "python" / "bin" / "python3")
     series: dict[str, list[float]] = {k: [] for k in (
@@ -210,9 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench_layer: the bundled interpreters are not built yet (run "
               "scripts/build_layer.py --arch x86_64 and --arch arm64 first); nothing measured")
         return 0
-    runs = args.runs or (3 if args.quick else 30)
+    runs = args.runs or (2 if args.quick else 30)
     with tempfile.TemporaryDirectory(prefix="bench-layer-") as tmp:
-        results = measure(runs, 3 if args.quick else 20, Path(tmp))
+        # --quick (CI smoke, 60 s): x86_64 only, few runs.
+        arches = ("x86_64",) if args.quick else ARCHES
+        results = measure(runs, 2 if args.quick else 20, Path(tmp), arches)
     report(results)
     common.write_result("layer", results, quick=args.quick, targets=TARGETS)
     return 0

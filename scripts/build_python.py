@@ -150,7 +150,8 @@ def make_toolchain(zig: Path, target: str, where: Path, cache: Path) -> Toolchai
     """
     where.mkdir(parents=True, exist_ok=True)
     scripts = {
-        "cc": f'exec "{zig}" cc -target {target} -fno-sanitize=undefined "$@"',
+        # -Wno-date-time: zig makes __DATE__ an error; SOURCE_DATE_EPOCH fixes its value.
+        "cc": f'exec "{zig}" cc -target {target} -fno-sanitize=undefined -Wno-date-time "$@"',
         "ar": f'exec "{zig}" ar "$@"',
         "ranlib": f'exec "{zig}" ranlib "$@"',
     }
@@ -338,7 +339,7 @@ def _build_locked(
     work.mkdir(parents=True)
     ws = Workspace(work, root / f"deps-{arch}-{deps_key(arch, sources)}")
     deps_done = ws.deps / "build-times.json"
-    times: dict[str, float] = json.loads(deps_done.read_text()) if deps_done.is_file() else {}
+    times: dict[str, object] = json.loads(deps_done.read_text()) if deps_done.is_file() else {}
 
     def step(name: str, action: Callable[[], None]) -> None:
         if not quiet:
@@ -356,8 +357,19 @@ def _build_locked(
         deps_done.write_text(json.dumps(times, indent=1) + "\n")  # written last: complete
     build_python = None
     if arch != "x86_64":
-        # aarch64 is cross-compiled: configure needs a runnable CPython of the same version.
-        build_python = build("x86_64", quiet) / "bin" / f"python{PYTHON_MINOR}"
+        # aarch64 is cross-compiled: configure needs a runnable CPython of the same version
+        # (it freezes the bootstrap modules with it). SPLUNK_LAYER_BUILD_PYTHON names one to use
+        # instead of building the x86_64 interpreter first.
+        given = os.environ.get("SPLUNK_LAYER_BUILD_PYTHON")
+        build_python = Path(given) if given else build("x86_64", quiet) / "bin" / "python3.13"
+        # The build runs the new stdlib on it: only the very same release works (3.13.0 fails
+        # on 3.13.5's linecache, for one).
+        wanted = sources["python"].name.split("_")[1].split(".orig")[0]
+        found = subprocess.run([str(build_python), "-c", "import platform as p; "
+                                "print(p.python_version())"], capture_output=True, text=True,
+                               check=False).stdout.strip()  # fmt: skip
+        if found != wanted:
+            raise BuildError(f"build Python {build_python} is {found or 'unusable'}, not {wanted}")
     step("cpython", lambda: build_cpython(tc, arch, sources["python"], ws, build_python))
     (ws.install / "python" / "build-times.json").write_text(json.dumps(times, indent=1) + "\n")
     shutil.copyfile(ws.log, ws.install / "python" / "build.log")
@@ -450,8 +462,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=sorted(TARGETS), default="x86_64")
     parser.add_argument("--full", action="store_true",
                         help="the whole install tree, not the pruned layer runtime")
+    parser.add_argument("--fetch", action="store_true",
+                        help="only download the sources and Zig (before parallel builds)")
     args = parser.parse_args(argv)
     try:
+        if args.fetch:
+            root = cache_root()
+            root.mkdir(parents=True, exist_ok=True)
+            fetch_sources(root)
+            print(ensure_zig(root))
+            return 0
         print(build(args.arch) if args.full else runtime(args.arch))
     except BuildError as err:
         print(f"build_python: {err}", file=sys.stderr)
