@@ -107,6 +107,9 @@ def test_unzipped_layer_runs_end_to_end_with_a_shell_function_and_no_python(
     env = {
         "PATH": no_python_path(tmp_path / "bin"),
         "SPLUNK_HEC_TOKEN": TOKEN,
+        # Every line before its freeze is what `sync` promises (the default, adaptive, lets dense
+        # invocations' lines ride with the next one).
+        "SPLUNK_FLUSH": "sync",
         # SPLUNK_CA_BUNDLE wins over the OpenSSL default, even one pointing at another CA.
         "SPLUNK_CA_BUNDLE": str(ca),
         "SSL_CERT_FILE": str(decoy),
@@ -173,7 +176,7 @@ def test_tls_finds_the_ca_where_amazon_linux_keeps_its_bundle(
         etc_extra.mkdir()
     opt = overlay_launcher(tmp_path / "opt", etc_extra, real_opt)
     env = {"PATH": no_python_path(tmp_path / "bin"), "SPLUNK_HEC_TOKEN": TOKEN,
-           "SPLUNK_FLUSH_BUDGET_MS": "1500"}  # fmt: skip
+           "SPLUNK_FLUSH_BUDGET_MS": "1500", "SPLUNK_FLUSH": "sync"}  # fmt: skip
     with tls_hec(tmp_path, cert, key) as hec:
         env["SPLUNK_HOST"] = hec.url
         with sandbox(opt, env, runtime="provided.al2023") as sb:
