@@ -44,10 +44,10 @@ STOP_CHILDREN_S = 0.5
 # While waiting on the sender, look this often whether it died (it is then restarted and asked
 # again; the spool makes that lossless).
 SENDER_CHECK_S = 0.1
-# Init does not wait for the sender to start (import msgspec and urllib3, open the spool): that
-# would delay the caller's first response by its start-up (1-2 s at 128 MB). The first
-# invocation's flush waits for it instead, within the flush budget: billed once per environment,
-# invisible to the caller.
+# How long the first event/next waits for the sender to have started (imported msgspec and
+# urllib3, opened the spool). Paid once, in the init phase, where it overlaps the runtime's own
+# init; otherwise the first invocation's flush would wait for it, billed, or miss its budget.
+SENDER_START_WAIT_S = 2.0
 
 
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
@@ -110,6 +110,18 @@ class MainLoop:
         if not telemetry_api.subscribe(self.api, subscription):
             diagnostics.note("WARNING", "the Telemetry API is not supported here (202): "
                                         "nothing will be forwarded")
+        self._await_sender_start(time.monotonic() + SENDER_START_WAIT_S)
+
+    def _await_sender_start(self, end: float) -> None:
+        while not self.sender_started:
+            left = end - time.monotonic()
+            if left <= 0:
+                diagnostics.note("WARNING", "the sender is slow to start; not waiting for it")
+                return
+            if select.select([self.status_r], [], [], min(left, SENDER_CHECK_S))[0]:
+                self._read_answers()
+            else:
+                self._sender_restarted()
 
     def _run_listener(self) -> None:
         import socket
