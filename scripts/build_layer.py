@@ -36,6 +36,7 @@ import build_python
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NAME = "splunk-hec-extension"
 LAUNCHER = REPO_ROOT / "bootstrap"
+SAMPLE_FUNCTION = REPO_ROOT / "function"
 LOCK_FILE = REPO_ROOT / "requirements-layer.txt"
 # The Python versions and architectures whose wheels the lock pins (bundled: 3.13).
 LOCKED_PYTHONS = ("3.11", "3.12", "3.13")
@@ -432,7 +433,8 @@ def write_zip(entries: list[LayerEntry], out: Path) -> int:
     """Write a reproducible zip; returns the total unzipped size in bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     unzipped = 0
-    partial = out.with_name(out.name + ".partial")
+    # Per process: ./dev layer runs for two architectures at once, both writing the function zip.
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
     with zipfile.ZipFile(partial, "w") as archive:
         for entry in entries:
             info = zipfile.ZipInfo(entry.arcname, date_time=ZIP_EPOCH)
@@ -458,6 +460,19 @@ def bundled_runtime(arch: str) -> tuple[Path, str]:
     except (build_python.BuildError, subprocess.CalledProcessError, OSError) as err:
         raise BuildError(f"building the bundled Python failed: {err}") from err
     return runtime, str(compiler)
+
+
+def build_function_zip(out: Path) -> str:
+    """The sample function's deployment package (terraform/ deploys it), reproducible like the
+    layer; returns its sha256."""
+    entries = [
+        LayerEntry(e.arcname.removeprefix("function/"), e.source,
+                   MODE_EXECUTABLE if e.source and os.access(e.source, os.X_OK) else e.mode)
+        for e in tree_entries(SAMPLE_FUNCTION, "function")
+        if "__pycache__" not in e.arcname and not e.arcname.endswith(".pyc")
+    ]  # fmt: skip
+    write_zip(entries, out)
+    return sha256_of(out)
 
 
 def interpreter_version(interpreter: str) -> str:
@@ -527,6 +542,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="pinned, hashed requirements (default requirements-layer.txt)",
     )
     parser.add_argument(
+        "--function-zip", action="store_true",
+        help="write the sample function's zip instead (default dist/sample-function.zip)",
+    )  # fmt: skip
+    parser.add_argument(
         "--update-lock", action="store_true",
         help="rewrite the lock from setup.cfg with PyPI's current wheels, then exit",
     )  # fmt: skip
@@ -535,6 +554,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", args.name):
         parser.error(f"--name must be letters, digits, '-' or '_': {args.name!r}")
+    if args.out is None and args.function_zip:
+        args.out = REPO_ROOT / "dist" / "sample-function.zip"
     if args.out is None:
         suffix = "" if args.python == BUNDLED else f"-py{args.python}"
         args.out = REPO_ROOT / "dist" / f"{args.name}-{args.arch}{suffix}.zip"
@@ -585,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     version = build_python.PYTHON_MINOR if args.python == BUNDLED else args.python
     wheel_cache = args.wheel_cache / cache_dir_name(version, args.arch)
     try:
+        if args.function_zip:
+            print(f"function   {args.out.resolve()}\nsha256     {build_function_zip(args.out)}")
+            return 0
         if args.update_lock:
             with tempfile.TemporaryDirectory(prefix="lock-") as scratch:
                 update_lock(read_requirements(REPO_ROOT / "setup.cfg"), args.lock, Path(scratch))
