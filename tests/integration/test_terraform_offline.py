@@ -45,8 +45,10 @@ def terraform_binary() -> str:
 def run(
     binary: str, env: dict[str, str], where: Path, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary, f"-chdir={where}", *args, "-no-color"], env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)  # fmt: skip
+    command = [binary, f"-chdir={where}", *args, "-no-color"]
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+    )
 
 
 @pytest.fixture(scope="module")
