@@ -2,10 +2,10 @@
 
 Opt-in (TERRAFORM_PLAN_TEST=1: about a minute, most of it starting the provider), where a
 terraform binary and a local copy of the hashicorp/aws provider exist (TF_PLUGIN_DIR, default
-/opt/tf-plugins). The module's token, environment and variable files
-are planned under a small root that wires them as terraform/main.tf and iam.tf do (the module's
-main.tf, which publishes the layer, is left out: this test is about the token). AWS is moto: the secret
-and the parameter hold a canary value that must appear nowhere in the plan, since Terraform no
+/opt/tf-plugins). The module's token, environment and variable files are planned under a small
+root that wires them as terraform/main.tf and iam.tf do (the module's main.tf, which publishes
+the layer, is left out: this test is about the token). AWS is moto: the secret and the parameter
+hold a canary value that must appear nowhere in the plan, since Terraform no
 longer reads them; IAM must grant exactly the one ARN.
 """
 
