@@ -373,3 +373,20 @@ def test_the_bundled_layer_is_the_same_whichever_host_python_builds_it(tmp_path:
         digests[version] = hashlib.sha256(out.read_bytes()).hexdigest()
     print(f"bundled x86_64 layer sha256 by host Python: {digests}")
     assert len(digests) == 2 and len(set(digests.values())) == 1, digests
+
+
+def test_sample_function_zip_is_reproducible_with_its_bootstrap_executable(tmp_path: Path) -> None:
+    digests = []
+    for name in ("one.zip", "two.zip"):
+        command = [sys.executable, str(SCRIPT), "--function-zip", "--out", str(tmp_path / name)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+        assert f"sha256     {digests[-1]}" in result.stdout
+    assert digests[0] == digests[1]
+    with zipfile.ZipFile(tmp_path / "one.zip") as archive:
+        modes = {i.filename: i.external_attr >> 16 for i in archive.infolist()}
+    expected = {p.name for p in (REPO / "function").iterdir() if p.is_file()}
+    assert set(modes) == expected
+    assert modes["handler.py"] == 0o100644
+    assert modes["bootstrap"] == 0o100755  # the custom-runtime sample must stay executable
