@@ -43,9 +43,10 @@ module "layer_eu_west_1" {
   layer_zip_path             = each.value
   share_with_organization_id = local.sharing.share_with_organization_id
   share_with_account_ids     = local.sharing.share_with_account_ids
-  # Only the layer is wanted here; functions get their environment from their own stacks.
-  splunk_host      = var.splunk_host
-  splunk_hec_token = "unused-by-a-layer-only-stack"
+  # The fleet's convention, checked here once: every account keeps the token in this parameter.
+  # Function stacks use the layer ARN and set the same environment themselves.
+  splunk_host                    = var.splunk_host
+  splunk_hec_token_ssm_parameter = var.hec_token_parameter
 }
 
 module "layer_us_east_1" {
@@ -53,10 +54,10 @@ module "layer_us_east_1" {
   providers = { aws = aws.us_east_1 }
   for_each  = var.layer_zip_paths
 
-  architecture               = each.key
-  layer_zip_path             = each.value
-  share_with_organization_id = local.sharing.share_with_organization_id
-  share_with_account_ids     = local.sharing.share_with_account_ids
-  splunk_host                = var.splunk_host
-  splunk_hec_token           = "unused-by-a-layer-only-stack"
+  architecture                   = each.key
+  layer_zip_path                 = each.value
+  share_with_organization_id     = local.sharing.share_with_organization_id
+  share_with_account_ids         = local.sharing.share_with_account_ids
+  splunk_host                    = var.splunk_host
+  splunk_hec_token_ssm_parameter = var.hec_token_parameter
 }

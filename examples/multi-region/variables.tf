@@ -24,3 +24,9 @@ variable "splunk_host" {
   type        = string
   default     = "https://splunk.example.com:8088"
 }
+
+variable "hec_token_parameter" {
+  description = "Name of the SSM SecureString parameter holding the HEC token in every account and region."
+  type        = string
+  default     = "/splunk/hec-token"
+}

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.bundled_layer import load_build_python, unavailable
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -349,8 +351,6 @@ def host_pythons() -> list[str]:
 
 def test_the_bundled_layer_is_the_same_whichever_host_python_builds_it(tmp_path: Path) -> None:
     """The host Python only fetches; the layer's interpreter unpacks, compiles and zips."""
-    from tests.integration.bundled_layer import load_build_python, unavailable
-
     if load_build_python().cached_runtime("x86_64") is None:
         unavailable("the bundled Python is not cached (./dev layer x86_64 builds it)")
     pythons = host_pythons()
