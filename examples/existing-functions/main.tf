@@ -67,8 +67,10 @@ resource "aws_lambda_function" "attached" {
   )
 
   environment {
+    # The function's own variables stay; a token set by hand earlier would be a second token
+    # source (an init error), so the module's source replaces it.
     variables = merge(
-      try(each.value.environment[0].variables, {}),
+      { for k, v in try(each.value.environment[0].variables, {}) : k => v if !startswith(k, "SPLUNK_HEC_TOKEN") },
       module.splunk_extension[each.value.architectures[0]].environment_variables,
     )
   }
