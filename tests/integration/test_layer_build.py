@@ -271,10 +271,15 @@ def failed_build(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str
 
 
 def warm_wheel_cache(tmp_path: Path) -> Path:
-    """A private copy of the wheel cache for x86_64 / PYTHON (the `layers` builds filled it)."""
+    """A private copy of the wheel cache for x86_64 / PYTHON (the `layers` builds filled it),
+    holding only the locked versions: a cache that outlived an older lock keeps other wheels."""
     cache = tmp_path / "wheels"
-    shutil.copytree(REPO / "build" / "wheels" / f"cp{PYTHON.replace('.', '')}-x86_64",
-                    cache / f"cp{PYTHON.replace('.', '')}-x86_64")  # fmt: skip
+    pins = re.findall(r"^([a-z0-9-]+)==(\S+) \\$", (REPO / "requirements-layer.txt").read_text(),
+                      re.MULTILINE)
+    locked = tuple(f"{name.replace('-', '_')}-{version}-" for name, version in pins)
+    tag = f"cp{PYTHON.replace('.', '')}-x86_64"
+    shutil.copytree(REPO / "build" / "wheels" / tag, cache / tag,
+                    ignore=lambda _, names: [n for n in names if not n.startswith(locked)])
     return cache
 
 
