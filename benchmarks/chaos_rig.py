@@ -91,13 +91,14 @@ class Figures:
 
     def violations(self) -> list[str]:
         """Every target this run missed, as readable sentences (empty: all met)."""
-        return [text for _, text in self._misses()]
+        return [text for _, text in self.misses()]
 
     def missed(self) -> str:
         """The targets missed, as short names for the table ("ok" when none)."""
-        return ",".join(dict.fromkeys(name for name, _ in self._misses())) or "ok"
+        return ",".join(dict.fromkeys(name for name, _ in self.misses())) or "ok"
 
-    def _misses(self) -> list[tuple[str, str]]:
+    def misses(self) -> list[tuple[str, str]]:
+        """(short name, sentence) of every target this run missed."""
         if self.skipped:
             return []
         found = [("case", text) for text in self.problems]

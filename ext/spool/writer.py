@@ -1,8 +1,11 @@
 """SpoolWriter: the only appender of the spool, run by the listener process.
 
 Owns segment creation, the append hot path (one raw writev, no fsync, no user-space buffer),
-start-up recovery of the newest segment, and drop-oldest when the size bound would be exceeded.
-It never deletes the active segment and never rewrites a byte after a successful append.
+start-up recovery of the newest segment, and the bound: when a record does not fit, delivered
+data is reclaimed and, if that is not enough, the record is refused (the listener answers 503
+and the refusal is counted in refused.state). A record answered 2xx is never deleted to make room
+for a newer one: the writer deletes only segments the reader has committed in full, and never
+rewrites a byte after a successful append.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from ext.spool.layout import (
     WRITER_LOCK,
     list_segments,
     notify,
-    segment_name,
     segment_path,
     take_role_lock,
     unlink_quietly,
@@ -42,8 +44,8 @@ MIN_SEGMENT_BYTES = 64 * 2**10
 # not done: a new segment per append cost 0.1-3 ms on a busy machine, and delivered data stays
 # below one segment anyway.
 DEFAULT_RECLAIM_BYTES = 64 * 2**10
-# Segments are at most 1/8 of the bound in force, so delivered data (at most one segment) and one
-# drop-oldest stay small next to it, however little room the filesystem leaves.
+# Segments are at most 1/8 of the bound in force, so delivered data the spool still holds (at most
+# the segment the reader is in) stays small next to it, however little room the filesystem leaves.
 SEGMENTS_PER_BOUND = 8
 # Room kept free below the bound that adapts to the filesystem: block rounding of segment files,
 # ack.state and refused.state.
@@ -147,8 +149,6 @@ class SpoolWriter:
         self._reclaim_check_at = reclaim_bytes  # active size at which ack.state is read again
         self._next_seq = 0
         self._next_events = 0
-        self.dropped_segments = 0
-        self.dropped_bytes = 0
         self.reclaimed_segments = 0  # delivered segments this writer deleted to free their room
         self.truncated_bytes = 0  # torn tail cut by recovery
         try:
@@ -288,15 +288,17 @@ class SpoolWriter:
             os.lseek(self._fd, start, os.SEEK_SET)
             raise
 
-    # -- room: the bound, reclaiming delivered data, drop-oldest ----------------------------------
+    # -- room: the bound, reclaiming delivered data, refusing new data ----------------------------
 
     def _make_room(self, frame_len: int, *, new_segment: bool) -> None:
         """Bring the spool to where ``frame_len`` more bytes (and a segment header if the record
-        will start a new segment) fit the bound in force.
+        will start a new segment) fit the bound in force, or raise OSError(ENOSPC).
 
-        Raises OSError(ENOSPC), before dropping anything, when even an empty spool could not take
-        the record; deletes delivered segments before it drops undelivered ones. It may leave the
-        spool with no active segment: the caller opens one.
+        Only delivered data is deleted (segments the reader has committed in full, the active one
+        included; it may leave the spool with no active segment: the caller opens one). Data not
+        delivered yet was answered 2xx and is never deleted for a newer record: when it fills the
+        bound, the new record is refused instead, and Lambda keeps or drops it on its side
+        (counted by the caller, reported to Splunk with the next record sent).
         """
         self._refresh_capacity()
         if frame.SEGMENT_HEADER_BYTES + frame_len > self._capacity:
@@ -305,23 +307,18 @@ class SpoolWriter:
                 f"no room for a record of {frame_len} bytes: the filesystem leaves the spool "
                 f"{self._capacity} bytes",
             )
-
-        def over() -> bool:
-            header = frame.SEGMENT_HEADER_BYTES if new_segment or self._fd < 0 else 0
-            return self._total + header + frame_len > self._capacity
-
-        if over():
+        if self._over(frame_len, new_segment):
             self._reclaim_delivered()
-        while over():
-            if self._sealed:
-                self._drop_oldest()
-            elif self._active_size > frame.SEGMENT_HEADER_BYTES:
-                # Only the active segment is left: seal it so that it goes next (a roll would
-                # write a new header first, past the bound).
-                self._close_active()
-                new_segment = True
-            else:
-                break  # only an empty active segment is left, and the check above says it fits
+        if self._over(frame_len, new_segment):
+            raise OSError(
+                errno.ENOSPC,
+                f"spool full: {self._total} bytes not delivered yet, bound {self._capacity} "
+                f"bytes; a record of {frame_len} bytes is refused until the sender catches up",
+            )
+
+    def _over(self, frame_len: int, new_segment: bool) -> bool:
+        header = frame.SEGMENT_HEADER_BYTES if new_segment or self._fd < 0 else 0
+        return self._total + header + frame_len > self._capacity
 
     def _refresh_capacity(self) -> None:
         """Recount our segments and look at the filesystem: the bound is what both leave us."""
@@ -337,7 +334,7 @@ class SpoolWriter:
         )
 
     def _refresh_sizes(self) -> None:
-        # The reader deletes delivered segments behind our back; recount before dropping anything.
+        # The reader deletes delivered segments behind our back: recount before refusing.
         sealed: list[tuple[int, int]] = []
         for base in list_segments(self.directory):
             if base == self._active_base:
@@ -389,19 +386,6 @@ class SpoolWriter:
                 break
         if unlink_quietly(segment_path(self.directory, base)):
             self.reclaimed_segments += 1
-
-    def _drop_oldest(self) -> None:
-        base, size = self._sealed.pop(0)
-        if unlink_quietly(segment_path(self.directory, base)):
-            self.dropped_segments += 1
-            self.dropped_bytes += size
-            log.warning(
-                "spool full (%d bytes max): dropped segment %s of %d bytes",
-                self._capacity,
-                segment_name(base),
-                size,
-            )
-        self._total -= size
 
     # -- segments --------------------------------------------------------------------------------
 
@@ -471,7 +455,8 @@ class SpoolWriter:
         self._refresh_capacity()
         try:
             if self._fd < 0 or self._total > self._capacity:
-                # Also drops oldest if a fuller disk shrank the bound.
+                # Reclaims delivered segments; refuses (nothing dropped) if a fuller disk or a
+                # smaller max_bytes left the data not delivered yet over the bound.
                 self._make_room(0, new_segment=self._fd < 0)
             if self._fd < 0:
                 self._open_active()
