@@ -305,7 +305,8 @@ class ProcessWatch:
 class StallingHec:
     """A TCP front for HEC: in `hang` mode it accepts connections and never answers; after
     `forward()` it relays to the real receiver (held connections are closed, so the extension
-    reconnects)."""
+    reconnects); `answer_once()` relays the next connection for one answer, then closes it and
+    hangs again."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -317,6 +318,9 @@ class StallingHec:
         self.hanging = True
         self.held: list[socket.socket] = []
         self.accepted = 0
+        self.first_accept_at: float | None = None  # monotonic
+        self.answers_left = 0
+        self.answered = 0  # one-shot answers relayed
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
@@ -331,6 +335,10 @@ class StallingHec:
             with contextlib.suppress(OSError):
                 conn.close()
         self.held.clear()
+
+    def answer_once(self) -> None:
+        """The next connection gets one answer from HEC, then is closed; later ones hang."""
+        self.answers_left = 1
 
     def close(self) -> None:
         self._stop.set()
@@ -348,17 +356,61 @@ class StallingHec:
             except OSError:
                 return
             self.accepted += 1
-            if self.hanging:
+            if self.first_accept_at is None:
+                self.first_accept_at = time.monotonic()
+            once = self.hanging and self.answers_left > 0
+            if self.hanging and not once:
                 self.held.append(conn)
                 continue
+            self.answers_left = 0
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
                 conn.close()
                 continue
+            if once:
+                thread = threading.Thread(target=self._answer, args=(conn, upstream), daemon=True)
+                thread.start()
+                continue
             for src, dst in ((conn, upstream), (upstream, conn)):
                 thread = threading.Thread(target=_relay, args=(src, dst), daemon=True)
                 thread.start()
+
+    def _answer(self, conn: socket.socket, upstream: socket.socket) -> None:
+        """Relays requests until HEC's first answer, passes it on, then closes both."""
+        relay = threading.Thread(target=_relay, args=(conn, upstream), daemon=True)
+        relay.start()
+        upstream.settimeout(10)
+        with contextlib.suppress(OSError, ValueError):
+            answer = _one_response(upstream)
+            conn.sendall(answer)  # whole: a cut answer would make the extension resend
+            self.answered += 1
+        for sock in (conn, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def _one_response(sock: socket.socket) -> bytes:
+    """One HTTP response with a Content-Length body, read whole (ValueError if cut short)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65_536)
+        if not chunk:
+            raise ValueError("connection closed inside the response head")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65_536)
+        if not chunk:
+            raise ValueError("connection closed inside the response body")
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def _relay(src: socket.socket, dst: socket.socket) -> None:
