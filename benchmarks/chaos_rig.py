@@ -671,8 +671,30 @@ class CaseRun:
         if self.watch is not None:
             f.listener_peak_mib = self.watch.listener_peak_kb / 1024
             f.restarts = self.watch.restarts()
+        throttled = self.cpu_throttling()
+        if throttled is not None:
+            # Lambda's CPU share is a CFS quota per 100 ms period (the emulator's cgroup): a
+            # process waking in a period whose quota is spent waits for the next one, so a
+            # post-runtime past the budget by up to a period or two is the quota, not a wait.
+            f.notes.append(f"cpu quota exhausted in {throttled[0]} of {throttled[1]} periods")
         f.seconds = time.monotonic() - self.started
         return f
+
+    def cpu_throttling(self) -> tuple[int, int] | None:
+        """(periods throttled, periods) of the sandbox's CPU quota so far; None without one."""
+        cgroup = self.sb.cgroup if self.sb is not None else None
+        if cgroup is None:
+            return None
+        found: dict[str, int] = {}
+        for group in cgroup.dirs:
+            with contextlib.suppress(OSError, ValueError):
+                for line in (group / "cpu.stat").read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key in ("nr_periods", "nr_throttled"):
+                        found[key] = int(value)
+        if "nr_periods" not in found:
+            return None
+        return found.get("nr_throttled", 0), found["nr_periods"]
 
 
 def _event_counts(fields: Mapping[str, Any]) -> int:
