@@ -416,6 +416,16 @@ def unwritable_spool_dir(run: CaseRun) -> None:
     _expect_init_error(run, "SPLUNK_SPOOL_DIR")
 
 
+# Why post-runtime may pass the budget after a kill (docs/reliability.md, "Status"): main's
+# flush ends at the budget by its own clock, but the sandbox runs under Lambda's CPU share (a
+# CFS quota of 7.2 ms per 100 ms period at 128 MB, exhausted in nearly every active period even
+# without a fault), so main's wake-up at the budget's end, and the INVOKE reaching it, wait for
+# the next period; a restarted child's imports keep the quota spent for seconds. Not a wait of
+# the extension's: no code path waits past the budget.
+_QUOTA_LATENCY = ("main's waits end at the budget, but its wake-ups wait for the CPU quota "
+                  "(one 100 ms CFS period or more while a restarted child imports)")
+
+
 @dataclass(frozen=True)
 class Case:
     """One case: what it does (`run`), and the targets it is known to miss for now (`open`:
@@ -441,14 +451,11 @@ CASES: dict[str, Case] = {
     "no_fault": Case(no_fault),
     "poison_record": Case(poison_record),
     "malformed_events": Case(malformed_events),
-    **{f"kill_{role}_{when}": Case(
-        kill_case(role, when == "frozen"), ("post-runtime",),
-        "after a child is SIGKILLed, the next invocation's post-runtime has reached ~500 ms "
-        "against the 300 ms budget in some runs (CI, twice in five runs)")
+    **{f"kill_{role}_{when}": Case(kill_case(role, when == "frozen"), ("post-runtime",),
+                                   _QUOTA_LATENCY)
        for role in ("listener", "sender", "main") for when in ("mid_invoke", "frozen")},
-    "kill_listener_abandoned_posts": Case(
-        kill_listener_abandoned_posts, ("post-runtime",),
-        "post-runtime after a SIGKILLed listener, as in the kill_* cases"),
+    "kill_listener_abandoned_posts": Case(kill_listener_abandoned_posts, ("post-runtime",),
+                                          _QUOTA_LATENCY),
     "small_tmpfs_spool": Case(small_disk),
     "hanging_hec": Case(hanging_hec),
     "idle_connections_2000": Case(idle_connections),
