@@ -418,12 +418,12 @@ def unwritable_spool_dir(run: CaseRun) -> None:
 
 # Why post-runtime may pass the budget after a kill (docs/reliability.md, "Status"): main's
 # flush ends at the budget by its own clock, but the sandbox runs under Lambda's CPU share (a
-# CFS quota of 7.2 ms per 100 ms period at 128 MB, exhausted in nearly every active period even
-# without a fault), so main's wake-up at the budget's end, and the INVOKE reaching it, wait for
-# the next period; a restarted child's imports keep the quota spent for seconds. Not a wait of
-# the extension's: no code path waits past the budget.
+# CFS quota of 7.2 ms per 100 ms period at 128 MB, spent in nearly every active period even
+# without a fault), so the INVOKE reaching main and main's wake-up at the budget's end each may
+# wait for the next period; a restarted child's imports keep the quota spent for seconds. No
+# code path of the extension waits past the budget.
 _QUOTA_LATENCY = ("main's waits end at the budget, but its wake-ups wait for the CPU quota "
-                  "(one 100 ms CFS period or more while a restarted child imports)")
+                  "(up to one 100 ms CFS period each, more often while a restarted child imports)")
 
 
 @dataclass(frozen=True)
