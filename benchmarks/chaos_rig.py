@@ -377,12 +377,14 @@ class StallingHec:
                 thread.start()
 
     def _answer(self, conn: socket.socket, upstream: socket.socket) -> None:
-        """Relays requests until HEC's first answer, passes it on, then closes both."""
-        relay = threading.Thread(target=_relay, args=(conn, upstream), daemon=True)
-        relay.start()
+        """Relays one request and HEC's answer to it, whole, then closes both: a request sent
+        after it on the same connection never reaches HEC (it would be stored unanswered, and
+        the extension's resend would be a duplicate)."""
+        conn.settimeout(10)
         upstream.settimeout(10)
         with contextlib.suppress(OSError, ValueError):
-            answer = _one_response(upstream)
+            upstream.sendall(_one_message(conn))
+            answer = _one_message(upstream)
             conn.sendall(answer)  # whole: a cut answer would make the extension resend
             self.answered += 1
         for sock in (conn, upstream):
@@ -391,8 +393,9 @@ class StallingHec:
             sock.close()
 
 
-def _one_response(sock: socket.socket) -> bytes:
-    """One HTTP response with a Content-Length body, read whole (ValueError if cut short)."""
+def _one_message(sock: socket.socket) -> bytes:
+    """One HTTP request or response with a Content-Length body (or none), read whole
+    (ValueError if cut short)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65_536)
@@ -410,7 +413,7 @@ def _one_response(sock: socket.socket) -> bytes:
         if not chunk:
             raise ValueError("connection closed inside the response body")
         body += chunk
-    return head + b"\r\n\r\n" + body
+    return head + b"\r\n\r\n" + body[:length]  # a request sent right after it stays out
 
 
 def _relay(src: socket.socket, dst: socket.socket) -> None:

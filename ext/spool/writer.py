@@ -15,6 +15,8 @@ import logging
 import os
 import threading
 import time
+import zlib
+from collections import deque
 from pathlib import Path
 from types import TracebackType
 
@@ -51,6 +53,9 @@ SEGMENTS_PER_BOUND = 8
 # ack.state and refused.state.
 DEFAULT_RESERVE_BYTES = 128 * 2**10
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# Refused records remembered (length and CRC) so that a batch the platform sends again and that is
+# refused again is counted once: Lambda retries a refused POST with the same body.
+RECENT_REFUSALS = 64
 
 
 class RecordTooLargeError(ValueError):
@@ -138,6 +143,7 @@ class SpoolWriter:
         self._lock_fd: int | None = take_role_lock(self.directory, WRITER_LOCK)
         self._spares: _SpareFile | None = None
         self._refusals: RefusalLog | None = None
+        self._recent_refusals: deque[tuple[int, int]] = deque(maxlen=RECENT_REFUSALS)
         self._ack_fd = -1
         self._fd = -1  # the active segment; -1 while there is none (a full filesystem)
         self._active_base = -1
@@ -180,20 +186,29 @@ class SpoolWriter:
     def append(self, payload: bytes | memoryview, event_count: int) -> int:
         """Append one record and return its seq; once this returns, a SIGKILL cannot lose it.
 
-        Raises RecordTooLargeError, or OSError (e.g. ENOSPC when even an empty spool has no room
-        for the record) after cutting the segment back to the previous record boundary. Either
-        way the refusal is counted in refused.state before the exception leaves.
+        Raises RecordTooLargeError, or OSError (ENOSPC when the record does not fit next to the
+        data not delivered yet) after cutting the segment back to the previous record boundary.
+        Either way the refusal is counted in refused.state before the exception leaves, once per
+        record: the same bytes refused again lately (the platform's retry) are not counted again.
         """
         try:
             seq = self._append(payload, event_count)
         except (OSError, ValueError):
-            if self._refusals is not None:
+            if self._refusals is not None and self._first_refusal(payload):
                 self._refusals.add(event_count)
             raise
         if self._refusals is not None and self._refusals.unsaved:
             self._refusals.save()  # the disk had no room for them: now it has
         notify(self._wake_fd)
         return seq
+
+    def _first_refusal(self, payload: bytes | memoryview) -> bool:
+        """False if this very record was refused lately (a retry of the same batch)."""
+        key = (len(payload), zlib.crc32(payload))
+        if key in self._recent_refusals:
+            return False
+        self._recent_refusals.append(key)
+        return True
 
     def close(self) -> None:
         """Release the files; nothing is buffered, so a crash loses nothing close would keep."""

@@ -146,6 +146,18 @@ def test_delivered_data_is_reclaimed_at_once_on_a_small_disk(
     assert most <= DEFAULT_RECLAIM_BYTES * 5 // 4 + 2 * frame + SEGMENT_HEADER_BYTES
 
 
+def test_a_batch_refused_again_is_counted_once(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        big = b"x" * 5000
+        for _ in range(5):  # the platform retries the same body
+            with pytest.raises(RecordTooLargeError):
+                w.append(big, 7)
+        assert w.refusals == Refusals(1, 7)
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"y" * 5000, 2)  # another batch
+        assert w.refusals == Refusals(2, 9)
+
+
 def test_the_bound_follows_the_free_space_of_the_filesystem(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

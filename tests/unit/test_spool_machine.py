@@ -10,6 +10,8 @@ import errno
 import os
 import shutil
 import tempfile
+import zlib
+from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +23,7 @@ from ext.spool import SpoolReader, SpoolRecord, SpoolWriter, read_committed
 from ext.spool.ackstate import SLOT_BYTES, LossReport, encode_slot, slot_offset
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
 from ext.spool.layout import list_segments, segment_path
+from ext.spool.writer import RECENT_REFUSALS
 
 OUTCOMES = ("ok", "fail_before", "fail_after")
 KILL_POINTS = ("before_send", "after_send_before_commit", "mid_commit", "after_commit")
@@ -44,7 +47,7 @@ class SpoolModel(RuleBasedStateMachine):
         if not hasattr(self, "dir"):
             self.dir = Path(tempfile.mkdtemp(prefix="spool-model-"))
         self.refused: list[int] = []  # event counts of the appends the writer refused
-        self.writer = self._open_writer()
+        self.writer = self._new_writer()
         self.reader = SpoolReader(self.dir)
         self.acked: dict[int, tuple[bytes, int]] = {}
         self.delivered: list[int] = []
@@ -53,6 +56,12 @@ class SpoolModel(RuleBasedStateMachine):
         self.reported = LossReport()
         self.last_committed = -1
         self.last_stats = self.reader.stats
+
+    def _new_writer(self) -> SpoolWriter:
+        # A writer counts a record refused again (the platform's retry) only once: so does the
+        # model, per writer (it forgets at a restart).
+        self.recent_refusals: deque[tuple[int, int]] = deque(maxlen=RECENT_REFUSALS)
+        return self._open_writer()
 
     def _open_writer(self) -> SpoolWriter:
         return SpoolWriter(
@@ -87,7 +96,10 @@ class SpoolModel(RuleBasedStateMachine):
             seq = self.writer.append(payload, events)
         except OSError:
             assert self.may_refuse(len(payload)), "refused although the record fits"
-            self.refused.append(events)
+            key = (len(payload), zlib.crc32(payload))
+            if key not in self.recent_refusals:
+                self.recent_refusals.append(key)
+                self.refused.append(events)
             assert self.writer.next_seq == expected
             return False
         assert seq == expected
@@ -116,12 +128,12 @@ class SpoolModel(RuleBasedStateMachine):
             frame_len = FRAME_HEADER_BYTES + len(payload)
             os.truncate(newest, os.stat(newest).st_size - frame_len + cut % frame_len)
         self.writer.close()
-        self.writer = self._open_writer()
+        self.writer = self._new_writer()
 
     @rule()
     def restart_writer(self) -> None:
         self.writer.close()
-        self.writer = self._open_writer()
+        self.writer = self._new_writer()
 
     # -- reader ----------------------------------------------------------------------------------
 
