@@ -1,28 +1,32 @@
 """Build the Lambda layer zip: the launcher, the `ext` package, its runtime wheels, its Python.
 
-Run alone (`python3 scripts/build_layer.py --arch arm64`) or by Terraform's external data source
-(`--terraform`: JSON result on stdout, human report on stderr). By default (`--python bundled`)
-the layer carries its own CPython (scripts/build_python.py: built from source for glibc 2.26,
-cached outside the repo), so it runs on every Lambda runtime, Python or not. `--python 3.N`
-is the fallback that uses the function's own python3 instead (Python runtimes of that version
-only). Wheels are fetched for the target platform with pip's --platform/--only-binary, never
-built for the host. The zip is deterministic: sorted entries, fixed timestamps and modes, so the
-same inputs give the same hash.
+Run as `python3 scripts/build_layer.py --arch arm64` (Terraform takes the zip's path). By default
+(`--python bundled`) the layer carries its own CPython (scripts/build_python.py: built from source
+for glibc 2.26, cached outside the repo), so it runs on every Lambda runtime, Python or not.
+`--python 3.N` is the fallback that uses the function's own python3 instead (Python runtimes of
+that version only).
+
+The dependencies are exactly the wheels pinned, with their sha256, in requirements-layer.txt: a
+wheel whose hash is not there fails the build (`--update-lock` rewrites the file). Wheels are
+unpacked by this script, not installed by the host's pip. For the bundled layer, the host Python
+only fetches what is missing: unpacking, bytecode and the zip are done by the layer's own
+interpreter (its x86_64 build), so the zip does not depend on which Python runs this script. The
+zip is deterministic: sorted entries, fixed timestamps and modes.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import configparser
 import hashlib
-import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +36,10 @@ import build_python
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NAME = "splunk-hec-extension"
 LAUNCHER = REPO_ROOT / "bootstrap"
+SAMPLE_FUNCTION = REPO_ROOT / "function"
+LOCK_FILE = REPO_ROOT / "requirements-layer.txt"
+# The Python versions and architectures whose wheels the lock pins (bundled: 3.13).
+LOCKED_PYTHONS = ("3.11", "3.12", "3.13")
 PACKAGE = "ext"
 # ext/local is the emulator, HEC receiver and demo: developer tooling, never shipped.
 EXCLUDED_PACKAGE_DIRS = frozenset({"local", "tests", "__pycache__"})
@@ -73,7 +81,7 @@ class LayerEntry:
 
 @dataclass(frozen=True)
 class LayerReport:
-    """What the build produced, reported to the user and to Terraform."""
+    """What the build produced, reported to the user."""
 
     path: Path
     name: str
@@ -82,25 +90,22 @@ class LayerReport:
     sha256: str
     zipped_bytes: int
     unzipped_bytes: int
-    precompiled: bool = False
+    compiled_by: str
     bundled: bool = False
 
-    @property
-    def base64sha256(self) -> str:
-        return base64.b64encode(bytes.fromhex(self.sha256)).decode("ascii")
 
-    def as_terraform_result(self) -> dict[str, str]:
-        """Terraform's external data source accepts a flat map of strings only."""
-        return {
-            "path": str(self.path),
-            "name": self.name,
-            "arch": self.arch,
-            "python": self.python,
-            "sha256": self.sha256,
-            "base64sha256": self.base64sha256,
-            "zipped_bytes": str(self.zipped_bytes),
-            "unzipped_bytes": str(self.unzipped_bytes),
-        }
+@dataclass(frozen=True)
+class LockedPackage:
+    """One pinned dependency: its version and the sha256 of every wheel the build may use."""
+
+    name: str
+    version: str
+    hashes: frozenset[str]
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name: what wheel file names and the lock compare by."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def read_requirements(setup_cfg: Path) -> list[str]:
@@ -112,6 +117,44 @@ def read_requirements(setup_cfg: Path) -> list[str]:
     if not requirements:
         raise BuildError(f"no install_requires in {setup_cfg}")
     return requirements
+
+
+def requirement_name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    if match is None:
+        raise BuildError(f"cannot read the requirement {requirement!r}")
+    return normalize(match.group(0))
+
+
+def read_lock(path: Path) -> dict[str, LockedPackage]:
+    """The pinned packages of a requirements file in pip's hash-checking form."""
+    if not path.is_file():
+        raise BuildError(f"{path} is missing (python3 scripts/build_layer.py --update-lock)")
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
+    locked: dict[str, LockedPackage] = {}
+    pinned = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})+)")
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = pinned.fullmatch(line)
+        if match is None:
+            raise BuildError(f"{path}: not a pinned, hashed requirement: {line!r}")
+        hashes = frozenset(re.findall(r"sha256:([0-9a-f]{64})", match.group(3)))
+        name = normalize(match.group(1))
+        locked[name] = LockedPackage(name, match.group(2), hashes)
+    return locked
+
+
+def check_lock_covers(
+    requirements: list[str], locked: dict[str, LockedPackage], lock: Path
+) -> None:
+    """The lock pins exactly setup.cfg's install_requires (a dependency added there must be
+    locked before it ships)."""
+    wanted = {requirement_name(r) for r in requirements}
+    if wanted != set(locked):
+        raise BuildError(f"{lock} pins {sorted(locked)} but setup.cfg requires {sorted(wanted)}: "
+                         "run python3 scripts/build_layer.py --update-lock")  # fmt: skip
 
 
 def parse_python_version(text: str) -> str:
@@ -139,32 +182,137 @@ def run_pip(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
-def install_dependencies(
-    requirements: list[str], arch: str, python: str, target: Path, wheel_cache: Path
-) -> None:
-    """Install the requirements' wheels into `target` from `wheel_cache`, else from the index.
+def wheel_fits(filename: str, arch: str, python: str) -> bool:
+    """Whether a wheel file name's tags run on Lambda's `arch` with CPython `python`."""
+    parts = filename.removesuffix(".whl").split("-")
+    if len(parts) not in (5, 6):
+        return False
+    py_tags, abi_tags, platform_tags = (set(part.split(".")) for part in parts[-3:])
+    version = python.replace(".", "")
+    machine = "aarch64" if arch == "arm64" else "x86_64"
+    if not py_tags & {f"cp{version}", f"py{version}", "py3", "cp3"} and "abi3" not in abi_tags:
+        return False
+    if not abi_tags & {f"cp{version}", "abi3", "none"}:
+        return False
 
-    Installing from the local cache first keeps repeated builds offline and pinned to the wheels
-    already fetched, which is what makes rebuilds byte-identical.
+    def platform_fits(tag: str) -> bool:
+        if tag == "any" or tag in PLATFORMS[arch]:
+            return True
+        glibc = re.fullmatch(rf"manylinux_2_(\d+)_{machine}", tag)
+        return glibc is not None and int(glibc.group(1)) <= 17
+
+    return any(platform_fits(tag) for tag in platform_tags)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def locked_wheels(
+    locked: dict[str, LockedPackage], arch: str, python: str, wheel_cache: Path, *,
+    lock: Path, download: bool,
+) -> list[Path]:  # fmt: skip
+    """One wheel per locked package for the target, its sha256 checked against the lock.
+
+    Taken from `wheel_cache`, else (when `download`) fetched by pip with --require-hashes. A
+    wheel of the pinned version whose hash the lock does not list fails the build: the same
+    lock must always give the same zip.
     """
-    platform_args = pip_target_args(arch, python)
-    # --ignore-requires-python: pip would check the wheels against the host interpreter; the
-    # target version was already applied when the wheels were selected (--python-version).
-    install = [
-        "install", "--target", str(target), "--no-compile", "--no-warn-script-location",
-        "--ignore-requires-python", "--no-index", "--find-links", str(wheel_cache),
-        *platform_args, *requirements,
-    ]  # fmt: skip
-    if wheel_cache.is_dir() and run_pip(install).returncode == 0:
-        return
+    chosen: list[Path] = []
+    for package in sorted(locked.values(), key=lambda p: p.name):
+        prefix = f"{package.name.replace('-', '_')}-{package.version}-"
+
+        def candidates(package_prefix: str = prefix) -> list[Path]:
+            found = wheel_cache.glob("*.whl") if wheel_cache.is_dir() else []
+            return sorted(w for w in found if normalize(w.name).startswith(
+                normalize(package_prefix)) and wheel_fits(w.name, arch, python))  # fmt: skip
+
+        wheels = candidates()
+        if not wheels and download:
+            fetch_wheel(package, arch, python, wheel_cache)
+            wheels = candidates()
+        if not wheels:
+            raise BuildError(f"no {package.name}=={package.version} wheel for {arch} "
+                             f"python{python} in {wheel_cache}")  # fmt: skip
+        for wheel in wheels:
+            digest = sha256_of(wheel)
+            if digest not in package.hashes:
+                raise BuildError(
+                    f"{wheel} has sha256 {digest}, which {lock} does not list for "
+                    f"{package.name}=={package.version}: refusing to build a different layer "
+                    "(remove the file to fetch the locked one again, or run --update-lock "
+                    "on purpose)"
+                )
+        chosen.append(wheels[0])
+    return chosen
+
+
+def fetch_wheel(package: LockedPackage, arch: str, python: str, wheel_cache: Path) -> None:
+    """pip download of the one locked wheel for the target, hash-checked by pip as well."""
     wheel_cache.mkdir(parents=True, exist_ok=True)
-    download = run_pip(["download", "--dest", str(wheel_cache), *platform_args, *requirements])
-    if download.returncode != 0:
-        raise BuildError(f"pip download failed:\n{download.stderr.strip()}")
-    shutil.rmtree(target, ignore_errors=True)
-    installed = run_pip(install)
-    if installed.returncode != 0:
-        raise BuildError(f"pip install failed:\n{installed.stderr.strip()}")
+    hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(package.hashes))
+    with tempfile.TemporaryDirectory(prefix="lock-") as scratch:
+        requirement = Path(scratch) / "requirement.txt"
+        requirement.write_text(f"{package.name}=={package.version} {hashes}\n")
+        done = run_pip(["download", "--no-deps", "--require-hashes", "--dest", str(wheel_cache),
+                        "-r", str(requirement), *pip_target_args(arch, python)])  # fmt: skip
+    if done.returncode != 0:
+        raise BuildError(f"pip download of {package.name}=={package.version} failed:\n"
+                         f"{done.stderr.strip()}")  # fmt: skip
+
+
+def unpack_wheel(wheel: Path, target: Path) -> None:
+    """Installs a wheel into `target` as pip --target does for these wheels: its files as they
+    are (RECORD included), `<name>.data/purelib|platlib` merged in; nothing else allowed."""
+    with zipfile.ZipFile(wheel) as archive:
+        for info in archive.infolist():
+            parts = Path(info.filename).parts
+            if info.filename.startswith("/") or ".." in parts:
+                raise BuildError(f"{wheel.name}: unsafe path {info.filename!r}")
+            if parts and parts[0].endswith(".data"):
+                if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+                    raise BuildError(f"{wheel.name}: {info.filename} is not a library file")
+                parts = parts[2:]
+            if info.is_dir():
+                continue
+            dest = target.joinpath(*parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(archive.read(info))
+
+
+def update_lock(requirements: list[str], lock: Path, scratch: Path) -> None:
+    """Rewrites the lock: the newest versions setup.cfg allows (pip's choice, the same for every
+    target or it fails), with the sha256 of each target's wheel."""
+    hashes: dict[tuple[str, str], set[str]] = {}
+    for python in LOCKED_PYTHONS:
+        for arch in sorted(PLATFORMS):
+            dest = scratch / f"{python}-{arch}"
+            done = run_pip(["download", "--no-deps", "--dest", str(dest),
+                            *pip_target_args(arch, python), *requirements])  # fmt: skip
+            if done.returncode != 0:
+                raise BuildError(f"pip download failed:\n{done.stderr.strip()}")
+            for wheel in dest.glob("*.whl"):
+                name, version = wheel.name.split("-")[:2]
+                hashes.setdefault((normalize(name), version), set()).add(sha256_of(wheel))
+    names = [name for name, _ in hashes]
+    if len(names) != len(set(names)):
+        raise BuildError(f"targets resolved different versions: {sorted(hashes)}")
+    lines = [
+        "# The layer's runtime dependencies (setup.cfg install_requires), pinned with the sha256",
+        "# of every wheel scripts/build_layer.py may ship (python "
+        + ", ".join(LOCKED_PYTHONS)
+        + "; x86_64, arm64).",
+        "# The build refuses any other wheel. Regenerate on purpose only:",
+        "#   python3 scripts/build_layer.py --update-lock",
+    ]
+    for (name, version), digests in sorted(hashes.items()):
+        pins = " \\\n".join(f"    --hash=sha256:{d}" for d in sorted(digests))
+        lines.append(f"{name}=={version} \\\n{pins}")
+    lock.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def is_shipped(relative: Path) -> bool:
@@ -197,33 +345,34 @@ def find_interpreter(python: str) -> str | None:
             continue
         probe = subprocess.run(
             [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if probe.returncode == 0 and probe.stdout.strip() == python:
             return candidate
     return None
 
 
-def precompile(root: Path, python: str, name: str, interpreter: str | None = None) -> bool:
-    """Compiles every module with the layer's own Python version, if that interpreter is here.
+def precompile(root: Path, python: str, name: str, interpreter: str) -> None:
+    """Compiles every module with `interpreter`, which must be the layer's Python version.
 
     /opt is read-only in Lambda, so without shipped bytecode every cold start would compile
-    ext, urllib3 and msgspec again (tens of ms). unchecked-hash pycs carry no timestamps, which
-    keeps the zip reproducible. Returns False (the layer still works) when python<ver> is absent.
+    ext, urllib3 and msgspec again (tens of ms). unchecked-hash pycs carry no timestamps and a
+    fixed hash seed fixes the order of set constants, which keeps the zip reproducible.
     """
-    interpreter = interpreter or find_interpreter(python)
-    if interpreter is None:
-        return False
     command = [
-        interpreter, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+        interpreter, "-S", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
         "-d", f"/opt/{name}", str(root),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise BuildError(f"compileall failed:\n{done.stdout}{done.stderr}")
-    # The pyenv shim of a missing version, or a different interpreter, must not pass silently.
+    # A pyenv shim of a missing version, or a different interpreter, must not pass silently.
     tag = f".cpython-{python.replace('.', '')}.pyc"
-    return any(p.name.endswith(tag) for p in root.rglob("*.pyc"))
+    if not any(p.name.endswith(tag) for p in root.rglob("*.pyc")):
+        raise BuildError(f"{interpreter} did not write {tag} bytecode: not Python {python}")
 
 
 def tree_entries(
@@ -261,9 +410,7 @@ def runtime_entries(runtime: Path, prefix: str) -> list[LayerEntry]:
     return entries
 
 
-def layer_entries(
-    name: str, site_packages: Path, runtime: Path | None = None
-) -> list[LayerEntry]:
+def layer_entries(name: str, site_packages: Path, runtime: Path | None = None) -> list[LayerEntry]:
     """The layer's full content: launcher, the ext package (minus local tooling), dependencies,
     and the bundled interpreter when there is one."""
     if not LAUNCHER.is_file():
@@ -286,7 +433,8 @@ def write_zip(entries: list[LayerEntry], out: Path) -> int:
     """Write a reproducible zip; returns the total unzipped size in bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     unzipped = 0
-    partial = out.with_name(out.name + ".partial")
+    # Per process: ./dev layer runs for two architectures at once, both writing the function zip.
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
     with zipfile.ZipFile(partial, "w") as archive:
         for entry in entries:
             info = zipfile.ZipInfo(entry.arcname, date_time=ZIP_EPOCH)
@@ -303,14 +451,6 @@ def write_zip(entries: list[LayerEntry], out: Path) -> int:
     return unzipped
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bundled_runtime(arch: str) -> tuple[Path, str]:
     """The pruned bundled interpreter for `arch`, and a host-runnable one of the same version
     (the x86_64 build) that compiles the layer's modules."""
@@ -322,19 +462,47 @@ def bundled_runtime(arch: str) -> tuple[Path, str]:
     return runtime, str(compiler)
 
 
-def build_layer(name: str, arch: str, python: str, out: Path, wheel_cache: Path) -> LayerReport:
-    """Build the layer zip at `out`; raises BuildError."""
+def build_function_zip(out: Path) -> str:
+    """The sample function's deployment package (terraform/ deploys it), reproducible like the
+    layer; returns its sha256."""
+    entries = [
+        LayerEntry(e.arcname.removeprefix("function/"), e.source,
+                   MODE_EXECUTABLE if e.source and os.access(e.source, os.X_OK) else e.mode)
+        for e in tree_entries(SAMPLE_FUNCTION, "function")
+        if "__pycache__" not in e.arcname and not e.arcname.endswith(".pyc")
+    ]  # fmt: skip
+    write_zip(entries, out)
+    return sha256_of(out)
+
+
+def interpreter_version(interpreter: str) -> str:
+    probe = subprocess.run([interpreter, "-S", "-c", "import sys; print(sys.version.split()[0])"],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    return probe.stdout.strip() or "unknown"
+
+
+def build_layer(
+    name: str, arch: str, python: str, out: Path, wheel_cache: Path, *,
+    lock: Path = LOCK_FILE, runtime: Path | None = None, compiler: str | None = None,
+    download: bool = True,
+) -> LayerReport:  # fmt: skip
+    """Build the layer zip at `out` with `compiler` (the layer's interpreter for the bundled
+    layer, python<ver> for the fallback); raises BuildError."""
     requirements = read_requirements(REPO_ROOT / "setup.cfg")
-    runtime: Path | None = None
-    compiler: str | None = None
-    if python == BUNDLED:
-        runtime, compiler = bundled_runtime(arch)
+    locked = read_lock(lock)
+    check_lock_covers(requirements, locked, lock)
     target_python = build_python.PYTHON_MINOR if python == BUNDLED else python
+    wheels = locked_wheels(locked, arch, target_python, wheel_cache, lock=lock, download=download)
+    if compiler is None:
+        raise BuildError(f"python{target_python} not found: it compiles the layer's bytecode "
+                         f"(install it, e.g. with pyenv)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="layer-") as scratch:
         site_packages = Path(scratch) / "site-packages"
-        install_dependencies(requirements, arch, target_python, site_packages, wheel_cache)
+        site_packages.mkdir()
+        for wheel in wheels:
+            unpack_wheel(wheel, site_packages)
         stage_package(site_packages)
-        precompiled = precompile(site_packages, target_python, name, compiler)
+        precompile(site_packages, target_python, name, compiler)
         unzipped = write_zip(layer_entries(name, site_packages, runtime), out)
     if unzipped > LAMBDA_UNZIPPED_LIMIT_BYTES:
         raise BuildError(f"layer unzips to {unzipped} bytes, over Lambda's 250 MB limit")
@@ -346,7 +514,7 @@ def build_layer(name: str, arch: str, python: str, out: Path, wheel_cache: Path)
         sha256=sha256_of(out),
         zipped_bytes=out.stat().st_size,
         unzipped_bytes=unzipped,
-        precompiled=precompiled,
+        compiled_by=f"{compiler} (Python {interpreter_version(compiler)})",
         bundled=runtime is not None,
     )
 
@@ -361,19 +529,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--name", default=DEFAULT_NAME, help="extension name (launcher file name)")
     parser.add_argument(
-        "--out", type=Path, help="zip path (default dist/<name>-<arch>-py<ver>.zip)"
+        "--out", type=Path, help="zip path (default dist/<name>-<arch>[-py<ver>].zip)"
     )
     parser.add_argument(
         "--wheel-cache", type=Path, default=REPO_ROOT / "build" / "wheels",
         help="directory of downloaded wheels, reused by later builds",
     )  # fmt: skip
     parser.add_argument(
-        "--terraform", action="store_true",
-        help="external data source mode: read the query from stdin, print a JSON result",
+        "--lock",
+        type=Path,
+        default=LOCK_FILE,
+        help="pinned, hashed requirements (default requirements-layer.txt)",
+    )
+    parser.add_argument(
+        "--function-zip", action="store_true",
+        help="write the sample function's zip instead (default dist/sample-function.zip)",
     )  # fmt: skip
+    parser.add_argument(
+        "--update-lock", action="store_true",
+        help="rewrite the lock from setup.cfg with PyPI's current wheels, then exit",
+    )  # fmt: skip
+    # Internal: the second stage, run by the bundled interpreter itself.
+    parser.add_argument("--layer-runtime", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", args.name):
         parser.error(f"--name must be letters, digits, '-' or '_': {args.name!r}")
+    if args.out is None and args.function_zip:
+        args.out = REPO_ROOT / "dist" / "sample-function.zip"
     if args.out is None:
         suffix = "" if args.python == BUNDLED else f"-py{args.python}"
         args.out = REPO_ROOT / "dist" / f"{args.name}-{args.arch}{suffix}.zip"
@@ -386,29 +568,63 @@ def print_report(report: LayerReport, stream: TextIO) -> None:
     bundled = " (bundled)" if report.bundled else ""
     print(f"target     {report.arch} python{report.python}{bundled} name={report.name}",
           file=stream)  # fmt: skip
+    print(f"compiled   by {report.compiled_by}", file=stream)
     print(f"zipped     {zipped / 1e6:8.3f} MB ({zipped} bytes)", file=stream)
     print(f"unzipped   {unzipped / 1e6:8.3f} MB ({unzipped} bytes)", file=stream)
     print(f"sha256     {report.sha256}", file=stream)
-    if not report.precompiled:
-        print(f"warning    python{report.python} not found: no bytecode shipped; every cold start"
-              " compiles the modules (install that Python version to precompile)", file=stream)
+
+
+def hand_over_to_layer_python(args: argparse.Namespace, argv: Iterable[str], wheel_cache: Path,
+                              ) -> int:  # fmt: skip
+    """First stage of the bundled build, on the host Python: the interpreter (built or found in
+    the cache) and the locked wheels (fetched if missing); then this script again, run by the
+    layer's own interpreter, does the rest, so the zip's bytes do not depend on the host."""
+    version = build_python.PYTHON_MINOR
+    runtime, compiler = bundled_runtime(args.arch)
+    locked = read_lock(args.lock)
+    check_lock_covers(read_requirements(REPO_ROOT / "setup.cfg"), locked, args.lock)
+    locked_wheels(locked, args.arch, version, wheel_cache, lock=args.lock, download=True)
+    command = [compiler, "-S", str(Path(__file__).resolve()), *argv,
+               "--layer-runtime", str(runtime)]  # fmt: skip
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONHASHSEED": "0",
+        "HOME": str(Path.home()),
+        **{k: v for k, v in os.environ.items() if k in ("SPLUNK_LAYER_CACHE", "XDG_CACHE_HOME")},
+    }
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+def cache_dir_name(version: str, arch: str) -> str:
+    # Wheels are platform-specific: one cache per target keeps the choice exact.
+    return f"cp{version.replace('.', '')}-{arch}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.terraform:
-        sys.stdin.read()  # Terraform writes its query there; everything comes from argv instead.
-    # Wheels are platform-specific: one cache per target keeps pip's --find-links choice exact.
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     version = build_python.PYTHON_MINOR if args.python == BUNDLED else args.python
-    wheel_cache = args.wheel_cache / f"cp{version.replace('.', '')}-{args.arch}"
+    wheel_cache = args.wheel_cache / cache_dir_name(version, args.arch)
     try:
-        report = build_layer(args.name, args.arch, args.python, args.out, wheel_cache)
+        if args.function_zip:
+            print(f"function   {args.out.resolve()}\nsha256     {build_function_zip(args.out)}")
+            return 0
+        if args.update_lock:
+            with tempfile.TemporaryDirectory(prefix="lock-") as scratch:
+                update_lock(read_requirements(REPO_ROOT / "setup.cfg"), args.lock, Path(scratch))
+            print(f"wrote {args.lock}")
+            return 0
+        if args.python == BUNDLED and args.layer_runtime is None:
+            return hand_over_to_layer_python(args, argv, wheel_cache)
+        runtime: Path | None = args.layer_runtime
+        compiler = sys.executable if runtime is not None else find_interpreter(args.python)
+        report = build_layer(args.name, args.arch, args.python, args.out, wheel_cache,
+                             lock=args.lock, runtime=runtime, compiler=compiler,
+                             download=args.layer_runtime is None)  # fmt: skip
     except BuildError as err:
         print(f"build_layer: {err}", file=sys.stderr)
         return 1
-    print_report(report, sys.stderr if args.terraform else sys.stdout)
-    if args.terraform:
-        print(json.dumps(report.as_terraform_result(), sort_keys=True))
+    print_report(report, sys.stdout)
     return 0
 
 

@@ -7,8 +7,10 @@ module "splunk_extension" {
   extension_name = var.extension_name
   architecture   = var.architecture
   runtime        = var.layer_runtime
-  layer_zip_path = var.layer_zip_path
-  build_python   = var.build_python
+  layer_zip_path = local.layer_zip_path
+
+  share_with_account_ids     = var.share_with_account_ids
+  share_with_organization_id = var.share_with_organization_id
 
   splunk_host                    = var.SPLUNK_HOST
   splunk_hec_token               = var.SPLUNK_HEC_TOKEN
@@ -30,11 +32,13 @@ module "splunk_extension" {
   extra_environment              = var.extra_environment
 }
 
-data "archive_file" "function" {
-  type        = "zip"
-  source_dir  = "${path.module}/../function"
-  output_path = "${path.module}/../build/function.zip"
-  excludes    = ["**/__pycache__/**", "**/*.pyc"]
+# Both zips are built before Terraform runs (./dev layer, or scripts/build_layer.py --arch A and
+# --function-zip): Terraform needs no provider but hashicorp/aws.
+locals {
+  layer_zip_path = var.layer_zip_path != "" ? var.layer_zip_path : (
+    "${path.module}/../dist/${var.extension_name}-${var.architecture}${var.layer_runtime == "all" ? "" : "-py${trimprefix(var.layer_runtime, "python")}"}.zip"
+  )
+  function_zip_path = var.function_zip_path != "" ? var.function_zip_path : "${path.module}/../dist/sample-function.zip"
 }
 
 resource "aws_lambda_function" "sample" {
@@ -51,8 +55,8 @@ resource "aws_lambda_function" "sample" {
   memory_size   = var.memory_size
   timeout       = var.timeout
 
-  filename         = data.archive_file.function.output_path
-  source_code_hash = data.archive_file.function.output_base64sha256
+  filename         = local.function_zip_path
+  source_code_hash = filebase64sha256(local.function_zip_path)
   layers           = [module.splunk_extension.layer_arn]
 
   environment {

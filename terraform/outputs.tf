@@ -1,6 +1,11 @@
 output "layer_arn" {
-  description = "ARN of the extension layer version (attach it to other functions of the same architecture, any runtime)."
+  description = "Versioned ARN of the extension layer (attach it to other functions of the same architecture, any runtime)."
   value       = module.splunk_extension.layer_arn
+}
+
+output "layer_name" {
+  description = "Name of the layer: extension name, project version and architecture."
+  value       = module.splunk_extension.layer_name
 }
 
 output "function_name" {

@@ -234,15 +234,27 @@ variable "tracing_mode" {
 }
 
 variable "layer_zip_path" {
-  description = "Prebuilt layer zip from scripts/build_layer.py. Empty: Terraform builds it at plan time."
+  description = "Layer zip built by scripts/build_layer.py. Empty: dist/<extension_name>-<architecture>[-py3.N].zip, where ./dev layer writes it."
   type        = string
   default     = ""
 }
 
-variable "build_python" {
-  description = "Python interpreter with pip used to build the layer on the machine running Terraform."
+variable "function_zip_path" {
+  description = "Zip of the sample function. Empty: dist/sample-function.zip, written by scripts/build_layer.py --function-zip."
   type        = string
-  default     = "python3"
+  default     = ""
+}
+
+variable "share_with_account_ids" {
+  description = "AWS account IDs allowed to use the published layer version (e.g. the other accounts of a fleet)."
+  type        = list(string)
+  default     = []
+}
+
+variable "share_with_organization_id" {
+  description = "AWS Organization ID (o-...) whose accounts may all use the published layer version. Null: not shared."
+  type        = string
+  default     = null
 }
 
 variable "tags" {

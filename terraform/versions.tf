@@ -1,20 +1,12 @@
-# Terraform and provider versions for the sample deployment (terraform init pins them in
-# .terraform.lock.hcl on first run).
+# Terraform and provider versions for the sample deployment: only hashicorp/aws, in the range that
+# `terraform test` covers; .terraform.lock.hcl (committed) pins the exact release.
 terraform {
   required_version = ">= 1.7.0"
 
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.80.0, < 7.0.0"
-    }
-    archive = {
-      source  = "hashicorp/archive"
-      version = "~> 2.7"
-    }
-    external = {
-      source  = "hashicorp/external"
-      version = "~> 2.3"
+      version = "~> 5.100.0"
     }
   }
 }

@@ -11,7 +11,7 @@ import os
 import struct
 import time
 import zlib
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ext.spool.layout import ACK_STATE, wait_readable
@@ -68,13 +68,13 @@ class LossReport:
         )
 
     def minus(self, other: LossReport) -> LossReport:
-        return LossReport(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        return LossReport(*(a - b for a, b in zip(_values(self), _values(other), strict=True)))
 
     def at_most(self, other: LossReport) -> LossReport:
-        return LossReport(*(min(a, b) for a, b in zip(astuple(self), astuple(other), strict=True)))
+        return LossReport(*(min(a, b) for a, b in zip(_values(self), _values(other), strict=True)))
 
     def __bool__(self) -> bool:
-        return any(astuple(self))
+        return any(_values(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,12 @@ class Checkpoint:
     reported: LossReport = LossReport()  # losses already handed out by take_loss_report
 
 
+def _values(counters: SpoolStats | LossReport) -> tuple[int, ...]:
+    """The counters in field order. dataclasses.astuple deep-copies every field: it was a
+    quarter of the sender's CPU per commit."""
+    return tuple(getattr(counters, name) for name in counters.__slots__)
+
+
 def encode_slot(generation: int, cp: Checkpoint) -> bytes:
     body = _SLOT.pack(
         SLOT_MAGIC,
@@ -99,8 +105,8 @@ def encode_slot(generation: int, cp: Checkpoint) -> bytes:
         cp.offset,
         cp.next_seq,
         cp.next_events,
-        *astuple(cp.stats),
-        *astuple(cp.reported),
+        *_values(cp.stats),
+        *_values(cp.reported),
     )
     return body + _CRC.pack(zlib.crc32(body))
 

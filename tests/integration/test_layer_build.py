@@ -1,19 +1,21 @@
 """Builds the fallback Lambda layer (`--python 3.12`, no bundled interpreter) for both
 architectures with scripts/build_layer.py and inspects the zips (the default layer, with its own
-Python, is tested in test_bundled_layer.py).
+Python, is tested in test_bundled_layer.py; here only that its bytes do not depend on the host
+Python that runs the script).
 
-Runs the real script (pip downloads wheels for the target platform on first use; they are cached
-in build/wheels so later runs stay offline). Checks the launcher, the compiled msgspec binary's
-architecture, what is left out, the unzipped size and that two builds are byte-identical.
+Runs the real script (pip downloads the locked wheels for the target platform on first use; they
+are cached in build/wheels so later runs stay offline). Checks the launcher, the compiled msgspec
+binary's architecture, what is left out, the unzipped size, that two builds are byte-identical,
+and that a wheel or lock hash that does not match fails the build.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import platform
+import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.integration.bundled_layer import load_build_python, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -155,8 +159,11 @@ def test_no_tests_local_tooling_or_caches(
     modules = {n for n in names if n.startswith(prefix) and n.endswith(".py")}
     compiled = {n for n in names if n.startswith(prefix) and n.endswith(tag)}
     assert len(compiled) == len(modules)
-    shipped = {n.removeprefix(prefix) for n in names
-               if n.startswith(prefix) and n[-1] != "/" and "__pycache__" not in n}
+    shipped = {
+        n.removeprefix(prefix)
+        for n in names
+        if n.startswith(prefix) and n[-1] != "/" and "__pycache__" not in n
+    }
     expected = {
         path.relative_to(REPO / "ext").as_posix()
         for path in (REPO / "ext").rglob("*")
@@ -254,27 +261,67 @@ def test_layer_built_for_the_host_imports_with_its_own_dependencies_only(tmp_pat
         assert location.startswith(f"{root}/"), location
 
 
-def test_terraform_mode_prints_one_json_result(tmp_path: Path) -> None:
-    out = tmp_path / "tf.zip"
-    # The fallback flavour keeps this test fast; the bundled one shares the same code path.
-    command = [sys.executable, str(SCRIPT), "--terraform", "--arch", "arm64", "--python", PYTHON,
-               "--out", str(out)]  # fmt: skip
-    result = subprocess.run(
-        command,
-        input='{"ignored": "query"}',
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)
-    assert all(isinstance(value, str) for value in answer.values())
-    digest = hashlib.sha256(out.read_bytes()).digest()
-    assert answer["path"] == str(out.resolve())
-    assert answer["base64sha256"] == base64.b64encode(digest).decode()
-    assert answer["sha256"] == digest.hex()
-    assert "unzipped" in result.stderr
+def failed_build(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(SCRIPT), "--arch", "x86_64", "--python", PYTHON,
+               "--out", str(tmp_path / "refused.zip"), *extra]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not (tmp_path / "refused.zip").exists()
+    return result
+
+
+def warm_wheel_cache(tmp_path: Path) -> Path:
+    """A private copy of the wheel cache for x86_64 / PYTHON (the `layers` builds filled it)."""
+    cache = tmp_path / "wheels"
+    shutil.copytree(REPO / "build" / "wheels" / f"cp{PYTHON.replace('.', '')}-x86_64",
+                    cache / f"cp{PYTHON.replace('.', '')}-x86_64")  # fmt: skip
+    return cache
+
+
+def test_a_wheel_whose_hash_is_not_locked_fails_the_build(
+    layers: dict[str, tuple[BuiltLayer, BuiltLayer]], tmp_path: Path
+) -> None:
+    cache = warm_wheel_cache(tmp_path)
+    (wheel,) = (cache / f"cp{PYTHON.replace('.', '')}-x86_64").glob("urllib3-*.whl")
+    # The same wheel, one entry more: what a republished or tampered file would be.
+    with zipfile.ZipFile(wheel, "a") as archive:
+        archive.writestr("urllib3/extra.py", "")
+    result = failed_build(tmp_path, "--wheel-cache", str(cache))
+    assert f"{wheel} has sha256 {hashlib.sha256(wheel.read_bytes()).hexdigest()}" in result.stderr
+    assert "requirements-layer.txt does not list" in result.stderr
+
+
+def test_a_changed_hash_in_the_lock_fails_the_build(
+    layers: dict[str, tuple[BuiltLayer, BuiltLayer]], tmp_path: Path
+) -> None:
+    cache = warm_wheel_cache(tmp_path)
+    lock = (REPO / "requirements-layer.txt").read_text()
+    (wheel,) = (cache / f"cp{PYTHON.replace('.', '')}-x86_64").glob("msgspec-*.whl")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert digest in lock
+    changed = tmp_path / "requirements-layer.txt"
+    changed.write_text(lock.replace(digest, digest[:-1] + ("0" if digest[-1] != "0" else "1")))
+    result = failed_build(tmp_path, "--wheel-cache", str(cache), "--lock", str(changed))
+    assert f"has sha256 {digest}, which {changed} does not list" in result.stderr
+
+
+def test_the_lock_pins_every_runtime_requirement_with_hashes() -> None:
+    lock = (REPO / "requirements-layer.txt").read_text()
+    pins = re.findall(r"^([a-z0-9-]+)==(\S+) \\$", lock, re.MULTILINE)
+    setup = (REPO / "setup.cfg").read_text().split("install_requires =", 1)[1].split("\n\n")[0]
+    required = {re.split(r"[<>=!~ ]", line.strip())[0].lower()
+                for line in setup.splitlines() if line.strip()}  # fmt: skip
+    assert {name for name, _ in pins} == required
+    # One hash per locked target at least: msgspec has a binary wheel per Python and arch.
+    assert len(re.findall(r"--hash=sha256:[0-9a-f]{64}", lock)) >= 1 + 3 * 2
+
+
+def test_a_lock_that_misses_a_requirement_fails_the_build(tmp_path: Path) -> None:
+    lock = (REPO / "requirements-layer.txt").read_text()
+    only_msgspec = tmp_path / "lock.txt"
+    only_msgspec.write_text(lock.split("urllib3==")[0])
+    result = failed_build(tmp_path, "--lock", str(only_msgspec))
+    assert "but setup.cfg requires ['msgspec', 'urllib3']" in result.stderr
 
 
 def test_rejects_unsupported_python(tmp_path: Path) -> None:
@@ -283,3 +330,63 @@ def test_rejects_unsupported_python(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "3.11 or newer" in result.stderr
     assert not (tmp_path / "x.zip").exists()
+
+
+def host_pythons() -> list[str]:
+    """Interpreters on this machine that can run the build script (3.11+), one per version."""
+    candidates = [sys.executable, *sorted(str(p) for p in Path("/usr/bin").glob("python3.1[1-9]"))]
+    candidates += sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob(
+        "3.1[1-9].*/bin/python3"))  # fmt: skip
+    by_version: dict[str, str] = {}
+    for candidate in candidates:
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; assert sys.version_info >= (3, 11); "
+             "print(sys.version.split()[0])"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        if probe.returncode == 0:
+            by_version.setdefault(probe.stdout.strip(), candidate)
+    return [by_version[v] for v in sorted(by_version, key=lambda v: tuple(map(int, v.split("."))))]
+
+
+def test_the_bundled_layer_is_the_same_whichever_host_python_builds_it(tmp_path: Path) -> None:
+    """The host Python only fetches; the layer's interpreter unpacks, compiles and zips."""
+    if load_build_python().cached_runtime("x86_64") is None:
+        unavailable("the bundled Python is not cached (./dev layer x86_64 builds it)")
+    pythons = host_pythons()
+    if len(pythons) < 2:
+        pytest.skip(f"one host Python version only ({pythons}): nothing to compare")
+    oldest, newest = pythons[0], pythons[-1]
+    digests = {}
+    for python in (oldest, newest):
+        out = tmp_path / f"{Path(python).parent.parent.name}.zip"
+        command = [python, str(SCRIPT), "--arch", "x86_64", "--out", str(out)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "(bundled)" in result.stdout
+        version = subprocess.run(
+            [python, "-c", "import sys; print(sys.version.split()[0])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        digests[version] = hashlib.sha256(out.read_bytes()).hexdigest()
+    print(f"bundled x86_64 layer sha256 by host Python: {digests}")
+    assert len(digests) == 2 and len(set(digests.values())) == 1, digests
+
+
+def test_sample_function_zip_is_reproducible_with_its_bootstrap_executable(tmp_path: Path) -> None:
+    digests = []
+    for name in ("one.zip", "two.zip"):
+        command = [sys.executable, str(SCRIPT), "--function-zip", "--out", str(tmp_path / name)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+        assert f"sha256     {digests[-1]}" in result.stdout
+    assert digests[0] == digests[1]
+    with zipfile.ZipFile(tmp_path / "one.zip") as archive:
+        modes = {i.filename: i.external_attr >> 16 for i in archive.infolist()}
+    expected = {p.name for p in (REPO / "function").iterdir() if p.is_file()}
+    assert set(modes) == expected
+    assert modes["handler.py"] == 0o100644
+    assert modes["bootstrap"] == 0o100755  # the custom-runtime sample must stay executable

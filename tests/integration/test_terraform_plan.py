@@ -2,10 +2,10 @@
 
 Opt-in (TERRAFORM_PLAN_TEST=1: about a minute, most of it starting the provider), where a
 terraform binary and a local copy of the hashicorp/aws provider exist (TF_PLUGIN_DIR, default
-/opt/tf-plugins). The module's token, environment and variable files
-are planned under a small root that wires them as terraform/main.tf and iam.tf do (the layer
-build needs the archive and external providers, not available offline). AWS is moto: the secret
-and the parameter hold a canary value that must appear nowhere in the plan, since Terraform no
+/opt/tf-plugins). The module's token, environment and variable files are planned under a small
+root that wires them as terraform/main.tf and iam.tf do (the module's main.tf, which publishes
+the layer, is left out: this test is about the token). AWS is moto: the secret and the parameter
+hold a canary value that must appear nowhere in the plan, since Terraform no
 longer reads them; IAM must grant exactly the one ARN.
 """
 
@@ -51,6 +51,7 @@ provider "aws" {
 }
 module "secret" {
   source                      = "./module"
+  layer_zip_path              = "function.zip"
   splunk_host                 = "https://splunk.example.com:8088"
   splunk_hec_token_secret_arn = "%(arn)s"
   splunk_hec_token_secret_key = "hec_token"
@@ -58,6 +59,7 @@ module "secret" {
 }
 module "parameter" {
   source                         = "./module"
+  layer_zip_path                 = "function.zip"
   splunk_host                    = "https://splunk.example.com:8088"
   splunk_hec_token_ssm_parameter = "/splunk/hec-token"
 }

@@ -94,8 +94,10 @@ def test_cold_start_path_imports_nothing_heavy() -> None:
 
 
 def test_main_process_imports_nothing_heavy_until_the_first_event() -> None:
-    """Everything the main process runs before its first event/next (config, control plane,
-    lifecycle, supervisor) loads no msgspec, dataclasses, typing, logging, re or enum."""
+    """The modules the main process runs (config, control plane, lifecycle, supervisor) load no
+    msgspec, dataclasses, typing, logging, re or enum: register and the subscription wait for
+    none of them. The children's modules are imported later, by `preload_children` (tested
+    below)."""
     import subprocess
     import sys
 
@@ -108,3 +110,34 @@ def test_main_process_imports_nothing_heavy_until_the_first_event() -> None:
                          capture_output=True, text=True, check=True).stdout.split()
     heavy = {"msgspec", "dataclasses", "typing", "logging", "re", "enum", "urllib3", "json"}
     assert not {name.split(".")[0] for name in out} & heavy, out
+
+
+def test_children_modules_load_after_the_subscription_and_before_the_fork() -> None:
+    """MainLoop.start subscribes with nothing heavy loaded, then imports the children's modules
+    once, before forking them: each child starts with msgspec and urllib3 already loaded."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from ext import config, lifecycle, supervisor, telemetry_api\n"
+        "seen = {}\n"
+        "def loaded(): return {'msgspec', 'urllib3'} & set(sys.modules)\n"
+        "telemetry_api.subscribe = lambda api, body: bool(seen.setdefault('subscribe', loaded())"
+        " or 1)\n"
+        "supervisor.spawn = lambda child, fds: seen.setdefault(child.role, loaded())\n"
+        "lifecycle.SENDER_START_WAIT_S = 0\n"
+        "env = {'SPLUNK_HOST': 'https://splunk.example:8088', 'SPLUNK_HEC_TOKEN': 't-1',\n"
+        "       'SPLUNK_SPOOL_DIR': sys.argv[2]}\n"
+        "lifecycle.MainLoop(None, config.load(env), 'fn').start()\n"
+        "print(sorted((k, sorted(v)) for k, v in seen.items()))"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as spool:
+        done = subprocess.run([sys.executable, "-c", probe, str(EXT.parent), spool],
+                              check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.strip()
+    both = ["msgspec", "urllib3"]
+    assert out == repr(sorted([("subscribe", []), ("listener", both), ("sender", both)]))

@@ -1,7 +1,7 @@
 # What a caller wires into its own aws_lambda_function.
 
 output "layer_arn" {
-  description = "ARN of the published layer version: add it to the function's layers."
+  description = "Versioned ARN of the published layer version (arn:...:layer:<name>:<n>): add it to the function's layers."
   value       = aws_lambda_layer_version.extension.arn
 }
 
@@ -10,9 +10,27 @@ output "layer_version" {
   value       = aws_lambda_layer_version.extension.version
 }
 
+output "layer_name" {
+  description = "Name of the layer: extension name, project version and architecture (and python3.N for the fallback)."
+  value       = aws_lambda_layer_version.extension.layer_name
+}
+
+output "extension_version" {
+  description = "Project version the layer carries in its name and description."
+  value       = local.extension_version
+}
+
 output "layer_sha256" {
   description = "Base64 SHA-256 of the layer zip (the same inputs always give the same value)."
-  value       = local.layer_zip_sha256
+  value       = aws_lambda_layer_version.extension.source_code_hash
+}
+
+output "shared_with" {
+  description = "Principals granted lambda:GetLayerVersion on this version: account IDs, and org:<id> for an organization."
+  value = concat(
+    sort(keys(aws_lambda_layer_version_permission.account)),
+    [for id in aws_lambda_layer_version_permission.organization[*].organization_id : "org:${id}"],
+  )
 }
 
 output "extension_name" {

@@ -34,21 +34,46 @@ variable "runtime" {
 }
 
 variable "layer_zip_path" {
-  description = "Prebuilt layer zip (from scripts/build_layer.py). Empty: Terraform runs the build script at plan time."
+  description = "Path of the layer zip built by scripts/build_layer.py (./dev layer), e.g. dist/splunk-hec-extension-arm64.zip."
   type        = string
-  default     = ""
+
+  validation {
+    condition     = fileexists(var.layer_zip_path)
+    error_message = "layer_zip_path must name an existing zip: build it first with python3 scripts/build_layer.py --arch <architecture>."
+  }
 }
 
-variable "build_python" {
-  description = "Python interpreter (with pip) that runs scripts/build_layer.py on the machine running Terraform."
+variable "extension_version" {
+  description = "Version put in the layer's name and description. Null: the version in this repository's setup.cfg."
   type        = string
-  default     = "python3"
+  default     = null
+
+  validation {
+    condition     = var.extension_version == null || can(regex("^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$", coalesce(var.extension_version, "x")))
+    error_message = "extension_version must be a version such as 1.2.0 (letters, digits, '.', '+', '-')."
+  }
 }
 
-variable "build_output_dir" {
-  description = "Directory for the built zip. Empty: dist/ at the repository root."
+variable "share_with_account_ids" {
+  description = "AWS account IDs allowed to use the published layer version (lambda:GetLayerVersion)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.share_with_account_ids : can(regex("^[0-9]{12}$", id))])
+    error_message = "share_with_account_ids must be 12-digit AWS account IDs."
+  }
+}
+
+variable "share_with_organization_id" {
+  description = "AWS Organization ID (o-...) whose accounts may all use the published layer version. Null: not shared with an organization."
   type        = string
-  default     = ""
+  default     = null
+
+  validation {
+    condition     = var.share_with_organization_id == null || can(regex("^o-[a-z0-9]{10,32}$", coalesce(var.share_with_organization_id, "x")))
+    error_message = "share_with_organization_id must be an organization ID such as o-a1b2c3d4e5."
+  }
 }
 
 variable "splunk_host" {
