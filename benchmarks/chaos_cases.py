@@ -5,6 +5,10 @@ invocations, the hostile event, more invocations, the shutdown drain. The rig th
 figures; case-specific expectations (an init error naming the variable, a secret never echoed,
 no invocation held by a HEC known to hang) are added to `Figures.problems`. Sizes are chosen so
 that each case takes seconds once the extension behaves, and stays bounded when it does not.
+
+A case may name an open finding (`Case.open`): the targets it may still miss, with what is known
+(docs/reliability.md, "Status"). The test then reports it as xfail, every other target asserted;
+the table marks it. Without one, every target is asserted.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.chaos_rig import (
     FLUSH_BUDGET_MS,
     CaseFn,
     CaseRun,
+    Figures,
     StallingHec,
     nofile_python,
     small_tmpfs,
@@ -45,6 +51,7 @@ FLOOD_S = 8.0
 CONNECT_S = 6.0
 HANG_TIMEOUT_MS = 800  # SPLUNK_REQUEST_TIMEOUT_MS against the hanging HEC
 HANG_MARGIN_MS = 200  # for the sender to see its timeout and tell the main process
+SLICE_MS = 400  # an invocation that sleeps this long gives the extension thawed time
 
 
 def _warm(run: CaseRun, tag: str, count: int = 2) -> None:
@@ -171,12 +178,16 @@ def patched(module: object, name: str, value: object) -> Iterator[None]:
 
 def small_disk(run: CaseRun) -> None:
     """The spool on a 6 MiB tmpfs with 2 MiB free: ~2.5 MB of logs with HEC healthy, then
-    ~3 MB while HEC refuses (503), then recovery."""
+    ~3 MB while HEC refuses (503), then recovery. What the spool cannot hold is refused (503,
+    counted); nothing it answered 2xx is lost."""
     with small_tmpfs(run.work / "disk", 6) as disk:
         filler = disk / "filler"
         with open(filler, "wb") as fh:
             fh.write(b"\0" * (4 * 2**20))
         run.start(run.env(SPLUNK_SPOOL_DIR=str(disk / "spool")), timeout_s=1.0)
+        # On a loaded machine the sender may still be starting (imports) after several
+        # invocations; until it delivers, refusing is right. The healthy phase starts once it does.
+        _until_delivered(run, "dw")
         for n in range(10):
             run.invoke(f"d{n}", 400, size=512)
         refused = len(run.delivery.refused & run.sent)
@@ -194,6 +205,14 @@ def small_disk(run: CaseRun) -> None:
         run.figures_.notes.append(f"free at the end: {_free_kib(disk)} KiB")
 
 
+def _until_delivered(run: CaseRun, tag: str, most: int = 20) -> None:
+    """Small invocations until HEC holds a line of one of them (at most `most`)."""
+    for n in range(most):
+        run.invoke(f"{tag}{n}", LINES)
+        if run.hec.count(sourcetype="aws:lambda:function") > 0:
+            return
+
+
 def _free_kib(path: Path) -> int:
     stat = os.statvfs(path)
     return stat.f_bavail * stat.f_frsize // 1024
@@ -203,35 +222,60 @@ def _free_kib(path: Path) -> int:
 
 
 def hanging_hec(run: CaseRun) -> None:
-    """HEC accepts and never answers for 8 invocations, then recovers.
+    """HEC accepts and never answers for 8 invocations, answers one request and hangs again for
+    4 more, then recovers.
 
     Until the first request has timed out the extension cannot know that HEC hangs, so the
     invocations that start before then may wait out the budget; none may after it (a circuit
-    breaker), until HEC answers again.
+    breaker), and one answer in between does not make the next invocation wait again.
     """
     stall = StallingHec(run.hec.port)
     try:
+        # sync: every invocation asks to wait (adaptive would skip some on its own account),
+        # so only the breaker can keep an invocation from waiting on the hanging HEC.
         env = run.env(SPLUNK_HOST=stall.url, SPLUNK_REQUEST_TIMEOUT_MS=str(HANG_TIMEOUT_MS),
-                      SPLUNK_CONNECT_TIMEOUT_MS="500")
+                      SPLUNK_CONNECT_TIMEOUT_MS="500", SPLUNK_FLUSH="sync")
         run.start(env)
-        run.invoke("h-warm", LINES)  # the extension is started and HEC hangs from here on
-        posts: list[tuple[float, float]] = []
-        for n in range(8):
-            started = time.monotonic()
-            result = run.invoke(f"h{n}", LINES)
-            posts.append((started, result.post_runtime_ms or 0.0))
+        # HEC hangs from the start; the clock starts at the first request the sender makes,
+        # which on a loaded machine may be a few invocations later (its start-up is thawed time).
+        for n in range(20):
+            run.invoke(f"h-warm{n}", LINES)
+            if stall.first_accept_at is not None:
+                break
+        posts = [_timed_invoke(run, f"h{n}") for n in range(8)]
+        stall.answer_once()
+        for n in range(10):  # thawed time for the courier's next attempt (short ones give none)
+            run.invoke(f"ho{n}", LINES, sleep_ms=SLICE_MS)
+            if stall.answered:
+                break
+        answered = stall.answered
+        again = [_timed_invoke(run, f"hg{n}") for n in range(4)] if answered else []
         stall.forward()
         for n in range(2):
             run.invoke(f"hr{n}", LINES)
         run.shutdown()
     finally:
         stall.close()
-    known = posts[0][0] + (HANG_TIMEOUT_MS + HANG_MARGIN_MS) / 1000
-    held = [round(p) for started, p in posts if started > known and p > FLUSH_BUDGET_MS / 2]
-    run.figures_.notes.append(f"post-runtime while hanging: {[round(p) for _, p in posts]}")
+    if stall.first_accept_at is None:
+        run.figures_.problems.append("the extension never sent a request to HEC")
+        return
+    known = stall.first_accept_at + (HANG_TIMEOUT_MS + HANG_MARGIN_MS) / 1000
+    held = [round(p) for started, p in posts + again
+            if started > known and p > FLUSH_BUDGET_MS / 2]
+    run.figures_.notes.append(f"post-runtime while hanging: {[round(p) for _, p in posts]}; "
+                              f"after one answer: {[round(p) for _, p in again]}")
+    if not answered:
+        run.figures_.notes.append("the one-answer phase did not run (no request in 10 "
+                                  "invocations)")
     if held:
         run.figures_.problems.append(f"{len(held)} invocation(s) held {held} ms by a HEC already "
                                      "known to hang (no circuit breaker)")
+
+
+def _timed_invoke(run: CaseRun, tag: str) -> tuple[float, float]:
+    started = time.monotonic()
+    result = run.invoke(tag, LINES)
+    return started, result.post_runtime_ms or 0.0
 
 
 # -- listener limits ----------------------------------------------------------------------------
@@ -372,26 +416,47 @@ def unwritable_spool_dir(run: CaseRun) -> None:
     _expect_init_error(run, "SPLUNK_SPOOL_DIR")
 
 
-CASES: dict[str, CaseFn] = {
-    "no_fault": no_fault,
-    "poison_record": poison_record,
-    "malformed_events": malformed_events,
-    **{f"kill_{role}_{when}": kill_case(role, when == "frozen")
+@dataclass(frozen=True)
+class Case:
+    """One case: what it does (`run`), and the targets it is known to miss for now (`open`:
+    short target names as `Figures.missed()` gives them, with `why`: the finding)."""
+
+    run: CaseFn
+    open: tuple[str, ...] = ()
+    why: str = ""
+
+    def __call__(self, run: CaseRun) -> None:
+        self.run(run)
+
+    def tolerated(self, figures: Figures) -> list[str]:
+        """The misses of `figures` this case names as open."""
+        return [text for name, text in figures.misses() if name in self.open]
+
+    def untolerated(self, figures: Figures) -> list[str]:
+        """The misses of `figures` that fail the case."""
+        return [text for name, text in figures.misses() if name not in self.open]
+
+
+CASES: dict[str, Case] = {
+    "no_fault": Case(no_fault),
+    "poison_record": Case(poison_record),
+    "malformed_events": Case(malformed_events),
+    **{f"kill_{role}_{when}": Case(kill_case(role, when == "frozen"))
        for role in ("listener", "sender", "main") for when in ("mid_invoke", "frozen")},
-    "kill_listener_abandoned_posts": kill_listener_abandoned_posts,
-    "small_tmpfs_spool": small_disk,
-    "hanging_hec": hanging_hec,
-    "idle_connections_2000": idle_connections,
-    "endless_chunk_size_line": endless_chunk_line,
-    "parallel_16mib_bodies": parallel_large_bodies,
-    "config_host_with_credentials": host_with_credentials,
-    "config_non_latin1_token": non_latin1_token,
-    "config_unwritable_spool_dir": unwritable_spool_dir,
+    "kill_listener_abandoned_posts": Case(kill_listener_abandoned_posts),
+    "small_tmpfs_spool": Case(small_disk),
+    "hanging_hec": Case(hanging_hec),
+    "idle_connections_2000": Case(idle_connections),
+    "endless_chunk_size_line": Case(endless_chunk_line),
+    "parallel_16mib_bodies": Case(parallel_large_bodies),
+    "config_host_with_credentials": Case(host_with_credentials),
+    "config_non_latin1_token": Case(non_latin1_token),
+    "config_unwritable_spool_dir": Case(unwritable_spool_dir),
 }
 # The CI smoke run (`--quick`): the cheapest cases, a few seconds each.
 QUICK = ("no_fault", "poison_record", "kill_sender_frozen", "config_host_with_credentials")
 
 
 def describe(name: str) -> str:
-    case: Callable[..., None] = CASES[name]
-    return " ".join((case.__doc__ or name).strip().split("\n\n")[0].split())
+    doc = CASES[name].run.__doc__ or name
+    return " ".join(doc.strip().split("\n\n")[0].split())

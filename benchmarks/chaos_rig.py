@@ -91,13 +91,14 @@ class Figures:
 
     def violations(self) -> list[str]:
         """Every target this run missed, as readable sentences (empty: all met)."""
-        return [text for _, text in self._misses()]
+        return [text for _, text in self.misses()]
 
     def missed(self) -> str:
         """The targets missed, as short names for the table ("ok" when none)."""
-        return ",".join(dict.fromkeys(name for name, _ in self._misses())) or "ok"
+        return ",".join(dict.fromkeys(name for name, _ in self.misses())) or "ok"
 
-    def _misses(self) -> list[tuple[str, str]]:
+    def misses(self) -> list[tuple[str, str]]:
+        """(short name, sentence) of every target this run missed."""
         if self.skipped:
             return []
         found = [("case", text) for text in self.problems]
@@ -304,7 +305,8 @@ class ProcessWatch:
 class StallingHec:
     """A TCP front for HEC: in `hang` mode it accepts connections and never answers; after
     `forward()` it relays to the real receiver (held connections are closed, so the extension
-    reconnects)."""
+    reconnects); `answer_once()` relays the next connection for one answer, then closes it and
+    hangs again."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -316,6 +318,9 @@ class StallingHec:
         self.hanging = True
         self.held: list[socket.socket] = []
         self.accepted = 0
+        self.first_accept_at: float | None = None  # monotonic
+        self.answers_left = 0
+        self.answered = 0  # one-shot answers relayed
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
@@ -330,6 +335,10 @@ class StallingHec:
             with contextlib.suppress(OSError):
                 conn.close()
         self.held.clear()
+
+    def answer_once(self) -> None:
+        """The next connection gets one answer from HEC, then is closed; later ones hang."""
+        self.answers_left = 1
 
     def close(self) -> None:
         self._stop.set()
@@ -347,17 +356,64 @@ class StallingHec:
             except OSError:
                 return
             self.accepted += 1
-            if self.hanging:
+            if self.first_accept_at is None:
+                self.first_accept_at = time.monotonic()
+            once = self.hanging and self.answers_left > 0
+            if self.hanging and not once:
                 self.held.append(conn)
                 continue
+            self.answers_left = 0
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
                 conn.close()
                 continue
+            if once:
+                thread = threading.Thread(target=self._answer, args=(conn, upstream), daemon=True)
+                thread.start()
+                continue
             for src, dst in ((conn, upstream), (upstream, conn)):
                 thread = threading.Thread(target=_relay, args=(src, dst), daemon=True)
                 thread.start()
+
+    def _answer(self, conn: socket.socket, upstream: socket.socket) -> None:
+        """Relays one request and HEC's answer to it, whole, then closes both: a request sent
+        after it on the same connection never reaches HEC (it would be stored unanswered, and
+        the extension's resend would be a duplicate)."""
+        conn.settimeout(10)
+        upstream.settimeout(10)
+        with contextlib.suppress(OSError, ValueError):
+            upstream.sendall(_one_message(conn))
+            answer = _one_message(upstream)
+            conn.sendall(answer)  # whole: a cut answer would make the extension resend
+            self.answered += 1
+        for sock in (conn, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def _one_message(sock: socket.socket) -> bytes:
+    """One HTTP request or response with a Content-Length body (or none), read whole
+    (ValueError if cut short)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65_536)
+        if not chunk:
+            raise ValueError("connection closed inside the response head")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65_536)
+        if not chunk:
+            raise ValueError("connection closed inside the response body")
+        body += chunk
+    return head + b"\r\n\r\n" + body[:length]  # a request sent right after it stays out
 
 
 def _relay(src: socket.socket, dst: socket.socket) -> None:
@@ -618,8 +674,30 @@ class CaseRun:
         if self.watch is not None:
             f.listener_peak_mib = self.watch.listener_peak_kb / 1024
             f.restarts = self.watch.restarts()
+        throttled = self.cpu_throttling()
+        if throttled is not None:
+            # Lambda's CPU share is a CFS quota per 100 ms period (the emulator's cgroup): a
+            # process waking in a period whose quota is spent waits for the next one, so a
+            # post-runtime past the budget by up to a period or two is the quota, not a wait.
+            f.notes.append(f"cpu quota exhausted in {throttled[0]} of {throttled[1]} periods")
         f.seconds = time.monotonic() - self.started
         return f
+
+    def cpu_throttling(self) -> tuple[int, int] | None:
+        """(periods throttled, periods) of the sandbox's CPU quota so far; None without one."""
+        cgroup = self.sb.cgroup if self.sb is not None else None
+        if cgroup is None:
+            return None
+        found: dict[str, int] = {}
+        for group in cgroup.dirs:
+            with contextlib.suppress(OSError, ValueError):
+                for line in (group / "cpu.stat").read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key in ("nr_periods", "nr_throttled"):
+                        found[key] = int(value)
+        if "nr_periods" not in found:
+            return None
+        return found.get("nr_throttled", 0), found["nr_periods"]
 
 
 def _event_counts(fields: Mapping[str, Any]) -> int:

@@ -19,6 +19,7 @@ import time
 
 from ext import control
 from ext.batching import HecBatch, split_batch, without
+from ext.breaker import HangBreaker
 from ext.hec import HecClient, HecOutcome, Verdict, compress
 from ext.quarantine import Quarantine
 
@@ -50,11 +51,10 @@ class Courier:
         # Read by the sender thread: a new failure answers the flushes waiting on HEC.
         self.failures = 0  # failed attempts so far
         self.failing = False  # since the last failure, no request succeeded
-        self.hanging = False  # the last failure was a timeout: HEC may not answer at all
         self.posting_since: float | None = None  # monotonic start of the POST on the wire
-        # A failed attempt slower than a flush may wait marks HEC as hanging (circuit breaker).
-        self.hang_after_s = config.flush_budget_ms / 1000
-        self.slow_failure = False
+        # Open after a failed attempt slower than a flush may wait (or a timeout): HEC may not
+        # answer at all, flushes do not wait on it (ext/breaker.py).
+        self.breaker = HangBreaker(config.flush_budget_ms / 1000)
         # Measured on accepted requests, for the shutdown's drain estimate (flush_policy.py).
         self.queued_bytes = 0  # uncompressed bytes offered and not yet delivered
         self.sent_bytes = 0
@@ -70,6 +70,11 @@ class Courier:
         self.done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
         self._thread.start()
+
+    @property
+    def hanging(self) -> bool:
+        """HEC is presumed to hang: a flush must not wait on it (the breaker is open)."""
+        return self.breaker.is_open
 
     def stalled(self, limit_s: float) -> bool:
         """A request has been on the wire for longer than `limit_s`: as good as hanging for an
@@ -159,8 +164,10 @@ class Courier:
             finally:
                 self.posting_since = None
             verdict = outcome.verdict
+            took = time.monotonic() - started
             if verdict is Verdict.ACCEPTED:
-                self._measured(batch.size, time.monotonic() - started)
+                self._measured(batch.size, took)
+                self.breaker.succeeded(took)
                 break
             if verdict is Verdict.TOO_LARGE and len(batch.envelopes) > 1:
                 first, batch = split_batch(batch)
@@ -171,7 +178,7 @@ class Courier:
                 batch, body = self._isolate_poison(batch, outcome), None
                 continue
             attempt += 1
-            self.slow_failure = time.monotonic() - started > self.hang_after_s
+            self.breaker.failed(took, outcome.text.endswith("TimeoutError"))
             self._health(False, outcome)
             self._pause(self._backoff_s(attempt, outcome))
         self._health(True, None)
@@ -236,7 +243,7 @@ class Courier:
     def _health(self, healthy: bool, outcome: HecOutcome | None) -> None:
         if healthy:
             if self.failing:
-                self.failing = self.hanging = False
+                self.failing = False
                 log.warning("HEC accepts events again")
             return
         if not self.failing and outcome is not None:
@@ -245,11 +252,5 @@ class Courier:
                 outcome.verdict.value, outcome.status, outcome.code, outcome.text,
             )
         self.failing = True
-        # Judged by the time the attempt took, not by the exception's name (a read timeout,
-        # a connect timeout and a peer that never answers surface under different names).
-        # Sticky until a request succeeds: a fast failure in between (a refused or reset
-        # connection) does not mean the next attempt will not hang again.
-        self.hanging = self.hanging or self.slow_failure or (
-            outcome is not None and outcome.text.endswith("TimeoutError"))
         self.failures += 1
         self._wake_sender()

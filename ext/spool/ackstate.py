@@ -34,7 +34,7 @@ class SpoolStats:
 
     delivered_records: int = 0
     delivered_events: int = 0
-    dropped_records: int = 0  # removed by drop-oldest (or otherwise missing) before delivery
+    dropped_records: int = 0  # missing before delivery (segment deleted by something else)
     dropped_events: int = 0
     corrupt_records: int = 0  # lost to damaged bytes (events exact if the header survived)
     corrupt_events: int = 0

@@ -1,9 +1,10 @@
 """The writer's refusal counters: ``refused.state``, two in-place slots like ``ack.state``.
 
-A refusal is an append that failed (full filesystem, a record over the bound): the listener answers
-503, and the batch is lost unless Lambda sends it again (not verified; the design assumes it does
-not). Written only by the writer (listener process),
-before the listener answers; read lock-free by the reader, which reports the counts to Splunk.
+A refusal is an append that failed (a full filesystem, a spool full of data not delivered yet, a
+record over the bound): the listener answers 503, and the batch is lost unless Lambda sends it
+again (its documented retry schedule is not; the design assumes the worst). Each refused append
+counts, a retried batch refused again too. Written only by the writer (listener process), before
+the listener answers; read lock-free by the reader, which reports the counts to Splunk.
 The file is filled with real bytes when created, so an update overwrites blocks it already owns
 and still succeeds when the filesystem is full (which is when refusals happen).
 """

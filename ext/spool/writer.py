@@ -1,8 +1,11 @@
 """SpoolWriter: the only appender of the spool, run by the listener process.
 
 Owns segment creation, the append hot path (one raw writev, no fsync, no user-space buffer),
-start-up recovery of the newest segment, and drop-oldest when the size bound would be exceeded.
-It never deletes the active segment and never rewrites a byte after a successful append.
+start-up recovery of the newest segment, and the bound: when a record does not fit, delivered
+data is reclaimed and, if that is not enough, the record is refused (the listener answers 503
+and the refusal is counted in refused.state). A record answered 2xx is never deleted to make room
+for a newer one: the writer deletes only segments the reader has committed in full, and never
+rewrites a byte after a successful append.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 import os
 import threading
 import time
+import zlib
+from collections import deque
 from pathlib import Path
 from types import TracebackType
 
@@ -23,7 +28,6 @@ from ext.spool.layout import (
     WRITER_LOCK,
     list_segments,
     notify,
-    segment_name,
     segment_path,
     take_role_lock,
     unlink_quietly,
@@ -42,13 +46,16 @@ MIN_SEGMENT_BYTES = 64 * 2**10
 # not done: a new segment per append cost 0.1-3 ms on a busy machine, and delivered data stays
 # below one segment anyway.
 DEFAULT_RECLAIM_BYTES = 64 * 2**10
-# Segments are at most 1/8 of the bound in force, so delivered data (at most one segment) and one
-# drop-oldest stay small next to it, however little room the filesystem leaves.
+# Segments are at most 1/8 of the bound in force, so delivered data the spool still holds (at most
+# the segment the reader is in) stays small next to it, however little room the filesystem leaves.
 SEGMENTS_PER_BOUND = 8
 # Room kept free below the bound that adapts to the filesystem: block rounding of segment files,
 # ack.state and refused.state.
 DEFAULT_RESERVE_BYTES = 128 * 2**10
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# Refused records remembered (length and CRC) so that a batch the platform sends again and that is
+# refused again is counted once: Lambda retries a refused POST with the same body.
+RECENT_REFUSALS = 64
 
 
 class RecordTooLargeError(ValueError):
@@ -136,6 +143,7 @@ class SpoolWriter:
         self._lock_fd: int | None = take_role_lock(self.directory, WRITER_LOCK)
         self._spares: _SpareFile | None = None
         self._refusals: RefusalLog | None = None
+        self._recent_refusals: deque[tuple[int, int]] = deque(maxlen=RECENT_REFUSALS)
         self._ack_fd = -1
         self._fd = -1  # the active segment; -1 while there is none (a full filesystem)
         self._active_base = -1
@@ -147,8 +155,6 @@ class SpoolWriter:
         self._reclaim_check_at = reclaim_bytes  # active size at which ack.state is read again
         self._next_seq = 0
         self._next_events = 0
-        self.dropped_segments = 0
-        self.dropped_bytes = 0
         self.reclaimed_segments = 0  # delivered segments this writer deleted to free their room
         self.truncated_bytes = 0  # torn tail cut by recovery
         try:
@@ -180,20 +186,29 @@ class SpoolWriter:
     def append(self, payload: bytes | memoryview, event_count: int) -> int:
         """Append one record and return its seq; once this returns, a SIGKILL cannot lose it.
 
-        Raises RecordTooLargeError, or OSError (e.g. ENOSPC when even an empty spool has no room
-        for the record) after cutting the segment back to the previous record boundary. Either
-        way the refusal is counted in refused.state before the exception leaves.
+        Raises RecordTooLargeError, or OSError (ENOSPC when the record does not fit next to the
+        data not delivered yet) after cutting the segment back to the previous record boundary.
+        Either way the refusal is counted in refused.state before the exception leaves, once per
+        record: the same bytes refused again lately (the platform's retry) are not counted again.
         """
         try:
             seq = self._append(payload, event_count)
         except (OSError, ValueError):
-            if self._refusals is not None:
+            if self._refusals is not None and self._first_refusal(payload):
                 self._refusals.add(event_count)
             raise
         if self._refusals is not None and self._refusals.unsaved:
             self._refusals.save()  # the disk had no room for them: now it has
         notify(self._wake_fd)
         return seq
+
+    def _first_refusal(self, payload: bytes | memoryview) -> bool:
+        """False if this very record was refused lately (a retry of the same batch)."""
+        key = (len(payload), zlib.crc32(payload))
+        if key in self._recent_refusals:
+            return False
+        self._recent_refusals.append(key)
+        return True
 
     def close(self) -> None:
         """Release the files; nothing is buffered, so a crash loses nothing close would keep."""
@@ -288,15 +303,17 @@ class SpoolWriter:
             os.lseek(self._fd, start, os.SEEK_SET)
             raise
 
-    # -- room: the bound, reclaiming delivered data, drop-oldest ----------------------------------
+    # -- room: the bound, reclaiming delivered data, refusing new data ----------------------------
 
     def _make_room(self, frame_len: int, *, new_segment: bool) -> None:
         """Bring the spool to where ``frame_len`` more bytes (and a segment header if the record
-        will start a new segment) fit the bound in force.
+        will start a new segment) fit the bound in force, or raise OSError(ENOSPC).
 
-        Raises OSError(ENOSPC), before dropping anything, when even an empty spool could not take
-        the record; deletes delivered segments before it drops undelivered ones. It may leave the
-        spool with no active segment: the caller opens one.
+        Only delivered data is deleted (segments the reader has committed in full, the active one
+        included; it may leave the spool with no active segment: the caller opens one). Data not
+        delivered yet was answered 2xx and is never deleted for a newer record: when it fills the
+        bound, the new record is refused instead, and Lambda keeps or drops it on its side
+        (counted by the caller, reported to Splunk with the next record sent).
         """
         self._refresh_capacity()
         if frame.SEGMENT_HEADER_BYTES + frame_len > self._capacity:
@@ -305,23 +322,18 @@ class SpoolWriter:
                 f"no room for a record of {frame_len} bytes: the filesystem leaves the spool "
                 f"{self._capacity} bytes",
             )
-
-        def over() -> bool:
-            header = frame.SEGMENT_HEADER_BYTES if new_segment or self._fd < 0 else 0
-            return self._total + header + frame_len > self._capacity
-
-        if over():
+        if self._over(frame_len, new_segment):
             self._reclaim_delivered()
-        while over():
-            if self._sealed:
-                self._drop_oldest()
-            elif self._active_size > frame.SEGMENT_HEADER_BYTES:
-                # Only the active segment is left: seal it so that it goes next (a roll would
-                # write a new header first, past the bound).
-                self._close_active()
-                new_segment = True
-            else:
-                break  # only an empty active segment is left, and the check above says it fits
+        if self._over(frame_len, new_segment):
+            raise OSError(
+                errno.ENOSPC,
+                f"spool full: {self._total} bytes not delivered yet, bound {self._capacity} "
+                f"bytes; a record of {frame_len} bytes is refused until the sender catches up",
+            )
+
+    def _over(self, frame_len: int, new_segment: bool) -> bool:
+        header = frame.SEGMENT_HEADER_BYTES if new_segment or self._fd < 0 else 0
+        return self._total + header + frame_len > self._capacity
 
     def _refresh_capacity(self) -> None:
         """Recount our segments and look at the filesystem: the bound is what both leave us."""
@@ -337,7 +349,7 @@ class SpoolWriter:
         )
 
     def _refresh_sizes(self) -> None:
-        # The reader deletes delivered segments behind our back; recount before dropping anything.
+        # The reader deletes delivered segments behind our back: recount before refusing.
         sealed: list[tuple[int, int]] = []
         for base in list_segments(self.directory):
             if base == self._active_base:
@@ -389,19 +401,6 @@ class SpoolWriter:
                 break
         if unlink_quietly(segment_path(self.directory, base)):
             self.reclaimed_segments += 1
-
-    def _drop_oldest(self) -> None:
-        base, size = self._sealed.pop(0)
-        if unlink_quietly(segment_path(self.directory, base)):
-            self.dropped_segments += 1
-            self.dropped_bytes += size
-            log.warning(
-                "spool full (%d bytes max): dropped segment %s of %d bytes",
-                self._capacity,
-                segment_name(base),
-                size,
-            )
-        self._total -= size
 
     # -- segments --------------------------------------------------------------------------------
 
@@ -471,7 +470,8 @@ class SpoolWriter:
         self._refresh_capacity()
         try:
             if self._fd < 0 or self._total > self._capacity:
-                # Also drops oldest if a fuller disk shrank the bound.
+                # Reclaims delivered segments; refuses (nothing dropped) if a fuller disk or a
+                # smaller max_bytes left the data not delivered yet over the bound.
                 self._make_room(0, new_segment=self._fd < 0)
             if self._fd < 0:
                 self._open_active()

@@ -263,15 +263,21 @@ def test_tls_verified_by_default_and_with_a_ca_bundle(
         assert function_lines(hec) == expected
 
 
-def test_spool_overflow_is_counted_and_reported_to_splunk(
+def test_spool_overflow_is_refused_counted_and_reported_to_splunk(
     spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
 ) -> None:
-    # A spool bound far below what is written: drop-oldest must fire, and the exact loss must
-    # reach Splunk as the extension's own notice, with the newest data delivered.
+    # A spool bound far below what is written: the batches that do not fit are refused (the
+    # listener answers 503), none answered before is dropped, and the exact refusal count
+    # reaches Splunk as the extension's own notice.
     payloads = [body(invocation(n, 40, ms=n)[1]) for n in range(60)]
+    taken = []
     with SpoolWriter(spool, max_bytes=64 * 1024, segment_bytes=8 * 1024) as writer:
-        for payload in payloads:
-            writer.append(payload, 42)
+        for n, payload in enumerate(payloads):
+            try:
+                writer.append(payload, 42)
+            except OSError:
+                continue
+            taken.append(f"inv{n}")
         last = writer.next_seq - 1
     make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
     wait_for(lambda: read_committed(spool) >= last)
@@ -279,11 +285,11 @@ def test_spool_overflow_is_counted_and_reported_to_splunk(
     losses = [n for n in notices if n.get("type") == "splunk-extension.spool-loss"]
     assert len(losses) == 1
     delivered_batches = {line.split("-")[0] for line in function_lines(hec)}
-    dropped = 60 - len(delivered_batches)
-    assert dropped > 0
-    assert losses[0]["dropped_records"] == dropped
-    assert losses[0]["dropped_events"] == dropped * 42
-    assert "inv59" in delivered_batches  # the newest data survives
+    assert delivered_batches == set(taken)  # every batch taken, none dropped
+    refused = 60 - len(taken)
+    assert refused > 0
+    assert losses[0]["dropped_records"] == 0
+    assert (losses[0]["refused_batches"], losses[0]["refused_events"]) == (refused, refused * 42)
 
 
 def test_empty_record_behind_a_held_batch_is_not_committed_before_it(
@@ -357,7 +363,7 @@ def test_a_record_nested_too_deep_is_counted_in_splunk_and_stops_nothing(
     sender.stop()
 
 
-def test_a_hanging_hec_is_not_waited_for_until_a_request_succeeds(
+def test_a_hanging_hec_is_not_waited_for_until_it_answers_fast_again(
     spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
 ) -> None:
     # Issue 16: HEC accepts connections and never answers. After one request timed out, a

@@ -13,7 +13,7 @@ import pytest
 
 from ext import config, http_server, intake
 from ext.listener import Listener
-from ext.spool import SpoolReader
+from ext.spool import SpoolReader, SpoolWriter
 
 TIME = "2026-10-08T07:30:28.235Z"
 RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
@@ -146,6 +146,29 @@ def test_a_record_larger_than_the_spool_answers_503(direct: Served) -> None:
     huge = body(event("x" * (direct.listener.writer.max_bytes + 1)))
     assert direct.listener.accept_batch(huge).startswith(b"HTTP/1.1 503 ")
     assert spooled(direct.spool) == []
+
+
+def test_a_full_spool_refuses_the_new_batch_and_keeps_every_batch_answered_200(
+    direct: Served,
+) -> None:
+    # HEC is down: nothing is delivered, the spool fills up to its bound (1 MiB here).
+    direct.listener.writer.close()
+    direct.listener.writer = SpoolWriter(direct.spool, max_bytes=2**20, segment_bytes=2**17)
+    answers = [direct.listener.accept_batch(body(event(f"{n:03d}" + "x" * 2**16)))[:12]
+               for n in range(20)]
+    taken = answers.count(b"HTTP/1.1 200")
+    assert 0 < taken < 20
+    assert answers[taken:] == [b"HTTP/1.1 503"] * (20 - taken)  # none dropped to make room
+    assert direct.listener.writer.refusals.batches == 20 - taken
+    with SpoolReader(direct.spool) as reader:  # HEC is back: everything taken is there
+        records = reader.read(100, 2**30, 0)
+        batches = [json.loads(r.payload)[0] for r in records]
+        assert [b["record"][:3] for b in batches if b["type"] == "function"] == [
+            f"{n:03d}" for n in range(taken)]
+        # The refusals' own notices (small) still fit in between: counted in Splunk too.
+        assert {b["type"] for b in batches} <= {"function", "splunk-extension.intake-refused"}
+        reader.commit(records[-1].seq)
+    assert direct.listener.accept_batch(body(event("next"))).startswith(b"HTTP/1.1 200 ")
 
 
 def test_refusals_reach_the_spool_ahead_of_the_next_batch(direct: Served) -> None:

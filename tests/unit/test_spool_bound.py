@@ -1,5 +1,6 @@
-"""The spool's bound: which segment drop-oldest removes, exact fits, delivered data reclaimed at
-once, a bound that follows the filesystem's free space, and refused appends counted exactly."""
+"""The spool's bound: a full spool refuses new records and never deletes acknowledged ones, exact
+fits, delivered data reclaimed at once, a bound that follows the filesystem's free space, and
+refused appends counted exactly."""
 
 from __future__ import annotations
 
@@ -35,42 +36,67 @@ def drain(directory: Path) -> tuple[list[SpoolRecord], SpoolReader]:
     return out, reader
 
 
-def test_drop_oldest_removes_the_oldest_sealed_segment_and_keeps_the_newest(
+def append_or_refuse(writer: SpoolWriter, payload: bytes, events: int) -> bool:
+    """True if the record was taken; False if refused (the listener would answer 503)."""
+    try:
+        writer.append(payload, events)
+    except OSError as err:
+        refused: OSError = err
+    else:
+        return True
+    assert refused.errno == errno.ENOSPC
+    return False
+
+
+def test_a_full_spool_refuses_new_records_and_keeps_every_acknowledged_one(
     tmp_path: Path,
 ) -> None:
+    taken: list[int] = []
+    refused_events = 0
     with SpoolWriter(tmp_path, max_bytes=2000, segment_bytes=500) as w:
-        for seq in range(30):
-            w.append(payload_for(seq, 152), seq % 3)
-        assert w.dropped_segments > 0
-    records, reader = drain(tmp_path)
-    with reader:
-        seqs = [r.seq for r in records]
-        # Only a prefix may be gone: the newest records are all there, in order and intact.
-        assert seqs == list(range(seqs[0], 30))
-        assert all(r.payload == payload_for(r.seq, 152) for r in records)
-        assert reader.stats.dropped_records == seqs[0]
-        assert reader.stats.dropped_events == sum(s % 3 for s in range(seqs[0]))
+        for n in range(30):
+            if append_or_refuse(w, payload_for(n, 152), n % 3):
+                taken.append(n)
+            else:
+                refused_events += n % 3
+            assert on_disk(tmp_path) <= 2000
+        assert 0 < len(taken) < 30
+        assert w.refusals == Refusals(30 - len(taken), refused_events)
+        records, reader = drain(tmp_path)
+        with reader:
+            # Every record answered 2xx is there, in order and intact; none was dropped.
+            assert [r.payload for r in records] == [payload_for(n, 152) for n in taken]
+            assert (reader.stats.dropped_records, reader.stats.dropped_events) == (0, 0)
+            report = reader.take_loss_report() or LossReport()
+            assert (report.refused_batches, report.refused_events) == (30 - len(taken),
+                                                                        refused_events)
+            # Delivered: its room is reclaimed, and the next record is taken at once.
+            assert append_or_refuse(w, payload_for(99, 152), 1)
 
 
-def test_a_record_that_fits_the_bound_exactly_drops_nothing_more(tmp_path: Path) -> None:
+def test_a_record_that_fits_the_bound_exactly_is_taken_and_one_more_byte_is_not(
+    tmp_path: Path,
+) -> None:
     frame = 488  # two frames and a segment header make exactly one 1000-byte segment
     payload = frame - FRAME_HEADER_BYTES
     assert SEGMENT_HEADER_BYTES + 2 * frame == 1000
     with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
-        for seq in range(6):  # segments 0-1, 2-3, 4-5: exactly 3000 bytes, nothing dropped
+        for seq in range(6):  # segments 0-1, 2-3, 4-5: exactly 3000 bytes
             w.append(payload_for(seq, payload), 1)
         assert on_disk(tmp_path) == 3000
-        assert w.dropped_segments == 0
         assert list_segments(tmp_path) == [0, 2, 4]
-        # A new segment (24 B) and a 976-byte frame: 4000 bytes; dropping segment 0 leaves 3000.
-        w.append(payload_for(6, 976 - FRAME_HEADER_BYTES), 1)
-        assert w.dropped_segments == 1
-        assert list_segments(tmp_path) == [2, 4, 6]
-        assert on_disk(tmp_path) == 3000
+        assert not append_or_refuse(w, b"x", 1)  # nothing delivered: refused, nothing deleted
+        assert list_segments(tmp_path) == [0, 2, 4]
+        with SpoolReader(tmp_path) as r:  # segment 0 delivered: exactly its room comes back
+            r.commit(r.read(2, 1 << 20, 0)[-1].seq)
+            w.append(payload_for(6, 976 - FRAME_HEADER_BYTES), 1)
+            assert list_segments(tmp_path) == [2, 4, 6]
+            assert on_disk(tmp_path) == 3000
+        assert w.refusals == Refusals(1, 1)
     records, reader = drain(tmp_path)
     with reader:
         assert [r.seq for r in records] == [2, 3, 4, 5, 6]
-        assert (reader.stats.dropped_records, reader.stats.dropped_events) == (2, 2)
+        assert reader.stats.dropped_records == 0
 
 
 class FakeDisk:
@@ -120,6 +146,18 @@ def test_delivered_data_is_reclaimed_at_once_on_a_small_disk(
     assert most <= DEFAULT_RECLAIM_BYTES * 5 // 4 + 2 * frame + SEGMENT_HEADER_BYTES
 
 
+def test_a_batch_refused_again_is_counted_once(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        big = b"x" * 5000
+        for _ in range(5):  # the platform retries the same body
+            with pytest.raises(RecordTooLargeError):
+                w.append(big, 7)
+        assert w.refusals == Refusals(1, 7)
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"y" * 5000, 2)  # another batch
+        assert w.refusals == Refusals(2, 9)
+
+
 def test_the_bound_follows_the_free_space_of_the_filesystem(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,18 +165,43 @@ def test_the_bound_follows_the_free_space_of_the_filesystem(
     monkeypatch.setattr(os, "statvfs", disk.statvfs)
     with SpoolWriter(tmp_path) as w:  # max_bytes 64 MiB: far above what the disk holds
         assert w.capacity_bytes < 2**20
+        taken = []
         for seq in range(2000):  # 4 MB into a 1 MiB filesystem, no reader
-            w.append(payload_for(seq, 2000), 1)
+            if append_or_refuse(w, payload_for(seq, 2000), 1):
+                taken.append(seq)
             assert disk.statvfs(tmp_path).f_bavail > 0
-        assert w.dropped_segments > 0
-        assert w.refusals == Refusals()
+        assert 0 < len(taken) < 2000
+        assert w.refusals == Refusals(2000 - len(taken), 2000 - len(taken))
         segments = list_segments(tmp_path)
         assert len(segments) >= 4, "segments are sized from the room the disk leaves"
     records, reader = drain(tmp_path)
     with reader:
-        seqs = [r.seq for r in records]
-        assert seqs == list(range(seqs[0], 2000))
-        assert reader.stats.dropped_records == seqs[0]
+        assert [r.payload for r in records] == [payload_for(s, 2000) for s in taken]
+        assert reader.stats.dropped_records == 0
+
+
+def test_a_disk_filled_by_another_tenant_refuses_and_deletes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FakeDisk(tmp_path, 2**20)
+    monkeypatch.setattr(os, "statvfs", disk.statvfs)
+    with SpoolWriter(tmp_path) as w:
+        for seq in range(100):
+            w.append(payload_for(seq, 2000), 1)
+        before = on_disk(tmp_path)
+        disk.size = before  # the function filled every free byte of /tmp
+        monkeypatch.setattr(os, "writev", failing_writev(10))
+        assert not append_or_refuse(w, payload_for(100, 2000), 1)
+        assert on_disk(tmp_path) == before
+        monkeypatch.setattr(os, "writev", failing_writev(0))
+        w.close()
+        with SpoolWriter(tmp_path) as w2:  # a restart under the smaller bound deletes nothing
+            assert on_disk(tmp_path) >= before
+            assert not append_or_refuse(w2, payload_for(101, 2000), 1)
+    records, reader = drain(tmp_path)
+    with reader:
+        assert [r.seq for r in records] == list(range(100))
+        assert reader.stats.dropped_records == 0
 
 
 def failing_writev(times: int) -> Callable[[int, list[bytes]], int]:
@@ -214,7 +277,6 @@ def test_a_record_the_filesystem_cannot_hold_drops_nothing(
             w.append(payload_for(seq, 5000), 1)
         with pytest.raises(OSError, match="no room"):
             w.append(b"z" * 600 * 2**10, 9)  # under max_bytes, over what the disk leaves
-        assert w.dropped_segments == 0
         assert w.refusals == Refusals(1, 9)
     records, reader = drain(tmp_path)
     with reader:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import threading
 import time
@@ -27,6 +28,8 @@ DROP_REASON_SLOW = (
     "Consumer seems to have fallen behind as it has not acknowledged receipt of logs."
 )
 DROP_REASON_FAILED = "could not send events: "
+DROP_REASON_RESET = "could not send events before the execution environment was reset"
+_DROP_MARK = b'"platform.logsDropped"'
 
 
 @dataclass
@@ -151,6 +154,38 @@ class Subscriber:
         if self._conn is not None:
             self._conn.close()
 
+    def undelivered(self) -> tuple[int, int]:
+        """After `join`: (records, bytes) this subscriber could no longer deliver, its queued
+        platform.logsDropped notices included (what they count). The events never sent are
+        counted as dropped in its stats here; the caller reports the total to the next
+        subscriber of the same extension (a notice queued for a dead listener would vanish)."""
+        with self._cv:
+            records, size, _ = self._drop_pending
+            fresh = 0
+            for item, _ in self._pending:
+                if _DROP_MARK in item:
+                    record = json.loads(item).get("record", {})
+                    records += int(record.get("droppedRecords", 0))
+                    size += int(record.get("droppedBytes", 0))
+                else:
+                    fresh += 1
+                    size += len(item)
+            self.stats.dropped_records += fresh + self._drop_pending[0]
+            self.stats.dropped_bytes += self._drop_pending[1] + sum(
+                len(item) for item, _ in self._pending if _DROP_MARK not in item)
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._drop_pending = (0, 0, "")
+            return records + fresh, size
+
+    def report_earlier_drop(self, records: int, size: int) -> None:
+        """Queue a platform.logsDropped for what an earlier subscriber of this extension could
+        not deliver before a reset (already counted in that subscriber's stats)."""
+        with self._cv:
+            self._queue_drop_notice(records, size, DROP_REASON_RESET, time.monotonic(),
+                                    count=False)
+            self._cv.notify()
+
     def _ready(self, now: float) -> bool:
         buf = self.sub.buffering
         if not self._pending or self._paused:
@@ -204,10 +239,13 @@ class Subscriber:
             self._queue_drop_notice(rec, byt, reason, now)
         return batch
 
-    def _queue_drop_notice(self, records: int, size: int, reason: str, now: float) -> None:
+    def _queue_drop_notice(
+        self, records: int, size: int, reason: str, now: float, count: bool = True
+    ) -> None:
         """Count a drop and queue platform.logsDropped for this subscriber (caller holds _cv)."""
-        self.stats.dropped_records += records
-        self.stats.dropped_bytes += size
+        if count:
+            self.stats.dropped_records += records
+            self.stats.dropped_bytes += size
         if "platform" not in self.types:
             return
         record = {"droppedBytes": size, "droppedRecords": records, "reason": reason}

@@ -35,6 +35,9 @@ class TelemetryBus:
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
         self._retired: list[Subscriber] = []
+        # (records, bytes) a reset left undelivered, by extension name: reported to its next
+        # subscription as platform.logsDropped rather than silently forgotten.
+        self._undelivered: dict[str, tuple[int, int]] = {}
         self._replay: list[tuple[str, bytes]] | None = []
         self._paused = False
         self._observers: list[Callable[[str, Any], None]] = []
@@ -92,6 +95,9 @@ class TelemetryBus:
             replay = [item for cat, item in self._replay or [] if cat in subscriber.types]
             if replay:
                 subscriber.offer(replay, time.monotonic())
+            records, size = self._undelivered.pop(name, (0, 0))
+            if records:
+                subscriber.report_earlier_drop(records, size)
             self._subscribers.append(subscriber)
             subscriber.start(self._paused)
         for old in replaced:
@@ -128,13 +134,23 @@ class TelemetryBus:
             sub.begin_shutdown(stop_at)
 
     def drop_subscribers(self, join_timeout_s: float = 1.0) -> None:
-        """Stop every delivery thread and forget the subscriptions (reset or shutdown end)."""
+        """Stop every delivery thread and forget the subscriptions (reset or shutdown end).
+
+        What a subscriber still held (events not delivered, logsDropped notices not sent: its
+        listener was dead or too slow) is not forgotten: the extension's next subscription, in
+        the environment that replaces this one, gets one platform.logsDropped counting it.
+        """
         with self._lock:
             subscribers = self._subscribers
             self._subscribers = []
             self._retired.extend(subscribers)
         for sub in subscribers:
             sub.join(join_timeout_s)
+            records, size = sub.undelivered()
+            if records:
+                with self._lock:
+                    before = self._undelivered.get(sub.name, (0, 0))
+                    self._undelivered[sub.name] = (before[0] + records, before[1] + size)
 
     def subscriber_stats(self) -> dict[str, dict[str, float]]:
         """Delivery counters per subscriber name, including retired ones."""
