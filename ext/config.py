@@ -98,6 +98,10 @@ class Config:
     forward_own_logs: bool = False
     on_config_error: str = "fail"
     log_level: str = "WARNING"
+    # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
+    metrics_index: str | None = None  # None: no metric events (alerts and self-metrics as events)
+    platform_events: bool = True  # False: report/runtimeDone/init figures go only as metrics
+    self_metrics: bool = True
 
     def __init__(self, **values: object) -> None:
         for name, value in values.items():
@@ -273,12 +277,25 @@ def load(environ: Mapping[str, str]) -> Config:
         forward_own_logs=r.boolean("SPLUNK_FORWARD_OWN_LOGS", False),
         on_config_error=r.choice("SPLUNK_ON_CONFIG_ERROR", "fail", CONFIG_ERROR_ACTIONS),
         log_level=level,
+        **_metrics_settings(r, index_name),
     )
     if config.listener_port == 9001:
         r.problems.append("SPLUNK_LISTENER_PORT=9001 is reserved by Lambda")
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def _metrics_settings(r: _Reader, index_name: Callable[[str], str]) -> dict[str, object]:
+    """SPLUNK_METRICS_INDEX, SPLUNK_PLATFORM_EVENTS and SPLUNK_SELF_METRICS."""
+    metrics_index = r.parse("SPLUNK_METRICS_INDEX", None, index_name,
+                            "a Splunk metrics index name (a-z, 0-9, _ and -)")
+    platform_events = r.boolean("SPLUNK_PLATFORM_EVENTS", True)
+    if not platform_events and r.raw("SPLUNK_METRICS_INDEX") is None:
+        r.problems.append("SPLUNK_PLATFORM_EVENTS=false needs SPLUNK_METRICS_INDEX: without a "
+                          "metrics index the platform figures would reach Splunk nowhere")
+    return {"metrics_index": metrics_index, "platform_events": platform_events,
+            "self_metrics": r.boolean("SPLUNK_SELF_METRICS", True)}
 
 
 def redact_url(url: str) -> str:

@@ -18,6 +18,7 @@ import msgspec
 
 from ext import intake, schema
 from ext.config import OWN_LOG_MARKER
+from ext.derived import DERIVED_KINDS, PlatformDerivation
 
 if TYPE_CHECKING:
     from ext.config import Config
@@ -74,6 +75,8 @@ class EnvelopeBuilder:
         self.skipped_own = 0
         self.skipped_empty = 0
         self.malformed = 0
+        self.derived: list[bytes] = []  # metrics and alerts made from platform records
+        self.derivation = PlatformDerivation(config, host, source)
 
     def build(self, payload: bytes) -> list[bytes]:
         """Envelopes for every event of one Telemetry POST body; malformed bodies are counted."""
@@ -89,6 +92,9 @@ class EnvelopeBuilder:
             envelope = self.envelope(event)
             if envelope is not None:
                 out.append(envelope)
+        if self.derived:
+            out.extend(self.derived)
+            self.derived.clear()
         if dropped:
             # The listener only spools what decodes, so this is a record from elsewhere (an older
             # version's spool, a bug): what it cost must still be counted in Splunk.
@@ -154,6 +160,10 @@ class EnvelopeBuilder:
             elif kind == "platform.initStart":
                 self.request_id = None
                 request_id = None
+            if kind in DERIVED_KINDS:
+                self.derived.extend(self.derivation.derive(self, kind, event.time, record))
+                if self.derivation.drop_events:
+                    return None
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
         fields = self._kind_fields.get(kind)
         if fields is None:

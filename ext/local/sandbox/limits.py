@@ -184,6 +184,11 @@ class SandboxCgroup:
         return group
 
     @property
+    def memory_limited(self) -> bool:
+        """The memory limit is applied (the kernel's OOM killer enforces it)."""
+        return "memory" not in self.missing
+
+    @property
     def cpu_share(self) -> float:
         """Fraction of one core the sandbox may use (0 when the cpu limit is not applied)."""
         return 0.0 if "cpu" in self.missing else self.quota_us / PERIOD_US
