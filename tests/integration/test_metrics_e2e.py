@@ -56,7 +56,7 @@ def test_reports_become_metrics_and_timeout_and_oom_one_alert_each(
     assert len(reports) == 5
     assert {r["errorType"] for r in reports if "errorType" in r} == {  # type: ignore[index]
         "Sandbox.Timeout", "Runtime.OutOfMemory"}
-    metrics = [e for e in hec.events(index=METRICS_INDEX, limit=10**6)]
+    metrics = hec.events(index=METRICS_INDEX, limit=10**6)
     assert all(e.kind == "metric" and e.sourcetype == "aws:lambda:metrics" for e in metrics)
     report_metrics = [e.fields for e in metrics
                       if e.fields.get("telemetry_type") == "platform.report"
