@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ext.local.hec.store import EventStore, metric_points, metric_stats, open_reader
+from ext.local.hec.store import (
+    EventStore,
+    first_metric_time,
+    metric_points,
+    metric_stats,
+    open_reader,
+)
 
 MX = "index=$metrics_index$ function_name=$function$"
 
@@ -133,23 +139,24 @@ def _draw(store: EventStore, panel: Panel, path: Path, index: str | None) -> Pat
     return path
 
 
-def _series(store: EventStore, metric: str, index: str | None,
-            by: Sequence[str] = ()) -> tuple[list[float], list[float]]:
-    points = [(t, v) for t, _, v in metric_points(store, metric, by, index=index) if t is not None]
-    if not points:
-        return [], []
-    start = min(t for t, _ in points)
+def _start(store: EventStore) -> float:
+    """Time of the first metric event: every panel's x axis counts seconds from it."""
+    return first_metric_time(store) or 0.0
+
+
+def _series(store: EventStore, metric: str, index: str | None) -> tuple[list[float], list[float]]:
+    start = _start(store)
+    points = [(t, v) for t, _, v in metric_points(store, metric, index=index) if t is not None]
     return [t - start for t, _ in points], [v for _, v in points]
 
 
 def _invocations(store: EventStore, ax: Any, index: str | None) -> None:
-    for metric, label in (("aws.lambda.invocations", "invocations"),
-                          ("aws.lambda.errors", "errors")):
+    start = math.floor(_start(store))
+    for n, (metric, label) in enumerate((("aws.lambda.invocations", "invocations"),
+                                         ("aws.lambda.errors", "errors"))):
         rows = metric_stats(store, metric, ["sum"], span_s=1.0, index=index)
-        starts = [r["_time"] for r in rows]
-        base = min(starts) if starts else 0
-        ax.bar([s - base for s in starts], [r[f"sum({metric})"] for r in rows], width=0.8,
-               label=label, alpha=0.8)
+        ax.bar([r["_time"] - start + (n - 0.5) * 0.4 for r in rows],
+               [r[f"sum({metric})"] for r in rows], width=0.4, label=label)
     ax.set_xlabel("seconds (1 s buckets)")
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("limits", [False, True], ids=["guard", "cgroup"])
 def test_oom_is_reported_as_lambda_does_and_resets(limits: bool) -> None:
     config = SandboxConfig(function_dir=FUNCTION_DIR, handler="handler.handler", opt_dir=None,
-                           env={}, timeout_s=10.0, memory_mb=128, limits=limits)
+                           env={}, timeout_s=3.0, memory_mb=128, limits=limits)
     seen: list[tuple[str, Any]] = []
     with Sandbox(config) as sb:
         if limits and not sb.inspect()["limits"].get("memory_limit_mb"):
@@ -30,7 +30,7 @@ def test_oom_is_reported_as_lambda_does_and_resets(limits: bool) -> None:
     assert ok.status == after.status == "success"
     assert (oom.status, oom.error_type, oom.reset_reason) == (
         "failure", "Runtime.OutOfMemory", "failure")
-    assert oom.duration_ms < 8_000  # killed, not timed out
+    assert oom.duration_ms < 3_000  # killed promptly, not timed out (nor thrashing)
     records = {kind: r for kind, r in seen if isinstance(r, dict)
                and r.get("requestId") == oom.request_id}
     assert records["platform.runtimeDone"]["status"] == "error"

@@ -302,6 +302,12 @@ def list_metrics(store: EventStore, index: str | None = None) -> list[dict[str, 
             for _, e in sorted(names.items())]
 
 
+def first_metric_time(store: EventStore) -> float | None:
+    """The earliest `time` of a stored metric event, if any."""
+    row = store._read("SELECT min(time) FROM events WHERE kind = 'metric'", [])
+    return None if row[0][0] is None else float(row[0][0])
+
+
 def metric_points(store: EventStore, metric: str, by: Sequence[str] = (),
                   where: dict[str, str] | None = None,
                   index: str | None = None) -> list[tuple[float | None, tuple[str, ...], float]]:

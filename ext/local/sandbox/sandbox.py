@@ -402,9 +402,11 @@ class Sandbox:
         return result
 
     def _memory_guard(self) -> MemoryGuard:
-        """Without a cgroup memory limit the guard plays the OOM killer (memory.py)."""
+        """Kills the function when its memory size is used up (memory.py)."""
+        group = self.cgroup
+        limited = group is not None and group.memory_limited
         return MemoryGuard(self.fleet.runtime, self.cfg.memory_mb,
-                           watch=self.cgroup is None or not self.cgroup.memory_limited)
+                           group.anonymous_kb if group is not None and limited else None)
 
     def _max_memory_used_mb(self, out_of_memory: bool) -> int:
         memory = self.fleet.max_memory_used_mb()
