@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 DERIVED_KINDS = frozenset({
     "platform.report", "platform.runtimeDone", "platform.initReport", "platform.restoreReport",
 })
+ALERT_KINDS = frozenset({"platform.report", "platform.initReport"})
 
 
 class PlatformDerivation:
@@ -39,6 +40,8 @@ class PlatformDerivation:
     def derive(self, builder: EnvelopeBuilder, kind: str, time: str | int | float,
                record: bytes) -> list[bytes]:
         """The metric event and the alert (with its counter metric) of one platform record."""
+        if not self.metrics.enabled and kind not in ALERT_KINDS:
+            return []  # nothing can come of it: spare the decoding
         try:
             figures = schema.platform_figures.decode(record)
         except (msgspec.DecodeError, RecursionError):

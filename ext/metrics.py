@@ -95,10 +95,12 @@ class MetricMapper:
         """One multi-metric event: `common` fields, then dimensions, then `metric_name:` values."""
         if self.index is None or not values:
             return None
-        members = [common] if common else []
-        members.extend(encode(k) + b":" + encode(v) for k, v in dimensions.items())
-        members.extend(encode(METRIC_PREFIX + k) + b":" + encode(v) for k, v in values.items())
-        return b'{"time":' + time + self._head + b",".join(members) + b"}}"
+        members: dict[str, object] = dict(dimensions)
+        for name, value in values.items():
+            members[METRIC_PREFIX + name] = value
+        encoded = encode(members)[1:]  # one encoder call; the object's members and its "}"
+        return b"".join((b'{"time":', time, self._head, common, b"," if common else b"",
+                         encoded, b"}"))
 
     def platform_metrics(self, kind: str, time: bytes, common: bytes,
                          figures: schema.PlatformFigures) -> bytes | None:

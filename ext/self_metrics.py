@@ -98,20 +98,23 @@ class UnsentRecords:
 
 
 def process_figures(pids: dict[str, int]) -> dict[str, float | int]:
-    """CPU milliseconds used so far and resident MB, per role, from /proc (absent: left out)."""
+    """CPU milliseconds used so far and resident MB, per role, from /proc/<pid>/stat alone (one
+    small read per process); a process that is gone is left out."""
     values: dict[str, float | int] = {}
     for role, pid in pids.items():
         try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                stat = fh.read()
-            with open(f"/proc/{pid}/statm", "rb") as fh:
-                resident_pages = int(fh.read().split()[1])
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                stat = os.read(fd, 1024)  # raw read: a third of the cost of a buffered file
+            finally:
+                os.close(fd)
+            fields = stat[stat.rfind(b")") + 2:].split()
+            # proc(5): utime and stime are fields 14 and 15, rss (pages) 24; field 3 is index 0.
+            ticks, pages = int(fields[11]) + int(fields[12]), int(fields[21])
         except (OSError, ValueError, IndexError):
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
         values[f"process.{role}.cpu_ms"] = round(ticks * 1000 / _TICKS_PER_S, 1)
-        values[f"process.{role}.rss_mb"] = round(resident_pages * _PAGE_KB / 1024, 2)
+        values[f"process.{role}.rss_mb"] = round(pages * _PAGE_KB / 1024, 2)
     return values
 
 
@@ -142,6 +145,7 @@ class SelfMetrics:
         self.delivery = delivery or DeliveryStats()
         self.unsent = UnsentRecords()
         self.emitted = 0
+        self._pids: dict[str, int] = {}
 
     def envelope(self, builder: EnvelopeBuilder, spool: SpoolStats, unsent_bytes: int,
                  reason: str) -> bytes | None:
@@ -159,7 +163,9 @@ class SelfMetrics:
             "envelope.malformed_events": builder.malformed,
         }
         values.update(self.delivery.take())
-        values.update(process_figures(extension_pids()))
+        if len(self._pids) < 3 or self.emitted % 64 == 0:  # a restarted listener has a new pid
+            self._pids = extension_pids()
+        values.update(process_figures(self._pids))
         self.emitted += 1
         stamp = f"{time.time():.3f}".encode()
         named = {PREFIX + name: value for name, value in values.items()}
