@@ -4,8 +4,8 @@ Collected once per invocation (when the sender maps the invocation's platform.ru
 once at shutdown; never per event, never at init. Counters are deltas since the previous
 emission (so `sum` over time is the total), gauges are the state at emission. Sent as one
 multi-metric event into SPLUNK_METRICS_INDEX, or as an `aws:lambda:extension` event with
-`telemetry_type=splunk-extension.self-metrics` when no metrics index is set. Names in
-docs/metrics.md.
+`telemetry_type=splunk-extension.self-metrics` (the values under `metrics`) when no metrics
+index is set. Names in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -173,6 +173,7 @@ class SelfMetrics:
         metric = self.metrics.metric_event(stamp, common, {"reason": reason}, named)
         if metric is not None:
             return metric
-        body = encode({"type": KIND, "reason": reason, **named})
+        # Nested: the extension's loss notices keep their counts at the top level of the body.
+        body = encode({"type": KIND, "reason": reason, "metrics": named})
         return (b'{"time":' + stamp + builder._fields_for(KIND)
                 + b'},"event":' + body + b"}")
