@@ -131,3 +131,22 @@ def test_percentile_is_nearest_rank(values: list[float], pct: int) -> None:
 def test_unknown_aggregate() -> None:
     with pytest.raises(ValueError, match="unknown aggregate"):
         aggregate([1.0], "median")
+
+
+def test_query_cli_lists_and_aggregates_metrics(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from ext.local.hec.cli import main
+
+    points = [(100.0 + n, {"function_name": "f", "metric_name:aws.lambda.duration_ms": float(n)})
+              for n in range(1, 5)]
+    store_with(tmp_path, points).close()
+    db = str(tmp_path / "hec.db")
+    assert main(["query", "--db", db, "--json", "metrics"]) == 0
+    (listed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert listed["metric"] == "aws.lambda.duration_ms" and listed["points"] == 4
+    assert main(["query", "--db", db, "--json", "mstats", "--metric", "aws.lambda.duration_ms",
+                 "--agg", "sum,max", "--by", "function_name"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row == {"function_name": "f", "sum(aws.lambda.duration_ms)": 10.0,
+                   "max(aws.lambda.duration_ms)": 4.0}
+    assert main(["query", "--db", db, "mstats", "--metric", "x", "--agg", "median"]) == 2
