@@ -6,7 +6,8 @@ alone, in this process, on the throughput benchmark's Telemetry bodies (1,000 fu
 each, docs/benchmarks.md §4) and on invocation-shaped bodies (log lines plus platform.start,
 runtimeDone and report), with and without SPLUNK_METRICS_INDEX. CPU time (process_time), best
 of several rounds, so other load on the machine inflates it least. Run from a checkout to
-compare two versions of ext/: `.venv/bin/python -m benchmarks.bench_envelope [--quick]`.
+compare two versions of ext/: `.venv/bin/python -m benchmarks.bench_envelope [--quick]`
+-> results/envelope.json.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import time
 
+from benchmarks import common
 from benchmarks.bench_throughput import EVENTS_PER_BATCH, telemetry_bodies
 from ext import config
 from ext.envelope import EnvelopeBuilder
@@ -72,8 +74,11 @@ def main() -> int:
     if has_metrics:
         rows.append(("invocations, SPLUNK_METRICS_INDEX set", small, small_events, metrics_env))
     print(f"{'bodies':<52}{'CPU us/event':>14}")
+    results: dict[str, float] = {}
     for label, bodies, events, env in rows:
-        print(f"{label:<52}{us_per_event(bodies, events, env, rounds):>14.3f}")
+        results[label] = round(us_per_event(bodies, events, env, rounds), 3)
+        print(f"{label:<52}{results[label]:>14.3f}")
+    common.write_result("envelope", {"cpu_us_per_event": results}, quick=args.quick)
     return 0
 
 
