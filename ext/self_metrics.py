@@ -11,6 +11,7 @@ index is set. Names in docs/metrics.md.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 
@@ -30,9 +31,11 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 class DeliveryStats:
-    """What the courier thread did since the last emission (written there, read here)."""
+    """What the courier thread did since the last emission (written there, read here); the
+    byte counts are the sender thread's own."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # a request counted while take() resets is not lost
         self.requests = 0
         self.retries = 0
         self.failures: dict[str, int] = {}  # by verdict: retry, hold, poison, too_large
@@ -42,30 +45,33 @@ class DeliveryStats:
 
     def requested(self, elapsed_s: float, verdict: str, retry: bool) -> None:
         """One HEC request ended with `verdict` after `elapsed_s`."""
-        self.requests += 1
-        if retry:
-            self.retries += 1
-        if verdict != "accepted":
-            self.failures[verdict] = self.failures.get(verdict, 0) + 1
-        if len(self.latencies_ms) < MAX_LATENCIES:
-            self.latencies_ms.append(elapsed_s * 1000)
+        with self._lock:
+            self.requests += 1
+            if retry:
+                self.retries += 1
+            if verdict != "accepted":
+                self.failures[verdict] = self.failures.get(verdict, 0) + 1
+            if len(self.latencies_ms) < MAX_LATENCIES:
+                self.latencies_ms.append(elapsed_s * 1000)
 
     def take(self) -> dict[str, float | int]:
         """The counters since the last call, as metric values; resets them."""
-        latencies = sorted(self.latencies_ms)
+        with self._lock:
+            requests, retries, failures = self.requests, self.retries, self.failures
+            latencies = sorted(self.latencies_ms)
+            self.requests = self.retries = 0
+            self.failures, self.latencies_ms = {}, []
         values: dict[str, float | int] = {
-            "hec.requests": self.requests, "hec.retries": self.retries,
+            "hec.requests": requests, "hec.retries": retries,
             "hec.bytes_uncompressed": self.bytes_uncompressed,
             "hec.bytes_compressed": self.bytes_compressed,
         }
+        self.bytes_uncompressed = self.bytes_compressed = 0
         for verdict in ("retry", "hold", "poison", "too_large"):
-            values[f"hec.failures.{verdict}"] = self.failures.get(verdict, 0)
+            values[f"hec.failures.{verdict}"] = failures.get(verdict, 0)
         if latencies:
             values["hec.latency_p50_ms"] = round(percentile(latencies, 50), 3)
             values["hec.latency_p99_ms"] = round(percentile(latencies, 99), 3)
-        self.requests = self.retries = self.bytes_uncompressed = self.bytes_compressed = 0
-        self.failures = {}
-        self.latencies_ms = []
         return values
 
 
