@@ -36,10 +36,12 @@ class PlatformDerivation:
                             + b',"sourcetype":' + encode(alerts.ALERT_SOURCETYPE) + index
                             + b',"fields":{')
         self.alerts_raised = 0
+        self.metric_made = False  # by the last derive(): the record's figures are in a metric
 
     def derive(self, builder: EnvelopeBuilder, kind: str, time: str | int | float,
                record: bytes) -> list[bytes]:
         """The metric event and the alert (with its counter metric) of one platform record."""
+        self.metric_made = False
         if not self.metrics.enabled and kind not in ALERT_KINDS:
             return []  # nothing can come of it: spare the decoding
         try:
@@ -51,6 +53,7 @@ class PlatformDerivation:
         out = []
         metric = self.metrics.platform_metrics(kind, stamp, common, figures)
         if metric is not None:
+            self.metric_made = True
             out.append(metric)
         alert = alerts.classify(kind, figures)
         if alert is not None:

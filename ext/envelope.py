@@ -162,8 +162,8 @@ class EnvelopeBuilder:
                 request_id = None
             if kind in DERIVED_KINDS:
                 self.derived.extend(self.derivation.derive(self, kind, event.time, record))
-                if self.derivation.drop_events:
-                    return None
+                if self.derivation.drop_events and self.derivation.metric_made:
+                    return None  # SPLUNK_PLATFORM_EVENTS=false: its figures went as a metric
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
         fields = self._kind_fields.get(kind)
         if fields is None:

@@ -92,6 +92,12 @@ def test_platform_events_false_sends_figures_only_as_metrics_and_keeps_landmarks
     assert b.landmarks == [("platform.report", json.dumps(RID).encode())]
 
 
+def test_platform_events_false_keeps_a_record_no_metric_could_carry() -> None:
+    b = builder(SPLUNK_METRICS_INDEX="m", SPLUNK_PLATFORM_EVENTS="false")
+    out = build(b, ("platform.report", "REPORT RequestId: x"), ("platform.report", {"x": 1}))
+    assert [e["sourcetype"] for e in out] == ["aws:lambda:platform", "aws:lambda:platform"]
+
+
 def test_platform_events_false_needs_a_metrics_index() -> None:
     with pytest.raises(ConfigError, match="SPLUNK_PLATFORM_EVENTS"):
         builder(SPLUNK_PLATFORM_EVENTS="false")
