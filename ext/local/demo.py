@@ -188,7 +188,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"  init durations (ms): {', '.join(f'{m:.0f}' for m in summary['init_ms'] if m)}")
     lambda_metrics = {k: v for k, v in summary["metrics"].items() if k.startswith("aws.")}
     own = sum(1 for k in summary["metrics"] if k.startswith("splunk.extension."))
-    print(f"  metrics in {METRICS_INDEX}: "
+    print(f"  metrics in {METRICS_INDEX} (data points): "
           + ", ".join(f"{k.removeprefix('aws.lambda.')} {v}" for k, v in
                       sorted(lambda_metrics.items()))
           + f"; {own} splunk.extension.* self-metrics")
