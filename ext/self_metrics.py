@@ -1,6 +1,7 @@
 """The extension's own health as metrics: spool, HEC delivery, CPU and memory, in the sender.
 
-Collected once per invocation (when the sender maps the invocation's platform.runtimeDone) and
+Collected once per invocation batch (a spool record holding an invocation's platform.runtimeDone;
+Lambda may deliver several invocations' telemetry in one batch after a freeze) and
 once at shutdown; never per event, never at init. Counters are deltas since the previous
 emission (so `sum` over time is the total), gauges are the state at emission. Sent as one
 multi-metric event into SPLUNK_METRICS_INDEX, or as an `aws:lambda:extension` event with

@@ -218,7 +218,7 @@ class Sender:
                     self.ledger.seen(kind, _decode_id(request_id), record.seq)
                     ended = ended or kind == "platform.runtimeDone"
                 builder.landmarks.clear()
-                if ended:  # once per invocation: the sender's own figures ride with its logs
+                if ended:  # once per invocation batch: the sender's own figures ride with it
                     envelopes.extend(self._self_metrics("invocation"))
             if record is records[-1]:
                 envelopes.extend(self._loss_notices())

@@ -191,7 +191,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"  metrics in {METRICS_INDEX} (data points): "
           + ", ".join(f"{k.removeprefix('aws.lambda.')} {v}" for k, v in
                       sorted(lambda_metrics.items()))
-          + f"; {own} splunk.extension.* self-metrics")
+          + f"; {own} splunk.extension.* metric names (self-metrics)")
     alerts = ", ".join(f"{k} {v}" for k, v in sorted(summary["alerts"].items())) or "none"
     print(f"  alerts (aws:lambda:alert): {alerts}")
     print(f"  function lines written {summary['lines_written']}, missing "
