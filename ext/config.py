@@ -93,15 +93,15 @@ class Config:
     request_timeout_ms: int = 5_000
     max_request_bytes: int = 1_048_576
     gzip_level: int = 1
+    # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
+    metrics_index: str | None = None  # None: no metric events (alerts and self-metrics as events)
+    platform_events: bool = True  # False: report/runtimeDone/init figures go only as metrics
+    self_metrics: bool = True
     listener_host: str | None = None  # None: sandbox.localdomain if it resolves, else 127.0.0.1
     listener_port: int = 0
     forward_own_logs: bool = False
     on_config_error: str = "fail"
     log_level: str = "WARNING"
-    # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
-    metrics_index: str | None = None  # None: no metric events (alerts and self-metrics as events)
-    platform_events: bool = True  # False: report/runtimeDone/init figures go only as metrics
-    self_metrics: bool = True
 
     def __init__(self, **values: object) -> None:
         for name, value in values.items():
@@ -272,12 +272,12 @@ def load(environ: Mapping[str, str]) -> Config:
         request_timeout_ms=r.integer("SPLUNK_REQUEST_TIMEOUT_MS", 5_000, 100, 300_000),
         max_request_bytes=r.integer("SPLUNK_MAX_REQUEST_BYTES", 1_048_576, 4_096, 100 * 2**20),
         gzip_level=r.integer("SPLUNK_GZIP_LEVEL", 1, 0, 9),
+        **_metrics_settings(r, index_name),
         listener_host=r.raw("SPLUNK_LISTENER_HOST"),
         listener_port=r.integer("SPLUNK_LISTENER_PORT", 0, 0, 65_535),
         forward_own_logs=r.boolean("SPLUNK_FORWARD_OWN_LOGS", False),
         on_config_error=r.choice("SPLUNK_ON_CONFIG_ERROR", "fail", CONFIG_ERROR_ACTIONS),
         log_level=level,
-        **_metrics_settings(r, index_name),
     )
     if config.listener_port == 9001:
         r.problems.append("SPLUNK_LISTENER_PORT=9001 is reserved by Lambda")

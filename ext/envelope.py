@@ -160,11 +160,11 @@ class EnvelopeBuilder:
             elif kind == "platform.initStart":
                 self.request_id = None
                 request_id = None
+            body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
             if kind in DERIVED_KINDS:
                 self.derived.extend(self.derivation.derive(self, kind, event.time, record))
                 if self.derivation.drop_events and self.derivation.metric_made:
                     return None  # SPLUNK_PLATFORM_EVENTS=false: its figures went as a metric
-            body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
         fields = self._kind_fields.get(kind)
         if fields is None:
             fields = self._fields_for(kind)

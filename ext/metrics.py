@@ -95,7 +95,10 @@ class MetricMapper:
         """One multi-metric event: `common` fields, then dimensions, then `metric_name:` values."""
         if self.index is None or not values:
             return None
-        members: dict[str, object] = dict(dimensions)
+        # A dimension the common fields already carry (e.g. an enrichment field) is left to them:
+        # a name twice in `fields` would be ambiguous to Splunk.
+        members: dict[str, object] = {k: v for k, v in dimensions.items()
+                                      if b'"' + k.encode() + b'":' not in common}
         for name, value in values.items():
             members[METRIC_PREFIX + name] = value
         encoded = encode(members)[1:]  # one encoder call; the object's members and its "}"

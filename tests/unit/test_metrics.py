@@ -198,3 +198,17 @@ def test_any_report_gives_valid_metric_fields(metrics: dict[str, Any], status: s
                 assert isinstance(value, int | float) and not isinstance(value, bool)
             else:
                 assert isinstance(value, str)
+
+
+def test_a_dimension_the_common_fields_carry_is_not_repeated() -> None:
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t",
+                       "SPLUNK_METRICS_INDEX": "m"})
+    from ext.metrics import MetricMapper
+
+    event = MetricMapper(cfg, "h", "s").metric_event(
+        b"1.000", b'"function_name":"f","init_type":"on-demand"',
+        {"init_type": "snap-start", "status": "success"}, {"aws.lambda.x_ms": 1.5})
+    assert event is not None
+    assert event.count(b'"init_type"') == 1
+    assert json.loads(event)["fields"] == {"function_name": "f", "init_type": "on-demand",
+                                           "status": "success", "metric_name:aws.lambda.x_ms": 1.5}
