@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ext import intake, schema
+from ext import derived, intake, schema
 from ext.config import OWN_LOG_MARKER
-from ext.derived import DERIVED_KINDS, PlatformDerivation
 
 if TYPE_CHECKING:
     from ext.config import Config
@@ -76,7 +75,7 @@ class EnvelopeBuilder:
         self.skipped_empty = 0
         self.malformed = 0
         self.derived: list[bytes] = []  # metrics and alerts made from platform records
-        self.derivation = PlatformDerivation(config, host, source)
+        self.derivation = derived.PlatformDerivation(config, host, source)
 
     def build(self, payload: bytes) -> list[bytes]:
         """Envelopes for every event of one Telemetry POST body; malformed bodies are counted."""
@@ -161,7 +160,7 @@ class EnvelopeBuilder:
                 self.request_id = None
                 request_id = None
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
-            if kind in DERIVED_KINDS:
+            if kind in derived.DERIVED_KINDS:
                 self.derived.extend(self.derivation.derive(self, kind, event.time, record))
                 if self.derivation.drop_events and self.derivation.metric_made:
                     return None  # SPLUNK_PLATFORM_EVENTS=false: its figures went as a metric
