@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ext.local.hec.envelope import ParseContext, parse_event_body
@@ -64,6 +64,7 @@ def test_metric_fields_must_be_named_numbers(fields: dict[str, object]) -> None:
     assert parse(metric(**fields)) == (6, 0)
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])  # the session's first example
 @given(st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=4),
                                                       st.floats(allow_nan=False)), max_size=4))
 def test_accepted_iff_some_metric_name_and_all_numeric(fields: dict[str, object]) -> None:
@@ -118,6 +119,7 @@ def test_list_and_aggregate_metrics(tmp_path: Path) -> None:
     store.close()
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])  # the session's first example
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=50), st.sampled_from([50, 90, 95, 99]))
 def test_percentile_is_nearest_rank(values: list[float], pct: int) -> None:
     got = aggregate(values, f"p{pct}")

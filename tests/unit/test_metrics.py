@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ext import config
@@ -182,6 +182,8 @@ def test_init_failure_alert_without_metrics_index_has_no_counter() -> None:
     assert metric_events(out) == []
 
 
+# The first example of a session waits for Hypothesis to collect its constants (seconds).
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["durationMs", "billedDurationMs", "memorySizeMB",
                                         "maxMemoryUsedMB", "initDurationMs", "x"]),
                        st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True),
