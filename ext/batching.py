@@ -23,7 +23,7 @@ class HecBatch:
 
 
 def plan_batches(
-    records: list[tuple[int, list[bytes]]], max_bytes: int
+    records: list[tuple[int | None, list[bytes]]], max_bytes: int
 ) -> list[HecBatch]:
     """Splits (seq, envelopes) records, in order, into batches of at most `max_bytes`."""
     batches: list[HecBatch] = []
@@ -39,7 +39,8 @@ def plan_batches(
                 envelopes_out, size, completes = [], 0, None
             size += length + 1 if envelopes_out else length
             envelopes_out.append(envelope)
-        completes = seq
+        if seq is not None:  # a record of the extension's own (self-metrics) completes nothing
+            completes = seq
     if envelopes_out or completes is not None:
         batches.append(HecBatch(envelopes_out, size, completes))
     return batches

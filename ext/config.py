@@ -93,6 +93,10 @@ class Config:
     request_timeout_ms: int = 5_000
     max_request_bytes: int = 1_048_576
     gzip_level: int = 1
+    # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
+    metrics_index: str | None = None  # None: no metric events (alerts and self-metrics as events)
+    platform_events: bool = True  # False: report/runtimeDone/init figures go only as metrics
+    self_metrics: bool = True
     listener_host: str | None = None  # None: sandbox.localdomain if it resolves, else 127.0.0.1
     listener_port: int = 0
     forward_own_logs: bool = False
@@ -268,6 +272,7 @@ def load(environ: Mapping[str, str]) -> Config:
         request_timeout_ms=r.integer("SPLUNK_REQUEST_TIMEOUT_MS", 5_000, 100, 300_000),
         max_request_bytes=r.integer("SPLUNK_MAX_REQUEST_BYTES", 1_048_576, 4_096, 100 * 2**20),
         gzip_level=r.integer("SPLUNK_GZIP_LEVEL", 1, 0, 9),
+        **_metrics_settings(r, index_name),
         listener_host=r.raw("SPLUNK_LISTENER_HOST"),
         listener_port=r.integer("SPLUNK_LISTENER_PORT", 0, 0, 65_535),
         forward_own_logs=r.boolean("SPLUNK_FORWARD_OWN_LOGS", False),
@@ -279,6 +284,18 @@ def load(environ: Mapping[str, str]) -> Config:
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def _metrics_settings(r: _Reader, index_name: Callable[[str], str]) -> dict[str, object]:
+    """SPLUNK_METRICS_INDEX, SPLUNK_PLATFORM_EVENTS and SPLUNK_SELF_METRICS."""
+    metrics_index = r.parse("SPLUNK_METRICS_INDEX", None, index_name,
+                            "a Splunk metrics index name (a-z, 0-9, _ and -)")
+    platform_events = r.boolean("SPLUNK_PLATFORM_EVENTS", True)
+    if not platform_events and r.raw("SPLUNK_METRICS_INDEX") is None:
+        r.problems.append("SPLUNK_PLATFORM_EVENTS=false needs SPLUNK_METRICS_INDEX: without a "
+                          "metrics index the platform figures would reach Splunk nowhere")
+    return {"metrics_index": metrics_index, "platform_events": platform_events,
+            "self_metrics": r.boolean("SPLUNK_SELF_METRICS", True)}
 
 
 def redact_url(url: str) -> str:

@@ -22,6 +22,7 @@ from ext.batching import HecBatch, split_batch, without
 from ext.breaker import HangBreaker
 from ext.hec import HecClient, HecOutcome, Verdict, compress
 from ext.quarantine import Quarantine
+from ext.self_metrics import DeliveryStats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Courier:
         self.send_time_s = 0.0
         self.round_trip_s: float | None = None  # a moving average
         self.drain_deadline: float | None = None  # monotonic; set by the sender thread
+        self.stats = DeliveryStats()  # requests, retries, failures, latency: self-metrics
         self._cv = threading.Condition()
         self._slot: tuple[HecBatch, bytes] | None = None
         self._busy = False
@@ -163,6 +165,7 @@ class Courier:
                 outcome = self.client.post(body)
             finally:
                 self.posting_since = None
+            self.stats.requested(time.monotonic() - started, outcome.verdict.value, attempt > 0)
             verdict = outcome.verdict
             took = time.monotonic() - started
             if verdict is Verdict.ACCEPTED:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ext import intake, schema
+from ext import derived, intake, schema
 from ext.config import OWN_LOG_MARKER
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class EnvelopeBuilder:
         self.skipped_own = 0
         self.skipped_empty = 0
         self.malformed = 0
+        self.derived: list[bytes] = []  # metrics and alerts made from platform records
+        self.derivation = derived.PlatformDerivation(config, host, source)
 
     def build(self, payload: bytes) -> list[bytes]:
         """Envelopes for every event of one Telemetry POST body; malformed bodies are counted."""
@@ -89,6 +91,9 @@ class EnvelopeBuilder:
             envelope = self.envelope(event)
             if envelope is not None:
                 out.append(envelope)
+        if self.derived:
+            out.extend(self.derived)
+            self.derived.clear()
         if dropped:
             # The listener only spools what decodes, so this is a record from elsewhere (an older
             # version's spool, a bug): what it cost must still be counted in Splunk.
@@ -155,6 +160,10 @@ class EnvelopeBuilder:
                 self.request_id = None
                 request_id = None
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
+            if kind in derived.DERIVED_KINDS:
+                self.derived.extend(self.derivation.derive(self, kind, event.time, record))
+                if self.derivation.drop_events and self.derivation.metric_made:
+                    return None  # SPLUNK_PLATFORM_EVENTS=false: its figures went as a metric
         fields = self._kind_fields.get(kind)
         if fields is None:
             fields = self._fields_for(kind)

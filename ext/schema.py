@@ -51,3 +51,19 @@ telemetry_batch = msgspec.json.Decoder(list[TelemetryEvent])
 request_ref = msgspec.json.Decoder(RequestRef)
 log_view = msgspec.json.Decoder(LogView)
 encoder = msgspec.json.Encoder()
+
+
+class PlatformFigures(msgspec.Struct, frozen=True):
+    """The parts of a platform.report/runtimeDone/initReport/restoreReport record that become
+    metrics and alerts (ext/metrics.py, ext/alerts.py); values are checked there."""
+
+    requestId: str | None = None  # noqa: N815
+    status: str | None = None
+    errorType: str | None = None  # noqa: N815
+    phase: str | None = None
+    initializationType: str | None = None  # noqa: N815
+    metrics: dict[str, object] | None = None
+    spans: list[object] | None = None
+
+
+platform_figures = msgspec.json.Decoder(PlatformFigures)

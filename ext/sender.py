@@ -32,6 +32,7 @@ from ext.flush_policy import drain_reserve_s
 from ext.hec import compress
 from ext.invocations import InvocationLedger
 from ext.quarantine import Quarantine
+from ext.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
 
 TYPE_CHECKING = False
@@ -64,7 +65,7 @@ class Sender:
         self.status_fd = status_fd
         self.parent = os.getppid()
         self.flush_budget_s = config.flush_budget_ms / 1000
-        self.held: list[tuple[int, list[bytes]]] = []
+        self.held: list[tuple[int | None, list[bytes]]] = []
         self.held_events = 0
         self.held_bytes = 0
         self.held_since = 0.0
@@ -81,6 +82,9 @@ class Sender:
         quarantine_dir = os.path.dirname(config.spool_dir.rstrip("/"))
         self.quarantine = Quarantine(quarantine_dir)  # the courier keeps its own for events
         self.courier = courier or Courier(config, quarantine_dir)
+        self.self_metrics = SelfMetrics(self.builder.derivation.metrics, config.self_metrics,
+                                        getattr(self.courier, "stats", None))
+        self.shutdown_metrics_due = False
 
     def run(self) -> None:
         """Serves until drained at shutdown, the deadline passes, or the parent dies."""
@@ -110,6 +114,8 @@ class Sender:
         self._commit_done()
         self._answer_failures()
         got = self._read_more()
+        if self.shutdown_metrics_due:
+            self._shutdown_metrics()
         if not self.outbox and self._should_dispatch():
             self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes))
             self.held, self.held_events, self.held_bytes = [], 0, 0
@@ -124,7 +130,11 @@ class Sender:
                 self._commit(self.commits.skipped(batch.completes_seq))
                 continue
             self.commits.sent(batch.completes_seq)
-            self.courier.offer(batch, compress(batch.body(), self.config.gzip_level))
+            body = compress(batch.body(), self.config.gzip_level)
+            delivery = self.self_metrics.delivery
+            delivery.bytes_uncompressed += batch.size
+            delivery.bytes_compressed += len(body)
+            self.courier.offer(batch, body)
             return True
         return False
 
@@ -161,6 +171,7 @@ class Sender:
         if seq is None:
             return
         self.reader.commit(seq)
+        self.self_metrics.unsent.committed(seq)
         for request_id in self.ledger.settle(seq):
             self._answer(control.Delivered(request_id))
 
@@ -200,10 +211,15 @@ class Sender:
                 envelopes = builder.build(record.payload)
             except Exception as err:  # whatever it is, no record may stop the ones after it
                 envelopes = [self._quarantined(record.seq, record.payload, err)]
+            self.self_metrics.unsent.read(record.seq, record.event_count, record.append_time_ns)
             if builder.landmarks:
+                ended = False
                 for kind, request_id in builder.landmarks:
                     self.ledger.seen(kind, _decode_id(request_id), record.seq)
+                    ended = ended or kind == "platform.runtimeDone"
                 builder.landmarks.clear()
+                if ended:  # once per invocation batch: the sender's own figures ride with it
+                    envelopes.extend(self._self_metrics("invocation"))
             if record is records[-1]:
                 envelopes.extend(self._loss_notices())
             if not self.held:
@@ -212,6 +228,27 @@ class Sender:
             self.held_events += len(envelopes)
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
         return bool(records)
+
+    def _self_metrics(self, reason: str) -> list[bytes]:
+        unsent = (self.reader.unread_bytes() + self.held_bytes
+                  + getattr(self.courier, "queued_bytes", 0))
+        envelope = self.self_metrics.envelope(self.builder, self.reader.stats, unsent, reason)
+        return [] if envelope is None else [envelope]
+
+    def _shutdown_metrics(self) -> None:
+        """The last self-metrics, sent with the drain (with the last record read, or alone)."""
+        self.shutdown_metrics_due = False
+        envelopes = self._self_metrics("shutdown")
+        if not envelopes:
+            return
+        if self.held:
+            self.held[-1][1].extend(envelopes)
+        else:
+            # Completes no record: nothing to commit for it, and it holds nothing back.
+            self.held.append((None, envelopes))
+            self.held_since = time.monotonic()
+        self.held_events += len(envelopes)
+        self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
 
     def _quarantined(self, seq: int, payload: bytes, error: Exception) -> bytes:
         """A record that cannot be mapped (e.g. RecursionError on JSON nested ~1,000 deep): kept
@@ -279,6 +316,7 @@ class Sender:
                 self.drain_deadline = time.monotonic() + left_s
                 self.courier.drain_deadline = self.drain_deadline
                 self.last_request = message.request_id or None
+                self.shutdown_metrics_due = self.drain_deadline is not None
                 urgent = True
         self._answer(None)
         if self.control.closed or os.getppid() != self.parent:

@@ -2,7 +2,9 @@
 
 Runs inside the runtime (awslambdaric) process. The event payload says what to do:
 {"lines": N, "size": bytes_per_line, "mode": "print"|"logging"|"json", "sleep_ms": 0,
- "raise": false, "timeout": false, "crash": false, "tag": "t", "stamp": false}. Every line starts
+ "raise": false, "timeout": false, "crash": false, "oom": false, "tag": "t", "stamp": false}.
+With "oom" it allocates past its memory size (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), as a leaking
+function does: Lambda (and the emulator) kills it and reports Runtime.OutOfMemory. Every line starts
 with "<tag>:<n>:" so tests can match what was written with what arrived; with "stamp" the prefix
 is "<tag>:<n>:@<epoch seconds at the write>:" (latency benchmarks).
 """
@@ -41,6 +43,20 @@ def write_lines(mode: str, tag: str, count: int, size: int, stamp: bool = False)
             print(line_text(tag, n, size, stamp))
 
 
+OOM_STEP_BYTES = 8 << 20
+
+
+def exhaust_memory() -> None:
+    """Allocates (and touches) memory in steps up to four times the memory size; the limit
+    kills the process long before. Without any limit it stops there and returns."""
+    size_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+    hoard = []
+    for _ in range(4 * (size_mb << 20) // OOM_STEP_BYTES):
+        hoard.append(b"\x01" * OOM_STEP_BYTES)  # written, so resident
+        time.sleep(0.005)  # lets the emulator's guard see it grow, as the cgroup would
+    hoard.clear()
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Entry point called by awslambdaric."""
     spec = event if isinstance(event, dict) else {}
@@ -58,6 +74,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if spec.get("crash"):
         sys.stdout.flush()
         os._exit(3)
+    if spec.get("oom"):
+        exhaust_memory()
     if spec.get("timeout"):
         time.sleep(context.get_remaining_time_in_millis() / 1000 + 5)
     if spec.get("raise"):

@@ -1,9 +1,10 @@
 """The local main job (`./dev demo`): sample function + this extension + emulator + embedded HEC.
 
 A CLI, so it prints. It runs the sample function through N invocations in the Lambda emulator
-with the real extension (launched by the layer's bootstrap), with an HEC outage and a timeout
-reset along the way, shuts the sandbox down, then reports what Splunk (the embedded receiver)
-holds: counts per sourcetype, latency from log line to HEC, and anything lost or duplicated.
+with the real extension (launched by the layer's bootstrap), with an HEC outage, a timeout
+and an out-of-memory kill along the way, shuts the sandbox down, then reports what Splunk (the
+embedded receiver) holds: counts per sourcetype, metrics, alerts, latency from log line to HEC,
+and anything lost or duplicated; it ends by drawing the dashboard's panels (PNG) from it.
 Each invocation's row shows the extension's flush decision when the extension logs one (a line
 on its stderr naming the request id and the word "flush"; "-" when it logs none).
 """
@@ -20,12 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ext.local.dashboard import render
 from ext.local.hec import HecReceiver, HecToken
+from ext.local.hec.store import list_metrics, open_reader
 from ext.local.layer import make_local_opt
 from ext.local.sandbox import Sandbox, SandboxConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "d3m0d3m0-0000-4000-8000-000000000000"  # noqa: S105 - the demo's local receiver only
+METRICS_INDEX = "lambda_metrics"
 MODES = ("print", "logging", "json")
 FLUSH_W = 36  # width of the flush-decision column
 
@@ -37,6 +41,7 @@ def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0,
         "SPLUNK_HOST": hec_url,
         "SPLUNK_HEC_TOKEN": TOKEN,
         "SPLUNK_INDEX": "lambda",
+        "SPLUNK_METRICS_INDEX": METRICS_INDEX,
         # The emulator has no /var/lang/bin/python3: run the launcher with this interpreter.
         "SPLUNK_EXTENSION_PYTHON": sys.executable,
         "SPLUNK_LOG_LEVEL": "INFO",  # the per-invocation flush decision is an INFO line
@@ -47,13 +52,16 @@ def build_config(opt_dir: Path | None, hec_url: str, timeout_s: float = 2.0,
 
 
 def plan(invokes: int, lines: int) -> list[dict[str, Any]]:
-    """One payload per invocation; the one two thirds in times out (a reset)."""
+    """One payload per invocation; the one two thirds in times out (a reset), and the one
+    before the last runs out of memory (a reset too)."""
     payloads = []
     for n in range(invokes):
         payload: dict[str, Any] = {"lines": lines, "size": 60, "mode": MODES[n % len(MODES)],
                                    "tag": f"demo{n:03d}"}
         if invokes >= 6 and n == (2 * invokes) // 3:
             payload["timeout"] = True
+        if invokes >= 6 and n == invokes - 2:
+            payload["oom"] = True
         payloads.append(payload)
     return payloads
 
@@ -65,7 +73,9 @@ def run_demo(invokes: int, lines: int, workdir: Path, limits: bool = True) -> di
     written: dict[str, int] = {}
     rows = []
     with HecReceiver(workdir / "splunk.sqlite",
-                     tokens=(HecToken(name="lambda", value=TOKEN, indexes=("lambda",)),)) as hec:
+                     tokens=(HecToken(name="lambda", value=TOKEN,
+                                      indexes=("lambda", METRICS_INDEX)),),
+                     metrics_indexes=(METRICS_INDEX,)) as hec:
         with Sandbox(build_config(opt, hec.url, limits=limits)) as sb:
             ext_lines: list[str] = []
             sb.on_extension_output(ext_lines.append)
@@ -149,8 +159,19 @@ def _summarise(hec: HecReceiver, written: dict[str, int], inspect: dict[str, Any
         "lines_duplicated": sum(c - 1 for c in lines.values() if c > 1),
         "latency_ms": latencies,
         "init_ms": [i.get("duration_ms") for i in inspect.get("inits", [])],
+        "metrics": Counter({m["metric"]: m["points"] for m in _metrics_of(workdir)}),
+        "alerts": Counter(json.loads(e.event)["alert"] for e in events
+                          if e.sourcetype == "aws:lambda:alert"),
         "db": str(workdir / "splunk.sqlite"),
     }
+
+
+def _metrics_of(workdir: Path) -> list[dict[str, Any]]:
+    store = open_reader(workdir / "splunk.sqlite")
+    try:
+        return list_metrics(store)
+    finally:
+        store.close()
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -165,11 +186,22 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"  latency, log line to HEC: p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms"
               " (includes the outage)")
     print(f"  init durations (ms): {', '.join(f'{m:.0f}' for m in summary['init_ms'] if m)}")
+    lambda_metrics = {k: v for k, v in summary["metrics"].items() if k.startswith("aws.")}
+    own = sum(1 for k in summary["metrics"] if k.startswith("splunk.extension."))
+    print(f"  metrics in {METRICS_INDEX} (data points): "
+          + ", ".join(f"{k.removeprefix('aws.lambda.')} {v}" for k, v in
+                      sorted(lambda_metrics.items()))
+          + f"; {own} splunk.extension.* metric names (self-metrics)")
+    alerts = ", ".join(f"{k} {v}" for k, v in sorted(summary["alerts"].items())) or "none"
+    print(f"  alerts (aws:lambda:alert): {alerts}")
     print(f"  function lines written {summary['lines_written']}, missing "
           f"{summary['lines_missing']}, duplicated {summary['lines_duplicated']}")
     print(f"\nThe events are in {summary['db']}; look at them with\n"
           f"  .venv/bin/python -m ext.local.hec query --db {summary['db']} counts\n"
-          f"  .venv/bin/python -m ext.local.hec query --db {summary['db']} tail -n 5")
+          f"  .venv/bin/python -m ext.local.hec query --db {summary['db']} tail -n 5\n"
+          f"  .venv/bin/python -m ext.local.hec query --db {summary['db']} metrics\n"
+          f"  .venv/bin/python -m ext.local.hec query --db {summary['db']} mstats "
+          "--metric aws.lambda.duration_ms --by function_name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     summary = run_demo(args.invokes, args.lines, workdir, limits=not args.no_limits)
     print_summary(summary)
+    panels = render(Path(summary["db"]), workdir / "dashboard")
+    print("\nDashboard panels (docs/dashboard.md has their SPL), drawn from the receiver's store:")
+    for path in panels:
+        print(f"  {path}")
     return 1 if summary["lines_missing"] else 0
 
 

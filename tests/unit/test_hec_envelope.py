@@ -81,7 +81,8 @@ def test_code_7_quirk_is_configurable(quirk: bool, number: int) -> None:
 
 
 def test_metric_event_kind() -> None:
-    (event,) = parse_event_body(b'{"event":"metric","fields":{"metric_name:x":1}}', ctx()).events
+    body = b'{"event":"metric","fields":{"metric_name:x":1}}'
+    (event,) = parse_event_body(body, ctx(metrics_indexes=frozenset({"a"}))).events
     assert event.kind == "metric" and event.fields == '{"metric_name:x":1}'
 
 

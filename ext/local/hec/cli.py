@@ -19,12 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from ext.local.hec.model import DEFAULT_TOKENS, HecLimits, HecToken
 from ext.local.hec.receiver import HecReceiver
-from ext.local.hec.store import GROUP_COLUMNS, open_reader
+from ext.local.hec.store import (
+    AGGREGATES,
+    GROUP_COLUMNS,
+    list_metrics,
+    metric_stats,
+    open_reader,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ext.local.hec.model import StoredEvent
+    from ext.local.hec.store import EventStore
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -89,6 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--partial-prefix", action="store_true")
+    serve.add_argument("--metrics-index", action="append", default=[],
+                       help="an index that is a metrics index; repeatable")
     serve.add_argument("--max-content-length", type=int)
     serve.add_argument("--max-event-size", type=int)
     query = sub.add_parser("query", help="look at what arrived")
@@ -105,6 +114,16 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--token-name")
     search.add_argument("--field", action="append", default=[], help="k=v on indexed fields")
     search.add_argument("-n", type=int, default=100)
+    metrics = views.add_parser("metrics", help="metric names with data points and dimensions")
+    metrics.add_argument("--index")
+    mstats = views.add_parser("mstats", help="aggregate one metric, like Splunk's mstats")
+    mstats.add_argument("--metric", required=True, help="e.g. aws.lambda.duration_ms")
+    mstats.add_argument("--agg", default="count,avg,p50,p95,p99,max",
+                        help=f"comma-separated: {','.join(AGGREGATES)}")
+    mstats.add_argument("--by", action="append", default=[], help="dimension; repeatable")
+    mstats.add_argument("--where", action="append", default=[], help="k=v on dimensions")
+    mstats.add_argument("--span", type=float, help="time bucket in seconds")
+    mstats.add_argument("--index")
     return parser
 
 
@@ -134,6 +153,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.tls_key,
         limits,
         args.partial_prefix or bool(config.get("partial_prefix")),
+        [*config.get("metrics_indexes", []), *args.metrics_index],
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -171,6 +191,8 @@ def _query(args: argparse.Namespace) -> int:
                     json.dumps({args.by: value, "count": n}) if args.json else f"{n:>10}  {value}"
                 )
             return 0
+        if args.view in ("metrics", "mstats"):
+            return _metrics_view(store, args)
         if args.view == "tail":
             found = list(reversed(store.events(limit=args.n, newest=True)))
         else:
@@ -195,6 +217,27 @@ def _query(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _metrics_view(store: EventStore, args: argparse.Namespace) -> int:
+    if args.view == "metrics":
+        found = list_metrics(store, args.index)
+        for entry in found:
+            print(json.dumps(entry) if args.json else
+                  f"{entry['points']:>8}  {entry['metric']:<44} index={','.join(entry['indexes'])}"
+                  f"  dimensions={','.join(entry['dimensions'])}")
+        return 0
+    aggregates = [a.strip() for a in args.agg.split(",") if a.strip()]
+    unknown = [a for a in aggregates if a not in AGGREGATES]
+    if unknown:
+        print(f"unknown aggregate {unknown[0]!r}; known: {', '.join(AGGREGATES)}", file=sys.stderr)
+        return 2
+    where = dict(w.split("=", 1) for w in args.where)
+    rows = metric_stats(store, args.metric, aggregates, args.by, where, args.span, args.index)
+    for row in rows:
+        print(json.dumps(row) if args.json else "  ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    return 0
 
 
 def _line(event: StoredEvent) -> str:

@@ -7,6 +7,7 @@ Splunk as recorded in hec.md 1.3-1.5, 1.11 and 3.5 (codes 5, 6, 7, 12, 13, 15).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -56,6 +57,11 @@ class ParseContext:
     host: str
     max_event_size: int
     index_quirk: bool = True
+    metrics_indexes: frozenset[str] = frozenset()  # besides the token's metric_indexes
+
+    def is_metrics_index(self, index: str) -> bool:
+        """True when `index` is a metrics index (it takes metric events and nothing else)."""
+        return index in self.metrics_indexes or index in self.token.metric_indexes
 
 
 @dataclass(frozen=True)
@@ -184,12 +190,19 @@ def _to_event(env: _Envelope, ctx: ParseContext) -> ParsedEvent:
     # The regex only where a blank value is possible: most events start with a letter.
     if raw_event[1:2] in _BLANK_SECOND and _BLANK_EVENT.fullmatch(raw_event):
         raise _RejectError(13)
-    fields = _check_fields(bytes(env.fields))
+    raw_fields = bytes(env.fields)
+    fields = _check_fields(raw_fields)
     time = _check_time(env.time)
     token = ctx.token
     index = env.index or token.default_index
     if not token.allows_index(index):
         raise _RejectError(7, 1 if ctx.index_quirk else 0)
+    metric = raw_event == METRIC_EVENT
+    if metric != ctx.is_metrics_index(index):
+        # A metric event outside a metrics index, or a log event in one (hec.md 1.5).
+        raise _RejectError(6)
+    if metric:
+        _check_metric_fields(raw_fields)
     if len(raw_event) > ctx.max_event_size:
         raise _RejectError(6)
     try:
@@ -234,6 +247,37 @@ def _validate_fields(raw: bytes) -> str:
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise _RejectError(6) from None
     return raw.decode()
+
+
+_METRIC_FIELDS = msgspec.json.Decoder(dict[str, Scalar | list[Scalar]])
+METRIC_NAME_PREFIX = "metric_name:"
+
+
+def _check_metric_fields(raw: bytes) -> None:
+    """A multi-metric event (hec.md 1.5): at least one `metric_name:<name>` key, each with a
+    number (a numeric string is accepted, as Splunk does); other fields are dimensions."""
+    known = _METRICS_SEEN.get(raw)
+    if known:
+        return
+    fields = _METRIC_FIELDS.decode(raw) if raw and raw != b"null" else {}
+    names = [k for k in fields if k.startswith(METRIC_NAME_PREFIX)]
+    if not names or any(not _metric_value(fields[k]) or k == METRIC_NAME_PREFIX for k in names):
+        raise _RejectError(6)
+    if len(_METRICS_SEEN) >= 4096:
+        _METRICS_SEEN.clear()
+    _METRICS_SEEN[raw] = True
+
+
+_METRICS_SEEN: dict[bytes, bool] = {}
+
+
+def _metric_value(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 def _check_time(value: float | str | None) -> float | None:

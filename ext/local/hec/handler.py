@@ -271,7 +271,8 @@ class HecRequestHandler(BaseHTTPRequestHandler):
         if token.ack and channel and not state.ack_ledger.has_capacity(channel):
             return hec_reply(9), []
         ctx = ParseContext(
-            token, self.client_address[0], state.limits.max_event_size, state.limits.index_quirk
+            token, self.client_address[0], state.limits.max_event_size, state.limits.index_quirk,
+            state.metrics_indexes,
         )
         if path in RAW_PATHS:
             meta = RawMeta(

@@ -38,13 +38,16 @@ class HecReceiver:
         tls_key: Path | str | None = None,
         limits: HecLimits | None = None,
         partial_prefix: bool = False,
+        metrics_indexes: Sequence[str] = (),
     ) -> None:
         if not tokens:
             raise ValueError("at least one token is required")
         self._address = (host, port)
         self._tls = (Path(tls_cert), Path(tls_key) if tls_key else None) if tls_cert else None
         self._store = EventStore(db_path)
-        self.state = ReceiverState(self._store, limits or HecLimits(), partial_prefix)
+        self.state = ReceiverState(
+            self._store, limits or HecLimits(), partial_prefix, frozenset(metrics_indexes)
+        )
         self.state.put_tokens(tokens)
         self._server: HecHttpServer | None = None
         self._thread: threading.Thread | None = None

@@ -27,6 +27,7 @@ class ReceiverState:
     store: EventStore
     limits: HecLimits
     partial_prefix: bool = False  # keep the events before a bad one (vectorized parser, Vector)
+    metrics_indexes: frozenset[str] = frozenset()  # metrics indexes, besides tokens' metric_indexes
     faults: FaultBoard = field(default_factory=FaultBoard)
     acks: AckLedger | None = None
     stopping: threading.Event = field(default_factory=threading.Event)

@@ -8,6 +8,7 @@ endpoint and the `query` CLI (another process: WAL lets it read while the receiv
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ext.local.hec.model import StoredEvent
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ext.local.hec.model import ParsedEvent
 
@@ -269,3 +270,111 @@ def _to_stored(row: tuple[Any, ...]) -> StoredEvent:
         received_at=at,
         kind=kind,
     )
+
+
+METRIC_PREFIX = "metric_name:"
+AGGREGATES = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
+
+
+def list_metrics(store: EventStore, index: str | None = None) -> list[dict[str, Any]]:
+    """Every metric name stored (kind="metric"), with its data points, indexes and dimensions."""
+    where = "WHERE e.kind = 'metric'" + (" AND e.idx = ?" if index else "")
+    rows = store._read(
+        "SELECT e.id, e.idx, j.key FROM events AS e, json_each(e.fields) AS j "  # noqa: S608
+        f"{where} ORDER BY e.id", [index] if index else [])
+    names: dict[str, dict[str, Any]] = {}
+    dims_by_event: dict[int, list[str]] = {}
+    metrics_by_event: dict[int, list[str]] = {}
+    for event_id, idx, key in rows:
+        if key.startswith(METRIC_PREFIX):
+            name = key[len(METRIC_PREFIX):]
+            entry = names.setdefault(name, {"metric": name, "points": 0, "indexes": set(),
+                                            "dimensions": set()})
+            entry["points"] += 1
+            entry["indexes"].add(idx)
+            metrics_by_event.setdefault(event_id, []).append(name)
+        else:
+            dims_by_event.setdefault(event_id, []).append(key)
+    for event_id, metric_names in metrics_by_event.items():
+        for name in metric_names:
+            names[name]["dimensions"].update(dims_by_event.get(event_id, ()))
+    return [{**e, "indexes": sorted(e["indexes"]), "dimensions": sorted(e["dimensions"])}
+            for _, e in sorted(names.items())]
+
+
+def first_metric_time(store: EventStore) -> float | None:
+    """The earliest `time` of a stored metric event, if any."""
+    row = store._read("SELECT min(time) FROM events WHERE kind = 'metric'", [])
+    return None if row[0][0] is None else float(row[0][0])
+
+
+def metric_points(store: EventStore, metric: str, by: Sequence[str] = (),
+                  where: dict[str, str] | None = None,
+                  index: str | None = None) -> list[tuple[float | None, tuple[str, ...], float]]:
+    """(time, values of the `by` dimensions, value) of every data point of `metric`."""
+    params: list[Any] = [f'$."{METRIC_PREFIX}{metric}"']
+    params.extend(f'$."{dim}"' for dim in by)
+    dims = "".join(", json_extract(fields, ?)" for _ in by)
+    clauses = ["kind = 'metric'", "json_extract(fields, ?) IS NOT NULL"]
+    params.append(f'$."{METRIC_PREFIX}{metric}"')
+    for key, wanted in (where or {}).items():
+        clauses.append("json_extract(fields, ?) = ?")
+        params.extend((f'$."{key}"', wanted))
+    if index:
+        clauses.append("idx = ?")
+        params.append(index)
+    sql = (f"SELECT time, json_extract(fields, ?){dims} FROM events "  # noqa: S608
+           f"WHERE {' AND '.join(clauses)} ORDER BY id")
+    points = []
+    for row in store._read(sql, params):
+        try:
+            value = float(row[1])
+        except (TypeError, ValueError):
+            continue
+        points.append((row[0], tuple("" if v is None else str(v) for v in row[2:]), value))
+    return points
+
+
+_SIMPLE_AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
+    "count": lambda v: float(len(v)),
+    "sum": lambda v: float(sum(v)),
+    "avg": lambda v: float(sum(v) / len(v)),
+    "min": lambda v: float(min(v)),
+    "max": lambda v: float(max(v)),
+}
+
+
+def aggregate(values: Sequence[float], name: str) -> float:
+    """One of AGGREGATES over `values` (percentiles: nearest rank, as Splunk's perc<N>)."""
+    if name not in AGGREGATES:
+        raise ValueError(f"unknown aggregate {name!r}; known: {', '.join(AGGREGATES)}")
+    if not values and name != "count":
+        return float("nan")
+    simple = _SIMPLE_AGGREGATES.get(name)
+    if simple is not None:
+        return simple(values)
+    ordered = sorted(values)
+    rank = max(1, math.ceil(int(name[1:]) / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def metric_stats(store: EventStore, metric: str, aggregates: Sequence[str],  # noqa: PLR0917
+                 by: Sequence[str] = (), where: dict[str, str] | None = None,
+                 span_s: float | None = None,
+                 index: str | None = None) -> list[dict[str, Any]]:
+    """`mstats`-like rows: the aggregates of `metric` per group of `by` dimensions (and per
+    `span_s` time bucket when given), groups in first-seen order."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for time, dims, value in metric_points(store, metric, by, where, index):
+        bucket = (math.floor(time / span_s) * span_s if span_s and time is not None else None,)
+        groups.setdefault((bucket if span_s else ()) + dims, []).append(value)
+    rows = []
+    for group, values in groups.items():
+        row: dict[str, Any] = {}
+        if span_s:
+            row["_time"] = group[0]
+        row.update(zip(by, group[1:] if span_s else group, strict=True))
+        for name in aggregates:
+            row[f"{name}({metric})"] = aggregate(values, name)
+        rows.append(row)
+    return rows

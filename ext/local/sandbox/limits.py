@@ -110,6 +110,7 @@ class SandboxCgroup:
         self._fds: list[int] = []
         self.version = 0
         self.missing: list[str] = []
+        self.memory_dir: Path | None = None
         name = f"{GROUP_PREFIX}{os.getpid()}-{next(_counter)}"
         try:
             self._create(name, discover() if hierarchies is None else hierarchies)
@@ -149,6 +150,7 @@ class SandboxCgroup:
             self.missing.append("cpu")
         if memory is not None:
             group = self._mkdir(memory.own_dir / name)
+            self.memory_dir = group
             limit = str(self.memory_mb << 20)
             _write(group / "memory.limit_in_bytes", limit)
             with contextlib.suppress(OSError):  # only with swap accounting: no swapping past it
@@ -169,6 +171,7 @@ class SandboxCgroup:
         else:
             self.missing.append("cpu")
         if "memory" in wanted:
+            self.memory_dir = group
             _write(group / "memory.max", str(self.memory_mb << 20))
             with contextlib.suppress(OSError):  # only with swap accounting
                 _write(group / "memory.swap.max", "0")
@@ -182,6 +185,28 @@ class SandboxCgroup:
         self.dirs.append(group)
         self._fds.append(os.open(group / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
         return group
+
+    @property
+    def memory_limited(self) -> bool:
+        """The memory limit is applied (the kernel's OOM killer enforces it)."""
+        return "memory" not in self.missing
+
+    def anonymous_kb(self) -> int:
+        """Memory of the sandbox that only the OOM killer can take back (anonymous and shmem,
+        e.g. tmpfs files), in KiB; 0 without a memory group."""
+        if self.memory_dir is None:
+            return 0
+        keys = (b"total_rss", b"total_shmem") if self.version == 1 else (b"anon", b"shmem")
+        total = 0
+        try:
+            with open(self.memory_dir / "memory.stat", "rb") as fh:
+                for line in fh:
+                    name, _, value = line.partition(b" ")
+                    if name in keys:
+                        total += int(value)
+        except (OSError, ValueError):
+            return 0
+        return total // 1024
 
     @property
     def cpu_share(self) -> float:

@@ -25,6 +25,7 @@ from ext.local.sandbox.exchanges import ExchangeLog
 from ext.local.sandbox.faults import Faults
 from ext.local.sandbox.fleet import Fleet
 from ext.local.sandbox.httpd import ApiServer
+from ext.local.sandbox.memory import OOM_ERROR_TYPE, MemoryGuard
 from ext.local.sandbox.model import InvokeResult, SandboxConfig, ShutdownResult
 from ext.local.sandbox.shutdown import run_shutdown
 from ext.local.sandbox.telemetry import TelemetryBus
@@ -328,11 +329,14 @@ class Sandbox:
             for ext in targets:
                 ext.pending = body
             self.cp.cv.notify_all()
+        guard = self._memory_guard()
         failure = self._await(
             lambda: inv.runtime_next_t is not None and all(e.idle for e in targets),
             t0 + self.cfg.timeout_s,
         )
         end = time.monotonic()
+        out_of_memory = guard.stop() and failure is not None
+        failure = ("error", OOM_ERROR_TYPE) if out_of_memory else failure
         if failure is None and inv.runtime_next_t is not None:
             # Invoke phase ends with the runtime's or the last extension's next (3.2).
             end = max([inv.runtime_next_t] + [e.last_next_t or 0.0 for e in targets])
@@ -349,7 +353,7 @@ class Sandbox:
             error_type = failure[1]
         if failure is None:
             self.bus.set_paused(True)  # the report waits for the next thaw (lambda-protocol 3.2)
-        memory = self.fleet.max_memory_used_mb()
+        memory = self._max_memory_used_mb(out_of_memory)
         overhead = (
             [] if post_ms is None else [events.span("extensionOverhead", time.time(), post_ms)]
         )
@@ -396,6 +400,18 @@ class Sandbox:
         times = {"started_at": t0, "frozen_at": frozen_at, "response": len(inv.response)}
         self._stats["invocations"].append(result.as_dict() | times)
         return result
+
+    def _memory_guard(self) -> MemoryGuard:
+        """Kills the function when its memory size is used up (memory.py)."""
+        group = self.cgroup
+        limited = group is not None and group.memory_limited
+        return MemoryGuard(self.fleet.runtime, self.cfg.memory_mb,
+                           group.anonymous_kb if group is not None and limited else None)
+
+    def _max_memory_used_mb(self, out_of_memory: bool) -> int:
+        memory = self.fleet.max_memory_used_mb()
+        # The killed runtime's peak is gone with it; Lambda reports the memory size.
+        return max(memory, self.cfg.memory_mb) if out_of_memory else memory
 
     # -- shutdown / reset ------------------------------------------------------------------------
 

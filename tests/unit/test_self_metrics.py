@@ -1,0 +1,128 @@
+"""The extension's own metrics (ext/self_metrics.py) and where the sender emits them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ext import config, control
+from ext.envelope import EnvelopeBuilder
+from ext.self_metrics import DeliveryStats, SelfMetrics, UnsentRecords, process_figures
+from ext.spool.ackstate import SpoolStats
+from tests.unit.test_sender_commits import Rig
+
+PREFIX = "metric_name:splunk.extension."
+
+
+def self_metrics(**env: str) -> tuple[SelfMetrics, EnvelopeBuilder]:
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t", **env})
+    builder = EnvelopeBuilder(cfg, "fn")
+    return SelfMetrics(builder.derivation.metrics, cfg.self_metrics), builder
+
+
+def test_delivery_counters_are_deltas_with_latency_percentiles() -> None:
+    stats = DeliveryStats()
+    for n in range(100):
+        stats.requested((n + 1) / 1000, "accepted", retry=False)
+    stats.requested(0.5, "retry", retry=False)
+    stats.requested(0.2, "retry", retry=True)
+    stats.requested(0.1, "hold", retry=True)
+    stats.bytes_uncompressed, stats.bytes_compressed = 1000, 300
+    first = stats.take()
+    assert first["hec.requests"] == 103
+    assert first["hec.retries"] == 2
+    assert (first["hec.failures.retry"], first["hec.failures.hold"],
+            first["hec.failures.poison"]) == (2, 1, 0)
+    assert first["hec.latency_p50_ms"] == 52.0
+    assert first["hec.latency_p99_ms"] == 200.0
+    assert (first["hec.bytes_uncompressed"], first["hec.bytes_compressed"]) == (1000, 300)
+    second = stats.take()
+    assert second["hec.requests"] == 0 and "hec.latency_p50_ms" not in second
+
+
+def test_unsent_records_follow_reads_and_commits() -> None:
+    unsent = UnsentRecords()
+    now = time.time_ns()
+    unsent.read(0, 10, now - 2_000_000_000)
+    unsent.read(1, 5, now)
+    assert unsent.events == 15
+    assert 1_900 < unsent.oldest_age_ms() < 60_000
+    unsent.committed(0)
+    assert unsent.events == 5 and unsent.oldest_age_ms() < 1_000
+    unsent.committed(1)
+    assert (unsent.events, unsent.oldest_age_ms()) == (0, 0.0)
+
+
+def test_process_figures_of_a_live_and_a_gone_process() -> None:
+    figures = process_figures({"sender": os.getpid(), "gone": 2**22 + 12345})
+    assert figures["process.sender.rss_mb"] > 1
+    assert figures["process.sender.cpu_ms"] >= 0
+    assert not any(k.startswith("process.gone") for k in figures)
+
+
+def test_metric_event_when_a_metrics_index_is_set() -> None:
+    sm, builder = self_metrics(SPLUNK_METRICS_INDEX="m")
+    sm.delivery.requested(0.01, "accepted", retry=False)
+    envelope = sm.envelope(builder, SpoolStats(dropped_events=7), 123, "invocation")
+    assert envelope is not None
+    event = json.loads(envelope)
+    assert (event["event"], event["index"], event["sourcetype"]) == (
+        "metric", "m", "aws:lambda:metrics")
+    fields = event["fields"]
+    assert fields["telemetry_type"] == "splunk-extension.self-metrics"
+    assert fields["function_name"] == "fn" and fields["reason"] == "invocation"
+    assert fields[PREFIX + "spool.dropped_events"] == 7
+    assert fields[PREFIX + "spool.unsent_bytes"] == 123
+    assert fields[PREFIX + "hec.requests"] == 1
+    assert fields[PREFIX + "process.sender.cpu_ms"] >= 0
+    assert all(isinstance(v, int | float) for k, v in fields.items() if k.startswith(PREFIX))
+
+
+def test_an_event_without_metrics_index_and_nothing_when_off() -> None:
+    sm, builder = self_metrics()
+    envelope = sm.envelope(builder, SpoolStats(dropped_events=3), 0, "shutdown")
+    assert envelope is not None
+    event = json.loads(envelope)
+    assert event["sourcetype"] == "aws:lambda:extension"
+    assert event["fields"]["telemetry_type"] == "splunk-extension.self-metrics"
+    body = event["event"]
+    assert body["reason"] == "shutdown"
+    assert body["metrics"]["splunk.extension.spool.dropped_events"] == 3
+    # Counts at the top of an extension notice mean "lost": these must stay nested.
+    assert not any(k.endswith("_events") for k in body)
+    off, builder = self_metrics(SPLUNK_SELF_METRICS="false")
+    assert off.envelope(builder, SpoolStats(), 0, "shutdown") is None
+
+
+def own(rig: Rig) -> list[dict[str, Any]]:
+    found = []
+    for envelope in rig.courier.accepted:
+        event = json.loads(envelope)
+        if event["fields"].get("telemetry_type") == "splunk-extension.self-metrics":
+            found.append(event["event"])
+    return found
+
+
+def test_sender_emits_once_per_invocation_and_at_shutdown(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        rig.append(["a", "b"])
+        rig.append_invocation("r1", ["c"])
+        rig.append_invocation("r2", ["d"])
+        for _ in range(4):
+            rig.sender.step()
+            rig.courier.finish(2)
+        assert [e["reason"] for e in own(rig)] == ["invocation", "invocation"]
+        committed = rig.committed()
+        rig.tell(control.Drain(int(time.time() * 1000) + 2_000, "r2"))
+        for _ in range(3):
+            rig.courier.finish(2)
+            rig.sender.step()
+        assert [e["reason"] for e in own(rig)] == ["invocation", "invocation", "shutdown"]
+        assert rig.committed() == committed  # the shutdown event completes no spool record
+        assert own(rig)[-1]["metrics"]["splunk.extension.spool.unsent_events"] == 0
+    finally:
+        rig.close()
