@@ -1,0 +1,543 @@
+"""Many environments into one HEC (issue 14, item 4): N emulated execution environments at once,
+each running the real extension with the sample function at a steady invocation rate.
+
+Each environment is its own worker process (`--worker`, one emulator `Sandbox`, as Lambda keeps
+environments apart): it inits, waits for the common start, then invokes at RATE per second (10
+lines of 100 bytes each, default flush strategy) on a fixed schedule, the environments' phases
+spread evenly so the total arrival rate is steady, then shuts its environment down. Every line
+carries an id (`F<cell>-<env>-<invocation>:<line>:`). Two modes per N:
+
+- `hec`: into one embedded HEC receiver (`ext/local/hec`, a separate process, SQLite);
+- `sink`: into the counting sink (`benchmarks/hec_sink.py`), which only counts and appends the
+  decompressed bodies to a file: the receiver's own cost is taken out of the machine.
+
+Figures, over the steady window (first invocation to the last one's start):
+- total events/s and HEC requests/s accepted by the target (its counters, before and after);
+- open connections to the target per environment (ESTABLISHED sockets on its port, from
+  /proc/net/tcp, sampled every 0.5 s: mean and max);
+- bytes per event: request body as sent (gzip), and on the wire (request line, headers and body;
+  headers measured by the sink), and the uncompressed body (what a peer without gzip sends);
+- Telemetry API batches per invocation (what a peer posting one request per batch would send);
+- loss and duplicates, exactly: every line id of every successful invocation must be stored
+  exactly once (checked after the shutdowns, which drain what the last invocations left);
+- extension CPU per event: scheduler CPU (ns) of every extension process between the frozen
+  states before the first and after the last invocation, over the Telemetry events the
+  emulator delivered to it meanwhile. It must not grow with N.
+
+CPU limits: off by default (`--limits` turns on the emulator's cgroup CPU share and memory
+limit). The figure compared across N is CPU *time* per event, which a CFS quota does not change;
+32 environments at 128 MB would be promised 32 x 7.2% = 2.3 cores on a 2-core machine, so the
+quotas would not emulate Lambda's isolation anyway and would only slow inits (~1 s each at 7%)
+past the 5-minute budget.
+Run: `nice -n 10 .venv/bin/python -m benchmarks.bench_fleet [--quick] [--envs 1 4] [--rate 2]
+[--window 12] [--modes hec sink]` -> results/fleet.json + fleet.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import select
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from benchmarks import common
+from benchmarks.rig import REPO, TOKEN, HecProcess, SinkProcess, cpu_ns, cpu_seconds, extension_tree
+from ext.local.layer import EXTENSION_NAME, make_local_opt
+
+ENVS = (1, 4, 16, 32)
+MODES = ("hec", "sink")
+RATE_PER_ENV = 2.0  # invocations per second per environment
+WINDOW_S = 12.0
+QUICK_ENVS = (2,)
+QUICK_MODES = ("hec",)
+QUICK_WINDOW_S = 1.5
+LINES = 10
+LINE_BYTES = 100
+MEMORY_MB = 128
+WARMUP = 2  # invocations per environment before the window (loss-checked, not measured)
+READY_TIMEOUT_S = 120.0
+RESULT_TIMEOUT_S = 120.0
+CONN_SAMPLE_S = 0.5
+START_DELAY_S = 0.5
+LINE_ID = re.compile(r"^F(\d+)-(\d+)-(\d+):(\d+):")
+TARGETS = {"loss": 0, "duplicates": 0, "cpu_growth_max_ratio": 1.5}
+
+
+# -- the worker: one environment ---------------------------------------------------------------
+
+
+def worker(spec: dict[str, Any]) -> int:
+    """Runs one environment per `spec`; prints a ready line, reads the start, prints the result."""
+    from ext.local.sandbox import Sandbox, SandboxConfig
+
+    env = {"SPLUNK_HOST": spec["url"], "SPLUNK_HEC_TOKEN": TOKEN,
+           "SPLUNK_EXTENSION_PYTHON": sys.executable}
+    cfg = SandboxConfig(function_dir=REPO / "function", handler="handler.handler",
+                        opt_dir=Path(spec["opt"]), env=env, function_name=spec["name"],
+                        memory_mb=MEMORY_MB, timeout_s=30.0, init_timeout_s=READY_TIMEOUT_S,
+                        limits=bool(spec["limits"]))
+    sb = Sandbox(cfg).start()
+    try:
+        init = sb.init()
+        # The first invocations are flushed as they end (the default strategy's warm-up) and
+        # pay for first-use work; they run before the window, so it shows the steady state.
+        warm = [k for k in range(WARMUP) if sb.invoke(_payload(spec, k)).status == "success"]
+        _say({"ready": init.get("status") == "success" and len(warm) == WARMUP,
+              "init_ms": init.get("duration_ms")})
+        start = json.loads(sys.stdin.readline() or "{}").get("t0")
+        if start is None:
+            return 1
+        result = _run_schedule(sb, spec, float(start))
+        shutdown = sb.shutdown()
+        ext = shutdown.extensions.get(EXTENSION_NAME)
+        result["shutdown_exit_ms"] = ext.exit_ms if ext else None
+        result["shutdown_killed"] = bool(ext.killed) if ext else None
+        _say(result)
+    finally:
+        sb.close()
+    return 0
+
+
+def _run_schedule(sb: Any, spec: dict[str, Any], t0: float) -> dict[str, Any]:
+    rate, count, offset = float(spec["rate"]), int(spec["count"]), float(spec["offset"])
+    pids = extension_tree(sb)
+    runtime_pid = sb.runtime_pid
+    delivered0 = _delivered(sb)
+    cpu0, runtime0, self0 = cpu_ns(pids), cpu_ns([runtime_pid]), cpu_ns([os.getpid()])
+    done: list[int] = []
+    late_ms = 0.0
+    for k in range(count):
+        due = t0 + offset + k / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        else:
+            late_ms = max(late_ms, -wait * 1000)
+        if sb.invoke(_payload(spec, WARMUP + k)).status == "success":
+            done.append(WARMUP + k)
+    ended = time.monotonic()
+    delivered = _delivered(sb)
+    return {
+        "env": spec["env"], "invocations": count, "succeeded": [*range(WARMUP), *done],
+        "first_due": t0 + offset, "ended": ended, "max_late_ms": late_ms,
+        "extension_cpu_ms": (cpu_ns(pids) - cpu0) / 1e6,
+        "runtime_cpu_ms": (cpu_ns([runtime_pid]) - runtime0) / 1e6,
+        "emulator_cpu_ms": (cpu_ns([os.getpid()]) - self0) / 1e6,
+        "telemetry_events": delivered["events"] - delivered0["events"],
+        "telemetry_batches": delivered["batches"] - delivered0["batches"],
+        "telemetry_bytes": delivered["bytes"] - delivered0["bytes"],
+        "telemetry_dropped": delivered["dropped_records"],
+    }
+
+
+def _payload(spec: dict[str, Any], k: int) -> dict[str, Any]:
+    return {"lines": LINES, "size": LINE_BYTES, "tag": f"F{spec['cell']}-{spec['env']}-{k}"}
+
+
+def _delivered(sb: Any) -> dict[str, float]:
+    stats = sb.inspect()["delivery"].get(EXTENSION_NAME, {})
+    return {k: float(stats.get(k, 0)) for k in ("events", "batches", "bytes", "dropped_records")}
+
+
+def _say(doc: dict[str, Any]) -> None:
+    sys.stdout.write("FLEET " + json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+# -- the parent: targets, workers, counters ----------------------------------------------------
+
+
+class Target:
+    """The HEC receiver or the counting sink, with counters read the same way for both."""
+
+    def __init__(self, mode: str, work: Path) -> None:
+        self.mode = mode
+        self.dump = work / "sink.jsonl"
+        if mode == "hec":
+            self.hec: HecProcess | None = HecProcess(work / "hec.sqlite")
+            self.sink: SinkProcess | None = None
+            self.url = self.hec.url
+        else:
+            self.hec = None
+            self.sink = SinkProcess(str(self.dump))
+            self.url = self.sink.url
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.pid = (self.hec or self.sink).proc.pid  # type: ignore[union-attr]
+
+    def counters(self) -> dict[str, float]:
+        """events, requests and body bytes accepted so far (head and raw bytes: sink only)."""
+        if self.sink is not None:
+            c = self.sink.counters()
+            return {k: float(c[k]) for k in ("events", "requests", "body_bytes", "raw_bytes",
+                                              "head_bytes")}
+        assert self.hec is not None
+        conn = sqlite3.connect(f"file:{self.hec.db}?mode=ro", uri=True, timeout=30)
+        try:
+            events = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+            requests, body = conn.execute(
+                "SELECT count(*), coalesce(sum(body_bytes), 0) FROM requests WHERE status = 200 "
+                "AND path LIKE '/services/collector%' AND path NOT LIKE '%health%'").fetchone()
+        finally:
+            conn.close()
+        return {"events": float(events), "requests": float(requests), "body_bytes": float(body),
+                "raw_bytes": math.nan, "head_bytes": math.nan}
+
+    def line_texts(self, cell: int) -> Iterator[str]:
+        """Every stored function line of this cell (duplicates included)."""
+        prefix = f"F{cell}-"
+        if self.hec is not None:
+            for event in self.hec.events(sourcetype="aws:lambda:function", contains=prefix):
+                text = json.loads(event.event)
+                if isinstance(text, str):
+                    yield text
+            return
+        with open(self.dump, "rb") as fh:
+            for raw in fh:
+                if prefix.encode() in raw:
+                    text = json.loads(raw).get("event")
+                    if isinstance(text, str):
+                        yield text
+
+    def stop(self) -> None:
+        if self.hec is not None:
+            self.hec.stop()
+        if self.sink is not None:
+            self.sink.stop()
+
+
+def established(port: int) -> int:
+    """ESTABLISHED TCP connections to local `port` (counted on the server's side), except this
+    process's own (the sink's counter queries)."""
+    rows = _tcp_rows()
+    own_inodes = _socket_inodes(os.getpid())
+    own_ports = {local for local, _, _, inode in rows if inode in own_inodes}
+    return sum(1 for local, peer, state, _ in rows
+               if state == "01" and local == port and peer not in own_ports)
+
+
+def _tcp_rows() -> list[tuple[int, int, str, str]]:
+    """(local port, peer port, state, inode) of every TCP socket in /proc/net/tcp{,6}."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh)
+                for line in fh:
+                    f = line.split()
+                    rows.append((int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16),
+                                 f[3], f[9]))
+        except OSError:
+            continue
+    return rows
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return inodes
+
+
+def _read_said(proc: subprocess.Popen[str], deadline: float) -> dict[str, Any]:
+    """The next `FLEET {...}` line of a worker, or RuntimeError at the deadline or its exit."""
+    assert proc.stdout is not None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError("a fleet worker did not answer in time")
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if not ready:
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"a fleet worker exited ({proc.poll()})")
+        if line.startswith("FLEET "):
+            doc: dict[str, Any] = json.loads(line[6:])
+            return doc
+
+
+def run_cell(cell: int, n: int, mode: str, rate: float, window_s: float,
+             limits: bool) -> dict[str, Any]:
+    """N environments into one target; returns the cell's figures."""
+    count = max(1, round(window_s * rate))
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        work = Path(tmp)
+        opt = make_local_opt(work / "opt")
+        target = Target(mode, work)
+        logs: list[IO[str]] = []
+        procs: list[subprocess.Popen[str]] = []
+        try:
+            for i in range(n):
+                spec = {"url": target.url, "opt": str(opt), "name": f"fleet-{i}", "env": i,
+                        "cell": cell, "rate": rate, "count": count,
+                        "offset": i / (n * rate), "limits": limits}
+                logs.append(open(work / f"worker-{i}.log", "w+"))  # noqa: SIM115
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "benchmarks.bench_fleet", "--worker", json.dumps(spec)],
+                    cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1],
+                    text=True))
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            readies = [_read_said(p, deadline) for p in procs]
+            if not all(r["ready"] for r in readies):
+                raise RuntimeError(f"an environment failed its init: {readies}")
+            t0 = time.monotonic() + START_DELAY_S
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(json.dumps({"t0": t0}) + "\n")
+                p.stdin.flush()
+            # Until the first environment's last invocation starts: every environment is
+            # still alive (none has begun its shutdown) for the whole window.
+            window = _watch(target, t0, max(1, count - 1) / rate)
+            deadline = time.monotonic() + RESULT_TIMEOUT_S
+            results = [_read_said(p, deadline) for p in procs]
+            for p in procs:
+                p.wait(30)
+            stored = Counter(_ids(target.line_texts(cell), cell))
+        except BaseException:
+            for p, log in zip(procs, logs, strict=False):
+                if p.poll() is None:
+                    p.kill()
+                log.seek(0)
+                sys.stderr.write(log.read()[-2000:])
+            raise
+        finally:
+            for log in logs:
+                log.close()
+            target.stop()
+    return _figures(cell, n, mode, rate, count, limits, readies, results, window, stored)
+
+
+def _watch(target: Target, t0: float, window_s: float) -> dict[str, Any]:
+    """Counters at the window's start and end, and connection samples in between."""
+    time.sleep(max(0.0, t0 - time.monotonic()))
+    before, hec_cpu0 = target.counters(), cpu_seconds(target.pid)
+    samples: list[int] = []
+    end = t0 + window_s
+    while time.monotonic() < end:
+        samples.append(established(target.port))
+        time.sleep(min(CONN_SAMPLE_S, max(0.0, end - time.monotonic())))
+    after, hec_cpu = target.counters(), cpu_seconds(target.pid) - hec_cpu0
+    seconds = time.monotonic() - t0
+    return {"seconds": seconds, "delta": {k: after[k] - before[k] for k in after},
+            "connections": samples, "target_cpu_ms": hec_cpu * 1000}
+
+
+def _ids(texts: Iterator[str], cell: int) -> Iterator[tuple[int, int, int]]:
+    for text in texts:
+        match = LINE_ID.match(text)
+        if match and int(match[1]) == cell:
+            yield int(match[2]), int(match[3]), int(match[4])
+
+
+def _figures(cell: int, n: int, mode: str, rate: float, count: int, limits: bool,
+             readies: list[dict[str, Any]], results: list[dict[str, Any]],
+             window: dict[str, Any], stored: Counter[tuple[int, int, int]]) -> dict[str, Any]:
+    expected = {(r["env"], k, line) for r in results for k in r["succeeded"]
+                for line in range(LINES)}
+    missing = len(expected - stored.keys())
+    duplicates = sum(c - 1 for c in stored.values() if c > 1)
+    unexpected = len(stored.keys() - expected)
+    d, seconds = window["delta"], window["seconds"]
+    events = d["events"]
+    telemetry_events = sum(r["telemetry_events"] for r in results)
+    invocations = sum(len(r["succeeded"]) - WARMUP for r in results)
+    conns = window["connections"] or [0]
+    head_per_request = d["head_bytes"] / d["requests"] if d["requests"] else math.nan
+    return {
+        "cell": cell, "envs": n, "mode": mode, "rate_per_env": rate, "limits": limits,
+        "invocations_per_env": count, "invocations": invocations,
+        "failed_invocations": n * count - invocations,
+        "init_ms_max": max(float(r.get("init_ms") or 0) for r in readies),
+        "window_s": seconds, "max_late_ms": max(r["max_late_ms"] for r in results),
+        "events": events, "events_per_s": events / seconds,
+        "hec_requests": d["requests"], "hec_requests_per_s": d["requests"] / seconds,
+        "hec_requests_per_invocation": d["requests"] / invocations if invocations else math.nan,
+        "events_per_request": events / d["requests"] if d["requests"] else math.nan,
+        "connections_per_env_mean": sum(conns) / len(conns) / n,
+        "connections_per_env_max": max(conns) / n,
+        "body_bytes_per_event": d["body_bytes"] / events if events else math.nan,
+        "raw_bytes_per_event": d["raw_bytes"] / events if events else math.nan,
+        "head_bytes_per_request": head_per_request,
+        "wire_bytes_per_event": ((d["body_bytes"] + d["head_bytes"]) / events
+                                 if events else math.nan),
+        "telemetry_batches_per_invocation":
+            sum(r["telemetry_batches"] for r in results) / invocations if invocations
+            else math.nan,
+        "telemetry_bytes_per_event":
+            sum(r["telemetry_bytes"] for r in results) / telemetry_events if telemetry_events
+            else math.nan,
+        "telemetry_events_per_invocation": telemetry_events / invocations if invocations
+        else math.nan,
+        "telemetry_dropped": sum(r["telemetry_dropped"] for r in results),
+        "lines_expected": len(expected), "lines_stored": sum(stored.values()),
+        "loss": missing, "duplicates": duplicates, "unexpected": unexpected,
+        "extension_cpu_us_per_event": (sum(r["extension_cpu_ms"] for r in results) * 1000
+                                       / telemetry_events if telemetry_events else math.nan),
+        "extension_cpu_ms_per_invocation": (sum(r["extension_cpu_ms"] for r in results)
+                                            / invocations if invocations else math.nan),
+        "runtime_cpu_ms_per_invocation": (sum(r["runtime_cpu_ms"] for r in results)
+                                          / invocations if invocations else math.nan),
+        "emulator_cpu_ms_per_invocation": (sum(r["emulator_cpu_ms"] for r in results)
+                                           / invocations if invocations else math.nan),
+        "target_cpu_us_per_event": window["target_cpu_ms"] * 1000 / events if events
+        else math.nan,
+        "connection_samples": window["connections"],
+        "shutdown_killed": sum(1 for r in results if r.get("shutdown_killed")),
+    }
+
+
+def measure(envs: Sequence[int], modes: Sequence[str], rate: float, window_s: float,
+            limits: bool) -> dict[str, Any]:
+    cells: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for mode in modes:
+        for n in envs:
+            cell = run_cell(len(cells) + 1, n, mode, rate, window_s, limits)
+            cells.append(cell)
+            print(f"  {mode} N={n}: {cell['events_per_s']:.0f} events/s, loss {cell['loss']}, "
+                  f"duplicates {cell['duplicates']} ({time.monotonic() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+    _attach_heads(cells)
+    if os.environ.get("FLEET_DEBUG"):
+        for c in cells:
+            print(c, file=sys.stderr)
+    return {"lines_per_invocation": LINES, "line_bytes": LINE_BYTES, "memory_mb": MEMORY_MB,
+            "rate_per_env": rate, "window_s": window_s, "limits": limits,
+            "seconds_total": time.monotonic() - started, "cells": cells}
+
+
+def _attach_heads(cells: list[dict[str, Any]]) -> None:
+    """The receiver's request log has body sizes only: its wire bytes take the head size the
+    sink measured for the same N (the same extension sends the same headers)."""
+    heads = {c["envs"]: c["head_bytes_per_request"] for c in cells if c["mode"] == "sink"}
+    every = [h for h in heads.values() if not math.isnan(h)]
+    fallback = sum(every) / len(every) if every else math.nan
+    for c in cells:
+        if c["mode"] == "hec":
+            head = heads.get(c["envs"], fallback)
+            c["head_bytes_per_request"] = head
+            c["wire_bytes_per_event"] = (c["body_bytes_per_event"]
+                                         + head / c["events_per_request"])
+
+
+HEADERS = ["mode", "N", "inv/s", "events/s", "HEC req/s", "req/inv", "conn/env", "gzip B/ev",
+           "wire B/ev", "raw B/ev", "TAPI batch/inv", "loss", "dup", "ext CPU us/ev",
+           "ext CPU ms/inv", "target CPU us/ev", "late ms"]
+
+
+def rows(results: dict[str, Any]) -> list[list[object]]:
+    out: list[list[object]] = []
+    for c in results["cells"]:
+        out.append([c["mode"], c["envs"], c["invocations"] / c["window_s"], c["events_per_s"],
+                    c["hec_requests_per_s"], c["hec_requests_per_invocation"],
+                    f"{c['connections_per_env_mean']:.2f} (max {c['connections_per_env_max']:.2f})",
+                    c["body_bytes_per_event"], c["wire_bytes_per_event"],
+                    c["raw_bytes_per_event"], c["telemetry_batches_per_invocation"], c["loss"],
+                    c["duplicates"], c["extension_cpu_us_per_event"],
+                    c["extension_cpu_ms_per_invocation"], c["target_cpu_us_per_event"],
+                    c["max_late_ms"]])
+    return out
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """Loss and duplicates must be 0; CPU per event at the largest N against the smallest."""
+    cells = results["cells"]
+    loss = sum(c["loss"] for c in cells)
+    dup = sum(c["duplicates"] for c in cells)
+    growth: dict[str, float] = {}
+    for mode in {c["mode"] for c in cells}:
+        mine = sorted((c for c in cells if c["mode"] == mode), key=lambda c: c["envs"])
+        if len(mine) > 1:
+            growth[mode] = (mine[-1]["extension_cpu_us_per_event"]
+                            / mine[0]["extension_cpu_us_per_event"])
+    return {"loss": loss, "duplicates": dup, "cpu_growth": growth}
+
+
+def report(results: dict[str, Any]) -> None:
+    common.print_table(
+        f"Fleet: N environments x {results['rate_per_env']:g} invocations/s of "
+        f"{results['lines_per_invocation']} lines, {results['window_s']:g} s window, "
+        f"CPU limits {'on' if results['limits'] else 'off'}", HEADERS, rows(results))
+    v = verdicts(results)
+    growth = ", ".join(f"{m} {g:.2f}x" for m, g in sorted(v["cpu_growth"].items())) or "-"
+    print(f"loss {v['loss']} / duplicates {v['duplicates']} (must be 0): "
+          f"{'met' if v['loss'] == 0 and v['duplicates'] == 0 else 'MISSED'}; "
+          f"extension CPU per event, largest N / smallest N: {growth}; "
+          f"{results['seconds_total']:.0f} s in all")
+
+
+def chart(results: dict[str, Any], folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = results["cells"]
+    modes = [m for m in MODES if any(c["mode"] == m for c in cells)]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=100)
+    panels = (("events_per_s", "events/s (total)"), ("hec_requests_per_s", "HEC requests/s"),
+              ("extension_cpu_us_per_event", "extension CPU us/event"))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for mode in modes:
+            mine = sorted((c for c in cells if c["mode"] == mode), key=lambda c: c["envs"])
+            ax.plot([c["envs"] for c in mine], [c[key] for c in mine], marker="o",
+                    label="HEC receiver" if mode == "hec" else "counting sink")
+        ax.set_xlabel("environments (N)")
+        ax.set_title(label, fontsize=10)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({c["envs"] for c in cells}),
+                      [str(n) for n in sorted({c["envs"] for c in cells})])
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"N environments x {results['rate_per_env']:g} invocations/s of "
+                 f"{results['lines_per_invocation']} lines into one HEC", fontsize=10)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / "fleet.png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_fleet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
+    parser.add_argument("--envs", type=int, nargs="*", default=None)
+    parser.add_argument("--modes", nargs="*", choices=MODES, default=None)
+    parser.add_argument("--rate", type=float, default=RATE_PER_ENV,
+                        help="invocations per second per environment")
+    parser.add_argument("--window", type=float, default=None, help="seconds of invocations")
+    parser.add_argument("--limits", action="store_true",
+                        help="the emulator's cgroup CPU share and memory limit (root)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(json.loads(args.worker))
+    envs = args.envs or (QUICK_ENVS if args.quick else ENVS)
+    modes = args.modes or (QUICK_MODES if args.quick else MODES)
+    window = args.window or (QUICK_WINDOW_S if args.quick else WINDOW_S)
+    results = measure(envs, modes, args.rate, window, args.limits)
+    report(results)
+    common.write_result("fleet", results, quick=args.quick, targets=TARGETS)
+    chart(results, common.results_dir())
+    v = verdicts(results)
+    return 0 if v["loss"] == 0 and v["duplicates"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
