@@ -59,7 +59,8 @@ from ext.local.layer import EXTENSION_NAME, make_local_opt
 ENVS = (1, 4, 16, 32)
 MODES = ("hec", "sink")
 RATE_PER_ENV = 2.0  # invocations per second per environment
-WINDOW_S = 12.0
+WINDOW_S = 10.0
+SWEEP_RATES = (1.0, 10.0, 100.0)  # asked; the emulator's own invoke time caps what is reached
 QUICK_ENVS = (2,)
 QUICK_MODES = ("hec",)
 QUICK_WINDOW_S = 1.5
@@ -117,20 +118,26 @@ def _run_schedule(sb: Any, spec: dict[str, Any], t0: float) -> dict[str, Any]:
     delivered0 = _delivered(sb)
     cpu0, runtime0, self0 = cpu_ns(pids), cpu_ns([runtime_pid]), cpu_ns([os.getpid()])
     done: list[int] = []
+    attempted = 0
     late_ms = 0.0
+    stop_at = t0 + offset + count / rate  # a machine that cannot keep up ends the run anyway
     for k in range(count):
         due = t0 + offset + k / rate
+        if time.monotonic() >= stop_at:
+            break
         wait = due - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         else:
             late_ms = max(late_ms, -wait * 1000)
+        attempted += 1
         if sb.invoke(_payload(spec, WARMUP + k)).status == "success":
             done.append(WARMUP + k)
     ended = time.monotonic()
     delivered = _delivered(sb)
     return {
-        "env": spec["env"], "invocations": count, "succeeded": [*range(WARMUP), *done],
+        "env": spec["env"], "invocations": count, "attempted": attempted,
+        "succeeded": [*range(WARMUP), *done],
         "first_due": t0 + offset, "ended": ended, "max_late_ms": late_ms,
         "extension_cpu_ms": (cpu_ns(pids) - cpu0) / 1e6,
         "runtime_cpu_ms": (cpu_ns([runtime_pid]) - runtime0) / 1e6,
@@ -274,7 +281,8 @@ def _read_said(proc: subprocess.Popen[str], deadline: float) -> dict[str, Any]:
 def run_cell(cell: int, n: int, mode: str, rate: float, window_s: float,
              limits: bool) -> dict[str, Any]:
     """N environments into one target; returns the cell's figures."""
-    count = max(1, round(window_s * rate))
+    count = max(2, round(window_s * rate))
+    phases = {"start": time.monotonic()}
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         work = Path(tmp)
         opt = make_local_opt(work / "opt")
@@ -295,6 +303,7 @@ def run_cell(cell: int, n: int, mode: str, rate: float, window_s: float,
             readies = [_read_said(p, deadline) for p in procs]
             if not all(r["ready"] for r in readies):
                 raise RuntimeError(f"an environment failed its init: {readies}")
+            phases["ready"] = time.monotonic()
             t0 = time.monotonic() + START_DELAY_S
             for p in procs:
                 assert p.stdin is not None
@@ -302,12 +311,15 @@ def run_cell(cell: int, n: int, mode: str, rate: float, window_s: float,
                 p.stdin.flush()
             # Until the first environment's last invocation starts: every environment is
             # still alive (none has begun its shutdown) for the whole window.
-            window = _watch(target, t0, max(1, count - 1) / rate)
+            window = _watch(target, t0, (count - 1) / rate)
+            phases["window_end"] = time.monotonic()
             deadline = time.monotonic() + RESULT_TIMEOUT_S
             results = [_read_said(p, deadline) for p in procs]
             for p in procs:
                 p.wait(30)
+            phases["shut_down"] = time.monotonic()
             stored = Counter(_ids(target.line_texts(cell), cell))
+            phases["checked"] = time.monotonic()
         except BaseException:
             for p, log in zip(procs, logs, strict=False):
                 if p.poll() is None:
@@ -319,7 +331,11 @@ def run_cell(cell: int, n: int, mode: str, rate: float, window_s: float,
             for log in logs:
                 log.close()
             target.stop()
-    return _figures(cell, n, mode, rate, count, limits, readies, results, window, stored)
+    figures = _figures(cell, n, mode, rate, count, limits, readies, results, window, stored)
+    marks = list(phases.items())
+    figures["phase_s"] = {name: round(t - marks[i - 1][1], 1)
+                          for i, (name, t) in enumerate(marks) if i}
+    return figures
 
 
 def _watch(target: Target, t0: float, window_s: float) -> dict[str, Any]:
@@ -361,7 +377,8 @@ def _figures(cell: int, n: int, mode: str, rate: float, count: int, limits: bool
     return {
         "cell": cell, "envs": n, "mode": mode, "rate_per_env": rate, "limits": limits,
         "invocations_per_env": count, "invocations": invocations,
-        "failed_invocations": n * count - invocations,
+        "failed_invocations": sum(r["attempted"] for r in results) - invocations,
+        "not_started_invocations": n * count - sum(r["attempted"] for r in results),
         "init_ms_max": max(float(r.get("init_ms") or 0) for r in readies),
         "window_s": seconds, "max_late_ms": max(r["max_late_ms"] for r in results),
         "events": events, "events_per_s": events / seconds,
@@ -402,16 +419,20 @@ def _figures(cell: int, n: int, mode: str, rate: float, count: int, limits: bool
 
 
 def measure(envs: Sequence[int], modes: Sequence[str], rate: float, window_s: float,
-            limits: bool) -> dict[str, Any]:
+            limits: bool, sweep: Sequence[float] = ()) -> dict[str, Any]:
+    """The N sweep at `rate` per environment in each mode, then one environment into the sink
+    at each rate of `sweep` (requests per invocation as the per-environment rate grows)."""
+    plan = [(n, mode, rate) for mode in modes for n in envs]
+    plan += [(1, "sink", r) for r in sweep]
     cells: list[dict[str, Any]] = []
     started = time.monotonic()
-    for mode in modes:
-        for n in envs:
-            cell = run_cell(len(cells) + 1, n, mode, rate, window_s, limits)
-            cells.append(cell)
-            print(f"  {mode} N={n}: {cell['events_per_s']:.0f} events/s, loss {cell['loss']}, "
-                  f"duplicates {cell['duplicates']} ({time.monotonic() - started:.0f} s)",
-                  file=sys.stderr, flush=True)
+    for i, (n, mode, r) in enumerate(plan):
+        cell = run_cell(i + 1, n, mode, r, window_s, limits)
+        cell["sweep"] = i >= len(modes) * len(envs)
+        cells.append(cell)
+        print(f"  {mode} N={n} at {r:g}/s: {cell['events_per_s']:.0f} events/s, loss "
+              f"{cell['loss']}, duplicates {cell['duplicates']}, phases {cell['phase_s']} "
+              f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     _attach_heads(cells)
     if os.environ.get("FLEET_DEBUG"):
         for c in cells:
@@ -435,15 +456,16 @@ def _attach_heads(cells: list[dict[str, Any]]) -> None:
                                          + head / c["events_per_request"])
 
 
-HEADERS = ["mode", "N", "inv/s", "events/s", "HEC req/s", "req/inv", "conn/env", "gzip B/ev",
-           "wire B/ev", "raw B/ev", "TAPI batch/inv", "loss", "dup", "ext CPU us/ev",
+HEADERS = ["mode", "N", "inv/s/env", "inv/s", "events/s", "HEC req/s", "req/inv", "conn/env",
+           "gzip B/ev", "wire B/ev", "raw B/ev", "TAPI batch/inv", "loss", "dup", "ext CPU us/ev",
            "ext CPU ms/inv", "target CPU us/ev", "late ms"]
 
 
 def rows(results: dict[str, Any]) -> list[list[object]]:
     out: list[list[object]] = []
     for c in results["cells"]:
-        out.append([c["mode"], c["envs"], c["invocations"] / c["window_s"], c["events_per_s"],
+        out.append([c["mode"], c["envs"], c["rate_per_env"], c["invocations"] / c["window_s"],
+                    c["events_per_s"],
                     c["hec_requests_per_s"], c["hec_requests_per_invocation"],
                     f"{c['connections_per_env_mean']:.2f} (max {c['connections_per_env_max']:.2f})",
                     c["body_bytes_per_event"], c["wire_bytes_per_event"],
@@ -456,9 +478,9 @@ def rows(results: dict[str, Any]) -> list[list[object]]:
 
 def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     """Loss and duplicates must be 0; CPU per event at the largest N against the smallest."""
-    cells = results["cells"]
-    loss = sum(c["loss"] for c in cells)
-    dup = sum(c["duplicates"] for c in cells)
+    loss = sum(c["loss"] for c in results["cells"])
+    dup = sum(c["duplicates"] for c in results["cells"])
+    cells = n_sweep(results)
     growth: dict[str, float] = {}
     for mode in {c["mode"] for c in cells}:
         mine = sorted((c for c in cells if c["mode"] == mode), key=lambda c: c["envs"])
@@ -481,13 +503,18 @@ def report(results: dict[str, Any]) -> None:
           f"{results['seconds_total']:.0f} s in all")
 
 
+def n_sweep(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cells of the N sweep (not the per-environment rate sweep)."""
+    return [c for c in results["cells"] if not c.get("sweep")]
+
+
 def chart(results: dict[str, Any], folder: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = results["cells"]
+    cells = n_sweep(results)
     modes = [m for m in MODES if any(c["mode"] == m for c in cells)]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=100)
     panels = (("events_per_s", "events/s (total)"), ("hec_requests_per_s", "HEC requests/s"),
@@ -522,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=RATE_PER_ENV,
                         help="invocations per second per environment")
     parser.add_argument("--window", type=float, default=None, help="seconds of invocations")
+    parser.add_argument("--sweep", type=float, nargs="*", default=None,
+                        help="per-environment rates for one environment into the sink")
     parser.add_argument("--limits", action="store_true",
                         help="the emulator's cgroup CPU share and memory limit (root)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -531,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     envs = args.envs or (QUICK_ENVS if args.quick else ENVS)
     modes = args.modes or (QUICK_MODES if args.quick else MODES)
     window = args.window or (QUICK_WINDOW_S if args.quick else WINDOW_S)
-    results = measure(envs, modes, args.rate, window, args.limits)
+    sweep = args.sweep if args.sweep is not None else (() if args.quick else SWEEP_RATES)
+    results = measure(envs, modes, args.rate, window, args.limits, sweep)
     report(results)
     common.write_result("fleet", results, quick=args.quick, targets=TARGETS)
     chart(results, common.results_dir())

@@ -17,6 +17,7 @@ from typing import Any
 from benchmarks import (
     bench_cold_start,
     bench_cost,
+    bench_fleet,
     bench_flush_latency,
     bench_memory,
     bench_shutdown_drain,
@@ -27,7 +28,7 @@ from benchmarks import (
 Doc = dict[str, Any]
 OWN = {"cold_start": bench_cold_start, "flush_latency": bench_flush_latency,
        "throughput": bench_throughput, "shutdown_drain": bench_shutdown_drain,
-       "memory": bench_memory, "cost": bench_cost}
+       "memory": bench_memory, "cost": bench_cost, "fleet": bench_fleet}
 
 
 def load(folder: Path, name: str) -> Doc | None:
@@ -238,6 +239,45 @@ def cost(doc: Doc) -> list[str]:
             "![CPU per invocation](img/cost_cpu.png)", ""]
 
 
+def fleet(doc: Doc) -> list[str]:
+    r = doc["results"]
+    rows = []
+    for c in r["cells"]:
+        rows.append([
+            "HEC receiver" if c["mode"] == "hec" else "counting sink", fmt(c["envs"]),
+            fmt(c["invocations"] / c["window_s"], 1), fmt(c["events_per_s"], 0),
+            fmt(c["hec_requests_per_s"], 1), fmt(c["hec_requests_per_invocation"], 2),
+            f"{fmt(c['connections_per_env_mean'], 2)} / {fmt(c['connections_per_env_max'], 2)}",
+            fmt(c["body_bytes_per_event"], 0), fmt(c["wire_bytes_per_event"], 0),
+            fmt(c["raw_bytes_per_event"], 0), fmt(c["telemetry_batches_per_invocation"], 2),
+            f"{fmt(c['lines_stored'])} / {fmt(c['lines_expected'])}", fmt(c["loss"]),
+            fmt(c["duplicates"]), fmt(c["extension_cpu_us_per_event"], 0),
+            fmt(c["extension_cpu_ms_per_invocation"], 2), fmt(c["max_late_ms"], 0)])
+    out = [f"Each environment: {fmt(r['rate_per_env'], 0)} invocations/s of "
+           f"{fmt(r['lines_per_invocation'])} lines of {fmt(r['line_bytes'])} bytes, "
+           f"{fmt(r['memory_mb'])} MB, default flush strategy, for a "
+           f"{fmt(r['window_s'], 0)} s window after {bench_fleet.WARMUP} warm-up invocations; "
+           f"CPU limits {'on' if r['limits'] else 'off'}; {fmt(r['seconds_total'], 0)} s for the "
+           "whole run.", ""]
+    out += table(["into", "N", "invocations/s", "events/s", "HEC requests/s",
+                  "requests/invocation", "connections/env (mean / max)", "gzip bytes/event",
+                  "wire bytes/event", "uncompressed bytes/event",
+                  "Telemetry batches/invocation", "lines stored / expected", "loss",
+                  "duplicates", "extension CPU us/event", "extension CPU ms/invocation",
+                  "schedule late ms (max)"], rows)
+    v = bench_fleet.verdicts(r)
+    growth = "; ".join(f"{'HEC receiver' if m == 'hec' else 'counting sink'} {g:.2f}x"
+                       for m, g in sorted(v["cpu_growth"].items())) or "-"
+    target = doc["targets"].get("cpu_growth_max_ratio", 1.5)
+    grown = list(v["cpu_growth"].values())
+    out += table(["figure", "measured", "target", "verdict"], [
+        ["lines lost, every cell", fmt(v["loss"]), "0", verdict(v["loss"], 0)],
+        ["lines duplicated, every cell", fmt(v["duplicates"]), "0", verdict(v["duplicates"], 0)],
+        ["extension CPU per event, largest N / smallest N", growth, f"<= {target}x (flat)",
+         verdict(max(grown), target) if grown else "-"]])
+    return [*out, "![fleet](img/fleet.png)", ""]
+
+
 def others(folder: Path) -> list[str]:
     """Reference figures of the local tooling (benchmarks owned by the emulator/HEC/spool work)."""
     out: list[str] = []
@@ -316,6 +356,21 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
      "freeze; CPU = scheduler time of every extension process (/proc/<pid>/task/*/schedstat) "
      "between two frozen states; HEC requests counted until the last freeze. Cells with gaps "
      ">= 2 s run side by side (they are frozen nearly all the time)."),
+    ("fleet", "8. Many environments into one HEC", fleet,
+     "N emulated environments at once (N = 1, 4, 16, 32), each a worker process with its own "
+     "emulator, the real extension and the sample function, invoked on a fixed schedule (phases "
+     "spread evenly, so the total rate is steady), all into one embedded HEC receiver, then all "
+     "into the counting sink (`benchmarks/hec_sink.py`), which takes the receiver's SQLite work "
+     "off the machine. Events/s and requests/s are the target's own counters over the window; "
+     "connections are the ESTABLISHED sockets on the target's port (/proc/net/tcp, every "
+     "0.5 s); gzip bytes = request bodies as sent; wire bytes add the request line and headers "
+     "(measured by the sink); uncompressed = the same envelopes without gzip. Telemetry "
+     "batches = the emulator's POSTs to the extension, i.e. the requests a forwarder posting "
+     "one request per batch would send. Loss and duplicates: every line id of every successful "
+     "invocation, looked up in the store (or the sink's dump) after the environments shut down. "
+     "Extension CPU = scheduler time of its processes between the frozen states around the "
+     "window, over the Telemetry events delivered to it. docs/scaling.md turns these figures "
+     "into HEC sizing."),
 ]
 
 
