@@ -67,7 +67,8 @@ QUICK_WINDOW_S = 1.5
 LINES = 10
 LINE_BYTES = 100
 MEMORY_MB = 128
-WARMUP = 2  # invocations per environment before the window (loss-checked, not measured)
+WARMUP = 2  # invocations per environment before its first window (loss-checked, not measured)
+WARMUP_CELL = 0  # the cell id in the warm-up invocations' line ids
 READY_TIMEOUT_S = 120.0
 RESULT_TIMEOUT_S = 120.0
 CONN_SAMPLE_S = 0.5
@@ -80,7 +81,9 @@ TARGETS = {"loss": 0, "duplicates": 0, "cpu_growth_max_ratio": 1.5}
 
 
 def worker(spec: dict[str, Any]) -> int:
-    """Runs one environment per `spec`; prints a ready line, reads the start, prints the result."""
+    """Runs one environment: init and warm-up, then a ready line; then, per command read from
+    stdin, one window of invocations (`{"cell", "t0", "count", "offset", "rate"}`) answered with
+    its figures, until `{"stop": true}`: shutdown, answered with how the extension exited."""
     from ext.local.sandbox import Sandbox, SandboxConfig
 
     env = {"SPLUNK_HOST": spec["url"], "SPLUNK_HEC_TOKEN": TOKEN,
@@ -93,26 +96,28 @@ def worker(spec: dict[str, Any]) -> int:
     try:
         init = sb.init()
         # The first invocations are flushed as they end (the default strategy's warm-up) and
-        # pay for first-use work; they run before the window, so it shows the steady state.
-        warm = [k for k in range(WARMUP) if sb.invoke(_payload(spec, k)).status == "success"]
-        _say({"ready": init.get("status") == "success" and len(warm) == WARMUP,
-              "init_ms": init.get("duration_ms")})
-        start = json.loads(sys.stdin.readline() or "{}").get("t0")
-        if start is None:
-            return 1
-        result = _run_schedule(sb, spec, float(start))
-        shutdown = sb.shutdown()
-        ext = shutdown.extensions.get(EXTENSION_NAME)
-        result["shutdown_exit_ms"] = ext.exit_ms if ext else None
-        result["shutdown_killed"] = bool(ext.killed) if ext else None
-        _say(result)
+        # pay for first-use work; they run before any window, so windows show the steady state.
+        warm = [k for k in range(WARMUP)
+                if sb.invoke(_payload(WARMUP_CELL, spec["env"], k)).status == "success"]
+        _say({"ready": init.get("status") == "success", "init_ms": init.get("duration_ms"),
+              "warm_succeeded": warm})
+        for line in sys.stdin:
+            command = json.loads(line)
+            if command.get("stop"):
+                shutdown = sb.shutdown()
+                ext = shutdown.extensions.get(EXTENSION_NAME)
+                _say({"exit_ms": ext.exit_ms if ext else None,
+                      "killed": bool(ext.killed) if ext else None})
+                return 0
+            _say(_run_schedule(sb, spec["env"], command))
     finally:
         sb.close()
-    return 0
+    return 1
 
 
-def _run_schedule(sb: Any, spec: dict[str, Any], t0: float) -> dict[str, Any]:
-    rate, count, offset = float(spec["rate"]), int(spec["count"]), float(spec["offset"])
+def _run_schedule(sb: Any, env: int, command: dict[str, Any]) -> dict[str, Any]:
+    cell, t0 = int(command["cell"]), float(command["t0"])
+    rate, count, offset = float(command["rate"]), int(command["count"]), float(command["offset"])
     pids = extension_tree(sb)
     runtime_pid = sb.runtime_pid
     delivered0 = _delivered(sb)
@@ -120,7 +125,7 @@ def _run_schedule(sb: Any, spec: dict[str, Any], t0: float) -> dict[str, Any]:
     done: list[int] = []
     attempted = 0
     late_ms = 0.0
-    stop_at = t0 + offset + count / rate  # a machine that cannot keep up ends the run anyway
+    stop_at = t0 + offset + count / rate  # a machine that cannot keep up ends the window anyway
     for k in range(count):
         due = t0 + offset + k / rate
         if time.monotonic() >= stop_at:
@@ -131,14 +136,12 @@ def _run_schedule(sb: Any, spec: dict[str, Any], t0: float) -> dict[str, Any]:
         else:
             late_ms = max(late_ms, -wait * 1000)
         attempted += 1
-        if sb.invoke(_payload(spec, WARMUP + k)).status == "success":
-            done.append(WARMUP + k)
-    ended = time.monotonic()
+        if sb.invoke(_payload(cell, env, k)).status == "success":
+            done.append(k)
     delivered = _delivered(sb)
     return {
-        "env": spec["env"], "invocations": count, "attempted": attempted,
-        "succeeded": [*range(WARMUP), *done],
-        "first_due": t0 + offset, "ended": ended, "max_late_ms": late_ms,
+        "env": env, "invocations": count, "attempted": attempted, "succeeded": done,
+        "max_late_ms": late_ms,
         "extension_cpu_ms": (cpu_ns(pids) - cpu0) / 1e6,
         "runtime_cpu_ms": (cpu_ns([runtime_pid]) - runtime0) / 1e6,
         "emulator_cpu_ms": (cpu_ns([os.getpid()]) - self0) / 1e6,
@@ -149,8 +152,8 @@ def _run_schedule(sb: Any, spec: dict[str, Any], t0: float) -> dict[str, Any]:
     }
 
 
-def _payload(spec: dict[str, Any], k: int) -> dict[str, Any]:
-    return {"lines": LINES, "size": LINE_BYTES, "tag": f"F{spec['cell']}-{spec['env']}-{k}"}
+def _payload(cell: int, env: int, k: int) -> dict[str, Any]:
+    return {"lines": LINES, "size": LINE_BYTES, "tag": f"F{cell}-{env}-{k}"}
 
 
 def _delivered(sb: Any) -> dict[str, float]:
@@ -201,9 +204,9 @@ class Target:
         return {"events": float(events), "requests": float(requests), "body_bytes": float(body),
                 "raw_bytes": math.nan, "head_bytes": math.nan}
 
-    def line_texts(self, cell: int) -> Iterator[str]:
-        """Every stored function line of this cell (duplicates included)."""
-        prefix = f"F{cell}-"
+    def line_texts(self) -> Iterator[str]:
+        """Every stored function line of this benchmark (duplicates included)."""
+        prefix = "F"
         if self.hec is not None:
             for event in self.hec.events(sourcetype="aws:lambda:function", contains=prefix):
                 text = json.loads(event.event)
@@ -278,64 +281,139 @@ def _read_said(proc: subprocess.Popen[str], deadline: float) -> dict[str, Any]:
             return doc
 
 
-def run_cell(cell: int, n: int, mode: str, rate: float, window_s: float,
-             limits: bool) -> dict[str, Any]:
-    """N environments into one target; returns the cell's figures."""
-    count = max(2, round(window_s * rate))
-    phases = {"start": time.monotonic()}
+class Fleet:
+    """Worker processes (one environment each) started against one target; grows on demand."""
+
+    def __init__(self, target: Target, work: Path, limits: bool) -> None:
+        self.target, self.work, self.limits = target, work, limits
+        self.opt = make_local_opt(work / "opt")
+        self.procs: list[subprocess.Popen[str]] = []
+        self.logs: list[IO[str]] = []
+        self.warm: dict[int, list[int]] = {}
+
+    def grow(self, n: int) -> None:
+        """Starts environments until there are `n`, and waits for their init and warm-up."""
+        first = len(self.procs)
+        for i in range(first, n):
+            spec = {"url": self.target.url, "opt": str(self.opt), "name": f"fleet-{i}", "env": i,
+                    "limits": self.limits}
+            self.logs.append(open(self.work / f"worker-{i}.log", "w+"))  # noqa: SIM115
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.bench_fleet", "--worker", json.dumps(spec)],
+                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.logs[-1],
+                text=True))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for i in range(first, n):
+            ready = _read_said(self.procs[i], deadline)
+            if not ready["ready"]:
+                raise RuntimeError(f"environment {i} failed its init: {ready}")
+            self.warm[i] = ready["warm_succeeded"]
+
+    def tell(self, i: int, command: dict[str, Any]) -> None:
+        stdin = self.procs[i].stdin
+        assert stdin is not None
+        stdin.write(json.dumps(command) + "\n")
+        stdin.flush()
+
+    def answers(self) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + RESULT_TIMEOUT_S
+        return [_read_said(p, deadline) for p in self.procs]
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Shuts every environment down (each drains its spool); how each extension exited."""
+        for i in range(len(self.procs)):
+            self.tell(i, {"stop": True})
+        exits = self.answers()
+        for p in self.procs:
+            p.wait(30)
+        return exits
+
+    def dump_logs(self) -> None:
+        for p, log in zip(self.procs, self.logs, strict=True):
+            if p.poll() is None:
+                p.kill()
+            log.seek(0)
+            sys.stderr.write(log.read()[-2000:])
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        for log in self.logs:
+            log.close()
+
+
+def run_group(first_cell: int, mode: str, steps: Sequence[tuple[int, float]], window_s: float,
+              limits: bool) -> list[dict[str, Any]]:
+    """One target and one growing fleet: per (N, rate) step, the fleet grows to N environments
+    and every one of them runs one window; after the last step all shut down (draining what the
+    last invocations left), then every line id of every window is looked up."""
+    cells: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         work = Path(tmp)
-        opt = make_local_opt(work / "opt")
         target = Target(mode, work)
-        logs: list[IO[str]] = []
-        procs: list[subprocess.Popen[str]] = []
+        fleet = Fleet(target, work, limits)
         try:
-            for i in range(n):
-                spec = {"url": target.url, "opt": str(opt), "name": f"fleet-{i}", "env": i,
-                        "cell": cell, "rate": rate, "count": count,
-                        "offset": i / (n * rate), "limits": limits}
-                logs.append(open(work / f"worker-{i}.log", "w+"))  # noqa: SIM115
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "benchmarks.bench_fleet", "--worker", json.dumps(spec)],
-                    cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1],
-                    text=True))
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            readies = [_read_said(p, deadline) for p in procs]
-            if not all(r["ready"] for r in readies):
-                raise RuntimeError(f"an environment failed its init: {readies}")
-            phases["ready"] = time.monotonic()
-            t0 = time.monotonic() + START_DELAY_S
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write(json.dumps({"t0": t0}) + "\n")
-                p.stdin.flush()
-            # Until the first environment's last invocation starts: every environment is
-            # still alive (none has begun its shutdown) for the whole window.
-            window = _watch(target, t0, (count - 1) / rate)
-            phases["window_end"] = time.monotonic()
-            deadline = time.monotonic() + RESULT_TIMEOUT_S
-            results = [_read_said(p, deadline) for p in procs]
-            for p in procs:
-                p.wait(30)
-            phases["shut_down"] = time.monotonic()
-            stored = Counter(_ids(target.line_texts(cell), cell))
-            phases["checked"] = time.monotonic()
+            for step, (n, rate) in enumerate(steps):
+                cell, count = first_cell + step, max(2, round(window_s * rate))
+                began = time.monotonic()
+                fleet.grow(n)
+                ready = time.monotonic()
+                t0 = ready + START_DELAY_S
+                for i in range(n):
+                    fleet.tell(i, {"cell": cell, "t0": t0, "count": count, "rate": rate,
+                                   "offset": i / (n * rate)})
+                # Until the first environment's last invocation starts: all of them run for
+                # the whole window.
+                window = _watch(target, t0, (count - 1) / rate)
+                results = fleet.answers()
+                cells.append(_figures(cell, n, mode, rate, count, limits, results, window))
+                cells[-1]["phase_s"] = {"grow": round(ready - began, 1),
+                                        "window": round(time.monotonic() - ready, 1)}
+                _progress(cells[-1])
+            stopped = time.monotonic()
+            exits = fleet.stop()
+            stored = Counter(_ids(target.line_texts()))
+            _check_lines(cells, fleet.warm, stored)
+            for c in cells:
+                c["shutdown_killed"] = sum(1 for e in exits if e.get("killed"))
+                c["phase_s"]["shutdown_and_check"] = round(time.monotonic() - stopped, 1)
         except BaseException:
-            for p, log in zip(procs, logs, strict=False):
-                if p.poll() is None:
-                    p.kill()
-                log.seek(0)
-                sys.stderr.write(log.read()[-2000:])
+            fleet.dump_logs()
             raise
         finally:
-            for log in logs:
-                log.close()
+            fleet.close()
             target.stop()
-    figures = _figures(cell, n, mode, rate, count, limits, readies, results, window, stored)
-    marks = list(phases.items())
-    figures["phase_s"] = {name: round(t - marks[i - 1][1], 1)
-                          for i, (name, t) in enumerate(marks) if i}
-    return figures
+    return cells
+
+
+def _progress(cell: dict[str, Any]) -> None:
+    print(f"  {cell['mode']} N={cell['envs']} at {cell['rate_per_env']:g}/s: "
+          f"{cell['events_per_s']:.0f} events/s, {cell['hec_requests_per_s']:.1f} requests/s, "
+          f"phases {cell['phase_s']}", file=sys.stderr, flush=True)
+
+
+def _check_lines(cells: list[dict[str, Any]], warm: dict[int, list[int]],
+                 stored: Counter[tuple[int, int, int, int]]) -> None:
+    """Loss, duplicates and strays per cell, exactly, by line id; the warm-up invocations'
+    lines are checked with the first cell each environment ran in."""
+    joined: dict[int, int] = {}
+    for c in cells:
+        for env in range(c["envs"]):
+            joined.setdefault(env, c["cell"])
+    for c in cells:
+        expected = {(c["cell"], env, k, line) for env, ks in c.pop("succeeded").items()
+                    for k in ks for line in range(LINES)}
+        expected |= {(WARMUP_CELL, env, k, line) for env, first in joined.items()
+                     if first == c["cell"] for k in warm.get(env, []) for line in range(LINES)}
+        mine = {key: n for key, n in stored.items() if key in expected
+                or (key[0] == c["cell"])}
+        c["lines_expected"] = len(expected)
+        c["lines_stored"] = sum(n for key, n in mine.items() if key in expected)
+        c["loss"] = len(expected - mine.keys())
+        c["duplicates"] = sum(n - 1 for n in mine.values() if n > 1)
+        c["unexpected"] = sum(1 for key in mine if key not in expected)
 
 
 def _watch(target: Target, t0: float, window_s: float) -> dict[str, Any]:
@@ -353,37 +431,36 @@ def _watch(target: Target, t0: float, window_s: float) -> dict[str, Any]:
             "connections": samples, "target_cpu_ms": hec_cpu * 1000}
 
 
-def _ids(texts: Iterator[str], cell: int) -> Iterator[tuple[int, int, int]]:
+def _ids(texts: Iterator[str]) -> Iterator[tuple[int, int, int, int]]:
+    """(cell, environment, invocation, line) of every line written by this benchmark."""
     for text in texts:
         match = LINE_ID.match(text)
-        if match and int(match[1]) == cell:
-            yield int(match[2]), int(match[3]), int(match[4])
+        if match:
+            yield int(match[1]), int(match[2]), int(match[3]), int(match[4])
 
 
 def _figures(cell: int, n: int, mode: str, rate: float, count: int, limits: bool,
-             readies: list[dict[str, Any]], results: list[dict[str, Any]],
-             window: dict[str, Any], stored: Counter[tuple[int, int, int]]) -> dict[str, Any]:
-    expected = {(r["env"], k, line) for r in results for k in r["succeeded"]
-                for line in range(LINES)}
-    missing = len(expected - stored.keys())
-    duplicates = sum(c - 1 for c in stored.values() if c > 1)
-    unexpected = len(stored.keys() - expected)
+             results: list[dict[str, Any]], window: dict[str, Any]) -> dict[str, Any]:
+    """The window's figures (loss and duplicates are filled in after the shutdown)."""
     d, seconds = window["delta"], window["seconds"]
     events = d["events"]
     telemetry_events = sum(r["telemetry_events"] for r in results)
-    invocations = sum(len(r["succeeded"]) - WARMUP for r in results)
+    invocations = sum(len(r["succeeded"]) for r in results)
     conns = window["connections"] or [0]
+    # Invocations run over count/rate seconds; the counters' window is one interval shorter.
+    inv_rate = invocations / (count / rate)
+    req_rate = d["requests"] / seconds
     head_per_request = d["head_bytes"] / d["requests"] if d["requests"] else math.nan
     return {
         "cell": cell, "envs": n, "mode": mode, "rate_per_env": rate, "limits": limits,
         "invocations_per_env": count, "invocations": invocations,
         "failed_invocations": sum(r["attempted"] for r in results) - invocations,
         "not_started_invocations": n * count - sum(r["attempted"] for r in results),
-        "init_ms_max": max(float(r.get("init_ms") or 0) for r in readies),
         "window_s": seconds, "max_late_ms": max(r["max_late_ms"] for r in results),
         "events": events, "events_per_s": events / seconds,
-        "hec_requests": d["requests"], "hec_requests_per_s": d["requests"] / seconds,
-        "hec_requests_per_invocation": d["requests"] / invocations if invocations else math.nan,
+        "invocations_per_s": inv_rate,
+        "hec_requests": d["requests"], "hec_requests_per_s": req_rate,
+        "hec_requests_per_invocation": req_rate / inv_rate if invocations else math.nan,
         "events_per_request": events / d["requests"] if d["requests"] else math.nan,
         "connections_per_env_mean": sum(conns) / len(conns) / n,
         "connections_per_env_max": max(conns) / n,
@@ -401,8 +478,7 @@ def _figures(cell: int, n: int, mode: str, rate: float, count: int, limits: bool
         "telemetry_events_per_invocation": telemetry_events / invocations if invocations
         else math.nan,
         "telemetry_dropped": sum(r["telemetry_dropped"] for r in results),
-        "lines_expected": len(expected), "lines_stored": sum(stored.values()),
-        "loss": missing, "duplicates": duplicates, "unexpected": unexpected,
+        "succeeded": {r["env"]: r["succeeded"] for r in results},
         "extension_cpu_us_per_event": (sum(r["extension_cpu_ms"] for r in results) * 1000
                                        / telemetry_events if telemetry_events else math.nan),
         "extension_cpu_ms_per_invocation": (sum(r["extension_cpu_ms"] for r in results)
@@ -414,7 +490,6 @@ def _figures(cell: int, n: int, mode: str, rate: float, count: int, limits: bool
         "target_cpu_us_per_event": window["target_cpu_ms"] * 1000 / events if events
         else math.nan,
         "connection_samples": window["connections"],
-        "shutdown_killed": sum(1 for r in results if r.get("shutdown_killed")),
     }
 
 
@@ -422,16 +497,17 @@ def measure(envs: Sequence[int], modes: Sequence[str], rate: float, window_s: fl
             limits: bool, sweep: Sequence[float] = ()) -> dict[str, Any]:
     """The N sweep at `rate` per environment in each mode, then one environment into the sink
     at each rate of `sweep` (requests per invocation as the per-environment rate grows)."""
-    plan = [(n, mode, rate) for mode in modes for n in envs]
-    plan += [(1, "sink", r) for r in sweep]
+    groups = [(mode, [(n, rate) for n in sorted(envs)], False) for mode in modes]
+    if sweep:
+        groups.append(("sink", [(1, r) for r in sweep], True))
     cells: list[dict[str, Any]] = []
     started = time.monotonic()
-    for i, (n, mode, r) in enumerate(plan):
-        cell = run_cell(i + 1, n, mode, r, window_s, limits)
-        cell["sweep"] = i >= len(modes) * len(envs)
-        cells.append(cell)
-        print(f"  {mode} N={n} at {r:g}/s: {cell['events_per_s']:.0f} events/s, loss "
-              f"{cell['loss']}, duplicates {cell['duplicates']}, phases {cell['phase_s']} "
+    for mode, steps, is_sweep in groups:
+        for cell in run_group(len(cells) + 1, mode, steps, window_s, limits):
+            cell["sweep"] = is_sweep
+            cells.append(cell)
+        print(f"  {mode}: loss {sum(c['loss'] for c in cells)}, duplicates "
+              f"{sum(c['duplicates'] for c in cells)} so far "
               f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     _attach_heads(cells)
     if os.environ.get("FLEET_DEBUG"):
@@ -464,7 +540,7 @@ HEADERS = ["mode", "N", "inv/s/env", "inv/s", "events/s", "HEC req/s", "req/inv"
 def rows(results: dict[str, Any]) -> list[list[object]]:
     out: list[list[object]] = []
     for c in results["cells"]:
-        out.append([c["mode"], c["envs"], c["rate_per_env"], c["invocations"] / c["window_s"],
+        out.append([c["mode"], c["envs"], c["rate_per_env"], c["invocations_per_s"],
                     c["events_per_s"],
                     c["hec_requests_per_s"], c["hec_requests_per_invocation"],
                     f"{c['connections_per_env_mean']:.2f} (max {c['connections_per_env_max']:.2f})",

@@ -244,8 +244,9 @@ def fleet(doc: Doc) -> list[str]:
     rows = []
     for c in r["cells"]:
         rows.append([
-            "HEC receiver" if c["mode"] == "hec" else "counting sink", fmt(c["envs"]),
-            fmt(c["invocations"] / c["window_s"], 1), fmt(c["events_per_s"], 0),
+            ("HEC receiver" if c["mode"] == "hec" else "counting sink")
+            + (" (sweep)" if c.get("sweep") else ""), fmt(c["envs"]),
+            fmt(c["rate_per_env"], 0), fmt(c["invocations_per_s"], 1), fmt(c["events_per_s"], 0),
             fmt(c["hec_requests_per_s"], 1), fmt(c["hec_requests_per_invocation"], 2),
             f"{fmt(c['connections_per_env_mean'], 2)} / {fmt(c['connections_per_env_max'], 2)}",
             fmt(c["body_bytes_per_event"], 0), fmt(c["wire_bytes_per_event"], 0),
@@ -255,12 +256,17 @@ def fleet(doc: Doc) -> list[str]:
             fmt(c["extension_cpu_ms_per_invocation"], 2), fmt(c["max_late_ms"], 0)])
     out = [f"Each environment: {fmt(r['rate_per_env'], 0)} invocations/s of "
            f"{fmt(r['lines_per_invocation'])} lines of {fmt(r['line_bytes'])} bytes, "
-           f"{fmt(r['memory_mb'])} MB, default flush strategy, for a "
-           f"{fmt(r['window_s'], 0)} s window after {bench_fleet.WARMUP} warm-up invocations; "
-           f"CPU limits {'on' if r['limits'] else 'off'}; {fmt(r['seconds_total'], 0)} s for the "
+           f"{fmt(r['memory_mb'])} MB, default flush strategy, {fmt(r['window_s'], 0)} s "
+           f"windows after {bench_fleet.WARMUP} warm-up invocations; CPU limits "
+           f"{'on' if r['limits'] else 'off'} (why: `benchmarks/bench_fleet.py`). For each target "
+           "the fleet grows (1, then 3 more, ...) and every environment alive runs each window; "
+           "all shut down after the last one, and the loss check follows. The last rows "
+           "(`sweep`) are one environment into the sink at higher rates: how requests per "
+           f"invocation fall as invocations get denser. {fmt(r['seconds_total'], 0)} s for the "
            "whole run.", ""]
-    out += table(["into", "N", "invocations/s", "events/s", "HEC requests/s",
-                  "requests/invocation", "connections/env (mean / max)", "gzip bytes/event",
+    out += table(["into", "N", "invocations/s per env (asked)", "invocations/s", "events/s",
+                  "HEC requests/s", "requests/invocation", "connections/env (mean / max)",
+                  "gzip bytes/event",
                   "wire bytes/event", "uncompressed bytes/event",
                   "Telemetry batches/invocation", "lines stored / expected", "loss",
                   "duplicates", "extension CPU us/event", "extension CPU ms/invocation",
