@@ -74,6 +74,7 @@ RESULT_TIMEOUT_S = 120.0
 CONN_SAMPLE_S = 0.5
 START_DELAY_S = 0.5
 LINE_ID = re.compile(r"^F(\d+)-(\d+)-(\d+):(\d+):")
+FLEET_SIZE = 1000  # concurrent environments in the sizing table (docs/scaling.md)
 TARGETS = {"loss": 0, "duplicates": 0, "cpu_growth_max_ratio": 1.5}
 
 
@@ -149,6 +150,7 @@ def _run_schedule(sb: Any, env: int, command: dict[str, Any]) -> dict[str, Any]:
         "telemetry_batches": delivered["batches"] - delivered0["batches"],
         "telemetry_bytes": delivered["bytes"] - delivered0["bytes"],
         "telemetry_dropped": delivered["dropped_records"],
+        "telemetry_failed_attempts": delivered["failed_attempts"] - delivered0["failed_attempts"],
     }
 
 
@@ -158,7 +160,8 @@ def _payload(cell: int, env: int, k: int) -> dict[str, Any]:
 
 def _delivered(sb: Any) -> dict[str, float]:
     stats = sb.inspect()["delivery"].get(EXTENSION_NAME, {})
-    return {k: float(stats.get(k, 0)) for k in ("events", "batches", "bytes", "dropped_records")}
+    keys = ("events", "batches", "bytes", "dropped_records", "failed_attempts")
+    return {k: float(stats.get(k, 0)) for k in keys}
 
 
 def _say(doc: dict[str, Any]) -> None:
@@ -219,6 +222,16 @@ class Target:
                     text = json.loads(raw).get("event")
                     if isinstance(text, str):
                         yield text
+
+    def extension_notes(self) -> list[str]:
+        """The extension's own warnings and errors that reached the target (it forwards them)."""
+        if self.hec is not None:
+            texts = [e.event for e in self.hec.events(sourcetype="aws:lambda:extension")]
+        else:
+            with open(self.dump, "rb") as fh:
+                texts = [json.dumps(json.loads(raw).get("event")) for raw in fh
+                         if b'"aws:lambda:extension"' in raw]
+        return [t for t in texts if "WARNING" in t or "ERROR" in t]
 
     def stop(self) -> None:
         if self.hec is not None:
@@ -376,8 +389,12 @@ def run_group(first_cell: int, mode: str, steps: Sequence[tuple[int, float]], wi
             exits = fleet.stop()
             stored = Counter(_ids(target.line_texts()))
             _check_lines(cells, fleet.warm, stored)
+            notes = target.extension_notes()
             for c in cells:
                 c["shutdown_killed"] = sum(1 for e in exits if e.get("killed"))
+                # Per target, not per cell: why a retry (and so a duplicate) happened.
+                c["extension_warnings"] = len(notes)
+                c["extension_warning_samples"] = notes[:5]
                 c["phase_s"]["shutdown_and_check"] = round(time.monotonic() - stopped, 1)
         except BaseException:
             fleet.dump_logs()
@@ -478,6 +495,9 @@ def _figures(cell: int, n: int, mode: str, rate: float, count: int, limits: bool
         "telemetry_events_per_invocation": telemetry_events / invocations if invocations
         else math.nan,
         "telemetry_dropped": sum(r["telemetry_dropped"] for r in results),
+        # Telemetry POSTs the emulator had to repeat (a listener too slow to answer): each may
+        # spool a batch twice, like Lambda's own retries.
+        "telemetry_failed_attempts": sum(r["telemetry_failed_attempts"] for r in results),
         "succeeded": {r["env"]: r["succeeded"] for r in results},
         "extension_cpu_us_per_event": (sum(r["extension_cpu_ms"] for r in results) * 1000
                                        / telemetry_events if telemetry_events else math.nan),
@@ -510,12 +530,44 @@ def measure(envs: Sequence[int], modes: Sequence[str], rate: float, window_s: fl
               f"{sum(c['duplicates'] for c in cells)} so far "
               f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     _attach_heads(cells)
-    if os.environ.get("FLEET_DEBUG"):
-        for c in cells:
-            print(c, file=sys.stderr)
-    return {"lines_per_invocation": LINES, "line_bytes": LINE_BYTES, "memory_mb": MEMORY_MB,
-            "rate_per_env": rate, "window_s": window_s, "limits": limits,
-            "seconds_total": time.monotonic() - started, "cells": cells}
+    results = {"lines_per_invocation": LINES, "line_bytes": LINE_BYTES, "memory_mb": MEMORY_MB,
+               "rate_per_env": rate, "window_s": window_s, "limits": limits,
+               "seconds_total": time.monotonic() - started, "cells": cells}
+    results["sizing"] = sizing(cells)
+    return results
+
+
+GZIP_HEADER = len("Content-Encoding: gzip\r\n")  # what a peer without gzip does not send
+
+
+def sizing(cells: list[dict[str, Any]], fleet_size: int = FLEET_SIZE) -> list[dict[str, Any]]:
+    """HEC load of `fleet_size` concurrent environments at each rate of the sweep, from the
+    one-environment cell at that rate, for this extension and for a peer that posts one
+    uncompressed request per Telemetry API batch (same envelopes, same headers minus gzip):
+
+        ours:  requests/s = F x r x q          MB/s = F x r x e x w / 1e6
+        peer:  requests/s = F x r x B          MB/s = F x r x (e x u + B x (h - g)) / 1e6
+
+    F environments, r invocations/s each, q HEC requests per invocation, e events per
+    invocation, w wire bytes per event (gzip body + request head), B Telemetry batches per
+    invocation, u uncompressed body bytes per event, h request-head bytes, g the gzip header."""
+    out = []
+    for c in sorted((c for c in cells if c.get("sweep")), key=lambda c: c["rate_per_env"]):
+        r, e = c["rate_per_env"], c["events_per_s"] / c["invocations_per_s"]
+        q, w, b = c["hec_requests_per_invocation"], c["wire_bytes_per_event"], \
+            c["telemetry_batches_per_invocation"]
+        u, h = c["raw_bytes_per_event"], c["head_bytes_per_request"]
+        out.append({
+            "environments": fleet_size, "rate_per_env": r, "events_per_invocation": e,
+            "requests_per_invocation": q, "wire_bytes_per_event": w,
+            "telemetry_batches_per_invocation": b, "raw_bytes_per_event": u,
+            "head_bytes_per_request": h, "events_per_s": fleet_size * r * e,
+            "ours_requests_per_s": fleet_size * r * q,
+            "ours_mb_per_s": fleet_size * r * e * w / 1e6,
+            "peer_requests_per_s": fleet_size * r * b,
+            "peer_mb_per_s": fleet_size * r * (e * u + b * (h - GZIP_HEADER)) / 1e6,
+        })
+    return out
 
 
 def _attach_heads(cells: list[dict[str, Any]]) -> None:
@@ -571,6 +623,15 @@ def report(results: dict[str, Any]) -> None:
         f"Fleet: N environments x {results['rate_per_env']:g} invocations/s of "
         f"{results['lines_per_invocation']} lines, {results['window_s']:g} s window, "
         f"CPU limits {'on' if results['limits'] else 'off'}", HEADERS, rows(results))
+    if results.get("sizing"):
+        common.print_table(
+            f"HEC load of {FLEET_SIZE:,} concurrent environments, {results['lines_per_invocation']}"
+            " lines per invocation (from the one-environment sweep; formulas: sizing())",
+            ["inv/s/env", "events/inv", "events/s", "ours req/s", "ours MB/s",
+             "peer req/s", "peer MB/s"],
+            [[z["rate_per_env"], z["events_per_invocation"], z["events_per_s"],
+              z["ours_requests_per_s"], z["ours_mb_per_s"], z["peer_requests_per_s"],
+              z["peer_mb_per_s"]] for z in results["sizing"]])
     v = verdicts(results)
     growth = ", ".join(f"{m} {g:.2f}x" for m, g in sorted(v["cpu_growth"].items())) or "-"
     print(f"loss {v['loss']} / duplicates {v['duplicates']} (must be 0): "

@@ -281,6 +281,16 @@ def fleet(doc: Doc) -> list[str]:
         ["lines duplicated, every cell", fmt(v["duplicates"]), "0", verdict(v["duplicates"], 0)],
         ["extension CPU per event, largest N / smallest N", growth, f"<= {target}x (flat)",
          verdict(max(grown), target) if grown else "-"]])
+    if r.get("sizing"):
+        out += [f"HEC load of {fmt(bench_fleet.FLEET_SIZE)} concurrent environments, from the "
+                "one-environment rows (formulas and sizing: [scaling.md](scaling.md)):", ""]
+        out += table(["invocations/s per env", "events/s", "requests/s (this extension)",
+                      "MB/s (this extension)", "requests/s (peer: a request per batch)",
+                      "MB/s (peer, uncompressed)"],
+                     [[fmt(z["rate_per_env"], 0), fmt(z["events_per_s"], 0),
+                       fmt(z["ours_requests_per_s"], 0), fmt(z["ours_mb_per_s"], 1),
+                       fmt(z["peer_requests_per_s"], 0), fmt(z["peer_mb_per_s"], 1)]
+                      for z in r["sizing"]])
     return [*out, "![fleet](img/fleet.png)", ""]
 
 
