@@ -233,6 +233,19 @@ class Target:
                          if b'"aws:lambda:extension"' in raw]
         return [t for t in texts if "WARNING" in t or "ERROR" in t]
 
+    def origins(self, keys: Sequence[tuple[int, int, int, int]]) -> list[dict[str, Any]]:
+        """Receiver only: the request and channel (one per sender process) of each stored copy
+        of the lines `keys`, to tell a resend on one channel from two senders."""
+        if self.hec is None:
+            return []
+        out = []
+        for cell, env, k, line in keys:
+            prefix = f"F{cell}-{env}-{k}:{line}:"
+            for e in self.hec.events(sourcetype="aws:lambda:function", contains=prefix):
+                out.append({"line": prefix, "request_id": e.request_id, "channel": e.channel,
+                            "received_at": e.received_at})
+        return out
+
     def stop(self) -> None:
         if self.hec is not None:
             self.hec.stop()
@@ -394,7 +407,8 @@ def run_group(first_cell: int, mode: str, steps: Sequence[tuple[int, float]], wi
                 c["shutdown_killed"] = sum(1 for e in exits if e.get("killed"))
                 # Per target, not per cell: why a retry (and so a duplicate) happened.
                 c["extension_warnings"] = len(notes)
-                c["extension_warning_samples"] = notes[:5]
+                c["extension_warning_samples"] = sorted(set(notes))[:10]
+                c["duplicate_origins"] = target.origins(c["duplicate_samples"][:3])
                 c["phase_s"]["shutdown_and_check"] = round(time.monotonic() - stopped, 1)
         except BaseException:
             fleet.dump_logs()
@@ -430,6 +444,7 @@ def _check_lines(cells: list[dict[str, Any]], warm: dict[int, list[int]],
         c["lines_stored"] = sum(n for key, n in mine.items() if key in expected)
         c["loss"] = len(expected - mine.keys())
         c["duplicates"] = sum(n - 1 for n in mine.values() if n > 1)
+        c["duplicate_samples"] = sorted(key for key, n in mine.items() if n > 1)[:10]
         c["unexpected"] = sum(1 for key in mine if key not in expected)
 
 
