@@ -678,9 +678,11 @@ def chart(results: dict[str, Any], folder: Path) -> None:
     cells = n_sweep(results)
     modes = [m for m in MODES if any(c["mode"] == m for c in cells)]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), dpi=100)
-    panels = (("events_per_s", "events/s (total)"), ("hec_requests_per_s", "HEC requests/s"),
-              ("extension_cpu_us_per_event", "extension CPU us/event"))
-    for ax, (key, label) in zip(axes, panels, strict=True):
+    # Log-log for the totals: growth in proportion to N is a straight line of slope 1.
+    panels = (("events_per_s", "events/s (total, log)", True),
+              ("hec_requests_per_s", "HEC requests/s (total, log)", True),
+              ("extension_cpu_us_per_event", "extension CPU us/event", False))
+    for ax, (key, label, log_y) in zip(axes, panels, strict=True):
         for mode in modes:
             mine = sorted((c for c in cells if c["mode"] == mode), key=lambda c: c["envs"])
             ax.plot([c["envs"] for c in mine], [c[key] for c in mine], marker="o",
@@ -690,11 +692,14 @@ def chart(results: dict[str, Any], folder: Path) -> None:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({c["envs"] for c in cells}),
                       [str(n) for n in sorted({c["envs"] for c in cells})])
-        ax.set_ylim(bottom=0)
+        if log_y:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"N environments x {results['rate_per_env']:g} invocations/s of "
-                 f"{results['lines_per_invocation']} lines into one HEC", fontsize=10)
+    fig.suptitle(f"N environments, each invoked {results['rate_per_env']:g}/s with "
+                 f"{results['lines_per_invocation']} lines, into one HEC", fontsize=10)
     fig.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     fig.savefig(folder / "fleet.png", metadata={"Software": None})

@@ -254,7 +254,7 @@ def fleet(doc: Doc) -> list[str]:
             f"{fmt(c['lines_stored'])} / {fmt(c['lines_expected'])}", fmt(c["loss"]),
             fmt(c["duplicates"]), fmt(c["extension_cpu_us_per_event"], 0),
             fmt(c["extension_cpu_ms_per_invocation"], 2), fmt(c["max_late_ms"], 0)])
-    out = [f"Each environment: {fmt(r['rate_per_env'], 0)} invocations/s of "
+    out = [f"Each environment: invoked {fmt(r['rate_per_env'], 0)}/s with "
            f"{fmt(r['lines_per_invocation'])} lines of {fmt(r['line_bytes'])} bytes, "
            f"{fmt(r['memory_mb'])} MB, default flush strategy, {fmt(r['window_s'], 0)} s "
            f"windows after {bench_fleet.WARMUP} warm-up invocations; CPU limits "
