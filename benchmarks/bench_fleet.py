@@ -2,35 +2,42 @@
 each running the real extension with the sample function at a steady invocation rate.
 
 Each environment is its own worker process (`--worker`, one emulator `Sandbox`, as Lambda keeps
-environments apart): it inits, waits for the common start, then invokes at RATE per second (10
-lines of 100 bytes each, default flush strategy) on a fixed schedule, the environments' phases
-spread evenly so the total arrival rate is steady, then shuts its environment down. Every line
-carries an id (`F<cell>-<env>-<invocation>:<line>:`). Two modes per N:
+environments apart): it inits and runs WARMUP invocations, then per window invokes RATE times a
+second (10 lines of 100 bytes each, default flush strategy) on a fixed schedule, the
+environments' phases spread evenly so the total arrival rate is steady. Per target the fleet
+grows (N = 1, then 4, 16, 32: only the new environments init) and every live environment runs
+each window; after the last window all shut down (draining what the last invocations left).
+Every line carries an id (`F<cell>-<env>-<invocation>:<line>:`). Targets:
 
-- `hec`: into one embedded HEC receiver (`ext/local/hec`, a separate process, SQLite);
-- `sink`: into the counting sink (`benchmarks/hec_sink.py`), which only counts and appends the
-  decompressed bodies to a file: the receiver's own cost is taken out of the machine.
+- `hec`: one embedded HEC receiver (`ext/local/hec`, a separate process, SQLite);
+- `sink`: the counting sink (`benchmarks/hec_sink.py`), which only counts and appends the
+  decompressed bodies to a file: the receiver's own cost is taken out of the machine;
+- then one environment into the sink at each `--sweep` rate (1, 10, 100/s): how requests per
+  invocation fall as invocations get denser, the input of the sizing table (`sizing()`).
 
-Figures, over the steady window (first invocation to the last one's start):
+Figures, per window (from the start of the first invocations to the start of the first
+environment's last one, so every environment runs throughout):
 - total events/s and HEC requests/s accepted by the target (its counters, before and after);
 - open connections to the target per environment (ESTABLISHED sockets on its port, from
-  /proc/net/tcp, sampled every 0.5 s: mean and max);
+  /proc/net/tcp, sampled every 0.5 s, this process's own excluded: mean and max);
 - bytes per event: request body as sent (gzip), and on the wire (request line, headers and body;
   headers measured by the sink), and the uncompressed body (what a peer without gzip sends);
 - Telemetry API batches per invocation (what a peer posting one request per batch would send);
 - loss and duplicates, exactly: every line id of every successful invocation must be stored
-  exactly once (checked after the shutdowns, which drain what the last invocations left);
+  exactly once (looked up after the shutdowns); for duplicates, the requests and channels that
+  carried them and the extension's own warnings are kept in the results;
 - extension CPU per event: scheduler CPU (ns) of every extension process between the frozen
-  states before the first and after the last invocation, over the Telemetry events the
-  emulator delivered to it meanwhile. It must not grow with N.
+  states before the first and after the last invocation of the window, over the Telemetry events
+  the emulator delivered to it meanwhile. It must not grow with N.
 
 CPU limits: off by default (`--limits` turns on the emulator's cgroup CPU share and memory
 limit). The figure compared across N is CPU *time* per event, which a CFS quota does not change;
 32 environments at 128 MB would be promised 32 x 7.2% = 2.3 cores on a 2-core machine, so the
 quotas would not emulate Lambda's isolation anyway and would only slow inits (~1 s each at 7%)
 past the 5-minute budget.
-Run: `nice -n 10 .venv/bin/python -m benchmarks.bench_fleet [--quick] [--envs 1 4] [--rate 2]
-[--window 12] [--modes hec sink]` -> results/fleet.json + fleet.png.
+Run: `nice -n 10 .venv/bin/python -m benchmarks.bench_fleet [--quick] [--envs 1 4] [--rate 1]
+[--window 10] [--modes hec sink] [--sweep 1 10 100] [--limits]` -> results/fleet.json + fleet.png
+(about 3.5 minutes on this shared 2-core machine; exit status 1 if a line was lost or duplicated).
 """
 
 from __future__ import annotations
