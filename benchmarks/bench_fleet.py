@@ -115,10 +115,11 @@ def worker(spec: dict[str, Any]) -> int:
         for line in sys.stdin:
             command = json.loads(line)
             if command.get("stop"):
+                spool = _spool_repeats(Path(sb.tmp_dir))  # frozen: the spool is at rest
                 shutdown = sb.shutdown()
                 ext = shutdown.extensions.get(EXTENSION_NAME)
                 _say({"exit_ms": ext.exit_ms if ext else None,
-                      "killed": bool(ext.killed) if ext else None})
+                      "killed": bool(ext.killed) if ext else None, "spool": spool})
                 return 0
             _say(_run_schedule(sb, spec["env"], command))
     finally:
@@ -162,6 +163,31 @@ def _run_schedule(sb: Any, env: int, command: dict[str, Any]) -> dict[str, Any]:
         "telemetry_dropped": delivered["dropped_records"],
         "telemetry_failed_attempts": delivered["failed_attempts"] - delivered0["failed_attempts"],
     }
+
+
+def _spool_repeats(tmp_dir: Path) -> dict[str, Any]:
+    """Frames still in the environment's spool, and those whose payload repeats an earlier one
+    (a Telemetry batch appended twice): tells a duplicate made at intake from one made by the
+    sender. Delivered segments may already be deleted; diagnostic only."""
+    from ext.spool import frame
+
+    seen: set[bytes] = set()
+    frames, repeats = 0, []
+    for path in sorted(tmp_dir.glob("**/seg-*.log")):
+        data = path.read_bytes()
+        pos = frame.SEGMENT_HEADER_BYTES
+        while True:
+            head = frame.decode_frame_header(data, pos)
+            if not isinstance(head, frame.FrameHeader):
+                break
+            start = pos + frame.FRAME_HEADER_BYTES
+            payload = data[start:start + head.payload_len]
+            frames += 1
+            if payload in seen:
+                repeats.append(head.seq)
+            seen.add(payload)
+            pos = start + head.payload_len
+    return {"frames": frames, "repeated_seqs": repeats[:20]}
 
 
 def _payload(cell: int, env: int, k: int) -> dict[str, Any]:
@@ -425,6 +451,10 @@ def run_group(first_cell: int, mode: str, steps: Sequence[tuple[int, float]], wi
                 c["extension_warnings"] = len(notes)
                 c["extension_warning_samples"] = sorted(set(notes))[:10]
                 c["duplicate_origins"] = target.origins(c["duplicate_samples"][:3])
+                c["spool_frames"] = sum(e.get("spool", {}).get("frames", 0) for e in exits)
+                c["spool_repeated_frames"] = {
+                    i: e["spool"]["repeated_seqs"] for i, e in enumerate(exits)
+                    if e.get("spool", {}).get("repeated_seqs")}
                 c["phase_s"]["shutdown_and_check"] = round(time.monotonic() - stopped, 1)
         except BaseException:
             fleet.dump_logs()
