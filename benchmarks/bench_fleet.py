@@ -172,7 +172,7 @@ def _spool_repeats(tmp_dir: Path) -> dict[str, Any]:
     from ext.spool import frame
 
     seen: set[bytes] = set()
-    frames, repeats = 0, []
+    frames, repeats, samples = 0, [], []
     for path in sorted(tmp_dir.glob("**/seg-*.log")):
         data = path.read_bytes()
         pos = frame.SEGMENT_HEADER_BYTES
@@ -185,9 +185,10 @@ def _spool_repeats(tmp_dir: Path) -> dict[str, Any]:
             frames += 1
             if payload in seen:
                 repeats.append(head.seq)
+                samples.append(payload[:300].decode("utf-8", "replace"))
             seen.add(payload)
             pos = start + head.payload_len
-    return {"frames": frames, "repeated_seqs": repeats[:20]}
+    return {"frames": frames, "repeated_seqs": repeats[:20], "repeated_samples": samples[:3]}
 
 
 def _payload(cell: int, env: int, k: int) -> dict[str, Any]:
@@ -453,7 +454,7 @@ def run_group(first_cell: int, mode: str, steps: Sequence[tuple[int, float]], wi
                 c["duplicate_origins"] = target.origins(c["duplicate_samples"][:3])
                 c["spool_frames"] = sum(e.get("spool", {}).get("frames", 0) for e in exits)
                 c["spool_repeated_frames"] = {
-                    i: e["spool"]["repeated_seqs"] for i, e in enumerate(exits)
+                    i: e["spool"] for i, e in enumerate(exits)
                     if e.get("spool", {}).get("repeated_seqs")}
                 c["phase_s"]["shutdown_and_check"] = round(time.monotonic() - stopped, 1)
         except BaseException:
