@@ -116,6 +116,9 @@ def worker(spec: dict[str, Any]) -> int:
             command = json.loads(line)
             if command.get("stop"):
                 spool = _spool_repeats(Path(sb.tmp_dir))  # frozen: the spool is at rest
+                # Over the whole life, between windows too (a POST in flight at a freeze
+                # longer than the emulator's POST timeout fails and is repeated at the thaw).
+                spool["telemetry_failed_attempts"] = _delivered(sb)["failed_attempts"]
                 shutdown = sb.shutdown()
                 ext = shutdown.extensions.get(EXTENSION_NAME)
                 _say({"exit_ms": ext.exit_ms if ext else None,
@@ -453,6 +456,8 @@ def run_group(first_cell: int, mode: str, steps: Sequence[tuple[int, float]], wi
                 c["extension_warning_samples"] = sorted(set(notes))[:10]
                 c["duplicate_origins"] = target.origins(c["duplicate_samples"][:3])
                 c["spool_frames"] = sum(e.get("spool", {}).get("frames", 0) for e in exits)
+                c["telemetry_failed_attempts_total"] = sum(
+                    e.get("spool", {}).get("telemetry_failed_attempts", 0) for e in exits)
                 c["spool_repeated_frames"] = {
                     i: e["spool"] for i, e in enumerate(exits)
                     if e.get("spool", {}).get("repeated_seqs")}
