@@ -701,6 +701,10 @@ def report(results: dict[str, Any]) -> None:
               z["peer_mb_per_s"]] for z in results["sizing"]])
     v = verdicts(results)
     growth = ", ".join(f"{m} {g:.2f}x" for m, g in sorted(v["cpu_growth"].items())) or "-"
+    groups = {(c["mode"], bool(c.get("sweep"))): c.get("telemetry_failed_attempts_total", 0)
+              for c in results["cells"]}
+    print(f"Telemetry POSTs repeated by the emulator (each may spool a batch twice): "
+          f"{sum(groups.values()):.0f}")
     print(f"loss {v['loss']} / duplicates {v['duplicates']} (must be 0): "
           f"{'met' if v['loss'] == 0 and v['duplicates'] == 0 else 'MISSED'}; "
           f"extension CPU per event, largest N / smallest N: {growth}; "

@@ -281,6 +281,18 @@ def fleet(doc: Doc) -> list[str]:
         ["lines duplicated, every cell", fmt(v["duplicates"]), "0", verdict(v["duplicates"], 0)],
         ["extension CPU per event, largest N / smallest N", growth, f"<= {target}x (flat)",
          verdict(max(grown), target) if grown else "-"]])
+    reposted = [c["telemetry_failed_attempts_total"] for c in r["cells"]
+                if "telemetry_failed_attempts_total" in c]
+    if reposted:
+        # Per target group (every cell of a group carries the same total): one per group.
+        groups = {(c["mode"], bool(c.get("sweep"))): c["telemetry_failed_attempts_total"]
+                  for c in r["cells"] if "telemetry_failed_attempts_total" in c}
+        out += [f"Telemetry POSTs the emulator had to repeat, whole run: "
+                f"{fmt(int(sum(groups.values())))}. A POST in flight when an environment freezes "
+                "waits for the thaw; when the freeze outlasts the emulator's 10 s POST timeout "
+                "(here: while new environments start between windows) it is repeated, and the "
+                "listener, which had spooled the batch before the freeze, spools it again: each "
+                "such repeat is one batch duplicated (at least once, never lost).", ""]
     if r.get("sizing"):
         out += [f"HEC load of {fmt(bench_fleet.FLEET_SIZE)} concurrent environments, from the "
                 "one-environment rows (formulas and sizing: [scaling.md](scaling.md)):", ""]
