@@ -291,8 +291,8 @@ def fleet(doc: Doc) -> list[str]:
                 f"{fmt(int(sum(groups.values())))}. A POST in flight when an environment freezes "
                 "waits for the thaw; when the freeze outlasts the emulator's 10 s POST timeout "
                 "(here: while new environments start between windows) it is repeated, and the "
-                "listener, which had spooled the batch before the freeze, spools it again: each "
-                "such repeat is one batch duplicated (at least once, never lost).", ""]
+                "listener spools it again if it had spooled it before the freeze: each repeat "
+                "can duplicate one batch (at least once, never lost).", ""]
     if r.get("sizing"):
         out += [f"HEC load of {fmt(bench_fleet.FLEET_SIZE)} concurrent environments, from the "
                 "one-environment rows (formulas and sizing: [scaling.md](scaling.md)):", ""]
