@@ -3,8 +3,11 @@
 It answers /services/collector/event like HEC (token check, gzip, `{"text":"Success","code":0}`)
 but only counts the newline-separated events instead of parsing and storing them, so the
 extension's own throughput can be read without the embedded receiver's SQLite work competing
-for the same two cores. `GET /count` returns {"events": n, "last_at": epoch}. Not a HEC
-emulation: the real receiver (ext/local/hec) is the judge of every correctness test.
+for the same two cores. `GET /count` returns {"events": n, "last_at": epoch} and, for the fleet
+benchmark, `requests`, `body_bytes` (as sent, gzip), `raw_bytes` (decompressed) and `head_bytes`
+(request line and headers). With a second argument, every decompressed body is appended to that
+file, one request per write, so line ids can be checked afterwards (loss and duplicates). Not a
+HEC emulation: the real receiver (ext/local/hec) is the judge of every correctness test.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import sys
 import threading
 import time
 import zlib
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, BinaryIO
 
 SUCCESS = b'{"text":"Success","code":0}'
+_WIRE = HTTP  # serialises the parsed headers back as CRLF lines, unfolded
 
 
 class _Counter:
@@ -26,6 +31,11 @@ class _Counter:
         self.lock = threading.Lock()
         self.events = 0
         self.last_at = 0.0
+        self.requests = 0
+        self.body_bytes = 0
+        self.raw_bytes = 0
+        self.head_bytes = 0
+        self.dump: BinaryIO | None = None
 
 
 class _SinkHandler(BaseHTTPRequestHandler):
@@ -44,8 +54,10 @@ class _SinkHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         with self.counter.lock:
-            body = json.dumps({"events": self.counter.events,
-                               "last_at": self.counter.last_at}).encode()
+            c = self.counter
+            body = json.dumps({"events": c.events, "last_at": c.last_at, "requests": c.requests,
+                               "body_bytes": c.body_bytes, "raw_bytes": c.raw_bytes,
+                               "head_bytes": c.head_bytes}).encode()
         self._reply(200, body)
 
     def do_POST(self) -> None:
@@ -53,12 +65,22 @@ class _SinkHandler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Splunk {self.token}":
             self._reply(401, b'{"text":"Token is required","code":2}')
             return
+        sent = len(data)
         if self.headers.get("Content-Encoding") == "gzip":
             data = zlib.decompress(data, 47)
         events = data.count(b"\n") + 1 if data.strip() else 0
+        # Request line + "Name: value\r\n" per header + the blank line, as they were sent.
+        head = len(self.requestline) + 2 + len(self.headers.as_bytes(policy=_WIRE))
         with self.counter.lock:
-            self.counter.events += events
-            self.counter.last_at = time.time()
+            c = self.counter
+            c.events += events
+            c.last_at = time.time()
+            c.requests += 1
+            c.body_bytes += sent
+            c.raw_bytes += len(data)
+            c.head_bytes += head
+            if c.dump is not None:
+                c.dump.write(data.rstrip(b"\n") + b"\n")
         self._reply(200, SUCCESS)
 
     def _reply(self, status: int, body: bytes) -> None:
@@ -74,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _SinkHandler.counter = _Counter()
     _SinkHandler.token = args[0]
+    if len(args) > 1:
+        _SinkHandler.counter.dump = open(args[1], "ab", buffering=0)  # noqa: SIM115
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
     server.daemon_threads = True
     print(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}"}), flush=True)
@@ -83,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
+        if _SinkHandler.counter.dump is not None:
+            _SinkHandler.counter.dump.close()
     return 0
 
 

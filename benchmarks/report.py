@@ -17,6 +17,7 @@ from typing import Any
 from benchmarks import (
     bench_cold_start,
     bench_cost,
+    bench_fleet,
     bench_flush_latency,
     bench_memory,
     bench_shutdown_drain,
@@ -27,7 +28,7 @@ from benchmarks import (
 Doc = dict[str, Any]
 OWN = {"cold_start": bench_cold_start, "flush_latency": bench_flush_latency,
        "throughput": bench_throughput, "shutdown_drain": bench_shutdown_drain,
-       "memory": bench_memory, "cost": bench_cost}
+       "memory": bench_memory, "cost": bench_cost, "fleet": bench_fleet}
 
 
 def load(folder: Path, name: str) -> Doc | None:
@@ -238,6 +239,73 @@ def cost(doc: Doc) -> list[str]:
             "![CPU per invocation](img/cost_cpu.png)", ""]
 
 
+def fleet(doc: Doc) -> list[str]:
+    r = doc["results"]
+    rows = []
+    for c in r["cells"]:
+        rows.append([
+            ("HEC receiver" if c["mode"] == "hec" else "counting sink")
+            + (" (sweep)" if c.get("sweep") else ""), fmt(c["envs"]),
+            fmt(c["rate_per_env"], 0), fmt(c["invocations_per_s"], 1), fmt(c["events_per_s"], 0),
+            fmt(c["hec_requests_per_s"], 1), fmt(c["hec_requests_per_invocation"], 2),
+            f"{fmt(c['connections_per_env_mean'], 2)} / {fmt(c['connections_per_env_max'], 2)}",
+            fmt(c["body_bytes_per_event"], 0), fmt(c["wire_bytes_per_event"], 0),
+            fmt(c["raw_bytes_per_event"], 0), fmt(c["telemetry_batches_per_invocation"], 2),
+            f"{fmt(c['lines_stored'])} / {fmt(c['lines_expected'])}", fmt(c["loss"]),
+            fmt(c["duplicates"]), fmt(c["extension_cpu_us_per_event"], 0),
+            fmt(c["extension_cpu_ms_per_invocation"], 2), fmt(c["max_late_ms"], 0)])
+    out = [f"Each environment: invoked {fmt(r['rate_per_env'], 0)}/s with "
+           f"{fmt(r['lines_per_invocation'])} lines of {fmt(r['line_bytes'])} bytes, "
+           f"{fmt(r['memory_mb'])} MB, default flush strategy, {fmt(r['window_s'], 0)} s "
+           f"windows after {bench_fleet.WARMUP} warm-up invocations; CPU limits "
+           f"{'on' if r['limits'] else 'off'} (why: `benchmarks/bench_fleet.py`). For each target "
+           "the fleet grows (1, then 3 more, ...) and every environment alive runs each window; "
+           "all shut down after the last one, and the loss check follows. The last rows "
+           "(`sweep`) are one environment into the sink at higher rates: how requests per "
+           f"invocation fall as invocations get denser. {fmt(r['seconds_total'], 0)} s for the "
+           "whole run.", ""]
+    out += table(["into", "N", "invocations/s per env (asked)", "invocations/s", "events/s",
+                  "HEC requests/s", "requests/invocation", "connections/env (mean / max)",
+                  "gzip bytes/event",
+                  "wire bytes/event", "uncompressed bytes/event",
+                  "Telemetry batches/invocation", "lines stored / expected", "loss",
+                  "duplicates", "extension CPU us/event", "extension CPU ms/invocation",
+                  "schedule late ms (max)"], rows)
+    v = bench_fleet.verdicts(r)
+    growth = "; ".join(f"{'HEC receiver' if m == 'hec' else 'counting sink'} {g:.2f}x"
+                       for m, g in sorted(v["cpu_growth"].items())) or "-"
+    target = doc["targets"].get("cpu_growth_max_ratio", 1.5)
+    grown = list(v["cpu_growth"].values())
+    out += table(["figure", "measured", "target", "verdict"], [
+        ["lines lost, every cell", fmt(v["loss"]), "0", verdict(v["loss"], 0)],
+        ["lines duplicated, every cell", fmt(v["duplicates"]), "0", verdict(v["duplicates"], 0)],
+        ["extension CPU per event, largest N / smallest N", growth, f"<= {target}x (flat)",
+         verdict(max(grown), target) if grown else "-"]])
+    reposted = [c["telemetry_failed_attempts_total"] for c in r["cells"]
+                if "telemetry_failed_attempts_total" in c]
+    if reposted:
+        # Per target group (every cell of a group carries the same total): one per group.
+        groups = {(c["mode"], bool(c.get("sweep"))): c["telemetry_failed_attempts_total"]
+                  for c in r["cells"] if "telemetry_failed_attempts_total" in c}
+        out += [f"Telemetry POSTs the emulator had to repeat, whole run: "
+                f"{fmt(int(sum(groups.values())))}. A POST in flight when an environment freezes "
+                "waits for the thaw; when the freeze outlasts the emulator's 10 s POST timeout "
+                "(here: while new environments start between windows) it is repeated, and the "
+                "listener spools it again if it had spooled it before the freeze: each repeat "
+                "can duplicate one batch (at least once, never lost).", ""]
+    if r.get("sizing"):
+        out += [f"HEC load of {fmt(bench_fleet.FLEET_SIZE)} concurrent environments, from the "
+                "one-environment rows (formulas and sizing: [scaling.md](scaling.md)):", ""]
+        out += table(["invocations/s per env", "events/s", "requests/s (this extension)",
+                      "MB/s (this extension)", "requests/s (peer: a request per batch)",
+                      "MB/s (peer, uncompressed)"],
+                     [[fmt(z["rate_per_env"], 0), fmt(z["events_per_s"], 0),
+                       fmt(z["ours_requests_per_s"], 0), fmt(z["ours_mb_per_s"], 1),
+                       fmt(z["peer_requests_per_s"], 0), fmt(z["peer_mb_per_s"], 1)]
+                      for z in r["sizing"]])
+    return [*out, "![fleet](img/fleet.png)", ""]
+
+
 def others(folder: Path) -> list[str]:
     """Reference figures of the local tooling (benchmarks owned by the emulator/HEC/spool work)."""
     out: list[str] = []
@@ -316,6 +384,21 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
      "freeze; CPU = scheduler time of every extension process (/proc/<pid>/task/*/schedstat) "
      "between two frozen states; HEC requests counted until the last freeze. Cells with gaps "
      ">= 2 s run side by side (they are frozen nearly all the time)."),
+    ("fleet", "8. Many environments into one HEC", fleet,
+     "N emulated environments at once (N = 1, 4, 16, 32), each a worker process with its own "
+     "emulator, the real extension and the sample function, invoked on a fixed schedule (phases "
+     "spread evenly, so the total rate is steady), all into one embedded HEC receiver, then all "
+     "into the counting sink (`benchmarks/hec_sink.py`), which takes the receiver's SQLite work "
+     "off the machine. Events/s and requests/s are the target's own counters over the window; "
+     "connections are the ESTABLISHED sockets on the target's port (/proc/net/tcp, every "
+     "0.5 s); gzip bytes = request bodies as sent; wire bytes add the request line and headers "
+     "(measured by the sink); uncompressed = the same envelopes without gzip. Telemetry "
+     "batches = the emulator's POSTs to the extension, i.e. the requests a forwarder posting "
+     "one request per batch would send. Loss and duplicates: every line id of every successful "
+     "invocation, looked up in the store (or the sink's dump) after the environments shut down. "
+     "Extension CPU = scheduler time of its processes between the frozen states around the "
+     "window, over the Telemetry events delivered to it. docs/scaling.md turns these figures "
+     "into HEC sizing."),
 ]
 
 

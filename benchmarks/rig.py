@@ -122,9 +122,10 @@ class HecProcess:
 class SinkProcess:
     """`python -m benchmarks.hec_sink`: counts events instead of storing them (throughput)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dump: str | None = None) -> None:
+        """`dump`: a file the sink appends every decompressed body to (line-id checks)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.hec_sink", TOKEN],
+            [sys.executable, "-m", "benchmarks.hec_sink", TOKEN, *([dump] if dump else [])],
             cwd=REPO, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -133,9 +134,14 @@ class SinkProcess:
 
     def last_event(self) -> tuple[int, float]:
         """(events counted, time of the last request), like HecProcess.last_event."""
-        self._conn.request("GET", "/count")
-        counted = json.loads(self._conn.getresponse().read())
+        counted = self.counters()
         return int(counted["events"]), float(counted["last_at"])
+
+    def counters(self) -> dict[str, float]:
+        """The sink's counters: events, last_at, requests, body/raw/head bytes."""
+        self._conn.request("GET", "/count")
+        counted: dict[str, float] = json.loads(self._conn.getresponse().read())
+        return counted
 
     def stop(self) -> None:
         self._conn.close()

@@ -7,6 +7,8 @@ results/, whose previous files are put back afterwards so a smoke run never repl
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json
 import os
 import subprocess
@@ -14,14 +16,17 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from benchmarks import common, run_all
+from benchmarks.rig import TOKEN, SinkProcess
 
 pytestmark = pytest.mark.integration
 
-BENCHMARKS = run_all.discover()
+# bench_fleet has its own test below (it also checks loss and duplicates).
+BENCHMARKS = [name for name in run_all.discover() if name != "bench_fleet"]
 RUN_TIMEOUT_S = 60
 
 
@@ -69,6 +74,54 @@ def test_quick_run_exits_zero_and_writes_json(module: str, results_folder: Path)
         assert list(results_folder.glob("*.png")), "a benchmark draws its chart"
 
 
+def test_counting_sink_counts_requests_bytes_and_dumps_bodies(tmp_path: Path) -> None:
+    dump = tmp_path / "bodies.jsonl"
+    sink = SinkProcess(str(dump))
+    try:
+        raw = b'{"event":"a"}\n{"event":"b"}'
+        body = gzip.compress(raw)
+        conn = http.client.HTTPConnection(urlsplit(sink.url).netloc, timeout=10)
+        headers = {"Authorization": f"Splunk {TOKEN}", "Content-Encoding": "gzip"}
+        for _ in range(2):
+            conn.request("POST", "/services/collector/event", body, headers)
+            assert conn.getresponse().read() == b'{"text":"Success","code":0}'
+        conn.close()
+        counted = sink.counters()
+    finally:
+        sink.stop()
+    assert (counted["events"], counted["requests"]) == (4, 2)
+    assert (counted["body_bytes"], counted["raw_bytes"]) == (2 * len(body), 2 * len(raw))
+    # "POST /services/collector/event HTTP/1.1\r\n", Host, Accept-Encoding, Content-Length,
+    # the two headers above and the blank line, as http.client sends them.
+    head = (len("POST /services/collector/event HTTP/1.1\r\n")
+            + len(f"Host: {urlsplit(sink.url).netloc}\r\n") + len("Accept-Encoding: identity\r\n")
+            + len(f"Content-Length: {len(body)}\r\n")
+            + len(f"Authorization: Splunk {TOKEN}\r\n") + len("Content-Encoding: gzip\r\n") + 2)
+    assert counted["head_bytes"] == 2 * head
+    assert dump.read_bytes() == (raw + b"\n") * 2
+
+
+def test_fleet_quick_run_loses_and_duplicates_nothing(results_folder: Path) -> None:
+    # Two environments, one HEC receiver, a 1 s window: every line id stored exactly once.
+    env = {**os.environ, common.RESULTS_ENV: str(results_folder)}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_fleet", "--quick"],
+                          cwd=common.REPO, env=env, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Fleet: N environments" in done.stdout
+    assert "loss 0 / duplicates 0 (must be 0): met" in done.stdout
+    doc = json.loads((results_folder / "fleet.json").read_text())
+    assert doc["quick"] is True
+    (cell,) = doc["results"]["cells"]
+    assert cell["envs"] == 2
+    assert cell["lines_expected"] > 0
+    assert cell["lines_stored"] == cell["lines_expected"]
+    assert (cell["loss"], cell["duplicates"], cell["unexpected"]) == (0, 0, 0)
+    assert cell["events_per_s"] > 0 and cell["hec_requests_per_s"] > 0
+    assert cell["connections_per_env_max"] >= 1
+    assert (results_folder / "fleet.png").stat().st_size > 1000
+
+
 def test_report_is_generated_from_the_results(results_folder: Path, tmp_path: Path) -> None:
     if not (results_folder / "memory.json").exists():
         pytest.skip("needs the quick results of the benchmarks above")
@@ -86,3 +139,6 @@ def test_report_is_generated_from_the_results(results_folder: Path, tmp_path: Pa
     for image in ("cold_start", "flush_latency", "post_runtime", "throughput_cpu",
                   "shutdown_drain", "memory"):
         assert (out.parent / "img" / f"{image}.png").stat().st_size > 1000
+    if (results_folder / "fleet.json").exists():
+        assert "Many environments into one HEC" in page
+        assert (out.parent / "img" / "fleet.png").stat().st_size > 1000
