@@ -1,0 +1,186 @@
+"""Filters and masks telemetry before it reaches the spool (listener process; no I/O).
+
+Applied to each batch intake admitted, in this order, to `function` and `extension` records
+(and to records the extension keeps as text, `splunk-extension.too-deep`):
+
+1. SPLUNK_MIN_LEVEL drops a line whose level ranks below it. The level is the one the sender
+   indexes: `[LEVEL]\\t` at the start of a text line (Python runtimes), the third tab-separated
+   column after an ISO time (Node.js runtimes), or the `level` field of a JSON log line. Lines
+   without a level, or with a level name not known, are kept.
+2. SPLUNK_DROP_REGEX drops a line it matches anywhere: the text of a text line, the JSON text
+   of a JSON log line.
+3. SPLUNK_MASK rewrites every string of what is left (a text line; every key and string value of
+   a JSON log line), rule after rule, until no rule matches: what reaches the spool, and so HEC,
+   never holds a match. A string still matching after MAX_MASK_ROUNDS passes (rules that keep
+   re-creating each other's matches) is not kept: its event is dropped and counted. A text
+   line's trailing newline is removed first (the sender does so anyway), so the text that is
+   checked is exactly the text Splunk receives. A masked JSON line is re-encoded (msgspec; same
+   values, numbers may be spelled differently); an unmasked one keeps its bytes.
+
+`platform.*` records are Lambda's own (ids, metrics, names) and pass untouched, so the sender
+always finds the request ids it needs. Dropped events are counted by reason; the listener
+reports the counts to Splunk (`splunk-extension.filtered`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ext import schema
+from ext.config import LEVEL_RANKS
+from ext.intake import TOO_DEEP_TYPE
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ext.config import Config
+
+FILTERED_TYPE = "splunk-extension.filtered"
+MAX_MASK_ROUNDS = 4
+_LINE_KINDS = frozenset({"function", "extension", TOO_DEEP_TYPE})
+_LEVEL_KINDS = frozenset({"function", "extension"})
+_text = msgspec.json.Decoder(str)
+
+
+class _UnresolvedError(Exception):
+    """A string still matches a mask rule after MAX_MASK_ROUNDS rounds."""
+
+
+class Outcome:
+    """The filtered batch: `payload` (a JSON array) of `events` events, and the drops."""
+
+    __slots__ = ("dropped", "events", "masked", "payload")
+
+    def __init__(self, payload: bytes, events: int, dropped: dict[str, int], masked: int) -> None:
+        self.payload = payload
+        self.events = events
+        self.dropped = dropped  # reason -> events: level, drop_regex, mask_unresolved
+        self.masked = masked  # events kept with at least one string masked
+
+
+class LineFilter:
+    def __init__(self, config: Config) -> None:
+        self.min_rank = LEVEL_RANKS[config.min_level] if config.min_level else None
+        self.drop = config.drop_pattern
+        self.masks = config.mask_rules
+        self.active = self.min_rank is not None or self.drop is not None or bool(self.masks)
+        self._changed = False
+
+    def apply(self, events: Sequence[schema.IntakeEvent]) -> Outcome | None:
+        """The filtered batch, or None when nothing was dropped or changed (keep the body)."""
+        kept: list[schema.IntakeEvent] = []
+        dropped: dict[str, int] = {}
+        masked = 0
+        touched = False
+        for event in events:
+            kind = event.type
+            if kind not in _LINE_KINDS:
+                kept.append(event)
+                continue
+            raw = event.record
+            kept_event = event
+            text: str | None = None
+            if memoryview(raw)[0] == 0x22:  # a JSON string: a text line
+                try:
+                    text = _text.decode(raw)
+                except msgspec.DecodeError:  # cannot happen: intake admitted it
+                    text = None
+            reason = self._drop_reason(kind, raw, text)
+            if reason is None and self.masks:
+                try:
+                    new = self._masked(raw, text)
+                except _UnresolvedError:
+                    reason = "mask_unresolved"
+                else:
+                    if new is not None:
+                        touched = True
+                        if self._changed:
+                            masked += 1
+                        kept_event = msgspec.structs.replace(event, record=msgspec.Raw(new))
+            if reason is not None:
+                dropped[reason] = dropped.get(reason, 0) + 1
+                touched = True
+                continue
+            kept.append(kept_event)
+        if not touched:
+            return None
+        return Outcome(schema.encoder.encode(kept), len(kept), dropped, masked)
+
+    def _drop_reason(self, kind: object, raw: msgspec.Raw, text: str | None) -> str | None:
+        if self.min_rank is not None and kind in _LEVEL_KINDS:
+            level = _text_level(text) if text is not None else _json_level(raw)
+            if level is not None:
+                rank = LEVEL_RANKS.get(level.upper())
+                if rank is not None and rank < self.min_rank:
+                    return "level"
+        if self.drop is not None:
+            line = text if text is not None else bytes(raw).decode("utf-8", "replace")
+            if self.drop.search(line):
+                return "drop_regex"
+        return None
+
+    def _masked(self, raw: msgspec.Raw, text: str | None) -> bytes | None:
+        """The record's new JSON, or None when it stays byte for byte."""
+        self._changed = False
+        if text is not None:
+            stripped = text[:-1] if text.endswith("\n") else text
+            new = self._mask_text(stripped)
+            if not self._changed and stripped is text:
+                return None
+            return schema.encoder.encode(new)
+        if memoryview(raw)[0] not in b"{[":
+            return None  # a number, true, false or null: no string in it
+        value = msgspec.json.decode(raw)
+        new_value = self._mask_value(value)
+        return schema.encoder.encode(new_value) if self._changed else None
+
+    def _mask_text(self, text: str) -> str:
+        """`text` with every rule applied until none matches (the same object if none did)."""
+        for _ in range(MAX_MASK_ROUNDS):
+            total = 0
+            for pattern, replacement in self.masks:
+                text, count = pattern.subn(replacement, text)
+                total += count
+            if not total:
+                return text
+            self._changed = True
+        raise _UnresolvedError
+
+    def _mask_value(self, value: object) -> object:
+        if isinstance(value, str):
+            return self._mask_text(value)
+        if isinstance(value, dict):
+            return {self._mask_text(k): self._mask_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._mask_value(item) for item in value]
+        return value
+
+
+def _text_level(line: str) -> str | None:
+    """`[LEVEL]\\t...` (Python) or `<ISO time>\\t<request id>\\t<LEVEL>\\t...` (Node.js)."""
+    if line.startswith("["):
+        close = line.find("]", 1, 12)
+        if close > 0 and line[close + 1 : close + 2] == "\t":
+            return line[1:close]
+        return None
+    if line[24:25] == "\t" and line[10:11] == "T":
+        parts = line.split("\t", 3)
+        if len(parts) == 4 and 0 < len(parts[2]) <= 8:
+            return parts[2]
+    return None
+
+
+def _json_level(raw: msgspec.Raw) -> str | None:
+    try:
+        view = schema.log_view.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return view.level if isinstance(view.level, str) else None
+
+
+def notice(counts: dict[str, int], now_iso: str) -> bytes:
+    """A telemetry event of the extension's own counting the events the filters dropped."""
+    record = {"dropped_events": sum(counts.values()), "by_reason": counts}
+    return schema.encoder.encode({"time": now_iso, "type": FILTERED_TYPE, "record": record})
