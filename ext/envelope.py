@@ -151,22 +151,7 @@ class EnvelopeBuilder:
                     request_id = line_id
             body = record
         else:
-            if kind in _REQUEST_KINDS:
-                request_id = _platform_request_id(record)
-                if kind == "platform.start":
-                    self.request_id = request_id
-                    if request_id is not None and self.enrichment.enabled:
-                        self.enrichment.invocation_started(request_id)
-                        self.cold_request = self.enrichment.cold_request
-                elif request_id is not None:  # where an invocation ends: the sender's flushes
-                    self.landmarks.append((kind, request_id))
-            elif kind in INIT_KINDS:
-                if kind == "platform.initStart":
-                    self.request_id = None
-                    request_id = None
-                if self.enrichment.init_seen(record):
-                    self._build_prefixes()
-                self.cold_request = self.enrichment.cold_request
+            request_id = self._platform_seen(kind, record, request_id)
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
         fields = self._kind_fields.get(kind)
         if fields is None:
@@ -179,6 +164,26 @@ class EnvelopeBuilder:
             _COLD if request_id is not None and request_id == self.cold_request else b"",
             b'},"event":', body, b"}",
         ))  # fmt: skip
+
+    def _platform_seen(self, kind: str, record: bytes, request_id: bytes | None) -> bytes | None:
+        """Learns from a platform event (invocation bounds, inits); returns its request id."""
+        if kind in _REQUEST_KINDS:
+            request_id = _platform_request_id(record)
+            if kind == "platform.start":
+                self.request_id = request_id
+                if request_id is not None and self.enrichment.enabled:
+                    self.enrichment.invocation_started(request_id)
+                    self.cold_request = self.enrichment.cold_request
+            elif request_id is not None:  # where an invocation ends: the sender's flushes
+                self.landmarks.append((kind, request_id))
+        elif kind in INIT_KINDS:
+            if kind == "platform.initStart":
+                self.request_id = None
+                request_id = None
+            if self.enrichment.init_seen(record):
+                self._build_prefixes()
+            self.cold_request = self.enrichment.cold_request
+        return request_id
 
     def _build_prefixes(self) -> None:
         """The constant head of every envelope per sourcetype kind, up to and including the
