@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 FILTERED_TYPE = "splunk-extension.filtered"
 MAX_MASK_ROUNDS = 4
+_CHUNK = 32  # events checked together by a context-free rule set (see _suspect_chunks)
 _LINE_KINDS = frozenset({"function", "extension", TOO_DEEP_TYPE})
 _LEVEL_KINDS = frozenset({"function", "extension"})
 _text = msgspec.json.Decoder(str)
@@ -66,6 +67,9 @@ class LineFilter:
         self.drop = config.drop_pattern
         self.masks = config.mask_rules
         self.active = self.min_rank is not None or self.drop is not None or bool(self.masks)
+        # A rule without anchors or lookarounds matches a string wherever that string sits, so
+        # one search over all of a batch's strings joined tells whether any of them matches.
+        self._batch_check = all(_context_free(pattern.pattern) for pattern, _ in self.masks)
         self._changed = False
 
     def apply(self, events: Sequence[schema.IntakeEvent]) -> Outcome | None:
@@ -74,7 +78,14 @@ class LineFilter:
         dropped: dict[str, int] = {}
         masked = 0
         touched = False
-        for event in events:
+        masks = bool(self.masks)
+        suspects: set[int] | None = None  # chunks of events a rule may match; None: all
+        if masks and self._batch_check:
+            suspects = self._suspect_chunks(events)
+            masks = bool(suspects)
+            if not masks and self.min_rank is None and self.drop is None:
+                return None
+        for index, event in enumerate(events):
             kind = event.type
             if kind not in _LINE_KINDS:
                 kept.append(event)
@@ -88,7 +99,7 @@ class LineFilter:
                 except msgspec.DecodeError:  # cannot happen: intake admitted it
                     text = None
             reason = self._drop_reason(kind, raw, text)
-            if reason is None and self.masks:
+            if reason is None and masks and (suspects is None or index // _CHUNK in suspects):
                 try:
                     new = self._masked(raw, text)
                 except _UnresolvedError:
@@ -126,18 +137,43 @@ class LineFilter:
         self._changed = False
         if text is not None:
             stripped = text[:-1] if text.endswith("\n") else text
-            new = self._mask_text(stripped)
-            if not self._changed and stripped is text:
+            if not self._hits(text) and (stripped is text or not self._hits(stripped)):
                 return None
-            return schema.encoder.encode(new)
+            return schema.encoder.encode(self._mask_text(stripped))
         if memoryview(raw)[0] not in b"{[":
             return None  # a number, true, false or null: no string in it
         value = msgspec.json.decode(raw)
         new_value = self._mask_value(value)
         return schema.encoder.encode(new_value) if self._changed else None
 
+    def _suspect_chunks(self, events: Sequence[schema.IntakeEvent]) -> set[int]:
+        """The chunks of _CHUNK events in which some mask rule matches some string: one search
+        per rule over each chunk's strings joined, instead of one per string."""
+        decode = msgspec.json.decode
+        found: set[int] = set()
+        for start in range(0, len(events), _CHUNK):
+            values = [decode(event.record) for event in events[start:start + _CHUNK]
+                      if event.type in _LINE_KINDS]
+            texts = [value for value in values if type(value) is str]
+            if len(texts) < len(values):
+                for value in values:
+                    if type(value) is not str:
+                        _strings(value, texts)
+            joined = "\n".join(texts)
+            if any(pattern.search(joined) is not None for pattern, _ in self.masks):
+                found.add(start // _CHUNK)
+        return found
+
+    def _hits(self, text: str) -> bool:
+        return any(pattern.search(text) is not None for pattern, _ in self.masks)
+
     def _mask_text(self, text: str) -> str:
         """`text` with every rule applied until none matches (the same object if none did)."""
+        for pattern, _ in self.masks:  # the common case, no match: a search is the cheapest
+            if pattern.search(text) is not None:
+                break
+        else:
+            return text
         for _ in range(MAX_MASK_ROUNDS):
             total = 0
             for pattern, replacement in self.masks:
@@ -156,6 +192,26 @@ class LineFilter:
         if isinstance(value, list):
             return [self._mask_value(item) for item in value]
         return value
+
+
+def _strings(value: object, into: list[str]) -> None:
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            into.append(key)
+            _strings(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _strings(item, into)
+
+
+def _context_free(regex: str) -> bool:
+    """True when the regex has no anchor, word boundary or lookaround (whose match depends on
+    what surrounds it); checked on the text, conservatively (`[^` is a negated class)."""
+    text = regex.replace("[^", "[")
+    return not any(mark in text for mark in ("^", "$", "\\b", "\\B", "\\A", "\\Z", "(?=",
+                                             "(?!", "(?<"))
 
 
 def _text_level(line: str) -> str | None:
