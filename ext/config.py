@@ -137,7 +137,7 @@ class Config:
 
     def __repr__(self) -> str:
         # The token never appears in a repr, a log line or a traceback.
-        hidden = ("hec_token", "aws_credentials")
+        hidden = ("hec_token", "aws_credentials", "mask_rules", "drop_pattern")  # may quote secrets
         shown = {n: getattr(self, n) for n in Config.__annotations__ if n not in hidden}
         return f"Config({shown})"
 

@@ -4,8 +4,10 @@ Holds the spool's writer role; its HTTP server (`ext.http_server`: one thread, a
 limits on everything, memory bounded whatever arrives, requests whose sender gave up not
 spooled) hands it each complete request body. Answers: 200 once the batch is spooled; 400 for a
 body that is not a JSON array; 503 when the spool append fails (Lambda then retries), never 200;
-the HTTP errors of `ext.http_server`. What of a body is kept is `ext.intake`'s decision;
-refusals are counted and reported to Splunk in a spool record of their own
+the HTTP errors of `ext.http_server`. What of a body is kept is `ext.intake`'s decision, then
+`ext.filters`' (SPLUNK_MIN_LEVEL, SPLUNK_DROP_REGEX, SPLUNK_MASK: nothing masked or dropped
+reaches the disk; the drops are reported in a `splunk-extension.filtered` event with the batch
+that ends an invocation); refusals are counted and reported to Splunk in a spool record of their own
 (`splunk-extension.intake-refused`) ahead of the next batch.
 
 It only takes in: the sender, which reads every record anyway, learns where invocations end.
