@@ -61,6 +61,10 @@ LEVEL_RANKS = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERRO
 ENRICHMENT_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_VERSION",
                         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_INITIALIZATION_TYPE",
                         "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME")
+# The enrichment fields, all on by default; SPLUNK_ENRICH may name a subset.
+ENRICHMENT_FIELDS: tuple[str, ...] = (
+    "function_arn", "function_version", "aws_account_id", "aws_region", "memory_size_mb",
+    "architecture", "runtime", "log_group", "environment_id", "init_type", "cold_start")
 _NO_FIELDS: tuple[tuple[str, str], ...] = ()
 _FIELD_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 # SPLUNK_FIELDS may not shadow what Splunk or the extension itself sets.
@@ -117,7 +121,7 @@ class Config:
     on_config_error: str = "fail"
     log_level: str = "WARNING"
     # Enrichment (ext/enrichment.py): indexed fields on every event.
-    enrich: bool = True  # the function's identity and environment (SPLUNK_ENRICH)
+    enrich: tuple[str, ...] = ENRICHMENT_FIELDS  # of the function's identity (SPLUNK_ENRICH)
     user_fields: tuple[tuple[str, str], ...] = ()  # SPLUNK_FIELDS, in order
     account_id: str = ""  # from register's response (Lambda-Extension-Accept-Feature)
     aws_environment: tuple[tuple[str, str], ...] = ()  # ENRICHMENT_VARIABLES that are set
@@ -301,7 +305,9 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
         forward_own_logs=r.boolean("SPLUNK_FORWARD_OWN_LOGS", False),
         on_config_error=r.choice("SPLUNK_ON_CONFIG_ERROR", "fail", CONFIG_ERROR_ACTIONS),
         log_level=level,
-        enrich=r.boolean("SPLUNK_ENRICH", True),
+        enrich=r.parse("SPLUNK_ENRICH", ENRICHMENT_FIELDS, _enrich,
+                       "true, false, or a comma-separated list of "
+                       + ", ".join(ENRICHMENT_FIELDS)),
         user_fields=r.parse("SPLUNK_FIELDS", _NO_FIELDS, _user_fields,
                             "comma-separated name=value pairs, e.g. team=payments,env=prod "
                             "(names: letters, digits and _, not starting with _ or a digit, "
@@ -433,6 +439,18 @@ def _user_fields(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(text)
         pairs[name] = value
     return tuple(pairs.items())
+
+
+def _enrich(text: str) -> tuple[str, ...]:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return ENRICHMENT_FIELDS
+    if lowered in _FALSE:
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in lowered.split(",") if n.strip()))
+    if not names or any(n not in ENRICHMENT_FIELDS for n in names):
+        raise ValueError(text)
+    return names
 
 
 def _min_level(text: str) -> str:

@@ -79,7 +79,8 @@ class Enrichment:
     def __init__(self, config: Config, function_name: str) -> None:
         env = dict(config.aws_environment)
         # Outside Lambda (tests, tools) there is no function environment to describe.
-        self.enabled = config.enrich and "AWS_LAMBDA_FUNCTION_VERSION" in env
+        self.enabled = bool(config.enrich) and "AWS_LAMBDA_FUNCTION_VERSION" in env
+        self._wanted = frozenset(config.enrich)
         self._static: list[tuple[str, str]] = []
         if self.enabled:
             region = env.get("AWS_REGION", "")
@@ -133,7 +134,7 @@ class Enrichment:
 
     def invocation_started(self, request_id: bytes) -> None:
         """platform.start (its JSON-encoded request id): the first after an init is cold."""
-        if not self._cold_pending:
+        if not self._cold_pending or "cold_start" not in self._wanted:
             return
         self._cold_pending = False
         self.cold_request = request_id
@@ -147,6 +148,7 @@ class Enrichment:
             pairs += [("runtime", self._env_runtime or self.facts.runtime),
                       ("environment_id", self.facts.environment_id),
                       ("init_type", self.facts.init_type or self._env_init_type)]
+        pairs = [(name, value) for name, value in pairs if name in self._wanted]
         pairs += self._user
         return b"".join(b"," + _json(name) + b":" + _json(value) for name, value in pairs if value)
 

@@ -120,6 +120,20 @@ def test_a_reset_starts_a_new_cold_invocation(tmp_path: Path) -> None:
                                                           None]
 
 
+def test_splunk_enrich_can_name_the_fields_wanted(tmp_path: Path) -> None:
+    builder = EnvelopeBuilder(cfg(tmp_path, SPLUNK_ENRICH="function_arn, environment_id"),
+                              "orders")
+    out = envelopes(builder, ("platform.initStart", INIT_START),
+                    ("platform.start", {"requestId": RID1}))
+    assert fields(out[1]) == {
+        "function_name": "orders",
+        "function_arn": "arn:aws:lambda:eu-central-1:123456789012:function:orders",
+        "environment_id": STREAM, "telemetry_type": "platform.start", "request_id": RID1}
+    with pytest.raises(errors.ConfigError) as caught:
+        cfg(tmp_path, SPLUNK_ENRICH="function_arn,colour")
+    assert "SPLUNK_ENRICH='function_arn,colour' is not valid" in caught.value.problems[0]
+
+
 def test_outside_lambda_no_environment_fields(tmp_path: Path) -> None:
     cfg_ = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t",
                         "SPLUNK_SPOOL_DIR": str(tmp_path / "spool")}, "123456789012")
