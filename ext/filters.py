@@ -12,10 +12,13 @@ Applied to each batch intake admitted, in this order, to `function` and `extensi
 3. SPLUNK_MASK rewrites every string of what is left (a text line; every key and string value of
    a JSON log line), rule after rule, until no rule matches: what reaches the spool, and so HEC,
    never holds a match. A string still matching after MAX_MASK_ROUNDS passes (rules that keep
-   re-creating each other's matches) is not kept: its event is dropped and counted. A text
-   line's trailing newline is removed first (the sender does so anyway), so the text that is
-   checked is exactly the text Splunk receives. A masked JSON line is re-encoded (msgspec; same
-   values, numbers may be spelled differently); an unmasked one keeps its bytes.
+   re-creating each other's matches) is not kept: its event is dropped and counted. A text line
+   is checked with and without its trailing newline (Splunk receives it without); a masked one
+   is spooled without it, so the spooled text is exactly what Splunk receives. A masked JSON
+   line is re-encoded (msgspec; same values, numbers may be spelled differently); a line no
+   rule matches keeps its bytes. A rule set without anchors, `\\b` or lookarounds is first
+   searched once per _CHUNK events (their strings joined): only the lines of a chunk it
+   matches are looked at one by one.
 
 `platform.*` records are Lambda's own (ids, metrics, names) and pass untouched, so the sender
 always finds the request ids it needs. Dropped events are counted by reason; the listener
