@@ -163,6 +163,20 @@ def enrich_mask(doc: Doc) -> list[str]:
            f"`{r['card_masks'].split(';;')[-1]}`. Tags: `SPLUNK_FIELDS={r['tags']}`.", ""]
     out += table(["configuration", "CPU us/event", "listener", "sender", "target", "verdict"],
                  rows)
+    in_process = r.get("in_process")
+    if in_process:
+        out += ["The same configurations in-process (the lowest of many passes, stable on a busy "
+                "machine): the listener's intake plus filters, the sender's envelopes plus gzip, "
+                f"and what each adds to the {fmt(r['baseline_before_issue_13'], 2)} us of "
+                "before:", ""]
+        out += table(["configuration", "listener us", "sender us", "added us",
+                      "3.27 + added", "target", "verdict"],
+                     [[name, fmt(c["listener"], 2), fmt(c["sender"], 2), fmt(c["added"], 2),
+                       fmt(c["estimate"], 2),
+                       f"<= {fmt(r['target_us'])}" if "mask" in name or "rules" in name else "",
+                       verdict(c["estimate"], r["target_us"])
+                       if "mask" in name or "rules" in name else ""]
+                      for name, c in in_process.items()])
     cold = r.get("cold_start")
     if cold:
         out += [f"Start -> first `event/next` over {cold['runs']} interleaved cold inits:", ""]
