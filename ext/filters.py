@@ -3,8 +3,8 @@
 Applied to each batch intake admitted, in this order, to `function` and `extension` records
 (and to records the extension keeps as text, `splunk-extension.too-deep`):
 
-1. SPLUNK_MIN_LEVEL drops a line whose level ranks below it. The level is the one the sender
-   indexes: `[LEVEL]\\t` at the start of a text line (Python runtimes), the third tab-separated
+1. SPLUNK_MIN_LEVEL drops a line whose level ranks below it. The level is `[LEVEL]\\t` at the
+   start of a text line (Python runtimes; the sender indexes it), the third tab-separated
    column after an ISO time (Node.js runtimes), or the `level` field of a JSON log line. Lines
    without a level, or with a level name not known, are kept.
 2. SPLUNK_DROP_REGEX drops a line it matches anywhere: the text of a text line, the JSON text
