@@ -17,8 +17,8 @@ Applied to each batch intake admitted, in this order, to `function` and `extensi
    is spooled without it, so the spooled text is exactly what Splunk receives. A masked JSON
    line is re-encoded (msgspec; same values, numbers may be spelled differently); a line no
    rule matches keeps its bytes. A rule set without anchors, `\\b` or lookarounds is first
-   searched once per _CHUNK events (their strings joined): only the lines of a chunk it
-   matches are looked at one by one.
+   searched once per _CHUNK events (their strings joined), then per _PART events inside a
+   chunk it matches: only the lines of a part it matches are looked at one by one.
 
 `platform.*` records are Lambda's own (ids, metrics, names) and pass untouched, so the sender
 always finds the request ids it needs. Dropped events are counted by reason; the listener
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 FILTERED_TYPE = "splunk-extension.filtered"
 MAX_MASK_ROUNDS = 4
 _CHUNK = 32  # events checked together by a context-free rule set (see _suspect_chunks)
+_PART = 4  # events re-checked together inside a chunk that matched
 _LINE_KINDS = frozenset({"function", "extension", TOO_DEEP_TYPE})
 _LEVEL_KINDS = frozenset({"function", "extension"})
 _text = msgspec.json.Decoder(str)
@@ -88,10 +89,12 @@ class LineFilter:
             masks = bool(suspects)
             if not masks and self.min_rank is None and self.drop is None:
                 return None
+        filtering = self.min_rank is not None or self.drop is not None
         for index, event in enumerate(events):
             kind = event.type
-            if kind not in _LINE_KINDS:
-                kept.append(event)
+            if kind not in _LINE_KINDS or (not filtering and (
+                    suspects is not None and index // _PART not in suspects)):
+                kept.append(event)  # nothing to drop, no rule matches near it: as it is
                 continue
             raw = event.record
             kept_event = event
@@ -102,7 +105,7 @@ class LineFilter:
                 except msgspec.DecodeError:  # cannot happen: intake admitted it
                     text = None
             reason = self._drop_reason(kind, raw, text)
-            if reason is None and masks and (suspects is None or index // _CHUNK in suspects):
+            if reason is None and masks and (suspects is None or index // _PART in suspects):
                 try:
                     new = self._masked(raw, text)
                 except _UnresolvedError:
@@ -150,22 +153,29 @@ class LineFilter:
         return schema.encoder.encode(new_value) if self._changed else None
 
     def _suspect_chunks(self, events: Sequence[schema.IntakeEvent]) -> set[int]:
-        """The chunks of _CHUNK events in which some mask rule matches some string: one search
-        per rule over each chunk's strings joined, instead of one per string."""
-        decode = msgspec.json.decode
+        """The parts of _PART events in which some mask rule may match some string: one search
+        per rule over each _CHUNK events' strings joined, then over each part of a chunk that
+        matched, instead of one per string."""
         found: set[int] = set()
         for start in range(0, len(events), _CHUNK):
-            values = [decode(event.record) for event in events[start:start + _CHUNK]
-                      if event.type in _LINE_KINDS]
-            texts = [value for value in values if type(value) is str]
-            if len(texts) < len(values):
-                for value in values:
-                    if type(value) is not str:
-                        _strings(value, texts)
-            joined = "\n".join(texts)
-            if any(pattern.search(joined) is not None for pattern, _ in self.masks):
-                found.add(start // _CHUNK)
+            chunk = events[start:start + _CHUNK]
+            if not self._joined_match(chunk):
+                continue
+            for part in range(0, len(chunk), _PART):
+                if self._joined_match(chunk[part:part + _PART]):
+                    found.add((start + part) // _PART)
         return found
+
+    def _joined_match(self, events: Sequence[schema.IntakeEvent]) -> bool:
+        decode = msgspec.json.decode
+        values = [decode(event.record) for event in events if event.type in _LINE_KINDS]
+        texts = [value for value in values if type(value) is str]
+        if len(texts) < len(values):
+            for value in values:
+                if type(value) is not str:
+                    _strings(value, texts)
+        joined = "\n".join(texts)
+        return any(pattern.search(joined) is not None for pattern, _ in self.masks)
 
     def _hits(self, text: str) -> bool:
         return any(pattern.search(text) is not None for pattern, _ in self.masks)
