@@ -343,7 +343,8 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
     ("enrich_mask", "4b. Enrichment, filters and masking", enrich_mask,
      "`python -m benchmarks.bench_enrich_mask`: the load and CPU measurement of section 4, one "
      "run per configuration: baseline (`SPLUNK_ENRICH=false`, the four indexed fields of "
-     "before), enrichment (the default, plus two `SPLUNK_FIELDS` tags), 3 mask rules that "
+     "before), enrichment (the default, plus two `SPLUNK_FIELDS` tags; then only three "
+     "fields), 3 mask rules that "
      "begin with a literal (no line holds a secret), both, both with 1% of the lines holding a "
      "token (masked), and both with a card-number rule (it begins with a digit class)."),
     ("shutdown_drain", "5. Shutdown drain", shutdown_drain,
