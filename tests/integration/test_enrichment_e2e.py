@@ -52,3 +52,15 @@ def test_events_carry_the_emulators_identity_and_filters_apply(
                hec.events(sourcetype="aws:lambda:extension", limit=1000)
                if json.loads(e.event).get("type") == "splunk-extension.filtered"]
     assert sum(n["by_reason"]["level"] for n in notices) == 4
+
+
+def test_a_bad_mask_fails_init_naming_the_variable(hec: HecReceiver, local_opt: Path) -> None:
+    secret = "hunter2-secret"
+    env = extension_env(hec, SPLUNK_MASK=f"({secret}=>x", SPLUNK_FIELDS="team")
+    with sandbox(local_opt, env) as sb:
+        assert sb.invoke({"lines": 1, "tag": "x"}).status == "failure"
+        errors = [x for x in sb.exchanges if "init/error" in str(x.get("path", ""))]
+    text = json.dumps(errors)
+    assert "SPLUNK_MASK is not valid" in text and "SPLUNK_FIELDS" in text
+    assert "Extension.ConfigInvalid" in text
+    assert secret not in text  # a rule may quote what it hides
