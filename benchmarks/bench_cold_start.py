@@ -43,9 +43,9 @@ def bare_start_ms(args: list[str]) -> float:
     return (ended - started) * 1000
 
 
-def cold_init(rig: Rig) -> dict[str, float]:
+def cold_init(rig: Rig, env: dict[str, str] | None = None) -> dict[str, float]:
     """One cold init in a fresh sandbox: register_ms and first_next_ms from process start."""
-    sb = rig.sandbox(rig.env())
+    sb = rig.sandbox(rig.env(**(env or {})))
     try:
         record = sb.init()
         if record.get("status") != "success":

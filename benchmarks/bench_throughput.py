@@ -90,9 +90,13 @@ def post_batches(port: int, bodies: list[bytes], batches: int,
         conn.close()
 
 
-def measure(rig: Rig, batches: int, target: HecProcess | SinkProcess) -> dict[str, Any]:
-    bodies = telemetry_bodies(min(DISTINCT_BODIES, batches))
-    sb = rig.sandbox(rig.env(SPLUNK_FLUSH="background"), timeout_s=INVOKE_SLEEP_S + 30)
+def measure(rig: Rig, batches: int, target: HecProcess | SinkProcess,
+            env: dict[str, str] | None = None,
+            bodies: list[bytes] | None = None) -> dict[str, Any]:
+    """One run; `env` adds extension variables (bench_enrich_mask's variants)."""
+    bodies = bodies or telemetry_bodies(min(DISTINCT_BODIES, batches))
+    sb = rig.sandbox(rig.env(SPLUNK_FLUSH="background", **(env or {})),
+                     timeout_s=INVOKE_SLEEP_S + 30)
     try:
         sb.init()
         invoker = threading.Thread(target=sb.invoke, args=({"sleep_ms": INVOKE_SLEEP_S * 1000},),

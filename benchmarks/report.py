@@ -17,6 +17,7 @@ from typing import Any
 from benchmarks import (
     bench_cold_start,
     bench_cost,
+    bench_enrich_mask,
     bench_fleet,
     bench_flush_latency,
     bench_memory,
@@ -27,7 +28,8 @@ from benchmarks import (
 
 Doc = dict[str, Any]
 OWN = {"cold_start": bench_cold_start, "flush_latency": bench_flush_latency,
-       "throughput": bench_throughput, "shutdown_drain": bench_shutdown_drain,
+       "throughput": bench_throughput, "enrich_mask": bench_enrich_mask,
+       "shutdown_drain": bench_shutdown_drain,
        "memory": bench_memory, "cost": bench_cost, "fleet": bench_fleet}
 
 
@@ -143,6 +145,46 @@ def throughput(doc: Doc) -> list[str]:
                 "the same load to `benchmarks/hec_sink.py`, which only counts events, so it shows "
                 "what the extension itself sustains (in Lambda, HEC is another machine).", ""]
     return [*out, "![CPU per event](img/throughput_cpu.png)", ""]
+
+
+def enrich_mask(doc: Doc) -> list[str]:
+    r = doc["results"]
+    rows = []
+    for row in r["rows"]:
+        by = row["cpu_us_per_event_by_process"]
+        masked = "mask" in row["name"] or "rules" in row["name"]
+        rows.append([row["name"], fmt(row["cpu_us_per_event"], 2), fmt(by.get("listener"), 2),
+                     fmt(by.get("sender"), 2),
+                     f"<= {fmt(r['target_us'])}" if masked else "",
+                     verdict(row["cpu_us_per_event"], r["target_us"]) if masked else ""])
+    out = [f"{fmt(r['batches'])} batches of {fmt(r['events_per_batch'])} events per run, best of "
+           f"{r['repeat']} interleaved runs; into the counting sink. Before issue 13, section 4 "
+           f"measured {fmt(r['baseline_before_issue_13'], 2)} us per event. Rules: "
+           f"`{r['masks']}`; the card-number row replaces the last by "
+           f"`{r['card_masks'].split(';;')[-1]}`. Tags: `SPLUNK_FIELDS={r['tags']}`.", ""]
+    out += table(["configuration", "CPU us/event", "listener", "sender", "target", "verdict"],
+                 rows)
+    in_process = r.get("in_process")
+    if in_process:
+        out += ["The same configurations in-process (the lowest of many passes, stable on a busy "
+                "machine): the listener's intake plus filters, the sender's envelopes plus gzip, "
+                f"and what each adds to the {fmt(r['baseline_before_issue_13'], 2)} us of "
+                "before:", ""]
+        out += table(["configuration", "listener us", "sender us", "added us",
+                      "3.27 + added", "target", "verdict"],
+                     [[name, fmt(c["listener"], 2), fmt(c["sender"], 2), fmt(c["added"], 2),
+                       fmt(c["estimate"], 2),
+                       f"<= {fmt(r['target_us'])}" if "mask" in name or "rules" in name else "",
+                       verdict(c["estimate"], r["target_us"])
+                       if "mask" in name or "rules" in name else ""]
+                      for name, c in in_process.items()])
+    cold = r.get("cold_start")
+    if cold:
+        out += [f"Start -> first `event/next` over {cold['runs']} interleaved cold inits:", ""]
+        out += table(["SPLUNK_MASK", "p50 ms", "p95 ms"],
+                     [[name, fmt(cold[name]["p50"]), fmt(cold[name]["p95"])]
+                      for name in ("without", "with_masks")])
+    return [*out, "![CPU per event with enrichment and masks](img/enrich_mask_cpu.png)", ""]
 
 
 def shutdown_drain(doc: Doc) -> list[str]:
@@ -366,6 +408,13 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
      "synthetic Telemetry batches (JSON arrays of 1,000 `function` events, one request in "
      "flight, like Lambda) straight to the listener port and times until HEC stored the last "
      "event. CPU = utime+stime of main, listener and sender from /proc/<pid>/stat."),
+    ("enrich_mask", "4b. Enrichment, filters and masking", enrich_mask,
+     "`python -m benchmarks.bench_enrich_mask`: the load and CPU measurement of section 4, one "
+     "run per configuration: baseline (`SPLUNK_ENRICH=false`, the four indexed fields of "
+     "before), enrichment (the default, plus two `SPLUNK_FIELDS` tags; then only three "
+     "fields), 3 mask rules that "
+     "begin with a literal (no line holds a secret), both, both with 1% of the lines holding a "
+     "token (masked), and both with a card-number rule (it begins with a digit class)."),
     ("shutdown_drain", "5. Shutdown drain", shutdown_drain,
      "HEC answers 503 while the function writes the lines, so they pile up in the spool; the "
      "fault is cleared and SHUTDOWN (deadline now + 2,000 ms) follows at once. Counted from "

@@ -16,6 +16,7 @@ from ext.errors import ConfigError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from re import Pattern
     from typing import TypeVar
 
     T = TypeVar("T")
@@ -52,6 +53,27 @@ BUFFER_BYTES_RANGE = (262_144, 1_048_576)
 BUFFER_TIMEOUT_RANGE = (25, 30_000)
 
 _INDEX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+# Log levels from least to most severe; SPLUNK_MIN_LEVEL keeps lines at or above its rank.
+LEVEL_RANKS = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4,
+               "FATAL": 5, "CRITICAL": 5}
+# The Lambda variables the sender's enrichment reads (ext/enrichment.py); the extension sees the
+# first four, the others only where the platform passes them (lambda-protocol.md §6.1).
+ENRICHMENT_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_VERSION",
+                        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_INITIALIZATION_TYPE",
+                        "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME")
+# The enrichment fields, all on by default; SPLUNK_ENRICH may name a subset.
+ENRICHMENT_FIELDS: tuple[str, ...] = (
+    "function_arn", "function_version", "aws_account_id", "aws_region", "memory_size_mb",
+    "architecture", "runtime", "log_group", "environment_id", "init_type", "cold_start")
+_NO_FIELDS: tuple[tuple[str, str], ...] = ()
+_FIELD_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# SPLUNK_FIELDS may not shadow what Splunk or the extension itself sets.
+RESERVED_FIELDS = frozenset({
+    "time", "host", "source", "sourcetype", "index", "event", "fields", "punct", "linecount",
+    "splunk_server", "function_name", "telemetry_type", "request_id", "level", "function_arn",
+    "function_version", "aws_account_id", "aws_region", "memory_size_mb", "architecture",
+    "runtime", "log_group", "environment_id", "cold_start", "init_type",
+})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -102,6 +124,15 @@ class Config:
     forward_own_logs: bool = False
     on_config_error: str = "fail"
     log_level: str = "WARNING"
+    # Enrichment (ext/enrichment.py): indexed fields on every event.
+    enrich: tuple[str, ...] = ENRICHMENT_FIELDS  # of the function's identity (SPLUNK_ENRICH)
+    user_fields: tuple[tuple[str, str], ...] = ()  # SPLUNK_FIELDS, in order
+    account_id: str = ""  # from register's response (Lambda-Extension-Accept-Feature)
+    aws_environment: tuple[tuple[str, str], ...] = ()  # ENRICHMENT_VARIABLES that are set
+    # Filters and masking, applied by the listener before the spool (ext/filters.py).
+    min_level: str | None = None  # SPLUNK_MIN_LEVEL, upper case
+    drop_pattern: Pattern[str] | None = None  # SPLUNK_DROP_REGEX
+    mask_rules: tuple[tuple[Pattern[str], str], ...] = ()  # SPLUNK_MASK
 
     def __init__(self, **values: object) -> None:
         for name, value in values.items():
@@ -114,7 +145,7 @@ class Config:
 
     def __repr__(self) -> str:
         # The token never appears in a repr, a log line or a traceback.
-        hidden = ("hec_token", "aws_credentials")
+        hidden = ("hec_token", "aws_credentials", "mask_rules", "drop_pattern")  # may quote secrets
         shown = {n: getattr(self, n) for n in Config.__annotations__ if n not in hidden}
         return f"Config({shown})"
 
@@ -210,8 +241,9 @@ def default_spool_dir(environ: Mapping[str, str]) -> str:
     return os.path.join(tmp, EXTENSION_DIR_NAME, "spool")
 
 
-def load(environ: Mapping[str, str]) -> Config:
-    """Builds the Config from `environ`; raises ConfigError listing every bad variable."""
+def load(environ: Mapping[str, str], account_id: str = "") -> Config:
+    """Builds the Config from `environ` (and the account id register answered, if any);
+    raises ConfigError listing every bad variable."""
     r = _Reader(environ)
     hec_url, hec_path = "", HEC_EVENT_PATH
     host = r.raw(SPLUNK_HOST)
@@ -278,6 +310,19 @@ def load(environ: Mapping[str, str]) -> Config:
         forward_own_logs=r.boolean("SPLUNK_FORWARD_OWN_LOGS", False),
         on_config_error=r.choice("SPLUNK_ON_CONFIG_ERROR", "fail", CONFIG_ERROR_ACTIONS),
         log_level=level,
+        enrich=r.parse("SPLUNK_ENRICH", ENRICHMENT_FIELDS, _enrich,
+                       "true, false, or a comma-separated list of "
+                       + ", ".join(ENRICHMENT_FIELDS)),
+        user_fields=r.parse("SPLUNK_FIELDS", _NO_FIELDS, _user_fields,
+                            "comma-separated name=value pairs, e.g. team=payments,env=prod "
+                            "(names: letters, digits and _, not starting with _ or a digit, "
+                            "not a field the extension or Splunk sets)"),
+        account_id=account_id if account_id.isdigit() else "",
+        aws_environment=tuple((name, environ[name].strip()) for name in ENRICHMENT_VARIABLES
+                              if environ.get(name, "").strip()),
+        min_level=r.parse("SPLUNK_MIN_LEVEL", None, _min_level,
+                          "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
+        **_pattern_settings(r),
     )
     if config.listener_port == 9001:
         r.problems.append("SPLUNK_LISTENER_PORT=9001 is reserved by Lambda")
@@ -397,6 +442,60 @@ def _unwritable_dir(path: str) -> str | None:
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{probe} is not writable"
     return None
+
+
+def _user_fields(text: str) -> tuple[tuple[str, str], ...]:
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        name, equals, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if (not equals or not value or not name or len(name) > 64 or len(value) > 1_024
+                or name[0] == "_" or name[0].isdigit() or not set(name) <= _FIELD_NAME_CHARS
+                or name.lower() in RESERVED_FIELDS or name.lower().startswith("date_")
+                or name in pairs):
+            raise ValueError(text)
+        pairs[name] = value
+    return tuple(pairs.items())
+
+
+def _enrich(text: str) -> tuple[str, ...]:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return ENRICHMENT_FIELDS
+    if lowered in _FALSE:
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in lowered.split(",") if n.strip()))
+    if not names or any(n not in ENRICHMENT_FIELDS for n in names):
+        raise ValueError(text)
+    return names
+
+
+def _min_level(text: str) -> str:
+    upper = text.upper()
+    if upper not in LEVEL_RANKS:
+        raise ValueError(text)
+    return upper
+
+
+def _pattern_settings(r: _Reader) -> dict[str, object]:
+    """SPLUNK_DROP_REGEX and SPLUNK_MASK, compiled (and `re` imported) only when set."""
+    drop, mask = r.raw("SPLUNK_DROP_REGEX"), r.raw("SPLUNK_MASK")
+    if drop is None and mask is None:
+        return {}
+    from ext import rules
+
+    settings: dict[str, object] = {}
+    for name, text, compile_ in (("SPLUNK_DROP_REGEX", drop, rules.compile_drop),
+                                 ("SPLUNK_MASK", mask, rules.compile_masks)):
+        if text is None:
+            continue
+        try:
+            settings["drop_pattern" if name == "SPLUNK_DROP_REGEX" else "mask_rules"] = (
+                compile_(text))
+        except rules.RuleError as err:
+            # The value is not echoed: a mask rule may quote what it hides.
+            r.problems.append(f"{name} is not valid: {err}")
+    return settings
 
 
 def _log_level(text: str) -> str:

@@ -18,6 +18,7 @@ import msgspec
 
 from ext import derived, intake, schema
 from ext.config import OWN_LOG_MARKER
+from ext.enrichment import INIT_KINDS, Enrichment
 
 if TYPE_CHECKING:
     from ext.config import Config
@@ -37,6 +38,7 @@ _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
 _REQUEST_ID_LEN = 36
 _OWN_KIND = "splunk-extension."  # events of the extension's own, e.g. the listener's drop notices
 MALFORMED_NOTICE = "splunk-extension.malformed-events"  # events the sender could not decode
+_COLD = b',"cold_start":"true"'  # on the events of the first invocation after an init
 
 
 def _json_str(text: str) -> bytes:
@@ -54,20 +56,24 @@ class EnvelopeBuilder:
         host = config.event_host or function_name
         source = config.source or f"lambda:{function_name}"
         index = f',"index":{_json_str(config.index).decode()}' if config.index else ""
-        self._prefixes: dict[str, bytes] = {}
+        self._heads: dict[str, bytes] = {}
         for kind, default in DEFAULT_SOURCETYPES.items():
             sourcetype = config.sourcetype or default
-            self._prefixes[kind] = (
+            self._heads[kind] = (
                 f',"host":{_json_str(host).decode()},"source":{_json_str(source).decode()}'
                 f',"sourcetype":{_json_str(sourcetype).decode()}{index}'
                 f',"fields":{{"function_name":{_json_str(function_name).decode()}'
             ).encode()
+        self.enrichment = Enrichment(config, function_name)
+        self.cold_request: bytes | None = self.enrichment.cold_request
+        self._prefixes: dict[str, bytes] = {}
+        self._kind_fields: dict[str, bytes] = {}
+        self._build_prefixes()
         self._forward_own_logs = config.forward_own_logs
         self._second_cache: dict[str, bytes] = {}
         self._last_iso = ""
         self._last_stamp = b"null"
         self._tie = 0
-        self._kind_fields: dict[str, bytes] = {}
         self._stamps: dict[str, bytes] = {}  # telemetry time -> HEC time, for repeats
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
         self.landmarks: list[tuple[str, bytes]] = []  # runtimeDone/report ids, for the sender
@@ -150,15 +156,7 @@ class EnvelopeBuilder:
                     request_id = line_id
             body = record
         else:
-            if kind in _REQUEST_KINDS:
-                request_id = _platform_request_id(record)
-                if kind == "platform.start":
-                    self.request_id = request_id
-                elif request_id is not None:  # where an invocation ends: the sender's flushes
-                    self.landmarks.append((kind, request_id))
-            elif kind == "platform.initStart":
-                self.request_id = None
-                request_id = None
+            request_id = self._platform_seen(kind, record, request_id)
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
             if kind in derived.DERIVED_KINDS:
                 self.derived.extend(self.derivation.derive(self, kind, event.time, record))
@@ -172,8 +170,36 @@ class EnvelopeBuilder:
             else _number_time(event.time), fields,
             b',"request_id":' + request_id if request_id is not None else b"",
             b',"level":' + level if level is not None else b"",
+            _COLD if request_id is not None and request_id == self.cold_request else b"",
             b'},"event":', body, b"}",
         ))  # fmt: skip
+
+    def _platform_seen(self, kind: str, record: bytes, request_id: bytes | None) -> bytes | None:
+        """Learns from a platform event (invocation bounds, inits); returns its request id."""
+        if kind in _REQUEST_KINDS:
+            request_id = _platform_request_id(record)
+            if kind == "platform.start":
+                self.request_id = request_id
+                if request_id is not None and self.enrichment.enabled:
+                    self.enrichment.invocation_started(request_id)
+                    self.cold_request = self.enrichment.cold_request
+            elif request_id is not None:  # where an invocation ends: the sender's flushes
+                self.landmarks.append((kind, request_id))
+        elif kind in INIT_KINDS:
+            if kind == "platform.initStart":
+                self.request_id = None
+                request_id = None
+            if self.enrichment.init_seen(record):
+                self._build_prefixes()
+            self.cold_request = self.enrichment.cold_request
+        return request_id
+
+    def _build_prefixes(self) -> None:
+        """The constant head of every envelope per sourcetype kind, up to and including the
+        common indexed fields: the one place every event's (and metric's) fields come from."""
+        common = self.enrichment.fields()
+        self._prefixes = {kind: head + common for kind, head in self._heads.items()}
+        self._kind_fields.clear()
 
     def _fields_for(self, kind: str) -> bytes:
         prefix = self._prefixes["function" if kind == "function" else

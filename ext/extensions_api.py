@@ -166,6 +166,7 @@ class ExtensionsApi:
     def __init__(self, client: LambdaApiClient) -> None:
         self.client = client
         self.extension_id = ""
+        self.registration = b""  # register's JSON body
 
     def register(self, name: str, events: tuple[str, ...]) -> bytes:
         """Registers `name` (must equal the launcher's file name); returns the JSON body."""
@@ -178,7 +179,20 @@ class ExtensionsApi:
         )
         _check(REGISTER_PATH, reply)
         self.extension_id = reply.headers.get(ID_HEADER.lower(), "")
+        self.registration = reply.body
         return reply.body
+
+    def account_id(self) -> str:
+        """The function's AWS account id from register's answer ("" when Lambda gave none);
+        parsed on demand, after register."""
+        from ext import minijson
+
+        try:
+            parsed = minijson.loads(self.registration)
+        except ValueError:
+            return ""
+        account = parsed.get("accountId") if isinstance(parsed, dict) else None
+        return account if isinstance(account, str) else ""
 
     def next_event(self) -> bytes:
         """Blocks until Lambda sends the next INVOKE or SHUTDOWN event; returns its JSON."""

@@ -49,11 +49,13 @@ _WHITESPACE = b" \t\r\n"
 class Verdict:
     """What to do with one body: spool `payload` (None: nothing) holding `events` events."""
 
-    __slots__ = ("dropped", "events", "notable", "payload", "too_deep")
+    __slots__ = ("decoded", "dropped", "events", "notable", "payload", "too_deep")
 
     def __init__(self, payload: bytes | bytearray | memoryview | None, events: int,
-                 notable: bool, dropped: int = 0, too_deep: int = 0) -> None:
+                 notable: bool, dropped: int = 0, too_deep: int = 0, *,
+                 decoded: list[schema.IntakeEvent] | None = None) -> None:
         self.payload = payload
+        self.decoded = decoded  # the payload's events when inspect decoded them (the filters')
         self.events = events
         self.notable = notable  # it holds a runtimeDone or report the main process waits for
         self.dropped = dropped  # elements not kept
@@ -80,7 +82,7 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
                 return _salvage(body)
             if event.type in NOTIFY_TYPES:
                 notable = True
-        return Verdict(body, len(events), notable)
+        return Verdict(body, len(events), notable, decoded=events)
     # Many events: passes over the whole body in C cost less than a look at each event.
     data = bytes(body) if isinstance(body, memoryview) else body
     # A record MAX_DEPTH deep holds MAX_DEPTH opening brackets besides the array's and each
@@ -91,7 +93,7 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
                 return _salvage(body)
     # "platform.r" starts both types the main process waits for (a log line may hold it too).
     notable = _NOTABLE_MARK in data and any(event.type in NOTIFY_TYPES for event in events)
-    return Verdict(body, len(events), notable)
+    return Verdict(body, len(events), notable, decoded=events)
 
 
 def _too_deep_record(record: msgspec.Raw) -> bool:

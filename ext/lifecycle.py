@@ -54,7 +54,7 @@ SENDER_START_WAIT_S = 2.0
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
     """Everything after register; returns the process exit code."""
     try:
-        config = config_module.load(environ)
+        config = config_module.load(environ, api.account_id())
     except errors.ConfigError as err:
         return _config_failed(api, err, environ)
     diagnostics.set_level(config.log_level)

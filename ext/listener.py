@@ -4,8 +4,10 @@ Holds the spool's writer role; its HTTP server (`ext.http_server`: one thread, a
 limits on everything, memory bounded whatever arrives, requests whose sender gave up not
 spooled) hands it each complete request body. Answers: 200 once the batch is spooled; 400 for a
 body that is not a JSON array; 503 when the spool append fails (Lambda then retries), never 200;
-the HTTP errors of `ext.http_server`. What of a body is kept is `ext.intake`'s decision;
-refusals are counted and reported to Splunk in a spool record of their own
+the HTTP errors of `ext.http_server`. What of a body is kept is `ext.intake`'s decision, then
+`ext.filters`' (SPLUNK_MIN_LEVEL, SPLUNK_DROP_REGEX, SPLUNK_MASK: nothing masked or dropped
+reaches the disk; the drops are reported in a `splunk-extension.filtered` event with the batch
+that ends an invocation); refusals are counted and reported to Splunk in a spool record of their own
 (`splunk-extension.intake-refused`) ahead of the next batch.
 
 It only takes in: the sender, which reads every record anyway, learns where invocations end.
@@ -17,9 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import TYPE_CHECKING
 
-from ext import intake, schema
+import msgspec
+
+from ext import filters, intake, schema
 from ext.http_intake import response
 from ext.http_server import TICK_S, HttpServer
 from ext.spool import SpoolWriter
@@ -32,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFUSED_TYPE = "splunk-extension.intake-refused"
+# Filter drops are reported with the batch that ends an invocation (runtimeDone or report),
+# so at most one notice per invocation, or after this long with drops still unreported.
+FILTER_REPORT_S = 60.0
 
 _OK = response(200)
 _BAD = response(400)
@@ -49,6 +57,10 @@ class Listener:
         self.dropped_events = 0  # elements of accepted batches that intake did not keep
         self.too_deep_events = 0  # elements intake kept as text, nested too deep
         self.refused: dict[str, int] = {}  # not yet reported to Splunk, by kind
+        self.filter = filters.LineFilter(config)
+        self.filtered: dict[str, int] = {}  # filter drops not yet reported to Splunk, by reason
+        self.filtered_total: dict[str, int] = {}  # every filter drop since start, by reason
+        self.filtered_since = 0.0  # monotonic time of the oldest unreported filter drop
         self.http = HttpServer(server, self.accept_batch, self._on_refused)
 
     def serve(self) -> None:
@@ -74,11 +86,17 @@ class Listener:
             if _power_of_two(self.dropped_events):
                 log.warning("dropped %d malformed telemetry event(s) (counted in Splunk as %s)",
                             self.dropped_events, intake.DROPPED_TYPE)
-        if verdict.events == 0:
-            return _OK  # an empty array: nothing to keep
+        payload, events = verdict.payload, verdict.events
+        drops: dict[str, int] = {}
+        noticed = False  # the batch carries the filter drops' notice
+        if self.filter.active and events:
+            payload, events, drops, noticed = self._filtered(verdict)
+        if events == 0:
+            self._count_filtered(drops, reported=False)
+            return _OK  # an empty array, or nothing left: nothing to keep
         self._report_refusals()
         try:
-            self.writer.append(memoryview(verdict.payload), verdict.events)
+            self.writer.append(memoryview(payload), events)
         except (OSError, ValueError) as err:  # ValueError: a record larger than the spool bound
             self.spool_failures += 1
             self._refuse("spool_failed")
@@ -86,7 +104,48 @@ class Listener:
                 log.error("cannot spool %d telemetry batch(es) (answered 503): %s",
                           self.spool_failures, err)
             return _UNAVAILABLE
+        self._count_filtered(drops, reported=noticed)
         return _OK
+
+    def _filtered(self, verdict: intake.Verdict) -> tuple[bytes | bytearray | memoryview, int,
+                                                          dict[str, int], bool]:
+        """The batch after SPLUNK_MIN_LEVEL, SPLUNK_DROP_REGEX and SPLUNK_MASK, with a notice
+        of the drops so far when it ends an invocation (or they wait too long)."""
+        assert verdict.payload is not None
+        payload, events = verdict.payload, verdict.events
+        decoded = verdict.decoded
+        if decoded is None:  # intake rebuilt the batch: decode what it kept
+            try:
+                decoded = schema.intake_batch.decode(payload)
+            except (msgspec.DecodeError, RecursionError):
+                decoded = []
+        outcome = self.filter.apply(decoded)
+        drops: dict[str, int] = {}
+        if outcome is not None:
+            payload, events, drops = outcome.payload, outcome.events, outcome.dropped
+        pending = dict(self.filtered)
+        for reason, count in drops.items():
+            pending[reason] = pending.get(reason, 0) + count
+        due = verdict.notable or (
+            bool(self.filtered) and time.monotonic() - self.filtered_since >= FILTER_REPORT_S)
+        if pending and due:
+            notice = filters.notice(pending, intake.now_iso())
+            body = bytes(payload).rstrip()
+            payload = body[:-1] + b"," + notice + b"]" if events else b"[" + notice + b"]"
+            return payload, events + 1, drops, True
+        return payload, events, drops, False
+
+    def _count_filtered(self, drops: dict[str, int], reported: bool) -> None:
+        """Once the batch is taken: its drops are pending, or every pending one was reported."""
+        for reason, count in drops.items():
+            self.filtered_total[reason] = self.filtered_total.get(reason, 0) + count
+        if reported:
+            self.filtered = {}
+            return
+        if drops and not self.filtered:
+            self.filtered_since = time.monotonic()
+        for reason, count in drops.items():
+            self.filtered[reason] = self.filtered.get(reason, 0) + count
 
     def _count_malformed(self) -> None:
         self.malformed += 1

@@ -22,6 +22,9 @@ class FakeApi:
         self.events = events
         self.reports: list[tuple[str, str, str]] = []
 
+    def account_id(self) -> str:
+        return "123456789012"
+
     def next_event(self) -> bytes:
         if not self.events:
             raise errors.ApiError("/next", 500, b"")

@@ -1,0 +1,236 @@
+"""Filters and masking before the spool: the variables' validation, LineFilter, and the
+listener's drops notice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ext import config, errors, filters, schema
+from ext.listener import Listener
+from ext.spool import SpoolReader
+
+BASE = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}
+TIME = "2026-10-08T07:30:28.235Z"
+RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
+CARD = r"\d{4}-\d{4}-\d{4}-\d{4}=>[card]"
+BEARER = r"Bearer [A-Za-z0-9._-]+=>Bearer [token]"
+
+
+def load(**extra: str) -> config.Config:
+    return config.load({**BASE, **extra})
+
+
+def problems(**extra: str) -> str:
+    with pytest.raises(errors.ConfigError) as caught:
+        load(**extra)
+    return "; ".join(caught.value.problems)
+
+
+def line_filter(**extra: str) -> filters.LineFilter:
+    return filters.LineFilter(load(**extra))
+
+
+def events(*items: tuple[str, object]) -> list[schema.IntakeEvent]:
+    body = json.dumps([{"time": TIME, "type": kind, "record": record} for kind, record in items])
+    return schema.intake_batch.decode(body.encode())
+
+
+def records(outcome: filters.Outcome | None) -> list[object]:
+    assert outcome is not None
+    return [event["record"] for event in json.loads(outcome.payload)]
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+def test_mask_rules_are_split_on_double_semicolons_and_the_last_arrow() -> None:
+    cfg = load(SPLUNK_MASK=f" {CARD} ;; {BEARER};;(?<=>)x{{3}}=>y ")
+    assert [(p.pattern, r) for p, r in cfg.mask_rules] == [
+        (r"\d{4}-\d{4}-\d{4}-\d{4}", "[card]"), (r"Bearer [A-Za-z0-9._-]+", "Bearer [token]"),
+        ("(?<=>)x{3}", "y")]
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("(unclosed=>x", "does not compile"),
+    ("a*=>x", "empty string"),
+    (r"\b=>x", "empty string"),
+    ("no arrow here", "regex=>replacement"),
+    ("=>x", "regex=>replacement"),
+    (r"(\d+)=>\2", "replacement is not valid"),
+    (r"\d+=>0000", "replacement of rule 1 matches rule 1"),
+    ("x=>y;;a+=>b;;b+=>a", "cycle 2 -> 3 -> 2"),
+])
+def test_a_bad_mask_fails_init_naming_the_variable_not_its_value(value: str, why: str) -> None:
+    message = problems(SPLUNK_MASK=value)
+    assert "SPLUNK_MASK is not valid" in message and why in message, message
+    assert value not in message
+
+
+def test_bad_drop_regex_and_min_level_are_named() -> None:
+    message = problems(SPLUNK_DROP_REGEX="[oops", SPLUNK_MIN_LEVEL="loud")
+    assert "SPLUNK_DROP_REGEX is not valid" in message
+    assert "SPLUNK_MIN_LEVEL='loud'" in message
+
+
+def test_a_chain_of_rules_is_accepted() -> None:
+    cfg = load(SPLUNK_MASK="a+=>b;;b+=>c;;c+=>x")
+    assert [r for _, r in cfg.mask_rules] == ["b", "c", "x"]
+
+
+def test_group_references_and_verbose_patterns_are_accepted() -> None:
+    cfg = load(SPLUNK_MASK=r"(?x) (\d{12}) (\d{4})  # card=>************\2")
+    pattern, replacement = cfg.mask_rules[0]
+    assert pattern.sub(replacement, "4111111111111111") == "************1111"
+
+
+def test_main_process_imports_re_only_when_a_pattern_is_set() -> None:
+    probe = ("import sys, os; sys.path.insert(0, sys.argv[1]); from ext import config\n"
+             "env = {'SPLUNK_HOST': 'http://h:8088', 'SPLUNK_HEC_TOKEN': 't',"
+             " 'SPLUNK_MIN_LEVEL': 'info', 'SPLUNK_FIELDS': 'team=payments'}\n"
+             "config.load(env); print('re' in sys.modules)\n"
+             "env['SPLUNK_MASK'] = 'x+=>y'; print(config.load(env).mask_rules[0][0].pattern)")
+    out = subprocess.run([sys.executable, "-S", "-c", probe, str(Path(__file__).parents[2])],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "x+"]
+
+
+# --- LineFilter ------------------------------------------------------------------------------
+
+def test_inactive_without_variables() -> None:
+    assert not line_filter().active
+
+
+def test_min_level_drops_lower_lines_and_keeps_lines_without_a_level() -> None:
+    f = line_filter(SPLUNK_MIN_LEVEL="warn")
+    batch = events(
+        ("function", f"[DEBUG]\t{TIME}\t{RID}\tnoise\n"),
+        ("function", f"[ERROR]\t{TIME}\t{RID}\tbad\n"),
+        ("function", f"{TIME}\t{RID}\tINFO\tnode noise"),
+        ("function", f"{TIME}\t{RID}\tWARN\tnode warning"),
+        ("function", {"level": "DEBUG", "message": "json noise"}),
+        ("function", {"level": "ERROR", "message": "json error"}),
+        ("function", "plain line"),
+        ("function", "[VERBOSE]\tunknown level kept"),
+        ("extension", "[TRACE]\tfrom an extension"),
+        ("platform.start", {"requestId": RID}),
+    )
+    outcome = f.apply(batch)
+    assert outcome is not None and outcome.dropped == {"level": 4}
+    assert records(outcome) == [
+        f"[ERROR]\t{TIME}\t{RID}\tbad\n", f"{TIME}\t{RID}\tWARN\tnode warning",
+        {"level": "ERROR", "message": "json error"}, "plain line",
+        "[VERBOSE]\tunknown level kept", {"requestId": RID}]
+    assert outcome.events == 6
+
+
+def test_drop_regex_matches_text_lines_and_json_text_but_not_platform_records() -> None:
+    f = line_filter(SPLUNK_DROP_REGEX="health.?check")
+    outcome = f.apply(events(("function", "GET /healthcheck 200"),
+                             ("function", {"path": "/health-check"}),
+                             ("function", "GET /orders 200"),
+                             ("platform.report", {"requestId": RID, "note": "healthcheck"})))
+    assert outcome is not None and outcome.dropped == {"drop_regex": 2}
+    assert records(outcome) == ["GET /orders 200", {"requestId": RID, "note": "healthcheck"}]
+
+
+def test_nothing_to_change_keeps_the_body() -> None:
+    f = line_filter(SPLUNK_MASK=CARD, SPLUNK_MIN_LEVEL="debug")
+    assert f.apply(events(("function", "[INFO]\tno secret here"),
+                          ("platform.start", {"requestId": RID}))) is None
+
+
+def test_masks_text_lines_json_keys_and_values_and_too_deep_text() -> None:
+    f = line_filter(SPLUNK_MASK=f"{CARD};;{BEARER}")
+    outcome = f.apply(events(
+        ("function", "paid with 4111-1111-1111-1111 auth Bearer abc.def\n"),
+        ("function", {"card": ["x", {"n": "4111-1111-1111-1111"}], "Bearer k1": 5, "ok": 1.5}),
+        ("splunk-extension.too-deep", '[[["4111-1111-1111-1111"]]]'),
+        ("platform.start", {"requestId": RID, "card": "4111-1111-1111-1111"}),
+    ))
+    assert outcome is not None and outcome.dropped == {} and outcome.masked == 3
+    assert records(outcome) == [
+        "paid with [card] auth Bearer [token]",
+        {"card": ["x", {"n": "[card]"}], "Bearer [token]": 5, "ok": 1.5},
+        '[[["[card]"]]]',
+        {"requestId": RID, "card": "4111-1111-1111-1111"},  # Lambda's own: untouched
+    ]
+
+
+def test_masking_repeats_until_no_rule_matches() -> None:
+    # Removing the dashes of the second rule creates a match for the first.
+    f = line_filter(SPLUNK_MASK=r"\d{8}=>#;;(\d{4})-(\d{4})=>\1\2")
+    assert records(f.apply(events(("function", "id 1234-5678 end")))) == ["id # end"]
+
+
+def test_a_string_that_never_settles_is_dropped_and_counted() -> None:
+    # Each rule's output feeds the other forever (their literal replacements match no rule).
+    f = line_filter(SPLUNK_MASK=r"a(b+)=>\1a;;ba=>ab")
+    outcome = f.apply(events(("function", "xabbbbbbbbbbbb"), ("function", "clean")))
+    assert outcome is not None and outcome.dropped == {"mask_unresolved": 1}
+    assert records(outcome) == ["clean"]
+
+
+def test_a_masked_line_loses_its_trailing_newline_an_unmasked_one_keeps_its_bytes() -> None:
+    f = line_filter(SPLUNK_MASK=r"secret$=>[x]")
+    outcome = f.apply(events(("function", "a secret\n"), ("function", {"k": "v"})))
+    assert records(outcome) == ["a [x]", {"k": "v"}]
+
+
+# --- listener: drops counted and reported ---------------------------------------------------
+
+def spooled(spool: Path) -> list[list[dict[str, object]]]:
+    with SpoolReader(spool) as reader:
+        return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30, 0)]
+
+
+def make_listener(tmp_path: Path, **extra: str) -> Listener:
+    cfg = load(SPLUNK_SPOOL_DIR=str(tmp_path / "spool"), **extra)
+    import socket
+
+    server = socket.socket()
+    listener = Listener(cfg, server, -1)
+    server.close()
+    return listener
+
+
+def post(listener: Listener, *items: tuple[str, object]) -> bytes:
+    body = json.dumps([{"time": TIME, "type": kind, "record": record} for kind, record in items])
+    return listener.accept_batch(body.encode())
+
+
+def test_drops_are_reported_with_the_batch_that_ends_the_invocation(tmp_path: Path) -> None:
+    listener = make_listener(tmp_path, SPLUNK_MIN_LEVEL="info", SPLUNK_DROP_REGEX="ping")
+    try:
+        assert post(listener, ("function", "[DEBUG]\tx"), ("function", "[DEBUG]\ty")).startswith(
+            b"HTTP/1.1 200")  # nothing left: nothing spooled, the drops wait
+        post(listener, ("function", "ping"), ("function", "[INFO]\tkept"))
+        post(listener, ("platform.runtimeDone", {"requestId": RID, "status": "success"}))
+        post(listener, ("function", "[DEBUG]\tlater"), ("function", "[INFO]\tkept too"))
+        batches = spooled(tmp_path / "spool")
+    finally:
+        listener.close()
+    assert [[e["type"] for e in batch] for batch in batches] == [
+        ["function"], ["platform.runtimeDone", filters.FILTERED_TYPE], ["function"]]
+    assert batches[1][1]["record"] == {"dropped_events": 3,
+                                       "by_reason": {"level": 2, "drop_regex": 1}}
+    assert listener.filtered == {"level": 1}
+    assert listener.filtered_total == {"level": 3, "drop_regex": 1}
+
+
+def test_a_refused_append_does_not_count_its_drops(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = make_listener(tmp_path, SPLUNK_MIN_LEVEL="info")
+    try:
+        def refuse(payload: object, count: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(listener.writer, "append", refuse)
+        assert post(listener, ("function", "[DEBUG]\tx"), ("function", "kept")).startswith(
+            b"HTTP/1.1 503")
+    finally:
+        listener.close()
+    assert listener.filtered == {} and listener.filtered_total == {}  # Lambda sends it again
