@@ -76,6 +76,8 @@ class SpoolModel(RuleBasedStateMachine):
         only when the record, with a segment header, does not fit next to what the spool still
         holds, and the spool holds no segment delivered in full (it must reclaim those first)."""
         frame = SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + payload_len
+        if frame > self.room():
+            return True  # it would not fit even in an empty spool: nothing to reclaim helps
         if segment_bytes_on_disk(self.dir) + frame <= self.room():
             return False
         delivered_next = read_committed(self.dir) + 1
