@@ -59,6 +59,7 @@ for _name in ("kill_listener_mid_invoke", "kill_listener_frozen", "kill_sender_m
 _OPEN_COUNTED_LOSS = {"small_tmpfs_spool"}
 
 
+@pytest.mark.timing  # post-runtime within the flush budget: one such test at a time
 @pytest.mark.parametrize("name", list(CASES))
 def test_case_meets_the_reliability_targets(name: str, chaos_opt: Path) -> None:
     figures = run_case(name, CASES[name], chaos_opt)
