@@ -81,3 +81,18 @@ def _uses_module_fixture(item: pytest.Item) -> bool:
     if info is None:
         return False
     return any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker with `--dist loadgroup`: fail when the groups did not reach the node ids.
+
+    xdist sends a group to one worker by suffixing its tests' node ids with `@<group>`; a pytest
+    or xdist version that stops doing so would spread the groups silently (setup.cfg pins why).
+    """
+    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
+        return
+    lost = [item.nodeid for item in session.items
+            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(f"xdist groups not applied (pytest/xdist versions?): {lost[:3]}")
+
