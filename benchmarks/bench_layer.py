@@ -49,6 +49,11 @@ def cached_layer_ready() -> bool:
 
 
 def build(arch: str, out: Path) -> Path:
+    """The layer zip of `arch`: the one `./dev test` just built for this checkout (it names its
+    folder in SPLUNK_LAYER_PREBUILT), else a fresh build into `out`."""
+    prebuilt = os.environ.get("SPLUNK_LAYER_PREBUILT")
+    if prebuilt and (Path(prebuilt) / f"{EXTENSION_NAME}-{arch}.zip").is_file():
+        return Path(prebuilt) / f"{EXTENSION_NAME}-{arch}.zip"
     zip_path = out / f"{arch}.zip"
     subprocess.run([sys.executable, str(common.REPO / "scripts" / "build_layer.py"), "--arch",
                     arch, "--out", str(zip_path)], check=True, capture_output=True)  # fmt: skip

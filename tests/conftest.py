@@ -1,4 +1,6 @@
-"""Hypothesis profiles: `dev` explores new examples on every run; `ci` (when CI is set) replays a
+"""Hypothesis profiles, and how the suite is shared between pytest-xdist workers.
+
+Hypothesis profiles: `dev` explores new examples on every run; `ci` (when CI is set) replays a
 fixed, seed-derived set, so a merge is never blocked by an example found by chance that day.
 New failures are found by developers' runs, which keep their database in .hypothesis/.
 
@@ -7,6 +9,10 @@ from the literal constants of every *local* module in `sys.modules`, and that po
 whatever else pytest collected (a subset run and the full run imported different modules, so the
 same test saw different examples). In CI the pool is pinned to the constants of the code under
 test, `ext/`, read from the sources: every run explores the same examples, whatever is collected.
+Each xdist worker loads this file, so each worker pins the same pool.
+
+`./dev test` runs the suite on pytest-xdist workers with `--dist loadgroup`; the groups are set
+here (see `pytest_collection_modifyitems`), so a test file only says what it needs.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +48,51 @@ if os.environ.get("CI"):
     pin_local_constants(list((ROOT / "ext").rglob("*.py")))
 else:
     settings.load_profile("dev")
+
+
+# One xdist worker runs every test of this group, one after the other: tests that bound wall-clock
+# time (post-runtime within the flush budget, lines in HEC before the freeze) never share the
+# machine with another such test, whatever the number of workers.
+TIMING_GROUP = "timing"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Assign each test its xdist group (only `--dist loadgroup` reads them; harmless otherwise).
+
+    - `@pytest.mark.timing`: the one timing group (above).
+    - a test that uses a module-scoped fixture: its module's group, so the fixture (a layer
+      build, a checkov venv, a moto server, the benchmarks' results/ folder it restores) is set
+      up once, by one worker, and never by two workers at the same time.
+    - any other test goes wherever a worker is free.
+    """
+    for item in items:
+        if item.get_closest_marker("timing") is not None:
+            group = TIMING_GROUP
+        elif _uses_module_fixture(item):
+            group = item.nodeid.split("::", 1)[0]
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker with `--dist loadgroup`: fail when the groups did not reach the node ids.
+
+    xdist sends a group to one worker by suffixing its tests' node ids with `@<group>`; a pytest
+    or xdist version that stops doing so would spread the groups silently (setup.cfg pins why).
+    """
+    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
+        return
+    lost = [item.nodeid for item in session.items
+            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(f"xdist groups not applied (pytest/xdist versions?): {lost[:3]}")
+

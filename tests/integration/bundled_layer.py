@@ -3,6 +3,10 @@
 Building the interpreter from source takes tens of minutes on a cold cache (`.ci/run` does it
 before the tests); with the cache it takes seconds. Without the toolchain the tests skip with the
 reason, unless SPLUNK_LAYER_REQUIRED=1 (CI), which turns that into a failure.
+
+`./dev test` builds the layers into dist/ just before the tests (scripts/prepare_layers.sh) and
+names that folder in SPLUNK_LAYER_PREBUILT: the tests then inspect and run those zips, the ones
+that ship, instead of building the same bytes once more (each build zips ~18 MB at level 9).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 NAME = "splunk-hec-extension"
 BUILD_TIMEOUT_S = 3600
+PREBUILT_ENV = "SPLUNK_LAYER_PREBUILT"
 
 
 def load_build_python() -> ModuleType:
@@ -56,6 +61,16 @@ class Layer:
                 if mode:
                     (dest / info.filename).chmod(mode)
         return dest
+
+
+def prebuilt_or_build(arch: str, out: Path) -> Layer:
+    """The layer ./dev test built from this checkout into $SPLUNK_LAYER_PREBUILT, else a build."""
+    folder = os.environ.get(PREBUILT_ENV)
+    if folder:
+        path = Path(folder) / f"{NAME}-{arch}.zip"
+        assert path.is_file(), f"{PREBUILT_ENV}={folder} but {path} is missing"
+        return Layer(arch, path, f"prebuilt {path}")
+    return build_bundled_layer(arch, out)
 
 
 def build_bundled_layer(arch: str, out: Path) -> Layer:

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from ext.local.hec import HecReceiver, HecToken
-from tests.integration.bundled_layer import NAME, REPO, Layer, build_bundled_layer, make_ca
+from tests.integration.bundled_layer import (
+    NAME,
+    REPO,
+    Layer,
+    build_bundled_layer,
+    make_ca,
+    prebuilt_or_build,
+)
 from tests.integration.conftest import TOKEN
 from tests.integration.elf_versions import is_elf, machine, max_glibc, version_needs
 from tests.integration.extension_harness import expected_lines, lines_of, platform_events, sandbox
@@ -33,14 +40,15 @@ FUNCTION_TOOLS = ("curl", "sleep")
 
 
 class Layers(dict[str, Layer]):
-    """Each architecture's layer, built (from the cache) on first use only."""
+    """Each architecture's layer, built (from the cache) on first use only, or the one ./dev test
+    built for this checkout (bundled_layer.py)."""
 
     def __init__(self, out: Path) -> None:
         super().__init__()
         self.out = out
 
     def __missing__(self, arch: str) -> Layer:
-        self[arch] = build_bundled_layer(arch, self.out / f"{arch}.zip")
+        self[arch] = prebuilt_or_build(arch, self.out / f"{arch}.zip")
         return self[arch]
 
 

@@ -40,6 +40,7 @@ def chaos_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_local_opt(tmp_path_factory.mktemp("chaos-opt"))
 
 
+@pytest.mark.timing  # post-runtime within the flush budget: one such test at a time
 @pytest.mark.parametrize("name", list(CASES))
 def test_case_meets_the_reliability_targets(name: str, chaos_opt: Path) -> None:
     case = CASES[name]

@@ -1,12 +1,15 @@
 """Static checks of terraform/: checkov with zero failed checks, and `terraform fmt`.
 
-checkov is heavy and has pins of its own, so it lives in a separate venv (.venv-checkov, created on
-first run from the package registry and reused). The test skips only when that registry cannot be
-reached; any other install problem fails it.
+checkov is heavy and has pins of its own, so it lives in a separate venv, created on first run
+from the package registry and reused. The venv is kept outside the checkout, in the user's cache
+(like the layer build's, scripts/build_python.py), so a fresh clone (CI) does not spend minutes
+installing it again. The test skips only when that registry cannot be reached; any other install
+problem fails it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -18,12 +21,14 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# The first run installs checkov (minutes on a busy machine); later runs reuse the venv.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 CHECKOV_VERSION = "3.3.30"
-CHECKOV_VENV = REPO / ".venv-checkov"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+CHECKOV_VENV = CACHE / f"splunk-checkov-{CHECKOV_VERSION}"
 CHECKOV_BIN = CHECKOV_VENV / "bin" / "checkov"
 INSTALLED_STAMP = CHECKOV_VENV / f".installed-checkov-{CHECKOV_VERSION}"
 SKIP_COMMENT = re.compile(r"#checkov:skip=(?P<check>[A-Z0-9_]+)(?::(?P<reason>.*))?")
@@ -44,6 +49,14 @@ def registry_reachable(python: Path, scratch: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def checkov(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # Another checkout's test run may be installing the same venv right now.
+    with open(CACHE / f"splunk-checkov-{CHECKOV_VERSION}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return install_checkov(tmp_path_factory)
+
+
+def install_checkov(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if INSTALLED_STAMP.exists() and CHECKOV_BIN.exists():
         return CHECKOV_BIN
     shutil.rmtree(CHECKOV_VENV, ignore_errors=True)

@@ -22,7 +22,8 @@ from tests.integration.extension_harness import (
     sandbox,
 )
 
-pytestmark = pytest.mark.integration
+# timing: post-runtime bounds and lines in HEC before each freeze (one such test at a time).
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 
 def test_fifty_invocations_everything_exactly_once_and_before_freeze(

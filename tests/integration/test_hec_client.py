@@ -163,6 +163,7 @@ def test_an_answer_cut_short_is_a_retry_not_an_exception(server: tuple[str, Scri
     assert (out.verdict, out.status, out.text) == (Verdict.RETRY, 0, "ProtocolError")
 
 
+@pytest.mark.timing  # answered within 1.2 s of a 300 ms timeout
 def test_a_slow_answer_times_out_as_a_retry(server: tuple[str, Script]) -> None:
     url, script = server
     script.delay_s = 1.5

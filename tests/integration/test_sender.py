@@ -363,6 +363,7 @@ def test_a_record_nested_too_deep_is_counted_in_splunk_and_stops_nothing(
     sender.stop()
 
 
+@pytest.mark.timing  # the second flush is answered within 0.5 s
 def test_a_hanging_hec_is_not_waited_for_until_it_answers_fast_again(
     spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
 ) -> None:

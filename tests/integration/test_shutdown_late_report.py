@@ -35,6 +35,7 @@ def test_emulator_holds_shutdown_delivery_for_the_fault_delay(tmp_path: Path) ->
     assert min(reports) - started >= LATE_S
 
 
+@pytest.mark.timing  # the extension exits within the 2 s shutdown window
 def test_late_last_report_reaches_hec_and_extension_exits_before_deadline(
     hec: HecReceiver, local_opt: Path
 ) -> None:

@@ -129,22 +129,26 @@ def main() -> Iterator[Main]:
     made.close()
 
 
+@pytest.mark.timing  # answered within 150 ms
 def test_flush_ends_when_the_sender_says_delivered(main: Main) -> None:
     assert main.flush(control.Delivered("rid")) < 0.15
     assert main.loop.answers == {"rid": True}
 
 
+@pytest.mark.timing  # answered within 150 ms
 def test_flush_ends_when_the_sender_says_failing(main: Main) -> None:
     assert main.flush(control.Failing("rid")) < 0.15
     assert main.loop.answers == {"rid": False}
 
 
+@pytest.mark.timing  # within the budget
 def test_flush_waits_no_longer_than_the_budget_when_nothing_answers(main: Main) -> None:
     elapsed = main.flush(None)
     assert 0.14 <= elapsed < 0.6  # budget 150 ms: a silent sender or a lost runtimeDone
     assert main.flush(control.Delivered("other"), after_s=0.01) >= 0.14  # not its answer
 
 
+@pytest.mark.timing  # within 100 ms
 def test_a_send_the_pipe_refuses_ends_the_flush_at_once(main: Main) -> None:
     while control.send(main.loop.ctl_w, control.Flush("filler")):
         pass  # the sender is stuck: its pipe is full
