@@ -146,9 +146,11 @@ class SelfMetrics:
     """Builds the self-metrics event from the sender's figures."""
 
     def __init__(self, metrics: MetricMapper, enabled: bool,
-                 delivery: DeliveryStats | None = None) -> None:
+                 delivery: DeliveryStats | None = None, interval_s: float = 0.0) -> None:
         self.metrics = metrics
         self.enabled = enabled
+        self.interval_s = interval_s
+        self.last_emitted: float | None = None  # monotonic
         self.delivery = delivery or DeliveryStats()
         self.unsent = UnsentRecords()
         self.emitted = 0
@@ -156,9 +158,15 @@ class SelfMetrics:
 
     def envelope(self, builder: EnvelopeBuilder, spool: SpoolStats, unsent_bytes: int,
                  reason: str) -> bytes | None:
-        """One self-metrics event (metric or event), or None when turned off."""
+        """One self-metrics event (metric or event), or None when turned off or, at an
+        invocation, when the last one is less than the interval old (counters accumulate)."""
         if not self.enabled:
             return None
+        now = time.monotonic()
+        if (reason == "invocation" and self.last_emitted is not None
+                and now - self.last_emitted < self.interval_s):
+            return None
+        self.last_emitted = now
         values: dict[str, float | int] = {
             "spool.unsent_events": self.unsent.events,
             "spool.unsent_bytes": unsent_bytes,

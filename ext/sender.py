@@ -83,7 +83,8 @@ class Sender:
         self.quarantine = Quarantine(quarantine_dir)  # the courier keeps its own for events
         self.courier = courier or Courier(config, quarantine_dir)
         self.self_metrics = SelfMetrics(self.builder.derivation.metrics, config.self_metrics,
-                                        getattr(self.courier, "stats", None))
+                                        getattr(self.courier, "stats", None),
+                                        config.self_metrics_interval_ms / 1000)
         self.shutdown_metrics_due = False
 
     def run(self) -> None:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ext import config, control
 from ext.envelope import EnvelopeBuilder
 from ext.self_metrics import DeliveryStats, SelfMetrics, UnsentRecords, process_figures
@@ -108,6 +110,7 @@ def own(rig: Rig) -> list[dict[str, Any]]:
 
 def test_sender_emits_once_per_invocation_and_at_shutdown(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
+    rig.sender.self_metrics.interval_s = 0  # SPLUNK_SELF_METRICS_INTERVAL_MS=0
     try:
         rig.append(["a", "b"])
         rig.append_invocation("r1", ["c"])
@@ -126,3 +129,27 @@ def test_sender_emits_once_per_invocation_and_at_shutdown(tmp_path: Path) -> Non
         assert own(rig)[-1]["metrics"]["splunk.extension.spool.unsent_events"] == 0
     finally:
         rig.close()
+
+
+def test_invocation_self_metrics_wait_for_the_interval_and_shutdown_does_not() -> None:
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t",
+                       "SPLUNK_SELF_METRICS_INTERVAL_MS": "60000"})
+    builder = EnvelopeBuilder(cfg, "fn")
+    sm = SelfMetrics(builder.derivation.metrics, True,
+                     interval_s=cfg.self_metrics_interval_ms / 1000)
+    assert sm.envelope(builder, SpoolStats(), 0, "invocation") is not None  # the first one
+    sm.delivery.requested(0.01, "accepted", retry=False)
+    assert sm.envelope(builder, SpoolStats(), 0, "invocation") is None
+    last = sm.envelope(builder, SpoolStats(), 0, "shutdown")
+    assert last is not None
+    assert json.loads(last)["event"]["metrics"]["splunk.extension.hec.requests"] == 1
+    sm.last_emitted = time.monotonic() - 61  # the interval has passed
+    assert sm.envelope(builder, SpoolStats(), 0, "invocation") is not None
+
+
+def test_the_interval_is_validated() -> None:
+    env = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}
+    assert config.load(env).self_metrics_interval_ms == 10_000
+    with pytest.raises(config.ConfigError) as caught:
+        config.load({**env, "SPLUNK_SELF_METRICS_INTERVAL_MS": "-1"})
+    assert any("SPLUNK_SELF_METRICS_INTERVAL_MS" in p for p in caught.value.problems)
