@@ -29,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/hec.py": ("tests/unit/test_hec_classify.py", "tests/integration/test_hec_client.py"),
     "ext/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
     "ext/envelope.py": (
-        "tests/unit/test_envelope_lines.py", "tests/unit/test_envelope_time.py",
-        "tests/unit/test_envelope*.py",
+        "tests/unit/test_envelope_mutants.py", "tests/unit/test_envelope_lines.py",
+        "tests/unit/test_envelope_time.py", "tests/unit/test_envelope*.py",
     ),
     "ext/quarantine.py": ("tests/unit/test_quarantine*.py",),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
@@ -53,18 +54,29 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame*.py",
         "tests/unit/test_spool_recovery*.py",
     ),
-    "ext/spool/layout.py": ("tests/unit/test_spool_*.py",),
-    "ext/spool/ackstate.py": ("tests/unit/test_spool_*.py",),
-    "ext/spool/reader.py": ("tests/unit/test_spool_*.py",),
-    "ext/spool/writer.py": ("tests/unit/test_spool_*.py",),
+    # test_spool_ci_examples.py is left out: it starts pytest in a subprocess that needs the
+    # plugin autoload mutation runs switch off, and takes seconds.
+    **{
+        module: (
+            f"tests/unit/test_spool_{name}_mutants.py", "tests/unit/test_spool_api.py",
+            "tests/unit/test_spool_bound.py", "tests/unit/test_spool_frame*.py",
+            "tests/unit/test_spool_recovery.py", "tests/unit/test_spool_machine.py",
+        )
+        for name in ("layout", "ackstate", "reader", "writer", "refusals")
+        for module in (f"ext/spool/{name}.py",)
+    },
     "ext/courier.py": (
         "tests/unit/test_courier*.py", "tests/unit/test_sender*.py",
-        "tests/integration/test_sender*.py",
+        "tests/integration/test_sender.py",
     ),
+    "ext/commit_order.py": ("tests/unit/test_commit_order*.py", "tests/unit/test_sender*.py"),
     "ext/sender.py": (
         "tests/unit/test_sender*.py", "tests/unit/test_courier*.py",
-        "tests/integration/test_sender*.py",
+        "tests/integration/test_sender.py",
     ),
+    "ext/intake.py": ("tests/unit/test_intake*.py", "tests/unit/test_listener*.py"),
+    "ext/http_intake.py": ("tests/unit/test_listener_http*.py", "tests/unit/test_listener.py"),
+    "ext/http_server.py": ("tests/unit/test_listener.py", "tests/unit/test_listener_http*.py"),
     "ext/listener.py": ("tests/unit/test_listener*.py", "tests/integration/test_listener*.py"),
     "ext/lifecycle.py": (
         "tests/unit/test_lifecycle*.py", "tests/integration/test_sandbox_lifecycle.py",
@@ -75,8 +87,9 @@ PRESETS = {
     "delivery": (
         "ext/hec.py", "ext/batching.py", "ext/envelope.py", "ext/quarantine.py",
         "ext/spool/frame.py", "ext/spool/layout.py", "ext/spool/ackstate.py",
-        "ext/spool/reader.py", "ext/spool/writer.py", "ext/courier.py", "ext/sender.py",
-        "ext/listener.py", "ext/lifecycle.py",
+        "ext/spool/reader.py", "ext/spool/writer.py", "ext/spool/refusals.py",
+        "ext/courier.py", "ext/commit_order.py", "ext/sender.py", "ext/intake.py",
+        "ext/http_intake.py", "ext/http_server.py", "ext/listener.py", "ext/lifecycle.py",
     ),
     "smoke": ("ext/errors.py",),
 }
@@ -84,6 +97,10 @@ PRESETS = {
 # such a mutant crashes or is far off on the first line run, so it costs a test run and tells
 # nothing. `--all-operators` keeps them.
 NOISE_OPERATORS = (r"core/ReplaceBinaryOperator_\w+_(Pow|RShift|LShift|BitOr|BitAnd|BitXor)$",)
+# Hypothesis examples per property in a mutation run (tests/conftest.py caps every test's own
+# setting to it): most mutants die in the example tests; the properties' first examples catch
+# most of the rest.
+EXAMPLES = 25
 PYTEST = (
     "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
     # Entry-point scanning of every installed package costs ~1 s per mutant; load the two
@@ -144,7 +161,7 @@ def test_files(module: str, override: list[str] | None) -> list[str]:
 def _env() -> dict[str, str]:
     # CI=1 selects the derandomized hypothesis profile (tests/conftest.py): reproducible scores.
     return {**os.environ, "CI": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+            "PYTHONDONTWRITEBYTECODE": "1", "MUTATION_EXAMPLES": str(EXAMPLES)}
 
 
 def _sha256(path: Path) -> str:
@@ -169,8 +186,7 @@ def _copy_project(work: Path) -> None:
             shutil.copy2(source, work / name)
 
 
-def _config(module: str, tests: list[str], timeout: float, all_operators: bool) -> str:
-    command = " ".join([sys.executable, *PYTEST, *tests])
+def _config(module: str, command: str, timeout: float, all_operators: bool) -> str:
     lines = [
         "[cosmic-ray]",
         f'module-path = "{module}"',
@@ -209,6 +225,30 @@ def _stop(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
 
+_SERVERS: dict[Path, subprocess.Popen[bytes]] = {}
+
+
+@contextlib.contextmanager
+def _fork_server(work: Path, env: dict[str, str], out: TextIO) -> Iterator[Path]:
+    sock = work / "pytest.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.mutation_server", str(sock)], cwd=work, env=env,
+        stdout=subprocess.PIPE, stderr=out, start_new_session=True,
+    )
+    _RUNNING.add(proc.pid)
+    _SERVERS[sock] = proc
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"the fork server did not start (see {out.name})")
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait()
+        _RUNNING.discard(proc.pid)
+        del _SERVERS[sock]
+
+
 def _tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
@@ -240,16 +280,20 @@ def run_module(
         _copy_project(work)
         (work / "source.sha256").write_text(_sha256(ROOT / module))
     env = _env()
-    with log.open("a" if survivors_only else "w") as out:
+    with log.open("a" if survivors_only else "w") as out, _fork_server(work, env, out) as sock:
+        # Each mutant's tests run in a fork of a process that has pytest and hypothesis
+        # imported already (scripts/mutation_server.py): ~1 s less per mutant.
+        test = [sys.executable, "-S", "-I", str(work / "scripts" / "mutation_client.py"),
+                str(sock), *PYTEST[2:], *tests]
         baseline_start = time.monotonic()
-        clean = _run([sys.executable, *PYTEST, *tests], work, env, out)
+        clean = _run(test, work, env, out)
         baseline = time.monotonic() - baseline_start
         if clean != 0:
             result.error = f"the tests fail unmutated (see {_shown(log)})"
             return result
         # A mutant that loops is stopped at 10x the clean run (and never under 20 s: the
         # machine may be busy), and counted as killed, as cosmic-ray does.
-        (work / "cr.toml").write_text(_config(module, tests, max(20.0, 10 * baseline),
+        (work / "cr.toml").write_text(_config(module, " ".join(test), max(20.0, 10 * baseline),
                                               all_operators))
         steps = [
             [_tool("cosmic-ray"), "init", "cr.toml", "session.sqlite"],
@@ -262,6 +306,9 @@ def run_module(
             if _run(step, work, env, out) != 0:
                 result.error = f"{Path(step[0]).name} {step[1]} failed (see {log.name})"
                 return result
+        if _SERVERS[sock].poll() is not None:  # every run after its death counted as killed
+            result.error = f"the fork server died (see {log.name})"
+            return result
         dump = subprocess.run(
             [_tool("cosmic-ray"), "dump", "session.sqlite"], cwd=work, env=env,
             capture_output=True, text=True, check=True,
