@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import os
 import select
 import threading
 import time
@@ -330,3 +332,42 @@ def test_round_trip_is_a_moving_average_of_accepted_requests() -> None:
     assert (courier.sent_bytes, courier.send_time_s) == (400, 3.0)
     assert round_trip(courier) == pytest.approx(1.2)
     assert courier.send_rate_bps() == pytest.approx(400 / 3.0)
+
+
+def test_hec_failing_and_recovering_is_logged_once_each(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")] * 2)
+    courier, _ = make(lambda _: next(answers, ACCEPTED))
+    with caplog.at_level(logging.WARNING, logger="ext.courier"):
+        courier.offer(batch(b"a", seq=1), b"a")
+        assert done(courier) == [1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "HEC is not accepting events (retry, status 503, code 9: Server is busy); "
+        "keeping them spooled",
+        "HEC accepts events again",
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_bug_in_delivery_ends_the_process_for_a_restart(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exits: list[int] = []
+
+    def exit_(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)  # ends the courier thread instead of the test process
+
+    monkeypatch.setattr(os, "_exit", exit_)
+    monkeypatch.setattr(logging, "shutdown", lambda: None)
+
+    def answer(_: list[bytes]) -> HecOutcome:
+        raise RuntimeError("a bug")
+
+    courier, _ = make(answer)
+    courier.offer(batch(b"a", seq=1), b"a")
+    courier._thread.join(3)
+    assert exits == [70]  # supervisor.EXIT_CRASHED: the main process restarts the sender
+    assert courier.take_done() == []
