@@ -51,8 +51,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/quarantine.py": ("tests/unit/test_quarantine*.py",),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (
-        "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame*.py",
-        "tests/unit/test_spool_recovery*.py",
+        "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame_resync.py",
+        "tests/unit/test_spool_frame*.py", "tests/unit/test_spool_recovery*.py",
     ),
     # test_spool_ci_examples.py is left out: it starts pytest in a subprocess that needs the
     # plugin autoload mutation runs switch off, and takes seconds.
