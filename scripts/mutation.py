@@ -70,8 +70,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/courier.py": ("tests/unit/test_courier*.py", "tests/unit/test_sender*.py"),
     "ext/commit_order.py": ("tests/unit/test_commit_order*.py", "tests/unit/test_sender*.py"),
     "ext/sender.py": (
-        "tests/unit/test_sender*.py", "tests/unit/test_courier*.py",
-        "tests/integration/test_sender.py",
+        "tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py",
+        "tests/unit/test_courier*.py", "tests/integration/test_sender.py",
     ),
     "ext/intake.py": ("tests/unit/test_intake*.py", "tests/unit/test_listener*.py"),
     "ext/http_intake.py": ("tests/unit/test_listener_http*.py", "tests/unit/test_listener.py"),
