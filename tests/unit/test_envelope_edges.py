@@ -113,3 +113,35 @@ def test_numeric_times_in_seconds_and_milliseconds() -> None:
     times = [json.loads(raw)["time"] for raw in b.build(body.encode())]
     # from 1e11 on (year 5138 in seconds) a number is taken as milliseconds
     assert times == [0.0, 0.5, 99_999_999_999.0, 100_000_000.0, 1_791_444_629.443, None]
+
+
+def test_events_after_one_nested_too_deep_are_kept() -> None:
+    b = builder()
+    deep = "[" * 5000 + "]" * 5000
+    event = '{"time":"2026-10-08T07:30:28.235Z","type":"function","record":%s}'
+    body = "[" + ",".join((event % '"before"', event % deep, event % '"after"')) + "]"
+    events = [json.loads(e)["event"] for e in b.build(body.encode())]
+    assert events[:2] == ["before", "after"]
+    assert b.malformed == 1
+
+
+def test_an_impossible_date_in_lambdas_shape_gets_no_time() -> None:
+    assert builder().epoch("2026-13-45T07:30:29.443Z") == b"null"
+
+
+def test_a_bracketed_word_longer_than_any_level_is_text() -> None:
+    record = f"[ABCDEFGHIJ]\t{T}\t{RID}\tmessage\n"
+    (sent,) = build(builder(), ("function", record))
+    assert "level" not in sent["fields"] and "request_id" not in sent["fields"]  # type: ignore[operator]
+    (sent,) = build(builder(), ("function", f"[ABCDEFGHI]\t{T}\t{RID}\tmessage\n"))
+    assert sent["fields"] == {  # nine letters: read as a level
+        "function_name": "my-fn", "telemetry_type": "function", "request_id": RID,
+        "level": "ABCDEFGHI"}
+
+
+def test_the_envelope_fields_of_odd_kinds_are_cached_up_to_a_bound() -> None:
+    b = builder()
+    sent = build(b, *[(float(n) + 0.5, "x") for n in range(300)])
+    assert [e["fields"]["telemetry_type"] for e in sent] == [  # type: ignore[index]
+        f"{n}.5" for n in range(300)]
+    assert len(b._kind_fields) == 256  # memory stays bounded whatever types arrive
