@@ -145,3 +145,14 @@ def test_the_envelope_fields_of_odd_kinds_are_cached_up_to_a_bound() -> None:
     assert [e["fields"]["telemetry_type"] for e in sent] == [  # type: ignore[index]
         f"{n}.5" for n in range(300)]
     assert len(b._kind_fields) == 256  # memory stays bounded whatever types arrive
+
+
+def test_only_an_init_start_forgets_the_invocation_in_progress() -> None:
+    b = builder()
+    kinds = ["platform.extension", "platform.fault", "platform.initReport", "platform.initStart"]
+    events: list[tuple[object, object]] = [("platform.start", {"requestId": RID})]
+    for kind in kinds:
+        events += [(kind, {"name": "x"}), ("function", "line")]
+    sent = build(b, *events)
+    lines = [e["fields"].get("request_id") for e in sent if e["event"] == "line"]  # type: ignore[union-attr]
+    assert lines == [RID, RID, RID, None]
