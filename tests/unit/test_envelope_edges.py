@@ -156,3 +156,9 @@ def test_only_an_init_start_forgets_the_invocation_in_progress() -> None:
     sent = build(b, *events)
     lines = [e["fields"].get("request_id") for e in sent if e["event"] == "line"]  # type: ignore[union-attr]
     assert lines == [RID, RID, RID, None]
+
+
+def test_a_time_too_large_for_a_float_gets_no_time() -> None:
+    body = b'[{"time":1' + b"0" * 400 + b',"type":"function","record":"x"}]'
+    (raw,) = builder().build(body)
+    assert json.loads(raw)["time"] is None
