@@ -162,3 +162,56 @@ def test_a_time_too_large_for_a_float_gets_no_time() -> None:
     body = b'[{"time":1' + b"0" * 400 + b',"type":"function","record":"x"}]'
     (raw,) = builder().build(body)
     assert json.loads(raw)["time"] is None
+
+
+def test_a_request_id_must_be_followed_by_a_tab() -> None:
+    b = builder()
+    sent = build(b, ("function", f"[INFO]\t{T}\t{RID} message\n"),
+                 ("function", f"[INFO]\t{T}\t{RID}\tmessage\n"))
+    assert [e["fields"].get("request_id") for e in sent] == [None, RID]  # type: ignore[union-attr]
+
+
+def test_numeric_types_negative() -> None:
+    body = b'[' + b",".join(
+        b'{"time":"%s","type":%s,"record":"x"}' % (T.encode(), kind)
+        for kind in (b"-5.5", b"-3", b"-3.0")) + b"]"
+    kinds = [json.loads(e)["fields"]["telemetry_type"] for e in builder().build(body)]
+    assert kinds == ["-5.5", "-3", "-3"]
+
+
+def test_times_past_the_year_5138_even_in_milliseconds_get_no_time() -> None:
+    body = json.dumps([{"time": t, "type": "function", "record": "x"}
+                       for t in (1e14 - 1, 1e14, 1e15)])
+    times = [json.loads(raw)["time"] for raw in builder().build(body.encode())]
+    assert times == [99_999_999_999.999, None, None]
+
+
+def test_the_per_second_cache_keeps_earlier_seconds_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+
+    class Counting(datetime):
+        @classmethod
+        def strptime(cls, text: str, fmt: str) -> datetime:  # type: ignore[override]
+            parsed.append(text)
+            return datetime.strptime(text, fmt)
+
+    monkeypatch.setattr(envelope, "datetime", Counting)
+    b = builder()
+    b.epoch("2026-10-08T07:30:29.001Z")
+    b.epoch("2026-10-08T07:30:30.001Z")
+    b.epoch("2026-10-08T07:30:29.002Z")  # an earlier second, still cached
+    assert len(parsed) == 2
+    for n in range(5000):
+        b.epoch(f"2026-10-08T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z")
+    assert len(b._second_cache) <= 4097
+
+
+def test_the_timestamp_cache_stays_bounded() -> None:
+    b = builder()
+    body = json.dumps([{"time": f"2026-10-08T07:{n // 60000:02d}:{n // 1000 % 60:02d}."
+                        f"{n % 1000:03d}Z", "type": "function", "record": "x"}
+                       for n in range(8200)])
+    assert len(b.build(body.encode())) == 8200
+    assert len(b._stamps) <= 8192
