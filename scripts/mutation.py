@@ -29,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -115,25 +116,32 @@ class Result:
     killed: int = 0
     survived: int = 0
     incompetent: int = 0  # the mutant cannot even import: killed by Python, not by a test
+    equivalent: int = 0  # survived, and listed in mutation_equivalents.toml with the reason
     seconds: float = 0.0
     survivors: list[str] = field(default_factory=list)
+    equivalents: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
     def score(self) -> float:
+        """Killed over killed + survived: a mutant that behaves as the original is no test gap."""
         judged = self.killed + self.survived
         return 100.0 * self.killed / judged if judged else 100.0
 
     def row(self) -> str:
         if self.error:
-            return f"| {self.module} | error: {self.error} | | | | |"
+            return f"| {self.module} | error: {self.error} | | | | | |"
         return (
             f"| {self.module} | {self.mutants} | {self.killed + self.incompetent} | "
-            f"{self.survived} | {self.score:.1f}% | {_duration(self.seconds)} |"
+            f"{self.survived} | {self.equivalent} | {self.score:.1f}% | "
+            f"{_duration(self.seconds)} |"
         )
 
 
-HEADER = "| module | mutants | killed | survived | score | time |\n|---|---:|---:|---:|---:|---:|"
+HEADER = (
+    "| module | mutants | killed | survived | equivalent | score | time |\n"
+    "|---|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def _shown(path: Path) -> str:
@@ -367,14 +375,46 @@ def _tally(result: Result, dump: str) -> None:
         result.mutants += 1
         verdict = outcome.get("test_outcome")
         if verdict == "survived":
-            result.survived += 1
             mutation = item["mutations"][0]
             where = f"line {mutation['start_pos'][0]}, {mutation['operator_name']}"
-            result.survivors.append(f"#### {where}\n\n```diff\n{_diff(outcome)}\n```\n")
+            diff = _diff(outcome)
+            reason = equivalence(result.module, diff)
+            if reason:
+                result.equivalent += 1
+                change = " → ".join(
+                    f"`{line[1:].strip()}`" for line in diff.splitlines() if line[:1] in "-+"
+                )
+                result.equivalents.append(f"- {where}: {change}: {reason}")
+                continue
+            result.survived += 1
+            result.survivors.append(f"#### {where}\n\n```diff\n{diff}\n```\n")
         elif verdict == "incompetent":
             result.incompetent += 1
         else:
             result.killed += 1
+
+
+def equivalence(module: str, diff: str) -> str:
+    """The recorded reason a surviving mutant behaves as the original, or "" if none is.
+
+    A mutant matches by its source line and its replacement, not by line number: an entry
+    stops matching (and the mutant counts as a survivor again) as soon as that line changes.
+    """
+    before = [line[1:].strip() for line in diff.splitlines() if line.startswith("-")]
+    after = [line[1:].strip() for line in diff.splitlines() if line.startswith("+")]
+    if len(before) != 1 or len(after) != 1:
+        return ""
+    for entry in _equivalents().get(module, ()):
+        mutants = entry["mutants"]
+        if entry["line"] == before[0] and isinstance(mutants, list) and after[0] in mutants:
+            return str(entry["reason"])
+    return ""
+
+
+def _equivalents() -> dict[str, list[dict[str, object]]]:
+    """scripts/mutation_equivalents.toml: per module, `line`, `mutants` and `reason`."""
+    with (ROOT / "scripts" / "mutation_equivalents.toml").open("rb") as file:
+        return tomllib.load(file)
 
 
 def _diff(outcome: dict[str, str]) -> str:
@@ -386,7 +426,11 @@ def _diff(outcome: dict[str, str]) -> str:
 def write_module_report(result: Result) -> None:
     name = result.module.replace("/", "_").removesuffix(".py")
     survivors = "\n".join(result.survivors) or "None.\n"
-    (OUT / f"{name}.md").write_text(f"{HEADER}\n{result.row()}\n\n### Survivors\n\n{survivors}")
+    equivalents = "\n".join(result.equivalents) or "None."
+    (OUT / f"{name}.md").write_text(
+        f"{HEADER}\n{result.row()}\n\n### Survivors\n\n{survivors}\n"
+        f"### Equivalent (scripts/mutation_equivalents.toml)\n\n{equivalents}\n"
+    )
 
 
 def write_summary(results: list[Result]) -> None:
