@@ -3,6 +3,9 @@ a search skips, and what a scan counts when only a payload is damaged."""
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 from ext.spool import frame
 
 
@@ -48,3 +51,19 @@ def test_a_damaged_payload_is_stepped_over_and_counted() -> None:
     torn = frame.scan_segment(head + one + bytes(two)[:-1])
     assert (torn.stop, torn.valid_end, torn.damaged_payloads, torn.next_seq) == (
         frame.FrameStatus.INCOMPLETE, len(head + one), 0, 6)
+
+
+def test_a_frame_repeating_an_older_seq_ends_the_scan() -> None:
+    head = frame.encode_segment_header(5, 0)
+    one, two = record(b"a", 5), record(b"b", 6)
+    scan = frame.scan_segment(head + one + two + record(b"again", 6))
+    assert (scan.stop, scan.valid_end, scan.next_seq) == (
+        frame.FrameStatus.CORRUPT_HEADER, len(head + one + two), 7)
+    assert [h.seq for _, h in scan.frames] == [5, 6]
+
+
+def test_a_header_with_any_other_magic_is_corrupt() -> None:
+    for magic in (frame.FRAME_MAGIC - 1, frame.FRAME_MAGIC + 1, 0):
+        body = struct.pack("<HBBIQQQII", magic, 1, frame.KIND_DATA, 0, 1, 0, 0, 1, 0)
+        forged = body + struct.pack("<I", zlib.crc32(body))
+        assert frame.decode_frame_header(forged, 0) is frame.FrameStatus.CORRUPT_HEADER
