@@ -67,3 +67,24 @@ def test_a_header_with_any_other_magic_is_corrupt() -> None:
         body = struct.pack("<HBBIQQQII", magic, 1, frame.KIND_DATA, 0, 1, 0, 0, 1, 0)
         forged = body + struct.pack("<I", zlib.crc32(body))
         assert frame.decode_frame_header(forged, 0) is frame.FrameStatus.CORRUPT_HEADER
+
+
+def test_a_header_of_a_kind_below_data_is_corrupt() -> None:
+    body = struct.pack("<HBBIQQQII", frame.FRAME_MAGIC, 1, 0, 0, 1, 0, 0, 1, zlib.crc32(b""))
+    forged = body + struct.pack("<I", zlib.crc32(body))
+    assert frame.decode_frame_header(forged, 0) is frame.FrameStatus.CORRUPT_HEADER
+
+
+def test_a_segment_magic_sorting_below_ours_is_foreign() -> None:
+    header = frame.SEGMENT_HEADER.pack(b"TSPK", 1, 1, 5, 9)
+    assert frame.decode_segment_header(header) is None
+
+
+def test_a_scan_follows_seqs_of_any_size() -> None:
+    base = 2**40 + 7
+    head = frame.encode_segment_header(base, 10**12)
+    frames = record(b"a", base, 10**12, 3) + record(b"b", base + 1, 10**12 + 3, 2)
+    scan = frame.scan_segment(head + frames)
+    assert scan.stop is frame.FrameStatus.OK
+    assert [h.seq for _, h in scan.frames] == [base, base + 1]
+    assert (scan.next_seq, scan.next_events) == (base + 2, 10**12 + 5)
