@@ -337,8 +337,9 @@ def test_round_trip_is_a_moving_average_of_accepted_requests() -> None:
 def test_hec_failing_and_recovering_is_logged_once_each(
     make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
-    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")] * 2)
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")] * 3)
     courier, _ = make(lambda _: next(answers, ACCEPTED))
+    courier._pause = lambda seconds: None  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="ext.courier"):
         courier.offer(batch(b"a", seq=1), b"a")
         assert done(courier) == [1]
@@ -371,3 +372,17 @@ def test_a_bug_in_delivery_ends_the_process_for_a_restart(
     courier._thread.join(3)
     assert exits == [70]  # supervisor.EXIT_CRASHED: the main process restarts the sender
     assert courier.take_done() == []
+
+
+def test_waits_between_attempts_follow_the_verdicts(make: Make) -> None:
+    hold = HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")
+    retry = HecOutcome(Verdict.RETRY, 503, 9, "busy")
+    answers = iter([hold, hold, hold, retry])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    waits: list[float] = []
+    courier._pause = waits.append  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert done(courier) == [1]
+    assert waits[:3] == [2.0, 4.0, 8.0]  # holds double from 2 s
+    assert 0.0 <= waits[3] <= 0.05 * 2**4  # the fourth failure: jittered, capped by attempt
+    assert len(client.posted) == 5 and courier.failures == 4
