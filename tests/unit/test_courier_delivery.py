@@ -113,6 +113,7 @@ def test_an_accepted_batch_is_reported_done_with_its_seq_and_measured(make: Make
     assert courier.offer(batch(b"a", b"bc", seq=3), b"a\nbc")
     assert done(courier) == [3]
     assert client.posted == [[b"a", b"bc"]]
+    assert round_trip(courier) is not None and round_trip(courier) < 0.5  # type: ignore[operator]
     assert courier.idle()
     assert courier.queued_bytes == 0
     assert courier.sent_bytes == 4
@@ -132,12 +133,12 @@ def test_batches_are_reported_in_the_order_offered(make: Make) -> None:
 def test_one_batch_waits_in_the_slot_while_another_is_on_the_wire(make: Make) -> None:
     courier, client = make(lambda _: ACCEPTED)
     client.gate = threading.Event()
-    assert courier.offer(batch(b"a", seq=1), b"a")
+    assert courier.offer(batch(b"aa", seq=1), b"aa")
     assert client.entered.wait(2)
     assert not courier.idle()  # busy on the wire
-    assert courier.stalled(0.0) and not courier.stalled(60.0)
-    assert courier.offer(batch(b"bb", seq=2), b"bb")
-    assert courier.queued_bytes == 3  # both offered, neither delivered
+    assert courier.stalled(0.0) and not courier.stalled(0.5) and not courier.stalled(60.0)
+    assert courier.offer(batch(b"bbb", seq=2), b"bbb")
+    assert courier.queued_bytes == 5  # both offered, neither delivered
     assert not courier.can_accept()
     assert not courier.offer(batch(b"c", seq=3), b"c")  # the slot is taken
     client.gate.set()
@@ -258,11 +259,16 @@ def test_a_fast_refusal_does_not_mark_hec_hanging(make: Make) -> None:
 
 def test_a_failure_slower_than_the_flush_budget_marks_hec_hanging(make: Make) -> None:
     answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")])
-    courier, client = make(lambda _: next(answers, ACCEPTED), budget_ms=0)
+
+    def slow(_: list[bytes]) -> HecOutcome:
+        time.sleep(0.01)  # HEC answers after 10 ms, over the 1 ms budget
+        return next(answers, ACCEPTED)
+
+    courier, client = make(slow, budget_ms=1)
     client.gate, client.hold_after = threading.Event(), 1
     courier.offer(batch(b"a", seq=1), b"a")
     wait_posts(client, 2)
-    assert health(courier) == (True, True, 1)  # any failed attempt outlasts a 0 ms budget
+    assert health(courier) == (True, True, 1)
     client.gate.set()
     assert done(courier) == [1]
 
@@ -283,6 +289,8 @@ def test_stop_during_a_hold_leaves_the_batch_undone(make: Make) -> None:
     courier.offer(batch(b"a", seq=1), b"a")
     assert client.entered.wait(2)
     courier.stop()
+    courier._thread.join(1.0)
+    assert not courier._thread.is_alive()  # the hold ended with the stop
     assert client.closed
     assert courier.take_done() == []
     assert len(client.posted) == 1
@@ -386,3 +394,22 @@ def test_waits_between_attempts_follow_the_verdicts(make: Make) -> None:
     assert waits[:3] == [2.0, 4.0, 8.0]  # holds double from 2 s
     assert 0.0 <= waits[3] <= 0.05 * 2**4  # the fourth failure: jittered, capped by attempt
     assert len(client.posted) == 5 and courier.failures == 4
+
+
+def test_the_named_poison_event_is_dropped_without_a_probe(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.POISON, 400, 6, "Invalid data format", invalid_event=0)])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"bad", b"b", b"c", seq=3), b"bad\nb\nc")
+    assert done(courier) == [3]
+    assert client.posted == [[b"bad", b"b", b"c"], [b"b", b"c"]]
+    assert quarantined(courier_dir(courier)) == [b"bad"]
+
+
+def test_a_backoff_is_cut_short_by_the_drain_deadline(make: Make) -> None:
+    courier, client = make(lambda _: HecOutcome(Verdict.RETRY, 503, 9, "busy"))
+    courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
+    courier.drain_deadline = time.monotonic() + 0.05
+    courier.offer(batch(b"a", seq=1), b"a")
+    courier._thread.join(2.0)
+    assert not courier._thread.is_alive()  # gave up at the deadline, not after 30 s
+    assert len(client.posted) == 1 and courier.take_done() == []
