@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ext import config
+from ext import courier as courier_module
 from ext.batching import HecBatch
 from ext.courier import Courier
 from ext.hec import HecOutcome, Verdict
@@ -333,12 +334,12 @@ def test_round_trip_is_a_moving_average_of_accepted_requests() -> None:
     courier = Courier.__new__(Courier)
     courier.sent_bytes, courier.send_time_s, courier.round_trip_s = 0, 0.0, None
     assert courier.send_rate_bps() is None
-    courier._measured(100, 1.0)
-    assert round_trip(courier) == 1.0
-    assert courier.send_rate_bps() == 100.0
-    courier._measured(300, 2.0)
+    courier._measured(100, 2.0)
+    assert round_trip(courier) == 2.0
+    assert courier.send_rate_bps() == 50.0
+    courier._measured(300, 1.0)
     assert (courier.sent_bytes, courier.send_time_s) == (400, 3.0)
-    assert round_trip(courier) == pytest.approx(1.2)
+    assert round_trip(courier) == pytest.approx(1.8)
     assert courier.send_rate_bps() == pytest.approx(400 / 3.0)
 
 
@@ -413,3 +414,40 @@ def test_a_backoff_is_cut_short_by_the_drain_deadline(make: Make) -> None:
     courier._thread.join(2.0)
     assert not courier._thread.is_alive()  # gave up at the deadline, not after 30 s
     assert len(client.posted) == 1 and courier.take_done() == []
+
+
+def test_retry_waits_at_the_top_of_their_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(courier_module.random, "uniform", lambda low, high: high)
+    courier = Courier.__new__(Courier)
+    courier.drain_deadline = None
+    retry = HecOutcome(Verdict.RETRY, 503)
+    assert [courier._backoff_s(a, retry) for a in (2, 3, 9, 10, 13, 40)] == [
+        0.2, 0.4, 25.6, 30.0, 30.0, 30.0]
+
+
+def test_the_delivery_thread_never_keeps_the_process_alive(make: Make) -> None:
+    courier, _ = make(lambda _: ACCEPTED)
+    assert courier._thread.daemon  # a request hanging at exit must not hold the sender
+
+
+def test_a_batch_waiting_when_stop_is_asked_is_not_sent(make: Make) -> None:
+    courier, client = make(lambda _: ACCEPTED)
+    client.gate = threading.Event()
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert client.entered.wait(2)
+    courier.offer(batch(b"b", seq=2), b"b")
+    courier.stop()  # returns after 0.2 s with the first request still on the wire
+    client.gate.set()
+    courier._thread.join(2.0)
+    assert not courier._thread.is_alive()
+    assert client.posted == [[b"a"]]  # the waiting batch stays in the spool
+
+
+def test_hurry_ends_a_long_hold_at_once(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert client.entered.wait(2)
+    courier.hurry()
+    assert done(courier) == [1]
