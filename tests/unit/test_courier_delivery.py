@@ -411,7 +411,7 @@ def test_a_backoff_is_cut_short_by_the_drain_deadline(make: Make) -> None:
     courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
     courier.drain_deadline = time.monotonic() + 0.05
     courier.offer(batch(b"a", seq=1), b"a")
-    courier._thread.join(2.0)
+    courier._thread.join(0.6)
     assert not courier._thread.is_alive()  # gave up at the deadline, not after 30 s
     assert len(client.posted) == 1 and courier.take_done() == []
 
@@ -426,8 +426,11 @@ def test_retry_waits_at_the_top_of_their_jitter(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_delivery_thread_never_keeps_the_process_alive(make: Make) -> None:
-    courier, _ = make(lambda _: ACCEPTED)
+    courier, client = make(lambda _: ACCEPTED)
     assert courier._thread.daemon  # a request hanging at exit must not hold the sender
+    courier.stop()
+    assert not courier._thread.is_alive()  # an idle thread has ended when stop returns
+    assert client.closed
 
 
 def test_a_batch_waiting_when_stop_is_asked_is_not_sent(make: Make) -> None:
