@@ -97,7 +97,7 @@ def test_a_pass_reads_at_most_256_records_and_comes_back_for_the_rest(rig: WideR
     for n in range(300):
         rig.append([f"line {n}"])
     rig.sender.step()
-    assert len(rig.sender.held) == sender.READ_RECORDS
+    assert len(rig.sender.held) == 256
     assert rig.sender.spool_dirty  # stopped at the limit: read again without a wake-up
     rig.sender.step()
     assert len(rig.sender.held) == 300
@@ -163,3 +163,38 @@ def test_main_closing_the_control_pipe_stops_the_sender(rig: WideRig) -> None:
 def test_an_id_that_is_not_json_is_no_id() -> None:
     assert sender._decode_id(b'"r1"') == "r1"
     assert sender._decode_id(b"not json") == ""
+
+
+@pytest.mark.parametrize("rig", [{"DISPATCH_MIN_BATCH_SIZE": "4",
+                                  "SPLUNK_DISPATCH_MAX_WAIT_MS": "600000"}], indirect=True)
+def test_exactly_the_minimum_batch_size_dispatches(rig: WideRig) -> None:
+    rig.append(["a", "b", "c"])
+    rig.sender.step()
+    assert not rig.courier.in_flight
+    rig.append(["d"])
+    rig.sender.step()
+    assert [len(b.envelopes) for b in rig.courier.in_flight] == [4]
+
+
+@pytest.mark.parametrize("rig", [{**HOLDING, "SPLUNK_MAX_REQUEST_BYTES": "4096"}], indirect=True)
+def test_held_bytes_are_the_request_body_not_more(rig: WideRig) -> None:
+    rig.append(["x" * 1400, "y" * 1400])  # a body of ~3,000 bytes: under the 4,096 bound
+    rig.sender.step()
+    assert not rig.courier.in_flight
+    assert 2800 < rig.sender.held_bytes < 4096
+
+
+def test_only_a_flush_or_a_drain_asks_to_send_now(rig: WideRig) -> None:
+    rig.sender.control_ready = False
+    assert rig.sender._service_control() is False  # nothing from main: no hurry
+    control.send(rig.pipes[1][1], control.Flush("r1"))
+    rig.sender.control_ready = True
+    assert rig.sender._service_control() is True
+
+
+def test_the_drain_deadline_keeps_its_milliseconds(rig: WideRig) -> None:
+    deadline_ms = (int(time.time()) + 3) * 1000 + 900
+    rig.tell(control.Drain(deadline_ms, ""))
+    left = deadline_ms / 1000 - time.time()
+    assert rig.sender.drain_deadline is not None
+    assert abs(rig.sender.drain_deadline - time.monotonic() - left) < 0.2
