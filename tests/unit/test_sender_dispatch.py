@@ -198,3 +198,29 @@ def test_the_drain_deadline_keeps_its_milliseconds(rig: WideRig) -> None:
     left = deadline_ms / 1000 - time.time()
     assert rig.sender.drain_deadline is not None
     assert abs(rig.sender.drain_deadline - time.monotonic() - left) < 0.2
+
+
+def test_a_wait_that_times_out_looks_everywhere(rig: WideRig) -> None:
+    rig.sender.spool_dirty = rig.sender.control_ready = False
+    rig.sender._wait(0.01)
+    assert rig.sender.spool_dirty and rig.sender.control_ready  # a wake-up may have been lost
+
+
+def test_a_control_message_ends_the_wait_and_only_control_is_read(rig: WideRig) -> None:
+    rig.sender.spool_dirty = rig.sender.control_ready = False
+    control.send(rig.pipes[1][1], control.Flush("r1"))
+    started = time.monotonic()
+    rig.sender._wait(5.0)
+    assert time.monotonic() - started < 1.0
+    assert rig.sender.control_ready and not rig.sender.spool_dirty
+
+
+def test_a_wait_ends_at_the_drain_deadline(rig: WideRig) -> None:
+    rig.sender.control_ready = False
+    rig.sender.drain_deadline = time.monotonic() - 0.01  # already passed
+    started = time.monotonic()
+    rig.sender._wait(5.0)
+    assert rig.sender.control_ready  # the next pass sees the deadline and stops
+    rig.sender.drain_deadline = time.monotonic() + 0.05
+    rig.sender._wait(5.0)
+    assert time.monotonic() - started < 1.0
