@@ -29,6 +29,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,27 +46,36 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/hec.py": ("tests/unit/test_hec_classify.py", "tests/integration/test_hec_client.py"),
     "ext/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
     "ext/envelope.py": (
-        "tests/unit/test_envelope_lines.py", "tests/unit/test_envelope_time.py",
-        "tests/unit/test_envelope*.py",
+        "tests/unit/test_envelope_edges.py", "tests/unit/test_envelope_lines.py",
+        "tests/unit/test_envelope_time.py", "tests/unit/test_envelope*.py",
     ),
     "ext/quarantine.py": ("tests/unit/test_quarantine*.py",),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (
-        "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame*.py",
-        "tests/unit/test_spool_recovery*.py",
+        "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame_resync.py",
+        "tests/unit/test_spool_frame*.py", "tests/unit/test_spool_recovery*.py",
     ),
-    "ext/spool/layout.py": ("tests/unit/test_spool_*.py",),
-    "ext/spool/ackstate.py": ("tests/unit/test_spool_*.py",),
-    "ext/spool/reader.py": ("tests/unit/test_spool_*.py",),
-    "ext/spool/writer.py": ("tests/unit/test_spool_*.py",),
-    "ext/courier.py": (
-        "tests/unit/test_courier*.py", "tests/unit/test_sender*.py",
-        "tests/integration/test_sender*.py",
-    ),
-    "ext/sender.py": (
-        "tests/unit/test_sender*.py", "tests/unit/test_courier*.py",
-        "tests/integration/test_sender*.py",
-    ),
+    # test_spool_ci_examples.py is left out: it starts pytest in a subprocess that needs the
+    # plugin autoload mutation runs switch off, and takes seconds.
+    **{
+        module: (
+            f"tests/unit/test_spool_{name}_mutants.py", "tests/unit/test_spool_api.py",
+            "tests/unit/test_spool_bound.py", "tests/unit/test_spool_frame*.py",
+            "tests/unit/test_spool_recovery.py", "tests/unit/test_spool_machine.py",
+        )
+        for name in ("layout", "ackstate", "reader", "writer", "refusals")
+        for module in (f"ext/spool/{name}.py",)
+    },
+    # The courier's own thread against a scripted client; the sender's process tests
+    # (tests/integration/test_sender.py, ~30 s) would make each survivor cost half a minute.
+    "ext/courier.py": ("tests/unit/test_courier*.py", "tests/unit/test_sender*.py"),
+    "ext/commit_order.py": ("tests/unit/test_commit_order*.py", "tests/unit/test_sender*.py"),
+    # As for the courier: the unit tests against a stand-in courier; the process tests are the
+    # safety net, not the mutation oracle.
+    "ext/sender.py": ("tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py"),
+    "ext/intake.py": ("tests/unit/test_intake*.py", "tests/unit/test_listener*.py"),
+    "ext/http_intake.py": ("tests/unit/test_listener_http*.py", "tests/unit/test_listener.py"),
+    "ext/http_server.py": ("tests/unit/test_listener.py", "tests/unit/test_listener_http*.py"),
     "ext/listener.py": ("tests/unit/test_listener*.py", "tests/integration/test_listener*.py"),
     "ext/lifecycle.py": (
         "tests/unit/test_lifecycle*.py", "tests/integration/test_sandbox_lifecycle.py",
@@ -75,8 +86,9 @@ PRESETS = {
     "delivery": (
         "ext/hec.py", "ext/batching.py", "ext/envelope.py", "ext/quarantine.py",
         "ext/spool/frame.py", "ext/spool/layout.py", "ext/spool/ackstate.py",
-        "ext/spool/reader.py", "ext/spool/writer.py", "ext/courier.py", "ext/sender.py",
-        "ext/listener.py", "ext/lifecycle.py",
+        "ext/spool/reader.py", "ext/spool/writer.py", "ext/spool/refusals.py",
+        "ext/courier.py", "ext/commit_order.py", "ext/sender.py", "ext/intake.py",
+        "ext/http_intake.py", "ext/http_server.py", "ext/listener.py", "ext/lifecycle.py",
     ),
     "smoke": ("ext/errors.py",),
 }
@@ -84,11 +96,18 @@ PRESETS = {
 # such a mutant crashes or is far off on the first line run, so it costs a test run and tells
 # nothing. `--all-operators` keeps them.
 NOISE_OPERATORS = (r"core/ReplaceBinaryOperator_\w+_(Pow|RShift|LShift|BitOr|BitAnd|BitXor)$",)
+# Hypothesis examples per property in a mutation run (tests/conftest.py caps every test's own
+# setting to it): most mutants die in the example tests; the properties' first examples catch
+# most of the rest.
+EXAMPLES = 25
 PYTEST = (
     "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
     # Entry-point scanning of every installed package costs ~1 s per mutant; load the two
     # plugins the suite needs by name instead.
     "-p", "_hypothesis_pytestplugin", "-p", "pytest_timeout",
+    # A mutant that loops (a scan position that stops moving) fails its test here instead of
+    # running into the whole run's timeout, 10x the clean run.
+    "--timeout=15",
 )
 
 
@@ -99,25 +118,32 @@ class Result:
     killed: int = 0
     survived: int = 0
     incompetent: int = 0  # the mutant cannot even import: killed by Python, not by a test
+    equivalent: int = 0  # survived, and listed in mutation_equivalents.toml with the reason
     seconds: float = 0.0
     survivors: list[str] = field(default_factory=list)
+    equivalents: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
     def score(self) -> float:
+        """Killed over killed + survived: a mutant that behaves as the original is no test gap."""
         judged = self.killed + self.survived
         return 100.0 * self.killed / judged if judged else 100.0
 
     def row(self) -> str:
         if self.error:
-            return f"| {self.module} | error: {self.error} | | | | |"
+            return f"| {self.module} | error: {self.error} | | | | | |"
         return (
             f"| {self.module} | {self.mutants} | {self.killed + self.incompetent} | "
-            f"{self.survived} | {self.score:.1f}% | {_duration(self.seconds)} |"
+            f"{self.survived} | {self.equivalent} | {self.score:.1f}% | "
+            f"{_duration(self.seconds)} |"
         )
 
 
-HEADER = "| module | mutants | killed | survived | score | time |\n|---|---:|---:|---:|---:|---:|"
+HEADER = (
+    "| module | mutants | killed | survived | equivalent | score | time |\n"
+    "|---|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def _shown(path: Path) -> str:
@@ -144,7 +170,7 @@ def test_files(module: str, override: list[str] | None) -> list[str]:
 def _env() -> dict[str, str]:
     # CI=1 selects the derandomized hypothesis profile (tests/conftest.py): reproducible scores.
     return {**os.environ, "CI": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+            "PYTHONDONTWRITEBYTECODE": "1", "MUTATION_EXAMPLES": str(EXAMPLES)}
 
 
 def _sha256(path: Path) -> str:
@@ -169,8 +195,7 @@ def _copy_project(work: Path) -> None:
             shutil.copy2(source, work / name)
 
 
-def _config(module: str, tests: list[str], timeout: float, all_operators: bool) -> str:
-    command = " ".join([sys.executable, *PYTEST, *tests])
+def _config(module: str, command: str, timeout: float, all_operators: bool) -> str:
     lines = [
         "[cosmic-ray]",
         f'module-path = "{module}"',
@@ -209,6 +234,30 @@ def _stop(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
 
+_SERVERS: dict[Path, subprocess.Popen[bytes]] = {}
+
+
+@contextlib.contextmanager
+def _fork_server(work: Path, env: dict[str, str], out: TextIO) -> Iterator[Path]:
+    sock = work / "pytest.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.mutation_server", str(sock)], cwd=work, env=env,
+        stdout=subprocess.PIPE, stderr=out, start_new_session=True,
+    )
+    _RUNNING.add(proc.pid)
+    _SERVERS[sock] = proc
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"the fork server did not start (see {out.name})")
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait()
+        _RUNNING.discard(proc.pid)
+        del _SERVERS[sock]
+
+
 def _tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
@@ -240,16 +289,20 @@ def run_module(
         _copy_project(work)
         (work / "source.sha256").write_text(_sha256(ROOT / module))
     env = _env()
-    with log.open("a" if survivors_only else "w") as out:
+    with log.open("a" if survivors_only else "w") as out, _fork_server(work, env, out) as sock:
+        # Each mutant's tests run in a fork of a process that has pytest and hypothesis
+        # imported already (scripts/mutation_server.py): ~1 s less per mutant.
+        test = [sys.executable, "-S", "-I", str(work / "scripts" / "mutation_client.py"),
+                str(sock), *PYTEST[2:], *tests]
         baseline_start = time.monotonic()
-        clean = _run([sys.executable, *PYTEST, *tests], work, env, out)
+        clean = _run(test, work, env, out)
         baseline = time.monotonic() - baseline_start
         if clean != 0:
             result.error = f"the tests fail unmutated (see {_shown(log)})"
             return result
         # A mutant that loops is stopped at 10x the clean run (and never under 20 s: the
         # machine may be busy), and counted as killed, as cosmic-ray does.
-        (work / "cr.toml").write_text(_config(module, tests, max(20.0, 10 * baseline),
+        (work / "cr.toml").write_text(_config(module, " ".join(test), max(20.0, 10 * baseline),
                                               all_operators))
         steps = [
             [_tool("cosmic-ray"), "init", "cr.toml", "session.sqlite"],
@@ -262,6 +315,9 @@ def run_module(
             if _run(step, work, env, out) != 0:
                 result.error = f"{Path(step[0]).name} {step[1]} failed (see {log.name})"
                 return result
+        if _SERVERS[sock].poll() is not None:  # every run after its death counted as killed
+            result.error = f"the fork server died (see {log.name})"
+            return result
         dump = subprocess.run(
             [_tool("cosmic-ray"), "dump", "session.sqlite"], cwd=work, env=env,
             capture_output=True, text=True, check=True,
@@ -321,14 +377,46 @@ def _tally(result: Result, dump: str) -> None:
         result.mutants += 1
         verdict = outcome.get("test_outcome")
         if verdict == "survived":
-            result.survived += 1
             mutation = item["mutations"][0]
             where = f"line {mutation['start_pos'][0]}, {mutation['operator_name']}"
-            result.survivors.append(f"#### {where}\n\n```diff\n{_diff(outcome)}\n```\n")
+            diff = _diff(outcome)
+            reason = equivalence(result.module, diff)
+            if reason:
+                result.equivalent += 1
+                change = " → ".join(
+                    f"`{line[1:].strip()}`" for line in diff.splitlines() if line[:1] in "-+"
+                )
+                result.equivalents.append(f"- {where}: {change}: {reason}")
+                continue
+            result.survived += 1
+            result.survivors.append(f"#### {where}\n\n```diff\n{diff}\n```\n")
         elif verdict == "incompetent":
             result.incompetent += 1
         else:
             result.killed += 1
+
+
+def equivalence(module: str, diff: str) -> str:
+    """The recorded reason a surviving mutant behaves as the original, or "" if none is.
+
+    A mutant matches by its source line and its replacement, not by line number: an entry
+    stops matching (and the mutant counts as a survivor again) as soon as that line changes.
+    """
+    before = [line[1:].strip() for line in diff.splitlines() if line.startswith("-")]
+    after = [line[1:].strip() for line in diff.splitlines() if line.startswith("+")]
+    if len(before) != 1 or len(after) != 1:
+        return ""
+    for entry in _equivalents().get(module, ()):
+        mutants = entry["mutants"]
+        if entry["line"] == before[0] and isinstance(mutants, list) and after[0] in mutants:
+            return str(entry["reason"])
+    return ""
+
+
+def _equivalents() -> dict[str, list[dict[str, object]]]:
+    """scripts/mutation_equivalents.toml: per module, `line`, `mutants` and `reason`."""
+    with (ROOT / "scripts" / "mutation_equivalents.toml").open("rb") as file:
+        return tomllib.load(file)
 
 
 def _diff(outcome: dict[str, str]) -> str:
@@ -340,7 +428,11 @@ def _diff(outcome: dict[str, str]) -> str:
 def write_module_report(result: Result) -> None:
     name = result.module.replace("/", "_").removesuffix(".py")
     survivors = "\n".join(result.survivors) or "None.\n"
-    (OUT / f"{name}.md").write_text(f"{HEADER}\n{result.row()}\n\n### Survivors\n\n{survivors}")
+    equivalents = "\n".join(result.equivalents) or "None."
+    (OUT / f"{name}.md").write_text(
+        f"{HEADER}\n{result.row()}\n\n### Survivors\n\n{survivors}\n"
+        f"### Equivalent (scripts/mutation_equivalents.toml)\n\n{equivalents}\n"
+    )
 
 
 def write_summary(results: list[Result]) -> None:

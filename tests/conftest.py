@@ -43,7 +43,16 @@ def pin_local_constants(sources: list[Path]) -> None:
 
 settings.register_profile("dev")
 settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI"):
+# Mutation runs (scripts/mutation.py) run the tests once per mutant: the CI seeds, at most
+# MUTATION_EXAMPLES examples per property (also for tests that ask for more, see below).
+MUTATION_EXAMPLES = int(os.environ.get("MUTATION_EXAMPLES", "0"))
+settings.register_profile(
+    "mutation", derandomize=True, database=None, max_examples=MUTATION_EXAMPLES or 100
+)
+if MUTATION_EXAMPLES:
+    settings.load_profile("mutation")
+    pin_local_constants(list((ROOT / "ext").rglob("*.py")))
+elif os.environ.get("CI"):
     settings.load_profile("ci")
     pin_local_constants(list((ROOT / "ext").rglob("*.py")))
 else:
@@ -65,7 +74,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
       build, a checkov venv, a moto server, the benchmarks' results/ folder it restores) is set
       up once, by one worker, and never by two workers at the same time.
     - any other test goes wherever a worker is free.
+
+    In mutation runs it also caps the examples of tests whose own settings ask for more.
     """
+    _cap_mutation_examples(items)
     for item in items:
         if item.get_closest_marker("timing") is not None:
             group = TIMING_GROUP
@@ -96,3 +108,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if lost:
         raise pytest.UsageError(f"xdist groups not applied (pytest/xdist versions?): {lost[:3]}")
 
+
+def _cap_mutation_examples(items: list[pytest.Item]) -> None:
+    """In mutation runs, caps the examples of tests whose own settings ask for more."""
+    if not MUTATION_EXAMPLES:
+        return
+    for item in items:
+        test = getattr(item, "obj", None)
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if isinstance(own, settings) and own.max_examples > MUTATION_EXAMPLES:
+            test._hypothesis_internal_use_settings = settings(  # type: ignore[union-attr]
+                own, max_examples=MUTATION_EXAMPLES
+            )
+        machine = getattr(item, "cls", None)
+        own = getattr(machine, "settings", None)
+        if isinstance(own, settings) and own.max_examples > MUTATION_EXAMPLES:
+            machine.settings = settings(own, max_examples=MUTATION_EXAMPLES)  # type: ignore[union-attr]

@@ -69,7 +69,7 @@ def test_outcomes_are_tallied_and_the_score_ignores_skips() -> None:
     mutation._tally(result, dump)
     assert (result.mutants, result.killed, result.survived, result.incompetent) == (5, 3, 1, 1)
     assert result.score == 75.0
-    assert result.row() == "| ext/x.py | 5 | 4 | 1 | 75.0% | 1m15s |"
+    assert result.row() == "| ext/x.py | 5 | 4 | 1 | 0 | 75.0% | 1m15s |"
     assert result.survivors == [
         "#### line 7, core/AddNot\n\n```diff\n@@ -7 +7 @@\n-    if a:\n+    if not a:\n```\n"
     ]
@@ -80,3 +80,21 @@ def test_tests_are_mapped_fast_first_and_missing_patterns_skipped() -> None:
     assert files[0] == "tests/unit/test_batching_edges.py"
     assert "tests/unit/test_batching.py" in files and len(files) == len(set(files))
     assert mutation.test_files("ext/x.py", ["tests/unit/test_nothing_*.py"]) == []
+
+
+def test_a_listed_equivalent_mutant_matches_by_its_lines_not_its_line_number() -> None:
+    def diff(before: str, after: str) -> str:
+        return f"@@ -999,7 +999,7 @@\n-        {before}\n+        {after}"
+
+    listed = diff("return run % 2 == 1", "return run % 2 >= 1")
+    assert "0 or 1" in mutation.equivalence("ext/envelope.py", listed)
+    assert mutation.equivalence("ext/envelope.py", diff("return run % 2 == 1",
+                                                        "return run % 2 != 1")) == ""
+    assert mutation.equivalence("ext/hec.py", listed) == ""  # per module
+    dump = json.dumps([{"mutations": [{"start_pos": [999, 4], "operator_name": "core/X"}]},
+                       {"worker_outcome": "normal", "test_outcome": "survived",
+                        "diff": "--- a\n+++ b\n" + listed}])
+    result = mutation.Result("ext/envelope.py")
+    mutation._tally(result, dump)
+    assert (result.mutants, result.survived, result.equivalent, result.score) == (1, 0, 1, 100.0)
+    assert result.equivalents[0].startswith("- line 999, core/X: `return run % 2 == 1` → ")

@@ -1,0 +1,456 @@
+"""The courier's delivery thread against a scripted HEC client: what is reported done, in which
+order, what is split, quarantined, retried or held, and the health the sender reads."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ext import config
+from ext import courier as courier_module
+from ext.batching import HecBatch
+from ext.courier import Courier
+from ext.hec import HecOutcome, Verdict
+from ext.quarantine import FILE_NAME
+
+ACCEPTED = HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")
+Answer = Callable[[list[bytes]], HecOutcome]
+Make = Callable[..., tuple[Courier, "ScriptedClient"]]
+
+
+class ScriptedClient:
+    """Answers each POST with `answer(envelopes of the body)`; with a `gate`, the POSTs after
+    the first `hold_after` wait on the wire until it is set."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.posted: list[list[bytes]] = []
+        self.gate: threading.Event | None = None
+        self.hold_after = 0
+        self.entered = threading.Event()
+        self.closed = False
+
+    def post(self, body: bytes) -> HecOutcome:
+        if body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        envelopes = body.split(b"\n")
+        self.posted.append(envelopes)
+        self.entered.set()
+        if self.gate is not None and len(self.posted) > self.hold_after:
+            assert self.gate.wait(5)
+        return self.answer(envelopes)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def batch(*envelopes: bytes, seq: int | None = 7) -> HecBatch:
+    return HecBatch(list(envelopes), len(b"\n".join(envelopes)), seq)
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Make]:
+    made: list[Courier] = []
+
+    def make(answer: Answer, budget_ms: int = 500) -> tuple[Courier, ScriptedClient]:
+        env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
+               "SPLUNK_FLUSH_BUDGET_MS": str(budget_ms)}
+        courier = Courier(config.load(env), str(tmp_path))
+        courier.client.close()
+        client = ScriptedClient(answer)
+        courier.client = client  # type: ignore[assignment]
+        made.append(courier)
+        return courier, client
+
+    yield make
+    for courier in made:
+        courier.hurry()
+        if courier.client.gate is not None:  # type: ignore[attr-defined]
+            courier.client.gate.set()  # type: ignore[attr-defined]
+        courier.stop()
+
+
+def done(courier: Courier, count: int = 1, within_s: float = 3.0) -> list[int | None]:
+    """What the courier reports delivered, waiting up to `within_s` for `count` batches."""
+    results: list[int | None] = []
+    end = time.monotonic() + within_s
+    while len(results) < count and time.monotonic() < end:
+        select.select([courier.done_r], [], [], 0.05)
+        results += courier.take_done()
+    return results
+
+
+def health(courier: Courier) -> tuple[bool, bool, int]:
+    """(failing, hanging, failures): read through a call, as the sender thread reads them."""
+    return courier.failing, courier.hanging, courier.failures
+
+
+def wait_posts(client: ScriptedClient, count: int) -> None:
+    end = time.monotonic() + 3
+    while len(client.posted) < count and time.monotonic() < end:
+        time.sleep(0.002)
+    assert len(client.posted) >= count
+
+
+def quarantined(tmp_path: Path) -> list[bytes]:
+    path = tmp_path / FILE_NAME
+    if not path.exists():
+        return []
+    return [json.loads(line)["envelope"].encode() for line in path.read_text().splitlines()]
+
+
+def test_an_accepted_batch_is_reported_done_with_its_seq_and_measured(make: Make) -> None:
+    courier, client = make(lambda _: ACCEPTED)
+    assert courier.idle() and courier.can_accept()
+    assert courier.offer(batch(b"a", b"bc", seq=3), b"a\nbc")
+    assert done(courier) == [3]
+    assert client.posted == [[b"a", b"bc"]]
+    assert round_trip(courier) is not None and round_trip(courier) < 0.5  # type: ignore[operator]
+    assert courier.idle()
+    assert courier.queued_bytes == 0
+    assert courier.sent_bytes == 4
+    assert 0 < courier.send_time_s < 0.5  # the time of the one request, from zero
+    assert courier.send_rate_bps() == pytest.approx(4 / courier.send_time_s)
+    assert courier.failures == 0 and not courier.failing
+
+
+def test_batches_are_reported_in_the_order_offered(make: Make) -> None:
+    courier, _ = make(lambda _: ACCEPTED)
+    for seq in (1, None, 2):
+        while not courier.offer(batch(b"x", seq=seq), b"x"):
+            time.sleep(0.001)
+    assert done(courier, 3) == [1, None, 2]
+
+
+def test_one_batch_waits_in_the_slot_while_another_is_on_the_wire(make: Make) -> None:
+    courier, client = make(lambda _: ACCEPTED)
+    client.gate = threading.Event()
+    assert courier.offer(batch(b"aa", seq=1), b"aa")
+    assert client.entered.wait(2)
+    assert not courier.idle()  # busy on the wire
+    assert courier.stalled(0.0) and not courier.stalled(0.5) and not courier.stalled(60.0)
+    assert courier.offer(batch(b"bbb", seq=2), b"bbb")
+    assert courier.queued_bytes == 5  # both offered, neither delivered
+    assert not courier.can_accept()
+    assert not courier.offer(batch(b"c", seq=3), b"c")  # the slot is taken
+    client.gate.set()
+    assert done(courier, 2) == [1, 2]
+    assert not courier.stalled(0.0)
+    assert courier.queued_bytes == 0
+
+
+def test_too_large_halves_until_each_part_is_accepted_in_order(make: Make) -> None:
+    def answer(envelopes: list[bytes]) -> HecOutcome:
+        return ACCEPTED if len(envelopes) == 1 else HecOutcome(Verdict.TOO_LARGE, 413)
+
+    courier, client = make(answer)
+    courier.offer(batch(b"a", b"b", b"c", seq=5), b"a\nb\nc")
+    assert done(courier) == [5]
+    accepted = [e for e in client.posted if len(e) == 1]
+    assert accepted == [[b"a"], [b"b"], [b"c"]]
+    assert quarantined(courier_dir(courier)) == []
+
+
+def courier_dir(courier: Courier) -> Path:
+    return Path(courier.quarantine.path).parent
+
+
+def test_a_single_event_too_large_is_quarantined_not_retried(make: Make) -> None:
+    courier, client = make(lambda _: HecOutcome(Verdict.TOO_LARGE, 413))
+    courier.offer(batch(b"huge", seq=2), b"huge")
+    assert done(courier) == [2]
+    assert client.posted == [[b"huge"]]
+    assert quarantined(courier_dir(courier)) == [b"huge"]
+
+
+def test_the_named_poison_event_is_quarantined_and_the_rest_delivered(make: Make) -> None:
+    def answer(envelopes: list[bytes]) -> HecOutcome:
+        if b"bad" in envelopes:
+            return HecOutcome(Verdict.POISON, 400, 6, "Invalid data format",
+                              invalid_event=envelopes.index(b"bad"))
+        return ACCEPTED
+
+    courier, client = make(answer)
+    courier.offer(batch(b"a", b"bad", b"c", seq=9), b"a\nbad\nc")
+    assert done(courier) == [9]
+    assert client.posted[-1] == [b"a", b"c"]
+    assert quarantined(courier_dir(courier)) == [b"bad"]
+    assert courier.quarantine.count == 1
+    assert courier.failures == 0  # poison is not a HEC failure
+
+
+def test_an_unnamed_poison_event_is_found_by_halving(make: Make) -> None:
+    def answer(envelopes: list[bytes]) -> HecOutcome:
+        if b"bad" in envelopes:
+            return HecOutcome(Verdict.POISON, 400, 6, "Invalid data format")
+        return ACCEPTED
+
+    courier, client = make(answer)
+    courier.offer(batch(b"a", b"bad", b"c", b"d", seq=4), b"a\nbad\nc\nd")
+    assert done(courier) == [4]
+    delivered = [e for posted in client.posted for e in posted if e != b"bad"]
+    assert sorted(set(delivered)) == [b"a", b"c", b"d"]
+    assert quarantined(courier_dir(courier)) == [b"bad"]
+
+
+@pytest.mark.parametrize("index", [-1, 1, 5])
+def test_a_poison_index_outside_the_batch_is_not_trusted(make: Make, index: int) -> None:
+    answers = iter([HecOutcome(Verdict.POISON, 400, 6, "bad", invalid_event=index)])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"only", seq=1), b"only")
+    assert done(courier) == [1]
+    # a lone event HEC calls invalid is kept aside, whatever index HEC named
+    assert quarantined(courier_dir(courier)) == [b"only"]
+    assert client.posted == [[b"only"]]
+
+
+def test_a_poison_index_at_the_batch_end_splits_instead(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.POISON, 400, 6, "bad", invalid_event=2)])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"a", b"b", seq=1), b"a\nb")
+    assert done(courier) == [1]
+    assert quarantined(courier_dir(courier)) == []
+    assert client.posted[1:] == [[b"a"], [b"b"]]
+
+
+def test_a_transient_failure_is_retried_at_once_and_health_recovers(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert done(courier) == [1]
+    assert client.posted == [[b"a"], [b"a"]]
+    assert health(courier) == (False, False, 1)
+    assert courier.sent_bytes == 1  # measured once, on the accepted attempt
+
+
+def test_health_while_failing_and_a_timeout_marks_hec_hanging(make: Make) -> None:
+    answers = iter([
+        HecOutcome(Verdict.RETRY, 0, None, "ReadTimeoutError"),
+        HecOutcome(Verdict.RETRY, 0, None, "ConnectionRefusedError"),
+    ])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    client.gate, client.hold_after = threading.Event(), 2
+    courier.offer(batch(b"a", seq=1), b"a")
+    wait_posts(client, 3)  # the third attempt is on the wire
+    assert health(courier) == (True, True, 2)  # hanging is sticky across a fast failure
+    client.gate.set()
+    assert done(courier) == [1]
+    assert health(courier) == (False, False, 2)
+
+
+def test_a_fast_refusal_does_not_mark_hec_hanging(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.RETRY, 0, None, "ConnectionRefusedError")])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    client.gate, client.hold_after = threading.Event(), 1
+    courier.offer(batch(b"a", seq=1), b"a")
+    wait_posts(client, 2)  # the retry is on the wire: the failure is recorded
+    assert health(courier) == (True, False, 1)
+    client.gate.set()
+    assert done(courier) == [1]
+
+
+def test_a_failure_slower_than_the_flush_budget_marks_hec_hanging(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")])
+
+    def slow(_: list[bytes]) -> HecOutcome:
+        time.sleep(0.01)  # HEC answers after 10 ms, over the 1 ms budget
+        return next(answers, ACCEPTED)
+
+    courier, client = make(slow, budget_ms=1)
+    client.gate, client.hold_after = threading.Event(), 1
+    courier.offer(batch(b"a", seq=1), b"a")
+    wait_posts(client, 2)
+    assert health(courier) == (True, True, 1)
+    client.gate.set()
+    assert done(courier) == [1]
+
+
+def test_a_hold_waits_until_hurried(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert done(courier, within_s=0.3) == []  # held for 2 s
+    assert health(courier) == (True, False, 1)
+    courier.hurry()
+    assert done(courier) == [1]
+    assert len(client.posted) == 2
+
+
+def test_stop_during_a_hold_leaves_the_batch_undone(make: Make) -> None:
+    courier, client = make(lambda _: HecOutcome(Verdict.HOLD, 403, 4, "Invalid token"))
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert client.entered.wait(2)
+    courier.stop()
+    courier._thread.join(1.0)
+    assert not courier._thread.is_alive()  # the hold ended with the stop
+    assert client.closed
+    assert courier.take_done() == []
+    assert len(client.posted) == 1
+
+
+def test_the_drain_deadline_ends_retries_and_leaves_the_batch_undone(make: Make) -> None:
+    courier, client = make(lambda _: HecOutcome(Verdict.RETRY, 503, 9, "busy"))
+    courier.drain_deadline = time.monotonic() + 0.2
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert done(courier, within_s=0.4) == []
+    courier._thread.join(1.0)
+    assert not courier._thread.is_alive()  # gave up at the deadline
+    assert 2 <= len(client.posted) <= 8  # brisk retries (50 ms, 100 ms...) until then
+
+
+def test_backoff_policy() -> None:
+    courier = Courier.__new__(Courier)
+    courier.drain_deadline = None
+    retry = HecOutcome(Verdict.RETRY, 503)
+    hold = HecOutcome(Verdict.HOLD, 403, 4)
+    assert courier._backoff_s(1, retry) == 0.0  # a stale keep-alive: retry at once
+    for attempt in (2, 3, 20):
+        cap = min(30.0, 0.05 * 2.0 ** min(attempt, 12))
+        draws = [courier._backoff_s(attempt, retry) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in draws)
+        assert max(draws) > cap / 2  # jitter over the whole range, not a fixed wait
+    assert courier._backoff_s(3, HecOutcome(Verdict.RETRY, 429, retry_after_s=7.0)) == 7.0
+    assert [courier._backoff_s(a, hold) for a in (1, 2, 3, 6, 7, 30)] == [
+        2.0, 4.0, 8.0, 60.0, 60.0, 60.0]
+    assert courier._backoff_s(1, hold) == 2.0
+    courier.drain_deadline = 1.0
+    assert [courier._backoff_s(a, hold) for a in (1, 2, 5, 9)] == [0.05, 0.1, 0.25, 0.25]
+
+
+def round_trip(courier: Courier) -> float | None:
+    return courier.round_trip_s
+
+
+def test_round_trip_is_a_moving_average_of_accepted_requests() -> None:
+    courier = Courier.__new__(Courier)
+    courier.sent_bytes, courier.send_time_s, courier.round_trip_s = 0, 0.0, None
+    assert courier.send_rate_bps() is None
+    courier._measured(100, 2.0)
+    assert round_trip(courier) == 2.0
+    assert courier.send_rate_bps() == 50.0
+    courier._measured(300, 1.0)
+    assert (courier.sent_bytes, courier.send_time_s) == (400, 3.0)
+    assert round_trip(courier) == pytest.approx(1.8)
+    assert courier.send_rate_bps() == pytest.approx(400 / 3.0)
+
+
+def test_hec_failing_and_recovering_is_logged_once_each(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")] * 3)
+    courier, _ = make(lambda _: next(answers, ACCEPTED))
+    courier._pause = lambda seconds: None  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="ext.courier"):
+        courier.offer(batch(b"a", seq=1), b"a")
+        assert done(courier) == [1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "HEC is not accepting events (retry, status 503, code 9: Server is busy); "
+        "keeping them spooled",
+        "HEC accepts events again",
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_bug_in_delivery_ends_the_process_for_a_restart(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exits: list[int] = []
+
+    def exit_(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)  # ends the courier thread instead of the test process
+
+    monkeypatch.setattr(os, "_exit", exit_)
+    monkeypatch.setattr(logging, "shutdown", lambda: None)
+
+    def answer(_: list[bytes]) -> HecOutcome:
+        raise RuntimeError("a bug")
+
+    courier, _ = make(answer)
+    courier.offer(batch(b"a", seq=1), b"a")
+    courier._thread.join(3)
+    assert exits == [70]  # supervisor.EXIT_CRASHED: the main process restarts the sender
+    assert courier.take_done() == []
+
+
+def test_waits_between_attempts_follow_the_verdicts(make: Make) -> None:
+    hold = HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")
+    retry = HecOutcome(Verdict.RETRY, 503, 9, "busy")
+    answers = iter([hold, hold, hold, retry])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    waits: list[float] = []
+    courier._pause = waits.append  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert done(courier) == [1]
+    assert waits[:3] == [2.0, 4.0, 8.0]  # holds double from 2 s
+    assert 0.0 <= waits[3] <= 0.05 * 2**4  # the fourth failure: jittered, capped by attempt
+    assert len(client.posted) == 5 and courier.failures == 4
+
+
+def test_the_named_poison_event_is_dropped_without_a_probe(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.POISON, 400, 6, "Invalid data format", invalid_event=0)])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"bad", b"b", b"c", seq=3), b"bad\nb\nc")
+    assert done(courier) == [3]
+    assert client.posted == [[b"bad", b"b", b"c"], [b"b", b"c"]]
+    assert quarantined(courier_dir(courier)) == [b"bad"]
+
+
+def test_a_backoff_is_cut_short_by_the_drain_deadline(make: Make) -> None:
+    courier, client = make(lambda _: HecOutcome(Verdict.RETRY, 503, 9, "busy"))
+    courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
+    courier.drain_deadline = time.monotonic() + 0.05
+    courier.offer(batch(b"a", seq=1), b"a")
+    courier._thread.join(0.6)
+    assert not courier._thread.is_alive()  # gave up at the deadline, not after 30 s
+    assert len(client.posted) == 1 and courier.take_done() == []
+
+
+def test_retry_waits_at_the_top_of_their_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(courier_module.random, "uniform", lambda low, high: high)
+    courier = Courier.__new__(Courier)
+    courier.drain_deadline = None
+    retry = HecOutcome(Verdict.RETRY, 503)
+    assert [courier._backoff_s(a, retry) for a in (2, 3, 9, 10, 13, 40)] == [
+        0.2, 0.4, 25.6, 30.0, 30.0, 30.0]
+
+
+def test_the_delivery_thread_never_keeps_the_process_alive(make: Make) -> None:
+    courier, client = make(lambda _: ACCEPTED)
+    assert courier._thread.daemon  # a request hanging at exit must not hold the sender
+    courier.stop()
+    assert not courier._thread.is_alive()  # an idle thread has ended when stop returns
+    assert client.closed
+
+
+def test_a_batch_waiting_when_stop_is_asked_is_not_sent(make: Make) -> None:
+    courier, client = make(lambda _: ACCEPTED)
+    client.gate = threading.Event()
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert client.entered.wait(2)
+    courier.offer(batch(b"b", seq=2), b"b")
+    courier.stop()  # returns after 0.2 s with the first request still on the wire
+    client.gate.set()
+    courier._thread.join(2.0)
+    assert not courier._thread.is_alive()
+    assert client.posted == [[b"a"]]  # the waiting batch stays in the spool
+
+
+def test_hurry_ends_a_long_hold_at_once(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert client.entered.wait(2)
+    courier.hurry()
+    assert done(courier) == [1]

@@ -1,0 +1,217 @@
+"""Envelope edges: which lines count as the extension's own, where invocations end (the sender's
+landmarks), numeric telemetry types, and timestamps that only look like Lambda's."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from ext import config, envelope
+from ext.config import OWN_LOG_MARKER
+from ext.envelope import EnvelopeBuilder
+
+RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
+T = "2026-10-08T07:30:29.443Z"
+
+
+def builder() -> EnvelopeBuilder:
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"})
+    return EnvelopeBuilder(cfg, "my-fn")
+
+
+def build(b: EnvelopeBuilder, *events: tuple[object, object]) -> list[dict[str, object]]:
+    body = json.dumps([{"time": T, "type": kind, "record": record} for kind, record in events])
+    return [json.loads(raw) for raw in b.build(body.encode())]
+
+
+def test_a_function_line_that_looks_like_the_extensions_own_is_forwarded() -> None:
+    own_line = f"{OWN_LOG_MARKER} INFO sender started"
+    b = builder()
+    sent = build(b, ("function", own_line), ("extension", own_line))
+    assert [e["event"] for e in sent] == [own_line]  # only the extension's own line is skipped
+    assert b.skipped_own == 1
+
+
+def test_invocation_ends_are_landmarks_only_with_a_request_id() -> None:
+    b = builder()
+    build(
+        b,
+        ("platform.start", {"requestId": RID}),
+        ("platform.runtimeDone", {"requestId": RID, "status": "success"}),
+        ("platform.report", {"status": "success"}),  # no id: nothing the sender can answer
+        ("platform.report", {"requestId": RID, "status": "success"}),
+    )
+    rid = json.dumps(RID).encode()
+    assert b.landmarks == [("platform.runtimeDone", rid), ("platform.report", rid)]
+
+
+def test_a_numeric_type_keeps_its_fraction() -> None:
+    sent = build(builder(), (5.5, "x"), (5.0, "y"), (7, "z"))
+    kinds = [e["fields"]["telemetry_type"] for e in sent]  # type: ignore[index]
+    assert kinds == ["5.5", "5", "7"]
+
+
+def test_a_timestamp_with_an_unknown_zone_letter_gets_no_time() -> None:
+    b = builder()
+    for iso in ("2026-10-08T07:30:29.443x", "2026-10-08T07:30:29.443_"):
+        assert b.epoch(iso) == b"null"  # HEC then stamps it at index time
+    assert b.epoch(T) == b"1791444629.443"  # 2026-10-08T07:30:29Z in epoch seconds
+
+
+def test_timestamps_of_lambdas_shape_only_take_the_fast_path() -> None:
+    b = builder()
+    for iso in ("2026-10-08T07:30:29-443Z", "2026-10-08T07:30:29.443Z0"):
+        assert b.epoch(iso) == b"null", iso
+    # ISO's comma decimal separator is read by the general parser, same instant
+    assert b.epoch("2026-10-08T07:30:29,443Z") == b"1791444629.443"
+
+
+def test_a_timestamp_seen_again_later_is_not_parsed_again() -> None:
+    b = builder()
+    parsed: list[str] = []
+    real = b.epoch
+
+    def counting(iso: str) -> bytes:
+        parsed.append(iso)
+        return real(iso)
+
+    b.epoch = counting  # type: ignore[method-assign]
+    other = "2026-10-08T07:30:30.001Z"
+    sent = build(b, ("function", "a"), ("function", "b"))
+    body = json.dumps([{"time": t, "type": "function", "record": "x"} for t in (other, T, other)])
+    sent += [json.loads(raw) for raw in b.build(body.encode())]
+    assert parsed == [T, other]
+    assert [e["time"] for e in sent] == [1791444629.443, 1791444629.443001, 1791444630.001,
+                                         1791444629.443, 1791444630.001]
+
+
+def test_each_second_is_parsed_once_for_all_its_milliseconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+
+    class Counting(datetime):
+        @classmethod
+        def strptime(cls, text: str, fmt: str) -> datetime:  # type: ignore[override]
+            parsed.append(text)
+            return datetime.strptime(text, fmt)
+
+    monkeypatch.setattr(envelope, "datetime", Counting)
+    b = builder()
+    stamps = [b.epoch(f"2026-10-08T07:30:29.{ms:03d}Z") for ms in (1, 2, 3)]
+    stamps.append(b.epoch("2026-10-08T07:30:30.000Z"))
+    assert stamps == [b"1791444629.001", b"1791444629.002", b"1791444629.003", b"1791444630.000"]
+    assert parsed == ["2026-10-08T07:30:29", "2026-10-08T07:30:30"]
+
+
+def test_numeric_times_in_seconds_and_milliseconds() -> None:
+    b = builder()
+    body = json.dumps([{"time": t, "type": "function", "record": "x"}
+                       for t in (0, 0.5, 99_999_999_999, 1e11, 1_791_444_629_443, -1)])
+    times = [json.loads(raw)["time"] for raw in b.build(body.encode())]
+    # from 1e11 on (year 5138 in seconds) a number is taken as milliseconds
+    assert times == [0.0, 0.5, 99_999_999_999.0, 100_000_000.0, 1_791_444_629.443, None]
+
+
+def test_events_after_one_nested_too_deep_are_kept() -> None:
+    b = builder()
+    deep = "[" * 5000 + "]" * 5000
+    event = '{"time":"2026-10-08T07:30:28.235Z","type":"function","record":%s}'
+    body = "[" + ",".join((event % '"before"', event % deep, event % '"after"')) + "]"
+    events = [json.loads(e)["event"] for e in b.build(body.encode())]
+    assert events[:2] == ["before", "after"]
+    assert b.malformed == 1
+
+
+def test_an_impossible_date_in_lambdas_shape_gets_no_time() -> None:
+    assert builder().epoch("2026-13-45T07:30:29.443Z") == b"null"
+
+
+def test_a_bracketed_word_longer_than_any_level_is_text() -> None:
+    record = f"[ABCDEFGHIJ]\t{T}\t{RID}\tmessage\n"
+    (sent,) = build(builder(), ("function", record))
+    assert "level" not in sent["fields"] and "request_id" not in sent["fields"]  # type: ignore[operator]
+    (sent,) = build(builder(), ("function", f"[ABCDEFGHI]\t{T}\t{RID}\tmessage\n"))
+    assert sent["fields"] == {  # nine letters: read as a level
+        "function_name": "my-fn", "telemetry_type": "function", "request_id": RID,
+        "level": "ABCDEFGHI"}
+
+
+def test_the_envelope_fields_of_odd_kinds_are_cached_up_to_a_bound() -> None:
+    b = builder()
+    sent = build(b, *[(float(n) + 0.5, "x") for n in range(300)])
+    assert [e["fields"]["telemetry_type"] for e in sent] == [  # type: ignore[index]
+        f"{n}.5" for n in range(300)]
+    assert len(b._kind_fields) == 256  # memory stays bounded whatever types arrive
+
+
+def test_only_an_init_start_forgets_the_invocation_in_progress() -> None:
+    b = builder()
+    kinds = ["platform.extension", "platform.fault", "platform.initReport", "platform.initStart"]
+    events: list[tuple[object, object]] = [("platform.start", {"requestId": RID})]
+    for kind in kinds:
+        events += [(kind, {"name": "x"}), ("function", "line")]
+    sent = build(b, *events)
+    lines = [e["fields"].get("request_id") for e in sent if e["event"] == "line"]  # type: ignore[union-attr]
+    assert lines == [RID, RID, RID, None]
+
+
+def test_a_time_too_large_for_a_float_gets_no_time() -> None:
+    body = b'[{"time":1' + b"0" * 400 + b',"type":"function","record":"x"}]'
+    (raw,) = builder().build(body)
+    assert json.loads(raw)["time"] is None
+
+
+def test_a_request_id_must_be_followed_by_a_tab() -> None:
+    b = builder()
+    sent = build(b, ("function", f"[INFO]\t{T}\t{RID} message\n"),
+                 ("function", f"[INFO]\t{T}\t{RID}\tmessage\n"))
+    assert [e["fields"].get("request_id") for e in sent] == [None, RID]  # type: ignore[union-attr]
+
+
+def test_numeric_types_negative() -> None:
+    body = b'[' + b",".join(
+        b'{"time":"%s","type":%s,"record":"x"}' % (T.encode(), kind)
+        for kind in (b"-5.5", b"-3", b"-3.0")) + b"]"
+    kinds = [json.loads(e)["fields"]["telemetry_type"] for e in builder().build(body)]
+    assert kinds == ["-5.5", "-3", "-3"]
+
+
+def test_times_past_the_year_5138_even_in_milliseconds_get_no_time() -> None:
+    body = json.dumps([{"time": t, "type": "function", "record": "x"}
+                       for t in (1e14 - 1, 1e14, 1e15)])
+    times = [json.loads(raw)["time"] for raw in builder().build(body.encode())]
+    assert times == [99_999_999_999.999, None, None]
+
+
+def test_the_per_second_cache_keeps_earlier_seconds_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+
+    class Counting(datetime):
+        @classmethod
+        def strptime(cls, text: str, fmt: str) -> datetime:  # type: ignore[override]
+            parsed.append(text)
+            return datetime.strptime(text, fmt)
+
+    monkeypatch.setattr(envelope, "datetime", Counting)
+    b = builder()
+    b.epoch("2026-10-08T07:30:29.001Z")
+    b.epoch("2026-10-08T07:30:30.001Z")
+    b.epoch("2026-10-08T07:30:29.002Z")  # an earlier second, still cached
+    assert len(parsed) == 2
+    for n in range(4096):  # 4,098 seconds in all: one more than the cache holds
+        b.epoch(f"2026-10-08T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z")
+    assert len(b._second_cache) <= 4097
+
+
+def test_the_timestamp_cache_stays_bounded() -> None:
+    b = builder()
+    body = json.dumps([{"time": f"2026-10-08T07:{n // 60000:02d}:{n // 1000 % 60:02d}."
+                        f"{n % 1000:03d}Z", "type": "function", "record": "x"}
+                       for n in range(8193)])  # one more than the cache holds
+    assert len(b.build(body.encode())) == 8193
+    assert len(b._stamps) <= 8192
