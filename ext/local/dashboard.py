@@ -180,22 +180,24 @@ def _duration(store: EventStore, ax: Any, index: str | None) -> None:
 
 
 def _billed(store: EventStore, ax: Any, index: str | None) -> None:
-    for metric, label in (("aws.lambda.billed_duration_ms", "billed"),
-                          ("aws.lambda.duration_ms", "actual")):
-        xs, ys = _series(store, metric, index)
-        ax.plot(xs, ys, marker="o", markersize=3, label=label)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("ms per invocation")
+    _lines(store, ax, index, (("aws.lambda.billed_duration_ms", "billed"),
+                              ("aws.lambda.duration_ms", "actual")), "ms per invocation")
     ax.set_yscale("log")
 
 
 def _memory(store: EventStore, ax: Any, index: str | None) -> None:
-    for metric, label in (("aws.lambda.memory_size_mb", "memory size"),
-                          ("aws.lambda.max_memory_used_mb", "max used")):
+    _lines(store, ax, index, (("aws.lambda.memory_size_mb", "memory size"),
+                              ("aws.lambda.max_memory_used_mb", "max used")), "MB")
+
+
+def _lines(store: EventStore, ax: Any, index: str | None,
+           metrics: tuple[tuple[str, str], ...], unit: str) -> None:
+    """One line per metric over time (seconds since the first point)."""
+    for metric, label in metrics:
         xs, ys = _series(store, metric, index)
         ax.plot(xs, ys, marker="o", markersize=3, label=label)
     ax.set_xlabel("seconds")
-    ax.set_ylabel("MB")
+    ax.set_ylabel(unit)
 
 
 def _cold_starts(store: EventStore, ax: Any, index: str | None) -> None:

@@ -87,9 +87,8 @@ def test_a_timestamp_seen_again_later_is_not_parsed_again() -> None:
                                          1791444629.443, 1791444630.001]
 
 
-def test_each_second_is_parsed_once_for_all_its_milliseconds(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def count_strptime(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Makes the envelope module's datetime record each text it parses; returns that record."""
     parsed: list[str] = []
 
     class Counting(datetime):
@@ -99,6 +98,13 @@ def test_each_second_is_parsed_once_for_all_its_milliseconds(
             return datetime.strptime(text, fmt)
 
     monkeypatch.setattr(envelope, "datetime", Counting)
+    return parsed
+
+
+def test_each_second_is_parsed_once_for_all_its_milliseconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed = count_strptime(monkeypatch)
     b = builder()
     stamps = [b.epoch(f"2026-10-08T07:30:29.{ms:03d}Z") for ms in (1, 2, 3)]
     stamps.append(b.epoch("2026-10-08T07:30:30.000Z"))
@@ -189,15 +195,7 @@ def test_times_past_the_year_5138_even_in_milliseconds_get_no_time() -> None:
 def test_the_per_second_cache_keeps_earlier_seconds_and_stays_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parsed: list[str] = []
-
-    class Counting(datetime):
-        @classmethod
-        def strptime(cls, text: str, fmt: str) -> datetime:  # type: ignore[override]
-            parsed.append(text)
-            return datetime.strptime(text, fmt)
-
-    monkeypatch.setattr(envelope, "datetime", Counting)
+    parsed = count_strptime(monkeypatch)
     b = builder()
     b.epoch("2026-10-08T07:30:29.001Z")
     b.epoch("2026-10-08T07:30:30.001Z")
