@@ -94,6 +94,21 @@ class Failing(Message):
         return (self.request_id,)
 
 
+class Running(Message):
+    """sender -> main: the invocation has started (its platform.start is spooled) and not ended
+    yet: its flush budget counts from its end, which the sender sees (platform.runtimeDone) and
+    answers Delivered or Failing within the budget after. Main may wait up to the deadline."""
+
+    __slots__ = ("request_id",)
+    kind = b"U"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.request_id,)
+
+
 class Ready(Message):
     """sender -> main: started (imports done, spool open); sent once per sender process."""
 
@@ -104,12 +119,9 @@ class Ready(Message):
 def decode(line: bytes) -> Message | None:
     """One line (without its newline) as a message; None if it is not a valid one."""
     kind, rest = line[:1], line[2:].decode(errors="replace")
-    if kind == Flush.kind and rest:
-        return Flush(rest)
-    if kind == Delivered.kind and rest:
-        return Delivered(rest)
-    if kind == Failing.kind and rest:
-        return Failing(rest)
+    about_one = _ABOUT_ONE_REQUEST.get(kind)
+    if about_one is not None and rest:
+        return about_one(rest)
     if kind == Ready.kind:
         return Ready()
     if kind == Drain.kind:
@@ -117,6 +129,9 @@ def decode(line: bytes) -> Message | None:
         if deadline.isdigit():
             return Drain(int(deadline), request_id)
     return None
+
+
+_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, Delivered, Failing, Running)}
 
 
 def send(fd: int, message: Message) -> bool:

@@ -76,7 +76,7 @@ class EnvelopeBuilder:
         self._tie = 0
         self._stamps: dict[str, bytes] = {}  # telemetry time -> HEC time, for repeats
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
-        self.landmarks: list[tuple[str, bytes]] = []  # runtimeDone/report ids, for the sender
+        self.landmarks: list[tuple[str, bytes]] = []  # start/runtimeDone/report ids, for the sender
         self.skipped_own = 0
         self.skipped_empty = 0
         self.malformed = 0
@@ -183,7 +183,7 @@ class EnvelopeBuilder:
                 if request_id is not None and self.enrichment.enabled:
                     self.enrichment.invocation_started(request_id)
                     self.cold_request = self.enrichment.cold_request
-            elif request_id is not None:  # where an invocation ends: the sender's flushes
+            if request_id is not None:  # where invocations start and end: the sender's flushes
                 self.landmarks.append((kind, request_id))
         elif kind in INIT_KINDS:
             if kind == "platform.initStart":

@@ -9,6 +9,7 @@ only place that bookkeeping lives. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+START = "platform.start"
 RUNTIME_DONE = "platform.runtimeDone"
 REPORT = "platform.report"
 KEEP = 64  # invocations remembered; older ones can no longer be asked about
@@ -19,12 +20,15 @@ class InvocationLedger:
         self.keep = keep
         self.done_at: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
         self.report_at: dict[str, int] = {}  # request id -> seq of its spooled platform.report
+        self.start_at: dict[str, int] = {}  # request id -> seq of its spooled platform.start
         self.waiting: dict[str, bool] = {}  # flush requests not yet settled -> already told Failing
         self.committed = -1
 
     def seen(self, kind: str, request_id: str, seq: int) -> None:
-        """A runtimeDone or report for `request_id` was read from the spool at `seq`."""
-        table = self.done_at if kind == RUNTIME_DONE else self.report_at if kind == REPORT else None
+        """A platform.start, runtimeDone or report for `request_id` was read from the spool at
+        `seq`."""
+        table = (self.done_at if kind == RUNTIME_DONE else self.report_at if kind == REPORT
+                 else self.start_at if kind == START else None)
         if table is None:
             return
         table.setdefault(request_id, seq)
@@ -61,6 +65,17 @@ class InvocationLedger:
         for rid in told:
             self.waiting[rid] = True
         return told
+
+    def running(self, request_id: str) -> bool:
+        """Started (its platform.start was read) and not ended (no runtimeDone read yet)."""
+        return request_id in self.start_at and request_id not in self.done_at
+
+    def tell_failing(self, request_id: str) -> bool:
+        """Marks one waiting request as told Failing; False if it was already, or is settled."""
+        if self.waiting.get(request_id, True):
+            return False
+        self.waiting[request_id] = True
+        return True
 
     def report_spooled(self, request_id: str) -> bool:
         return request_id in self.report_at

@@ -90,6 +90,7 @@ class MainLoop:
         self.status_r, self.status_w = control.make_pipe()
         self.status = control.Inbox(self.status_r)
         self.answers: dict[str, bool] = {}  # request id -> delivered (True) or failing (False)
+        self.running: set[str] = set()  # invocations the sender saw start and not yet end
         self.last_request: str | None = None
         self.sender_started = False
         self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000)
@@ -157,6 +158,7 @@ class MainLoop:
         """Waits for the invocation, or only asks for it, as the adaptive decision says."""
         self._read_answers()  # deliveries confirmed since the last invocation
         self.answers.clear()
+        self.running.clear()
         decision = self.adaptive.decide(request_id, time.monotonic())
         diagnostics.note("INFO", decision.describe(request_id))
         if decision.wait:
@@ -165,23 +167,39 @@ class MainLoop:
             self._tell_sender(control.Flush(request_id))
 
     def flush_invocation(self, request_id: str, deadline: float) -> None:
-        """Asks the sender to flush the invocation; waits for its answer, within the budget."""
+        """Asks the sender to flush the invocation; waits for its answer, within the budget.
+
+        The budget counts from the invocation's end, which only the telemetry shows: once the
+        sender reports the invocation running (its platform.start spooled), main may wait up to
+        the deadline, and the sender answers within the budget after the runtimeDone. Until
+        then, or when the listener died meanwhile (telemetry may come late), main waits at most
+        the budget from now.
+        """
         now = time.monotonic()
-        end = min(now + self.config.flush_budget_ms / 1000,
-                  now + max(0.0, deadline - INVOKE_MARGIN_S - time.time()))
+        budget = self.config.flush_budget_ms / 1000
+        last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
+        end = min(now + budget, last)
         self._read_answers()
         self.answers.clear()  # answers about earlier invocations no longer matter
+        self.running.clear()
         if not self._tell_sender(control.Flush(request_id)):
             return
         while request_id not in self.answers:
+            if request_id in self.running:
+                end = last
             left = end - time.monotonic()
             if left <= 0:
                 return
             ready, _, _ = select.select([self.status_r], [], [], min(left, SENDER_CHECK_S))
             if ready:
                 self._read_answers()
-            elif self._sender_restarted():
+                continue
+            if self._sender_restarted():
                 self._tell_sender(control.Flush(request_id))
+            if supervisor.reap([self.listener]):
+                self._restart(self.listener)
+                self.running.discard(request_id)
+                end = min(time.monotonic() + budget, last)
 
     def shutdown(self, deadline_ms: float, reason: str) -> None:
         """Lets the sender wait for the last report and drain, until just before the deadline."""
@@ -221,6 +239,8 @@ class MainLoop:
                 self.adaptive.delivered(message.request_id)
             elif isinstance(message, control.Failing):
                 self.answers.setdefault(message.request_id, False)
+            elif isinstance(message, control.Running):
+                self.running.add(message.request_id)
             elif isinstance(message, control.Ready):
                 self.sender_started = True
 

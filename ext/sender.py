@@ -30,7 +30,7 @@ from ext.courier import Courier
 from ext.envelope import EnvelopeBuilder
 from ext.flush_policy import drain_reserve_s
 from ext.hec import compress
-from ext.invocations import InvocationLedger
+from ext.invocations import RUNTIME_DONE, START, InvocationLedger
 from ext.quarantine import Quarantine
 from ext.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
@@ -75,6 +75,9 @@ class Sender:
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
         self.ledger = InvocationLedger()
+        # Flushes of ended invocations: request id -> monotonic time its budget ends (counted
+        # from the runtimeDone read, i.e. from the runtime's end, not from the INVOKE event).
+        self.due: dict[str, float] = {}
         self.unsent: list[control.Message] = []  # answers a full pipe refused; resent first
         self.failures_seen = 0
         self.drain_deadline: float | None = None  # monotonic
@@ -114,6 +117,7 @@ class Sender:
         """
         self._commit_done()
         self._answer_failures()
+        self._answer_overdue()
         got = self._read_more()
         if self.shutdown_metrics_due:
             self._shutdown_metrics()
@@ -216,8 +220,10 @@ class Sender:
             if builder.landmarks:
                 ended = False
                 for kind, request_id in builder.landmarks:
-                    self.ledger.seen(kind, _decode_id(request_id), record.seq)
-                    ended = ended or kind == "platform.runtimeDone"
+                    rid = _decode_id(request_id)
+                    self.ledger.seen(kind, rid, record.seq)
+                    self._follow(kind, rid)
+                    ended = ended or kind == RUNTIME_DONE
                 builder.landmarks.clear()
                 if ended:  # once per invocation batch: the sender's own figures ride with it
                     envelopes.extend(self._self_metrics("invocation"))
@@ -229,6 +235,30 @@ class Sender:
             self.held_events += len(envelopes)
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
         return bool(records)
+
+    def _follow(self, kind: str, request_id: str) -> None:
+        """A waited-for invocation started (main may wait for its end) or ended (its budget
+        starts now)."""
+        if request_id not in self.ledger.waiting:
+            return
+        if kind == START and self.ledger.running(request_id):
+            self._answer(control.Running(request_id))
+        elif kind == RUNTIME_DONE:
+            self.due.setdefault(request_id, time.monotonic() + self.flush_budget_s)
+
+    def _answer_overdue(self) -> None:
+        """Flushes whose budget since their runtimeDone has passed: main stops waiting for them
+        (their data stays spooled and goes later, like while HEC is failing)."""
+        if not self.due:
+            return
+        now = time.monotonic()
+        for request_id, end in list(self.due.items()):
+            if request_id not in self.ledger.waiting:
+                del self.due[request_id]  # delivered in time
+            elif now >= end:
+                del self.due[request_id]
+                if self.ledger.tell_failing(request_id):
+                    self._answer(control.Failing(request_id))
 
     def _self_metrics(self, reason: str) -> list[bytes]:
         unsent = (self.reader.unread_bytes() + self.held_bytes
@@ -306,6 +336,9 @@ class Sender:
                 urgent = True
                 for request_id in self.ledger.request(message.request_id):
                     self._answer(control.Delivered(request_id))
+                self._follow(START, message.request_id)
+                if message.request_id in self.ledger.done_at:
+                    self._follow(RUNTIME_DONE, message.request_id)
                 if self.courier.hanging or self.courier.stalled(self.flush_budget_s):
                     # A HEC that let a request time out, or is taking longer than a flush may
                     # wait, is treated as down until a request succeeds: the courier probes on
@@ -333,6 +366,8 @@ class Sender:
             left = min(left, self.drain_deadline - time.monotonic())
             if self._awaiting_report() and not self.held and not self.outbox:
                 left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
+        if self.due:  # a flush's budget ends: answer it then
+            left = min(left, max(0.001, min(self.due.values()) - time.monotonic()))
         if left <= 0:
             self.control_ready = True
             return

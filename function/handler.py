@@ -2,7 +2,8 @@
 
 Runs inside the runtime (awslambdaric) process. The event payload says what to do:
 {"lines": N, "size": bytes_per_line, "mode": "print"|"logging"|"json", "sleep_ms": 0,
- "raise": false, "timeout": false, "crash": false, "oom": false, "tag": "t", "stamp": false}.
+ "late": 0, "raise": false, "timeout": false, "crash": false, "oom": false, "tag": "t",
+ "stamp": false}. "late": N more print lines tagged "<tag>-late" after the sleep.
 With "oom" it allocates past its memory size (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), as a leaking
 function does: Lambda (and the emulator) kills it and reports Runtime.OutOfMemory. Every line starts
 with "<tag>:<n>:" so tests can match what was written with what arrived; with "stamp" the prefix
@@ -71,6 +72,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     )
     if spec.get("sleep_ms"):
         time.sleep(float(spec["sleep_ms"]) / 1000)
+    if spec.get("late"):  # lines at the end of a long invocation
+        write_lines("print", tag + "-late", int(spec["late"]), 32, False)
     if spec.get("crash"):
         sys.stdout.flush()
         os._exit(3)

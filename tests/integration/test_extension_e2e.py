@@ -266,3 +266,17 @@ def test_flush_wait_is_bounded_by_the_budget_when_the_listener_is_dead(
         sb.shutdown()
     for tag in ("a0", "a1", "a2"):
         assert lines_of(hec, tag) == expected_lines(tag, 2)
+
+
+def test_sync_waits_for_the_end_of_an_invocation_longer_than_the_budget(
+    hec: HecReceiver, local_opt: Path
+) -> None:
+    # The budget (300 ms) counts from the runtime's end, not from INVOKE: lines written after
+    # 1 s of an invocation are in HEC before its freeze.
+    env = extension_env(hec, SPLUNK_FLUSH="sync", SPLUNK_FLUSH_BUDGET_MS="300")
+    with sandbox(local_opt, env) as sb:
+        for n in range(3):
+            result = sb.invoke({"lines": 3, "tag": f"long{n}", "sleep_ms": 1000, "late": 4})
+            assert result.status == "success"
+            assert len(lines_of(hec, f"long{n}-late")) == 4, f"invocation {n}"
+        sb.shutdown()

@@ -15,6 +15,7 @@ messages = st.one_of(
     st.builds(control.Flush, ids),
     st.builds(control.Delivered, ids),
     st.builds(control.Failing, ids),
+    st.builds(control.Running, ids),
     st.builds(control.Drain, st.integers(min_value=0, max_value=2**53), ids | st.just("")),
     st.just(control.Ready()),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext.invocations import REPORT, RUNTIME_DONE, InvocationLedger
+from ext.invocations import REPORT, RUNTIME_DONE, START, InvocationLedger
 
 
 def test_answered_only_once_the_runtime_done_is_committed() -> None:
@@ -71,3 +71,18 @@ def test_settled_exactly_when_committed_through_the_runtime_done(
         answered.update(ledger.settle(seq))
         for rid, at in first_seen.items():
             assert (rid in answered) == (at <= committed)
+
+
+def test_running_between_start_and_runtime_done_and_failing_told_once() -> None:
+    ledger = InvocationLedger()
+    assert not ledger.running("a")
+    ledger.seen(START, "a", 1)
+    assert ledger.running("a")
+    ledger.seen(RUNTIME_DONE, "a", 4)
+    assert not ledger.running("a")
+    assert not ledger.tell_failing("a")  # nobody waits for it
+    ledger.request("a")
+    assert ledger.tell_failing("a")
+    assert not ledger.tell_failing("a")  # told once
+    assert ledger.failing() == []  # a HEC failure does not tell it again
+    assert ledger.settle(4) == ["a"]

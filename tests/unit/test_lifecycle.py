@@ -148,6 +148,26 @@ def test_flush_waits_no_longer_than_the_budget_when_nothing_answers(main: Main) 
     assert main.flush(control.Delivered("other"), after_s=0.01) >= 0.14  # not its answer
 
 
+@pytest.mark.timing  # waits past the budget only while the invocation runs
+def test_a_running_invocation_is_waited_for_past_the_budget_until_its_answer(main: Main) -> None:
+    def sender() -> None:
+        end = time.monotonic() + 2
+        while not main.inbox.read() and time.monotonic() < end:
+            time.sleep(0.002)
+        control.send(main.loop.status_w, control.Running("rid"))  # its platform.start is in
+        time.sleep(0.4)  # the function runs on, then ends; HEC accepts its lines
+        control.send(main.loop.status_w, control.Delivered("rid"))
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    start = time.monotonic()
+    main.loop.flush_invocation("rid", time.time() + 60)
+    elapsed = time.monotonic() - start
+    thread.join()
+    assert 0.39 <= elapsed < 1.0  # budget 150 ms: counted from the end, which the sender sees
+    assert main.loop.answers == {"rid": True}
+
+
 @pytest.mark.timing  # within 100 ms
 def test_a_send_the_pipe_refuses_ends_the_flush_at_once(main: Main) -> None:
     while control.send(main.loop.ctl_w, control.Flush("filler")):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections import deque
 from pathlib import Path
 
@@ -294,5 +295,29 @@ def test_a_record_whose_mapping_raises_is_quarantined_once_and_the_rest_delivere
         assert [(n["spool_seq"], n["error"]) for n in notices] == [(1, "RecursionError")]
         [dead] = (rig.spool.parent / "deadletter.jsonl").read_text().splitlines()
         assert json.loads(dead)["spool_seq"] == 1
+    finally:
+        rig.close()
+
+
+def test_a_flush_is_answered_running_then_failing_a_budget_after_the_runtime_done(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    try:
+        stamp = "2026-11-26T12:00:00.000Z"
+        start = [{"time": stamp, "type": "platform.start", "record": {"requestId": "r1"}}]
+        rig.writer.append(json.dumps(start).encode(), 1)
+        rig.sender.step()
+        assert rig.tell(control.Flush("r1")) == [control.Running("r1")]  # wait for its end
+        rig.append_invocation("r1", ["late line"])
+        rig.sender.step()
+        assert rig.courier.in_flight  # HEC has not answered yet
+        assert rig.answers() == []  # within the budget after the runtimeDone
+        rig.sender.due["r1"] = time.monotonic()  # the budget (500 ms) has passed
+        rig.sender.step()
+        assert rig.answers() == [control.Failing("r1")]
+        rig.courier.finish(2)
+        rig.sender.step()
+        assert rig.answers() == [control.Delivered("r1")]  # delivered later, as after HEC failed
     finally:
         rig.close()
