@@ -219,9 +219,10 @@ class Sender:
             self.self_metrics.unsent.read(record.seq, record.event_count, record.append_time_ns)
             if builder.landmarks:
                 ended = False
-                for kind, request_id in builder.landmarks:
-                    rid = _decode_id(request_id)
+                seen = [(kind, _decode_id(request_id)) for kind, request_id in builder.landmarks]
+                for kind, rid in seen:
                     self.ledger.seen(kind, rid, record.seq)
+                for kind, rid in seen:  # after: a start and its end in one record is no Running
                     self._follow(kind, rid)
                     ended = ended or kind == RUNTIME_DONE
                 builder.landmarks.clear()
@@ -239,8 +240,8 @@ class Sender:
     def _follow(self, kind: str, request_id: str) -> None:
         """A waited-for invocation started (main may wait for its end) or ended (its budget
         starts now)."""
-        if request_id not in self.ledger.waiting:
-            return
+        if self.ledger.waiting.get(request_id, True):
+            return  # not waited for, or told Failing already: main does not wait for it
         if kind == START and self.ledger.running(request_id):
             self._answer(control.Running(request_id))
         elif kind == RUNTIME_DONE:
@@ -336,15 +337,15 @@ class Sender:
                 urgent = True
                 for request_id in self.ledger.request(message.request_id):
                     self._answer(control.Delivered(request_id))
-                self._follow(START, message.request_id)
-                if message.request_id in self.ledger.done_at:
-                    self._follow(RUNTIME_DONE, message.request_id)
                 if self.courier.hanging or self.courier.stalled(self.flush_budget_s):
                     # A HEC that let a request time out, or is taking longer than a flush may
                     # wait, is treated as down until a request succeeds: the courier probes on
                     # its own schedule, main does not wait.
                     for request_id in self.ledger.failing():
                         self._answer(control.Failing(request_id))
+                self._follow(START, message.request_id)
+                if message.request_id in self.ledger.done_at:
+                    self._follow(RUNTIME_DONE, message.request_id)
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s

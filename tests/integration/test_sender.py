@@ -377,9 +377,12 @@ def test_a_hanging_hec_is_not_waited_for_until_it_answers_fast_again(
     got: list[control.Message] = []
 
     def answer_for(rid: str) -> control.Message:
-        wait_for(lambda: got.extend(answers.read()) or any(
-            getattr(m, "request_id", None) == rid for m in got), timeout=10)
-        return next(m for m in got if getattr(m, "request_id", None) == rid)
+        """The first answer about `rid` (Running is news, not an answer)."""
+        def about(m: control.Message) -> bool:
+            return getattr(m, "request_id", None) == rid and not isinstance(m, control.Running)
+
+        wait_for(lambda: got.extend(answers.read()) or any(map(about, got)), timeout=10)
+        return next(m for m in got if about(m))
 
     with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
         rids = []

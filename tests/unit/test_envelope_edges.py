@@ -34,7 +34,7 @@ def test_a_function_line_that_looks_like_the_extensions_own_is_forwarded() -> No
     assert b.skipped_own == 1
 
 
-def test_invocation_ends_are_landmarks_only_with_a_request_id() -> None:
+def test_invocation_bounds_are_landmarks_only_with_a_request_id() -> None:
     b = builder()
     build(
         b,
@@ -44,7 +44,8 @@ def test_invocation_ends_are_landmarks_only_with_a_request_id() -> None:
         ("platform.report", {"requestId": RID, "status": "success"}),
     )
     rid = json.dumps(RID).encode()
-    assert b.landmarks == [("platform.runtimeDone", rid), ("platform.report", rid)]
+    assert b.landmarks == [("platform.start", rid), ("platform.runtimeDone", rid),
+                           ("platform.report", rid)]
 
 
 def test_a_numeric_type_keeps_its_fraction() -> None:

@@ -89,7 +89,8 @@ def test_platform_events_false_sends_figures_only_as_metrics_and_keeps_landmarks
     b = builder(SPLUNK_METRICS_INDEX="m", SPLUNK_PLATFORM_EVENTS="false")
     out = build(b, ("platform.start", {"requestId": RID}), ("platform.report", REPORT))
     assert [e["sourcetype"] for e in out] == ["aws:lambda:platform", "aws:lambda:metrics"]
-    assert b.landmarks == [("platform.report", json.dumps(RID).encode())]
+    rid = json.dumps(RID).encode()
+    assert b.landmarks == [("platform.start", rid), ("platform.report", rid)]
 
 
 def test_platform_events_false_keeps_a_record_no_metric_could_carry() -> None:
