@@ -456,3 +456,18 @@ def test_hurry_ends_a_long_hold_at_once(make: Make) -> None:
     assert client.entered.wait(2)
     courier.hurry()
     assert done(courier) == [1]
+
+
+def test_each_request_is_counted_with_its_latency_and_whether_it_was_a_retry(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")])
+
+    def slow(_: list[bytes]) -> HecOutcome:
+        time.sleep(0.03)  # HEC takes 30 ms to answer each request
+        return next(answers, ACCEPTED)
+
+    courier, _ = make(slow)
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert done(courier) == [1]
+    stats = courier.stats.take()
+    assert (stats["hec.requests"], stats["hec.retries"], stats["hec.failures.retry"]) == (2, 1, 1)
+    assert 25 <= stats["hec.latency_p50_ms"] < 500  # the time on the wire, in ms
