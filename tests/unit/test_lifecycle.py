@@ -99,7 +99,10 @@ class Main:
         self.loop = lifecycle.MainLoop(FakeApi([]), config.load(env), "fn")  # type: ignore[arg-type]
         self.inbox = control.Inbox(self.loop.ctl_r)
 
-    def flush(self, answer: control.Message | None = None, after_s: float = 0.0) -> float:
+    def flush(self, answer: control.Message | None = None, after_s: float = 0.0,
+              then: tuple[float, control.Message] | None = None) -> float:
+        """main flushes "rid"; the stand-in sender, once asked, answers `after_s` later, and
+        sends `then` (delay, message) after that; returns how long main waited."""
         def sender() -> None:
             end = time.monotonic() + 2
             while not self.inbox.read() and time.monotonic() < end:
@@ -107,6 +110,9 @@ class Main:
             time.sleep(after_s)
             if answer is not None:
                 control.send(self.loop.status_w, answer)
+            if then is not None:
+                time.sleep(then[0])
+                control.send(self.loop.status_w, then[1])
 
         thread = threading.Thread(target=sender)
         thread.start()
@@ -150,20 +156,8 @@ def test_flush_waits_no_longer_than_the_budget_when_nothing_answers(main: Main) 
 
 @pytest.mark.timing  # waits past the budget only while the invocation runs
 def test_a_running_invocation_is_waited_for_past_the_budget_until_its_answer(main: Main) -> None:
-    def sender() -> None:
-        end = time.monotonic() + 2
-        while not main.inbox.read() and time.monotonic() < end:
-            time.sleep(0.002)
-        control.send(main.loop.status_w, control.Running("rid"))  # its platform.start is in
-        time.sleep(0.4)  # the function runs on, then ends; HEC accepts its lines
-        control.send(main.loop.status_w, control.Delivered("rid"))
-
-    thread = threading.Thread(target=sender)
-    thread.start()
-    start = time.monotonic()
-    main.loop.flush_invocation("rid", time.time() + 60)
-    elapsed = time.monotonic() - start
-    thread.join()
+    # Its platform.start is in; the function runs on for 0.4 s, ends, and HEC accepts its lines.
+    elapsed = main.flush(control.Running("rid"), then=(0.4, control.Delivered("rid")))
     assert 0.39 <= elapsed < 1.0  # budget 150 ms: counted from the end, which the sender sees
     assert main.loop.answers == {"rid": True}
 
