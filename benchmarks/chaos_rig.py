@@ -668,6 +668,9 @@ class CaseRun:
         f.counted = self.counted()
         posts = [r.post_runtime_ms for r in self.results if r.post_runtime_ms is not None]
         f.post_runtime_max_ms = max(posts, default=0.0)
+        over = [f"{n}: {p:.0f}" for n, p in enumerate(posts) if p > FLUSH_BUDGET_MS]
+        if over:
+            f.notes.append(f"post-runtime over the budget (invocation: ms): {', '.join(over)}")
         f.post_runtime_warm_ms = max((r.post_runtime_ms for r in self.results
                                       if r.post_runtime_ms is not None
                                       and r.init_duration_ms is None), default=0.0)

@@ -101,6 +101,34 @@ class AdaptiveFlush:
         return gaps[min(len(gaps) - 1, int(GAP_QUANTILE * len(gaps)))]
 
 
+# When main stops waiting (its own timer, or the sender's Failing), it still has to wake and call
+# event/next: a few ms, more under a CPU quota whose spent period delays every wake-up. The
+# budget bounds the post-runtime duration, so waits end this much before it (a tenth of the
+# budget at most).
+REACTION_S = 0.02
+# A runtimeDone stamped further back than this is not taken as the invocation's end: clocks
+# that disagree (the platform's and ours), not a late delivery.
+TRUSTED_AGE_S = 5.0
+
+
+def reaction_s(budget_s: float) -> float:
+    """The part of a flush budget kept for main's own reaction."""
+    return min(REACTION_S, budget_s / 10)
+
+
+def budget_left(budget_s: float, ended_s: float | None, now_s: float) -> float:
+    """How long a flush may still wait, on a budget that runs from the invocation's end
+    (`ended_s`: its runtimeDone's own time, epoch seconds): the post-runtime duration Lambda
+    bills counts from there, and the Telemetry API delivers the runtimeDone only after its
+    buffering (25 ms at least), later still if a delivery was retried. Without a usable time
+    (unknown, ahead of `now_s`, or implausibly old) the budget runs from now. Less main's
+    reaction time, never below 0."""
+    age = 0.0
+    if ended_s is not None and 0.0 <= now_s - ended_s <= TRUSTED_AGE_S:
+        age = now_s - ended_s
+    return max(0.0, budget_s - age - reaction_s(budget_s))
+
+
 # At SHUTDOWN: the time kept for the drain, until the sender has measured its own.
 ASSUMED_SEND_RATE_BPS = 1_000_000.0  # uncompressed bytes per second to HEC
 ASSUMED_ROUND_TRIP_S = 0.1

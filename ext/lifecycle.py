@@ -26,7 +26,7 @@ import time
 from ext import config as config_module
 from ext import control, diagnostics, errors, supervisor, telemetry_api
 from ext.events import Event
-from ext.flush_policy import AdaptiveFlush
+from ext.flush_policy import AdaptiveFlush, reaction_s
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ class MainLoop:
         """
         now = time.monotonic()
         budget = self.config.flush_budget_ms / 1000
+        budget -= reaction_s(budget)  # main's own wake-up and event/next count in post-runtime
         last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
         end = min(now + budget, last)
         self._read_answers()

@@ -23,7 +23,7 @@ from collections import deque
 
 import msgspec
 
-from ext import control
+from ext import control, flush_policy
 from ext.batching import HecBatch, plan_batches
 from ext.commit_order import CommitOrder
 from ext.courier import Courier
@@ -219,12 +219,15 @@ class Sender:
             self.self_metrics.unsent.read(record.seq, record.event_count, record.append_time_ns)
             if builder.landmarks:
                 ended = False
-                seen = [(kind, _decode_id(request_id)) for kind, request_id in builder.landmarks]
-                for kind, rid in seen:
+                seen = [(kind, _decode_id(request_id), stamp)
+                        for kind, request_id, stamp in builder.landmarks]
+                for kind, rid, _ in seen:
                     self.ledger.seen(kind, rid, record.seq)
-                for kind, rid in seen:  # after: a start and its end in one record is no Running
-                    self._follow(kind, rid)
-                    ended = ended or kind == RUNTIME_DONE
+                # After: a start and its end in one record is no Running.
+                for kind, rid, stamp in seen:
+                    done = kind == RUNTIME_DONE
+                    self._follow(kind, rid, builder.seconds(stamp) if done else None)
+                    ended = ended or done
                 builder.landmarks.clear()
                 if ended:  # once per invocation batch: the sender's own figures ride with it
                     envelopes.extend(self._self_metrics("invocation"))
@@ -237,15 +240,16 @@ class Sender:
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
         return bool(records)
 
-    def _follow(self, kind: str, request_id: str) -> None:
+    def _follow(self, kind: str, request_id: str, ended_s: float | None = None) -> None:
         """A waited-for invocation started (main may wait for its end) or ended (its budget
-        starts now)."""
+        runs from `ended_s`, its runtimeDone's time, when known, else from now)."""
         if self.ledger.waiting.get(request_id, True):
             return  # not waited for, or told Failing already: main does not wait for it
         if kind == START and self.ledger.running(request_id):
             self._answer(control.Running(request_id))
         elif kind == RUNTIME_DONE:
-            self.due.setdefault(request_id, time.monotonic() + self.flush_budget_s)
+            left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
+            self.due.setdefault(request_id, time.monotonic() + left)
 
     def _answer_overdue(self) -> None:
         """Flushes whose budget since their runtimeDone has passed: main stops waiting for them
