@@ -68,6 +68,7 @@ class Sender:
         self.held: list[tuple[int | None, list[bytes]]] = []
         self.held_events = 0
         self.held_bytes = 0
+        self.growth = 1.0  # envelope bytes per spooled byte, as the last read found it
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.control_ready = True  # main may have written: read the control pipe
@@ -206,10 +207,15 @@ class Sender:
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
-        budget = max(self.config.max_request_bytes - self.held_bytes, 1)
+        # Records grow into envelopes (the fields of every event: 3-5x with enrichment), and the
+        # envelopes held are what a request is cut from: read only what fills one request, so
+        # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
+        room = self.config.max_request_bytes - self.held_bytes
+        budget = max(int(room / self.growth), 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget, timeout_s=0)
-        self.spool_dirty = len(records) >= READ_RECORDS or (
-            bool(records) and sum(len(r.payload) for r in records) >= budget)
+        read_bytes = sum(len(r.payload) for r in records)
+        self.spool_dirty = len(records) >= READ_RECORDS or (bool(records) and read_bytes >= budget)
+        held_before = self.held_bytes
         builder = self.builder
         for record in records:
             try:
@@ -238,6 +244,8 @@ class Sender:
             self.held.append((record.seq, envelopes))
             self.held_events += len(envelopes)
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
+        if read_bytes:
+            self.growth = max(1.0, (self.held_bytes - held_before) / read_bytes)
         return bool(records)
 
     def _follow(self, kind: str, request_id: str, ended_s: float | None = None) -> None:

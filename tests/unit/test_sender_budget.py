@@ -5,6 +5,7 @@ Telemetry API delivers the runtimeDone at least its buffering time later."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,9 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext import control
+from ext import config, control
 from ext.flush_policy import REACTION_S, TRUSTED_AGE_S, budget_left, reaction_s
-from tests.unit.test_sender_commits import Rig
+from ext.sender import Sender
+from ext.spool import SpoolWriter
+from tests.unit.test_sender_commits import Rig, StandInCourier
 
 BUDGET_S = 0.5  # the configuration's default flush budget
 
@@ -83,3 +86,44 @@ def test_a_runtime_done_stamped_long_ago_gets_the_whole_budget(tmp_path: Path) -
         assert rig.answers() == [control.Failing("r1")]
     finally:
         rig.close()
+
+
+class _BusyCourier(StandInCourier):
+    """HEC never has room: everything read stays held by the sender."""
+
+    def can_accept(self) -> bool:
+        return False
+
+
+def test_a_backlog_is_read_only_as_far_as_one_request_holds(tmp_path: Path) -> None:
+    """Envelopes are several times the spooled records (the fields every event carries): the
+    sender reads what fills one request, not a request's worth of records."""
+    limit = 8192
+    env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
+           "SPLUNK_SPOOL_DIR": str(tmp_path / "spool"), "SPLUNK_MAX_REQUEST_BYTES": str(limit),
+           "AWS_LAMBDA_FUNCTION_NAME": "fn", "AWS_REGION": "eu-west-1"}
+    pipes = [control.make_pipe() for _ in range(3)]
+    writer = SpoolWriter(tmp_path / "spool", wake_fd=pipes[0][1])
+    courier = _BusyCourier()
+    sender = Sender(config.load(env), "fn", pipes[0][0], pipes[1][0], pipes[2][1],
+                    courier=courier)  # type: ignore[arg-type]
+    try:
+        stamp = "2026-11-26T12:00:00.000Z"
+        record = json.dumps([{"time": stamp, "type": "function", "record": f"line {n}"}
+                             for n in range(10)]).encode()
+        for _ in range(100):  # 100 records, several requests' worth of envelopes
+            writer.append(record, 10)
+        largest = 0
+        for _ in range(5):
+            sender.step()
+            largest = max([largest, *(sum(map(len, e)) + len(e) for _, e in sender.held)])
+        assert sender.held, "nothing was read"
+        assert sender.held_bytes <= limit + largest  # one record may cross the limit
+        assert len(sender.held) < 100  # the rest waits in the spool
+    finally:
+        courier.stop()
+        sender.reader.close()
+        writer.close()
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
