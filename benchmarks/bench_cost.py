@@ -266,10 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = measure(QUICK_MEMORY_MB, QUICK_GAPS_S, QUICK_INVOCATIONS, args.strategy)
     else:
         results = measure(args.memory, args.gaps, INVOCATIONS, args.strategy)
-    report(results)
-    common.write_result("cost", results, quick=args.quick, targets=TARGETS)
-    chart(results, common.results_dir())
-    return 0
+    return common.publish("cost", results, quick=args.quick, targets=TARGETS,
+                          report=report, chart=chart)
 
 
 if __name__ == "__main__":
