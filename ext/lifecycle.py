@@ -93,7 +93,8 @@ class MainLoop:
         self.running: set[str] = set()  # invocations the sender saw start and not yet end
         self.last_request: str | None = None
         self.sender_started = False
-        self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000)
+        self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000,
+                                      config.dispatch_max_wait_ms / 1000)
         level = config.log_level
         self.listener = supervisor.Child(
             "listener", self._run_listener, (self.server.fileno(), self.wake_w), level)
@@ -163,6 +164,8 @@ class MainLoop:
         diagnostics.note("INFO", decision.describe(request_id))
         if decision.wait:
             self.flush_invocation(request_id, deadline)
+        elif decision.reason == "linger":
+            self._tell_sender(control.Track(request_id))
         else:
             self._tell_sender(control.Flush(request_id))
 

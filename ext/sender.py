@@ -358,6 +358,9 @@ class Sender:
                 self._follow(START, message.request_id)
                 if message.request_id in self.ledger.done_at:
                     self._follow(RUNTIME_DONE, message.request_id)
+            elif isinstance(message, control.Track):
+                for request_id in self.ledger.track(message.request_id):
+                    self._answer(control.Delivered(request_id))
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s
