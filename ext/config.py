@@ -1,4 +1,11 @@
-"""Configuration: every environment variable the extension reads, parsed and validated once.
+"""Configuration: every environment variable the extension reads, declared once in SETTINGS and
+parsed and validated once by `load`.
+
+SETTINGS is the one table of the variables a deployer sets: each Setting holds the name, the
+Config field it fills, how its text is parsed, its default, its bounds, its help text and
+whether its value may appear in a message. `load`, its error messages, Config's defaults and the
+README's configuration table (`scripts/config_table.py`, checked by tests/unit/test_config.py)
+all come from it.
 
 `load(environ)` runs in the main process right after register; it collects every problem into
 one ConfigError naming each variable, so a deployer fixes them all in one round. The resulting
@@ -17,26 +24,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from re import Pattern
-    from typing import TypeVar
-
-    T = TypeVar("T")
-
-# The four names of the original sample; they must keep working exactly.
-SPLUNK_HOST = "SPLUNK_HOST"
-SPLUNK_HEC_TOKEN = "SPLUNK_HEC_TOKEN"  # noqa: S105 - a variable name, not a secret
-SPLUNK_INDEX = "SPLUNK_INDEX"
-DISPATCH_MIN_BATCH_SIZE = "DISPATCH_MIN_BATCH_SIZE"
-# The other two token sources: fetched at run time by the sender with the function's role.
-SPLUNK_HEC_TOKEN_SECRET_ARN = "SPLUNK_HEC_TOKEN_SECRET_ARN"  # noqa: S105 - a variable name
-SPLUNK_HEC_TOKEN_SECRET_KEY = "SPLUNK_HEC_TOKEN_SECRET_KEY"  # noqa: S105 - a variable name
-SPLUNK_HEC_TOKEN_SSM_PARAMETER = "SPLUNK_HEC_TOKEN_SSM_PARAMETER"  # noqa: S105 - a variable name
-TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
-# Per source: the service (its signing name and endpoint prefix) and its endpoint override, named
-# as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific endpoints").
-AWS_TOKEN_SERVICES = {
-    SPLUNK_HEC_TOKEN_SECRET_ARN: ("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
-    SPLUNK_HEC_TOKEN_SSM_PARAMETER: ("ssm", "AWS_ENDPOINT_URL_SSM"),
-}
 
 TELEMETRY_KINDS: tuple[str, ...] = ("platform", "function", "extension")
 FLUSH_STRATEGIES = ("adaptive", "sync", "background")
@@ -51,11 +38,14 @@ OWN_LOG_MARKER = "[splunk-hec-ext]"
 BUFFER_ITEMS_RANGE = (1_000, 10_000)
 BUFFER_BYTES_RANGE = (262_144, 1_048_576)
 BUFFER_TIMEOUT_RANGE = (25, 30_000)
+# Lambda's own port in the sandbox (the Runtime and Extensions APIs): the listener cannot bind it.
+LAMBDA_API_PORT = 9001
 
 _INDEX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 # Log levels from least to most severe; SPLUNK_MIN_LEVEL keeps lines at or above its rank.
 LEVEL_RANKS = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4,
                "FATAL": 5, "CRITICAL": 5}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The Lambda variables the sender's enrichment reads (ext/enrichment.py); the extension sees the
 # first four, the others only where the platform passes them (lambda-protocol.md §6.1).
 ENRICHMENT_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_VERSION",
@@ -65,7 +55,6 @@ ENRICHMENT_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_VERSION",
 ENRICHMENT_FIELDS: tuple[str, ...] = (
     "function_arn", "function_version", "aws_account_id", "aws_region", "memory_size_mb",
     "architecture", "runtime", "log_group", "environment_id", "init_type", "cold_start")
-_NO_FIELDS: tuple[tuple[str, str], ...] = ()
 _FIELD_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 # SPLUNK_FIELDS may not shadow what Splunk or the extension itself sets.
 RESERVED_FIELDS = frozenset({
@@ -77,132 +66,124 @@ RESERVED_FIELDS = frozenset({
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
-class Config:
-    """Validated settings; defaults sit beside the fields and match the README table.
+# Variables the platform (Lambda, the AWS SDK conventions) defines; read, not part of SETTINGS.
+AWS_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+AWS_REGION = "AWS_REGION"
+AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a variable name, not a secret
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
+TMPDIR = "TMPDIR"
 
-    Read-only once built: the same values must hold in every process of the extension.
-    """
 
-    hec_url: str  # scheme://host[:port] only
-    hec_path: str
-    hec_token: str  # "" when the token is fetched from AWS (token_source)
-    token_source: str = "value"  # noqa: S105 - "value", "secretsmanager" or "ssm"
-    token_reference: str = ""  # the secret ARN or the parameter name (names, not values)
-    token_secret_key: str | None = None  # a key of a JSON secret; None: the whole string
-    token_refetch_s: int = 30  # least time between two fetches after HEC rejected the token
-    aws_region: str = ""
-    aws_endpoint: str = ""  # scheme://host[:port] of token_source's API
-    aws_credentials: tuple[str, str, str | None] | None = None  # key id, secret, session token
-    function_name: str = "unknown-function"
-    index: str | None = None
-    dispatch_min_batch_size: int = 500
-    dispatch_max_wait_ms: int = 1_000
-    source: str | None = None  # None: "lambda:<function name>"
-    sourcetype: str | None = None  # None: one per telemetry kind
-    event_host: str | None = None  # None: the function name
-    telemetry_types: tuple[str, ...] = TELEMETRY_KINDS
-    buffer_max_items: int = 1_000
-    buffer_max_bytes: int = 262_144
-    buffer_timeout_ms: int = 25
-    flush: str = "adaptive"
-    flush_budget_ms: int = 500
-    max_latency_ms: int = 2_000  # adaptive: the bound it keeps while HEC is up (flush_policy.py)
-    spool_dir: str = ""
-    spool_max_bytes: int = 64 * 2**20
-    verify_tls: bool = True
-    ca_bundle: str | None = None
-    connect_timeout_ms: int = 2_000
-    request_timeout_ms: int = 5_000
-    max_request_bytes: int = 1_048_576
-    gzip_level: int = 1
-    # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
-    metrics_index: str | None = None  # None: no metric events (alerts and self-metrics as events)
-    platform_events: bool = True  # False: report/runtimeDone/init figures go only as metrics
-    self_metrics: bool = True
-    # At most one self-metrics event per this many ms (and one at shutdown): each reads /proc
-    # for three processes, ~0.4 ms of CPU at 128 MB, too much to pay on every invocation.
-    self_metrics_interval_ms: int = 10_000
-    listener_host: str | None = None  # None: sandbox.localdomain if it resolves, else 127.0.0.1
-    listener_port: int = 0
-    forward_own_logs: bool = False
-    on_config_error: str = "fail"
-    log_level: str = "WARNING"
-    # Enrichment (ext/enrichment.py): indexed fields on every event.
-    enrich: tuple[str, ...] = ENRICHMENT_FIELDS  # of the function's identity (SPLUNK_ENRICH)
-    user_fields: tuple[tuple[str, str], ...] = ()  # SPLUNK_FIELDS, in order
-    account_id: str = ""  # from register's response (Lambda-Extension-Accept-Feature)
-    aws_environment: tuple[tuple[str, str], ...] = ()  # ENRICHMENT_VARIABLES that are set
-    # Filters and masking, applied by the listener before the spool (ext/filters.py).
-    min_level: str | None = None  # SPLUNK_MIN_LEVEL, upper case
-    drop_pattern: Pattern[str] | None = None  # SPLUNK_DROP_REGEX
-    mask_rules: tuple[tuple[Pattern[str], str], ...] = ()  # SPLUNK_MASK
+class SettingValueError(ValueError):
+    """A value a converter refuses for a reason worth telling, worded without the value."""
 
-    def __init__(self, **values: object) -> None:
-        for name, value in values.items():
-            if name not in Config.__annotations__:
-                raise TypeError(f"unknown setting {name}")
-            object.__setattr__(self, name, value)
+
+class Setting:
+    """One environment variable a deployer sets: the row of SETTINGS that `load`, the error
+    messages, Config's defaults and the README's configuration table are made from."""
+
+    __slots__ = ("convert", "custom", "default", "default_text", "doc", "expect", "field", "high",
+                 "low", "name", "redact", "secret", "shown_default")
+    name: str
+    field: str  # the Config field it fills; "" when load() derives fields from it by its own code
+    doc: str  # the README's help text (Markdown)
+    convert: Callable[[str], object]  # the stripped, non-empty text -> the field's value
+    expect: str  # what the value should be, for the error message ("expected <expect>")
+    default: object  # the field's value when the variable is unset
+    default_text: str | None  # a value that converts to `default`; None: the default is no value
+    shown_default: str  # the README's default column, when `default_text` cannot say it
+    low: int | None  # integers: the bounds, inclusive
+    high: int | None
+    secret: bool  # its value is never shown in a message
+    redact: Callable[[str], str] | None  # how its value is shown in a message; None: as given
+    custom: bool  # load() reads it with its own code: it depends on other variables
+
+    def __init__(self, name: str, field: str, doc: str, *, convert: Callable[[str], object],
+                 expect: str = "", default: object = None, default_text: str | None = None,
+                 shown_default: str = "", low: int | None = None, high: int | None = None,
+                 secret: bool = False, redact: Callable[[str], str] | None = None,
+                 custom: bool = False) -> None:
+        for slot, value in (("name", name), ("field", field), ("doc", doc),
+                            ("convert", convert), ("expect", expect), ("default", default),
+                            ("default_text", default_text), ("shown_default", shown_default),
+                            ("low", low), ("high", high), ("secret", secret),
+                            ("redact", redact), ("custom", custom)):
+            object.__setattr__(self, slot, value)
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Config is read-only")
+        raise AttributeError("Setting is read-only")
 
     def __repr__(self) -> str:
-        # The token never appears in a repr, a log line or a traceback.
-        hidden = ("hec_token", "aws_credentials", "mask_rules", "drop_pattern")  # may quote secrets
-        shown = {n: getattr(self, n) for n in Config.__annotations__ if n not in hidden}
-        return f"Config({shown})"
+        return f"Setting({self.name})"
 
 
-class _Reader:
-    """Parses variables one by one, recording problems instead of stopping at the first."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[str] = []
-
-    def raw(self, name: str) -> str | None:
-        value = self.environ.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def parse(self, name: str, default: T, convert: Callable[[str], T], expect: str) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            return convert(value)
-        except ValueError:
-            self.problems.append(f"{name}={value!r} is not valid: expected {expect}")
-            return default
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        def convert(text: str) -> int:
-            number = int(text)
-            if not low <= number <= high:
-                raise ValueError(text)
-            return number
-
-        return self.parse(name, default, convert, f"an integer from {low} to {high}")
-
-    def boolean(self, name: str, default: bool) -> bool:
-        def convert(text: str) -> bool:
-            lowered = text.lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
+def _integer(name: str, field: str, default: int, bounds: tuple[int, int], doc: str, *,
+             scale: int = 1, shown_default: str = "", custom: bool = False) -> Setting:
+    """An integer within `bounds` (inclusive); the field holds it times `scale` (MB -> bytes)."""
+    low, high = bounds
+    def convert(text: str) -> int:
+        number = int(text)
+        if not low <= number <= high:
             raise ValueError(text)
+        return number * scale
 
-        return self.parse(name, default, convert, "true or false")
+    return Setting(name, field, doc, convert=convert, expect=f"an integer from {low} to {high}",
+                   default=default * scale, default_text=str(default),
+                   shown_default=shown_default, low=low, high=high, custom=custom)
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        def convert(text: str) -> str:
-            if text.lower() not in choices:
-                raise ValueError(text)
-            return text.lower()
 
-        return self.parse(name, default, convert, " or ".join(choices))
+def _truth(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _boolean(name: str, field: str, default: bool, doc: str) -> Setting:
+    return Setting(name, field, doc, convert=_truth, expect="true or false", default=default,
+                   default_text="true" if default else "false")
+
+
+def _choice(name: str, field: str, choices: tuple[str, ...], doc: str) -> Setting:
+    """One of `choices`, case-insensitive; the first is the default."""
+    def convert(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(text)
+        return text.lower()
+
+    return Setting(name, field, doc, convert=convert, expect=" or ".join(choices),
+                   default=choices[0], default_text=choices[0])
+
+
+def _as_given(text: str) -> str:
+    return text
+
+
+def _text(name: str, field: str, doc: str, shown_default: str = "", *,
+          secret: bool = False) -> Setting:
+    """Any text, taken as given (stripped); unset: None."""
+    return Setting(name, field, doc, convert=_as_given, shown_default=shown_default,
+                   secret=secret)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any user:password@ and any query or fragment replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    for mark in "?#":
+        if mark in rest:
+            rest = rest[: rest.index(mark)] + mark + "***"
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return scheme + sep + netloc + slash + path
 
 
 def _split_hec_url(value: str) -> tuple[str, str]:
@@ -231,137 +212,6 @@ def _split_hec_url(value: str) -> tuple[str, str]:
     return f"{scheme}://{netloc}", path
 
 
-def _telemetry_types(text: str) -> tuple[str, ...]:
-    kinds = tuple(dict.fromkeys(k.strip().lower() for k in text.split(",") if k.strip()))
-    if not kinds or any(k not in TELEMETRY_KINDS for k in kinds):
-        raise ValueError(text)
-    return kinds
-
-
-def default_spool_dir(environ: Mapping[str, str]) -> str:
-    """Lambda's /tmp, or TMPDIR when set (the local emulator gives each sandbox its own)."""
-    tmp = environ.get("TMPDIR") or "/tmp"  # noqa: S108 - Lambda's only writable disk
-    return os.path.join(tmp, EXTENSION_DIR_NAME, "spool")
-
-
-def load(environ: Mapping[str, str], account_id: str = "") -> Config:
-    """Builds the Config from `environ` (and the account id register answered, if any);
-    raises ConfigError listing every bad variable."""
-    r = _Reader(environ)
-    hec_url, hec_path = "", HEC_EVENT_PATH
-    host = r.raw(SPLUNK_HOST)
-    if host is None:
-        r.problems.append(f"{SPLUNK_HOST} is required (the HEC base URL, e.g. https://splunk:8088)")
-    else:
-        try:
-            hec_url, hec_path = _split_hec_url(host)
-        except ValueError:
-            # Never echo credentials or a query a deployer put in the URL (issue 16).
-            r.problems.append(
-                f"{SPLUNK_HOST}={redact_url(host)!r} is not valid: expected a URL like "
-                "https://host:8088, without credentials or a query"
-            )
-    token = _token_settings(r)
-
-    def index_name(text: str) -> str:
-        if len(text) > 80 or text[0] == "-" or not set(text) <= _INDEX_CHARS:
-            raise ValueError(text)
-        return text
-
-    ca_bundle = r.raw("SPLUNK_CA_BUNDLE")
-    if ca_bundle is not None and not os.path.isfile(ca_bundle):
-        r.problems.append(f"SPLUNK_CA_BUNDLE={ca_bundle!r} is not a readable file")
-    level = r.parse(
-        "SPLUNK_LOG_LEVEL", "WARNING", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"
-    )
-    spool_dir = r.raw("SPLUNK_SPOOL_DIR") or default_spool_dir(environ)
-    unwritable = _unwritable_dir(spool_dir)
-    if unwritable:
-        r.problems.append(f"SPLUNK_SPOOL_DIR={spool_dir!r} cannot hold the spool: {unwritable}")
-    config = Config(
-        hec_url=hec_url,
-        hec_path=hec_path,
-        **token,
-        function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME") or "unknown-function",
-        index=r.parse(SPLUNK_INDEX, None, index_name, "a Splunk index name (a-z, 0-9, _ and -)"),
-        dispatch_min_batch_size=r.integer(DISPATCH_MIN_BATCH_SIZE, 500, 1, 100_000),
-        dispatch_max_wait_ms=r.integer("SPLUNK_DISPATCH_MAX_WAIT_MS", 1_000, 0, 600_000),
-        source=r.raw("SPLUNK_SOURCE"),
-        sourcetype=r.raw("SPLUNK_SOURCETYPE"),
-        event_host=r.raw("SPLUNK_HEC_HOST"),
-        telemetry_types=r.parse(
-            "SPLUNK_TELEMETRY_TYPES", TELEMETRY_KINDS, _telemetry_types,
-            "a comma-separated list of platform, function, extension",
-        ),
-        buffer_max_items=r.integer("SPLUNK_BUFFER_MAX_ITEMS", 1_000, *BUFFER_ITEMS_RANGE),
-        buffer_max_bytes=r.integer("SPLUNK_BUFFER_MAX_BYTES", 262_144, *BUFFER_BYTES_RANGE),
-        buffer_timeout_ms=r.integer("SPLUNK_BUFFER_TIMEOUT_MS", 25, *BUFFER_TIMEOUT_RANGE),
-        flush=r.choice("SPLUNK_FLUSH", "adaptive", FLUSH_STRATEGIES),
-        flush_budget_ms=r.integer("SPLUNK_FLUSH_BUDGET_MS", 500, 0, 900_000),
-        max_latency_ms=r.integer("SPLUNK_MAX_LATENCY_MS", 2_000, 100, 3_600_000),
-        spool_dir=spool_dir,
-        spool_max_bytes=r.integer("SPLUNK_SPOOL_MAX_MB", 64, 8, 10_240) * 2**20,
-        verify_tls=r.boolean("SPLUNK_VERIFY_TLS", True),
-        ca_bundle=ca_bundle,
-        connect_timeout_ms=r.integer("SPLUNK_CONNECT_TIMEOUT_MS", 2_000, 50, 60_000),
-        request_timeout_ms=r.integer("SPLUNK_REQUEST_TIMEOUT_MS", 5_000, 100, 300_000),
-        max_request_bytes=r.integer("SPLUNK_MAX_REQUEST_BYTES", 1_048_576, 4_096, 100 * 2**20),
-        gzip_level=r.integer("SPLUNK_GZIP_LEVEL", 1, 0, 9),
-        **_metrics_settings(r, index_name),
-        listener_host=r.raw("SPLUNK_LISTENER_HOST"),
-        listener_port=r.integer("SPLUNK_LISTENER_PORT", 0, 0, 65_535),
-        forward_own_logs=r.boolean("SPLUNK_FORWARD_OWN_LOGS", False),
-        on_config_error=r.choice("SPLUNK_ON_CONFIG_ERROR", "fail", CONFIG_ERROR_ACTIONS),
-        log_level=level,
-        enrich=r.parse("SPLUNK_ENRICH", ENRICHMENT_FIELDS, _enrich,
-                       "true, false, or a comma-separated list of "
-                       + ", ".join(ENRICHMENT_FIELDS)),
-        user_fields=r.parse("SPLUNK_FIELDS", _NO_FIELDS, _user_fields,
-                            "comma-separated name=value pairs, e.g. team=payments,env=prod "
-                            "(names: letters, digits and _, not starting with _ or a digit, "
-                            "not a field the extension or Splunk sets)"),
-        account_id=account_id if account_id.isdigit() else "",
-        aws_environment=tuple((name, environ[name].strip()) for name in ENRICHMENT_VARIABLES
-                              if environ.get(name, "").strip()),
-        min_level=r.parse("SPLUNK_MIN_LEVEL", None, _min_level,
-                          "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
-        **_pattern_settings(r),
-    )
-    if config.listener_port == 9001:
-        r.problems.append("SPLUNK_LISTENER_PORT=9001 is reserved by Lambda")
-    if r.problems:
-        raise ConfigError(r.problems)
-    return config
-
-
-def _metrics_settings(r: _Reader, index_name: Callable[[str], str]) -> dict[str, object]:
-    """SPLUNK_METRICS_INDEX, SPLUNK_PLATFORM_EVENTS and SPLUNK_SELF_METRICS[_INTERVAL_MS]."""
-    metrics_index = r.parse("SPLUNK_METRICS_INDEX", None, index_name,
-                            "a Splunk metrics index name (a-z, 0-9, _ and -)")
-    platform_events = r.boolean("SPLUNK_PLATFORM_EVENTS", True)
-    if not platform_events and r.raw("SPLUNK_METRICS_INDEX") is None:
-        r.problems.append("SPLUNK_PLATFORM_EVENTS=false needs SPLUNK_METRICS_INDEX: without a "
-                          "metrics index the platform figures would reach Splunk nowhere")
-    return {"metrics_index": metrics_index, "platform_events": platform_events,
-            "self_metrics": r.boolean("SPLUNK_SELF_METRICS", True),
-            "self_metrics_interval_ms": r.integer("SPLUNK_SELF_METRICS_INTERVAL_MS", 10_000, 0,
-                                                  3_600_000)}
-
-
-def redact_url(url: str) -> str:
-    """`url` with any user:password@ and any query or fragment replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    for mark in "?#":
-        if mark in rest:
-            rest = rest[: rest.index(mark)] + mark + "***"
-    netloc, slash, path = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    return scheme + sep + netloc + slash + path
-
-
 def token_problem(token: str) -> str | None:
     """Why `token` cannot be a HEC token (never quoting it), or None if it can.
 
@@ -375,42 +225,469 @@ def token_problem(token: str) -> str | None:
     return None
 
 
+def _hec_token(text: str) -> str:
+    problem = token_problem(text)
+    if problem:
+        raise SettingValueError(problem)
+    return text
+
+
+def _secret_arn(text: str) -> str:
+    if not text.startswith("arn:"):
+        raise ValueError(text)
+    return text
+
+
+def _index_name(text: str) -> str:
+    if len(text) > 80 or text[0] == "-" or not set(text) <= _INDEX_CHARS:
+        raise ValueError(text)
+    return text
+
+
+def _telemetry_types(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(k.strip().lower() for k in text.split(",") if k.strip()))
+    if not kinds or any(k not in TELEMETRY_KINDS for k in kinds):
+        raise ValueError(text)
+    return kinds
+
+
+def _enrich(text: str) -> tuple[str, ...]:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return ENRICHMENT_FIELDS
+    if lowered in _FALSE:
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in lowered.split(",") if n.strip()))
+    if not names or any(n not in ENRICHMENT_FIELDS for n in names):
+        raise ValueError(text)
+    return names
+
+
+def _user_fields(text: str) -> tuple[tuple[str, str], ...]:
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        name, equals, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if (not equals or not value or not name or len(name) > 64 or len(value) > 1_024
+                or name[0] == "_" or name[0].isdigit() or not set(name) <= _FIELD_NAME_CHARS
+                or name.lower() in RESERVED_FIELDS or name.lower().startswith("date_")
+                or name in pairs):
+            raise ValueError(text)
+        pairs[name] = value
+    return tuple(pairs.items())
+
+
+def _min_level(text: str) -> str:
+    upper = text.upper()
+    if upper not in LEVEL_RANKS:
+        raise ValueError(text)
+    return upper
+
+
+def _log_level(text: str) -> str:
+    upper = text.upper()
+    if upper not in _LOG_LEVELS:
+        raise ValueError(text)
+    return upper
+
+
+def _drop_pattern(text: str) -> Pattern[str]:
+    # `re` is imported (by ext.rules) only when a pattern is set: it is off the cold-start path.
+    from ext import rules
+
+    try:
+        return rules.compile_drop(text)
+    except rules.RuleError as err:
+        raise SettingValueError(str(err)) from None
+
+
+def _mask_rules(text: str) -> tuple[tuple[Pattern[str], str], ...]:
+    from ext import rules
+
+    try:
+        return rules.compile_masks(text)
+    except rules.RuleError as err:
+        raise SettingValueError(str(err)) from None
+
+
+def _readable_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise SettingValueError("not a readable file")
+    return text
+
+
+def default_spool_dir(environ: Mapping[str, str]) -> str:
+    """Lambda's /tmp, or TMPDIR when set (the local emulator gives each sandbox its own)."""
+    tmp = environ.get(TMPDIR) or "/tmp"  # noqa: S108 - Lambda's only writable disk
+    return os.path.join(tmp, EXTENSION_DIR_NAME, "spool")
+
+
+# The table. Order: the README's. The four names of the original sample (SPLUNK_HOST,
+# SPLUNK_HEC_TOKEN, SPLUNK_INDEX, DISPATCH_MIN_BATCH_SIZE) must keep working exactly.
+SPLUNK_HOST = Setting(
+    "SPLUNK_HOST", "", "HEC base URL, e.g. `https://splunk.example.com:8088` (https when no "
+    "scheme; a path other than `/services/collector` is used as given)",
+    convert=_split_hec_url, expect="a URL like https://host:8088, without credentials or a query",
+    shown_default="required", redact=redact_url, custom=True)
+SPLUNK_HEC_TOKEN = Setting(
+    "SPLUNK_HEC_TOKEN", "hec_token", "HEC token (printable ASCII, a GUID); never logged",
+    convert=_hec_token, expect="a HEC token", default="",
+    shown_default="one token source is required", secret=True, custom=True)
+# The other two token sources: fetched at run time by the sender with the function's role.
+SPLUNK_HEC_TOKEN_SECRET_ARN = Setting(
+    "SPLUNK_HEC_TOKEN_SECRET_ARN", "", "instead: full ARN of a Secrets Manager secret holding "
+    "the token, read at run time (below)",
+    convert=_secret_arn, expect="the secret's full ARN", custom=True)
+SPLUNK_HEC_TOKEN_SECRET_KEY = _text(
+    "SPLUNK_HEC_TOKEN_SECRET_KEY", "token_secret_key",
+    "with a JSON secret: the key whose value is the token", "whole secret")
+SPLUNK_HEC_TOKEN_SSM_PARAMETER = Setting(
+    "SPLUNK_HEC_TOKEN_SSM_PARAMETER", "", "instead: name or ARN of an SSM `SecureString` holding "
+    "the token", convert=_as_given, custom=True)
+SPLUNK_HEC_TOKEN_REFETCH_S = _integer(
+    "SPLUNK_HEC_TOKEN_REFETCH_S", "token_refetch_s", 30, (1, 3_600),
+    "least time between two reads of the secret after HEC rejected the token", custom=True)
+SPLUNK_INDEX = Setting(
+    "SPLUNK_INDEX", "index", "index for every event", convert=_index_name,
+    expect="a Splunk index name (a-z, 0-9, _ and -)", shown_default="token default")
+DISPATCH_MIN_BATCH_SIZE = _integer(
+    "DISPATCH_MIN_BATCH_SIZE", "dispatch_min_batch_size", 500, (1, 100_000),
+    "minimum number of **events** before a non-final dispatch")
+SPLUNK_DISPATCH_MAX_WAIT_MS = _integer(
+    "SPLUNK_DISPATCH_MAX_WAIT_MS", "dispatch_max_wait_ms", 1_000, (0, 600_000),
+    "longest an event waits for the minimum batch")
+SPLUNK_SOURCE = _text("SPLUNK_SOURCE", "source", "HEC `source`", "`lambda:<function>`")
+SPLUNK_SOURCETYPE = _text("SPLUNK_SOURCETYPE", "sourcetype",
+                          "one sourcetype for everything, e.g. `_json`", "per kind (below)")
+SPLUNK_HEC_HOST = _text("SPLUNK_HEC_HOST", "event_host", "HEC `host`", "function name")
+SPLUNK_TELEMETRY_TYPES = Setting(
+    "SPLUNK_TELEMETRY_TYPES", "telemetry_types", "Telemetry API types to subscribe to",
+    convert=_telemetry_types, expect="a comma-separated list of " + ", ".join(TELEMETRY_KINDS),
+    default=TELEMETRY_KINDS, default_text=",".join(TELEMETRY_KINDS))
+SPLUNK_ENRICH = Setting(
+    "SPLUNK_ENRICH", "enrich", "the function's identity and environment as indexed fields on "
+    "every event ([below](#what-arrives-in-splunk)); `false`: only `function_name`, "
+    "`telemetry_type`, `request_id`, `level` (and `SPLUNK_FIELDS`); or the names of the fields "
+    "wanted, e.g. `function_arn,cold_start,environment_id` (each costs its bytes on every "
+    "event, see below)",
+    convert=_enrich, expect="true, false, or a comma-separated list of "
+    + ", ".join(ENRICHMENT_FIELDS), default=ENRICHMENT_FIELDS, default_text="true")
+SPLUNK_FIELDS = Setting(
+    "SPLUNK_FIELDS", "user_fields", "your own indexed fields on every event: `name=value` pairs "
+    "separated by commas, e.g. `team=payments,env=prod` (names of letters, digits and `_`, not "
+    "starting with `_` or a digit, not a field the extension or Splunk sets)",
+    convert=_user_fields, expect="comma-separated name=value pairs, e.g. team=payments,env=prod "
+    "(names: letters, digits and _, not starting with _ or a digit, not a field the extension "
+    "or Splunk sets)", default=())
+SPLUNK_MIN_LEVEL = Setting(
+    "SPLUNK_MIN_LEVEL", "min_level", "drop function and extension log lines below this level "
+    "(`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`); lines without a level are kept "
+    "([filters and masking](#filters-and-masking))",
+    convert=_min_level, expect="one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")
+# The value of these two is never echoed: a mask rule may quote what it hides.
+SPLUNK_DROP_REGEX = Setting(
+    "SPLUNK_DROP_REGEX", "drop_pattern", "drop function and extension log lines this regular "
+    "expression (Python syntax) matches anywhere",
+    convert=_drop_pattern, expect="a regular expression", secret=True)
+SPLUNK_MASK = Setting(
+    "SPLUNK_MASK", "mask_rules", "mask rules `regex=>replacement`, several separated by `;;`, "
+    "e.g. `Bearer\\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token];;AKIA[0-9A-Z]{16}=>[aws-key]`",
+    convert=_mask_rules, expect="rules regex=>replacement separated by ;;", default=(),
+    secret=True)
+SPLUNK_FLUSH = _choice("SPLUNK_FLUSH", "flush", FLUSH_STRATEGIES,
+                       "`adaptive`, `sync` or `background` (above)")
+SPLUNK_MAX_LATENCY_MS = _integer(
+    "SPLUNK_MAX_LATENCY_MS", "max_latency_ms", 2_000, (100, 3_600_000),
+    "`adaptive`: the line-to-Splunk latency it keeps while HEC is up (why 2 s: "
+    "`ext/flush_policy.py`)")
+SPLUNK_FLUSH_BUDGET_MS = _integer(
+    "SPLUNK_FLUSH_BUDGET_MS", "flush_budget_ms", 500, (0, 900_000),
+    "longest the end-of-invocation flush may wait for HEC, counted from the runtime's end (see "
+    "`sync` above)")
+SPLUNK_BUFFER_MAX_ITEMS = _integer(
+    "SPLUNK_BUFFER_MAX_ITEMS", "buffer_max_items", 1_000, BUFFER_ITEMS_RANGE,
+    "Telemetry API buffering: most events in one delivery (the three buffering values are "
+    "always sent explicitly)")
+SPLUNK_BUFFER_MAX_BYTES = _integer(
+    "SPLUNK_BUFFER_MAX_BYTES", "buffer_max_bytes", 262_144, BUFFER_BYTES_RANGE,
+    "Telemetry API buffering: most bytes in one delivery")
+SPLUNK_BUFFER_TIMEOUT_MS = _integer(
+    "SPLUNK_BUFFER_TIMEOUT_MS", "buffer_timeout_ms", 25, BUFFER_TIMEOUT_RANGE,
+    "Telemetry API buffering: longest Lambda holds telemetry before delivering it")
+SPLUNK_SPOOL_DIR = Setting(
+    "SPLUNK_SPOOL_DIR", "spool_dir", "spool directory (`$TMPDIR` is honoured)",
+    convert=_as_given, default="", shown_default=f"`{default_spool_dir({})}`", custom=True)
+SPLUNK_SPOOL_MAX_MB = _integer(
+    "SPLUNK_SPOOL_MAX_MB", "spool_max_bytes", 64, (8, 10_240),
+    "spool bound (less if /tmp has less room); beyond it new batches are refused (503, counted)",
+    scale=2**20)
+SPLUNK_VERIFY_TLS = _boolean("SPLUNK_VERIFY_TLS", "verify_tls", True,
+                             "TLS certificate verification")
+SPLUNK_CA_BUNDLE = Setting(
+    "SPLUNK_CA_BUNDLE", "ca_bundle", "PEM bundle for a private CA", convert=_readable_file,
+    expect="a readable PEM file", shown_default="system CAs")
+SPLUNK_CONNECT_TIMEOUT_MS = _integer(
+    "SPLUNK_CONNECT_TIMEOUT_MS", "connect_timeout_ms", 2_000, (50, 60_000), "HEC connect timeout")
+SPLUNK_REQUEST_TIMEOUT_MS = _integer(
+    "SPLUNK_REQUEST_TIMEOUT_MS", "request_timeout_ms", 5_000, (100, 300_000),
+    "HEC request timeout")
+SPLUNK_MAX_REQUEST_BYTES = _integer(
+    "SPLUNK_MAX_REQUEST_BYTES", "max_request_bytes", 1_048_576, (4_096, 100 * 2**20),
+    "uncompressed bound of one HEC request")
+SPLUNK_GZIP_LEVEL = _integer("SPLUNK_GZIP_LEVEL", "gzip_level", 1, (0, 9), "0 disables gzip")
+SPLUNK_FORWARD_OWN_LOGS = _boolean(
+    "SPLUNK_FORWARD_OWN_LOGS", "forward_own_logs", False,
+    "also forward this extension's own INFO/DEBUG lines (its warnings and errors are always "
+    "forwarded, as `aws:lambda:extension` events)")
+SPLUNK_ON_CONFIG_ERROR = _choice(
+    "SPLUNK_ON_CONFIG_ERROR", "on_config_error", CONFIG_ERROR_ACTIONS,
+    "`fail`: report `init/error` (Lambda fails the init, the message names each bad variable); "
+    "`disable`: log the error and stay dormant so the function keeps serving")
+SPLUNK_LOG_LEVEL = Setting(
+    "SPLUNK_LOG_LEVEL", "log_level", "the extension's own log level (stderr → CloudWatch)",
+    convert=_log_level, expect=", ".join(_LOG_LEVELS[:-1]) + " or " + _LOG_LEVELS[-1],
+    default="WARNING", default_text="WARNING")
+SPLUNK_LISTENER_HOST = _text(
+    "SPLUNK_LISTENER_HOST", "listener_host", "Telemetry listener address (`127.0.0.1` where "
+    "`sandbox.localdomain` does not resolve)", "`sandbox.localdomain`")
+SPLUNK_LISTENER_PORT = _integer(
+    "SPLUNK_LISTENER_PORT", "listener_port", 0, (0, 65_535),
+    f"Telemetry listener port (not {LAMBDA_API_PORT}, Lambda's own)", shown_default="any free port")
+SPLUNK_METRICS_INDEX = Setting(
+    "SPLUNK_METRICS_INDEX", "metrics_index", "a Splunk metrics index: `platform.report`, "
+    "`runtimeDone`, `initReport` and `restoreReport` also become HEC metric events there "
+    "(`aws.lambda.duration_ms`, `aws.lambda.max_memory_used_mb`, …: "
+    "[docs/metrics.md](docs/metrics.md)), alerts get a counter, self-metrics are metrics",
+    convert=_index_name, expect="a Splunk metrics index name (a-z, 0-9, _ and -)")
+SPLUNK_PLATFORM_EVENTS = _boolean(
+    "SPLUNK_PLATFORM_EVENTS", "platform_events", True,
+    "`false`: those four record types go only as metrics (needs `SPLUNK_METRICS_INDEX`)")
+SPLUNK_SELF_METRICS = _boolean(
+    "SPLUNK_SELF_METRICS", "self_metrics", True,
+    "the extension's own figures with an invocation batch and at shutdown (spool backlog and "
+    "drops, HEC requests, retries, failures, latency, gzip, CPU and memory per process)")
+# Each self-metrics event reads /proc for three processes, ~0.4 ms of CPU at 128 MB: too much to
+# pay on every invocation.
+SPLUNK_SELF_METRICS_INTERVAL_MS = _integer(
+    "SPLUNK_SELF_METRICS_INTERVAL_MS", "self_metrics_interval_ms", 10_000, (0, 3_600_000),
+    "at most one self-metrics event per this interval (plus one at shutdown; counters add up in "
+    "between): each costs ~0.4 ms of CPU at 128 MB. `0`: with every invocation batch")
+
+SETTINGS: tuple[Setting, ...] = (
+    SPLUNK_HOST, SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SECRET_KEY,
+    SPLUNK_HEC_TOKEN_SSM_PARAMETER, SPLUNK_HEC_TOKEN_REFETCH_S, SPLUNK_INDEX,
+    DISPATCH_MIN_BATCH_SIZE, SPLUNK_DISPATCH_MAX_WAIT_MS, SPLUNK_SOURCE, SPLUNK_SOURCETYPE,
+    SPLUNK_HEC_HOST, SPLUNK_TELEMETRY_TYPES, SPLUNK_ENRICH, SPLUNK_FIELDS, SPLUNK_MIN_LEVEL,
+    SPLUNK_DROP_REGEX, SPLUNK_MASK, SPLUNK_FLUSH, SPLUNK_MAX_LATENCY_MS, SPLUNK_FLUSH_BUDGET_MS,
+    SPLUNK_BUFFER_MAX_ITEMS, SPLUNK_BUFFER_MAX_BYTES, SPLUNK_BUFFER_TIMEOUT_MS, SPLUNK_SPOOL_DIR,
+    SPLUNK_SPOOL_MAX_MB, SPLUNK_VERIFY_TLS, SPLUNK_CA_BUNDLE, SPLUNK_CONNECT_TIMEOUT_MS,
+    SPLUNK_REQUEST_TIMEOUT_MS, SPLUNK_MAX_REQUEST_BYTES, SPLUNK_GZIP_LEVEL,
+    SPLUNK_FORWARD_OWN_LOGS, SPLUNK_ON_CONFIG_ERROR, SPLUNK_LOG_LEVEL, SPLUNK_LISTENER_HOST,
+    SPLUNK_LISTENER_PORT, SPLUNK_METRICS_INDEX, SPLUNK_PLATFORM_EVENTS, SPLUNK_SELF_METRICS,
+    SPLUNK_SELF_METRICS_INTERVAL_MS,
+)
+TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
+# Per fetched source: the service (its signing name and endpoint prefix) and its endpoint
+# override, named as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific
+# endpoints").
+AWS_TOKEN_SERVICES = {
+    SPLUNK_HEC_TOKEN_SECRET_ARN.name: ("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+    SPLUNK_HEC_TOKEN_SSM_PARAMETER.name: ("ssm", "AWS_ENDPOINT_URL_SSM"),
+}
+# An AWS SDK convention the token fetch honours; not the extension's own, so not in SETTINGS.
+_IGNORE_ENDPOINTS = _boolean(AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, "", False,
+                             "the AWS SDKs' switch that turns endpoint overrides off")
+
+
+class Config:
+    """Validated settings, read-only once built: the same values must hold in every process of
+    the extension. A field a variable of SETTINGS fills takes its default from there (set on
+    the class below); the others' defaults sit beside them."""
+
+    hec_url: str  # scheme://host[:port] only (SPLUNK_HOST)
+    hec_path: str
+    hec_token: str  # "" when the token is fetched from AWS (token_source)
+    token_source: str = "value"  # noqa: S105 - "value", "secretsmanager" or "ssm"
+    token_reference: str = ""  # the secret ARN or the parameter name (names, not values)
+    token_secret_key: str | None  # a key of a JSON secret; None: the whole string
+    token_refetch_s: int
+    aws_region: str = ""
+    aws_endpoint: str = ""  # scheme://host[:port] of token_source's API
+    aws_credentials: tuple[str, str, str | None] | None = None  # key id, secret, session token
+    function_name: str = "unknown-function"
+    index: str | None
+    dispatch_min_batch_size: int
+    dispatch_max_wait_ms: int
+    source: str | None  # None: "lambda:<function name>"
+    sourcetype: str | None  # None: one per telemetry kind
+    event_host: str | None  # None: the function name
+    telemetry_types: tuple[str, ...]
+    buffer_max_items: int
+    buffer_max_bytes: int
+    buffer_timeout_ms: int
+    flush: str
+    flush_budget_ms: int
+    max_latency_ms: int  # adaptive: the bound it keeps while HEC is up (flush_policy.py)
+    spool_dir: str
+    spool_max_bytes: int
+    verify_tls: bool
+    ca_bundle: str | None
+    connect_timeout_ms: int
+    request_timeout_ms: int
+    max_request_bytes: int
+    gzip_level: int
+    # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
+    metrics_index: str | None  # None: no metric events (alerts and self-metrics as events)
+    platform_events: bool  # False: report/runtimeDone/init figures go only as metrics
+    self_metrics: bool
+    self_metrics_interval_ms: int
+    listener_host: str | None  # None: sandbox.localdomain if it resolves, else 127.0.0.1
+    listener_port: int
+    forward_own_logs: bool
+    on_config_error: str
+    log_level: str
+    # Enrichment (ext/enrichment.py): indexed fields on every event.
+    enrich: tuple[str, ...]  # of the function's identity
+    user_fields: tuple[tuple[str, str], ...]  # in order
+    account_id: str = ""  # from register's response (Lambda-Extension-Accept-Feature)
+    aws_environment: tuple[tuple[str, str], ...] = ()  # ENRICHMENT_VARIABLES that are set
+    # Filters and masking, applied by the listener before the spool (ext/filters.py).
+    min_level: str | None  # upper case
+    drop_pattern: Pattern[str] | None
+    mask_rules: tuple[tuple[Pattern[str], str], ...]
+
+    def __init__(self, **values: object) -> None:
+        for name, value in values.items():
+            if name not in Config.__annotations__:
+                raise TypeError(f"unknown setting {name}")
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Config is read-only")
+
+    def __repr__(self) -> str:
+        # The token never appears in a repr, a log line or a traceback.
+        shown = {n: getattr(self, n) for n in Config.__annotations__ if n not in _HIDDEN_FIELDS}
+        return f"Config({shown})"
+
+
+def _table_defaults() -> None:
+    for setting in SETTINGS:
+        if setting.field:
+            setattr(Config, setting.field, setting.default)
+
+
+_table_defaults()
+# Fields whose values may quote a secret: never in a repr.
+_HIDDEN_FIELDS = frozenset({s.field for s in SETTINGS if s.secret} | {"aws_credentials"})
+
+
+class _Reader:
+    """Parses variables one by one, recording problems instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def read(self, setting: Setting) -> object:
+        """The setting's value, or its default when unset or not valid (a problem recorded)."""
+        value = self.raw(setting.name)
+        if value is None:
+            return setting.default
+        try:
+            return setting.convert(value)
+        except SettingValueError as err:
+            self.refuse(setting, value, str(err))
+        except ValueError:
+            self.refuse(setting, value, f"expected {setting.expect}")
+        return setting.default
+
+    def refuse(self, setting: Setting, value: str, reason: str) -> None:
+        shown = "" if setting.secret else f"={(setting.redact or _as_given)(value)!r}"
+        self.problems.append(f"{setting.name}{shown} is not valid: {reason}")
+
+
+def load(environ: Mapping[str, str], account_id: str = "") -> Config:
+    """Builds the Config from `environ` (and the account id register answered, if any);
+    raises ConfigError listing every bad variable."""
+    r = _Reader(environ)
+    hec_url, hec_path = "", HEC_EVENT_PATH
+    if r.raw(SPLUNK_HOST.name) is None:
+        r.problems.append(f"{SPLUNK_HOST.name} is required (the HEC base URL, "
+                          "e.g. https://splunk:8088)")
+    else:
+        # Never echo credentials or a query a deployer put in the URL (issue 16): redact_url.
+        endpoint = r.read(SPLUNK_HOST)
+        if isinstance(endpoint, tuple):
+            hec_url, hec_path = endpoint
+    values = _token_settings(r)
+    for setting in SETTINGS:
+        if not setting.custom:
+            values[setting.field] = r.read(setting)
+    spool_dir = r.raw(SPLUNK_SPOOL_DIR.name) or default_spool_dir(environ)
+    unwritable = _unwritable_dir(spool_dir)
+    if unwritable:
+        r.problems.append(f"{SPLUNK_SPOOL_DIR.name}={spool_dir!r} cannot hold the spool: "
+                          f"{unwritable}")
+    config = Config(
+        hec_url=hec_url,
+        hec_path=hec_path,
+        **{**values, SPLUNK_SPOOL_DIR.field: spool_dir},
+        function_name=environ.get(AWS_LAMBDA_FUNCTION_NAME) or Config.function_name,
+        account_id=account_id if account_id.isdigit() else "",
+        aws_environment=tuple((name, environ[name].strip()) for name in ENRICHMENT_VARIABLES
+                              if environ.get(name, "").strip()),
+    )
+    if config.listener_port == LAMBDA_API_PORT:
+        r.problems.append(f"{SPLUNK_LISTENER_PORT.name}={LAMBDA_API_PORT} is reserved by Lambda")
+    if not config.platform_events and r.raw(SPLUNK_METRICS_INDEX.name) is None:
+        r.problems.append(f"{SPLUNK_PLATFORM_EVENTS.name}=false needs "
+                          f"{SPLUNK_METRICS_INDEX.name}: without a metrics index the platform "
+                          "figures would reach Splunk nowhere")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
 def _token_settings(r: _Reader) -> dict[str, object]:
     """The token source's Config fields; exactly one source must be set."""
-    given = [name for name in TOKEN_SOURCES if r.raw(name) is not None]
+    given = [s for s in TOKEN_SOURCES if r.raw(s.name) is not None]
     if len(given) != 1:
-        found = f" ({' and '.join(given)} are set)" if given else ""
-        r.problems.append(f"set exactly one of {', '.join(TOKEN_SOURCES)}{found}")
-        return {"hec_token": ""}
-    source = given[0]
-    value = r.raw(source) or ""
-    key = r.raw(SPLUNK_HEC_TOKEN_SECRET_KEY)
-    if key is not None and source != SPLUNK_HEC_TOKEN_SECRET_ARN:
-        r.problems.append(f"{SPLUNK_HEC_TOKEN_SECRET_KEY} needs {SPLUNK_HEC_TOKEN_SECRET_ARN}")
-    if source == SPLUNK_HEC_TOKEN:
-        problem = token_problem(value)
-        if problem:
-            r.problems.append(f"{SPLUNK_HEC_TOKEN} {problem}")
-        return {"hec_token": value}
-    service, endpoint_variable = AWS_TOKEN_SERVICES[source]
-    if source == SPLUNK_HEC_TOKEN_SECRET_ARN and not value.startswith("arn:"):
-        r.problems.append(f"{source}={value!r} is not valid: expected the secret's full ARN")
-    region = r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION") or ""
-    key_id, secret = r.raw("AWS_ACCESS_KEY_ID"), r.raw("AWS_SECRET_ACCESS_KEY")
-    missing = [name for name, got in (("AWS_REGION", region), ("AWS_ACCESS_KEY_ID", key_id),
-                                      ("AWS_SECRET_ACCESS_KEY", secret)) if not got]
+        names = [s.name for s in given]
+        found = f" ({' and '.join(names)} are set)" if given else ""
+        r.problems.append(f"set exactly one of {', '.join(s.name for s in TOKEN_SOURCES)}{found}")
+        return {}
+    (source,) = given
+    value = r.raw(source.name) or ""
+    if (r.raw(SPLUNK_HEC_TOKEN_SECRET_KEY.name) is not None
+            and source is not SPLUNK_HEC_TOKEN_SECRET_ARN):
+        r.problems.append(f"{SPLUNK_HEC_TOKEN_SECRET_KEY.name} needs "
+                          f"{SPLUNK_HEC_TOKEN_SECRET_ARN.name}")
+    if source is SPLUNK_HEC_TOKEN:
+        return {SPLUNK_HEC_TOKEN.field: r.read(SPLUNK_HEC_TOKEN)}
+    service, endpoint_variable = AWS_TOKEN_SERVICES[source.name]
+    r.read(source)  # validates the reference (the ARN's form); the value is kept as given
+    region = r.raw(AWS_REGION) or r.raw(AWS_DEFAULT_REGION) or ""
+    key_id, secret = r.raw(AWS_ACCESS_KEY_ID), r.raw(AWS_SECRET_ACCESS_KEY)
+    missing = [name for name, got in ((AWS_REGION, region), (AWS_ACCESS_KEY_ID, key_id),
+                                      (AWS_SECRET_ACCESS_KEY, secret)) if not got]
     if missing:
-        r.problems.append(f"{source} needs the function's role credentials: "
+        r.problems.append(f"{source.name} needs the function's role credentials: "
                           f"{', '.join(missing)} not set")
     return {
-        "hec_token": "",
         "token_source": service,
         "token_reference": value,
-        "token_secret_key": key,
-        "token_refetch_s": r.integer("SPLUNK_HEC_TOKEN_REFETCH_S", 30, 1, 3_600),
+        # Read only with a fetched token: with a token value it has no use.
+        SPLUNK_HEC_TOKEN_REFETCH_S.field: r.read(SPLUNK_HEC_TOKEN_REFETCH_S),
         "aws_region": region,
         "aws_endpoint": _aws_endpoint(r, endpoint_variable, service, region),
-        "aws_credentials": (key_id or "", secret or "", r.raw("AWS_SESSION_TOKEN")),
+        "aws_credentials": (key_id or "", secret or "", r.raw(AWS_SESSION_TOKEN)),
     }
 
 
@@ -418,8 +695,8 @@ def _aws_endpoint(r: _Reader, service_variable: str, service: str, region: str) 
     """The API endpoint as the AWS SDKs pick it: the service's variable, then AWS_ENDPOINT_URL,
     then the public regional endpoint; AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns off the first two.
     """
-    if not r.boolean("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", False):
-        for name in (service_variable, "AWS_ENDPOINT_URL"):
+    if not r.read(_IGNORE_ENDPOINTS):
+        for name in (service_variable, AWS_ENDPOINT_URL):
             url = r.raw(name)
             if url is None:
                 continue
@@ -449,68 +726,6 @@ def _unwritable_dir(path: str) -> str | None:
     return None
 
 
-def _user_fields(text: str) -> tuple[tuple[str, str], ...]:
-    pairs: dict[str, str] = {}
-    for item in text.split(","):
-        name, equals, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if (not equals or not value or not name or len(name) > 64 or len(value) > 1_024
-                or name[0] == "_" or name[0].isdigit() or not set(name) <= _FIELD_NAME_CHARS
-                or name.lower() in RESERVED_FIELDS or name.lower().startswith("date_")
-                or name in pairs):
-            raise ValueError(text)
-        pairs[name] = value
-    return tuple(pairs.items())
-
-
-def _enrich(text: str) -> tuple[str, ...]:
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return ENRICHMENT_FIELDS
-    if lowered in _FALSE:
-        return ()
-    names = tuple(dict.fromkeys(n.strip() for n in lowered.split(",") if n.strip()))
-    if not names or any(n not in ENRICHMENT_FIELDS for n in names):
-        raise ValueError(text)
-    return names
-
-
-def _min_level(text: str) -> str:
-    upper = text.upper()
-    if upper not in LEVEL_RANKS:
-        raise ValueError(text)
-    return upper
-
-
-def _pattern_settings(r: _Reader) -> dict[str, object]:
-    """SPLUNK_DROP_REGEX and SPLUNK_MASK, compiled (and `re` imported) only when set."""
-    drop, mask = r.raw("SPLUNK_DROP_REGEX"), r.raw("SPLUNK_MASK")
-    if drop is None and mask is None:
-        return {}
-    from ext import rules
-
-    settings: dict[str, object] = {}
-    for name, text, compile_ in (("SPLUNK_DROP_REGEX", drop, rules.compile_drop),
-                                 ("SPLUNK_MASK", mask, rules.compile_masks)):
-        if text is None:
-            continue
-        try:
-            settings["drop_pattern" if name == "SPLUNK_DROP_REGEX" else "mask_rules"] = (
-                compile_(text))
-        except rules.RuleError as err:
-            # The value is not echoed: a mask rule may quote what it hides.
-            r.problems.append(f"{name} is not valid: {err}")
-    return settings
-
-
-def _log_level(text: str) -> str:
-    upper = text.upper()
-    if upper not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError(text)
-    return upper
-
-
 def config_error_action(environ: Mapping[str, str]) -> str:
     """What to do when load() fails; read on its own so a bad config cannot hide it."""
-    value = (environ.get("SPLUNK_ON_CONFIG_ERROR") or "fail").strip().lower()
-    return value if value in CONFIG_ERROR_ACTIONS else "fail"
+    return str(_Reader(environ).read(SPLUNK_ON_CONFIG_ERROR))
