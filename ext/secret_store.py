@@ -135,7 +135,7 @@ class SecretStore:
                 fields = None
             if not isinstance(fields, dict):
                 raise TokenFetchError(self.reference, "NotJson",
-                                      f"{SPLUNK_HEC_TOKEN_SECRET_KEY.name} is set but the "
+                                      f"{SPLUNK_HEC_TOKEN_SECRET_KEY} is set but the "
                                       "secret is not a JSON object")
             if self.secret_key not in fields or not isinstance(fields[self.secret_key], str):
                 raise TokenFetchError(self.reference, "KeyNotFound",

@@ -13,33 +13,64 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from ext.config import SETTINGS, Setting
+from ext import config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START = "<!-- configuration table: made by scripts/config_table.py, do not edit -->"
 END = "<!-- end of the configuration table -->"
 DASH = "\N{EN DASH}"
 HEADER = ("| variable | default | meaning |", "|---|---|---|")
+BOUNDED_KINDS = ("integer", "megabytes")
+
+
+class Setting(NamedTuple):
+    """A row of ext/config.py SETTINGS with its columns named (the runtime keeps plain tuples:
+    no objects built on the cold-start path)."""
+
+    name: str
+    field: str
+    kind: str
+    default: object
+    limits: Any
+    shown: str
+    flags: str
+    help: str
+
+
+def settings() -> list[Setting]:
+    return [Setting(*row) for row in config.SETTINGS]
+
+
+def default_text(setting: Setting) -> str | None:
+    """The default written as a value of the variable (it parses back to the default), or None
+    when the default is no value."""
+    default = setting.default
+    if default is None or default in ((), ""):
+        return None
+    if setting.kind == "megabytes" and isinstance(default, int):
+        return str(default // 2**20)
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, tuple):
+        return ",".join(default)
+    return str(default)
 
 
 def default_cell(setting: Setting) -> str:
-    """What the README says about the default: a value that parses to it, or words; an
-    integer's bounds follow."""
-    if setting.shown_default:
-        text = setting.shown_default
-    elif setting.default_text is not None:
-        text = f"`{setting.default_text}`"
-    else:
-        text = DASH
-    if setting.low is not None and setting.high is not None:
-        text += f" ({setting.low}{DASH}{setting.high})"
-    return text
+    """What the README says about the default; an integer's bounds follow."""
+    text = default_text(setting)
+    cell = setting.shown or (f"`{text}`" if text is not None else DASH)
+    if setting.kind in BOUNDED_KINDS:
+        low, high = setting.limits
+        cell += f" ({low}{DASH}{high})"
+    return cell
 
 
-def render(settings: tuple[Setting, ...] = SETTINGS) -> str:
-    """The Markdown table, one row per variable in the order of `settings`."""
-    rows = [f"| `{s.name}` | {default_cell(s)} | {s.doc} |" for s in settings]
+def render() -> str:
+    """The Markdown table, one row per variable in the order of SETTINGS."""
+    rows = [f"| `{s.name}` | {default_cell(s)} | {s.help} |" for s in settings()]
     return "\n".join([*HEADER, *rows]) + "\n"
 
 
