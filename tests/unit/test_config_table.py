@@ -75,6 +75,8 @@ def test_every_setting_has_help_and_a_default_it_accepts(setting: Setting) -> No
         assert config.parse(setting, text) == setting.default
     else:
         assert setting.shown or setting.default in (None, (), "")
+    if setting.kind == "choice":
+        assert setting.default == setting.limits[0]
 
 
 @pytest.mark.parametrize("setting", BOUNDED, ids=lambda s: s.name)
@@ -98,6 +100,10 @@ def test_unset_variables_give_the_table_defaults() -> None:
             assert getattr(cfg, setting.field) == setting.default, setting.name
     fetched = config.load(FETCHED)
     assert fetched.token_refetch_s == named(config.SPLUNK_HEC_TOKEN_REFETCH_S).default == 30
+
+
+def test_the_readme_shows_the_default_spool_dir() -> None:
+    assert named(config.SPLUNK_SPOOL_DIR).shown == f"`{config.default_spool_dir({})}`"
 
 
 def test_a_config_built_by_hand_takes_the_table_defaults() -> None:
