@@ -51,9 +51,21 @@ _INDEX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 LEVEL_RANKS = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4,
                "FATAL": 5, "CRITICAL": 5}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Variables the platform (Lambda, the AWS SDK conventions) defines; read, not part of SETTINGS.
+AWS_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+AWS_REGION = "AWS_REGION"
+AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a variable name, not a secret
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
+TMPDIR = "TMPDIR"
+
 # The Lambda variables the sender's enrichment reads (ext/enrichment.py); the extension sees the
 # first four, the others only where the platform passes them (lambda-protocol.md §6.1).
-ENRICHMENT_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_VERSION",
+ENRICHMENT_VARIABLES = (AWS_REGION, "AWS_LAMBDA_FUNCTION_VERSION",
                         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_INITIALIZATION_TYPE",
                         "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME")
 # The enrichment fields, all on by default; SPLUNK_ENRICH may name a subset.
@@ -91,17 +103,6 @@ AWS_TOKEN_SERVICES = {
     SPLUNK_HEC_TOKEN_SECRET_ARN: ("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
     SPLUNK_HEC_TOKEN_SSM_PARAMETER: ("ssm", "AWS_ENDPOINT_URL_SSM"),
 }
-
-# Variables the platform (Lambda, the AWS SDK conventions) defines; read, not part of SETTINGS.
-AWS_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
-AWS_REGION = "AWS_REGION"
-AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
-AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
-AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
-AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a variable name, not a secret
-AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
-AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
-TMPDIR = "TMPDIR"
 
 # The table: one row per variable a deployer sets, in the README's order. Columns:
 #   name     the environment variable; the four of the original sample (SPLUNK_HOST,
