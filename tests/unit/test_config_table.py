@@ -47,6 +47,19 @@ def test_every_variable_is_documented_in_the_readme() -> None:
         assert f"| `{setting.name}` |" in table
 
 
+def test_check_passes_on_the_readme_and_fails_on_a_stale_one(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    assert config_table.main(["--check"]) == 0
+    stale = tmp_path / "README.md"
+    stale.write_text((ROOT / "README.md").read_text().replace("| `SPLUNK_GZIP_LEVEL` |",
+                                                              "| `SPLUNK_GZIP` |"))
+    monkeypatch.setattr(config_table, "README", stale)
+    assert config_table.main(["--check"]) == 1
+    assert config_table.main(["--write"]) == 0
+    assert config_table.main(["--check"]) == 0
+
+
 def test_write_replaces_only_the_table() -> None:
     start, end = config_table.START, config_table.END
     written = config_table.with_table(f"# T\n\nbefore\n{start}\nold rows\n{end}\nafter\n",
