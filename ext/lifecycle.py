@@ -304,8 +304,8 @@ def _config_failed(api: ExtensionsApi, err: errors.ConfigError, environ: Mapping
     message = "splunk-hec-extension configuration: " + "; ".join(err.problems)
     diagnostics.note("ERROR", message)
     if config_module.config_error_action(environ) == "disable":
-        diagnostics.note("ERROR", "SPLUNK_ON_CONFIG_ERROR=disable: forwarding nothing; "
-                                  "the function runs on")
+        diagnostics.note("ERROR", f"{config_module.SPLUNK_ON_CONFIG_ERROR}=disable: "
+                                  "forwarding nothing; the function runs on")
         while Event(api.next_event()).kind != "SHUTDOWN":
             pass
         return 0
