@@ -204,6 +204,14 @@ def test_any_report_gives_valid_metric_fields(metrics: dict[str, Any], status: s
                 assert isinstance(value, str)
 
 
+def test_a_memory_ratio_that_overflows_is_left_out() -> None:
+    record = {"requestId": RID, "metrics": {"memorySizeMB": 0.5, "maxMemoryUsedMB": 1.797e306}}
+    events = metric_events(build(builder(SPLUNK_METRICS_INDEX="m"), ("platform.report", record)))
+    fields = {k: v for event in events for k, v in event["fields"].items()}
+    assert "metric_name:aws.lambda.memory_used_pct" not in fields
+    assert fields["metric_name:aws.lambda.max_memory_used_mb"] == 1.797e306
+
+
 def test_a_dimension_the_common_fields_carry_is_not_repeated() -> None:
     cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t",
                        "SPLUNK_METRICS_INDEX": "m"})
