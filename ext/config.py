@@ -135,7 +135,7 @@ SETTINGS: tuple[Row, ...] = (
     ("DISPATCH_MIN_BATCH_SIZE", "dispatch_min_batch_size", "integer", 500, (1, 100_000), "", "",
      "minimum number of **events** before a non-final dispatch"),
     ("SPLUNK_DISPATCH_MAX_WAIT_MS", "dispatch_max_wait_ms", "integer", 1_000, (0, 600_000), "",
-     "", "longest an event waits for the minimum batch"),
+     "", "longest an event waits for the minimum batch (also `adaptive`'s linger)"),
     ("SPLUNK_SOURCE", "source", "text", None, None, "`lambda:<function>`", "", "HEC `source`"),
     ("SPLUNK_SOURCETYPE", "sourcetype", "text", None, None, "per kind (below)", "",
      "one sourcetype for everything, e.g. `_json`"),
