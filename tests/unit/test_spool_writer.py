@@ -1,0 +1,354 @@
+"""SpoolWriter: its limits, the append path's fault handling, segment files and start-up state."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ext.spool import RecordTooLargeError, SpoolReader, SpoolRecord, SpoolWriter
+from ext.spool.ackstate import Checkpoint, LossReport, SpoolStats, store_state
+from ext.spool.frame import (
+    FRAME_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
+    decode_segment_header,
+    encode_frame_header,
+    encode_segment_header,
+    scan_segment,
+)
+from ext.spool.layout import ACK_STATE, list_segments, segment_path
+from ext.spool.refusals import Refusals
+from ext.spool.writer import DEFAULT_RESERVE_BYTES, MIN_SEGMENT_BYTES
+
+
+def on_disk(directory: Path) -> int:
+    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+
+
+def read_all(directory: Path) -> list[SpoolRecord]:
+    with SpoolReader(directory) as reader:
+        return reader.read(10_000, 1 << 30, 0)
+
+
+def open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+def append_until_refused(writer: SpoolWriter, payload: bytes) -> OSError:
+    for _ in range(10_000):
+        try:
+            writer.append(payload, 1)
+        except OSError as err:
+            return err
+    raise AssertionError("never refused")
+
+
+@pytest.fixture
+def no_statvfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem that cannot say how much room it has: max_bytes alone is the bound."""
+
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        raise OSError(errno.ENOSYS, "statvfs not supported")
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+def test_segment_and_spool_sizes_are_checked(tmp_path: Path) -> None:
+    smallest = SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES
+    SpoolWriter(tmp_path / "a", segment_bytes=smallest, max_bytes=smallest).close()
+    with pytest.raises(ValueError, match="segment_bytes too small"):
+        SpoolWriter(tmp_path / "b", segment_bytes=smallest - 1, max_bytes=smallest)
+    with pytest.raises(ValueError, match="must be >= segment_bytes"):
+        SpoolWriter(tmp_path / "c", segment_bytes=smallest, max_bytes=smallest - 1)
+
+
+def test_a_record_as_large_as_the_spool_bound_fits(tmp_path: Path, no_statvfs: None) -> None:
+    bound = 4096
+    largest = bound - SEGMENT_HEADER_BYTES - FRAME_HEADER_BYTES
+    with SpoolWriter(tmp_path, max_bytes=bound, segment_bytes=1024) as w:
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * (largest + 1), 1)
+        assert w.refusals == Refusals(1, 1)
+        assert w.append(b"x" * largest, 1) == 0  # alone in a segment of exactly the bound
+        assert on_disk(tmp_path) == bound
+    assert [len(r.payload) for r in read_all(tmp_path)] == [largest]
+
+
+def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_writev = os.writev
+
+    def writes_a_few_bytes(fd: int, buffers: list[bytes]) -> int:
+        return real_writev(fd, [bytes(buffers[0])[:10]])
+
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"one", 1)
+        monkeypatch.setattr(os, "writev", writes_a_few_bytes)
+        assert w.append(b"two" * 100, 2) == 1
+        monkeypatch.undo()
+        assert w.append(b"three", 3) == 2
+        assert w.total_bytes == on_disk(tmp_path)
+    assert [(r.payload, r.event_count) for r in read_all(tmp_path)] == [
+        (b"one", 1), (b"two" * 100, 2), (b"three", 3),
+    ]
+
+
+def test_an_error_other_than_a_full_disk_is_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def fails(fd: int, buffers: list[bytes]) -> int:
+        calls.append(fd)
+        os.write(fd, bytes(buffers[0])[:10])
+        raise OSError(errno.EIO, "I/O error")
+
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"one", 1)
+        monkeypatch.setattr(os, "writev", fails)
+        with pytest.raises(OSError, match="I/O error"):
+            w.append(b"two", 4)
+        assert len(calls) == 1
+        assert w.refusals == Refusals(1, 4)
+        monkeypatch.undo()
+        assert w.append(b"three", 1) == 1
+        assert w.total_bytes == on_disk(tmp_path)
+    assert [r.payload for r in read_all(tmp_path)] == [b"one", b"three"]
+
+
+def test_each_append_wakes_the_reader(tmp_path: Path) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    try:
+        with SpoolWriter(tmp_path, wake_fd=w, max_bytes=4096, segment_bytes=1024) as writer:
+            writer.append(b"a", 1)
+            writer.append(b"b", 1)
+            assert os.read(r, 10) == b"\x01\x01"
+            with pytest.raises(RecordTooLargeError):
+                writer.append(b"x" * 5000, 1)
+            with pytest.raises(BlockingIOError):
+                os.read(r, 10)  # a refused record wakes nobody
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_the_bound_is_the_room_the_filesystem_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = [3 * 2**20]  # a filesystem holding the spool's segments only
+
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        return SimpleNamespace(f_bavail=(size[0] - on_disk(tmp_path)) // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with SpoolWriter(tmp_path, reserve_bytes=DEFAULT_RESERVE_BYTES) as w:
+        # The bound is what the spool holds plus the free room, less the reserve.
+        assert w.capacity_bytes == 3 * 2**20 - DEFAULT_RESERVE_BYTES
+        payload = b"p" * 1000
+        while on_disk(tmp_path) < 2**20:
+            w.append(payload, 1)
+        # Segments are an eighth of the bound (not the default 1 MiB) when the disk is short.
+        sizes = [os.stat(segment_path(tmp_path, b)).st_size for b in list_segments(tmp_path)]
+        limit = w.capacity_bytes // 8
+        assert all(limit - FRAME_HEADER_BYTES - 1000 < s <= limit for s in sizes[:-1])
+        size[0] = on_disk(tmp_path)  # another tenant took the rest
+        assert "spool full" in str(append_until_refused(w, payload))
+        assert w.capacity_bytes <= on_disk(tmp_path) - DEFAULT_RESERVE_BYTES
+
+
+def test_segments_never_shrink_below_their_minimum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        return SimpleNamespace(f_bavail=(300 * 2**10 + DEFAULT_RESERVE_BYTES) // 4096,
+                               f_frsize=4096)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with SpoolWriter(tmp_path) as w:
+        assert w.capacity_bytes // 8 < MIN_SEGMENT_BYTES
+        for _ in range(200):
+            w.append(b"q" * 1000, 1)
+        sizes = [os.stat(segment_path(tmp_path, b)).st_size for b in list_segments(tmp_path)]
+        assert len(sizes) > 1
+        assert all(MIN_SEGMENT_BYTES - 1100 < s <= MIN_SEGMENT_BYTES for s in sizes[:-1])
+
+
+def test_no_temporary_file_outlives_the_writer(tmp_path: Path) -> None:
+    (tmp_path / "seg-00000000000000000000.log.tmp").write_bytes(b"half")  # a crash's leftovers
+    (tmp_path / "spare-3.tmp").write_bytes(b"")
+    before = open_fds()
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(10):
+            w.append(b"r" * 100, 1)  # a roll on every other append
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+    assert open_fds() == before
+    assert len(read_all(tmp_path)) == 10
+
+
+def test_a_spare_file_that_cannot_be_made_is_made_by_the_roll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def no_spares(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("spare-"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_spares)
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(6):
+            w.append(b"r" * 100, 1)
+    monkeypatch.undo()
+    assert len(list_segments(tmp_path)) == 6
+    assert [r.seq for r in read_all(tmp_path)] == list(range(6))
+
+
+def test_a_writer_opened_and_closed_twice_reuses_its_empty_segment(tmp_path: Path) -> None:
+    SpoolWriter(tmp_path).close()
+    with SpoolWriter(tmp_path) as w:
+        assert list_segments(tmp_path) == [0]
+        assert w.total_bytes == SEGMENT_HEADER_BYTES
+        w.append(b"a", 1)
+        w.close()
+        w.close()  # twice is harmless
+    assert list_segments(tmp_path) == [0]
+    with SpoolWriter(tmp_path) as w:  # a segment with records is never appended to again
+        w.append(b"b", 1)
+        assert list_segments(tmp_path) == [0, 1]
+        assert w.next_seq == 2
+    assert w.refusals == Refusals()  # closed: nothing counted
+
+
+def test_a_restart_continues_after_the_committed_position(tmp_path: Path) -> None:
+    # The reader committed seq 0-4 (11 events) and deleted every segment.
+    with SpoolReader(tmp_path):
+        pass
+    fd = os.open(tmp_path / ACK_STATE, os.O_RDWR)
+    store_state(fd, 1, Checkpoint(seg_base=0, offset=0, next_seq=5, next_events=11))
+    os.close(fd)
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 5
+        assert w.append(b"a", 2) == 5
+    (base,) = list_segments(tmp_path)
+    header = decode_segment_header(segment_path(tmp_path, base).read_bytes())
+    assert header is not None
+    assert (base, header.base_seq, header.base_events) == (5, 5, 11)
+    scan = scan_segment(segment_path(tmp_path, base).read_bytes())
+    assert [(h.seq, h.events_before) for _, h in scan.frames] == [(5, 11)]
+
+
+def test_a_stale_empty_segment_below_the_committed_position_is_not_reused(
+    tmp_path: Path,
+) -> None:
+    segment_path(tmp_path, 2).write_bytes(encode_segment_header(2, 3))
+    with SpoolReader(tmp_path):
+        pass
+    fd = os.open(tmp_path / ACK_STATE, os.O_RDWR)
+    store_state(fd, 1, Checkpoint(next_seq=5, next_events=11))
+    os.close(fd)
+    with SpoolWriter(tmp_path) as w:
+        assert w.append(b"a", 2) == 5
+    assert list_segments(tmp_path)[-1] == 5
+
+
+def test_refusals_counted_before_a_restart_carry_on_from_ack_state(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path):
+        pass
+    fd = os.open(tmp_path / ACK_STATE, os.O_RDWR)
+    stats = SpoolStats(refused_batches=3, refused_events=30)
+    store_state(fd, 1, Checkpoint(stats=stats, reported=LossReport(refused_batches=3)))
+    os.close(fd)
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        assert w.refusals == Refusals(3, 30)
+        with pytest.raises(RecordTooLargeError):
+            w.append(b"x" * 5000, 2)
+        assert w.refusals == Refusals(4, 32)
+
+
+def test_a_torn_tail_is_cut_and_counted(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a" * 50, 1)
+        w.append(b"b" * 50, 1)
+    path = segment_path(tmp_path, 0)
+    size = path.stat().st_size
+    os.truncate(path, size - 7)  # the second frame's last 7 bytes never reached the file
+    with SpoolWriter(tmp_path) as w:
+        assert w.truncated_bytes == FRAME_HEADER_BYTES + 50 - 7
+        assert path.stat().st_size == SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 50
+        assert w.next_seq == 1
+        assert w.append(b"c", 1) == 1
+    assert [r.payload for r in read_all(tmp_path)] == [b"a" * 50, b"c"]
+
+
+def test_a_damaged_frame_header_never_has_its_seq_reused(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 20, 1)
+    path = segment_path(tmp_path, 0)
+    data = bytearray(path.read_bytes())
+    data[SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 20 + 9] ^= 0xFF  # record 1's header
+    path.write_bytes(bytes(data))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 4  # records 2 and 3 are intact after the damage
+        assert w.append(b"next", 1) == 4
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 2, 3, 4]
+
+
+def test_a_damaged_last_frame_header_still_takes_its_seq(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(3):
+            w.append(bytes([i]) * 20, 1)
+    path = segment_path(tmp_path, 0)
+    data = bytearray(path.read_bytes())
+    data[SEGMENT_HEADER_BYTES + 2 * (FRAME_HEADER_BYTES + 20) + 9] ^= 0xFF  # record 2's header
+    path.write_bytes(bytes(data))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 3  # the damaged record may have been delivered: 2 is taken
+        assert list_segments(tmp_path) == [0, 3]
+
+
+def test_a_segment_with_a_damaged_header_is_kept_for_its_frames(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(3):
+            w.append(bytes([i]) * 20, i + 1)
+    path = segment_path(tmp_path, 0)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF  # the segment magic
+    path.write_bytes(bytes(data))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 3
+        w.append(b"next", 4)
+    (_, base) = list_segments(tmp_path)
+    header = decode_segment_header(segment_path(tmp_path, base).read_bytes())
+    assert header is not None
+    assert (header.base_seq, header.base_events) == (3, 6)
+
+
+def test_a_segment_with_nothing_readable_is_removed(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+    segment_path(tmp_path, 1).write_bytes(b"\x00" * 100)  # a newer file with no header or frame
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 1
+    assert list_segments(tmp_path) == [0, 1]
+    header = decode_segment_header(segment_path(tmp_path, 1).read_bytes())
+    assert header is not None and header.base_seq == 1
+
+
+def test_a_frame_older_than_its_segment_does_not_rewind_the_seqs(tmp_path: Path) -> None:
+    # A newest segment whose header is damaged and whose only frame carries a seq below its
+    # name: it is no evidence of where the seqs are, so the segment goes.
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(3):
+            w.append(b"a", 1)
+    stray = bytearray(b"\x00" * SEGMENT_HEADER_BYTES)
+    stray += encode_frame_header(b"z", 1, 0, 1, 0) + b"z"
+    segment_path(tmp_path, 7).write_bytes(bytes(stray))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 3
+    assert segment_path(tmp_path, 7).exists() is False
+
