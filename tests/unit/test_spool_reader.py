@@ -1,0 +1,255 @@
+"""SpoolReader: read batches, commits, the committed position on disk, segment deletion, resuming
+after a restart, and losses counted exactly."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ext.spool import LossReport, SpoolReader, SpoolWriter
+from ext.spool.ackstate import STATE_FILE_BYTES, load_committed
+from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
+from ext.spool.layout import ACK_STATE, list_segments, segment_path
+from ext.spool.refusals import RefusalLog, Refusals
+
+
+def flip(path: Path, at: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ 0xFF]))
+
+
+def frame_at(index: int, payload_len: int) -> int:
+    """Offset of the index-th frame of a segment of equal payloads."""
+    return SEGMENT_HEADER_BYTES + index * (FRAME_HEADER_BYTES + payload_len)
+
+
+def test_unread_bytes_is_what_is_left_to_read(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 100
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        assert r.unread_bytes() == 0
+        for _ in range(7):  # segments of 3, 3 and 1 records
+            w.append(b"u" * 100, 1)
+        assert len(list_segments(tmp_path)) == 3
+        assert r.unread_bytes() == 7 * frame
+        r.read(2, 1 << 20, 0)
+        assert r.unread_bytes() == 5 * frame
+        r.read(2, 1 << 20, 0)  # into the second segment
+        assert r.unread_bytes() == 3 * frame
+        r.read(100, 1 << 20, 0)
+        assert r.unread_bytes() == 0
+
+
+def test_a_batch_stops_at_its_record_and_byte_limits(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for i in range(6):
+            w.append(bytes([i]) * 10, i)
+        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 1]
+        assert [x.seq for x in r.read(100, 20, 0)] == [2, 3]  # 20 bytes: two whole records
+        assert [x.seq for x in r.read(100, 21, 0)] == [4, 5]  # 21: a third one would start
+        assert [(x.payload, x.event_count) for x in r.read(1, 1, 0)] == []
+
+
+def test_reading_waits_for_a_record_until_its_timeout(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path), SpoolReader(tmp_path, poll_interval_s=0.01) as r:
+        started = time.monotonic()
+        assert r.read(10, 100, 0.05) == []
+        assert time.monotonic() - started >= 0.05
+
+
+def test_commits_are_durable_and_only_move_forward(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for _ in range(5):
+            w.append(b"c", 2)
+        assert r.committed_seq == -1
+        r.read(5, 1 << 20, 0)
+        r.commit(2)  # the middle of what was read
+        assert r.committed_seq == 2
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (3, 6)
+        committed = load_committed(tmp_path)
+        assert committed is not None
+        assert (committed.next_seq, committed.next_events) == (3, 6)
+        r.commit(1)  # already committed: nothing happens
+        r.commit(2)
+        assert r.committed_seq == 2
+        with pytest.raises(ValueError, match="not been read"):
+            r.commit(5)
+        r.commit(4)
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (5, 10)
+    with SpoolReader(tmp_path) as r:
+        assert r.committed_seq == 4
+        assert r.read(10, 1 << 20, 0) == []
+
+
+def test_commit_before_any_read_is_refused(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        with pytest.raises(ValueError, match="not been read"):
+            r.commit(0)
+
+
+def test_a_new_ack_state_is_made_whole(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path):
+        pass
+    assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
+    assert load_committed(tmp_path) is not None  # a valid slot from the start
+    (tmp_path / ACK_STATE).write_bytes(b"")
+    with SpoolReader(tmp_path):
+        pass
+    assert load_committed(tmp_path) is not None
+
+
+def test_a_short_unreadable_ack_state_resends_everything(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(3):
+            w.append(b"a", 1)
+    (tmp_path / ACK_STATE).write_bytes(b"\xff" * 100)  # neither empty nor valid
+    with SpoolReader(tmp_path) as r:
+        assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
+        assert [x.seq for x in r.read(10, 1000, 0)] == [0, 1, 2]
+        assert r.take_loss_report() is None
+
+
+def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        for _ in range(7):
+            w.append(b"d" * 10, 1)
+        assert list_segments(tmp_path) == [0, 3, 6]
+        r.read(100, 1 << 20, 0)
+        r.commit(1)
+        assert list_segments(tmp_path) == [0, 3, 6]
+        r.commit(2)  # the last record of segment 0
+        assert list_segments(tmp_path) == [3, 6]
+        r.commit(6)
+        assert list_segments(tmp_path) == [6]  # the newest stays: the writer appends there
+
+
+def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(2, 1 << 20, 0)
+        r.commit(1)
+    flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header, delivered
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
+        assert r.take_loss_report() is None
+
+
+def test_a_restart_at_the_end_of_a_segment_reads_what_comes_next(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        r.commit(r.read(1, 100, 0)[-1].seq)
+    with SpoolWriter(tmp_path) as w:  # a new segment: the first one had a record
+        w.append(b"b", 1)
+    with SpoolReader(tmp_path) as r:
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert r.take_loss_report() is None
+
+
+def test_deleted_segments_are_counted_as_dropped(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(6):
+            w.append(b"x" * 10, i)
+    segment_path(tmp_path, 2).unlink()  # records 2 and 3: 2 + 3 events
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 4, 5]
+        assert r.take_loss_report() == LossReport(dropped_records=2, dropped_events=5)
+
+
+def test_a_segment_with_a_damaged_header_is_read_from_its_first_intact_frame(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(6):
+            w.append(b"x" * 10, i + 1)
+    path = segment_path(tmp_path, 3)
+    flip(path, 0)  # the segment's magic
+    flip(path, frame_at(0, 10) + 9)  # and its first record's header: 4 events
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 2, 4, 5]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=4)
+
+
+def test_a_segment_with_nothing_intact_is_counted_as_corrupt(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(6):
+            w.append(b"x" * 10, i)
+    path = segment_path(tmp_path, 2)
+    path.write_bytes(b"\x00" * path.stat().st_size)
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 4, 5]
+        assert r.take_loss_report() == LossReport(corrupt_records=2, corrupt_events=5)
+
+
+def test_a_damaged_payload_costs_its_record_only(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(3):
+            w.append(bytes([i]) * 10, i + 2)
+    flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 3)
+    with SpoolReader(tmp_path) as r:
+        got = r.read(100, 1 << 20, 0)
+        assert [(x.seq, x.payload) for x in got] == [(0, bytes(10)), (2, b"\x02" * 10)]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)
+        r.commit(2)
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (2, 6)
+
+
+def test_garbage_after_the_last_record_of_a_sealed_segment_is_skipped(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+    with open(segment_path(tmp_path, 0), "ab") as f:
+        f.write(b"\x00" * 30)  # not even a frame header's worth
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"b", 1)
+    with SpoolReader(tmp_path) as r:
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"a", b"b"]
+
+
+def refuse(directory: Path, counts: Refusals) -> None:
+    """Set refused.state's counts as a writer would (none runs)."""
+    log = RefusalLog(directory, Refusals())
+    log.counts = counts
+    log.save()
+    log.close()
+
+
+def append(directory: Path, payload: bytes) -> None:
+    with SpoolWriter(directory) as w:
+        w.append(payload, 1)
+
+
+def test_refusals_are_reported_with_the_records_read_after_them(tmp_path: Path) -> None:
+    append(tmp_path, b"a")
+    refuse(tmp_path, Refusals(1, 3))
+    with SpoolReader(tmp_path) as r:
+        batch = r.read(10, 100, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=3)
+        r.commit(batch[-1].seq)
+        assert (r.stats.refused_batches, r.stats.refused_events) == (1, 3)
+        refuse(tmp_path, Refusals(1, 5))  # a floor from ack.state raised the events only
+        append(tmp_path, b"b")
+        r.read(10, 100, 0)
+        assert r.take_loss_report() == LossReport(refused_events=2)
+        refuse(tmp_path, Refusals(1, 4))  # never counted down
+        append(tmp_path, b"c")
+        batch = r.read(10, 100, 0)
+        assert r.take_loss_report() is None
+        r.commit(batch[-1].seq)
+        assert (r.stats.refused_batches, r.stats.refused_events) == (1, 5)
