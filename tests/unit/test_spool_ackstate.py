@@ -163,6 +163,27 @@ def test_wait_committed_gives_up_at_its_timeout(tmp_path: Path) -> None:
         assert wait_committed(tmp_path, seq - 1, 0)  # nothing below seq 0 to wait for
 
 
+def test_a_seq_committed_long_ago_needs_no_wait(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
+        for _ in range(3):
+            writer.append(b"a", 1)
+        reader.commit(reader.read(3, 100, 0)[-1].seq)
+        assert wait_committed(tmp_path, 0, 0)
+        assert wait_committed(tmp_path, 2, 0)
+        assert not wait_committed(tmp_path, 3, 0)
+
+
+def test_ack_state_holds_both_slots_from_the_start(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path):
+        pass
+    fd = os.open(tmp_path / "ack.state", os.O_RDONLY)
+    try:
+        assert os.fstat(fd).st_size >= SLOT_STRIDE + SLOT_BYTES
+        assert load_state(fd) == (0, Checkpoint())
+    finally:
+        os.close(fd)
+
+
 def count_polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts wait_committed's reads of ack.state."""
     polls = [0]

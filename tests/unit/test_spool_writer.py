@@ -352,3 +352,47 @@ def test_a_frame_older_than_its_segment_does_not_rewind_the_seqs(tmp_path: Path)
         assert w.next_seq == 3
     assert segment_path(tmp_path, 7).exists() is False
 
+
+
+def commit_without_deleting(directory: Path, next_seq: int, next_events: int) -> None:
+    """ack.state as a reader leaves it when it dies between its commit and its deletions."""
+    fd = os.open(directory / ACK_STATE, os.O_RDWR | os.O_CREAT, 0o600)
+    os.ftruncate(fd, 8192)
+    store_state(fd, 1, Checkpoint(next_seq=next_seq, next_events=next_events))
+    os.close(fd)
+
+
+def test_segments_delivered_in_full_are_reclaimed_when_room_is_needed(
+    tmp_path: Path, no_statvfs: None
+) -> None:
+    frame = 488  # two frames and a segment header: exactly one 1000-byte segment
+    payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        for _ in range(6):
+            w.append(payload, 1)
+        assert list_segments(tmp_path) == [0, 2, 4]
+        commit_without_deleting(tmp_path, 1, 1)  # half of segment 0: nothing to reclaim
+        with pytest.raises(OSError, match="spool full"):
+            w.append(payload, 1)
+        commit_without_deleting(tmp_path, 2, 2)  # segment 0 in full
+        assert w.append(payload, 1) == 6
+        assert list_segments(tmp_path) == [2, 4, 6]
+        assert w.reclaimed_segments == 1
+        assert w.total_bytes == on_disk(tmp_path) == 2000 + SEGMENT_HEADER_BYTES + frame
+    assert [r.seq for r in read_all(tmp_path)] == [2, 3, 4, 5, 6]
+
+
+def test_the_active_segment_is_reclaimed_once_delivered(
+    tmp_path: Path, no_statvfs: None
+) -> None:
+    frame = 488
+    payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        for _ in range(6):
+            w.append(payload, 1)
+        commit_without_deleting(tmp_path, 6, 6)  # everything, the active segment included
+        assert w.append(payload, 1) == 6
+        assert list_segments(tmp_path) == [6]
+        assert w.reclaimed_segments == 3
+        assert w.total_bytes == on_disk(tmp_path) == SEGMENT_HEADER_BYTES + frame
+    assert [r.seq for r in read_all(tmp_path)] == [6]
