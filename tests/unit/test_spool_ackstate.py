@@ -116,7 +116,6 @@ def test_loss_reports_subtract_and_cap_field_by_field() -> None:
     assert LossReport(refused_events=1)
 
 
-@pytest.mark.timing
 @pytest.mark.parametrize("with_pipe", [False, True])
 def test_wait_committed_sees_a_commit_made_during_the_wait(
     tmp_path: Path, with_pipe: bool
@@ -152,7 +151,6 @@ def test_wait_committed_falls_back_to_polling_when_the_pipe_closes(tmp_path: Pat
         os.close(r)
 
 
-@pytest.mark.timing
 def test_wait_committed_gives_up_at_its_timeout(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as writer:
         seq = writer.append(b"a", 1)
@@ -197,7 +195,6 @@ def count_polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return polls
 
 
-@pytest.mark.timing
 def test_a_wait_without_a_pipe_polls_at_its_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,7 +203,6 @@ def test_a_wait_without_a_pipe_polls_at_its_interval(
     assert 1 < polls[0] <= 25
 
 
-@pytest.mark.timing
 def test_a_closed_wake_pipe_does_not_make_the_wait_spin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,7 +216,6 @@ def test_a_closed_wake_pipe_does_not_make_the_wait_spin(
     assert 1 < polls[0] <= 10
 
 
-@pytest.mark.timing
 def test_a_commit_that_sends_no_wake_byte_is_seen_by_the_fallback_poll(tmp_path: Path) -> None:
     r, w = os.pipe2(os.O_NONBLOCK)  # open, but the reader was given no commit_fd
     try:
@@ -231,8 +226,8 @@ def test_a_commit_that_sends_no_wake_byte_is_seen_by_the_fallback_poll(tmp_path:
             committer = threading.Timer(0.01, reader.commit, (seq,))
             committer.start()
             # Polls every 10 intervals (0.1 s) while it waits on the pipe.
-            assert wait_committed(tmp_path, seq, 0.9, r, poll_interval_s=0.01)
-            assert time.monotonic() - started < 0.6
+            assert wait_committed(tmp_path, seq, 2.9, r, poll_interval_s=0.01)
+            assert time.monotonic() - started < 2
             committer.join()
     finally:
         os.close(r)

@@ -142,7 +142,6 @@ def test_wait_readable_drains_the_wake_bytes(pipe: tuple[int, int]) -> None:
         os.read(r, 1)
 
 
-@pytest.mark.timing
 def test_wait_readable_times_out_true_while_the_writer_lives(pipe: tuple[int, int]) -> None:
     r, _ = pipe
     started = time.monotonic()
@@ -151,7 +150,7 @@ def test_wait_readable_times_out_true_while_the_writer_lives(pipe: tuple[int, in
     assert wait_readable(None, 0) is True
     assert wait_readable(None, -1) is True
     # A wait of 0 must not sleep: four of them take nowhere near a second.
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1
 
 
 def test_wait_readable_is_false_once_the_writer_is_gone(pipe: tuple[int, int]) -> None:
