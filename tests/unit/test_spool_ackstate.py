@@ -232,3 +232,17 @@ def test_a_commit_that_sends_no_wake_byte_is_seen_by_the_fallback_poll(tmp_path:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_quiet_wake_pipe_is_waited_on_not_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    polls = count_polls(monkeypatch)
+    try:
+        # The fallback poll comes every 10 intervals (0.2 s), after this wait's end.
+        assert not wait_committed(tmp_path, 0, 0.1, r, poll_interval_s=0.02)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert polls[0] == 2  # on entry, and once the wait is over
