@@ -246,3 +246,21 @@ def test_a_quiet_wake_pipe_is_waited_on_not_polled(
         os.close(r)
         os.close(w)
     assert polls[0] == 2  # on entry, and once the wait is over
+
+
+def test_ack_state_has_the_documented_layout(tmp_path: Path) -> None:
+    # docs/spool.md: 8 KiB, two slots at 0 and 4096; each starts "SPAK", u16 version 2,
+    # u16 flags (none defined: 0), u64 generation.
+    with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
+        writer.append(b"a", 1)
+        reader.commit(reader.read(1, 100, 0)[-1].seq)
+    data = (tmp_path / "ack.state").read_bytes()
+    assert len(data) == 8192
+    assert struct.unpack_from("<4sHHQ", data, 0) == (b"SPAK", 2, 0, 0)
+    assert struct.unpack_from("<4sHHQ", data, 4096) == (b"SPAK", 2, 0, 1)
+
+
+def test_a_wait_ends_at_its_deadline_not_at_the_next_poll(tmp_path: Path) -> None:
+    started = time.monotonic()
+    assert not wait_committed(tmp_path, 0, 0.05, poll_interval_s=5)
+    assert time.monotonic() - started < 0.9
