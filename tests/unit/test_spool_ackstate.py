@@ -199,8 +199,9 @@ def test_a_wait_without_a_pipe_polls_at_its_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     polls = count_polls(monkeypatch)
-    assert not wait_committed(tmp_path, 0, 0.1)  # the default interval: 5 ms
-    assert 1 < polls[0] <= 25
+    assert not wait_committed(tmp_path, 0, 0.3)  # the default interval: 5 ms
+    # About 60 looks; fewer on a busy machine, but never one per second.
+    assert 4 <= polls[0] <= 70
 
 
 def test_a_closed_wake_pipe_does_not_make_the_wait_spin(
