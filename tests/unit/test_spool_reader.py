@@ -3,6 +3,8 @@ after a restart, and losses counted exactly."""
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from pathlib import Path
 
@@ -253,3 +255,115 @@ def test_refusals_are_reported_with_the_records_read_after_them(tmp_path: Path) 
         assert r.take_loss_report() is None
         r.commit(batch[-1].seq)
         assert (r.stats.refused_batches, r.stats.refused_events) == (1, 5)
+
+
+def test_a_reader_of_an_empty_spool_reads_nothing(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 100, 0) == []
+        assert r.unread_bytes() == 0
+
+
+def test_a_reader_that_cannot_start_releases_its_lock(tmp_path: Path) -> None:
+    (tmp_path / ACK_STATE).mkdir()  # cannot be opened as a file
+    before = {int(name) for name in os.listdir("/proc/self/fd")}
+    with pytest.raises(IsADirectoryError):
+        SpoolReader(tmp_path)
+    assert {int(name) for name in os.listdir("/proc/self/fd")} == before
+    (tmp_path / ACK_STATE).rmdir()
+    SpoolReader(tmp_path).close()  # the lock was released
+
+
+def test_a_closed_wake_pipe_falls_back_to_polling(tmp_path: Path) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    os.close(w)  # the writer that held it is gone
+    try:
+        with SpoolReader(tmp_path, wake_fd=r, poll_interval_s=0.01) as reader:
+            started = time.monotonic()
+            assert reader.read(10, 100, 0.1) == []
+            assert time.monotonic() - started >= 0.1
+            with SpoolWriter(tmp_path) as writer:
+                writer.append(b"a", 1)  # no wake-up byte: found by polling
+            assert [x.payload for x in reader.read(10, 100, 5)] == [b"a"]
+    finally:
+        os.close(r)
+
+
+def test_a_record_larger_than_a_read_is_read_whole_within_a_small_budget(
+    tmp_path: Path,
+) -> None:
+    big = os.urandom(600 * 1024)  # over two read chunks
+    with SpoolWriter(tmp_path, max_bytes=8 * 2**20) as w:
+        w.append(b"small", 1)
+        w.append(big, 2)
+        w.append(b"tail", 3)
+    with SpoolReader(tmp_path) as r:
+        assert [x.payload for x in r.read(10, 5, 0)] == [b"small"]
+        assert [x.payload for x in r.read(10, 5, 0)] == [big]  # alone, over the budget
+        assert [x.payload for x in r.read(10, 5, 0)] == [b"tail"]
+
+
+def test_records_before_the_committed_position_are_skipped_when_it_is_damaged(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, i + 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(2, 1 << 20, 0)
+        r.commit(1)
+    flip(segment_path(tmp_path, 0), frame_at(2, 10) + 9)  # record 2's header, not delivered
+    with SpoolReader(tmp_path) as r:  # reads the segment from its start: 0 and 1 are skipped
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)
+
+
+def test_a_record_missing_from_the_middle_of_a_segment_is_counted_as_corrupt(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, i + 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    # Record 1's bytes are gone, as if a block of the file had been lost.
+    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])
+    with SpoolReader(tmp_path) as r:
+        got = r.read(10, 1 << 20, 0)
+        assert [(x.seq, x.payload, x.event_count) for x in got] == [
+            (0, bytes(10), 1), (2, b"\x02" * 10, 3), (3, b"\x03" * 10, 4),
+        ]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+        r.commit(3)
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (3, 8)
+
+
+def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(4):
+            w.append(b"x" * 10, 1)
+    assert list_segments(tmp_path) == [0, 2]
+    real_open = os.open
+
+    def listing_with_one_deleted_since(directory: Path) -> list[int]:
+        return sorted([*list_segments(directory), 1])
+
+    failed: list[str | Path] = []
+
+    def open_after_deletion(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("seg-00000000000000000002") and not failed:
+            failed.append(path)  # segment 2 as a listing saw it, gone when opened
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+        return real_open(path, flags, mode)
+
+    with SpoolReader(tmp_path) as r:
+        monkeypatch.setattr("ext.spool.reader.list_segments", listing_with_one_deleted_since)
+        assert r.unread_bytes() == 4 * frame  # segment 1 is gone: it counts for nothing
+        monkeypatch.setattr("ext.spool.reader.list_segments", list_segments)
+        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 1]
+        monkeypatch.setattr(os, "open", open_after_deletion)
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]  # listed again, found
+        assert failed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +32,17 @@ def on_disk(directory: Path) -> int:
 def read_all(directory: Path) -> list[SpoolRecord]:
     with SpoolReader(directory) as reader:
         return reader.read(10_000, 1 << 30, 0)
+
+
+def temporary_files(directory: Path) -> list[str]:
+    return [name for name in os.listdir(directory) if name.endswith(".tmp")]
+
+
+def wait_for_a_spare(directory: Path) -> None:
+    """Until the writer's helper thread has its spare file ready (its fd open)."""
+    deadline = time.monotonic() + 5
+    while not temporary_files(directory) and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def open_fds() -> set[int]:
@@ -396,3 +408,82 @@ def test_the_active_segment_is_reclaimed_once_delivered(
         assert w.reclaimed_segments == 3
         assert w.total_bytes == on_disk(tmp_path) == SEGMENT_HEADER_BYTES + frame
     assert [r.seq for r in read_all(tmp_path)] == [6]
+
+
+def test_a_writer_that_cannot_start_releases_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def segment_files_fail(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("seg-"):
+            raise OSError(errno.EIO, "I/O error")
+        return real_open(path, flags, mode)
+
+    before = open_fds()
+    monkeypatch.setattr(os, "open", segment_files_fail)
+    with pytest.raises(OSError, match="I/O error"):  # not a full disk: start-up fails
+        SpoolWriter(tmp_path)
+    monkeypatch.undo()
+    assert open_fds() == before
+    with SpoolWriter(tmp_path) as w:  # the lock was released
+        assert w.append(b"a", 1) == 0
+
+
+def test_a_writer_starts_on_a_full_disk_and_appends_once_there_is_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+    full = [True]
+
+    def no_space(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if full[0] and Path(path).name.startswith(("seg-", "spare-")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_space)
+    with SpoolWriter(tmp_path) as w:
+        assert list_segments(tmp_path) == []
+        with pytest.raises(OSError, match="No space"):
+            w.append(b"a", 1)
+        full[0] = False
+        assert w.append(b"b", 1) == 0
+    assert [r.payload for r in read_all(tmp_path)] == [b"b"]
+
+
+def test_a_segment_that_cannot_be_published_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_rename = os.rename
+
+    def rename_fails(src: str | Path, dst: str | Path) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        w.append(b"r" * 100, 1)
+        wait_for_a_spare(tmp_path)
+        before = open_fds()
+        monkeypatch.setattr(os, "rename", rename_fails)
+        with pytest.raises(OSError, match="I/O error"):
+            w.append(b"s" * 100, 1)  # needs a new segment
+        monkeypatch.setattr(os, "rename", real_rename)
+        # The file it was to become is gone, its fd closed; the spare thread makes the next.
+        wait_for_a_spare(tmp_path)
+        assert len(temporary_files(tmp_path)) == 1
+        assert len(open_fds()) == len(before)
+        assert w.append(b"t" * 100, 1) == 1
+    assert temporary_files(tmp_path) == []
+    assert [r.payload for r in read_all(tmp_path)] == [b"r" * 100, b"t" * 100]
+
+
+def test_a_segment_deleted_while_the_writer_counts_is_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_statvfs: None
+) -> None:
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        for _ in range(4):
+            w.append(b"r" * 444, 1)
+        # The reader deleted segment 1 between the writer's listing and its stat.
+        monkeypatch.setattr("ext.spool.writer.list_segments",
+                            lambda d: [0, 1, *list_segments(d)[1:]])
+        w.append(b"r" * 444, 1)  # a roll: the writer recounts
+        assert w.total_bytes == on_disk(tmp_path)
