@@ -487,3 +487,38 @@ def test_a_segment_deleted_while_the_writer_counts_is_not_counted(
                             lambda d: [0, 1, *list_segments(d)[1:]])
         w.append(b"r" * 444, 1)  # a roll: the writer recounts
         assert w.total_bytes == on_disk(tmp_path)
+
+
+def test_with_room_to_spare_a_delivered_active_segment_is_kept(tmp_path: Path) -> None:
+    # Deleting it would cost a new segment per append; delivered data stays under one segment.
+    with SpoolWriter(tmp_path, max_bytes=2**20, reclaim_bytes=2048) as w, SpoolReader(
+        tmp_path
+    ) as r:
+        assert w.capacity_bytes == 2**20  # the filesystem has more room than that
+        for _ in range(20):
+            w.append(b"k" * 1000, 1)
+            r.commit(r.read(10, 1 << 20, 0)[-1].seq)
+        assert w.reclaimed_segments == 0
+        assert list_segments(tmp_path) == [0]
+
+
+def test_on_a_short_disk_a_delivered_active_segment_is_deleted_at_the_reclaim_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        free = 2**20 - on_disk(tmp_path)  # a 1 MiB filesystem: the bound is under max_bytes
+        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    frame = FRAME_HEADER_BYTES + 1000
+    with SpoolWriter(tmp_path, reclaim_bytes=8 * frame) as w, SpoolReader(tmp_path) as r:
+        held = []  # records on disk after each append
+        for n in range(1, 41):
+            w.append(b"k" * 1000, 1)
+            if n % 3 == 0:  # the sender commits every third record
+                r.commit(r.read(10, 1 << 20, 0)[-1].seq)
+            held.append((on_disk(tmp_path) - SEGMENT_HEADER_BYTES) // frame)
+        # At 8 records (the reclaim size) not all are delivered: looked at again after a
+        # quarter more (2 records), twice, and deleted at 12 once the reader has them all.
+        assert held == [*range(1, 13)] * 3 + [1, 2, 3, 4]
+        assert w.reclaimed_segments == 3
