@@ -161,3 +161,15 @@ def test_a_short_write_while_creating_leaves_no_file(
     log.add(1)
     assert RefusalReader(tmp_path).current() == Refusals(1, 1)
     log.close()
+
+
+def test_refused_state_has_the_documented_layout(tmp_path: Path) -> None:
+    # docs/spool.md: 1 KiB, two slots at 0 and 512; each starts "SPRF", u16 version 1,
+    # u16 flags (none defined: 0), u64 generation, then batches and events.
+    log = RefusalLog(tmp_path, Refusals())
+    log.add(7)
+    log.close()
+    data = state(tmp_path)
+    assert len(data) == 1024
+    assert struct.unpack_from("<4sHHQQQ", data, 0) == (b"SPRF", 1, 0, 2, 1, 7)
+    assert struct.unpack_from("<4sHHQQQ", data, 512) == (b"SPRF", 1, 0, 1, 0, 0)
