@@ -79,13 +79,15 @@ def test_a_damaged_slot_leaves_the_other(tmp_path: Path) -> None:
     log.add(1)  # generation 3, in the second slot
     log.close()
     path = tmp_path / REFUSED_STATE
+    good = path.read_bytes()
     for offset, expected in ((0, Refusals(2, 2)), (512, Refusals(1, 1))):
-        data = bytearray(path.read_bytes())
-        good = bytes(data)
-        data[offset + 20] ^= 0xFF
-        path.write_bytes(bytes(data))
-        assert RefusalReader(tmp_path).current() == expected
-        path.write_bytes(good)
+        for at in range(0, 36, 3):  # anywhere in the slot, its CRC included
+            data = bytearray(good)
+            data[offset + at] ^= 0x41
+            path.write_bytes(bytes(data))
+            assert RefusalReader(tmp_path).current() == expected
+    path.write_bytes(good)
+    assert RefusalReader(tmp_path).current() == Refusals(2, 2)
 
 
 def slot(magic: bytes, version: int, generation: int, batches: int, events: int) -> bytes:
@@ -99,7 +101,8 @@ def test_a_slot_of_another_format_is_not_read(tmp_path: Path) -> None:
     data[0:36] = slot(b"SPRF", 1, 1, 4, 40)
     path.write_bytes(bytes(data))
     assert RefusalReader(tmp_path).current() == Refusals(4, 40)  # the helper itself is right
-    for magic, version in ((b"SPRF", 0), (b"SPRF", 2), (b"SPAK", 1), (bytes(4), 1)):
+    others = ((b"SPRF", 0), (b"SPRF", 2), (b"SPAK", 1), (bytes(4), 1), (b"\xff" * 4, 1))
+    for magic, version in others:
         data[512:548] = slot(magic, version, 9, 7, 70)
         path.write_bytes(bytes(data))
         assert RefusalReader(tmp_path).current() == Refusals(4, 40)
