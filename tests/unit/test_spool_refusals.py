@@ -176,3 +176,15 @@ def test_refused_state_has_the_documented_layout(tmp_path: Path) -> None:
     assert len(data) == 1024
     assert struct.unpack_from("<4sHHQQQ", data, 0) == (b"SPRF", 1, 0, 2, 1, 7)
     assert struct.unpack_from("<4sHHQQQ", data, 512) == (b"SPRF", 1, 0, 1, 0, 0)
+
+
+def test_closing_twice_closes_nothing_else(tmp_path: Path) -> None:
+    log = RefusalLog(tmp_path, Refusals())
+    log.close()
+    probe = os.open(tmp_path / REFUSED_STATE, os.O_RDONLY)  # takes the number log had
+    try:
+        log.close()
+        for fd in (probe, 0, 1, 2):  # nor a standard stream
+            os.fstat(fd)
+    finally:
+        os.close(probe)
