@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -522,3 +523,91 @@ def test_on_a_short_disk_a_delivered_active_segment_is_deleted_at_the_reclaim_si
         # quarter more (2 records), twice, and deleted at 12 once the reader has them all.
         assert held == [*range(1, 13)] * 3 + [1, 2, 3, 4]
         assert w.reclaimed_segments == 3
+
+
+def test_the_default_sizes_are_the_documented_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/spool.md: segments of 1 MiB; the bound in force keeps 128 KiB free.
+    size = [64 * 2**20]
+
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        return SimpleNamespace(f_bavail=(size[0] - on_disk(tmp_path)) // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    frame = FRAME_HEADER_BYTES + 10_000
+    with SpoolWriter(tmp_path / "deep" / "spool") as w:  # parents made as needed
+        assert w.capacity_bytes == 64 * 2**20 - 128 * 2**10
+        for _ in range(110):  # a little over 1 MiB
+            w.append(b"d" * 10_000, 1)
+        assert list_segments(tmp_path / "deep" / "spool")[0] == 0
+        second = list_segments(tmp_path / "deep" / "spool")[1]
+        assert second == 2**20 // frame  # as many frames as fit in 1 MiB
+        assert w.truncated_bytes == 0
+        assert w.reclaimed_segments == 0
+
+
+def test_segments_are_private_files(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(4):
+            w.append(b"p" * 100, 1)  # the first segment made at start, the others by rolls
+    modes = {stat.S_IMODE(os.stat(segment_path(tmp_path, b)).st_mode)
+             for b in list_segments(tmp_path)}
+    assert modes == {0o600}
+
+
+def test_a_record_larger_than_a_segment_goes_in_the_empty_one(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, segment_bytes=1024, max_bytes=8192) as w:
+        assert w.append(b"x" * 2000, 1) == 0
+        assert list_segments(tmp_path) == [0]  # no empty segment left behind
+        assert w.append(b"y", 1) == 1
+        assert list_segments(tmp_path) == [0, 1]
+
+
+def test_the_last_64_refused_records_are_remembered(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, max_bytes=4096, segment_bytes=1024) as w:
+        def refuse(n: int) -> None:
+            with pytest.raises(RecordTooLargeError):
+                w.append(n.to_bytes(4, "little") * 1500, 1)
+
+        for n in range(64):
+            refuse(n)
+        refuse(0)  # the platform's retry of the oldest: still remembered
+        assert w.refusals == Refusals(64, 64)
+        refuse(64)  # one more: the oldest is forgotten
+        refuse(1)
+        assert w.refusals == Refusals(65, 65)
+        refuse(0)
+        assert w.refusals == Refusals(66, 66)
+
+
+def test_a_lone_record_under_a_damaged_segment_header_is_kept(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"only", 5)
+    flip_first_byte = bytearray(segment_path(tmp_path, 0).read_bytes())
+    flip_first_byte[0] ^= 0xFF
+    segment_path(tmp_path, 0).write_bytes(bytes(flip_first_byte))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 1
+        assert 0 in list_segments(tmp_path)
+    with SpoolReader(tmp_path) as r:
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"only"]
+
+
+def test_by_default_the_reclaim_size_is_64_kib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        free = 2**20 - on_disk(tmp_path)  # a 1 MiB filesystem: the bound is under max_bytes
+        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    frame = FRAME_HEADER_BYTES + 1000
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        held = []
+        for _ in range(130):
+            w.append(b"k" * 1000, 1)
+            r.commit(r.read(10, 1 << 20, 0)[-1].seq)
+            held.append((on_disk(tmp_path) - SEGMENT_HEADER_BYTES) // frame)
+        assert max(held) == -(-(64 * 2**10 - SEGMENT_HEADER_BYTES) // frame)  # 63 records
+        assert w.reclaimed_segments == 2
