@@ -611,3 +611,25 @@ def test_by_default_the_reclaim_size_is_64_kib(
             held.append((on_disk(tmp_path) - SEGMENT_HEADER_BYTES) // frame)
         assert max(held) == -(-(64 * 2**10 - SEGMENT_HEADER_BYTES) // frame)  # 63 records
         assert w.reclaimed_segments == 2
+
+
+def test_a_record_that_fills_the_bound_exactly_is_taken_once_delivered_data_is_reclaimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        # A filesystem of 4096 bytes counted to the byte, holding only the segments.
+        return SimpleNamespace(f_bavail=4096 - on_disk(tmp_path), f_frsize=1)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with SpoolWriter(tmp_path, reserve_bytes=0) as w:
+        assert w.capacity_bytes == 4096
+        w.append(b"a" * 956, 1)  # 1000-byte frame
+        largest = 4096 - SEGMENT_HEADER_BYTES - FRAME_HEADER_BYTES
+        with pytest.raises(OSError, match="spool full"):
+            w.append(b"b" * largest, 1)  # record 0 is not delivered yet
+        commit_without_deleting(tmp_path, 1, 1)
+        with pytest.raises(OSError, match="no room"):
+            w.append(b"b" * (largest + 1), 1)  # never fits, even alone
+        assert w.append(b"b" * largest, 1) == 1
+        assert on_disk(tmp_path) == 4096
+    assert [len(r.payload) for r in read_all(tmp_path)] == [largest]
