@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ext.spool import LossReport, SpoolReader, SpoolWriter
-from ext.spool.ackstate import STATE_FILE_BYTES, load_committed
+from ext.spool.ackstate import STATE_FILE_BYTES, decode_slot, load_committed
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
 from ext.spool.layout import ACK_STATE, list_segments, segment_path
 from ext.spool.refusals import RefusalLog, Refusals
@@ -367,3 +367,63 @@ def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
         monkeypatch.setattr(os, "open", open_after_deletion)
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]  # listed again, found
         assert failed
+
+
+def test_each_commit_leaves_the_one_before_it_intact(tmp_path: Path) -> None:
+    """The two-slot scheme: a commit writes the slot the last commit did not, so a torn write
+    falls back to the commit before it."""
+    def slots() -> list[tuple[int, int] | None]:
+        data = (tmp_path / ACK_STATE).read_bytes()
+        out: list[tuple[int, int] | None] = []
+        for offset in (0, 4096):
+            slot = decode_slot(data[offset:])
+            out.append(None if slot is None else (slot[0], slot[1].next_seq))
+        return out
+
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(4):
+            w.append(b"t", 1)
+    with SpoolReader(tmp_path) as r:
+        assert slots() == [(0, 0), None]
+        r.read(10, 100, 0)
+        r.commit(0)
+        assert slots() == [(0, 0), (1, 1)]
+        r.commit(2)
+        assert slots() == [(2, 3), (1, 1)]
+    with SpoolReader(tmp_path) as r:
+        r.read(10, 100, 0)
+        r.commit(3)
+        assert slots() == [(2, 3), (3, 4)]
+
+
+def test_a_lost_segment_of_records_without_events_counts_no_events(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for events in (1, 1, 0, 0, 1, 1):
+            w.append(b"x" * 10, events)
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        r.read(100, 1 << 20, 0)
+        assert r.take_loss_report() == LossReport(dropped_records=2)
+
+
+def test_after_a_damaged_record_a_lost_segment_is_dropped_not_corrupt(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 2)  # record 1's payload
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 4, 5]
+        assert r.take_loss_report() == LossReport(
+            dropped_records=2, dropped_events=2, corrupt_records=1, corrupt_events=1
+        )
+
+
+def test_a_reader_makes_its_directory(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path / "deep" / "spool") as r:
+        assert r.read(10, 100, 0) == []
+    assert (tmp_path / "deep" / "spool" / ACK_STATE).exists()
