@@ -21,7 +21,7 @@ from ext.spool.frame import (
     encode_segment_header,
     scan_segment,
 )
-from ext.spool.layout import ACK_STATE, list_segments, segment_path
+from ext.spool.layout import ACK_STATE, REFUSED_STATE, list_segments, segment_path
 from ext.spool.refusals import Refusals
 from ext.spool.writer import DEFAULT_RESERVE_BYTES, MIN_SEGMENT_BYTES
 
@@ -307,6 +307,9 @@ def test_a_damaged_frame_header_never_has_its_seq_reused(tmp_path: Path) -> None
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 4  # records 2 and 3 are intact after the damage
         assert w.append(b"next", 1) == 4
+    header = decode_segment_header(segment_path(tmp_path, 4).read_bytes())
+    assert header is not None
+    assert header.base_events == 4  # from record 3's header: the event index goes on
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 2, 3, 4]
 
@@ -633,3 +636,12 @@ def test_a_record_that_fills_the_bound_exactly_is_taken_once_delivered_data_is_r
         assert w.append(b"b" * largest, 1) == 1
         assert on_disk(tmp_path) == 4096
     assert [len(r.payload) for r in read_all(tmp_path)] == [largest]
+
+
+def test_appends_that_are_taken_leave_refused_state_alone(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+        before = (tmp_path / REFUSED_STATE).read_bytes()
+        for _ in range(3):
+            w.append(b"b", 1)
+        assert (tmp_path / REFUSED_STATE).read_bytes() == before
