@@ -188,3 +188,20 @@ def test_closing_twice_closes_nothing_else(tmp_path: Path) -> None:
             os.fstat(fd)
     finally:
         os.close(probe)
+
+
+def open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+def test_the_files_are_held_open_once_and_closed_on_close(tmp_path: Path) -> None:
+    before = open_fds()
+    log = RefusalLog(tmp_path, Refusals())
+    reader = RefusalReader(tmp_path)
+    for n in range(1, 4):
+        log.add(1)
+        assert reader.current() == Refusals(n, n)
+    assert len(open_fds()) == len(before) + 2  # one each, not one per look
+    log.close()
+    reader.close()
+    assert open_fds() == before
