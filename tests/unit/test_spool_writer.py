@@ -645,3 +645,30 @@ def test_appends_that_are_taken_leave_refused_state_alone(tmp_path: Path) -> Non
         for _ in range(3):
             w.append(b"b", 1)
         assert (tmp_path / REFUSED_STATE).read_bytes() == before
+
+
+def test_a_damaged_header_just_before_the_last_record_never_has_a_seq_reused(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 20, 1)
+    path = segment_path(tmp_path, 0)
+    data = bytearray(path.read_bytes())
+    data[SEGMENT_HEADER_BYTES + 2 * (FRAME_HEADER_BYTES + 20) + 9] ^= 0xFF  # record 2's header
+    path.write_bytes(bytes(data))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 4  # record 3, right after the damage, is intact
+
+
+def test_a_torn_tail_is_cut_in_a_segment_past_seq_256(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, segment_bytes=2000, max_bytes=1 << 20) as w:
+        for _ in range(300):
+            w.append(b"t" * 10, 1)
+    newest = list_segments(tmp_path)[-1]
+    assert newest > 256
+    path = segment_path(tmp_path, newest)
+    os.truncate(path, path.stat().st_size - 5)
+    with SpoolWriter(tmp_path, segment_bytes=2000, max_bytes=1 << 20) as w:
+        assert w.truncated_bytes == FRAME_HEADER_BYTES + 10 - 5
+        assert w.next_seq == 299
