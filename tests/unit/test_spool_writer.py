@@ -23,7 +23,7 @@ from ext.spool.frame import (
 )
 from ext.spool.layout import ACK_STATE, REFUSED_STATE, list_segments, segment_path
 from ext.spool.refusals import Refusals
-from ext.spool.writer import DEFAULT_RESERVE_BYTES, MIN_SEGMENT_BYTES
+from ext.spool.writer import DEFAULT_RESERVE_BYTES
 
 
 def on_disk(directory: Path) -> int:
@@ -179,13 +179,14 @@ def test_segments_never_shrink_below_their_minimum(
                                f_frsize=4096)
 
     monkeypatch.setattr(os, "statvfs", statvfs)
+    smallest = 64 * 2**10  # docs/spool.md: segments are at least 64 KiB
     with SpoolWriter(tmp_path) as w:
-        assert w.capacity_bytes // 8 < MIN_SEGMENT_BYTES
+        assert w.capacity_bytes // 8 < smallest
         for _ in range(200):
             w.append(b"q" * 1000, 1)
         sizes = [os.stat(segment_path(tmp_path, b)).st_size for b in list_segments(tmp_path)]
         assert len(sizes) > 1
-        assert all(MIN_SEGMENT_BYTES - 1100 < s <= MIN_SEGMENT_BYTES for s in sizes[:-1])
+        assert all(smallest - 1100 < s <= smallest for s in sizes[:-1])
 
 
 def test_no_temporary_file_outlives_the_writer(tmp_path: Path) -> None:
