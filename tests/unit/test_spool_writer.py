@@ -284,17 +284,17 @@ def test_refusals_counted_before_a_restart_carry_on_from_ack_state(tmp_path: Pat
 
 def test_a_torn_tail_is_cut_and_counted(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w:
-        w.append(b"a" * 50, 1)
-        w.append(b"b" * 50, 1)
+        w.append(b"a" * 10, 1)
+        w.append(b"b" * 500, 1)
     path = segment_path(tmp_path, 0)
     size = path.stat().st_size
     os.truncate(path, size - 7)  # the second frame's last 7 bytes never reached the file
     with SpoolWriter(tmp_path) as w:
-        assert w.truncated_bytes == FRAME_HEADER_BYTES + 50 - 7
-        assert path.stat().st_size == SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 50
+        assert w.truncated_bytes == FRAME_HEADER_BYTES + 500 - 7
+        assert path.stat().st_size == SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 10
         assert w.next_seq == 1
         assert w.append(b"c", 1) == 1
-    assert [r.payload for r in read_all(tmp_path)] == [b"a" * 50, b"c"]
+    assert [r.payload for r in read_all(tmp_path)] == [b"a" * 10, b"c"]
 
 
 def test_a_damaged_frame_header_never_has_its_seq_reused(tmp_path: Path) -> None:
@@ -673,3 +673,32 @@ def test_a_torn_tail_is_cut_in_a_segment_past_seq_256(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path, segment_bytes=2000, max_bytes=1 << 20) as w:
         assert w.truncated_bytes == FRAME_HEADER_BYTES + 10 - 5
         assert w.next_seq == 299
+
+
+def test_every_sealed_segment_delivered_in_full_is_reclaimed(
+    tmp_path: Path, no_statvfs: None
+) -> None:
+    frame = 488
+    payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        for _ in range(6):
+            w.append(payload, 1)
+        commit_without_deleting(tmp_path, 4, 4)  # segments 0 and 2; the active one holds 4-5
+        assert w.append(payload, 1) == 6
+        assert list_segments(tmp_path) == [4, 6]
+        assert w.reclaimed_segments == 2
+
+
+def test_a_restart_with_the_spool_full_adds_no_segment(tmp_path: Path, no_statvfs: None) -> None:
+    frame = 488
+    payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        for _ in range(6):
+            w.append(payload, 1)
+    assert on_disk(tmp_path) == 3000
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        # Nothing delivered: not even an empty segment's header fits.
+        assert list_segments(tmp_path) == [0, 2, 4]
+        with pytest.raises(OSError, match="spool full"):
+            w.append(payload, 1)
+    assert on_disk(tmp_path) == 3000
