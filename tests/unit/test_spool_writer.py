@@ -379,24 +379,26 @@ def commit_without_deleting(directory: Path, next_seq: int, next_events: int) ->
     os.close(fd)
 
 
+@pytest.mark.parametrize("start", [0, 300])  # seqs past the small ints CPython caches
 def test_segments_delivered_in_full_are_reclaimed_when_room_is_needed(
-    tmp_path: Path, no_statvfs: None
+    tmp_path: Path, no_statvfs: None, start: int
 ) -> None:
     frame = 488  # two frames and a segment header: exactly one 1000-byte segment
     payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    commit_without_deleting(tmp_path, start, start)  # everything before `start` delivered
     with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
         for _ in range(6):
             w.append(payload, 1)
-        assert list_segments(tmp_path) == [0, 2, 4]
-        commit_without_deleting(tmp_path, 1, 1)  # half of segment 0: nothing to reclaim
+        assert list_segments(tmp_path) == [start, start + 2, start + 4]
+        commit_without_deleting(tmp_path, start + 1, start + 1)  # half of the first segment
         with pytest.raises(OSError, match="spool full"):
             w.append(payload, 1)
-        commit_without_deleting(tmp_path, 2, 2)  # segment 0 in full
-        assert w.append(payload, 1) == 6
-        assert list_segments(tmp_path) == [2, 4, 6]
+        commit_without_deleting(tmp_path, start + 2, start + 2)  # the first segment in full
+        assert w.append(payload, 1) == start + 6
+        assert list_segments(tmp_path) == [start + 2, start + 4, start + 6]
         assert w.reclaimed_segments == 1
         assert w.total_bytes == on_disk(tmp_path) == 2000 + SEGMENT_HEADER_BYTES + frame
-    assert [r.seq for r in read_all(tmp_path)] == [2, 3, 4, 5, 6]
+    assert [r.seq for r in read_all(tmp_path)] == list(range(start + 2, start + 7))
 
 
 def test_the_active_segment_is_reclaimed_once_delivered(
@@ -553,8 +555,9 @@ def test_the_default_sizes_are_the_documented_ones(
 
 def test_segments_are_private_files(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
-        for _ in range(4):
-            w.append(b"p" * 100, 1)  # the first segment made at start, the others by rolls
+        for _ in range(4):  # the first segment made at start, the others by rolls from spares
+            wait_for_a_spare(tmp_path)
+            w.append(b"p" * 100, 1)
     modes = {stat.S_IMODE(os.stat(segment_path(tmp_path, b)).st_mode)
              for b in list_segments(tmp_path)}
     assert modes == {0o600}
@@ -628,6 +631,8 @@ def test_a_record_that_fills_the_bound_exactly_is_taken_once_delivered_data_is_r
     with SpoolWriter(tmp_path, reserve_bytes=0) as w:
         assert w.capacity_bytes == 4096
         w.append(b"a" * 956, 1)  # 1000-byte frame
+        with pytest.raises(OSError, match="spool full"):  # one byte over, in the same segment
+            w.append(b"c" * (4096 - SEGMENT_HEADER_BYTES - 1000 - FRAME_HEADER_BYTES + 1), 1)
         largest = 4096 - SEGMENT_HEADER_BYTES - FRAME_HEADER_BYTES
         with pytest.raises(OSError, match="spool full"):
             w.append(b"b" * largest, 1)  # record 0 is not delivered yet
