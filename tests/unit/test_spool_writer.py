@@ -707,3 +707,42 @@ def test_a_restart_with_the_spool_full_adds_no_segment(tmp_path: Path, no_statvf
         with pytest.raises(OSError, match="spool full"):
             w.append(payload, 1)
     assert on_disk(tmp_path) == 3000
+
+
+def exact_disk(monkeypatch: pytest.MonkeyPatch, directory: Path, size: int) -> None:
+    """A filesystem of ``size`` bytes counted to the byte, holding only the segments."""
+
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        return SimpleNamespace(f_bavail=size - on_disk(directory), f_frsize=1)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+def test_a_record_that_fits_the_active_segment_exactly_after_a_reclaim_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exact_disk(monkeypatch, tmp_path, 4096)
+    with SpoolWriter(tmp_path, reserve_bytes=0) as w:
+        w.append(b"d" * 956, 1)  # segment 0: 1024 bytes, sealed by the restart
+    with SpoolWriter(tmp_path, reserve_bytes=0) as w:
+        w.append(b"b" * 956, 1)  # segment 1, active: 1024 bytes
+        commit_without_deleting(tmp_path, 1, 1)  # segment 0 delivered
+        # 2048 + 3072 is over 4096; without segment 0 it is exactly 4096, in segment 1.
+        assert w.append(b"c" * (3072 - FRAME_HEADER_BYTES), 1) == 2
+        assert list_segments(tmp_path) == [1]
+        assert on_disk(tmp_path) == 4096
+
+
+def test_an_unreadable_ack_state_deletes_nothing(tmp_path: Path, no_statvfs: None) -> None:
+    frame = 488
+    payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    (tmp_path / ACK_STATE).write_bytes(b"\xff" * 8192)  # both slots damaged
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
+        w.append(payload, 1)
+        w.close()
+    with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:  # seq 0 alone, sealed
+        for _ in range(4):
+            w.append(payload, 1)
+        with pytest.raises(OSError, match="spool full"):
+            w.append(payload, 1)  # nothing is known to be delivered
+        assert list_segments(tmp_path)[0] == 0
