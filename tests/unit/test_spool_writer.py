@@ -751,3 +751,22 @@ def test_an_unreadable_ack_state_deletes_nothing(tmp_path: Path, no_statvfs: Non
         with pytest.raises(OSError, match="spool full"):
             w.append(payload, 1)  # nothing is known to be delivered
         assert list_segments(tmp_path)[0] == 0
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_a_delivered_segment_left_behind_counts_after_the_active_one_is_reclaimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: int
+) -> None:
+    exact_disk(monkeypatch, tmp_path, 4096)
+    commit_without_deleting(tmp_path, start, start)
+    with SpoolWriter(tmp_path, reserve_bytes=0, reclaim_bytes=1000) as w:
+        w.append(b"a" * 956, 1)  # a 1024-byte segment, sealed by the restart
+    with SpoolWriter(tmp_path, reserve_bytes=0, reclaim_bytes=1000) as w:
+        w.append(b"b" * 956, 1)
+        # Both delivered; the reader died before deleting the older segment.
+        commit_without_deleting(tmp_path, start + 2, start + 2)
+        # The active segment is reclaimed first (it holds the reclaim size); the record and
+        # a new segment header are then one byte over unless the older segment goes too.
+        assert w.append(b"c" * (3049 - FRAME_HEADER_BYTES), 1) == start + 2
+        assert list_segments(tmp_path) == [start + 2]
+        assert on_disk(tmp_path) == SEGMENT_HEADER_BYTES + 3049
