@@ -770,3 +770,16 @@ def test_a_delivered_segment_left_behind_counts_after_the_active_one_is_reclaime
         assert w.append(b"c" * (3049 - FRAME_HEADER_BYTES), 1) == start + 2
         assert list_segments(tmp_path) == [start + 2]
         assert on_disk(tmp_path) == SEGMENT_HEADER_BYTES + 3049
+
+
+def test_a_record_that_fits_but_needs_a_new_segment_header_that_does_not_is_refused(
+    tmp_path: Path, no_statvfs: None
+) -> None:
+    frame = 488
+    with SpoolWriter(tmp_path, max_bytes=3050, segment_bytes=1000) as w:
+        for _ in range(6):
+            w.append(b"r" * (frame - FRAME_HEADER_BYTES), 1)  # 3000 bytes, segments full
+        # 45 bytes fit in the 50 left, but the segment they must start takes 24 more.
+        with pytest.raises(OSError, match="spool full"):
+            w.append(b"x", 1)
+        assert on_disk(tmp_path) == 3000
