@@ -1,0 +1,267 @@
+"""ack.state: what a slot accepts, which slot wins, and the waits on the committed position."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext.spool import SpoolReader, SpoolWriter, ackstate, read_committed, wait_committed
+from ext.spool.ackstate import (
+    SLOT_BYTES,
+    SLOT_STRIDE,
+    STATE_FILE_BYTES,
+    Checkpoint,
+    LossReport,
+    SpoolStats,
+    decode_slot,
+    encode_slot,
+    load_committed,
+    load_state,
+    store_state,
+)
+
+CP = Checkpoint(3, 4096, 17, 170, SpoolStats(*range(1, 9)), LossReport(*range(11, 17)))
+
+
+@pytest.fixture
+def state_fd(tmp_path: Path) -> Iterator[int]:
+    fd = os.open(tmp_path / "ack.state", os.O_RDWR | os.O_CREAT, 0o600)
+    os.ftruncate(fd, STATE_FILE_BYTES)
+    yield fd
+    os.close(fd)
+
+
+def slot_with_header(magic: bytes, version: int) -> bytes:
+    """A slot whose CRC is right but whose magic or format version is another one."""
+    body = bytearray(encode_slot(5, CP)[:-4])
+    struct.pack_into("<4sH", body, 0, magic, version)
+    return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+def test_a_slot_round_trips_every_field() -> None:
+    assert decode_slot(encode_slot(5, CP)) == (5, CP)
+    assert len(encode_slot(5, CP)) == SLOT_BYTES
+
+
+def test_a_slot_of_another_format_or_file_is_refused_even_with_a_good_crc() -> None:
+    assert decode_slot(slot_with_header(b"SPAK", 2)) == (5, CP)  # the helper itself is right
+    assert decode_slot(slot_with_header(b"SPAK", 1)) is None  # before the refusal counters
+    assert decode_slot(slot_with_header(b"SPAK", 3)) is None
+    assert decode_slot(slot_with_header(b"SPRF", 2)) is None  # refused.state's magic
+    assert decode_slot(slot_with_header(bytes(4), 2)) is None
+
+
+def test_a_short_or_damaged_slot_is_refused() -> None:
+    data = encode_slot(5, CP)
+    assert decode_slot(data[:-1]) is None
+    assert decode_slot(data + b"\x00") == (5, CP)  # a page read is longer than a slot
+    for at in (0, 8, len(data) - 1):
+        damaged = bytearray(data)
+        damaged[at] ^= 1
+        assert decode_slot(bytes(damaged)) is None
+
+
+def test_the_newest_valid_slot_wins(state_fd: int) -> None:
+    older = Checkpoint(next_seq=1)
+    store_state(state_fd, 6, older)
+    store_state(state_fd, 7, CP)
+    assert load_state(state_fd) == (7, CP)
+    os.pwrite(state_fd, b"\xff", SLOT_STRIDE + 20)  # generation 7 lives in the second page
+    assert load_state(state_fd) == (6, older)
+    os.pwrite(state_fd, b"\xff", 20)
+    assert load_state(state_fd) is None
+
+
+def test_generations_alternate_between_the_two_pages(state_fd: int) -> None:
+    for generation in range(4):
+        store_state(state_fd, generation, Checkpoint(next_seq=generation))
+        page = generation % 2
+        assert decode_slot(os.pread(state_fd, SLOT_BYTES, page * SLOT_STRIDE)) == (
+            generation, Checkpoint(next_seq=generation),
+        )
+    assert os.fstat(state_fd).st_size == STATE_FILE_BYTES
+
+
+def test_a_short_slot_write_is_an_error(
+    state_fd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: len(data) - 1)
+    with pytest.raises(OSError, match="short write"):
+        store_state(state_fd, 1, CP)
+
+
+def test_committed_position_without_and_with_ack_state(tmp_path: Path, state_fd: int) -> None:
+    assert load_committed(tmp_path / "nowhere") is None
+    assert read_committed(tmp_path / "nowhere") == -1
+    assert load_committed(tmp_path) is None  # a file with no valid slot yet
+    store_state(state_fd, 1, CP)
+    assert load_committed(tmp_path) == CP
+    assert read_committed(tmp_path) == CP.next_seq - 1
+
+
+def test_loss_reports_subtract_and_cap_field_by_field() -> None:
+    a = LossReport(5, 50, 3, 30, 2, 20)
+    b = LossReport(1, 60, 3, 10, 0, 25)
+    assert a.minus(b) == LossReport(4, -10, 0, 20, 2, -5)
+    assert a.at_most(b) == LossReport(1, 50, 3, 10, 0, 20)
+    assert LossReport.of(SpoolStats(9, 99, 1, 2, 3, 4, 5, 6)) == LossReport(1, 2, 3, 4, 5, 6)
+    assert not LossReport()
+    assert LossReport(refused_events=1)
+
+
+@pytest.mark.parametrize("with_pipe", [False, True])
+def test_wait_committed_sees_a_commit_made_during_the_wait(
+    tmp_path: Path, with_pipe: bool
+) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    try:
+        with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path, commit_fd=w) as reader:
+            seq = writer.append(b"a", 1)
+            batch = reader.read(1, 100, 0)
+            committer = threading.Timer(0.01, reader.commit, (batch[-1].seq,))
+            committer.start()
+            # Well inside the timeout, however the wait is woken (pipe or polling); a timeout
+            # under a second, so that it is not rounded away.
+            assert wait_committed(tmp_path, seq, 0.9, r if with_pipe else None)
+            committer.join()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_wait_committed_falls_back_to_polling_when_the_pipe_closes(tmp_path: Path) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    os.close(w)  # the reader is gone; a restarted one commits without a pipe
+    try:
+        with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
+            seq = writer.append(b"a", 1)
+            batch = reader.read(1, 100, 0)
+            committer = threading.Timer(0.05, reader.commit, (batch[-1].seq,))
+            committer.start()
+            assert wait_committed(tmp_path, seq, 5, r, poll_interval_s=0.01)
+            committer.join()
+    finally:
+        os.close(r)
+
+
+def test_wait_committed_gives_up_at_its_timeout(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as writer:
+        seq = writer.append(b"a", 1)
+        started = time.monotonic()
+        assert not wait_committed(tmp_path, seq, 0.02)
+        assert not wait_committed(tmp_path, seq, 0)
+        assert time.monotonic() - started < 0.5
+        assert wait_committed(tmp_path, seq - 1, 0)  # nothing below seq 0 to wait for
+
+
+def test_a_seq_committed_long_ago_needs_no_wait(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
+        for _ in range(3):
+            writer.append(b"a", 1)
+        reader.commit(reader.read(3, 100, 0)[-1].seq)
+        assert wait_committed(tmp_path, 0, 0)
+        assert wait_committed(tmp_path, 2, 0)
+        assert not wait_committed(tmp_path, 3, 0)
+
+
+def test_ack_state_holds_both_slots_from_the_start(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path):
+        pass
+    fd = os.open(tmp_path / "ack.state", os.O_RDONLY)
+    try:
+        assert os.fstat(fd).st_size >= SLOT_STRIDE + SLOT_BYTES
+        assert load_state(fd) == (0, Checkpoint())
+    finally:
+        os.close(fd)
+
+
+def count_polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts wait_committed's reads of ack.state."""
+    polls = [0]
+    real = ackstate.read_committed
+
+    def counted(directory: str | Path) -> int:
+        polls[0] += 1
+        return real(directory)
+
+    monkeypatch.setattr(ackstate, "read_committed", counted)
+    return polls
+
+
+def test_a_wait_without_a_pipe_polls_at_its_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    polls = count_polls(monkeypatch)
+    assert not wait_committed(tmp_path, 0, 0.3)  # the default interval: 5 ms
+    # About 60 looks; fewer on a busy machine, but never one per second.
+    assert 4 <= polls[0] <= 70
+
+
+def test_a_closed_wake_pipe_does_not_make_the_wait_spin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    os.close(w)  # always readable from now on: selecting on it would return at once
+    polls = count_polls(monkeypatch)
+    try:
+        assert not wait_committed(tmp_path, 0, 0.1, r, poll_interval_s=0.02)
+    finally:
+        os.close(r)
+    assert 1 < polls[0] <= 10
+
+
+def test_a_commit_that_sends_no_wake_byte_is_seen_by_the_fallback_poll(tmp_path: Path) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)  # open, but the reader was given no commit_fd
+    try:
+        with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
+            seq = writer.append(b"a", 1)
+            assert reader.read(1, 100, 0)[-1].seq == seq
+            started = time.monotonic()
+            committer = threading.Timer(0.01, reader.commit, (seq,))
+            committer.start()
+            # Polls every 10 intervals (0.1 s) while it waits on the pipe.
+            assert wait_committed(tmp_path, seq, 2.9, r, poll_interval_s=0.01)
+            assert time.monotonic() - started < 2
+            committer.join()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_quiet_wake_pipe_is_waited_on_not_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    polls = count_polls(monkeypatch)
+    try:
+        # The fallback poll comes every 10 intervals (0.2 s), after this wait's end.
+        assert not wait_committed(tmp_path, 0, 0.1, r, poll_interval_s=0.02)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert polls[0] == 2  # on entry, and once the wait is over
+
+
+def test_ack_state_has_the_documented_layout(tmp_path: Path) -> None:
+    # docs/spool.md: 8 KiB, two slots at 0 and 4096; each starts "SPAK", u16 version 2,
+    # u16 flags (none defined: 0), u64 generation.
+    with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
+        writer.append(b"a", 1)
+        reader.commit(reader.read(1, 100, 0)[-1].seq)
+    data = (tmp_path / "ack.state").read_bytes()
+    assert len(data) == 8192
+    assert struct.unpack_from("<4sHHQ", data, 0) == (b"SPAK", 2, 0, 0)
+    assert struct.unpack_from("<4sHHQ", data, 4096) == (b"SPAK", 2, 0, 1)
+
+
+def test_a_wait_ends_at_its_deadline_not_at_the_next_poll(tmp_path: Path) -> None:
+    started = time.monotonic()
+    assert not wait_committed(tmp_path, 0, 0.05, poll_interval_s=5)
+    assert time.monotonic() - started < 0.9

@@ -1,0 +1,169 @@
+"""The spool directory's shared pieces: segment names, role locks and the wake-up pipes."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import pickle
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext.spool.layout import (
+    SpoolLocked,
+    drain,
+    list_segments,
+    notify,
+    segment_name,
+    segment_path,
+    take_role_lock,
+    unlink_quietly,
+    wait_readable,
+)
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    yield r, w
+    for fd in (r, w):
+        with contextlib.suppress(OSError):  # the test closed it already
+            os.close(fd)
+
+
+def open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+def test_segment_names_sort_as_their_base_seqs(tmp_path: Path) -> None:
+    assert segment_name(42) == "seg-00000000000000000042.log"
+    for base in (10, 9, 2**40):
+        segment_path(tmp_path, base).touch()
+    assert list_segments(tmp_path) == [9, 10, 2**40]
+
+
+def test_only_segment_files_are_listed(tmp_path: Path) -> None:
+    segment_path(tmp_path, 3).touch()
+    for other in (
+        "seg-00000000000000000004.log.tmp",  # a segment not published yet
+        "spare-0.tmp",
+        "ack.state",
+        "writer.lock",
+        "xxx-00000000000000000005.log",  # the digits of a segment, another prefix
+        "seg-00000000000000000006.bak",  # and another suffix
+        "seg-0000000000000000000x.log",
+    ):
+        (tmp_path / other).touch()
+    assert list_segments(tmp_path) == [3]
+
+
+def test_a_role_lock_is_held_until_its_fd_closes(tmp_path: Path) -> None:
+    fd = take_role_lock(tmp_path, "writer.lock")
+    assert stat.S_IMODE(os.stat(tmp_path / "writer.lock").st_mode) == 0o600
+    assert os.get_inheritable(fd) is False  # a child process must not keep the role
+    with pytest.raises(SpoolLocked) as caught:
+        take_role_lock(tmp_path, "writer.lock")
+    assert caught.value.path == str(tmp_path / "writer.lock")
+    os.close(fd)
+    os.close(take_role_lock(tmp_path, "writer.lock"))
+
+
+def test_a_refused_lock_leaks_no_fd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = take_role_lock(tmp_path, "reader.lock")
+    before = open_fds()
+    with pytest.raises(SpoolLocked):
+        take_role_lock(tmp_path, "reader.lock")
+    assert open_fds() == before
+
+    def flock_fails(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", flock_fails)
+    with pytest.raises(OSError, match="No locks"):
+        take_role_lock(tmp_path, "writer.lock")
+    assert open_fds() == before
+    os.close(held)
+
+
+def test_spool_locked_crosses_a_process_boundary() -> None:
+    # The listener process reports it to main through a pipe.
+    err = pickle.loads(pickle.dumps(SpoolLocked("/tmp/spool/writer.lock")))
+    assert isinstance(err, SpoolLocked)
+    assert err.path == "/tmp/spool/writer.lock"
+    assert "/tmp/spool/writer.lock" in str(err)
+
+
+def test_unlink_quietly_says_whether_it_removed_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "seg"
+    path.touch()
+    assert unlink_quietly(path) is True
+    assert unlink_quietly(path) is False
+
+
+def test_notify_writes_one_byte_and_tolerates_a_full_or_closed_pipe(
+    pipe: tuple[int, int],
+) -> None:
+    r, w = pipe
+    notify(None)  # nobody to wake
+    notify(w)
+    assert os.read(r, 10) == b"\x01"
+    while True:  # fill the pipe: a full pipe already means "wake up"
+        try:
+            os.write(w, b"\x00" * 65536)
+        except BlockingIOError:
+            break
+    notify(w)
+    os.close(r)
+    notify(w)  # EPIPE: the reader is gone (Python ignores SIGPIPE)
+    os.close(w)
+    notify(w)  # EBADF
+
+
+def test_notify_raises_any_other_write_error() -> None:
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as caught:
+            notify(fd)
+        assert caught.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_wait_readable_drains_the_wake_bytes(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    os.write(w, b"\x01" * 5000)  # more than one read's worth of wake-ups
+    assert wait_readable(r, 5) is True
+    with pytest.raises(BlockingIOError):
+        os.read(r, 1)
+
+
+def test_wait_readable_times_out_true_while_the_writer_lives(pipe: tuple[int, int]) -> None:
+    r, _ = pipe
+    started = time.monotonic()
+    assert wait_readable(r, 0) is True
+    assert wait_readable(r, -1) is True  # a deadline already passed: no wait at all
+    assert wait_readable(None, 0) is True
+    assert wait_readable(None, -1) is True
+    # A wait of 0 must not sleep: four of them take nowhere near a second.
+    assert time.monotonic() - started < 1
+
+
+def test_wait_readable_is_false_once_the_writer_is_gone(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    os.write(w, b"\x01")
+    os.close(w)
+    assert wait_readable(r, 5) is False
+
+
+def test_drain_is_false_only_at_end_of_file(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    assert drain(r) is True
+    os.write(w, b"\x01\x01")
+    assert drain(r) is True
+    os.close(w)
+    assert drain(r) is False

@@ -1,0 +1,429 @@
+"""SpoolReader: read batches, commits, the committed position on disk, segment deletion, resuming
+after a restart, and losses counted exactly."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ext.spool import LossReport, SpoolReader, SpoolWriter
+from ext.spool.ackstate import STATE_FILE_BYTES, decode_slot, load_committed
+from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
+from ext.spool.layout import ACK_STATE, list_segments, segment_path
+from ext.spool.refusals import RefusalLog, Refusals
+
+
+def flip(path: Path, at: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ 0xFF]))
+
+
+def frame_at(index: int, payload_len: int) -> int:
+    """Offset of the index-th frame of a segment of equal payloads."""
+    return SEGMENT_HEADER_BYTES + index * (FRAME_HEADER_BYTES + payload_len)
+
+
+def test_unread_bytes_is_what_is_left_to_read(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 100
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        assert r.unread_bytes() == 0
+        for _ in range(7):  # segments of 3, 3 and 1 records
+            w.append(b"u" * 100, 1)
+        assert len(list_segments(tmp_path)) == 3
+        assert r.unread_bytes() == 7 * frame
+        r.read(2, 1 << 20, 0)
+        assert r.unread_bytes() == 5 * frame
+        r.read(2, 1 << 20, 0)  # into the second segment
+        assert r.unread_bytes() == 3 * frame
+        r.read(100, 1 << 20, 0)
+        assert r.unread_bytes() == 0
+
+
+def test_a_batch_stops_at_its_record_and_byte_limits(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for i in range(6):
+            w.append(bytes([i]) * 10, i)
+        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 1]
+        assert [x.seq for x in r.read(100, 20, 0)] == [2, 3]  # 20 bytes: two whole records
+        assert [x.seq for x in r.read(100, 21, 0)] == [4, 5]  # 21: a third one would start
+        assert [(x.payload, x.event_count) for x in r.read(1, 1, 0)] == []
+
+
+def test_reading_waits_for_a_record_until_its_timeout(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path), SpoolReader(tmp_path, poll_interval_s=0.01) as r:
+        started = time.monotonic()
+        assert r.read(10, 100, 0.05) == []
+        assert time.monotonic() - started >= 0.05
+
+
+def test_commits_are_durable_and_only_move_forward(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for _ in range(5):
+            w.append(b"c", 2)
+        assert r.committed_seq == -1
+        r.read(5, 1 << 20, 0)
+        r.commit(2)  # the middle of what was read
+        assert r.committed_seq == 2
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (3, 6)
+        committed = load_committed(tmp_path)
+        assert committed is not None
+        assert (committed.next_seq, committed.next_events) == (3, 6)
+        r.commit(1)  # already committed: nothing happens
+        r.commit(2)
+        assert r.committed_seq == 2
+        with pytest.raises(ValueError, match="not been read"):
+            r.commit(5)
+        r.commit(4)
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (5, 10)
+    with SpoolReader(tmp_path) as r:
+        assert r.committed_seq == 4
+        assert r.read(10, 1 << 20, 0) == []
+
+
+def test_commit_before_any_read_is_refused(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        with pytest.raises(ValueError, match="not been read"):
+            r.commit(0)
+
+
+def test_a_new_ack_state_is_made_whole(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path):
+        pass
+    assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
+    assert load_committed(tmp_path) is not None  # a valid slot from the start
+    (tmp_path / ACK_STATE).write_bytes(b"")
+    with SpoolReader(tmp_path):
+        pass
+    assert load_committed(tmp_path) is not None
+
+
+def test_a_short_unreadable_ack_state_resends_everything(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(3):
+            w.append(b"a", 1)
+    (tmp_path / ACK_STATE).write_bytes(b"\xff" * 100)  # neither empty nor valid
+    with SpoolReader(tmp_path) as r:
+        assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
+        assert [x.seq for x in r.read(10, 1000, 0)] == [0, 1, 2]
+        assert r.take_loss_report() is None
+
+
+def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        for _ in range(7):
+            w.append(b"d" * 10, 1)
+        assert list_segments(tmp_path) == [0, 3, 6]
+        r.read(100, 1 << 20, 0)
+        r.commit(1)
+        assert list_segments(tmp_path) == [0, 3, 6]
+        r.commit(2)  # the last record of segment 0
+        assert list_segments(tmp_path) == [3, 6]
+        r.commit(6)
+        assert list_segments(tmp_path) == [6]  # the newest stays: the writer appends there
+
+
+def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(2, 1 << 20, 0)
+        r.commit(1)
+    flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header, delivered
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
+        assert r.take_loss_report() is None
+
+
+def test_a_restart_at_the_end_of_a_segment_reads_what_comes_next(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        r.commit(r.read(1, 100, 0)[-1].seq)
+    with SpoolWriter(tmp_path) as w:  # a new segment: the first one had a record
+        w.append(b"b", 1)
+    with SpoolReader(tmp_path) as r:
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert r.take_loss_report() is None
+
+
+def test_deleted_segments_are_counted_as_dropped(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(6):
+            w.append(b"x" * 10, i)
+    segment_path(tmp_path, 2).unlink()  # records 2 and 3: 2 + 3 events
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 4, 5]
+        assert r.take_loss_report() == LossReport(dropped_records=2, dropped_events=5)
+
+
+def test_a_segment_with_a_damaged_header_is_read_from_its_first_intact_frame(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(6):
+            w.append(b"x" * 10, i + 1)
+    path = segment_path(tmp_path, 3)
+    flip(path, 0)  # the segment's magic
+    flip(path, frame_at(0, 10) + 9)  # and its first record's header: 4 events
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 2, 4, 5]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=4)
+
+
+def test_a_segment_with_nothing_intact_is_counted_as_corrupt(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(6):
+            w.append(b"x" * 10, i)
+    path = segment_path(tmp_path, 2)
+    path.write_bytes(b"\x00" * path.stat().st_size)
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 4, 5]
+        assert r.take_loss_report() == LossReport(corrupt_records=2, corrupt_events=5)
+
+
+def test_a_damaged_payload_costs_its_record_only(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(3):
+            w.append(bytes([i]) * 10, i + 2)
+    flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 3)
+    with SpoolReader(tmp_path) as r:
+        got = r.read(100, 1 << 20, 0)
+        assert [(x.seq, x.payload) for x in got] == [(0, bytes(10)), (2, b"\x02" * 10)]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)
+        r.commit(2)
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (2, 6)
+
+
+def test_garbage_after_the_last_record_of_a_sealed_segment_is_skipped(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+    with open(segment_path(tmp_path, 0), "ab") as f:
+        f.write(b"\x00" * 30)  # not even a frame header's worth
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"b", 1)
+    with SpoolReader(tmp_path) as r:
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"a", b"b"]
+
+
+def refuse(directory: Path, counts: Refusals) -> None:
+    """Set refused.state's counts as a writer would (none runs)."""
+    log = RefusalLog(directory, Refusals())
+    log.counts = counts
+    log.save()
+    log.close()
+
+
+def append(directory: Path, payload: bytes) -> None:
+    with SpoolWriter(directory) as w:
+        w.append(payload, 1)
+
+
+def test_refusals_are_reported_with_the_records_read_after_them(tmp_path: Path) -> None:
+    append(tmp_path, b"a")
+    refuse(tmp_path, Refusals(1, 3))
+    with SpoolReader(tmp_path) as r:
+        batch = r.read(10, 100, 0)
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=3)
+        r.commit(batch[-1].seq)
+        assert (r.stats.refused_batches, r.stats.refused_events) == (1, 3)
+        refuse(tmp_path, Refusals(1, 5))  # a floor from ack.state raised the events only
+        append(tmp_path, b"b")
+        r.read(10, 100, 0)
+        assert r.take_loss_report() == LossReport(refused_events=2)
+        refuse(tmp_path, Refusals(1, 4))  # never counted down
+        append(tmp_path, b"c")
+        batch = r.read(10, 100, 0)
+        assert r.take_loss_report() is None
+        r.commit(batch[-1].seq)
+        assert (r.stats.refused_batches, r.stats.refused_events) == (1, 5)
+
+
+def test_a_reader_of_an_empty_spool_reads_nothing(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 100, 0) == []
+        assert r.unread_bytes() == 0
+
+
+def test_a_reader_that_cannot_start_releases_its_lock(tmp_path: Path) -> None:
+    (tmp_path / ACK_STATE).mkdir()  # cannot be opened as a file
+    before = {int(name) for name in os.listdir("/proc/self/fd")}
+    with pytest.raises(IsADirectoryError):
+        SpoolReader(tmp_path)
+    assert {int(name) for name in os.listdir("/proc/self/fd")} == before
+    (tmp_path / ACK_STATE).rmdir()
+    SpoolReader(tmp_path).close()  # the lock was released
+
+
+def test_a_closed_wake_pipe_falls_back_to_polling(tmp_path: Path) -> None:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    os.close(w)  # the writer that held it is gone
+    try:
+        with SpoolReader(tmp_path, wake_fd=r, poll_interval_s=0.01) as reader:
+            started = time.monotonic()
+            assert reader.read(10, 100, 0.1) == []
+            assert time.monotonic() - started >= 0.1
+            with SpoolWriter(tmp_path) as writer:
+                writer.append(b"a", 1)  # no wake-up byte: found by polling
+            assert [x.payload for x in reader.read(10, 100, 5)] == [b"a"]
+    finally:
+        os.close(r)
+
+
+def test_a_record_larger_than_a_read_is_read_whole_within_a_small_budget(
+    tmp_path: Path,
+) -> None:
+    big = os.urandom(600 * 1024)  # over two read chunks
+    with SpoolWriter(tmp_path, max_bytes=8 * 2**20) as w:
+        w.append(b"small", 1)
+        w.append(big, 2)
+        w.append(b"tail", 3)
+    with SpoolReader(tmp_path) as r:
+        assert [x.payload for x in r.read(10, 5, 0)] == [b"small"]
+        assert [x.payload for x in r.read(10, 5, 0)] == [big]  # alone, over the budget
+        assert [x.payload for x in r.read(10, 5, 0)] == [b"tail"]
+
+
+def test_records_before_the_committed_position_are_skipped_when_it_is_damaged(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, i + 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(2, 1 << 20, 0)
+        r.commit(1)
+    flip(segment_path(tmp_path, 0), frame_at(2, 10) + 9)  # record 2's header, not delivered
+    with SpoolReader(tmp_path) as r:  # reads the segment from its start: 0 and 1 are skipped
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)
+
+
+def test_a_record_missing_from_the_middle_of_a_segment_is_counted_as_corrupt(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, i + 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    # Record 1's bytes are gone, as if a block of the file had been lost.
+    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])
+    with SpoolReader(tmp_path) as r:
+        got = r.read(10, 1 << 20, 0)
+        assert [(x.seq, x.payload, x.event_count) for x in got] == [
+            (0, bytes(10), 1), (2, b"\x02" * 10, 3), (3, b"\x03" * 10, 4),
+        ]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+        r.commit(3)
+        assert (r.stats.delivered_records, r.stats.delivered_events) == (3, 8)
+
+
+def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(4):
+            w.append(b"x" * 10, 1)
+    assert list_segments(tmp_path) == [0, 2]
+    real_open = os.open
+
+    def listing_with_one_deleted_since(directory: Path) -> list[int]:
+        return sorted([*list_segments(directory), 1])
+
+    failed: list[str | Path] = []
+
+    def open_after_deletion(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("seg-00000000000000000002") and not failed:
+            failed.append(path)  # segment 2 as a listing saw it, gone when opened
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+        return real_open(path, flags, mode)
+
+    with SpoolReader(tmp_path) as r:
+        monkeypatch.setattr("ext.spool.reader.list_segments", listing_with_one_deleted_since)
+        assert r.unread_bytes() == 4 * frame  # segment 1 is gone: it counts for nothing
+        monkeypatch.setattr("ext.spool.reader.list_segments", list_segments)
+        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 1]
+        monkeypatch.setattr(os, "open", open_after_deletion)
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]  # listed again, found
+        assert failed
+
+
+def test_each_commit_leaves_the_one_before_it_intact(tmp_path: Path) -> None:
+    """The two-slot scheme: a commit writes the slot the last commit did not, so a torn write
+    falls back to the commit before it."""
+    def slots() -> list[tuple[int, int] | None]:
+        data = (tmp_path / ACK_STATE).read_bytes()
+        out: list[tuple[int, int] | None] = []
+        for offset in (0, 4096):
+            slot = decode_slot(data[offset:])
+            out.append(None if slot is None else (slot[0], slot[1].next_seq))
+        return out
+
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(4):
+            w.append(b"t", 1)
+    with SpoolReader(tmp_path) as r:
+        assert slots() == [(0, 0), None]
+        r.read(10, 100, 0)
+        r.commit(0)
+        assert slots() == [(0, 0), (1, 1)]
+        r.commit(2)
+        assert slots() == [(2, 3), (1, 1)]
+    with SpoolReader(tmp_path) as r:
+        r.read(10, 100, 0)
+        r.commit(3)
+        assert slots() == [(2, 3), (3, 4)]
+
+
+def test_a_lost_segment_of_records_without_events_counts_no_events(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for events in (1, 1, 0, 0, 1, 1):
+            w.append(b"x" * 10, events)
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        r.read(100, 1 << 20, 0)
+        assert r.take_loss_report() == LossReport(dropped_records=2)
+
+
+def test_after_a_damaged_record_a_lost_segment_is_dropped_not_corrupt(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 2)  # record 1's payload
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 4, 5]
+        assert r.take_loss_report() == LossReport(
+            dropped_records=2, dropped_events=2, corrupt_records=1, corrupt_events=1
+        )
+
+
+def test_a_reader_makes_its_directory(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path / "deep" / "spool") as r:
+        assert r.read(10, 100, 0) == []
+    assert (tmp_path / "deep" / "spool" / ACK_STATE).exists()
