@@ -257,9 +257,10 @@ class HttpServer:
                     return
                 assert conn.head is not None
                 if conn.chunks is None and conn.body is None:
+                    early = bool(conn.buf)  # the body, or some of it, came with the head
                     if not self._start_body(conn):
                         return
-                    if conn.head.expect_continue and not conn.buf:
+                    if conn.head.expect_continue and not early:
                         conn.sock.send(_CONTINUE)
                 if conn.chunks is not None:
                     if not conn.chunks.feed(conn.buf, lambda size: self._grow(conn, size)):
@@ -290,6 +291,8 @@ class HttpServer:
         del conn.buf[: end + 4]
         if conn.head.chunked:
             conn.chunks = ChunkedBody(self.max_body)
+            if conn.head.expect_continue and not conn.buf:
+                conn.sock.send(_CONTINUE)
         return True
 
     def _start_body(self, conn: _Conn) -> bool:

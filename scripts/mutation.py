@@ -77,8 +77,14 @@ TESTS: dict[str, tuple[str, ...]] = {
     # benchmarks/, which the mutation copy does not hold, and takes seconds.
     "ext/intake.py": ("tests/unit/test_intake*.py", "tests/unit/test_listener.py"),
     "ext/http_intake.py": ("tests/unit/test_listener_http*.py", "tests/unit/test_listener.py"),
-    "ext/http_server.py": ("tests/unit/test_listener.py", "tests/unit/test_listener_http*.py"),
-    "ext/listener.py": ("tests/unit/test_listener*.py", "tests/integration/test_listener*.py"),
+    "ext/http_server.py": (
+        "tests/unit/test_listener_http_answers.py", "tests/unit/test_listener_server*.py",
+        "tests/unit/test_listener.py",
+    ),
+    "ext/listener.py": (
+        "tests/unit/test_listener_http_answers.py", "tests/unit/test_listener.py",
+        "tests/unit/test_filters.py",
+    ),
     "ext/lifecycle.py": (
         "tests/unit/test_lifecycle*.py", "tests/integration/test_sandbox_lifecycle.py",
     ),

@@ -44,6 +44,14 @@ class Loop:
             setattr(self.http, name, value)
         self.http.listen()
         self.socks: list[socket.socket] = []
+        self.kinds: list[str] = []  # every refusal the server reported, in order
+        report = self.http.on_refused
+
+        def on_refused(kind: str) -> None:
+            self.kinds.append(kind)
+            report(kind)
+
+        self.http.on_refused = on_refused
 
     def close(self) -> None:
         for sock in self.socks:
@@ -356,11 +364,15 @@ def test_an_empty_array_gets_200_and_nothing_is_spooled(loop: Loop) -> None:
     assert loop.spooled() == []
 
 
-def test_expect_continue_gets_100_before_the_body(loop: Loop) -> None:
+@pytest.mark.parametrize("framing", [b"Content-Length: %d" % len(BATCH),
+                                     b"Transfer-Encoding: chunked"])
+def test_expect_continue_gets_100_before_the_body(loop: Loop, framing: bytes) -> None:
     sock = loop.connect()
-    head = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(BATCH)
+    head = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n" + framing + b"\r\n\r\n"
     assert loop.talk(head, sock, answers=0) == b"HTTP/1.1 100 Continue\r\n\r\n"
-    assert status(loop.talk(BATCH, sock)) == 200
+    body = chunked(BATCH)[len(CHUNKED):] if framing.endswith(b"chunked") else BATCH
+    assert loop.talk(body, sock) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert loop.spooled() == [[EVENT]]
 
 
 def test_http_1_0_without_keep_alive_is_answered_then_closed(loop: Loop) -> None:

@@ -1,0 +1,347 @@
+"""The listener's HTTP server loop (ext.http_server) in-process: its limits (connections,
+shared body memory, timeouts), accept() errors, pipelining, slow readers and peers that left.
+The loop runs only when a test calls it; timers run with the clock a test hands them."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext import http_server
+from ext.http_server import HttpServer
+from tests.unit.test_listener_http_answers import BATCH, EVENT, Loop, post, status
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[Loop]:
+    running = Loop(tmp_path)
+    yield running
+    running.close()
+
+
+def tick(http: HttpServer, now: float) -> None:
+    """Runs the timers at `now` as a loop that never stopped would (no freeze seen)."""
+    http._last_tick = now - http_server.TICK_S
+    http._tick(now)
+
+
+def only_conn(http: HttpServer) -> http_server._Conn:
+    [conn] = http._conns.values()
+    return conn
+
+
+# --- connections past the cap, accept() errors ------------------------------------------------
+
+def test_a_connection_past_the_cap_evicts_the_least_recently_active(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, max_connections=2)
+    try:
+        first, second = loop.connect(), loop.connect()
+        loop.talk(b"POST / HTTP/1.1\r\n", second, answers=0)  # a request in progress
+        assert status(loop.talk(post(BATCH), first)) == 200  # first is the more recent
+        third = loop.connect()
+        loop.talk(b"", third, answers=0)
+        assert loop.ends(second)
+        assert (loop.http.evicted, loop.kinds) == (1, ["evicted"])
+        assert status(loop.talk(post(BATCH), third)) == 200
+        loop.talk(b"", loop.connect(), answers=0)  # evicts first, idle: no request lost
+        assert loop.ends(first)
+        assert (loop.http.evicted, loop.kinds) == (2, ["evicted"])
+        assert len(loop.http._conns) == 2
+    finally:
+        loop.close()
+
+
+class FlakyServer:
+    """The listening socket, with accept() failing as told first."""
+
+    def __init__(self, real: socket.socket, *errors: int) -> None:
+        self.real = real
+        self.errors = list(errors)
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if self.errors:
+            code = self.errors.pop(0)
+            raise OSError(code, errno.errorcode[code])
+        return self.real.accept()
+
+
+def test_an_accept_error_with_no_connection_pauses_accepting_then_resumes(loop: Loop) -> None:
+    loop.http.server = FlakyServer(loop.server, errno.EMFILE)  # type: ignore[assignment]
+    sock = loop.connect()
+    loop.talk(b"", sock, answers=0)
+    assert (loop.http.accept_errors, loop.http._accepting, loop.http._conns) == (1, False, {})
+    tick(loop.http, loop.http._accept_paused_until - 0.01)
+    assert not loop.http._accepting
+    tick(loop.http, loop.http._accept_paused_until)
+    assert loop.http._accepting
+    assert status(loop.talk(post(BATCH), sock)) == 200  # it waited in the backlog
+
+
+def test_an_accept_error_evicts_the_least_recently_active_connection(loop: Loop) -> None:
+    idle = loop.connect()
+    assert status(loop.talk(post(BATCH), idle)) == 200
+    loop.http.server = FlakyServer(loop.server, errno.EMFILE)  # type: ignore[assignment]
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    assert loop.ends(idle)
+    assert (loop.http.accept_errors, loop.http.evicted, loop.http._accepting) == (1, 1, True)
+
+
+def test_an_aborted_connection_in_the_backlog_is_skipped(loop: Loop) -> None:
+    loop.http.server = FlakyServer(loop.server, errno.ECONNABORTED)  # type: ignore[assignment]
+    assert status(loop.talk(post(BATCH))) == 200
+    assert (loop.http.accept_errors, loop.http._accepting) == (0, True)
+
+
+# --- the shared body memory ---------------------------------------------------------------------
+
+def test_a_body_waits_for_the_shared_memory_and_bodies_are_served_in_order(
+        tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=2 * len(BATCH) - 1)
+    try:
+        first, second, third = loop.connect(), loop.connect(), loop.connect()
+        loop.talk(post(BATCH)[:-1], first, answers=0)  # holds its body's size, one byte short
+        loop.talk(post(BATCH), second, answers=0)  # does not fit beside it: waits
+        loop.talk(post(b"[]"), third, answers=0)  # would fit, but waits behind the second
+        assert loop.http._reserved == len(BATCH)
+        assert len(loop.http._waiting) == 2
+        assert status(loop.talk(BATCH[-1:], first)) == 200
+        assert status(loop.talk(b"", second)) == 200 and status(loop.talk(b"", third)) == 200
+        assert (loop.http._reserved, len(loop.http._waiting)) == (0, 0)
+        assert loop.spooled() == [[EVENT], [EVENT]]
+    finally:
+        loop.close()
+
+
+def test_a_waiting_body_that_leaves_frees_its_place(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH))
+    try:
+        first, second = loop.connect(), loop.connect()
+        loop.talk(post(BATCH)[:-1], first, answers=0)
+        loop.talk(post(BATCH), second, answers=0)
+        second.close()
+        loop.http.poll(0.01)
+        assert status(loop.talk(BATCH[-1:], first)) == 200
+        assert (loop.http._reserved, list(loop.http._waiting)) == (0, [])
+    finally:
+        loop.close()
+
+
+def test_a_refused_request_gives_its_memory_back(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH))
+    try:
+        sock = loop.connect()
+        raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n" + BATCH[:8]
+        loop.talk(raw + b"\r\nzz\r\n", sock)
+        assert loop.http._reserved == 0
+        assert status(loop.talk(post(BATCH))) == 200
+    finally:
+        loop.close()
+
+
+# --- timers ---------------------------------------------------------------------------------------
+
+def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(loop: Loop) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    conn = only_conn(loop.http)
+    tick(loop.http, conn.active + http_server.IDLE_TIMEOUT_S - 0.1)
+    assert loop.http._conns
+    tick(loop.http, conn.active + http_server.IDLE_TIMEOUT_S + 0.1)
+    assert not loop.http._conns and loop.ends(sock)
+    assert loop.listener.refused == {}
+
+
+def test_a_request_that_stalls_gets_408(loop: Loop) -> None:
+    sock = loop.connect()
+    loop.talk(post(BATCH)[:-5], sock, answers=0)
+    conn = only_conn(loop.http)
+    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S - 0.1)
+    assert not conn.out and not conn.closing
+    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S + 0.1)
+    assert status(loop.talk(b"", sock)) == 408
+    assert loop.listener.refused == {"timed_out": 1}
+
+
+@pytest.mark.parametrize(("sent", "limit"), [
+    (b"POST / HTTP/1.1\r\n", http_server.HEAD_TIMEOUT_S),
+    (post(BATCH)[:-5], http_server.REQUEST_TIMEOUT_S),
+])
+def test_a_request_that_trickles_gets_408_at_its_deadline(
+        loop: Loop, sent: bytes, limit: float) -> None:
+    sock = loop.connect()
+    loop.talk(sent, sock, answers=0)
+    conn = only_conn(loop.http)
+    conn.active = conn.started + limit  # a byte now and then: never quiet for long
+    tick(loop.http, conn.started + limit - 0.1)
+    assert not conn.out and not conn.closing
+    tick(loop.http, conn.started + limit + 0.1)
+    assert status(loop.talk(b"", sock)) == 408
+
+
+def test_a_body_waiting_for_memory_is_not_stalled_but_has_its_deadline(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH))
+    try:
+        first, second = loop.connect(), loop.connect()
+        loop.talk(post(BATCH)[:-1], first, answers=0)
+        loop.talk(post(BATCH), second, answers=0)
+        conn = loop.http._waiting[0]  # the second, not read while it waits
+        sending = next(c for c in loop.http._conns.values() if c is not conn)
+        now = conn.active + http_server.STALL_TIMEOUT_S + 1
+        sending.active = sending.started = now  # the first one's bytes keep coming
+        tick(loop.http, now)
+        assert not conn.out and loop.kinds == []
+        now = conn.started + http_server.REQUEST_TIMEOUT_S + 0.1
+        sending.active = sending.started = now
+        tick(loop.http, now)
+        assert status(loop.talk(b"", second)) == 408
+        assert loop.kinds == ["timed_out"] and not sending.out
+    finally:
+        loop.close()
+
+
+def test_an_error_answer_lingers_then_the_connection_closes(loop: Loop) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(b"GARBAGE\r\n\r\n", sock)) == 400
+    sock.send(b"more bytes the peer sent before it read the answer")
+    loop.http.poll(0.01)
+    conn = only_conn(loop.http)
+    assert conn.closing
+    tick(loop.http, conn.active + http_server.LINGER_S - 0.1)
+    assert loop.http._conns
+    tick(loop.http, conn.active + http_server.LINGER_S + 0.1)
+    assert not loop.http._conns
+
+
+def test_a_freeze_moves_every_clock_by_its_length(loop: Loop) -> None:
+    sock = loop.connect()
+    loop.talk(b"POST / HTTP/1.1\r\n", sock, answers=0)
+    conn = only_conn(loop.http)
+    started, active = conn.started, conn.active
+    frozen = 100.0
+    later = loop.http._last_tick + http_server.TICK_S + frozen
+    loop.http._tick(later)
+    assert conn.started == pytest.approx(started + frozen)
+    assert conn.active == pytest.approx(min(later, active + frozen))
+    assert not conn.out  # the head's 10 s did not run out while frozen
+    tick(loop.http, conn.started + http_server.HEAD_TIMEOUT_S + 0.1)
+    assert status(loop.talk(b"", sock)) == 408
+
+
+# --- what arrives with or after a request ---------------------------------------------------------
+
+def test_pipelined_requests_are_answered_in_order(loop: Loop) -> None:
+    sock = loop.connect()
+    two = post(BATCH) + post(b"{}") + post(BATCH)
+    answers = loop.talk(two, sock, answers=3)
+    assert [int(h.split(b" ")[1]) for h in answers.split(b"\r\n\r\n")[:3]] == [200, 400, 200]
+    assert [batch for batch in loop.spooled() if batch == [EVENT]] == [[EVENT], [EVENT]]
+
+
+def test_a_request_whose_peer_left_is_not_spooled(loop: Loop) -> None:
+    sock = loop.connect()
+    sock.sendall(post(BATCH))
+    sock.close()
+    loop.talk(b"", loop.connect(), answers=0)
+    assert loop.http.abandoned == 1 and loop.spooled() == []
+
+
+def test_a_peer_that_leaves_mid_request_is_counted_as_abandoned(loop: Loop) -> None:
+    sock = loop.connect()
+    loop.talk(post(BATCH)[:-3], sock, answers=0)
+    sock.close()
+    loop.talk(b"", loop.connect(), answers=0)
+    assert loop.http.abandoned == 1 and len(loop.http._conns) == 1
+    assert loop.http._reserved == 0
+
+
+def test_a_peer_that_leaves_between_requests_is_not_abandoned(loop: Loop) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    sock.close()
+    loop.talk(b"", loop.connect(), answers=0)
+    assert loop.http.abandoned == 0 and len(loop.http._conns) == 1
+
+
+def test_a_body_sent_with_its_head_gets_no_100_continue(loop: Loop) -> None:
+    raw = post(BATCH, b"Expect: 100-continue\r\n")
+    assert loop.talk(raw) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_an_unexpected_error_costs_one_connection(loop: Loop, caplog: pytest.LogCaptureFixture
+                                                  ) -> None:
+    def broken(body: bytearray) -> bytes:
+        raise RuntimeError("a bug")
+
+    real = loop.http.handle
+    loop.http.handle = broken
+    for count in (1, 2, 3):
+        sock = loop.connect()
+        assert loop.talk(post(BATCH), sock) == b"" and loop.ends(sock)
+        assert loop.http.internal_errors == count
+    assert [r.getMessage() for r in caplog.records if r.name == "ext.http_server"] == [
+        "listener error 1; the connection is closed", "listener error 2; the connection is closed"]
+    loop.http.handle = real
+    assert status(loop.talk(post(BATCH))) == 200
+
+
+def test_an_answer_the_peer_does_not_read_waits_and_holds_the_next_request(
+        loop: Loop) -> None:
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % 2**23 + b"x" * 2**23
+    answers = iter([big, None])
+    real = loop.http.handle
+
+    def handle(body: bytearray) -> bytes:
+        return next(answers) or real(body)
+
+    loop.http.handle = handle
+    sock = loop.connect()
+    sock.sendall(post(BATCH) + post(BATCH))  # the second waits for the first answer to go
+    for _ in range(20):
+        loop.http.poll(0.001)
+    conn = only_conn(loop.http)
+    assert conn.out and conn.mask == http_server._WRITABLE
+    assert len(loop.spooled()) == 0  # the big answer came from the stand-in handler
+    got = b""
+    for _ in range(5_000):
+        loop.http.poll(0.001)
+        with contextlib.suppress(BlockingIOError):
+            got += sock.recv(2**20)
+        if got.endswith(b"Content-Length: 0\r\n\r\n"):
+            break
+    assert got.startswith(big) and status(got[len(big):]) == 200
+    assert loop.spooled() == [[EVENT]]
+    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S + 1)
+    assert loop.http._conns  # answered and idle: not stalled
+
+
+def test_an_answer_the_peer_never_reads_is_dropped_after_the_stall_timeout(loop: Loop) -> None:
+    big = b"x" * 2**23
+    loop.http.handle = lambda body: big
+    sock = loop.connect()
+    sock.sendall(post(BATCH))
+    for _ in range(20):
+        loop.http.poll(0.001)
+    conn = only_conn(loop.http)
+    assert conn.out
+    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S - 0.1)
+    assert loop.http._conns
+    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S + 0.1)
+    assert not loop.http._conns
+
+
+def test_close_ends_every_connection(loop: Loop) -> None:
+    socks = [loop.connect() for _ in range(3)]
+    loop.talk(b"POST / HTTP/1.1\r\n", socks[0], answers=0)
+    loop.talk(b"", socks[2], answers=0)
+    loop.http.close()
+    for sock in socks:
+        sock.setblocking(True)
+        sock.settimeout(1)
+        assert sock.recv(10) == b""
+    assert not loop.http._conns
