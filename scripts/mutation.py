@@ -75,14 +75,18 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/sender.py": ("tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py"),
     # test_listener_process.py is left out of these: it starts the listener as a process from
     # benchmarks/, which the mutation copy does not hold, and takes seconds.
-    "ext/intake.py": ("tests/unit/test_intake*.py", "tests/unit/test_listener.py"),
+    "ext/intake.py": (
+        "tests/unit/test_intake_edges.py", "tests/unit/test_intake*.py",
+        "tests/unit/test_listener.py",
+    ),
     "ext/http_intake.py": ("tests/unit/test_listener_http*.py", "tests/unit/test_listener.py"),
     "ext/http_server.py": (
         "tests/unit/test_listener_http_answers.py", "tests/unit/test_listener_server*.py",
         "tests/unit/test_listener.py",
     ),
     "ext/listener.py": (
-        "tests/unit/test_listener_http_answers.py", "tests/unit/test_listener.py",
+        "tests/unit/test_listener_batches.py", "tests/unit/test_listener_http_answers.py",
+        "tests/unit/test_listener.py",
         "tests/unit/test_filters.py",
     ),
     "ext/lifecycle.py": (
