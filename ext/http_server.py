@@ -62,8 +62,7 @@ _READABLE = select.EPOLLIN
 _WRITABLE = select.EPOLLOUT
 _READABLE_OR_GONE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_REFUSAL_KINDS = {400: "malformed", 408: "timed_out", 413: "too_large", 431: "malformed",
-                  501: "malformed", 503: "busy"}
+_REFUSAL_KINDS = {408: "timed_out", 413: "too_large", 503: "busy"}  # others: "malformed"
 
 
 class _Conn:

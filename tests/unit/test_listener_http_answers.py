@@ -276,6 +276,28 @@ def test_a_head_of_exactly_its_bound_is_read(loop: Loop) -> None:
     assert status(loop.talk(head + b"\r\n\r\n" + BATCH)) == 200
 
 
+@pytest.mark.parametrize(("size", "code"), [(16_384, 200), (16_385, 431)])
+def test_the_head_bound_is_16_kib(loop: Loop, size: int, code: int) -> None:
+    start = b"POST / HTTP/1.1\r\nContent-Length: %d\r\nX: " % len(BATCH)
+    assert status(loop.talk(start + b"a" * (size - len(start)) + b"\r\n\r\n" + BATCH)) == code
+
+
+@pytest.mark.parametrize(("size", "code"), [(1_024, 200), (1_025, 400)])
+def test_the_chunk_line_bound_is_1_kib(loop: Loop, size: int, code: int) -> None:
+    size_line = b"%x;" % len(BATCH)
+    size_line += b"e" * (size - len(size_line))
+    trailer = b"T: " + b"t" * (size - 3)
+    for raw in (CHUNKED + size_line + b"\r\n" + BATCH + b"\r\n0\r\n\r\n",
+                CHUNKED + b"%x\r\n" % len(BATCH) + BATCH + b"\r\n0\r\n" + trailer + b"\r\n\r\n"):
+        assert status(loop.talk(raw)) == code
+
+
+@pytest.mark.parametrize(("count", "code"), [(64, 200), (65, 431)])
+def test_the_header_field_bound_is_64(loop: Loop, count: int, code: int) -> None:
+    fields = b"".join(b"X-%d: v\r\n" % n for n in range(count - 1))  # and Content-Length
+    assert status(loop.talk(post(BATCH, fields))) == code
+
+
 def test_too_many_header_fields_get_431(loop: Loop) -> None:
     fields = b"".join(b"X-%d: v\r\n" % n for n in range(MAX_HEADERS))
     assert_refused(loop, post(BATCH, fields), 431, "malformed")
