@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,12 @@ import pytest
 
 from ext import http_server
 from ext.http_server import HttpServer
-from tests.unit.test_listener_http_answers import BATCH, EVENT, Loop, post, status
+from tests.unit.test_listener_http_answers import BATCH, EVENT, Loop, chunked, post, status
+
+
+# The limits as documented (ext/http_server.py), written out: a changed limit fails a test.
+IDLE_S, HEAD_S, STALL_S, REQUEST_S, LINGER_S = 120.0, 10.0, 10.0, 60.0, 1.0
+FREEZE_S = 2.0  # a loop gap this much over its tick is a freeze
 
 
 @pytest.fixture
@@ -150,9 +156,9 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(loop: Loop) -
     sock = loop.connect()
     assert status(loop.talk(post(BATCH), sock)) == 200
     conn = only_conn(loop.http)
-    tick(loop.http, conn.active + http_server.IDLE_TIMEOUT_S - 0.1)
+    tick(loop.http, conn.active + IDLE_S - 0.1)
     assert loop.http._conns
-    tick(loop.http, conn.active + http_server.IDLE_TIMEOUT_S + 0.1)
+    tick(loop.http, conn.active + IDLE_S + 0.1)
     assert not loop.http._conns and loop.ends(sock)
     assert loop.listener.refused == {}
 
@@ -161,16 +167,16 @@ def test_a_request_that_stalls_gets_408(loop: Loop) -> None:
     sock = loop.connect()
     loop.talk(post(BATCH)[:-5], sock, answers=0)
     conn = only_conn(loop.http)
-    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S - 0.1)
+    tick(loop.http, conn.active + STALL_S - 0.1)
     assert not conn.out and not conn.closing
-    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S + 0.1)
+    tick(loop.http, conn.active + STALL_S + 0.1)
     assert status(loop.talk(b"", sock)) == 408
     assert loop.listener.refused == {"timed_out": 1}
 
 
 @pytest.mark.parametrize(("sent", "limit"), [
-    (b"POST / HTTP/1.1\r\n", http_server.HEAD_TIMEOUT_S),
-    (post(BATCH)[:-5], http_server.REQUEST_TIMEOUT_S),
+    (b"POST / HTTP/1.1\r\n", HEAD_S),
+    (post(BATCH)[:-5], REQUEST_S),
 ])
 def test_a_request_that_trickles_gets_408_at_its_deadline(
         loop: Loop, sent: bytes, limit: float) -> None:
@@ -192,11 +198,11 @@ def test_a_body_waiting_for_memory_is_not_stalled_but_has_its_deadline(tmp_path:
         loop.talk(post(BATCH), second, answers=0)
         conn = loop.http._waiting[0]  # the second, not read while it waits
         sending = next(c for c in loop.http._conns.values() if c is not conn)
-        now = conn.active + http_server.STALL_TIMEOUT_S + 1
+        now = conn.active + STALL_S + 1
         sending.active = sending.started = now  # the first one's bytes keep coming
         tick(loop.http, now)
         assert not conn.out and loop.kinds == []
-        now = conn.started + http_server.REQUEST_TIMEOUT_S + 0.1
+        now = conn.started + REQUEST_S + 0.1
         sending.active = sending.started = now
         tick(loop.http, now)
         assert status(loop.talk(b"", second)) == 408
@@ -212,10 +218,22 @@ def test_an_error_answer_lingers_then_the_connection_closes(loop: Loop) -> None:
     loop.http.poll(0.01)
     conn = only_conn(loop.http)
     assert conn.closing
-    tick(loop.http, conn.active + http_server.LINGER_S - 0.1)
+    tick(loop.http, conn.active + LINGER_S - 0.1)
     assert loop.http._conns
-    tick(loop.http, conn.active + http_server.LINGER_S + 0.1)
+    tick(loop.http, conn.active + LINGER_S + 0.1)
     assert not loop.http._conns
+
+
+@pytest.mark.parametrize(("gap", "frozen"), [(FREEZE_S - 0.1, False), (FREEZE_S + 0.1, True)])
+def test_a_gap_in_the_loop_past_two_seconds_is_a_freeze(
+        loop: Loop, gap: float, frozen: bool) -> None:
+    sock = loop.connect()
+    loop.talk(b"POST / HTTP/1.1\r\n", sock, answers=0)
+    conn = only_conn(loop.http)
+    conn.active = conn.started = loop.http._last_tick - 5.0
+    loop.http._tick(loop.http._last_tick + http_server.TICK_S + gap)
+    assert conn.started == pytest.approx(loop.http._last_tick - 5.0 - http_server.TICK_S - gap
+                                         + (gap if frozen else 0.0))
 
 
 def test_a_freeze_moves_every_clock_by_its_length(loop: Loop) -> None:
@@ -229,7 +247,7 @@ def test_a_freeze_moves_every_clock_by_its_length(loop: Loop) -> None:
     assert conn.started == pytest.approx(started + frozen)
     assert conn.active == pytest.approx(min(later, active + frozen))
     assert not conn.out  # the head's 10 s did not run out while frozen
-    tick(loop.http, conn.started + http_server.HEAD_TIMEOUT_S + 0.1)
+    tick(loop.http, conn.started + HEAD_S + 0.1)
     assert status(loop.talk(b"", sock)) == 408
 
 
@@ -316,7 +334,7 @@ def test_an_answer_the_peer_does_not_read_waits_and_holds_the_next_request(
             break
     assert got.startswith(big) and status(got[len(big):]) == 200
     assert loop.spooled() == [[EVENT]]
-    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S + 1)
+    tick(loop.http, conn.active + STALL_S + 1)
     assert loop.http._conns  # answered and idle: not stalled
 
 
@@ -329,9 +347,9 @@ def test_an_answer_the_peer_never_reads_is_dropped_after_the_stall_timeout(loop:
         loop.http.poll(0.001)
     conn = only_conn(loop.http)
     assert conn.out
-    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S - 0.1)
+    tick(loop.http, conn.active + STALL_S - 0.1)
     assert loop.http._conns
-    tick(loop.http, conn.active + http_server.STALL_TIMEOUT_S + 0.1)
+    tick(loop.http, conn.active + STALL_S + 0.1)
     assert not loop.http._conns
 
 
@@ -344,4 +362,100 @@ def test_close_ends_every_connection(loop: Loop) -> None:
         sock.setblocking(True)
         sock.settimeout(1)
         assert sock.recv(10) == b""
+    assert not loop.http._conns
+
+
+# --- the documented bounds, written out ---------------------------------------------------------
+
+def head(length: int) -> bytes:
+    return b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length
+
+
+def test_bodies_up_to_4_mib_are_taken_and_reserve_from_8_mib_of_shared_memory(
+        loop: Loop) -> None:
+    assert status(loop.talk(head(4 * 2**20 + 1))) == 413
+    first, second, third = loop.connect(), loop.connect(), loop.connect()
+    for sock in (first, second):  # heads only: each reserves its body's 4 MiB
+        assert loop.talk(head(4 * 2**20), sock, answers=0) == b""
+    assert loop.http._reserved == 8 * 2**20
+    loop.talk(head(1), third, answers=0)
+    assert len(loop.http._waiting) == 1  # one byte more than 8 MiB waits
+
+
+def test_64_connections_are_kept_and_the_65th_evicts_one(loop: Loop) -> None:
+    for _ in range(64):
+        loop.connect()
+    loop.talk(b"", loop.socks[-1], answers=0)
+    assert (len(loop.http._conns), loop.http.evicted) == (64, 0)
+    loop.talk(b"", loop.connect(), answers=0)
+    assert (len(loop.http._conns), loop.http.evicted) == (64, 1)
+
+
+def test_accepting_pauses_for_a_tenth_of_a_second(loop: Loop) -> None:
+    loop.http.server = FlakyServer(loop.server, errno.ENFILE)  # type: ignore[assignment]
+    before = time.monotonic()
+    loop.talk(b"", loop.connect(), answers=0)
+    assert before + 0.1 <= loop.http._accept_paused_until <= time.monotonic() + 0.1
+
+
+def test_a_chunked_body_of_exactly_the_shared_memory_is_taken(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH), max_body=10 * len(BATCH))
+    try:
+        assert status(loop.talk(chunked(BATCH[:9], BATCH[9:]))) == 200
+        assert status(loop.talk(chunked(BATCH[:9], BATCH[9:] + b" "))) == 503
+    finally:
+        loop.close()
+
+
+def test_an_evicted_waiting_body_leaves_the_queue(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH), max_connections=2)
+    try:
+        first, second = loop.connect(), loop.connect()
+        loop.talk(post(BATCH)[:-2], first, answers=0)
+        loop.talk(post(BATCH), second, answers=0)  # waits, and is not read meanwhile
+        loop.talk(BATCH[-2:-1], first, answers=0)  # first is the more recently active
+        loop.talk(b"", loop.connect(), answers=0)  # evicts second
+        assert loop.kinds == ["evicted"] and list(loop.http._waiting) == []
+        assert loop.ends(second)
+        assert status(loop.talk(BATCH[-1:], first)) == 200
+        assert loop.spooled()[-1] == [EVENT]
+    finally:
+        loop.close()
+
+
+def test_a_slow_keep_alive_request_whose_peer_left_is_not_spooled(loop: Loop) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    loop.talk(post(BATCH)[:-1], sock, answers=0)
+    only_conn(loop.http).started -= 1.1  # it has taken more than a second
+    sock.send(BATCH[-1:])
+    sock.close()
+    for _ in range(10):
+        loop.http.poll(0.001)
+    assert loop.http.abandoned == 1
+    assert [batch for batch in loop.spooled() if batch == [EVENT]] == [[EVENT]]
+
+
+def test_a_prompt_keep_alive_request_is_spooled_without_a_look_at_the_peer(loop: Loop) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    loop.talk(post(BATCH)[:-1], sock, answers=0)
+    only_conn(loop.http).started -= 0.9
+    sock.send(BATCH[-1:])
+    sock.close()  # gone, but a request that prompt is answered unchecked (saves a syscall)
+    for _ in range(10):
+        loop.http.poll(0.001)
+    assert loop.http.abandoned == 0
+    assert loop.spooled() == [[EVENT], [EVENT]]
+
+
+def test_a_request_whose_peer_reset_the_connection_is_not_spooled(loop: Loop) -> None:
+    sock = loop.connect()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    loop.talk(post(BATCH)[:-1], sock, answers=0)
+    sock.send(BATCH[-1:])
+    sock.close()  # linger 0: a reset
+    for _ in range(10):
+        loop.http.poll(0.001)
+    assert loop.spooled() == []
     assert not loop.http._conns
