@@ -17,7 +17,6 @@ from ext import http_server
 from ext.http_server import HttpServer
 from tests.unit.test_listener_http_answers import BATCH, EVENT, Loop, chunked, post, status
 
-
 # The limits as documented (ext/http_server.py), written out: a changed limit fails a test.
 IDLE_S, HEAD_S, STALL_S, REQUEST_S, LINGER_S = 120.0, 10.0, 10.0, 60.0, 1.0
 FREEZE_S = 2.0  # a loop gap this much over its tick is a freeze
