@@ -83,9 +83,12 @@ def test_refusals_of_each_kind_are_counted_together(plain: Listener, tmp_path: P
     plain.http.on_refused("timed_out")
     plain.http.on_refused("malformed")
     assert plain.malformed == 3
-    plain.accept_batch(body(("function", "a")))
-    notice = spooled(tmp_path / "spool")[0][0]
-    assert notice["record"] == {"requests": {"malformed": 3, "timed_out": 1}}
+    plain.accept_batch(body(("function", "a"), ("function", "b")))
+    with SpoolReader(tmp_path / "spool") as reader:
+        notice, batch = reader.read(10, 2**20, 0)
+    assert (notice.event_count, batch.event_count) == (1, 2)
+    assert json.loads(bytes(notice.payload))[0]["record"] == {
+        "requests": {"malformed": 3, "timed_out": 1}}
 
 
 def test_an_empty_batch_is_answered_200_and_spools_nothing_not_even_refusals(
@@ -153,7 +156,7 @@ def test_drops_wait_at_most_the_report_interval(
     monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
     filtering.accept_batch(body(("function", "[DEBUG]\tx")))
     assert filtering.filtered_since == 1_000.0
-    now[0] += listener.FILTER_REPORT_S - 0.5
+    now[0] += 59.5  # drops wait at most a minute
     filtering.accept_batch(body(("function", "[DEBUG]\ty"), ("function", "a")))
     assert filtering.filtered_since == 1_000.0  # the oldest unreported drop's time
     now[0] += 0.5
