@@ -64,7 +64,10 @@ def response(status: int, close: bool = False) -> bytes:
 
 def parse_head(head: bytes | bytearray, max_body: int) -> Head:
     """Parses a request head (without its final blank line); raises HttpError."""
-    lines = bytes(head).split(b"\r\n")
+    text = bytes(head)
+    lines = text.split(b"\r\n")
+    if text.count(b"\n") + text.count(b"\r") != 2 * (len(lines) - 1):
+        raise HttpError(400, "bare CR or LF in the head")  # a line another parser splits
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith(b"HTTP/1."):
         raise HttpError(400, "malformed request line")

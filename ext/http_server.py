@@ -285,6 +285,8 @@ class HttpServer:
         if end < 0:
             if len(conn.buf) > MAX_HEAD_BYTES:
                 raise HttpError(431, "request head too large")
+            if b"\n\n" in conn.buf:  # a head whose lines end in LF alone: 400 now, not 408
+                raise HttpError(400, "head lines end in a bare LF")
             return False
         conn.head = parse_head(conn.buf[:end], self.max_body)
         del conn.buf[: end + 4]

@@ -162,6 +162,16 @@ def test_a_malformed_header_field_gets_400(loop: Loop, field: bytes) -> None:
     assert_refused(loop, b"POST / HTTP/1.1\r\n" + field + b"\r\n\r\n", 400, "malformed")
 
 
+@pytest.mark.parametrize("head", [
+    b"POST / HTTP/1.1\nContent-Length: 2\n\n[]",  # LF line ends: refused at once, not at 10 s
+    b"POST / HTTP/1.1\r\nX: a\nContent-Length: 2\r\n\r\n[]",  # a field hidden in a value
+    b"POST / HTTP/1.1\r\nX: a\rContent-Length: 2\r\n\r\n[]",
+    b"POST / HTTP/1.1\nContent-Length: 2\r\n\r\n[]",
+])
+def test_a_bare_cr_or_lf_in_the_head_gets_400(loop: Loop, head: bytes) -> None:
+    assert_refused(loop, head, 400, "malformed")
+
+
 @pytest.mark.parametrize("value", [b"ten", b"-1", b"+2", b"2, 2", b"", b"0x2", b"\xd9\xa2"])
 def test_a_malformed_content_length_gets_400(loop: Loop, value: bytes) -> None:
     assert_refused(loop, b"POST / HTTP/1.1\r\nContent-Length: " + value + b"\r\n\r\n[]",
