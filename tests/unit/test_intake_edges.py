@@ -25,11 +25,11 @@ def spaced(*events: bytes) -> bytes:
     return b"[ " + b" ,\n ".join(events) + b"\n]"
 
 
-def nested(levels: int) -> object:
-    """A record `levels` deep (an event holding it is one level more)."""
+def nested(levels: int, objects: bool = False) -> object:
+    """A record `levels` deep (an event holding it is one level more), of arrays or objects."""
     value: object = "leaf"
     for _ in range(levels):
-        value = [value]
+        value = {"k": value} if objects else [value]
     return value
 
 
@@ -38,16 +38,19 @@ def kept(verdict: intake.Verdict) -> list[dict[str, object]]:
     return list(json.loads(bytes(verdict.payload)))
 
 
+@pytest.mark.parametrize("objects", [False, True])
 @pytest.mark.parametrize("filler", [0, 70])  # a small batch, and one past the per-event check
-def test_an_event_64_levels_deep_is_kept_and_65_is_kept_as_text(filler: int) -> None:
+def test_an_event_64_levels_deep_is_kept_and_65_is_kept_as_text(
+        filler: int, objects: bool) -> None:
     others = [event(f"line {n}") for n in range(filler)]
-    fits = intake.inspect(batch(*others, event(nested(63))))
+    fits = intake.inspect(batch(*others, event(nested(63, objects))))
     assert (fits.too_deep, fits.dropped) == (0, 0)
-    assert kept(fits)[-1]["record"] == nested(63)
-    deep = intake.inspect(batch(*others, event(nested(64))))
+    assert kept(fits)[-1]["record"] == nested(63, objects)
+    deep = intake.inspect(batch(*others, event(nested(64, objects))))
     assert deep.too_deep == 1
     assert kept(deep)[-2]["type"] == intake.TOO_DEEP_TYPE
-    assert json.loads(kept(deep)[-2]["record"]) == json.loads(event(nested(64)))  # type: ignore[arg-type]
+    assert json.loads(kept(deep)[-2]["record"]) == json.loads(  # type: ignore[arg-type]
+        event(nested(64, objects)))
     assert kept(deep)[-1]["record"] == {"dropped_events": 0, "too_deep_kept_as_text": 1,
                                         "max_depth": 64}
 
@@ -113,6 +116,12 @@ def test_bytes_after_the_array_are_counted_as_one_dropped_element(trailing: byte
     assert (verdict.events, verdict.dropped) == (3, 1)
 
 
+def test_an_event_after_the_closing_bracket_is_kept() -> None:
+    verdict = intake.inspect(batch(event("a")) + b" " + event("b") + b" ")
+    assert [e["record"] for e in kept(verdict)] == ["a", "b"]
+    assert (verdict.events, verdict.dropped) == (2, 0)
+
+
 def test_an_array_never_closed_keeps_what_it_holds() -> None:
     verdict = intake.inspect(b"[" + event("a") + b"," + event("b"))
     assert [e["record"] for e in kept(verdict)] == ["a", "b"]
@@ -132,10 +141,12 @@ def test_a_body_that_is_not_an_array_has_no_elements_and_no_payload(body: bytes)
 def test_elements_are_split_at_top_level_commas_with_their_depth() -> None:
     fits = json.dumps(nested(intake.MAX_DEPTH)).encode()  # an element 64 levels deep
     deep = json.dumps(nested(intake.MAX_DEPTH + 1)).encode()
-    text = b' [ 1 ,\t"a,]" , {"k": [2, 3]},' + deep + b"," + fits + b"\n] "
+    text = b' [ 1 ,\t"a,]" , {"k": [2, 3]},' + deep + b"," + fits + b"," + fits + b", 2\n] "
     assert [(bytes(e), d) for e, d in intake.elements(text) or []] == [
         (b"1", False), (b'"a,]"', False), (b'{"k": [2, 3]}', False), (deep, True),
-        (fits, False)]
+        (fits, False), (fits, False), (b"2", False)]
+    tail = b"[" + deep + b"," + deep + b"]"
+    assert [d for _, d in intake.elements(tail) or []] == [True, True]
     assert intake.elements(b"[]") == []
     assert intake.elements(b"[ ]") == []
 
