@@ -197,3 +197,14 @@ def test_serve_runs_while_the_parent_lives(plain: Listener,
     monkeypatch.setattr(plain.http, "poll", polls.append)
     plain.serve()
     assert polls == [-1.0, listener.TICK_S, listener.TICK_S]
+
+
+def test_an_empty_array_spools_nothing_even_with_drops_overdue(
+        filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000.0]
+    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    filtering.accept_batch(body(("function", "[DEBUG]\tx")))
+    now[0] += 61
+    assert filtering.accept_batch(b"[]").startswith(b"HTTP/1.1 200 ")
+    assert spooled(tmp_path / "spool") == []
+    assert filtering.filtered == {"level": 1}  # still owed, with the next batch
