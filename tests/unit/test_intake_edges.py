@@ -135,7 +135,13 @@ def test_an_array_never_closed_keeps_what_it_holds() -> None:
 def test_a_body_that_is_not_an_array_has_no_elements_and_no_payload(body: bytes) -> None:
     assert intake.elements(body) is None
     verdict = intake.inspect(body + b"x")  # not valid JSON either: the salvage path says so
-    assert verdict.payload is None and verdict.events == 0
+    assert verdict.payload is None and verdict.events == 0 and not verdict.notable
+
+
+def test_a_long_blank_body_is_not_an_array() -> None:
+    blank = b" \n" * 200  # offsets past CPython's small ints
+    assert intake.elements(blank) is None
+    assert intake.inspect(blank).payload is None
 
 
 def test_elements_are_split_at_top_level_commas_with_their_depth() -> None:
