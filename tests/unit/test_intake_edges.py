@@ -116,10 +116,27 @@ def test_bytes_after_the_array_are_counted_as_one_dropped_element(trailing: byte
     assert (verdict.events, verdict.dropped) == (3, 1)
 
 
-def test_an_event_after_the_closing_bracket_is_kept() -> None:
-    verdict = intake.inspect(batch(event("a")) + b" " + event("b") + b" ")
+@pytest.mark.parametrize("space", [b"", b" "])
+def test_an_event_after_the_closing_bracket_is_kept(space: bytes) -> None:
+    verdict = intake.inspect(batch(event("a")) + space + event("b") + space)
     assert [e["record"] for e in kept(verdict)] == ["a", "b"]
     assert (verdict.events, verdict.dropped) == (2, 0)
+
+
+@pytest.mark.parametrize("tail", [b",]", b", ]", b",\n]"])
+def test_a_trailing_comma_counts_as_one_dropped_element(tail: bytes) -> None:
+    verdict = intake.inspect(b"[" + event("a") + tail)
+    assert [e["record"] for e in kept(verdict)[:1]] == ["a"]
+    assert (verdict.events, verdict.dropped) == (2, 1)
+
+
+@pytest.mark.parametrize("filler", [0, 70])
+def test_a_record_63_deep_with_many_brackets_is_kept(filler: int) -> None:
+    record = [nested(62), [[] for _ in range(10)]]  # 63 deep, 73 brackets: the count passes
+    body = spaced(*(event(f"line {n}") for n in range(filler)), event(record))
+    verdict = intake.inspect(body)
+    assert (verdict.too_deep, verdict.dropped) == (0, 0)
+    assert bytes(verdict.payload or b"") == body  # taken as it came, not salvaged
 
 
 def test_an_array_never_closed_keeps_what_it_holds() -> None:
