@@ -79,14 +79,13 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_intake_edges.py", "tests/unit/test_intake*.py",
         "tests/unit/test_listener.py",
     ),
-    # The threaded socket tests of test_listener.py (~5 s of waits) stay out of these two: the
-    # in-process answers, server and batch tests drive the same code without waits.
+    # The threaded socket tests of test_listener.py (~5 s of waits) stay out of these three:
+    # the in-process answers, server and batch tests drive the same code without waits.
     "ext/http_intake.py": (
         "tests/unit/test_listener_http.py", "tests/unit/test_listener_http_answers.py",
     ),
     "ext/http_server.py": (
-        "tests/unit/test_listener_http_answers.py", "tests/unit/test_listener_server*.py",
-        "tests/unit/test_listener.py",
+        "tests/unit/test_listener_http_answers.py", "tests/unit/test_listener_server.py",
     ),
     "ext/listener.py": (
         "tests/unit/test_listener_batches.py", "tests/unit/test_listener_http_answers.py",
