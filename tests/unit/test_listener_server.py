@@ -458,3 +458,25 @@ def test_a_request_whose_peer_reset_the_connection_is_not_spooled(loop: Loop) ->
         loop.http.poll(0.001)
     assert loop.spooled() == []
     assert not loop.http._conns
+
+
+def test_a_flush_that_finds_the_socket_full_keeps_the_whole_answer(loop: Loop) -> None:
+    big = b"y" * 2**23
+    loop.http.handle = lambda body: big
+    sock = loop.connect()
+    sock.sendall(post(BATCH))
+    for _ in range(20):
+        loop.http.poll(0.001)
+    conn = only_conn(loop.http)
+    left = len(conn.out)
+    assert left
+    loop.http._flush(conn)  # a wake-up with no room (the socket's buffer is still full)
+    assert len(conn.out) == left
+    got = b""
+    for _ in range(5_000):
+        loop.http.poll(0.001)
+        with contextlib.suppress(BlockingIOError):
+            got += sock.recv(2**20)
+        if len(got) >= len(big):
+            break
+    assert got == big
