@@ -480,3 +480,34 @@ def test_a_flush_that_finds_the_socket_full_keeps_the_whole_answer(loop: Loop) -
         if len(got) >= len(big):
             break
     assert got == big
+
+
+def test_a_woken_body_still_arriving_keeps_its_place_ahead_of_the_next(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH))
+    try:
+        first, second, third = loop.connect(), loop.connect(), loop.connect()
+        loop.talk(post(BATCH)[:-1], first, answers=0)
+        loop.talk(post(BATCH)[:-1], second, answers=0)  # waits, its body not all sent
+        loop.talk(post(BATCH), third, answers=0)  # waits behind it
+        assert status(loop.talk(BATCH[-1:], first)) == 200
+        assert loop.http.internal_errors == 0
+        assert len(loop.http._waiting) == 1  # the third: the second holds the memory now
+        assert status(loop.talk(BATCH[-1:], second)) == 200
+        assert status(loop.talk(b"", third)) == 200
+        assert [batch for batch in loop.spooled() if batch == [EVENT]] == [[EVENT]] * 3
+    finally:
+        loop.close()
+
+
+def test_a_last_answer_the_peer_does_not_read_gets_the_linger_time(loop: Loop) -> None:
+    loop.http.handle = lambda body: b"z" * 2**23
+    sock = loop.connect()
+    sock.sendall(b"POST / HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(BATCH) + BATCH)
+    for _ in range(20):
+        loop.http.poll(0.001)
+    conn = only_conn(loop.http)
+    assert conn.closing and conn.out  # answered, to be closed once sent
+    tick(loop.http, conn.active + LINGER_S - 0.1)
+    assert loop.http._conns
+    tick(loop.http, conn.active + LINGER_S + 0.1)
+    assert not loop.http._conns
