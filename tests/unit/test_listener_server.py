@@ -511,3 +511,73 @@ def test_a_last_answer_the_peer_does_not_read_gets_the_linger_time(loop: Loop) -
     assert loop.http._conns
     tick(loop.http, conn.active + LINGER_S + 0.1)
     assert not loop.http._conns
+
+
+# --- a host up for seconds only (Lambda boots the VM just before init) ---------------------------
+
+class YoungClock:
+    """Stands in for the time module in ext.http_server: a monotonic clock that starts at 1 s."""
+
+    def __init__(self) -> None:
+        self.now = 1.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def young(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> YoungClock:
+    clock = YoungClock()
+    monkeypatch.setattr(http_server, "time", clock)
+    loop.http._last_tick = clock.now
+    return clock
+
+
+def test_timers_run_on_a_young_host(loop: Loop, young: YoungClock) -> None:
+    young.now = 2.2
+    loop.http.poll(0)
+    assert loop.http._last_tick == 2.2  # a tick was due (1.2 s since the last)
+
+
+@pytest.mark.parametrize(("sent", "deadline"), [
+    (b"POST / HTTP/1.1\r\n", HEAD_S), (post(BATCH)[:-5], REQUEST_S)])
+def test_a_deadline_runs_out_on_a_young_host(
+        loop: Loop, young: YoungClock, sent: bytes, deadline: float) -> None:
+    sock = loop.connect()
+    loop.talk(sent, sock, answers=0)
+    conn = only_conn(loop.http)
+    assert conn.started == 1.0
+    young.now = 1.0 + deadline + 0.5
+    conn.active = young.now  # bytes kept coming
+    tick(loop.http, young.now)
+    assert status(loop.talk(b"", sock)) == 408
+
+
+def test_an_idle_connection_is_closed_on_a_young_host(loop: Loop, young: YoungClock) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    young.now = 1.0 + IDLE_S + 1.0
+    tick(loop.http, young.now)
+    assert not loop.http._conns
+
+
+def test_a_freeze_is_seen_on_a_young_host(loop: Loop, young: YoungClock) -> None:
+    sock = loop.connect()
+    loop.talk(b"POST / HTTP/1.1\r\n", sock, answers=0)
+    conn = only_conn(loop.http)
+    young.now = 4.5  # 3.5 s since the last tick: frozen
+    loop.http._tick(young.now)
+    assert conn.started == pytest.approx(1.0 + 3.5 - http_server.TICK_S)
+
+
+def test_a_slow_request_is_checked_for_its_peer_on_a_young_host(
+        loop: Loop, young: YoungClock) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    loop.talk(post(BATCH)[:-1], sock, answers=0)
+    young.now = 3.5  # 2.5 s after it started
+    sock.send(BATCH[-1:])
+    sock.close()
+    for _ in range(10):
+        loop.http.poll(0.001)
+    assert loop.http.abandoned == 1
