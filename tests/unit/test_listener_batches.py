@@ -152,13 +152,13 @@ def test_a_salvaged_batch_is_filtered_too(filtering: Listener, tmp_path: Path) -
 
 def test_drops_wait_at_most_the_report_interval(
         filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1_000.0]
+    now = [10.0]  # a VM booted seconds ago: the monotonic clock is small
     monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
     filtering.accept_batch(body(("function", "[DEBUG]\tx")))
-    assert filtering.filtered_since == 1_000.0
+    assert filtering.filtered_since == 10.0
     now[0] += 59.5  # drops wait at most a minute
     filtering.accept_batch(body(("function", "[DEBUG]\ty"), ("function", "a")))
-    assert filtering.filtered_since == 1_000.0  # the oldest unreported drop's time
+    assert filtering.filtered_since == 10.0  # the oldest unreported drop's time
     now[0] += 0.5
     filtering.accept_batch(body(("function", "b")))
     assert types(tmp_path / "spool") == [["function"], ["function", filters.FILTERED_TYPE]]
@@ -208,3 +208,16 @@ def test_an_empty_array_spools_nothing_even_with_drops_overdue(
     assert filtering.accept_batch(b"[]").startswith(b"HTTP/1.1 200 ")
     assert spooled(tmp_path / "spool") == []
     assert filtering.filtered == {"level": 1}  # still owed, with the next batch
+
+
+def test_overdue_drops_are_reported_even_by_a_batch_all_dropped(
+        filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [10.0]
+    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    filtering.accept_batch(body(("function", "[DEBUG]\tx")))
+    now[0] += 61
+    assert filtering.accept_batch(body(("function", "[DEBUG]\ty"))).startswith(b"HTTP/1.1 200 ")
+    [batch] = spooled(tmp_path / "spool")
+    assert [e["type"] for e in batch] == [filters.FILTERED_TYPE]
+    assert batch[0]["record"] == {"dropped_events": 2, "by_reason": {"level": 2}}
+    assert filtering.filtered == {} and filtering.filtered_total == {"level": 2}
