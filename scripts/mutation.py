@@ -73,14 +73,14 @@ TESTS: dict[str, tuple[str, ...]] = {
     # As for the courier: the unit tests against a stand-in courier; the process tests are the
     # safety net, not the mutation oracle.
     "ext/sender.py": ("tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py"),
-    # test_listener_process.py is left out of these: it starts the listener as a process from
-    # benchmarks/, which the mutation copy does not hold, and takes seconds.
+    # The listener's own tests, in-process; left out: test_listener_process.py (it starts the
+    # listener as a process from benchmarks/, which the mutation copy does not hold) and the
+    # threaded socket tests of test_listener.py (~5 s of waits; the in-process answers, server
+    # and batch tests drive the same code without them).
     "ext/intake.py": (
         "tests/unit/test_intake_edges.py", "tests/unit/test_intake*.py",
-        "tests/unit/test_listener.py",
+        "tests/unit/test_listener_batches.py",
     ),
-    # The threaded socket tests of test_listener.py (~5 s of waits) stay out of these three:
-    # the in-process answers, server and batch tests drive the same code without waits.
     "ext/http_intake.py": (
         "tests/unit/test_listener_http.py", "tests/unit/test_listener_http_answers.py",
     ),
