@@ -581,3 +581,65 @@ def test_a_slow_request_is_checked_for_its_peer_on_a_young_host(
     for _ in range(10):
         loop.http.poll(0.001)
     assert loop.http.abandoned == 1
+
+
+# --- more of the loop's bookkeeping --------------------------------------------------------------
+
+def test_accept_errors_are_logged_at_powers_of_two(
+        loop: Loop, caplog: pytest.LogCaptureFixture) -> None:
+    idle = [loop.connect() for _ in range(3)]
+    loop.talk(b"", idle[-1], answers=0)
+    loop.http.server = FlakyServer(loop.server, *[errno.EMFILE] * 3)  # type: ignore[assignment]
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200  # after three errors, each evicting one
+    assert (loop.http.accept_errors, loop.http.evicted) == (3, 3)
+    assert [r.getMessage() for r in caplog.records if r.name == "ext.http_server"] == [
+        "accept failed 1 time(s): [Errno 24] EMFILE", "accept failed 2 time(s): [Errno 24] EMFILE"]
+
+
+def test_evicting_a_connection_that_was_refused_is_no_second_refusal(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, max_connections=1)
+    try:
+        refused = loop.connect()
+        assert status(loop.talk(b"GARBAGE\r\n\r\n", refused)) == 400  # answered, lingering
+        loop.talk(b"", loop.connect(), answers=0)
+        assert loop.http.evicted == 1 and loop.kinds == ["malformed"]
+    finally:
+        loop.close()
+
+
+def test_a_freeze_leaves_an_idle_connection_idle(loop: Loop) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    conn = only_conn(loop.http)
+    loop.http._tick(loop.http._last_tick + 0.25 + 100.0)
+    assert not conn.in_request
+    assert loop.listener.refused == {}
+
+
+def test_a_peer_is_gone_once_it_closed_or_reset_and_not_while_it_may_read(loop: Loop) -> None:
+    def accepted(client: socket.socket) -> socket.socket:  # the server side of `client`
+        server_side, _ = loop.server.accept()
+        server_side.setblocking(False)
+        loop.socks.append(server_side)
+        return server_side
+
+    loop.http.close()  # the loop stays out: these sockets are the test's own
+    alive = socket.create_connection(loop.server.getsockname())
+    loop.socks.append(alive)
+    side = accepted(alive)
+    assert not http_server._peer_gone(side)  # nothing to read
+    alive.send(b"x")
+    time.sleep(0.01)
+    assert not http_server._peer_gone(side)  # data pending
+    closed = socket.create_connection(loop.server.getsockname())
+    side = accepted(closed)
+    closed.close()
+    time.sleep(0.01)
+    assert http_server._peer_gone(side)
+    reset = socket.create_connection(loop.server.getsockname())
+    side = accepted(reset)
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    reset.close()
+    time.sleep(0.01)
+    assert http_server._peer_gone(side)
