@@ -119,6 +119,7 @@ def test_a_body_waits_for_the_shared_memory_and_bodies_are_served_in_order(
         assert status(loop.talk(b"", second)) == 200 and status(loop.talk(b"", third)) == 200
         assert (loop.http._reserved, len(loop.http._waiting)) == (0, 0)
         assert loop.spooled() == [[EVENT], [EVENT]]
+        assert loop.http.internal_errors == 0
     finally:
         loop.close()
 
@@ -495,6 +496,7 @@ def test_a_woken_body_still_arriving_keeps_its_place_ahead_of_the_next(tmp_path:
         assert status(loop.talk(BATCH[-1:], second)) == 200
         assert status(loop.talk(b"", third)) == 200
         assert [batch for batch in loop.spooled() if batch == [EVENT]] == [[EVENT]] * 3
+        assert loop.http.internal_errors == 0
     finally:
         loop.close()
 
@@ -643,3 +645,64 @@ def test_a_peer_is_gone_once_it_closed_or_reset_and_not_while_it_may_read(loop: 
     reset.close()
     time.sleep(0.01)
     assert http_server._peer_gone(side)
+
+
+def test_a_body_waiting_for_memory_is_left_in_the_socket(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=100_000, max_body=100_000)
+    try:
+        first, second = loop.connect(), loop.connect()
+        loop.talk(head(60_000) + b"[", first, answers=0)
+        loop.talk(head(60_000) + b"[" + b" " * 50_000, second, answers=0)
+        [waiting] = loop.http._waiting
+        assert len(waiting.buf) < 20_000  # the head's read, not the body: memory stays bounded
+        loop.talk(b" " * 59_998 + b"]", first)
+        loop.talk(b" " * 9_998 + b"]", second)
+        assert loop.http._reserved == 0 and loop.http.internal_errors == 0
+    finally:
+        loop.close()
+
+
+def test_memory_held_returns_to_zero_when_connections_close(loop: Loop) -> None:
+    socks = [loop.connect() for _ in range(3)]
+    assert status(loop.talk(post(BATCH), socks[0])) == 200
+    assert status(loop.talk(chunked(BATCH), socks[1])) == 200
+    loop.talk(post(BATCH)[:-3], socks[2], answers=0)
+    for sock in socks:
+        sock.close()
+    for _ in range(10):
+        loop.http.poll(0.001)
+    assert not loop.http._conns and loop.http._reserved == 0
+
+
+def test_a_smaller_body_behind_one_still_arriving_is_served_when_both_fit(
+        tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=100)
+    try:
+        first, second, third = loop.connect(), loop.connect(), loop.connect()
+        loop.talk(head(90) + b"[", first, answers=0)
+        loop.talk(head(50) + b"[", second, answers=0)  # waits: 90 + 50 > 100
+        loop.talk(post(b"[]"), third, answers=0)  # fits beside the second, waits behind it
+        assert status(loop.talk(b" " * 88 + b"]", first)) == 200
+        assert status(loop.talk(b"", third)) == 200  # 50 + 2 fit: served before the second ends
+        assert status(loop.talk(b" " * 48 + b"]", second)) == 200
+        assert loop.http.internal_errors == 0
+    finally:
+        loop.close()
+
+
+def test_a_slow_reader_kept_busy_is_not_stalled(loop: Loop, young: YoungClock) -> None:
+    loop.http.handle = lambda body: b"w" * 2**23
+    sock = loop.connect()
+    sock.sendall(post(BATCH))
+    for _ in range(20):
+        loop.http.poll(0.001)
+    conn = only_conn(loop.http)
+    assert conn.out and conn.active == 1.0
+    young.now = 20.0
+    for _ in range(20):  # the reader takes some: the rest moves on
+        with contextlib.suppress(BlockingIOError):
+            sock.recv(2**20)
+        loop.http.poll(0.001)
+    assert conn.active == 20.0
+    tick(loop.http, 25.0)
+    assert loop.http._conns  # 5 s since the last byte went out: not stalled
