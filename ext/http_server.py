@@ -215,6 +215,7 @@ class HttpServer:
 
     def _close(self, conn: _Conn) -> None:
         conn.closing = True  # ends any loop still working on it
+        held = conn.reserved
         self._release(conn)
         if conn in self._waiting:
             self._waiting.remove(conn)
@@ -222,6 +223,8 @@ class HttpServer:
         if self._conns.get(conn.fd) is conn:
             self._conns.pop(conn.fd)
         conn.sock.close()
+        if held:  # the memory it held may let a body waiting for it in
+            self._wake_waiters()
 
     def _on_readable(self, conn: _Conn) -> None:
         try:

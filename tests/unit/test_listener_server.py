@@ -708,3 +708,23 @@ def test_a_slow_reader_kept_busy_is_not_stalled(loop: Loop, young: YoungClock) -
     assert conn.active == 20.0
     tick(loop.http, 25.0)
     assert loop.http._conns  # 5 s since the last byte went out: not stalled
+
+
+@pytest.mark.parametrize("leaves", ["closes", "evicted"])
+def test_a_body_waiting_for_memory_goes_on_when_the_one_ahead_leaves(
+        tmp_path: Path, leaves: str) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH), max_connections=2)
+    try:
+        first, second = loop.connect(), loop.connect()
+        loop.talk(post(BATCH)[:-1], first, answers=0)  # holds the memory, one byte short
+        loop.talk(post(BATCH), second, answers=0)  # waits for it
+        only = [c for c in loop.http._conns.values() if c not in loop.http._waiting]
+        only[0].active -= 1  # the first is the least recently active
+        if leaves == "closes":
+            first.close()
+        else:
+            loop.talk(b"", loop.connect(), answers=0)  # one connection too many: evicts it
+        assert status(loop.talk(b"", second)) == 200
+        assert loop.http._reserved == 0 and not loop.http._waiting
+    finally:
+        loop.close()
