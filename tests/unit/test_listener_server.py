@@ -728,3 +728,43 @@ def test_a_body_waiting_for_memory_goes_on_when_the_one_ahead_leaves(
         assert loop.http._reserved == 0 and not loop.http._waiting
     finally:
         loop.close()
+
+
+class ResetOnSend:
+    """A connection's socket whose peer resets as soon as it is answered."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def send(self, data: bytes) -> int:
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+
+def test_a_peer_that_resets_as_it_is_answered_holds_up_no_waiting_body(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=len(BATCH))
+    try:
+        first, second = loop.connect(), loop.connect()
+        loop.talk(post(BATCH)[:-1], first, answers=0)
+        loop.talk(post(BATCH), second, answers=0)  # waits for the first's memory
+        [conn] = [c for c in loop.http._conns.values() if c not in loop.http._waiting]
+        conn.sock = ResetOnSend(conn.sock)  # type: ignore[assignment]
+        loop.talk(BATCH[-1:], first, answers=0)
+        assert conn.fd not in loop.http._conns  # closed when its answer could not go
+        assert status(loop.talk(b"", second)) == 200
+        assert loop.http._reserved == 0 and loop.http.internal_errors == 0
+    finally:
+        loop.close()
+
+
+def test_a_peer_that_resets_before_its_100_continue_costs_only_its_connection(
+        loop: Loop) -> None:
+    sock = loop.connect()
+    loop.talk(b"POST / HTTP/1.1\r\n", sock, answers=0)
+    conn = only_conn(loop.http)
+    conn.sock = ResetOnSend(conn.sock)  # type: ignore[assignment]
+    loop.talk(b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n", sock, answers=0)
+    assert not loop.http._conns and loop.http.internal_errors == 0
+    assert status(loop.talk(post(BATCH))) == 200
