@@ -730,27 +730,44 @@ def test_a_body_waiting_for_memory_goes_on_when_the_one_ahead_leaves(
         loop.close()
 
 
-class ResetOnSend:
-    """A connection's socket whose peer resets as soon as it is answered."""
+class ResetAt:
+    """A connection's socket whose peer resets: seen when reading the request ("recv"), when
+    answering ("send"), or once the answer is out and the listener shuts its side."""
 
-    def __init__(self, real: socket.socket) -> None:
+    def __init__(self, real: socket.socket, at: str) -> None:
         self.real = real
+        self.at = at
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.real, name)
 
+    def _reset(self, where: str) -> None:
+        if where == self.at:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    def recv_into(self, buffer: memoryview | bytearray, size: int = 0) -> int:
+        self._reset("recv")
+        return self.real.recv_into(buffer, size)
+
     def send(self, data: bytes) -> int:
-        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        self._reset("send")
+        return self.real.send(data)
+
+    def shutdown(self, how: int) -> None:
+        self._reset("shutdown")
+        self.real.shutdown(how)
 
 
-def test_a_peer_that_resets_as_it_is_answered_holds_up_no_waiting_body(tmp_path: Path) -> None:
+@pytest.mark.parametrize("at", ["send", "shutdown"])
+def test_a_peer_that_resets_as_it_is_answered_holds_up_no_waiting_body(
+        tmp_path: Path, at: str) -> None:
     loop = Loop(tmp_path, body_budget=len(BATCH))
     try:
         first, second = loop.connect(), loop.connect()
-        loop.talk(post(BATCH)[:-1], first, answers=0)
+        loop.talk(post(BATCH, b"Connection: close\r\n")[:-1], first, answers=0)
         loop.talk(post(BATCH), second, answers=0)  # waits for the first's memory
         [conn] = [c for c in loop.http._conns.values() if c not in loop.http._waiting]
-        conn.sock = ResetOnSend(conn.sock)  # type: ignore[assignment]
+        conn.sock = ResetAt(conn.sock, at)  # type: ignore[assignment]
         loop.talk(BATCH[-1:], first, answers=0)
         assert conn.fd not in loop.http._conns  # closed when its answer could not go
         assert status(loop.talk(b"", second)) == 200
@@ -764,7 +781,17 @@ def test_a_peer_that_resets_before_its_100_continue_costs_only_its_connection(
     sock = loop.connect()
     loop.talk(b"POST / HTTP/1.1\r\n", sock, answers=0)
     conn = only_conn(loop.http)
-    conn.sock = ResetOnSend(conn.sock)  # type: ignore[assignment]
+    conn.sock = ResetAt(conn.sock, "send")  # type: ignore[assignment]
     loop.talk(b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n", sock, answers=0)
     assert not loop.http._conns and loop.http.internal_errors == 0
     assert status(loop.talk(post(BATCH))) == 200
+
+
+def test_a_peer_that_resets_mid_request_costs_only_its_connection(loop: Loop) -> None:
+    sock = loop.connect()
+    loop.talk(post(BATCH)[:-3], sock, answers=0)
+    conn = only_conn(loop.http)
+    conn.sock = ResetAt(conn.sock, "recv")  # type: ignore[assignment]
+    loop.talk(BATCH[-3:], sock, answers=0)  # what arrives next is read as a reset
+    assert not loop.http._conns and loop.http.internal_errors == 0
+    assert loop.http._reserved == 0 and loop.spooled() == []
