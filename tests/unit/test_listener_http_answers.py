@@ -154,6 +154,10 @@ def test_a_malformed_request_line_gets_400(loop: Loop, line: bytes) -> None:
     assert loop.listener.malformed == 1
 
 
+def test_a_request_that_starts_with_a_blank_line_gets_400_at_once(loop: Loop) -> None:
+    assert_refused(loop, b"\r\n\r\n" + post(BATCH), 400, "malformed")
+
+
 @pytest.mark.parametrize("field", [
     b"no colon", b": empty name", b" Content-Length: 2", b"Content-Length : 2",
     b"Bad Name: x", b"Bad\x00Name: x", b"Caf\xc3\xa9: x",

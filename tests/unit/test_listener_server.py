@@ -313,11 +313,11 @@ def test_an_unexpected_error_costs_one_connection(loop: Loop, caplog: pytest.Log
 def test_an_answer_the_peer_does_not_read_waits_and_holds_the_next_request(
         loop: Loop) -> None:
     big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % 2**23 + b"x" * 2**23
-    answers = iter([big, None])
+    answers = [big]
     real = loop.http.handle
 
     def handle(body: bytearray) -> bytes:
-        return next(answers) or real(body)
+        return answers.pop() if answers else real(body)
 
     loop.http.handle = handle
     sock = loop.connect()
@@ -338,6 +338,7 @@ def test_an_answer_the_peer_does_not_read_waits_and_holds_the_next_request(
     assert loop.spooled() == [[EVENT]]
     tick(loop.http, conn.active + STALL_S + 1)
     assert loop.http._conns  # answered and idle: not stalled
+    assert status(loop.talk(post(BATCH), sock)) == 200  # and reading again
 
 
 def test_an_answer_the_peer_never_reads_is_dropped_after_the_stall_timeout(loop: Loop) -> None:
@@ -636,6 +637,7 @@ def test_a_peer_is_gone_once_it_closed_or_reset_and_not_while_it_may_read(loop: 
     alive.send(b"x")
     time.sleep(0.01)
     assert not http_server._peer_gone(side)  # data pending
+    assert side.recv(10) == b"x"  # and the look took none of it
     closed = socket.create_connection(loop.server.getsockname())
     side = accepted(closed)
     closed.close()
@@ -683,9 +685,9 @@ def test_a_smaller_body_behind_one_still_arriving_is_served_when_both_fit(
         first, second, third = loop.connect(), loop.connect(), loop.connect()
         loop.talk(head(90) + b"[", first, answers=0)
         loop.talk(head(50) + b"[", second, answers=0)  # waits: 90 + 50 > 100
-        loop.talk(post(b"[]"), third, answers=0)  # fits beside the second, waits behind it
+        loop.talk(post(b"[ ]"), third, answers=0)  # fits beside the second, waits behind it
         assert status(loop.talk(b" " * 88 + b"]", first)) == 200
-        assert status(loop.talk(b"", third)) == 200  # 50 + 2 fit: served before the second ends
+        assert status(loop.talk(b"", third)) == 200  # 50 + 3 fit: served before the second ends
         assert status(loop.talk(b" " * 48 + b"]", second)) == 200
         assert loop.http.internal_errors == 0
     finally:
@@ -795,3 +797,11 @@ def test_a_peer_that_resets_mid_request_costs_only_its_connection(loop: Loop) ->
     loop.talk(BATCH[-3:], sock, answers=0)  # what arrives next is read as a reset
     assert not loop.http._conns and loop.http.internal_errors == 0
     assert loop.http._reserved == 0 and loop.spooled() == []
+
+
+def test_the_head_bound_holds_however_the_head_arrives(loop: Loop) -> None:
+    sock = loop.connect()
+    start = b"POST / HTTP/1.1\r\nContent-Length: %d\r\nX: " % len(BATCH)
+    raw = start + b"a" * (20_000 - len(start)) + b"\r\n\r\n" + BATCH
+    loop.talk(raw[:10_000], sock, answers=0)
+    assert status(loop.talk(raw[10_000:], sock)) == 431
