@@ -47,6 +47,7 @@ def test_the_body_reservation_can_refuse() -> None:
 def test_heads(head: bytes, keep_alive: bool, length: int) -> None:
     parsed = parse_head(head, 100)
     assert (parsed.keep_alive, parsed.content_length, parsed.chunked) == (keep_alive, length, False)
+    assert parsed.method == "POST"
 
 
 @pytest.mark.parametrize(("head", "status"), [
