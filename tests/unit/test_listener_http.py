@@ -41,6 +41,8 @@ def test_the_body_reservation_can_refuse() -> None:
 @pytest.mark.parametrize(("head", "keep_alive", "length"), [
     (b"POST / HTTP/1.1\r\nContent-Length: 5", True, 5),
     (b"POST / HTTP/1.1\r\nConnection: close", False, 0),
+    (b"POST / HTTP/1.1\r\nConnection: keep-alive", True, 0),
+    (b"POST / HTTP/1.1\r\nConnection: Close", False, 0),
     (b"POST / HTTP/1.0\r\nContent-Length: 1", False, 1),
     (b"POST / HTTP/1.0\r\nConnection: Keep-Alive", True, 0),
 ])
