@@ -321,7 +321,7 @@ def test_too_many_header_fields_get_431(loop: Loop) -> None:
 
 # --- 501, 503, 408 ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("coding", [b"gzip", b"gzip, chunked", b"identity"])
+@pytest.mark.parametrize("coding", [b"gzip", b"gzip, chunked", b"identity", b"br", b"aes128gcm"])
 def test_a_transfer_coding_other_than_chunked_gets_501(loop: Loop, coding: bytes) -> None:
     assert_refused(loop, b"POST / HTTP/1.1\r\nTransfer-Encoding: " + coding + b"\r\n\r\n",
                    501, "malformed")
@@ -398,6 +398,14 @@ def test_a_batch_gets_200_once_spooled_and_the_connection_is_kept(loop: Loop) ->
 def test_an_empty_array_gets_200_and_nothing_is_spooled(loop: Loop) -> None:
     assert status(loop.talk(post(b"[]"))) == 200
     assert loop.spooled() == []
+
+
+@pytest.mark.parametrize("expect", [b"", b"Expect: x-other\r\n", b"Expect: 0\r\n"])
+def test_no_100_continue_unless_asked(loop: Loop, expect: bytes) -> None:
+    sock = loop.connect()
+    head = b"POST / HTTP/1.1\r\n" + expect + b"Content-Length: %d\r\n\r\n" % len(BATCH)
+    assert loop.talk(head, sock, answers=0) == b""  # the head alone: nothing said yet
+    assert loop.talk(BATCH, sock) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
 
 @pytest.mark.parametrize("framing", [b"Content-Length: %d" % len(BATCH),
