@@ -45,6 +45,7 @@ def test_the_body_reservation_can_refuse() -> None:
     (b"POST / HTTP/1.1\r\nConnection: Close", False, 0),
     (b"POST / HTTP/1.0\r\nContent-Length: 1", False, 1),
     (b"POST / HTTP/1.0\r\nConnection: Keep-Alive", True, 0),
+    (b"POST / HTTP/1.0\r\nConnection: upgrade", False, 0),
 ])
 def test_heads(head: bytes, keep_alive: bool, length: int) -> None:
     parsed = parse_head(head, 100)
@@ -104,3 +105,8 @@ def test_chunk_extensions_are_ignored(extension: bytes) -> None:
     decoder = ChunkedBody(100)
     assert decoder.feed(bytearray(b"3" + extension + b"\r\nabc\r\n0\r\n\r\n"), no_limit)
     assert bytes(decoder.body) == b"abc"
+
+
+def test_a_chunked_head() -> None:
+    parsed = parse_head(b"PUT /x HTTP/1.1\r\nTransfer-Encoding: Chunked", 100)
+    assert (parsed.method, parsed.chunked, parsed.keep_alive) == ("PUT", True, True)
