@@ -808,3 +808,11 @@ def test_the_head_bound_holds_however_the_head_arrives(loop: Loop) -> None:
     raw = start + b"a" * (20_000 - len(start)) + b"\r\n\r\n" + BATCH
     loop.talk(raw[:10_000], sock, answers=0)
     assert status(loop.talk(raw[10_000:], sock)) == 431
+
+
+def test_a_head_of_16_kib_whose_end_comes_later_is_read(loop: Loop) -> None:
+    sock = loop.connect()
+    start = b"POST / HTTP/1.1\r\nContent-Length: %d\r\nX: " % len(BATCH)
+    head = start + b"a" * (16_384 - len(start))
+    loop.talk(head, sock, answers=0)  # 16 KiB in, no end yet: keep reading
+    assert status(loop.talk(b"\r\n\r\n" + BATCH, sock)) == 200
