@@ -4,7 +4,9 @@ Only what Lambda's Telemetry API client sends is needed: a request line, headers
 framed by Content-Length or chunked transfer coding. Every input is bounded: the head by
 MAX_HEAD_BYTES, a chunk-size or trailer line by MAX_LINE_BYTES, a body by the caller's limit.
 A request that breaks the grammar raises HttpError with the status to answer
-(400 malformed, 413 too large, 431 head too large, 501 unsupported coding).
+(400 malformed, 413 too large, 431 head too large, 501 unsupported coding). A size written with
+more digits than the bounds allow is too large (413), not malformed: leading zeros aside, its
+value is past any bound.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ if TYPE_CHECKING:
 MAX_HEAD_BYTES = 16_384  # request line and headers; Lambda's are ~200 bytes
 MAX_LINE_BYTES = 1_024  # one chunk-size line (hex size plus extensions) or trailer line
 MAX_HEADERS = 64
+# A header name is a token (RFC 9110 5.1); a space or a control byte in one is malformed.
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-REASONS = {
-    100: "Continue",
+REASONS = {  # 100 Continue is written out where it is sent (ext.http_server)
     200: "OK",
     400: "Bad Request",
     408: "Request Timeout",
@@ -61,7 +64,10 @@ def response(status: int, close: bool = False) -> bytes:
 
 def parse_head(head: bytes | bytearray, max_body: int) -> Head:
     """Parses a request head (without its final blank line); raises HttpError."""
-    lines = bytes(head).split(b"\r\n")
+    text = bytes(head)
+    lines = text.split(b"\r\n")
+    if text.count(b"\n") + text.count(b"\r") != 2 * (len(lines) - 1):
+        raise HttpError(400, "bare CR or LF in the head")  # a line another parser splits
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith(b"HTTP/1."):
         raise HttpError(400, "malformed request line")
@@ -70,7 +76,7 @@ def parse_head(head: bytes | bytearray, max_body: int) -> Head:
     headers: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip():
+        if not colon or not name or name.translate(None, _TOKEN_BYTES):
             raise HttpError(400, "malformed header field")
         key = name.lower()
         value = value.strip(b" \t")
@@ -89,9 +95,11 @@ def parse_head(head: bytes | bytearray, max_body: int) -> Head:
             raise HttpError(501, "unsupported transfer coding")
         return Head(parts[0].decode(), 0, True, keep_alive, expect_continue)
     text = headers.get(b"content-length", b"0")
-    if not text.isdigit() or len(text) > 12:
+    if not text.isdigit():
         raise HttpError(400, "malformed Content-Length")
-    length = int(text)
+    digits = text.lstrip(b"0")
+    # Past 12 digits any value is over the bound (and int() refuses 4,300 digits and more).
+    length = int(digits or b"0") if len(digits) <= 12 else max_body + 1
     if length > max_body:
         raise HttpError(413, "body too large")
     return Head(parts[0].decode(), length, False, keep_alive, expect_continue)
@@ -162,6 +170,6 @@ def _take_line(buffer: bytearray) -> bytes | None:
 
 def _chunk_size(line: bytes) -> int:
     text = line.split(b";", 1)[0].strip(b" \t")
-    if not text or len(text) > 8 or text.strip(b"0123456789abcdefABCDEF"):
+    if not text or text.strip(b"0123456789abcdefABCDEF"):
         raise HttpError(400, "malformed chunk size")
-    return int(text, 16)
+    return int(text, 16)  # at most MAX_LINE_BYTES hex digits: linear, and compared to max_body

@@ -62,8 +62,7 @@ _READABLE = select.EPOLLIN
 _WRITABLE = select.EPOLLOUT
 _READABLE_OR_GONE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_REFUSAL_KINDS = {400: "malformed", 408: "timed_out", 413: "too_large", 431: "malformed",
-                  501: "malformed", 503: "busy"}
+_REFUSAL_KINDS = {408: "timed_out", 413: "too_large", 503: "busy"}  # others: "malformed"
 
 
 class _Conn:
@@ -216,6 +215,7 @@ class HttpServer:
 
     def _close(self, conn: _Conn) -> None:
         conn.closing = True  # ends any loop still working on it
+        held = conn.reserved
         self._release(conn)
         if conn in self._waiting:
             self._waiting.remove(conn)
@@ -223,6 +223,8 @@ class HttpServer:
         if self._conns.get(conn.fd) is conn:
             self._conns.pop(conn.fd)
         conn.sock.close()
+        if held:  # the memory it held may let a body waiting for it in
+            self._wake_waiters()
 
     def _on_readable(self, conn: _Conn) -> None:
         try:
@@ -257,9 +259,10 @@ class HttpServer:
                     return
                 assert conn.head is not None
                 if conn.chunks is None and conn.body is None:
+                    early = bool(conn.buf)  # the body, or some of it, came with the head
                     if not self._start_body(conn):
                         return
-                    if conn.head.expect_continue and not conn.buf:
+                    if conn.head.expect_continue and not early:
                         conn.sock.send(_CONTINUE)
                 if conn.chunks is not None:
                     if not conn.chunks.feed(conn.buf, lambda size: self._grow(conn, size)):
@@ -285,11 +288,15 @@ class HttpServer:
         if end < 0:
             if len(conn.buf) > MAX_HEAD_BYTES:
                 raise HttpError(431, "request head too large")
+            if b"\n\n" in conn.buf:  # a head whose lines end in LF alone: 400 now, not 408
+                raise HttpError(400, "head lines end in a bare LF")
             return False
         conn.head = parse_head(conn.buf[:end], self.max_body)
         del conn.buf[: end + 4]
         if conn.head.chunked:
             conn.chunks = ChunkedBody(self.max_body)
+            if conn.head.expect_continue and not conn.buf:
+                conn.sock.send(_CONTINUE)
         return True
 
     def _start_body(self, conn: _Conn) -> bool:

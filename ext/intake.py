@@ -61,10 +61,6 @@ class Verdict:
         self.dropped = dropped  # elements not kept
         self.too_deep = too_deep  # elements kept as text because they were nested too deep
 
-    @property
-    def is_array(self) -> bool:
-        return self.payload is not None
-
 
 NOT_AN_ARRAY = Verdict(None, 0, False)
 

@@ -41,12 +41,16 @@ def test_the_body_reservation_can_refuse() -> None:
 @pytest.mark.parametrize(("head", "keep_alive", "length"), [
     (b"POST / HTTP/1.1\r\nContent-Length: 5", True, 5),
     (b"POST / HTTP/1.1\r\nConnection: close", False, 0),
+    (b"POST / HTTP/1.1\r\nConnection: keep-alive", True, 0),
+    (b"POST / HTTP/1.1\r\nConnection: Close", False, 0),
     (b"POST / HTTP/1.0\r\nContent-Length: 1", False, 1),
     (b"POST / HTTP/1.0\r\nConnection: Keep-Alive", True, 0),
+    (b"POST / HTTP/1.0\r\nConnection: upgrade", False, 0),
 ])
 def test_heads(head: bytes, keep_alive: bool, length: int) -> None:
     parsed = parse_head(head, 100)
     assert (parsed.keep_alive, parsed.content_length, parsed.chunked) == (keep_alive, length, False)
+    assert parsed.method == "POST"
 
 
 @pytest.mark.parametrize(("head", "status"), [
@@ -63,3 +67,46 @@ def test_bad_heads(head: bytes, status: int) -> None:
     with pytest.raises(HttpError) as err:
         parse_head(head, 100)
     assert err.value.status == status
+
+
+def feed_bytewise(wire: bytes) -> tuple[ChunkedBody, int]:
+    """Feeds `wire` one byte at a time; the decoder and how many bytes it took to finish or
+    refuse (HttpError propagates with the count in its notes)."""
+    decoder = ChunkedBody(10_000)
+    buffer = bytearray()
+    for count, byte in enumerate(wire, 1):
+        buffer.append(byte)
+        try:
+            if decoder.feed(buffer, no_limit):
+                return decoder, count
+        except HttpError as err:
+            err.add_note(str(count))
+            raise
+    return decoder, len(wire)
+
+
+def test_a_1_kib_chunk_line_arriving_byte_by_byte_is_taken() -> None:
+    size_line = b"3;" + b"e" * (MAX_LINE_BYTES - 2)
+    trailer = b"T: " + b"t" * (MAX_LINE_BYTES - 3)
+    wire = size_line + b"\r\nabc\r\n0\r\n" + trailer + b"\r\n\r\n"
+    decoder, taken = feed_bytewise(wire)
+    assert (decoder.done, bytes(decoder.body), taken) == (True, b"abc", len(wire))
+
+
+def test_a_longer_chunk_line_is_refused_once_its_bound_is_passed() -> None:
+    with pytest.raises(HttpError) as err:
+        feed_bytewise(b"3;" + b"e" * (MAX_LINE_BYTES - 1) + b"\r\nabc\r\n0\r\n\r\n")
+    assert err.value.status == 400
+    assert err.value.__notes__ == [str(MAX_LINE_BYTES + 2)]  # the line and its CR: no LF
+
+
+@pytest.mark.parametrize("extension", [b";a=1", b";a=1;b=2", b" ;a", b"\t; a = \"x;y\""])
+def test_chunk_extensions_are_ignored(extension: bytes) -> None:
+    decoder = ChunkedBody(100)
+    assert decoder.feed(bytearray(b"3" + extension + b"\r\nabc\r\n0\r\n\r\n"), no_limit)
+    assert bytes(decoder.body) == b"abc"
+
+
+def test_a_chunked_head() -> None:
+    parsed = parse_head(b"PUT /x HTTP/1.1\r\nTransfer-Encoding: Chunked", 100)
+    assert (parsed.method, parsed.chunked, parsed.keep_alive) == ("PUT", True, True)

@@ -1,0 +1,223 @@
+"""The listener's batch intake (Listener.accept_batch) called directly: what is spooled with each
+batch, what is counted and logged, and the loop that ends with the parent process."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext import config, filters, intake, listener
+from ext.listener import Listener
+from ext.spool import SpoolReader
+
+TIME = "2026-10-08T07:30:28.235Z"
+BASE = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}
+
+
+def body(*items: tuple[str, object]) -> bytes:
+    return json.dumps([{"time": TIME, "type": kind, "record": record}
+                       for kind, record in items]).encode()
+
+
+def spooled(spool: Path) -> list[list[dict[str, object]]]:
+    with SpoolReader(spool) as reader:
+        return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30, 0)]
+
+
+def make(tmp_path: Path, **extra: str) -> Listener:
+    import socket
+
+    cfg = config.load({**BASE, "SPLUNK_SPOOL_DIR": str(tmp_path / "spool"), **extra})
+    server = socket.socket()
+    made = Listener(cfg, server, -1)
+    server.close()
+    return made
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[Listener]:
+    made = make(tmp_path)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def filtering(tmp_path: Path) -> Iterator[Listener]:
+    made = make(tmp_path, SPLUNK_MIN_LEVEL="info")
+    yield made
+    made.close()
+
+
+def types(spool: Path) -> list[list[object]]:
+    return [[event["type"] for event in batch] for batch in spooled(spool)]
+
+
+def test_a_refusal_notice_the_spool_refuses_waits_for_the_next_batch(
+        plain: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain.accept_batch(b"{}")
+    real = plain.writer.append
+    calls: list[int] = []
+
+    def notice_refused(payload: object, count: int) -> int:
+        calls.append(count)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(payload, count)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plain.writer, "append", notice_refused)
+    assert plain.accept_batch(body(("function", "a"))).startswith(b"HTTP/1.1 200 ")
+    assert plain.refused == {"malformed": 1}  # not reported yet
+    assert plain.accept_batch(body(("function", "b"))).startswith(b"HTTP/1.1 200 ")
+    assert plain.refused == {}
+    assert types(tmp_path / "spool") == [
+        ["function"], [listener.REFUSED_TYPE], ["function"]]
+
+
+def test_refusals_of_each_kind_are_counted_together(plain: Listener, tmp_path: Path) -> None:
+    plain.accept_batch(b"{}")
+    plain.accept_batch(b"nul")
+    plain.http.on_refused("timed_out")
+    plain.http.on_refused("malformed")
+    assert plain.malformed == 3
+    plain.accept_batch(body(("function", "a"), ("function", "b")))
+    with SpoolReader(tmp_path / "spool") as reader:
+        notice, batch = reader.read(10, 2**20, 0)
+    assert (notice.event_count, batch.event_count) == (1, 2)
+    assert json.loads(bytes(notice.payload))[0]["record"] == {
+        "requests": {"malformed": 3, "timed_out": 1}}
+
+
+def test_an_empty_batch_is_answered_200_and_spools_nothing_not_even_refusals(
+        plain: Listener, tmp_path: Path) -> None:
+    plain.accept_batch(b"{}")
+    assert plain.accept_batch(b"[]").startswith(b"HTTP/1.1 200 ")
+    assert spooled(tmp_path / "spool") == []
+    assert plain.refused == {"malformed": 1}
+
+
+def test_malformed_and_dropped_counts_are_logged_at_powers_of_two(
+        plain: Listener, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ext.listener")
+    for _ in range(5):
+        plain.accept_batch(b"{}")
+    for _ in range(3):
+        plain.accept_batch(b'[3, {"time": "t", "type": "function", "record": "a"}]')
+    assert (plain.malformed, plain.dropped_events) == (5, 3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 1 malformed telemetry request(s)", "refused 2 malformed telemetry request(s)",
+        "refused 4 malformed telemetry request(s)",
+        f"dropped 1 malformed telemetry event(s) (counted in Splunk as {intake.DROPPED_TYPE})",
+        f"dropped 2 malformed telemetry event(s) (counted in Splunk as {intake.DROPPED_TYPE})"]
+
+
+def test_spool_failures_are_logged_at_powers_of_two(
+        plain: Listener, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(payload: object, count: int) -> int:
+        raise ValueError("record larger than the spool")
+
+    monkeypatch.setattr(plain.writer, "append", full)
+    for _ in range(3):
+        assert plain.accept_batch(body(("function", "a"))).startswith(b"HTTP/1.1 503 ")
+    assert plain.spool_failures == 3 and plain.refused == {"spool_failed": 3}
+    assert [r.getMessage() for r in caplog.records if r.name == "ext.listener"] == [
+        "cannot spool 1 telemetry batch(es) (answered 503): record larger than the spool",
+        "cannot spool 2 telemetry batch(es) (answered 503): record larger than the spool"]
+
+
+def test_a_too_deep_event_is_counted(plain: Listener, tmp_path: Path) -> None:
+    deep: object = "leaf"
+    for _ in range(intake.MAX_DEPTH):
+        deep = [deep]
+    plain.accept_batch(body(("function", deep), ("function", deep)))
+    assert (plain.too_deep_events, plain.dropped_events) == (2, 0)
+    assert types(tmp_path / "spool") == [[intake.TOO_DEEP_TYPE] * 2 + [intake.DROPPED_TYPE]]
+
+
+# --- with filters ------------------------------------------------------------------------------
+
+def test_a_salvaged_batch_is_filtered_too(filtering: Listener, tmp_path: Path) -> None:
+    payload = (b'[3, {"time": "t", "type": "function", "record": "[DEBUG]\\tx"},'
+               b' {"time": "t", "type": "function", "record": "[INFO]\\tkept"}]')
+    assert filtering.accept_batch(payload).startswith(b"HTTP/1.1 200 ")
+    [batch] = spooled(tmp_path / "spool")
+    assert [e["record"] for e in batch[:1]] == ["[INFO]\tkept"]
+    assert batch[1]["type"] == intake.DROPPED_TYPE
+    assert filtering.filtered == {"level": 1}
+
+
+def test_drops_wait_at_most_the_report_interval(
+        filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [10.0]  # a VM booted seconds ago: the monotonic clock is small
+    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    filtering.accept_batch(body(("function", "[DEBUG]\tx")))
+    assert filtering.filtered_since == 10.0
+    now[0] += 59.5  # drops wait at most a minute
+    filtering.accept_batch(body(("function", "[DEBUG]\ty"), ("function", "a")))
+    assert filtering.filtered_since == 10.0  # the oldest unreported drop's time
+    now[0] += 0.5
+    filtering.accept_batch(body(("function", "b")))
+    assert types(tmp_path / "spool") == [["function"], ["function", filters.FILTERED_TYPE]]
+    assert spooled(tmp_path / "spool")[1][1]["record"] == {
+        "dropped_events": 2, "by_reason": {"level": 2}}
+    assert filtering.filtered == {}
+    filtering.accept_batch(body(("function", "[DEBUG]\tz")))
+    assert filtering.filtered_since == now[0]  # a new wait starts with the next drop
+
+
+def test_a_batch_that_ends_an_invocation_carries_the_drops_even_if_all_of_it_is_dropped(
+        filtering: Listener, tmp_path: Path) -> None:
+    filtering.accept_batch(body(("function", "[DEBUG]\tx")))
+    filtering.accept_batch(body(("function", "[DEBUG]\ty"),
+                                ("platform.report", {"requestId": "r"})))
+    [batch] = spooled(tmp_path / "spool")
+    assert [e["type"] for e in batch] == ["platform.report", filters.FILTERED_TYPE]
+    assert batch[1]["record"] == {"dropped_events": 2, "by_reason": {"level": 2}}
+
+
+def test_a_batch_left_empty_by_the_filters_is_answered_200(filtering: Listener,
+                                                           tmp_path: Path) -> None:
+    assert filtering.accept_batch(body(("function", "[DEBUG]\tx"))).startswith(b"HTTP/1.1 200 ")
+    assert spooled(tmp_path / "spool") == []
+    assert filtering.filtered == filtering.filtered_total == {"level": 1}
+
+
+# --- the process loop --------------------------------------------------------------------------
+
+def test_serve_runs_while_the_parent_lives(plain: Listener,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    parents = iter([plain.parent, plain.parent, 1])
+    polls: list[float] = []
+    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(plain.http, "listen", lambda: polls.append(-1.0))
+    monkeypatch.setattr(plain.http, "poll", polls.append)
+    plain.serve()
+    assert polls == [-1.0, listener.TICK_S, listener.TICK_S]
+
+
+def test_an_empty_array_spools_nothing_even_with_drops_overdue(
+        filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000.0]
+    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    filtering.accept_batch(body(("function", "[DEBUG]\tx")))
+    now[0] += 61
+    assert filtering.accept_batch(b"[]").startswith(b"HTTP/1.1 200 ")
+    assert spooled(tmp_path / "spool") == []
+    assert filtering.filtered == {"level": 1}  # still owed, with the next batch
+
+
+def test_overdue_drops_are_reported_even_by_a_batch_all_dropped(
+        filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [10.0]
+    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    filtering.accept_batch(body(("function", "[DEBUG]\tx")))
+    now[0] += 61
+    assert filtering.accept_batch(body(("function", "[DEBUG]\ty"))).startswith(b"HTTP/1.1 200 ")
+    [batch] = spooled(tmp_path / "spool")
+    assert [e["type"] for e in batch] == [filters.FILTERED_TYPE]
+    assert batch[0]["record"] == {"dropped_events": 2, "by_reason": {"level": 2}}
+    assert filtering.filtered == {} and filtering.filtered_total == {"level": 2}
