@@ -66,7 +66,7 @@ TIMING_GROUP = "timing"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Assign each test its xdist group (only `--dist loadgroup` reads them; harmless otherwise).
 
     - `@pytest.mark.timing`: the one timing group (above).
@@ -78,6 +78,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     In mutation runs it also caps the examples of tests whose own settings ask for more.
     """
     _cap_mutation_examples(items)
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # no groups without xdist (mutation runs load no plugins: an unknown marker)
     for item in items:
         if item.get_closest_marker("timing") is not None:
             group = TIMING_GROUP
