@@ -24,21 +24,26 @@ class TimedCourier(StandInCourier):
         super().__init__()
         self.queued_bytes = 0
         self.round_trip_s: float | None = None
+        self.rate_bps: float | None = None
+        self.on_wire_s: float | None = None  # how long the request in flight has been posting
 
     def send_rate_bps(self) -> float | None:
-        return None
+        return self.rate_bps
+
+    def stalled(self, limit_s: float) -> bool:
+        return self.hanging or (self.on_wire_s is not None and self.on_wire_s > limit_s)
 
 
 class WideRig(Rig):
     """A Rig with any configuration variable."""
 
-    def __init__(self, folder: Path, **env: str) -> None:
+    def __init__(self, folder: Path, courier: TimedCourier | None = None, **env: str) -> None:
         self.spool = folder / "spool"
         full = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
                 "SPLUNK_SPOOL_DIR": str(self.spool), **env}
         self.pipes = [control.make_pipe() for _ in range(3)]
         self.writer = SpoolWriter(self.spool, wake_fd=self.pipes[0][1])
-        self.courier = TimedCourier()
+        self.courier: TimedCourier = courier or TimedCourier()
         self.sender = Sender(config.load(full), "fn", self.pipes[0][0], self.pipes[1][0],
                              self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
         self.lines: dict[int, list[str]] = {}
