@@ -15,6 +15,7 @@ import pytest
 
 from ext import control, sender
 from ext.batching import HecBatch
+from ext.envelope import EnvelopeBuilder
 from ext.flush_policy import drain_reserve_s
 from ext.spool import RecordTooLargeError
 from tests.unit.test_sender_dispatch import HOLDING, TimedCourier, WideRig
@@ -433,3 +434,98 @@ def test_each_dispatch_starts_the_count_of_held_events_and_bytes_anew(rig: WideR
         rig.courier.finish()
         rig.sender.step()
     assert rig.committed() == 3
+
+
+# -- how much is read while a request fills -----------------------------------------------------
+
+STAMP = "2026-11-26T12:00:00.000Z"
+FULL = {**HOLDING, "SPLUNK_MAX_REQUEST_BYTES": "4096"}
+
+
+def payload_of(line: str) -> bytes:
+    """A record of one function line, as the rigs append it."""
+    return json.dumps([{"time": STAMP, "type": "function", "record": line}]).encode()
+
+
+def line_of_payload(size: int) -> str:
+    """A line whose record's payload is exactly `size` bytes."""
+    return "p" * (size - len(payload_of("")))
+
+
+def line_held_as(rig: WideRig, size: int) -> str:
+    """A line whose record, the first a fresh sender reads, holds exactly `size` bytes (its
+    envelope and separator)."""
+    envelope = EnvelopeBuilder(rig.sender.config, "fn").build(payload_of("h"))[0]
+    return "h" * (size - len(envelope))
+
+
+def courier_busy(rig: WideRig) -> None:
+    """Both courier slots taken and a planned batch waiting: nothing held can be planned."""
+    for _ in range(2):
+        _on_the_wire(rig)
+    _plan(rig)
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_request_held_exactly_full_is_dispatched(rig: WideRig) -> None:
+    rig.append([line_held_as(rig, 4096)])
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # far below the minimum batch size, but full
+    assert rig.courier.in_flight[0].size == 4095  # the body: no separator after the last
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+@pytest.mark.parametrize("held", [4096, 5000])
+def test_nothing_more_is_read_while_a_full_request_waits_for_the_courier(
+    rig: WideRig, held: int,
+) -> None:
+    courier_busy(rig)
+    rig.append([line_held_as(rig, held)])  # a lone record larger than a request is still read
+    rig.sender.step()
+    assert rig.sender.held_bytes == held
+    rig.append(["next"])
+    rig.sender.step()
+    assert len(rig.sender.held) == 1  # memory stays bounded while HEC is slow
+
+
+def lines_taken(rig: WideRig) -> list[str]:
+    """The lines the sender has read so far: held, planned or with the courier, in order."""
+    batches = [*rig.courier.in_flight, *rig.sender.outbox]
+    envelopes = [e for b in batches for e in b.envelopes]
+    envelopes += [e for _, held in rig.sender.held for e in held]
+    return [json.loads(e)["event"] for e in envelopes]
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_pass_reads_what_fills_the_request_and_comes_back_for_the_rest(rig: WideRig) -> None:
+    rig.append([line_held_as(rig, 3000)])
+    rig.sender.step()
+    lines = [line_of_payload(600).replace("p", str(n)) for n in range(4)]
+    for line in lines:
+        rig.append([line])
+    rig.sender.step()  # room for 1,096 bytes of payload: two records of 600
+    assert lines_taken(rig)[1:] == lines[:2]
+    rig.sender.step()  # no wake-up pending: read again because the last read stopped short
+    assert lines_taken(rig)[1:] == lines
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_read_that_ends_exactly_at_the_request_size_comes_back_for_more(rig: WideRig) -> None:
+    rig.append(["first"])
+    rig.sender.step()
+    room = 4096 - rig.sender.held_bytes
+    rig.append([line_of_payload(room)])
+    rig.append(["last"])
+    rig.sender.step()
+    assert "last" not in lines_taken(rig)  # the read stopped at the request's size
+    rig.sender.step()
+    assert lines_taken(rig)[-1] == "last"
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_the_shutdown_self_metrics_are_held_like_any_event(rig: WideRig) -> None:
+    courier_busy(rig)
+    rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))
+    [(seq, envelopes)] = rig.sender.held  # completes no record
+    assert seq is None
+    assert rig.sender.held_bytes == sum(len(e) + 1 for e in envelopes)
