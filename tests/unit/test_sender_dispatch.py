@@ -150,8 +150,9 @@ def test_a_drain_past_its_deadline_stops_the_sender(rig: WideRig) -> None:
         rig.tell(control.Drain(int(time.time() * 1000) - 1, ""))
 
 
-def test_a_parent_gone_stops_the_sender(rig: WideRig) -> None:
-    rig.sender.parent = os.getppid() + 1  # as if reparented after main died
+@pytest.mark.parametrize("offset", [1, -1])  # the new parent's pid may be lower or higher
+def test_a_parent_gone_stops_the_sender(rig: WideRig, offset: int) -> None:
+    rig.sender.parent = os.getppid() + offset  # as if reparented after main died
     with pytest.raises(sender._StopSendingError):
         rig.tell(control.Flush("r1"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ext import control, sender
+from ext import control, self_metrics, sender
 from ext.batching import HecBatch
 from ext.envelope import EnvelopeBuilder
 from ext.flush_policy import drain_reserve_s
@@ -34,6 +34,9 @@ class Clock:
 
     def time(self) -> float:
         return EPOCH + self.now
+
+    def time_ns(self) -> int:
+        return round(self.time() * 1e9)
 
     def deadline_ms(self, in_s: float) -> int:
         """A Drain's deadline (epoch ms) `in_s` seconds from now."""
@@ -93,6 +96,7 @@ def prompt(tmp_path: Path) -> Iterator[WideRig]:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     made = Clock()
     monkeypatch.setattr(sender, "time", made)
+    monkeypatch.setattr(self_metrics, "time", made)  # its interval, on the same clock
     return made
 
 
@@ -290,6 +294,17 @@ def test_the_report_wait_does_not_shorten_other_waits(
     assert poll.timeouts == [5.0]
 
 
+def test_an_idle_wait_ends_when_a_flush_budget_does(rig: WideRig, clock: Clock, poll: Poll) -> None:
+    clock.now = 0.4  # a sender started right after boot
+    rig.sender.due["r1"] = 1.0
+    rig.sender._wait(5.0)
+    clock.now = 2.0  # overdue: answered at the next pass
+    rig.sender.spool_dirty = False
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [pytest.approx(0.6), 0.001]
+    assert rig.sender.spool_dirty
+
+
 # -- exact budgets, on the test's clock ---------------------------------------------------------
 
 
@@ -330,9 +345,10 @@ def _started(rig: WideRig, rid: str) -> None:
 def test_a_flush_is_answered_failing_exactly_its_budget_after_the_runtime_done(
     rig: WideRig, clock: Clock,
 ) -> None:
+    clock.now = 99.0
     _started(rig, "r1")
     assert rig.tell(control.Flush("r1")) == [control.Running("r1")]
-    clock.now = 100.0
+    clock.now = 100.0  # the function ran on for a second after main asked
     rig.append_invocation("r1", ["late line"])
     rig.sender.step()  # its runtimeDone is read now; HEC does not answer
     clock.now = 101.499
@@ -353,6 +369,32 @@ def test_a_flush_is_answered_failing_when_a_request_is_on_the_wire_longer_than_i
     assert rig.tell(control.Flush("r1")) == []  # a slow request, not a hanging HEC
     rig.courier.on_wire_s = 1.6
     assert rig.tell(control.Flush("r2")) == [control.Failing("r1"), control.Failing("r2")]
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_flush_after_its_runtime_done_was_read_has_its_budget_from_then(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()  # read at 100.0; nobody waits for it yet
+    clock.now = 100.2
+    assert rig.tell(control.Flush("r1")) == []
+    clock.now = 101.699
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = 101.7
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+def test_a_flush_asked_before_the_invocation_started_hears_running_once_it_does(
+    rig: WideRig,
+) -> None:
+    assert rig.tell(control.Flush("r1")) == []
+    _started(rig, "r1")
+    assert rig.answers() == [control.Running("r1")]
+    _started(rig, "r2")  # nobody waits for r2
+    assert rig.answers() == []
 
 
 def test_the_sender_stops_exactly_at_the_drain_deadline(rig: WideRig, clock: Clock) -> None:
@@ -522,10 +564,90 @@ def test_a_read_that_ends_exactly_at_the_request_size_comes_back_for_more(rig: W
     assert lines_taken(rig)[-1] == "last"
 
 
+def self_metrics_in(envelopes: list[bytes]) -> list[tuple[str, dict[str, float]]]:
+    """(reason, figures) of each self-metrics event among `envelopes`."""
+    events = [json.loads(e)["event"] for e in envelopes]
+    return [(e["reason"], e["metrics"]) for e in events
+            if isinstance(e, dict) and e.get("type") == "splunk-extension.self-metrics"]
+
+
 @pytest.mark.parametrize("rig", [FULL], indirect=True)
 def test_the_shutdown_self_metrics_are_held_like_any_event(rig: WideRig) -> None:
     courier_busy(rig)
     rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))
     [(seq, envelopes)] = rig.sender.held  # completes no record
     assert seq is None
+    assert [reason for reason, _ in self_metrics_in(envelopes)] == ["shutdown"]
     assert rig.sender.held_bytes == sum(len(e) + 1 for e in envelopes)
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_the_shutdown_self_metrics_ride_with_the_last_record_read(rig: WideRig) -> None:
+    courier_busy(rig)
+    rig.append(["a"])
+    rig.append(["b"])
+    rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))
+    first, last = (envelopes for _, envelopes in rig.sender.held)
+    assert self_metrics_in(first) == []
+    assert [reason for reason, _ in self_metrics_in(last)] == ["shutdown"]
+    assert json.loads(last[-1])["event"]["reason"] == "shutdown"
+
+
+EVERY_INVOCATION = {**HOLDING, "SPLUNK_SELF_METRICS_INTERVAL_MS": "0"}
+
+
+def _platform(rig: WideRig, *kinds: str) -> None:
+    """One record of platform events about invocation r1."""
+    events = [{"time": STAMP, "type": kind, "record": {"requestId": "r1"}} for kind in kinds]
+    rig.writer.append(json.dumps(events).encode(), len(events))
+
+
+@pytest.mark.parametrize("rig", [EVERY_INVOCATION], indirect=True)
+def test_self_metrics_ride_once_with_the_record_that_ends_an_invocation(rig: WideRig) -> None:
+    _platform(rig, "platform.start")
+    _platform(rig, "platform.report")
+    _platform(rig, "platform.runtimeDone", "platform.report")
+    rig.append_invocation("r2", ["a"])
+    rig.sender.step()
+    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held]
+    assert counts == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("rig", [{**HOLDING, "SPLUNK_SELF_METRICS_INTERVAL_MS": "1500"}],
+                         indirect=True)
+def test_invocations_closer_than_the_interval_share_one_self_metrics_event(
+    rig: WideRig, clock: Clock,
+) -> None:
+    for n, now in enumerate((100.0, 101.499, 101.5, 102.999)):
+        clock.now = now
+        rig.append_invocation(f"r{n}", ["a"])
+        rig.sender.step()
+    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held]
+    assert counts == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_self_metrics_count_as_unsent_what_is_held_queued_and_still_spooled(
+    rig: WideRig,
+) -> None:
+    courier_busy(rig)
+    rig.courier.queued_bytes = 3000
+    rig.append([line_held_as(rig, 3000)])
+    rig.sender.step()
+    held = rig.sender.held_bytes
+    rig.append_invocation("r1", ["x" * 1200])  # fills the read: the next record stays unread
+    rig.append(["next"])
+    before = rig.sender.reader.unread_bytes()
+    rig.sender.step()
+    unread = rig.sender.reader.unread_bytes()
+    assert 0 < unread < before
+    [(_, figures)] = self_metrics_in(rig.sender.held[1][1])
+    assert figures["splunk.extension.spool.unsent_bytes"] == unread + held + 3000
+
+
+def test_a_pass_says_whether_it_handed_a_batch_over_and_read_records(rig: WideRig) -> None:
+    assert rig.sender.step() == (False, False)  # nothing to do
+    rig.append(["a"])
+    rig.sender.drain_deadline = time.monotonic() + 60  # sends at once
+    assert rig.sender.step() == (True, True)
+    assert rig.sender.step() == (False, False)
