@@ -61,9 +61,10 @@ class PromptCourier(TimedCourier):
 
     def __init__(self) -> None:
         super().__init__()
-        self.hurried = 0
+        self.calls: list[str] = []
 
     def offer(self, batch: HecBatch, body: bytes) -> bool:
+        self.calls.append("offer")
         super().offer(batch, body)
         self.finish()
         os.write(self.done_w, b"d")
@@ -74,7 +75,7 @@ class PromptCourier(TimedCourier):
         return super().take_done()
 
     def hurry(self) -> None:
-        self.hurried += 1
+        self.calls.append("hurry")
 
 
 @pytest.fixture
@@ -148,7 +149,8 @@ def test_a_drain_sends_everything_then_exits_before_its_deadline(prompt: WideRig
     assert texts(prompt) == [f"line {n}.{i}" for n in range(3) for i in range(2)]
     assert prompt.answers() == [control.Ready()]
     assert isinstance(prompt.courier, PromptCourier)
-    assert prompt.courier.hurried == 1  # the drain cut any backoff short, once
+    assert prompt.courier.calls[:2] == ["hurry", "offer"]  # the drain cut any backoff short
+    assert prompt.courier.calls.count("hurry") == 1
 
 
 def test_a_drain_whose_deadline_passes_leaves_the_rest_spooled(rig: WideRig) -> None:
@@ -232,6 +234,8 @@ def test_the_last_report_is_waited_for_until_the_drain_reserve_begins(
     assert not rig.sender._drained(False)  # r1's platform.report may still come
     clock.now = end
     assert rig.sender._drained(False)  # the rest of the window is for sending
+    clock.now = end + 1
+    assert rig.sender._drained(False)
 
 
 def test_the_report_wait_leaves_time_to_send_everything_unsent(rig: WideRig) -> None:
@@ -383,6 +387,24 @@ def test_a_flush_after_its_runtime_done_was_read_has_its_budget_from_then(
     rig.sender.step()
     assert rig.answers() == []
     clock.now = 101.7
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_report_read_before_the_runtime_done_does_not_start_the_budget(
+    rig: WideRig, clock: Clock,
+) -> None:
+    assert rig.tell(control.Flush("r1")) == []
+    _platform(rig, "platform.report")
+    rig.sender.step()  # read at 100.0
+    clock.now = 101.0
+    _platform(rig, "platform.runtimeDone")
+    rig.sender.step()
+    clock.now = 102.499
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = 102.5
     rig.sender.step()
     assert rig.answers() == [control.Failing("r1")]
 
