@@ -25,11 +25,11 @@ TARGETS = {"register_ratio_p50": 2.0, "first_next_ratio_p50": 3.0}
 BARE_COMMANDS = {"bare": ["-c", "pass"], "bare_no_site": ["-S", "-c", "pass"]}
 
 
-def bare_start_ms(args: list[str]) -> float:
-    """Popen return -> reaped exit of `python <args>`, spawned like the emulator spawns."""
+def bare_start_ms(args: list[str], python: str = sys.executable) -> float:
+    """Popen return -> reaped exit of `<python> <args>`, spawned like the emulator spawns."""
     read_fd, write_fd = os.pipe()
     try:
-        proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.DEVNULL, stdout=write_fd,
+        proc = subprocess.Popen([python, *args], stdin=subprocess.DEVNULL, stdout=write_fd,
                                 stderr=write_fd, start_new_session=True, close_fds=True)
         started = time.monotonic()
         os.close(write_fd)
@@ -116,10 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 30)
     results = measure(runs)
-    report(results)
-    common.write_result("cold_start", results, quick=args.quick, targets=TARGETS)
-    chart(results, common.results_dir())
-    return 0
+    return common.publish("cold_start", results, quick=args.quick, targets=TARGETS,
+                          report=report, chart=chart)
 
 
 if __name__ == "__main__":

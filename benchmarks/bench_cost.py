@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.rig import cpu_ns, extension_rig, extension_tree
+from benchmarks.rig import cpu_ns, extension_processes, extension_rig, extension_tree
 from ext.local.layer import EXTENSION_NAME
 
 MEMORY_MB = (128, 512, 1769)
@@ -99,7 +99,10 @@ def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int,
             init = sb.init()
             limits = sb.inspect()["limits"]
             pids = extension_tree(sb)
+            roles = extension_processes(sb)
             before = cpu_ns(pids)
+            role_before = {role: cpu_ns([pid]) for role, pid in roles.items()}
+            by_role: dict[str, float] = dict.fromkeys(roles, 0.0)
             for n in range(invocations):
                 result = sb.invoke({"lines": LINES, "size": LINE_BYTES, "tag": f"{prefix}{n}",
                                     "stamp": True})
@@ -109,6 +112,11 @@ def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int,
                 now = cpu_ns(pids)
                 cpu.append((now - before) / 1e6)
                 before = now
+                for role, pid in roles.items():
+                    used = cpu_ns([pid])
+                    if n >= WARMUP:
+                        by_role[role] += (used - role_before[role]) / 1e6
+                    role_before[role] = used
                 time.sleep(rng.expovariate(1 / gap_s))  # frozen: Lambda's idle time
             requests = rig.hec.data_requests()
             frozen = [inv["frozen_at"] for inv in sb.inspect()["invocations"]]
@@ -131,6 +139,10 @@ def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int,
         "lines_before_freeze_pct": 100.0 * in_time / (LINES * invocations),
         "cpu_ms_per_invocation": sum(steady) / len(steady),
         "cpu_ms_first_invocation": cpu[0],
+        "cpu_ms_per_invocation_by_process": {
+            role: used / max(1, invocations - WARMUP) for role, used in by_role.items()},
+        "post_runtime_warm_mean_ms": (sum(post[WARMUP + 1:]) / len(post[WARMUP + 1:])
+                                      if len(post) > WARMUP + 1 else math.nan),
         "hec_requests_per_invocation": requests / invocations,
         "post_runtime_samples": post, "cpu_ms_samples": cpu,
     }
@@ -190,12 +202,14 @@ def rows(results: dict[str, Any]) -> list[list[object]]:
         post, lat = c["post_runtime_ms"], c["latency_ms"]
         out.append([c["memory_mb"], gap_label(c["gap_s"]), c["strategy"], c["invocations"],
                     c["init_ms"] or math.nan, c["first_post_runtime_ms"], post["mean"],
-                    post["p99"], lat["p50"], lat["p99"], c["lines_before_freeze_pct"],
+                    c.get("post_runtime_warm_mean_ms", math.nan), post["p99"], lat["p50"],
+                    lat["p99"], c["lines_before_freeze_pct"],
                     c["cpu_ms_per_invocation"], c["hec_requests_per_invocation"]])
     return out
 
 
-HEADERS = ["MB", "gap", "strategy", "inv", "init ms", "1st post ms", "post mean", "post p99",
+HEADERS = ["MB", "gap", "strategy", "inv", "init ms", "1st post ms", "post mean", "warm mean",
+           "post p99",
            "lat p50", "lat p99", "before freeze %", "CPU ms/inv", "HEC req/inv"]
 
 
@@ -203,6 +217,12 @@ def report(results: dict[str, Any]) -> None:
     common.print_table(
         f"Cost per {LINES}-line invocation under Lambda's CPU share (ms unless noted)",
         HEADERS, rows(results))
+    for c in results["cells"]:
+        split = c.get("cpu_ms_per_invocation_by_process", {})
+        print(f"CPU ms/inv by process, {c['memory_mb']} MB {gap_label(c['gap_s'])} "
+              f"{c['strategy']}: " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
+    print(f"warm mean: post-runtime mean leaving out the first {WARMUP + 1} invocations "
+          "(adaptive waits while it learns the rhythm)")
     for note in results["skipped"]:
         print(f"skipped: {note}")
     limited = {bool(c["limits"].get("applied")) for c in results["cells"]}
@@ -246,10 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = measure(QUICK_MEMORY_MB, QUICK_GAPS_S, QUICK_INVOCATIONS, args.strategy)
     else:
         results = measure(args.memory, args.gaps, INVOCATIONS, args.strategy)
-    report(results)
-    common.write_result("cost", results, quick=args.quick, targets=TARGETS)
-    chart(results, common.results_dir())
-    return 0
+    return common.publish("cost", results, quick=args.quick, targets=TARGETS,
+                          report=report, chart=chart)
 
 
 if __name__ == "__main__":

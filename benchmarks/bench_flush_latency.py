@@ -99,10 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
     args = parser.parse_args(argv)
     results = measure(PLAN_QUICK if args.quick else PLAN_FULL)
-    report(results)
-    common.write_result("flush_latency", results, quick=args.quick, targets=TARGETS)
-    chart(results, common.results_dir())
-    return 0
+    return common.publish("flush_latency", results, quick=args.quick, targets=TARGETS,
+                          report=report, chart=chart)
 
 
 if __name__ == "__main__":

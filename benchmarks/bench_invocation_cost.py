@@ -6,7 +6,7 @@ the main, listener and sender processes before and after the measured invocation
 from the receiver's request counter. With `--profile DIR`, every extension process runs under
 cProfile (benchmarks/profiled_extension.py) and the top functions per process are printed.
 Run: `.venv/bin/python -m benchmarks.bench_invocation_cost [--quick] [--flush sync]
-[--profile DIR]`.
+[--gap-ms 200] [--profile DIR]`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import pstats
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def cpu_ns(pid: int) -> int:
         return 0
 
 
-def measure(flush: str, invocations: int, profile_dir: Path | None) -> dict[str, Any]:
+def measure(flush: str, invocations: int, profile_dir: Path | None,
+            gap_s: float = 0.0) -> dict[str, Any]:
     with extension_rig() as rig:
         env = rig.env(SPLUNK_FLUSH=flush)
         if profile_dir is not None:
@@ -55,6 +57,7 @@ def measure(flush: str, invocations: int, profile_dir: Path | None) -> dict[str,
             for n in range(invocations):
                 result = sb.invoke({"lines": LINES, "tag": f"m{n}"})
                 post_runtime.append(result.post_runtime_ms or 0.0)
+                time.sleep(gap_s)  # frozen between invocations, as Lambda keeps it
             after = {role: cpu_ns(pid) for role, pid in roles.items()}
             requests = rig.hec.admin("GET", "/_admin/stats")["requests"] - requests_before
             sb.shutdown()
@@ -83,9 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flush", default="adaptive")
     parser.add_argument("--invocations", type=int, default=None)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="frozen time between invocations (default: back to back)")
     args = parser.parse_args(argv)
     invocations = args.invocations or (10 if args.quick else 100)
-    result = measure(args.flush, invocations, args.profile)
+    result = measure(args.flush, invocations, args.profile, args.gap_ms / 1000)
     by_role = result["cpu_us_per_invocation_by_process"]
     print(common.format_table(
         ["flush", "invocations", "HEC requests/inv", "CPU us/inv", "main", "listener", "sender",

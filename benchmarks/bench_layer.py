@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.bench_cold_start import cold_init
+from benchmarks.bench_cold_start import bare_start_ms, cold_init
 from benchmarks.bench_memory import extension_memory
 from benchmarks.rig import Rig, extension_rig
-from ext.local.layer import EXTENSION_NAME
+from ext.local.layer import EXTENSION_NAME, unpack_layer
 
 TARGETS = {"first_next_ratio_p50": 1.1, "zipped_mb": 20.0}
 ARCHES = ("x86_64", "arm64")
@@ -60,16 +60,6 @@ def build(arch: str, out: Path) -> Path:
     return zip_path
 
 
-def unpack(zip_path: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(zip_path) as archive:
-        for info in archive.infolist():
-            archive.extract(info, dest)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                (dest / info.filename).chmod(mode)
-    return dest
-
-
 def sizes(zip_path: Path) -> dict[str, float]:
     with zipfile.ZipFile(zip_path) as archive:
         unzipped = sum(info.file_size for info in archive.infolist())
@@ -84,24 +74,6 @@ class BundledRig(Rig):
         env = super().env(**extra)
         del env["SPLUNK_EXTENSION_PYTHON"]
         return env
-
-
-def bare_start_ms(python: str) -> float:
-    """Popen return -> reaped exit of `python -S -c pass`, spawned like the emulator spawns."""
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = subprocess.Popen([python, "-S", "-c", "pass"], stdin=subprocess.DEVNULL,
-                                stdout=write_fd, stderr=write_fd, start_new_session=True)
-        started = time.monotonic()
-        os.close(write_fd)
-        write_fd = -1
-        proc.wait(30)
-        ended = time.monotonic()
-    finally:
-        if write_fd >= 0:
-            os.close(write_fd)
-        os.close(read_fd)
-    return (ended - started) * 1000
 
 
 # What the extension's processes import from the stdlib, in one interpreter start.
@@ -140,7 +112,7 @@ def pss_mib(rig: Rig, invocations: int) -> float:
 
 def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str]) -> dict[str, Any]:
     layers = {arch: build(arch, folder) for arch in arches}
-    opt = unpack(layers["x86_64"], folder / "opt")
+    opt = unpack_layer(layers["x86_64"], folder / "opt")
     bundled_python = str(opt / EXTENSION_NAME / "python" / "bin" / "python3")
     series: dict[str, list[float]] = {k: [] for k in (
         "system_bare", "bundled_bare", "system_register_ms", "system_first_next_ms",
@@ -150,8 +122,8 @@ def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str]) ->
         cold_init(system_rig)  # warm the page cache of both; not counted
         cold_init(bundled_rig)
         for _ in range(runs):
-            series["system_bare"].append(bare_start_ms(sys.executable))
-            series["bundled_bare"].append(bare_start_ms(bundled_python))
+            series["system_bare"].append(bare_start_ms(["-S", "-c", "pass"], sys.executable))
+            series["bundled_bare"].append(bare_start_ms(["-S", "-c", "pass"], bundled_python))
             for side, rig in (("system", system_rig), ("bundled", bundled_rig)):
                 record = cold_init(rig)
                 series[f"{side}_register_ms"].append(record["register_ms"])

@@ -32,8 +32,9 @@ FULL_PLAN = (100, 1_000)  # invocations, lines per invocation
 QUICK_PLAN = (5, 100)
 
 
-def extension_memory(rig: Rig, invocations: int, lines: int) -> dict[str, Any]:
-    sb = rig.sandbox(rig.env(), timeout_s=30.0)
+def extension_memory(rig: Rig, invocations: int, lines: int,
+                     extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    sb = rig.sandbox(rig.env(**(extra_env or {})), timeout_s=30.0)
     try:
         for n in range(invocations):
             result = sb.invoke({"lines": lines, "tag": f"M{n}"})
@@ -105,9 +106,10 @@ def import_costs() -> list[dict[str, Any]]:
     return [{"import": "(python -S)", "modules": 0, **base}, *out]
 
 
-def measure(invocations: int, lines: int) -> dict[str, Any]:
+def measure(invocations: int, lines: int,
+            extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     with extension_rig() as rig:
-        processes = extension_memory(rig, invocations, lines)
+        processes = extension_memory(rig, invocations, lines, extra_env)
     total = {key: sum(p[key] for p in processes.values()) for key in ("rss_kb", "pss_kb",
                                                                          "uss_kb")}
     return {"invocations": invocations, "lines_per_invocation": lines,
@@ -153,12 +155,13 @@ def chart(results: dict[str, Any], folder: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_memory", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable of the function (repeatable)")
     args = parser.parse_args(argv)
-    results = measure(*(QUICK_PLAN if args.quick else FULL_PLAN))
-    report(results)
-    common.write_result("memory", results, quick=args.quick, targets=TARGETS)
-    chart(results, common.results_dir())
-    return 0
+    extra = dict(item.split("=", 1) for item in args.env)
+    results = measure(*(QUICK_PLAN if args.quick else FULL_PLAN), extra)
+    return common.publish("memory", results, quick=args.quick, targets=TARGETS,
+                          report=report, chart=chart)
 
 
 if __name__ == "__main__":

@@ -95,10 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
     args = parser.parse_args(argv)
     results = measure(QUICK_SIZES if args.quick else FULL_SIZES)
-    report(results)
-    common.write_result("shutdown_drain", results, quick=args.quick, targets=TARGETS)
-    chart(results, common.results_dir())
-    return 0
+    return common.publish("shutdown_drain", results, quick=args.quick, targets=TARGETS,
+                          report=report, chart=chart)
 
 
 if __name__ == "__main__":

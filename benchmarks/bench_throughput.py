@@ -194,10 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["sink"] = measure(dataclasses.replace(rig, target_url=sink.url), batches, sink)
         finally:
             sink.stop()
-    report(results)
-    common.write_result("throughput", results, quick=args.quick, targets=TARGETS)
-    chart(results, common.results_dir())
-    return 0
+    return common.publish("throughput", results, quick=args.quick, targets=TARGETS,
+                          report=report, chart=chart)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,10 @@ from ext.local.sandbox.delivery import Subscriber
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "11111111-2222-3333-4444-555555555555"
 FLUSH_BUDGET_MS = 300
-# Scheduling slack on top of the budget: the emulator measures post-runtime from the runtime's
-# `next` to the extension's, which also holds the 25 ms Telemetry buffering and two hops of
-# process wake-up on a shared 2-core machine.
+# Scheduling slack on top of the budget, for the tests only (they run beside others on a shared
+# 2-core machine, where a process may wait its turn for a CPU); the benchmark judges post-runtime
+# against the budget itself, as the extension promises it (the emulator measures it from the
+# runtime's `next` to the extension's, as Lambda bills it).
 POST_RUNTIME_SLACK_MS = 150
 LISTENER_RSS_LIMIT_MIB = 40.0
 SAMPLE_S = 0.02
@@ -80,6 +81,7 @@ class Figures:
     missing: int = 0  # sent, never in HEC (whatever the reason)
     post_runtime_max_ms: float = 0.0
     post_runtime_warm_ms: float = 0.0  # the same, leaving out each first invocation after an init
+    slack_ms: float = 0.0  # allowed past the flush budget (POST_RUNTIME_SLACK_MS in the tests)
     listener_peak_mib: float = 0.0
     restarts: int = 0  # child processes started beyond the first listener and sender
     crashes: int = 0  # processes the case killed
@@ -107,10 +109,11 @@ class Figures:
         if self.refused > self.counted:
             found.append(("uncounted", f"{self.refused} refused line(s) lost but only "
                                        f"{self.counted} counted"))
-        limit = FLUSH_BUDGET_MS + POST_RUNTIME_SLACK_MS
+        limit = FLUSH_BUDGET_MS + self.slack_ms
         if self.post_runtime_max_ms > limit:
             found.append(("post-runtime", f"post-runtime {self.post_runtime_max_ms:.0f} ms > "
-                                          f"{limit} ms (budget {FLUSH_BUDGET_MS} + slack)"))
+                                          f"{limit:.0f} ms (budget {FLUSH_BUDGET_MS} + "
+                                          f"{self.slack_ms:.0f} ms slack)"))
         if self.duplicated > self.crashes * self.batch_lines:
             found.append(("dup", f"{self.duplicated} duplicate(s) > one batch "
                                  f"({self.batch_lines}) per crash ({self.crashes})"))
@@ -668,6 +671,9 @@ class CaseRun:
         f.counted = self.counted()
         posts = [r.post_runtime_ms for r in self.results if r.post_runtime_ms is not None]
         f.post_runtime_max_ms = max(posts, default=0.0)
+        over = [f"{n}: {p:.0f}" for n, p in enumerate(posts) if p > FLUSH_BUDGET_MS]
+        if over:
+            f.notes.append(f"post-runtime over the budget (invocation: ms): {', '.join(over)}")
         f.post_runtime_warm_ms = max((r.post_runtime_ms for r in self.results
                                       if r.post_runtime_ms is not None
                                       and r.init_duration_ms is None), default=0.0)

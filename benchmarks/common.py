@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,17 @@ def write_result(name: str, results: Mapping[str, Any], *, quick: bool,
     path = results_dir() / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
     return path
+
+
+def publish(name: str, results: Mapping[str, Any], *, quick: bool,
+            targets: Mapping[str, Any] | None,
+            report: Callable[[Any], None], chart: Callable[[Any, Path], None]) -> int:
+    """The end of every benchmark's main: prints the table(s), writes results/<name>.json and
+    draws its charts next to it; the exit status (0: the figures are printed, not judged)."""
+    report(results)
+    write_result(name, results, quick=quick, targets=targets)
+    chart(results, results_dir())
+    return 0
 
 
 def _json_default(value: object) -> object:

@@ -1,10 +1,18 @@
-"""Configuration: every environment variable the extension reads, parsed and validated once.
+"""Configuration: every environment variable the extension reads, declared once in SETTINGS and
+parsed and validated once by `load`.
+
+SETTINGS is the one table of the variables a deployer sets: one row per variable with its name,
+the Config field it fills, how its text is parsed, its default, its bounds, how the README shows
+the default, whether its value may appear in a message, and its help text. `load`, its error
+messages, Config's defaults and the README's configuration table (`scripts/config_table.py`,
+checked by tests/unit/test_config_table.py) all come from it.
 
 `load(environ)` runs in the main process right after register; it collects every problem into
 one ConfigError naming each variable, so a deployer fixes them all in one round. The resulting
 read-only Config is handed to the listener and sender processes; nothing else reads the
 environment. On the cold-start path: no dataclasses, re, urllib or typing imports (together
-they cost more than the rest of the extension's start).
+they cost more than the rest of the extension's start), and the table is rows of constants:
+objects built at import cost ~0.1 ms of CPU more per cold start (measured), rows almost nothing.
 """
 
 from __future__ import annotations
@@ -17,26 +25,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from re import Pattern
-    from typing import TypeVar
+    from typing import Any
 
-    T = TypeVar("T")
-
-# The four names of the original sample; they must keep working exactly.
-SPLUNK_HOST = "SPLUNK_HOST"
-SPLUNK_HEC_TOKEN = "SPLUNK_HEC_TOKEN"  # noqa: S105 - a variable name, not a secret
-SPLUNK_INDEX = "SPLUNK_INDEX"
-DISPATCH_MIN_BATCH_SIZE = "DISPATCH_MIN_BATCH_SIZE"
-# The other two token sources: fetched at run time by the sender with the function's role.
-SPLUNK_HEC_TOKEN_SECRET_ARN = "SPLUNK_HEC_TOKEN_SECRET_ARN"  # noqa: S105 - a variable name
-SPLUNK_HEC_TOKEN_SECRET_KEY = "SPLUNK_HEC_TOKEN_SECRET_KEY"  # noqa: S105 - a variable name
-SPLUNK_HEC_TOKEN_SSM_PARAMETER = "SPLUNK_HEC_TOKEN_SSM_PARAMETER"  # noqa: S105 - a variable name
-TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
-# Per source: the service (its signing name and endpoint prefix) and its endpoint override, named
-# as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific endpoints").
-AWS_TOKEN_SERVICES = {
-    SPLUNK_HEC_TOKEN_SECRET_ARN: ("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
-    SPLUNK_HEC_TOKEN_SSM_PARAMETER: ("ssm", "AWS_ENDPOINT_URL_SSM"),
-}
+    # name, field, kind, default, limits, shown default, flags, help (see SETTINGS)
+    Row = tuple[str, str, str, object, Any, str, str, str]
 
 TELEMETRY_KINDS: tuple[str, ...] = ("platform", "function", "extension")
 FLUSH_STRATEGIES = ("adaptive", "sync", "background")
@@ -51,21 +43,35 @@ OWN_LOG_MARKER = "[splunk-hec-ext]"
 BUFFER_ITEMS_RANGE = (1_000, 10_000)
 BUFFER_BYTES_RANGE = (262_144, 1_048_576)
 BUFFER_TIMEOUT_RANGE = (25, 30_000)
+# Lambda's own port in the sandbox (the Runtime and Extensions APIs): the listener cannot bind it.
+LAMBDA_API_PORT = 9001
 
 _INDEX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 # Log levels from least to most severe; SPLUNK_MIN_LEVEL keeps lines at or above its rank.
 LEVEL_RANKS = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4,
                "FATAL": 5, "CRITICAL": 5}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Variables the platform (Lambda, the AWS SDK conventions) defines; read, not part of SETTINGS.
+AWS_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+AWS_REGION = "AWS_REGION"
+AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a variable name, not a secret
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
+TMPDIR = "TMPDIR"
+
 # The Lambda variables the sender's enrichment reads (ext/enrichment.py); the extension sees the
 # first four, the others only where the platform passes them (lambda-protocol.md §6.1).
-ENRICHMENT_VARIABLES = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_VERSION",
+ENRICHMENT_VARIABLES = (AWS_REGION, "AWS_LAMBDA_FUNCTION_VERSION",
                         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_INITIALIZATION_TYPE",
                         "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME")
 # The enrichment fields, all on by default; SPLUNK_ENRICH may name a subset.
 ENRICHMENT_FIELDS: tuple[str, ...] = (
     "function_arn", "function_version", "aws_account_id", "aws_region", "memory_size_mb",
     "architecture", "runtime", "log_group", "environment_id", "init_type", "cold_start")
-_NO_FIELDS: tuple[tuple[str, str], ...] = ()
 _FIELD_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 # SPLUNK_FIELDS may not shadow what Splunk or the extension itself sets.
 RESERVED_FIELDS = frozenset({
@@ -77,135 +83,261 @@ RESERVED_FIELDS = frozenset({
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
+# Variables of SETTINGS the code refers to by name (the other rows spell theirs only there).
+SPLUNK_HOST = "SPLUNK_HOST"
+SPLUNK_HEC_TOKEN = "SPLUNK_HEC_TOKEN"  # noqa: S105 - a variable name, not a secret
+SPLUNK_HEC_TOKEN_SECRET_ARN = "SPLUNK_HEC_TOKEN_SECRET_ARN"  # noqa: S105 - a variable name
+SPLUNK_HEC_TOKEN_SECRET_KEY = "SPLUNK_HEC_TOKEN_SECRET_KEY"  # noqa: S105 - a variable name
+SPLUNK_HEC_TOKEN_SSM_PARAMETER = "SPLUNK_HEC_TOKEN_SSM_PARAMETER"  # noqa: S105 - a variable name
+SPLUNK_HEC_TOKEN_REFETCH_S = "SPLUNK_HEC_TOKEN_REFETCH_S"  # noqa: S105 - a variable name
+SPLUNK_SPOOL_DIR = "SPLUNK_SPOOL_DIR"
+SPLUNK_LISTENER_PORT = "SPLUNK_LISTENER_PORT"
+SPLUNK_METRICS_INDEX = "SPLUNK_METRICS_INDEX"
+SPLUNK_PLATFORM_EVENTS = "SPLUNK_PLATFORM_EVENTS"
+SPLUNK_ON_CONFIG_ERROR = "SPLUNK_ON_CONFIG_ERROR"
+TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
+# Per fetched source: the service (its signing name and endpoint prefix) and its endpoint
+# override, named as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific
+# endpoints").
+AWS_TOKEN_SERVICES = {
+    SPLUNK_HEC_TOKEN_SECRET_ARN: ("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+    SPLUNK_HEC_TOKEN_SSM_PARAMETER: ("ssm", "AWS_ENDPOINT_URL_SSM"),
+}
+
+# The table: one row per variable a deployer sets, in the README's order. Columns:
+#   name     the environment variable; the four of the original sample (SPLUNK_HOST,
+#            SPLUNK_HEC_TOKEN, SPLUNK_INDEX, DISPATCH_MIN_BATCH_SIZE) must keep working exactly
+#   field    the Config field it fills ("": load() derives the fields from it by its own code)
+#   kind     how its text is parsed: a key of _KINDS, which also says what a value should be
+#   default  the field's value when the variable is unset (or blank)
+#   limits   integers: the bounds (inclusive); choices: the choices, the first the default
+#   shown    the README's default column ("": the default as a value of the variable)
+#   flags    "secret": its value is never in a message; "redacted": only through redact_url;
+#            "custom": load() reads it with its own code (it depends on other variables)
+#   help     the README's text (Markdown)
+SETTINGS: tuple[Row, ...] = (
+    (SPLUNK_HOST, "", "hec_url", None, None, "required", "redacted custom",
+     "HEC base URL, e.g. `https://splunk.example.com:8088` (https when no scheme; a path other "
+     "than `/services/collector` is used as given)"),
+    (SPLUNK_HEC_TOKEN, "hec_token", "hec_token", "", None, "one token source is required",
+     "secret custom", "HEC token (printable ASCII, a GUID); never logged"),
+    # The other two token sources: fetched at run time by the sender with the function's role.
+    (SPLUNK_HEC_TOKEN_SECRET_ARN, "", "secret_arn", None, None, "", "custom",
+     "instead: full ARN of a Secrets Manager secret holding the token, read at run time (below)"),
+    (SPLUNK_HEC_TOKEN_SECRET_KEY, "token_secret_key", "text", None, None, "whole secret", "",
+     "with a JSON secret: the key whose value is the token"),
+    (SPLUNK_HEC_TOKEN_SSM_PARAMETER, "", "text", None, None, "", "custom",
+     "instead: name or ARN of an SSM `SecureString` holding the token"),
+    (SPLUNK_HEC_TOKEN_REFETCH_S, "token_refetch_s", "integer", 30, (1, 3_600), "", "custom",
+     "least time between two reads of the secret after HEC rejected the token"),
+    ("SPLUNK_INDEX", "index", "index", None, None, "token default", "",
+     "index for every event"),
+    ("DISPATCH_MIN_BATCH_SIZE", "dispatch_min_batch_size", "integer", 500, (1, 100_000), "", "",
+     "minimum number of **events** before a non-final dispatch"),
+    ("SPLUNK_DISPATCH_MAX_WAIT_MS", "dispatch_max_wait_ms", "integer", 1_000, (0, 600_000), "",
+     "", "longest an event waits for the minimum batch (also `adaptive`'s linger)"),
+    ("SPLUNK_SOURCE", "source", "text", None, None, "`lambda:<function>`", "", "HEC `source`"),
+    ("SPLUNK_SOURCETYPE", "sourcetype", "text", None, None, "per kind (below)", "",
+     "one sourcetype for everything, e.g. `_json`"),
+    ("SPLUNK_HEC_HOST", "event_host", "text", None, None, "function name", "", "HEC `host`"),
+    ("SPLUNK_TELEMETRY_TYPES", "telemetry_types", "telemetry_types", TELEMETRY_KINDS, None, "",
+     "", "Telemetry API types to subscribe to"),
+    ("SPLUNK_ENRICH", "enrich", "enrich", ENRICHMENT_FIELDS, None, "`true`", "",
+     "the function's identity and environment as indexed fields on every event "
+     "([below](#what-arrives-in-splunk)); `false`: only `function_name`, `telemetry_type`, "
+     "`request_id`, `level` (and `SPLUNK_FIELDS`); or the names of the fields wanted, e.g. "
+     "`function_arn,cold_start,environment_id` (each costs its bytes on every event, see below)"),
+    ("SPLUNK_FIELDS", "user_fields", "user_fields", (), None, "", "",
+     "your own indexed fields on every event: `name=value` pairs separated by commas, e.g. "
+     "`team=payments,env=prod` (names of letters, digits and `_`, not starting with `_` or a "
+     "digit, not a field the extension or Splunk sets)"),
+    ("SPLUNK_MIN_LEVEL", "min_level", "min_level", None, None, "", "",
+     "drop function and extension log lines below this level (`TRACE`, `DEBUG`, `INFO`, `WARN`, "
+     "`ERROR`, `FATAL`); lines without a level are kept "
+     "([filters and masking](#filters-and-masking))"),
+    # The value of these two is never echoed: a mask rule may quote what it hides.
+    ("SPLUNK_DROP_REGEX", "drop_pattern", "drop_regex", None, None, "", "secret",
+     "drop function and extension log lines this regular expression (Python syntax) matches "
+     "anywhere"),
+    ("SPLUNK_MASK", "mask_rules", "mask", (), None, "", "secret",
+     "mask rules `regex=>replacement`, several separated by `;;`, e.g. "
+     "`Bearer\\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token];;AKIA[0-9A-Z]{16}=>[aws-key]`"),
+    ("SPLUNK_FLUSH", "flush", "choice", "adaptive", FLUSH_STRATEGIES, "", "",
+     "`adaptive`, `sync` or `background` (above)"),
+    ("SPLUNK_MAX_LATENCY_MS", "max_latency_ms", "integer", 2_000, (100, 3_600_000), "", "",
+     "`adaptive`: the line-to-Splunk latency it keeps while HEC is up (why 2 s: "
+     "`ext/flush_policy.py`)"),
+    ("SPLUNK_FLUSH_BUDGET_MS", "flush_budget_ms", "integer", 500, (0, 900_000), "", "",
+     "longest the end-of-invocation flush may wait for HEC, counted from the runtime's end (see "
+     "`sync` above)"),
+    ("SPLUNK_BUFFER_MAX_ITEMS", "buffer_max_items", "integer", 1_000, BUFFER_ITEMS_RANGE, "", "",
+     "Telemetry API buffering: most events in one delivery (the three buffering values are "
+     "always sent explicitly)"),
+    ("SPLUNK_BUFFER_MAX_BYTES", "buffer_max_bytes", "integer", 262_144, BUFFER_BYTES_RANGE, "",
+     "", "Telemetry API buffering: most bytes in one delivery"),
+    ("SPLUNK_BUFFER_TIMEOUT_MS", "buffer_timeout_ms", "integer", 25, BUFFER_TIMEOUT_RANGE, "", "",
+     "Telemetry API buffering: longest Lambda holds telemetry before delivering it"),
+    (SPLUNK_SPOOL_DIR, "spool_dir", "text", "", None,
+     "`/tmp/splunk-hec-extension/spool`", "custom", "spool directory (`$TMPDIR` is honoured)"),
+    ("SPLUNK_SPOOL_MAX_MB", "spool_max_bytes", "megabytes", 64 * 2**20, (8, 10_240), "", "",
+     "spool bound (less if /tmp has less room); beyond it new batches are refused (503, "
+     "counted)"),
+    ("SPLUNK_VERIFY_TLS", "verify_tls", "boolean", True, None, "", "",
+     "TLS certificate verification"),
+    ("SPLUNK_CA_BUNDLE", "ca_bundle", "file", None, None, "system CAs", "",
+     "PEM bundle for a private CA"),
+    ("SPLUNK_CONNECT_TIMEOUT_MS", "connect_timeout_ms", "integer", 2_000, (50, 60_000), "", "",
+     "HEC connect timeout"),
+    ("SPLUNK_REQUEST_TIMEOUT_MS", "request_timeout_ms", "integer", 5_000, (100, 300_000), "", "",
+     "HEC request timeout"),
+    ("SPLUNK_MAX_REQUEST_BYTES", "max_request_bytes", "integer", 1_048_576,
+     (4_096, 100 * 2**20), "", "", "uncompressed bound of one HEC request"),
+    ("SPLUNK_GZIP_LEVEL", "gzip_level", "integer", 1, (0, 9), "", "", "0 disables gzip"),
+    ("SPLUNK_FORWARD_OWN_LOGS", "forward_own_logs", "boolean", False, None, "", "",
+     "also forward this extension's own INFO/DEBUG lines (its warnings and errors are always "
+     "forwarded, as `aws:lambda:extension` events)"),
+    (SPLUNK_ON_CONFIG_ERROR, "on_config_error", "choice", "fail", CONFIG_ERROR_ACTIONS, "", "",
+     "`fail`: report `init/error` (Lambda fails the init, the message names each bad variable); "
+     "`disable`: log the error and stay dormant so the function keeps serving"),
+    ("SPLUNK_LOG_LEVEL", "log_level", "log_level", "WARNING", None, "", "",
+     "the extension's own log level (stderr → CloudWatch)"),
+    ("SPLUNK_LISTENER_HOST", "listener_host", "text", None, None, "`sandbox.localdomain`", "",
+     "Telemetry listener address (`127.0.0.1` where `sandbox.localdomain` does not resolve)"),
+    (SPLUNK_LISTENER_PORT, "listener_port", "integer", 0, (0, 65_535), "any free port", "",
+     "Telemetry listener port (not 9001, Lambda's own)"),
+    (SPLUNK_METRICS_INDEX, "metrics_index", "metrics_index", None, None, "", "",
+     "a Splunk metrics index: `platform.report`, `runtimeDone`, `initReport` and "
+     "`restoreReport` also become HEC metric events there (`aws.lambda.duration_ms`, "
+     "`aws.lambda.max_memory_used_mb`, …: [docs/metrics.md](docs/metrics.md)), alerts get a "
+     "counter, self-metrics are metrics"),
+    (SPLUNK_PLATFORM_EVENTS, "platform_events", "boolean", True, None, "", "",
+     "`false`: those four record types go only as metrics (needs `SPLUNK_METRICS_INDEX`)"),
+    ("SPLUNK_SELF_METRICS", "self_metrics", "boolean", True, None, "", "",
+     "the extension's own figures with an invocation batch and at shutdown (spool backlog and "
+     "drops, HEC requests, retries, failures, latency, gzip, CPU and memory per process)"),
+    # Each self-metrics event reads /proc for three processes, ~0.4 ms of CPU at 128 MB: too
+    # much to pay on every invocation.
+    ("SPLUNK_SELF_METRICS_INTERVAL_MS", "self_metrics_interval_ms", "integer", 10_000,
+     (0, 3_600_000), "", "", "at most one self-metrics event per this interval (plus one at "
+     "shutdown; counters add up in between): each costs ~0.4 ms of CPU at 128 MB. `0`: with "
+     "every invocation batch"),
+)
+# An AWS SDK convention the token fetch honours; not the extension's own, so not in SETTINGS.
+_IGNORE_ENDPOINTS: Row = (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, "", "boolean", False, None, "",
+                          "", "")
+
+
 class Config:
-    """Validated settings; defaults sit beside the fields and match the README table.
+    """Validated settings, read-only once built: the same values must hold in every process of
+    the extension. A field a row of SETTINGS fills and the constructor is not given takes the
+    row's default; the others' defaults sit beside them."""
 
-    Read-only once built: the same values must hold in every process of the extension.
-    """
-
-    hec_url: str  # scheme://host[:port] only
+    hec_url: str  # scheme://host[:port] only (SPLUNK_HOST)
     hec_path: str
     hec_token: str  # "" when the token is fetched from AWS (token_source)
     token_source: str = "value"  # noqa: S105 - "value", "secretsmanager" or "ssm"
     token_reference: str = ""  # the secret ARN or the parameter name (names, not values)
-    token_secret_key: str | None = None  # a key of a JSON secret; None: the whole string
-    token_refetch_s: int = 30  # least time between two fetches after HEC rejected the token
+    token_secret_key: str | None  # a key of a JSON secret; None: the whole string
+    token_refetch_s: int
     aws_region: str = ""
     aws_endpoint: str = ""  # scheme://host[:port] of token_source's API
     aws_credentials: tuple[str, str, str | None] | None = None  # key id, secret, session token
     function_name: str = "unknown-function"
-    index: str | None = None
-    dispatch_min_batch_size: int = 500
-    dispatch_max_wait_ms: int = 1_000
-    source: str | None = None  # None: "lambda:<function name>"
-    sourcetype: str | None = None  # None: one per telemetry kind
-    event_host: str | None = None  # None: the function name
-    telemetry_types: tuple[str, ...] = TELEMETRY_KINDS
-    buffer_max_items: int = 1_000
-    buffer_max_bytes: int = 262_144
-    buffer_timeout_ms: int = 25
-    flush: str = "adaptive"
-    flush_budget_ms: int = 500
-    max_latency_ms: int = 2_000  # adaptive: the bound it keeps while HEC is up (flush_policy.py)
-    spool_dir: str = ""
-    spool_max_bytes: int = 64 * 2**20
-    verify_tls: bool = True
-    ca_bundle: str | None = None
-    connect_timeout_ms: int = 2_000
-    request_timeout_ms: int = 5_000
-    max_request_bytes: int = 1_048_576
-    gzip_level: int = 1
+    index: str | None
+    dispatch_min_batch_size: int
+    dispatch_max_wait_ms: int
+    source: str | None  # None: "lambda:<function name>"
+    sourcetype: str | None  # None: one per telemetry kind
+    event_host: str | None  # None: the function name
+    telemetry_types: tuple[str, ...]
+    buffer_max_items: int
+    buffer_max_bytes: int
+    buffer_timeout_ms: int
+    flush: str
+    flush_budget_ms: int
+    max_latency_ms: int  # adaptive: the bound it keeps while HEC is up (flush_policy.py)
+    spool_dir: str
+    spool_max_bytes: int
+    verify_tls: bool
+    ca_bundle: str | None
+    connect_timeout_ms: int
+    request_timeout_ms: int
+    max_request_bytes: int
+    gzip_level: int
     # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
-    metrics_index: str | None = None  # None: no metric events (alerts and self-metrics as events)
-    platform_events: bool = True  # False: report/runtimeDone/init figures go only as metrics
-    self_metrics: bool = True
-    # At most one self-metrics event per this many ms (and one at shutdown): each reads /proc
-    # for three processes, ~0.4 ms of CPU at 128 MB, too much to pay on every invocation.
-    self_metrics_interval_ms: int = 10_000
-    listener_host: str | None = None  # None: sandbox.localdomain if it resolves, else 127.0.0.1
-    listener_port: int = 0
-    forward_own_logs: bool = False
-    on_config_error: str = "fail"
-    log_level: str = "WARNING"
+    metrics_index: str | None  # None: no metric events (alerts and self-metrics as events)
+    platform_events: bool  # False: report/runtimeDone/init figures go only as metrics
+    self_metrics: bool
+    self_metrics_interval_ms: int
+    listener_host: str | None  # None: sandbox.localdomain if it resolves, else 127.0.0.1
+    listener_port: int
+    forward_own_logs: bool
+    on_config_error: str
+    log_level: str
     # Enrichment (ext/enrichment.py): indexed fields on every event.
-    enrich: tuple[str, ...] = ENRICHMENT_FIELDS  # of the function's identity (SPLUNK_ENRICH)
-    user_fields: tuple[tuple[str, str], ...] = ()  # SPLUNK_FIELDS, in order
+    enrich: tuple[str, ...]  # of the function's identity
+    user_fields: tuple[tuple[str, str], ...]  # in order
     account_id: str = ""  # from register's response (Lambda-Extension-Accept-Feature)
     aws_environment: tuple[tuple[str, str], ...] = ()  # ENRICHMENT_VARIABLES that are set
     # Filters and masking, applied by the listener before the spool (ext/filters.py).
-    min_level: str | None = None  # SPLUNK_MIN_LEVEL, upper case
-    drop_pattern: Pattern[str] | None = None  # SPLUNK_DROP_REGEX
-    mask_rules: tuple[tuple[Pattern[str], str], ...] = ()  # SPLUNK_MASK
+    min_level: str | None  # upper case
+    drop_pattern: Pattern[str] | None
+    mask_rules: tuple[tuple[Pattern[str], str], ...]
 
     def __init__(self, **values: object) -> None:
         for name, value in values.items():
             if name not in Config.__annotations__:
                 raise TypeError(f"unknown setting {name}")
             object.__setattr__(self, name, value)
+        for _, field, _, default, _, _, _, _ in SETTINGS:  # here: no work at import
+            if field and field not in values:
+                object.__setattr__(self, field, default)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Config is read-only")
 
     def __repr__(self) -> str:
         # The token never appears in a repr, a log line or a traceback.
-        hidden = ("hec_token", "aws_credentials", "mask_rules", "drop_pattern")  # may quote secrets
+        hidden = {field for _, field, _, _, _, _, flags, _ in SETTINGS if "secret" in flags}
+        hidden.add("aws_credentials")
         shown = {n: getattr(self, n) for n in Config.__annotations__ if n not in hidden}
         return f"Config({shown})"
 
 
-class _Reader:
-    """Parses variables one by one, recording problems instead of stopping at the first."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[str] = []
-
-    def raw(self, name: str) -> str | None:
-        value = self.environ.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def parse(self, name: str, default: T, convert: Callable[[str], T], expect: str) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            return convert(value)
-        except ValueError:
-            self.problems.append(f"{name}={value!r} is not valid: expected {expect}")
-            return default
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        def convert(text: str) -> int:
-            number = int(text)
-            if not low <= number <= high:
-                raise ValueError(text)
-            return number
-
-        return self.parse(name, default, convert, f"an integer from {low} to {high}")
-
-    def boolean(self, name: str, default: bool) -> bool:
-        def convert(text: str) -> bool:
-            lowered = text.lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise ValueError(text)
-
-        return self.parse(name, default, convert, "true or false")
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        def convert(text: str) -> str:
-            if text.lower() not in choices:
-                raise ValueError(text)
-            return text.lower()
-
-        return self.parse(name, default, convert, " or ".join(choices))
+_BY_NAME = {row[0]: row for row in SETTINGS}
 
 
-def _split_hec_url(value: str) -> tuple[str, str]:
+def _integer(text: str, limits: tuple[int, int]) -> int:
+    number = int(text)
+    if not limits[0] <= number <= limits[1]:
+        raise ValueError(text)
+    return number
+
+
+def _megabytes(text: str, limits: tuple[int, int]) -> int:
+    return _integer(text, limits) * 2**20
+
+
+def _boolean(text: str, _limits: None) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _choice(text: str, choices: tuple[str, ...]) -> str:
+    if text.lower() not in choices:
+        raise ValueError(text)
+    return text.lower()
+
+
+def _text(text: str, _limits: None) -> str:
+    return text
+
+
+def _hec_url(value: str, _limits: None) -> tuple[str, str]:
     """Turns SPLUNK_HOST into (scheme://host[:port], path); https when no scheme is given."""
     text = value if "://" in value else f"https://{value}"
     scheme, _, rest = text.partition("://")
@@ -231,16 +363,186 @@ def _split_hec_url(value: str) -> tuple[str, str]:
     return f"{scheme}://{netloc}", path
 
 
-def _telemetry_types(text: str) -> tuple[str, ...]:
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot be a HEC token (never quoting it), or None if it can.
+
+    HEC tokens are GUIDs; anything outside visible ASCII cannot travel in an HTTP header
+    (http.client encodes headers as Latin-1) and would fail every request, so it is refused here.
+    """
+    if not token:
+        return "is empty"
+    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        return "must be printable ASCII without spaces (a HEC token is a GUID)"
+    return None
+
+
+def _hec_token(text: str, _limits: None) -> str:
+    problem = token_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+def _secret_arn(text: str, _limits: None) -> str:
+    if not text.startswith("arn:"):
+        raise ValueError(text)
+    return text
+
+
+def _index_name(text: str, _limits: None) -> str:
+    if len(text) > 80 or text[0] == "-" or not set(text) <= _INDEX_CHARS:
+        raise ValueError(text)
+    return text
+
+
+def _telemetry_types(text: str, _limits: None) -> tuple[str, ...]:
     kinds = tuple(dict.fromkeys(k.strip().lower() for k in text.split(",") if k.strip()))
     if not kinds or any(k not in TELEMETRY_KINDS for k in kinds):
         raise ValueError(text)
     return kinds
 
 
+def _enrich(text: str, _limits: None) -> tuple[str, ...]:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return ENRICHMENT_FIELDS
+    if lowered in _FALSE:
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in lowered.split(",") if n.strip()))
+    if not names or any(n not in ENRICHMENT_FIELDS for n in names):
+        raise ValueError(text)
+    return names
+
+
+def _user_fields(text: str, _limits: None) -> tuple[tuple[str, str], ...]:
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        name, equals, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if (not equals or not value or not name or len(name) > 64 or len(value) > 1_024
+                or name[0] == "_" or name[0].isdigit() or not set(name) <= _FIELD_NAME_CHARS
+                or name.lower() in RESERVED_FIELDS or name.lower().startswith("date_")
+                or name in pairs):
+            raise ValueError(text)
+        pairs[name] = value
+    return tuple(pairs.items())
+
+
+def _min_level(text: str, _limits: None) -> str:
+    upper = text.upper()
+    if upper not in LEVEL_RANKS:
+        raise ValueError(text)
+    return upper
+
+
+def _log_level(text: str, _limits: None) -> str:
+    upper = text.upper()
+    if upper not in _LOG_LEVELS:
+        raise ValueError(text)
+    return upper
+
+
+def _drop_regex(text: str, _limits: None) -> Pattern[str]:
+    # `re` is imported (by ext.rules) only when a pattern is set: off the cold-start path.
+    from ext import rules
+
+    return rules.compile_drop(text)  # its RuleError says why without quoting the value
+
+
+def _mask(text: str, _limits: None) -> tuple[tuple[Pattern[str], str], ...]:
+    from ext import rules
+
+    return rules.compile_masks(text)
+
+
+def _file(text: str, _limits: None) -> str:
+    if not os.path.isfile(text):
+        raise ValueError("not a readable file")
+    return text
+
+
+# SETTINGS' kinds: how a variable's text becomes its field's value (raising ValueError when it
+# cannot), and what a value should be, for the error message; None: the parser's ValueError says
+# why, worded without the value.
+_KINDS: dict[str, tuple[Callable[[str, Any], object], str | None]] = {
+    "integer": (_integer, "an integer from {0} to {1}"),
+    "megabytes": (_megabytes, "an integer from {0} to {1}"),
+    "boolean": (_boolean, "true or false"),
+    "choice": (_choice, ""),  # the choices: "a, b or c"
+    "text": (_text, "any text"),
+    "hec_url": (_hec_url, "a URL like https://host:8088, without credentials or a query"),
+    "hec_token": (_hec_token, None),
+    "secret_arn": (_secret_arn, "the secret's full ARN"),
+    "index": (_index_name, "a Splunk index name (a-z, 0-9, _ and -)"),
+    "metrics_index": (_index_name, "a Splunk metrics index name (a-z, 0-9, _ and -)"),
+    "telemetry_types": (_telemetry_types,
+                        "a comma-separated list of " + ", ".join(TELEMETRY_KINDS)),
+    "enrich": (_enrich, "true, false, or a comma-separated list of "
+               + ", ".join(ENRICHMENT_FIELDS)),
+    "user_fields": (_user_fields, "comma-separated name=value pairs, e.g. team=payments,env=prod "
+                    "(names: letters, digits and _, not starting with _ or a digit, not a field "
+                    "the extension or Splunk sets)"),
+    "min_level": (_min_level, "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
+    "log_level": (_log_level, ", ".join(_LOG_LEVELS[:-1]) + " or " + _LOG_LEVELS[-1]),
+    "drop_regex": (_drop_regex, None),
+    "mask": (_mask, None),
+    "file": (_file, None),
+}
+
+
+def parse(row: Row, text: str) -> object:
+    """The value of `row`'s field for the variable's (stripped, non-blank) `text`; raises
+    ValueError when the text is not valid."""
+    _, _, kind, _, limits, _, _, _ = row
+    return _KINDS[kind][0](text, limits)
+
+
+def _problem(row: Row, text: str, err: ValueError) -> str:
+    """The error message for `text`, which `row`'s parser refused with `err`."""
+    name, _, kind, _, limits, _, flags, _ = row
+    expect = _KINDS[kind][1]
+    if expect is None:
+        reason = str(err)
+    elif kind == "choice":
+        reason = "expected " + " or ".join(limits)
+    else:
+        reason = "expected " + expect.format(*limits or ())
+    if "secret" in flags:
+        return f"{name} is not valid: {reason}"
+    # Never echo credentials or a query a deployer put in a URL (issue 16).
+    shown = redact_url(text) if "redacted" in flags else text
+    return f"{name}={shown!r} is not valid: {reason}"
+
+
+class _Reader:
+    """Parses variables one by one, recording problems instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def read(self, row: Row) -> object:
+        """The row's value, or its default when unset or not valid (a problem recorded)."""
+        name, _, kind, default, limits, _, _, _ = row
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return _KINDS[kind][0](value, limits)
+        except ValueError as err:
+            self.problems.append(_problem(row, value, err))
+            return default
+
+
 def default_spool_dir(environ: Mapping[str, str]) -> str:
     """Lambda's /tmp, or TMPDIR when set (the local emulator gives each sandbox its own)."""
-    tmp = environ.get("TMPDIR") or "/tmp"  # noqa: S108 - Lambda's only writable disk
+    tmp = environ.get(TMPDIR) or "/tmp"  # noqa: S108 - Lambda's only writable disk
     return os.path.join(tmp, EXTENSION_DIR_NAME, "spool")
 
 
@@ -249,103 +551,94 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
     raises ConfigError listing every bad variable."""
     r = _Reader(environ)
     hec_url, hec_path = "", HEC_EVENT_PATH
-    host = r.raw(SPLUNK_HOST)
-    if host is None:
-        r.problems.append(f"{SPLUNK_HOST} is required (the HEC base URL, e.g. https://splunk:8088)")
+    if r.raw(SPLUNK_HOST) is None:
+        r.problems.append(f"{SPLUNK_HOST} is required (the HEC base URL, "
+                          "e.g. https://splunk:8088)")
     else:
-        try:
-            hec_url, hec_path = _split_hec_url(host)
-        except ValueError:
-            # Never echo credentials or a query a deployer put in the URL (issue 16).
-            r.problems.append(
-                f"{SPLUNK_HOST}={redact_url(host)!r} is not valid: expected a URL like "
-                "https://host:8088, without credentials or a query"
-            )
-    token = _token_settings(r)
-
-    def index_name(text: str) -> str:
-        if len(text) > 80 or text[0] == "-" or not set(text) <= _INDEX_CHARS:
-            raise ValueError(text)
-        return text
-
-    ca_bundle = r.raw("SPLUNK_CA_BUNDLE")
-    if ca_bundle is not None and not os.path.isfile(ca_bundle):
-        r.problems.append(f"SPLUNK_CA_BUNDLE={ca_bundle!r} is not a readable file")
-    level = r.parse(
-        "SPLUNK_LOG_LEVEL", "WARNING", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"
-    )
-    spool_dir = r.raw("SPLUNK_SPOOL_DIR") or default_spool_dir(environ)
+        endpoint = r.read(_BY_NAME[SPLUNK_HOST])
+        if isinstance(endpoint, tuple):
+            hec_url, hec_path = endpoint
+    values = _token_settings(r)
+    for row in SETTINGS:
+        _, field, _, _, _, _, flags, _ = row
+        if "custom" not in flags:
+            values[field] = r.read(row)
+    spool_dir = r.raw(SPLUNK_SPOOL_DIR) or default_spool_dir(environ)
     unwritable = _unwritable_dir(spool_dir)
     if unwritable:
-        r.problems.append(f"SPLUNK_SPOOL_DIR={spool_dir!r} cannot hold the spool: {unwritable}")
+        r.problems.append(f"{SPLUNK_SPOOL_DIR}={spool_dir!r} cannot hold the spool: {unwritable}")
     config = Config(
         hec_url=hec_url,
         hec_path=hec_path,
-        **token,
-        function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME") or "unknown-function",
-        index=r.parse(SPLUNK_INDEX, None, index_name, "a Splunk index name (a-z, 0-9, _ and -)"),
-        dispatch_min_batch_size=r.integer(DISPATCH_MIN_BATCH_SIZE, 500, 1, 100_000),
-        dispatch_max_wait_ms=r.integer("SPLUNK_DISPATCH_MAX_WAIT_MS", 1_000, 0, 600_000),
-        source=r.raw("SPLUNK_SOURCE"),
-        sourcetype=r.raw("SPLUNK_SOURCETYPE"),
-        event_host=r.raw("SPLUNK_HEC_HOST"),
-        telemetry_types=r.parse(
-            "SPLUNK_TELEMETRY_TYPES", TELEMETRY_KINDS, _telemetry_types,
-            "a comma-separated list of platform, function, extension",
-        ),
-        buffer_max_items=r.integer("SPLUNK_BUFFER_MAX_ITEMS", 1_000, *BUFFER_ITEMS_RANGE),
-        buffer_max_bytes=r.integer("SPLUNK_BUFFER_MAX_BYTES", 262_144, *BUFFER_BYTES_RANGE),
-        buffer_timeout_ms=r.integer("SPLUNK_BUFFER_TIMEOUT_MS", 25, *BUFFER_TIMEOUT_RANGE),
-        flush=r.choice("SPLUNK_FLUSH", "adaptive", FLUSH_STRATEGIES),
-        flush_budget_ms=r.integer("SPLUNK_FLUSH_BUDGET_MS", 500, 0, 900_000),
-        max_latency_ms=r.integer("SPLUNK_MAX_LATENCY_MS", 2_000, 100, 3_600_000),
         spool_dir=spool_dir,
-        spool_max_bytes=r.integer("SPLUNK_SPOOL_MAX_MB", 64, 8, 10_240) * 2**20,
-        verify_tls=r.boolean("SPLUNK_VERIFY_TLS", True),
-        ca_bundle=ca_bundle,
-        connect_timeout_ms=r.integer("SPLUNK_CONNECT_TIMEOUT_MS", 2_000, 50, 60_000),
-        request_timeout_ms=r.integer("SPLUNK_REQUEST_TIMEOUT_MS", 5_000, 100, 300_000),
-        max_request_bytes=r.integer("SPLUNK_MAX_REQUEST_BYTES", 1_048_576, 4_096, 100 * 2**20),
-        gzip_level=r.integer("SPLUNK_GZIP_LEVEL", 1, 0, 9),
-        **_metrics_settings(r, index_name),
-        listener_host=r.raw("SPLUNK_LISTENER_HOST"),
-        listener_port=r.integer("SPLUNK_LISTENER_PORT", 0, 0, 65_535),
-        forward_own_logs=r.boolean("SPLUNK_FORWARD_OWN_LOGS", False),
-        on_config_error=r.choice("SPLUNK_ON_CONFIG_ERROR", "fail", CONFIG_ERROR_ACTIONS),
-        log_level=level,
-        enrich=r.parse("SPLUNK_ENRICH", ENRICHMENT_FIELDS, _enrich,
-                       "true, false, or a comma-separated list of "
-                       + ", ".join(ENRICHMENT_FIELDS)),
-        user_fields=r.parse("SPLUNK_FIELDS", _NO_FIELDS, _user_fields,
-                            "comma-separated name=value pairs, e.g. team=payments,env=prod "
-                            "(names: letters, digits and _, not starting with _ or a digit, "
-                            "not a field the extension or Splunk sets)"),
+        function_name=environ.get(AWS_LAMBDA_FUNCTION_NAME) or Config.function_name,
         account_id=account_id if account_id.isdigit() else "",
         aws_environment=tuple((name, environ[name].strip()) for name in ENRICHMENT_VARIABLES
                               if environ.get(name, "").strip()),
-        min_level=r.parse("SPLUNK_MIN_LEVEL", None, _min_level,
-                          "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
-        **_pattern_settings(r),
+        **values,
     )
-    if config.listener_port == 9001:
-        r.problems.append("SPLUNK_LISTENER_PORT=9001 is reserved by Lambda")
+    if config.listener_port == LAMBDA_API_PORT:
+        r.problems.append(f"{SPLUNK_LISTENER_PORT}={LAMBDA_API_PORT} is reserved by Lambda")
+    if not config.platform_events and r.raw(SPLUNK_METRICS_INDEX) is None:
+        r.problems.append(f"{SPLUNK_PLATFORM_EVENTS}=false needs {SPLUNK_METRICS_INDEX}: "
+                          "without a metrics index the platform figures would reach Splunk "
+                          "nowhere")
     if r.problems:
         raise ConfigError(r.problems)
     return config
 
 
-def _metrics_settings(r: _Reader, index_name: Callable[[str], str]) -> dict[str, object]:
-    """SPLUNK_METRICS_INDEX, SPLUNK_PLATFORM_EVENTS and SPLUNK_SELF_METRICS[_INTERVAL_MS]."""
-    metrics_index = r.parse("SPLUNK_METRICS_INDEX", None, index_name,
-                            "a Splunk metrics index name (a-z, 0-9, _ and -)")
-    platform_events = r.boolean("SPLUNK_PLATFORM_EVENTS", True)
-    if not platform_events and r.raw("SPLUNK_METRICS_INDEX") is None:
-        r.problems.append("SPLUNK_PLATFORM_EVENTS=false needs SPLUNK_METRICS_INDEX: without a "
-                          "metrics index the platform figures would reach Splunk nowhere")
-    return {"metrics_index": metrics_index, "platform_events": platform_events,
-            "self_metrics": r.boolean("SPLUNK_SELF_METRICS", True),
-            "self_metrics_interval_ms": r.integer("SPLUNK_SELF_METRICS_INTERVAL_MS", 10_000, 0,
-                                                  3_600_000)}
+def _token_settings(r: _Reader) -> dict[str, object]:
+    """The token source's Config fields; exactly one source must be set."""
+    given = [name for name in TOKEN_SOURCES if r.raw(name) is not None]
+    if len(given) != 1:
+        found = f" ({' and '.join(given)} are set)" if given else ""
+        r.problems.append(f"set exactly one of {', '.join(TOKEN_SOURCES)}{found}")
+        return {}
+    source = given[0]
+    value = r.raw(source) or ""
+    if r.raw(SPLUNK_HEC_TOKEN_SECRET_KEY) is not None and source != SPLUNK_HEC_TOKEN_SECRET_ARN:
+        r.problems.append(f"{SPLUNK_HEC_TOKEN_SECRET_KEY} needs {SPLUNK_HEC_TOKEN_SECRET_ARN}")
+    if source == SPLUNK_HEC_TOKEN:
+        return {"hec_token": r.read(_BY_NAME[SPLUNK_HEC_TOKEN])}
+    service, endpoint_variable = AWS_TOKEN_SERVICES[source]
+    r.read(_BY_NAME[source])  # checks the reference's form; the field keeps it as given
+    region = r.raw(AWS_REGION) or r.raw(AWS_DEFAULT_REGION) or ""
+    key_id, secret = r.raw(AWS_ACCESS_KEY_ID), r.raw(AWS_SECRET_ACCESS_KEY)
+    missing = [name for name, got in ((AWS_REGION, region), (AWS_ACCESS_KEY_ID, key_id),
+                                      (AWS_SECRET_ACCESS_KEY, secret)) if not got]
+    if missing:
+        r.problems.append(f"{source} needs the function's role credentials: "
+                          f"{', '.join(missing)} not set")
+    return {
+        "token_source": service,
+        "token_reference": value,
+        # Read only with a fetched token: with a token value it has no use.
+        "token_refetch_s": r.read(_BY_NAME[SPLUNK_HEC_TOKEN_REFETCH_S]),
+        "aws_region": region,
+        "aws_endpoint": _aws_endpoint(r, endpoint_variable, service, region),
+        "aws_credentials": (key_id or "", secret or "", r.raw(AWS_SESSION_TOKEN)),
+    }
+
+
+def _aws_endpoint(r: _Reader, service_variable: str, service: str, region: str) -> str:
+    """The API endpoint as the AWS SDKs pick it: the service's variable, then AWS_ENDPOINT_URL,
+    then the public regional endpoint; AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns off the first two.
+    """
+    if not r.read(_IGNORE_ENDPOINTS):
+        for name in (service_variable, AWS_ENDPOINT_URL):
+            url = r.raw(name)
+            if url is None:
+                continue
+            scheme, sep, rest = url.partition("://")
+            netloc = rest.partition("/")[0]
+            if scheme.lower() not in ("http", "https") or not sep or not netloc or "@" in netloc:
+                r.problems.append(f"{name}={redact_url(url)!r} is not valid: expected a URL "
+                                  "like https://host[:port]")
+                return ""
+            return f"{scheme.lower()}://{netloc}"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{service}.{region}.{suffix}"
 
 
 def redact_url(url: str) -> str:
@@ -360,78 +653,6 @@ def redact_url(url: str) -> str:
     if "@" in netloc:
         netloc = "***@" + netloc.rpartition("@")[2]
     return scheme + sep + netloc + slash + path
-
-
-def token_problem(token: str) -> str | None:
-    """Why `token` cannot be a HEC token (never quoting it), or None if it can.
-
-    HEC tokens are GUIDs; anything outside visible ASCII cannot travel in an HTTP header
-    (http.client encodes headers as Latin-1) and would fail every request, so it is refused here.
-    """
-    if not token:
-        return "is empty"
-    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
-        return "must be printable ASCII without spaces (a HEC token is a GUID)"
-    return None
-
-
-def _token_settings(r: _Reader) -> dict[str, object]:
-    """The token source's Config fields; exactly one source must be set."""
-    given = [name for name in TOKEN_SOURCES if r.raw(name) is not None]
-    if len(given) != 1:
-        found = f" ({' and '.join(given)} are set)" if given else ""
-        r.problems.append(f"set exactly one of {', '.join(TOKEN_SOURCES)}{found}")
-        return {"hec_token": ""}
-    source = given[0]
-    value = r.raw(source) or ""
-    key = r.raw(SPLUNK_HEC_TOKEN_SECRET_KEY)
-    if key is not None and source != SPLUNK_HEC_TOKEN_SECRET_ARN:
-        r.problems.append(f"{SPLUNK_HEC_TOKEN_SECRET_KEY} needs {SPLUNK_HEC_TOKEN_SECRET_ARN}")
-    if source == SPLUNK_HEC_TOKEN:
-        problem = token_problem(value)
-        if problem:
-            r.problems.append(f"{SPLUNK_HEC_TOKEN} {problem}")
-        return {"hec_token": value}
-    service, endpoint_variable = AWS_TOKEN_SERVICES[source]
-    if source == SPLUNK_HEC_TOKEN_SECRET_ARN and not value.startswith("arn:"):
-        r.problems.append(f"{source}={value!r} is not valid: expected the secret's full ARN")
-    region = r.raw("AWS_REGION") or r.raw("AWS_DEFAULT_REGION") or ""
-    key_id, secret = r.raw("AWS_ACCESS_KEY_ID"), r.raw("AWS_SECRET_ACCESS_KEY")
-    missing = [name for name, got in (("AWS_REGION", region), ("AWS_ACCESS_KEY_ID", key_id),
-                                      ("AWS_SECRET_ACCESS_KEY", secret)) if not got]
-    if missing:
-        r.problems.append(f"{source} needs the function's role credentials: "
-                          f"{', '.join(missing)} not set")
-    return {
-        "hec_token": "",
-        "token_source": service,
-        "token_reference": value,
-        "token_secret_key": key,
-        "token_refetch_s": r.integer("SPLUNK_HEC_TOKEN_REFETCH_S", 30, 1, 3_600),
-        "aws_region": region,
-        "aws_endpoint": _aws_endpoint(r, endpoint_variable, service, region),
-        "aws_credentials": (key_id or "", secret or "", r.raw("AWS_SESSION_TOKEN")),
-    }
-
-
-def _aws_endpoint(r: _Reader, service_variable: str, service: str, region: str) -> str:
-    """The API endpoint as the AWS SDKs pick it: the service's variable, then AWS_ENDPOINT_URL,
-    then the public regional endpoint; AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns off the first two.
-    """
-    if not r.boolean("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", False):
-        for name in (service_variable, "AWS_ENDPOINT_URL"):
-            url = r.raw(name)
-            if url is None:
-                continue
-            scheme, sep, rest = url.partition("://")
-            netloc = rest.partition("/")[0]
-            if scheme.lower() not in ("http", "https") or not sep or not netloc or "@" in netloc:
-                r.problems.append(f"{name}={redact_url(url)!r} is not valid: expected a URL "
-                                  "like https://host[:port]")
-                return ""
-            return f"{scheme.lower()}://{netloc}"
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{service}.{region}.{suffix}"
 
 
 def _unwritable_dir(path: str) -> str | None:
@@ -449,68 +670,6 @@ def _unwritable_dir(path: str) -> str | None:
     return None
 
 
-def _user_fields(text: str) -> tuple[tuple[str, str], ...]:
-    pairs: dict[str, str] = {}
-    for item in text.split(","):
-        name, equals, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if (not equals or not value or not name or len(name) > 64 or len(value) > 1_024
-                or name[0] == "_" or name[0].isdigit() or not set(name) <= _FIELD_NAME_CHARS
-                or name.lower() in RESERVED_FIELDS or name.lower().startswith("date_")
-                or name in pairs):
-            raise ValueError(text)
-        pairs[name] = value
-    return tuple(pairs.items())
-
-
-def _enrich(text: str) -> tuple[str, ...]:
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return ENRICHMENT_FIELDS
-    if lowered in _FALSE:
-        return ()
-    names = tuple(dict.fromkeys(n.strip() for n in lowered.split(",") if n.strip()))
-    if not names or any(n not in ENRICHMENT_FIELDS for n in names):
-        raise ValueError(text)
-    return names
-
-
-def _min_level(text: str) -> str:
-    upper = text.upper()
-    if upper not in LEVEL_RANKS:
-        raise ValueError(text)
-    return upper
-
-
-def _pattern_settings(r: _Reader) -> dict[str, object]:
-    """SPLUNK_DROP_REGEX and SPLUNK_MASK, compiled (and `re` imported) only when set."""
-    drop, mask = r.raw("SPLUNK_DROP_REGEX"), r.raw("SPLUNK_MASK")
-    if drop is None and mask is None:
-        return {}
-    from ext import rules
-
-    settings: dict[str, object] = {}
-    for name, text, compile_ in (("SPLUNK_DROP_REGEX", drop, rules.compile_drop),
-                                 ("SPLUNK_MASK", mask, rules.compile_masks)):
-        if text is None:
-            continue
-        try:
-            settings["drop_pattern" if name == "SPLUNK_DROP_REGEX" else "mask_rules"] = (
-                compile_(text))
-        except rules.RuleError as err:
-            # The value is not echoed: a mask rule may quote what it hides.
-            r.problems.append(f"{name} is not valid: {err}")
-    return settings
-
-
-def _log_level(text: str) -> str:
-    upper = text.upper()
-    if upper not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError(text)
-    return upper
-
-
 def config_error_action(environ: Mapping[str, str]) -> str:
     """What to do when load() fails; read on its own so a bad config cannot hide it."""
-    value = (environ.get("SPLUNK_ON_CONFIG_ERROR") or "fail").strip().lower()
-    return value if value in CONFIG_ERROR_ACTIONS else "fail"
+    return str(_Reader(environ).read(_BY_NAME[SPLUNK_ON_CONFIG_ERROR]))

@@ -76,7 +76,8 @@ class EnvelopeBuilder:
         self._tie = 0
         self._stamps: dict[str, bytes] = {}  # telemetry time -> HEC time, for repeats
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
-        self.landmarks: list[tuple[str, bytes]] = []  # start/runtimeDone/report ids, for the sender
+        # start/runtimeDone/report: (kind, request id, event time), for the sender's flushes
+        self.landmarks: list[tuple[str, bytes, str | int | float]] = []
         self.skipped_own = 0
         self.skipped_empty = 0
         self.malformed = 0
@@ -156,7 +157,7 @@ class EnvelopeBuilder:
                     request_id = line_id
             body = record
         else:
-            request_id = self._platform_seen(kind, record, request_id)
+            request_id = self._platform_seen(kind, record, request_id, event.time)
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
             if kind in derived.DERIVED_KINDS:
                 self.derived.extend(self.derivation.derive(self, kind, event.time, record))
@@ -174,7 +175,8 @@ class EnvelopeBuilder:
             b'},"event":', body, b"}",
         ))  # fmt: skip
 
-    def _platform_seen(self, kind: str, record: bytes, request_id: bytes | None) -> bytes | None:
+    def _platform_seen(self, kind: str, record: bytes, request_id: bytes | None,
+                       time: str | int | float) -> bytes | None:
         """Learns from a platform event (invocation bounds, inits); returns its request id."""
         if kind in _REQUEST_KINDS:
             request_id = _platform_request_id(record)
@@ -184,7 +186,7 @@ class EnvelopeBuilder:
                     self.enrichment.invocation_started(request_id)
                     self.cold_request = self.enrichment.cold_request
             if request_id is not None:  # where invocations start and end: the sender's flushes
-                self.landmarks.append((kind, request_id))
+                self.landmarks.append((kind, request_id, time))
         elif kind in INIT_KINDS:
             if kind == "platform.initStart":
                 self.request_id = None
@@ -226,6 +228,11 @@ class EnvelopeBuilder:
             self._stamps[iso] = stamp
         self._last_iso, self._last_stamp, self._tie = iso, stamp, 0
         return stamp
+
+    def seconds(self, time: str | int | float) -> float | None:
+        """An event's `time` as epoch seconds; None when it is not a time."""
+        stamp = self.epoch(time) if isinstance(time, str) else _number_time(time)
+        return None if stamp == b"null" else float(stamp)
 
     def epoch(self, iso: str) -> bytes:
         """ISO-8601 (ms, Z) to HEC `<seconds>.<ms>`; the per-second prefix is cached."""

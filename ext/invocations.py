@@ -22,6 +22,7 @@ class InvocationLedger:
         self.report_at: dict[str, int] = {}  # request id -> seq of its spooled platform.report
         self.start_at: dict[str, int] = {}  # request id -> seq of its spooled platform.start
         self.waiting: dict[str, bool] = {}  # flush requests not yet settled -> already told Failing
+        self.tracked: dict[str, None] = {}  # invocations main only wants news of (no hurry)
         self.committed = -1
 
     def seen(self, kind: str, request_id: str, seq: int) -> None:
@@ -42,6 +43,14 @@ class InvocationLedger:
             del self.waiting[next(iter(self.waiting))]
         return self.settle(self.committed)
 
+    def track(self, request_id: str) -> list[str]:
+        """Main wants to hear when `request_id` is delivered, without waiting or hurrying it;
+        returns what is settled already."""
+        self.tracked[request_id] = None
+        if len(self.tracked) > self.keep:
+            del self.tracked[next(iter(self.tracked))]
+        return self.settle(self.committed)
+
     def urgent(self) -> bool:
         """A flush waits on a runtimeDone already read: send everything read now, whatever the
         minimum batch size says. Until then the usual batching applies, so what arrives first
@@ -50,12 +59,16 @@ class InvocationLedger:
         return any(request_id in done_at for request_id in self.waiting)
 
     def settle(self, committed: int) -> list[str]:
-        """The requests whose runtimeDone is now committed (removed from the waiting list)."""
+        """The requests (waited for or tracked) whose runtimeDone is now committed; they are
+        forgotten."""
         self.committed = max(self.committed, committed)
-        settled = [rid for rid in self.waiting
-                   if self.done_at.get(rid, self.committed + 1) <= self.committed]
-        for rid in settled:
-            del self.waiting[rid]
+        settled = []
+        for table in (self.waiting, self.tracked):
+            done = [rid for rid in table
+                    if self.done_at.get(rid, self.committed + 1) <= self.committed]
+            for rid in done:
+                del table[rid]
+            settled += done
         return settled
 
     def failing(self) -> list[str]:

@@ -26,7 +26,7 @@ import time
 from ext import config as config_module
 from ext import control, diagnostics, errors, supervisor, telemetry_api
 from ext.events import Event
-from ext.flush_policy import AdaptiveFlush
+from ext.flush_policy import AdaptiveFlush, reaction_s
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ class MainLoop:
         self.running: set[str] = set()  # invocations the sender saw start and not yet end
         self.last_request: str | None = None
         self.sender_started = False
-        self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000)
+        self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000,
+                                      config.dispatch_max_wait_ms / 1000)
         level = config.log_level
         self.listener = supervisor.Child(
             "listener", self._run_listener, (self.server.fileno(), self.wake_w), level)
@@ -163,6 +164,8 @@ class MainLoop:
         diagnostics.note("INFO", decision.describe(request_id))
         if decision.wait:
             self.flush_invocation(request_id, deadline)
+        elif decision.reason == "linger":
+            self._tell_sender(control.Track(request_id))
         else:
             self._tell_sender(control.Flush(request_id))
 
@@ -177,6 +180,7 @@ class MainLoop:
         """
         now = time.monotonic()
         budget = self.config.flush_budget_ms / 1000
+        budget -= reaction_s(budget)  # main's own wake-up and event/next count in post-runtime
         last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
         end = min(now + budget, last)
         self._read_answers()
@@ -300,8 +304,8 @@ def _config_failed(api: ExtensionsApi, err: errors.ConfigError, environ: Mapping
     message = "splunk-hec-extension configuration: " + "; ".join(err.problems)
     diagnostics.note("ERROR", message)
     if config_module.config_error_action(environ) == "disable":
-        diagnostics.note("ERROR", "SPLUNK_ON_CONFIG_ERROR=disable: forwarding nothing; "
-                                  "the function runs on")
+        diagnostics.note("ERROR", f"{config_module.SPLUNK_ON_CONFIG_ERROR}=disable: "
+                                  "forwarding nothing; the function runs on")
         while Event(api.next_event()).kind != "SHUTDOWN":
             pass
         return 0

@@ -131,7 +131,9 @@ def platform_values(kind: str, figures: schema.PlatformFigures) -> dict[str, flo
         size, used = values.get(REPORT_METRICS["memorySizeMB"]), values.get(
             REPORT_METRICS["maxMemoryUsedMB"])
         if size and used is not None:
-            values[MEMORY_USED_PCT] = round(100.0 * used / size, 2)
+            pct = 100.0 * used / size
+            if math.isfinite(pct):  # absurd figures (not Lambda's) overflow: no ratio then
+                values[MEMORY_USED_PCT] = round(pct, 2)
     return values
 
 

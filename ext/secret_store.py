@@ -16,7 +16,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from ext import sigv4
-from ext.config import token_problem
+from ext.config import SPLUNK_HEC_TOKEN_SECRET_KEY, token_problem
 from ext.errors import ExtError
 
 TYPE_CHECKING = False
@@ -135,8 +135,8 @@ class SecretStore:
                 fields = None
             if not isinstance(fields, dict):
                 raise TokenFetchError(self.reference, "NotJson",
-                                      "SPLUNK_HEC_TOKEN_SECRET_KEY is set but the secret is "
-                                      "not a JSON object")
+                                      f"{SPLUNK_HEC_TOKEN_SECRET_KEY} is set but the "
+                                      "secret is not a JSON object")
             if self.secret_key not in fields or not isinstance(fields[self.secret_key], str):
                 raise TokenFetchError(self.reference, "KeyNotFound",
                                       f"the secret has no string key {self.secret_key!r}")

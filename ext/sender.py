@@ -23,7 +23,7 @@ from collections import deque
 
 import msgspec
 
-from ext import control
+from ext import control, flush_policy
 from ext.batching import HecBatch, plan_batches
 from ext.commit_order import CommitOrder
 from ext.courier import Courier
@@ -68,6 +68,7 @@ class Sender:
         self.held: list[tuple[int | None, list[bytes]]] = []
         self.held_events = 0
         self.held_bytes = 0
+        self.growth = 1.0  # envelope bytes per spooled byte, as the last read found it
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.control_ready = True  # main may have written: read the control pipe
@@ -206,10 +207,15 @@ class Sender:
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
-        budget = max(self.config.max_request_bytes - self.held_bytes, 1)
+        # Records grow into envelopes (the fields of every event: 3-5x with enrichment), and the
+        # envelopes held are what a request is cut from: read only what fills one request, so
+        # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
+        room = self.config.max_request_bytes - self.held_bytes
+        budget = max(int(room / self.growth), 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget, timeout_s=0)
-        self.spool_dirty = len(records) >= READ_RECORDS or (
-            bool(records) and sum(len(r.payload) for r in records) >= budget)
+        read_bytes = sum(len(r.payload) for r in records)
+        self.spool_dirty = len(records) >= READ_RECORDS or (bool(records) and read_bytes >= budget)
+        held_before = self.held_bytes
         builder = self.builder
         for record in records:
             try:
@@ -219,12 +225,15 @@ class Sender:
             self.self_metrics.unsent.read(record.seq, record.event_count, record.append_time_ns)
             if builder.landmarks:
                 ended = False
-                seen = [(kind, _decode_id(request_id)) for kind, request_id in builder.landmarks]
-                for kind, rid in seen:
+                seen = [(kind, _decode_id(request_id), stamp)
+                        for kind, request_id, stamp in builder.landmarks]
+                for kind, rid, _ in seen:
                     self.ledger.seen(kind, rid, record.seq)
-                for kind, rid in seen:  # after: a start and its end in one record is no Running
-                    self._follow(kind, rid)
-                    ended = ended or kind == RUNTIME_DONE
+                # After: a start and its end in one record is no Running.
+                for kind, rid, stamp in seen:
+                    done = kind == RUNTIME_DONE
+                    self._follow(kind, rid, builder.seconds(stamp) if done else None)
+                    ended = ended or done
                 builder.landmarks.clear()
                 if ended:  # once per invocation batch: the sender's own figures ride with it
                     envelopes.extend(self._self_metrics("invocation"))
@@ -235,17 +244,20 @@ class Sender:
             self.held.append((record.seq, envelopes))
             self.held_events += len(envelopes)
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
+        if read_bytes:
+            self.growth = max(1.0, (self.held_bytes - held_before) / read_bytes)
         return bool(records)
 
-    def _follow(self, kind: str, request_id: str) -> None:
+    def _follow(self, kind: str, request_id: str, ended_s: float | None = None) -> None:
         """A waited-for invocation started (main may wait for its end) or ended (its budget
-        starts now)."""
+        runs from `ended_s`, its runtimeDone's time, when known, else from now)."""
         if self.ledger.waiting.get(request_id, True):
             return  # not waited for, or told Failing already: main does not wait for it
         if kind == START and self.ledger.running(request_id):
             self._answer(control.Running(request_id))
         elif kind == RUNTIME_DONE:
-            self.due.setdefault(request_id, time.monotonic() + self.flush_budget_s)
+            left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
+            self.due.setdefault(request_id, time.monotonic() + left)
 
     def _answer_overdue(self) -> None:
         """Flushes whose budget since their runtimeDone has passed: main stops waiting for them
@@ -346,6 +358,9 @@ class Sender:
                 self._follow(START, message.request_id)
                 if message.request_id in self.ledger.done_at:
                     self._follow(RUNTIME_DONE, message.request_id)
+            elif isinstance(message, control.Track):
+                for request_id in self.ledger.track(message.request_id):
+                    self._answer(control.Delivered(request_id))
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s

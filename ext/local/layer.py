@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import zipfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,3 +39,14 @@ def _link(path: Path, target: Path) -> None:
             return
         path.unlink()
     path.symlink_to(target, target_is_directory=True)
+
+
+def unpack_layer(zip_path: Path, dest: Path) -> Path:
+    """Extracts a layer zip as Lambda does into `dest` (its /opt), file modes included."""
+    with zipfile.ZipFile(zip_path) as archive:
+        for info in archive.infolist():
+            archive.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                (dest / info.filename).chmod(mode)
+    return dest

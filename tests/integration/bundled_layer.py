@@ -15,12 +15,13 @@ import importlib.util
 import os
 import subprocess
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from ext.local.layer import unpack_layer
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "splunk-hec-extension"
@@ -54,13 +55,7 @@ class Layer:
 
     def unpack(self, dest: Path) -> Path:
         """Extracts like Lambda does into `dest` (its /opt), modes included; returns `dest`."""
-        with zipfile.ZipFile(self.zip_path) as archive:
-            for info in archive.infolist():
-                archive.extract(info, dest)
-                mode = (info.external_attr >> 16) & 0o777
-                if mode:
-                    (dest / info.filename).chmod(mode)
-        return dest
+        return unpack_layer(self.zip_path, dest)
 
 
 def prebuilt_or_build(arch: str, out: Path) -> Layer:

@@ -45,6 +45,7 @@ def chaos_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_case_meets_the_reliability_targets(name: str, chaos_opt: Path) -> None:
     case = CASES[name]
     figures = run_case(name, case, chaos_opt)
+    figures.slack_ms = POST_RUNTIME_SLACK_MS
     if figures.skipped:
         pytest.skip(f"{name}: {figures.skipped}")
     missed = case.untolerated(figures)
@@ -54,6 +55,7 @@ def test_case_meets_the_reliability_targets(name: str, chaos_opt: Path) -> None:
         # repeat in the next run to fail; the first one is printed, not hidden.
         print(f"chaos {name}: first run missed {missed}; running the case again")
         figures = run_case(name, case, chaos_opt)
+        figures.slack_ms = POST_RUNTIME_SLACK_MS
     missed = case.untolerated(figures)
     assert not missed, f"{name}: " + "; ".join(missed) + f"\nfigures: {figures}"
     if not name.startswith("config_"):
@@ -87,6 +89,10 @@ def test_each_target_is_judged() -> None:
     assert bad.missed() == "case,lost,uncounted,post-runtime,dup,rss,restart"
     assert len(bad.violations()) == 7
     assert Figures("s", lost=5, skipped="no root").violations() == []
+    late = Figures("l", sent=1, accepted=1, batch_lines=1, post_runtime_max_ms=FLUSH_BUDGET_MS + 1)
+    assert late.missed() == "post-runtime"  # the benchmark: the budget itself
+    late.slack_ms = POST_RUNTIME_SLACK_MS
+    assert late.missed() == "ok"  # the tests, beside others on a shared machine
 
 
 def test_a_case_tolerates_only_the_targets_it_names_as_open() -> None:

@@ -44,8 +44,21 @@ def test_invocation_bounds_are_landmarks_only_with_a_request_id() -> None:
         ("platform.report", {"requestId": RID, "status": "success"}),
     )
     rid = json.dumps(RID).encode()
-    assert b.landmarks == [("platform.start", rid), ("platform.runtimeDone", rid),
-                           ("platform.report", rid)]
+    assert b.landmarks == [("platform.start", rid, T), ("platform.runtimeDone", rid, T),
+                           ("platform.report", rid, T)]
+
+
+@pytest.mark.parametrize(("stamp", "seconds"), [
+    (T, datetime.fromisoformat(T.replace("Z", "+00:00")).timestamp()),
+    ("2026-10-08T07:30:29.443+02:00",
+     datetime.fromisoformat(T.replace("Z", "+00:00")).timestamp() - 7200),
+    (1_791_000_000, 1_791_000_000.0),
+    (1_791_000_000_500, 1_791_000_000.5),  # milliseconds
+    ("not a time", None),
+    (-1, None),
+])
+def test_an_event_time_in_epoch_seconds(stamp: str | int, seconds: float | None) -> None:
+    assert builder().seconds(stamp) == (None if seconds is None else pytest.approx(seconds))
 
 
 def test_a_numeric_type_keeps_its_fraction() -> None:

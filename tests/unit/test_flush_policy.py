@@ -89,7 +89,8 @@ def test_regular_traffic_keeps_the_bound_and_waits_only_when_it_must(
 ) -> None:
     latencies, waits = simulate([gap] * count, bound)
     assert max(latencies[:-1]) <= bound + FLUSH_S + 1e-9
-    if 2 * gap <= bound:  # the next thaw comes in time, even for a backlog of one invocation
+    if 2 * gap < bound - 1e-9:  # the next thaw comes in time, even for a backlog of one (with
+        # a float margin: the starts are sums of gaps, so an age may come out an ulp longer)
         assert not any(waits[MIN_GAPS:])
     if gap > bound:  # the next thaw is too far
         assert all(waits)

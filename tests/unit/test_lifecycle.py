@@ -151,8 +151,8 @@ def test_flush_ends_when_the_sender_says_failing(main: Main) -> None:
 @pytest.mark.timing  # within the budget
 def test_flush_waits_no_longer_than_the_budget_when_nothing_answers(main: Main) -> None:
     elapsed = main.flush(None)
-    assert 0.14 <= elapsed < 0.6  # budget 150 ms: a silent sender or a lost runtimeDone
-    assert main.flush(control.Delivered("other"), after_s=0.01) >= 0.14  # not its answer
+    assert 0.13 <= elapsed < 0.6  # budget 150 ms less 15 ms for main to answer: a silent sender
+    assert main.flush(control.Delivered("other"), after_s=0.01) >= 0.13  # not its answer
 
 
 @pytest.mark.timing  # waits past the budget only while the invocation runs

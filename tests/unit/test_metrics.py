@@ -90,7 +90,8 @@ def test_platform_events_false_sends_figures_only_as_metrics_and_keeps_landmarks
     out = build(b, ("platform.start", {"requestId": RID}), ("platform.report", REPORT))
     assert [e["sourcetype"] for e in out] == ["aws:lambda:platform", "aws:lambda:metrics"]
     rid = json.dumps(RID).encode()
-    assert b.landmarks == [("platform.start", rid), ("platform.report", rid)]
+    assert [(k, r) for k, r, _ in b.landmarks] == [("platform.start", rid),
+                                                   ("platform.report", rid)]
 
 
 def test_platform_events_false_keeps_a_record_no_metric_could_carry() -> None:
@@ -201,6 +202,14 @@ def test_any_report_gives_valid_metric_fields(metrics: dict[str, Any], status: s
                 assert isinstance(value, int | float) and not isinstance(value, bool)
             else:
                 assert isinstance(value, str)
+
+
+def test_a_memory_ratio_that_overflows_is_left_out() -> None:
+    record = {"requestId": RID, "metrics": {"memorySizeMB": 0.5, "maxMemoryUsedMB": 1.797e306}}
+    events = metric_events(build(builder(SPLUNK_METRICS_INDEX="m"), ("platform.report", record)))
+    fields = {k: v for event in events for k, v in event["fields"].items()}
+    assert "metric_name:aws.lambda.memory_used_pct" not in fields
+    assert fields["metric_name:aws.lambda.max_memory_used_mb"] == 1.797e306
 
 
 def test_a_dimension_the_common_fields_carry_is_not_repeated() -> None:

@@ -20,7 +20,6 @@ from ext.local.hec.store import EventStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from types import TracebackType
 
 _STOP_JOIN_S = 5.0
 
@@ -96,12 +95,7 @@ class HecReceiver:
     def __enter__(self) -> HecReceiver:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- addresses -------------------------------------------------------------------------------

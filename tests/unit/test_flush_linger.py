@@ -1,0 +1,155 @@
+"""The adaptive flush's third answer, "linger": do not wait and do not hurry the sender, so that
+dense traffic shares HEC requests, while every line still reaches HEC within the latency bound
+(plus the one gap nobody could foresee)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ext import control
+from ext.flush_policy import MIN_GAPS, AdaptiveFlush
+from ext.invocations import RUNTIME_DONE, InvocationLedger
+from tests.unit.test_sender_commits import Rig
+
+FLUSH_S = 0.03  # telemetry buffering plus one HEC round trip
+
+
+def simulate(gaps: list[float], bound: float, linger: float) -> tuple[list[float], list[str],
+                                                                      int]:
+    """Invocations separated by `gaps` while HEC is up; each one's log latency, the decisions,
+    and how many HEC requests carried them.
+
+    A waited invocation's lines, and everything held before them, reach HEC FLUSH_S after it
+    starts. Lines not waited for stay with the sender until a thaw: the next one for a "dense"
+    invocation (it is hurried), the first one at least `linger` after the oldest held line for
+    "linger". Main hears of a delivery at the invocation after the thaw that made it.
+    """
+    policy = AdaptiveFlush(bound, linger)
+    starts = [0.0]
+    for gap in gaps:
+        starts.append(starts[-1] + gap)
+    delivered_at: dict[int, float] = {}
+    reasons: list[str] = []
+    held: list[int] = []
+    hurried = False
+    requests = 0
+    heard: list[tuple[float, int]] = []
+    for n, now in enumerate(starts):
+        for item in [h for h in heard if h[0] <= now]:
+            policy.delivered(f"r{item[1]}")
+            heard.remove(item)
+        if held and (hurried or now - starts[held[0]] >= linger):
+            for m in held:
+                delivered_at[m] = now + FLUSH_S
+            heard.append((starts[n + 1] if n + 1 < len(starts) else now, held[-1]))
+            held, hurried, requests = [], False, requests + 1
+        decision = policy.decide(f"r{n}", now)
+        reasons.append(decision.reason)
+        if decision.wait:
+            for m in [*held, n]:
+                delivered_at[m] = now + FLUSH_S
+            policy.delivered(f"r{n}")
+            held, hurried, requests = [], False, requests + 1
+        else:
+            held.append(n)
+            hurried = hurried or decision.reason == "dense"
+    end = starts[-1] + 3600  # the shutdown drain
+    latencies = [delivered_at.get(n, end) - start for n, start in enumerate(starts)]
+    return latencies, reasons, requests
+
+
+def test_dense_traffic_lingers_and_shares_requests() -> None:
+    latencies, reasons, requests = simulate([0.2] * 60, bound=2.0, linger=1.0)
+    assert reasons[:MIN_GAPS] == ["warming-up"] * MIN_GAPS
+    assert "linger" in reasons[MIN_GAPS:]
+    assert not any(r in ("sparse", "backlog") for r in reasons[MIN_GAPS:])  # never waits
+    assert requests <= len(reasons) / 3  # 61 invocations, a request for 3 or more
+    assert max(latencies[:-1]) <= 2.0
+
+
+def test_without_a_linger_every_invocation_is_sent_at_once() -> None:
+    _, reasons, requests = simulate([0.2] * 20, bound=2.0, linger=0.0)
+    assert set(reasons[MIN_GAPS:]) == {"dense"}
+    assert requests >= 20 - MIN_GAPS
+
+
+def test_linger_only_while_the_linger_itself_fits_the_bound() -> None:
+    policy = AdaptiveFlush(2.0, 1.0)
+    for n in range(MIN_GAPS + 1):
+        policy.decide(f"w{n}", n * 0.5)
+        policy.delivered(f"w{n}")
+    # Gaps of 0.5 s: 0 + 0.5 + 1.0 <= 2.0 lingers; with a second of backlog it no longer fits.
+    assert policy.decide("a", 2.0).reason == "linger"
+    assert policy.decide("b", 2.6).reason == "dense"  # age 0.6 + 0.5 + 1.0 > 2.0: send now
+    assert policy.decide("c", 3.6).reason == "backlog"  # age 1.6 + gap > 2.0: wait
+
+
+gaps = st.lists(st.floats(min_value=0.001, max_value=20.0), min_size=1, max_size=60)
+
+
+@given(gaps, st.floats(min_value=0.1, max_value=10.0), st.floats(min_value=0.0, max_value=5.0))
+def test_latency_never_exceeds_the_bound_plus_one_gap_with_a_linger(
+    gap_list: list[float], bound: float, linger: float,
+) -> None:
+    latencies, _, _ = simulate(gap_list, bound, linger)
+    starts = [0.0]
+    for gap in gap_list:
+        starts.append(starts[-1] + gap)
+    for n, latency in enumerate(latencies[:-1]):  # the last one goes with the drain
+        unforeseen = max(gap_list[n:], default=0.0)
+        assert latency <= bound + unforeseen + FLUSH_S + 1e-9
+
+
+def test_a_tracked_invocation_is_settled_like_a_waited_one_but_never_hurried() -> None:
+    ledger = InvocationLedger()
+    assert ledger.track("r1") == []
+    ledger.seen(RUNTIME_DONE, "r1", 4)
+    assert not ledger.urgent()  # nobody waits: the batching rules apply
+    assert ledger.failing() == []  # and HEC failing is nobody's news
+    assert ledger.settle(3) == []
+    assert ledger.settle(4) == ["r1"]
+    assert ledger.settle(5) == []  # once
+
+
+def test_track_travels_the_control_pipe() -> None:
+    read_fd, write_fd = control.make_pipe()
+    try:
+        assert control.send(write_fd, control.Track("0f1e-2d3c"))
+        assert control.Inbox(read_fd).read() == [control.Track("0f1e-2d3c")]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def _invocation(rig: Rig, rid: str) -> None:
+    stamp = "2026-11-26T12:00:00.000Z"
+    events = [{"time": stamp, "type": "platform.start", "record": {"requestId": rid}},
+              {"time": stamp, "type": "function", "record": "a line"},
+              {"time": stamp, "type": "platform.runtimeDone",
+               "record": {"requestId": rid, "status": "success"}}]
+    rig.writer.append(json.dumps(events).encode(), len(events))
+
+
+def test_the_sender_holds_a_tracked_invocation_and_sends_a_flushed_one(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, min_batch=500, max_wait_ms=60_000)
+    try:
+        assert rig.tell(control.Track("r1")) == []
+        _invocation(rig, "r1")
+        rig.sender.step()
+        assert not rig.courier.in_flight  # lingers: neither full nor old enough
+        assert rig.answers() == []  # no Running, no Failing: main is not waiting
+        assert rig.tell(control.Flush("r2")) == []
+        _invocation(rig, "r2")
+        rig.sender.step()
+        assert len(rig.courier.in_flight) == 1  # hurried: both invocations in one request
+        rig.courier.finish()
+        rig.sender.step()
+        assert sorted(rig.answers(), key=repr) == [control.Delivered("r1"),
+                                                   control.Delivered("r2")]
+    finally:
+        rig.close()
