@@ -59,6 +59,12 @@ else:
     settings.load_profile("dev")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Mutation runs load their plugins by name, without pytest-xdist; the groups set below must
+    # still pass --strict-markers there.
+    config.addinivalue_line("markers", "xdist_group(name): run by one xdist worker, in turn")
+
+
 # One xdist worker runs every test of this group, one after the other: tests that bound wall-clock
 # time (post-runtime within the flush budget, lines in HEC before the freeze) never share the
 # machine with another such test, whatever the number of workers.

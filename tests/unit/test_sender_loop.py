@@ -16,7 +16,7 @@ import pytest
 from ext import control, self_metrics, sender
 from ext.batching import HecBatch
 from ext.envelope import EnvelopeBuilder
-from ext.flush_policy import drain_reserve_s
+from ext.flush_policy import drain_reserve_s, reaction_s
 from ext.spool import RecordTooLargeError
 from tests.unit.test_sender_dispatch import HOLDING, TimedCourier, WideRig
 
@@ -354,11 +354,12 @@ def test_a_flush_is_answered_failing_exactly_its_budget_after_the_runtime_done(
     assert rig.tell(control.Flush("r1")) == [control.Running("r1")]
     clock.now = 100.0  # the function ran on for a second after main asked
     rig.append_invocation("r1", ["late line"])
-    rig.sender.step()  # its runtimeDone is read now; HEC does not answer
-    clock.now = 101.499
+    rig.sender.step()  # its runtimeDone is read now (its own stamp is no use); no answer
+    end = 100.0 + (1.5 - 0.0 - reaction_s(1.5))  # main's reaction is kept out of the budget
+    clock.now = end - 0.001
     rig.sender.step()
     assert rig.answers() == []
-    clock.now = 101.5
+    clock.now = end
     rig.sender.step()
     assert rig.answers() == [control.Failing("r1")]
 
@@ -383,10 +384,11 @@ def test_a_flush_after_its_runtime_done_was_read_has_its_budget_from_then(
     rig.sender.step()  # read at 100.0; nobody waits for it yet
     clock.now = 100.2
     assert rig.tell(control.Flush("r1")) == []
-    clock.now = 101.699
+    end = 100.2 + (1.5 - 0.0 - reaction_s(1.5))
+    clock.now = end - 0.001
     rig.sender.step()
     assert rig.answers() == []
-    clock.now = 101.7
+    clock.now = end
     rig.sender.step()
     assert rig.answers() == [control.Failing("r1")]
 
@@ -401,10 +403,11 @@ def test_a_report_read_before_the_runtime_done_does_not_start_the_budget(
     clock.now = 101.0
     _platform(rig, "platform.runtimeDone")
     rig.sender.step()
-    clock.now = 102.499
+    end = 101.0 + (1.5 - 0.0 - reaction_s(1.5))
+    clock.now = end - 0.001
     rig.sender.step()
     assert rig.answers() == []
-    clock.now = 102.5
+    clock.now = end
     rig.sender.step()
     assert rig.answers() == [control.Failing("r1")]
 
@@ -577,8 +580,9 @@ def test_a_pass_reads_what_fills_the_request_and_comes_back_for_the_rest(rig: Wi
 def test_a_read_that_ends_exactly_at_the_request_size_comes_back_for_more(rig: WideRig) -> None:
     rig.append(["first"])
     rig.sender.step()
-    room = 4096 - rig.sender.held_bytes
-    rig.append([line_of_payload(room)])
+    # What a read may take: the room left, in spooled bytes (records grow into envelopes).
+    budget = int((4096 - rig.sender.held_bytes) / rig.sender.growth)
+    rig.append([line_of_payload(budget)])
     rig.append(["last"])
     rig.sender.step()
     assert "last" not in lines_taken(rig)  # the read stopped at the request's size
