@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -677,3 +678,68 @@ def test_a_pass_says_whether_it_handed_a_batch_over_and_read_records(rig: WideRi
     rig.sender.drain_deadline = time.monotonic() + 60  # sends at once
     assert rig.sender.step() == (True, True)
     assert rig.sender.step() == (False, False)
+
+
+# -- after the merge of the linger (Track) and the budget from the runtimeDone's stamp -----------
+
+
+def test_a_tracked_invocation_is_answered_delivered_once_committed_and_never_hurried(
+    rig: WideRig,
+) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()  # held: below the minimum batch size
+    control.send(rig.pipes[1][1], control.Track("r1"))
+    rig.sender.control_ready = True
+    assert rig.sender._service_control() is False  # no hurry: the sender may linger
+    rig.sender.step()
+    assert not rig.courier.in_flight
+    rig.courier.failures += 1
+    rig.sender.drain_deadline = time.monotonic() + 60  # sends now
+    rig.sender.step()
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]  # never Failing
+    control.send(rig.pipes[1][1], control.Track("r1"))  # asked again once delivered
+    rig.sender.control_ready = True
+    rig.sender._service_control()
+    assert rig.answers() == [control.Delivered("r1")]
+
+
+def _iso(epoch_s: float) -> str:
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_flush_budget_runs_from_the_runtime_done_stamp(rig: WideRig, clock: Clock) -> None:
+    assert rig.tell(control.Flush("r1")) == []
+    clock.now = 100.0
+    ended = round(EPOCH + 99.7, 3)  # the runtime ended 300 ms before the sender read it
+    events = [{"time": _iso(ended), "type": "platform.runtimeDone",
+               "record": {"requestId": "r1", "status": "success"}}]
+    rig.writer.append(json.dumps(events).encode(), 1)
+    rig.sender.step()
+    end = 100.0 + 1.5 - 0.3 - reaction_s(1.5)
+    clock.now = end - 0.005
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end + 0.005
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_read_takes_what_fills_the_request_once_records_grow_into_envelopes(
+    rig: WideRig,
+) -> None:
+    courier_busy(rig)  # nothing held is planned: what a read takes stays held
+    many = [f"e{n}" for n in range(10)]  # small events: envelopes ~2.5x their spooled bytes
+    rig.append(many)
+    rig.sender.step()
+    assert rig.sender.growth > 2
+    one_record = rig.sender.held_bytes
+    for _ in range(6):
+        rig.append(many)
+    rig.sender.step()
+    assert len(rig.sender.held) == 3  # 1 + the 2 records whose envelopes fill the request
+    assert rig.sender.held_bytes <= 4096 + one_record
