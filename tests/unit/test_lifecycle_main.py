@@ -479,15 +479,21 @@ def test_a_startup_failure_is_reported_as_an_init_error(
 
 
 class UnreachableApi(FakeApi):
+    refusal: Exception = OSError("the Extensions API is gone")
+
     def exit_error(self, error_type: str, message: str) -> None:
-        raise OSError("the Extensions API is gone")
+        raise self.refusal
 
 
+@pytest.mark.parametrize("refusal", [OSError("connection refused"),
+                                     errors.ApiError("/exit/error", 500, b"")])
 def test_a_failure_after_init_that_cannot_be_reported_still_stops_the_children(
-    recording: type[RecordingLoop], notes: Notes,
+    recording: type[RecordingLoop], notes: Notes, refusal: Exception,
 ) -> None:
     recording.serve_error = RuntimeError("bug")
-    assert lifecycle.run(UnreachableApi([]), ENV) == 1  # type: ignore[arg-type]
+    api = UnreachableApi([])
+    api.refusal = refusal
+    assert lifecycle.run(api, ENV) == 1  # type: ignore[arg-type]
     assert recording.made[0].stopped
     assert notes.levels() == ["ERROR", "ERROR"]  # the failure, then the report that failed
 
