@@ -520,16 +520,18 @@ def test_a_sender_that_dies_while_starting_is_restarted(
     assert children.spawned == ["listener", "sender", "sender"]
 
 
-@pytest.mark.parametrize(("main", "ask"), [
-    ({}, control.Track),  # the sender may linger (1 s) within the latency bound: no hurry
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, control.Flush),  # it sends at once anyway
+@pytest.mark.parametrize(("main", "gap", "ask"), [
+    ({}, 0.1, control.Track),  # the sender may linger (1 s) within the 2 s bound: no hurry
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Flush),  # it sends at once anyway
+    ({}, 1.0, control.Track),  # gap + linger = the bound exactly
+    ({}, 1.0005, control.Flush),  # just over it: send now
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
-    main: Main, poll: Poll, clock: Clock, notes: Notes, ask: type[control.Flush],
+    main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
 ) -> None:
     waited = []
     for n in range(6):
-        clock.now += 0.1  # an invocation every 100 ms, each delivered at once
+        clock.now += gap  # an invocation every `gap` seconds, each delivered at once
         before = len(poll.timeouts)
         poll.script = {before: [control.Delivered(f"r{n}")]}
         main.loop.adapt(f"r{n}", EPOCH + clock.now + 60)
