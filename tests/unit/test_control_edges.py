@@ -65,3 +65,14 @@ def test_pipes_never_block_and_are_not_inherited_by_programs_run() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_a_long_message_is_sent_whole() -> None:
+    read_fd, write_fd = control.make_pipe()
+    inbox = control.Inbox(read_fd)
+    try:
+        assert control.send(write_fd, control.Flush("r" * 300))
+        assert inbox.read() == [control.Flush("r" * 300)]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
