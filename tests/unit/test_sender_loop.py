@@ -736,10 +736,32 @@ def test_a_read_takes_what_fills_the_request_once_records_grow_into_envelopes(
     many = [f"e{n}" for n in range(10)]  # small events: envelopes ~2.5x their spooled bytes
     rig.append(many)
     rig.sender.step()
-    assert rig.sender.growth > 2
+    growth = rig.sender.growth  # envelope bytes per spooled byte, measured on this read
+    assert growth > 2
     one_record = rig.sender.held_bytes
     for _ in range(6):
         rig.append(many)
     rig.sender.step()
     assert len(rig.sender.held) == 3  # 1 + the 2 records whose envelopes fill the request
     assert rig.sender.held_bytes <= 4096 + one_record
+    assert rig.sender.growth == pytest.approx(growth, rel=0.01)  # measured on this read alone
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_new_sender_first_reads_a_request_of_spooled_bytes(rig: WideRig) -> None:
+    courier_busy(rig)
+    for _ in range(8):
+        rig.append([line_of_payload(600)])
+    rig.sender.step()
+    assert len(rig.sender.held) == 7  # 7 x 600 >= 4,096: nothing known yet of their growth
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_records_that_map_to_nothing_do_not_stop_the_reads_after_them(rig: WideRig) -> None:
+    courier_busy(rig)
+    rig.append([""] * 20)  # only empty lines: no envelope at all
+    rig.sender.step()
+    assert rig.sender.held_bytes == 0
+    rig.append(["after"])
+    rig.sender.step()
+    assert [json.loads(e)["event"] for _, held in rig.sender.held for e in held] == ["after"]
