@@ -262,11 +262,11 @@ def test_shutdown_hands_the_sender_the_deadline_less_the_margin_and_the_last_req
 ) -> None:
     main.loop.last_request = "r9"
     children.exits = [(True, supervisor.EXIT_OK)]
-    main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
+    main.loop.shutdown(round((EPOCH + clock.now + 2.5) * 1000), "spindown")  # whole ms
     [drain] = sent(main)
-    assert drain == control.Drain(round((EPOCH + clock.now + 1.85) * 1000), "r9")
+    assert drain == control.Drain(round((EPOCH + clock.now + 2.35) * 1000), "r9")
     [(roles, deadline)] = children.stopped
-    assert (roles, deadline) == (["listener", "sender"], pytest.approx(clock.now + 1.85))
+    assert (roles, deadline) == (["listener", "sender"], pytest.approx(clock.now + 2.35))
     assert notes.lines == []  # drained: nothing to warn about
 
 
@@ -407,7 +407,7 @@ def test_a_sender_slow_to_start_is_not_waited_for_past_the_start_wait(
     monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: False)
     monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
     main.loop.start()
-    assert sum(poll.timeouts) == pytest.approx(lifecycle.SENDER_START_WAIT_S)
+    assert sum(poll.timeouts) == pytest.approx(2.0)
     assert notes.levels() == ["WARNING", "WARNING"]  # no Telemetry API; no Ready
 
 
@@ -525,6 +525,7 @@ def test_a_sender_that_dies_while_starting_is_restarted(
     ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Flush),  # it sends at once anyway
     ({}, 1.0, control.Track),  # gap + linger = the bound exactly
     ({}, 1.0005, control.Flush),  # just over it: send now
+    ({"SPLUNK_MAX_LATENCY_MS": "2500"}, 1.5, control.Track),  # a bound of 2.5 s, exactly met
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
@@ -542,3 +543,8 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     assert waited == [True, True, True, False, False, False]
     assert sent(main) == [(control.Flush if n < 3 else ask)(f"r{n}") for n in range(6)]
     assert notes.levels() == ["INFO"] * 6  # each decision is noted
+
+
+def test_the_start_wait_ends_at_its_end_not_at_the_next_check(main: Main, poll: Poll) -> None:
+    main.loop._await_sender_start(poll.clock.now + 0.05)
+    assert poll.timeouts == [pytest.approx(0.05)]
