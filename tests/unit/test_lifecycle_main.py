@@ -223,14 +223,14 @@ def _serve(main: Main, *bodies: bytes) -> tuple[int, list[tuple[str, str, float]
     return main.loop.serve(), calls
 
 
-INVOKE = b'{"eventType":"INVOKE","requestId":"r1","deadlineMs":1800000060000}'
+INVOKE = b'{"eventType":"INVOKE","requestId":"r1","deadlineMs":1800000060500}'
 NO_ID = b'{"eventType":"INVOKE","deadlineMs":1800000060000}'
 SHUTDOWN = b'{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1800000002000}'
 
 
 @pytest.mark.parametrize(("flush", "expected"), [
-    ("sync", [("flush", "r1", 1_800_000_060.0)]),
-    ("adaptive", [("adapt", "r1", 1_800_000_060.0)]),
+    ("sync", [("flush", "r1", 1_800_000_060.5)]),
+    ("adaptive", [("adapt", "r1", 1_800_000_060.5)]),
     ("background", []),
 ])
 def test_each_invocation_is_flushed_as_the_strategy_says_until_shutdown(
@@ -392,13 +392,17 @@ def test_a_listener_that_died_during_a_running_wait_falls_back_to_the_budget(
 def test_start_waits_for_the_sender_to_say_ready(
     main: Main, poll: Poll, children: Children, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: True)
+    bodies: list[bytes] = []
+    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: bodies.append(body) or True)
     monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
     poll.script = {3: [control.Ready()]}
     main.loop.start()
     assert children.spawned == ["listener", "sender"]
     assert main.loop.sender_started
     assert poll.timeouts == [0.1, 0.1, 0.1, 0.1]
+    port = main.loop.server.getsockname()[1]
+    [body] = bodies  # the Telemetry API is told where the listener listens
+    assert f":{port}".encode() in body
 
 
 def test_a_sender_slow_to_start_is_not_waited_for_past_the_start_wait(
