@@ -41,6 +41,8 @@ class Poll:
 
     def select(self, read: list[int], write: list[int], error: list[int],
                timeout: float) -> tuple[list[int], list[int], list[int]]:
+        if timeout < 0:
+            raise ValueError("timeout must be non-negative")  # as select.select says
         for message in self.script.pop(len(self.timeouts), []):
             control.send(self.status_w, message)
         self.actions.pop(len(self.timeouts), lambda: None)()
@@ -552,3 +554,19 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
 def test_the_start_wait_ends_at_its_end_not_at_the_next_check(main: Main, poll: Poll) -> None:
     main.loop._await_sender_start(poll.clock.now + 0.05)
     assert poll.timeouts == [pytest.approx(0.05)]
+
+
+def test_a_start_wait_already_over_does_not_wait(main: Main, poll: Poll, notes: Notes) -> None:
+    main.loop._await_sender_start(poll.clock.now - 1)
+    assert poll.timeouts == []
+    assert notes.levels() == ["WARNING"]
+
+
+def test_the_listener_binds_the_configured_host(
+    clock: Clock, children: Children, notes: Notes,
+) -> None:
+    made = _main(SPLUNK_LISTENER_HOST="127.0.0.2")
+    try:
+        assert made.loop.server.getsockname()[0] == "127.0.0.2"
+    finally:
+        made.close()
