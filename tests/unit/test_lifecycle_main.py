@@ -281,11 +281,12 @@ def test_shutdown_past_its_deadline_still_asks_for_a_drain_now(
     assert children.stopped == [(["listener", "sender"], clock.now)]
 
 
+@pytest.mark.parametrize("status", [supervisor.EXIT_CRASHED, -9])  # an exception; SIGKILL
 def test_a_sender_that_crashes_while_draining_is_restarted_and_asked_again(
-    main: Main, clock: Clock, children: Children, notes: Notes,
+    main: Main, clock: Clock, children: Children, notes: Notes, status: int,
 ) -> None:
     clock.now = 1.0  # right after boot: the time left is a difference, whatever the origin
-    children.exits = [(True, supervisor.EXIT_CRASHED), (True, supervisor.EXIT_OK)]
+    children.exits = [(True, status), (True, supervisor.EXIT_OK)]
     main.loop.shutdown((EPOCH + clock.now + 2.2) * 1000, "spindown")
     assert len(sent(main)) == 2
     assert children.spawned == ["sender"]
@@ -534,6 +535,7 @@ def test_a_sender_that_dies_while_starting_is_restarted(
     ({}, 1.0, control.Track),  # gap + linger = the bound exactly
     ({}, 1.0005, control.Flush),  # just over it: send now
     ({"SPLUNK_MAX_LATENCY_MS": "2500"}, 1.5, control.Track),  # a bound of 2.5 s, exactly met
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "1500"}, 0.5005, control.Flush),  # a 1.5 s linger: over
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
