@@ -94,10 +94,13 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_listener_batches.py", "tests/unit/test_listener_http_answers.py",
         "tests/unit/test_filters.py",
     ),
-    "ext/lifecycle.py": (
-        "tests/unit/test_lifecycle*.py", "tests/integration/test_sandbox_lifecycle.py",
+    # The main loop in process (stand-in children, clock and select), then the timed flush
+    # tests. Not the emulator tests: the mutation work copy has no function/ to run.
+    "ext/lifecycle.py": ("tests/unit/test_lifecycle_main.py", "tests/unit/test_lifecycle*.py"),
+    "ext/control.py": (
+        "tests/unit/test_control*.py", "tests/unit/test_lifecycle_main.py",
+        "tests/unit/test_lifecycle*.py",
     ),
-    "ext/control.py": ("tests/unit/test_control*.py", "tests/unit/test_lifecycle*.py"),
 }
 PRESETS = {
     "delivery": (

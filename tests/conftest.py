@@ -59,6 +59,12 @@ else:
     settings.load_profile("dev")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Mutation runs load their plugins by name, without pytest-xdist; the groups set below must
+    # still pass --strict-markers there.
+    config.addinivalue_line("markers", "xdist_group(name): run by one xdist worker, in turn")
+
+
 # One xdist worker runs every test of this group, one after the other: tests that bound wall-clock
 # time (post-runtime within the flush budget, lines in HEC before the freeze) never share the
 # machine with another such test, whatever the number of workers.
@@ -79,7 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     _cap_mutation_examples(items)
     if not config.pluginmanager.hasplugin("xdist"):
-        return  # no groups without xdist (mutation runs load no plugins: an unknown marker)
+        return  # nothing reads the groups without xdist (mutation runs load no plugins)
     for item in items:
         if item.get_closest_marker("timing") is not None:
             group = TIMING_GROUP

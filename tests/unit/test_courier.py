@@ -6,7 +6,10 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from ext import config
+from ext import courier as courier_module
 from ext.batching import HecBatch
 from ext.courier import Courier
 from ext.hec import HecOutcome, Verdict, classify
@@ -73,3 +76,51 @@ def deliver(courier: Courier, seq: int, timeout_s: float = 5.0) -> None:
     while seq not in courier.take_done():
         assert time.monotonic() < end, "not delivered in time"
         time.sleep(0.005)
+
+
+class Clock:
+    """Stands in for the `time` module the courier reads; a request moves it (TimedClient)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class TimedClient:
+    """Each post takes the next (seconds on the test clock, outcome) of the script."""
+
+    def __init__(self, clock: Clock, script: list[tuple[float, HecOutcome]]) -> None:
+        self.clock = clock
+        self.script = script
+
+    def post(self, body: bytes) -> HecOutcome:
+        took, outcome = self.script.pop(0)
+        self.clock.now += took
+        return outcome
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("failed_after_s", "hanging"), [(0.5, False), (0.5004, True)])
+def test_the_breaker_opens_on_a_failure_slower_than_the_flush_budget_not_as_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failed_after_s: float, hanging: bool,
+) -> None:
+    clock = Clock(0.25)  # right after boot: a duration is a difference, whatever the origin
+    monkeypatch.setattr(courier_module, "time", clock)
+    env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
+           "SPLUNK_FLUSH_BUDGET_MS": "500", "SPLUNK_SPOOL_DIR": str(tmp_path / "spool")}
+    courier = Courier(config.load(env), str(tmp_path))
+    busy = HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")
+    ok = HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")
+    try:
+        courier.client = TimedClient(clock, [(failed_after_s, busy), (0.1, ok)])  # type: ignore[assignment]
+        deliver(courier, 0)
+        assert courier.hanging is hanging  # one fast success does not close an open breaker
+        stats = courier.stats.take()
+        assert stats["hec.latency_p50_ms"] == pytest.approx(100.0)
+        assert stats["hec.latency_p99_ms"] == pytest.approx(failed_after_s * 1000)
+    finally:
+        courier.stop()

@@ -92,10 +92,11 @@ def test_event_parsing() -> None:
 class Main:
     """A MainLoop whose sender is the test: it reads main's messages and answers (or not)."""
 
-    def __init__(self, budget_ms: int = 150) -> None:
+    def __init__(self, budget_ms: int = 150, **more: str) -> None:
         from ext import config
 
-        env = {**ENV, "SPLUNK_FLUSH_BUDGET_MS": str(budget_ms), "SPLUNK_LISTENER_HOST": "127.0.0.1"}
+        env = {**ENV, "SPLUNK_FLUSH_BUDGET_MS": str(budget_ms), "SPLUNK_LISTENER_HOST": "127.0.0.1",
+               **more}
         self.loop = lifecycle.MainLoop(FakeApi([]), config.load(env), "fn")  # type: ignore[arg-type]
         self.inbox = control.Inbox(self.loop.ctl_r)
 

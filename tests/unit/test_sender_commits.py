@@ -61,9 +61,11 @@ class StandInCourier:
     def stalled(self, limit_s: float) -> bool:
         return self.hanging
 
-    def stop(self) -> None:
-        os.close(self.done_r)
-        os.close(self.done_w)
+    def stop(self) -> None:  # the sender's run() stops it, and the rig's close again
+        if self.done_r >= 0:
+            os.close(self.done_r)
+            os.close(self.done_w)
+            self.done_r = self.done_w = -1
 
 
 class Rig:

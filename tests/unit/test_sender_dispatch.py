@@ -24,21 +24,26 @@ class TimedCourier(StandInCourier):
         super().__init__()
         self.queued_bytes = 0
         self.round_trip_s: float | None = None
+        self.rate_bps: float | None = None
+        self.on_wire_s: float | None = None  # how long the request in flight has been posting
 
     def send_rate_bps(self) -> float | None:
-        return None
+        return self.rate_bps
+
+    def stalled(self, limit_s: float) -> bool:
+        return self.hanging or (self.on_wire_s is not None and self.on_wire_s > limit_s)
 
 
 class WideRig(Rig):
     """A Rig with any configuration variable."""
 
-    def __init__(self, folder: Path, **env: str) -> None:
+    def __init__(self, folder: Path, courier: TimedCourier | None = None, **env: str) -> None:
         self.spool = folder / "spool"
         full = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
                 "SPLUNK_SPOOL_DIR": str(self.spool), **env}
         self.pipes = [control.make_pipe() for _ in range(3)]
         self.writer = SpoolWriter(self.spool, wake_fd=self.pipes[0][1])
-        self.courier = TimedCourier()
+        self.courier: TimedCourier = courier or TimedCourier()
         self.sender = Sender(config.load(full), "fn", self.pipes[0][0], self.pipes[1][0],
                              self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
         self.lines: dict[int, list[str]] = {}
@@ -145,8 +150,9 @@ def test_a_drain_past_its_deadline_stops_the_sender(rig: WideRig) -> None:
         rig.tell(control.Drain(int(time.time() * 1000) - 1, ""))
 
 
-def test_a_parent_gone_stops_the_sender(rig: WideRig) -> None:
-    rig.sender.parent = os.getppid() + 1  # as if reparented after main died
+@pytest.mark.parametrize("offset", [1, -1])  # the new parent's pid may be lower or higher
+def test_a_parent_gone_stops_the_sender(rig: WideRig, offset: int) -> None:
+    rig.sender.parent = os.getppid() + offset  # as if reparented after main died
     with pytest.raises(sender._StopSendingError):
         rig.tell(control.Flush("r1"))
 

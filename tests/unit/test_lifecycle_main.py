@@ -1,0 +1,577 @@
+"""The main process's loop in process: events, flush waits, shutdown and restarts, with the
+children's supervisor, the clock and `select` replaced by stand-ins the test drives (no fork)."""
+
+from __future__ import annotations
+
+import _socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from ext import control, diagnostics, errors, lifecycle, supervisor, telemetry_api
+from ext.flush_policy import reaction_s
+from tests.unit.test_lifecycle import ENV, FakeApi, Main
+
+EPOCH = 1_800_000_000.0
+
+
+class Clock:
+    """Stands in for the `time` module main reads: both clocks move when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return EPOCH + self.now
+
+
+class Poll:
+    """Stands in for `select`: a wait passes its whole timeout on the test clock, unless an
+    answer is written to main's status pipe (then it is ready at once)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.timeouts: list[float] = []
+        self.script: dict[int, list[control.Message]] = {}  # wait number -> answers sent then
+        self.actions: dict[int, Callable[[], object]] = {}  # wait number -> what happens then
+        self.status_w = -1
+
+    def select(self, read: list[int], write: list[int], error: list[int],
+               timeout: float) -> tuple[list[int], list[int], list[int]]:
+        if timeout < 0:
+            raise ValueError("timeout must be non-negative")  # as select.select says
+        for message in self.script.pop(len(self.timeouts), []):
+            control.send(self.status_w, message)
+        self.actions.pop(len(self.timeouts), lambda: None)()
+        self.timeouts.append(timeout)
+        ready = [fd for fd in read if _readable(fd)]
+        if not ready:
+            self.clock.now += timeout
+        return ready, [], []
+
+
+def _readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+class Children:
+    """Stands in for ext/supervisor.py: records spawns and stops; a child dies when told."""
+
+    def __init__(self) -> None:
+        self.spawned: list[str] = []
+        self.stopped: list[tuple[list[str], float]] = []
+        self.dying: list[str] = []  # roles reaped as dead at the next reap
+        self.exits: list[tuple[bool, int]] = []  # wait_exit answers: (exited, exit status)
+        self.on_spawn: Callable[[], object] = lambda: None  # what a new child does at once
+        self.next_pid = 1000
+
+    def spawn(self, child: supervisor.Child, close_fds: tuple[int, ...]) -> None:
+        self.next_pid += 1
+        child.pid, child.exit_status = self.next_pid, None
+        self.spawned.append(child.role)
+        self.on_spawn()
+
+    def reap(self, children: list[supervisor.Child]) -> list[supervisor.Child]:
+        dead = [c for c in children if c.role in self.dying]
+        for child in dead:
+            self.dying.remove(child.role)
+            child.pid, child.exit_status = 0, supervisor.EXIT_CRASHED
+        return dead
+
+    def wait_exit(self, child: supervisor.Child, deadline: float) -> bool:
+        exited, status = self.exits.pop(0) if self.exits else (False, 0)
+        if exited:
+            child.pid, child.exit_status = 0, status
+        return exited
+
+    def stop(self, children: list[supervisor.Child], deadline: float) -> None:
+        self.stopped.append(([c.role for c in children], deadline))
+
+
+class Notes:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def note(self, level: str, message: str) -> None:
+        self.lines.append((level, message))
+
+    def levels(self) -> list[str]:
+        return [level for level, _ in self.lines]
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    made = Clock()
+    monkeypatch.setattr(lifecycle, "time", made)
+    return made
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> Children:
+    made = Children()
+    for name in ("spawn", "reap", "wait_exit", "stop"):
+        monkeypatch.setattr(supervisor, name, getattr(made, name))
+    return made
+
+
+@pytest.fixture
+def notes(monkeypatch: pytest.MonkeyPatch) -> Notes:
+    made = Notes()
+    monkeypatch.setattr(diagnostics, "note", made.note)
+    return made
+
+
+def _main(budget_ms: int = 150, **env: str) -> Main:
+    made = Main(budget_ms, **env)
+    made.loop.listener.pid = made.loop.sender.pid = 1  # as if started
+    return made
+
+
+@pytest.fixture
+def main(clock: Clock, children: Children, notes: Notes,
+         request: pytest.FixtureRequest) -> Iterator[Main]:
+    made = _main(**getattr(request, "param", {}))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def poll(main: Main, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Poll:
+    made = Poll(clock)
+    made.status_w = main.loop.status_w
+    monkeypatch.setattr(lifecycle, "select", made)
+    return made
+
+
+def sent(main: Main) -> list[control.Message]:
+    """What main told the sender."""
+    return main.inbox.read()
+
+
+# -- answers from the sender --------------------------------------------------------------------
+
+
+def test_answers_are_kept_per_invocation_and_delivered_wins(main: Main) -> None:
+    for message in (control.Failing("a"), control.Delivered("a"), control.Delivered("b"),
+                    control.Failing("b"), control.Running("c"), control.Ready()):
+        control.send(main.loop.status_w, message)
+    main.loop.adaptive.decide("a", 1.0)
+    main.loop._read_answers()
+    assert main.loop.answers == {"a": True, "b": True}
+    assert main.loop.running == {"c"}
+    assert main.loop.sender_started
+    assert "a" not in main.loop.adaptive.undelivered  # the adaptive policy hears of it too
+
+
+# -- telling the sender, restarting children ----------------------------------------------------
+
+
+def test_a_full_control_pipe_of_a_dead_sender_is_retried_once_it_is_restarted(
+    main: Main, children: Children,
+) -> None:
+    while control.send(main.loop.ctl_w, control.Flush("filler")):
+        pass
+    children.dying.append("sender")
+    children.on_spawn = lambda: sent(main)  # the new sender reads what the dead one left
+    assert main.loop._tell_sender(control.Flush("r1"))
+    assert sent(main) == [control.Flush("r1")]
+    assert main.loop.sender.restarts == 1
+
+
+def test_a_full_control_pipe_of_a_live_sender_is_given_up_with_a_warning(
+    main: Main, notes: Notes,
+) -> None:
+    while control.send(main.loop.ctl_w, control.Flush("filler")):
+        pass
+    assert not main.loop._tell_sender(control.Flush("r1"))
+    assert notes.levels() == ["WARNING"]
+
+
+def test_a_restarted_sender_must_say_ready_again_and_the_rhythm_is_relearnt(
+    main: Main, children: Children,
+) -> None:
+    main.loop.sender_started = True
+    for n in range(5):
+        main.loop.adaptive.decide(f"r{n}", float(n))
+    children.dying.append("listener")
+    main.loop._restart_dead_children()
+    assert (children.spawned, main.loop.listener.restarts) == (["listener"], 1)
+    assert main.loop.sender_started is True  # the listener's restart does not concern the sender
+    assert not main.loop.adaptive.decide("r5", 5.0).expected_gap_s  # warming up again
+    children.dying.append("sender")
+    assert main.loop._sender_restarted()
+    assert main.loop.sender_started is False
+    assert (children.spawned, main.loop.sender.restarts) == (["listener", "sender"], 1)
+    assert not main.loop._sender_restarted()  # alive
+
+
+# -- the event loop -----------------------------------------------------------------------------
+
+
+def _serve(main: Main, *bodies: bytes) -> tuple[int, list[tuple[str, str, float]]]:
+    calls: list[tuple[str, str, float]] = []
+    main.loop.api.events = list(bodies)  # type: ignore[attr-defined]
+    main.loop.flush_invocation = (  # type: ignore[method-assign]
+        lambda request_id, deadline: calls.append(("flush", request_id, deadline)))
+    main.loop.adapt = (  # type: ignore[method-assign]
+        lambda request_id, deadline: calls.append(("adapt", request_id, deadline)))
+    main.loop.shutdown = (  # type: ignore[method-assign]
+        lambda deadline_ms, reason: calls.append(("shutdown", reason, deadline_ms)))
+    return main.loop.serve(), calls
+
+
+INVOKE = b'{"eventType":"INVOKE","requestId":"r1","deadlineMs":1800000060500}'
+NO_ID = b'{"eventType":"INVOKE","deadlineMs":1800000060000}'
+SHUTDOWN = b'{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1800000002000}'
+
+
+@pytest.mark.parametrize(("flush", "expected"), [
+    ("sync", [("flush", "r1", 1_800_000_060.5)]),
+    ("adaptive", [("adapt", "r1", 1_800_000_060.5)]),
+    ("background", []),
+])
+def test_each_invocation_is_flushed_as_the_strategy_says_until_shutdown(
+    clock: Clock, children: Children, notes: Notes, flush: str,
+    expected: list[tuple[str, str, float]],
+) -> None:
+    made = _main(SPLUNK_FLUSH=flush)
+    try:
+        code, calls = _serve(made, INVOKE, NO_ID, SHUTDOWN, INVOKE)
+        assert code == 0
+        assert calls == [*expected, ("shutdown", "spindown", 1_800_000_002_000)]
+        assert made.loop.last_request == "r1"
+        assert made.loop.api.events == [INVOKE]  # type: ignore[attr-defined]
+    finally:
+        made.close()
+
+
+def test_children_found_dead_at_an_event_are_restarted(main: Main, children: Children) -> None:
+    children.dying.extend(["listener", "sender"])
+    _serve(main, SHUTDOWN)
+    assert sorted(children.spawned) == ["listener", "sender"]
+
+
+# -- shutdown -----------------------------------------------------------------------------------
+
+
+def test_shutdown_hands_the_sender_the_deadline_less_the_margin_and_the_last_request(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    main.loop.last_request = "r9"
+    children.exits = [(True, supervisor.EXIT_OK)]
+    main.loop.shutdown(round((EPOCH + clock.now + 2.5) * 1000), "spindown")  # whole ms
+    [drain] = sent(main)
+    assert drain == control.Drain(round((EPOCH + clock.now + 2.35) * 1000), "r9")
+    [(roles, deadline)] = children.stopped
+    assert (roles, deadline) == (["listener", "sender"], pytest.approx(clock.now + 2.35))
+    assert notes.lines == []  # drained: nothing to warn about
+
+
+def test_shutdown_past_its_deadline_still_asks_for_a_drain_now(
+    main: Main, clock: Clock, children: Children,
+) -> None:
+    children.exits = [(True, supervisor.EXIT_OK)]
+    main.loop.shutdown((EPOCH + clock.now - 1.0) * 1000, "timeout")
+    assert sent(main) == [control.Drain(round((EPOCH + clock.now) * 1000), "")]
+    assert children.stopped == [(["listener", "sender"], clock.now)]
+
+
+@pytest.mark.parametrize("status", [supervisor.EXIT_CRASHED, -9])  # an exception; SIGKILL
+def test_a_sender_that_crashes_while_draining_is_restarted_and_asked_again(
+    main: Main, clock: Clock, children: Children, notes: Notes, status: int,
+) -> None:
+    clock.now = 1.0  # right after boot: the time left is a difference, whatever the origin
+    children.exits = [(True, status), (True, supervisor.EXIT_OK)]
+    main.loop.shutdown((EPOCH + clock.now + 2.2) * 1000, "spindown")
+    assert len(sent(main)) == 2
+    assert children.spawned == ["sender"]
+    assert "WARNING" not in notes.levels()
+
+
+def test_a_sender_that_crashes_too_late_to_restart_is_left_with_a_warning(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    children.exits = [(True, supervisor.EXIT_CRASHED)]
+    main.loop.shutdown((EPOCH + clock.now + 0.15 + 0.099) * 1000, "spindown")
+    assert children.spawned == []  # 99 ms left: no time to start another
+    assert notes.levels() == ["WARNING"]
+
+
+def test_a_sender_still_draining_at_the_deadline_is_stopped_with_a_warning(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    children.exits = [(False, 0)]
+    main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
+    assert children.spawned == []
+    assert notes.levels() == ["WARNING"]
+    assert len(children.stopped) == 1
+
+
+def test_shutdown_with_a_sender_that_takes_no_message_stops_at_once(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    while control.send(main.loop.ctl_w, control.Flush("filler")):
+        pass
+    main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
+    assert notes.levels() == ["WARNING", "WARNING"]  # not taken; not drained
+    assert len(children.stopped) == 1
+
+
+# -- how long a flush waits ---------------------------------------------------------------------
+
+
+BUDGET_S = 0.15 - reaction_s(0.15)  # 150 ms less main's own reaction (15 ms)
+
+
+def test_a_silent_sender_is_waited_for_the_budget_in_checks(main: Main, poll: Poll) -> None:
+    poll.clock.now = 0.04  # right after boot: the time left is a difference, whatever the origin
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert sent(main) == [control.Flush("rid")]
+    assert poll.timeouts == [0.1, pytest.approx(BUDGET_S - 0.1)]  # looking at the children
+
+
+def test_a_deadline_nearer_than_the_budget_ends_the_wait_before_it(main: Main, poll: Poll) -> None:
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 0.05 + 0.08)
+    assert poll.timeouts == [pytest.approx(0.08)]
+
+
+def test_a_past_deadline_waits_not_at_all(main: Main, poll: Poll) -> None:
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now - 5)
+    assert sent(main) == [control.Flush("rid")]
+    assert poll.timeouts == []
+
+
+def test_a_running_invocation_is_waited_for_until_its_deadline(main: Main, poll: Poll) -> None:
+    poll.script = {0: [control.Running("rid")]}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 0.05 + 0.35)
+    assert sum(poll.timeouts[1:]) == pytest.approx(0.35)
+    assert max(poll.timeouts) <= 0.1
+
+
+def test_an_answer_for_another_invocation_does_not_end_the_wait(main: Main, poll: Poll) -> None:
+    poll.script = {0: [control.Delivered("other")], 1: [control.Delivered("rid")]}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert main.loop.answers == {"other": True, "rid": True}
+    assert len(poll.timeouts) == 2  # woken by each answer; the second one ends the wait
+
+
+def test_answers_about_earlier_invocations_are_forgotten_at_a_flush(
+    main: Main, poll: Poll,
+) -> None:
+    main.loop.answers["old"] = True
+    main.loop.running.add("old")
+    poll.script = {0: [control.Delivered("rid")]}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert main.loop.answers == {"rid": True}
+    assert main.loop.running == set()
+
+
+def test_a_sender_that_died_during_the_wait_is_restarted_and_asked_again(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    children.dying.append("sender")
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert sent(main) == [control.Flush("rid"), control.Flush("rid")]
+    assert children.spawned == ["sender"]
+
+
+def test_a_listener_that_died_during_a_running_wait_falls_back_to_the_budget(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    poll.script = {0: [control.Running("rid")]}
+    poll.actions = {2: lambda: children.dying.append("listener")}  # telemetry may come late
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert children.spawned == ["listener"]
+    assert "rid" not in main.loop.running
+    assert sum(poll.timeouts[3:]) == pytest.approx(BUDGET_S)  # the budget again, from then
+
+
+# -- start --------------------------------------------------------------------------------------
+
+
+def test_start_waits_for_the_sender_to_say_ready(
+    main: Main, poll: Poll, children: Children, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bodies: list[bytes] = []
+    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: bodies.append(body) or True)
+    monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
+    poll.script = {3: [control.Ready()]}
+    main.loop.start()
+    assert children.spawned == ["listener", "sender"]
+    assert main.loop.sender_started
+    assert poll.timeouts == [0.1, 0.1, 0.1, 0.1]
+    port = main.loop.server.getsockname()[1]
+    [body] = bodies  # the Telemetry API is told where the listener listens
+    assert f":{port}".encode() in body
+
+
+def test_a_sender_slow_to_start_is_not_waited_for_past_the_start_wait(
+    main: Main, poll: Poll, notes: Notes, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: False)
+    monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
+    main.loop.start()
+    assert sum(poll.timeouts) == pytest.approx(2.0)
+    assert notes.levels() == ["WARNING", "WARNING"]  # no Telemetry API; no Ready
+
+
+def test_the_listener_binds_the_sandbox_address_or_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_socket, "gethostbyname", lambda host: "169.254.79.1")
+    assert lifecycle._default_listener_host() == "169.254.79.1"
+
+    def unresolvable(host: str) -> str:
+        raise OSError(host)
+
+    monkeypatch.setattr(_socket, "gethostbyname", unresolvable)
+    assert lifecycle._default_listener_host() == "127.0.0.1"
+
+
+# -- run: what main reports when it cannot go on ------------------------------------------------
+
+
+class RecordingLoop:
+    """Stands in for MainLoop in run(): records its function name; start or serve may fail."""
+
+    made: list[RecordingLoop] = []
+    start_error: Exception | None = None
+    serve_error: Exception | None = None
+
+    def __init__(self, api: FakeApi, config: object, function_name: str) -> None:
+        self.function_name = function_name
+        self.stopped = False
+        RecordingLoop.made.append(self)
+
+    def start(self) -> None:
+        if self.start_error:
+            raise self.start_error
+
+    def serve(self) -> int:
+        if self.serve_error:
+            raise self.serve_error
+        return 0
+
+    def stop_children(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> type[RecordingLoop]:
+    monkeypatch.setattr(lifecycle, "MainLoop", RecordingLoop)
+    RecordingLoop.made, RecordingLoop.start_error, RecordingLoop.serve_error = [], None, None
+    return RecordingLoop
+
+
+def test_the_function_name_comes_from_lambda_or_is_unknown(
+    recording: type[RecordingLoop],
+) -> None:
+    assert lifecycle.run(FakeApi([]), {**ENV, "AWS_LAMBDA_FUNCTION_NAME": "orders"}) == 0  # type: ignore[arg-type]
+    assert lifecycle.run(FakeApi([]), ENV) == 0  # type: ignore[arg-type]
+    assert [loop.function_name for loop in recording.made] == ["orders", "unknown-function"]
+
+
+def test_a_startup_failure_is_reported_as_an_init_error(
+    recording: type[RecordingLoop], notes: Notes,
+) -> None:
+    recording.start_error = OSError("address in use")
+    api = FakeApi([])
+    assert lifecycle.run(api, ENV) == 1  # type: ignore[arg-type]
+    assert api.reports == [("init", errors.STARTUP_FAILED,
+                            "splunk-hec-extension startup failed: address in use")]
+    assert notes.levels() == ["ERROR"]
+
+
+class UnreachableApi(FakeApi):
+    refusal: Exception = OSError("the Extensions API is gone")
+
+    def exit_error(self, error_type: str, message: str) -> None:
+        raise self.refusal
+
+
+@pytest.mark.parametrize("refusal", [OSError("connection refused"),
+                                     errors.ApiError("/exit/error", 500, b"")])
+def test_a_failure_after_init_that_cannot_be_reported_still_stops_the_children(
+    recording: type[RecordingLoop], notes: Notes, refusal: Exception,
+) -> None:
+    recording.serve_error = RuntimeError("bug")
+    api = UnreachableApi([])
+    api.refusal = refusal
+    assert lifecycle.run(api, ENV) == 1  # type: ignore[arg-type]
+    assert recording.made[0].stopped
+    assert notes.levels() == ["ERROR", "ERROR"]  # the failure, then the report that failed
+
+
+def test_stopping_the_children_gives_them_half_a_second(
+    main: Main, clock: Clock, children: Children,
+) -> None:
+    main.loop.stop_children()
+    assert children.stopped == [(["listener", "sender"], clock.now + 0.5)]
+
+
+def test_the_listener_socket_can_rebind_a_port_left_in_time_wait(main: Main) -> None:
+    assert main.loop.server.getsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR)
+
+
+def test_a_sender_that_dies_while_starting_is_restarted(
+    main: Main, poll: Poll, children: Children, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: True)
+    monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
+    poll.actions = {1: lambda: children.dying.append("sender")}
+    poll.script = {3: [control.Ready()]}
+    main.loop.start()
+    assert children.spawned == ["listener", "sender", "sender"]
+
+
+@pytest.mark.parametrize(("main", "gap", "ask"), [
+    ({}, 0.1, control.Track),  # the sender may linger (1 s) within the 2 s bound: no hurry
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Flush),  # it sends at once anyway
+    ({}, 1.0, control.Track),  # gap + linger = the bound exactly
+    ({}, 1.0005, control.Flush),  # just over it: send now
+    ({"SPLUNK_MAX_LATENCY_MS": "2500"}, 1.5, control.Track),  # a bound of 2.5 s, exactly met
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "1500"}, 0.5005, control.Flush),  # a 1.5 s linger: over
+], indirect=["main"])
+def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
+    main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
+) -> None:
+    waited = []
+    for n in range(6):
+        clock.now += gap  # an invocation every `gap` seconds, each delivered at once
+        before = len(poll.timeouts)
+        poll.script = {before: [control.Delivered(f"r{n}")]}
+        main.loop.adapt(f"r{n}", EPOCH + clock.now + 60)
+        waited.append(len(poll.timeouts) > before)
+        if not waited[-1]:
+            poll.script = {}
+            control.send(main.loop.status_w, control.Delivered(f"r{n}"))
+    assert waited == [True, True, True, False, False, False]
+    assert sent(main) == [(control.Flush if n < 3 else ask)(f"r{n}") for n in range(6)]
+    assert notes.levels() == ["INFO"] * 6  # each decision is noted
+
+
+def test_the_start_wait_ends_at_its_end_not_at_the_next_check(main: Main, poll: Poll) -> None:
+    poll.clock.now = 0.04
+    main.loop._await_sender_start(poll.clock.now + 0.05)
+    assert poll.timeouts == [pytest.approx(0.05)]
+
+
+def test_a_start_wait_already_over_does_not_wait(main: Main, poll: Poll, notes: Notes) -> None:
+    main.loop._await_sender_start(poll.clock.now - 1)
+    assert poll.timeouts == []
+    assert notes.levels() == ["WARNING"]
+
+
+def test_the_listener_binds_the_configured_host(
+    clock: Clock, children: Children, notes: Notes,
+) -> None:
+    made = _main(SPLUNK_LISTENER_HOST="127.0.0.2")
+    try:
+        assert made.loop.server.getsockname()[0] == "127.0.0.2"
+    finally:
+        made.close()

@@ -1,0 +1,767 @@
+"""The sender's run loop, its shutdown and its clocks, in process: a real spool in a temp dir,
+the stand-in couriers of test_sender_dispatch, and where a boundary is exact, a clock and a
+select the test controls (`sender.time` and `sender.select` replaced)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ext import control, self_metrics, sender
+from ext.batching import HecBatch
+from ext.envelope import EnvelopeBuilder
+from ext.flush_policy import drain_reserve_s, reaction_s
+from ext.spool import RecordTooLargeError
+from tests.unit.test_sender_dispatch import HOLDING, TimedCourier, WideRig
+
+EPOCH = 1_800_000_000.0  # what the wall clock reads when the test clock reads 0
+
+
+class Clock:
+    """Stands in for the `time` module the sender reads: both clocks move when the test says."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return EPOCH + self.now
+
+    def time_ns(self) -> int:
+        return round(self.time() * 1e9)
+
+    def deadline_ms(self, in_s: float) -> int:
+        """A Drain's deadline (epoch ms) `in_s` seconds from now."""
+        return round((EPOCH + self.now + in_s) * 1000)
+
+
+class Poll:
+    """Stands in for `select`: records each wait's timeout and reports nothing ready."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
+    def select(self, read: list[int], write: list[int], error: list[int],
+               timeout: float) -> tuple[list[int], list[int], list[int]]:
+        self.timeouts.append(timeout)
+        return [], [], []
+
+
+class PromptCourier(TimedCourier):
+    """HEC accepts every batch as soon as it is offered; the sender is woken as the real courier
+    wakes it, and counts how often it was hurried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def offer(self, batch: HecBatch, body: bytes) -> bool:
+        self.calls.append("offer")
+        super().offer(batch, body)
+        self.finish()
+        os.write(self.done_w, b"d")
+        return True
+
+    def take_done(self) -> list[int | None]:
+        control.drain_pipe(self.done_r)
+        return super().take_done()
+
+    def hurry(self) -> None:
+        self.calls.append("hurry")
+
+
+@pytest.fixture
+def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WideRig]:
+    made = WideRig(tmp_path, **getattr(request, "param", {}))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def prompt(tmp_path: Path) -> Iterator[WideRig]:
+    """A rig whose HEC accepts at once, holding what it reads until a drain or flush."""
+    made = WideRig(tmp_path, courier=PromptCourier(), **HOLDING)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    made = Clock()
+    monkeypatch.setattr(sender, "time", made)
+    monkeypatch.setattr(self_metrics, "time", made)  # its interval, on the same clock
+    return made
+
+
+@pytest.fixture
+def poll(monkeypatch: pytest.MonkeyPatch) -> Poll:
+    made = Poll()
+    monkeypatch.setattr(sender, "select", made)
+    return made
+
+
+SENDING = {"DISPATCH_MIN_BATCH_SIZE": "1", "SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}
+
+
+def drained_rig(rig: WideRig, last_request: str = "", clock: Clock | None = None) -> WideRig:
+    """Shutting down with nothing left (the last self-metrics delivered): the drain's end
+    condition holds. The deadline is a minute away on the clock the sender reads."""
+    deadline_ms = clock.deadline_ms(60) if clock else int(time.time() * 1000) + 60_000
+    rig.tell(control.Drain(deadline_ms, last_request))
+    rig.courier.finish(2)
+    rig.sender.step()
+    return rig
+
+
+def texts(rig: WideRig) -> list[str]:
+    """The log lines HEC accepted, in order (self-metrics and notices left out)."""
+    events = (json.loads(e)["event"] for e in rig.courier.accepted)
+    return [e for e in events if isinstance(e, str)]
+
+
+def main_hangs_up(rig: WideRig) -> None:
+    """Main closes its end of the control pipe (it exited)."""
+    read_end, write_end = rig.pipes[1]
+    os.close(write_end)
+    rig.pipes[1] = (read_end, os.open(os.devnull, os.O_WRONLY))  # closed by the rig's close
+
+
+# -- the run loop -------------------------------------------------------------------------------
+
+
+def test_a_drain_sends_everything_then_exits_before_its_deadline(prompt: WideRig) -> None:
+    for n in range(3):
+        prompt.append([f"line {n}.0", f"line {n}.1"])
+    prompt.courier.queued_bytes = 0
+    control.send(prompt.pipes[1][1], control.Drain(int(time.time() * 1000) + 3_000, ""))
+    prompt.sender.run()
+    assert prompt.sender.drain_deadline is not None
+    assert time.monotonic() < prompt.sender.drain_deadline  # done, not stopped by the deadline
+    assert prompt.committed() == 2
+    assert texts(prompt) == [f"line {n}.{i}" for n in range(3) for i in range(2)]
+    assert prompt.answers() == [control.Ready()]
+    assert isinstance(prompt.courier, PromptCourier)
+    assert prompt.courier.calls[:2] == ["hurry", "offer"]  # the drain cut any backoff short
+    assert prompt.courier.calls.count("hurry") == 1
+
+
+def test_a_drain_whose_deadline_passes_leaves_the_rest_spooled(rig: WideRig) -> None:
+    rig.append(["a"])
+    control.send(rig.pipes[1][1], control.Drain(int(time.time() * 1000) + 200, ""))
+    rig.sender.run()  # HEC never answers: returns at the deadline, without raising
+    assert rig.sender.drain_deadline is not None
+    assert time.monotonic() >= rig.sender.drain_deadline
+    assert rig.committed() == -1
+
+
+def test_an_idle_sender_sleeps_and_stops_when_main_hangs_up(rig: WideRig) -> None:
+    passes = 0
+    step = rig.sender.step
+
+    def counted() -> tuple[bool, bool]:
+        nonlocal passes
+        passes += 1
+        return step()
+
+    rig.sender.step = counted  # type: ignore[method-assign]
+    loop = threading.Thread(target=rig.sender.run, daemon=True)
+    loop.start()
+    time.sleep(0.3)
+    main_hangs_up(rig)
+    loop.join(timeout=5)
+    assert not loop.is_alive()
+    assert passes <= 5  # woken by the poll timeout (0.25 s) only, not spinning
+
+
+# -- when a drain is done -----------------------------------------------------------------------
+
+
+def _hold(rig: WideRig) -> None:
+    rig.sender.held.append((None, [b"{}"]))
+
+
+def _plan(rig: WideRig) -> None:
+    rig.sender.outbox.append(HecBatch([b"{}"], 2, None))
+
+
+def _unconfirmed(rig: WideRig) -> None:
+    rig.sender.commits.sent(0)
+
+
+def _on_the_wire(rig: WideRig) -> None:
+    rig.courier.in_flight.append(HecBatch([b"{}"], 2, None))
+
+
+@pytest.mark.parametrize("leftover", [_hold, _plan, _unconfirmed, _on_the_wire])
+def test_a_drain_is_not_done_while_anything_is_left(rig: WideRig, leftover: object) -> None:
+    drained_rig(rig)
+    assert rig.sender._drained(False)
+    assert not rig.sender._drained(True)  # records were read in this pass
+    leftover(rig)  # type: ignore[operator]
+    assert not rig.sender._drained(False)
+
+
+def test_a_record_whose_wake_up_was_lost_is_sent_before_the_drain_ends(rig: WideRig) -> None:
+    drained_rig(rig)
+    rig.append(["late"])
+    control.drain_pipe(rig.pipes[0][0])  # the wake-up byte is lost
+    rig.sender.step()
+    assert not rig.sender.held  # not woken: this pass did not read the spool
+    assert not rig.sender._drained(False)  # but something is unread
+    rig.sender.step()
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.committed() == 0
+    assert rig.sender._drained(False)
+
+
+def test_the_last_report_is_waited_for_until_the_drain_reserve_begins(
+    rig: WideRig, clock: Clock,
+) -> None:
+    drained_rig(rig, "r1", clock)
+    assert rig.sender.drain_deadline is not None
+    end = rig.sender._report_wait_end()
+    assert end == rig.sender.drain_deadline - drain_reserve_s(0, None, None)
+    clock.now = end - 0.001
+    assert not rig.sender._drained(False)  # r1's platform.report may still come
+    clock.now = end
+    assert rig.sender._drained(False)  # the rest of the window is for sending
+    clock.now = end + 1
+    assert rig.sender._drained(False)
+
+
+def test_the_report_wait_leaves_time_to_send_everything_unsent(rig: WideRig) -> None:
+    rig.courier.rate_bps = 1000.0
+    rig.courier.round_trip_s = 0.5
+    rig.courier.queued_bytes = 3000  # in the courier
+    rig.append(["x" * 500])
+    rig.sender.step()
+    held = rig.sender.held_bytes  # read, not planned yet
+    assert held > 500
+    _plan(rig)  # 2 bytes planned
+    rig.append(["y" * 700])
+    unread = rig.sender.reader.unread_bytes()  # still in the spool
+    assert unread > 700
+    rig.sender.drain_deadline = 1000.0
+    unsent = held + 2 + 3000 + unread
+    assert rig.sender._report_wait_end() == pytest.approx(
+        1000.0 - drain_reserve_s(unsent, 1000.0, 0.5), abs=1e-9)
+
+
+# -- how long an idle pass waits ----------------------------------------------------------------
+
+
+def _shutting_down(rig: WideRig, clock: Clock, last_request: str | None) -> None:
+    """Deadline at 10.4 s on a clock that reads 0.4 s (a sender started right after boot);
+    with a 4 s round trip the report wait ends at 10.4 - 6.02 = 4.38 s."""
+    clock.now = 0.4
+    rig.courier.round_trip_s = 4.0
+    rig.sender.drain_deadline = 10.4
+    rig.sender.last_request = last_request
+
+
+def test_an_idle_wait_while_awaiting_the_last_report_ends_with_that_wait(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    _shutting_down(rig, clock, "r1")
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [pytest.approx(3.98)]
+
+
+def test_once_the_report_wait_is_over_an_idle_wait_is_a_poll(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    _shutting_down(rig, clock, "r1")
+    clock.now = 5.0  # past 4.38
+    rig.sender.spool_dirty = False
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [0.001]
+    assert rig.sender.spool_dirty  # a timeout: look at the spool again
+
+
+@pytest.mark.parametrize("last_request", ["r1", None])
+def test_the_report_wait_does_not_shorten_other_waits(
+    rig: WideRig, clock: Clock, poll: Poll, last_request: str | None,
+) -> None:
+    _shutting_down(rig, clock, last_request)
+    if last_request:
+        _hold(rig)  # something to send: its dispatch timing rules the wait
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [5.0]
+
+
+def test_an_idle_wait_ends_when_a_flush_budget_does(rig: WideRig, clock: Clock, poll: Poll) -> None:
+    clock.now = 0.4  # a sender started right after boot
+    rig.sender.due["r1"] = 1.0
+    rig.sender._wait(5.0)
+    clock.now = 2.0  # overdue: answered at the next pass
+    rig.sender.spool_dirty = False
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [pytest.approx(0.6), 0.001]
+    assert rig.sender.spool_dirty
+
+
+# -- exact budgets, on the test's clock ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("rig", [{"DISPATCH_MIN_BATCH_SIZE": "1000",
+                                  "SPLUNK_DISPATCH_MAX_WAIT_MS": "1000"}], indirect=True)
+def test_held_events_go_exactly_when_the_linger_bound_is_reached(
+    rig: WideRig, clock: Clock,
+) -> None:
+    clock.now = 1.0  # early in the clock: the wait is a difference, whatever the origin
+    rig.append(["a"])
+    rig.sender.step()
+    clock.now = 1.9995
+    rig.sender.step()
+    assert not rig.courier.in_flight
+    clock.now = 2.0
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1
+
+
+@pytest.mark.parametrize("rig", [{"DISPATCH_MIN_BATCH_SIZE": "1000",
+                                  "SPLUNK_DISPATCH_MAX_WAIT_MS": "1200"}], indirect=True)
+def test_the_idle_wait_is_what_is_left_of_the_linger_bound(rig: WideRig, clock: Clock) -> None:
+    clock.now = 1.0
+    rig.append(["a"])
+    rig.sender.step()
+    clock.now = 2.1
+    assert rig.sender._idle_timeout() == pytest.approx(0.1, abs=1e-9)
+
+
+def _started(rig: WideRig, rid: str) -> None:
+    start = [{"time": "2026-11-26T12:00:00.000Z", "type": "platform.start",
+              "record": {"requestId": rid}}]
+    rig.writer.append(json.dumps(start).encode(), 1)
+    rig.sender.step()
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_flush_is_answered_failing_exactly_its_budget_after_the_runtime_done(
+    rig: WideRig, clock: Clock,
+) -> None:
+    clock.now = 99.0
+    _started(rig, "r1")
+    assert rig.tell(control.Flush("r1")) == [control.Running("r1")]
+    clock.now = 100.0  # the function ran on for a second after main asked
+    rig.append_invocation("r1", ["late line"])
+    rig.sender.step()  # its runtimeDone is read now (its own stamp is no use); no answer
+    end = 100.0 + (1.5 - 0.0 - reaction_s(1.5))  # main's reaction is kept out of the budget
+    clock.now = end - 0.001
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_flush_is_answered_failing_when_a_request_is_on_the_wire_longer_than_its_budget(
+    rig: WideRig,
+) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.append_invocation("r2", ["b"])
+    rig.courier.on_wire_s = 1.4
+    assert rig.tell(control.Flush("r1")) == []  # a slow request, not a hanging HEC
+    rig.courier.on_wire_s = 1.6
+    assert rig.tell(control.Flush("r2")) == [control.Failing("r1"), control.Failing("r2")]
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_flush_after_its_runtime_done_was_read_has_its_budget_from_then(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()  # read at 100.0; nobody waits for it yet
+    clock.now = 100.2
+    assert rig.tell(control.Flush("r1")) == []
+    end = 100.2 + (1.5 - 0.0 - reaction_s(1.5))
+    clock.now = end - 0.001
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_report_read_before_the_runtime_done_does_not_start_the_budget(
+    rig: WideRig, clock: Clock,
+) -> None:
+    assert rig.tell(control.Flush("r1")) == []
+    _platform(rig, "platform.report")
+    rig.sender.step()  # read at 100.0
+    clock.now = 101.0
+    _platform(rig, "platform.runtimeDone")
+    rig.sender.step()
+    end = 101.0 + (1.5 - 0.0 - reaction_s(1.5))
+    clock.now = end - 0.001
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+def test_a_flush_asked_before_the_invocation_started_hears_running_once_it_does(
+    rig: WideRig,
+) -> None:
+    assert rig.tell(control.Flush("r1")) == []
+    _started(rig, "r1")
+    assert rig.answers() == [control.Running("r1")]
+    _started(rig, "r2")  # nobody waits for r2
+    assert rig.answers() == []
+
+
+def test_the_sender_stops_exactly_at_the_drain_deadline(rig: WideRig, clock: Clock) -> None:
+    rig.tell(control.Drain(clock.deadline_ms(5), ""))
+    assert rig.sender.drain_deadline is not None
+    clock.now = rig.sender.drain_deadline
+    rig.sender.control_ready = True
+    with pytest.raises(sender._StopSendingError):
+        rig.sender._service_control()
+
+
+# -- answers, and what a new sender finds -------------------------------------------------------
+
+
+def test_answers_a_full_status_pipe_refused_are_resent_in_order_the_latest_kept(
+    rig: WideRig,
+) -> None:
+    while control.send(rig.pipes[2][1], control.Ready()):
+        pass  # main is busy: the status pipe is full
+    for n in range(300):
+        rig.sender._answer(control.Delivered(f"r{n}"))
+    assert set(rig.answers()) == {control.Ready()}  # main reads again: none of them got through
+    rig.sender._service_control()  # the next pass resends
+    assert rig.answers() == [control.Delivered(f"r{n}") for n in range(44, 300)]
+
+
+def test_a_new_sender_reads_what_the_spool_holds_without_a_wake_up(rig: WideRig) -> None:
+    rig.append(["left by the sender before"])
+    control.drain_pipe(rig.pipes[0][0])
+    rig.sender.step()
+    assert rig.sender.held
+
+
+def test_a_new_sender_reads_what_main_sent_before_it_started(rig: WideRig) -> None:
+    control.send(rig.pipes[1][1], control.Flush("r1"))
+    assert rig.sender._service_control() is True  # the flush asks to send now
+
+
+def test_a_drain_asks_to_send_now(rig: WideRig) -> None:
+    rig.sender.control_ready = False
+    control.send(rig.pipes[1][1], control.Drain(int(time.time() * 1000) + 60_000, ""))
+    rig.sender.control_ready = True
+    assert rig.sender._service_control() is True
+
+
+# -- what is read and held ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rig", [SENDING], indirect=True)
+def test_a_loss_is_reported_once_after_the_records_read_with_it(
+    rig: WideRig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig.append(["before"])
+    with monkeypatch.context() as patch:
+        patch.setattr(rig.writer, "max_bytes", 100)
+        with pytest.raises(RecordTooLargeError):
+            rig.writer.append(b"x" * 200, 3)  # refused: the listener answered an error
+    rig.append(["after"])
+    rig.append(["and after"])
+    rig.sender.step()  # reads the three records in one pass
+    rig.courier.finish()
+    events = [json.loads(e)["event"] for e in rig.courier.accepted]
+    assert events[:3] == ["before", "after", "and after"]
+    assert [e["refused_events"] for e in events[3:]] == [3]
+
+
+@pytest.mark.parametrize("rig", [{"DISPATCH_MIN_BATCH_SIZE": "3",
+                                  "SPLUNK_DISPATCH_MAX_WAIT_MS": "600000"}], indirect=True)
+def test_each_dispatch_starts_the_count_of_held_events_and_bytes_anew(rig: WideRig) -> None:
+    for _ in range(2):
+        rig.append(["a", "bb"])
+        rig.sender.step()
+        assert not rig.courier.in_flight  # 2 events: below the minimum
+        envelopes = [e for _, held in rig.sender.held for e in held]
+        assert rig.sender.held_bytes == sum(len(e) + 1 for e in envelopes)  # body + separators
+        rig.append(["ccc"])
+        rig.sender.step()
+        assert len(rig.courier.in_flight) == 1  # 3 events
+        rig.courier.finish()
+        rig.sender.step()
+    assert rig.committed() == 3
+
+
+# -- how much is read while a request fills -----------------------------------------------------
+
+STAMP = "2026-11-26T12:00:00.000Z"
+FULL = {**HOLDING, "SPLUNK_MAX_REQUEST_BYTES": "4096"}
+
+
+def payload_of(line: str) -> bytes:
+    """A record of one function line, as the rigs append it."""
+    return json.dumps([{"time": STAMP, "type": "function", "record": line}]).encode()
+
+
+def line_of_payload(size: int) -> str:
+    """A line whose record's payload is exactly `size` bytes."""
+    return "p" * (size - len(payload_of("")))
+
+
+def line_held_as(rig: WideRig, size: int) -> str:
+    """A line whose record, the first a fresh sender reads, holds exactly `size` bytes (its
+    envelope and separator)."""
+    envelope = EnvelopeBuilder(rig.sender.config, "fn").build(payload_of("h"))[0]
+    return "h" * (size - len(envelope))
+
+
+def courier_busy(rig: WideRig) -> None:
+    """Both courier slots taken and a planned batch waiting: nothing held can be planned."""
+    for _ in range(2):
+        _on_the_wire(rig)
+    _plan(rig)
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_request_held_exactly_full_is_dispatched(rig: WideRig) -> None:
+    rig.append([line_held_as(rig, 4096)])
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # far below the minimum batch size, but full
+    assert rig.courier.in_flight[0].size == 4095  # the body: no separator after the last
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+@pytest.mark.parametrize("held", [4096, 5000])
+def test_nothing_more_is_read_while_a_full_request_waits_for_the_courier(
+    rig: WideRig, held: int,
+) -> None:
+    courier_busy(rig)
+    rig.append([line_held_as(rig, held)])  # a lone record larger than a request is still read
+    rig.sender.step()
+    assert rig.sender.held_bytes == held
+    rig.append(["next"])
+    rig.sender.step()
+    assert len(rig.sender.held) == 1  # memory stays bounded while HEC is slow
+
+
+def lines_taken(rig: WideRig) -> list[str]:
+    """The lines the sender has read so far: held, planned or with the courier, in order."""
+    batches = [*rig.courier.in_flight, *rig.sender.outbox]
+    envelopes = [e for b in batches for e in b.envelopes]
+    envelopes += [e for _, held in rig.sender.held for e in held]
+    return [json.loads(e)["event"] for e in envelopes]
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_pass_reads_what_fills_the_request_and_comes_back_for_the_rest(rig: WideRig) -> None:
+    rig.append([line_held_as(rig, 3000)])
+    rig.sender.step()
+    lines = [line_of_payload(600).replace("p", str(n)) for n in range(4)]
+    for line in lines:
+        rig.append([line])
+    rig.sender.step()  # room for 1,096 bytes of payload: two records of 600
+    assert lines_taken(rig)[1:] == lines[:2]
+    rig.sender.step()  # no wake-up pending: read again because the last read stopped short
+    assert lines_taken(rig)[1:] == lines
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_read_that_ends_exactly_at_the_request_size_comes_back_for_more(rig: WideRig) -> None:
+    rig.append(["first"])
+    rig.sender.step()
+    # What a read may take: the room left, in spooled bytes (records grow into envelopes).
+    budget = int((4096 - rig.sender.held_bytes) / rig.sender.growth)
+    rig.append([line_of_payload(budget)])
+    rig.append(["last"])
+    rig.sender.step()
+    assert "last" not in lines_taken(rig)  # the read stopped at the request's size
+    rig.sender.step()
+    assert lines_taken(rig)[-1] == "last"
+
+
+def self_metrics_in(envelopes: list[bytes]) -> list[tuple[str, dict[str, float]]]:
+    """(reason, figures) of each self-metrics event among `envelopes`."""
+    events = [json.loads(e)["event"] for e in envelopes]
+    return [(e["reason"], e["metrics"]) for e in events
+            if isinstance(e, dict) and e.get("type") == "splunk-extension.self-metrics"]
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_the_shutdown_self_metrics_are_held_like_any_event(rig: WideRig) -> None:
+    courier_busy(rig)
+    rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))
+    [(seq, envelopes)] = rig.sender.held  # completes no record
+    assert seq is None
+    assert [reason for reason, _ in self_metrics_in(envelopes)] == ["shutdown"]
+    assert rig.sender.held_bytes == sum(len(e) + 1 for e in envelopes)
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_the_shutdown_self_metrics_ride_with_the_last_record_read(rig: WideRig) -> None:
+    courier_busy(rig)
+    rig.append(["a"])
+    rig.append(["b"])
+    rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))
+    first, last = (envelopes for _, envelopes in rig.sender.held)
+    assert self_metrics_in(first) == []
+    assert [reason for reason, _ in self_metrics_in(last)] == ["shutdown"]
+    assert json.loads(last[-1])["event"]["reason"] == "shutdown"
+
+
+EVERY_INVOCATION = {**HOLDING, "SPLUNK_SELF_METRICS_INTERVAL_MS": "0"}
+
+
+def _platform(rig: WideRig, *kinds: str) -> None:
+    """One record of platform events about invocation r1."""
+    events = [{"time": STAMP, "type": kind, "record": {"requestId": "r1"}} for kind in kinds]
+    rig.writer.append(json.dumps(events).encode(), len(events))
+
+
+@pytest.mark.parametrize("rig", [EVERY_INVOCATION], indirect=True)
+def test_self_metrics_ride_once_with_the_record_that_ends_an_invocation(rig: WideRig) -> None:
+    _platform(rig, "platform.start")
+    _platform(rig, "platform.report")
+    _platform(rig, "platform.runtimeDone", "platform.report")
+    rig.append_invocation("r2", ["a"])
+    rig.sender.step()
+    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held]
+    assert counts == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("rig", [{**HOLDING, "SPLUNK_SELF_METRICS_INTERVAL_MS": "1500"}],
+                         indirect=True)
+def test_invocations_closer_than_the_interval_share_one_self_metrics_event(
+    rig: WideRig, clock: Clock,
+) -> None:
+    for n, now in enumerate((100.0, 101.499, 101.5, 102.999)):
+        clock.now = now
+        rig.append_invocation(f"r{n}", ["a"])
+        rig.sender.step()
+    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held]
+    assert counts == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_self_metrics_count_as_unsent_what_is_held_queued_and_still_spooled(
+    rig: WideRig,
+) -> None:
+    courier_busy(rig)
+    rig.courier.queued_bytes = 3000
+    rig.append([line_held_as(rig, 3000)])
+    rig.sender.step()
+    held = rig.sender.held_bytes
+    rig.append_invocation("r1", ["x" * 1200])  # fills the read: the next record stays unread
+    rig.append(["next"])
+    before = rig.sender.reader.unread_bytes()
+    rig.sender.step()
+    unread = rig.sender.reader.unread_bytes()
+    assert 0 < unread < before
+    [(_, figures)] = self_metrics_in(rig.sender.held[1][1])
+    assert figures["splunk.extension.spool.unsent_bytes"] == unread + held + 3000
+
+
+def test_a_pass_says_whether_it_handed_a_batch_over_and_read_records(rig: WideRig) -> None:
+    assert rig.sender.step() == (False, False)  # nothing to do
+    rig.append(["a"])
+    rig.sender.drain_deadline = time.monotonic() + 60  # sends at once
+    assert rig.sender.step() == (True, True)
+    assert rig.sender.step() == (False, False)
+
+
+# -- after the merge of the linger (Track) and the budget from the runtimeDone's stamp -----------
+
+
+def test_a_tracked_invocation_is_answered_delivered_once_committed_and_never_hurried(
+    rig: WideRig,
+) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()  # held: below the minimum batch size
+    control.send(rig.pipes[1][1], control.Track("r1"))
+    rig.sender.control_ready = True
+    assert rig.sender._service_control() is False  # no hurry: the sender may linger
+    rig.sender.step()
+    assert not rig.courier.in_flight
+    rig.courier.failures += 1
+    rig.sender.drain_deadline = time.monotonic() + 60  # sends now
+    rig.sender.step()
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]  # never Failing
+    control.send(rig.pipes[1][1], control.Track("r1"))  # asked again once delivered
+    rig.sender.control_ready = True
+    rig.sender._service_control()
+    assert rig.answers() == [control.Delivered("r1")]
+
+
+def _iso(epoch_s: float) -> str:
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_flush_budget_runs_from_the_runtime_done_stamp(rig: WideRig, clock: Clock) -> None:
+    assert rig.tell(control.Flush("r1")) == []
+    clock.now = 100.0
+    ended = round(EPOCH + 99.7, 3)  # the runtime ended 300 ms before the sender read it
+    events = [{"time": _iso(ended), "type": "platform.runtimeDone",
+               "record": {"requestId": "r1", "status": "success"}}]
+    rig.writer.append(json.dumps(events).encode(), 1)
+    rig.sender.step()
+    end = 100.0 + 1.5 - 0.3 - reaction_s(1.5)
+    clock.now = end - 0.005
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end + 0.005
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_read_takes_what_fills_the_request_once_records_grow_into_envelopes(
+    rig: WideRig,
+) -> None:
+    courier_busy(rig)  # nothing held is planned: what a read takes stays held
+    many = [f"e{n}" for n in range(10)]  # small events: envelopes ~2.5x their spooled bytes
+    rig.append(many)
+    rig.sender.step()
+    growth = rig.sender.growth  # envelope bytes per spooled byte, measured on this read
+    assert growth > 2
+    one_record = rig.sender.held_bytes
+    for _ in range(6):
+        rig.append(many)
+    rig.sender.step()
+    assert len(rig.sender.held) == 3  # 1 + the 2 records whose envelopes fill the request
+    assert rig.sender.held_bytes <= 4096 + one_record
+    assert rig.sender.growth == pytest.approx(growth, rel=0.01)  # measured on this read alone
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_new_sender_first_reads_a_request_of_spooled_bytes(rig: WideRig) -> None:
+    courier_busy(rig)
+    for _ in range(8):
+        rig.append([line_of_payload(600)])
+    rig.sender.step()
+    assert len(rig.sender.held) == 7  # 7 x 600 >= 4,096: nothing known yet of their growth
+
+
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_records_that_map_to_nothing_do_not_stop_the_reads_after_them(rig: WideRig) -> None:
+    courier_busy(rig)
+    rig.append([""] * 20)  # only empty lines: no envelope at all
+    rig.sender.step()
+    assert rig.sender.held_bytes == 0
+    rig.append(["after"])
+    rig.sender.step()
+    assert [json.loads(e)["event"] for _, held in rig.sender.held for e in held] == ["after"]
