@@ -1,0 +1,44 @@
+"""Message identity and the pipe's all-or-nothing writes: what main and the sender may rely on."""
+
+from __future__ import annotations
+
+import os
+
+from ext import control
+
+
+def test_a_message_equals_only_one_of_its_kind_with_the_same_fields() -> None:
+    # Kinds "D" < "F" < "T" and ids "a" < "b": an ordering in place of equality would confuse them.
+    for one, other in [(control.Flush("a"), control.Track("a")),
+                       (control.Delivered("a"), control.Flush("a")),
+                       (control.Flush("a"), control.Flush("b")),
+                       (control.Drain(5, "a"), control.Drain(6, "a"))]:
+        assert one != other
+        assert other != one
+    assert control.Track("a") == control.Track("a")
+
+
+def test_only_the_known_kinds_decode() -> None:
+    # "S" (a drain) sits between other letters: no neighbour may pass for it.
+    for line in (b"A 5 r1", b"Q 5 r1", b"Z 5 r1", b"s 5 r1"):
+        assert control.decode(line) is None, line
+    assert control.decode(b"S 5 r1") == control.Drain(5, "r1")
+
+
+def test_a_message_the_pipe_cannot_take_whole_is_not_sent() -> None:
+    read_fd, write_fd = control.make_pipe()
+    try:
+        room = 4096
+        filled = 0
+        while True:  # fill the pipe to `room` bytes below its capacity
+            try:
+                filled += os.write(write_fd, b"x" * 4096)
+            except BlockingIOError:
+                break
+        os.read(read_fd, room)
+        # Longer than PIPE_BUF: the kernel may take part of it, which is not a message sent.
+        assert not control.send(write_fd, control.Flush("r" * (2 * room)))
+        assert filled > 0
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
