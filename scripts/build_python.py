@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Bump when the recipe below changes in a way the other inputs do not capture.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 ZIG_VERSION = "0.14.1"
 GLIBC = "2.26"
 PYTHON_MINOR = "3.13"
@@ -76,6 +77,11 @@ OPENSSL_OPTIONS = (
 OPENSSLDIR = "/etc/pki/tls"
 # -g0: zig cc emits DWARF by default, which only costs time (the binaries are stripped).
 CFLAGS = "-O2 -g0 -fPIC -ffile-prefix-map={src}=/src"
+# OpenSSL's install prefix as compiled in (MODULESDIR, ENGINESDIR: never used, the build has no
+# modules or engines) and the name the build paths get in sysconfig's data: the cache's real
+# location must not reach the bytes, or two machines (or users) build different layers.
+DEPS_PREFIX = "/splunk-layer-deps"
+BUILD_ROOT_NAME = "/splunk-layer-build"
 # Fixed build time (__DATE__ in sys.version, zip times): same inputs, same bytes.
 SOURCE_DATE_EPOCH = "1700000000"
 JOBS = str(os.cpu_count() or 2)
@@ -215,6 +221,7 @@ def build_key(arch: str, sources: dict[str, Path]) -> str:
     """Hash of every input of the from-source build: what makes the cache entry valid."""
     inputs = {
         "recipe": RECIPE_VERSION, "zig": ZIG_VERSION, "target": TARGETS[arch],
+        "prefixes": [DEPS_PREFIX, BUILD_ROOT_NAME],
         "sources": {k: sha256_file(v) for k, v in sorted(sources.items())},
         "disabled": DISABLED_MODULES, "configure": CONFIGURE_EXTRA,
         "openssl": OPENSSL_OPTIONS, "openssldir": OPENSSLDIR,
@@ -228,6 +235,7 @@ def deps_key(arch: str, sources: dict[str, Path]) -> str:
     """Hash of the inputs of zlib and OpenSSL alone: a CPython-only change keeps them."""
     inputs = {
         "recipe": RECIPE_VERSION, "zig": ZIG_VERSION, "target": TARGETS[arch],
+        "prefixes": [DEPS_PREFIX, BUILD_ROOT_NAME],
         "sources": {k: sha256_file(sources[k]) for k in ("openssl", "zlib")},
         "openssl": OPENSSL_OPTIONS, "openssldir": OPENSSLDIR, "cflags": CFLAGS,
         "epoch": SOURCE_DATE_EPOCH,
@@ -277,13 +285,18 @@ def build_openssl(tc: Toolchain, arch: str, tarball: Path, ws: Workspace) -> Non
     deps, log = ws.deps, ws.log
     env = tc.env(dict(os.environ))
     cmd = ["perl", "./Configure", TARGETS[arch]["openssl"], *OPENSSL_OPTIONS,
-           f"--prefix={deps}", "--libdir=lib", f"--openssldir={OPENSSLDIR}",
+           f"--prefix={DEPS_PREFIX}", "--libdir=lib", f"--openssldir={OPENSSLDIR}",
            *CFLAGS.format(src=src).split()]  # fmt: skip
     run(cmd, src, log, env)
     # libcrypto.a and libssl.a only (build_libs would also build the apps' helper library).
-    run(["make", f"-j{JOBS}", "build_generated"], src, log, env)
+    run(["make", f"-j{JOBS}", "build_generated", "crypto/buildinf.h"], src, log, env)
+    # OpenSSL_version(OPENSSL_CFLAGS) quotes the compile command, with the cache's paths in it.
+    _scrub_compiler_flags(src / "crypto" / "buildinf.h", {str(src): "/src",
+                                                          str(ws.work.parent): BUILD_ROOT_NAME})
     run(["make", f"-j{JOBS}", "libcrypto.a", "libssl.a"], src, log, env)
-    run(["make", "install_dev"], src, log, env)
+    staging = ws.work / "openssl-install"
+    run(["make", "install_dev", f"DESTDIR={staging}"], src, log, env)
+    shutil.copytree(staging / DEPS_PREFIX.lstrip("/"), deps, dirs_exist_ok=True)
 
 
 def build_cpython(tc: Toolchain, arch: str, tarball: Path, ws: Workspace,
@@ -315,6 +328,32 @@ def build_cpython(tc: Toolchain, arch: str, tarball: Path, ws: Workspace,
     # build prunes, then compiles once. The Makefile ignores compileall's exit status, so an
     # option compileall rejects skips that step.
     run(["make", "install", f"DESTDIR={install}", "COMPILEALL_OPTS=--skip"], src, log, env)
+    _scrub_build_paths(install, {str(src): "/src", str(deps): DEPS_PREFIX,
+                                 str(ws.work.parent): BUILD_ROOT_NAME})
+
+
+def _scrub_compiler_flags(header: Path, names: dict[str, str]) -> None:
+    """Rewrites mkbuildinf.pl's `compiler_flags` (one character literal per byte) with `names`
+    in place of the paths they map."""
+    text = header.read_text()
+    start = text.index("compiler_flags[] = {") + len("compiler_flags[] = {")
+    end = text.index("'\\0'", start)
+    chars = re.findall(r"'(\\.|[^\\'])',", text[start:end])
+    flags = "".join(c[-1] for c in chars)
+    for path, name in sorted(names.items(), key=lambda item: -len(item[0])):
+        flags = flags.replace(path, name)
+    literals = "".join("'\\" + c + "'," if c in "\\'" else f"'{c}'," for c in flags)
+    header.write_text(text[:start] + "\n    " + literals + "\n    " + text[end:])
+
+
+def _scrub_build_paths(install: Path, names: dict[str, str]) -> None:
+    """sysconfig's data records the configure command and flags, with the cache's paths in
+    them: those paths are replaced by fixed names (the layer never builds extensions)."""
+    for data in install.rglob("_sysconfigdata_*.py"):
+        text = data.read_text()
+        for path, name in sorted(names.items(), key=lambda item: -len(item[0])):
+            text = text.replace(path, name)
+        data.write_text(text)
 
 
 def build(arch: str, quiet: bool = False) -> Path:

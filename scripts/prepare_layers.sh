@@ -5,8 +5,8 @@
 #      from trixie, OpenSSL 3.0 and zlib from bookworm): only when missing;
 #   2. the layer for both architectures, in parallel (scripts/build_layer.py; its from-source
 #      interpreter is cached in ${SPLUNK_LAYER_CACHE:-~/.cache/splunk-layer-build}, keyed by
-#      every input: a warm run takes seconds; cold, about 45 min per architecture on 2 busy
-#      cores, both overlapping), timed.
+#      every input: a warm run takes seconds; cold, about 21 min for both architectures at once
+#      on 2 busy cores, docs/deploy.md), timed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
