@@ -472,6 +472,17 @@ def runtime(arch: str, quiet: bool = False) -> Path:
     final = runtime_dir(built)
     if (final / "bin" / "python3").is_file():
         return final
+    # One maker per tree: two builds at once (both layers of prepare_layers.sh, each building
+    # the arm64 tree) once shared one `.partial` folder, and one renamed a tree the other had
+    # half deleted (4 of 152 stdlib files: an interpreter without `encodings`).
+    with final.with_name(final.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "bin" / "python3").is_file():
+            _make_runtime(arch, quiet, built, final)
+    return final
+
+
+def _make_runtime(arch: str, quiet: bool, built: Path, final: Path) -> None:
     compiler = built if arch == "x86_64" else build("x86_64", quiet)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -498,7 +509,6 @@ def runtime(arch: str, quiet: bool = False) -> Path:
     for source in target.rglob("*.py"):
         source.unlink()
     partial.rename(final)
-    return final
 
 
 def main(argv: list[str] | None = None) -> int:
