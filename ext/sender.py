@@ -65,6 +65,8 @@ class Sender:
         self.status_fd = status_fd
         self.parent = os.getppid()
         self.flush_budget_s = config.flush_budget_ms / 1000
+        # The longest a flush may wait: the budget less main's reaction (flush_policy).
+        self.flush_wait_s = self.flush_budget_s - flush_policy.reaction_s(self.flush_budget_s)
         self.held: list[tuple[int | None, list[bytes]]] = []
         self.held_events = 0
         self.held_bytes = 0
@@ -349,7 +351,7 @@ class Sender:
                 urgent = True
                 for request_id in self.ledger.request(message.request_id):
                     self._answer(control.Delivered(request_id))
-                if self.courier.hanging or self.courier.stalled(self.flush_budget_s):
+                if self.courier.hanging or self.courier.stalled(self.flush_wait_s):
                     # A HEC that let a request time out, or is taking longer than a flush may
                     # wait, is treated as down until a request succeeds: the courier probes on
                     # its own schedule, main does not wait.
