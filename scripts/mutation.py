@@ -283,7 +283,8 @@ def _tool(name: str) -> str:
 
 
 def run_module(
-    module: str, tests: list[str], all_operators: bool, log: Path, survivors_only: bool = False
+    module: str, tests: list[str], all_operators: bool, log: Path, *,
+    survivors_only: bool = False, resume: bool = False,
 ) -> Result:
     started = time.monotonic()
     result = Result(module)
@@ -292,24 +293,28 @@ def run_module(
         return result
     work = OUT / "work" / module.replace("/", "_").removesuffix(".py")
     session = work / "session.sqlite"
-    if survivors_only:
-        # Tests were added since the last run: killed mutants stay killed, so only the
-        # survivors run again. Sound only while the module itself is unchanged.
+    again = survivors_only or resume
+    if again:
+        # Tests were added since the last run, or it was interrupted: killed mutants stay
+        # killed, so only the survivors (and the mutants never run) run again. Sound only
+        # while the module itself is unchanged.
         source = ROOT / module
         if not session.exists() or _digest(work) != _sha256(source):
-            result.error = "--survivors-only needs an earlier run of this very source"
+            flag = "--survivors-only" if survivors_only else "--resume"
+            result.error = f"{flag} needs an earlier run of this very source"
             return result
         shutil.copy2(source, work / module)  # an interrupted run leaves a mutant in place
         shutil.rmtree(work / "tests")
         shutil.copytree(ROOT / "tests", work / "tests",
                         ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
-        with sqlite3.connect(session) as db:
-            db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        if survivors_only:
+            with sqlite3.connect(session) as db:
+                db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
     else:
         _copy_project(work)
         (work / "source.sha256").write_text(_sha256(ROOT / module))
     env = _env()
-    with log.open("a" if survivors_only else "w") as out, _fork_server(work, env, out) as sock:
+    with log.open("a" if again else "w") as out, _fork_server(work, env, out) as sock:
         # Each mutant's tests run in a fork of a process that has pytest and hypothesis
         # imported already (scripts/mutation_server.py): ~1 s less per mutant.
         test = [sys.executable, "-S", "-I", str(work / "scripts" / "mutation_client.py"),
@@ -330,7 +335,7 @@ def run_module(
             [sys.executable, "-m", "scripts.mutation", "--skip-type-only", str(work / module),
              str(session)],
         ]
-        for step in [*([] if survivors_only else steps),
+        for step in [*([] if again else steps),
                      [_tool("cosmic-ray"), "exec", "cr.toml", "session.sqlite"]]:
             if _run(step, work, env, out) != 0:
                 result.error = f"{Path(step[0]).name} {step[1]} failed (see {log.name})"
@@ -480,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="exit 1 when a module scores below this percentage")
     parser.add_argument("--survivors-only", action="store_true",
                         help="rerun only the last run's survivors (after adding tests)")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted run: only the mutants it never ran")
     parser.add_argument("--out", type=Path, default=OUT, help="reports and work copies")
     parser.add_argument("--skip-type-only", nargs=2, metavar=("MODULE", "SESSION"),
                         help=argparse.SUPPRESS)  # a step of each module's run
@@ -501,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     def one(module: str) -> Result:
         log = OUT / (module.replace("/", "_").removesuffix(".py") + ".log")
         result = run_module(module, test_files(module, args.tests), args.all_operators, log,
-                            args.survivors_only)
+                            survivors_only=args.survivors_only, resume=args.resume)
         write_module_report(result)
         print(result.row(), flush=True)
         return result
