@@ -68,12 +68,14 @@ def prebuilt_or_build(arch: str, out: Path) -> Layer:
     return build_bundled_layer(arch, out)
 
 
-def build_bundled_layer(arch: str, out: Path) -> Layer:
+def build_bundled_layer(arch: str, out: Path, python: str = sys.executable) -> Layer:
+    """A build by `python`, a host interpreter (it only fetches: the layer's own interpreter
+    unpacks, compiles and zips, so the host's version must not show in the result)."""
     builder = load_build_python()
     missing = builder.missing_tools()
     if missing and builder.cached_runtime(arch) is None:
         unavailable(f"cannot build the bundled Python for {arch}: missing {', '.join(missing)}")
-    command = [sys.executable, str(REPO / "scripts" / "build_layer.py"), "--arch", arch,
+    command = [python, str(REPO / "scripts" / "build_layer.py"), "--arch", arch,
                "--out", str(out)]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
@@ -113,3 +115,24 @@ def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path, Path]:
             "-CAcreateserial", "-days", "2", "-extfile", str(config), "-extensions", "server",
             "-out", str(cert))  # fmt: skip
     return ca, cert, key
+
+
+def host_pythons() -> list[str]:
+    """Interpreters on this machine that can run the build script (3.11+), one per version,
+    oldest first."""
+    candidates = [sys.executable, *sorted(str(p) for p in Path("/usr/bin").glob("python3.1[1-9]"))]
+    candidates += sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob(
+        "3.1[1-9].*/bin/python3"))  # fmt: skip
+    by_version: dict[tuple[int, ...], str] = {}
+    for candidate in candidates:
+        version = python_version(candidate)
+        if version >= (3, 11):
+            by_version.setdefault(version, candidate)
+    return [by_version[v] for v in sorted(by_version)]
+
+
+def python_version(python: str) -> tuple[int, ...]:
+    """(major, minor, micro) of the interpreter `python`; () when it does not run."""
+    probe = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:3])"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    return tuple(map(int, probe.stdout.split())) if probe.returncode == 0 else ()

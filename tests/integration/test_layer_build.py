@@ -25,8 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.bundled_layer import load_build_python, unavailable
-
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -335,49 +333,6 @@ def test_rejects_unsupported_python(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "3.11 or newer" in result.stderr
     assert not (tmp_path / "x.zip").exists()
-
-
-def host_pythons() -> list[str]:
-    """Interpreters on this machine that can run the build script (3.11+), one per version."""
-    candidates = [sys.executable, *sorted(str(p) for p in Path("/usr/bin").glob("python3.1[1-9]"))]
-    candidates += sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob(
-        "3.1[1-9].*/bin/python3"))  # fmt: skip
-    by_version: dict[str, str] = {}
-    for candidate in candidates:
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; assert sys.version_info >= (3, 11); "
-             "print(sys.version.split()[0])"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-        if probe.returncode == 0:
-            by_version.setdefault(probe.stdout.strip(), candidate)
-    return [by_version[v] for v in sorted(by_version, key=lambda v: tuple(map(int, v.split("."))))]
-
-
-def test_the_bundled_layer_is_the_same_whichever_host_python_builds_it(tmp_path: Path) -> None:
-    """The host Python only fetches; the layer's interpreter unpacks, compiles and zips."""
-    if load_build_python().cached_runtime("x86_64") is None:
-        unavailable("the bundled Python is not cached (./dev layer x86_64 builds it)")
-    pythons = host_pythons()
-    if len(pythons) < 2:
-        pytest.skip(f"one host Python version only ({pythons}): nothing to compare")
-    oldest, newest = pythons[0], pythons[-1]
-    digests = {}
-    for python in (oldest, newest):
-        out = tmp_path / f"{Path(python).parent.parent.name}.zip"
-        command = [python, str(SCRIPT), "--arch", "x86_64", "--out", str(out)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-        assert result.returncode == 0, result.stderr
-        assert "(bundled)" in result.stdout
-        version = subprocess.run(
-            [python, "-c", "import sys; print(sys.version.split()[0])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        digests[version] = hashlib.sha256(out.read_bytes()).hexdigest()
-    print(f"bundled x86_64 layer sha256 by host Python: {digests}")
-    assert len(digests) == 2 and len(set(digests.values())) == 1, digests
 
 
 def test_sample_function_zip_is_reproducible_with_its_bootstrap_executable(tmp_path: Path) -> None:
