@@ -23,6 +23,7 @@ from benchmarks.rig import (
     Rig,
     extension_processes,
     extension_rig,
+    footprint_kb,
     memory_kb,
     private_kb_by_mapping,
 )
@@ -33,7 +34,9 @@ QUICK_PLAN = (5, 100)
 
 
 def extension_memory(rig: Rig, invocations: int, lines: int,
-                     extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+                     extra_env: dict[str, str] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, int]]:
+    """Memory of each process (main, listener, sender), and the footprint of all three."""
     sb = rig.sandbox(rig.env(**(extra_env or {})), timeout_s=30.0)
     try:
         for n in range(invocations):
@@ -44,10 +47,11 @@ def extension_memory(rig: Rig, invocations: int, lines: int,
         pids = extension_processes(sb)
         processes = {role: memory_kb(pid) | {"uss_by_mapping_kb": private_kb_by_mapping(pid)}
                      for role, pid in pids.items()}
+        footprint = footprint_kb(list(pids.values()))
         sb.shutdown()
     finally:
         sb.close()
-    return processes
+    return processes, footprint
 
 
 def bare_python_memory() -> dict[str, int]:
@@ -109,11 +113,11 @@ def import_costs() -> list[dict[str, Any]]:
 def measure(invocations: int, lines: int,
             extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     with extension_rig() as rig:
-        processes = extension_memory(rig, invocations, lines, extra_env)
+        processes, footprint = extension_memory(rig, invocations, lines, extra_env)
     total = {key: sum(p[key] for p in processes.values()) for key in ("rss_kb", "pss_kb",
                                                                          "uss_kb")}
     return {"invocations": invocations, "lines_per_invocation": lines,
-            "processes": processes, "total": total,
+            "processes": processes, "total": total, "footprint": footprint,
             "pss_total_mib": total["pss_kb"] / 1024, "rss_total_mib": total["rss_kb"] / 1024,
             "bare_python_no_site": bare_python_memory(), "imports": import_costs()}
 
@@ -132,6 +136,11 @@ def report(results: dict[str, Any]) -> None:
         f"{TARGETS['pss_total_mib']} MiB: "
         f"{common.verdict(results['pss_total_mib'], TARGETS['pss_total_mib'])}",
         ["process", "RSS", "PSS", "USS"], rows)
+    if "footprint" in results:
+        f = results["footprint"]
+        print(f"footprint (anonymous by PSS + each file's pages once, see rig.footprint_kb): "
+              f"{f['footprint_kb'] / 1024:.2f} MiB = {f['anonymous_pss_kb'] / 1024:.2f} "
+              f"anonymous + {f['file_once_kb'] / 1024:.2f} file pages\n")
     kinds = list(next(iter(results["processes"].values()))["uss_by_mapping_kb"])
     common.print_table("USS by kind of mapping (MiB)", ["process", *kinds],
                        [[role, *(m["uss_by_mapping_kb"][k] / 1024 for k in kinds)]
