@@ -24,7 +24,7 @@ input the enrichment fields lengthen), added to the 3.27 us of before.
 
 Cold start: the masks are compiled and checked by the main process at init (ext/rules.py), which
 imports `re` for it only when a pattern is set. The listener and sender, forked after, import
-`re` anyway (ext/intake.py), and the first event/next waits for the sender's start: so the
+`re` anyway (ext/listener/intake.py), and the first event/next waits for the sender's start: so the
 import moves earlier on the same path rather than adding to it. `--cold-runs` interleaved cold
 inits with and without SPLUNK_MASK measure what it adds to start -> first event/next.
 Run: `.venv/bin/python -m benchmarks.bench_enrich_mask [--quick]` -> results/enrich_mask.json.
@@ -51,8 +51,9 @@ from benchmarks.bench_throughput import (
     telemetry_bodies,
 )
 from benchmarks.rig import Rig, SinkProcess, extension_rig
-from ext import config, filters, intake
-from ext.envelope import EnvelopeBuilder
+from ext import config
+from ext.listener import filters, intake
+from ext.sender.envelope import EnvelopeBuilder
 
 BEARER = r"Bearer\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token]"
 AWS_KEY = r"AKIA[0-9A-Z]{16}=>[aws-key]"

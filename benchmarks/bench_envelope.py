@@ -1,6 +1,6 @@
 """Per-event CPU of the sender's envelope mapping (issue 13): what metrics and alerts cost.
 
-The sender's main thread maps every spool record to HEC envelopes (ext/envelope.py); that is
+The sender's main thread maps every spool record to HEC envelopes (ext/sender/envelope.py); that is
 where platform records now also become metric and alert events. This times EnvelopeBuilder.build
 alone, in this process, on the throughput benchmark's Telemetry bodies (1,000 function log lines
 each, docs/benchmarks.md §4) and on invocation-shaped bodies (log lines plus platform.start,
@@ -19,7 +19,7 @@ import time
 from benchmarks import common
 from benchmarks.bench_throughput import EVENTS_PER_BATCH, telemetry_bodies
 from ext import config
-from ext.envelope import EnvelopeBuilder
+from ext.sender.envelope import EnvelopeBuilder
 
 RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
 

@@ -42,7 +42,7 @@ def serve(tree: str, fd: int, spool: str, nofile: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     sys.path.insert(0, tree)
     from ext import config
-    from ext.listener import Listener
+    from ext.listener.process import Listener
 
     cfg = config.load({"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
                        "SPLUNK_SPOOL_DIR": spool, "SPLUNK_SPOOL_MAX_MB": "256"})

@@ -70,8 +70,8 @@ def bare_python_memory() -> dict[str, int]:
 
 
 # Imports in the order the children pull them in; each step is measured after the ones above.
-IMPORT_STEPS = ("logging", "msgspec", "ssl", "http.client", "urllib3", "ext.listener",
-                "ext.sender")
+IMPORT_STEPS = ("logging", "msgspec", "ssl", "http.client", "urllib3", "ext.listener.process",
+                "ext.sender.process")
 _IMPORT_PROBE = """
 import json, sys
 sys.path[:0] = json.loads(sys.argv[1])

@@ -3,7 +3,8 @@
 1. Start-up: a fresh interpreter imports (and, for boto3, builds a client) — median wall time and
    peak RSS per case, each in its own subprocess.
 2. Sender memory: a child builds the sender's HecClient with a static token (PSS before), then
-   fetches the token from a local GetSecretValue endpoint through ext.token_source (PSS after);
+   fetches the token from a local GetSecretValue endpoint through ext.sender.token_source
+   (PSS after);
    the same with a boto3 client for comparison. PSS from /proc/self/smaps_rollup.
 
 Measured at full CPU; Lambda at 128 MB gives about 7% of a core, so its wall times are ~10x longer.
@@ -27,7 +28,7 @@ from typing import Any
 from benchmarks import common
 
 SIGN = (
-    "from ext import sigv4, secret_store, token_source\n"
+    "from ext.sender import sigv4, secret_store, token_source\n"
     "sigv4.sign('POST', 'secretsmanager.us-east-1.amazonaws.com', '/', query=[],"
     " headers=[('X-Amz-Target', 'secretsmanager.GetSecretValue')], body=b'{}',"
     " credentials=sigv4.Credentials('AKID', 'secret', 'token'), region='us-east-1',"
@@ -38,7 +39,7 @@ BOTO_CLIENT = ("import boto3; boto3.client('{service}', region_name='us-east-1',
 STARTUP_CASES = {
     "python (nothing imported)": "pass",
     "urllib3 + json (the sender has them already)": "import urllib3, json",
-    "+ ext.sigv4/secret_store/token_source, sign once": "import urllib3, json\n" + SIGN,
+    "+ ext.sender.sigv4/secret_store/token_source, sign once": "import urllib3, json\n" + SIGN,
     "import boto3": "import boto3",
     "boto3 Secrets Manager client": BOTO_CLIENT.format(service="secretsmanager"),
     "boto3 SSM client": BOTO_CLIENT.format(service="ssm"),
@@ -56,8 +57,8 @@ def pss_kib():
         if line.startswith("Pss:"):
             return int(line.split()[1])
 from ext import config
-from ext.hec import HecClient
-import ext.envelope, ext.sender  # what the sender process imports anyway
+from ext.sender.hec import HecClient
+import ext.sender.envelope, ext.sender.process  # what the sender process imports anyway
 env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "static",
        "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "k",
        "AWS_SESSION_TOKEN": "t", "AWS_ENDPOINT_URL": sys.argv[1]}

@@ -227,7 +227,8 @@ def memory(doc: Doc) -> list[str]:
                                            for role, v in by_kind.items()])
     if r.get("imports"):
         out += ["What each import adds to a fresh `python -S` (in this order; the listener "
-                "imports up to `ext.listener`, the sender everything), the bulk of each child's "
+                "imports up to `ext.listener.process`, the sender everything), the bulk of each "
+                "child's "
                 "private memory:", ""]
         out += table(["import", "modules", "RSS MiB", "USS MiB"],
                      [[f"`{i['import']}`", fmt(i["modules"]), fmt(i["rss_kb"] / 1024),

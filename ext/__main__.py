@@ -23,7 +23,7 @@ def main() -> int:
         return _refuse(f"{RUNTIME_API} is not set. This program is a Lambda extension: Lambda "
                        "starts it from /opt/extensions with that variable set. To run it "
                        "locally, use the emulator (./dev demo).")
-    from ext.extensions_api import ExtensionsApi, LambdaApiClient
+    from ext.main.extensions_api import ExtensionsApi, LambdaApiClient
 
     try:
         api = ExtensionsApi(LambdaApiClient(address))
@@ -31,7 +31,7 @@ def main() -> int:
     except (OSError, ValueError) as err:
         return _refuse(f"cannot register with the Extensions API at {RUNTIME_API}={address!r}: "
                        f"{getattr(err, 'strerror', None) or err}")
-    from ext import lifecycle
+    from ext.main import lifecycle
 
     return lifecycle.run(api, os.environ)
 

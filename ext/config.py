@@ -63,8 +63,8 @@ AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 TMPDIR = "TMPDIR"
 
-# The Lambda variables the sender's enrichment reads (ext/enrichment.py); the extension sees the
-# first four, the others only where the platform passes them (lambda-protocol.md §6.1).
+# The Lambda variables the sender's enrichment reads (ext/sender/enrichment.py); the extension
+# sees the first four, the others only where the platform passes them (lambda-protocol.md §6.1).
 ENRICHMENT_VARIABLES = (AWS_REGION, "AWS_LAMBDA_FUNCTION_VERSION",
                         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_INITIALIZATION_TYPE",
                         "AWS_EXECUTION_ENV", "AWS_LAMBDA_LOG_GROUP_NAME")
@@ -264,7 +264,7 @@ class Config:
     request_timeout_ms: int
     max_request_bytes: int
     gzip_level: int
-    # Metrics, alerts and self-metrics (issue 13; ext/metrics.py, docs/metrics.md).
+    # Metrics, alerts and self-metrics (issue 13; ext/sender/metrics.py, docs/metrics.md).
     metrics_index: str | None  # None: no metric events (alerts and self-metrics as events)
     platform_events: bool  # False: report/runtimeDone/init figures go only as metrics
     self_metrics: bool
@@ -274,12 +274,12 @@ class Config:
     forward_own_logs: bool
     on_config_error: str
     log_level: str
-    # Enrichment (ext/enrichment.py): indexed fields on every event.
+    # Enrichment (ext/sender/enrichment.py): indexed fields on every event.
     enrich: tuple[str, ...]  # of the function's identity
     user_fields: tuple[tuple[str, str], ...]  # in order
     account_id: str = ""  # from register's response (Lambda-Extension-Accept-Feature)
     aws_environment: tuple[tuple[str, str], ...] = ()  # ENRICHMENT_VARIABLES that are set
-    # Filters and masking, applied by the listener before the spool (ext/filters.py).
+    # Filters and masking, applied by the listener before the spool (ext/listener/filters.py).
     min_level: str | None  # upper case
     drop_pattern: Pattern[str] | None
     mask_rules: tuple[tuple[Pattern[str], str], ...]

@@ -55,7 +55,7 @@ encoder = msgspec.json.Encoder()
 
 class PlatformFigures(msgspec.Struct, frozen=True):
     """The parts of a platform.report/runtimeDone/initReport/restoreReport record that become
-    metrics and alerts (ext/metrics.py, ext/alerts.py); values are checked there."""
+    metrics and alerts (ext/sender/metrics.py, ext/sender/alerts.py); values are checked there."""
 
     requestId: str | None = None  # noqa: N815
     status: str | None = None

@@ -10,7 +10,7 @@ import os
 import sys
 
 from ext import config
-from ext.sender import Sender
+from ext.sender.process import Sender
 
 
 def main() -> None:

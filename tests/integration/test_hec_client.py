@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ext.config import Config
-from ext.hec import USER_AGENT, HecClient, Verdict, compress
+from ext.sender.hec import USER_AGENT, HecClient, Verdict, compress
 
 pytestmark = pytest.mark.integration
 TOKEN = "tok-7f3a-secret"

@@ -76,7 +76,7 @@ def test_outcomes_are_tallied_and_the_score_ignores_skips() -> None:
 
 
 def test_tests_are_mapped_fast_first_and_missing_patterns_skipped() -> None:
-    files = mutation.test_files("ext/batching.py", None)
+    files = mutation.test_files("ext/sender/batching.py", None)
     assert files[0] == "tests/unit/test_batching_edges.py"
     assert "tests/unit/test_batching.py" in files and len(files) == len(set(files))
     assert mutation.test_files("ext/x.py", ["tests/unit/test_nothing_*.py"]) == []
@@ -87,14 +87,14 @@ def test_a_listed_equivalent_mutant_matches_by_its_lines_not_its_line_number() -
         return f"@@ -999,7 +999,7 @@\n-        {before}\n+        {after}"
 
     listed = diff("return run % 2 == 1", "return run % 2 >= 1")
-    assert "0 or 1" in mutation.equivalence("ext/envelope.py", listed)
-    assert mutation.equivalence("ext/envelope.py", diff("return run % 2 == 1",
+    assert "0 or 1" in mutation.equivalence("ext/sender/envelope.py", listed)
+    assert mutation.equivalence("ext/sender/envelope.py", diff("return run % 2 == 1",
                                                         "return run % 2 != 1")) == ""
-    assert mutation.equivalence("ext/hec.py", listed) == ""  # per module
+    assert mutation.equivalence("ext/sender/hec.py", listed) == ""  # per module
     dump = json.dumps([{"mutations": [{"start_pos": [999, 4], "operator_name": "core/X"}]},
                        {"worker_outcome": "normal", "test_outcome": "survived",
                         "diff": "--- a\n+++ b\n" + listed}])
-    result = mutation.Result("ext/envelope.py")
+    result = mutation.Result("ext/sender/envelope.py")
     mutation._tally(result, dump)
     assert (result.mutants, result.survived, result.equivalent, result.score) == (1, 0, 1, 100.0)
     assert result.equivalents[0].startswith("- line 999, core/X: `return run % 2 == 1` → ")

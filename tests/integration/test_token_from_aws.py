@@ -13,7 +13,7 @@ import pytest
 
 from ext import config
 from ext.local.hec import HecReceiver, HecToken
-from ext.secret_store import SecretStore, TokenFetchError
+from ext.sender.secret_store import SecretStore, TokenFetchError
 from tests.integration.aws_fake import FakeAws, moto_server
 from tests.integration.conftest import TOKEN
 from tests.integration.extension_harness import expected_lines, lines_of, sandbox

@@ -82,8 +82,8 @@ def test_local_tooling_does_not_import_core() -> None:
 
 
 def test_cold_start_path_imports_nothing_heavy() -> None:
-    """register happens after importing only ext.__main__ and ext.extensions_api."""
-    for name in ("__main__.py", "extensions_api.py"):
+    """register happens after importing only ext.__main__ and ext.main.extensions_api."""
+    for name in ("__main__.py", "main/extensions_api.py"):
         top_level = [
             n
             for n in ast.parse((EXT / name).read_text()).body
@@ -103,7 +103,8 @@ def test_main_process_imports_nothing_heavy_until_the_first_event() -> None:
 
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules)\n"
-        "import ext.__main__, ext.extensions_api, ext.lifecycle, ext.control, ext.config\n"
+        "import ext.__main__, ext.main.extensions_api, ext.main.lifecycle, ext.control, "
+        "ext.config\n"
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     out = subprocess.run([sys.executable, "-S", "-c", probe, str(EXT.parent)],
@@ -120,7 +121,8 @@ def test_children_modules_load_after_the_subscription_and_before_the_fork() -> N
 
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "from ext import config, lifecycle, supervisor, telemetry_api\n"
+        "from ext import config\n"
+        "from ext.main import lifecycle, supervisor, telemetry_api\n"
         "seen = {}\n"
         "def loaded(): return {'msgspec', 'urllib3'} & set(sys.modules)\n"
         "telemetry_api.subscribe = lambda api, body: bool(seen.setdefault('subscribe', loaded())"

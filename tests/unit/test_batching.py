@@ -5,7 +5,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.batching import HecBatch, plan_batches, split_batch, without
+from ext.sender.batching import HecBatch, plan_batches, split_batch, without
 
 events = st.lists(st.text(max_size=60), max_size=12)
 records = st.lists(events, max_size=15)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ext.batching import HecBatch, plan_batches, split_batch, without
+from ext.sender.batching import HecBatch, plan_batches, split_batch, without
 
 
 def shapes(batches: list[HecBatch]) -> list[tuple[list[bytes], int, int | None]]:

@@ -1,11 +1,11 @@
-"""The hang breaker's decision: when a flush may wait on HEC again (ext/breaker.py)."""
+"""The hang breaker's decision: when a flush may wait on HEC again (ext/sender/breaker.py)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext.breaker import CLOSE_AFTER, HangBreaker
+from ext.sender.breaker import CLOSE_AFTER, HangBreaker
 
 BUDGET = 0.3
 # One attempt: ("ok" | "fail", seconds it took, the client's own timeout error)

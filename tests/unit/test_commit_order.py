@@ -3,7 +3,7 @@ nothing to send, oldest first, one answer per sent batch."""
 
 from __future__ import annotations
 
-from ext.commit_order import CommitOrder
+from ext.sender.commit_order import CommitOrder
 
 
 def test_one_answer_commits_one_sent_batch_only() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ext import config
-from ext import courier as courier_module
-from ext.batching import HecBatch
-from ext.courier import Courier
-from ext.hec import HecOutcome, Verdict, classify
+from ext.sender import courier as courier_module
+from ext.sender.batching import HecBatch
+from ext.sender.courier import Courier
+from ext.sender.hec import HecOutcome, Verdict, classify
 
 
 def test_incorrect_index_is_held_never_quarantined() -> None:

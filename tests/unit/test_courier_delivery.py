@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from ext import config
-from ext import courier as courier_module
-from ext.batching import HecBatch
-from ext.courier import Courier
-from ext.hec import HecOutcome, Verdict
-from ext.quarantine import FILE_NAME
+from ext.sender import courier as courier_module
+from ext.sender.batching import HecBatch
+from ext.sender.courier import Courier
+from ext.sender.hec import HecOutcome, Verdict
+from ext.sender.quarantine import FILE_NAME
 
 ACCEPTED = HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")
 Answer = Callable[[list[bytes]], HecOutcome]
@@ -245,7 +245,7 @@ def test_health_while_failing_and_a_timeout_marks_hec_hanging(make: Make) -> Non
     client.gate.set()
     assert done(courier) == [1]
     # One success ends the failing state; HEC stays presumed hanging until a run of fast
-    # successes (ext/breaker.py) closes the breaker.
+    # successes (ext/sender/breaker.py) closes the breaker.
     assert health(courier) == (False, True, 2)
 
 
@@ -351,7 +351,7 @@ def test_hec_failing_and_recovering_is_logged_once_each(
     answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")] * 3)
     courier, _ = make(lambda _: next(answers, ACCEPTED))
     courier._pause = lambda seconds: None  # type: ignore[method-assign]
-    with caplog.at_level(logging.WARNING, logger="ext.courier"):
+    with caplog.at_level(logging.WARNING, logger="ext.sender.courier"):
         courier.offer(batch(b"a", seq=1), b"a")
         assert done(courier) == [1]
     messages = [r.getMessage() for r in caplog.records]

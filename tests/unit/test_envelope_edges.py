@@ -8,9 +8,10 @@ from datetime import datetime
 
 import pytest
 
-from ext import config, envelope
+from ext import config
 from ext.config import OWN_LOG_MARKER
-from ext.envelope import EnvelopeBuilder
+from ext.sender import envelope
+from ext.sender.envelope import EnvelopeBuilder
 
 RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
 T = "2026-10-08T07:30:29.443Z"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ext import config
-from ext.envelope import EnvelopeBuilder
+from ext.sender.envelope import EnvelopeBuilder
 
 RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
 T = "2026-10-08T07:30:28.235Z"

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from ext import config, telemetry_api
+from ext import config
 from ext.errors import ApiError
-from ext.extensions_api import (
+from ext.main import telemetry_api
+from ext.main.extensions_api import (
     ID_HEADER,
     INIT_ERROR_PATH,
     NAME_HEADER,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, errors, filters, schema
-from ext.listener import Listener
+from ext import config, errors, schema
+from ext.listener import filters
+from ext.listener.process import Listener
 from ext.spool import SpoolReader
 
 BASE = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}

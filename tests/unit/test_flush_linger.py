@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ext import control
 from ext.flush_policy import MIN_GAPS, AdaptiveFlush
-from ext.invocations import RUNTIME_DONE, InvocationLedger
+from ext.sender.invocations import RUNTIME_DONE, InvocationLedger
 from tests.unit.test_sender_commits import Rig
 
 FLUSH_S = 0.03  # telemetry buffering plus one HEC round trip

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ext.hec import Verdict, classify
+from ext.sender.hec import Verdict, classify
 
 
 @pytest.mark.parametrize(

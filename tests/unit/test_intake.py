@@ -8,8 +8,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext import config, intake
-from ext.envelope import EnvelopeBuilder
+from ext import config
+from ext.listener import intake
+from ext.sender.envelope import EnvelopeBuilder
 
 TIME = "2026-10-08T07:30:28.235Z"
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ext import intake
+from ext.listener import intake
 
 TIME = "2026-10-08T07:30:28.235Z"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext.invocations import REPORT, RUNTIME_DONE, START, InvocationLedger
+from ext.sender.invocations import REPORT, RUNTIME_DONE, START, InvocationLedger
 
 
 def test_answered_only_once_the_runtime_done_is_committed() -> None:

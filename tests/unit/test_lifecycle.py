@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext import control, errors, events, lifecycle, minijson
+from ext import control, errors
+from ext.main import events, lifecycle, minijson
 
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
 

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ext import control, diagnostics, errors, lifecycle, supervisor, telemetry_api
+from ext import control, diagnostics, errors
 from ext.flush_policy import reaction_s
+from ext.main import lifecycle, supervisor, telemetry_api
 from tests.unit.test_lifecycle import ENV, FakeApi, Main
 
 EPOCH = 1_800_000_000.0
@@ -60,7 +61,7 @@ def _readable(fd: int) -> bool:
 
 
 class Children:
-    """Stands in for ext/supervisor.py: records spawns and stops; a child dies when told."""
+    """Stands in for ext/main/supervisor.py: records spawns and stops; a child dies when told."""
 
     def __init__(self) -> None:
         self.spawned: list[str] = []

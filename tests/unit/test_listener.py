@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, http_server, intake
-from ext.listener import Listener
+from ext import config
+from ext.listener import http_server, intake
+from ext.listener.process import Listener
 from ext.spool import SpoolReader, SpoolWriter
 
 TIME = "2026-10-08T07:30:28.235Z"

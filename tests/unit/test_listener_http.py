@@ -1,4 +1,4 @@
-"""HTTP/1.1 framing of the listener (ext.http_intake), without sockets."""
+"""HTTP/1.1 framing of the listener (ext.listener.http_intake), without sockets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext.http_intake import MAX_LINE_BYTES, ChunkedBody, HttpError, parse_head
+from ext.listener.http_intake import MAX_LINE_BYTES, ChunkedBody, HttpError, parse_head
 
 
 def no_limit(size: int) -> None:

@@ -1,4 +1,4 @@
-"""The listener's HTTP server loop (ext.http_server) in-process: its limits (connections,
+"""The listener's HTTP server loop (ext.listener.http_server) in-process: its limits (connections,
 shared body memory, timeouts), accept() errors, pipelining, slow readers and peers that left.
 The loop runs only when a test calls it; timers run with the clock a test hands them."""
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from ext import http_server
-from ext.http_server import HttpServer
+from ext.listener import http_server
+from ext.listener.http_server import HttpServer
 from tests.unit.test_listener_http_answers import BATCH, EVENT, Loop, chunked, post, status
 
-# The limits as documented (ext/http_server.py), written out: a changed limit fails a test.
+# The limits as documented (ext/listener/http_server.py), written out: a changed limit fails a test.
 IDLE_S, HEAD_S, STALL_S, REQUEST_S, LINGER_S = 120.0, 10.0, 10.0, 60.0, 1.0
 FREEZE_S = 2.0  # a loop gap this much over its tick is a freeze
 
@@ -307,7 +307,7 @@ def test_an_unexpected_error_costs_one_connection(loop: Loop, caplog: pytest.Log
         sock = loop.connect()
         assert loop.talk(post(BATCH), sock) == b"" and loop.ends(sock)
         assert loop.http.internal_errors == count
-    assert [r.getMessage() for r in caplog.records if r.name == "ext.http_server"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "ext.listener.http_server"] == [
         "listener error 1; the connection is closed", "listener error 2; the connection is closed"]
     loop.http.handle = real
     assert status(loop.talk(post(BATCH))) == 200
@@ -524,7 +524,8 @@ def test_a_last_answer_the_peer_does_not_read_gets_the_linger_time(loop: Loop) -
 # --- a host up for seconds only (Lambda boots the VM just before init) ---------------------------
 
 class YoungClock:
-    """Stands in for the time module in ext.http_server: a monotonic clock that starts at 1 s."""
+    """Stands in for the time module in ext.listener.http_server: a monotonic clock that starts at
+    1 s."""
 
     def __init__(self) -> None:
         self.now = 1.0
@@ -601,7 +602,7 @@ def test_accept_errors_are_logged_at_powers_of_two(
     sock = loop.connect()
     assert status(loop.talk(post(BATCH), sock)) == 200  # after three errors, each evicting one
     assert (loop.http.accept_errors, loop.http.evicted) == (3, 3)
-    assert [r.getMessage() for r in caplog.records if r.name == "ext.http_server"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "ext.listener.http_server"] == [
         "accept failed 1 time(s): [Errno 24] EMFILE", "accept failed 2 time(s): [Errno 24] EMFILE"]
 
 

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ext import config
-from ext.envelope import EnvelopeBuilder
-from ext.listener import Listener
+from ext.listener.process import Listener
+from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import SpoolReader
 
 # Two rule sets: with a word boundary (each line is searched on its own) and without any
-# anchor or lookaround (a batch's lines are first searched together, ext/filters.py).
+# anchor or lookaround (a batch's lines are first searched together, ext/listener/filters.py).
 MASK_SETS = {
     "per-line": ";;".join([r"\b(?:\d[ -]?){12,15}\d\b=>[card]",
                            r"Bearer\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token]",

@@ -1,4 +1,5 @@
-"""Platform records to metric events and alerts (ext/metrics.py, ext/alerts.py, ext/derived.py)."""
+"""Platform records to metric events and alerts (ext/sender/metrics.py, ext/sender/alerts.py,
+ext/sender/derived.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ext import config
-from ext.envelope import EnvelopeBuilder
 from ext.errors import ConfigError
+from ext.sender.envelope import EnvelopeBuilder
 
 RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
 T = "2026-10-08T07:30:29.470Z"
@@ -215,7 +216,7 @@ def test_a_memory_ratio_that_overflows_is_left_out() -> None:
 def test_a_dimension_the_common_fields_carry_is_not_repeated() -> None:
     cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t",
                        "SPLUNK_METRICS_INDEX": "m"})
-    from ext.metrics import MetricMapper
+    from ext.sender.metrics import MetricMapper
 
     event = MetricMapper(cfg, "h", "s").metric_event(
         b"1.000", b'"function_name":"f","init_type":"on-demand"',

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext import minijson
+from ext.main import minijson
 
 values = st.recursive(
     st.none()

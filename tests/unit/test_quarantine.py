@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ext.quarantine import FILE_NAME, MAX_BYTES, Quarantine
+from ext.sender.quarantine import FILE_NAME, MAX_BYTES, Quarantine
 
 
 def lines(path: str) -> list[dict[str, object]]:
@@ -67,7 +67,7 @@ def test_an_unwritable_file_is_logged_never_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     q = Quarantine(str(tmp_path / "missing"))
-    with caplog.at_level(logging.ERROR, logger="ext.quarantine"):
+    with caplog.at_level(logging.ERROR, logger="ext.sender.quarantine"):
         q.keep(b"x", 400, 6, "t")
     assert (q.count, q.kept) == (1, 0)
     assert any("cannot write the dead-letter file" in r.getMessage() for r in caplog.records)
@@ -77,7 +77,7 @@ def test_the_operator_is_told_at_powers_of_two_only(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     q = Quarantine(str(tmp_path))
-    with caplog.at_level(logging.ERROR, logger="ext.quarantine"):
+    with caplog.at_level(logging.ERROR, logger="ext.sender.quarantine"):
         for n in range(1, 10):
             q.keep(b"x", 400, 13, f"blank {n}")
     messages = [r.getMessage() for r in caplog.records]

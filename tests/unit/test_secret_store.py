@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ext import config
-from ext.secret_store import SecretStore, TokenFetchError
+from ext.sender.secret_store import SecretStore, TokenFetchError
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hec-AbCdEf"
 ENV = {"SPLUNK_HOST": "https://h:8088", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKID",

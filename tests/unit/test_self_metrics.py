@@ -1,4 +1,4 @@
-"""The extension's own metrics (ext/self_metrics.py) and where the sender emits them."""
+"""The extension's own metrics (ext/sender/self_metrics.py) and where the sender emits them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ext import config, control
-from ext.envelope import EnvelopeBuilder
-from ext.self_metrics import DeliveryStats, SelfMetrics, UnsentRecords, process_figures
+from ext.sender.envelope import EnvelopeBuilder
+from ext.sender.self_metrics import DeliveryStats, SelfMetrics, UnsentRecords, process_figures
 from ext.spool.ackstate import SpoolStats
 from tests.unit.test_sender_commits import Rig
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ext import config, control
 from ext.flush_policy import REACTION_S, TRUSTED_AGE_S, budget_left, reaction_s
-from ext.sender import Sender
+from ext.sender.process import Sender
 from ext.spool import SpoolWriter
 from tests.unit.test_sender_commits import Rig, StandInCourier
 

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ext import config, control
-from ext.batching import HecBatch
-from ext.sender import Sender
+from ext.sender.batching import HecBatch
+from ext.sender.process import Sender
 from ext.spool import SpoolWriter, read_committed
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, control, sender
-from ext.sender import Sender
+from ext import config, control
+from ext.sender import process as sender
+from ext.sender.process import Sender
 from ext.spool import SpoolWriter
 from tests.unit.test_sender_commits import Rig, StandInCourier
 

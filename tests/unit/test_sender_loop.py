@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from ext import control, self_metrics, sender
-from ext.batching import HecBatch
-from ext.envelope import EnvelopeBuilder
+from ext import control
 from ext.flush_policy import drain_reserve_s, reaction_s
+from ext.sender import process as sender
+from ext.sender import self_metrics
+from ext.sender.batching import HecBatch
+from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import RecordTooLargeError
 from tests.unit.test_sender_dispatch import HOLDING, TimedCourier, WideRig
 

@@ -17,7 +17,7 @@ from botocore.credentials import Credentials as BotoCredentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext import sigv4
+from ext.sender import sigv4
 
 SUITE = json.loads((Path(__file__).parent / "data" / "sigv4_suite.json").read_text("utf-8"))
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ext import supervisor
-from ext.supervisor import EXIT_CRASHED, EXIT_OK, Child
+from ext.main import supervisor
+from ext.main.supervisor import EXIT_CRASHED, EXIT_OK, Child
 
 
 @pytest.fixture(autouse=True)

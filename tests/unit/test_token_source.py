@@ -1,5 +1,5 @@
-"""The token cache and its re-fetch policy (ext/token_source.py), on a fake store and clock; and
-HecClient holding data without sending when there is no token."""
+"""The token cache and its re-fetch policy (ext/sender/token_source.py), on a fake store and
+clock; and HecClient holding data without sending when there is no token."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import logging
 import pytest
 
 from ext import config
-from ext.hec import HecClient, Verdict
-from ext.secret_store import TokenFetchError
-from ext.token_source import FETCH_RETRY_CAP_S, THROTTLED_MIN_S, FetchedToken, StaticToken
+from ext.sender.hec import HecClient, Verdict
+from ext.sender.secret_store import TokenFetchError
+from ext.sender.token_source import FETCH_RETRY_CAP_S, THROTTLED_MIN_S, FetchedToken, StaticToken
 
 REF = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hec-AbCdEf"
 

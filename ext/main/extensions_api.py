@@ -185,7 +185,7 @@ class ExtensionsApi:
     def account_id(self) -> str:
         """The function's AWS account id from register's answer ("" when Lambda gave none);
         parsed on demand, after register."""
-        from ext import minijson
+        from ext.main import minijson
 
         try:
             parsed = minijson.loads(self.registration)

@@ -18,11 +18,11 @@ import threading
 import time
 
 from ext import control
-from ext.batching import HecBatch, split_batch, without
-from ext.breaker import HangBreaker
-from ext.hec import HecClient, HecOutcome, Verdict, compress
-from ext.quarantine import Quarantine
-from ext.self_metrics import DeliveryStats
+from ext.sender.batching import HecBatch, split_batch, without
+from ext.sender.breaker import HangBreaker
+from ext.sender.hec import HecClient, HecOutcome, Verdict, compress
+from ext.sender.quarantine import Quarantine
+from ext.sender.self_metrics import DeliveryStats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Courier:
         self.failing = False  # since the last failure, no request succeeded
         self.posting_since: float | None = None  # monotonic start of the POST on the wire
         # Open after a failed attempt slower than a flush may wait (or a timeout): HEC may not
-        # answer at all, flushes do not wait on it (ext/breaker.py).
+        # answer at all, flushes do not wait on it (ext/sender/breaker.py).
         self.breaker = HangBreaker(config.flush_budget_ms / 1000)
         # Measured on accepted requests, for the shutdown's drain estimate (flush_policy.py).
         self.queued_bytes = 0  # uncompressed bytes offered and not yet delivered

@@ -33,7 +33,7 @@ import msgspec
 
 from ext import schema
 from ext.config import LEVEL_RANKS
-from ext.intake import TOO_DEEP_TYPE
+from ext.listener.intake import TOO_DEEP_TYPE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

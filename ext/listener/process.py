@@ -1,18 +1,17 @@
 """Listener process: receives Telemetry API POSTs and spools each batch before answering 2xx.
 
-Holds the spool's writer role; its HTTP server (`ext.http_server`: one thread, an epoll loop,
-limits on everything, memory bounded whatever arrives, requests whose sender gave up not
-spooled) hands it each complete request body. Answers: 200 once the batch is spooled; 400 for a
-body that is not a JSON array; 503 when the spool append fails (Lambda then retries), never 200;
-the HTTP errors of `ext.http_server`. What of a body is kept is `ext.intake`'s decision, then
-`ext.filters`' (SPLUNK_MIN_LEVEL, SPLUNK_DROP_REGEX, SPLUNK_MASK: nothing masked or dropped
-reaches the disk; the drops are reported in a `splunk-extension.filtered` event with the batch
-that ends an invocation); refusals are counted and reported to Splunk in a spool record of their own
-(`splunk-extension.intake-refused`) ahead of the next batch.
+Holds the spool's writer role; its HTTP server (`ext.listener.http_server`: one thread, an epoll
+loop, limits on everything, memory bounded whatever arrives, requests whose sender gave up not
+spooled) hands it each complete request body. Answers: 200 once the batch is spooled; 400 for a body
+that is not a JSON array; 503 when the spool append fails (Lambda then retries), never 200; the HTTP
+errors of `ext.listener.http_server`. What of a body is kept is `ext.listener.intake`'s decision,
+then `ext.listener.filters`' (SPLUNK_MIN_LEVEL, SPLUNK_DROP_REGEX, SPLUNK_MASK: nothing masked or
+dropped reaches the disk; the drops are reported in a `splunk-extension.filtered` event with the
+batch that ends an invocation); refusals are counted and reported to Splunk in a spool record of
+their own (`splunk-extension.intake-refused`) ahead of the next batch.
 
-It only takes in: the sender, which reads every record anyway, learns where invocations end.
-It never logs per request: its own stderr would come back to it
-as `extension` telemetry.
+It only takes in: the sender, which reads every record anyway, learns where invocations end. It
+never logs per request: its own stderr would come back to it as `extension` telemetry.
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ext import filters, intake, schema
-from ext.http_intake import response
-from ext.http_server import TICK_S, HttpServer
+from ext import schema
+from ext.listener import filters, intake
+from ext.listener.http_intake import response
+from ext.listener.http_server import TICK_S, HttpServer
 from ext.spool import SpoolWriter
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """The listener's HTTP server: one thread, an epoll loop over the listening socket (bound by the
 main process and inherited) and every connection, with limits on everything (listener process).
 
-It frames requests (`ext.http_intake`) and hands each complete body to a handler that returns
-the response (the Listener spools the batch). Error answers: 400 malformed, 413 body over
+It frames requests (`ext.listener.http_intake`) and hands each complete body to a handler that
+returns the response (the Listener spools the batch). Error answers: 400 malformed, 413 body over
 MAX_BODY_BYTES, 431 head over 16 KiB, 501 transfer coding other than chunked, 408 too slow,
 503 request memory exhausted; each is reported to an `on_refused(kind)` callback.
 
@@ -36,7 +36,14 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ext.http_intake import MAX_HEAD_BYTES, ChunkedBody, Head, HttpError, parse_head, response
+from ext.listener.http_intake import (
+    MAX_HEAD_BYTES,
+    ChunkedBody,
+    Head,
+    HttpError,
+    parse_head,
+    response,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -3,8 +3,8 @@
 Runs only in the sender process; urllib3 is imported here alone, after the fork (a pool must
 never cross a fork, urllib3#850). It never retries by itself (`retries=False`): the sender owns
 the retry policy so a POST is never replayed behind its back. The token comes from a token
-source (ext/token_source.py) asked before each request and told when HEC rejects the token; it
-is sent in the Authorization header and never logged or put in an error message.
+source (ext/sender/token_source.py) asked before each request and told when HEC rejects the
+token; it is sent in the Authorization header and never logged or put in an error message.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError
 
 if TYPE_CHECKING:
     from ext.config import Config
-    from ext.token_source import FetchedToken, StaticToken
+    from ext.sender.token_source import FetchedToken, StaticToken
 
 USER_AGENT = "splunk-hec-lambda-extension/0.1"
 # HEC codes (hec.md §1.10) whose event is bad as sent: quarantine it, resend the rest.
@@ -57,7 +57,7 @@ class HecClient:
     """One keep-alive connection to the HEC endpoint, with gzip and a per-process channel."""
 
     def __init__(self, config: Config, tokens: StaticToken | FetchedToken | None = None) -> None:
-        from ext import token_source
+        from ext.sender import token_source
 
         self.tokens = tokens if tokens is not None else token_source.for_config(config)
         self._config = config
@@ -119,7 +119,7 @@ class HecClient:
 
     def _token_notice(self, details: dict[str, int | str]) -> bytes:
         """One `splunk-extension.token-error` event: how long delivery was held, and why."""
-        from ext.envelope import EnvelopeBuilder
+        from ext.sender.envelope import EnvelopeBuilder
 
         builder = EnvelopeBuilder(self._config, self._config.function_name)
         return compress(builder.notice(TOKEN_NOTICE, details), self._gzip_level)

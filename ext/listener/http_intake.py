@@ -22,7 +22,7 @@ MAX_HEADERS = 64
 # A header name is a token (RFC 9110 5.1); a space or a control byte in one is malformed.
 _TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-REASONS = {  # 100 Continue is written out where it is sent (ext.http_server)
+REASONS = {  # 100 Continue is written out where it is sent (ext.listener.http_server)
     200: "OK",
     400: "Bad Request",
     408: "Request Timeout",

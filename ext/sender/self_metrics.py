@@ -16,12 +16,12 @@ import threading
 import time
 from collections import deque
 
-from ext.metrics import encode, inner_fields
+from ext.sender.metrics import encode, inner_fields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ext.envelope import EnvelopeBuilder
-    from ext.metrics import MetricMapper
+    from ext.sender.envelope import EnvelopeBuilder
+    from ext.sender.metrics import MetricMapper
     from ext.spool.ackstate import SpoolStats
 
 KIND = "splunk-extension.self-metrics"

@@ -1,7 +1,7 @@
 """Reads the HEC token from AWS Secrets Manager or SSM Parameter Store, in the sender process.
 
 One signed call per fetch (GetSecretValue or GetParameter with decryption, AWS JSON 1.1
-protocol), signed with SigV4 (ext/sigv4.py) from the role credentials Lambda puts in the
+protocol), signed with SigV4 (ext/sender/sigv4.py) from the role credentials Lambda puts in the
 environment, over a urllib3 pool created on first use, after the fork. Errors name the secret
 or parameter and AWS's error type, never a value: neither the token nor the secret's text is ever
 put in an exception, a log line or a repr.
@@ -15,9 +15,9 @@ import time
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from ext import sigv4
 from ext.config import SPLUNK_HEC_TOKEN_SECRET_KEY, token_problem
 from ext.errors import ExtError
+from ext.sender import sigv4
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""Events derived from platform records: metrics (ext/metrics.py) and alerts (ext/alerts.py).
+"""Events derived from platform records: metrics (ext/sender/metrics.py) and alerts
+(ext/sender/alerts.py).
 
 Sender process. The envelope builder hands every platform.report, runtimeDone, initReport and
 restoreReport here (never a log line); the derived envelopes travel in the same spool record's
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import msgspec
 
-from ext import alerts, schema
-from ext.metrics import ALERTS, MetricMapper, encode, inner_fields
+from ext import schema
+from ext.sender import alerts
+from ext.sender.metrics import ALERTS, MetricMapper, encode, inner_fields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ext.config import Config
-    from ext.envelope import EnvelopeBuilder
+    from ext.sender.envelope import EnvelopeBuilder
 
 DERIVED_KINDS = frozenset({
     "platform.report", "platform.runtimeDone", "platform.initReport", "platform.restoreReport",

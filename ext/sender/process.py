@@ -1,15 +1,15 @@
 """Sender process: drains the spool to Splunk HEC and commits only what HEC accepted.
 
-Holds the spool's reader role. Its main thread reads records, maps them to HEC envelopes,
-batches and gzips them, and hands each batch to the courier thread (ext/courier.py), which owns
-the single in-flight request and the retry policy; the next batch is prepared while the current
-one is on the wire. Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest
-waiting event is older than the linger bound, or at once while the main process waits for an
-invocation (Flush) or the environment shuts down (Drain). Commits in order, after HEC accepted.
+Holds the spool's reader role. Its main thread reads records, maps them to HEC envelopes, batches
+and gzips them, and hands each batch to the courier thread (ext/sender/courier.py), which owns the
+single in-flight request and the retry policy; the next batch is prepared while the current one is
+on the wire. Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting
+event is older than the linger bound, or at once while the main process waits for an invocation
+(Flush) or the environment shuts down (Drain). Commits in order, after HEC accepted.
 
 It is the main process's only peer: while mapping records it learns where each invocation's
-platform.runtimeDone and platform.report sit in the spool (ext/invocations.py), and it answers
-a Flush once everything up to that runtimeDone is committed, or at once with Failing while
+platform.runtimeDone and platform.report sit in the spool (ext/sender/invocations.py), and it
+answers a Flush once everything up to that runtimeDone is committed, or at once with Failing while
 HEC fails.
 """
 
@@ -24,15 +24,15 @@ from collections import deque
 import msgspec
 
 from ext import control, flush_policy
-from ext.batching import HecBatch, plan_batches
-from ext.commit_order import CommitOrder
-from ext.courier import Courier
-from ext.envelope import EnvelopeBuilder
 from ext.flush_policy import drain_reserve_s
-from ext.hec import compress
-from ext.invocations import RUNTIME_DONE, START, InvocationLedger
-from ext.quarantine import Quarantine
-from ext.self_metrics import SelfMetrics
+from ext.sender.batching import HecBatch, plan_batches
+from ext.sender.commit_order import CommitOrder
+from ext.sender.courier import Courier
+from ext.sender.envelope import EnvelopeBuilder
+from ext.sender.hec import compress
+from ext.sender.invocations import RUNTIME_DONE, START, InvocationLedger
+from ext.sender.quarantine import Quarantine
+from ext.sender.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
 
 TYPE_CHECKING = False

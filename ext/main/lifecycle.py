@@ -24,16 +24,17 @@ import select
 import time
 
 from ext import config as config_module
-from ext import control, diagnostics, errors, supervisor, telemetry_api
-from ext.events import Event
+from ext import control, diagnostics, errors
 from ext.flush_policy import AdaptiveFlush, reaction_s
+from ext.main import supervisor, telemetry_api
+from ext.main.events import Event
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ext.config import Config
-    from ext.extensions_api import ExtensionsApi
+    from ext.main.extensions_api import ExtensionsApi
 
 # Lambda SIGKILLs whatever still runs at the SHUTDOWN deadline (lambda-protocol.md §3.4);
 # exit this long before it so the exit is ours, not the platform's.
@@ -130,13 +131,13 @@ class MainLoop:
     def _run_listener(self) -> None:
         import socket
 
-        from ext.listener import Listener
+        from ext.listener.process import Listener
 
         server = socket.socket(fileno=self.server.detach())
         Listener(self.config, server, self.wake_w).serve()
 
     def _run_sender(self) -> None:
-        from ext.sender import Sender
+        from ext.sender.process import Sender
 
         Sender(self.config, self.function_name, self.wake_r, self.ctl_r, self.status_w).run()
 
@@ -279,8 +280,8 @@ def preload_children() -> None:
     CPU share the sender is ready in a fraction of the time: the first invocation's flush no
     longer waits for imports.
     """
-    import ext.listener
-    import ext.sender  # noqa: F401
+    import ext.listener.process
+    import ext.sender.process  # noqa: F401
 
 
 def _bind_listener(config: Config) -> _socket.socket:

@@ -7,13 +7,13 @@ three buffering values explicitly: the documented defaults disagree (lambda-prot
 from __future__ import annotations
 
 from ext.errors import ApiError
-from ext.extensions_api import ID_HEADER
-from ext.minijson import dumps_str
+from ext.main.extensions_api import ID_HEADER
+from ext.main.minijson import dumps_str
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ext.config import Config
-    from ext.extensions_api import ExtensionsApi
+    from ext.main.extensions_api import ExtensionsApi
 
 SUBSCRIBE_PATH = "/2022-07-01/telemetry"
 SCHEMA_VERSION = "2022-12-13"

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ext import derived, intake, schema
+from ext import schema
 from ext.config import OWN_LOG_MARKER
-from ext.enrichment import INIT_KINDS, Enrichment
+from ext.listener import intake
+from ext.sender import derived
+from ext.sender.enrichment import INIT_KINDS, Enrichment
 
 if TYPE_CHECKING:
     from ext.config import Config

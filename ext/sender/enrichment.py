@@ -1,6 +1,6 @@
 """The indexed fields that say which function, where, and in which environment (sender process).
 
-Every event and metric carries them (ext/envelope.py puts them into the common `fields` once,
+Every event and metric carries them (ext/sender/envelope.py puts them into the common `fields` once,
 as bytes). Nothing here needs the control plane: the unqualified function ARN is
 `arn:<partition>:lambda:<region>:<account>:function:<name>` (an INVOKE's `invokedFunctionArn`
 is the same plus an optional alias or version suffix), and the version is fixed per

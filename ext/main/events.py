@@ -7,7 +7,7 @@ extension module, loaded at the first event (after the cold start) without impor
 
 from __future__ import annotations
 
-from ext import minijson
+from ext.main import minijson
 
 
 class _ScanContext:

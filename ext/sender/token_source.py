@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     from ext.config import Config
-    from ext.secret_store import TokenFetchError
+    from ext.sender.secret_store import TokenFetchError
 
     class TokenStore(Protocol):
         reference: str
@@ -126,7 +126,7 @@ class FetchedToken:
         self.store.close()
 
     def _fetch(self, now: float) -> None:
-        from ext.secret_store import TokenFetchError
+        from ext.sender.secret_store import TokenFetchError
 
         try:
             token = self.store.fetch()
@@ -163,6 +163,6 @@ def for_config(config: Config) -> StaticToken | FetchedToken:
     if config.token_source == "value":  # noqa: S105 - the name of a source
         return StaticToken(config.hec_token)
     # Imported only here: a static token costs the sender nothing of the AWS code.
-    from ext.secret_store import SecretStore
+    from ext.sender.secret_store import SecretStore
 
     return FetchedToken(SecretStore(config), config.token_refetch_s)
