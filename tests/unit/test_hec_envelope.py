@@ -1,4 +1,4 @@
-"""Body parsing of the embedded HEC receiver (ext.local.hec.envelope): pure, no sockets."""
+"""Body parsing of the embedded HEC receiver (ext.local.hec.body_parser): pure, no sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.local.hec.envelope import ParseContext, RawMeta, parse_event_body, parse_raw_body
+from ext.local.hec.body_parser import ParseContext, RawMeta, parse_event_body, parse_raw_body
 from ext.local.hec.model import HecToken
 
 TOKEN = HecToken(name="t", value="v", indexes=("a", "b"), default_index="a", sourcetype="tst")

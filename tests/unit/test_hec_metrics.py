@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ext.local.hec.envelope import ParseContext, parse_event_body
+from ext.local.hec.body_parser import ParseContext, parse_event_body
 from ext.local.hec.model import HecToken, ParsedEvent
 from ext.local.hec.store import (
     EventStore,

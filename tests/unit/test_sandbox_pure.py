@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.local.sandbox import events, procs, wire
+from ext.local.sandbox import platform_records as records
+from ext.local.sandbox import procs, wire
 from ext.local.sandbox.subscription import SubscriptionError, parse_subscription
 
 FAST = settings(max_examples=60, deadline=None)
@@ -90,16 +91,16 @@ def test_iso_clock_matches_reference(epoch: float) -> None:
 
 
 def test_log_records_text_and_json() -> None:
-    assert events.log_record(b'{"level":"INFO","m":1}', False) == '{"level":"INFO","m":1}'
-    assert events.log_record(b'{"level":"INFO","m":1}', True) == {"level": "INFO", "m": 1}
-    assert events.log_record(b"{broken", True) == "{broken"
-    assert events.frame_record(0xA55A000E, b'{"a":1}\n') == {"a": 1}
-    assert events.frame_record(0xA55A000F, b"[INFO]\tx\n") == "[INFO]\tx\n"
+    assert records.log_record(b'{"level":"INFO","m":1}', False) == '{"level":"INFO","m":1}'
+    assert records.log_record(b'{"level":"INFO","m":1}', True) == {"level": "INFO", "m": 1}
+    assert records.log_record(b"{broken", True) == "{broken"
+    assert records.frame_record(0xA55A000E, b'{"a":1}\n') == {"a": 1}
+    assert records.frame_record(0xA55A000F, b"[INFO]\tx\n") == "[INFO]\tx\n"
 
 
 def test_report_billing_includes_init() -> None:
     common = {"status": "success", "error_type": None, "spans": [], "trace": {}}
-    rec = events.report(
+    rec = records.report(
         "r",
         duration_ms=1233.96,
         memory_mb=256,
@@ -110,7 +111,7 @@ def test_report_billing_includes_init() -> None:
     assert (
         rec["metrics"]["billedDurationMs"] == 1698 and rec["metrics"]["initDurationMs"] == 463.512
     )
-    warm = events.report(
+    warm = records.report(
         "r", duration_ms=0.4, memory_mb=128, max_memory_used_mb=10, init_duration_ms=None, **common
     )
     assert warm["metrics"]["billedDurationMs"] == 1 and "initDurationMs" not in warm["metrics"]
@@ -133,5 +134,5 @@ def test_extension_env_strips_runtime_only_vars() -> None:
 
 
 def test_shutdown_event_reason_is_lower_case() -> None:
-    body = json.loads(events.shutdown_event("spindown", 5))
+    body = json.loads(records.shutdown_event("spindown", 5))
     assert body == {"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 5}

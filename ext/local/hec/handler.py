@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from ext.local.hec import admin
-from ext.local.hec.envelope import ParseContext, RawMeta, parse_event_body, parse_raw_body
+from ext.local.hec.body_parser import ParseContext, RawMeta, parse_event_body, parse_raw_body
 from ext.local.hec.faults import ACK, COOKIE, DATA, HEALTH, LB_COOKIES, Fault, FaultMode
 from ext.local.hec.protocol import (
     ACK_PATHS,

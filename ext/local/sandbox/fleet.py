@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ext.local.sandbox import custom_runtime, events, procs
+from ext.local.sandbox import custom_runtime, procs
+from ext.local.sandbox import platform_records as platform
 from ext.local.sandbox.model import SandboxConfig
 from ext.local.sandbox.telemetry import TelemetryBus
 
@@ -72,7 +73,7 @@ class Fleet:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.function_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": self.instance_id,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": events.INIT_TYPE,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": platform.INIT_TYPE,
             "AWS_LAMBDA_LOG_FORMAT": "JSON" if self.json_logs else "Text",
             "AWS_REGION": cfg.region,
             "AWS_DEFAULT_REGION": cfg.region,
@@ -153,20 +154,20 @@ class Fleet:
 
     def _function_lines(self, lines: list[bytes]) -> None:
         if self.json_logs:
-            records = [events.log_record(line, True) for line in lines]
+            records = [platform.log_record(line, True) for line in lines]
         else:
             records = [line.decode("utf-8", "replace") for line in lines]
         self.bus.emit_logs("function", records)
 
     def _function_frames(self, frames: list[procs.Frame]) -> None:
-        records = [(t, events.frame_record(ftype, msg)) for ftype, t, msg in frames]
+        records = [(t, platform.frame_record(ftype, msg)) for ftype, t, msg in frames]
         self.bus.emit_timed("function", records)
 
     def _extension_lines(self, lines: list[bytes]) -> None:
         for observe in self.output_observers:
             for line in lines:
                 observe(line.decode("utf-8", "replace"))
-        self.bus.emit_logs("extension", [events.log_record(ln, self.json_logs) for ln in lines])
+        self.bus.emit_logs("extension", [platform.log_record(ln, self.json_logs) for ln in lines])
 
     # -- signals -----------------------------------------------------------------------------------
 

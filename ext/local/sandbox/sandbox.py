@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ext.local.sandbox import events, limits, procs, wire
-from ext.local.sandbox.control import ControlPlane, Invocation
+from ext.local.sandbox import limits, procs, wire
+from ext.local.sandbox import platform_records as records
+from ext.local.sandbox.control_plane import ControlPlane, Invocation
 from ext.local.sandbox.exchanges import ExchangeLog
 from ext.local.sandbox.faults import Faults
 from ext.local.sandbox.fleet import Fleet
@@ -48,7 +49,7 @@ class Sandbox:
                            preexec=self.cgroup.enter_hook() if self.cgroup else None)
         self._server = ApiServer(self.cp.handle)
         self.faults = Faults(self)
-        self.ident = events.FunctionIdentity(
+        self.ident = records.FunctionIdentity(
             cfg.function_name, "$LATEST", cfg.arn, "", cfg.memory_mb, "python:emulated"
         )
         self._lock = threading.RLock()
@@ -217,7 +218,7 @@ class Sandbox:
         deadline = t0 + self.cfg.init_timeout_s
         day = time.strftime("%Y/%m/%d", time.gmtime())
         self.fleet.instance_id = f"{day}/[$LATEST]{uuid.uuid4().hex}"
-        self.ident = events.FunctionIdentity(
+        self.ident = records.FunctionIdentity(
             self.cfg.function_name,
             "$LATEST",
             self.cfg.arn,
@@ -232,7 +233,7 @@ class Sandbox:
             self.cp.registration_open = True
             self.cp.subscription_open = True
         self.bus.open_replay()
-        self.bus.emit("platform.initStart", events.init_start(self.ident, phase))
+        self.bus.emit("platform.initStart", records.init_start(self.ident, phase))
         record: dict[str, Any] = {"phase": phase, "extensions": {}}
         failure: Failure | None = None
         for path in files:
@@ -264,14 +265,14 @@ class Sandbox:
         status, error_type = ("success", None) if failure is None else failure
         record.update(status=status, error_type=error_type, duration_ms=round(duration_ms, 3))
         self.bus.emit(
-            "platform.initRuntimeDone", events.init_runtime_done(phase, status, error_type)
+            "platform.initRuntimeDone", records.init_runtime_done(phase, status, error_type)
         )
         for ext in exts:
             self.bus.emit(
-                "platform.extension", events.extension(ext.name, ext.events, ext.error_type)
+                "platform.extension", records.extension(ext.name, ext.events, ext.error_type)
             )
         self.bus.emit(
-            "platform.initReport", events.init_report(phase, status, duration_ms, error_type)
+            "platform.initReport", records.init_report(phase, status, duration_ms, error_type)
         )
         self._stats["inits"].append(record)
         self._initialised = True
@@ -292,30 +293,30 @@ class Sandbox:
         spans = []
         if inv.response_t is not None:
             spans.append(
-                events.span("responseLatency", inv.handed_epoch, (inv.response_t - handed) * 1000)
+                records.span("responseLatency", inv.handed_epoch, (inv.response_t - handed) * 1000)
             )
-            spans.append(events.span("responseDuration", inv.response_epoch, 0.0))
+            spans.append(records.span("responseDuration", inv.response_epoch, 0.0))
         status, error_type = failure or (inv.result_status or "error", inv.error_type)
-        record = events.runtime_done(
+        record = records.runtime_done(
             inv.request_id,
             status=status,
             error_type=error_type,
             duration_ms=(end - handed) * 1000,
             produced_bytes=len(inv.response),
             spans=spans,
-            trace=events.trace_context(inv.trace_value, inv.span_id),
+            trace=records.trace_context(inv.trace_value, inv.span_id),
         )
         self.bus.emit("platform.runtimeDone", record)
 
     def _run_invoke(self, payload: bytes, init_ms: float | None) -> InvokeResult:
         now = time.time()
         t0 = time.monotonic()
-        trace_value, span_id = events.new_trace(now)
+        trace_value, span_id = records.new_trace(now)
         deadline_ms = int((now + self.cfg.timeout_s) * 1000)
         inv = Invocation(str(uuid.uuid4()), payload, deadline_ms, trace_value, span_id, t0)
-        trace = events.trace_context(trace_value, span_id)
-        self.bus.emit("platform.start", events.start(inv.request_id, self.ident, trace))
-        body = events.invoke_event(inv.request_id, deadline_ms, self.cfg.arn, trace_value)
+        trace = records.trace_context(trace_value, span_id)
+        self.bus.emit("platform.start", records.start(inv.request_id, self.ident, trace))
+        body = records.invoke_event(inv.request_id, deadline_ms, self.cfg.arn, trace_value)
         with self.cp.cv:
             self.cp.invocation = inv
             self.cp.runtime_pending = inv
@@ -349,9 +350,9 @@ class Sandbox:
             self.bus.set_paused(True)  # the report waits for the next thaw (lambda-protocol 3.2)
         memory = self._max_memory_used_mb(out_of_memory)
         overhead = (
-            [] if post_ms is None else [events.span("extensionOverhead", time.time(), post_ms)]
+            [] if post_ms is None else [records.span("extensionOverhead", time.time(), post_ms)]
         )
-        report = events.report(
+        report = records.report(
             inv.request_id,
             status=status,
             error_type=error_type,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import signal
 import time
 
-from ext.local.sandbox import events
-from ext.local.sandbox.control import ControlPlane
+from ext.local.sandbox import platform_records as records
+from ext.local.sandbox.control_plane import ControlPlane
 from ext.local.sandbox.fleet import Fleet
 from ext.local.sandbox.model import ProcessExit, SandboxConfig, ShutdownResult
 from ext.local.sandbox.procs import SandboxProcess
@@ -74,7 +74,7 @@ def run_shutdown(
     bus.begin_shutdown(stop_at)
     if runtime is not None and runtime.alive():
         runtime.signal_group(signal.SIGTERM)
-    waiting = _notify_extensions(cp, fleet, events.shutdown_event(reason, deadline_ms))
+    waiting = _notify_extensions(cp, fleet, records.shutdown_event(reason, deadline_ms))
     runtime_share = cfg.runtime_shutdown_ms / 1000 if has_external else 0.0
     _wait_window(cp, runtime, waiting, t0 + runtime_share, stop_at)
     everyone = fleet.all()

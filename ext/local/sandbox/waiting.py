@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from ext.local.sandbox import wire
-from ext.local.sandbox.control import ControlPlane
+from ext.local.sandbox.control_plane import ControlPlane
 from ext.local.sandbox.fleet import Fleet
 
 Failure = tuple[str, str]  # (platform status, errorType)
