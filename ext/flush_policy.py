@@ -126,6 +126,12 @@ def reaction_s(budget_s: float) -> float:
     return min(REACTION_S, budget_s / 10)
 
 
+def wait_limit(budget_s: float) -> float:
+    """The longest a flush may wait from now: the budget less main's reaction time (its own
+    wake-up and event/next count in the post-runtime duration too)."""
+    return budget_s - reaction_s(budget_s)
+
+
 def budget_left(budget_s: float, ended_s: float | None, now_s: float) -> float:
     """How long a flush may still wait, on a budget that runs from the invocation's end
     (`ended_s`: its runtimeDone's own time, epoch seconds): the post-runtime duration Lambda
@@ -136,7 +142,7 @@ def budget_left(budget_s: float, ended_s: float | None, now_s: float) -> float:
     age = 0.0
     if ended_s is not None and 0.0 <= now_s - ended_s <= TRUSTED_AGE_S:
         age = now_s - ended_s
-    return max(0.0, budget_s - age - reaction_s(budget_s))
+    return max(0.0, wait_limit(budget_s) - age)
 
 
 # At SHUTDOWN: the time kept for the drain, until the sender has measured its own.

@@ -25,7 +25,7 @@ import time
 
 from ext import config as config_module
 from ext import control, diagnostics, errors
-from ext.flush_policy import AdaptiveFlush, reaction_s
+from ext.flush_policy import AdaptiveFlush, wait_limit
 from ext.main import supervisor, telemetry_api
 from ext.main.events import Event
 
@@ -180,8 +180,7 @@ class MainLoop:
         the budget from now.
         """
         now = time.monotonic()
-        budget = self.config.flush_budget_ms / 1000
-        budget -= reaction_s(budget)  # main's own wake-up and event/next count in post-runtime
+        budget = wait_limit(self.config.flush_budget_ms / 1000)
         last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
         end = min(now + budget, last)
         self._read_answers()

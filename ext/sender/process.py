@@ -66,7 +66,7 @@ class Sender:
         self.parent = os.getppid()
         self.flush_budget_s = config.flush_budget_ms / 1000
         # The longest a flush may wait: the budget less main's reaction (flush_policy).
-        self.flush_wait_s = self.flush_budget_s - flush_policy.reaction_s(self.flush_budget_s)
+        self.flush_wait_s = flush_policy.wait_limit(self.flush_budget_s)
         self.held: list[tuple[int | None, list[bytes]]] = []
         self.held_events = 0
         self.held_bytes = 0
