@@ -43,9 +43,13 @@ def bare_start_ms(args: list[str], python: str = sys.executable) -> float:
     return (ended - started) * 1000
 
 
-def cold_init(rig: Rig, env: dict[str, str] | None = None) -> dict[str, float]:
-    """One cold init in a fresh sandbox: register_ms and first_next_ms from process start."""
-    sb = rig.sandbox(rig.env(**(env or {})))
+def cold_init(rig: Rig, env: dict[str, str] | None = None,
+              without: tuple[str, ...] = ()) -> dict[str, float]:
+    """One cold init in a fresh sandbox: register_ms and first_next_ms from process start.
+
+    `env` adds to the rig's environment, `without` names variables taken out of it."""
+    full = rig.env(**(env or {}))
+    sb = rig.sandbox({k: v for k, v in full.items() if k not in without})
     try:
         record = sb.init()
         if record.get("status") != "success":

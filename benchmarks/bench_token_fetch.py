@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from benchmarks import common
+from benchmarks.bench_cold_start import cold_init
+from benchmarks.rig import extension_rig
 
 SIGN = (
     "from ext.sender import sigv4, secret_store, token_source\n"
@@ -141,12 +143,36 @@ def sender_pss(runs: int) -> dict[str, dict[str, float]]:
     return found
 
 
+# The token from Secrets Manager instead of the environment: the fetch happens in the sender, on
+# its first request, so the init path must not change. The endpoint refuses connections (nothing
+# listens on port 9): an init does not wait for it.
+SECRET_SOURCE = {
+    "SPLUNK_HEC_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hec",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+    "AWS_SESSION_TOKEN": "t",
+}
+
+
+def cold_start(runs: int) -> dict[str, dict[str, float]]:
+    """Spawn -> first event/next, interleaved: the token in SPLUNK_HEC_TOKEN, then from an ARN."""
+    samples: dict[str, list[float]] = {"SPLUNK_HEC_TOKEN": [], "SPLUNK_HEC_TOKEN_SECRET_ARN": []}
+    with extension_rig() as rig:
+        cold_init(rig)  # warm the page cache; not counted
+        for _ in range(runs):
+            samples["SPLUNK_HEC_TOKEN"].append(cold_init(rig)["first_next_ms"])
+            secret = cold_init(rig, SECRET_SOURCE, without=("SPLUNK_HEC_TOKEN",))
+            samples["SPLUNK_HEC_TOKEN_SECRET_ARN"].append(secret["first_next_ms"])
+    return {name: common.summary(values) for name, values in samples.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_token_fetch", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one run per case (CI smoke)")
     args = parser.parse_args(argv)
     runs = 1 if args.quick else 7
-    results = {"startup": startup(runs), "sender_pss": sender_pss(3 if not args.quick else 1)}
+    results = {"startup": startup(runs), "sender_pss": sender_pss(3 if not args.quick else 1),
+               "cold_start_ms": cold_start(2 if args.quick else 20)}
     base = results["startup"]["python (nothing imported)"]["rss_mib"]
     common.print_table(
         f"Start-up, median of {runs} fresh interpreters (full CPU)",
@@ -158,6 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Sender PSS growth from reading the token once (after HecClient with a static token)",
         ["client", "PSS growth MiB"],
         [[name, row["pss_growth_mib"]] for name, row in results["sender_pss"].items()],
+    )
+    cold = results["cold_start_ms"]
+    base_p50 = cold["SPLUNK_HEC_TOKEN"]["p50"]
+    common.print_table(
+        "Cold start, spawn -> first event/next (ms), interleaved fresh sandboxes",
+        ["token from", "p50", "p95", "p50 vs env"],
+        [[name, row["p50"], row["p95"], f"{row['p50'] / base_p50:.3f}x"]
+         for name, row in cold.items()],
     )
     common.write_result("token_fetch", results, quick=args.quick)
     return 0
