@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ext.config import Config
-from ext.sender.hec import USER_AGENT, HecClient, Verdict, compress
+from ext.sender.hec import TOKEN_NOTICE, USER_AGENT, HecClient, Verdict, compress
 
 pytestmark = pytest.mark.integration
 TOKEN = "tok-7f3a-secret"
@@ -37,6 +37,7 @@ class Script:
     body: bytes = b'{"text":"Success","code":0}'
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    answers: list[tuple[int, bytes]] = field(default_factory=list)  # (status, body) first
     declared_extra: int = 0  # Content-Length claims this many bytes more than are sent
     seen: list[Seen] = field(default_factory=list)
 
@@ -54,12 +55,14 @@ def server() -> Iterator[tuple[str, Script]]:
                 Seen(self.path, dict(self.headers), self.rfile.read(length), self.client_address)
             )
             time.sleep(script.delay_s)
-            self.send_response(script.status)
+            status, body = script.answers.pop(0) if script.answers else (script.status,
+                                                                         script.body)
+            self.send_response(status)
             for name, value in script.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(script.body) + script.declared_extra))
+            self.send_header("Content-Length", str(len(body) + script.declared_extra))
             self.end_headers()
-            self.wfile.write(script.body)
+            self.wfile.write(body)
             if script.declared_extra:
                 self.close_connection = True
 
@@ -75,6 +78,10 @@ def server() -> Iterator[tuple[str, Script]]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def hec_body(code: int) -> bytes:
+    return json.dumps({"text": f"code {code}", "code": code}).encode()
 
 
 def config(url: str, **overrides: object) -> Config:
@@ -221,3 +228,101 @@ def test_compress_is_gzip_at_the_level_asked() -> None:
     # The gzip header's XFL byte records the level class: 4 fastest, 2 best.
     assert fast[:2] == b"\x1f\x8b" and (fast[8], best[8]) == (4, 2)
     assert compress(body, 0) is body
+
+
+class Tokens:
+    """A token source that records what the client tells it; `held` is handed out once."""
+
+    problem = ""
+
+    def __init__(self, token: str = TOKEN, held: dict[str, int | str] | None = None) -> None:
+        self.token = token
+        self.held = held
+        self.rejections: list[str] = []
+        self.acceptances = 0
+
+    def current(self) -> str | None:
+        return self.token
+
+    def rejected(self, token: str) -> None:
+        self.rejections.append(token)
+
+    def accepted(self) -> dict[str, int | str] | None:
+        self.acceptances += 1
+        held, self.held = self.held, None
+        return held
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def sent_events(script: Script) -> list[object]:
+    """The event objects of every request the server read, in order (gzip bodies)."""
+    return [json.loads(line)["event"]
+            for seen in script.seen for line in gzip.decompress(seen.body).splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "rejected"),
+    [(403, 4, True), (403, 1, True), (403, 0, False), (403, 3, False), (401, 4, False),
+     (400, 4, False), (503, 4, False), (200, 0, False)],
+)
+def test_only_a_403_invalid_or_disabled_token_is_reported_as_rejected(
+    server: tuple[str, Script], status: int, code: int, rejected: bool,
+) -> None:
+    # The source re-reads its secret on a rejection: anything else (another status, another
+    # code) must not make it fetch again.
+    url, script = server
+    script.status, script.body = status, hec_body(code)
+    tokens = Tokens()
+    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    client.post(b"{}")
+    client.close()
+    assert tokens.rejections == ([TOKEN] if rejected else [])
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, 4), (503, 9), (400, 6), (401, 2)])
+def test_the_token_source_hears_of_accepted_requests_only(
+    server: tuple[str, Script], status: int, code: int,
+) -> None:
+    url, script = server
+    tokens = Tokens(held={"held_ms": 1})
+    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    script.status, script.body = status, hec_body(code)
+    client.post(compress(b'{"event":"a"}', 1))
+    assert (tokens.acceptances, len(script.seen)) == (0, 1)  # no notice after a refusal
+    script.status, script.body = 200, hec_body(0)
+    client.post(compress(b'{"event":"a"}', 1))
+    client.close()
+    assert tokens.acceptances == 1
+
+
+def test_after_a_hold_the_first_accepted_request_is_followed_by_one_token_notice(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    tokens = Tokens(held={"held_ms": 1500, "rejections": 2})
+    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    for n in range(3):
+        client.post(compress(b'{"event":"line %d"}' % n, 1))
+    client.close()
+    events = sent_events(script)
+    assert events[:2] == ["line 0", {"type": TOKEN_NOTICE, "held_ms": 1500, "rejections": 2}]
+    assert events[2:] == ["line 1", "line 2"]
+    assert script.seen[1].headers["Authorization"] == f"Splunk {TOKEN}"
+
+
+def test_a_token_notice_hec_refuses_is_sent_again_after_the_next_accepted_request(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    tokens = Tokens(held={"held_ms": 10})
+    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    script.answers = [(200, hec_body(0)), (503, hec_body(9))]  # the data, then its notice
+    first = client.post(compress(b'{"event":"a"}', 1))
+    client.post(compress(b'{"event":"b"}', 1))  # accepted: the notice goes again, accepted
+    client.post(compress(b'{"event":"c"}', 1))
+    client.close()
+    notice = {"type": TOKEN_NOTICE, "held_ms": 10}
+    assert first.verdict is Verdict.ACCEPTED  # the notice's refusal is not the data's outcome
+    assert sent_events(script) == ["a", notice, "b", notice, "c"]
