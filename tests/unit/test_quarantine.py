@@ -88,3 +88,37 @@ def test_the_operator_is_told_at_powers_of_two_only(
         f"HEC refused 8 event(s) as invalid (last: status 400, code 13: blank 8); "
         f"kept 8 in {q.path}"
     )
+
+
+def test_an_unmappable_spool_record_is_kept_with_its_seq_and_error(tmp_path: Path) -> None:
+    q = Quarantine(str(tmp_path))
+    q.keep_record(41, b'[{"record":"\xff"}]', RecursionError("maximum recursion depth exceeded"))
+    q.keep_record(42, b"[]", ValueError("x" * 400))
+    first, second = lines(q.path)
+    assert first == {
+        "spool_seq": 41, "error": "RecursionError: maximum recursion depth exceeded",
+        "payload": '[{"record":"\ufffd"}]',
+    }
+    assert second["spool_seq"] == 42 and second["error"] == ("ValueError: " + "x" * 400)[:300]
+    assert (q.records, q.kept, q.count) == (2, 2, 0)  # records, not refused events
+
+
+def test_a_record_too_large_for_the_file_is_counted_not_kept(tmp_path: Path) -> None:
+    q = Quarantine(str(tmp_path), max_bytes=1000)
+    q.keep_record(1, b"x" * 1000, ValueError("too deep"))
+    q.keep_record(2, b"small", ValueError("too deep"))
+    assert [line["spool_seq"] for line in lines(q.path)] == [2]
+    assert (q.records, q.kept) == (2, 1)
+
+
+def test_unmappable_records_are_told_at_powers_of_two_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = Quarantine(str(tmp_path))
+    with caplog.at_level(logging.ERROR, logger="ext.sender.quarantine"):
+        for seq in range(1, 6):
+            q.keep_record(seq, b"[]", RecursionError("deep"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not map {n} spool record(s) (last: seq {n}, RecursionError); kept in {q.path}"
+        for n in (1, 2, 4)
+    ]
