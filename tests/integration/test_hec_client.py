@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
+import random
 import threading
 import time
 import uuid
@@ -326,3 +327,13 @@ def test_a_token_notice_hec_refuses_is_sent_again_after_the_next_accepted_reques
     notice = {"type": TOKEN_NOTICE, "held_ms": 10}
     assert first.verdict is Verdict.ACCEPTED  # the notice's refusal is not the data's outcome
     assert sent_events(script) == ["a", notice, "b", notice, "c"]
+
+
+def test_compress_finds_repeats_anywhere_in_gzips_32_kib_window() -> None:
+    # A Lambda's log lines repeat (same request, same stack trace) further apart than 16 KiB in
+    # a 1 MiB request: the whole window is what keeps the body small.
+    unique = random.Random(7).randbytes(20_000)  # incompressible on its own
+    body = unique + unique
+    packed = compress(body, 1)
+    assert gzip.decompress(packed) == body
+    assert len(packed) < len(unique) * 1.1
