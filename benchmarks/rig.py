@@ -265,6 +265,25 @@ def memory_kb(pid: int) -> dict[str, int]:
             "uss_kb": values.get("Private_Clean", 0) + values.get("Private_Dirty", 0)}
 
 
+def smaps(pid: int) -> Iterator[tuple[str, dict[str, int]]]:
+    """Each mapping of `pid` from /proc/<pid>/smaps: its name ("" for anonymous, "[heap]",
+    a path...) and its fields in kB (Rss, Pss, Private_Clean, ...)."""
+    name = ""
+    fields: dict[str, int] | None = None
+    with open(f"/proc/{pid}/smaps", "rb") as fh:
+        for line in fh:
+            head = line.split(maxsplit=6)
+            if head and not head[0].endswith(b":"):  # a mapping's header line
+                if fields is not None:
+                    yield name, fields
+                name = head[5].strip().decode() if len(head) > 5 else ""
+                fields = {}
+            elif fields is not None and len(head) >= 2 and head[1].isdigit():
+                fields[head[0][:-1].decode()] = int(head[1])
+    if fields is not None:
+        yield name, fields
+
+
 def footprint_kb(pids: list[int]) -> dict[str, int]:
     """The memory that exists because of `pids`, with file pages counted once, not shared out.
 
@@ -280,18 +299,11 @@ def footprint_kb(pids: list[int]) -> dict[str, int]:
     files: dict[str, int] = {}
     for pid in pids:
         resident: dict[str, int] = {}
-        name = ""
-        with open(f"/proc/{pid}/smaps", "rb") as fh:
-            for line in fh:
-                head = line.split(maxsplit=6)
-                if head and not head[0].endswith(b":"):  # a mapping's header line
-                    name = head[5].strip().decode() if len(head) > 5 else ""
-                    if name.startswith("["):
-                        name = ""
-                elif head and head[0] == b"Pss:" and not name:
-                    anonymous += int(head[1])
-                elif head and head[0] == b"Rss:" and name:
-                    resident[name] = resident.get(name, 0) + int(head[1])
+        for name, fields in smaps(pid):
+            if not name or name.startswith("["):
+                anonymous += fields.get("Pss", 0)
+            else:
+                resident[name] = resident.get(name, 0) + fields.get("Rss", 0)
         for path, kb in resident.items():
             files[path] = max(files.get(path, 0), kb)
     file_kb = sum(files.values())
@@ -304,24 +316,18 @@ def private_kb_by_mapping(pid: int) -> dict[str, int]:
     arenas and large blocks), `heap` (the C heap: malloc'd buffers, OpenSSL, zlib), `libpython`
     (its data pages, written by every process), `other libraries` and `stack`."""
     out = {"anon": 0, "heap": 0, "libpython": 0, "other libraries": 0, "stack": 0}
-    kind = "anon"
-    with open(f"/proc/{pid}/smaps", "rb") as fh:
-        for line in fh:
-            head = line.split(maxsplit=6)
-            if head and not head[0].endswith(b":"):  # a mapping's header line
-                name = head[5].strip().decode() if len(head) > 5 else ""
-                if name == "[heap]":
-                    kind = "heap"
-                elif name.startswith("[stack"):
-                    kind = "stack"
-                elif not name or name.startswith("["):
-                    kind = "anon"
-                elif "libpython" in name:
-                    kind = "libpython"
-                else:
-                    kind = "other libraries"
-            elif head and head[0] in (b"Private_Clean:", b"Private_Dirty:"):
-                out[kind] += int(head[1])
+    for name, fields in smaps(pid):
+        if name == "[heap]":
+            kind = "heap"
+        elif name.startswith("[stack"):
+            kind = "stack"
+        elif not name or name.startswith("["):
+            kind = "anon"
+        elif "libpython" in name:
+            kind = "libpython"
+        else:
+            kind = "other libraries"
+        out[kind] += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
     return out
 
 
