@@ -56,6 +56,20 @@ def check_delivery(records: list[SpoolRecord], payloads: list[bytes]) -> set[int
     return set(range(len(payloads))) - set(seqs)
 
 
+def flip_then_append(directory: Path, victim: Path, at: int, mask: int, written: int) -> int:
+    """XORs the byte at `at` of `victim` with `mask`, then reopens the spool: the writer must
+    resume right after the `written` records (no seq skipped or reused past the damage) and
+    append b"after"; returns that record's seq."""
+    with open(victim, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ mask]))
+    with SpoolWriter(directory, segment_bytes=SEGMENT_BYTES) as writer:
+        assert writer.next_seq == written, "seqs skipped or reused past the damage"
+        return writer.append(b"after", 0)
+
+
 @PROPERTY
 @given(PAYLOADS, PAYLOADS, st.data())
 def test_truncated_sealed_segment_loses_only_its_cut_records_and_counts_them(
@@ -115,14 +129,8 @@ def test_single_byte_flip_anywhere_loses_only_the_damaged_record(
             return
         at = data.draw(st.integers(SEGMENT_HEADER_BYTES, scan.valid_end - 1))
         start, header = next((o, h) for o, h in reversed(scan.frames) if o <= at)
-        with open(victim, "r+b") as f:
-            f.seek(at)
-            byte = f.read(1)[0]
-            f.seek(at)
-            f.write(bytes([byte ^ data.draw(st.integers(1, 255))]))
-        with SpoolWriter(directory, segment_bytes=SEGMENT_BYTES) as writer:
-            assert writer.next_seq == len(payloads), "seqs skipped or reused past the damage"
-            tail_seq = writer.append(b"after", 0)
+        tail_seq = flip_then_append(directory, victim, at, data.draw(st.integers(1, 255)),
+                                    len(payloads))
         records, reader = drain(directory)
         with reader:
             assert records[-1].seq == tail_seq
@@ -152,14 +160,7 @@ def test_a_damaged_segment_header_loses_no_record(
         fill(directory, second, len(first))
         victim = segment_path(directory, data.draw(st.sampled_from(list_segments(directory))))
         at = data.draw(st.integers(0, SEGMENT_HEADER_BYTES - 1))
-        with open(victim, "r+b") as f:
-            f.seek(at)
-            byte = f.read(1)[0]
-            f.seek(at)
-            f.write(bytes([byte ^ data.draw(st.integers(1, 255))]))
-        with SpoolWriter(directory, segment_bytes=SEGMENT_BYTES) as writer:
-            assert writer.next_seq == len(payloads), "seqs skipped or reused past the damage"
-            writer.append(b"after", 0)
+        flip_then_append(directory, victim, at, data.draw(st.integers(1, 255)), len(payloads))
         records, reader = drain(directory)
         with reader:
             assert check_delivery(records[:-1], payloads) == set()
