@@ -427,3 +427,66 @@ def test_a_reader_makes_its_directory(tmp_path: Path) -> None:
     with SpoolReader(tmp_path / "deep" / "spool") as r:
         assert r.read(10, 100, 0) == []
     assert (tmp_path / "deep" / "spool" / ACK_STATE).exists()
+
+
+def test_a_delivered_segment_the_writer_deleted_is_passed_over(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        r.commit(r.read(10, 100, 0)[-1].seq)
+    # What a writer on a short disk does with its active segment once all of it is delivered.
+    segment_path(tmp_path, 0).unlink()
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 100, 0) == []
+        with SpoolWriter(tmp_path) as w:
+            w.append(b"b", 1)
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert r.take_loss_report() is None
+
+
+def test_a_reader_passes_over_its_own_segment_deleted_under_it(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path) as r:
+        with SpoolWriter(tmp_path) as w:
+            w.append(b"a", 1)
+        r.commit(r.read(10, 100, 0)[-1].seq)
+        # A writer on a short disk deletes its active segment once all of it is delivered,
+        # while the reader still has it open.
+        segment_path(tmp_path, 0).unlink()
+        assert r.read(10, 100, 0) == []
+        with SpoolWriter(tmp_path) as w:
+            w.append(b"b", 1)  # into a new segment
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert r.take_loss_report() is None
+
+
+def test_a_record_lost_down_to_one_byte_is_counted_and_the_next_one_read(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(3):
+            w.append(bytes([i]) * 10, i + 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    # Record 1 is gone but for one byte: the next header starts one byte past the read offset.
+    path.write_bytes(data[: frame_at(1, 10)] + b"\x00" + data[frame_at(2, 10):])
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+
+
+def test_a_restart_after_a_missing_record_resumes_at_the_committed_offset(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(5):
+            w.append(bytes([i]) * 10, 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])  # record 1 is lost
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 2]  # 2 comes after the gap
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
+        r.commit(2)
+    flip(path, frame_at(0, 10) + 9)  # delivered, so the restart must not read past it again
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
+        assert r.take_loss_report() is None
