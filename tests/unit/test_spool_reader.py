@@ -490,3 +490,36 @@ def test_a_restart_after_a_missing_record_resumes_at_the_committed_offset(
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
         assert r.take_loss_report() is None
+
+
+def test_a_closed_reader_holds_no_fd(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+    before = set(os.listdir("/proc/self/fd"))
+    r = SpoolReader(tmp_path)
+    assert [x.payload for x in r.read(10, 100, 0)] == [b"a"]  # a segment is open now
+    assert set(os.listdir("/proc/self/fd")) > before
+    r.close()
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_waiting_read_waits_its_timeout_in_steps_of_the_poll_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1_000.0]
+    waits: list[float] = []
+
+    def wait(fd: int | None, timeout_s: float) -> bool:
+        waits.append(timeout_s)
+        clock[0] += timeout_s
+        return True
+
+    monkeypatch.setattr("ext.spool.reader.wait_readable", wait)
+    monkeypatch.setattr("ext.spool.reader.time.monotonic", lambda: clock[0])
+    with SpoolReader(tmp_path, poll_interval_s=5) as r:
+        assert r.read(10, 100, 0.05) == []
+    assert waits == [pytest.approx(0.05)]  # the timeout, shorter than the interval
+    waits.clear()
+    with SpoolReader(tmp_path, poll_interval_s=0.02) as r:
+        assert r.read(10, 100, 0.05) == []
+    assert waits == [pytest.approx(0.02), pytest.approx(0.02), pytest.approx(0.01)]
