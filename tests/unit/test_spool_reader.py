@@ -523,3 +523,20 @@ def test_a_waiting_read_waits_its_timeout_in_steps_of_the_poll_interval(
     with SpoolReader(tmp_path, poll_interval_s=0.02) as r:
         assert r.read(10, 100, 0.05) == []
     assert waits == [pytest.approx(0.02), pytest.approx(0.02), pytest.approx(0.01)]
+
+
+def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_next(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(2):
+            w.append(bytes([i]) * 10, 1)
+        with SpoolReader(tmp_path) as r:
+            r.commit(r.read(10, 1 << 20, 0)[-1].seq)  # everything, to the end of the segment
+        flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # delivered: never read again
+        with SpoolReader(tmp_path) as r:
+            assert r.read(10, 1 << 20, 0) == []
+            for i in range(2, 4):
+                w.append(bytes([i]) * 10, 1)  # the same segment, still active
+            assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
+            assert r.take_loss_report() is None
