@@ -540,3 +540,18 @@ def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_n
                 w.append(bytes([i]) * 10, 1)  # the same segment, still active
             assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
             assert r.take_loss_report() is None
+
+
+def test_a_sealed_segment_whose_last_record_is_lost_down_to_one_byte_counts_it_corrupt(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(4):
+            w.append(b"x" * 10, i + 1)
+    path = segment_path(tmp_path, 0)
+    path.write_bytes(path.read_bytes()[: frame_at(1, 10) + 1])  # record 1: one byte left
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
