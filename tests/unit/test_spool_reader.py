@@ -555,3 +555,25 @@ def test_a_sealed_segment_whose_last_record_is_lost_down_to_one_byte_counts_it_c
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+
+
+def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
+    tmp_path: Path,
+) -> None:
+    """Seqs past 256 are ints Python does not cache: segment bases compare by value."""
+    frame = FRAME_HEADER_BYTES + 10
+    size = SEGMENT_HEADER_BYTES + 300 * frame
+    with SpoolWriter(tmp_path, segment_bytes=size, max_bytes=1 << 22) as w:
+        for _ in range(300):
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.commit(r.read(1_000, 1 << 22, 0)[-1].seq)
+        with SpoolWriter(tmp_path, segment_bytes=size, max_bytes=1 << 22) as w:
+            assert list_segments(tmp_path) == [0, 300]  # a new writer starts a segment, empty
+            assert r.read(10, 1 << 20, 0) == []
+            w.append(b"y" * 10, 1)
+            w.append(b"z" * 10, 1)
+            assert [x.seq for x in r.read(1, 1 << 20, 0)] == [300]
+            assert r.unread_bytes() == frame
+            assert [x.payload for x in r.read(10, 1 << 20, 0)] == [b"z" * 10]
+            assert r.take_loss_report() is None
