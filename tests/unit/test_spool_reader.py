@@ -577,3 +577,22 @@ def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
             assert r.unread_bytes() == frame
             assert [x.payload for x in r.read(10, 1 << 20, 0)] == [b"z" * 10]
             assert r.take_loss_report() is None
+
+
+def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts_no_loss(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(2, 1 << 20, 0)
+        r.commit(1)
+    assert list_segments(tmp_path) == [2, 4]
+    (tmp_path / ACK_STATE).write_bytes(b"\xff" * STATE_FILE_BYTES)  # both slots unreadable
+    with SpoolReader(tmp_path) as r:
+        # Where delivery stood is unknown: duplicates rather than loss, and no gap counted.
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3, 4, 5]
+        assert r.take_loss_report() is None
