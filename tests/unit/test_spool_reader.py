@@ -596,3 +596,21 @@ def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts
         # Where delivery stood is unknown: duplicates rather than loss, and no gap counted.
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3, 4, 5]
         assert r.take_loss_report() is None
+
+
+def test_a_restart_resumes_at_the_committed_offset_in_a_segment_past_seq_256(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
+                     max_bytes=1 << 22) as w:
+        for _ in range(304):  # segment 0 holds 300 records, segment 300 the last 4
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(302, 1 << 22, 0)
+        r.commit(301)
+    assert list_segments(tmp_path) == [300]
+    flip(segment_path(tmp_path, 300), frame_at(0, 10) + 9)  # record 300's header, delivered
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [302, 303]
+        assert r.take_loss_report() is None
