@@ -614,3 +614,30 @@ def test_a_restart_resumes_at_the_committed_offset_in_a_segment_past_seq_256(
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [302, 303]
         assert r.take_loss_report() is None
+
+
+def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
+    payloads = [b"a", b"", *(bytes([i]) * 10 for i in range(60)), b""]
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for payload in payloads:
+            w.append(payload, len(payload))
+        got = r.read(100, 1 << 20, 0)
+        assert [(x.seq, x.payload, x.event_count) for x in got] == [
+            (seq, payload, len(payload)) for seq, payload in enumerate(payloads)]
+        assert r.take_loss_report() is None
+        assert r.unread_bytes() == 0
+
+
+def test_a_lost_segment_after_a_damaged_header_is_dropped_not_corrupt(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [1, 4, 5]
+        assert r.take_loss_report() == LossReport(
+            dropped_records=2, dropped_events=2, corrupt_records=1, corrupt_events=1
+        )
