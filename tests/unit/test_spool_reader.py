@@ -641,3 +641,14 @@ def test_a_lost_segment_after_a_damaged_header_is_dropped_not_corrupt(tmp_path: 
         assert r.take_loss_report() == LossReport(
             dropped_records=2, dropped_events=2, corrupt_records=1, corrupt_events=1
         )
+
+
+def test_a_segment_cut_below_its_header_adds_nothing_to_the_unread_bytes(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(4):
+            w.append(b"x" * 10, 1)
+    os.truncate(segment_path(tmp_path, 2), 10)
+    with SpoolReader(tmp_path) as r:
+        assert r.unread_bytes() == 2 * frame
