@@ -652,3 +652,16 @@ def test_a_segment_cut_below_its_header_adds_nothing_to_the_unread_bytes(tmp_pat
     os.truncate(segment_path(tmp_path, 2), 10)
     with SpoolReader(tmp_path) as r:
         assert r.unread_bytes() == 2 * frame
+
+
+def test_a_sealed_segment_cut_inside_its_last_record_counts_it_corrupt(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * FRAME_HEADER_BYTES + 110,
+                     max_bytes=1 << 20) as w:
+        for payload in (b"a" * 10, b"b" * 100, b"c" * 10, b"d" * 10):
+            w.append(payload, 1)
+    assert list_segments(tmp_path) == [0, 2]
+    # Record 1 is cut after as many bytes as the segment held before it.
+    os.truncate(segment_path(tmp_path, 0), 2 * frame_at(1, 10))
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
