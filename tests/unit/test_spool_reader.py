@@ -530,14 +530,14 @@ def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_n
 ) -> None:
     with SpoolWriter(tmp_path) as w:
         for i in range(2):
-            w.append(bytes([i]) * 10, 1)
+            w.append(bytes([i]) * 200, 1)  # a segment past 256 bytes
         with SpoolReader(tmp_path) as r:
             r.commit(r.read(10, 1 << 20, 0)[-1].seq)  # everything, to the end of the segment
-        flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # delivered: never read again
+        flip(segment_path(tmp_path, 0), frame_at(0, 200) + 9)  # delivered: never read again
         with SpoolReader(tmp_path) as r:
             assert r.read(10, 1 << 20, 0) == []
             for i in range(2, 4):
-                w.append(bytes([i]) * 10, 1)  # the same segment, still active
+                w.append(bytes([i]) * 200, 1)  # the same segment, still active
             assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
             assert r.take_loss_report() is None
 
@@ -664,4 +664,21 @@ def test_a_sealed_segment_cut_inside_its_last_record_counts_it_corrupt(tmp_path:
     os.truncate(segment_path(tmp_path, 0), 2 * frame_at(1, 10))
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
+
+
+def test_a_sealed_segment_cut_below_the_committed_position_counts_what_it_lost_corrupt(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 4 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(3, 1 << 20, 0)
+        r.commit(2)
+    os.truncate(segment_path(tmp_path, 0), frame_at(1, 10) + 5)  # inside delivered record 1
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [4, 5]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
