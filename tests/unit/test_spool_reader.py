@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from ext.spool import LossReport, SpoolReader, SpoolWriter
 from ext.spool.ackstate import STATE_FILE_BYTES, decode_slot, load_committed
-from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
+from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, encode_frame_header
 from ext.spool.layout import ACK_STATE, list_segments, segment_path
 from ext.spool.refusals import RefusalLog, Refusals
 
@@ -567,6 +568,7 @@ def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
         for _ in range(300):
             w.append(b"x" * 10, 1)
     with SpoolReader(tmp_path) as r:
+        assert len(r.read(299, 1 << 22, 0)) == 299  # a record limit past 256 too
         r.commit(r.read(1_000, 1 << 22, 0)[-1].seq)
         with SpoolWriter(tmp_path, segment_bytes=size, max_bytes=1 << 22) as w:
             assert list_segments(tmp_path) == [0, 300]  # a new writer starts a segment, empty
@@ -682,3 +684,49 @@ def test_a_sealed_segment_cut_below_the_committed_position_counts_what_it_lost_c
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [4, 5]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
+
+
+def test_closing_a_reader_twice_closes_nothing_more(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+    r = SpoolReader(tmp_path)
+    r.read(10, 100, 0)
+    r.close()
+    before = set(os.listdir("/proc/self/fd"))
+    r.close()
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_ack_state_is_private(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path):
+        pass
+    assert stat.S_IMODE((tmp_path / ACK_STATE).stat().st_mode) == 0o600
+
+
+def test_a_batch_goes_on_while_a_byte_of_its_budget_is_left(tmp_path: Path) -> None:
+    big = os.urandom(300 * 1024)  # longer than a read chunk: the read ends just past it
+    with SpoolWriter(tmp_path, max_bytes=8 * 2**20) as w, SpoolReader(tmp_path) as r:
+        for payload in (big, b"t", b"u"):
+            w.append(payload, 1)
+        assert [x.payload for x in r.read(10, len(big) + 1, 0)] == [big, b"t"]
+        for payload in (b"0123456789", b"a", b"bc", b"d"):
+            w.append(payload, 1)
+        assert [x.payload for x in r.read(10, 12, 0)] == [b"u", b"0123456789", b"a"]
+
+
+def test_a_record_being_written_is_waited_for_even_if_its_payload_holds_a_frame_header(
+    tmp_path: Path,
+) -> None:
+    inner = encode_frame_header(b"z", 1, 1, 1, 0) + b"z"  # what a later record would look like
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"[" + inner + b"]" * 100, 1)
+        w.append(b"next", 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[: frame_at(0, 0) + FRAME_HEADER_BYTES + 1 + len(inner) + 10])
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 1 << 20, 0) == []  # the writer is still writing record 0
+        with open(path, "ab") as f:
+            f.write(data[path.stat().st_size:])  # and now it has
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 1]
+        assert r.take_loss_report() is None
