@@ -730,3 +730,24 @@ def test_a_record_being_written_is_waited_for_even_if_its_payload_holds_a_frame_
             f.write(data[path.stat().st_size:])  # and now it has
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 1]
         assert r.take_loss_report() is None
+
+
+def test_a_restart_while_a_record_is_written_past_damage_already_delivered_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(5):
+            w.append(bytes([i]) * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(3, 1 << 20, 0)
+        r.commit(2)
+    path = segment_path(tmp_path, 0)
+    flip(path, frame_at(0, 10) + 9)  # record 0's header, delivered
+    data = path.read_bytes()
+    # The restart finds record 3 half written: it reads the segment from its start.
+    path.write_bytes(data[: frame_at(3, 10) + 20])
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 1 << 20, 0) == []
+        path.write_bytes(data)  # the writer finished records 3 and 4
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
+        assert r.take_loss_report() is None
