@@ -366,12 +366,8 @@ class SpoolReader:
         one is searched again later.
         """
         rest = os.fstat(self._seg_fd).st_size - self._offset
-        found = frame.find_next_frame(
-            os.pread(self._seg_fd, rest, self._offset),
-            1,
-            self._expected_seq,
-            self._expected_events,
-        )
+        data = os.pread(self._seg_fd, rest, self._offset)
+        found = frame.find_next_frame(data, 1, self._expected_seq, self._expected_events)
         if found is None:
             return False
         skip, header = found
