@@ -4,6 +4,7 @@ after a restart, and losses counted exactly."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import time
@@ -24,6 +25,11 @@ def flip(path: Path, at: int) -> None:
         byte = f.read(1)[0]
         f.seek(at)
         f.write(bytes([byte ^ 0xFF]))
+
+
+def reader_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "ext.spool.reader" and r.levelno >= logging.WARNING]
 
 
 def frame_at(index: int, payload_len: int) -> int:
@@ -135,7 +141,7 @@ def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Pat
 
 
 def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     with SpoolWriter(tmp_path) as w:
         for i in range(4):
@@ -144,9 +150,11 @@ def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered
         r.read(2, 1 << 20, 0)
         r.commit(1)
     flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header, delivered
+    caplog.clear()
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
         assert r.take_loss_report() is None
+        assert reader_warnings(caplog) == []  # delivered data is not read again
 
 
 def test_a_restart_at_the_end_of_a_segment_reads_what_comes_next(tmp_path: Path) -> None:
@@ -475,7 +483,7 @@ def test_a_record_lost_down_to_one_byte_is_counted_and_the_next_one_read(
 
 
 def test_a_restart_after_a_missing_record_resumes_at_the_committed_offset(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     with SpoolWriter(tmp_path) as w:
         for i in range(5):
@@ -488,9 +496,11 @@ def test_a_restart_after_a_missing_record_resumes_at_the_committed_offset(
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
         r.commit(2)
     flip(path, frame_at(0, 10) + 9)  # delivered, so the restart must not read past it again
+    caplog.clear()
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
         assert r.take_loss_report() is None
+        assert reader_warnings(caplog) == []  # delivered data is not read again
 
 
 def test_a_closed_reader_holds_no_fd(tmp_path: Path) -> None:
@@ -527,7 +537,7 @@ def test_a_waiting_read_waits_its_timeout_in_steps_of_the_poll_interval(
 
 
 def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_next(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     with SpoolWriter(tmp_path) as w:
         for i in range(2):
@@ -535,12 +545,14 @@ def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_n
         with SpoolReader(tmp_path) as r:
             r.commit(r.read(10, 1 << 20, 0)[-1].seq)  # everything, to the end of the segment
         flip(segment_path(tmp_path, 0), frame_at(0, 200) + 9)  # delivered: never read again
+        caplog.clear()
         with SpoolReader(tmp_path) as r:
             assert r.read(10, 1 << 20, 0) == []
             for i in range(2, 4):
                 w.append(bytes([i]) * 200, 1)  # the same segment, still active
             assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
             assert r.take_loss_report() is None
+            assert reader_warnings(caplog) == []  # delivered data is not read again
 
 
 def test_a_sealed_segment_whose_last_record_is_lost_down_to_one_byte_counts_it_corrupt(
@@ -601,7 +613,7 @@ def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts
 
 
 def test_a_restart_resumes_at_the_committed_offset_in_a_segment_past_seq_256(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     frame = FRAME_HEADER_BYTES + 10
     with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
@@ -613,9 +625,11 @@ def test_a_restart_resumes_at_the_committed_offset_in_a_segment_past_seq_256(
         r.commit(301)
     assert list_segments(tmp_path) == [300]
     flip(segment_path(tmp_path, 300), frame_at(0, 10) + 9)  # record 300's header, delivered
+    caplog.clear()
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [302, 303]
         assert r.take_loss_report() is None
+        assert reader_warnings(caplog) == []  # delivered data is not read again
 
 
 def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
