@@ -252,3 +252,13 @@ def test_a_batch_with_the_drops_notice_counts_the_notice_as_an_event(
     with SpoolReader(tmp_path / "spool") as reader:
         [record] = reader.read(10, 2**20, 0)
     assert record.event_count == len(json.loads(record.payload)) == 3
+
+
+def test_the_batch_that_ends_an_invocation_reports_its_own_drops_too(
+        filtering: Listener, tmp_path: Path) -> None:
+    filtering.accept_batch(body(("function", "[DEBUG]\tx"), ("function", "[INFO]\ty"),
+                                ("platform.report", {"requestId": "r"})))
+    [batch] = spooled(tmp_path / "spool")
+    assert [e["type"] for e in batch] == ["function", "platform.report", filters.FILTERED_TYPE]
+    assert batch[2]["record"] == {"dropped_events": 1, "by_reason": {"level": 1}}
+    assert filtering.filtered == {} and filtering.filtered_total == {"level": 1}
