@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, filters, intake, listener
-from ext.listener import Listener
+from ext import config
+
+from ext.listener import filters
+
+from ext.listener import intake
+
+from ext.listener import process as listener
+from ext.listener.process import Listener
 from ext.spool import SpoolReader
 
 TIME = "2026-10-08T07:30:28.235Z"
@@ -101,7 +107,7 @@ def test_an_empty_batch_is_answered_200_and_spools_nothing_not_even_refusals(
 
 def test_malformed_and_dropped_counts_are_logged_at_powers_of_two(
         plain: Listener, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="ext.listener")
+    caplog.set_level(logging.WARNING, logger="ext.listener.process")
     for _ in range(5):
         plain.accept_batch(b"{}")
     for _ in range(3):
@@ -124,7 +130,7 @@ def test_spool_failures_are_logged_at_powers_of_two(
     for _ in range(3):
         assert plain.accept_batch(body(("function", "a"))).startswith(b"HTTP/1.1 503 ")
     assert plain.spool_failures == 3 and plain.refused == {"spool_failed": 3}
-    assert [r.getMessage() for r in caplog.records if r.name == "ext.listener"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "ext.listener.process"] == [
         "cannot spool 1 telemetry batch(es) (answered 503): record larger than the spool",
         "cannot spool 2 telemetry batch(es) (answered 503): record larger than the spool"]
 
