@@ -358,23 +358,23 @@ class SpoolReader:
         """Step over a damaged frame header at the read offset to the next intact frame.
 
         The damaged length cannot be trusted, so this searches the rest of the segment for the
-        first header that passes its CRC with a later seq; the records in between are counted as
-        corrupt, exactly (seq and event index come from that header). False when there is none
-        yet: the rest of a sealed segment is then skipped, an active one is searched again later.
+        first header that passes its CRC with the expected seq or a later one; the records in
+        between are counted as corrupt, exactly (seq and event index come from that header).
+        The expected seq itself can follow: a restart that could not resume at its committed
+        offset reads the segment from its start, where the damaged header is a delivered one.
+        False when there is none yet: the rest of a sealed segment is then skipped, an active
+        one is searched again later.
         """
         rest = os.fstat(self._seg_fd).st_size - self._offset
-        found = frame.find_next_frame(
-            os.pread(self._seg_fd, rest, self._offset),
-            1,
-            self._expected_seq + 1,
-            self._expected_events,
-        )
+        data = os.pread(self._seg_fd, rest, self._offset)
+        found = frame.find_next_frame(data, 1, self._expected_seq, self._expected_events)
         if found is None:
             return False
         skip, header = found
         log.warning("spool: skipped %d damaged bytes in segment %d", skip, self._seg_base)
-        self._damaged = True
-        self._count_gap(header.seq, header.events_before)
+        if header.seq > self._expected_seq:
+            self._damaged = True
+            self._count_gap(header.seq, header.events_before)
         self._damaged = False
         self._offset += skip
         self._need = 0

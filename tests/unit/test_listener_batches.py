@@ -223,3 +223,46 @@ def test_overdue_drops_are_reported_even_by_a_batch_all_dropped(
     assert [e["type"] for e in batch] == [filters.FILTERED_TYPE]
     assert batch[0]["record"] == {"dropped_events": 2, "by_reason": {"level": 2}}
     assert filtering.filtered == {} and filtering.filtered_total == {"level": 2}
+
+
+def test_only_malformed_requests_count_as_malformed(plain: Listener) -> None:
+    for kind in ("busy", "evicted", "timed_out", "too_large", "malformed"):
+        plain.http.on_refused(kind)
+    assert plain.malformed == 1
+    assert plain.refused == dict.fromkeys(
+        ("busy", "evicted", "timed_out", "too_large", "malformed"), 1)
+
+
+def test_serve_compares_the_parent_by_its_pid(plain: Listener,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.getppid() makes a new int at each call: the same pid, never the same object. Once
+    # the parent is gone the listener belongs to another process: a subreaper's pid may be
+    # higher.
+    plain.parent = 123_456
+    parents = iter([int("123456"), int("123456"), 200_000])
+    polls: list[float] = []
+    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(plain.http, "listen", lambda: None)
+    monkeypatch.setattr(plain.http, "poll", polls.append)
+    plain.serve()
+    assert polls == [listener.TICK_S, listener.TICK_S]
+
+
+def test_a_batch_with_the_drops_notice_counts_the_notice_as_an_event(
+        filtering: Listener, tmp_path: Path) -> None:
+    filtering.accept_batch(body(("function", "[DEBUG]\tx")))
+    filtering.accept_batch(body(("function", "[INFO]\ty"),
+                                ("platform.report", {"requestId": "r"})))
+    with SpoolReader(tmp_path / "spool") as reader:
+        [record] = reader.read(10, 2**20, 0)
+    assert record.event_count == len(json.loads(record.payload)) == 3
+
+
+def test_the_batch_that_ends_an_invocation_reports_its_own_drops_too(
+        filtering: Listener, tmp_path: Path) -> None:
+    filtering.accept_batch(body(("function", "[DEBUG]\tx"), ("function", "[INFO]\ty"),
+                                ("platform.report", {"requestId": "r"})))
+    [batch] = spooled(tmp_path / "spool")
+    assert [e["type"] for e in batch] == ["function", "platform.report", filters.FILTERED_TYPE]
+    assert batch[2]["record"] == {"dropped_events": 1, "by_reason": {"level": 1}}
+    assert filtering.filtered == {} and filtering.filtered_total == {"level": 1}

@@ -4,7 +4,9 @@ after a restart, and losses counted exactly."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from ext.spool import LossReport, SpoolReader, SpoolWriter
 from ext.spool.ackstate import STATE_FILE_BYTES, decode_slot, load_committed
-from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
+from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, encode_frame_header
 from ext.spool.layout import ACK_STATE, list_segments, segment_path
 from ext.spool.refusals import RefusalLog, Refusals
 
@@ -23,6 +25,11 @@ def flip(path: Path, at: int) -> None:
         byte = f.read(1)[0]
         f.seek(at)
         f.write(bytes([byte ^ 0xFF]))
+
+
+def reader_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "ext.spool.reader" and r.levelno >= logging.WARNING]
 
 
 def frame_at(index: int, payload_len: int) -> int:
@@ -134,7 +141,7 @@ def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Pat
 
 
 def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     with SpoolWriter(tmp_path) as w:
         for i in range(4):
@@ -143,9 +150,11 @@ def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered
         r.read(2, 1 << 20, 0)
         r.commit(1)
     flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header, delivered
+    caplog.clear()
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
         assert r.take_loss_report() is None
+        assert reader_warnings(caplog) == []  # delivered data is not read again
 
 
 def test_a_restart_at_the_end_of_a_segment_reads_what_comes_next(tmp_path: Path) -> None:
@@ -427,3 +436,332 @@ def test_a_reader_makes_its_directory(tmp_path: Path) -> None:
     with SpoolReader(tmp_path / "deep" / "spool") as r:
         assert r.read(10, 100, 0) == []
     assert (tmp_path / "deep" / "spool" / ACK_STATE).exists()
+
+
+def test_a_delivered_segment_the_writer_deleted_is_passed_over(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        r.commit(r.read(10, 100, 0)[-1].seq)
+    # What a writer on a short disk does with its active segment once all of it is delivered.
+    segment_path(tmp_path, 0).unlink()
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 100, 0) == []
+        with SpoolWriter(tmp_path) as w:
+            w.append(b"b", 1)
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert r.take_loss_report() is None
+
+
+def test_a_reader_passes_over_its_own_segment_deleted_under_it(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path) as r:
+        with SpoolWriter(tmp_path) as w:
+            w.append(b"a", 1)
+        r.commit(r.read(10, 100, 0)[-1].seq)
+        # A writer on a short disk deletes its active segment once all of it is delivered,
+        # while the reader still has it open.
+        segment_path(tmp_path, 0).unlink()
+        assert r.read(10, 100, 0) == []
+        with SpoolWriter(tmp_path) as w:
+            w.append(b"b", 1)  # into a new segment
+        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert r.take_loss_report() is None
+
+
+def test_a_record_lost_down_to_one_byte_is_counted_and_the_next_one_read(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(3):
+            w.append(bytes([i]) * 10, i + 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    # Record 1 is gone but for one byte: the next header starts one byte past the read offset.
+    path.write_bytes(data[: frame_at(1, 10)] + b"\x00" + data[frame_at(2, 10):])
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+
+
+def test_a_restart_after_a_missing_record_resumes_at_the_committed_offset(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(5):
+            w.append(bytes([i]) * 10, 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])  # record 1 is lost
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 2]  # 2 comes after the gap
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
+        r.commit(2)
+    flip(path, frame_at(0, 10) + 9)  # delivered, so the restart must not read past it again
+    caplog.clear()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
+        assert r.take_loss_report() is None
+        assert reader_warnings(caplog) == []  # delivered data is not read again
+
+
+def test_a_closed_reader_holds_no_fd(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+    before = set(os.listdir("/proc/self/fd"))
+    r = SpoolReader(tmp_path)
+    assert [x.payload for x in r.read(10, 100, 0)] == [b"a"]  # a segment is open now
+    assert set(os.listdir("/proc/self/fd")) > before
+    r.close()
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_waiting_read_waits_its_timeout_in_steps_of_the_poll_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1_000.0]
+    waits: list[float] = []
+
+    def wait(fd: int | None, timeout_s: float) -> bool:
+        waits.append(timeout_s)
+        clock[0] += timeout_s
+        return True
+
+    monkeypatch.setattr("ext.spool.reader.wait_readable", wait)
+    monkeypatch.setattr("ext.spool.reader.time.monotonic", lambda: clock[0])
+    with SpoolReader(tmp_path, poll_interval_s=5) as r:
+        assert r.read(10, 100, 0.05) == []
+    assert waits == [pytest.approx(0.05)]  # the timeout, shorter than the interval
+    waits.clear()
+    with SpoolReader(tmp_path, poll_interval_s=0.02) as r:
+        assert r.read(10, 100, 0.05) == []
+    assert waits == [pytest.approx(0.02), pytest.approx(0.02), pytest.approx(0.01)]
+
+
+def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_next(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(2):
+            w.append(bytes([i]) * 200, 1)  # a segment past 256 bytes
+        with SpoolReader(tmp_path) as r:
+            r.commit(r.read(10, 1 << 20, 0)[-1].seq)  # everything, to the end of the segment
+        flip(segment_path(tmp_path, 0), frame_at(0, 200) + 9)  # delivered: never read again
+        caplog.clear()
+        with SpoolReader(tmp_path) as r:
+            assert r.read(10, 1 << 20, 0) == []
+            for i in range(2, 4):
+                w.append(bytes([i]) * 200, 1)  # the same segment, still active
+            assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
+            assert r.take_loss_report() is None
+            assert reader_warnings(caplog) == []  # delivered data is not read again
+
+
+def test_a_sealed_segment_whose_last_record_is_lost_down_to_one_byte_counts_it_corrupt(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for i in range(4):
+            w.append(b"x" * 10, i + 1)
+    path = segment_path(tmp_path, 0)
+    path.write_bytes(path.read_bytes()[: frame_at(1, 10) + 1])  # record 1: one byte left
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+
+
+def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
+    tmp_path: Path,
+) -> None:
+    """Seqs past 256 are ints Python does not cache: segment bases compare by value."""
+    frame = FRAME_HEADER_BYTES + 10
+    size = SEGMENT_HEADER_BYTES + 300 * frame
+    with SpoolWriter(tmp_path, segment_bytes=size, max_bytes=1 << 22) as w:
+        for _ in range(300):
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        assert len(r.read(299, 1 << 22, 0)) == 299  # a record limit past 256 too
+        r.commit(r.read(1_000, 1 << 22, 0)[-1].seq)
+        with SpoolWriter(tmp_path, segment_bytes=size, max_bytes=1 << 22) as w:
+            assert list_segments(tmp_path) == [0, 300]  # a new writer starts a segment, empty
+            assert r.read(10, 1 << 20, 0) == []
+            w.append(b"y" * 10, 1)
+            w.append(b"z" * 10, 1)
+            assert [x.seq for x in r.read(1, 1 << 20, 0)] == [300]
+            assert r.unread_bytes() == frame
+            assert [x.payload for x in r.read(10, 1 << 20, 0)] == [b"z" * 10]
+            assert r.take_loss_report() is None
+
+
+def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts_no_loss(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(2, 1 << 20, 0)
+        r.commit(1)
+    assert list_segments(tmp_path) == [2, 4]
+    (tmp_path / ACK_STATE).write_bytes(b"\xff" * STATE_FILE_BYTES)  # both slots unreadable
+    with SpoolReader(tmp_path) as r:
+        # Where delivery stood is unknown: duplicates rather than loss, and no gap counted.
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3, 4, 5]
+        assert r.take_loss_report() is None
+
+
+def test_a_restart_resumes_at_the_committed_offset_in_a_segment_past_seq_256(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
+                     max_bytes=1 << 22) as w:
+        for _ in range(304):  # segment 0 holds 300 records, segment 300 the last 4
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(302, 1 << 22, 0)
+        r.commit(301)
+    assert list_segments(tmp_path) == [300]
+    flip(segment_path(tmp_path, 300), frame_at(0, 10) + 9)  # record 300's header, delivered
+    caplog.clear()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [302, 303]
+        assert r.take_loss_report() is None
+        assert reader_warnings(caplog) == []  # delivered data is not read again
+
+
+def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
+    payloads = [b"a", b"", *(bytes([i]) * 10 for i in range(60)), b""]
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for payload in payloads:
+            w.append(payload, len(payload))
+        got = r.read(100, 1 << 20, 0)
+        assert [(x.seq, x.payload, x.event_count) for x in got] == [
+            (seq, payload, len(payload)) for seq, payload in enumerate(payloads)]
+        assert r.take_loss_report() is None
+        assert r.unread_bytes() == 0
+
+
+def test_a_lost_segment_after_a_damaged_header_is_dropped_not_corrupt(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [1, 4, 5]
+        assert r.take_loss_report() == LossReport(
+            dropped_records=2, dropped_events=2, corrupt_records=1, corrupt_events=1
+        )
+
+
+def test_a_segment_cut_below_its_header_adds_nothing_to_the_unread_bytes(tmp_path: Path) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(4):
+            w.append(b"x" * 10, 1)
+    os.truncate(segment_path(tmp_path, 2), 10)
+    with SpoolReader(tmp_path) as r:
+        assert r.unread_bytes() == 2 * frame
+
+
+def test_a_sealed_segment_cut_inside_its_last_record_counts_it_corrupt(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * FRAME_HEADER_BYTES + 110,
+                     max_bytes=1 << 20) as w:
+        for payload in (b"a" * 10, b"b" * 100, b"c" * 10, b"d" * 10):
+            w.append(payload, 1)
+    assert list_segments(tmp_path) == [0, 2]
+    # Record 1 is cut after as many bytes as the segment held before it.
+    os.truncate(segment_path(tmp_path, 0), 2 * frame_at(1, 10))
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
+
+
+def test_a_sealed_segment_cut_below_the_committed_position_counts_what_it_lost_corrupt(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 4 * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(6):
+            w.append(b"x" * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(3, 1 << 20, 0)
+        r.commit(2)
+    os.truncate(segment_path(tmp_path, 0), frame_at(1, 10) + 5)  # inside delivered record 1
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [4, 5]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
+
+
+def test_closing_a_reader_twice_closes_nothing_more(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"a", 1)
+    r = SpoolReader(tmp_path)
+    r.read(10, 100, 0)
+    r.close()
+    before = set(os.listdir("/proc/self/fd"))
+    r.close()
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_ack_state_is_private(tmp_path: Path) -> None:
+    with SpoolReader(tmp_path):
+        pass
+    assert stat.S_IMODE((tmp_path / ACK_STATE).stat().st_mode) == 0o600
+
+
+def test_a_batch_goes_on_while_a_byte_of_its_budget_is_left(tmp_path: Path) -> None:
+    big = os.urandom(300 * 1024)  # longer than a read chunk: the read ends just past it
+    with SpoolWriter(tmp_path, max_bytes=8 * 2**20) as w, SpoolReader(tmp_path) as r:
+        for payload in (big, b"t", b"u"):
+            w.append(payload, 1)
+        assert [x.payload for x in r.read(10, len(big) + 1, 0)] == [big, b"t"]
+        for payload in (b"0123456789", b"a", b"bc", b"d"):
+            w.append(payload, 1)
+        assert [x.payload for x in r.read(10, 12, 0)] == [b"u", b"0123456789", b"a"]
+
+
+def test_a_record_being_written_is_waited_for_even_if_its_payload_holds_a_frame_header(
+    tmp_path: Path,
+) -> None:
+    inner = encode_frame_header(b"z", 1, 1, 1, 0) + b"z"  # what a later record would look like
+    with SpoolWriter(tmp_path) as w:
+        w.append(b"[" + inner + b"]" * 100, 1)
+        w.append(b"next", 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[: frame_at(0, 0) + FRAME_HEADER_BYTES + 1 + len(inner) + 10])
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 1 << 20, 0) == []  # the writer is still writing record 0
+        with open(path, "ab") as f:
+            f.write(data[path.stat().st_size:])  # and now it has
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 1]
+        assert r.take_loss_report() is None
+
+
+def test_a_restart_while_a_record_is_written_past_damage_already_delivered_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(5):
+            w.append(bytes([i]) * 10, 1)
+    with SpoolReader(tmp_path) as r:
+        r.read(3, 1 << 20, 0)
+        r.commit(2)
+    path = segment_path(tmp_path, 0)
+    flip(path, frame_at(0, 10) + 9)  # record 0's header, delivered
+    data = path.read_bytes()
+    # The restart finds record 3 half written: it reads the segment from its start.
+    path.write_bytes(data[: frame_at(3, 10) + 20])
+    with SpoolReader(tmp_path) as r:
+        assert r.read(10, 1 << 20, 0) == []
+        path.write_bytes(data)  # the writer finished records 3 and 4
+        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
+        assert r.take_loss_report() is None
