@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +24,7 @@ from ext.spool.frame import (
 )
 from ext.spool.layout import ACK_STATE, REFUSED_STATE, list_segments, segment_path
 from ext.spool.refusals import Refusals
-from ext.spool.writer import DEFAULT_RESERVE_BYTES
+from ext.spool.writer import DEFAULT_RESERVE_BYTES, _SpareFile
 
 
 def on_disk(directory: Path) -> int:
@@ -218,6 +219,71 @@ def test_a_spare_file_that_cannot_be_made_is_made_by_the_roll(
     monkeypatch.undo()
     assert len(list_segments(tmp_path)) == 6
     assert [r.seq for r in read_all(tmp_path)] == list(range(6))
+
+
+def take_a_spare(spares: _SpareFile) -> tuple[int, Path] | None:
+    """The helper's next spare file, asked for until it comes (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while (spare := spares.take()) is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return spare
+
+
+def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A passing failure (EMFILE, a full disk) must not leave every later roll making its own file.
+    real_open = os.open
+    failed = threading.Event()
+
+    def first_spare_fails(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("spare-") and not failed.is_set():
+            failed.set()
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", first_spare_fails)
+    spares = _SpareFile(tmp_path)
+    try:
+        assert failed.wait(5)
+        spare = take_a_spare(spares)
+        assert spare is not None
+        os.close(spare[0])
+        assert spare[1].name == "spare-1.tmp"
+    finally:
+        spares.close()
+
+
+def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A roll that finds no spare ready asks for one while the helper is still making it: the
+    # helper then wakes with a spare in hand, and must go on making the next ones.
+    real_open = os.open
+    making, made = threading.Event(), threading.Event()
+
+    def slow_first_spare(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name == "spare-0.tmp":
+            making.set()
+            assert made.wait(5)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", slow_first_spare)
+    spares = _SpareFile(tmp_path)
+    try:
+        assert making.wait(5)
+        assert spares.take() is None  # not ready yet: asked for
+        made.set()
+        names = []
+        for _ in range(3):
+            spare = take_a_spare(spares)
+            assert spare is not None
+            os.close(spare[0])
+            names.append(spare[1].name)
+        assert names == ["spare-0.tmp", "spare-1.tmp", "spare-2.tmp"]
+    finally:
+        made.set()
+        spares.close()
 
 
 def test_a_writer_opened_and_closed_twice_reuses_its_empty_segment(tmp_path: Path) -> None:
