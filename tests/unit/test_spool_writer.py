@@ -302,6 +302,21 @@ def test_a_writer_opened_and_closed_twice_reuses_its_empty_segment(tmp_path: Pat
     assert w.refusals == Refusals()  # closed: nothing counted
 
 
+def test_a_restart_past_seq_256_reuses_its_empty_segment(tmp_path: Path) -> None:
+    # Seqs past the small ints CPython caches: the reuse test compares values, not objects.
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(300):
+            w.append(b"r", 1)
+    SpoolWriter(tmp_path).close()  # seals segment 0, leaves segment 300 empty
+    empty = os.stat(segment_path(tmp_path, 300))
+    with SpoolWriter(tmp_path) as w:
+        assert list_segments(tmp_path) == [0, 300]
+        assert os.stat(segment_path(tmp_path, 300)).st_ino == empty.st_ino  # the same file
+        assert w.total_bytes == on_disk(tmp_path)
+        assert w.append(b"s", 1) == 300
+    assert [r.seq for r in read_all(tmp_path)][-2:] == [299, 300]
+
+
 def test_a_restart_continues_after_the_committed_position(tmp_path: Path) -> None:
     # The reader committed seq 0-4 (11 events) and deleted every segment.
     with SpoolReader(tmp_path):
@@ -621,6 +636,34 @@ def test_the_default_sizes_are_the_documented_ones(
         assert second == 2**20 // frame  # as many frames as fit in 1 MiB
         assert w.truncated_bytes == 0
         assert w.reclaimed_segments == 0
+
+
+def test_without_a_figure_from_the_filesystem_the_default_bound_is_64_mib(
+    tmp_path: Path, no_statvfs: None
+) -> None:
+    # The same default as SPLUNK_SPOOL_MAX_MB (README.md, Configuration).
+    with SpoolWriter(tmp_path) as w:
+        assert w.capacity_bytes == 64 * 2**20
+
+
+def test_appends_well_within_the_bound_do_not_look_at_the_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The append path is one writev: a statvfs, a listing and a stat per segment on every append
+    # would cost more than the write. The writer looks again only near the bound or at a roll.
+    looks = [0]
+
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        looks[0] += 1
+        return SimpleNamespace(f_bavail=2**30 // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with SpoolWriter(tmp_path, max_bytes=2**20, segment_bytes=2**16) as w:
+        at_start = looks[0]
+        for _ in range(100):  # 6 KiB in all, within one segment
+            w.append(b"a" * 20, 1)
+        assert looks[0] == at_start
+        assert list_segments(tmp_path) == [0]
 
 
 def test_segments_are_private_files(tmp_path: Path) -> None:
