@@ -452,6 +452,20 @@ def test_a_frame_older_than_its_segment_does_not_rewind_the_seqs(tmp_path: Path)
 
 
 
+def test_a_segment_whose_header_names_an_older_base_does_not_rewind_the_seqs(
+    tmp_path: Path,
+) -> None:
+    # An intact header that disagrees with the file's name (a stray or misplaced file) is no
+    # evidence of where the seqs are: the file is taken as damaged, not as segment 1.
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(3):
+            w.append(b"a", 1)
+    segment_path(tmp_path, 7).write_bytes(encode_segment_header(1, 1))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 3
+    assert segment_path(tmp_path, 7).exists() is False
+
+
 def commit_without_deleting(directory: Path, next_seq: int, next_events: int) -> None:
     """ack.state as a reader leaves it when it dies between its commit and its deletions."""
     fd = os.open(directory / ACK_STATE, os.O_RDWR | os.O_CREAT, 0o600)
