@@ -496,20 +496,23 @@ def test_segments_delivered_in_full_are_reclaimed_when_room_is_needed(
     assert [r.seq for r in read_all(tmp_path)] == list(range(start + 2, start + 7))
 
 
+@pytest.mark.parametrize("start", [0, 300])  # seqs past the small ints CPython caches
 def test_the_active_segment_is_reclaimed_once_delivered(
-    tmp_path: Path, no_statvfs: None
+    tmp_path: Path, no_statvfs: None, start: int
 ) -> None:
     frame = 488
     payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    commit_without_deleting(tmp_path, start, start)  # everything before `start` delivered
     with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
         for _ in range(6):
             w.append(payload, 1)
-        commit_without_deleting(tmp_path, 6, 6)  # everything, the active segment included
-        assert w.append(payload, 1) == 6
-        assert list_segments(tmp_path) == [6]
+        # everything, the active segment included
+        commit_without_deleting(tmp_path, start + 6, start + 6)
+        assert w.append(payload, 1) == start + 6
+        assert list_segments(tmp_path) == [start + 6]
         assert w.reclaimed_segments == 3
         assert w.total_bytes == on_disk(tmp_path) == SEGMENT_HEADER_BYTES + frame
-    assert [r.seq for r in read_all(tmp_path)] == [6]
+    assert [r.seq for r in read_all(tmp_path)] == [start + 6]
 
 
 def test_a_writer_that_cannot_start_releases_its_lock(
@@ -672,10 +675,10 @@ def test_appends_well_within_the_bound_do_not_look_at_the_filesystem(
         return SimpleNamespace(f_bavail=2**30 // 512, f_frsize=512)
 
     monkeypatch.setattr(os, "statvfs", statvfs)
-    with SpoolWriter(tmp_path, max_bytes=2**20, segment_bytes=2**16) as w:
+    with SpoolWriter(tmp_path, max_bytes=2**20, segment_bytes=2**17) as w:
         at_start = looks[0]
-        for _ in range(100):  # 6 KiB in all, within one segment
-            w.append(b"a" * 20, 1)
+        for _ in range(100):  # 100 KiB in all, within one segment of 128 KiB
+            w.append(b"a" * 1000, 1)
         assert looks[0] == at_start
         assert list_segments(tmp_path) == [0]
 
