@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -315,6 +317,25 @@ def test_a_restart_past_seq_256_reuses_its_empty_segment(tmp_path: Path) -> None
         assert w.total_bytes == on_disk(tmp_path)
         assert w.append(b"s", 1) == 300
     assert [r.seq for r in read_all(tmp_path)][-2:] == [299, 300]
+
+
+def test_a_restart_counts_every_segment_left_on_disk(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(6):
+            w.append(b"r" * 100, 1)  # a segment per record
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        assert list_segments(tmp_path) == [0, 1, 2, 3, 4, 5, 6]
+        assert w.total_bytes == on_disk(tmp_path)
+
+
+def test_a_writer_never_closed_does_not_keep_its_process_alive(tmp_path: Path) -> None:
+    # The listener may leave without closing its writer (an exception, a signal handler calling
+    # sys.exit): the helper thread that makes spare files must not hold the interpreter's exit.
+    code = "import sys; from ext.spool import SpoolWriter; w = SpoolWriter(sys.argv[1])"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=root,
+                          timeout=10, check=False)
+    assert done.returncode == 0
 
 
 def test_a_restart_continues_after_the_committed_position(tmp_path: Path) -> None:
@@ -631,6 +652,27 @@ def test_on_a_short_disk_a_delivered_active_segment_is_deleted_at_the_reclaim_si
         assert held == [*range(1, 13)] * 3 + [1, 2, 3, 4]
         assert w.reclaimed_segments == 3
         assert len(open_fds()) <= fds + 1  # ack.state is opened once, however often it is read
+
+
+def test_a_delivered_active_segment_deleted_on_a_short_disk_leaves_the_count_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sealed segments before it are still on disk (the reader has not deleted them yet):
+    # only the active segment's bytes leave the count, not those of an older segment.
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        free = 2**20 - on_disk(tmp_path)  # a 1 MiB filesystem: the bound is under max_bytes
+        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with SpoolWriter(tmp_path, segment_bytes=4096, reclaim_bytes=3000) as w:
+        for size in (2000, 1000, 1000, 1000, 1000, 1000, 1000, 1000):
+            w.append(b"k" * size, 1)
+        assert list_segments(tmp_path) == [0, 2, 5]  # 3112, 3156 and 3156 bytes
+        commit_without_deleting(tmp_path, 8, 8)
+        assert w.append(b"k" * 1000, 1) == 8
+        assert list_segments(tmp_path) == [0, 2, 8]
+        assert w.reclaimed_segments == 1
+        assert w.total_bytes == on_disk(tmp_path)
 
 
 def test_the_default_sizes_are_the_documented_ones(
