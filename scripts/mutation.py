@@ -430,8 +430,9 @@ def equivalence(module: str, diff: str) -> str:
     A mutant matches by its source line and its replacement, not by line number: an entry
     stops matching (and the mutant counts as a survivor again) as soon as that line changes.
     """
-    before = [line[1:].strip() for line in diff.splitlines() if line.startswith("-")]
-    after = [line[1:].strip() for line in diff.splitlines() if line.startswith("+")]
+    # A mutant of a module's last line also shows its final newline as removed and added again.
+    before = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and line[1:]]
+    after = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and line[1:]]
     if len(before) != 1 or len(after) != 1:
         return ""
     for entry in _equivalents().get(module, ()):
