@@ -1,8 +1,8 @@
 """Mutation testing of the extension, one module at a time, with cosmic-ray.
 
-    .venv/bin/python -m scripts.mutation ext/hec.py ext/batching.py
+    .venv/bin/python -m scripts.mutation ext/sender/hec.py ext/sender/batching.py
     .venv/bin/python -m scripts.mutation --preset delivery --jobs 2
-    .venv/bin/python -m scripts.mutation ext/quarantine.py --tests tests/unit/test_quarantine.py
+    .venv/bin/python -m scripts.mutation ext/sender/quarantine.py --tests tests/unit/test_quarantine.py
 
 Each module runs in its own copy of the project under build/mutation/work/, because cosmic-ray
 writes every mutant into the source file: the work tree is never touched, and an interrupted run
@@ -43,16 +43,16 @@ COPIED = ("ext", "tests", "scripts", "setup.cfg", "pyproject.toml")
 # The tests that exercise each module, fastest first. Globs: files other work adds later are
 # picked up by name; a pattern that matches nothing is skipped.
 TESTS: dict[str, tuple[str, ...]] = {
-    "ext/hec.py": ("tests/unit/test_hec_classify.py", "tests/integration/test_hec_client.py"),
-    "ext/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
+    "ext/sender/hec.py": ("tests/unit/test_hec_classify.py", "tests/integration/test_hec_client.py"),
+    "ext/sender/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
     # The enrichment and metric tests read what the envelope builder makes of them (cold start,
     # fields learnt from an init, SPLUNK_PLATFORM_EVENTS=false); 0.7 s, after the envelope's own.
-    "ext/envelope.py": (
+    "ext/sender/envelope.py": (
         "tests/unit/test_envelope_edges.py", "tests/unit/test_envelope_lines.py",
         "tests/unit/test_envelope_time.py", "tests/unit/test_envelope*.py",
         "tests/unit/test_enrichment.py", "tests/unit/test_metrics.py",
     ),
-    "ext/quarantine.py": ("tests/unit/test_quarantine*.py",),
+    "ext/sender/quarantine.py": ("tests/unit/test_quarantine*.py",),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (
         "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame_resync.py",
@@ -74,32 +74,32 @@ TESTS: dict[str, tuple[str, ...]] = {
     },
     # The courier's own thread against a scripted client; the sender's process tests
     # (tests/integration/test_sender.py, ~30 s) would make each survivor cost half a minute.
-    "ext/courier.py": ("tests/unit/test_courier*.py", "tests/unit/test_sender*.py"),
-    "ext/commit_order.py": ("tests/unit/test_commit_order*.py", "tests/unit/test_sender*.py"),
+    "ext/sender/courier.py": ("tests/unit/test_courier*.py", "tests/unit/test_sender*.py"),
+    "ext/sender/commit_order.py": ("tests/unit/test_commit_order*.py", "tests/unit/test_sender*.py"),
     # As for the courier: the unit tests against a stand-in courier; the process tests are the
     # safety net, not the mutation oracle.
-    "ext/sender.py": ("tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py"),
+    "ext/sender/process.py": ("tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py"),
     # The listener's own tests, in-process; left out: test_listener_process.py (it starts the
     # listener as a process from benchmarks/, which the mutation copy does not hold) and the
     # threaded socket tests of test_listener.py (~5 s of waits; the in-process answers, server
     # and batch tests drive the same code without them).
-    "ext/intake.py": (
+    "ext/listener/intake.py": (
         "tests/unit/test_intake_edges.py", "tests/unit/test_intake*.py",
         "tests/unit/test_listener_batches.py",
     ),
-    "ext/http_intake.py": (
+    "ext/listener/http_intake.py": (
         "tests/unit/test_listener_http.py", "tests/unit/test_listener_http_answers.py",
     ),
-    "ext/http_server.py": (
+    "ext/listener/http_server.py": (
         "tests/unit/test_listener_http_answers.py", "tests/unit/test_listener_server.py",
     ),
-    "ext/listener.py": (
+    "ext/listener/process.py": (
         "tests/unit/test_listener_batches.py", "tests/unit/test_listener_http_answers.py",
         "tests/unit/test_filters.py",
     ),
     # The main loop in process (stand-in children, clock and select), then the timed flush
     # tests. Not the emulator tests: the mutation work copy has no function/ to run.
-    "ext/lifecycle.py": ("tests/unit/test_lifecycle_main.py", "tests/unit/test_lifecycle*.py"),
+    "ext/main/lifecycle.py": ("tests/unit/test_lifecycle_main.py", "tests/unit/test_lifecycle*.py"),
     "ext/control.py": (
         "tests/unit/test_control*.py", "tests/unit/test_lifecycle_main.py",
         "tests/unit/test_lifecycle*.py",
@@ -107,11 +107,11 @@ TESTS: dict[str, tuple[str, ...]] = {
 }
 PRESETS = {
     "delivery": (
-        "ext/hec.py", "ext/batching.py", "ext/envelope.py", "ext/quarantine.py",
+        "ext/sender/hec.py", "ext/sender/batching.py", "ext/sender/envelope.py", "ext/sender/quarantine.py",
         "ext/spool/frame.py", "ext/spool/layout.py", "ext/spool/ackstate.py",
         "ext/spool/reader.py", "ext/spool/writer.py", "ext/spool/refusals.py",
-        "ext/courier.py", "ext/commit_order.py", "ext/sender.py", "ext/intake.py",
-        "ext/http_intake.py", "ext/http_server.py", "ext/listener.py", "ext/lifecycle.py",
+        "ext/sender/courier.py", "ext/sender/commit_order.py", "ext/sender/process.py", "ext/listener/intake.py",
+        "ext/listener/http_intake.py", "ext/listener/http_server.py", "ext/listener/process.py", "ext/main/lifecycle.py",
     ),
     "smoke": ("ext/errors.py",),
 }
@@ -479,7 +479,7 @@ def write_summary(results: list[Result]) -> None:
 def main(argv: list[str] | None = None) -> int:
     global OUT
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("modules", nargs="*", help="source files, e.g. ext/hec.py")
+    parser.add_argument("modules", nargs="*", help="source files, e.g. ext/sender/hec.py")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a named list of modules")
     parser.add_argument("--tests", nargs="+", help="test files for every module given")
     parser.add_argument("--jobs", type=int, default=1, help="modules run side by side")

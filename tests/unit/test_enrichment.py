@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, enrichment, errors
-from ext.envelope import EnvelopeBuilder
+from ext import config, errors
+
+from ext.sender import enrichment
+from ext.sender.envelope import EnvelopeBuilder
 
 TIME = "2026-10-08T07:30:28.235Z"
 RID1 = "11111111-9cdd-4145-b1f6-7c50ef8a2a36"
@@ -166,7 +168,7 @@ def test_bad_splunk_fields_fail_init_naming_the_variable(value: str) -> None:
 
 
 def test_the_account_id_comes_from_register(tmp_path: Path) -> None:
-    from ext.extensions_api import ExtensionsApi
+    from ext.main.extensions_api import ExtensionsApi
 
     api = ExtensionsApi.__new__(ExtensionsApi)
     api.registration = b'{"functionName":"f","functionVersion":"$LATEST","accountId":"0123"}'

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, http_server
-from ext.http_intake import MAX_HEAD_BYTES, MAX_HEADERS, MAX_LINE_BYTES
-from ext.listener import Listener
+from ext import config
+
+from ext.listener import http_server
+from ext.listener.http_intake import MAX_HEAD_BYTES, MAX_HEADERS, MAX_LINE_BYTES
+from ext.listener.process import Listener
 from ext.spool import SpoolReader
 
 EVENT = {"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": "line"}
