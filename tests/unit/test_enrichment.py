@@ -97,6 +97,17 @@ def test_cold_start_marks_the_first_invocation_after_an_init_only(tmp_path: Path
     assert cold == [None, "true", "true", "true", None, None, "true"]
 
 
+def test_a_platform_start_without_a_request_id_leaves_the_cold_start_to_the_next(
+    tmp_path: Path,
+) -> None:
+    builder = EnvelopeBuilder(cfg(tmp_path), "orders")
+    out = envelopes(builder, ("platform.initStart", INIT_START),
+                    ("platform.start", {"version": "7"}),  # no id: no invocation to mark
+                    ("platform.start", {"requestId": RID1}),
+                    ("function", f"[INFO]\t{TIME}\t{RID1}\tfirst"))
+    assert [fields(e).get("cold_start") for e in out] == [None, None, "true", "true"]
+
+
 def test_what_an_init_taught_survives_a_sender_restart(tmp_path: Path) -> None:
     first = EnvelopeBuilder(cfg(tmp_path), "orders")
     envelopes(first, ("platform.initStart", INIT_START), ("platform.start", {"requestId": RID1}))

@@ -406,12 +406,15 @@ def test_an_empty_array_gets_200_and_nothing_is_spooled(loop: Loop) -> None:
     assert loop.spooled() == []
 
 
+@pytest.mark.parametrize("framing", [b"Content-Length: %d" % len(BATCH),
+                                     b"Transfer-Encoding: chunked"])
 @pytest.mark.parametrize("expect", [b"", b"Expect: x-other\r\n", b"Expect: 0\r\n"])
-def test_no_100_continue_unless_asked(loop: Loop, expect: bytes) -> None:
+def test_no_100_continue_unless_asked(loop: Loop, expect: bytes, framing: bytes) -> None:
     sock = loop.connect()
-    head = b"POST / HTTP/1.1\r\n" + expect + b"Content-Length: %d\r\n\r\n" % len(BATCH)
+    head = b"POST / HTTP/1.1\r\n" + expect + framing + b"\r\n\r\n"
     assert loop.talk(head, sock, answers=0) == b""  # the head alone: nothing said yet
-    assert loop.talk(BATCH, sock) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    body = chunked(BATCH)[len(CHUNKED):] if framing.endswith(b"chunked") else BATCH
+    assert loop.talk(body, sock) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
 
 @pytest.mark.parametrize("framing", [b"Content-Length: %d" % len(BATCH),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +26,7 @@ from ext.spool.frame import (
 )
 from ext.spool.layout import ACK_STATE, REFUSED_STATE, list_segments, segment_path
 from ext.spool.refusals import Refusals
-from ext.spool.writer import DEFAULT_RESERVE_BYTES
+from ext.spool.writer import DEFAULT_RESERVE_BYTES, _SpareFile
 
 
 def on_disk(directory: Path) -> int:
@@ -220,6 +223,71 @@ def test_a_spare_file_that_cannot_be_made_is_made_by_the_roll(
     assert [r.seq for r in read_all(tmp_path)] == list(range(6))
 
 
+def take_a_spare(spares: _SpareFile) -> tuple[int, Path] | None:
+    """The helper's next spare file, asked for until it comes (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while (spare := spares.take()) is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return spare
+
+
+def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A passing failure (EMFILE, a full disk) must not leave every later roll making its own file.
+    real_open = os.open
+    failed = threading.Event()
+
+    def first_spare_fails(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name.startswith("spare-") and not failed.is_set():
+            failed.set()
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", first_spare_fails)
+    spares = _SpareFile(tmp_path)
+    try:
+        assert failed.wait(5)
+        spare = take_a_spare(spares)
+        assert spare is not None
+        os.close(spare[0])
+        assert spare[1].name == "spare-1.tmp"
+    finally:
+        spares.close()
+
+
+def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A roll that finds no spare ready asks for one while the helper is still making it: the
+    # helper then wakes with a spare in hand, and must go on making the next ones.
+    real_open = os.open
+    making, made = threading.Event(), threading.Event()
+
+    def slow_first_spare(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if Path(path).name == "spare-0.tmp":
+            making.set()
+            assert made.wait(5)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", slow_first_spare)
+    spares = _SpareFile(tmp_path)
+    try:
+        assert making.wait(5)
+        assert spares.take() is None  # not ready yet: asked for
+        made.set()
+        names = []
+        for _ in range(3):
+            spare = take_a_spare(spares)
+            assert spare is not None
+            os.close(spare[0])
+            names.append(spare[1].name)
+        assert names == ["spare-0.tmp", "spare-1.tmp", "spare-2.tmp"]
+    finally:
+        made.set()
+        spares.close()
+
+
 def test_a_writer_opened_and_closed_twice_reuses_its_empty_segment(tmp_path: Path) -> None:
     SpoolWriter(tmp_path).close()
     with SpoolWriter(tmp_path) as w:
@@ -234,6 +302,40 @@ def test_a_writer_opened_and_closed_twice_reuses_its_empty_segment(tmp_path: Pat
         assert list_segments(tmp_path) == [0, 1]
         assert w.next_seq == 2
     assert w.refusals == Refusals()  # closed: nothing counted
+
+
+def test_a_restart_past_seq_256_reuses_its_empty_segment(tmp_path: Path) -> None:
+    # Seqs past the small ints CPython caches: the reuse test compares values, not objects.
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(300):
+            w.append(b"r", 1)
+    SpoolWriter(tmp_path).close()  # seals segment 0, leaves segment 300 empty
+    empty = os.stat(segment_path(tmp_path, 300))
+    with SpoolWriter(tmp_path) as w:
+        assert list_segments(tmp_path) == [0, 300]
+        assert os.stat(segment_path(tmp_path, 300)).st_ino == empty.st_ino  # the same file
+        assert w.total_bytes == on_disk(tmp_path)
+        assert w.append(b"s", 1) == 300
+    assert [r.seq for r in read_all(tmp_path)][-2:] == [299, 300]
+
+
+def test_a_restart_counts_every_segment_left_on_disk(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(6):
+            w.append(b"r" * 100, 1)  # a segment per record
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        assert list_segments(tmp_path) == [0, 1, 2, 3, 4, 5, 6]
+        assert w.total_bytes == on_disk(tmp_path)
+
+
+def test_a_writer_never_closed_does_not_keep_its_process_alive(tmp_path: Path) -> None:
+    # The listener may leave without closing its writer (an exception, a signal handler calling
+    # sys.exit): the helper thread that makes spare files must not hold the interpreter's exit.
+    code = "import sys; from ext.spool import SpoolWriter; w = SpoolWriter(sys.argv[1])"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=root,
+                          timeout=10, check=False)
+    assert done.returncode == 0
 
 
 def test_a_restart_continues_after_the_committed_position(tmp_path: Path) -> None:
@@ -371,6 +473,20 @@ def test_a_frame_older_than_its_segment_does_not_rewind_the_seqs(tmp_path: Path)
 
 
 
+def test_a_segment_whose_header_names_an_older_base_does_not_rewind_the_seqs(
+    tmp_path: Path,
+) -> None:
+    # An intact header that disagrees with the file's name (a stray or misplaced file) is no
+    # evidence of where the seqs are: the file is taken as damaged, not as segment 1.
+    with SpoolWriter(tmp_path) as w:
+        for _ in range(3):
+            w.append(b"a", 1)
+    segment_path(tmp_path, 7).write_bytes(encode_segment_header(1, 1))
+    with SpoolWriter(tmp_path) as w:
+        assert w.next_seq == 3
+    assert segment_path(tmp_path, 7).exists() is False
+
+
 def commit_without_deleting(directory: Path, next_seq: int, next_events: int) -> None:
     """ack.state as a reader leaves it when it dies between its commit and its deletions."""
     fd = os.open(directory / ACK_STATE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -401,20 +517,23 @@ def test_segments_delivered_in_full_are_reclaimed_when_room_is_needed(
     assert [r.seq for r in read_all(tmp_path)] == list(range(start + 2, start + 7))
 
 
+@pytest.mark.parametrize("start", [0, 300])  # seqs past the small ints CPython caches
 def test_the_active_segment_is_reclaimed_once_delivered(
-    tmp_path: Path, no_statvfs: None
+    tmp_path: Path, no_statvfs: None, start: int
 ) -> None:
     frame = 488
     payload = b"r" * (frame - FRAME_HEADER_BYTES)
+    commit_without_deleting(tmp_path, start, start)  # everything before `start` delivered
     with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
         for _ in range(6):
             w.append(payload, 1)
-        commit_without_deleting(tmp_path, 6, 6)  # everything, the active segment included
-        assert w.append(payload, 1) == 6
-        assert list_segments(tmp_path) == [6]
+        # everything, the active segment included
+        commit_without_deleting(tmp_path, start + 6, start + 6)
+        assert w.append(payload, 1) == start + 6
+        assert list_segments(tmp_path) == [start + 6]
         assert w.reclaimed_segments == 3
         assert w.total_bytes == on_disk(tmp_path) == SEGMENT_HEADER_BYTES + frame
-    assert [r.seq for r in read_all(tmp_path)] == [6]
+    assert [r.seq for r in read_all(tmp_path)] == [start + 6]
 
 
 def test_a_writer_that_cannot_start_releases_its_lock(
@@ -535,6 +654,27 @@ def test_on_a_short_disk_a_delivered_active_segment_is_deleted_at_the_reclaim_si
         assert len(open_fds()) <= fds + 1  # ack.state is opened once, however often it is read
 
 
+def test_a_delivered_active_segment_deleted_on_a_short_disk_leaves_the_count_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sealed segments before it are still on disk (the reader has not deleted them yet):
+    # only the active segment's bytes leave the count, not those of an older segment.
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        free = 2**20 - on_disk(tmp_path)  # a 1 MiB filesystem: the bound is under max_bytes
+        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with SpoolWriter(tmp_path, segment_bytes=4096, reclaim_bytes=3000) as w:
+        for size in (2000, 1000, 1000, 1000, 1000, 1000, 1000, 1000):
+            w.append(b"k" * size, 1)
+        assert list_segments(tmp_path) == [0, 2, 5]  # 3112, 3156 and 3156 bytes
+        commit_without_deleting(tmp_path, 8, 8)
+        assert w.append(b"k" * 1000, 1) == 8
+        assert list_segments(tmp_path) == [0, 2, 8]
+        assert w.reclaimed_segments == 1
+        assert w.total_bytes == on_disk(tmp_path)
+
+
 def test_the_default_sizes_are_the_documented_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -555,6 +695,34 @@ def test_the_default_sizes_are_the_documented_ones(
         assert second == 2**20 // frame  # as many frames as fit in 1 MiB
         assert w.truncated_bytes == 0
         assert w.reclaimed_segments == 0
+
+
+def test_without_a_figure_from_the_filesystem_the_default_bound_is_64_mib(
+    tmp_path: Path, no_statvfs: None
+) -> None:
+    # The same default as SPLUNK_SPOOL_MAX_MB (README.md, Configuration).
+    with SpoolWriter(tmp_path) as w:
+        assert w.capacity_bytes == 64 * 2**20
+
+
+def test_appends_well_within_the_bound_do_not_look_at_the_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The append path is one writev: a statvfs, a listing and a stat per segment on every append
+    # would cost more than the write. The writer looks again only near the bound or at a roll.
+    looks = [0]
+
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        looks[0] += 1
+        return SimpleNamespace(f_bavail=2**30 // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with SpoolWriter(tmp_path, max_bytes=2**20, segment_bytes=2**17) as w:
+        at_start = looks[0]
+        for _ in range(100):  # 100 KiB in all, within one segment of 128 KiB
+            w.append(b"a" * 1000, 1)
+        assert looks[0] == at_start
+        assert list_segments(tmp_path) == [0]
 
 
 def test_segments_are_private_files(tmp_path: Path) -> None:
