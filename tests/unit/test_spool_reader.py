@@ -37,6 +37,15 @@ def frame_at(index: int, payload_len: int) -> int:
     return SEGMENT_HEADER_BYTES + index * (FRAME_HEADER_BYTES + payload_len)
 
 
+def fill(directory: Path, records: int, per_segment: int) -> None:
+    """`records` records of 10 bytes and 1 event each, `per_segment` of them to a segment."""
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(directory, segment_bytes=SEGMENT_HEADER_BYTES + per_segment * frame,
+                     max_bytes=1 << 20) as w:
+        for _ in range(records):
+            w.append(b"x" * 10, 1)
+
+
 def test_unread_bytes_is_what_is_left_to_read(tmp_path: Path) -> None:
     frame = FRAME_HEADER_BYTES + 100
     with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
@@ -350,10 +359,7 @@ def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
-                     max_bytes=1 << 20) as w:
-        for _ in range(4):
-            w.append(b"x" * 10, 1)
+    fill(tmp_path, records=4, per_segment=2)
     assert list_segments(tmp_path) == [0, 2]
     real_open = os.open
 
@@ -418,11 +424,7 @@ def test_a_lost_segment_of_records_without_events_counts_no_events(tmp_path: Pat
 
 
 def test_after_a_damaged_record_a_lost_segment_is_dropped_not_corrupt(tmp_path: Path) -> None:
-    frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
-                     max_bytes=1 << 20) as w:
-        for _ in range(6):
-            w.append(b"x" * 10, 1)
+    fill(tmp_path, records=6, per_segment=2)
     flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 2)  # record 1's payload
     segment_path(tmp_path, 2).unlink()
     with SpoolReader(tmp_path) as r:
@@ -596,11 +598,7 @@ def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
 def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts_no_loss(
     tmp_path: Path,
 ) -> None:
-    frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
-                     max_bytes=1 << 20) as w:
-        for _ in range(6):
-            w.append(b"x" * 10, 1)
+    fill(tmp_path, records=6, per_segment=2)
     with SpoolReader(tmp_path) as r:
         r.read(2, 1 << 20, 0)
         r.commit(1)
@@ -645,11 +643,7 @@ def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
 
 
 def test_a_lost_segment_after_a_damaged_header_is_dropped_not_corrupt(tmp_path: Path) -> None:
-    frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
-                     max_bytes=1 << 20) as w:
-        for _ in range(6):
-            w.append(b"x" * 10, 1)
+    fill(tmp_path, records=6, per_segment=2)
     flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header
     segment_path(tmp_path, 2).unlink()
     with SpoolReader(tmp_path) as r:
@@ -661,10 +655,7 @@ def test_a_lost_segment_after_a_damaged_header_is_dropped_not_corrupt(tmp_path: 
 
 def test_a_segment_cut_below_its_header_adds_nothing_to_the_unread_bytes(tmp_path: Path) -> None:
     frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
-                     max_bytes=1 << 20) as w:
-        for _ in range(4):
-            w.append(b"x" * 10, 1)
+    fill(tmp_path, records=4, per_segment=2)
     os.truncate(segment_path(tmp_path, 2), 10)
     with SpoolReader(tmp_path) as r:
         assert r.unread_bytes() == 2 * frame
@@ -686,11 +677,7 @@ def test_a_sealed_segment_cut_inside_its_last_record_counts_it_corrupt(tmp_path:
 def test_a_sealed_segment_cut_below_the_committed_position_counts_what_it_lost_corrupt(
     tmp_path: Path,
 ) -> None:
-    frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 4 * frame,
-                     max_bytes=1 << 20) as w:
-        for _ in range(6):
-            w.append(b"x" * 10, 1)
+    fill(tmp_path, records=6, per_segment=4)
     with SpoolReader(tmp_path) as r:
         r.read(3, 1 << 20, 0)
         r.commit(2)
