@@ -33,6 +33,16 @@ def on_disk(directory: Path) -> int:
     return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
 
 
+def on_a_1_mib_filesystem(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """statvfs as on a 1 MiB filesystem holding only the spool: the bound is under max_bytes."""
+
+    def statvfs(path: str | Path) -> SimpleNamespace:
+        free = 2**20 - on_disk(directory)
+        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
 def read_all(directory: Path) -> list[SpoolRecord]:
     with SpoolReader(directory) as reader:
         return reader.read(10_000, 1 << 30, 0)
@@ -631,11 +641,7 @@ def test_with_room_to_spare_a_delivered_active_segment_is_kept(tmp_path: Path) -
 def test_on_a_short_disk_a_delivered_active_segment_is_deleted_at_the_reclaim_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def statvfs(path: str | Path) -> SimpleNamespace:
-        free = 2**20 - on_disk(tmp_path)  # a 1 MiB filesystem: the bound is under max_bytes
-        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
-
-    monkeypatch.setattr(os, "statvfs", statvfs)
+    on_a_1_mib_filesystem(tmp_path, monkeypatch)
     frame = FRAME_HEADER_BYTES + 1000
     with SpoolWriter(tmp_path, reclaim_bytes=8 * frame) as w, SpoolReader(tmp_path) as r:
         fds = 0
@@ -659,11 +665,7 @@ def test_a_delivered_active_segment_deleted_on_a_short_disk_leaves_the_count_exa
 ) -> None:
     # The sealed segments before it are still on disk (the reader has not deleted them yet):
     # only the active segment's bytes leave the count, not those of an older segment.
-    def statvfs(path: str | Path) -> SimpleNamespace:
-        free = 2**20 - on_disk(tmp_path)  # a 1 MiB filesystem: the bound is under max_bytes
-        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
-
-    monkeypatch.setattr(os, "statvfs", statvfs)
+    on_a_1_mib_filesystem(tmp_path, monkeypatch)
     with SpoolWriter(tmp_path, segment_bytes=4096, reclaim_bytes=3000) as w:
         for size in (2000, 1000, 1000, 1000, 1000, 1000, 1000, 1000):
             w.append(b"k" * size, 1)
@@ -776,11 +778,7 @@ def test_a_lone_record_under_a_damaged_segment_header_is_kept(tmp_path: Path) ->
 def test_by_default_the_reclaim_size_is_64_kib(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def statvfs(path: str | Path) -> SimpleNamespace:
-        free = 2**20 - on_disk(tmp_path)  # a 1 MiB filesystem: the bound is under max_bytes
-        return SimpleNamespace(f_bavail=free // 512, f_frsize=512)
-
-    monkeypatch.setattr(os, "statvfs", statvfs)
+    on_a_1_mib_filesystem(tmp_path, monkeypatch)
     frame = FRAME_HEADER_BYTES + 1000
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         held = []
