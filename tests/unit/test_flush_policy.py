@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext.flush_policy import MIN_GAPS, AdaptiveFlush, drain_reserve_s
+from ext.flush_policy import (
+    EXPONENTIAL_QUANTILE_FACTOR,
+    MIN_GAPS,
+    RELIABLE_GAPS,
+    AdaptiveFlush,
+    cautious_exponential_quantile,
+    drain_reserve_s,
+)
 
 FLUSH_S = 0.03  # a waited flush: telemetry buffering plus one HEC round trip
 
@@ -90,10 +99,61 @@ def test_regular_traffic_keeps_the_bound_and_waits_only_when_it_must(
     latencies, waits = simulate([gap] * count, bound)
     assert max(latencies[:-1]) <= bound + FLUSH_S + 1e-9
     if 2 * gap < bound - 1e-9:  # the next thaw comes in time, even for a backlog of one (with
-        # a float margin: the starts are sums of gaps, so an age may come out an ulp longer)
-        assert not any(waits[MIN_GAPS:])
+        # a float margin: the starts are sums of gaps, so an age may come out an ulp longer),
+        # once enough gaps are known for the rhythm's own quantile to count
+        assert not any(waits[RELIABLE_GAPS:])
+    if gap * (1 + cautious_exponential_quantile([1.0] * MIN_GAPS)) < bound - 1e-9:
+        assert not any(waits[MIN_GAPS:])  # so short that even the cautious fit lets it pass
     if gap > bound:  # the next thaw is too far
         assert all(waits)
+
+
+def test_a_few_short_gaps_of_sparse_traffic_do_not_pass_for_dense() -> None:
+    # Three gaps of 0.5 s: their longest plus nothing undelivered fits a 2 s bound, but three
+    # such gaps are as likely from a 2 s Poisson rhythm as from a dense one.
+    policy = AdaptiveFlush(2.0)
+    for n in range(MIN_GAPS + 1):
+        policy.decide(f"r{n}", n * 0.5)
+        policy.delivered(f"r{n}")
+    assert policy.decide("next", (MIN_GAPS + 1) * 0.5).reason == "sparse"
+
+
+def poisson_decisions(mean_gap_s: float, sandboxes: int) -> list[bool]:
+    """Whether each invocation after the warm-up waited, over fresh policies fed with Poisson
+    arrivals (a fixed seed: the figures are the same on every run), each wait delivered."""
+    rng = random.Random(2026)
+    waits = []
+    for _ in range(sandboxes):
+        policy, now = AdaptiveFlush(2.0), 0.0
+        for n in range(20):
+            decision = policy.decide(f"r{n}", now)
+            if decision.wait:
+                policy.delivered(f"r{n}")
+            if n > MIN_GAPS:
+                waits.append(decision.wait)
+            now += rng.expovariate(1 / mean_gap_s)
+    return waits
+
+
+def test_a_sparse_rhythm_is_rarely_taken_for_dense_while_it_is_learnt() -> None:
+    waits = poisson_decisions(2.0, 500)
+    assert len(waits) == 500 * (20 - MIN_GAPS - 1)
+    assert waits.count(False) <= 0.005 * len(waits)  # 0.1%; 1.7% with the longest gap alone
+
+
+def test_a_dense_rhythm_is_dense_from_the_first_gaps() -> None:
+    assert not any(poisson_decisions(0.02, 100))
+
+
+@given(st.lists(st.floats(min_value=0.001, max_value=20.0), min_size=MIN_GAPS,
+                max_size=RELIABLE_GAPS))
+def test_the_cautious_fit_is_above_the_plain_one_and_shrinks_towards_it(
+    gap_list: list[float]
+) -> None:
+    mean = sum(gap_list) / len(gap_list)
+    cautious = cautious_exponential_quantile(gap_list)
+    assert cautious >= EXPONENTIAL_QUANTILE_FACTOR * mean
+    assert cautious_exponential_quantile(gap_list * 2) <= cautious * (1 + 1e-12)
 
 
 @given(st.integers(0, 10**9), st.integers(0, 10**9),

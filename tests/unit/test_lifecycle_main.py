@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ext import control, diagnostics, errors
-from ext.flush_policy import reaction_s
+from ext.flush_policy import MIN_GAPS, RELIABLE_GAPS, reaction_s
 from ext.main import lifecycle, supervisor, telemetry_api
 from tests.unit.test_lifecycle import ENV, FakeApi, Main
 
@@ -542,7 +542,8 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
 ) -> None:
     waited = []
-    for n in range(6):
+    count = RELIABLE_GAPS + 3  # from then on, the rhythm's own quantile decides
+    for n in range(count):
         clock.now += gap  # an invocation every `gap` seconds, each delivered at once
         before = len(poll.timeouts)
         poll.script = {before: [control.Delivered(f"r{n}")]}
@@ -551,9 +552,12 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
         if not waited[-1]:
             poll.script = {}
             control.send(main.loop.status_w, control.Delivered(f"r{n}"))
-    assert waited == [True, True, True, False, False, False]
-    assert sent(main) == [(control.Flush if n < 3 else ask)(f"r{n}") for n in range(6)]
-    assert notes.levels() == ["INFO"] * 6  # each decision is noted
+    assert waited[:MIN_GAPS] == [True] * MIN_GAPS
+    assert waited[RELIABLE_GAPS:] == [False] * 3
+    asks = sent(main)
+    assert asks[:MIN_GAPS] == [control.Flush(f"r{n}") for n in range(MIN_GAPS)]
+    assert asks[RELIABLE_GAPS:] == [ask(f"r{n}") for n in range(RELIABLE_GAPS, count)]
+    assert notes.levels() == ["INFO"] * count  # each decision is noted
 
 
 def test_the_start_wait_ends_at_its_end_not_at_the_next_check(main: Main, poll: Poll) -> None:
