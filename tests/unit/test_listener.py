@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_listener import read_status
 from ext import config
 from ext.listener import http_server, intake
 from ext.listener.process import Listener
@@ -80,16 +81,6 @@ class Served:
         finally:
             if own:
                 sock.close()
-
-
-def read_status(sock: socket.socket) -> int:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return 0
-        data += chunk
-    return int(data.split(b" ", 2)[1])
 
 
 def post(payload: bytes, extra: bytes = b"") -> bytes:

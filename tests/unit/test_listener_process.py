@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_listener import read_status
 from ext.spool import SpoolReader
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,16 +28,6 @@ def batch(tag: str) -> bytes:
 
 def post(payload: bytes) -> bytes:
     return b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload
-
-
-def read_status(sock: socket.socket) -> int:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return 0
-        data += chunk
-    return int(data.split(b" ", 2)[1])
 
 
 class Runner:
