@@ -341,6 +341,16 @@ def test_the_idle_wait_is_what_is_left_of_the_linger_bound(rig: WideRig, clock: 
     assert rig.sender._idle_timeout() == pytest.approx(0.1, abs=1e-9)
 
 
+def assert_failing_exactly_at(rig: WideRig, clock: Clock, end: float, request_id: str) -> None:
+    """The flush of `request_id` is unanswered just before `end`, answered Failing at `end`."""
+    clock.now = end - 0.001
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end
+    rig.sender.step()
+    assert rig.answers() == [control.Failing(request_id)]
+
+
 def _started(rig: WideRig, rid: str) -> None:
     start = [{"time": "2026-11-26T12:00:00.000Z", "type": "platform.start",
               "record": {"requestId": rid}}]
@@ -359,12 +369,7 @@ def test_a_flush_is_answered_failing_exactly_its_budget_after_the_runtime_done(
     rig.append_invocation("r1", ["late line"])
     rig.sender.step()  # its runtimeDone is read now (its own stamp is no use); no answer
     end = 100.0 + (1.5 - 0.0 - reaction_s(1.5))  # main's reaction is kept out of the budget
-    clock.now = end - 0.001
-    rig.sender.step()
-    assert rig.answers() == []
-    clock.now = end
-    rig.sender.step()
-    assert rig.answers() == [control.Failing("r1")]
+    assert_failing_exactly_at(rig, clock, end, "r1")
 
 
 @pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
@@ -388,12 +393,7 @@ def test_a_flush_after_its_runtime_done_was_read_has_its_budget_from_then(
     clock.now = 100.2
     assert rig.tell(control.Flush("r1")) == []
     end = 100.2 + (1.5 - 0.0 - reaction_s(1.5))
-    clock.now = end - 0.001
-    rig.sender.step()
-    assert rig.answers() == []
-    clock.now = end
-    rig.sender.step()
-    assert rig.answers() == [control.Failing("r1")]
+    assert_failing_exactly_at(rig, clock, end, "r1")
 
 
 @pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
@@ -407,12 +407,7 @@ def test_a_report_read_before_the_runtime_done_does_not_start_the_budget(
     _platform(rig, "platform.runtimeDone")
     rig.sender.step()
     end = 101.0 + (1.5 - 0.0 - reaction_s(1.5))
-    clock.now = end - 0.001
-    rig.sender.step()
-    assert rig.answers() == []
-    clock.now = end
-    rig.sender.step()
-    assert rig.answers() == [control.Failing("r1")]
+    assert_failing_exactly_at(rig, clock, end, "r1")
 
 
 def test_a_flush_asked_before_the_invocation_started_hears_running_once_it_does(
