@@ -42,10 +42,10 @@ HISTORY = 32  # recent invocation starts kept
 MIN_GAPS = 3  # before that many gaps are known, the rhythm is unknown: wait
 GAP_QUANTILE = 0.95
 # Until this many gaps are known, the expected gap is at least a cautious exponential fit's:
-# with 3 gaps of a 2 s Poisson rhythm, the chance of deciding "dense" falls from 8% to 1.5%,
+# with 3 gaps of a 2 s Poisson rhythm, the chance of deciding "dense" falls from 8% to 2%,
 # and 20 ms or 200 ms rhythms still pass as dense from the start.
 RELIABLE_GAPS = 20
-CONFIDENCE_Z = 0.8416  # the standard normal quantile of a one-sided 80% confidence
+CONFIDENCE_Z = 0.6745  # the standard normal quantile of a one-sided 75% confidence
 EXPONENTIAL_QUANTILE_FACTOR = 2.995732  # -ln(1 - GAP_QUANTILE): the quantile over the mean
 MAX_UNDELIVERED = 256  # invocations remembered as undelivered (older ones are forgotten)
 
