@@ -202,10 +202,12 @@ class Sender:
     def _read_more(self) -> bool:
         """Reads and maps what the listener appended; the spool is read only when it woke us
         (or after a timeout, or when the last read stopped at a limit): one pass per append."""
-        if self.held_bytes >= self.config.max_request_bytes:
-            return True
+        # Emptied even when nothing more can be held: a wake-up left in the pipe would end
+        # every wait at once, and the sender would spin while a slow HEC holds the courier.
         if control.drain_pipe(self.wake_fd):
             self.spool_dirty = True
+        if self.held_bytes >= self.config.max_request_bytes:
+            return True
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
