@@ -29,7 +29,7 @@ from ext.sender.batching import HecBatch, plan_batches
 from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
-from ext.sender.hec import compress
+from ext.sender.hec import compress_lines
 from ext.sender.invocations import RUNTIME_DONE, START, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
@@ -138,7 +138,7 @@ class Sender:
                 self._commit(self.commits.skipped(batch.completes_seq))
                 continue
             self.commits.sent(batch.completes_seq)
-            body = compress(batch.body(), self.config.gzip_level)
+            body = compress_lines(batch.envelopes, self.config.gzip_level)
             delivery = self.self_metrics.delivery
             delivery.bytes_uncompressed += batch.size
             delivery.bytes_compressed += len(body)
