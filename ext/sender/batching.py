@@ -32,7 +32,14 @@ def plan_batches(
     size = 0
     completes: int | None = None
     for seq, envelopes in records:
-        for envelope in envelopes:
+        # A record that fits whole is taken at once: sizes only grow, so no envelope of it
+        # would have started a new batch.
+        whole = sum(map(len, envelopes)) + len(envelopes) - (0 if envelopes_out else 1)
+        fits = bool(envelopes) and size + whole <= max_bytes
+        if fits:
+            envelopes_out.extend(envelopes)
+            size += whole
+        for envelope in () if fits else envelopes:
             length = len(envelope)
             if envelopes_out and size + 1 + length > max_bytes:
                 batches.append(HecBatch(envelopes_out, size, completes))

@@ -20,7 +20,7 @@ import time
 from ext import control
 from ext.sender.batching import HecBatch, split_batch, without
 from ext.sender.breaker import HangBreaker
-from ext.sender.hec import HecClient, HecOutcome, Verdict, compress
+from ext.sender.hec import HecClient, HecOutcome, Verdict, compress_lines
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import DeliveryStats
 
@@ -159,7 +159,7 @@ class Courier:
         attempt = 0
         while batch.envelopes:
             if body is None:
-                body = compress(batch.body(), self.gzip_level)
+                body = compress_lines(batch.envelopes, self.gzip_level)
             started = self.posting_since = time.monotonic()
             try:
                 outcome = self.client.post(body)

@@ -29,7 +29,7 @@ from ext.sender.batching import HecBatch, plan_batches
 from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
-from ext.sender.hec import compress
+from ext.sender.hec import compress_lines
 from ext.sender.invocations import RUNTIME_DONE, START, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
@@ -138,7 +138,7 @@ class Sender:
                 self._commit(self.commits.skipped(batch.completes_seq))
                 continue
             self.commits.sent(batch.completes_seq)
-            body = compress(batch.body(), self.config.gzip_level)
+            body = compress_lines(batch.envelopes, self.config.gzip_level)
             delivery = self.self_metrics.delivery
             delivery.bytes_uncompressed += batch.size
             delivery.bytes_compressed += len(body)
@@ -202,10 +202,12 @@ class Sender:
     def _read_more(self) -> bool:
         """Reads and maps what the listener appended; the spool is read only when it woke us
         (or after a timeout, or when the last read stopped at a limit): one pass per append."""
-        if self.held_bytes >= self.config.max_request_bytes:
-            return True
+        # Emptied even when nothing more can be held: a wake-up left in the pipe would end
+        # every wait at once, and the sender would spin while a slow HEC holds the courier.
         if control.drain_pipe(self.wake_fd):
             self.spool_dirty = True
+        if self.held_bytes >= self.config.max_request_bytes:
+            return True
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False

@@ -93,3 +93,31 @@ def test_without_removes_one(envs: list[bytes], data: st.DataObject) -> None:
 def test_record_without_events_still_completes() -> None:
     batches = plan_batches([(4, [])], 100)
     assert len(batches) == 1 and batches[0].completes_seq == 4 and not batches[0].envelopes
+
+
+def greedy(planned: list[tuple[int, list[bytes]]], max_bytes: int) -> list[tuple[int, int | None]]:
+    """(envelope count, completes_seq) of each batch, cutting before any envelope that would
+    not fit: the plan taken one envelope at a time."""
+    out: list[tuple[int, int | None]] = []
+    count, size, completes = 0, 0, None
+    for seq, envs in planned:
+        for env in envs:
+            if count and size + 1 + len(env) > max_bytes:
+                out.append((count, completes))
+                count, size, completes = 0, 0, None
+            size += len(env) + (1 if count else 0)
+            count += 1
+        completes = seq
+    if count or completes is not None:
+        out.append((count, completes))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(recs=records, max_bytes=st.integers(min_value=1, max_value=600))
+def test_a_record_taken_whole_cuts_where_one_envelope_at_a_time_would(
+    recs: list[list[str]], max_bytes: int,
+) -> None:
+    planned = build(recs)
+    batches = plan_batches(planned, max_bytes)
+    assert [(len(b.envelopes), b.completes_seq) for b in batches] == greedy(planned, max_bytes)

@@ -553,6 +553,24 @@ def test_nothing_more_is_read_while_a_full_request_waits_for_the_courier(
     assert len(rig.sender.held) == 1  # memory stays bounded while HEC is slow
 
 
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_wake_up_while_a_full_request_waits_does_not_end_every_wait(rig: WideRig) -> None:
+    courier_busy(rig)
+    rig.append([line_held_as(rig, 4096)])
+    rig.sender.step()
+    rig.append(["next"])  # the listener's wake-up, with nothing more that can be held
+    rig.sender.step()
+    # Left in the pipe, it would end each wait at once: a busy loop for as long as HEC is slow.
+    assert not control.drain_pipe(rig.pipes[0][0])
+    assert rig.sender.spool_dirty  # the appended record is read once there is room
+    rig.courier.finish(3)
+    for _ in range(3):
+        rig.sender.step()
+    taken = [*rig.courier.in_flight, *rig.sender.outbox, HecBatch(
+        [e for _, held in rig.sender.held for e in held])]
+    assert any(b'"event":"next"' in e for batch in taken for e in batch.envelopes)
+
+
 def lines_taken(rig: WideRig) -> list[str]:
     """The lines the sender has read so far: held, planned or with the courier, in order."""
     batches = [*rig.courier.in_flight, *rig.sender.outbox]
