@@ -359,6 +359,56 @@ def test_an_answer_the_peer_never_reads_is_dropped_after_the_stall_timeout(loop:
     assert not loop.http._conns
 
 
+def test_a_client_that_pipelines_and_never_reads_is_not_read_further_until_it_drains(
+        loop: Loop) -> None:
+    count = 2_000
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    handled = 0
+    real = loop.http.handle
+
+    def handle(body: bytearray) -> bytes:
+        nonlocal handled
+        handled += 1
+        return real(body)
+
+    loop.http.handle = handle
+    # Small buffers both ways (the accepted socket inherits the listening socket's): a few
+    # hundred answers fill the way back to the client, a few KiB of requests the way there.
+    small = 4_096
+    client = socket.socket()
+    loop.socks.append(client)
+    for sock in (loop.server, client):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, small)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, small)
+    client.connect(loop.server.getsockname())
+    client.setblocking(False)
+    unsent = memoryview(post(BATCH) * count)
+
+    def pipeline(rounds: int) -> None:
+        nonlocal unsent
+        for _ in range(rounds):
+            with contextlib.suppress(BlockingIOError):
+                unsent = unsent[client.send(unsent):]
+            loop.http.poll(0.001)  # returns at once while a socket is ready
+
+    pipeline(100)  # a few rounds fill both ways; the rest (~0.1 s) would let more in, if any
+    assert 0 < handled < count // 2 and unsent  # the client is held back
+    conn = only_conn(loop.http)
+    # What it holds meanwhile: part of one answer, and at most a head's worth of requests.
+    assert conn.mask == http_server._WRITABLE and 0 < len(conn.out) <= len(answer)
+    assert len(conn.buf) <= 16 * 1024 + 4
+    got = bytearray()
+    # The client reads: every request answered, in order, none lost. Bounded, not timed: the
+    # way back waits for TCP's delayed acknowledgements (40 ms) now and then.
+    for _ in range(10_000):
+        pipeline(1)
+        with contextlib.suppress(BlockingIOError):
+            got += client.recv(2**16)
+        if len(got) >= count * len(answer):
+            break
+    assert got == answer * count and handled == count and not unsent
+
+
 def test_close_ends_every_connection(loop: Loop) -> None:
     socks = [loop.connect() for _ in range(3)]
     loop.talk(b"POST / HTTP/1.1\r\n", socks[0], answers=0)
@@ -669,6 +719,25 @@ def test_a_body_waiting_for_memory_is_left_in_the_socket(tmp_path: Path) -> None
     finally:
         loop.close()
 
+
+def test_a_request_whose_peer_left_takes_no_place_in_the_queue_for_memory(
+        tmp_path: Path) -> None:
+    loop = Loop(tmp_path, body_budget=100)
+    try:
+        holder, gone, waiting, small = (loop.connect() for _ in range(4))
+        loop.talk(head(50) + b"[", holder, answers=0)
+        loop.talk(head(45) + b"[", gone, answers=0)  # 95 held
+        loop.talk(head(60) + b"[", waiting, answers=0)  # waits: 95 + 60 > 100
+        gone.sendall(b" " * 43 + b"]")
+        gone.close()  # before its answer: not spooled, and its 45 are free
+        loop.talk(b"", holder, answers=0)
+        assert loop.http.abandoned == 1
+        assert status(loop.talk(b" " * 48 + b"]", holder)) == 200  # the waiting body goes on
+        assert status(loop.talk(post(b"[ ]"), small)) == 200  # 60 + 3 fit: served at once
+        assert status(loop.talk(b" " * 58 + b"]", waiting)) == 200
+        assert loop.http._reserved == 0 and not loop.http._waiting
+    finally:
+        loop.close()
 
 def test_memory_held_returns_to_zero_when_connections_close(loop: Loop) -> None:
     socks = [loop.connect() for _ in range(3)]
