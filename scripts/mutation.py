@@ -45,7 +45,8 @@ COPIED = ("ext", "tests", "scripts", "setup.cfg", "pyproject.toml")
 # picked up by name; a pattern that matches nothing is skipped.
 TESTS: dict[str, tuple[str, ...]] = {
     "ext/sender/hec.py": (
-        "tests/unit/test_hec_classify.py", "tests/integration/test_hec_client.py",
+        "tests/unit/test_hec_classify.py", "tests/unit/test_hec_compress.py",
+        "tests/integration/test_hec_client.py",
     ),
     "ext/sender/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
     # The enrichment and metric tests read what the envelope builder makes of them (cold start,
