@@ -40,7 +40,7 @@ def fill(directory: Path, payloads: list[bytes], start: int = 0) -> None:
 def drain(directory: Path) -> tuple[list[SpoolRecord], SpoolReader]:
     reader = SpoolReader(directory)
     out: list[SpoolRecord] = []
-    while batch := reader.read(1000, 1 << 20, 0.0):
+    while batch := reader.read(1000, 1 << 20):
         out += batch
         reader.commit(batch[-1].seq)
     return out, reader
