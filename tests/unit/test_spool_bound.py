@@ -12,28 +12,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from ext.spool import LossReport, RecordTooLargeError, SpoolReader, SpoolRecord, SpoolWriter
+from ext.spool import LossReport, RecordTooLargeError, SpoolReader, SpoolWriter
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
-from ext.spool.layout import REFUSED_STATE, list_segments, segment_path
+from ext.spool.layout import REFUSED_STATE, list_segments
 from ext.spool.refusals import Refusals
 from ext.spool.writer import DEFAULT_RECLAIM_BYTES, DEFAULT_SEGMENT_BYTES
+from tests.unit.spool_helpers import drain, on_disk
 
 
 def payload_for(seq: int, size: int) -> bytes:
     return seq.to_bytes(4, "little") * (size // 4)
-
-
-def on_disk(directory: Path) -> int:
-    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
-
-
-def drain(directory: Path) -> tuple[list[SpoolRecord], SpoolReader]:
-    reader = SpoolReader(directory)
-    out: list[SpoolRecord] = []
-    while batch := reader.read(1000, 1 << 20):
-        out += batch
-        reader.commit(batch[-1].seq)
-    return out, reader
 
 
 def append_or_refuse(writer: SpoolWriter, payload: bytes, events: int) -> bool:

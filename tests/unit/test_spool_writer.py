@@ -27,10 +27,7 @@ from ext.spool.frame import (
 from ext.spool.layout import ACK_STATE, REFUSED_STATE, list_segments, segment_path
 from ext.spool.refusals import Refusals
 from ext.spool.writer import DEFAULT_RESERVE_BYTES, _SpareFile
-
-
-def on_disk(directory: Path) -> int:
-    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+from tests.unit.spool_helpers import on_disk
 
 
 def on_a_1_mib_filesystem(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -480,7 +477,6 @@ def test_a_frame_older_than_its_segment_does_not_rewind_the_seqs(tmp_path: Path)
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 3
     assert segment_path(tmp_path, 7).exists() is False
-
 
 
 def test_a_segment_whose_header_names_an_older_base_does_not_rewind_the_seqs(
