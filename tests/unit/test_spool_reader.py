@@ -151,19 +151,24 @@ def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Pat
         assert list_segments(tmp_path) == [6]  # the newest stays: the writer appends there
 
 
+@pytest.mark.parametrize("base", [0, 300], ids=["first-segment", "segment-past-seq-256"])
 def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, base: int,
 ) -> None:
-    with SpoolWriter(tmp_path) as w:
-        for i in range(4):
-            w.append(bytes([i]) * 10, 1)
+    # Past seq 256 too: seqs and offsets there are ints that only compare equal by value.
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
+                     max_bytes=1 << 22) as w:
+        for _ in range(base + 4):  # segment 0 holds up to 300 records, segment 300 the rest
+            w.append(b"x" * 10, 1)
     with SpoolReader(tmp_path) as r:
-        r.read(2, 1 << 20)
-        r.commit(1)
-    flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header, delivered
+        r.read(base + 2, 1 << 22)
+        r.commit(base + 1)
+    assert list_segments(tmp_path) == [base]
+    flip(segment_path(tmp_path, base), frame_at(0, 10) + 9)  # record base's header, delivered
     caplog.clear()
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20)] == [2, 3]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [base + 2, base + 3]
         assert r.take_loss_report() is None
         assert reader_warnings(caplog) == []  # delivered data is not read again
 
@@ -573,26 +578,6 @@ def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts
         # Where delivery stood is unknown: duplicates rather than loss, and no gap counted.
         assert [x.seq for x in r.read(10, 1 << 20)] == [2, 3, 4, 5]
         assert r.take_loss_report() is None
-
-
-def test_a_restart_resumes_at_the_committed_offset_in_a_segment_past_seq_256(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
-) -> None:
-    frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
-                     max_bytes=1 << 22) as w:
-        for _ in range(304):  # segment 0 holds 300 records, segment 300 the last 4
-            w.append(b"x" * 10, 1)
-    with SpoolReader(tmp_path) as r:
-        r.read(302, 1 << 22)
-        r.commit(301)
-    assert list_segments(tmp_path) == [300]
-    flip(segment_path(tmp_path, 300), frame_at(0, 10) + 9)  # record 300's header, delivered
-    caplog.clear()
-    with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20)] == [302, 303]
-        assert r.take_loss_report() is None
-        assert reader_warnings(caplog) == []  # delivered data is not read again
 
 
 def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
