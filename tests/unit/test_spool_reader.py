@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import stat
+import zlib
 from pathlib import Path
 
 import pytest
@@ -225,11 +226,18 @@ def test_a_segment_with_nothing_intact_is_counted_as_corrupt(tmp_path: Path) -> 
         assert r.take_loss_report() == LossReport(corrupt_records=2, corrupt_events=5)
 
 
-def test_a_damaged_payload_costs_its_record_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("below", [True, False], ids=["crc-below-the-stored-one", "crc-above"])
+def test_a_damaged_payload_costs_its_record_only(tmp_path: Path, below: bool) -> None:
+    # Whichever way the damaged payload's CRC-32 is off: only an equal one is intact.
+    stored = zlib.crc32(b"\x01" * 10)
+    damaged = next(p for p in (b"\x01" * 3 + bytes([v]) + b"\x01" * 6 for v in range(2, 256))
+                   if (zlib.crc32(p) < stored) == below)
     with SpoolWriter(tmp_path) as w:
         for i in range(3):
             w.append(bytes([i]) * 10, i + 2)
-    flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 3)
+    with open(segment_path(tmp_path, 0), "r+b") as f:
+        f.seek(frame_at(1, 10) + FRAME_HEADER_BYTES)
+        f.write(damaged)
     with SpoolReader(tmp_path) as r:
         got = r.read(100, 1 << 20)
         assert [(x.seq, x.payload) for x in got] == [(0, bytes(10)), (2, b"\x02" * 10)]
