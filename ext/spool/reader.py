@@ -236,9 +236,9 @@ class SpoolReader(RoleFiles):
     # -- read position ---------------------------------------------------------------------------
 
     def _close_segment(self) -> None:
-        if self._seg_fd >= 0:
-            os.close(self._seg_fd)
-            self._seg_fd = -1
+        """Close the open segment (there is one: both callers have just read or opened it)."""
+        os.close(self._seg_fd)
+        self._seg_fd = -1
 
     def _open_next(self) -> bool:
         """Open the segment holding the next record; False when there is none yet."""
