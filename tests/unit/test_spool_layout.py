@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ext.spool.layout import (
+    RoleFiles,
     SpoolLocked,
     list_segments,
     notify,
@@ -131,3 +132,11 @@ def test_notify_raises_any_other_write_error() -> None:
         os.close(fd)
 
 
+
+
+def test_a_role_must_say_how_it_releases_its_files() -> None:
+    class Forgetful(RoleFiles):
+        """A role without close(): a with block would end without releasing anything."""
+
+    with pytest.raises(TypeError, match="abstract"):
+        Forgetful()  # type: ignore[abstract]
