@@ -45,7 +45,7 @@ def bench_size(size: int, count: int, directory: Path) -> dict[str, float]:
     drained = 0
     with SpoolReader(directory) as reader:
         started = time.perf_counter()
-        while batch := reader.read(1000, MIB, 0.0):
+        while batch := reader.read(1000, MIB):
             drained += len(batch)
             reader.commit(batch[-1].seq)
         drain_s = time.perf_counter() - started
@@ -74,7 +74,7 @@ def bench_with_reader(size: int, count: int, directory: Path) -> dict[str, float
             t0 = time.perf_counter_ns()
             writer.append(payloads[i % 8], 100)
             latencies.append(time.perf_counter_ns() - t0)
-            batch = reader.read(10, 4 * MIB, 0.0)
+            batch = reader.read(10, 4 * MIB)
             reader.commit(batch[-1].seq)
             if i % 16 == 0:
                 most_bytes = max(most_bytes, spool_bytes(directory))

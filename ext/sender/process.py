@@ -216,7 +216,7 @@ class Sender:
         # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
         room = self.config.max_request_bytes - self.held_bytes
         budget = max(int(room / self.growth), 1)
-        records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget, timeout_s=0)
+        records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget)
         read_bytes = sum(len(r.payload) for r in records)
         self.spool_dirty = len(records) >= READ_RECORDS or (bool(records) and read_bytes >= budget)
         held_before = self.held_bytes

@@ -1,20 +1,19 @@
 """The reader's committed position and cumulative counters: ``ack.state``, two in-place slots.
 
-Written only by the reader (sender process); read lock-free by the writer at start-up and by the
-main process (``read_committed``). A commit is one pwrite of the slot that is not current, so a torn
-or killed write leaves the other slot, which the CRC then selects.
+Written only by the reader (sender process); read lock-free by the writer (listener process), which
+deletes only segments committed in full. A commit is one pwrite of the slot that is not current, so
+a torn or killed write leaves the other slot, which the CRC then selects.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ext.spool.layout import ACK_STATE, wait_readable
+from ext.spool.layout import ACK_STATE
 
 SLOT_MAGIC = b"SPAK"
 SLOT_VERSION = 2  # 2: refusal counters added
@@ -167,27 +166,3 @@ def read_committed(directory: str | Path) -> int:
     cp = load_committed(directory)
     return -1 if cp is None else cp.next_seq - 1
 
-
-def wait_committed(
-    directory: str | Path,
-    seq: int,
-    timeout_s: float,
-    wake_fd: int | None = None,
-    *,
-    poll_interval_s: float = 0.005,
-) -> bool:
-    """Wait until every record <= ``seq`` is committed; False on timeout.
-
-    With ``wake_fd`` (read end of the pipe given to SpoolReader as ``commit_fd``) this blocks on the
-    pipe and polls only as a fallback every 10 poll intervals; without it, it polls ack.state.
-    """
-    deadline = time.monotonic() + timeout_s
-    interval = poll_interval_s if wake_fd is None else 10 * poll_interval_s
-    while True:
-        if read_committed(directory) >= seq:
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        if not wait_readable(wake_fd, min(remaining, interval)):
-            wake_fd, interval = None, poll_interval_s

@@ -1,4 +1,4 @@
-"""Spool directory layout, role locks and the one-byte wake-up pipes.
+"""Spool directory layout, role locks, the files a role holds, and the writer's wake-up byte.
 
 Used by both roles. Segment files are ``seg-<20-digit base seq>.log``; a segment is created under a
 ``.tmp`` name and renamed once its header is written, so a visible segment always has a full header.
@@ -9,8 +9,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import select
+from abc import ABC, abstractmethod
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".log"
@@ -70,6 +72,35 @@ def take_role_lock(directory: Path, name: str) -> int:
     return fd
 
 
+class RoleFiles(ABC):
+    """The files a role (SpoolWriter, SpoolReader) holds open; ``close()`` or a with block
+    releases them."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the role's files, its role lock last."""
+
+    def _close_fds(self, *names: str) -> None:
+        """Close the fds held in the attributes ``names``, in order; -1 marks one closed (or never
+        opened)."""
+        for name in names:
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 def unlink_quietly(path: Path) -> bool:
     """Remove ``path``; False when the other role removed it first."""
     try:
@@ -90,27 +121,3 @@ def notify(fd: int | None) -> None:
     except OSError as err:
         if err.errno not in (errno.EPIPE, errno.EBADF):
             raise
-
-
-def wait_readable(fd: int | None, timeout_s: float) -> bool:
-    """Block until ``fd`` has a byte or the timeout passes, then drain it (sleep when fd is None).
-
-    Returns False once the pipe's write end is closed for good: the caller should stop selecting on
-    it, or every later wait would return at once.
-    """
-    timeout_s = max(0.0, timeout_s)
-    if fd is None:
-        select.select([], [], [], timeout_s)
-        return True
-    ready, _, _ = select.select([fd], [], [], timeout_s)
-    return drain(fd) if ready else True
-
-
-def drain(fd: int) -> bool:
-    """Empty a non-blocking pipe's read end; False at end of file."""
-    try:
-        while True:
-            if not os.read(fd, 4096):
-                return False
-    except BlockingIOError:
-        return True

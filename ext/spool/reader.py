@@ -10,12 +10,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import time
 import zlib
 from collections import deque
 from dataclasses import replace
+from enum import Enum
+from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import NamedTuple
 
 from ext.spool import frame
@@ -30,20 +30,17 @@ from ext.spool.ackstate import (
 from ext.spool.layout import (
     ACK_STATE,
     READER_LOCK,
+    RoleFiles,
     list_segments,
-    notify,
     segment_path,
     take_role_lock,
     unlink_quietly,
-    wait_readable,
 )
 from ext.spool.refusals import RefusalReader
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 256 * 1024
-# Fallback when no wake-up byte arrives (writer restarted, pipe lost): how often to look for data.
-DEFAULT_POLL_INTERVAL_S = 0.05
 
 
 class SpoolRecord(NamedTuple):
@@ -55,25 +52,48 @@ class SpoolRecord(NamedTuple):
     append_time_ns: int
 
 
-class SpoolReader:
-    """Reads ahead of the committed position; commit() and rewind() settle what was read."""
+class _Unsettled(NamedTuple):
+    """A record read and not committed yet: what commit() stores once it is delivered.
 
-    def __init__(
-        self,
-        directory: str | Path,
-        *,
-        wake_fd: int | None = None,
-        commit_fd: int | None = None,
-        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
-    ) -> None:
+    A tuple, not a Checkpoint: one is built per record read, and building frozen dataclasses per
+    record halved the drain rate of small records. ``stats`` is current but for its delivered
+    counters, which the two fields before it hold."""
+
+    seq: int
+    seg_base: int
+    end_offset: int  # where the record ends in its segment: the position after it
+    next_events: int  # event index of the record after it
+    delivered_records: int
+    delivered_events: int
+    stats: SpoolStats
+
+
+# _Unsettled(...) costs a Python-level __new__ per record; this builds the same tuple in C.
+_new_unsettled = partial(tuple.__new__, _Unsettled)
+
+
+class _Stop(Enum):
+    """Why one pass over a read's bytes stopped."""
+
+    READ_AGAIN = "the batch is full, or the bytes read end where more may follow"
+    AT_END = "the segment's bytes end here, inside or after the last frame"
+    DAMAGED = "the frame header at the read offset fails its CRC"
+
+
+class _Pass(NamedTuple):
+    """What one pass over a read's bytes leaves: why it stopped, and the byte budget left."""
+
+    stop: _Stop
+    bytes_left: int
+
+
+class SpoolReader(RoleFiles):
+    """Reads ahead of the committed position; commit() settles what was delivered."""
+
+    def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self._wake_fd = wake_fd
-        self._commit_fd = commit_fd
-        self._poll_interval_s = poll_interval_s
-        if wake_fd is not None:
-            os.set_blocking(wake_fd, False)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = take_role_lock(self.directory, READER_LOCK)
+        self._lock_fd = take_role_lock(self.directory, READER_LOCK)
         self._refusals = RefusalReader(self.directory)
         self._state_fd = -1
         self._seg_fd = -1
@@ -85,12 +105,19 @@ class SpoolReader:
         except BaseException:
             self.close()
             raise
-        # Per record read and not committed: (seq, segment base, end offset, next seq, next event
-        # index, delivered records, delivered events, loss counters). Tuples, not Checkpoints:
-        # building two frozen dataclasses per record halved the drain rate of small records.
-        self._pending: deque[tuple[int, int, int, int, int, int, int, SpoolStats]] = deque()
-        self._taken = self._committed.reported
-        self._position(self._committed)
+        self._pending: deque[_Unsettled] = deque()
+        cp = self._committed
+        self._taken = cp.reported
+        self._expected_seq = cp.next_seq
+        self._expected_events = cp.next_events
+        self._stats = cp.stats
+        self._delivered_records = cp.stats.delivered_records
+        self._delivered_events = cp.stats.delivered_events
+        self._resume: Checkpoint | None = cp  # where the first segment entered is read from
+        self._offset = 0  # read offset in the open segment (set when one is entered)
+        self._need = 0  # bytes the next pread must cover to hold a whole large frame
+        self._seg_base = -1
+        self._damaged = False
         self._delete_delivered()
 
     @property
@@ -117,57 +144,54 @@ class SpoolReader:
         """Counters as of the committed position (what is durable)."""
         return self._committed.stats
 
-    def read(self, max_records: int, max_bytes: int, timeout_s: float) -> list[SpoolRecord]:
-        """Up to ``max_records`` records after the last one read; waits ``timeout_s`` for the first.
+    def read(self, max_records: int, max_bytes: int) -> list[SpoolRecord]:
+        """Up to ``max_records`` records after the last one read; [] when none is there yet.
 
         Stops adding records once ``max_bytes`` of payload is reached (a lone larger record is still
-        returned). Returns [] on timeout.
+        returned). Never waits: the sender waits on the writer's wake-up pipe itself.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            batch = self._collect(max_records, max_bytes)
-            remaining = deadline - time.monotonic()
-            if batch or remaining <= 0:
-                return batch
-            if not wait_readable(self._wake_fd, min(remaining, self._poll_interval_s)):
-                self._wake_fd = None
+        self._observe_refusals()
+        batch: list[SpoolRecord] = []
+        bytes_left = max_bytes
+        while len(batch) < max_records and (not batch or bytes_left > 0):
+            if self._seg_fd < 0 and not self._open_next():
+                break
+            want = max(READ_CHUNK_BYTES, bytes_left + frame.FRAME_HEADER_BYTES, self._need)
+            stop, bytes_left = self._read_frames(want, batch, max_records, bytes_left)
+            if stop is _Stop.READ_AGAIN or (stop is _Stop.DAMAGED and self._resync()):
+                continue
+            if not self._at_sealed_end():
+                break
+        return batch
 
     def commit(self, through_seq: int) -> None:
         """Durably record every seq <= ``through_seq`` as delivered; ValueError if not read yet."""
         if through_seq <= self.committed_seq:
             return
-        if not self._pending or through_seq > self._pending[-1][0]:
+        if not self._pending or through_seq > self._pending[-1].seq:
             raise ValueError(f"seq {through_seq} has not been read")
         entry = self._pending.popleft()
-        while self._pending and self._pending[0][0] <= through_seq:
+        while self._pending and self._pending[0].seq <= through_seq:
             entry = self._pending.popleft()
         cp = self._checkpoint(entry)
         store_state(self._state_fd, self._generation + 1, cp)
         self._generation += 1
         self._committed = cp
-        notify(self._commit_fd)
         self._delete_delivered()
 
-    def _checkpoint(
-        self, entry: tuple[int, int, int, int, int, int, int, SpoolStats]
-    ) -> Checkpoint:
-        """The position and counters to commit after the pending record `entry`."""
-        _, seg_base, offset, next_seq, next_events, records, events, base = entry
-        stats = replace(base, delivered_records=records, delivered_events=events)
-        return Checkpoint(seg_base, offset, next_seq, next_events, stats,
-                          self._taken.at_most(LossReport.of(stats)))
-
-    def rewind(self) -> None:
-        """Forget uncommitted reads (and untaken loss reports): read() restarts after the commit."""
-        self._pending.clear()
-        self._taken = self._committed.reported
-        self._position(self._committed)
+    def _checkpoint(self, entry: _Unsettled) -> Checkpoint:
+        """The position and counters to commit once ``entry`` is delivered."""
+        stats = replace(entry.stats, delivered_records=entry.delivered_records,
+                        delivered_events=entry.delivered_events)
+        return Checkpoint(entry.seg_base, entry.end_offset, entry.seq + 1, entry.next_events,
+                          stats, self._taken.at_most(LossReport.of(stats)))
 
     def take_loss_report(self) -> LossReport | None:
         """Losses found up to the read position and not yet reported, or None.
 
         Marked as reported by the next commit() (in the same slot write as the position), and handed
-        out again after rewind() or a crash before that commit: at least once, never double counted.
+        out again by the next reader after a crash before that commit: at least once, never double
+        counted.
         """
         current = LossReport.of(self._stats)
         delta = current.minus(self._taken)
@@ -178,25 +202,7 @@ class SpoolReader:
 
     def close(self) -> None:
         self._refusals.close()
-        for name in ("_seg_fd", "_state_fd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, name, -1)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def __enter__(self) -> SpoolReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._close_fds("_seg_fd", "_state_fd", "_lock_fd")
 
     # -- committed state -------------------------------------------------------------------------
 
@@ -229,22 +235,10 @@ class SpoolReader:
 
     # -- read position ---------------------------------------------------------------------------
 
-    def _position(self, cp: Checkpoint) -> None:
-        self._close_segment()
-        self._expected_seq = cp.next_seq
-        self._expected_events = cp.next_events
-        self._stats = cp.stats
-        self._delivered = (cp.stats.delivered_records, cp.stats.delivered_events)
-        self._resume = (cp.seg_base, cp.offset)
-        self._offset = 0  # read offset in the open segment (set when one is entered)
-        self._need = 0  # bytes the next pread must cover to hold a whole large frame
-        self._seg_base = -1
-        self._damaged = False
-
     def _close_segment(self) -> None:
-        if self._seg_fd >= 0:
-            os.close(self._seg_fd)
-            self._seg_fd = -1
+        """Close the open segment (there is one: both callers have just read or opened it)."""
+        os.close(self._seg_fd)
+        self._seg_fd = -1
 
     def _open_next(self) -> bool:
         """Open the segment holding the next record; False when there is none yet."""
@@ -296,15 +290,16 @@ class SpoolReader:
             self._count_gap(header.base_seq, header.base_events)
         self._damaged = False
         self._offset = frame.SEGMENT_HEADER_BYTES
-        resume_base, resume_offset = self._resume
-        if resume_base == header.base_seq and resume_offset > self._offset:
+        resume, self._resume = self._resume, None
+        if resume is not None and resume.seg_base == header.base_seq and (
+            resume.offset > self._offset
+        ):
             probe = frame.decode_frame_header(
-                os.pread(self._seg_fd, frame.FRAME_HEADER_BYTES, resume_offset), 0
+                os.pread(self._seg_fd, frame.FRAME_HEADER_BYTES, resume.offset), 0
             )
-            at_end = os.fstat(self._seg_fd).st_size == resume_offset
+            at_end = os.fstat(self._seg_fd).st_size == resume.offset
             if at_end or (isinstance(probe, frame.FrameHeader) and probe.seq == self._expected_seq):
-                self._offset = resume_offset
-        self._resume = (-1, 0)
+                self._offset = resume.offset
 
     def _count_gap(self, seq: int, events: int) -> None:
         """Seqs [expected, seq) are missing: damaged bytes if we just skipped some, else dropped."""
@@ -327,21 +322,6 @@ class SpoolReader:
         self._expected_seq, self._expected_events = seq, events
 
     # -- reading frames --------------------------------------------------------------------------
-
-    def _collect(self, max_records: int, max_bytes: int) -> list[SpoolRecord]:
-        self._observe_refusals()
-        batch: list[SpoolRecord] = []
-        budget = [max_bytes]
-        while len(batch) < max_records and (not batch or budget[0] > 0):
-            if self._seg_fd < 0 and not self._open_next():
-                break
-            want = max(READ_CHUNK_BYTES, budget[0] + frame.FRAME_HEADER_BYTES, self._need)
-            outcome = self._read_frames(want, batch, max_records, budget)
-            if outcome == "more" or (outcome == "damaged" and self._resync()):
-                continue
-            if not self._at_sealed_end():
-                break
-        return batch
 
     def _observe_refusals(self) -> None:
         """Take in the writer's refusal counters; reported with the records read after this."""
@@ -397,10 +377,11 @@ class SpoolReader:
         return True
 
     def _read_frames(
-        self, want: int, batch: list[SpoolRecord], max_records: int, budget: list[int]
-    ) -> str:
-        """Parse frames from one pread: "more" to read again, "end" at the end of the bytes, or
-        "damaged" at a header that fails its CRC (the read offset is then that header's)."""
+        self, want: int, batch: list[SpoolRecord], max_records: int, bytes_left: int
+    ) -> _Pass:
+        """Parse frames from one pread of ``want`` bytes at the read offset into ``batch``, until
+        it holds ``max_records`` or ``bytes_left`` of payload is spent; the read offset moves past
+        the frames parsed (at DAMAGED it is the damaged header's)."""
         buf = os.pread(self._seg_fd, want, self._offset)
         view = memoryview(buf)
         pos = 0
@@ -409,7 +390,7 @@ class SpoolReader:
         incomplete = frame.FrameStatus.INCOMPLETE
         header_bytes, append, accept = frame.FRAME_HEADER_BYTES, batch.append, self._accept
         try:
-            while len(batch) < max_records and (not batch or budget[0] > 0):
+            while len(batch) < max_records and (not batch or bytes_left > 0):
                 head = decode(view, pos)
                 if isinstance(head, frame.FrameHeader) and head.seq == self._expected_seq:
                     start = pos + header_bytes
@@ -418,17 +399,17 @@ class SpoolReader:
                         pos = end  # the common case: the next record, whole and intact
                         append(SpoolRecord(head.seq, bytes(view[start:end]),
                                            head.event_count, head.append_time_ns))
-                        budget[0] -= head.payload_len
+                        bytes_left -= head.payload_len
                         accept(head, self._offset + pos)
                         continue
                 status, fh = frame.check_frame(view, pos)
                 if status is incomplete:
                     if len(buf) < want:
-                        return "end"  # the file ends inside this frame
+                        return _Pass(_Stop.AT_END, bytes_left)  # the file ends inside this frame
                     self._need = fh.frame_len if fh is not None else 0
-                    return "more"
+                    return _Pass(_Stop.READ_AGAIN, bytes_left)
                 if status is frame.FrameStatus.CORRUPT_HEADER or fh is None:
-                    return "damaged"
+                    return _Pass(_Stop.DAMAGED, bytes_left)
                 pos += fh.frame_len
                 if fh.seq < self._expected_seq:
                     continue
@@ -442,21 +423,20 @@ class SpoolReader:
                 append(
                     SpoolRecord(fh.seq, bytes(view[start:pos]), fh.event_count, fh.append_time_ns)
                 )
-                budget[0] -= fh.payload_len
+                bytes_left -= fh.payload_len
                 accept(fh, self._offset + pos)
-            return "more"
+            return _Pass(_Stop.READ_AGAIN, bytes_left)
         finally:
             self._offset += pos
             view.release()
 
     def _accept(self, fh: frame.FrameHeader, end_offset: int) -> None:
-        records, events = self._delivered
-        self._delivered = (records + 1, events + fh.event_count)
+        records = self._delivered_records = self._delivered_records + 1
+        events = self._delivered_events = self._delivered_events + fh.event_count
         self._expected_seq = fh.seq + 1
-        self._expected_events = fh.events_before + fh.event_count
-        self._pending.append((fh.seq, self._seg_base, end_offset, self._expected_seq,
-                              self._expected_events, records + 1, events + fh.event_count,
-                              self._stats))
+        next_events = self._expected_events = fh.events_before + fh.event_count
+        self._pending.append(_new_unsettled((fh.seq, self._seg_base, end_offset, next_events,
+                                             records, events, self._stats)))
 
     def _skip_damaged(self, fh: frame.FrameHeader) -> None:
         log.warning("spool: record %d failed its checksum; skipping it", fh.seq)

@@ -18,7 +18,6 @@ import time
 import zlib
 from collections import deque
 from pathlib import Path
-from types import TracebackType
 
 from ext.spool import frame
 from ext.spool.ackstate import LossReport, load_committed, load_state
@@ -26,6 +25,7 @@ from ext.spool.layout import (
     ACK_STATE,
     TMP_SUFFIX,
     WRITER_LOCK,
+    RoleFiles,
     list_segments,
     notify,
     segment_path,
@@ -116,7 +116,7 @@ class _SpareFile:
                 self._spare = (fd, path)
 
 
-class SpoolWriter:
+class SpoolWriter(RoleFiles):
     """Appends records with contiguous seqs; see docs/spool.md for the format and the guarantees."""
 
     def __init__(
@@ -140,7 +140,7 @@ class SpoolWriter:
         self.reclaim_bytes = reclaim_bytes
         self._wake_fd = wake_fd
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = take_role_lock(self.directory, WRITER_LOCK)
+        self._lock_fd = take_role_lock(self.directory, WRITER_LOCK)
         self._spares: _SpareFile | None = None
         self._refusals: RefusalLog | None = None
         self._recent_refusals: deque[tuple[int, int]] = deque(maxlen=RECENT_REFUSALS)
@@ -218,25 +218,7 @@ class SpoolWriter:
         if self._refusals is not None:
             self._refusals.close()
             self._refusals = None
-        for name in ("_fd", "_ack_fd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, name, -1)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def __enter__(self) -> SpoolWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._close_fds("_fd", "_ack_fd", "_lock_fd")
 
     # -- the append path -------------------------------------------------------------------------
 

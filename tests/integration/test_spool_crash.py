@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -24,14 +25,8 @@ from typing import TypeVar
 
 import pytest
 
-from ext.spool import (
-    LossReport,
-    SpoolLocked,
-    SpoolReader,
-    SpoolWriter,
-    read_committed,
-    wait_committed,
-)
+from ext.control import drain_pipe
+from ext.spool import LossReport, SpoolLocked, SpoolReader, SpoolWriter, read_committed
 from ext.spool.ackstate import load_committed
 from ext.spool.refusals import Refusals
 from ext.spool.writer import RECENT_REFUSALS
@@ -78,11 +73,15 @@ def run_writer(directory: str, acked_log: str, wake_fd: int) -> None:
 
 
 def run_reader(directory: str, delivered_log: str, wake_fd: int) -> None:
-    reader = take_role(lambda: SpoolReader(directory, wake_fd=wake_fd))
+    reader = take_role(lambda: SpoolReader(directory))
     log_fd = os.open(delivered_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     while True:
-        batch = reader.read(40, 256 * 1024, 0.2)
+        batch = reader.read(40, 256 * 1024)
         if not batch:
+            # As the sender: sleep until the writer's wake-up byte, or a timeout (a byte the
+            # kills lost), then read again.
+            select.select([wake_fd], [], [], 0.2)
+            drain_pipe(wake_fd)
             continue
         lines = [
             b"%d %s\n" % (r.seq, b"ok" if r.payload == payload_for(r.seq) else b"BAD")
@@ -127,6 +126,16 @@ class Actor:
         assert self.proc is not None
         code = self.proc.poll()
         assert code is None, f"{self.argv[3]} exited with {code}: {self.stderr.read_text()[-2000:]}"
+
+
+def committed_through(directory: Path, seq: int, timeout_s: float) -> bool:
+    """Waits until every record <= ``seq`` is committed; False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while read_committed(directory) < seq:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def size_of(path: Path) -> int:
@@ -178,7 +187,7 @@ def test_kills_and_freezes_lose_nothing(tmp_path: Path) -> None:
         acked = read_seqs(acked_log)
         assert acked, "the writer never acked anything"
         last = max(seq for seq, _ in acked)
-        assert wait_committed(directory, last, timeout_s=60), "reader did not catch up"
+        assert committed_through(directory, last, timeout_s=60), "reader did not catch up"
         reader.check_alive()
     finally:
         for actor in (writer, reader):
@@ -236,7 +245,7 @@ class SlowSender(threading.Thread):
 
     def __init__(self, directory: Path) -> None:
         super().__init__(name="slow-sender", daemon=True)
-        self.reader = SpoolReader(directory, poll_interval_s=0.005)
+        self.reader = SpoolReader(directory)
         self.delivered: list[tuple[int, bool]] = []
         self.reported = LossReport()
         self.stopping = threading.Event()
@@ -245,11 +254,11 @@ class SlowSender(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopping.is_set():
-                batch = self.reader.read(20, 256 * 1024, 0.05)
-                report = self.reader.take_loss_report()
+                batch = self.reader.read(20, 256 * 1024)
                 if not batch:
-                    self.reader.rewind()  # a report goes out with data only, as in the sender
+                    time.sleep(0.005)  # no wake-up pipe here: look again soon
                     continue
+                report = self.reader.take_loss_report()  # goes out with the data, as in the sender
                 time.sleep(0.002)  # the HEC round trip
                 self.delivered += [(r.seq, r.payload == sized_payload(r.seq, len(r.payload)))
                                    for r in batch]
@@ -263,7 +272,7 @@ class SlowSender(threading.Thread):
             self.reader.close()
 
     def wait_for(self, directory: Path, seq: int) -> None:
-        assert wait_committed(directory, seq, timeout_s=60), f"the sender never reached {seq}"
+        assert committed_through(directory, seq, 60), f"the sender never reached {seq}"
 
 
 def fill_disk(mount_point: Path) -> Path:

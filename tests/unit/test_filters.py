@@ -185,7 +185,7 @@ def test_a_masked_line_loses_its_trailing_newline_an_unmasked_one_keeps_its_byte
 
 def spooled(spool: Path) -> list[list[dict[str, object]]]:
     with SpoolReader(spool) as reader:
-        return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30, 0)]
+        return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30)]
 
 
 def make_listener(tmp_path: Path, **extra: str) -> Listener:

@@ -33,7 +33,7 @@ def spooled(spool: Path) -> list[list[dict[str, object]]]:
     """Every batch in the spool, decoded."""
     out = []
     with SpoolReader(spool) as reader:
-        for record in reader.read(1_000, 2**30, 0):
+        for record in reader.read(1_000, 2**30):
             out.append(json.loads(bytes(record.payload)))
     return out
 
@@ -110,7 +110,7 @@ def test_a_valid_batch_is_spooled_byte_for_byte_and_answered_200(direct: Served)
     payload = body(event("a"), event("b"))
     assert direct.listener.accept_batch(payload).startswith(b"HTTP/1.1 200 ")
     with SpoolReader(direct.spool) as reader:
-        [record] = reader.read(10, 2**20, 0)
+        [record] = reader.read(10, 2**20)
     assert bytes(record.payload) == payload
     assert record.event_count == 2
 
@@ -153,7 +153,7 @@ def test_a_full_spool_refuses_the_new_batch_and_keeps_every_batch_answered_200(
     assert answers[taken:] == [b"HTTP/1.1 503"] * (20 - taken)  # none dropped to make room
     assert direct.listener.writer.refusals.batches == 20 - taken
     with SpoolReader(direct.spool) as reader:  # HEC is back: everything taken is there
-        records = reader.read(100, 2**30, 0)
+        records = reader.read(100, 2**30)
         batches = [json.loads(r.payload)[0] for r in records]
         assert [b["record"][:3] for b in batches if b["type"] == "function"] == [
             f"{n:03d}" for n in range(taken)]

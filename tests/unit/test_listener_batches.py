@@ -27,7 +27,7 @@ def body(*items: tuple[str, object]) -> bytes:
 
 def spooled(spool: Path) -> list[list[dict[str, object]]]:
     with SpoolReader(spool) as reader:
-        return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30, 0)]
+        return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30)]
 
 
 def make(tmp_path: Path, **extra: str) -> Listener:
@@ -87,7 +87,7 @@ def test_refusals_of_each_kind_are_counted_together(plain: Listener, tmp_path: P
     assert plain.malformed == 3
     plain.accept_batch(body(("function", "a"), ("function", "b")))
     with SpoolReader(tmp_path / "spool") as reader:
-        notice, batch = reader.read(10, 2**20, 0)
+        notice, batch = reader.read(10, 2**20)
     assert (notice.event_count, batch.event_count) == (1, 2)
     assert json.loads(bytes(notice.payload))[0]["record"] == {
         "requests": {"malformed": 3, "timed_out": 1}}
@@ -254,7 +254,7 @@ def test_a_batch_with_the_drops_notice_counts_the_notice_as_an_event(
     filtering.accept_batch(body(("function", "[INFO]\ty"),
                                 ("platform.report", {"requestId": "r"})))
     with SpoolReader(tmp_path / "spool") as reader:
-        [record] = reader.read(10, 2**20, 0)
+        [record] = reader.read(10, 2**20)
     assert record.event_count == len(json.loads(record.payload)) == 3
 
 

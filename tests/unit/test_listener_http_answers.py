@@ -114,7 +114,7 @@ class Loop:
 
     def spooled(self) -> list[object]:
         with SpoolReader(self.spool) as reader:
-            return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30, 0)]
+            return [json.loads(bytes(r.payload)) for r in reader.read(1_000, 2**30)]
 
 
 def final_heads(data: bytes) -> int:

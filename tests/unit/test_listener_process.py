@@ -57,7 +57,7 @@ class Runner:
     def records(self) -> list[str]:
         out = []
         with SpoolReader(self.spool) as reader:
-            for record in reader.read(1_000, 2**30, 0):
+            for record in reader.read(1_000, 2**30):
                 out.extend(e["record"] for e in json.loads(record.payload))
         return out
 

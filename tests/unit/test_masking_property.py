@@ -128,7 +128,7 @@ def test_no_masked_string_reaches_the_spool_or_hec(
         assert matching(_json_strings(raw), rules) == []
 
         with SpoolReader(spool) as reader:
-            payloads = [bytes(r.payload) for r in reader.read(1_000, 2**30, 0)]
+            payloads = [bytes(r.payload) for r in reader.read(1_000, 2**30)]
         spooled = [event for payload in payloads for event in json.loads(payload)]
         assert len(spooled) == sum(map(len, batches))
         assert matching([s for event in spooled for s in strings(event["record"])], rules) == []

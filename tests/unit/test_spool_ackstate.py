@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ext.spool import SpoolReader, SpoolWriter, ackstate, read_committed, wait_committed
+from ext.spool import SpoolReader, SpoolWriter, read_committed
 from ext.spool.ackstate import (
     SLOT_BYTES,
     SLOT_STRIDE,
@@ -116,61 +114,6 @@ def test_loss_reports_subtract_and_cap_field_by_field() -> None:
     assert LossReport(refused_events=1)
 
 
-@pytest.mark.parametrize("with_pipe", [False, True])
-def test_wait_committed_sees_a_commit_made_during_the_wait(
-    tmp_path: Path, with_pipe: bool
-) -> None:
-    r, w = os.pipe2(os.O_NONBLOCK)
-    try:
-        with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path, commit_fd=w) as reader:
-            seq = writer.append(b"a", 1)
-            batch = reader.read(1, 100, 0)
-            committer = threading.Timer(0.01, reader.commit, (batch[-1].seq,))
-            committer.start()
-            # Well inside the timeout, however the wait is woken (pipe or polling); a timeout
-            # under a second, so that it is not rounded away.
-            assert wait_committed(tmp_path, seq, 0.9, r if with_pipe else None)
-            committer.join()
-    finally:
-        os.close(r)
-        os.close(w)
-
-
-def test_wait_committed_falls_back_to_polling_when_the_pipe_closes(tmp_path: Path) -> None:
-    r, w = os.pipe2(os.O_NONBLOCK)
-    os.close(w)  # the reader is gone; a restarted one commits without a pipe
-    try:
-        with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
-            seq = writer.append(b"a", 1)
-            batch = reader.read(1, 100, 0)
-            committer = threading.Timer(0.05, reader.commit, (batch[-1].seq,))
-            committer.start()
-            assert wait_committed(tmp_path, seq, 5, r, poll_interval_s=0.01)
-            committer.join()
-    finally:
-        os.close(r)
-
-
-def test_wait_committed_gives_up_at_its_timeout(tmp_path: Path) -> None:
-    with SpoolWriter(tmp_path) as writer:
-        seq = writer.append(b"a", 1)
-        started = time.monotonic()
-        assert not wait_committed(tmp_path, seq, 0.02)
-        assert not wait_committed(tmp_path, seq, 0)
-        assert time.monotonic() - started < 0.5
-        assert wait_committed(tmp_path, seq - 1, 0)  # nothing below seq 0 to wait for
-
-
-def test_a_seq_committed_long_ago_needs_no_wait(tmp_path: Path) -> None:
-    with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
-        for _ in range(3):
-            writer.append(b"a", 1)
-        reader.commit(reader.read(3, 100, 0)[-1].seq)
-        assert wait_committed(tmp_path, 0, 0)
-        assert wait_committed(tmp_path, 2, 0)
-        assert not wait_committed(tmp_path, 3, 0)
-
-
 def test_ack_state_holds_both_slots_from_the_start(tmp_path: Path) -> None:
     with SpoolReader(tmp_path):
         pass
@@ -182,86 +125,13 @@ def test_ack_state_holds_both_slots_from_the_start(tmp_path: Path) -> None:
         os.close(fd)
 
 
-def count_polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts wait_committed's reads of ack.state."""
-    polls = [0]
-    real = ackstate.read_committed
-
-    def counted(directory: str | Path) -> int:
-        polls[0] += 1
-        return real(directory)
-
-    monkeypatch.setattr(ackstate, "read_committed", counted)
-    return polls
-
-
-def test_a_wait_without_a_pipe_polls_at_its_interval(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    polls = count_polls(monkeypatch)
-    assert not wait_committed(tmp_path, 0, 0.3)  # the default interval: 5 ms
-    # About 60 looks; fewer on a busy machine, but never one per second.
-    assert 4 <= polls[0] <= 70
-
-
-def test_a_closed_wake_pipe_does_not_make_the_wait_spin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    r, w = os.pipe2(os.O_NONBLOCK)
-    os.close(w)  # always readable from now on: selecting on it would return at once
-    polls = count_polls(monkeypatch)
-    try:
-        assert not wait_committed(tmp_path, 0, 0.1, r, poll_interval_s=0.02)
-    finally:
-        os.close(r)
-    assert 1 < polls[0] <= 10
-
-
-def test_a_commit_that_sends_no_wake_byte_is_seen_by_the_fallback_poll(tmp_path: Path) -> None:
-    r, w = os.pipe2(os.O_NONBLOCK)  # open, but the reader was given no commit_fd
-    try:
-        with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
-            seq = writer.append(b"a", 1)
-            assert reader.read(1, 100, 0)[-1].seq == seq
-            started = time.monotonic()
-            committer = threading.Timer(0.01, reader.commit, (seq,))
-            committer.start()
-            # Polls every 10 intervals (0.1 s) while it waits on the pipe.
-            assert wait_committed(tmp_path, seq, 2.9, r, poll_interval_s=0.01)
-            assert time.monotonic() - started < 2
-            committer.join()
-    finally:
-        os.close(r)
-        os.close(w)
-
-
-def test_a_quiet_wake_pipe_is_waited_on_not_polled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    r, w = os.pipe2(os.O_NONBLOCK)
-    polls = count_polls(monkeypatch)
-    try:
-        # The fallback poll comes every 10 intervals (0.2 s), after this wait's end.
-        assert not wait_committed(tmp_path, 0, 0.1, r, poll_interval_s=0.02)
-    finally:
-        os.close(r)
-        os.close(w)
-    assert polls[0] == 2  # on entry, and once the wait is over
-
-
 def test_ack_state_has_the_documented_layout(tmp_path: Path) -> None:
     # docs/spool.md: 8 KiB, two slots at 0 and 4096; each starts "SPAK", u16 version 2,
     # u16 flags (none defined: 0), u64 generation.
     with SpoolWriter(tmp_path) as writer, SpoolReader(tmp_path) as reader:
         writer.append(b"a", 1)
-        reader.commit(reader.read(1, 100, 0)[-1].seq)
+        reader.commit(reader.read(1, 100)[-1].seq)
     data = (tmp_path / "ack.state").read_bytes()
     assert len(data) == 8192
     assert struct.unpack_from("<4sHHQ", data, 0) == (b"SPAK", 2, 0, 0)
     assert struct.unpack_from("<4sHHQ", data, 4096) == (b"SPAK", 2, 0, 1)
-
-
-def test_a_wait_ends_at_its_deadline_not_at_the_next_poll(tmp_path: Path) -> None:
-    started = time.monotonic()
-    assert not wait_committed(tmp_path, 0, 0.05, poll_interval_s=5)
-    assert time.monotonic() - started < 0.9

@@ -1,11 +1,9 @@
-"""Example tests of the spool API: batching, wake-ups, commit waits, locks, loss reports, faults."""
+"""Example tests of the spool API: batching, commits, locks, loss reports, faults."""
 
 from __future__ import annotations
 
 import errno
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,6 @@ from ext.spool import (
     SpoolReader,
     SpoolWriter,
     read_committed,
-    wait_committed,
 )
 from ext.spool.ackstate import STATE_FILE_BYTES
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
@@ -39,11 +36,12 @@ def test_batches_respect_record_and_byte_limits(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         for i in range(10):
             w.append(bytes([i]) * 100, 1)
-        assert [x.seq for x in r.read(3, 1 << 20, 0)] == [0, 1, 2]
-        assert [x.seq for x in r.read(100, 250, 0)] == [3, 4, 5]
-        assert [x.seq for x in r.read(100, 1, 0)] == [6]  # a lone record over the budget
-        r.rewind()
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == list(range(10))
+        assert [x.seq for x in r.read(3, 1 << 20)] == [0, 1, 2]
+        assert [x.seq for x in r.read(100, 250)] == [3, 4, 5]
+        assert [x.seq for x in r.read(100, 1)] == [6]  # a lone record over the budget
+        assert [x.seq for x in r.read(100, 1 << 20)] == [7, 8, 9]
+    with SpoolReader(tmp_path) as r:  # nothing was committed: a new reader starts over
+        assert [x.seq for x in r.read(100, 1 << 20)] == list(range(10))
 
 
 def test_records_larger_than_a_read_chunk_round_trip(tmp_path: Path) -> None:
@@ -53,7 +51,7 @@ def test_records_larger_than_a_read_chunk_round_trip(tmp_path: Path) -> None:
         w.append(big, 1000)
         w.append(b"tail", 1)
     with SpoolReader(tmp_path) as r:
-        got = r.read(10, 1 << 30, 0)
+        got = r.read(10, 1 << 30)
         assert [x.payload for x in got] == [b"small", big, b"tail"]
         assert got[1].event_count == 1000
 
@@ -64,7 +62,7 @@ def test_commit_persists_and_deletes_delivered_segments(tmp_path: Path) -> None:
             w.append(b"x" * 100, 2)
         with SpoolReader(tmp_path) as r:
             assert read_committed(tmp_path) == -1
-            batch = r.read(15, 1 << 20, 0)
+            batch = r.read(15, 1 << 20)
             r.commit(batch[-1].seq)
             assert r.committed_seq == read_committed(tmp_path) == 14
             assert r.stats.delivered_records == 15
@@ -73,7 +71,7 @@ def test_commit_persists_and_deletes_delivered_segments(tmp_path: Path) -> None:
             with pytest.raises(ValueError, match="not been read"):
                 r.commit(19)
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == list(range(15, 20))
+        assert [x.seq for x in r.read(100, 1 << 20)] == list(range(15, 20))
 
 
 def test_roles_are_exclusive(tmp_path: Path) -> None:
@@ -92,31 +90,6 @@ def test_record_that_can_never_fit_is_refused(tmp_path: Path) -> None:
         assert w.append(b"x" * 2000, 1) == 0  # larger than a segment: goes alone in its own
 
 
-def test_wake_pipe_ends_the_wait_early(tmp_path: Path, pipe: tuple[int, int]) -> None:
-    with (
-        SpoolWriter(tmp_path, wake_fd=pipe[1]) as w,
-        SpoolReader(tmp_path, wake_fd=pipe[0], poll_interval_s=60) as r,
-    ):
-        assert r.read(10, 1000, 0.01) == []
-        appender = threading.Timer(0.05, w.append, (b"hello", 1))
-        appender.start()
-        started = time.monotonic()
-        # With a 60 s poll interval, only the wake byte can make this return early.
-        assert [x.payload for x in r.read(10, 1000, 30)] == [b"hello"]
-        assert time.monotonic() - started < 20
-        appender.join()
-
-
-def test_wait_committed_with_and_without_commit_pipe(tmp_path: Path, pipe: tuple[int, int]) -> None:
-    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path, commit_fd=pipe[1]) as r:
-        seq = w.append(b"a", 1)
-        assert not wait_committed(tmp_path, seq, 0.02)
-        r.commit(r.read(1, 100, 0)[-1].seq)
-        assert wait_committed(tmp_path, seq, 5, wake_fd=pipe[0])
-        assert wait_committed(tmp_path, seq, 0)
-        assert os.read(pipe[0], 10) == b"\x01"  # one byte per commit
-
-
 def test_loss_report_is_at_least_once_and_never_double_counted(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path, max_bytes=20_000, segment_bytes=500) as w:
         for _ in range(30):
@@ -126,14 +99,15 @@ def test_loss_report_is_at_least_once_and_never_double_counted(tmp_path: Path) -
         for base in list_segments(tmp_path)[:2]:
             segment_path(tmp_path, base).unlink()
         with SpoolReader(tmp_path) as r:
-            r.read(100, 1 << 20, 0)
+            r.read(100, 1 << 20)
             report = r.take_loss_report()
             assert report is not None
             assert report.dropped_records > 0
             assert report.dropped_events == 2 * report.dropped_records
             assert r.take_loss_report() is None
-            r.rewind()  # the send failed: the report comes back with the resend
-            batch = r.read(100, 1 << 20, 0)
+        # The sender died before HEC accepted: the next one sends the report with the data again.
+        with SpoolReader(tmp_path) as r:
+            batch = r.read(100, 1 << 20)
             assert r.take_loss_report() == report
             r.commit(batch[-1].seq)
             lost = r.stats.dropped_records
@@ -148,11 +122,11 @@ def test_unreadable_ack_state_resends_from_the_oldest_segment(tmp_path: Path) ->
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         for _ in range(5):
             w.append(b"x", 1)
-        r.commit(r.read(3, 1000, 0)[-1].seq)
+        r.commit(r.read(3, 1000)[-1].seq)
     (tmp_path / "ack.state").write_bytes(b"\xff" * STATE_FILE_BYTES)
     assert read_committed(tmp_path) == -1
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1000, 0)] == [0, 1, 2, 3, 4]
+        assert [x.seq for x in r.read(100, 1000)] == [0, 1, 2, 3, 4]
         assert r.take_loss_report() is None
 
 
@@ -173,7 +147,7 @@ def test_failed_write_leaves_the_segment_on_a_record_boundary(
         monkeypatch.setattr(os, "writev", real_writev)
         assert w.append(b"three", 1) == 1
     with SpoolReader(tmp_path) as r:
-        assert [x.payload for x in r.read(10, 1000, 0)] == [b"one", b"three"]
+        assert [x.payload for x in r.read(10, 1000)] == [b"one", b"three"]
         # The listener answered an error for "two": Lambda dropped it, and Splunk is told.
         assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=1)
 
@@ -187,8 +161,8 @@ def test_reader_resyncs_after_a_damaged_header_in_the_live_active_segment(tmp_pa
         with open(active, "r+b") as f:
             f.seek(seq_field)
             f.write(b"\xff")
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 1]
-        assert r.read(10, 1 << 20, 0) == []  # nothing intact after it yet: wait, do not skip
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 1]
+        assert r.read(10, 1 << 20) == []  # nothing intact after it yet: wait, do not skip
         w.append(b"next", 4)
-        assert [x.payload for x in r.read(10, 1 << 20, 0)] == [b"next"]
+        assert [x.payload for x in r.read(10, 1 << 20)] == [b"next"]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)

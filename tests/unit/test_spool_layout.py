@@ -1,4 +1,4 @@
-"""The spool directory's shared pieces: segment names, role locks and the wake-up pipes."""
+"""The spool directory's shared pieces: segment names, role locks and the wake-up byte."""
 
 from __future__ import annotations
 
@@ -8,22 +8,20 @@ import fcntl
 import os
 import pickle
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ext.spool.layout import (
+    RoleFiles,
     SpoolLocked,
-    drain,
     list_segments,
     notify,
     segment_name,
     segment_path,
     take_role_lock,
     unlink_quietly,
-    wait_readable,
 )
 
 
@@ -134,36 +132,11 @@ def test_notify_raises_any_other_write_error() -> None:
         os.close(fd)
 
 
-def test_wait_readable_drains_the_wake_bytes(pipe: tuple[int, int]) -> None:
-    r, w = pipe
-    os.write(w, b"\x01" * 5000)  # more than one read's worth of wake-ups
-    assert wait_readable(r, 5) is True
-    with pytest.raises(BlockingIOError):
-        os.read(r, 1)
 
 
-def test_wait_readable_times_out_true_while_the_writer_lives(pipe: tuple[int, int]) -> None:
-    r, _ = pipe
-    started = time.monotonic()
-    assert wait_readable(r, 0) is True
-    assert wait_readable(r, -1) is True  # a deadline already passed: no wait at all
-    assert wait_readable(None, 0) is True
-    assert wait_readable(None, -1) is True
-    # A wait of 0 must not sleep: four of them take nowhere near a second.
-    assert time.monotonic() - started < 1
+def test_a_role_must_say_how_it_releases_its_files() -> None:
+    class Forgetful(RoleFiles):
+        """A role without close(): a with block would end without releasing anything."""
 
-
-def test_wait_readable_is_false_once_the_writer_is_gone(pipe: tuple[int, int]) -> None:
-    r, w = pipe
-    os.write(w, b"\x01")
-    os.close(w)
-    assert wait_readable(r, 5) is False
-
-
-def test_drain_is_false_only_at_end_of_file(pipe: tuple[int, int]) -> None:
-    r, w = pipe
-    assert drain(r) is True
-    os.write(w, b"\x01\x01")
-    assert drain(r) is True
-    os.close(w)
-    assert drain(r) is False
+    with pytest.raises(TypeError, match="abstract"):
+        Forgetful()  # type: ignore[abstract]

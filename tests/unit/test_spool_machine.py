@@ -54,6 +54,9 @@ class SpoolModel(RuleBasedStateMachine):
         self.committed: set[int] = set()
         self.ambiguous: set[int] = set()
         self.reported = LossReport()
+        # What the sender holds after a failed request, to send again: records and loss report.
+        self.held: list[SpoolRecord] = []
+        self.held_report = LossReport()
         self.last_committed = -1
         self.last_stats = self.reader.stats
 
@@ -152,43 +155,50 @@ class SpoolModel(RuleBasedStateMachine):
             self.delivered.append(record.seq)
 
     def _read(self, max_records: int) -> list[SpoolRecord]:
-        return self.reader.read(max_records, 600, 0.0)
+        return self.reader.read(max_records, 600)
 
     @rule(max_records=st.integers(1, 8), outcome=st.sampled_from(OUTCOMES))
     def send(self, max_records: int, outcome: str) -> None:
-        batch = self._read(max_records)
+        """As the sender: a request that failed keeps its records and loss report to send again
+        with what is read next; nothing is committed before HEC accepted it."""
+        self.held += self._read(max_records)
         report = self.reader.take_loss_report()
-        if outcome == "fail_before":
-            self.reader.rewind()
-            return
-        self._deliver(batch)
-        if outcome == "fail_after":
-            self.ambiguous.update(r.seq for r in batch)
-            self.reader.rewind()
-            return
         if report is not None:
-            self.reported = LossReport(
-                *(a + b for a, b in zip(_fields(self.reported), _fields(report), strict=True))
-            )
-        if batch:
-            self.reader.commit(batch[-1].seq)
-            self.committed.update(r.seq for r in batch)
-            assert read_committed(self.dir) == batch[-1].seq
+            self.held_report = _sum(self.held_report, report)
+        if outcome == "fail_before":
+            return
+        self._deliver(self.held)
+        if outcome == "fail_after":  # HEC took it, the answer was lost: sent again later
+            self.ambiguous.update(r.seq for r in self.held)
+            return
+        self._accepted()
+
+    def _accepted(self) -> None:
+        """HEC accepted the held records (already delivered): commit them."""
+        self.reported, self.held_report = _sum(self.reported, self.held_report), LossReport()
+        if self.held:
+            self.reader.commit(self.held[-1].seq)
+            self.committed.update(r.seq for r in self.held)
+            assert read_committed(self.dir) == self.held[-1].seq
+        self.held = []
+
+    def _restart_reader(self) -> None:
+        """The sender dies (or stops) and a new one starts: what it held is gone."""
+        self.reader.close()
+        self.reader = SpoolReader(self.dir)
+        self.held, self.held_report = [], LossReport()
 
     @rule(point=st.sampled_from(KILL_POINTS), max_records=st.integers(1, 8), tear=st.integers(0))
     def kill_reader(self, point: str, max_records: int, tear: int) -> None:
         if point != "before_send":
-            batch = self._read(max_records)
-            self._deliver(batch)
-            if batch and point == "after_commit":
-                self.reader.commit(batch[-1].seq)
-                self.committed.update(r.seq for r in batch)
-            else:
-                self.ambiguous.update(r.seq for r in batch)
-            if batch and point == "mid_commit":
+            self.held += self._read(max_records)
+            self._deliver(self.held)
+            if point == "after_commit":
+                self._accepted()
+            self.ambiguous.update(r.seq for r in self.held)
+            if self.held and point == "mid_commit":
                 self._tear_commit(tear)
-        self.reader.close()
-        self.reader = SpoolReader(self.dir)
+        self._restart_reader()
 
     def _tear_commit(self, tear: int) -> None:
         """Write a prefix of the slot the next commit would write, as a kill mid-pwrite would."""
@@ -207,8 +217,7 @@ class SpoolModel(RuleBasedStateMachine):
 
     @rule()
     def restart_reader(self) -> None:
-        self.reader.close()
-        self.reader = SpoolReader(self.dir)
+        self._restart_reader()
 
     # -- invariants ------------------------------------------------------------------------------
 
@@ -242,12 +251,15 @@ class SpoolModel(RuleBasedStateMachine):
             shutil.rmtree(self.dir)
 
     def _drain_and_check(self) -> None:
+        # The sender's last retry of what it holds succeeds.
+        self._deliver(self.held)
+        self._accepted()
         # Refusals are committed with the record that follows them: add one once the spool has
         # room again (it may be full now).
         for last in (False, True):
             if last:
                 assert self._append(b"last", 1), "refused although everything was delivered"
-            while batch := self.reader.read(100, 1 << 20, 0.0):
+            while batch := self.reader.read(100, 1 << 20):
                 self._deliver(batch)
                 self.reader.commit(batch[-1].seq)
                 self.committed.update(r.seq for r in batch)
@@ -276,6 +288,10 @@ class SpoolModel(RuleBasedStateMachine):
 
 def _fields(obj: object) -> tuple[int, ...]:
     return tuple(getattr(obj, name) for name in obj.__slots__)  # type: ignore[attr-defined]
+
+
+def _sum(a: LossReport, b: LossReport) -> LossReport:
+    return LossReport(*(x + y for x, y in zip(_fields(a), _fields(b), strict=True)))
 
 
 class SpoolModelNoDrop(SpoolModel):

@@ -7,7 +7,7 @@ import errno
 import logging
 import os
 import stat
-import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -55,11 +55,11 @@ def test_unread_bytes_is_what_is_left_to_read(tmp_path: Path) -> None:
             w.append(b"u" * 100, 1)
         assert len(list_segments(tmp_path)) == 3
         assert r.unread_bytes() == 7 * frame
-        r.read(2, 1 << 20, 0)
+        r.read(2, 1 << 20)
         assert r.unread_bytes() == 5 * frame
-        r.read(2, 1 << 20, 0)  # into the second segment
+        r.read(2, 1 << 20)  # into the second segment
         assert r.unread_bytes() == 3 * frame
-        r.read(100, 1 << 20, 0)
+        r.read(100, 1 << 20)
         assert r.unread_bytes() == 0
 
 
@@ -67,17 +67,20 @@ def test_a_batch_stops_at_its_record_and_byte_limits(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         for i in range(6):
             w.append(bytes([i]) * 10, i)
-        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 1]
-        assert [x.seq for x in r.read(100, 20, 0)] == [2, 3]  # 20 bytes: two whole records
-        assert [x.seq for x in r.read(100, 21, 0)] == [4, 5]  # 21: a third one would start
-        assert [(x.payload, x.event_count) for x in r.read(1, 1, 0)] == []
+        assert [x.seq for x in r.read(2, 1 << 20)] == [0, 1]
+        assert [x.seq for x in r.read(100, 20)] == [2, 3]  # 20 bytes: two whole records
+        assert [x.seq for x in r.read(100, 21)] == [4, 5]  # 21: a third one would start
+        assert [(x.payload, x.event_count) for x in r.read(1, 1)] == []
 
 
-def test_reading_waits_for_a_record_until_its_timeout(tmp_path: Path) -> None:
-    with SpoolWriter(tmp_path), SpoolReader(tmp_path, poll_interval_s=0.01) as r:
-        started = time.monotonic()
-        assert r.read(10, 100, 0.05) == []
-        assert time.monotonic() - started >= 0.05
+def test_a_read_with_nothing_there_returns_nothing_and_the_next_read_finds_a_new_record(
+    tmp_path: Path,
+) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        assert r.read(10, 100) == []
+        w.append(b"a", 1)  # the wake-up byte goes to the sender's pipe, not to the reader
+        assert [x.payload for x in r.read(10, 100)] == [b"a"]
+        assert r.read(10, 100) == []
 
 
 def test_commits_are_durable_and_only_move_forward(tmp_path: Path) -> None:
@@ -85,7 +88,7 @@ def test_commits_are_durable_and_only_move_forward(tmp_path: Path) -> None:
         for _ in range(5):
             w.append(b"c", 2)
         assert r.committed_seq == -1
-        r.read(5, 1 << 20, 0)
+        r.read(5, 1 << 20)
         r.commit(2)  # the middle of what was read
         assert r.committed_seq == 2
         assert (r.stats.delivered_records, r.stats.delivered_events) == (3, 6)
@@ -101,7 +104,7 @@ def test_commits_are_durable_and_only_move_forward(tmp_path: Path) -> None:
         assert (r.stats.delivered_records, r.stats.delivered_events) == (5, 10)
     with SpoolReader(tmp_path) as r:
         assert r.committed_seq == 4
-        assert r.read(10, 1 << 20, 0) == []
+        assert r.read(10, 1 << 20) == []
 
 
 def test_commit_before_any_read_is_refused(tmp_path: Path) -> None:
@@ -129,7 +132,7 @@ def test_a_short_unreadable_ack_state_resends_everything(tmp_path: Path) -> None
     (tmp_path / ACK_STATE).write_bytes(b"\xff" * 100)  # neither empty nor valid
     with SpoolReader(tmp_path) as r:
         assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
-        assert [x.seq for x in r.read(10, 1000, 0)] == [0, 1, 2]
+        assert [x.seq for x in r.read(10, 1000)] == [0, 1, 2]
         assert r.take_loss_report() is None
 
 
@@ -140,7 +143,7 @@ def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Pat
         for _ in range(7):
             w.append(b"d" * 10, 1)
         assert list_segments(tmp_path) == [0, 3, 6]
-        r.read(100, 1 << 20, 0)
+        r.read(100, 1 << 20)
         r.commit(1)
         assert list_segments(tmp_path) == [0, 3, 6]
         r.commit(2)  # the last record of segment 0
@@ -149,19 +152,24 @@ def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Pat
         assert list_segments(tmp_path) == [6]  # the newest stays: the writer appends there
 
 
+@pytest.mark.parametrize("base", [0, 300], ids=["first-segment", "segment-past-seq-256"])
 def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, base: int,
 ) -> None:
-    with SpoolWriter(tmp_path) as w:
-        for i in range(4):
-            w.append(bytes([i]) * 10, 1)
+    # Past seq 256 too: seqs and offsets there are ints that only compare equal by value.
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
+                     max_bytes=1 << 22) as w:
+        for _ in range(base + 4):  # segment 0 holds up to 300 records, segment 300 the rest
+            w.append(b"x" * 10, 1)
     with SpoolReader(tmp_path) as r:
-        r.read(2, 1 << 20, 0)
-        r.commit(1)
-    flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header, delivered
+        r.read(base + 2, 1 << 22)
+        r.commit(base + 1)
+    assert list_segments(tmp_path) == [base]
+    flip(segment_path(tmp_path, base), frame_at(0, 10) + 9)  # record base's header, delivered
     caplog.clear()
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [base + 2, base + 3]
         assert r.take_loss_report() is None
         assert reader_warnings(caplog) == []  # delivered data is not read again
 
@@ -169,11 +177,11 @@ def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered
 def test_a_restart_at_the_end_of_a_segment_reads_what_comes_next(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         w.append(b"a", 1)
-        r.commit(r.read(1, 100, 0)[-1].seq)
+        r.commit(r.read(1, 100)[-1].seq)
     with SpoolWriter(tmp_path) as w:  # a new segment: the first one had a record
         w.append(b"b", 1)
     with SpoolReader(tmp_path) as r:
-        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert [x.payload for x in r.read(10, 100)] == [b"b"]
         assert r.take_loss_report() is None
 
 
@@ -185,7 +193,7 @@ def test_deleted_segments_are_counted_as_dropped(tmp_path: Path) -> None:
             w.append(b"x" * 10, i)
     segment_path(tmp_path, 2).unlink()  # records 2 and 3: 2 + 3 events
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 4, 5]
+        assert [x.seq for x in r.read(100, 1 << 20)] == [0, 1, 4, 5]
         assert r.take_loss_report() == LossReport(dropped_records=2, dropped_events=5)
 
 
@@ -201,7 +209,7 @@ def test_a_segment_with_a_damaged_header_is_read_from_its_first_intact_frame(
     flip(path, 0)  # the segment's magic
     flip(path, frame_at(0, 10) + 9)  # and its first record's header: 4 events
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 2, 4, 5]
+        assert [x.seq for x in r.read(100, 1 << 20)] == [0, 1, 2, 4, 5]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=4)
 
 
@@ -214,17 +222,24 @@ def test_a_segment_with_nothing_intact_is_counted_as_corrupt(tmp_path: Path) -> 
     path = segment_path(tmp_path, 2)
     path.write_bytes(b"\x00" * path.stat().st_size)
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 1, 4, 5]
+        assert [x.seq for x in r.read(100, 1 << 20)] == [0, 1, 4, 5]
         assert r.take_loss_report() == LossReport(corrupt_records=2, corrupt_events=5)
 
 
-def test_a_damaged_payload_costs_its_record_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("below", [True, False], ids=["crc-below-the-stored-one", "crc-above"])
+def test_a_damaged_payload_costs_its_record_only(tmp_path: Path, below: bool) -> None:
+    # Whichever way the damaged payload's CRC-32 is off: only an equal one is intact.
+    stored = zlib.crc32(b"\x01" * 10)
+    damaged = next(p for p in (b"\x01" * 3 + bytes([v]) + b"\x01" * 6 for v in range(2, 256))
+                   if (zlib.crc32(p) < stored) == below)
     with SpoolWriter(tmp_path) as w:
         for i in range(3):
             w.append(bytes([i]) * 10, i + 2)
-    flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 3)
+    with open(segment_path(tmp_path, 0), "r+b") as f:
+        f.seek(frame_at(1, 10) + FRAME_HEADER_BYTES)
+        f.write(damaged)
     with SpoolReader(tmp_path) as r:
-        got = r.read(100, 1 << 20, 0)
+        got = r.read(100, 1 << 20)
         assert [(x.seq, x.payload) for x in got] == [(0, bytes(10)), (2, b"\x02" * 10)]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)
         r.commit(2)
@@ -239,7 +254,7 @@ def test_garbage_after_the_last_record_of_a_sealed_segment_is_skipped(tmp_path: 
     with SpoolWriter(tmp_path) as w:
         w.append(b"b", 1)
     with SpoolReader(tmp_path) as r:
-        assert [x.payload for x in r.read(10, 100, 0)] == [b"a", b"b"]
+        assert [x.payload for x in r.read(10, 100)] == [b"a", b"b"]
 
 
 def refuse(directory: Path, counts: Refusals) -> None:
@@ -259,17 +274,17 @@ def test_refusals_are_reported_with_the_records_read_after_them(tmp_path: Path) 
     append(tmp_path, b"a")
     refuse(tmp_path, Refusals(1, 3))
     with SpoolReader(tmp_path) as r:
-        batch = r.read(10, 100, 0)
+        batch = r.read(10, 100)
         assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=3)
         r.commit(batch[-1].seq)
         assert (r.stats.refused_batches, r.stats.refused_events) == (1, 3)
         refuse(tmp_path, Refusals(1, 5))  # a floor from ack.state raised the events only
         append(tmp_path, b"b")
-        r.read(10, 100, 0)
+        r.read(10, 100)
         assert r.take_loss_report() == LossReport(refused_events=2)
         refuse(tmp_path, Refusals(1, 4))  # never counted down
         append(tmp_path, b"c")
-        batch = r.read(10, 100, 0)
+        batch = r.read(10, 100)
         assert r.take_loss_report() is None
         r.commit(batch[-1].seq)
         assert (r.stats.refused_batches, r.stats.refused_events) == (1, 5)
@@ -277,7 +292,7 @@ def test_refusals_are_reported_with_the_records_read_after_them(tmp_path: Path) 
 
 def test_a_reader_of_an_empty_spool_reads_nothing(tmp_path: Path) -> None:
     with SpoolReader(tmp_path) as r:
-        assert r.read(10, 100, 0) == []
+        assert r.read(10, 100) == []
         assert r.unread_bytes() == 0
 
 
@@ -291,21 +306,6 @@ def test_a_reader_that_cannot_start_releases_its_lock(tmp_path: Path) -> None:
     SpoolReader(tmp_path).close()  # the lock was released
 
 
-def test_a_closed_wake_pipe_falls_back_to_polling(tmp_path: Path) -> None:
-    r, w = os.pipe2(os.O_NONBLOCK)
-    os.close(w)  # the writer that held it is gone
-    try:
-        with SpoolReader(tmp_path, wake_fd=r, poll_interval_s=0.01) as reader:
-            started = time.monotonic()
-            assert reader.read(10, 100, 0.1) == []
-            assert time.monotonic() - started >= 0.1
-            with SpoolWriter(tmp_path) as writer:
-                writer.append(b"a", 1)  # no wake-up byte: found by polling
-            assert [x.payload for x in reader.read(10, 100, 5)] == [b"a"]
-    finally:
-        os.close(r)
-
-
 def test_a_record_larger_than_a_read_is_read_whole_within_a_small_budget(
     tmp_path: Path,
 ) -> None:
@@ -315,9 +315,9 @@ def test_a_record_larger_than_a_read_is_read_whole_within_a_small_budget(
         w.append(big, 2)
         w.append(b"tail", 3)
     with SpoolReader(tmp_path) as r:
-        assert [x.payload for x in r.read(10, 5, 0)] == [b"small"]
-        assert [x.payload for x in r.read(10, 5, 0)] == [big]  # alone, over the budget
-        assert [x.payload for x in r.read(10, 5, 0)] == [b"tail"]
+        assert [x.payload for x in r.read(10, 5)] == [b"small"]
+        assert [x.payload for x in r.read(10, 5)] == [big]  # alone, over the budget
+        assert [x.payload for x in r.read(10, 5)] == [b"tail"]
 
 
 def test_records_before_the_committed_position_are_skipped_when_it_is_damaged(
@@ -327,11 +327,11 @@ def test_records_before_the_committed_position_are_skipped_when_it_is_damaged(
         for i in range(4):
             w.append(bytes([i]) * 10, i + 1)
     with SpoolReader(tmp_path) as r:
-        r.read(2, 1 << 20, 0)
+        r.read(2, 1 << 20)
         r.commit(1)
     flip(segment_path(tmp_path, 0), frame_at(2, 10) + 9)  # record 2's header, not delivered
     with SpoolReader(tmp_path) as r:  # reads the segment from its start: 0 and 1 are skipped
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [3]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)
 
 
@@ -346,7 +346,7 @@ def test_a_record_missing_from_the_middle_of_a_segment_is_counted_as_corrupt(
     # Record 1's bytes are gone, as if a block of the file had been lost.
     path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])
     with SpoolReader(tmp_path) as r:
-        got = r.read(10, 1 << 20, 0)
+        got = r.read(10, 1 << 20)
         assert [(x.seq, x.payload, x.event_count) for x in got] == [
             (0, bytes(10), 1), (2, b"\x02" * 10, 3), (3, b"\x03" * 10, 4),
         ]
@@ -378,9 +378,9 @@ def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
         monkeypatch.setattr("ext.spool.reader.list_segments", listing_with_one_deleted_since)
         assert r.unread_bytes() == 4 * frame  # segment 1 is gone: it counts for nothing
         monkeypatch.setattr("ext.spool.reader.list_segments", list_segments)
-        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 1]
+        assert [x.seq for x in r.read(2, 1 << 20)] == [0, 1]
         monkeypatch.setattr(os, "open", open_after_deletion)
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]  # listed again, found
+        assert [x.seq for x in r.read(10, 1 << 20)] == [2, 3]  # listed again, found
         assert failed
 
 
@@ -400,13 +400,13 @@ def test_each_commit_leaves_the_one_before_it_intact(tmp_path: Path) -> None:
             w.append(b"t", 1)
     with SpoolReader(tmp_path) as r:
         assert slots() == [(0, 0), None]
-        r.read(10, 100, 0)
+        r.read(10, 100)
         r.commit(0)
         assert slots() == [(0, 0), (1, 1)]
         r.commit(2)
         assert slots() == [(2, 3), (1, 1)]
     with SpoolReader(tmp_path) as r:
-        r.read(10, 100, 0)
+        r.read(10, 100)
         r.commit(3)
         assert slots() == [(2, 3), (3, 4)]
 
@@ -419,7 +419,7 @@ def test_a_lost_segment_of_records_without_events_counts_no_events(tmp_path: Pat
             w.append(b"x" * 10, events)
     segment_path(tmp_path, 2).unlink()
     with SpoolReader(tmp_path) as r:
-        r.read(100, 1 << 20, 0)
+        r.read(100, 1 << 20)
         assert r.take_loss_report() == LossReport(dropped_records=2)
 
 
@@ -428,7 +428,7 @@ def test_after_a_damaged_record_a_lost_segment_is_dropped_not_corrupt(tmp_path: 
     flip(segment_path(tmp_path, 0), frame_at(1, 10) + FRAME_HEADER_BYTES + 2)  # record 1's payload
     segment_path(tmp_path, 2).unlink()
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 4, 5]
+        assert [x.seq for x in r.read(100, 1 << 20)] == [0, 4, 5]
         assert r.take_loss_report() == LossReport(
             dropped_records=2, dropped_events=2, corrupt_records=1, corrupt_events=1
         )
@@ -436,21 +436,21 @@ def test_after_a_damaged_record_a_lost_segment_is_dropped_not_corrupt(tmp_path: 
 
 def test_a_reader_makes_its_directory(tmp_path: Path) -> None:
     with SpoolReader(tmp_path / "deep" / "spool") as r:
-        assert r.read(10, 100, 0) == []
+        assert r.read(10, 100) == []
     assert (tmp_path / "deep" / "spool" / ACK_STATE).exists()
 
 
 def test_a_delivered_segment_the_writer_deleted_is_passed_over(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         w.append(b"a", 1)
-        r.commit(r.read(10, 100, 0)[-1].seq)
+        r.commit(r.read(10, 100)[-1].seq)
     # What a writer on a short disk does with its active segment once all of it is delivered.
     segment_path(tmp_path, 0).unlink()
     with SpoolReader(tmp_path) as r:
-        assert r.read(10, 100, 0) == []
+        assert r.read(10, 100) == []
         with SpoolWriter(tmp_path) as w:
             w.append(b"b", 1)
-        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert [x.payload for x in r.read(10, 100)] == [b"b"]
         assert r.take_loss_report() is None
 
 
@@ -458,14 +458,14 @@ def test_a_reader_passes_over_its_own_segment_deleted_under_it(tmp_path: Path) -
     with SpoolReader(tmp_path) as r:
         with SpoolWriter(tmp_path) as w:
             w.append(b"a", 1)
-        r.commit(r.read(10, 100, 0)[-1].seq)
+        r.commit(r.read(10, 100)[-1].seq)
         # A writer on a short disk deletes its active segment once all of it is delivered,
         # while the reader still has it open.
         segment_path(tmp_path, 0).unlink()
-        assert r.read(10, 100, 0) == []
+        assert r.read(10, 100) == []
         with SpoolWriter(tmp_path) as w:
             w.append(b"b", 1)  # into a new segment
-        assert [x.payload for x in r.read(10, 100, 0)] == [b"b"]
+        assert [x.payload for x in r.read(10, 100)] == [b"b"]
         assert r.take_loss_report() is None
 
 
@@ -480,7 +480,7 @@ def test_a_record_lost_down_to_one_byte_is_counted_and_the_next_one_read(
     # Record 1 is gone but for one byte: the next header starts one byte past the read offset.
     path.write_bytes(data[: frame_at(1, 10)] + b"\x00" + data[frame_at(2, 10):])
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 2]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
 
 
@@ -494,13 +494,13 @@ def test_a_restart_after_a_missing_record_resumes_at_the_committed_offset(
     data = path.read_bytes()
     path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])  # record 1 is lost
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(2, 1 << 20, 0)] == [0, 2]  # 2 comes after the gap
+        assert [x.seq for x in r.read(2, 1 << 20)] == [0, 2]  # 2 comes after the gap
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
         r.commit(2)
     flip(path, frame_at(0, 10) + 9)  # delivered, so the restart must not read past it again
     caplog.clear()
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [3, 4]
         assert r.take_loss_report() is None
         assert reader_warnings(caplog) == []  # delivered data is not read again
 
@@ -510,32 +510,10 @@ def test_a_closed_reader_holds_no_fd(tmp_path: Path) -> None:
         w.append(b"a", 1)
     before = set(os.listdir("/proc/self/fd"))
     r = SpoolReader(tmp_path)
-    assert [x.payload for x in r.read(10, 100, 0)] == [b"a"]  # a segment is open now
+    assert [x.payload for x in r.read(10, 100)] == [b"a"]  # a segment is open now
     assert set(os.listdir("/proc/self/fd")) > before
     r.close()
     assert set(os.listdir("/proc/self/fd")) == before
-
-
-def test_a_waiting_read_waits_its_timeout_in_steps_of_the_poll_interval(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = [1_000.0]
-    waits: list[float] = []
-
-    def wait(fd: int | None, timeout_s: float) -> bool:
-        waits.append(timeout_s)
-        clock[0] += timeout_s
-        return True
-
-    monkeypatch.setattr("ext.spool.reader.wait_readable", wait)
-    monkeypatch.setattr("ext.spool.reader.time.monotonic", lambda: clock[0])
-    with SpoolReader(tmp_path, poll_interval_s=5) as r:
-        assert r.read(10, 100, 0.05) == []
-    assert waits == [pytest.approx(0.05)]  # the timeout, shorter than the interval
-    waits.clear()
-    with SpoolReader(tmp_path, poll_interval_s=0.02) as r:
-        assert r.read(10, 100, 0.05) == []
-    assert waits == [pytest.approx(0.02), pytest.approx(0.02), pytest.approx(0.01)]
 
 
 def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_next(
@@ -545,14 +523,14 @@ def test_a_restart_at_the_end_of_the_active_segment_reads_what_the_writer_adds_n
         for i in range(2):
             w.append(bytes([i]) * 200, 1)  # a segment past 256 bytes
         with SpoolReader(tmp_path) as r:
-            r.commit(r.read(10, 1 << 20, 0)[-1].seq)  # everything, to the end of the segment
+            r.commit(r.read(10, 1 << 20)[-1].seq)  # everything, to the end of the segment
         flip(segment_path(tmp_path, 0), frame_at(0, 200) + 9)  # delivered: never read again
         caplog.clear()
         with SpoolReader(tmp_path) as r:
-            assert r.read(10, 1 << 20, 0) == []
+            assert r.read(10, 1 << 20) == []
             for i in range(2, 4):
                 w.append(bytes([i]) * 200, 1)  # the same segment, still active
-            assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3]
+            assert [x.seq for x in r.read(10, 1 << 20)] == [2, 3]
             assert r.take_loss_report() is None
             assert reader_warnings(caplog) == []  # delivered data is not read again
 
@@ -568,7 +546,7 @@ def test_a_sealed_segment_whose_last_record_is_lost_down_to_one_byte_counts_it_c
     path = segment_path(tmp_path, 0)
     path.write_bytes(path.read_bytes()[: frame_at(1, 10) + 1])  # record 1: one byte left
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 2, 3]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
 
 
@@ -582,16 +560,16 @@ def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
         for _ in range(300):
             w.append(b"x" * 10, 1)
     with SpoolReader(tmp_path) as r:
-        assert len(r.read(299, 1 << 22, 0)) == 299  # a record limit past 256 too
-        r.commit(r.read(1_000, 1 << 22, 0)[-1].seq)
+        assert len(r.read(299, 1 << 22)) == 299  # a record limit past 256 too
+        r.commit(r.read(1_000, 1 << 22)[-1].seq)
         with SpoolWriter(tmp_path, segment_bytes=size, max_bytes=1 << 22) as w:
             assert list_segments(tmp_path) == [0, 300]  # a new writer starts a segment, empty
-            assert r.read(10, 1 << 20, 0) == []
+            assert r.read(10, 1 << 20) == []
             w.append(b"y" * 10, 1)
             w.append(b"z" * 10, 1)
-            assert [x.seq for x in r.read(1, 1 << 20, 0)] == [300]
+            assert [x.seq for x in r.read(1, 1 << 20)] == [300]
             assert r.unread_bytes() == frame
-            assert [x.payload for x in r.read(10, 1 << 20, 0)] == [b"z" * 10]
+            assert [x.payload for x in r.read(10, 1 << 20)] == [b"z" * 10]
             assert r.take_loss_report() is None
 
 
@@ -600,34 +578,14 @@ def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts
 ) -> None:
     fill(tmp_path, records=6, per_segment=2)
     with SpoolReader(tmp_path) as r:
-        r.read(2, 1 << 20, 0)
+        r.read(2, 1 << 20)
         r.commit(1)
     assert list_segments(tmp_path) == [2, 4]
     (tmp_path / ACK_STATE).write_bytes(b"\xff" * STATE_FILE_BYTES)  # both slots unreadable
     with SpoolReader(tmp_path) as r:
         # Where delivery stood is unknown: duplicates rather than loss, and no gap counted.
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [2, 3, 4, 5]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [2, 3, 4, 5]
         assert r.take_loss_report() is None
-
-
-def test_a_restart_resumes_at_the_committed_offset_in_a_segment_past_seq_256(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
-) -> None:
-    frame = FRAME_HEADER_BYTES + 10
-    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
-                     max_bytes=1 << 22) as w:
-        for _ in range(304):  # segment 0 holds 300 records, segment 300 the last 4
-            w.append(b"x" * 10, 1)
-    with SpoolReader(tmp_path) as r:
-        r.read(302, 1 << 22, 0)
-        r.commit(301)
-    assert list_segments(tmp_path) == [300]
-    flip(segment_path(tmp_path, 300), frame_at(0, 10) + 9)  # record 300's header, delivered
-    caplog.clear()
-    with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [302, 303]
-        assert r.take_loss_report() is None
-        assert reader_warnings(caplog) == []  # delivered data is not read again
 
 
 def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
@@ -635,7 +593,7 @@ def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         for payload in payloads:
             w.append(payload, len(payload))
-        got = r.read(100, 1 << 20, 0)
+        got = r.read(100, 1 << 20)
         assert [(x.seq, x.payload, x.event_count) for x in got] == [
             (seq, payload, len(payload)) for seq, payload in enumerate(payloads)]
         assert r.take_loss_report() is None
@@ -647,7 +605,7 @@ def test_a_lost_segment_after_a_damaged_header_is_dropped_not_corrupt(tmp_path: 
     flip(segment_path(tmp_path, 0), frame_at(0, 10) + 9)  # record 0's header
     segment_path(tmp_path, 2).unlink()
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [1, 4, 5]
+        assert [x.seq for x in r.read(100, 1 << 20)] == [1, 4, 5]
         assert r.take_loss_report() == LossReport(
             dropped_records=2, dropped_events=2, corrupt_records=1, corrupt_events=1
         )
@@ -670,7 +628,7 @@ def test_a_sealed_segment_cut_inside_its_last_record_counts_it_corrupt(tmp_path:
     # Record 1 is cut after as many bytes as the segment held before it.
     os.truncate(segment_path(tmp_path, 0), 2 * frame_at(1, 10))
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 2, 3]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 2, 3]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
 
 
@@ -679,11 +637,11 @@ def test_a_sealed_segment_cut_below_the_committed_position_counts_what_it_lost_c
 ) -> None:
     fill(tmp_path, records=6, per_segment=4)
     with SpoolReader(tmp_path) as r:
-        r.read(3, 1 << 20, 0)
+        r.read(3, 1 << 20)
         r.commit(2)
     os.truncate(segment_path(tmp_path, 0), frame_at(1, 10) + 5)  # inside delivered record 1
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [4, 5]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [4, 5]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=1)
 
 
@@ -691,7 +649,7 @@ def test_closing_a_reader_twice_closes_nothing_more(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w:
         w.append(b"a", 1)
     r = SpoolReader(tmp_path)
-    r.read(10, 100, 0)
+    r.read(10, 100)
     r.close()
     before = set(os.listdir("/proc/self/fd"))
     r.close()
@@ -709,10 +667,10 @@ def test_a_batch_goes_on_while_a_byte_of_its_budget_is_left(tmp_path: Path) -> N
     with SpoolWriter(tmp_path, max_bytes=8 * 2**20) as w, SpoolReader(tmp_path) as r:
         for payload in (big, b"t", b"u"):
             w.append(payload, 1)
-        assert [x.payload for x in r.read(10, len(big) + 1, 0)] == [big, b"t"]
+        assert [x.payload for x in r.read(10, len(big) + 1)] == [big, b"t"]
         for payload in (b"0123456789", b"a", b"bc", b"d"):
             w.append(payload, 1)
-        assert [x.payload for x in r.read(10, 12, 0)] == [b"u", b"0123456789", b"a"]
+        assert [x.payload for x in r.read(10, 12)] == [b"u", b"0123456789", b"a"]
 
 
 def test_a_record_being_written_is_waited_for_even_if_its_payload_holds_a_frame_header(
@@ -726,10 +684,10 @@ def test_a_record_being_written_is_waited_for_even_if_its_payload_holds_a_frame_
     data = path.read_bytes()
     path.write_bytes(data[: frame_at(0, 0) + FRAME_HEADER_BYTES + 1 + len(inner) + 10])
     with SpoolReader(tmp_path) as r:
-        assert r.read(10, 1 << 20, 0) == []  # the writer is still writing record 0
+        assert r.read(10, 1 << 20) == []  # the writer is still writing record 0
         with open(path, "ab") as f:
             f.write(data[path.stat().st_size:])  # and now it has
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [0, 1]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 1]
         assert r.take_loss_report() is None
 
 
@@ -740,7 +698,7 @@ def test_a_restart_while_a_record_is_written_past_damage_already_delivered_loses
         for i in range(5):
             w.append(bytes([i]) * 10, 1)
     with SpoolReader(tmp_path) as r:
-        r.read(3, 1 << 20, 0)
+        r.read(3, 1 << 20)
         r.commit(2)
     path = segment_path(tmp_path, 0)
     flip(path, frame_at(0, 10) + 9)  # record 0's header, delivered
@@ -748,7 +706,7 @@ def test_a_restart_while_a_record_is_written_past_damage_already_delivered_loses
     # The restart finds record 3 half written: it reads the segment from its start.
     path.write_bytes(data[: frame_at(3, 10) + 20])
     with SpoolReader(tmp_path) as r:
-        assert r.read(10, 1 << 20, 0) == []
+        assert r.read(10, 1 << 20) == []
         path.write_bytes(data)  # the writer finished records 3 and 4
-        assert [x.seq for x in r.read(10, 1 << 20, 0)] == [3, 4]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [3, 4]
         assert r.take_loss_report() is None

@@ -12,9 +12,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.spool import SpoolReader, SpoolRecord, SpoolWriter
+from ext.spool import SpoolRecord, SpoolWriter
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, scan_segment
 from ext.spool.layout import list_segments, segment_path
+from tests.unit.spool_helpers import drain
 
 SEGMENT_BYTES = 1200
 PAYLOADS = st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=12)
@@ -35,15 +36,6 @@ def fill(directory: Path, payloads: list[bytes], start: int = 0) -> None:
     with SpoolWriter(directory, max_bytes=1 << 20, segment_bytes=SEGMENT_BYTES) as writer:
         for seq, payload in enumerate(payloads, start):
             assert writer.append(payload, seq % 3) == seq
-
-
-def drain(directory: Path) -> tuple[list[SpoolRecord], SpoolReader]:
-    reader = SpoolReader(directory)
-    out: list[SpoolRecord] = []
-    while batch := reader.read(1000, 1 << 20, 0.0):
-        out += batch
-        reader.commit(batch[-1].seq)
-    return out, reader
 
 
 def check_delivery(records: list[SpoolRecord], payloads: list[bytes]) -> set[int]:

@@ -27,10 +27,7 @@ from ext.spool.frame import (
 from ext.spool.layout import ACK_STATE, REFUSED_STATE, list_segments, segment_path
 from ext.spool.refusals import Refusals
 from ext.spool.writer import DEFAULT_RESERVE_BYTES, _SpareFile
-
-
-def on_disk(directory: Path) -> int:
-    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+from tests.unit.spool_helpers import on_disk
 
 
 def on_a_1_mib_filesystem(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,7 +42,7 @@ def on_a_1_mib_filesystem(directory: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def read_all(directory: Path) -> list[SpoolRecord]:
     with SpoolReader(directory) as reader:
-        return reader.read(10_000, 1 << 30, 0)
+        return reader.read(10_000, 1 << 30)
 
 
 def temporary_files(directory: Path) -> list[str]:
@@ -424,7 +421,7 @@ def test_a_damaged_frame_header_never_has_its_seq_reused(tmp_path: Path) -> None
     assert header is not None
     assert header.base_events == 4  # from record 3's header: the event index goes on
     with SpoolReader(tmp_path) as r:
-        assert [x.seq for x in r.read(100, 1 << 20, 0)] == [0, 2, 3, 4]
+        assert [x.seq for x in r.read(100, 1 << 20)] == [0, 2, 3, 4]
 
 
 def test_a_damaged_last_frame_header_still_takes_its_seq(tmp_path: Path) -> None:
@@ -480,7 +477,6 @@ def test_a_frame_older_than_its_segment_does_not_rewind_the_seqs(tmp_path: Path)
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 3
     assert segment_path(tmp_path, 7).exists() is False
-
 
 
 def test_a_segment_whose_header_names_an_older_base_does_not_rewind_the_seqs(
@@ -633,7 +629,7 @@ def test_with_room_to_spare_a_delivered_active_segment_is_kept(tmp_path: Path) -
         assert w.capacity_bytes == 2**20  # the filesystem has more room than that
         for _ in range(20):
             w.append(b"k" * 1000, 1)
-            r.commit(r.read(10, 1 << 20, 0)[-1].seq)
+            r.commit(r.read(10, 1 << 20)[-1].seq)
         assert w.reclaimed_segments == 0
         assert list_segments(tmp_path) == [0]
 
@@ -649,7 +645,7 @@ def test_on_a_short_disk_a_delivered_active_segment_is_deleted_at_the_reclaim_si
         for n in range(1, 41):
             w.append(b"k" * 1000, 1)
             if n % 3 == 0:  # the sender commits every third record
-                r.commit(r.read(10, 1 << 20, 0)[-1].seq)
+                r.commit(r.read(10, 1 << 20)[-1].seq)
             held.append((on_disk(tmp_path) - SEGMENT_HEADER_BYTES) // frame)
             if n == 13:  # every file is open by now: ack.state, the segments, the spare
                 fds = len(open_fds())
@@ -772,7 +768,7 @@ def test_a_lone_record_under_a_damaged_segment_header_is_kept(tmp_path: Path) ->
         assert w.next_seq == 1
         assert 0 in list_segments(tmp_path)
     with SpoolReader(tmp_path) as r:
-        assert [x.payload for x in r.read(10, 100, 0)] == [b"only"]
+        assert [x.payload for x in r.read(10, 100)] == [b"only"]
 
 
 def test_by_default_the_reclaim_size_is_64_kib(
@@ -784,7 +780,7 @@ def test_by_default_the_reclaim_size_is_64_kib(
         held = []
         for _ in range(130):
             w.append(b"k" * 1000, 1)
-            r.commit(r.read(10, 1 << 20, 0)[-1].seq)
+            r.commit(r.read(10, 1 << 20)[-1].seq)
             held.append((on_disk(tmp_path) - SEGMENT_HEADER_BYTES) // frame)
         assert max(held) == -(-(64 * 2**10 - SEGMENT_HEADER_BYTES) // frame)  # 63 records
         assert w.reclaimed_segments == 2

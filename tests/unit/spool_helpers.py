@@ -1,0 +1,25 @@
+"""What several spool test files do alike: measure the segments on disk, drain a spool."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ext.spool import SpoolReader, SpoolRecord
+from ext.spool.layout import list_segments, segment_path
+
+
+def on_disk(directory: Path) -> int:
+    """Bytes in the spool's segment files."""
+    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+
+
+def drain(directory: Path) -> tuple[list[SpoolRecord], SpoolReader]:
+    """Every record a new reader finds, each batch committed as the sender would; the reader is
+    left open for the caller to look at (and close)."""
+    reader = SpoolReader(directory)
+    out: list[SpoolRecord] = []
+    while batch := reader.read(1000, 1 << 20):
+        out += batch
+        reader.commit(batch[-1].seq)
+    return out, reader
