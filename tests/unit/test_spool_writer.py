@@ -200,8 +200,9 @@ def test_segments_never_shrink_below_their_minimum(
 
 
 def test_no_temporary_file_outlives_the_writer(tmp_path: Path) -> None:
-    (tmp_path / "seg-00000000000000000000.log.tmp").write_bytes(b"half")  # a crash's leftovers
-    (tmp_path / "spare-3.tmp").write_bytes(b"")
+    # A crash's leftovers, under names this writer does not reuse (it would replace those).
+    (tmp_path / "seg-00000000000000000500.log.tmp").write_bytes(b"half")
+    (tmp_path / "spare-99.tmp").write_bytes(b"")
     before = open_fds()
     with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
         for _ in range(10):
