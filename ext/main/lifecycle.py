@@ -277,10 +277,11 @@ def preload_children() -> None:
     the children start with nothing left to import, the pages stay shared between the three
     processes (gc.freeze before each fork keeps the collector off them), and under a 128 MB
     CPU share the sender is ready in a fraction of the time: the first invocation's flush no
-    longer waits for imports.
+    longer waits for imports. What they import without needing it is left out (ext/main/preload.py).
     """
-    import ext.listener.process
-    import ext.sender.process  # noqa: F401
+    from ext.main import preload
+
+    preload.import_children_modules()
 
 
 def _bind_listener(config: Config) -> _socket.socket:

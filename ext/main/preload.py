@@ -1,0 +1,50 @@
+"""Imports the children's modules in the main process, before it forks them, and nothing more.
+
+Run once, after register and the subscription (neither waits for it). Every module imported here
+is paid for once: its pages are shared by the three processes and `gc.freeze` (supervisor.spawn)
+keeps the collector off them, where a child that imported it itself would pay again. What no
+process ever runs still costs its memory once, so what a dependency imports without need is left
+out (benchmarks/bench_memory.py measures each import).
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Packages whose `__init__` the extension does not need while it needs their submodules:
+# urllib3.connection imports `urllib3.http2.probe`, and the package's `__init__` imports
+# importlib.metadata (zipfile, csv, tempfile, importlib.resources...: 25 modules, 1.1 MiB of
+# objects, ~16 ms on a whole core) for `inject_into_urllib3`, the opt-in to HTTP/2 over the h2
+# package, which the extension never calls.
+UNUSED_PACKAGE_INITS = ("urllib3.http2",)
+
+
+def import_children_modules() -> None:
+    """Imports what the listener and the sender run, without the package inits they never use."""
+    for name in UNUSED_PACKAGE_INITS:
+        register_without_init(name)
+    import ext.listener.process
+    import ext.sender.process  # noqa: F401
+
+
+def register_without_init(name: str) -> bool:
+    """Puts `name`, a subpackage of a top-level package, in sys.modules without running its
+    `__init__`, so its submodules import as usual; False (nothing done) when it is loaded
+    already or not found.
+
+    The parent package is only located, not imported: importing it is what runs the
+    `__init__` (urllib3/__init__ imports urllib3.connection, which imports urllib3.http2)."""
+    if name in sys.modules:
+        return False
+    from importlib.machinery import PathFinder
+    from importlib.util import module_from_spec
+
+    parent_name, _, _ = name.rpartition(".")
+    parent = PathFinder.find_spec(parent_name)
+    if parent is None or parent.submodule_search_locations is None:
+        return False
+    spec = PathFinder.find_spec(name, list(parent.submodule_search_locations))
+    if spec is None or spec.submodule_search_locations is None:
+        return False
+    sys.modules[name] = module_from_spec(spec)
+    return True
