@@ -1,10 +1,15 @@
 """Memory (issue 7 item 6, issue 12 item 6): RSS and PSS of every extension process (main,
-listener, sender) after 100 invocations of 1,000 lines, from /proc/<pid>/smaps_rollup, and what
-each import adds to a fresh interpreter (where the MiB go).
+listener, sender) after 100 invocations of 1,000 lines, from /proc/<pid>/smaps_rollup, and where
+the MiB go: by kind of mapping, by flush strategy, and what each import adds.
 
 PSS splits pages shared between the forked processes fairly, so the PSS sum is the extension's
-real footprint; the RSS sum counts shared pages once per process. For reference the same
-figures of an idle bare `python -S` of the same interpreter are measured in the same run.
+real footprint; the RSS sum counts shared pages once per process. Its anonymous part (Python
+objects, the C heap) is shared only between the extension's own forks; its file part (libpython,
+OpenSSL) is shared with every process on this machine that maps the same files, so it moves with
+what else runs: compare steps by the anonymous part. The default flush strategy is measured
+first, then each other one in a fresh sandbox: what a strategy leaves unsent at the freeze stays
+in the sender's memory until the next thaw. For reference the same figures of an idle bare
+`python -S` of the same interpreter are measured in the same run.
 Run: `.venv/bin/python -m benchmarks.bench_memory [--quick]` -> results/memory.json.
 """
 
@@ -14,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +32,13 @@ from benchmarks.rig import (
     footprint_kb,
     memory_kb,
     private_kb_by_mapping,
+    pss_kb_by_backing,
 )
+from ext.local.layer import EXTENSION_NAME, make_local_opt
 
 TARGETS = {"pss_total_mib": 22.0}  # issue 12 (issue 7 asked for 35)
+DEFAULT_FLUSH = "adaptive"  # ext/config.py SPLUNK_FLUSH
+OTHER_FLUSHES = ("sync", "background")
 FULL_PLAN = (100, 1_000)  # invocations, lines per invocation
 QUICK_PLAN = (5, 100)
 
@@ -45,7 +55,8 @@ def extension_memory(rig: Rig, invocations: int, lines: int,
                 raise RuntimeError(f"invoke failed: {result}")
         # Frozen now (SIGSTOP): the figures cannot move while they are read.
         pids = extension_processes(sb)
-        processes = {role: memory_kb(pid) | {"uss_by_mapping_kb": private_kb_by_mapping(pid)}
+        processes = {role: memory_kb(pid) | {"uss_by_mapping_kb": private_kb_by_mapping(pid),
+                                             "pss_by_backing_kb": pss_kb_by_backing(pid)}
                      for role, pid in pids.items()}
         footprint = footprint_kb(list(pids.values()))
         sb.shutdown()
@@ -70,12 +81,20 @@ def bare_python_memory() -> dict[str, int]:
 
 
 # Imports in the order the children pull them in; each step is measured after the ones above.
-IMPORT_STEPS = ("logging", "msgspec", "ssl", "http.client", "urllib3", "ext.listener.process",
-                "ext.sender.process")
+# dataclasses (with inspect, ast, dis) comes in with the spool and the sender's batches, not
+# with the libraries. The last step is what the package inits the main process leaves out
+# (ext/main/preload.py) would add: urllib3.http2's imports importlib.metadata.
+IMPORT_STEPS = ("logging", "msgspec", "dataclasses", "ssl", "http.client", "urllib3",
+                "ext.listener.process", "ext.sender.process", "importlib.metadata")
 _IMPORT_PROBE = """
 import json, sys
 sys.path[:0] = json.loads(sys.argv[1])
+traced = sys.argv[3] == "traced"
+if traced:
+    import tracemalloc
 def mem():
+    if traced:
+        return {'objects_kb': tracemalloc.get_traced_memory()[0] // 1024}
     out = {}
     with open('/proc/self/smaps_rollup') as fh:
         for line in fh:
@@ -83,6 +102,11 @@ def mem():
             if len(parts) >= 2 and parts[1].isdigit():
                 out[parts[0].rstrip(':')] = int(parts[1])
     return {'rss_kb': out['Rss'], 'uss_kb': out['Private_Clean'] + out['Private_Dirty']}
+from ext.main import preload
+for name in preload.UNUSED_PACKAGE_INITS:
+    preload.register_without_init(name)
+if traced:
+    tracemalloc.start()
 steps = [['(python -S)', mem(), 0]]
 for name in json.loads(sys.argv[2]):
     before = len(sys.modules)
@@ -93,32 +117,61 @@ print(json.dumps(steps))
 
 
 def import_costs() -> list[dict[str, Any]]:
-    """Memory each import step adds to a fresh `python -S` (RSS and USS, cumulative order)."""
-    import msgspec
+    """Memory each import step adds to a fresh `python -S` (cumulative order): RSS and USS
+    (touched pages: they come in steps of whole pages and arenas), and the bytes of Python
+    objects it allocated (tracemalloc, in a second interpreter: tracing costs memory too)."""
+    with tempfile.TemporaryDirectory(prefix="bench-imports-") as tmp:
+        # The layer's sys.path: the extension and its two dependencies, nothing else of this
+        # environment (msgspec imports typing_extensions, and with it inspect, where it can).
+        paths = [str(make_local_opt(Path(tmp)) / EXTENSION_NAME)]
 
-    paths = [str(common.REPO), str(Path(msgspec.__file__).resolve().parents[1])]
-    done = subprocess.run([sys.executable, "-S", "-c", _IMPORT_PROBE, json.dumps(paths),
-                           json.dumps(IMPORT_STEPS)], capture_output=True, text=True, check=True,
-                          timeout=60)
-    steps = json.loads(done.stdout)
+        def probe(mode: str) -> list[Any]:
+            done = subprocess.run([sys.executable, "-S", "-c", _IMPORT_PROBE, json.dumps(paths),
+                                   json.dumps(IMPORT_STEPS), mode], capture_output=True,
+                                  text=True, check=True, timeout=60)
+            return list(json.loads(done.stdout))
+
+        steps, traced = probe("pages"), probe("traced")
     out = []
-    for (name, mem, modules), (_, prev, _) in zip(steps[1:], steps, strict=False):
+    for (name, mem, modules), (_, prev, _), (_, obj, _), (_, obj_prev, _) in zip(
+            steps[1:], steps, traced[1:], traced, strict=False):
         out.append({"import": name, "modules": modules,
                     "rss_kb": mem["rss_kb"] - prev["rss_kb"],
-                    "uss_kb": mem["uss_kb"] - prev["uss_kb"]})
+                    "uss_kb": mem["uss_kb"] - prev["uss_kb"],
+                    "objects_kb": obj["objects_kb"] - obj_prev["objects_kb"]})
     base = steps[0][1]
-    return [{"import": "(python -S)", "modules": 0, **base}, *out]
+    return [{"import": "(python -S)", "modules": 0, **base, "objects_kb": 0}, *out]
+
+
+def strategy_memory(rig: Rig, invocations: int, lines: int, flush: str,
+                    extra_env: dict[str, str] | None) -> dict[str, float]:
+    """PSS total, its anonymous part and the sender's USS with SPLUNK_FLUSH=`flush`."""
+    processes, _ = extension_memory(rig, invocations, lines,
+                                    {**(extra_env or {}), "SPLUNK_FLUSH": flush})
+    return {"pss_total_mib": sum(p["pss_kb"] for p in processes.values()) / 1024,
+            "anonymous_pss_mib": sum(p["pss_by_backing_kb"]["anonymous"]
+                                     for p in processes.values()) / 1024,
+            "sender_uss_mib": processes["sender"]["uss_kb"] / 1024}
 
 
 def measure(invocations: int, lines: int,
             extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     with extension_rig() as rig:
         processes, footprint = extension_memory(rig, invocations, lines, extra_env)
+        flush = (extra_env or {}).get("SPLUNK_FLUSH", DEFAULT_FLUSH)
+        strategies = {name: strategy_memory(rig, invocations, lines, name, extra_env)
+                      for name in (DEFAULT_FLUSH, *OTHER_FLUSHES) if name != flush}
     total = {key: sum(p[key] for p in processes.values()) for key in ("rss_kb", "pss_kb",
                                                                          "uss_kb")}
-    return {"invocations": invocations, "lines_per_invocation": lines,
+    anonymous = sum(p["pss_by_backing_kb"]["anonymous"] for p in processes.values())
+    strategies = {flush: {"pss_total_mib": total["pss_kb"] / 1024,
+                          "anonymous_pss_mib": anonymous / 1024,
+                          "sender_uss_mib": processes["sender"]["uss_kb"] / 1024},
+                  **strategies}
+    return {"invocations": invocations, "lines_per_invocation": lines, "flush": flush,
             "processes": processes, "total": total, "footprint": footprint,
             "pss_total_mib": total["pss_kb"] / 1024, "rss_total_mib": total["rss_kb"] / 1024,
+            "anonymous_pss_mib": anonymous / 1024, "strategies": strategies,
             "bare_python_no_site": bare_python_memory(), "imports": import_costs()}
 
 
@@ -132,7 +185,8 @@ def report(results: dict[str, Any]) -> None:
                  bare["uss_kb"] / 1024])
     common.print_table(
         f"Memory after {results['invocations']} invocations of "
-        f"{results['lines_per_invocation']:,} lines (MiB); target PSS total <= "
+        f"{results['lines_per_invocation']:,} lines, SPLUNK_FLUSH={results.get('flush')} (MiB); "
+        f"target PSS total <= "
         f"{TARGETS['pss_total_mib']} MiB: "
         f"{common.verdict(results['pss_total_mib'], TARGETS['pss_total_mib'])}",
         ["process", "RSS", "PSS", "USS"], rows)
@@ -141,14 +195,23 @@ def report(results: dict[str, Any]) -> None:
         print(f"footprint (anonymous by PSS + each file's pages once, see rig.footprint_kb): "
               f"{f['footprint_kb'] / 1024:.2f} MiB = {f['anonymous_pss_kb'] / 1024:.2f} "
               f"anonymous + {f['file_once_kb'] / 1024:.2f} file pages\n")
+    if "anonymous_pss_mib" in results:
+        print(f"anonymous PSS (Python objects, C heap, stacks; not shared with other programs): "
+              f"{results['anonymous_pss_mib']:.2f} MiB\n")
+    if "strategies" in results:
+        common.print_table("By flush strategy (each in a fresh sandbox, same plan; MiB)",
+                           ["SPLUNK_FLUSH", "PSS total", "anonymous PSS", "sender USS"],
+                           [[name, m["pss_total_mib"], m["anonymous_pss_mib"],
+                             m["sender_uss_mib"]] for name, m in results["strategies"].items()])
     kinds = list(next(iter(results["processes"].values()))["uss_by_mapping_kb"])
     common.print_table("USS by kind of mapping (MiB)", ["process", *kinds],
                        [[role, *(m["uss_by_mapping_kb"][k] / 1024 for k in kinds)]
                         for role, m in results["processes"].items()])
-    common.print_table("What each import adds to a fresh python -S (MiB; in this order)",
-                       ["import", "modules", "RSS", "USS"],
-                       [[i["import"], i["modules"], i["rss_kb"] / 1024, i["uss_kb"] / 1024]
-                        for i in results.get("imports", [])])
+    common.print_table("What each import adds to a fresh python -S (MiB; in this order; the "
+                       "last one is left out by ext/main/preload.py)",
+                       ["import", "modules", "RSS", "USS", "objects"],
+                       [[i["import"], i["modules"], i["rss_kb"] / 1024, i["uss_kb"] / 1024,
+                         i.get("objects_kb", 0) / 1024] for i in results.get("imports", [])])
 
 
 def chart(results: dict[str, Any], folder: Path) -> None:

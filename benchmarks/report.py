@@ -213,10 +213,21 @@ def memory(doc: Doc) -> list[str]:
     rows.append(["(reference: idle bare `python -S`)", fmt(bare["rss_kb"] / 1024),
                  fmt(bare["pss_kb"] / 1024), fmt(bare["uss_kb"] / 1024)])
     out = [f"After {fmt(r['invocations'])} invocations of {fmt(r['lines_per_invocation'])} lines "
-           "(default `sync` strategy), read while the sandbox is frozen.", ""]
+           f"(`SPLUNK_FLUSH={r.get('flush', 'sync')}`), read while the sandbox is frozen.", ""]
     out += table(["process", "RSS MiB", "PSS MiB", "USS MiB"], rows)
     target = float(doc["targets"].get("pss_total_mib", 22.0))
     out += [f"Target: PSS total <= {target:g} MiB: {verdict(r['pss_total_mib'], target)}.", ""]
+    if "anonymous_pss_mib" in r:
+        out += [f"Of the PSS, {fmt(r['anonymous_pss_mib'])} MiB are anonymous (Python objects, "
+                "the C heap), shared only between the extension's own processes; the rest are "
+                "file pages (libpython, OpenSSL), shared with whatever else maps the same files "
+                "on the machine, so that part varies from run to run.", ""]
+    if r.get("strategies"):
+        out += ["By flush strategy (each in a fresh sandbox, same plan): what a strategy leaves "
+                "unsent at the freeze is held by the sender until the next thaw.", ""]
+        out += table(["`SPLUNK_FLUSH`", "PSS total MiB", "anonymous PSS MiB", "sender USS MiB"],
+                     [[f"`{name}`", fmt(m["pss_total_mib"]), fmt(m["anonymous_pss_mib"]),
+                       fmt(m["sender_uss_mib"])] for name, m in r["strategies"].items()])
     by_kind = {role: m["uss_by_mapping_kb"] for role, m in r["processes"].items()
                if "uss_by_mapping_kb" in m}
     if by_kind:
@@ -226,13 +237,15 @@ def memory(doc: Doc) -> list[str]:
         out += table(["process", *kinds], [[role, *(fmt(v[k] / 1024) for k in kinds)]
                                            for role, v in by_kind.items()])
     if r.get("imports"):
-        out += ["What each import adds to a fresh `python -S` (in this order; the listener "
-                "imports up to `ext.listener.process`, the sender everything), the bulk of each "
-                "child's "
-                "private memory:", ""]
-        out += table(["import", "modules", "RSS MiB", "USS MiB"],
+        out += ["What each import adds to a fresh `python -S` with the layer's `sys.path` (in "
+                "this order; the main process imports them all before it forks the children; "
+                "objects = bytes of Python objects allocated, from tracemalloc; the last row is "
+                "what `ext/main/preload.py` leaves out: urllib3.http2's `__init__` imports "
+                "importlib.metadata):", ""]
+        out += table(["import", "modules", "RSS MiB", "USS MiB", "objects MiB"],
                      [[f"`{i['import']}`", fmt(i["modules"]), fmt(i["rss_kb"] / 1024),
-                       fmt(i["uss_kb"] / 1024)] for i in r["imports"]])
+                       fmt(i["uss_kb"] / 1024), fmt(i.get("objects_kb", 0) / 1024)]
+                      for i in r["imports"]])
     return [*out, "![memory](img/memory.png)", ""]
 
 

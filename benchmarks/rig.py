@@ -311,6 +311,17 @@ def footprint_kb(pids: list[int]) -> dict[str, int]:
             "footprint_kb": anonymous + file_kb}
 
 
+def pss_kb_by_backing(pid: int) -> dict[str, int]:
+    """PSS of `pid` split into `anonymous` (Python objects, the C heap, stacks: shared only
+    between the extension's own forks) and `file` (libpython, OpenSSL, extension modules: on
+    this machine shared with every other process that maps the same files, so that part moves
+    with what else runs)."""
+    out = {"anonymous": 0, "file": 0}
+    for name, fields in smaps(pid):
+        out["anonymous" if not name or name.startswith("[") else "file"] += fields.get("Pss", 0)
+    return out
+
+
 def private_kb_by_mapping(pid: int) -> dict[str, int]:
     """USS of `pid` by kind of mapping, from /proc/<pid>/smaps: `anon` (Python objects: pymalloc
     arenas and large blocks), `heap` (the C heap: malloc'd buffers, OpenSSL, zlib), `libpython`
