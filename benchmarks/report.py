@@ -223,8 +223,11 @@ def memory(doc: Doc) -> list[str]:
                 "file pages (libpython, OpenSSL), shared with whatever else maps the same files "
                 "on the machine, so that part varies from run to run.", ""]
     if r.get("strategies"):
-        out += ["By flush strategy (each in a fresh sandbox, same plan): what a strategy leaves "
-                "unsent at the freeze is held by the sender until the next thaw.", ""]
+        out += ["By flush strategy (each in a fresh sandbox, same plan, invocations back to "
+                "back): under `sync` the sender is idle when the environment freezes; under "
+                "`adaptive` and `background` it is behind (a backlog builds up in the spool), so "
+                "each freeze finds its buffers full: envelopes held, the batch on the wire, the "
+                "next one prepared.", ""]
         out += table(["`SPLUNK_FLUSH`", "PSS total MiB", "anonymous PSS MiB", "sender USS MiB"],
                      [[f"`{name}`", fmt(m["pss_total_mib"]), fmt(m["anonymous_pss_mib"]),
                        fmt(m["sender_uss_mib"])] for name, m in r["strategies"].items()])

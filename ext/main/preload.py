@@ -13,9 +13,9 @@ import sys
 
 # Packages whose `__init__` the extension does not need while it needs their submodules:
 # urllib3.connection imports `urllib3.http2.probe`, and the package's `__init__` imports
-# importlib.metadata (zipfile, csv, tempfile, importlib.resources...: 25 modules, 1.1 MiB of
-# objects, ~16 ms on a whole core) for `inject_into_urllib3`, the opt-in to HTTP/2 over the h2
-# package, which the extension never calls.
+# importlib.metadata (zipfile, csv, tempfile, importlib.resources...: 23 modules, ~1 MiB of
+# objects, 10-15 ms on a whole core) for `inject_into_urllib3`, the opt-in to HTTP/2 over the h2
+# package, which the extension never calls (docs/memory.md).
 UNUSED_PACKAGE_INITS = ("urllib3.http2",)
 
 
