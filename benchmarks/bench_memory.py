@@ -8,8 +8,8 @@ objects, the C heap) is shared only between the extension's own forks; its file 
 OpenSSL) is shared with every process on this machine that maps the same files, so it moves with
 what else runs: compare steps by the anonymous part. The default flush strategy is measured
 first, then each other one in a fresh sandbox: under `sync` the sender is idle at each freeze,
-under the others it is behind (a backlog builds up in the spool), so each freeze finds its
-buffers full, by an amount that varies with the machine's load. For reference the same figures
+under the others data waits for later thaws, so each freeze finds its buffers full, by an
+amount that varies with the machine's load. For reference the same figures
 of an idle bare
 `python -S` of the same interpreter are measured in the same run.
 Run: `.venv/bin/python -m benchmarks.bench_memory [--quick]` -> results/memory.json.

@@ -225,9 +225,9 @@ def memory(doc: Doc) -> list[str]:
     if r.get("strategies"):
         out += ["By flush strategy (each in a fresh sandbox, same plan, invocations back to "
                 "back): under `sync` the sender is idle when the environment freezes; under "
-                "`adaptive` and `background` it is behind (a backlog builds up in the spool), so "
-                "each freeze finds its buffers full: envelopes held, the batch on the wire, the "
-                "next one prepared.", ""]
+                "`adaptive` and `background` data waits for later thaws (adaptive: up to "
+                "`SPLUNK_MAX_LATENCY_MS`), so each freeze finds the sender's buffers full: "
+                "envelopes held, the batch on the wire, the next one prepared.", ""]
         out += table(["`SPLUNK_FLUSH`", "PSS total MiB", "anonymous PSS MiB", "sender USS MiB"],
                      [[f"`{name}`", fmt(m["pss_total_mib"]), fmt(m["anonymous_pss_mib"]),
                        fmt(m["sender_uss_mib"])] for name, m in r["strategies"].items()])
