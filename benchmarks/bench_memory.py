@@ -9,8 +9,7 @@ OpenSSL) is shared with every process on this machine that maps the same files, 
 what else runs: compare steps by the anonymous part. The default flush strategy is measured
 first, then each other one in a fresh sandbox: under `sync` the sender is idle at each freeze,
 under the others data waits for later thaws, so each freeze finds its buffers full, by an
-amount that varies with the machine's load. For reference the same figures
-of an idle bare
+amount that varies with the machine's load. For reference the same figures of an idle bare
 `python -S` of the same interpreter are measured in the same run.
 Run: `.venv/bin/python -m benchmarks.bench_memory [--quick]` -> results/memory.json.
 """
