@@ -278,6 +278,8 @@ class Sender:
                     self._answer(control.Failing(request_id))
 
     def _self_metrics(self, reason: str) -> list[bytes]:
+        if not self.self_metrics.due(reason):
+            return []
         unsent = (self.reader.unread_bytes() + self.held_bytes
                   + getattr(self.courier, "queued_bytes", 0))
         envelope = self.self_metrics.envelope(self.builder, self.reader.stats, unsent, reason)
