@@ -111,6 +111,7 @@ class SpoolReader(RoleFiles):
         self._expected_seq = cp.next_seq
         self._expected_events = cp.next_events
         self._stats = cp.stats
+        self._loss_checked: SpoolStats | None = None  # the counters take_loss_report last saw
         self._delivered_records = cp.stats.delivered_records
         self._delivered_events = cp.stats.delivered_events
         self._resume: Checkpoint | None = cp  # where the first segment entered is read from
@@ -181,10 +182,12 @@ class SpoolReader(RoleFiles):
 
     def _checkpoint(self, entry: _Unsettled) -> Checkpoint:
         """The position and counters to commit once ``entry`` is delivered."""
-        stats = replace(entry.stats, delivered_records=entry.delivered_records,
-                        delivered_events=entry.delivered_events)
+        stats = entry.stats.delivered(entry.delivered_records, entry.delivered_events)
+        taken = self._taken
+        # Counts never go below zero: nothing taken yet stays nothing (the common case).
+        reported = taken.at_most(LossReport.of(stats)) if taken else taken
         return Checkpoint(entry.seg_base, entry.end_offset, entry.seq + 1, entry.next_events,
-                          stats, self._taken.at_most(LossReport.of(stats)))
+                          stats, reported)
 
     def take_loss_report(self) -> LossReport | None:
         """Losses found up to the read position and not yet reported, or None.
@@ -193,6 +196,9 @@ class SpoolReader(RoleFiles):
         out again by the next reader after a crash before that commit: at least once, never double
         counted.
         """
+        if self._stats is self._loss_checked:
+            return None  # no count changed since the last call (the counters are replaced)
+        self._loss_checked = self._stats
         current = LossReport.of(self._stats)
         delta = current.minus(self._taken)
         if not delta:
