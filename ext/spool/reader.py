@@ -7,7 +7,6 @@ the seqs and event indexes in frames and segment headers), commits delivered pos
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import zlib
@@ -119,6 +118,8 @@ class SpoolReader(RoleFiles):
         self._need = 0  # bytes the next pread must cover to hold a whole large frame
         self._seg_base = -1
         self._damaged = False
+        self._kept: int | None = None  # the oldest segment the last deletion pass left
+        self._kept_next: int | None = None  # the one after it then, if any
         self._delete_delivered()
 
     @property
@@ -233,11 +234,31 @@ class SpoolReader(RoleFiles):
             self._adopt = True
 
     def _delete_delivered(self) -> None:
+        """Deletes the segments delivered in full: those whose successor starts at or below the
+        committed next seq. Lists the directory only when one may be (see _may_delete)."""
+        next_seq = self._committed.next_seq
+        if not self._may_delete(next_seq):
+            return
         bases = list_segments(self.directory)
-        for base, successor in itertools.pairwise(bases):
-            if successor > self._committed.next_seq:
-                break
-            unlink_quietly(segment_path(self.directory, base))
+        kept = 0
+        while kept + 1 < len(bases) and bases[kept + 1] <= next_seq:
+            unlink_quietly(segment_path(self.directory, bases[kept]))
+            kept += 1
+        self._kept = bases[kept] if bases else None
+        self._kept_next = bases[kept + 1] if kept + 1 < len(bases) else None
+
+    def _may_delete(self, next_seq: int) -> bool:
+        """Whether a segment may now be delivered in full, from what the last deletion pass left:
+        the oldest segment kept (``_kept``) and the one after it (``_kept_next``, None when it
+        was the newest). Segments made since start after every record written before them."""
+        kept = self._kept
+        if kept is None or self._committed.seg_base != kept:
+            return True  # unknown, or committed into a later segment: the kept one is done
+        if self._kept_next is not None:
+            return self._kept_next <= next_seq
+        # It was the newest: a segment made since starts at or after next_seq, and at next_seq
+        # exactly it makes the kept one delivered in full. One stat rather than a listing.
+        return os.path.exists(segment_path(self.directory, next_seq))
 
     # -- read position ---------------------------------------------------------------------------
 

@@ -710,3 +710,50 @@ def test_a_restart_while_a_record_is_written_past_damage_already_delivered_loses
         path.write_bytes(data)  # the writer finished records 3 and 4
         assert [x.seq for x in r.read(10, 1 << 20)] == [3, 4]
         assert r.take_loss_report() is None
+
+
+def count_listings(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Makes the reader record every listing of the spool directory it makes."""
+    listings: list[list[int]] = []
+
+    def counting(directory: Path) -> list[int]:
+        listings.append(list_segments(directory))
+        return listings[-1]
+
+    monkeypatch.setattr("ext.spool.reader.list_segments", counting)
+    return listings
+
+
+def test_commits_inside_the_newest_segment_do_not_list_the_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for _ in range(3):
+            w.append(b"c", 1)
+        r.read(10, 100)
+        listings = count_listings(monkeypatch)
+        r.commit(0)
+        r.commit(2)
+        assert listings == []  # nothing can be delivered in full: the writer appends there
+        assert load_committed(tmp_path).next_seq == 3  # type: ignore[union-attr]
+
+
+def test_a_segment_is_deleted_at_the_commit_that_completes_it_when_the_next_came_unseen(
+    tmp_path: Path,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        for _ in range(3):
+            w.append(b"d" * 10, 1)
+        r.read(10, 1 << 20)  # all of segment 0, the only one then
+        r.commit(1)
+        w.append(b"d" * 10, 1)  # segment 3 starts: the reader has not listed since
+        w.append(b"d" * 10, 1)
+        assert list_segments(tmp_path) == [0, 3]
+        r.commit(2)  # the last record of segment 0
+        assert list_segments(tmp_path) == [3]
+        r.read(10, 1 << 20)
+        r.commit(3)
+        r.commit(4)
+        assert list_segments(tmp_path) == [3]
