@@ -409,7 +409,10 @@ class SpoolReader(RoleFiles):
         """Parse frames from one pread of ``want`` bytes at the read offset into ``batch``, until
         it holds ``max_records`` or ``bytes_left`` of payload is spent; the read offset moves past
         the frames parsed (at DAMAGED it is the damaged header's)."""
-        buf = os.pread(self._seg_fd, want, self._offset)
+        # No more than the segment holds: a pread allocates its whole length first, and 256 KiB
+        # costs an mmap, an mremap and a munmap per read where a few KiB were appended.
+        there = os.fstat(self._seg_fd).st_size - self._offset
+        buf = os.pread(self._seg_fd, min(want, max(there, 0)), self._offset)
         view = memoryview(buf)
         pos = 0
         # Locals for the per-record loop: it runs once per record of every drain.

@@ -757,3 +757,24 @@ def test_a_segment_is_deleted_at_the_commit_that_completes_it_when_the_next_came
         r.commit(3)
         r.commit(4)
         assert list_segments(tmp_path) == [3]
+
+
+def test_a_read_asks_for_no_more_bytes_than_the_segment_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pread allocates the length it is given: 256 KiB for a 2 KiB append cost three syscalls.
+    asked: list[int] = []
+    pread = os.pread
+
+    def recording(fd: int, length: int, offset: int) -> bytes:
+        asked.append(length)
+        return pread(fd, length, offset)
+
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"p" * 2000, 1)
+        monkeypatch.setattr(os, "pread", recording)
+        assert [len(x.payload) for x in r.read(10, 1 << 20)] == [2000]
+        assert r.read(10, 1 << 20) == []
+        w.append(b"q" * 30, 1)
+        assert [x.payload for x in r.read(10, 1 << 20)] == [b"q" * 30]
+    assert max(asked) <= FRAME_HEADER_BYTES + 2000
