@@ -46,6 +46,7 @@ READ_RECORDS = 256
 LOSS_NOTICE = "splunk-extension.spool-loss"
 QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
+PIPE_READ_BYTES = 65_536  # a pipe's default capacity
 
 
 class _StopSendingError(Exception):
@@ -74,6 +75,10 @@ class Sender:
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.control_ready = True  # main may have written: read the control pipe
+        # What the last select found readable (True until one did): a pipe it found empty is
+        # not read, as a read of an empty pipe is a syscall and an exception for nothing.
+        self.wake_ready = True  # the writer's wake-up pipe
+        self.done_ready = True  # the courier's pipe: a batch finished
         self.read_this_pass = False
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
@@ -171,6 +176,8 @@ class Sender:
 
     def _commit_done(self) -> None:
         """Commits up to the last batch delivered since the previous call (all in order)."""
+        if not self.done_ready:
+            return  # a batch finished since the select wakes the next one at once
         delivered = len(self.courier.take_done())
         if delivered:
             self._commit(self.commits.delivered(delivered))
@@ -204,7 +211,7 @@ class Sender:
         (or after a timeout, or when the last read stopped at a limit): one pass per append."""
         # Emptied even when nothing more can be held: a wake-up left in the pipe would end
         # every wait at once, and the sender would spin while a slow HEC holds the courier.
-        if control.drain_pipe(self.wake_fd):
+        if self.wake_ready and _emptied(self.wake_fd):
             self.spool_dirty = True
         if self.held_bytes >= self.config.max_request_bytes:
             return True
@@ -396,10 +403,28 @@ class Sender:
         fds = [self.wake_fd, self.control.fd, self.courier.done_r]
         ready = select.select(fds, [], [], left)[0]
         if not ready:  # a timeout: look everywhere (a lost wake-up costs this)
-            self.spool_dirty = self.control_ready = True
-        elif self.control.fd in ready:
+            self.spool_dirty = self.control_ready = self.wake_ready = self.done_ready = True
+            return
+        self.wake_ready = self.wake_fd in ready
+        self.done_ready = self.courier.done_r in ready
+        if self.control.fd in ready:
             self.control_ready = True
 
+
+
+def _emptied(fd: int) -> bool:
+    """Empties a non-blocking wake-up pipe (its bytes only mean "look again"); True if it held
+    any. A read shorter than asked emptied it: no second read to meet EAGAIN."""
+    woken = False
+    try:
+        while True:
+            got = len(os.read(fd, PIPE_READ_BYTES))
+            woken = woken or got > 0
+            if got < PIPE_READ_BYTES:
+                break
+    except BlockingIOError:
+        pass
+    return woken
 
 
 def _decode_id(request_id: bytes) -> str:

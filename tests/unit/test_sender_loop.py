@@ -780,3 +780,79 @@ def test_records_that_map_to_nothing_do_not_stop_the_reads_after_them(rig: WideR
     rig.append(["after"])
     rig.sender.step()
     assert [json.loads(e)["event"] for _, held in rig.sender.held for e in held] == ["after"]
+
+
+class CountingCourier(TimedCourier):
+    """The stand-in that counts how often the sender collected finished batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collected = 0
+
+    def take_done(self) -> list[int | None]:
+        self.collected += 1
+        control.drain_pipe(self.done_r)
+        return super().take_done()
+
+
+def test_a_pass_reads_only_the_pipes_its_wait_found_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    courier = CountingCourier()
+    rig = WideRig(tmp_path, courier=courier, SPLUNK_DISPATCH_MAX_WAIT_MS="0")
+    try:
+        rig.sender.step()  # the first pass looks everywhere
+        reads: list[int] = []
+        read = os.read
+
+        def recording(fd: int, n: int) -> bytes:
+            reads.append(fd)
+            return read(fd, n)
+
+        monkeypatch.setattr(os, "read", recording)
+        wake_fd, collected = rig.pipes[0][0], courier.collected
+        control.send(rig.pipes[1][1], control.Track("r1"))
+        rig.sender._wait(5.0)  # main wrote: only the control pipe is readable
+        rig.sender._service_control()
+        rig.sender.step()
+        assert wake_fd not in reads and courier.collected == collected
+        rig.append(["a"])  # the listener's wake-up
+        rig.sender._wait(5.0)
+        rig.sender.step()  # reads the record and hands it to the courier
+        assert reads.count(wake_fd) == 1  # one read empties it: no second one meeting EAGAIN
+        assert courier.collected == collected and len(courier.in_flight) == 1
+        courier.finish()
+        os.write(courier.done_w, b"d")  # what the real courier does when HEC accepted
+        rig.sender._wait(5.0)
+        rig.sender.step()
+        assert courier.collected == collected + 1 and reads.count(wake_fd) == 1
+        assert rig.committed() == 0
+    finally:
+        rig.close()
+
+
+def test_a_wait_that_times_out_collects_and_empties_everything(rig: WideRig) -> None:
+    rig.sender.wake_ready = rig.sender.done_ready = False
+    rig.sender._wait(0.01)
+    assert rig.sender.wake_ready and rig.sender.done_ready
+
+
+def test_emptying_a_wake_up_pipe_full_to_the_brim() -> None:
+    read_fd, write_fd = control.make_pipe()
+    try:
+        assert not sender._emptied(read_fd)
+        os.write(write_fd, b"\x01" * 3)
+        assert sender._emptied(read_fd)
+        assert not sender._emptied(read_fd)
+        filled = 0
+        try:
+            while True:
+                filled += os.write(write_fd, b"\x01" * 4096)
+        except BlockingIOError:
+            pass
+        assert filled >= sender.PIPE_READ_BYTES  # a full pipe: the first read takes all it asks
+        assert sender._emptied(read_fd)
+        assert not control.drain_pipe(read_fd)  # nothing left
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
