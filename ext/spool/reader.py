@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import zlib
 from collections import deque
 from dataclasses import replace
@@ -40,6 +41,8 @@ from ext.spool.refusals import RefusalReader
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 256 * 1024
+LISTING_SETTLE_NS = 2_000_000_000  # over a tick, and over a second (the coarsest mtimes)
+LISTING_TTL_S = 2.0
 
 
 class SpoolRecord(NamedTuple):
@@ -96,11 +99,13 @@ class SpoolReader(RoleFiles):
         self._refusals = RefusalReader(self.directory)
         self._state_fd = -1
         self._seg_fd = -1
+        self._dir_fd = -1
         self._generation = 0
         self._committed = Checkpoint()
         self._adopt = False
         try:
             self._open_state()
+            self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except BaseException:
             self.close()
             raise
@@ -118,6 +123,9 @@ class SpoolReader(RoleFiles):
         self._need = 0  # bytes the next pread must cover to hold a whole large frame
         self._seg_base = -1
         self._damaged = False
+        self._sealed = False  # the writer has moved on from the open segment
+        self._unchanged_since: int | None = None  # directory mtime of a settled listing
+        self._listing_expires = 0.0  # monotonic
         self._kept: int | None = None  # the oldest segment the last deletion pass left
         self._kept_next: int | None = None  # the one after it then, if any
         self._delete_delivered()
@@ -130,6 +138,7 @@ class SpoolReader(RoleFiles):
         """Bytes appended but not read yet (frame headers included): what a drain still has to
         send. Lists the directory: for the shutdown estimate, not for every read."""
         total = 0
+        self._unchanged_since = None  # the next end of the open segment lists again too
         for base in list_segments(self.directory):
             if base < self._seg_base:
                 continue
@@ -209,7 +218,7 @@ class SpoolReader(RoleFiles):
 
     def close(self) -> None:
         self._refusals.close()
-        self._close_fds("_seg_fd", "_state_fd", "_lock_fd")
+        self._close_fds("_seg_fd", "_state_fd", "_dir_fd", "_lock_fd")
 
     # -- committed state -------------------------------------------------------------------------
 
@@ -258,7 +267,7 @@ class SpoolReader(RoleFiles):
             return self._kept_next <= next_seq
         # It was the newest: a segment made since starts at or after next_seq, and at next_seq
         # exactly it makes the kept one delivered in full. One stat rather than a listing.
-        return os.path.exists(segment_path(self.directory, next_seq))
+        return next_seq > kept and os.path.exists(segment_path(self.directory, next_seq))
 
     # -- read position ---------------------------------------------------------------------------
 
@@ -283,6 +292,7 @@ class SpoolReader(RoleFiles):
             except FileNotFoundError:
                 continue  # dropped by the writer between the listing and the open
             self._seg_fd, self._seg_base, self._sealed = fd, base, False
+            self._unchanged_since = None
             header = frame.decode_segment_header(os.pread(fd, frame.SEGMENT_HEADER_BYTES, 0))
             first = frame.SEGMENT_HEADER_BYTES
             if header is None or header.base_seq != base:
@@ -393,8 +403,7 @@ class SpoolReader(RoleFiles):
             # The writer creates the next segment only after its last write here returned, so
             # once a newer segment is visible, one more read sees this segment's final bytes.
             # A segment the writer deleted (delivered in full) is final too.
-            bases = list_segments(self.directory)
-            self._sealed = self._seg_base not in bases or any(b > self._seg_base for b in bases)
+            self._sealed = self._writer_moved_on()
             return self._sealed
         remaining = os.fstat(self._seg_fd).st_size - self._offset
         if remaining > 0:
@@ -402,6 +411,27 @@ class SpoolReader(RoleFiles):
             self._damaged = True
         self._close_segment()
         return True
+
+    def _writer_moved_on(self) -> bool:
+        """A newer segment is visible, or the open one is gone.
+
+        Lists the directory only when it may have changed since a listing that said no: every
+        segment created, renamed or deleted sets the directory's mtime, one fstat away. The kernel
+        stamps it from a clock that may lag by a tick (or round to a second on some file
+        systems), so a listing is trusted only if the mtime it saw was LISTING_SETTLE_NS old
+        (read before the fstat: a pause in between cannot make it look older); and for at
+        most LISTING_TTL_S, a bound should a file system leave the mtime alone.
+        """
+        now_ns = time.time_ns()
+        mtime = os.fstat(self._dir_fd).st_mtime_ns
+        if mtime == self._unchanged_since and time.monotonic() < self._listing_expires:
+            return False
+        bases = list_segments(self.directory)
+        moved_on = self._seg_base not in bases or any(b > self._seg_base for b in bases)
+        settled = not moved_on and now_ns - mtime > LISTING_SETTLE_NS
+        self._unchanged_since = mtime if settled else None
+        self._listing_expires = time.monotonic() + LISTING_TTL_S
+        return moved_on
 
     def _read_frames(
         self, want: int, batch: list[SpoolRecord], max_records: int, bytes_left: int
