@@ -242,13 +242,15 @@ class SpoolReader(RoleFiles):
             self._generation, self._committed = 0, Checkpoint()
             self._adopt = True
 
-    def _delete_delivered(self) -> None:
+    def _delete_delivered(self, bases: list[int] | None = None) -> None:
         """Deletes the segments delivered in full: those whose successor starts at or below the
-        committed next seq. Lists the directory only when one may be (see _may_delete)."""
+        committed next seq. Lists the directory (unless given a listing just made) only when
+        one may be, as far as the last listing tells (see _may_delete)."""
         next_seq = self._committed.next_seq
-        if not self._may_delete(next_seq):
-            return
-        bases = list_segments(self.directory)
+        if bases is None:
+            if not self._may_delete(next_seq):
+                return
+            bases = list_segments(self.directory)
         kept = 0
         while kept + 1 < len(bases) and bases[kept + 1] <= next_seq:
             unlink_quietly(segment_path(self.directory, bases[kept]))
@@ -259,15 +261,13 @@ class SpoolReader(RoleFiles):
     def _may_delete(self, next_seq: int) -> bool:
         """Whether a segment may now be delivered in full, from what the last deletion pass left:
         the oldest segment kept (``_kept``) and the one after it (``_kept_next``, None when it
-        was the newest). Segments made since start after every record written before them."""
+        was the newest then). A segment made since then is seen by the reader's next listing
+        (moving on to it passes that listing here), so no commit lists to look for one: the
+        kept segment, if delivered in full, is deleted then."""
         kept = self._kept
         if kept is None or self._committed.seg_base != kept:
             return True  # unknown, or committed into a later segment: the kept one is done
-        if self._kept_next is not None:
-            return self._kept_next <= next_seq
-        # It was the newest: a segment made since starts at or after next_seq, and at next_seq
-        # exactly it makes the kept one delivered in full. One stat rather than a listing.
-        return next_seq > kept and os.path.exists(segment_path(self.directory, next_seq))
+        return self._kept_next is not None and self._kept_next <= next_seq
 
     # -- read position ---------------------------------------------------------------------------
 
@@ -310,7 +310,7 @@ class SpoolReader(RoleFiles):
                 self._damaged = True
             self._enter_segment(header)
             self._offset = max(self._offset, first)
-            self._delete_delivered()  # also finishes deletions that a crash interrupted
+            self._delete_delivered(bases)  # also finishes deletions a crash interrupted
             return True
 
     def _first_intact_frame(self, base: int) -> tuple[int, frame.FrameHeader] | None:

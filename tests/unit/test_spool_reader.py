@@ -739,8 +739,8 @@ def test_commits_inside_the_newest_segment_do_not_list_the_spool(
         assert load_committed(tmp_path).next_seq == 3  # type: ignore[union-attr]
 
 
-def test_a_segment_is_deleted_at_the_commit_that_completes_it_when_the_next_came_unseen(
-    tmp_path: Path,
+def test_a_segment_completed_before_the_next_was_seen_is_deleted_when_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     frame = FRAME_HEADER_BYTES + 10
     with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
@@ -751,10 +751,11 @@ def test_a_segment_is_deleted_at_the_commit_that_completes_it_when_the_next_came
         r.commit(1)
         w.append(b"d" * 10, 1)  # segment 3 starts: the reader has not listed since
         w.append(b"d" * 10, 1)
-        assert list_segments(tmp_path) == [0, 3]
-        r.commit(2)  # the last record of segment 0
+        listings = count_listings(monkeypatch)
+        r.commit(2)  # the last record of segment 0: no listing to find out
+        assert listings == [] and list_segments(tmp_path) == [0, 3]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [3, 4]  # moving on lists: deleted then
         assert list_segments(tmp_path) == [3]
-        r.read(10, 1 << 20)
         r.commit(3)
         r.commit(4)
         assert list_segments(tmp_path) == [3]
