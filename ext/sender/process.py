@@ -75,10 +75,6 @@ class Sender:
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.control_ready = True  # main may have written: read the control pipe
-        # What the last select found readable (True until one did): a pipe it found empty is
-        # not read, as a read of an empty pipe is a syscall and an exception for nothing.
-        self.wake_ready = True  # the writer's wake-up pipe
-        self.done_ready = True  # the courier's pipe: a batch finished
         self.read_this_pass = False
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
@@ -176,8 +172,8 @@ class Sender:
 
     def _commit_done(self) -> None:
         """Commits up to the last batch delivered since the previous call (all in order)."""
-        if not self.done_ready:
-            return  # a batch finished since the select wakes the next one at once
+        if not self.commits:
+            return  # none in flight: nothing can have finished (spares a syscall and a lock)
         delivered = len(self.courier.take_done())
         if delivered:
             self._commit(self.commits.delivered(delivered))
@@ -211,7 +207,7 @@ class Sender:
         (or after a timeout, or when the last read stopped at a limit): one pass per append."""
         # Emptied even when nothing more can be held: a wake-up left in the pipe would end
         # every wait at once, and the sender would spin while a slow HEC holds the courier.
-        if self.wake_ready and _emptied(self.wake_fd):
+        if _emptied(self.wake_fd):
             self.spool_dirty = True
         if self.held_bytes >= self.config.max_request_bytes:
             return True
@@ -403,11 +399,8 @@ class Sender:
         fds = [self.wake_fd, self.control.fd, self.courier.done_r]
         ready = select.select(fds, [], [], left)[0]
         if not ready:  # a timeout: look everywhere (a lost wake-up costs this)
-            self.spool_dirty = self.control_ready = self.wake_ready = self.done_ready = True
-            return
-        self.wake_ready = self.wake_fd in ready
-        self.done_ready = self.courier.done_r in ready
-        if self.control.fd in ready:
+            self.spool_dirty = self.control_ready = True
+        elif self.control.fd in ready:
             self.control_ready = True
 
 
