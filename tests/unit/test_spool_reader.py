@@ -867,3 +867,20 @@ def test_a_backlog_estimate_lists_again_at_the_next_end_of_the_segment(
         assert r.read(10, 100) == []  # not seen until the listing expires...
         assert r.unread_bytes() == frame  # ...or the shutdown's estimate lists the directory
         assert [x.payload for x in r.read(10, 100)] == [b"c" * 10]
+
+
+def test_commits_inside_a_segment_with_a_successor_list_only_once_it_is_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        for _ in range(5):  # segments 0 (records 0-2) and 3 (records 3-4)
+            w.append(b"e" * 10, 1)
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 1, 2, 3, 4]
+        listings = count_listings(monkeypatch)
+        r.commit(0)
+        r.commit(1)
+        assert listings == []  # segment 3 starts after seq 2: nothing is complete yet
+        r.commit(2)
+        assert len(listings) == 1 and list_segments(tmp_path) == [3]
