@@ -226,8 +226,7 @@ class EnvelopeBuilder:
         stamp = self._stamps.get(iso)
         if stamp is None:
             # epoch()'s common case inline (one call less per event): a second seen before.
-            seconds = (self._second_cache.get(iso[:19])
-                       if len(iso) == 24 and iso[19] == "." and iso[23] == "Z" else None)
+            seconds = self._second_cache.get(iso[:19]) if _zulu_ms(iso) else None
             stamp = self.epoch(iso) if seconds is None else seconds + b"." + iso[20:23].encode()
             if len(self._stamps) >= 8192:
                 self._stamps.clear()
@@ -242,7 +241,7 @@ class EnvelopeBuilder:
 
     def epoch(self, iso: str) -> bytes:
         """ISO-8601 (ms, Z) to HEC `<seconds>.<ms>`; the per-second prefix is cached."""
-        if len(iso) == 24 and iso[19] == "." and iso[23] == "Z":
+        if _zulu_ms(iso):
             seconds = self._second_cache.get(iso[:19])
             if seconds is None:
                 whole = _utc_seconds(iso[:19])
@@ -275,6 +274,13 @@ def _number_time(value: int | float) -> bytes:
     if not 0 <= seconds < 1e11:  # negative or non-finite: HEC then uses the index time
         return b"null"
     return f"{seconds:.3f}".encode()
+
+
+def _zulu_ms(iso: str) -> bool:
+    """`<19 characters>.mmmZ`: three ASCII digits of milliseconds, copied into the HEC time as
+    they are (anything else there would make the envelope invalid JSON: parsed in full)."""
+    return (len(iso) == 24 and iso[19] == "." and iso[23] == "Z"
+            and (ms := iso[20:23]).isdigit() and ms.isascii())
 
 
 def _utc_seconds(text: str) -> int | None:
