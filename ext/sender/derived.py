@@ -50,6 +50,9 @@ class PlatformDerivation:
             figures = schema.platform_figures.decode(record)
         except (msgspec.DecodeError, RecursionError):
             return []  # a string record or odd types: the event itself still goes as it is
+        alert = alerts.classify(kind, figures)
+        if alert is None and not self.metrics.enabled:
+            return []  # the usual report: no alert, no metrics index
         stamp = builder.epoch(time) if isinstance(time, str) else encode(time)
         common = inner_fields(builder._fields_for(kind))
         out = []
@@ -57,7 +60,6 @@ class PlatformDerivation:
         if metric is not None:
             self.metric_made = True
             out.append(metric)
-        alert = alerts.classify(kind, figures)
         if alert is not None:
             self.alerts_raised += 1
             out.append(self._alert_event(stamp, common, alert, kind, figures))

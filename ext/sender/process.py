@@ -46,6 +46,7 @@ READ_RECORDS = 256
 LOSS_NOTICE = "splunk-extension.spool-loss"
 QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
+PIPE_READ_BYTES = 65_536  # a pipe's default capacity
 
 
 class _StopSendingError(Exception):
@@ -171,6 +172,8 @@ class Sender:
 
     def _commit_done(self) -> None:
         """Commits up to the last batch delivered since the previous call (all in order)."""
+        if not self.commits:
+            return  # none in flight: nothing can have finished (spares a syscall and a lock)
         delivered = len(self.courier.take_done())
         if delivered:
             self._commit(self.commits.delivered(delivered))
@@ -204,7 +207,7 @@ class Sender:
         (or after a timeout, or when the last read stopped at a limit): one pass per append."""
         # Emptied even when nothing more can be held: a wake-up left in the pipe would end
         # every wait at once, and the sender would spin while a slow HEC holds the courier.
-        if control.drain_pipe(self.wake_fd):
+        if _emptied(self.wake_fd):
             self.spool_dirty = True
         if self.held_bytes >= self.config.max_request_bytes:
             return True
@@ -278,6 +281,8 @@ class Sender:
                     self._answer(control.Failing(request_id))
 
     def _self_metrics(self, reason: str) -> list[bytes]:
+        if not self.self_metrics.due(reason):
+            return []
         unsent = (self.reader.unread_bytes() + self.held_bytes
                   + getattr(self.courier, "queued_bytes", 0))
         envelope = self.self_metrics.envelope(self.builder, self.reader.stats, unsent, reason)
@@ -398,6 +403,21 @@ class Sender:
         elif self.control.fd in ready:
             self.control_ready = True
 
+
+
+def _emptied(fd: int) -> bool:
+    """Empties a non-blocking wake-up pipe (its bytes only mean "look again"); True if it held
+    any. A read shorter than asked emptied it: no second read to meet EAGAIN."""
+    woken = False
+    try:
+        while True:
+            got = len(os.read(fd, PIPE_READ_BYTES))
+            woken = woken or got > 0
+            if got < PIPE_READ_BYTES:
+                break
+    except BlockingIOError:
+        pass
+    return woken
 
 
 def _decode_id(request_id: bytes) -> str:

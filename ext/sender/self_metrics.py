@@ -156,17 +156,21 @@ class SelfMetrics:
         self.emitted = 0
         self._pids: dict[str, int] = {}
 
+    def due(self, reason: str) -> bool:
+        """An event would be made now: turned on and, at an invocation, the interval passed.
+        Asked first, so that the figures cost nothing (a directory listing) when none is due."""
+        if not self.enabled:
+            return False
+        return (reason != "invocation" or self.last_emitted is None
+                or time.monotonic() - self.last_emitted >= self.interval_s)
+
     def envelope(self, builder: EnvelopeBuilder, spool: SpoolStats, unsent_bytes: int,
                  reason: str) -> bytes | None:
         """One self-metrics event (metric or event), or None when turned off or, at an
         invocation, when the last one is less than the interval old (counters accumulate)."""
-        if not self.enabled:
+        if not self.due(reason):
             return None
-        now = time.monotonic()
-        if (reason == "invocation" and self.last_emitted is not None
-                and now - self.last_emitted < self.interval_s):
-            return None
-        self.last_emitted = now
+        self.last_emitted = time.monotonic()
         values: dict[str, float | int] = {
             "spool.unsent_events": self.unsent.events,
             "spool.unsent_bytes": unsent_bytes,

@@ -7,9 +7,9 @@ the seqs and event indexes in frames and segment headers), commits delivered pos
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
+import time
 import zlib
 from collections import deque
 from dataclasses import replace
@@ -41,6 +41,8 @@ from ext.spool.refusals import RefusalReader
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 256 * 1024
+LISTING_SETTLE_NS = 2_000_000_000  # over a tick, and over a second (the coarsest mtimes)
+LISTING_TTL_S = 2.0
 
 
 class SpoolRecord(NamedTuple):
@@ -97,11 +99,13 @@ class SpoolReader(RoleFiles):
         self._refusals = RefusalReader(self.directory)
         self._state_fd = -1
         self._seg_fd = -1
+        self._dir_fd = -1
         self._generation = 0
         self._committed = Checkpoint()
         self._adopt = False
         try:
             self._open_state()
+            self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except BaseException:
             self.close()
             raise
@@ -111,6 +115,7 @@ class SpoolReader(RoleFiles):
         self._expected_seq = cp.next_seq
         self._expected_events = cp.next_events
         self._stats = cp.stats
+        self._loss_checked: SpoolStats | None = None  # the counters take_loss_report last saw
         self._delivered_records = cp.stats.delivered_records
         self._delivered_events = cp.stats.delivered_events
         self._resume: Checkpoint | None = cp  # where the first segment entered is read from
@@ -118,6 +123,11 @@ class SpoolReader(RoleFiles):
         self._need = 0  # bytes the next pread must cover to hold a whole large frame
         self._seg_base = -1
         self._damaged = False
+        self._sealed = False  # the writer has moved on from the open segment
+        self._unchanged_since: int | None = None  # directory mtime of a settled listing
+        self._listing_expires = 0.0  # monotonic
+        self._kept: int | None = None  # the oldest segment the last deletion pass left
+        self._kept_next: int | None = None  # the one after it then, if any
         self._delete_delivered()
 
     @property
@@ -128,6 +138,7 @@ class SpoolReader(RoleFiles):
         """Bytes appended but not read yet (frame headers included): what a drain still has to
         send. Lists the directory: for the shutdown estimate, not for every read."""
         total = 0
+        self._unchanged_since = None  # the next end of the open segment lists again too
         for base in list_segments(self.directory):
             if base < self._seg_base:
                 continue
@@ -181,10 +192,12 @@ class SpoolReader(RoleFiles):
 
     def _checkpoint(self, entry: _Unsettled) -> Checkpoint:
         """The position and counters to commit once ``entry`` is delivered."""
-        stats = replace(entry.stats, delivered_records=entry.delivered_records,
-                        delivered_events=entry.delivered_events)
+        stats = entry.stats.delivered(entry.delivered_records, entry.delivered_events)
+        taken = self._taken
+        # Counts never go below zero: nothing taken yet stays nothing (the common case).
+        reported = taken.at_most(LossReport.of(stats)) if taken else taken
         return Checkpoint(entry.seg_base, entry.end_offset, entry.seq + 1, entry.next_events,
-                          stats, self._taken.at_most(LossReport.of(stats)))
+                          stats, reported)
 
     def take_loss_report(self) -> LossReport | None:
         """Losses found up to the read position and not yet reported, or None.
@@ -193,6 +206,9 @@ class SpoolReader(RoleFiles):
         out again by the next reader after a crash before that commit: at least once, never double
         counted.
         """
+        if self._stats is self._loss_checked:
+            return None  # no count changed since the last call (the counters are replaced)
+        self._loss_checked = self._stats
         current = LossReport.of(self._stats)
         delta = current.minus(self._taken)
         if not delta:
@@ -202,7 +218,7 @@ class SpoolReader(RoleFiles):
 
     def close(self) -> None:
         self._refusals.close()
-        self._close_fds("_seg_fd", "_state_fd", "_lock_fd")
+        self._close_fds("_seg_fd", "_state_fd", "_dir_fd", "_lock_fd")
 
     # -- committed state -------------------------------------------------------------------------
 
@@ -226,12 +242,32 @@ class SpoolReader(RoleFiles):
             self._generation, self._committed = 0, Checkpoint()
             self._adopt = True
 
-    def _delete_delivered(self) -> None:
-        bases = list_segments(self.directory)
-        for base, successor in itertools.pairwise(bases):
-            if successor > self._committed.next_seq:
-                break
-            unlink_quietly(segment_path(self.directory, base))
+    def _delete_delivered(self, bases: list[int] | None = None) -> None:
+        """Deletes the segments delivered in full: those whose successor starts at or below the
+        committed next seq. Lists the directory (unless given a listing just made) only when
+        one may be, as far as the last listing tells (see _may_delete)."""
+        next_seq = self._committed.next_seq
+        if bases is None:
+            if not self._may_delete(next_seq):
+                return
+            bases = list_segments(self.directory)
+        kept = 0
+        while kept + 1 < len(bases) and bases[kept + 1] <= next_seq:
+            unlink_quietly(segment_path(self.directory, bases[kept]))
+            kept += 1
+        self._kept = bases[kept] if bases else None
+        self._kept_next = bases[kept + 1] if kept + 1 < len(bases) else None
+
+    def _may_delete(self, next_seq: int) -> bool:
+        """Whether a segment may now be delivered in full, from what the last deletion pass left:
+        the oldest segment kept (``_kept``) and the one after it (``_kept_next``, None when it
+        was the newest then). A segment made since then is seen by the reader's next listing
+        (moving on to it passes that listing here), so no commit lists to look for one: the
+        kept segment, if delivered in full, is deleted then."""
+        kept = self._kept
+        if kept is None or self._committed.seg_base != kept:
+            return True  # unknown, or committed into a later segment: the kept one is done
+        return self._kept_next is not None and self._kept_next <= next_seq
 
     # -- read position ---------------------------------------------------------------------------
 
@@ -256,6 +292,7 @@ class SpoolReader(RoleFiles):
             except FileNotFoundError:
                 continue  # dropped by the writer between the listing and the open
             self._seg_fd, self._seg_base, self._sealed = fd, base, False
+            self._unchanged_since = None
             header = frame.decode_segment_header(os.pread(fd, frame.SEGMENT_HEADER_BYTES, 0))
             first = frame.SEGMENT_HEADER_BYTES
             if header is None or header.base_seq != base:
@@ -273,7 +310,7 @@ class SpoolReader(RoleFiles):
                 self._damaged = True
             self._enter_segment(header)
             self._offset = max(self._offset, first)
-            self._delete_delivered()  # also finishes deletions that a crash interrupted
+            self._delete_delivered(bases)  # also finishes deletions a crash interrupted
             return True
 
     def _first_intact_frame(self, base: int) -> tuple[int, frame.FrameHeader] | None:
@@ -366,8 +403,7 @@ class SpoolReader(RoleFiles):
             # The writer creates the next segment only after its last write here returned, so
             # once a newer segment is visible, one more read sees this segment's final bytes.
             # A segment the writer deleted (delivered in full) is final too.
-            bases = list_segments(self.directory)
-            self._sealed = self._seg_base not in bases or any(b > self._seg_base for b in bases)
+            self._sealed = self._writer_moved_on()
             return self._sealed
         remaining = os.fstat(self._seg_fd).st_size - self._offset
         if remaining > 0:
@@ -376,13 +412,37 @@ class SpoolReader(RoleFiles):
         self._close_segment()
         return True
 
+    def _writer_moved_on(self) -> bool:
+        """A newer segment is visible, or the open one is gone.
+
+        Lists the directory only when it may have changed since a listing that said no: every
+        segment created, renamed or deleted sets the directory's mtime, one fstat away. The kernel
+        stamps it from a clock that may lag by a tick (or round to a second on some file
+        systems), so a listing is trusted only if the mtime it saw was LISTING_SETTLE_NS old
+        (read before the fstat: a pause in between cannot make it look older); and for at
+        most LISTING_TTL_S, a bound should a file system leave the mtime alone.
+        """
+        now_ns = time.time_ns()
+        mtime = os.fstat(self._dir_fd).st_mtime_ns
+        if mtime == self._unchanged_since and time.monotonic() < self._listing_expires:
+            return False
+        bases = list_segments(self.directory)
+        moved_on = self._seg_base not in bases or any(b > self._seg_base for b in bases)
+        settled = not moved_on and now_ns - mtime > LISTING_SETTLE_NS
+        self._unchanged_since = mtime if settled else None
+        self._listing_expires = time.monotonic() + LISTING_TTL_S
+        return moved_on
+
     def _read_frames(
         self, want: int, batch: list[SpoolRecord], max_records: int, bytes_left: int
     ) -> _Pass:
         """Parse frames from one pread of ``want`` bytes at the read offset into ``batch``, until
         it holds ``max_records`` or ``bytes_left`` of payload is spent; the read offset moves past
         the frames parsed (at DAMAGED it is the damaged header's)."""
-        buf = os.pread(self._seg_fd, want, self._offset)
+        # No more than the segment holds: a pread allocates its whole length first, and 256 KiB
+        # costs an mmap, an mremap and a munmap per read where a few KiB were appended.
+        there = os.fstat(self._seg_fd).st_size - self._offset
+        buf = os.pread(self._seg_fd, min(want, max(there, 0)), self._offset)
         view = memoryview(buf)
         pos = 0
         # Locals for the per-record loop: it runs once per record of every drain.

@@ -49,8 +49,9 @@ def _encode(generation: int, counts: Refusals) -> bytes:
 def _load(fd: int) -> tuple[int, Refusals] | None:
     """The valid slot with the highest generation, or None."""
     best: tuple[int, Refusals] | None = None
+    both = os.pread(fd, _STRIDE + _SLOT_BYTES, 0)  # one syscall: the reader loads at every read
     for index in range(2):
-        data = os.pread(fd, _SLOT_BYTES, index * _STRIDE)
+        data = both[index * _STRIDE:index * _STRIDE + _SLOT_BYTES]
         if len(data) < _SLOT_BYTES:
             continue
         (crc,) = _CRC.unpack_from(data, _SLOT.size)

@@ -102,24 +102,23 @@ def test_a_timestamp_seen_again_later_is_not_parsed_again() -> None:
                                          1791444629.443, 1791444630.001]
 
 
-def count_strptime(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Makes the envelope module's datetime record each text it parses; returns that record."""
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Makes the envelope module record each date-and-time text it parses; returns that record."""
     parsed: list[str] = []
+    parse = envelope._utc_seconds
 
-    class Counting(datetime):
-        @classmethod
-        def strptime(cls, text: str, fmt: str) -> datetime:  # type: ignore[override]
-            parsed.append(text)
-            return datetime.strptime(text, fmt)
+    def counting(text: str) -> int | None:
+        parsed.append(text)
+        return parse(text)
 
-    monkeypatch.setattr(envelope, "datetime", Counting)
+    monkeypatch.setattr(envelope, "_utc_seconds", counting)
     return parsed
 
 
 def test_each_second_is_parsed_once_for_all_its_milliseconds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parsed = count_strptime(monkeypatch)
+    parsed = count_parses(monkeypatch)
     b = builder()
     stamps = [b.epoch(f"2026-10-08T07:30:29.{ms:03d}Z") for ms in (1, 2, 3)]
     stamps.append(b.epoch("2026-10-08T07:30:30.000Z"))
@@ -210,7 +209,7 @@ def test_times_past_the_year_5138_even_in_milliseconds_get_no_time() -> None:
 def test_the_per_second_cache_keeps_earlier_seconds_and_stays_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parsed = count_strptime(monkeypatch)
+    parsed = count_parses(monkeypatch)
     b = builder()
     b.epoch("2026-10-08T07:30:29.001Z")
     b.epoch("2026-10-08T07:30:30.001Z")

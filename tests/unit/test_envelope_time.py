@@ -3,14 +3,19 @@ request ids across platform events that do not start an invocation."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 from collections.abc import Iterator
+from datetime import date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ext import config
 from ext.sender.envelope import EnvelopeBuilder
+from ext.sender.envelope import _slow_epoch as slow_epoch
 
 RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
 T = "2026-10-08T07:30:28.235Z"
@@ -96,3 +101,82 @@ def test_an_unknown_kind_is_filed_as_a_platform_event() -> None:
     env = json.loads(raw)
     assert env["sourcetype"] == "aws:lambda:platform"
     assert env["event"] == {"type": "custom.kind", "record": {"a": 1}}
+
+
+def strptime_epoch(iso: str) -> bytes:
+    """The former implementation (strptime per new second), the oracle for the digit arithmetic:
+    same result for every input, invalid ones included (its milliseconds now checked too)."""
+    ms = iso[20:23]
+    if len(iso) == 24 and iso[19] == "." and iso[23] == "Z" and ms.isdigit() and ms.isascii():
+        try:
+            parsed = datetime.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            return slow_epoch(iso)
+        return str(calendar.timegm(parsed.timetuple())).encode() + b"." + iso[20:23].encode()
+    return slow_epoch(iso)
+
+
+def _field(width: int) -> st.SearchStrategy[str]:
+    """A date or clock field: in and out of range, and forms strptime also reads (" 5", "+5",
+    Arabic-Indic or full-width digits) or rejects (a superscript two)."""
+    return st.one_of(
+        st.integers(0, 10**width - 1).map(lambda n: f"{n:0{width}d}"),
+        st.sampled_from([" 5", "+5", "5 ", "\u0663", "\u0662\u0660\u0662\u0666",
+                         "\uff12\uff10\uff12\uff16", "\uff11\uff12", "\u00b2", "-1", "0x"]),
+        st.text(alphabet="0123456789 +-:T.", min_size=width, max_size=width),
+    )
+
+
+_separators = st.sampled_from(["-", "-", "-", "T", "t", ":", " ", "/"])
+
+
+@st.composite
+def zulu_like_times(draw: st.DrawFn) -> str:
+    """Mostly `YYYY-MM-DDTHH:MM:SS.mmmZ` with every part varied; 24 characters or not."""
+    parts = [draw(_field(4)), draw(st.sampled_from(["-", "-", "/", "t"])), draw(_field(2)),
+             draw(st.sampled_from(["-", "-", ":"])), draw(_field(2)),
+             draw(st.sampled_from(["T", "T", "t", " "])), draw(_field(2)),
+             draw(st.sampled_from([":", ":", "-"])), draw(_field(2)),
+             draw(_separators), draw(_field(2)),
+             draw(st.sampled_from([".", ".", ","])), draw(_field(3)),
+             draw(st.sampled_from(["Z", "Z", "z", "+"]))]
+    return "".join(parts)
+
+
+@given(st.one_of(
+    zulu_like_times(),
+    st.dates(min_value=date(1, 1, 1)).map(lambda d: f"{d.isoformat():0>10}T23:59:59.999Z"),
+    st.datetimes().map(lambda d: f"{d:%Y-%m-%dT%H:%M:%S}.{d.microsecond // 1000:03d}Z"),
+))
+@settings(max_examples=200)
+def test_hec_time_from_a_telemetry_time_is_what_strptime_gave(iso: str) -> None:
+    assert SHARED.epoch(iso) == strptime_epoch(iso)
+    assert SHARED.epoch(iso) == strptime_epoch(iso)  # again, from the per-second cache
+
+
+SHARED = builder()  # one for every example: its per-second cache is part of what is tested
+
+
+def test_the_edges_of_the_calendar_match_strptime() -> None:
+    b = builder()
+    for iso in ("1970-01-01T00:00:00.000Z", "1969-12-31T23:59:59.999Z", "2024-02-29T12:00:00.000Z",
+                "2023-02-29T12:00:00.000Z", "2026-04-31T00:00:00.000Z", "0000-01-01T00:00:00.000Z",
+                "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "2026-10-08T24:00:00.000Z",
+                "2026-10-08T23:60:00.000Z", "2026-10-08T23:59:60.000Z", "2026-10-08T23:59:61.000Z",
+                "2026-13-08T07:30:28.235Z", "2026-00-08T07:30:28.235Z", "2026-10-00T07:30:28.235Z",
+                "2026-10-08t07:30:28.235Z", "2026-10- 8T07:30:28.235Z", "2026-10-08T0²:30:28.235Z",
+                "٢٠٢٦-10-08T07:30:28.235Z", "2026-10-08T07:30:+8.235Z"):
+        assert b.epoch(iso) == strptime_epoch(iso), iso
+    assert b.epoch(T) == f"{EPOCH}.235".encode()
+    assert b.epoch("2026-10-08t07:30:28.235Z") == f"{EPOCH}.235".encode()  # strptime's reading
+    assert b.epoch("2023-02-29T12:00:00.000Z") == b"null"
+
+
+@pytest.mark.parametrize("stamp", ["2026-10-08T07:30:28.abcZ", "2026-10-08T07:30:28.2 5Z",
+                                   "2026-10-08T07:30:28.\u0662\u0663\u0665Z"])
+def test_milliseconds_that_are_not_digits_leave_the_envelope_valid_json(stamp: str) -> None:
+    b = builder()
+    b.epoch(T)  # the second is known: the per-event shortcut is taken
+    for _ in range(2):
+        (raw,) = b.build(json.dumps([{"time": stamp, "type": "function", "record": "x"}]).encode())
+        assert json.loads(raw)["time"] is None  # HEC uses the index time; the line is kept

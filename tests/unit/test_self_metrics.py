@@ -153,3 +153,32 @@ def test_the_interval_is_validated() -> None:
     with pytest.raises(config.ConfigError) as caught:
         config.load({**env, "SPLUNK_SELF_METRICS_INTERVAL_MS": "-1"})
     assert any("SPLUNK_SELF_METRICS_INTERVAL_MS" in p for p in caught.value.problems)
+
+
+def test_the_backlog_is_measured_only_when_a_self_metrics_event_is_due(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    measured: list[int] = []
+    unread = rig.sender.reader.unread_bytes
+
+    def counting() -> int:
+        measured.append(unread())
+        return measured[-1]
+
+    rig.sender.reader.unread_bytes = counting  # type: ignore[method-assign]
+    try:
+        rig.append_invocation("r1", ["a"])
+        rig.sender.step()
+        assert len(measured) == 1 and len(own(rig)) == 0  # the first one: made, not sent yet
+        rig.courier.finish(2)
+        rig.append_invocation("r2", ["b"])
+        rig.sender.step()
+        rig.courier.finish(2)
+        # Within the interval (10 s by default): no event, and no listing of the spool for it.
+        assert len(measured) == 1 and len(own(rig)) == 1
+        rig.sender.self_metrics.last_emitted = time.monotonic() - 11
+        rig.append_invocation("r3", ["c"])
+        rig.sender.step()
+        rig.courier.finish(2)
+        assert len(measured) == 2 and len(own(rig)) == 2
+    finally:
+        rig.close()

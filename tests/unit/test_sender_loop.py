@@ -780,3 +780,71 @@ def test_records_that_map_to_nothing_do_not_stop_the_reads_after_them(rig: WideR
     rig.append(["after"])
     rig.sender.step()
     assert [json.loads(e)["event"] for _, held in rig.sender.held for e in held] == ["after"]
+
+
+class CountingCourier(TimedCourier):
+    """The stand-in that counts how often the sender collected finished batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collected = 0
+
+    def take_done(self) -> list[int | None]:
+        self.collected += 1
+        control.drain_pipe(self.done_r)
+        return super().take_done()
+
+
+def test_the_courier_is_asked_for_finished_batches_only_while_one_is_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    courier = CountingCourier()
+    rig = WideRig(tmp_path, courier=courier, SPLUNK_DISPATCH_MAX_WAIT_MS="0")
+    try:
+        reads: list[int] = []
+        read = os.read
+
+        def recording(fd: int, n: int) -> bytes:
+            reads.append(fd)
+            return read(fd, n)
+
+        monkeypatch.setattr(os, "read", recording)
+        rig.sender.step()
+        rig.sender.step()
+        assert courier.collected == 0  # nothing handed over: nothing can have finished
+        assert reads == [rig.pipes[0][0]] * 2  # the wake-up pipe, empty: one read per pass
+        rig.append(["a"])
+        reads.clear()
+        rig.sender.step()  # reads the record and hands it to the courier
+        assert reads == [rig.pipes[0][0]]  # one read empties it: none more to meet EAGAIN
+        assert courier.collected == 0 and len(courier.in_flight) == 1
+        rig.sender.step()
+        assert courier.collected == 1  # in flight: asked at every pass
+        courier.finish()
+        rig.sender.step()
+        assert courier.collected == 2 and rig.committed() == 0
+        rig.sender.step()
+        assert courier.collected == 2  # committed: none in flight any more
+    finally:
+        rig.close()
+
+
+def test_emptying_a_wake_up_pipe_full_to_the_brim() -> None:
+    read_fd, write_fd = control.make_pipe()
+    try:
+        assert not sender._emptied(read_fd)
+        os.write(write_fd, b"\x01" * 3)
+        assert sender._emptied(read_fd)
+        assert not sender._emptied(read_fd)
+        filled = 0
+        try:
+            while True:
+                filled += os.write(write_fd, b"\x01" * 4096)
+        except BlockingIOError:
+            pass
+        assert filled >= sender.PIPE_READ_BYTES  # a full pipe: the first read takes all it asks
+        assert sender._emptied(read_fd)
+        assert not control.drain_pipe(read_fd)  # nothing left
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

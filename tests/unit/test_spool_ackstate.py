@@ -135,3 +135,9 @@ def test_ack_state_has_the_documented_layout(tmp_path: Path) -> None:
     assert len(data) == 8192
     assert struct.unpack_from("<4sHHQ", data, 0) == (b"SPAK", 2, 0, 0)
     assert struct.unpack_from("<4sHHQ", data, 4096) == (b"SPAK", 2, 0, 1)
+
+
+def test_delivered_replaces_only_the_delivered_counters() -> None:
+    stats = SpoolStats(1, 2, 3, 4, 5, 6, 7, 8)
+    assert stats.delivered(10, 20) == SpoolStats(10, 20, 3, 4, 5, 6, 7, 8)
+    assert stats == SpoolStats(1, 2, 3, 4, 5, 6, 7, 8)  # frozen: a new one, this one unchanged

@@ -7,12 +7,13 @@ import errno
 import logging
 import os
 import stat
+import time
 import zlib
 from pathlib import Path
 
 import pytest
 
-from ext.spool import LossReport, SpoolReader, SpoolWriter
+from ext.spool import LossReport, SpoolReader, SpoolWriter, reader
 from ext.spool.ackstate import STATE_FILE_BYTES, decode_slot, load_committed
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, encode_frame_header
 from ext.spool.layout import ACK_STATE, list_segments, segment_path
@@ -710,3 +711,176 @@ def test_a_restart_while_a_record_is_written_past_damage_already_delivered_loses
         path.write_bytes(data)  # the writer finished records 3 and 4
         assert [x.seq for x in r.read(10, 1 << 20)] == [3, 4]
         assert r.take_loss_report() is None
+
+
+def count_listings(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Makes the reader record every listing of the spool directory it makes."""
+    listings: list[list[int]] = []
+
+    def counting(directory: Path) -> list[int]:
+        listings.append(list_segments(directory))
+        return listings[-1]
+
+    monkeypatch.setattr("ext.spool.reader.list_segments", counting)
+    return listings
+
+
+def test_commits_inside_the_newest_segment_do_not_list_the_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for _ in range(3):
+            w.append(b"c", 1)
+        r.read(10, 100)
+        listings = count_listings(monkeypatch)
+        r.commit(0)
+        r.commit(2)
+        assert listings == []  # nothing can be delivered in full: the writer appends there
+        assert load_committed(tmp_path).next_seq == 3  # type: ignore[union-attr]
+
+
+def test_a_segment_completed_before_the_next_was_seen_is_deleted_when_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        for _ in range(3):
+            w.append(b"d" * 10, 1)
+        r.read(10, 1 << 20)  # all of segment 0, the only one then
+        r.commit(1)
+        w.append(b"d" * 10, 1)  # segment 3 starts: the reader has not listed since
+        w.append(b"d" * 10, 1)
+        listings = count_listings(monkeypatch)
+        r.commit(2)  # the last record of segment 0: no listing to find out
+        assert listings == [] and list_segments(tmp_path) == [0, 3]
+        assert [x.seq for x in r.read(10, 1 << 20)] == [3, 4]  # moving on lists: deleted then
+        assert list_segments(tmp_path) == [3]
+        r.commit(3)
+        r.commit(4)
+        assert list_segments(tmp_path) == [3]
+
+
+def test_a_read_asks_for_no_more_bytes_than_the_segment_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pread allocates the length it is given: 256 KiB for a 2 KiB append cost three syscalls.
+    asked: list[int] = []
+    pread = os.pread
+
+    def recording(fd: int, length: int, offset: int) -> bytes:
+        asked.append(length)
+        return pread(fd, length, offset)
+
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"p" * 2000, 1)
+        monkeypatch.setattr(os, "pread", recording)
+        assert [len(x.payload) for x in r.read(10, 1 << 20)] == [2000]
+        assert r.read(10, 1 << 20) == []
+        w.append(b"q" * 30, 1)
+        assert [x.payload for x in r.read(10, 1 << 20)] == [b"q" * 30]
+    assert max(asked) <= FRAME_HEADER_BYTES + 2000
+
+
+class ReaderClock:
+    """The reader's `time`: the real wall clock, and a monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def settle(directory: Path) -> int:
+    """Dates the directory's last change 10 s back, as if nothing had changed there since, once
+    the writer's helper thread has made its spare file (a change of its own)."""
+    deadline = time.monotonic() + 5.0
+    while not list(directory.glob("spare-*")) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    old = time.time_ns() - 10_000_000_000
+    os.utime(directory, ns=(old, old))
+    return old
+
+
+@pytest.fixture
+def reader_clock(monkeypatch: pytest.MonkeyPatch) -> ReaderClock:
+    made = ReaderClock()
+    monkeypatch.setattr("ext.spool.reader.time", made)
+    return made
+
+
+def test_the_end_of_a_segment_lists_the_spool_only_when_it_may_have_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader_clock: ReaderClock,
+) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        listings = count_listings(monkeypatch)
+        assert len(r.read(10, 100)) == 1
+        assert len(listings) == 2  # to open the segment, and at its end
+        assert r.read(10, 100) == []
+        assert len(listings) == 3  # the change is recent: its mtime may not show the next one
+        settle(tmp_path)
+        assert r.read(10, 100) == []
+        assert len(listings) == 4  # a settled listing: the directory's mtime now tells
+        w.append(b"b", 1)  # into the same segment: the directory does not change
+        assert [x.payload for x in r.read(10, 100)] == [b"b"]
+        assert r.read(10, 100) == []
+        assert len(listings) == 4
+        reader_clock.now += reader.LISTING_TTL_S  # and only for so long
+        assert r.read(10, 100) == []
+        assert len(listings) == 5
+
+
+def test_a_segment_started_after_a_settled_listing_is_read_at_once(
+    tmp_path: Path, reader_clock: ReaderClock,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a" * 10, 1)
+        settle(tmp_path)
+        assert len(r.read(10, 100)) == 1
+        assert r.read(10, 100) == []  # settled: the next read at this end does not list
+        w.append(b"b" * 10, 1)
+        w.append(b"c" * 10, 1)  # segment 2: created and renamed, the directory changes
+        assert [x.payload for x in r.read(10, 100)] == [b"b" * 10, b"c" * 10]
+        assert r.take_loss_report() is None
+
+
+def test_a_backlog_estimate_lists_again_at_the_next_end_of_the_segment(
+    tmp_path: Path, reader_clock: ReaderClock,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 2 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a" * 10, 1)
+        w.append(b"b" * 10, 1)
+        old = settle(tmp_path)
+        assert len(r.read(10, 100)) == 2
+        w.append(b"c" * 10, 1)  # segment 2, from the spare file: the helper makes another
+        settle(tmp_path)  # once the new spare file is made
+        os.utime(tmp_path, ns=(old, old))  # a file system that left the mtime alone
+        assert r.read(10, 100) == []  # not seen until the listing expires...
+        assert r.unread_bytes() == frame  # ...or the shutdown's estimate lists the directory
+        assert [x.payload for x in r.read(10, 100)] == [b"c" * 10]
+
+
+def test_commits_inside_a_segment_with_a_successor_list_only_once_it_is_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 3 * frame,
+                     max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
+        for _ in range(5):  # segments 0 (records 0-2) and 3 (records 3-4)
+            w.append(b"e" * 10, 1)
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 1, 2, 3, 4]
+        listings = count_listings(monkeypatch)
+        r.commit(0)
+        r.commit(1)
+        assert listings == []  # segment 3 starts after seq 2: nothing is complete yet
+        r.commit(2)
+        assert len(listings) == 1 and list_segments(tmp_path) == [3]

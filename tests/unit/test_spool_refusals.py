@@ -205,3 +205,26 @@ def test_the_files_are_held_open_once_and_closed_on_close(tmp_path: Path) -> Non
     log.close()
     reader.close()
     assert open_fds() == before
+
+
+def test_the_reader_loads_both_slots_in_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = RefusalLog(tmp_path, Refusals())
+    log.add(2)
+    log.add(5)  # the second slot now, the first one holds the older count
+    reads: list[tuple[int, int]] = []
+    pread = os.pread
+
+    def recording(fd: int, length: int, offset: int) -> bytes:
+        reads.append((length, offset))
+        return pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", recording)
+    reader = RefusalReader(tmp_path)
+    try:
+        assert reader.current() == Refusals(2, 7)
+        assert len(reads) == 1  # the reader loads at every spool read: one syscall, not two
+    finally:
+        reader.close()
+        log.close()
