@@ -125,6 +125,7 @@ class Courier:
         self.client.close()
 
     def _run(self) -> None:
+        self._prepare()
         while True:
             with self._cv:
                 while self._slot is None and not self._stopping:
@@ -149,6 +150,16 @@ class Courier:
                 self.queued_bytes = max(0, self.queued_bytes - batch.size)
                 self._done.append(batch.completes_seq)
             self._wake_sender()
+
+    def _prepare(self) -> None:
+        """Connects to HEC as the sender starts (during Lambda's init), on this thread: the
+        lifecycle never waits on it, and the first flush finds the connection ready. A flush
+        that comes meanwhile sees it as a request on the wire (`stalled`)."""
+        self.posting_since = time.monotonic()
+        try:
+            self.client.prepare()
+        finally:
+            self.posting_since = None
 
     def _wake_sender(self) -> None:
         with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice

@@ -1,27 +1,47 @@
 """Splunk HEC client: POST one batch over a pooled urllib3 connection and classify the answer.
 
-Runs only in the sender process; urllib3 is imported here alone, after the fork (a pool must
-never cross a fork, urllib3#850). It never retries by itself (`retries=False`): the sender owns
-the retry policy so a POST is never replayed behind its back. The token comes from a token
-source (ext/sender/token_source.py) asked before each request and told when HEC rejects the
-token; it is sent in the Authorization header and never logged or put in an error message.
+Runs only in the sender process; the pool is created here, after the fork (a pool must never
+cross a fork, urllib3#850). urllib3 keeps the one connection: it connects, negotiates and
+verifies TLS, and notices a keep-alive connection the server dropped. The request and its answer
+go over that connection's socket (ext/sender/hec_wire.py): the head is built once per token, and
+the answer is read without the header machinery urllib3 and http.client bring, which cost more
+CPU than all the rest of a small request (issue 12). A request is never retried or redirected
+here: the courier owns the retry policy, so a POST is never replayed behind its back.
+
+`prepare` does ahead of the first request what it would otherwise pay for: the token, the TLS
+trust store (read once per process, not per connection), TCP and the TLS handshake.
+
+The token comes from a token source (ext/sender/token_source.py) asked before each request and
+told when HEC rejects the token; it is sent in the Authorization header and never logged or put
+in an error message.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
+import ssl
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, SSLError
+from urllib3.util.ssl_ import create_urllib3_context
+
+from ext.sender import hec_wire
 
 if TYPE_CHECKING:
+    import socket
+
+    from urllib3.connection import HTTPConnection
+
     from ext.config import Config
     from ext.sender.token_source import FetchedToken, StaticToken
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "splunk-hec-lambda-extension/0.1"
 # HEC codes (hec.md §1.10) whose event is bad as sent: quarantine it, resend the rest.
@@ -36,6 +56,8 @@ TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not
 # Envelopes gzipped per slice (~45 KB of the usual ~700-byte envelopes): small enough for
 # malloc to reuse one buffer, large enough that the per-call cost does not show.
 COMPRESS_SLICE_LINES = 64
+# A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
+JOIN_BODY_BYTES = 64 * 1024
 
 
 class Verdict(enum.Enum):
@@ -68,25 +90,57 @@ class HecClient:
         timeout = urllib3.Timeout(
             connect=config.connect_timeout_ms / 1000, read=config.request_timeout_ms / 1000
         )
+        self._read_timeout = config.request_timeout_ms / 1000
         kwargs: dict[str, object] = {"maxsize": 1, "block": False, "timeout": timeout}
-        if config.hec_url.startswith("https://"):
-            kwargs["cert_reqs"] = "CERT_REQUIRED" if config.verify_tls else "CERT_NONE"
-            if config.ca_bundle:
-                kwargs["ca_certs"] = config.ca_bundle
+        self._tls: ssl.SSLContext | None = None
+        self._ca_bundle = config.ca_bundle
+        https = config.hec_url.startswith("https://")
+        if https:
+            verify = ssl.CERT_REQUIRED if config.verify_tls else ssl.CERT_NONE
+            kwargs["cert_reqs"] = verify
+            # One context for every connection (urllib3 would build one, and read the CA bundle
+            # again, at each connect); its trust store is loaded once, by `prepare`.
+            self._tls = create_urllib3_context(cert_reqs=verify)
+            kwargs["ssl_context"] = self._tls
+        self._trust_pending = https and config.verify_tls  # CAs to load into self._tls
         self._pool = urllib3.connection_from_url(config.hec_url, **kwargs)
+        self._host = hec_wire.host_field(self._pool.host, self._pool.port, 443 if https else 80)
         self._path = config.hec_path
         self._gzip_level = config.gzip_level
-        self._headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-Splunk-Request-Channel": str(uuid.uuid4()),
-        }
+        self._fields = [
+            ("Accept-Encoding", "identity"),
+            ("User-Agent", USER_AGENT),
+            ("Content-Type", "application/json"),
+            ("X-Splunk-Request-Channel", str(uuid.uuid4())),
+        ]
         if self._gzip_level:
-            self._headers["Content-Encoding"] = "gzip"
+            self._fields.append(("Content-Encoding", "gzip"))
+        self._head: tuple[str, bytes | None] | None = None  # (token, its request head)
 
     def close(self) -> None:
         self._pool.close()
         self.tokens.close()
+
+    def prepare(self) -> None:
+        """Gets the token and connects (TCP, TLS) before the first request needs it.
+
+        For the courier's start, during Lambda's init: a cold start's first flush would pay for
+        these otherwise (at 128 MB, the CA bundle and the handshake alone take hundreds of ms).
+        Bounded by the connect timeout; a failure is logged and left to the first request.
+        """
+        self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
+        try:
+            conn = cast("HTTPConnection", self._pool._get_conn())
+        except HTTPError:
+            return  # closed meanwhile
+        try:
+            self._connected(conn)
+        except (HTTPError, OSError) as err:
+            conn.close()
+            log.info("HEC not reachable yet (%s); the first request connects again",
+                     _failure_name(err, connecting=True))
+        finally:
+            self._pool._put_conn(conn)
 
     def post(self, body: bytes) -> HecOutcome:
         """Sends one request body (from `compress`) and classifies the answer.
@@ -110,15 +164,68 @@ class HecClient:
         return outcome
 
     def _send(self, body: bytes, token: str) -> HecOutcome:
-        headers = {**self._headers, "Authorization": f"Splunk {token}"}
+        head = self._request_head(token)
+        if head is None:
+            return HecOutcome(Verdict.HOLD, text="the HEC token has a character HTTP cannot carry")
+        request = b"%b%d\r\n\r\n" % (head, len(body))
+        if len(body) <= JOIN_BODY_BYTES:
+            request, body = request + body, b""
         try:
-            response = self._pool.urlopen(
-                "POST", self._path, body=body, headers=headers,
-                retries=False, redirect=False, preload_content=True,
-            )
-        except HTTPError as err:
+            # urllib3's own hand-out and return of a pooled connection (urlopen's): it replaces
+            # a connection the server closed meanwhile.
+            conn = cast("HTTPConnection", self._pool._get_conn())
+        except HTTPError as err:  # the pool was closed
             return HecOutcome(Verdict.RETRY, text=type(err).__name__)
-        return classify(response.status, response.data, response.headers.get("Retry-After"))
+        connecting = True
+        try:
+            sock = self._connected(conn)
+            connecting = False
+            sock.sendall(request)
+            if body:
+                sock.sendall(body)
+            answer = hec_wire.read_answer(sock)
+        except (HTTPError, OSError, hec_wire.WireError) as err:
+            conn.close()
+            return HecOutcome(Verdict.RETRY, text=_failure_name(err, connecting=connecting))
+        finally:
+            self._pool._put_conn(conn)
+        if not answer.reusable:
+            conn.close()
+        return classify(answer.status, answer.body, answer.retry_after)
+
+    def _request_head(self, token: str) -> bytes | None:
+        """The request head for `token`, built once per token; None if no header can carry it."""
+        if self._head is None or self._head[0] != token:
+            try:
+                built: bytes | None = hec_wire.request_head(
+                    self._path, self._host, [*self._fields, ("Authorization", f"Splunk {token}")])
+            except ValueError:
+                built = None
+            self._head = (token, built)
+        return self._head[1]
+
+    def _load_trust(self) -> None:
+        assert self._tls is not None
+        try:
+            if self._ca_bundle:
+                self._tls.load_verify_locations(cafile=self._ca_bundle)
+            else:
+                self._tls.load_default_certs()
+        except OSError as err:  # as urllib3 reports an unreadable bundle
+            raise SSLError(err) from err
+        self._trust_pending = False
+
+    def _connected(self, conn: HTTPConnection) -> socket.socket:
+        """The socket of `conn`, connecting it first if it is not (or no longer) connected."""
+        sock: socket.socket | None = conn.sock
+        if sock is None:
+            if self._trust_pending:
+                self._load_trust()
+            conn.connect()  # with the connect timeout
+            sock = conn.sock
+            assert sock is not None
+            sock.settimeout(self._read_timeout)
+        return sock
 
     def _token_notice(self, details: dict[str, int | str]) -> bytes:
         """One `splunk-extension.token-error` event: how long delivery was held, and why."""
@@ -126,6 +233,18 @@ class HecClient:
 
         builder = EnvelopeBuilder(self._config, self._config.function_name)
         return compress(builder.notice(TOKEN_NOTICE, details), self._gzip_level)
+
+
+def _failure_name(err: Exception, *, connecting: bool) -> str:
+    """A request's failure as urllib3 would have named it (the breaker tells timeouts by the
+    "TimeoutError" ending; the log names the kind, never more)."""
+    if isinstance(err, HTTPError):
+        return type(err).__name__  # NewConnectionError, NameResolutionError, ...
+    if isinstance(err, ssl.SSLError):
+        return "SSLError"
+    if isinstance(err, TimeoutError):
+        return "ConnectTimeoutError" if connecting else "ReadTimeoutError"
+    return "ProtocolError"
 
 
 def compress(body: bytes, level: int) -> bytes:

@@ -7,6 +7,7 @@ import gzip
 import http.server
 import json
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -204,21 +205,22 @@ def test_timeouts_and_the_single_connection_pool() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "cert_reqs", "ca_certs"),
+    ("overrides", "verify_mode", "ca_bundle"),
     [
-        ({}, "CERT_REQUIRED", None),
-        ({"verify_tls": False}, "CERT_NONE", None),
-        ({"ca_bundle": "/opt/ca.pem"}, "CERT_REQUIRED", "/opt/ca.pem"),
+        ({}, ssl.CERT_REQUIRED, None),
+        ({"verify_tls": False}, ssl.CERT_NONE, None),
+        ({"ca_bundle": "/opt/ca.pem"}, ssl.CERT_REQUIRED, "/opt/ca.pem"),
     ],
 )
 def test_tls_is_verified_unless_turned_off(
-    overrides: dict[str, object], cert_reqs: str, ca_certs: str | None
+    overrides: dict[str, object], verify_mode: ssl.VerifyMode, ca_bundle: str | None
 ) -> None:
     client = HecClient(config("https://hec.example:8088", **overrides))
     pool = client._pool
-    assert (getattr(pool, "cert_reqs", None), getattr(pool, "ca_certs", None)) == (
-        cert_reqs, ca_certs,
-    )
+    context = pool.conn_kw["ssl_context"]
+    assert (pool.cert_reqs, context.verify_mode) == (verify_mode, verify_mode)  # type: ignore[attr-defined]
+    assert context.check_hostname is (verify_mode == ssl.CERT_REQUIRED)
+    assert client._ca_bundle == ca_bundle
     client.close()
 
 
