@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import urllib3
+from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import HTTPError, SSLError
+from urllib3.util import wait_for_read
 from urllib3.util.ssl_ import create_urllib3_context
 
 from ext.sender import hec_wire
@@ -104,6 +106,8 @@ class HecClient:
             kwargs["ssl_context"] = self._tls
         self._trust_pending = https and config.verify_tls  # CAs to load into self._tls
         self._pool = urllib3.connection_from_url(config.hec_url, **kwargs)
+        if https:
+            self._pool.ConnectionCls = TicketTolerantHTTPSConnection
         self._host = hec_wire.host_field(self._pool.host, self._pool.port, 443 if https else 80)
         self._path = config.hec_path
         self._gzip_level = config.gzip_level
@@ -233,6 +237,35 @@ class HecClient:
 
         builder = EnvelopeBuilder(self._config, self._config.function_name)
         return compress(builder.notice(TOKEN_NOTICE, details), self._gzip_level)
+
+
+class TicketTolerantHTTPSConnection(HTTPSConnection):
+    """urllib3's HTTPS connection, but a TLS 1.3 session ticket does not make it "dropped".
+
+    Before reusing a connection the pool asks `is_connected`, which urllib3 answers "no" when
+    the socket has anything to read. A TLS 1.3 server sends its session tickets after the
+    handshake; a connection that only did the handshake (`HecClient.prepare`) still has them
+    unread, and would be thrown away and connected again by the first request.
+    """
+
+    @property
+    def is_connected(self) -> bool:
+        sock = self.sock
+        if sock is None:
+            return False
+        if not wait_for_read(sock, timeout=0.0):
+            return True
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            sock.recv(1)  # reads TLS records; returns application data or b"" (closed)
+        except ssl.SSLWantReadError:
+            return True  # only handshake records (tickets) were waiting
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(timeout)
+        return False  # closed, or data nobody asked for: either way not reusable
 
 
 def _failure_name(err: Exception, *, connecting: bool) -> str:

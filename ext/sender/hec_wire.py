@@ -53,11 +53,19 @@ def request_head(path: str, host: str, fields: list[tuple[str, str]]) -> bytes:
     target = quote(path, safe="/%:@!$&'()*+,;=~")  # as urllib3 sends a path it is given
     lines = [f"POST {target} HTTP/1.1", f"Host: {host}"]
     for name, value in fields:
-        if not _CONTROL.isdisjoint(value) or not name.isascii():
+        if not _CONTROL.isdisjoint(value) or not name.isascii() or not _latin1(value):
             raise ValueError(f"header {name} has a character HTTP cannot carry")
         lines.append(f"{name}: {value}")
     lines.append("Content-Length: ")
     return "\r\n".join(lines).encode("latin-1")
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def host_field(host: str, port: int | None, default_port: int) -> str:

@@ -44,6 +44,9 @@ class ScriptedClient:
         time.sleep(took)
         return outcome
 
+    def prepare(self) -> None:
+        """Nothing to connect ahead."""
+
     def close(self) -> None:
         pass
 
@@ -99,6 +102,9 @@ class TimedClient:
         took, outcome = self.script.pop(0)
         self.clock.now += took
         return outcome
+
+    def prepare(self) -> None:
+        """Nothing to connect ahead."""
 
     def close(self) -> None:
         pass

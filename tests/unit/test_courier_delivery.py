@@ -49,6 +49,9 @@ class ScriptedClient:
             assert self.gate.wait(5)
         return self.answer(envelopes)
 
+    def prepare(self) -> None:
+        """Nothing to connect ahead."""
+
     def close(self) -> None:
         self.closed = True
 
