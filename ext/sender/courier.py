@@ -158,6 +158,8 @@ class Courier:
         self.posting_since = time.monotonic()
         try:
             self.client.prepare()
+        except Exception:  # only a head start: the first request meets the problem again
+            log.exception("connecting to HEC ahead failed unexpectedly")
         finally:
             self.posting_since = None
 
