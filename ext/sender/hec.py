@@ -80,6 +80,10 @@ class HecOutcome:
     retry_after_s: float | None = None
 
 
+SUCCESS_BODY = b'{"text":"Success","code":0}'  # Splunk's answer to an accepted request
+ACCEPTED = HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")
+
+
 class HecClient:
     """One keep-alive connection to the HEC endpoint, with gzip and a per-process channel."""
 
@@ -304,7 +308,9 @@ def compress_lines(lines: list[bytes], level: int) -> bytes:
     return b"".join(parts)
 
 
-def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
+def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
+    status: int, data: bytes, retry_after: str | None,
+) -> HecOutcome:
     """Maps an HTTP status and HEC body (JSON, HTML or empty) to what the sender should do.
 
     A configuration code holds whatever the status (receivers disagree on statuses: Vector answers
@@ -312,6 +318,8 @@ def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
     data out of the delivery path, so it needs both signals: status 400 and a data-error code (or
     no code at all, as a generic HTML 400 for a malformed body has none).
     """
+    if status == 200 and data == SUCCESS_BODY:
+        return ACCEPTED  # nearly every answer: no JSON to parse
     code, text, invalid = _parse_body(data)
     delay = _retry_after_s(retry_after)
     if 200 <= status < 300:

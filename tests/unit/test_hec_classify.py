@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ext.sender.hec import Verdict, classify
+from ext.sender.hec import HecOutcome, Verdict, classify
 
 
 @pytest.mark.parametrize(
@@ -183,3 +183,13 @@ def test_text_is_kept_short_whatever_the_body() -> None:
     assert classify(400, b"[" + b"1," * 300 + b"1]", None).text == str([1] * 301)[:200]
     assert classify(400, b'{"code":6}', None).text == ""
     assert classify(400, b'{"code":6,"text":12}', None).text == "12"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"text":"Success","code":0}', b'{"text": "Success", "code": 0}',
+     b'{"text":"Success","code":0,"ackId":3}'],
+)
+def test_the_usual_success_answer_is_classified_like_any_other(body: bytes) -> None:
+    # The exact bytes Splunk sends skip the JSON parsing: the outcome must not tell.
+    assert classify(200, body, None) == HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")
