@@ -152,11 +152,16 @@ class Courier:
             self._wake_sender()
 
     def _prepare(self) -> None:
-        """Connects to HEC as the sender starts (during Lambda's init), on this thread: the
-        lifecycle never waits on it, and the first flush finds the connection ready. A flush
-        that comes meanwhile sees it as a request on the wire (`stalled`)."""
-        self.posting_since = time.monotonic()
+        """Readies the HEC client as the sender starts (during Lambda's init), on this thread:
+        the lifecycle never waits on it, and the first flush finds the connection ready.
+
+        Connecting counts as a request on the wire (`stalled`): a flush that comes meanwhile
+        does not wait longer on a HEC that does not answer than on one that hangs a request.
+        Loading the CAs is CPU alone and does not count.
+        """
         try:
+            self.client.trust()
+            self.posting_since = time.monotonic()
             self.client.prepare()
         except Exception:  # only a head start: the first request meets the problem again
             log.exception("connecting to HEC ahead failed unexpectedly")

@@ -129,13 +129,28 @@ class HecClient:
         self._pool.close()
         self.tokens.close()
 
+    def trust(self) -> None:
+        """Loads the CAs that verify HEC's certificate (https with verification on), once.
+
+        CPU alone, and the largest part of a TLS client's start: OpenSSL 3 takes ~45 ms of a
+        core for the ~150 CAs of a system bundle, ~14 times that in wall time at 128 MB.
+        A bundle that cannot be read is logged and left to the first request.
+        """
+        if not self._trust_pending:
+            return
+        try:
+            self._load_trust()
+        except SSLError as err:
+            log.info("cannot load the CAs for HEC yet (%s)", err)
+
     def prepare(self) -> None:
-        """Gets the token and connects (TCP, TLS) before the first request needs it.
+        """Gets the token and connects (TCP, TLS handshake) before the first request needs it.
 
         For the courier's start, during Lambda's init: a cold start's first flush would pay for
-        these otherwise (at 128 MB, the CA bundle and the handshake alone take hundreds of ms).
-        Bounded by the connect timeout; a failure is logged and left to the first request.
+        these otherwise. Bounded by the connect timeout; a failure is logged and left to the
+        first request.
         """
+        self.trust()
         self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
         try:
             conn = cast("HTTPConnection", self._pool._get_conn())

@@ -541,3 +541,17 @@ def test_tls_reads_the_trust_store_once_and_prepare_does_the_handshake(
     assert script.seen[0].peer == prepared  # the first request used the prepared connection
     assert len({seen.peer for seen in script.seen}) == 3
     assert len(loads) == 1  # three connections, one reading of the CA bundle
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_logged_then_met_by_the_request(
+    tls_server: tuple[str, Script], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, script = tls_server
+    client = HecClient(config(url, ca_bundle=str(tmp_path / "gone.pem")))
+    with caplog.at_level("INFO", logger="ext.sender.hec"):
+        client.trust()  # no exception
+        client.prepare()
+    assert "cannot load the CAs" in caplog.text
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []

@@ -45,6 +45,9 @@ class ScriptedClient:
         time.sleep(took)
         return outcome
 
+    def trust(self) -> None:
+        """No CAs to load."""
+
     def prepare(self) -> None:
         """Nothing to connect ahead."""
 
@@ -104,6 +107,9 @@ class TimedClient:
         self.clock.now += took
         return outcome
 
+    def trust(self) -> None:
+        """No CAs to load."""
+
     def prepare(self) -> None:
         """Nothing to connect ahead."""
 
@@ -134,12 +140,18 @@ def test_the_breaker_opens_on_a_failure_slower_than_the_flush_budget_not_as_slow
 
 
 class PreparingClient(ScriptedClient):
-    """Its `prepare` waits for `release`, then fails as a bug would."""
+    """Its `trust` waits for `trusted`; its `prepare` for `release`, then fails as a bug would."""
 
     def __init__(self) -> None:
         super().__init__([(0.0, HecOutcome(Verdict.ACCEPTED, 200, 0, "Success"))])
+        self.trusted = threading.Event()
         self.release = threading.Event()
+        self.trusting = threading.Event()
         self.prepared = threading.Event()
+
+    def trust(self) -> None:
+        self.trusting.set()
+        assert self.trusted.wait(5)
 
     def prepare(self) -> None:
         self.prepared.set()
@@ -147,7 +159,7 @@ class PreparingClient(ScriptedClient):
         raise RuntimeError("a bug in connecting ahead")
 
 
-def test_the_courier_connects_ahead_as_it_starts_and_delivers_whatever_that_gives(
+def test_the_courier_readies_the_client_as_it_starts_and_delivers_whatever_that_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = PreparingClient()
@@ -156,8 +168,12 @@ def test_the_courier_connects_ahead_as_it_starts_and_delivers_whatever_that_give
            "SPLUNK_SPOOL_DIR": str(tmp_path / "spool")}
     courier = Courier(config.load(env), str(tmp_path))
     try:
-        assert client.prepared.wait(5)  # before any batch was offered
+        assert client.trusting.wait(5)  # before any batch was offered
         assert courier.offer(HecBatch([b"x"], 1, 0), b"x")
+        time.sleep(0.05)
+        assert not courier.stalled(0.01)  # loading CAs is CPU, not a request on the wire
+        client.trusted.set()
+        assert client.prepared.wait(5)
         time.sleep(0.05)
         # Connecting ahead counts as a request on the wire: a flush does not wait on it forever.
         assert courier.stalled(0.01) and client.posts == 0
@@ -168,5 +184,6 @@ def test_the_courier_connects_ahead_as_it_starts_and_delivers_whatever_that_give
             time.sleep(0.005)
         assert client.posts == 1 and not courier.stalled(0.0)
     finally:
+        client.trusted.set()
         client.release.set()
         courier.stop()
