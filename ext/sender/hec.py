@@ -203,10 +203,18 @@ class HecClient:
         try:
             sock = self._connected(conn)
             connecting = False
-            sock.sendall(request)
-            if body:
-                sock.sendall(body)
-            answer = hec_wire.read_answer(sock)
+            try:
+                sock.sendall(request)
+                if body:
+                    sock.sendall(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server may have answered before reading it all (a 413 for a body over its
+                # limit) and closed: its answer is read all the same, as urllib3 does, and the
+                # connection is not reused.
+                answer = hec_wire.read_answer(sock)
+                answer = hec_wire.Answer(answer.status, answer.body, answer.retry_after, False)
+            else:
+                answer = hec_wire.read_answer(sock)
         except (HTTPError, OSError, hec_wire.WireError) as err:
             conn.close()
             return HecOutcome(Verdict.RETRY, text=_failure_name(err, connecting=connecting))

@@ -555,3 +555,32 @@ def test_a_ca_bundle_that_cannot_be_read_is_logged_then_met_by_the_request(
     out = client.post(b"{}")
     client.close()
     assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
+
+
+def test_an_answer_sent_before_the_body_was_read_is_still_classified() -> None:
+    # A proxy or HEC refusing a body over its limit answers 413 as soon as it has the head and
+    # closes: the batch must be split (TOO_LARGE), not retried as a broken connection forever.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    answer = b'{"text":"Content too large","code":27}'
+    refusal = (b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(answer), answer))
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(refusal)
+            time.sleep(0.2)  # the answer leaves before the close resets the connection
+
+    server = threading.Thread(target=refuse, daemon=True)
+    server.start()
+    client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+    try:
+        out = client.post(random.Random(3).randbytes(16 * 1024 * 1024))
+    finally:
+        client.close()
+        listener.close()
+    assert (out.verdict, out.status, out.code) == (Verdict.TOO_LARGE, 413, 27), out
