@@ -13,6 +13,7 @@ about where the next one would start leaves the connection unusable (`reusable` 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -21,13 +22,17 @@ if TYPE_CHECKING:
     import socket
 
 RECV_BYTES = 65536
-MAX_HEAD_BYTES = 65536  # status line and header fields, as http.client bounds a line
+# Status line and header fields: HEC sends ~300 bytes, a proxy a few KiB. The blank line is
+# looked for from the start at each read: bounded, that costs nothing even if bytes trickle.
+MAX_HEAD_BYTES = 16384
 MAX_FIELDS = 100  # http.client's limit too
 # Kept of a body: an HEC answer is ~30 bytes, an HTML error page a few KiB. Past this the rest
 # is not read and the connection is closed instead of drained.
 MAX_BODY_BYTES = 256 * 1024
 MAX_CHUNK_LINE = 4096
 _NO_BODY = frozenset({204, 304})
+_PERSISTENT = frozenset({"HTTP/1.1"})  # keep-alive unless "Connection: close" (RFC 9112 §9.3)
+_HEAD_END = re.compile(rb"\r?\n\r?\n")  # the blank line after the fields (bare LF tolerated)
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t"}  # no field value holds one
 
 
@@ -88,7 +93,7 @@ def read_answer(sock: socket.socket) -> Answer:
     if status in _NO_BODY:
         body, complete = b"", True
     elif "transfer-encoding" in fields:
-        if fields["transfer-encoding"].lower().rsplit(",", 1)[-1].strip() == "chunked":
+        if fields["transfer-encoding"].lower().split(",")[-1].strip() == "chunked":
             body, complete = reader.chunked()
         else:
             body, complete = reader.until_closed(), False
@@ -103,26 +108,26 @@ def read_answer(sock: socket.socket) -> Answer:
 def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
     """(status, lower-cased field name -> value, keep-alive) of a status line and its fields.
     Repeated fields are joined with ", " (RFC 9110 §5.3)."""
-    lines = head.decode("latin-1").split("\n")
-    version, _, rest = lines[0].rstrip("\r").partition(" ")
+    status_line, *lines = head.decode("latin-1").split("\n")
+    version, _, rest = status_line.rstrip("\r").partition(" ")
     code = rest[:3]
     if version not in {"HTTP/1.1", "HTTP/1.0"} or not (code.isdigit() and code.isascii()) or (
             rest[3:4] not in {"", " "}):
-        raise WireError(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
-    if len(lines) - 1 > MAX_FIELDS:
+        raise WireError(f"not an HTTP/1.x status line: {status_line[:40]!r}")
+    if len(lines) > MAX_FIELDS:
         raise WireError("more than 100 header fields")
     fields: dict[str, str] = {}
-    for line in lines[1:]:
+    for line in lines:
+        if line[:1] in {" ", "\t"}:
+            continue  # obsolete line folding: none of the fields read here is ever folded
         name, colon, value = line.rstrip("\r").partition(":")
-        if not colon or not name or name != name.strip():
-            if line[:1] in {" ", "\t"}:
-                continue  # obsolete line folding: none of the fields read here is ever folded
+        if not colon or not name or name[-1] in {" ", "\t"}:
             raise WireError("a malformed header field")
         key = name.lower()
         value = value.strip(" \t")
         fields[key] = f"{fields[key]}, {value}" if key in fields else value
     tokens = {t.strip().lower() for t in fields.get("connection", "").split(",")}
-    keep_alive = "close" not in tokens and (version == "HTTP/1.1" or "keep-alive" in tokens)
+    keep_alive = "close" not in tokens and (version in _PERSISTENT or "keep-alive" in tokens)
     return int(code), fields, keep_alive
 
 
@@ -160,21 +165,13 @@ class _Reader:
 
     def head(self) -> bytes:
         """The status line and fields, without the blank line that ends them."""
-        start = 0
-        while True:
-            end = self._buf.find(b"\n\r\n", start)
-            bare = self._buf.find(b"\n\n", start)
-            if bare >= 0 and (end < 0 or bare < end):
-                head, self._buf = self._buf[:bare], self._buf[bare + 2:]
-                return head
-            if end >= 0:
-                head, self._buf = self._buf[:end], self._buf[end + 3:]
-                return head
+        while (end := _HEAD_END.search(self._buf)) is None:  # a head is a read or two
             if len(self._buf) > MAX_HEAD_BYTES:
-                raise WireError("the answer's head exceeds 64 KiB")
-            start = max(0, len(self._buf) - 2)
+                raise WireError("the answer's head exceeds 16 KiB")
             if not self._fill():
                 raise WireError("the connection closed before an answer")
+        head, self._buf = self._buf[:end.start()], self._buf[end.end():]
+        return head
 
     def _line(self) -> bytes:
         while (end := self._buf.find(b"\n")) < 0:

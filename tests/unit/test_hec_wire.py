@@ -115,6 +115,11 @@ def test_a_typical_hec_answer() -> None:
          b"2;ext=1\r\nok\r\n0\r\nTrailer: x\r\n\r\n", False),
         (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n"
          b"Content-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\r\n  folded\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\n0\n\n", True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+         True),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 99 + b"Content-Length: 2\r\n\r\nok", True),
     ],
 )
 def test_framing_and_reuse(data: bytes, reusable: bool) -> None:
@@ -134,6 +139,8 @@ def test_framing_and_reuse(data: bytes, reusable: bool) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nNo colon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 5000 + b"2\r\nok",
         b"HTTP/2 200\r\n\r\n",
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
@@ -144,6 +151,26 @@ def test_framing_and_reuse(data: bytes, reusable: bool) -> None:
 def test_an_answer_that_breaks_framing_is_a_wire_error(data: bytes) -> None:
     with pytest.raises(WireError):
         read(data, [3000] * 100)
+
+
+def test_an_answer_in_one_byte_pieces() -> None:
+    data = (b"HTTP/1.1 200 OK\r\nRetry-After: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2;x=y\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n")
+    assert read(data, [1] * len(data)) == Answer(200, b"ok!!!", "3", True)
+
+
+def test_a_body_cut_at_the_limit_leaves_the_connection_unusable_whatever_is_buffered() -> None:
+    # The reads end exactly at the limit: nothing past it is buffered, yet the rest is unread.
+    head = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\n\r\n" % (
+        hec_wire.MAX_BODY_BYTES + 10)
+    pieces = [len(head)] + [hec_wire.RECV_BYTES] * (hec_wire.MAX_BODY_BYTES // hec_wire.RECV_BYTES)
+    answer = read(head + b"<" * (hec_wire.MAX_BODY_BYTES + 10), pieces)
+    assert (len(answer.body), answer.reusable) == (hec_wire.MAX_BODY_BYTES, False)
+    chunks = b"3e8\r\n%b\r\n%x\r\n%b\r\n0\r\n\r\n" % (
+        b"a" * 1000, hec_wire.MAX_BODY_BYTES, b"b" * hec_wire.MAX_BODY_BYTES)
+    answer = read(b"HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert answer.body == b"a" * 1000 + b"b" * (hec_wire.MAX_BODY_BYTES - 1000)
+    assert not answer.reusable
 
 
 def test_a_large_body_is_cut_and_the_connection_not_reused() -> None:
