@@ -90,18 +90,16 @@ def read_answer(sock: socket.socket) -> Answer:
         if status == 101:
             raise WireError("101 Switching Protocols to a request that asked for no switch")
     retry_after = fields.get("retry-after")
+    coding = fields.get("transfer-encoding")
     if status in _NO_BODY:
         body, complete = b"", True
-    elif "transfer-encoding" in fields:
-        if fields["transfer-encoding"].lower().split(",")[-1].strip() == "chunked":
-            body, complete = reader.chunked()
-        else:
-            body, complete = reader.until_closed(), False
+    elif coding is not None and coding.lower().split(",")[-1].strip() == "chunked":
+        body, complete = reader.chunked()
         keep_alive = keep_alive and "content-length" not in fields  # RFC 9112 §6.3 (3)
-    elif "content-length" in fields:
+    elif coding is None and "content-length" in fields:
         body, complete = reader.exactly(_content_length(fields["content-length"]))
-    else:
-        body, complete = reader.until_closed(), False
+    else:  # neither framing: the body ends when the server closes
+        return Answer(status, reader.until_closed(), retry_after, False)
     return Answer(status, body, retry_after, keep_alive and complete and reader.drained())
 
 
@@ -113,7 +111,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
     code = rest[:3]
     if version not in {"HTTP/1.1", "HTTP/1.0"} or not (code.isdigit() and code.isascii()) or (
             rest[3:4] not in {"", " "}):
-        raise WireError(f"not an HTTP/1.x status line: {status_line[:40]!r}")
+        raise WireError("not an HTTP/1.x status line")
     if len(lines) > MAX_FIELDS:
         raise WireError("more than 100 header fields")
     fields: dict[str, str] = {}

@@ -142,6 +142,9 @@ def test_framing_and_reuse(data: bytes, reusable: bool) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 5000 + b"2\r\nok",
         b"HTTP/2 200\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 \xb200 OK\r\n\r\n",  # Latin-1 superscript two: a digit, not an ASCII one
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
