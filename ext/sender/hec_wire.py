@@ -143,23 +143,17 @@ class _Reader:
     """Buffered reads from the socket, each bounded; running out of data before the framing
     says the answer ends is a WireError."""
 
-    __slots__ = ("_buf", "_closed", "_sock")
+    __slots__ = ("_buf", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
-        self._closed = False
 
     def _fill(self) -> bool:
-        """Reads what arrived; False at the end of the stream."""
-        if self._closed:
-            return False
+        """Reads what arrived; False at the end of the stream (never read again after)."""
         data = self._sock.recv(RECV_BYTES)
-        if not data:
-            self._closed = True
-            return False
         self._buf += data
-        return True
+        return bool(data)
 
     def head(self) -> bytes:
         """The status line and fields, without the blank line that ends them."""
@@ -193,7 +187,7 @@ class _Reader:
         parts: list[bytes] = []
         kept = 0
         while True:
-            size_text = self._line().split(b";", 1)[0].strip(b" \t")
+            size_text = self._line().partition(b";")[0].strip(b" \t")
             if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
                 raise WireError("a malformed chunk size")
             size = int(size_text, 16)
@@ -218,4 +212,4 @@ class _Reader:
 
     def drained(self) -> bool:
         """Nothing was sent past the answer (a server that did would desynchronise the next)."""
-        return not self._buf and not self._closed
+        return not self._buf
