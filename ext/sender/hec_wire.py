@@ -130,10 +130,9 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
 
 
 def _content_length(value: str) -> int:
-    lengths = {v.strip() for v in value.split(",")}
-    if len(lengths) != 1:
+    length, *others = {v.strip() for v in value.split(",")}  # "5, 5": a repeated field
+    if others:
         raise WireError("conflicting Content-Length values")
-    length = lengths.pop()
     if not (length.isdigit() and length.isascii()):
         raise WireError("a malformed Content-Length")
     return int(length)
@@ -181,7 +180,7 @@ class _Reader:
             if not self._fill():
                 raise WireError("the connection closed before the announced length")
         body, self._buf = self._buf[:wanted], self._buf[wanted:]
-        return body, wanted == length
+        return body, length <= MAX_BODY_BYTES
 
     def chunked(self) -> tuple[bytes, bool]:
         parts: list[bytes] = []
@@ -191,7 +190,7 @@ class _Reader:
             if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
                 raise WireError("a malformed chunk size")
             size = int(size_text, 16)
-            if size == 0:
+            if not size:
                 while self._line():  # trailer fields, up to the blank line
                     pass
                 return b"".join(parts), True

@@ -176,6 +176,19 @@ def test_a_body_cut_at_the_limit_leaves_the_connection_unusable_whatever_is_buff
     assert not answer.reusable
 
 
+def test_a_body_of_exactly_the_limit_is_whole() -> None:
+    size = hec_wire.MAX_BODY_BYTES
+    answer = read(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (size, b"k" * size))
+    assert (len(answer.body), answer.reusable) == (size, True)
+
+
+def test_a_chunk_size_line_without_end_is_not_read_to_the_close() -> None:
+    wire = Wire(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 200_000)
+    with pytest.raises(WireError):
+        read_answer(wire)  # type: ignore[arg-type]
+    assert wire.at <= hec_wire.RECV_BYTES + hec_wire.MAX_CHUNK_LINE
+
+
 def test_a_large_body_is_cut_and_the_connection_not_reused() -> None:
     size = hec_wire.MAX_BODY_BYTES * 2
     for framing in (b"Content-Length: %d\r\n" % size, b""):
