@@ -96,7 +96,7 @@ class HecClient:
         timeout = urllib3.Timeout(
             connect=config.connect_timeout_ms / 1000, read=config.request_timeout_ms / 1000
         )
-        self._read_timeout = config.request_timeout_ms / 1000
+        self._read_timeout = timeout.read_timeout
         kwargs: dict[str, object] = {"maxsize": 1, "block": False, "timeout": timeout}
         self._tls: ssl.SSLContext | None = None
         self._ca_bundle = config.ca_bundle

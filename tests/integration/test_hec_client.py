@@ -584,3 +584,62 @@ def test_an_answer_sent_before_the_body_was_read_is_still_classified() -> None:
         client.close()
         listener.close()
     assert (out.verdict, out.status, out.code) == (Verdict.TOO_LARGE, 413, 27), out
+
+
+def test_a_body_over_the_joined_size_arrives_whole(server: tuple[str, Script]) -> None:
+    # Small bodies go out with the head in one send, larger ones in a second: both whole.
+    url, script = server
+    client = HecClient(config(url))
+    bodies = [random.Random(n).randbytes(size) for n, size in enumerate((10, 200_000))]
+    outcomes = [client.post(body).verdict for body in bodies]
+    client.close()
+    assert outcomes == [Verdict.ACCEPTED, Verdict.ACCEPTED]
+    assert [seen.body for seen in script.seen] == bodies
+
+
+def test_a_new_token_is_sent_from_the_next_request_on(server: tuple[str, Script]) -> None:
+    url, script = server
+    tokens = Tokens("tok-9")
+    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    client.post(b"{}")
+    tokens.token = "tok-1"  # rotated (sorts before the old one)
+    client.post(b"{}")
+    tokens.token = "tok-9"
+    client.post(b"{}")
+    client.close()
+    assert [seen.headers["Authorization"] for seen in script.seen] == [
+        "Splunk tok-9", "Splunk tok-1", "Splunk tok-9"]
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [("http://hec.example", "hec.example"), ("https://hec.example", "hec.example"),
+     ("http://hec.example:8088", "hec.example:8088"), ("https://hec.example:80", "hec.example:80"),
+     ("http://[::1]:8088", "[::1]:8088")],
+)
+def test_the_host_field_names_the_port_unless_it_is_the_schemes(url: str, host: str) -> None:
+    client = HecClient(config(url))
+    head = client._request_head(TOKEN)
+    client.close()
+    assert head is not None and head.startswith(
+        b"POST /services/collector/event HTTP/1.1\r\nHost: %b\r\n" % host.encode())
+
+
+@pytest.mark.timing  # three requests well within a second
+def test_tls_keeps_the_connection_until_the_server_closes_it(
+    tls_server: tuple[str, Script], certificate: tuple[Path, Path],
+) -> None:
+    url, script = tls_server
+    client = HecClient(config(url, ca_bundle=str(certificate[0])))
+    started = time.monotonic()
+    kept = [client.post(b"{}").verdict for _ in range(3)]
+    elapsed = time.monotonic() - started
+    script.hang_up = True  # from now on each connection is closed after its answer, unsaid
+    client.post(b"{}")
+    time.sleep(0.1)  # the server's close (a TLS close_notify, then FIN) arrives
+    after_close = client.post(b"{}")
+    client.close()
+    assert kept == [Verdict.ACCEPTED] * 3 and elapsed < 0.8
+    assert len({seen.peer for seen in script.seen[:4]}) == 1
+    assert after_close.verdict is Verdict.ACCEPTED  # connected again, no attempt lost
+    assert script.seen[4].peer != script.seen[3].peer

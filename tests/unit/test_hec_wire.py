@@ -27,7 +27,12 @@ class Wire:
         if self.at >= len(self.data):
             self.read_past_end = True
             return b""
-        step = min(size, self.pieces.pop(0) if self.pieces else size)
+        step = size
+        if self.pieces:
+            want = self.pieces.pop(0)
+            if want > size:  # the rest of this piece comes with the next read
+                self.pieces.insert(0, want - size)
+            step = min(size, want)
         piece = self.data[self.at:self.at + max(1, step)]
         self.at += len(piece)
         return piece
@@ -169,9 +174,11 @@ def test_a_body_cut_at_the_limit_leaves_the_connection_unusable_whatever_is_buff
     pieces = [len(head)] + [hec_wire.RECV_BYTES] * (hec_wire.MAX_BODY_BYTES // hec_wire.RECV_BYTES)
     answer = read(head + b"<" * (hec_wire.MAX_BODY_BYTES + 10), pieces)
     assert (len(answer.body), answer.reusable) == (hec_wire.MAX_BODY_BYTES, False)
-    chunks = b"3e8\r\n%b\r\n%x\r\n%b\r\n0\r\n\r\n" % (
-        b"a" * 1000, hec_wire.MAX_BODY_BYTES, b"b" * hec_wire.MAX_BODY_BYTES)
-    answer = read(b"HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    head = b"HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first = b"3e8\r\n%b\r\n%x\r\n" % (b"a" * 1000, hec_wire.MAX_BODY_BYTES)
+    rest = b"b" * hec_wire.MAX_BODY_BYTES + b"\r\n0\r\n\r\n"
+    up_to_cut = len(head) + len(first) + hec_wire.MAX_BODY_BYTES - 1000
+    answer = read(head + first + rest, [up_to_cut])  # nothing past the cut is buffered
     assert answer.body == b"a" * 1000 + b"b" * (hec_wire.MAX_BODY_BYTES - 1000)
     assert not answer.reusable
 
@@ -180,6 +187,15 @@ def test_a_body_of_exactly_the_limit_is_whole() -> None:
     size = hec_wire.MAX_BODY_BYTES
     answer = read(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (size, b"k" * size))
     assert (len(answer.body), answer.reusable) == (size, True)
+    chunk = b"%x\r\n%b\r\n0\r\n\r\n" % (size, b"k" * size)
+    answer = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+    assert (len(answer.body), answer.reusable) == (size, True)
+
+
+def test_a_head_of_the_limit_is_read_to_its_end() -> None:
+    start = b"HTTP/1.1 204 No Content\r\nX-Pad: "
+    head = start + b"p" * (hec_wire.MAX_HEAD_BYTES - len(start))  # the limit, no end yet
+    assert read(head + b"\r\n\r\n", [hec_wire.MAX_HEAD_BYTES, 100]).status == 204
 
 
 def test_a_chunk_size_line_without_end_is_not_read_to_the_close() -> None:
