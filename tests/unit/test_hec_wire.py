@@ -151,7 +151,7 @@ def test_framing_and_reuse(data: bytes, reusable: bool) -> None:
         b"HTTP/1.1 abc OK\r\n\r\n",
         b"HTTP/1.1 \xb200 OK\r\n\r\n",  # Latin-1 superscript two: a digit, not an ASCII one
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
-        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
         b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000 + b"\r\n\r\n",
     ],
