@@ -80,8 +80,8 @@ class HecOutcome:
     retry_after_s: float | None = None
 
 
-SUCCESS_BODY = b'{"text":"Success","code":0}'  # Splunk's answer to an accepted request
-ACCEPTED = HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")
+# Splunk's answer to an accepted request, classified once.
+_USUAL = {(200, b'{"text":"Success","code":0}'): HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")}
 
 
 class HecClient:
@@ -123,7 +123,7 @@ class HecClient:
         ]
         if self._gzip_level:
             self._fields.append(("Content-Encoding", "gzip"))
-        self._head: tuple[str, bytes | None] | None = None  # (token, its request head)
+        self._heads: dict[str, bytes | None] = {}  # the current token's request head
 
     def close(self) -> None:
         self._pool.close()
@@ -161,7 +161,7 @@ class HecClient:
         except (HTTPError, OSError) as err:
             conn.close()
             log.info("HEC not reachable yet (%s); the first request connects again",
-                     _failure_name(err, connecting=True))
+                     type(err).__name__)
         finally:
             self._pool._put_conn(conn)
 
@@ -226,14 +226,14 @@ class HecClient:
 
     def _request_head(self, token: str) -> bytes | None:
         """The request head for `token`, built once per token; None if no header can carry it."""
-        if self._head is None or self._head[0] != token:
+        if token not in self._heads:
             try:
                 built: bytes | None = hec_wire.request_head(
                     self._path, self._host, [*self._fields, ("Authorization", f"Splunk {token}")])
             except ValueError:
                 built = None
-            self._head = (token, built)
-        return self._head[1]
+            self._heads = {token: built}
+        return self._heads[token]
 
     def _load_trust(self) -> None:
         assert self._tls is not None
@@ -285,7 +285,7 @@ class TicketTolerantHTTPSConnection(HTTPSConnection):
         timeout = sock.gettimeout()
         sock.settimeout(0.0)
         try:
-            sock.recv(1)  # reads TLS records; returns application data or b"" (closed)
+            sock.recv(hec_wire.RECV_BYTES)  # reads TLS records: application data, or b"" (closed)
         except ssl.SSLWantReadError:
             return True  # only handshake records (tickets) were waiting
         except OSError:
@@ -341,8 +341,9 @@ def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
     data out of the delivery path, so it needs both signals: status 400 and a data-error code (or
     no code at all, as a generic HTML 400 for a malformed body has none).
     """
-    if status == 200 and data == SUCCESS_BODY:
-        return ACCEPTED  # nearly every answer: no JSON to parse
+    usual = _USUAL.get((status, data))
+    if usual is not None:
+        return usual  # nearly every answer: no JSON to parse
     code, text, invalid = _parse_body(data)
     delay = _retry_after_s(retry_after)
     if 200 <= status < 300:

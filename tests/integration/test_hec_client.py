@@ -643,3 +643,17 @@ def test_tls_keeps_the_connection_until_the_server_closes_it(
     assert len({seen.peer for seen in script.seen[:4]}) == 1
     assert after_close.verdict is Verdict.ACCEPTED  # connected again, no attempt lost
     assert script.seen[4].peer != script.seen[3].peer
+
+
+@pytest.mark.timing  # the handshake gives up after the 300 ms connect timeout, not later
+def test_a_tls_handshake_that_never_completes_is_a_connect_timeout() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    client = HecClient(config(f"https://127.0.0.1:{silent.getsockname()[1]}",
+                              connect_timeout_ms=300, request_timeout_ms=5000))
+    started = time.monotonic()
+    out = client.post(b"{}")
+    elapsed = time.monotonic() - started
+    client.close()
+    silent.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "ConnectTimeoutError")
+    assert elapsed < 2.0

@@ -115,6 +115,8 @@ def test_a_typical_hec_answer() -> None:
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok", True),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", False),
         (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: br\r\n\r\nok", False),  # framed by the close
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: deflate\r\n\r\nok", False),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1", False),  # more than asked
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n"
          b"2;ext=1\r\nok\r\n0\r\nTrailer: x\r\n\r\n", False),
@@ -159,6 +161,22 @@ def test_framing_and_reuse(data: bytes, reusable: bool) -> None:
 def test_an_answer_that_breaks_framing_is_a_wire_error(data: bytes) -> None:
     with pytest.raises(WireError):
         read(data, [3000] * 100)
+
+
+def test_a_chunk_size_line_of_the_limit_is_read_to_its_end() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    size_line = b"0" * (hec_wire.MAX_CHUNK_LINE - 1) + b"2"  # the limit, its end not yet read
+    data = head + size_line + b"\r\nok\r\n0\r\n\r\n"
+    assert read(data, [len(head) + len(size_line), 100]) == Answer(200, b"ok", None, True)
+
+
+def test_a_body_framed_by_the_close_stops_at_the_limit() -> None:
+    head = b"HTTP/1.1 502 Bad Gateway\r\n\r\n"
+    wire = Wire(head + b"<" * (hec_wire.MAX_BODY_BYTES * 2),
+                [len(head)] + [hec_wire.RECV_BYTES] * 8)
+    answer = read_answer(wire)  # type: ignore[arg-type]
+    assert (len(answer.body), answer.reusable) == (hec_wire.MAX_BODY_BYTES, False)
+    assert wire.at == len(head) + hec_wire.MAX_BODY_BYTES  # not one read more
 
 
 def test_an_answer_in_one_byte_pieces() -> None:
