@@ -657,3 +657,13 @@ def test_a_tls_handshake_that_never_completes_is_a_connect_timeout() -> None:
     silent.close()
     assert (out.verdict, out.text) == (Verdict.RETRY, "ConnectTimeoutError")
     assert elapsed < 2.0
+
+
+def test_a_closed_client_sends_nothing_and_prepares_nothing(server: tuple[str, Script]) -> None:
+    url, script = server
+    client = HecClient(config(url))
+    client.close()
+    client.prepare()  # no exception: the sender is stopping
+    out = client.post(b"{}")
+    assert (out.verdict, out.text) == (Verdict.RETRY, "ClosedPoolError")
+    assert script.seen == []
