@@ -152,8 +152,9 @@ class Courier:
             self._wake_sender()
 
     def _prepare(self) -> None:
-        """Readies the HEC client as the sender starts (during Lambda's init), on this thread:
-        the lifecycle never waits on it, and the first flush finds the connection ready.
+        """Readies the HEC client as the sender starts (near the end of Lambda's init), on this
+        thread: the lifecycle never waits on it, and the first flush finds the connection ready
+        unless the first invocation comes first (then it waits on it like on a request).
 
         Connecting counts as a request on the wire (`stalled`): a flush that comes meanwhile
         does not wait longer on a HEC that does not answer than on one that hangs a request.

@@ -105,7 +105,7 @@ class HecClient:
             verify = ssl.CERT_REQUIRED if config.verify_tls else ssl.CERT_NONE
             kwargs["cert_reqs"] = verify
             # One context for every connection (urllib3 would build one, and read the CA bundle
-            # again, at each connect); its trust store is loaded once, by `prepare`.
+            # again, at each connect); its CAs are loaded once, by `trust`.
             self._tls = create_urllib3_context(cert_reqs=verify)
             kwargs["ssl_context"] = self._tls
         self._trust_pending = https and config.verify_tls  # CAs to load into self._tls
@@ -146,9 +146,9 @@ class HecClient:
     def prepare(self) -> None:
         """Gets the token and connects (TCP, TLS handshake) before the first request needs it.
 
-        For the courier's start, during Lambda's init: a cold start's first flush would pay for
-        these otherwise. Bounded by the connect timeout; a failure is logged and left to the
-        first request.
+        For the courier's start (the sender starts near the end of Lambda's init): a cold start's
+        first flush would pay for these otherwise. Bounded by the connect timeout; a failure is
+        logged and left to the first request.
         """
         self.trust()
         self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
