@@ -267,7 +267,8 @@ def test_a_path_is_sent_percent_encoded() -> None:
     ("host", "port", "default", "field"),
     [("hec.example", 443, 443, "hec.example"), ("hec.example", 8088, 443, "hec.example:8088"),
      ("127.0.0.1", None, 80, "127.0.0.1"), ("::1", 8088, 443, "[::1]:8088"),
-     ("[::1]", 80, 80, "[::1]")],
+     ("[::1]", 80, 80, "[::1]"), ("hec.example", 80, 443, "hec.example:80"),
+     ("hec.example", int("443"), 443, "hec.example")],  # an equal port, not the same object
 )
 def test_host_field(host: str, port: int | None, default: int, field: str) -> None:
     assert hec_wire.host_field(host, port, default) == field
