@@ -245,7 +245,8 @@ def test_the_request_head_is_built_once_with_every_field() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["Splunk a\r\nX-Evil: 1", "Splunk a\nb", "Splunk \x00", "Splunk \x7f", "é€"])
+    "value", ["Splunk a\r\nX-Evil: 1", "Splunk a\nb", "Splunk \x00", "Splunk \x1f", "Splunk \x7f",
+              "é€"])
 def test_a_value_no_header_can_carry_is_refused_without_quoting_it(value: str) -> None:
     with pytest.raises(ValueError, match="Authorization") as raised:
         hec_wire.request_head("/p", "h", [("Authorization", value)])
