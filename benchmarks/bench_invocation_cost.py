@@ -1,7 +1,7 @@
 """Cost of one small invocation (issue 12 item 2): HEC requests and extension CPU per invocation.
 
 Runs the sample function in the emulator, 10 log lines per invocation, back to back: a warm-up,
-then the measured invocations. CPU is read from /proc/<pid>/schedstat (nanoseconds on CPU) of
+then the measured invocations. CPU is read from /proc/<pid>/task/*/schedstat (nanoseconds on CPU) of
 the main, listener and sender processes before and after the measured invocations; HEC requests
 from the receiver's request counter. With `--profile DIR`, every extension process runs under
 cProfile (benchmarks/profiled_extension.py) and the top functions per process are printed.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import common
+from benchmarks import common, rig
 from benchmarks.rig import extension_processes, extension_rig
 
 LINES = 10
@@ -28,11 +28,9 @@ WRAPPER = Path(__file__).with_name("profiled_extension.py")
 
 
 def cpu_ns(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/schedstat", "rb") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
+    """CPU of every thread of `pid` (/proc/<pid>/schedstat alone is its main thread's: it
+    missed the sender's courier thread and the listener's spool thread)."""
+    return rig.cpu_ns([pid])
 
 
 def measure(flush: str, invocations: int, profile_dir: Path | None,

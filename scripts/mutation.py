@@ -48,6 +48,9 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_hec_classify.py", "tests/unit/test_hec_compress.py",
         "tests/integration/test_hec_client.py",
     ),
+    "ext/sender/hec_wire.py": (
+        "tests/unit/test_hec_wire.py", "tests/integration/test_hec_client.py",
+    ),
     "ext/sender/batching.py": ("tests/unit/test_batching_edges.py", "tests/unit/test_batching*.py"),
     # The enrichment and metric tests read what the envelope builder makes of them (cold start,
     # fields learnt from an init, SPLUNK_PLATFORM_EVENTS=false); 0.7 s, after the envelope's own.
@@ -113,8 +116,8 @@ TESTS: dict[str, tuple[str, ...]] = {
 }
 PRESETS = {
     "delivery": (
-        "ext/sender/hec.py", "ext/sender/batching.py", "ext/sender/envelope.py",
-        "ext/sender/quarantine.py",
+        "ext/sender/hec.py", "ext/sender/hec_wire.py", "ext/sender/batching.py",
+        "ext/sender/envelope.py", "ext/sender/quarantine.py",
         "ext/spool/frame.py", "ext/spool/layout.py", "ext/spool/ackstate.py",
         "ext/spool/reader.py", "ext/spool/writer.py", "ext/spool/refusals.py",
         "ext/sender/courier.py", "ext/sender/commit_order.py", "ext/sender/process.py",

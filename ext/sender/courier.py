@@ -125,6 +125,7 @@ class Courier:
         self.client.close()
 
     def _run(self) -> None:
+        self._prepare()
         while True:
             with self._cv:
                 while self._slot is None and not self._stopping:
@@ -149,6 +150,24 @@ class Courier:
                 self.queued_bytes = max(0, self.queued_bytes - batch.size)
                 self._done.append(batch.completes_seq)
             self._wake_sender()
+
+    def _prepare(self) -> None:
+        """Readies the HEC client as the sender starts (near the end of Lambda's init), on this
+        thread: the lifecycle never waits on it, and the first flush finds the connection ready
+        unless the first invocation comes first (then it waits on it like on a request).
+
+        Connecting counts as a request on the wire (`stalled`): a flush that comes meanwhile
+        does not wait longer on a HEC that does not answer than on one that hangs a request.
+        Loading the CAs is CPU alone and does not count.
+        """
+        try:
+            self.client.trust()
+            self.posting_since = time.monotonic()
+            self.client.prepare()
+        except Exception:  # only a head start: the first request meets the problem again
+            log.exception("connecting to HEC ahead failed unexpectedly")
+        finally:
+            self.posting_since = None
 
     def _wake_sender(self) -> None:
         with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice

@@ -1,27 +1,49 @@
 """Splunk HEC client: POST one batch over a pooled urllib3 connection and classify the answer.
 
-Runs only in the sender process; urllib3 is imported here alone, after the fork (a pool must
-never cross a fork, urllib3#850). It never retries by itself (`retries=False`): the sender owns
-the retry policy so a POST is never replayed behind its back. The token comes from a token
-source (ext/sender/token_source.py) asked before each request and told when HEC rejects the
-token; it is sent in the Authorization header and never logged or put in an error message.
+Runs only in the sender process; the pool is created here, after the fork (a pool must never
+cross a fork, urllib3#850). urllib3 keeps the one connection: it connects, negotiates and
+verifies TLS, and notices a keep-alive connection the server dropped. The request and its answer
+go over that connection's socket (ext/sender/hec_wire.py): the head is built once per token, and
+the answer is read without the header machinery urllib3 and http.client bring, which cost more
+CPU than all the rest of a small request (issue 12). A request is never retried or redirected
+here: the courier owns the retry policy, so a POST is never replayed behind its back.
+
+`prepare` does ahead of the first request what it would otherwise pay for: the token, the TLS
+trust store (read once per process, not per connection), TCP and the TLS handshake.
+
+The token comes from a token source (ext/sender/token_source.py) asked before each request and
+told when HEC rejects the token; it is sent in the Authorization header and never logged or put
+in an error message.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
+import ssl
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.connection import HTTPSConnection
+from urllib3.exceptions import HTTPError, SSLError
+from urllib3.util import wait_for_read
+from urllib3.util.ssl_ import create_urllib3_context
+
+from ext.sender import hec_wire
 
 if TYPE_CHECKING:
+    import socket
+
+    from urllib3.connection import HTTPConnection
+
     from ext.config import Config
     from ext.sender.token_source import FetchedToken, StaticToken
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "splunk-hec-lambda-extension/0.1"
 # HEC codes (hec.md §1.10) whose event is bad as sent: quarantine it, resend the rest.
@@ -36,6 +58,8 @@ TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not
 # Envelopes gzipped per slice (~45 KB of the usual ~700-byte envelopes): small enough for
 # malloc to reuse one buffer, large enough that the per-call cost does not show.
 COMPRESS_SLICE_LINES = 64
+# A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
+JOIN_BODY_BYTES = 64 * 1024
 
 
 class Verdict(enum.Enum):
@@ -56,6 +80,10 @@ class HecOutcome:
     retry_after_s: float | None = None
 
 
+# Splunk's answer to an accepted request, classified once.
+_USUAL = {(200, b'{"text":"Success","code":0}'): HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")}
+
+
 class HecClient:
     """One keep-alive connection to the HEC endpoint, with gzip and a per-process channel."""
 
@@ -68,25 +96,74 @@ class HecClient:
         timeout = urllib3.Timeout(
             connect=config.connect_timeout_ms / 1000, read=config.request_timeout_ms / 1000
         )
+        self._read_timeout = timeout.read_timeout
         kwargs: dict[str, object] = {"maxsize": 1, "block": False, "timeout": timeout}
-        if config.hec_url.startswith("https://"):
-            kwargs["cert_reqs"] = "CERT_REQUIRED" if config.verify_tls else "CERT_NONE"
-            if config.ca_bundle:
-                kwargs["ca_certs"] = config.ca_bundle
+        self._tls: ssl.SSLContext | None = None
+        self._ca_bundle = config.ca_bundle
+        https = config.hec_url.startswith("https://")
+        if https:
+            verify = ssl.CERT_REQUIRED if config.verify_tls else ssl.CERT_NONE
+            kwargs["cert_reqs"] = verify
+            # One context for every connection (urllib3 would build one, and read the CA bundle
+            # again, at each connect); its CAs are loaded once, by `trust`.
+            self._tls = create_urllib3_context(cert_reqs=verify)
+            kwargs["ssl_context"] = self._tls
+        self._trust_pending = https and config.verify_tls  # CAs to load into self._tls
         self._pool = urllib3.connection_from_url(config.hec_url, **kwargs)
+        if https:
+            self._pool.ConnectionCls = TicketTolerantHTTPSConnection
+        self._host = hec_wire.host_field(self._pool.host, self._pool.port, 443 if https else 80)
         self._path = config.hec_path
         self._gzip_level = config.gzip_level
-        self._headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-Splunk-Request-Channel": str(uuid.uuid4()),
-        }
+        self._fields = [
+            ("Accept-Encoding", "identity"),
+            ("User-Agent", USER_AGENT),
+            ("Content-Type", "application/json"),
+            ("X-Splunk-Request-Channel", str(uuid.uuid4())),
+        ]
         if self._gzip_level:
-            self._headers["Content-Encoding"] = "gzip"
+            self._fields.append(("Content-Encoding", "gzip"))
+        self._heads: dict[str, bytes | None] = {}  # the current token's request head
 
     def close(self) -> None:
         self._pool.close()
         self.tokens.close()
+
+    def trust(self) -> None:
+        """Loads the CAs that verify HEC's certificate (https with verification on), once.
+
+        CPU alone, and the largest part of a TLS client's start: OpenSSL 3 takes ~45 ms of a
+        core for the ~150 CAs of a system bundle, ~14 times that in wall time at 128 MB.
+        A bundle that cannot be read is logged and left to the first request.
+        """
+        if not self._trust_pending:
+            return
+        try:
+            self._load_trust()
+        except SSLError as err:
+            log.info("cannot load the CAs for HEC yet (%s)", err)
+
+    def prepare(self) -> None:
+        """Gets the token and connects (TCP, TLS handshake) before the first request needs it.
+
+        For the courier's start (the sender starts near the end of Lambda's init): a cold start's
+        first flush would pay for these otherwise. Bounded by the connect timeout; a failure is
+        logged and left to the first request.
+        """
+        self.trust()
+        self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
+        try:
+            conn = cast("HTTPConnection", self._pool._get_conn())
+        except HTTPError:
+            return  # closed meanwhile
+        try:
+            self._connected(conn)
+        except (HTTPError, OSError) as err:
+            conn.close()
+            log.info("HEC not reachable yet (%s); the first request connects again",
+                     type(err).__name__)
+        finally:
+            self._pool._put_conn(conn)
 
     def post(self, body: bytes) -> HecOutcome:
         """Sends one request body (from `compress`) and classifies the answer.
@@ -110,15 +187,76 @@ class HecClient:
         return outcome
 
     def _send(self, body: bytes, token: str) -> HecOutcome:
-        headers = {**self._headers, "Authorization": f"Splunk {token}"}
+        head = self._request_head(token)
+        if head is None:
+            return HecOutcome(Verdict.HOLD, text="the HEC token has a character HTTP cannot carry")
+        request = b"%b%d\r\n\r\n" % (head, len(body))
+        if len(body) <= JOIN_BODY_BYTES:
+            request, body = request + body, b""
         try:
-            response = self._pool.urlopen(
-                "POST", self._path, body=body, headers=headers,
-                retries=False, redirect=False, preload_content=True,
-            )
-        except HTTPError as err:
+            # urllib3's own hand-out and return of a pooled connection (urlopen's): it replaces
+            # a connection the server closed meanwhile.
+            conn = cast("HTTPConnection", self._pool._get_conn())
+        except HTTPError as err:  # the pool was closed
             return HecOutcome(Verdict.RETRY, text=type(err).__name__)
-        return classify(response.status, response.data, response.headers.get("Retry-After"))
+        connecting = True
+        try:
+            sock = self._connected(conn)
+            connecting = False
+            try:
+                sock.sendall(request)
+                if body:
+                    sock.sendall(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server may have answered before reading it all (a 413 for a body over its
+                # limit) and closed: its answer is read all the same, as urllib3 does, and the
+                # connection is not reused.
+                answer = hec_wire.read_answer(sock)
+                answer = hec_wire.Answer(answer.status, answer.body, answer.retry_after, False)
+            else:
+                answer = hec_wire.read_answer(sock)
+        except (HTTPError, OSError, hec_wire.WireError) as err:
+            conn.close()
+            return HecOutcome(Verdict.RETRY, text=_failure_name(err, connecting=connecting))
+        finally:
+            self._pool._put_conn(conn)
+        if not answer.reusable:
+            conn.close()
+        return classify(answer.status, answer.body, answer.retry_after)
+
+    def _request_head(self, token: str) -> bytes | None:
+        """The request head for `token`, built once per token; None if no header can carry it."""
+        if token not in self._heads:
+            try:
+                built: bytes | None = hec_wire.request_head(
+                    self._path, self._host, [*self._fields, ("Authorization", f"Splunk {token}")])
+            except ValueError:
+                built = None
+            self._heads = {token: built}
+        return self._heads[token]
+
+    def _load_trust(self) -> None:
+        assert self._tls is not None
+        try:
+            if self._ca_bundle:
+                self._tls.load_verify_locations(cafile=self._ca_bundle)
+            else:
+                self._tls.load_default_certs()
+        except OSError as err:  # as urllib3 reports an unreadable bundle
+            raise SSLError(err) from err
+        self._trust_pending = False
+
+    def _connected(self, conn: HTTPConnection) -> socket.socket:
+        """The socket of `conn`, connecting it first if it is not (or no longer) connected."""
+        sock: socket.socket | None = conn.sock
+        if sock is None:
+            if self._trust_pending:
+                self._load_trust()
+            conn.connect()  # with the connect timeout
+            sock = conn.sock
+            assert sock is not None
+            sock.settimeout(self._read_timeout)
+        return sock
 
     def _token_notice(self, details: dict[str, int | str]) -> bytes:
         """One `splunk-extension.token-error` event: how long delivery was held, and why."""
@@ -126,6 +264,47 @@ class HecClient:
 
         builder = EnvelopeBuilder(self._config, self._config.function_name)
         return compress(builder.notice(TOKEN_NOTICE, details), self._gzip_level)
+
+
+class TicketTolerantHTTPSConnection(HTTPSConnection):
+    """urllib3's HTTPS connection, but a TLS 1.3 session ticket does not make it "dropped".
+
+    Before reusing a connection the pool asks `is_connected`, which urllib3 answers "no" when
+    the socket has anything to read. A TLS 1.3 server sends its session tickets after the
+    handshake; a connection that only did the handshake (`HecClient.prepare`) still has them
+    unread, and would be thrown away and connected again by the first request.
+    """
+
+    @property
+    def is_connected(self) -> bool:
+        sock = self.sock
+        if sock is None:
+            return False
+        if not wait_for_read(sock, timeout=0.0):
+            return True
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            sock.recv(hec_wire.RECV_BYTES)  # reads TLS records: application data, or b"" (closed)
+        except ssl.SSLWantReadError:
+            return True  # only handshake records (tickets) were waiting
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(timeout)
+        return False  # closed, or data nobody asked for: either way not reusable
+
+
+def _failure_name(err: Exception, *, connecting: bool) -> str:
+    """A request's failure as urllib3 would have named it (the breaker tells timeouts by the
+    "TimeoutError" ending; the log names the kind, never more)."""
+    if isinstance(err, HTTPError):
+        return type(err).__name__  # NewConnectionError, NameResolutionError, ...
+    if isinstance(err, ssl.SSLError):
+        return "SSLError"
+    if isinstance(err, TimeoutError):
+        return "ConnectTimeoutError" if connecting else "ReadTimeoutError"
+    return "ProtocolError"
 
 
 def compress(body: bytes, level: int) -> bytes:
@@ -152,7 +331,9 @@ def compress_lines(lines: list[bytes], level: int) -> bytes:
     return b"".join(parts)
 
 
-def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
+def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
+    status: int, data: bytes, retry_after: str | None,
+) -> HecOutcome:
     """Maps an HTTP status and HEC body (JSON, HTML or empty) to what the sender should do.
 
     A configuration code holds whatever the status (receivers disagree on statuses: Vector answers
@@ -160,6 +341,9 @@ def classify(status: int, data: bytes, retry_after: str | None) -> HecOutcome:
     data out of the delivery path, so it needs both signals: status 400 and a data-error code (or
     no code at all, as a generic HTML 400 for a malformed body has none).
     """
+    usual = _USUAL.get((status, data))
+    if usual is not None:
+        return usual  # nearly every answer: no JSON to parse
     code, text, invalid = _parse_body(data)
     delay = _retry_after_s(retry_after)
     if 200 <= status < 300:

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import json
 import random
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -40,12 +46,14 @@ class Script:
     delay_s: float = 0.0
     answers: list[tuple[int, bytes]] = field(default_factory=list)  # (status, body) first
     declared_extra: int = 0  # Content-Length claims this many bytes more than are sent
+    hang_up: bool = False  # close each connection after the answer, without saying so
+    drops: int = 0  # this many requests are read and the connection closed, unanswered
     seen: list[Seen] = field(default_factory=list)
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[str, Script]]:
-    script = Script()
+@contextlib.contextmanager
+def serving(script: Script, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A loopback HTTP/1.1 server answering from `script` (over TLS with `tls`)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -55,6 +63,10 @@ def server() -> Iterator[tuple[str, Script]]:
             script.seen.append(
                 Seen(self.path, dict(self.headers), self.rfile.read(length), self.client_address)
             )
+            if script.drops:  # gone without an answer, as a keep-alive connection that died
+                script.drops -= 1
+                self.close_connection = True
+                return
             time.sleep(script.delay_s)
             status, body = script.answers.pop(0) if script.answers else (script.status,
                                                                          script.body)
@@ -64,21 +76,31 @@ def server() -> Iterator[tuple[str, Script]]:
             self.send_header("Content-Length", str(len(body) + script.declared_extra))
             self.end_headers()
             self.wfile.write(body)
-            if script.declared_extra:
-                self.close_connection = True
+            if script.declared_extra or script.hang_up:
+                self.close_connection = True  # without saying so
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
+    scheme = "https" if tls is not None else "http"
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", script
+        yield f"{scheme}://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Script]]:
+    script = Script()
+    with serving(script) as url:
+        yield url, script
 
 
 def hec_body(code: int) -> bytes:
@@ -204,21 +226,22 @@ def test_timeouts_and_the_single_connection_pool() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "cert_reqs", "ca_certs"),
+    ("overrides", "verify_mode", "ca_bundle"),
     [
-        ({}, "CERT_REQUIRED", None),
-        ({"verify_tls": False}, "CERT_NONE", None),
-        ({"ca_bundle": "/opt/ca.pem"}, "CERT_REQUIRED", "/opt/ca.pem"),
+        ({}, ssl.CERT_REQUIRED, None),
+        ({"verify_tls": False}, ssl.CERT_NONE, None),
+        ({"ca_bundle": "/opt/ca.pem"}, ssl.CERT_REQUIRED, "/opt/ca.pem"),
     ],
 )
 def test_tls_is_verified_unless_turned_off(
-    overrides: dict[str, object], cert_reqs: str, ca_certs: str | None
+    overrides: dict[str, object], verify_mode: ssl.VerifyMode, ca_bundle: str | None
 ) -> None:
     client = HecClient(config("https://hec.example:8088", **overrides))
     pool = client._pool
-    assert (getattr(pool, "cert_reqs", None), getattr(pool, "ca_certs", None)) == (
-        cert_reqs, ca_certs,
-    )
+    context = pool.conn_kw["ssl_context"]
+    assert (pool.cert_reqs, context.verify_mode) == (verify_mode, verify_mode)  # type: ignore[attr-defined]
+    assert context.check_hostname is (verify_mode == ssl.CERT_REQUIRED)
+    assert client._ca_bundle == ca_bundle
     client.close()
 
 
@@ -337,3 +360,310 @@ def test_compress_finds_repeats_anywhere_in_gzips_32_kib_window() -> None:
     packed = compress(body, 1)
     assert gzip.decompress(packed) == body
     assert len(packed) < len(unique) * 1.1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_request(
+    server: tuple[str, Script],
+) -> None:
+    # A keep-alive connection HEC (or a load balancer) closed during a freeze: urllib3's pool
+    # notices it is gone and connects again, so no attempt is spent on it.
+    url, script = server
+    script.hang_up = True
+    client = HecClient(config(url))
+    first = client.post(b"{}")
+    time.sleep(0.1)  # the server's FIN arrives
+    second = client.post(b"{}")
+    client.close()
+    assert (first.verdict, second.verdict) == (Verdict.ACCEPTED, Verdict.ACCEPTED)
+    assert script.seen[0].peer != script.seen[1].peer
+
+
+def test_a_connection_that_dies_with_the_request_is_a_retry_and_the_next_one_connects_again(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.drops = 1
+    client = HecClient(config(url))
+    lost = client.post(b"{}")
+    again = client.post(b"{}")
+    client.close()
+    assert (lost.verdict, lost.status, lost.text) == (Verdict.RETRY, 0, "ProtocolError")
+    assert again.verdict is Verdict.ACCEPTED
+    assert script.seen[0].peer != script.seen[1].peer
+
+
+def test_connection_close_is_honoured_without_waiting_for_the_close(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.headers = {"Connection": "close"}
+    client = HecClient(config(url, request_timeout_ms=5000))
+    started = time.monotonic()
+    outcomes = [client.post(b"{}").verdict for _ in range(2)]
+    elapsed = time.monotonic() - started
+    client.close()
+    assert outcomes == [Verdict.ACCEPTED, Verdict.ACCEPTED]
+    assert script.seen[0].peer != script.seen[1].peer
+    assert elapsed < 2.0  # framed by Content-Length: never read up to the read timeout
+
+
+def test_a_token_no_header_can_carry_is_held_and_never_sent(server: tuple[str, Script]) -> None:
+    url, script = server
+    secret = "s3cr3t\r\nX-Injected: 1"
+    client = HecClient(config(url), Tokens(secret))  # type: ignore[arg-type]
+    out = client.post(b"{}")
+    client.close()
+    assert out.verdict is Verdict.HOLD and "s3cr3t" not in out.text
+    assert script.seen == []
+
+
+def test_prepare_connects_before_the_first_request_which_uses_that_connection() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+    try:
+        client.prepare()
+        conn, _ = listener.accept()  # connected before any request was asked for
+        with conn:
+            conn.settimeout(0.1)
+            with pytest.raises(TimeoutError):
+                conn.recv(1)  # and nothing sent on it yet
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n" + Script().body
+            posted: list[object] = []
+            poster = threading.Thread(target=lambda: posted.append(client.post(b"{}")))
+            poster.start()
+            conn.settimeout(5)
+            request = conn.recv(65536)
+            conn.sendall(answer)
+            poster.join(5)
+        assert request.startswith(b"POST /services/collector/event HTTP/1.1\r\n")
+        assert [getattr(p, "verdict", None) for p in posted] == [Verdict.ACCEPTED]
+    finally:
+        client.close()
+        listener.close()
+
+
+def test_prepare_with_hec_unreachable_returns_and_the_request_meets_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = HecClient(config("http://127.0.0.1:1", connect_timeout_ms=500))
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger="ext.sender.hec"):
+        client.prepare()  # no exception: the first request meets the error as usual
+    assert time.monotonic() - started < 2.0
+    assert "NewConnectionError" in caplog.text and TOKEN not in caplog.text
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "NewConnectionError")
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (only), and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[tuple[str, Script]]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    script = Script()
+    with serving(script, context) as url:
+        yield url, script
+
+
+def test_tls_refuses_an_unknown_issuer_by_default_and_trusts_the_bundle_given(
+    tls_server: tuple[str, Script], certificate: tuple[Path, Path],
+) -> None:
+    url, script = tls_server
+    untrusting = HecClient(config(url))
+    refused = untrusting.post(b"{}")
+    untrusting.close()
+    assert (refused.verdict, refused.text) == (Verdict.RETRY, "SSLError")
+    assert script.seen == []
+    trusting = HecClient(config(url, ca_bundle=str(certificate[0])))
+    outcomes = [trusting.post(b"{}").verdict for _ in range(2)]
+    trusting.close()
+    assert outcomes == [Verdict.ACCEPTED, Verdict.ACCEPTED]
+    assert script.seen[0].peer == script.seen[1].peer  # one TLS connection, kept alive
+
+
+def test_tls_checks_the_host_name(
+    tls_server: tuple[str, Script], certificate: tuple[Path, Path],
+) -> None:
+    url, script = tls_server
+    client = HecClient(config(url.replace("127.0.0.1", "localhost"),
+                              ca_bundle=str(certificate[0])))
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError")  # the name is not 127.0.0.1
+    assert script.seen == []
+
+
+def test_tls_unverified_only_when_turned_off(tls_server: tuple[str, Script]) -> None:
+    url, _ = tls_server
+    client = HecClient(config(url, verify_tls=False))
+    out = client.post(b"{}")
+    client.close()
+    assert out.verdict is Verdict.ACCEPTED
+
+
+def test_tls_reads_the_trust_store_once_and_prepare_does_the_handshake(
+    tls_server: tuple[str, Script], certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, script = tls_server
+    script.headers = {"Connection": "close"}  # a new connection, and handshake, per request
+    client = HecClient(config(url, ca_bundle=str(certificate[0])))
+    context = client._pool.conn_kw["ssl_context"]
+    loads: list[object] = []
+    real_load = context.load_verify_locations
+    monkeypatch.setattr(context, "load_verify_locations",
+                        lambda *a, **k: loads.append(a or k) or real_load(*a, **k))
+    client.prepare()
+    assert len(loads) == 1
+    pooled = client._pool.pool.queue[-1]  # type: ignore[union-attr]
+    assert pooled.sock is not None and pooled.sock.version() is not None  # TLS is up
+    prepared = pooled.sock.getsockname()
+    time.sleep(0.1)  # TLS 1.3: the server's session tickets arrive, unread
+    outcomes = [client.post(b"{}").verdict for _ in range(3)]
+    client.close()
+    assert outcomes == [Verdict.ACCEPTED] * 3
+    assert script.seen[0].peer == prepared  # the first request used the prepared connection
+    assert len({seen.peer for seen in script.seen}) == 3
+    assert len(loads) == 1  # three connections, one reading of the CA bundle
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_logged_then_met_by_the_request(
+    tls_server: tuple[str, Script], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, script = tls_server
+    client = HecClient(config(url, ca_bundle=str(tmp_path / "gone.pem")))
+    with caplog.at_level("INFO", logger="ext.sender.hec"):
+        client.trust()  # no exception
+        client.prepare()
+    assert "cannot load the CAs" in caplog.text
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
+
+
+def test_an_answer_sent_before_the_body_was_read_is_still_classified() -> None:
+    # A proxy or HEC refusing a body over its limit answers 413 as soon as it has the head and
+    # closes: the batch must be split (TOO_LARGE), not retried as a broken connection forever.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    answer = b'{"text":"Content too large","code":27}'
+    refusal = (b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(answer), answer))
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(refusal)
+            time.sleep(0.2)  # the answer leaves before the close resets the connection
+
+    server = threading.Thread(target=refuse, daemon=True)
+    server.start()
+    client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+    try:
+        out = client.post(random.Random(3).randbytes(16 * 1024 * 1024))
+    finally:
+        client.close()
+        listener.close()
+    assert (out.verdict, out.status, out.code) == (Verdict.TOO_LARGE, 413, 27), out
+
+
+def test_a_body_over_the_joined_size_arrives_whole(server: tuple[str, Script]) -> None:
+    # Small bodies go out with the head in one send, larger ones in a second: both whole.
+    url, script = server
+    client = HecClient(config(url))
+    bodies = [random.Random(n).randbytes(size) for n, size in enumerate((10, 200_000))]
+    outcomes = [client.post(body).verdict for body in bodies]
+    client.close()
+    assert outcomes == [Verdict.ACCEPTED, Verdict.ACCEPTED]
+    assert [seen.body for seen in script.seen] == bodies
+
+
+def test_a_new_token_is_sent_from_the_next_request_on(server: tuple[str, Script]) -> None:
+    url, script = server
+    tokens = Tokens("tok-9")
+    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    client.post(b"{}")
+    tokens.token = "tok-1"  # rotated (sorts before the old one)
+    client.post(b"{}")
+    tokens.token = "tok-9"
+    client.post(b"{}")
+    client.close()
+    assert [seen.headers["Authorization"] for seen in script.seen] == [
+        "Splunk tok-9", "Splunk tok-1", "Splunk tok-9"]
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [("http://hec.example", "hec.example"), ("https://hec.example", "hec.example"),
+     ("http://hec.example:8088", "hec.example:8088"), ("https://hec.example:80", "hec.example:80"),
+     ("http://[::1]:8088", "[::1]:8088")],
+)
+def test_the_host_field_names_the_port_unless_it_is_the_schemes(url: str, host: str) -> None:
+    client = HecClient(config(url))
+    head = client._request_head(TOKEN)
+    client.close()
+    assert head is not None and head.startswith(
+        b"POST /services/collector/event HTTP/1.1\r\nHost: %b\r\n" % host.encode())
+
+
+@pytest.mark.timing  # three requests well within a second
+def test_tls_keeps_the_connection_until_the_server_closes_it(
+    tls_server: tuple[str, Script], certificate: tuple[Path, Path],
+) -> None:
+    url, script = tls_server
+    client = HecClient(config(url, ca_bundle=str(certificate[0])))
+    started = time.monotonic()
+    kept = [client.post(b"{}").verdict for _ in range(3)]
+    elapsed = time.monotonic() - started
+    script.hang_up = True  # from now on each connection is closed after its answer, unsaid
+    client.post(b"{}")
+    time.sleep(0.1)  # the server's close (a TLS close_notify, then FIN) arrives
+    after_close = client.post(b"{}")
+    client.close()
+    assert kept == [Verdict.ACCEPTED] * 3 and elapsed < 0.8
+    assert len({seen.peer for seen in script.seen[:4]}) == 1
+    assert after_close.verdict is Verdict.ACCEPTED  # connected again, no attempt lost
+    assert script.seen[4].peer != script.seen[3].peer
+
+
+@pytest.mark.timing  # the handshake gives up after the 300 ms connect timeout, not later
+def test_a_tls_handshake_that_never_completes_is_a_connect_timeout() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    client = HecClient(config(f"https://127.0.0.1:{silent.getsockname()[1]}",
+                              connect_timeout_ms=300, request_timeout_ms=5000))
+    started = time.monotonic()
+    out = client.post(b"{}")
+    elapsed = time.monotonic() - started
+    client.close()
+    silent.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "ConnectTimeoutError")
+    assert elapsed < 2.0
+
+
+def test_a_closed_client_sends_nothing_and_prepares_nothing(server: tuple[str, Script]) -> None:
+    url, script = server
+    client = HecClient(config(url))
+    client.close()
+    client.prepare()  # no exception: the sender is stopping
+    out = client.post(b"{}")
+    assert (out.verdict, out.text) == (Verdict.RETRY, "ClosedPoolError")
+    assert script.seen == []

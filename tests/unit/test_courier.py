@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +44,12 @@ class ScriptedClient:
         self.posts += 1
         time.sleep(took)
         return outcome
+
+    def trust(self) -> None:
+        """No CAs to load."""
+
+    def prepare(self) -> None:
+        """Nothing to connect ahead."""
 
     def close(self) -> None:
         pass
@@ -100,6 +107,12 @@ class TimedClient:
         self.clock.now += took
         return outcome
 
+    def trust(self) -> None:
+        """No CAs to load."""
+
+    def prepare(self) -> None:
+        """Nothing to connect ahead."""
+
     def close(self) -> None:
         pass
 
@@ -123,4 +136,54 @@ def test_the_breaker_opens_on_a_failure_slower_than_the_flush_budget_not_as_slow
         assert stats["hec.latency_p50_ms"] == pytest.approx(100.0)
         assert stats["hec.latency_p99_ms"] == pytest.approx(failed_after_s * 1000)
     finally:
+        courier.stop()
+
+
+class PreparingClient(ScriptedClient):
+    """Its `trust` waits for `trusted`; its `prepare` for `release`, then fails as a bug would."""
+
+    def __init__(self) -> None:
+        super().__init__([(0.0, HecOutcome(Verdict.ACCEPTED, 200, 0, "Success"))])
+        self.trusted = threading.Event()
+        self.release = threading.Event()
+        self.trusting = threading.Event()
+        self.prepared = threading.Event()
+
+    def trust(self) -> None:
+        self.trusting.set()
+        assert self.trusted.wait(5)
+
+    def prepare(self) -> None:
+        self.prepared.set()
+        assert self.release.wait(5)
+        raise RuntimeError("a bug in connecting ahead")
+
+
+def test_the_courier_readies_the_client_as_it_starts_and_delivers_whatever_that_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = PreparingClient()
+    monkeypatch.setattr(courier_module, "HecClient", lambda config: client)
+    env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
+           "SPLUNK_SPOOL_DIR": str(tmp_path / "spool")}
+    courier = Courier(config.load(env), str(tmp_path))
+    try:
+        assert client.trusting.wait(5)  # before any batch was offered
+        assert courier.offer(HecBatch([b"x"], 1, 0), b"x")
+        time.sleep(0.05)
+        assert not courier.stalled(0.01)  # loading CAs is CPU, not a request on the wire
+        client.trusted.set()
+        assert client.prepared.wait(5)
+        time.sleep(0.05)
+        # Connecting ahead counts as a request on the wire: a flush does not wait on it forever.
+        assert courier.stalled(0.01) and client.posts == 0
+        client.release.set()
+        end = time.monotonic() + 5
+        while 0 not in courier.take_done():
+            assert time.monotonic() < end, "not delivered after a failed head start"
+            time.sleep(0.005)
+        assert client.posts == 1 and not courier.stalled(0.0)
+    finally:
+        client.trusted.set()
+        client.release.set()
         courier.stop()

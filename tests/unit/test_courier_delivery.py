@@ -49,6 +49,12 @@ class ScriptedClient:
             assert self.gate.wait(5)
         return self.answer(envelopes)
 
+    def trust(self) -> None:
+        """No CAs to load."""
+
+    def prepare(self) -> None:
+        """Nothing to connect ahead."""
+
     def close(self) -> None:
         self.closed = True
 

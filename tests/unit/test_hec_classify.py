@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ext.sender.hec import Verdict, classify
+from ext.sender.hec import HecOutcome, Verdict, classify
 
 
 @pytest.mark.parametrize(
@@ -183,3 +183,25 @@ def test_text_is_kept_short_whatever_the_body() -> None:
     assert classify(400, b"[" + b"1," * 300 + b"1]", None).text == str([1] * 301)[:200]
     assert classify(400, b'{"code":6}', None).text == ""
     assert classify(400, b'{"code":6,"text":12}', None).text == "12"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"text":"Success","code":0}', b'{"text": "Success", "code": 0}',
+     b'{"text":"Success","code":0,"ackId":3}'],
+)
+def test_the_usual_success_answer_is_classified_like_any_other(body: bytes) -> None:
+    # The exact bytes Splunk sends skip the JSON parsing: the outcome must not tell.
+    assert classify(200, body, None) == HecOutcome(Verdict.ACCEPTED, 200, 0, "Success")
+
+
+@pytest.mark.parametrize("status", [199, 201, 302, 400, 503])
+def test_the_success_body_under_another_status_is_classified_by_the_status(status: int) -> None:
+    outcome = classify(status, b'{"text":"Success","code":0}', None)
+    assert outcome.status == status
+    assert (outcome.verdict is Verdict.ACCEPTED) is (status == 201)
+
+
+def test_another_2xx_body_keeps_its_code_and_text() -> None:
+    assert classify(200, b'{"text":"Zzz","code":5}', None) == HecOutcome(
+        Verdict.ACCEPTED, 200, 5, "Zzz")
