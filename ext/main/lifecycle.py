@@ -162,7 +162,8 @@ class MainLoop:
         self.answers.clear()
         self.running.clear()
         decision = self.adaptive.decide(request_id, time.monotonic())
-        diagnostics.note("INFO", decision.describe(request_id))
+        if diagnostics.enabled("INFO"):  # formatting its figures costs CPU at every invocation
+            diagnostics.note("INFO", decision.describe(request_id))
         if decision.wait:
             self.flush_invocation(request_id, deadline)
         elif decision.reason == "linger":

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ext import control, diagnostics, errors
+from ext import control, diagnostics, errors, flush_policy
 from ext.flush_policy import MIN_GAPS, RELIABLE_GAPS, reaction_s
 from ext.main import lifecycle, supervisor, telemetry_api
 from tests.unit.test_lifecycle import ENV, FakeApi, Main
@@ -540,7 +540,10 @@ def test_a_sender_that_dies_while_starting_is_restarted(
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(diagnostics, "_threshold", 0)
+    diagnostics.set_level("INFO")
     waited = []
     count = RELIABLE_GAPS + 3  # from then on, the rhythm's own quantile decides
     for n in range(count):
@@ -558,6 +561,26 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     assert asks[:MIN_GAPS] == [control.Flush(f"r{n}") for n in range(MIN_GAPS)]
     assert asks[RELIABLE_GAPS:] == [ask(f"r{n}") for n in range(RELIABLE_GAPS, count)]
     assert notes.levels() == ["INFO"] * count  # each decision is noted
+
+
+@pytest.mark.parametrize(("level", "described"), [("INFO", 1), ("WARNING", 0)])
+def test_a_decision_is_put_in_words_only_when_its_note_is_written(
+    main: Main, poll: Poll, monkeypatch: pytest.MonkeyPatch, level: str, described: int,
+) -> None:
+    # Formatting its figures costs CPU at every invocation; nobody reads it below INFO.
+    monkeypatch.setattr(diagnostics, "_threshold", 0)
+    diagnostics.set_level(level)
+    calls: list[str] = []
+    real = flush_policy.Decision.describe
+
+    def describe(self: flush_policy.Decision, request_id: str) -> str:
+        calls.append(request_id)
+        return real(self, request_id)
+
+    monkeypatch.setattr(flush_policy.Decision, "describe", describe)
+    poll.script = {0: [control.Delivered("r0")]}
+    main.loop.adapt("r0", EPOCH + poll.clock.now + 60)
+    assert len(calls) == described
 
 
 def test_the_start_wait_ends_at_its_end_not_at_the_next_check(main: Main, poll: Poll) -> None:
