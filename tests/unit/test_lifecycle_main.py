@@ -4,6 +4,7 @@ children's supervisor, the clock and `select` replaced by stand-ins the test dri
 from __future__ import annotations
 
 import _socket
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -117,6 +118,8 @@ def children(monkeypatch: pytest.MonkeyPatch) -> Children:
     made = Children()
     for name in ("spawn", "reap", "wait_exit", "stop"):
         monkeypatch.setattr(supervisor, name, getattr(made, name))
+    # No real child here: the kernel's "a child exited" stands in as "look at them".
+    monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: True)
     return made
 
 
@@ -255,6 +258,50 @@ def test_children_found_dead_at_an_event_are_restarted(main: Main, children: Chi
     children.dying.extend(["listener", "sender"])
     _serve(main, SHUTDOWN)
     assert sorted(children.spawned) == ["listener", "sender"]
+
+
+def test_children_are_reaped_only_once_one_has_exited(
+    main: Main, children: Children, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One system call at each event says whether any child exited; reap (one per child) only then.
+    reaps: list[list[str]] = []
+    real_reap = children.reap
+    monkeypatch.setattr(supervisor, "reap", lambda kids: reaps.append(
+        [kid.role for kid in kids]) or real_reap(kids))
+    monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: False)
+    main.loop._restart_dead_children()
+    assert reaps == []
+    monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: True)
+    children.dying.append("sender")
+    main.loop._restart_dead_children()
+    assert reaps == [["listener", "sender"]]
+    assert children.spawned == ["sender"]
+
+
+def test_a_child_exited_says_so_until_it_is_reaped() -> None:
+    import os
+
+    release_r, release_w = os.pipe()
+    alive = os.fork()
+    if not alive:
+        os.read(release_r, 1)
+        os._exit(0)
+    quick = os.fork()
+    if not quick:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while not lifecycle._a_child_exited() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert lifecycle._a_child_exited()  # and it is still there to be reaped
+        assert os.waitpid(quick, os.WNOHANG)[0] == quick
+        assert not lifecycle._a_child_exited()  # the other one lives
+    finally:
+        os.write(release_w, b"x")
+        os.waitpid(alive, 0)
+        os.close(release_r)
+        os.close(release_w)
+    assert lifecycle._a_child_exited()  # no child at all: supervisor.reap takes a gone one as dead
 
 
 # -- shutdown -----------------------------------------------------------------------------------
