@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from ext.spool import RecordTooLargeError, SpoolReader, SpoolRecord, SpoolWriter
+from ext.spool import writer as writer_module
 from ext.spool.ackstate import Checkpoint, LossReport, SpoolStats, store_state
 from ext.spool.frame import (
     FRAME_HEADER_BYTES,
@@ -313,6 +314,20 @@ def test_no_helper_thread_outlives_the_making_of_a_spare(tmp_path: Path) -> None
                 time.sleep(0.001)
             assert threads_of_this_process() == before
     assert [r.seq for r in read_all(tmp_path)] == list(range(4))
+
+
+def test_a_writer_whose_helper_cannot_start_makes_its_segments_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_thread(*args: object) -> int:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(writer_module._thread, "start_new_thread", no_thread)
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(6):
+            w.append(b"r" * 100, 1)  # a roll on every other append, each asking for a spare
+    assert not temporary_files(tmp_path)  # and closing did not wait for a helper
+    assert [r.seq for r in read_all(tmp_path)] == list(range(6))
 
 
 def test_closing_spares_twice_is_harmless(tmp_path: Path) -> None:
