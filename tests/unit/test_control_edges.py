@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import pytest
@@ -114,6 +115,21 @@ def test_an_inbox_reads_a_pipe_filled_to_the_brim() -> None:
         assert sent * 16 == control.READ_BYTES  # a full read: there may be more behind it
         assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
         assert inbox.read() == []
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_an_inbox_reads_a_pipe_holding_more_than_one_read() -> None:
+    read_fd, write_fd = control.make_pipe()
+    inbox = control.Inbox(read_fd)
+    try:
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * control.READ_BYTES)
+        sent = 0
+        while sent * 16 < 2 * control.READ_BYTES:
+            assert control.send(write_fd, control.Delivered(f"{sent:013d}"))  # 16 bytes a line
+            sent += 1
+        assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
     finally:
         os.close(read_fd)
         os.close(write_fd)
