@@ -278,7 +278,9 @@ def test_children_are_reaped_only_once_one_has_exited(
     assert children.spawned == ["sender"]
 
 
-def test_a_child_exited_says_so_until_it_is_reaped() -> None:
+def _child_exit_checks() -> None:
+    """In a process of its own (no other child of the test process around): True once a child
+    has exited, until it is reaped; False while the children live; True with no child at all."""
     import os
 
     release_r, release_w = os.pipe()
@@ -286,10 +288,11 @@ def test_a_child_exited_says_so_until_it_is_reaped() -> None:
     if not alive:
         os.read(release_r, 1)
         os._exit(0)
-    quick = os.fork()
-    if not quick:
-        os._exit(0)
     try:
+        assert not lifecycle._a_child_exited()
+        quick = os.fork()
+        if not quick:
+            os._exit(0)
         deadline = time.monotonic() + 5
         while not lifecycle._a_child_exited() and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -297,11 +300,23 @@ def test_a_child_exited_says_so_until_it_is_reaped() -> None:
         assert os.waitpid(quick, os.WNOHANG)[0] == quick
         assert not lifecycle._a_child_exited()  # the other one lives
     finally:
-        os.write(release_w, b"x")
+        os.write(release_w, b"x")  # never leave it behind
         os.waitpid(alive, 0)
-        os.close(release_r)
-        os.close(release_w)
-    assert lifecycle._a_child_exited()  # no child at all: supervisor.reap takes a gone one as dead
+    assert lifecycle._a_child_exited()  # none at all: supervisor.reap takes a gone one as dead
+
+
+def test_a_child_exited_says_so_until_it_is_reaped() -> None:
+    import os
+
+    checker = os.fork()
+    if not checker:
+        code = 1
+        try:
+            _child_exit_checks()
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(checker, 0)[1]) == 0
 
 
 # -- shutdown -----------------------------------------------------------------------------------

@@ -297,22 +297,22 @@ def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
         spares.close()
 
 
-def threads_of_this_process() -> int:
-    return len(os.listdir("/proc/self/task"))
+def threads_of_this_process() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
 
 
 def test_no_helper_thread_outlives_the_making_of_a_spare(tmp_path: Path) -> None:
     # An idle thread is woken at every freeze and thaw of the environment: it costs CPU per
     # invocation. The helper exists only while it makes a file, one per roll.
-    before = threads_of_this_process()
+    before = threads_of_this_process()  # other tests' threads may end meanwhile: only new ones
     with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
         for _ in range(4):
             w.append(b"r" * 100, 1)  # a roll on every other append: a new spare each time
             wait_for_a_spare(tmp_path)
             deadline = time.monotonic() + 5
-            while threads_of_this_process() > before and time.monotonic() < deadline:
+            while threads_of_this_process() - before and time.monotonic() < deadline:
                 time.sleep(0.001)
-            assert threads_of_this_process() == before
+            assert not threads_of_this_process() - before
     assert [r.seq for r in read_all(tmp_path)] == list(range(4))
 
 
