@@ -241,7 +241,7 @@ def take_a_spare(spares: _SpareFile) -> tuple[int, Path] | None:
 
 
 def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A passing failure (EMFILE, a full disk) must not leave every later roll making its own file.
     real_open = os.open
@@ -263,6 +263,8 @@ def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
         assert spare[1].name == "spare-1.tmp"
     finally:
         spares.close()
+    # Said in a warning, with the reason, not as a helper thread's traceback.
+    assert "cannot prepare a spare segment: [Errno 24] Too many open files" in caplog.text
 
 
 def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
