@@ -1,10 +1,11 @@
 """Cost of one small invocation (issue 12 item 2): HEC requests and extension CPU per invocation.
 
 Runs the sample function in the emulator, 10 log lines per invocation, back to back: a warm-up,
-then the measured invocations. CPU is read from /proc/<pid>/task/*/schedstat (nanoseconds on CPU) of
-the main, listener and sender processes before and after the measured invocations; HEC requests
-from the receiver's request counter. With `--profile DIR`, every extension process runs under
-cProfile (benchmarks/profiled_extension.py) and the top functions per process are printed.
+then the measured invocations. CPU is read from /proc/<pid>/task/*/schedstat (ns on CPU, every
+thread: the sender's courier thread too) of the main, listener and sender processes before and
+after the measured invocations; HEC requests from the receiver's request counter. With
+`--profile DIR`, every extension process runs under cProfile (benchmarks/profiled_extension.py)
+and the top functions per process are printed.
 Run: `.venv/bin/python -m benchmarks.bench_invocation_cost [--quick] [--flush sync]
 [--gap-ms 200] [--profile DIR]`.
 """
@@ -19,18 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import common, rig
-from benchmarks.rig import extension_processes, extension_rig
+from benchmarks import common
+from benchmarks.rig import cpu_ns, extension_processes, extension_rig
 
 LINES = 10
 WARMUP = 20
 WRAPPER = Path(__file__).with_name("profiled_extension.py")
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU of every thread of `pid` (/proc/<pid>/schedstat alone is its main thread's: it
-    missed the sender's courier thread and the listener's spool thread)."""
-    return rig.cpu_ns([pid])
 
 
 def measure(flush: str, invocations: int, profile_dir: Path | None,
@@ -49,14 +44,14 @@ def measure(flush: str, invocations: int, profile_dir: Path | None,
             for n in range(WARMUP):
                 sb.invoke({"lines": LINES, "tag": f"w{n}"})
             roles = extension_processes(sb)
-            before = {role: cpu_ns(pid) for role, pid in roles.items()}
+            before = {role: cpu_ns([pid]) for role, pid in roles.items()}
             requests_before = rig.hec.admin("GET", "/_admin/stats")["requests"]
             post_runtime = []
             for n in range(invocations):
                 result = sb.invoke({"lines": LINES, "tag": f"m{n}"})
                 post_runtime.append(result.post_runtime_ms or 0.0)
                 time.sleep(gap_s)  # frozen between invocations, as Lambda keeps it
-            after = {role: cpu_ns(pid) for role, pid in roles.items()}
+            after = {role: cpu_ns([pid]) for role, pid in roles.items()}
             requests = rig.hec.admin("GET", "/_admin/stats")["requests"] - requests_before
             sb.shutdown()
         finally:

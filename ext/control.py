@@ -11,6 +11,7 @@ On the cold-start path: plain classes, no dataclasses or typing.
 from __future__ import annotations
 
 import os
+import select
 
 
 class Message:
@@ -157,26 +158,39 @@ def send(fd: int, message: Message) -> bool:
         return False
 
 
+READ_BYTES = 65_536
+
+
 class Inbox:
-    """Decodes messages from a non-blocking pipe; tolerates partial lines across reads."""
+    """Decodes messages from a non-blocking pipe; tolerates partial lines across reads.
+
+    Read once per invocation or answer: it asks poll(2) first and stops at a short read, so
+    the common cases (nothing there; one message) never make Python raise and catch EAGAIN.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._pending = b""
         self.closed = False
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
 
     def read(self) -> list[Message]:
         """Every complete, valid message available now, without blocking."""
+        if not self._poll.poll(0):
+            return []  # nothing new; a partial line left pending is no message yet
         chunks = [self._pending]
         while True:
             try:
-                chunk = os.read(self.fd, 65_536)
+                chunk = os.read(self.fd, READ_BYTES)
             except BlockingIOError:
                 break
             if not chunk:
                 self.closed = True
                 break
             chunks.append(chunk)
+            if len(chunk) < READ_BYTES:
+                break  # a pipe read short of its size emptied the pipe
         lines = b"".join(chunks).split(b"\n")
         self._pending = lines.pop()
         return [m for m in map(decode, lines) if m is not None]

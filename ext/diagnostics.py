@@ -21,6 +21,11 @@ def set_level(level: str) -> None:
     _threshold = _LEVELS.get(level, 30)
 
 
+def enabled(level: str) -> bool:
+    """Whether `note` writes lines of this level (a costly message is then worth making)."""
+    return _LEVELS.get(level, 40) >= _threshold
+
+
 def note(level: str, message: str) -> None:
     """Writes one line from the main process if `level` passes the configured threshold."""
     if _LEVELS.get(level, 40) < _threshold:

@@ -130,8 +130,9 @@ class HttpServer:
         self.server.setblocking(False)
         self._set_accepting(True)
 
-    def poll(self, timeout: float) -> None:
-        """One round of the loop: waits up to `timeout` for sockets, serves them, runs timers."""
+    def poll(self, timeout: float) -> bool:
+        """One round of the loop: waits up to `timeout` for sockets, serves them, runs timers
+        (every TICK_S); True if it ran them."""
         for fd, mask in self._epoll.poll(timeout):
             conn = self._conns.get(fd)
             if conn is None:
@@ -151,6 +152,8 @@ class HttpServer:
         now = time.monotonic()
         if now - self._last_tick >= TICK_S:
             self._tick(now)
+            return True
+        return False
 
     def _serve(self, conn: _Conn, mask: int) -> None:
         if mask & _WRITABLE and conn.out:

@@ -23,14 +23,26 @@ _MAX_HEADER_BYTES = 65_536
 
 
 class HttpReply:
-    """Status, lower-cased headers and body of one response."""
+    """Status, headers and body of one response; the headers (lower-cased names) are parsed
+    only when asked for: the loop reads only an event's body."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("_head", "_headers", "body", "status")
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def __init__(self, status: int, head: bytes, body: bytes) -> None:
         self.status = status
-        self.headers = headers
+        self._head = head  # the status line and the header lines, without the blank line
+        self._headers: dict[str, str] | None = None
         self.body = body
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for line in self._head.decode("latin-1").split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            self._headers = headers
+        return self._headers
 
 
 class LambdaApiClient:
@@ -51,12 +63,22 @@ class LambdaApiClient:
         self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
     ) -> HttpReply:
         """Sends one request; reconnects once if a kept-alive connection turns out closed."""
+        return self.send(self.wire(method, path, headers, body))
+
+    def wire(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> bytes:
+        """A request as it goes on the wire (a request made again may be kept and sent)."""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
         for name, value in (headers or {}).items():
             lines.append(f"{name}: {value}")
         if body or method in ("POST", "PUT"):
             lines.append(f"Content-Length: {len(body)}")
-        wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def send(self, wire: bytes) -> HttpReply:
+        """Sends a request made by `wire`; reconnects once if a kept-alive connection turns
+        out closed."""
         reused = self._sock is not None
         try:
             return self._exchange(wire)
@@ -88,33 +110,45 @@ class _EmptyReplyError(ConnectionError):
 
 
 def _read_reply(sock: _socket.socket) -> tuple[HttpReply, bool]:
-    buf = bytearray()
+    # Once per invocation: the framing headers are looked up in the lower-cased head (C
+    # searches), not parsed line by line.
+    buf = b""
     while True:
         end = buf.find(b"\r\n\r\n")
         if end >= 0:
             break
+        if len(buf) > _MAX_HEADER_BYTES:
+            raise ConnectionError("response headers too large")
         chunk = sock.recv(65_536)
         if not chunk:
             raise _EmptyReplyError("connection closed before the response")
         buf += chunk
-        if len(buf) > _MAX_HEADER_BYTES:
-            raise ConnectionError("response headers too large")
-    head = bytes(buf[:end]).decode("latin-1").split("\r\n")
-    rest = bytes(buf[end + 4 :])
-    status = int(head[0].split(" ", 2)[1])
-    headers: dict[str, str] = {}
-    for line in head[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    keep_alive = headers.get("connection", "").lower() != "close"
-    if headers.get("transfer-encoding", "").lower() == "chunked":
+    head = buf[:end]
+    if end > _MAX_HEADER_BYTES:
+        raise ConnectionError("response headers too large")
+    rest = buf[end + 4 :]
+    status = int(head.split(b"\r\n", 1)[0].split(b" ", 2)[1])
+    lower = head.lower()
+    keep_alive = _field(lower, b"connection") != b"close"
+    length = _field(lower, b"content-length")
+    if _field(lower, b"transfer-encoding") == b"chunked":
         body = _read_chunked(sock, rest)
-    elif "content-length" in headers:
-        body = _read_exact(sock, rest, int(headers["content-length"]))
+    elif length is not None:
+        body = _read_exact(sock, rest, int(length))
     else:
         body = _read_to_close(sock, rest)
         keep_alive = False
-    return HttpReply(status, headers, body), keep_alive
+    return HttpReply(status, head, body), keep_alive
+
+
+def _field(lower_head: bytes, name: bytes) -> bytes | None:
+    """The value of header `name` (lower case) in a lower-cased head; None if it has none."""
+    start = lower_head.find(b"\r\n" + name + b":")
+    if start < 0:
+        return None
+    start += len(name) + 3
+    end = lower_head.find(b"\r\n", start)
+    return lower_head[start : end if end >= 0 else len(lower_head)].strip()
 
 
 def _read_exact(sock: _socket.socket, have: bytes, size: int) -> bytes:
@@ -167,6 +201,7 @@ class ExtensionsApi:
         self.client = client
         self.extension_id = ""
         self.registration = b""  # register's JSON body
+        self._next_wire: tuple[str, bytes] | None = None  # (for this extension id, request)
 
     def register(self, name: str, events: tuple[str, ...]) -> bytes:
         """Registers `name` (must equal the launcher's file name); returns the JSON body."""
@@ -196,7 +231,12 @@ class ExtensionsApi:
 
     def next_event(self) -> bytes:
         """Blocks until Lambda sends the next INVOKE or SHUTDOWN event; returns its JSON."""
-        reply = self.client.request("GET", NEXT_PATH, {ID_HEADER: self.extension_id})
+        made = self._next_wire
+        if made is None or made[0] != self.extension_id:  # made once: the same every time
+            made = (self.extension_id,
+                    self.client.wire("GET", NEXT_PATH, {ID_HEADER: self.extension_id}))
+            self._next_wire = made
+        reply = self.client.send(made[1])
         _check(NEXT_PATH, reply)
         return reply.body
 

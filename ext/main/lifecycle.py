@@ -20,6 +20,7 @@ which are forked after it; their pools and sockets are still made after the fork
 from __future__ import annotations
 
 import _socket
+import os
 import select
 import time
 
@@ -162,7 +163,8 @@ class MainLoop:
         self.answers.clear()
         self.running.clear()
         decision = self.adaptive.decide(request_id, time.monotonic())
-        diagnostics.note("INFO", decision.describe(request_id))
+        if diagnostics.enabled("INFO"):  # formatting its figures costs CPU at every invocation
+            diagnostics.note("INFO", decision.describe(request_id))
         if decision.wait:
             self.flush_invocation(request_id, deadline)
         elif decision.reason == "linger":
@@ -256,6 +258,8 @@ class MainLoop:
         return True
 
     def _restart_dead_children(self) -> None:
+        if not _a_child_exited():
+            return
         for child in supervisor.reap([self.listener, self.sender]):
             self._restart(child)
 
@@ -266,6 +270,15 @@ class MainLoop:
             self.sender_started = False
         self.adaptive.relearn()
         supervisor.spawn(child, self._all_fds())
+
+
+def _a_child_exited() -> bool:
+    """Whether a child waits to be reaped: one system call at every event, not one per child
+    (the child is left for supervisor.reap, which says which it was)."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True  # none to wait for: reaped elsewhere, which supervisor.reap takes as dead
 
 
 def preload_children() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+
+import pytest
 
 from ext import control
 
@@ -73,6 +76,60 @@ def test_a_long_message_is_sent_whole() -> None:
     try:
         assert control.send(write_fd, control.Flush("r" * 300))
         assert inbox.read() == [control.Flush("r" * 300)]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_an_inbox_reads_no_more_than_what_is_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Main reads its inbox at every invocation: a failed read costs an exception each time.
+    read_fd, write_fd = control.make_pipe()
+    inbox = control.Inbox(read_fd)
+    reads: list[int] = []
+    real_read = os.read
+
+    def counted(fd: int, size: int) -> bytes:
+        reads.append(size)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(control.os, "read", counted)
+    try:
+        assert inbox.read() == []
+        assert reads == []  # nothing there: not even one read
+        assert control.send(write_fd, control.Delivered("r1"))
+        assert control.send(write_fd, control.Running("r2"))
+        assert inbox.read() == [control.Delivered("r1"), control.Running("r2")]
+        assert len(reads) == 1  # one short read emptied the pipe
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_an_inbox_reads_a_pipe_filled_to_the_brim() -> None:
+    read_fd, write_fd = control.make_pipe()
+    inbox = control.Inbox(read_fd)
+    try:
+        sent = 0
+        while control.send(write_fd, control.Delivered(f"{sent:013d}")):  # 16 bytes a line
+            sent += 1
+        assert sent * 16 == control.READ_BYTES  # a full read: there may be more behind it
+        assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
+        assert inbox.read() == []
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_an_inbox_reads_a_pipe_holding_more_than_one_read() -> None:
+    read_fd, write_fd = control.make_pipe()
+    inbox = control.Inbox(read_fd)
+    try:
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * control.READ_BYTES)
+        sent = 0
+        while sent * 16 < 2 * control.READ_BYTES:
+            assert control.send(write_fd, control.Delivered(f"{sent:013d}"))  # 16 bytes a line
+            sent += 1
+        assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
     finally:
         os.close(read_fd)
         os.close(write_fd)

@@ -183,3 +183,44 @@ def test_a_refused_subscription_raises() -> None:
     with api([reply(400, b"bad types")]) as (ext_api, _), pytest.raises(ApiError) as raised:
         telemetry_api.subscribe(ext_api, b"{}")
     assert raised.value.status == 400
+
+
+def test_the_next_event_request_is_made_once_per_identifier(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same bytes at every invocation: building them again cost main CPU each time.
+    with api([reply(200, INVOKE)] * 3) as (ext_api, stub):
+        made: list[str] = []
+        real_wire = ext_api.client.wire
+        monkeypatch.setattr(ext_api.client, "wire", lambda *args: made.append(args[1]) or
+                            real_wire(*args))
+        ext_api.extension_id = "id-1"
+        ext_api.next_event()
+        ext_api.next_event()
+        assert made == [NEXT_PATH]
+        ext_api.extension_id = "id-2"  # registered again: a new identifier
+        ext_api.next_event()
+        assert made == [NEXT_PATH, NEXT_PATH]
+    assert [headers[ID_HEADER.lower()] for _, headers, _ in stub.requests] == [
+        "id-1", "id-1", "id-2"]
+
+
+@pytest.mark.parametrize("framing", [
+    {"CONTENT-LENGTH": f"  {len(INVOKE)} "},
+    {"transfer-encoding": "Chunked"},
+])
+def test_framing_headers_are_found_whatever_their_case_and_spacing(
+        framing: dict[str, str]) -> None:
+    chunked = "transfer-encoding" in framing
+    body = f"{len(INVOKE):x}\r\n".encode() + INVOKE + b"\r\n0\r\n\r\n" if chunked else INVOKE
+    with api([reply(200, body, {"X-Content-Length-Note": "9", **framing}, length=False),
+              reply(200, b"{}")]) as (ext_api, stub):
+        assert ext_api.next_event() == INVOKE
+        assert ext_api.next_event() == b"{}"  # the length was right: the connection is kept
+    assert stub.connections == 1
+
+
+def test_a_reply_header_is_read_by_its_lower_cased_name() -> None:
+    answer = reply(200, b"{}", {"Lambda-Extension-Identifier": "  Id-9 "})
+    with api([answer]) as (ext_api, _):
+        ext_api.register("x", ("INVOKE",))
+    assert ext_api.extension_id == "Id-9"

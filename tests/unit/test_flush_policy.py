@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import given
@@ -9,6 +10,8 @@ from hypothesis import strategies as st
 
 from ext.flush_policy import (
     EXPONENTIAL_QUANTILE_FACTOR,
+    GAP_QUANTILE,
+    HISTORY,
     MIN_GAPS,
     RELIABLE_GAPS,
     AdaptiveFlush,
@@ -180,3 +183,29 @@ def test_after_a_restart_the_rhythm_is_learnt_anew() -> None:
     policy.relearn()
     again = [policy.decide(f"s{n}", 1 + n * 0.01) for n in range(MIN_GAPS + 1)]
     assert [d.wait for d in again] == [True] * MIN_GAPS + [False]
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=30.0), min_size=1, max_size=80),
+       st.sets(st.integers(min_value=0, max_value=79)))
+def test_the_expected_gap_is_the_quantile_of_the_recent_starts_gaps(
+        gaps: list[float], relearn_at: set[int]) -> None:
+    # The gaps are kept as invocations come (cheaper than recomputing them at each decision):
+    # the figure is still the one the recent starts give.
+    policy = AdaptiveFlush(2.0)
+    starts: list[float] = []
+    now = 100.0
+    for n, gap in enumerate(gaps):
+        if n in relearn_at:
+            policy.relearn()
+            starts = []
+        now += gap
+        policy.decide(f"r{n}", now)
+        starts = [*starts, now][-HISTORY:]
+        between = sorted(b - a for a, b in itertools.pairwise(starts))
+        if len(starts) <= MIN_GAPS:
+            assert policy.expected_gap_s() is None
+            continue
+        expected = between[min(len(between) - 1, int(GAP_QUANTILE * len(between)))]
+        if len(between) < RELIABLE_GAPS:
+            expected = max(expected, cautious_exponential_quantile(between))
+        assert policy.expected_gap_s() == expected

@@ -4,11 +4,12 @@ children's supervisor, the clock and `select` replaced by stand-ins the test dri
 from __future__ import annotations
 
 import _socket
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from ext import control, diagnostics, errors
+from ext import control, diagnostics, errors, flush_policy
 from ext.flush_policy import MIN_GAPS, RELIABLE_GAPS, reaction_s
 from ext.main import lifecycle, supervisor, telemetry_api
 from tests.unit.test_lifecycle import ENV, FakeApi, Main
@@ -117,6 +118,8 @@ def children(monkeypatch: pytest.MonkeyPatch) -> Children:
     made = Children()
     for name in ("spawn", "reap", "wait_exit", "stop"):
         monkeypatch.setattr(supervisor, name, getattr(made, name))
+    # No real child here: the kernel's "a child exited" stands in as "look at them".
+    monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: True)
     return made
 
 
@@ -255,6 +258,65 @@ def test_children_found_dead_at_an_event_are_restarted(main: Main, children: Chi
     children.dying.extend(["listener", "sender"])
     _serve(main, SHUTDOWN)
     assert sorted(children.spawned) == ["listener", "sender"]
+
+
+def test_children_are_reaped_only_once_one_has_exited(
+    main: Main, children: Children, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One system call at each event says whether any child exited; reap (one per child) only then.
+    reaps: list[list[str]] = []
+    real_reap = children.reap
+    monkeypatch.setattr(supervisor, "reap", lambda kids: reaps.append(
+        [kid.role for kid in kids]) or real_reap(kids))
+    monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: False)
+    main.loop._restart_dead_children()
+    assert reaps == []
+    monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: True)
+    children.dying.append("sender")
+    main.loop._restart_dead_children()
+    assert reaps == [["listener", "sender"]]
+    assert children.spawned == ["sender"]
+
+
+def _child_exit_checks() -> None:
+    """In a process of its own (no other child of the test process around): True once a child
+    has exited, until it is reaped; False while the children live; True with no child at all."""
+    import os
+
+    release_r, release_w = os.pipe()
+    alive = os.fork()
+    if not alive:
+        os.read(release_r, 1)
+        os._exit(0)
+    try:
+        assert not lifecycle._a_child_exited()
+        quick = os.fork()
+        if not quick:
+            os._exit(0)
+        deadline = time.monotonic() + 5
+        while not lifecycle._a_child_exited() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert lifecycle._a_child_exited()  # and it is still there to be reaped
+        assert os.waitpid(quick, os.WNOHANG)[0] == quick
+        assert not lifecycle._a_child_exited()  # the other one lives
+    finally:
+        os.write(release_w, b"x")  # never leave it behind
+        os.waitpid(alive, 0)
+    assert lifecycle._a_child_exited()  # none at all: supervisor.reap takes a gone one as dead
+
+
+def test_a_child_exited_says_so_until_it_is_reaped() -> None:
+    import os
+
+    checker = os.fork()
+    if not checker:
+        code = 1
+        try:
+            _child_exit_checks()
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(checker, 0)[1]) == 0
 
 
 # -- shutdown -----------------------------------------------------------------------------------
@@ -540,7 +602,10 @@ def test_a_sender_that_dies_while_starting_is_restarted(
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(diagnostics, "_threshold", 0)
+    diagnostics.set_level("INFO")
     waited = []
     count = RELIABLE_GAPS + 3  # from then on, the rhythm's own quantile decides
     for n in range(count):
@@ -558,6 +623,26 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     assert asks[:MIN_GAPS] == [control.Flush(f"r{n}") for n in range(MIN_GAPS)]
     assert asks[RELIABLE_GAPS:] == [ask(f"r{n}") for n in range(RELIABLE_GAPS, count)]
     assert notes.levels() == ["INFO"] * count  # each decision is noted
+
+
+@pytest.mark.parametrize(("level", "described"), [("INFO", 1), ("WARNING", 0)])
+def test_a_decision_is_put_in_words_only_when_its_note_is_written(
+    main: Main, poll: Poll, monkeypatch: pytest.MonkeyPatch, level: str, described: int,
+) -> None:
+    # Formatting its figures costs CPU at every invocation; nobody reads it below INFO.
+    monkeypatch.setattr(diagnostics, "_threshold", 0)
+    diagnostics.set_level(level)
+    calls: list[str] = []
+    real = flush_policy.Decision.describe
+
+    def describe(self: flush_policy.Decision, request_id: str) -> str:
+        calls.append(request_id)
+        return real(self, request_id)
+
+    monkeypatch.setattr(flush_policy.Decision, "describe", describe)
+    poll.script = {0: [control.Delivered("r0")]}
+    main.loop.adapt("r0", EPOCH + poll.clock.now + 60)
+    assert len(calls) == described
 
 
 def test_the_start_wait_ends_at_its_end_not_at_the_next_check(main: Main, poll: Poll) -> None:

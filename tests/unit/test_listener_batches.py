@@ -196,9 +196,27 @@ def test_serve_runs_while_the_parent_lives(plain: Listener,
     polls: list[float] = []
     monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
     monkeypatch.setattr(plain.http, "listen", lambda: polls.append(-1.0))
-    monkeypatch.setattr(plain.http, "poll", polls.append)
+    monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
     plain.serve()
     assert polls == [-1.0, listener.TICK_S, listener.TICK_S]
+
+
+def test_serve_looks_at_the_parent_only_when_the_timers_ran(
+        plain: Listener, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A system call per request for a check whose latency the timers bound anyway (TICK_S).
+    ticks = iter([False, False, True, False, True])
+    looks: list[int] = []
+
+    def getppid() -> int:
+        looks.append(len(looks))
+        return plain.parent if len(looks) < 3 else 1
+
+    monkeypatch.setattr(listener.os, "getppid", getppid)
+    monkeypatch.setattr(plain.http, "listen", lambda: None)
+    monkeypatch.setattr(plain.http, "poll", lambda timeout: next(ticks))
+    plain.serve()
+    assert looks == [0, 1, 2]  # at the start, then after each round whose timers ran
+    assert next(ticks, None) is None  # every round was served
 
 
 def test_an_empty_array_spools_nothing_even_with_drops_overdue(
@@ -243,7 +261,7 @@ def test_serve_compares_the_parent_by_its_pid(plain: Listener,
     polls: list[float] = []
     monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
     monkeypatch.setattr(plain.http, "listen", lambda: None)
-    monkeypatch.setattr(plain.http, "poll", polls.append)
+    monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
     plain.serve()
     assert polls == [listener.TICK_S, listener.TICK_S]
 

@@ -594,8 +594,16 @@ def young(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> YoungClock:
 
 def test_timers_run_on_a_young_host(loop: Loop, young: YoungClock) -> None:
     young.now = 2.2
-    loop.http.poll(0)
+    assert loop.http.poll(0)  # it says so: the listener looks at its parent then
     assert loop.http._last_tick == 2.2  # a tick was due (1.2 s since the last)
+
+
+def test_a_round_says_whether_its_timers_ran(loop: Loop, young: YoungClock) -> None:
+    young.now = 1.0 + http_server.TICK_S / 2
+    assert not loop.http.poll(0)
+    young.now = 1.0 + http_server.TICK_S
+    assert loop.http.poll(0)
+    assert not loop.http.poll(0)
 
 
 @pytest.mark.parametrize(("sent", "deadline"), [

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from ext.spool import RecordTooLargeError, SpoolReader, SpoolRecord, SpoolWriter
+from ext.spool import writer as writer_module
 from ext.spool.ackstate import Checkpoint, LossReport, SpoolStats, store_state
 from ext.spool.frame import (
     FRAME_HEADER_BYTES,
@@ -240,7 +241,7 @@ def take_a_spare(spares: _SpareFile) -> tuple[int, Path] | None:
 
 
 def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A passing failure (EMFILE, a full disk) must not leave every later roll making its own file.
     real_open = os.open
@@ -262,6 +263,8 @@ def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
         assert spare[1].name == "spare-1.tmp"
     finally:
         spares.close()
+    # Said in a warning, with the reason, not as a helper thread's traceback.
+    assert "cannot prepare a spare segment: [Errno 24] Too many open files" in caplog.text
 
 
 def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
@@ -294,6 +297,47 @@ def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
     finally:
         made.set()
         spares.close()
+
+
+def threads_of_this_process() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
+
+
+def test_no_helper_thread_outlives_the_making_of_a_spare(tmp_path: Path) -> None:
+    # An idle thread is woken at every freeze and thaw of the environment: it costs CPU per
+    # invocation. The helper exists only while it makes a file, one per roll.
+    before = threads_of_this_process()  # other tests' threads may end meanwhile: only new ones
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(4):
+            w.append(b"r" * 100, 1)  # a roll on every other append: a new spare each time
+            wait_for_a_spare(tmp_path)
+            deadline = time.monotonic() + 5
+            while threads_of_this_process() - before and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert not threads_of_this_process() - before
+    assert [r.seq for r in read_all(tmp_path)] == list(range(4))
+
+
+def test_a_writer_whose_helper_cannot_start_makes_its_segments_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_thread(*args: object) -> int:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(writer_module._thread, "start_new_thread", no_thread)
+    with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
+        for _ in range(6):
+            w.append(b"r" * 100, 1)  # a roll on every other append, each asking for a spare
+    assert not temporary_files(tmp_path)  # and closing did not wait for a helper
+    assert [r.seq for r in read_all(tmp_path)] == list(range(6))
+
+
+def test_closing_spares_twice_is_harmless(tmp_path: Path) -> None:
+    spares = _SpareFile(tmp_path)
+    wait_for_a_spare(tmp_path)
+    spares.close()
+    spares.close()
+    assert not temporary_files(tmp_path)
 
 
 def test_a_writer_opened_and_closed_twice_reuses_its_empty_segment(tmp_path: Path) -> None:
