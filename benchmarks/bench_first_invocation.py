@@ -16,11 +16,8 @@ Run: `.venv/bin/python -m benchmarks.bench_first_invocation [--quick] [--memory 
 from __future__ import annotations
 
 import argparse
-import json
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -29,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.rig import REPO, TOKEN, HecProcess, Rig, cpu_ns, extension_processes
+from benchmarks.rig import HecProcess, Rig, cpu_ns, extension_processes
+from ext.local.hec.certificates import self_signed
 from ext.local.layer import EXTENSION_NAME, make_local_opt
 
 INVOCATIONS = 3
@@ -41,30 +39,13 @@ class TlsHecProcess(HecProcess):
     """The local HEC receiver over TLS (its admin endpoint is not used here)."""
 
     def __init__(self, db: Path, cert: Path, key: Path) -> None:
-        self.db = db
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ext.local.hec", "serve", "--port", "0", "--db", str(db),
-             "--token", f"lambda={TOKEN}", "--tls-cert", str(cert), "--tls-key", str(key)],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )
-        assert self.proc.stdout is not None
-        ready = json.loads(self.proc.stdout.readline() or "{}")
-        if "url" not in ready:
-            self.stop()
-            raise RuntimeError("the HEC receiver did not start")
-        self.url = str(ready["url"])  # https://127.0.0.1:PORT
-        self.port = int(ready["port"])
+        super().__init__(db, ("--tls-cert", str(cert), "--tls-key", str(key)))
 
 
 def _certificate(folder: Path) -> tuple[Path, Path, Path]:
     """(certificate, key, CA bundle = the system's CAs + the certificate)."""
-    cert, key, bundle = folder / "cert.pem", folder / "key.pem", folder / "bundle.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(folder)
+    bundle = folder / "bundle.pem"
     system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
     bundle.write_bytes((system.read_bytes() if system.is_file() else b"") + cert.read_bytes())
     return cert, key, bundle

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,11 @@ READY_TIMEOUT_S = 30.0
 class HecProcess:
     """`python -m ext.local.hec serve` in a child process, driven through its admin endpoint."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, extra_args: Sequence[str] = ()) -> None:
         self.db = db
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ext.local.hec", "serve", "--port", "0", "--db", str(db),
-             "--token", f"lambda={TOKEN}"],
+             "--token", f"lambda={TOKEN}", *extra_args],
             stdout=subprocess.PIPE, text=True, cwd=REPO,
         )
         assert self.proc.stdout is not None

@@ -11,7 +11,6 @@ import random
 import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ext.config import Config
+from ext.local.hec.certificates import self_signed
 from ext.sender.hec import TOKEN_NOTICE, USER_AGENT, HecClient, Verdict, compress
 
 pytestmark = pytest.mark.integration
@@ -462,14 +462,7 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (only), and its key."""
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl CLI")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path)
 
 
 @pytest.fixture
