@@ -833,6 +833,9 @@ def test_the_end_of_a_segment_lists_the_spool_only_when_it_may_have_changed(
         reader_clock.now += reader.LISTING_TTL_S  # and only for so long
         assert r.read(10, 100) == []
         assert len(listings) == 5
+        reader_clock.now += reader.LISTING_TTL_S + 1.0  # nor any time after that
+        assert r.read(10, 100) == []
+        assert len(listings) == 6
 
 
 def test_a_segment_started_after_a_settled_listing_is_read_at_once(
