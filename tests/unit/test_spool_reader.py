@@ -356,6 +356,27 @@ def test_a_record_missing_from_the_middle_of_a_segment_is_counted_as_corrupt(
         assert (r.stats.delivered_records, r.stats.delivered_events) == (3, 8)
 
 
+def test_a_loss_taken_but_committed_only_before_it_is_reported_again_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    # The loss of record 1 is found past record 0 and taken, but only record 0 is committed:
+    # its checkpoint must not mark the loss reported, or the reader after a crash, which finds
+    # it again, would never report it (at least once).
+    with SpoolWriter(tmp_path) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, i + 1)
+    path = segment_path(tmp_path, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 2, 3]
+        assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+        r.commit(0)
+    with SpoolReader(tmp_path) as again:
+        assert [x.seq for x in again.read(10, 1 << 20)] == [2, 3]
+        assert again.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+
+
 def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
