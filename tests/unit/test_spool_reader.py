@@ -336,16 +336,21 @@ def test_records_before_the_committed_position_are_skipped_when_it_is_damaged(
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=3)
 
 
+def spool_missing_record_1(directory: Path) -> None:
+    """Records 0-3 (i + 1 events each) in one segment, then record 1's bytes gone, as if a
+    block of the file had been lost."""
+    with SpoolWriter(directory) as w:
+        for i in range(4):
+            w.append(bytes([i]) * 10, i + 1)
+    path = segment_path(directory, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])
+
+
 def test_a_record_missing_from_the_middle_of_a_segment_is_counted_as_corrupt(
     tmp_path: Path,
 ) -> None:
-    with SpoolWriter(tmp_path) as w:
-        for i in range(4):
-            w.append(bytes([i]) * 10, i + 1)
-    path = segment_path(tmp_path, 0)
-    data = path.read_bytes()
-    # Record 1's bytes are gone, as if a block of the file had been lost.
-    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])
+    spool_missing_record_1(tmp_path)
     with SpoolReader(tmp_path) as r:
         got = r.read(10, 1 << 20)
         assert [(x.seq, x.payload, x.event_count) for x in got] == [
@@ -362,12 +367,7 @@ def test_a_loss_taken_but_committed_only_before_it_is_reported_again_after_a_cra
     # The loss of record 1 is found past record 0 and taken, but only record 0 is committed:
     # its checkpoint must not mark the loss reported, or the reader after a crash, which finds
     # it again, would never report it (at least once).
-    with SpoolWriter(tmp_path) as w:
-        for i in range(4):
-            w.append(bytes([i]) * 10, i + 1)
-    path = segment_path(tmp_path, 0)
-    data = path.read_bytes()
-    path.write_bytes(data[: frame_at(1, 10)] + data[frame_at(2, 10):])
+    spool_missing_record_1(tmp_path)
     with SpoolReader(tmp_path) as r:
         assert [x.seq for x in r.read(10, 1 << 20)] == [0, 2, 3]
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
