@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from ext import control
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A control pipe (read end, write end), both ends closed after the test."""
+    read_fd, write_fd = control.make_pipe()
+    yield read_fd, write_fd
+    os.close(read_fd)
+    os.close(write_fd)
 
 
 def test_a_request_id_with_line_breaks_stays_one_message() -> None:
@@ -47,43 +57,33 @@ def test_an_inbox_sees_the_writer_hang_up() -> None:
         os.close(read_fd)
 
 
-def test_a_wake_up_pipe_says_whether_it_held_anything() -> None:
-    read_fd, write_fd = control.make_pipe()
-    try:
-        assert not control.drain_pipe(read_fd)
-        os.write(write_fd, b"xx")
-        assert control.drain_pipe(read_fd)
-        assert not control.drain_pipe(read_fd)
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+def test_a_wake_up_pipe_says_whether_it_held_anything(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
+    assert not control.drain_pipe(read_fd)
+    os.write(write_fd, b"xx")
+    assert control.drain_pipe(read_fd)
+    assert not control.drain_pipe(read_fd)
 
 
-def test_pipes_never_block_and_are_not_inherited_by_programs_run() -> None:
-    read_fd, write_fd = control.make_pipe()
-    try:
-        for fd in (read_fd, write_fd):
-            assert not os.get_blocking(fd)
-            assert not os.get_inheritable(fd)
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+def test_pipes_never_block_and_are_not_inherited_by_programs_run(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
+    for fd in (read_fd, write_fd):
+        assert not os.get_blocking(fd)
+        assert not os.get_inheritable(fd)
 
 
-def test_a_long_message_is_sent_whole() -> None:
-    read_fd, write_fd = control.make_pipe()
+def test_a_long_message_is_sent_whole(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
     inbox = control.Inbox(read_fd)
-    try:
-        assert control.send(write_fd, control.Flush("r" * 300))
-        assert inbox.read() == [control.Flush("r" * 300)]
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+    assert control.send(write_fd, control.Flush("r" * 300))
+    assert inbox.read() == [control.Flush("r" * 300)]
 
 
-def test_an_inbox_reads_no_more_than_what_is_there(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_inbox_reads_no_more_than_what_is_there(
+    monkeypatch: pytest.MonkeyPatch, pipe: tuple[int, int]
+) -> None:
     # Main reads its inbox at every invocation: a failed read costs an exception each time.
-    read_fd, write_fd = control.make_pipe()
+    read_fd, write_fd = pipe
     inbox = control.Inbox(read_fd)
     reads: list[int] = []
     real_read = os.read
@@ -93,43 +93,31 @@ def test_an_inbox_reads_no_more_than_what_is_there(monkeypatch: pytest.MonkeyPat
         return real_read(fd, size)
 
     monkeypatch.setattr(control.os, "read", counted)
-    try:
-        assert inbox.read() == []
-        assert reads == []  # nothing there: not even one read
-        assert control.send(write_fd, control.Delivered("r1"))
-        assert control.send(write_fd, control.Running("r2"))
-        assert inbox.read() == [control.Delivered("r1"), control.Running("r2")]
-        assert len(reads) == 1  # one short read emptied the pipe
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+    assert inbox.read() == []
+    assert reads == []  # nothing there: not even one read
+    assert control.send(write_fd, control.Delivered("r1"))
+    assert control.send(write_fd, control.Running("r2"))
+    assert inbox.read() == [control.Delivered("r1"), control.Running("r2")]
+    assert len(reads) == 1  # one short read emptied the pipe
 
 
-def test_an_inbox_reads_a_pipe_filled_to_the_brim() -> None:
-    read_fd, write_fd = control.make_pipe()
+def test_an_inbox_reads_a_pipe_filled_to_the_brim(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
     inbox = control.Inbox(read_fd)
-    try:
-        sent = 0
-        while control.send(write_fd, control.Delivered(f"{sent:013d}")):  # 16 bytes a line
-            sent += 1
-        assert sent * 16 == control.READ_BYTES  # a full read: there may be more behind it
-        assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
-        assert inbox.read() == []
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+    sent = 0
+    while control.send(write_fd, control.Delivered(f"{sent:013d}")):  # 16 bytes a line
+        sent += 1
+    assert sent * 16 == control.READ_BYTES  # a full read: there may be more behind it
+    assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
+    assert inbox.read() == []
 
 
-def test_an_inbox_reads_a_pipe_holding_more_than_one_read() -> None:
-    read_fd, write_fd = control.make_pipe()
+def test_an_inbox_reads_a_pipe_holding_more_than_one_read(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
     inbox = control.Inbox(read_fd)
-    try:
-        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * control.READ_BYTES)
-        sent = 0
-        while sent * 16 < 2 * control.READ_BYTES:
-            assert control.send(write_fd, control.Delivered(f"{sent:013d}"))  # 16 bytes a line
-            sent += 1
-        assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * control.READ_BYTES)
+    sent = 0
+    while sent * 16 < 2 * control.READ_BYTES:
+        assert control.send(write_fd, control.Delivered(f"{sent:013d}"))  # 16 bytes a line
+        sent += 1
+    assert inbox.read() == [control.Delivered(f"{n:013d}") for n in range(sent)]
