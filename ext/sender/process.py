@@ -75,6 +75,10 @@ class Sender:
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
         self.control_ready = True  # main may have written: read the control pipe
+        # The courier's wake-up pipe was found readable: empty it at the next pass even with
+        # nothing in flight (a byte written after its batch was collected would otherwise end
+        # every wait at once until the next batch: a busy loop).
+        self.done_ready = False
         self.read_this_pass = False
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
@@ -172,8 +176,9 @@ class Sender:
 
     def _commit_done(self) -> None:
         """Commits up to the last batch delivered since the previous call (all in order)."""
-        if not self.commits:
+        if not self.commits and not self.done_ready:
             return  # none in flight: nothing can have finished (spares a syscall and a lock)
+        self.done_ready = False
         delivered = len(self.courier.take_done())
         if delivered:
             self._commit(self.commits.delivered(delivered))
@@ -400,8 +405,11 @@ class Sender:
         ready = select.select(fds, [], [], left)[0]
         if not ready:  # a timeout: look everywhere (a lost wake-up costs this)
             self.spool_dirty = self.control_ready = True
-        elif self.control.fd in ready:
+            return
+        if self.control.fd in ready:
             self.control_ready = True
+        if self.courier.done_r in ready:
+            self.done_ready = True
 
 
 

@@ -829,6 +829,31 @@ def test_the_courier_is_asked_for_finished_batches_only_while_one_is_in_flight(
         rig.close()
 
 
+def test_a_late_wake_up_from_the_courier_is_emptied_with_nothing_in_flight(
+    tmp_path: Path,
+) -> None:
+    """The courier appends a finished batch, then writes its wake-up byte: a sender that took
+    the batch in between (and committed it) later finds the byte with nothing in flight. It
+    must still empty the pipe, or every wait ends at once: a busy loop until the next batch."""
+    courier = CountingCourier()
+    rig = WideRig(tmp_path, courier=courier, SPLUNK_DISPATCH_MAX_WAIT_MS="0")
+    try:
+        rig.append(["a"])
+        rig.sender.step()
+        courier.finish()
+        rig.sender.step()
+        assert rig.committed() == 0 and not rig.sender.commits  # nothing in flight
+        os.write(courier.done_w, b"d")  # the byte that came after the batch was collected
+        for _ in range(3):
+            started = time.monotonic()
+            rig.sender._wait(0.2)
+            rig.sender.step()
+        assert time.monotonic() - started >= 0.15  # the last wait waited
+        assert not control.drain_pipe(courier.done_r)
+    finally:
+        rig.close()
+
+
 def test_emptying_a_wake_up_pipe_full_to_the_brim() -> None:
     read_fd, write_fd = control.make_pipe()
     try:
