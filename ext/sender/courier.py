@@ -68,6 +68,7 @@ class Courier:
         self._busy = False
         self._done: list[int | None] = []
         self._hurry = False
+        self._pausing = False  # in a backoff: what `hurry` has to wake
         self._stopping = False
         self.done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
@@ -112,10 +113,15 @@ class Courier:
         return done
 
     def hurry(self) -> None:
-        """Cuts a backoff short: an invocation is ending, or the environment is shutting down."""
+        """Cuts a backoff short: an invocation is ending, or the environment is shutting down.
+
+        Called at every Flush: only a courier in a backoff is woken (an idle one waits on the
+        same condition for its next batch, and waking it costs a thread switch for nothing);
+        one about to start a backoff finds the flag set."""
         with self._cv:
             self._hurry = True
-            self._cv.notify_all()
+            if self._pausing:
+                self._cv.notify_all()
 
     def stop(self) -> None:
         with self._cv:
@@ -249,6 +255,7 @@ class Courier:
         """Backoff that `hurry` or `stop` ends early; stops at the drain deadline."""
         end = time.monotonic() + seconds
         with self._cv:
+            self._pausing = True
             while not self._stopping and not self._hurry:
                 left = end - time.monotonic()
                 if self.drain_deadline is not None:
@@ -256,6 +263,7 @@ class Courier:
                 if left <= 0:
                     break
                 self._cv.wait(left)
+            self._pausing = False
             self._hurry = False
             stopping = self._stopping
         if stopping or (self.drain_deadline is not None

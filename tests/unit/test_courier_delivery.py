@@ -478,3 +478,16 @@ def test_each_request_is_counted_with_its_latency_and_whether_it_was_a_retry(mak
     stats = courier.stats.take()
     assert (stats["hec.requests"], stats["hec.retries"], stats["hec.failures.retry"]) == (3, 2, 2)
     assert 25 <= stats["hec.latency_p50_ms"] < 500  # the time on the wire, in ms
+
+
+def test_hurry_leaves_an_idle_courier_asleep(make: Make) -> None:
+    # Every Flush hurries the courier: an idle one waits on the same condition for its next
+    # batch, and waking it would cost a thread switch at every invocation for nothing.
+    courier, _ = make(lambda _: ACCEPTED)
+    courier.offer(batch(b"a", seq=1), b"a")
+    assert done(courier) == [1]
+    woken = []
+    notify = courier._cv.notify_all
+    courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
+    courier.hurry()
+    assert woken == []

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.sender.hec import COMPRESS_SLICE_LINES, compress, compress_lines
+from ext.sender.hec import COMPRESS_SLICE_LINES, compress, compress_lines, window_bits
 
 lines = st.lists(st.binary(max_size=40), max_size=3 * COMPRESS_SLICE_LINES + 5)
 
@@ -42,3 +42,25 @@ def test_a_line_repeated_20_kb_later_in_the_request_is_found_across_slices() -> 
     packed = compress_lines(envelopes, 1)
     assert gzip.decompress(packed) == b"\n".join(envelopes)
     assert len(packed) < sum(map(len, unique)) * 1.1
+
+
+@pytest.mark.parametrize("size", [1_000, 4_050, 8_150, 16_340, 32_400])
+def test_a_sized_window_still_reaches_from_the_end_of_the_body_back_to_its_start(
+    size: int,
+) -> None:
+    # The window is sized to the body: too small, and the last 100 bytes (a copy of the first,
+    # from an alphabet the text between them does not use) would no longer be found.
+    rng = random.Random(size)
+    head, other = (bytes(rng.randrange(128, 256) for _ in range(100)) for _ in range(2))
+    text = bytes(rng.randrange(97, 123) for _ in range(size - 202))  # compressible: no stored block
+    packed = compress_lines([head, text, head], 1)
+    assert gzip.decompress(packed) == b"\n".join([head, text, head])
+    assert len(packed) < len(compress_lines([head, text, other], 1)) - 80
+
+
+def test_the_window_covers_the_body_and_no_more_than_needed() -> None:
+    assert window_bits(0) == 9 and window_bits(3_000) == 12 and window_bits(10**6) == 15
+    for size in range(0, 2**15 - 262, 97):
+        bits = window_bits(size)
+        assert 2**bits - 262 >= size  # zlib reaches back its window less 262 bytes
+        assert bits == 9 or 2**(bits - 1) - 262 < size
