@@ -5,7 +5,8 @@ once (a keep-alive connection gone stale during a freeze), then capped, jittered
 transient failures, longer holds on configuration errors, halving on 413, quarantine of an event
 HEC names as invalid. While it waits on the network, the sender thread prepares (decodes, maps,
 gzips) the next batch: that overlap is the sender's throughput. It never touches the spool;
-the sender commits what the courier reports done, in order.
+the sender commits what the courier reports done, in order. A lone batch while the thread is
+idle and HEC healthy is sent on the sender's thread (`deliver_now`): one attempt, then the thread.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Courier:
         self._done: list[int | None] = []
         self._hurry = False
         self._pausing = False  # in a backoff: what `hurry` has to wake
+        self._connected_ahead = False  # `_prepare` is done: the client is free for the caller
         self._stopping = False
         self.done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
@@ -95,6 +97,49 @@ class Courier:
             self.queued_bytes += batch.size
             self._cv.notify_all()
             return True
+
+    def deliver_now(self, batch: HecBatch, body: bytes) -> bool:
+        """Sends `batch` on the caller's thread when nothing else is pending and HEC is healthy;
+        True once HEC accepted it (nothing to collect with `take_done`). Otherwise it is offered
+        to the delivery thread, which sends or retries it as usual; False.
+
+        The usual batch per invocation finds the thread idle: handing it over cost a thread
+        switch each way (the condition, the GIL, the wake-up pipe and the sender's extra pass),
+        more CPU than the request itself. Only while HEC answers promptly: the first failure,
+        and every batch while it fails, goes through the thread, whose backoff and breaker
+        keep the sender free to answer the main process. A token is held by then (at least one
+        request was accepted), so the attempt never waits on a token fetch either.
+        """
+        with self._cv:
+            inline = (self._connected_ahead and self._slot is None and not self._busy
+                      and not self._done and not self.failing and not self.breaker.is_open
+                      and self.drain_deadline is None and self.sent_bytes > 0)
+            if inline:
+                self._busy = True  # the thread stays off the connection meanwhile
+        if not inline:
+            self.offer(batch, body)
+            return False
+        try:
+            started = self.posting_since = time.monotonic()
+            try:
+                outcome = self.client.post(body)
+            finally:
+                self.posting_since = None
+            took = time.monotonic() - started
+            verdict = outcome.verdict
+            self.stats.requested(took, verdict.value, False)
+            if verdict is Verdict.ACCEPTED:
+                self._measured(batch.size, took)
+                self.breaker.succeeded(took)
+                return True
+            if verdict not in (Verdict.TOO_LARGE, Verdict.POISON):
+                self.breaker.failed(took, outcome.text.endswith("TimeoutError"))
+                self._health(False, outcome)
+        finally:
+            with self._cv:
+                self._busy = False
+        self.offer(batch, body)  # the thread retries, splits or quarantines it from here
+        return False
 
     def can_accept(self) -> bool:
         with self._cv:
@@ -174,6 +219,8 @@ class Courier:
             log.exception("connecting to HEC ahead failed unexpectedly")
         finally:
             self.posting_since = None
+            with self._cv:
+                self._connected_ahead = True
 
     def _wake_sender(self) -> None:
         with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice

@@ -3,7 +3,9 @@
 Holds the spool's reader role. Its main thread reads records, maps them to HEC envelopes, batches
 and gzips them, and hands each batch to the courier thread (ext/sender/courier.py), which owns the
 single in-flight request and the retry policy; the next batch is prepared while the current one is
-on the wire. Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting
+on the wire. A lone batch (the usual one per invocation) finding the courier idle and HEC healthy
+is sent on this thread instead, and committed at once: no thread switch each way; a failure hands
+it to the courier thread. Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting
 event is older than the linger bound, or at once while the main process waits for an invocation
 (Flush) or the environment shuts down (Drain). Commits in order, after HEC accepted.
 
@@ -147,7 +149,10 @@ class Sender:
             delivery = self.self_metrics.delivery
             delivery.bytes_uncompressed += batch.size
             delivery.bytes_compressed += len(body)
-            self.courier.offer(batch, body)
+            if self.outbox:  # more to send: the thread posts this one while the next is prepared
+                self.courier.offer(batch, body)
+            elif self.courier.deliver_now(batch, body):
+                self._commit(self.commits.delivered(1))  # the only one in flight: commit it
             return True
         return False
 

@@ -491,3 +491,94 @@ def test_hurry_leaves_an_idle_courier_asleep(make: Make) -> None:
     courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
     courier.hurry()
     assert woken == []
+
+
+# A batch sent on the sender's own thread (`deliver_now`) while the delivery thread is idle and
+# HEC healthy; every other batch through the thread as before.
+
+BUSY = HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")
+
+
+class ThreadNoting(ScriptedClient):
+    """Notes the thread each POST runs on."""
+
+    def __init__(self, answers: list[HecOutcome]) -> None:
+        replies = iter(answers)
+        super().__init__(lambda _: next(replies, ACCEPTED))
+        self.threads: list[str] = []
+
+    def post(self, body: bytes) -> HecOutcome:
+        self.threads.append(threading.current_thread().name)
+        return super().post(body)
+
+
+def warmed(make: Make, answers: list[HecOutcome]) -> tuple[Courier, ThreadNoting]:
+    """A courier that connected ahead and delivered one batch through its thread."""
+    courier, _ = make(lambda _: ACCEPTED)
+    client = ThreadNoting([])
+    courier.client = client  # type: ignore[assignment]
+    assert courier.offer(batch(b"first", seq=1), b"first")
+    assert done(courier) == [1]
+    replies = iter(answers)
+    client.answer = lambda _: next(replies, ACCEPTED)
+    return courier, client
+
+
+def test_a_batch_for_an_idle_healthy_courier_is_sent_on_the_callers_thread(make: Make) -> None:
+    courier, client = warmed(make, [])
+    assert courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert client.threads == ["courier", threading.current_thread().name]
+    assert courier.take_done() == []  # accepted already: nothing for the sender to collect
+    assert courier.idle() and courier.queued_bytes == 0
+    assert courier.stats.requests == 2
+
+
+def test_before_any_accepted_request_the_thread_sends_it(make: Make) -> None:
+    # No request accepted yet: a token may still have to be fetched, the connection made.
+    courier, _ = make(lambda _: ACCEPTED)
+    client = ThreadNoting([])
+    courier.client = client  # type: ignore[assignment]
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert done(courier) == [2]
+    assert client.threads == ["courier"]
+
+
+def test_a_failed_attempt_goes_to_the_thread_which_retries_it(make: Make) -> None:
+    courier, client = warmed(make, [BUSY])
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert health(courier)[2] == 1  # the sender tells the waiting flushes HEC fails
+    assert done(courier) == [2]  # retried by the thread at once, accepted
+    assert client.threads == ["courier", threading.current_thread().name, "courier"]
+    assert not courier.failing
+
+
+def test_while_hec_fails_every_batch_goes_through_the_thread(make: Make) -> None:
+    courier, client = warmed(make, [])
+    courier.failing = True  # as after a failed attempt whose retry has not succeeded yet
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert done(courier) == [2]
+    assert client.threads == ["courier", "courier"]
+
+
+def test_at_shutdown_every_batch_goes_through_the_thread(make: Make) -> None:
+    # The sender's thread must stay free to stop at the drain deadline.
+    courier, client = warmed(make, [])
+    courier.drain_deadline = float("inf")
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert done(courier) == [2]
+    assert client.threads == ["courier", "courier"]
+
+
+def test_with_a_batch_waiting_for_the_thread_the_next_waits_behind_it(make: Make) -> None:
+    courier, client = warmed(make, [])
+    gate = threading.Event()
+    client.gate, client.hold_after = gate, 1  # the thread's next POST stays on the wire
+    assert courier.offer(batch(b"a", seq=2), b"a")
+    try:
+        while len(client.posted) < 2:
+            threading.Event().wait(0.002)
+        assert not courier.deliver_now(batch(b"b", seq=3), b"b")  # queued: order kept
+    finally:
+        gate.set()
+    assert done(courier, 2) == [2, 3]
+    assert client.threads == ["courier"] * 3

@@ -42,6 +42,11 @@ class StandInCourier:
         self.in_flight.append(batch)
         return True
 
+    def deliver_now(self, batch: HecBatch, body: bytes) -> bool:
+        """Never sends on the sender's thread: every batch waits for `finish`."""
+        self.offer(batch, body)
+        return False
+
     def finish(self, count: int = 1) -> None:
         for _ in range(min(count, len(self.in_flight))):
             batch = self.in_flight.popleft()

@@ -873,3 +873,46 @@ def test_emptying_a_wake_up_pipe_full_to_the_brim() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+class InlineCourier(TimedCourier):
+    """Sends every lone batch on the sender's thread, as the real courier does while HEC is
+    healthy and its thread idle; batches with more behind them go to the thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline: list[HecBatch] = []
+
+    def deliver_now(self, batch: HecBatch, body: bytes) -> bool:
+        self.inline.append(batch)
+        self.accepted.extend(batch.envelopes)
+        return True
+
+
+def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_same_pass(
+    tmp_path: Path,
+) -> None:
+    courier = InlineCourier()
+    rig = WideRig(tmp_path, courier=courier, **SENDING)
+    try:
+        rig.append(["a"])
+        rig.sender.step()
+        assert rig.committed() == 0 and len(courier.inline) == 1  # no take_done to wait for
+        assert not courier.in_flight
+        rig.tell(control.Flush("r1"))  # main waits for r1
+        rig.append_invocation("r1", ["b"])
+        rig.sender.step()
+        assert rig.committed() == 1
+        assert rig.answers() == [control.Delivered("r1")]
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("rig", [{**SENDING, "SPLUNK_MAX_REQUEST_BYTES": "4096"}], indirect=True)
+def test_with_more_batches_to_send_the_first_goes_to_the_courier_thread(rig: WideRig) -> None:
+    courier = InlineCourier()
+    rig.sender.courier = courier
+    rig.append(["x" * 1500, "y" * 1500, "z" * 1500])  # three requests' worth
+    rig.sender.step()
+    # The next is prepared while the thread posts: only the last one may go inline.
+    assert len(courier.in_flight) == 1 and not courier.inline
