@@ -36,6 +36,10 @@ RETRY_CAP_S = 30.0
 HOLD_BASE_S = 2.0
 HOLD_CAP_S = 60.0
 DRAIN_RETRY_S = 0.05
+# An attempt on the sender's thread with less time than this to answer a waiting flush would
+# most likely time out: the courier thread sends it.
+MIN_INLINE_S = 0.02
+INLINE_MARGIN = 4.0  # the round trips (moving average) an inline attempt may take at least
 EXIT_CRASHED = 70  # as supervisor.EXIT_CRASHED; the main process restarts the sender
 
 
@@ -98,22 +102,27 @@ class Courier:
             self._cv.notify_all()
             return True
 
-    def deliver_now(self, batch: HecBatch, body: bytes) -> bool:
+    def deliver_now(self, batch: HecBatch, body: bytes, within_s: float) -> bool:
         """Sends `batch` on the caller's thread when nothing else is pending and HEC is healthy;
         True once HEC accepted it (nothing to collect with `take_done`). Otherwise it is offered
-        to the delivery thread, which sends or retries it as usual; False.
+        to the delivery thread, which sends or retries it as usual; False. The attempt gives up
+        (a RETRY) after `within_s`, so the caller answers a waiting flush within its budget.
 
         The usual batch per invocation finds the thread idle: handing it over cost a thread
         switch each way (the condition, the GIL, the wake-up pipe and the sender's extra pass),
         more CPU than the request itself. Only while HEC answers promptly: the first failure,
         and every batch while it fails, goes through the thread, whose backoff and breaker
         keep the sender free to answer the main process. A token is held by then (at least one
-        request was accepted), so the attempt never waits on a token fetch either.
+        request was accepted), so the attempt never waits on a token fetch either. Only when
+        HEC's usual round trip is well within the limit: a HEC slower than that would time out
+        here at every invocation, and a request it received and answered late is a duplicate.
         """
         with self._cv:
-            inline = (self._connected_ahead and self._slot is None and not self._busy
+            inline = (within_s >= MIN_INLINE_S and self._connected_ahead and self._slot is None
+                      and not self._busy
                       and not self._done and not self.failing and not self.breaker.is_open
-                      and self.drain_deadline is None and self.sent_bytes > 0)
+                      and self.drain_deadline is None and self.round_trip_s is not None
+                      and self.round_trip_s * INLINE_MARGIN <= within_s)
             if inline:
                 self._busy = True  # the thread stays off the connection meanwhile
         if not inline:
@@ -122,7 +131,7 @@ class Courier:
         try:
             started = self.posting_since = time.monotonic()
             try:
-                outcome = self.client.post(body)
+                outcome = self.client.post(body, within_s)
             finally:
                 self.posting_since = None
             took = time.monotonic() - started

@@ -97,6 +97,7 @@ class HecClient:
             connect=config.connect_timeout_ms / 1000, read=config.request_timeout_ms / 1000
         )
         self._read_timeout = timeout.read_timeout
+        self._connect_timeout = config.connect_timeout_ms / 1000
         kwargs: dict[str, object] = {"maxsize": 1, "block": False, "timeout": timeout}
         self._tls: ssl.SSLContext | None = None
         self._ca_bundle = config.ca_bundle
@@ -165,15 +166,17 @@ class HecClient:
         finally:
             self._pool._put_conn(conn)
 
-    def post(self, body: bytes) -> HecOutcome:
+    def post(self, body: bytes, within_s: float | None = None) -> HecOutcome:
         """Sends one request body (from `compress`) and classifies the answer.
 
         Without a token (a fetch failed and waits for its retry) nothing is sent: HOLD.
+        `within_s` shortens the connect and read timeouts for this request (an attempt on the
+        sender's own thread must not hold a waiting flush past its budget): a timeout is RETRY.
         """
         token = self.tokens.current()
         if token is None:
             return HecOutcome(Verdict.HOLD, text=f"no HEC token: {self.tokens.problem}")
-        outcome = self._send(body, token)
+        outcome = self._send(body, token, within_s)
         if outcome.status == 403 and outcome.code in TOKEN_REJECTED_CODES:
             self.tokens.rejected(token)
         elif outcome.verdict is Verdict.ACCEPTED:
@@ -186,7 +189,7 @@ class HecClient:
                 self._notice = None  # else tried again after the next accepted request
         return outcome
 
-    def _send(self, body: bytes, token: str) -> HecOutcome:
+    def _send(self, body: bytes, token: str, within_s: float | None = None) -> HecOutcome:
         head = self._request_head(token)
         if head is None:
             return HecOutcome(Verdict.HOLD, text="the HEC token has a character HTTP cannot carry")
@@ -200,9 +203,15 @@ class HecClient:
         except HTTPError as err:  # the pool was closed
             return HecOutcome(Verdict.RETRY, text=type(err).__name__)
         connecting = True
+        connect_timeout = conn.timeout
+        sock: socket.socket | None = None
         try:
+            if within_s is not None:
+                conn.timeout = min(within_s, self._connect_timeout)
             sock = self._connected(conn)
             connecting = False
+            if within_s is not None:
+                sock.settimeout(min(within_s, self._read_timeout or within_s))
             try:
                 sock.sendall(request)
                 if body:
@@ -219,6 +228,10 @@ class HecClient:
             conn.close()
             return HecOutcome(Verdict.RETRY, text=_failure_name(err, connecting=connecting))
         finally:
+            if within_s is not None:
+                conn.timeout = connect_timeout
+                if sock is not None and conn.sock is sock:
+                    sock.settimeout(self._read_timeout)
             self._pool._put_conn(conn)
         if not answer.reusable:
             conn.close()

@@ -4,10 +4,11 @@ Holds the spool's reader role. Its main thread reads records, maps them to HEC e
 and gzips them, and hands each batch to the courier thread (ext/sender/courier.py), which owns the
 single in-flight request and the retry policy; the next batch is prepared while the current one is
 on the wire. A lone batch (the usual one per invocation) finding the courier idle and HEC healthy
-is sent on this thread instead, and committed at once: no thread switch each way; a failure hands
-it to the courier thread. Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting
-event is older than the linger bound, or at once while the main process waits for an invocation
-(Flush) or the environment shuts down (Drain). Commits in order, after HEC accepted.
+(and prompt) is sent on this thread instead, within the first waiting flush's budget, and
+committed at once: no thread switch each way; a failure hands it to the courier thread.
+Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting event is
+older than the linger bound, or at once while the main process waits for an invocation (Flush)
+or the environment shuts down (Drain). Commits in order, after HEC accepted.
 
 It is the main process's only peer: while mapping records it learns where each invocation's
 platform.runtimeDone and platform.report sit in the spool (ext/sender/invocations.py), and it
@@ -151,10 +152,18 @@ class Sender:
             delivery.bytes_compressed += len(body)
             if self.outbox:  # more to send: the thread posts this one while the next is prepared
                 self.courier.offer(batch, body)
-            elif self.courier.deliver_now(batch, body):
+            elif self.courier.deliver_now(batch, body, self._inline_limit_s()):
                 self._commit(self.commits.delivered(1))  # the only one in flight: commit it
             return True
         return False
+
+    def _inline_limit_s(self) -> float:
+        """How long a request on this thread may take: this thread answers the waiting flushes
+        (Failing once their budget has passed), so no longer than the first budget ends."""
+        limit = self.flush_wait_s
+        if self.due:
+            limit = min(limit, min(self.due.values()) - time.monotonic())
+        return limit
 
     def _drained(self, got: bool) -> bool:
         """Shutting down, nothing left to send, and the last report is in (or cannot be)."""

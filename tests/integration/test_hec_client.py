@@ -206,6 +206,24 @@ def test_a_slow_answer_times_out_as_a_retry(server: tuple[str, Script]) -> None:
     assert elapsed < 1.2
 
 
+@pytest.mark.timing  # answered within 1 s of a 200 ms limit, under a 5 s request timeout
+def test_a_post_within_a_time_limit_times_out_then_and_the_next_keeps_the_configured(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    client = HecClient(config(url, request_timeout_ms=5000))
+    assert client.post(b"{}", within_s=0.3).verdict is Verdict.ACCEPTED
+    script.delay_s = 0.5  # over the last limit, within the configured timeout: restored
+    assert client.post(b"{}").verdict is Verdict.ACCEPTED
+    assert len({seen.peer for seen in script.seen}) == 1  # over the same connection
+    script.delay_s = 1.2
+    started = time.monotonic()
+    out = client.post(b"{}", within_s=0.2)
+    assert (out.verdict, out.text) == (Verdict.RETRY, "ReadTimeoutError")
+    assert time.monotonic() - started < 1.0
+    client.close()
+
+
 def test_a_refused_connection_is_one_attempt_and_a_retry_verdict() -> None:
     client = HecClient(config("http://127.0.0.1:1"))
     out = client.post(b"{}")

@@ -38,8 +38,10 @@ class ScriptedClient:
         self.hold_after = 0
         self.entered = threading.Event()
         self.closed = False
+        self.within: list[float | None] = []  # each POST's time limit (None: the configured)
 
-    def post(self, body: bytes) -> HecOutcome:
+    def post(self, body: bytes, within_s: float | None = None) -> HecOutcome:
+        self.within.append(within_s)
         if body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)
         envelopes = body.split(b"\n")
@@ -507,9 +509,9 @@ class ThreadNoting(ScriptedClient):
         super().__init__(lambda _: next(replies, ACCEPTED))
         self.threads: list[str] = []
 
-    def post(self, body: bytes) -> HecOutcome:
+    def post(self, body: bytes, within_s: float | None = None) -> HecOutcome:
         self.threads.append(threading.current_thread().name)
-        return super().post(body)
+        return super().post(body, within_s)
 
 
 def warmed(make: Make, answers: list[HecOutcome]) -> tuple[Courier, ThreadNoting]:
@@ -526,7 +528,7 @@ def warmed(make: Make, answers: list[HecOutcome]) -> tuple[Courier, ThreadNoting
 
 def test_a_batch_for_an_idle_healthy_courier_is_sent_on_the_callers_thread(make: Make) -> None:
     courier, client = warmed(make, [])
-    assert courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
     assert client.threads == ["courier", threading.current_thread().name]
     assert courier.take_done() == []  # accepted already: nothing for the sender to collect
     assert courier.idle() and courier.queued_bytes == 0
@@ -538,14 +540,14 @@ def test_before_any_accepted_request_the_thread_sends_it(make: Make) -> None:
     courier, _ = make(lambda _: ACCEPTED)
     client = ThreadNoting([])
     courier.client = client  # type: ignore[assignment]
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier"]
 
 
 def test_a_failed_attempt_goes_to_the_thread_which_retries_it(make: Make) -> None:
     courier, client = warmed(make, [BUSY])
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
     assert health(courier)[2] == 1  # the sender tells the waiting flushes HEC fails
     assert done(courier) == [2]  # retried by the thread at once, accepted
     assert client.threads == ["courier", threading.current_thread().name, "courier"]
@@ -555,7 +557,7 @@ def test_a_failed_attempt_goes_to_the_thread_which_retries_it(make: Make) -> Non
 def test_while_hec_fails_every_batch_goes_through_the_thread(make: Make) -> None:
     courier, client = warmed(make, [])
     courier.failing = True  # as after a failed attempt whose retry has not succeeded yet
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]
 
@@ -564,7 +566,7 @@ def test_at_shutdown_every_batch_goes_through_the_thread(make: Make) -> None:
     # The sender's thread must stay free to stop at the drain deadline.
     courier, client = warmed(make, [])
     courier.drain_deadline = float("inf")
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a")
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]
 
@@ -577,8 +579,33 @@ def test_with_a_batch_waiting_for_the_thread_the_next_waits_behind_it(make: Make
     try:
         while len(client.posted) < 2:
             threading.Event().wait(0.002)
-        assert not courier.deliver_now(batch(b"b", seq=3), b"b")  # queued: order kept
+        assert not courier.deliver_now(batch(b"b", seq=3), b"b", 0.5)  # queued: order kept
     finally:
         gate.set()
     assert done(courier, 2) == [2, 3]
     assert client.threads == ["courier"] * 3
+
+
+def test_the_inline_attempt_is_bounded_by_the_time_the_caller_gives(make: Make) -> None:
+    courier, client = warmed(make, [])
+    assert courier.deliver_now(batch(b"a", seq=2), b"a", 0.3)
+    assert client.within == [None, 0.3]  # the thread's requests keep the configured timeout
+
+
+def test_a_hec_slower_than_the_limit_allows_is_not_tried_inline(make: Make) -> None:
+    # A HEC that usually takes 200 ms would time out inline at every invocation (and a request
+    # answered late is a duplicate): the thread sends with the configured timeout.
+    courier, client = warmed(make, [])
+    courier.round_trip_s = 0.2
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert done(courier) == [2]
+    assert client.threads == ["courier", "courier"]
+    courier.round_trip_s = 0.1
+    assert courier.deliver_now(batch(b"b", seq=3), b"b", 0.5)
+
+
+def test_too_little_time_left_sends_through_the_thread(make: Make) -> None:
+    courier, client = warmed(make, [])
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a", courier_module.MIN_INLINE_S / 2)
+    assert done(courier) == [2]
+    assert client.threads == ["courier", "courier"]

@@ -42,7 +42,7 @@ class StandInCourier:
         self.in_flight.append(batch)
         return True
 
-    def deliver_now(self, batch: HecBatch, body: bytes) -> bool:
+    def deliver_now(self, batch: HecBatch, body: bytes, within_s: float) -> bool:
         """Never sends on the sender's thread: every batch waits for `finish`."""
         self.offer(batch, body)
         return False

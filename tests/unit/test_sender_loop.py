@@ -883,7 +883,7 @@ class InlineCourier(TimedCourier):
         super().__init__()
         self.inline: list[HecBatch] = []
 
-    def deliver_now(self, batch: HecBatch, body: bytes) -> bool:
+    def deliver_now(self, batch: HecBatch, body: bytes, within_s: float) -> bool:
         self.inline.append(batch)
         self.accepted.extend(batch.envelopes)
         return True
@@ -916,3 +916,13 @@ def test_with_more_batches_to_send_the_first_goes_to_the_courier_thread(rig: Wid
     rig.sender.step()
     # The next is prepared while the thread posts: only the last one may go inline.
     assert len(courier.in_flight) == 1 and not courier.inline
+
+
+def test_a_request_on_the_senders_thread_ends_before_the_first_flush_budget(
+    rig: WideRig,
+) -> None:
+    # This thread answers waiting flushes Failing once their budget passed: a request it makes
+    # itself must give up by then.
+    assert rig.sender._inline_limit_s() == rig.sender.flush_wait_s
+    rig.sender.due = {"r1": time.monotonic() + 0.1, "r2": time.monotonic() + 0.3}
+    assert 0.05 < rig.sender._inline_limit_s() <= 0.1
