@@ -17,6 +17,7 @@ import os
 import random
 import threading
 import time
+from collections import deque
 
 from ext import control
 from ext.sender.batching import HecBatch, split_batch, without
@@ -39,7 +40,9 @@ DRAIN_RETRY_S = 0.05
 # An attempt on the sender's thread with less time than this to answer a waiting flush would
 # most likely time out: the courier thread sends it.
 MIN_INLINE_S = 0.02
-INLINE_MARGIN = 4.0  # the round trips (moving average) an inline attempt may take at least
+INLINE_MARGIN = 4.0  # the round trips an inline attempt may take at least
+RECENT_TRIPS = 5
+INLINE_SUSPEND_S = 60.0  # after an inline attempt timed out: at most one such a minute
 EXIT_CRASHED = 70  # as supervisor.EXIT_CRASHED; the main process restarts the sender
 
 
@@ -66,6 +69,8 @@ class Courier:
         self.sent_bytes = 0
         self.send_time_s = 0.0
         self.round_trip_s: float | None = None  # a moving average
+        self.recent_trips: deque[float] = deque(maxlen=RECENT_TRIPS)  # accepted requests' times
+        self._inline_after = 0.0  # monotonic; no inline attempt before (one timed out)
         self.drain_deadline: float | None = None  # monotonic; set by the sender thread
         self.stats = DeliveryStats()  # requests, retries, failures, latency: self-metrics
         self._cv = threading.Condition()
@@ -114,15 +119,18 @@ class Courier:
         and every batch while it fails, goes through the thread, whose backoff and breaker
         keep the sender free to answer the main process. A token is held by then (at least one
         request was accepted), so the attempt never waits on a token fetch either. Only when
-        HEC's usual round trip is well within the limit: a HEC slower than that would time out
-        here at every invocation, and a request it received and answered late is a duplicate.
+        HEC's recent round trips (the fastest of them: a request that spanned a freeze looks
+        slow) are well within the limit, and not for a while after an inline attempt timed out:
+        a HEC slower than the limit would time out here at every invocation, and a request it
+        received and answered late is a duplicate.
         """
         with self._cv:
             inline = (within_s >= MIN_INLINE_S and self._connected_ahead and self._slot is None
                       and not self._busy
                       and not self._done and not self.failing and not self.breaker.is_open
-                      and self.drain_deadline is None and self.round_trip_s is not None
-                      and self.round_trip_s * INLINE_MARGIN <= within_s)
+                      and self.drain_deadline is None and bool(self.recent_trips)
+                      and min(self.recent_trips) * INLINE_MARGIN <= within_s
+                      and time.monotonic() >= self._inline_after)
             if inline:
                 self._busy = True  # the thread stays off the connection meanwhile
         if not inline:
@@ -142,7 +150,10 @@ class Courier:
                 self.breaker.succeeded(took)
                 return True
             if verdict not in (Verdict.TOO_LARGE, Verdict.POISON):
-                self.breaker.failed(took, outcome.text.endswith("TimeoutError"))
+                timed_out = outcome.text.endswith("TimeoutError")
+                if timed_out:
+                    self._inline_after = time.monotonic() + INLINE_SUSPEND_S
+                self.breaker.failed(took, timed_out)
                 self._health(False, outcome)
         finally:
             with self._cv:
@@ -276,6 +287,7 @@ class Courier:
         self.send_time_s += elapsed_s
         trip = self.round_trip_s
         self.round_trip_s = elapsed_s if trip is None else 0.8 * trip + 0.2 * elapsed_s
+        self.recent_trips.append(elapsed_s)
 
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
         # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.

@@ -10,6 +10,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -343,6 +344,7 @@ def round_trip(courier: Courier) -> float | None:
 def test_round_trip_is_a_moving_average_of_accepted_requests() -> None:
     courier = Courier.__new__(Courier)
     courier.sent_bytes, courier.send_time_s, courier.round_trip_s = 0, 0.0, None
+    courier.recent_trips = deque(maxlen=2)
     assert courier.send_rate_bps() is None
     courier._measured(100, 2.0)
     assert round_trip(courier) == 2.0
@@ -351,6 +353,8 @@ def test_round_trip_is_a_moving_average_of_accepted_requests() -> None:
     assert (courier.sent_bytes, courier.send_time_s) == (400, 2.5)
     assert round_trip(courier) == pytest.approx(0.8 * 2.0 + 0.2 * 0.5)
     assert courier.send_rate_bps() == pytest.approx(400 / 2.5)
+    courier._measured(100, 1.0)
+    assert list(courier.recent_trips) == [0.5, 1.0]  # the last few, for the inline attempts
 
 
 def test_hec_failing_and_recovering_is_logged_once_each(
@@ -596,12 +600,28 @@ def test_a_hec_slower_than_the_limit_allows_is_not_tried_inline(make: Make) -> N
     # A HEC that usually takes 200 ms would time out inline at every invocation (and a request
     # answered late is a duplicate): the thread sends with the configured timeout.
     courier, client = warmed(make, [])
-    courier.round_trip_s = 0.2
+    courier.recent_trips.clear()
+    courier.recent_trips.extend([0.2, 0.3])
     assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]
-    courier.round_trip_s = 0.1
+    courier.recent_trips.clear()
+    courier.recent_trips.extend([0.6, 0.1, 0.6])  # one prompt answer: the others spanned freezes
     assert courier.deliver_now(batch(b"b", seq=3), b"b", 0.5)
+
+
+def test_after_an_inline_attempt_timed_out_the_thread_sends_for_a_while(make: Make) -> None:
+    timeout = HecOutcome(Verdict.RETRY, 0, 0, "ReadTimeoutError")
+    courier, client = warmed(make, [timeout])
+    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert done(courier) == [2]  # the thread's retry, accepted
+    assert courier.hanging  # a timeout: flushes do not wait until the breaker closes again
+    courier.breaker.is_open = False  # as after a few prompt answers
+    assert not courier.deliver_now(batch(b"b", seq=3), b"b", 0.5)  # still a minute without
+    assert done(courier) == [3]
+    assert client.threads == ["courier", threading.current_thread().name, "courier", "courier"]
+    courier._inline_after = 0.0
+    assert courier.deliver_now(batch(b"c", seq=4), b"c", 0.5)
 
 
 def test_too_little_time_left_sends_through_the_thread(make: Make) -> None:
