@@ -159,7 +159,10 @@ class Sender:
 
     def _inline_limit_s(self) -> float:
         """How long a request on this thread may take: this thread answers the waiting flushes
-        (Failing once their budget has passed), so no longer than the first budget ends."""
+        (Failing once their budget has passed), so no longer than the first budget ends. The
+        budgets already over are answered first: a runtimeDone read after a thaw is often past
+        its budget (main did not wait for it), and would leave no time at all."""
+        self._answer_overdue()
         limit = self.flush_wait_s
         if self.due:
             limit = min(limit, min(self.due.values()) - time.monotonic())

@@ -924,5 +924,18 @@ def test_a_request_on_the_senders_thread_ends_before_the_first_flush_budget(
     # This thread answers waiting flushes Failing once their budget passed: a request it makes
     # itself must give up by then.
     assert rig.sender._inline_limit_s() == rig.sender.flush_wait_s
+    rig.tell(control.Flush("r1"))
+    rig.tell(control.Flush("r2"))
     rig.sender.due = {"r1": time.monotonic() + 0.1, "r2": time.monotonic() + 0.3}
     assert 0.05 < rig.sender._inline_limit_s() <= 0.1
+
+
+def test_a_flush_whose_budget_is_over_is_answered_before_the_inline_request_not_waited_for(
+    rig: WideRig,
+) -> None:
+    # A runtimeDone read after a thaw is past its budget at once (main did not wait for it):
+    # it is answered Failing now, and leaves the request the whole limit, not none.
+    rig.tell(control.Flush("r1"))
+    rig.sender.due = {"r1": time.monotonic() - 0.001}
+    assert rig.sender._inline_limit_s() == rig.sender.flush_wait_s
+    assert rig.answers() == [control.Failing("r1")]
