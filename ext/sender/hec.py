@@ -345,9 +345,13 @@ def _compressor(level: int, size: int) -> zlib._Compress:
     64 Ki-entry hash, ~256 KiB to allocate and clear) costs ~4x the compression itself of a
     few-KB request, the usual one per invocation (and fresh heap pages each time, as the
     allocator gives them back between requests). A window that covers the whole body, with a
-    hash table of twice its entries, finds the same matches."""
+    hash table in proportion, finds the same matches."""
     bits = window_bits(size)
-    return zlib.compressobj(level, zlib.DEFLATED, 16 + bits, min(8, bits - 6))
+    # Below the full window, memLevel bits - 8: half as many hash heads as window bytes (zlib's
+    # defaults have as many). The tables and buffers zlib sizes from memLevel are most of what
+    # a small request pays to allocate; on log-line envelopes the output is the same size.
+    mem_level = 8 if bits == _MAX_WINDOW_BITS else max(1, bits - 8)
+    return zlib.compressobj(level, zlib.DEFLATED, 16 + bits, mem_level)
 
 
 def compress_lines(lines: list[bytes], level: int) -> bytes:
