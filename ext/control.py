@@ -110,8 +110,9 @@ class Failing(Message):
 
 
 class Running(Message):
-    """sender -> main: the invocation has started (its platform.start is spooled) and not ended
-    yet: its flush budget counts from its end, which the sender sees (platform.runtimeDone) and
+    """sender -> main: the invocation has started (its platform.start is spooled) and is not
+    delivered halfway through main's wait (told then, not at once: most are delivered sooner):
+    its flush budget counts from its end, which the sender sees (platform.runtimeDone) and
     answers Delivered or Failing within the budget after. Main may wait up to the deadline."""
 
     __slots__ = ("request_id",)

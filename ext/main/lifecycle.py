@@ -176,8 +176,8 @@ class MainLoop:
         """Asks the sender to flush the invocation; waits for its answer, within the budget.
 
         The budget counts from the invocation's end, which only the telemetry shows: once the
-        sender reports the invocation running (its platform.start spooled), main may wait up to
-        the deadline, and the sender answers within the budget after the runtimeDone. Until
+        sender reports the invocation running (its platform.start spooled, and not delivered
+        halfway through this wait), main may wait up to the deadline, and the sender answers within the budget after the runtimeDone. Until
         then, or when the listener died meanwhile (telemetry may come late), main waits at most
         the budget from now.
         """

@@ -33,7 +33,7 @@ from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
 from ext.sender.hec import compress_lines
-from ext.sender.invocations import RUNTIME_DONE, START, InvocationLedger
+from ext.sender.invocations import RUNTIME_DONE, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
@@ -89,6 +89,8 @@ class Sender:
         # Flushes of ended invocations: request id -> monotonic time its budget ends (counted
         # from the runtimeDone read, i.e. from the runtime's end, not from the INVOKE event).
         self.due: dict[str, float] = {}
+        # Flushes main waits for -> monotonic time to tell it Running if still undelivered.
+        self.running_due: dict[str, float] = {}
         self.unsent: list[control.Message] = []  # answers a full pipe refused; resent first
         self.failures_seen = 0
         self.drain_deadline: float | None = None  # monotonic
@@ -130,6 +132,7 @@ class Sender:
         self._answer_failures()
         self._answer_overdue()
         got = self._read_more()
+        self._answer_running()
         if self.shutdown_metrics_due:
             self._shutdown_metrics()
         if not self.outbox and self._should_dispatch():
@@ -256,13 +259,11 @@ class Sender:
                 ended = False
                 seen = [(kind, _decode_id(request_id), stamp)
                         for kind, request_id, stamp in builder.landmarks]
-                for kind, rid, _ in seen:
-                    self.ledger.seen(kind, rid, record.seq)
-                # After: a start and its end in one record is no Running.
                 for kind, rid, stamp in seen:
-                    done = kind == RUNTIME_DONE
-                    self._follow(kind, rid, builder.seconds(stamp) if done else None)
-                    ended = ended or done
+                    self.ledger.seen(kind, rid, record.seq)
+                    if kind == RUNTIME_DONE:
+                        self._follow(kind, rid, builder.seconds(stamp))
+                        ended = True
                 builder.landmarks.clear()
                 if ended:  # once per invocation batch: the sender's own figures ride with it
                     envelopes.extend(self._self_metrics("invocation"))
@@ -278,15 +279,30 @@ class Sender:
         return bool(records)
 
     def _follow(self, kind: str, request_id: str, ended_s: float | None = None) -> None:
-        """A waited-for invocation started (main may wait for its end) or ended (its budget
-        runs from `ended_s`, its runtimeDone's time, when known, else from now)."""
+        """A waited-for invocation ended: its budget runs from `ended_s`, its runtimeDone's
+        time, when known, else from now. (That it started is told by `_answer_running`.)"""
         if self.ledger.waiting.get(request_id, True):
             return  # not waited for, or told Failing already: main does not wait for it
-        if kind == START and self.ledger.running(request_id):
-            self._answer(control.Running(request_id))
-        elif kind == RUNTIME_DONE:
+        if kind == RUNTIME_DONE:
             left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
             self.due.setdefault(request_id, time.monotonic() + left)
+
+    def _answer_running(self) -> None:
+        """Waited-for invocations that started and are not delivered halfway through main's
+        wait: Running, so main waits on until the sender answers (within the budget after their
+        runtimeDone). Not at once: most are delivered by then, and the answer would wake main
+        (and cost this process a write) for nothing at every waited invocation."""
+        if not self.running_due:
+            return
+        now = time.monotonic()
+        for request_id, due in list(self.running_due.items()):
+            if request_id not in self.ledger.waiting:
+                del self.running_due[request_id]  # delivered (or forgotten): nothing to tell
+            elif now >= due:
+                del self.running_due[request_id]
+                if (self.ledger.waiting[request_id] is False
+                        and request_id in self.ledger.start_at):
+                    self._answer(control.Running(request_id))
 
     def _answer_overdue(self) -> None:
         """Flushes whose budget since their runtimeDone has passed: main stops waiting for them
@@ -386,7 +402,8 @@ class Sender:
                     # its own schedule, main does not wait.
                     for request_id in self.ledger.failing():
                         self._answer(control.Failing(request_id))
-                self._follow(START, message.request_id)
+                # Running, if it comes to that, halfway through main's own wait.
+                self.running_due[message.request_id] = time.monotonic() + self.flush_wait_s / 2
                 if message.request_id in self.ledger.done_at:
                     self._follow(RUNTIME_DONE, message.request_id)
             elif isinstance(message, control.Track):
@@ -415,6 +432,8 @@ class Sender:
                 left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
         if self.due:  # a flush's budget ends: answer it then
             left = min(left, max(0.001, min(self.due.values()) - time.monotonic()))
+        if self.running_due:  # halfway through a flush main waits for: maybe tell it Running
+            left = min(left, max(0.001, min(self.running_due.values()) - time.monotonic()))
         if left <= 0:
             self.control_ready = True
             return

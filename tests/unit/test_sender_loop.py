@@ -364,10 +364,11 @@ def test_a_flush_is_answered_failing_exactly_its_budget_after_the_runtime_done(
 ) -> None:
     clock.now = 99.0
     _started(rig, "r1")
-    assert rig.tell(control.Flush("r1")) == [control.Running("r1")]
+    assert rig.tell(control.Flush("r1")) == []
     clock.now = 100.0  # the function ran on for a second after main asked
     rig.append_invocation("r1", ["late line"])
-    rig.sender.step()  # its runtimeDone is read now (its own stamp is no use); no answer
+    rig.sender.step()  # its runtimeDone is read now (its own stamp is no use)
+    assert rig.answers() == [control.Running("r1")]  # past halfway through main's wait
     end = 100.0 + (1.5 - 0.0 - reaction_s(1.5))  # main's reaction is kept out of the budget
     assert_failing_exactly_at(rig, clock, end, "r1")
 
@@ -410,14 +411,42 @@ def test_a_report_read_before_the_runtime_done_does_not_start_the_budget(
     assert_failing_exactly_at(rig, clock, end, "r1")
 
 
-def test_a_flush_asked_before_the_invocation_started_hears_running_once_it_does(
-    rig: WideRig,
+def test_a_flush_asked_before_the_invocation_started_hears_running_halfway_through_its_wait(
+    rig: WideRig, clock: Clock,
 ) -> None:
     assert rig.tell(control.Flush("r1")) == []
     _started(rig, "r1")
-    assert rig.answers() == [control.Running("r1")]
     _started(rig, "r2")  # nobody waits for r2
-    assert rig.answers() == []
+    assert rig.answers() == []  # most invocations are delivered before main needs to know
+    clock.now += rig.sender.flush_wait_s / 2
+    rig.sender.step()
+    assert rig.answers() == [control.Running("r1")]
+    clock.now += 10
+    rig.sender.step()
+    assert rig.answers() == []  # once
+
+
+def test_a_flush_delivered_before_halfway_through_its_wait_hears_no_running(
+    prompt: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    assert prompt.tell(control.Flush("r1")) == []
+    _started(prompt, "r1")
+    prompt.append_invocation("r1", ["a"])
+    prompt.sender.step()
+    prompt.sender.step()  # collects what the courier delivered
+    assert prompt.answers() == [control.Delivered("r1")]  # main woken once, not twice
+    assert not prompt.sender.running_due
+    clock.now += 10
+    prompt.sender.step()
+    assert prompt.answers() == []
+
+
+def test_the_wait_ends_halfway_through_a_flush_main_waits_for(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    rig.tell(control.Flush("r1"))
+    rig.sender._wait(sender.IDLE_POLL_S)
+    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s / 2)]
 
 
 def test_the_sender_stops_exactly_at_the_drain_deadline(rig: WideRig, clock: Clock) -> None:
