@@ -7,8 +7,8 @@ at the chain HEC presents (a handshake without verification whose connection car
 is closed: `peer_chain`), then loads only the bundle's certificates whose subject names a
 certificate of that chain or its issuer, and those certificates' own issuers (`anchors`); the
 real connection verifies with them as it would with the whole bundle (CERT_REQUIRED, host name,
-the same context and flags). The bundle is split and decoded here in pure Python, ~1 ms; names are read only from the
-certificates that hold one the chain needs.
+the same context and flags). The bundle is split and decoded here in pure Python, ~1 ms; names
+are read only from the certificates that hold one the chain needs.
 
 Why this never trusts more than the whole bundle: every certificate loaded is one of the
 bundle's, byte for byte, so any chain OpenSSL accepts with the subset ends at a CA the operator
