@@ -248,16 +248,21 @@ class HecClient:
         return self._heads[token]
 
     def _read_bundle(self) -> None:
-        """`self._bundle` from the CA file; with only a CA directory (OpenSSL reads it lazily,
-        by subject hash: nothing to choose from) every CA is trusted at once."""
+        """`self._bundle` from the CA file. Every CA is trusted at once where there is nothing
+        worth choosing from: only a CA directory (OpenSSL reads it lazily, by subject hash), or
+        a bundle so small that loading it costs less than the handshake that would choose."""
         cafile, _ = trust.locations(self._ca_bundle)
         if cafile is None:
             self._trust_all()
             return
         try:
-            self._bundle = trust.read_bundle(cafile)
+            bundle = trust.read_bundle(cafile)
         except OSError as err:  # as urllib3 reports an unreadable bundle
             raise SSLError(err) from err
+        if len(bundle) <= trust.LOAD_WHOLE_MAX:
+            self._trust_all()
+        else:
+            self._bundle = bundle
 
     def _choose_trust(self) -> None:
         """Loads into self._tls the CAs that can anchor the chain HEC presents, or every CA when

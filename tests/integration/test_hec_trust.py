@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ext.local.hec.certificates import ca_chain
+from ext.sender import trust
 from ext.sender.hec import HecClient, Verdict, _Trust
 from tests.integration.test_hec_client import Script, config, serving
 
@@ -26,18 +27,30 @@ SYSTEM_BUNDLE = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, Path]]:
-    """Two unrelated CAs, each with an intermediate and a server certificate for 127.0.0.1."""
+    """Two unrelated CAs, each with an intermediate and a server certificate for 127.0.0.1;
+    "others": certificates of no use to HEC's chain, enough for a bundle worth choosing from."""
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl CLI")
     folder = tmp_path_factory.mktemp("pki")
-    return {name: ca_chain(folder / name, name) for name in ("first", "second")}
+    made = {name: ca_chain(folder / name, name) for name in ("first", "second")}
+    others = b""
+    for n in range(trust.LOAD_WHOLE_MAX):
+        cert = folder / f"other{n}.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                        f"/CN=other {n}", "-keyout", str(folder / f"other{n}-key.pem"),
+                        "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+        others += cert.read_bytes()
+    (folder / "others.pem").write_bytes(others)
+    return made
 
 
 def bundle(folder: Path, *roots: Path) -> Path:
-    """The system's CAs (if any) and `roots`, as one PEM file."""
+    """The system's CAs (if any), certificates of no use to HEC's chain and `roots`: one PEM."""
     system = SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.is_file() else b""
+    others = (roots[0].parents[1] / "others.pem").read_bytes() if roots else b""
     path = folder / "bundle.pem"
-    path.write_bytes(system + b"".join(root.read_bytes() for root in roots))
+    path.write_bytes(system + others + b"".join(root.read_bytes() for root in roots))
     return path
 
 
@@ -179,3 +192,15 @@ def test_a_server_that_does_not_speak_tls_gets_every_ca_and_the_usual_refusal(
         client.close()
     assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError")
     assert loads == [{"cafile": str(ca)}] and client._trust is _Trust.ALL
+
+
+def test_a_bundle_of_a_few_cas_is_loaded_whole_without_a_probe(
+    pki: dict[str, tuple[Path, Path, Path]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "A bundle with only your endpoint's CA": the fastest setting, nothing to choose.
+    root = pki["first"][0]
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(root)))
+    loads = spy_loads(client, monkeypatch)
+    client.trust()  # no connection: port 9 would refuse a probe
+    client.close()
+    assert loads == [{"cafile": str(root)}] and client._trust is _Trust.ALL
