@@ -143,10 +143,10 @@ class HecClient:
     def trust(self) -> None:
         """Reads the CA bundle that verifies HEC's certificate (https with verification on), once.
 
-        CPU alone, ~1 ms: the bundle is split and its names read (ext/sender/trust.py); the
-        CAs are loaded into OpenSSL as the first connection needs them, only those that can
-        anchor HEC's chain. A bundle that cannot be read is logged and left to the first
-        request.
+        CPU alone, ~1 ms: the bundle is split and decoded (ext/sender/trust.py); its CAs are
+        loaded into OpenSSL as the first connection needs them, only those that can anchor
+        HEC's chain (a bundle of a few CAs: all of them, now). A bundle that cannot be read is
+        logged and left to the first request.
         """
         if self._trust is not _Trust.PENDING or self._bundle is not None:
             return
@@ -159,8 +159,9 @@ class HecClient:
         """Gets the token and connects (TCP, TLS handshake) before the first request needs it.
 
         For the courier's start (the sender starts near the end of Lambda's init): a cold start's
-        first flush would pay for these otherwise. Bounded by the connect timeout; a failure is
-        logged and left to the first request.
+        first flush would pay for these otherwise. Bounded by the connect timeout (twice over
+        at the first connection, whose probe handshake chooses the CAs); a failure is logged and
+        left to the first request.
         """
         self.trust()
         self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
@@ -278,7 +279,10 @@ class HecClient:
             log.info("cannot see HEC's certificate chain (%s); trusting every CA", err)
             self._trust_all()
             return
-        anchors = self._bundle.anchors(chain)
+        try:
+            anchors = self._bundle.anchors(chain)
+        except ValueError:  # a certificate of the chain this reading of DER does not follow
+            anchors = None
         if anchors is None:
             log.info("no CA of the bundle names HEC's certificate chain; trusting every CA")
             self._trust_all()
@@ -293,7 +297,7 @@ class HecClient:
     def _peer_chain(self) -> list[bytes]:
         """The certificates HEC presents, from a handshake without verification; nothing is
         sent over that connection, closed at once."""
-        probe = TicketTolerantHTTPSConnection(
+        probe = HTTPSConnection(
             self._pool.host, self._pool.port, timeout=self._connect_timeout,
             ssl_context=create_urllib3_context(cert_reqs=ssl.CERT_NONE),
             cert_reqs=ssl.CERT_NONE, assert_hostname=False)

@@ -204,3 +204,18 @@ def test_a_bundle_of_a_few_cas_is_loaded_whole_without_a_probe(
     client.trust()  # no connection: port 9 would refuse a probe
     client.close()
     assert loads == [{"cafile": str(root)}] and client._trust is _Trust.ALL
+
+
+def test_a_chain_that_cannot_be_read_gets_every_ca(
+    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, script, _ = chain_server
+    ca = bundle(tmp_path, pki["first"][0])
+    client = HecClient(config(url, ca_bundle=str(ca)))
+    loads = spy_loads(client, monkeypatch)
+    monkeypatch.setattr(trust, "peer_chain", lambda sock: [b"\x30\x03not DER"])
+    out = client.post(b"{}")
+    client.close()
+    assert out.verdict is Verdict.ACCEPTED and len(script.seen) == 1
+    assert loads == [{"cafile": str(ca)}] and client._trust is _Trust.ALL
