@@ -293,6 +293,7 @@ class HecClient:
         if capath is not None:
             self._tls.load_verify_locations(capath=capath)  # lazy: part of "every CA"
         self._trust = _Trust.CHOSEN
+        self._bundle = None  # every CA as PEM and DER: not kept; the fallback reads the file
 
     def _peer_chain(self) -> list[bytes]:
         """The certificates HEC presents, from a handshake without verification; nothing is
