@@ -11,13 +11,14 @@ the same context and flags). The bundle is split and decoded here in pure Python
 are read only from the certificates that hold one the chain needs.
 
 Why this never trusts more than the whole bundle: every certificate loaded is one of the
-bundle's, byte for byte, so any chain OpenSSL accepts with the subset ends at a CA the operator
-trusts and passed the same checks it would pass with the whole bundle. A subset can only miss a
-CA the chain needs (a name encoded differently in the two certificates, a chain that changed
-since the probe); then verification fails, and the caller loads the whole bundle and connects
-again: a doubt costs the time saved, never a rejection that the whole bundle would not make, nor
-an acceptance it would not make either. Whatever the unverified probe is shown (by HEC or by
-someone in between) only chooses which of the trusted CAs are loaded.
+bundle's, byte for byte, verified with the same context, flags and host-name check, so a chain
+OpenSSL accepts with the chosen CAs ends at a CA the operator trusts and passed every check the
+whole bundle demands. The CAs left out are those OpenSSL does not consult for this chain anyway
+(it looks issuers up by name); a name the byte comparison misses (encoded differently in the two
+certificates) or a chain changed since the probe makes verification fail, and the caller then
+loads the whole bundle and connects again: a doubt costs the time saved, never a connection.
+Whatever the unverified probe is shown (by HEC or by someone in between) only chooses which of
+the trusted CAs are loaded; nothing is sent over it.
 """
 
 from __future__ import annotations
