@@ -9,7 +9,8 @@ CPU than all the rest of a small request (issue 12). A request is never retried 
 here: the courier owns the retry policy, so a POST is never replayed behind its back.
 
 `prepare` does ahead of the first request what it would otherwise pay for: the token, the TLS
-trust store (read once per process, not per connection), TCP and the TLS handshake.
+trust store (once per process, not per connection: only the CAs that can anchor HEC's chain,
+ext/sender/trust.py), TCP and the TLS handshake.
 
 The token comes from a token source (ext/sender/token_source.py) asked before each request and
 told when HEC rejects the token; it is sent in the Authorization header and never logged or put
@@ -21,6 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import ssl
 import uuid
 import zlib
@@ -33,7 +35,7 @@ from urllib3.exceptions import HTTPError, SSLError
 from urllib3.util import wait_for_read
 from urllib3.util.ssl_ import create_urllib3_context
 
-from ext.sender import hec_wire
+from ext.sender import hec_wire, trust
 
 if TYPE_CHECKING:
     import socket
@@ -60,6 +62,12 @@ TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not
 COMPRESS_SLICE_LINES = 64
 # A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
 JOIN_BODY_BYTES = 64 * 1024
+
+
+class _Trust(enum.Enum):
+    PENDING = "pending"  # no CA loaded yet
+    CHOSEN = "chosen"  # those of the bundle that can anchor HEC's chain (ext/sender/trust.py)
+    ALL = "all"  # the whole bundle, or no verification
 
 
 class Verdict(enum.Enum):
@@ -108,7 +116,10 @@ class HecClient:
             # again, at each connect); its CAs are loaded once, by `trust`.
             self._tls = create_urllib3_context(cert_reqs=verify)
             kwargs["ssl_context"] = self._tls
-        self._trust_pending = https and config.verify_tls  # CAs to load into self._tls
+        # The CAs in self._tls: none yet (PENDING), those chosen for HEC's chain, or all.
+        self._trust = _Trust.PENDING if https and config.verify_tls else _Trust.ALL
+        self._bundle: trust.Bundle | None = None  # the CA file, read by `trust`
+        self._connect_timeout = timeout.connect_timeout
         self._pool = urllib3.connection_from_url(config.hec_url, **kwargs)
         if https:
             self._pool.ConnectionCls = TicketTolerantHTTPSConnection
@@ -130,16 +141,17 @@ class HecClient:
         self.tokens.close()
 
     def trust(self) -> None:
-        """Loads the CAs that verify HEC's certificate (https with verification on), once.
+        """Reads the CA bundle that verifies HEC's certificate (https with verification on), once.
 
-        CPU alone, and the largest part of a TLS client's start: OpenSSL 3 takes ~45 ms of a
-        core for the ~150 CAs of a system bundle, ~14 times that in wall time at 128 MB.
-        A bundle that cannot be read is logged and left to the first request.
+        CPU alone, ~1 ms: the bundle is split and decoded (ext/sender/trust.py); its CAs are
+        loaded into OpenSSL as the first connection needs them, only those that can anchor
+        HEC's chain (a bundle of a few CAs: all of them, now). A bundle that cannot be read is
+        logged and left to the first request.
         """
-        if not self._trust_pending:
+        if self._trust is not _Trust.PENDING or self._bundle is not None:
             return
         try:
-            self._load_trust()
+            self._read_bundle()
         except SSLError as err:
             log.info("cannot load the CAs for HEC yet (%s)", err)
 
@@ -147,8 +159,9 @@ class HecClient:
         """Gets the token and connects (TCP, TLS handshake) before the first request needs it.
 
         For the courier's start (the sender starts near the end of Lambda's init): a cold start's
-        first flush would pay for these otherwise. Bounded by the connect timeout; a failure is
-        logged and left to the first request.
+        first flush would pay for these otherwise. Bounded by the connect timeout (twice over
+        at the first connection, whose probe handshake chooses the CAs); a failure is logged and
+        left to the first request.
         """
         self.trust()
         self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
@@ -235,24 +248,103 @@ class HecClient:
             self._heads = {token: built}
         return self._heads[token]
 
-    def _load_trust(self) -> None:
+    def _read_bundle(self) -> None:
+        """`self._bundle` from the CA file. Every CA is trusted at once where there is nothing
+        worth choosing from: only a CA directory (OpenSSL reads it lazily, by subject hash), or
+        a bundle so small that loading it costs less than the handshake that would choose."""
+        cafile, _ = trust.locations(self._ca_bundle)
+        if cafile is None:
+            self._trust_all()
+            return
+        try:
+            bundle = trust.read_bundle(cafile)
+        except OSError as err:  # as urllib3 reports an unreadable bundle
+            raise SSLError(err) from err
+        if len(bundle) <= trust.LOAD_WHOLE_MAX:
+            self._trust_all()
+        else:
+            self._bundle = bundle
+
+    def _choose_trust(self) -> None:
+        """Loads into self._tls the CAs that can anchor the chain HEC presents, or every CA when
+        none of them can (or the chain cannot be seen). A connection failure propagates, as the
+        connection's own would: the choice is made again by the next connection."""
+        if self._bundle is None:
+            self._read_bundle()
+            if self._bundle is None:
+                return  # a CA directory: all trusted
+        try:
+            chain = self._peer_chain()
+        except (ssl.SSLError, SSLError) as err:  # TLS itself failed: the real handshake tells
+            log.info("cannot see HEC's certificate chain (%s); trusting every CA", err)
+            self._trust_all()
+            return
+        try:
+            anchors = self._bundle.anchors(chain)
+        except ValueError:  # a certificate of the chain this reading of DER does not follow
+            anchors = None
+        if anchors is None:
+            log.info("no CA of the bundle names HEC's certificate chain; trusting every CA")
+            self._trust_all()
+            return
+        assert self._tls is not None
+        self._tls.load_verify_locations(cadata=anchors)
+        capath = trust.locations(self._ca_bundle)[1]
+        if capath is not None:
+            self._tls.load_verify_locations(capath=capath)  # lazy: part of "every CA"
+        self._trust = _Trust.CHOSEN
+        self._bundle = None  # every CA as PEM and DER: not kept; the fallback reads the file
+
+    def _peer_chain(self) -> list[bytes]:
+        """The certificates HEC presents, from a handshake without verification; nothing is
+        sent over that connection, closed at once."""
+        probe = HTTPSConnection(
+            self._pool.host, self._pool.port, timeout=self._connect_timeout,
+            ssl_context=create_urllib3_context(cert_reqs=ssl.CERT_NONE),
+            cert_reqs=ssl.CERT_NONE, assert_hostname=False)
+        try:
+            probe.connect()
+            sock = probe.sock
+            return trust.peer_chain(sock) if isinstance(sock, ssl.SSLSocket) else []
+        finally:
+            probe.close()
+
+    def _trust_all(self) -> None:
+        """Every CA of the bundle (or OpenSSL's defaults) into self._tls, as before any choice."""
         assert self._tls is not None
         try:
-            if self._ca_bundle:
+            if self._ca_bundle and os.path.isdir(self._ca_bundle):
+                self._tls.load_verify_locations(capath=self._ca_bundle)
+            elif self._ca_bundle:
                 self._tls.load_verify_locations(cafile=self._ca_bundle)
             else:
                 self._tls.load_default_certs()
         except OSError as err:  # as urllib3 reports an unreadable bundle
             raise SSLError(err) from err
-        self._trust_pending = False
+        self._trust = _Trust.ALL
+        self._bundle = None
 
     def _connected(self, conn: HTTPConnection) -> socket.socket:
-        """The socket of `conn`, connecting it first if it is not (or no longer) connected."""
+        """The socket of `conn`, connecting it first if it is not (or no longer) connected.
+
+        With the CAs chosen for HEC's chain, a certificate they do not verify (HEC's chain
+        changed, or a name the choice missed) is tried once more with every CA: the choice
+        saves time, it never decides a rejection.
+        """
         sock: socket.socket | None = conn.sock
         if sock is None:
-            if self._trust_pending:
-                self._load_trust()
-            conn.connect()  # with the connect timeout
+            if self._trust is _Trust.PENDING:
+                self._choose_trust()
+            try:
+                conn.connect()  # with the connect timeout
+            except ssl.SSLCertVerificationError as err:
+                if self._trust is not _Trust.CHOSEN:
+                    raise
+                conn.close()
+                log.info("the CAs chosen for HEC do not verify its certificate (%s); "
+                         "trusting every CA", err.verify_message)
+                self._trust_all()
+                conn.connect()
             sock = conn.sock
             assert sock is not None
             sock.settimeout(self._read_timeout)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ext.local.hec import HecReceiver, HecToken
+from ext.sender import trust
 from tests.integration.bundled_layer import (
     NAME,
     REPO,
@@ -120,6 +121,10 @@ def test_unzipped_layer_runs_end_to_end_with_a_shell_function_and_no_python(
     opt = layers["x86_64"].unpack(tmp_path / "opt")
     ca, cert, key = make_ca(tmp_path / "pki")
     decoy, _, _ = make_ca(tmp_path / "decoy", "decoy")
+    # Among many CAs, as a system bundle: the bundled 3.13 chooses the CA by a probe handshake.
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(b"".join(make_ca(tmp_path / f"other{n}", f"other {n}")[0].read_bytes()
+                                for n in range(trust.LOAD_WHOLE_MAX)) + ca.read_bytes())
     env = {
         "PATH": no_python_path(tmp_path / "bin"),
         "SPLUNK_HEC_TOKEN": TOKEN,
@@ -127,7 +132,7 @@ def test_unzipped_layer_runs_end_to_end_with_a_shell_function_and_no_python(
         # invocations' lines ride with the next one).
         "SPLUNK_FLUSH": "sync",
         # SPLUNK_CA_BUNDLE wins over the OpenSSL default, even one pointing at another CA.
-        "SPLUNK_CA_BUNDLE": str(ca),
+        "SPLUNK_CA_BUNDLE": str(bundle),
         "SSL_CERT_FILE": str(decoy),
     }
     counts = [1 + (n * 37) % 60 for n in range(20)]
