@@ -7,14 +7,13 @@ any telemetry record). A spool record is committed only once every envelope of i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 
-@dataclass(slots=True)
-class HecBatch:
+class HecBatch(msgspec.Struct):
     """The envelopes of one HEC request, and the spool seq it completes (if any)."""
 
-    envelopes: list[bytes] = field(default_factory=list)
+    envelopes: list[bytes] = msgspec.field(default_factory=list)
     size: int = 0  # bytes of the newline-joined body
     completes_seq: int | None = None  # every record <= this seq is fully in this or earlier batches
 

@@ -24,9 +24,9 @@ import logging
 import ssl
 import uuid
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+import msgspec
 import urllib3
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import HTTPError, SSLError
@@ -70,8 +70,7 @@ class Verdict(enum.Enum):
     TOO_LARGE = "too_large"  # 413: split the batch
 
 
-@dataclass(frozen=True, slots=True)
-class HecOutcome:
+class HecOutcome(msgspec.Struct, frozen=True, gc=False):
     verdict: Verdict
     status: int = 0  # 0 when no HTTP response arrived
     code: int | None = None
