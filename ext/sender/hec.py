@@ -26,9 +26,9 @@ import os
 import ssl
 import uuid
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+import msgspec
 import urllib3
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import HTTPError, SSLError
@@ -57,9 +57,6 @@ RETRY_STATUSES = frozenset({404, 408, 429})
 # "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated.
 TOKEN_REJECTED_CODES = frozenset({1, 4})
 TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
-# Envelopes gzipped per slice (~45 KB of the usual ~700-byte envelopes): small enough for
-# malloc to reuse one buffer, large enough that the per-call cost does not show.
-COMPRESS_SLICE_LINES = 64
 # A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
 JOIN_BODY_BYTES = 64 * 1024
 
@@ -78,8 +75,7 @@ class Verdict(enum.Enum):
     TOO_LARGE = "too_large"  # 413: split the batch
 
 
-@dataclass(frozen=True, slots=True)
-class HecOutcome:
+class HecOutcome(msgspec.Struct, frozen=True, gc=False):
     verdict: Verdict
     status: int = 0  # 0 when no HTTP response arrived
     code: int | None = None
@@ -405,22 +401,6 @@ def compress(body: bytes, level: int) -> bytes:
         return body
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()
-
-
-def compress_lines(lines: list[bytes], level: int) -> bytes:
-    """`compress` of the newline-joined `lines`, the same bytes, gzipped a slice at a time: the
-    whole uncompressed body (up to SPLUNK_MAX_REQUEST_BYTES) is never copied into one buffer,
-    whose fresh pages cost the sender more than joining them (issue 12)."""
-    if not level:
-        return b"\n".join(lines)
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-    parts = []
-    for start in range(0, len(lines), COMPRESS_SLICE_LINES):
-        if start:
-            parts.append(compressor.compress(b"\n"))
-        parts.append(compressor.compress(b"\n".join(lines[start:start + COMPRESS_SLICE_LINES])))
-    parts.append(compressor.flush())
-    return b"".join(parts)
 
 
 def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
