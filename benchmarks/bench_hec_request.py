@@ -7,7 +7,10 @@ connection; TLS with a new connection per request (what a keep-alive connection 
 its load balancer, closed while the sandbox was frozen costs: a reconnect and a handshake).
 TLS trusts a CA bundle of the system's CAs plus the receiver's self-signed certificate, as
 a production endpoint is verified against the system's CAs. Also printed: the first request of
-a new client (its connection, its TLS context and CAs).
+a new client (its connection, its TLS context and CAs: the CAs chosen for the receiver's chain
+after a probe handshake, ext/sender/trust.py), and that first request as it was before the
+choice (every CA of the bundle loaded) and with a bundle of only the receiver's certificate
+(the fastest setting: loaded whole, no probe).
 Run: `.venv/bin/python -m benchmarks.bench_hec_request [--quick] [--requests 300]`
 -> results/hec_request.json.
 """
@@ -41,12 +44,16 @@ def _drop_connection(client: HecClient) -> None:
             conn.close()
 
 
-def measure(url: str, ca_bundle: str | None, requests: int, reconnect: bool) -> tuple[float, float]:
-    """(CPU ms of a new client's first request, CPU us per request after it)."""
+def measure(url: str, ca_bundle: str | None, requests: int, reconnect: bool,
+            every_ca: bool = False) -> tuple[float, float]:
+    """(CPU ms of a new client's first request, CPU us per request after it); `every_ca`: the
+    whole bundle loaded, as before the CAs were chosen for HEC's chain."""
     client = HecClient(Config(hec_url=url, hec_path="/services/collector/event",
                               hec_token=TOKEN, ca_bundle=ca_bundle))
     try:
         started = time.thread_time()
+        if every_ca:
+            client._trust_all()
         if client.post(BODY).verdict is not Verdict.ACCEPTED:
             raise RuntimeError("HEC did not accept the request")
         first = time.thread_time() - started
@@ -77,22 +84,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         plain = HecProcess(work / "plain.sqlite")
         secure: HecProcess | None = None
         try:
-            cases: list[tuple[str, str, str | None, bool, int]] = [
-                ("http, kept alive", plain.url, None, False, requests)]
+            cases: list[tuple[str, str, str | None, bool, int, bool]] = [
+                ("http, kept alive", plain.url, None, False, requests, False)]
             if tls:
                 cert, key, bundle = _certificate(work)
                 secure = TlsHecProcess(work / "tls.sqlite", cert, key)
-                cases += [("https, kept alive", secure.url, str(bundle), False, requests),
-                          ("https, reconnect each", secure.url, str(bundle), True,
-                           max(10, requests // 10))]
+                few = max(10, requests // 10)
+                cases += [("https, kept alive", secure.url, str(bundle), False, requests, False),
+                          ("https, reconnect each", secure.url, str(bundle), True, few, False),
+                          ("https, every CA loaded", secure.url, str(bundle), False, few, True),
+                          ("https, own CA only", secure.url, str(cert), False, few, False)]
             else:
                 print("no openssl CLI: the TLS cases are left out")
-            print(f"{'case':<22} {'first request CPU ms':>21} {'CPU us per request':>19}")
-            for name, url, ca, reconnect, n in cases:
-                first, per = measure(url, ca, n, reconnect)
+            print(f"{'case':<24} {'first request CPU ms':>21} {'CPU us per request':>19}")
+            for name, url, ca, reconnect, n, every_ca in cases:
+                first, per = measure(url, ca, n, reconnect, every_ca)
                 results[name] = {"first_request_cpu_ms": first, "cpu_us_per_request": per,
                                  "requests": n}
-                print(f"{name:<22} {first:>21.1f} {per:>19.0f}", flush=True)
+                print(f"{name:<24} {first:>21.1f} {per:>19.0f}", flush=True)
         finally:
             plain.stop()
             if secure is not None:

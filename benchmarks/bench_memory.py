@@ -81,12 +81,13 @@ def bare_python_memory() -> dict[str, int]:
         proc.stdout.close()
 
 
-# Imports in the order the children pull them in; each step is measured after the ones above.
-# dataclasses (with inspect, ast, dis) comes in with the spool and the sender's batches, not
-# with the libraries. The last step is what the package inits the main process leaves out
-# (ext/main/preload.py) would add: urllib3.http2's imports importlib.metadata.
-IMPORT_STEPS = ("logging", "msgspec", "dataclasses", "ssl", "http.client", "urllib3",
-                "ext.listener.process", "ext.sender.process", "importlib.metadata")
+# Imports in the order the children pull them in; each step is measured after the ones above,
+# at the launcher's -OO. The last two steps are what the extension no longer loads: what the
+# package inits the main process leaves out (ext/main/preload.py) would add (urllib3.http2's
+# imports importlib.metadata), and dataclasses (with inspect, ast and dis), which the spool and
+# the sender's batches used before they became msgspec Structs.
+IMPORT_STEPS = ("logging", "msgspec", "ssl", "http.client", "urllib3", "ext.listener.process",
+                "ext.sender.process", "importlib.metadata", "dataclasses")
 _IMPORT_PROBE = """
 import json, sys
 sys.path[:0] = json.loads(sys.argv[1])
@@ -127,7 +128,8 @@ def import_costs() -> list[dict[str, Any]]:
         paths = [str(make_local_opt(Path(tmp)) / EXTENSION_NAME)]
 
         def probe(mode: str) -> list[Any]:
-            done = subprocess.run([sys.executable, "-S", "-c", _IMPORT_PROBE, json.dumps(paths),
+            done = subprocess.run([sys.executable, "-S", "-OO", "-c", _IMPORT_PROBE,
+                                   json.dumps(paths),
                                    json.dumps(IMPORT_STEPS), mode], capture_output=True,
                                   text=True, check=True, timeout=60)
             return list(json.loads(done.stdout))
@@ -208,8 +210,8 @@ def report(results: dict[str, Any]) -> None:
     common.print_table("USS by kind of mapping (MiB)", ["process", *kinds],
                        [[role, *(m["uss_by_mapping_kb"][k] / 1024 for k in kinds)]
                         for role, m in results["processes"].items()])
-    common.print_table("What each import adds to a fresh python -S (MiB; in this order; the "
-                       "last one is left out by ext/main/preload.py)",
+    common.print_table("What each import adds to a fresh python -S -OO (MiB; in this order; "
+                       "the last two are not loaded by the extension)",
                        ["import", "modules", "RSS", "USS", "objects"],
                        [[i["import"], i["modules"], i["rss_kb"] / 1024, i["uss_kb"] / 1024,
                          i.get("objects_kb", 0) / 1024] for i in results.get("imports", [])])

@@ -283,8 +283,16 @@ def cost(doc: Doc) -> list[str]:
     short = [c["post_runtime_ms"]["mean"] for c in adaptive if c["gap_s"] <= 0.2]
     long = [c["lines_before_freeze_pct"] for c in adaptive if c["gap_s"] >= 2]
     if short:
-        checks.append(["`adaptive` mean post-runtime at gaps <= 200 ms, worst (ms)",
-                       fmt(max(short), 2), "<= 2", verdict(max(short), 2.0)])
+        checks.append(["`adaptive` mean post-runtime at gaps <= 200 ms, all invocations, worst "
+                       "(ms)", fmt(max(short), 2), "<= 2", verdict(max(short), 2.0)])
+    # Adaptive waits for the first invocations by design (the rhythm is unknown): over a cell
+    # of 30 they weigh ~100 times what they weigh over a function's life, so the steady state
+    # is shown beside the mean over all.
+    warm = [c["post_runtime_warm_mean_ms"] for c in adaptive if c["gap_s"] <= 0.2]
+    if warm:
+        checks.append([f"`adaptive` mean post-runtime at gaps <= 200 ms, after the first "
+                       f"{r['warmup'] + 1} (warm-up), worst (ms)",
+                       fmt(max(warm), 2), "<= 2", verdict(max(warm), 2.0)])
     if long:
         checks.append(["`adaptive` lines before freeze at gaps >= 2 s, worst (%)",
                        fmt(min(long), 1), ">= 95", verdict(min(long), 95.0, False)])

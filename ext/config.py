@@ -184,8 +184,10 @@ SETTINGS: tuple[Row, ...] = (
      "counted)"),
     ("SPLUNK_VERIFY_TLS", "verify_tls", "boolean", True, None, "", "",
      "TLS certificate verification"),
-    ("SPLUNK_CA_BUNDLE", "ca_bundle", "file", None, None, "system CAs", "",
-     "PEM bundle for a private CA"),
+    ("SPLUNK_CA_BUNDLE", "ca_bundle", "ca_location", None, None, "system CAs", "",
+     "the CAs that verify HEC: a PEM file (of a large one, only the CAs that can anchor HEC's "
+     "chain are loaded: [TLS](docs/deploy.md#the-layer)) or a directory hashed by "
+     "`openssl rehash`. Fastest: a file with only your endpoint's CA"),
     ("SPLUNK_CONNECT_TIMEOUT_MS", "connect_timeout_ms", "integer", 2_000, (50, 60_000), "", "",
      "HEC connect timeout"),
     ("SPLUNK_REQUEST_TIMEOUT_MS", "request_timeout_ms", "integer", 5_000, (100, 300_000), "", "",
@@ -455,9 +457,9 @@ def _mask(text: str, _limits: None) -> tuple[tuple[Pattern[str], str], ...]:
     return rules.compile_masks(text)
 
 
-def _file(text: str, _limits: None) -> str:
-    if not os.path.isfile(text):
-        raise ValueError("not a readable file")
+def _ca_location(text: str, _limits: None) -> str:
+    if not (os.path.isfile(text) or os.path.isdir(text)):
+        raise ValueError("not a readable file or directory")
     return text
 
 
@@ -486,7 +488,7 @@ _KINDS: dict[str, tuple[Callable[[str, Any], object], str | None]] = {
     "log_level": (_log_level, ", ".join(_LOG_LEVELS[:-1]) + " or " + _LOG_LEVELS[-1]),
     "drop_regex": (_drop_regex, None),
     "mask": (_mask, None),
-    "file": (_file, None),
+    "ca_location": (_ca_location, None),
 }
 
 

@@ -354,23 +354,34 @@ def find_interpreter(python: str) -> str | None:
     return None
 
 
-def precompile(root: Path, python: str, name: str, interpreter: str) -> None:
+def bytecode_tag(python: str, bundled: bool) -> str:
+    """The name ending of the bytecode the layer ships: `opt-2` (as `python -OO` looks for it)
+    for the bundled interpreter, which the launcher runs with -OO; the default level for the
+    function's own python3, which it runs without (its stdlib may have no opt-2 bytecode)."""
+    level = ".opt-2" if bundled else ""
+    return f".cpython-{python.replace('.', '')}{level}.pyc"
+
+
+def precompile(root: Path, python: str, name: str, interpreter: str,
+               bundled: bool = False) -> None:  # fmt: skip
     """Compiles every module with `interpreter`, which must be the layer's Python version.
 
     /opt is read-only in Lambda, so without shipped bytecode every cold start would compile
     ext, urllib3 and msgspec again (tens of ms). unchecked-hash pycs carry no timestamps and a
-    fixed hash seed fixes the order of set constants, which keeps the zip reproducible.
+    fixed hash seed fixes the order of set constants, which keeps the zip reproducible. One
+    optimisation level only, the one the launcher runs (`bytecode_tag`).
     """
+    level = ["-o", "2"] if bundled else []
     command = [
         interpreter, "-S", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
-        "-d", f"/opt/{name}", str(root),
+        *level, "-d", f"/opt/{name}", str(root),
     ]  # fmt: skip
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise BuildError(f"compileall failed:\n{done.stdout}{done.stderr}")
     # A pyenv shim of a missing version, or a different interpreter, must not pass silently.
-    tag = f".cpython-{python.replace('.', '')}.pyc"
+    tag = bytecode_tag(python, bundled)
     if not any(p.name.endswith(tag) for p in root.rglob("*.pyc")):
         raise BuildError(f"{interpreter} did not write {tag} bytecode: not Python {python}")
 
@@ -502,7 +513,7 @@ def build_layer(
         for wheel in wheels:
             unpack_wheel(wheel, site_packages)
         stage_package(site_packages)
-        precompile(site_packages, target_python, name, compiler)
+        precompile(site_packages, target_python, name, compiler, bundled=runtime is not None)
         unzipped = write_zip(layer_entries(name, site_packages, runtime), out)
     if unzipped > LAMBDA_UNZIPPED_LIMIT_BYTES:
         raise BuildError(f"layer unzips to {unzipped} bytes, over Lambda's 250 MB limit")

@@ -435,13 +435,19 @@ PRUNED_STDLIB = frozenset({
     "webbrowser.py", "zipapp.py", "tomllib", "_pydecimal.py", "config-3.13-x86_64-linux-gnu",
     "config-3.13-aarch64-linux-gnu", "LICENSE.txt",
 })  # fmt: skip
+# The stdlib's bytecode is compiled as `python -OO` would (no docstrings, no asserts), the
+# level the launcher runs the bundled interpreter at. Sourceless bytecode beside its module
+# (`json/__init__.pyc`) is loaded whatever the interpreter's level, so this one level serves all.
+STDLIB_OPTIMIZE = 2
 # Must exist even empty: without it getpath warns about missing platform libraries.
 KEPT_EMPTY = "lib-dynload"
 
 
 def runtime_dir(built: Path) -> Path:
-    """Where the pruned tree of the install tree `built` lives (named after the pruning)."""
-    blob = json.dumps(sorted(PRUNED_STDLIB)).encode() + RECIPE_VERSION.encode()
+    """Where the pruned tree of the install tree `built` lives (named after the pruning and
+    the bytecode's optimisation level)."""
+    blob = (json.dumps(sorted(PRUNED_STDLIB)).encode() + RECIPE_VERSION.encode()
+            + f"-o{STDLIB_OPTIMIZE}".encode())
     return built.parent / f"runtime-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
@@ -502,8 +508,8 @@ def _make_runtime(arch: str, quiet: bool, built: Path, final: Path) -> None:
     # -b: legacy placement (module.pyc beside module.py), importable once the source is gone.
     subprocess.run(
         [str(compiler / "bin" / f"python{PYTHON_MINOR}"), "-S", "-m", "compileall", "-q", "-b",
-         "--invalidation-mode", "unchecked-hash", "-d", f"/python/lib/python{PYTHON_MINOR}",
-         str(target)],
+         "-o", str(STDLIB_OPTIMIZE), "--invalidation-mode", "unchecked-hash",
+         "-d", f"/python/lib/python{PYTHON_MINOR}", str(target)],
         check=True, env={"PATH": "/usr/bin:/bin", "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
     )  # fmt: skip
     for source in target.rglob("*.py"):

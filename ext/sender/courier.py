@@ -22,7 +22,7 @@ from collections import deque
 from ext import control
 from ext.sender.batching import HecBatch, split_batch, without
 from ext.sender.breaker import HangBreaker
-from ext.sender.hec import HecClient, HecOutcome, Verdict, compress_lines
+from ext.sender.hec import HecClient, HecOutcome, Verdict
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import DeliveryStats
 
@@ -249,9 +249,9 @@ class Courier:
     def _deliver(self, batch: HecBatch, body: bytes | None) -> None:
         """POSTs until HEC accepted the batch or quarantined its poison events."""
         attempt = 0
-        while batch.envelopes:
+        while batch.count:
             if body is None:
-                body = compress_lines(batch.envelopes, self.gzip_level)
+                body = batch.body
             started = self.posting_since = time.monotonic()
             try:
                 outcome = self.client.post(body)
@@ -264,7 +264,7 @@ class Courier:
                 self._measured(batch.size, took)
                 self.breaker.succeeded(took)
                 break
-            if verdict is Verdict.TOO_LARGE and len(batch.envelopes) > 1:
+            if verdict is Verdict.TOO_LARGE and batch.count > 1:
                 first, batch = split_batch(batch)
                 self._deliver(first, None)
                 body = None
@@ -292,11 +292,12 @@ class Courier:
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
         # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.
         index = outcome.invalid_event
-        if index is not None and 0 <= index < len(batch.envelopes):
-            self.quarantine.keep(batch.envelopes[index], outcome.status, outcome.code, outcome.text)
+        if index is not None and 0 <= index < batch.count:
+            poison = batch.envelopes()[index]
+            self.quarantine.keep(poison, outcome.status, outcome.code, outcome.text)
             return without(batch, index)
-        if len(batch.envelopes) == 1:
-            self.quarantine.keep(batch.envelopes[0], outcome.status, outcome.code, outcome.text)
+        if batch.count == 1:
+            self.quarantine.keep(batch.joined(), outcome.status, outcome.code, outcome.text)
             return without(batch, 0)
         first, second = split_batch(batch)
         self._deliver(first, None)

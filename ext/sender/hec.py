@@ -9,7 +9,8 @@ CPU than all the rest of a small request (issue 12). A request is never retried 
 here: the courier owns the retry policy, so a POST is never replayed behind its back.
 
 `prepare` does ahead of the first request what it would otherwise pay for: the token, the TLS
-trust store (read once per process, not per connection), TCP and the TLS handshake.
+trust store (once per process, not per connection: only the CAs that can anchor HEC's chain,
+ext/sender/trust.py), TCP and the TLS handshake.
 
 The token comes from a token source (ext/sender/token_source.py) asked before each request and
 told when HEC rejects the token; it is sent in the Authorization header and never logged or put
@@ -21,19 +22,20 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import ssl
 import uuid
-import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+import msgspec
 import urllib3
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import HTTPError, SSLError
 from urllib3.util import wait_for_read
 from urllib3.util.ssl_ import create_urllib3_context
 
-from ext.sender import hec_wire
+from ext.sender import hec_wire, trust
+from ext.sender.batching import gzip_compressor
 
 if TYPE_CHECKING:
     import socket
@@ -55,11 +57,14 @@ RETRY_STATUSES = frozenset({404, 408, 429})
 # "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated.
 TOKEN_REJECTED_CODES = frozenset({1, 4})
 TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
-# Envelopes gzipped per slice (~45 KB of the usual ~700-byte envelopes): small enough for
-# malloc to reuse one buffer, large enough that the per-call cost does not show.
-COMPRESS_SLICE_LINES = 64
 # A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
 JOIN_BODY_BYTES = 64 * 1024
+
+
+class _Trust(enum.Enum):
+    PENDING = "pending"  # no CA loaded yet
+    CHOSEN = "chosen"  # those of the bundle that can anchor HEC's chain (ext/sender/trust.py)
+    ALL = "all"  # the whole bundle, or no verification
 
 
 class Verdict(enum.Enum):
@@ -70,8 +75,7 @@ class Verdict(enum.Enum):
     TOO_LARGE = "too_large"  # 413: split the batch
 
 
-@dataclass(frozen=True, slots=True)
-class HecOutcome:
+class HecOutcome(msgspec.Struct, frozen=True, gc=False):
     verdict: Verdict
     status: int = 0  # 0 when no HTTP response arrived
     code: int | None = None
@@ -97,7 +101,6 @@ class HecClient:
             connect=config.connect_timeout_ms / 1000, read=config.request_timeout_ms / 1000
         )
         self._read_timeout = timeout.read_timeout
-        self._connect_timeout = config.connect_timeout_ms / 1000
         kwargs: dict[str, object] = {"maxsize": 1, "block": False, "timeout": timeout}
         self._tls: ssl.SSLContext | None = None
         self._ca_bundle = config.ca_bundle
@@ -109,7 +112,10 @@ class HecClient:
             # again, at each connect); its CAs are loaded once, by `trust`.
             self._tls = create_urllib3_context(cert_reqs=verify)
             kwargs["ssl_context"] = self._tls
-        self._trust_pending = https and config.verify_tls  # CAs to load into self._tls
+        # The CAs in self._tls: none yet (PENDING), those chosen for HEC's chain, or all.
+        self._trust = _Trust.PENDING if https and config.verify_tls else _Trust.ALL
+        self._bundle: trust.Bundle | None = None  # the CA file, read by `trust`
+        self._connect_timeout = timeout.connect_timeout
         self._pool = urllib3.connection_from_url(config.hec_url, **kwargs)
         if https:
             self._pool.ConnectionCls = TicketTolerantHTTPSConnection
@@ -131,16 +137,17 @@ class HecClient:
         self.tokens.close()
 
     def trust(self) -> None:
-        """Loads the CAs that verify HEC's certificate (https with verification on), once.
+        """Reads the CA bundle that verifies HEC's certificate (https with verification on), once.
 
-        CPU alone, and the largest part of a TLS client's start: OpenSSL 3 takes ~45 ms of a
-        core for the ~150 CAs of a system bundle, ~14 times that in wall time at 128 MB.
-        A bundle that cannot be read is logged and left to the first request.
+        CPU alone, ~1 ms: the bundle is split and decoded (ext/sender/trust.py); its CAs are
+        loaded into OpenSSL as the first connection needs them, only those that can anchor
+        HEC's chain (a bundle of a few CAs: all of them, now). A bundle that cannot be read is
+        logged and left to the first request.
         """
-        if not self._trust_pending:
+        if self._trust is not _Trust.PENDING or self._bundle is not None:
             return
         try:
-            self._load_trust()
+            self._read_bundle()
         except SSLError as err:
             log.info("cannot load the CAs for HEC yet (%s)", err)
 
@@ -148,8 +155,9 @@ class HecClient:
         """Gets the token and connects (TCP, TLS handshake) before the first request needs it.
 
         For the courier's start (the sender starts near the end of Lambda's init): a cold start's
-        first flush would pay for these otherwise. Bounded by the connect timeout; a failure is
-        logged and left to the first request.
+        first flush would pay for these otherwise. Bounded by the connect timeout (twice over
+        at the first connection, whose probe handshake chooses the CAs); a failure is logged and
+        left to the first request.
         """
         self.trust()
         self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
@@ -207,7 +215,7 @@ class HecClient:
         sock: socket.socket | None = None
         try:
             if within_s is not None:
-                conn.timeout = min(within_s, self._connect_timeout)
+                conn.timeout = min(within_s, self._config.connect_timeout_ms / 1000)
             sock = self._connected(conn)
             connecting = False
             if within_s is not None:
@@ -248,24 +256,103 @@ class HecClient:
             self._heads = {token: built}
         return self._heads[token]
 
-    def _load_trust(self) -> None:
+    def _read_bundle(self) -> None:
+        """`self._bundle` from the CA file. Every CA is trusted at once where there is nothing
+        worth choosing from: only a CA directory (OpenSSL reads it lazily, by subject hash), or
+        a bundle so small that loading it costs less than the handshake that would choose."""
+        cafile, _ = trust.locations(self._ca_bundle)
+        if cafile is None:
+            self._trust_all()
+            return
+        try:
+            bundle = trust.read_bundle(cafile)
+        except OSError as err:  # as urllib3 reports an unreadable bundle
+            raise SSLError(err) from err
+        if len(bundle) <= trust.LOAD_WHOLE_MAX:
+            self._trust_all()
+        else:
+            self._bundle = bundle
+
+    def _choose_trust(self) -> None:
+        """Loads into self._tls the CAs that can anchor the chain HEC presents, or every CA when
+        none of them can (or the chain cannot be seen). A connection failure propagates, as the
+        connection's own would: the choice is made again by the next connection."""
+        if self._bundle is None:
+            self._read_bundle()
+            if self._bundle is None:
+                return  # a CA directory: all trusted
+        try:
+            chain = self._peer_chain()
+        except (ssl.SSLError, SSLError) as err:  # TLS itself failed: the real handshake tells
+            log.info("cannot see HEC's certificate chain (%s); trusting every CA", err)
+            self._trust_all()
+            return
+        try:
+            anchors = self._bundle.anchors(chain)
+        except ValueError:  # a certificate of the chain this reading of DER does not follow
+            anchors = None
+        if anchors is None:
+            log.info("no CA of the bundle names HEC's certificate chain; trusting every CA")
+            self._trust_all()
+            return
+        assert self._tls is not None
+        self._tls.load_verify_locations(cadata=anchors)
+        capath = trust.locations(self._ca_bundle)[1]
+        if capath is not None:
+            self._tls.load_verify_locations(capath=capath)  # lazy: part of "every CA"
+        self._trust = _Trust.CHOSEN
+        self._bundle = None  # every CA as PEM and DER: not kept; the fallback reads the file
+
+    def _peer_chain(self) -> list[bytes]:
+        """The certificates HEC presents, from a handshake without verification; nothing is
+        sent over that connection, closed at once."""
+        probe = HTTPSConnection(
+            self._pool.host, self._pool.port, timeout=self._connect_timeout,
+            ssl_context=create_urllib3_context(cert_reqs=ssl.CERT_NONE),
+            cert_reqs=ssl.CERT_NONE, assert_hostname=False)
+        try:
+            probe.connect()
+            sock = probe.sock
+            return trust.peer_chain(sock) if isinstance(sock, ssl.SSLSocket) else []
+        finally:
+            probe.close()
+
+    def _trust_all(self) -> None:
+        """Every CA of the bundle (or OpenSSL's defaults) into self._tls, as before any choice."""
         assert self._tls is not None
         try:
-            if self._ca_bundle:
+            if self._ca_bundle and os.path.isdir(self._ca_bundle):
+                self._tls.load_verify_locations(capath=self._ca_bundle)
+            elif self._ca_bundle:
                 self._tls.load_verify_locations(cafile=self._ca_bundle)
             else:
                 self._tls.load_default_certs()
         except OSError as err:  # as urllib3 reports an unreadable bundle
             raise SSLError(err) from err
-        self._trust_pending = False
+        self._trust = _Trust.ALL
+        self._bundle = None
 
     def _connected(self, conn: HTTPConnection) -> socket.socket:
-        """The socket of `conn`, connecting it first if it is not (or no longer) connected."""
+        """The socket of `conn`, connecting it first if it is not (or no longer) connected.
+
+        With the CAs chosen for HEC's chain, a certificate they do not verify (HEC's chain
+        changed, or a name the choice missed) is tried once more with every CA: the choice
+        saves time, it never decides a rejection.
+        """
         sock: socket.socket | None = conn.sock
         if sock is None:
-            if self._trust_pending:
-                self._load_trust()
-            conn.connect()  # with the connect timeout
+            if self._trust is _Trust.PENDING:
+                self._choose_trust()
+            try:
+                conn.connect()  # with the connect timeout
+            except ssl.SSLCertVerificationError as err:
+                if self._trust is not _Trust.CHOSEN:
+                    raise
+                conn.close()
+                log.info("the CAs chosen for HEC do not verify its certificate (%s); "
+                         "trusting every CA", err.verify_message)
+                self._trust_all()
+                conn.connect()
             sock = conn.sock
             assert sock is not None
             sock.settimeout(self._read_timeout)
@@ -324,50 +411,8 @@ def compress(body: bytes, level: int) -> bytes:
     """The request body as sent: gzip at `level` (1 by default), or as is with level 0."""
     if not level:
         return body
-    compressor = _compressor(level, len(body))
+    compressor = gzip_compressor(level, len(body))
     return compressor.compress(body) + compressor.flush()
-
-
-# zlib reaches back at most its window less MIN_LOOKAHEAD (262 bytes) for a match.
-_ZLIB_LOOKAHEAD = 262
-_MIN_WINDOW_BITS = 9
-_MAX_WINDOW_BITS = 15
-
-
-def window_bits(size: int) -> int:
-    """The smallest deflate window (log2) whose reach covers a body of `size` bytes, so a
-    smaller window finds every match the full 32 KiB one would."""
-    return max(_MIN_WINDOW_BITS, min(_MAX_WINDOW_BITS, (size + _ZLIB_LOOKAHEAD - 1).bit_length()))
-
-
-def _compressor(level: int, size: int) -> zlib._Compress:
-    """A gzip compressor sized for the body: zlib's default state (a 32 KiB window and a
-    64 Ki-entry hash, ~256 KiB to allocate and clear) costs ~4x the compression itself of a
-    few-KB request, the usual one per invocation (and fresh heap pages each time, as the
-    allocator gives them back between requests). A window that covers the whole body, with a
-    hash table in proportion, finds the same matches."""
-    bits = window_bits(size)
-    # Below the full window, memLevel bits - 8: half as many hash heads as window bytes (zlib's
-    # defaults have as many). The tables and buffers zlib sizes from memLevel are most of what
-    # a small request pays to allocate; on log-line envelopes the output is the same size.
-    mem_level = 8 if bits == _MAX_WINDOW_BITS else max(1, bits - 8)
-    return zlib.compressobj(level, zlib.DEFLATED, 16 + bits, mem_level)
-
-
-def compress_lines(lines: list[bytes], level: int) -> bytes:
-    """`compress` of the newline-joined `lines`, the same bytes, gzipped a slice at a time: the
-    whole uncompressed body (up to SPLUNK_MAX_REQUEST_BYTES) is never copied into one buffer,
-    whose fresh pages cost the sender more than joining them (issue 12)."""
-    if not level:
-        return b"\n".join(lines)
-    compressor = _compressor(level, sum(map(len, lines)) + len(lines) - 1)
-    parts = []
-    for start in range(0, len(lines), COMPRESS_SLICE_LINES):
-        if start:
-            parts.append(compressor.compress(b"\n"))
-        parts.append(compressor.compress(b"\n".join(lines[start:start + COMPRESS_SLICE_LINES])))
-    parts.append(compressor.flush())
-    return b"".join(parts)
 
 
 def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first

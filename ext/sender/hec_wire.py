@@ -14,8 +14,9 @@ about where the next one would start leaves the connection unusable (`reusable` 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from urllib.parse import quote
+
+import msgspec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,8 +41,7 @@ class WireError(Exception):
     """The answer breaks HTTP/1.1 framing or ended early: the connection cannot be reused."""
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True, gc=False):
     status: int
     body: bytes
     retry_after: str | None

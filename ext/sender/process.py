@@ -32,7 +32,6 @@ from ext.sender.batching import HecBatch, plan_batches
 from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
-from ext.sender.hec import compress_lines
 from ext.sender.invocations import RUNTIME_DONE, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
@@ -136,7 +135,8 @@ class Sender:
         if self.shutdown_metrics_due:
             self._shutdown_metrics()
         if not self.outbox and self._should_dispatch():
-            self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes))
+            self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes,
+                                            self.config.gzip_level))
             self.held, self.held_events, self.held_bytes = [], 0, 0
         return self._hand_over(), got
 
@@ -144,12 +144,12 @@ class Sender:
         """Gives the courier the next batch if it has room; True if one was handed over."""
         while self.outbox and self.courier.can_accept():
             batch = self.outbox.popleft()
-            if not batch.envelopes:  # every event of its records was filtered out
+            if not batch.count:  # every event of its records was filtered out
                 # Committable only once every batch before it is: it waits behind them.
                 self._commit(self.commits.skipped(batch.completes_seq))
                 continue
             self.commits.sent(batch.completes_seq)
-            body = compress_lines(batch.envelopes, self.config.gzip_level)
+            body = batch.body  # gzipped when planned
             delivery = self.self_metrics.delivery
             delivery.bytes_uncompressed += batch.size
             delivery.bytes_compressed += len(body)

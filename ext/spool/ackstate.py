@@ -11,9 +11,10 @@ import operator
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
+
+import msgspec
 
 from ext.spool.layout import ACK_STATE
 
@@ -29,8 +30,7 @@ _CRC = struct.Struct("<I")
 SLOT_BYTES = _SLOT.size + _CRC.size
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolStats:
+class SpoolStats(msgspec.Struct, frozen=True, gc=False):
     """Cumulative counters, committed atomically with the position they describe."""
 
     delivered_records: int = 0
@@ -43,12 +43,11 @@ class SpoolStats:
     refused_events: int = 0
 
     def delivered(self, records: int, events: int) -> SpoolStats:
-        """These counters with the delivered ones replaced (dataclasses.replace, 5x faster)."""
+        """These counters with the delivered ones replaced."""
         return SpoolStats(records, events, *_FIELDS[SpoolStats](self)[2:])
 
 
-@dataclass(frozen=True, slots=True)
-class LossReport:
+class LossReport(msgspec.Struct, frozen=True, gc=False):
     """Records and events lost before delivery, and batches the writer refused at intake.
 
     A take_loss_report delta, or a running total.
@@ -82,8 +81,7 @@ class LossReport:
         return any(_values(self))
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
+class Checkpoint(msgspec.Struct, frozen=True, gc=False):
     """A read position (segment, byte offset, next seq and its event index) plus counters."""
 
     seg_base: int = 0
@@ -95,13 +93,13 @@ class Checkpoint:
 
 
 def _values(counters: SpoolStats | LossReport) -> tuple[int, ...]:
-    """The counters in field order. dataclasses.astuple deep-copies every field: it was a
+    """The counters in field order. dataclasses.astuple deep-copied every field: it was a
     quarter of the sender's CPU per commit; attrgetter reads them all in one C call."""
     fields: tuple[int, ...] = _FIELDS[type(counters)](counters)
     return fields
 
 
-_FIELDS = {kind: attrgetter(*kind.__slots__) for kind in (SpoolStats, LossReport)}
+_FIELDS = {kind: attrgetter(*kind.__struct_fields__) for kind in (SpoolStats, LossReport)}
 
 
 def encode_slot(generation: int, cp: Checkpoint) -> bytes:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
+
+import msgspec
 
 SEGMENT_MAGIC = b"TSPL"
 FORMAT_VERSION = 1
@@ -53,8 +54,7 @@ class FrameHeader(NamedTuple):
         return FRAME_HEADER_BYTES + self.payload_len
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentHeader:
+class SegmentHeader(msgspec.Struct, frozen=True, gc=False):
     base_seq: int
     base_events: int
 
@@ -124,8 +124,7 @@ def check_frame(buf: bytes | memoryview, pos: int) -> tuple[FrameStatus, FrameHe
     return FrameStatus.OK, header
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentScan:
+class SegmentScan(msgspec.Struct, frozen=True):
     """What a full scan of one segment's bytes found (writer recovery, tests, tooling)."""
 
     header: SegmentHeader | None

@@ -12,11 +12,12 @@ import os
 import time
 import zlib
 from collections import deque
-from dataclasses import replace
 from enum import Enum
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
+
+from msgspec.structs import replace
 
 from ext.spool import frame
 from ext.spool.ackstate import (

@@ -16,8 +16,9 @@ import logging
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from ext.spool.layout import REFUSED_STATE, TMP_SUFFIX, unlink_quietly
 
@@ -33,8 +34,7 @@ _CRC = struct.Struct("<I")
 _SLOT_BYTES = _SLOT.size + _CRC.size
 
 
-@dataclass(frozen=True, slots=True)
-class Refusals:
+class Refusals(msgspec.Struct, frozen=True, gc=False):
     """Cumulative count of refused batches and of the events they held."""
 
     batches: int = 0

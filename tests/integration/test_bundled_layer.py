@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ext.local.hec import HecReceiver, HecToken
+from ext.sender import trust
 from tests.integration.bundled_layer import (
     NAME,
     REPO,
@@ -120,6 +121,10 @@ def test_unzipped_layer_runs_end_to_end_with_a_shell_function_and_no_python(
     opt = layers["x86_64"].unpack(tmp_path / "opt")
     ca, cert, key = make_ca(tmp_path / "pki")
     decoy, _, _ = make_ca(tmp_path / "decoy", "decoy")
+    # Among many CAs, as a system bundle: the bundled 3.13 chooses the CA by a probe handshake.
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(b"".join(make_ca(tmp_path / f"other{n}", f"other {n}")[0].read_bytes()
+                                for n in range(trust.LOAD_WHOLE_MAX)) + ca.read_bytes())
     env = {
         "PATH": no_python_path(tmp_path / "bin"),
         "SPLUNK_HEC_TOKEN": TOKEN,
@@ -127,7 +132,7 @@ def test_unzipped_layer_runs_end_to_end_with_a_shell_function_and_no_python(
         # invocations' lines ride with the next one).
         "SPLUNK_FLUSH": "sync",
         # SPLUNK_CA_BUNDLE wins over the OpenSSL default, even one pointing at another CA.
-        "SPLUNK_CA_BUNDLE": str(ca),
+        "SPLUNK_CA_BUNDLE": str(bundle),
         "SSL_CERT_FILE": str(decoy),
     }
     counts = [1 + (n * 37) % 60 for n in range(20)]
@@ -278,3 +283,48 @@ def test_every_ext_module_imports_with_the_pruned_stdlib(
     assert urllib3_file.startswith(f"{root}/urllib3/")
     assert json_file == f"{root}/python/lib/python3.13/json/__init__.pyc"  # sourceless
     assert executable == f"{root}/python/bin/python3"
+
+
+# As the launcher runs it (-S -OO): every module the extension loads must come from bytecode the
+# layer ships for that level (/opt is read-only: a missing one is compiled at every cold start),
+# and the stdlib's bytecode carries no docstrings whatever the level.
+OPTIMIZED_PROBE = """
+import importlib, json, os, pkgutil, sys
+import ext
+for module in pkgutil.walk_packages(ext.__path__, "ext."):
+    importlib.import_module(module.name)
+from ext.main import preload
+preload.import_children_modules()
+root = sys.argv[1]
+ours = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(
+    root + "/") and not m.__file__.startswith(root + "/python/")]
+print(json.dumps({"optimize": sys.flags.optimize, "modules": len(ours),
+                  "compiled_at_start": sorted(m.__name__ for m in ours
+                                              if m.__file__.endswith(".py")
+                                              and not os.path.isfile(m.__cached__)),
+                  "stdlib_docstrings": [m.__name__ for m in (json, importlib) if m.__doc__]}))
+"""
+
+
+def test_as_the_launcher_runs_it_every_module_comes_from_shipped_bytecode(
+    layers: dict[str, Layer], tmp_path: Path
+) -> None:
+    import json
+
+    opt = layers["x86_64"].unpack(tmp_path / "opt")
+    root = opt / NAME
+    launcher = (opt / "extensions" / NAME).read_text()
+    assert '-S $optimize -m ext "$name"' in launcher and "optimize=-OO" in launcher
+    result = subprocess.run(
+        # -B: writes no bytecode, as on Lambda's read-only /opt (here it would fill the gaps).
+        [str(root / "python" / "bin" / "python3"), "-S", "-OO", "-B", "-c",
+         OPTIMIZED_PROBE, str(root)],
+        env={"PYTHONPATH": str(root), "PATH": "/nonexistent"}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["optimize"] == 2
+    assert found["modules"] > 50  # ext, msgspec and urllib3
+    assert found["compiled_at_start"] == []
+    assert found["stdlib_docstrings"] == []

@@ -55,7 +55,8 @@ def test_bundled_interpreter_by_absolute_path_isolated_from_the_functions_python
     seen = run(opt, "acme-hec", PYTHONPATH="/var/runtime:/opt/python", PYTHONHOME="/var/lang",
                PATH="/nonexistent")  # fmt: skip
     assert seen["EXE"] == f"{opt}/acme-hec/python/bin/python3"
-    assert seen["ARGS"] == "-S -m ext acme-hec"  # registered under the launcher's file name
+    # Registered under the launcher's file name; -OO, as the layer's bytecode was compiled.
+    assert seen["ARGS"] == "-S -OO -m ext acme-hec"
     assert seen["PYTHONPATH"] == f"{opt}/acme-hec"
     assert seen["PYTHONHOME"] == "unset"
 
@@ -79,6 +80,7 @@ def test_explicit_interpreter_wins_and_keeps_the_pythonpath(tmp_path: Path) -> N
     seen = run(opt, "splunk-hec-extension", SPLUNK_EXTENSION_PYTHON=str(other),
                PYTHONPATH="/extra")  # fmt: skip
     assert seen["EXE"] == str(other)
+    assert seen["ARGS"] == "-S -OO -m ext splunk-hec-extension"  # local tooling: as bundled
     assert seen["PYTHONPATH"] == f"{opt}/splunk-hec-extension:/extra"
     assert seen["SSL_CERT_FILE"] == "unset"
 
@@ -91,6 +93,9 @@ def test_without_a_bundled_interpreter_the_functions_python3_runs(tmp_path: Path
     (bindir / "python3").chmod(0o755)
     seen = run(opt, "splunk-hec-extension", PATH=str(bindir))
     assert seen["EXE"] == str(bindir / "python3")
+    # Its stdlib may ship no opt-2 bytecode (every cold start would compile it): no -OO, and
+    # that layer's bytecode is compiled at the default level (build_layer.bytecode_tag).
+    assert seen["ARGS"] == "-S -m ext splunk-hec-extension"
 
 
 @pytest.mark.parametrize("bundled", [True, False], ids=["bundled", "explicit"])

@@ -19,11 +19,11 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import astuple
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from msgspec.structs import astuple
 
 from ext.control import drain_pipe
 from ext.spool import LossReport, SpoolLocked, SpoolReader, SpoolWriter, read_committed

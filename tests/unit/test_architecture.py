@@ -143,3 +143,39 @@ def test_children_modules_load_after_the_subscription_and_before_the_fork() -> N
     out = done.stdout.strip()
     both = ["msgspec", "urllib3"]
     assert out == repr(sorted([("subscribe", []), ("listener", both), ("sender", both)]))
+
+
+# Imported by no process of the extension: dataclasses brings inspect, ast and dis (0.8 MiB of
+# objects the three processes share and each child partly copies, docs/memory.md); the
+# classes are msgspec Structs, and msgspec is loaded anyway.
+NEVER_LOADED = {"dataclasses", "inspect", "ast", "dis"}
+
+
+def test_core_does_not_import_dataclasses() -> None:
+    users = {str(p.relative_to(EXT)) for p in CORE for module, _ in imports_of(p)
+             if module.split(".")[0] in NEVER_LOADED}
+    assert not users
+
+
+def test_the_processes_modules_load_no_dataclasses_inspect_ast_or_dis(tmp_path: Path) -> None:
+    """What the three processes import on the layer's sys.path (the extension, msgspec and
+    urllib3 only: the dev environment's typing_extensions would import inspect for msgspec),
+    including what the sender imports only when it runs (token sources, the secret store)."""
+    import subprocess
+    import sys
+
+    from ext.local.layer import EXTENSION_NAME, make_local_opt
+
+    code = make_local_opt(tmp_path / "opt") / EXTENSION_NAME
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import ext.__main__, ext.main.lifecycle, ext.main.supervisor\n"
+        "from ext.main import preload\n"
+        "preload.import_children_modules()\n"
+        "import ext.rules, ext.sender.token_source, ext.sender.secret_store\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", probe, str(code)], capture_output=True,
+                         text=True, check=True, timeout=60).stdout.split()
+    assert "ext.sender.process" in out and "msgspec" in out and "urllib3" in out
+    assert not NEVER_LOADED & set(out)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ext.sender.batching import HecBatch, plan_batches, split_batch, without
+from ext.sender.batching import HecBatch, plan_batches, seal, split_batch, without
 
 
 def shapes(batches: list[HecBatch]) -> list[tuple[list[bytes], int, int | None]]:
-    return [(b.envelopes, b.size, b.completes_seq) for b in batches]
+    return [(b.envelopes(), b.size, b.completes_seq) for b in batches]
 
 
 def test_an_envelope_that_fits_exactly_joins_the_batch() -> None:
@@ -43,26 +43,28 @@ def test_nothing_to_plan_is_no_batch() -> None:
 
 
 def test_halving_small_batches() -> None:
-    one, empty = split_batch(HecBatch([b"only"], 4, 9))
+    one, empty = split_batch(seal([b"only"], 9, 1))
     assert shapes([one, empty]) == [([b"only"], 4, None), ([], 0, 9)]
-    first, second = split_batch(HecBatch([b"a", b"bb", b"ccc"], 8, 4))
+    first, second = split_batch(seal([b"a", b"bb", b"ccc"], 4, 1))
     assert shapes([first, second]) == [([b"a"], 1, None), ([b"bb", b"ccc"], 6, 4)]
-    first, second = split_batch(HecBatch([b"a", b"bb", b"ccc", b"d"], 10, 4))
+    first, second = split_batch(seal([b"a", b"bb", b"ccc", b"d"], 4, 1))
     assert shapes([first, second]) == [([b"a", b"bb"], 4, None), ([b"ccc", b"d"], 5, 4)]
 
 
 def test_halving_is_at_the_middle_whatever_the_count() -> None:
     for count in range(2, 12):
         envelopes = [b"%d" % n for n in range(count)]
-        first, second = split_batch(HecBatch(envelopes, 0, 1))
-        assert (len(first.envelopes), len(second.envelopes)) == (count // 2, count - count // 2)
+        first, second = split_batch(seal(envelopes, 1, 1))
+        assert (len(first.envelopes()), len(second.envelopes())) == (count // 2, count - count // 2)
 
 
 def test_without_the_last_envelope_leaves_an_empty_batch_that_still_completes() -> None:
-    assert shapes([without(HecBatch([b"poison"], 6, 3), 0)]) == [([], 0, 3)]
-    assert shapes([without(HecBatch([b"a", b"b", b"c"], 5, 3), 1)]) == [([b"a", b"c"], 3, 3)]
+    assert shapes([without(seal([b"poison"], 3, 1), 0)]) == [([], 0, 3)]
+    assert shapes([without(seal([b"a", b"b", b"c"], 3, 1), 1)]) == [([b"a", b"c"], 3, 3)]
 
 
-def test_a_new_batch_is_empty_and_completes_nothing() -> None:
-    fresh = HecBatch()
-    assert (fresh.envelopes, fresh.size, fresh.completes_seq, fresh.body()) == ([], 0, None, b"")
+def test_a_batch_of_no_envelopes_is_empty_and_completes_nothing() -> None:
+    fresh = seal([], None, 1)
+    assert (fresh.envelopes(), fresh.size, fresh.completes_seq) == ([], 0, None)
+    assert fresh.joined() == b""
+    assert (fresh.count, fresh.body) == (0, b"")

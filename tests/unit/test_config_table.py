@@ -153,7 +153,15 @@ def test_choices_and_kinds_name_what_is_expected() -> None:
     (problem,) = problems({**BASE, "SPLUNK_ON_CONFIG_ERROR": "sometimes"})
     assert problem == "SPLUNK_ON_CONFIG_ERROR='sometimes' is not valid: expected fail or disable"
     (problem,) = problems({**BASE, "SPLUNK_CA_BUNDLE": "/nonexistent/ca.pem"})
-    assert problem == "SPLUNK_CA_BUNDLE='/nonexistent/ca.pem' is not valid: not a readable file"
+    assert problem == ("SPLUNK_CA_BUNDLE='/nonexistent/ca.pem' is not valid: "
+                       "not a readable file or directory")
+
+
+def test_the_ca_bundle_is_a_file_or_a_directory(tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    pem.write_text("")
+    for where in (pem, tmp_path):
+        assert config.load({**BASE, "SPLUNK_CA_BUNDLE": str(where)}).ca_bundle == str(where)
 
 
 def _string_constants(tree: ast.AST) -> list[str]:

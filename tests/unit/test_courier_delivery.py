@@ -18,7 +18,7 @@ import pytest
 
 from ext import config
 from ext.sender import courier as courier_module
-from ext.sender.batching import HecBatch
+from ext.sender.batching import HecBatch, seal
 from ext.sender.courier import Courier
 from ext.sender.hec import HecOutcome, Verdict
 from ext.sender.quarantine import FILE_NAME
@@ -63,7 +63,7 @@ class ScriptedClient:
 
 
 def batch(*envelopes: bytes, seq: int | None = 7) -> HecBatch:
-    return HecBatch(list(envelopes), len(b"\n".join(envelopes)), seq)
+    return seal(list(envelopes), seq, 1)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.sender.hec import COMPRESS_SLICE_LINES, compress, compress_lines, window_bits
+from ext.sender.batching import COMPRESS_SLICE_LINES, compress_lines, window_bits
+from ext.sender.hec import compress
 
 lines = st.lists(st.binary(max_size=40), max_size=3 * COMPRESS_SLICE_LINES + 5)
 

@@ -50,7 +50,7 @@ class StandInCourier:
     def finish(self, count: int = 1) -> None:
         for _ in range(min(count, len(self.in_flight))):
             batch = self.in_flight.popleft()
-            self.accepted.extend(batch.envelopes)
+            self.accepted.extend(batch.envelopes())
             self.done.append(batch.completes_seq)
 
     def take_done(self) -> list[int | None]:
@@ -171,7 +171,7 @@ def test_min_batch_size_counts_events_not_records(tmp_path: Path) -> None:
         rig.append([f"2-{i}" for i in range(4)])
         rig.sender.step()
         assert len(rig.courier.in_flight) == 1  # 12 events >= 10, although only 3 records
-        assert len(rig.courier.in_flight[0].envelopes) == 12
+        assert rig.courier.in_flight[0].count == 12
     finally:
         rig.close()
 

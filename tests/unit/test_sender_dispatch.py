@@ -71,7 +71,7 @@ def test_a_full_request_is_dispatched_without_waiting_and_never_exceeded(rig: Wi
     assert rig.courier.in_flight  # over 4,096 bytes held: dispatched at once
     rig.sender.step()  # hands over the second request
     batches = list(rig.courier.in_flight)
-    assert [len(b.envelopes) for b in batches] == [2, 1]
+    assert [b.count for b in batches] == [2, 1]
     assert all(b.size <= 4096 for b in batches)
 
 
@@ -180,7 +180,7 @@ def test_exactly_the_minimum_batch_size_dispatches(rig: WideRig) -> None:
     assert not rig.courier.in_flight
     rig.append(["d"])
     rig.sender.step()
-    assert [len(b.envelopes) for b in rig.courier.in_flight] == [4]
+    assert [b.count for b in rig.courier.in_flight] == [4]
 
 
 @pytest.mark.parametrize("rig", [{**HOLDING, "SPLUNK_MAX_REQUEST_BYTES": "4096"}], indirect=True)

@@ -18,7 +18,7 @@ from ext import control
 from ext.flush_policy import drain_reserve_s, reaction_s
 from ext.sender import process as sender
 from ext.sender import self_metrics
-from ext.sender.batching import HecBatch
+from ext.sender.batching import HecBatch, seal
 from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import RecordTooLargeError
 from tests.unit.test_sender_dispatch import HOLDING, TimedCourier, WideRig
@@ -192,7 +192,7 @@ def _hold(rig: WideRig) -> None:
 
 
 def _plan(rig: WideRig) -> None:
-    rig.sender.outbox.append(HecBatch([b"{}"], 2, None))
+    rig.sender.outbox.append(seal([b"{}"], None, 1))
 
 
 def _unconfirmed(rig: WideRig) -> None:
@@ -200,7 +200,7 @@ def _unconfirmed(rig: WideRig) -> None:
 
 
 def _on_the_wire(rig: WideRig) -> None:
-    rig.courier.in_flight.append(HecBatch([b"{}"], 2, None))
+    rig.courier.in_flight.append(seal([b"{}"], None, 1))
 
 
 @pytest.mark.parametrize("leftover", [_hold, _plan, _unconfirmed, _on_the_wire])
@@ -595,15 +595,15 @@ def test_a_wake_up_while_a_full_request_waits_does_not_end_every_wait(rig: WideR
     rig.courier.finish(3)
     for _ in range(3):
         rig.sender.step()
-    taken = [*rig.courier.in_flight, *rig.sender.outbox, HecBatch(
-        [e for _, held in rig.sender.held for e in held])]
-    assert any(b'"event":"next"' in e for batch in taken for e in batch.envelopes)
+    taken = [e for b in [*rig.courier.in_flight, *rig.sender.outbox] for e in b.envelopes()]
+    taken += [e for _, held in rig.sender.held for e in held]
+    assert any(b'"event":"next"' in e for e in taken)
 
 
 def lines_taken(rig: WideRig) -> list[str]:
     """The lines the sender has read so far: held, planned or with the courier, in order."""
     batches = [*rig.courier.in_flight, *rig.sender.outbox]
-    envelopes = [e for b in batches for e in b.envelopes]
+    envelopes = [e for b in batches for e in b.envelopes()]
     envelopes += [e for _, held in rig.sender.held for e in held]
     return [json.loads(e)["event"] for e in envelopes]
 
@@ -914,7 +914,7 @@ class InlineCourier(TimedCourier):
 
     def deliver_now(self, batch: HecBatch, body: bytes, within_s: float) -> bool:
         self.inline.append(batch)
-        self.accepted.extend(batch.envelopes)
+        self.accepted.extend(batch.envelopes())
         return True
 
 

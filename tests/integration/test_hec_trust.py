@@ -1,0 +1,221 @@
+"""The HEC client trusts only the CAs that can anchor HEC's chain, and every CA on any doubt.
+
+A loopback TLS server presents a real chain (server certificate, intermediate CA) made by the
+openssl CLI; the client's bundle holds the system's CAs and the root, as a production endpoint's
+would (ext/sender/trust.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext.local.hec.certificates import ca_chain
+from ext.sender import trust
+from ext.sender.hec import HecClient, Verdict, _Trust
+from tests.integration.test_hec_client import Script, config, serving
+
+pytestmark = pytest.mark.integration
+
+SYSTEM_BUNDLE = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, Path]]:
+    """Two unrelated CAs, each with an intermediate and a server certificate for 127.0.0.1;
+    "others": certificates of no use to HEC's chain, enough for a bundle worth choosing from."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI")
+    folder = tmp_path_factory.mktemp("pki")
+    made = {name: ca_chain(folder / name, name) for name in ("first", "second")}
+    others = b""
+    for n in range(trust.LOAD_WHOLE_MAX):
+        cert = folder / f"other{n}.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                        f"/CN=other {n}", "-keyout", str(folder / f"other{n}-key.pem"),
+                        "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+        others += cert.read_bytes()
+    (folder / "others.pem").write_bytes(others)
+    return made
+
+
+def bundle(folder: Path, *roots: Path) -> Path:
+    """The system's CAs (if any), certificates of no use to HEC's chain and `roots`: one PEM."""
+    system = SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.is_file() else b""
+    others = (roots[0].parents[1] / "others.pem").read_bytes() if roots else b""
+    path = folder / "bundle.pem"
+    path.write_bytes(system + others + b"".join(root.read_bytes() for root in roots))
+    return path
+
+
+@pytest.fixture
+def chain_server(pki: dict[str, tuple[Path, Path, Path]]) -> Iterator[tuple[str, Script,
+                                                                            ssl.SSLContext]]:
+    """A server presenting the first CA's chain; each connection closed after its answer."""
+    _, chain, key = pki["first"]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    script = Script(headers={"Connection": "close"})
+    with serving(script, context) as url:
+        yield url, script, context
+
+
+def spy_loads(client: HecClient, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """Every load_verify_locations call on the client's TLS context, by keyword."""
+    context = client._pool.conn_kw["ssl_context"]
+    loads: list[dict[str, object]] = []
+    real = context.load_verify_locations
+
+    def load(cafile: object = None, capath: object = None, cadata: object = None) -> None:
+        loads.append({k: v for k, v in
+                      {"cafile": cafile, "capath": capath, "cadata": cadata}.items() if v})
+        real(cafile, capath, cadata)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(context, "load_verify_locations", load)
+    return loads
+
+
+def test_only_the_root_that_anchors_hecs_chain_is_loaded(
+    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, script, _ = chain_server
+    root = pki["first"][0]
+    client = HecClient(config(url, ca_bundle=str(bundle(tmp_path, pki["second"][0], root))))
+    loads = spy_loads(client, monkeypatch)
+    outcomes = [client.post(b"{}").verdict for _ in range(2)]  # two connections, one choice
+    client.close()
+    assert outcomes == [Verdict.ACCEPTED] * 2 and len(script.seen) == 2
+    assert client._trust is _Trust.CHOSEN
+    assert loads == [{"cadata": root.read_text().strip()}]  # the probe sent nothing
+
+
+def test_a_bundle_without_hecs_ca_is_loaded_whole_and_refuses_it(
+    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, script, _ = chain_server
+    ca = bundle(tmp_path, pki["second"][0])
+    client = HecClient(config(url, ca_bundle=str(ca)))
+    loads = spy_loads(client, monkeypatch)
+    with caplog.at_level("INFO", logger="ext.sender.hec"):
+        out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
+    assert loads == [{"cafile": str(ca)}] and client._trust is _Trust.ALL
+    assert "no CA of the bundle names HEC's certificate chain" in caplog.text
+
+
+def test_a_chain_the_chosen_cas_do_not_verify_is_tried_with_every_ca(
+    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # HEC's certificate is renewed under another CA of the bundle between two connections.
+    url, script, server_context = chain_server
+    ca = bundle(tmp_path, pki["first"][0], pki["second"][0])
+    client = HecClient(config(url, ca_bundle=str(ca)))
+    loads = spy_loads(client, monkeypatch)
+    first = client.post(b"{}")
+    _, chain, key = pki["second"]
+    server_context.load_cert_chain(chain, key)
+    with caplog.at_level("INFO", logger="ext.sender.hec"):
+        renewed = client.post(b"{}")
+    client.close()
+    assert (first.verdict, renewed.verdict) == (Verdict.ACCEPTED, Verdict.ACCEPTED)
+    assert len(script.seen) == 2 and client._trust is _Trust.ALL
+    assert loads == [{"cadata": pki["first"][0].read_text().strip()}, {"cafile": str(ca)}]
+    assert "the CAs chosen for HEC do not verify its certificate" in caplog.text
+
+
+def test_a_wrong_host_name_is_refused_with_every_ca_too(
+    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, script, _ = chain_server
+    ca = bundle(tmp_path, pki["first"][0])
+    client = HecClient(config(url.replace("127.0.0.1", "localhost"), ca_bundle=str(ca)))
+    loads = spy_loads(client, monkeypatch)
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
+    assert [list(load) for load in loads] == [["cadata"], ["cafile"]]  # chosen, then all
+
+
+def test_a_hashed_ca_directory_is_trusted_as_is(
+    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, script, _ = chain_server
+    root = pki["first"][0]
+    digest = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(root)],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    shutil.copy(root, folder / f"{digest}.0")
+    client = HecClient(config(url, ca_bundle=str(folder)))
+    loads = spy_loads(client, monkeypatch)
+    client.trust()
+    out = client.post(b"{}")
+    client.close()
+    assert out.verdict is Verdict.ACCEPTED and len(script.seen) == 1
+    assert loads == [{"capath": str(folder)}]  # no probe: OpenSSL reads only what it needs
+
+
+def test_a_hec_that_does_not_answer_leaves_the_choice_to_the_next_connection(
+    pki: dict[str, tuple[Path, Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "https://127.0.0.1:9"  # discard: nothing listens
+    client = HecClient(config(url, ca_bundle=str(bundle(tmp_path, pki["first"][0]))))
+    loads = spy_loads(client, monkeypatch)
+    client.prepare()  # logged, not raised
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "NewConnectionError")
+    assert loads == [] and client._trust is _Trust.PENDING  # no CA loaded for nothing
+
+
+def test_a_server_that_does_not_speak_tls_gets_every_ca_and_the_usual_refusal(
+    pki: dict[str, tuple[Path, Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = Script()
+    with serving(script) as plain:
+        ca = bundle(tmp_path, pki["first"][0])
+        client = HecClient(config(plain.replace("http://", "https://"), ca_bundle=str(ca)))
+        loads = spy_loads(client, monkeypatch)
+        out = client.post(b"{}")
+        client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError")
+    assert loads == [{"cafile": str(ca)}] and client._trust is _Trust.ALL
+
+
+def test_a_bundle_of_a_few_cas_is_loaded_whole_without_a_probe(
+    pki: dict[str, tuple[Path, Path, Path]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "A bundle with only your endpoint's CA": the fastest setting, nothing to choose.
+    root = pki["first"][0]
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(root)))
+    loads = spy_loads(client, monkeypatch)
+    client.trust()  # no connection: port 9 would refuse a probe
+    client.close()
+    assert loads == [{"cafile": str(root)}] and client._trust is _Trust.ALL
+
+
+def test_a_chain_that_cannot_be_read_gets_every_ca(
+    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, script, _ = chain_server
+    ca = bundle(tmp_path, pki["first"][0])
+    client = HecClient(config(url, ca_bundle=str(ca)))
+    loads = spy_loads(client, monkeypatch)
+    monkeypatch.setattr(trust, "peer_chain", lambda sock: [b"\x30\x03not DER"])
+    out = client.post(b"{}")
+    client.close()
+    assert out.verdict is Verdict.ACCEPTED and len(script.seen) == 1
+    assert loads == [{"cafile": str(ca)}] and client._trust is _Trust.ALL
