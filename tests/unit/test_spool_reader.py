@@ -952,3 +952,24 @@ def test_a_spool_directory_reached_through_a_symlink_is_read(tmp_path: Path) -> 
         assert [x.payload for x in r.read(10, 100)] == [b"a" * 10]
         w.append(b"b" * 10, 1)  # a new segment: seen through the directory's mtime
         assert [x.payload for x in r.read(10, 100)] == [b"b" * 10]
+
+
+def test_commits_inside_a_segment_past_seq_256_list_only_once_it_is_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Segment bases past 256 are ints Python does not cache: one listing's 300 is not the
+    object another listing (or the open) made, and only their values tell the same segment."""
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
+                     max_bytes=1 << 22) as w, SpoolReader(tmp_path) as r:
+        for _ in range(603):  # segments 0, 300 and 600
+            w.append(b"x" * 10, 1)
+        assert len(r.read(1000, 1 << 22)) == 603
+        r.commit(299)  # segment 0 delivered: this commit lists, and deletes it
+        assert list_segments(tmp_path) == [300, 600]
+        listings = count_listings(monkeypatch)
+        r.commit(300)
+        r.commit(450)
+        assert listings == []  # segment 300 is not complete: nothing to look for
+        r.commit(599)
+        assert len(listings) == 1 and list_segments(tmp_path) == [600]
