@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,13 @@ import pytest
 
 from ext import config, control
 from ext.sender.envelope import EnvelopeBuilder
-from ext.sender.self_metrics import DeliveryStats, SelfMetrics, UnsentRecords, process_figures
+from ext.sender.self_metrics import (
+    DeliveryStats,
+    SelfMetrics,
+    UnsentRecords,
+    extension_pids,
+    process_figures,
+)
 from ext.spool.ackstate import SpoolStats
 from tests.unit.test_sender_commits import Rig
 
@@ -182,3 +191,67 @@ def test_the_backlog_is_measured_only_when_a_self_metrics_event_is_due(tmp_path:
         assert len(measured) == 2 and len(own(rig)) == 2
     finally:
         rig.close()
+
+
+def test_process_figures_are_the_process_cpu_time_and_resident_memory() -> None:
+    def resident_mb() -> float:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+    def cpu_ticks(times: os.times_result) -> float:
+        return (times.user + times.system) * os.sysconf("SC_CLK_TCK")
+
+    before, low = os.times(), resident_mb()
+    figures = process_figures({"sender": os.getpid()})
+    after, high = os.times(), resident_mb()
+    # Whole clock ticks of this process (user and system), as os.times counts them, in ms.
+    ticks = figures["process.sender.cpu_ms"] * os.sysconf("SC_CLK_TCK") / 1000
+    assert abs(ticks - round(ticks)) < 1e-6
+    assert cpu_ticks(before) - 1e-6 <= ticks <= cpu_ticks(after) + 1e-6
+    # stat's rss lags statm's by the pages a thread counts before it folds them in (~0.3 MB).
+    assert min(low, high) - 1 <= figures["process.sender.rss_mb"] <= max(low, high) + 1
+
+
+FakeMain = Callable[[int], tuple[int, list[int]]]
+
+
+@pytest.fixture
+def fake_main() -> Iterator[FakeMain]:
+    """A process standing for main, with the children its test asks for (sleepers)."""
+    made: list[subprocess.Popen[bytes]] = []
+
+    def start(children: int) -> tuple[int, list[int]]:
+        script = "; ".join(["sleep 30 & echo $!"] * children + ["wait"])
+        proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE)
+        made.append(proc)
+        assert proc.stdout is not None
+        return proc.pid, [int(proc.stdout.readline()) for _ in range(children)]
+
+    yield start
+    for proc in made:
+        for pid in children_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", "rb") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+@pytest.mark.parametrize("children", [1, 2, 3])
+def test_the_listener_is_the_only_other_child_of_main(
+    monkeypatch: pytest.MonkeyPatch, fake_main: FakeMain, children: int,
+) -> None:
+    main, pids = fake_main(children)
+    monkeypatch.setattr(os, "getppid", lambda: main)
+    monkeypatch.setattr(os, "getpid", lambda: pids[0])  # the first child stands for the sender
+    expected = {"sender": pids[0], "main": main}
+    if children == 2:
+        expected["listener"] = pids[1]  # one other child: it is the listener
+    assert extension_pids() == expected  # none other (listener gone) or two: none is named
+
+
+def test_a_sender_whose_main_is_gone_names_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # reparented to init
+    assert extension_pids() == {"sender": os.getpid()}
