@@ -16,10 +16,12 @@ import pytest
 from ext import config, control
 from ext.sender.envelope import EnvelopeBuilder
 from ext.sender.self_metrics import (
+    MAX_LATENCIES,
     DeliveryStats,
     SelfMetrics,
     UnsentRecords,
     extension_pids,
+    percentile,
     process_figures,
 )
 from ext.spool.ackstate import SpoolStats
@@ -255,3 +257,19 @@ def test_the_listener_is_the_only_other_child_of_main(
 def test_a_sender_whose_main_is_gone_names_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "getppid", lambda: 1)  # reparented to init
     assert extension_pids() == {"sender": os.getpid()}
+
+
+def test_latencies_kept_between_emissions_are_bounded() -> None:
+    stats = DeliveryStats()
+    for n in range(MAX_LATENCIES + 10):
+        stats.requested(n / 1000, "accepted", retry=False)
+    assert len(stats.latencies_ms) == MAX_LATENCIES  # the first ones: a bound on memory
+    values = stats.take()
+    assert values["hec.requests"] == MAX_LATENCIES + 10  # every request is still counted
+    assert values["hec.latency_p99_ms"] == percentile(list(range(MAX_LATENCIES)), 99)
+
+
+def test_a_record_stamped_ahead_of_this_clock_is_not_older_than_zero() -> None:
+    unsent = UnsentRecords()
+    unsent.read(0, 1, time.time_ns() + 5_000_000_000)  # a writer's clock ahead of this one
+    assert unsent.oldest_age_ms() == 0.0
