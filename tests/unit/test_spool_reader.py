@@ -973,3 +973,15 @@ def test_commits_inside_a_segment_past_seq_256_list_only_once_it_is_complete(
         assert listings == []  # segment 300 is not complete: nothing to look for
         r.commit(599)
         assert len(listings) == 1 and list_segments(tmp_path) == [600]
+
+
+@pytest.mark.parametrize("budget_mib", [16, 100])
+def test_a_budget_far_past_a_segment_s_size_reads_the_whole_segment(
+    tmp_path: Path, budget_mib: int,
+) -> None:
+    # SPLUNK_MAX_REQUEST_BYTES goes up to 100 MiB, and segments are 1 MiB by default.
+    payloads = [bytes([i]) * 65_536 for i in range(15)]
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for payload in payloads:
+            w.append(payload, 1)
+        assert [x.payload for x in r.read(1000, budget_mib * 2**20)] == payloads
