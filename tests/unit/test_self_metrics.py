@@ -54,6 +54,7 @@ def test_delivery_counters_are_deltas_with_latency_percentiles() -> None:
     assert (first["hec.bytes_uncompressed"], first["hec.bytes_compressed"]) == (1000, 300)
     second = stats.take()
     assert second["hec.requests"] == 0 and "hec.latency_p50_ms" not in second
+    assert (second["hec.bytes_uncompressed"], second["hec.bytes_compressed"]) == (0, 0)
 
 
 def test_unsent_records_follow_reads_and_commits() -> None:
@@ -273,3 +274,41 @@ def test_a_record_stamped_ahead_of_this_clock_is_not_older_than_zero() -> None:
     unsent = UnsentRecords()
     unsent.read(0, 1, time.time_ns() + 5_000_000_000)  # a writer's clock ahead of this one
     assert unsent.oldest_age_ms() == 0.0
+
+
+def test_latency_percentiles_are_in_milliseconds_to_the_microsecond() -> None:
+    stats = DeliveryStats()
+    stats.requested(0.0123456789, "accepted", retry=False)
+    values = stats.take()
+    assert (values["hec.latency_p50_ms"], values["hec.latency_p99_ms"]) == (12.346, 12.346)
+
+
+def test_the_processes_are_looked_up_while_one_is_missing_then_every_64th_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    me = os.getpid()
+    found = [{"sender": me, "main": me}]  # the listener not started yet
+    lookups: list[int] = []
+
+    def looking_up() -> dict[str, int]:
+        lookups.append(len(lookups))
+        return dict(found[-1])
+
+    monkeypatch.setattr("ext.sender.self_metrics.extension_pids", looking_up)
+    sm, builder = self_metrics()
+
+    def emit() -> dict[str, Any]:
+        envelope = sm.envelope(builder, SpoolStats(), 0, "shutdown")
+        assert envelope is not None
+        metrics: dict[str, Any] = json.loads(envelope)["event"]["metrics"]
+        return metrics
+
+    assert "splunk.extension.process.listener.cpu_ms" not in emit()
+    found.append({"sender": me, "main": me, "listener": me})
+    assert "splunk.extension.process.listener.cpu_ms" in emit()  # looked up again: found
+    assert len(lookups) == 2
+    for _ in range(62):
+        emit()
+    assert len(lookups) == 2  # all three known: their pids are kept...
+    emit()
+    assert len(lookups) == 3  # ...but looked up again at the 64th (a restarted listener)
