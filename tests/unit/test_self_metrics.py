@@ -312,3 +312,34 @@ def test_the_processes_are_looked_up_while_one_is_missing_then_every_64th_event(
     assert len(lookups) == 2  # all three known: their pids are kept...
     emit()
     assert len(lookups) == 3  # ...but looked up again at the 64th (a restarted listener)
+
+
+class FixedWallClock:
+    """self_metrics' `time` with the wall clock stopped at `now_ns`."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def time_ns(self) -> int:
+        return self.now_ns
+
+    def time(self) -> float:
+        return self.now_ns / 1e9
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def test_the_oldest_unsent_record_s_age_is_in_milliseconds_to_a_tenth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = 1_791_000_000_000_000_000
+    monkeypatch.setattr("ext.sender.self_metrics.time", FixedWallClock(now))
+    sm, builder = self_metrics()
+    sm.unsent.read(0, 3, now - 1_234_567)
+    sm.unsent.read(1, 2, now)
+    envelope = sm.envelope(builder, SpoolStats(), 0, "shutdown")
+    assert envelope is not None
+    metrics = json.loads(envelope)["event"]["metrics"]
+    assert metrics["splunk.extension.spool.oldest_unsent_age_ms"] == 1.2
+    assert metrics["splunk.extension.spool.unsent_events"] == 5
