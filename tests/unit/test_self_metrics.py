@@ -347,12 +347,12 @@ def test_the_oldest_unsent_record_s_age_is_in_milliseconds_to_a_tenth(
     now = 1_791_000_000_000_000_000
     monkeypatch.setattr("ext.sender.self_metrics.time", FixedWallClock(now))
     sm, builder = self_metrics()
-    sm.unsent.read(0, 3, now - 1_234_567)
+    sm.unsent.read(0, 3, now - 123_456_789_012)  # 123.456789012 s ago
     sm.unsent.read(1, 2, now)
     envelope = sm.envelope(builder, SpoolStats(), 0, "shutdown")
     assert envelope is not None
     metrics = json.loads(envelope)["event"]["metrics"]
-    assert metrics["splunk.extension.spool.oldest_unsent_age_ms"] == 1.2
+    assert metrics["splunk.extension.spool.oldest_unsent_age_ms"] == 123_456.8
     assert metrics["splunk.extension.spool.unsent_events"] == 5
 
 
@@ -362,3 +362,30 @@ def test_a_sender_whose_main_has_just_gone_names_no_listener(
     gone = 2**22 + 12345  # no such process: its children cannot be read
     monkeypatch.setattr(os, "getppid", lambda: gone)
     assert extension_pids() == {"sender": os.getpid(), "main": gone}
+
+
+class BootClock(FixedWallClock):
+    """self_metrics' `time` in a fresh execution environment: the monotonic clock counts from
+    the microVM's boot, a few seconds before the first invocation."""
+
+    def __init__(self, monotonic_s: float) -> None:
+        super().__init__(time.time_ns())
+        self.monotonic_s = monotonic_s
+
+    def monotonic(self) -> float:
+        return self.monotonic_s
+
+
+def test_an_invocation_is_due_once_the_interval_has_passed_since_the_last_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = BootClock(5.0)
+    monkeypatch.setattr("ext.sender.self_metrics.time", clock)
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"})
+    builder = EnvelopeBuilder(cfg, "fn")
+    sm = SelfMetrics(builder.derivation.metrics, True, interval_s=10.0)
+    assert sm.envelope(builder, SpoolStats(), 0, "invocation") is not None
+    clock.monotonic_s = 14.9
+    assert not sm.due("invocation")
+    clock.monotonic_s = 16.0
+    assert sm.due("invocation")
