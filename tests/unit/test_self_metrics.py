@@ -324,6 +324,11 @@ def test_the_processes_are_looked_up_while_one_is_missing_then_every_64th_event(
     assert len(lookups) == 2  # all three known: their pids are kept...
     emit()
     assert len(lookups) == 3  # ...but looked up again at the 64th (a restarted listener)
+    for _ in range(63):
+        emit()
+    assert len(lookups) == 3
+    emit()
+    assert len(lookups) == 4  # and every 64th after that
 
 
 class FixedWallClock:
