@@ -60,6 +60,15 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_enrichment.py", "tests/unit/test_metrics.py",
     ),
     "ext/sender/quarantine.py": ("tests/unit/test_quarantine*.py",),
+    # The platform records' metrics and alerts, through the envelope builder that calls it.
+    "ext/sender/derived.py": (
+        "tests/unit/test_metrics.py", "tests/unit/test_enrichment.py",
+        "tests/unit/test_envelope*.py",
+    ),
+    # Its own tests, then where the sender loop emits it (in process, a stand-in clock).
+    "ext/sender/self_metrics.py": (
+        "tests/unit/test_self_metrics.py", "tests/unit/test_sender_loop.py",
+    ),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (
         "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame_resync.py",

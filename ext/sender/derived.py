@@ -37,7 +37,6 @@ class PlatformDerivation:
         self._alert_head = (b',"host":' + encode(host) + b',"source":' + encode(source)
                             + b',"sourcetype":' + encode(alerts.ALERT_SOURCETYPE) + index
                             + b',"fields":{')
-        self.alerts_raised = 0
         self.metric_made = False  # by the last derive(): the record's figures are in a metric
 
     def derive(self, builder: EnvelopeBuilder, kind: str, time: str | int | float,
@@ -61,7 +60,6 @@ class PlatformDerivation:
             self.metric_made = True
             out.append(metric)
         if alert is not None:
-            self.alerts_raised += 1
             out.append(self._alert_event(stamp, common, alert, kind, figures))
             counter = self.metrics.metric_event(stamp, common, {"alert": alert}, {ALERTS: 1})
             if counter is not None:

@@ -166,6 +166,7 @@ def test_each_cause_raises_exactly_one_alert_with_request_id_and_figures(
     counters = [e for e in metric_events(out) if "metric_name:aws.lambda.alerts" in e["fields"]]
     assert len(counters) == 1
     assert counters[0]["fields"]["alert"] == alert
+    assert counters[0]["fields"]["metric_name:aws.lambda.alerts"] == 1  # one alert: summed
     assert counters[0]["index"] == "m"
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,15 @@ import pytest
 
 from ext import config, control
 from ext.sender.envelope import EnvelopeBuilder
-from ext.sender.self_metrics import DeliveryStats, SelfMetrics, UnsentRecords, process_figures
+from ext.sender.self_metrics import (
+    MAX_LATENCIES,
+    DeliveryStats,
+    SelfMetrics,
+    UnsentRecords,
+    extension_pids,
+    percentile,
+    process_figures,
+)
 from ext.spool.ackstate import SpoolStats
 from tests.unit.test_sender_commits import Rig
 
@@ -27,6 +38,10 @@ def self_metrics(**env: str) -> tuple[SelfMetrics, EnvelopeBuilder]:
 
 def test_delivery_counters_are_deltas_with_latency_percentiles() -> None:
     stats = DeliveryStats()
+    assert DeliveryStats().take() == {  # nothing yet: every counter at 0, no percentiles
+        "hec.requests": 0, "hec.retries": 0, "hec.bytes_uncompressed": 0,
+        "hec.bytes_compressed": 0, "hec.failures.retry": 0, "hec.failures.hold": 0,
+        "hec.failures.poison": 0, "hec.failures.too_large": 0}
     for n in range(100):
         stats.requested((n + 1) / 1000, "accepted", retry=False)
     stats.requested(0.5, "retry", retry=False)
@@ -43,6 +58,7 @@ def test_delivery_counters_are_deltas_with_latency_percentiles() -> None:
     assert (first["hec.bytes_uncompressed"], first["hec.bytes_compressed"]) == (1000, 300)
     second = stats.take()
     assert second["hec.requests"] == 0 and "hec.latency_p50_ms" not in second
+    assert (second["hec.bytes_uncompressed"], second["hec.bytes_compressed"]) == (0, 0)
 
 
 def test_unsent_records_follow_reads_and_commits() -> None:
@@ -58,8 +74,12 @@ def test_unsent_records_follow_reads_and_commits() -> None:
     assert (unsent.events, unsent.oldest_age_ms()) == (0, 0.0)
 
 
-def test_process_figures_of_a_live_and_a_gone_process() -> None:
-    figures = process_figures({"sender": os.getpid(), "gone": 2**22 + 12345})
+@pytest.mark.parametrize("gone_first", [False, True])
+def test_process_figures_of_a_live_and_a_gone_process(gone_first: bool) -> None:
+    pids = {"sender": os.getpid(), "gone": 2**22 + 12345}
+    if gone_first:
+        pids = dict(reversed(pids.items()))
+    figures = process_figures(pids)
     assert figures["process.sender.rss_mb"] > 1
     assert figures["process.sender.cpu_ms"] >= 0
     assert not any(k.startswith("process.gone") for k in figures)
@@ -182,3 +202,202 @@ def test_the_backlog_is_measured_only_when_a_self_metrics_event_is_due(tmp_path:
         assert len(measured) == 2 and len(own(rig)) == 2
     finally:
         rig.close()
+
+
+def test_process_figures_are_the_process_cpu_time_and_resident_memory() -> None:
+    def resident_mb() -> float:
+        # proc(5): rss, in pages, is field 24 of /proc/<pid>/stat (the 22nd after the name).
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+        pages = int(stat[stat.rfind(b")") + 2:].split()[21])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+    def cpu_ticks(times: os.times_result) -> float:
+        return (times.user + times.system) * os.sysconf("SC_CLK_TCK")
+
+    before, low = os.times(), resident_mb()
+    figures = process_figures({"sender": os.getpid()})
+    after, high = os.times(), resident_mb()
+    # Whole clock ticks of this process (user and system), as os.times counts them, in ms.
+    ticks = figures["process.sender.cpu_ms"] * os.sysconf("SC_CLK_TCK") / 1000
+    assert abs(ticks - round(ticks)) < 1e-6
+    assert cpu_ticks(before) - 1e-6 <= ticks <= cpu_ticks(after) + 1e-6
+    # In MB to two decimals: 0.005 MB either way, and a few pages more or less in between.
+    assert min(low, high) - 0.02 <= figures["process.sender.rss_mb"] <= max(low, high) + 0.02
+
+
+FakeMain = Callable[[int], tuple[int, list[int]]]
+
+
+@pytest.fixture
+def fake_main() -> Iterator[FakeMain]:
+    """A process standing for main, with the children its test asks for (sleepers)."""
+    made: list[subprocess.Popen[bytes]] = []
+
+    def start(children: int) -> tuple[int, list[int]]:
+        script = "; ".join(["sleep 30 & echo $!"] * children + ["wait"])
+        proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE)
+        made.append(proc)
+        assert proc.stdout is not None
+        return proc.pid, [int(proc.stdout.readline()) for _ in range(children)]
+
+    yield start
+    for proc in made:
+        for pid in children_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", "rb") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+@pytest.mark.parametrize("children", [1, 2, 3])
+def test_the_listener_is_the_only_other_child_of_main(
+    monkeypatch: pytest.MonkeyPatch, fake_main: FakeMain, children: int,
+) -> None:
+    main, pids = fake_main(children)
+    monkeypatch.setattr(os, "getppid", lambda: main)
+    # The last child started stands for the sender: the listener may be older or younger.
+    monkeypatch.setattr(os, "getpid", lambda: pids[-1])
+    expected = {"sender": pids[-1], "main": main}
+    if children == 2:
+        expected["listener"] = pids[0]  # one other child: it is the listener
+    assert extension_pids() == expected  # none other (listener gone) or two: none is named
+
+
+def test_a_sender_whose_main_is_gone_names_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # reparented to init
+    assert extension_pids() == {"sender": os.getpid()}
+
+
+def test_latencies_kept_between_emissions_are_bounded() -> None:
+    stats = DeliveryStats()
+    for n in range(MAX_LATENCIES + 10):
+        stats.requested(n / 1000, "accepted", retry=False)
+    assert len(stats.latencies_ms) == MAX_LATENCIES  # the first ones: a bound on memory
+    values = stats.take()
+    assert values["hec.requests"] == MAX_LATENCIES + 10  # every request is still counted
+    assert values["hec.latency_p99_ms"] == percentile(list(range(MAX_LATENCIES)), 99)
+
+
+def test_a_record_stamped_ahead_of_this_clock_is_not_older_than_zero() -> None:
+    unsent = UnsentRecords()
+    unsent.read(0, 1, time.time_ns() + 5_000_000_000)  # a writer's clock ahead of this one
+    assert unsent.oldest_age_ms() == 0.0
+
+
+def test_latency_percentiles_are_in_milliseconds_to_the_microsecond() -> None:
+    stats = DeliveryStats()
+    stats.requested(0.0123456789, "accepted", retry=False)
+    values = stats.take()
+    assert (values["hec.latency_p50_ms"], values["hec.latency_p99_ms"]) == (12.346, 12.346)
+
+
+def test_the_processes_are_looked_up_while_one_is_missing_then_every_64th_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    me = os.getpid()
+    found = [{"sender": me, "main": me}]  # the listener not started yet
+    lookups: list[int] = []
+
+    def looking_up() -> dict[str, int]:
+        lookups.append(len(lookups))
+        return dict(found[-1])
+
+    monkeypatch.setattr("ext.sender.self_metrics.extension_pids", looking_up)
+    sm, builder = self_metrics()
+
+    def emit() -> dict[str, Any]:
+        envelope = sm.envelope(builder, SpoolStats(), 0, "shutdown")
+        assert envelope is not None
+        metrics: dict[str, Any] = json.loads(envelope)["event"]["metrics"]
+        return metrics
+
+    assert "splunk.extension.process.listener.cpu_ms" not in emit()
+    found.append({"sender": me, "main": me, "listener": me})
+    assert "splunk.extension.process.listener.cpu_ms" in emit()  # looked up again: found
+    assert len(lookups) == 2
+    for _ in range(62):
+        emit()
+    assert len(lookups) == 2  # all three known: their pids are kept...
+    emit()
+    assert len(lookups) == 3  # ...but looked up again at the 64th (a restarted listener)
+    for _ in range(63):
+        emit()
+    assert len(lookups) == 3
+    emit()
+    assert len(lookups) == 4  # and every 64th after that
+
+
+class FixedWallClock:
+    """self_metrics' `time` with the wall clock stopped at `now_ns`."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def time_ns(self) -> int:
+        return self.now_ns
+
+    def time(self) -> float:
+        return self.now_ns / 1e9
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def test_the_oldest_unsent_record_s_age_is_in_milliseconds_to_a_tenth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = 1_791_000_000_000_000_000
+    monkeypatch.setattr("ext.sender.self_metrics.time", FixedWallClock(now))
+    sm, builder = self_metrics()
+    sm.unsent.read(0, 3, now - 123_456_789_012)  # 123.456789012 s ago
+    sm.unsent.read(1, 2, now)
+    envelope = sm.envelope(builder, SpoolStats(), 0, "shutdown")
+    assert envelope is not None
+    metrics = json.loads(envelope)["event"]["metrics"]
+    assert metrics["splunk.extension.spool.oldest_unsent_age_ms"] == 123_456.8
+    assert metrics["splunk.extension.spool.unsent_events"] == 5
+
+
+def test_a_sender_whose_main_has_just_gone_names_no_listener(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gone = 2**22 + 12345  # no such process: its children cannot be read
+    monkeypatch.setattr(os, "getppid", lambda: gone)
+    assert extension_pids() == {"sender": os.getpid(), "main": gone}
+
+
+class BootClock(FixedWallClock):
+    """self_metrics' `time` in a fresh execution environment: the monotonic clock counts from
+    the microVM's boot, a few seconds before the first invocation."""
+
+    def __init__(self, monotonic_s: float) -> None:
+        super().__init__(time.time_ns())
+        self.monotonic_s = monotonic_s
+
+    def monotonic(self) -> float:
+        return self.monotonic_s
+
+
+def test_an_invocation_is_due_once_the_interval_has_passed_since_the_last_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = BootClock(5.0)
+    monkeypatch.setattr("ext.sender.self_metrics.time", clock)
+    cfg = config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"})
+    builder = EnvelopeBuilder(cfg, "fn")
+    sm = SelfMetrics(builder.derivation.metrics, True, interval_s=10.0)
+    assert sm.envelope(builder, SpoolStats(), 0, "invocation") is not None
+    clock.monotonic_s = 14.9
+    assert not sm.due("invocation")
+    clock.monotonic_s = 16.0
+    assert sm.due("invocation")
+
+
+def test_a_main_with_a_low_pid_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a container's PID namespace the extension's main can be pid 2 (pid 1 its init).
+    monkeypatch.setattr(os, "getppid", lambda: 2)
+    assert extension_pids()["main"] == 2

@@ -908,3 +908,80 @@ def test_commits_inside_a_segment_with_a_successor_list_only_once_it_is_complete
         assert listings == []  # segment 3 starts after seq 2: nothing is complete yet
         r.commit(2)
         assert len(listings) == 1 and list_segments(tmp_path) == [3]
+
+
+class StampedClock(ReaderClock):
+    """The reader's `time`, its wall clock read `offset_ns` after the directory's last change
+    (negative: the directory changed between the clock read and the reader's fstat)."""
+
+    def __init__(self, directory: Path, offset_ns: int) -> None:
+        super().__init__()
+        self.directory, self.offset_ns = directory, offset_ns
+
+    def time_ns(self) -> int:
+        return os.stat(self.directory).st_mtime_ns + self.offset_ns
+
+
+@pytest.mark.parametrize(("offset_ns", "trusted"), [
+    (-1, False),  # changed after the clock was read: the next change may get the same stamp
+    (reader.LISTING_SETTLE_NS, False),
+    (reader.LISTING_SETTLE_NS + 1, True),
+], ids=["changed-after-the-clock-read", "exactly-the-settle-time-old", "older-than-that"])
+def test_a_listing_is_trusted_only_once_its_mtime_is_older_than_the_settle_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offset_ns: int, trusted: bool,
+) -> None:
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        w.append(b"a", 1)
+        settle(tmp_path)  # the writer's spare file made: nothing changes the directory now
+        monkeypatch.setattr("ext.spool.reader.time", StampedClock(tmp_path, offset_ns))
+        listings = count_listings(monkeypatch)
+        assert len(r.read(10, 100)) == 1
+        assert len(listings) == 2  # to open the segment, and at its end
+        assert r.read(10, 100) == []
+        assert len(listings) == (2 if trusted else 3)
+
+
+def test_a_spool_directory_reached_through_a_symlink_is_read(tmp_path: Path) -> None:
+    (tmp_path / "spool").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "spool")
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(link, segment_bytes=SEGMENT_HEADER_BYTES + frame,
+                     max_bytes=1 << 20) as w, SpoolReader(link) as r:
+        w.append(b"a" * 10, 1)
+        assert [x.payload for x in r.read(10, 100)] == [b"a" * 10]
+        w.append(b"b" * 10, 1)  # a new segment: seen through the directory's mtime
+        assert [x.payload for x in r.read(10, 100)] == [b"b" * 10]
+
+
+def test_commits_inside_a_segment_past_seq_256_list_only_once_it_is_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Segment bases past 256 are ints Python does not cache: one listing's 300 is not the
+    object another listing (or the open) made, and only their values tell the same segment."""
+    frame = FRAME_HEADER_BYTES + 10
+    with SpoolWriter(tmp_path, segment_bytes=SEGMENT_HEADER_BYTES + 300 * frame,
+                     max_bytes=1 << 22) as w, SpoolReader(tmp_path) as r:
+        for _ in range(603):  # segments 0, 300 and 600
+            w.append(b"x" * 10, 1)
+        assert len(r.read(1000, 1 << 22)) == 603
+        r.commit(299)  # segment 0 delivered: this commit lists, and deletes it
+        assert list_segments(tmp_path) == [300, 600]
+        listings = count_listings(monkeypatch)
+        r.commit(300)
+        r.commit(450)
+        assert listings == []  # segment 300 is not complete: nothing to look for
+        r.commit(599)
+        assert len(listings) == 1 and list_segments(tmp_path) == [600]
+
+
+@pytest.mark.parametrize("budget_mib", [16, 100])
+def test_a_budget_far_past_a_segment_s_size_reads_the_whole_segment(
+    tmp_path: Path, budget_mib: int,
+) -> None:
+    # SPLUNK_MAX_REQUEST_BYTES goes up to 100 MiB, and segments are 1 MiB by default.
+    payloads = [bytes([i]) * 65_536 for i in range(15)]
+    with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
+        for payload in payloads:
+            w.append(payload, 1)
+        assert [x.payload for x in r.read(1000, budget_mib * 2**20)] == payloads
