@@ -66,6 +66,32 @@ def chain_server(pki: dict[str, tuple[Path, Path, Path]]) -> Iterator[tuple[str,
         yield url, script, context
 
 
+class Site:
+    """HEC over TLS (`chain_server`), the PKI, a folder for bundles, and clients whose CA loads
+    are recorded."""
+
+    def __init__(self, server: tuple[str, Script, ssl.SSLContext],
+                 pki: dict[str, tuple[Path, Path, Path]], folder: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.url, self.script, self.server_context = server
+        self.pki = pki
+        self.folder = folder
+        self.monkeypatch = monkeypatch
+
+    def client(self, ca_bundle: Path, url: str | None = None
+               ) -> tuple[HecClient, list[dict[str, object]]]:
+        """A client of this HEC (or of `url`) trusting `ca_bundle`, and its CA loads."""
+        made = HecClient(config(url or self.url, ca_bundle=str(ca_bundle)))
+        return made, spy_loads(made, self.monkeypatch)
+
+
+@pytest.fixture
+def site(chain_server: tuple[str, Script, ssl.SSLContext],
+         pki: dict[str, tuple[Path, Path, Path]], tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Site:
+    return Site(chain_server, pki, tmp_path, monkeypatch)
+
+
 def spy_loads(client: HecClient, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     """Every load_verify_locations call on the client's TLS context, by keyword."""
     context = client._pool.conn_kw["ssl_context"]
@@ -82,88 +108,73 @@ def spy_loads(client: HecClient, monkeypatch: pytest.MonkeyPatch) -> list[dict[s
 
 
 def test_only_the_root_that_anchors_hecs_chain_is_loaded(
-    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    site: Site,
 ) -> None:
-    url, script, _ = chain_server
-    root = pki["first"][0]
-    client = HecClient(config(url, ca_bundle=str(bundle(tmp_path, pki["second"][0], root))))
-    loads = spy_loads(client, monkeypatch)
+    root = site.pki["first"][0]
+    client, loads = site.client(bundle(site.folder, site.pki["second"][0], root))
     outcomes = [client.post(b"{}").verdict for _ in range(2)]  # two connections, one choice
     client.close()
-    assert outcomes == [Verdict.ACCEPTED] * 2 and len(script.seen) == 2
+    assert outcomes == [Verdict.ACCEPTED] * 2 and len(site.script.seen) == 2
     assert client._trust is _Trust.CHOSEN
     assert loads == [{"cadata": root.read_text().strip()}]  # the probe sent nothing
 
 
 def test_a_bundle_without_hecs_ca_is_loaded_whole_and_refuses_it(
-    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    site: Site, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    url, script, _ = chain_server
-    ca = bundle(tmp_path, pki["second"][0])
-    client = HecClient(config(url, ca_bundle=str(ca)))
-    loads = spy_loads(client, monkeypatch)
+    ca = bundle(site.folder, site.pki["second"][0])
+    client, loads = site.client(ca)
     with caplog.at_level("INFO", logger="ext.sender.hec"):
         out = client.post(b"{}")
     client.close()
-    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and site.script.seen == []
     assert loads == [{"cafile": str(ca)}] and client._trust is _Trust.ALL
     assert "no CA of the bundle names HEC's certificate chain" in caplog.text
 
 
 def test_a_chain_the_chosen_cas_do_not_verify_is_tried_with_every_ca(
-    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    site: Site, caplog: pytest.LogCaptureFixture,
 ) -> None:
     # HEC's certificate is renewed under another CA of the bundle between two connections.
-    url, script, server_context = chain_server
-    ca = bundle(tmp_path, pki["first"][0], pki["second"][0])
-    client = HecClient(config(url, ca_bundle=str(ca)))
-    loads = spy_loads(client, monkeypatch)
+    ca = bundle(site.folder, site.pki["first"][0], site.pki["second"][0])
+    client, loads = site.client(ca)
     first = client.post(b"{}")
-    _, chain, key = pki["second"]
-    server_context.load_cert_chain(chain, key)
+    _, chain, key = site.pki["second"]
+    site.server_context.load_cert_chain(chain, key)
     with caplog.at_level("INFO", logger="ext.sender.hec"):
         renewed = client.post(b"{}")
     client.close()
     assert (first.verdict, renewed.verdict) == (Verdict.ACCEPTED, Verdict.ACCEPTED)
-    assert len(script.seen) == 2 and client._trust is _Trust.ALL
-    assert loads == [{"cadata": pki["first"][0].read_text().strip()}, {"cafile": str(ca)}]
+    assert len(site.script.seen) == 2 and client._trust is _Trust.ALL
+    assert loads == [{"cadata": site.pki["first"][0].read_text().strip()}, {"cafile": str(ca)}]
     assert "the CAs chosen for HEC do not verify its certificate" in caplog.text
 
 
 def test_a_wrong_host_name_is_refused_with_every_ca_too(
-    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    site: Site,
 ) -> None:
-    url, script, _ = chain_server
-    ca = bundle(tmp_path, pki["first"][0])
-    client = HecClient(config(url.replace("127.0.0.1", "localhost"), ca_bundle=str(ca)))
-    loads = spy_loads(client, monkeypatch)
+    ca = bundle(site.folder, site.pki["first"][0])
+    client, loads = site.client(ca, site.url.replace("127.0.0.1", "localhost"))
     out = client.post(b"{}")
     client.close()
-    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and site.script.seen == []
     assert [list(load) for load in loads] == [["cadata"], ["cafile"]]  # chosen, then all
 
 
 def test_a_hashed_ca_directory_is_trusted_as_is(
-    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    site: Site,
 ) -> None:
-    url, script, _ = chain_server
-    root = pki["first"][0]
+    root = site.pki["first"][0]
     digest = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(root)],
                             check=True, capture_output=True, text=True).stdout.strip()
-    folder = tmp_path / "cas"
+    folder = site.folder / "cas"
     folder.mkdir()
     shutil.copy(root, folder / f"{digest}.0")
-    client = HecClient(config(url, ca_bundle=str(folder)))
-    loads = spy_loads(client, monkeypatch)
+    client, loads = site.client(folder)
     client.trust()
     out = client.post(b"{}")
     client.close()
-    assert out.verdict is Verdict.ACCEPTED and len(script.seen) == 1
+    assert out.verdict is Verdict.ACCEPTED and len(site.script.seen) == 1
     assert loads == [{"capath": str(folder)}]  # no probe: OpenSSL reads only what it needs
 
 
@@ -207,15 +218,12 @@ def test_a_bundle_of_a_few_cas_is_loaded_whole_without_a_probe(
 
 
 def test_a_chain_that_cannot_be_read_gets_every_ca(
-    chain_server: tuple[str, Script, ssl.SSLContext], pki: dict[str, tuple[Path, Path, Path]],
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    site: Site,
 ) -> None:
-    url, script, _ = chain_server
-    ca = bundle(tmp_path, pki["first"][0])
-    client = HecClient(config(url, ca_bundle=str(ca)))
-    loads = spy_loads(client, monkeypatch)
-    monkeypatch.setattr(trust, "peer_chain", lambda sock: [b"\x30\x03not DER"])
+    ca = bundle(site.folder, site.pki["first"][0])
+    client, loads = site.client(ca)
+    site.monkeypatch.setattr(trust, "peer_chain", lambda sock: [b"\x30\x03not DER"])
     out = client.post(b"{}")
     client.close()
-    assert out.verdict is Verdict.ACCEPTED and len(script.seen) == 1
+    assert out.verdict is Verdict.ACCEPTED and len(site.script.seen) == 1
     assert loads == [{"cafile": str(ca)}] and client._trust is _Trust.ALL
