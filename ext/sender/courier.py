@@ -55,7 +55,6 @@ class Courier:
 
     def __init__(self, config: Config, quarantine_dir: str) -> None:
         self.client = HecClient(config)
-        self.gzip_level = config.gzip_level
         self.quarantine = Quarantine(quarantine_dir)
         # Read by the sender thread: a new failure answers the flushes waiting on HEC.
         self.failures = 0  # failed attempts so far
@@ -74,7 +73,7 @@ class Courier:
         self.drain_deadline: float | None = None  # monotonic; set by the sender thread
         self.stats = DeliveryStats()  # requests, retries, failures, latency: self-metrics
         self._cv = threading.Condition()
-        self._slot: tuple[HecBatch, bytes] | None = None
+        self._slot: HecBatch | None = None
         self._busy = False
         self._done: list[int | None] = []
         self._hurry = False
@@ -97,17 +96,17 @@ class Courier:
         since = self.posting_since
         return since is not None and time.monotonic() - since > limit_s
 
-    def offer(self, batch: HecBatch, body: bytes) -> bool:
-        """Queues one batch (`body` = its gzipped bytes); False if one is already waiting."""
+    def offer(self, batch: HecBatch) -> bool:
+        """Queues one batch; False if one is already waiting."""
         with self._cv:
             if self._slot is not None:
                 return False
-            self._slot = (batch, body)
+            self._slot = batch
             self.queued_bytes += batch.size
             self._cv.notify_all()
             return True
 
-    def deliver_now(self, batch: HecBatch, body: bytes, within_s: float) -> bool:
+    def deliver_now(self, batch: HecBatch, within_s: float) -> bool:
         """Sends `batch` on the caller's thread when nothing else is pending and HEC is healthy;
         True once HEC accepted it (nothing to collect with `take_done`). Otherwise it is offered
         to the delivery thread, which sends or retries it as usual; False. The attempt gives up
@@ -134,12 +133,12 @@ class Courier:
             if inline:
                 self._busy = True  # the thread stays off the connection meanwhile
         if not inline:
-            self.offer(batch, body)
+            self.offer(batch)
             return False
         try:
             started = self.posting_since = time.monotonic()
             try:
-                outcome = self.client.post(body, within_s)
+                outcome = self.client.post(batch.body, within_s)
             finally:
                 self.posting_since = None
             took = time.monotonic() - started
@@ -158,7 +157,7 @@ class Courier:
         finally:
             with self._cv:
                 self._busy = False
-        self.offer(batch, body)  # the thread retries, splits or quarantines it from here
+        self.offer(batch)  # the thread retries, splits or quarantines it from here
         return False
 
     def can_accept(self) -> bool:
@@ -203,11 +202,11 @@ class Courier:
                     self._cv.wait()
                 if self._stopping or self._slot is None:
                     return
-                batch, body = self._slot
+                batch = self._slot
                 self._slot = None
                 self._busy = True
             try:
-                self._deliver(batch, body)
+                self._deliver(batch)
             except _StoppedError:
                 return
             except Exception:
@@ -246,15 +245,13 @@ class Courier:
         with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
             os.write(self._done_w, b"d")
 
-    def _deliver(self, batch: HecBatch, body: bytes | None) -> None:
+    def _deliver(self, batch: HecBatch) -> None:
         """POSTs until HEC accepted the batch or quarantined its poison events."""
         attempt = 0
         while batch.count:
-            if body is None:
-                body = batch.body
             started = self.posting_since = time.monotonic()
             try:
-                outcome = self.client.post(body)
+                outcome = self.client.post(batch.body)
             finally:
                 self.posting_since = None
             self.stats.requested(time.monotonic() - started, outcome.verdict.value, attempt > 0)
@@ -266,11 +263,10 @@ class Courier:
                 break
             if verdict is Verdict.TOO_LARGE and batch.count > 1:
                 first, batch = split_batch(batch)
-                self._deliver(first, None)
-                body = None
+                self._deliver(first)
                 continue
             if verdict in (Verdict.POISON, Verdict.TOO_LARGE):
-                batch, body = self._isolate_poison(batch, outcome), None
+                batch = self._isolate_poison(batch, outcome)
                 continue
             attempt += 1
             self.breaker.failed(took, outcome.text.endswith("TimeoutError"))
@@ -300,7 +296,7 @@ class Courier:
             self.quarantine.keep(batch.joined(), outcome.status, outcome.code, outcome.text)
             return without(batch, 0)
         first, second = split_batch(batch)
-        self._deliver(first, None)
+        self._deliver(first)
         return second
 
     def _backoff_s(self, attempt: int, outcome: HecOutcome) -> float:

@@ -149,13 +149,12 @@ class Sender:
                 self._commit(self.commits.skipped(batch.completes_seq))
                 continue
             self.commits.sent(batch.completes_seq)
-            body = batch.body  # gzipped when planned
             delivery = self.self_metrics.delivery
             delivery.bytes_uncompressed += batch.size
-            delivery.bytes_compressed += len(body)
+            delivery.bytes_compressed += len(batch.body)  # gzipped when planned
             if self.outbox:  # more to send: the thread posts this one while the next is prepared
-                self.courier.offer(batch, body)
-            elif self.courier.deliver_now(batch, body, self._inline_limit_s()):
+                self.courier.offer(batch)
+            elif self.courier.deliver_now(batch, self._inline_limit_s()):
                 self._commit(self.commits.delivered(1))  # the only one in flight: commit it
             return True
         return False

@@ -78,7 +78,7 @@ def test_one_answer_between_two_hangs_keeps_flushes_from_waiting(tmp_path: Path)
 
 def deliver(courier: Courier, seq: int, timeout_s: float = 5.0) -> None:
     """Offers one batch and waits until the courier reports it delivered."""
-    assert courier.offer(seal([b"x"], seq, 0), b"x")
+    assert courier.offer(seal([b"x"], seq, 0))
     end = time.monotonic() + timeout_s
     while seq not in courier.take_done():
         assert time.monotonic() < end, "not delivered in time"
@@ -169,7 +169,7 @@ def test_the_courier_readies_the_client_as_it_starts_and_delivers_whatever_that_
     courier = Courier(config.load(env), str(tmp_path))
     try:
         assert client.trusting.wait(5)  # before any batch was offered
-        assert courier.offer(seal([b"x"], 0, 0), b"x")
+        assert courier.offer(seal([b"x"], 0, 0))
         time.sleep(0.05)
         assert not courier.stalled(0.01)  # loading CAs is CPU, not a request on the wire
         client.trusted.set()

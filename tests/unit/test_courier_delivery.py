@@ -120,7 +120,7 @@ def quarantined(tmp_path: Path) -> list[bytes]:
 def test_an_accepted_batch_is_reported_done_with_its_seq_and_measured(make: Make) -> None:
     courier, client = make(lambda _: ACCEPTED)
     assert courier.idle() and courier.can_accept()
-    assert courier.offer(batch(b"a", b"bc", seq=3), b"a\nbc")
+    assert courier.offer(batch(b"a", b"bc", seq=3))
     assert done(courier) == [3]
     assert client.posted == [[b"a", b"bc"]]
     assert round_trip(courier) is not None and round_trip(courier) < 0.5  # type: ignore[operator]
@@ -135,7 +135,7 @@ def test_an_accepted_batch_is_reported_done_with_its_seq_and_measured(make: Make
 def test_batches_are_reported_in_the_order_offered(make: Make) -> None:
     courier, _ = make(lambda _: ACCEPTED)
     for seq in (1, None, 2):
-        while not courier.offer(batch(b"x", seq=seq), b"x"):
+        while not courier.offer(batch(b"x", seq=seq)):
             time.sleep(0.001)
     assert done(courier, 3) == [1, None, 2]
 
@@ -143,14 +143,14 @@ def test_batches_are_reported_in_the_order_offered(make: Make) -> None:
 def test_one_batch_waits_in_the_slot_while_another_is_on_the_wire(make: Make) -> None:
     courier, client = make(lambda _: ACCEPTED)
     client.gate = threading.Event()
-    assert courier.offer(batch(b"aa", seq=1), b"aa")
+    assert courier.offer(batch(b"aa", seq=1))
     assert client.entered.wait(2)
     assert not courier.idle()  # busy on the wire
     assert courier.stalled(0.0) and not courier.stalled(0.5) and not courier.stalled(60.0)
-    assert courier.offer(batch(b"bbb", seq=2), b"bbb")
+    assert courier.offer(batch(b"bbb", seq=2))
     assert courier.queued_bytes == 5  # both offered, neither delivered
     assert not courier.can_accept()
-    assert not courier.offer(batch(b"c", seq=3), b"c")  # the slot is taken
+    assert not courier.offer(batch(b"c", seq=3))  # the slot is taken
     client.gate.set()
     assert done(courier, 2) == [1, 2]
     assert not courier.stalled(0.0)
@@ -162,7 +162,7 @@ def test_too_large_halves_until_each_part_is_accepted_in_order(make: Make) -> No
         return ACCEPTED if len(envelopes) == 1 else HecOutcome(Verdict.TOO_LARGE, 413)
 
     courier, client = make(answer)
-    courier.offer(batch(b"a", b"b", b"c", seq=5), b"a\nb\nc")
+    courier.offer(batch(b"a", b"b", b"c", seq=5))
     assert done(courier) == [5]
     accepted = [e for e in client.posted if len(e) == 1]
     assert accepted == [[b"a"], [b"b"], [b"c"]]
@@ -175,7 +175,7 @@ def courier_dir(courier: Courier) -> Path:
 
 def test_a_single_event_too_large_is_quarantined_not_retried(make: Make) -> None:
     courier, client = make(lambda _: HecOutcome(Verdict.TOO_LARGE, 413))
-    courier.offer(batch(b"huge", seq=2), b"huge")
+    courier.offer(batch(b"huge", seq=2))
     assert done(courier) == [2]
     assert client.posted == [[b"huge"]]
     assert quarantined(courier_dir(courier)) == [b"huge"]
@@ -189,7 +189,7 @@ def test_the_named_poison_event_is_quarantined_and_the_rest_delivered(make: Make
         return ACCEPTED
 
     courier, client = make(answer)
-    courier.offer(batch(b"a", b"bad", b"c", seq=9), b"a\nbad\nc")
+    courier.offer(batch(b"a", b"bad", b"c", seq=9))
     assert done(courier) == [9]
     assert client.posted[-1] == [b"a", b"c"]
     assert quarantined(courier_dir(courier)) == [b"bad"]
@@ -204,7 +204,7 @@ def test_an_unnamed_poison_event_is_found_by_halving(make: Make) -> None:
         return ACCEPTED
 
     courier, client = make(answer)
-    courier.offer(batch(b"a", b"bad", b"c", b"d", seq=4), b"a\nbad\nc\nd")
+    courier.offer(batch(b"a", b"bad", b"c", b"d", seq=4))
     assert done(courier) == [4]
     delivered = [e for posted in client.posted for e in posted if e != b"bad"]
     assert sorted(set(delivered)) == [b"a", b"c", b"d"]
@@ -215,7 +215,7 @@ def test_an_unnamed_poison_event_is_found_by_halving(make: Make) -> None:
 def test_a_poison_index_outside_the_batch_is_not_trusted(make: Make, index: int) -> None:
     answers = iter([HecOutcome(Verdict.POISON, 400, 6, "bad", invalid_event=index)])
     courier, client = make(lambda _: next(answers, ACCEPTED))
-    courier.offer(batch(b"only", seq=1), b"only")
+    courier.offer(batch(b"only", seq=1))
     assert done(courier) == [1]
     # a lone event HEC calls invalid is kept aside, whatever index HEC named
     assert quarantined(courier_dir(courier)) == [b"only"]
@@ -225,7 +225,7 @@ def test_a_poison_index_outside_the_batch_is_not_trusted(make: Make, index: int)
 def test_a_poison_index_at_the_batch_end_splits_instead(make: Make) -> None:
     answers = iter([HecOutcome(Verdict.POISON, 400, 6, "bad", invalid_event=2)])
     courier, client = make(lambda _: next(answers, ACCEPTED))
-    courier.offer(batch(b"a", b"b", seq=1), b"a\nb")
+    courier.offer(batch(b"a", b"b", seq=1))
     assert done(courier) == [1]
     assert quarantined(courier_dir(courier)) == []
     assert client.posted[1:] == [[b"a"], [b"b"]]
@@ -234,7 +234,7 @@ def test_a_poison_index_at_the_batch_end_splits_instead(make: Make) -> None:
 def test_a_transient_failure_is_retried_at_once_and_health_recovers(make: Make) -> None:
     answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")])
     courier, client = make(lambda _: next(answers, ACCEPTED))
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
     assert client.posted == [[b"a"], [b"a"]]
     assert health(courier) == (False, False, 1)
@@ -248,7 +248,7 @@ def test_health_while_failing_and_a_timeout_marks_hec_hanging(make: Make) -> Non
     ])
     courier, client = make(lambda _: next(answers, ACCEPTED))
     client.gate, client.hold_after = threading.Event(), 2
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     wait_posts(client, 3)  # the third attempt is on the wire
     assert health(courier) == (True, True, 2)  # hanging is sticky across a fast failure
     client.gate.set()
@@ -262,7 +262,7 @@ def test_a_fast_refusal_does_not_mark_hec_hanging(make: Make) -> None:
     answers = iter([HecOutcome(Verdict.RETRY, 0, None, "ConnectionRefusedError")])
     courier, client = make(lambda _: next(answers, ACCEPTED))
     client.gate, client.hold_after = threading.Event(), 1
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     wait_posts(client, 2)  # the retry is on the wire: the failure is recorded
     assert health(courier) == (True, False, 1)
     client.gate.set()
@@ -278,7 +278,7 @@ def test_a_failure_slower_than_the_flush_budget_marks_hec_hanging(make: Make) ->
 
     courier, client = make(slow, budget_ms=1)
     client.gate, client.hold_after = threading.Event(), 1
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     wait_posts(client, 2)
     assert health(courier) == (True, True, 1)
     client.gate.set()
@@ -288,7 +288,7 @@ def test_a_failure_slower_than_the_flush_budget_marks_hec_hanging(make: Make) ->
 def test_a_hold_waits_until_hurried(make: Make) -> None:
     answers = iter([HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")])
     courier, client = make(lambda _: next(answers, ACCEPTED))
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert done(courier, within_s=0.3) == []  # held for 2 s
     assert health(courier) == (True, False, 1)
     courier.hurry()
@@ -298,7 +298,7 @@ def test_a_hold_waits_until_hurried(make: Make) -> None:
 
 def test_stop_during_a_hold_leaves_the_batch_undone(make: Make) -> None:
     courier, client = make(lambda _: HecOutcome(Verdict.HOLD, 403, 4, "Invalid token"))
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert client.entered.wait(2)
     courier.stop()
     courier._thread.join(1.0)
@@ -311,7 +311,7 @@ def test_stop_during_a_hold_leaves_the_batch_undone(make: Make) -> None:
 def test_the_drain_deadline_ends_retries_and_leaves_the_batch_undone(make: Make) -> None:
     courier, client = make(lambda _: HecOutcome(Verdict.RETRY, 503, 9, "busy"))
     courier.drain_deadline = time.monotonic() + 0.2
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert done(courier, within_s=0.4) == []
     courier._thread.join(1.0)
     assert not courier._thread.is_alive()  # gave up at the deadline
@@ -364,7 +364,7 @@ def test_hec_failing_and_recovering_is_logged_once_each(
     courier, _ = make(lambda _: next(answers, ACCEPTED))
     courier._pause = lambda seconds: None  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="ext.sender.courier"):
-        courier.offer(batch(b"a", seq=1), b"a")
+        courier.offer(batch(b"a", seq=1))
         assert done(courier) == [1]
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
@@ -391,7 +391,7 @@ def test_a_bug_in_delivery_ends_the_process_for_a_restart(
         raise RuntimeError("a bug")
 
     courier, _ = make(answer)
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     courier._thread.join(3)
     assert exits == [70]  # supervisor.EXIT_CRASHED: the main process restarts the sender
     assert courier.take_done() == []
@@ -404,7 +404,7 @@ def test_waits_between_attempts_follow_the_verdicts(make: Make) -> None:
     courier, client = make(lambda _: next(answers, ACCEPTED))
     waits: list[float] = []
     courier._pause = waits.append  # type: ignore[method-assign]
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
     assert waits[:3] == [2.0, 4.0, 8.0]  # holds double from 2 s
     assert 0.0 <= waits[3] <= 0.05 * 2**4  # the fourth failure: jittered, capped by attempt
@@ -414,7 +414,7 @@ def test_waits_between_attempts_follow_the_verdicts(make: Make) -> None:
 def test_the_named_poison_event_is_dropped_without_a_probe(make: Make) -> None:
     answers = iter([HecOutcome(Verdict.POISON, 400, 6, "Invalid data format", invalid_event=0)])
     courier, client = make(lambda _: next(answers, ACCEPTED))
-    courier.offer(batch(b"bad", b"b", b"c", seq=3), b"bad\nb\nc")
+    courier.offer(batch(b"bad", b"b", b"c", seq=3))
     assert done(courier) == [3]
     assert client.posted == [[b"bad", b"b", b"c"], [b"b", b"c"]]
     assert quarantined(courier_dir(courier)) == [b"bad"]
@@ -424,7 +424,7 @@ def test_a_backoff_is_cut_short_by_the_drain_deadline(make: Make) -> None:
     courier, client = make(lambda _: HecOutcome(Verdict.RETRY, 503, 9, "busy"))
     courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
     courier.drain_deadline = time.monotonic() + 0.05
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     courier._thread.join(0.6)
     assert not courier._thread.is_alive()  # gave up at the deadline, not after 30 s
     assert len(client.posted) == 1 and courier.take_done() == []
@@ -450,9 +450,9 @@ def test_the_delivery_thread_never_keeps_the_process_alive(make: Make) -> None:
 def test_a_batch_waiting_when_stop_is_asked_is_not_sent(make: Make) -> None:
     courier, client = make(lambda _: ACCEPTED)
     client.gate = threading.Event()
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert client.entered.wait(2)
-    courier.offer(batch(b"b", seq=2), b"b")
+    courier.offer(batch(b"b", seq=2))
     courier.stop()  # returns after 0.2 s with the first request still on the wire
     client.gate.set()
     courier._thread.join(2.0)
@@ -464,7 +464,7 @@ def test_hurry_ends_a_long_hold_at_once(make: Make) -> None:
     answers = iter([HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")])
     courier, client = make(lambda _: next(answers, ACCEPTED))
     courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert client.entered.wait(2)
     courier.hurry()
     assert done(courier) == [1]
@@ -479,7 +479,7 @@ def test_each_request_is_counted_with_its_latency_and_whether_it_was_a_retry(mak
 
     courier, _ = make(slow)
     courier._pause = lambda seconds: None  # type: ignore[method-assign]
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
     stats = courier.stats.take()
     assert (stats["hec.requests"], stats["hec.retries"], stats["hec.failures.retry"]) == (3, 2, 2)
@@ -490,7 +490,7 @@ def test_hurry_leaves_an_idle_courier_asleep(make: Make) -> None:
     # Every Flush hurries the courier: an idle one waits on the same condition for its next
     # batch, and waking it would cost a thread switch at every invocation for nothing.
     courier, _ = make(lambda _: ACCEPTED)
-    courier.offer(batch(b"a", seq=1), b"a")
+    courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
     woken = []
     notify = courier._cv.notify_all
@@ -523,7 +523,7 @@ def warmed(make: Make, answers: list[HecOutcome]) -> tuple[Courier, ThreadNoting
     courier, _ = make(lambda _: ACCEPTED)
     client = ThreadNoting([])
     courier.client = client  # type: ignore[assignment]
-    assert courier.offer(batch(b"first", seq=1), b"first")
+    assert courier.offer(batch(b"first", seq=1))
     assert done(courier) == [1]
     replies = iter(answers)
     client.answer = lambda _: next(replies, ACCEPTED)
@@ -532,7 +532,7 @@ def warmed(make: Make, answers: list[HecOutcome]) -> tuple[Courier, ThreadNoting
 
 def test_a_batch_for_an_idle_healthy_courier_is_sent_on_the_callers_thread(make: Make) -> None:
     courier, client = warmed(make, [])
-    assert courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert courier.deliver_now(batch(b"a", seq=2), 0.5)
     assert client.threads == ["courier", threading.current_thread().name]
     assert courier.take_done() == []  # accepted already: nothing for the sender to collect
     assert courier.idle() and courier.queued_bytes == 0
@@ -544,14 +544,14 @@ def test_before_any_accepted_request_the_thread_sends_it(make: Make) -> None:
     courier, _ = make(lambda _: ACCEPTED)
     client = ThreadNoting([])
     courier.client = client  # type: ignore[assignment]
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier"]
 
 
 def test_a_failed_attempt_goes_to_the_thread_which_retries_it(make: Make) -> None:
     courier, client = warmed(make, [BUSY])
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)
     assert health(courier)[2] == 1  # the sender tells the waiting flushes HEC fails
     assert done(courier) == [2]  # retried by the thread at once, accepted
     assert client.threads == ["courier", threading.current_thread().name, "courier"]
@@ -561,7 +561,7 @@ def test_a_failed_attempt_goes_to_the_thread_which_retries_it(make: Make) -> Non
 def test_while_hec_fails_every_batch_goes_through_the_thread(make: Make) -> None:
     courier, client = warmed(make, [])
     courier.failing = True  # as after a failed attempt whose retry has not succeeded yet
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]
 
@@ -570,7 +570,7 @@ def test_at_shutdown_every_batch_goes_through_the_thread(make: Make) -> None:
     # The sender's thread must stay free to stop at the drain deadline.
     courier, client = warmed(make, [])
     courier.drain_deadline = float("inf")
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]
 
@@ -579,11 +579,11 @@ def test_with_a_batch_waiting_for_the_thread_the_next_waits_behind_it(make: Make
     courier, client = warmed(make, [])
     gate = threading.Event()
     client.gate, client.hold_after = gate, 1  # the thread's next POST stays on the wire
-    assert courier.offer(batch(b"a", seq=2), b"a")
+    assert courier.offer(batch(b"a", seq=2))
     try:
         while len(client.posted) < 2:
             threading.Event().wait(0.002)
-        assert not courier.deliver_now(batch(b"b", seq=3), b"b", 0.5)  # queued: order kept
+        assert not courier.deliver_now(batch(b"b", seq=3), 0.5)  # queued: order kept
     finally:
         gate.set()
     assert done(courier, 2) == [2, 3]
@@ -592,7 +592,7 @@ def test_with_a_batch_waiting_for_the_thread_the_next_waits_behind_it(make: Make
 
 def test_the_inline_attempt_is_bounded_by_the_time_the_caller_gives(make: Make) -> None:
     courier, client = warmed(make, [])
-    assert courier.deliver_now(batch(b"a", seq=2), b"a", 0.3)
+    assert courier.deliver_now(batch(b"a", seq=2), 0.3)
     assert client.within == [None, 0.3]  # the thread's requests keep the configured timeout
 
 
@@ -602,30 +602,30 @@ def test_a_hec_slower_than_the_limit_allows_is_not_tried_inline(make: Make) -> N
     courier, client = warmed(make, [])
     courier.recent_trips.clear()
     courier.recent_trips.extend([0.2, 0.3])
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]
     courier.recent_trips.clear()
     courier.recent_trips.extend([0.6, 0.1, 0.6])  # one prompt answer: the others spanned freezes
-    assert courier.deliver_now(batch(b"b", seq=3), b"b", 0.5)
+    assert courier.deliver_now(batch(b"b", seq=3), 0.5)
 
 
 def test_after_an_inline_attempt_timed_out_the_thread_sends_for_a_while(make: Make) -> None:
     timeout = HecOutcome(Verdict.RETRY, 0, 0, "ReadTimeoutError")
     courier, client = warmed(make, [timeout])
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a", 0.5)
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)
     assert done(courier) == [2]  # the thread's retry, accepted
     assert courier.hanging  # a timeout: flushes do not wait until the breaker closes again
     courier.breaker.is_open = False  # as after a few prompt answers
-    assert not courier.deliver_now(batch(b"b", seq=3), b"b", 0.5)  # still a minute without
+    assert not courier.deliver_now(batch(b"b", seq=3), 0.5)  # still a minute without
     assert done(courier) == [3]
     assert client.threads == ["courier", threading.current_thread().name, "courier", "courier"]
     courier._inline_after = 0.0
-    assert courier.deliver_now(batch(b"c", seq=4), b"c", 0.5)
+    assert courier.deliver_now(batch(b"c", seq=4), 0.5)
 
 
 def test_too_little_time_left_sends_through_the_thread(make: Make) -> None:
     courier, client = warmed(make, [])
-    assert not courier.deliver_now(batch(b"a", seq=2), b"a", courier_module.MIN_INLINE_S / 2)
+    assert not courier.deliver_now(batch(b"a", seq=2), courier_module.MIN_INLINE_S / 2)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]

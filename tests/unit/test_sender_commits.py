@@ -38,13 +38,13 @@ class StandInCourier:
     def can_accept(self) -> bool:
         return len(self.in_flight) < 2
 
-    def offer(self, batch: HecBatch, body: bytes) -> bool:
+    def offer(self, batch: HecBatch) -> bool:
         self.in_flight.append(batch)
         return True
 
-    def deliver_now(self, batch: HecBatch, body: bytes, within_s: float) -> bool:
+    def deliver_now(self, batch: HecBatch, within_s: float) -> bool:
         """Never sends on the sender's thread: every batch waits for `finish`."""
-        self.offer(batch, body)
+        self.offer(batch)
         return False
 
     def finish(self, count: int = 1) -> None:

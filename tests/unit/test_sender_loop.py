@@ -66,9 +66,9 @@ class PromptCourier(TimedCourier):
         super().__init__()
         self.calls: list[str] = []
 
-    def offer(self, batch: HecBatch, body: bytes) -> bool:
+    def offer(self, batch: HecBatch) -> bool:
         self.calls.append("offer")
-        super().offer(batch, body)
+        super().offer(batch)
         self.finish()
         os.write(self.done_w, b"d")
         return True
@@ -912,7 +912,7 @@ class InlineCourier(TimedCourier):
         super().__init__()
         self.inline: list[HecBatch] = []
 
-    def deliver_now(self, batch: HecBatch, body: bytes, within_s: float) -> bool:
+    def deliver_now(self, batch: HecBatch, within_s: float) -> bool:
         self.inline.append(batch)
         self.accepted.extend(batch.envelopes())
         return True
