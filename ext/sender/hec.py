@@ -35,7 +35,7 @@ from urllib3.util import wait_for_read
 from urllib3.util.ssl_ import create_urllib3_context
 
 from ext.sender import hec_wire, trust
-from ext.sender.batching import gzip_compressor
+from ext.sender.batching import compress_lines
 
 if TYPE_CHECKING:
     import socket
@@ -409,10 +409,7 @@ def _failure_name(err: Exception, *, connecting: bool) -> str:
 
 def compress(body: bytes, level: int) -> bytes:
     """The request body as sent: gzip at `level` (1 by default), or as is with level 0."""
-    if not level:
-        return body
-    compressor = gzip_compressor(level, len(body))
-    return compressor.compress(body) + compressor.flush()
+    return compress_lines([body], level)
 
 
 def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
