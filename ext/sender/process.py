@@ -261,7 +261,7 @@ class Sender:
                 for kind, rid, stamp in seen:
                     self.ledger.seen(kind, rid, record.seq)
                     if kind == RUNTIME_DONE:
-                        self._follow(kind, rid, builder.seconds(stamp))
+                        self._ended(rid, builder.seconds(stamp))
                         ended = True
                 builder.landmarks.clear()
                 if ended:  # once per invocation batch: the sender's own figures ride with it
@@ -277,14 +277,13 @@ class Sender:
             self.growth = max(1.0, (self.held_bytes - held_before) / read_bytes)
         return bool(records)
 
-    def _follow(self, kind: str, request_id: str, ended_s: float | None = None) -> None:
+    def _ended(self, request_id: str, ended_s: float | None = None) -> None:
         """A waited-for invocation ended: its budget runs from `ended_s`, its runtimeDone's
         time, when known, else from now. (That it started is told by `_answer_running`.)"""
         if self.ledger.waiting.get(request_id, True):
             return  # not waited for, or told Failing already: main does not wait for it
-        if kind == RUNTIME_DONE:
-            left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
-            self.due.setdefault(request_id, time.monotonic() + left)
+        left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
+        self.due.setdefault(request_id, time.monotonic() + left)
 
     def _answer_running(self) -> None:
         """Waited-for invocations that started and are not delivered halfway through main's
@@ -404,7 +403,7 @@ class Sender:
                 # Running, if it comes to that, halfway through main's own wait.
                 self.running_due[message.request_id] = time.monotonic() + self.flush_wait_s / 2
                 if message.request_id in self.ledger.done_at:
-                    self._follow(RUNTIME_DONE, message.request_id)
+                    self._ended(message.request_id)
             elif isinstance(message, control.Track):
                 for request_id in self.ledger.track(message.request_id):
                     self._answer(control.Delivered(request_id))
