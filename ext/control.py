@@ -53,6 +53,15 @@ class Flush(Message):
         return (self.request_id,)
 
 
+class FlushBacklog(Flush):
+    """main -> sender: as Flush, for an earlier invocation main now waits for (a backlog about
+    to exceed the latency bound). It ended an invocation ago, so its budget runs from this
+    asking, not from its runtimeDone."""
+
+    __slots__ = ()
+    kind = b"B"
+
+
 class Track(Message):
     """main -> sender: the invocation ended and main does not wait for it; send it as the
     batching rules say (no hurry), and answer Delivered once it is (never Failing)."""
@@ -147,7 +156,8 @@ def decode(line: bytes) -> Message | None:
     return None
 
 
-_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, Track, Delivered, Failing, Running)}
+_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, Track, Delivered, Failing,
+                                                Running)}
 
 
 def send(fd: int, message: Message) -> bool:

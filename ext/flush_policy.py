@@ -15,6 +15,15 @@ age + expected gap <= bound. When the next invocation then comes within the expe
 its thaw delivers the backlog, every line arrives within the bound; whatever happens, a line's
 latency stays under the bound plus one invocation gap (the gap that was not foreseen).
 
+A backlog is not a reason to wait for the invocation that just started. When age + expected
+gap exceeds the bound only because earlier invocations are still undelivered (expected gap <=
+bound), main waits for those alone ("backlog"): their telemetry was buffered while the
+environment was frozen and arrives as it thaws, so it reaches HEC while this invocation runs,
+and main's wait usually ends before the runtime does (waiting for this invocation's own
+runtimeDone would cost the Telemetry API's buffering, 25 ms at least, at every such
+invocation). This invocation then goes as a "dense" or "linger" one would, with nothing older
+left behind it.
+
 Not waiting comes in two kinds. When even the sender's batching delay (the linger,
 SPLUNK_DISPATCH_MAX_WAIT_MS) fits, age + expected gap + linger <= bound, the sender is not
 hurried: it sends when the batch is full or has lingered, so dense traffic shares one HEC request
@@ -50,23 +59,31 @@ MAX_UNDELIVERED = 256  # invocations remembered as undelivered (older ones are f
 
 
 class Decision:
-    """Whether to wait for this invocation, why, and the figures behind it."""
+    """Whether to wait, for which invocation, why, and the figures behind it."""
 
-    __slots__ = ("backlog_age_s", "expected_gap_s", "reason", "wait")
+    __slots__ = ("awaited", "backlog_age_s", "expected_gap_s", "hurry", "reason", "wait")
 
     def __init__(self, wait: bool, reason: str, expected_gap_s: float | None,
-                 backlog_age_s: float) -> None:
+                 backlog_age_s: float, *, awaited: str | None = None, hurry: bool = True) -> None:
         self.wait = wait
         # "warming-up", "sparse", "backlog" (wait); "dense" (send now), "linger" (no hurry)
         self.reason = reason
         self.expected_gap_s = expected_gap_s  # None while warming up
         self.backlog_age_s = backlog_age_s
+        # The invocation main waits for: this one, or for "backlog" the newest earlier one
+        # still undelivered (its delivery settles every invocation before it too).
+        self.awaited = awaited
+        # This invocation, when main does not wait for it: send it at once (Flush) or as the
+        # batching rules say (Track).
+        self.hurry = hurry
 
     def describe(self, request_id: str) -> str:
         gap = "-" if self.expected_gap_s is None else f"{self.expected_gap_s * 1000:.0f}"
+        awaited = ("" if self.awaited in (None, request_id)
+                   else f" awaited_request_id={self.awaited}")
         return (f"flush-decision request_id={request_id} wait={'yes' if self.wait else 'no'} "
                 f"reason={self.reason} expected_gap_ms={gap} "
-                f"backlog_age_ms={self.backlog_age_s * 1000:.0f}")
+                f"backlog_age_ms={self.backlog_age_s * 1000:.0f}{awaited}")
 
 
 class AdaptiveFlush:
@@ -92,12 +109,23 @@ class AdaptiveFlush:
         age = now - next(iter(self.undelivered.values()))
         gap = self.expected_gap_s()
         if gap is None:
-            return Decision(True, "warming-up", None, age)
-        if self.linger_s > 0 and age + gap + self.linger_s <= self.max_latency_s:
-            return Decision(False, "linger", gap, age)
+            return Decision(True, "warming-up", None, age, awaited=request_id)
+        if self._lingers(age + gap):
+            return Decision(False, "linger", gap, age, hurry=False)
         if age + gap <= self.max_latency_s:
             return Decision(False, "dense", gap, age)
-        return Decision(True, "sparse" if gap > age else "backlog", gap, age)
+        if gap <= self.max_latency_s and len(self.undelivered) > 1:
+            # Only the backlog is too old: wait for it, and let this invocation go as if it
+            # were the only one undelivered (its age is 0).
+            newest_first = reversed(self.undelivered)
+            next(newest_first)
+            earlier = next(newest_first)
+            return Decision(True, "backlog", gap, age, awaited=earlier,
+                            hurry=not self._lingers(gap))
+        return Decision(True, "sparse", gap, age, awaited=request_id)
+
+    def _lingers(self, age_and_gap: float) -> bool:
+        return self.linger_s > 0 and age_and_gap + self.linger_s <= self.max_latency_s
 
     def relearn(self) -> None:
         """A child process was restarted: wait again until the rhythm is known anew, so the

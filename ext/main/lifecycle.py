@@ -165,14 +165,17 @@ class MainLoop:
         decision = self.adaptive.decide(request_id, time.monotonic())
         if diagnostics.enabled("INFO"):  # formatting its figures costs CPU at every invocation
             diagnostics.note("INFO", decision.describe(request_id))
-        if decision.wait:
+        if decision.wait and decision.awaited == request_id:
             self.flush_invocation(request_id, deadline)
-        elif decision.reason == "linger":
-            self._tell_sender(control.Track(request_id))
-        else:
+            return
+        if decision.hurry:
             self._tell_sender(control.Flush(request_id))
+        else:
+            self._tell_sender(control.Track(request_id))
+        if decision.wait and decision.awaited is not None:
+            self.flush_invocation(decision.awaited, deadline, ended=True)
 
-    def flush_invocation(self, request_id: str, deadline: float) -> None:
+    def flush_invocation(self, request_id: str, deadline: float, ended: bool = False) -> None:
         """Asks the sender to flush the invocation; waits for its answer, within the budget.
 
         The budget counts from the invocation's end, which only the telemetry shows: once the
@@ -180,6 +183,8 @@ class MainLoop:
         halfway through this wait), main may wait up to the deadline, and the sender answers
         within the budget after the runtimeDone. Until then, or when the listener died
         meanwhile (telemetry may come late), main waits at most the budget from now.
+        An earlier invocation (`ended`: a backlog) cannot be running any more, whatever its
+        spooled records say (its runtimeDone may have been dropped): the budget from now.
         """
         now = time.monotonic()
         budget = wait_limit(self.config.flush_budget_ms / 1000)
@@ -188,10 +193,11 @@ class MainLoop:
         self._read_answers()
         self.answers.clear()  # answers about earlier invocations no longer matter
         self.running.clear()
-        if not self._tell_sender(control.Flush(request_id)):
+        flush = control.FlushBacklog(request_id) if ended else control.Flush(request_id)
+        if not self._tell_sender(flush):
             return
         while request_id not in self.answers:
-            if request_id in self.running:
+            if request_id in self.running and not ended:
                 end = last
             left = end - time.monotonic()
             if left <= 0:
@@ -201,7 +207,7 @@ class MainLoop:
                 self._read_answers()
                 continue
             if self._sender_restarted():
-                self._tell_sender(control.Flush(request_id))
+                self._tell_sender(flush)
             if supervisor.reap([self.listener]):
                 self._restart(self.listener)
                 self.running.discard(request_id)

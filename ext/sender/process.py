@@ -400,6 +400,9 @@ class Sender:
                     # its own schedule, main does not wait.
                     for request_id in self.ledger.failing():
                         self._answer(control.Failing(request_id))
+                if isinstance(message, control.FlushBacklog):
+                    self._ended(message.request_id)  # ended long ago: the budget from now
+                    continue  # and never Running (main would not wait longer for it)
                 # Running, if it comes to that, halfway through main's own wait.
                 self.running_due[message.request_id] = time.monotonic() + self.flush_wait_s / 2
                 if message.request_id in self.ledger.done_at:

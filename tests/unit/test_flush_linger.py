@@ -25,9 +25,11 @@ def simulate(gaps: list[float], bound: float, linger: float) -> tuple[list[float
     and how many HEC requests carried them.
 
     A waited invocation's lines, and everything held before them, reach HEC FLUSH_S after it
-    starts. Lines not waited for stay with the sender until a thaw: the next one for a "dense"
-    invocation (it is hurried), the first one at least `linger` after the oldest held line for
-    "linger". Main hears of a delivery at the invocation after the thaw that made it.
+    starts; for a backlog, only what is held (this invocation's lines are then held, hurried
+    or not as the decision says). Lines not waited for stay with the sender until a thaw: the
+    next one for a "dense" invocation (it is hurried), the first one at least `linger` after the
+    oldest held line for "linger". Main hears of a delivery at the invocation after the thaw
+    that made it.
     """
     policy = AdaptiveFlush(bound, linger)
     starts = [0.0]
@@ -50,14 +52,16 @@ def simulate(gaps: list[float], bound: float, linger: float) -> tuple[list[float
             held, hurried, requests = [], False, requests + 1
         decision = policy.decide(f"r{n}", now)
         reasons.append(decision.reason)
-        if decision.wait:
-            for m in [*held, n]:
+        if decision.wait:  # what is held goes now, with this invocation if it is the awaited
+            assert decision.awaited is not None
+            waited_for = [*held, n] if decision.awaited == f"r{n}" else held
+            for m in waited_for:
                 delivered_at[m] = now + FLUSH_S
-            policy.delivered(f"r{n}")
-            held, hurried, requests = [], False, requests + 1
-        else:
+            policy.delivered(decision.awaited)
+            held, hurried, requests = [], False, requests + bool(waited_for)
+        if decision.awaited != f"r{n}":
             held.append(n)
-            hurried = hurried or decision.reason == "dense"
+            hurried = hurried or decision.hurry
     end = starts[-1] + 3600  # the shutdown drain
     latencies = [delivered_at.get(n, end) - start for n, start in enumerate(starts)]
     return latencies, reasons, requests
@@ -89,7 +93,9 @@ def test_linger_only_while_the_linger_itself_fits_the_bound() -> None:
     start = (RELIABLE_GAPS + 1) * 0.5
     assert policy.decide("a", start).reason == "linger"
     assert policy.decide("b", start + 0.6).reason == "dense"  # age 0.6 + 0.5 + 1.0 > 2.0
-    assert policy.decide("c", start + 1.6).reason == "backlog"  # age 1.6 + gap > 2.0: wait
+    backlog = policy.decide("c", start + 1.6)  # age 1.6 + gap > 2.0: wait, for "a" and "b"
+    assert (backlog.reason, backlog.wait, backlog.awaited) == ("backlog", True, "b")
+    assert not backlog.hurry  # "c" alone: 0 + 0.5 + 1.0 <= 2.0, it lingers
 
 
 gaps = st.lists(st.floats(min_value=0.001, max_value=20.0), min_size=1, max_size=60)

@@ -27,7 +27,9 @@ def simulate(gaps: list[float], bound: float) -> tuple[list[float], list[bool]]:
 
     HEC is up. A waited invocation's lines, and everything undelivered before them, reach HEC
     FLUSH_S after it starts and main hears so at once. Otherwise they leave at the next thaw
-    (FLUSH_S after the next invocation starts), and main hears so at the invocation after that.
+    (FLUSH_S after the next invocation starts), and main hears so at the invocation after that,
+    or at once when it waits for them ("backlog": that thaw delivers them, and main hears so
+    before this invocation's freeze, while this invocation's lines wait for the next thaw).
     """
     policy = AdaptiveFlush(bound)
     starts = [0.0]
@@ -49,8 +51,10 @@ def simulate(gaps: list[float], bound: float) -> tuple[list[float], list[bool]]:
         decision = policy.decide(f"r{n}", now)
         waits.append(decision.wait)
         if decision.wait:
+            assert decision.awaited is not None
+            policy.delivered(decision.awaited)
+        if decision.awaited == f"r{n}":
             delivered_at[n] = now + FLUSH_S
-            policy.delivered(f"r{n}")
         else:
             undelivered.append(n)
     end = starts[-1] + 3600  # the shutdown drain
@@ -75,6 +79,28 @@ def test_a_backlog_main_never_hears_about_is_flushed_before_it_exceeds_the_bound
     waited = [n for n, d in enumerate(decisions) if d.wait and n > MIN_GAPS]
     assert waited and decisions[waited[0]].reason == "backlog"
     assert decisions[waited[0]].backlog_age_s <= 1.0
+
+
+def test_a_backlog_is_waited_for_not_the_invocation_that_just_started() -> None:
+    policy = AdaptiveFlush(2.0)
+    for n in range(RELIABLE_GAPS + 1):  # a learnt 0.5 s rhythm, everything delivered
+        policy.decide(f"w{n}", n * 0.5)
+        policy.delivered(f"w{n}")
+    start = (RELIABLE_GAPS + 1) * 0.5
+    assert policy.decide("a", start).reason == "dense"
+    assert policy.decide("b", start + 0.5).reason == "dense"  # age 0.5 + 0.5 <= 2.0
+    late = policy.decide("c", start + 1.7)  # "a" is 1.7 s old: 1.7 + 0.5 > 2.0
+    assert (late.wait, late.reason, late.awaited, late.hurry) == (True, "backlog", "b", True)
+    assert "awaited_request_id=b" in late.describe("c")
+    policy.delivered("b")  # settles "a" too
+    assert list(policy.undelivered) == ["c"]
+    # An expected gap longer than the bound: this invocation's own lines would miss it,
+    # backlog or not
+    sparse_policy = AdaptiveFlush(2.0)
+    for n in range(RELIABLE_GAPS + 2):
+        sparse = sparse_policy.decide(f"s{n}", n * 3.0)  # none delivered
+    assert (sparse.wait, sparse.reason, sparse.awaited) == (True, "sparse", f"s{n}")
+    assert "awaited_request_id" not in sparse.describe(f"s{n}")
 
 
 def test_decision_describes_itself_for_the_demo() -> None:

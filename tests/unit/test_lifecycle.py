@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ext import control, errors
+from ext.flush_policy import RELIABLE_GAPS
 from ext.main import events, lifecycle, minijson
 
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
@@ -195,3 +196,64 @@ def test_adaptive_keeps_no_memory_of_answered_invocations(main: Main) -> None:
         control.send(main.loop.status_w, control.Delivered(f"r{n}"))
     assert len(main.loop.answers) <= 1
     assert len(main.loop.adaptive.undelivered) <= 2
+
+
+def _backlog_of_one(main: Main) -> None:
+    """A learnt 0.5 s rhythm, everything delivered but the last invocation ("b", 1.6 s ago):
+    the next one finds a backlog too old for the 2 s bound, with a gap that fits it."""
+    policy = main.loop.adaptive
+    now = time.monotonic()
+    for n in range(RELIABLE_GAPS + 1):
+        start = now - 1.6 - (RELIABLE_GAPS + 1 - n) * 0.5
+        policy.decide(f"w{n}", start)
+        policy.delivered(f"w{n}")
+    policy.decide("b", now - 1.6)
+
+
+def _answer_in_thread(main: Main, answers: list[tuple[float, control.Message]]
+                      ) -> tuple[threading.Thread, list[control.Message]]:
+    """A stand-in sender: collects what main asks for, then sends each answer after its
+    delay."""
+    asked: list[control.Message] = []
+
+    def sender() -> None:
+        end = time.monotonic() + 2
+        while len(asked) < 2 and time.monotonic() < end:
+            asked.extend(main.inbox.read())
+            time.sleep(0.002)
+        for delay, answer in answers:
+            time.sleep(delay)
+            control.send(main.loop.status_w, answer)
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    return thread, asked
+
+
+@pytest.mark.timing  # answered within 150 ms
+def test_a_backlog_is_waited_for_and_the_new_invocation_only_sent(main: Main) -> None:
+    _backlog_of_one(main)
+    thread, asked = _answer_in_thread(main, [(0.01, control.Delivered("b"))])
+    start = time.monotonic()
+    main.loop.adapt("c", time.time() + 60)
+    elapsed = time.monotonic() - start
+    thread.join()
+    # "c" lingers (0 + 0.5 s gap + 1 s linger fit 2 s); main waits for "b" alone
+    assert asked == [control.Track("c"), control.FlushBacklog("b")]
+    assert elapsed < 0.15
+    assert list(main.loop.adaptive.undelivered) == ["c"]
+
+
+@pytest.mark.timing  # within the budget
+def test_a_backlog_is_not_waited_for_past_the_budget_whatever_its_records_say(main: Main) -> None:
+    # Its platform.start is spooled and its runtimeDone is not (dropped telemetry): Running
+    # must not hold main until the deadline, as it would for the invocation that just started
+    _backlog_of_one(main)
+    thread, asked = _answer_in_thread(main, [(0.0, control.Running("b")),
+                                             (0.6, control.Delivered("b"))])
+    start = time.monotonic()
+    main.loop.adapt("c", time.time() + 60)
+    elapsed = time.monotonic() - start
+    thread.join()
+    assert control.FlushBacklog("b") in asked
+    assert 0.13 <= elapsed < 0.5  # budget 150 ms less main's reaction, from the asking

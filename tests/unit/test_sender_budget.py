@@ -92,6 +92,31 @@ def test_a_runtime_done_stamped_long_ago_gets_the_whole_budget(tmp_path: Path) -
         rig.close()
 
 
+def test_a_backlog_flush_has_its_budget_from_the_asking_not_from_its_old_runtime_done(
+    tmp_path: Path,
+) -> None:
+    # Main waits for an invocation that ended a second ago (the previous thaw), whose telemetry
+    # the sender reads only now: a budget from that runtimeDone would be spent already, and
+    # main would stop waiting at once.
+    rig = Rig(tmp_path)
+    try:
+        before = time.monotonic()
+        assert rig.tell(control.FlushBacklog("r1")) == []
+        after = time.monotonic()
+        wait = BUDGET_S - REACTION_S
+        assert before + wait - 1e-6 <= rig.sender.due["r1"] <= after + wait + 1e-6
+        assert "r1" not in rig.sender.running_due  # it ended: never told Running
+        _invocation(rig, "r1", time.time() - 1.0)
+        rig.sender.step()
+        assert rig.courier.in_flight  # HEC has not answered yet
+        assert rig.answers() == []  # and its budget has just begun: no Failing
+        rig.courier.finish()
+        rig.sender.step()
+        assert rig.answers() == [control.Delivered("r1")]
+    finally:
+        rig.close()
+
+
 class _BusyCourier(StandInCourier):
     """HEC never has room: everything read stays held by the sender."""
 
