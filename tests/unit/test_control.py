@@ -13,6 +13,7 @@ ids = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="
               min_size=1, max_size=60).filter(lambda t: t.strip() == t and t != "")
 messages = st.one_of(
     st.builds(control.Flush, ids),
+    st.builds(control.FlushBacklog, ids),
     st.builds(control.Track, ids),
     st.builds(control.Delivered, ids),
     st.builds(control.Failing, ids),
