@@ -75,6 +75,29 @@ def test_adaptive_flush_waits_when_sparse_not_when_dense(hec: HecReceiver, local
     assert "wait=yes" in decisions[12]
 
 
+def test_adaptive_flush_waits_for_an_aging_backlog_not_for_the_new_invocation(
+    hec: HecReceiver, local_opt: Path
+) -> None:
+    env = extension_env(hec, SPLUNK_FLUSH="adaptive", SPLUNK_MAX_LATENCY_MS="600",
+                        SPLUNK_LOG_LEVEL="INFO", SPLUNK_FORWARD_OWN_LOGS="true")
+    with sandbox(local_opt, env) as sb:
+        request_ids = [sb.invoke({"lines": 3, "tag": f"d{n}"}).request_id for n in range(12)]
+        # 0.35 s frozen: the last dense invocation's lines (not waited for) are now that old,
+        # and their age plus a gap of that length exceed the 600 ms bound, while a gap alone
+        # fits it (with 250 ms to spare for a slow invocation)
+        time.sleep(0.35)
+        late = sb.invoke({"lines": 3, "tag": "late"})
+        # The thaw delivered the backlog before this invocation's freeze
+        assert lines_of(hec, "d11") == expected_lines("d11", 3)
+        sb.shutdown()
+    assert lines_of(hec, "late") == expected_lines("late", 3)  # at the latest with the drain
+    decisions = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
+                                                          limit=10**6)]
+    decisions = [d for d in decisions if isinstance(d, str) and "flush-decision" in d]
+    assert f"request_id={late.request_id} wait=yes reason=backlog" in decisions[12]
+    assert decisions[12].endswith(f"awaited_request_id={request_ids[11]}")
+
+
 def test_logging_lines_carry_level_and_request_id(hec: HecReceiver, local_opt: Path) -> None:
     with sandbox(local_opt, extension_env(hec)) as sb:
         result = sb.invoke({"lines": 3, "tag": "lg", "mode": "logging"})
