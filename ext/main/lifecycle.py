@@ -158,7 +158,8 @@ class MainLoop:
                     self.adapt(event.request_id, event.deadline_ms / 1000)
 
     def adapt(self, request_id: str, deadline: float) -> None:
-        """Waits for the invocation, or only asks for it, as the adaptive decision says."""
+        """Waits for the invocation, or asks for it and waits for the earlier ones alone (a
+        backlog), or only asks for it, as the adaptive decision says."""
         self._read_answers()  # deliveries confirmed since the last invocation
         self.answers.clear()
         self.running.clear()
@@ -168,11 +169,9 @@ class MainLoop:
         if decision.wait and decision.awaited == request_id:
             self.flush_invocation(request_id, deadline)
             return
-        if decision.hurry:
-            self._tell_sender(control.Flush(request_id))
-        else:
-            self._tell_sender(control.Track(request_id))
-        if decision.wait and decision.awaited is not None:
+        self._tell_sender(control.Flush(request_id) if decision.hurry
+                          else control.Track(request_id))
+        if decision.wait and decision.awaited:
             self.flush_invocation(decision.awaited, deadline, ended=True)
 
     def flush_invocation(self, request_id: str, deadline: float, ended: bool = False) -> None:
