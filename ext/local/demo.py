@@ -5,8 +5,9 @@ with the real extension (launched by the layer's bootstrap), with an HEC outage,
 and an out-of-memory kill along the way, shuts the sandbox down, then reports what Splunk (the
 embedded receiver) holds: counts per sourcetype, metrics, alerts, latency from log line to HEC,
 and anything lost or duplicated; it ends by drawing the dashboard's panels (PNG) from it.
-Each invocation's row shows the extension's flush decision when the extension logs one (a line
-on its stderr naming the request id and the word "flush"; "-" when it logs none).
+Each invocation's row shows the extension's adaptive flush decision, from the line it logs on
+its stderr at INFO ("flush-decision request_id=... wait=... reason=..."): whether it waited, why,
+and for a backlog which earlier invocation it waited for; "-" when it logs none.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def run_demo(invokes: int, lines: int, workdir: Path, limits: bool = True) -> di
                       f"{share['memory_limit_mb']} MB ({share['mechanism']})")
             print(f"{'invocation':<12}{'status':<9}{'duration':>10}{'post-runtime':>14}"
                   f"{'lines':>7}{'in Splunk before freeze':>26}  {'flush decision':<{FLUSH_W}}")
+            names: dict[str, str] = {}  # request id -> invocation name
             for n, payload in enumerate(plan(invokes, lines)):
                 note = _apply_outage(hec, n, outage)
                 result = sb.invoke(payload)
@@ -93,7 +95,8 @@ def run_demo(invokes: int, lines: int, workdir: Path, limits: bool = True) -> di
                 written[payload["tag"]] = lines
                 stored = _stored_lines(hec, payload["tag"])
                 post = "-" if result.post_runtime_ms is None else f"{result.post_runtime_ms:.1f} ms"
-                decision = flush_decision(ext_lines, result.request_id)
+                names[result.request_id] = payload["tag"]
+                decision = flush_decision(ext_lines, result.request_id, names)
                 print(f"{payload['tag']:<12}{result.status:<9}{result.duration_ms:>8.1f}ms"
                       f"{post:>14}{lines:>7}{stored:>26}  {decision:<{FLUSH_W}}  {note}")
                 rows.append((result, stored))
@@ -107,15 +110,25 @@ def run_demo(invokes: int, lines: int, workdir: Path, limits: bool = True) -> di
         return _summarise(hec, written, inspect, workdir)
 
 
-def flush_decision(lines: list[str], request_id: str) -> str:
-    """The extension's flush decision for `request_id`: the newest of its own log lines that
-    names the request and says "flush", without the log prefix and the id; "-" if none."""
+def flush_decision(lines: list[str], request_id: str,
+                   names: dict[str, str] | None = None) -> str:
+    """The extension's flush decision for `request_id`, from the newest of its decision lines
+    for it: "wait: <reason>" or "no wait: <reason>", and for a backlog the earlier invocation
+    waited for (by its name in `names`, else its request id); "-" if none."""
     if not request_id:
         return "-"
     for line in reversed(lines):
-        if request_id in line and "flush" in line.lower():
-            message = line.split(": ", 1)[1] if ": " in line else line  # "<marker> LEVEL main: "
-            return " ".join(message.replace(request_id, "").split())[:FLUSH_W]
+        _, marker, rest = line.partition("flush-decision ")
+        if not marker:
+            continue
+        fields = dict(word.split("=", 1) for word in rest.split() if "=" in word)
+        if fields.get("request_id") != request_id:
+            continue
+        text = f"{'wait' if fields.get('wait') == 'yes' else 'no wait'}: {fields.get('reason')}"
+        awaited = fields.get("awaited_request_id")
+        if awaited:
+            text += f" (for {(names or {}).get(awaited, awaited)})"
+        return text[:FLUSH_W]
     return "-"
 
 
