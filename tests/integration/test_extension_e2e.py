@@ -52,6 +52,13 @@ def test_fifty_invocations_everything_exactly_once_and_before_freeze(
     assert kinds["platform.initStart"] == 1
 
 
+def flush_decisions(hec: HecReceiver) -> list[str]:
+    """The adaptive decisions the extension logged, forwarded with its own logs, in order."""
+    logged = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
+                                                       limit=10**6)]
+    return [line for line in logged if isinstance(line, str) and "flush-decision" in line]
+
+
 def test_adaptive_flush_waits_when_sparse_not_when_dense(hec: HecReceiver, local_opt: Path) -> None:
     env = extension_env(hec, SPLUNK_FLUSH="adaptive", SPLUNK_MAX_LATENCY_MS="400",
                         SPLUNK_LOG_LEVEL="INFO", SPLUNK_FORWARD_OWN_LOGS="true")
@@ -66,9 +73,7 @@ def test_adaptive_flush_waits_when_sparse_not_when_dense(hec: HecReceiver, local
         sb.shutdown()
     for n in range(12):
         assert lines_of(hec, f"d{n}") == expected_lines(f"d{n}", 3)
-    decisions = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
-                                                          limit=10**6)]
-    decisions = [d for d in decisions if isinstance(d, str) and "flush-decision" in d]
+    decisions = flush_decisions(hec)
     assert len(decisions) == 13
     assert "wait=yes reason=warming-up" in decisions[0]
     assert any("wait=no reason=dense" in d for d in decisions[4:12])
@@ -91,9 +96,7 @@ def test_adaptive_flush_waits_for_an_aging_backlog_not_for_the_new_invocation(
         assert lines_of(hec, "d11") == expected_lines("d11", 3)
         sb.shutdown()
     assert lines_of(hec, "late") == expected_lines("late", 3)  # at the latest with the drain
-    decisions = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
-                                                          limit=10**6)]
-    decisions = [d for d in decisions if isinstance(d, str) and "flush-decision" in d]
+    decisions = flush_decisions(hec)
     assert f"request_id={late.request_id} wait=yes reason=backlog" in decisions[12]
     assert decisions[12].endswith(f"awaited_request_id={request_ids[11]}")
 
