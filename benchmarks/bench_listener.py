@@ -42,7 +42,11 @@ def serve(tree: str, fd: int, spool: str, nofile: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     sys.path.insert(0, tree)
     from ext import config
-    from ext.listener.process import Listener
+
+    try:
+        from ext.listener.process import Listener
+    except ImportError:  # trees from before ext/listener/ was a package
+        from ext.listener import Listener  # type: ignore[attr-defined,no-redef]
 
     cfg = config.load({"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
                        "SPLUNK_SPOOL_DIR": spool, "SPLUNK_SPOOL_MAX_MB": "256"})

@@ -56,11 +56,14 @@ class HecBatch(msgspec.Struct, gc=False):
         return out
 
 
-def seal(envelopes: list[bytes], completes_seq: int | None, level: int) -> HecBatch:
-    """The batch of `envelopes`, compressed at `level` now (they are not kept)."""
+def seal(envelopes: list[bytes], completes_seq: int | None, level: int,
+         size: int | None = None) -> HecBatch:
+    """The batch of `envelopes`, compressed at `level` now (they are not kept); `size`, their
+    newline-joined length, when the caller counted it already."""
     lengths = array("I", map(len, envelopes))
-    size = sum(lengths) + max(0, len(lengths) - 1)
-    body = compress_lines(envelopes, level) if envelopes else b""
+    if size is None:
+        size = sum(lengths) + max(0, len(lengths) - 1)
+    body = compress_lines(envelopes, level, size) if envelopes else b""
     return HecBatch(body, lengths, size, completes_seq, level)
 
 
@@ -90,14 +93,16 @@ def gzip_compressor(level: int, size: int) -> zlib._Compress:
     return zlib.compressobj(level, zlib.DEFLATED, 16 + bits, mem_level)
 
 
-def compress_lines(lines: list[bytes], level: int) -> bytes:
+def compress_lines(lines: list[bytes], level: int, size: int | None = None) -> bytes:
     """The newline-joined `lines` gzipped at `level` (as is at level 0), a slice at a time: the
     same bytes as gzip of the joined body, but the whole uncompressed body (up to
     SPLUNK_MAX_REQUEST_BYTES) is never copied into one buffer, whose fresh pages cost the sender
-    more than joining them (issue 12)."""
+    more than joining them (issue 12). `size`: the joined length, if the caller knows it."""
     if not level:
         return b"\n".join(lines)
-    compressor = gzip_compressor(level, sum(map(len, lines)) + len(lines) - 1)
+    if size is None:
+        size = sum(map(len, lines)) + len(lines) - 1
+    compressor = gzip_compressor(level, size)
     parts = []
     for start in range(0, len(lines), COMPRESS_SLICE_LINES):
         if start:
@@ -128,14 +133,14 @@ def plan_batches(
         for envelope in () if fits else envelopes:
             length = len(envelope)
             if envelopes_out and size + 1 + length > max_bytes:
-                batches.append(seal(envelopes_out, completes, level))
+                batches.append(seal(envelopes_out, completes, level, size))
                 envelopes_out, size, completes = [], 0, None
             size += length + 1 if envelopes_out else length
             envelopes_out.append(envelope)
         if seq is not None:  # a record of the extension's own (self-metrics) completes nothing
             completes = seq
     if envelopes_out or completes is not None:
-        batches.append(seal(envelopes_out, completes, level))
+        batches.append(seal(envelopes_out, completes, level, size))
     return batches
 
 

@@ -74,11 +74,16 @@ class EnvelopeBuilder:
         self._build_prefixes()
         self._forward_own_logs = config.forward_own_logs
         self._second_cache: dict[str, bytes] = {}
-        self._last_iso = ""
+        self._last_iso: str | int | float = ""  # only ever a str (numbers are not cached)
         self._last_stamp = b"null"
         self._tie = 0
-        self._stamps: dict[str, bytes] = {}  # telemetry time -> HEC time, for repeats
+        # Telemetry time -> HEC time, for repeats; str keys only (numbers are converted anew).
+        self._stamps: dict[str | int | float, bytes] = {}
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
+        # The request id fields of the last id seen (and the cold start it was compared with).
+        self._id_key: bytes | None = None
+        self._id_cold: bytes | None = None
+        self._id_fields = b""
         # start/runtimeDone/report: (kind, request id, event time), for the sender's flushes
         self.landmarks: list[tuple[str, bytes, str | int | float]] = []
         self.skipped_own = 0
@@ -96,11 +101,7 @@ class EnvelopeBuilder:
             before = self.malformed
             events = self._salvage(payload)
             dropped = self.malformed - before
-        out: list[bytes] = []
-        for event in events:
-            envelope = self.envelope(event)
-            if envelope is not None:
-                out.append(envelope)
+        out = [envelope for envelope in map(self.envelope, events) if envelope is not None]
         if self.derived:
             out.extend(self.derived)
             self.derived.clear()
@@ -134,7 +135,7 @@ class EnvelopeBuilder:
         return events
 
     def envelope(self, event: schema.TelemetryEvent) -> bytes | None:
-        kind = event.type if isinstance(event.type, str) else _number_text(event.type)
+        kind = event.type
         record = bytes(event.record)
         level: bytes | None = None
         request_id = self.request_id
@@ -151,15 +152,19 @@ class EnvelopeBuilder:
                 ):
                     self.skipped_own += 1
                     return None
-                record, level, line_id = _text_line(record)
-                if line_id is not None:
-                    request_id = line_id
+                # Only a line ending in a newline or opening with `[` has anything to take.
+                if record.endswith(b'\\n"') or record.startswith(b'"['):
+                    record, level, line_id = _text_line(record)
+                    if line_id is not None:
+                        request_id = line_id
             elif first == b"{":
                 level, line_id = _json_line(record)
                 if line_id is not None:
                     request_id = line_id
             body = record
         else:
+            if not isinstance(kind, str):
+                kind = _number_text(kind)
             request_id = self._platform_seen(kind, record, request_id, event.time)
             body = b"".join((b'{"type":', _json_str(kind), b',"record":', record, b"}"))
             if kind in derived.DERIVED_KINDS:
@@ -169,14 +174,21 @@ class EnvelopeBuilder:
         fields = self._kind_fields.get(kind)
         if fields is None:
             fields = self._fields_for(kind)
+        # The same id (object) event after event: its fields are made once.
+        id_fields = (self._id_fields if request_id is self._id_key
+                     and self.cold_request is self._id_cold else self._request_fields(request_id))
         return b"".join((
-            b'{"time":', self._ordered_time(event.time) if isinstance(event.time, str)
-            else _number_time(event.time), fields,
-            b',"request_id":' + request_id if request_id is not None else b"",
+            b'{"time":', self._ordered_time(event.time), fields, id_fields,
             b',"level":' + level if level is not None else b"",
-            _COLD if request_id is not None and request_id == self.cold_request else b"",
             b'},"event":', body, b"}",
         ))  # fmt: skip
+
+    def _request_fields(self, request_id: bytes | None) -> bytes:
+        """The request id fields of an envelope, the cold start included; kept for the next."""
+        self._id_key, self._id_cold = request_id, self.cold_request
+        self._id_fields = b"" if request_id is None else b',"request_id":' + request_id + (
+            _COLD if request_id == self.cold_request else b"")
+        return self._id_fields
 
     def _platform_seen(self, kind: str, record: bytes, request_id: bytes | None,
                        time: str | int | float) -> bytes | None:
@@ -215,16 +227,19 @@ class EnvelopeBuilder:
             self._kind_fields[kind] = fields
         return fields
 
-    def _ordered_time(self, iso: str) -> bytes:
+    def _ordered_time(self, iso: str | int | float) -> bytes:
         """Epoch time plus a microsecond tiebreak, so Splunk keeps the order of events that
-        share a telemetry millisecond (Splunk sorts by _time, which keeps 6 decimals)."""
-        if iso == self._last_iso:
+        share a telemetry millisecond (Splunk sorts by _time, which keeps 6 decimals).
+        A numeric time (not from Lambda) is converted as it is, without a tiebreak."""
+        if iso == self._last_iso:  # a str: a number never equals one
             if self._tie < 999 and self._last_stamp != b"null":
                 self._tie += 1
                 return self._last_stamp + b"%03d" % self._tie
             return self._last_stamp
         stamp = self._stamps.get(iso)
         if stamp is None:
+            if not isinstance(iso, str):
+                return _number_time(iso)
             # epoch()'s common case inline (one call less per event): a second seen before.
             seconds = self._second_cache.get(iso[:19]) if _zulu_ms(iso) else None
             stamp = self.epoch(iso) if seconds is None else seconds + b"." + iso[20:23].encode()

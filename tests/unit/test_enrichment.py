@@ -132,6 +132,20 @@ def test_a_reset_starts_a_new_cold_invocation(tmp_path: Path) -> None:
                                                           None]
 
 
+def test_lines_without_an_id_follow_the_invocation_and_its_cold_start(tmp_path: Path) -> None:
+    # The request id fields of one invocation are made once and reused: they must still change
+    # with the invocation, and with the cold start even while the id stays the same.
+    builder = EnvelopeBuilder(cfg(tmp_path), "orders")
+    out = envelopes(builder, ("platform.initStart", INIT_START),
+                    ("platform.start", {"requestId": RID1}), ("function", "a"),
+                    ("platform.restoreStart", {"restoreDurationMs": 1}), ("function", "b"),
+                    ("platform.start", {"requestId": RID2}), ("function", "c"),
+                    ("platform.initStart", {**INIT_START, "phase": "invoke"}), ("function", "d"))
+    lines = [(fields(e).get("request_id"), fields(e).get("cold_start"))
+             for e in out if e["event"] in ("a", "b", "c", "d")]
+    assert lines == [(RID1, "true"), (RID1, None), (RID2, "true"), (None, None)]
+
+
 def test_splunk_enrich_can_name_the_fields_wanted(tmp_path: Path) -> None:
     builder = EnvelopeBuilder(cfg(tmp_path, SPLUNK_ENRICH="function_arn, environment_id"),
                               "orders")

@@ -135,6 +135,17 @@ def test_numeric_times_in_seconds_and_milliseconds() -> None:
     assert times == [0.0, 0.5, 99_999_999_999.0, 100_000_000.0, 1_791_444_629.443, None]
 
 
+def test_a_numeric_time_between_events_of_one_millisecond_keeps_their_order() -> None:
+    b = builder()
+    iso = "2026-10-08T07:30:29.443Z"
+    body = json.dumps([{"time": t, "type": "function", "record": "x"}
+                       for t in (iso, 1_791_444_629_443, iso, 5, iso)])
+    stamps = [raw.split(b",", 1)[0] for raw in b.build(body.encode())]
+    assert stamps == [b'{"time":1791444629.443', b'{"time":1791444629.443',
+                      b'{"time":1791444629.443001', b'{"time":5.000',
+                      b'{"time":1791444629.443002']
+
+
 def test_events_after_one_nested_too_deep_are_kept() -> None:
     b = builder()
     deep = "[" * 5000 + "]" * 5000

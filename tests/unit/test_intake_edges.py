@@ -139,6 +139,23 @@ def test_a_record_63_deep_with_many_brackets_is_kept(filler: int) -> None:
     assert bytes(verdict.payload or b"") == body  # taken as it came, not salvaged
 
 
+@pytest.mark.parametrize("deep_at", [0, 69, None])
+def test_many_structured_records_are_checked_for_depth(deep_at: int | None) -> None:
+    # JSON log lines: past _FEW long object records the body's brackets are counted first.
+    records: list[object] = [{"message": f"line {n} " + "y" * 150, "level": "INFO", "n": [n]}
+                             for n in range(70)]
+    if deep_at is not None:
+        records[deep_at] = {"message": "z" * 150, "deep": nested(63, objects=True)}
+    body = spaced(*(event(record) for record in records))
+    verdict = intake.inspect(body)
+    if deep_at is None:
+        assert bytes(verdict.payload or b"") == body
+        assert (verdict.events, verdict.too_deep) == (70, 0)
+    else:
+        assert (verdict.events, verdict.too_deep, verdict.dropped) == (71, 1, 0)
+        assert kept(verdict)[deep_at]["type"] == intake.TOO_DEEP_TYPE
+
+
 def test_an_array_never_closed_keeps_what_it_holds() -> None:
     verdict = intake.inspect(b"[" + event("a") + b"," + event("b"))
     assert [e["record"] for e in kept(verdict)] == ["a", "b"]
