@@ -185,13 +185,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_throughput", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
     parser.add_argument("--batches", type=int, default=None)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extension variable, e.g. SPLUNK_ENRICH=false (repeatable)")
     args = parser.parse_args(argv)
     batches = args.batches or (QUICK_BATCHES if args.quick else FULL_BATCHES)
+    extra = dict(item.split("=", 1) for item in args.env)
     with extension_rig() as rig:
-        results = measure(rig, batches, rig.hec)
+        results = measure(rig, batches, rig.hec, extra)
+        results["env"] = extra
         sink = SinkProcess()
         try:
-            results["sink"] = measure(dataclasses.replace(rig, target_url=sink.url), batches, sink)
+            results["sink"] = measure(dataclasses.replace(rig, target_url=sink.url), batches, sink,
+                                      extra)
         finally:
             sink.stop()
     return common.publish("throughput", results, quick=args.quick, targets=TARGETS,
