@@ -8,7 +8,10 @@ the extension's listener port, and times until HEC stored the last event. CPU is
 from /proc/<pid>/stat of the main, listener and sender processes, before and after. It runs
 twice: into the embedded receiver (which parses and stores every event, on the same two cores)
 and into a counting sink (benchmarks/hec_sink.py), which shows the extension's own rate.
-Run: `.venv/bin/python -m benchmarks.bench_throughput [--quick]` -> results/throughput.json.
+Run: `.venv/bin/python -m benchmarks.bench_throughput [--quick] [--env NAME=VALUE] [--ext-from DIR]`
+-> results/throughput.json. Like for like against an older commit: `git worktree add /tmp/base
+<commit>`, then `--ext-from /tmp/base` (and `--env SPLUNK_ENRICH=false` for a commit from before
+the enrichment fields).
 """
 
 from __future__ import annotations
@@ -187,12 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=None)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extension variable, e.g. SPLUNK_ENRICH=false (repeatable)")
+    parser.add_argument("--ext-from", type=Path, default=None, metavar="CHECKOUT",
+                        help="run another checkout's extension code (e.g. a `git worktree` of an "
+                             "older commit) with this checkout's emulator, receiver and load")
     args = parser.parse_args(argv)
     batches = args.batches or (QUICK_BATCHES if args.quick else FULL_BATCHES)
     extra = dict(item.split("=", 1) for item in args.env)
-    with extension_rig() as rig:
+    with extension_rig(args.ext_from / "ext" if args.ext_from else None) as rig:
         results = measure(rig, batches, rig.hec, extra)
         results["env"] = extra
+        results["ext_from"] = str(args.ext_from or "")
         sink = SinkProcess()
         try:
             results["sink"] = measure(dataclasses.replace(rig, target_url=sink.url), batches, sink,

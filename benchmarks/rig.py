@@ -177,11 +177,12 @@ class Rig:
 
 
 @contextlib.contextmanager
-def extension_rig() -> Iterator[Rig]:
-    """A fresh HEC receiver process and /opt folder, removed afterwards."""
+def extension_rig(code: Path | None = None) -> Iterator[Rig]:
+    """A fresh HEC receiver process and /opt folder, removed afterwards; `code`: the `ext`
+    package the extension runs, when not this checkout's."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        opt = make_local_opt(work / "opt")
+        opt = make_local_opt(work / "opt", code=code) if code else make_local_opt(work / "opt")
         hec = HecProcess(work / "hec.sqlite")
         try:
             yield Rig(hec, opt, work)

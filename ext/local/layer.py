@@ -15,21 +15,22 @@ EXTENSION_NAME = "splunk-hec-extension"
 _DEPENDENCIES = ("msgspec", "urllib3")
 
 
-def make_local_opt(dest: Path, name: str = EXTENSION_NAME) -> Path:
-    """Creates (or refreshes) `dest` as an /opt folder holding the extension; returns `dest`."""
+def make_local_opt(dest: Path, name: str = EXTENSION_NAME, code: Path = REPO_ROOT / "ext") -> Path:
+    """Creates (or refreshes) `dest` as an /opt folder holding the extension; returns `dest`.
+    `code`: the `ext` package it runs (another checkout's, to compare trees like for like)."""
     extensions = dest / "extensions"
     extensions.mkdir(parents=True, exist_ok=True)
     launcher = extensions / name
     shutil.copyfile(REPO_ROOT / "bootstrap", launcher)
     launcher.chmod(0o755)
-    code = dest / name
-    code.mkdir(parents=True, exist_ok=True)
-    _link(code / "ext", REPO_ROOT / "ext")
+    folder = dest / name
+    folder.mkdir(parents=True, exist_ok=True)
+    _link(folder / "ext", code)
     for module in _DEPENDENCIES:
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None:
             raise RuntimeError(f"{module} is not installed in this environment")
-        _link(code / module, Path(spec.origin).parent)
+        _link(folder / module, Path(spec.origin).parent)
     return dest
 
 
