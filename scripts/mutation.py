@@ -122,6 +122,13 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_control*.py", "tests/unit/test_lifecycle_main.py",
         "tests/unit/test_lifecycle*.py",
     ),
+    # The pure decisions first, then the main loop that asks them (in process, 0.3 s); not
+    # the timed flush tests of test_lifecycle.py (4 s).
+    "ext/flush_policy.py": (
+        "tests/unit/test_flush_policy.py", "tests/unit/test_flush_linger.py",
+        "tests/unit/test_sender_budget.py", "tests/unit/test_lifecycle_main.py",
+    ),
+    "ext/sender/trust.py": ("tests/unit/test_trust.py",),
 }
 PRESETS = {
     "delivery": (
