@@ -697,3 +697,35 @@ def test_an_inline_attempt_that_timed_out_suspends_them_for_a_minute(
     assert courier.deliver_now(batch(b"c", seq=4), 0.5)
     inline = threading.current_thread().name
     assert client.threads == ["courier", inline, "courier", "courier", inline]
+
+
+def test_hurry_leaves_a_courier_asleep_once_its_backoff_is_over(make: Make) -> None:
+    answers = iter([BUSY, BUSY])  # the second failure waits out a (short) backoff
+    courier, _ = make(lambda _: next(answers, ACCEPTED))
+    courier._backoff_s = lambda attempt, outcome: 0.01  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1))
+    assert done(courier) == [1]
+    woken = []
+    notify = courier._cv.notify_all
+    courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
+    courier.hurry()
+    assert woken == []
+
+
+def test_ten_ms_to_answer_is_too_little_for_an_inline_attempt_even_to_a_prompt_hec(
+    make: Make,
+) -> None:
+    courier, client = warmed(make, [])
+    courier.recent_trips.clear()
+    courier.recent_trips.append(0.001)  # 4 round trips fit 10 ms easily
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.01)
+    assert done(courier) == [2]
+    assert client.threads == ["courier", "courier"]
+
+
+def test_an_inline_request_is_counted_as_a_first_attempt(make: Make) -> None:
+    courier, _ = warmed(make, [])
+    courier.stats.take()
+    assert courier.deliver_now(batch(b"a", seq=2), 0.5)
+    stats = courier.stats.take()
+    assert (stats["hec.requests"], stats["hec.retries"]) == (1, 0)
