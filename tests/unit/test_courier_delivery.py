@@ -729,3 +729,16 @@ def test_an_inline_request_is_counted_as_a_first_attempt(make: Make) -> None:
     assert courier.deliver_now(batch(b"a", seq=2), 0.5)
     stats = courier.stats.take()
     assert (stats["hec.requests"], stats["hec.retries"]) == (1, 0)
+
+
+def test_hurry_ends_a_backoff_already_under_way(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")])
+    courier, _ = make(lambda _: next(answers, ACCEPTED))
+    courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1))
+    end = time.monotonic() + 2
+    while not courier._pausing and time.monotonic() < end:  # the thread waits out its hold
+        time.sleep(0.002)
+    assert courier._pausing
+    courier.hurry()
+    assert done(courier) == [1]
