@@ -45,7 +45,6 @@ from __future__ import annotations
 
 from math import sqrt
 
-DEFAULT_MAX_LATENCY_MS = 2_000
 HISTORY = 32  # recent invocation starts kept
 MIN_GAPS = 3  # before that many gaps are known, the rhythm is unknown: wait
 GAP_QUANTILE = 0.95

@@ -122,6 +122,16 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_control*.py", "tests/unit/test_lifecycle_main.py",
         "tests/unit/test_lifecycle*.py",
     ),
+    # The pure decisions first, then the main loop that asks them (in process, 0.3 s); not
+    # the timed flush tests of test_lifecycle.py (4 s).
+    "ext/flush_policy.py": (
+        "tests/unit/test_flush_policy.py", "tests/unit/test_flush_linger.py",
+        "tests/unit/test_sender_budget.py", "tests/unit/test_lifecycle_main.py",
+    ),
+    # The DER reading and the closure in pure Python, then the CA choice over real chains made
+    # by the openssl CLI against a loopback TLS server (1.4 s: the bundle size threshold, the
+    # probe's chain).
+    "ext/sender/trust.py": ("tests/unit/test_trust.py", "tests/integration/test_hec_trust.py"),
 }
 PRESETS = {
     "delivery": (

@@ -629,3 +629,116 @@ def test_too_little_time_left_sends_through_the_thread(make: Make) -> None:
     assert not courier.deliver_now(batch(b"a", seq=2), courier_module.MIN_INLINE_S / 2)
     assert done(courier) == [2]
     assert client.threads == ["courier", "courier"]
+
+
+def test_the_inline_limits_are_inclusive(make: Make) -> None:
+    # Exactly MIN_INLINE_S to answer, and the fastest recent round trip exactly an
+    # INLINE_MARGIN-th of it (binary fractions: the product is exact): still tried inline.
+    courier, client = warmed(make, [])
+    within = courier_module.MIN_INLINE_S
+    courier.recent_trips.clear()
+    courier.recent_trips.append(within / courier_module.INLINE_MARGIN)
+    assert courier.deliver_now(batch(b"a", seq=2), within)
+    courier.recent_trips.clear()
+    courier.recent_trips.extend([0.125, 0.25])
+    assert courier.deliver_now(batch(b"b", seq=3), 0.125 * courier_module.INLINE_MARGIN)
+    assert client.threads == ["courier"] + [threading.current_thread().name] * 2
+
+
+class SteppedClock:
+    """Stands in for the courier's `time` module: monotonic() moves only when told (from a
+    small origin, as a fresh microVM's clock)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+def test_an_inline_requests_round_trip_is_measured_whatever_the_clocks_origin(
+    make: Make, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    courier, client = warmed(make, [])
+    clock = SteppedClock(0.25)  # 250 ms after boot
+    monkeypatch.setattr(courier_module, "time", clock)
+
+    def answer(_: list[bytes]) -> HecOutcome:
+        clock.now += 0.4
+        return ACCEPTED
+
+    client.answer = answer
+    courier.recent_trips.clear()
+    courier.recent_trips.append(0.1)
+    assert courier.deliver_now(batch(b"a", seq=2), 0.5)
+    assert courier.recent_trips[-1] == pytest.approx(0.4)
+    assert courier.round_trip_s is not None and courier.round_trip_s < 0.4
+
+
+def test_an_inline_attempt_that_timed_out_suspends_them_for_a_minute(
+    make: Make, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    timeout = HecOutcome(Verdict.RETRY, 0, 0, "ReadTimeoutError")
+    courier, client = warmed(make, [timeout])
+    clock = SteppedClock(1000.0)
+    monkeypatch.setattr(courier_module, "time", clock)
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)
+    assert done(courier) == [2]
+    courier.breaker.is_open = False  # as after a few prompt answers
+    courier.recent_trips.clear()
+    courier.recent_trips.append(0.01)
+    clock.now = 1059.5
+    assert not courier.deliver_now(batch(b"b", seq=3), 0.5)
+    assert done(courier) == [3]
+    clock.now = 1060.0
+    assert courier.deliver_now(batch(b"c", seq=4), 0.5)
+    inline = threading.current_thread().name
+    assert client.threads == ["courier", inline, "courier", "courier", inline]
+
+
+def test_hurry_leaves_a_courier_asleep_once_its_backoff_is_over(make: Make) -> None:
+    answers = iter([BUSY, BUSY])  # the second failure waits out a (short) backoff
+    courier, _ = make(lambda _: next(answers, ACCEPTED))
+    courier._backoff_s = lambda attempt, outcome: 0.01  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1))
+    assert done(courier) == [1]
+    woken = []
+    notify = courier._cv.notify_all
+    courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
+    courier.hurry()
+    assert woken == []
+
+
+def test_ten_ms_to_answer_is_too_little_for_an_inline_attempt_even_to_a_prompt_hec(
+    make: Make,
+) -> None:
+    courier, client = warmed(make, [])
+    courier.recent_trips.clear()
+    courier.recent_trips.append(0.001)  # 4 round trips fit 10 ms easily
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.01)
+    assert done(courier) == [2]
+    assert client.threads == ["courier", "courier"]
+
+
+def test_an_inline_request_is_counted_as_a_first_attempt(make: Make) -> None:
+    courier, _ = warmed(make, [])
+    courier.stats.take()
+    assert courier.deliver_now(batch(b"a", seq=2), 0.5)
+    stats = courier.stats.take()
+    assert (stats["hec.requests"], stats["hec.retries"]) == (1, 0)
+
+
+def test_hurry_ends_a_backoff_already_under_way(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")])
+    courier, _ = make(lambda _: next(answers, ACCEPTED))
+    courier._backoff_s = lambda attempt, outcome: 30.0  # type: ignore[method-assign]
+    courier.offer(batch(b"a", seq=1))
+    end = time.monotonic() + 2
+    while not courier._pausing and time.monotonic() < end:  # the thread waits out its hold
+        time.sleep(0.002)
+    assert courier._pausing
+    courier.hurry()
+    assert done(courier) == [1]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,11 +14,15 @@ from ext.flush_policy import (
     EXPONENTIAL_QUANTILE_FACTOR,
     GAP_QUANTILE,
     HISTORY,
+    MAX_UNDELIVERED,
     MIN_GAPS,
     RELIABLE_GAPS,
     AdaptiveFlush,
+    Decision,
+    budget_left,
     cautious_exponential_quantile,
     drain_reserve_s,
+    wait_limit,
 )
 
 FLUSH_S = 0.03  # a waited flush: telemetry buffering plus one HEC round trip
@@ -235,3 +241,147 @@ def test_the_expected_gap_is_the_quantile_of_the_recent_starts_gaps(
         if len(between) < RELIABLE_GAPS:
             expected = max(expected, cautious_exponential_quantile(between))
         assert policy.expected_gap_s() == expected
+
+
+def _chi_square_quantile(p: float, dof: int) -> float:
+    """The exact quantile of chi-square with an even `dof`, by bisection of its closed-form
+    CDF (1 - e^(-x/2) * sum over j < dof/2 of (x/2)^j / j!)."""
+    def cdf(x: float) -> float:
+        return 1 - math.exp(-x / 2) * sum((x / 2) ** j / math.factorial(j)
+                                          for j in range(dof // 2))
+    low, high = 0.0, 10.0 * dof
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < p else (low, middle)
+    return low
+
+
+@pytest.mark.parametrize("count", range(MIN_GAPS, RELIABLE_GAPS))
+def test_the_cautious_fit_is_the_exponential_quantile_of_the_upper_confidence_mean(
+    count: int,
+) -> None:
+    # The mean's one-sided 75% upper bound is 2 * sum / chi-square(2n) at its 25% point; the
+    # fit's Wilson-Hilferty approximation of that point is within 1% from 3 gaps on.
+    gap_list = [0.1 * (n % 7 + 1) for n in range(count)]
+    upper_mean = 2 * sum(gap_list) / _chi_square_quantile(0.25, 2 * count)
+    exact = -math.log(1 - GAP_QUANTILE) * upper_mean
+    assert cautious_exponential_quantile(gap_list) == pytest.approx(exact, rel=0.01)
+
+
+def test_one_long_pause_among_the_recent_gaps_does_not_make_dense_traffic_wait() -> None:
+    # The 95th percentile of the last HISTORY - 1 gaps, not the longest: one pause of 30 s
+    # (the function idle for a while) among 0.2 s gaps leaves the rhythm dense.
+    policy = AdaptiveFlush(2.0)
+    now = 0.0
+    for n in range(HISTORY):
+        now += 30.0 if n == HISTORY // 2 else 0.2
+        policy.decide(f"r{n}", now)
+        policy.delivered(f"r{n}")
+    assert policy.expected_gap_s() == pytest.approx(0.2)
+    assert policy.decide("next", now + 0.2).reason == "dense"
+
+
+@pytest.mark.parametrize(("short_gaps", "expected"), [(HISTORY - 3, 9.0), (HISTORY - 2, 0.1)])
+def test_the_expected_gap_forgets_gaps_older_than_the_last_history_starts(
+    short_gaps: int, expected: float,
+) -> None:
+    # Two pauses of 9 s, then short gaps: while both pauses are among the last HISTORY - 1
+    # gaps, they are the top 5% (the 95th percentile of 31 gaps is the second longest); once
+    # the older one has left the window, the quantile is a short gap again.
+    policy = AdaptiveFlush(2.0)
+    now = 0.0
+    for n, gap in enumerate([0.1] * 40 + [9.0, 9.0] + [0.1] * short_gaps):
+        now += gap
+        policy.decide(f"r{n}", now)
+    assert policy.expected_gap_s() == pytest.approx(expected)
+
+
+def test_a_backlog_of_one_invocation_is_waited_for_alone() -> None:
+    policy = AdaptiveFlush(2.0)
+    for n in range(RELIABLE_GAPS + 1):  # a learnt 0.5 s rhythm, everything delivered
+        policy.decide(f"w{n}", n * 0.5)
+        policy.delivered(f"w{n}")
+    start = (RELIABLE_GAPS + 1) * 0.5
+    assert policy.decide("a", start).reason == "dense"
+    late = policy.decide("b", start + 1.6)  # "a" is 1.6 s old: 1.6 + 0.5 > 2.0
+    assert (late.wait, late.reason, late.awaited) == (True, "backlog", "a")
+
+
+def test_a_delivery_settles_every_earlier_invocation_whatever_their_ids() -> None:
+    # Request ids are UUIDs: their order says nothing about the invocations'
+    policy = AdaptiveFlush(2.0)
+    for n, rid in enumerate(["f0", "a1", "c2", "b3"]):
+        policy.decide(rid, float(n))
+    policy.delivered("".join(["c", "2"]))  # as read from the pipe: equal, not the same object
+    assert list(policy.undelivered) == ["b3"]
+    policy.delivered("zz")  # an invocation it never heard of (forgotten): nothing settled
+    assert list(policy.undelivered) == ["b3"]
+
+
+def test_the_undelivered_invocations_remembered_are_bounded_forgetting_the_oldest() -> None:
+    policy = AdaptiveFlush(2.0)
+    for n in range(MAX_UNDELIVERED + 10):  # HEC down: nothing confirmed
+        decision = policy.decide(f"r{n}", float(n))
+    assert len(policy.undelivered) == MAX_UNDELIVERED
+    assert next(iter(policy.undelivered)) == "r10"
+    assert decision.backlog_age_s == MAX_UNDELIVERED - 1  # from the oldest still remembered
+    assert len(policy.starts) == HISTORY
+    assert len(policy.gaps) == HISTORY - 1
+
+
+def test_a_decision_puts_its_figures_in_whole_milliseconds() -> None:
+    dense = Decision(False, "dense", 1.5, 1.234)
+    assert dense.describe("r1") == ("flush-decision request_id=r1 wait=no reason=dense "
+                                    "expected_gap_ms=1500 backlog_age_ms=1234")
+    learning = Decision(True, "warming-up", None, 0.0, awaited="r2")
+    assert learning.describe("r2") == ("flush-decision request_id=r2 wait=yes "
+                                       "reason=warming-up expected_gap_ms=- backlog_age_ms=0")
+
+
+def test_drain_reserve_without_measurements_assumes_1_mb_per_second_and_100_ms() -> None:
+    assert drain_reserve_s(2_000_000, None, None) == pytest.approx(1.5 * (2.0 + 0.1) + 0.02,
+                                                                   rel=1e-9)
+    assert drain_reserve_s(2_000_000, 0.0, 0.0) == pytest.approx(1.5 * 2.0 + 0.02,  # no rate
+                                                                 rel=1e-9)
+
+
+def test_drain_reserve_takes_a_measured_rate_however_slow() -> None:
+    assert drain_reserve_s(100, 0.5, 0.0) == pytest.approx(1.5 * 200 + 0.02)
+
+
+def test_a_runtime_done_up_to_five_seconds_old_is_trusted() -> None:
+    ended = 1_800_000_000.0  # epoch seconds, as the platform stamps it
+    for age in (4.5, 5.0):
+        assert budget_left(10.0, ended, ended + age) == pytest.approx(wait_limit(10.0) - age)
+    assert budget_left(10.0, ended, ended + 5.5) == pytest.approx(wait_limit(10.0))
+
+
+def test_the_rhythm_is_unknown_until_three_gaps_are_known() -> None:
+    # The cautious fit's chi-square approximation holds from three gaps on (within 1%): with
+    # fewer, even a 10 ms rhythm waits.
+    policy = AdaptiveFlush(2.0)
+    decisions = [policy.decide(f"r{n}", n * 0.01) for n in range(5)]
+    assert [d.reason for d in decisions] == ["warming-up"] * 3 + ["dense"] * 2
+    assert [d.expected_gap_s is None for d in decisions] == [True] * 3 + [False] * 2
+
+
+def _learnt(gap: float, bound: float = 2.0) -> tuple[AdaptiveFlush, float]:
+    """A policy that has learnt a regular rhythm, everything delivered; and the next start."""
+    policy = AdaptiveFlush(bound)
+    for n in range(RELIABLE_GAPS + 1):
+        policy.decide(f"w{n}", n * gap)
+        policy.delivered(f"w{n}")
+    return policy, (RELIABLE_GAPS + 1) * gap
+
+
+def test_a_backlog_exactly_at_the_bound_is_not_waited_for() -> None:
+    policy, start = _learnt(0.5)  # binary fractions: the sums are exact
+    assert policy.decide("a", start).reason == "dense"
+    assert policy.decide("b", start + 1.5).reason == "dense"  # 1.5 + 0.5 == 2.0: in time
+
+
+def test_a_gap_exactly_at_the_bound_still_waits_for_the_backlog_alone() -> None:
+    policy, start = _learnt(2.0)
+    assert policy.decide("a", start).reason == "dense"  # 0 + 2.0 == 2.0
+    late = policy.decide("b", start + 2.0)  # 2.0 + 2.0 > 2.0, but the gap alone fits
+    assert (late.reason, late.awaited) == ("backlog", "a")

@@ -665,3 +665,55 @@ def test_the_listener_binds_the_configured_host(
         assert made.loop.server.getsockname()[0] == "127.0.0.2"
     finally:
         made.close()
+
+
+# -- the backlog: an earlier invocation waited for, not the one that just started ---------------
+
+
+def _backlog_of_one(main: Main, clock: Clock) -> None:
+    """A learnt 0.5 s rhythm, everything delivered but the last invocation ("b", 1.6 s ago):
+    the next one finds a backlog too old for the 2 s bound, with a gap that fits it."""
+    policy = main.loop.adaptive
+    for n in range(RELIABLE_GAPS + 1):
+        policy.decide(f"w{n}", clock.now - 1.6 - (RELIABLE_GAPS + 1 - n) * 0.5)
+        policy.delivered(f"w{n}")
+    policy.decide("b", clock.now - 1.6)
+
+
+@pytest.mark.parametrize(("main", "ask"), [
+    ({}, control.Track),  # "c" alone lingers: 0 + 0.5 s gap + 1 s linger fit the 2 s bound
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, control.Flush),  # no linger: "c" is sent at once
+], indirect=["main"])
+def test_a_backlog_is_waited_for_alone_and_the_new_invocation_only_asked_for(
+    main: Main, poll: Poll, clock: Clock, ask: type[control.Flush],
+) -> None:
+    _backlog_of_one(main, clock)
+    poll.script = {0: [control.Delivered("b")]}
+    main.loop.adapt("a", EPOCH + clock.now + 60)  # ids are UUIDs: an earlier one may sort after
+    assert sent(main) == [ask("a"), control.FlushBacklog("b")]
+    assert len(poll.timeouts) == 1  # the wait ended at "b"'s delivery
+    assert list(main.loop.adaptive.undelivered) == ["a"]
+
+
+def test_a_running_backlog_is_waited_for_the_budget_not_until_the_deadline(
+    main: Main, poll: Poll, clock: Clock,
+) -> None:
+    # Its platform.start is spooled and its runtimeDone is not (dropped telemetry): it ended
+    # an invocation ago, whatever its records say
+    _backlog_of_one(main, clock)
+    poll.script = {0: [control.Running("b")]}
+    start = clock.now
+    main.loop.adapt("c", EPOCH + clock.now + 60)
+    assert clock.now - start == pytest.approx(BUDGET_S)
+    assert sent(main) == [control.Track("c"), control.FlushBacklog("b")]
+
+
+def test_a_sender_that_died_during_a_backlog_wait_is_asked_for_the_backlog_again(
+    main: Main, poll: Poll, clock: Clock, children: Children,
+) -> None:
+    _backlog_of_one(main, clock)
+    children.dying.append("sender")
+    main.loop.adapt("c", EPOCH + clock.now + 60)
+    assert sent(main) == [control.Track("c"), control.FlushBacklog("b"),
+                          control.FlushBacklog("b")]
+    assert children.spawned == ["sender"]

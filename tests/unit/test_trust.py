@@ -141,3 +141,113 @@ def test_locations_a_file_a_directory_or_the_defaults(tmp_path: object) -> None:
     assert trust.locations(str(tmp_path)) == (None, str(tmp_path))
     defaults = ssl.get_default_verify_paths()
     assert trust.locations(None) == (defaults.cafile, defaults.capath)
+
+
+class _Certificate:
+    """As ssl's certificate objects (3.10-3.12): DER from public_bytes."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+
+    def public_bytes(self, encoding: int) -> bytes:
+        assert encoding == ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+        return self.der
+
+
+class _SslObject:
+    def __init__(self, chain: list[_Certificate] | None) -> None:
+        self.chain = chain
+
+    def get_unverified_chain(self) -> list[_Certificate] | None:
+        return self.chain
+
+
+class _OldSocket:
+    """A TLS socket of Python 3.10-3.12: the chain only through its private _sslobj."""
+
+    def __init__(self, sslobj: _SslObject | None) -> None:
+        self._sslobj = sslobj
+
+
+class _NewSocket:
+    """A TLS socket of Python 3.13: the public call, DER already."""
+
+    def __init__(self, chain: list[bytes] | None) -> None:
+        self.chain = chain
+
+    def get_unverified_chain(self) -> list[bytes] | None:
+        return self.chain
+
+
+def test_the_peer_chain_is_read_on_every_python_the_layer_supports() -> None:
+    assert trust.peer_chain(_NewSocket([leaf, middle])) == [leaf, middle]  # type: ignore[arg-type]
+    assert trust.peer_chain(_NewSocket(None)) == []  # type: ignore[arg-type]
+    old = _OldSocket(_SslObject([_Certificate(leaf), _Certificate(middle)]))
+    assert trust.peer_chain(old) == [leaf, middle]  # type: ignore[arg-type]
+    assert trust.peer_chain(_OldSocket(_SslObject(None))) == []  # type: ignore[arg-type]
+    assert trust.peer_chain(_OldSocket(None)) == []  # type: ignore[arg-type]  # not connected
+
+
+def test_names_need_the_structure_only_up_to_the_subject() -> None:
+    # As the docstring says: nothing after the subject is read, even an empty subject (a Name
+    # with no RDN, as certificates that name their host in the SAN only have) at the very end.
+    empty = tlv(0x30, b"")
+    tbs = tlv(0x02, b"\x01") + ALGORITHM + ROOT + tlv(0x30, b"validity") + empty
+    assert trust.names(tlv(0x30, tlv(0x30, tbs))) == (ROOT, empty)
+
+
+def test_long_form_lengths_of_up_to_four_bytes_are_read() -> None:
+    # BER's long form with leading zero bytes (DER would use the shortest): the same names.
+    def long_tlv(tag: int, content: bytes) -> bytes:
+        return bytes([tag, 0x84]) + len(content).to_bytes(4, "big") + content
+    issuer, subject = ROOT, name("a subject")
+    tbs = tlv(0x02, b"\x01") + ALGORITHM + issuer + tlv(0x30, b"validity") + subject
+    assert trust.names(long_tlv(0x30, long_tlv(0x30, tbs))) == (issuer, subject)
+    # down to an empty subject, ending the bytes
+    empty = long_tlv(0x30, b"")
+    tbs = tlv(0x02, b"\x01") + ALGORITHM + issuer + tlv(0x30, b"validity") + empty
+    assert trust.names(long_tlv(0x30, long_tlv(0x30, tbs))) == (issuer, empty)
+
+
+ALGORITHM = tlv(0x30, tlv(0x06, b"\x2a\x86\x48\xce\x3d\x04\x03\x02"))
+AFTER_SERIAL = ALGORITHM + ROOT + tlv(0x30, b"validity") + LEAF
+
+
+@pytest.mark.parametrize("der", [
+    # an indefinite length (BER only), here the serial number's: not a certificate's encoding
+    tlv(0x30, tlv(0x30, b"\x02\x80" + AFTER_SERIAL)),
+    b"\x30\x02\x30\x00",  # an empty TBSCertificate, ending the bytes
+    b"\x31" + certificate(ROOT, LEAF)[1:],  # a SET where the Certificate's SEQUENCE is
+    # a context tag other than the version's [0] before the serial number
+    tlv(0x30, tlv(0x30, tlv(0xA1, tlv(0x02, b"\x02")) + tlv(0x02, b"\x01") + AFTER_SERIAL)),
+    # a length in five bytes (4 GiB and more)
+    tlv(0x30, tlv(0x30, b"\x02\x85\x00\x00\x00\x00\x01\x01" + AFTER_SERIAL)),
+    # a TBSCertificate that ends before its subject does
+    tlv(0x30, bytes([0x30, len(b"\x02\x01\x01" + AFTER_SERIAL) - 2]) + b"\x02\x01\x01"
+        + AFTER_SERIAL),
+])
+def test_what_is_not_a_certificates_structure_is_refused_with_value_error(der: bytes) -> None:
+    with pytest.raises(ValueError):
+        trust.names(der)
+
+
+def test_a_block_that_cannot_be_read_leaves_the_rest_of_the_bundle_usable() -> None:
+    text = pem(root)
+    broken = text[:28] + b"AAAA" + text[32:]  # the root's names still in it, its structure not
+    garbage = b"-----BEGIN CERTIFICATE-----\nAAAAA\n-----END CERTIFICATE-----\n"  # not base64
+    bundle = trust.Bundle(garbage + broken + pem(decoy) + pem(root))
+    assert len(bundle) == 3  # the garbage block alone is skipped
+    assert chosen(garbage + broken + pem(decoy) + pem(root), [leaf, middle]) == [root]
+
+
+def test_only_a_certificate_whose_subject_is_the_name_is_chosen_for_it() -> None:
+    # Certificates the root issued hold its name too, as their issuer: they are not its CA.
+    issued = [certificate(ROOT, name("a")), certificate(ROOT, name("a much longer name"))]
+    bundle = pem(issued[0]) + pem(root) + pem(issued[1])
+    assert chosen(bundle, [leaf, middle]) == [root]
+
+
+def test_every_name_of_the_chain_is_looked_up_even_after_a_repeated_one() -> None:
+    # The root is reached (and its own name wanted again) before the leaf's subject is looked
+    # up: a bundle that also holds HEC's own certificate gives both.
+    assert chosen(pem(root) + pem(decoy) + pem(leaf), [leaf, middle]) == [root, leaf]
