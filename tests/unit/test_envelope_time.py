@@ -173,10 +173,23 @@ def test_the_edges_of_the_calendar_match_strptime() -> None:
 
 
 @pytest.mark.parametrize("stamp", ["2026-10-08T07:30:28.abcZ", "2026-10-08T07:30:28.2 5Z",
-                                   "2026-10-08T07:30:28.\u0662\u0663\u0665Z"])
+                                   "2026-10-08T07:30:28.\u0662\u0663\u0665Z",
+                                   "2026-10-08T07:30:28.23xZ", "2026-10-08T07:30:28.23\u0665Z",
+                                   "2026-10-08T07:30:28.x35Z"])
 def test_milliseconds_that_are_not_digits_leave_the_envelope_valid_json(stamp: str) -> None:
     b = builder()
     b.epoch(T)  # the second is known: the per-event shortcut is taken
     for _ in range(2):
         (raw,) = b.build(json.dumps([{"time": stamp, "type": "function", "record": "x"}]).encode())
         assert json.loads(raw)["time"] is None  # HEC uses the index time; the line is kept
+
+
+@pytest.mark.parametrize("iso", ["2026/10/08T07:30:28.235Z", "2026-10-08T07-30-28.235Z",
+                                 "2026-10-08T07:30.28.235Z", "2026-10:08T07:30:28.235Z",
+                                 "2026,10,08T07:30:28.235Z", "2026-10-08T07:30,28.235Z"])
+def test_a_time_with_other_separators_is_not_a_time(iso: str) -> None:
+    b = builder()
+    b.epoch(T)  # the second is known: the per-event shortcut must not take it either
+    assert b.epoch(iso) == b"null" == strptime_epoch(iso)
+    (raw,) = b.build(json.dumps([{"time": iso, "type": "function", "record": "x"}]).encode())
+    assert json.loads(raw)["time"] is None

@@ -208,3 +208,27 @@ def test_the_extension_stamps_its_events_as_the_telemetry_api_does(
     assert notice == {"time": "2026-10-08T07:30:28.007Z", "type": intake.DROPPED_TYPE,
                       "record": {"dropped_events": 2, "too_deep_kept_as_text": 1,
                                  "max_depth": 64}}
+
+
+def test_the_last_element_64_levels_deep_is_not_too_deep() -> None:
+    fits = json.dumps(nested(intake.MAX_DEPTH)).encode()
+    deep = json.dumps(nested(intake.MAX_DEPTH + 1)).encode()
+    assert [(bytes(e), d) for e, d in intake.elements(b"[" + fits + b"]") or []] == [(fits, False)]
+    assert [d for _, d in intake.elements(b"[1, " + fits + b" ]") or []] == [False, False]
+    assert [d for _, d in intake.elements(b"[1, " + deep + b" ]") or []] == [False, True]
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_a_too_deep_record_is_found_in_a_body_with_just_enough_brackets(kind: type) -> None:
+    # 69 long numbers (structured, bracket-free) and one record of 64 objects: the body holds
+    # exactly the opening brackets a too-deep record needs (the array's, one per event, 64).
+    number = "1" + "0" * 200
+    events = [b'{"time": "%s", "type": "function", "record": %s}' % (TIME.encode(), number.encode())
+              for _ in range(69)]
+    events.append(event(nested(intake.MAX_DEPTH, objects=True)))
+    body = batch(*events)
+    assert body.count(b"{") + body.count(b"[") == 1 + len(events) + intake.MAX_DEPTH
+    verdict = intake.inspect(kind(body))
+    assert (verdict.events, verdict.too_deep, verdict.dropped) == (71, 1, 0)
+    assert kept(verdict)[69]["type"] == intake.TOO_DEEP_TYPE
+    assert [e["record"] for e in kept(verdict)[:69]] == [int(number)] * 69
