@@ -492,11 +492,7 @@ def test_hurry_leaves_an_idle_courier_asleep(make: Make) -> None:
     courier, _ = make(lambda _: ACCEPTED)
     courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
-    woken = []
-    notify = courier._cv.notify_all
-    courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
-    courier.hurry()
-    assert woken == []
+    assert not _hurry_wakes(courier)
 
 
 # A batch sent on the sender's own thread (`deliver_now`) while the delivery thread is idle and
@@ -705,11 +701,7 @@ def test_hurry_leaves_a_courier_asleep_once_its_backoff_is_over(make: Make) -> N
     courier._backoff_s = lambda attempt, outcome: 0.01  # type: ignore[method-assign]
     courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
-    woken = []
-    notify = courier._cv.notify_all
-    courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
-    courier.hurry()
-    assert woken == []
+    assert not _hurry_wakes(courier)
 
 
 def test_ten_ms_to_answer_is_too_little_for_an_inline_attempt_even_to_a_prompt_hec(
@@ -742,3 +734,12 @@ def test_hurry_ends_a_backoff_already_under_way(make: Make) -> None:
     assert courier._pausing
     courier.hurry()
     assert done(courier) == [1]
+
+
+def _hurry_wakes(courier: Courier) -> bool:
+    """Whether `hurry` wakes the courier's thread (notifies its condition)."""
+    woken: list[int] = []
+    notify = courier._cv.notify_all
+    courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
+    courier.hurry()
+    return bool(woken)

@@ -87,12 +87,17 @@ def test_a_backlog_main_never_hears_about_is_flushed_before_it_exceeds_the_bound
     assert decisions[waited[0]].backlog_age_s <= 1.0
 
 
-def test_a_backlog_is_waited_for_not_the_invocation_that_just_started() -> None:
+def _learnt_half_second_rhythm() -> tuple[AdaptiveFlush, float]:
+    """A policy (2 s bound) that learnt a 0.5 s rhythm, everything delivered; the next start."""
     policy = AdaptiveFlush(2.0)
-    for n in range(RELIABLE_GAPS + 1):  # a learnt 0.5 s rhythm, everything delivered
+    for n in range(RELIABLE_GAPS + 1):
         policy.decide(f"w{n}", n * 0.5)
         policy.delivered(f"w{n}")
-    start = (RELIABLE_GAPS + 1) * 0.5
+    return policy, (RELIABLE_GAPS + 1) * 0.5
+
+
+def test_a_backlog_is_waited_for_not_the_invocation_that_just_started() -> None:
+    policy, start = _learnt_half_second_rhythm()
     assert policy.decide("a", start).reason == "dense"
     assert policy.decide("b", start + 0.5).reason == "dense"  # age 0.5 + 0.5 <= 2.0
     late = policy.decide("c", start + 1.7)  # "a" is 1.7 s old: 1.7 + 0.5 > 2.0
@@ -297,11 +302,7 @@ def test_the_expected_gap_forgets_gaps_older_than_the_last_history_starts(
 
 
 def test_a_backlog_of_one_invocation_is_waited_for_alone() -> None:
-    policy = AdaptiveFlush(2.0)
-    for n in range(RELIABLE_GAPS + 1):  # a learnt 0.5 s rhythm, everything delivered
-        policy.decide(f"w{n}", n * 0.5)
-        policy.delivered(f"w{n}")
-    start = (RELIABLE_GAPS + 1) * 0.5
+    policy, start = _learnt_half_second_rhythm()
     assert policy.decide("a", start).reason == "dense"
     late = policy.decide("b", start + 1.6)  # "a" is 1.6 s old: 1.6 + 0.5 > 2.0
     assert (late.wait, late.reason, late.awaited) == (True, "backlog", "a")
