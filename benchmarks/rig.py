@@ -182,7 +182,7 @@ def extension_rig(code: Path | None = None) -> Iterator[Rig]:
     package the extension runs, when not this checkout's."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        opt = make_local_opt(work / "opt", code=code) if code else make_local_opt(work / "opt")
+        opt = make_local_opt(work / "opt", code=code)
         hec = HecProcess(work / "hec.sqlite")
         try:
             yield Rig(hec, opt, work)

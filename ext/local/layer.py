@@ -15,9 +15,10 @@ EXTENSION_NAME = "splunk-hec-extension"
 _DEPENDENCIES = ("msgspec", "urllib3")
 
 
-def make_local_opt(dest: Path, name: str = EXTENSION_NAME, code: Path = REPO_ROOT / "ext") -> Path:
+def make_local_opt(dest: Path, name: str = EXTENSION_NAME, code: Path | None = None) -> Path:
     """Creates (or refreshes) `dest` as an /opt folder holding the extension; returns `dest`.
-    `code`: the `ext` package it runs (another checkout's, to compare trees like for like)."""
+    `code`: the `ext` package it runs, when not this checkout's (another checkout's, to compare
+    trees like for like)."""
     extensions = dest / "extensions"
     extensions.mkdir(parents=True, exist_ok=True)
     launcher = extensions / name
@@ -25,7 +26,7 @@ def make_local_opt(dest: Path, name: str = EXTENSION_NAME, code: Path = REPO_ROO
     launcher.chmod(0o755)
     folder = dest / name
     folder.mkdir(parents=True, exist_ok=True)
-    _link(folder / "ext", code)
+    _link(folder / "ext", code or REPO_ROOT / "ext")
     for module in _DEPENDENCIES:
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None:
