@@ -31,13 +31,14 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.rig import cpu_ns, extension_processes, extension_rig, extension_tree
+from benchmarks.rig import Rig, cpu_ns, extension_processes, extension_rig, extension_tree
 from ext.local.layer import EXTENSION_NAME
 
 MEMORY_MB = (128, 512, 1769)
@@ -86,11 +87,13 @@ def gap_label(gap_s: float) -> str:
 
 
 def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int,
-             seed: int) -> dict[str, Any]:
-    """One fresh sandbox (with its own HEC) through `invocations` Poisson arrivals."""
+             seed: int, rig_factory: Callable[[], AbstractContextManager[Rig]] = extension_rig
+             ) -> dict[str, Any]:
+    """One fresh sandbox (with its own HEC) through `invocations` Poisson arrivals;
+    `rig_factory`: where the extension comes from (bench_floor passes its yardstick's)."""
     rng = random.Random(seed)
     prefix = f"C{memory_mb}-{gap_label(gap_s)}-{strategy}-"
-    with extension_rig() as rig:
+    with rig_factory() as rig:
         sb = rig.sandbox(rig.env(SPLUNK_FLUSH=strategy), memory_mb=memory_mb, limits=True,
                          timeout_s=60.0, init_timeout_s=60.0)
         post: list[float] = []

@@ -19,6 +19,7 @@ from benchmarks import (
     bench_cost,
     bench_enrich_mask,
     bench_fleet,
+    bench_floor,
     bench_flush_latency,
     bench_memory,
     bench_shutdown_drain,
@@ -30,7 +31,7 @@ Doc = dict[str, Any]
 OWN = {"cold_start": bench_cold_start, "flush_latency": bench_flush_latency,
        "throughput": bench_throughput, "enrich_mask": bench_enrich_mask,
        "shutdown_drain": bench_shutdown_drain,
-       "memory": bench_memory, "cost": bench_cost, "fleet": bench_fleet}
+       "memory": bench_memory, "cost": bench_cost, "floor": bench_floor, "fleet": bench_fleet}
 
 
 def load(folder: Path, name: str) -> Doc | None:
@@ -317,6 +318,18 @@ def cost(doc: Doc) -> list[str]:
             "![CPU per invocation](img/cost_cpu.png)", ""]
 
 
+def floor(doc: Doc) -> list[str]:
+    r = doc["results"]
+    rows = [[fmt(v, 2) if isinstance(v, float) else v for v in row]
+            for row in bench_floor.rows(r)]
+    out = table(bench_floor.HEADERS, rows)
+    memory = r["memory"]
+    out += table(["contender", "PSS MiB", "anonymous PSS MiB", "processes"],
+                 [[who, fmt(m["pss_total_mib"]), fmt(m["anonymous_pss_mib"]), m["processes"]]
+                  for who, m in memory.items()])
+    return [*out, "![CPU per invocation against its floors](img/floor.png)", ""]
+
+
 def fleet(doc: Doc) -> list[str]:
     r = doc["results"]
     rows = []
@@ -469,6 +482,16 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
      "freeze; CPU = scheduler time of every extension process (/proc/<pid>/task/*/schedstat) "
      "between two frozen states; HEC requests counted until the last freeze. Cells with gaps "
      ">= 2 s run side by side (they are frozen nearly all the time)."),
+    ("floor", "7b. The floor under the cost targets", floor,
+     "`python -m benchmarks.bench_floor`: section 7's cell (`sync`, the CPU share, 10-line "
+     "invocations) for the extension and for `benchmarks/floor_extension.py`, the least a "
+     "Python extension can do for the same work (raw sockets and msgspec; each Telemetry body "
+     "appended to a file before its 200; one gzipped HEC request per invocation before the "
+     "next `event/next`; no recovery, retries, enrichment or configuration), in one process "
+     "(`floor-1`) and in the extension's three (`floor-3`: main, listener and sender processes, "
+     "pipes between them). Contenders alternate round by round; each figure is the median "
+     "round. PSS after 20 such invocations (`sync`): the fixed footprint, floor-3 also with the "
+     "extension's required libraries (urllib3, ssl) imported before the fork."),
     ("fleet", "8. Many environments into one HEC", fleet,
      "N emulated environments at once (N = 1, 4, 16, 32), each a worker process with its own "
      "emulator, the real extension and the sample function, invoked on a fixed schedule (phases "
@@ -549,7 +572,31 @@ def _findings(docs: dict[str, Doc], folder: Path) -> list[str]:
                f"{fmt(r['sink']['events_per_s'], 0)} events/s at "
                f"{fmt(r['sink']['cpu_us_per_event'], 2)} us of extension CPU per event."
                if r.get("sink") else ""), ""]
+    out += _floor_finding(docs)
     return out
+
+
+def _floor_finding(docs: dict[str, Doc]) -> list[str]:
+    """What the cost target asks against the least any extension of this shape pays."""
+    doc = docs.get("floor")
+    if doc is None:
+        return []
+    target = doc["targets"]["cpu_ms_per_invocation"]
+    parts = []
+    for key, cell in doc["results"]["cost"].items():
+        ms = {who: cell[who]["cpu_ms_per_invocation_median"] for who in bench_floor.CONTENDERS}
+        if ms["extension"] <= target:
+            continue
+        parts.append(f"{key}: extension {fmt(ms['extension'], 2)}, floor-3 "
+                     f"{fmt(ms['floor-3'], 2)}, floor-1 {fmt(ms['floor-1'], 2)} ms")
+    if not parts:
+        return []
+    return [f"- **CPU per invocation** (target {fmt(target, 1)} ms, section 7b): "
+            + "; ".join(parts) + ". floor-3 is the least the extension's three processes can "
+            "cost with nothing but the work itself (append, read, post, two pipes), so the "
+            "target leaves the extension's own work (spool framing and recovery, the flush "
+            "policy, retries and their bookkeeping, enrichment) almost nothing; floor-1 is "
+            "what one process would cost.", ""]
 
 
 def _receiver_alone(folder: Path) -> str:

@@ -1,0 +1,201 @@
+"""The floor under issue 12's cost targets: the extension against the least a Python extension
+can do for the same work (benchmarks/floor_extension.py: raw sockets, msgspec, a Telemetry body
+appended to a file before its 200, one gzipped HEC request per invocation within the
+invocation), in one process (`floor-1`) and in the extension's three (`floor-3`: main, a
+listener and a sender process, pipes between them).
+
+All run bench_cost's cell (the emulator's CPU share and memory limit, 10-line invocations,
+Poisson gaps, CPU from schedstat of every process and thread while frozen), interleaved round by
+round so that the machine's drift falls on all alike; the extension runs `sync`, the flush that
+sends every invocation within it, as the floors do. Then the PSS of each after 20 such
+invocations (the fixed footprint; bench_memory measures the 1,000-line plan), floor-3 also with
+the extension's required libraries (urllib3, ssl) imported before its fork.
+
+floor-3 - floor-1 is what three processes cost; extension - floor-3 is what the extension does
+beyond the least (the spool's framing and recovery, retries and their bookkeeping, enrichment,
+the flush policy, self-metrics).
+Run: `.venv/bin/python -m benchmarks.bench_floor [--quick] [--rounds 3]` -> results/floor.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bench_cost, common
+from benchmarks.bench_memory import extension_memory
+from benchmarks.rig import HecProcess, Rig, extension_rig
+from ext.local.layer import EXTENSION_NAME
+
+FLOOR = Path(__file__).with_name("floor_extension.py")
+CELLS = ((128, 2.0), (128, 0.2), (1769, 2.0))  # memory MB, mean gap s
+INVOCATIONS = {0.2: 30, 2.0: 12}
+QUICK_CELLS = ((1769, 0.2),)
+QUICK_INVOCATIONS = {0.2: 4}
+# Memory after 10-line invocations, the cells' own: the fixed footprint (interpreter, libraries,
+# code, what each process copies of them). At bench_memory's 1,000-line plan the floors' naive
+# buffers (every line a Python object until its runtimeDone) weigh as much as the libraries,
+# and by an amount that changes from run to run: no floor there.
+MEMORY_PLAN = (20, 10)
+QUICK_MEMORY_PLAN = (3, 10)
+
+
+@contextlib.contextmanager
+def floor_rig(processes: int = 1, libraries: bool = False) -> Iterator[Rig]:
+    """A fresh HEC receiver and an /opt folder whose only extension is the floor, in
+    `processes` processes (1 or 3), with the extension's libraries imported if `libraries`."""
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        work = Path(tmp)
+        opt = work / "opt"
+        folder = opt / EXTENSION_NAME
+        folder.mkdir(parents=True)
+        shutil.copyfile(FLOOR, folder / FLOOR.name)
+        for module in ("msgspec", "urllib3"):
+            spec = importlib.util.find_spec(module)
+            if spec is None or spec.origin is None:
+                raise RuntimeError(f"{module} is not installed in this environment")
+            (folder / module).symlink_to(Path(spec.origin).parent, target_is_directory=True)
+        launcher = opt / "extensions" / EXTENSION_NAME
+        launcher.parent.mkdir()
+        launcher.write_text(f'#!/bin/sh\nFLOOR_PROCESSES={processes} FLOOR_LIBRARIES='
+                            f'{int(libraries)} PYTHONPATH="{folder}" exec'
+                            f' "$SPLUNK_EXTENSION_PYTHON" -S -OO "{folder / FLOOR.name}"'
+                            ' "${0##*/}"\n')
+        launcher.chmod(0o755)
+        hec = HecProcess(work / "hec.sqlite")
+        try:
+            yield Rig(hec, opt, work)
+        finally:
+            hec.stop()
+
+
+CONTENDERS: dict[str, Callable[[], AbstractContextManager[Rig]]] = {
+    "extension": extension_rig, "floor-1": floor_rig, "floor-3": lambda: floor_rig(3)}
+# Memory only: their CPU per invocation is floor-3's (the libraries are imported, not used).
+MEMORY_ONLY: dict[str, Callable[[], AbstractContextManager[Rig]]] = {
+    "floor-3 + urllib3, ssl": lambda: floor_rig(3, libraries=True)}
+
+
+def cost_rounds(cells: Sequence[tuple[int, float]], invocations: dict[float, int],
+                rounds: int) -> dict[str, Any]:
+    """CPU per invocation and post-runtime of both, cell by cell, round by round."""
+    out: dict[str, Any] = {}
+    for memory_mb, gap_s in cells:
+        key = f"{memory_mb}MB-{bench_cost.gap_label(gap_s)}"
+        runs: dict[str, list[dict[str, Any]]] = {who: [] for who in CONTENDERS}
+        for n in range(rounds):
+            for who, factory in CONTENDERS.items():
+                cell = bench_cost.run_cell(memory_mb, gap_s, "sync", invocations[gap_s],
+                                           bench_cost.SEED + n, rig_factory=factory)
+                if cell["lines_stored"] != cell["lines_expected"]:
+                    # A yardstick that skips work is no floor (nor a contender that loses lines).
+                    raise RuntimeError(f"{who} stored {cell['lines_stored']} of"
+                                       f" {cell['lines_expected']} lines in {key}")
+                runs[who].append(cell)
+                print(f"{key} round {n + 1} {who}: CPU {cell['cpu_ms_per_invocation']:.2f} ms"
+                      f"/invocation {_rounded(cell['cpu_ms_per_invocation_by_process'])}, lines"
+                      f" {cell['lines_stored']}/{cell['lines_expected']}, post-runtime mean"
+                      f" {cell['post_runtime_ms']['mean']:.1f} ms", flush=True)
+        out[key] = {who: _summary(cells_run) for who, cells_run in runs.items()}
+        medians = {who: out[key][who]["cpu_ms_per_invocation_median"] for who in CONTENDERS}
+        print(f"{key}: " + ", ".join(f"{who} {ms:.2f}" for who, ms in medians.items())
+              + f" ms per invocation (medians of {rounds})", flush=True)
+    return out
+
+
+def _median_index(values: Sequence[float]) -> int:
+    """The round whose figure is the median (the upper one of an even count)."""
+    return sorted(range(len(values)), key=values.__getitem__)[len(values) // 2]
+
+
+def _summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    cpu = [c["cpu_ms_per_invocation"] for c in cells]
+    return {"cpu_ms_per_invocation": cpu,
+            "cpu_ms_per_invocation_median": cpu[_median_index(cpu)],
+            "cpu_ms_per_invocation_by_process": [c["cpu_ms_per_invocation_by_process"]
+                                                 for c in cells],
+            "post_runtime_mean_ms": [c["post_runtime_ms"]["mean"] for c in cells],
+            "lines_stored": [c["lines_stored"] for c in cells],
+            "lines_expected": cells[0]["lines_expected"]}
+
+
+def _rounded(by_process: dict[str, float]) -> dict[str, float]:
+    return {role: round(ms, 2) for role, ms in by_process.items()}
+
+
+def memory(plan: tuple[int, int]) -> dict[str, Any]:
+    """PSS of every process of each, after the plan, each in a fresh sandbox."""
+    out: dict[str, Any] = {}
+    for who, factory in {**CONTENDERS, **MEMORY_ONLY}.items():
+        with factory() as rig:
+            processes, _ = extension_memory(rig, *plan, {"SPLUNK_FLUSH": "sync"})
+        pss = sum(p["pss_kb"] for p in processes.values()) / 1024
+        anonymous = sum(p["pss_by_backing_kb"]["anonymous"] for p in processes.values()) / 1024
+        out[who] = {"pss_total_mib": pss, "anonymous_pss_mib": anonymous,
+                    "processes": len(processes)}
+        print(f"memory {who}: PSS {pss:.2f} MiB (anonymous {anonymous:.2f}),"
+              f" {len(processes)} process(es)", flush=True)
+    return out
+
+
+HEADERS = ["cell", "contender", "CPU ms/invocation (median)", "main", "listener", "sender",
+           "rounds (ms)"]
+
+
+def rows(results: dict[str, Any]) -> list[list[Any]]:
+    """One row per cell and contender: the median, its processes' shares in the median round."""
+    out = []
+    for key, cell in results["cost"].items():
+        for who in CONTENDERS:
+            figures = cell[who]
+            rounds = figures["cpu_ms_per_invocation"]
+            middle = figures["cpu_ms_per_invocation_by_process"][_median_index(rounds)]
+            out.append([key, who, figures["cpu_ms_per_invocation_median"],
+                        *(middle.get(role, "-") for role in ("main", "listener", "sender")),
+                        " / ".join(f"{ms:.2f}" for ms in rounds)])
+    return out
+
+
+def report(results: dict[str, Any]) -> None:
+    common.print_table("CPU per 10-line invocation, `sync`", HEADERS, rows(results))
+    common.print_table("PSS after the ten-line invocations",
+                       ["contender", "PSS MiB", "anonymous MiB", "processes"],
+                       [[who, m["pss_total_mib"], m["anonymous_pss_mib"], m["processes"]]
+                        for who, m in results["memory"].items()])
+
+
+def chart(results: dict[str, Any], folder: Path) -> None:
+    cells = list(results["cost"])
+    series = {who: [results["cost"][c][who]["cpu_ms_per_invocation_median"] for c in cells]
+              for who in CONTENDERS}
+    target = bench_cost.TARGETS["cpu_ms_per_invocation"]
+    common.bar_chart(folder / "floor.png", "CPU per invocation: the extension and its floors",
+                     cells, series, "ms", {f"target {target:g} ms": target})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    cells, invocations = (QUICK_CELLS, QUICK_INVOCATIONS) if args.quick else (CELLS, INVOCATIONS)
+    rounds = 1 if args.quick else args.rounds
+    results = {"cost": cost_rounds(cells, invocations, rounds),
+               "memory": memory(QUICK_MEMORY_PLAN if args.quick else MEMORY_PLAN),
+               "rounds": rounds}
+    return common.publish("floor", results, quick=args.quick,
+                          targets={"cpu_ms_per_invocation": bench_cost.TARGETS[
+                              "cpu_ms_per_invocation"], "pss_total_mib": 22.0},
+                          report=report, chart=chart)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The yardstick of benchmarks/bench_floor.py: the floor extension does the work it is a floor of
+(every function line to HEC with HEC's epoch time, runtimeDone seen), and the figures picked
+from the rounds are the median round's."""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime
+
+import msgspec
+import pytest
+
+from benchmarks import bench_floor, floor_extension
+
+
+def test_take_maps_function_lines_and_notes_runtime_done() -> None:
+    body = msgspec.json.encode([
+        {"time": "2026-11-30T05:00:00.250Z", "type": "platform.start",
+         "record": {"requestId": "r1"}},
+        {"time": "2026-11-30T05:00:00.500Z", "type": "function", "record": "hello"},
+        {"time": "2026-11-30T05:00:00.750Z", "type": "platform.runtimeDone",
+         "record": {"requestId": "r1", "status": "success"}},
+    ])
+    lines, done = floor_extension.take(body)
+    assert done == ["r1"]
+    assert [msgspec.json.decode(line) for line in lines] == [
+        {"time": datetime.fromisoformat("2026-11-30T05:00:00.500+00:00").timestamp(),
+         "event": "hello", "sourcetype": "aws:lambda:function"}]
+
+
+def test_read_message_keeps_what_follows_the_body() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\n"
+                       b"Content-Length: 2\r\nX-Id: 7\r\n\r\nok")
+        state = floor_extension.Holder()
+        assert floor_extension.read_message(ours, state) == (0, {b"content-length": b"3"},
+                                                             b"abc")
+        status, headers, body = floor_extension.read_message(ours, state)
+        assert (status, headers[b"x-id"], body) == (200, b"7", b"ok")
+        assert state.pending == b""
+
+
+def test_read_message_refuses_a_closed_connection_mid_body() -> None:
+    ours, theirs = socket.socketpair()
+    with ours:
+        theirs.sendall(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        theirs.close()
+        with pytest.raises(ConnectionError):
+            floor_extension.read_message(ours, floor_extension.Holder())
+
+
+@pytest.mark.parametrize(("values", "index"), [([3.0, 1.0, 2.0], 2), ([5.0], 0),
+                                               ([4.0, 1.0, 3.0, 2.0], 2)])
+def test_the_median_round_is_picked(values: list[float], index: int) -> None:
+    assert bench_floor._median_index(values) == index
+
+
+def test_rows_show_each_contender_with_its_median_rounds_processes() -> None:
+    def figures(cpu: list[float], by_process: list[dict[str, float]]) -> dict[str, object]:
+        return {"cpu_ms_per_invocation": cpu,
+                "cpu_ms_per_invocation_median": cpu[bench_floor._median_index(cpu)],
+                "cpu_ms_per_invocation_by_process": by_process}
+
+    cell = {"extension": figures([3.0, 2.0, 4.0], [{"main": 0.3, "listener": 0.7, "sender": 2.0},
+                                                   {"main": 0.2, "listener": 0.6, "sender": 1.2},
+                                                   {"main": 0.4, "listener": 0.9, "sender": 2.7}]),
+            "floor-1": figures([1.0], [{"main": 1.0}]),
+            "floor-3": figures([1.5], [{"main": 0.25, "listener": 0.45, "sender": 0.8}])}
+    rows = bench_floor.rows({"cost": {"128MB-2s": cell}})
+    assert rows == [
+        ["128MB-2s", "extension", 3.0, 0.3, 0.7, 2.0, "3.00 / 2.00 / 4.00"],
+        ["128MB-2s", "floor-1", 1.0, 1.0, "-", "-", "1.00"],
+        ["128MB-2s", "floor-3", 1.5, 0.25, 0.45, 0.8, "1.50"],
+    ]
