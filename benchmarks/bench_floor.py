@@ -1,8 +1,8 @@
 """The floor under issue 12's cost targets: the extension against the least a Python extension
 can do for the same work (benchmarks/floor_extension.py: raw sockets, msgspec, a Telemetry body
 appended to a file before its 200, one gzipped HEC request per invocation within the
-invocation), in one process (`floor-1`) and in the extension's three (`floor-3`: main, a
-listener and a sender process, pipes between them).
+invocation), in one process (`floor-1`), in the extension's three (`floor-3`: main, a
+listener and a sender process, pipes between them), and in two (`floor-2`: main sends itself).
 
 All run bench_cost's cell (the emulator's CPU share and memory limit, 10-line invocations,
 Poisson gaps, CPU from schedstat of every process and thread while frozen), interleaved round by
@@ -11,9 +11,9 @@ sends every invocation within it, as the floors do. Then the PSS of each after 2
 invocations (the fixed footprint; bench_memory measures the 1,000-line plan), floor-3 also with
 the extension's required libraries (urllib3, ssl) imported before its fork.
 
-floor-3 - floor-1 is what three processes cost; extension - floor-3 is what the extension does
-beyond the least (the spool's framing and recovery, retries and their bookkeeping, enrichment,
-the flush policy, self-metrics).
+floor-3 - floor-1 is what three processes cost (floor-2: what the sender process costs);
+extension - floor-3 is what the extension does beyond the least (the spool's framing and
+recovery, retries and their bookkeeping, enrichment, the flush policy, self-metrics).
 Run: `.venv/bin/python -m benchmarks.bench_floor [--quick] [--rounds 3]` -> results/floor.json.
 """
 
@@ -51,7 +51,7 @@ QUICK_MEMORY_PLAN = (3, 10)
 @contextlib.contextmanager
 def floor_rig(processes: int = 1, libraries: bool = False) -> Iterator[Rig]:
     """A fresh HEC receiver and an /opt folder whose only extension is the floor, in
-    `processes` processes (1 or 3), with the extension's libraries imported if `libraries`."""
+    `processes` processes (1, 2 or 3), with the extension's libraries imported if `libraries`."""
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         work = Path(tmp)
         opt = work / "opt"
@@ -78,7 +78,8 @@ def floor_rig(processes: int = 1, libraries: bool = False) -> Iterator[Rig]:
 
 
 CONTENDERS: dict[str, Callable[[], AbstractContextManager[Rig]]] = {
-    "extension": extension_rig, "floor-1": floor_rig, "floor-3": lambda: floor_rig(3)}
+    "extension": extension_rig, "floor-1": floor_rig, "floor-2": lambda: floor_rig(2),
+    "floor-3": lambda: floor_rig(3)}
 # Memory only: their CPU per invocation is floor-3's (the libraries are imported, not used).
 MEMORY_ONLY: dict[str, Callable[[], AbstractContextManager[Rig]]] = {
     "floor-3 + urllib3, ssl": lambda: floor_rig(3, libraries=True)}
@@ -154,8 +155,7 @@ def rows(results: dict[str, Any]) -> list[list[Any]]:
     """One row per cell and contender: the median, its processes' shares in the median round."""
     out = []
     for key, cell in results["cost"].items():
-        for who in CONTENDERS:
-            figures = cell[who]
+        for who, figures in cell.items():
             rounds = figures["cpu_ms_per_invocation"]
             middle = figures["cpu_ms_per_invocation_by_process"][_median_index(rounds)]
             out.append([key, who, figures["cpu_ms_per_invocation_median"],

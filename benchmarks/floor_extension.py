@@ -6,10 +6,11 @@ spool's durability point), and at each INVOKE waits for that invocation's platfo
 then posts the function's lines to HEC in one gzipped request over a kept-alive socket before
 asking for the next event (`sync`). Raw sockets and msgspec only: no urllib3, no logging.
 
-Two shapes (FLOOR_PROCESSES): `1`, one process whose Telemetry thread hands lines to the main
+Three shapes (FLOOR_PROCESSES): `1`, one process whose Telemetry thread hands lines to the main
 thread; `3`, the extension's own shape at its least: main (lifecycle), a listener process
 (append, poke the sender through a pipe, answer) and a sender process (read the file from its
-offset, post, answer main through a pipe), each woken only when it has something to do.
+offset, post, answer main through a pipe), each woken only when it has something to do; `2`,
+the same without the sender process: main reads and posts itself.
 
 It is the yardstick of benchmarks/bench_floor.py: what an invocation costs any Python extension
 that does this work within the invocation (`1`), and any with the extension's three processes
@@ -27,6 +28,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import zlib
 from datetime import datetime
 
@@ -200,42 +202,82 @@ def listener(server: socket.socket, wake: int) -> None:
             sock.sendall(OK)
 
 
+class SpoolTail:
+    """What the listener appended (length-prefixed bodies), read on from where the last read
+    stopped: the function's envelopes waiting for HEC and the runtimeDone request ids seen."""
+
+    def __init__(self) -> None:
+        self.fd = os.open(SPOOL, os.O_RDONLY | os.O_CREAT, 0o600)
+        self.offset = 0
+        self.unread = b""
+        self.lines: list[bytes] = []
+        self.done: set[str] = set()
+
+    def read(self, wake: int) -> None:
+        os.read(wake, 4096)
+        data = os.pread(self.fd, 1 << 20, self.offset)
+        self.offset += len(data)
+        self.unread += data
+        while len(self.unread) >= 4:
+            size = int.from_bytes(self.unread[:4], "little")
+            if len(self.unread) < 4 + size:
+                break
+            lines, done = take(self.unread[4:4 + size])
+            self.unread = self.unread[4 + size:]
+            self.lines.extend(lines)
+            self.done.update(done)
+
+
 def sender(wake: int, asks: int, answers: int) -> None:
     """Three processes: reads what the listener appended, posts an invocation's lines once its
     runtimeDone is read and main waits for it, answers main."""
-    spool = os.open(SPOOL, os.O_RDONLY | os.O_CREAT, 0o600)
+    tail = SpoolTail()
     hec = Hec()
-    offset = 0
-    unread = b""
-    lines: list[bytes] = []
-    done: set[str] = set()
     waiting: list[str] = []
     while True:
         ready, _, _ = select.select([wake, asks], [], [])
         if wake in ready:
-            os.read(wake, 4096)
-            data = os.pread(spool, 1 << 20, offset)
-            offset += len(data)
-            unread += data
-            while len(unread) >= 4:
-                size = int.from_bytes(unread[:4], "little")
-                if len(unread) < 4 + size:
-                    break
-                new_lines, new_done = take(unread[4:4 + size])
-                unread = unread[4 + size:]
-                lines.extend(new_lines)
-                done.update(new_done)
+            tail.read(wake)
         if asks in ready:
             waiting.extend(os.read(asks, 4096).decode().split())
-        answerable = [w for w in waiting if w in done or w == "SHUTDOWN"]
+        answerable = [w for w in waiting if w in tail.done or w == "SHUTDOWN"]
         if answerable:
-            if lines:
-                hec.post(lines)
-                lines = []
+            if tail.lines:
+                hec.post(tail.lines)
+                tail.lines = []
             os.write(answers, "".join(f"{w}\n" for w in answerable).encode())
             waiting = [w for w in waiting if w not in answerable]
             if "SHUTDOWN" in answerable:
                 return
+
+
+def two_processes(api: Connection, ident: dict[str, str], server: socket.socket) -> None:
+    """Main sends itself (no sender process): after INVOKE it reads what the listener appended
+    until the invocation's runtimeDone, then posts."""
+    wake_r, wake_w = os.pipe()
+    listener_pid = os.fork()
+    if listener_pid == 0:
+        listener(server, wake_w)
+        os._exit(0)
+    server.close()
+    tail = SpoolTail()
+    hec = Hec()
+    while True:
+        _, _, body = api.request("GET", f"{EXT_PREFIX}/event/next", ident)
+        event = msgspec.json.decode(body)
+        shutdown = event["eventType"] == "SHUTDOWN"
+        deadline = time.monotonic() + (0.0 if shutdown else WAIT_S)
+        while shutdown or event["requestId"] not in tail.done:
+            ready, _, _ = select.select([wake_r], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            tail.read(wake_r)
+        if tail.lines:
+            hec.post(tail.lines)
+            tail.lines = []
+        if shutdown:
+            os.kill(listener_pid, signal.SIGTERM)
+            return
 
 
 def three_processes(api: Connection, ident: dict[str, str], server: socket.socket) -> None:
@@ -289,10 +331,8 @@ def main() -> None:
         import ssl  # noqa: F401
 
         import urllib3  # noqa: F401
-    if os.environ.get("FLOOR_PROCESSES", "1") == "3":
-        three_processes(api, ident, server)
-    else:
-        one_process(api, ident, server)
+    shape = {"1": one_process, "2": two_processes, "3": three_processes}
+    shape[os.environ.get("FLOOR_PROCESSES", "1")](api, ident, server)
 
 
 if __name__ == "__main__":

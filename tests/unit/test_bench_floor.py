@@ -4,8 +4,10 @@ from the rounds are the median round's."""
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -73,3 +75,32 @@ def test_rows_show_each_contender_with_its_median_rounds_processes() -> None:
         ["128MB-2s", "floor-1", 1.0, 1.0, "-", "-", "1.00"],
         ["128MB-2s", "floor-3", 1.5, 0.25, 0.45, 0.8, "1.50"],
     ]
+
+
+def test_the_spool_tail_reads_whole_bodies_only_and_from_where_it_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = tmp_path / "spool"
+    monkeypatch.setattr(floor_extension, "SPOOL", str(spool))
+    tail = floor_extension.SpoolTail()
+    first = msgspec.json.encode([{"time": "2026-11-30T05:00:00Z", "type": "function",
+                                  "record": "one"}])
+    second = msgspec.json.encode([{"time": "2026-11-30T05:00:01Z", "type": "platform.runtimeDone",
+                                   "record": {"requestId": "r9"}}])
+    framed = [len(body).to_bytes(4, "little") + body for body in (first, second)]
+    wake_r, wake_w = os.pipe()
+    try:
+        spool.write_bytes(framed[0] + framed[1][:6])  # the second body is not whole yet
+        os.write(wake_w, b"1")
+        tail.read(wake_r)
+        assert [msgspec.json.decode(line)["event"] for line in tail.lines] == ["one"]
+        assert tail.done == set()
+        with spool.open("ab") as fh:
+            fh.write(framed[1][6:])
+        os.write(wake_w, b"1")
+        tail.read(wake_r)
+        assert len(tail.lines) == 1
+        assert tail.done == {"r9"}
+        assert tail.unread == b""
+    finally:
+        os.close(wake_r)
+        os.close(wake_w)
