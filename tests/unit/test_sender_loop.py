@@ -4,6 +4,7 @@ select the test controls (`sender.time` and `sender.select` replaced)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -902,6 +903,31 @@ def test_emptying_a_wake_up_pipe_full_to_the_brim() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_emptying_a_wake_up_pipe_larger_than_one_read() -> None:
+    # Where pages are 64 KiB (some arm64 kernels) a pipe holds 1 MiB by default.
+    read_fd, write_fd = control.make_pipe()
+    try:
+        size = fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * sender.PIPE_READ_BYTES)
+        assert size > sender.PIPE_READ_BYTES
+        os.write(write_fd, b"\x01" * (3 * sender.PIPE_READ_BYTES))
+        assert sender._emptied(read_fd)
+        assert not control.drain_pipe(read_fd)  # nothing left
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_wake_up_pipe_whose_writers_are_gone_holds_no_wake_up() -> None:
+    read_fd, write_fd = control.make_pipe()
+    try:
+        os.write(write_fd, b"\x01")
+        os.close(write_fd)
+        assert sender._emptied(read_fd)  # the byte written before the close
+        assert not sender._emptied(read_fd)  # then end of file: nothing to look at
+    finally:
+        os.close(read_fd)
 
 
 class InlineCourier(TimedCourier):
