@@ -932,13 +932,17 @@ def test_a_wake_up_pipe_whose_writers_are_gone_holds_no_wake_up() -> None:
 
 class InlineCourier(TimedCourier):
     """Sends every lone batch on the sender's thread, as the real courier does while HEC is
-    healthy and its thread idle; batches with more behind them go to the thread."""
+    healthy and its thread idle; batches with more behind them go to the thread, and so do
+    lone ones once HEC is not `healthy`."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inline: list[HecBatch] = []
+        self.healthy = True
 
     def deliver_now(self, batch: HecBatch, within_s: float) -> bool:
+        if not self.healthy:
+            return super().deliver_now(batch, within_s)
         self.inline.append(batch)
         self.accepted.extend(batch.envelopes())
         return True
@@ -959,6 +963,29 @@ def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_sam
         rig.sender.step()
         assert rig.committed() == 1
         assert rig.answers() == [control.Delivered("r1")]
+    finally:
+        rig.close()
+
+
+def test_after_a_batch_sent_on_the_senders_thread_an_empty_batch_still_waits_behind_the_wire(
+    tmp_path: Path,
+) -> None:
+    courier = InlineCourier()
+    rig = WideRig(tmp_path, courier=courier, **SENDING)
+    try:
+        rig.append(["a"])
+        rig.sender.step()
+        assert rig.committed() == 0 and len(courier.inline) == 1
+        courier.healthy = False  # HEC failed meanwhile: the next batch goes to the thread
+        rig.append(["b"])
+        rig.sender.step()
+        assert len(courier.in_flight) == 1
+        rig.append([""])  # only an empty line: a batch with nothing to send
+        rig.sender.step()
+        assert rig.committed() == 0  # "b" is on the wire: nothing after it is committed
+        courier.finish()
+        rig.sender.step()
+        assert rig.committed() == 2
     finally:
         rig.close()
 
