@@ -4,6 +4,7 @@ select the test controls (`sender.time` and `sender.select` replaced)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -904,15 +905,44 @@ def test_emptying_a_wake_up_pipe_full_to_the_brim() -> None:
         os.close(write_fd)
 
 
+def test_emptying_a_wake_up_pipe_larger_than_one_read() -> None:
+    # Where pages are 64 KiB (some arm64 kernels) a pipe holds 1 MiB by default.
+    read_fd, write_fd = control.make_pipe()
+    try:
+        size = fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * sender.PIPE_READ_BYTES)
+        assert size > sender.PIPE_READ_BYTES
+        os.write(write_fd, b"\x01" * (3 * sender.PIPE_READ_BYTES))
+        assert sender._emptied(read_fd)
+        assert not control.drain_pipe(read_fd)  # nothing left
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_wake_up_pipe_whose_writers_are_gone_holds_no_wake_up() -> None:
+    read_fd, write_fd = control.make_pipe()
+    try:
+        os.write(write_fd, b"\x01")
+        os.close(write_fd)
+        assert sender._emptied(read_fd)  # the byte written before the close
+        assert not sender._emptied(read_fd)  # then end of file: nothing to look at
+    finally:
+        os.close(read_fd)
+
+
 class InlineCourier(TimedCourier):
     """Sends every lone batch on the sender's thread, as the real courier does while HEC is
-    healthy and its thread idle; batches with more behind them go to the thread."""
+    healthy and its thread idle; batches with more behind them go to the thread, and so do
+    lone ones once HEC is not `healthy`."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inline: list[HecBatch] = []
+        self.healthy = True
 
     def deliver_now(self, batch: HecBatch, within_s: float) -> bool:
+        if not self.healthy:
+            return super().deliver_now(batch, within_s)
         self.inline.append(batch)
         self.accepted.extend(batch.envelopes())
         return True
@@ -933,6 +963,29 @@ def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_sam
         rig.sender.step()
         assert rig.committed() == 1
         assert rig.answers() == [control.Delivered("r1")]
+    finally:
+        rig.close()
+
+
+def test_after_a_batch_sent_on_the_senders_thread_an_empty_batch_still_waits_behind_the_wire(
+    tmp_path: Path,
+) -> None:
+    courier = InlineCourier()
+    rig = WideRig(tmp_path, courier=courier, **SENDING)
+    try:
+        rig.append(["a"])
+        rig.sender.step()
+        assert rig.committed() == 0 and len(courier.inline) == 1
+        courier.healthy = False  # HEC failed meanwhile: the next batch goes to the thread
+        rig.append(["b"])
+        rig.sender.step()
+        assert len(courier.in_flight) == 1
+        rig.append([""])  # only an empty line: a batch with nothing to send
+        rig.sender.step()
+        assert rig.committed() == 0  # "b" is on the wire: nothing after it is committed
+        courier.finish()
+        rig.sender.step()
+        assert rig.committed() == 2
     finally:
         rig.close()
 
