@@ -884,39 +884,40 @@ def test_a_late_wake_up_from_the_courier_is_emptied_with_nothing_in_flight(
         rig.close()
 
 
-def test_emptying_a_wake_up_pipe_full_to_the_brim() -> None:
+@pytest.fixture
+def wake_pipe() -> Iterator[tuple[int, int]]:
+    """A wake-up pipe as the listener makes it (both ends non-blocking); closed afterwards."""
     read_fd, write_fd = control.make_pipe()
+    yield read_fd, write_fd
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_emptying_a_wake_up_pipe_full_to_the_brim(wake_pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = wake_pipe
+    assert not sender._emptied(read_fd)
+    os.write(write_fd, b"\x01" * 3)
+    assert sender._emptied(read_fd)
+    assert not sender._emptied(read_fd)
+    filled = 0
     try:
-        assert not sender._emptied(read_fd)
-        os.write(write_fd, b"\x01" * 3)
-        assert sender._emptied(read_fd)
-        assert not sender._emptied(read_fd)
-        filled = 0
-        try:
-            while True:
-                filled += os.write(write_fd, b"\x01" * 4096)
-        except BlockingIOError:
-            pass
-        assert filled >= sender.PIPE_READ_BYTES  # a full pipe: the first read takes all it asks
-        assert sender._emptied(read_fd)
-        assert not control.drain_pipe(read_fd)  # nothing left
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+        while True:
+            filled += os.write(write_fd, b"\x01" * 4096)
+    except BlockingIOError:
+        pass
+    assert filled >= sender.PIPE_READ_BYTES  # a full pipe: the first read takes all it asks
+    assert sender._emptied(read_fd)
+    assert not control.drain_pipe(read_fd)  # nothing left
 
 
-def test_emptying_a_wake_up_pipe_larger_than_one_read() -> None:
+def test_emptying_a_wake_up_pipe_larger_than_one_read(wake_pipe: tuple[int, int]) -> None:
     # Where pages are 64 KiB (some arm64 kernels) a pipe holds 1 MiB by default.
-    read_fd, write_fd = control.make_pipe()
-    try:
-        size = fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * sender.PIPE_READ_BYTES)
-        assert size > sender.PIPE_READ_BYTES
-        os.write(write_fd, b"\x01" * (3 * sender.PIPE_READ_BYTES))
-        assert sender._emptied(read_fd)
-        assert not control.drain_pipe(read_fd)  # nothing left
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+    read_fd, write_fd = wake_pipe
+    size = fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * sender.PIPE_READ_BYTES)
+    assert size > sender.PIPE_READ_BYTES
+    os.write(write_fd, b"\x01" * (3 * sender.PIPE_READ_BYTES))
+    assert sender._emptied(read_fd)
+    assert not control.drain_pipe(read_fd)  # nothing left
 
 
 def test_a_wake_up_pipe_whose_writers_are_gone_holds_no_wake_up() -> None:
@@ -948,46 +949,45 @@ class InlineCourier(TimedCourier):
         return True
 
 
-def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_same_pass(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def inline(tmp_path: Path) -> Iterator[tuple[WideRig, InlineCourier]]:
+    """A rig whose courier sends a lone batch on the sender's thread, and one batch ("a")
+    already sent that way: committed in the pass that sent it, with no take_done to wait for."""
     courier = InlineCourier()
     rig = WideRig(tmp_path, courier=courier, **SENDING)
-    try:
-        rig.append(["a"])
-        rig.sender.step()
-        assert rig.committed() == 0 and len(courier.inline) == 1  # no take_done to wait for
-        assert not courier.in_flight
-        rig.tell(control.Flush("r1"))  # main waits for r1
-        rig.append_invocation("r1", ["b"])
-        rig.sender.step()
-        assert rig.committed() == 1
-        assert rig.answers() == [control.Delivered("r1")]
-    finally:
-        rig.close()
+    rig.append(["a"])
+    rig.sender.step()
+    assert rig.committed() == 0 and len(courier.inline) == 1
+    yield rig, courier
+    rig.close()
+
+
+def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_same_pass(
+    inline: tuple[WideRig, InlineCourier],
+) -> None:
+    rig, courier = inline
+    assert not courier.in_flight
+    rig.tell(control.Flush("r1"))  # main waits for r1
+    rig.append_invocation("r1", ["b"])
+    rig.sender.step()
+    assert rig.committed() == 1
+    assert rig.answers() == [control.Delivered("r1")]
 
 
 def test_after_a_batch_sent_on_the_senders_thread_an_empty_batch_still_waits_behind_the_wire(
-    tmp_path: Path,
+    inline: tuple[WideRig, InlineCourier],
 ) -> None:
-    courier = InlineCourier()
-    rig = WideRig(tmp_path, courier=courier, **SENDING)
-    try:
-        rig.append(["a"])
-        rig.sender.step()
-        assert rig.committed() == 0 and len(courier.inline) == 1
-        courier.healthy = False  # HEC failed meanwhile: the next batch goes to the thread
-        rig.append(["b"])
-        rig.sender.step()
-        assert len(courier.in_flight) == 1
-        rig.append([""])  # only an empty line: a batch with nothing to send
-        rig.sender.step()
-        assert rig.committed() == 0  # "b" is on the wire: nothing after it is committed
-        courier.finish()
-        rig.sender.step()
-        assert rig.committed() == 2
-    finally:
-        rig.close()
+    rig, courier = inline
+    courier.healthy = False  # HEC failed meanwhile: the next batch goes to the thread
+    rig.append(["b"])
+    rig.sender.step()
+    assert len(courier.in_flight) == 1
+    rig.append([""])  # only an empty line: a batch with nothing to send
+    rig.sender.step()
+    assert rig.committed() == 0  # "b" is on the wire: nothing after it is committed
+    courier.finish()
+    rig.sender.step()
+    assert rig.committed() == 2
 
 
 @pytest.mark.parametrize("rig", [{**SENDING, "SPLUNK_MAX_REQUEST_BYTES": "4096"}], indirect=True)
@@ -1021,3 +1021,81 @@ def test_a_flush_whose_budget_is_over_is_answered_before_the_inline_request_not_
     rig.sender.due = {"r1": time.monotonic() - 0.001}
     assert rig.sender._inline_limit_s() == rig.sender.flush_wait_s
     assert rig.answers() == [control.Failing("r1")]
+
+# What the sender tells main about the flushes it waits for, and when its waits end for them
+# (Running halfway through main's wait, never to an invocation already told Failing, never
+# for a backlog; every message read with a backlog flush applied; the inline request's limit
+# and the idle wait on a monotonic clock counted from boot: a fresh microVM's reads well
+# under a second).
+
+
+def test_an_invocation_told_failing_is_not_told_running_halfway_through_the_wait(
+    rig: WideRig, clock: Clock,
+) -> None:
+    assert rig.tell(control.Flush("r1")) == []
+    _started(rig, "r1")
+    rig.courier.failures += 1  # HEC refused an attempt: main stops waiting for r1
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+    clock.now += rig.sender.flush_wait_s / 2
+    rig.sender.step()
+    assert rig.answers() == []  # main no longer waits: Running would only wake it
+    assert not rig.sender.running_due
+
+
+def test_a_backlog_flush_that_started_is_never_told_running(rig: WideRig, clock: Clock) -> None:
+    _started(rig, "r1")  # its platform.start is spooled, its runtimeDone not (yet, or lost)
+    assert rig.tell(control.FlushBacklog("r1")) == []
+    clock.now += rig.sender.flush_wait_s / 2
+    rig.sender.step()
+    assert rig.answers() == []  # main would not wait longer for an invocation ended long ago
+    clock.now = rig.sender.due["r1"]
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]  # its budget from the asking
+
+
+def test_the_messages_read_with_a_backlog_flush_are_all_applied(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # Main asks for the new invocation, then for the backlog; the sender reads both at once,
+    # with whatever came after them (the next invocation's flush, main's shutdown).
+    for message in (control.Track("r2"), control.FlushBacklog("r1"), control.Flush("r3"),
+                    control.Drain(clock.deadline_ms(60), "r3")):
+        control.send(rig.pipes[1][1], message)
+    rig.sender.control_ready = True
+    assert rig.sender._service_control() is True
+    assert set(rig.sender.due) == {"r1"}
+    assert set(rig.sender.running_due) == {"r3"}
+    assert rig.sender.drain_deadline == pytest.approx(clock.now + 60)
+    assert rig.sender.last_request == "r3"
+
+
+def test_a_request_on_the_senders_thread_ends_with_the_first_budget_right_after_boot(
+    rig: WideRig, clock: Clock,
+) -> None:
+    clock.now = 0.25  # the monotonic clock of a microVM booted a quarter of a second ago
+    rig.tell(control.Flush("r1"))
+    rig.sender.due["r1"] = 0.55
+    assert rig.sender._inline_limit_s() == pytest.approx(0.3)
+
+
+def test_an_idle_wait_right_after_boot_ends_halfway_through_main_s_wait(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    clock.now = 0.1  # a sender started right after boot
+    rig.tell(control.Flush("r1"))
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s / 2)]
+
+
+def test_an_idle_wait_past_main_s_halfway_point_is_a_poll(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    # The halfway point passed during the pass (Running is told at the next): a 1 ms poll that
+    # looks everywhere, as for a flush's budget that ended.
+    rig.tell(control.Flush("r1"))
+    clock.now += rig.sender.flush_wait_s
+    rig.sender.spool_dirty = False
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [0.001]
+    assert rig.sender.spool_dirty
