@@ -217,6 +217,17 @@ def test_a_bundle_of_a_few_cas_is_loaded_whole_without_a_probe(
     assert loads == [{"cafile": str(root)}] and client._trust is _Trust.ALL
 
 
+def test_a_bundle_of_as_many_cas_as_are_loaded_whole_is_loaded_without_a_probe(
+    pki: dict[str, tuple[Path, Path, Path]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    others = pki["first"][0].parents[1] / "others.pem"  # LOAD_WHOLE_MAX certificates
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(others)))
+    loads = spy_loads(client, monkeypatch)
+    client.trust()  # no connection: port 9 would refuse a probe
+    client.close()
+    assert loads == [{"cafile": str(others)}] and client._trust is _Trust.ALL
+
+
 def test_a_chain_that_cannot_be_read_gets_every_ca(
     site: Site,
 ) -> None:
