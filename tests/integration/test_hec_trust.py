@@ -228,6 +228,27 @@ def test_a_bundle_of_as_many_cas_as_are_loaded_whole_is_loaded_without_a_probe(
     assert loads == [{"cafile": str(others)}] and client._trust is _Trust.ALL
 
 
+@pytest.mark.parametrize("size", ["a few CAs", "a bundle to choose from"])
+def test_the_ca_bundle_is_read_once_however_often_trust_is_asked(
+    pki: dict[str, tuple[Path, Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    size: str,
+) -> None:
+    # The courier asks at its start, then `prepare` again: loaded whole, or read and kept for
+    # the choice, the file is read once.
+    root = pki["first"][0]
+    ca = root if size == "a few CAs" else bundle(tmp_path, root)
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(ca)))
+    loads = spy_loads(client, monkeypatch)
+    reads: list[str] = []
+    real_read = trust.read_bundle
+    monkeypatch.setattr(trust, "read_bundle", lambda path: reads.append(path) or real_read(path))
+    for _ in range(3):
+        client.trust()  # no connection: port 9 would refuse a probe
+    client.close()
+    assert reads == [str(ca)]
+    assert loads == ([{"cafile": str(ca)}] if size == "a few CAs" else [])
+
+
 def test_a_chain_that_cannot_be_read_gets_every_ca(
     site: Site,
 ) -> None:
