@@ -249,6 +249,22 @@ def test_the_ca_bundle_is_read_once_however_often_trust_is_asked(
     assert loads == ([{"cafile": str(ca)}] if size == "a few CAs" else [])
 
 
+def test_a_ca_bundle_without_a_certificate_is_logged_then_met_by_the_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Read, but nothing OpenSSL can load: reported as urllib3 reports an unreadable bundle, so
+    # `trust` (the courier's start) logs it and the request is a retry, not an exception.
+    ca = tmp_path / "empty.pem"
+    ca.write_text("no certificate here\n")
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(ca)))
+    with caplog.at_level("INFO", logger="ext.sender.hec"):
+        client.trust()
+    out = client.post(b"{}")
+    client.close()
+    assert "cannot load the CAs" in caplog.text
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError")
+
+
 def test_a_chain_that_cannot_be_read_gets_every_ca(
     site: Site,
 ) -> None:
