@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import http.server
 import json
+import os
 import random
 import shutil
 import socket
@@ -678,3 +679,134 @@ def test_a_closed_client_sends_nothing_and_prepares_nothing(server: tuple[str, S
     out = client.post(b"{}")
     assert (out.verdict, out.text) == (Verdict.RETRY, "ClosedPoolError")
     assert script.seen == []
+
+
+@pytest.mark.timing  # gives up at the 300 ms request timeout, not the 5 s limit
+def test_a_post_within_a_limit_longer_than_the_request_timeout_keeps_the_request_timeout(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    script.delay_s = 1.5
+    client = HecClient(config(url, request_timeout_ms=300))
+    started = time.monotonic()
+    out = client.post(b"{}", within_s=5.0)
+    elapsed = time.monotonic() - started
+    client.close()
+    assert (out.verdict, out.text) == (Verdict.RETRY, "ReadTimeoutError")
+    assert elapsed < 1.2
+
+
+@pytest.mark.timing  # each handshake gives up at the shorter of the limit and the connect timeout
+def test_a_connect_within_a_limit_gives_up_at_the_shorter_and_the_next_waits_the_configured(
+) -> None:
+    # The TLS handshake is what never ends (the kernel accepts; nobody answers). Unverified, so
+    # no probe handshake chooses CAs first: only the request's own connect is timed.
+    silent = socket.create_server(("127.0.0.1", 0))
+    client = HecClient(config(f"https://127.0.0.1:{silent.getsockname()[1]}", verify_tls=False,
+                              connect_timeout_ms=600, request_timeout_ms=5000))
+    try:
+        waits: list[float] = []
+        for within_s in (5.0, 0.05, None):
+            started = time.monotonic()
+            out = client.post(b"{}", within_s=within_s)
+            waits.append(time.monotonic() - started)
+            assert (out.verdict, out.text) == (Verdict.RETRY, "ConnectTimeoutError")
+    finally:
+        client.close()
+        silent.close()
+    longer, shorter, unlimited = waits
+    assert 0.55 < longer < 3.0  # the connect timeout, not the 5 s limit
+    assert shorter < 0.45  # the limit, not the connect timeout
+    assert unlimited > 0.55  # the limit did not stay on the connection
+
+
+def test_a_connection_reset_while_the_body_was_sent_is_closed_not_pooled() -> None:
+    # The 413 that came before the body was read (above) is read, and that connection closed:
+    # the server has reset it.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    refusal = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n"
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(refusal)
+            time.sleep(0.2)  # the answer leaves before the close resets the connection
+
+    server = threading.Thread(target=refuse, daemon=True)
+    server.start()
+    client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+    try:
+        out = client.post(random.Random(4).randbytes(16 * 1024 * 1024))
+        pooled = client._pool.pool.queue[-1]  # type: ignore[union-attr]
+        assert out.verdict is Verdict.TOO_LARGE
+        assert pooled.sock is None
+    finally:
+        client.close()
+        listener.close()
+    server.join(5)
+
+
+@pytest.mark.parametrize("breakage", ["reset", "bytes that are no TLS record"])
+def test_a_tls_connection_broken_while_idle_is_replaced_before_the_request(
+    certificate: tuple[Path, Path], breakage: str,
+) -> None:
+    # A load balancer resets an idle connection, or something writes into it: the client
+    # notices before sending, so no attempt is spent on it.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(3)
+    answered, broken, done = threading.Event(), threading.Event(), threading.Event()
+    peers: list[tuple[str, int]] = []
+
+    def answer_then_break() -> None:
+        held: list[ssl.SSLSocket] = []  # the broken connection stays open till the end
+        for n in range(2):
+            raw, peer = listener.accept()
+            peers.append(peer)
+            conn = context.wrap_socket(raw, server_side=True)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(head.lower().partition(b"content-length: ")[2].split(b"\r\n")[0])
+            while len(body) < length:  # read whole: a close with bytes unread would be a reset
+                body += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n" + Script().body)
+            if n == 0:
+                answered.wait(5)
+                if breakage == "reset":  # closed with no close_notify and no FIN
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                else:
+                    os.write(conn.fileno(), b"\x00garbage, beneath TLS\r\n")
+                    held.append(conn)
+                    broken.set()
+                    continue
+            conn.close()
+            broken.set()
+        done.wait(5)
+        for conn in held:
+            conn.close()
+
+    server = threading.Thread(target=answer_then_break, daemon=True)
+    server.start()
+    client = HecClient(config(f"https://127.0.0.1:{listener.getsockname()[1]}",
+                              ca_bundle=str(certificate[0])))
+    try:
+        first = client.post(b"{}")
+        answered.set()
+        assert broken.wait(5)
+        time.sleep(0.05)  # the reset, or the bytes, arrive
+        second = client.post(b"{}")
+    finally:
+        done.set()
+        client.close()
+        listener.close()
+    server.join(5)
+    assert (first.verdict, second.verdict) == (Verdict.ACCEPTED, Verdict.ACCEPTED)
+    assert len(peers) == 2

@@ -217,6 +217,54 @@ def test_a_bundle_of_a_few_cas_is_loaded_whole_without_a_probe(
     assert loads == [{"cafile": str(root)}] and client._trust is _Trust.ALL
 
 
+def test_a_bundle_of_as_many_cas_as_are_loaded_whole_is_loaded_without_a_probe(
+    pki: dict[str, tuple[Path, Path, Path]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    others = pki["first"][0].parents[1] / "others.pem"  # LOAD_WHOLE_MAX certificates
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(others)))
+    loads = spy_loads(client, monkeypatch)
+    client.trust()  # no connection: port 9 would refuse a probe
+    client.close()
+    assert loads == [{"cafile": str(others)}] and client._trust is _Trust.ALL
+
+
+@pytest.mark.parametrize("size", ["a few CAs", "a bundle to choose from"])
+def test_the_ca_bundle_is_read_once_however_often_trust_is_asked(
+    pki: dict[str, tuple[Path, Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    size: str,
+) -> None:
+    # The courier asks at its start, then `prepare` again: loaded whole, or read and kept for
+    # the choice, the file is read once.
+    root = pki["first"][0]
+    ca = root if size == "a few CAs" else bundle(tmp_path, root)
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(ca)))
+    loads = spy_loads(client, monkeypatch)
+    reads: list[str] = []
+    real_read = trust.read_bundle
+    monkeypatch.setattr(trust, "read_bundle", lambda path: reads.append(path) or real_read(path))
+    for _ in range(3):
+        client.trust()  # no connection: port 9 would refuse a probe
+    client.close()
+    assert reads == [str(ca)]
+    assert loads == ([{"cafile": str(ca)}] if size == "a few CAs" else [])
+
+
+def test_a_ca_bundle_without_a_certificate_is_logged_then_met_by_the_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Read, but nothing OpenSSL can load: reported as urllib3 reports an unreadable bundle, so
+    # `trust` (the courier's start) logs it and the request is a retry, not an exception.
+    ca = tmp_path / "empty.pem"
+    ca.write_text("no certificate here\n")
+    client = HecClient(config("https://127.0.0.1:9", ca_bundle=str(ca)))
+    with caplog.at_level("INFO", logger="ext.sender.hec"):
+        client.trust()
+    out = client.post(b"{}")
+    client.close()
+    assert "cannot load the CAs" in caplog.text
+    assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError")
+
+
 def test_a_chain_that_cannot_be_read_gets_every_ca(
     site: Site,
 ) -> None:
