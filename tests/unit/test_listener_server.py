@@ -704,6 +704,13 @@ def test_a_freeze_leaves_an_idle_connection_idle(loop: Loop) -> None:
     assert loop.listener.refused == {}
 
 
+def readable(sock: socket.socket) -> None:
+    """Until what the peer sent (bytes, its FIN or its reset) has reached `sock`."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    assert poller.poll(5_000)
+
+
 def test_a_peer_is_gone_once_it_closed_or_reset_and_not_while_it_may_read(loop: Loop) -> None:
     def accepted(client: socket.socket) -> socket.socket:  # the server side of `client`
         server_side, _ = loop.server.accept()
@@ -717,19 +724,19 @@ def test_a_peer_is_gone_once_it_closed_or_reset_and_not_while_it_may_read(loop: 
     side = accepted(alive)
     assert not http_server._peer_gone(side)  # nothing to read
     alive.send(b"x")
-    time.sleep(0.01)
+    readable(side)
     assert not http_server._peer_gone(side)  # data pending
     assert side.recv(10) == b"x"  # and the look took none of it
     closed = socket.create_connection(loop.server.getsockname())
     side = accepted(closed)
     closed.close()
-    time.sleep(0.01)
+    readable(side)
     assert http_server._peer_gone(side)
     reset = socket.create_connection(loop.server.getsockname())
     side = accepted(reset)
     reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     reset.close()
-    time.sleep(0.01)
+    readable(side)
     assert http_server._peer_gone(side)
 
 
