@@ -4,6 +4,7 @@ duplicates, and accept() errors at a low fd limit survived."""
 from __future__ import annotations
 
 import json
+import select
 import signal
 import socket
 import subprocess
@@ -33,9 +34,9 @@ def post(payload: bytes) -> bytes:
 class Runner:
     """Starts listener processes on one socket bound here, as the main process does."""
 
-    def __init__(self, spool: Path) -> None:
+    def __init__(self, spool: Path, backlog: int = 16) -> None:  # 16: LISTEN_BACKLOG
         self.spool = spool
-        self.server = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.server = socket.create_server(("127.0.0.1", 0), backlog=backlog)
         self.port = self.server.getsockname()[1]
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -104,20 +105,67 @@ def test_a_killed_listener_is_replaced_without_duplicating_abandoned_requests(
     assert runner.records() == ["before", "lost-then-retried"]
 
 
-def test_accept_errors_at_the_fd_limit_are_survived(runner: Runner) -> None:
-    proc = runner.start(nofile=24)  # the limit is hit well before the connection cap (64)
-    wait_answering(runner.port)
-    idle = []
-    for _ in range(120):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", runner.port))
-        idle.append(s)
-    time.sleep(1.0)
+FLOOD = 120
+NOFILE = 24  # the limit is hit well before the connection cap (64)
+
+
+def test_accept_errors_at_the_fd_limit_are_survived(tmp_path: Path) -> None:
+    # A backlog with room for the whole flood: the kernel completes every handshake at once,
+    # so none of them comes later. With the default 16 most of the flood's SYNs were dropped
+    # and retransmitted 1 s later, right when the request below connected: each of those
+    # accepts (at the fd limit) evicted the least recently active connection, and a request
+    # connection whose bytes a busy machine had not sent yet was one (CI: EOF, status 0).
+    runner = Runner(tmp_path / "spool", backlog=FLOOD + 8)
+    idle: list[socket.socket] = []
     try:
+        proc = runner.start(nofile=NOFILE)
+        wait_answering(runner.port)
+        for _ in range(FLOOD):
+            s = socket.socket()
+            idle.append(s)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", runner.port))
+        wait_connected(idle)
+        # The listener can hold fewer than NOFILE of them: it must have taken all the others
+        # and closed them (EMFILE on accept evicts the least recently active connection).
+        wait_closed_by_peer(idle, at_least=FLOOD - NOFILE)
+        # Every flood connection is ahead of this one in the accept queue, so no accept after
+        # it can evict it before its request is read.
         assert exchange(runner.port, batch("after the flood"), timeout=10) == 200
         assert proc.poll() is None
     finally:
         for s in idle:
             s.close()
+        runner.close()
     assert runner.records() == ["after the flood"]
+
+
+def wait_connected(socks: list[socket.socket]) -> None:
+    """Until the kernel has completed every handshake (each socket writable, no error)."""
+    pending = {s.fileno(): s for s in socks}
+    poller = select.poll()  # not select(): a busy test process may hold fds past 1023
+    for fd in pending:
+        poller.register(fd, select.POLLOUT)
+    deadline = time.monotonic() + 10
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} connects still pending"
+        for fd, _ in poller.poll(500):
+            assert pending.pop(fd).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            poller.unregister(fd)
+
+
+def wait_closed_by_peer(socks: list[socket.socket], at_least: int) -> None:
+    """Until at least `at_least` of the sockets read end-of-stream (or a reset)."""
+    deadline = time.monotonic() + 10
+    while (closed := sum(map(closed_by_peer, socks))) < at_least:
+        assert time.monotonic() < deadline, f"the listener closed {closed} of {len(socks)}"
+        time.sleep(0.02)
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
