@@ -569,14 +569,11 @@ def test_a_ca_bundle_that_cannot_be_read_is_logged_then_met_by_the_request(
     assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
 
 
-def test_an_answer_sent_before_the_body_was_read_is_still_classified() -> None:
-    # A proxy or HEC refusing a body over its limit answers 413 as soon as it has the head and
-    # closes: the batch must be split (TOO_LARGE), not retried as a broken connection forever.
+def _refusing_server(refusal: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A server that answers its one connection's request with `refusal` as soon as it has the
+    head, before reading the body, then closes (which resets the connection)."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(5)
-    answer = b'{"text":"Content too large","code":27}'
-    refusal = (b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(answer), answer))
 
     def refuse() -> None:
         conn, _ = listener.accept()
@@ -589,6 +586,16 @@ def test_an_answer_sent_before_the_body_was_read_is_still_classified() -> None:
 
     server = threading.Thread(target=refuse, daemon=True)
     server.start()
+    return listener, server
+
+
+def test_an_answer_sent_before_the_body_was_read_is_still_classified() -> None:
+    # A proxy or HEC refusing a body over its limit answers 413 as soon as it has the head and
+    # closes: the batch must be split (TOO_LARGE), not retried as a broken connection forever.
+    answer = b'{"text":"Content too large","code":27}'
+    listener, _ = _refusing_server(
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(answer), answer))
     client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
     try:
         out = client.post(random.Random(3).randbytes(16 * 1024 * 1024))
@@ -723,21 +730,8 @@ def test_a_connect_within_a_limit_gives_up_at_the_shorter_and_the_next_waits_the
 def test_a_connection_reset_while_the_body_was_sent_is_closed_not_pooled() -> None:
     # The 413 that came before the body was read (above) is read, and that connection closed:
     # the server has reset it.
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(5)
-    refusal = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n"
-
-    def refuse() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(4096)
-            conn.sendall(refusal)
-            time.sleep(0.2)  # the answer leaves before the close resets the connection
-
-    server = threading.Thread(target=refuse, daemon=True)
-    server.start()
+    listener, server = _refusing_server(
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
     client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
     try:
         out = client.post(random.Random(4).randbytes(16 * 1024 * 1024))
