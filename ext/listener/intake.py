@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 MAX_DEPTH = 64  # levels of arrays/objects in one event, the event object itself included
 DROPPED_TYPE = "splunk-extension.intake-dropped"
 TOO_DEEP_TYPE = "splunk-extension.too-deep"
-NOTIFY_TYPES = frozenset({"platform.runtimeDone", "platform.report"})
+RUNTIME_DONE = "platform.runtimeDone"
+NOTIFY_TYPES = frozenset({RUNTIME_DONE, "platform.report"})
 _SHORT = 2 * (MAX_DEPTH - 1)  # a record no longer cannot be too deep (two bytes per level)
 _FEW = 64  # structured records below which checking each costs less than a body pass
 
@@ -51,15 +52,20 @@ _first_byte = struct.Struct("B").unpack_from
 class Verdict:
     """What to do with one body: spool `payload` (None: nothing) holding `events` events."""
 
-    __slots__ = ("decoded", "dropped", "events", "notable", "payload", "too_deep")
+    __slots__ = ("decoded", "dropped", "ends_invocation", "events", "notable", "payload",
+                 "too_deep")
 
     def __init__(self, payload: bytes | bytearray | memoryview | None, events: int,
                  notable: bool, dropped: int = 0, too_deep: int = 0, *,
-                 decoded: list[schema.IntakeEvent] | None = None) -> None:
+                 decoded: list[schema.IntakeEvent] | None = None,
+                 ends_invocation: bool | None = None) -> None:
         self.payload = payload
         self.decoded = decoded  # the payload's events when inspect decoded them (the filters')
         self.events = events
         self.notable = notable  # it holds a runtimeDone or report the main process waits for
+        # It holds a runtimeDone: a flush may wait for it, so the sender reads it at once (it
+        # may read the rest later, with the next one: ext/sender/process.py).
+        self.ends_invocation = notable if ends_invocation is None else ends_invocation
         self.dropped = dropped  # elements not kept
         self.too_deep = too_deep  # elements kept as text because they were nested too deep
 
@@ -75,11 +81,12 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
         return _salvage(body)
     # One look at each event, not passes over the whole body: a body holds ~150 bytes per
     # event, and a C pass over them (bytes.count, `in`) cost more than this loop's step.
-    notable = False
+    notable = ends = False
     structured: list[msgspec.Raw] = []  # records long enough to be too deep, not strings
     for event in events:
         if event.type in NOTIFY_TYPES:
             notable = True
+            ends = ends or event.type == RUNTIME_DONE
         record = event.record
         # A record needs two bytes per level; a string has none.
         if len(record) > _SHORT and _first_byte(record)[0] != 0x22:
@@ -88,7 +95,7 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
         for record in structured:
             if _too_deep_record(record):
                 return _salvage(body)
-    return Verdict(body, len(events), notable, decoded=events)
+    return Verdict(body, len(events), notable, decoded=events, ends_invocation=ends)
 
 
 def _enough_brackets(body: bytes | bytearray | memoryview, events: int) -> bool:

@@ -98,7 +98,7 @@ class Listener:
             return _OK  # an empty array, or nothing left: nothing to keep
         self._report_refusals()
         try:
-            self.writer.append(memoryview(payload), events)
+            self.writer.append(memoryview(payload), events, read_now=verdict.ends_invocation)
         except (OSError, ValueError) as err:  # ValueError: a record larger than the spool bound
             self.spool_failures += 1
             self._refuse("spool_failed")

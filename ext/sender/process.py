@@ -6,6 +6,10 @@ single in-flight request and the retry policy; the next batch is prepared while 
 on the wire. A lone batch (the usual one per invocation) finding the courier idle and HEC healthy
 (and prompt) is sent on this thread instead, within the first waiting flush's budget, and
 committed at once: no thread switch each way; a failure hands it to the courier thread.
+Records are read when the listener's wake-up asks for it: at once for a batch holding a
+runtimeDone (a flush may wait for it), a little later for others (at most IDLE_POLL_S, or the
+linger bound if shorter), so that the platform.report arriving alone as the environment thaws is
+read with the invocation that follows, in one pass, rather than in a pass of its own.
 Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting event is
 older than the linger bound, or at once while the main process waits for an invocation (Flush)
 or the environment shuts down (Drain). Commits in order, after HEC accepted.
@@ -36,6 +40,7 @@ from ext.sender.invocations import RUNTIME_DONE, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
+from ext.spool.layout import WAKE_LATER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,6 +54,8 @@ LOSS_NOTICE = "splunk-extension.spool-loss"
 QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
 PIPE_READ_BYTES = 65_536  # a pipe's default capacity
+# What a wake-up pipe held (_emptied): nothing, only records whose reading may wait, or more.
+NOT_WOKEN, WOKEN_LATER, WOKEN_NOW = 0, 1, 2
 
 
 class _StopSendingError(Exception):
@@ -76,6 +83,10 @@ class Sender:
         self.growth = 1.0  # envelope bytes per spooled byte, as the last read found it
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
+        # Monotonic time of the first wake-up whose read waits (WAKE_LATER), until a read; such
+        # a read waits at most `defer_s`, and never while draining.
+        self.deferred_since: float | None = None
+        self.defer_s = min(IDLE_POLL_S, config.dispatch_max_wait_ms / 1000)
         self.control_ready = True  # main may have written: read the control pipe
         # The courier's wake-up pipe was found readable: empty it at the next pass even with
         # nothing in flight (a byte written after its batch was collected would otherwise end
@@ -110,8 +121,11 @@ class Sender:
                 if self._service_control():
                     self.courier.hurry()
                 handed, got = self.step()
-                if handed:
-                    continue
+                if handed and (self.outbox or self.commits or self.spool_dirty
+                               or self.drain_deadline is not None):
+                    continue  # more to hand over, read or finish: another pass at once
+                # (A lone batch sent and committed inline leaves nothing: the wait's select
+                # sees anything that came meanwhile, without a pass of its own.)
                 if self._drained(got):
                     return  # the main process sees the exit: nothing is left to send
                 if not self.spool_dirty or self.outbox:
@@ -231,13 +245,21 @@ class Sender:
         (or after a timeout, or when the last read stopped at a limit): one pass per append."""
         # Emptied even when nothing more can be held: a wake-up left in the pipe would end
         # every wait at once, and the sender would spin while a slow HEC holds the courier.
-        if _emptied(self.wake_fd):
+        woken = _emptied(self.wake_fd)
+        if woken == WOKEN_NOW:
             self.spool_dirty = True
+        elif woken and self.deferred_since is None:
+            self.deferred_since = time.monotonic()
+        if self.deferred_since is not None and not self.spool_dirty:
+            self.spool_dirty = (self.drain_deadline is not None
+                                or time.monotonic() - self.deferred_since >= self.defer_s)
         if self.held_bytes >= self.config.max_request_bytes:
             return True
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
+        # What waited counts from its wake-up for the linger bound, as if read then.
+        appended_since, self.deferred_since = self.deferred_since, None
         # Records grow into envelopes (the fields of every event: 3-5x with enrichment), and the
         # envelopes held are what a request is cut from: read only what fills one request, so
         # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
@@ -269,7 +291,7 @@ class Sender:
             if record is records[-1]:
                 envelopes.extend(self._loss_notices())
             if not self.held:
-                self.held_since = time.monotonic()
+                self.held_since = time.monotonic() if appended_since is None else appended_since
             self.held.append((record.seq, envelopes))
             self.held_events += len(envelopes)
             self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
@@ -433,6 +455,8 @@ class Sender:
                 left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
         if self.due:  # a flush's budget ends: answer it then
             left = min(left, max(0.001, min(self.due.values()) - time.monotonic()))
+        if self.deferred_since is not None:  # records whose read waits: until defer_s
+            left = min(left, max(0.001, self.deferred_since + self.defer_s - time.monotonic()))
         if self.running_due:  # halfway through a flush main waits for: maybe tell it Running
             left = min(left, max(0.001, min(self.running_due.values()) - time.monotonic()))
         if left <= 0:
@@ -450,15 +474,17 @@ class Sender:
 
 
 
-def _emptied(fd: int) -> bool:
-    """Empties a non-blocking wake-up pipe (its bytes only mean "look again"); True if it held
-    any. A read shorter than asked emptied it: no second read to meet EAGAIN."""
-    woken = False
+def _emptied(fd: int) -> int:
+    """Empties a non-blocking wake-up pipe; what its bytes asked: NOT_WOKEN (it held none),
+    WOKEN_LATER (only WAKE_LATER bytes: records whose read may wait) or WOKEN_NOW. A read
+    shorter than asked emptied it: no second read to meet EAGAIN."""
+    woken = NOT_WOKEN
     try:
         while True:
-            got = len(os.read(fd, PIPE_READ_BYTES))
-            woken = woken or got > 0
-            if got < PIPE_READ_BYTES:
+            got = os.read(fd, PIPE_READ_BYTES)
+            if got:
+                woken = max(woken, WOKEN_NOW if got.strip(WAKE_LATER) else WOKEN_LATER)
+            if len(got) < PIPE_READ_BYTES:
                 break
     except BlockingIOError:
         pass

@@ -12,11 +12,14 @@ import os
 import struct
 import zlib
 from operator import attrgetter
-from pathlib import Path
 
 import msgspec
 
 from ext.spool.layout import ACK_STATE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ext.spool.layout import StrPath
 
 SLOT_MAGIC = b"SPAK"
 SLOT_VERSION = 2  # 2: refusal counters added
@@ -156,10 +159,10 @@ def store_state(fd: int, generation: int, cp: Checkpoint) -> None:
         raise OSError(f"short write to {ACK_STATE}: {written} of {len(data)} bytes")
 
 
-def load_committed(directory: str | Path) -> Checkpoint | None:
+def load_committed(directory: StrPath) -> Checkpoint | None:
     """The committed checkpoint, or None when there is no valid ``ack.state`` yet."""
     try:
-        fd = os.open(Path(directory) / ACK_STATE, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(directory, ACK_STATE), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
@@ -169,7 +172,7 @@ def load_committed(directory: str | Path) -> Checkpoint | None:
     return None if slot is None else slot[1]
 
 
-def read_committed(directory: str | Path) -> int:
+def read_committed(directory: StrPath) -> int:
     """Highest committed seq (-1 when nothing is committed); cheap and lock-free."""
     cp = load_committed(directory)
     return -1 if cp is None else cp.next_seq - 1

@@ -10,9 +10,16 @@ import errno
 import fcntl
 import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # A spool directory as callers give it; the roles keep it as a str (os.path, not pathlib,
+    # which the extension's processes would import for this alone: ~0.2 MiB, docs/memory.md).
+    StrPath: TypeAlias = str | os.PathLike[str]
 
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".log"
@@ -38,11 +45,11 @@ def segment_name(base_seq: int) -> str:
     return f"{SEGMENT_PREFIX}{base_seq:020d}{SEGMENT_SUFFIX}"
 
 
-def segment_path(directory: Path, base_seq: int) -> Path:
-    return directory / segment_name(base_seq)
+def segment_path(directory: str, base_seq: int) -> str:
+    return os.path.join(directory, segment_name(base_seq))
 
 
-def list_segments(directory: Path) -> list[int]:
+def list_segments(directory: str) -> list[int]:
     """Base seqs of the segments present, ascending."""
     bases: list[int] = []
     for name in os.listdir(directory):
@@ -54,12 +61,12 @@ def list_segments(directory: Path) -> list[int]:
     return bases
 
 
-def take_role_lock(directory: Path, name: str) -> int:
+def take_role_lock(directory: str, name: str) -> int:
     """Open and flock the role's lock file for the life of the returned fd; raises SpoolLocked.
 
     The kernel drops the lock when the holder dies, so a replacement process can take over at once.
     """
-    path = directory / name
+    path = os.path.join(directory, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -101,7 +108,7 @@ class RoleFiles(ABC):
         self.close()
 
 
-def unlink_quietly(path: Path) -> bool:
+def unlink_quietly(path: str) -> bool:
     """Remove ``path``; False when the other role removed it first."""
     try:
         os.unlink(path)
@@ -110,12 +117,18 @@ def unlink_quietly(path: Path) -> bool:
     return True
 
 
-def notify(fd: int | None) -> None:
+# The writer's wake-up bytes: records the reader is to read now, or ones whose reading may wait
+# a little for the next of those (ext/sender/process.py), so that one read takes both.
+WAKE_NOW = b"\x01"
+WAKE_LATER = b"\x02"
+
+
+def notify(fd: int | None, wake: bytes = WAKE_NOW) -> None:
     """Write one wake-up byte; a full pipe already means "wake up", a closed one "nobody waits"."""
     if fd is None:
         return
     try:
-        os.write(fd, b"\x01")
+        os.write(fd, wake)
     except BlockingIOError:
         pass
     except OSError as err:

@@ -14,7 +14,6 @@ import zlib
 from collections import deque
 from enum import Enum
 from functools import partial
-from pathlib import Path
 from typing import NamedTuple
 
 from msgspec.structs import replace
@@ -38,6 +37,10 @@ from ext.spool.layout import (
     unlink_quietly,
 )
 from ext.spool.refusals import RefusalReader
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ext.spool.layout import StrPath
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +96,9 @@ class _Pass(NamedTuple):
 class SpoolReader(RoleFiles):
     """Reads ahead of the committed position; commit() settles what was delivered."""
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: StrPath) -> None:
+        self.directory = os.fspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
         self._lock_fd = take_role_lock(self.directory, READER_LOCK)
         self._refusals = RefusalReader(self.directory)
         self._state_fd = -1
@@ -224,7 +227,7 @@ class SpoolReader(RoleFiles):
     # -- committed state -------------------------------------------------------------------------
 
     def _open_state(self) -> None:
-        path = self.directory / ACK_STATE
+        path = os.path.join(self.directory, ACK_STATE)
         self._state_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         size = os.fstat(self._state_fd).st_size
         if size < STATE_FILE_BYTES:

@@ -16,7 +16,6 @@ import logging
 import os
 import struct
 import zlib
-from pathlib import Path
 
 import msgspec
 
@@ -66,8 +65,8 @@ def _load(fd: int) -> tuple[int, Refusals] | None:
 class RefusalReader:
     """The reader's view of ``refused.state``: an fd kept open, one load per call."""
 
-    def __init__(self, directory: Path) -> None:
-        self._path = directory / REFUSED_STATE
+    def __init__(self, directory: str) -> None:
+        self._path = os.path.join(directory, REFUSED_STATE)
         self._fd = -1
 
     def current(self) -> Refusals | None:
@@ -91,8 +90,8 @@ class RefusalReader:
 class RefusalLog:
     """The writer's side: counts a refusal and persists the running total before returning."""
 
-    def __init__(self, directory: Path, floor: Refusals) -> None:
-        self._path = directory / REFUSED_STATE
+    def __init__(self, directory: str, floor: Refusals) -> None:
+        self._path = os.path.join(directory, REFUSED_STATE)
         self._fd = -1
         self._generation = 0
         self.counts = floor
@@ -100,7 +99,7 @@ class RefusalLog:
         try:
             self._open()
         except OSError as err:  # a full filesystem: keep counting in memory, save them later
-            log.error("spool: cannot open %s: %s", self._path.name, err)
+            log.error("spool: cannot open %s: %s", os.path.basename(self._path), err)
             self.unsaved = True
 
     def add(self, events: int) -> Refusals:
@@ -144,7 +143,7 @@ class RefusalLog:
 
     def _create(self) -> int:
         """Publish a fully written (not sparse) file by rename, so a visible one is never short."""
-        tmp = self._path.with_name(self._path.name + TMP_SUFFIX)
+        tmp = self._path + TMP_SUFFIX
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             data = bytes(STATE_FILE_BYTES)

@@ -18,22 +18,28 @@ import threading
 import time
 import zlib
 from collections import deque
-from pathlib import Path
 
 from ext.spool import frame
 from ext.spool.ackstate import LossReport, load_committed, load_state
 from ext.spool.layout import (
     ACK_STATE,
     TMP_SUFFIX,
+    WAKE_LATER,
+    WAKE_NOW,
     WRITER_LOCK,
     RoleFiles,
     list_segments,
     notify,
+    segment_name,
     segment_path,
     take_role_lock,
     unlink_quietly,
 )
 from ext.spool.refusals import RefusalLog, Refusals
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ext.spool.layout import StrPath
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +79,9 @@ class _SpareFile:
     ~50 us of CPU per invocation for nothing.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: str) -> None:
         self._directory = directory
-        self._spare: tuple[int, Path] | None = None
+        self._spare: tuple[int, str] | None = None
         self._serial = 0
         self._closed = False
         # Held while a helper makes a file: it guards `_spare`, and close() waits on it.
@@ -83,7 +89,7 @@ class _SpareFile:
         self._idle.acquire()
         self._make_next()
 
-    def take(self) -> tuple[int, Path] | None:
+    def take(self) -> tuple[int, str] | None:
         """The ready file (fd, path), or None if it is not ready yet; a new one is then prepared
         (unless the one asked for earlier is still being made)."""
         if not self._idle.acquire(blocking=False):
@@ -117,7 +123,7 @@ class _SpareFile:
             self._idle.release()
 
     def _make(self, serial: int) -> None:
-        path = self._directory / f"spare-{serial}{TMP_SUFFIX}"
+        path = os.path.join(self._directory, f"spare-{serial}{TMP_SUFFIX}")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         except OSError as err:  # the roll falls back to creating its file itself
@@ -133,7 +139,7 @@ class SpoolWriter(RoleFiles):
 
     def __init__(
         self,
-        directory: str | Path,
+        directory: StrPath,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
@@ -145,13 +151,13 @@ class SpoolWriter(RoleFiles):
             raise ValueError(f"segment_bytes too small: {segment_bytes}")
         if max_bytes < segment_bytes:
             raise ValueError(f"max_bytes ({max_bytes}) must be >= segment_bytes ({segment_bytes})")
-        self.directory = Path(directory)
+        self.directory = os.fspath(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.reserve_bytes = reserve_bytes
         self.reclaim_bytes = reclaim_bytes
         self._wake_fd = wake_fd
-        self.directory.mkdir(parents=True, exist_ok=True)
+        os.makedirs(self.directory, exist_ok=True)
         self._lock_fd = take_role_lock(self.directory, WRITER_LOCK)
         self._spares: _SpareFile | None = None
         self._refusals: RefusalLog | None = None
@@ -195,8 +201,12 @@ class SpoolWriter(RoleFiles):
         """Appends that failed since the spool was created (persisted in refused.state)."""
         return self._refusals.counts if self._refusals is not None else Refusals()
 
-    def append(self, payload: bytes | memoryview, event_count: int) -> int:
+    def append(self, payload: bytes | memoryview, event_count: int, *,
+               read_now: bool = True) -> int:
         """Append one record and return its seq; once this returns, a SIGKILL cannot lose it.
+
+        `read_now`: the wake-up byte asks the reader to read it at once (WAKE_NOW) or lets the
+        reader wait a little for the next such record (WAKE_LATER).
 
         Raises RecordTooLargeError, or OSError (ENOSPC when the record does not fit next to the
         data not delivered yet) after cutting the segment back to the previous record boundary.
@@ -211,7 +221,7 @@ class SpoolWriter(RoleFiles):
             raise
         if self._refusals is not None and self._refusals.unsaved:
             self._refusals.save()  # the disk had no room for them: now it has
-        notify(self._wake_fd)
+        notify(self._wake_fd, WAKE_NOW if read_now else WAKE_LATER)
         return seq
 
     def _first_refusal(self, payload: bytes | memoryview) -> bool:
@@ -360,7 +370,8 @@ class SpoolWriter(RoleFiles):
         """The reader's committed next seq: every record below it is delivered (0 if unknown)."""
         if self._ack_fd < 0:
             try:
-                self._ack_fd = os.open(self.directory / ACK_STATE, os.O_RDONLY | os.O_CLOEXEC)
+                self._ack_fd = os.open(os.path.join(self.directory, ACK_STATE),
+                                       os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 return 0
         loaded = load_state(self._ack_fd)
@@ -432,7 +443,7 @@ class SpoolWriter(RoleFiles):
         if spare is not None:
             fd, tmp = spare
         else:
-            tmp = final.with_name(final.name + TMP_SUFFIX)
+            tmp = final + TMP_SUFFIX
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, frame.encode_segment_header(base, events))
@@ -448,7 +459,7 @@ class SpoolWriter(RoleFiles):
     def _recover(self) -> None:
         for name in os.listdir(self.directory):
             if name.endswith(TMP_SUFFIX):
-                unlink_quietly(self.directory / name)
+                unlink_quietly(os.path.join(self.directory, name))
         committed = load_committed(self.directory)
         floor_seq = committed.next_seq if committed else 0
         floor_events = committed.next_events if committed else 0
@@ -482,6 +493,7 @@ class SpoolWriter(RoleFiles):
         appends after a region that a crash may have damaged.
         """
         path = segment_path(self.directory, base)
+        name = segment_name(base)
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0)
@@ -491,17 +503,17 @@ class SpoolWriter(RoleFiles):
             # Keep its intact frames for the reader (which resyncs on them); never reuse a seq.
             last = frame.resync_last_frame(data, frame.SEGMENT_HEADER_BYTES)
             if last is None or last.seq < base:
-                log.error("spool segment %s has no valid header or frame; removing it", path.name)
+                log.error("spool segment %s has no valid header or frame; removing it", name)
                 unlink_quietly(path)
                 return False
-            log.error("spool segment %s has a damaged header; sealing it", path.name)
+            log.error("spool segment %s has a damaged header; sealing it", name)
             self._next_seq = last.seq + 1
             self._next_events = last.events_before + last.event_count
             return True
         next_seq, next_events = scan.next_seq, scan.next_events
         if scan.stop is frame.FrameStatus.INCOMPLETE:
             self.truncated_bytes = size - scan.valid_end
-            log.warning("spool: cut torn tail of %d bytes: %s", self.truncated_bytes, path.name)
+            log.warning("spool: cut torn tail of %d bytes: %s", self.truncated_bytes, name)
             os.ftruncate(fd, scan.valid_end)
             size = scan.valid_end
         elif scan.stop is frame.FrameStatus.CORRUPT_HEADER:
@@ -511,7 +523,7 @@ class SpoolWriter(RoleFiles):
             if later is not None and later.seq + 1 > next_seq:
                 next_seq = later.seq + 1
                 next_events = later.events_before + later.event_count
-            log.error("spool: damaged frame in %s at byte %d", path.name, scan.valid_end)
+            log.error("spool: damaged frame in %s at byte %d", name, scan.valid_end)
         self._next_seq, self._next_events = next_seq, next_events
         reusable = size == frame.SEGMENT_HEADER_BYTES and next_seq == base and base >= floor_seq
         if reusable:

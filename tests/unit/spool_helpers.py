@@ -1,12 +1,18 @@
-"""What several spool test files do alike: measure the segments on disk, drain a spool."""
+"""What several spool test files do alike: a segment's path, measure the segments on disk, drain a
+spool."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ext.spool import SpoolReader, SpoolRecord
-from ext.spool.layout import list_segments, segment_path
+from ext.spool import SpoolReader, SpoolRecord, layout
+from ext.spool.layout import list_segments
+
+
+def segment_path(directory: str | os.PathLike[str], base: int) -> Path:
+    """A segment's file as a Path (the spool itself keeps paths as str)."""
+    return Path(layout.segment_path(os.fspath(directory), base))
 
 
 def on_disk(directory: Path) -> int:

@@ -147,17 +147,20 @@ def test_children_modules_load_after_the_subscription_and_before_the_fork() -> N
 
 # Imported by no process of the extension: dataclasses brings inspect, ast and dis (0.8 MiB of
 # objects the three processes share and each child partly copies, docs/memory.md); the
-# classes are msgspec Structs, and msgspec is loaded anyway.
-NEVER_LOADED = {"dataclasses", "inspect", "ast", "dis"}
+# classes are msgspec Structs, and msgspec is loaded anyway. pathlib (~0.2 MiB, with fnmatch
+# and ntpath) served only to join the spool's paths: os.path does that.
+NEVER_LOADED = {"dataclasses", "inspect", "ast", "dis", "pathlib"}
 
 
-def test_core_does_not_import_dataclasses() -> None:
+def test_core_does_not_import_dataclasses_or_pathlib() -> None:
     users = {str(p.relative_to(EXT)) for p in CORE for module, _ in imports_of(p)
              if module.split(".")[0] in NEVER_LOADED}
     assert not users
 
 
-def test_the_processes_modules_load_no_dataclasses_inspect_ast_or_dis(tmp_path: Path) -> None:
+def test_the_processes_modules_load_no_dataclasses_inspect_ast_dis_or_pathlib(
+    tmp_path: Path,
+) -> None:
     """What the three processes import on the layer's sys.path (the extension, msgspec and
     urllib3 only: the dev environment's typing_extensions would import inspect for msgspec),
     including what the sender imports only when it runs (token sources, the secret store)."""

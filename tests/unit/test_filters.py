@@ -226,7 +226,7 @@ def test_a_refused_append_does_not_count_its_drops(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     listener = make_listener(tmp_path, SPLUNK_MIN_LEVEL="info")
     try:
-        def refuse(payload: object, count: int) -> None:
+        def refuse(payload: object, count: int, read_now: bool = True) -> None:
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(listener.writer, "append", refuse)

@@ -107,6 +107,20 @@ def test_other_batches_are_not_notable(filler: int) -> None:
     ):
         verdict = intake.inspect(body)
         assert verdict.payload is not None and not verdict.notable
+        assert not verdict.ends_invocation
+
+
+@pytest.mark.parametrize("filler", [0, 70])
+def test_only_a_runtime_done_ends_an_invocation(filler: int) -> None:
+    """What the sender reads at once (a flush may wait for it); a report alone may wait."""
+    others = [event(f"line {n}") for n in range(filler)]
+    report = event({"requestId": "r"}, "platform.report")
+    done = event({"requestId": "r"}, "platform.runtimeDone")
+    assert not intake.inspect(batch(*others, report)).ends_invocation
+    assert intake.inspect(batch(report, *others, done)).ends_invocation
+    assert intake.inspect(batch(done, *others, report)).ends_invocation  # wherever it sits
+    # A salvaged batch is read at once if it holds either (it is rare; no second look).
+    assert intake.inspect(batch(b"3", *others, report)).ends_invocation
 
 
 @pytest.mark.parametrize("trailing", [b"x", b" 7 ", b"[]", b'{"time":"t","record":1,"x":0}'])

@@ -125,7 +125,7 @@ def test_a_body_that_is_not_an_array_gets_400_and_is_not_spooled(
 
 def test_spool_failure_answers_503_never_200(direct: Served,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(payload: object, count: int) -> int:
+    def full(payload: object, count: int, read_now: bool = True) -> int:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(direct.listener.writer, "append", full)
@@ -275,7 +275,7 @@ def test_an_endless_chunk_size_line_is_cut_at_its_bound(served: Served) -> None:
 
 def test_a_spool_failure_answers_503_over_the_socket(
         served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(payload: object, count: int) -> int:
+    def broken(payload: object, count: int, read_now: bool = True) -> int:
         raise OSError(5, "I/O error")
 
     monkeypatch.setattr(served.listener.writer, "append", broken)

@@ -58,13 +58,37 @@ def types(spool: Path) -> list[list[object]]:
     return [[event["type"] for event in batch] for batch in spooled(spool)]
 
 
+def test_only_a_batch_that_ends_an_invocation_asks_the_sender_to_read_it_at_once(
+        tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from ext.spool.layout import WAKE_LATER, WAKE_NOW
+
+    cfg = config.load({**BASE, "SPLUNK_SPOOL_DIR": str(tmp_path / "spool")})
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK)
+    server = socket.socket()
+    made = Listener(cfg, server, write_fd)
+    server.close()
+    try:
+        made.accept_batch(body(("platform.report", {"requestId": "r0"})))
+        made.accept_batch(body(("platform.start", {"requestId": "r1"}), ("function", "a")))
+        made.accept_batch(body(("function", "b"),
+                               ("platform.runtimeDone", {"requestId": "r1", "status": "success"})))
+        assert os.read(read_fd, 10) == WAKE_LATER + WAKE_LATER + WAKE_NOW
+    finally:
+        made.close()
+        os.close(read_fd)
+        os.close(write_fd)
+
+
 def test_a_refusal_notice_the_spool_refuses_waits_for_the_next_batch(
         plain: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plain.accept_batch(b"{}")
     real = plain.writer.append
     calls: list[int] = []
 
-    def notice_refused(payload: object, count: int) -> int:
+    def notice_refused(payload: object, count: int, read_now: bool = True) -> int:
         calls.append(count)
         if len(calls) == 1:
             raise OSError(28, "No space left on device")
@@ -119,7 +143,7 @@ def test_malformed_and_dropped_counts_are_logged_at_powers_of_two(
 def test_spool_failures_are_logged_at_powers_of_two(
         plain: Listener, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(payload: object, count: int) -> int:
+    def full(payload: object, count: int, read_now: bool = True) -> int:
         raise ValueError("record larger than the spool")
 
     monkeypatch.setattr(plain.writer, "append", full)

@@ -335,7 +335,7 @@ def test_a_transfer_coding_other_than_chunked_gets_501(loop: Loop, coding: bytes
 
 def test_a_spool_that_refuses_the_batch_gets_503_never_200(
         loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(payload: object, count: int) -> int:
+    def full(payload: object, count: int, read_now: bool = True) -> int:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(loop.listener.writer, "append", full)

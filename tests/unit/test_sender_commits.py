@@ -87,11 +87,11 @@ class Rig:
         self.lines: dict[int, list[str]] = {}  # seq -> the lines that must reach HEC
         self.status = control.Inbox(self.pipes[2][0])
 
-    def append(self, texts: list[str]) -> None:
+    def append(self, texts: list[str], read_now: bool = True) -> None:
         seq = self.writer.next_seq
         events = [{"time": "2026-11-26T12:00:00.000Z", "type": "function", "record": t}
                   for t in texts]
-        self.writer.append(json.dumps(events).encode(), len(events))
+        self.writer.append(json.dumps(events).encode(), len(events), read_now=read_now)
         self.lines[seq] = [t for t in texts if t]
 
     def append_invocation(self, rid: str, texts: list[str]) -> None:

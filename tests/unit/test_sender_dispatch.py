@@ -14,7 +14,7 @@ import pytest
 from ext import config, control
 from ext.sender import process as sender
 from ext.sender.process import Sender
-from ext.spool import SpoolWriter
+from ext.spool import SpoolRecord, SpoolWriter
 from tests.unit.test_sender_commits import Rig, StandInCourier
 
 
@@ -231,3 +231,86 @@ def test_a_wait_ends_at_the_drain_deadline(rig: WideRig) -> None:
     rig.sender.drain_deadline = time.monotonic() + 0.05
     rig.sender._wait(5.0)
     assert time.monotonic() - started < 1.0
+
+
+def _reads(rig: WideRig, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many records each SpoolReader.read of the sender returns, from now on."""
+    real = rig.sender.reader.read
+    counts: list[int] = []
+
+    def counted(max_records: int, max_bytes: int) -> list[SpoolRecord]:
+        got = real(max_records, max_bytes)
+        counts.append(len(got))
+        return got
+
+    monkeypatch.setattr(rig.sender.reader, "read", counted)
+    return counts
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_record_whose_read_may_wait_is_read_with_the_next_runtime_done(
+        rig: WideRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The platform.report that arrives alone as the environment thaws is read in the same pass
+    as the invocation that follows: one read, not two."""
+    rig.sender.step()  # the first pass looks at the spool in any case
+    reads = _reads(rig, monkeypatch)
+    rig.append(["the last report"], read_now=False)
+    rig.sender.step()
+    assert reads == [] and not rig.sender.held
+    assert rig.sender.deferred_since is not None
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    assert reads == [2]
+    assert [seq for seq, _ in rig.sender.held] == [0, 1]
+    assert rig.sender.deferred_since is None
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_read_that_may_wait_is_done_once_due_and_lingers_from_its_wake_up(
+        rig: WideRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig.sender.step()
+    rig.append(["a"], read_now=False)
+    rig.append(["b"], read_now=False)
+    rig.sender.step()
+    assert not rig.sender.held
+    woken = rig.sender.deferred_since
+    assert woken is not None
+    assert rig.sender.defer_s == sender.IDLE_POLL_S  # the linger bound is longer
+    timeouts: list[float] = []
+    monkeypatch.setattr(sender.select, "select",
+                        lambda r, w, x, timeout: timeouts.append(timeout) or ([], [], []))
+    rig.sender.deferred_since = woken - 0.2  # woken 0.2 s ago: due in 0.05 s
+    rig.sender.spool_dirty = False
+    rig.sender._wait(sender.IDLE_POLL_S)
+    assert 0.0 < timeouts[0] <= 0.05 + 0.01
+    rig.sender.spool_dirty = False  # as if a wake-up (not a timeout) ended that wait
+    rig.sender.deferred_since = woken - rig.sender.defer_s
+    rig.sender.step()
+    assert len(rig.sender.held) == 2 and rig.sender.deferred_since is None
+    assert rig.sender.held_since == woken - rig.sender.defer_s  # counted from the wake-up
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_while_draining_no_read_waits(rig: WideRig) -> None:
+    rig.sender.step()
+    rig.tell(control.Drain(int(time.time() * 1000) + 10_000, ""))
+    rig.append(["a"], read_now=False)
+    rig.sender.step()
+    assert rig.sender.deferred_since is None
+    assert [b.completes_seq for b in rig.courier.in_flight][-1] == 0  # read and sent at once
+
+
+@pytest.mark.parametrize("rig", [{"DISPATCH_MIN_BATCH_SIZE": "1000",
+                                  "SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}], indirect=True)
+def test_without_a_linger_bound_no_read_waits(rig: WideRig) -> None:
+    assert rig.sender.defer_s == 0
+    rig.sender.step()
+    rig.append(["a"], read_now=False)
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1
+
+
+@pytest.mark.parametrize("rig", [{"DISPATCH_MIN_BATCH_SIZE": "1000",
+                                  "SPLUNK_DISPATCH_MAX_WAIT_MS": "100"}], indirect=True)
+def test_a_read_waits_no_longer_than_the_linger_bound(rig: WideRig) -> None:
+    assert rig.sender.defer_s == 0.1

@@ -22,6 +22,7 @@ from ext.sender import self_metrics
 from ext.sender.batching import HecBatch, seal
 from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import RecordTooLargeError
+from ext.spool.layout import WAKE_LATER, WAKE_NOW
 from tests.unit.test_sender_dispatch import HOLDING, TimedCourier, WideRig
 
 EPOCH = 1_800_000_000.0  # what the wall clock reads when the test clock reads 0
@@ -910,6 +911,23 @@ def test_emptying_a_wake_up_pipe_full_to_the_brim(wake_pipe: tuple[int, int]) ->
     assert not control.drain_pipe(read_fd)  # nothing left
 
 
+def test_a_wake_up_pipe_tells_whether_the_read_may_wait(wake_pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = wake_pipe
+    os.write(write_fd, WAKE_LATER * 2)
+    assert sender._emptied(read_fd) == sender.WOKEN_LATER
+    os.write(write_fd, WAKE_LATER + WAKE_NOW + WAKE_LATER)
+    assert sender._emptied(read_fd) == sender.WOKEN_NOW
+    assert sender._emptied(read_fd) == sender.NOT_WOKEN
+    size = fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * sender.PIPE_READ_BYTES)
+    assert size > sender.PIPE_READ_BYTES
+    # A byte asking for a read now in the second read, or only in the first, wins either way.
+    os.write(write_fd, WAKE_LATER * sender.PIPE_READ_BYTES + WAKE_NOW)
+    assert sender._emptied(read_fd) == sender.WOKEN_NOW
+    os.write(write_fd, WAKE_NOW + WAKE_LATER * sender.PIPE_READ_BYTES)
+    assert sender._emptied(read_fd) == sender.WOKEN_NOW
+    assert not control.drain_pipe(read_fd)
+
+
 def test_emptying_a_wake_up_pipe_larger_than_one_read(wake_pipe: tuple[int, int]) -> None:
     # Where pages are 64 KiB (some arm64 kernels) a pipe holds 1 MiB by default.
     read_fd, write_fd = wake_pipe
@@ -960,6 +978,46 @@ def inline(tmp_path: Path) -> Iterator[tuple[WideRig, InlineCourier]]:
     assert rig.committed() == 0 and len(courier.inline) == 1
     yield rig, courier
     rig.close()
+
+
+def _passes_until_the_first_wait(rig: WideRig, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Runs the sender's loop until it would wait (or returns); what it did, in order."""
+    done: list[str] = []
+    step = rig.sender.step
+
+    def counted_step() -> tuple[bool, bool]:
+        done.append("step")
+        return step()
+
+    def stop(timeout_s: float) -> None:
+        done.append("wait")
+        raise sender._StopSendingError
+
+    monkeypatch.setattr(rig.sender, "step", counted_step)
+    monkeypatch.setattr(rig.sender, "_wait", stop)
+    monkeypatch.setattr(rig.sender.courier, "stop", lambda: None)  # the rig closes it
+    monkeypatch.setattr(rig.sender.reader, "close", lambda: None)
+    rig.sender.run()
+    return done
+
+
+def test_a_lone_batch_sent_inline_is_followed_by_a_wait_not_another_pass(
+    inline: tuple[WideRig, InlineCourier], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig, courier = inline
+    rig.append_invocation("r1", ["b"])
+    assert _passes_until_the_first_wait(rig, monkeypatch) == ["step", "wait"]
+    assert rig.committed() == 1 and len(courier.inline) == 2
+
+
+def test_while_draining_a_lone_batch_sent_inline_is_followed_by_the_pass_that_ends_it(
+    inline: tuple[WideRig, InlineCourier], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig, courier = inline
+    rig.sender.drain_deadline = time.monotonic() + 10  # as a Drain without a report to await
+    rig.append(["b"])
+    assert _passes_until_the_first_wait(rig, monkeypatch) == ["step", "step"]  # then drained
+    assert rig.committed() == 1
 
 
 def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_same_pass(

@@ -19,7 +19,8 @@ from ext.spool import (
 )
 from ext.spool.ackstate import STATE_FILE_BYTES
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
-from ext.spool.layout import list_segments, segment_path
+from ext.spool.layout import list_segments
+from tests.unit.spool_helpers import segment_path
 
 
 @pytest.fixture

@@ -41,12 +41,12 @@ def open_fds() -> set[int]:
 def test_segment_names_sort_as_their_base_seqs(tmp_path: Path) -> None:
     assert segment_name(42) == "seg-00000000000000000042.log"
     for base in (10, 9, 2**40):
-        segment_path(tmp_path, base).touch()
+        Path(segment_path(tmp_path, base)).touch()
     assert list_segments(tmp_path) == [9, 10, 2**40]
 
 
 def test_only_segment_files_are_listed(tmp_path: Path) -> None:
-    segment_path(tmp_path, 3).touch()
+    Path(segment_path(tmp_path, 3)).touch()
     for other in (
         "seg-00000000000000000004.log.tmp",  # a segment not published yet
         "spare-0.tmp",

@@ -22,8 +22,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from ext.spool import SpoolReader, SpoolRecord, SpoolWriter, read_committed
 from ext.spool.ackstate import SLOT_BYTES, LossReport, encode_slot, slot_offset
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
-from ext.spool.layout import list_segments, segment_path
+from ext.spool.layout import list_segments
 from ext.spool.writer import RECENT_REFUSALS
+from tests.unit.spool_helpers import segment_path
 
 OUTCOMES = ("ok", "fail_before", "fail_after")
 KILL_POINTS = ("before_send", "after_send_before_commit", "mid_commit", "after_commit")

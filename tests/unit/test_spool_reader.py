@@ -16,8 +16,9 @@ import pytest
 from ext.spool import LossReport, SpoolReader, SpoolWriter, reader
 from ext.spool.ackstate import STATE_FILE_BYTES, decode_slot, load_committed
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, encode_frame_header
-from ext.spool.layout import ACK_STATE, list_segments, segment_path
+from ext.spool.layout import ACK_STATE, list_segments
 from ext.spool.refusals import RefusalLog, Refusals
+from tests.unit.spool_helpers import segment_path
 
 
 def flip(path: Path, at: int) -> None:

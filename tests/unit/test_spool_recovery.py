@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from ext.spool import SpoolRecord, SpoolWriter
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, scan_segment
-from ext.spool.layout import list_segments, segment_path
-from tests.unit.spool_helpers import drain
+from ext.spool.layout import list_segments
+from tests.unit.spool_helpers import drain, segment_path
 
 SEGMENT_BYTES = 1200
 PAYLOADS = st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=12)

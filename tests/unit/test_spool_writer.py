@@ -25,10 +25,10 @@ from ext.spool.frame import (
     encode_segment_header,
     scan_segment,
 )
-from ext.spool.layout import ACK_STATE, REFUSED_STATE, list_segments, segment_path
+from ext.spool.layout import ACK_STATE, REFUSED_STATE, WAKE_LATER, WAKE_NOW, list_segments
 from ext.spool.refusals import Refusals
 from ext.spool.writer import DEFAULT_RESERVE_BYTES, _SpareFile
-from tests.unit.spool_helpers import on_disk
+from tests.unit.spool_helpers import on_disk, segment_path
 
 
 def on_a_1_mib_filesystem(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,6 +149,9 @@ def test_each_append_wakes_the_reader(tmp_path: Path) -> None:
             writer.append(b"a", 1)
             writer.append(b"b", 1)
             assert os.read(r, 10) == b"\x01\x01"
+            writer.append(b"c", 1, read_now=False)  # its read may wait for the next one's
+            writer.append(b"d", 1, read_now=True)
+            assert os.read(r, 10) == WAKE_LATER + WAKE_NOW
             with pytest.raises(RecordTooLargeError):
                 writer.append(b"x" * 5000, 1)
             with pytest.raises(BlockingIOError):
@@ -260,7 +263,7 @@ def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
         spare = take_a_spare(spares)
         assert spare is not None
         os.close(spare[0])
-        assert spare[1].name == "spare-1.tmp"
+        assert os.path.basename(spare[1]) == "spare-1.tmp"
     finally:
         spares.close()
     # Said in a warning, with the reason, not as a helper thread's traceback.
@@ -292,7 +295,7 @@ def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
             spare = take_a_spare(spares)
             assert spare is not None
             os.close(spare[0])
-            names.append(spare[1].name)
+            names.append(os.path.basename(spare[1]))
         assert names == ["spare-0.tmp", "spare-1.tmp", "spare-2.tmp"]
     finally:
         made.set()
