@@ -588,7 +588,8 @@ def _floor_finding(docs: dict[str, Doc]) -> list[str]:
         ms = {who: cell[who]["cpu_ms_per_invocation_median"] for who in bench_floor.CONTENDERS}
         if ms["extension"] <= target:
             continue
-        parts.append(f"{key}: extension {fmt(ms['extension'], 2)}, floor-3 "
+        parts.append(f"{key}: extension {fmt(ms['extension'], 2)} "
+                     f"({fmt(ms['extension'] / ms['floor-3'], 2)}x floor-3), floor-3 "
                      f"{fmt(ms['floor-3'], 2)}, floor-2 {fmt(ms['floor-2'], 2)}, floor-1 "
                      f"{fmt(ms['floor-1'], 2)} ms")
     if not parts:
@@ -598,7 +599,9 @@ def _floor_finding(docs: dict[str, Doc]) -> list[str]:
             "cost with nothing but the work itself (append, read, post, two pipes), so the "
             "target leaves the extension's own work (spool framing and recovery, the flush "
             "policy, retries and their bookkeeping, enrichment) almost nothing; floor-2 is "
-            "what the same work costs without a sender process, floor-1 in one process.", ""]
+            "what the same work costs without a sender process, floor-1 in one process. The "
+            "ratio to floor-3 is the figure to compare between runs: the machine's speed moves "
+            "every contender alike, by up to 30% between sessions here.", ""]
 
 
 def _receiver_alone(folder: Path) -> str:
