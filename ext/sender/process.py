@@ -6,8 +6,8 @@ single in-flight request and the retry policy; the next batch is prepared while 
 on the wire. A lone batch (the usual one per invocation) finding the courier idle and HEC healthy
 (and prompt) is sent on this thread instead, within the first waiting flush's budget, and
 committed at once: no thread switch each way; a failure hands it to the courier thread.
-Records are read when the listener's wake-up asks for it: at once for a batch holding a
-runtimeDone (a flush may wait for it), a little later for others (at most IDLE_POLL_S, or the
+Records are read when the listener's wake-up asks: at once for a batch with a runtimeDone (a
+flush may wait for it) or a large one, a little later for others (at most IDLE_POLL_S, or the
 linger bound if shorter), so that the platform.report arriving alone as the environment thaws is
 read with the invocation that follows, in one pass, rather than in a pass of its own.
 Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting event is

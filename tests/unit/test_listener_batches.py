@@ -76,6 +76,13 @@ def test_only_a_batch_that_ends_an_invocation_asks_the_sender_to_read_it_at_once
         made.accept_batch(body(("function", "b"),
                                ("platform.runtimeDone", {"requestId": "r1", "status": "success"})))
         assert os.read(read_fd, 10) == WAKE_LATER + WAKE_LATER + WAKE_NOW
+        # A large batch is read at once all the same, while the function still runs.
+        room = listener.READ_AT_ONCE_BYTES - len(body(("function", "")))
+        just_below = body(("function", "x" * (room - 1)))
+        assert len(just_below) == listener.READ_AT_ONCE_BYTES - 1
+        made.accept_batch(just_below)
+        made.accept_batch(body(("function", "x" * room)))  # READ_AT_ONCE_BYTES exactly
+        assert os.read(read_fd, 10) == WAKE_LATER + WAKE_NOW
     finally:
         made.close()
         os.close(read_fd)

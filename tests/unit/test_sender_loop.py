@@ -1017,7 +1017,7 @@ def test_while_draining_a_lone_batch_sent_inline_is_followed_by_the_pass_that_en
     rig.sender.drain_deadline = time.monotonic() + 10  # as a Drain without a report to await
     rig.append(["b"])
     assert _passes_until_the_first_wait(rig, monkeypatch) == ["step", "step"]  # then drained
-    assert rig.committed() == 1
+    assert rig.committed() == 1 and len(courier.inline) == 2
 
 
 def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_same_pass(
