@@ -602,6 +602,23 @@ def test_a_wake_up_while_a_full_request_waits_does_not_end_every_wait(rig: WideR
     assert any(b'"event":"next"' in e for e in taken)
 
 
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_read_that_may_wait_and_is_due_while_a_full_request_waits_does_not_end_every_wait(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    courier_busy(rig)
+    rig.append([line_held_as(rig, 4096)])
+    rig.sender.step()
+    rig.append(["next"], read_now=False)  # nothing more can be held until the courier has room
+    rig.sender.step()
+    clock.now += rig.sender.defer_s  # its read is due, and still waits for room
+    rig.sender.step()
+    assert rig.sender.spool_dirty  # read once there is room
+    rig.sender._wait(rig.sender._idle_timeout())
+    # A full wait (the courier's wake-up ends it), not a 1 ms poll for as long as HEC is slow.
+    assert poll.timeouts == [sender.IDLE_POLL_S]
+
+
 def lines_taken(rig: WideRig) -> list[str]:
     """The lines the sender has read so far: held, planned or with the courier, in order."""
     batches = [*rig.courier.in_flight, *rig.sender.outbox]
