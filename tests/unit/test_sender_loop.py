@@ -619,6 +619,59 @@ def test_a_read_that_may_wait_and_is_due_while_a_full_request_waits_does_not_end
     assert poll.timeouts == [sender.IDLE_POLL_S]
 
 
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_read_that_may_wait_waits_from_the_first_wake_up_not_the_last(
+    rig: WideRig, clock: Clock,
+) -> None:
+    clock.now = 0.125  # just after boot: the clock's own value is small
+    rig.sender.step()  # the first pass reads in any case
+    rig.append(["a"], read_now=False)
+    rig.sender.step()
+    clock.now = 0.25
+    rig.append(["b"], read_now=False)  # a second wake-up does not put the read off again
+    rig.sender.step()
+    assert not rig.sender.held
+    clock.now = 0.125 + rig.sender.defer_s  # exactly defer_s after the first wake-up
+    rig.sender.step()
+    assert [seq for seq, _ in rig.sender.held] == [0, 1]
+    assert rig.sender.held_since == 0.125  # and both linger from that wake-up
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_records_read_at_once_linger_from_their_read_not_from_a_pass_without_a_wake_up(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.sender.step()  # the first pass reads in any case
+    clock.now += 1
+    rig.sender.step()  # nothing appended: no wake-up, nothing whose read waits
+    clock.now += 5
+    rig.append(["a"])
+    rig.sender.step()
+    assert len(rig.sender.held) == 1
+    assert rig.sender.held_since == clock.now
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_wait_ends_when_a_read_that_may_wait_falls_due(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    clock.now = 0.0625  # just after boot: the clock's own value is small
+    rig.sender.step()  # the first pass reads in any case
+    rig.append(["a"], read_now=False)
+    rig.sender.step()
+    clock.now = 0.125
+    rig.sender.step()  # not due yet
+    rig.sender._wait(sender.IDLE_POLL_S)
+    assert poll.timeouts == [0.0625 + rig.sender.defer_s - 0.125]
+    rig.sender.spool_dirty = False  # as if a wake-up (not a timeout) ended that wait
+    clock.now = 0.25
+    rig.sender.step()  # still not due
+    clock.now = 0.375  # the pass took long: due since 0.0625 s
+    rig.sender._wait(sender.IDLE_POLL_S)
+    assert poll.timeouts[1:] == [0.001]  # a 1 ms poll, then the read
+    assert not rig.sender.held
+
+
 def lines_taken(rig: WideRig) -> list[str]:
     """The lines the sender has read so far: held, planned or with the courier, in order."""
     batches = [*rig.courier.in_flight, *rig.sender.outbox]
