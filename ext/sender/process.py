@@ -455,7 +455,9 @@ class Sender:
                 left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
         if self.due:  # a flush's budget ends: answer it then
             left = min(left, max(0.001, min(self.due.values()) - time.monotonic()))
-        if self.deferred_since is not None:  # records whose read waits: until defer_s
+        # Records whose read waits: until defer_s. Not once the spool is to be read anyway: when
+        # a full request held keeps the read off, a due read would make every wait a 1 ms poll.
+        if self.deferred_since is not None and not self.spool_dirty:
             left = min(left, max(0.001, self.deferred_since + self.defer_s - time.monotonic()))
         if self.running_due:  # halfway through a flush main waits for: maybe tell it Running
             left = min(left, max(0.001, min(self.running_due.values()) - time.monotonic()))

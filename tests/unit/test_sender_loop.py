@@ -602,6 +602,76 @@ def test_a_wake_up_while_a_full_request_waits_does_not_end_every_wait(rig: WideR
     assert any(b'"event":"next"' in e for e in taken)
 
 
+@pytest.mark.parametrize("rig", [FULL], indirect=True)
+def test_a_read_that_may_wait_and_is_due_while_a_full_request_waits_does_not_end_every_wait(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    courier_busy(rig)
+    rig.append([line_held_as(rig, 4096)])
+    rig.sender.step()
+    rig.append(["next"], read_now=False)  # nothing more can be held until the courier has room
+    rig.sender.step()
+    clock.now += rig.sender.defer_s  # its read is due, and still waits for room
+    rig.sender.step()
+    assert rig.sender.spool_dirty  # read once there is room
+    rig.sender._wait(rig.sender._idle_timeout())
+    # A full wait (the courier's wake-up ends it), not a 1 ms poll for as long as HEC is slow.
+    assert poll.timeouts == [sender.IDLE_POLL_S]
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_read_that_may_wait_waits_from_the_first_wake_up_not_the_last(
+    rig: WideRig, clock: Clock,
+) -> None:
+    clock.now = 0.125  # just after boot: the clock's own value is small
+    rig.sender.step()  # the first pass reads in any case
+    rig.append(["a"], read_now=False)
+    rig.sender.step()
+    clock.now = 0.25
+    rig.append(["b"], read_now=False)  # a second wake-up does not put the read off again
+    rig.sender.step()
+    assert not rig.sender.held
+    clock.now = 0.125 + rig.sender.defer_s  # exactly defer_s after the first wake-up
+    rig.sender.step()
+    assert [seq for seq, _ in rig.sender.held] == [0, 1]
+    assert rig.sender.held_since == 0.125  # and both linger from that wake-up
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_records_read_at_once_linger_from_their_read_not_from_a_pass_without_a_wake_up(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.sender.step()  # the first pass reads in any case
+    clock.now += 1
+    rig.sender.step()  # nothing appended: no wake-up, nothing whose read waits
+    clock.now += 5
+    rig.append(["a"])
+    rig.sender.step()
+    assert len(rig.sender.held) == 1
+    assert rig.sender.held_since == clock.now
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_wait_ends_when_a_read_that_may_wait_falls_due(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    clock.now = 0.0625  # just after boot: the clock's own value is small
+    rig.sender.step()  # the first pass reads in any case
+    rig.append(["a"], read_now=False)
+    rig.sender.step()
+    clock.now = 0.125
+    rig.sender.step()  # not due yet
+    rig.sender._wait(sender.IDLE_POLL_S)
+    assert poll.timeouts == [0.0625 + rig.sender.defer_s - 0.125]
+    rig.sender.spool_dirty = False  # as if a wake-up (not a timeout) ended that wait
+    clock.now = 0.25
+    rig.sender.step()  # still not due
+    clock.now = 0.375  # the pass took long: due since 0.0625 s
+    rig.sender._wait(sender.IDLE_POLL_S)
+    assert poll.timeouts[1:] == [0.001]  # a 1 ms poll, then the read
+    assert not rig.sender.held
+
+
 def lines_taken(rig: WideRig) -> list[str]:
     """The lines the sender has read so far: held, planned or with the courier, in order."""
     batches = [*rig.courier.in_flight, *rig.sender.outbox]
@@ -1013,7 +1083,7 @@ def test_a_lone_batch_sent_inline_is_followed_by_a_wait_not_another_pass(
 def test_while_draining_a_lone_batch_sent_inline_is_followed_by_the_pass_that_ends_it(
     inline: tuple[WideRig, InlineCourier], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rig, courier = inline
+    rig, _courier = inline
     rig.sender.drain_deadline = time.monotonic() + 10  # as a Drain without a report to await
     rig.append(["b"])
     assert _passes_until_the_first_wait(rig, monkeypatch) == ["step", "step"]  # then drained
