@@ -1083,7 +1083,7 @@ def test_a_lone_batch_sent_inline_is_followed_by_a_wait_not_another_pass(
 def test_while_draining_a_lone_batch_sent_inline_is_followed_by_the_pass_that_ends_it(
     inline: tuple[WideRig, InlineCourier], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rig, _courier = inline
+    rig, courier = inline
     rig.sender.drain_deadline = time.monotonic() + 10  # as a Drain without a report to await
     rig.append(["b"])
     assert _passes_until_the_first_wait(rig, monkeypatch) == ["step", "step"]  # then drained
