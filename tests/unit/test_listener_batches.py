@@ -82,7 +82,8 @@ def test_only_a_batch_that_ends_an_invocation_asks_the_sender_to_read_it_at_once
         assert len(just_below) == listener.READ_AT_ONCE_BYTES - 1
         made.accept_batch(just_below)
         made.accept_batch(body(("function", "x" * room)))  # READ_AT_ONCE_BYTES exactly
-        assert os.read(read_fd, 10) == WAKE_LATER + WAKE_NOW
+        made.accept_batch(body(("function", "x" * (4 * room))))
+        assert os.read(read_fd, 10) == WAKE_LATER + WAKE_NOW + WAKE_NOW
     finally:
         made.close()
         os.close(read_fd)
