@@ -619,14 +619,20 @@ def test_a_read_that_may_wait_and_is_due_while_a_full_request_waits_does_not_end
     assert poll.timeouts == [sender.IDLE_POLL_S]
 
 
+def a_read_that_may_wait(rig: WideRig, clock: Clock, now: float) -> None:
+    """At `now` (small: a clock just after boot), after the sender's first pass, one record is
+    appended whose read may wait, and a pass takes its wake-up."""
+    clock.now = now
+    rig.sender.step()  # the first pass reads in any case
+    rig.append(["a"], read_now=False)
+    rig.sender.step()
+
+
 @pytest.mark.parametrize("rig", [HOLDING], indirect=True)
 def test_a_read_that_may_wait_waits_from_the_first_wake_up_not_the_last(
     rig: WideRig, clock: Clock,
 ) -> None:
-    clock.now = 0.125  # just after boot: the clock's own value is small
-    rig.sender.step()  # the first pass reads in any case
-    rig.append(["a"], read_now=False)
-    rig.sender.step()
+    a_read_that_may_wait(rig, clock, 0.125)
     clock.now = 0.25
     rig.append(["b"], read_now=False)  # a second wake-up does not put the read off again
     rig.sender.step()
@@ -655,10 +661,7 @@ def test_records_read_at_once_linger_from_their_read_not_from_a_pass_without_a_w
 def test_a_wait_ends_when_a_read_that_may_wait_falls_due(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
-    clock.now = 0.0625  # just after boot: the clock's own value is small
-    rig.sender.step()  # the first pass reads in any case
-    rig.append(["a"], read_now=False)
-    rig.sender.step()
+    a_read_that_may_wait(rig, clock, 0.0625)
     clock.now = 0.125
     rig.sender.step()  # not due yet
     rig.sender._wait(sender.IDLE_POLL_S)
