@@ -160,3 +160,15 @@ def _cap_mutation_examples(items: list[pytest.Item]) -> None:
         own = getattr(machine, "settings", None)
         if isinstance(own, settings) and own.max_examples > MUTATION_EXAMPLES:
             machine.settings = settings(own, max_examples=MUTATION_EXAMPLES)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A pipe as the extension makes its control and wake-up pipes (read end, write end, both
+    non-blocking); both ends closed after the test."""
+    from ext import control
+
+    read_fd, write_fd = control.make_pipe()
+    yield read_fd, write_fd
+    os.close(read_fd)
+    os.close(write_fd)

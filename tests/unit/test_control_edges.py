@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from ext import control
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    """A control pipe (read end, write end), both ends closed after the test."""
-    read_fd, write_fd = control.make_pipe()
-    yield read_fd, write_fd
-    os.close(read_fd)
-    os.close(write_fd)
 
 
 def test_a_request_id_with_line_breaks_stays_one_message() -> None:

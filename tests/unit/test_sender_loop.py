@@ -958,17 +958,8 @@ def test_a_late_wake_up_from_the_courier_is_emptied_with_nothing_in_flight(
         rig.close()
 
 
-@pytest.fixture
-def wake_pipe() -> Iterator[tuple[int, int]]:
-    """A wake-up pipe as the listener makes it (both ends non-blocking); closed afterwards."""
-    read_fd, write_fd = control.make_pipe()
-    yield read_fd, write_fd
-    os.close(read_fd)
-    os.close(write_fd)
-
-
-def test_emptying_a_wake_up_pipe_full_to_the_brim(wake_pipe: tuple[int, int]) -> None:
-    read_fd, write_fd = wake_pipe
+def test_emptying_a_wake_up_pipe_full_to_the_brim(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
     assert not sender._emptied(read_fd)
     os.write(write_fd, b"\x01" * 3)
     assert sender._emptied(read_fd)
@@ -984,8 +975,8 @@ def test_emptying_a_wake_up_pipe_full_to_the_brim(wake_pipe: tuple[int, int]) ->
     assert not control.drain_pipe(read_fd)  # nothing left
 
 
-def test_a_wake_up_pipe_tells_whether_the_read_may_wait(wake_pipe: tuple[int, int]) -> None:
-    read_fd, write_fd = wake_pipe
+def test_a_wake_up_pipe_tells_whether_the_read_may_wait(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
     os.write(write_fd, WAKE_LATER * 2)
     assert sender._emptied(read_fd) == sender.WOKEN_LATER
     os.write(write_fd, WAKE_LATER + WAKE_NOW + WAKE_LATER)
@@ -1001,9 +992,9 @@ def test_a_wake_up_pipe_tells_whether_the_read_may_wait(wake_pipe: tuple[int, in
     assert not control.drain_pipe(read_fd)
 
 
-def test_emptying_a_wake_up_pipe_larger_than_one_read(wake_pipe: tuple[int, int]) -> None:
+def test_emptying_a_wake_up_pipe_larger_than_one_read(pipe: tuple[int, int]) -> None:
     # Where pages are 64 KiB (some arm64 kernels) a pipe holds 1 MiB by default.
-    read_fd, write_fd = wake_pipe
+    read_fd, write_fd = pipe
     size = fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * sender.PIPE_READ_BYTES)
     assert size > sender.PIPE_READ_BYTES
     os.write(write_fd, b"\x01" * (3 * sender.PIPE_READ_BYTES))
