@@ -103,13 +103,101 @@ def compress_lines(lines: list[bytes], level: int, size: int | None = None) -> b
     if size is None:
         size = sum(map(len, lines)) + len(lines) - 1
     compressor = gzip_compressor(level, size)
-    parts = []
-    for start in range(0, len(lines), COMPRESS_SLICE_LINES):
-        if start:
-            parts.append(compressor.compress(b"\n"))
-        parts.append(compressor.compress(b"\n".join(lines[start:start + COMPRESS_SLICE_LINES])))
+    parts = _compressed(compressor, lines, first=True)
     parts.append(compressor.flush())
     return b"".join(parts)
+
+
+def _compressed(compressor: zlib._Compress, lines: list[bytes], first: bool) -> list[bytes]:
+    """What `compressor` gives for `lines`, newline-separated, after the lines it was given
+    before (`first`: none). zlib's output does not depend on how its input is cut."""
+    parts = []
+    for start in range(0, len(lines), COMPRESS_SLICE_LINES):
+        if start or not first:
+            parts.append(compressor.compress(b"\n"))
+        parts.append(compressor.compress(b"\n".join(lines[start:start + COMPRESS_SLICE_LINES])))
+    return parts
+
+
+class Planner:
+    """Cuts (seq, envelopes) records, in order, into batches of at most `max_bytes`, each sealed
+    (gzipped at `level`) as it is cut.
+
+    With `stream`, the batch being cut is compressed as its envelopes come (a full-size window,
+    the one a request this large gets anyway): what waits for the next request holds its
+    envelopes gzipped rather than as objects (Gathering)."""
+
+    __slots__ = ("batches", "completes", "compressor", "count", "envelopes", "lengths", "level",
+                 "max_bytes", "parts", "size", "stream")
+
+    def __init__(self, max_bytes: int, level: int = 1, stream: bool = False) -> None:
+        self.max_bytes = max_bytes
+        self.level = level
+        self.stream = stream and level > 0
+        self.batches: list[HecBatch] = []
+        self._open()
+
+    def _open(self) -> None:
+        self.envelopes: list[bytes] = []  # of the batch being cut, not compressed yet
+        self.count = 0  # envelopes in the batch being cut, compressed or not
+        self.size = 0  # its newline-joined bytes
+        self.completes: int | None = None
+        self.compressor: zlib._Compress | None = None
+        self.parts: list[bytes] = []  # what the compressor gave so far
+        self.lengths = array("I")  # of the envelopes compressed so far
+
+    def add(self, seq: int | None, envelopes: list[bytes]) -> None:
+        """One record's envelopes; `seq` None for envelopes that complete no record (the
+        extension's own)."""
+        # A record that fits whole is taken at once: sizes only grow, so no envelope of it
+        # would have started a new batch.
+        whole = sum(map(len, envelopes)) + len(envelopes) - (0 if self.count else 1)
+        if envelopes and self.size + whole <= self.max_bytes:
+            self.envelopes.extend(envelopes)
+            self.count += len(envelopes)
+            self.size += whole
+        else:
+            for envelope in envelopes:
+                length = len(envelope)
+                if self.count and self.size + 1 + length > self.max_bytes:
+                    self._seal()
+                self.size += length + 1 if self.count else length
+                self.count += 1
+                self.envelopes.append(envelope)
+        if seq is not None:  # a record of the extension's own (self-metrics) completes nothing
+            self.completes = seq
+        if self.stream and self.envelopes:
+            self._compress_open()
+
+    def _compress_open(self) -> None:
+        """Moves the envelopes not compressed yet into the batch's compressor."""
+        if self.compressor is None:
+            self.compressor = gzip_compressor(self.level, self.max_bytes)
+            first = True
+        else:
+            first = False
+        self.parts += _compressed(self.compressor, self.envelopes, first)
+        self.lengths.extend(map(len, self.envelopes))
+        self.envelopes = []
+
+    def _seal(self) -> None:
+        if self.compressor is None:
+            batch = seal(self.envelopes, self.completes, self.level, self.size)
+        else:
+            if self.envelopes:
+                self._compress_open()
+            self.parts.append(self.compressor.flush())
+            batch = HecBatch(b"".join(self.parts), self.lengths, self.size, self.completes,
+                             self.level)
+        self.batches.append(batch)
+        self._open()
+
+    def take(self) -> list[HecBatch]:
+        """The batches cut so far and the one being cut, sealed; the planner starts anew."""
+        if self.count or self.completes is not None:
+            self._seal()
+        batches, self.batches = self.batches, []
+        return batches
 
 
 def plan_batches(
@@ -117,31 +205,61 @@ def plan_batches(
 ) -> list[HecBatch]:
     """Splits (seq, envelopes) records, in order, into batches of at most `max_bytes`, each
     sealed (gzipped at `level`) as it is cut."""
-    batches: list[HecBatch] = []
-    # Locals rather than attributes: this loop runs once per event.
-    envelopes_out: list[bytes] = []
-    size = 0
-    completes: int | None = None
+    planner = Planner(max_bytes, level)
     for seq, envelopes in records:
-        # A record that fits whole is taken at once: sizes only grow, so no envelope of it
-        # would have started a new batch.
-        whole = sum(map(len, envelopes)) + len(envelopes) - (0 if envelopes_out else 1)
-        fits = bool(envelopes) and size + whole <= max_bytes
-        if fits:
-            envelopes_out.extend(envelopes)
-            size += whole
-        for envelope in () if fits else envelopes:
-            length = len(envelope)
-            if envelopes_out and size + 1 + length > max_bytes:
-                batches.append(seal(envelopes_out, completes, level, size))
-                envelopes_out, size, completes = [], 0, None
-            size += length + 1 if envelopes_out else length
-            envelopes_out.append(envelope)
-        if seq is not None:  # a record of the extension's own (self-metrics) completes nothing
-            completes = seq
-    if envelopes_out or completes is not None:
-        batches.append(seal(envelopes_out, completes, level, size))
-    return batches
+        planner.add(seq, envelopes)
+    return planner.take()
+
+
+# Past this many bytes of envelopes waiting for the next request, they are compressed as they
+# come: with adaptive flushing a request's worth (SPLUNK_MAX_REQUEST_BYTES) may wait across
+# freezes, ~1 MiB of ~700-byte objects on the C heap, against ~0.1 MiB gzipped and zlib's state
+# (~0.3 MiB) streamed (docs/memory.md). Below it the envelopes are kept as they are: most
+# invocations' few KB get a compressor sized to them when their request is cut.
+STREAM_AFTER_BYTES = 64 * 1024
+
+
+class Gathering:
+    """The envelopes read and not yet cut into requests: `records` as read, until they reach
+    `stream_after` bytes; from then on in a streaming Planner (the same cuts as plan_batches).
+    `size` (each envelope and a separator) and `events` count all of them."""
+
+    __slots__ = ("events", "level", "max_bytes", "planner", "records", "size", "stream_after")
+
+    def __init__(self, max_bytes: int, level: int,
+                 stream_after: int = STREAM_AFTER_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.level = level
+        self.stream_after = stream_after
+        self.records: list[tuple[int | None, list[bytes]]] = []
+        self.planner: Planner | None = None
+        self.size = 0
+        self.events = 0
+
+    def add(self, seq: int | None, envelopes: list[bytes]) -> None:
+        self.size += sum(map(len, envelopes)) + len(envelopes)
+        self.events += len(envelopes)
+        if self.planner is not None:
+            self.planner.add(seq, envelopes)
+            return
+        self.records.append((seq, envelopes))
+        if self.size >= self.stream_after and self.level:
+            self.planner = Planner(self.max_bytes, self.level, stream=True)
+            for record in self.records:
+                self.planner.add(*record)
+            self.records = []
+
+    def __bool__(self) -> bool:
+        return bool(self.records) or self.planner is not None
+
+    def take(self) -> list[HecBatch]:
+        """Every batch of what was gathered; the gathering starts anew."""
+        if self.planner is not None:
+            batches = self.planner.take()
+        else:
+            batches = plan_batches(self.records, self.max_bytes, self.level)
+        self.records, self.planner, self.size, self.events = [], None, 0, 0
+        return batches
 
 
 def split_batch(batch: HecBatch) -> tuple[HecBatch, HecBatch]:

@@ -32,7 +32,7 @@ import msgspec
 
 from ext import control, flush_policy
 from ext.flush_policy import drain_reserve_s
-from ext.sender.batching import HecBatch, plan_batches
+from ext.sender.batching import Gathering, HecBatch
 from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
@@ -77,9 +77,8 @@ class Sender:
         self.flush_budget_s = config.flush_budget_ms / 1000
         # The longest a flush may wait: the budget less main's reaction (flush_policy).
         self.flush_wait_s = flush_policy.wait_limit(self.flush_budget_s)
-        self.held: list[tuple[int | None, list[bytes]]] = []
-        self.held_events = 0
-        self.held_bytes = 0
+        # Envelopes read and not yet cut into requests, gzipped as they come past 64 KiB.
+        self.held = Gathering(config.max_request_bytes, config.gzip_level)
         self.growth = 1.0  # envelope bytes per spooled byte, as the last read found it
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
@@ -149,9 +148,7 @@ class Sender:
         if self.shutdown_metrics_due:
             self._shutdown_metrics()
         if not self.outbox and self._should_dispatch():
-            self.outbox.extend(plan_batches(self.held, self.config.max_request_bytes,
-                                            self.config.gzip_level))
-            self.held, self.held_events, self.held_bytes = [], 0, 0
+            self.outbox.extend(self.held.take())
         return self._hand_over(), got
 
     def _hand_over(self) -> bool:
@@ -202,7 +199,7 @@ class Sender:
     def _report_wait_end(self) -> float:
         """Wait for the last report as long as the window allows once the drain is reserved."""
         assert self.drain_deadline is not None
-        unsent = (self.held_bytes + sum(b.size for b in self.outbox) + self.courier.queued_bytes
+        unsent = (self.held.size + sum(b.size for b in self.outbox) + self.courier.queued_bytes
                   + self.reader.unread_bytes())
         reserve = drain_reserve_s(unsent, self.courier.send_rate_bps(), self.courier.round_trip_s)
         return self.drain_deadline - reserve
@@ -253,7 +250,7 @@ class Sender:
         if self.deferred_since is not None and not self.spool_dirty:
             self.spool_dirty = (self.drain_deadline is not None
                                 or time.monotonic() - self.deferred_since >= self.defer_s)
-        if self.held_bytes >= self.config.max_request_bytes:
+        if self.held.size >= self.config.max_request_bytes:
             return True
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
@@ -263,12 +260,12 @@ class Sender:
         # Records grow into envelopes (the fields of every event: 3-5x with enrichment), and the
         # envelopes held are what a request is cut from: read only what fills one request, so
         # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
-        room = self.config.max_request_bytes - self.held_bytes
+        room = self.config.max_request_bytes - self.held.size
         budget = max(int(room / self.growth), 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget)
         read_bytes = sum(len(r.payload) for r in records)
         self.spool_dirty = len(records) >= READ_RECORDS or (bool(records) and read_bytes >= budget)
-        held_before = self.held_bytes
+        held_before = self.held.size
         builder = self.builder
         for record in records:
             try:
@@ -292,11 +289,9 @@ class Sender:
                 envelopes.extend(self._loss_notices())
             if not self.held:
                 self.held_since = time.monotonic() if appended_since is None else appended_since
-            self.held.append((record.seq, envelopes))
-            self.held_events += len(envelopes)
-            self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
+            self.held.add(record.seq, envelopes)
         if read_bytes:
-            self.growth = max(1.0, (self.held_bytes - held_before) / read_bytes)
+            self.growth = max(1.0, (self.held.size - held_before) / read_bytes)
         return bool(records)
 
     def _ended(self, request_id: str, ended_s: float | None = None) -> None:
@@ -341,7 +336,7 @@ class Sender:
     def _self_metrics(self, reason: str) -> list[bytes]:
         if not self.self_metrics.due(reason):
             return []
-        unsent = (self.reader.unread_bytes() + self.held_bytes
+        unsent = (self.reader.unread_bytes() + self.held.size
                   + getattr(self.courier, "queued_bytes", 0))
         envelope = self.self_metrics.envelope(self.builder, self.reader.stats, unsent, reason)
         return [] if envelope is None else [envelope]
@@ -352,14 +347,10 @@ class Sender:
         envelopes = self._self_metrics("shutdown")
         if not envelopes:
             return
-        if self.held:
-            self.held[-1][1].extend(envelopes)
-        else:
-            # Completes no record: nothing to commit for it, and it holds nothing back.
-            self.held.append((None, envelopes))
+        if not self.held:
             self.held_since = time.monotonic()
-        self.held_events += len(envelopes)
-        self.held_bytes += sum(map(len, envelopes)) + len(envelopes)
+        # Completes no record: nothing to commit for it, and it holds nothing back.
+        self.held.add(None, envelopes)
 
     def _quarantined(self, seq: int, payload: bytes, error: Exception) -> bytes:
         """A record that cannot be mapped (e.g. RecursionError on JSON nested ~1,000 deep): kept
@@ -393,9 +384,9 @@ class Sender:
             return False
         if self.drain_deadline is not None or self.ledger.urgent():
             return True
-        if self.held_events >= self.config.dispatch_min_batch_size:
+        if self.held.events >= self.config.dispatch_min_batch_size:
             return True
-        if self.held_bytes >= self.config.max_request_bytes:
+        if self.held.size >= self.config.max_request_bytes:
             return True
         waited = time.monotonic() - self.held_since
         return waited * 1000 >= self.config.dispatch_max_wait_ms

@@ -6,7 +6,14 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.sender.batching import HecBatch, plan_batches, seal, split_batch, without
+from ext.sender.batching import (
+    Gathering,
+    HecBatch,
+    plan_batches,
+    seal,
+    split_batch,
+    without,
+)
 
 events = st.lists(st.text(max_size=60), max_size=12)
 records = st.lists(events, max_size=15)
@@ -149,3 +156,55 @@ def test_a_planned_batch_keeps_its_envelopes_gzipped_not_as_objects() -> None:
     for b in batches:
         assert len(b.body) * 5 < b.size  # gzip, once, when planned
         assert not any(isinstance(getattr(b, f), list) for f in HecBatch.__struct_fields__)
+
+
+def plan_of(batches: list[HecBatch]) -> list[tuple[list[bytes], int | None, int, bytes]]:
+    return [(b.envelopes(), b.completes_seq, b.size, b.joined()) for b in batches]
+
+
+@settings(max_examples=300, deadline=None)
+@given(recs=records, max_bytes=st.integers(min_value=1, max_value=600),
+       stream_after=st.integers(min_value=0, max_value=800), level=st.sampled_from([0, 1, 6]),
+       shutdown=st.booleans())
+def test_a_gathering_cuts_what_plan_batches_cuts_whenever_it_starts_streaming(
+    recs: list[list[str]], max_bytes: int, stream_after: int, level: int, shutdown: bool,
+) -> None:
+    planned: list[tuple[int | None, list[bytes]]] = list(build(recs))
+    if shutdown:  # the extension's own envelopes, completing no record, after the last one
+        planned.append((None, [envelope("self-metrics", -1)]))
+    gathering = Gathering(max_bytes, level, stream_after)
+    for seq, envs in planned:
+        gathering.add(seq, envs)
+    assert bool(gathering) == bool(planned)
+    assert gathering.events == sum(len(envs) for _, envs in planned)
+    assert gathering.size == sum(len(e) + 1 for _, envs in planned for e in envs)
+    batches = gathering.take()
+    assert plan_of(batches) == plan_of(plan_batches(planned, max_bytes, level))
+    for b in batches:
+        assert (gzip.decompress(b.body) if level and b.body else b.body) == b.joined()
+    assert not gathering and gathering.take() == []  # it starts anew
+    assert gathering.size == gathering.events == 0
+
+
+def test_a_gathering_past_its_threshold_holds_its_envelopes_gzipped_not_as_objects() -> None:
+    envs = [b'{"time":1.000,"event":"line %d of the same function log"}' % n for n in range(3000)]
+    gathering = Gathering(1024 * 1024, 1, stream_after=64 * 1024)
+    for seq in range(30):
+        gathering.add(seq, envs[seq * 100:(seq + 1) * 100])
+        streaming = sum(map(len, envs[:(seq + 1) * 100])) + (seq + 1) * 100 >= 64 * 1024
+        assert bool(gathering.records) != streaming  # below the threshold: as read
+        if streaming:
+            assert gathering.planner is not None and gathering.planner.envelopes == []
+    [batch] = gathering.take()
+    assert batch.envelopes() == envs and batch.completes_seq == 29
+    # The same request bytes as a request cut at once: a body this large gets the full window.
+    assert batch.body == plan_batches([(29, envs)], 1024 * 1024, 1)[0].body
+
+
+def test_a_gathering_streams_from_exactly_its_threshold() -> None:
+    below, at = Gathering(1000, 1, stream_after=11), Gathering(1000, 1, stream_after=10)
+    for gathering in (below, at):
+        gathering.add(0, [b"123456789"])  # 9 bytes and its separator
+    assert below.records and below.planner is None
+    assert not at.records and at.planner is not None
+    assert [b.envelopes() for b in at.take()] == [[b"123456789"]]

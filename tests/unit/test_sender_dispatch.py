@@ -103,10 +103,10 @@ def test_a_pass_reads_at_most_256_records_and_comes_back_for_the_rest(rig: WideR
     for n in range(300):
         rig.append([f"line {n}"])
     rig.sender.step()
-    assert len(rig.sender.held) == 256
+    assert len(rig.sender.held.records) == 256
     assert rig.sender.spool_dirty  # stopped at the limit: read again without a wake-up
     rig.sender.step()
-    assert len(rig.sender.held) == 300
+    assert len(rig.sender.held.records) == 300
     assert not rig.sender.spool_dirty
 
 
@@ -188,7 +188,7 @@ def test_held_bytes_are_the_request_body_not_more(rig: WideRig) -> None:
     rig.append(["x" * 1400, "y" * 1400])  # a body of ~3,000 bytes: under the 4,096 bound
     rig.sender.step()
     assert not rig.courier.in_flight
-    assert 2800 < rig.sender.held_bytes < 4096
+    assert 2800 < rig.sender.held.size < 4096
 
 
 def test_only_a_flush_or_a_drain_asks_to_send_now(rig: WideRig) -> None:
@@ -261,7 +261,7 @@ def test_a_record_whose_read_may_wait_is_read_with_the_next_runtime_done(
     rig.append_invocation("r1", ["a"])
     rig.sender.step()
     assert reads == [2]
-    assert [seq for seq, _ in rig.sender.held] == [0, 1]
+    assert [seq for seq, _ in rig.sender.held.records] == [0, 1]
     assert rig.sender.deferred_since is None
 
 
@@ -286,7 +286,7 @@ def test_a_read_that_may_wait_is_done_once_due_and_lingers_from_its_wake_up(
     rig.sender.spool_dirty = False  # as if a wake-up (not a timeout) ended that wait
     rig.sender.deferred_since = woken - rig.sender.defer_s
     rig.sender.step()
-    assert len(rig.sender.held) == 2 and rig.sender.deferred_since is None
+    assert len(rig.sender.held.records) == 2 and rig.sender.deferred_since is None
     assert rig.sender.held_since == woken - rig.sender.defer_s  # counted from the wake-up
 
 

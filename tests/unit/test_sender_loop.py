@@ -190,7 +190,7 @@ def test_an_idle_sender_sleeps_and_stops_when_main_hangs_up(rig: WideRig) -> Non
 
 
 def _hold(rig: WideRig) -> None:
-    rig.sender.held.append((None, [b"{}"]))
+    rig.sender.held.add(None, [b"{}"])
 
 
 def _plan(rig: WideRig) -> None:
@@ -249,7 +249,7 @@ def test_the_report_wait_leaves_time_to_send_everything_unsent(rig: WideRig) -> 
     rig.courier.queued_bytes = 3000  # in the courier
     rig.append(["x" * 500])
     rig.sender.step()
-    held = rig.sender.held_bytes  # read, not planned yet
+    held = rig.sender.held.size  # read, not planned yet
     assert held > 500
     _plan(rig)  # 2 bytes planned
     rig.append(["y" * 700])
@@ -522,8 +522,8 @@ def test_each_dispatch_starts_the_count_of_held_events_and_bytes_anew(rig: WideR
         rig.append(["a", "bb"])
         rig.sender.step()
         assert not rig.courier.in_flight  # 2 events: below the minimum
-        envelopes = [e for _, held in rig.sender.held for e in held]
-        assert rig.sender.held_bytes == sum(len(e) + 1 for e in envelopes)  # body + separators
+        envelopes = [e for _, held in rig.sender.held.records for e in held]
+        assert rig.sender.held.size == sum(len(e) + 1 for e in envelopes)  # body + separators
         rig.append(["ccc"])
         rig.sender.step()
         assert len(rig.courier.in_flight) == 1  # 3 events
@@ -562,6 +562,23 @@ def courier_busy(rig: WideRig) -> None:
     _plan(rig)
 
 
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_what_waits_past_64_kib_is_held_gzipped_and_sent_whole(rig: WideRig) -> None:
+    lines = [f"{n:04d} " + "w" * 600 for n in range(200)]  # ~140 KB of envelopes
+    for n in range(0, 200, 10):
+        rig.append(lines[n:n + 10])
+    rig.sender.step()
+    assert not rig.courier.in_flight  # lingers: below the minimum, not old enough
+    planner = rig.sender.held.planner
+    assert planner is not None and not rig.sender.held.records and not planner.envelopes
+    assert sum(map(len, planner.parts)) * 10 < rig.sender.held.size
+    rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))  # held ones go now
+    rig.courier.finish()
+    rig.sender.step()
+    assert texts(rig) == lines
+    assert rig.committed() == 19  # every record (seq 0-19)
+
+
 @pytest.mark.parametrize("rig", [FULL], indirect=True)
 def test_a_request_held_exactly_full_is_dispatched(rig: WideRig) -> None:
     rig.append([line_held_as(rig, 4096)])
@@ -578,10 +595,10 @@ def test_nothing_more_is_read_while_a_full_request_waits_for_the_courier(
     courier_busy(rig)
     rig.append([line_held_as(rig, held)])  # a lone record larger than a request is still read
     rig.sender.step()
-    assert rig.sender.held_bytes == held
+    assert rig.sender.held.size == held
     rig.append(["next"])
     rig.sender.step()
-    assert len(rig.sender.held) == 1  # memory stays bounded while HEC is slow
+    assert len(rig.sender.held.records) == 1  # memory stays bounded while HEC is slow
 
 
 @pytest.mark.parametrize("rig", [FULL], indirect=True)
@@ -598,7 +615,7 @@ def test_a_wake_up_while_a_full_request_waits_does_not_end_every_wait(rig: WideR
     for _ in range(3):
         rig.sender.step()
     taken = [e for b in [*rig.courier.in_flight, *rig.sender.outbox] for e in b.envelopes()]
-    taken += [e for _, held in rig.sender.held for e in held]
+    taken += [e for _, held in rig.sender.held.records for e in held]
     assert any(b'"event":"next"' in e for e in taken)
 
 
@@ -639,7 +656,7 @@ def test_a_read_that_may_wait_waits_from_the_first_wake_up_not_the_last(
     assert not rig.sender.held
     clock.now = 0.125 + rig.sender.defer_s  # exactly defer_s after the first wake-up
     rig.sender.step()
-    assert [seq for seq, _ in rig.sender.held] == [0, 1]
+    assert [seq for seq, _ in rig.sender.held.records] == [0, 1]
     assert rig.sender.held_since == 0.125  # and both linger from that wake-up
 
 
@@ -653,7 +670,7 @@ def test_records_read_at_once_linger_from_their_read_not_from_a_pass_without_a_w
     clock.now += 5
     rig.append(["a"])
     rig.sender.step()
-    assert len(rig.sender.held) == 1
+    assert len(rig.sender.held.records) == 1
     assert rig.sender.held_since == clock.now
 
 
@@ -679,7 +696,7 @@ def lines_taken(rig: WideRig) -> list[str]:
     """The lines the sender has read so far: held, planned or with the courier, in order."""
     batches = [*rig.courier.in_flight, *rig.sender.outbox]
     envelopes = [e for b in batches for e in b.envelopes()]
-    envelopes += [e for _, held in rig.sender.held for e in held]
+    envelopes += [e for _, held in rig.sender.held.records for e in held]
     return [json.loads(e)["event"] for e in envelopes]
 
 
@@ -701,7 +718,7 @@ def test_a_read_that_ends_exactly_at_the_request_size_comes_back_for_more(rig: W
     rig.append(["first"])
     rig.sender.step()
     # What a read may take: the room left, in spooled bytes (records grow into envelopes).
-    budget = int((4096 - rig.sender.held_bytes) / rig.sender.growth)
+    budget = int((4096 - rig.sender.held.size) / rig.sender.growth)
     rig.append([line_of_payload(budget)])
     rig.append(["last"])
     rig.sender.step()
@@ -721,22 +738,22 @@ def self_metrics_in(envelopes: list[bytes]) -> list[tuple[str, dict[str, float]]
 def test_the_shutdown_self_metrics_are_held_like_any_event(rig: WideRig) -> None:
     courier_busy(rig)
     rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))
-    [(seq, envelopes)] = rig.sender.held  # completes no record
+    [(seq, envelopes)] = rig.sender.held.records  # completes no record
     assert seq is None
     assert [reason for reason, _ in self_metrics_in(envelopes)] == ["shutdown"]
-    assert rig.sender.held_bytes == sum(len(e) + 1 for e in envelopes)
+    assert rig.sender.held.size == sum(len(e) + 1 for e in envelopes)
 
 
 @pytest.mark.parametrize("rig", [FULL], indirect=True)
-def test_the_shutdown_self_metrics_ride_with_the_last_record_read(rig: WideRig) -> None:
+def test_the_shutdown_self_metrics_come_after_the_last_record_read(rig: WideRig) -> None:
     courier_busy(rig)
     rig.append(["a"])
     rig.append(["b"])
     rig.tell(control.Drain(int(time.time() * 1000) + 60_000, ""))
-    first, last = (envelopes for _, envelopes in rig.sender.held)
-    assert self_metrics_in(first) == []
+    first, second, (seq, last) = rig.sender.held.records
+    assert self_metrics_in(first[1]) == self_metrics_in(second[1]) == []
+    assert seq is None  # completes no record: the records' commit does not wait for it
     assert [reason for reason, _ in self_metrics_in(last)] == ["shutdown"]
-    assert json.loads(last[-1])["event"]["reason"] == "shutdown"
 
 
 EVERY_INVOCATION = {**HOLDING, "SPLUNK_SELF_METRICS_INTERVAL_MS": "0"}
@@ -755,7 +772,7 @@ def test_self_metrics_ride_once_with_the_record_that_ends_an_invocation(rig: Wid
     _platform(rig, "platform.runtimeDone", "platform.report")
     rig.append_invocation("r2", ["a"])
     rig.sender.step()
-    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held]
+    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held.records]
     assert counts == [0, 0, 1, 1]
 
 
@@ -768,7 +785,7 @@ def test_invocations_closer_than_the_interval_share_one_self_metrics_event(
         clock.now = now
         rig.append_invocation(f"r{n}", ["a"])
         rig.sender.step()
-    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held]
+    counts = [len(self_metrics_in(envelopes)) for _, envelopes in rig.sender.held.records]
     assert counts == [1, 0, 1, 0]
 
 
@@ -780,14 +797,14 @@ def test_self_metrics_count_as_unsent_what_is_held_queued_and_still_spooled(
     rig.courier.queued_bytes = 3000
     rig.append([line_held_as(rig, 3000)])
     rig.sender.step()
-    held = rig.sender.held_bytes
+    held = rig.sender.held.size
     rig.append_invocation("r1", ["x" * 1200])  # fills the read: the next record stays unread
     rig.append(["next"])
     before = rig.sender.reader.unread_bytes()
     rig.sender.step()
     unread = rig.sender.reader.unread_bytes()
     assert 0 < unread < before
-    [(_, figures)] = self_metrics_in(rig.sender.held[1][1])
+    [(_, figures)] = self_metrics_in(rig.sender.held.records[1][1])
     assert figures["splunk.extension.spool.unsent_bytes"] == unread + held + 3000
 
 
@@ -857,12 +874,12 @@ def test_a_read_takes_what_fills_the_request_once_records_grow_into_envelopes(
     rig.sender.step()
     growth = rig.sender.growth  # envelope bytes per spooled byte, measured on this read
     assert growth > 2
-    one_record = rig.sender.held_bytes
+    one_record = rig.sender.held.size
     for _ in range(6):
         rig.append(many)
     rig.sender.step()
-    assert len(rig.sender.held) == 3  # 1 + the 2 records whose envelopes fill the request
-    assert rig.sender.held_bytes <= 4096 + one_record
+    assert len(rig.sender.held.records) == 3  # 1 + the 2 records whose envelopes fill the request
+    assert rig.sender.held.size <= 4096 + one_record
     assert rig.sender.growth == pytest.approx(growth, rel=0.01)  # measured on this read alone
 
 
@@ -872,7 +889,7 @@ def test_a_new_sender_first_reads_a_request_of_spooled_bytes(rig: WideRig) -> No
     for _ in range(8):
         rig.append([line_of_payload(600)])
     rig.sender.step()
-    assert len(rig.sender.held) == 7  # 7 x 600 >= 4,096: nothing known yet of their growth
+    assert len(rig.sender.held.records) == 7  # 7 x 600 >= 4,096: nothing known yet of their growth
 
 
 @pytest.mark.parametrize("rig", [FULL], indirect=True)
@@ -880,10 +897,11 @@ def test_records_that_map_to_nothing_do_not_stop_the_reads_after_them(rig: WideR
     courier_busy(rig)
     rig.append([""] * 20)  # only empty lines: no envelope at all
     rig.sender.step()
-    assert rig.sender.held_bytes == 0
+    assert rig.sender.held.size == 0
     rig.append(["after"])
     rig.sender.step()
-    assert [json.loads(e)["event"] for _, held in rig.sender.held for e in held] == ["after"]
+    held = [json.loads(e)["event"] for _, envelopes in rig.sender.held.records for e in envelopes]
+    assert held == ["after"]
 
 
 class CountingCourier(TimedCourier):
