@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import sys
 import time
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from ext.sender import derived
 from ext.sender.enrichment import INIT_KINDS, Enrichment
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ext.config import Config
 
 DEFAULT_SOURCETYPES = {
@@ -94,6 +97,14 @@ class EnvelopeBuilder:
 
     def build(self, payload: bytes) -> list[bytes]:
         """Envelopes for every event of one Telemetry POST body; malformed bodies are counted."""
+        [envelopes] = self.build_parts(payload, sys.maxsize)
+        return envelopes
+
+    def build_parts(self, payload: bytes, part_events: int) -> Iterator[list[bytes]]:
+        """build()'s envelopes, those of `part_events` events at a time, so that the caller can
+        compress each part before the next is made: a batch of 1,000 events is ~650 KB of
+        envelopes, which would otherwise all be alive at once (docs/memory.md). The last part
+        also holds what the batch derived (metrics, alerts, a notice of malformed events)."""
         dropped = 0
         try:
             events = schema.telemetry_batch.decode(payload)
@@ -101,7 +112,13 @@ class EnvelopeBuilder:
             before = self.malformed
             events = self._salvage(payload)
             dropped = self.malformed - before
-        out = [envelope for envelope in map(self.envelope, events) if envelope is not None]
+        envelope = self.envelope
+        start = 0
+        while len(events) - start > part_events:
+            yield [e for e in map(envelope, events[start:start + part_events]) if e is not None]
+            start += part_events
+        rest = events[start:] if start else events
+        out = [e for e in map(envelope, rest) if e is not None]
         if self.derived:
             out.extend(self.derived)
             self.derived.clear()
@@ -109,7 +126,7 @@ class EnvelopeBuilder:
             # The listener only spools what decodes, so this is a record from elsewhere (an older
             # version's spool, a bug): what it cost must still be counted in Splunk.
             out.append(self.notice(MALFORMED_NOTICE, {"malformed_events": dropped}))
-        return out
+        yield out
 
     def notice(self, kind: str, details: dict[str, int | str]) -> bytes:
         """An event of the extension's own (e.g. spool losses), stamped now."""

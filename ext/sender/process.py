@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.25
 READ_RECORDS = 256
+# Envelopes built and held at a time from one record (~90 KB of the usual ~700-byte ones): a
+# batch of up to 10,000 events is never all objects at once (batching.Gathering).
+PART_EVENTS = 128
 LOSS_NOTICE = "splunk-extension.spool-loss"
 QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
@@ -268,10 +271,17 @@ class Sender:
         held_before = self.held.size
         builder = self.builder
         for record in records:
+            envelopes: list[bytes] = []
             try:
-                envelopes = builder.build(record.payload)
+                # A large batch is held a part at a time (gzipped as it comes past 64 KiB); the
+                # last part, with the record's seq, completes it.
+                for part in builder.build_parts(record.payload, PART_EVENTS):
+                    if envelopes:
+                        self._hold(None, envelopes, appended_since)
+                    envelopes = part
             except Exception as err:  # whatever it is, no record may stop the ones after it
-                envelopes = [self._quarantined(record.seq, record.payload, err)]
+                # What was built before is sent; the notice follows, the whole record is kept.
+                envelopes.append(self._quarantined(record.seq, record.payload, err))
             self.self_metrics.unsent.read(record.seq, record.event_count, record.append_time_ns)
             if builder.landmarks:
                 ended = False
@@ -287,12 +297,17 @@ class Sender:
                     envelopes.extend(self._self_metrics("invocation"))
             if record is records[-1]:
                 envelopes.extend(self._loss_notices())
-            if not self.held:
-                self.held_since = time.monotonic() if appended_since is None else appended_since
-            self.held.add(record.seq, envelopes)
+            self._hold(record.seq, envelopes, appended_since)
         if read_bytes:
             self.growth = max(1.0, (self.held.size - held_before) / read_bytes)
         return bool(records)
+
+    def _hold(self, seq: int | None, envelopes: list[bytes], since: float | None) -> None:
+        """Holds envelopes for the next request; the first held counts from `since` (else now)
+        for the linger bound."""
+        if not self.held:
+            self.held_since = time.monotonic() if since is None else since
+        self.held.add(seq, envelopes)
 
     def _ended(self, request_id: str, ended_s: float | None = None) -> None:
         """A waited-for invocation ended: its budget runs from `ended_s`, its runtimeDone's
@@ -347,10 +362,8 @@ class Sender:
         envelopes = self._self_metrics("shutdown")
         if not envelopes:
             return
-        if not self.held:
-            self.held_since = time.monotonic()
         # Completes no record: nothing to commit for it, and it holds nothing back.
-        self.held.add(None, envelopes)
+        self._hold(None, envelopes, None)
 
     def _quarantined(self, seq: int, payload: bytes, error: Exception) -> bytes:
         """A record that cannot be mapped (e.g. RecursionError on JSON nested ~1,000 deep): kept

@@ -224,3 +224,27 @@ def test_any_batch_maps_losslessly(items: list[tuple[datetime, str, object]]) ->
         else:
             assert env["event"] == rec
         assert env["fields"]["telemetry_type"] == kind
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(instants, kinds, records), max_size=30),
+       st.integers(min_value=1, max_value=12), st.booleans())
+def test_a_batch_built_in_parts_is_the_batch_built_at_once(
+    items: list[tuple[datetime, str, object]], part_events: int, malformed: bool,
+) -> None:
+    batch = [
+        {"time": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z",
+         "type": kind, "record": rec}
+        for t, kind, rec in items
+    ]
+    # A malformed element: the batch is salvaged, the last part ends with the notice of it.
+    payload = json.dumps(batch + (["not an event"] if malformed else [])).encode()
+    whole = builder().build(payload)
+    parts = list(builder().build_parts(payload, part_events))
+    joined = [e for part in parts for e in part]
+    if malformed:  # the notice is stamped when it is made
+        assert json.loads(joined.pop())["event"] == json.loads(whole.pop())["event"]
+    assert joined == whole
+    assert len(parts) == max(1, -(-len(batch) // part_events))  # the last takes the rest
+    assert not malformed or b"malformed-events" in parts[-1][-1]
+    assert all(len(part) <= part_events for part in parts[:-1])

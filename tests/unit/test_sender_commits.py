@@ -12,12 +12,15 @@ import os
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ext import config, control
+from ext.sender import process
 from ext.sender.batching import HecBatch
 from ext.sender.process import Sender
 from ext.spool import SpoolWriter, read_committed
@@ -277,14 +280,14 @@ def test_a_record_whose_mapping_raises_is_quarantined_once_and_the_rest_delivere
     tmp_path: Path,
 ) -> None:
     rig = Rig(tmp_path)
-    real_build = rig.sender.builder.build
+    real_build = rig.sender.builder.build_parts
 
-    def build(payload: bytes) -> list[bytes]:
+    def build_parts(payload: bytes, part_events: int) -> Iterator[list[bytes]]:
         if b"poison" in payload:
             raise RecursionError("maximum recursion depth exceeded")
-        return real_build(payload)
+        return real_build(payload, part_events)
 
-    rig.sender.builder.build = build  # type: ignore[method-assign]
+    rig.sender.builder.build_parts = build_parts  # type: ignore[method-assign]
     try:
         rig.append(["a"])
         rig.append(["poison"])
@@ -329,5 +332,37 @@ def test_a_flush_is_answered_running_then_failing_a_budget_after_the_runtime_don
         rig.courier.finish(2)
         rig.sender.step()
         assert rig.answers() == [control.Delivered("r1")]  # delivered later, as after HEC failed
+    finally:
+        rig.close()
+
+
+def test_a_record_that_fails_partway_sends_what_was_built_then_its_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(process, "PART_EVENTS", 2)
+    rig = Rig(tmp_path)
+    real_build = rig.sender.builder.build_parts
+
+    def build_parts(payload: bytes, part_events: int) -> Iterator[list[bytes]]:
+        for n, part in enumerate(real_build(payload, part_events)):
+            if n == 2 and b"poison" in payload:
+                raise RuntimeError("a bug in the mapping")
+            yield part
+
+    rig.sender.builder.build_parts = build_parts  # type: ignore[method-assign]
+    try:
+        rig.append(["a1", "a2", "a3", "a4", "poison", "a6"])  # parts of 2: the third fails
+        rig.append(["b"])
+        for _ in range(5):
+            rig.sender.step()
+            rig.courier.finish(2)
+        rig.sender.step()
+        assert rig.committed() == 1  # past the failed record: it is never retried
+        events = [json.loads(e)["event"] for e in rig.courier.accepted]
+        assert [e for e in events if isinstance(e, str)] == ["a1", "a2", "a3", "a4", "b"]
+        [notice] = [e for e in events if isinstance(e, dict) and "spool_seq" in e]
+        assert (notice["spool_seq"], notice["error"]) == (0, "RuntimeError")
+        [dead] = (rig.spool.parent / "deadletter.jsonl").read_text().splitlines()
+        assert json.loads(dead)["spool_seq"] == 0
     finally:
         rig.close()

@@ -19,7 +19,7 @@ from ext import control
 from ext.flush_policy import drain_reserve_s, reaction_s
 from ext.sender import process as sender
 from ext.sender import self_metrics
-from ext.sender.batching import HecBatch, seal
+from ext.sender.batching import Gathering, HecBatch, seal
 from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import RecordTooLargeError
 from ext.spool.layout import WAKE_LATER, WAKE_NOW
@@ -563,11 +563,23 @@ def courier_busy(rig: WideRig) -> None:
 
 
 @pytest.mark.parametrize("rig", [HOLDING], indirect=True)
-def test_what_waits_past_64_kib_is_held_gzipped_and_sent_whole(rig: WideRig) -> None:
+@pytest.mark.parametrize("per_record", [10, 200])  # 200: one record, built in parts
+def test_what_waits_past_64_kib_is_held_gzipped_and_sent_whole(
+    rig: WideRig, per_record: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     lines = [f"{n:04d} " + "w" * 600 for n in range(200)]  # ~140 KB of envelopes
-    for n in range(0, 200, 10):
-        rig.append(lines[n:n + 10])
+    for n in range(0, 200, per_record):
+        rig.append(lines[n:n + per_record])
+    held_at_once: list[int] = []
+    add = Gathering.add
+
+    def spy(gathering: Gathering, seq: int | None, envelopes: list[bytes]) -> None:
+        held_at_once.append(len(envelopes))
+        add(gathering, seq, envelopes)
+
+    monkeypatch.setattr(Gathering, "add", spy)
     rig.sender.step()
+    assert max(held_at_once) <= sender.PART_EVENTS  # never a whole large record at once
     assert not rig.courier.in_flight  # lingers: below the minimum, not old enough
     planner = rig.sender.held.planner
     assert planner is not None and not rig.sender.held.records and not planner.envelopes
@@ -576,7 +588,7 @@ def test_what_waits_past_64_kib_is_held_gzipped_and_sent_whole(rig: WideRig) -> 
     rig.courier.finish()
     rig.sender.step()
     assert texts(rig) == lines
-    assert rig.committed() == 19  # every record (seq 0-19)
+    assert rig.committed() == 200 // per_record - 1  # every record
 
 
 @pytest.mark.parametrize("rig", [FULL], indirect=True)
