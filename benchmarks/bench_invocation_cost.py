@@ -29,8 +29,10 @@ WRAPPER = Path(__file__).with_name("profiled_extension.py")
 
 
 def measure(flush: str, invocations: int, profile_dir: Path | None,
-            gap_s: float = 0.0) -> dict[str, Any]:
-    with extension_rig() as rig:
+            gap_s: float = 0.0, code: Path | None = None) -> dict[str, Any]:
+    """One fresh sandbox: WARMUP invocations, then `invocations` measured ones; `code`: the `ext`
+    package the extension runs, when not this checkout's (benchmarks/ab.py)."""
+    with extension_rig(code) as rig:
         env = rig.env(SPLUNK_FLUSH=flush)
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)

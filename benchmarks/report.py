@@ -153,9 +153,10 @@ def throughput(doc: Doc) -> list[str]:
     out += ["Issue 12's \"not worse than 3.27 us per event\" is this section's figure of "
             "2026-11-26 (commit d5f6682), taken on a faster machine: the same code measures "
             "2-3x that here. Compare commits like for like on one machine with `--ext-from` "
-            "(another checkout's extension under this one's emulator, receiver and load), with "
-            "`--env SPLUNK_ENRICH=false` for a commit from before the enrichment fields, which "
-            "double each envelope's bytes to gzip.", ""]
+            "(another checkout's extension under this one's emulator, receiver and load), or "
+            "alternated round by round with `python -m benchmarks.ab throughput --base <commit>`, "
+            "with `--env SPLUNK_ENRICH=false` for a commit from before the enrichment fields, "
+            "which double each envelope's bytes to gzip.", ""]
     return [*out, "![CPU per event](img/throughput_cpu.png)", ""]
 
 
@@ -527,7 +528,15 @@ def render(folder: Path, img: Path) -> str:
            ".venv/bin/python -m benchmarks.report                # regenerate this page and "
            "docs/img/ from results/", "```", "",
            "`--quick` runs tiny sizes (the CI smoke test does that); its results are not figures.",
-           ""]
+           "", "CPU figures on this machine drift by up to 30% between runs, more than most "
+           "changes save: to compare two versions of the extension, `.venv/bin/python -m "
+           "benchmarks.ab {cost,memory,throughput,invocation} --base REF [--change REF] "
+           "[--rounds 6]` runs one benchmark for both (REF: a commit, checked out into a "
+           "temporary `git worktree`, or a checkout's directory; the change defaults to this "
+           "checkout), each run in a fresh rig, alternating which side runs first round by round, "
+           "and prints each round and, per figure, both medians, the median of the per-round "
+           "ratios change/base and in how many rounds the change was lower "
+           "(results/ab-<bench>.json).", ""]
     if docs:
         out += ["## Machine and versions", "", *provenance(docs)]
     for name, title, section, method in SECTIONS:

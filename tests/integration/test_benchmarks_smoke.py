@@ -142,3 +142,36 @@ def test_report_is_generated_from_the_results(results_folder: Path, tmp_path: Pa
     if (results_folder / "fleet.json").exists():
         assert "Many environments into one HEC" in page
         assert (out.parent / "img" / "fleet.png").stat().st_size > 1000
+
+
+def test_ab_runs_both_sides_alternately_and_writes_both_figures(results_folder: Path) -> None:
+    # --base: this checkout's directory, so no git worktree; two rounds of three invocations.
+    env = {**os.environ, common.RESULTS_ENV: str(results_folder)}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ab", "invocation", "--base",
+                           str(common.REPO), "--rounds", "2", "--invocations", "3"],
+                          cwd=common.REPO, env=env, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines()]
+    main = "CPU us/invocation, all"
+    assert [row[:3] for row in rows if row[:1] in (["1"], ["2"])] == [
+        ["1", "base", "first"], ["2", "change", "first"]]
+    figures = [main, *(f"CPU us/invocation, {role}" for role in ("main", "listener", "sender")),
+               "HEC requests/invocation"]
+    for figure in figures:
+        assert any(" ".join(row[:len(figure.split())]) == figure and row[-2:] == ["of", "2"]
+                   for row in rows), figure
+    doc = json.loads((results_folder / "ab-invocation.json").read_text())
+    assert doc["benchmark"] == "ab-invocation"
+    results = doc["results"]
+    assert [r["order"] for r in results["rounds"]] == [["base", "change"], ["change", "base"]]
+    for r in results["rounds"]:
+        for side in ("base", "change"):
+            assert list(r[side]) == figures
+            assert r[side][main] > 0
+            assert r["raw"][side]["invocations"] == 3
+    assert results["sides"]["base"]["path"] == str(common.REPO)
+    assert results["sides"]["change"]["ref"] is None
+    assert list(results["summary"]) == figures
+    assert results["summary"][main]["base_median"] > 0
+    assert results["summary"][main]["change_median"] > 0
