@@ -235,6 +235,16 @@ def memory(doc: Doc) -> list[str]:
                 "the C heap), shared only between the extension's own processes; the rest are "
                 "file pages (libpython, OpenSSL), shared with whatever else maps the same files "
                 "on the machine, so that part varies from run to run.", ""]
+    if "footprint" in r:
+        f = r["footprint"]
+        out += ["In Lambda nothing else maps the layer's interpreter: there the figure is the "
+                "anonymous PSS plus each file's resident pages once, "
+                f"{fmt(f['footprint_kb'] / 1024)} MiB in this run "
+                f"({fmt(f['anonymous_pss_kb'] / 1024)} + {fmt(f['file_once_kb'] / 1024)}). How "
+                "much this machine's other programs shared of the files shows in the idle bare "
+                f"`python -S` above (PSS {fmt(bare['pss_kb'] / 1024)} of "
+                f"{fmt(bare['rss_kb'] / 1024)} MiB RSS): the lower it is, the lower the PSS "
+                "total of the same code.", ""]
     if r.get("strategies"):
         out += ["By flush strategy (each in a fresh sandbox, same plan, invocations back to "
                 "back): under `sync` the sender is idle when the environment freezes; under "
