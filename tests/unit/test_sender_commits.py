@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -293,18 +294,11 @@ def test_a_record_whose_mapping_raises_is_quarantined_once_and_the_rest_delivere
         rig.append(["poison"])
         rig.lines[1] = []
         rig.append(["b"])
-        for _ in range(5):
-            rig.sender.step()
-            rig.courier.finish(2)
-        rig.sender.step()
+        events = _delivered(rig)
         assert rig.committed() == 2  # past the poison record: it is never retried
-        events = [json.loads(e)["event"] for e in rig.courier.accepted]
         assert {"a", "b"} <= {e for e in events if isinstance(e, str)}
-        notices = [json.loads(e)["event"] for e in rig.courier.accepted
-                   if b"record-quarantined" in e]
-        assert [(n["spool_seq"], n["error"]) for n in notices] == [(1, "RecursionError")]
-        [dead] = (rig.spool.parent / "deadletter.jsonl").read_text().splitlines()
-        assert json.loads(dead)["spool_seq"] == 1
+        assert _quarantined(events) == [(1, "RecursionError")]
+        assert _dead_letters(rig) == [1]
     finally:
         rig.close()
 
@@ -353,16 +347,30 @@ def test_a_record_that_fails_partway_sends_what_was_built_then_its_notice(
     try:
         rig.append(["a1", "a2", "a3", "a4", "poison", "a6"])  # parts of 2: the third fails
         rig.append(["b"])
-        for _ in range(5):
-            rig.sender.step()
-            rig.courier.finish(2)
-        rig.sender.step()
+        events = _delivered(rig)
         assert rig.committed() == 1  # past the failed record: it is never retried
-        events = [json.loads(e)["event"] for e in rig.courier.accepted]
         assert [e for e in events if isinstance(e, str)] == ["a1", "a2", "a3", "a4", "b"]
-        [notice] = [e for e in events if isinstance(e, dict) and "spool_seq" in e]
-        assert (notice["spool_seq"], notice["error"]) == (0, "RuntimeError")
-        [dead] = (rig.spool.parent / "deadletter.jsonl").read_text().splitlines()
-        assert json.loads(dead)["spool_seq"] == 0
+        assert _quarantined(events) == [(0, "RuntimeError")]
+        assert _dead_letters(rig) == [0]
     finally:
         rig.close()
+
+
+def _delivered(rig: Rig) -> list[Any]:
+    """Runs the sender until HEC has accepted everything spooled; the events it accepted."""
+    for _ in range(5):
+        rig.sender.step()
+        rig.courier.finish(2)
+    rig.sender.step()
+    return [json.loads(e)["event"] for e in rig.courier.accepted]
+
+
+def _quarantined(events: list[Any]) -> list[tuple[int, str]]:
+    """(spool seq, error) of each quarantine notice among the events."""
+    return [(e["spool_seq"], e["error"]) for e in events
+            if isinstance(e, dict) and e.get("type") == "splunk-extension.record-quarantined"]
+
+
+def _dead_letters(rig: Rig) -> list[int]:
+    lines = (rig.spool.parent / "deadletter.jsonl").read_text().splitlines()
+    return [json.loads(line)["spool_seq"] for line in lines]
