@@ -175,3 +175,22 @@ def test_ab_runs_both_sides_alternately_and_writes_both_figures(results_folder: 
     assert list(results["summary"]) == figures
     assert results["summary"][main]["base_median"] > 0
     assert results["summary"][main]["change_median"] > 0
+
+
+def test_phases_count_the_cpu_of_named_functions_in_each_child(
+    results_folder: Path, tmp_path: Path,
+) -> None:
+    env = {**os.environ, common.RESULTS_ENV: str(results_folder)}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_invocation_cost", "--quick",
+                           "--flush", "sync", "--invocations", "3", "--phases", str(tmp_path)],
+                          cwd=common.REPO, env=env, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counters = {path.stem.rsplit("-", 1)[0]: json.loads(path.read_text())
+                for path in tmp_path.glob("*.json")}
+    assert set(counters) == {"listener", "sender"}
+    # Every invocation's batch was appended by the listener and sent by the sender, once each.
+    assert counters["listener"]["SpoolWriter.append"][1] >= 3
+    assert counters["sender"]["HecClient.post"][1] >= 3
+    assert all(ns > 0 for ns, calls in counters["sender"].values() if calls)
+    assert "HecClient.post" in done.stdout and "SpoolWriter.append" in done.stdout
