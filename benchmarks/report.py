@@ -546,7 +546,9 @@ def render(folder: Path, img: Path) -> str:
            "checkout), each run in a fresh rig, alternating which side runs first round by round, "
            "and prints each round and, per figure, both medians, the median of the per-round "
            "ratios change/base and in how many rounds the change was lower "
-           "(results/ab-<bench>.json).", ""]
+           "(results/ab-<bench>.json). Where one invocation's CPU goes, per process and "
+           "function: `.venv/bin/python -m benchmarks.bench_invocation_cost --flush sync "
+           "--gap-ms 200 --phases DIR`.", ""]
     if docs:
         out += ["## Machine and versions", "", *provenance(docs)]
     for name, title, section, method in SECTIONS:
