@@ -17,9 +17,11 @@ the same code (other work comes and goes), more than most changes save, so two r
 checkouts minutes apart compare the machine's load as much as the code. Here each round runs
 both sides, each in a fresh state (its own receiver, /opt folder and sandbox), base first in odd
 rounds and change first in even ones, so that a drift within a round and the order's own effect
-(the second run finds warmer caches) fall on both sides alike. Per figure: the median of each
-side, the median of the per-round ratios change/base (each ratio compares runs minutes apart),
-and in how many rounds change was below base. Use an even number of rounds.
+(here the second run of a round was measured 5-8% slower, whichever side it was) fall on both
+sides alike. Per figure: the median of each side, the median of the per-round ratios change/base
+(each ratio compares runs minutes apart), that median over the rounds where base ran first and
+over those where change did (their gap is the order's effect), and in how many rounds change was
+below base. Use an even number of rounds.
 
 `--base` and `--change` name a directory holding a checkout (used as is) or a commit-ish of this
 repository (checked out with `git worktree add --detach` into a temporary directory, removed at
@@ -77,15 +79,21 @@ def _median(values: Sequence[float]) -> float:
 
 def summarise(rounds: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per figure (in the order the rounds give them): the median of each side, the median of
-    the per-round ratios change/base, and the rounds in which change < base."""
+    the per-round ratios change/base, that median over the rounds each side ran first (a gap
+    between the two is the order's effect, which alternation cancels in the overall median),
+    and the rounds in which change < base."""
     labels = dict.fromkeys(label for r in rounds for side in SIDES for label in r[side])
     out: dict[str, dict[str, Any]] = {}
     for label in labels:
         base = [float(r["base"].get(label, math.nan)) for r in rounds]
         change = [float(r["change"].get(label, math.nan)) for r in rounds]
+        ratios = [ratio(b, c) for b, c in zip(base, change, strict=True)]
         out[label] = {
             "base_median": _median(base), "change_median": _median(change),
-            "ratio_median": _median([ratio(b, c) for b, c in zip(base, change, strict=True)]),
+            "ratio_median": _median(ratios),
+            **{f"ratio_median_{first}_first": _median(
+                [q for q, r in zip(ratios, rounds, strict=True) if r["order"][0] == first])
+               for first in SIDES},
             "change_lower_rounds": sum(c < b for b, c in zip(base, change, strict=True)),
             "rounds": len(rounds),
         }
@@ -102,6 +110,8 @@ def round_rows(rounds: Sequence[Mapping[str, Any]], main: str) -> list[list[obje
 
 def summary_rows(summary: Mapping[str, Mapping[str, Any]]) -> list[list[object]]:
     return [[label, s["base_median"], s["change_median"], _ratio_text(s["ratio_median"]),
+             f"{_ratio_text(s['ratio_median_base_first'])} / "
+             f"{_ratio_text(s['ratio_median_change_first'])}",
              f"{s['change_lower_rounds']} of {s['rounds']}"] for label, s in summary.items()]
 
 
@@ -328,7 +338,8 @@ def report(results: Mapping[str, Any]) -> None:
         ["round", "order", "base", "change", "change/base"],
         round_rows(results["rounds"], main))
     common.print_table(f"Medians over {len(results['rounds'])} rounds",
-                       ["figure", "base", "change", "change/base", "change < base"],
+                       ["figure", "base", "change", "change/base",
+                        "base first / change first", "change < base"],
                        summary_rows(results["summary"]))
 
 

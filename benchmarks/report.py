@@ -545,7 +545,8 @@ def render(folder: Path, img: Path) -> str:
            "temporary `git worktree`, or a checkout's directory; the change defaults to this "
            "checkout), each run in a fresh rig, alternating which side runs first round by round, "
            "and prints each round and, per figure, both medians, the median of the per-round "
-           "ratios change/base and in how many rounds the change was lower "
+           "ratios change/base, that median over the rounds each side ran first (their gap is the "
+           "order's own effect) and in how many rounds the change was lower "
            "(results/ab-<bench>.json). Where one invocation's CPU goes, per process and "
            "function: `.venv/bin/python -m benchmarks.bench_invocation_cost --flush sync "
            "--gap-ms 200 --phases DIR`.", ""]

@@ -38,8 +38,10 @@ def test_summary_takes_medians_of_each_side_and_of_the_per_round_ratios() -> Non
     assert list(summary) == [ALL, SENDER]  # the main figure stays first
     # Ratios 0.9, 0.8, 1.1: their median (0.9) is not the ratio of the medians (121 / 110).
     assert summary[ALL] == {"base_median": 110.0, "change_median": 121.0,
-                            "ratio_median": pytest.approx(0.9), "change_lower_rounds": 2,
-                            "rounds": 3}
+                            "ratio_median": pytest.approx(0.9),
+                            "ratio_median_base_first": pytest.approx(1.0),  # of 0.9 and 1.1
+                            "ratio_median_change_first": pytest.approx(0.8),
+                            "change_lower_rounds": 2, "rounds": 3}
     # Equal is not lower.
     assert summary[SENDER]["change_lower_rounds"] == 1
     assert summary[SENDER]["ratio_median"] == pytest.approx(1.0)
@@ -64,7 +66,7 @@ def test_round_rows_show_the_order_and_the_main_figures_ratio() -> None:
     assert ab.round_rows(rounds, ALL) == [[1, "base first", 100.0, 90.0, "0.900"],
                                           [2, "change first", 0.0, 80.0, "-"]]
     summary = ab.summarise(rounds)
-    assert ab.summary_rows(summary) == [[ALL, 50.0, 85.0, "0.900", "1 of 2"]]
+    assert ab.summary_rows(summary) == [[ALL, 50.0, 85.0, "0.900", "0.900 / -", "1 of 2"]]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -153,7 +155,7 @@ def test_main_alternates_the_sides_round_by_round_and_writes_both(
     assert doc["options"]["rounds"] == 3
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert ["2", "change", "first", "102.0", "90.00", "0.882"] in lines
-    assert [*ALL.split(), "102.0", "90.00", "0.882", "3", "of", "3"] in lines
+    assert [*ALL.split(), "102.0", "90.00", "0.882", "0.882", "/", "0.882", "3", "of", "3"] in lines
 
 
 def test_cost_gives_both_sides_of_a_round_the_same_seed_and_each_round_another(
@@ -175,3 +177,13 @@ def test_cost_gives_both_sides_of_a_round_the_same_seed_and_each_round_another(
     assert list(rounds[0]["base"]) == ["CPU ms/invocation, all", "CPU ms/invocation, main",
                                        "CPU ms/invocation, listener",
                                        "CPU ms/invocation, sender", "HEC requests/invocation"]
+
+
+def test_summary_shows_the_orders_effect_apart() -> None:
+    # Whichever side runs second is 10% slower: the ratio flips with the order, not the change.
+    rounds = [_round(n, {ALL: 100.0 if n % 2 else 110.0}, {ALL: 110.0 if n % 2 else 100.0})
+              for n in range(1, 5)]
+    summary = ab.summarise(rounds)[ALL]
+    assert summary["ratio_median_base_first"] == pytest.approx(1.1)
+    assert summary["ratio_median_change_first"] == pytest.approx(100 / 110)
+    assert summary["ratio_median"] == pytest.approx((1.1 + 100 / 110) / 2)
