@@ -3,12 +3,14 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ext.sender.batching import (
     Gathering,
     HecBatch,
+    Planner,
     plan_batches,
     seal,
     split_batch,
@@ -208,3 +210,35 @@ def test_a_gathering_streams_from_exactly_its_threshold() -> None:
     assert below.records and below.planner is None
     assert not at.records and at.planner is not None
     assert [b.envelopes() for b in at.take()] == [[b"123456789"]]
+
+
+def test_a_gathering_holds_its_envelopes_as_read_until_64_kib_by_default() -> None:
+    # docs/memory.md: the few KB of most invocations get a compressor sized to their request.
+    envelope = b"x" * 1023  # 1 KiB with its separator
+    gathering = Gathering(1024 * 1024, 1)
+    for seq in range(63):
+        gathering.add(seq, [envelope])
+    gathering.add(63, [b"x" * 1022])  # 1 byte short of 64 KiB
+    assert (streams(gathering), len(gathering.records)) == (False, 64)
+    gathering.add(64, [b""])  # its separator reaches 64 KiB: gzipped from now on
+    assert (streams(gathering), len(gathering.records)) == (True, 0)
+
+
+def streams(gathering: Gathering) -> bool:
+    return gathering.planner is not None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_planner_at_level_0_keeps_its_bodies_as_is_even_asked_to_stream(stream: bool) -> None:
+    planner = Planner(12, level=0, stream=stream)
+    planner.add(1, [b"aaaa", b"bbbb"])
+    planner.add(2, [b"cccc"])
+    assert [(b.body, b.level) for b in planner.take()] == [(b"aaaa\nbbbb", 0), (b"cccc", 0)]
+
+
+def test_a_planner_gzips_at_level_1_unless_told() -> None:
+    envelopes = [b'{"event":"line %d"}' % n for n in range(100)]
+    planner = Planner(1 << 20)
+    planner.add(1, envelopes)
+    [batch] = planner.take()
+    assert batch.level == 1 and batch.body == plan_batches([(1, envelopes)], 1 << 20, 1)[0].body

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ext import config, control
+from ext.schema import TelemetryEvent
 from ext.sender import process
 from ext.sender.batching import HecBatch
 from ext.sender.process import Sender
@@ -352,6 +353,34 @@ def test_a_record_that_fails_partway_sends_what_was_built_then_its_notice(
         assert [e for e in events if isinstance(e, str)] == ["a1", "a2", "a3", "a4", "b"]
         assert _quarantined(events) == [(0, "RuntimeError")]
         assert _dead_letters(rig) == [0]
+    finally:
+        rig.close()
+
+
+def test_a_record_that_fails_at_one_event_sends_the_parts_of_128_built_before_it(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    real_envelope = rig.sender.builder.envelope
+
+    def envelope(event: TelemetryEvent) -> bytes | None:
+        if bytes(event.record) == b'"poison"':
+            raise RuntimeError("a bug in the mapping")
+        return real_envelope(event)
+
+    rig.sender.builder.envelope = envelope  # type: ignore[method-assign]
+    try:
+        texts = [f"e{n}" for n in range(300)]
+        texts[200] = "poison"  # in the second part: the first 128 events were built and held
+        rig.append(texts)
+        for _ in range(3):
+            rig.sender.step()
+            rig.courier.finish(2)
+        events = [json.loads(e)["event"] for e in rig.courier.accepted]
+        assert [e for e in events if isinstance(e, str)] == texts[:128]
+        [notice] = [e for e in events if isinstance(e, dict) and "spool_seq" in e]
+        assert notice["spool_seq"] == 0
+        assert rig.committed() == 0
     finally:
         rig.close()
 
