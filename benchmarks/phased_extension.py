@@ -13,19 +13,17 @@ process's CPU, each against its parent.
 
 from __future__ import annotations
 
-import _signal
 import functools
 import importlib
 import json
 import os
-import runpy
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import child_hooks  # type: ignore[import-not-found]  # beside this file: run as a script
+
 OUT = os.environ.get("EXT_PROFILE_DIR", ".")
-ROLES = ["listener", "sender"]
 # Per role: (module, attribute path) of each function counted; the label is the attribute path.
 PHASES: dict[str, list[tuple[str, str]]] = {
     "listener": [
@@ -56,10 +54,6 @@ PHASES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 counters: dict[str, list[int]] = {}
-state: dict[str, Any] = {"role": "main", "forks": 0}
-_real_exit = os._exit
-_real_fork = os.fork
-_real_signal = _signal.signal
 
 
 def counted(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,6 +73,7 @@ def counted(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 def install(role: str) -> None:
     """Wraps the role's functions where they are looked up: as a class or module attribute."""
+    counters.clear()
     for module_name, path in PHASES.get(role, []):
         owner: Any = importlib.import_module(module_name)
         *parents, name = path.split(".")
@@ -88,49 +83,11 @@ def install(role: str) -> None:
 
 
 def dump() -> None:
-    if state["role"] == "main":
+    if child_hooks.role() == "main":
         return
-    with open(os.path.join(OUT, f"{state['role']}-{os.getpid()}.json"), "w") as out:
+    with open(os.path.join(OUT, f"{child_hooks.role()}-{os.getpid()}.json"), "w") as out:
         json.dump(counters, out)
 
 
-def exit_now(code: int) -> None:
-    dump()
-    _real_exit(code)
-
-
-def on_term(signum: int, frame: object) -> None:
-    exit_now(0)
-
-
-def fork() -> int:
-    pid = _real_fork()
-    if pid == 0:
-        forks = state["forks"]
-        state["role"] = ROLES[forks] if forks < len(ROLES) else f"child{forks}"
-        counters.clear()
-        install(state["role"])
-    else:
-        state["forks"] += 1
-    return pid
-
-
-def signal(signum: int, handler: Any) -> Any:
-    if signum == _signal.SIGTERM and handler == _signal.SIG_DFL and state["role"] != "main":
-        handler = on_term  # a child resets SIGTERM after the fork: dump before dying
-    return _real_signal(signum, handler)
-
-
-def main() -> None:
-    os._exit = exit_now  # type: ignore[assignment]
-    os.fork = fork
-    _signal.signal = signal
-    sys.argv = ["ext", sys.argv[-1]]
-    try:
-        runpy.run_module("ext", run_name="__main__", alter_sys=True)
-    finally:
-        dump()
-
-
 if __name__ == "__main__":
-    main()
+    child_hooks.run(install, dump)
