@@ -611,6 +611,19 @@ def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts
         assert r.take_loss_report() is None
 
 
+def test_after_an_unreadable_ack_state_a_later_lost_segment_is_still_counted(
+    tmp_path: Path,
+) -> None:
+    fill(tmp_path, records=6, per_segment=2)
+    (tmp_path / ACK_STATE).write_bytes(b"\xff" * STATE_FILE_BYTES)  # both slots unreadable
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        # Only the first segment entered is taken as the start, without a gap: a seq gap
+        # after it is a loss like any other.
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 1, 4, 5]
+        assert r.take_loss_report() == LossReport(dropped_records=2, dropped_events=2)
+
+
 def test_an_empty_record_is_read_like_any_other(tmp_path: Path) -> None:
     payloads = [b"a", b"", *(bytes([i]) * 10 for i in range(60)), b""]
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
