@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,6 +328,8 @@ def run_module(
         result.error = "no tests mapped (pass --tests)"
         return result
     work = OUT / "work" / module.replace("/", "_").removesuffix(".py")
+    # From the source as it is before any mutant: the entries' `function`s are looked up in it.
+    places = line_places((ROOT / module).read_text())
     session = work / "session.sqlite"
     again = survivors_only or resume
     if again:
@@ -382,7 +385,7 @@ def run_module(
             [_tool("cosmic-ray"), "dump", "session.sqlite"], cwd=work, env=env,
             capture_output=True, text=True, check=True,
         ).stdout
-    _tally(result, dump)
+    _tally(result, dump, places)
     result.seconds = time.monotonic() - started
     return result
 
@@ -429,7 +432,9 @@ def skip_type_only(module: Path, session: Path) -> int:
     return 0
 
 
-def _tally(result: Result, dump: str) -> None:
+def _tally(result: Result, dump: str, places: Sequence[Place] | None = None) -> None:
+    """Counts the outcomes of `dump`; `places` (line_places of the module as it was mutated)
+    lets the entries that name a `function` match."""
     for line in dump.splitlines():
         item, outcome = json.loads(line)
         if outcome is None or outcome.get("worker_outcome") == "skipped":
@@ -440,7 +445,7 @@ def _tally(result: Result, dump: str) -> None:
             mutation = item["mutations"][0]
             where = f"line {mutation['start_pos'][0]}, {mutation['operator_name']}"
             diff = _diff(outcome)
-            reason = equivalence(result.module, diff)
+            reason = equivalence(result.module, diff, mutation["start_pos"][0], places)
             if reason:
                 result.equivalent += 1
                 change = " → ".join(
@@ -456,26 +461,142 @@ def _tally(result: Result, dump: str) -> None:
             result.killed += 1
 
 
-def equivalence(module: str, diff: str) -> str:
+MODULE_SCOPE = "<module>"
+ENTRY_KEYS: dict[str, type] = {
+    "line": str, "mutants": list, "reason": str, "function": str, "occurrence": int,
+}
+# Where a line stands: the `__qualname__` of the innermost def or class around it (MODULE_SCOPE
+# outside any), and which copy of its stripped text it is in that scope, from 1 in source order.
+Place = tuple[str, int]
+
+
+def line_places(source: str) -> tuple[Place, ...]:
+    """The Place of each line of `source` (index 0 is line 1): what an entry's `function` and
+    `occurrence` name. A def's decorators belong to the scope around it, as they run there."""
+    texts = [text.strip() for text in source.split("\n")]
+    scopes = [MODULE_SCOPE] * len(texts)
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = prefix + child.name
+                last = child.end_lineno or child.lineno
+                # After the outer scope, before the inner ones: the innermost one wins.
+                scopes[child.lineno - 1:last] = [name] * (last - child.lineno + 1)
+                inner = "." if isinstance(child, ast.ClassDef) else ".<locals>."
+                visit(child, name + inner)
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    seen: dict[tuple[str, str], int] = {}
+    places = []
+    for text, scope in zip(texts, scopes, strict=True):
+        seen[scope, text] = seen.get((scope, text), 0) + 1
+        places.append((scope, seen[scope, text]))
+    return tuple(places)
+
+
+def equivalence(
+    module: str, diff: str, line: int | None = None, places: Sequence[Place] | None = None,
+    entries: Sequence[Mapping[str, object]] | None = None,
+) -> str:
     """The recorded reason a surviving mutant behaves as the original, or "" if none is.
 
     A mutant matches by its source line and its replacement, not by line number: an entry
     stops matching (and the mutant counts as a survivor again) as soon as that line changes.
+    An entry that names a `function` (and maybe an `occurrence` in it) matches only the mutant
+    whose start `line` stands there by `places` (line_places of the module as mutated); without
+    them it matches nothing. An entry without one is for a line that stands once in its module
+    (audit refuses the others). `entries`: the module's in scripts/mutation_equivalents.toml.
     """
     # A mutant of a module's last line also shows its final newline as removed and added again.
-    before = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and line[1:]]
-    after = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and line[1:]]
+    before = [text[1:].strip() for text in diff.splitlines() if text.startswith("-") and text[1:]]
+    after = [text[1:].strip() for text in diff.splitlines() if text.startswith("+") and text[1:]]
     if len(before) != 1 or len(after) != 1:
         return ""
-    for entry in _equivalents().get(module, ()):
+    place = (places[line - 1] if places is not None and line is not None
+             and 0 < line <= len(places) else None)
+    for entry in _equivalents().get(module, ()) if entries is None else entries:
         mutants = entry["mutants"]
-        if entry["line"] == before[0] and isinstance(mutants, list) and after[0] in mutants:
+        if entry["line"] != before[0] or not isinstance(mutants, list) or after[0] not in mutants:
+            continue
+        if "function" not in entry or (
+            place is not None and entry["function"] == place[0]
+            and entry.get("occurrence", place[1]) == place[1]
+        ):
             return str(entry["reason"])
     return ""
 
 
+def audit(
+    module: str, source: str, entries: Sequence[Mapping[str, object]],
+) -> tuple[list[str], list[str]]:
+    """What is wrong with `module`'s entries against its `source`, and which ones have lapsed.
+
+    Wrong: an entry whose line stands more than once in the module (or in its `function`) and
+    that does not say which copy it is for: it would excuse the mutant in every copy, though
+    its reason was written for one; an entry whose `function` or `occurrence` does not hold its
+    line (stale: the code moved under it); a malformed one. Lapsed: an entry without `function`
+    whose line is gone; it matches nothing, so it is only noted.
+    """
+    found: dict[str, list[tuple[int, str]]] = {}
+    texts = source.split("\n")
+    for number, (code, (scope, _)) in enumerate(zip(texts, line_places(source), strict=True), 1):
+        found.setdefault(code.strip(), []).append((number, scope))
+    errors, lapsed = [], []
+    for entry in entries:
+        text = entry.get("line")
+        wrong = [key for key in entry if key not in ENTRY_KEYS or isinstance(entry[key], bool)
+                 or not isinstance(entry[key], ENTRY_KEYS[key])]
+        missing = [key for key in ("line", "mutants", "reason") if key not in entry]
+        function, occurrence = entry.get("function"), entry.get("occurrence")
+        if wrong or missing or not isinstance(text, str) or (occurrence and not function):
+            errors.append(f"{module}: the entry for {text!r}: unknown or mistyped keys "
+                          f"{wrong}, missing {missing}, or an `occurrence` without `function`")
+            continue
+        places = found.get(text, [])
+        where = ", ".join(f"{scope} (line {number})" for number, scope in places)
+        ours = [number for number, scope in places if scope == function]
+        if function is None and not places:
+            lapsed.append(f"{module}: `{text}` stands nowhere in the module: remove its entry")
+        elif function is None and len(places) > 1:
+            errors.append(f"{module}: `{text}` stands on {len(places)} lines, in {where}: name "
+                          f"the function the reason holds for with `function` (one entry per "
+                          f"function if it holds in more than one)")
+        elif function is not None and not ours:
+            errors.append(f"{module}: `{text}` is not in {function} (it stands "
+                          f"{'in ' + where if where else 'nowhere'}): the entry is stale")
+        elif occurrence is None and len(ours) > 1:
+            errors.append(f"{module}: `{text}` stands {len(ours)} times in {function} (lines "
+                          f"{', '.join(map(str, ours))}): name the copy the reason holds for "
+                          f"with `occurrence` (1 for the first; one entry per copy)")
+        elif occurrence is not None and occurrence not in range(1, len(ours) + 1):
+            errors.append(f"{module}: `{text}` stands {len(ours)} time(s) in {function}, not "
+                          f"{occurrence}: the entry is stale")
+    return errors, lapsed
+
+
+def check_equivalents(modules: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
+    """audit of each module's entries (of `modules`, or of all in the file) against its source
+    in the repository: the errors and the lapsed entries."""
+    table = _equivalents()
+    errors, lapsed = [], []
+    for module in table if modules is None else modules:
+        path = ROOT / module
+        if not path.is_file():
+            errors.append(f"{module}: no such module")
+        elif module in table:
+            wrong, gone = audit(module, path.read_text(), table[module])
+            errors += wrong
+            lapsed += gone
+    return errors, lapsed
+
+
+@functools.cache
 def _equivalents() -> dict[str, list[dict[str, object]]]:
-    """scripts/mutation_equivalents.toml: per module, `line`, `mutants` and `reason`."""
+    """scripts/mutation_equivalents.toml: per module, `line`, `mutants`, `reason` and maybe
+    `function`. Read once: a run checks it before it mutates anything."""
     with (ROOT / "scripts" / "mutation_equivalents.toml").open("rb") as file:
         return tomllib.load(file)
 
@@ -536,6 +657,16 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         if not (ROOT / module).is_file() or module.startswith("ext/local/"):
             parser.error(f"{module}: not a module of the shipped extension")
+    # An ambiguous or stale entry would excuse a mutant its reason was not written for: no
+    # run until the file says which function each entry is for.
+    problems, lapsed = check_equivalents(modules)
+    if lapsed:
+        print("scripts/mutation_equivalents.toml, entries that match nothing:", *lapsed,
+              sep="\n  ", file=sys.stderr)
+    if problems:
+        print("scripts/mutation_equivalents.toml, fix before mutating:", *problems,
+              sep="\n  ", file=sys.stderr)
+        return 2
     OUT.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
