@@ -7,7 +7,7 @@ on the wire. A lone batch (the usual one per invocation) finding the courier idl
 (and prompt) is sent on this thread instead, within the first waiting flush's budget, and
 committed at once: no thread switch each way; a failure hands it to the courier thread.
 Records are read when the listener's wake-up asks: at once for a batch with a runtimeDone (a
-flush may wait for it) or a large one, a little later for others (at most IDLE_POLL_S, or the
+flush may wait for it) or a large one, a little later for others (at most DEFER_S, or the
 linger bound if shorter), so that the platform.report arriving alone as the environment thaws is
 read with the invocation that follows, in one pass, rather than in a pass of its own.
 Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting event is
@@ -48,7 +48,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_S = 0.25
+DEFER_S = 0.25  # the longest a record's read waits for company (WAKE_LATER)
+# With nothing held and no timer running, every source of work ends a wait by itself: the
+# listener's wake-up byte, main's messages, the courier's done pipe (a closed control pipe: main
+# is gone). A wait's timeout then bounds only what a lost wake-up costs (a listener killed between
+# its append and its byte), and a short one costs a pass at every thaw: frozen time counts, so a
+# select whose timeout passed during the freeze returns as the environment thaws (issue 12).
+IDLE_WAIT_S = 60.0
 READ_RECORDS = 256
 # Envelopes built and held at a time from one record (~90 KB of the usual ~700-byte ones): a
 # batch of up to 10,000 events is never all objects at once (batching.Gathering).
@@ -88,7 +94,7 @@ class Sender:
         # Monotonic time of the first wake-up whose read waits (WAKE_LATER), until a read; such
         # a read waits at most `defer_s`, and never while draining.
         self.deferred_since: float | None = None
-        self.defer_s = min(IDLE_POLL_S, config.dispatch_max_wait_ms / 1000)
+        self.defer_s = min(DEFER_S, config.dispatch_max_wait_ms / 1000)
         self.control_ready = True  # main may have written: read the control pipe
         # The courier's wake-up pipe was found readable: empty it at the next pass even with
         # nothing in flight (a byte written after its batch was collected would otherwise end
@@ -407,8 +413,8 @@ class Sender:
     def _idle_timeout(self) -> float:
         if self.held and not self.outbox:
             left = self.config.dispatch_max_wait_ms / 1000 - (time.monotonic() - self.held_since)
-            return max(0.0, min(left, IDLE_POLL_S))
-        return IDLE_POLL_S
+            return max(0.0, min(left, IDLE_WAIT_S))
+        return IDLE_WAIT_S
 
     def _service_control(self) -> bool:
         """Applies main's messages; True when one asks for a send now (flush or drain)."""

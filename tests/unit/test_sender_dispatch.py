@@ -83,10 +83,23 @@ def test_without_a_linger_bound_what_is_read_is_sent(rig: WideRig) -> None:
     assert len(rig.courier.in_flight) == 1
 
 
+def test_an_idle_sender_sleeps_through_a_long_invocation(rig: WideRig) -> None:
+    """Nothing held, nothing due: only a wake-up ends the wait, not a quarter-second poll (each
+    pass costs CPU the function pays for; a 10 s invocation used to wake it forty times)."""
+    rig.sender.step()
+    assert not rig.sender.held and not rig.sender.outbox and not rig.sender.due
+    assert rig.sender._idle_timeout() >= 30.0
+
+
+def test_a_read_that_may_wait_waits_a_quarter_second_at_most(rig: WideRig) -> None:
+    assert rig.sender.config.dispatch_max_wait_ms > 250  # the linger bound is longer
+    assert rig.sender.defer_s == 0.25
+
+
 @pytest.mark.parametrize("rig", [{"DISPATCH_MIN_BATCH_SIZE": "1000",
                                   "SPLUNK_DISPATCH_MAX_WAIT_MS": "100"}], indirect=True)
 def test_the_idle_wait_ends_when_the_oldest_held_event_is_due(rig: WideRig) -> None:
-    assert rig.sender._idle_timeout() == sender.IDLE_POLL_S  # nothing held
+    assert rig.sender._idle_timeout() == sender.IDLE_WAIT_S  # nothing held
     rig.append(["a"])
     rig.sender.step()
     assert not rig.courier.in_flight
@@ -95,7 +108,7 @@ def test_the_idle_wait_ends_when_the_oldest_held_event_is_due(rig: WideRig) -> N
     assert rig.sender._idle_timeout() == 0.0
     rig.sender.step()
     assert len(rig.courier.in_flight) == 1  # sent once due, below the minimum batch size
-    assert rig.sender._idle_timeout() == sender.IDLE_POLL_S  # nothing held any more
+    assert rig.sender._idle_timeout() == sender.IDLE_WAIT_S  # nothing held any more
 
 
 @pytest.mark.parametrize("rig", [HOLDING], indirect=True)
@@ -275,13 +288,13 @@ def test_a_read_that_may_wait_is_done_once_due_and_lingers_from_its_wake_up(
     assert not rig.sender.held
     woken = rig.sender.deferred_since
     assert woken is not None
-    assert rig.sender.defer_s == sender.IDLE_POLL_S  # the linger bound is longer
+    assert rig.sender.defer_s == sender.DEFER_S  # the linger bound is longer
     timeouts: list[float] = []
     monkeypatch.setattr(sender.select, "select",
                         lambda r, w, x, timeout: timeouts.append(timeout) or ([], [], []))
     rig.sender.deferred_since = woken - 0.2  # woken 0.2 s ago: due in 0.05 s
     rig.sender.spool_dirty = False
-    rig.sender._wait(sender.IDLE_POLL_S)
+    rig.sender._wait(sender.IDLE_WAIT_S)
     assert 0.0 < timeouts[0] <= 0.05 + 0.01
     rig.sender.spool_dirty = False  # as if a wake-up (not a timeout) ended that wait
     rig.sender.deferred_since = woken - rig.sender.defer_s

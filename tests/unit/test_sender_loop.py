@@ -447,7 +447,7 @@ def test_the_wait_ends_halfway_through_a_flush_main_waits_for(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
     rig.tell(control.Flush("r1"))
-    rig.sender._wait(sender.IDLE_POLL_S)
+    rig.sender._wait(sender.IDLE_WAIT_S)
     assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s / 2)]
 
 
@@ -645,7 +645,7 @@ def test_a_read_that_may_wait_and_is_due_while_a_full_request_waits_does_not_end
     assert rig.sender.spool_dirty  # read once there is room
     rig.sender._wait(rig.sender._idle_timeout())
     # A full wait (the courier's wake-up ends it), not a 1 ms poll for as long as HEC is slow.
-    assert poll.timeouts == [sender.IDLE_POLL_S]
+    assert poll.timeouts == [sender.IDLE_WAIT_S]
 
 
 def a_read_that_may_wait(rig: WideRig, clock: Clock, now: float) -> None:
@@ -693,13 +693,13 @@ def test_a_wait_ends_when_a_read_that_may_wait_falls_due(
     a_read_that_may_wait(rig, clock, 0.0625)
     clock.now = 0.125
     rig.sender.step()  # not due yet
-    rig.sender._wait(sender.IDLE_POLL_S)
+    rig.sender._wait(sender.IDLE_WAIT_S)
     assert poll.timeouts == [0.0625 + rig.sender.defer_s - 0.125]
     rig.sender.spool_dirty = False  # as if a wake-up (not a timeout) ended that wait
     clock.now = 0.25
     rig.sender.step()  # still not due
     clock.now = 0.375  # the pass took long: due since 0.0625 s
-    rig.sender._wait(sender.IDLE_POLL_S)
+    rig.sender._wait(sender.IDLE_WAIT_S)
     assert poll.timeouts[1:] == [0.001]  # a 1 ms poll, then the read
     assert not rig.sender.held
 
