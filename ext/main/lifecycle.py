@@ -44,8 +44,8 @@ SHUTDOWN_MARGIN_S = 0.15
 INVOKE_MARGIN_S = 0.05
 LISTEN_BACKLOG = 16
 STOP_CHILDREN_S = 0.5
-# While waiting on the sender, look this often whether it died (it is then restarted and asked
-# again; the spool makes that lossless).
+# While waiting on the sender without the children's pidfds (a kernel before 5.3), look this
+# often whether it died (it is then restarted and asked again; the spool makes that lossless).
 SENDER_CHECK_S = 0.1
 # How long the first event/next waits for the sender to have started (opened the spool, made
 # its pool: its modules are imported before the fork). Paid once, in the init phase, where it
@@ -104,8 +104,19 @@ class MainLoop:
             "sender", self._run_sender, (self.wake_r, self.ctl_r, self.status_w), level)
 
     def _all_fds(self) -> tuple[int, ...]:
+        pidfds = tuple(c.exit_fd for c in (self.listener, self.sender) if c.exit_fd >= 0)
         return (self.server.fileno(), self.wake_r, self.wake_w, self.ctl_r, self.ctl_w,
-                self.status_r, self.status_w)
+                self.status_r, self.status_w, *pidfds)
+
+    def _wait_answer(self, left: float, children: list[supervisor.Child]) -> bool:
+        """Waits up to `left` for the sender's status pipe; True if it has something to read.
+        A death among `children` ends the wait too (their pidfds), or, without pidfds, the wait
+        ends every SENDER_CHECK_S so the caller can look at them."""
+        exits = supervisor.exit_fds(children)
+        if exits is None:
+            left = min(left, SENDER_CHECK_S)
+            exits = []
+        return self.status_r in select.select([self.status_r, *exits], [], [], left)[0]
 
     def start(self) -> None:
         port = self.server.getsockname()[1]
@@ -124,7 +135,7 @@ class MainLoop:
             if left <= 0:
                 diagnostics.note("WARNING", "the sender is slow to start; not waiting for it")
                 return
-            if select.select([self.status_r], [], [], min(left, SENDER_CHECK_S))[0]:
+            if self._wait_answer(left, [self.sender]):
                 self._read_answers()
             else:
                 self._sender_restarted()
@@ -201,8 +212,7 @@ class MainLoop:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            ready, _, _ = select.select([self.status_r], [], [], min(left, SENDER_CHECK_S))
-            if ready:
+            if self._wait_answer(left, [self.sender, self.listener]):
                 self._read_answers()
                 continue
             if self._sender_restarted():

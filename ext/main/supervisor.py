@@ -5,6 +5,10 @@ the listener socket, and each builds its own sockets and pools after the fork. C
 with named codes; a dead child is restarted (the spool makes that lossless). No
 multiprocessing primitive is used: Lambda has no /dev/shm. Uses the C `_signal` module:
 `signal` imports enum, which costs milliseconds on the cold-start path.
+
+Each child gets a pidfd (Linux 5.3+), readable once it has exited: main's waits include it
+with the sender's answers, so a death wakes them, and an invocation of seconds is not polled
+every SENDER_CHECK_S for one (ext/main/lifecycle.py). Where the kernel has none, they poll.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import _signal
 import gc
 import os
+import select
 import time
 
 from ext import diagnostics
@@ -37,6 +42,19 @@ class Child:
         self.pid = 0
         self.restarts = 0
         self.exit_status: int | None = None
+        self.exit_fd = -1  # the living child's pidfd, readable once it exited; -1: none
+
+
+def exit_fds(children: list[Child]) -> list[int] | None:
+    """The pidfds of the living `children`, which a wait includes to wake at a death; None when
+    one of them has none (the kernel has no pidfd): the waits then look every so often."""
+    fds = []
+    for child in children:
+        if child.pid:
+            if child.exit_fd < 0:
+                return None
+            fds.append(child.exit_fd)
+    return fds
 
 
 def spawn(child: Child, close_fds: tuple[int, ...]) -> None:
@@ -49,6 +67,7 @@ def spawn(child: Child, close_fds: tuple[int, ...]) -> None:
     if pid:
         child.pid = pid
         child.exit_status = None
+        child.exit_fd = _pidfd(pid)
         return
     code = EXIT_CRASHED
     try:
@@ -78,21 +97,25 @@ def reap(children: list[Child]) -> list[Child]:
         except ChildProcessError:
             pid, status = child.pid, 0
         if pid:
-            child.exit_status = os.waitstatus_to_exitcode(status)
-            child.pid = 0
+            _forget(child, os.waitstatus_to_exitcode(status))
             dead.append(child)
     return dead
 
 
 def wait_exit(child: Child, deadline: float) -> bool:
-    """Waits (polling, bounded by the monotonic `deadline`) for `child` to exit by itself."""
+    """Waits (bounded by the monotonic `deadline`) for `child` to exit by itself: on its pidfd,
+    else polling."""
     while child.pid:
         reap([child])
         if not child.pid:
             return True
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return False
-        time.sleep(0.005)
+        if child.exit_fd >= 0:
+            select.select([child.exit_fd], [], [], left)
+        else:
+            time.sleep(min(left, 0.005))
     return True
 
 
@@ -107,10 +130,28 @@ def stop(children: list[Child], deadline: float) -> None:
         if child.pid:
             _signal_child(child, _signal.SIGKILL)
             try:
-                os.waitpid(child.pid, 0)
+                _, status = os.waitpid(child.pid, 0)
             except ChildProcessError:
-                child.exit_status = None  # reaped elsewhere; nothing left to wait for
-            child.pid = 0
+                _forget(child, None)  # reaped elsewhere; nothing left to wait for
+            else:
+                _forget(child, os.waitstatus_to_exitcode(status))
+
+
+def _forget(child: Child, exit_status: int | None) -> None:
+    """`child` was reaped: its pid and pidfd are no longer its."""
+    child.pid = 0
+    child.exit_status = exit_status
+    if child.exit_fd >= 0:
+        _close_quietly(child.exit_fd)
+        child.exit_fd = -1
+
+
+def _pidfd(pid: int) -> int:
+    """A pidfd of `pid`, or -1 where the kernel (before Linux 5.3) or the platform has none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return -1
 
 
 def _signal_child(child: Child, signum: int) -> None:

@@ -4,6 +4,7 @@ children's supervisor, the clock and `select` replaced by stand-ins the test dri
 from __future__ import annotations
 
 import _socket
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -82,7 +83,7 @@ class Children:
         dead = [c for c in children if c.role in self.dying]
         for child in dead:
             self.dying.remove(child.role)
-            child.pid, child.exit_status = 0, supervisor.EXIT_CRASHED
+            child.pid, child.exit_status, child.exit_fd = 0, supervisor.EXIT_CRASHED, -1
         return dead
 
     def wait_exit(self, child: supervisor.Child, deadline: float) -> bool:
@@ -396,6 +397,59 @@ def test_a_silent_sender_is_waited_for_the_budget_in_checks(main: Main, poll: Po
     main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
     assert sent(main) == [control.Flush("rid")]
     assert poll.timeouts == [0.1, pytest.approx(BUDGET_S - 0.1)]  # looking at the children
+
+
+@pytest.fixture
+def pidfds(main: Main) -> Iterator[dict[str, int]]:
+    """Pipes stand in for the children's pidfds: writing to one is that child's exit."""
+    ends: dict[str, int] = {}
+    for child in (main.loop.listener, main.loop.sender):
+        child.exit_fd, ends[child.role] = os.pipe()
+    yield ends
+    for child in (main.loop.listener, main.loop.sender):
+        if child.exit_fd >= 0:
+            os.close(child.exit_fd)
+            child.exit_fd = -1
+    for fd in ends.values():
+        os.close(fd)
+
+
+def test_with_the_children_s_pidfds_a_silent_sender_is_waited_for_in_one_wait(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert poll.timeouts == [pytest.approx(BUDGET_S)]  # no look at the children every 0.1 s
+
+
+def test_a_sender_s_death_ends_the_wait_at_once_and_it_is_asked_again(
+    main: Main, poll: Poll, children: Children, pidfds: dict[str, int],
+) -> None:
+    def dies() -> None:
+        children.dying.append("sender")
+        os.write(pidfds["sender"], b"x")
+
+    poll.actions = {0: dies}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert sent(main) == [control.Flush("rid"), control.Flush("rid")]
+    assert children.spawned == ["sender"]
+    # Woken by the death (no time passed), then, the new sender without a pidfd here, polled.
+    assert poll.timeouts == [pytest.approx(BUDGET_S), 0.1, pytest.approx(BUDGET_S - 0.1)]
+
+
+def test_a_listener_s_death_ends_a_running_wait_at_once(
+    main: Main, poll: Poll, children: Children, pidfds: dict[str, int],
+) -> None:
+    def dies() -> None:
+        children.dying.append("listener")
+        os.write(pidfds["listener"], b"x")
+
+    poll.script = {0: [control.Running("rid")]}
+    poll.actions = {1: dies}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    assert children.spawned == ["listener"]
+    assert "rid" not in main.loop.running
+    assert poll.timeouts[1] == pytest.approx(60 - 0.05)  # the death ended it, no time passed
+    assert sum(poll.timeouts[2:]) == pytest.approx(BUDGET_S)  # the budget again, from then
 
 
 def test_a_deadline_nearer_than_the_budget_ends_the_wait_before_it(main: Main, poll: Poll) -> None:

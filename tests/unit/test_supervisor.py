@@ -128,3 +128,58 @@ def test_stop_and_reap_leave_a_gone_child_alone() -> None:
     wait_dead(kid)
     supervisor.stop([kid], time.monotonic() + 1)  # already reaped: nothing to signal
     assert supervisor.reap([kid]) == []
+
+
+def _readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_a_child_s_pidfd_is_readable_once_it_exits_and_closed_once_reaped() -> None:
+    release_r, release_w = os.pipe()
+    try:
+        kid = child(lambda: os.read(release_r, 1) and None)  # type: ignore[func-returns-value]
+        supervisor.spawn(kid, ())
+        pidfd = kid.exit_fd
+        assert pidfd >= 0 and supervisor.exit_fds([kid]) == [pidfd]
+        assert not _readable(pidfd)  # alive
+        os.write(release_w, b"x")
+        import select
+
+        assert select.select([pidfd], [], [], 5.0)[0] == [pidfd]  # its exit wakes a wait
+        assert supervisor.reap([kid]) == [kid] and kid.exit_status == EXIT_OK
+        assert kid.exit_fd == -1
+        with pytest.raises(OSError):
+            os.fstat(pidfd)  # closed with the reaping: none left behind per restart
+        assert supervisor.exit_fds([kid]) == []  # nothing alive to watch
+    finally:
+        os.close(release_r)
+        os.close(release_w)
+
+
+def test_a_living_child_without_a_pidfd_makes_the_waits_poll() -> None:
+    watched, unwatched, gone = child(lambda: None), child(lambda: None), child(lambda: None)
+    watched.pid, watched.exit_fd = 101, 7
+    unwatched.pid = 102  # a kernel before 5.3: no pidfd
+    assert supervisor.exit_fds([watched, gone]) == [7]
+    assert supervisor.exit_fds([watched, unwatched]) is None
+
+
+def test_wait_exit_returns_as_the_child_exits_not_at_its_deadline() -> None:
+    kid = child(lambda: time.sleep(0.2))
+    supervisor.spawn(kid, ())
+    started = time.monotonic()
+    assert supervisor.wait_exit(kid, started + 10)
+    assert time.monotonic() - started < 5.0
+    assert kid.exit_status == EXIT_OK and kid.exit_fd == -1
+
+
+def test_stop_closes_the_pidfd_of_a_child_it_killed() -> None:
+    kid = child(lambda: time.sleep(60))
+    supervisor.spawn(kid, ())
+    pidfd = kid.exit_fd
+    supervisor.stop([kid], time.monotonic() + 5)
+    assert kid.pid == 0 and kid.exit_fd == -1 and kid.exit_status == -signal.SIGTERM
+    with pytest.raises(OSError):
+        os.fstat(pidfd)
