@@ -233,7 +233,7 @@ def _invocation(code: Path | None, args: argparse.Namespace, round_no: int
                 ) -> tuple[Figures, dict[str, Any]]:
     del round_no
     result = bench_invocation_cost.measure(args.flush, args.invocations, None,
-                                           args.gap_ms / 1000, code=code)
+                                           args.gap_ms / 1000, code=code, run_ms=args.run_ms)
     by_role = result["cpu_us_per_invocation_by_process"]
     figures = {"CPU us/invocation, all": result["cpu_us_per_invocation"],
                **{f"CPU us/invocation, {role}": by_role.get(role, math.nan) for role in ROLES},
@@ -275,6 +275,8 @@ def _invocation_options(parser: argparse.ArgumentParser) -> None:
                              f"{bench_invocation_cost.WARMUP} of warm-up)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="frozen time between invocations (default: back to back)")
+    parser.add_argument("--run-ms", type=float, default=0.0,
+                        help="how long each invocation runs after its lines (default: at once)")
 
 
 def _env_option(parser: argparse.ArgumentParser) -> None:

@@ -7,8 +7,10 @@ after the measured invocations; HEC requests from the receiver's request counter
 `--profile DIR`, every extension process runs under cProfile (benchmarks/profiled_extension.py)
 and the top functions per process are printed; with `--phases DIR`, a CPU counter wraps each of
 a few named functions per child instead (benchmarks/phased_extension.py), printed per invocation.
+With `--run-ms`, each invocation runs that long after its lines: what the extension's waits cost
+while a function works (issue 12: an idle wait that polls is paid per second of invocation).
 Run: `.venv/bin/python -m benchmarks.bench_invocation_cost [--quick] [--flush sync]
-[--gap-ms 200] [--profile DIR | --phases DIR]`.
+[--gap-ms 200] [--run-ms 2000] [--profile DIR | --phases DIR]`.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ PHASED = Path(__file__).with_name("phased_extension.py")  # --phases: counters, 
 
 def measure(flush: str, invocations: int, profile_dir: Path | None,
             gap_s: float = 0.0, code: Path | None = None,
-            wrapper: Path = WRAPPER) -> dict[str, Any]:
-    """One fresh sandbox: WARMUP invocations, then `invocations` measured ones; `code`: the `ext`
-    package the extension runs, when not this checkout's (benchmarks/ab.py)."""
+            wrapper: Path = WRAPPER, run_ms: float = 0.0) -> dict[str, Any]:
+    """One fresh sandbox: WARMUP invocations, then `invocations` measured ones, each running
+    `run_ms` after its lines (what the extension does while a function works: its waits);
+    `code`: the `ext` package the extension runs, when not this checkout's (benchmarks/ab.py)."""
     with extension_rig(code) as rig:
         env = rig.env(SPLUNK_FLUSH=flush)
         if profile_dir is not None:
@@ -54,7 +57,7 @@ def measure(flush: str, invocations: int, profile_dir: Path | None,
             requests_before = rig.hec.admin("GET", "/_admin/stats")["requests"]
             post_runtime = []
             for n in range(invocations):
-                result = sb.invoke({"lines": LINES, "tag": f"m{n}"})
+                result = sb.invoke({"lines": LINES, "tag": f"m{n}", "sleep_ms": run_ms})
                 post_runtime.append(result.post_runtime_ms or 0.0)
                 time.sleep(gap_s)  # frozen between invocations, as Lambda keeps it
             after = {role: cpu_ns([pid]) for role, pid in roles.items()}
@@ -64,7 +67,7 @@ def measure(flush: str, invocations: int, profile_dir: Path | None,
             sb.close()
     per_role_us = {role: (after[role] - before[role]) / invocations / 1000 for role in roles}
     return {
-        "flush": flush, "lines": LINES, "invocations": invocations,
+        "flush": flush, "lines": LINES, "invocations": invocations, "run_ms": run_ms,
         "hec_requests_per_invocation": requests / invocations,
         "cpu_us_per_invocation": sum(per_role_us.values()),
         "cpu_us_per_invocation_by_process": per_role_us,
@@ -102,15 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="count the CPU of named functions per child into this folder")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="frozen time between invocations (default: back to back)")
+    parser.add_argument("--run-ms", type=float, default=0.0,
+                        help="how long each invocation runs after its lines (default: at once)")
     args = parser.parse_args(argv)
     invocations = args.invocations or (10 if args.quick else 100)
     if args.profile is not None and args.phases is not None:
         parser.error("--profile and --phases each wrap the interpreter: one at a time")
     if args.phases is not None:
         result = measure(args.flush, invocations, args.phases, args.gap_ms / 1000,
-                         wrapper=PHASED)
+                         wrapper=PHASED, run_ms=args.run_ms)
     else:
-        result = measure(args.flush, invocations, args.profile, args.gap_ms / 1000)
+        result = measure(args.flush, invocations, args.profile, args.gap_ms / 1000,
+                         run_ms=args.run_ms)
     by_role = result["cpu_us_per_invocation_by_process"]
     print(common.format_table(
         ["flush", "invocations", "HEC requests/inv", "CPU us/inv", "main", "listener", "sender",
