@@ -26,7 +26,7 @@ import msgspec
 from ext import schema
 from ext.listener import filters, intake
 from ext.listener.http_intake import response
-from ext.listener.http_server import TICK_S, HttpServer
+from ext.listener.http_server import HttpServer
 from ext.spool import SpoolWriter
 
 if TYPE_CHECKING:
@@ -70,10 +70,12 @@ class Listener:
 
     def serve(self) -> None:
         """Serves connections until the parent process is gone (looked at with the server's
-        timers, every TICK_S: not a system call per request)."""
+        timers, every TICK_S while a request is in progress, else every IDLE_TICK_S: not a
+        system call per request)."""
         self.http.listen()
+        http = self.http
         while os.getppid() == self.parent:
-            while not self.http.poll(TICK_S):
+            while not http.poll(http.wait_s()):
                 pass
 
     def close(self) -> None:

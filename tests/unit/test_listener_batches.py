@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ext import config
-from ext.listener import filters, intake
+from ext.listener import filters, http_server, intake
 from ext.listener import process as listener
 from ext.listener.process import Listener
 from ext.spool import SpoolReader
@@ -230,7 +230,19 @@ def test_serve_runs_while_the_parent_lives(plain: Listener,
     monkeypatch.setattr(plain.http, "listen", lambda: polls.append(-1.0))
     monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
     plain.serve()
-    assert polls == [-1.0, listener.TICK_S, listener.TICK_S]
+    assert polls == [-1.0, http_server.TICK_S, http_server.TICK_S]
+
+
+def test_serve_waits_as_long_as_the_server_says(plain: Listener,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    parents = iter([plain.parent, plain.parent, 1])
+    polls: list[float] = []
+    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(plain.http, "listen", lambda: None)
+    monkeypatch.setattr(plain.http, "wait_s", lambda: 1.75)  # e.g. every connection idle
+    monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
+    plain.serve()
+    assert polls == [1.75, 1.75]
 
 
 def test_serve_looks_at_the_parent_only_when_the_timers_ran(
@@ -295,7 +307,7 @@ def test_serve_compares_the_parent_by_its_pid(plain: Listener,
     monkeypatch.setattr(plain.http, "listen", lambda: None)
     monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
     plain.serve()
-    assert polls == [listener.TICK_S, listener.TICK_S]
+    assert polls == [http_server.TICK_S, http_server.TICK_S]
 
 
 def test_a_batch_with_the_drops_notice_counts_the_notice_as_an_event(

@@ -230,6 +230,57 @@ def test_an_error_answer_lingers_then_the_connection_closes(loop: Loop) -> None:
     assert not loop.http._conns
 
 
+def test_the_loop_ticks_every_quarter_second_only_while_a_timer_can_run_out(loop: Loop) -> None:
+    idle_tick = 2.0  # with every connection between requests
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    assert loop.http.wait_s() == idle_tick  # a keep-alive connection between requests
+    loop.talk(b"POST / HTTP/1.1\r\n", sock, answers=0)
+    assert loop.http.wait_s() == http_server.TICK_S == 0.25  # its head's 10 s run
+    conn = only_conn(loop.http)
+    conn.started = 0.0
+    conn.out += b"HTTP/1.1 200 OK\r\n"  # an answer the peer has not read yet
+    assert loop.http.wait_s() == 0.25
+    conn.out.clear()
+    conn.closing = True  # an error answered: closed after LINGER_S
+    assert loop.http.wait_s() == 0.25
+    conn.closing = False
+    assert loop.http.wait_s() == idle_tick
+    loop.http._set_accepting(False)  # accept() paused after EMFILE: resumed by a tick
+    assert loop.http.wait_s() == 0.25
+    loop.http._set_accepting(True)
+    loop.http._waiting.append(conn)  # a body waiting for the shared budget
+    assert loop.http.wait_s() == 0.25
+
+
+class NoEvents:
+    """Stands in for the epoll: a poll that returns nothing (the test moves the clock)."""
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        return []
+
+
+@pytest.mark.parametrize(("late", "frozen"), [(FREEZE_S - 0.1, False), (FREEZE_S + 0.1, True)])
+def test_a_long_idle_wait_is_no_freeze_but_a_gap_past_it_is(
+        loop: Loop, monkeypatch: pytest.MonkeyPatch, late: float, frozen: bool) -> None:
+    sock = loop.connect()
+    assert status(loop.talk(post(BATCH), sock)) == 200
+    conn = only_conn(loop.http)
+    start = loop.http._last_tick
+    conn.active = start - 5.0
+    now = [start]
+    monkeypatch.setattr(http_server.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(loop.http, "_epoll", NoEvents())
+    loop.http.poll(0.0)  # a round too early for the timers
+    now[0] = start + 2.0 + late  # back from an idle wait of 2 s, `late` past its end
+    assert loop.http.poll(2.0)  # the timers ran
+    assert conn.active == pytest.approx(start - 5.0 + (late if frozen else 0.0))  # past the wait
+    before = conn.active
+    now[0] += 0.25 + FREEZE_S + 0.1  # then a quarter-second wait, and a freeze past it
+    assert loop.http.poll(0.25)
+    assert conn.active == pytest.approx(min(now[0], before + FREEZE_S + 0.1))
+
+
 @pytest.mark.parametrize(("gap", "frozen"), [(FREEZE_S - 0.1, False), (FREEZE_S + 0.1, True)])
 def test_a_gap_in_the_loop_past_two_seconds_is_a_freeze(
         loop: Loop, gap: float, frozen: bool) -> None:
