@@ -421,14 +421,19 @@ def test_with_the_children_s_pidfds_a_silent_sender_is_waited_for_in_one_wait(
     assert poll.timeouts == [pytest.approx(BUDGET_S)]  # no look at the children every 0.1 s
 
 
+def death(role: str, children: Children, pidfds: dict[str, int]) -> Callable[[], None]:
+    """What makes `role` die: reaped as dead, and its pidfd readable."""
+    def dies() -> None:
+        children.dying.append(role)
+        os.write(pidfds[role], b"x")
+
+    return dies
+
+
 def test_a_sender_s_death_ends_the_wait_at_once_and_it_is_asked_again(
     main: Main, poll: Poll, children: Children, pidfds: dict[str, int],
 ) -> None:
-    def dies() -> None:
-        children.dying.append("sender")
-        os.write(pidfds["sender"], b"x")
-
-    poll.actions = {0: dies}
+    poll.actions = {0: death("sender", children, pidfds)}
     main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
     assert sent(main) == [control.Flush("rid"), control.Flush("rid")]
     assert children.spawned == ["sender"]
@@ -439,12 +444,8 @@ def test_a_sender_s_death_ends_the_wait_at_once_and_it_is_asked_again(
 def test_a_listener_s_death_ends_a_running_wait_at_once(
     main: Main, poll: Poll, children: Children, pidfds: dict[str, int],
 ) -> None:
-    def dies() -> None:
-        children.dying.append("listener")
-        os.write(pidfds["listener"], b"x")
-
     poll.script = {0: [control.Running("rid")]}
-    poll.actions = {1: dies}
+    poll.actions = {1: death("listener", children, pidfds)}
     main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
     assert children.spawned == ["listener"]
     assert "rid" not in main.loop.running
