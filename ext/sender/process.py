@@ -52,8 +52,8 @@ DEFER_S = 0.25  # the longest a record's read waits for company (WAKE_LATER)
 # With nothing held and no timer running, every source of work ends a wait by itself: the
 # listener's wake-up byte, main's messages, the courier's done pipe (a closed control pipe: main
 # is gone). A wait's timeout then bounds only what a lost wake-up costs (a listener killed between
-# its append and its byte), and a short one costs a pass at every thaw: frozen time counts, so a
-# select whose timeout passed during the freeze returns as the environment thaws (issue 12).
+# its append and its byte); a short one cost a pass every 0.25 s while the function ran (a 2 s
+# invocation: 8), and, where a freeze lets timers run out (docs/emulator.md), one at each thaw.
 IDLE_WAIT_S = 60.0
 READ_RECORDS = 256
 # Envelopes built and held at a time from one record (~90 KB of the usual ~700-byte ones): a
