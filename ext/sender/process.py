@@ -229,6 +229,11 @@ class Sender:
         self.self_metrics.unsent.committed(seq)
         for request_id in self.ledger.settle(seq):
             self._answer(control.Delivered(request_id))
+            # Its timers go with it: left until the next pass, they would end the next wait
+            # (after a batch sent on this thread, the wait that follows the invocation: where a
+            # freeze lets timers run out, a pass at the thaw for nothing).
+            self.running_due.pop(request_id, None)
+            self.due.pop(request_id, None)
 
     def _answer_failures(self) -> None:
         """Each failed attempt answers the waiting flushes: HEC will not accept them soon."""

@@ -1126,6 +1126,19 @@ def test_a_batch_sent_on_the_senders_thread_is_committed_and_answered_in_the_sam
     assert rig.answers() == [control.Delivered("r1")]
 
 
+def test_an_invocation_delivered_on_the_senders_thread_leaves_no_timer_to_end_the_next_wait(
+    inline: tuple[WideRig, InlineCourier], poll: Poll,
+) -> None:
+    rig, _ = inline
+    rig.tell(control.Flush("r1"))  # main waits: Running is due halfway through its wait
+    rig.append_invocation("r1", ["b"])  # its runtimeDone: a budget from then
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+    assert not rig.sender.running_due and not rig.sender.due
+    rig.sender._wait(rig.sender._idle_timeout())
+    assert poll.timeouts == [sender.IDLE_WAIT_S]  # asleep until the next invocation wakes it
+
+
 def test_after_a_batch_sent_on_the_senders_thread_an_empty_batch_still_waits_behind_the_wire(
     inline: tuple[WideRig, InlineCourier],
 ) -> None:
