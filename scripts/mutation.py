@@ -121,6 +121,11 @@ TESTS: dict[str, tuple[str, ...]] = {
     # The main loop in process (stand-in children, clock and select), then the timed flush
     # tests. Not the emulator tests: the mutation work copy has no function/ to run.
     "ext/main/lifecycle.py": ("tests/unit/test_lifecycle_main.py", "tests/unit/test_lifecycle*.py"),
+    # Real forked children (exit codes, pidfds, bounded waits, stop), then the main loop that
+    # reaps and restarts them with stand-ins (in process, 0.3 s).
+    "ext/main/supervisor.py": (
+        "tests/unit/test_supervisor.py", "tests/unit/test_lifecycle_main.py",
+    ),
     "ext/control.py": (
         "tests/unit/test_control*.py", "tests/unit/test_lifecycle_main.py",
         "tests/unit/test_lifecycle*.py",

@@ -21,6 +21,24 @@ def _unfreeze() -> Iterator[None]:
     gc.unfreeze()  # spawn froze the test process's objects, as it does main's
 
 
+@pytest.fixture(autouse=True)
+def _only_children_exit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A spawn that ran the entry in the test process would end it with a child's exit code
+    (0 when the entry returns): that fails the test instead, and a forked copy of the test that
+    came back from spawn ends at teardown."""
+    me, real_exit = os.getpid(), os._exit
+
+    def exit_children_only(code: int) -> None:
+        if os.getpid() == me:
+            raise AssertionError(f"the test process ran a child's entry and would exit {code}")
+        real_exit(code)
+
+    monkeypatch.setattr(os, "_exit", exit_children_only)
+    yield
+    if os.getpid() != me:
+        real_exit(99)
+
+
 def child(entry: Callable[[], None], keep: tuple[int, ...] = ()) -> Child:
     return Child("tester", entry, keep, "ERROR")
 
@@ -97,7 +115,7 @@ def test_wait_exit_gives_up_at_its_deadline() -> None:
         supervisor.spawn(kid, ())
         started = time.monotonic()
         assert not supervisor.wait_exit(kid, started + 0.2)
-        assert 0.2 <= time.monotonic() - started < 2.0
+        assert 0.2 <= time.monotonic() - started < 0.9  # at it, not a second past it
         assert kid.pid  # still there
         os.write(release_w, b"x")
         wait_dead(kid)
@@ -114,12 +132,16 @@ def test_stop_ends_a_child_that_ignores_sigterm_within_the_grace() -> None:
     polite, deaf = child(lambda: time.sleep(60)), child(stubborn)
     supervisor.spawn(polite, ())
     supervisor.spawn(deaf, ())
+    deaf_pid = deaf.pid
     time.sleep(0.2)  # let the stubborn one ignore SIGTERM before it comes
     started = time.monotonic()
     supervisor.stop([polite, deaf], time.monotonic() + 5)
-    assert time.monotonic() - started < 2.0  # SIGKILL after the short grace, not the deadline
+    assert time.monotonic() - started < 0.8  # SIGKILL after the short grace, not the deadline
     assert polite.pid == deaf.pid == 0
     assert polite.exit_status == -signal.SIGTERM  # SIGTERM is restored to its default
+    assert deaf.exit_status == -signal.SIGKILL  # waited for after the SIGKILL: reaped, no zombie
+    with pytest.raises(ChildProcessError):
+        os.waitpid(deaf_pid, os.WNOHANG)
 
 
 def test_stop_and_reap_leave_a_gone_child_alone() -> None:
@@ -128,6 +150,7 @@ def test_stop_and_reap_leave_a_gone_child_alone() -> None:
     wait_dead(kid)
     supervisor.stop([kid], time.monotonic() + 1)  # already reaped: nothing to signal
     assert supervisor.reap([kid]) == []
+    assert supervisor.wait_exit(kid, time.monotonic() + 1)  # it has exited: nothing to wait for
 
 
 def _readable(fd: int) -> bool:
@@ -166,9 +189,16 @@ def test_a_living_child_without_a_pidfd_makes_the_waits_poll() -> None:
     assert supervisor.exit_fds([watched, unwatched]) is None
 
 
-def test_wait_exit_returns_as_the_child_exits_not_at_its_deadline() -> None:
+def _no_polling(seconds: float) -> None:
+    raise AssertionError("polled although the child has a pidfd")
+
+
+def test_wait_exit_returns_as_the_child_exits_not_at_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     kid = child(lambda: time.sleep(0.2))
     supervisor.spawn(kid, ())
+    monkeypatch.setattr(supervisor.time, "sleep", _no_polling)  # its pidfd wakes the wait
     started = time.monotonic()
     assert supervisor.wait_exit(kid, started + 10)
     assert time.monotonic() - started < 5.0
@@ -181,5 +211,155 @@ def test_stop_closes_the_pidfd_of_a_child_it_killed() -> None:
     pidfd = kid.exit_fd
     supervisor.stop([kid], time.monotonic() + 5)
     assert kid.pid == 0 and kid.exit_fd == -1 and kid.exit_status == -signal.SIGTERM
+    with pytest.raises(OSError):
+        os.fstat(pidfd)
+
+
+def test_exit_codes_are_the_conventional_ones() -> None:
+    # Seen from outside (ps, a core's exit status): 0 for a clean end, EX_SOFTWARE for a crash.
+    fine, broken = child(lambda: None), child(lambda: 1 / 0)  # type: ignore[func-returns-value]
+    supervisor.spawn(fine, ())
+    supervisor.spawn(broken, ())
+    wait_dead(fine)
+    wait_dead(broken)
+    assert (fine.exit_status, broken.exit_status) == (0, os.EX_SOFTWARE)
+
+
+def test_a_child_reaped_elsewhere_counts_as_ended_cleanly() -> None:
+    kid = child(lambda: None)
+    supervisor.spawn(kid, ())
+    pidfd = kid.exit_fd
+    os.waitpid(kid.pid, 0)  # another wait took its status first
+    assert supervisor.reap([kid]) == [kid]
+    assert kid.pid == 0 and kid.exit_status == EXIT_OK and kid.exit_fd == -1
+    with pytest.raises(OSError):
+        os.fstat(pidfd)
+
+
+def test_reap_looks_past_a_child_already_reaped() -> None:
+    gone, dying = child(lambda: None), child(lambda: None)
+    supervisor.spawn(gone, ())
+    wait_dead(gone)
+    supervisor.spawn(dying, ())
+    assert select_readable(dying.exit_fd, 5.0)
+    assert supervisor.reap([gone, dying]) == [dying]
+    assert dying.pid == 0 and dying.exit_status == EXIT_OK
+
+
+def select_readable(fd: int, seconds: float) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], seconds)[0])
+
+
+def test_a_child_ignores_fds_to_close_that_are_closed_already() -> None:
+    spare_r, spare_w = os.pipe()
+    os.close(spare_r)
+    os.close(spare_w)
+    kid = child(lambda: None)
+    supervisor.spawn(kid, close_fds=(spare_r, spare_w))
+    wait_dead(kid)
+    assert kid.exit_status == EXIT_OK  # not a crash on EBADF
+
+
+def test_stop_gives_a_child_its_grace_to_end_by_itself() -> None:
+    ready_r, ready_w = os.pipe()
+
+    def tidy() -> None:
+        # Ends cleanly a little after SIGTERM, well within the grace.
+        signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.02), os._exit(EXIT_OK)))
+        os.write(ready_w, b"r")
+        time.sleep(60)
+
+    try:
+        kid = child(tidy)
+        supervisor.spawn(kid, ())
+        assert select_readable(ready_r, 5.0)
+        supervisor.stop([kid], time.monotonic() + 5)
+        assert kid.pid == 0 and kid.exit_status == EXIT_OK  # not SIGKILLed
+    finally:
+        os.close(ready_r)
+        os.close(ready_w)
+
+
+@pytest.mark.parametrize("platform", ["kernel before 5.3", "no pidfd_open"])
+def test_without_a_pidfd_a_child_is_watched_by_polling(
+    monkeypatch: pytest.MonkeyPatch, platform: str,
+) -> None:
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "pidfd_open: not implemented")
+
+    if platform == "no pidfd_open":
+        monkeypatch.delattr(os, "pidfd_open")
+    else:
+        monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    kid = child(lambda: time.sleep(0.2))
+    supervisor.spawn(kid, ())
+    assert kid.exit_fd < 0 and supervisor.exit_fds([kid]) is None
+    started = time.monotonic()
+    assert supervisor.wait_exit(kid, started + 10)
+    assert time.monotonic() - started < 0.9  # polled often, not every second
+    assert kid.pid == 0 and kid.exit_status == EXIT_OK
+
+
+def test_a_pidfd_that_is_fd_0_is_one_like_any_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Main's stdin may be closed, so a pidfd can be fd 0: it is waited on, not polled, and
+    # closed once the child is reaped.
+    saved_stdin = os.dup(0)
+    try:
+        kid = child(lambda: time.sleep(0.3))  # alive at wait_exit's first look
+        supervisor.spawn(kid, ())
+        os.dup2(kid.exit_fd, 0)
+        os.close(kid.exit_fd)
+        kid.exit_fd = 0
+        assert supervisor.exit_fds([kid]) == [0]
+        monkeypatch.setattr(supervisor.time, "sleep", _no_polling)
+        assert supervisor.wait_exit(kid, time.monotonic() + 10)
+        assert kid.exit_fd == -1 and kid.exit_status == EXIT_OK
+        with pytest.raises(OSError):
+            os.fstat(0)  # closed with the reaping
+    finally:
+        os.dup2(saved_stdin, 0)
+        os.close(saved_stdin)
+
+
+def test_a_crashing_child_logs_what_escaped_its_entry() -> None:
+    log_r, log_w = os.pipe()
+
+    def crash() -> None:
+        import logging
+
+        # The handler configure_logging made writes to this test's captured stderr: read it here.
+        logging.getLogger().handlers[0].setStream(os.fdopen(log_w, "w"))  # type: ignore[attr-defined]
+        raise RuntimeError("the entry broke")
+
+    try:
+        kid = child(crash)
+        supervisor.spawn(kid, ())
+        wait_dead(kid)
+        os.close(log_w)
+        logged = os.read(log_r, 65_536).decode()
+        assert kid.exit_status == EXIT_CRASHED
+        assert "ERROR tester: tester process failed" in logged
+        assert "RuntimeError: the entry broke" in logged  # with its traceback
+    finally:
+        os.close(log_r)
+
+
+def test_stop_ends_a_child_reaped_elsewhere_during_its_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kid = child(lambda: time.sleep(60))
+    supervisor.spawn(kid, ())
+    pidfd = kid.exit_fd
+
+    def reaped_behind_its_back(waited: Child, deadline: float) -> bool:
+        os.kill(waited.pid, signal.SIGKILL)
+        os.waitpid(waited.pid, 0)  # another wait took the status: the pid is no longer a child
+        return False
+
+    monkeypatch.setattr(supervisor, "wait_exit", reaped_behind_its_back)
+    supervisor.stop([kid], time.monotonic() + 5)  # its SIGKILL and wait find nothing
+    assert kid.pid == 0 and kid.exit_status is None and kid.exit_fd == -1
     with pytest.raises(OSError):
         os.fstat(pidfd)
