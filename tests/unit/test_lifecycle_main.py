@@ -67,6 +67,7 @@ class Children:
 
     def __init__(self) -> None:
         self.spawned: list[str] = []
+        self.closing: list[tuple[int, ...]] = []  # the fds each spawned child was to close
         self.stopped: list[tuple[list[str], float]] = []
         self.dying: list[str] = []  # roles reaped as dead at the next reap
         self.exits: list[tuple[bool, int]] = []  # wait_exit answers: (exited, exit status)
@@ -77,6 +78,7 @@ class Children:
         self.next_pid += 1
         child.pid, child.exit_status = self.next_pid, None
         self.spawned.append(child.role)
+        self.closing.append(close_fds)
         self.on_spawn()
 
     def reap(self, children: list[supervisor.Child]) -> list[supervisor.Child]:
@@ -451,6 +453,30 @@ def test_a_listener_s_death_ends_a_running_wait_at_once(
     assert "rid" not in main.loop.running
     assert poll.timeouts[1] == pytest.approx(60 - 0.05)  # the death ended it, no time passed
     assert sum(poll.timeouts[2:]) == pytest.approx(BUDGET_S)  # the budget again, from then
+
+
+@pytest.mark.parametrize("listener_pidfd", ["a pipe", "fd 0"])
+def test_a_restarted_child_closes_the_other_child_s_pidfd(
+    main: Main, poll: Poll, children: Children, pidfds: dict[str, int], listener_pidfd: str,
+) -> None:
+    # Main's stdin may be closed, so a pidfd can be fd 0 (a stand-in number here: nothing runs).
+    if listener_pidfd == "fd 0":
+        os.close(main.loop.listener.exit_fd)
+        main.loop.listener.exit_fd = 0
+    listener_fd = main.loop.listener.exit_fd
+
+    def dies() -> None:
+        children.dying.append("sender")
+        os.write(pidfds["sender"], b"x")
+
+    poll.actions = {0: dies}
+    try:
+        main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
+    finally:
+        if listener_pidfd == "fd 0":
+            main.loop.listener.exit_fd = -1  # not the test process's stdin to close
+    assert children.spawned == ["sender"]
+    assert listener_fd in children.closing[0]  # main's pidfds are no child's business
 
 
 def test_a_deadline_nearer_than_the_budget_ends_the_wait_before_it(main: Main, poll: Poll) -> None:
