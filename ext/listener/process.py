@@ -45,6 +45,11 @@ FILTER_REPORT_S = 60.0
 # work that a later read would add after the runtime's end, where a waiting flush bills it. Below
 # this, a pass of its own costs the sender about what building the batch does (~0.1-0.2 ms).
 READ_AT_ONCE_BYTES = 16_384
+# The longest such a batch's wake-up of the sender is held (SpoolWriter.append) waiting for the
+# next batch, the one with the runtimeDone (or SPLUNK_DISPATCH_MAX_WAIT_MS if shorter). Held here,
+# not by the sender, so that the sender is not woken to learn that it may wait: the platform.report
+# that arrives alone as the environment thaws would otherwise cost it a pass per invocation.
+DEFER_WAKE_S = 0.25
 
 _OK = response(200)
 _BAD = response(400)
@@ -54,7 +59,8 @@ _UNAVAILABLE = response(503)
 class Listener:
     def __init__(self, config: Config, server: socket.socket, wake_fd: int) -> None:
         self.writer = SpoolWriter(
-            config.spool_dir, max_bytes=config.spool_max_bytes, wake_fd=wake_fd
+            config.spool_dir, max_bytes=config.spool_max_bytes, wake_fd=wake_fd,
+            defer_wake_s=min(DEFER_WAKE_S, config.dispatch_max_wait_ms / 1000),
         )
         self.parent = os.getppid()
         self.malformed = 0
@@ -71,12 +77,18 @@ class Listener:
     def serve(self) -> None:
         """Serves connections until the parent process is gone (looked at with the server's
         timers, every TICK_S while a request is in progress, else every IDLE_TICK_S: not a
-        system call per request)."""
+        system call per request), and writes the sender's held wake-up when it is due."""
         self.http.listen()
-        http = self.http
+        http, writer = self.http, self.writer
         while os.getppid() == self.parent:
-            while not http.poll(http.wait_s()):
-                pass
+            ticked = False
+            while not ticked:
+                wait = http.wait_s()
+                if writer.wake_due is not None:
+                    wait = min(wait, max(0.0, writer.wake_due - time.monotonic()))
+                ticked = http.poll(wait)
+                if writer.wake_due is not None:
+                    writer.wake_if_due(time.monotonic())
 
     def close(self) -> None:
         self.http.close()

@@ -6,10 +6,10 @@ single in-flight request and the retry policy; the next batch is prepared while 
 on the wire. A lone batch (the usual one per invocation) finding the courier idle and HEC healthy
 (and prompt) is sent on this thread instead, within the first waiting flush's budget, and
 committed at once: no thread switch each way; a failure hands it to the courier thread.
-Records are read when the listener's wake-up asks: at once for a batch with a runtimeDone (a
-flush may wait for it) or a large one, a little later for others (at most DEFER_S, or the
-linger bound if shorter), so that the platform.report arriving alone as the environment thaws is
-read with the invocation that follows, in one pass, rather than in a pass of its own.
+Records are read when the listener's wake-up asks: it writes it at once for a batch with a
+runtimeDone (a flush may wait for it) or a large one, and holds it a little for others (at most
+0.25 s, ext/listener/process.py), so that the platform.report arriving alone as the environment
+thaws is read with the invocation that follows, in one pass, rather than in a pass of its own.
 Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting event is
 older than the linger bound, or at once while the main process waits for an invocation (Flush)
 or the environment shuts down (Drain). Commits in order, after HEC accepted.
@@ -40,7 +40,6 @@ from ext.sender.invocations import RUNTIME_DONE, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
-from ext.spool.layout import WAKE_LATER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFER_S = 0.25  # the longest a record's read waits for company (WAKE_LATER)
 # With nothing held and no timer running, every source of work ends a wait by itself: the
 # listener's wake-up byte, main's messages, the courier's done pipe (a closed control pipe: main
 # is gone). A wait's timeout then bounds only what a lost wake-up costs (a listener killed between
@@ -63,8 +61,9 @@ LOSS_NOTICE = "splunk-extension.spool-loss"
 QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
 PIPE_READ_BYTES = 65_536  # a pipe's default capacity
-# What a wake-up pipe held (_emptied): nothing, only records whose reading may wait, or more.
-NOT_WOKEN, WOKEN_LATER, WOKEN_NOW = 0, 1, 2
+# While the drain waits for the last platform.report, the spool is read this often: the listener
+# may hold its wake-up (DEFER_WAKE_S), and the shutdown window has no 0.25 s to spare.
+REPORT_POLL_S = 0.02
 
 
 class _StopSendingError(Exception):
@@ -91,10 +90,6 @@ class Sender:
         self.growth = 1.0  # envelope bytes per spooled byte, as the last read found it
         self.held_since = 0.0
         self.spool_dirty = True  # records may be waiting: read the spool at the next pass
-        # Monotonic time of the first wake-up whose read waits (WAKE_LATER), until a read; such
-        # a read waits at most `defer_s`, and never while draining.
-        self.deferred_since: float | None = None
-        self.defer_s = min(DEFER_S, config.dispatch_max_wait_ms / 1000)
         self.control_ready = True  # main may have written: read the control pipe
         # The courier's wake-up pipe was found readable: empty it at the next pass even with
         # nothing in flight (a byte written after its batch was collected would otherwise end
@@ -256,21 +251,13 @@ class Sender:
         (or after a timeout, or when the last read stopped at a limit): one pass per append."""
         # Emptied even when nothing more can be held: a wake-up left in the pipe would end
         # every wait at once, and the sender would spin while a slow HEC holds the courier.
-        woken = _emptied(self.wake_fd)
-        if woken == WOKEN_NOW:
+        if _emptied(self.wake_fd):
             self.spool_dirty = True
-        elif woken and self.deferred_since is None:
-            self.deferred_since = time.monotonic()
-        if self.deferred_since is not None and not self.spool_dirty:
-            self.spool_dirty = (self.drain_deadline is not None
-                                or time.monotonic() - self.deferred_since >= self.defer_s)
         if self.held.size >= self.config.max_request_bytes:
             return True
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
-        # What waited counts from its wake-up for the linger bound, as if read then.
-        appended_since, self.deferred_since = self.deferred_since, None
         # Records grow into envelopes (the fields of every event: 3-5x with enrichment), and the
         # envelopes held are what a request is cut from: read only what fills one request, so
         # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
@@ -278,6 +265,8 @@ class Sender:
         budget = max(int(room / self.growth), 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget)
         read_bytes = sum(len(r.payload) for r in records)
+        # The linger bound counts from the first record's append: its wake-up may have been held.
+        appended_since = _since(records[0].append_time_ns) if records else None
         self.spool_dirty = len(records) >= READ_RECORDS or (bool(records) and read_bytes >= budget)
         held_before = self.held.size
         builder = self.builder
@@ -467,13 +456,10 @@ class Sender:
         if self.drain_deadline is not None:
             left = min(left, self.drain_deadline - time.monotonic())
             if self._awaiting_report() and not self.held and not self.outbox:
-                left = min(left, max(0.001, self._report_wait_end() - time.monotonic()))
+                left = min(left, REPORT_POLL_S,
+                           max(0.001, self._report_wait_end() - time.monotonic()))
         if self.due:  # a flush's budget ends: answer it then
             left = min(left, max(0.001, min(self.due.values()) - time.monotonic()))
-        # Records whose read waits: until defer_s. Not once the spool is to be read anyway: when
-        # a full request held keeps the read off, a due read would make every wait a 1 ms poll.
-        if self.deferred_since is not None and not self.spool_dirty:
-            left = min(left, max(0.001, self.deferred_since + self.defer_s - time.monotonic()))
         if self.running_due:  # halfway through a flush main waits for: maybe tell it Running
             left = min(left, max(0.001, min(self.running_due.values()) - time.monotonic()))
         if left <= 0:
@@ -491,21 +477,25 @@ class Sender:
 
 
 
-def _emptied(fd: int) -> int:
-    """Empties a non-blocking wake-up pipe; what its bytes asked: NOT_WOKEN (it held none),
-    WOKEN_LATER (only WAKE_LATER bytes: records whose read may wait) or WOKEN_NOW. A read
-    shorter than asked emptied it: no second read to meet EAGAIN."""
-    woken = NOT_WOKEN
+def _emptied(fd: int) -> bool:
+    """Empties a non-blocking wake-up pipe; True if it held a byte. A read shorter than asked
+    emptied it: no second read to meet EAGAIN."""
+    woken = False
     try:
         while True:
             got = os.read(fd, PIPE_READ_BYTES)
-            if got:
-                woken = max(woken, WOKEN_NOW if got.strip(WAKE_LATER) else WOKEN_LATER)
+            woken = woken or bool(got)
             if len(got) < PIPE_READ_BYTES:
                 break
     except BlockingIOError:
         pass
     return woken
+
+
+def _since(append_time_ns: int) -> float:
+    """The monotonic time of a record's append (its wall-clock stamp), never after now."""
+    now = time.monotonic()
+    return now - max(0.0, (time.time_ns() - append_time_ns) / 1e9)
 
 
 def _decode_id(request_id: bytes) -> str:

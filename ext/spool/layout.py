@@ -117,18 +117,16 @@ def unlink_quietly(path: str) -> bool:
     return True
 
 
-# The writer's wake-up bytes: records the reader is to read now, or ones whose reading may wait
-# a little for the next of those (ext/sender/process.py), so that one read takes both.
+# The writer's wake-up byte: there are records to read (SpoolWriter.append says when).
 WAKE_NOW = b"\x01"
-WAKE_LATER = b"\x02"
 
 
-def notify(fd: int | None, wake: bytes = WAKE_NOW) -> None:
+def notify(fd: int | None) -> None:
     """Write one wake-up byte; a full pipe already means "wake up", a closed one "nobody waits"."""
     if fd is None:
         return
     try:
-        os.write(fd, wake)
+        os.write(fd, WAKE_NOW)
     except BlockingIOError:
         pass
     except OSError as err:

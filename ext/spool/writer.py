@@ -24,8 +24,6 @@ from ext.spool.ackstate import LossReport, load_committed, load_state
 from ext.spool.layout import (
     ACK_STATE,
     TMP_SUFFIX,
-    WAKE_LATER,
-    WAKE_NOW,
     WRITER_LOCK,
     RoleFiles,
     list_segments,
@@ -146,6 +144,7 @@ class SpoolWriter(RoleFiles):
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
         reclaim_bytes: int = DEFAULT_RECLAIM_BYTES,
         wake_fd: int | None = None,
+        defer_wake_s: float = 0.0,
     ) -> None:
         if segment_bytes < frame.SEGMENT_HEADER_BYTES + frame.FRAME_HEADER_BYTES:
             raise ValueError(f"segment_bytes too small: {segment_bytes}")
@@ -157,6 +156,9 @@ class SpoolWriter(RoleFiles):
         self.reserve_bytes = reserve_bytes
         self.reclaim_bytes = reclaim_bytes
         self._wake_fd = wake_fd
+        self.defer_wake_s = defer_wake_s
+        # Monotonic time by which a held wake-up is written (see append); None: none is held.
+        self.wake_due: float | None = None
         os.makedirs(self.directory, exist_ok=True)
         self._lock_fd = take_role_lock(self.directory, WRITER_LOCK)
         self._spares: _SpareFile | None = None
@@ -205,8 +207,9 @@ class SpoolWriter(RoleFiles):
                read_now: bool = True) -> int:
         """Append one record and return its seq; once this returns, a SIGKILL cannot lose it.
 
-        `read_now`: the wake-up byte asks the reader to read it at once (WAKE_NOW) or lets the
-        reader wait a little for the next such record (WAKE_LATER).
+        `read_now`: the reader is woken at once; else the wake-up is held until the next record
+        to be read now, or `defer_wake_s` after the first one held (`wake_if_due`), so that one
+        wake-up of the reader takes both: it would otherwise wake for each such record.
 
         Raises RecordTooLargeError, or OSError (ENOSPC when the record does not fit next to the
         data not delivered yet) after cutting the segment back to the previous record boundary.
@@ -221,8 +224,18 @@ class SpoolWriter(RoleFiles):
             raise
         if self._refusals is not None and self._refusals.unsaved:
             self._refusals.save()  # the disk had no room for them: now it has
-        notify(self._wake_fd, WAKE_NOW if read_now else WAKE_LATER)
+        if read_now or self.defer_wake_s <= 0:
+            self.wake_due = None
+            notify(self._wake_fd)
+        elif self.wake_due is None:
+            self.wake_due = time.monotonic() + self.defer_wake_s
         return seq
+
+    def wake_if_due(self, now: float) -> None:
+        """Writes the held wake-up once it is due at `now` (monotonic)."""
+        if self.wake_due is not None and now >= self.wake_due:
+            self.wake_due = None
+            notify(self._wake_fd)
 
     def _first_refusal(self, payload: bytes | memoryview) -> bool:
         """False if this very record was refused lately (a retry of the same batch)."""
@@ -233,7 +246,9 @@ class SpoolWriter(RoleFiles):
         return True
 
     def close(self) -> None:
-        """Release the files; nothing is buffered, so a crash loses nothing close would keep."""
+        """Release the files; nothing is buffered, so a crash loses nothing close would keep.
+        A held wake-up is written: nothing will write it later."""
+        self.wake_if_due(float("inf"))
         if self._spares is not None:
             self._spares.close()
             self._spares = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_only_a_batch_that_ends_an_invocation_asks_the_sender_to_read_it_at_once
     import os
     import socket
 
-    from ext.spool.layout import WAKE_LATER, WAKE_NOW
+    from ext.spool.layout import WAKE_NOW
 
     cfg = config.load({**BASE, "SPLUNK_SPOOL_DIR": str(tmp_path / "spool")})
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK)
@@ -73,17 +74,22 @@ def test_only_a_batch_that_ends_an_invocation_asks_the_sender_to_read_it_at_once
     try:
         made.accept_batch(body(("platform.report", {"requestId": "r0"})))
         made.accept_batch(body(("platform.start", {"requestId": "r1"}), ("function", "a")))
+        with pytest.raises(BlockingIOError):
+            os.read(read_fd, 10)  # held: the sender is not woken for these
+        assert made.writer.wake_due is not None
         made.accept_batch(body(("function", "b"),
                                ("platform.runtimeDone", {"requestId": "r1", "status": "success"})))
-        assert os.read(read_fd, 10) == WAKE_LATER + WAKE_LATER + WAKE_NOW
+        assert os.read(read_fd, 10) == WAKE_NOW
         # A large batch is read at once all the same, while the function still runs.
         room = listener.READ_AT_ONCE_BYTES - len(body(("function", "")))
         just_below = body(("function", "x" * (room - 1)))
         assert len(just_below) == listener.READ_AT_ONCE_BYTES - 1
         made.accept_batch(just_below)
+        with pytest.raises(BlockingIOError):
+            os.read(read_fd, 10)
         made.accept_batch(body(("function", "x" * room)))  # READ_AT_ONCE_BYTES exactly
         made.accept_batch(body(("function", "x" * (4 * room))))
-        assert os.read(read_fd, 10) == WAKE_LATER + WAKE_NOW + WAKE_NOW
+        assert os.read(read_fd, 10) == WAKE_NOW + WAKE_NOW
     finally:
         made.close()
         os.close(read_fd)
@@ -243,6 +249,44 @@ def test_serve_waits_as_long_as_the_server_says(plain: Listener,
     monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
     plain.serve()
     assert polls == [1.75, 1.75]
+
+
+def test_serve_writes_a_held_wake_up_when_it_is_due_and_waits_no_longer(
+        plain: Listener, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [50.0]
+    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    parents = iter([plain.parent, plain.parent, plain.parent, 1])
+    polls: list[float] = []
+    woken: list[float] = []
+    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(plain.http, "listen", lambda: None)
+    monkeypatch.setattr(plain.http, "wait_s", lambda: 1.75)
+    plain.writer.wake_due = 50.5
+
+    def poll(timeout: float) -> bool:
+        polls.append(timeout)
+        now[0] += 0.25  # each poll takes a quarter second
+        return True
+
+    monkeypatch.setattr(plain.http, "poll", poll)
+    monkeypatch.setattr(plain.writer, "wake_if_due", woken.append)
+    plain.serve()
+    # The server's wait, cut to when the held wake-up is due; written once due (the stand-in
+    # keeps it held, so the third wait, past due, does not wait).
+    assert polls == [0.5, 0.25, 0.0]
+    assert woken == [50.25, 50.5, 50.75]
+
+
+def test_the_sender_s_wake_up_is_held_a_quarter_second_at_most(tmp_path: Path) -> None:
+    for wait_ms, held_s in (("60000", 0.25), ("100", 0.1), ("0", 0.0)):
+        cfg = config.load({**BASE, "SPLUNK_SPOOL_DIR": str(tmp_path / wait_ms),
+                           "SPLUNK_DISPATCH_MAX_WAIT_MS": wait_ms})
+        made = Listener(cfg, socket.socket(), -1)
+        try:
+            assert made.writer.defer_wake_s == held_s  # or the linger bound if shorter
+        finally:
+            made.close()
+            made.http.server.close()
 
 
 def test_serve_looks_at_the_parent_only_when_the_timers_ran(

@@ -22,7 +22,7 @@ from ext.sender import self_metrics
 from ext.sender.batching import Gathering, HecBatch, seal
 from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import RecordTooLargeError
-from ext.spool.layout import WAKE_LATER, WAKE_NOW
+from ext.spool import writer as spool_writer
 from tests.unit.test_sender_dispatch import HOLDING, TimedCourier, WideRig
 
 EPOCH = 1_800_000_000.0  # what the wall clock reads when the test clock reads 0
@@ -103,6 +103,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     made = Clock()
     monkeypatch.setattr(sender, "time", made)
     monkeypatch.setattr(self_metrics, "time", made)  # its interval, on the same clock
+    monkeypatch.setattr(spool_writer, "time", made)  # records' append stamps, on the same clock
     return made
 
 
@@ -273,12 +274,18 @@ def _shutting_down(rig: WideRig, clock: Clock, last_request: str | None) -> None
     rig.sender.last_request = last_request
 
 
-def test_an_idle_wait_while_awaiting_the_last_report_ends_with_that_wait(
+def test_an_idle_wait_while_awaiting_the_last_report_looks_at_the_spool_until_that_wait_ends(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
     _shutting_down(rig, clock, "r1")
+    rig.sender.spool_dirty = False
     rig.sender._wait(5.0)
-    assert poll.timeouts == [pytest.approx(3.98)]
+    # The listener may hold its wake-up for the report's batch (DEFER_WAKE_S): no waiting for it
+    assert poll.timeouts == [sender.REPORT_POLL_S]
+    assert rig.sender.spool_dirty  # a timeout: the next pass reads the spool
+    clock.now = 4.37  # 10 ms before the report wait ends
+    rig.sender._wait(5.0)
+    assert poll.timeouts[1:] == [pytest.approx(0.01)]
 
 
 def test_once_the_report_wait_is_over_an_idle_wait_is_a_poll(
@@ -631,77 +638,21 @@ def test_a_wake_up_while_a_full_request_waits_does_not_end_every_wait(rig: WideR
     assert any(b'"event":"next"' in e for e in taken)
 
 
-@pytest.mark.parametrize("rig", [FULL], indirect=True)
-def test_a_read_that_may_wait_and_is_due_while_a_full_request_waits_does_not_end_every_wait(
-    rig: WideRig, clock: Clock, poll: Poll,
-) -> None:
-    courier_busy(rig)
-    rig.append([line_held_as(rig, 4096)])
-    rig.sender.step()
-    rig.append(["next"], read_now=False)  # nothing more can be held until the courier has room
-    rig.sender.step()
-    clock.now += rig.sender.defer_s  # its read is due, and still waits for room
-    rig.sender.step()
-    assert rig.sender.spool_dirty  # read once there is room
-    rig.sender._wait(rig.sender._idle_timeout())
-    # A full wait (the courier's wake-up ends it), not a 1 ms poll for as long as HEC is slow.
-    assert poll.timeouts == [sender.IDLE_WAIT_S]
-
-
-def a_read_that_may_wait(rig: WideRig, clock: Clock, now: float) -> None:
-    """At `now` (small: a clock just after boot), after the sender's first pass, one record is
-    appended whose read may wait, and a pass takes its wake-up."""
-    clock.now = now
-    rig.sender.step()  # the first pass reads in any case
-    rig.append(["a"], read_now=False)
-    rig.sender.step()
-
-
 @pytest.mark.parametrize("rig", [HOLDING], indirect=True)
-def test_a_read_that_may_wait_waits_from_the_first_wake_up_not_the_last(
-    rig: WideRig, clock: Clock,
-) -> None:
-    a_read_that_may_wait(rig, clock, 0.125)
-    clock.now = 0.25
-    rig.append(["b"], read_now=False)  # a second wake-up does not put the read off again
-    rig.sender.step()
-    assert not rig.sender.held
-    clock.now = 0.125 + rig.sender.defer_s  # exactly defer_s after the first wake-up
-    rig.sender.step()
-    assert [seq for seq, _ in rig.sender.held.records] == [0, 1]
-    assert rig.sender.held_since == 0.125  # and both linger from that wake-up
-
-
-@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
-def test_records_read_at_once_linger_from_their_read_not_from_a_pass_without_a_wake_up(
+def test_records_linger_from_their_append_not_from_their_read(
     rig: WideRig, clock: Clock,
 ) -> None:
     rig.sender.step()  # the first pass reads in any case
     clock.now += 1
-    rig.sender.step()  # nothing appended: no wake-up, nothing whose read waits
+    rig.sender.step()  # nothing appended: no wake-up
     clock.now += 5
+    appended = clock.now
     rig.append(["a"])
+    rig.append(["b"])
+    clock.now += 0.25  # the listener held the wake-up this long
     rig.sender.step()
-    assert len(rig.sender.held.records) == 1
-    assert rig.sender.held_since == clock.now
-
-
-@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
-def test_a_wait_ends_when_a_read_that_may_wait_falls_due(
-    rig: WideRig, clock: Clock, poll: Poll,
-) -> None:
-    a_read_that_may_wait(rig, clock, 0.0625)
-    clock.now = 0.125
-    rig.sender.step()  # not due yet
-    rig.sender._wait(sender.IDLE_WAIT_S)
-    assert poll.timeouts == [0.0625 + rig.sender.defer_s - 0.125]
-    rig.sender.spool_dirty = False  # as if a wake-up (not a timeout) ended that wait
-    clock.now = 0.25
-    rig.sender.step()  # still not due
-    clock.now = 0.375  # the pass took long: due since 0.0625 s
-    rig.sender._wait(sender.IDLE_WAIT_S)
-    assert poll.timeouts[1:] == [0.001]  # a 1 ms poll, then the read
-    assert not rig.sender.held
+    assert len(rig.sender.held.records) == 2
+    assert rig.sender.held_since == pytest.approx(appended)  # the first record's append
 
 
 def lines_taken(rig: WideRig) -> list[str]:
@@ -1003,23 +954,6 @@ def test_emptying_a_wake_up_pipe_full_to_the_brim(pipe: tuple[int, int]) -> None
     assert filled >= sender.PIPE_READ_BYTES  # a full pipe: the first read takes all it asks
     assert sender._emptied(read_fd)
     assert not control.drain_pipe(read_fd)  # nothing left
-
-
-def test_a_wake_up_pipe_tells_whether_the_read_may_wait(pipe: tuple[int, int]) -> None:
-    read_fd, write_fd = pipe
-    os.write(write_fd, WAKE_LATER * 2)
-    assert sender._emptied(read_fd) == sender.WOKEN_LATER
-    os.write(write_fd, WAKE_LATER + WAKE_NOW + WAKE_LATER)
-    assert sender._emptied(read_fd) == sender.WOKEN_NOW
-    assert sender._emptied(read_fd) == sender.NOT_WOKEN
-    size = fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4 * sender.PIPE_READ_BYTES)
-    assert size > sender.PIPE_READ_BYTES
-    # A byte asking for a read now in the second read, or only in the first, wins either way.
-    os.write(write_fd, WAKE_LATER * sender.PIPE_READ_BYTES + WAKE_NOW)
-    assert sender._emptied(read_fd) == sender.WOKEN_NOW
-    os.write(write_fd, WAKE_NOW + WAKE_LATER * sender.PIPE_READ_BYTES)
-    assert sender._emptied(read_fd) == sender.WOKEN_NOW
-    assert not control.drain_pipe(read_fd)
 
 
 def test_emptying_a_wake_up_pipe_larger_than_one_read(pipe: tuple[int, int]) -> None:

@@ -25,7 +25,7 @@ from ext.spool.frame import (
     encode_segment_header,
     scan_segment,
 )
-from ext.spool.layout import ACK_STATE, REFUSED_STATE, WAKE_LATER, WAKE_NOW, list_segments
+from ext.spool.layout import ACK_STATE, REFUSED_STATE, WAKE_NOW, list_segments
 from ext.spool.refusals import Refusals
 from ext.spool.writer import DEFAULT_RESERVE_BYTES, _SpareFile
 from tests.unit.spool_helpers import on_disk, segment_path
@@ -149,13 +149,49 @@ def test_each_append_wakes_the_reader(tmp_path: Path) -> None:
             writer.append(b"a", 1)
             writer.append(b"b", 1)
             assert os.read(r, 10) == b"\x01\x01"
-            writer.append(b"c", 1, read_now=False)  # its read may wait for the next one's
-            writer.append(b"d", 1, read_now=True)
-            assert os.read(r, 10) == WAKE_LATER + WAKE_NOW
+            writer.append(b"c", 1, read_now=False)  # no wake-up is held without defer_wake_s
+            assert os.read(r, 10) == WAKE_NOW
             with pytest.raises(RecordTooLargeError):
                 writer.append(b"x" * 5000, 1)
             with pytest.raises(BlockingIOError):
                 os.read(r, 10)  # a refused record wakes nobody
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_wake_up_for_a_read_that_may_wait_is_held_until_a_read_now_or_its_due_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(writer_module, "time", SimpleNamespace(monotonic=lambda: now[0],
+                                                               time_ns=time.time_ns))
+    r, w = os.pipe2(os.O_NONBLOCK)
+    try:
+        with SpoolWriter(tmp_path, wake_fd=w, max_bytes=4096, segment_bytes=1024,
+                         defer_wake_s=0.25) as writer:
+            writer.append(b"a", 1, read_now=False)
+            assert writer.wake_due == 100.25
+            now[0] = 100.125
+            writer.append(b"b", 1, read_now=False)
+            assert writer.wake_due == 100.25  # from the first held, not the last
+            writer.wake_if_due(100.2499)
+            with pytest.raises(BlockingIOError):
+                os.read(r, 10)
+            writer.wake_if_due(100.25)
+            assert os.read(r, 10) == WAKE_NOW and writer.wake_due is None
+            writer.wake_if_due(101.0)
+            with pytest.raises(BlockingIOError):
+                os.read(r, 10)  # written once
+            writer.append(b"c", 1, read_now=False)
+            writer.append(b"d", 1)  # a read now takes the held one with it
+            assert os.read(r, 10) == WAKE_NOW and writer.wake_due is None
+            with pytest.raises(RecordTooLargeError):
+                writer.append(b"x" * 5000, 1, read_now=False)
+            assert writer.wake_due is None  # a refused record holds nothing
+            writer.append(b"e", 1, read_now=False)
+            with pytest.raises(BlockingIOError):
+                os.read(r, 10)
+        assert os.read(r, 10) == WAKE_NOW  # closing writes the one held: nothing else will
     finally:
         os.close(r)
         os.close(w)
