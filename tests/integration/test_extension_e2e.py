@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -87,26 +88,31 @@ def test_adaptive_flush_waits_for_an_aging_backlog_not_for_the_new_invocation(
                         SPLUNK_LOG_LEVEL="INFO", SPLUNK_FORWARD_OWN_LOGS="true")
     with sandbox(local_opt, env) as sb:
         request_ids = [sb.invoke({"lines": 3, "tag": f"d{n}"}).request_id for n in range(11)]
-        # The last dense invocation's telemetry is held back past its freeze (on a busy machine
-        # the freeze may otherwise come late enough for the extension to deliver it first)
-        sb.faults.telemetry_delay_s = 0.2
+        # The last dense invocation's telemetry (its runtimeDone: what its delivery is counted
+        # by) is held until main has decided on the next invocation, which it logs once it has
+        # read the sender's answers: main cannot have heard of its delivery by then, however
+        # late or early the extension's processes run at the thaw.
+        sb.faults.hold_telemetry()
         request_ids.append(sb.invoke({"lines": 3, "tag": "d11"}).request_id)
-        # 0.35 s frozen: its lines (not waited for) are now that old, and their age plus a gap
-        # of that length exceed the 600 ms bound, while a gap alone fits it (with 250 ms to
-        # spare for a slow invocation)
+
+        def release_once_decided(line: str) -> None:
+            decided = re.search(r"flush-decision request_id=(\S+)", line)
+            if decided and decided[1] != request_ids[11]:
+                sb.faults.release_telemetry()
+
+        sb.on_extension_output(release_once_decided)
+        # 0.35 s frozen: the next invocation comes more than that after d11 and the backlog is
+        # at least that old, so their sum exceeds the 600 ms bound, while the gap alone fits it
+        # (with 250 ms to spare for a slow invocation)
         time.sleep(0.35)
-        sb.faults.telemetry_delay_s = 0.0
         late = sb.invoke({"lines": 3, "tag": "late"})
-        # The thaw delivered the backlog before this invocation's freeze
+        # Released at the decision, the backlog reached HEC before this invocation's freeze
         assert lines_of(hec, "d11") == expected_lines("d11", 3)
         sb.shutdown()
+    for n in range(12):
+        assert lines_of(hec, f"d{n}") == expected_lines(f"d{n}", 3)
     assert lines_of(hec, "late") == expected_lines("late", 3)  # at the latest with the drain
     decisions = flush_decisions(hec)
-    if "backlog_age_ms=0" in decisions[12]:
-        # At the thaw, on a very busy machine, the sender delivered the held-back telemetry
-        # and main heard so before it read the INVOKE: there was no backlog to decide on (the
-        # unit tests of lifecycle and flush_policy pin the decision without that race)
-        pytest.skip("no backlog left at the decision: " + decisions[12])
     assert f"request_id={late.request_id} wait=yes reason=backlog" in decisions[12]
     assert decisions[12].endswith(f"awaited_request_id={request_ids[11]}")
 

@@ -38,6 +38,10 @@ class DeliveryFaults:
 
     delay_s: float = 0.0  # sleep before each POST attempt (slow listener)
     fail_attempts: int = 0  # the next N POST attempts fail without being sent
+    # No POST attempt starts while set, thawed or not: the test decides when an extension gets
+    # its telemetry. Set and cleared through TelemetryBus (hold, begin_shutdown), which wake
+    # the subscribers.
+    held: bool = False
     # At SHUTDOWN, deliver nothing for this long (Lambda may deliver the last report late).
     shutdown_delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -125,6 +129,15 @@ class Subscriber:
             self._paused = paused
             self._cv.notify()
 
+    def wake(self) -> None:
+        """Look at the shared faults again (a hold was lifted)."""
+        with self._cv:
+            self._cv.notify()
+
+    def _gated(self) -> bool:
+        """No attempt may start now: frozen, or held by the fault (caller holds _cv)."""
+        return self._paused or self._faults.held
+
     def begin_shutdown(self, stop_at: float) -> None:
         """Deliver everything pending at once (after the fault's shutdown delay, if any) and keep
         going until monotonic `stop_at`."""
@@ -188,7 +201,7 @@ class Subscriber:
 
     def _ready(self, now: float) -> bool:
         buf = self.sub.buffering
-        if not self._pending or self._paused:
+        if not self._pending or self._gated():
             return False
         if self._resume_at is not None and now < self._resume_at:
             return False
@@ -208,7 +221,7 @@ class Subscriber:
                 if self._ready(now):
                     break
                 wait: float | None = None
-                if self._pending and not self._paused:
+                if self._pending and not self._gated():
                     if self._resume_at is not None and now < self._resume_at:
                         wait = self._resume_at - now
                     elif self._first_t is not None:
@@ -285,8 +298,8 @@ class Subscriber:
             if attempt:
                 time.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
             with self._cv:
-                while self._paused and self._stop_at is None:
-                    self._cv.wait()  # no delivery attempts while frozen
+                while self._gated() and self._stop_at is None:
+                    self._cv.wait()  # no delivery attempts while frozen or held
                 if self._stop_at is not None and time.monotonic() >= self._stop_at:
                     return "shutdown deadline"
             error = self._post_once(body)

@@ -25,7 +25,13 @@ class Faults:
 
     @property
     def telemetry_delay_s(self) -> float:
-        """Seconds slept before every telemetry POST attempt (a slow listener)."""
+        """Seconds slept before every telemetry POST attempt (a slow listener).
+
+        Slept in wall time, frozen time included, and read as each sleep starts: an attempt
+        started before a freeze is sent when its sleep ends, into the stopped listener, whose
+        kernel queues it; the listener can read it as soon as it is thawed, before the next
+        INVOKE is even handed out. A new value applies from the next attempt on, not to a
+        sleep under way."""
         return self._sb.bus.faults.delay_s
 
     @telemetry_delay_s.setter
@@ -41,6 +47,16 @@ class Faults:
     @shutdown_delivery_delay_s.setter
     def shutdown_delivery_delay_s(self, value: float) -> None:
         self._sb.bus.faults.shutdown_delay_s = value
+
+    def hold_telemetry(self) -> None:
+        """Start no telemetry POST attempt, thawed or not, until `release_telemetry()` or
+        SHUTDOWN (or a reset): the listener gets its telemetry when the test says (a POST
+        already sent is not recalled)."""
+        self._sb.bus.hold(True)
+
+    def release_telemetry(self) -> None:
+        """Lift `hold_telemetry()`: what was held is delivered at once (unless frozen)."""
+        self._sb.bus.hold(False)
 
     def fail_telemetry(self, attempts: int) -> None:
         """Make the next `attempts` telemetry POST attempts fail (a failing listener)."""

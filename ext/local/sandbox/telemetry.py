@@ -125,10 +125,20 @@ class TelemetryBus:
         for sub in subscribers:
             sub.set_paused(paused)
 
+    def hold(self, held: bool) -> None:
+        """Hold (True) every subscriber's delivery, thawed or not, or lift the hold (False)."""
+        with self._lock:
+            self.faults.held = held
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            sub.wake()
+
     def begin_shutdown(self, stop_at: float) -> None:
-        """Flush pending telemetry at once and keep delivering until monotonic `stop_at`."""
+        """Flush pending telemetry at once and keep delivering until monotonic `stop_at`
+        (a hold ends here: the window is for delivering what is pending)."""
         with self._lock:
             self._paused = False
+            self.faults.held = False
             subscribers = list(self._subscribers)
         for sub in subscribers:
             sub.begin_shutdown(stop_at)
