@@ -49,7 +49,10 @@ READ_AT_ONCE_BYTES = 16_384
 # next batch, the one with the runtimeDone (or SPLUNK_DISPATCH_MAX_WAIT_MS if shorter). Held here,
 # not by the sender, so that the sender is not woken to learn that it may wait: the platform.report
 # that arrives alone as the environment thaws would otherwise cost it a pass per invocation.
-DEFER_WAKE_S = 0.25
+# Shorter than half of main's default flush wait (0.24 s), so that in a long invocation the
+# sender reads the platform.start, and tells main it runs, in the pass this wake-up brings
+# (ext/sender/process.py RUNNING_SLACK_S), not in one more when that half is over.
+DEFER_WAKE_S = 0.2
 
 _OK = response(200)
 _BAD = response(400)

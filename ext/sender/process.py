@@ -8,7 +8,7 @@ on the wire. A lone batch (the usual one per invocation) finding the courier idl
 committed at once: no thread switch each way; a failure hands it to the courier thread.
 Records are read when the listener's wake-up asks: it writes it at once for a batch with a
 runtimeDone (a flush may wait for it) or a large one, and holds it a little for others (at most
-0.25 s, ext/listener/process.py), so that the platform.report arriving alone as the environment
+0.2 s, ext/listener/process.py), so that the platform.report arriving alone as the environment
 thaws is read with the invocation that follows, in one pass, rather than in a pass of its own.
 Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting event is
 older than the linger bound, or at once while the main process waits for an invocation (Flush)
@@ -62,8 +62,12 @@ QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
 PIPE_READ_BYTES = 65_536  # a pipe's default capacity
 # While the drain waits for the last platform.report, the spool is read this often: the listener
-# may hold its wake-up (DEFER_WAKE_S), and the shutdown window has no 0.25 s to spare.
+# may hold its wake-up (DEFER_WAKE_S), and the shutdown window has no 0.2 s to spare.
 REPORT_POLL_S = 0.02
+# A Running answer due this soon is given by the pass at hand, once the invocation's start is read,
+# rather than by a pass of its own when its timer runs out: in a long invocation the listener's
+# held wake-up (0.2 s after the start's batch) comes just before main's wait is half over.
+RUNNING_SLACK_S = 0.05
 
 
 class _StopSendingError(Exception):
@@ -328,10 +332,12 @@ class Sender:
         for request_id, due in list(self.running_due.items()):
             if request_id not in self.ledger.waiting:
                 del self.running_due[request_id]  # delivered (or forgotten): nothing to tell
-            elif now >= due:
-                del self.running_due[request_id]
-                if (self.ledger.waiting[request_id] is False
-                        and request_id in self.ledger.start_at):
+            elif now >= due - RUNNING_SLACK_S:
+                started = (self.ledger.waiting[request_id] is False
+                           and request_id in self.ledger.start_at)
+                if started or now >= due:  # early only with something to tell
+                    del self.running_due[request_id]
+                if started:
                     self._answer(control.Running(request_id))
 
     def _answer_overdue(self) -> None:

@@ -435,6 +435,37 @@ def test_a_flush_asked_before_the_invocation_started_hears_running_halfway_throu
     assert rig.answers() == []  # once
 
 
+def test_running_is_told_by_a_pass_that_reads_the_start_shortly_before_halfway(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # In a long invocation the listener's held wake-up brings the start just before main's wait
+    # is half over: that pass tells main, rather than one more pass when the timer runs out.
+    asked = clock.now
+    assert rig.tell(control.Flush("r1")) == []
+    halfway = asked + rig.sender.flush_wait_s / 2
+    clock.now = halfway - sender.RUNNING_SLACK_S - 0.001
+    _started(rig, "r1")
+    assert rig.answers() == []  # too early: most invocations are delivered before halfway
+    clock.now = halfway - sender.RUNNING_SLACK_S
+    rig.sender.step()
+    assert rig.answers() == [control.Running("r1")]
+    assert rig.sender.running_due == {}  # no timer left for it
+
+
+def test_shortly_before_halfway_without_the_start_running_waits_for_the_timer(
+    rig: WideRig, clock: Clock,
+) -> None:
+    asked = clock.now
+    assert rig.tell(control.Flush("r1")) == []
+    halfway = asked + rig.sender.flush_wait_s / 2
+    clock.now = halfway - 0.01
+    rig.sender.step()
+    assert rig.answers() == [] and "r1" in rig.sender.running_due  # nothing to tell yet
+    clock.now = halfway
+    _started(rig, "r1")  # the timer's pass reads the spool: the start is there by then
+    assert rig.answers() == [control.Running("r1")]
+
+
 def test_a_flush_delivered_before_halfway_through_its_wait_hears_no_running(
     prompt: WideRig, clock: Clock, poll: Poll,
 ) -> None:
