@@ -280,8 +280,9 @@ def test_an_idle_wait_while_awaiting_the_last_report_looks_at_the_spool_until_th
     _shutting_down(rig, clock, "r1")
     rig.sender.spool_dirty = False
     rig.sender._wait(5.0)
-    # The listener may hold its wake-up for the report's batch (DEFER_WAKE_S): no waiting for it
-    assert poll.timeouts == [sender.REPORT_POLL_S]
+    # The listener may hold its wake-up for the report's batch (DEFER_WAKE_S, 0.25 s): the
+    # spool is read every 20 ms instead, the shutdown window has no 0.25 s to spare.
+    assert poll.timeouts == [0.02]
     assert rig.sender.spool_dirty  # a timeout: the next pass reads the spool
     clock.now = 4.37  # 10 ms before the report wait ends
     rig.sender._wait(5.0)
@@ -679,11 +680,39 @@ def test_records_linger_from_their_append_not_from_their_read(
     clock.now += 5
     appended = clock.now
     rig.append(["a"])
+    clock.now += 0.1
     rig.append(["b"])
     clock.now += 0.25  # the listener held the wake-up this long
     rig.sender.step()
     assert len(rig.sender.held.records) == 2
     assert rig.sender.held_since == pytest.approx(appended)  # the first record's append
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_backlog_appended_long_ago_lingers_from_its_append_to_the_microsecond(
+    rig: WideRig, clock: Clock,
+) -> None:
+    """A sender restarted on a spool it had not sent: the age is the stamps' difference in
+    seconds, exactly (whole seconds: both clocks read exact values). 500 s, within the linger
+    bound of 600 s: still held."""
+    clock.now = 1000.0
+    rig.append(["left by the sender before"])
+    clock.now = 1500.0
+    rig.sender.step()  # the first pass reads in any case
+    assert len(rig.sender.held.records) == 1
+    assert rig.sender.held_since == pytest.approx(1000.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("rig", [HOLDING], indirect=True)
+def test_a_record_stamped_after_now_lingers_from_its_read(rig: WideRig, clock: Clock) -> None:
+    """The wall clock stepped back (NTP) after the append: the stamp lies ahead of now, and no
+    age is negative: the record counts from its read, never from a time still to come."""
+    clock.now = 500.0
+    rig.append(["a"])
+    clock.now = 400.0  # both clocks read 100 s earlier now
+    rig.sender.step()
+    assert len(rig.sender.held.records) == 1
+    assert rig.sender.held_since == 400.0
 
 
 def lines_taken(rig: WideRig) -> list[str]:
