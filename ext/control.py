@@ -120,7 +120,7 @@ class Failing(Message):
 
 class Running(Message):
     """sender -> main: the invocation has started (its platform.start is spooled) and is not
-    delivered halfway through main's wait (told then, not at once: most are delivered sooner):
+    delivered 5/8 through main's wait (told then, not at once: most are delivered sooner):
     its flush budget counts from its end, which the sender sees (platform.runtimeDone) and
     answers Delivered or Failing within the budget after. Main may wait up to the deadline."""
 

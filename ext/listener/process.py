@@ -49,10 +49,10 @@ READ_AT_ONCE_BYTES = 16_384
 # next batch, the one with the runtimeDone (or SPLUNK_DISPATCH_MAX_WAIT_MS if shorter). Held here,
 # not by the sender, so that the sender is not woken to learn that it may wait: the platform.report
 # that arrives alone as the environment thaws would otherwise cost it a pass per invocation.
-# Shorter than half of main's default flush wait (0.24 s), so that in a long invocation the
-# sender reads the platform.start, and tells main it runs, in the pass this wake-up brings
-# (ext/sender/process.py RUNNING_SLACK_S), not in one more when that half is over.
-DEFER_WAKE_S = 0.2
+# With the start's batch 25 ms or more after main asks, in a long invocation it comes just before
+# the sender is to tell main that the invocation runs (0.3 s into main's default wait), so the pass
+# it brings tells it (ext/sender/process.py RUNNING_AT, RUNNING_SLACK_S), not one more pass.
+DEFER_WAKE_S = 0.25
 
 _OK = response(200)
 _BAD = response(400)

@@ -190,7 +190,7 @@ class MainLoop:
 
         The budget counts from the invocation's end, which only the telemetry shows: once the
         sender reports the invocation running (its platform.start spooled, and not delivered
-        halfway through this wait), main may wait up to the deadline, and the sender answers
+        5/8 through this wait), main may wait up to the deadline, and the sender answers
         within the budget after the runtimeDone. Until then, or when the listener died
         meanwhile (telemetry may come late), main waits at most the budget from now.
         An earlier invocation (`ended`: a backlog) cannot be running any more, whatever its

@@ -8,7 +8,7 @@ on the wire. A lone batch (the usual one per invocation) finding the courier idl
 committed at once: no thread switch each way; a failure hands it to the courier thread.
 Records are read when the listener's wake-up asks: it writes it at once for a batch with a
 runtimeDone (a flush may wait for it) or a large one, and holds it a little for others (at most
-0.2 s, ext/listener/process.py), so that the platform.report arriving alone as the environment
+0.25 s, ext/listener/process.py), so that the platform.report arriving alone as the environment
 thaws is read with the invocation that follows, in one pass, rather than in a pass of its own.
 Dispatches when DISPATCH_MIN_BATCH_SIZE events are waiting, when the oldest waiting event is
 older than the linger bound, or at once while the main process waits for an invocation (Flush)
@@ -62,11 +62,15 @@ QUARANTINE_NOTICE = "splunk-extension.record-quarantined"
 MAX_UNSENT_ANSWERS = 256
 PIPE_READ_BYTES = 65_536  # a pipe's default capacity
 # While the drain waits for the last platform.report, the spool is read this often: the listener
-# may hold its wake-up (DEFER_WAKE_S), and the shutdown window has no 0.2 s to spare.
+# may hold its wake-up (DEFER_WAKE_S), and the shutdown window has no 0.25 s to spare.
 REPORT_POLL_S = 0.02
-# A Running answer due this soon is given by the pass at hand, once the invocation's start is read,
-# rather than by a pass of its own when its timer runs out: in a long invocation the listener's
-# held wake-up (0.2 s after the start's batch) comes just before main's wait is half over.
+# Running is told this far into main's wait (5/8: 0.3 s of the default 0.48), and by the pass at
+# hand when due within RUNNING_SLACK_S once the invocation's start is read, rather than by a pass
+# of its own when its timer runs out: in a long invocation the listener's held wake-up (0.25 s
+# after the start's batch, which comes 25 ms or more after main asks) brings the start just
+# before. Halfway (0.24 s) came just before that wake-up: the timer's pass read the start, and
+# the wake-up then came for nothing.
+RUNNING_AT = 0.625
 RUNNING_SLACK_S = 0.05
 
 
@@ -322,7 +326,7 @@ class Sender:
         self.due.setdefault(request_id, time.monotonic() + left)
 
     def _answer_running(self) -> None:
-        """Waited-for invocations that started and are not delivered halfway through main's
+        """Waited-for invocations that started and are not delivered RUNNING_AT through main's
         wait: Running, so main waits on until the sender answers (within the budget after their
         runtimeDone). Not at once: most are delivered by then, and the answer would wake main
         (and cost this process a write) for nothing at every waited invocation."""
@@ -435,8 +439,9 @@ class Sender:
                 if isinstance(message, control.FlushBacklog):
                     self._ended(message.request_id)  # ended long ago: the budget from now
                     continue  # and never Running (main would not wait longer for it)
-                # Running, if it comes to that, halfway through main's own wait.
-                self.running_due[message.request_id] = time.monotonic() + self.flush_wait_s / 2
+                # Running, if it comes to that, RUNNING_AT through main's own wait.
+                self.running_due[message.request_id] = (time.monotonic()
+                                                        + self.flush_wait_s * RUNNING_AT)
                 if message.request_id in self.ledger.done_at:
                     self._ended(message.request_id)
             elif isinstance(message, control.Track):
@@ -466,7 +471,7 @@ class Sender:
                            max(0.001, self._report_wait_end() - time.monotonic()))
         if self.due:  # a flush's budget ends: answer it then
             left = min(left, max(0.001, min(self.due.values()) - time.monotonic()))
-        if self.running_due:  # halfway through a flush main waits for: maybe tell it Running
+        if self.running_due:  # RUNNING_AT through a flush main waits for: maybe tell it Running
             left = min(left, max(0.001, min(self.running_due.values()) - time.monotonic()))
         if left <= 0:
             self.control_ready = True

@@ -313,7 +313,7 @@ def test_a_flush_is_answered_running_then_failing_a_budget_after_the_runtime_don
         start = [{"time": stamp, "type": "platform.start", "record": {"requestId": "r1"}}]
         rig.writer.append(json.dumps(start).encode(), 1)
         rig.sender.step()
-        assert rig.tell(control.Flush("r1")) == []  # no Running before halfway through
+        assert rig.tell(control.Flush("r1")) == []  # no Running before RUNNING_AT through
         rig.sender.running_due["r1"] = time.monotonic()  # main has waited half its budget
         rig.sender.step()
         assert rig.answers() == [control.Running("r1")]  # wait for its end

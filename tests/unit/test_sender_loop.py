@@ -378,7 +378,7 @@ def test_a_flush_is_answered_failing_exactly_its_budget_after_the_runtime_done(
     clock.now = 100.0  # the function ran on for a second after main asked
     rig.append_invocation("r1", ["late line"])
     rig.sender.step()  # its runtimeDone is read now (its own stamp is no use)
-    assert rig.answers() == [control.Running("r1")]  # past halfway through main's wait
+    assert rig.answers() == [control.Running("r1")]  # past RUNNING_AT through main's wait
     end = 100.0 + (1.5 - 0.0 - reaction_s(1.5))  # main's reaction is kept out of the budget
     assert_failing_exactly_at(rig, clock, end, "r1")
 
@@ -421,14 +421,14 @@ def test_a_report_read_before_the_runtime_done_does_not_start_the_budget(
     assert_failing_exactly_at(rig, clock, end, "r1")
 
 
-def test_a_flush_asked_before_the_invocation_started_hears_running_halfway_through_its_wait(
+def test_a_flush_asked_before_the_invocation_started_hears_running_part_way_through_its_wait(
     rig: WideRig, clock: Clock,
 ) -> None:
     assert rig.tell(control.Flush("r1")) == []
     _started(rig, "r1")
     _started(rig, "r2")  # nobody waits for r2
     assert rig.answers() == []  # most invocations are delivered before main needs to know
-    clock.now += rig.sender.flush_wait_s / 2
+    clock.now += rig.sender.flush_wait_s * sender.RUNNING_AT
     rig.sender.step()
     assert rig.answers() == [control.Running("r1")]
     clock.now += 10
@@ -436,38 +436,38 @@ def test_a_flush_asked_before_the_invocation_started_hears_running_halfway_throu
     assert rig.answers() == []  # once
 
 
-def test_running_is_told_by_a_pass_that_reads_the_start_shortly_before_halfway(
+def test_running_is_told_by_a_pass_that_reads_the_start_shortly_before_it_is_due(
     rig: WideRig, clock: Clock,
 ) -> None:
     # In a long invocation the listener's held wake-up brings the start just before main's wait
-    # is half over: that pass tells main, rather than one more pass when the timer runs out.
+    # is 5/8 over: that pass tells main, rather than one more pass when the timer runs out.
     asked = clock.now
     assert rig.tell(control.Flush("r1")) == []
-    halfway = asked + rig.sender.flush_wait_s / 2
-    clock.now = halfway - sender.RUNNING_SLACK_S - 0.001
+    running_at = asked + rig.sender.flush_wait_s * sender.RUNNING_AT
+    clock.now = running_at - sender.RUNNING_SLACK_S - 0.001
     _started(rig, "r1")
-    assert rig.answers() == []  # too early: most invocations are delivered before halfway
-    clock.now = halfway - sender.RUNNING_SLACK_S
+    assert rig.answers() == []  # too early: most invocations are delivered by then
+    clock.now = running_at - sender.RUNNING_SLACK_S
     rig.sender.step()
     assert rig.answers() == [control.Running("r1")]
     assert rig.sender.running_due == {}  # no timer left for it
 
 
-def test_shortly_before_halfway_without_the_start_running_waits_for_the_timer(
+def test_shortly_before_it_is_due_without_the_start_running_waits_for_the_timer(
     rig: WideRig, clock: Clock,
 ) -> None:
     asked = clock.now
     assert rig.tell(control.Flush("r1")) == []
-    halfway = asked + rig.sender.flush_wait_s / 2
-    clock.now = halfway - 0.01
+    running_at = asked + rig.sender.flush_wait_s * sender.RUNNING_AT
+    clock.now = running_at - 0.01
     rig.sender.step()
     assert rig.answers() == [] and "r1" in rig.sender.running_due  # nothing to tell yet
-    clock.now = halfway
+    clock.now = running_at
     _started(rig, "r1")  # the timer's pass reads the spool: the start is there by then
     assert rig.answers() == [control.Running("r1")]
 
 
-def test_a_flush_delivered_before_halfway_through_its_wait_hears_no_running(
+def test_a_flush_delivered_before_part_way_through_its_wait_hears_no_running(
     prompt: WideRig, clock: Clock, poll: Poll,
 ) -> None:
     assert prompt.tell(control.Flush("r1")) == []
@@ -482,12 +482,12 @@ def test_a_flush_delivered_before_halfway_through_its_wait_hears_no_running(
     assert prompt.answers() == []
 
 
-def test_the_wait_ends_halfway_through_a_flush_main_waits_for(
+def test_the_wait_ends_part_way_through_a_flush_main_waits_for(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
     rig.tell(control.Flush("r1"))
     rig.sender._wait(sender.IDLE_WAIT_S)
-    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s / 2)]
+    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s * sender.RUNNING_AT)]
 
 
 def test_the_sender_stops_exactly_at_the_drain_deadline(rig: WideRig, clock: Clock) -> None:
@@ -1124,7 +1124,7 @@ def test_an_invocation_delivered_on_the_senders_thread_leaves_no_timer_to_end_th
     inline: tuple[WideRig, InlineCourier], poll: Poll,
 ) -> None:
     rig, _ = inline
-    rig.tell(control.Flush("r1"))  # main waits: Running is due halfway through its wait
+    rig.tell(control.Flush("r1"))  # main waits: Running is due RUNNING_AT through its wait
     rig.append_invocation("r1", ["b"])  # its runtimeDone: a budget from then
     rig.sender.step()
     assert rig.answers() == [control.Delivered("r1")]
@@ -1182,13 +1182,13 @@ def test_a_flush_whose_budget_is_over_is_answered_before_the_inline_request_not_
     assert rig.answers() == [control.Failing("r1")]
 
 # What the sender tells main about the flushes it waits for, and when its waits end for them
-# (Running halfway through main's wait, never to an invocation already told Failing, never
+# (Running RUNNING_AT through main's wait, never to an invocation already told Failing, never
 # for a backlog; every message read with a backlog flush applied; the inline request's limit
 # and the idle wait on a monotonic clock counted from boot: a fresh microVM's reads well
 # under a second).
 
 
-def test_an_invocation_told_failing_is_not_told_running_halfway_through_the_wait(
+def test_an_invocation_told_failing_is_not_told_running_part_way_through_the_wait(
     rig: WideRig, clock: Clock,
 ) -> None:
     assert rig.tell(control.Flush("r1")) == []
@@ -1196,7 +1196,7 @@ def test_an_invocation_told_failing_is_not_told_running_halfway_through_the_wait
     rig.courier.failures += 1  # HEC refused an attempt: main stops waiting for r1
     rig.sender.step()
     assert rig.answers() == [control.Failing("r1")]
-    clock.now += rig.sender.flush_wait_s / 2
+    clock.now += rig.sender.flush_wait_s * sender.RUNNING_AT
     rig.sender.step()
     assert rig.answers() == []  # main no longer waits: Running would only wake it
     assert not rig.sender.running_due
@@ -1205,7 +1205,7 @@ def test_an_invocation_told_failing_is_not_told_running_halfway_through_the_wait
 def test_a_backlog_flush_that_started_is_never_told_running(rig: WideRig, clock: Clock) -> None:
     _started(rig, "r1")  # its platform.start is spooled, its runtimeDone not (yet, or lost)
     assert rig.tell(control.FlushBacklog("r1")) == []
-    clock.now += rig.sender.flush_wait_s / 2
+    clock.now += rig.sender.flush_wait_s * sender.RUNNING_AT
     rig.sender.step()
     assert rig.answers() == []  # main would not wait longer for an invocation ended long ago
     clock.now = rig.sender.due["r1"]
@@ -1238,19 +1238,19 @@ def test_a_request_on_the_senders_thread_ends_with_the_first_budget_right_after_
     assert rig.sender._inline_limit_s() == pytest.approx(0.3)
 
 
-def test_an_idle_wait_right_after_boot_ends_halfway_through_main_s_wait(
+def test_an_idle_wait_right_after_boot_ends_part_way_through_main_s_wait(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
     clock.now = 0.1  # a sender started right after boot
     rig.tell(control.Flush("r1"))
     rig.sender._wait(5.0)
-    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s / 2)]
+    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s * sender.RUNNING_AT)]
 
 
-def test_an_idle_wait_past_main_s_halfway_point_is_a_poll(
+def test_an_idle_wait_past_main_s_running_point_is_a_poll(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
-    # The halfway point passed during the pass (Running is told at the next): a 1 ms poll that
+    # The Running point passed during the pass (Running is told at the next): a 1 ms poll that
     # looks everywhere, as for a flush's budget that ended.
     rig.tell(control.Flush("r1"))
     clock.now += rig.sender.flush_wait_s
