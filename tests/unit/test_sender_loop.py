@@ -467,6 +467,23 @@ def test_shortly_before_it_is_due_without_the_start_running_waits_for_the_timer(
     assert rig.answers() == [control.Running("r1")]
 
 
+def test_a_running_timer_run_out_without_the_start_is_dropped_by_a_late_pass(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    # The timer's pass rarely comes at the exact instant: one a little past its due time that finds no
+    # start has nothing to tell, and must not leave the timer, or each later wait would end at
+    # once (1 ms) until the invocation is delivered, and a start read late would tell Running.
+    asked = clock.now
+    assert rig.tell(control.Flush("r1")) == []
+    clock.now = asked + rig.sender.flush_wait_s * sender.RUNNING_AT + 0.01
+    rig.sender.step()
+    assert rig.answers() == [] and rig.sender.running_due == {}
+    rig.sender._wait(sender.IDLE_WAIT_S)
+    assert poll.timeouts == [sender.IDLE_WAIT_S]  # nothing is due: no busy wait
+    _started(rig, "r1")
+    assert rig.answers() == []
+
+
 def test_a_flush_delivered_before_part_way_through_its_wait_hears_no_running(
     prompt: WideRig, clock: Clock, poll: Poll,
 ) -> None:
