@@ -436,14 +436,19 @@ def test_a_flush_asked_before_the_invocation_started_hears_running_part_way_thro
     assert rig.answers() == []  # once
 
 
+def _asked_to_flush(rig: WideRig, clock: Clock, request_id: str) -> float:
+    """Main asks now; returns when Running is due (RUNNING_AT through main's wait)."""
+    asked = clock.now
+    assert rig.tell(control.Flush(request_id)) == []
+    return asked + rig.sender.flush_wait_s * sender.RUNNING_AT
+
+
 def test_running_is_told_by_a_pass_that_reads_the_start_shortly_before_it_is_due(
     rig: WideRig, clock: Clock,
 ) -> None:
     # In a long invocation the listener's held wake-up brings the start just before main's wait
     # is 5/8 over: that pass tells main, rather than one more pass when the timer runs out.
-    asked = clock.now
-    assert rig.tell(control.Flush("r1")) == []
-    running_at = asked + rig.sender.flush_wait_s * sender.RUNNING_AT
+    running_at = _asked_to_flush(rig, clock, "r1")
     clock.now = running_at - sender.RUNNING_SLACK_S - 0.001
     _started(rig, "r1")
     assert rig.answers() == []  # too early: most invocations are delivered by then
@@ -456,9 +461,7 @@ def test_running_is_told_by_a_pass_that_reads_the_start_shortly_before_it_is_due
 def test_shortly_before_it_is_due_without_the_start_running_waits_for_the_timer(
     rig: WideRig, clock: Clock,
 ) -> None:
-    asked = clock.now
-    assert rig.tell(control.Flush("r1")) == []
-    running_at = asked + rig.sender.flush_wait_s * sender.RUNNING_AT
+    running_at = _asked_to_flush(rig, clock, "r1")
     clock.now = running_at - 0.01
     rig.sender.step()
     assert rig.answers() == [] and "r1" in rig.sender.running_due  # nothing to tell yet
@@ -470,9 +473,10 @@ def test_shortly_before_it_is_due_without_the_start_running_waits_for_the_timer(
 def test_a_running_timer_run_out_without_the_start_is_dropped_by_a_late_pass(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
-    # The timer's pass rarely comes at the exact instant: one a little past its due time that finds no
-    # start has nothing to tell, and must not leave the timer, or each later wait would end at
-    # once (1 ms) until the invocation is delivered, and a start read late would tell Running.
+    # The timer's pass rarely comes at the exact instant: one a little past its due time that
+    # finds no start has nothing to tell, and must not leave the timer, or each later wait would
+    # end at once (1 ms) until the invocation is delivered, and a start read late would tell
+    # Running.
     asked = clock.now
     assert rig.tell(control.Flush("r1")) == []
     clock.now = asked + rig.sender.flush_wait_s * sender.RUNNING_AT + 0.01
