@@ -261,7 +261,7 @@ def test_serve_writes_a_held_wake_up_when_it_is_due_and_waits_no_longer(
     monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
     monkeypatch.setattr(plain.http, "listen", lambda: None)
     monkeypatch.setattr(plain.http, "wait_s", lambda: 1.75)
-    plain.writer.wake_due = 50.5
+    plain.writer.wake_due = 50.375
 
     def poll(timeout: float) -> bool:
         polls.append(timeout)
@@ -272,8 +272,9 @@ def test_serve_writes_a_held_wake_up_when_it_is_due_and_waits_no_longer(
     monkeypatch.setattr(plain.writer, "wake_if_due", woken.append)
     plain.serve()
     # The server's wait, cut to when the held wake-up is due; written once due (the stand-in
-    # keeps it held, so the third wait, past due, does not wait).
-    assert polls == [0.5, 0.25, 0.0]
+    # keeps it held, so the third wait, past due, does not wait: 0, not below, which epoll
+    # would take as "wait for ever").
+    assert polls == [0.375, 0.125, 0.0]
     assert woken == [50.25, 50.5, 50.75]
 
 
