@@ -54,7 +54,7 @@ def version_needs(data: bytes) -> dict[str, set[str]]:
 
 def max_glibc(needs: dict[str, set[str]]) -> tuple[int, ...]:
     """The newest GLIBC_x.y version named anywhere in `needs`, (0,) when none."""
-    found = [(0,)]
+    found: list[tuple[int, ...]] = [(0,)]
     for names in needs.values():
         for name in names:
             match = GLIBC_VERSION.match(name)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ext.local.hec import HecReceiver
 from ext.local.sandbox import Sandbox, SandboxConfig
@@ -26,8 +27,9 @@ def extension_env(hec: HecReceiver, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def sandbox(
-    opt: Path, env: Mapping[str, str], tmp_dir: Path | None = None, **cfg: object
+    opt: Path, env: Mapping[str, str], tmp_dir: Path | None = None, **cfg: Any
 ) -> Iterator[Sandbox]:
+    """The sample function in an emulated environment; `cfg`: more SandboxConfig fields."""
     config = SandboxConfig(
         function_dir=ROOT / "function",
         handler="handler.handler",
@@ -35,7 +37,7 @@ def sandbox(
         env=dict(env),
         tmp_dir=tmp_dir,
         **{"limits": False, **cfg},  # whole cores: timing assertions; limits have their tests
-    )  # type: ignore[arg-type]
+    )
     with Sandbox(config) as sb:
         yield sb
 
@@ -53,7 +55,9 @@ def lines_of(hec: HecReceiver, tag: str | None = None) -> list[str]:
     return found
 
 
-def platform_events(hec: HecReceiver) -> list[dict[str, object]]:
+def platform_events(hec: HecReceiver) -> list[dict[str, Any]]:
+    """The platform events HEC stored, parsed (JSON: the tests index into them as they know
+    their shape)."""
     return [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:platform", limit=10**7)]
 
 

@@ -143,7 +143,7 @@ def test_counts_are_read_from_notices_at_either_level(tmp_path: Path) -> None:
 
     run = CaseRun("count", tmp_path, tmp_path)
     with run:
-        notices = [
+        notices: list[dict[str, object]] = [
             {"type": "splunk-extension.spool-loss", "dropped_events": 3, "dropped_records": 1},
             {"type": "splunk-extension.intake-dropped", "record": {"dropped_events": 2}},
         ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ext.local.hec import HecReceiver
+from ext.local.hec import HecReceiver, HecToken
 from tests.integration.conftest import TOKEN
 from tests.integration.extension_harness import (
     expected_lines,
@@ -49,7 +49,7 @@ def test_fifty_invocations_everything_exactly_once_and_before_freeze(
     assert kinds["platform.start"] == kinds["platform.runtimeDone"] == 50
     assert kinds["platform.report"] == 50  # the last one arrives in the shutdown window
     reports = [e for e in platform_events(hec) if e["type"] == "platform.report"]
-    assert [r["record"]["requestId"] for r in reports] == request_ids  # type: ignore[index]
+    assert [r["record"]["requestId"] for r in reports] == request_ids
     assert kinds["platform.initStart"] == 1
 
 
@@ -170,9 +170,7 @@ def test_hec_unreachable_then_recovery(tmp_path: Path, local_opt: Path) -> None:
                 assert lines_of(hec, f"down{n}") == expected_lines(f"down{n}", 10)
 
 
-def _tokens() -> tuple[object, ...]:
-    from ext.local.hec import HecToken
-
+def _tokens() -> tuple[HecToken, ...]:
     return (HecToken(name="lambda", value=TOKEN),)
 
 
@@ -211,7 +209,7 @@ def test_timeout_reset_keeps_everything(hec: HecReceiver, local_opt: Path) -> No
         assert lines_of(hec, tag) == expected_lines(tag, 4)
     statuses = [
         e["record"]["status"]
-        for e in platform_events(hec)  # type: ignore[index]
+        for e in platform_events(hec)
         if e["type"] == "platform.runtimeDone"
     ]
     assert "timeout" in statuses

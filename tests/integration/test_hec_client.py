@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -539,8 +540,12 @@ def test_tls_reads_the_trust_store_once_and_prepare_does_the_handshake(
     context = client._pool.conn_kw["ssl_context"]
     loads: list[object] = []
     real_load = context.load_verify_locations
-    monkeypatch.setattr(context, "load_verify_locations",
-                        lambda *a, **k: loads.append(a or k) or real_load(*a, **k))
+
+    def load_verify_locations(*a: Any, **k: Any) -> None:
+        loads.append(a or k)
+        real_load(*a, **k)
+
+    monkeypatch.setattr(context, "load_verify_locations", load_verify_locations)
     client.prepare()
     assert len(loads) == 1
     pooled = client._pool.pool.queue[-1]  # type: ignore[union-attr]

@@ -101,7 +101,7 @@ def spy_loads(client: HecClient, monkeypatch: pytest.MonkeyPatch) -> list[dict[s
     def load(cafile: object = None, capath: object = None, cadata: object = None) -> None:
         loads.append({k: v for k, v in
                       {"cafile": cafile, "capath": capath, "cadata": cadata}.items() if v})
-        real(cafile, capath, cadata)  # type: ignore[arg-type]
+        real(cafile, capath, cadata)
 
     monkeypatch.setattr(context, "load_verify_locations", load)
     return loads
@@ -241,7 +241,12 @@ def test_the_ca_bundle_is_read_once_however_often_trust_is_asked(
     loads = spy_loads(client, monkeypatch)
     reads: list[str] = []
     real_read = trust.read_bundle
-    monkeypatch.setattr(trust, "read_bundle", lambda path: reads.append(path) or real_read(path))
+
+    def read_bundle(path: str) -> trust.Bundle:
+        reads.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(trust, "read_bundle", read_bundle)
     for _ in range(3):
         client.trust()  # no connection: port 9 would refuse a probe
     client.close()

@@ -54,7 +54,7 @@ def test_reports_become_metrics_and_timeout_and_oom_one_alert_each(
     assert set(hec.stats()["by_status"]) == {"200"}
     reports = [e["record"] for e in platform_events(hec) if e["type"] == "platform.report"]
     assert len(reports) == 5
-    assert {r["errorType"] for r in reports if "errorType" in r} == {  # type: ignore[index]
+    assert {r["errorType"] for r in reports if "errorType" in r} == {
         "Sandbox.Timeout", "Runtime.OutOfMemory"}
     metrics = hec.events(index=METRICS_INDEX, limit=10**6)
     assert all(e.kind == "metric" and e.sourcetype == "aws:lambda:metrics" for e in metrics)
@@ -71,7 +71,7 @@ def test_reports_become_metrics_and_timeout_and_oom_one_alert_each(
         tuple(f.get(f"metric_name:{name}") for name in REPORT_METRICS.values())
         for f in report_metrics)
     as_reports = collections.Counter(
-        tuple(r["metrics"].get(field) for field in REPORT_METRICS)  # type: ignore[index]
+        tuple(r["metrics"].get(field) for field in REPORT_METRICS)
         for r in reports)
     assert as_metrics == as_reports
     cold = [f for f in report_metrics if f["metric_name:aws.lambda.cold_starts"] == 1]

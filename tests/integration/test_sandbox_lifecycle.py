@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_platform_event_shapes(tmp_path: Path) -> None:
         ok = sb.invoke({"lines": 2, "tag": "shape"})
         err = sb.invoke({"raise": True, "tag": "bad"})
         sb.shutdown()
-    received = {}
+    received: dict[tuple[str, str | None], dict[str, Any]] = {}
     for _, ev in received_events(read_notes(out)):
         received.setdefault(
             (ev["type"], ev["record"].get("requestId") if isinstance(ev["record"], dict) else None),
@@ -142,7 +143,7 @@ def test_runtime_crash_resets_and_keeps_tmp(tmp_path: Path) -> None:
     cfg = SandboxConfig(
         function_dir=FUNCTION_DIR, handler="handler.handler", timeout_s=2.0, limits=False
     )
-    seen: list[tuple[str, dict]] = []
+    seen: list[tuple[str, dict[str, Any]]] = []
     with Sandbox(cfg) as sb:
         sb.on_platform_event(lambda t, r: seen.append((t, r)))
         marker = sb.tmp_dir / "marker"

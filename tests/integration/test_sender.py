@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,13 +89,19 @@ def make(made: list[SenderProc], spool: Path, hec: HecReceiver, **env: str) -> S
     return s
 
 
-def wait_for(predicate: object, timeout: float = 20.0) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached in time")
+
+
+def gather(got: list[control.Message], inbox: control.Inbox) -> list[control.Message]:
+    """`got`, with the messages that came on `inbox` since added."""
+    got.extend(inbox.read())
+    return got
 
 
 def spool_invocations(writer: SpoolWriter, count: int, lines: int) -> list[str]:
@@ -143,7 +149,7 @@ def test_min_batch_size_holds_until_flush(
     assert control.send(sender.ctl_w, control.Flush(rid))
     answers = control.Inbox(sender.status_r)
     got: list[control.Message] = []
-    wait_for(lambda: got.extend(answers.read()) or len(got) > 1)
+    wait_for(lambda: len(gather(got, answers)) > 1)
     assert got == [control.Ready(), control.Delivered(rid)]
     assert read_committed(spool) >= last  # told only once committed through its runtimeDone
     assert len(function_lines(hec)) == 10
@@ -381,7 +387,7 @@ def test_a_hanging_hec_is_not_waited_for_until_it_answers_fast_again(
         def about(m: control.Message) -> bool:
             return getattr(m, "request_id", None) == rid and not isinstance(m, control.Running)
 
-        wait_for(lambda: got.extend(answers.read()) or any(map(about, got)), timeout=10)
+        wait_for(lambda: any(map(about, gather(got, answers))), timeout=10)
         return next(m for m in got if about(m))
 
     with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
@@ -399,5 +405,5 @@ def test_a_hanging_hec_is_not_waited_for_until_it_answers_fast_again(
         assert waited < 0.5  # the second flush: no new 1 s timeout to sit through
     hec.clear_faults()
     assert answer_for(rids[1]) in (control.Failing(rids[1]), control.Delivered(rids[1]))
-    wait_for(lambda: got.extend(answers.read()) or control.Delivered(rids[1]) in got, timeout=30)
+    wait_for(lambda: control.Delivered(rids[1]) in gather(got, answers), timeout=30)
     assert len(function_lines(hec)) == 6

@@ -46,6 +46,6 @@ def test_late_last_report_reaches_hec_and_extension_exits_before_deadline(
     ext = shutdown.extensions["splunk-hec-extension"]
     assert ext.exited and not ext.killed
     assert ext.exit_ms is not None and ext.exit_ms < 2000
-    reports = [e["record"]["requestId"] for e in platform_events(hec)  # type: ignore[index]
+    reports = [e["record"]["requestId"] for e in platform_events(hec)
                if e["type"] == "platform.report"]
     assert reports == ids, "the last platform.report, delivered 1.2 s late, reached HEC"

@@ -17,7 +17,8 @@ def segment_path(directory: str | os.PathLike[str], base: int) -> Path:
 
 def on_disk(directory: Path) -> int:
     """Bytes in the spool's segment files."""
-    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+    bases = list_segments(os.fspath(directory))
+    return sum(os.stat(segment_path(directory, b)).st_size for b in bases)
 
 
 def drain(directory: Path) -> tuple[list[SpoolRecord], SpoolReader]:

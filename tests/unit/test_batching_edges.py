@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ext.sender.batching import HecBatch, plan_batches, seal, split_batch, without
 
+# plan_batches takes (seq, envelopes) records; seq None: envelopes that complete no record.
+Records = list[tuple[int | None, list[bytes]]]
+
 
 def shapes(batches: list[HecBatch]) -> list[tuple[list[bytes], int, int | None]]:
     return [(b.envelopes(), b.size, b.completes_seq) for b in batches]
@@ -11,13 +14,13 @@ def shapes(batches: list[HecBatch]) -> list[tuple[list[bytes], int, int | None]]
 
 def test_an_envelope_that_fits_exactly_joins_the_batch() -> None:
     # "aaaa\nbbbb" is 9 bytes: a bound of 9 holds both, a bound of 8 does not.
-    records = [(1, [b"aaaa", b"bbbb"])]
+    records: Records = [(1, [b"aaaa", b"bbbb"])]
     assert shapes(plan_batches(records, 9)) == [([b"aaaa", b"bbbb"], 9, 1)]
     assert shapes(plan_batches(records, 8)) == [([b"aaaa"], 4, None), ([b"bbbb"], 4, 1)]
 
 
 def test_batches_are_filled_before_a_new_one_starts() -> None:
-    records = [(5, [b"a", b"b"]), (6, [b"c"]), (7, [b"d", b"e"])]
+    records: Records = [(5, [b"a", b"b"]), (6, [b"c"]), (7, [b"d", b"e"])]
     assert shapes(plan_batches(records, 5)) == [
         ([b"a", b"b", b"c"], 5, 6),  # records 5 and 6 end inside this batch
         ([b"d", b"e"], 3, 7),
@@ -25,14 +28,14 @@ def test_batches_are_filled_before_a_new_one_starts() -> None:
 
 
 def test_an_oversized_envelope_goes_alone() -> None:
-    records = [(1, [b"a", b"x" * 20, b"b"])]
+    records: Records = [(1, [b"a", b"x" * 20, b"b"])]
     assert shapes(plan_batches(records, 10)) == [
         ([b"a"], 1, None), ([b"x" * 20], 20, None), ([b"b"], 1, 1),
     ]
 
 
 def test_a_batch_completes_only_records_that_ended_before_it_was_closed() -> None:
-    records = [(1, [b"aaa"]), (2, [b"bbb", b"ccc"]), (3, [])]
+    records: Records = [(1, [b"aaa"]), (2, [b"bbb", b"ccc"]), (3, [])]
     assert shapes(plan_batches(records, 7)) == [
         ([b"aaa", b"bbb"], 7, 1), ([b"ccc"], 3, 3),
     ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import ab, common
+from benchmarks import ab, bench_cost, common
 
 ALL = "CPU us/invocation, all"
 SENDER = "CPU us/invocation, sender"
@@ -170,7 +170,7 @@ def test_cost_gives_both_sides_of_a_round_the_same_seed_and_each_round_another(
                                                      "sender": 0.5},
                 "hec_requests_per_invocation": 1.0}
 
-    monkeypatch.setattr(ab.bench_cost, "run_cell", run_cell)
+    monkeypatch.setattr(bench_cost, "run_cell", run_cell)
     args = ab.parser().parse_args(["cost", "--base", "."])
     rounds = ab.run_rounds(ab.BENCHES["cost"].run, {"base": Path("b"), "change": None}, args, 2)
     assert seeds[0] == seeds[1] != seeds[2] == seeds[3]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ext import control
 
-ids = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"),
+ids = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\n\r"),
               min_size=1, max_size=60).filter(lambda t: t.strip() == t and t != "")
 messages = st.one_of(
     st.builds(control.Flush, ids),

@@ -82,7 +82,7 @@ def test_an_inbox_reads_no_more_than_what_is_there(
         reads.append(size)
         return real_read(fd, size)
 
-    monkeypatch.setattr(control.os, "read", counted)
+    monkeypatch.setattr(os, "read", counted)
     assert inbox.read() == []
     assert reads == []  # nothing there: not even one read
     assert control.send(write_fd, control.Delivered("r1"))

@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import os
+import random
 import select
 import threading
 import time
@@ -403,7 +404,11 @@ def test_waits_between_attempts_follow_the_verdicts(make: Make) -> None:
     answers = iter([hold, hold, hold, retry])
     courier, client = make(lambda _: next(answers, ACCEPTED))
     waits: list[float] = []
-    courier._pause = waits.append  # type: ignore[method-assign]
+
+    def pause(seconds: float) -> None:
+        waits.append(seconds)
+
+    courier._pause = pause  # type: ignore[method-assign]
     courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
     assert waits[:3] == [2.0, 4.0, 8.0]  # holds double from 2 s
@@ -431,7 +436,7 @@ def test_a_backoff_is_cut_short_by_the_drain_deadline(make: Make) -> None:
 
 
 def test_retry_waits_at_the_top_of_their_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(courier_module.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     courier = Courier.__new__(Courier)
     courier.drain_deadline = None
     retry = HecOutcome(Verdict.RETRY, 503)
@@ -740,6 +745,11 @@ def _hurry_wakes(courier: Courier) -> bool:
     """Whether `hurry` wakes the courier's thread (notifies its condition)."""
     woken: list[int] = []
     notify = courier._cv.notify_all
-    courier._cv.notify_all = lambda: (woken.append(1), notify())[1]  # type: ignore[method-assign]
+
+    def notify_all() -> None:
+        woken.append(1)
+        notify()
+
+    courier._cv.notify_all = notify_all  # type: ignore[method-assign]
     courier.hurry()
     return bool(woken)

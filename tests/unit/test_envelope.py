@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import calendar
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,7 +21,7 @@ def builder(**extra: str) -> EnvelopeBuilder:
     return EnvelopeBuilder(cfg, "my-fn")
 
 
-def one(b: EnvelopeBuilder, event: dict[str, object]) -> dict[str, object]:
+def one(b: EnvelopeBuilder, event: Mapping[str, object]) -> dict[str, object]:
     out = b.build(json.dumps([event]).encode())
     assert len(out) == 1
     parsed: dict[str, object] = json.loads(out[0])

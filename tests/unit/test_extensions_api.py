@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -191,8 +192,12 @@ def test_the_next_event_request_is_made_once_per_identifier(
     with api([reply(200, INVOKE)] * 3) as (ext_api, stub):
         made: list[str] = []
         real_wire = ext_api.client.wire
-        monkeypatch.setattr(ext_api.client, "wire", lambda *args: made.append(args[1]) or
-                            real_wire(*args))
+
+        def wire(*args: Any) -> bytes:
+            made.append(args[1])
+            return real_wire(*args)
+
+        monkeypatch.setattr(ext_api.client, "wire", wire)
         ext_api.extension_id = "id-1"
         ext_api.next_event()
         ext_api.next_event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,13 @@ def parse(*envelopes: dict[str, object], **ctx: object) -> tuple[int | None, int
     return outcome.error_code, len(outcome.events)
 
 
-def metric(index: str = "m", **fields: object) -> dict[str, object]:
+def metric(index: str = "m", fields: dict[str, object] | None = None) -> dict[str, object]:
     return {"event": "metric", "index": index, "fields": fields or {"metric_name:a.b_ms": 1.5}}
 
 
 def test_metric_to_a_metrics_index_is_accepted() -> None:
-    assert parse(metric(**{"metric_name:a": 1, "metric_name:b": "2.5", "fn": "f"})) == (None, 1)
+    fields: dict[str, object] = {"metric_name:a": 1, "metric_name:b": "2.5", "fn": "f"}
+    assert parse(metric(fields=fields)) == (None, 1)
 
 
 def test_metric_to_an_events_index_is_rejected() -> None:
@@ -61,7 +63,7 @@ def test_receiver_level_metrics_index() -> None:
     {"metric_name:a": 1, "metric_name:b": "NaN"},
 ])
 def test_metric_fields_must_be_named_numbers(fields: dict[str, object]) -> None:
-    assert parse(metric(**fields)) == (6, 0)
+    assert parse(metric(fields=fields)) == (6, 0)
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])  # the session's first example
@@ -81,7 +83,7 @@ def _numeric(value: object) -> bool:
         return False
 
 
-def store_with(tmp_path: Path, points: list[tuple[float, dict[str, object]]]) -> EventStore:
+def store_with(tmp_path: Path, points: Sequence[tuple[float, Mapping[str, object]]]) -> EventStore:
     store = EventStore(tmp_path / "hec.db")
     events = [ParsedEvent(t, "h", "s", "st", "m", json.dumps(f), '"metric"', "metric")
               for t, f in points]

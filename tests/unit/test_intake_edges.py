@@ -4,6 +4,7 @@ end an invocation (notable), bytes around the array, and the extension's own tim
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_a_long_but_shallow_record_is_spooled_byte_for_byte(record: object, fill
 
 
 def test_a_memoryview_body_gets_the_verdict_of_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(intake.time, "time", lambda: 1791444628.0)  # one stamp for both
+    monkeypatch.setattr(time, "time", lambda: 1791444628.0)  # one stamp for both
     for filler in (1, 70):
         body = batch(*(event(f"line {n}") for n in range(filler)), event(nested(64)))
         assert kept(intake.inspect(memoryview(body))) == kept(intake.inspect(body))
@@ -214,9 +215,9 @@ def test_depth_of_json_text(text: bytes, levels: int) -> None:
 
 def test_the_extension_stamps_its_events_as_the_telemetry_api_does(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(intake.time, "time", lambda: 1791444628.2359)
+    monkeypatch.setattr(time, "time", lambda: 1791444628.2359)
     assert intake.now_iso() == "2026-10-08T07:30:28.235Z"
-    monkeypatch.setattr(intake.time, "time", lambda: 1791444628.007)
+    monkeypatch.setattr(time, "time", lambda: 1791444628.007)
     assert intake.now_iso() == "2026-10-08T07:30:28.007Z"
     [notice] = json.loads(b"[" + intake.dropped_notice(2, 1) + b"]")
     assert notice == {"time": "2026-10-08T07:30:28.007Z", "type": intake.DROPPED_TYPE,

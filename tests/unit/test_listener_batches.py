@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -193,7 +195,7 @@ def test_a_salvaged_batch_is_filtered_too(filtering: Listener, tmp_path: Path) -
 def test_drops_wait_at_most_the_report_interval(
         filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [10.0]  # a VM booted seconds ago: the monotonic clock is small
-    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     filtering.accept_batch(body(("function", "[DEBUG]\tx")))
     assert filtering.filtered_since == 10.0
     now[0] += 59.5  # drops wait at most a minute
@@ -228,13 +230,23 @@ def test_a_batch_left_empty_by_the_filters_is_answered_200(filtering: Listener,
 
 # --- the process loop --------------------------------------------------------------------------
 
+def recording(polls: list[float]) -> Callable[[float], bool]:
+    """A stand-in for the server's poll: records each timeout, says the timers ran."""
+
+    def poll(timeout: float) -> bool:
+        polls.append(timeout)
+        return True
+
+    return poll
+
+
 def test_serve_runs_while_the_parent_lives(plain: Listener,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     parents = iter([plain.parent, plain.parent, 1])
     polls: list[float] = []
-    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(os, "getppid", lambda: next(parents))
     monkeypatch.setattr(plain.http, "listen", lambda: polls.append(-1.0))
-    monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
+    monkeypatch.setattr(plain.http, "poll", recording(polls))
     plain.serve()
     assert polls == [-1.0, http_server.TICK_S, http_server.TICK_S]
 
@@ -243,10 +255,10 @@ def test_serve_waits_as_long_as_the_server_says(plain: Listener,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     parents = iter([plain.parent, plain.parent, 1])
     polls: list[float] = []
-    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(os, "getppid", lambda: next(parents))
     monkeypatch.setattr(plain.http, "listen", lambda: None)
     monkeypatch.setattr(plain.http, "wait_s", lambda: 1.75)  # e.g. every connection idle
-    monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
+    monkeypatch.setattr(plain.http, "poll", recording(polls))
     plain.serve()
     assert polls == [1.75, 1.75]
 
@@ -254,11 +266,11 @@ def test_serve_waits_as_long_as_the_server_says(plain: Listener,
 def test_serve_writes_a_held_wake_up_when_it_is_due_and_waits_no_longer(
         plain: Listener, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [50.0]
-    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     parents = iter([plain.parent, plain.parent, plain.parent, 1])
     polls: list[float] = []
     woken: list[float] = []
-    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(os, "getppid", lambda: next(parents))
     monkeypatch.setattr(plain.http, "listen", lambda: None)
     monkeypatch.setattr(plain.http, "wait_s", lambda: 1.75)
     plain.writer.wake_due = 50.375
@@ -310,7 +322,7 @@ def test_serve_looks_at_the_parent_only_when_the_timers_ran(
         looks.append(len(looks))
         return plain.parent if len(looks) < 3 else 1
 
-    monkeypatch.setattr(listener.os, "getppid", getppid)
+    monkeypatch.setattr(os, "getppid", getppid)
     monkeypatch.setattr(plain.http, "listen", lambda: None)
     monkeypatch.setattr(plain.http, "poll", lambda timeout: next(ticks))
     plain.serve()
@@ -321,7 +333,7 @@ def test_serve_looks_at_the_parent_only_when_the_timers_ran(
 def test_an_empty_array_spools_nothing_even_with_drops_overdue(
         filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1_000.0]
-    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     filtering.accept_batch(body(("function", "[DEBUG]\tx")))
     now[0] += 61
     assert filtering.accept_batch(b"[]").startswith(b"HTTP/1.1 200 ")
@@ -332,7 +344,7 @@ def test_an_empty_array_spools_nothing_even_with_drops_overdue(
 def test_overdue_drops_are_reported_even_by_a_batch_all_dropped(
         filtering: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [10.0]
-    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     filtering.accept_batch(body(("function", "[DEBUG]\tx")))
     now[0] += 61
     assert filtering.accept_batch(body(("function", "[DEBUG]\ty"))).startswith(b"HTTP/1.1 200 ")
@@ -358,9 +370,9 @@ def test_serve_compares_the_parent_by_its_pid(plain: Listener,
     plain.parent = 123_456
     parents = iter([int("123456"), int("123456"), 200_000])
     polls: list[float] = []
-    monkeypatch.setattr(listener.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(os, "getppid", lambda: next(parents))
     monkeypatch.setattr(plain.http, "listen", lambda: None)
-    monkeypatch.setattr(plain.http, "poll", lambda timeout: polls.append(timeout) or True)
+    monkeypatch.setattr(plain.http, "poll", recording(polls))
     plain.serve()
     assert polls == [http_server.TICK_S, http_server.TICK_S]
 

@@ -56,7 +56,7 @@ class Runner:
         self.server.close()
 
     def records(self) -> list[str]:
-        out = []
+        out: list[str] = []
         with SpoolReader(self.spool) as reader:
             for record in reader.read(1_000, 2**30):
                 out.extend(e["record"] for e in json.loads(record.payload))

@@ -76,6 +76,11 @@ class FlakyServer:
         return self.real.accept()
 
 
+def accepting(http: HttpServer) -> bool:
+    """Whether the server accepts connections (a function: mypy would narrow the attribute)."""
+    return http._accepting
+
+
 @pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
 def test_an_accept_error_with_no_connection_pauses_accepting_then_resumes(
         loop: Loop, code: int) -> None:
@@ -84,9 +89,9 @@ def test_an_accept_error_with_no_connection_pauses_accepting_then_resumes(
     loop.talk(b"", sock, answers=0)
     assert (loop.http.accept_errors, loop.http._accepting, loop.http._conns) == (1, False, {})
     tick(loop.http, loop.http._accept_paused_until - 0.01)
-    assert not loop.http._accepting
+    assert not accepting(loop.http)
     tick(loop.http, loop.http._accept_paused_until + 0.05)
-    assert loop.http._accepting
+    assert accepting(loop.http)
     assert status(loop.talk(post(BATCH), sock)) == 200  # it waited in the backlog
 
 
@@ -269,7 +274,7 @@ def test_a_long_idle_wait_is_no_freeze_but_a_gap_past_it_is(
     start = loop.http._last_tick
     conn.active = start - 5.0
     now = [start]
-    monkeypatch.setattr(http_server.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     monkeypatch.setattr(loop.http, "_epoll", NoEvents())
     loop.http.poll(0.0)  # a round too early for the timers
     now[0] = start + 2.0 + late  # back from an idle wait of 2 s, `late` past its end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_cgroup_path_is_joined_below_the_mount_root() -> None:
 def test_without_root_the_sandbox_runs_unlimited_with_one_notice(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(limits.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(limits, "_noticed", False)
     with caplog.at_level(logging.WARNING, logger="ext.local.sandbox"):
         assert limits.create(128) is None

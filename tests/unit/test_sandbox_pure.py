@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any, TypedDict
 
 import pytest
 from hypothesis import given, settings
@@ -98,8 +99,17 @@ def test_log_records_text_and_json() -> None:
     assert records.frame_record(0xA55A000F, b"[INFO]\tx\n") == "[INFO]\tx\n"
 
 
+class Outcome(TypedDict):
+    """The arguments of records.report that the billing does not depend on."""
+
+    status: str
+    error_type: str | None
+    spans: list[dict[str, Any]]
+    trace: dict[str, str]
+
+
 def test_report_billing_includes_init() -> None:
-    common = {"status": "success", "error_type": None, "spans": [], "trace": {}}
+    common: Outcome = {"status": "success", "error_type": None, "spans": [], "trace": {}}
     rec = records.report(
         "r",
         duration_ms=1233.96,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ext import config, control
+from ext.errors import ConfigError
 from ext.sender.envelope import EnvelopeBuilder
 from ext.sender.self_metrics import (
     MAX_LATENCIES,
@@ -170,7 +171,7 @@ def test_invocation_self_metrics_wait_for_the_interval_and_shutdown_does_not() -
 def test_the_interval_is_validated() -> None:
     env = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}
     assert config.load(env).self_metrics_interval_ms == 10_000
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         config.load({**env, "SPLUNK_SELF_METRICS_INTERVAL_MS": "-1"})
     assert any("SPLUNK_SELF_METRICS_INTERVAL_MS" in p for p in caught.value.problems)
 

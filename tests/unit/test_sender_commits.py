@@ -102,7 +102,8 @@ class Rig:
     def append_invocation(self, rid: str, texts: list[str]) -> None:
         seq = self.writer.next_seq
         stamp = "2026-11-26T12:00:00.000Z"
-        events = [{"time": stamp, "type": "function", "record": t} for t in texts]
+        events: list[dict[str, object]] = [
+            {"time": stamp, "type": "function", "record": t} for t in texts]
         events.append({"time": stamp, "type": "platform.runtimeDone",
                        "record": {"requestId": rid, "status": "success"}})
         self.writer.append(json.dumps(events).encode(), len(events))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -20,6 +21,7 @@ from ext.flush_policy import drain_reserve_s, reaction_s
 from ext.sender import process as sender
 from ext.sender import self_metrics
 from ext.sender.batching import Gathering, HecBatch, seal
+from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import RecordTooLargeError
 from ext.spool import writer as spool_writer
@@ -1173,7 +1175,7 @@ def test_after_a_batch_sent_on_the_senders_thread_an_empty_batch_still_waits_beh
 @pytest.mark.parametrize("rig", [{**SENDING, "SPLUNK_MAX_REQUEST_BYTES": "4096"}], indirect=True)
 def test_with_more_batches_to_send_the_first_goes_to_the_courier_thread(rig: WideRig) -> None:
     courier = InlineCourier()
-    rig.sender.courier = courier
+    rig.sender.courier = cast(Courier, courier)  # a stand-in, as WideRig's own courier is
     rig.append(["x" * 1500, "y" * 1500, "z" * 1500])  # three requests' worth
     rig.sender.step()
     # The next is prepared while the thread posts: only the last one may go inline.

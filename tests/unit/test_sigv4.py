@@ -86,7 +86,7 @@ def test_credentials_repr_hides_the_secret_and_the_session_token() -> None:
 # Characters botocore and the signer both take as they are in a path sent on the wire.
 PATH_CHARS = st.sampled_from([*"abcXYZ019-_.~!$&'()*+,;=:@%", "\u00e9", "\u1234", " "])
 SEGMENT = st.one_of(st.just("."), st.just(".."), st.just(""), st.text(PATH_CHARS, max_size=8))
-TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 # Header values as HTTP carries them: visible ASCII and inner spaces or tabs.
 HEADER_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.just("\t"),
                        max_size=20)

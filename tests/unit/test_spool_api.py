@@ -68,7 +68,7 @@ def test_commit_persists_and_deletes_delivered_segments(tmp_path: Path) -> None:
             assert r.committed_seq == read_committed(tmp_path) == 14
             assert r.stats.delivered_records == 15
             assert r.stats.delivered_events == 30
-            assert min(list_segments(tmp_path)) <= 15
+            assert min(list_segments(str(tmp_path))) <= 15
             with pytest.raises(ValueError, match="not been read"):
                 r.commit(19)
     with SpoolReader(tmp_path) as r:
@@ -97,7 +97,7 @@ def test_loss_report_is_at_least_once_and_never_double_counted(tmp_path: Path) -
             w.append(b"x" * 200, 2)
         # The spool never deletes a record not delivered; something else may (the function
         # cleaning /tmp): the gap is counted as dropped.
-        for base in list_segments(tmp_path)[:2]:
+        for base in list_segments(str(tmp_path))[:2]:
             segment_path(tmp_path, base).unlink()
         with SpoolReader(tmp_path) as r:
             r.read(100, 1 << 20)
@@ -157,7 +157,7 @@ def test_reader_resyncs_after_a_damaged_header_in_the_live_active_segment(tmp_pa
     with SpoolWriter(tmp_path) as w, SpoolReader(tmp_path) as r:
         for i in range(3):
             w.append(bytes([i]) * 100, i + 1)
-        active = segment_path(tmp_path, list_segments(tmp_path)[-1])
+        active = segment_path(tmp_path, list_segments(str(tmp_path))[-1])
         seq_field = SEGMENT_HEADER_BYTES + 2 * (FRAME_HEADER_BYTES + 100) + 8  # record 2's seq
         with open(active, "r+b") as f:
             f.seek(seq_field)

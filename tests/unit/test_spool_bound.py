@@ -72,13 +72,13 @@ def test_a_record_that_fits_the_bound_exactly_is_taken_and_one_more_byte_is_not(
         for seq in range(6):  # segments 0-1, 2-3, 4-5: exactly 3000 bytes
             w.append(payload_for(seq, payload), 1)
         assert on_disk(tmp_path) == 3000
-        assert list_segments(tmp_path) == [0, 2, 4]
+        assert list_segments(str(tmp_path)) == [0, 2, 4]
         assert not append_or_refuse(w, b"x", 1)  # nothing delivered: refused, nothing deleted
-        assert list_segments(tmp_path) == [0, 2, 4]
+        assert list_segments(str(tmp_path)) == [0, 2, 4]
         with SpoolReader(tmp_path) as r:  # segment 0 delivered: exactly its room comes back
             r.commit(r.read(2, 1 << 20)[-1].seq)
             w.append(payload_for(6, 976 - FRAME_HEADER_BYTES), 1)
-            assert list_segments(tmp_path) == [2, 4, 6]
+            assert list_segments(str(tmp_path)) == [2, 4, 6]
             assert on_disk(tmp_path) == 3000
         assert w.refusals == Refusals(1, 1)
     records, reader = drain(tmp_path)
@@ -160,7 +160,7 @@ def test_the_bound_follows_the_free_space_of_the_filesystem(
             assert disk.statvfs(tmp_path).f_bavail > 0
         assert 0 < len(taken) < 2000
         assert w.refusals == Refusals(2000 - len(taken), 2000 - len(taken))
-        segments = list_segments(tmp_path)
+        segments = list_segments(str(tmp_path))
         assert len(segments) >= 4, "segments are sized from the room the disk leaves"
     records, reader = drain(tmp_path)
     with reader:

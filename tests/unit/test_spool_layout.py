@@ -41,12 +41,12 @@ def open_fds() -> set[int]:
 def test_segment_names_sort_as_their_base_seqs(tmp_path: Path) -> None:
     assert segment_name(42) == "seg-00000000000000000042.log"
     for base in (10, 9, 2**40):
-        Path(segment_path(tmp_path, base)).touch()
-    assert list_segments(tmp_path) == [9, 10, 2**40]
+        Path(segment_path(str(tmp_path), base)).touch()
+    assert list_segments(str(tmp_path)) == [9, 10, 2**40]
 
 
 def test_only_segment_files_are_listed(tmp_path: Path) -> None:
-    Path(segment_path(tmp_path, 3)).touch()
+    Path(segment_path(str(tmp_path), 3)).touch()
     for other in (
         "seg-00000000000000000004.log.tmp",  # a segment not published yet
         "spare-0.tmp",
@@ -57,25 +57,25 @@ def test_only_segment_files_are_listed(tmp_path: Path) -> None:
         "seg-0000000000000000000x.log",
     ):
         (tmp_path / other).touch()
-    assert list_segments(tmp_path) == [3]
+    assert list_segments(str(tmp_path)) == [3]
 
 
 def test_a_role_lock_is_held_until_its_fd_closes(tmp_path: Path) -> None:
-    fd = take_role_lock(tmp_path, "writer.lock")
+    fd = take_role_lock(str(tmp_path), "writer.lock")
     assert stat.S_IMODE(os.stat(tmp_path / "writer.lock").st_mode) == 0o600
     assert os.get_inheritable(fd) is False  # a child process must not keep the role
     with pytest.raises(SpoolLocked) as caught:
-        take_role_lock(tmp_path, "writer.lock")
+        take_role_lock(str(tmp_path), "writer.lock")
     assert caught.value.path == str(tmp_path / "writer.lock")
     os.close(fd)
-    os.close(take_role_lock(tmp_path, "writer.lock"))
+    os.close(take_role_lock(str(tmp_path), "writer.lock"))
 
 
 def test_a_refused_lock_leaks_no_fd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    held = take_role_lock(tmp_path, "reader.lock")
+    held = take_role_lock(str(tmp_path), "reader.lock")
     before = open_fds()
     with pytest.raises(SpoolLocked):
-        take_role_lock(tmp_path, "reader.lock")
+        take_role_lock(str(tmp_path), "reader.lock")
     assert open_fds() == before
 
     def flock_fails(fd: int, operation: int) -> None:
@@ -83,7 +83,7 @@ def test_a_refused_lock_leaks_no_fd(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(fcntl, "flock", flock_fails)
     with pytest.raises(OSError, match="No locks"):
-        take_role_lock(tmp_path, "writer.lock")
+        take_role_lock(str(tmp_path), "writer.lock")
     assert open_fds() == before
     os.close(held)
 
@@ -99,8 +99,8 @@ def test_spool_locked_crosses_a_process_boundary() -> None:
 def test_unlink_quietly_says_whether_it_removed_the_file(tmp_path: Path) -> None:
     path = tmp_path / "seg"
     path.touch()
-    assert unlink_quietly(path) is True
-    assert unlink_quietly(path) is False
+    assert unlink_quietly(str(path)) is True
+    assert unlink_quietly(str(path)) is False
 
 
 def test_notify_writes_one_byte_and_tolerates_a_full_or_closed_pipe(

@@ -14,6 +14,7 @@ import zlib
 from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -26,12 +27,15 @@ from ext.spool.layout import list_segments
 from ext.spool.writer import RECENT_REFUSALS
 from tests.unit.spool_helpers import segment_path
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, SupportsLenAndGetItem
+
 OUTCOMES = ("ok", "fail_before", "fail_after")
 KILL_POINTS = ("before_send", "after_send_before_commit", "mid_commit", "after_commit")
 
 
 def segment_bytes_on_disk(directory: Path) -> int:
-    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(directory))
+    return sum(os.stat(segment_path(directory, b)).st_size for b in list_segments(str(directory)))
 
 
 class SpoolModel(RuleBasedStateMachine):
@@ -85,7 +89,7 @@ class SpoolModel(RuleBasedStateMachine):
         if segment_bytes_on_disk(self.dir) + frame <= self.room():
             return False
         delivered_next = read_committed(self.dir) + 1
-        bases = list_segments(self.dir)
+        bases = list_segments(str(self.dir))
         ends = [*bases[1:], self.writer.next_seq]
         return all(end > delivered_next or os.stat(segment_path(self.dir, base)).st_size
                    <= SEGMENT_HEADER_BYTES for base, end in zip(bases, ends, strict=True))
@@ -130,7 +134,7 @@ class SpoolModel(RuleBasedStateMachine):
         """The listener dies inside the write(): only a prefix of the frame reaches the file."""
         if self._append(payload, events):
             del self.acked[self.writer.next_seq - 1]  # the listener never answered
-            newest = segment_path(self.dir, list_segments(self.dir)[-1])
+            newest = segment_path(self.dir, list_segments(str(self.dir))[-1])
             frame_len = FRAME_HEADER_BYTES + len(payload)
             os.truncate(newest, os.stat(newest).st_size - frame_len + cut % frame_len)
         self.writer.close()
@@ -284,7 +288,7 @@ class SpoolModel(RuleBasedStateMachine):
             _fields(self.reported), _fields(leftover), _fields(total), strict=True
         ):
             assert got + extra >= want
-        assert len(list_segments(self.dir)) == 1, "delivered segments were left behind"
+        assert len(list_segments(str(self.dir))) == 1, "delivered segments were left behind"
 
 
 def _fields(obj: object) -> tuple[int, ...]:
@@ -330,12 +334,14 @@ class SpoolModelSmallDisk(SpoolModel):
         if segment_bytes_on_disk(self.dir) + size > self.room():
             raise OSError(errno.ENOSPC, "No space left on device (fake disk)")
 
-    def _write(self, fd: int, data: bytes) -> int:
-        self._check_room(fd, len(data))
+    # Typed as os.write and os.writev are, so that they can stand in for them; the writer passes
+    # bytes and memoryviews of bytes, whose nbytes is their len.
+    def _write(self, fd: int, data: ReadableBuffer) -> int:
+        self._check_room(fd, memoryview(data).nbytes)
         return self.real[1](fd, data)
 
-    def _writev(self, fd: int, buffers: list[bytes]) -> int:
-        self._check_room(fd, sum(map(len, buffers)))
+    def _writev(self, fd: int, buffers: SupportsLenAndGetItem[ReadableBuffer]) -> int:
+        self._check_room(fd, sum(memoryview(buffers[i]).nbytes for i in range(len(buffers))))
         return self.real[2](fd, buffers)
 
     def _open_writer(self) -> SpoolWriter:
@@ -366,7 +372,7 @@ class SpoolModelSmallDisk(SpoolModel):
             self.tenant = 0
             super().teardown()
         finally:
-            os.statvfs, os.write, os.writev = self.real  # type: ignore[assignment]
+            os.statvfs, os.write, os.writev = self.real
 
 
 _SETTINGS = settings(

@@ -55,7 +55,7 @@ def test_unread_bytes_is_what_is_left_to_read(tmp_path: Path) -> None:
         assert r.unread_bytes() == 0
         for _ in range(7):  # segments of 3, 3 and 1 records
             w.append(b"u" * 100, 1)
-        assert len(list_segments(tmp_path)) == 3
+        assert len(list_segments(str(tmp_path))) == 3
         assert r.unread_bytes() == 7 * frame
         r.read(2, 1 << 20)
         assert r.unread_bytes() == 5 * frame
@@ -144,14 +144,14 @@ def test_a_segment_is_deleted_once_every_record_in_it_is_committed(tmp_path: Pat
                      max_bytes=1 << 20) as w, SpoolReader(tmp_path) as r:
         for _ in range(7):
             w.append(b"d" * 10, 1)
-        assert list_segments(tmp_path) == [0, 3, 6]
+        assert list_segments(str(tmp_path)) == [0, 3, 6]
         r.read(100, 1 << 20)
         r.commit(1)
-        assert list_segments(tmp_path) == [0, 3, 6]
+        assert list_segments(str(tmp_path)) == [0, 3, 6]
         r.commit(2)  # the last record of segment 0
-        assert list_segments(tmp_path) == [3, 6]
+        assert list_segments(str(tmp_path)) == [3, 6]
         r.commit(6)
-        assert list_segments(tmp_path) == [6]  # the newest stays: the writer appends there
+        assert list_segments(str(tmp_path)) == [6]  # the newest stays: the writer appends there
 
 
 @pytest.mark.parametrize("base", [0, 300], ids=["first-segment", "segment-past-seq-256"])
@@ -167,7 +167,7 @@ def test_a_restart_resumes_at_the_committed_offset_past_damage_already_delivered
     with SpoolReader(tmp_path) as r:
         r.read(base + 2, 1 << 22)
         r.commit(base + 1)
-    assert list_segments(tmp_path) == [base]
+    assert list_segments(str(tmp_path)) == [base]
     flip(segment_path(tmp_path, base), frame_at(0, 10) + 9)  # record base's header, delivered
     caplog.clear()
     with SpoolReader(tmp_path) as r:
@@ -261,7 +261,7 @@ def test_garbage_after_the_last_record_of_a_sealed_segment_is_skipped(tmp_path: 
 
 def refuse(directory: Path, counts: Refusals) -> None:
     """Set refused.state's counts as a writer would (none runs)."""
-    log = RefusalLog(directory, Refusals())
+    log = RefusalLog(str(directory), Refusals())
     log.counts = counts
     log.save()
     log.close()
@@ -383,10 +383,10 @@ def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
 ) -> None:
     frame = FRAME_HEADER_BYTES + 10
     fill(tmp_path, records=4, per_segment=2)
-    assert list_segments(tmp_path) == [0, 2]
+    assert list_segments(str(tmp_path)) == [0, 2]
     real_open = os.open
 
-    def listing_with_one_deleted_since(directory: Path) -> list[int]:
+    def listing_with_one_deleted_since(directory: str) -> list[int]:
         return sorted([*list_segments(directory), 1])
 
     failed: list[str | Path] = []
@@ -586,7 +586,7 @@ def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
         assert len(r.read(299, 1 << 22)) == 299  # a record limit past 256 too
         r.commit(r.read(1_000, 1 << 22)[-1].seq)
         with SpoolWriter(tmp_path, segment_bytes=size, max_bytes=1 << 22) as w:
-            assert list_segments(tmp_path) == [0, 300]  # a new writer starts a segment, empty
+            assert list_segments(str(tmp_path)) == [0, 300]  # a new writer starts a segment, empty
             assert r.read(10, 1 << 20) == []
             w.append(b"y" * 10, 1)
             w.append(b"z" * 10, 1)
@@ -603,7 +603,7 @@ def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts
     with SpoolReader(tmp_path) as r:
         r.read(2, 1 << 20)
         r.commit(1)
-    assert list_segments(tmp_path) == [2, 4]
+    assert list_segments(str(tmp_path)) == [2, 4]
     (tmp_path / ACK_STATE).write_bytes(b"\xff" * STATE_FILE_BYTES)  # both slots unreadable
     with SpoolReader(tmp_path) as r:
         # Where delivery stood is unknown: duplicates rather than loss, and no gap counted.
@@ -660,7 +660,7 @@ def test_a_sealed_segment_cut_inside_its_last_record_counts_it_corrupt(tmp_path:
                      max_bytes=1 << 20) as w:
         for payload in (b"a" * 10, b"b" * 100, b"c" * 10, b"d" * 10):
             w.append(payload, 1)
-    assert list_segments(tmp_path) == [0, 2]
+    assert list_segments(str(tmp_path)) == [0, 2]
     # Record 1 is cut after as many bytes as the segment held before it.
     os.truncate(segment_path(tmp_path, 0), 2 * frame_at(1, 10))
     with SpoolReader(tmp_path) as r:
@@ -752,7 +752,7 @@ def count_listings(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     """Makes the reader record every listing of the spool directory it makes."""
     listings: list[list[int]] = []
 
-    def counting(directory: Path) -> list[int]:
+    def counting(directory: str) -> list[int]:
         listings.append(list_segments(directory))
         return listings[-1]
 
@@ -788,12 +788,12 @@ def test_a_segment_completed_before_the_next_was_seen_is_deleted_when_it_is(
         w.append(b"d" * 10, 1)
         listings = count_listings(monkeypatch)
         r.commit(2)  # the last record of segment 0: no listing to find out
-        assert listings == [] and list_segments(tmp_path) == [0, 3]
+        assert listings == [] and list_segments(str(tmp_path)) == [0, 3]
         assert [x.seq for x in r.read(10, 1 << 20)] == [3, 4]  # moving on lists: deleted then
-        assert list_segments(tmp_path) == [3]
+        assert list_segments(str(tmp_path)) == [3]
         r.commit(3)
         r.commit(4)
-        assert list_segments(tmp_path) == [3]
+        assert list_segments(str(tmp_path)) == [3]
 
 
 def test_a_read_asks_for_no_more_bytes_than_the_segment_holds(
@@ -921,7 +921,7 @@ def test_commits_inside_a_segment_with_a_successor_list_only_once_it_is_complete
         r.commit(1)
         assert listings == []  # segment 3 starts after seq 2: nothing is complete yet
         r.commit(2)
-        assert len(listings) == 1 and list_segments(tmp_path) == [3]
+        assert len(listings) == 1 and list_segments(str(tmp_path)) == [3]
 
 
 class StampedClock(ReaderClock):
@@ -980,13 +980,13 @@ def test_commits_inside_a_segment_past_seq_256_list_only_once_it_is_complete(
             w.append(b"x" * 10, 1)
         assert len(r.read(1000, 1 << 22)) == 603
         r.commit(299)  # segment 0 delivered: this commit lists, and deletes it
-        assert list_segments(tmp_path) == [300, 600]
+        assert list_segments(str(tmp_path)) == [300, 600]
         listings = count_listings(monkeypatch)
         r.commit(300)
         r.commit(450)
         assert listings == []  # segment 300 is not complete: nothing to look for
         r.commit(599)
-        assert len(listings) == 1 and list_segments(tmp_path) == [600]
+        assert len(listings) == 1 and list_segments(str(tmp_path)) == [600]
 
 
 @pytest.mark.parametrize("budget_mib", [16, 100])

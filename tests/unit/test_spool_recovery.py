@@ -71,7 +71,7 @@ def test_truncated_sealed_segment_loses_only_its_cut_records_and_counts_them(
     with spool_dir() as directory:
         fill(directory, first)
         fill(directory, second, len(first))
-        bases = list_segments(directory)
+        bases = list_segments(str(directory))
         victim = segment_path(directory, bases[data.draw(st.integers(0, len(bases) - 2))])
         size = os.stat(victim).st_size
         os.truncate(victim, data.draw(st.integers(SEGMENT_HEADER_BYTES, size)))
@@ -90,7 +90,7 @@ def test_truncated_newest_segment_recovers_the_longest_valid_prefix(
 ) -> None:
     with spool_dir() as directory:
         fill(directory, payloads)
-        newest = segment_path(directory, list_segments(directory)[-1])
+        newest = segment_path(directory, list_segments(str(directory))[-1])
         os.truncate(newest, data.draw(st.integers(0, os.stat(newest).st_size)))
         with SpoolWriter(directory, segment_bytes=SEGMENT_BYTES) as writer:
             survivors = writer.next_seq
@@ -113,7 +113,7 @@ def test_single_byte_flip_anywhere_loses_only_the_damaged_record(
     with spool_dir() as directory:
         fill(directory, first)
         fill(directory, second, len(first))
-        bases = list_segments(directory)
+        bases = list_segments(str(directory))
         victim_base = data.draw(st.sampled_from(bases))
         victim = segment_path(directory, victim_base)
         scan = scan_segment(victim.read_bytes())
@@ -150,7 +150,7 @@ def test_a_damaged_segment_header_loses_no_record(
     with spool_dir() as directory:
         fill(directory, first)
         fill(directory, second, len(first))
-        victim = segment_path(directory, data.draw(st.sampled_from(list_segments(directory))))
+        victim = segment_path(directory, data.draw(st.sampled_from(list_segments(str(directory)))))
         at = data.draw(st.integers(0, SEGMENT_HEADER_BYTES - 1))
         flip_then_append(directory, victim, at, data.draw(st.integers(1, 255)), len(payloads))
         records, reader = drain(directory)

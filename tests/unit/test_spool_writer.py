@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import stat
@@ -160,6 +161,11 @@ def test_each_append_wakes_the_reader(tmp_path: Path) -> None:
         os.close(w)
 
 
+def wake_due(writer: SpoolWriter) -> float | None:
+    """The writer's held wake-up time (a function: mypy would narrow the attribute)."""
+    return writer.wake_due
+
+
 def test_a_wake_up_for_a_read_that_may_wait_is_held_until_a_read_now_or_its_due_time(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
@@ -170,24 +176,24 @@ def test_a_wake_up_for_a_read_that_may_wait_is_held_until_a_read_now_or_its_due_
         with SpoolWriter(tmp_path, wake_fd=w, max_bytes=4096, segment_bytes=1024,
                          defer_wake_s=0.25) as writer:
             writer.append(b"a", 1, read_now=False)
-            assert writer.wake_due == 100.25
+            assert wake_due(writer) == 100.25
             now[0] = 100.125
             writer.append(b"b", 1, read_now=False)
-            assert writer.wake_due == 100.25  # from the first held, not the last
+            assert wake_due(writer) == 100.25  # from the first held, not the last
             writer.wake_if_due(100.2499)
             with pytest.raises(BlockingIOError):
                 os.read(r, 10)
             writer.wake_if_due(100.25)
-            assert os.read(r, 10) == WAKE_NOW and writer.wake_due is None
+            assert os.read(r, 10) == WAKE_NOW and wake_due(writer) is None
             writer.wake_if_due(101.0)
             with pytest.raises(BlockingIOError):
                 os.read(r, 10)  # written once
             writer.append(b"c", 1, read_now=False)
             writer.append(b"d", 1)  # a read now takes the held one with it
-            assert os.read(r, 10) == WAKE_NOW and writer.wake_due is None
+            assert os.read(r, 10) == WAKE_NOW and wake_due(writer) is None
             with pytest.raises(RecordTooLargeError):
                 writer.append(b"x" * 5000, 1, read_now=False)
-            assert writer.wake_due is None  # a refused record holds nothing
+            assert wake_due(writer) is None  # a refused record holds nothing
             writer.append(b"e", 1, read_now=False)
             with pytest.raises(BlockingIOError):
                 os.read(r, 10)
@@ -213,7 +219,7 @@ def test_the_bound_is_the_room_the_filesystem_leaves(
         while on_disk(tmp_path) < 2**20:
             w.append(payload, 1)
         # Segments are an eighth of the bound (not the default 1 MiB) when the disk is short.
-        sizes = [os.stat(segment_path(tmp_path, b)).st_size for b in list_segments(tmp_path)]
+        sizes = [os.stat(segment_path(tmp_path, b)).st_size for b in list_segments(str(tmp_path))]
         limit = w.capacity_bytes // 8
         assert all(limit - FRAME_HEADER_BYTES - 1000 < s <= limit for s in sizes[:-1])
         size[0] = on_disk(tmp_path)  # another tenant took the rest
@@ -234,7 +240,7 @@ def test_segments_never_shrink_below_their_minimum(
         assert w.capacity_bytes // 8 < smallest
         for _ in range(200):
             w.append(b"q" * 1000, 1)
-        sizes = [os.stat(segment_path(tmp_path, b)).st_size for b in list_segments(tmp_path)]
+        sizes = [os.stat(segment_path(tmp_path, b)).st_size for b in list_segments(str(tmp_path))]
         assert len(sizes) > 1
         assert all(smallest - 1100 < s <= smallest for s in sizes[:-1])
 
@@ -267,11 +273,11 @@ def test_a_spare_file_that_cannot_be_made_is_made_by_the_roll(
         for _ in range(6):
             w.append(b"r" * 100, 1)
     monkeypatch.undo()
-    assert len(list_segments(tmp_path)) == 6
+    assert len(list_segments(str(tmp_path))) == 6
     assert [r.seq for r in read_all(tmp_path)] == list(range(6))
 
 
-def take_a_spare(spares: _SpareFile) -> tuple[int, Path] | None:
+def take_a_spare(spares: _SpareFile) -> tuple[int, str] | None:
     """The helper's next spare file, asked for until it comes (at most 5 s)."""
     deadline = time.monotonic() + 5
     while (spare := spares.take()) is None and time.monotonic() < deadline:
@@ -293,7 +299,7 @@ def test_a_spare_that_could_not_be_made_is_made_when_asked_again(
         return real_open(path, flags, mode)
 
     monkeypatch.setattr(os, "open", first_spare_fails)
-    spares = _SpareFile(tmp_path)
+    spares = _SpareFile(str(tmp_path))
     try:
         assert failed.wait(5)
         spare = take_a_spare(spares)
@@ -321,7 +327,7 @@ def test_a_spare_asked_for_while_it_is_being_made_does_not_stop_the_helper(
         return real_open(path, flags, mode)
 
     monkeypatch.setattr(os, "open", slow_first_spare)
-    spares = _SpareFile(tmp_path)
+    spares = _SpareFile(str(tmp_path))
     try:
         assert making.wait(5)
         assert spares.take() is None  # not ready yet: asked for
@@ -363,7 +369,7 @@ def test_a_writer_whose_helper_cannot_start_makes_its_segments_itself(
     def no_thread(*args: object) -> int:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(writer_module._thread, "start_new_thread", no_thread)
+    monkeypatch.setattr(_thread, "start_new_thread", no_thread)  # the module the writer uses
     with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
         for _ in range(6):
             w.append(b"r" * 100, 1)  # a roll on every other append, each asking for a spare
@@ -372,7 +378,7 @@ def test_a_writer_whose_helper_cannot_start_makes_its_segments_itself(
 
 
 def test_closing_spares_twice_is_harmless(tmp_path: Path) -> None:
-    spares = _SpareFile(tmp_path)
+    spares = _SpareFile(str(tmp_path))
     wait_for_a_spare(tmp_path)
     spares.close()
     spares.close()
@@ -382,15 +388,15 @@ def test_closing_spares_twice_is_harmless(tmp_path: Path) -> None:
 def test_a_writer_opened_and_closed_twice_reuses_its_empty_segment(tmp_path: Path) -> None:
     SpoolWriter(tmp_path).close()
     with SpoolWriter(tmp_path) as w:
-        assert list_segments(tmp_path) == [0]
+        assert list_segments(str(tmp_path)) == [0]
         assert w.total_bytes == SEGMENT_HEADER_BYTES
         w.append(b"a", 1)
         w.close()
         w.close()  # twice is harmless
-    assert list_segments(tmp_path) == [0]
+    assert list_segments(str(tmp_path)) == [0]
     with SpoolWriter(tmp_path) as w:  # a segment with records is never appended to again
         w.append(b"b", 1)
-        assert list_segments(tmp_path) == [0, 1]
+        assert list_segments(str(tmp_path)) == [0, 1]
         assert w.next_seq == 2
     assert w.refusals == Refusals()  # closed: nothing counted
 
@@ -403,7 +409,7 @@ def test_a_restart_past_seq_256_reuses_its_empty_segment(tmp_path: Path) -> None
     SpoolWriter(tmp_path).close()  # seals segment 0, leaves segment 300 empty
     empty = os.stat(segment_path(tmp_path, 300))
     with SpoolWriter(tmp_path) as w:
-        assert list_segments(tmp_path) == [0, 300]
+        assert list_segments(str(tmp_path)) == [0, 300]
         assert os.stat(segment_path(tmp_path, 300)).st_ino == empty.st_ino  # the same file
         assert w.total_bytes == on_disk(tmp_path)
         assert w.append(b"s", 1) == 300
@@ -415,7 +421,7 @@ def test_a_restart_counts_every_segment_left_on_disk(tmp_path: Path) -> None:
         for _ in range(6):
             w.append(b"r" * 100, 1)  # a segment per record
     with SpoolWriter(tmp_path, segment_bytes=200, max_bytes=10_000) as w:
-        assert list_segments(tmp_path) == [0, 1, 2, 3, 4, 5, 6]
+        assert list_segments(str(tmp_path)) == [0, 1, 2, 3, 4, 5, 6]
         assert w.total_bytes == on_disk(tmp_path)
 
 
@@ -439,7 +445,7 @@ def test_a_restart_continues_after_the_committed_position(tmp_path: Path) -> Non
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 5
         assert w.append(b"a", 2) == 5
-    (base,) = list_segments(tmp_path)
+    (base,) = list_segments(str(tmp_path))
     header = decode_segment_header(segment_path(tmp_path, base).read_bytes())
     assert header is not None
     assert (base, header.base_seq, header.base_events) == (5, 5, 11)
@@ -458,7 +464,7 @@ def test_a_stale_empty_segment_below_the_committed_position_is_not_reused(
     os.close(fd)
     with SpoolWriter(tmp_path) as w:
         assert w.append(b"a", 2) == 5
-    assert list_segments(tmp_path)[-1] == 5
+    assert list_segments(str(tmp_path))[-1] == 5
 
 
 def test_refusals_counted_before_a_restart_carry_on_from_ack_state(tmp_path: Path) -> None:
@@ -518,7 +524,7 @@ def test_a_damaged_last_frame_header_still_takes_its_seq(tmp_path: Path) -> None
     path.write_bytes(bytes(data))
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 3  # the damaged record may have been delivered: 2 is taken
-        assert list_segments(tmp_path) == [0, 3]
+        assert list_segments(str(tmp_path)) == [0, 3]
 
 
 def test_a_segment_with_a_damaged_header_is_kept_for_its_frames(tmp_path: Path) -> None:
@@ -532,7 +538,7 @@ def test_a_segment_with_a_damaged_header_is_kept_for_its_frames(tmp_path: Path) 
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 3
         w.append(b"next", 4)
-    (_, base) = list_segments(tmp_path)
+    (_, base) = list_segments(str(tmp_path))
     header = decode_segment_header(segment_path(tmp_path, base).read_bytes())
     assert header is not None
     assert (header.base_seq, header.base_events) == (3, 6)
@@ -544,7 +550,7 @@ def test_a_segment_with_nothing_readable_is_removed(tmp_path: Path) -> None:
     segment_path(tmp_path, 1).write_bytes(b"\x00" * 100)  # a newer file with no header or frame
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 1
-    assert list_segments(tmp_path) == [0, 1]
+    assert list_segments(str(tmp_path)) == [0, 1]
     header = decode_segment_header(segment_path(tmp_path, 1).read_bytes())
     assert header is not None and header.base_seq == 1
 
@@ -595,13 +601,13 @@ def test_segments_delivered_in_full_are_reclaimed_when_room_is_needed(
     with SpoolWriter(tmp_path, max_bytes=3000, segment_bytes=1000) as w:
         for _ in range(6):
             w.append(payload, 1)
-        assert list_segments(tmp_path) == [start, start + 2, start + 4]
+        assert list_segments(str(tmp_path)) == [start, start + 2, start + 4]
         commit_without_deleting(tmp_path, start + 1, start + 1)  # half of the first segment
         with pytest.raises(OSError, match="spool full"):
             w.append(payload, 1)
         commit_without_deleting(tmp_path, start + 2, start + 2)  # the first segment in full
         assert w.append(payload, 1) == start + 6
-        assert list_segments(tmp_path) == [start + 2, start + 4, start + 6]
+        assert list_segments(str(tmp_path)) == [start + 2, start + 4, start + 6]
         assert w.reclaimed_segments == 1
         assert w.total_bytes == on_disk(tmp_path) == 2000 + SEGMENT_HEADER_BYTES + frame
     assert [r.seq for r in read_all(tmp_path)] == list(range(start + 2, start + 7))
@@ -620,7 +626,7 @@ def test_the_active_segment_is_reclaimed_once_delivered(
         # everything, the active segment included
         commit_without_deleting(tmp_path, start + 6, start + 6)
         assert w.append(payload, 1) == start + 6
-        assert list_segments(tmp_path) == [start + 6]
+        assert list_segments(str(tmp_path)) == [start + 6]
         assert w.reclaimed_segments == 3
         assert w.total_bytes == on_disk(tmp_path) == SEGMENT_HEADER_BYTES + frame
     assert [r.seq for r in read_all(tmp_path)] == [start + 6]
@@ -659,7 +665,7 @@ def test_a_writer_starts_on_a_full_disk_and_appends_once_there_is_room(
 
     monkeypatch.setattr(os, "open", no_space)
     with SpoolWriter(tmp_path) as w:
-        assert list_segments(tmp_path) == []
+        assert list_segments(str(tmp_path)) == []
         with pytest.raises(OSError, match="No space"):
             w.append(b"a", 1)
         full[0] = False
@@ -715,7 +721,7 @@ def test_with_room_to_spare_a_delivered_active_segment_is_kept(tmp_path: Path) -
             w.append(b"k" * 1000, 1)
             r.commit(r.read(10, 1 << 20)[-1].seq)
         assert w.reclaimed_segments == 0
-        assert list_segments(tmp_path) == [0]
+        assert list_segments(str(tmp_path)) == [0]
 
 
 def test_on_a_short_disk_a_delivered_active_segment_is_deleted_at_the_reclaim_size(
@@ -749,10 +755,10 @@ def test_a_delivered_active_segment_deleted_on_a_short_disk_leaves_the_count_exa
     with SpoolWriter(tmp_path, segment_bytes=4096, reclaim_bytes=3000) as w:
         for size in (2000, 1000, 1000, 1000, 1000, 1000, 1000, 1000):
             w.append(b"k" * size, 1)
-        assert list_segments(tmp_path) == [0, 2, 5]  # 3112, 3156 and 3156 bytes
+        assert list_segments(str(tmp_path)) == [0, 2, 5]  # 3112, 3156 and 3156 bytes
         commit_without_deleting(tmp_path, 8, 8)
         assert w.append(b"k" * 1000, 1) == 8
-        assert list_segments(tmp_path) == [0, 2, 8]
+        assert list_segments(str(tmp_path)) == [0, 2, 8]
         assert w.reclaimed_segments == 1
         assert w.total_bytes == on_disk(tmp_path)
 
@@ -772,8 +778,8 @@ def test_the_default_sizes_are_the_documented_ones(
         assert w.capacity_bytes == 64 * 2**20 - 128 * 2**10
         for _ in range(110):  # a little over 1 MiB
             w.append(b"d" * 10_000, 1)
-        assert list_segments(tmp_path / "deep" / "spool")[0] == 0
-        second = list_segments(tmp_path / "deep" / "spool")[1]
+        assert list_segments(str(tmp_path / "deep" / "spool"))[0] == 0
+        second = list_segments(str(tmp_path / "deep" / "spool"))[1]
         assert second == 2**20 // frame  # as many frames as fit in 1 MiB
         assert w.truncated_bytes == 0
         assert w.reclaimed_segments == 0
@@ -804,7 +810,7 @@ def test_appends_well_within_the_bound_do_not_look_at_the_filesystem(
         for _ in range(100):  # 100 KiB in all, within one segment of 128 KiB
             w.append(b"a" * 1000, 1)
         assert looks[0] == at_start
-        assert list_segments(tmp_path) == [0]
+        assert list_segments(str(tmp_path)) == [0]
 
 
 def test_segments_are_private_files(tmp_path: Path) -> None:
@@ -813,16 +819,16 @@ def test_segments_are_private_files(tmp_path: Path) -> None:
             wait_for_a_spare(tmp_path)
             w.append(b"p" * 100, 1)
     modes = {stat.S_IMODE(os.stat(segment_path(tmp_path, b)).st_mode)
-             for b in list_segments(tmp_path)}
+             for b in list_segments(str(tmp_path))}
     assert modes == {0o600}
 
 
 def test_a_record_larger_than_a_segment_goes_in_the_empty_one(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path, segment_bytes=1024, max_bytes=8192) as w:
         assert w.append(b"x" * 2000, 1) == 0
-        assert list_segments(tmp_path) == [0]  # no empty segment left behind
+        assert list_segments(str(tmp_path)) == [0]  # no empty segment left behind
         assert w.append(b"y", 1) == 1
-        assert list_segments(tmp_path) == [0, 1]
+        assert list_segments(str(tmp_path)) == [0, 1]
 
 
 def test_the_last_64_refused_records_are_remembered(tmp_path: Path) -> None:
@@ -850,7 +856,7 @@ def test_a_lone_record_under_a_damaged_segment_header_is_kept(tmp_path: Path) ->
     segment_path(tmp_path, 0).write_bytes(bytes(flip_first_byte))
     with SpoolWriter(tmp_path) as w:
         assert w.next_seq == 1
-        assert 0 in list_segments(tmp_path)
+        assert 0 in list_segments(str(tmp_path))
     with SpoolReader(tmp_path) as r:
         assert [x.payload for x in r.read(10, 100)] == [b"only"]
 
@@ -921,7 +927,7 @@ def test_a_torn_tail_is_cut_in_a_segment_past_seq_256(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path, segment_bytes=2000, max_bytes=1 << 20) as w:
         for _ in range(300):
             w.append(b"t" * 10, 1)
-    newest = list_segments(tmp_path)[-1]
+    newest = list_segments(str(tmp_path))[-1]
     assert newest > 256
     path = segment_path(tmp_path, newest)
     os.truncate(path, path.stat().st_size - 5)
@@ -940,7 +946,7 @@ def test_every_sealed_segment_delivered_in_full_is_reclaimed(
             w.append(payload, 1)
         commit_without_deleting(tmp_path, 4, 4)  # segments 0 and 2; the active one holds 4-5
         assert w.append(payload, 1) == 6
-        assert list_segments(tmp_path) == [4, 6]
+        assert list_segments(str(tmp_path)) == [4, 6]
         assert w.reclaimed_segments == 2
 
 
@@ -954,7 +960,7 @@ def test_a_restart_with_the_spool_full_adds_no_segment(tmp_path: Path, no_statvf
     for bound in (3000, 3000 + SEGMENT_HEADER_BYTES - 1):
         with SpoolWriter(tmp_path, max_bytes=bound, segment_bytes=1000) as w:
             # Nothing delivered: not even an empty segment's header fits.
-            assert list_segments(tmp_path) == [0, 2, 4]
+            assert list_segments(str(tmp_path)) == [0, 2, 4]
             with pytest.raises(OSError, match="spool full"):
                 w.append(payload, 1)
         assert on_disk(tmp_path) == 3000
@@ -980,7 +986,7 @@ def test_a_record_that_fits_the_active_segment_exactly_after_a_reclaim_is_taken(
         commit_without_deleting(tmp_path, 1, 1)  # segment 0 delivered
         # 2048 + 3072 is over 4096; without segment 0 it is exactly 4096, in segment 1.
         assert w.append(b"c" * (3072 - FRAME_HEADER_BYTES), 1) == 2
-        assert list_segments(tmp_path) == [1]
+        assert list_segments(str(tmp_path)) == [1]
         assert on_disk(tmp_path) == 4096
 
 
@@ -996,7 +1002,7 @@ def test_an_unreadable_ack_state_deletes_nothing(tmp_path: Path, no_statvfs: Non
             w.append(payload, 1)
         with pytest.raises(OSError, match="spool full"):
             w.append(payload, 1)  # nothing is known to be delivered
-        assert list_segments(tmp_path)[0] == 0
+        assert list_segments(str(tmp_path))[0] == 0
 
 
 @pytest.mark.parametrize("start", [0, 1])
@@ -1014,7 +1020,7 @@ def test_a_delivered_segment_left_behind_counts_after_the_active_one_is_reclaime
         # The active segment is reclaimed first (it holds the reclaim size); the record and
         # a new segment header are then one byte over unless the older segment goes too.
         assert w.append(b"c" * (3049 - FRAME_HEADER_BYTES), 1) == start + 2
-        assert list_segments(tmp_path) == [start + 2]
+        assert list_segments(str(tmp_path)) == [start + 2]
         assert on_disk(tmp_path) == SEGMENT_HEADER_BYTES + 3049
 
 

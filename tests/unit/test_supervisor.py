@@ -47,8 +47,22 @@ def wait_dead(kid: Child, seconds: float = 5.0) -> None:
     assert supervisor.wait_exit(kid, time.monotonic() + seconds), "the child did not exit"
 
 
+def divide_by_zero() -> None:
+    """An entry that raises."""
+    _ = 1 / 0
+
+
+def read_one_byte(fd: int) -> Callable[[], None]:
+    """An entry that lives until a byte comes on `fd`."""
+
+    def entry() -> None:
+        os.read(fd, 1)
+
+    return entry
+
+
 def test_a_child_that_returns_exits_ok_and_one_that_raises_exits_crashed() -> None:
-    fine, broken = child(lambda: None), child(lambda: 1 / 0)  # type: ignore[func-returns-value]
+    fine, broken = child(lambda: None), child(divide_by_zero)
     supervisor.spawn(fine, ())
     supervisor.spawn(broken, ())
     assert fine.pid and broken.pid and fine.pid != broken.pid
@@ -87,7 +101,7 @@ def test_a_child_keeps_only_its_own_fds() -> None:
 def test_reap_does_not_block_and_reports_only_the_dead() -> None:
     release_r, release_w = os.pipe()
     try:
-        slow = child(lambda: os.read(release_r, 1) and None)  # type: ignore[func-returns-value]
+        slow = child(read_one_byte(release_r))
         quick = child(lambda: None)
         supervisor.spawn(slow, ())
         supervisor.spawn(quick, ())
@@ -111,7 +125,7 @@ def test_reap_does_not_block_and_reports_only_the_dead() -> None:
 def test_wait_exit_gives_up_at_its_deadline() -> None:
     release_r, release_w = os.pipe()
     try:
-        kid = child(lambda: os.read(release_r, 1) and None)  # type: ignore[func-returns-value]
+        kid = child(read_one_byte(release_r))
         supervisor.spawn(kid, ())
         started = time.monotonic()
         assert not supervisor.wait_exit(kid, started + 0.2)
@@ -162,7 +176,7 @@ def _readable(fd: int) -> bool:
 def test_a_child_s_pidfd_is_readable_once_it_exits_and_closed_once_reaped() -> None:
     release_r, release_w = os.pipe()
     try:
-        kid = child(lambda: os.read(release_r, 1) and None)  # type: ignore[func-returns-value]
+        kid = child(read_one_byte(release_r))
         supervisor.spawn(kid, ())
         pidfd = kid.exit_fd
         assert pidfd >= 0 and supervisor.exit_fds([kid]) == [pidfd]
@@ -198,7 +212,7 @@ def test_wait_exit_returns_as_the_child_exits_not_at_its_deadline(
 ) -> None:
     kid = child(lambda: time.sleep(0.2))
     supervisor.spawn(kid, ())
-    monkeypatch.setattr(supervisor.time, "sleep", _no_polling)  # its pidfd wakes the wait
+    monkeypatch.setattr(time, "sleep", _no_polling)  # its pidfd wakes the wait
     started = time.monotonic()
     assert supervisor.wait_exit(kid, started + 10)
     assert time.monotonic() - started < 5.0
@@ -217,7 +231,7 @@ def test_stop_closes_the_pidfd_of_a_child_it_killed() -> None:
 
 def test_exit_codes_are_the_conventional_ones() -> None:
     # Seen from outside (ps, a core's exit status): 0 for a clean end, EX_SOFTWARE for a crash.
-    fine, broken = child(lambda: None), child(lambda: 1 / 0)  # type: ignore[func-returns-value]
+    fine, broken = child(lambda: None), child(divide_by_zero)
     supervisor.spawn(fine, ())
     supervisor.spawn(broken, ())
     wait_dead(fine)
@@ -267,7 +281,11 @@ def test_stop_gives_a_child_its_grace_to_end_by_itself() -> None:
 
     def tidy() -> None:
         # Ends cleanly a little after SIGTERM, well within the grace.
-        signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.02), os._exit(EXIT_OK)))
+        def end_soon(signum: int, frame: object) -> None:
+            time.sleep(0.02)
+            os._exit(EXIT_OK)
+
+        signal.signal(signal.SIGTERM, end_soon)
         os.write(ready_w, b"r")
         time.sleep(60)
 
@@ -313,7 +331,7 @@ def test_a_pidfd_that_is_fd_0_is_one_like_any_other(monkeypatch: pytest.MonkeyPa
         os.close(kid.exit_fd)
         kid.exit_fd = 0
         assert supervisor.exit_fds([kid]) == [0]
-        monkeypatch.setattr(supervisor.time, "sleep", _no_polling)
+        monkeypatch.setattr(time, "sleep", _no_polling)
         assert supervisor.wait_exit(kid, time.monotonic() + 10)
         assert kid.exit_fd == -1 and kid.exit_status == EXIT_OK
         with pytest.raises(OSError):

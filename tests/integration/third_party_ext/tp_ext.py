@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
 NAME = os.path.basename(sys.argv[0])
@@ -33,7 +34,9 @@ def note(kind: str, **fields: object) -> None:
         )
 
 
-def call(method: str, path: str, body: object = None, headers: dict[str, str] | None = None):
+def call(
+    method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(API + path, data=data, method=method, headers=headers or {})
     try:
