@@ -62,20 +62,6 @@ class FlushBacklog(Flush):
     kind = b"B"
 
 
-class Track(Message):
-    """main -> sender: the invocation ended and main does not wait for it; send it as the
-    batching rules say (no hurry), and answer Delivered once it is (never Failing)."""
-
-    __slots__ = ("request_id",)
-    kind = b"T"
-
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-
-    def fields(self) -> tuple[object, ...]:
-        return (self.request_id,)
-
-
 class Drain(Message):
     """main -> sender: SHUTDOWN; wait for the last invocation's platform.report while the window
     allows, send everything, exit before `deadline_ms` (epoch ms). `request_id` may be empty."""
@@ -156,7 +142,7 @@ def decode(line: bytes) -> Message | None:
     return None
 
 
-_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, Track, Delivered, Failing,
+_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, Delivered, Failing,
                                                 Running)}
 
 

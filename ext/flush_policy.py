@@ -73,7 +73,7 @@ class Decision:
         # still undelivered (its delivery settles every invocation before it too).
         self.awaited = awaited
         # This invocation, when main does not wait for it: send it at once (Flush) or as the
-        # batching rules say (Track).
+        # batching rules say (main tells the sender nothing).
         self.hurry = hurry
 
     def describe(self, request_id: str) -> str:

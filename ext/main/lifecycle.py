@@ -180,8 +180,8 @@ class MainLoop:
         if decision.wait and decision.awaited == request_id:
             self.flush_invocation(request_id, deadline)
             return
-        self._tell_sender(control.Flush(request_id) if decision.hurry
-                          else control.Track(request_id))
+        if decision.hurry:  # else nothing: the sender tells every delivery (adaptive) unasked
+            self._tell_sender(control.Flush(request_id))
         if decision.wait and decision.awaited:
             self.flush_invocation(decision.awaited, deadline, ended=True)
 

@@ -2,9 +2,10 @@
 
 The sender reads and maps every record anyway, so it learns there at which spool seq each
 invocation's platform.runtimeDone (and platform.report) was spooled. The main process asks,
-per request id, to be told once everything up to that runtimeDone is accepted by HEC; this
-ledger keeps those requests and says which ones the committed position now settles. It is the
-only place that bookkeeping lives. Pure: no I/O, no clock.
+per request id, to be told once everything up to that runtimeDone is accepted by HEC (with
+adaptive flushing it is told of every invocation unasked: `tell_every`); this ledger keeps those
+requests and says which ones the committed position now settles. It is the only place that
+bookkeeping lives. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ KEEP = 64  # invocations remembered; older ones can no longer be asked about
 
 
 class InvocationLedger:
-    def __init__(self, keep: int = KEEP) -> None:
+    def __init__(self, keep: int = KEEP, *, tell_every: bool = False) -> None:
         self.keep = keep
+        # Adaptive flushing: main hears of every invocation's delivery (its flush decisions learn
+        # from them) without asking for each, which would wake this process at every INVOKE.
+        self.tell_every = tell_every
         self.done_at: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
         self.report_at: dict[str, int] = {}  # request id -> seq of its spooled platform.report
         self.start_at: dict[str, int] = {}  # request id -> seq of its spooled platform.start
         self.waiting: dict[str, bool] = {}  # flush requests not yet settled -> already told Failing
-        self.tracked: dict[str, None] = {}  # invocations main only wants news of (no hurry)
+        self.tracked: dict[str, None] = {}  # invocations main only wants news of (tell_every)
         self.committed = -1
 
     def seen(self, kind: str, request_id: str, seq: int) -> None:
@@ -30,25 +34,21 @@ class InvocationLedger:
         `seq`."""
         table = (self.done_at if kind == RUNTIME_DONE else self.report_at if kind == REPORT
                  else self.start_at if kind == START else None)
-        if table is None:
-            return
-        table.setdefault(request_id, seq)
+        if table is None or request_id in table:
+            return  # the first one read counts (a batch the platform sent again repeats it)
+        table[request_id] = seq
         if len(table) > self.keep:
             del table[next(iter(table))]
+        if self.tell_every and table is self.done_at:
+            self.tracked[request_id] = None
+            if len(self.tracked) > self.keep:
+                del self.tracked[next(iter(self.tracked))]
 
     def request(self, request_id: str) -> list[str]:
         """The main process waits for `request_id`; returns it at once if already settled."""
         self.waiting[request_id] = False
         if len(self.waiting) > self.keep:
             del self.waiting[next(iter(self.waiting))]
-        return self.settle(self.committed)
-
-    def track(self, request_id: str) -> list[str]:
-        """Main wants to hear when `request_id` is delivered, without waiting or hurrying it;
-        returns what is settled already."""
-        self.tracked[request_id] = None
-        if len(self.tracked) > self.keep:
-            del self.tracked[next(iter(self.tracked))]
         return self.settle(self.committed)
 
     def urgent(self) -> bool:
@@ -59,17 +59,17 @@ class InvocationLedger:
         return any(request_id in done_at for request_id in self.waiting)
 
     def settle(self, committed: int) -> list[str]:
-        """The requests (waited for or tracked) whose runtimeDone is now committed; they are
-        forgotten."""
+        """The requests (waited for or tracked) whose runtimeDone is now committed, each told
+        once; they are forgotten."""
         self.committed = max(self.committed, committed)
-        settled = []
+        settled: dict[str, None] = {}  # a waited-for invocation is tracked too: one answer
         for table in (self.waiting, self.tracked):
             done = [rid for rid in table
                     if self.done_at.get(rid, self.committed + 1) <= self.committed]
             for rid in done:
                 del table[rid]
-            settled += done
-        return settled
+            settled.update(dict.fromkeys(done))
+        return list(settled)
 
     def failing(self) -> list[str]:
         """HEC failed an attempt: the waiting requests not yet told so (each is told once; it

@@ -106,7 +106,7 @@ class Sender:
         self.read_this_pass = False
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
-        self.ledger = InvocationLedger()
+        self.ledger = InvocationLedger(tell_every=config.flush == "adaptive")
         # Flushes of ended invocations: request id -> monotonic time its budget ends (counted
         # from the runtimeDone read, i.e. from the runtime's end, not from the INVOKE event).
         self.due: dict[str, float] = {}
@@ -444,9 +444,6 @@ class Sender:
                                                         + self.flush_wait_s * RUNNING_AT)
                 if message.request_id in self.ledger.done_at:
                     self._ended(message.request_id)
-            elif isinstance(message, control.Track):
-                for request_id in self.ledger.track(message.request_id):
-                    self._answer(control.Delivered(request_id))
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s

@@ -690,21 +690,23 @@ def test_a_sender_that_dies_while_starting_is_restarted(
     assert children.spawned == ["listener", "sender", "sender"]
 
 
+# `ask` None: the sender is told nothing (it may linger; it tells every delivery unasked).
 @pytest.mark.parametrize(("main", "gap", "ask"), [
-    ({}, 0.1, control.Track),  # the sender may linger (1 s) within the 2 s bound: no hurry
+    ({}, 0.1, None),  # the sender may linger (1 s) within the 2 s bound: no hurry
     ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Flush),  # it sends at once anyway
-    ({}, 1.0, control.Track),  # gap + linger = the bound exactly
+    ({}, 1.0, None),  # gap + linger = the bound exactly
     ({}, 1.0005, control.Flush),  # just over it: send now
-    ({"SPLUNK_MAX_LATENCY_MS": "2500"}, 1.5, control.Track),  # a bound of 2.5 s, exactly met
+    ({"SPLUNK_MAX_LATENCY_MS": "2500"}, 1.5, None),  # a bound of 2.5 s, exactly met
     ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "1500"}, 0.5005, control.Flush),  # a 1.5 s linger: over
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
-    main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float, ask: type[control.Flush],
-    monkeypatch: pytest.MonkeyPatch,
+    main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float,
+    ask: type[control.Flush] | None, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(diagnostics, "_threshold", 0)
     diagnostics.set_level("INFO")
     waited = []
+    asks = []  # what each invocation told the sender
     count = RELIABLE_GAPS + 3  # from then on, the rhythm's own quantile decides
     for n in range(count):
         clock.now += gap  # an invocation every `gap` seconds, each delivered at once
@@ -712,14 +714,15 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
         poll.script = {before: [control.Delivered(f"r{n}")]}
         main.loop.adapt(f"r{n}", EPOCH + clock.now + 60)
         waited.append(len(poll.timeouts) > before)
+        asks.append(sent(main))
         if not waited[-1]:
             poll.script = {}
             control.send(main.loop.status_w, control.Delivered(f"r{n}"))
     assert waited[:MIN_GAPS] == [True] * MIN_GAPS
     assert waited[RELIABLE_GAPS:] == [False] * 3
-    asks = sent(main)
-    assert asks[:MIN_GAPS] == [control.Flush(f"r{n}") for n in range(MIN_GAPS)]
-    assert asks[RELIABLE_GAPS:] == [ask(f"r{n}") for n in range(RELIABLE_GAPS, count)]
+    assert asks[:MIN_GAPS] == [[control.Flush(f"r{n}")] for n in range(MIN_GAPS)]
+    assert asks[RELIABLE_GAPS:] == [[] if ask is None else [ask(f"r{n}")]
+                                    for n in range(RELIABLE_GAPS, count)]
     assert notes.levels() == ["INFO"] * count  # each decision is noted
 
 
@@ -779,16 +782,16 @@ def _backlog_of_one(main: Main, clock: Clock) -> None:
 
 
 @pytest.mark.parametrize(("main", "ask"), [
-    ({}, control.Track),  # "c" alone lingers: 0 + 0.5 s gap + 1 s linger fit the 2 s bound
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, control.Flush),  # no linger: "c" is sent at once
+    ({}, []),  # "c" alone lingers: 0 + 0.5 s gap + 1 s linger fit the 2 s bound: not told
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, [control.Flush("a")]),  # no linger: sent at once
 ], indirect=["main"])
 def test_a_backlog_is_waited_for_alone_and_the_new_invocation_only_asked_for(
-    main: Main, poll: Poll, clock: Clock, ask: type[control.Flush],
+    main: Main, poll: Poll, clock: Clock, ask: list[control.Message],
 ) -> None:
     _backlog_of_one(main, clock)
     poll.script = {0: [control.Delivered("b")]}
     main.loop.adapt("a", EPOCH + clock.now + 60)  # ids are UUIDs: an earlier one may sort after
-    assert sent(main) == [ask("a"), control.FlushBacklog("b")]
+    assert sent(main) == [*ask, control.FlushBacklog("b")]
     assert len(poll.timeouts) == 1  # the wait ended at "b"'s delivery
     assert list(main.loop.adaptive.undelivered) == ["a"]
 
@@ -803,7 +806,7 @@ def test_a_running_backlog_is_waited_for_the_budget_not_until_the_deadline(
     start = clock.now
     main.loop.adapt("c", EPOCH + clock.now + 60)
     assert clock.now - start == pytest.approx(BUDGET_S)
-    assert sent(main) == [control.Track("c"), control.FlushBacklog("b")]
+    assert sent(main) == [control.FlushBacklog("b")]
 
 
 def test_a_sender_that_died_during_a_backlog_wait_is_asked_for_the_backlog_again(
@@ -812,6 +815,5 @@ def test_a_sender_that_died_during_a_backlog_wait_is_asked_for_the_backlog_again
     _backlog_of_one(main, clock)
     children.dying.append("sender")
     main.loop.adapt("c", EPOCH + clock.now + 60)
-    assert sent(main) == [control.Track("c"), control.FlushBacklog("b"),
-                          control.FlushBacklog("b")]
+    assert sent(main) == [control.FlushBacklog("b"), control.FlushBacklog("b")]
     assert children.spawned == ["sender"]

@@ -862,29 +862,29 @@ def test_a_pass_says_whether_it_handed_a_batch_over_and_read_records(rig: WideRi
     assert rig.sender.step() == (False, False)
 
 
-# -- after the merge of the linger (Track) and the budget from the runtimeDone's stamp -----------
+# -- after the merge of the linger and the budget from the runtimeDone's stamp -----------------
 
 
-def test_a_tracked_invocation_is_answered_delivered_once_committed_and_never_hurried(
-    rig: WideRig,
+@pytest.mark.parametrize(("rig", "told"), [
+    ({"SPLUNK_FLUSH": "adaptive"}, [control.Delivered("r1")]),
+    ({"SPLUNK_FLUSH": "sync"}, []),  # main waits for each one it needs, and asks
+    ({"SPLUNK_FLUSH": "background"}, []),  # main never listens
+], indirect=["rig"])
+def test_an_invocation_is_told_delivered_unasked_with_adaptive_flushing_and_never_hurried(
+    rig: WideRig, told: list[control.Message],
 ) -> None:
     rig.append_invocation("r1", ["a"])
     rig.sender.step()  # held: below the minimum batch size
-    control.send(rig.pipes[1][1], control.Track("r1"))
-    rig.sender.control_ready = True
-    assert rig.sender._service_control() is False  # no hurry: the sender may linger
     rig.sender.step()
-    assert not rig.courier.in_flight
+    assert not rig.courier.in_flight  # no hurry: the sender may linger
     rig.courier.failures += 1
     rig.sender.drain_deadline = time.monotonic() + 60  # sends now
     rig.sender.step()
     rig.courier.finish()
     rig.sender.step()
-    assert rig.answers() == [control.Delivered("r1")]  # never Failing
-    control.send(rig.pipes[1][1], control.Track("r1"))  # asked again once delivered
-    rig.sender.control_ready = True
-    rig.sender._service_control()
-    assert rig.answers() == [control.Delivered("r1")]
+    assert rig.answers() == told  # never Failing
+    rig.sender.step()
+    assert rig.answers() == []  # once
 
 
 def _iso(epoch_s: float) -> str:
@@ -1241,7 +1241,7 @@ def test_the_messages_read_with_a_backlog_flush_are_all_applied(
 ) -> None:
     # Main asks for the new invocation, then for the backlog; the sender reads both at once,
     # with whatever came after them (the next invocation's flush, main's shutdown).
-    for message in (control.Track("r2"), control.FlushBacklog("r1"), control.Flush("r3"),
+    for message in (control.FlushBacklog("r1"), control.Flush("r3"),
                     control.Drain(clock.deadline_ms(60), "r3")):
         control.send(rig.pipes[1][1], message)
     rig.sender.control_ready = True
