@@ -7,6 +7,7 @@ the seqs and event indexes in frames and segment headers), commits delivered pos
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -231,7 +232,11 @@ class SpoolReader(RoleFiles):
         self._state_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         size = os.fstat(self._state_fd).st_size
         if size < STATE_FILE_BYTES:
-            os.ftruncate(self._state_fd, STATE_FILE_BYTES)
+            # Real bytes, not a hole (ftruncate): a commit then overwrites blocks the file owns,
+            # and still succeeds once the function filled /tmp (as refused.state does).
+            missing = STATE_FILE_BYTES - size
+            if os.pwrite(self._state_fd, bytes(missing), size) != missing:
+                raise OSError(errno.ENOSPC, f"short write creating {ACK_STATE}")
         loaded = load_state(self._state_fd)
         self._adopt = False
         if loaded is not None:

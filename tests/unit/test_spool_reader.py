@@ -127,6 +127,20 @@ def test_a_new_ack_state_is_made_whole(tmp_path: Path) -> None:
     assert load_committed(tmp_path) is not None
 
 
+@pytest.mark.parametrize("before", [None, b"\xff" * 100], ids=["new", "short"])
+def test_a_new_ack_state_owns_its_blocks(tmp_path: Path, before: bytes | None) -> None:
+    # Both slots on real blocks, as refused.state: a commit then overwrites bytes the file
+    # owns and still succeeds once the function filled /tmp. A hole (ftruncate) under the
+    # second slot made the first commit to it fail with ENOSPC on a full filesystem, and the
+    # sender die and resend the same batch at every restart without ever committing it.
+    if before is not None:
+        (tmp_path / ACK_STATE).write_bytes(before)
+    with SpoolReader(tmp_path):
+        pass
+    assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
+    assert (tmp_path / ACK_STATE).stat().st_blocks * 512 >= STATE_FILE_BYTES
+
+
 def test_a_short_unreadable_ack_state_resends_everything(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w:
         for _ in range(3):
