@@ -7,6 +7,7 @@ the seqs and event indexes in frames and segment headers), commits delivered pos
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -115,7 +116,12 @@ class SpoolReader(RoleFiles):
             raise
         self._pending: deque[_Unsettled] = deque()
         cp = self._committed
-        self._taken = cp.reported
+        self._taken = cp.reported  # losses handed out by take_loss_report (a running total)
+        # Reports handed out whose record is not committed yet: (the seq of the record last read
+        # when taken, the running total then). The caller sends a report with that record, so
+        # only its commit, not an earlier record's, marks the report reported...
+        self._handed: deque[tuple[int, LossReport]] = deque()
+        self._settled = cp.reported  # ...and makes it the running total that commits mark
         self._expected_seq = cp.next_seq
         self._expected_events = cp.next_events
         self._stats = cp.stats
@@ -188,6 +194,8 @@ class SpoolReader(RoleFiles):
         entry = self._pending.popleft()
         while self._pending and self._pending[0].seq <= through_seq:
             entry = self._pending.popleft()
+        while self._handed and self._handed[0][0] <= entry.seq:
+            self._settled = self._handed.popleft()[1]
         cp = self._checkpoint(entry)
         store_state(self._state_fd, self._generation + 1, cp)
         self._generation += 1
@@ -197,7 +205,7 @@ class SpoolReader(RoleFiles):
     def _checkpoint(self, entry: _Unsettled) -> Checkpoint:
         """The position and counters to commit once ``entry`` is delivered."""
         stats = entry.stats.delivered(entry.delivered_records, entry.delivered_events)
-        taken = self._taken
+        taken = self._settled
         # Counts never go below zero: nothing taken yet stays nothing (the common case).
         reported = taken.at_most(LossReport.of(stats)) if taken else taken
         return Checkpoint(entry.seg_base, entry.end_offset, entry.seq + 1, entry.next_events,
@@ -206,8 +214,9 @@ class SpoolReader(RoleFiles):
     def take_loss_report(self) -> LossReport | None:
         """Losses found up to the read position and not yet reported, or None.
 
-        Marked as reported by the next commit() (in the same slot write as the position), and handed
-        out again by the next reader after a crash before that commit: at least once, never double
+        Marked as reported by the commit() of the record last read now, which the caller sends it
+        with (in the same slot write as the position), not by an earlier record's; handed out
+        again by the next reader after a crash before that commit: at least once, never double
         counted.
         """
         if self._stats is self._loss_checked:
@@ -218,6 +227,8 @@ class SpoolReader(RoleFiles):
         if not delta:
             return None
         self._taken = current
+        last_read = self._pending[-1].seq if self._pending else self.committed_seq
+        self._handed.append((last_read, current))
         return delta
 
     def close(self) -> None:
@@ -231,7 +242,11 @@ class SpoolReader(RoleFiles):
         self._state_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         size = os.fstat(self._state_fd).st_size
         if size < STATE_FILE_BYTES:
-            os.ftruncate(self._state_fd, STATE_FILE_BYTES)
+            # Real bytes, not a hole (ftruncate): a commit then overwrites blocks the file owns,
+            # and still succeeds once the function filled /tmp (as refused.state does).
+            missing = STATE_FILE_BYTES - size
+            if os.pwrite(self._state_fd, bytes(missing), size) != missing:
+                raise OSError(errno.ENOSPC, f"short write creating {ACK_STATE}")
         loaded = load_state(self._state_fd)
         self._adopt = False
         if loaded is not None:

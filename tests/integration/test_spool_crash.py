@@ -364,6 +364,22 @@ def test_a_small_tmpfs_loses_nothing_acked_counts_refusals_and_never_wedges(
     assert sender.reported == expected, "refusals not reported to Splunk exactly once"
 
 
+
+def test_a_disk_filled_before_the_first_commits_lets_the_sender_commit(small_tmpfs: Path) -> None:
+    # The function fills /tmp while the sender has not committed yet: a commit overwrites
+    # ack.state bytes it owns. A hole under the second slot failed it with ENOSPC, and the
+    # sender died and resent the batch at every restart without ever committing it.
+    directory = small_tmpfs / "spool"
+    with SpoolWriter(directory) as writer, SpoolReader(directory) as reader:
+        writer.append(b"acked before the disk filled", 1)
+        fill_disk(small_tmpfs)
+        [record] = reader.read(10, 1 << 20)
+        reader.commit(record.seq)  # generation 1: the second slot
+        writer.append(b"x", 1)  # in the segment's block already allocated
+        [record] = reader.read(10, 1 << 20)
+        reader.commit(record.seq)  # generation 2: the first slot again
+    assert read_committed(directory) == 1
+
 if __name__ == "__main__":
     role, spool_dir, log_path, fd = sys.argv[1:5]
     if role == "writer":

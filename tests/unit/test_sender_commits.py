@@ -26,6 +26,7 @@ from ext.sender import process
 from ext.sender.batching import HecBatch
 from ext.sender.process import Sender
 from ext.spool import SpoolWriter, read_committed
+from ext.spool.writer import RecordTooLargeError
 
 
 class StandInCourier:
@@ -79,18 +80,35 @@ class StandInCourier:
 
 
 class Rig:
-    def __init__(self, folder: Path, min_batch: int = 1, max_wait_ms: int = 0) -> None:
+    def __init__(self, folder: Path, min_batch: int = 1, max_wait_ms: int = 0,
+                 max_request_bytes: int = 1_048_576, spool_max_bytes: int = 64 * 2**20) -> None:
         self.spool = folder / "spool"
         env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
                "SPLUNK_SPOOL_DIR": str(self.spool), "DISPATCH_MIN_BATCH_SIZE": str(min_batch),
-               "SPLUNK_DISPATCH_MAX_WAIT_MS": str(max_wait_ms)}
+               "SPLUNK_DISPATCH_MAX_WAIT_MS": str(max_wait_ms),
+               "SPLUNK_MAX_REQUEST_BYTES": str(max_request_bytes)}
+        self.config = config.load(env)
         self.pipes = [control.make_pipe() for _ in range(3)]
-        self.writer = SpoolWriter(self.spool, wake_fd=self.pipes[0][1])
+        self.writer = SpoolWriter(self.spool, wake_fd=self.pipes[0][1], max_bytes=spool_max_bytes,
+                                  segment_bytes=min(spool_max_bytes, 2**20))
         self.courier = StandInCourier()
-        self.sender = Sender(config.load(env), "fn", self.pipes[0][0], self.pipes[1][0],
-                             self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
+        self.sender = self._start_sender()
         self.lines: dict[int, list[str]] = {}  # seq -> the lines that must reach HEC
         self.status = control.Inbox(self.pipes[2][0])
+
+    def _start_sender(self) -> Sender:
+        return Sender(self.config, "fn", self.pipes[0][0], self.pipes[1][0],
+                      self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
+
+    def restart_sender(self) -> list[bytes]:
+        """The sender is killed and a new one starts (with a new courier); what HEC accepted
+        from the old one."""
+        accepted = self.courier.accepted
+        self.sender.courier.stop()
+        self.sender.reader.close()
+        self.courier = StandInCourier()
+        self.sender = self._start_sender()
+        return accepted
 
     def append(self, texts: list[str], read_now: bool = True) -> None:
         seq = self.writer.next_seq
@@ -382,6 +400,36 @@ def test_a_record_that_fails_at_one_event_sends_the_parts_of_128_built_before_it
         [notice] = [e for e in events if isinstance(e, dict) and "spool_seq" in e]
         assert notice["spool_seq"] == 0
         assert rig.committed() == 0
+    finally:
+        rig.close()
+
+
+def test_losses_told_with_a_read_spanning_two_requests_are_told_again_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    # The spool-loss notice rides with the last record of a read. A read that fills two
+    # requests commits its first records with the first one: that commit must not mark the
+    # notice's counts reported, or a sender killed before HEC accepted the second request
+    # leaves the next one nothing to tell, and the refusal never reaches Splunk.
+    rig = Rig(tmp_path, max_request_bytes=4096, spool_max_bytes=64 * 1024)
+    try:
+        with pytest.raises(RecordTooLargeError):
+            rig.writer.append(bytes(64 * 1024), 7)  # refused: one batch of 7 events
+        rig.append(["a" * 2500])
+        rig.append(["b" * 2500])  # one read of both, two requests
+        rig.sender.step()
+        rig.sender.step()
+        assert [b.completes_seq for b in rig.courier.in_flight] == [0, 1]
+        rig.courier.finish(1)  # HEC accepts the first request only
+        rig.sender.step()
+        assert rig.committed() == 0
+        before = rig.restart_sender()  # killed before HEC accepted the second
+        events = [json.loads(e)["event"] for e in before] + _delivered(rig)
+        assert rig.committed() == 1
+        notices = [e for e in events
+                   if isinstance(e, dict) and e.get("type") == process.LOSS_NOTICE]
+        assert sum(n["refused_batches"] for n in notices) == 1
+        assert sum(n["refused_events"] for n in notices) == 7
     finally:
         rig.close()
 

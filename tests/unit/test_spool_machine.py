@@ -30,7 +30,7 @@ from tests.unit.spool_helpers import segment_path
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, SupportsLenAndGetItem
 
-OUTCOMES = ("ok", "fail_before", "fail_after")
+OUTCOMES = ("ok", "fail_before", "fail_after", "first_of_two")
 KILL_POINTS = ("before_send", "after_send_before_commit", "mid_commit", "after_commit")
 
 
@@ -171,6 +171,14 @@ class SpoolModel(RuleBasedStateMachine):
         if report is not None:
             self.held_report = _sum(self.held_report, report)
         if outcome == "fail_before":
+            return
+        if outcome == "first_of_two" and len(self.held) > 1:
+            # What is held fills two requests: HEC accepts the first, a prefix of the records,
+            # and the second, with the last record and the loss report, waits to be sent again.
+            first, self.held = self.held[: len(self.held) // 2], self.held[len(self.held) // 2 :]
+            self._deliver(first)
+            self.reader.commit(first[-1].seq)
+            self.committed.update(r.seq for r in first)
             return
         self._deliver(self.held)
         if outcome == "fail_after":  # HEC took it, the answer was lost: sent again later

@@ -127,6 +127,20 @@ def test_a_new_ack_state_is_made_whole(tmp_path: Path) -> None:
     assert load_committed(tmp_path) is not None
 
 
+@pytest.mark.parametrize("before", [None, b"\xff" * 100], ids=["new", "short"])
+def test_a_new_ack_state_owns_its_blocks(tmp_path: Path, before: bytes | None) -> None:
+    # Both slots on real blocks, as refused.state: a commit then overwrites bytes the file
+    # owns and still succeeds once the function filled /tmp. A hole (ftruncate) under the
+    # second slot made the first commit to it fail with ENOSPC on a full filesystem, and the
+    # sender die and resend the same batch at every restart without ever committing it.
+    if before is not None:
+        (tmp_path / ACK_STATE).write_bytes(before)
+    with SpoolReader(tmp_path):
+        pass
+    assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
+    assert (tmp_path / ACK_STATE).stat().st_blocks * 512 >= STATE_FILE_BYTES
+
+
 def test_a_short_unreadable_ack_state_resends_everything(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w:
         for _ in range(3):
@@ -376,6 +390,54 @@ def test_a_loss_taken_but_committed_only_before_it_is_reported_again_after_a_cra
     with SpoolReader(tmp_path) as again:
         assert [x.seq for x in again.read(10, 1 << 20)] == [2, 3]
         assert again.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
+
+
+def test_a_loss_taken_with_the_last_record_read_stays_unreported_until_that_one_is_committed(
+    tmp_path: Path,
+) -> None:
+    # The sender sends the report with the last record of the read, and a read may fill two
+    # HEC requests: the first one's commit covers records read after the refusal was seen,
+    # but not the report. After a crash before the second, the next reader reports it again.
+    append(tmp_path, b"a")
+    append(tmp_path, b"b")
+    refuse(tmp_path, Refusals(1, 3))
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 100)] == [0, 1]
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=3)
+        r.commit(0)
+    with SpoolReader(tmp_path) as again:
+        assert [x.seq for x in again.read(10, 100)] == [1]
+        assert again.take_loss_report() == LossReport(refused_batches=1, refused_events=3)
+        again.commit(1)
+    with SpoolReader(tmp_path) as last:
+        append(tmp_path, b"c")
+        assert [x.seq for x in last.read(10, 100)] == [2]
+        assert last.take_loss_report() is None  # committed with the record it went out with
+
+
+def test_a_loss_found_after_the_records_of_its_report_is_marked_reported_by_a_later_commit(
+    tmp_path: Path,
+) -> None:
+    # Records 2 and 3 are lost with their segment; the read of 0 and 1 finds the gap at the
+    # (empty) segment after it and hands it out with record 1, whose commit does not cover it.
+    # Once that report is committed, the next commit marks the gap reported: a reader after a
+    # crash must not report it a second time.
+    fill(tmp_path, records=4, per_segment=2)
+    with SpoolWriter(tmp_path):
+        pass  # starts segment 4
+    segment_path(tmp_path, 2).unlink()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 1]
+        assert r.take_loss_report() == LossReport(dropped_records=2, dropped_events=2)
+        r.commit(1)
+        append(tmp_path, b"c")
+        assert [x.seq for x in r.read(10, 1 << 20)] == [4]
+        assert r.take_loss_report() is None
+        r.commit(4)
+    append(tmp_path, b"d")
+    with SpoolReader(tmp_path) as again:
+        assert [x.seq for x in again.read(10, 1 << 20)] == [5]
+        assert again.take_loss_report() is None
 
 
 def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
