@@ -130,8 +130,13 @@ def test_delivers_everything_in_order(
     assert "ERROR" not in sender.stop()
 
 
+@pytest.mark.parametrize(("flush", "told_too"), [
+    ("sync", []),  # only what main asked for
+    ("adaptive", [0]),  # and, unasked, every other invocation committed (main learns from them)
+])
 def test_min_batch_size_holds_until_flush(
-    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc], flush: str,
+    told_too: list[int],
 ) -> None:
     sender = make(
         sender_factory,
@@ -139,6 +144,7 @@ def test_min_batch_size_holds_until_flush(
         hec,
         DISPATCH_MIN_BATCH_SIZE="1000",
         SPLUNK_DISPATCH_MAX_WAIT_MS="60000",
+        SPLUNK_FLUSH=flush,
     )
     with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
         spool_invocations(writer, 2, 5)
@@ -149,8 +155,10 @@ def test_min_batch_size_holds_until_flush(
     assert control.send(sender.ctl_w, control.Flush(rid))
     answers = control.Inbox(sender.status_r)
     got: list[control.Message] = []
-    wait_for(lambda: len(gather(got, answers)) > 1)
-    assert got == [control.Ready(), control.Delivered(rid)]
+    wait_for(lambda: len(gather(got, answers)) > 1 + len(told_too))
+    time.sleep(0.2)  # nothing more comes
+    assert gather(got, answers) == [control.Ready(), control.Delivered(rid),
+                                    *(control.Delivered(invocation(n, 5)[0]) for n in told_too)]
     assert read_committed(spool) >= last  # told only once committed through its runtimeDone
     assert len(function_lines(hec)) == 10
 
