@@ -94,6 +94,12 @@ TESTS: dict[str, tuple[str, ...]] = {
     # The courier's own thread against a scripted client; the sender's process tests
     # (tests/integration/test_sender.py, ~30 s) would make each survivor cost half a minute.
     "ext/sender/courier.py": ("tests/unit/test_courier*.py", "tests/unit/test_sender*.py"),
+    # The ledger's own tests and the linger properties (the sender's answers under adaptive),
+    # then the sender loop that feeds it.
+    "ext/sender/invocations.py": (
+        "tests/unit/test_invocations.py", "tests/unit/test_flush_linger.py",
+        "tests/unit/test_sender*.py",
+    ),
     "ext/sender/commit_order.py": (
         "tests/unit/test_commit_order*.py", "tests/unit/test_sender*.py",
     ),

@@ -86,3 +86,32 @@ def test_running_between_start_and_runtime_done_and_failing_told_once() -> None:
     assert not ledger.tell_failing("a")  # told once
     assert ledger.failing() == []  # a HEC failure does not tell it again
     assert ledger.settle(4) == ["a"]
+
+
+def test_the_last_keep_requests_are_kept_and_the_oldest_forgotten() -> None:
+    ledger = InvocationLedger(keep=3)
+    for n in range(4):
+        assert ledger.request(f"q{n}") == []
+    for n in range(4):
+        ledger.seen(RUNTIME_DONE, f"q{n}", n)
+    assert ledger.settle(3) == ["q1", "q2", "q3"]  # q0 is no longer waited for
+
+
+def test_the_last_64_invocations_are_remembered_by_default() -> None:
+    ledger = InvocationLedger()
+    for n in range(65):
+        ledger.seen(RUNTIME_DONE, f"r{n}", n)
+    ledger.settle(64)
+    assert ledger.request("r0") == []  # forgotten: it can no longer be answered
+    assert ledger.request("r1") == ["r1"]
+
+
+def test_other_platform_events_are_not_landmarks() -> None:
+    # Kinds sorting before platform.report and platform.start, and after platform.start
+    ledger = InvocationLedger(tell_every=True)
+    for kind in ("platform.initStart", "platform.telemetrySubscription", "function"):
+        ledger.seen(kind, "a", 1)
+    assert not ledger.running("a") and not ledger.report_spooled("a")
+    assert ledger.request("a") == [] and ledger.settle(1) == []
+    ledger.seen(START, "a", 2)  # the first start read counts, not an earlier other event
+    assert ledger.start_at == {"a": 2}
