@@ -141,6 +141,25 @@ def test_a_new_ack_state_owns_its_blocks(tmp_path: Path, before: bytes | None) -
     assert (tmp_path / ACK_STATE).stat().st_blocks * 512 >= STATE_FILE_BYTES
 
 
+def test_a_short_write_creating_ack_state_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full /tmp can cut the write that gives ack.state its blocks short: the reader must not
+    # start on a file whose second slot would lie on a hole again (its first commit there would
+    # fail), but refuse as the full disk it is, and leave no descriptor behind.
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:100], offset))
+    before = {int(name) for name in os.listdir("/proc/self/fd")}
+    with pytest.raises(OSError, match="short write") as caught:
+        SpoolReader(tmp_path)
+    assert caught.value.errno == errno.ENOSPC
+    assert {int(name) for name in os.listdir("/proc/self/fd")} == before
+    monkeypatch.undo()
+    with SpoolReader(tmp_path):
+        pass
+    assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
+
+
 def test_a_short_unreadable_ack_state_resends_everything(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w:
         for _ in range(3):
@@ -415,6 +434,33 @@ def test_a_loss_taken_with_the_last_record_read_stays_unreported_until_that_one_
         assert last.take_loss_report() is None  # committed with the record it went out with
 
 
+def test_each_loss_report_is_marked_reported_by_the_commit_of_its_own_record(
+    tmp_path: Path,
+) -> None:
+    # Two reports out at once, each taken with a different last record: a commit that covers
+    # the first report's record but not the second's marks the first only, and a commit past a
+    # report's record (not just at it) marks that report too.
+    for payload in (b"a", b"b", b"c"):
+        append(tmp_path, payload)
+    refuse(tmp_path, Refusals(1, 3))
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(1, 100)] == [0]
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=3)
+        refuse(tmp_path, Refusals(2, 5))
+        assert [x.seq for x in r.read(1, 100)] == [1]
+        assert r.take_loss_report() == LossReport(refused_batches=1, refused_events=2)
+        r.commit(0)
+    with SpoolReader(tmp_path) as again:
+        assert [x.seq for x in again.read(1, 100)] == [1]
+        assert again.take_loss_report() == LossReport(refused_batches=1, refused_events=2)
+        assert [x.seq for x in again.read(1, 100)] == [2]
+        again.commit(2)
+    append(tmp_path, b"d")
+    with SpoolReader(tmp_path) as last:
+        assert [x.seq for x in last.read(10, 100)] == [3]
+        assert last.take_loss_report() is None
+
+
 def test_a_loss_found_after_the_records_of_its_report_is_marked_reported_by_a_later_commit(
     tmp_path: Path,
 ) -> None:
@@ -438,6 +484,26 @@ def test_a_loss_found_after_the_records_of_its_report_is_marked_reported_by_a_la
     with SpoolReader(tmp_path) as again:
         assert [x.seq for x in again.read(10, 1 << 20)] == [5]
         assert again.take_loss_report() is None
+
+
+def test_a_committed_report_counts_no_more_than_its_record_s_counters(tmp_path: Path) -> None:
+    # A report goes out with record 1 and holds the gap found after it (segment 2 unreadable:
+    # corrupt). Record 1's commit marks reported only what its own counters hold: the next
+    # reader finds the gap again, and may class it otherwise (the segment since dropped: no
+    # longer damaged bytes). Marked in full, the corrupt count would have gone negative.
+    fill(tmp_path, records=4, per_segment=2)
+    with SpoolWriter(tmp_path):
+        pass  # starts segment 4
+    damaged = segment_path(tmp_path, 2)
+    damaged.write_bytes(b"\xee" * damaged.stat().st_size)
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20)] == [0, 1]
+        assert r.take_loss_report() == LossReport(corrupt_records=2, corrupt_events=2)
+        r.commit(1)
+    damaged.unlink()
+    with SpoolReader(tmp_path) as again:
+        assert again.read(10, 1 << 20) == []
+        assert again.take_loss_report() == LossReport(dropped_records=2, dropped_events=2)
 
 
 def test_a_segment_deleted_between_listing_and_opening_is_passed_over(
