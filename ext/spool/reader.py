@@ -246,6 +246,9 @@ class SpoolReader(RoleFiles):
             # and still succeeds once the function filled /tmp (as refused.state does).
             missing = STATE_FILE_BYTES - size
             if os.pwrite(self._state_fd, bytes(missing), size) != missing:
+                # Left as found: a part-written file has no valid slot, and the next start would
+                # take it for a damaged one (no gap counted before the oldest segment).
+                os.ftruncate(self._state_fd, size)
                 raise OSError(errno.ENOSPC, f"short write creating {ACK_STATE}")
         loaded = load_state(self._state_fd)
         self._adopt = False

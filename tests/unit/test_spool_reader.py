@@ -154,6 +154,7 @@ def test_a_short_write_creating_ack_state_is_refused(
         SpoolReader(tmp_path)
     assert caught.value.errno == errno.ENOSPC
     assert {int(name) for name in os.listdir("/proc/self/fd")} == before
+    assert (tmp_path / ACK_STATE).stat().st_size == 0  # as found: new, not damaged
     monkeypatch.undo()
     with SpoolReader(tmp_path):
         pass
