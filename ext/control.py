@@ -62,6 +62,15 @@ class FlushBacklog(Flush):
     kind = b"B"
 
 
+class FlushLate(Flush):
+    """main -> sender: as Flush, asked only RUNNING_AT through main's wait (sync flushing, HEC
+    healthy: the sender tells every delivery unasked, and most come sooner). The sender looks at
+    the spool once more and says at once whether the invocation still runs (Running)."""
+
+    __slots__ = ()
+    kind = b"L"
+
+
 class Drain(Message):
     """main -> sender: SHUTDOWN; wait for the last invocation's platform.report while the window
     allows, send everything, exit before `deadline_ms` (epoch ms). `request_id` may be empty."""
@@ -142,8 +151,8 @@ def decode(line: bytes) -> Message | None:
     return None
 
 
-_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, Delivered, Failing,
-                                                Running)}
+_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, FlushLate, Delivered,
+                                                Failing, Running)}
 
 
 def send(fd: int, message: Message) -> bool:

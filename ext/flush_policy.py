@@ -173,6 +173,12 @@ def cautious_exponential_quantile(gaps: list[float]) -> float:
 # budget bounds the post-runtime duration, so waits end this much before it (a tenth of the
 # budget at most).
 REACTION_S = 0.02
+# Running is told this far into main's wait (5/8: 0.3 s of the default 0.48), where a sync
+# flush that heard nothing yet asks (FlushLate): in a long invocation the listener's held
+# wake-up (0.25 s after the start's batch, which comes 25 ms or more after the INVOKE) brings
+# the start just before. Halfway (0.24 s) came just before that wake-up: the sender's pass then
+# read the start, and the wake-up came for nothing.
+RUNNING_AT = 0.625
 # A runtimeDone stamped further back than this is not taken as the invocation's end: clocks
 # that disagree (the platform's and ours), not a late delivery.
 TRUSTED_AGE_S = 5.0

@@ -49,9 +49,10 @@ READ_AT_ONCE_BYTES = 16_384
 # next batch, the one with the runtimeDone (or SPLUNK_DISPATCH_MAX_WAIT_MS if shorter). Held here,
 # not by the sender, so that the sender is not woken to learn that it may wait: the platform.report
 # that arrives alone as the environment thaws would otherwise cost it a pass per invocation.
-# With the start's batch 25 ms or more after main asks, in a long invocation it comes just before
+# With the start's batch 25 ms or more after the INVOKE, in a long invocation it comes just before
 # the sender is to tell main that the invocation runs (0.3 s into main's default wait), so the pass
-# it brings tells it (ext/sender/process.py RUNNING_AT, RUNNING_SLACK_S), not one more pass.
+# it brings tells it (ext/flush_policy.py RUNNING_AT, ext/sender/process.py RUNNING_SLACK_S), not
+# one more pass.
 DEFER_WAKE_S = 0.25
 
 _OK = response(200)

@@ -5,8 +5,10 @@ event/next, asks the sender to flush it and waits for the answer: the sender ans
 everything up to the invocation's platform.runtimeDone is accepted by HEC (or at once when HEC
 is failing). Every wait is bounded by the flush budget and the invocation's deadline, whatever
 fails. `sync` waits for every invocation, `background` never, `adaptive` (default) when its
-decision unit (ext/flush_policy.py) says so; it then still asks for the flush without waiting,
-so the sender sends as soon as it can and reports the delivery. On SHUTDOWN it hands the
+decision unit (ext/flush_policy.py) says so; the sender reports every delivery unasked then
+(main's decisions learn from them). `sync` asks only when late: the sender takes every
+invocation it reads as waited for, and main asks (FlushLate) only when no answer came
+RUNNING_AT through its wait, or at once after a wait HEC failed. On SHUTDOWN it hands the
 sender the deadline and the last request id; the sender waits for that invocation's
 platform.report, drains and exits.
 Main talks to the sender only (ext/control.py); the listener just spools.
@@ -26,7 +28,7 @@ import time
 
 from ext import config as config_module
 from ext import control, diagnostics, errors
-from ext.flush_policy import AdaptiveFlush, wait_limit
+from ext.flush_policy import RUNNING_AT, AdaptiveFlush, wait_limit
 from ext.main import supervisor, telemetry_api
 from ext.main.events import Event
 
@@ -94,6 +96,9 @@ class MainLoop:
         self.answers: dict[str, bool] = {}  # request id -> delivered (True) or failing (False)
         self.running: set[str] = set()  # invocations the sender saw start and not yet end
         self.last_request: str | None = None
+        # Sync: the last wait ended delivered, so the next one asks only if late (a Failing or a
+        # budget run out: HEC is not well, ask at once and hear so at once).
+        self.ask_late = True
         self.sender_started = False
         self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000,
                                       config.dispatch_max_wait_ms / 1000)
@@ -164,7 +169,9 @@ class MainLoop:
             if event.kind == "INVOKE" and event.request_id:
                 self.last_request = event.request_id
                 if self.config.flush == "sync":
-                    self.flush_invocation(event.request_id, event.deadline_ms / 1000)
+                    self.flush_invocation(event.request_id, event.deadline_ms / 1000,
+                                          ask_late=self.ask_late)
+                    self.ask_late = self.answers.get(event.request_id) is True
                 elif self.config.flush == "adaptive":
                     self.adapt(event.request_id, event.deadline_ms / 1000)
 
@@ -185,7 +192,8 @@ class MainLoop:
         if decision.wait and decision.awaited:
             self.flush_invocation(decision.awaited, deadline, ended=True)
 
-    def flush_invocation(self, request_id: str, deadline: float, ended: bool = False) -> None:
+    def flush_invocation(self, request_id: str, deadline: float, ended: bool = False,
+                         ask_late: bool = False) -> None:
         """Asks the sender to flush the invocation; waits for its answer, within the budget.
 
         The budget counts from the invocation's end, which only the telemetry shows: once the
@@ -195,28 +203,42 @@ class MainLoop:
         meanwhile (telemetry may come late), main waits at most the budget from now.
         An earlier invocation (`ended`: a backlog) cannot be running any more, whatever its
         spooled records say (its runtimeDone may have been dropped): the budget from now.
+        `ask_late` (sync): the sender answers unasked, so the request (FlushLate) goes only if
+        no answer came RUNNING_AT through the wait, when the sender says at once whether the
+        invocation runs.
         """
         now = time.monotonic()
         budget = wait_limit(self.config.flush_budget_ms / 1000)
         last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
         end = min(now + budget, last)
         self._read_answers()
-        self.answers.clear()  # answers about earlier invocations no longer matter
+        # Answers about earlier invocations no longer matter; this one's may be in already.
+        answer = self.answers.get(request_id)
+        self.answers.clear()
+        if answer is not None:
+            self.answers[request_id] = answer
         self.running.clear()
         flush = control.FlushBacklog(request_id) if ended else control.Flush(request_id)
-        if not self._tell_sender(flush):
+        ask_at = now + budget * RUNNING_AT if ask_late else None
+        if ask_at is None and not self._tell_sender(flush):
             return
         while request_id not in self.answers:
             if request_id in self.running and not ended:
                 end = last
-            left = end - time.monotonic()
+            now = time.monotonic()
+            if ask_at is not None and now >= ask_at:
+                ask_at = None
+                flush = control.FlushLate(request_id)
+                if not self._tell_sender(flush):
+                    return
+            left = (end if ask_at is None else min(end, ask_at)) - now
             if left <= 0:
                 return
             if self._wait_answer(left, [self.sender, self.listener]):
                 self._read_answers()
                 continue
-            if self._sender_restarted():
-                self._tell_sender(flush)
+            if self._sender_restarted() and ask_at is None:
+                self._tell_sender(flush)  # a new sender reads the invocation again unasked
             if supervisor.reap([self.listener]):
                 self._restart(self.listener)
                 self.running.discard(request_id)

@@ -3,8 +3,10 @@
 The sender reads and maps every record anyway, so it learns there at which spool seq each
 invocation's platform.runtimeDone (and platform.report) was spooled. The main process asks,
 per request id, to be told once everything up to that runtimeDone is accepted by HEC (with
-adaptive flushing it is told of every invocation unasked: `tell_every`); this ledger keeps those
-requests and says which ones the committed position now settles. It is the only place that
+adaptive flushing it is told of every invocation unasked: `tell_every`; with sync flushing main
+waits for every invocation, which the sender takes as asked once it reads the invocation's start
+or end: `wait_every`); this ledger keeps those requests and says which ones the committed
+position now settles. It is the only place that
 bookkeeping lives. Pure: no I/O, no clock.
 """
 
@@ -17,11 +19,14 @@ KEEP = 64  # invocations remembered; older ones can no longer be asked about
 
 
 class InvocationLedger:
-    def __init__(self, keep: int = KEEP, *, tell_every: bool = False) -> None:
+    def __init__(self, keep: int = KEEP, *, tell_every: bool = False,
+                 wait_every: bool = False) -> None:
         self.keep = keep
         # Adaptive flushing: main hears of every invocation's delivery (its flush decisions learn
         # from them) without asking for each, which would wake this process at every INVOKE.
         self.tell_every = tell_every
+        # Sync flushing: main waits for every invocation, and asks only when late (FlushLate).
+        self.wait_every = wait_every
         self.done_at: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
         self.report_at: dict[str, int] = {}  # request id -> seq of its spooled platform.report
         self.start_at: dict[str, int] = {}  # request id -> seq of its spooled platform.start
@@ -43,13 +48,18 @@ class InvocationLedger:
             self.tracked[request_id] = None
             if len(self.tracked) > self.keep:
                 del self.tracked[next(iter(self.tracked))]
+        if self.wait_every and table is not self.report_at and request_id not in self.waiting:
+            self._wait_for(request_id)
 
     def request(self, request_id: str) -> list[str]:
         """The main process waits for `request_id`; returns it at once if already settled."""
+        self._wait_for(request_id)
+        return self.settle(self.committed)
+
+    def _wait_for(self, request_id: str) -> None:
         self.waiting[request_id] = False
         if len(self.waiting) > self.keep:
             del self.waiting[next(iter(self.waiting))]
-        return self.settle(self.committed)
 
     def urgent(self) -> bool:
         """A flush waits on a runtimeDone already read: send everything read now, whatever the

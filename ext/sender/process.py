@@ -17,7 +17,9 @@ or the environment shuts down (Drain). Commits in order, after HEC accepted.
 It is the main process's only peer: while mapping records it learns where each invocation's
 platform.runtimeDone and platform.report sit in the spool (ext/sender/invocations.py), and it
 answers a Flush once everything up to that runtimeDone is committed, or at once with Failing while
-HEC fails.
+HEC fails. With sync flushing main waits for every invocation without a word: the sender takes
+each invocation it reads as asked for, and main asks (FlushLate) only when no answer came
+RUNNING_AT through its wait, so that the usual invocation costs no wake-up of its own here.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections import deque
 import msgspec
 
 from ext import control, flush_policy
-from ext.flush_policy import drain_reserve_s
+from ext.flush_policy import RUNNING_AT, drain_reserve_s
 from ext.sender.batching import Gathering, HecBatch
 from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
@@ -64,13 +66,9 @@ PIPE_READ_BYTES = 65_536  # a pipe's default capacity
 # While the drain waits for the last platform.report, the spool is read this often: the listener
 # may hold its wake-up (DEFER_WAKE_S), and the shutdown window has no 0.25 s to spare.
 REPORT_POLL_S = 0.02
-# Running is told this far into main's wait (5/8: 0.3 s of the default 0.48), and by the pass at
-# hand when due within RUNNING_SLACK_S once the invocation's start is read, rather than by a pass
-# of its own when its timer runs out: in a long invocation the listener's held wake-up (0.25 s
-# after the start's batch, which comes 25 ms or more after main asks) brings the start just
-# before. Halfway (0.24 s) came just before that wake-up: the timer's pass read the start, and
-# the wake-up then came for nothing.
-RUNNING_AT = 0.625
+# Running is told RUNNING_AT into main's wait (flush_policy), and by the pass at hand when due
+# within RUNNING_SLACK_S once the invocation's start is read, rather than by a pass of its own
+# when its timer runs out.
 RUNNING_SLACK_S = 0.05
 
 
@@ -106,7 +104,8 @@ class Sender:
         self.read_this_pass = False
         self.outbox: deque[HecBatch] = deque()
         self.commits = CommitOrder()
-        self.ledger = InvocationLedger(tell_every=config.flush == "adaptive")
+        self.ledger = InvocationLedger(tell_every=config.flush == "adaptive",
+                                       wait_every=config.flush == "sync")
         # Flushes of ended invocations: request id -> monotonic time its budget ends (counted
         # from the runtimeDone read, i.e. from the runtime's end, not from the INVOKE event).
         self.due: dict[str, float] = {}
@@ -439,9 +438,12 @@ class Sender:
                 if isinstance(message, control.FlushBacklog):
                     self._ended(message.request_id)  # ended long ago: the budget from now
                     continue  # and never Running (main would not wait longer for it)
-                # Running, if it comes to that, RUNNING_AT through main's own wait.
-                self.running_due[message.request_id] = (time.monotonic()
-                                                        + self.flush_wait_s * RUNNING_AT)
+                # Running, if it comes to that, RUNNING_AT through main's own wait: now, for a
+                # late ask, once the spool is read again (its start may be spooled, not read).
+                late = isinstance(message, control.FlushLate)
+                self.spool_dirty = self.spool_dirty or late
+                self.running_due[message.request_id] = (
+                    time.monotonic() + (0.0 if late else self.flush_wait_s * RUNNING_AT))
                 if message.request_id in self.ledger.done_at:
                     self._ended(message.request_id)
             elif isinstance(message, control.Drain):

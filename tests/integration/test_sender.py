@@ -131,8 +131,8 @@ def test_delivers_everything_in_order(
 
 
 @pytest.mark.parametrize(("flush", "told_too"), [
-    ("sync", []),  # only what main asked for
     ("adaptive", [0]),  # and, unasked, every other invocation committed (main learns from them)
+    ("background", []),  # only what main asked for
 ])
 def test_min_batch_size_holds_until_flush(
     spool: Path, hec: HecReceiver, sender_factory: list[SenderProc], flush: str,
@@ -161,6 +161,26 @@ def test_min_batch_size_holds_until_flush(
                                     *(control.Delivered(invocation(n, 5)[0]) for n in told_too)]
     assert read_committed(spool) >= last  # told only once committed through its runtimeDone
     assert len(function_lines(hec)) == 10
+
+
+def test_with_sync_flushing_each_invocation_is_sent_and_told_at_its_end_unasked(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc],
+) -> None:
+    """Main waits for every invocation without asking (it asks only when late): each one's
+    runtimeDone makes the sender send at once, whatever the minimum batch size."""
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1000",
+                  SPLUNK_DISPATCH_MAX_WAIT_MS="60000", SPLUNK_FLUSH="sync")
+    answers = control.Inbox(sender.status_r)
+    got: list[control.Message] = []
+    with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
+        for n in range(2):
+            _, events = invocation(n, 5, ms=n * 10)
+            writer.append(body(events), len(events))
+            wait_for(lambda n=n: len(gather(got, answers)) > 1 + n)  # type: ignore[misc]
+            assert len(function_lines(hec)) == 5 * (n + 1)  # sent before the next one came
+    time.sleep(0.2)  # nothing more comes
+    assert gather(got, answers) == [control.Ready(), *(control.Delivered(invocation(n, 5)[0])
+                                                       for n in range(2))]
 
 
 def test_outage_then_recovery_loses_nothing(

@@ -14,6 +14,7 @@ ids = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\
 messages = st.one_of(
     st.builds(control.Flush, ids),
     st.builds(control.FlushBacklog, ids),
+    st.builds(control.FlushLate, ids),
     st.builds(control.Delivered, ids),
     st.builds(control.Failing, ids),
     st.builds(control.Running, ids),

@@ -10,6 +10,8 @@ from ext import control
 def test_a_message_equals_only_one_of_its_kind_with_the_same_fields() -> None:
     # Kinds "B" < "D" < "F" and ids "a" < "b": an ordering in place of equality would confuse them.
     for one, other in [(control.Flush("a"), control.FlushBacklog("a")),
+                       (control.Flush("a"), control.FlushLate("a")),
+                       (control.FlushLate("a"), control.FlushBacklog("a")),
                        (control.Delivered("a"), control.Flush("a")),
                        (control.Flush("a"), control.Flush("b")),
                        (control.Drain(5, "a"), control.Drain(6, "a"))]:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ext import control
 from ext.flush_policy import MIN_GAPS, RELIABLE_GAPS, AdaptiveFlush
-from ext.sender.invocations import RUNTIME_DONE, InvocationLedger
+from ext.sender.invocations import REPORT, RUNTIME_DONE, START, InvocationLedger
 from tests.unit.test_sender_commits import Rig
 
 FLUSH_S = 0.03  # telemetry buffering plus one HEC round trip
@@ -155,6 +155,34 @@ def test_every_invocation_read_is_told_once_and_only_once_committed(
         told += settled
     told += ledger.settle(len(ends))
     assert sorted(told) == sorted({f"r{n}" for n in ends})
+
+
+def test_with_sync_flushing_every_invocation_read_is_waited_for_unasked() -> None:
+    ledger = InvocationLedger(wait_every=True)
+    ledger.seen(START, "r1", 1)
+    assert ledger.waiting == {"r1": False}  # from its start: HEC failing is news from then on
+    assert not ledger.urgent()  # nothing to send for it before its end is read
+    assert ledger.failing() == ["r1"]
+    ledger.seen(RUNTIME_DONE, "r1", 2)
+    assert ledger.waiting == {"r1": True}  # its end read: still waited for, told Failing once
+    assert ledger.urgent()  # send everything up to it now, whatever the minimum batch size
+    assert ledger.settle(2) == ["r1"]
+    ledger.seen(START, "r1", 3)  # a batch the platform sent again: no second wait
+    ledger.seen(RUNTIME_DONE, "r1", 4)
+    assert ledger.settle(4) == [] and not ledger.waiting
+    ledger.seen(RUNTIME_DONE, "r2", 5)  # its start lost: its end is enough
+    ledger.seen(REPORT, "r3", 6)  # a report alone is no invocation main waits for
+    assert list(ledger.waiting) == ["r2"] and ledger.settle(6) == ["r2"]
+
+
+def test_what_sync_flushing_waits_for_unasked_is_bounded_like_the_rest() -> None:
+    ledger = InvocationLedger(3, wait_every=True)
+    for seq in range(10):
+        ledger.seen(START, f"r{seq}", seq)
+    assert list(ledger.waiting) == ["r7", "r8", "r9"]
+    ledger.request("r8")  # asked late: one entry still, not told Failing any more
+    ledger.seen(START, "r8", 11)
+    assert ledger.waiting == {"r7": False, "r8": False, "r9": False}
 
 
 def test_what_is_told_unasked_is_bounded_like_the_rest() -> None:

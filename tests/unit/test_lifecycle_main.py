@@ -225,11 +225,20 @@ def test_a_restarted_sender_must_say_ready_again_and_the_rhythm_is_relearnt(
 # -- the event loop -----------------------------------------------------------------------------
 
 
-def _serve(main: Main, *bodies: bytes) -> tuple[int, list[tuple[str, str, float]]]:
+def _serve(main: Main, *bodies: bytes,
+           answers: list[bool | None] | None = None) -> tuple[int, list[tuple[str, str, float]]]:
+    """Serves `bodies`; each flush ends with the next of `answers` (Delivered, Failing, or none
+    by the end of the wait)."""
     calls: list[tuple[str, str, float]] = []
+    answers = list(answers or [])
 
-    def flush_invocation(request_id: str, deadline: float, ended: bool = False) -> None:
-        calls.append(("flush", request_id, deadline))
+    def flush_invocation(request_id: str, deadline: float, ended: bool = False,
+                         ask_late: bool = False) -> None:
+        calls.append(("flush" if ask_late else "flush, asking at once", request_id, deadline))
+        answer = answers.pop(0) if answers else None
+        main.loop.answers.clear()
+        if answer is not None:
+            main.loop.answers[request_id] = answer
 
     main.loop.api.events = list(bodies)  # type: ignore[attr-defined]
     main.loop.flush_invocation = flush_invocation  # type: ignore[method-assign]
@@ -261,6 +270,23 @@ def test_each_invocation_is_flushed_as_the_strategy_says_until_shutdown(
         assert calls == [*expected, ("shutdown", "spindown", 1_800_000_002_000)]
         assert made.loop.last_request == "r1"
         assert made.loop.api.events == [INVOKE]  # type: ignore[attr-defined]
+    finally:
+        made.close()
+
+
+def test_sync_asks_late_only_after_a_wait_that_ended_delivered(
+    clock: Clock, children: Children, notes: Notes,
+) -> None:
+    made = _main(SPLUNK_FLUSH="sync")
+    try:
+        _, calls = _serve(made, INVOKE, INVOKE, INVOKE, INVOKE, INVOKE, SHUTDOWN,
+                          answers=[True, False, True, None, True])
+        assert [kind for kind, _, _ in calls] == [
+            "flush", "flush",  # the first asks late; Delivered: so does the next
+            "flush, asking at once",  # after a Failing
+            "flush",  # after a Delivered again
+            "flush, asking at once",  # after a wait that ran out without an answer
+            "shutdown"]
     finally:
         made.close()
 
@@ -489,6 +515,80 @@ def test_a_restarted_child_closes_the_other_child_s_pidfd(
             main.loop.listener.exit_fd = -1  # not the test process's stdin to close
     assert children.spawned == ["sender"]
     assert listener_fd in children.closing[0]  # main's pidfds are no child's business
+
+
+ASK_AT_S = BUDGET_S * flush_policy.RUNNING_AT
+
+
+def test_a_late_asking_wait_ends_at_a_delivery_told_unasked_without_a_word(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    poll.script = {0: [control.Delivered("rid")]}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert sent(main) == []
+    assert poll.timeouts == [pytest.approx(ASK_AT_S)]
+    assert main.loop.answers == {"rid": True}
+
+
+def test_a_late_asking_wait_asks_running_at_through_it_then_waits_the_rest(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert sent(main) == [control.FlushLate("rid")]
+    assert poll.timeouts == [pytest.approx(ASK_AT_S), pytest.approx(BUDGET_S - ASK_AT_S)]
+
+
+def test_a_late_ask_answered_running_waits_until_the_deadline(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    poll.script = {1: [control.Running("rid")]}
+    began = poll.clock.now
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 0.05 + 2.0, ask_late=True)
+    assert sent(main) == [control.FlushLate("rid")]
+    assert poll.clock.now - began == pytest.approx(2.0, abs=1e-6)
+
+
+def test_a_deadline_before_the_late_ask_is_waited_for_without_asking(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 0.05 + ASK_AT_S / 2,
+                               ask_late=True)
+    assert sent(main) == []
+    assert poll.timeouts == [pytest.approx(ASK_AT_S / 2, abs=1e-6)]
+
+
+def test_a_delivery_told_before_the_wait_began_ends_it_at_once(main: Main, poll: Poll) -> None:
+    control.send(main.loop.status_w, control.Delivered("earlier"))
+    control.send(main.loop.status_w, control.Delivered("rid"))
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert (sent(main), poll.timeouts) == ([], [])
+    assert main.loop.answers == {"rid": True}  # the earlier one forgotten
+
+
+def test_a_sender_restarted_before_the_late_ask_is_not_asked_and_after_it_is(
+    main: Main, poll: Poll, children: Children, pidfds: dict[str, int],
+) -> None:
+    poll.actions = {0: death("sender", children, pidfds)}
+    began = poll.clock.now
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert children.spawned == ["sender"]
+    assert sent(main) == [control.FlushLate("rid")]  # the new sender reads it again unasked
+    assert poll.clock.now - began == pytest.approx(BUDGET_S)
+    os.close(pidfds["sender"])
+    main.loop.sender.exit_fd, pidfds["sender"] = os.pipe()  # the new sender's pidfd
+    poll.actions = {len(poll.timeouts) + 1: death("sender", children, pidfds)}  # after the ask
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert sent(main) == [control.FlushLate("rid"), control.FlushLate("rid")]
+
+
+def test_a_sender_that_takes_no_late_ask_ends_the_wait(
+    main: Main, poll: Poll, notes: Notes, pidfds: dict[str, int],
+) -> None:
+    while control.send(main.loop.ctl_w, control.Flush("filler")):
+        pass
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert poll.timeouts == [pytest.approx(ASK_AT_S)]  # not the rest of the budget
+    assert notes.levels() == ["WARNING"]
 
 
 def test_a_deadline_nearer_than_the_budget_ends_the_wait_before_it(main: Main, poll: Poll) -> None:

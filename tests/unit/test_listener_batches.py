@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ext import config
+from ext import config, flush_policy
 from ext.listener import filters, http_server, intake
 from ext.listener import process as listener
 from ext.listener.process import Listener
@@ -306,7 +306,7 @@ def test_by_default_a_long_invocation_s_start_is_read_in_time_to_tell_main_it_ru
     from ext.flush_policy import wait_limit
     from ext.sender import process as sender
 
-    running_at = wait_limit(config.load(BASE).flush_budget_ms / 1000) * sender.RUNNING_AT
+    running_at = wait_limit(config.load(BASE).flush_budget_ms / 1000) * flush_policy.RUNNING_AT
     # The start's batch comes at least 25 ms (the subscription's least buffering) after main
     # asks; its held wake-up is then read within the sender's slack, before Running is due.
     assert running_at - sender.RUNNING_SLACK_S <= listener.DEFER_WAKE_S + 0.025 <= running_at

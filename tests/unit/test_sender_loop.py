@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 
-from ext import control
+from ext import control, flush_policy
 from ext.flush_policy import drain_reserve_s, reaction_s
 from ext.sender import process as sender
 from ext.sender import self_metrics
@@ -430,7 +430,7 @@ def test_a_flush_asked_before_the_invocation_started_hears_running_part_way_thro
     _started(rig, "r1")
     _started(rig, "r2")  # nobody waits for r2
     assert rig.answers() == []  # most invocations are delivered before main needs to know
-    clock.now += rig.sender.flush_wait_s * sender.RUNNING_AT
+    clock.now += rig.sender.flush_wait_s * flush_policy.RUNNING_AT
     rig.sender.step()
     assert rig.answers() == [control.Running("r1")]
     clock.now += 10
@@ -442,7 +442,7 @@ def _asked_to_flush(rig: WideRig, clock: Clock, request_id: str) -> float:
     """Main asks now; returns when Running is due (RUNNING_AT through main's wait)."""
     asked = clock.now
     assert rig.tell(control.Flush(request_id)) == []
-    return asked + rig.sender.flush_wait_s * sender.RUNNING_AT
+    return asked + rig.sender.flush_wait_s * flush_policy.RUNNING_AT
 
 
 def test_running_is_told_by_a_pass_that_reads_the_start_shortly_before_it_is_due(
@@ -481,7 +481,7 @@ def test_a_running_timer_run_out_without_the_start_is_dropped_by_a_late_pass(
     # Running.
     asked = clock.now
     assert rig.tell(control.Flush("r1")) == []
-    clock.now = asked + rig.sender.flush_wait_s * sender.RUNNING_AT + 0.01
+    clock.now = asked + rig.sender.flush_wait_s * flush_policy.RUNNING_AT + 0.01
     rig.sender.step()
     assert rig.answers() == [] and rig.sender.running_due == {}
     rig.sender._wait(sender.IDLE_WAIT_S)
@@ -510,7 +510,7 @@ def test_the_wait_ends_part_way_through_a_flush_main_waits_for(
 ) -> None:
     rig.tell(control.Flush("r1"))
     rig.sender._wait(sender.IDLE_WAIT_S)
-    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s * sender.RUNNING_AT)]
+    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s * flush_policy.RUNNING_AT)]
 
 
 def test_the_sender_stops_exactly_at_the_drain_deadline(rig: WideRig, clock: Clock) -> None:
@@ -867,7 +867,6 @@ def test_a_pass_says_whether_it_handed_a_batch_over_and_read_records(rig: WideRi
 
 @pytest.mark.parametrize(("rig", "told"), [
     ({"SPLUNK_FLUSH": "adaptive"}, [control.Delivered("r1")]),
-    ({"SPLUNK_FLUSH": "sync"}, []),  # main waits for each one it needs, and asks
     ({"SPLUNK_FLUSH": "background"}, []),  # main never listens
 ], indirect=["rig"])
 def test_an_invocation_is_told_delivered_unasked_with_adaptive_flushing_and_never_hurried(
@@ -885,6 +884,66 @@ def test_an_invocation_is_told_delivered_unasked_with_adaptive_flushing_and_neve
     assert rig.answers() == told  # never Failing
     rig.sender.step()
     assert rig.answers() == []  # once
+
+
+SYNC = {"SPLUNK_FLUSH": "sync", **HOLDING}
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_with_sync_flushing_an_invocation_is_sent_at_once_and_told_delivered_unasked(
+    rig: WideRig,
+) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # far below the minimum batch size: main waits
+    assert rig.answers() == []
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+    rig.sender.step()
+    assert rig.answers() == [] and not rig.sender.due  # once, and its budget's timer gone
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_with_sync_flushing_a_started_invocation_hears_hec_failing_unasked(
+    rig: WideRig,
+) -> None:
+    rig.append(["before"])  # something on the wire to fail
+    rig.sender.drain_deadline = time.monotonic() + 60
+    rig.sender.step()
+    rig.sender.drain_deadline = None
+    rig.sender.spool_dirty = True  # as the listener's held wake-up, when it comes
+    _started(rig, "r1")
+    rig.courier.failures += 1
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_a_late_ask_reads_the_spool_again_and_hears_running_at_once(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.sender.step()  # nothing spooled yet: the next pass reads only when woken
+    start = [{"time": STAMP, "type": "platform.start", "record": {"requestId": "r1"}}]
+    rig.writer.append(json.dumps(start).encode(), 1, read_now=False)  # its wake-up held
+    rig.sender.step()
+    assert "r1" not in rig.sender.ledger.start_at
+    assert rig.tell(control.FlushLate("r1")) == [control.Running("r1")]
+    assert not rig.sender.running_due  # told: no timer left to end a wait
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_a_late_ask_about_an_invocation_not_started_leaves_no_timer(
+    rig: WideRig, clock: Clock,
+) -> None:
+    assert rig.tell(control.FlushLate("r1")) == []  # no start spooled: nothing to tell
+    assert not rig.sender.running_due
+    assert rig.sender.ledger.waiting == {"r1": False}  # still waited for
 
 
 def _iso(epoch_s: float) -> str:
@@ -1219,7 +1278,7 @@ def test_an_invocation_told_failing_is_not_told_running_part_way_through_the_wai
     rig.courier.failures += 1  # HEC refused an attempt: main stops waiting for r1
     rig.sender.step()
     assert rig.answers() == [control.Failing("r1")]
-    clock.now += rig.sender.flush_wait_s * sender.RUNNING_AT
+    clock.now += rig.sender.flush_wait_s * flush_policy.RUNNING_AT
     rig.sender.step()
     assert rig.answers() == []  # main no longer waits: Running would only wake it
     assert not rig.sender.running_due
@@ -1228,7 +1287,7 @@ def test_an_invocation_told_failing_is_not_told_running_part_way_through_the_wai
 def test_a_backlog_flush_that_started_is_never_told_running(rig: WideRig, clock: Clock) -> None:
     _started(rig, "r1")  # its platform.start is spooled, its runtimeDone not (yet, or lost)
     assert rig.tell(control.FlushBacklog("r1")) == []
-    clock.now += rig.sender.flush_wait_s * sender.RUNNING_AT
+    clock.now += rig.sender.flush_wait_s * flush_policy.RUNNING_AT
     rig.sender.step()
     assert rig.answers() == []  # main would not wait longer for an invocation ended long ago
     clock.now = rig.sender.due["r1"]
@@ -1267,7 +1326,7 @@ def test_an_idle_wait_right_after_boot_ends_part_way_through_main_s_wait(
     clock.now = 0.1  # a sender started right after boot
     rig.tell(control.Flush("r1"))
     rig.sender._wait(5.0)
-    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s * sender.RUNNING_AT)]
+    assert poll.timeouts == [pytest.approx(rig.sender.flush_wait_s * flush_policy.RUNNING_AT)]
 
 
 def test_an_idle_wait_past_main_s_running_point_is_a_poll(
