@@ -161,6 +161,28 @@ def test_a_short_write_creating_ack_state_is_refused(
     assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
 
 
+def test_a_short_write_completing_a_part_written_ack_state_leaves_it_as_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cut back to its old size, not emptied: an empty file would pass for a new one at the next
+    # start, which counts the records before the oldest segment left as lost.
+    fill(tmp_path, records=6, per_segment=2)
+    with SpoolReader(tmp_path) as r:
+        r.read(2, 1 << 20)
+        r.commit(1)
+    assert list_segments(str(tmp_path)) == [2, 4]
+    (tmp_path / ACK_STATE).write_bytes(b"\xff" * 100)  # part-written: no valid slot
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:100], offset))
+    with pytest.raises(OSError, match="short write"):
+        SpoolReader(tmp_path)
+    assert (tmp_path / ACK_STATE).read_bytes() == b"\xff" * 100
+    monkeypatch.undo()
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(10, 1 << 20)] == [2, 3, 4, 5]
+        assert r.take_loss_report() is None
+
+
 def test_a_short_unreadable_ack_state_resends_everything(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as w:
         for _ in range(3):
