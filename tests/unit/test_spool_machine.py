@@ -59,9 +59,11 @@ class SpoolModel(RuleBasedStateMachine):
         self.committed: set[int] = set()
         self.ambiguous: set[int] = set()
         self.reported = LossReport()
-        # What the sender holds after a failed request, to send again: records and loss report.
+        # What the sender holds after a failed request, to send again: records, and the loss
+        # reports taken, each with the seq of the record it rides with (the last one read then,
+        # as the sender's notice goes with the last record of its read).
         self.held: list[SpoolRecord] = []
-        self.held_report = LossReport()
+        self.held_reports: list[tuple[int, LossReport]] = []
         self.last_committed = -1
         self.last_stats = self.reader.stats
 
@@ -169,14 +171,16 @@ class SpoolModel(RuleBasedStateMachine):
         self.held += self._read(max_records)
         report = self.reader.take_loss_report()
         if report is not None:
-            self.held_report = _sum(self.held_report, report)
+            rides_with = self.held[-1].seq if self.held else self.reader.committed_seq
+            self.held_reports.append((rides_with, report))
         if outcome == "fail_before":
             return
         if outcome == "first_of_two" and len(self.held) > 1:
-            # What is held fills two requests: HEC accepts the first, a prefix of the records,
-            # and the second, with the last record and the loss report, waits to be sent again.
+            # What is held fills two requests: HEC accepts the first, a prefix of the records
+            # with the loss reports riding with them, and the second waits to be sent again.
             first, self.held = self.held[: len(self.held) // 2], self.held[len(self.held) // 2 :]
             self._deliver(first)
+            self._report_through(first[-1].seq)
             self.reader.commit(first[-1].seq)
             self.committed.update(r.seq for r in first)
             return
@@ -188,7 +192,7 @@ class SpoolModel(RuleBasedStateMachine):
 
     def _accepted(self) -> None:
         """HEC accepted the held records (already delivered): commit them."""
-        self.reported, self.held_report = _sum(self.reported, self.held_report), LossReport()
+        self._report_through(None)
         if self.held:
             self.reader.commit(self.held[-1].seq)
             self.committed.update(r.seq for r in self.held)
@@ -199,7 +203,15 @@ class SpoolModel(RuleBasedStateMachine):
         """The sender dies (or stops) and a new one starts: what it held is gone."""
         self.reader.close()
         self.reader = SpoolReader(self.dir)
-        self.held, self.held_report = [], LossReport()
+        self.held, self.held_reports = [], []
+
+    def _report_through(self, seq: int | None) -> None:
+        """The held loss reports riding with records up to `seq` (all: None) reached HEC."""
+        for rides_with, report in self.held_reports:
+            if seq is None or rides_with <= seq:
+                self.reported = _sum(self.reported, report)
+        self.held_reports = [(r, report) for r, report in self.held_reports
+                             if seq is not None and r > seq]
 
     @rule(point=st.sampled_from(KILL_POINTS), max_records=st.integers(1, 8), tear=st.integers(0))
     def kill_reader(self, point: str, max_records: int, tear: int) -> None:
