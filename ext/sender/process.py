@@ -323,6 +323,9 @@ class Sender:
             return  # not waited for, or told Failing already: main does not wait for it
         left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
         self.due.setdefault(request_id, time.monotonic() + left)
+        # A backoff is cut short: a failing HEC gets one attempt now, whose failure tells main
+        # at once (with sync flushing main asks nothing before it is late).
+        self.courier.hurry()
 
     def _answer_running(self) -> None:
         """Waited-for invocations that started and are not delivered RUNNING_AT through main's

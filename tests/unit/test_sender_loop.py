@@ -919,6 +919,31 @@ def test_with_sync_flushing_a_started_invocation_hears_hec_failing_unasked(
     assert rig.answers() == [control.Failing("r1")]
 
 
+class HurriedCourier(TimedCourier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hurried = 0
+
+    def hurry(self) -> None:
+        self.hurried += 1
+
+
+@pytest.mark.parametrize(("flush", "hurried"), [("sync", 1), ("adaptive", 0)])
+def test_with_sync_flushing_an_invocation_s_end_cuts_a_backoff_short_unasked(
+    tmp_path: Path, flush: str, hurried: int,
+) -> None:
+    courier = HurriedCourier()
+    made = WideRig(tmp_path, courier=courier, SPLUNK_FLUSH=flush, **HOLDING)
+    try:
+        _started(made, "r1")
+        assert courier.hurried == 0  # running: nothing to send for it yet
+        made.append_invocation("r1", ["a"])
+        made.sender.step()
+        assert courier.hurried == hurried  # adaptive: nobody waits for it
+    finally:
+        made.close()
+
+
 @pytest.mark.parametrize("rig", [SYNC], indirect=True)
 def test_a_late_ask_reads_the_spool_again_and_hears_running_at_once(
     rig: WideRig, clock: Clock,
