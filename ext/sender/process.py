@@ -323,9 +323,18 @@ class Sender:
             return  # not waited for, or told Failing already: main does not wait for it
         left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
         self.due.setdefault(request_id, time.monotonic() + left)
-        # A backoff is cut short: a failing HEC gets one attempt now, whose failure tells main
-        # at once (with sync flushing main asks nothing before it is late).
+        # With sync flushing main asks nothing before it is late: a backoff is cut short (a
+        # failing HEC gets one attempt now, whose failure tells main), a hanging HEC told now.
         self.courier.hurry()
+        self._answer_hanging()
+
+    def _answer_hanging(self) -> None:
+        """A HEC that let a request time out, or is taking longer than a flush may wait, is
+        treated as down until a request succeeds: the courier probes on its own schedule, main
+        does not wait."""
+        if self.courier.hanging or self.courier.stalled(self.flush_wait_s):
+            for request_id in self.ledger.failing():
+                self._answer(control.Failing(request_id))
 
     def _answer_running(self) -> None:
         """Waited-for invocations that started and are not delivered RUNNING_AT through main's
@@ -432,12 +441,7 @@ class Sender:
                 urgent = True
                 for request_id in self.ledger.request(message.request_id):
                     self._answer(control.Delivered(request_id))
-                if self.courier.hanging or self.courier.stalled(self.flush_wait_s):
-                    # A HEC that let a request time out, or is taking longer than a flush may
-                    # wait, is treated as down until a request succeeds: the courier probes on
-                    # its own schedule, main does not wait.
-                    for request_id in self.ledger.failing():
-                        self._answer(control.Failing(request_id))
+                self._answer_hanging()
                 if isinstance(message, control.FlushBacklog):
                     self._ended(message.request_id)  # ended long ago: the budget from now
                     continue  # and never Running (main would not wait longer for it)

@@ -944,6 +944,21 @@ def test_with_sync_flushing_an_invocation_s_end_cuts_a_backoff_short_unasked(
         made.close()
 
 
+@pytest.mark.parametrize(("rig", "told"), [
+    (SYNC, [control.Failing("r1")]),
+    ({"SPLUNK_FLUSH": "adaptive", **HOLDING}, []),  # nobody waits for it
+], indirect=["rig"])
+def test_with_sync_flushing_a_hanging_hec_is_told_at_an_invocation_s_end_unasked(
+    rig: WideRig, told: list[control.Message],
+) -> None:
+    rig.courier.hanging = True  # the last attempt timed out
+    _started(rig, "r1")
+    assert rig.answers() == []  # nothing to send for it yet
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    assert rig.answers() == told
+
+
 @pytest.mark.parametrize("rig", [SYNC], indirect=True)
 def test_a_late_ask_reads_the_spool_again_and_hears_running_at_once(
     rig: WideRig, clock: Clock,
