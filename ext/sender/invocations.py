@@ -6,8 +6,7 @@ per request id, to be told once everything up to that runtimeDone is accepted by
 adaptive flushing it is told of every invocation unasked: `tell_every`; with sync flushing main
 waits for every invocation, which the sender takes as asked once it reads the invocation's start
 or end: `wait_every`); this ledger keeps those requests and says which ones the committed
-position now settles. It is the only place that
-bookkeeping lives. Pure: no I/O, no clock.
+position now settles. It is the only place that bookkeeping lives. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
