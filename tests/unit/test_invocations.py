@@ -115,3 +115,14 @@ def test_other_platform_events_are_not_landmarks() -> None:
     assert ledger.request("a") == [] and ledger.settle(1) == []
     ledger.seen(START, "a", 2)  # the first start read counts, not an earlier other event
     assert ledger.start_at == {"a": 2}
+
+
+def test_with_sync_flushing_an_invocation_is_waited_for_whatever_the_order_of_its_records() -> None:
+    # Its report read before its end (or start) in one record: both tables then hold the same
+    # id at the same seq, and the end (or start) still makes it waited for.
+    for kind in (RUNTIME_DONE, START):
+        ledger = InvocationLedger(wait_every=True)
+        ledger.seen(REPORT, "a", 1)
+        assert not ledger.waiting
+        ledger.seen(kind, "a", 1)
+        assert ledger.waiting == {"a": False}

@@ -538,6 +538,19 @@ def test_a_late_asking_wait_asks_running_at_through_it_then_waits_the_rest(
     assert poll.timeouts == [pytest.approx(ASK_AT_S), pytest.approx(BUDGET_S - ASK_AT_S)]
 
 
+def test_a_wait_that_wakes_past_the_late_ask_s_time_still_asks(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    def oversleeps() -> None:  # a real select returns a little after its timeout
+        poll.clock.now += 0.002
+
+    poll.actions = {0: oversleeps}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert sent(main) == [control.FlushLate("rid")]
+    assert poll.timeouts == [pytest.approx(ASK_AT_S),
+                             pytest.approx(BUDGET_S - ASK_AT_S - 0.002)]
+
+
 def test_a_late_ask_answered_running_waits_until_the_deadline(
     main: Main, poll: Poll, pidfds: dict[str, int],
 ) -> None:
