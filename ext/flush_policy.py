@@ -202,10 +202,22 @@ def budget_left(budget_s: float, ended_s: float | None, now_s: float) -> float:
     buffering (25 ms at least), later still if a delivery was retried. Without a usable time
     (unknown, ahead of `now_s`, or implausibly old) the budget runs from now. Less main's
     reaction time, never below 0."""
-    age = 0.0
-    if ended_s is not None and 0.0 <= now_s - ended_s <= TRUSTED_AGE_S:
-        age = now_s - ended_s
-    return max(0.0, wait_limit(budget_s) - age)
+    return max(0.0, wait_limit(budget_s) - _trusted_age(ended_s, now_s))
+
+
+def running_left(wait_s: float, started_s: float | None, now_s: float) -> float:
+    """How long until an invocation that started at `started_s` (its platform.start's own time,
+    epoch seconds; as at INVOKE, where main's wait of `wait_s` begins) is RUNNING_AT through
+    that wait; from now without a usable time, never below 0."""
+    return max(0.0, wait_s * RUNNING_AT - _trusted_age(started_s, now_s))
+
+
+def _trusted_age(stamp_s: float | None, now_s: float) -> float:
+    """Seconds since a platform's stamp, or 0 when it is unknown, ahead of now or implausibly
+    old (clocks that disagree)."""
+    if stamp_s is not None and 0.0 <= now_s - stamp_s <= TRUSTED_AGE_S:
+        return now_s - stamp_s
+    return 0.0
 
 
 # At SHUTDOWN: the time kept for the drain, until the sender has measured its own.

@@ -225,6 +225,7 @@ class MainLoop:
         while request_id not in self.answers:
             if request_id in self.running and not ended:
                 end = last
+                ask_at = None  # told unasked (sync): nothing left to ask
             now = time.monotonic()
             if ask_at is not None and now >= ask_at:
                 ask_at = None

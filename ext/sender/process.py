@@ -18,8 +18,9 @@ It is the main process's only peer: while mapping records it learns where each i
 platform.runtimeDone and platform.report sit in the spool (ext/sender/invocations.py), and it
 answers a Flush once everything up to that runtimeDone is committed, or at once with Failing while
 HEC fails. With sync flushing main waits for every invocation without a word: the sender takes
-each invocation it reads as asked for, and main asks (FlushLate) only when no answer came
-RUNNING_AT through its wait, so that the usual invocation costs no wake-up of its own here.
+each invocation it reads as asked for (Running told from its start's stamp), and main asks
+(FlushLate) only when no answer came RUNNING_AT through its wait, so that the usual invocation
+costs no wake-up of its own here.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ext.sender.batching import Gathering, HecBatch
 from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
-from ext.sender.invocations import RUNTIME_DONE, InvocationLedger
+from ext.sender.invocations import RUNTIME_DONE, START, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
@@ -299,6 +300,9 @@ class Sender:
                     if kind == RUNTIME_DONE:
                         self._ended(rid, builder.seconds(stamp))
                         ended = True
+                for kind, rid, stamp in seen:
+                    if kind == START and self.ledger.running(rid):
+                        self._started(rid, builder.seconds(stamp))
                 builder.landmarks.clear()
                 if ended:  # once per invocation batch: the sender's own figures ride with it
                     envelopes.extend(self._self_metrics("invocation"))
@@ -327,6 +331,16 @@ class Sender:
         # failing HEC gets one attempt now, whose failure tells main), a hanging HEC told now.
         self.courier.hurry()
         self._answer_hanging()
+
+    def _started(self, request_id: str, started_s: float | None) -> None:
+        """An invocation main waits for without asking (sync) started: Running is due RUNNING_AT
+        through main's wait, which began at the INVOKE, i.e. at the start's own time. Told by
+        the pass that reads the start, most often (the listener holds its wake-up 0.25 s), so
+        that main, which would ask then (FlushLate), has no need to."""
+        if self.ledger.waiting.get(request_id, True):
+            return  # not waited for unasked, or told Failing already: main does not wait
+        left = flush_policy.running_left(self.flush_wait_s, started_s, time.time())
+        self.running_due.setdefault(request_id, time.monotonic() + left)
 
     def _answer_hanging(self) -> None:
         """A HEC that let a request time out, or is taking longer than a flush may wait, is

@@ -17,11 +17,13 @@ from ext.flush_policy import (
     MAX_UNDELIVERED,
     MIN_GAPS,
     RELIABLE_GAPS,
+    RUNNING_AT,
     AdaptiveFlush,
     Decision,
     budget_left,
     cautious_exponential_quantile,
     drain_reserve_s,
+    running_left,
     wait_limit,
 )
 
@@ -355,6 +357,15 @@ def test_a_runtime_done_up_to_five_seconds_old_is_trusted() -> None:
     for age in (4.5, 5.0):
         assert budget_left(10.0, ended, ended + age) == pytest.approx(wait_limit(10.0) - age)
     assert budget_left(10.0, ended, ended + 5.5) == pytest.approx(wait_limit(10.0))
+
+
+def test_running_is_due_running_at_through_a_wait_that_began_at_the_start_s_stamp() -> None:
+    started = 1_800_000_000.0
+    assert running_left(0.48, started, started + 0.1) == pytest.approx(0.48 * RUNNING_AT - 0.1)
+    assert running_left(0.48, started, started + 5.0) == 0.0  # trusted, long past: now
+    for now in (started - 0.2, started + 5.5):  # ahead of now, or implausibly old: from now
+        assert running_left(0.48, started, now) == pytest.approx(0.48 * RUNNING_AT)
+    assert running_left(0.48, None, started) == pytest.approx(0.48 * RUNNING_AT)
 
 
 def test_the_rhythm_is_unknown_until_three_gaps_are_known() -> None:

@@ -561,6 +561,16 @@ def test_a_late_ask_answered_running_waits_until_the_deadline(
     assert poll.clock.now - began == pytest.approx(2.0, abs=1e-6)
 
 
+def test_running_told_before_the_late_ask_leaves_nothing_to_ask(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    poll.script = {0: [control.Running("rid")]}
+    began = poll.clock.now
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 0.05 + 2.0, ask_late=True)
+    assert sent(main) == []
+    assert poll.clock.now - began == pytest.approx(2.0, abs=1e-6)
+
+
 def test_a_deadline_before_the_late_ask_is_waited_for_without_asking(
     main: Main, poll: Poll, pidfds: dict[str, int],
 ) -> None:

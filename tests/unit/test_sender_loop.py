@@ -959,6 +959,52 @@ def test_with_sync_flushing_a_hanging_hec_is_told_at_an_invocation_s_end_unasked
     assert rig.answers() == told
 
 
+def _started_at(rig: WideRig, rid: str, epoch_s: float, *more: dict[str, object]) -> None:
+    """A record with the platform.start of `rid` stamped `epoch_s` (and `more` events)."""
+    start = {"time": _iso(epoch_s), "type": "platform.start", "record": {"requestId": rid}}
+    rig.writer.append(json.dumps([start, *more]).encode(), 1 + len(more))
+    rig.sender.step()
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_with_sync_flushing_running_is_told_unasked_by_the_pass_that_reads_the_start(
+    rig: WideRig, clock: Clock,
+) -> None:
+    running_at = rig.sender.flush_wait_s * flush_policy.RUNNING_AT
+    _started_at(rig, "r1", EPOCH + clock.now - running_at + 0.04)  # within the slack
+    assert rig.answers() == [control.Running("r1")]
+    _started_at(rig, "r2", EPOCH + clock.now - 0.1)  # read early: told when it is due
+    assert rig.answers() == []
+    assert rig.sender.running_due == {"r2": pytest.approx(clock.now + running_at - 0.1)}
+    clock.now += running_at - 0.1
+    rig.sender.step()
+    assert rig.answers() == [control.Running("r2")]
+    clock.now += 10
+    rig.sender.step()
+    assert rig.answers() == []  # once
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_no_running_unasked_for_an_invocation_that_ended_or_was_told_failing(
+    rig: WideRig, clock: Clock,
+) -> None:
+    done: dict[str, object] = {"time": _iso(EPOCH + clock.now), "type": "platform.runtimeDone",
+                               "record": {"requestId": "r1", "status": "success"}}
+    _started_at(rig, "r1", EPOCH + clock.now - 1, done)  # ended in the same record
+    assert rig.answers() == [] and not rig.sender.running_due
+    rig.courier.hanging = True
+    assert control.Failing("r2") in rig.tell(control.Flush("r2"))  # main asked at once
+    rig.sender.running_due.clear()  # (the Flush's own timer: not the one looked at here)
+    _started_at(rig, "r2", EPOCH + clock.now)
+    assert not rig.sender.running_due  # no timer to end a wait for nothing
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH": "adaptive", **HOLDING}], indirect=True)
+def test_no_running_unasked_without_sync_flushing(rig: WideRig, clock: Clock) -> None:
+    _started_at(rig, "r1", EPOCH + clock.now)  # nobody waits for it
+    assert not rig.sender.running_due  # no timer to end a wait for nothing
+
+
 @pytest.mark.parametrize("rig", [SYNC], indirect=True)
 def test_a_late_ask_reads_the_spool_again_and_hears_running_at_once(
     rig: WideRig, clock: Clock,
