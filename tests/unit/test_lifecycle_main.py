@@ -551,23 +551,18 @@ def test_a_wait_that_wakes_past_the_late_ask_s_time_still_asks(
                              pytest.approx(BUDGET_S - ASK_AT_S - 0.002)]
 
 
-def test_a_late_ask_answered_running_waits_until_the_deadline(
-    main: Main, poll: Poll, pidfds: dict[str, int],
+@pytest.mark.parametrize(("told_at_wait", "asked"), [
+    (1, [control.FlushLate("rid")]),  # the answer to the late ask
+    (0, []),  # told unasked before it (the start read): nothing left to ask
+])
+def test_a_running_invocation_is_waited_for_until_the_deadline_asked_only_if_not_told(
+    main: Main, poll: Poll, pidfds: dict[str, int], told_at_wait: int,
+    asked: list[control.Message],
 ) -> None:
-    poll.script = {1: [control.Running("rid")]}
+    poll.script = {told_at_wait: [control.Running("rid")]}
     began = poll.clock.now
     main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 0.05 + 2.0, ask_late=True)
-    assert sent(main) == [control.FlushLate("rid")]
-    assert poll.clock.now - began == pytest.approx(2.0, abs=1e-6)
-
-
-def test_running_told_before_the_late_ask_leaves_nothing_to_ask(
-    main: Main, poll: Poll, pidfds: dict[str, int],
-) -> None:
-    poll.script = {0: [control.Running("rid")]}
-    began = poll.clock.now
-    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 0.05 + 2.0, ask_late=True)
-    assert sent(main) == []
+    assert sent(main) == asked
     assert poll.clock.now - began == pytest.approx(2.0, abs=1e-6)
 
 

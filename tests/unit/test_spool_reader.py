@@ -161,16 +161,21 @@ def test_a_short_write_creating_ack_state_is_refused(
     assert (tmp_path / ACK_STATE).stat().st_size == STATE_FILE_BYTES
 
 
+def _first_segment_delivered_and_deleted(directory: Path) -> None:
+    """Six records, two per segment; the first two delivered, so their segment is gone."""
+    fill(directory, records=6, per_segment=2)
+    with SpoolReader(directory) as r:
+        r.read(2, 1 << 20)
+        r.commit(1)
+    assert list_segments(str(directory)) == [2, 4]
+
+
 def test_a_short_write_completing_a_part_written_ack_state_leaves_it_as_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Cut back to its old size, not emptied: an empty file would pass for a new one at the next
     # start, which counts the records before the oldest segment left as lost.
-    fill(tmp_path, records=6, per_segment=2)
-    with SpoolReader(tmp_path) as r:
-        r.read(2, 1 << 20)
-        r.commit(1)
-    assert list_segments(str(tmp_path)) == [2, 4]
+    _first_segment_delivered_and_deleted(tmp_path)
     (tmp_path / ACK_STATE).write_bytes(b"\xff" * 100)  # part-written: no valid slot
     real_pwrite = os.pwrite
     monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:100], offset))
@@ -750,11 +755,7 @@ def test_a_segment_past_seq_256_made_empty_at_start_up_is_read_as_records_come(
 def test_an_unreadable_ack_state_resends_from_the_oldest_segment_left_and_counts_no_loss(
     tmp_path: Path,
 ) -> None:
-    fill(tmp_path, records=6, per_segment=2)
-    with SpoolReader(tmp_path) as r:
-        r.read(2, 1 << 20)
-        r.commit(1)
-    assert list_segments(str(tmp_path)) == [2, 4]
+    _first_segment_delivered_and_deleted(tmp_path)
     (tmp_path / ACK_STATE).write_bytes(b"\xff" * STATE_FILE_BYTES)  # both slots unreadable
     with SpoolReader(tmp_path) as r:
         # Where delivery stood is unknown: duplicates rather than loss, and no gap counted.
