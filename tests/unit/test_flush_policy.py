@@ -288,6 +288,23 @@ def test_one_long_pause_among_the_recent_gaps_does_not_make_dense_traffic_wait()
     assert policy.decide("next", now + 0.2).reason == "dense"
 
 
+# The counts are GAP_QUANTILE's, not RELIABLE_GAPS' (the cautious fit's end, 20 too by chance).
+@pytest.mark.parametrize(("count", "expected"), [*((n, 60.0) for n in range(6, 21)), (21, 0.2)])
+def test_the_95th_percentile_of_up_to_twenty_gaps_is_the_longest(
+    count: int, expected: float,
+) -> None:
+    # int(0.95 * n) is n - 1 up to n = 20: so few gaps have no top 5% to leave out, and a 60 s
+    # pause among 0.2 s gaps is the rhythm (from 6 gaps on it is above the cautious fit); at 21
+    # the percentile is the second longest gap.
+    policy = AdaptiveFlush(2.0)
+    now = 0.0
+    policy.decide("r0", now)
+    for n in range(1, count + 1):
+        now += 60.0 if n == count // 2 else 0.2
+        policy.decide(f"r{n}", now)
+    assert policy.expected_gap_s() == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(("short_gaps", "expected"), [(HISTORY - 3, 9.0), (HISTORY - 2, 0.1)])
 def test_the_expected_gap_forgets_gaps_older_than_the_last_history_starts(
     short_gaps: int, expected: float,
