@@ -985,6 +985,24 @@ def test_with_sync_flushing_running_is_told_unasked_by_the_pass_that_reads_the_s
 
 
 @pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_with_sync_flushing_a_report_read_before_the_end_tells_running_no_second_time(
+    rig: WideRig, clock: Clock,
+) -> None:
+    running_at = rig.sender.flush_wait_s * flush_policy.RUNNING_AT
+    _started_at(rig, "r1", EPOCH + clock.now - running_at)  # due: told by this pass
+    assert rig.answers() == [control.Running("r1")]
+    report = {"time": _iso(EPOCH + clock.now), "type": "platform.report",
+              "record": {"requestId": "r1", "status": "success"}}
+    rig.writer.append(json.dumps([report]).encode(), 1)  # its runtimeDone not read yet
+    rig.sender.step()
+    assert rig.sender.ledger.running("r1")
+    assert not rig.sender.running_due  # only a start starts the timer: none from the report
+    clock.now += running_at
+    rig.sender.step()
+    assert rig.answers() == []
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
 def test_no_running_unasked_for_an_invocation_that_ended_or_was_told_failing(
     rig: WideRig, clock: Clock,
 ) -> None:
