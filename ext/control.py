@@ -63,12 +63,30 @@ class FlushBacklog(Flush):
 
 
 class FlushLate(Flush):
-    """main -> sender: as Flush, asked only RUNNING_AT through main's wait (sync flushing, HEC
-    healthy: the sender tells every delivery unasked, and most come sooner). The sender looks at
+    """main -> sender: as Flush, asked only RUNNING_AT through main's wait (a quiet wait: sync
+    flushing, or adaptive with an Awaited note, while HEC is healthy; the sender tells the
+    delivery unasked, and most come sooner). The sender looks at
     the spool once more and says at once whether the invocation still runs (Running)."""
 
     __slots__ = ()
     kind = b"L"
+
+
+class Awaited(Message):
+    """main -> sender, on the notes pipe, which wakes nobody: main waits for the invocation
+    (adaptive flushing decided so at its INVOKE) and asks (FlushLate) only when late. The
+    sender takes it as asked when it next reads the spool, before the records that may hold
+    the invocation's start and end, as sync flushing takes every invocation: no wake-up of its
+    own at the INVOKE, ~25 ms before the invocation's telemetry can arrive."""
+
+    __slots__ = ("request_id",)
+    kind = b"A"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.request_id,)
 
 
 class Drain(Message):
@@ -151,8 +169,8 @@ def decode(line: bytes) -> Message | None:
     return None
 
 
-_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, FlushLate, Delivered,
-                                                Failing, Running)}
+_ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, FlushLate, Awaited,
+                                                Delivered, Failing, Running)}
 
 
 def send(fd: int, message: Message) -> bool:

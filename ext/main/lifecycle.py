@@ -6,9 +6,11 @@ everything up to the invocation's platform.runtimeDone is accepted by HEC (or at
 is failing). Every wait is bounded by the flush budget and the invocation's deadline, whatever
 fails. `sync` waits for every invocation, `background` never, `adaptive` (default) when its
 decision unit (ext/flush_policy.py) says so; the sender reports every delivery unasked then
-(main's decisions learn from them). `sync` asks only when late: the sender takes every
-invocation it reads as waited for, and main asks (FlushLate) only when no answer came
-RUNNING_AT through its wait, or at once after a wait HEC failed. On SHUTDOWN it hands the
+(main's decisions learn from them). Both ask only when late: under `sync` the sender takes
+every invocation it reads as waited for, under `adaptive` main notes the one it waits for on a
+pipe the sender reads with the spool (Awaited: no wake-up at the INVOKE), and main asks
+(FlushLate) only when no answer came RUNNING_AT through its wait, or at once after a wait HEC
+failed. On SHUTDOWN it hands the
 sender the deadline and the last request id; the sender waits for that invocation's
 platform.report, drains and exits.
 Main talks to the sender only (ext/control.py); the listener just spools.
@@ -91,14 +93,18 @@ class MainLoop:
         self.server = _bind_listener(config)
         self.wake_r, self.wake_w = control.make_pipe()
         self.ctl_r, self.ctl_w = control.make_pipe()
+        # Quiet waits (adaptive): Awaited notes, which the sender reads with the spool, unwoken.
+        self.notes_r, self.notes_w = control.make_pipe()
         self.status_r, self.status_w = control.make_pipe()
         self.status = control.Inbox(self.status_r)
         self.answers: dict[str, bool] = {}  # request id -> delivered (True) or failing (False)
         self.running: set[str] = set()  # invocations the sender saw start and not yet end
         self.last_request: str | None = None
-        # Sync: the last wait ended delivered, so the next one asks only if late (a Failing or a
-        # budget run out: HEC is not well, ask at once and hear so at once).
+        # The last wait ended delivered, so the next one asks only if late (a Failing or a
+        # budget run out: HEC is not well, ask at once and hear so at once). Sync: the sender
+        # takes every invocation as waited for; adaptive: main notes those it waits for.
         self.ask_late = True
+        self.notes_waits = config.flush == "adaptive"
         self.sender_started = False
         self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000,
                                       config.dispatch_max_wait_ms / 1000)
@@ -106,12 +112,13 @@ class MainLoop:
         self.listener = supervisor.Child(
             "listener", self._run_listener, (self.server.fileno(), self.wake_w), level)
         self.sender = supervisor.Child(
-            "sender", self._run_sender, (self.wake_r, self.ctl_r, self.status_w), level)
+            "sender", self._run_sender, (self.wake_r, self.ctl_r, self.notes_r, self.status_w),
+            level)
 
     def _all_fds(self) -> tuple[int, ...]:
         pidfds = tuple(c.exit_fd for c in (self.listener, self.sender) if c.exit_fd >= 0)
         return (self.server.fileno(), self.wake_r, self.wake_w, self.ctl_r, self.ctl_w,
-                self.status_r, self.status_w, *pidfds)
+                self.notes_r, self.notes_w, self.status_r, self.status_w, *pidfds)
 
     def _wait_answer(self, left: float, children: list[supervisor.Child]) -> bool:
         """Waits up to `left` for the sender's status pipe; True if it has something to read.
@@ -156,7 +163,8 @@ class MainLoop:
     def _run_sender(self) -> None:
         from ext.sender.process import Sender
 
-        Sender(self.config, self.function_name, self.wake_r, self.ctl_r, self.status_w).run()
+        Sender(self.config, self.function_name, self.wake_r, self.ctl_r, self.status_w,
+               notes_fd=self.notes_r).run()
 
     def serve(self) -> int:
         """The event loop: one INVOKE or SHUTDOWN at a time until SHUTDOWN."""
@@ -185,7 +193,8 @@ class MainLoop:
         if diagnostics.enabled("INFO"):  # formatting its figures costs CPU at every invocation
             diagnostics.note("INFO", decision.describe(request_id))
         if decision.wait and decision.awaited == request_id:
-            self.flush_invocation(request_id, deadline)
+            self.flush_invocation(request_id, deadline, ask_late=self.ask_late)
+            self.ask_late = self.answers.get(request_id) is True
             return
         if decision.hurry:  # else nothing: the sender tells every delivery (adaptive) unasked
             self._tell_sender(control.Flush(request_id))
@@ -203,9 +212,10 @@ class MainLoop:
         meanwhile (telemetry may come late), main waits at most the budget from now.
         An earlier invocation (`ended`: a backlog) cannot be running any more, whatever its
         spooled records say (its runtimeDone may have been dropped): the budget from now.
-        `ask_late` (sync): the sender answers unasked, so the request (FlushLate) goes only if
-        no answer came RUNNING_AT through the wait, when the sender says at once whether the
-        invocation runs.
+        `ask_late`: the sender answers unasked (sync: it takes every invocation as waited for;
+        adaptive: from an Awaited note, which does not wake it), so the request (FlushLate) goes
+        only if no answer came RUNNING_AT through the wait, when the sender says at once
+        whether the invocation runs.
         """
         now = time.monotonic()
         budget = wait_limit(self.config.flush_budget_ms / 1000)
@@ -220,6 +230,8 @@ class MainLoop:
         self.running.clear()
         flush = control.FlushBacklog(request_id) if ended else control.Flush(request_id)
         ask_at = now + budget * RUNNING_AT if ask_late else None
+        if ask_at is not None and self.notes_waits and not self._note(request_id):
+            ask_at = None  # the notes pipe is full: ask now
         if ask_at is None and not self._tell_sender(flush):
             return
         while request_id not in self.answers:
@@ -238,8 +250,13 @@ class MainLoop:
             if self._wait_answer(left, [self.sender, self.listener]):
                 self._read_answers()
                 continue
-            if self._sender_restarted() and ask_at is None:
-                self._tell_sender(flush)  # a new sender reads the invocation again unasked
+            if self._sender_restarted():
+                # A new sender reads the invocation again; unasked only under sync (the note
+                # may have gone with the old one).
+                if ask_at is None:
+                    self._tell_sender(flush)
+                elif self.notes_waits:
+                    self._note(request_id)
             if supervisor.reap([self.listener]):
                 self._restart(self.listener)
                 self.running.discard(request_id)
@@ -275,6 +292,10 @@ class MainLoop:
         diagnostics.note("WARNING", f"the sender does not take messages ({message!r}); "
                                     "not waiting for it")
         return False
+
+    def _note(self, request_id: str) -> bool:
+        """Tells the sender, without waking it, that main waits for the invocation quietly."""
+        return control.send(self.notes_w, control.Awaited(request_id))
 
     def _read_answers(self) -> None:
         for message in self.status.read():

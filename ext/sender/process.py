@@ -20,7 +20,8 @@ answers a Flush once everything up to that runtimeDone is committed, or at once 
 HEC fails. With sync flushing main waits for every invocation without a word: the sender takes
 each invocation it reads as asked for (Running told from its start's stamp), and main asks
 (FlushLate) only when no answer came RUNNING_AT through its wait, so that the usual invocation
-costs no wake-up of its own here.
+costs no wake-up of its own here. With adaptive flushing main notes the invocations it waits for
+(Awaited) on a pipe that wakes nobody, read before the spool: the same, for those.
 """
 
 from __future__ import annotations
@@ -80,13 +81,15 @@ class _StopSendingError(Exception):
 class Sender:
     def __init__(
         self, config: Config, function_name: str, wake_fd: int, control_fd: int, status_fd: int,
-        *, courier: Courier | None = None,
+        *, courier: Courier | None = None, notes_fd: int = -1,
     ) -> None:
         self.config = config
         self.reader = SpoolReader(config.spool_dir)
         self.builder = EnvelopeBuilder(config, function_name)
         self.wake_fd = wake_fd
         self.control = control.Inbox(control_fd)
+        # Main's Awaited notes (adaptive), read with the spool: never in a wait's select.
+        self.notes = control.Inbox(notes_fd) if notes_fd >= 0 else None
         self.status_fd = status_fd
         self.parent = os.getppid()
         self.flush_budget_s = config.flush_budget_ms / 1000
@@ -269,6 +272,7 @@ class Sender:
         # Records grow into envelopes (the fields of every event: 3-5x with enrichment), and the
         # envelopes held are what a request is cut from: read only what fills one request, so
         # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
+        self._take_notes()  # before the records that may hold a noted invocation's start
         room = self.config.max_request_bytes - self.held.size
         budget = max(int(room / self.growth), 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget)
@@ -444,6 +448,21 @@ class Sender:
             left = self.config.dispatch_max_wait_ms / 1000 - (time.monotonic() - self.held_since)
             return max(0.0, min(left, IDLE_WAIT_S))
         return IDLE_WAIT_S
+
+    def _take_notes(self) -> None:
+        """Invocations main waits for quietly (Awaited): asked for, as sync flushing takes
+        every invocation, only not urgent before their runtimeDone is read."""
+        if self.notes is None:
+            return
+        for message in self.notes.read():
+            if isinstance(message, control.Awaited):
+                request_id = message.request_id
+                if request_id in self.ledger.waiting:
+                    continue  # a late ask came first: asked, maybe told Failing already
+                for settled in self.ledger.request(request_id):
+                    self._answer(control.Delivered(settled))
+                if request_id in self.ledger.done_at:
+                    self._ended(request_id)
 
     def _service_control(self) -> bool:
         """Applies main's messages; True when one asks for a send now (flush or drain)."""

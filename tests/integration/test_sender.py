@@ -29,6 +29,7 @@ class SenderProc:
         self.wake_r, self.wake_w = control.make_pipe()
         self.ctl_r, self.ctl_w = control.make_pipe()
         self.status_r, self.status_w = control.make_pipe()
+        self.notes_r, self.notes_w = control.make_pipe()
         self.env = {
             **os.environ,
             "SPLUNK_HOST": hec_url,
@@ -39,7 +40,7 @@ class SenderProc:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        fds = (self.wake_r, self.ctl_r, self.status_w)
+        fds = (self.wake_r, self.ctl_r, self.status_w, self.notes_r)
         for fd in fds:
             os.set_inheritable(fd, True)
         self.proc = subprocess.Popen(
@@ -65,7 +66,8 @@ class SenderProc:
     def close(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.kill()
-        for fd in (self.wake_r, self.wake_w, self.ctl_r, self.ctl_w, self.status_r, self.status_w):
+        for fd in (self.wake_r, self.wake_w, self.ctl_r, self.ctl_w, self.status_r, self.status_w,
+                   self.notes_r, self.notes_w):
             os.close(fd)
 
 
@@ -163,18 +165,22 @@ def test_min_batch_size_holds_until_flush(
     assert len(function_lines(hec)) == 10
 
 
-def test_with_sync_flushing_each_invocation_is_sent_and_told_at_its_end_unasked(
-    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc],
+@pytest.mark.parametrize("flush", ["sync", "adaptive"])
+def test_an_invocation_waited_for_quietly_is_sent_and_told_at_its_end_unasked(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc], flush: str,
 ) -> None:
-    """Main waits for every invocation without asking (it asks only when late): each one's
-    runtimeDone makes the sender send at once, whatever the minimum batch size."""
+    """Main waits without asking (it asks only when late) for every invocation (sync), or for
+    the one it notes (adaptive): each one's runtimeDone makes the sender send at once,
+    whatever the minimum batch size."""
     sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1000",
-                  SPLUNK_DISPATCH_MAX_WAIT_MS="60000", SPLUNK_FLUSH="sync")
+                  SPLUNK_DISPATCH_MAX_WAIT_MS="60000", SPLUNK_FLUSH=flush)
     answers = control.Inbox(sender.status_r)
     got: list[control.Message] = []
     with SpoolWriter(spool, wake_fd=sender.wake_w) as writer:
         for n in range(2):
-            _, events = invocation(n, 5, ms=n * 10)
+            rid, events = invocation(n, 5, ms=n * 10)
+            if flush == "adaptive":
+                assert control.send(sender.notes_w, control.Awaited(rid))
             writer.append(body(events), len(events))
             wait_for(lambda n=n: len(gather(got, answers)) > 1 + n)  # type: ignore[misc]
             assert len(function_lines(hec)) == 5 * (n + 1)  # sent before the next one came

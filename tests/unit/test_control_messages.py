@@ -13,6 +13,7 @@ def test_a_message_equals_only_one_of_its_kind_with_the_same_fields() -> None:
                        (control.Flush("a"), control.FlushLate("a")),
                        (control.FlushLate("a"), control.FlushBacklog("a")),
                        (control.Delivered("a"), control.Flush("a")),
+                       (control.Awaited("a"), control.Flush("a")),
                        (control.Flush("a"), control.Flush("b")),
                        (control.Drain(5, "a"), control.Drain(6, "a"))]:
         assert one != other
@@ -22,7 +23,7 @@ def test_a_message_equals_only_one_of_its_kind_with_the_same_fields() -> None:
 
 def test_only_the_known_kinds_decode() -> None:
     # "S" (a drain) sits between other letters: no neighbour may pass for it.
-    for line in (b"A 5 r1", b"Q 5 r1", b"Z 5 r1", b"s 5 r1"):
+    for line in (b"T 5 r1", b"Q 5 r1", b"Z 5 r1", b"s 5 r1"):
         assert control.decode(line) is None, line
     assert control.decode(b"S 5 r1") == control.Drain(5, "r1")
 

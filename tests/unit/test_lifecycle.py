@@ -101,6 +101,7 @@ class Main:
                **more}
         self.loop = lifecycle.MainLoop(FakeApi([]), config.load(env), "fn")  # type: ignore[arg-type]
         self.inbox = control.Inbox(self.loop.ctl_r)
+        self.noted = control.Inbox(self.loop.notes_r)
 
     def flush(self, answer: control.Message | None = None, after_s: float = 0.0,
               then: tuple[float, control.Message] | None = None) -> float:

@@ -160,6 +160,11 @@ def sent(main: Main) -> list[control.Message]:
     return main.inbox.read()
 
 
+def noted(main: Main) -> list[control.Message]:
+    """What main noted for the sender on the pipe that does not wake it."""
+    return main.noted.read()
+
+
 # -- answers from the sender --------------------------------------------------------------------
 
 
@@ -599,6 +604,55 @@ def test_a_sender_restarted_before_the_late_ask_is_not_asked_and_after_it_is(
     assert sent(main) == [control.FlushLate("rid"), control.FlushLate("rid")]
 
 
+@pytest.mark.parametrize(("main", "note"), [
+    ({}, [control.Awaited("rid")]),  # adaptive (the default): the sender learns it from a note
+    ({"SPLUNK_FLUSH": "sync"}, []),  # sync: the sender takes every invocation as waited for
+], indirect=["main"])
+def test_a_late_asking_wait_notes_the_invocation_where_the_sender_cannot_know_it(
+    main: Main, poll: Poll, pidfds: dict[str, int], note: list[control.Message],
+) -> None:
+    poll.script = {0: [control.Delivered("rid")]}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert (sent(main), noted(main)) == ([], note)
+
+
+def test_a_wait_whose_note_the_pipe_cannot_take_asks_at_once(
+    main: Main, poll: Poll, pidfds: dict[str, int],
+) -> None:
+    while control.send(main.loop.notes_w, control.Awaited("filler")):
+        pass
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert sent(main) == [control.Flush("rid")]
+    assert poll.timeouts == [pytest.approx(BUDGET_S)]  # asked: no late ask to wait for
+
+
+def test_a_sender_restarted_before_the_late_ask_is_noted_again(
+    main: Main, poll: Poll, children: Children, pidfds: dict[str, int],
+) -> None:
+    # The dead sender may have read the note: the new one would take the invocation as not
+    # waited for, and hold its lines for the linger bound until the late ask.
+    poll.actions = {0: death("sender", children, pidfds)}
+    main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60, ask_late=True)
+    assert children.spawned == ["sender"]
+    assert noted(main) == [control.Awaited("rid"), control.Awaited("rid")]
+
+
+def test_adaptive_asks_late_only_after_a_wait_that_ended_delivered(
+    main: Main, poll: Poll, clock: Clock,
+) -> None:
+    told = []
+    for n, answer in enumerate([control.Failing, control.Delivered, control.Delivered]):
+        clock.now += 5.0  # sparse: each one waited for
+        poll.script = {len(poll.timeouts): [answer(f"r{n}")]}
+        main.loop.adapt(f"r{n}", EPOCH + clock.now + 60)
+        told.append((sent(main), noted(main)))
+    assert told == [
+        ([], [control.Awaited("r0")]),  # the first asks late
+        ([control.Flush("r1")], []),  # after a Failing: at once
+        ([], [control.Awaited("r2")]),  # after a Delivered: late again
+    ]
+
+
 def test_a_sender_that_takes_no_late_ask_ends_the_wait(
     main: Main, poll: Poll, notes: Notes, pidfds: dict[str, int],
 ) -> None:
@@ -832,13 +886,14 @@ def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
         poll.script = {before: [control.Delivered(f"r{n}")]}
         main.loop.adapt(f"r{n}", EPOCH + clock.now + 60)
         waited.append(len(poll.timeouts) > before)
-        asks.append(sent(main))
+        asks.append(sent(main) + noted(main))
         if not waited[-1]:
             poll.script = {}
             control.send(main.loop.status_w, control.Delivered(f"r{n}"))
     assert waited[:MIN_GAPS] == [True] * MIN_GAPS
     assert waited[RELIABLE_GAPS:] == [False] * 3
-    assert asks[:MIN_GAPS] == [[control.Flush(f"r{n}")] for n in range(MIN_GAPS)]
+    # Waited for quietly: a note, no wake-up (each wait ended delivered, so none asks at once).
+    assert asks[:MIN_GAPS] == [[control.Awaited(f"r{n}")] for n in range(MIN_GAPS)]
     assert asks[RELIABLE_GAPS:] == [[] if ask is None else [ask(f"r{n}")]
                                     for n in range(RELIABLE_GAPS, count)]
     assert notes.levels() == ["INFO"] * count  # each decision is noted

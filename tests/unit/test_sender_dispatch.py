@@ -42,14 +42,19 @@ class WideRig(Rig):
         self.spool = folder / "spool"
         full = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
                 "SPLUNK_SPOOL_DIR": str(self.spool), **env}
-        self.pipes = [control.make_pipe() for _ in range(3)]
+        self.pipes = [control.make_pipe() for _ in range(4)]  # the fourth: main's notes
         # Holds the wake-up of a read that may wait, as the listener's does.
         self.writer = SpoolWriter(self.spool, wake_fd=self.pipes[0][1], defer_wake_s=0.25)
         self.courier: TimedCourier = courier or TimedCourier()
         self.sender = Sender(config.load(full), "fn", self.pipes[0][0], self.pipes[1][0],
-                             self.pipes[2][1], courier=self.courier)  # type: ignore[arg-type]
+                             self.pipes[2][1], courier=self.courier,  # type: ignore[arg-type]
+                             notes_fd=self.pipes[3][0])
         self.lines: dict[int, list[str]] = {}
         self.status = control.Inbox(self.pipes[2][0])
+
+    def note(self, request_id: str) -> None:
+        """Main waits for `request_id` quietly (adaptive): a note, no wake-up."""
+        assert control.send(self.pipes[3][1], control.Awaited(request_id))
 
 
 HOLDING = {"DISPATCH_MIN_BATCH_SIZE": "1000", "SPLUNK_DISPATCH_MAX_WAIT_MS": "600000"}

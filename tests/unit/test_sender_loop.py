@@ -55,10 +55,12 @@ class Poll:
 
     def __init__(self) -> None:
         self.timeouts: list[float] = []
+        self.watched: list[list[int]] = []
 
     def select(self, read: list[int], write: list[int], error: list[int],
                timeout: float) -> tuple[list[int], list[int], list[int]]:
         self.timeouts.append(timeout)
+        self.watched.append(read)
         return [], [], []
 
 
@@ -1048,6 +1050,83 @@ def test_a_late_ask_about_an_invocation_not_started_leaves_no_timer(
     assert rig.tell(control.FlushLate("r1")) == []  # no start spooled: nothing to tell
     assert not rig.sender.running_due
     assert rig.sender.ledger.waiting == {"r1": False}  # still waited for
+
+
+ADAPTIVE = {"SPLUNK_FLUSH": "adaptive", **HOLDING}
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_with_adaptive_flushing_a_noted_invocation_is_sent_at_once_and_told_delivered_unasked(
+    rig: WideRig,
+) -> None:
+    rig.note("r1")
+    rig.append_invocation("r1", ["a"])
+    rig.append_invocation("r2", ["b"])  # not noted: main does not wait for it
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # far below the minimum batch size: main waits
+    assert rig.answers() == []
+    rig.courier.finish()
+    rig.sender.step()
+    # r2 rode with it, and is told too: adaptive flushing tells every delivery.
+    assert rig.answers() == [control.Delivered("r1"), control.Delivered("r2")]
+    assert not rig.sender.due  # its budget's timer gone
+    rig.append_invocation("r3", ["c"])
+    rig.sender.step()
+    assert not rig.courier.in_flight  # held: nobody waits for it
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_note_wakes_no_wait_and_is_read_with_the_spool(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    rig.sender.step()  # the first pass reads the spool: nothing there
+    rig.note("r1")
+    rig.sender.step()
+    assert "r1" not in rig.sender.ledger.waiting  # no wake-up from the listener: not read yet
+    rig.sender._wait(1.0)
+    assert poll.watched == [[rig.sender.wake_fd, rig.sender.control.fd,
+                             rig.courier.done_r]]  # not the notes pipe
+    rig.append_invocation("r0", ["a"])
+    rig.sender.step()
+    assert rig.sender.ledger.waiting == {"r1": False}
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_noted_invocation_hears_running_from_its_start_unasked(
+    rig: WideRig, clock: Clock,
+) -> None:
+    running_at = rig.sender.flush_wait_s * flush_policy.RUNNING_AT
+    rig.note("r1")
+    _started_at(rig, "r1", EPOCH + clock.now - running_at)  # due: told by this pass
+    assert rig.answers() == [control.Running("r1")]
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_note_read_after_its_invocation_s_end_sends_it_with_the_budget_from_then(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    assert not rig.courier.in_flight  # held: not noted yet
+    rig.note("r1")
+    clock.now += 5.0
+    rig.append(["b"])  # the next wake-up reads the note
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1
+    assert rig.sender.due == {"r1": pytest.approx(clock.now + rig.sender.flush_wait_s)}
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_note_read_after_a_late_ask_told_failing_tells_it_no_second_time(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.courier.hanging = True
+    rig.note("r1")  # written first, read after the late ask (the ask reads the spool)
+    assert control.Failing("r1") in rig.tell(control.FlushLate("r1"))
+    assert rig.sender.ledger.waiting == {"r1": True}  # the note changed nothing
+    rig.courier.failures += 1
+    rig.sender.step()
+    assert rig.answers() == []
 
 
 def _iso(epoch_s: float) -> str:
