@@ -73,11 +73,12 @@ class FlushLate(Flush):
 
 
 class Awaited(Message):
-    """main -> sender, on the notes pipe, which wakes nobody: main waits for the invocation
-    (adaptive flushing decided so at its INVOKE) and asks (FlushLate) only when late. The
-    sender takes it as asked when it next reads the spool, before the records that may hold
-    the invocation's start and end, as sync flushing takes every invocation: no wake-up of its
-    own at the INVOKE, ~25 ms before the invocation's telemetry can arrive."""
+    """main -> sender, on the notes pipe, which wakes nobody: send the invocation as soon as its
+    platform.runtimeDone is read, and tell main (adaptive flushing decided at its INVOKE to wait
+    for it, asking with FlushLate only when late, or to hurry it without waiting). The sender
+    takes it as asked when it next reads the spool, before the records that may hold the
+    invocation's start and end, as sync flushing takes every invocation: no wake-up of its own
+    at the INVOKE, ~25 ms before the invocation's telemetry can arrive."""
 
     __slots__ = ("request_id",)
     kind = b"A"

@@ -7,8 +7,9 @@ is failing). Every wait is bounded by the flush budget and the invocation's dead
 fails. `sync` waits for every invocation, `background` never, `adaptive` (default) when its
 decision unit (ext/flush_policy.py) says so; the sender reports every delivery unasked then
 (main's decisions learn from them). Both ask only when late: under `sync` the sender takes
-every invocation it reads as waited for, under `adaptive` main notes the one it waits for on a
-pipe the sender reads with the spool (Awaited: no wake-up at the INVOKE), and main asks
+every invocation it reads as waited for, under `adaptive` main notes the one it waits for (or
+hurries) on a pipe the sender reads with the spool (Awaited: no wake-up at the INVOKE), and
+main asks
 (FlushLate) only when no answer came RUNNING_AT through its wait, or at once after a wait HEC
 failed. On SHUTDOWN it hands the
 sender the deadline and the last request id; the sender waits for that invocation's
@@ -196,7 +197,9 @@ class MainLoop:
             self.flush_invocation(request_id, deadline, ask_late=self.ask_late)
             self.ask_late = self.answers.get(request_id) is True
             return
-        if decision.hurry:  # else nothing: the sender tells every delivery (adaptive) unasked
+        # Hurried: sent once its end is read (a note, which wakes nothing now); else nothing:
+        # the sender tells every delivery (adaptive) unasked.
+        if decision.hurry and not self._note(request_id):
             self._tell_sender(control.Flush(request_id))
         if decision.wait and decision.awaited:
             self.flush_invocation(decision.awaited, deadline, ended=True)
@@ -294,7 +297,8 @@ class MainLoop:
         return False
 
     def _note(self, request_id: str) -> bool:
-        """Tells the sender, without waking it, that main waits for the invocation quietly."""
+        """Tells the sender, without waking it, to send the invocation once its end is read and
+        to tell main then (main waits for it quietly, or only hurries it)."""
         return control.send(self.notes_w, control.Awaited(request_id))
 
     def _read_answers(self) -> None:

@@ -21,7 +21,7 @@ HEC fails. With sync flushing main waits for every invocation without a word: th
 each invocation it reads as asked for (Running told from its start's stamp), and main asks
 (FlushLate) only when no answer came RUNNING_AT through its wait, so that the usual invocation
 costs no wake-up of its own here. With adaptive flushing main notes the invocations it waits for
-(Awaited) on a pipe that wakes nobody, read before the spool: the same, for those.
+or hurries (Awaited) on a pipe that wakes nobody, read before the spool: the same, for those.
 """
 
 from __future__ import annotations
@@ -450,8 +450,8 @@ class Sender:
         return IDLE_WAIT_S
 
     def _take_notes(self) -> None:
-        """Invocations main waits for quietly (Awaited): asked for, as sync flushing takes
-        every invocation, only not urgent before their runtimeDone is read."""
+        """Invocations main waits for quietly, or hurries (Awaited): asked for, as sync
+        flushing takes every invocation, only not urgent before their runtimeDone is read."""
         if self.notes is None:
             return
         for message in self.notes.read():

@@ -862,18 +862,19 @@ def test_a_sender_that_dies_while_starting_is_restarted(
     assert children.spawned == ["listener", "sender", "sender"]
 
 
-# `ask` None: the sender is told nothing (it may linger; it tells every delivery unasked).
+# `ask` None: the sender is told nothing (it may linger; it tells every delivery unasked);
+# Awaited: hurried, by a note that wakes nothing.
 @pytest.mark.parametrize(("main", "gap", "ask"), [
     ({}, 0.1, None),  # the sender may linger (1 s) within the 2 s bound: no hurry
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Flush),  # it sends at once anyway
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Awaited),  # it sends at once anyway
     ({}, 1.0, None),  # gap + linger = the bound exactly
-    ({}, 1.0005, control.Flush),  # just over it: send now
+    ({}, 1.0005, control.Awaited),  # just over it: send now
     ({"SPLUNK_MAX_LATENCY_MS": "2500"}, 1.5, None),  # a bound of 2.5 s, exactly met
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "1500"}, 0.5005, control.Flush),  # a 1.5 s linger: over
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "1500"}, 0.5005, control.Awaited),  # a 1.5 s linger: over
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float,
-    ask: type[control.Flush] | None, monkeypatch: pytest.MonkeyPatch,
+    ask: type[control.Awaited] | None, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(diagnostics, "_threshold", 0)
     diagnostics.set_level("INFO")
@@ -956,7 +957,7 @@ def _backlog_of_one(main: Main, clock: Clock) -> None:
 
 @pytest.mark.parametrize(("main", "ask"), [
     ({}, []),  # "c" alone lingers: 0 + 0.5 s gap + 1 s linger fit the 2 s bound: not told
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, [control.Flush("a")]),  # no linger: sent at once
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, [control.Awaited("a")]),  # no linger: sent at once
 ], indirect=["main"])
 def test_a_backlog_is_waited_for_alone_and_the_new_invocation_only_asked_for(
     main: Main, poll: Poll, clock: Clock, ask: list[control.Message],
@@ -964,9 +965,21 @@ def test_a_backlog_is_waited_for_alone_and_the_new_invocation_only_asked_for(
     _backlog_of_one(main, clock)
     poll.script = {0: [control.Delivered("b")]}
     main.loop.adapt("a", EPOCH + clock.now + 60)  # ids are UUIDs: an earlier one may sort after
-    assert sent(main) == [*ask, control.FlushBacklog("b")]
+    assert (sent(main), noted(main)) == ([control.FlushBacklog("b")], ask)
     assert len(poll.timeouts) == 1  # the wait ended at "b"'s delivery
     assert list(main.loop.adaptive.undelivered) == ["a"]
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}], indirect=True)
+def test_a_hurried_invocation_whose_note_the_pipe_cannot_take_is_asked_for(
+    main: Main, poll: Poll, clock: Clock,
+) -> None:
+    _backlog_of_one(main, clock)
+    while control.send(main.loop.notes_w, control.Awaited("filler")):
+        pass
+    poll.script = {0: [control.Delivered("b")]}
+    main.loop.adapt("a", EPOCH + clock.now + 60)
+    assert sent(main) == [control.Flush("a"), control.FlushBacklog("b")]
 
 
 def test_a_running_backlog_is_waited_for_the_budget_not_until_the_deadline(
