@@ -75,7 +75,7 @@ class FlushLate(Flush):
 class Awaited(Message):
     """main -> sender, on the notes pipe, which wakes nobody: send the invocation as soon as its
     platform.runtimeDone is read, and tell main (adaptive flushing decided at its INVOKE to wait
-    for it, asking with FlushLate only when late, or to hurry it without waiting). The sender
+    for it; main asks with FlushLate only when late). The sender
     takes it as asked when it next reads the spool, before the records that may hold the
     invocation's start and end, as sync flushing takes every invocation: no wake-up of its own
     at the INVOKE, ~25 ms before the invocation's telemetry can arrive."""
@@ -88,6 +88,15 @@ class Awaited(Message):
 
     def fields(self) -> tuple[object, ...]:
         return (self.request_id,)
+
+
+class Hurried(Awaited):
+    """main -> sender, on the notes pipe: as Awaited, for an invocation main does not wait for
+    (adaptive's `dense`): sent as soon as its runtimeDone is read, and nothing else (no Running,
+    no Failing, no budget: nobody listens)."""
+
+    __slots__ = ()
+    kind = b"H"
 
 
 class Drain(Message):
@@ -171,7 +180,7 @@ def decode(line: bytes) -> Message | None:
 
 
 _ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, FlushLate, Awaited,
-                                                Delivered, Failing, Running)}
+                                                Hurried, Delivered, Failing, Running)}
 
 
 def send(fd: int, message: Message) -> bool:

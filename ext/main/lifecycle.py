@@ -199,7 +199,7 @@ class MainLoop:
             return
         # Hurried: sent once its end is read (a note, which wakes nothing now); else nothing:
         # the sender tells every delivery (adaptive) unasked.
-        if decision.hurry and not self._note(request_id):
+        if decision.hurry and not self._note(control.Hurried(request_id)):
             self._tell_sender(control.Flush(request_id))
         if decision.wait and decision.awaited:
             self.flush_invocation(decision.awaited, deadline, ended=True)
@@ -233,7 +233,8 @@ class MainLoop:
         self.running.clear()
         flush = control.FlushBacklog(request_id) if ended else control.Flush(request_id)
         ask_at = now + budget * RUNNING_AT if ask_late else None
-        if ask_at is not None and self.notes_waits and not self._note(request_id):
+        note = control.Awaited(request_id)
+        if ask_at is not None and self.notes_waits and not self._note(note):
             ask_at = None  # the notes pipe is full: ask now
         if ask_at is None and not self._tell_sender(flush):
             return
@@ -259,7 +260,7 @@ class MainLoop:
                 if ask_at is None:
                     self._tell_sender(flush)
                 elif self.notes_waits:
-                    self._note(request_id)
+                    self._note(note)
             if supervisor.reap([self.listener]):
                 self._restart(self.listener)
                 self.running.discard(request_id)
@@ -296,10 +297,10 @@ class MainLoop:
                                     "not waiting for it")
         return False
 
-    def _note(self, request_id: str) -> bool:
-        """Tells the sender, without waking it, to send the invocation once its end is read and
-        to tell main then (main waits for it quietly, or only hurries it)."""
-        return control.send(self.notes_w, control.Awaited(request_id))
+    def _note(self, note: control.Awaited) -> bool:
+        """Tells the sender, without waking it, to send the invocation once its end is read (main
+        waits for it quietly, or only hurries it)."""
+        return control.send(self.notes_w, note)
 
     def _read_answers(self) -> None:
         for message in self.status.read():

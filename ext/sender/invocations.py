@@ -30,7 +30,9 @@ class InvocationLedger:
         self.done_at: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
         self.report_at: dict[str, int] = {}  # request id -> seq of its spooled platform.report
         self.start_at: dict[str, int] = {}  # request id -> seq of its spooled platform.start
-        self.waiting: dict[str, bool] = {}  # flush requests not yet settled -> already told Failing
+        # Flush requests not yet settled -> already told Failing (or never to be: main does not
+        # wait for it, only wants it sent as soon as its end is read).
+        self.waiting: dict[str, bool] = {}
         self.tracked: dict[str, None] = {}  # invocations main only wants news of (tell_every)
         self.committed = -1
 
@@ -51,13 +53,15 @@ class InvocationLedger:
         if self.wait_every and table is not self.report_at and request_id not in self.waiting:
             self._wait_for(request_id)
 
-    def request(self, request_id: str) -> list[str]:
-        """The main process waits for `request_id`; returns it at once if already settled."""
-        self._wait_for(request_id)
+    def request(self, request_id: str, *, waited: bool = True) -> list[str]:
+        """The main process waits for `request_id` (or, not `waited`, only wants it sent as soon
+        as its end is read: never told Failing, as if told already); returns it at once if
+        already settled."""
+        self._wait_for(request_id, told=not waited)
         return self.settle(self.committed)
 
-    def _wait_for(self, request_id: str) -> None:
-        self.waiting[request_id] = False
+    def _wait_for(self, request_id: str, told: bool = False) -> None:
+        self.waiting[request_id] = told
         if len(self.waiting) > self.keep:
             del self.waiting[next(iter(self.waiting))]
 

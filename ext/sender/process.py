@@ -459,7 +459,8 @@ class Sender:
                 request_id = message.request_id
                 if request_id in self.ledger.waiting:
                     continue  # a late ask came first: asked, maybe told Failing already
-                for settled in self.ledger.request(request_id):
+                waited = not isinstance(message, control.Hurried)
+                for settled in self.ledger.request(request_id, waited=waited):
                     self._answer(control.Delivered(settled))
                 if request_id in self.ledger.done_at:
                     self._ended(request_id)

@@ -15,6 +15,8 @@ messages = st.one_of(
     st.builds(control.Flush, ids),
     st.builds(control.FlushBacklog, ids),
     st.builds(control.FlushLate, ids),
+    st.builds(control.Awaited, ids),
+    st.builds(control.Hurried, ids),
     st.builds(control.Delivered, ids),
     st.builds(control.Failing, ids),
     st.builds(control.Running, ids),

@@ -14,6 +14,7 @@ def test_a_message_equals_only_one_of_its_kind_with_the_same_fields() -> None:
                        (control.FlushLate("a"), control.FlushBacklog("a")),
                        (control.Delivered("a"), control.Flush("a")),
                        (control.Awaited("a"), control.Flush("a")),
+                       (control.Awaited("a"), control.Hurried("a")),
                        (control.Flush("a"), control.Flush("b")),
                        (control.Drain(5, "a"), control.Drain(6, "a"))]:
         assert one != other

@@ -126,3 +126,15 @@ def test_with_sync_flushing_an_invocation_is_waited_for_whatever_the_order_of_it
         assert not ledger.waiting
         ledger.seen(kind, "a", 1)
         assert ledger.waiting == {"a": False}
+
+
+def test_an_invocation_only_hurried_is_sent_at_its_end_and_never_told_failing() -> None:
+    ledger = InvocationLedger()
+    assert ledger.request("r1", waited=False) == []
+    assert ledger.request("r2") == []
+    assert not ledger.urgent()  # nothing to send for either before its end
+    ledger.seen(RUNTIME_DONE, "r1", 3)
+    assert ledger.urgent()  # its end read: send now
+    assert ledger.failing() == ["r2"]  # HEC failed: only the waited one is told
+    assert not ledger.tell_failing("r1")
+    assert ledger.settle(3) == ["r1"]

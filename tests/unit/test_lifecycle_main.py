@@ -863,18 +863,18 @@ def test_a_sender_that_dies_while_starting_is_restarted(
 
 
 # `ask` None: the sender is told nothing (it may linger; it tells every delivery unasked);
-# Awaited: hurried, by a note that wakes nothing.
+# Hurried: sent at once, asked for by a note that wakes nothing.
 @pytest.mark.parametrize(("main", "gap", "ask"), [
     ({}, 0.1, None),  # the sender may linger (1 s) within the 2 s bound: no hurry
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Awaited),  # it sends at once anyway
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, 0.1, control.Hurried),  # it sends at once anyway
     ({}, 1.0, None),  # gap + linger = the bound exactly
-    ({}, 1.0005, control.Awaited),  # just over it: send now
+    ({}, 1.0005, control.Hurried),  # just over it: send now
     ({"SPLUNK_MAX_LATENCY_MS": "2500"}, 1.5, None),  # a bound of 2.5 s, exactly met
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "1500"}, 0.5005, control.Awaited),  # a 1.5 s linger: over
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "1500"}, 0.5005, control.Hurried),  # a 1.5 s linger: over
 ], indirect=["main"])
 def test_adaptive_flush_waits_while_learning_the_rhythm_then_only_asks(
     main: Main, poll: Poll, clock: Clock, notes: Notes, gap: float,
-    ask: type[control.Awaited] | None, monkeypatch: pytest.MonkeyPatch,
+    ask: type[control.Hurried] | None, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(diagnostics, "_threshold", 0)
     diagnostics.set_level("INFO")
@@ -957,7 +957,7 @@ def _backlog_of_one(main: Main, clock: Clock) -> None:
 
 @pytest.mark.parametrize(("main", "ask"), [
     ({}, []),  # "c" alone lingers: 0 + 0.5 s gap + 1 s linger fit the 2 s bound: not told
-    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, [control.Awaited("a")]),  # no linger: sent at once
+    ({"SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}, [control.Hurried("a")]),  # no linger: sent at once
 ], indirect=["main"])
 def test_a_backlog_is_waited_for_alone_and_the_new_invocation_only_asked_for(
     main: Main, poll: Poll, clock: Clock, ask: list[control.Message],

@@ -1076,6 +1076,27 @@ def test_with_adaptive_flushing_a_noted_invocation_is_sent_at_once_and_told_deli
 
 
 @pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_hurried_invocation_is_sent_at_once_and_told_nothing_but_its_delivery(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.courier.hanging = True  # would be told at its end, were it waited for
+    rig.sender.spool_dirty = True  # the note is read with the start's record
+    assert control.send(rig.pipes[3][1], control.Hurried("r1"))
+    _started_at(rig, "r1", EPOCH + clock.now - 10)  # long started: Running due long ago
+    assert not rig.sender.running_due
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # sent at once, whatever the batch size
+    assert not rig.sender.due  # no budget: nobody waits for it
+    rig.courier.failures += 1
+    rig.sender.step()
+    assert rig.answers() == []  # neither Running nor Failing
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
 def test_a_note_wakes_no_wait_and_is_read_with_the_spool(
     rig: WideRig, clock: Clock, poll: Poll,
 ) -> None:
