@@ -65,8 +65,8 @@ class FlushBacklog(Flush):
 class FlushLate(Flush):
     """main -> sender: as Flush, asked only RUNNING_AT through main's wait (a quiet wait: sync
     flushing, or adaptive with an Awaited note, while HEC is healthy; the sender tells the
-    delivery unasked, and most come sooner). The sender looks at
-    the spool once more and says at once whether the invocation still runs (Running)."""
+    delivery unasked, and most come sooner). The sender looks at the spool once more and says
+    at once whether the invocation still runs (Running)."""
 
     __slots__ = ()
     kind = b"L"
@@ -75,10 +75,10 @@ class FlushLate(Flush):
 class Awaited(Message):
     """main -> sender, on the notes pipe, which wakes nobody: send the invocation as soon as its
     platform.runtimeDone is read, and tell main (adaptive flushing decided at its INVOKE to wait
-    for it; main asks with FlushLate only when late). The sender
-    takes it as asked when it next reads the spool, before the records that may hold the
-    invocation's start and end, as sync flushing takes every invocation: no wake-up of its own
-    at the INVOKE, ~25 ms before the invocation's telemetry can arrive."""
+    for it; main asks with FlushLate only when late). The sender takes it as asked when it next
+    reads the spool, before the records that may hold the invocation's start and end, as sync
+    flushing takes every invocation: no wake-up of its own at the INVOKE, ~25 ms before the
+    invocation's telemetry can arrive."""
 
     __slots__ = ("request_id",)
     kind = b"A"

@@ -7,13 +7,11 @@ is failing). Every wait is bounded by the flush budget and the invocation's dead
 fails. `sync` waits for every invocation, `background` never, `adaptive` (default) when its
 decision unit (ext/flush_policy.py) says so; the sender reports every delivery unasked then
 (main's decisions learn from them). Both ask only when late: under `sync` the sender takes
-every invocation it reads as waited for, under `adaptive` main notes the one it waits for (or
-hurries) on a pipe the sender reads with the spool (Awaited: no wake-up at the INVOKE), and
-main asks
-(FlushLate) only when no answer came RUNNING_AT through its wait, or at once after a wait HEC
-failed. On SHUTDOWN it hands the
-sender the deadline and the last request id; the sender waits for that invocation's
-platform.report, drains and exits.
+every invocation it reads as waited for, under `adaptive` main notes the one it waits for
+(Awaited; one it only hurries: Hurried) on a pipe the sender reads with the spool, so no
+INVOKE wakes the sender, and main asks (FlushLate) only when no answer came RUNNING_AT through
+its wait, or at once after a wait HEC failed. On SHUTDOWN it hands the sender the deadline and
+the last request id; the sender waits for that invocation's platform.report, drains and exits.
 Main talks to the sender only (ext/control.py); the listener just spools.
 
 This module is on the cold-start path: it uses C modules (`_socket`, `select`) and a small
@@ -94,7 +92,7 @@ class MainLoop:
         self.server = _bind_listener(config)
         self.wake_r, self.wake_w = control.make_pipe()
         self.ctl_r, self.ctl_w = control.make_pipe()
-        # Quiet waits (adaptive): Awaited notes, which the sender reads with the spool, unwoken.
+        # Adaptive's notes (Awaited, Hurried), which the sender reads with the spool, unwoken.
         self.notes_r, self.notes_w = control.make_pipe()
         self.status_r, self.status_w = control.make_pipe()
         self.status = control.Inbox(self.status_r)

@@ -5,9 +5,10 @@ invocation's platform.runtimeDone (and platform.report) was spooled. The main pr
 per request id, to be told once everything up to that runtimeDone is accepted by HEC (with
 adaptive flushing it is told of every invocation unasked: `tell_every`; with sync flushing main
 waits for every invocation, which the sender takes as asked once it reads the invocation's start
-or end: `wait_every`; an adaptive wait's note, Awaited, is a request like a Flush, read with
-the spool); this ledger keeps those requests and says which ones the committed
-position now settles. It is the only place that bookkeeping lives. Pure: no I/O, no clock.
+or end: `wait_every`; adaptive's notes, read with the spool, are requests like a Flush, one
+for an invocation main only hurries not `waited`); this ledger keeps those requests and says
+which ones the committed position now settles. It is the only place that bookkeeping lives.
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations

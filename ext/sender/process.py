@@ -21,7 +21,8 @@ HEC fails. With sync flushing main waits for every invocation without a word: th
 each invocation it reads as asked for (Running told from its start's stamp), and main asks
 (FlushLate) only when no answer came RUNNING_AT through its wait, so that the usual invocation
 costs no wake-up of its own here. With adaptive flushing main notes the invocations it waits for
-or hurries (Awaited) on a pipe that wakes nobody, read before the spool: the same, for those.
+(Awaited) or hurries (Hurried) on a pipe that wakes nobody, read before the spool: the same, for
+those.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class Sender:
         self.builder = EnvelopeBuilder(config, function_name)
         self.wake_fd = wake_fd
         self.control = control.Inbox(control_fd)
-        # Main's Awaited notes (adaptive), read with the spool: never in a wait's select.
+        # Main's notes (adaptive: Awaited, Hurried), read with the spool: never in a wait's select.
         self.notes = control.Inbox(notes_fd) if notes_fd >= 0 else None
         self.status_fd = status_fd
         self.parent = os.getppid()
@@ -269,10 +270,10 @@ class Sender:
         self.read_this_pass = self.spool_dirty
         if not self.spool_dirty:
             return False
+        self._take_notes()  # before the records that may hold a noted invocation's start
         # Records grow into envelopes (the fields of every event: 3-5x with enrichment), and the
         # envelopes held are what a request is cut from: read only what fills one request, so
         # the sender's memory stays bounded by a few requests' worth, whatever the backlog.
-        self._take_notes()  # before the records that may hold a noted invocation's start
         room = self.config.max_request_bytes - self.held.size
         budget = max(int(room / self.growth), 1)
         records = self.reader.read(max_records=READ_RECORDS, max_bytes=budget)
@@ -450,7 +451,7 @@ class Sender:
         return IDLE_WAIT_S
 
     def _take_notes(self) -> None:
-        """Invocations main waits for quietly, or hurries (Awaited): asked for, as sync
+        """Invocations main waits for quietly (Awaited) or hurries (Hurried): asked for, as sync
         flushing takes every invocation, only not urgent before their runtimeDone is read."""
         if self.notes is None:
             return
