@@ -4,6 +4,7 @@ select the test controls (`sender.time` and `sender.select` replaced)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -1148,6 +1149,73 @@ def test_a_note_read_after_a_late_ask_told_failing_tells_it_no_second_time(
     rig.courier.failures += 1
     rig.sender.step()
     assert rig.answers() == []
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_note_read_after_one_a_late_ask_took_first_is_taken_still(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.note("r1")
+    rig.note("r2")  # both read with the late ask about r1, which skips r1's note alone
+    assert rig.tell(control.FlushLate("r1")) == []  # not started: nothing to tell
+    rig.append_invocation("r2", ["b"])
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # r2 noted: sent at once, whatever the batch size
+
+
+@contextlib.contextmanager
+def _pipe_at(fd: int) -> Iterator[int]:
+    """A pipe whose read end stands at `fd` (a standard stream's) until the block ends; yields
+    its write end."""
+    try:
+        saved: int | None = os.dup(fd)
+    except OSError:  # nothing stood there
+        saved = None
+    read_end, write_end = control.make_pipe()
+    try:
+        os.dup2(read_end, fd)  # shares the read end's non-blocking status
+        yield write_end
+    finally:
+        if saved is None:
+            os.close(fd)
+        else:
+            os.dup2(saved, fd)
+            os.close(saved)
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _restarted(rig: WideRig, **notes_fd: int) -> None:
+    """The rig's sender replaced by one made with `notes_fd` as given (or left out)."""
+    rig.sender.reader.close()  # the spool's reader role passes to the new one
+    rig.sender = sender.Sender(rig.sender.config, "fn", rig.pipes[0][0], rig.pipes[1][0],
+                               rig.pipes[2][1], courier=rig.courier,  # type: ignore[arg-type]
+                               **notes_fd)
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_sender_given_no_notes_pipe_takes_no_note_from_its_standard_streams(
+    rig: WideRig,
+) -> None:
+    with _pipe_at(0) as stdin, _pipe_at(1) as stdout:
+        assert control.send(stdin, control.Awaited("r1"))
+        assert control.send(stdout, control.Awaited("r1"))
+        _restarted(rig)  # no notes_fd: no notes pipe at all
+        rig.append_invocation("r1", ["a"])
+        rig.sender.step()
+    assert not rig.courier.in_flight  # held: nobody noted it
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_notes_pipe_at_fd_0_is_read(rig: WideRig) -> None:
+    # A descriptor like any other: where the extension starts with stdin closed, the first
+    # descriptor it opens is 0.
+    with _pipe_at(0) as notes:
+        _restarted(rig, notes_fd=0)
+        assert control.send(notes, control.Awaited("r1"))
+        rig.append_invocation("r1", ["a"])
+        rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # noted: sent at once, whatever the batch size
 
 
 def _iso(epoch_s: float) -> str:
