@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -138,3 +139,14 @@ def test_an_invocation_only_hurried_is_sent_at_its_end_and_never_told_failing() 
     assert ledger.failing() == ["r2"]  # HEC failed: only the waited one is told
     assert not ledger.tell_failing("r1")
     assert ledger.settle(3) == ["r1"]
+
+
+def test_whether_main_waits_is_said_by_name_only() -> None:
+    # A bare bool after the id would read as either meaning (waited, or only hurried): refused,
+    # before anything is asked.
+    ledger = InvocationLedger()
+    with pytest.raises(TypeError):
+        ledger.request("r1", False)  # type: ignore[call-arg]
+    assert ledger.waiting == {}
+    assert ledger.request(request_id="r1", waited=False) == []
+    assert ledger.waiting == {"r1": True}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _socket
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -332,6 +333,7 @@ def _child_exit_checks() -> None:
     release_r, release_w = os.pipe()
     alive = os.fork()
     if not alive:
+        os.close(release_w)  # a checker that dies (its alarm) releases it too: end of file
         os.read(release_r, 1)
         os._exit(0)
     try:
@@ -358,6 +360,9 @@ def test_a_child_exited_says_so_until_it_is_reaped() -> None:
     if not checker:
         code = 1
         try:
+            # A waitid that blocks (a mutant without WNOHANG) would hold it, and its child, past
+            # the test's own timeout, which ends only this process: SIGALRM ends it first.
+            signal.alarm(10)
             _child_exit_checks()
             code = 0
         finally:
