@@ -39,18 +39,24 @@ class Message:
         return f"{type(self).__name__}{self.fields()!r}"
 
 
-class Flush(Message):
-    """main -> sender: the invocation ended; send everything up to its platform.runtimeDone now,
-    and answer Delivered (or Failing) for it."""
+class AboutOneRequest(Message):
+    """Base of the messages about one invocation, whose request id is their only field."""
 
     __slots__ = ("request_id",)
-    kind = b"F"
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
 
     def fields(self) -> tuple[object, ...]:
         return (self.request_id,)
+
+
+class Flush(AboutOneRequest):
+    """main -> sender: the invocation ended; send everything up to its platform.runtimeDone now,
+    and answer Delivered (or Failing) for it."""
+
+    __slots__ = ()
+    kind = b"F"
 
 
 class FlushBacklog(Flush):
@@ -72,7 +78,7 @@ class FlushLate(Flush):
     kind = b"L"
 
 
-class Awaited(Message):
+class Awaited(AboutOneRequest):
     """main -> sender, on the notes pipe, which wakes nobody: send the invocation as soon as its
     platform.runtimeDone is read, and tell main (adaptive flushing decided at its INVOKE to wait
     for it; main asks with FlushLate only when late). The sender takes it as asked when it next
@@ -80,14 +86,8 @@ class Awaited(Message):
     flushing takes every invocation: no wake-up of its own at the INVOKE, ~25 ms before the
     invocation's telemetry can arrive."""
 
-    __slots__ = ("request_id",)
+    __slots__ = ()
     kind = b"A"
-
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-
-    def fields(self) -> tuple[object, ...]:
-        return (self.request_id,)
 
 
 class Hurried(Awaited):
@@ -114,47 +114,29 @@ class Drain(Message):
         return (self.deadline_ms, self.request_id)
 
 
-class Delivered(Message):
+class Delivered(AboutOneRequest):
     """sender -> main: everything up to the invocation's platform.runtimeDone is accepted by HEC."""
 
-    __slots__ = ("request_id",)
+    __slots__ = ()
     kind = b"C"
 
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
 
-    def fields(self) -> tuple[object, ...]:
-        return (self.request_id,)
-
-
-class Failing(Message):
+class Failing(AboutOneRequest):
     """sender -> main: HEC is failing (or not answering); the invocation's data stays spooled and
     is delivered later (a Delivered follows then). Do not wait for it."""
 
-    __slots__ = ("request_id",)
+    __slots__ = ()
     kind = b"E"
 
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
 
-    def fields(self) -> tuple[object, ...]:
-        return (self.request_id,)
-
-
-class Running(Message):
+class Running(AboutOneRequest):
     """sender -> main: the invocation has started (its platform.start is spooled) and is not
     delivered 5/8 through main's wait (told then, not at once: most are delivered sooner):
     its flush budget counts from its end, which the sender sees (platform.runtimeDone) and
     answers Delivered or Failing within the budget after. Main may wait up to the deadline."""
 
-    __slots__ = ("request_id",)
+    __slots__ = ()
     kind = b"U"
-
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-
-    def fields(self) -> tuple[object, ...]:
-        return (self.request_id,)
 
 
 class Ready(Message):
