@@ -332,16 +332,17 @@ class Sender:
             return  # not waited for, or told Failing already: main does not wait for it
         left = flush_policy.budget_left(self.flush_budget_s, ended_s, time.time())
         self.due.setdefault(request_id, time.monotonic() + left)
-        # With sync flushing main asks nothing before it is late: a backoff is cut short (a
-        # failing HEC gets one attempt now, whose failure tells main), a hanging HEC told now.
+        # A quiet wait (sync, or an Awaited note) asks nothing before it is late: a backoff is
+        # cut short (a failing HEC gets one attempt now, whose failure tells main), a hanging HEC
+        # told now.
         self.courier.hurry()
         self._answer_hanging()
 
     def _started(self, request_id: str, started_s: float | None) -> None:
-        """An invocation main waits for without asking (sync) started: Running is due RUNNING_AT
-        through main's wait, which began at the INVOKE, i.e. at the start's own time. Told by
-        the pass that reads the start, most often (the listener holds its wake-up 0.25 s), so
-        that main, which would ask then (FlushLate), has no need to."""
+        """An invocation main waits for without asking (sync, or an Awaited note) started:
+        Running is due RUNNING_AT through main's wait, which began at the INVOKE, i.e. at the
+        start's own time. Told by the pass that reads the start, most often (the listener holds
+        its wake-up 0.25 s), so that main, which would ask then (FlushLate), has no need to."""
         if self.ledger.waiting.get(request_id, True):
             return  # not waited for unasked, or told Failing already: main does not wait
         left = flush_policy.running_left(self.flush_wait_s, started_s, time.time())
@@ -450,6 +451,11 @@ class Sender:
             return max(0.0, min(left, IDLE_WAIT_S))
         return IDLE_WAIT_S
 
+    def _request(self, request_id: str, waited: bool = True) -> None:
+        """Main asks for the invocation (a Flush or a note); answered at once if settled."""
+        for settled in self.ledger.request(request_id, waited=waited):
+            self._answer(control.Delivered(settled))
+
     def _take_notes(self) -> None:
         """Invocations main waits for quietly (Awaited) or hurries (Hurried): asked for, as sync
         flushing takes every invocation, only not urgent before their runtimeDone is read."""
@@ -460,9 +466,7 @@ class Sender:
                 request_id = message.request_id
                 if request_id in self.ledger.waiting:
                     continue  # a late ask came first: asked, maybe told Failing already
-                waited = not isinstance(message, control.Hurried)
-                for settled in self.ledger.request(request_id, waited=waited):
-                    self._answer(control.Delivered(settled))
+                self._request(request_id, waited=not isinstance(message, control.Hurried))
                 if request_id in self.ledger.done_at:
                     self._ended(request_id)
 
@@ -474,8 +478,7 @@ class Sender:
         for message in messages:
             if isinstance(message, control.Flush):
                 urgent = True
-                for request_id in self.ledger.request(message.request_id):
-                    self._answer(control.Delivered(request_id))
+                self._request(message.request_id)
                 self._answer_hanging()
                 if isinstance(message, control.FlushBacklog):
                     self._ended(message.request_id)  # ended long ago: the budget from now
