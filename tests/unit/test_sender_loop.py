@@ -1056,6 +1056,20 @@ def test_a_late_ask_about_an_invocation_not_started_leaves_no_timer(
 ADAPTIVE = {"SPLUNK_FLUSH": "adaptive", **HOLDING}
 
 
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH": "background", **SENDING}], indirect=True)
+def test_an_ask_about_an_invocation_already_delivered_is_answered_at_once(rig: WideRig) -> None:
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == []  # nobody asked: nothing told
+    assert rig.tell(control.Flush("r1")) == [control.Delivered("r1")]
+    rig.note("r1")
+    rig.append(["b"])  # the note is read with the spool
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+
+
 @pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
 def test_with_adaptive_flushing_a_noted_invocation_is_sent_at_once_and_told_delivered_unasked(
     rig: WideRig,
