@@ -507,16 +507,17 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
      "between two frozen states; HEC requests counted until the last freeze. Cells with gaps "
      ">= 2 s run side by side (they are frozen nearly all the time)."),
     ("floor", "7b. The floor under the cost targets", floor,
-     "`python -m benchmarks.bench_floor`: section 7's cell (`sync`, the CPU share, 10-line "
-     "invocations) for the extension and for `benchmarks/floor_extension.py`, the least a "
-     "Python extension can do for the same work (raw sockets and msgspec; each Telemetry body "
-     "appended to a file before its 200; one gzipped HEC request per invocation before the "
-     "next `event/next`; no recovery, retries, enrichment or configuration), in one process "
-     "(`floor-1`), in the extension's three (`floor-3`: main, listener and sender processes, "
-     "pipes between them) and in two (`floor-2`: main reads the spool and posts itself, no "
-     "sender process). Contenders alternate round by round; each figure is the median "
-     "round. PSS after 20 such invocations (`sync`): the fixed footprint, floor-3 also with the "
-     "extension's required libraries (urllib3, ssl) imported before the fork."),
+     "`python -m benchmarks.bench_floor`: cells of section 7 (`sync`, the CPU share, 10-line "
+     "invocations; 512MB-10s is the extension's worst `sync` cell there) for the extension and for"
+     " `benchmarks/floor_extension.py`, the least a Python extension can do for the same work (raw"
+     " sockets and msgspec; each Telemetry body appended to a file before its 200; one gzipped HEC"
+     " request per invocation before the next `event/next`; no recovery, retries, enrichment or "
+     "configuration), in one process (`floor-1`), in the extension's three (`floor-3`: main, "
+     "listener and sender processes, pipes between them) and in two (`floor-2`: main reads the "
+     "spool and posts itself, no sender process). Contenders alternate round by round (in the 10 s"
+     " cell they run side by side, staggered, as section 7 runs its sparse cells); each figure is "
+     "the median round. PSS after 20 such invocations (`sync`): the fixed footprint, floor-3 also "
+     "with the extension's required libraries (urllib3, ssl) imported before the fork."),
     ("fleet", "8. Many environments into one HEC", fleet,
      "N emulated environments at once (N = 1, 4, 16, 32), each a worker process with its own "
      "emulator, the real extension and the sample function, invoked on a fixed schedule (phases "
@@ -629,6 +630,10 @@ def _floor_finding(docs: dict[str, Doc]) -> list[str]:
                      f"{fmt(ms['floor-1'], 2)} ms")
     if not parts:
         return []
+    above = [key for key, cell in doc["results"]["cost"].items()
+             if cell["floor-3"]["cpu_ms_per_invocation_median"] > target]
+    beyond = (f" In {', '.join(above)} floor-3 itself is over the target: no extension of"
+              " three Python processes meets it there, whatever it leaves out." if above else "")
     return [f"- **CPU per invocation** (target {fmt(target, 1)} ms, section 7b): "
             + "; ".join(parts) + ". floor-3 is the least the extension's three processes can "
             "cost with nothing but the work itself (append, read, post, two pipes), so the "
@@ -636,7 +641,7 @@ def _floor_finding(docs: dict[str, Doc]) -> list[str]:
             "policy, retries and their bookkeeping, enrichment) almost nothing; floor-2 is "
             "what the same work costs without a sender process, floor-1 in one process. The "
             "ratio to floor-3 is the figure to compare between runs: the machine's speed moves "
-            "every contender alike, by up to 30% between sessions here.", ""]
+            "every contender alike, by up to 30% between sessions here." + beyond, ""]
 
 
 def _receiver_alone(folder: Path) -> str:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import datetime
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from benchmarks import bench_floor, floor_extension
+from benchmarks import bench_cost, bench_floor, floor_extension
 
 
 def test_take_maps_function_lines_and_notes_runtime_done() -> None:
@@ -75,6 +76,29 @@ def test_rows_show_each_contender_with_its_median_rounds_processes() -> None:
         ["128MB-2s", "floor-1", 1.0, 1.0, "-", "-", "1.00"],
         ["128MB-2s", "floor-3", 1.5, 0.25, 0.45, 0.8, "1.50"],
     ]
+
+
+@pytest.mark.parametrize(("gap_s", "side_by_side"), [(0.2, False), (2.0, False), (10.0, True)])
+def test_a_round_runs_each_contender_on_its_own_rig_side_by_side_only_when_sparse(
+        monkeypatch: pytest.MonkeyPatch, gap_s: float, side_by_side: bool) -> None:
+    running: list[str] = []
+    overlapped: list[bool] = []
+
+    def run_cell(memory_mb: int, gap: float, strategy: str, invocations: int, seed: int,
+                 rig_factory: object) -> dict[str, object]:
+        who = next(w for w, factory in bench_floor.CONTENDERS.items() if factory is rig_factory)
+        running.append(who)
+        time.sleep(0.05)  # long enough for staggered starts 0.01 s apart to overlap
+        overlapped.append(len(running) > 1)
+        running.remove(who)
+        return {"who": who, "cell": (memory_mb, gap, strategy, invocations, seed)}
+
+    monkeypatch.setattr(bench_cost, "run_cell", run_cell)
+    monkeypatch.setattr(bench_cost, "STAGGER_S", 0.01)
+    out = list(bench_floor._round(512, gap_s, 8, 13))
+    assert [who for who, _ in out] == list(bench_floor.CONTENDERS)
+    assert all(cell == {"who": who, "cell": (512, gap_s, "sync", 8, 13)} for who, cell in out)
+    assert any(overlapped) is side_by_side
 
 
 def test_the_spool_tail_reads_whole_bodies_only_and_from_where_it_stopped(

@@ -1,0 +1,40 @@
+"""benchmarks/report.py's reading of the floor benchmark: which cells it names as missing the
+CPU target, and where it says the floor itself is over it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import bench_floor, report
+
+
+def _doc(cells: dict[str, dict[str, float]]) -> dict[str, Any]:
+    cost = {key: {who: {"cpu_ms_per_invocation_median": ms[who]}
+                  for who in bench_floor.CONTENDERS} for key, ms in cells.items()}
+    return {"targets": {"cpu_ms_per_invocation": 1.5}, "results": {"cost": cost}}
+
+
+def _cell(extension: float, floor_3: float) -> dict[str, float]:
+    return {"extension": extension, "floor-1": 0.9, "floor-2": 1.0, "floor-3": floor_3}
+
+
+def test_cells_the_extension_meets_are_left_out_and_a_floor_over_the_target_is_said() -> None:
+    text = "".join(report._floor_finding({"floor": _doc({
+        "128MB-200ms": _cell(1.4, 1.1), "128MB-2s": _cell(2.0, 1.25),
+        "512MB-10s": _cell(3.5, 1.85)})}))
+    assert "128MB-200ms" not in text
+    assert "128MB-2s: extension 2.00 (1.60x floor-3), floor-3 1.25" in text
+    assert "512MB-10s: extension 3.50 (1.89x floor-3), floor-3 1.85" in text
+    assert text.endswith("In 512MB-10s floor-3 itself is over the target: no extension of"
+                         " three Python processes meets it there, whatever it leaves out.")
+
+
+def test_nothing_is_said_of_the_floor_itself_when_it_is_under_the_target() -> None:
+    text = "".join(report._floor_finding({"floor": _doc({"128MB-2s": _cell(2.0, 1.25)})}))
+    assert "128MB-2s: extension 2.00" in text
+    assert "itself is over the target" not in text
+
+
+def test_no_finding_when_every_cell_meets_the_target_or_there_is_no_floor_run() -> None:
+    assert report._floor_finding({"floor": _doc({"128MB-2s": _cell(1.4, 1.2)})}) == []
+    assert report._floor_finding({}) == []
