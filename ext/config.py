@@ -218,8 +218,10 @@ SETTINGS: tuple[Row, ...] = (
      "the extension's own figures with an invocation batch and at shutdown (spool backlog and "
      "drops, HEC requests, retries, failures, latency, gzip, CPU and memory per process)"),
     # Each self-metrics event reads /proc for three processes, ~0.4 ms of CPU at 128 MB: too
-    # much to pay on every invocation.
-    ("SPLUNK_SELF_METRICS_INTERVAL_MS", "self_metrics_interval_ms", "integer", 10_000,
+    # much to pay on every invocation. One a minute: the span of the dashboard's panels
+    # (docs/dashboard.md) and CloudWatch's standard resolution. At 10 s a function invoked about
+    # every 10 s paid it at most invocations (docs/benchmarks.md 7b, the 10 s cell).
+    ("SPLUNK_SELF_METRICS_INTERVAL_MS", "self_metrics_interval_ms", "integer", 60_000,
      (0, 3_600_000), "", "", "at most one self-metrics event per this interval (plus one at "
      "shutdown; counters add up in between): each costs ~0.4 ms of CPU at 128 MB. `0`: with "
      "every invocation batch"),

@@ -170,7 +170,7 @@ def test_invocation_self_metrics_wait_for_the_interval_and_shutdown_does_not() -
 
 def test_the_interval_is_validated() -> None:
     env = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}
-    assert config.load(env).self_metrics_interval_ms == 10_000
+    assert config.load(env).self_metrics_interval_ms == 60_000
     with pytest.raises(ConfigError) as caught:
         config.load({**env, "SPLUNK_SELF_METRICS_INTERVAL_MS": "-1"})
     assert any("SPLUNK_SELF_METRICS_INTERVAL_MS" in p for p in caught.value.problems)
@@ -194,10 +194,15 @@ def test_the_backlog_is_measured_only_when_a_self_metrics_event_is_due(tmp_path:
         rig.append_invocation("r2", ["b"])
         rig.sender.step()
         rig.courier.finish(2)
-        # Within the interval (10 s by default): no event, and no listing of the spool for it.
+        # Within the interval (60 s by default): no event, and no listing of the spool for it.
         assert len(measured) == 1 and len(own(rig)) == 1
-        rig.sender.self_metrics.last_emitted = time.monotonic() - 11
+        rig.sender.self_metrics.last_emitted = time.monotonic() - 59
         rig.append_invocation("r3", ["c"])
+        rig.sender.step()
+        rig.courier.finish(2)
+        assert len(measured) == 1 and len(own(rig)) == 1  # 59 s: not yet
+        rig.sender.self_metrics.last_emitted = time.monotonic() - 61
+        rig.append_invocation("r4", ["d"])
         rig.sender.step()
         rig.courier.finish(2)
         assert len(measured) == 2 and len(own(rig)) == 2
