@@ -632,8 +632,9 @@ def _floor_finding(docs: dict[str, Doc]) -> list[str]:
         return []
     above = [key for key, cell in doc["results"]["cost"].items()
              if cell["floor-3"]["cpu_ms_per_invocation_median"] > target]
-    beyond = (f" In {', '.join(above)} floor-3 itself is over the target: no extension of"
-              " three Python processes meets it there, whatever it leaves out." if above else "")
+    beyond = (f" In this run floor-3 itself is over the target in {', '.join(above)}: on this"
+              " machine at that speed no extension of three Python processes meets it there,"
+              " whatever it leaves out." if above else "")
     return [f"- **CPU per invocation** (target {fmt(target, 1)} ms, section 7b): "
             + "; ".join(parts) + ". floor-3 is the least the extension's three processes can "
             "cost with nothing but the work itself (append, read, post, two pipes), so the "
