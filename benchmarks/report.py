@@ -459,6 +459,12 @@ def provenance(docs: dict[str, Doc]) -> list[str]:
            f"{max(d['created'] for d in docs.values())}."]
     if quick:
         out.append(f"- **Warning: {', '.join(quick)} are --quick smoke results, not figures.**")
+    bare = docs.get("cold_start", {}).get("results", {}).get("stats", {}).get("bare_no_site")
+    if bare:
+        out.append(f"- The machine's speed in this run: a bare `python -S -c pass` takes "
+                   f"{fmt(bare['p50'])} ms (p50, section 1). This machine is shared and its speed "
+                   "has varied by up to 2x between runs: compare figures of two pages against "
+                   "it, or against the floors of section 7b.")
     del g
     return [*out, ""]
 

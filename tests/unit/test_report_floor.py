@@ -1,5 +1,5 @@
-"""benchmarks/report.py's reading of the floor benchmark: which cells it names as missing the
-CPU target, and where it says the floor itself is over it."""
+"""benchmarks/report.py: its reading of the floor benchmark (which cells it names as missing the
+CPU target, where it says the floor itself is over it) and the machine's speed it states."""
 
 from __future__ import annotations
 
@@ -39,3 +39,13 @@ def test_nothing_is_said_of_the_floor_itself_when_it_is_under_the_target() -> No
 def test_no_finding_when_every_cell_meets_the_target_or_there_is_no_floor_run() -> None:
     assert report._floor_finding({"floor": _doc({"128MB-2s": _cell(1.4, 1.2)})}) == []
     assert report._floor_finding({}) == []
+
+
+def test_the_page_states_the_machines_speed_from_the_cold_start_run() -> None:
+    doc = {"machine": {"cpu": "c", "cpus": 2, "mem_gib": 1, "kernel": "k"},
+           "versions": {"python": "3", "msgspec": "m", "urllib3": "u", "awslambdaric": "a"},
+           "git": {"commit": "abc", "dirty": False}, "created": "t", "quick": False,
+           "results": {"stats": {"bare_no_site": {"p50": 31.81}}}}
+    assert any("a bare `python -S -c pass` takes 31.8 ms" in line
+               for line in report.provenance({"cold_start": doc}))
+    assert not any("python -S" in line for line in report.provenance({"cost": doc}))
