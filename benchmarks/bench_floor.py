@@ -25,7 +25,6 @@ import importlib.util
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -124,23 +123,15 @@ def _key(memory_mb: int, gap_s: float) -> str:
 def _round(memory_mb: int, gap_s: float, invocations: int,
            seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each contender's run of one cell, in CONTENDERS' order (side by side when sparse)."""
-    def run(who: str) -> dict[str, Any]:
-        return bench_cost.run_cell(memory_mb, gap_s, "sync", invocations, seed,
-                                   rig_factory=CONTENDERS[who])
-
+    cell = (memory_mb, gap_s, "sync", invocations, seed)
     if gap_s < SIDE_BY_SIDE_GAP_S:
-        for who in CONTENDERS:
-            yield who, run(who)
+        for who, factory in CONTENDERS.items():
+            yield who, bench_cost.run_cell(*cell, rig_factory=factory)
         return
     with ThreadPoolExecutor(max_workers=len(CONTENDERS)) as pool:
-        futures = [pool.submit(_after, i * bench_cost.STAGGER_S, run, who)
-                   for i, who in enumerate(CONTENDERS)]
+        futures = [pool.submit(bench_cost._staggered, i * bench_cost.STAGGER_S, *cell, factory)
+                   for i, factory in enumerate(CONTENDERS.values())]
         yield from zip(CONTENDERS, (f.result() for f in futures), strict=True)
-
-
-def _after(delay_s: float, run: Callable[[str], dict[str, Any]], who: str) -> dict[str, Any]:
-    time.sleep(delay_s)
-    return run(who)
 
 
 def _median_index(values: Sequence[float]) -> int:
