@@ -9,7 +9,9 @@ Poisson gaps, CPU from schedstat of every process and thread while frozen), inte
 round so that the machine's drift falls on all alike; the extension runs `sync`, the flush that
 sends every invocation within it, as the floors do. Then the PSS of each after 20 such
 invocations (the fixed footprint; bench_memory measures the 1,000-line plan), floor-3 also with
-the extension's required libraries (urllib3, ssl) imported before its fork.
+the extension's required libraries (urllib3, ssl) imported before its fork; and the memory each
+process touches per invocation (pages accessed between two frozen states), which the CPU of a
+thaw follows: after a freeze every one of them is a cache miss.
 
 floor-3 - floor-1 is what three processes cost (floor-2: what the sender process costs);
 extension - floor-3 is what the extension does beyond the least (the spool's framing and
@@ -25,6 +27,7 @@ import importlib.util
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -33,7 +36,14 @@ from typing import Any
 
 from benchmarks import bench_cost, common
 from benchmarks.bench_memory import extension_memory
-from benchmarks.rig import HecProcess, Rig, extension_rig
+from benchmarks.rig import (
+    HecProcess,
+    Rig,
+    clear_referenced,
+    extension_processes,
+    extension_rig,
+    referenced_kb,
+)
 from ext.local.layer import EXTENSION_NAME
 
 FLOOR = Path(__file__).with_name("floor_extension.py")
@@ -52,6 +62,9 @@ QUICK_INVOCATIONS = {0.2: 4}
 # and by an amount that changes from run to run: no floor there.
 MEMORY_PLAN = (20, 10)
 QUICK_MEMORY_PLAN = (3, 10)
+# Memory touched per invocation: warm-up invocations, measured ones, seconds frozen before each.
+TOUCHED_PLAN = (4, 8, 1.0)
+QUICK_TOUCHED_PLAN = (2, 2, 0.2)
 
 
 @contextlib.contextmanager
@@ -169,6 +182,46 @@ def memory(plan: tuple[int, int]) -> dict[str, Any]:
     return out
 
 
+def touched(plan: tuple[int, int, float]) -> dict[str, Any]:
+    """kB of memory each process of each contender touches per 10-line invocation (`sync`, whole
+    cores): the pages accessed from one frozen state to the next, cleared before each gap.
+
+    The CPU a thaw costs follows it: after a freeze every page touched misses the caches (and
+    the TLB), so CPU per invocation is set by the breadth of code and data a pass goes through
+    more than by the work itself (docs/benchmarks.md 7b)."""
+    warmup, measured, gap_s = plan
+    out: dict[str, Any] = {}
+    for who, factory in {**CONTENDERS, **MEMORY_ONLY}.items():
+        with factory() as rig:
+            sb = rig.sandbox(rig.env(SPLUNK_FLUSH="sync"), timeout_s=30.0)
+            try:
+                for n in range(warmup + measured):
+                    if n == warmup:
+                        roles = extension_processes(sb)
+                        sums = {role: dict.fromkeys(("anonymous", "libpython", "other files"), 0)
+                                for role in roles}
+                    if n >= warmup:
+                        clear_referenced(list(roles.values()))
+                    time.sleep(gap_s)
+                    result = sb.invoke({"lines": bench_cost.LINES, "size": bench_cost.LINE_BYTES,
+                                        "tag": f"T{n}"})
+                    if result.status != "success":
+                        raise RuntimeError(f"{who}: invoke failed: {result}")
+                    if n >= warmup:  # frozen now: nothing moves while it is read
+                        for role, pid in roles.items():
+                            for kind, kb in referenced_kb(pid).items():
+                                sums[role][kind] += kb
+                sb.shutdown()
+            finally:
+                sb.close()
+        out[who] = {role: {kind: kb / measured for kind, kb in kinds.items()}
+                    for role, kinds in sums.items()}
+        print(f"touched {who}: " + ", ".join(f"{role} {sum(k.values()):.0f} kB"
+                                             for role, k in out[who].items())
+              + " per invocation", flush=True)
+    return out
+
+
 HEADERS = ["cell", "contender", "CPU ms/invocation (median)", "main", "listener", "sender",
            "rounds (ms)"]
 
@@ -186,8 +239,25 @@ def rows(results: dict[str, Any]) -> list[list[Any]]:
     return out
 
 
+TOUCHED_HEADERS = ["contender", "main kB", "listener kB", "sender kB", "total kB",
+                   "of it anonymous kB"]
+
+
+def touched_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """One row per contender: kB touched per invocation by each process, and by all."""
+    out = []
+    for who, processes in results.get("touched", {}).items():
+        per_role = {role: sum(kinds.values()) for role, kinds in processes.items()}
+        out.append([who, *(per_role.get(role, "-") for role in ("main", "listener", "sender")),
+                    sum(per_role.values()),
+                    sum(kinds["anonymous"] for kinds in processes.values())])
+    return out
+
+
 def report(results: dict[str, Any]) -> None:
     common.print_table("CPU per 10-line invocation, `sync`", HEADERS, rows(results))
+    common.print_table("Memory touched per 10-line invocation", TOUCHED_HEADERS,
+                       touched_rows(results))
     common.print_table("PSS after the ten-line invocations",
                        ["contender", "PSS MiB", "anonymous MiB", "processes"],
                        [[who, m["pss_total_mib"], m["anonymous_pss_mib"], m["processes"]]
@@ -218,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = 1 if args.quick else args.rounds
     results = {"cost": cost_rounds(cells, invocations, rounds),
                "memory": memory(QUICK_MEMORY_PLAN if args.quick else MEMORY_PLAN),
+               "touched": touched(QUICK_TOUCHED_PLAN if args.quick else TOUCHED_PLAN),
                "rounds": rounds}
     return common.publish("floor", results, quick=args.quick,
                           targets={"cpu_ms_per_invocation": bench_cost.TARGETS[

@@ -351,6 +351,16 @@ def floor(doc: Doc) -> list[str]:
     out += table(["contender", "PSS MiB", "anonymous PSS MiB", "processes"],
                  [[who, fmt(m["pss_total_mib"]), fmt(m["anonymous_pss_mib"]), m["processes"]]
                   for who, m in memory.items()])
+    if r.get("touched"):
+        out += ["Memory touched per 10-line invocation (`sync`, whole cores, 1 s frozen before "
+                "each): kB of each process's pages accessed from one frozen state to the next "
+                "(/proc/<pid>/clear_refs, then Referenced in smaps; approximate: the kernel's "
+                "memory monitor here may age a few pages meanwhile). After a freeze each of "
+                "them costs at least a cache miss, so this is the breadth a thaw's work goes "
+                "through, whatever it computes.", ""]
+        out += table(bench_floor.TOUCHED_HEADERS,
+                     [[fmt(v, 0) if isinstance(v, float) else v for v in row]
+                      for row in bench_floor.touched_rows(r)])
     return [*out, "![CPU per invocation against its floors](img/floor.png)", ""]
 
 
@@ -642,13 +652,25 @@ def _floor_finding(docs: dict[str, Doc]) -> list[str]:
               " machine at that speed no extension of three Python processes meets it there,"
               " whatever it leaves out." if above else "")
     return [f"- **CPU per invocation** (target {fmt(target, 1)} ms, section 7b): "
-            + "; ".join(parts) + ". floor-3 is the least the extension's three processes can "
-            "cost with nothing but the work itself (append, read, post, two pipes), so the "
-            "target leaves the extension's own work (spool framing and recovery, the flush "
-            "policy, retries and their bookkeeping, enrichment) almost nothing; floor-2 is "
+            + "; ".join(parts) + "." + _touched_finding(doc["results"])
+            + " floor-3 is the least the extension's three processes can cost with nothing but "
+            "the work itself (append, read, post, two pipes), so the target leaves the "
+            "extension's own work (spool framing and recovery, the flush policy, retries and "
+            "their bookkeeping, enrichment) almost nothing; floor-2 is "
             "what the same work costs without a sender process, floor-1 in one process. The "
             "ratio to floor-3 is the figure to compare between runs: the machine's speed moves "
             "every contender alike, by up to 30% between sessions here." + beyond, ""]
+
+
+def _touched_finding(results: dict[str, Any]) -> str:
+    """The memory each contender's processes touch per invocation, against floor-3's."""
+    totals = {row[0]: row[4] for row in bench_floor.touched_rows(results)}
+    if "extension" not in totals or "floor-3" not in totals:
+        return ""
+    return (f" Per invocation the extension's processes touch {fmt(totals['extension'], 0)} kB "
+            f"of memory, floor-3's {fmt(totals['floor-3'], 0)} kB "
+            f"({fmt(totals['extension'] / totals['floor-3'], 2)}x): after a freeze the CPU a "
+            "thaw costs follows the breadth of code and data it goes through.")
 
 
 def _receiver_alone(folder: Path) -> str:

@@ -312,6 +312,31 @@ def footprint_kb(pids: list[int]) -> dict[str, int]:
             "footprint_kb": anonymous + file_kb}
 
 
+def clear_referenced(pids: list[int]) -> None:
+    """Clears the accessed bit of every page of `pids` (/proc/<pid>/clear_refs): what
+    `referenced_kb` reports next is what they touched since."""
+    for pid in pids:
+        with open(f"/proc/{pid}/clear_refs", "w") as fh:
+            fh.write("1")
+
+
+def referenced_kb(pid: int) -> dict[str, int]:
+    """kB of `pid`'s pages accessed since `clear_referenced`, by backing: `anonymous` (Python
+    objects, the C heap, stacks), `libpython` (the interpreter's code and data) and `other files`
+    (libc, OpenSSL, extension modules). After a freeze every one of them is a cache miss at
+    least, so this is the breadth of what a thaw's work costs."""
+    out = {"anonymous": 0, "libpython": 0, "other files": 0}
+    for name, fields in smaps(pid):
+        if not name or name.startswith("["):
+            kind = "anonymous"
+        elif "libpython" in name:
+            kind = "libpython"
+        else:
+            kind = "other files"
+        out[kind] += fields.get("Referenced", 0)
+    return out
+
+
 def pss_kb_by_backing(pid: int) -> dict[str, int]:
     """PSS of `pid` split into `anonymous` (Python objects, the C heap, stacks: shared only
     between the extension's own forks) and `file` (libpython, OpenSSL, extension modules: on

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from benchmarks import bench_cost, bench_floor, floor_extension
+from benchmarks import bench_cost, bench_floor, floor_extension, rig
 
 
 def test_take_maps_function_lines_and_notes_runtime_done() -> None:
@@ -128,3 +128,33 @@ def test_the_spool_tail_reads_whole_bodies_only_and_from_where_it_stopped(
     finally:
         os.close(wake_r)
         os.close(wake_w)
+
+
+def test_touched_memory_is_what_the_process_accessed_since_the_clear() -> None:
+    """rig.referenced_kb after rig.clear_referenced: 16 MiB written now show as anonymous
+    memory touched; left alone after another clear, they do not."""
+    block = bytearray(16 * 1024 * 1024)  # zero pages, touched only when written below
+    pid = os.getpid()
+    rig.clear_referenced([pid])
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    written = rig.referenced_kb(pid)
+    rig.clear_referenced([pid])
+    idle = rig.referenced_kb(pid)
+    assert written["anonymous"] >= 16 * 1024
+    assert idle["anonymous"] < 8 * 1024
+    assert written["libpython"] + written["other files"] > 0  # the loop ran interpreter code
+    del block
+
+
+def test_touched_rows_sum_each_contenders_processes() -> None:
+    results = {"touched": {
+        "extension": {"main": {"anonymous": 600.0, "libpython": 900.0, "other files": 300.0},
+                      "listener": {"anonymous": 500.0, "libpython": 800.0, "other files": 200.0},
+                      "sender": {"anonymous": 1800.0, "libpython": 1400.0, "other files": 400.0}},
+        "floor-1": {"main": {"anonymous": 800.0, "libpython": 1000.0, "other files": 400.0}}}}
+    assert bench_floor.touched_rows(results) == [
+        ["extension", 1800.0, 1500.0, 3600.0, 6900.0, 2900.0],
+        ["floor-1", 2200.0, "-", "-", 2200.0, 800.0],
+    ]
+    assert bench_floor.touched_rows({}) == []

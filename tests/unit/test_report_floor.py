@@ -49,3 +49,16 @@ def test_the_page_states_the_machines_speed_from_the_cold_start_run() -> None:
     assert any("a bare `python -S -c pass` takes 31.8 ms" in line
                for line in report.provenance({"cold_start": doc}))
     assert not any("python -S" in line for line in report.provenance({"cost": doc}))
+
+
+def test_the_finding_sets_the_memory_touched_against_floor_3s_when_measured() -> None:
+    doc = _doc({"512MB-10s": _cell(3.4, 1.9)})
+    kinds = ("anonymous", "libpython", "other files")
+    doc["results"]["touched"] = {
+        "extension": {"main": dict.fromkeys(kinds, 600.0), "sender": dict.fromkeys(kinds, 1200.0)},
+        "floor-3": {"main": dict.fromkeys(kinds, 400.0), "sender": dict.fromkeys(kinds, 800.0)}}
+    text = "".join(report._floor_finding({"floor": doc}))
+    assert ("Per invocation the extension's processes touch 5,400 kB of memory, floor-3's"
+            " 3,600 kB (1.50x)") in text
+    del doc["results"]["touched"]
+    assert "touch" not in "".join(report._floor_finding({"floor": doc}))
