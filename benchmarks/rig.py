@@ -325,16 +325,9 @@ def referenced_kb(pid: int) -> dict[str, int]:
     objects, the C heap, stacks), `libpython` (the interpreter's code and data) and `other files`
     (libc, OpenSSL, extension modules). After a freeze every one of them is a cache miss at
     least, so this is the breadth of what a thaw's work costs."""
-    out = {"anonymous": 0, "libpython": 0, "other files": 0}
-    for name, fields in smaps(pid):
-        if not name or name.startswith("["):
-            kind = "anonymous"
-        elif "libpython" in name:
-            kind = "libpython"
-        else:
-            kind = "other files"
-        out[kind] += fields.get("Referenced", 0)
-    return out
+    kinds = _kb_by_mapping(pid, "Referenced")
+    return {"anonymous": kinds["anon"] + kinds["heap"] + kinds["stack"],
+            "libpython": kinds["libpython"], "other files": kinds["other libraries"]}
 
 
 def pss_kb_by_backing(pid: int) -> dict[str, int]:
@@ -352,8 +345,13 @@ def private_kb_by_mapping(pid: int) -> dict[str, int]:
     """USS of `pid` by kind of mapping, from /proc/<pid>/smaps: `anon` (Python objects: pymalloc
     arenas and large blocks), `heap` (the C heap: malloc'd buffers, OpenSSL, zlib), `libpython`
     (its data pages, written by every process), `other libraries` and `stack`."""
+    return _kb_by_mapping(pid, "Private_Clean", "Private_Dirty")
+
+
+def _kb_by_mapping(pid: int, *fields: str) -> dict[str, int]:
+    """The sum of smaps `fields` of `pid` by kind of mapping (private_kb_by_mapping's kinds)."""
     out = {"anon": 0, "heap": 0, "libpython": 0, "other libraries": 0, "stack": 0}
-    for name, fields in smaps(pid):
+    for name, values in smaps(pid):
         if name == "[heap]":
             kind = "heap"
         elif name.startswith("[stack"):
@@ -364,7 +362,7 @@ def private_kb_by_mapping(pid: int) -> dict[str, int]:
             kind = "libpython"
         else:
             kind = "other libraries"
-        out[kind] += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+        out[kind] += sum(values.get(field, 0) for field in fields)
     return out
 
 
