@@ -45,6 +45,7 @@ from benchmarks.rig import (
     referenced_kb,
 )
 from ext.local.layer import EXTENSION_NAME
+from ext.local.sandbox import Sandbox
 
 FLOOR = Path(__file__).with_name("floor_extension.py")
 # memory MB, mean gap s; the last is bench_cost's worst `sync` cell for the extension: after
@@ -188,29 +189,29 @@ def touched(plan: tuple[int, int, float]) -> dict[str, Any]:
 
     The CPU a thaw costs follows it: after a freeze every page touched misses the caches (and
     the TLB), so CPU per invocation is set by the breadth of code and data a pass goes through
-    more than by the work itself (docs/benchmarks.md 7b)."""
+    more than by the work itself (docs/benchmarks.md 7b). The gap is short on purpose: the
+    counts grow with the window (10 s frozen instead of 1 s: 9-39% more per process, though
+    strace shows the same system calls per invocation), most likely through this machine's
+    page aging (DAMON, on here), which marks a page as accessed for every process that maps it
+    when one of them touched it; main, which shares the most, grows the most."""
     warmup, measured, gap_s = plan
     out: dict[str, Any] = {}
     for who, factory in {**CONTENDERS, **MEMORY_ONLY}.items():
         with factory() as rig:
             sb = rig.sandbox(rig.env(SPLUNK_FLUSH="sync"), timeout_s=30.0)
             try:
-                for n in range(warmup + measured):
-                    if n == warmup:
-                        roles = extension_processes(sb)
-                        sums = {role: dict.fromkeys(("anonymous", "libpython", "other files"), 0)
-                                for role in roles}
-                    if n >= warmup:
-                        clear_referenced(list(roles.values()))
+                for n in range(warmup):
+                    _invoke(sb, who, f"W{n}")
+                roles = extension_processes(sb)
+                sums = {role: dict.fromkeys(("anonymous", "libpython", "other files"), 0)
+                        for role in roles}
+                for n in range(measured):
+                    clear_referenced(list(roles.values()))
                     time.sleep(gap_s)
-                    result = sb.invoke({"lines": bench_cost.LINES, "size": bench_cost.LINE_BYTES,
-                                        "tag": f"T{n}"})
-                    if result.status != "success":
-                        raise RuntimeError(f"{who}: invoke failed: {result}")
-                    if n >= warmup:  # frozen now: nothing moves while it is read
-                        for role, pid in roles.items():
-                            for kind, kb in referenced_kb(pid).items():
-                                sums[role][kind] += kb
+                    _invoke(sb, who, f"T{n}")
+                    for role, pid in roles.items():  # frozen now: nothing moves while read
+                        for kind, kb in referenced_kb(pid).items():
+                            sums[role][kind] += kb
                 sb.shutdown()
             finally:
                 sb.close()
@@ -220,6 +221,12 @@ def touched(plan: tuple[int, int, float]) -> dict[str, Any]:
                                              for role, k in out[who].items())
               + " per invocation", flush=True)
     return out
+
+
+def _invoke(sb: Sandbox, who: str, tag: str) -> None:
+    result = sb.invoke({"lines": bench_cost.LINES, "size": bench_cost.LINE_BYTES, "tag": tag})
+    if result.status != "success":
+        raise RuntimeError(f"{who}: invoke failed: {result}")
 
 
 HEADERS = ["cell", "contender", "CPU ms/invocation (median)", "main", "listener", "sender",
