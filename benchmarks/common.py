@@ -85,6 +85,21 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "system": platform.system()}
 
 
+SPEED_RUNS = 11
+
+
+def machine_speed_ms(runs: int = SPEED_RUNS) -> float:
+    """The machine's speed as a figure: the median wall time (ms) of a bare `python -S -c pass`
+    of this interpreter. This shared machine has run at up to 2x its best between sessions; a
+    result stamped with it can be set against one from another day."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
+        times.append((time.perf_counter() - started) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
 def versions() -> dict[str, str | None]:
     """Interpreter and dependency versions."""
     found: dict[str, str | None] = {"python": platform.python_version(),
@@ -107,6 +122,7 @@ def write_result(name: str, results: Mapping[str, Any], *, quick: bool,
         "versions": versions(),
         "git": git_commit(),
         "machine": machine(),
+        "python_s_pass_ms": machine_speed_ms(),  # the machine's speed as the run ended
         "targets": dict(targets or {}),
         "results": dict(results),
     }

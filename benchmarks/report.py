@@ -479,6 +479,17 @@ def provenance(docs: dict[str, Doc]) -> list[str]:
     return [*out, ""]
 
 
+def run_stamp(doc: Doc) -> list[str]:
+    """When and at which commit a section's figures were measured, and the machine's speed then
+    (a page may gather runs of different days; results written before the speed was recorded
+    say none)."""
+    commit = str(doc["git"]["commit"])[:12] + (" (dirty)" if doc["git"]["dirty"] else "")
+    speed = doc.get("python_s_pass_ms")
+    pace = (f"; a bare `python -S -c pass` took {fmt(speed)} ms (p50) as it ended"
+            if speed is not None else "")
+    return [f"_Measured at {commit}, {doc['created']}{pace}._", ""]
+
+
 SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
     ("cold_start", "1. Cold start", cold_start,
      "Time from the extension's process start (the emulator's clock starts when the Popen of the "
@@ -588,7 +599,7 @@ def render(folder: Path, img: Path) -> str:
         if doc is None:
             out += [f"_No results yet: run `python -m benchmarks.bench_{name}`._", ""]
             continue
-        out += section(doc)
+        out += [*run_stamp(doc), *section(doc)]
         OWN[name].chart(doc["results"], img)
     notes = _findings(docs, folder)
     if notes:

@@ -70,6 +70,7 @@ def test_quick_run_exits_zero_and_writes_json(module: str, results_folder: Path)
         assert doc["benchmark"] == name
         assert doc["quick"] is True
         assert doc["versions"]["python"]
+        assert 0 < doc["python_s_pass_ms"] < 5000  # the machine's speed, a real start's time
         assert (results_folder / f"{name}.json").exists()
         assert list(results_folder.glob("*.png")), "a benchmark draws its chart"
 
@@ -136,6 +137,8 @@ def test_report_is_generated_from_the_results(results_folder: Path, tmp_path: Pa
     assert "--quick smoke results" in page
     memory = json.loads((results_folder / "memory.json").read_text())
     assert f"{memory['results']['total']['pss_kb'] / 1024:,.1f}" in page
+    assert (f"a bare `python -S -c pass` took {memory['python_s_pass_ms']:,.1f} ms (p50) as it"
+            " ended") in page
     for image in ("cold_start", "flush_latency", "post_runtime", "throughput_cpu",
                   "shutdown_drain", "memory"):
         assert (out.parent / "img" / f"{image}.png").stat().st_size > 1000

@@ -1,5 +1,6 @@
 """benchmarks/report.py: its reading of the floor benchmark (which cells it names as missing the
-CPU target, where it says the floor itself is over it) and the machine's speed it states."""
+CPU target, where it says the floor itself is over it) and the machine's speed it states, for the
+page and for each section."""
 
 from __future__ import annotations
 
@@ -62,3 +63,15 @@ def test_the_finding_sets_the_memory_touched_against_floor_3s_when_measured() ->
             " 3,600 kB (1.50x)") in text
     del doc["results"]["touched"]
     assert "touch" not in "".join(report._floor_finding({"floor": doc}))
+
+
+def test_each_section_states_its_commit_time_and_the_machines_speed_then() -> None:
+    doc: dict[str, Any] = {"git": {"commit": "5946c8b0123456789", "dirty": False},
+                           "created": "2026-12-01T06:00:00Z", "python_s_pass_ms": 22.36}
+    assert report.run_stamp(doc) == [
+        "_Measured at 5946c8b01234, 2026-12-01T06:00:00Z; a bare `python -S -c pass` took 22.4 ms"
+        " (p50) as it ended._", ""]
+    del doc["python_s_pass_ms"]  # written before the speed was recorded
+    doc["git"]["dirty"] = True
+    assert report.run_stamp(doc) == ["_Measured at 5946c8b01234 (dirty), 2026-12-01T06:00:00Z._",
+                                     ""]
