@@ -494,9 +494,12 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
     ("cold_start", "1. Cold start", cold_start,
      "Time from the extension's process start (the emulator's clock starts when the Popen of the "
      "layer's launcher returns) to its `register` call and to its first `event/next`, next to a "
-     "bare `python -c pass` of the same interpreter spawned the same way (Popen return -> reaped "
-     "exit) in the same run. The launcher runs `python -S -m ext`, and `ext` registers before it "
-     "imports anything heavy."),
+     "bare `python -c pass` of the same interpreter spawned the same way (Popen return -> its "
+     "exit, seen through a pidfd) in the same run. The launcher runs `python -S -m ext`, and "
+     "`ext` registers before it imports anything heavy. Pages before 2026-12-01T07:00Z timed the "
+     "bare start with a polling wait that saw it at 15.5, 31.5 or 63.5 ms (the sums of its "
+     "doubling sleeps), whatever it took in between: their bare figures, and the ratios to "
+     "them, are off by up to 2x."),
     ("flush_latency", "2-3. Flush latency and billed overhead", flush_latency,
      "Each function line carries the epoch time of its write (payload `stamp`); HEC stores "
      "`received_at` per event; latency = received_at - write time, over every line. Post-runtime "
