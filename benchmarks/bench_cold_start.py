@@ -31,7 +31,7 @@ def bare_start_ms(args: list[str], python: str = sys.executable) -> float:
     """Popen return -> exit of `<python> <args>`, spawned like the emulator spawns.
 
     The exit is seen through a pidfd, the moment it happens. `Popen.wait(timeout)` polls with
-    sleeps that double up to 50 ms: it saw a 16-20 ms start at 31.5 ms (the sleeps' sum), and
+    sleeps that double up to 50 ms: it saw any 16-31 ms start at 31.5 ms (the sleeps' sum), and
     one just under 15.5 ms at 15.5, so this reference read 2x apart on two days that were not."""
     read_fd, write_fd = os.pipe()
     try:

@@ -90,8 +90,8 @@ SPEED_RUNS = 11
 
 def machine_speed_ms(runs: int = SPEED_RUNS) -> float:
     """The machine's speed as a figure: the median wall time (ms) of a bare `python -S -c pass`
-    of this interpreter. This shared machine has run at up to 2x its best between sessions; a
-    result stamped with it can be set against one from another day."""
+    of this interpreter. This shared machine's speed moves by up to ~1.7x within a day; a result
+    stamped with it can be set against one from another time."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()

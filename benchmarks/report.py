@@ -473,8 +473,9 @@ def provenance(docs: dict[str, Doc]) -> list[str]:
     if bare:
         out.append(f"- The machine's speed in this run: a bare `python -S -c pass` takes "
                    f"{fmt(bare['p50'])} ms (p50, section 1). This machine is shared and its speed "
-                   "has varied by up to 2x between runs: compare figures of two pages against "
-                   "it, or against the floors of section 7b.")
+                   "moves by up to ~1.7x within a day (each section states it as its run ended): "
+                   "compare figures of two pages against it, or against the floors of section "
+                   "7b.")
     del g
     return [*out, ""]
 
