@@ -10,63 +10,16 @@ return of an identical Popen (new session, piped output) to the reaped exit. Run
 from __future__ import annotations
 
 import argparse
-import os
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import common
+from benchmarks.common import bare_start_ms
 from benchmarks.rig import Rig, extension_rig
 from ext.local.layer import EXTENSION_NAME
 
 TARGETS = {"register_ratio_p50": 2.0, "first_next_ratio_p50": 3.0}
 BARE_COMMANDS = {"bare": ["-c", "pass"], "bare_no_site": ["-S", "-c", "pass"]}
-BARE_TIMEOUT_S = 30.0
-
-
-def bare_start_ms(args: list[str], python: str = sys.executable) -> float:
-    """Popen return -> exit of `<python> <args>`, spawned like the emulator spawns.
-
-    The exit is seen through a pidfd, the moment it happens. `Popen.wait(timeout)` polls with
-    sleeps that double up to 50 ms: it saw any 16-31 ms start at 31.5 ms (the sleeps' sum), and
-    one just under 15.5 ms at 15.5, so this reference read 2x apart on two days that were not."""
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = subprocess.Popen([python, *args], stdin=subprocess.DEVNULL, stdout=write_fd,
-                                stderr=write_fd, start_new_session=True, close_fds=True)
-        started = time.monotonic()
-        os.close(write_fd)
-        write_fd = -1
-        ended = _exited_at(proc, BARE_TIMEOUT_S)
-    finally:
-        if write_fd >= 0:
-            os.close(write_fd)
-        os.close(read_fd)
-    return (ended - started) * 1000
-
-
-def _exited_at(proc: subprocess.Popen[bytes], timeout_s: float) -> float:
-    """The monotonic time `proc` exited (reaped); TimeoutExpired past `timeout_s`."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except OSError:  # no pidfd (kernel < 5.3): the blocking wait, exact but unbounded
-        proc.wait()
-        return time.monotonic()
-    try:
-        if not select.select([pidfd], [], [], timeout_s)[0]:
-            proc.kill()
-            proc.wait()
-            raise subprocess.TimeoutExpired(proc.args, timeout_s)
-        ended = time.monotonic()
-    finally:
-        os.close(pidfd)
-    proc.wait()
-    return ended
-
-
 def cold_init(rig: Rig, env: dict[str, str] | None = None,
               without: tuple[str, ...] = ()) -> dict[str, float]:
     """One cold init in a fresh sandbox: register_ms and first_next_ms from process start.

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.bench_cold_start import bare_start_ms, cold_init
+from benchmarks.bench_cold_start import cold_init
 from benchmarks.bench_memory import extension_memory
+from benchmarks.common import bare_start_ms
 from benchmarks.rig import Rig, extension_rig
 from ext.local.layer import EXTENSION_NAME, unpack_layer
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import select
 import subprocess
 import sys
 import time
@@ -89,15 +90,56 @@ SPEED_RUNS = 11
 
 
 def machine_speed_ms(runs: int = SPEED_RUNS) -> float:
-    """The machine's speed as a figure: the median wall time (ms) of a bare `python -S -c pass`
-    of this interpreter. This shared machine's speed moves by up to ~1.7x within a day; a result
-    stamped with it can be set against one from another time."""
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
-        times.append((time.perf_counter() - started) * 1000)
+    """The machine's speed as a figure: the median `bare_start_ms` of `python -S -c pass` of this
+    interpreter (bench_cold_start's reference, measured the same way). This shared machine's
+    speed moves by up to ~1.7x within a day; a result stamped with it can be set against one
+    from another time."""
+    times = [bare_start_ms(["-S", "-c", "pass"]) for _ in range(runs)]
     return sorted(times)[len(times) // 2]
+
+
+BARE_TIMEOUT_S = 30.0
+
+
+def bare_start_ms(args: list[str], python: str = sys.executable) -> float:
+    """Popen return -> exit of `<python> <args>`, spawned like the emulator spawns.
+
+    The exit is seen through a pidfd, the moment it happens. `Popen.wait(timeout)` polls with
+    sleeps that double up to 50 ms: it saw any 16-31 ms start at 31.5 ms (the sleeps' sum), and
+    one just under 15.5 ms at 15.5, so this reference read 2x apart on two days that were not."""
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen([python, *args], stdin=subprocess.DEVNULL, stdout=write_fd,
+                                stderr=write_fd, start_new_session=True, close_fds=True)
+        started = time.monotonic()
+        os.close(write_fd)
+        write_fd = -1
+        ended = _exited_at(proc, BARE_TIMEOUT_S)
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        os.close(read_fd)
+    return (ended - started) * 1000
+
+
+def _exited_at(proc: subprocess.Popen[bytes], timeout_s: float) -> float:
+    """The monotonic time `proc` exited (reaped); TimeoutExpired past `timeout_s`."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # no pidfd (kernel < 5.3): the blocking wait, exact but unbounded
+        proc.wait()
+        return time.monotonic()
+    try:
+        if not select.select([pidfd], [], [], timeout_s)[0]:
+            proc.kill()
+            proc.wait()
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        ended = time.monotonic()
+    finally:
+        os.close(pidfd)
+    proc.wait()
+    return ended
+
 
 
 def versions() -> dict[str, str | None]:

@@ -458,8 +458,7 @@ def others(folder: Path) -> list[str]:
 def provenance(docs: dict[str, Doc]) -> list[str]:
     any_doc = next(iter(docs.values()))
     m, v, g = any_doc["machine"], any_doc["versions"], any_doc["git"]
-    commits = sorted({str(d["git"]["commit"])[:12] + (" (dirty)" if d["git"]["dirty"] else "")
-                      for d in docs.values()})
+    commits = sorted({_commit_label(d) for d in docs.values()})
     quick = [name for name, d in docs.items() if d["quick"]]
     out = [f"- Machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_gib']} GiB, Linux {m['kernel']}.",
            f"- Python {v['python']}, msgspec {v['msgspec']}, urllib3 {v['urllib3']}, "
@@ -484,11 +483,14 @@ def run_stamp(doc: Doc) -> list[str]:
     """When and at which commit a section's figures were measured, and the machine's speed then
     (a page may gather runs of different days; results written before the speed was recorded
     say none)."""
-    commit = str(doc["git"]["commit"])[:12] + (" (dirty)" if doc["git"]["dirty"] else "")
     speed = doc.get("python_s_pass_ms")
     pace = (f"; a bare `python -S -c pass` took {fmt(speed)} ms (p50) as it ended"
             if speed is not None else "")
-    return [f"_Measured at {commit}, {doc['created']}{pace}._", ""]
+    return [f"_Measured at {_commit_label(doc)}, {doc['created']}{pace}._", ""]
+
+
+def _commit_label(doc: Doc) -> str:
+    return str(doc["git"]["commit"])[:12] + (" (dirty)" if doc["git"]["dirty"] else "")
 
 
 SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
