@@ -5,7 +5,10 @@ interleaved: the unzipped x86_64 layer (its bundled CPython 3.13, nothing of the
 versus the same extension code on this machine's Python (`python -S`, the local /opt of
 ext.local.layer), and a bare `python -S -c pass` of each interpreter. Sizes: zipped and
 unzipped, per architecture. Memory: PSS of the extension's three processes after 20
-invocations x 50 lines, bundled versus system Python.
+invocations x 50 lines, bundled versus system Python. CPU: the extension's CPU per 10-line
+invocation (`sync`) in cells of bench_floor (Lambda's CPU share, Poisson gaps), the two
+interpreters alternating round by round: the issue 12 figure as the layer runs it, where the
+other benchmarks run this machine's Python 3.11.
 
 Run: `.venv/bin/python -m benchmarks.bench_layer [--quick]`. Needs the layers built
 (`scripts/build_layer.py --arch x86_64|arm64`, cached); without them it says so and exits 0.
@@ -14,6 +17,7 @@ Run: `.venv/bin/python -m benchmarks.bench_layer [--quick]`. Needs the layers bu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -22,11 +26,11 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import common
+from benchmarks import bench_cost, common
 from benchmarks.bench_cold_start import cold_init
 from benchmarks.bench_memory import extension_memory
 from benchmarks.common import bare_start_ms
@@ -77,6 +81,53 @@ class BundledRig(Rig):
         return env
 
 
+@contextlib.contextmanager
+def bundled_rig(opt: Path) -> Iterator[Rig]:
+    """A fresh rig (its own HEC receiver and scratch folder) running the unzipped layer `opt`."""
+    with extension_rig() as rig:
+        yield BundledRig(rig.hec, opt, rig.work)
+
+
+# bench_floor's cells (Lambda's CPU share, mean Poisson gap) and invocations per gap.
+CPU_CELLS = ((128, 2.0), (1769, 2.0))
+CPU_INVOCATIONS = {2.0: 12, 0.2: 4}
+QUICK_CPU_CELLS = ((1769, 0.2),)
+
+
+def cpu_per_invocation(opt: Path, cells: Sequence[tuple[int, float]],
+                       rounds: int) -> dict[str, Any]:
+    """The extension's CPU per 10-line invocation (`sync`) per cell, system then bundled Python
+    in odd rounds and the other way round in even ones; each figure is a list over rounds."""
+    factories = {"system": extension_rig, "bundled": lambda: bundled_rig(opt)}
+    out: dict[str, Any] = {}
+    for memory_mb, gap_s in cells:
+        key = f"{memory_mb}MB-{bench_cost.gap_label(gap_s)}"
+        out[key] = {side: [] for side in factories}
+        for n in range(rounds):
+            order = list(factories) if n % 2 == 0 else list(reversed(factories))
+            for side in order:
+                cell = bench_cost.run_cell(memory_mb, gap_s, "sync", CPU_INVOCATIONS[gap_s],
+                                           bench_cost.SEED + n, rig_factory=factories[side])
+                if cell["lines_stored"] != cell["lines_expected"]:
+                    raise RuntimeError(f"{side} Python stored {cell['lines_stored']} of "
+                                       f"{cell['lines_expected']} lines in {key}")
+                out[key][side].append(cell["cpu_ms_per_invocation"])
+                print(f"{key} round {n + 1} {side}: CPU {cell['cpu_ms_per_invocation']:.2f} ms"
+                      " per invocation", flush=True)
+    return out
+
+
+def cpu_rows(cpu: dict[str, Any]) -> list[list[Any]]:
+    """Per cell: each interpreter's median CPU per invocation, their ratio, and the rounds."""
+    rows = []
+    for key, sides in cpu.items():
+        system, bundled = (common.summary(sides[s])["p50"] for s in ("system", "bundled"))
+        rounds = " / ".join(f"{a:.2f}:{b:.2f}" for a, b in zip(sides["system"],
+                                                                 sides["bundled"], strict=True))
+        rows.append([key, system, bundled, bundled / system, rounds])
+    return rows
+
+
 # What the extension's processes import from the stdlib, in one interpreter start.
 IMPORTS = "import ssl, json, zlib, http.client, email.parser, socket, selectors, uuid, hashlib"
 
@@ -115,7 +166,9 @@ def memory_mib(rig: Rig, invocations: int) -> dict[str, float]:
             "file_once": footprint["file_once_kb"] / 1024}
 
 
-def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str]) -> dict[str, Any]:
+def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str],
+            cpu_cells: Sequence[tuple[int, float]] = CPU_CELLS,
+            cpu_rounds: int = 3) -> dict[str, Any]:
     layers = {arch: build(arch, folder) for arch in arches}
     opt = unpack_layer(layers["x86_64"], folder / "opt")
     bundled_python = str(opt / EXTENSION_NAME / "python" / "bin" / "python3")
@@ -136,6 +189,7 @@ def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str]) ->
         system, bundled = memory_mib(system_rig, invocations), memory_mib(bundled_rig, invocations)
         memory = {"system_pss_mib": system["pss"], "bundled_pss_mib": bundled["pss"],
                   "system": system, "bundled": bundled}
+    cpu = cpu_per_invocation(opt, cpu_cells, cpu_rounds)
     zipped = str(zipped_stdlib_copy(opt / EXTENSION_NAME / "python", folder / "zipped"))
     stdlib_layout = {"directory": import_start_ms(bundled_python, runs * 3),
                      "zip": import_start_ms(zipped, runs * 3)}  # fmt: skip
@@ -145,6 +199,7 @@ def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str]) ->
               for figure in ("register", "first_next") for q in ("p50", "p95")}  # fmt: skip
     return {"runs": runs, "invocations": invocations, "stats": stats, "ratios": ratios,
             "sizes": {arch: sizes(path) for arch, path in layers.items()}, "memory": memory,
+            "cpu_ms_per_invocation": cpu,
             "stdlib_layout_ms": stdlib_layout,
             "samples": series}  # fmt: skip
 
@@ -189,6 +244,12 @@ def report(results: dict[str, Any]) -> None:
           memory[side]["file_once"]] for side in sides]
         or [["system", memory["system_pss_mib"], "-", "-", "-"],
             ["bundled", memory["bundled_pss_mib"], "-", "-", "-"]])  # fmt: skip
+    if "cpu_ms_per_invocation" in results:
+        common.print_table(
+            "Extension CPU per 10-line invocation (`sync`, Lambda's CPU share; ms, median of the"
+            " rounds; rounds as system:bundled)",
+            ["cell", "system Python", "bundled Python", "bundled / system", "rounds"],
+            cpu_rows(results["cpu_ms_per_invocation"]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-layer-") as tmp:
         # --quick (CI smoke, 60 s): x86_64 only, few runs.
         arches = ("x86_64",) if args.quick else ARCHES
-        results = measure(runs, 2 if args.quick else 20, Path(tmp), arches)
+        results = measure(runs, 2 if args.quick else 20, Path(tmp), arches,
+                          QUICK_CPU_CELLS if args.quick else CPU_CELLS, 1 if args.quick else 3)
     report(results)
     common.write_result("layer", results, quick=args.quick, targets=TARGETS)
     return 0
