@@ -204,7 +204,9 @@ def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str],
             "samples": series}  # fmt: skip
 
 
-def report(results: dict[str, Any]) -> None:
+def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """(title, headers, rows) of every table of a run: printed by report(), and on the
+    benchmarks page (benchmarks/report.py)."""
     stats, ratios = results["stats"], results["ratios"]
     labels = {"system_bare": "system `python -S -c pass`",
               "bundled_bare": "bundled `python3 -S -c pass`",
@@ -212,44 +214,58 @@ def report(results: dict[str, Any]) -> None:
               "bundled_register_ms": "bundled Python: start -> register",
               "system_first_next_ms": "system Python: start -> first next",
               "bundled_first_next_ms": "bundled Python: start -> first next"}  # fmt: skip
-    rows = [[label, stats[k]["p50"], stats[k]["p95"], stats[k]["max"]]
-            for k, label in labels.items()]
-    common.print_table(f"Cold start over {results['runs']} cold inits (ms)",
-                       ["series", "p50", "p95", "max"], rows)  # fmt: skip
     target = TARGETS["first_next_ratio_p50"]
-    ratio_rows = [
-        ["register", ratios["register_ratio_p50"], ratios["register_ratio_p95"], "-", "-"],
-        ["first_next", ratios["first_next_ratio_p50"], ratios["first_next_ratio_p95"], target,
-         common.verdict(ratios["first_next_ratio_p50"], target)],
-    ]  # fmt: skip
-    common.print_table("Bundled / system Python", ["figure", "p50 x", "p95 x", "target x",
-                                                   "verdict"], ratio_rows)  # fmt: skip
-    common.print_table("Layer size (MB)", ["arch", "zipped", "unzipped", "verdict"],
-                       [[arch, s["zipped_mb"], s["unzipped_mb"],
-                         common.verdict(s["zipped_mb"], TARGETS["zipped_mb"])]
-                        for arch, s in results["sizes"].items()])  # fmt: skip
     layout = results["stdlib_layout_ms"]
-    common.print_table("Bundled interpreter start + the extension's stdlib imports (ms)",
-                       ["stdlib", "p50", "p95"],
-                       [[k, v["p50"], v["p95"]] for k, v in layout.items()])  # fmt: skip
     memory = results["memory"]
     sides = [side for side in ("system", "bundled") if side in memory]
-    common.print_table(
-        f"Extension memory after {results['invocations']} invocations x 50 lines (MiB): PSS, "
-        "and the footprint with each file's pages counted once (on this machine the system "
-        "Python's libraries are also mapped by the benchmark's own Python processes, which PSS "
-        "charges with part of them)",
-        ["interpreter", "PSS", "footprint", "anonymous", "file pages"],
-        [[side, memory[side]["pss"], memory[side]["footprint"], memory[side]["anonymous"],
-          memory[side]["file_once"]] for side in sides]
-        or [["system", memory["system_pss_mib"], "-", "-", "-"],
-            ["bundled", memory["bundled_pss_mib"], "-", "-", "-"]])  # fmt: skip
+    out = [
+        (f"Cold start over {results['runs']} cold inits (ms)", ["series", "p50", "p95", "max"],
+         [[label, stats[k]["p50"], stats[k]["p95"], stats[k]["max"]]
+          for k, label in labels.items()]),
+        ("Bundled / system Python", ["figure", "p50 x", "p95 x", "target x", "verdict"], [
+            ["register", ratios["register_ratio_p50"], ratios["register_ratio_p95"], "-", "-"],
+            ["first_next", ratios["first_next_ratio_p50"], ratios["first_next_ratio_p95"],
+             target, common.verdict(ratios["first_next_ratio_p50"], target)]]),
+        ("Layer size (MB)", ["arch", "zipped", "unzipped", "verdict"],
+         [[arch, s["zipped_mb"], s["unzipped_mb"],
+           common.verdict(s["zipped_mb"], TARGETS["zipped_mb"])]
+          for arch, s in results["sizes"].items()]),
+        ("Bundled interpreter start + the extension's stdlib imports (ms)",
+         ["stdlib", "p50", "p95"], [[k, v["p50"], v["p95"]] for k, v in layout.items()]),
+        (f"Extension memory after {results['invocations']} invocations x 50 lines (MiB): PSS, "
+         "and the footprint with each file's pages counted once (on this machine the system "
+         "Python's libraries are also mapped by the benchmark's own Python processes, which "
+         "PSS charges with part of them)",
+         ["interpreter", "PSS", "footprint", "anonymous", "file pages"],
+         [[side, memory[side]["pss"], memory[side]["footprint"], memory[side]["anonymous"],
+           memory[side]["file_once"]] for side in sides]
+         or [["system", memory["system_pss_mib"], "-", "-", "-"],
+             ["bundled", memory["bundled_pss_mib"], "-", "-", "-"]]),
+    ]  # fmt: skip
     if "cpu_ms_per_invocation" in results:
-        common.print_table(
+        out.append((
             "Extension CPU per 10-line invocation (`sync`, Lambda's CPU share; ms, median of the"
             " rounds; rounds as system:bundled)",
             ["cell", "system Python", "bundled Python", "bundled / system", "rounds"],
-            cpu_rows(results["cpu_ms_per_invocation"]))
+            cpu_rows(results["cpu_ms_per_invocation"])))
+    return out
+
+
+def report(results: dict[str, Any]) -> None:
+    for title, headers, rows in tables(results):
+        common.print_table(title, headers, rows)
+
+
+def chart(results: dict[str, Any], folder: Path) -> None:
+    """CPU per invocation of both interpreters, cell by cell (nothing without that part)."""
+    cpu = results.get("cpu_ms_per_invocation")
+    if not cpu:
+        return
+    cells = list(cpu)
+    series = {f"{side} Python": [common.summary(cpu[c][side])["p50"] for c in cells]
+              for side in ("system", "bundled")}
+    common.bar_chart(folder / "layer_cpu.png", "CPU per invocation: bundled vs system Python",
+                     cells, series, "ms")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,9 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         arches = ("x86_64",) if args.quick else ARCHES
         results = measure(runs, 2 if args.quick else 20, Path(tmp), arches,
                           QUICK_CPU_CELLS if args.quick else CPU_CELLS, 1 if args.quick else 3)
-    report(results)
-    common.write_result("layer", results, quick=args.quick, targets=TARGETS)
-    return 0
+    return common.publish("layer", results, quick=args.quick, targets=TARGETS, report=report,
+                          chart=chart)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from benchmarks import (
     bench_fleet,
     bench_floor,
     bench_flush_latency,
+    bench_layer,
     bench_memory,
     bench_shutdown_drain,
     bench_throughput,
@@ -31,7 +32,8 @@ Doc = dict[str, Any]
 OWN = {"cold_start": bench_cold_start, "flush_latency": bench_flush_latency,
        "throughput": bench_throughput, "enrich_mask": bench_enrich_mask,
        "shutdown_drain": bench_shutdown_drain,
-       "memory": bench_memory, "cost": bench_cost, "floor": bench_floor, "fleet": bench_fleet}
+       "memory": bench_memory, "cost": bench_cost, "floor": bench_floor, "fleet": bench_fleet,
+       "layer": bench_layer}
 
 
 def load(folder: Path, name: str) -> Doc | None:
@@ -431,6 +433,17 @@ def fleet(doc: Doc) -> list[str]:
     return [*out, "![fleet](img/fleet.png)", ""]
 
 
+def layer(doc: Doc) -> list[str]:
+    out: list[str] = []
+    for title, headers, rows in bench_layer.tables(doc["results"]):
+        out += [f"{title}:", ""]
+        out += table(headers, [[fmt(v, 2) if isinstance(v, float) else v for v in row]
+                               for row in rows])
+    if "cpu_ms_per_invocation" in doc["results"]:
+        out += ["![CPU per invocation, bundled and system Python](img/layer_cpu.png)", ""]
+    return out
+
+
 def others(folder: Path) -> list[str]:
     """Reference figures of the local tooling (benchmarks owned by the emulator/HEC/spool work)."""
     out: list[str] = []
@@ -566,6 +579,14 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
      "Extension CPU = scheduler time of its processes between the frozen states around the "
      "window, over the Telemetry events delivered to it. docs/scaling.md turns these figures "
      "into HEC sizing."),
+    ("layer", "9. The layer's own Python", layer,
+     "`python -m benchmarks.bench_layer` (needs the layers built: `./dev layer`): the unzipped "
+     "x86_64 layer, which runs its bundled CPython 3.13 (one static binary, OpenSSL linked in, "
+     "nothing of the host's Python), against the same extension code on this machine's Python "
+     "3.11, which every other section runs. Cold starts interleaved in fresh sandboxes; layer "
+     "sizes per architecture; PSS and footprint after 20 invocations of 50 lines; the "
+     "extension's CPU per 10-line invocation in two cells of section 7b (`sync`), the two "
+     "interpreters alternating which runs first round by round."),
 ]
 
 
