@@ -92,8 +92,8 @@ SPEED_RUNS = 11
 def machine_speed_ms(runs: int = SPEED_RUNS) -> float:
     """The machine's speed as a figure: the median `bare_start_ms` of `python -S -c pass` of this
     interpreter (bench_cold_start's reference, measured the same way). This shared machine's
-    speed moves by up to ~1.7x within a day; a result stamped with it can be set against one
-    from another time."""
+    speed moves a lot (on 2026-12-01: 21-23 ms in the morning, 5.7-5.9 ms before noon, ~4x); a
+    result stamped with it can be set against one from another time."""
     times = [bare_start_ms(["-S", "-c", "pass"]) for _ in range(runs)]
     return sorted(times)[len(times) // 2]
 

@@ -485,7 +485,8 @@ def provenance(docs: dict[str, Doc]) -> list[str]:
     if bare:
         out.append(f"- The machine's speed in this run: a bare `python -S -c pass` takes "
                    f"{fmt(bare['p50'])} ms (p50, section 1). This machine is shared and its speed "
-                   "moves by up to ~1.7x within a day (each section states it as its run ended): "
+                   "moves by up to ~4x within a day (21-23 ms and 5.7-5.9 ms on 2026-12-01; each "
+                   "section states it as its run ended): "
                    "compare figures of two pages against it, or against the floors of section "
                    "7b.")
     del g
@@ -606,8 +607,9 @@ def render(folder: Path, img: Path) -> str:
            ".venv/bin/python -m benchmarks.report                # regenerate this page and "
            "docs/img/ from results/", "```", "",
            "`--quick` runs tiny sizes (the CI smoke test does that); its results are not figures.",
-           "", "CPU figures on this machine drift by up to 30% between runs, more than most "
-           "changes save: to compare two versions of the extension, `.venv/bin/python -m "
+           "", "CPU figures on this machine drift by up to 30% between runs close in time, and by "
+           "up to ~4x within a day (the speed each section states), more than most changes save: "
+           "to compare two versions of the extension, `.venv/bin/python -m "
            "benchmarks.ab {cost,memory,throughput,invocation} --base REF [--change REF] "
            "[--rounds 6]` runs one benchmark for both (REF: a commit, checked out into a "
            "temporary `git worktree`, or a checkout's directory; the change defaults to this "
@@ -697,7 +699,7 @@ def _floor_finding(docs: dict[str, Doc]) -> list[str]:
             "their bookkeeping, enrichment) almost nothing; floor-2 is "
             "what the same work costs without a sender process, floor-1 in one process. The "
             "ratio to floor-3 is the figure to compare between runs: the machine's speed moves "
-            "every contender alike, by up to 30% between sessions here." + beyond, ""]
+            "every contender alike, by up to ~4x within a day here." + beyond, ""]
 
 
 def _touched_finding(results: dict[str, Any]) -> str:
