@@ -4,8 +4,9 @@ Cold start: extension process start -> register and -> first event/next, in fres
 interleaved: the unzipped x86_64 layer (its bundled CPython 3.13, nothing of the host's Python)
 versus the same extension code on this machine's Python (`python -S`, the local /opt of
 ext.local.layer), and a bare `python -S -c pass` of each interpreter. Sizes: zipped and
-unzipped, per architecture. Memory: PSS of the extension's three processes after 20
-invocations x 50 lines, bundled versus system Python. CPU: the extension's CPU per 10-line
+unzipped, per architecture. Memory: PSS and footprint of the extension's three processes after
+bench_memory's plan (100 invocations x 1,000 lines, the default flush), bundled versus system
+Python: issue 12's memory figure as the layer runs it. CPU: the extension's CPU per 10-line
 invocation (`sync`) in cells of bench_floor (Lambda's CPU share, Poisson gaps), the two
 interpreters alternating round by round: the issue 12 figure as the layer runs it, where the
 other benchmarks run this machine's Python 3.11.
@@ -30,9 +31,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_cost, common
+from benchmarks import bench_cost, bench_memory, common
 from benchmarks.bench_cold_start import cold_init
-from benchmarks.bench_memory import extension_memory
 from benchmarks.common import bare_start_ms
 from benchmarks.rig import Rig, extension_rig
 from ext.local.layer import EXTENSION_NAME, unpack_layer
@@ -156,17 +156,19 @@ def import_start_ms(python: str, runs: int) -> dict[str, float]:
     return common.summary(samples)
 
 
-def memory_mib(rig: Rig, invocations: int) -> dict[str, float]:
-    """PSS of main + listener + sender after `invocations` x 50 lines, and their footprint
-    (file pages counted once: the fair comparison, see rig.footprint_kb)."""
-    processes, footprint = extension_memory(rig, invocations, 50)
+def memory_mib(rig: Rig, plan: tuple[int, int]) -> dict[str, float]:
+    """PSS of main + listener + sender after `plan` (invocations, lines each; the default
+    flush), and their footprint (file pages counted once: the fair comparison, see
+    rig.footprint_kb)."""
+    flush = {"SPLUNK_FLUSH": bench_memory.DEFAULT_FLUSH}
+    processes, footprint = bench_memory.extension_memory(rig, *plan, flush)
     return {"pss": sum(p["pss_kb"] for p in processes.values()) / 1024,
             "footprint": footprint["footprint_kb"] / 1024,
             "anonymous": footprint["anonymous_pss_kb"] / 1024,
             "file_once": footprint["file_once_kb"] / 1024}
 
 
-def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str],
+def measure(runs: int, plan: tuple[int, int], folder: Path, arches: Sequence[str],
             cpu_cells: Sequence[tuple[int, float]] = CPU_CELLS,
             cpu_rounds: int = 3) -> dict[str, Any]:
     layers = {arch: build(arch, folder) for arch in arches}
@@ -186,7 +188,7 @@ def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str],
                 record = cold_init(rig)
                 series[f"{side}_register_ms"].append(record["register_ms"])
                 series[f"{side}_first_next_ms"].append(record["first_next_ms"])
-        system, bundled = memory_mib(system_rig, invocations), memory_mib(bundled_rig, invocations)
+        system, bundled = memory_mib(system_rig, plan), memory_mib(bundled_rig, plan)
         memory = {"system_pss_mib": system["pss"], "bundled_pss_mib": bundled["pss"],
                   "system": system, "bundled": bundled}
     cpu = cpu_per_invocation(opt, cpu_cells, cpu_rounds)
@@ -197,7 +199,8 @@ def measure(runs: int, invocations: int, folder: Path, arches: Sequence[str],
     ratios = {f"{figure}_ratio_{q}": stats[f"bundled_{figure}_ms"][q]
               / stats[f"system_{figure}_ms"][q]
               for figure in ("register", "first_next") for q in ("p50", "p95")}  # fmt: skip
-    return {"runs": runs, "invocations": invocations, "stats": stats, "ratios": ratios,
+    return {"runs": runs, "invocations": plan[0], "lines": plan[1], "stats": stats,
+            "ratios": ratios,
             "sizes": {arch: sizes(path) for arch, path in layers.items()}, "memory": memory,
             "cpu_ms_per_invocation": cpu,
             "stdlib_layout_ms": stdlib_layout,
@@ -232,7 +235,8 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]
           for arch, s in results["sizes"].items()]),
         ("Bundled interpreter start + the extension's stdlib imports (ms)",
          ["stdlib", "p50", "p95"], [[k, v["p50"], v["p95"]] for k, v in layout.items()]),
-        (f"Extension memory after {results['invocations']} invocations x 50 lines (MiB): PSS, "
+        (f"Extension memory after {results['invocations']} invocations x "
+         f"{results.get('lines', 50):,} lines (MiB): PSS, "
          "and the footprint with each file's pages counted once (on this machine the system "
          "Python's libraries are also mapped by the benchmark's own Python processes, which "
          "PSS charges with part of them)",
@@ -281,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-layer-") as tmp:
         # --quick (CI smoke, 60 s): x86_64 only, few runs.
         arches = ("x86_64",) if args.quick else ARCHES
-        results = measure(runs, 2 if args.quick else 20, Path(tmp), arches,
+        plan = bench_memory.QUICK_PLAN if args.quick else bench_memory.FULL_PLAN
+        results = measure(runs, plan, Path(tmp), arches,
                           QUICK_CPU_CELLS if args.quick else CPU_CELLS, 1 if args.quick else 3)
     return common.publish("layer", results, quick=args.quick, targets=TARGETS, report=report,
                           chart=chart)

@@ -585,7 +585,8 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], list[str]], str]] = [
      "x86_64 layer, which runs its bundled CPython 3.13 (one static binary, OpenSSL linked in, "
      "nothing of the host's Python), against the same extension code on this machine's Python "
      "3.11, which every other section runs. Cold starts interleaved in fresh sandboxes; layer "
-     "sizes per architecture; PSS and footprint after 20 invocations of 50 lines; the "
+     "sizes per architecture; PSS and footprint after section 6's plan (100 invocations of "
+     "1,000 lines, `adaptive`), the footprint being what a Lambda sandbox holds; the "
      "extension's CPU per 10-line invocation in two cells of section 7b (`sync`), the two "
      "interpreters alternating which runs first round by round."),
 ]

@@ -49,7 +49,7 @@ def test_a_side_that_loses_lines_is_no_figure(monkeypatch: pytest.MonkeyPatch) -
 def _results(cpu: bool) -> dict[str, Any]:
     stat = {"p50": 10.0, "p95": 12.0, "max": 13.0}
     results: dict[str, Any] = {
-        "runs": 2, "invocations": 20,
+        "runs": 2, "invocations": 20, "lines": 1000,
         "stats": dict.fromkeys(("system_bare", "bundled_bare", "system_register_ms",
                                 "bundled_register_ms", "system_first_next_ms",
                                 "bundled_first_next_ms"), stat),
@@ -74,6 +74,7 @@ def test_the_page_shows_the_cpu_table_and_chart_only_when_measured() -> None:
     assert "CPU per 10-line invocation" not in without
     assert "layer_cpu.png" not in without
     assert "| system | 23.90 | - | - | - |" in without
+    assert "after 20 invocations x 1,000 lines (MiB)" in without
 
 
 def test_the_chart_is_drawn_only_when_the_cpu_was_measured(tmp_path: Path) -> None:
