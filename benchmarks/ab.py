@@ -25,9 +25,13 @@ below base. Use an even number of rounds.
 
 `--base` and `--change` name a directory holding a checkout (used as is) or a commit-ish of this
 repository (checked out with `git worktree add --detach` into a temporary directory, removed at
-the end); without `--change`, the change is this checkout's own `ext`.
+the end); without `--change`, the change is this checkout's own `ext`. `--env NAME=VALUE` sets an
+extension variable for both sides; `--base-env` / `--change-env` for one side only, so that with
+the same checkout on both sides (`--base .`) the A/B measures what a setting costs, e.g.
+`cost --base . --change-env SPLUNK_GZIP_LEVEL=0`.
 Run: `.venv/bin/python -m benchmarks.ab {cost,memory,throughput,invocation} --base REF
-[--change REF] [--rounds 6] [bench options, see --help of each]` -> results/ab-<bench>.json.
+[--change REF] [--rounds 6] [--env | --base-env | --change-env NAME=VALUE ...]
+[bench options, see --help of each]` -> results/ab-<bench>.json.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ ROLES = ("main", "listener", "sender")
 DEFAULT_ROUNDS = 6
 
 Figures = dict[str, float]  # label -> value, the main figure first
-Run = Callable[[Path | None, argparse.Namespace, int], tuple[Figures, dict[str, Any]]]
+# (the side's `ext`, the options, the round, the side's extension variables)
+Run = Callable[[Path | None, argparse.Namespace, int, Mapping[str, str]],
+               tuple[Figures, dict[str, Any]]]
 
 
 def order(round_no: int) -> tuple[str, str]:
@@ -169,12 +175,12 @@ def _env(items: Sequence[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
 
 
-def _cost(code: Path | None, args: argparse.Namespace, round_no: int
+def _cost(code: Path | None, args: argparse.Namespace, round_no: int, env: Mapping[str, str]
           ) -> tuple[Figures, dict[str, Any]]:
     # The same seed for both sides of a round (the same gaps), another one each round.
     cell = bench_cost.run_cell(args.memory, args.gap, args.flush, args.invocations,
                                bench_cost.SEED + round_no,
-                               rig_factory=lambda: extension_rig(code))
+                               rig_factory=lambda: extension_rig(code), env=env)
     if cell["lines_stored"] != cell["lines_expected"]:
         print(f"WARNING: HEC stored {cell['lines_stored']} of {cell['lines_expected']} lines",
               file=sys.stderr)
@@ -185,12 +191,12 @@ def _cost(code: Path | None, args: argparse.Namespace, round_no: int
     return figures, cell
 
 
-def _memory(code: Path | None, args: argparse.Namespace, round_no: int
+def _memory(code: Path | None, args: argparse.Namespace, round_no: int, env: Mapping[str, str]
             ) -> tuple[Figures, dict[str, Any]]:
     del round_no
     with extension_rig(code) as rig:
         processes, footprint = bench_memory.extension_memory(
-            rig, args.invocations, args.lines, {**_env(args.env), "SPLUNK_FLUSH": args.flush})
+            rig, args.invocations, args.lines, {"SPLUNK_FLUSH": args.flush, **env})
     mib = 1024
     figures = {
         "anonymous PSS MiB": sum(p["pss_by_backing_kb"]["anonymous"]
@@ -202,21 +208,21 @@ def _memory(code: Path | None, args: argparse.Namespace, round_no: int
     return figures, {"processes": processes, "footprint": footprint}
 
 
-def _throughput(code: Path | None, args: argparse.Namespace, round_no: int
-                ) -> tuple[Figures, dict[str, Any]]:
+def _throughput(code: Path | None, args: argparse.Namespace, round_no: int,
+                env: Mapping[str, str]) -> tuple[Figures, dict[str, Any]]:
     del round_no
     targets = ("sink", "hec") if args.into == "both" else (args.into,)
-    env = _env(args.env)
+    variables = dict(env)
     raw: dict[str, Any] = {}
     with extension_rig(code) as rig:
         for target in targets:
             if target == "hec":
-                raw[target] = bench_throughput.measure(rig, args.batches, rig.hec, env)
+                raw[target] = bench_throughput.measure(rig, args.batches, rig.hec, variables)
                 continue
             sink = SinkProcess()
             try:
                 raw[target] = bench_throughput.measure(
-                    dataclasses.replace(rig, target_url=sink.url), args.batches, sink, env)
+                    dataclasses.replace(rig, target_url=sink.url), args.batches, sink, variables)
             finally:
                 sink.stop()
     figures: Figures = {}
@@ -229,11 +235,12 @@ def _throughput(code: Path | None, args: argparse.Namespace, round_no: int
     return figures, raw
 
 
-def _invocation(code: Path | None, args: argparse.Namespace, round_no: int
-                ) -> tuple[Figures, dict[str, Any]]:
+def _invocation(code: Path | None, args: argparse.Namespace, round_no: int,
+                env: Mapping[str, str]) -> tuple[Figures, dict[str, Any]]:
     del round_no
     result = bench_invocation_cost.measure(args.flush, args.invocations, None,
-                                           args.gap_ms / 1000, code=code, run_ms=args.run_ms)
+                                           args.gap_ms / 1000, code=code, run_ms=args.run_ms,
+                                           extra=env)
     by_role = result["cpu_us_per_invocation_by_process"]
     figures = {"CPU us/invocation, all": result["cpu_us_per_invocation"],
                **{f"CPU us/invocation, {role}": by_role.get(role, math.nan) for role in ROLES},
@@ -256,7 +263,6 @@ def _memory_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--invocations", type=_more_than(0), default=invocations)
     parser.add_argument("--lines", type=_more_than(0), default=lines,
                         help="function lines per invocation")
-    _env_option(parser)
 
 
 def _throughput_options(parser: argparse.ArgumentParser) -> None:
@@ -265,7 +271,6 @@ def _throughput_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--into", choices=("sink", "hec", "both"), default="sink",
                         help="the counting sink (the extension's own cost), the receiver, or "
                              "both (the sink's figure is the main one)")
-    _env_option(parser)
 
 
 def _invocation_options(parser: argparse.ArgumentParser) -> None:
@@ -279,10 +284,29 @@ def _invocation_options(parser: argparse.ArgumentParser) -> None:
                         help="how long each invocation runs after its lines (default: at once)")
 
 
-def _env_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+def _env_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", action="append", default=[], type=_variable,
+                        metavar="NAME=VALUE",
                         help="an extension variable for both sides, e.g. SPLUNK_ENRICH=false "
-                             "(repeatable)")
+                             "(repeatable; applied after --flush, so it may override it)")
+    for side in SIDES:
+        parser.add_argument(f"--{side}-env", action="append", default=[], type=_variable,
+                            metavar="NAME=VALUE",
+                            help=f"an extension variable for the {side} side only, after --env "
+                                 f"(repeatable): with the same checkout on both sides, what a "
+                                 f"setting costs")
+
+
+def _variable(text: str) -> str:
+    name, equals, _ = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return text
+
+
+def side_env(args: argparse.Namespace, side: str) -> dict[str, str]:
+    """The extension variables `side` runs with: --env, then its own."""
+    return {**_env(args.env), **_env(getattr(args, f"{side}_env"))}
 
 
 def _more_than(least: int) -> Callable[[str], int]:
@@ -322,7 +346,7 @@ def run_rounds(run: Run, codes: Mapping[str, Path | None], args: argparse.Namesp
     for n in range(1, rounds + 1):
         row: dict[str, Any] = {"round": n, "order": list(order(n)), "raw": {}}
         for side in order(n):
-            figures, raw = run(codes[side], args, n)
+            figures, raw = run(codes[side], args, n, side_env(args, side))
             row[side], row["raw"][side] = figures, raw
             print(f"round {n}/{rounds} {side}: "
                   + ", ".join(f"{label} {value:.4g}" for label, value in figures.items()),
@@ -347,7 +371,9 @@ def report(results: Mapping[str, Any]) -> None:
 
 def _name(side: Mapping[str, Any]) -> str:
     commit = str(side["commit"] or "?")[:12] + (" (dirty)" if side["dirty"] else "")
-    return f"{side['ref']} = {commit}" if side["ref"] else f"this checkout {commit}"
+    name = f"{side['ref']} = {commit}" if side["ref"] else f"this checkout {commit}"
+    env = side.get("env") or {}
+    return name + "".join(f" {key}={value}" for key, value in env.items())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -359,6 +385,7 @@ def parser() -> argparse.ArgumentParser:
     common_options.add_argument("--rounds", type=_more_than(0), default=DEFAULT_ROUNDS,
                                 help="rounds of one run per side (even: each side first as "
                                      "often)")
+    _env_options(common_options)
     top = argparse.ArgumentParser(prog="benchmarks.ab", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     benches = top.add_subparsers(dest="bench", required=True)
@@ -373,10 +400,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = stack.enter_context(checkout(args.base))
         change = stack.enter_context(checkout(args.change)) if args.change else None
         codes = {"base": base / "ext", "change": change / "ext" if change else None}
-        sides = {"base": describe(args.base, base),
-                 "change": describe(args.change, change or common.REPO)}
+        sides = {"base": {**describe(args.base, base), "env": side_env(args, "base")},
+                 "change": {**describe(args.change, change or common.REPO),
+                            "env": side_env(args, "change")}}
         rounds = run_rounds(BENCHES[args.bench].run, codes, args, args.rounds)
-    options = {k: v for k, v in vars(args).items() if k not in {"bench", "base", "change"}}
+    options = {k: v for k, v in vars(args).items()
+               if k not in {"bench", "base", "change", "base_env", "change_env"}}
     results = {"bench": args.bench, "sides": sides, "options": options, "rounds": rounds,
                "summary": summarise(rounds)}
     report(results)

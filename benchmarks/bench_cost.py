@@ -31,7 +31,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -87,15 +87,16 @@ def gap_label(gap_s: float) -> str:
 
 
 def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int,
-             seed: int, rig_factory: Callable[[], AbstractContextManager[Rig]] = extension_rig
-             ) -> dict[str, Any]:
+             seed: int, rig_factory: Callable[[], AbstractContextManager[Rig]] = extension_rig,
+             env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One fresh sandbox (with its own HEC) through `invocations` Poisson arrivals;
-    `rig_factory`: where the extension comes from (bench_floor passes its yardstick's)."""
+    `rig_factory`: where the extension comes from (bench_floor passes its yardstick's); `env`:
+    more extension variables (benchmarks/ab.py: what a setting costs)."""
     rng = random.Random(seed)
     prefix = f"C{memory_mb}-{gap_label(gap_s)}-{strategy}-"
     with rig_factory() as rig:
-        sb = rig.sandbox(rig.env(SPLUNK_FLUSH=strategy), memory_mb=memory_mb, limits=True,
-                         timeout_s=60.0, init_timeout_s=60.0)
+        sb = rig.sandbox(rig.env(SPLUNK_FLUSH=strategy, **(env or {})), memory_mb=memory_mb,
+                         limits=True, timeout_s=60.0, init_timeout_s=60.0)
         post: list[float] = []
         cpu: list[float] = []
         try:

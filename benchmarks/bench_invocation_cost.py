@@ -20,7 +20,7 @@ import json
 import pstats
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,14 @@ PHASED = Path(__file__).with_name("phased_extension.py")  # --phases: counters, 
 
 def measure(flush: str, invocations: int, profile_dir: Path | None,
             gap_s: float = 0.0, code: Path | None = None,
-            wrapper: Path = WRAPPER, run_ms: float = 0.0) -> dict[str, Any]:
+            wrapper: Path = WRAPPER, run_ms: float = 0.0,
+            extra: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One fresh sandbox: WARMUP invocations, then `invocations` measured ones, each running
     `run_ms` after its lines (what the extension does while a function works: its waits);
-    `code`: the `ext` package the extension runs, when not this checkout's (benchmarks/ab.py)."""
+    `code`: the `ext` package the extension runs, when not this checkout's (benchmarks/ab.py);
+    `extra`: more extension variables (benchmarks/ab.py: what a setting costs)."""
     with extension_rig(code) as rig:
-        env = rig.env(SPLUNK_FLUSH=flush)
+        env = rig.env(SPLUNK_FLUSH=flush, **(extra or {}))
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
             script = rig.work / "python-profiled"

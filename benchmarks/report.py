@@ -618,7 +618,9 @@ def render(folder: Path, img: Path) -> str:
            "and prints each round and, per figure, both medians, the median of the per-round "
            "ratios change/base, that median over the rounds each side ran first (their gap is the "
            "order's own effect) and in how many rounds the change was lower "
-           "(results/ab-<bench>.json). Where one invocation's CPU goes, per process and "
+           "(results/ab-<bench>.json). What a setting costs: the same checkout on both sides "
+           "and the setting on one (`--base . --change-env SPLUNK_GZIP_LEVEL=0`; `--env` for "
+           "both). Where one invocation's CPU goes, per process and "
            "function: `.venv/bin/python -m benchmarks.bench_invocation_cost --flush sync "
            "--gap-ms 200 --phases DIR`.", ""]
     if docs:

@@ -194,7 +194,9 @@ SETTINGS: tuple[Row, ...] = (
      "HEC request timeout"),
     ("SPLUNK_MAX_REQUEST_BYTES", "max_request_bytes", "integer", 1_048_576,
      (4_096, 100 * 2**20), "", "", "uncompressed bound of one HEC request"),
-    ("SPLUNK_GZIP_LEVEL", "gzip_level", "integer", 1, (0, 9), "", "", "0 disables gzip"),
+    ("SPLUNK_GZIP_LEVEL", "gzip_level", "integer", 1, (0, 9), "", "",
+     "0 disables gzip: 0.1-0.3 ms less CPU per invocation, ~6-9 KB more on the wire per "
+     "invocation; only where transfer to HEC is free (the cost bullet at the top)"),
     ("SPLUNK_FORWARD_OWN_LOGS", "forward_own_logs", "boolean", False, None, "", "",
      "also forward this extension's own INFO/DEBUG lines (its warnings and errors are always "
      "forwarded, as `aws:lambda:extension` events)"),

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +131,9 @@ def test_main_alternates_the_sides_round_by_round_and_writes_both(
         capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[tuple[Path | None, int]] = []
 
-    def run(code: Path | None, args: argparse.Namespace, round_no: int
+    def run(code: Path | None, args: argparse.Namespace, round_no: int, env: Mapping[str, str]
             ) -> tuple[dict[str, float], dict[str, Any]]:
+        assert env == {}
         calls.append((code, round_no))
         value = 100.0 + round_no if code is not None else 90.0  # the change is cheaper
         return {ALL: value, SENDER: value / 2}, {"invocations": args.invocations}
@@ -163,7 +165,7 @@ def test_cost_gives_both_sides_of_a_round_the_same_seed_and_each_round_another(
     seeds: list[int] = []
 
     def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int, seed: int,
-                 rig_factory: Any) -> dict[str, Any]:
+                 rig_factory: Any, env: dict[str, str]) -> dict[str, Any]:
         seeds.append(seed)
         return {"lines_stored": 1, "lines_expected": 1, "cpu_ms_per_invocation": 1.0,
                 "cpu_ms_per_invocation_by_process": {"main": 0.2, "listener": 0.3,
@@ -177,6 +179,41 @@ def test_cost_gives_both_sides_of_a_round_the_same_seed_and_each_round_another(
     assert list(rounds[0]["base"]) == ["CPU ms/invocation, all", "CPU ms/invocation, main",
                                        "CPU ms/invocation, listener",
                                        "CPU ms/invocation, sender", "HEC requests/invocation"]
+
+
+def test_a_setting_is_compared_on_one_checkout_with_per_side_variables(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[tuple[int, dict[str, str]]] = []
+
+    def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int, seed: int,
+                 rig_factory: Any, env: dict[str, str]) -> dict[str, Any]:
+        seen.append((seed, dict(env)))
+        cpu = 0.8 if env.get("SPLUNK_GZIP_LEVEL") == "0" else 1.0
+        return {"lines_stored": 1, "lines_expected": 1, "cpu_ms_per_invocation": cpu,
+                "cpu_ms_per_invocation_by_process": {"main": 0.2, "listener": 0.3,
+                                                     "sender": cpu - 0.5},
+                "hec_requests_per_invocation": 1.0}
+
+    monkeypatch.setattr(bench_cost, "run_cell", run_cell)
+    monkeypatch.setenv(common.RESULTS_ENV, str(tmp_path / "results"))
+    assert ab.main(["cost", "--base", str(repo), "--change", str(repo), "--rounds", "2",
+                    "--env", "SPLUNK_ENRICH=false", "--change-env", "SPLUNK_GZIP_LEVEL=0",
+                    "--env", "SPLUNK_FIELDS=team=a"]) == 0
+    both = {"SPLUNK_ENRICH": "false", "SPLUNK_FIELDS": "team=a"}
+    changed = {**both, "SPLUNK_GZIP_LEVEL": "0"}
+    assert [env for _, env in seen] == [both, changed, changed, both]
+    doc = json.loads((tmp_path / "results" / "ab-cost.json").read_text())["results"]
+    assert doc["sides"]["base"]["env"] == both
+    assert doc["sides"]["change"]["env"] == changed
+    assert doc["summary"]["CPU ms/invocation, all"]["ratio_median"] == pytest.approx(0.8)
+    assert "SPLUNK_GZIP_LEVEL=0" in capsys.readouterr().out
+
+
+def test_a_variable_without_a_value_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        ab.parser().parse_args(["cost", "--base", ".", "--change-env", "SPLUNK_GZIP_LEVEL"])
+    assert "is not NAME=VALUE" in capsys.readouterr().err
 
 
 def test_summary_shows_the_orders_effect_apart() -> None:
