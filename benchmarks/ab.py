@@ -212,17 +212,16 @@ def _throughput(code: Path | None, args: argparse.Namespace, round_no: int,
                 env: Mapping[str, str]) -> tuple[Figures, dict[str, Any]]:
     del round_no
     targets = ("sink", "hec") if args.into == "both" else (args.into,)
-    variables = dict(env)
     raw: dict[str, Any] = {}
     with extension_rig(code) as rig:
         for target in targets:
             if target == "hec":
-                raw[target] = bench_throughput.measure(rig, args.batches, rig.hec, variables)
+                raw[target] = bench_throughput.measure(rig, args.batches, rig.hec, env)
                 continue
             sink = SinkProcess()
             try:
                 raw[target] = bench_throughput.measure(
-                    dataclasses.replace(rig, target_url=sink.url), args.batches, sink, variables)
+                    dataclasses.replace(rig, target_url=sink.url), args.batches, sink, env)
             finally:
                 sink.stop()
     figures: Figures = {}

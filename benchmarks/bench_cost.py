@@ -95,7 +95,7 @@ def run_cell(memory_mb: int, gap_s: float, strategy: str, invocations: int,
     rng = random.Random(seed)
     prefix = f"C{memory_mb}-{gap_label(gap_s)}-{strategy}-"
     with rig_factory() as rig:
-        sb = rig.sandbox(rig.env(SPLUNK_FLUSH=strategy, **(env or {})), memory_mb=memory_mb,
+        sb = rig.sandbox(rig.env(**{"SPLUNK_FLUSH": strategy, **(env or {})}), memory_mb=memory_mb,
                          limits=True, timeout_s=60.0, init_timeout_s=60.0)
         post: list[float] = []
         cpu: list[float] = []

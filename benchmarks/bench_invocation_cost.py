@@ -42,7 +42,7 @@ def measure(flush: str, invocations: int, profile_dir: Path | None,
     `code`: the `ext` package the extension runs, when not this checkout's (benchmarks/ab.py);
     `extra`: more extension variables (benchmarks/ab.py: what a setting costs)."""
     with extension_rig(code) as rig:
-        env = rig.env(SPLUNK_FLUSH=flush, **(extra or {}))
+        env = rig.env(**{"SPLUNK_FLUSH": flush, **(extra or {})})
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
             script = rig.work / "python-profiled"

@@ -23,7 +23,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +94,11 @@ def post_batches(port: int, bodies: list[bytes], batches: int,
 
 
 def measure(rig: Rig, batches: int, target: HecProcess | SinkProcess,
-            env: dict[str, str] | None = None,
+            env: Mapping[str, str] | None = None,
             bodies: list[bytes] | None = None) -> dict[str, Any]:
     """One run; `env` adds extension variables (bench_enrich_mask's variants)."""
     bodies = bodies or telemetry_bodies(min(DISTINCT_BODIES, batches))
-    sb = rig.sandbox(rig.env(SPLUNK_FLUSH="background", **(env or {})),
+    sb = rig.sandbox(rig.env(**{"SPLUNK_FLUSH": "background", **(env or {})}),
                      timeout_s=INVOKE_SLEEP_S + 30)
     try:
         sb.init()
