@@ -63,7 +63,11 @@ DISABLED_MODULES = (
 # msgspec imports decimal: without `_decimal` that is `_pydecimal`, ~6,000 lines of Python to
 # import on every cold start (about a tenth of the extension's import work). 3.13 looks for a
 # system libmpdec by default; the copy in CPython's tree needs no library we do not build.
-CONFIGURE_EXTRA = ("--with-system-libmpdec=no",)
+# Computed gotos (the eval loop jumps from opcode to opcode instead of through one switch):
+# configure learns that the compiler has them by running a program, which it cannot do when
+# cross-compiling, and then builds the switch. Stated, so that the arm64 interpreter gets them
+# as the x86_64 one does (tests/integration/test_bundled_layer.py checks both).
+CONFIGURE_EXTRA = ("--with-system-libmpdec=no", "--with-computed-gotos")
 # Static libraries only, and only what a TLS client and hashlib use: every algorithm less is
 # compile time saved on every cold build (CPython's _ssl.c guards what it uses optionally).
 OPENSSL_OPTIONS = (

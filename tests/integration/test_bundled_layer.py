@@ -247,6 +247,26 @@ def test_arm64_interpreter_under_qemu_imports_and_speaks_tls(
     assert stored == ['"from arm64"']
 
 
+@pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
+def test_the_eval_loop_dispatches_with_computed_gotos(
+    layers: dict[str, Layer], arch: str, tmp_path: Path
+) -> None:
+    # A cross-compiled CPython falls back to the switch unless configure is told (the arm64
+    # build did, before build_python.py said so).
+    python = layers[arch].unpack(tmp_path / "opt") / NAME / "python" / "bin" / "python3"
+    probe = "import sysconfig; print(sysconfig.get_config_var('HAVE_COMPUTED_GOTOS'))"
+    command = [str(python), "-S", "-c", probe]
+    if arch != "x86_64":
+        qemu, sysroot = shutil.which("qemu-aarch64"), Path("/usr/aarch64-linux-gnu")
+        if qemu is None or not (sysroot / "lib").is_dir():
+            pytest.skip("needs qemu-aarch64 (qemu-user) and an arm64 glibc (libc6-arm64-cross)")
+        command[:0] = [qemu, "-L", str(sysroot)]
+    result = subprocess.run(command, env={"PATH": "/usr/bin:/bin"}, capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
 def test_function_bootstrap_is_executable_and_shell() -> None:
     bootstrap = REPO / "function" / "bootstrap"
     assert os.access(bootstrap, os.X_OK)
