@@ -208,6 +208,14 @@ def test_tls_finds_the_ca_where_amazon_linux_keeps_its_bundle(
     assert delivered == (expected_lines("al", 5) if ca_placed else [])
 
 
+def arm64_runner() -> list[str]:
+    """The command prefix that runs an arm64 program here (qemu-user); skips without one."""
+    qemu, sysroot = shutil.which("qemu-aarch64"), Path("/usr/aarch64-linux-gnu")
+    if qemu is None or not (sysroot / "lib").is_dir():
+        pytest.skip("needs qemu-aarch64 (qemu-user) and an arm64 glibc (libc6-arm64-cross)")
+    return [qemu, "-L", str(sysroot)]
+
+
 ARM64_PROBE = """
 import json, ssl, sys
 import msgspec, urllib3
@@ -223,17 +231,13 @@ print(reply.status, ssl.OPENSSL_VERSION, sys.version.split()[0], sys.platform)
 def test_arm64_interpreter_under_qemu_imports_and_speaks_tls(
     layers: dict[str, Layer], tmp_path: Path
 ) -> None:
-    qemu = shutil.which("qemu-aarch64")
-    sysroot = Path("/usr/aarch64-linux-gnu")
-    if qemu is None or not (sysroot / "lib").is_dir():
-        pytest.skip("needs qemu-aarch64 (qemu-user) and an arm64 glibc (libc6-arm64-cross)")
+    qemu = arm64_runner()
     opt = layers["arm64"].unpack(tmp_path / "opt")
     ca, cert, key = make_ca(tmp_path / "pki")
     python = opt / NAME / "python" / "bin" / "python3"
     with tls_hec(tmp_path, cert, key) as hec:
         result = subprocess.run(
-            [qemu, "-L", str(sysroot), str(python), "-S", "-c", ARM64_PROBE, hec.url, str(ca),
-             TOKEN],
+            [*qemu, str(python), "-S", "-c", ARM64_PROBE, hec.url, str(ca), TOKEN],
             env={"PYTHONPATH": str(opt / NAME), "PATH": "/usr/bin:/bin"},
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
@@ -257,10 +261,7 @@ def test_the_eval_loop_dispatches_with_computed_gotos(
     probe = "import sysconfig; print(sysconfig.get_config_var('HAVE_COMPUTED_GOTOS'))"
     command = [str(python), "-S", "-c", probe]
     if arch != "x86_64":
-        qemu, sysroot = shutil.which("qemu-aarch64"), Path("/usr/aarch64-linux-gnu")
-        if qemu is None or not (sysroot / "lib").is_dir():
-            pytest.skip("needs qemu-aarch64 (qemu-user) and an arm64 glibc (libc6-arm64-cross)")
-        command[:0] = [qemu, "-L", str(sysroot)]
+        command[:0] = arm64_runner()
     result = subprocess.run(command, env={"PATH": "/usr/bin:/bin"}, capture_output=True,
                             text=True, timeout=120, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
