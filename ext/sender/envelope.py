@@ -41,6 +41,7 @@ _OWN_LOUD_PREFIXES = tuple(_OWN_LOG_PREFIX + b" " + level for level in (b"WARN",
 _EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
 _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
 _REQUEST_ID_LEN = 36
+_UUID_BYTES = b"0123456789abcdefABCDEF-"
 _OWN_KIND = "splunk-extension."  # events of the extension's own, e.g. the listener's drop notices
 MALFORMED_NOTICE = "splunk-extension.malformed-events"  # events the sender could not decode
 _COLD = b',"cold_start":"true"'  # on the events of the first invocation after an init
@@ -363,9 +364,15 @@ def _text_line(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:
         return record, level, None
     id_start += 2
     id_end = id_start + _REQUEST_ID_LEN
-    if record[id_end : id_end + 2] != _TAB or record[id_start + 8 : id_start + 9] != b"-":
+    request_id = record[id_start:id_end]
+    # Only hex digits and dashes: a slice of escaped text could otherwise end inside an escape
+    # (`\\` cut in two), and the field's string would swallow its closing quote: an envelope
+    # that is not JSON, which HEC refuses and the line would go to the dead letters.
+    if (record[id_end : id_end + 2] != _TAB or request_id[8:9] != b"-"
+            or request_id.translate(None, _UUID_BYTES)
+            or _escaped_backslash_before(record, id_start - 2)):
         return record, level, None
-    return record, level, b'"' + record[id_start:id_end] + b'"'
+    return record, level, b'"' + request_id + b'"'
 
 
 def _escaped_backslash_before(record: bytes, index: int) -> bool:

@@ -7,6 +7,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ext import config
 from ext.sender.envelope import EnvelopeBuilder
@@ -61,6 +63,9 @@ def test_a_notice_is_an_extension_event_stamped_now() -> None:
         (f"[INFO]\t{T}{' ' * 40}\t{RID}\tx", "INFO", None),  # id tab beyond the time's width
         ("[ERROR]\tno more tabs", "ERROR", None),
         (f"[INFO]\t\t{RID}\tx", "INFO", RID),  # the id is the field after the time field
+        # 36 bytes of the escaped record that end inside an escape (a backslash, then "t")
+        (f"[INFO]\t{T}\tabcdefgh-{'a' * 26}\\tail", "INFO", None),
+        (f"[INFO]\t{T}\\t{RID}\tx", "INFO", None),  # a backslash and a t, not a tab, before it
     ],
 )
 def test_the_logging_prefix_of_a_text_line(
@@ -70,6 +75,25 @@ def test_the_logging_prefix_of_a_text_line(
     assert fields(env).get("level") == level
     assert fields(env).get("request_id") == request_id
     assert env["event"] == record.removesuffix("\n")
+
+
+# After a uuid-like start, characters JSON escapes (two or six bytes in the record) and the
+# backslash-t of a literal backslash: the 36 bytes where a request id would be end anywhere,
+# in the middle of an escape too.
+_ID_START = st.text(st.sampled_from("0123456789abcdef"), min_size=8, max_size=8)
+_ESCAPED = st.text(st.sampled_from('\\ta"\t\x01'), min_size=20, max_size=36)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_ID_START, _ESCAPED, st.sampled_from(["", T, "\\"]))
+def test_any_text_line_makes_a_json_envelope_whose_request_id_is_a_field_of_it(
+    start: str, rest: str, time_field: str
+) -> None:
+    record = f"[INFO]\t{time_field}\t{start}-{rest}\tend"
+    env = line(builder(), record)  # raises if the envelope is not JSON
+    assert env["event"] == record
+    request_id = fields(env).get("request_id")
+    assert request_id is None or f"\t{request_id}\t" in record
 
 
 def test_only_one_trailing_newline_is_stripped_and_an_escaped_backslash_stays() -> None:
