@@ -307,14 +307,18 @@ class Courier:
         if outcome.verdict is Verdict.HOLD:
             hold: float = min(HOLD_CAP_S, HOLD_BASE_S * 2.0 ** min(attempt - 1, 10))
             return hold
-        if outcome.retry_after_s is not None:
-            return outcome.retry_after_s
         if attempt == 1:
             # The first failure is often a keep-alive connection that went stale during a
             # freeze, or a request that "timed out" while frozen: retry at once.
-            return 0.0
-        cap: float = min(RETRY_CAP_S, RETRY_BASE_S * 2.0 ** min(attempt, 12))
-        return random.uniform(0.0, cap)
+            backoff = 0.0
+        else:
+            cap: float = min(RETRY_CAP_S, RETRY_BASE_S * 2.0 ** min(attempt, 12))
+            backoff = random.uniform(0.0, cap)
+        if outcome.retry_after_s is not None:
+            # The server's Retry-After is a floor, not the backoff: a busy HEC answering
+            # "Retry-After: 0" would otherwise be retried in a tight loop while it stays busy.
+            return max(outcome.retry_after_s, backoff)
+        return backoff
 
     def _pause(self, seconds: float) -> None:
         """Backoff that `hurry` or `stop` ends early; stops at the drain deadline."""

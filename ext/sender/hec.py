@@ -56,6 +56,7 @@ HOLD_CODES = frozenset({1, 2, 3, 4, 7, 10, 11, 14, 16, 21, 22})
 RETRY_STATUSES = frozenset({404, 408, 429})
 # "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated.
 TOKEN_REJECTED_CODES = frozenset({1, 4})
+MIN_MASKED_TOKEN = 8  # shorter tokens are not masked in HEC's answers (_without_token)
 TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
 # A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
 JOIN_BODY_BYTES = 64 * 1024
@@ -243,7 +244,7 @@ class HecClient:
             self._pool._put_conn(conn)
         if not answer.reusable:
             conn.close()
-        return classify(answer.status, answer.body, answer.retry_after)
+        return classify(answer.status, _without_token(answer.body, token), answer.retry_after)
 
     def _request_head(self, token: str) -> bytes | None:
         """The request head for `token`, built once per token; None if no header can carry it."""
@@ -444,7 +445,7 @@ def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
 def _parse_body(data: bytes) -> tuple[int | None, str, int | None]:
     try:
         parsed = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None, data[:200].decode("utf-8", "replace"), None
     if not isinstance(parsed, dict):
         return None, str(parsed)[:200], None
@@ -455,6 +456,16 @@ def _parse_body(data: bytes) -> tuple[int | None, str, int | None]:
         str(parsed.get("text", ""))[:200],
         invalid if isinstance(invalid, int) and invalid >= 0 else None,
     )
+
+
+def _without_token(data: bytes, token: str) -> bytes:
+    """The answer's body with the token masked: a proxy's error page may echo the request's
+    headers, and the body's text is logged and kept with dead letters. (A token this short,
+    not a HEC token's GUID, would mask any word it is part of: left as it is.)"""
+    secret = token.encode()
+    if len(secret) < MIN_MASKED_TOKEN or secret not in data:
+        return data
+    return data.replace(secret, b"<token>")
 
 
 def _retry_after_s(value: str | None) -> float | None:

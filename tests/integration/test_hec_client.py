@@ -175,6 +175,29 @@ def test_an_error_answer_is_classified_and_never_retried_by_urllib3(
     assert len(script.seen) == 1
 
 
+def test_a_proxy_page_echoing_the_token_is_classified_without_it(
+    server: tuple[str, Script],
+) -> None:
+    url, script = server
+    echoed = f"<html>Bad Gateway. Your request: Authorization: Splunk {TOKEN}</html>"
+    script.status, script.body = 502, echoed.encode()
+    client = HecClient(config(url))
+    out = client.post(b"{}")
+    client.close()
+    assert out.verdict is Verdict.RETRY and out.status == 502
+    assert TOKEN not in out.text and "Splunk <token>" in out.text
+    assert script.seen[0].headers["Authorization"] == f"Splunk {TOKEN}"  # sent, as it must be
+
+
+def test_an_error_body_nested_too_deep_to_parse_is_text(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.status, script.body = 502, b"[" * 100_000 + b"]" * 100_000
+    client = HecClient(config(url))
+    out = client.post(b"{}")
+    client.close()
+    assert (out.verdict, out.status, out.code, out.text) == (Verdict.RETRY, 502, None, "[" * 200)
+
+
 def test_a_redirect_is_not_followed(server: tuple[str, Script]) -> None:
     url, script = server
     script.status, script.body = 302, b""

@@ -331,6 +331,13 @@ def test_backoff_policy() -> None:
         assert all(0.0 <= d <= cap for d in draws)
         assert max(draws) > cap / 2  # jitter over the whole range, not a fixed wait
     assert courier._backoff_s(3, HecOutcome(Verdict.RETRY, 429, retry_after_s=7.0)) == 7.0
+    # Retry-After is a floor: "0" (or a tiny value) from a busy HEC still backs off.
+    busy_now = HecOutcome(Verdict.RETRY, 503, retry_after_s=0.0)
+    assert courier._backoff_s(1, busy_now) == 0.0
+    for attempt in (2, 8):
+        cap = min(30.0, 0.05 * 2.0 ** attempt)
+        draws = [courier._backoff_s(attempt, busy_now) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in draws) and max(draws) > cap / 2
     assert [courier._backoff_s(a, hold) for a in (1, 2, 3, 6, 7, 30)] == [
         2.0, 4.0, 8.0, 60.0, 60.0, 60.0]
     assert courier._backoff_s(1, hold) == 2.0
