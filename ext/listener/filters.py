@@ -16,9 +16,12 @@ Applied to each batch intake admitted, in this order, to `function` and `extensi
    is checked with and without its trailing newline (Splunk receives it without); a masked one
    is spooled without it, so the spooled text is exactly what Splunk receives. A masked JSON
    line is re-encoded (msgspec; same values, numbers may be spelled differently); a line no
-   rule matches keeps its bytes. A rule set without anchors, `\\b` or lookarounds is first
-   searched once per _CHUNK events (their strings joined), then per _PART events inside a
-   chunk it matches: only the lines of a part it matches are looked at one by one.
+   rule matches keeps its bytes. A line msgspec cannot decode (invalid UTF-8, a number beyond
+   a float's range: intake admits both) is masked as the text it decodes to with U+FFFD for
+   each invalid byte, or else as the text of its JSON, which becomes its record if a rule
+   matched. A rule set without anchors, `\\b` or lookarounds is first searched once per
+   _CHUNK events (their strings joined), then per _PART events inside a chunk it matches: only
+   the lines of a part it matches are looked at one by one.
 
 `platform.*` records are Lambda's own (ids, metrics, names) and pass untouched, so the sender
 always finds the request ids it needs. Dropped events are counted by reason; the listener
@@ -102,8 +105,9 @@ class LineFilter:
             if memoryview(raw)[0] == 0x22:  # a JSON string: a text line
                 try:
                     text = _text.decode(raw)
-                except msgspec.DecodeError:  # cannot happen: intake admitted it
-                    text = None
+                except msgspec.DecodeError:  # invalid UTF-8, which intake does not look at
+                    value = _value(raw)
+                    text = value if isinstance(value, str) else None
             reason = self._drop_reason(kind, raw, text)
             if reason is None and masks and (suspects is None or index // _PART in suspects):
                 try:
@@ -148,8 +152,7 @@ class LineFilter:
             return schema.encoder.encode(self._mask_text(stripped))
         if memoryview(raw)[0] not in b"{[":
             return None  # a number, true, false or null: no string in it
-        value = msgspec.json.decode(raw)
-        new_value = self._mask_value(value)
+        new_value = self._mask_value(_value(raw))
         return schema.encoder.encode(new_value) if self._changed else None
 
     def _suspect_chunks(self, events: Sequence[schema.IntakeEvent]) -> set[int]:
@@ -167,8 +170,7 @@ class LineFilter:
         return found
 
     def _joined_match(self, events: Sequence[schema.IntakeEvent]) -> bool:
-        decode = msgspec.json.decode
-        values = [decode(event.record) for event in events if event.type in _LINE_KINDS]
+        values = [_value(event.record) for event in events if event.type in _LINE_KINDS]
         texts = [value for value in values if type(value) is str]
         if len(texts) < len(values):
             for value in values:
@@ -205,6 +207,21 @@ class LineFilter:
         if isinstance(value, list):
             return [self._mask_value(item) for item in value]
         return value
+
+
+def _value(raw: msgspec.Raw) -> object:
+    """The record's value. Intake admits what msgspec's skipping accepts, which decoding may
+    not: invalid UTF-8 in a string (decoded here with U+FFFD in its place) or a number beyond a
+    float's range (the record is then taken as the text of its JSON). A record is never left
+    unmasked, nor its batch unanswered, because it does not decode."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        repaired = bytes(raw).decode("utf-8", "replace")
+        try:
+            return msgspec.json.decode(repaired)
+        except msgspec.DecodeError:
+            return repaired
 
 
 def _strings(value: object, into: list[str]) -> None:

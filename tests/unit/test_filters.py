@@ -181,6 +181,42 @@ def test_a_masked_line_loses_its_trailing_newline_an_unmasked_one_keeps_its_byte
     assert records(outcome) == ["a [x]", {"k": "v"}]
 
 
+# Records intake admits (msgspec skips them) but cannot decode: invalid UTF-8 in a text line,
+# a number beyond a float's range in a JSON line. Each carries an AWS key id.
+KEY = "AKIAABCDEFGHIJKLMNOP"
+LATIN1_LINE = b'"key ' + KEY.encode() + b' caf\xe9\\n"'
+HUGE_NUMBER = b'{"level":"INFO","key":"' + KEY.encode() + b'","v":1e400}'
+GOOD_LINE = b'"a good line\\n"'
+
+
+def raw_events(*records: bytes) -> list[schema.IntakeEvent]:
+    body = b"[" + b",".join(b'{"time":"%s","type":"function","record":%s}' % (TIME.encode(), r)
+                            for r in records) + b"]"
+    return schema.intake_batch.decode(body)
+
+
+@pytest.mark.parametrize("rule", [r"AKIA[0-9A-Z]{16}=>[aws-key]",  # searched batch-wide first
+                                  r"\bAKIA[0-9A-Z]{16}\b=>[aws-key]"])  # searched line by line
+def test_a_record_that_does_not_decode_is_masked_and_its_neighbours_kept(rule: str) -> None:
+    outcome = line_filter(SPLUNK_MASK=rule).apply(
+        raw_events(GOOD_LINE, LATIN1_LINE, HUGE_NUMBER, b'"no key"'))
+    assert outcome is not None and outcome.dropped == {} and outcome.masked == 2
+    assert KEY.encode() not in outcome.payload
+    assert records(outcome) == [
+        "a good line\n",
+        "key [aws-key] caf\ufffd",  # the invalid byte replaced, as any masked line spooled
+        '{"level":"INFO","key":"[aws-key]","v":1e400}',  # kept as the text of its JSON
+        "no key",
+    ]
+
+
+def test_a_record_that_does_not_decode_and_matches_no_rule_keeps_its_bytes() -> None:
+    latin1, huge = LATIN1_LINE.replace(KEY.encode(), b"none"), HUGE_NUMBER.replace(
+        KEY.encode(), b"none")
+    assert line_filter(SPLUNK_MASK=r"AKIA[0-9A-Z]{16}=>[aws-key]").apply(
+        raw_events(GOOD_LINE, latin1, huge)) is None
+
+
 # --- listener: drops counted and reported ---------------------------------------------------
 
 def spooled(spool: Path) -> list[list[dict[str, object]]]:
@@ -220,6 +256,23 @@ def test_drops_are_reported_with_the_batch_that_ends_the_invocation(tmp_path: Pa
                                        "by_reason": {"level": 2, "drop_regex": 1}}
     assert listener.filtered == {"level": 1}
     assert listener.filtered_total == {"level": 3, "drop_regex": 1}
+
+
+def test_a_batch_with_a_record_that_does_not_decode_is_masked_and_spooled(
+    tmp_path: Path,
+) -> None:
+    listener = make_listener(tmp_path, SPLUNK_MASK=r"AKIA[0-9A-Z]{16}=>[aws-key]")
+    try:
+        body = b"[" + b",".join(
+            b'{"time":"%s","type":"function","record":%s}' % (TIME.encode(), r)
+            for r in (GOOD_LINE, LATIN1_LINE, HUGE_NUMBER)) + b"]"
+        assert listener.accept_batch(bytearray(body)).startswith(b"HTTP/1.1 200")
+        (batch,) = spooled(tmp_path / "spool")
+    finally:
+        listener.close()
+    assert [e["record"] for e in batch] == [
+        "a good line\n", "key [aws-key] caf\ufffd",
+        '{"level":"INFO","key":"[aws-key]","v":1e400}']
 
 
 def test_a_refused_append_does_not_count_its_drops(tmp_path: Path,
