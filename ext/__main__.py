@@ -28,7 +28,12 @@ def main() -> int:
     try:
         api = ExtensionsApi(LambdaApiClient(address))
         api.register(name, ("INVOKE", "SHUTDOWN"))
-    except (OSError, ValueError) as err:
+    except Exception as err:
+        from ext.errors import ApiError  # imported by the API client only when it answered so
+
+        if not isinstance(err, (OSError, ValueError, ApiError)):
+            raise
+        # ApiError: Lambda refused (a name it does not know, too many extensions, too late).
         return _refuse(f"cannot register with the Extensions API at {RUNTIME_API}={address!r}: "
                        f"{getattr(err, 'strerror', None) or err}")
     from ext.main import lifecycle

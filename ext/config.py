@@ -91,6 +91,7 @@ SPLUNK_HEC_TOKEN_SECRET_KEY = "SPLUNK_HEC_TOKEN_SECRET_KEY"  # noqa: S105 - a va
 SPLUNK_HEC_TOKEN_SSM_PARAMETER = "SPLUNK_HEC_TOKEN_SSM_PARAMETER"  # noqa: S105 - a variable name
 SPLUNK_HEC_TOKEN_REFETCH_S = "SPLUNK_HEC_TOKEN_REFETCH_S"  # noqa: S105 - a variable name
 SPLUNK_SPOOL_DIR = "SPLUNK_SPOOL_DIR"
+SPLUNK_LISTENER_HOST = "SPLUNK_LISTENER_HOST"
 SPLUNK_LISTENER_PORT = "SPLUNK_LISTENER_PORT"
 SPLUNK_METRICS_INDEX = "SPLUNK_METRICS_INDEX"
 SPLUNK_PLATFORM_EVENTS = "SPLUNK_PLATFORM_EVENTS"
@@ -205,7 +206,7 @@ SETTINGS: tuple[Row, ...] = (
      "`disable`: log the error and stay dormant so the function keeps serving"),
     ("SPLUNK_LOG_LEVEL", "log_level", "log_level", "WARNING", None, "", "",
      "the extension's own log level (stderr → CloudWatch)"),
-    ("SPLUNK_LISTENER_HOST", "listener_host", "text", None, None, "`sandbox.localdomain`", "",
+    (SPLUNK_LISTENER_HOST, "listener_host", "text", None, None, "`sandbox.localdomain`", "",
      "Telemetry listener address (`127.0.0.1` where `sandbox.localdomain` does not resolve)"),
     (SPLUNK_LISTENER_PORT, "listener_port", "integer", 0, (0, 65_535), "any free port", "",
      "Telemetry listener port (not 9001, Lambda's own)"),
@@ -361,7 +362,7 @@ def _hec_url(value: str, _limits: None) -> tuple[str, str]:
         host, _, port = netloc.partition(":")
     if not host or (port and not (port.isdigit() and 0 < int(port) < 65_536)):
         raise ValueError(value)
-    if ":" in netloc and not port:
+    if netloc.endswith(":"):  # a port separator with no port ("[::1]" has colons, no port)
         raise ValueError(value)
     path = (slash + path).rstrip("/")
     if path in ("", "/services/collector"):
@@ -443,6 +444,8 @@ def _min_level(text: str, _limits: None) -> str:
 
 def _log_level(text: str, _limits: None) -> str:
     upper = text.upper()
+    if upper == "WARN":  # as SPLUNK_MIN_LEVEL takes it, and most loggers spell it
+        return "WARNING"
     if upper not in _LOG_LEVELS:
         raise ValueError(text)
     return upper
@@ -513,7 +516,9 @@ def _problem(row: Row, text: str, err: ValueError) -> str:
         reason = "expected " + " or ".join(limits)
     else:
         reason = "expected " + expect.format(*limits or ())
-    if "secret" in flags:
+    # A secret's "ARN" that does not start like one may be the token itself, pasted into the
+    # wrong variable: not echoed either.
+    if "secret" in flags or kind == "secret_arn":
         return f"{name} is not valid: {reason}"
     # Never echo credentials or a query a deployer put in a URL (issue 16).
     shown = redact_url(text) if "redacted" in flags else text

@@ -67,6 +67,8 @@ def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
     try:
         main = MainLoop(api, config, function_name)
         main.start()
+    except errors.ConfigError as err:  # the listener's address, known only when bound
+        return _config_failed(api, err, environ)
     except Exception as err:
         diagnostics.note("ERROR", f"startup failed: {err!r}")
         api.init_error(errors.STARTUP_FAILED, f"splunk-hec-extension startup failed: {err}")
@@ -360,11 +362,23 @@ def preload_children() -> None:
 
 
 def _bind_listener(config: Config) -> _socket.socket:
+    """The listening socket; a host or port that cannot be bound (taken, privileged, not a
+    local address, not resolving) is a configuration error naming the variables set."""
     host = config.listener_host or _default_listener_host()
     server = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
-    server.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-    server.bind((host, config.listener_port))
-    server.listen(LISTEN_BACKLOG)
+    try:
+        server.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        server.bind((host, config.listener_port))
+        server.listen(LISTEN_BACKLOG)
+    except OSError as err:
+        server.close()
+        named = [f"{name}={value}" for name, value in (
+            (config_module.SPLUNK_LISTENER_HOST, config.listener_host),
+            (config_module.SPLUNK_LISTENER_PORT, config.listener_port or None)) if value]
+        raise errors.ConfigError([
+            f"{' and '.join(named) or 'the Telemetry API listener'} cannot be listened on "
+            f"({err.strerror or err}): give a local address and a free port, or leave them "
+            "unset"]) from err
     return server
 
 

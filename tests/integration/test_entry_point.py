@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.lambda_api_stub import ScriptedApi, reply
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,4 +38,16 @@ def test_runtime_api_that_refuses_connections() -> None:
     assert result.returncode == 2
     assert f"AWS_LAMBDA_RUNTIME_API='127.0.0.1:{port}'" in result.stderr
     assert "refused" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_a_refused_registration_is_one_line() -> None:
+    api = ScriptedApi([[reply(403, b'{"errorMessage":"Extension limit (10) reached",'
+                                  b'"errorType":"Extension.TooManyExtensions"}')]])
+    try:
+        result = run_extension(AWS_LAMBDA_RUNTIME_API=api.address)
+    finally:
+        api.close()
+    assert result.returncode == 2
+    assert "/register answered 403" in result.stderr and "TooManyExtensions" in result.stderr
     assert "Traceback" not in result.stderr

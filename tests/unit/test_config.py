@@ -53,6 +53,8 @@ def test_spool_dir_defaults_to_lambda_tmp() -> None:
             "/services/collector/event/1.0",
         ),
         ("h.example", "https://h.example", "/services/collector/event"),
+        ("https://[fd00::5]/services/collector", "https://[fd00::5]", "/services/collector/event"),
+        ("[::1]:8088", "https://[::1]:8088", "/services/collector/event"),
     ],
 )
 def test_host_forms(value: str, url: str, path: str) -> None:
@@ -66,6 +68,9 @@ def test_host_forms(value: str, url: str, path: str) -> None:
         ("SPLUNK_HOST", "<unset>"),
         ("SPLUNK_HOST", "ftp://x"),
         ("SPLUNK_HOST", "https://h:notaport"),
+        ("SPLUNK_HOST", "https://h:"),
+        ("SPLUNK_HOST", "https://[::1]:"),
+        ("SPLUNK_HOST", "https://[::1"),
         ("SPLUNK_HEC_TOKEN", "<unset>"),
         ("SPLUNK_HEC_TOKEN", "has space"),
         ("SPLUNK_INDEX", "Bad Index!"),
@@ -205,6 +210,14 @@ def test_bad_token_source_settings(extra: dict[str, str], variable: str) -> None
     assert variable in str(info.value)
 
 
+def test_a_token_pasted_as_the_secrets_arn_is_not_echoed() -> None:
+    token = "11111111-2222-3333-4444-555555555555"
+    with pytest.raises(ConfigError) as info:
+        config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SECRET_ARN": token})
+    assert "SPLUNK_HEC_TOKEN_SECRET_ARN is not valid" in str(info.value)
+    assert token not in str(info.value)
+
+
 @pytest.mark.parametrize(
     "token",
     ["caf\u00e9-token", "t\u00f6ken", "\u4ee4\u724c", "a\x00b", "a\x7fb", "has space", "tab\there"],
@@ -251,3 +264,9 @@ def test_unwritable_spool_dir_is_an_init_error(tmp_path: object) -> None:
     text = problems(SPLUNK_SPOOL_DIR=str(blocker / "spool"))
     assert "SPLUNK_SPOOL_DIR" in text and "not a directory" in text
     assert load(SPLUNK_SPOOL_DIR=str(Path(str(tmp_path)) / "new" / "spool")).spool_dir
+
+
+@pytest.mark.parametrize(("value", "level"), [("warn", "WARNING"), ("Warning", "WARNING"),
+                                              ("debug", "DEBUG"), ("ERROR", "ERROR")])
+def test_log_level_takes_the_names_min_level_takes(value: str, level: str) -> None:
+    assert load(SPLUNK_LOG_LEVEL=value).log_level == level

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -68,6 +69,39 @@ def test_bad_config_reports_init_error_naming_variables() -> None:
 def test_disable_mode_stays_dormant_until_shutdown() -> None:
     api = FakeApi([b'{"eventType":"INVOKE","requestId":"r"}', b'{"eventType":"SHUTDOWN"}'])
     env = {"SPLUNK_ON_CONFIG_ERROR": "disable"}
+    assert lifecycle.run(api, env) == 0  # type: ignore[arg-type]
+    assert api.reports == [] and api.events == []
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def test_a_listener_port_that_cannot_be_bound_is_an_init_error_naming_it(
+    taken_port: int, tmp_path: Path,
+) -> None:
+    api = FakeApi([])
+    env = {**ENV, "SPLUNK_SPOOL_DIR": str(tmp_path), "SPLUNK_LISTENER_HOST": "127.0.0.1",
+           "SPLUNK_LISTENER_PORT": str(taken_port)}
+    assert lifecycle.run(api, env) == 1  # type: ignore[arg-type]
+    [(kind, error_type, message)] = api.reports
+    assert (kind, error_type) == ("init", errors.CONFIG_INVALID)
+    assert f"SPLUNK_LISTENER_HOST=127.0.0.1 and SPLUNK_LISTENER_PORT={taken_port}" in message
+    assert "Address already in use" in message
+
+
+def test_a_listener_host_not_of_this_machine_is_a_config_error_disable_mode_survives(
+    tmp_path: Path,
+) -> None:
+    api = FakeApi([b'{"eventType":"INVOKE","requestId":"r"}', b'{"eventType":"SHUTDOWN"}'])
+    env = {**ENV, "SPLUNK_SPOOL_DIR": str(tmp_path), "SPLUNK_ON_CONFIG_ERROR": "disable",
+           "SPLUNK_LISTENER_HOST": "192.0.2.1"}  # TEST-NET: no DNS asked
     assert lifecycle.run(api, env) == 0  # type: ignore[arg-type]
     assert api.reports == [] and api.events == []
 
