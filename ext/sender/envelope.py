@@ -39,6 +39,10 @@ _OWN_LOG_PREFIX = b'"' + OWN_LOG_MARKER.encode()
 # with CloudWatch Logs denied, Splunk is the only place they can be seen (issue 11).
 _OWN_LOUD_PREFIXES = tuple(_OWN_LOG_PREFIX + b" " + level for level in (b"WARN", b"ERROR", b"CRIT"))
 _EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
+# The second byte of a record that may be blank (whitespace only, an empty object or array),
+# and every byte such a record can hold (an escape's letters among them): _blank.
+_BLANK_SECOND = frozenset({b" ", b"\\", b"]", b"\t", b"\r", b"\n"})  # '""', "{}": above
+_BLANK_BYTES = b' \t\r\n\\"{}[]tnr'
 _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
 _REQUEST_ID_LEN = 36
 _UUID_BYTES = b"0123456789abcdefABCDEF-"
@@ -179,6 +183,9 @@ class EnvelopeBuilder:
                 level, line_id = _json_line(record)
                 if line_id is not None:
                     request_id = line_id
+            if record[1:2] in _BLANK_SECOND and _blank(record):
+                self.skipped_empty += 1  # as HEC would refuse it, and it carries nothing
+                return None
             body = record
         else:
             if not isinstance(kind, str):
@@ -373,6 +380,21 @@ def _text_line(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:
             or _escaped_backslash_before(record, id_start - 2)):
         return record, level, None
     return record, level, b'"' + request_id + b'"'
+
+
+def _blank(record: bytes) -> bool:
+    """True for a string of whitespace only, or an empty object or array: an event HEC
+    refuses as blank (code 13, hec.md 1.3), which would cost a refused request and a dead
+    letter."""
+    if record.translate(None, _BLANK_BYTES):
+        return False  # a byte no blank record holds: nearly every line that gets here
+    try:
+        value = msgspec.json.decode(record)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, (dict, list)) and not value
 
 
 def _escaped_backslash_before(record: bytes, index: int) -> bool:

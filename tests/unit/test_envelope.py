@@ -249,3 +249,21 @@ def test_a_batch_built_in_parts_is_the_batch_built_at_once(
     assert len(parts) == max(1, -(-len(batch) // part_events))  # the last takes the rest
     assert not malformed or b"malformed-events" in parts[-1][-1]
     assert all(len(part) <= part_events for part in parts[:-1])
+
+
+@pytest.mark.parametrize("record", ["   \n", " ", "\t\t", "\n\n", " \r\n", [], {}])
+def test_blank_lines_are_skipped_as_hec_would_refuse_them(record: object) -> None:
+    b = builder()
+    body = [{"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": record}]
+    assert b.build(json.dumps(body).encode()) == []
+    assert b.skipped_empty == 1
+
+
+@pytest.mark.parametrize("record", ["\\n", "\\\n", " tn", "\tat Foo.bar(Foo.java:1)", "\\t", ["x"],
+                                    " [] ", "\u00a0"])
+def test_lines_with_something_in_them_are_kept(record: object) -> None:
+    b = builder()
+    body = [{"time": "2026-10-08T07:30:28.235Z", "type": "function", "record": record}]
+    (env,) = b.build(json.dumps(body).encode())
+    kept = record[:-1] if isinstance(record, str) and record.endswith("\n") else record
+    assert json.loads(env)["event"] == kept and b.skipped_empty == 0
