@@ -54,8 +54,9 @@ POISON_CODES = frozenset({5, 6, 12, 13, 15})
 HOLD_CODES = frozenset({1, 2, 3, 4, 7, 10, 11, 14, 16, 21, 22})
 # Transient 4xx (404: Splunk Cloud maintenance); every 5xx is transient too.
 RETRY_STATUSES = frozenset({404, 408, 429})
-# "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated.
-TOKEN_REJECTED_CODES = frozenset({1, 4})
+# "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated. Splunk
+# answers them with 403; codes 21 and 22 say the same with 400 (token management).
+TOKEN_REJECTED = frozenset({(403, 1), (403, 4), (400, 21), (400, 22)})
 MIN_MASKED_TOKEN = 8  # shorter tokens are not masked in HEC's answers (_without_token)
 TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
 # A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
@@ -186,7 +187,7 @@ class HecClient:
         if token is None:
             return HecOutcome(Verdict.HOLD, text=f"no HEC token: {self.tokens.problem}")
         outcome = self._send(body, token, within_s)
-        if outcome.status == 403 and outcome.code in TOKEN_REJECTED_CODES:
+        if (outcome.status, outcome.code) in TOKEN_REJECTED:
             self.tokens.rejected(token)
         elif outcome.verdict is Verdict.ACCEPTED:
             held = self.tokens.accepted()

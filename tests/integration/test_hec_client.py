@@ -332,9 +332,10 @@ def sent_events(script: Script) -> list[object]:
 @pytest.mark.parametrize(
     ("status", "code", "rejected"),
     [(403, 4, True), (403, 1, True), (403, 0, False), (403, 3, False), (401, 4, False),
-     (400, 4, False), (503, 4, False), (200, 0, False)],
+     (400, 4, False), (503, 4, False), (200, 0, False), (400, 21, True), (400, 22, True),
+     (403, 21, False)],
 )
-def test_only_a_403_invalid_or_disabled_token_is_reported_as_rejected(
+def test_only_an_invalid_or_disabled_token_is_reported_as_rejected(
     server: tuple[str, Script], status: int, code: int, rejected: bool,
 ) -> None:
     # The source re-reads its secret on a rejection: anything else (another status, another
