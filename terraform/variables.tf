@@ -53,7 +53,7 @@ variable "SPLUNK_TELEMETRY_TYPES" {
 }
 
 variable "SPLUNK_FLUSH" {
-  description = "sync: events are sent before each invoke completes; background: sent while the function idles. Null: the extension's default."
+  description = "adaptive: events are sent before each invoke completes unless the next one is expected soon enough; sync: always before each invoke completes; background: while the function idles. Null: the extension's default (adaptive)."
   type        = string
   default     = null
 }

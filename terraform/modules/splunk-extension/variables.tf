@@ -179,13 +179,13 @@ variable "splunk_telemetry_types" {
 }
 
 variable "splunk_flush" {
-  description = "When buffered events are sent: sync (before each invoke completes) or background (env SPLUNK_FLUSH)."
+  description = "When buffered events are sent (env SPLUNK_FLUSH): adaptive (the extension's default: before the invoke completes unless the next one is expected soon enough), sync (before each invoke completes) or background (while the function idles)."
   type        = string
   default     = null
 
   validation {
-    condition     = var.splunk_flush == null || contains(["sync", "background"], coalesce(var.splunk_flush, "sync"))
-    error_message = "splunk_flush must be sync or background."
+    condition     = var.splunk_flush == null || contains(["adaptive", "sync", "background"], lower(coalesce(var.splunk_flush, "adaptive")))
+    error_message = "splunk_flush must be adaptive, sync or background."
   }
 }
 

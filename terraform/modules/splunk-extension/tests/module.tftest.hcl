@@ -233,6 +233,19 @@ run "settings_become_strings_and_extra_environment_is_merged" {
   }
 }
 
+run "every_flush_strategy_of_the_extension_is_accepted" {
+  command = plan
+
+  variables {
+    splunk_flush = "Adaptive"
+  }
+
+  assert {
+    condition     = output.environment_variables["SPLUNK_FLUSH"] == "Adaptive"
+    error_message = "the default strategy may be named, in any case, as the extension reads it"
+  }
+}
+
 # Validation errors: every bad input is named by its own variable's validation.
 run "invalid_layer_inputs" {
   command = plan
