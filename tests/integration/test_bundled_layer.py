@@ -134,7 +134,13 @@ def test_unzipped_layer_runs_end_to_end_with_a_shell_function_and_no_python(
         # SPLUNK_CA_BUNDLE wins over the OpenSSL default, even one pointing at another CA.
         "SPLUNK_CA_BUNDLE": str(bundle),
         "SSL_CERT_FILE": str(decoy),
+        # The function's Python settings never reach the bundled interpreter: this one alone
+        # would hide its stdlib; a urllib3 in the working directory would shadow its own.
+        "PYTHONPLATLIBDIR": "lib64",
+        "PYTHONPATH": str(tmp_path / "function-code"),
     }
+    (tmp_path / "function-code" / "urllib3").mkdir(parents=True)
+    (tmp_path / "function-code" / "urllib3" / "__init__.py").write_text("raise ImportError\n")
     counts = [1 + (n * 37) % 60 for n in range(20)]
     with tls_hec(tmp_path, cert, key) as hec:
         env["SPLUNK_HOST"] = hec.url

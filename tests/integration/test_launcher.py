@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 STUB = """#!/bin/sh
 echo "EXE=$0"
 echo "ARGS=$*"
+echo "CWD=$(pwd)"
 echo "PYTHONPATH=${PYTHONPATH-unset}"
 echo "PYTHONHOME=${PYTHONHOME-unset}"
 echo "SSL_CERT_FILE=${SSL_CERT_FILE-unset}"
@@ -55,10 +56,11 @@ def test_bundled_interpreter_by_absolute_path_isolated_from_the_functions_python
     seen = run(opt, "acme-hec", PYTHONPATH="/var/runtime:/opt/python", PYTHONHOME="/var/lang",
                PATH="/nonexistent")  # fmt: skip
     assert seen["EXE"] == f"{opt}/acme-hec/python/bin/python3"
-    # Registered under the launcher's file name; -OO, as the layer's bytecode was compiled.
-    assert seen["ARGS"] == "-S -OO -m ext acme-hec"
+    # Registered under the launcher's file name; -E: no PYTHON* variable of the function's
+    # reaches it; -OO, as the layer's bytecode was compiled; its code from the working directory.
+    assert seen["ARGS"] == "-S -E -OO -m ext acme-hec"
+    assert seen["CWD"] == f"{opt}/acme-hec"
     assert seen["PYTHONPATH"] == f"{opt}/acme-hec"
-    assert seen["PYTHONHOME"] == "unset"
 
 
 @pytest.mark.skipif(Path("/etc/pki/tls/cert.pem").exists(), reason="an Amazon Linux host")
@@ -81,6 +83,7 @@ def test_explicit_interpreter_wins_and_keeps_the_pythonpath(tmp_path: Path) -> N
                PYTHONPATH="/extra")  # fmt: skip
     assert seen["EXE"] == str(other)
     assert seen["ARGS"] == "-S -OO -m ext splunk-hec-extension"  # local tooling: as bundled
+    assert seen["CWD"] == os.getcwd()  # and where it was started
     assert seen["PYTHONPATH"] == f"{opt}/splunk-hec-extension:/extra"
     assert seen["SSL_CERT_FILE"] == "unset"
 
@@ -96,6 +99,7 @@ def test_without_a_bundled_interpreter_the_functions_python3_runs(tmp_path: Path
     # Its stdlib may ship no opt-2 bytecode (every cold start would compile it): no -OO, and
     # that layer's bytecode is compiled at the default level (build_layer.bytecode_tag).
     assert seen["ARGS"] == "-S -m ext splunk-hec-extension"
+    assert seen["CWD"] == f"{opt}/splunk-hec-extension"  # not the function's code ahead of ours
 
 
 @pytest.mark.parametrize("bundled", [True, False], ids=["bundled", "explicit"])
