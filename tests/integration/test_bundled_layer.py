@@ -312,7 +312,7 @@ def test_every_ext_module_imports_with_the_pruned_stdlib(
     assert executable == f"{root}/python/bin/python3"
 
 
-# As the launcher runs it (-S -OO): every module the extension loads must come from bytecode the
+# As the launcher runs it (-S -E -OO): every module the extension loads must come from bytecode the
 # layer ships for that level (/opt is read-only: a missing one is compiled at every cold start),
 # and the stdlib's bytecode carries no docstrings whatever the level.
 OPTIMIZED_PROBE = """
@@ -341,7 +341,7 @@ def test_as_the_launcher_runs_it_every_module_comes_from_shipped_bytecode(
     opt = layers["x86_64"].unpack(tmp_path / "opt")
     root = opt / NAME
     launcher = (opt / "extensions" / NAME).read_text()
-    assert '-S $optimize -m ext "$name"' in launcher and "optimize=-OO" in launcher
+    assert '-S $isolate $optimize -m ext "$name"' in launcher and "optimize=-OO" in launcher
     result = subprocess.run(
         # -B: writes no bytecode, as on Lambda's read-only /opt (here it would fill the gaps).
         [str(root / "python" / "bin" / "python3"), "-S", "-OO", "-B", "-c",
