@@ -42,6 +42,7 @@ DRAIN_RETRY_S = 0.05
 MIN_INLINE_S = 0.02
 INLINE_MARGIN = 4.0  # the round trips an inline attempt may take at least
 RECENT_TRIPS = 5
+TRANSFER_SHOWS = 2.0  # a request this many times the fastest round trip measures the bandwidth
 INLINE_SUSPEND_S = 60.0  # after an inline attempt timed out: at most one such a minute
 EXIT_CRASHED = 70  # as supervisor.EXIT_CRASHED; the main process restarts the sender
 
@@ -66,9 +67,15 @@ class Courier:
         # Measured on accepted requests, for the shutdown's drain estimate (flush_policy.py).
         self.queued_bytes = 0  # uncompressed bytes offered and not yet delivered
         self.sent_bytes = 0
-        self.send_time_s = 0.0
-        self.round_trip_s: float | None = None  # a moving average
+        # A request that spanned a freeze (sent as the environment froze, answered at the thaw)
+        # takes as long as the freeze: only the fastest recent figures are trusted, a freeze
+        # only ever makes one slower (a cumulative rate took one such as the network's, and
+        # the shutdown then kept seconds for a drain of milliseconds: the last report lost).
+        self.round_trip_s: float | None = None  # the fastest recent accepted request
         self.recent_trips: deque[float] = deque(maxlen=RECENT_TRIPS)  # accepted requests' times
+        self.recent_rates: deque[float] = deque(maxlen=RECENT_TRIPS)  # bytes/s beyond the trip
+        # Longer than the client lets a request take (connecting, then reading): it was frozen.
+        self._longest_s = (config.connect_timeout_ms + config.request_timeout_ms) / 1000
         self._inline_after = 0.0  # monotonic; no inline attempt before (one timed out)
         self.drain_deadline: float | None = None  # monotonic; set by the sender thread
         self.stats = DeliveryStats()  # requests, retries, failures, latency: self-metrics
@@ -275,15 +282,20 @@ class Courier:
         self._health(True, None)
 
     def send_rate_bps(self) -> float | None:
-        """Uncompressed bytes per second over the accepted requests so far."""
-        return self.sent_bytes / self.send_time_s if self.send_time_s > 0 else None
+        """Uncompressed bytes per second beyond a request's round trip: the best of the recent
+        requests large enough to show it; None until one was."""
+        return max(self.recent_rates) if self.recent_rates else None
 
     def _measured(self, size: int, elapsed_s: float) -> None:
         self.sent_bytes += size
-        self.send_time_s += elapsed_s
-        trip = self.round_trip_s
-        self.round_trip_s = elapsed_s if trip is None else 0.8 * trip + 0.2 * elapsed_s
+        if elapsed_s > self._longest_s:
+            return
         self.recent_trips.append(elapsed_s)
+        fastest = self.round_trip_s = min(self.recent_trips)
+        # A request within a few round trips of the fastest says nothing of the bandwidth (its
+        # time is latency): counted as bandwidth, it would reserve seconds for a large drain.
+        if elapsed_s >= TRANSFER_SHOWS * fastest and elapsed_s > fastest:
+            self.recent_rates.append(size / (elapsed_s - fastest))
 
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
         # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.

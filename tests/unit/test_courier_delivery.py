@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ext import config
+from ext.flush_policy import drain_reserve_s
 from ext.sender import courier as courier_module
 from ext.sender.batching import HecBatch, seal
 from ext.sender.courier import Courier
@@ -128,8 +129,8 @@ def test_an_accepted_batch_is_reported_done_with_its_seq_and_measured(make: Make
     assert courier.idle()
     assert courier.queued_bytes == 0
     assert courier.sent_bytes == 4
-    assert 0 < courier.send_time_s < 0.5  # the time of the one request, from zero
-    assert courier.send_rate_bps() == pytest.approx(4 / courier.send_time_s)
+    assert list(courier.recent_trips) == [round_trip(courier)]
+    assert courier.send_rate_bps() is None  # one request: all of its time is the round trip
     assert courier.failures == 0 and not courier.failing
 
 
@@ -349,20 +350,42 @@ def round_trip(courier: Courier) -> float | None:
     return courier.round_trip_s
 
 
-def test_round_trip_is_a_moving_average_of_accepted_requests() -> None:
+def measuring_courier(trips: int = 3, longest_s: float = 7.0) -> Courier:
     courier = Courier.__new__(Courier)
-    courier.sent_bytes, courier.send_time_s, courier.round_trip_s = 0, 0.0, None
-    courier.recent_trips = deque(maxlen=2)
+    courier.sent_bytes, courier.round_trip_s = 0, None
+    courier.recent_trips, courier.recent_rates = deque(maxlen=trips), deque(maxlen=trips)
+    courier._longest_s = longest_s
+    return courier
+
+
+def test_round_trip_is_the_fastest_recent_one_and_the_rate_what_lies_beyond_it() -> None:
+    courier = measuring_courier()
     assert courier.send_rate_bps() is None
-    courier._measured(100, 2.0)
-    assert round_trip(courier) == 2.0
-    assert courier.send_rate_bps() == 50.0
-    courier._measured(300, 0.5)
-    assert (courier.sent_bytes, courier.send_time_s) == (400, 2.5)
-    assert round_trip(courier) == pytest.approx(0.8 * 2.0 + 0.2 * 0.5)
-    assert courier.send_rate_bps() == pytest.approx(400 / 2.5)
-    courier._measured(100, 1.0)
-    assert list(courier.recent_trips) == [0.5, 1.0]  # the last few, for the inline attempts
+    courier._measured(100, 0.05)
+    assert round_trip(courier) == 0.05 and courier.send_rate_bps() is None
+    courier._measured(200, 0.06)  # within a few round trips: latency, no bandwidth figure
+    assert round_trip(courier) == 0.05 and courier.send_rate_bps() is None
+    courier._measured(100_000, 0.25)  # 100 kB in 0.2 s beyond the round trip
+    assert courier.send_rate_bps() == pytest.approx(500_000)
+    courier._measured(40_000, 0.15)  # 0.09 s beyond the fastest now (0.06): 444 kB/s
+    assert courier.send_rate_bps() == pytest.approx(500_000)  # the best of the recent ones
+    assert list(courier.recent_trips) == [0.06, 0.25, 0.15]  # the last few, for inline attempts
+    courier._measured(300, 0.04)
+    assert round_trip(courier) == 0.04
+    assert courier.sent_bytes == 100 + 200 + 100_000 + 40_000 + 300
+
+
+def test_a_request_that_spanned_a_freeze_leaves_the_drain_estimate_as_it_was() -> None:
+    # Sent as the environment froze, answered at the thaw: 3 s (or 40 s) for 2 kB. Taken as
+    # the network's, a shutdown with 200 kB spooled reserved all of its window for the drain.
+    courier = measuring_courier()
+    for size, took in ((2_000, 0.02), (200_000, 0.12), (2_000, 3.0), (3_000, 40.0)):
+        courier._measured(size, took)
+    assert round_trip(courier) == 0.02
+    assert courier.send_rate_bps() == pytest.approx(2_000_000)
+    assert 40.0 not in courier.recent_trips  # longer than the client lets a request take
+    reserve = drain_reserve_s(200_000, courier.send_rate_bps(), courier.round_trip_s)
+    assert reserve < 0.25
 
 
 def test_hec_failing_and_recovering_is_logged_once_each(
