@@ -73,12 +73,15 @@ ENRICHMENT_FIELDS: tuple[str, ...] = (
     "function_arn", "function_version", "aws_account_id", "aws_region", "memory_size_mb",
     "architecture", "runtime", "log_group", "environment_id", "init_type", "cold_start")
 _FIELD_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-# SPLUNK_FIELDS may not shadow what Splunk or the extension itself sets.
+# SPLUNK_FIELDS may not shadow what Splunk or the extension itself sets, the dimensions of its
+# metrics and the field of its alerts included (ext/sender/metrics.py, derived.py,
+# self_metrics.py): a field of the user's would take their place.
 RESERVED_FIELDS = frozenset({
     "time", "host", "source", "sourcetype", "index", "event", "fields", "punct", "linecount",
     "splunk_server", "function_name", "telemetry_type", "request_id", "level", "function_arn",
     "function_version", "aws_account_id", "aws_region", "memory_size_mb", "architecture",
     "runtime", "log_group", "environment_id", "cold_start", "init_type",
+    "status", "error_type", "phase", "alert", "reason",
 })
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

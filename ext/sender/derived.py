@@ -52,7 +52,7 @@ class PlatformDerivation:
         alert = alerts.classify(kind, figures)
         if alert is None and not self.metrics.enabled:
             return []  # the usual report: no alert, no metrics index
-        stamp = builder.epoch(time) if isinstance(time, str) else encode(time)
+        stamp = builder.stamp(time)  # as the platform event's own (a number in ms too)
         common = inner_fields(builder._fields_for(kind))
         out = []
         metric = self.metrics.platform_metrics(kind, stamp, common, figures)

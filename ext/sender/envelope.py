@@ -42,7 +42,7 @@ _EMPTY_RECORDS = frozenset({b"null", b'""', b'"\\n"', b"{}"})
 # The second byte of a record that may be blank (whitespace only, an empty object or array),
 # and every byte such a record can hold (an escape's letters among them): _blank.
 _BLANK_SECOND = frozenset({b" ", b"\\", b"]", b"\t", b"\r", b"\n"})  # '""', "{}": above
-_BLANK_BYTES = b' \t\r\n\\"{}[]tnr'
+_BLANK_BYTES = b' \t\r\n\\"{}[]tnru0129aAdD'  # escapes too: \u0020, \u0009, \u000a, \u000d
 _TAB = b"\\t"  # a tab inside a JSON string, as the raw record bytes carry it
 _REQUEST_ID_LEN = 36
 _UUID_BYTES = b"0123456789abcdefABCDEF-"
@@ -257,10 +257,12 @@ class EnvelopeBuilder:
         share a telemetry millisecond (Splunk sorts by _time, which keeps 6 decimals).
         A numeric time (not from Lambda) is converted as it is, without a tiebreak."""
         if iso == self._last_iso:  # a str: a number never equals one
-            if self._tie < 999 and self._last_stamp != b"null":
-                self._tie += 1
-                return self._last_stamp + b"%03d" % self._tie
-            return self._last_stamp
+            if self._last_stamp == b"null":
+                return self._last_stamp
+            # Past the 999th, the rest of the millisecond shares its last microsecond: never a
+            # time earlier than the events before them, nor one in the next millisecond.
+            self._tie = min(self._tie + 1, 999)
+            return self._last_stamp + b"%03d" % self._tie
         stamp = self._stamps.get(iso)
         if stamp is None:
             if not isinstance(iso, str):
@@ -276,8 +278,12 @@ class EnvelopeBuilder:
 
     def seconds(self, time: str | int | float) -> float | None:
         """An event's `time` as epoch seconds; None when it is not a time."""
-        stamp = self.epoch(time) if isinstance(time, str) else _number_time(time)
+        stamp = self.stamp(time)
         return None if stamp == b"null" else float(stamp)
+
+    def stamp(self, time: str | int | float) -> bytes:
+        """An event's `time` as HEC's `time`, without a tiebreak (the events derived from it)."""
+        return self.epoch(time) if isinstance(time, str) else _number_time(time)
 
     def epoch(self, iso: str) -> bytes:
         """ISO-8601 (ms, Z) to HEC `<seconds>.<ms>`; the per-second prefix is cached."""
@@ -393,7 +399,7 @@ def _blank(record: bytes) -> bool:
     except (msgspec.DecodeError, RecursionError):
         return False
     if isinstance(value, str):
-        return not value.strip()
+        return not value.strip(" \t\r\n")  # HEC's whitespace: a no-break space is content
     return isinstance(value, (dict, list)) and not value
 
 

@@ -44,7 +44,9 @@ def test_events_of_one_millisecond_get_microsecond_tiebreaks_in_order() -> None:
 def test_the_tiebreak_stops_at_999_rather_than_change_the_millisecond() -> None:
     times = raw_times(builder(), [T] * 1002)
     assert times[999] == f"{EPOCH}.235999"
-    assert times[1000] == times[1001] == f"{EPOCH}.235"  # never .2351000
+    # Never .2351000, nor back to .235, before the events of the same millisecond preceding.
+    assert times[1000] == times[1001] == f"{EPOCH}.235999"
+    assert times == sorted(times, key=float)
 
 
 def test_unreadable_times_are_null_and_never_get_a_tiebreak() -> None:

@@ -226,3 +226,14 @@ def test_a_dimension_the_common_fields_carry_is_not_repeated() -> None:
     assert event.count(b'"init_type"') == 1
     assert json.loads(event)["fields"] == {"function_name": "f", "init_type": "on-demand",
                                            "status": "success", "metric_name:aws.lambda.x_ms": 1.5}
+
+
+@pytest.mark.parametrize("time", [1759908629470, 1759908629.47])
+def test_a_numeric_time_gives_derived_events_the_platform_event_s_time(time: float) -> None:
+    # A time in milliseconds passed on verbatim would be 1,000 times too late for Splunk.
+    b = builder(SPLUNK_METRICS_INDEX="lambda_metrics")
+    body = json.dumps([{"time": time, "type": "platform.report",
+                        "record": report("timeout", "Sandbox.Timeout")}]).encode()
+    out = [json.loads(e) for e in b.build(body)]
+    assert len(out) == 4  # the event, its metrics, its alert and the alert's counter
+    assert {e["time"] for e in out} == {1759908629.47}
