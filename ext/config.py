@@ -99,6 +99,8 @@ SPLUNK_LISTENER_PORT = "SPLUNK_LISTENER_PORT"
 SPLUNK_METRICS_INDEX = "SPLUNK_METRICS_INDEX"
 SPLUNK_PLATFORM_EVENTS = "SPLUNK_PLATFORM_EVENTS"
 SPLUNK_ON_CONFIG_ERROR = "SPLUNK_ON_CONFIG_ERROR"
+SPLUNK_FLUSH = "SPLUNK_FLUSH"
+SPLUNK_TELEMETRY_TYPES = "SPLUNK_TELEMETRY_TYPES"
 TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
 # Per fetched source: the service (its signing name and endpoint prefix) and its endpoint
 # override, named as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific
@@ -144,8 +146,9 @@ SETTINGS: tuple[Row, ...] = (
     ("SPLUNK_SOURCETYPE", "sourcetype", "text", None, None, "per kind (below)", "",
      "one sourcetype for everything, e.g. `_json`"),
     ("SPLUNK_HEC_HOST", "event_host", "text", None, None, "function name", "", "HEC `host`"),
-    ("SPLUNK_TELEMETRY_TYPES", "telemetry_types", "telemetry_types", TELEMETRY_KINDS, None, "",
-     "", "Telemetry API types to subscribe to"),
+    (SPLUNK_TELEMETRY_TYPES, "telemetry_types", "telemetry_types", TELEMETRY_KINDS, None, "",
+     "", "Telemetry API types to subscribe to; without `platform` no invocation's end is "
+     "seen, and `SPLUNK_FLUSH` is `background` (a warning says so)"),
     ("SPLUNK_ENRICH", "enrich", "enrich", ENRICHMENT_FIELDS, None, "`true`", "",
      "the function's identity and environment as indexed fields on every event "
      "([below](#what-arrives-in-splunk)); `false`: only `function_name`, `telemetry_type`, "
@@ -166,7 +169,7 @@ SETTINGS: tuple[Row, ...] = (
     ("SPLUNK_MASK", "mask_rules", "mask", (), None, "", "secret",
      "mask rules `regex=>replacement`, several separated by `;;`, e.g. "
      "`Bearer\\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token];;AKIA[0-9A-Z]{16}=>[aws-key]`"),
-    ("SPLUNK_FLUSH", "flush", "choice", "adaptive", FLUSH_STRATEGIES, "", "",
+    (SPLUNK_FLUSH, "flush", "choice", "adaptive", FLUSH_STRATEGIES, "", "",
      "`adaptive`, `sync` or `background` (above)"),
     ("SPLUNK_MAX_LATENCY_MS", "max_latency_ms", "integer", 2_000, (100, 3_600_000), "", "",
      "`adaptive`: the line-to-Splunk latency it keeps while HEC is up (why 2 s: "
@@ -293,6 +296,12 @@ class Config:
     min_level: str | None  # upper case
     drop_pattern: Pattern[str] | None
     mask_rules: tuple[tuple[Pattern[str], str], ...]
+    notices: tuple[str, ...] = ()  # settings taken otherwise than asked: logged at start
+
+    @property
+    def sees_invocation_ends(self) -> bool:
+        """The subscription carries platform events: an invocation's runtimeDone and report."""
+        return "platform" in self.telemetry_types
 
     def __init__(self, **values: object) -> None:
         for name, value in values.items():
@@ -577,6 +586,15 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
         _, field, _, _, _, _, flags, _ = row
         if "custom" not in flags:
             values[field] = r.read(row)
+    notices = []
+    kinds = values.get("telemetry_types")
+    if isinstance(kinds, tuple) and "platform" not in kinds and values["flush"] != "background":
+        # Without platform events no invocation's end is ever seen: every waited flush would
+        # wait its whole budget (billed) for a runtimeDone that cannot come.
+        notices.append(f"{SPLUNK_FLUSH}={values['flush']} needs platform in "
+                       f"{SPLUNK_TELEMETRY_TYPES} to see an invocation end: flushing in the "
+                       "background instead")
+        values["flush"] = "background"
     spool_dir = r.raw(SPLUNK_SPOOL_DIR) or default_spool_dir(environ)
     unwritable = _unwritable_dir(spool_dir)
     if unwritable:
@@ -589,6 +607,7 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
         account_id=account_id if account_id.isdigit() else "",
         aws_environment=tuple((name, environ[name].strip()) for name in ENRICHMENT_VARIABLES
                               if environ.get(name, "").strip()),
+        notices=tuple(notices),
         **values,
     )
     if config.listener_port == LAMBDA_API_PORT:

@@ -132,6 +132,8 @@ class MainLoop:
         return self.status_r in select.select([self.status_r, *exits], [], [], left)[0]
 
     def start(self) -> None:
+        for notice in self.config.notices:
+            diagnostics.note("WARNING", notice)
         port = self.server.getsockname()[1]
         subscription = telemetry_api.build_subscription(self.config, port)
         if not telemetry_api.subscribe(self.api, subscription):
@@ -270,7 +272,9 @@ class MainLoop:
         """Lets the sender wait for the last report and drain, until just before the deadline."""
         left_s = max(0.0, deadline_ms / 1000 - time.time() - SHUTDOWN_MARGIN_S)
         deadline = time.monotonic() + left_s
-        drain = control.Drain(int((time.time() + left_s) * 1000), self.last_request or "")
+        # Without platform events there is no last report to wait for.
+        awaited = self.last_request if self.config.sees_invocation_ends else None
+        drain = control.Drain(int((time.time() + left_s) * 1000), awaited or "")
         drained = False
         while self._tell_sender(drain):
             if not supervisor.wait_exit(self.sender, deadline):

@@ -113,6 +113,22 @@ def test_types_deduplicated_and_case_insensitive() -> None:
     )
 
 
+@pytest.mark.parametrize("flush", [None, "sync", "adaptive"])
+def test_without_platform_events_the_flush_is_in_the_background_and_says_so(
+    flush: str | None,
+) -> None:
+    # No platform event, no runtimeDone: a waited flush would wait its whole budget, billed.
+    extra = {"SPLUNK_FLUSH": flush} if flush else {}
+    cfg = load(SPLUNK_TELEMETRY_TYPES="function,extension", **extra)
+    assert cfg.flush == "background" and not cfg.sees_invocation_ends
+    (notice,) = cfg.notices
+    assert f"SPLUNK_FLUSH={flush or 'adaptive'}" in notice and "SPLUNK_TELEMETRY_TYPES" in notice
+    assert load(SPLUNK_TELEMETRY_TYPES="function", SPLUNK_FLUSH="background").notices == ()
+    with_platform = load(SPLUNK_TELEMETRY_TYPES="platform", **extra)
+    assert with_platform.flush == (flush or "adaptive") and with_platform.notices == ()
+    assert with_platform.sees_invocation_ends
+
+
 def test_config_error_action() -> None:
     assert config.config_error_action({}) == "fail"
     assert config.config_error_action({"SPLUNK_ON_CONFIG_ERROR": "DISABLE"}) == "disable"

@@ -386,6 +386,30 @@ def test_shutdown_hands_the_sender_the_deadline_less_the_margin_and_the_last_req
     assert notes.lines == []  # drained: nothing to warn about
 
 
+@pytest.mark.parametrize("main", [{"SPLUNK_TELEMETRY_TYPES": "function,extension",
+                                   "SPLUNK_FLUSH": "sync"}], indirect=True)
+def test_without_platform_events_no_invocation_and_no_shutdown_waits_for_its_end(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No runtimeDone or report can come: waiting for one cost a whole budget per invocation
+    # and most of the shutdown window.
+    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: True)
+    monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
+    poll.script = {0: [control.Ready()]}
+    main.loop.start()
+    [(level, notice)] = notes.lines
+    assert level == "WARNING" and "SPLUNK_FLUSH=sync" in notice and "background" in notice
+    main.loop.api.events = [INVOKE, INVOKE, SHUTDOWN]  # type: ignore[attr-defined]
+    children.exits = [(True, supervisor.EXIT_OK)]
+    started = clock.now
+    assert main.loop.serve() == 0
+    assert main.loop.last_request == "r1"
+    [drain] = sent(main)
+    assert isinstance(drain, control.Drain) and drain.request_id == ""
+    assert clock.now == started  # no wait at any invocation
+
+
 def test_shutdown_past_its_deadline_still_asks_for_a_drain_now(
     main: Main, clock: Clock, children: Children,
 ) -> None:
