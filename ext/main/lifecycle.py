@@ -106,6 +106,10 @@ class MainLoop:
         # takes every invocation as waited for; adaptive: main notes those it waits for.
         self.ask_late = True
         self.notes_waits = config.flush == "adaptive"
+        # Neither without platform events (config.py) nor without a Telemetry API (start):
+        # a wait for telemetry that cannot come is billed.
+        self.sees_invocation_ends = config.sees_invocation_ends
+        self.flush = config.flush
         self.sender_started = False
         self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000,
                                       config.dispatch_max_wait_ms / 1000)
@@ -139,6 +143,7 @@ class MainLoop:
         if not telemetry_api.subscribe(self.api, subscription):
             diagnostics.note("WARNING", "the Telemetry API is not supported here (202): "
                                         "nothing will be forwarded")
+            self.flush, self.sees_invocation_ends = "background", False
         preload_children()
         supervisor.spawn(self.listener, self._all_fds())
         supervisor.spawn(self.sender, self._all_fds())
@@ -179,11 +184,11 @@ class MainLoop:
                 return 0
             if event.kind == "INVOKE" and event.request_id:
                 self.last_request = event.request_id
-                if self.config.flush == "sync":
+                if self.flush == "sync":
                     self.flush_invocation(event.request_id, event.deadline_ms / 1000,
                                           ask_late=self.ask_late)
                     self.ask_late = self.answers.get(event.request_id) is True
-                elif self.config.flush == "adaptive":
+                elif self.flush == "adaptive":
                     self.adapt(event.request_id, event.deadline_ms / 1000)
 
     def adapt(self, request_id: str, deadline: float) -> None:
@@ -272,8 +277,7 @@ class MainLoop:
         """Lets the sender wait for the last report and drain, until just before the deadline."""
         left_s = max(0.0, deadline_ms / 1000 - time.time() - SHUTDOWN_MARGIN_S)
         deadline = time.monotonic() + left_s
-        # Without platform events there is no last report to wait for.
-        awaited = self.last_request if self.config.sees_invocation_ends else None
+        awaited = self.last_request if self.sees_invocation_ends else None
         drain = control.Drain(int((time.time() + left_s) * 1000), awaited or "")
         drained = False
         while self._tell_sender(drain):

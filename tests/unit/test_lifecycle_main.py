@@ -410,6 +410,25 @@ def test_without_platform_events_no_invocation_and_no_shutdown_waits_for_its_end
     assert clock.now == started  # no wait at any invocation
 
 
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "sync"}], indirect=True)
+def test_without_a_telemetry_api_no_invocation_and_no_shutdown_waits_for_telemetry(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: False)  # 202
+    monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
+    poll.script = {0: [control.Ready()]}
+    main.loop.start()
+    main.loop.api.events = [INVOKE, SHUTDOWN]  # type: ignore[attr-defined]
+    children.exits = [(True, supervisor.EXIT_OK)]
+    started = clock.now
+    assert main.loop.serve() == 0
+    [drain] = sent(main)
+    assert isinstance(drain, control.Drain) and drain.request_id == ""
+    assert clock.now == started
+    assert notes.levels() == ["WARNING"]
+
+
 def test_shutdown_past_its_deadline_still_asks_for_a_drain_now(
     main: Main, clock: Clock, children: Children,
 ) -> None:
