@@ -7,6 +7,8 @@ count still grows and the operator sees both in the extension's stderr (CloudWat
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -56,9 +58,26 @@ class Quarantine:
             if size + len(line) <= self.max_bytes:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 try:
-                    os.write(fd, line)
+                    _append(fd, line)
                 finally:
                     os.close(fd)
                 self.kept += 1
         except OSError as err:
             log.error("cannot write the dead-letter file %s: %s", self.path, err)
+
+
+def _append(fd: int, line: bytes) -> None:
+    """Writes all of `line` at the file's end, or nothing: a write cut short (a full disk takes
+    what fits, then fails) is undone, so no half line runs into the next one kept."""
+    done = 0
+    try:
+        while done < len(line):
+            written = os.write(fd, line[done:])
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+    except OSError:
+        if done:  # O_APPEND: this write's bytes end at the file offset
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - done)
+        raise

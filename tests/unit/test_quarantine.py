@@ -122,3 +122,31 @@ def test_unmappable_records_are_told_at_powers_of_two_only(
         f"could not map {n} spool record(s) (last: seq {n}, RecursionError); kept in {q.path}"
         for n in (1, 2, 4)
     ]
+
+
+def test_a_line_cut_short_by_a_full_disk_is_not_left_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a nearly full /tmp, write(2) to a regular file writes what fits and returns that count;
+    # the next write fails with ENOSPC. A half line left in the file would run into the next
+    # line kept once space is free again, and a JSONL reader would lose both.
+    q = Quarantine(str(tmp_path))
+    q.keep(b"first", 400, 6, "t")
+    real_write = os.write
+    room = [10]  # bytes the disk still takes
+
+    def full_disk_write(fd: int, data: bytes) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}") != q.path:
+            return real_write(fd, data)
+        if not room[0]:
+            raise OSError(28, "No space left on device")
+        written = real_write(fd, bytes(data)[:room[0]])
+        room[0] -= written
+        return written
+
+    monkeypatch.setattr(os, "write", full_disk_write)
+    q.keep(b"second", 400, 6, "t")
+    monkeypatch.setattr(os, "write", real_write)  # space freed again
+    q.keep(b"third", 400, 6, "t")
+    assert [line["envelope"] for line in lines(q.path)] == ["first", "third"]
+    assert (q.count, q.kept) == (3, 2)
