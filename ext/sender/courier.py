@@ -302,10 +302,12 @@ class Courier:
         index = outcome.invalid_event
         if index is not None and 0 <= index < batch.count:
             poison = batch.envelopes()[index]
-            self.quarantine.keep(poison, outcome.status, outcome.code, outcome.text)
+            kept = self.quarantine.keep(poison, outcome.status, outcome.code, outcome.text)
+            self.stats.quarantined_event(kept)
             return without(batch, index)
         if batch.count == 1:
-            self.quarantine.keep(batch.joined(), outcome.status, outcome.code, outcome.text)
+            kept = self.quarantine.keep(batch.joined(), outcome.status, outcome.code, outcome.text)
+            self.stats.quarantined_event(kept)
             return without(batch, 0)
         first, second = split_batch(batch)
         self._deliver(first)

@@ -27,10 +27,11 @@ class Quarantine:
         self.records = 0  # spool records that could not be mapped
         self.kept = 0  # lines written to the file
 
-    def keep(self, envelope: bytes, status: int, code: int | None, text: str) -> None:
-        """Records one refused envelope with HEC's reason; never raises."""
+    def keep(self, envelope: bytes, status: int, code: int | None, text: str) -> bool:
+        """Records one refused envelope with HEC's reason; never raises. True if the file kept
+        it (False: full or unwritable, the event is lost but counted)."""
         self.count += 1
-        self._write(json.dumps(
+        kept = self._write(json.dumps(
             {"status": status, "code": code, "text": text,
              "envelope": envelope.decode("utf-8", "replace")}
         ).encode() + b"\n")
@@ -39,6 +40,7 @@ class Quarantine:
                 "HEC refused %d event(s) as invalid (last: status %s, code %s: %s); kept %d in %s",
                 self.count, status, code, text, self.kept, self.path,
             )
+        return kept
 
     def keep_record(self, seq: int, payload: bytes, error: BaseException) -> None:
         """Records one spool record (a Telemetry API batch) that could not be mapped, with the
@@ -52,7 +54,7 @@ class Quarantine:
             log.error("could not map %d spool record(s) (last: seq %d, %s); kept in %s",
                       self.records, seq, type(error).__name__, self.path)
 
-    def _write(self, line: bytes) -> None:
+    def _write(self, line: bytes) -> bool:
         try:
             size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
             if size + len(line) <= self.max_bytes:
@@ -62,8 +64,10 @@ class Quarantine:
                 finally:
                     os.close(fd)
                 self.kept += 1
+                return True
         except OSError as err:
             log.error("cannot write the dead-letter file %s: %s", self.path, err)
+        return False
 
 
 def _append(fd: int, line: bytes) -> None:

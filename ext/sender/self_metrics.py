@@ -41,6 +41,8 @@ class DeliveryStats:
         self.retries = 0
         self.failures: dict[str, int] = {}  # by verdict: retry, hold, poison, too_large
         self.latencies_ms: list[float] = []
+        self.quarantined = 0  # events HEC refused as invalid, taken out of delivery
+        self.quarantine_lost = 0  # of those, the ones the dead-letter file could not keep
         self.bytes_uncompressed = 0
         self.bytes_compressed = 0
 
@@ -55,15 +57,25 @@ class DeliveryStats:
             if len(self.latencies_ms) < MAX_LATENCIES:
                 self.latencies_ms.append(elapsed_s * 1000)
 
+    def quarantined_event(self, kept: bool) -> None:
+        """One event HEC refused as invalid went to the dead-letter file (`kept`) or, the file
+        full or unwritable, was lost."""
+        with self._lock:
+            self.quarantined += 1
+            if not kept:
+                self.quarantine_lost += 1
+
     def take(self) -> dict[str, float | int]:
         """The counters since the last call, as metric values; resets them."""
         with self._lock:
             requests, retries, failures = self.requests, self.retries, self.failures
+            quarantined, lost = self.quarantined, self.quarantine_lost
             latencies = sorted(self.latencies_ms)
-            self.requests = self.retries = 0
+            self.requests = self.retries = self.quarantined = self.quarantine_lost = 0
             self.failures, self.latencies_ms = {}, []
         values: dict[str, float | int] = {
             "hec.requests": requests, "hec.retries": retries,
+            "hec.quarantined_events": quarantined, "hec.quarantine_lost_events": lost,
             "hec.bytes_uncompressed": self.bytes_uncompressed,
             "hec.bytes_compressed": self.bytes_compressed,
         }

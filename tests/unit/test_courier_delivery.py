@@ -783,3 +783,27 @@ def _hurry_wakes(courier: Courier) -> bool:
     courier._cv.notify_all = notify_all  # type: ignore[method-assign]
     courier.hurry()
     return bool(woken)
+
+
+def test_events_hec_refused_are_counted_in_the_self_metrics_and_so_are_those_not_kept(
+    make: Make,
+) -> None:
+    # The dead-letter file lives in the environment's /tmp, which nobody reads: the count of
+    # events taken out of delivery must reach Splunk, and so must those the (full) file lost.
+    def answer(envelopes: list[bytes]) -> HecOutcome:
+        if b"bad" in envelopes:
+            return HecOutcome(Verdict.POISON, 400, 6, "Invalid data format",
+                              invalid_event=envelopes.index(b"bad"))
+        return ACCEPTED
+
+    courier, _ = make(answer)
+    courier.stats.take()
+    courier.offer(batch(b"a", b"bad", seq=1))
+    assert done(courier) == [1]
+    courier.quarantine.max_bytes = 0  # the file is full from now on
+    courier.offer(batch(b"bad", b"c", seq=2))
+    assert done(courier) == [2]
+    stats = courier.stats.take()
+    assert (stats["hec.quarantined_events"], stats["hec.quarantine_lost_events"]) == (2, 1)
+    again = courier.stats.take()  # deltas, like the other delivery counters
+    assert (again["hec.quarantined_events"], again["hec.quarantine_lost_events"]) == (0, 0)
