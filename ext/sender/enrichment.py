@@ -44,6 +44,7 @@ class InitFacts(msgspec.Struct, omit_defaults=True):
     environment_id: str = ""
     init_type: str = ""
     cold_request: str = ""  # the first invocation after the last init
+    cold_pending: bool = False  # an init seen, its first invocation's start not yet
 
 
 class _InitRecord(msgspec.Struct):
@@ -102,7 +103,9 @@ class Enrichment:
         self._user = list(config.user_fields)
         self._path = os.path.join(os.path.dirname(config.spool_dir.rstrip("/")), STATE_FILE)
         self.facts = self._load() if self.enabled else InitFacts()
-        self._cold_pending = False
+        # Kept in the file too: a sender restarted after the init's record was committed never
+        # reads that initStart again, and would miss the cold start.
+        self._cold_pending = self.facts.cold_pending
         self.cold_request: bytes | None = _json_or_none(self.facts.cold_request)
         self._fields = self._encode()
 
@@ -123,9 +126,10 @@ class Enrichment:
         self.cold_request = None
         facts = InitFacts(runtime=seen.runtimeVersion or self.facts.runtime,
                           environment_id=seen.instanceId or self.facts.environment_id,
-                          init_type=seen.initializationType or self.facts.init_type)
-        changed = facts != InitFacts(self.facts.runtime, self.facts.environment_id,
-                                     self.facts.init_type)
+                          init_type=seen.initializationType or self.facts.init_type,
+                          cold_pending=True)
+        changed = (facts.runtime, facts.environment_id, facts.init_type) != (
+            self.facts.runtime, self.facts.environment_id, self.facts.init_type)
         self.facts = facts
         self._save()
         if changed:
@@ -136,7 +140,7 @@ class Enrichment:
         """platform.start (its JSON-encoded request id): the first after an init is cold."""
         if not self._cold_pending or "cold_start" not in self._wanted:
             return
-        self._cold_pending = False
+        self._cold_pending = self.facts.cold_pending = False
         self.cold_request = request_id
         with contextlib.suppress(msgspec.DecodeError):
             self.facts.cold_request = msgspec.json.decode(request_id, type=str)

@@ -191,3 +191,21 @@ def test_the_account_id_comes_from_register(tmp_path: Path) -> None:
     assert api.account_id() == "0123"
     api.registration = b"not json"
     assert api.account_id() == ""
+
+
+def test_a_sender_restarted_between_the_init_and_the_first_start_still_marks_the_cold_start(
+    tmp_path: Path,
+) -> None:
+    # The init's telemetry often comes in a batch of its own, delivered and committed before
+    # the first invocation's: a sender restarted then never reads the initStart again.
+    first = EnvelopeBuilder(cfg(tmp_path), "orders")
+    envelopes(first, ("platform.initStart", INIT_START))
+    restarted = EnvelopeBuilder(cfg(tmp_path), "orders")
+    out = envelopes(restarted, ("platform.start", {"requestId": RID1}),
+                    ("function", f"[INFO]\t{TIME}\t{RID1}\tfirst"),
+                    ("platform.start", {"requestId": RID2}))
+    assert [fields(e).get("cold_start") for e in out] == ["true", "true", None]
+    again = EnvelopeBuilder(cfg(tmp_path), "orders")  # and the one after knows it was RID1
+    out = envelopes(again, ("platform.report", {"requestId": RID1, "metrics": {}}),
+                    ("platform.start", {"requestId": "33333333-9cdd-4145-b1f6-7c50ef8a2a36"}))
+    assert [fields(e).get("cold_start") for e in out] == ["true", None]
