@@ -81,6 +81,7 @@ class Courier:
         self.stats = DeliveryStats()  # requests, retries, failures, latency: self-metrics
         self._cv = threading.Condition()
         self._slot: HecBatch | None = None
+        self._resent: HecBatch | None = None  # offered after its inline attempt failed
         self._busy = False
         self._done: list[int | None] = []
         self._hurry = False
@@ -164,6 +165,8 @@ class Courier:
         finally:
             with self._cv:
                 self._busy = False
+        with self._cv:
+            self._resent = batch  # failed here: the thread's first request of it is a retry
         self.offer(batch)  # the thread retries, splits or quarantines it from here
         return False
 
@@ -210,10 +213,11 @@ class Courier:
                 if self._stopping or self._slot is None:
                     return
                 batch = self._slot
-                self._slot = None
+                resent = batch is self._resent
+                self._slot = self._resent = None
                 self._busy = True
             try:
-                self._deliver(batch)
+                self._deliver(batch, resent)
             except _StoppedError:
                 return
             except Exception:
@@ -252,8 +256,9 @@ class Courier:
         with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
             os.write(self._done_w, b"d")
 
-    def _deliver(self, batch: HecBatch) -> None:
-        """POSTs until HEC accepted the batch or quarantined its poison events."""
+    def _deliver(self, batch: HecBatch, resent: bool = False) -> None:
+        """POSTs until HEC accepted the batch or quarantined its poison events; `resent`: its
+        first request here repeats one that failed (inline), and counts as a retry."""
         attempt = 0
         while batch.count:
             started = self.posting_since = time.monotonic()
@@ -261,7 +266,9 @@ class Courier:
                 outcome = self.client.post(batch.body)
             finally:
                 self.posting_since = None
-            self.stats.requested(time.monotonic() - started, outcome.verdict.value, attempt > 0)
+            self.stats.requested(time.monotonic() - started, outcome.verdict.value,
+                                 attempt > 0 or resent)
+            resent = False
             verdict = outcome.verdict
             took = time.monotonic() - started
             if verdict is Verdict.ACCEPTED:

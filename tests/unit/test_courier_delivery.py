@@ -807,3 +807,15 @@ def test_events_hec_refused_are_counted_in_the_self_metrics_and_so_are_those_not
     assert (stats["hec.quarantined_events"], stats["hec.quarantine_lost_events"]) == (2, 1)
     again = courier.stats.take()  # deltas, like the other delivery counters
     assert (again["hec.quarantined_events"], again["hec.quarantine_lost_events"]) == (0, 0)
+
+
+def test_the_threads_resend_of_a_batch_that_failed_inline_is_counted_as_a_retry(
+    make: Make,
+) -> None:
+    courier, client = warmed(make, [HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")])
+    courier.stats.take()
+    assert not courier.deliver_now(batch(b"a", seq=2), 0.5)  # failed inline: the thread resends
+    assert done(courier) == [2]
+    assert client.posted[-2:] == [[b"a"], [b"a"]]
+    stats = courier.stats.take()
+    assert (stats["hec.requests"], stats["hec.retries"], stats["hec.failures.retry"]) == (2, 1, 1)
