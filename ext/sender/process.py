@@ -392,7 +392,7 @@ class Sender:
     def _self_metrics(self, reason: str) -> list[bytes]:
         if not self.self_metrics.due(reason):
             return []
-        unsent = (self.reader.unread_bytes() + self.held.size
+        unsent = (self.reader.unread_bytes() + self.held.size + sum(b.size for b in self.outbox)
                   + getattr(self.courier, "queued_bytes", 0))
         envelope = self.self_metrics.envelope(self.builder, self.reader.stats, unsent, reason)
         return [] if envelope is None else [envelope]

@@ -15,6 +15,7 @@ import pytest
 
 from ext import config, control
 from ext.errors import ConfigError
+from ext.sender.batching import seal
 from ext.sender.envelope import EnvelopeBuilder
 from ext.sender.self_metrics import (
     MAX_LATENCIES,
@@ -408,3 +409,18 @@ def test_a_main_with_a_low_pid_is_named(monkeypatch: pytest.MonkeyPatch) -> None
     # In a container's PID namespace the extension's main can be pid 2 (pid 1 its init).
     monkeypatch.setattr(os, "getppid", lambda: 2)
     assert extension_pids()["main"] == 2
+
+
+def test_unsent_bytes_count_the_requests_cut_and_waiting_for_the_courier(tmp_path: Path) -> None:
+    # While HEC is slow or down the courier holds one request and the sender keeps the next ones
+    # cut (its outbox): they are unsent too, as the shutdown's drain estimate counts them.
+    rig = Rig(tmp_path)
+    try:
+        waiting = seal([b"x" * 500, b"y" * 499], 1, 1)
+        rig.sender.outbox.append(waiting)
+        envelope = rig.sender._self_metrics("shutdown")[0]
+        figures = json.loads(envelope)["event"]["metrics"]
+        assert figures["splunk.extension.spool.unsent_bytes"] >= waiting.size == 1000
+    finally:
+        rig.sender.outbox.clear()
+        rig.close()
