@@ -219,7 +219,8 @@ class MainLoop:
         sender reports the invocation running (its platform.start spooled, and not delivered
         5/8 through this wait), main may wait up to the deadline, and the sender answers
         within the budget after the runtimeDone. Until then, or when the listener died
-        meanwhile (telemetry may come late), main waits at most the budget from now.
+        meanwhile (telemetry may come late), main waits at most the budget from now (from its
+        first death in this wait: later ones move the end no later).
         An earlier invocation (`ended`: a backlog) cannot be running any more, whatever its
         spooled records say (its runtimeDone may have been dropped): the budget from now.
         `ask_late`: the sender answers unasked (sync: it takes every invocation as waited for;
@@ -245,6 +246,7 @@ class MainLoop:
             ask_at = None  # the notes pipe is full: ask now
         if ask_at is None and not self._tell_sender(flush):
             return
+        listener_died = False
         while request_id not in self.answers:
             if request_id in self.running and not ended:
                 end = last
@@ -271,7 +273,12 @@ class MainLoop:
             if supervisor.reap([self.listener]):
                 self._restart(self.listener)
                 self.running.discard(request_id)
-                end = min(time.monotonic() + budget, last)
+                # Telemetry may come late, to the new listener: the budget from the first
+                # death. A listener that dies again sent nothing meanwhile: its death moves the
+                # end no later (each one pushed it a budget on, to the deadline in a crash loop).
+                fallback = min(time.monotonic() + budget, last)
+                end = min(end, fallback) if listener_died else fallback
+                listener_died = True
 
     def shutdown(self, deadline_ms: float, reason: str) -> None:
         """Lets the sender wait for the last report and drain, until just before the deadline."""

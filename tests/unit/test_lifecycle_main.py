@@ -1051,3 +1051,17 @@ def test_a_sender_that_died_during_a_backlog_wait_is_asked_for_the_backlog_again
     main.loop.adapt("c", EPOCH + clock.now + 60)
     assert sent(main) == [control.FlushBacklog("b"), control.FlushBacklog("b")]
     assert children.spawned == ["sender"]
+
+
+def test_a_listener_that_keeps_dying_during_a_running_wait_moves_its_end_only_once(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    # A listener that dies again and again (a crash loop, a batch that kills it at every retry)
+    # sent no telemetry since its first death: each restart pushed the end a budget further,
+    # and main waited, billed, until the invocation's deadline.
+    poll.script = {0: [control.Running("rid")]}
+    poll.actions = {n: lambda: children.dying.append("listener") for n in range(1, 1000)}
+    start = poll.clock.now
+    main.loop.flush_invocation("rid", EPOCH + start + 60)
+    assert "rid" not in main.loop.running
+    assert poll.clock.now - start == pytest.approx(0.1 + BUDGET_S)  # the first death's budget
