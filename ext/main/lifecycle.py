@@ -151,6 +151,8 @@ class MainLoop:
 
     def _await_sender_start(self, end: float) -> None:
         while not self.sender_started:
+            if supervisor.held_back(self.sender):
+                return  # it fails to start: nothing to wait for
             left = end - time.monotonic()
             if left <= 0:
                 diagnostics.note("WARNING", "the sender is slow to start; not waiting for it")
@@ -178,7 +180,7 @@ class MainLoop:
         """The event loop: one INVOKE or SHUTDOWN at a time until SHUTDOWN."""
         while True:
             event = Event(self.api.next_event())
-            self._restart_dead_children()
+            self._restart_dead_children(anyway=event.kind == "SHUTDOWN")
             if event.kind == "SHUTDOWN":
                 self.shutdown(event.deadline_ms, event.reason)
                 return 0
@@ -228,6 +230,8 @@ class MainLoop:
         only if no answer came RUNNING_AT through the wait, when the sender says at once
         whether the invocation runs.
         """
+        if supervisor.held_back(self.sender):
+            return  # it failed to start again and again: no answer can come before its restart
         now = time.monotonic()
         budget = wait_limit(self.config.flush_budget_ms / 1000)
         last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
@@ -270,6 +274,8 @@ class MainLoop:
                     self._tell_sender(flush)
                 elif self.notes_waits:
                     self._note(note)
+            elif supervisor.held_back(self.sender):
+                return  # it died again at its start: left down, it answers nothing
             if supervisor.reap([self.listener]):
                 self._restart(self.listener)
                 self.running.discard(request_id)
@@ -293,7 +299,8 @@ class MainLoop:
             drained = self.sender.exit_status == supervisor.EXIT_OK
             if drained or deadline - time.monotonic() < SENDER_CHECK_S:
                 break
-            self._restart(self.sender)  # it crashed while draining: resume from the spool
+            if not self._restart(self.sender):  # it crashed while draining: resume from the spool
+                break  # unless it fails to start: the spool keeps the rest
         if not drained:
             diagnostics.note("WARNING", f"shutdown ({reason}): deadline reached with events "
                                         "possibly still spooled")
@@ -330,25 +337,35 @@ class MainLoop:
                 self.sender_started = True
 
     def _sender_restarted(self) -> bool:
-        """Restarts the sender if it died; True if it did."""
-        if not supervisor.reap([self.sender]):
+        """Restarts the sender if it died (and is not held back); True if it did."""
+        return bool(supervisor.reap([self.sender])) and self._restart(self.sender)
+
+    def _restart_dead_children(self, anyway: bool = False) -> None:
+        """Restarts the children that died, and those held back whose back-off is over (or
+        `anyway`: at SHUTDOWN, their last chance to send what is spooled)."""
+        children = [self.listener, self.sender]
+        if _a_child_exited():
+            for child in supervisor.reap(children):
+                self._restart(child, anyway)
+        for child in children:
+            if supervisor.held_back(child) and (anyway or supervisor.restart_due(child)):
+                self._restart(child, anyway=True)
+
+    def _restart(self, child: supervisor.Child, anyway: bool = False) -> bool:
+        """Starts `child` again; one failing to start is held back (supervisor.QUICK_EXIT_S)
+        and started at the first event after its back-off. True if it was started."""
+        if not (anyway or supervisor.restart_due(child)):
+            diagnostics.note("ERROR", f"{child.role} exited with {child.exit_status} "
+                                      f"{child.quick_exits} times in a row right after its start; "
+                                      "not restarting it before its back-off is over")
             return False
-        self._restart(self.sender)
-        return True
-
-    def _restart_dead_children(self) -> None:
-        if not _a_child_exited():
-            return
-        for child in supervisor.reap([self.listener, self.sender]):
-            self._restart(child)
-
-    def _restart(self, child: supervisor.Child) -> None:
         diagnostics.note("ERROR", f"{child.role} exited with {child.exit_status}; restarting it")
         child.restarts += 1
         if child is self.sender:
             self.sender_started = False
         self.adaptive.relearn()
         supervisor.spawn(child, self._all_fds())
+        return True
 
 
 def _a_child_exited() -> bool:

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_CRASHED = 70  # an unexpected exception escaped the child's entry point
 STOP_GRACE_S = 0.1
+# A child that exits within QUICK_EXIT_S of its start is failing to start (a spool it cannot
+# open, a certificate it cannot read): started again at once, it dies again at once. After
+# QUICK_EXITS_FREE such exits in a row it is restarted no sooner than RESTART_BACKOFF_S after
+# its exit, doubled at each further one up to RESTART_BACKOFF_MAX_S (lifecycle.py leaves it
+# down meanwhile), so that main does not fork it over and over on the function's CPU.
+QUICK_EXIT_S = 1.0
+QUICK_EXITS_FREE = 2
+RESTART_BACKOFF_S = 1.0
+RESTART_BACKOFF_MAX_S = 60.0
 
 
 class Child:
@@ -43,6 +52,9 @@ class Child:
         self.restarts = 0
         self.exit_status: int | None = None
         self.exit_fd = -1  # the living child's pidfd, readable once it exited; -1: none
+        self.started_at = 0.0  # monotonic time of the last spawn
+        self.quick_exits = 0  # exits in a row within QUICK_EXIT_S of the start
+        self.restart_at = 0.0  # monotonic time before which it is not restarted (0: none)
 
 
 def exit_fds(children: list[Child]) -> list[int] | None:
@@ -57,6 +69,16 @@ def exit_fds(children: list[Child]) -> list[int] | None:
     return fds
 
 
+def restart_due(child: Child) -> bool:
+    """Whether the dead `child` may be started again now (no back-off, or its end passed)."""
+    return time.monotonic() >= child.restart_at
+
+
+def held_back(child: Child) -> bool:
+    """Dead and left down for its back-off: it answers nothing until restarted."""
+    return not child.pid and child.restart_at > 0
+
+
 def spawn(child: Child, close_fds: tuple[int, ...]) -> None:
     """Forks `child`; in the child, closes the fds it must not hold and runs its entry."""
     # Everything the main process allocated so far moves to the permanent generation, so the
@@ -66,6 +88,7 @@ def spawn(child: Child, close_fds: tuple[int, ...]) -> None:
     pid = os.fork()
     if pid:
         child.pid = pid
+        child.started_at = time.monotonic()
         child.exit_status = None
         child.exit_fd = _pidfd(pid)
         return
@@ -138,9 +161,15 @@ def stop(children: list[Child], deadline: float) -> None:
 
 
 def _forget(child: Child, exit_status: int | None) -> None:
-    """`child` was reaped: its pid and pidfd are no longer its."""
+    """`child` was reaped: its pid and pidfd are no longer its; a child failing to start
+    is held back before its next start."""
     child.pid = 0
     child.exit_status = exit_status
+    now = time.monotonic()
+    child.quick_exits = child.quick_exits + 1 if now - child.started_at < QUICK_EXIT_S else 0
+    over = child.quick_exits - QUICK_EXITS_FREE
+    child.restart_at = (now + min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_S * 2 ** (over - 1))
+                        if over > 0 else 0.0)
     if child.exit_fd >= 0:
         _close_quietly(child.exit_fd)
         child.exit_fd = -1

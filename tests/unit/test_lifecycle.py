@@ -293,3 +293,31 @@ def test_a_backlog_is_not_waited_for_past_the_budget_whatever_its_records_say(ma
     thread.join()
     assert control.FlushBacklog("b") in asked
     assert 0.13 <= elapsed < 0.5  # budget 150 ms less main's reaction, from the asking
+
+
+def _cannot_start() -> None:
+    raise OSError("the spool cannot be opened")  # a fault every new child meets again
+
+
+@pytest.mark.timing  # a crash loop within one 1 s flush budget
+def test_a_sender_that_crashes_at_every_start_is_not_forked_again_and_again() -> None:
+    import gc
+
+    from ext.main import supervisor
+
+    made = Main(budget_ms=1000)
+    sender = made.loop.sender
+    sender.entry, sender.log_level = _cannot_start, "CRITICAL"
+    try:
+        supervisor.spawn(sender, made.loop._all_fds())
+        start = time.monotonic()
+        made.loop.flush_invocation("rid", time.time() + 60)
+        elapsed = time.monotonic() - start
+        # It was forked again at each death, as fast as main could (~50 in the budget, on
+        # the function's CPU), and the waited invocation was billed its whole budget.
+        assert sender.restarts <= 3  # a couple at once, then held back
+        assert elapsed < 0.5  # a sender backing off answers nothing: no wait for it
+    finally:
+        supervisor.stop([sender], time.monotonic() + 1)
+        made.close()
+        gc.unfreeze()

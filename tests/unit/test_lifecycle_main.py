@@ -1065,3 +1065,22 @@ def test_a_listener_that_keeps_dying_during_a_running_wait_moves_its_end_only_on
     main.loop.flush_invocation("rid", EPOCH + start + 60)
     assert "rid" not in main.loop.running
     assert poll.clock.now - start == pytest.approx(0.1 + BUDGET_S)  # the first death's budget
+
+
+def test_a_sender_held_back_is_not_waited_for_and_restarted_after_its_back_off_or_at_shutdown(
+    main: Main, poll: Poll, children: Children, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    held = {"now": True}  # the back-off runs on the supervisor's clock: the test says when
+    monkeypatch.setattr(supervisor, "restart_due", lambda child: not held["now"])
+    main.loop.sender.pid, main.loop.sender.restart_at = 0, 1.0  # died at its start, held back
+    start = clock.now
+    main.loop.flush_invocation("rid", EPOCH + start + 60)
+    assert clock.now == start and poll.timeouts == []  # nothing can answer: no wait
+    main.loop._restart_dead_children()
+    assert children.spawned == []
+    held["now"] = False
+    main.loop._restart_dead_children()  # the first event after its back-off
+    assert children.spawned == ["sender"]
+    main.loop.sender.pid, held["now"] = 0, True
+    main.loop._restart_dead_children(anyway=True)  # SHUTDOWN: its last chance to drain
+    assert children.spawned == ["sender", "sender"]

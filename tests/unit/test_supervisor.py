@@ -381,3 +381,33 @@ def test_stop_ends_a_child_reaped_elsewhere_during_its_grace(
     assert kid.pid == 0 and kid.exit_status is None and kid.exit_fd == -1
     with pytest.raises(OSError):
         os.fstat(pidfd)
+
+
+def test_a_child_that_keeps_dying_at_its_start_is_held_back_longer_each_time() -> None:
+    kid = child(divide_by_zero)
+    held: list[float] = []
+    for _ in range(5):
+        assert supervisor.restart_due(kid)  # run at once, as the test does
+        supervisor.spawn(kid, ())
+        wait_dead(kid)
+        assert supervisor.held_back(kid) == (kid.restart_at > 0)
+        held.append(kid.restart_at and kid.restart_at - time.monotonic())
+        kid.restart_at = 0.0
+    assert held[:2] == [0.0, 0.0]  # the first exits in a row are restarted at once
+    assert held[2:] == [pytest.approx(1.0, abs=0.1), pytest.approx(2.0, abs=0.1),
+                        pytest.approx(4.0, abs=0.1)]
+
+
+def test_a_child_that_lived_past_its_start_is_restarted_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "QUICK_EXIT_S", 0.05)
+    def crash_later() -> None:
+        time.sleep(0.1)
+        divide_by_zero()
+
+    kid = child(crash_later)
+    kid.quick_exits = 7  # crashed at its start before; this one lives a while
+    supervisor.spawn(kid, ())
+    wait_dead(kid)
+    assert kid.quick_exits == 0 and kid.restart_at == 0.0 and supervisor.restart_due(kid)
