@@ -54,6 +54,10 @@ class LambdaApiClient:
         self._host_header = address
         self._sock: _socket.socket | None = None
 
+    def fileno(self) -> int:
+        """The fd of the kept-alive connection; -1 while there is none."""
+        return -1 if self._sock is None else self._sock.fileno()
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
@@ -216,6 +220,10 @@ class ExtensionsApi:
         self.extension_id = reply.headers.get(ID_HEADER.lower(), "")
         self.registration = reply.body
         return reply.body
+
+    def connection_fd(self) -> int:
+        """The fd of the connection to Lambda (-1: none now): one no child may hold."""
+        return self.client.fileno()
 
     def account_id(self) -> str:
         """The function's AWS account id from register's answer ("" when Lambda gave none);

@@ -121,9 +121,13 @@ class MainLoop:
             level)
 
     def _all_fds(self) -> tuple[int, ...]:
+        """Every fd main holds, which a child closes but for its own: main's connection to
+        the Extensions API too (held by a child, it stayed open after main closed it)."""
         pidfds = tuple(c.exit_fd for c in (self.listener, self.sender) if c.exit_fd >= 0)
+        api_fd = self.api.connection_fd()
         return (self.server.fileno(), self.wake_r, self.wake_w, self.ctl_r, self.ctl_w,
-                self.notes_r, self.notes_w, self.status_r, self.status_w, *pidfds)
+                self.notes_r, self.notes_w, self.status_r, self.status_w, *pidfds,
+                *((api_fd,) if api_fd >= 0 else ()))
 
     def _wait_answer(self, left: float, children: list[supervisor.Child]) -> bool:
         """Waits up to `left` for the sender's status pipe; True if it has something to read.

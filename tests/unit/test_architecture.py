@@ -131,7 +131,9 @@ def test_children_modules_load_after_the_subscription_and_before_the_fork() -> N
         "lifecycle.SENDER_START_WAIT_S = 0\n"
         "env = {'SPLUNK_HOST': 'https://splunk.example:8088', 'SPLUNK_HEC_TOKEN': 't-1',\n"
         "       'SPLUNK_SPOOL_DIR': sys.argv[2]}\n"
-        "lifecycle.MainLoop(None, config.load(env), 'fn').start()\n"
+        "class Api:\n"
+        "    def connection_fd(self): return -1\n"
+        "lifecycle.MainLoop(Api(), config.load(env), 'fn').start()\n"
         "print(sorted((k, sorted(v)) for k, v in seen.items()))"
     )
     import tempfile

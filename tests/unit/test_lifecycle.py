@@ -28,6 +28,9 @@ class FakeApi:
     def account_id(self) -> str:
         return "123456789012"
 
+    def connection_fd(self) -> int:
+        return -1
+
     def next_event(self) -> bytes:
         if not self.events:
             raise errors.ApiError("/next", 500, b"")
@@ -321,3 +324,46 @@ def test_a_sender_that_crashes_at_every_start_is_not_forked_again_and_again() ->
         supervisor.stop([sender], time.monotonic() + 1)
         made.close()
         gc.unfreeze()
+
+
+def test_the_children_do_not_hold_main_s_connection_to_the_extensions_api() -> None:
+    # No list of fds to close named it: each child held main's keep-alive connection, so one
+    # main closed (Connection: close, a reconnect, its exit) stayed open on Lambda's side.
+    import gc
+    import socket
+
+    from ext.main import supervisor
+    from ext.main.extensions_api import ExtensionsApi, LambdaApiClient
+
+    made = Main()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        host, port = server.getsockname()
+        api = ExtensionsApi(LambdaApiClient(f"{host}:{port}"))
+        made.loop.api = api
+        asked = threading.Thread(target=api.next_event)
+        asked.start()
+        lambda_side, _ = server.accept()
+        lambda_side.recv(65_536)
+        lambda_side.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}')  # kept alive
+        asked.join()
+        live_r, live_w = os.pipe()
+        sender = made.loop.sender
+        sender.keep_fds = (live_r,)
+
+        def sender_lives_on() -> None:
+            os.read(live_r, 1)
+
+        sender.entry = sender_lives_on
+        try:
+            supervisor.spawn(sender, made.loop._all_fds())
+            api.client.close()
+            lambda_side.settimeout(2.0)
+            assert lambda_side.recv(1) == b""  # closed, though the sender lives on
+        finally:
+            os.write(live_w, b"x")
+            supervisor.stop([sender], time.monotonic() + 1)
+            lambda_side.close()
+            for fd in (live_r, live_w):
+                os.close(fd)
+            made.close()
+            gc.unfreeze()
