@@ -226,7 +226,8 @@ class MainLoop:
         5/8 through this wait), main may wait up to the deadline, and the sender answers
         within the budget after the runtimeDone. Until then, or when the listener died
         meanwhile (telemetry may come late), main waits at most the budget from now (from its
-        first death in this wait: later ones move the end no later).
+        first death in this wait: later ones move the end no later); so too once the sender
+        was restarted (its predecessor may have sent the invocation and died unanswered).
         An earlier invocation (`ended`: a backlog) cannot be running any more, whatever its
         spooled records say (its runtimeDone may have been dropped): the budget from now.
         `ask_late`: the sender answers unasked (sync: it takes every invocation as waited for;
@@ -272,12 +273,13 @@ class MainLoop:
                 self._read_answers()
                 continue
             if self._sender_restarted():
-                # A new sender reads the invocation again; unasked only under sync (the note
-                # may have gone with the old one).
-                if ask_at is None:
-                    self._tell_sender(flush)
-                elif self.notes_waits:
-                    self._note(note)
+                # Its predecessor may have sent the invocation's start, or its end, and died
+                # before answering: the new one reads on from its commit and may never tell.
+                # Running: the budget from now (told Running again, main waits on as before).
+                if request_id in self.running and not ended:
+                    self.running.discard(request_id)
+                    end = min(time.monotonic() + budget, last)
+                self._ask_again(flush, note, asked=ask_at is None)
             elif supervisor.held_back(self.sender):
                 return  # it died again at its start: left down, it answers nothing
             if supervisor.reap([self.listener]):
@@ -289,6 +291,14 @@ class MainLoop:
                 fallback = min(time.monotonic() + budget, last)
                 end = min(end, fallback) if listener_died else fallback
                 listener_died = True
+
+    def _ask_again(self, flush: control.Flush, note: control.Awaited, asked: bool) -> None:
+        """A new sender reads the invocation again; unasked only under sync (the note may have
+        gone with the old one)."""
+        if asked:
+            self._tell_sender(flush)
+        elif self.notes_waits:
+            self._note(note)
 
     def shutdown(self, deadline_ms: float, reason: str) -> None:
         """Lets the sender wait for the last report and drain, until just before the deadline."""

@@ -1084,3 +1084,19 @@ def test_a_sender_held_back_is_not_waited_for_and_restarted_after_its_back_off_o
     main.loop.sender.pid, held["now"] = 0, True
     main.loop._restart_dead_children(anyway=True)  # SHUTDOWN: its last chance to drain
     assert children.spawned == ["sender", "sender"]
+
+
+def test_a_sender_restarted_during_a_running_wait_falls_back_to_the_budget(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    # The old sender told Running, then died once the invocation's end was committed, before
+    # its Delivered: the new one reads on from the commit and never sees that invocation, so
+    # nothing ends the wait: main waited, billed, until the invocation's deadline.
+    poll.script = {0: [control.Running("rid")]}
+    poll.actions = {1: lambda: children.dying.append("sender")}
+    start = poll.clock.now
+    main.loop.flush_invocation("rid", EPOCH + start + 60)
+    assert children.spawned == ["sender"]
+    assert sent(main) == [control.Flush("rid"), control.Flush("rid")]  # asked again
+    assert poll.clock.now - start == pytest.approx(0.1 + BUDGET_S)  # the budget from the restart
+    assert "rid" not in main.loop.running
