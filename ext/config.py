@@ -636,7 +636,9 @@ def _token_settings(r: _Reader) -> dict[str, object]:
         return {"hec_token": r.read(_BY_NAME[SPLUNK_HEC_TOKEN])}
     service, endpoint_variable = AWS_TOKEN_SERVICES[source]
     r.read(_BY_NAME[source])  # checks the reference's form; the field keeps it as given
-    region = r.raw(AWS_REGION) or r.raw(AWS_DEFAULT_REGION) or ""
+    # Secrets and parameters are regional: one named by an ARN is read in the ARN's region
+    # (through that region's endpoint, signed for it), which may not be the function's.
+    region = _arn_region(value) or r.raw(AWS_REGION) or r.raw(AWS_DEFAULT_REGION) or ""
     key_id, secret = r.raw(AWS_ACCESS_KEY_ID), r.raw(AWS_SECRET_ACCESS_KEY)
     missing = [name for name, got in ((AWS_REGION, region), (AWS_ACCESS_KEY_ID, key_id),
                                       (AWS_SECRET_ACCESS_KEY, secret)) if not got]
@@ -652,6 +654,14 @@ def _token_settings(r: _Reader) -> dict[str, object]:
         "aws_endpoint": _aws_endpoint(r, endpoint_variable, service, region),
         "aws_credentials": (key_id or "", secret or "", r.raw(AWS_SESSION_TOKEN)),
     }
+
+
+def _arn_region(reference: str) -> str | None:
+    """The region of an ARN (arn:partition:service:region:account:resource), or None."""
+    parts = reference.split(":", 5)
+    if len(parts) == 6 and parts[0] == "arn" and parts[3]:
+        return parts[3]
+    return None
 
 
 def _aws_endpoint(r: _Reader, service_variable: str, service: str, region: str) -> str:

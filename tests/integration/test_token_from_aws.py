@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from ext import config
@@ -68,6 +69,14 @@ def test_ssm_secure_string_decrypted(aws: FakeAws) -> None:
     aws.ssm.put_parameter(Name=name, Value=TOKEN, Type="SecureString")
     identity = aws.function_identity(unique("fn"), READ_PARAMETER)
     assert store_for(identity, SPLUNK_HEC_TOKEN_SSM_PARAMETER=name).fetch() == TOKEN
+
+
+def test_a_secret_in_another_region_is_read_there(aws: FakeAws) -> None:
+    other = boto3.client("secretsmanager", **{**aws.admin, "region_name": "eu-central-1"})
+    arn = other.create_secret(Name=unique("remote"), SecretString=TOKEN)["ARN"]
+    assert ":eu-central-1:" in arn
+    identity = aws.function_identity(unique("fn"), READ_SECRET)  # a function in us-east-1
+    assert store_for(identity, SPLUNK_HEC_TOKEN_SECRET_ARN=arn).fetch() == TOKEN
 
 
 def test_access_denied_names_the_secret_never_the_value(aws: FakeAws) -> None:

@@ -179,6 +179,29 @@ def test_ssm_parameter_source_and_endpoint_overrides() -> None:
 
 
 @pytest.mark.parametrize(
+    ("variable", "reference", "endpoint"),
+    [
+        ("SPLUNK_HEC_TOKEN_SECRET_ARN",
+         "arn:aws:secretsmanager:us-east-2:123456789012:secret:splunk/hec-AbCdEf",
+         "https://secretsmanager.us-east-2.amazonaws.com"),
+        ("SPLUNK_HEC_TOKEN_SSM_PARAMETER",
+         "arn:aws:ssm:ap-southeast-2:123456789012:parameter/splunk/hec",
+         "https://ssm.ap-southeast-2.amazonaws.com"),
+    ],
+)
+def test_an_arn_in_another_region_is_read_from_its_region(variable: str, reference: str,
+                                                          endpoint: str) -> None:
+    # Secrets and parameters are regional: one in another region than the function's is read
+    # only through that region's endpoint, and the request is signed for that region.
+    cfg = config.load({**HOST, **ROLE, variable: reference})
+    assert cfg.aws_endpoint == endpoint
+    assert cfg.aws_region == reference.split(":")[3]
+    # A parameter named without an ARN lives in the function's region.
+    plain = config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/splunk/hec"})
+    assert plain.aws_region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
     "sources",
     [
         {},
