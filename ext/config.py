@@ -102,6 +102,11 @@ SPLUNK_ON_CONFIG_ERROR = "SPLUNK_ON_CONFIG_ERROR"
 SPLUNK_FLUSH = "SPLUNK_FLUSH"
 SPLUNK_TELEMETRY_TYPES = "SPLUNK_TELEMETRY_TYPES"
 TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
+# The DNS suffix of the partitions whose endpoints are not under amazonaws.com, by the prefix of
+# their regions' names (the AWS SDKs' partitions.json; aws and aws-us-gov use amazonaws.com).
+_PARTITION_DNS = (("cn-", "amazonaws.com.cn"), ("eusc-", "amazonaws.eu"),
+                  ("us-iso-", "c2s.ic.gov"), ("us-isob-", "sc2s.sgov.gov"),
+                  ("eu-isoe-", "cloud.adc-e.uk"), ("us-isof-", "csp.hci.ic.gov"))
 # Per fetched source: the service (its signing name and endpoint prefix) and its endpoint
 # override, named as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific
 # endpoints").
@@ -680,7 +685,8 @@ def _aws_endpoint(r: _Reader, service_variable: str, service: str, region: str) 
                                   "like https://host[:port]")
                 return ""
             return f"{scheme.lower()}://{netloc}"
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    suffix = next((dns for prefix, dns in _PARTITION_DNS if region.startswith(prefix)),
+                  "amazonaws.com")
     return f"https://{service}.{region}.{suffix}"
 
 

@@ -201,6 +201,31 @@ def test_an_arn_in_another_region_is_read_from_its_region(variable: str, referen
     assert plain.aws_region == "eu-west-1"
 
 
+def _partition_regions() -> list[tuple[str, str]]:
+    """(region, DNS suffix) of every region botocore knows (a test-only dependency)."""
+    import json
+    import re
+    from pathlib import Path
+
+    import botocore
+
+    data = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    return [(region, partition["outputs"]["dnsSuffix"]) for partition in data["partitions"]
+            for region in partition["regions"] if re.match(partition["regionRegex"], region)]
+
+
+@pytest.mark.parametrize(("region", "suffix"), _partition_regions())
+def test_default_endpoint_in_every_partition(region: str, suffix: str) -> None:
+    # As the AWS SDKs resolve it: https://{service}.{region}.{the partition's DNS suffix}.
+    arn = ARN.replace(":eu-west-1:", f":{region}:")
+    for variable, service, reference in (
+        ("SPLUNK_HEC_TOKEN_SSM_PARAMETER", "ssm", "/splunk/hec"),
+        ("SPLUNK_HEC_TOKEN_SECRET_ARN", "secretsmanager", arn),
+    ):
+        cfg = config.load({**HOST, **ROLE, "AWS_REGION": region, variable: reference})
+        assert cfg.aws_endpoint == f"https://{service}.{region}.{suffix}"
+
+
 @pytest.mark.parametrize(
     "sources",
     [
