@@ -129,10 +129,7 @@ class SecretStore:
     def _token_from(self, text: str) -> str:
         token = text.strip()
         if self.secret_key is not None:
-            try:
-                fields = json.loads(text)
-            except ValueError:
-                fields = None
+            fields = _json_or_none(text)
             if not isinstance(fields, dict):
                 raise TokenFetchError(self.reference, "NotJson",
                                       f"{SPLUNK_HEC_TOKEN_SECRET_KEY} is set but the "
@@ -141,6 +138,12 @@ class SecretStore:
                 raise TokenFetchError(self.reference, "KeyNotFound",
                                       f"the secret has no string key {self.secret_key!r}")
             token = fields[self.secret_key].strip()
+        elif token.startswith("{") and isinstance(_json_or_none(token), dict):
+            # A key/value secret read whole: never a HEC token, and sending it would put every
+            # value of the secret in HEC's Authorization header.
+            raise TokenFetchError(self.reference, "NoKey",
+                                  f"the secret is a JSON object: set {SPLUNK_HEC_TOKEN_SECRET_KEY} "
+                                  "to the key whose value is the token")
         problem = token_problem(token)
         if problem:
             raise TokenFetchError(self.reference, "InvalidToken", f"the token {problem}")
@@ -161,6 +164,13 @@ class SecretStore:
         kind = kind.rpartition("#")[2].partition(":")[0] or f"HTTP{status}"
         throttled = kind in THROTTLED or status == 429 or status >= 500
         return TokenFetchError(self.reference, kind, message[:300], throttled)
+
+
+def _json_or_none(text: str) -> object:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        return None
 
 
 def _xml_text(data: bytes, tag: str) -> str:

@@ -72,6 +72,20 @@ def test_json_key_errors_never_echo_the_secret() -> None:
         assert "plain-secret-text" not in str(info.value)
 
 
+def test_a_json_secret_without_a_key_is_refused_not_sent_whole() -> None:
+    # The console's key/value secret is compact JSON: all of it is visible ASCII without spaces,
+    # so it passed as a token and went, every key of it, in HEC's Authorization header.
+    token = "11111111-2222-3333-4444-555555555555"
+    secret = json.dumps({"hec_token": token, "db_password": "hunter2"}, separators=(",", ":"))
+    with pytest.raises(TokenFetchError) as info:
+        store()._token_from(secret)
+    assert info.value.reason == "NoKey"
+    assert "SPLUNK_HEC_TOKEN_SECRET_KEY" in str(info.value)
+    assert token not in str(info.value) and "hunter2" not in str(info.value)
+    assert store(SPLUNK_HEC_TOKEN_SECRET_KEY="hec_token")._token_from(secret) == token
+    assert store()._token_from("{not-json}") == "{not-json}"  # a token is whatever HEC says
+
+
 def test_host_header_drops_the_default_port() -> None:
     assert store(AWS_ENDPOINT_URL="https://sm.internal:443").host == "sm.internal"
     assert store(AWS_ENDPOINT_URL="http://127.0.0.1:4566").host == "127.0.0.1:4566"
