@@ -106,6 +106,7 @@ class FetchedToken:
 
     def accepted(self) -> dict[str, int | str] | None:
         """Called when HEC accepted a request; after a hold, the details for one notice."""
+        self._stale = False  # HEC takes the token: a rejection before is no reason to re-read
         if self._held_since is None:
             return None
         held_ms = int((self.clock() - self._held_since) * 1000)

@@ -396,6 +396,49 @@ def test_a_token_notice_hec_refuses_is_sent_again_after_the_next_accepted_reques
     assert sent_events(script) == ["a", notice, "b", notice, "c"]
 
 
+class SlowStore:
+    """A secret store answering TOKEN; each read takes `delay_s` (a slow or distant endpoint)."""
+
+    reference = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hec-AbCdEf"
+    operation = "GetSecretValue"
+
+    def __init__(self) -> None:
+        self.delay_s = 0.0
+        self.calls = 0
+
+    def fetch(self) -> str:
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return TOKEN
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_a_post_within_a_limit_does_not_wait_on_reading_a_token_hec_accepts(
+    server: tuple[str, Script],
+) -> None:
+    # The courier posts inline (within the flush's budget) only once HEC accepted a request;
+    # a token HEC accepted must not be read again then, on the caller's time.
+    from ext.sender.token_source import FetchedToken
+
+    url, script = server
+    store, now = SlowStore(), [1000.0]
+    tokens = FetchedToken(store, refetch_s=30, clock=lambda: now[0])
+    client = HecClient(config(url), tokens)
+    script.answers = [(403, hec_body(4))]  # refused once, accepted from then on
+    assert client.post(b"{}").verdict is Verdict.HOLD
+    now[0] += 1
+    assert client.post(b"{}").verdict is Verdict.ACCEPTED
+    store.delay_s, now[0] = 1.0, now[0] + 60
+    started = time.monotonic()
+    assert client.post(b"{}", within_s=0.3).verdict is Verdict.ACCEPTED
+    elapsed = time.monotonic() - started
+    client.close()
+    assert store.calls == 1
+    assert elapsed < 0.9
+
+
 def test_compress_finds_repeats_anywhere_in_gzips_32_kib_window() -> None:
     # A Lambda's log lines repeat (same request, same stack trace) further apart than 16 KiB in
     # a 1 MiB request: the whole window is what keeps the body small.

@@ -125,6 +125,20 @@ def test_rotation_refetches_at_most_once_per_interval() -> None:
     assert details["last_error"] == "rejected by HEC"
 
 
+def test_a_rejected_token_hec_then_accepts_is_not_read_again() -> None:
+    # HEC refused the token once (a token still propagating to an indexer, a disabled token
+    # enabled again), then accepted it: it is good, and no re-read is due any more.
+    tokens, store, clock = source("tok", refetch_s=30)
+    assert tokens.current() == "tok"
+    tokens.rejected("tok")
+    clock.now += 1
+    assert tokens.current() == "tok" and store.calls == 1  # within the interval: not yet
+    assert tokens.accepted() is not None  # HEC took a request with it
+    clock.now += 3600
+    assert tokens.current() == "tok"
+    assert store.calls == 1
+
+
 def test_a_rejection_of_an_older_token_is_ignored() -> None:
     tokens, store, clock = source("old", "new", refetch_s=1)
     tokens.current()
