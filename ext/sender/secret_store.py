@@ -2,7 +2,7 @@
 
 One signed call per fetch (GetSecretValue or GetParameter with decryption, AWS JSON 1.1
 protocol), signed with SigV4 (ext/sender/sigv4.py) from the role credentials Lambda puts in the
-environment, over a urllib3 pool created on first use, after the fork. Errors name the secret
+environment, over a urllib3 connection opened for that call alone. Errors name the secret
 or parameter and AWS's error type, never a value: neither the token nor the secret's text is ever
 put in an exception, a log line or a repr.
 """
@@ -66,12 +66,9 @@ class SecretStore:
         default_port = ":443" if scheme == "https" else ":80"
         self.host = netloc.removesuffix(default_port)
         self.operation = TARGETS[self.service].rpartition(".")[2]
-        self._pool: urllib3.HTTPConnectionPool | None = None
-
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        """Holds no connection between calls."""
 
     def fetch(self) -> str:
         """The token as stored now; raises TokenFetchError, never with the value in it."""
@@ -98,17 +95,21 @@ class SecretStore:
         signed = sigv4.sign("POST", self.host, "/", query=[], headers=headers, body=body,
                             credentials=self.credentials, region=self.region,
                             service=self.service, amz_date=amz_date)
-        if self._pool is None:
-            timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)
-            self._pool = urllib3.connection_from_url(self.endpoint, maxsize=1, block=False,
-                                                     timeout=timeout)
+        # A connection per call, closed after it: calls are rare (the first read, then one after
+        # a rejection at most every SPLUNK_HEC_TOKEN_REFETCH_S), and one kept meanwhile spans
+        # freezes, across which the endpoint may drop it unseen: the next call on it would meet
+        # a reset, fail, and wait out a whole backoff before trying again.
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)
+        pool = urllib3.connection_from_url(self.endpoint, maxsize=1, block=False, timeout=timeout)
         try:
-            response = self._pool.urlopen(
+            response = pool.urlopen(
                 "POST", "/", body=body, headers={"Host": self.host, **dict(headers), **signed},
                 retries=False, redirect=False, preload_content=True,
             )
         except HTTPError as err:
             raise TokenFetchError(self.reference, "network", type(err).__name__) from None
+        finally:
+            pool.close()
         return response.status, response.data, response.headers.get("x-amzn-ErrorType", "")
 
     def _value(self, answer: dict[str, object]) -> str:

@@ -86,6 +86,55 @@ def test_a_json_secret_without_a_key_is_refused_not_sent_whole() -> None:
     assert store()._token_from("{not-json}") == "{not-json}"  # a token is whatever HEC says
 
 
+def test_a_connection_the_endpoint_forgot_does_not_fail_the_next_read() -> None:
+    # Between two reads (a rotation may come days after the first) the sandbox sleeps frozen;
+    # the endpoint or a load balancer drops the idle connection and its FIN is never seen. The
+    # next request on it is answered with a reset. Here: one answer per connection, then a reset.
+    import socket
+    import struct
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = json.dumps({"SecretString": "tok-1"}).encode()
+
+    def read_request(conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n")[0] or 0)
+        while len(body) < length:
+            body += conn.recv(65536)
+        return True
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                if not read_request(conn):
+                    continue
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b"
+                             % (len(answer), answer))
+                read_request(conn)  # the next request on this connection: forgotten
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = listener.getsockname()[1]
+    try:
+        reader = store(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        assert reader.fetch() == "tok-1"
+        assert reader.fetch() == "tok-1"
+        reader.close()
+    finally:
+        listener.close()
+
+
 def test_host_header_drops_the_default_port() -> None:
     assert store(AWS_ENDPOINT_URL="https://sm.internal:443").host == "sm.internal"
     assert store(AWS_ENDPOINT_URL="http://127.0.0.1:4566").host == "127.0.0.1:4566"
