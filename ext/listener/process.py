@@ -8,7 +8,8 @@ errors of `ext.listener.http_server`. What of a body is kept is `ext.listener.in
 then `ext.listener.filters`' (SPLUNK_MIN_LEVEL, SPLUNK_DROP_REGEX, SPLUNK_MASK: nothing masked or
 dropped reaches the disk; the drops are reported in a `splunk-extension.filtered` event with the
 batch that ends an invocation); refusals are counted and reported to Splunk in a spool record of
-their own (`splunk-extension.intake-refused`) ahead of the next batch.
+their own (`splunk-extension.intake-refused`) ahead of the next batch (after it once the spool
+refused an append: a notice the full spool refuses would count as lost telemetry).
 
 It only takes in: the sender, which reads every record anyway, learns where invocations end. It
 never logs per request: its own stderr would come back to it as `extension` telemetry.
@@ -119,7 +120,12 @@ class Listener:
         if events == 0:
             self._count_filtered(drops, reported=False)
             return _OK  # an empty array, or nothing left: nothing to keep
-        self._report_refusals()
+        # After a refused append the spool is likely full: the notice then goes after the batch,
+        # once the batch was kept. Tried first, it would be refused too, and the writer counts
+        # every refused record as lost telemetry (one more lost batch per POST while full).
+        spool_full = "spool_failed" in self.refused
+        if not spool_full:
+            self._report_refusals()
         try:
             self.writer.append(memoryview(payload), events, read_now=(
                 verdict.ends_invocation or len(payload) >= READ_AT_ONCE_BYTES))
@@ -130,6 +136,8 @@ class Listener:
                 log.error("cannot spool %d telemetry batch(es) (answered 503): %s",
                           self.spool_failures, err)
             return _UNAVAILABLE
+        if spool_full:
+            self._report_refusals()
         self._count_filtered(drops, reported=noticed)
         return _OK
 

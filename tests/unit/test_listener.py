@@ -163,6 +163,32 @@ def test_a_full_spool_refuses_the_new_batch_and_keeps_every_batch_answered_200(
     assert direct.listener.accept_batch(body(event("next"))).startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_batch_retried_against_a_full_spool_is_counted_refused_once(direct: Served) -> None:
+    # The spool is full to the last bytes: not even the refusals' own notice fits any more.
+    listener = direct.listener
+    listener.writer.close()
+    listener.writer = SpoolWriter(direct.spool, max_bytes=2**20, segment_bytes=2**17)
+    for size in (2**14, 0):
+        while listener.accept_batch(body(event("x" * size))).startswith(b"HTTP/1.1 200 "):
+            pass
+    before, failed = listener.writer.refusals, listener.refused["spool_failed"]
+    for _ in range(3):  # Lambda sends the refused batch again, and again
+        assert listener.accept_batch(body(event("retried"))).startswith(b"HTTP/1.1 503 ")
+    after = listener.writer.refusals
+    # One telemetry batch of one event was lost, not one per POST: a notice of the listener's
+    # own that did not fit is no lost telemetry.
+    assert (after.batches - before.batches, after.events - before.events) == (1, 1)
+    assert listener.refused == {"spool_failed": failed + 3}  # each POST refused is counted
+    with SpoolReader(direct.spool) as reader:  # HEC is back, the sender catches up
+        reader.commit(reader.read(1_000, 2**30)[-1].seq)
+    assert listener.accept_batch(body(event("retried"))).startswith(b"HTTP/1.1 200 ")
+    assert listener.refused == {}
+    *_, batch, notice = spooled(direct.spool)
+    assert batch == [event("retried")]
+    assert notice[0]["record"] == {"requests": {"spool_failed": failed + 3}}
+    assert listener.writer.refusals == after
+
+
 def test_refusals_reach_the_spool_ahead_of_the_next_batch(direct: Served) -> None:
     direct.listener.accept_batch(b"{}")
     direct.listener.accept_batch(body(event("a")))

@@ -344,8 +344,9 @@ def test_a_spool_that_refuses_the_batch_gets_503_never_200(
     assert loop.listener.refused == {"spool_failed": 1}
     monkeypatch.undo()
     assert status(loop.talk(post(BATCH), sock)) == 200  # Lambda's retry, on the same connection
+    # The refusal's notice follows the batch: tried first, a still-full spool would refuse it.
     assert [batch[0]["type"] for batch in loop.spooled()] == [  # type: ignore[index]
-        "splunk-extension.intake-refused", "function"]
+        "function", "splunk-extension.intake-refused"]
 
 
 def test_a_batch_larger_than_the_spool_gets_503(loop: Loop) -> None:
