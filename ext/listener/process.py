@@ -77,6 +77,7 @@ class Listener:
         self.filtered: dict[str, int] = {}  # filter drops not yet reported to Splunk, by reason
         self.filtered_total: dict[str, int] = {}  # every filter drop since start, by reason
         self.filtered_since = 0.0  # monotonic time of the oldest unreported filter drop
+        self._notice: tuple[dict[str, int], bytes] | None = None  # the last drops' notice made
         self.http = HttpServer(server, self.accept_batch, self._on_refused)
 
     def serve(self) -> None:
@@ -163,7 +164,11 @@ class Listener:
         due = verdict.notable or (
             bool(self.filtered) and time.monotonic() - self.filtered_since >= FILTER_REPORT_S)
         if pending and due:
-            notice = filters.notice(pending, intake.now_iso())
+            # The notice made for the same counts before is reused: a batch the spool refused
+            # comes again from Lambda, and the writer knows a retry only by identical bytes.
+            if self._notice is None or self._notice[0] != pending:
+                self._notice = (pending, filters.notice(pending, intake.now_iso()))
+            notice = self._notice[1]
             body = bytes(payload).rstrip()
             payload = body[:-1] + b"," + notice + b"]" if events else b"[" + notice + b"]"
             return payload, events + 1, drops, True
@@ -175,6 +180,7 @@ class Listener:
             self.filtered_total[reason] = self.filtered_total.get(reason, 0) + count
         if reported:
             self.filtered = {}
+            self._notice = None
             return
         if drops and not self.filtered:
             self.filtered_since = time.monotonic()

@@ -17,7 +17,7 @@ from ext import config, flush_policy
 from ext.listener import filters, http_server, intake
 from ext.listener import process as listener
 from ext.listener.process import Listener
-from ext.spool import SpoolReader
+from ext.spool import SpoolReader, SpoolWriter
 
 TIME = "2026-10-08T07:30:28.235Z"
 BASE = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}
@@ -394,4 +394,29 @@ def test_the_batch_that_ends_an_invocation_reports_its_own_drops_too(
     [batch] = spooled(tmp_path / "spool")
     assert [e["type"] for e in batch] == ["function", "platform.report", filters.FILTERED_TYPE]
     assert batch[2]["record"] == {"dropped_events": 1, "by_reason": {"level": 1}}
+    assert filtering.filtered == {} and filtering.filtered_total == {"level": 1}
+
+
+def test_a_batch_with_the_drops_notice_retried_against_a_full_spool_is_refused_once(
+        filtering: Listener, tmp_path: Path) -> None:
+    filtering.writer.close()
+    filtering.writer = SpoolWriter(tmp_path / "spool", max_bytes=2**20, segment_bytes=2**17)
+    for size in (2**14, 0):  # full to the last bytes
+        while filtering.accept_batch(body(("function", "x" * size))).startswith(b"HTTP/1.1 200"):
+            pass
+    retried = body(("function", "[DEBUG]\tx"), ("platform.report", {"requestId": "r"}))
+    before = filtering.writer.refusals
+    for _ in range(3):  # Lambda sends the same batch again, a few ms later each time
+        assert filtering.accept_batch(retried).startswith(b"HTTP/1.1 503 ")
+        time.sleep(0.002)
+    after = filtering.writer.refusals
+    # One batch lost (the report and the drops' notice), not one per POST: the same bytes
+    # refused again are a retry, so the notice must not change from one attempt to the next.
+    assert (after.batches - before.batches, after.events - before.events) == (1, 2)
+    with SpoolReader(tmp_path / "spool") as reader:  # the sender catches up
+        reader.commit(reader.read(1_000, 2**30)[-1].seq)
+    assert filtering.accept_batch(retried).startswith(b"HTTP/1.1 200 ")  # the retry is kept
+    *_, batch, _ = spooled(tmp_path / "spool")
+    assert [e["type"] for e in batch] == ["platform.report", filters.FILTERED_TYPE]
+    assert batch[1]["record"] == {"dropped_events": 1, "by_reason": {"level": 1}}
     assert filtering.filtered == {} and filtering.filtered_total == {"level": 1}
