@@ -40,8 +40,12 @@ NOTIFY_TYPES = frozenset({RUNTIME_DONE, "platform.report"})
 _SHORT = 2 * (MAX_DEPTH - 1)  # a record no longer cannot be too deep (two bytes per level)
 _FEW = 64  # structured records below which checking each costs less than a body pass
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+# A string never closed runs to the end of the text (an optional lone backslash before it): a
+# failed match would be tried again at each escaped quote after it, a scan of the rest each time
+# (hours for a 4 MiB body cut inside a string of JSON text). DOTALL: a backslash before a raw
+# newline must not end the string either.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{},]', re.DOTALL)
 _DEPTH_TABLE = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_STRUCTURE = bytes(set(range(256)) - set(b"[]{}"))
 _WHITESPACE = b" \t\r\n"
