@@ -421,8 +421,11 @@ def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
 
     A configuration code holds whatever the status (receivers disagree on statuses: Vector answers
     401 where Splunk answers 403), because holding keeps the data in the spool. Quarantine takes
-    data out of the delivery path, so it needs both signals: status 400 and a data-error code (or
-    no code at all, as a generic HTML 400 for a malformed body has none).
+    data out of the delivery path, so it needs both signals: status 400 and a data-error code.
+    A 400 without a code is no verdict on an event: HEC names the event it refuses with a code,
+    and a code-less 400 comes for the whole body (malformed gzip) or from something in front of
+    HEC (a proxy, a load balancer); quarantining on it split every request down to single
+    events and dead-lettered them all. It holds.
     """
     usual = _USUAL.get((status, data))
     if usual is not None:
@@ -435,7 +438,7 @@ def classify(  # noqa: PLR0911 - one return per verdict, the usual answer first
         return HecOutcome(Verdict.TOO_LARGE, status, code, text)
     if code in HOLD_CODES:
         return HecOutcome(Verdict.HOLD, status, code, text, invalid)
-    if status == 400 and (code in POISON_CODES or code is None):
+    if status == 400 and code in POISON_CODES:
         return HecOutcome(Verdict.POISON, status, code, text, invalid)
     if status in RETRY_STATUSES or status >= 500:
         return HecOutcome(Verdict.RETRY, status, code, text, None, delay)

@@ -40,7 +40,7 @@ from ext.sender.hec import HecOutcome, Verdict, classify
             b'{"text":"Event field is required","code":12,"invalid-event-number":0}',
             Verdict.POISON,
         ),
-        (400, b"<html>bad gzip</html>", Verdict.POISON),
+        (400, b"<html>bad gzip</html>", Verdict.HOLD),  # the whole body: no event to blame
     ],
 )
 def test_classification(status: int, body: bytes, verdict: Verdict) -> None:
@@ -128,9 +128,12 @@ def test_auth_statuses_hold_whatever_the_code(code: int) -> None:
     ("status", "body", "verdict"),
     [
         (400, hec_body(99), HOLD),  # an unknown code: not known to be the data's fault
-        (400, b"", POISON),  # no code at all: the body itself was refused
-        (400, b'{"text":"x"}', POISON),
-        (400, b'{"code":"6"}', POISON),  # a code that is not a number is no code
+        # No code at all: not HEC naming an event (a proxy, or the whole body refused): held,
+        # never dead-lettered, as every event of every request would be.
+        (400, b"", HOLD),
+        (400, b'{"text":"x"}', HOLD),
+        (400, b"<html><body>400 Bad Request</body></html>", HOLD),
+        (400, b'{"code":"6"}', HOLD),  # a code that is not a number is no code
         (415, b"<html>unsupported encoding</html>", HOLD),
         (302, b"", HOLD),  # redirects are not followed: the URL is misconfigured
         (410, b"", HOLD),
