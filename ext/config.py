@@ -137,7 +137,7 @@ SETTINGS: tuple[Row, ...] = (
      "instead: full ARN of a Secrets Manager secret holding the token, read at run time (below)"),
     (SPLUNK_HEC_TOKEN_SECRET_KEY, "token_secret_key", "text", None, None, "whole secret", "",
      "with a JSON secret: the key whose value is the token"),
-    (SPLUNK_HEC_TOKEN_SSM_PARAMETER, "", "text", None, None, "", "custom",
+    (SPLUNK_HEC_TOKEN_SSM_PARAMETER, "", "parameter", None, None, "", "custom",
      "instead: name or ARN of an SSM `SecureString` holding the token"),
     (SPLUNK_HEC_TOKEN_REFETCH_S, "token_refetch_s", "integer", 30, (1, 3_600), "", "custom",
      "least time between two reads of the secret after HEC rejected the token"),
@@ -408,8 +408,22 @@ def _hec_token(text: str, _limits: None) -> str:
 
 
 def _secret_arn(text: str, _limits: None) -> str:
-    if not text.startswith("arn:"):
+    # arn:<partition>:secretsmanager:<region>:<account>:secret:<name>; another service's ARN
+    # (an SSM parameter's, pasted here) would fail only at run time, every event held.
+    parts = text.split(":", 6)
+    if (len(parts) != 7 or parts[0] != "arn" or parts[2] != "secretsmanager"
+            or parts[5] != "secret" or not all(parts[1:5]) or not parts[6]):
         raise ValueError(text)
+    return text
+
+
+def _parameter(text: str, _limits: None) -> str:
+    # A name, or arn:<partition>:ssm:<region>:<account>:parameter/<name>.
+    if text.startswith("arn:"):
+        parts = text.split(":", 5)
+        if (len(parts) != 6 or parts[2] != "ssm" or not all(parts[1:5])
+                or not parts[5].startswith("parameter/") or parts[5] == "parameter/"):
+            raise ValueError(text)
     return text
 
 
@@ -498,7 +512,10 @@ _KINDS: dict[str, tuple[Callable[[str, Any], object], str | None]] = {
     "text": (_text, "any text"),
     "hec_url": (_hec_url, "a URL like https://host:8088, without credentials or a query"),
     "hec_token": (_hec_token, None),
-    "secret_arn": (_secret_arn, "the secret's full ARN"),
+    "secret_arn": (_secret_arn, "a Secrets Manager secret's ARN, "
+                                "arn:<partition>:secretsmanager:<region>:<account>:secret:<name>"),
+    "parameter": (_parameter, "a parameter's name, or its ARN, "
+                              "arn:<partition>:ssm:<region>:<account>:parameter/<name>"),
     "index": (_index_name, "a Splunk index name (a-z, 0-9, _ and -)"),
     "metrics_index": (_index_name, "a Splunk metrics index name (a-z, 0-9, _ and -)"),
     "telemetry_types": (_telemetry_types,

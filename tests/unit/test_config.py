@@ -260,6 +260,16 @@ def test_fetched_token_needs_the_role_credentials() -> None:
     ("extra", "variable"),
     [
         ({"SPLUNK_HEC_TOKEN_SECRET_ARN": "splunk/hec"}, "SPLUNK_HEC_TOKEN_SECRET_ARN"),
+        # Another service's ARN, or one cut short: refused at init, not held at run time.
+        ({"SPLUNK_HEC_TOKEN_SECRET_ARN": "arn:aws:ssm:eu-west-1:123456789012:parameter/hec"},
+         "SPLUNK_HEC_TOKEN_SECRET_ARN"),
+        ({"SPLUNK_HEC_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012"},
+         "SPLUNK_HEC_TOKEN_SECRET_ARN"),
+        ({"SPLUNK_HEC_TOKEN_SECRET_ARN": "arn:aws:secretsmanager::123456789012:secret:hec"},
+         "SPLUNK_HEC_TOKEN_SECRET_ARN"),
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": ARN}, "SPLUNK_HEC_TOKEN_SSM_PARAMETER"),
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "arn:aws:ssm:eu-west-1:123456789012:parameter/"},
+         "SPLUNK_HEC_TOKEN_SSM_PARAMETER"),
         ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", "SPLUNK_HEC_TOKEN_SECRET_KEY": "k"},
          "SPLUNK_HEC_TOKEN_SECRET_KEY"),
         ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", "AWS_ENDPOINT_URL": "ftp://x"},
