@@ -174,11 +174,11 @@ class MainLoop:
         server = socket.socket(fileno=self.server.detach())
         Listener(self.config, server, self.wake_w).serve()
 
-    def _run_sender(self) -> None:
+    def _run_sender(self) -> int | None:
         from ext.sender.process import Sender
 
-        Sender(self.config, self.function_name, self.wake_r, self.ctl_r, self.status_w,
-               notes_fd=self.notes_r).run()
+        return Sender(self.config, self.function_name, self.wake_r, self.ctl_r, self.status_w,
+                      notes_fd=self.notes_r).run()
 
     def serve(self) -> int:
         """The event loop: one INVOKE or SHUTDOWN at a time until SHUTDOWN."""

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_CRASHED = 70  # an unexpected exception escaped the child's entry point
+EXIT_UNDRAINED = 75  # the sender's drain deadline passed with data not sent (left spooled)
 STOP_GRACE_S = 0.1
 # A child that exits within QUICK_EXIT_S of its start is failing to start (a spool it cannot
 # open, a certificate it cannot read): started again at once, it dies again at once. After
@@ -42,7 +43,7 @@ RESTART_BACKOFF_MAX_S = 60.0
 class Child:
     """One child process: its role, entry point, the fds it keeps, and its pid while alive."""
 
-    def __init__(self, role: str, entry: Callable[[], None], keep_fds: tuple[int, ...],
+    def __init__(self, role: str, entry: Callable[[], int | None], keep_fds: tuple[int, ...],
                  log_level: str) -> None:
         self.role = role
         self.entry = entry
@@ -99,8 +100,8 @@ def spawn(child: Child, close_fds: tuple[int, ...]) -> None:
             if fd not in child.keep_fds:
                 _close_quietly(fd)
         diagnostics.configure_logging(child.log_level, child.role)
-        child.entry()
-        code = EXIT_OK
+        status = child.entry()  # its own exit status, or None: it ended as it should
+        code = EXIT_OK if status is None else status
     except BaseException:
         import logging
 

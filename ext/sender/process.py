@@ -73,6 +73,7 @@ REPORT_POLL_S = 0.02
 # within RUNNING_SLACK_S once the invocation's start is read, rather than by a pass of its own
 # when its timer runs out.
 RUNNING_SLACK_S = 0.05
+EXIT_UNDRAINED = 75  # as supervisor.EXIT_UNDRAINED: the drain deadline passed, data unsent
 
 
 class _StopSendingError(Exception):
@@ -128,8 +129,10 @@ class Sender:
                                         config.self_metrics_interval_ms / 1000)
         self.shutdown_metrics_due = False
 
-    def run(self) -> None:
-        """Serves until drained at shutdown, the deadline passes, or the parent dies."""
+    def run(self) -> int | None:
+        """Serves until drained at shutdown, the deadline passes, or the parent dies; returns
+        EXIT_UNDRAINED when the drain deadline passed with data not sent (main warns then: an
+        exit as clean as a drained one said nothing of it)."""
         self._answer(control.Ready())
         try:
             while True:
@@ -142,11 +145,13 @@ class Sender:
                 # (A lone batch sent and committed inline leaves nothing: the wait's select
                 # sees anything that came meanwhile, without a pass of its own.)
                 if self._drained(got):
-                    return  # the main process sees the exit: nothing is left to send
+                    return None  # the main process sees the exit: nothing is left to send
                 if not self.spool_dirty or self.outbox:
                     self._wait(self._idle_timeout())
         except _StopSendingError:
-            return
+            if self.drain_deadline is not None and self._unsent():
+                return EXIT_UNDRAINED
+            return None
         finally:
             self.courier.stop()
             self.reader.close()
@@ -208,6 +213,11 @@ class Sender:
             self.spool_dirty = True  # appended since the last read: one more pass
             return False
         return True
+
+    def _unsent(self) -> bool:
+        """Something read, planned, in flight or still in the spool is not delivered."""
+        return bool(self.held or self.outbox or self.commits or not self.courier.idle()
+                    or self.reader.unread_bytes())
 
     def _awaiting_report(self) -> bool:
         return self.last_request is not None and not self.ledger.report_spooled(self.last_request)

@@ -469,6 +469,20 @@ def test_a_sender_still_draining_at_the_deadline_is_stopped_with_a_warning(
     assert len(children.stopped) == 1
 
 
+def test_a_sender_that_ran_out_of_drain_time_is_warned_about_not_restarted(
+    main: Main, clock: Clock, children: Children, notes: Notes, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def ran_out(child: supervisor.Child, deadline: float) -> bool:
+        clock.now = deadline  # it exits at the drain deadline, data left
+        child.pid, child.exit_status = 0, supervisor.EXIT_UNDRAINED
+        return True
+
+    monkeypatch.setattr(supervisor, "wait_exit", ran_out)
+    main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
+    assert children.spawned == []
+    assert notes.levels() == ["WARNING"]  # "deadline reached with events possibly still spooled"
+
+
 def test_shutdown_with_a_sender_that_takes_no_message_stops_at_once(
     main: Main, clock: Clock, children: Children, notes: Notes,
 ) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from ext import control, flush_policy
 from ext.flush_policy import drain_reserve_s, reaction_s
+from ext.main import supervisor
 from ext.sender import process as sender
 from ext.sender import self_metrics
 from ext.sender.batching import Gathering, HecBatch, seal
@@ -167,10 +168,22 @@ def test_a_drain_sends_everything_then_exits_before_its_deadline(prompt: WideRig
 def test_a_drain_whose_deadline_passes_leaves_the_rest_spooled(rig: WideRig) -> None:
     rig.append(["a"])
     control.send(rig.pipes[1][1], control.Drain(int(time.time() * 1000) + 200, ""))
-    rig.sender.run()  # HEC never answers: returns at the deadline, without raising
+    # HEC never answers: returns at the deadline, without raising, and says data is left
+    # (main then warns; a clean exit said it was drained).
+    assert rig.sender.run() == sender.EXIT_UNDRAINED == supervisor.EXIT_UNDRAINED
     assert rig.sender.drain_deadline is not None
     assert time.monotonic() >= rig.sender.drain_deadline
     assert rig.committed() == -1
+
+
+def test_a_drain_whose_deadline_passes_awaiting_the_report_alone_exits_drained(
+    prompt: WideRig,
+) -> None:
+    prompt.append(["a"])
+    prompt.courier.queued_bytes = 0
+    control.send(prompt.pipes[1][1], control.Drain(int(time.time() * 1000) + 300, "r1"))
+    assert prompt.sender.run() is None  # all sent: only the report never came
+    assert texts(prompt) == ["a"]
 
 
 def test_an_idle_sender_sleeps_and_stops_when_main_hangs_up(rig: WideRig) -> None:
