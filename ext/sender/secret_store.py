@@ -29,6 +29,9 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGETS = {"secretsmanager": "secretsmanager.GetSecretValue", "ssm": "AmazonSSM.GetParameter"}
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 5.0
+# Credentials are masked in an error answer only from this length: AWS's are 40 characters and
+# more; a shorter one (a test's) would mask any word it is part of.
+MIN_MASKED_SECRET = 8
 # Error types that say "slow down" or "try again": the AWS SDKs' throttling and transient codes.
 THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException",
                        "RequestLimitExceeded", "ThrottledException"})
@@ -152,10 +155,8 @@ class SecretStore:
 
     def _error(self, status: int, data: bytes, error_header: str) -> TokenFetchError:
         kind, message = error_header, ""
-        try:
-            parsed = json.loads(data)
-        except ValueError:
-            parsed = None
+        data = self._without_credentials(data)
+        parsed = _json_or_none(data.decode("utf-8", "replace"))
         if isinstance(parsed, dict):
             kind = str(parsed.get("__type") or kind)
             message = str(parsed.get("message") or parsed.get("Message") or "")
@@ -165,6 +166,16 @@ class SecretStore:
         kind = kind.rpartition("#")[2].partition(":")[0] or f"HTTP{status}"
         throttled = kind in THROTTLED or status == 429 or status >= 500
         return TokenFetchError(self.reference, kind, message[:300], throttled)
+
+
+    def _without_credentials(self, data: bytes) -> bytes:
+        """The answer with the credentials masked: a proxy's error page may echo the signed
+        request's headers, and the error's text is logged."""
+        c = self.credentials
+        for secret in (c.secret_access_key, c.session_token):
+            if secret and len(secret) >= MIN_MASKED_SECRET:
+                data = data.replace(secret.encode(), b"<credential>")
+        return data
 
 
 def _json_or_none(text: str) -> object:

@@ -148,3 +148,19 @@ def test_fetch_error_pickles() -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert (copy.reference, copy.reason, copy.detail, copy.throttled) == (
         ARN, "ThrottlingException", "slow down", True)
+
+
+@pytest.mark.parametrize("answer", [
+    b'{"__type": "AccessDeniedException", "message": "denied for X-Amz-Security-Token: %s"}',
+    b"<Error><Code>Forbidden</Code><Message>headers: %s</Message></Error>",
+    b"[" * 100_000 + b"%s",  # deeper than the parser goes: no RecursionError either
+])
+def test_an_error_answer_that_echoes_the_credentials_is_logged_without_them(
+    answer: bytes,
+) -> None:
+    # A proxy's error page may echo the signed request's headers; the error's text is logged.
+    session, secret = "IQoJb3JpZ2luX2VjEJr" * 20, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    s = store(AWS_SECRET_ACCESS_KEY=secret, AWS_SESSION_TOKEN=session)
+    err = s._error(403, answer % f"{session} {secret}".encode(), "")
+    assert session[:40] not in str(err) and secret not in str(err)
+    assert session[:40] not in repr(err.detail) and secret not in err.detail
