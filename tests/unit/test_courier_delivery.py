@@ -183,14 +183,16 @@ def test_a_single_event_too_large_is_quarantined_not_retried(make: Make) -> None
     assert quarantined(courier_dir(courier)) == [b"huge"]
 
 
-def test_the_named_poison_event_is_quarantined_and_the_rest_delivered(make: Make) -> None:
-    def answer(envelopes: list[bytes]) -> HecOutcome:
-        if b"bad" in envelopes:
-            return HecOutcome(Verdict.POISON, 400, 6, "Invalid data format",
-                              invalid_event=envelopes.index(b"bad"))
-        return ACCEPTED
+def refusing_bad(envelopes: list[bytes]) -> HecOutcome:
+    """HEC refusing the event b"bad" by its number, accepting any request without it."""
+    if b"bad" in envelopes:
+        return HecOutcome(Verdict.POISON, 400, 6, "Invalid data format",
+                          invalid_event=envelopes.index(b"bad"))
+    return ACCEPTED
 
-    courier, client = make(answer)
+
+def test_the_named_poison_event_is_quarantined_and_the_rest_delivered(make: Make) -> None:
+    courier, client = make(refusing_bad)
     courier.offer(batch(b"a", b"bad", b"c", seq=9))
     assert done(courier) == [9]
     assert client.posted[-1] == [b"a", b"c"]
@@ -790,13 +792,7 @@ def test_events_hec_refused_are_counted_in_the_self_metrics_and_so_are_those_not
 ) -> None:
     # The dead-letter file lives in the environment's /tmp, which nobody reads: the count of
     # events taken out of delivery must reach Splunk, and so must those the (full) file lost.
-    def answer(envelopes: list[bytes]) -> HecOutcome:
-        if b"bad" in envelopes:
-            return HecOutcome(Verdict.POISON, 400, 6, "Invalid data format",
-                              invalid_event=envelopes.index(b"bad"))
-        return ACCEPTED
-
-    courier, _ = make(answer)
+    courier, _ = make(refusing_bad)
     courier.stats.take()
     courier.offer(batch(b"a", b"bad", seq=1))
     assert done(courier) == [1]
