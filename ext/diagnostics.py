@@ -14,6 +14,17 @@ from ext.config import OWN_LOG_MARKER
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _threshold = 30
+# A secret shorter than this (a test's, not a HEC token's GUID or an AWS key) is not masked: it
+# would mask any word it is part of.
+MIN_MASKED_SECRET = 8
+
+
+def without_secret(data: bytes, secret: str | None, mask: bytes) -> bytes:
+    """`data` with `secret` replaced by `mask`: a server's (or a proxy's) answer may echo the
+    request's headers, and its text is logged or kept."""
+    if not secret or len(secret) < MIN_MASKED_SECRET:
+        return data
+    return data.replace(secret.encode(), mask)
 
 
 def set_level(level: str) -> None:

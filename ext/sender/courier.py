@@ -304,17 +304,18 @@ class Courier:
         if elapsed_s >= TRANSFER_SHOWS * fastest and elapsed_s > fastest:
             self.recent_rates.append(size / (elapsed_s - fastest))
 
+    def _quarantine(self, envelope: bytes, outcome: HecOutcome) -> None:
+        kept = self.quarantine.keep(envelope, outcome.status, outcome.code, outcome.text)
+        self.stats.quarantined_event(kept)
+
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
         # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.
         index = outcome.invalid_event
         if index is not None and 0 <= index < batch.count:
-            poison = batch.envelopes()[index]
-            kept = self.quarantine.keep(poison, outcome.status, outcome.code, outcome.text)
-            self.stats.quarantined_event(kept)
+            self._quarantine(batch.envelopes()[index], outcome)
             return without(batch, index)
         if batch.count == 1:
-            kept = self.quarantine.keep(batch.joined(), outcome.status, outcome.code, outcome.text)
-            self.stats.quarantined_event(kept)
+            self._quarantine(batch.joined(), outcome)
             return without(batch, 0)
         first, second = split_batch(batch)
         self._deliver(first)

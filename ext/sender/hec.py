@@ -34,6 +34,7 @@ from urllib3.exceptions import HTTPError, SSLError
 from urllib3.util import wait_for_read
 from urllib3.util.ssl_ import create_urllib3_context
 
+from ext.diagnostics import without_secret
 from ext.sender import hec_wire, trust
 from ext.sender.batching import compress_lines
 
@@ -57,7 +58,6 @@ RETRY_STATUSES = frozenset({404, 408, 429})
 # "Token disabled" and "Invalid token" (hec.md §1.10): the token may have been rotated. Splunk
 # answers them with 403; codes 21 and 22 say the same with 400 (token management).
 TOKEN_REJECTED = frozenset({(403, 1), (403, 4), (400, 21), (400, 22)})
-MIN_MASKED_TOKEN = 8  # shorter tokens are not masked in HEC's answers (_without_token)
 TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
 # A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
 JOIN_BODY_BYTES = 64 * 1024
@@ -245,7 +245,9 @@ class HecClient:
             self._pool._put_conn(conn)
         if not answer.reusable:
             conn.close()
-        return classify(answer.status, _without_token(answer.body, token), answer.retry_after)
+        # The body's text is logged and kept with dead letters.
+        body = without_secret(answer.body, token, b"<token>")
+        return classify(answer.status, body, answer.retry_after)
 
     def _request_head(self, token: str) -> bytes | None:
         """The request head for `token`, built once per token; None if no header can carry it."""
@@ -460,16 +462,6 @@ def _parse_body(data: bytes) -> tuple[int | None, str, int | None]:
         str(parsed.get("text", ""))[:200],
         invalid if isinstance(invalid, int) and invalid >= 0 else None,
     )
-
-
-def _without_token(data: bytes, token: str) -> bytes:
-    """The answer's body with the token masked: a proxy's error page may echo the request's
-    headers, and the body's text is logged and kept with dead letters. (A token this short,
-    not a HEC token's GUID, would mask any word it is part of: left as it is.)"""
-    secret = token.encode()
-    if len(secret) < MIN_MASKED_TOKEN or secret not in data:
-        return data
-    return data.replace(secret, b"<token>")
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -149,7 +149,8 @@ class Sender:
                 if not self.spool_dirty or self.outbox:
                     self._wait(self._idle_timeout())
         except _StopSendingError:
-            if self.drain_deadline is not None and self._unsent():
+            if self.drain_deadline is not None and (self._in_hand()
+                                                    or self.reader.unread_bytes()):
                 return EXIT_UNDRAINED
             return None
         finally:
@@ -204,8 +205,7 @@ class Sender:
 
     def _drained(self, got: bool) -> bool:
         """Shutting down, nothing left to send, and the last report is in (or cannot be)."""
-        if (self.drain_deadline is None or got or self.held or self.outbox or self.commits
-                or not self.courier.idle()):
+        if self.drain_deadline is None or got or self._in_hand():
             return False
         if self._awaiting_report() and time.monotonic() < self._report_wait_end():
             return False
@@ -214,10 +214,14 @@ class Sender:
             return False
         return True
 
-    def _unsent(self) -> bool:
-        """Something read, planned, in flight or still in the spool is not delivered."""
-        return bool(self.held or self.outbox or self.commits or not self.courier.idle()
-                    or self.reader.unread_bytes())
+    def _in_hand(self) -> bool:
+        """Something read, planned or in flight is not delivered yet."""
+        return bool(self.held or self.outbox or self.commits or not self.courier.idle())
+
+    def _unsent_bytes(self) -> int:
+        """What is not delivered yet: read, planned, with the courier, or still in the spool."""
+        return (self.held.size + sum(b.size for b in self.outbox)
+                + getattr(self.courier, "queued_bytes", 0) + self.reader.unread_bytes())
 
     def _awaiting_report(self) -> bool:
         return self.last_request is not None and not self.ledger.report_spooled(self.last_request)
@@ -225,9 +229,8 @@ class Sender:
     def _report_wait_end(self) -> float:
         """Wait for the last report as long as the window allows once the drain is reserved."""
         assert self.drain_deadline is not None
-        unsent = (self.held.size + sum(b.size for b in self.outbox) + self.courier.queued_bytes
-                  + self.reader.unread_bytes())
-        reserve = drain_reserve_s(unsent, self.courier.send_rate_bps(), self.courier.round_trip_s)
+        reserve = drain_reserve_s(self._unsent_bytes(), self.courier.send_rate_bps(),
+                                  self.courier.round_trip_s)
         return self.drain_deadline - reserve
 
     def _commit_done(self) -> None:
@@ -402,9 +405,8 @@ class Sender:
     def _self_metrics(self, reason: str) -> list[bytes]:
         if not self.self_metrics.due(reason):
             return []
-        unsent = (self.reader.unread_bytes() + self.held.size + sum(b.size for b in self.outbox)
-                  + getattr(self.courier, "queued_bytes", 0))
-        envelope = self.self_metrics.envelope(self.builder, self.reader.stats, unsent, reason)
+        envelope = self.self_metrics.envelope(self.builder, self.reader.stats,
+                                              self._unsent_bytes(), reason)
         return [] if envelope is None else [envelope]
 
     def _shutdown_metrics(self) -> None:

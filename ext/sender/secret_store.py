@@ -16,6 +16,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from ext.config import SPLUNK_HEC_TOKEN_SECRET_KEY, token_problem
+from ext.diagnostics import without_secret
 from ext.errors import ExtError
 from ext.sender import sigv4
 
@@ -29,9 +30,6 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGETS = {"secretsmanager": "secretsmanager.GetSecretValue", "ssm": "AmazonSSM.GetParameter"}
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 5.0
-# Credentials are masked in an error answer only from this length: AWS's are 40 characters and
-# more; a shorter one (a test's) would mask any word it is part of.
-MIN_MASKED_SECRET = 8
 # Error types that say "slow down" or "try again": the AWS SDKs' throttling and transient codes.
 THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException",
                        "RequestLimitExceeded", "ThrottledException"})
@@ -155,7 +153,9 @@ class SecretStore:
 
     def _error(self, status: int, data: bytes, error_header: str) -> TokenFetchError:
         kind, message = error_header, ""
-        data = self._without_credentials(data)
+        # A proxy's error page may echo the signed request's headers; the error's text is logged.
+        for secret in (self.credentials.secret_access_key, self.credentials.session_token):
+            data = without_secret(data, secret, b"<credential>")
         parsed = _json_or_none(data.decode("utf-8", "replace"))
         if isinstance(parsed, dict):
             kind = str(parsed.get("__type") or kind)
@@ -166,16 +166,6 @@ class SecretStore:
         kind = kind.rpartition("#")[2].partition(":")[0] or f"HTTP{status}"
         throttled = kind in THROTTLED or status == 429 or status >= 500
         return TokenFetchError(self.reference, kind, message[:300], throttled)
-
-
-    def _without_credentials(self, data: bytes) -> bytes:
-        """The answer with the credentials masked: a proxy's error page may echo the signed
-        request's headers, and the error's text is logged."""
-        c = self.credentials
-        for secret in (c.secret_access_key, c.session_token):
-            if secret and len(secret) >= MIN_MASKED_SECRET:
-                data = data.replace(secret.encode(), b"<credential>")
-        return data
 
 
 def _json_or_none(text: str) -> object:
