@@ -42,8 +42,7 @@ def test_the_file_is_appended_across_instances(tmp_path: Path) -> None:
 def test_the_file_is_bounded_and_the_count_goes_on(tmp_path: Path) -> None:
     line = len(json.dumps({"status": 400, "code": 6, "text": "t", "envelope": "x"})) + 1
     q = Quarantine(str(tmp_path), max_bytes=2 * line)  # room for exactly two lines
-    for _ in range(3):
-        q.keep(b"x", 400, 6, "t")
+    assert [q.keep(b"x", 400, 6, "t") for _ in range(3)] == [True, True, False]  # kept or not
     assert os.path.getsize(q.path) == 2 * line
     assert (q.count, q.kept) == (3, 2)
 
@@ -68,7 +67,7 @@ def test_an_unwritable_file_is_logged_never_raised(
 ) -> None:
     q = Quarantine(str(tmp_path / "missing"))
     with caplog.at_level(logging.ERROR, logger="ext.sender.quarantine"):
-        q.keep(b"x", 400, 6, "t")
+        assert not q.keep(b"x", 400, 6, "t")
     assert (q.count, q.kept) == (1, 0)
     assert any("cannot write the dead-letter file" in r.getMessage() for r in caplog.records)
 
@@ -145,7 +144,7 @@ def test_a_line_cut_short_by_a_full_disk_is_not_left_half_written(
         return written
 
     monkeypatch.setattr(os, "write", full_disk_write)
-    q.keep(b"second", 400, 6, "t")
+    assert not q.keep(b"second", 400, 6, "t")
     monkeypatch.setattr(os, "write", real_write)  # space freed again
     q.keep(b"third", 400, 6, "t")
     assert [line["envelope"] for line in lines(q.path)] == ["first", "third"]
