@@ -65,8 +65,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/sender/quarantine.py": ("tests/unit/test_quarantine*.py",),
     # The token read from AWS: answers and errors parsed (no network), then the refetch policy.
     # The calls themselves are tested against moto (tests/integration/test_token_from_aws.py),
-    # which does not run in the mutation runner's in-process pytest: the request's shape and
-    # the answer's handling survive here.
+    # which fails unmutated under this runner (an empty log; not looked into yet): without it
+    # the request's shape and the answer's handling survive here.
     "ext/sender/secret_store.py": (
         "tests/unit/test_secret_store.py", "tests/unit/test_token_source.py",
     ),
