@@ -212,6 +212,14 @@ class Inbox:
         return [m for m in map(decode, lines) if m is not None]
 
 
+def unread(fd: int) -> bool:
+    """Whether the pipe whose read end is `fd` holds bytes its reader has not taken yet (main
+    keeps the read end of the pipes it writes: it tells whether the sender still reads them)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def drain_pipe(fd: int) -> bool:
     """Empties a non-blocking wake-up pipe (its bytes only mean "look again"); True if it held
     any."""

@@ -141,13 +141,20 @@ class Sender:
                 handed, got = self.step()
                 if handed and (self.outbox or self.commits or self.spool_dirty
                                or self.drain_deadline is not None):
-                    continue  # more to hand over, read or finish: another pass at once
+                    # More to hand over, read or finish: another pass at once. Main's pipe is
+                    # looked at before it, as after a wait: through a backlog it went unread
+                    # until the backlog was sent, and main, hearing nothing, would take the
+                    # sender for hung (lifecycle.HUNG_WAITS).
+                    self.control_ready = True
+                    continue
                 # (A lone batch sent and committed inline leaves nothing: the wait's select
                 # sees anything that came meanwhile, without a pass of its own.)
                 if self._drained(got):
                     return None  # the main process sees the exit: nothing is left to send
                 if not self.spool_dirty or self.outbox:
                     self._wait(self._idle_timeout())
+                else:
+                    self.control_ready = True  # another pass at once, as above
         except _StopSendingError:
             if self.drain_deadline is not None and (self._in_hand()
                                                     or self.reader.unread_bytes()):

@@ -205,6 +205,33 @@ def test_an_idle_sender_sleeps_and_stops_when_main_hangs_up(rig: WideRig) -> Non
     assert passes <= 5  # woken by the poll timeout (0.25 s) only, not spinning
 
 
+def test_a_sender_sending_a_backlog_reads_main_s_messages_between_passes(tmp_path: Path) -> None:
+    # Pass after pass without a wait between them (a backlog, one small request at a time):
+    # main's messages were read only after a wait, i.e. once the whole backlog was sent; main
+    # heard nothing meanwhile and took the sender for hung.
+    rig = WideRig(tmp_path, courier=PromptCourier(), **SENDING, SPLUNK_MAX_REQUEST_BYTES="4096")
+    try:
+        for n in range(30):
+            rig.append([f"{n:04} " + "x" * 1500])
+        unread_at: list[bool] = []
+        step = rig.sender.step
+
+        def counted() -> tuple[bool, bool]:
+            unread_at.append(control.unread(rig.pipes[1][0]))
+            if len(unread_at) == 2:
+                control.send(rig.pipes[1][1], control.Flush("r1"))  # main asks, mid-backlog
+            if len(unread_at) == 8:
+                main_hangs_up(rig)  # the end of the test, once it read or not
+            return step()
+
+        rig.sender.step = counted  # type: ignore[method-assign]
+        rig.sender.run()
+        assert unread_at[2] is False  # read before the next pass
+        assert len(rig.courier.accepted) < 30  # in the midst of the backlog still
+    finally:
+        rig.close()
+
+
 # -- when a drain is done -----------------------------------------------------------------------
 
 
