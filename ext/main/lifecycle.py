@@ -54,6 +54,21 @@ SENDER_CHECK_S = 0.1
 # its pool: its modules are imported before the fork). Paid once, in the init phase, where it
 # overlaps the runtime's own init; otherwise the first invocation's flush would wait for it.
 SENDER_START_WAIT_S = 2.0
+# A sender alive but stuck (a deadlock, a call that never returns, stopped) never exits, so no
+# restart would ever come, and every waited invocation would cost its whole budget while the
+# spool fills. A wait that ends at its end with nothing at all from the sender (no Running,
+# Failing, Delivered, nothing) and main's ask still unread in the control pipe says its loop did
+# not come round in that time. A sender in health reads the pipe between any two passes (even
+# while its courier thread holds a request to a slow HEC, and it answers Failing then); what
+# holds one pass is bounded: an inline attempt by the flush budget per socket operation (then
+# Failing, and none for a minute), a read by one request's worth of records. HEC slow or down
+# is answered, telemetry that never comes leaves the asks read: neither counts. So after
+# HUNG_WAITS such waits in a row, HUNG_AFTER_S of unread asks in all (a pass at a 128 MB CPU
+# share may outlast one short budget, not a second of them), it is presumed hung: SIGKILL,
+# and the restart resumes from the spool's last commit (at-least-once: duplicates, no loss).
+# With the default 500 ms budget that is the third such wait (0.18 + 0.49 + 0.49 s).
+HUNG_WAITS = 3
+HUNG_AFTER_S = 1.0
 
 
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
@@ -111,6 +126,10 @@ class MainLoop:
         self.sees_invocation_ends = config.sees_invocation_ends
         self.flush = config.flush
         self.sender_started = False
+        # Waits in a row that ended with nothing from the sender and main's ask unread, and the
+        # time those asks lay unread (HUNG_WAITS, HUNG_AFTER_S).
+        self.unheard_waits = 0
+        self.unheard_s = 0.0
         self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000,
                                       config.dispatch_max_wait_ms / 1000)
         level = config.log_level
@@ -241,7 +260,7 @@ class MainLoop:
         budget = wait_limit(self.config.flush_budget_ms / 1000)
         last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
         end = min(now + budget, last)
-        self._read_answers()
+        heard = self._read_answers()
         # Answers about earlier invocations no longer matter; this one's may be in already.
         answer = self.answers.get(request_id)
         self.answers.clear()
@@ -255,6 +274,7 @@ class MainLoop:
             ask_at = None  # the notes pipe is full: ask now
         if ask_at is None and not self._tell_sender(flush):
             return
+        asked_at = now if ask_at is None else None  # the ask main's liveness check looks at
         listener_died = False
         while request_id not in self.answers:
             if request_id in self.running and not ended:
@@ -266,10 +286,13 @@ class MainLoop:
                 flush = control.FlushLate(request_id)
                 if not self._tell_sender(flush):
                     return
+                asked_at = now
             left = (end if ask_at is None else min(end, ask_at)) - now
             if left <= 0:
+                self._judge_silence(heard, asked_at, now)
                 return
             if self._wait_answer(left, [self.sender, self.listener]):
+                heard = True
                 self._read_answers()
                 continue
             if self._sender_restarted():
@@ -280,6 +303,7 @@ class MainLoop:
                     self.running.discard(request_id)
                     end = min(time.monotonic() + budget, last)
                 self._ask_again(flush, note, asked=ask_at is None)
+                asked_at = None  # a new sender, judged from its own next wait
             elif supervisor.held_back(self.sender):
                 return  # it died again at its start: left down, it answers nothing
             if supervisor.reap([self.listener]):
@@ -291,6 +315,29 @@ class MainLoop:
                 fallback = min(time.monotonic() + budget, last)
                 end = min(end, fallback) if listener_died else fallback
                 listener_died = True
+
+    def _judge_silence(self, heard: bool, asked_at: float | None, now: float) -> None:
+        """A wait ran to its end: was the sender heard, or did it take main's ask at least?
+        After HUNG_WAITS waits in a row with neither (HUNG_AFTER_S of asks unread), it is
+        presumed hung and killed; one restarted or heard starts the count again."""
+        if heard or asked_at is None:
+            return  # heard: the count starts again (_read_answers); not asked: nothing to judge
+        if not control.unread(self.ctl_r):
+            self.unheard_waits, self.unheard_s = 0, 0.0
+            return
+        self.unheard_waits += 1
+        self.unheard_s += now - asked_at
+        if self.unheard_waits < HUNG_WAITS or self.unheard_s < HUNG_AFTER_S:
+            return
+        diagnostics.note(
+            "WARNING", f"the sender answered nothing and read none of main's flush requests "
+                       f"through {self.unheard_waits} waited invocations in a row "
+                       f"({self.unheard_s:.1f} s): presumed hung, killing it (SIGKILL); it is "
+                       "restarted and resumes from the spool's last commit (events it had sent "
+                       "since may reach HEC twice)")
+        self.sender.hangs += 1
+        self.unheard_waits, self.unheard_s = 0, 0.0
+        supervisor.kill(self.sender)
 
     def _ask_again(self, flush: control.Flush, note: control.Awaited, asked: bool) -> None:
         """A new sender reads the invocation again; unasked only under sync (the note may have
@@ -338,8 +385,13 @@ class MainLoop:
         waits for it quietly, or only hurries it)."""
         return control.send(self.notes_w, note)
 
-    def _read_answers(self) -> None:
-        for message in self.status.read():
+    def _read_answers(self) -> bool:
+        """Takes the sender's answers; True if there was any (it is alive: the count of waits
+        it let pass unheard starts again)."""
+        messages = self.status.read()
+        if messages:
+            self.unheard_waits, self.unheard_s = 0, 0.0
+        for message in messages:
             if isinstance(message, control.Delivered):
                 self.answers[message.request_id] = True
                 self.adaptive.delivered(message.request_id)
@@ -349,6 +401,7 @@ class MainLoop:
                 self.running.add(message.request_id)
             elif isinstance(message, control.Ready):
                 self.sender_started = True
+        return bool(messages)
 
     def _sender_restarted(self) -> bool:
         """Restarts the sender if it died (and is not held back); True if it did."""
@@ -377,6 +430,7 @@ class MainLoop:
         child.restarts += 1
         if child is self.sender:
             self.sender_started = False
+            self.unheard_waits, self.unheard_s = 0, 0.0
         self.adaptive.relearn()
         supervisor.spawn(child, self._all_fds())
         return True

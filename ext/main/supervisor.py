@@ -51,6 +51,7 @@ class Child:
         self.log_level = log_level
         self.pid = 0
         self.restarts = 0
+        self.hangs = 0  # times it was presumed hung and killed (each one also a restart)
         self.exit_status: int | None = None
         self.exit_fd = -1  # the living child's pidfd, readable once it exited; -1: none
         self.started_at = 0.0  # monotonic time of the last spawn
@@ -159,6 +160,12 @@ def stop(children: list[Child], deadline: float) -> None:
                 _forget(child, None)  # reaped elsewhere; nothing left to wait for
             else:
                 _forget(child, os.waitstatus_to_exitcode(status))
+
+
+def kill(child: Child) -> None:
+    """SIGKILL, not waited for: the next reap (at the next event, or a wait's) collects it and
+    it is restarted as any dead child."""
+    _signal_child(child, _signal.SIGKILL)
 
 
 def _forget(child: Child, exit_status: int | None) -> None:

@@ -4,6 +4,7 @@ children's supervisor, the clock and `select` replaced by stand-ins the test dri
 from __future__ import annotations
 
 import _socket
+import functools
 import os
 import signal
 import time
@@ -73,6 +74,7 @@ class Children:
         self.dying: list[str] = []  # roles reaped as dead at the next reap
         self.exits: list[tuple[bool, int]] = []  # wait_exit answers: (exited, exit status)
         self.on_spawn: Callable[[], object] = lambda: None  # what a new child does at once
+        self.killed: list[str] = []  # roles SIGKILLed, in order
         self.next_pid = 1000
 
     def spawn(self, child: supervisor.Child, close_fds: tuple[int, ...]) -> None:
@@ -98,6 +100,10 @@ class Children:
     def stop(self, children: list[supervisor.Child], deadline: float) -> None:
         self.stopped.append(([c.role for c in children], deadline))
 
+    def kill(self, child: supervisor.Child) -> None:
+        self.killed.append(child.role)
+        self.dying.append(child.role)  # reaped as dead at the next reap
+
 
 class Notes:
     def __init__(self) -> None:
@@ -122,6 +128,7 @@ def children(monkeypatch: pytest.MonkeyPatch) -> Children:
     made = Children()
     for name in ("spawn", "reap", "wait_exit", "stop"):
         monkeypatch.setattr(supervisor, name, getattr(made, name))
+    monkeypatch.setattr(supervisor, "kill", made.kill, raising=False)
     # No real child here: the kernel's "a child exited" stands in as "look at them".
     monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: True)
     return made
@@ -1114,3 +1121,98 @@ def test_a_sender_restarted_during_a_running_wait_falls_back_to_the_budget(
     assert sent(main) == [control.Flush("rid"), control.Flush("rid")]  # asked again
     assert poll.clock.now - start == pytest.approx(0.1 + BUDGET_S)  # the budget from the restart
     assert "rid" not in main.loop.running
+
+
+# -- a hung sender ------------------------------------------------------------------------------
+
+
+def _hung(notes: Notes) -> list[str]:
+    """The warnings that name the sender presumed hung."""
+    return [line for level, line in notes.lines if level == "WARNING" and "hung" in line]
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "sync", "SPLUNK_FLUSH_BUDGET_MS": "500"}],
+                         indirect=True)
+def test_a_sender_that_reads_and_answers_nothing_is_killed_and_restarted(
+    main: Main, poll: Poll, children: Children, notes: Notes,
+) -> None:
+    # Alive but stuck (a deadlock, a call that never returns, SIGSTOP): it never exits, so
+    # the supervisor never restarted it, and every waited invocation cost its whole budget
+    # while the spool filled, without a word in the log.
+    main.loop.api.events = [INVOKE] * 3  # type: ignore[attr-defined]
+    with pytest.raises(errors.ApiError):  # the stand-in API's end, after the third INVOKE
+        main.loop.serve()
+    assert children.killed == ["sender"]  # the third wait: 0.18 s + 0.485 s + 0.485 s unread
+    [warning] = _hung(notes)
+    assert "3 waited invocations" in warning and "SIGKILL" in warning
+    assert main.loop.sender.hangs == 1
+    main.loop._restart_dead_children()  # the next event: restarted, resumes from the spool
+    assert children.spawned == ["sender"] and main.loop.sender.restarts == 1
+
+
+def _wait_silently(main: Main, poll: Poll, waits: int,
+                   sender: Callable[[str], object] = lambda rid: None) -> None:
+    """`waits` invocations flushed, asked at once; `sender` acts at each wait's first check."""
+    for _ in range(waits):
+        rid = f"r{len(poll.timeouts)}"  # a new invocation each time
+        poll.actions = {len(poll.timeouts): functools.partial(sender, rid)}
+        main.loop.flush_invocation(rid, EPOCH + poll.clock.now + 60)
+        main.loop._restart_dead_children()
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+def test_a_sender_that_answers_failing_is_never_taken_for_hung(
+    main: Main, poll: Poll, children: Children, notes: Notes,
+) -> None:
+    # HEC down or hanging: the sender does not read main's asks while an attempt holds its
+    # thread, but it answers Failing as soon as it can (the courier's failure, its breaker).
+    _wait_silently(main, poll, 10, lambda rid: control.send(main.loop.status_w,
+                                                            control.Failing("earlier")))
+    assert children.killed == [] and _hung(notes) == []
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+def test_a_silent_sender_that_reads_main_s_asks_is_never_taken_for_hung(
+    main: Main, poll: Poll, children: Children, notes: Notes,
+) -> None:
+    # Telemetry that never comes (a listener that cannot spool), or a backlog read in order:
+    # the sender has nothing to say of the invocation, but it reads what main asks.
+    _wait_silently(main, poll, 10, lambda rid: sent(main))
+    assert children.killed == [] and _hung(notes) == []
+
+
+def test_with_a_short_budget_three_silent_waits_are_not_enough(
+    main: Main, poll: Poll, children: Children, notes: Notes,
+) -> None:
+    # 150 ms: a pass of the sender's (an inline attempt, a large record at a small CPU share)
+    # may outlast a few such waits; a second of them unread in all is what it cannot.
+    _wait_silently(main, poll, 3)
+    assert children.killed == []
+    _wait_silently(main, poll, 7)
+    assert children.killed == ["sender"]
+    assert len(_hung(notes)) == 1
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+def test_an_answer_between_silent_waits_starts_the_count_again(
+    main: Main, poll: Poll, children: Children, notes: Notes,
+) -> None:
+    _wait_silently(main, poll, 2)
+    _wait_silently(main, poll, 1, lambda rid: control.send(main.loop.status_w,
+                                                           control.Delivered(rid)))
+    _wait_silently(main, poll, 2)
+    assert children.killed == []
+    _wait_silently(main, poll, 1)
+    assert children.killed == ["sender"]
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+def test_a_restarted_sender_starts_the_count_again(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    _wait_silently(main, poll, 2)
+    children.dying.append("sender")  # it died by itself: restarted at the next event
+    main.loop._restart_dead_children()
+    sent(main)  # the new sender read what the old one left
+    _wait_silently(main, poll, 2)
+    assert children.killed == []
