@@ -36,6 +36,12 @@ class RequestRef(msgspec.Struct, frozen=True):
     requestId: str | None = None  # noqa: N815
 
 
+class DropNotice(msgspec.Struct, frozen=True):
+    """The count of a platform.logsDropped record (what Lambda dropped before delivery)."""
+
+    droppedRecords: int = 0  # noqa: N815
+
+
 class LogView(msgspec.Struct, frozen=True):
     """Fields of a JSON-format log record that become indexed fields."""
 
@@ -49,6 +55,7 @@ raw_array = msgspec.json.Decoder(list[msgspec.Raw])
 telemetry_event = msgspec.json.Decoder(TelemetryEvent)
 telemetry_batch = msgspec.json.Decoder(list[TelemetryEvent])
 request_ref = msgspec.json.Decoder(RequestRef)
+drop_notice = msgspec.json.Decoder(DropNotice)
 log_view = msgspec.json.Decoder(LogView)
 encoder = msgspec.json.Encoder()
 

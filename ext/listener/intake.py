@@ -36,7 +36,10 @@ MAX_DEPTH = 64  # levels of arrays/objects in one event, the event object itself
 DROPPED_TYPE = "splunk-extension.intake-dropped"
 TOO_DEEP_TYPE = "splunk-extension.too-deep"
 RUNTIME_DONE = "platform.runtimeDone"
-NOTIFY_TYPES = frozenset({RUNTIME_DONE, "platform.report"})
+REPORT = "platform.report"
+# A platform.logsDropped may stand for a runtimeDone Lambda dropped (ext/sender/invocations.py):
+# a flush may wait for it as for the runtimeDone itself.
+NOTIFY_TYPES = frozenset({RUNTIME_DONE, REPORT, "platform.logsDropped"})
 _SHORT = 2 * (MAX_DEPTH - 1)  # a record no longer cannot be too deep (two bytes per level)
 _FEW = 64  # structured records below which checking each costs less than a body pass
 
@@ -67,8 +70,9 @@ class Verdict:
         self.decoded = decoded  # the payload's events when inspect decoded them (the filters')
         self.events = events
         self.notable = notable  # it holds a runtimeDone or report the main process waits for
-        # It holds a runtimeDone: a flush may wait for it, so the sender reads it at once (it
-        # may read the rest later, with the next one: ext/sender/process.py).
+        # It holds a runtimeDone (or a drop notice, which may stand for one): a flush may wait
+        # for it, so the sender reads it at once (it may read the rest later, with the next
+        # one: ext/sender/process.py).
         self.ends_invocation = notable if ends_invocation is None else ends_invocation
         self.dropped = dropped  # elements not kept
         self.too_deep = too_deep  # elements kept as text because they were nested too deep
@@ -90,7 +94,7 @@ def inspect(body: bytes | bytearray | memoryview) -> Verdict:
     for event in events:
         if event.type in NOTIFY_TYPES:
             notable = True
-            ends = ends or event.type == RUNTIME_DONE
+            ends = ends or event.type != REPORT
         record = event.record
         # A record needs two bytes per level; a string has none.
         if len(record) > _SHORT and _first_byte(record)[0] != 0x22:

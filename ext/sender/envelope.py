@@ -22,6 +22,7 @@ from ext.config import OWN_LOG_MARKER
 from ext.listener import intake
 from ext.sender import derived
 from ext.sender.enrichment import INIT_KINDS, Enrichment
+from ext.sender.invocations import DROPPED
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -92,8 +93,10 @@ class EnvelopeBuilder:
         self._id_key: bytes | None = None
         self._id_cold: bytes | None = None
         self._id_fields = b""
-        # start/runtimeDone/report: (kind, request id, event time), for the sender's flushes
+        # start/runtimeDone/report: (kind, request id, event time), for the sender's flushes;
+        # a platform.logsDropped too (no request id: b""), as an invocation's end may be in it.
         self.landmarks: list[tuple[str, bytes, str | int | float]] = []
+        self.dropped_records = 0  # what Lambda's platform.logsDropped records say it dropped
         self.skipped_own = 0
         self.skipped_empty = 0
         self.malformed = 0
@@ -234,6 +237,9 @@ class EnvelopeBuilder:
             if self.enrichment.init_seen(record):
                 self._build_prefixes()
             self.cold_request = self.enrichment.cold_request
+        elif kind == DROPPED:
+            self.dropped_records += _dropped_records(record)
+            self.landmarks.append((kind, b"", time))
         return request_id
 
     def _build_prefixes(self) -> None:
@@ -419,6 +425,13 @@ def _json_line(record: bytes) -> tuple[bytes | None, bytes | None]:
     level = _json_str(view.level) if isinstance(view.level, str) else None
     request_id = _json_str(view.requestId) if isinstance(view.requestId, str) else None
     return level, request_id
+
+
+def _dropped_records(record: bytes) -> int:
+    try:
+        return max(0, schema.drop_notice.decode(record).droppedRecords)
+    except (msgspec.DecodeError, RecursionError):
+        return 0
 
 
 def _platform_request_id(record: bytes) -> bytes | None:

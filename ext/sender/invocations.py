@@ -9,6 +9,18 @@ or end: `wait_every`; adaptive's notes, read with the spool, are requests like a
 for an invocation main only hurries not `waited`); this ledger keeps those requests and says
 which ones the committed position now settles. It is the only place that bookkeeping lives.
 Pure: no I/O, no clock.
+
+An invocation's runtimeDone may never be read: Lambda drops telemetry a subscriber does not take
+fast enough and then sends a platform.logsDropped (lambda-protocol.md §2.4), which does not say
+what it dropped. Main, told Running, would wait for that end up to the function's deadline, all
+of it billed once the runtime is done. So the ledger presumes the end of an invocation that
+started and did not end lost at the first evidence, and places it there: a drop notice read
+after its start (the notice follows what it reports, so one read before the start cannot hold
+its end), or the start of another invocation (an environment runs one at a time). Committing
+through that point delivers everything of it that did arrive. If the drop was of its lines alone
+and it runs on, main stops waiting early and the rest goes with the next batch (at the next thaw
+at worst): late, never lost, where waiting would have cost up to the deadline whenever the end
+was among what Lambda dropped. Its real runtimeDone, if read later, changes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from __future__ import annotations
 START = "platform.start"
 RUNTIME_DONE = "platform.runtimeDone"
 REPORT = "platform.report"
+DROPPED = "platform.logsDropped"
 KEEP = 64  # invocations remembered; older ones can no longer be asked about
 
 
@@ -31,28 +44,59 @@ class InvocationLedger:
         self.done_at: dict[str, int] = {}  # request id -> seq of its spooled runtimeDone
         self.report_at: dict[str, int] = {}  # request id -> seq of its spooled platform.report
         self.start_at: dict[str, int] = {}  # request id -> seq of its spooled platform.start
+        # Started, end not read: one at most after each start (the others' ends are presumed).
+        self.open: dict[str, None] = {}
         # Flush requests not yet settled -> already told Failing (or never to be: main does not
         # wait for it, only wants it sent as soon as its end is read).
         self.waiting: dict[str, bool] = {}
         self.tracked: dict[str, None] = {}  # invocations main only wants news of (tell_every)
         self.committed = -1
 
-    def seen(self, kind: str, request_id: str, seq: int) -> None:
+    def seen(self, kind: str, request_id: str, seq: int) -> list[str]:
         """A platform.start, runtimeDone or report for `request_id` was read from the spool at
+        `seq`. Returns the invocations whose end this proves lost (another's start), ended at
         `seq`."""
         table = (self.done_at if kind == RUNTIME_DONE else self.report_at if kind == REPORT
                  else self.start_at if kind == START else None)
         if table is None or request_id in table:
-            return  # the first one read counts (a batch the platform sent again repeats it)
-        table[request_id] = seq
-        if len(table) > self.keep:
-            del table[next(iter(table))]
-        if self.tell_every and table is self.done_at:
+            return []  # the first one read counts (a batch the platform sent again repeats it)
+        lost: list[str] = []
+        if table is self.done_at:
+            self._ended_at(request_id, seq)
+            self.open.pop(request_id, None)
+        else:
+            self._remember(table, request_id, seq)
+            if table is self.start_at:
+                lost = self._end_open(seq)
+                if request_id not in self.done_at:  # its end may come before its start
+                    self.open[request_id] = None
+        if self.wait_every and table is not self.report_at and request_id not in self.waiting:
+            self._wait_for(request_id)
+        return lost
+
+    def dropped(self, seq: int) -> list[str]:
+        """A platform.logsDropped was read at `seq`: the invocations started and not ended may
+        have lost their end in it. Returns them, ended at `seq` (see the module's docstring)."""
+        return self._end_open(seq)
+
+    def _end_open(self, seq: int) -> list[str]:
+        lost = list(self.open)
+        self.open.clear()
+        for request_id in lost:
+            self._ended_at(request_id, seq)
+        return lost
+
+    def _ended_at(self, request_id: str, seq: int) -> None:
+        self._remember(self.done_at, request_id, seq)
+        if self.tell_every:
             self.tracked[request_id] = None
             if len(self.tracked) > self.keep:
                 del self.tracked[next(iter(self.tracked))]
-        if self.wait_every and table is not self.report_at and request_id not in self.waiting:
-            self._wait_for(request_id)
+
+    def _remember(self, table: dict[str, int], request_id: str, seq: int) -> None:
+        table[request_id] = seq
+        if len(table) > self.keep:
+            del table[next(iter(table))]
 
     def request(self, request_id: str, *, waited: bool = True) -> list[str]:
         """The main process waits for `request_id` (or, not `waited`, only wants it sent as soon

@@ -41,7 +41,7 @@ from ext.sender.batching import Gathering, HecBatch
 from ext.sender.commit_order import CommitOrder
 from ext.sender.courier import Courier
 from ext.sender.envelope import EnvelopeBuilder
-from ext.sender.invocations import RUNTIME_DONE, START, InvocationLedger
+from ext.sender.invocations import DROPPED, RUNTIME_DONE, START, InvocationLedger
 from ext.sender.quarantine import Quarantine
 from ext.sender.self_metrics import SelfMetrics
 from ext.spool import SpoolReader
@@ -316,27 +316,39 @@ class Sender:
                 # What was built before is sent; the notice follows, the whole record is kept.
                 envelopes.append(self._quarantined(record.seq, record.payload, err))
             self.self_metrics.unsent.read(record.seq, record.event_count, record.append_time_ns)
-            if builder.landmarks:
-                ended = False
-                seen = [(kind, _decode_id(request_id), stamp)
-                        for kind, request_id, stamp in builder.landmarks]
-                for kind, rid, stamp in seen:
-                    self.ledger.seen(kind, rid, record.seq)
-                    if kind == RUNTIME_DONE:
-                        self._ended(rid, builder.seconds(stamp))
-                        ended = True
-                for kind, rid, stamp in seen:
-                    if kind == START and self.ledger.running(rid):
-                        self._started(rid, builder.seconds(stamp))
-                builder.landmarks.clear()
-                if ended:  # once per invocation batch: the sender's own figures ride with it
-                    envelopes.extend(self._self_metrics("invocation"))
+            if builder.landmarks and self._landmarks(record.seq):
+                # Once per invocation batch: the sender's own figures ride with it.
+                envelopes.extend(self._self_metrics("invocation"))
             if record is records[-1]:
                 envelopes.extend(self._loss_notices())
             self._hold(record.seq, envelopes, appended_since)
         if read_bytes:
             self.growth = max(1.0, (self.held.size - held_before) / read_bytes)
         return bool(records)
+
+    def _landmarks(self, seq: int) -> bool:
+        """Where the record at `seq` starts or ends invocations (or Lambda dropped telemetry);
+        True if it holds a runtimeDone."""
+        builder = self.builder
+        ended = False
+        seen = [(kind, _decode_id(request_id) if request_id else "", stamp)
+                for kind, request_id, stamp in builder.landmarks]
+        builder.landmarks.clear()
+        for kind, rid, stamp in seen:
+            # In order: a drop notice before a start in the same record cannot hold that
+            # invocation's end.
+            lost = (self.ledger.dropped(seq) if kind == DROPPED
+                    else self.ledger.seen(kind, rid, seq))
+            for lost_id in lost:  # its runtimeDone never read: ended here, presumed
+                self.self_metrics.ends_lost += 1
+                self._ended(lost_id, builder.seconds(stamp))
+            if kind == RUNTIME_DONE:
+                self._ended(rid, builder.seconds(stamp))
+                ended = True
+        for kind, rid, stamp in seen:
+            if kind == START and self.ledger.running(rid):
+                self._started(rid, builder.seconds(stamp))
+        return ended
 
     def _hold(self, seq: int | None, envelopes: list[bytes], since: float | None) -> None:
         """Holds envelopes for the next request; the first held counts from `since` (else now)

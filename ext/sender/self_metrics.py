@@ -165,6 +165,9 @@ class SelfMetrics:
         self.last_emitted: float | None = None  # monotonic
         self.delivery = delivery or DeliveryStats()
         self.unsent = UnsentRecords()
+        # Invocations whose runtimeDone was never read, answered where their end was presumed
+        # (ext/sender/invocations.py): a count of what the drop notices cost the flushes.
+        self.ends_lost = 0
         self.emitted = 0
         self._pids: dict[str, int] = {}
 
@@ -192,6 +195,8 @@ class SelfMetrics:
             "spool.corrupt_events": spool.corrupt_events,
             "spool.refused_events": spool.refused_events,
             "envelope.malformed_events": builder.malformed,
+            "telemetry.dropped_records": builder.dropped_records,
+            "invocations.ends_lost": self.ends_lost,
         }
         values.update(self.delivery.take())
         if len(self._pids) < 3 or self.emitted % 64 == 0:  # a restarted listener has a new pid

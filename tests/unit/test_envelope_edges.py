@@ -51,6 +51,21 @@ def test_invocation_bounds_are_landmarks_only_with_a_request_id() -> None:
                            ("platform.report", rid, T)]
 
 
+def test_a_drop_notice_is_a_landmark_counted_and_forwarded_as_it_came() -> None:
+    b = builder()
+    notice = {"droppedBytes": 900, "droppedRecords": 7, "reason": "fell behind"}
+    sent = build(
+        b,
+        ("platform.logsDropped", notice),
+        ("platform.logsDropped", {"droppedRecords": "many"}),  # no count: none taken, still one
+        ("platform.logsDropped", {"droppedRecords": -3}),
+    )
+    assert b.landmarks == [("platform.logsDropped", b"", T)] * 3  # an end may be in it
+    assert b.dropped_records == 7
+    assert sent[0]["event"] == {"type": "platform.logsDropped", "record": notice}
+    assert sent[0]["fields"]["telemetry_type"] == "platform.logsDropped"
+
+
 @pytest.mark.parametrize(("stamp", "seconds"), [
     (T, datetime.fromisoformat(T.replace("Z", "+00:00")).timestamp()),
     ("2026-10-08T07:30:29.443+02:00",

@@ -263,3 +263,14 @@ def test_a_string_never_closed_costs_one_pass_not_one_per_escaped_quote(tail: by
     assert time.perf_counter() - start < 5.0
     assert [e["record"] for e in kept(verdict)[:1]] == ["before"]
     assert (verdict.dropped, verdict.events) == (1, 2)
+
+
+@pytest.mark.parametrize("filler", [0, 70])
+def test_a_drop_notice_is_read_at_once(filler: int) -> None:
+    """Lambda's platform.logsDropped may stand for an invocation's lost runtimeDone: a flush may
+    wait for it (ext/sender/invocations.py), so the sender reads it at once, salvaged or not."""
+    others = [event(f"line {n}") for n in range(filler)]
+    dropped = event({"droppedBytes": 10, "droppedRecords": 1, "reason": "r"},
+                    "platform.logsDropped")
+    assert intake.inspect(batch(*others, dropped)).ends_invocation
+    assert intake.inspect(batch(b"3", *others, dropped)).ends_invocation

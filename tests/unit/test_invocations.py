@@ -150,3 +150,64 @@ def test_whether_main_waits_is_said_by_name_only() -> None:
     assert ledger.waiting == {}
     assert ledger.request(request_id="r1", waited=False) == []
     assert ledger.waiting == {"r1": True}
+
+
+# Lambda drops telemetry it cannot deliver fast enough and says so in a platform.logsDropped
+# (lambda-protocol.md §2.4): an invocation's runtimeDone may be among what it dropped.
+
+
+def test_a_drop_notice_ends_an_invocation_started_and_not_ended_where_the_notice_is() -> None:
+    ledger = InvocationLedger(wait_every=True)
+    ledger.seen(START, "a", 1)
+    assert ledger.running("a")
+    assert ledger.dropped(3) == ["a"]
+    assert not ledger.running("a")  # a late ask hears no Running
+    assert ledger.urgent()  # what came before the notice goes now
+    assert ledger.settle(2) == []  # not before everything up to the notice is committed
+    assert ledger.settle(3) == ["a"]
+
+
+def test_a_drop_notice_read_before_an_invocation_started_cannot_hold_its_end() -> None:
+    ledger = InvocationLedger(wait_every=True)
+    assert ledger.dropped(1) == []
+    ledger.seen(START, "a", 2)
+    assert ledger.settle(5) == [] and ledger.running("a")
+    ledger.seen(RUNTIME_DONE, "a", 6)
+    assert ledger.settle(6) == ["a"]
+
+
+def test_a_drop_notice_leaves_an_invocation_whose_end_was_read_as_it_was() -> None:
+    ledger = InvocationLedger()
+    ledger.seen(START, "a", 1)
+    ledger.seen(RUNTIME_DONE, "a", 2)
+    assert ledger.dropped(3) == []
+    assert ledger.request("a") == [] and ledger.settle(2) == ["a"]
+
+
+def test_a_later_invocation_s_start_ends_one_whose_end_was_never_read() -> None:
+    ledger = InvocationLedger()
+    ledger.seen(START, "a", 1)
+    assert ledger.seen(START, "b", 4) == ["a"]  # one invocation at a time: a ended before b
+    assert ledger.running("b") and not ledger.running("a")
+    assert ledger.request("a") == []
+    assert ledger.settle(3) == []
+    assert ledger.settle(4) == ["a"]
+    assert ledger.seen(START, "b", 5) == []  # a start read again (a batch resent) ends nothing
+
+
+def test_an_end_read_after_its_end_was_presumed_lost_changes_nothing() -> None:
+    ledger = InvocationLedger(wait_every=True)
+    ledger.seen(START, "a", 1)
+    ledger.dropped(2)
+    assert ledger.settle(2) == ["a"]
+    ledger.seen(RUNTIME_DONE, "a", 7)  # the drop was of its lines alone; it ran on
+    assert ledger.waiting == {}  # answered once; not waited for again
+    assert ledger.dropped(8) == []
+
+
+def test_with_adaptive_flushing_an_end_presumed_lost_is_told_unasked() -> None:
+    ledger = InvocationLedger(tell_every=True)
+    ledger.seen(START, "a", 1)
+    ledger.dropped(2)
+    assert ledger.settle(2) == ["a"]
+

@@ -1,0 +1,160 @@
+"""Invocations whose platform.runtimeDone never reaches the sender: Lambda dropped it (and said
+so in a platform.logsDropped, lambda-protocol.md §2.4), or a later invocation started without
+it. Main, told Running, waits up to the function's deadline for an answer (billed): it must hear
+once what did arrive is in HEC, and the loss must stay visible."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ext import control, flush_policy
+from ext.flush_policy import reaction_s
+from ext.sender import process as sender
+from ext.sender import self_metrics
+from ext.spool import writer as spool_writer
+from tests.unit.test_sender_dispatch import WideRig
+from tests.unit.test_sender_loop import ADAPTIVE, EPOCH, SYNC, Clock, _iso, self_metrics_in
+
+DROPPED = {"droppedBytes": 5120, "droppedRecords": 40,
+           "reason": "Consumer seems to have fallen behind as it has not acknowledged receipt "
+                     "of logs."}
+
+
+@pytest.fixture
+def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WideRig]:
+    made = WideRig(tmp_path, **getattr(request, "param", {}))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    made = Clock()
+    monkeypatch.setattr(sender, "time", made)
+    monkeypatch.setattr(self_metrics, "time", made)
+    monkeypatch.setattr(spool_writer, "time", made)
+    return made
+
+
+def _record(rig: WideRig, *events: dict[str, object]) -> None:
+    rig.writer.append(json.dumps(list(events)).encode(), len(events))
+
+
+def _start(rid: str, epoch_s: float) -> dict[str, object]:
+    return {"time": _iso(epoch_s), "type": "platform.start", "record": {"requestId": rid}}
+
+
+def _line(text: str, epoch_s: float) -> dict[str, object]:
+    return {"time": _iso(epoch_s), "type": "function", "record": text}
+
+
+def _dropped(epoch_s: float) -> dict[str, object]:
+    return {"time": _iso(epoch_s), "type": "platform.logsDropped", "record": DROPPED}
+
+
+def _running(rig: WideRig, clock: Clock, rid: str) -> None:
+    """`rid` started long enough ago that main has been told Running: it waits to its deadline."""
+    running_at = rig.sender.flush_wait_s * flush_policy.RUNNING_AT
+    _record(rig, _start(rid, EPOCH + clock.now - running_at))
+    rig.sender.step()
+    assert rig.answers() == [control.Running(rid)]
+
+
+def _accepted(rig: WideRig) -> list[dict[str, object]]:
+    return [json.loads(e) for e in rig.courier.accepted]
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_with_sync_flushing_a_drop_notice_answers_a_running_invocation_once_what_came_is_sent(
+    rig: WideRig, clock: Clock,
+) -> None:
+    _running(rig, clock, "r1")
+    _record(rig, _line("before the drop", EPOCH + clock.now), _dropped(EPOCH + clock.now))
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # sent now, whatever the batch size: main waits
+    assert rig.answers() == []  # not before HEC has it
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+    events = [e["event"] for e in _accepted(rig)]
+    assert "before the drop" in events
+    # The platform's own notice reaches Splunk as it came: the loss stays visible.
+    assert {"type": "platform.logsDropped", "record": DROPPED} in events
+    rig.append_invocation("r1", ["after"])  # it was only its lines: its end comes after all
+    rig.sender.step()
+    assert rig.answers() == [] and not rig.sender.due  # told once; no budget left running
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_with_adaptive_flushing_a_drop_notice_answers_a_noted_invocation(
+    rig: WideRig, clock: Clock,
+) -> None:
+    rig.note("r1")
+    rig.sender.spool_dirty = True  # the note is read with the start's record
+    _running(rig, clock, "r1")
+    _record(rig, _dropped(EPOCH + clock.now))
+    rig.sender.step()
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+
+
+@pytest.mark.parametrize("rig", [{**SYNC, "SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_a_drop_notice_while_hec_fails_answers_failing_a_budget_after_the_notice(
+    rig: WideRig, clock: Clock,
+) -> None:
+    _running(rig, clock, "r1")
+    _record(rig, _dropped(EPOCH + clock.now - 0.5))  # stamped half a second before its read
+    rig.sender.step()
+    end = clock.now + 1.5 - reaction_s(1.5) - 0.5
+    clock.now = end - 0.001
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r1")]
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_a_drop_notice_read_before_an_invocation_started_does_not_end_it(
+    rig: WideRig, clock: Clock,
+) -> None:
+    _record(rig, _dropped(EPOCH + clock.now), _start("r1", EPOCH + clock.now))
+    rig.sender.step()
+    assert rig.sender.ledger.running("r1")
+    assert not rig.courier.in_flight  # nothing to hurry: its end is still to come
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_a_backlog_whose_end_never_came_is_answered_once_the_next_invocation_started(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # r1's runtimeDone was lost (and so was the notice, say): main, waiting for that backlog
+    # while r2 runs, used to wait its whole budget and hear Failing.
+    _record(rig, _start("r1", EPOCH + clock.now), _line("r1's line", EPOCH + clock.now))
+    rig.sender.step()
+    _record(rig, _start("r2", EPOCH + clock.now + 1))
+    rig.sender.step()
+    assert rig.tell(control.FlushBacklog("r1")) == []
+    assert len(rig.courier.in_flight) == 1
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r1")]
+
+
+@pytest.mark.parametrize("rig", [{**SYNC, "SPLUNK_SELF_METRICS_INTERVAL_MS": "0"}],
+                         indirect=True)
+def test_the_self_metrics_count_what_lambda_dropped_and_the_ends_lost(
+    rig: WideRig, clock: Clock,
+) -> None:
+    _running(rig, clock, "r1")
+    _record(rig, _dropped(EPOCH + clock.now))
+    rig.sender.step()
+    [(_, figures)] = self_metrics_in(rig.sender._self_metrics("shutdown"))
+    assert figures["splunk.extension.telemetry.dropped_records"] == 40
+    assert figures["splunk.extension.invocations.ends_lost"] == 1
+
