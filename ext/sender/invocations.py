@@ -108,7 +108,14 @@ class InvocationLedger:
     def _wait_for(self, request_id: str, told: bool = False) -> None:
         self.waiting[request_id] = told
         if len(self.waiting) > self.keep:
-            del self.waiting[next(iter(self.waiting))]
+            # The oldest main no longer waits for goes first (told Failing, or only hurried: it
+            # loses no more than a Delivered nobody waits for). After an HEC outage, the notes of
+            # the many invocations main hurried meanwhile are read in one pass, after the Flush
+            # main is waiting on: forgetting the oldest forgot that one (no Running, no budget,
+            # not sent at once). Only when every request is waited for does the oldest go.
+            waiting = self.waiting
+            told_one = next((rid for rid, told_it in waiting.items() if told_it), None)
+            del waiting[next(iter(waiting)) if told_one is None else told_one]
 
     def urgent(self) -> bool:
         """A flush waits on a runtimeDone already read: send everything read now, whatever the

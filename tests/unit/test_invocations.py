@@ -211,3 +211,27 @@ def test_with_adaptive_flushing_an_end_presumed_lost_is_told_unasked() -> None:
     ledger.dropped(2)
     assert ledger.settle(2) == ["a"]
 
+
+def test_a_request_main_may_wait_for_outlives_those_it_no_longer_waits_for() -> None:
+    # After an HEC outage the notes of many hurried invocations are read in one pass after the
+    # Flush main waits on: forgetting the oldest would forget the one main waits for.
+    ledger = InvocationLedger(keep=4)
+    ledger.request("waited")
+    for n in range(10):
+        ledger.request(f"hurried{n}", waited=False)
+    assert ledger.waiting.get("waited") is False
+    assert len(ledger.waiting) == 4
+    ledger.seen(RUNTIME_DONE, "waited", 3)
+    assert ledger.urgent()
+    assert ledger.settle(3) == ["waited"]
+
+
+def test_a_request_told_failing_is_forgotten_before_one_still_waited_for() -> None:
+    ledger = InvocationLedger(keep=2)
+    ledger.request("waited")
+    ledger.request("gone")
+    assert ledger.tell_failing("gone")  # main stopped waiting for it
+    ledger.request("new")
+    assert ledger.waiting == {"waited": False, "new": False}
+    ledger.request("newer")  # none told: the oldest goes, as before
+    assert ledger.waiting == {"new": False, "newer": False}

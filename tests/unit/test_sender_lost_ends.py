@@ -1,7 +1,8 @@
 """Invocations whose platform.runtimeDone never reaches the sender: Lambda dropped it (and said
 so in a platform.logsDropped, lambda-protocol.md §2.4), or a later invocation started without
 it. Main, told Running, waits up to the function's deadline for an answer (billed): it must hear
-once what did arrive is in HEC, and the loss must stay visible."""
+once what did arrive is in HEC, and the loss must stay visible. Also the flush main waits for,
+which the ledger forgot after an HEC outage (its last KEEP requests)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ext.flush_policy import reaction_s
 from ext.sender import process as sender
 from ext.sender import self_metrics
 from ext.spool import writer as spool_writer
-from tests.unit.test_sender_dispatch import WideRig
+from tests.unit.test_sender_dispatch import HOLDING, WideRig
 from tests.unit.test_sender_loop import ADAPTIVE, EPOCH, SYNC, Clock, _iso, self_metrics_in
 
 DROPPED = {"droppedBytes": 5120, "droppedRecords": 40,
@@ -158,3 +159,25 @@ def test_the_self_metrics_count_what_lambda_dropped_and_the_ends_lost(
     assert figures["splunk.extension.telemetry.dropped_records"] == 40
     assert figures["splunk.extension.invocations.ends_lost"] == 1
 
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH": "adaptive", **HOLDING}], indirect=True)
+def test_the_invocation_main_asked_for_outlives_the_notes_of_a_long_outage(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # While HEC was down the sender read nothing (a full request waited), and the notes of the
+    # invocations main hurried piled up; main's Flush, on the control pipe, is read before them.
+    for n in range(80):
+        assert control.send(rig.pipes[3][1], control.Hurried(f"h{n}"))
+    rig.sender.spool_dirty = True
+    assert rig.tell(control.Flush("r1")) == []
+    _record(rig, _start("r1", EPOCH + clock.now))
+    rig.sender.step()
+    clock.now += rig.sender.flush_wait_s * flush_policy.RUNNING_AT
+    rig.sender.step()
+    assert rig.answers() == [control.Running("r1")]  # main waits on, to the deadline if need be
+    rig.append_invocation("r1", ["a"])
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1  # its end read: sent now
+    rig.courier.finish()
+    rig.sender.step()
+    assert control.Delivered("r1") in rig.answers()
