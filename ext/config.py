@@ -61,6 +61,8 @@ AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name,
 AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a variable name, not a secret
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
+AWS_USE_FIPS_ENDPOINT = "AWS_USE_FIPS_ENDPOINT"
+AWS_USE_DUALSTACK_ENDPOINT = "AWS_USE_DUALSTACK_ENDPOINT"
 TMPDIR = "TMPDIR"
 
 # The Lambda variables the sender's enrichment reads (ext/sender/enrichment.py); the extension
@@ -102,11 +104,31 @@ SPLUNK_ON_CONFIG_ERROR = "SPLUNK_ON_CONFIG_ERROR"
 SPLUNK_FLUSH = "SPLUNK_FLUSH"
 SPLUNK_TELEMETRY_TYPES = "SPLUNK_TELEMETRY_TYPES"
 TOKEN_SOURCES = (SPLUNK_HEC_TOKEN, SPLUNK_HEC_TOKEN_SECRET_ARN, SPLUNK_HEC_TOKEN_SSM_PARAMETER)
-# The DNS suffix of the partitions whose endpoints are not under amazonaws.com, by the prefix of
-# their regions' names (the AWS SDKs' partitions.json; aws and aws-us-gov use amazonaws.com).
-_PARTITION_DNS = (("cn-", "amazonaws.com.cn"), ("eusc-", "amazonaws.eu"),
-                  ("us-iso-", "c2s.ic.gov"), ("us-isob-", "sc2s.sgov.gov"),
-                  ("eu-isoe-", "cloud.adc-e.uk"), ("us-isof-", "csp.hci.ic.gov"))
+# The partitions other than aws, by the prefix of their regions' names: (prefix, partition, DNS
+# suffix, dual-stack DNS suffix), from the AWS SDKs' partitions.json, where every partition has
+# FIPS and dual-stack endpoints. A region that matches none is in aws, as the SDKs place it.
+_PARTITIONS = (
+    ("us-gov-", "aws-us-gov", "amazonaws.com", "api.aws"),
+    ("cn-", "aws-cn", "amazonaws.com.cn", "api.amazonwebservices.com.cn"),
+    ("eusc-", "aws-eusc", "amazonaws.eu", "api.amazonwebservices.eu"),
+    ("us-iso-", "aws-iso", "c2s.ic.gov", "api.aws.ic.gov"),
+    ("us-isob-", "aws-iso-b", "sc2s.sgov.gov", "api.aws.scloud"),
+    ("eu-isoe-", "aws-iso-e", "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"),
+    ("us-isof-", "aws-iso-f", "csp.hci.ic.gov", "api.aws.hci.ic.gov"),
+)
+_AWS_PARTITION = ("aws", "amazonaws.com", "api.aws")
+# Where a service's endpoint rules (its endpoint-rule-set-1.json in the SDKs) name another host
+# than {service}[-fips].{region}.{DNS suffix or dual-stack DNS suffix}, by (service, partition,
+# FIPS, dual-stack): Secrets Manager's usual endpoints there take IPv6 already, and GovCloud's
+# SSM endpoint is FIPS-validated itself.
+_ENDPOINT_EXCEPTIONS = {
+    ("secretsmanager", "aws", False, True): "secretsmanager.{}.amazonaws.com",
+    ("secretsmanager", "aws-cn", False, True): "secretsmanager.{}.amazonaws.com.cn",
+    ("secretsmanager", "aws-us-gov", False, True): "secretsmanager.{}.amazonaws.com",
+    ("secretsmanager", "aws", True, True): "secretsmanager-fips.{}.amazonaws.com",
+    ("secretsmanager", "aws-us-gov", True, True): "secretsmanager-fips.{}.amazonaws.com",
+    ("ssm", "aws-us-gov", True, False): "ssm.{}.amazonaws.com",
+}
 # Per fetched source: the service (its signing name and endpoint prefix) and its endpoint
 # override, named as the AWS SDKs name it (AWS SDKs and Tools Reference, "Service-specific
 # endpoints").
@@ -240,9 +262,11 @@ SETTINGS: tuple[Row, ...] = (
      "shutdown; counters add up in between): each costs ~0.4 ms of CPU at 128 MB. `0`: with "
      "every invocation batch"),
 )
-# An AWS SDK convention the token fetch honours; not the extension's own, so not in SETTINGS.
+# AWS SDK conventions the token fetch honours; not the extension's own, so not in SETTINGS.
 _IGNORE_ENDPOINTS: Row = (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, "", "boolean", False, None, "",
                           "", "")
+_USE_FIPS: Row = (AWS_USE_FIPS_ENDPOINT, "", "sdk_boolean", False, None, "", "", "")
+_USE_DUALSTACK: Row = (AWS_USE_DUALSTACK_ENDPOINT, "", "sdk_boolean", False, None, "", "", "")
 
 
 class Config:
@@ -258,7 +282,7 @@ class Config:
     token_secret_key: str | None  # a key of a JSON secret; None: the whole string
     token_refetch_s: int
     aws_region: str = ""
-    aws_endpoint: str = ""  # scheme://host[:port] of token_source's API
+    aws_endpoint: str = ""  # scheme://host[:port][/path] of token_source's API
     aws_credentials: tuple[str, str, str | None] | None = None  # key id, secret, session token
     function_name: str = "unknown-function"
     index: str | None
@@ -349,6 +373,16 @@ def _boolean(text: str, _limits: None) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError(text)
+
+
+def _sdk_boolean(text: str, _limits: None) -> bool:
+    # The AWS SDKs' own flags take true or false only: botocore reads any other value as false,
+    # the Go and JavaScript SDKs refuse it. Refused here too, so "1" never means FIPS to the
+    # extension and not to the function's SDK (or the other way round).
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(text)
+    return lowered == "true"
 
 
 def _choice(text: str, choices: tuple[str, ...]) -> str:
@@ -508,6 +542,7 @@ _KINDS: dict[str, tuple[Callable[[str, Any], object], str | None]] = {
     "integer": (_integer, "an integer from {0} to {1}"),
     "megabytes": (_megabytes, "an integer from {0} to {1}"),
     "boolean": (_boolean, "true or false"),
+    "sdk_boolean": (_sdk_boolean, "true or false"),
     "choice": (_choice, ""),  # the choices: "a, b or c"
     "text": (_text, "any text"),
     "hec_url": (_hec_url, "a URL like https://host:8088, without credentials or a query"),
@@ -565,6 +600,7 @@ class _Reader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.problems: list[str] = []
+        self.notices: list[str] = []  # settings taken otherwise than asked (Config.notices)
 
     def raw(self, name: str) -> str | None:
         value = self.environ.get(name)
@@ -608,7 +644,7 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
         _, field, _, _, _, _, flags, _ = row
         if "custom" not in flags:
             values[field] = r.read(row)
-    notices = []
+    notices = r.notices
     kinds = values.get("telemetry_types")
     if isinstance(kinds, tuple) and "platform" not in kinds and values["flush"] != "background":
         # Without platform events no invocation's end is ever seen: every waited flush would
@@ -688,23 +724,41 @@ def _arn_region(reference: str) -> str | None:
 
 def _aws_endpoint(r: _Reader, service_variable: str, service: str, region: str) -> str:
     """The API endpoint as the AWS SDKs pick it: the service's variable, then AWS_ENDPOINT_URL,
-    then the public regional endpoint; AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns off the first two.
-    """
+    then the regional endpoint (FIPS, dual-stack or both as asked);
+    AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns off the first two."""
+    fips, dualstack = bool(r.read(_USE_FIPS)), bool(r.read(_USE_DUALSTACK))
     if not r.read(_IGNORE_ENDPOINTS):
         for name in (service_variable, AWS_ENDPOINT_URL):
             url = r.raw(name)
-            if url is None:
-                continue
-            scheme, sep, rest = url.partition("://")
-            netloc = rest.partition("/")[0]
-            if scheme.lower() not in ("http", "https") or not sep or not netloc or "@" in netloc:
-                r.problems.append(f"{name}={redact_url(url)!r} is not valid: expected a URL "
-                                  "like https://host[:port]")
-                return ""
-            return f"{scheme.lower()}://{netloc}"
-    suffix = next((dns for prefix, dns in _PARTITION_DNS if region.startswith(prefix)),
-                  "amazonaws.com")
-    return f"https://{service}.{region}.{suffix}"
+            if url is not None:
+                return _configured_endpoint(r, name, url, fips, dualstack)
+    partition, dns, dualstack_dns = next(
+        (p[1:] for p in _PARTITIONS if region.startswith(p[0])), _AWS_PARTITION)
+    exception = _ENDPOINT_EXCEPTIONS.get((service, partition, fips, dualstack))
+    if exception:
+        return "https://" + exception.format(region)
+    name = f"{service}-fips" if fips else service
+    return f"https://{name}.{region}.{dualstack_dns if dualstack else dns}"
+
+
+def _configured_endpoint(r: _Reader, name: str, url: str, fips: bool, dualstack: bool) -> str:
+    """`url` as the SDKs use it: as given, its path included (a proxy in front of a VPC endpoint
+    may route on it), FIPS and dual-stack not applied (AWS SDKs and Tools Reference, "Dual-stack
+    and FIPS endpoints": a configured endpoint overrides them, as botocore does)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, _, path = rest.partition("/")
+    # A query or fragment is refused rather than cut: cutting it sends the call elsewhere.
+    if (scheme.lower() not in ("http", "https") or not sep or not netloc or "@" in netloc
+            or "?" in rest or "#" in rest):
+        r.problems.append(f"{name}={redact_url(url)!r} is not valid: expected a URL "
+                          "like https://host[:port][/path]")
+        return ""
+    endpoint = f"{scheme.lower()}://{netloc}" + (f"/{path}" if path else "")
+    for flag, variable in ((fips, AWS_USE_FIPS_ENDPOINT), (dualstack, AWS_USE_DUALSTACK_ENDPOINT)):
+        if flag:
+            r.notices.append(f"{variable}=true does not apply to {name}: the token is read "
+                             f"from {endpoint}")
+    return endpoint
 
 
 def redact_url(url: str) -> str:

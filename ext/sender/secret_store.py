@@ -63,9 +63,12 @@ class SecretStore:
         self.endpoint = config.aws_endpoint
         self.credentials = sigv4.Credentials(*config.aws_credentials)
         self.clock = clock
-        scheme, _, netloc = config.aws_endpoint.partition("://")
+        scheme, _, rest = config.aws_endpoint.partition("://")
+        netloc, slash, path = rest.partition("/")
         default_port = ":443" if scheme == "https" else ":80"
         self.host = netloc.removesuffix(default_port)
+        # The endpoint's own path, as the SDKs send it (a proxy may route on it), else "/".
+        self.path = slash + path or "/"
         self.operation = TARGETS[self.service].rpartition(".")[2]
 
     def close(self) -> None:
@@ -93,7 +96,7 @@ class SecretStore:
     def _call(self, body: bytes) -> tuple[int, bytes, str]:
         headers = [("Content-Type", CONTENT_TYPE), ("X-Amz-Target", TARGETS[self.service])]
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
-        signed = sigv4.sign("POST", self.host, "/", query=[], headers=headers, body=body,
+        signed = sigv4.sign("POST", self.host, self.path, query=[], headers=headers, body=body,
                             credentials=self.credentials, region=self.region,
                             service=self.service, amz_date=amz_date)
         # A connection per call, closed after it: calls are rare (the first read, then one after
@@ -104,7 +107,8 @@ class SecretStore:
         pool = urllib3.connection_from_url(self.endpoint, maxsize=1, block=False, timeout=timeout)
         try:
             response = pool.urlopen(
-                "POST", "/", body=body, headers={"Host": self.host, **dict(headers), **signed},
+                "POST", self.path, body=body,
+                headers={"Host": self.host, **dict(headers), **signed},
                 retries=False, redirect=False, preload_content=True,
             )
         except HTTPError as err:

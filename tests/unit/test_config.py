@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 
 from ext import config
@@ -168,7 +171,7 @@ def test_ssm_parameter_source_and_endpoint_overrides() -> None:
     general = {**env, "AWS_ENDPOINT_URL": "http://localhost:4566/"}
     assert config.load(general).aws_endpoint == "http://localhost:4566"
     specific = {**general, "AWS_ENDPOINT_URL_SSM": "https://ssm.internal:8443/x"}
-    assert config.load(specific).aws_endpoint == "https://ssm.internal:8443"
+    assert config.load(specific).aws_endpoint == "https://ssm.internal:8443/x"
     # The Secrets Manager override does not apply to SSM.
     other = {**general, "AWS_ENDPOINT_URL_SECRETS_MANAGER": "https://sm.internal"}
     assert config.load(other).aws_endpoint == "http://localhost:4566"
@@ -224,6 +227,135 @@ def test_default_endpoint_in_every_partition(region: str, suffix: str) -> None:
     ):
         cfg = config.load({**HOST, **ROLE, "AWS_REGION": region, variable: reference})
         assert cfg.aws_endpoint == f"https://{service}.{region}.{suffix}"
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        # The SDKs send to the URL as given, its path included (botocore: https://host/prefix is
+        # POSTed to /prefix): a VPC endpoint behind a proxy that routes on a path prefix.
+        ("https://proxy.internal/vpce/ssm", "https://proxy.internal/vpce/ssm"),
+        ("https://proxy.internal/vpce/ssm/", "https://proxy.internal/vpce/ssm/"),
+        ("http://[::1]:4566/", "http://[::1]:4566"),
+        ("HTTPS://proxy.internal:8443", "https://proxy.internal:8443"),
+    ],
+)
+def test_an_endpoint_url_keeps_its_path(url: str, endpoint: str) -> None:
+    env = {**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", "AWS_ENDPOINT_URL_SSM": url}
+    assert config.load(env).aws_endpoint == endpoint
+
+
+@pytest.mark.parametrize("url", ["https://proxy.internal/p?x=1", "https://proxy.internal/p#f"])
+def test_an_endpoint_url_with_a_query_is_refused_not_cut(url: str) -> None:
+    # Dropping it would send the request elsewhere than asked; signing it is of no use to anyone.
+    with pytest.raises(ConfigError) as info:
+        config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p",
+                     "AWS_ENDPOINT_URL": url})
+    assert "AWS_ENDPOINT_URL=" in str(info.value) and "x=1" not in str(info.value)
+
+
+@functools.cache
+def _sdk_rules(service: str) -> Any:
+    """botocore's endpoint rules of `service` (a test-only dependency)."""
+    from botocore.endpoint_provider import EndpointProvider
+    from botocore.loaders import create_loader
+
+    loader = create_loader()
+    return EndpointProvider(loader.load_service_model(service, "endpoint-rule-set-1"),
+                            loader.load_data("partitions"))
+
+
+def _sdk_endpoint(service: str, region: str, fips: bool, dualstack: bool) -> str | None:
+    """The URL botocore's endpoint rules give (None: they refuse the combination)."""
+    from botocore.exceptions import EndpointResolutionError
+
+    try:
+        url: str = _sdk_rules(service).resolve_endpoint(Region=region, UseFIPS=fips,
+                                                        UseDualStack=dualstack).url
+    except EndpointResolutionError:
+        return None
+    return url
+
+
+@pytest.mark.parametrize(("region", "suffix"), _partition_regions())
+def test_fips_and_dualstack_endpoints_as_the_sdks_resolve_them(region: str, suffix: str) -> None:
+    # Each service's own rules, not one pattern: Secrets Manager's dual-stack endpoint in the aws,
+    # aws-cn and aws-us-gov partitions is its usual one, GovCloud's SSM endpoint is FIPS already.
+    arn = ARN.replace(":eu-west-1:", f":{region}:")
+    for variable, service, reference in (
+        ("SPLUNK_HEC_TOKEN_SSM_PARAMETER", "ssm", "/splunk/hec"),
+        ("SPLUNK_HEC_TOKEN_SECRET_ARN", "secretsmanager", arn),
+    ):
+        for fips, dualstack in ((True, False), (False, True), (True, True), (False, False)):
+            env = {**HOST, **ROLE, "AWS_REGION": region, variable: reference,
+                   "AWS_USE_FIPS_ENDPOINT": str(fips).lower(),
+                   "AWS_USE_DUALSTACK_ENDPOINT": str(dualstack).lower()}
+            expected = _sdk_endpoint(service, region, fips, dualstack)
+            if expected is None:  # a partition without FIPS or dual-stack endpoints
+                with pytest.raises(ConfigError) as info:
+                    config.load(env)
+                assert "AWS_USE_" in str(info.value)
+                continue
+            cfg = config.load(env)
+            assert (cfg.aws_endpoint, cfg.token_source) == (expected, service), (fips, dualstack)
+
+
+@pytest.mark.parametrize(
+    ("region", "extra", "endpoint"),
+    [
+        ("us-east-1", {"AWS_USE_FIPS_ENDPOINT": "true"},
+         "https://secretsmanager-fips.us-east-1.amazonaws.com"),
+        ("us-gov-west-1", {"AWS_USE_FIPS_ENDPOINT": "TRUE"},
+         "https://secretsmanager-fips.us-gov-west-1.amazonaws.com"),
+        ("cn-north-1", {"AWS_USE_FIPS_ENDPOINT": "true", "AWS_USE_DUALSTACK_ENDPOINT": "true"},
+         "https://secretsmanager-fips.cn-north-1.api.amazonwebservices.com.cn"),
+        ("us-iso-east-1", {"AWS_USE_DUALSTACK_ENDPOINT": " true "},
+         "https://secretsmanager.us-iso-east-1.api.aws.ic.gov"),
+        ("eu-west-1", {"AWS_USE_FIPS_ENDPOINT": "false", "AWS_USE_DUALSTACK_ENDPOINT": "False"},
+         "https://secretsmanager.eu-west-1.amazonaws.com"),
+    ],
+)
+def test_fips_and_dualstack_examples(region: str, extra: dict[str, str], endpoint: str) -> None:
+    arn = ARN.replace(":eu-west-1:", f":{region}:")
+    cfg = config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SECRET_ARN": arn, **extra})
+    assert cfg.aws_endpoint == endpoint
+    assert (cfg.aws_region, cfg.token_source) == (region, "secretsmanager")  # signed as before
+
+
+@pytest.mark.parametrize("variable", ["AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"])
+@pytest.mark.parametrize("value", ["yes", "1", "on", "enabled"])
+def test_an_endpoint_flag_other_than_true_or_false_is_refused(variable: str, value: str) -> None:
+    # The SDKs take only true or false (botocore reads anything else as false, the Go and
+    # JavaScript SDKs refuse it): a FIPS user's "1" must not quietly reach a non-FIPS endpoint.
+    with pytest.raises(ConfigError) as info:
+        config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", variable: value})
+    assert f"{variable}={value!r} is not valid: expected true or false" in str(info.value)
+
+
+def test_endpoint_flags_are_not_read_with_a_token_value() -> None:
+    cfg = config.load({**HOST, "SPLUNK_HEC_TOKEN": "abc", "AWS_USE_FIPS_ENDPOINT": "maybe"})
+    assert cfg.aws_endpoint == "" and cfg.notices == ()
+
+
+def test_a_configured_endpoint_url_wins_over_fips_and_dualstack_with_a_notice() -> None:
+    # As botocore and the SDKs reference guide have it: the URL is used as given. The notice
+    # tells a FIPS user that FIPS is now the endpoint's business, not the extension's.
+    env = {**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p",
+           "AWS_USE_FIPS_ENDPOINT": "true", "AWS_USE_DUALSTACK_ENDPOINT": "true",
+           "AWS_ENDPOINT_URL_SSM": "https://user:pw@vpce.internal/ssm?sig=x"}
+    with pytest.raises(ConfigError):
+        config.load(env)  # credentials and a query are refused, never echoed
+    cfg = config.load({**env, "AWS_ENDPOINT_URL_SSM": "https://vpce.internal/ssm"})
+    assert cfg.aws_endpoint == "https://vpce.internal/ssm"
+    assert cfg.notices == (
+        "AWS_USE_FIPS_ENDPOINT=true does not apply to AWS_ENDPOINT_URL_SSM: the token is read "
+        "from https://vpce.internal/ssm",
+        "AWS_USE_DUALSTACK_ENDPOINT=true does not apply to AWS_ENDPOINT_URL_SSM: the token is "
+        "read from https://vpce.internal/ssm",
+    )
+    ignored = config.load({**env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"})
+    assert ignored.aws_endpoint == "https://ssm-fips.eu-west-1.api.aws"
+    assert ignored.notices == ()
 
 
 @pytest.mark.parametrize(

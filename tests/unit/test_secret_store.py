@@ -164,3 +164,67 @@ def test_an_error_answer_that_echoes_the_credentials_is_logged_without_them(
     err = s._error(403, answer % f"{session} {secret}".encode(), "")
     assert session[:40] not in str(err) and secret not in str(err)
     assert session[:40] not in repr(err.detail) and secret not in err.detail
+
+
+class _Pool:
+    """Stands in for urllib3's pool: records the request, answers a secret."""
+
+    def __init__(self, url: str, **_: object) -> None:
+        self.url = url
+        self.sent: dict[str, object] = {}
+
+    def urlopen(self, method: str, path: str, **kwargs: object) -> object:
+        self.sent = {"url": self.url, "method": method, "path": path, **kwargs}
+        SENT.append(self.sent)
+
+        class Answer:
+            status, data = 200, json.dumps({"SecretString": "tok-1"}).encode()
+            headers: dict[str, str] = {}
+
+        return Answer()
+
+    def close(self) -> None:
+        pass
+
+
+SENT: list[dict[str, object]] = []
+
+
+@pytest.mark.parametrize(
+    ("extra", "url", "host", "path"),
+    [
+        # A VPC endpoint behind a proxy that routes on a path: POST to it, and sign that path.
+        ({"AWS_ENDPOINT_URL_SECRETS_MANAGER": "https://proxy.internal/vpce/sm"},
+         "https://proxy.internal/vpce/sm", "proxy.internal", "/vpce/sm"),
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:4566/"}, "http://127.0.0.1:4566",
+         "127.0.0.1:4566", "/"),
+        # FIPS: another host, the same signing name and region.
+        ({"AWS_USE_FIPS_ENDPOINT": "true"}, "https://secretsmanager-fips.us-east-1.amazonaws.com",
+         "secretsmanager-fips.us-east-1.amazonaws.com", "/"),
+    ],
+)
+def test_the_request_goes_to_the_endpoint_and_is_signed_for_it(
+    monkeypatch: pytest.MonkeyPatch, extra: dict[str, str], url: str, host: str, path: str,
+) -> None:
+    import urllib3
+
+    from ext.sender import sigv4
+
+    SENT.clear()
+    monkeypatch.setattr(urllib3, "connection_from_url", _Pool)
+    reader = SecretStore(config.load({**ENV, **extra}), clock=lambda: 1_700_000_000.0)
+    assert reader.fetch() == "tok-1"
+    (sent,) = SENT
+    assert (sent["url"], sent["method"], sent["path"]) == (url, "POST", path)
+    headers = sent["headers"]
+    assert isinstance(headers, dict) and isinstance(sent["body"], bytes)
+    assert headers["Host"] == host
+    # The signature covers the host and path sent, for Secrets Manager in the secret's region.
+    expected = sigv4.sign(
+        "POST", host, path, query=[], body=sent["body"],
+        headers=[(n, headers[n]) for n in ("Content-Type", "X-Amz-Target")],
+        credentials=sigv4.Credentials("AKID", "key"), region="us-east-1",
+        service="secretsmanager", amz_date="20231114T221320Z",
+    )
+    assert headers["Authorization"] == expected["Authorization"]
+    assert "/us-east-1/secretsmanager/aws4_request" in headers["Authorization"]
