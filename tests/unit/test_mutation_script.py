@@ -183,3 +183,47 @@ def test_the_equivalents_file_holds_against_the_current_modules() -> None:
     # fails here: say which copy the entry is for, or look at it again.
     errors, _ = mutation.check_equivalents()
     assert errors == []
+
+
+def test_the_work_copy_holds_what_the_moto_test_reads_and_the_moto_test_is_mapped(
+    tmp_path: Path,
+) -> None:
+    # tests/integration/test_token_from_aws.py runs the extension in the emulator, which copies
+    # the launcher (ext/local/layer.py: <root>/bootstrap) and starts <root>/function: without
+    # them in the copy the test failed unmutated, and secret_store.py was scored without it.
+    work = tmp_path / "work"
+    mutation._copy_project(work)
+    assert (work / "bootstrap").is_file()
+    assert (work / "function" / "handler.py").is_file()
+    tests = mutation.test_files("ext/sender/secret_store.py", None)
+    assert tests[-1] == "tests/integration/test_token_from_aws.py"  # the slow one last
+
+
+def test_a_clean_run_that_fails_is_run_again_with_its_output_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Through the fork server a run's output goes nowhere: the log said nothing of the failure.
+    import contextlib
+    import sys
+    from collections.abc import Iterator
+
+    runs: list[list[str]] = []
+
+    def run(command: list[str], cwd: Path, env: dict[str, str], out: object) -> int:
+        runs.append(command)
+        return 1
+
+    @contextlib.contextmanager
+    def fork_server(work: Path, env: dict[str, str], out: object) -> Iterator[Path]:
+        yield work / "pytest.sock"
+
+    monkeypatch.setattr(mutation, "OUT", tmp_path)
+    monkeypatch.setattr(mutation, "_run", run)
+    monkeypatch.setattr(mutation, "_fork_server", fork_server)
+    log = tmp_path / "x.log"
+    result = mutation.run_module("ext/errors.py", ["tests/unit/test_errors.py"], False, log)
+    assert "fail unmutated" in result.error and log.name in result.error
+    client, direct = runs
+    assert client[-1] == direct[-1] == "tests/unit/test_errors.py"
+    assert "mutation_client.py" in client[3] and direct[:3] == [sys.executable, "-m", "pytest"]
+    assert "run again without the fork server" in log.read_text()
