@@ -44,6 +44,53 @@ def test_xml_error_from_a_proxy() -> None:
     data = b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error>"
     err = store()._error(403, data, "")
     assert err.reason == "AccessDenied" and err.detail == "no"
+    bare = store()._error(403, b"<Code>Forbidden</Code>", "")  # an emulator's shortest form
+    assert (bare.reason, bare.detail) == ("Forbidden", "")
+
+
+@pytest.mark.parametrize("key", ["message", "Message"])
+def test_the_message_of_an_error_is_kept_whichever_its_case(key: str) -> None:
+    err = store()._error(400, json.dumps({"__type": "DecryptionFailure", key: "KMS"}).encode(), "")
+    assert err.detail == "KMS"
+
+
+def test_a_redirect_is_an_error_not_followed() -> None:
+    # Following it would send the signed request, session token included, where the answer says.
+    import http.server
+    import threading
+
+    paths: list[str] = []
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            paths.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/":
+                self.send_response(307)
+                self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = json.dumps({"SecretString": "tok-1"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reader = store(AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}")
+        with pytest.raises(TokenFetchError) as info:
+            reader.fetch()
+        assert (info.value.reason, info.value.throttled) == ("HTTP307", False)
+        assert paths == ["/"]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_error_type_header_when_the_body_says_nothing() -> None:
@@ -69,6 +116,7 @@ def test_json_key_errors_never_echo_the_secret() -> None:
         with pytest.raises(TokenFetchError) as info:
             keyed._token_from(text)
         assert info.value.reason == reason
+        assert info.value.throttled is False  # no reason to wait longer before the next read
         assert "plain-secret-text" not in str(info.value)
 
 
@@ -137,6 +185,8 @@ def test_a_connection_the_endpoint_forgot_does_not_fail_the_next_read() -> None:
 
 def test_host_header_drops_the_default_port() -> None:
     assert store(AWS_ENDPOINT_URL="https://sm.internal:443").host == "sm.internal"
+    assert store(AWS_ENDPOINT_URL="http://sm.internal:80").host == "sm.internal"
+    assert store(AWS_ENDPOINT_URL="http://sm.internal:443").host == "sm.internal:443"
     assert store(AWS_ENDPOINT_URL="http://127.0.0.1:4566").host == "127.0.0.1:4566"
     assert store().host == "secretsmanager.us-east-1.amazonaws.com"
 
@@ -178,7 +228,7 @@ class _Pool:
         SENT.append(self.sent)
 
         class Answer:
-            status, data = 200, json.dumps({"SecretString": "tok-1"}).encode()
+            status, data = int(ANSWER.get("status", 200)), ANSWER["body"]
             headers: dict[str, str] = {}
 
         return Answer()
@@ -188,6 +238,7 @@ class _Pool:
 
 
 SENT: list[dict[str, object]] = []
+ANSWER: dict[str, bytes | int] = {"body": json.dumps({"SecretString": "tok-1"}).encode()}
 
 
 @pytest.mark.parametrize(
@@ -228,3 +279,83 @@ def test_the_request_goes_to_the_endpoint_and_is_signed_for_it(
     )
     assert headers["Authorization"] == expected["Authorization"]
     assert "/us-east-1/secretsmanager/aws4_request" in headers["Authorization"]
+
+
+@pytest.mark.parametrize(
+    ("source", "answer"),
+    [
+        ({}, b"<html>a captive portal</html>"),  # not JSON: ValueError
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/hec"}, b"{}"),  # KeyError
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/hec"}, b'{"Parameter": {"Value": 5}}'),  # TypeError
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/hec"}, b'{"Parameter": "x"}'),
+    ],
+)
+def test_an_answer_without_a_value_is_an_unexpected_response(
+    monkeypatch: pytest.MonkeyPatch, source: dict[str, str], answer: bytes,
+) -> None:
+    import urllib3
+
+    monkeypatch.setattr(urllib3, "connection_from_url", _Pool)
+    monkeypatch.setitem(ANSWER, "body", answer)
+    env = {**ENV, **source}
+    if source:
+        del env["SPLUNK_HEC_TOKEN_SECRET_ARN"]
+    reader = SecretStore(config.load(env))
+    with pytest.raises(TokenFetchError) as info:
+        reader.fetch()
+    operation = "GetParameter" if source else "GetSecretValue"
+    assert (info.value.reason, info.value.detail, info.value.throttled) == (
+        "UnexpectedResponse", f"{operation} answered without a value", False)
+    assert reader.operation == operation
+
+
+def test_one_call_per_read_within_the_bounded_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bounded so a read that hangs cannot hold the sender for long; never retried inside the
+    # call: FetchedToken retries with its own backoff, and a retry here doubles the calls a
+    # throttled endpoint gets.
+    import urllib3
+
+    SENT.clear()
+    pools: list[dict[str, object]] = []
+
+    def pool(url: str, **kwargs: object) -> _Pool:
+        pools.append(kwargs)
+        return _Pool(url)
+
+    monkeypatch.setattr(urllib3, "connection_from_url", pool)
+    assert store().fetch() == "tok-1"
+    ((options,), (sent,)) = pools, SENT
+    timeout = options["timeout"]
+    assert isinstance(timeout, urllib3.Timeout)
+    assert (timeout.connect_timeout, timeout.read_timeout) == (2.0, 5.0)
+    assert (sent["retries"], sent["redirect"]) == (False, False)
+
+
+@pytest.mark.parametrize(("status", "throttled"),
+                         [(429, True), (403, False), (431, False), (499, False), (500, True)])
+def test_only_429_and_5xx_without_an_error_type_are_throttling(status: int,
+                                                               throttled: bool) -> None:
+    assert store()._error(status, b"", "").throttled is throttled
+
+
+def test_an_error_message_is_cut_at_300_characters() -> None:
+    body = json.dumps({"__type": "ValidationException", "message": "m" * 400}).encode()
+    assert store()._error(400, body, "").detail == "m" * 300
+
+
+def test_an_xml_error_cut_short_gives_no_message() -> None:
+    err = store()._error(502, b"<Error><Code>BadGateway</Code><Message>upstream reset", "")
+    assert (err.reason, err.detail) == ("BadGateway", "")
+
+
+@pytest.mark.parametrize("status", [103, 204, 206])
+def test_only_a_200_answer_holds_the_value(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+    # http.client skips 100 Continue only: another 1xx (103 Early Hints from a proxy) comes back
+    # as the answer, with whatever body follows it.
+    import urllib3
+
+    monkeypatch.setattr(urllib3, "connection_from_url", _Pool)
+    monkeypatch.setitem(ANSWER, "status", status)
+    with pytest.raises(TokenFetchError) as info:
+        store().fetch()
+    assert info.value.reason == f"HTTP{status}"
