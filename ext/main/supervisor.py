@@ -29,6 +29,11 @@ EXIT_OK = 0
 EXIT_CRASHED = 70  # an unexpected exception escaped the child's entry point
 EXIT_UNDRAINED = 75  # the sender's drain deadline passed with data not sent (left spooled)
 STOP_GRACE_S = 0.1
+# A SIGKILLed child is gone within a millisecond or so (more under a small CPU share): stop
+# waits that long for it even at or past its deadline, so that it is reaped, its status known,
+# in the usual case. Less than the margin main keeps before Lambda's own deadline
+# (lifecycle.SHUTDOWN_MARGIN_S).
+KILL_REAP_S = 0.05
 # A child that exits within QUICK_EXIT_S of its start is failing to start (a spool it cannot
 # open, a certificate it cannot read): started again at once, it dies again at once. After
 # QUICK_EXITS_FREE such exits in a row it is restarted no sooner than RESTART_BACKOFF_S after
@@ -134,32 +139,59 @@ def wait_exit(child: Child, deadline: float) -> bool:
         reap([child])
         if not child.pid:
             return True
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if not _await_exit(child, deadline):
             return False
-        if child.exit_fd >= 0:
-            select.select([child.exit_fd], [], [], left)
-        else:
-            time.sleep(min(left, 0.005))
     return True
 
 
 def stop(children: list[Child], deadline: float) -> None:
-    """SIGTERM, a short grace bounded by `deadline`, then SIGKILL and a final reap."""
+    """SIGTERM, a short grace bounded by `deadline`, then SIGKILL and a final reap, bounded by
+    `deadline` too (or KILL_REAP_S after the SIGKILL): a child still there then is left
+    unreaped (_reap_killed)."""
     for child in children:
         _signal_child(child, _signal.SIGTERM)
     grace = min(deadline, time.monotonic() + STOP_GRACE_S)
     for child in children:
         wait_exit(child, grace)
-    for child in children:
-        if child.pid:
-            _signal_child(child, _signal.SIGKILL)
-            try:
-                _, status = os.waitpid(child.pid, 0)
-            except ChildProcessError:
-                _forget(child, None)  # reaped elsewhere; nothing left to wait for
-            else:
-                _forget(child, os.waitstatus_to_exitcode(status))
+    killed = [child for child in children if child.pid]
+    for child in killed:
+        _signal_child(child, _signal.SIGKILL)
+    reap_by = max(deadline, time.monotonic() + KILL_REAP_S)
+    for child in killed:
+        _reap_killed(child, reap_by)
+
+
+def _reap_killed(child: Child, deadline: float) -> None:
+    """Reaps a SIGKILLed `child`, waiting no later than `deadline`. A child in uninterruptible
+    sleep (a hung NFS or EFS mount) acts on no signal until its call returns, maybe never: a
+    wait without bound would keep main past Lambda's shutdown deadline. Left unreaped, it
+    ends with the environment after main's exit; what it had not committed stays spooled."""
+    while True:
+        try:
+            pid, status = os.waitpid(child.pid, os.WNOHANG)
+        except ChildProcessError:
+            _forget(child, None)  # reaped elsewhere; nothing left to wait for
+            return
+        if pid:
+            _forget(child, os.waitstatus_to_exitcode(status))
+            return
+        if not _await_exit(child, deadline):
+            diagnostics.note("WARNING", f"{child.role} (pid {child.pid}) is still there after "
+                                        "SIGKILL at the deadline; leaving it unreaped")
+            return
+
+
+def _await_exit(child: Child, deadline: float) -> bool:
+    """Sleeps until `child` may have exited (its pidfd readable, or a short poll without one)
+    or `deadline`; False if the deadline has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return False
+    if child.exit_fd >= 0:
+        select.select([child.exit_fd], [], [], left)
+    else:
+        time.sleep(min(left, 0.005))
+    return True
 
 
 def kill(child: Child) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from ext import diagnostics
 from ext.main import supervisor
 from ext.main.supervisor import EXIT_CRASHED, EXIT_OK, Child
 
@@ -411,3 +412,61 @@ def test_a_child_that_lived_past_its_start_is_restarted_at_once(
     supervisor.spawn(kid, ())
     wait_dead(kid)
     assert kid.quick_exits == 0 and kid.restart_at == 0.0 and supervisor.restart_due(kid)
+
+
+def test_stop_returns_by_its_deadline_though_a_killed_child_does_not_die(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A child in uninterruptible sleep (a hung NFS or EFS mount) takes no signal, SIGKILL
+    # included, until the call returns: stop waited for it without bound after its SIGKILL,
+    # and main outlived Lambda's shutdown deadline. Here its signals are lost on the way.
+    import threading
+
+    kid = child(lambda: time.sleep(60))
+    supervisor.spawn(kid, ())
+    pid, real_kill = kid.pid, os.kill
+
+    def unheeded(target: int, signum: int) -> None:
+        if target != pid:
+            real_kill(target, signum)
+
+    monkeypatch.setattr(os, "kill", unheeded)
+    logged: list[tuple[str, str]] = []
+    monkeypatch.setattr(diagnostics, "note", lambda level, text: logged.append((level, text)))
+    returned = threading.Event()
+
+    def stop() -> None:
+        supervisor.stop([kid], time.monotonic() + 0.3)
+        returned.set()
+
+    stopper = threading.Thread(target=stop, daemon=True)
+    stopper.start()
+    try:
+        assert returned.wait(10), "stop held its caller past its deadline"
+        assert kid.pid == pid  # not reaped: main exits without it (the spool keeps its data)
+        assert [level for level, text in logged if "SIGKILL" in text] == ["WARNING"]
+    finally:
+        real_kill(pid, signal.SIGKILL)  # ends a blocked wait too
+        stopper.join(20)
+        if kid.pid:
+            os.waitpid(pid, 0)
+        if kid.exit_fd >= 0:
+            os.close(kid.exit_fd)
+
+
+def test_stop_past_its_deadline_still_reaps_a_child_its_sigkill_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The usual case at a late shutdown: the SIGKILL ends the child within a millisecond, and
+    # the short wait after it (within main's margin before Lambda's deadline) reaps it.
+    monkeypatch.setattr(supervisor, "KILL_REAP_S", 5.0)  # a busy test machine may be slower
+
+    def stubborn() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+
+    kid = child(stubborn)
+    supervisor.spawn(kid, ())
+    time.sleep(0.2)  # let it ignore SIGTERM before it comes
+    supervisor.stop([kid], time.monotonic() - 1)
+    assert kid.pid == 0 and kid.exit_status == -signal.SIGKILL
