@@ -99,6 +99,25 @@ class Hurried(Awaited):
     kind = b"H"
 
 
+class Restarts(Message):
+    """main -> sender, on the notes pipe, which wakes nobody: main's counts over the
+    environment's life of listener restarts, sender restarts and senders killed as hung (each
+    also a restart), which the sender reports in its self-metrics. A sender takes them at its
+    fork from main's memory; this tells it of a listener restarted since (rare), read with the
+    spool before the self-metrics that read may emit. Totals: a late one lowers none."""
+
+    __slots__ = ("listener", "sender", "sender_hangs")
+    kind = b"P"
+
+    def __init__(self, listener: int, sender: int, sender_hangs: int) -> None:
+        self.listener = listener
+        self.sender = sender
+        self.sender_hangs = sender_hangs
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.listener, self.sender, self.sender_hangs)
+
+
 class Drain(Message):
     """main -> sender: SHUTDOWN; wait for the last invocation's platform.report while the window
     allows, send everything, exit before `deadline_ms` (epoch ms). `request_id` may be empty."""
@@ -158,6 +177,10 @@ def decode(line: bytes) -> Message | None:
         deadline, _, request_id = rest.partition(" ")
         if deadline.isdigit():
             return Drain(int(deadline), request_id)
+    if kind == Restarts.kind:
+        counts = rest.split(" ")
+        if len(counts) == 3 and all(count.isdecimal() for count in counts):
+            return Restarts(*map(int, counts))
     return None
 
 

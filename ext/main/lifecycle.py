@@ -197,7 +197,12 @@ class MainLoop:
         from ext.sender.process import Sender
 
         return Sender(self.config, self.function_name, self.wake_r, self.ctl_r, self.status_w,
-                      notes_fd=self.notes_r).run()
+                      notes_fd=self.notes_r, restarts=self._restart_counts()).run()
+
+    def _restart_counts(self) -> control.Restarts:
+        """What the sender reports of the children's restarts (self-metrics); in the sender's
+        entry, main's counts as they were at its fork."""
+        return control.Restarts(self.listener.restarts, self.sender.restarts, self.sender.hangs)
 
     def serve(self) -> int:
         """The event loop: one INVOKE or SHUTDOWN at a time until SHUTDOWN."""
@@ -380,9 +385,9 @@ class MainLoop:
                                     "not waiting for it")
         return False
 
-    def _note(self, note: control.Awaited) -> bool:
-        """Tells the sender, without waking it, to send the invocation once its end is read (main
-        waits for it quietly, or only hurries it)."""
+    def _note(self, note: control.Awaited | control.Restarts) -> bool:
+        """Tells the sender without waking it: to send the invocation once its end is read (main
+        waits for it quietly, or only hurries it), or main's restart counts."""
         return control.send(self.notes_w, note)
 
     def _read_answers(self) -> bool:
@@ -433,6 +438,12 @@ class MainLoop:
             self.unheard_waits, self.unheard_s = 0, 0.0
         self.adaptive.relearn()
         supervisor.spawn(child, self._all_fds())
+        if child is self.listener:
+            # A sender takes the counts at its fork; of a listener restarted since, it is told on
+            # the notes pipe: no wake-up, read with the spool before the self-metrics that read
+            # may emit. Not retried: a pipe too full to take it is one no sender has read for
+            # hundreds of invocations (hung or dead: the next one is forked with the counts).
+            self._note(self._restart_counts())
         return True
 
 

@@ -84,6 +84,7 @@ class Sender:
     def __init__(
         self, config: Config, function_name: str, wake_fd: int, control_fd: int, status_fd: int,
         *, courier: Courier | None = None, notes_fd: int = -1,
+        restarts: control.Restarts | None = None,
     ) -> None:
         self.config = config
         self.reader = SpoolReader(config.spool_dir)
@@ -127,6 +128,8 @@ class Sender:
         self.self_metrics = SelfMetrics(self.builder.derivation.metrics, config.self_metrics,
                                         getattr(self.courier, "stats", None),
                                         config.self_metrics_interval_ms / 1000)
+        if restarts is not None:  # main's counts at this process's fork
+            self._supervised(restarts)
         self.shutdown_metrics_due = False
 
     def run(self) -> int | None:
@@ -431,6 +434,9 @@ class Sender:
     def _shutdown_metrics(self) -> None:
         """The last self-metrics, sent with the drain (with the last record read, or alone)."""
         self.shutdown_metrics_due = False
+        # Main restarts a dead listener at SHUTDOWN and notes it before the drain, which may
+        # find nothing more to read (the notes are read with the spool): once, at the end.
+        self._take_notes()
         envelopes = self._self_metrics("shutdown")
         if not envelopes:
             return
@@ -489,7 +495,8 @@ class Sender:
 
     def _take_notes(self) -> None:
         """Invocations main waits for quietly (Awaited) or hurries (Hurried): asked for, as sync
-        flushing takes every invocation, only not urgent before their runtimeDone is read."""
+        flushing takes every invocation, only not urgent before their runtimeDone is read; and
+        main's restart counts (Restarts), when a listener was restarted."""
         if self.notes is None:
             return
         for message in self.notes.read():
@@ -500,6 +507,12 @@ class Sender:
                 self._request(request_id, waited=not isinstance(message, control.Hurried))
                 if request_id in self.ledger.done_at:
                     self._ended(request_id)
+            elif isinstance(message, control.Restarts):
+                self._supervised(message)
+
+    def _supervised(self, counts: control.Restarts) -> None:
+        """Main's restart counts, for the self-metrics."""
+        self.self_metrics.supervised(counts.listener, counts.sender, counts.sender_hangs)
 
     def _service_control(self) -> bool:
         """Applies main's messages; True when one asks for a send now (flush or drain)."""

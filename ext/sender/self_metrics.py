@@ -168,8 +168,21 @@ class SelfMetrics:
         # Invocations whose runtimeDone was never read, answered where their end was presumed
         # (ext/sender/invocations.py): a count of what the drop notices cost the flushes.
         self.ends_lost = 0
+        # Main's counts over the environment's life (a restarted sender reports them on, where
+        # its own counters start from 0): told at this sender's fork, then by main's notes.
+        self.restarts = {"process.listener.restarts": 0, "process.sender.restarts": 0,
+                         "process.sender.hangs": 0}
         self.emitted = 0
         self._pids: dict[str, int] = {}
+
+    def supervised(self, listener_restarts: int, sender_restarts: int, sender_hangs: int) -> None:
+        """Main's restart counts as told: totals, so a note read late (left by the sender before
+        this one, older than the counts this one was forked with) lowers none."""
+        counts = self.restarts
+        for name, told in (("process.listener.restarts", listener_restarts),
+                           ("process.sender.restarts", sender_restarts),
+                           ("process.sender.hangs", sender_hangs)):
+            counts[name] = max(counts[name], told)
 
     def due(self, reason: str) -> bool:
         """An event would be made now: turned on and, at an invocation, the interval passed.
@@ -197,6 +210,7 @@ class SelfMetrics:
             "envelope.malformed_events": builder.malformed,
             "telemetry.dropped_records": builder.dropped_records,
             "invocations.ends_lost": self.ends_lost,
+            **self.restarts,
         }
         values.update(self.delivery.take())
         if len(self._pids) < 3 or self.emitted % 64 == 0:  # a restarted listener has a new pid

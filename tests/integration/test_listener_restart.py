@@ -64,3 +64,41 @@ def test_a_killed_listener_duplicates_no_abandoned_batch(
     seen = [(e["type"], json.dumps(e["record"], sort_keys=True)) for e in platform_events(hec)]
     assert ("platform.runtimeDone" in {kind for kind, _ in seen})
     assert len(seen) == len(set(seen)), "a platform event arrived twice"
+
+
+def _self_metrics(hec: HecReceiver) -> list[dict[str, object]]:
+    """The self-metrics events HEC stored (no metrics index: events), in arrival order."""
+    bodies = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
+                                                      limit=10**6)]
+    return [b for b in bodies if isinstance(b, dict)
+            and b.get("type") == "splunk-extension.self-metrics"]
+
+
+def _restarts(body: dict[str, object]) -> tuple[object, ...]:
+    metrics = body["metrics"]
+    assert isinstance(metrics, dict)
+    return tuple(metrics.get(f"splunk.extension.process.{name}")
+                 for name in ("listener.restarts", "sender.restarts", "sender.hangs"))
+
+
+def test_restarted_children_are_counted_in_the_self_metrics(
+        hec: HecReceiver, local_opt: Path) -> None:
+    # Main restarted crashed children with a line in its log and nothing in Splunk.
+    env = extension_env(hec, SPLUNK_FLUSH="sync", SPLUNK_SELF_METRICS_INTERVAL_MS="0")
+    with sandbox(local_opt, env, timeout_s=2.0) as sb:
+        sb.invoke({"lines": 2, "tag": "a"})
+        main = sb.extension_pids()["splunk-hec-extension"]
+        os.kill(_listener_pid(main), signal.SIGKILL)  # while frozen: restarted at the INVOKE
+        sb.invoke({"lines": 2, "tag": "b"})  # its telemetry goes to the new listener
+        listener = _listener_pid(main)
+        with open(f"/proc/{main}/task/{main}/children") as fh:
+            [sender] = [int(p) for p in fh.read().split() if int(p) != listener]
+        os.kill(sender, signal.SIGKILL)
+        sb.invoke({"lines": 2, "tag": "c"})  # a new sender, forked with main's counts
+        sb.shutdown()
+    for tag in ("a", "b", "c"):
+        assert lines_of(hec, tag) == expected_lines(tag, 2)
+    seen = [_restarts(body) for body in _self_metrics(hec)]
+    assert seen[0] == (0, 0, 0)
+    assert (1, 0, 0) in seen  # the listener's restart, told the sender that ran on
+    assert seen[-1] == (1, 1, 0)  # at shutdown, from the sender restarted

@@ -46,3 +46,12 @@ def test_a_message_the_pipe_cannot_take_whole_is_not_sent() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_main_s_restart_counts_go_as_one_line_and_only_whole_counts_decode() -> None:
+    counts = control.Restarts(listener=2, sender=5, sender_hangs=1)
+    assert counts.encode() == b"P 2 5 1\n"
+    assert control.decode(counts.encode()[:-1]) == counts
+    assert counts != control.Restarts(2, 5, 0)  # each count is a field of its own
+    for line in (b"P", b"P 2 5", b"P 2 5 1 7", b"P 2 x 1", b"P -2 5 1", b"P 2  5 1"):
+        assert control.decode(line) is None, line

@@ -1216,3 +1216,50 @@ def test_a_restarted_sender_starts_the_count_again(
     sent(main)  # the new sender read what the old one left
     _wait_silently(main, poll, 2)
     assert children.killed == []
+
+
+# -- restarts reported ---------------------------------------------------------------------------
+
+
+def test_a_restarted_listener_is_noted_for_the_sender_without_waking_it(
+    main: Main, children: Children,
+) -> None:
+    # The sender reports main's counts in its self-metrics; it took them at its fork, so a
+    # listener restarted since is told, on the pipe it reads with the spool (no wake-up).
+    main.loop.sender.restarts, main.loop.sender.hangs = 4, 1
+    children.dying.append("listener")
+    main.loop._restart_dead_children()
+    assert children.spawned == ["listener"]
+    assert noted(main) == [control.Restarts(listener=1, sender=4, sender_hangs=1)]
+    assert sent(main) == []
+
+
+def test_a_restarted_sender_is_noted_nothing_and_nothing_is_noted_without_a_restart(
+    main: Main, children: Children,
+) -> None:
+    main.loop._restart_dead_children()
+    children.dying.append("sender")
+    main.loop._restart_dead_children()
+    assert children.spawned == ["sender"]
+    assert noted(main) == [] and sent(main) == []  # it takes the counts at its fork
+
+
+def test_the_sender_takes_main_s_restart_counts_at_its_fork(
+    main: Main, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ext.sender import process
+
+    made: list[control.Restarts | None] = []
+
+    class ForkedSender:
+        def __init__(self, *args: object, restarts: control.Restarts | None = None,
+                     **kwargs: object) -> None:
+            made.append(restarts)
+
+        def run(self) -> None:
+            return None
+
+    monkeypatch.setattr(process, "Sender", ForkedSender)
+    main.loop.listener.restarts, main.loop.sender.restarts, main.loop.sender.hangs = 2, 3, 1
+    main.loop._run_sender()  # the sender's entry, run in the child after the fork
+    assert made == [control.Restarts(listener=2, sender=3, sender_hangs=1)]

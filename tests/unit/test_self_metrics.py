@@ -17,6 +17,7 @@ from ext import config, control
 from ext.errors import ConfigError
 from ext.sender.batching import seal
 from ext.sender.envelope import EnvelopeBuilder
+from ext.sender.process import Sender
 from ext.sender.self_metrics import (
     MAX_LATENCIES,
     DeliveryStats,
@@ -423,4 +424,85 @@ def test_unsent_bytes_count_the_requests_cut_and_waiting_for_the_courier(tmp_pat
         assert figures["splunk.extension.spool.unsent_bytes"] >= waiting.size == 1000
     finally:
         rig.sender.outbox.clear()
+        rig.close()
+
+
+class NotedRig(Rig):
+    """A Rig whose sender was forked with main's restart counts and reads main's notes pipe."""
+
+    def __init__(self, folder: Path, restarts: control.Restarts | None) -> None:
+        self.notes_r, self.notes_w = control.make_pipe()
+        self.restarts = restarts
+        super().__init__(folder)
+        self.sender.self_metrics.interval_s = 0  # one event with every invocation batch
+
+    def _start_sender(self) -> Sender:
+        return Sender(self.config, "fn", self.pipes[0][0], self.pipes[1][0], self.pipes[2][1],
+                      courier=self.courier,  # type: ignore[arg-type]
+                      notes_fd=self.notes_r, restarts=self.restarts)
+
+    def note(self, message: control.Message) -> None:
+        assert control.send(self.notes_w, message)
+
+    def invocation_metrics(self, rid: str) -> dict[str, Any]:
+        """The self-metrics of the invocation batch of `rid`, once read and sent."""
+        self.append_invocation(rid, ["x"])
+        self.sender.step()
+        self.courier.finish(2)
+        return dict(own(self)[-1]["metrics"])
+
+    def close(self) -> None:
+        super().close()
+        os.close(self.notes_r)
+        os.close(self.notes_w)
+
+
+RESTARTS = ("splunk.extension.process.listener.restarts",
+            "splunk.extension.process.sender.restarts", "splunk.extension.process.sender.hangs")
+
+
+def restarts_in(metrics: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(metrics[name] for name in RESTARTS)
+
+
+def test_main_s_restart_counts_reach_the_self_metrics(tmp_path: Path) -> None:
+    # Main counted restarts and hung senders killed, and only logged them: a crash loop was
+    # invisible in Splunk. The sender takes main's counts at its fork, and a listener
+    # restarted after it is noted on the pipe read with the spool.
+    rig = NotedRig(tmp_path, control.Restarts(listener=1, sender=3, sender_hangs=2))
+    try:
+        assert restarts_in(rig.invocation_metrics("r1")) == (1, 3, 2)
+        rig.note(control.Restarts(listener=2, sender=3, sender_hangs=2))
+        assert restarts_in(rig.invocation_metrics("r2")) == (2, 3, 2)  # read before the record
+        # A note older than the counts this sender was forked with (left unread by the one
+        # before it) lowers none: they are totals.
+        rig.note(control.Restarts(listener=1, sender=2, sender_hangs=0))
+        assert restarts_in(rig.invocation_metrics("r3")) == (2, 3, 2)
+    finally:
+        rig.close()
+
+
+def test_a_sender_started_once_reports_no_restart(tmp_path: Path) -> None:
+    rig = NotedRig(tmp_path, None)
+    try:
+        assert restarts_in(rig.invocation_metrics("r1")) == (0, 0, 0)  # present, as a zero
+    finally:
+        rig.close()
+
+
+def test_a_listener_restarted_at_shutdown_is_in_the_shutdown_event(tmp_path: Path) -> None:
+    # Main restarts a dead listener at SHUTDOWN, notes it, then asks for the drain: the sender
+    # may have nothing left to read, and the notes are read with the spool.
+    rig = NotedRig(tmp_path, None)
+    try:
+        rig.invocation_metrics("r1")
+        rig.note(control.Restarts(listener=1, sender=0, sender_hangs=0))
+        rig.tell(control.Drain(int(time.time() * 1000) + 2_000, "r1"))
+        for _ in range(3):
+            rig.courier.finish(2)
+            rig.sender.step()
+        last = own(rig)[-1]
+        assert last["reason"] == "shutdown"
+        assert restarts_in(last["metrics"]) == (1, 0, 0)
+    finally:
         rig.close()

@@ -1245,12 +1245,13 @@ def _pipe_at(fd: int) -> Iterator[int]:
         os.close(write_end)
 
 
-def _restarted(rig: WideRig, **notes_fd: int) -> None:
+def _restarted(rig: WideRig, notes_fd: int | None = None) -> None:
     """The rig's sender replaced by one made with `notes_fd` as given (or left out)."""
     rig.sender.reader.close()  # the spool's reader role passes to the new one
-    rig.sender = sender.Sender(rig.sender.config, "fn", rig.pipes[0][0], rig.pipes[1][0],
-                               rig.pipes[2][1], courier=rig.courier,  # type: ignore[arg-type]
-                               **notes_fd)
+    args = (rig.sender.config, "fn", rig.pipes[0][0], rig.pipes[1][0], rig.pipes[2][1])
+    courier = cast(Courier, rig.courier)
+    rig.sender = (sender.Sender(*args, courier=courier) if notes_fd is None
+                  else sender.Sender(*args, courier=courier, notes_fd=notes_fd))
 
 
 @pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
