@@ -69,6 +69,21 @@ SENDER_START_WAIT_S = 2.0
 # With the default 500 ms budget that is the third such wait (0.18 + 0.49 + 0.49 s).
 HUNG_WAITS = 3
 HUNG_AFTER_S = 1.0
+# Where main does not wait (background; adaptive waits once the backlog outgrows the latency
+# bound, which judges the sender as above), nothing judged it: a hung sender let the spool grow
+# for the environment's whole life. A sender in health says nothing unasked there, so main looks
+# at most every PROBE_AFTER_S, at an INVOKE, whether there is reason to expect it to act: a
+# wake-up byte of the listener's it has not taken (nothing spooled: an idle sender, not probed).
+# Then it asks for the previous invocation (FlushBacklog, not waited for), which a sender in
+# health reads at its next pass; at the first INVOKE PROBE_READ_S later, an ask still unread
+# makes main wait for the invocation before it as adaptive waits for a backlog, and those
+# waits are judged as above (their time is thawed: main's wait holds the environment
+# thawed, where the time between two INVOKEs may be a freeze the sender could not use). While
+# healthy: a clock read per INVOKE, a poll every few seconds, a probe rarely (a wake-up byte the
+# sender has not taken yet). A few seconds: over the default latency bound and linger, so a
+# sender that sends within them is hardly ever probed, and a hang is caught in seconds.
+PROBE_AFTER_S = 5.0
+PROBE_READ_S = 1.0
 
 
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
@@ -130,6 +145,10 @@ class MainLoop:
         # time those asks lay unread (HUNG_WAITS, HUNG_AFTER_S).
         self.unheard_waits = 0
         self.unheard_s = 0.0
+        # Where main does not wait: when it next looks at the sender (monotonic), and whether
+        # an ask of its (PROBE_AFTER_S) is out, to be found read at that look.
+        self.look_at = time.monotonic() + PROBE_AFTER_S
+        self.probing = False
         self.adaptive = AdaptiveFlush(config.max_latency_ms / 1000,
                                       config.dispatch_max_wait_ms / 1000)
         level = config.log_level
@@ -213,8 +232,11 @@ class MainLoop:
                 self.shutdown(event.deadline_ms, event.reason)
                 return 0
             if event.kind == "INVOKE" and event.request_id:
-                self.last_request = event.request_id
-                if self.flush == "sync":
+                previous, self.last_request = self.last_request, event.request_id
+                if self.flush == "background":
+                    if time.monotonic() >= self.look_at:
+                        self.probe(previous or event.request_id, event.deadline_ms / 1000)
+                elif self.flush == "sync":
                     self.flush_invocation(event.request_id, event.deadline_ms / 1000,
                                           ask_late=self.ask_late)
                     self.ask_late = self.answers.get(event.request_id) is True
@@ -320,6 +342,35 @@ class MainLoop:
                 fallback = min(time.monotonic() + budget, last)
                 end = min(end, fallback) if listener_died else fallback
                 listener_died = True
+
+    def probe(self, request_id: str, deadline: float) -> None:
+        """Where main does not wait: asks for `request_id` (an earlier invocation) when the
+        sender has a wake-up it has not taken, and at a later INVOKE, the ask still unread,
+        waits for it as for a backlog, to judge it (PROBE_AFTER_S)."""
+        now = time.monotonic()
+        if not self.probing:
+            self.look_at = now + PROBE_AFTER_S
+            if not control.unread(self.wake_r):
+                return  # nothing spooled that it has not looked at: its silence says nothing
+            self._read_answers()  # what it said before: only what comes after the ask counts
+            self._forget_answers()
+            if self._tell_sender(control.FlushBacklog(request_id)):
+                self.probing, self.look_at = True, now + PROBE_READ_S
+            return
+        self._read_answers()  # an answer since the ask starts the count again, as in a wait
+        self._forget_answers()
+        if control.unread(self.ctl_r):
+            self.flush_invocation(request_id, deadline, ended=True)
+            if self.unheard_waits:
+                return  # still unread, and unheard: judged again at the next INVOKE
+        # Read or answered (or killed: its successor reads what is left)
+        self.unheard_waits, self.unheard_s = 0, 0.0
+        self.probing, self.look_at = False, time.monotonic() + PROBE_AFTER_S
+
+    def _forget_answers(self) -> None:
+        """Answers nobody waits for (main does not wait: they only said the sender lives)."""
+        self.answers.clear()
+        self.running.clear()
 
     def _judge_silence(self, heard: bool, asked_at: float | None, now: float) -> None:
         """A wait ran to its end: was the sender heard, or did it take main's ask at least?

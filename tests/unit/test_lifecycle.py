@@ -402,6 +402,46 @@ def test_a_stopped_sender_is_killed_and_restarted_after_a_few_silent_waits() -> 
         gc.unfreeze()
 
 
+def test_a_stopped_sender_is_killed_and_restarted_where_main_never_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from ext.main import supervisor
+
+    # Looked at from the first INVOKE, its probe judged 50 ms later (5 s and 1 s in Lambda)
+    monkeypatch.setattr(lifecycle, "PROBE_AFTER_S", 0.0)
+    monkeypatch.setattr(lifecycle, "PROBE_READ_S", 0.05)
+    made = Main(budget_ms=150, SPLUNK_FLUSH="background")
+    sender = made.loop.sender
+    sender.entry, sender.log_level = _stops_itself, "CRITICAL"
+
+    def next_event() -> bytes:
+        if sender.restarts or len(served) == 200:  # unfixed: nothing ever judged it
+            raise errors.ApiError("/next", 500, b"")
+        served.append(time.monotonic())
+        time.sleep(0.02)  # the function runs; the listener spools its telemetry
+        os.write(made.loop.wake_w, b"!")
+        return b'{"eventType":"INVOKE","requestId":"r%d","deadlineMs":%d}' % (
+            len(served), int(time.time() * 1000 + 60_000))
+
+    served: list[float] = []
+    made.loop.api.next_event = next_event  # type: ignore[method-assign]
+    try:
+        supervisor.spawn(sender, made.loop._all_fds())
+        stopped = sender.pid
+        with pytest.raises(errors.ApiError):
+            made.loop.serve()
+        assert sender.restarts == 1 and sender.hangs == 1
+        assert sender.pid not in (0, stopped)
+        with pytest.raises(ProcessLookupError):
+            os.kill(stopped, 0)  # killed and reaped
+    finally:
+        supervisor.stop([sender], time.monotonic() + 1)
+        made.close()
+        gc.unfreeze()
+
+
 def test_a_stopped_sender_holds_the_shutdown_no_longer_than_its_window() -> None:
     import gc
 

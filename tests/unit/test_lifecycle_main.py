@@ -1263,3 +1263,151 @@ def test_the_sender_takes_main_s_restart_counts_at_its_fork(
     main.loop.listener.restarts, main.loop.sender.restarts, main.loop.sender.hangs = 2, 3, 1
     main.loop._run_sender()  # the sender's entry, run in the child after the fork
     assert made == [control.Restarts(listener=2, sender=3, sender_hangs=1)]
+
+
+# -- a hung sender where main does not wait -----------------------------------------------------
+
+
+def _invoke_every(main: Main, clock: Clock, gap: float, count: int,
+                  sender: Callable[[int], object] = lambda n: None) -> None:
+    """Serves `count` INVOKEs `gap` apart on the test clock; before each, the listener spools
+    the previous one's telemetry (a wake-up byte for the sender) and `sender(n)` acts."""
+    served: list[int] = []
+
+    def next_event() -> bytes:
+        n = len(served)
+        if n == count:
+            raise errors.ApiError("/next", 500, b"")  # the stand-in API's end
+        served.append(n)
+        clock.now += gap
+        if n:
+            os.write(main.loop.wake_w, b"!")
+        sender(n)
+        return b'{"eventType":"INVOKE","requestId":"r%d","deadlineMs":%d}' % (
+            n, int((EPOCH + clock.now + 60) * 1000))
+
+    main.loop.api.next_event = next_event  # type: ignore[method-assign]
+    with pytest.raises(errors.ApiError):
+        main.loop.serve()
+
+
+def _healthy(main: Main, answer: type[control.AboutOneRequest] | None = None,
+             ) -> Callable[[int], object]:
+    """A sender in health between two invocations: it takes its wake-ups and main's messages
+    (and answers a FlushBacklog with `answer`, for that invocation)."""
+    def act(n: int) -> None:
+        control.drain_pipe(main.loop.wake_r)
+        for message in sent(main):
+            if answer is not None and isinstance(message, control.FlushBacklog):
+                control.send(main.loop.status_w, answer(message.request_id))
+    return act
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background",
+                                   "SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+@pytest.mark.parametrize("gap", [0.02, 0.5, 30.0])
+def test_a_hung_sender_is_killed_where_main_never_waits(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes, gap: float,
+) -> None:
+    # Background: no wait ever judged the sender, so one stuck kept the spool growing for the
+    # environment's whole life and the shutdown drained nothing. (Its successor is in health.)
+    healthy = _healthy(main)
+    _invoke_every(main, clock, gap, 700, lambda n: children.killed and healthy(n))
+    assert children.killed == ["sender"]
+    [warning] = _hung(notes)
+    assert "SIGKILL" in warning and main.loop.sender.hangs == 1
+    assert children.spawned == ["sender"]  # restarted at the next event
+    assert len(poll.timeouts) < 40  # a few waits to judge it, not one per invocation
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
+@pytest.mark.parametrize(("gap", "every"), [
+    (0.02, 1), (0.5, 1), (30.0, 1),
+    (0.02, 23),  # a pass that outlasts a few invocations (0.46 s): the probe read late
+])
+def test_a_sender_in_health_costs_main_no_wait_and_a_rare_probe(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes, gap: float,
+    every: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looks: list[int] = []
+    real_unread = control.unread
+
+    def unread(fd: int) -> bool:
+        looks.append(fd)
+        return real_unread(fd)
+
+    monkeypatch.setattr(control, "unread", unread)
+    probes: list[control.Message] = []
+
+    def sender(n: int) -> None:
+        if n % every:
+            return
+        control.drain_pipe(main.loop.wake_r)
+        probes.extend(sent(main))
+
+    _invoke_every(main, clock, gap, 1500, sender)
+    span = gap * 1500
+    assert children.killed == [] and poll.timeouts == []  # never a wait
+    # At most a look (one poll) and a probe per few seconds, not one per invocation
+    assert len(probes) <= span / 4 + 1 and len(looks) <= 2 * (span / 4 + 1)
+    assert all(isinstance(p, control.FlushBacklog) for p in probes)
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
+def test_a_sender_with_nothing_to_send_is_not_probed(
+    main: Main, poll: Poll, clock: Clock, children: Children,
+) -> None:
+    # It drained every wake-up (or nothing was spooled): its silence says nothing.
+    seen: list[control.Message] = []
+
+    def sender(n: int) -> None:
+        control.drain_pipe(main.loop.wake_r)
+        seen.extend(sent(main))
+
+    _invoke_every(main, clock, 30.0, 50, sender)
+    assert seen == [] and children.killed == [] and poll.timeouts == []
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background",
+                                   "SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+@pytest.mark.parametrize("answer", [control.Failing, None])
+def test_a_busy_sender_that_reads_main_late_is_never_killed(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes,
+    answer: type[control.AboutOneRequest] | None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A long backlog or a HEC down (Failing): it reads main's pipe and its wake-ups between
+    # passes, and a pass outlasts a few invocations' thawed time, not a wait of main's.
+    healthy = _healthy(main, answer)
+    waits = poll.select
+
+    def select(*args: object) -> tuple[list[int], list[int], list[int]]:
+        healthy(-1)  # its pass ends while main waits: the environment is thawed
+        return waits(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(poll, "select", select)
+    _invoke_every(main, clock, 0.05, 3000, lambda n: n % 150 == 0 and healthy(n))
+    assert children.killed == [] and _hung(notes) == []
+    # A wait now and then, when a probe found it in a pass: one budget at most per probe
+    probes = 3000 * 0.05 / lifecycle.PROBE_AFTER_S
+    assert 0 < sum(poll.timeouts) <= probes * 0.5
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "adaptive",
+                                   "SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+@pytest.mark.parametrize("gap", [0.02, 0.2])
+def test_adaptive_under_dense_traffic_waits_for_a_silent_sender_and_kills_it(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes, gap: float,
+) -> None:
+    # Dense traffic is not waited for while deliveries come; once they stop, the backlog
+    # outgrows the latency bound (2 s) and main waits for it: those waits judge the sender.
+    def sender(n: int) -> None:
+        # In health (and so is the one restarted after the kill): every invocation delivered
+        # before the next one; the 100th invocation's sender hangs.
+        if n < 100 or children.killed:
+            control.send(main.loop.status_w, control.Delivered(f"r{n - 1}"))
+            control.drain_pipe(main.loop.wake_r)
+            sent(main)
+            noted(main)
+
+    _invoke_every(main, clock, gap, 100 + int(4 / gap), sender)  # 4 s after the last delivery
+    assert children.killed == ["sender"] and len(_hung(notes)) == 1
