@@ -175,7 +175,7 @@ def decode(line: bytes) -> Message | None:
         return Ready()
     if kind == Drain.kind:
         deadline, _, request_id = rest.partition(" ")
-        if deadline.isdigit():
+        if deadline.isdecimal():  # isdigit() also takes "²", which int() refuses
             return Drain(int(deadline), request_id)
     if kind == Restarts.kind:
         counts = rest.split(" ")

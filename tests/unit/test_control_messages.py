@@ -55,3 +55,10 @@ def test_main_s_restart_counts_go_as_one_line_and_only_whole_counts_decode() -> 
     assert counts != control.Restarts(2, 5, 0)  # each count is a field of its own
     for line in (b"P", b"P 2 5", b"P 2 5 1 7", b"P 2 x 1", b"P -2 5 1", b"P 2  5 1"):
         assert control.decode(line) is None, line
+
+
+def test_a_drain_whose_deadline_is_not_a_whole_number_decodes_to_nothing() -> None:
+    # str.isdigit() takes superscripts and other digits int() refuses: such a line raised
+    # ValueError out of the sender's read instead of being ignored as an unknown line.
+    for line in ("S 1²3 r1", "S ² r1", "S x r1", "S  r1"):
+        assert control.decode(line.encode()) is None, line
