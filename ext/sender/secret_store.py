@@ -88,7 +88,7 @@ class SecretStore:
         try:
             answer = json.loads(data)
             text = self._value(answer)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError):
             raise TokenFetchError(self.reference, "UnexpectedResponse",
                                   f"{self.operation} answered without a value") from None
         return self._token_from(text)
@@ -117,14 +117,17 @@ class SecretStore:
             pool.close()
         return response.status, response.data, response.headers.get("x-amzn-ErrorType", "")
 
-    def _value(self, answer: dict[str, object]) -> str:
+    def _value(self, answer: object) -> str:
+        if not isinstance(answer, dict):
+            raise TypeError("not an object")
         if self.service == "ssm":
             parameter = answer["Parameter"]
             if not isinstance(parameter, dict):
                 raise TypeError("no Parameter object")
             value = parameter["Value"]
         else:
-            if "SecretString" not in answer:
+            # Only SecretBinary says binary: an answer with neither is not one we understand.
+            if "SecretString" not in answer and "SecretBinary" in answer:
                 raise TokenFetchError(self.reference, "BinarySecret",
                                       "the secret holds binary data, not a string")
             value = answer["SecretString"]

@@ -288,6 +288,11 @@ def test_the_request_goes_to_the_endpoint_and_is_signed_for_it(
         ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/hec"}, b"{}"),  # KeyError
         ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/hec"}, b'{"Parameter": {"Value": 5}}'),  # TypeError
         ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/hec"}, b'{"Parameter": "x"}'),
+        # Not an object: the membership test took a list or a string for a binary secret.
+        ({}, b'["SecretBinary"]'),
+        ({}, b'"no SecretString here"'),
+        ({}, b'{"Name": "hec"}'),  # neither SecretString nor SecretBinary
+        ({"SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/hec"}, b'["Parameter"]'),
     ],
 )
 def test_an_answer_without_a_value_is_an_unexpected_response(
@@ -359,3 +364,14 @@ def test_only_a_200_answer_holds_the_value(monkeypatch: pytest.MonkeyPatch, stat
     with pytest.raises(TokenFetchError) as info:
         store().fetch()
     assert info.value.reason == f"HTTP{status}"
+
+
+def test_a_binary_secret_is_named_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3
+
+    monkeypatch.setattr(urllib3, "connection_from_url", _Pool)
+    monkeypatch.setitem(ANSWER, "body", b'{"Name": "hec", "SecretBinary": "dG9rZW4="}')
+    with pytest.raises(TokenFetchError) as info:
+        store().fetch()
+    assert (info.value.reason, info.value.detail) == (
+        "BinarySecret", "the secret holds binary data, not a string")
