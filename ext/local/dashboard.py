@@ -37,6 +37,17 @@ class Panel:
     spl: str
 
 
+# The loss panel's figures: (metric, aggregate, label).
+LOSSES = (("hec.quarantined_events", "sum", "refused_by_hec"),
+          ("hec.quarantine_lost_events", "sum", "refused_not_kept"),
+          ("telemetry.dropped_records", "max", "dropped_by_lambda"),
+          ("invocations.ends_lost", "max", "invocation_ends_lost"),
+          ("process.listener.restarts", "max", "listener_restarts"),
+          ("process.sender.restarts", "max", "sender_restarts"),
+          ("process.sender.hangs", "max", "sender_hangs"))
+_LOSS_STATS = " ".join(f"{agg}(splunk.extension.{metric}) AS {label}"
+                       for metric, agg, label in LOSSES)
+
 PANELS = (
     Panel("invocations", "Invocations and errors", "splunk.column",
           f"| mstats sum(aws.lambda.invocations) AS invocations sum(aws.lambda.errors) AS errors "
@@ -71,6 +82,11 @@ PANELS = (
           "sum(splunk.extension.hec.failures.retry) AS hec_retryable_failures "
           "max(splunk.extension.process.sender.cpu_ms) AS sender_cpu_ms "
           f"WHERE {MX} span=1m"),
+    # Each figure here is data Splunk will not get, or a process that failed: all 0 when well.
+    # Deltas are summed; totals (per sender process, or over the environment's life) take the
+    # largest one seen.
+    Panel("losses", "Extension: events refused or dropped, restarts, hangs", "splunk.column",
+          f"| mstats {_LOSS_STATS} WHERE {MX} BY function_name"),
 )
 
 
@@ -234,10 +250,23 @@ def _health(store: EventStore, ax: Any, index: str | None) -> None:
     ax.set_yscale("symlog")
 
 
+def _losses(store: EventStore, ax: Any, index: str | None) -> None:
+    values = []
+    for metric, agg, _ in LOSSES:
+        name = f"splunk.extension.{metric}"
+        rows = metric_stats(store, name, [agg], [], index=index)
+        values.append(rows[0][f"{agg}({name})"] if rows else 0)
+    bars = ax.bar([label.replace("_", " ") for _, _, label in LOSSES], values)
+    ax.bar_label(bars, fmt="%d", fontsize=7)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    ax.set_ylim(0, max(1.0, *values) * 1.2)  # zeros, the healthy case, sit on the axis
+    ax.set_ylabel("events / records / times")
+
+
 DRAWERS: dict[str, Callable[[EventStore, Any, str | None], None]] = {
     "invocations": _invocations, "alerts": _alerts, "duration": _duration, "billed": _billed,
     "memory": _memory, "cold_starts": _cold_starts, "per_function": _per_function,
-    "health": _health,
+    "health": _health, "losses": _losses,
 }
 
 
