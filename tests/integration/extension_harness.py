@@ -61,6 +61,15 @@ def platform_events(hec: HecReceiver) -> list[dict[str, Any]]:
     return [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:platform", limit=10**7)]
 
 
+def self_metrics(hec: HecReceiver) -> list[dict[str, Any]]:
+    """The self-metrics events HEC stored (no metrics index: extension events), in arrival
+    order; each body holds the values under `metrics` (docs/metrics.md)."""
+    bodies = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
+                                                      limit=10**6)]
+    return [b for b in bodies if isinstance(b, dict)
+            and b.get("type") == "splunk-extension.self-metrics"]
+
+
 def expected_lines(tag: str, count: int, size: int = 32) -> list[str]:
     prefix = [f"{tag}:{n}:" for n in range(count)]
     return [p + "x" * max(0, size - len(p)) for p in prefix]

@@ -20,6 +20,7 @@ from tests.integration.extension_harness import (
     lines_of,
     platform_events,
     sandbox,
+    self_metrics,
 )
 
 
@@ -66,14 +67,6 @@ def test_a_killed_listener_duplicates_no_abandoned_batch(
     assert len(seen) == len(set(seen)), "a platform event arrived twice"
 
 
-def _self_metrics(hec: HecReceiver) -> list[dict[str, object]]:
-    """The self-metrics events HEC stored (no metrics index: events), in arrival order."""
-    bodies = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension",
-                                                      limit=10**6)]
-    return [b for b in bodies if isinstance(b, dict)
-            and b.get("type") == "splunk-extension.self-metrics"]
-
-
 def _restarts(body: dict[str, object]) -> tuple[object, ...]:
     metrics = body["metrics"]
     assert isinstance(metrics, dict)
@@ -98,7 +91,7 @@ def test_restarted_children_are_counted_in_the_self_metrics(
         sb.shutdown()
     for tag in ("a", "b", "c"):
         assert lines_of(hec, tag) == expected_lines(tag, 2)
-    seen = [_restarts(body) for body in _self_metrics(hec)]
+    seen = [_restarts(body) for body in self_metrics(hec)]
     assert seen[0] == (0, 0, 0)
     assert (1, 0, 0) in seen  # the listener's restart, told the sender that ran on
     assert seen[-1] == (1, 1, 0)  # at shutdown, from the sender restarted

@@ -44,6 +44,9 @@ class DeliveryFaults:
     held: bool = False
     # At SHUTDOWN, deliver nothing for this long (Lambda may deliver the last report late).
     shutdown_delay_s: float = 0.0
+    # The next N platform.runtimeDone records are dropped from every subscriber's delivery, a
+    # platform.logsDropped in their place: an invocation's end lost as Lambda may lose it.
+    drop_runtime_done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_failure(self) -> bool:
@@ -51,6 +54,14 @@ class DeliveryFaults:
         with self.lock:
             if self.fail_attempts > 0:
                 self.fail_attempts -= 1
+                return True
+            return False
+
+    def take_runtime_done_drop(self) -> bool:
+        """Consume one injected runtimeDone drop, if any is left."""
+        with self.lock:
+            if self.drop_runtime_done > 0:
+                self.drop_runtime_done -= 1
                 return True
             return False
 
@@ -122,6 +133,15 @@ class Subscriber:
                 self._cv.notify()
             elif len(self._pending) >= sub.max_items or self._pending_bytes >= sub.max_bytes:
                 self._cv.notify()
+
+    def drop(self, items: list[bytes], now: float, reason: str) -> None:
+        """Drop encoded events as if this subscriber had fallen behind (a fault): counted, with
+        a platform.logsDropped where they would have been, so the listener reads the notice
+        right after what preceded them."""
+        with self._cv:
+            self._queue_drop_notice(len(items), sum(len(item) for item in items), reason, now)
+            # The notice is buffered like any event; the thread re-reads when a batch is due.
+            self._cv.notify()
 
     def set_paused(self, paused: bool) -> None:
         """Freeze (True) or thaw (False) delivery."""

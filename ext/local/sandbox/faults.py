@@ -63,6 +63,16 @@ class Faults:
         with self._sb.bus.faults.lock:
             self._sb.bus.faults.fail_attempts = attempts
 
+    def drop_runtime_done(self, count: int = 1) -> None:
+        """Drop the next `count` platform.runtimeDone records from every subscriber's delivery,
+        each replaced by a platform.logsDropped (reason: the consumer fell behind) in its place
+        and counted in the subscriber's dropped_records/dropped_bytes. Lambda drops what a
+        subscriber does not take fast enough, and the records lost may hold an invocation's
+        end; here the loss is exact, so a test knows which end is missing. Observers
+        (`on_platform_event`) and `inspect()` event counts still see the record emitted."""
+        with self._sb.bus.faults.lock:
+            self._sb.bus.faults.drop_runtime_done = count
+
     def kill_extension(self, name: str) -> None:
         """SIGKILL extension `name` and its descendants, and wait until it is reaped."""
         _kill_and_reap(self._sb.fleet.extensions[name])

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ext.local.sandbox import wire
-from ext.local.sandbox.delivery import DeliveryFaults, Subscriber
+from ext.local.sandbox.delivery import DROP_REASON_SLOW, DeliveryFaults, Subscriber
 from ext.local.sandbox.subscription import Subscription
 
 DEFAULT_BUFFER_LIMIT_BYTES = 32 * 1024 * 1024
@@ -77,11 +77,18 @@ class TelemetryBus:
     def _fan_out(self, category: str, event_type: str, encoded: list[bytes], count: int) -> None:
         now = time.monotonic()
         with self._lock:
-            self.counts[event_type] += count
+            self.counts[event_type] += count  # emitted, whether delivered or dropped
             if self._replay is not None:
                 self._replay.extend((category, item) for item in encoded)
+            # Taken under the lock: one record's drop applies to every subscriber alike.
+            dropped = (event_type == "platform.runtimeDone"
+                       and self.faults.take_runtime_done_drop())
             for sub in self._subscribers:
-                if category in sub.types:
+                if category not in sub.types:
+                    continue
+                if dropped:
+                    sub.drop(encoded, now, DROP_REASON_SLOW)
+                else:
                     sub.offer(encoded, now)
 
     def subscribe(self, name: str, sub: Subscription) -> None:
