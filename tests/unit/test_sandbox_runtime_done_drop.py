@@ -6,24 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from ext.local.sandbox import delivery, wire
 from ext.local.sandbox.subscription import Buffering, Subscription
 from ext.local.sandbox.telemetry import TelemetryBus
+from tests.unit import test_sandbox_reset_drops
 from tests.unit.test_sandbox_reset_drops import Collector, subscription
 
-
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    server = Collector()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+collector = test_sandbox_reset_drops.collector  # pytest takes it as a fixture
 
 
 def delivered(bus: TelemetryBus, events: int) -> None:

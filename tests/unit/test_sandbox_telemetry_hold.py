@@ -6,27 +6,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ext.local.sandbox import delivery
 from ext.local.sandbox.telemetry import TelemetryBus
+from tests.unit import test_sandbox_reset_drops
 from tests.unit.test_sandbox_reset_drops import Collector, subscription
 
 # Many times the subscription's 25 ms buffering: a delivery the hold did not stop is in by then.
 HELD_S = 0.3
 
 
-@pytest.fixture
-def collector() -> Iterator[Collector]:
-    server = Collector()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+collector = test_sandbox_reset_drops.collector  # pytest takes it as a fixture
 
 
 def lines(server: Collector) -> list[object]:

@@ -7,38 +7,23 @@ which the ledger forgot after an HEC outage (its last KEEP requests)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ext import control, flush_policy
 from ext.flush_policy import reaction_s
-from ext.sender import process as sender
-from ext.sender import self_metrics
-from ext.spool import writer as spool_writer
+from tests.unit import test_sender_loop
 from tests.unit.test_sender_dispatch import HOLDING, WideRig
 from tests.unit.test_sender_loop import ADAPTIVE, EPOCH, SYNC, Clock, _iso, self_metrics_in
+
+# The sender's rig and the clock it runs on, as the loop's tests set them up (pytest takes a
+# fixture from any name of a test module).
+rig = test_sender_loop.rig
+clock = test_sender_loop.clock
 
 DROPPED = {"droppedBytes": 5120, "droppedRecords": 40,
            "reason": "Consumer seems to have fallen behind as it has not acknowledged receipt "
                      "of logs."}
-
-
-@pytest.fixture
-def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WideRig]:
-    made = WideRig(tmp_path, **getattr(request, "param", {}))
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    made = Clock()
-    monkeypatch.setattr(sender, "time", made)
-    monkeypatch.setattr(self_metrics, "time", made)
-    monkeypatch.setattr(spool_writer, "time", made)
-    return made
 
 
 def _record(rig: WideRig, *events: dict[str, object]) -> None:
