@@ -232,6 +232,34 @@ def test_a_sender_sending_a_backlog_reads_main_s_messages_between_passes(tmp_pat
         rig.close()
 
 
+def test_a_sender_reading_a_backlog_it_holds_reads_main_s_messages_between_passes(
+    tmp_path: Path,
+) -> None:
+    # Pass after pass reading, nothing handed over (held for the batch size): the other pass
+    # without a wait. Main's ask must be read before the next pass there too.
+    rig = WideRig(tmp_path, courier=PromptCourier(), **HOLDING)
+    try:
+        for n in range(2 * sender.READ_RECORDS + 10):  # three reads: two full, one not
+            rig.append([f"{n:04} short"])
+        unread_at: list[bool] = []
+        step = rig.sender.step
+
+        def counted() -> tuple[bool, bool]:
+            unread_at.append(control.unread(rig.pipes[1][0]))
+            if len(unread_at) == 2:
+                control.send(rig.pipes[1][1], control.Flush("r1"))  # main asks, mid-backlog
+            if len(unread_at) == 3:
+                main_hangs_up(rig)  # ends the wait that follows the last read
+            return step()
+
+        rig.sender.step = counted  # type: ignore[method-assign]
+        rig.sender.run()
+        assert unread_at[2] is False  # read before the next pass
+        assert rig.courier.accepted == []  # all of it held: no handover came in between
+    finally:
+        rig.close()
+
+
 # -- when a drain is done -----------------------------------------------------------------------
 
 
