@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _socket
 import functools
+import math
 import os
 import signal
 import time
@@ -75,6 +76,7 @@ class Children:
         self.exits: list[tuple[bool, int]] = []  # wait_exit answers: (exited, exit status)
         self.on_spawn: Callable[[], object] = lambda: None  # what a new child does at once
         self.killed: list[str] = []  # roles SIGKILLed, in order
+        self.unkillable = False  # a SIGKILL ends no child (uninterruptible sleep)
         self.next_pid = 1000
 
     def spawn(self, child: supervisor.Child, close_fds: tuple[int, ...]) -> None:
@@ -102,7 +104,8 @@ class Children:
 
     def kill(self, child: supervisor.Child) -> None:
         self.killed.append(child.role)
-        self.dying.append(child.role)  # reaped as dead at the next reap
+        if not self.unkillable:
+            self.dying.append(child.role)  # reaped as dead at the next reap
 
 
 class Notes:
@@ -466,6 +469,20 @@ def test_a_sender_that_crashes_too_late_to_restart_is_left_with_a_warning(
     assert notes.levels() == ["WARNING"]
 
 
+def test_a_sender_that_crashes_while_draining_and_is_held_back_is_asked_nothing_more(
+    main: Main, clock: Clock, children: Children, notes: Notes, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It fails at every start (its back-off not over): the spool keeps the rest, and main
+    # neither asks a dead sender to drain again nor tries it again and again to the deadline.
+    monkeypatch.setattr(supervisor, "restart_due", lambda child: False)
+    children.exits = [(True, supervisor.EXIT_CRASHED)] * 5
+    main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
+    assert len(sent(main)) == 1 and children.spawned == []
+    assert len(children.exits) == 4  # waited for once
+    assert notes.levels() == ["ERROR", "WARNING"]  # not restarted; not drained
+    assert len(children.stopped) == 1
+
+
 def test_a_sender_still_draining_at_the_deadline_is_stopped_with_a_warning(
     main: Main, clock: Clock, children: Children, notes: Notes,
 ) -> None:
@@ -589,6 +606,17 @@ def test_a_restarted_child_closes_the_other_child_s_pidfd(
             main.loop.listener.exit_fd = -1  # not the test process's stdin to close
     assert children.spawned == ["sender"]
     assert listener_fd in children.closing[0]  # main's pidfds are no child's business
+
+
+@pytest.mark.parametrize(("api_fd", "closed"), [(0, True), (7, True), (-1, False)])
+def test_main_s_connection_to_the_extensions_api_is_closed_in_the_children_even_at_fd_0(
+    main: Main, monkeypatch: pytest.MonkeyPatch, api_fd: int, closed: bool,
+) -> None:
+    # Main's stdin may be closed, so its connection can be fd 0; -1: none open.
+    monkeypatch.setattr(main.loop.api, "connection_fd", lambda: api_fd)
+    fds = main.loop._all_fds()
+    monkeypatch.undo()  # the test's Main closes its fds, not the test process's stdin
+    assert (api_fd in fds) is closed
 
 
 ASK_AT_S = BUDGET_S * flush_policy.RUNNING_AT
@@ -775,6 +803,32 @@ def test_a_sender_that_died_during_the_wait_is_restarted_and_asked_again(
     main.loop.flush_invocation("rid", EPOCH + poll.clock.now + 60)
     assert sent(main) == [control.Flush("rid"), control.Flush("rid")]
     assert children.spawned == ["sender"]
+
+
+def test_a_sender_restarted_in_a_wait_it_had_not_told_running_keeps_the_wait_s_end(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    # It never told the invocation's start: the budget from the ask still holds, the new one
+    # asked again within it.
+    poll.actions = {1: lambda: children.dying.append("sender")}
+    start = poll.clock.now
+    main.loop.flush_invocation("rid", EPOCH + start + 60)
+    assert children.spawned == ["sender"]
+    assert sent(main) == [control.Flush("rid"), control.Flush("rid")]
+    assert poll.clock.now - start == pytest.approx(BUDGET_S)
+
+
+def test_a_listener_that_died_during_a_wait_not_running_gives_telemetry_the_budget_again(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    # The invocation's start may not have been spooled yet: it comes, late, to the new
+    # listener: the budget from the death, past the wait's first end.
+    poll.actions = {1: lambda: children.dying.append("listener")}
+    start = poll.clock.now
+    main.loop.flush_invocation("rid", EPOCH + start + 60)
+    assert children.spawned == ["listener"]
+    assert sum(poll.timeouts[2:]) == pytest.approx(BUDGET_S)  # the budget again, from then
+    assert poll.clock.now - start == pytest.approx(2 * BUDGET_S)  # found at its first end
 
 
 def test_a_listener_that_died_during_a_running_wait_falls_back_to_the_budget(
@@ -1107,6 +1161,22 @@ def test_a_sender_held_back_is_not_waited_for_and_restarted_after_its_back_off_o
     assert children.spawned == ["sender", "sender"]
 
 
+def test_a_child_held_back_is_started_before_its_back_off_at_shutdown_not_at_an_invoke(
+    main: Main, children: Children, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "restart_due", lambda child: False)  # back-off not over
+    for child in (main.loop.listener, main.loop.sender):
+        child.pid, child.restart_at = 0, 1.0  # died at its start, held back
+    at_invoke: list[list[str]] = []
+    main.loop.adapt = (  # type: ignore[method-assign]
+        lambda request_id, deadline: at_invoke.append(list(children.spawned)))
+    main.loop.shutdown = lambda deadline_ms, reason: None  # type: ignore[method-assign]
+    main.loop.api.events = [INVOKE, SHUTDOWN]  # type: ignore[attr-defined]
+    assert main.loop.serve() == 0
+    assert at_invoke == [[]]
+    assert children.spawned == ["listener", "sender"]  # their last chance to send the spool
+
+
 def test_a_sender_restarted_during_a_running_wait_falls_back_to_the_budget(
     main: Main, poll: Poll, children: Children,
 ) -> None:
@@ -1218,6 +1288,106 @@ def test_a_restarted_sender_starts_the_count_again(
     assert children.killed == []
 
 
+def _silent_waits_to_hang(budget_ms: int) -> int:
+    """How many silent waits in a row, each its whole budget unread, make a sender hung."""
+    unread_s = budget_ms / 1000 - reaction_s(budget_ms / 1000)
+    return max(lifecycle.HUNG_WAITS, math.ceil(lifecycle.HUNG_AFTER_S / unread_s))
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH_BUDGET_MS": "1000"}], indirect=True)
+def test_with_a_long_budget_two_silent_waits_are_not_enough(
+    main: Main, poll: Poll, children: Children, notes: Notes,
+) -> None:
+    # Two waits hold two seconds of asks unread, but one pass of the sender's may outlast a
+    # wait: only the third in a row says it is stuck.
+    _wait_silently(main, poll, 2)
+    assert children.killed == [] and _hung(notes) == []
+    _wait_silently(main, poll, 1)
+    assert children.killed == ["sender"]
+
+
+def test_right_after_boot_the_time_unread_is_counted_whatever_the_clock_s_origin(
+    main: Main, poll: Poll, children: Children,
+) -> None:
+    poll.clock.now = 0.04  # the monotonic clock starts near 0 at the environment's boot
+    waits = _silent_waits_to_hang(150)  # the seconds decide here, not the count
+    assert waits > lifecycle.HUNG_WAITS
+    _wait_silently(main, poll, waits - 1)
+    assert children.killed == []
+    _wait_silently(main, poll, 1)
+    assert children.killed == ["sender"]
+
+
+def test_asks_unread_for_exactly_hung_after_s_make_a_sender_hung(
+    main: Main, children: Children, notes: Notes,
+) -> None:
+    assert control.send(main.loop.ctl_w, control.Flush("rid"))  # main's ask, left unread
+    spans = [0.25] * (lifecycle.HUNG_WAITS - 1)
+    spans.append(lifecycle.HUNG_AFTER_S - sum(spans))  # exact in binary: 1.0 in all
+    for n, span in enumerate(spans):
+        assert children.killed == []
+        main.loop._judge_silence(False, 10.0 * n, 10.0 * n + span)
+    assert children.killed == ["sender"]
+    [warning] = _hung(notes)
+    assert f"({lifecycle.HUNG_AFTER_S:.1f} s)" in warning
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+def test_a_wait_in_which_the_sender_spoke_is_not_counted_silent(
+    main: Main, poll: Poll, children: Children, notes: Notes,
+) -> None:
+    # It said Failing of an earlier invocation, left main's ask unread and the wait ran out:
+    # alive (an attempt holds it), not hung; then two silent waits are two, not three.
+    _wait_silently(main, poll, 1, lambda rid: control.send(main.loop.status_w,
+                                                           control.Failing("earlier")))
+    _wait_silently(main, poll, 2)
+    assert children.killed == [] and _hung(notes) == []
+    _wait_silently(main, poll, 1)
+    assert children.killed == ["sender"]
+
+
+def _answers_earlier(main: Main, poll: Poll, children: Children) -> None:
+    _wait_silently(main, poll, 1, lambda rid: control.send(main.loop.status_w,
+                                                           control.Failing("earlier")))
+
+
+def _reads_main(main: Main, poll: Poll, children: Children) -> None:
+    _wait_silently(main, poll, 1, lambda rid: sent(main))
+
+
+def _restarts(main: Main, poll: Poll, children: Children) -> None:
+    children.dying.append("sender")  # it died by itself: restarted at the next event
+    main.loop._restart_dead_children()
+    sent(main)  # the new sender read what the old one left
+
+
+def _outlives_its_kill(main: Main, poll: Poll, children: Children) -> None:
+    # SIGKILL does not end a process in uninterruptible sleep (a hung disk) at once: it is
+    # judged afresh, not killed again at every wait while it lingers.
+    children.unkillable = True
+    _wait_silently(main, poll, 1)
+    assert children.killed == ["sender"] and children.spawned == []  # still there
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH_BUDGET_MS": "1000"},  # the count decides
+                                  {"SPLUNK_FLUSH_BUDGET_MS": "150"}],  # the seconds decide
+                         indirect=True)
+@pytest.mark.parametrize("fresh_start", [_answers_earlier, _reads_main, _restarts,
+                                         _outlives_its_kill])
+def test_the_count_of_silent_waits_starts_again_from_nothing(
+    main: Main, poll: Poll, children: Children,
+    fresh_start: Callable[[Main, Poll, Children], None],
+) -> None:
+    waits = _silent_waits_to_hang(main.loop.config.flush_budget_ms)
+    _wait_silently(main, poll, waits - 1)  # one silent wait short of hung
+    fresh_start(main, poll, children)
+    kills = len(children.killed)
+    _wait_silently(main, poll, waits - 1)
+    assert len(children.killed) == kills
+    _wait_silently(main, poll, 1)
+    assert len(children.killed) == kills + 1
+
+
 # -- restarts reported ---------------------------------------------------------------------------
 
 
@@ -1318,6 +1488,40 @@ def test_a_hung_sender_is_killed_where_main_never_waits(
     assert "SIGKILL" in warning and main.loop.sender.hangs == 1
     assert children.spawned == ["sender"]  # restarted at the next event
     assert len(poll.timeouts) < 40  # a few waits to judge it, not one per invocation
+
+
+@pytest.mark.parametrize("main", [
+    {"SPLUNK_FLUSH": "background", "SPLUNK_FLUSH_BUDGET_MS": "1000"},  # the count decides
+    {"SPLUNK_FLUSH": "background", "SPLUNK_FLUSH_BUDGET_MS": "150"},  # the seconds decide
+], indirect=True)
+def test_a_probed_sender_that_comes_round_between_two_invocations_is_judged_afresh(
+    main: Main, poll: Poll, clock: Clock, children: Children,
+) -> None:
+    # One silent wait short of hung, it reads main's ask (says nothing) before the next INVOKE:
+    # the probe ends there, and the next one, when it hangs again, counts from nothing.
+    waits = _silent_waits_to_hang(main.loop.config.flush_budget_ms)
+    probe_waits: list[str] = []
+    wait = main.loop.flush_invocation
+
+    def flush_invocation(request_id: str, deadline: float, ended: bool = False,
+                         ask_late: bool = False) -> None:
+        probe_waits.append(request_id)
+        wait(request_id, deadline, ended=ended, ask_late=ask_late)
+
+    main.loop.flush_invocation = flush_invocation  # type: ignore[method-assign]
+    came_round: list[int] = []
+    healthy = _healthy(main)
+
+    def sender(n: int) -> None:
+        if children.killed:
+            healthy(n)  # its successor
+        elif len(probe_waits) == waits - 1 and not came_round:
+            came_round.append(n)
+            assert sent(main)  # the probe's ask, read late
+
+    _invoke_every(main, clock, 0.5, 400, sender)
+    assert came_round and children.killed == ["sender"]
+    assert len(probe_waits) == (waits - 1) + waits
 
 
 @pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
