@@ -1439,9 +1439,11 @@ def test_the_sender_takes_main_s_restart_counts_at_its_fork(
 
 
 def _invoke_every(main: Main, clock: Clock, gap: float, count: int,
-                  sender: Callable[[int], object] = lambda n: None) -> None:
-    """Serves `count` INVOKEs `gap` apart on the test clock; before each, the listener spools
-    the previous one's telemetry (a wake-up byte for the sender) and `sender(n)` acts."""
+                  sender: Callable[[int], object] = lambda n: None,
+                  deadline_s: float = 60.0) -> None:
+    """Serves `count` INVOKEs `gap` apart on the test clock, each due `deadline_s` after its
+    start; before each, the listener spools the previous one's telemetry (a wake-up byte for
+    the sender) and `sender(n)` acts."""
     served: list[int] = []
 
     def next_event() -> bytes:
@@ -1454,7 +1456,7 @@ def _invoke_every(main: Main, clock: Clock, gap: float, count: int,
             os.write(main.loop.wake_w, b"!")
         sender(n)
         return b'{"eventType":"INVOKE","requestId":"r%d","deadlineMs":%d}' % (
-            n, int((EPOCH + clock.now + 60) * 1000))
+            n, round((EPOCH + clock.now + deadline_s) * 1000))
 
     main.loop.api.next_event = next_event  # type: ignore[method-assign]
     with pytest.raises(errors.ApiError):
@@ -1488,6 +1490,53 @@ def test_a_hung_sender_is_killed_where_main_never_waits(
     assert "SIGKILL" in warning and main.loop.sender.hangs == 1
     assert children.spawned == ["sender"]  # restarted at the next event
     assert len(poll.timeouts) < 40  # a few waits to judge it, not one per invocation
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
+def test_a_sender_with_wake_ups_pending_is_probed_every_probe_after_s_from_the_start(
+    main: Main, poll: Poll, clock: Clock, children: Children,
+) -> None:
+    # In health but in a long pass: it reads main's asks, its wake-ups pile up. A look (and a
+    # probe) PROBE_AFTER_S after main's start, then PROBE_AFTER_S after the look that found the
+    # last probe read, PROBE_READ_S after it.
+    start, gap = clock.now, 0.5
+    probed_at: list[float] = []
+
+    def sender(n: int) -> None:
+        probed_at.extend(clock.now - gap for _ in sent(main))  # asked at the INVOKE before
+
+    _invoke_every(main, clock, gap, 60, sender)
+    assert children.killed == [] and poll.timeouts == []
+    probe_after_s = 5.0  # PROBE_AFTER_S: a few seconds, over the default latency bound and linger
+    expected = [start + probe_after_s]
+    while len(expected) < len(probed_at):
+        expected.append(expected[-1] + lifecycle.PROBE_READ_S + probe_after_s)
+    assert len(probed_at) >= 4 and probed_at == expected
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
+def test_a_probe_is_made_at_the_invoke_that_comes_at_its_time(
+    main: Main, poll: Poll, clock: Clock,
+) -> None:
+    main.loop.look_at = clock.now + 0.5
+    os.write(main.loop.wake_w, b"!")  # spooled, not taken
+    _invoke_every(main, clock, 0.5, 1)
+    assert sent(main) == [control.FlushBacklog("r0")]
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background",
+                                   "SPLUNK_FLUSH_BUDGET_MS": "500"}], indirect=True)
+def test_a_probe_s_wait_ends_before_the_invocation_s_deadline(
+    main: Main, poll: Poll, clock: Clock, children: Children,
+) -> None:
+    # Its invocation due 0.2 s after its INVOKE (the function's time is up): the wait for the
+    # one before it ends INVOKE_MARGIN_S before that, not at the budget.
+    main.loop.look_at = clock.now
+    _invoke_every(main, clock, 1.0, 3, lambda n: n or os.write(main.loop.wake_w, b"!"),
+                  deadline_s=0.2)
+    # The probe's ask, left unread; at each INVOKE after it, the one before waited for
+    assert sent(main) == [control.FlushBacklog(rid) for rid in ("r0", "r0", "r1")]
+    assert sum(poll.timeouts) == pytest.approx(2 * (0.2 - lifecycle.INVOKE_MARGIN_S))
 
 
 @pytest.mark.parametrize("main", [
