@@ -1515,6 +1515,21 @@ def test_a_sender_with_wake_ups_pending_is_probed_every_probe_after_s_from_the_s
 
 
 @pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
+def test_a_sender_found_idle_is_looked_at_again_probe_after_s_later(
+    main: Main, poll: Poll, clock: Clock,
+) -> None:
+    # It takes its wake-ups until 60.0 (idle at the looks at 55.0 and 60.0), then stops: the
+    # look at 65.0 finds one not taken and asks for the invocation before that INVOKE.
+    def sender(n: int) -> None:
+        if clock.now <= 60.0:
+            control.drain_pipe(main.loop.wake_r)
+
+    assert clock.now == 50.0
+    _invoke_every(main, clock, 0.5, 30, sender)  # INVOKEs from 50.5 to 65.0
+    assert sent(main) == [control.FlushBacklog("r28")]
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
 def test_a_probe_is_made_at_the_invoke_that_comes_at_its_time(
     main: Main, poll: Poll, clock: Clock,
 ) -> None:
