@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from ext import control, errors
 from ext.flush_policy import RELIABLE_GAPS
-from ext.main import events, lifecycle, minijson
+from ext.main import events, lifecycle, minijson, supervisor
 
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
 
@@ -299,21 +300,31 @@ def test_a_backlog_is_not_waited_for_past_the_budget_whatever_its_records_say(ma
     assert 0.13 <= elapsed < 0.5  # budget 150 ms less main's reaction, from the asking
 
 
+@contextlib.contextmanager
+def _forked_sender(made: Main, entry: Callable[[], None]) -> Iterator[supervisor.Child]:
+    """A real sender process running `entry`, forked as main forks it; stopped, and main's
+    pipes closed, at the end (gc.freeze is main's, before its forks)."""
+    import gc
+
+    sender = made.loop.sender
+    sender.entry, sender.log_level = entry, "CRITICAL"
+    try:
+        supervisor.spawn(sender, made.loop._all_fds())
+        yield sender
+    finally:
+        supervisor.stop([sender], time.monotonic() + 1)
+        made.close()
+        gc.unfreeze()
+
+
 def _cannot_start() -> None:
     raise OSError("the spool cannot be opened")  # a fault every new child meets again
 
 
 @pytest.mark.timing  # a crash loop within one 1 s flush budget
 def test_a_sender_that_crashes_at_every_start_is_not_forked_again_and_again() -> None:
-    import gc
-
-    from ext.main import supervisor
-
     made = Main(budget_ms=1000)
-    sender = made.loop.sender
-    sender.entry, sender.log_level = _cannot_start, "CRITICAL"
-    try:
-        supervisor.spawn(sender, made.loop._all_fds())
+    with _forked_sender(made, _cannot_start) as sender:
         start = time.monotonic()
         made.loop.flush_invocation("rid", time.time() + 60)
         elapsed = time.monotonic() - start
@@ -321,10 +332,6 @@ def test_a_sender_that_crashes_at_every_start_is_not_forked_again_and_again() ->
         # the function's CPU), and the waited invocation was billed its whole budget.
         assert sender.restarts <= 3  # a couple at once, then held back
         assert elapsed < 0.5  # a sender backing off answers nothing: no wait for it
-    finally:
-        supervisor.stop([sender], time.monotonic() + 1)
-        made.close()
-        gc.unfreeze()
 
 
 def test_the_children_do_not_hold_main_s_connection_to_the_extensions_api() -> None:
@@ -378,15 +385,8 @@ def _stops_itself() -> None:
 
 
 def test_a_stopped_sender_is_killed_and_restarted_after_a_few_silent_waits() -> None:
-    import gc
-
-    from ext.main import supervisor
-
     made = Main(budget_ms=150)
-    sender = made.loop.sender
-    sender.entry, sender.log_level = _stops_itself, "CRITICAL"
-    try:
-        supervisor.spawn(sender, made.loop._all_fds())
+    with _forked_sender(made, _stops_itself) as sender:
         stopped = sender.pid
         for n in range(20):  # 150 ms each: a second of them is 8 (unfixed: none ever ends it)
             made.loop.flush_invocation(f"r{n}", time.time() + 60)
@@ -397,25 +397,16 @@ def test_a_stopped_sender_is_killed_and_restarted_after_a_few_silent_waits() -> 
         assert sender.pid not in (0, stopped)
         with pytest.raises(ProcessLookupError):
             os.kill(stopped, 0)  # killed and reaped
-    finally:
-        supervisor.stop([sender], time.monotonic() + 1)
-        made.close()
-        gc.unfreeze()
 
 
 def test_a_stopped_sender_is_killed_and_restarted_where_main_never_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gc
-
-    from ext.main import supervisor
-
     # Looked at from the first INVOKE, its probe judged 50 ms later (5 s and 1 s in Lambda)
     monkeypatch.setattr(lifecycle, "PROBE_AFTER_S", 0.0)
     monkeypatch.setattr(lifecycle, "PROBE_READ_S", 0.05)
     made = Main(budget_ms=150, SPLUNK_FLUSH="background")
     sender = made.loop.sender
-    sender.entry, sender.log_level = _stops_itself, "CRITICAL"
 
     def next_event() -> bytes:
         if sender.restarts or len(served) == 200:  # unfixed: nothing ever judged it
@@ -428,8 +419,7 @@ def test_a_stopped_sender_is_killed_and_restarted_where_main_never_waits(
 
     served: list[float] = []
     made.loop.api.next_event = next_event  # type: ignore[method-assign]
-    try:
-        supervisor.spawn(sender, made.loop._all_fds())
+    with _forked_sender(made, _stops_itself):
         stopped = sender.pid
         with pytest.raises(errors.ApiError):
             made.loop.serve()
@@ -437,22 +427,11 @@ def test_a_stopped_sender_is_killed_and_restarted_where_main_never_waits(
         assert sender.pid not in (0, stopped)
         with pytest.raises(ProcessLookupError):
             os.kill(stopped, 0)  # killed and reaped
-    finally:
-        supervisor.stop([sender], time.monotonic() + 1)
-        made.close()
-        gc.unfreeze()
 
 
 def test_a_stopped_sender_holds_the_shutdown_no_longer_than_its_window() -> None:
-    import gc
-
-    from ext.main import supervisor
-
     made = Main()
-    sender = made.loop.sender
-    sender.entry, sender.log_level = _stops_itself, "CRITICAL"
-    try:
-        supervisor.spawn(sender, made.loop._all_fds())
+    with _forked_sender(made, _stops_itself) as sender:
         start = time.monotonic()
         made.loop.shutdown(time.time() * 1000 + 1000, "spindown")  # a 1 s window
         assert time.monotonic() - start < 5  # the window less its margin, then SIGKILL
@@ -460,7 +439,3 @@ def test_a_stopped_sender_holds_the_shutdown_no_longer_than_its_window() -> None
             _, status = os.waitpid(sender.pid, 0)
             supervisor._forget(sender, os.waitstatus_to_exitcode(status))
         assert sender.exit_status == -signal.SIGKILL  # killed, never answering the Drain
-    finally:
-        supervisor.stop([sender], time.monotonic() + 1)
-        made.close()
-        gc.unfreeze()

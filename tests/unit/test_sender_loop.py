@@ -205,6 +205,25 @@ def test_an_idle_sender_sleeps_and_stops_when_main_hangs_up(rig: WideRig) -> Non
     assert passes <= 5  # woken by the poll timeout (0.25 s) only, not spinning
 
 
+def _asked_mid_backlog(rig: WideRig, hang_up_at: int) -> list[bool]:
+    """Runs the sender; main asks before its 2nd pass and hangs up before pass `hang_up_at`.
+    Returns, per pass, whether main's pipe held unread bytes as the pass began."""
+    unread_at: list[bool] = []
+    step = rig.sender.step
+
+    def counted() -> tuple[bool, bool]:
+        unread_at.append(control.unread(rig.pipes[1][0]))
+        if len(unread_at) == 2:
+            control.send(rig.pipes[1][1], control.Flush("r1"))  # main asks, mid-backlog
+        if len(unread_at) == hang_up_at:
+            main_hangs_up(rig)  # the end of the test, once it read or not
+        return step()
+
+    rig.sender.step = counted  # type: ignore[method-assign]
+    rig.sender.run()
+    return unread_at
+
+
 def test_a_sender_sending_a_backlog_reads_main_s_messages_between_passes(tmp_path: Path) -> None:
     # Pass after pass without a wait between them (a backlog, one small request at a time):
     # main's messages were read only after a wait, i.e. once the whole backlog was sent; main
@@ -213,20 +232,7 @@ def test_a_sender_sending_a_backlog_reads_main_s_messages_between_passes(tmp_pat
     try:
         for n in range(30):
             rig.append([f"{n:04} " + "x" * 1500])
-        unread_at: list[bool] = []
-        step = rig.sender.step
-
-        def counted() -> tuple[bool, bool]:
-            unread_at.append(control.unread(rig.pipes[1][0]))
-            if len(unread_at) == 2:
-                control.send(rig.pipes[1][1], control.Flush("r1"))  # main asks, mid-backlog
-            if len(unread_at) == 8:
-                main_hangs_up(rig)  # the end of the test, once it read or not
-            return step()
-
-        rig.sender.step = counted  # type: ignore[method-assign]
-        rig.sender.run()
-        assert unread_at[2] is False  # read before the next pass
+        assert _asked_mid_backlog(rig, hang_up_at=8)[2] is False  # read before the next pass
         assert len(rig.courier.accepted) < 30  # in the midst of the backlog still
     finally:
         rig.close()
@@ -241,20 +247,8 @@ def test_a_sender_reading_a_backlog_it_holds_reads_main_s_messages_between_passe
     try:
         for n in range(2 * sender.READ_RECORDS + 10):  # three reads: two full, one not
             rig.append([f"{n:04} short"])
-        unread_at: list[bool] = []
-        step = rig.sender.step
-
-        def counted() -> tuple[bool, bool]:
-            unread_at.append(control.unread(rig.pipes[1][0]))
-            if len(unread_at) == 2:
-                control.send(rig.pipes[1][1], control.Flush("r1"))  # main asks, mid-backlog
-            if len(unread_at) == 3:
-                main_hangs_up(rig)  # ends the wait that follows the last read
-            return step()
-
-        rig.sender.step = counted  # type: ignore[method-assign]
-        rig.sender.run()
-        assert unread_at[2] is False  # read before the next pass
+        # Hung up before the 3rd pass: it ends the wait that follows the last read.
+        assert _asked_mid_backlog(rig, hang_up_at=3)[2] is False  # read before the next pass
         assert rig.courier.accepted == []  # all of it held: no handover came in between
     finally:
         rig.close()
