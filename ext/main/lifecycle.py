@@ -364,13 +364,17 @@ class MainLoop:
             if self.unheard_waits:
                 return  # still unread, and unheard: judged again at the next INVOKE
         # Read or answered (or killed: its successor reads what is left)
-        self.unheard_waits, self.unheard_s = 0, 0.0
+        self._count_silence_again()
         self.probing, self.look_at = False, time.monotonic() + PROBE_AFTER_S
 
     def _forget_answers(self) -> None:
         """Answers nobody waits for (main does not wait: they only said the sender lives)."""
         self.answers.clear()
         self.running.clear()
+
+    def _count_silence_again(self) -> None:
+        """The sender was heard, took main's ask, or is a new one: no wait it let pass counts."""
+        self.unheard_waits, self.unheard_s = 0, 0.0
 
     def _judge_silence(self, heard: bool, asked_at: float | None, now: float) -> None:
         """A wait ran to its end: was the sender heard, or did it take main's ask at least?
@@ -379,7 +383,7 @@ class MainLoop:
         if heard or asked_at is None:
             return  # heard: the count starts again (_read_answers); not asked: nothing to judge
         if not control.unread(self.ctl_r):
-            self.unheard_waits, self.unheard_s = 0, 0.0
+            self._count_silence_again()
             return
         self.unheard_waits += 1
         self.unheard_s += now - asked_at
@@ -392,7 +396,7 @@ class MainLoop:
                        "restarted and resumes from the spool's last commit (events it had sent "
                        "since may reach HEC twice)")
         self.sender.hangs += 1
-        self.unheard_waits, self.unheard_s = 0, 0.0
+        self._count_silence_again()
         supervisor.kill(self.sender)
 
     def _ask_again(self, flush: control.Flush, note: control.Awaited, asked: bool) -> None:
@@ -446,7 +450,7 @@ class MainLoop:
         it let pass unheard starts again)."""
         messages = self.status.read()
         if messages:
-            self.unheard_waits, self.unheard_s = 0, 0.0
+            self._count_silence_again()
         for message in messages:
             if isinstance(message, control.Delivered):
                 self.answers[message.request_id] = True
@@ -486,7 +490,7 @@ class MainLoop:
         child.restarts += 1
         if child is self.sender:
             self.sender_started = False
-            self.unheard_waits, self.unheard_s = 0, 0.0
+            self._count_silence_again()
         self.adaptive.relearn()
         supervisor.spawn(child, self._all_fds())
         if child is self.listener:

@@ -51,17 +51,17 @@ class DeliveryFaults:
 
     def take_failure(self) -> bool:
         """Consume one injected failure, if any is left."""
-        with self.lock:
-            if self.fail_attempts > 0:
-                self.fail_attempts -= 1
-                return True
-            return False
+        return self._take("fail_attempts")
 
     def take_runtime_done_drop(self) -> bool:
         """Consume one injected runtimeDone drop, if any is left."""
+        return self._take("drop_runtime_done")
+
+    def _take(self, counter: str) -> bool:
         with self.lock:
-            if self.drop_runtime_done > 0:
-                self.drop_runtime_done -= 1
+            left = getattr(self, counter)
+            if left > 0:
+                setattr(self, counter, left - 1)
                 return True
             return False
 
