@@ -263,7 +263,7 @@ SETTINGS: tuple[Row, ...] = (
      "every invocation batch"),
 )
 # AWS SDK conventions the token fetch honours; not the extension's own, so not in SETTINGS.
-_IGNORE_ENDPOINTS: Row = (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, "", "boolean", False, None, "",
+_IGNORE_ENDPOINTS: Row = (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, "", "sdk_boolean", False, None, "",
                           "", "")
 _USE_FIPS: Row = (AWS_USE_FIPS_ENDPOINT, "", "sdk_boolean", False, None, "", "", "")
 _USE_DUALSTACK: Row = (AWS_USE_DUALSTACK_ENDPOINT, "", "sdk_boolean", False, None, "", "", "")

@@ -322,11 +322,14 @@ def test_fips_and_dualstack_examples(region: str, extra: dict[str, str], endpoin
     assert (cfg.aws_region, cfg.token_source) == (region, "secretsmanager")  # signed as before
 
 
-@pytest.mark.parametrize("variable", ["AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"])
+@pytest.mark.parametrize("variable", ["AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
+                                      "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"])
 @pytest.mark.parametrize("value", ["yes", "1", "on", "enabled"])
 def test_an_endpoint_flag_other_than_true_or_false_is_refused(variable: str, value: str) -> None:
     # The SDKs take only true or false (botocore reads anything else as false, the Go and
-    # JavaScript SDKs refuse it): a FIPS user's "1" must not quietly reach a non-FIPS endpoint.
+    # JavaScript SDKs refuse it): a FIPS user's "1" must not quietly reach a non-FIPS endpoint,
+    # nor an "ignore the endpoint URLs" of "1" send the token fetch elsewhere than the
+    # function's own SDK calls go.
     with pytest.raises(ConfigError) as info:
         config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", variable: value})
     assert f"{variable}={value!r} is not valid: expected true or false" in str(info.value)
