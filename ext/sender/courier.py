@@ -3,8 +3,9 @@
 It takes a prepared batch, POSTs it, and keeps at it until HEC accepted it: immediate retry
 once (a keep-alive connection gone stale during a freeze), then capped, jittered backoff on
 transient failures, longer holds on configuration errors, halving on 413, quarantine of an event
-HEC names as invalid. While it waits on the network, the sender thread prepares (decodes, maps,
-gzips) the next batch: that overlap is the sender's throughput. It never touches the spool;
+HEC names as invalid (sent once more first if it holds invalid UTF-8, with U+FFFD in its
+place). While it waits on the network, the sender thread prepares (decodes, maps, gzips) the
+next batch: that overlap is the sender's throughput. It never touches the spool;
 the sender commits what the courier reports done, in order. A lone batch while the thread is
 idle and HEC healthy is sent on the sender's thread (`deliver_now`): one attempt, then the thread.
 """
@@ -20,10 +21,10 @@ import time
 from collections import deque
 
 from ext import control
-from ext.sender.batching import HecBatch, split_batch, without
+from ext.sender.batching import HecBatch, seal, split_batch, without
 from ext.sender.breaker import HangBreaker
 from ext.sender.hec import HecClient, HecOutcome, Verdict
-from ext.sender.quarantine import Quarantine
+from ext.sender.quarantine import Quarantine, repaired_utf8
 from ext.sender.self_metrics import DeliveryStats
 
 TYPE_CHECKING = False
@@ -57,6 +58,7 @@ class Courier:
     def __init__(self, config: Config, quarantine_dir: str) -> None:
         self.client = HecClient(config)
         self.quarantine = Quarantine(quarantine_dir)
+        self.repaired = 0  # events HEC took once their invalid UTF-8 was replaced
         # Read by the sender thread: a new failure answers the flushes waiting on HEC.
         self.failures = 0  # failed attempts so far
         self.failing = False  # since the last failure, no request succeeded
@@ -256,9 +258,11 @@ class Courier:
         with contextlib.suppress(BlockingIOError):  # wake-ups already pending suffice
             os.write(self._done_w, b"d")
 
-    def _deliver(self, batch: HecBatch, resent: bool = False) -> None:
+    def _deliver(self, batch: HecBatch, resent: bool = False, *, repair: bool = False) -> bool:
         """POSTs until HEC accepted the batch or quarantined its poison events; `resent`: its
-        first request here repeats one that failed (inline), and counts as a retry."""
+        first request here repeats one that failed (inline), and counts as a retry. `repair`:
+        the batch is one event repaired after HEC refused it; False if HEC refuses it again
+        (the caller quarantines it as it was sent), rather than quarantining it here."""
         attempt = 0
         while batch.count:
             started = self.posting_since = time.monotonic()
@@ -280,6 +284,8 @@ class Courier:
                 self._deliver(first)
                 continue
             if verdict in (Verdict.POISON, Verdict.TOO_LARGE):
+                if repair:  # refused again: the caller quarantines the event as first sent
+                    return False
                 batch = self._isolate_poison(batch, outcome)
                 continue
             attempt += 1
@@ -287,6 +293,7 @@ class Courier:
             self._health(False, outcome)
             self._pause(self._backoff_s(attempt, outcome))
         self._health(True, None)
+        return True
 
     def send_rate_bps(self) -> float | None:
         """Uncompressed bytes per second beyond a request's round trip: the best of the recent
@@ -308,14 +315,33 @@ class Courier:
         kept = self.quarantine.keep(envelope, outcome.status, outcome.code, outcome.text)
         self.stats.quarantined_event(kept)
 
+    def _refused(self, envelope: bytes, outcome: HecOutcome, level: int) -> None:
+        """One event HEC refused as sent. If it holds invalid UTF-8 (a record's bytes are not
+        checked for it: ext/sender/quarantine.py), the likely reason, it is sent once more with
+        U+FFFD in its place, a request of its own ahead of the rest of the batch, retried as
+        any. What HEC refuses still (or a lone event too large: not an encoding problem) is
+        quarantined as it was first sent, with HEC's reason for that."""
+        repaired = repaired_utf8(envelope) if outcome.verdict is Verdict.POISON else None
+        if repaired is not None and self._deliver(seal([repaired], None, level), repair=True):
+            self.repaired += 1
+            self.stats.repaired_event()
+            if self.repaired & (self.repaired - 1) == 0:  # 1, 2, 4, 8...: as quarantine's
+                log.warning(
+                    "HEC refused %d event(s) for invalid UTF-8 (last: status %s, code %s: %s); "
+                    "delivered them with U+FFFD in place of each invalid sequence",
+                    self.repaired, outcome.status, outcome.code, outcome.text,
+                )
+            return
+        self._quarantine(envelope, outcome)
+
     def _isolate_poison(self, batch: HecBatch, outcome: HecOutcome) -> HecBatch:
         # Code 7 (incorrect index, off by one on Splunk 10.4) never gets here: it is a HOLD.
         index = outcome.invalid_event
         if index is not None and 0 <= index < batch.count:
-            self._quarantine(batch.envelopes()[index], outcome)
+            self._refused(batch.envelopes()[index], outcome, batch.level)
             return without(batch, index)
         if batch.count == 1:
-            self._quarantine(batch.joined(), outcome)
+            self._refused(batch.joined(), outcome, batch.level)
             return without(batch, 0)
         first, second = split_batch(batch)
         self._deliver(first)

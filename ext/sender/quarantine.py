@@ -1,5 +1,7 @@
 """Dead-letter file for what cannot be delivered as is, so poison is kept, not dropped: events
 HEC refuses as invalid, and spool records the sender cannot map at all (e.g. nested too deep).
+Before an event goes there, `repaired_utf8` gives the courier the one repair worth a second
+request: invalid UTF-8 replaced by U+FFFD.
 
 Runs in the sender. The file (`deadletter.jsonl` beside the spool) is bounded; once full, the
 count still grows and the operator sees both in the extension's stderr (CloudWatch).
@@ -12,6 +14,8 @@ import errno
 import json
 import logging
 import os
+
+import msgspec
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,34 @@ class Quarantine:
         except OSError as err:
             log.error("cannot write the dead-letter file %s: %s", self.path, err)
         return False
+
+
+def repaired_utf8(envelope: bytes) -> bytes | None:
+    """`envelope` with every invalid UTF-8 sequence replaced by U+FFFD, for HEC to take after
+    refusing it; None when it is valid UTF-8 (refused for something else) or, repaired, would
+    not be one JSON object (a guard: the sender builds none such).
+
+    Records stay msgspec.Raw from the listener on, checked for JSON but not for UTF-8 (that
+    check would cost every event 15-30% on non-ASCII text), so a function's invalid bytes reach
+    HEC as they were written, and its /event parser refuses them (code 6). They can only be
+    inside strings: msgspec refuses a byte >= 0x80 anywhere else in a record, and the envelope
+    around it is ASCII, text msgspec encoded, or bytes from inside one of the record's strings
+    (a text line's `[LEVEL]`) quoted as a string again. CPython replaces each maximal invalid
+    subpart and never takes an ASCII byte into one, so a quote or backslash after an invalid
+    byte stays what it was: every string ends where it did. Only on the poison path: nothing on
+    the usual one.
+    """
+    try:
+        envelope.decode()
+    except UnicodeDecodeError:
+        repaired = envelope.decode("utf-8", "replace").encode()
+    else:
+        return None
+    try:  # decoding in full checks what HEC will: the structure, escapes, UTF-8 of each string
+        value = msgspec.json.decode(repaired)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return repaired if isinstance(value, dict) else None
 
 
 def _append(fd: int, line: bytes) -> None:

@@ -43,6 +43,7 @@ class DeliveryStats:
         self.latencies_ms: list[float] = []
         self.quarantined = 0  # events HEC refused as invalid, taken out of delivery
         self.quarantine_lost = 0  # of those, the ones the dead-letter file could not keep
+        self.repaired = 0  # events HEC refused, then took with U+FFFD for invalid UTF-8
         self.bytes_uncompressed = 0
         self.bytes_compressed = 0
 
@@ -65,17 +66,24 @@ class DeliveryStats:
             if not kept:
                 self.quarantine_lost += 1
 
+    def repaired_event(self) -> None:
+        """One event HEC refused for invalid UTF-8 was delivered with U+FFFD in its place."""
+        with self._lock:
+            self.repaired += 1
+
     def take(self) -> dict[str, float | int]:
         """The counters since the last call, as metric values; resets them."""
         with self._lock:
             requests, retries, failures = self.requests, self.retries, self.failures
-            quarantined, lost = self.quarantined, self.quarantine_lost
+            quarantined, lost, repaired = self.quarantined, self.quarantine_lost, self.repaired
             latencies = sorted(self.latencies_ms)
             self.requests = self.retries = self.quarantined = self.quarantine_lost = 0
+            self.repaired = 0
             self.failures, self.latencies_ms = {}, []
         values: dict[str, float | int] = {
             "hec.requests": requests, "hec.retries": retries,
             "hec.quarantined_events": quarantined, "hec.quarantine_lost_events": lost,
+            "hec.repaired_events": repaired,
             "hec.bytes_uncompressed": self.bytes_uncompressed,
             "hec.bytes_compressed": self.bytes_compressed,
         }

@@ -220,6 +220,34 @@ def test_poison_event_quarantined_rest_delivered(
     assert "refused 1 event" in sender.stop()
 
 
+def test_a_line_of_invalid_utf8_reaches_hec_repaired_not_the_dead_letters(
+    spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
+) -> None:
+    # The listener spools a record's bytes unchecked for UTF-8 (msgspec.Raw); HEC refuses the
+    # event that carries invalid ones (code 6, by its number). The sender resends it with
+    # U+FFFD in their place, counts it in its self-metrics and warns; nothing is dead-lettered.
+    _, events = invocation(0, 5)
+    events[3]["record"] = "BAD-LINE\n"
+    with SpoolWriter(spool) as writer:
+        writer.append(body(events).replace(b"BAD-LINE", b"bad \xff\xfe line \xe2\x82!"),
+                      len(events))
+        last = writer.next_seq - 1
+    sender = make(sender_factory, spool, hec, DISPATCH_MIN_BATCH_SIZE="1")
+    wait_for(lambda: read_committed(spool) >= last)
+    assert sorted(function_lines(hec)) == sorted(
+        ["inv0-0 hello", "inv0-1 hello", "bad \ufffd\ufffd line \ufffd!", "inv0-3 hello",
+         "inv0-4 hello"])
+    assert not (spool.parent / "deadletter.jsonl").exists()
+    assert control.send(sender.ctl_w, control.Drain(int(time.time() * 1000) + 5000, ""))
+    assert sender.proc is not None and sender.proc.wait(timeout=10) == 0  # shutdown metrics
+    bodies = [json.loads(e.event) for e in hec.events(sourcetype="aws:lambda:extension")]
+    counts = [b["metrics"] for b in bodies if b.get("type") == "splunk-extension.self-metrics"]
+    assert sum(m["splunk.extension.hec.repaired_events"] for m in counts) == 1
+    assert sum(m["splunk.extension.hec.quarantined_events"] for m in counts) == 0
+    log = sender.stop()
+    assert "for invalid UTF-8" in log and "as invalid" not in log  # warned, not dead-lettered
+
+
 def test_hold_on_bad_token_then_recover(
     spool: Path, hec: HecReceiver, sender_factory: list[SenderProc]
 ) -> None:

@@ -815,3 +815,118 @@ def test_the_threads_resend_of_a_batch_that_failed_inline_is_counted_as_a_retry(
     assert client.posted[-2:] == [[b"a"], [b"a"]]
     stats = courier.stats.take()
     assert (stats["hec.requests"], stats["hec.retries"], stats["hec.failures.retry"]) == (2, 1, 1)
+
+
+def refusing_invalid_utf8(envelopes: list[bytes]) -> HecOutcome:
+    """HEC's /event parser: the first event that is not valid UTF-8 refused by its number."""
+    for index, envelope in enumerate(envelopes):
+        try:
+            envelope.decode()
+        except UnicodeDecodeError:
+            return HecOutcome(Verdict.POISON, 400, 6, "Invalid data format", invalid_event=index)
+    return ACCEPTED
+
+
+BAD_LINE = b'{"time":1.5,"event":"bad \xff line\xe2\x82"}'
+REPAIRED_LINE = b'{"time":1.5,"event":"bad \xef\xbf\xbd line\xef\xbf\xbd"}'
+
+
+def test_an_event_refused_for_invalid_utf8_is_delivered_repaired_not_dead_lettered(
+    make: Make, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The listener keeps records as msgspec.Raw (no UTF-8 check), so a log line's invalid
+    # bytes reach HEC, which refuses the event: it reaches Splunk with U+FFFD in their place.
+    courier, client = make(refusing_invalid_utf8)
+    courier.stats.take()
+    caplog.set_level(logging.WARNING, logger=courier_module.__name__)
+    courier.offer(batch(b'{"event":"a"}', BAD_LINE, b'{"event":"c"}', seq=5))
+    assert done(courier) == [5]
+    assert client.posted == [[b'{"event":"a"}', BAD_LINE, b'{"event":"c"}'],
+                             [REPAIRED_LINE],  # once, on its own
+                             [b'{"event":"a"}', b'{"event":"c"}']]
+    assert quarantined(courier_dir(courier)) == [] and courier.quarantine.count == 0
+    stats = courier.stats.take()
+    assert (stats["hec.repaired_events"], stats["hec.quarantined_events"]) == (1, 0)
+    assert courier.stats.take()["hec.repaired_events"] == 0  # a delta, like its neighbours
+    assert courier.failures == 0 and not courier.failing
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "invalid UTF-8" in caplog.text and "code 6" in caplog.text
+
+
+def test_repairs_are_logged_at_the_first_second_fourth_like_quarantines(
+    make: Make, caplog: pytest.LogCaptureFixture,
+) -> None:
+    courier, _ = make(refusing_invalid_utf8)
+    caplog.set_level(logging.WARNING, logger=courier_module.__name__)
+    courier.offer(batch(*[BAD_LINE] * 5, b"c", seq=1))
+    assert done(courier) == [1]
+    assert courier.repaired == 5 and quarantined(courier_dir(courier)) == []
+    assert [r.getMessage().split(" event(s)")[0] for r in caplog.records] == [
+        "HEC refused 1", "HEC refused 2", "HEC refused 4"]
+
+
+def test_an_unnamed_refusal_is_halved_to_the_invalid_utf8_event_then_repaired(
+    make: Make,
+) -> None:
+    def answer(envelopes: list[bytes]) -> HecOutcome:  # code 6 on the body, no event number
+        refused = refusing_invalid_utf8(envelopes)
+        return refused if refused.verdict is Verdict.ACCEPTED else HecOutcome(
+            Verdict.POISON, 400, 6, "Invalid data format")
+
+    courier, client = make(answer)
+    courier.offer(batch(b"a", b"b", BAD_LINE, b"d", seq=3))
+    assert done(courier) == [3]
+    accepted = [e for posted in client.posted if answer(posted) == ACCEPTED for e in posted]
+    assert sorted(accepted) == sorted([b"a", b"b", REPAIRED_LINE, b"d"])
+    assert quarantined(courier_dir(courier)) == []
+    assert courier.stats.take()["hec.repaired_events"] == 1
+
+
+def test_a_repaired_event_hec_refuses_too_is_dead_lettered_as_it_was_sent(make: Make) -> None:
+    courier, client = make(lambda envelopes: HecOutcome(
+        Verdict.POISON, 400, 6, "Invalid data format", invalid_event=0)
+        if any(b"bad" in e for e in envelopes) else ACCEPTED)
+    kept: list[tuple[bytes, int | None]] = []
+
+    def keep(envelope: bytes, status: int, code: int | None, text: str) -> bool:
+        kept.append((envelope, code))  # the file would show it decoded, U+FFFD and all
+        return True
+
+    courier.quarantine.keep = keep  # type: ignore[method-assign]
+    courier.stats.take()
+    courier.offer(batch(BAD_LINE, b"c", seq=2))
+    assert done(courier) == [2]
+    assert client.posted == [[BAD_LINE, b"c"], [REPAIRED_LINE], [b"c"]]  # one repair, no more
+    assert kept == [(BAD_LINE, 6)]  # the original bytes, HEC's reason for them
+    stats = courier.stats.take()
+    assert (stats["hec.repaired_events"], stats["hec.quarantined_events"]) == (0, 1)
+    assert stats["hec.failures.poison"] == 2
+
+
+def test_a_repaired_event_is_retried_through_a_transient_failure(make: Make) -> None:
+    answers = iter([refusing_invalid_utf8([BAD_LINE]),
+                    HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")])
+    courier, client = make(lambda envelopes: next(answers, ACCEPTED))
+    courier.offer(batch(BAD_LINE, seq=1))
+    assert done(courier) == [1]
+    assert client.posted == [[BAD_LINE], [REPAIRED_LINE], [REPAIRED_LINE]]
+    assert quarantined(courier_dir(courier)) == []
+    assert courier.stats.take()["hec.repaired_events"] == 1
+
+
+@pytest.mark.parametrize("refusal", [
+    HecOutcome(Verdict.POISON, 400, 6, "Invalid data format", invalid_event=0),
+    HecOutcome(Verdict.TOO_LARGE, 413, None, "Content too large"),  # not an encoding problem
+])
+def test_no_second_request_for_an_event_the_repair_cannot_change(
+    make: Make, refusal: HecOutcome,
+) -> None:
+    # Valid UTF-8 refused (or any lone event too large): dead-lettered at once, as before.
+    line = BAD_LINE if refusal.verdict is Verdict.TOO_LARGE else b'{"event":"fine"}'
+    answers = iter([refusal])
+    courier, client = make(lambda envelopes: next(answers, ACCEPTED))
+    courier.offer(batch(line, seq=1))
+    assert done(courier) == [1]
+    assert client.posted == [[line]]
+    assert courier.quarantine.count == 1
+    assert courier.stats.take()["hec.repaired_events"] == 0

@@ -43,7 +43,7 @@ def test_delivery_counters_are_deltas_with_latency_percentiles() -> None:
     stats = DeliveryStats()
     assert DeliveryStats().take() == {  # nothing yet: every counter at 0, no percentiles
         "hec.requests": 0, "hec.retries": 0, "hec.quarantined_events": 0,
-        "hec.quarantine_lost_events": 0, "hec.bytes_uncompressed": 0,
+        "hec.quarantine_lost_events": 0, "hec.repaired_events": 0, "hec.bytes_uncompressed": 0,
         "hec.bytes_compressed": 0, "hec.failures.retry": 0, "hec.failures.hold": 0,
         "hec.failures.poison": 0, "hec.failures.too_large": 0}
     for n in range(100):
