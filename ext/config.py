@@ -203,7 +203,8 @@ SETTINGS: tuple[Row, ...] = (
      "`ext/flush_policy.py`)"),
     ("SPLUNK_FLUSH_BUDGET_MS", "flush_budget_ms", "integer", 500, (0, 900_000), "", "",
      "longest the end-of-invocation flush may wait for HEC, counted from the runtime's end (see "
-     "`sync` above)"),
+     "`sync` above); `0`: main never waits, but for up to three waits of 350 ms to judge a "
+     "sender that seems hung ([docs/reliability.md](docs/reliability.md))"),
     ("SPLUNK_BUFFER_MAX_ITEMS", "buffer_max_items", "integer", 1_000, BUFFER_ITEMS_RANGE, "", "",
      "Telemetry API buffering: most events in one delivery (the three buffering values are "
      "always sent explicitly)"),

@@ -84,6 +84,11 @@ HUNG_AFTER_S = 1.0
 # sender that sends within them is hardly ever probed, and a hang is caught in seconds.
 PROBE_AFTER_S = 5.0
 PROBE_READ_S = 1.0
+# A budget of 0 is valid (main never waits), so its flush waits end at once and judge nothing,
+# the probe's waits neither: main probes as in background, and a probe's waits, the only
+# ones it makes then, last this long: the third (HUNG_WAITS) kills, about a second billed,
+# once, and only when an ask lay unread PROBE_READ_S with something spooled.
+PROBE_WAIT_S = 0.35
 
 
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
@@ -140,6 +145,7 @@ class MainLoop:
         # a wait for telemetry that cannot come is billed.
         self.sees_invocation_ends = config.sees_invocation_ends
         self.flush = config.flush
+        self.never_waits = config.flush_budget_ms == 0
         self.sender_started = False
         # Waits in a row that ended with nothing from the sender and main's ask unread, and the
         # time those asks lay unread (HUNG_WAITS, HUNG_AFTER_S).
@@ -233,10 +239,11 @@ class MainLoop:
                 return 0
             if event.kind == "INVOKE" and event.request_id:
                 previous, self.last_request = self.last_request, event.request_id
-                if self.flush == "background":
-                    if time.monotonic() >= self.look_at:
-                        self.probe(previous or event.request_id, event.deadline_ms / 1000)
-                elif self.flush == "sync":
+                # Before this invocation's flush, whose ask the probe would find unread
+                if ((self.flush == "background" or self.never_waits)
+                        and time.monotonic() >= self.look_at):
+                    self.probe(previous or event.request_id, event.deadline_ms / 1000)
+                if self.flush == "sync":
                     self.flush_invocation(event.request_id, event.deadline_ms / 1000,
                                           ask_late=self.ask_late)
                     self.ask_late = self.answers.get(event.request_id) is True
@@ -264,7 +271,7 @@ class MainLoop:
             self.flush_invocation(decision.awaited, deadline, ended=True)
 
     def flush_invocation(self, request_id: str, deadline: float, ended: bool = False,
-                         ask_late: bool = False) -> None:
+                         ask_late: bool = False, zero_budget_s: float = 0.0) -> None:
         """Asks the sender to flush the invocation; waits for its answer, within the budget.
 
         The budget counts from the invocation's end, which only the telemetry shows: once the
@@ -279,12 +286,13 @@ class MainLoop:
         `ask_late`: the sender answers unasked (sync: it takes every invocation as waited for;
         adaptive: from an Awaited note, which does not wake it), so the request (FlushLate) goes
         only if no answer came RUNNING_AT through the wait, when the sender says at once
-        whether the invocation runs.
+        whether the invocation runs. `zero_budget_s`: the budget where the configured one is 0
+        (a probe's wait, PROBE_WAIT_S).
         """
         if supervisor.held_back(self.sender):
             return  # it failed to start again and again: no answer can come before its restart
         now = time.monotonic()
-        budget = wait_limit(self.config.flush_budget_ms / 1000)
+        budget = wait_limit(self.config.flush_budget_ms / 1000) or zero_budget_s
         last = now + max(0.0, deadline - INVOKE_MARGIN_S - time.time())
         end = min(now + budget, last)
         heard = self._read_answers()
@@ -360,7 +368,7 @@ class MainLoop:
         self._read_answers()  # an answer since the ask starts the count again, as in a wait
         self._forget_answers()
         if control.unread(self.ctl_r):
-            self.flush_invocation(request_id, deadline, ended=True)
+            self.flush_invocation(request_id, deadline, ended=True, zero_budget_s=PROBE_WAIT_S)
             if self.unheard_waits:
                 return  # still unread, and unheard: judged again at the next INVOKE
         # Read or answered (or killed: its successor reads what is left)

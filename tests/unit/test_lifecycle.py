@@ -399,13 +399,17 @@ def test_a_stopped_sender_is_killed_and_restarted_after_a_few_silent_waits() -> 
             os.kill(stopped, 0)  # killed and reaped
 
 
+@pytest.mark.parametrize(("flush", "budget_ms"), [
+    ("background", 150),
+    ("sync", 0),  # a budget of 0: main never waits but for the probe's few waits
+])
 def test_a_stopped_sender_is_killed_and_restarted_where_main_never_waits(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, flush: str, budget_ms: int,
 ) -> None:
     # Looked at from the first INVOKE, its probe judged 50 ms later (5 s and 1 s in Lambda)
     monkeypatch.setattr(lifecycle, "PROBE_AFTER_S", 0.0)
     monkeypatch.setattr(lifecycle, "PROBE_READ_S", 0.05)
-    made = Main(budget_ms=150, SPLUNK_FLUSH="background")
+    made = Main(budget_ms=budget_ms, SPLUNK_FLUSH=flush)
     sender = made.loop.sender
 
     def next_event() -> bytes:

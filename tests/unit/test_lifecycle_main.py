@@ -249,7 +249,7 @@ def _serve(main: Main, *bodies: bytes,
     answers = list(answers or [])
 
     def flush_invocation(request_id: str, deadline: float, ended: bool = False,
-                         ask_late: bool = False) -> None:
+                         ask_late: bool = False, zero_budget_s: float = 0.0) -> None:
         calls.append(("flush" if ask_late else "flush, asking at once", request_id, deadline))
         answer = answers.pop(0) if answers else None
         main.loop.answers.clear()
@@ -1492,6 +1492,40 @@ def test_a_hung_sender_is_killed_where_main_never_waits(
     assert len(poll.timeouts) < 40  # a few waits to judge it, not one per invocation
 
 
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": flush, "SPLUNK_FLUSH_BUDGET_MS": "0"}
+                                  for flush in ("sync", "adaptive", "background")],
+                         indirect=True)
+def test_a_hung_sender_is_killed_with_a_budget_of_0(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    # A budget of 0 (main never waits) is valid: each wait ended at once, so none added up to
+    # HUNG_AFTER_S, the probe's waits neither, and a hung sender was never killed.
+    healthy = _healthy(main)
+    _invoke_every(main, clock, 0.5, 200, lambda n: children.killed and healthy(n))
+    assert children.killed == ["sender"] and main.loop.sender.hangs == 1
+    [warning] = _hung(notes)
+    assert "SIGKILL" in warning
+    # Judged by the probe's few waits, once a hang is likely: about a second billed, once
+    assert 0 < sum(poll.timeouts) <= 1.5
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": flush, "SPLUNK_FLUSH_BUDGET_MS": "0"}
+                                  for flush in ("sync", "adaptive", "background")],
+                         indirect=True)
+def test_a_sender_in_health_with_a_budget_of_0_costs_main_no_wait(
+    main: Main, poll: Poll, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    def sender(n: int) -> None:  # it takes its wake-ups and main's asks, answers Failing
+        control.drain_pipe(main.loop.wake_r)
+        for message in sent(main):
+            if isinstance(message, control.Flush):
+                control.send(main.loop.status_w, control.Failing(message.request_id))
+        noted(main)
+
+    _invoke_every(main, clock, 0.5, 200, sender)
+    assert children.killed == [] and poll.timeouts == [] and _hung(notes) == []
+
+
 @pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background"}], indirect=True)
 def test_a_sender_with_wake_ups_pending_is_probed_every_probe_after_s_from_the_start(
     main: Main, poll: Poll, clock: Clock, children: Children,
@@ -1568,9 +1602,9 @@ def test_a_probed_sender_that_comes_round_between_two_invocations_is_judged_afre
     wait = main.loop.flush_invocation
 
     def flush_invocation(request_id: str, deadline: float, ended: bool = False,
-                         ask_late: bool = False) -> None:
+                         ask_late: bool = False, zero_budget_s: float = 0.0) -> None:
         probe_waits.append(request_id)
-        wait(request_id, deadline, ended=ended, ask_late=ask_late)
+        wait(request_id, deadline, ended=ended, ask_late=ask_late, zero_budget_s=zero_budget_s)
 
     main.loop.flush_invocation = flush_invocation  # type: ignore[method-assign]
     came_round: list[int] = []
