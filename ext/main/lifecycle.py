@@ -11,7 +11,8 @@ every invocation it reads as waited for, under `adaptive` main notes the one it 
 (Awaited; one it only hurries: Hurried) on a pipe the sender reads with the spool, so no
 INVOKE wakes the sender, and main asks (FlushLate) only when no answer came RUNNING_AT through
 its wait, or at once after a wait HEC failed. On SHUTDOWN it hands the sender the deadline and
-the last request id; the sender waits for that invocation's platform.report, drains and exits.
+the last request id; the sender waits for that invocation's platform.report, drains and exits
+(one that leaves it unread, hung, is replaced by one that drains: DRAIN_READ_S).
 Main talks to the sender only (ext/control.py); the listener just spools.
 
 This module is on the cold-start path: it uses C modules (`_socket`, `select`) and a small
@@ -89,6 +90,15 @@ PROBE_READ_S = 1.0
 # ones it makes then, last this long: the third (HUNG_WAITS) kills, about a second billed,
 # once, and only when an ask lay unread PROBE_READ_S with something spooled.
 PROBE_WAIT_S = 0.35
+# At SHUTDOWN a sender in health reads the Drain at its next pass: within milliseconds when
+# idle; a long pass (a request's worth of records at a 128 MB CPU share) may take hundreds
+# (not measured; a wrong kill costs a duplicate batch and a start). One that hung shortly before
+# (under background, before a probe could judge it) never does, and all it had not committed
+# was lost with the environment. Found with the Drain unread and nothing heard from it
+# DRAIN_READ_S after it, it is killed and a new one drains, from the spool's last commit, in
+# what is left of the window (~1.35 s of Lambda's 2 s: docs/benchmarks.md drains 100,000
+# events in 0.71 s). One still starting (no Ready heard) is not judged, nor is its successor.
+DRAIN_READ_S = 0.5
 
 
 def run(api: ExtensionsApi, environ: Mapping[str, str]) -> int:
@@ -397,15 +407,9 @@ class MainLoop:
         self.unheard_s += now - asked_at
         if self.unheard_waits < HUNG_WAITS or self.unheard_s < HUNG_AFTER_S:
             return
-        diagnostics.note(
-            "WARNING", f"the sender answered nothing and read none of main's flush requests "
-                       f"through {self.unheard_waits} waited invocations in a row "
-                       f"({self.unheard_s:.1f} s): presumed hung, killing it (SIGKILL); it is "
-                       "restarted and resumes from the spool's last commit (events it had sent "
-                       "since may reach HEC twice)")
-        self.sender.hangs += 1
-        self._count_silence_again()
-        supervisor.kill(self.sender)
+        self._kill_hung(f"answered nothing and read none of main's flush requests through "
+                        f"{self.unheard_waits} waited invocations in a row "
+                        f"({self.unheard_s:.1f} s)")
 
     def _ask_again(self, flush: control.Flush, note: control.Awaited, asked: bool) -> None:
         """A new sender reads the invocation again; unasked only under sync (the note may have
@@ -421,8 +425,14 @@ class MainLoop:
         deadline = time.monotonic() + left_s
         awaited = self.last_request if self.sees_invocation_ends else None
         drain = control.Drain(int((time.time() + left_s) * 1000), awaited or "")
+        self._read_answers()  # its Ready, and what it said before: only what comes after counts
+        read_by = time.monotonic() + DRAIN_READ_S if self.sender_started else deadline
         drained = False
         while self._tell_sender(drain):
+            if read_by < deadline and self._drain_unread(read_by):
+                self._kill_hung(f"read no Drain and answered nothing in {DRAIN_READ_S} s "
+                                "after SHUTDOWN")  # a new one drains: restarted below
+            read_by = deadline
             if not supervisor.wait_exit(self.sender, deadline):
                 break
             drained = self.sender.exit_status == supervisor.EXIT_OK
@@ -434,6 +444,20 @@ class MainLoop:
             diagnostics.note("WARNING", f"shutdown ({reason}): deadline reached with events "
                                         "possibly still spooled")
         supervisor.stop([self.listener, self.sender], deadline)
+
+    def _drain_unread(self, read_by: float) -> bool:
+        """Whether the sender, by `read_by`, neither exited, said anything, nor read its pipe."""
+        return not (supervisor.wait_exit(self.sender, read_by) or self._read_answers()
+                    or not control.unread(self.ctl_r))
+
+    def _kill_hung(self, silence: str) -> None:
+        """SIGKILLs the sender presumed hung; the next reap restarts it."""
+        diagnostics.note("WARNING", f"the sender {silence}: presumed hung, killing it (SIGKILL); "
+                                    "it is restarted and resumes from the spool's last commit "
+                                    "(events it had sent since may reach HEC twice)")
+        self.sender.hangs += 1
+        self._count_silence_again()
+        supervisor.kill(self.sender)
 
     def stop_children(self) -> None:
         supervisor.stop([self.listener, self.sender], time.monotonic() + STOP_CHILDREN_S)

@@ -443,3 +443,47 @@ def test_a_stopped_sender_holds_the_shutdown_no_longer_than_its_window() -> None
             _, status = os.waitpid(sender.pid, 0)
             supervisor._forget(sender, os.waitstatus_to_exitcode(status))
         assert sender.exit_status == -signal.SIGKILL  # killed, never answering the Drain
+
+
+def _hangs_once_started(made: Main, hung: Path) -> Callable[[], None]:
+    """A sender that says Ready and stops itself (alive, reading nothing) the first time; the
+    one restarted after it reads its Drain and keeps its deadline in `hung`, then exits as a
+    drained sender does."""
+    def entry() -> None:
+        control.send(made.loop.status_w, control.Ready())
+        if not hung.exists():
+            hung.write_text("")
+            os.kill(os.getpid(), signal.SIGSTOP)
+            time.sleep(60)
+        inbox = control.Inbox(made.loop.ctl_r)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            for message in inbox.read():
+                if isinstance(message, control.Drain):
+                    hung.write_text(str(message.deadline_ms))
+                    return
+            time.sleep(0.005)
+
+    return entry
+
+
+def test_a_sender_hung_at_shutdown_is_killed_and_a_new_one_drains_before_the_deadline(
+    tmp_path: Path,
+) -> None:
+    made = Main()
+    hung = tmp_path / "hung"
+    with _forked_sender(made, _hangs_once_started(made, hung)) as sender:
+        made.loop._await_sender_start(time.monotonic() + 10)
+        assert made.loop.sender_started
+        stopped = sender.pid
+        window_ms = time.time() * 1000 + 2000  # Lambda's 2 s
+        made.loop.shutdown(window_ms, "spindown")
+        exited_ms = time.time() * 1000
+        assert sender.hangs == 1 and sender.restarts == 1  # unfixed: nothing drained
+        with pytest.raises(ProcessLookupError):
+            os.kill(stopped, 0)  # killed and reaped
+        assert sender.pid == 0 and sender.exit_status == supervisor.EXIT_OK  # drained
+        # The new sender drained to the window less main's margin, and main exited before it
+        drain_ms = int(hung.read_text())
+        assert abs(drain_ms - (window_ms - lifecycle.SHUTDOWN_MARGIN_S * 1000)) < 100
+        assert exited_ms < window_ms + 1000  # generous: a loaded machine's scheduling

@@ -74,6 +74,8 @@ class Children:
         self.stopped: list[tuple[list[str], float]] = []
         self.dying: list[str] = []  # roles reaped as dead at the next reap
         self.exits: list[tuple[bool, int]] = []  # wait_exit answers: (exited, exit status)
+        self.waited_until: list[float] = []  # each wait_exit's deadline
+        self.while_waiting: Callable[[], object] = lambda: None  # what a child does meanwhile
         self.on_spawn: Callable[[], object] = lambda: None  # what a new child does at once
         self.killed: list[str] = []  # roles SIGKILLed, in order
         self.unkillable = False  # a SIGKILL ends no child (uninterruptible sleep)
@@ -94,6 +96,8 @@ class Children:
         return dead
 
     def wait_exit(self, child: supervisor.Child, deadline: float) -> bool:
+        self.waited_until.append(deadline)
+        self.while_waiting()
         exited, status = self.exits.pop(0) if self.exits else (False, 0)
         if exited:
             child.pid, child.exit_status = 0, status
@@ -515,6 +519,62 @@ def test_shutdown_with_a_sender_that_takes_no_message_stops_at_once(
     main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
     assert notes.levels() == ["WARNING", "WARNING"]  # not taken; not drained
     assert len(children.stopped) == 1
+
+
+def test_a_sender_hung_before_shutdown_is_killed_and_a_new_one_drains_in_the_window_left(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    # It hung shortly before SHUTDOWN (under background, before a probe could judge it): it
+    # never read the Drain, and all it had not committed stayed spooled, lost with the
+    # environment.
+    control.send(main.loop.status_w, control.Ready())  # it had started
+    main.loop.last_request = "r9"
+    children.exits = [(False, 0), (True, -signal.SIGKILL), (True, supervisor.EXIT_OK)]
+    main.loop.shutdown(round((EPOCH + clock.now + 2.0) * 1000), "spindown")
+    assert children.killed == ["sender"] and children.spawned == ["sender"]
+    assert main.loop.sender.hangs == 1 and main.loop.sender.restarts == 1
+    [warning] = _hung(notes)
+    assert "SIGKILL" in warning and "Drain" in warning
+    # The new one is asked with the same deadline (epoch ms: what is left of the window), and
+    # is not judged again (it is starting): waited for until the window's end less the margin
+    drain = control.Drain(round((EPOCH + clock.now + 1.85) * 1000), "r9")
+    assert sent(main) == [drain, drain]
+    end = clock.now + 1.85
+    assert children.waited_until == [clock.now + lifecycle.DRAIN_READ_S, end, end]
+    assert children.stopped == [(["listener", "sender"], end)]
+    assert "WARNING" not in [level for level, line in notes.lines if line != warning]  # drained
+
+
+def _reads_its_drain(main: Main) -> None:
+    sent(main)
+
+
+def _speaks(main: Main) -> None:
+    control.send(main.loop.status_w, control.Failing("r9"))
+
+
+@pytest.mark.parametrize("meanwhile", [_reads_its_drain, _speaks, None])
+def test_a_sender_that_reads_its_drain_late_speaks_or_is_starting_is_not_killed(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+    meanwhile: Callable[[Main], None] | None,
+) -> None:
+    # A long pass (a 128 MB CPU share) reads the Drain late, or answers meanwhile; a sender
+    # that has not said Ready is still starting: none is hung.
+    if meanwhile is not None:
+        control.send(main.loop.status_w, control.Ready())
+        children.while_waiting = functools.partial(meanwhile, main)
+    children.exits = [(False, 0), (True, supervisor.EXIT_OK)]
+    main.loop.shutdown(round((EPOCH + clock.now + 2.0) * 1000), "spindown")
+    assert children.killed == [] and children.spawned == [] and _hung(notes) == []
+
+
+def test_a_sender_is_not_judged_at_a_shutdown_too_short_to_start_another(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    control.send(main.loop.status_w, control.Ready())
+    main.loop.shutdown(round((EPOCH + clock.now + 0.15 + 0.4) * 1000), "timeout")
+    assert children.killed == [] and _hung(notes) == []
+    assert children.waited_until == [pytest.approx(clock.now + 0.4)]
 
 
 # -- how long a flush waits ---------------------------------------------------------------------
