@@ -203,6 +203,18 @@ def kill(child: Child) -> None:
     _signal_child(child, _signal.SIGKILL)
 
 
+def cpu_ticks(child: Child) -> int | None:
+    """The CPU time `child` has used (user and system, all its threads, in clock ticks); None
+    when /proc cannot tell. Whether a silent child is busy or stuck: a stopped or deadlocked
+    one uses none."""
+    try:
+        with open(f"/proc/{child.pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()  # the name may hold spaces
+        return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _forget(child: Child, exit_status: int | None) -> None:
     """`child` was reaped: its pid and pidfd are no longer its; a child failing to start
     is held back before its next start."""

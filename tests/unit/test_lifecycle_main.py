@@ -79,6 +79,7 @@ class Children:
         self.on_spawn: Callable[[], object] = lambda: None  # what a new child does at once
         self.killed: list[str] = []  # roles SIGKILLed, in order
         self.unkillable = False  # a SIGKILL ends no child (uninterruptible sleep)
+        self.cpu: list[int | None] = []  # cpu_ticks answers, in turn; then 0: it uses none
         self.next_pid = 1000
 
     def spawn(self, child: supervisor.Child, close_fds: tuple[int, ...]) -> None:
@@ -102,6 +103,9 @@ class Children:
         if exited:
             child.pid, child.exit_status = 0, status
         return exited
+
+    def cpu_ticks(self, child: supervisor.Child) -> int | None:
+        return self.cpu.pop(0) if self.cpu else 0
 
     def stop(self, children: list[supervisor.Child], deadline: float) -> None:
         self.stopped.append(([c.role for c in children], deadline))
@@ -133,7 +137,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 @pytest.fixture
 def children(monkeypatch: pytest.MonkeyPatch) -> Children:
     made = Children()
-    for name in ("spawn", "reap", "wait_exit", "stop"):
+    for name in ("spawn", "reap", "wait_exit", "stop", "cpu_ticks"):
         monkeypatch.setattr(supervisor, name, getattr(made, name))
     monkeypatch.setattr(supervisor, "kill", made.kill, raising=False)
     # No real child here: the kernel's "a child exited" stands in as "look at them".
@@ -566,6 +570,32 @@ def test_a_sender_that_reads_its_drain_late_speaks_or_is_starting_is_not_killed(
     children.exits = [(False, 0), (True, supervisor.EXIT_OK)]
     main.loop.shutdown(round((EPOCH + clock.now + 2.0) * 1000), "spindown")
     assert children.killed == [] and children.spawned == [] and _hung(notes) == []
+
+
+@pytest.mark.parametrize("cpu", [[100, 104], [None, None]], ids=["busy", "unknown"])
+def test_a_sender_silent_at_shutdown_but_using_cpu_is_not_killed(
+    main: Main, clock: Clock, children: Children, notes: Notes, cpu: list[int | None],
+) -> None:
+    # A pass over a backlog at a 128 MB CPU share can outlast DRAIN_READ_S without a word; it
+    # uses CPU meanwhile, which a hung sender (stopped, deadlocked) does not. Where /proc
+    # cannot tell, silence alone judges, as before.
+    control.send(main.loop.status_w, control.Ready())
+    children.cpu = list(cpu)
+    children.exits = [(False, 0), (True, supervisor.EXIT_OK)]
+    main.loop.shutdown(round((EPOCH + clock.now + 2.0) * 1000), "spindown")
+    assert children.killed == ([] if cpu[0] is not None else ["sender"])
+
+
+@pytest.mark.parametrize("main", [{"budget_ms": 900}], indirect=True)
+def test_a_sender_s_drain_is_judged_no_sooner_than_a_request_on_its_thread_may_take(
+    main: Main, clock: Clock, children: Children, notes: Notes,
+) -> None:
+    # A request on the sender's own thread (courier.deliver_now) may hold it up to the flush
+    # budget before it reads its pipe again: a slow HEC then is not a hang.
+    control.send(main.loop.status_w, control.Ready())
+    children.exits = [(False, 0), (True, supervisor.EXIT_OK)]
+    main.loop.shutdown(round((EPOCH + clock.now + 2.0) * 1000), "spindown")
+    assert children.waited_until[0] == pytest.approx(clock.now + 0.9 + lifecycle.INLINE_SLACK_S)
 
 
 def test_a_sender_is_not_judged_at_a_shutdown_too_short_to_start_another(

@@ -470,3 +470,39 @@ def test_stop_past_its_deadline_still_reaps_a_child_its_sigkill_ends(
     time.sleep(0.2)  # let it ignore SIGTERM before it comes
     supervisor.stop([kid], time.monotonic() - 1)
     assert kid.pid == 0 and kid.exit_status == -signal.SIGKILL
+
+
+def spin_forever() -> None:
+    """An entry that keeps a CPU busy until it is killed."""
+    while True:
+        pass
+
+
+def test_cpu_ticks_grow_while_a_child_works_and_not_while_it_is_stopped() -> None:
+    kid = child(spin_forever)
+    supervisor.spawn(kid, ())
+    try:
+        first = supervisor.cpu_ticks(kid)
+        assert first is not None
+        end = time.monotonic() + 10  # a tick is 10 ms of CPU; generous on a loaded machine
+        while supervisor.cpu_ticks(kid) == first and time.monotonic() < end:
+            time.sleep(0.01)
+        assert (supervisor.cpu_ticks(kid) or 0) > first
+        os.kill(kid.pid, signal.SIGSTOP)
+        time.sleep(0.05)  # the stop takes effect
+        stopped = supervisor.cpu_ticks(kid)
+        time.sleep(0.1)
+        assert supervisor.cpu_ticks(kid) == stopped
+    finally:
+        supervisor.kill(kid)
+        os.kill(kid.pid, signal.SIGCONT)
+        wait_dead(kid)
+
+
+def test_cpu_ticks_of_a_child_gone_are_unknown() -> None:
+    kid = child(divide_by_zero)
+    supervisor.spawn(kid, ())
+    pid = kid.pid
+    wait_dead(kid)
+    kid.pid = pid  # as a child whose pid went (reaped), or a /proc that cannot tell
+    assert supervisor.cpu_ticks(kid) is None
