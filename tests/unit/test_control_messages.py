@@ -53,7 +53,8 @@ def test_main_s_restart_counts_go_as_one_line_and_only_whole_counts_decode() -> 
     assert counts.encode() == b"P 2 5 1\n"
     assert control.decode(counts.encode()[:-1]) == counts
     assert counts != control.Restarts(2, 5, 0)  # each count is a field of its own
-    for line in (b"P", b"P 2 5", b"P 2 5 1 7", b"P 2 x 1", b"P -2 5 1", b"P 2  5 1"):
+    for line in (b"P", b"P 2 5", b"P 2 5 1 7", b"P 2 x 1", b"P -2 5 1", b"P 2  5 1",
+                 b"0 2 5 1", b"Z 2 5 1"):  # the counts under a kind before or after P's
         assert control.decode(line) is None, line
 
 
