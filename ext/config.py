@@ -59,6 +59,20 @@ AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
 AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"  # noqa: S105 - a variable name, not a secret
+# The container credential provider's variables (AWS SDKs and Tools Reference, "Container
+# credential provider"): Lambda sets the FULL_URI and the token instead of the three above when
+# SnapStart is on, so that no credentials are cached in the snapshot (Lambda developer guide,
+# "Activating and managing Lambda SnapStart").
+AWS_CONTAINER_CREDENTIALS_FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+AWS_CONTAINER_CREDENTIALS_RELATIVE_URI = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+AWS_CONTAINER_AUTHORIZATION_TOKEN = "AWS_CONTAINER_AUTHORIZATION_TOKEN"  # noqa: S105 - a name
+AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"  # noqa: S105
+# Where a RELATIVE_URI points (ECS's task metadata address), and the hosts the SDKs let a
+# FULL_URI name over plain http besides loopback addresses: ECS's, and EKS Pod Identity's IPv4
+# and IPv6 addresses (botocore utils.ContainerMetadataFetcher, as the other SDKs).
+CONTAINER_CREDENTIALS_HOST = "169.254.170.2"
+CONTAINER_CREDENTIALS_HTTP_HOSTS = frozenset({CONTAINER_CREDENTIALS_HOST, "169.254.170.23",
+                                              "fd00:ec2::23", "localhost"})
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 AWS_USE_FIPS_ENDPOINT = "AWS_USE_FIPS_ENDPOINT"
@@ -285,6 +299,9 @@ class Config:
     aws_region: str = ""
     aws_endpoint: str = ""  # scheme://host[:port][/path] of token_source's API
     aws_credentials: tuple[str, str, str | None] | None = None  # key id, secret, session token
+    # Without access keys (SnapStart): the container credentials endpoint's URL, the
+    # Authorization token, the file to read it from at each fetch ("": none), as the SDKs read them.
+    aws_container_credentials: tuple[str, str, str] | None = None
     function_name: str = "unknown-function"
     index: str | None
     dispatch_min_batch_size: int
@@ -348,7 +365,7 @@ class Config:
     def __repr__(self) -> str:
         # The token never appears in a repr, a log line or a traceback.
         hidden = {field for _, field, _, _, _, _, flags, _ in SETTINGS if "secret" in flags}
-        hidden.add("aws_credentials")
+        hidden.update(("aws_credentials", "aws_container_credentials"))
         shown = {n: getattr(self, n) for n in Config.__annotations__ if n not in hidden}
         return f"Config({shown})"
 
@@ -698,12 +715,9 @@ def _token_settings(r: _Reader) -> dict[str, object]:
     # Secrets and parameters are regional: one named by an ARN is read in the ARN's region
     # (through that region's endpoint, signed for it), which may not be the function's.
     region = _arn_region(value) or r.raw(AWS_REGION) or r.raw(AWS_DEFAULT_REGION) or ""
-    key_id, secret = r.raw(AWS_ACCESS_KEY_ID), r.raw(AWS_SECRET_ACCESS_KEY)
-    missing = [name for name, got in ((AWS_REGION, region), (AWS_ACCESS_KEY_ID, key_id),
-                                      (AWS_SECRET_ACCESS_KEY, secret)) if not got]
-    if missing:
-        r.problems.append(f"{source} needs the function's role credentials: "
-                          f"{', '.join(missing)} not set")
+    if not region:
+        r.problems.append(f"{source} needs the function's region: {AWS_REGION} not set")
+    credentials = _role_credentials(r, source)
     return {
         "token_source": service,
         "token_reference": value,
@@ -711,8 +725,83 @@ def _token_settings(r: _Reader) -> dict[str, object]:
         "token_refetch_s": r.read(_BY_NAME[SPLUNK_HEC_TOKEN_REFETCH_S]),
         "aws_region": region,
         "aws_endpoint": _aws_endpoint(r, endpoint_variable, service, region),
-        "aws_credentials": (key_id or "", secret or "", r.raw(AWS_SESSION_TOKEN)),
+        **credentials,
     }
+
+
+def _role_credentials(r: _Reader, source: str) -> dict[str, object]:
+    """Where the role's credentials come from, in botocore's order: the access key variables
+    (any Lambda function but SnapStart's), then the container credentials endpoint."""
+    key_id, secret = r.raw(AWS_ACCESS_KEY_ID), r.raw(AWS_SECRET_ACCESS_KEY)
+    relative, full = r.raw(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), r.raw(
+        AWS_CONTAINER_CREDENTIALS_FULL_URI)
+    if key_id or (relative is None and full is None):
+        missing = [name for name, got in ((AWS_ACCESS_KEY_ID, key_id),
+                                          (AWS_SECRET_ACCESS_KEY, secret)) if not got]
+        if missing:
+            # With SnapStart Lambda sets no access keys, only the container variables; an access
+            # key id set beside them is taken, as botocore takes it, and must be complete.
+            why = (f"nor {AWS_CONTAINER_CREDENTIALS_FULL_URI}, which Lambda sets instead under "
+                   "SnapStart" if key_id is None else
+                   f"{AWS_ACCESS_KEY_ID} is set: the container credentials are not used")
+            r.problems.append(f"{source} needs the function's role credentials: "
+                              f"{', '.join(missing)} not set ({why})")
+        return {"aws_credentials": (key_id or "", secret or "", r.raw(AWS_SESSION_TOKEN))}
+    # A RELATIVE_URI wins over a FULL_URI, as in botocore.
+    if relative is not None:
+        url = f"http://{CONTAINER_CREDENTIALS_HOST}{relative}"
+    else:
+        url = _container_url(r, full or "")
+    token, token_file = r.raw(AWS_CONTAINER_AUTHORIZATION_TOKEN), r.raw(
+        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)
+    if token is not None and token_file is None and ("\r" in token or "\n" in token):
+        # Never quoted: it is a secret. botocore refuses it too (not a legal header value).
+        r.problems.append(f"{AWS_CONTAINER_AUTHORIZATION_TOKEN} is not valid: a line break "
+                          "cannot travel in the Authorization header")
+    return {"aws_container_credentials": (url, token or "", token_file or "")}
+
+
+def _container_url(r: _Reader, url: str) -> str:
+    """AWS_CONTAINER_CREDENTIALS_FULL_URI if the SDKs would call it: https to any host, http to a
+    loopback address or one of CONTAINER_CREDENTIALS_HTTP_HOSTS (the credentials would
+    otherwise cross a network in clear text); else "" and a problem naming the variable."""
+    scheme, sep, rest = url.partition("://")
+    netloc = rest
+    for mark in "/?#":
+        netloc = netloc.partition(mark)[0]
+    host, port = netloc, ""
+    if netloc.rfind(":") > netloc.rfind("]"):  # a port (an IPv6 literal's colons are in [])
+        host, _, port = netloc.rpartition(":")
+    host = host.lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if port and not (port.isdigit() and 0 < int(port) < 65_536):
+        host = ""
+    if not sep or scheme.lower() not in ("http", "https") or not host or "@" in netloc:
+        reason = "expected a URL like http://127.0.0.1:9001/path"
+    elif scheme.lower() == "http" and not (_is_loopback(host)
+                                           or host in CONTAINER_CREDENTIALS_HTTP_HOSTS):
+        reason = ("over http the AWS SDKs call only a loopback address or "
+                  + ", ".join(sorted(CONTAINER_CREDENTIALS_HTTP_HOSTS)))
+    else:
+        return url
+    r.problems.append(f"{AWS_CONTAINER_CREDENTIALS_FULL_URI}={redact_url(url)!r} is not "
+                      f"valid: {reason}")
+    return ""
+
+
+def _is_loopback(host: str) -> bool:
+    """An IPv4 address in 127.0.0.0/8 or the IPv6 ::1, in any spelling inet_pton takes. botocore
+    asks the ipaddress module, which imports collections and functools (~30 ms, python -S)."""
+    import _socket
+
+    for family, loopback in ((_socket.AF_INET, None), (_socket.AF_INET6, b"\0" * 15 + b"\1")):
+        try:
+            packed = _socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return packed[0] == 127 if loopback is None else packed == loopback
+    return False
 
 
 def _arn_region(reference: str) -> str | None:
