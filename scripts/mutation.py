@@ -70,6 +70,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     # in the emulator), where the request's shape and the answer's handling are checked.
     "ext/sender/secret_store.py": (
         "tests/unit/test_secret_store.py", "tests/unit/test_token_source.py",
+        "tests/integration/test_container_credentials.py",
+        "tests/integration/test_token_from_aws.py",
+    ),
+    # The role's credentials under SnapStart: against a local credentials endpoint with a
+    # stand-in clock (~1 s), then the token read with them from moto, alone and in the emulator.
+    "ext/sender/container_credentials.py": (
+        "tests/integration/test_container_credentials.py",
         "tests/integration/test_token_from_aws.py",
     ),
     # The platform records' metrics and alerts, through the envelope builder that calls it.

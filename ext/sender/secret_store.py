@@ -2,9 +2,10 @@
 
 One signed call per fetch (GetSecretValue or GetParameter with decryption, AWS JSON 1.1
 protocol), signed with SigV4 (ext/sender/sigv4.py) from the role credentials Lambda puts in the
-environment, over a urllib3 connection opened for that call alone. Errors name the secret
-or parameter and AWS's error type, never a value: neither the token nor the secret's text is ever
-put in an exception, a log line or a repr.
+environment or, with SnapStart, serves at the container credentials endpoint
+(ext/sender/container_credentials.py), over a urllib3 connection opened for that call alone.
+Errors name the secret or parameter and AWS's error type, never a value: neither the token nor
+the secret's text is ever put in an exception, a log line or a repr.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ext.config import Config
+    from ext.sender.container_credentials import ContainerCredentials
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGETS = {"secretsmanager": "secretsmanager.GetSecretValue", "ssm": "AmazonSSM.GetParameter"}
@@ -54,14 +56,24 @@ class SecretStore:
     """The one secret or parameter named in the Config; `fetch` returns the token in it."""
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        if config.aws_credentials is None:
+        # The credentials of the last call (its error text is cleaned of them): the access key
+        # variables' or, without them, those the endpoint gave for it (none before the first).
+        self.container: ContainerCredentials | None = None
+        if config.aws_credentials is not None:
+            self.credentials = sigv4.Credentials(*config.aws_credentials)
+        elif config.aws_container_credentials is not None:
+            # Imported only here: functions with access keys (all but SnapStart's) never load it.
+            from ext.sender.container_credentials import ContainerCredentials
+
+            self.container = ContainerCredentials(*config.aws_container_credentials, clock=clock)
+            self.credentials = sigv4.Credentials("", "")
+        else:
             raise ValueError("no AWS credentials in the configuration")
         self.service = config.token_source
         self.reference = config.token_reference
         self.secret_key = config.token_secret_key
         self.region = config.aws_region
         self.endpoint = config.aws_endpoint
-        self.credentials = sigv4.Credentials(*config.aws_credentials)
         self.clock = clock
         scheme, _, rest = config.aws_endpoint.partition("://")
         netloc, slash, path = rest.partition("/")
@@ -93,11 +105,24 @@ class SecretStore:
                                   f"{self.operation} answered without a value") from None
         return self._token_from(text)
 
+    def _signing_credentials(self) -> sigv4.Credentials:
+        if self.container is not None:
+            from ext.sender.container_credentials import CredentialsError
+
+            try:
+                self.credentials = self.container.get()
+            except CredentialsError as err:
+                # Held and retried as any failed fetch (token_source.py); the data stays spooled.
+                raise TokenFetchError(self.reference, "RoleCredentialsUnavailable", err.detail,
+                                      err.throttled) from None
+        return self.credentials
+
     def _call(self, body: bytes) -> tuple[int, bytes, str]:
         headers = [("Content-Type", CONTENT_TYPE), ("X-Amz-Target", TARGETS[self.service])]
+        credentials = self._signing_credentials()
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
         signed = sigv4.sign("POST", self.host, self.path, query=[], headers=headers, body=body,
-                            credentials=self.credentials, region=self.region,
+                            credentials=credentials, region=self.region,
                             service=self.service, amz_date=amz_date)
         # A connection per call, closed after it: calls are rare (the first read, then one after
         # a rejection at most every SPLUNK_HEC_TOKEN_REFETCH_S), and one kept meanwhile spans

@@ -17,6 +17,7 @@ from ext.local.hec import HecReceiver, HecToken
 from ext.sender.secret_store import SecretStore, TokenFetchError
 from tests.integration.aws_fake import FakeAws, moto_server
 from tests.integration.conftest import TOKEN
+from tests.integration.credentials_server import CredentialsServer
 from tests.integration.extension_harness import expected_lines, lines_of, sandbox
 
 pytestmark = pytest.mark.integration
@@ -119,6 +120,26 @@ def test_network_failure(aws: FakeAws) -> None:
     assert info.value.reason == "network"
 
 
+def snapstart(identity: dict[str, str]) -> tuple[dict[str, str], CredentialsServer]:
+    """A SnapStart function's identity: no access keys in the environment, the role's
+    credentials (those `identity` had, which the fake AWS accepts) served by a local endpoint."""
+    env = dict(identity)
+    role = {"AccessKeyId": env.pop("AWS_ACCESS_KEY_ID"),
+            "SecretAccessKey": env.pop("AWS_SECRET_ACCESS_KEY"),
+            "Token": env.pop("AWS_SESSION_TOKEN")}
+    return env, CredentialsServer(role, unique("snapstart-authorization"))
+
+
+def test_snapstart_credentials_from_the_container_endpoint(aws: FakeAws) -> None:
+    arn = aws.secrets.create_secret(Name=unique("snap"), SecretString=TOKEN)["ARN"]
+    identity, endpoint = snapstart(aws.function_identity(unique("fn"), READ_SECRET))
+    with endpoint.running():
+        env = {**identity, **endpoint.environment()}
+        assert store_for(env, SPLUNK_HEC_TOKEN_SECRET_ARN=arn).fetch() == TOKEN
+    (request,) = endpoint.requests
+    assert request["authorization"] == endpoint.token
+
+
 # --- the whole extension ------------------------------------------------------------------------
 
 def extension_env(hec: HecReceiver, identity: dict[str, str], **extra: str) -> dict[str, str]:
@@ -189,6 +210,54 @@ def test_extension_reads_a_plain_secret(
         sb.shutdown()
     assert notices(hec) == []
     assert_never_written(tmp_path, hec, TOKEN)
+
+
+def test_extension_under_snapstart_reads_the_secret_with_the_container_credentials(
+    aws: FakeAws, hec: HecReceiver, local_opt: Path, tmp_path: Path
+) -> None:
+    arn = aws.secrets.create_secret(Name=unique("e2e-snap"), SecretString=TOKEN)["ARN"]
+    identity, endpoint = snapstart(aws.function_identity(unique("fn"), READ_SECRET))
+    with endpoint.running():
+        env = extension_env(hec, {**identity, **endpoint.environment()},
+                            SPLUNK_HEC_TOKEN_SECRET_ARN=arn)
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env)
+        with sandbox(local_opt, env, tmp_dir=tmp_path / "tmp") as sb:
+            for n in range(2):
+                sb.invoke({"lines": 10, "tag": f"s{n}"})
+                assert lines_of(hec, f"s{n}") == expected_lines(f"s{n}", 10)
+            sb.shutdown()
+    assert endpoint.requests and {r["authorization"] for r in endpoint.requests} == {
+        endpoint.token}
+    assert notices(hec) == []
+    assert_never_written(tmp_path, hec, TOKEN, endpoint.token,
+                         endpoint.credentials["SecretAccessKey"])
+
+
+def test_a_failing_credentials_endpoint_holds_the_data_then_delivers_it_with_one_notice(
+    aws: FakeAws, hec: HecReceiver, local_opt: Path, tmp_path: Path
+) -> None:
+    arn = aws.secrets.create_secret(Name=unique("e2e-snap-down"), SecretString=TOKEN)["ARN"]
+    identity, endpoint = snapstart(aws.function_identity(unique("fn"), READ_SECRET))
+    endpoint.fail_with = 404  # not throttled: retried after 1 s, 2 s, ...
+    with endpoint.running():
+        env = extension_env(hec, {**identity, **endpoint.environment()},
+                            SPLUNK_HEC_TOKEN_SECRET_ARN=arn, SPLUNK_FORWARD_OWN_LOGS="false",
+                            SPLUNK_LOG_LEVEL="WARNING")
+        with sandbox(local_opt, env, tmp_dir=tmp_path / "tmp") as sb:
+            for n in range(2):
+                assert sb.invoke({"lines": 20, "tag": f"c{n}"}).status == "success"
+            assert hec.count() == 0 and endpoint.requests  # tried, and held
+            endpoint.fail_with = None
+            invoke_until(sb, lambda: len(lines_of(hec, "c1")) == 20, "after")
+            sb.shutdown()
+    for n in range(2):
+        assert lines_of(hec, f"c{n}") == expected_lines(f"c{n}", 20)
+    (notice,) = notices(hec)
+    assert notice["token_source"] == arn and notice["last_error"] == "RoleCredentialsUnavailable"
+    errors = [line for line in own_lines(hec) if isinstance(line, str) and "ERROR" in line]
+    assert any("RoleCredentialsUnavailable" in line and "HTTP 404" in line for line in errors)
+    assert_never_written(tmp_path, hec, TOKEN, endpoint.token,
+                         endpoint.credentials["SecretAccessKey"])
 
 
 def test_access_denied_holds_the_data_then_delivers_it_with_one_notice(

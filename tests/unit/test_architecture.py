@@ -68,9 +68,10 @@ def test_core_never_imports_local_tooling_or_tests(path: Path) -> None:
 
 
 def test_only_hec_imports_urllib3() -> None:
-    # Both run in the sender only, after the fork (secret_store: the token from AWS, issue 11).
+    # All run in the sender only, after the fork (secret_store: the token from AWS, issue 11;
+    # container_credentials: the role's credentials for it under SnapStart).
     users = {p.name for p in CORE for module, _ in imports_of(p) if module.startswith("urllib3")}
-    assert users == {"hec.py", "secret_store.py"}
+    assert users == {"hec.py", "secret_store.py", "container_credentials.py"}
 
 
 def test_local_tooling_does_not_import_core() -> None:
@@ -178,6 +179,7 @@ def test_the_processes_modules_load_no_dataclasses_inspect_ast_dis_or_pathlib(
         "from ext.main import preload\n"
         "preload.import_children_modules()\n"
         "import ext.rules, ext.sender.token_source, ext.sender.secret_store\n"
+        "import ext.sender.container_credentials\n"
         "print(' '.join(sorted(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-S", "-c", probe, str(code)], capture_output=True,
