@@ -20,7 +20,26 @@ its end), or the start of another invocation (an environment runs one at a time)
 through that point delivers everything of it that did arrive. If the drop was of its lines alone
 and it runs on, main stops waiting early and the rest goes with the next batch (at the next thaw
 at worst): late, never lost, where waiting would have cost up to the deadline whenever the end
-was among what Lambda dropped. Its real runtimeDone, if read later, changes nothing.
+was among what Lambda dropped. Its real runtimeDone, if read before it is answered, places its
+end there instead (later: safe); read after, it changes nothing.
+
+Lambda may drop an invocation's start and its end alike (one notice after both): the ledger then
+reads lines that name no invocation and a drop notice, and learns the request id only when main
+asks for it. A notice read after a platform.report, with no start read since, can hold only what
+followed that report (the notice follows what it reports, and the report is emitted before the
+next invocation starts): the next invocation's records. Such a notice is a gap, and the
+invocations main asked for of which nothing was read (no start, no end: unseen) are presumed to
+have started and ended in it, once a read finds nothing more spooled: their start was not among
+what did arrive. A gap is claimed once; a report or a start closes it. Presumed while nothing
+names it, the presumption gives way to its start read before the answer (it runs: the rules
+above apply) or its runtimeDone (its end is there).
+
+Every end presumed at a drop notice is provisional until answered: the records read after it
+may be the invocation's (it ran on, or the notice held only its start), so its end follows each
+read to the last record read. The answer then never comes before whatever of the invocation did
+arrive is committed; what arrives after the answer goes with the next batch (late, not lost).
+An end presumed at another invocation's start is certain (its records precede that start) and
+stays there.
 """
 
 from __future__ import annotations
@@ -51,6 +70,13 @@ class InvocationLedger:
         self.waiting: dict[str, bool] = {}
         self.tracked: dict[str, None] = {}  # invocations main only wants news of (tell_every)
         self.committed = -1
+        # Ends presumed at a drop notice, not yet answered: moved to each read's last record.
+        self.provisional: dict[str, None] = {}
+        # Of those, the unseen ones (presumed whole in a gap): their start, read, withdraws it.
+        self.unseen_presumed: dict[str, None] = {}
+        self.after_report = False  # a platform.report read, and no platform.start since
+        self.gap = False  # and a drop notice read since, not yet claimed
+        self.read_through = -1  # the seq of the last record read
 
     def seen(self, kind: str, request_id: str, seq: int) -> list[str]:
         """A platform.start, runtimeDone or report for `request_id` was read from the spool at
@@ -58,6 +84,15 @@ class InvocationLedger:
         `seq`."""
         table = (self.done_at if kind == RUNTIME_DONE else self.report_at if kind == REPORT
                  else self.start_at if kind == START else None)
+        if table is self.report_at:
+            self.after_report, self.gap = True, False  # what follows is the next invocation's
+        elif table is self.start_at and request_id not in table:
+            self.after_report = self.gap = False  # a notice after this start cannot hold it whole
+            if request_id in self.unseen_presumed:
+                self._unpresume(request_id)  # it started after all: the usual rules apply
+            self._settle_provisional(seq)
+        elif table is self.done_at and request_id in self.provisional:
+            self._unpresume(request_id)  # its real end, read before the answer: placed there
         if table is None or request_id in table:
             return []  # the first one read counts (a batch the platform sent again repeats it)
         lost: list[str] = []
@@ -70,14 +105,66 @@ class InvocationLedger:
                 lost = self._end_open(seq)
                 if request_id not in self.done_at:  # its end may come before its start
                     self.open[request_id] = None
-        if self.wait_every and table is not self.report_at and request_id not in self.waiting:
+        if (self.wait_every and table is not self.report_at and request_id not in self.waiting
+                and not (table is self.start_at and request_id in self.done_at)):
+            # (A start read after its end, read or presumed: waited for from then on, and maybe
+            # answered already; waiting again would answer again.)
             self._wait_for(request_id)
         return lost
 
     def dropped(self, seq: int) -> list[str]:
         """A platform.logsDropped was read at `seq`: the invocations started and not ended may
         have lost their end in it. Returns them, ended at `seq` (see the module's docstring)."""
-        return self._end_open(seq)
+        lost = self._end_open(seq)
+        self.provisional.update(dict.fromkeys(lost))
+        if self.after_report:
+            self.gap = True  # it may hold the next invocation whole
+        return lost
+
+    def read_to(self, seq: int | None, caught_up: bool) -> list[str]:
+        """The sender read the spool through `seq` (None: nothing new; `caught_up`: everything
+        spooled so far). Ends presumed at a notice and not yet answered move to the last record
+        read; caught up, with a gap standing, the unseen invocations main asked for are presumed
+        ended there. Returns those (see the module's docstring)."""
+        if seq is not None:
+            self.read_through = max(self.read_through, seq)
+        seq = self.read_through
+        done_at = self.done_at
+        for request_id in list(self.provisional):
+            if request_id in done_at:
+                done_at[request_id] = seq  # kept in place: the table's order is its age
+            else:
+                self._unpresume(request_id)  # forgotten (KEEP)
+        if not (caught_up and self.gap):
+            return []
+        lost = [rid for rid in self.waiting if self.unseen(rid)]
+        if lost:
+            self.gap = False  # claimed: the next whole invocation needs a notice of its own
+            for request_id in lost:
+                self._ended_at(request_id, seq)
+            self.provisional.update(dict.fromkeys(lost))
+            self.unseen_presumed.update(dict.fromkeys(lost))
+        return lost
+
+    def _settle_provisional(self, seq: int) -> None:
+        """Another invocation started at `seq`: the ends presumed at a notice after an
+        invocation's own start lie before it (one at a time), and stop there. Not those presumed
+        unseen: nothing read says theirs came before this one."""
+        for request_id in list(self.provisional):
+            if request_id not in self.unseen_presumed and request_id in self.done_at:
+                self.done_at[request_id] = seq
+                del self.provisional[request_id]
+
+    def unseen(self, request_id: str) -> bool:
+        """Nothing read names it: neither its start nor its end."""
+        return request_id not in self.start_at and request_id not in self.done_at
+
+    def _unpresume(self, request_id: str) -> None:
+        """A presumed end gives way to what was read of the invocation itself."""
+        self.provisional.pop(request_id, None)
+        self.unseen_presumed.pop(request_id, None)
+        self.done_at.pop(request_id, None)
+        self.tracked.pop(request_id, None)
 
     def _end_open(self, seq: int) -> list[str]:
         lost = list(self.open)
@@ -135,6 +222,9 @@ class InvocationLedger:
             for rid in done:
                 del table[rid]
             settled.update(dict.fromkeys(done))
+        for rid in settled:  # answered: its end stays where it was
+            self.provisional.pop(rid, None)
+            self.unseen_presumed.pop(rid, None)
         return list(settled)
 
     def failing(self) -> list[str]:

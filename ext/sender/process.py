@@ -131,6 +131,9 @@ class Sender:
         if restarts is not None:  # main's counts at this process's fork
             self._supervised(restarts)
         self.shutdown_metrics_due = False
+        # The time of the last platform.logsDropped read: the budget of an invocation presumed
+        # ended in it (ext/sender/invocations.py, unseen) counts from there.
+        self.dropped_s: float | None = None
 
     def run(self) -> int | None:
         """Serves until drained at shutdown, the deadline passes, or the parent dies; returns
@@ -257,6 +260,10 @@ class Sender:
             return
         self.reader.commit(seq)
         self.self_metrics.unsent.committed(seq)
+        self._settle(seq)
+
+    def _settle(self, seq: int) -> None:
+        """Answers the invocations whose end is committed now."""
         for request_id in self.ledger.settle(seq):
             self._answer(control.Delivered(request_id))
             # Its timers go with it: left until the next pass, they would end the next wait
@@ -327,7 +334,20 @@ class Sender:
             self._hold(record.seq, envelopes, appended_since)
         if read_bytes:
             self.growth = max(1.0, (self.held.size - held_before) / read_bytes)
+        self._presume(records[-1].seq if records else None)
         return bool(records)
+
+    def _presume(self, seq: int | None) -> None:
+        """After a read through `seq`: ends presumed at a drop notice follow it, and the
+        invocations main waits for that nothing read names may be presumed ended in a drop
+        (ext/sender/invocations.py), answered once what was read is committed (maybe at once:
+        the notice's batch may be committed already)."""
+        lost = self.ledger.read_to(seq, caught_up=not self.spool_dirty)
+        for lost_id in lost:
+            self.self_metrics.ends_lost += 1
+            self._ended(lost_id, self.dropped_s)
+        if lost:
+            self._settle(self.ledger.committed)
 
     def _landmarks(self, seq: int) -> bool:
         """Where the record at `seq` starts or ends invocations (or Lambda dropped telemetry);
@@ -342,6 +362,8 @@ class Sender:
             # invocation's end.
             lost = (self.ledger.dropped(seq) if kind == DROPPED
                     else self.ledger.seen(kind, rid, seq))
+            if kind == DROPPED:
+                self.dropped_s = builder.seconds(stamp)
             for lost_id in lost:  # its runtimeDone never read: ended here, presumed
                 self.self_metrics.ends_lost += 1
                 self._ended(lost_id, builder.seconds(stamp))
@@ -522,6 +544,9 @@ class Sender:
         for message in messages:
             if isinstance(message, control.Flush):
                 urgent = True
+                # Nothing read names it: the next pass reads the spool (caught up, a drop may
+                # be found to hold it whole).
+                self.spool_dirty = self.spool_dirty or self.ledger.unseen(message.request_id)
                 self._request(message.request_id)
                 self._answer_hanging()
                 if isinstance(message, control.FlushBacklog):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ext.sender.invocations import REPORT, RUNTIME_DONE, START, InvocationLedger
@@ -235,3 +235,232 @@ def test_a_request_told_failing_is_forgotten_before_one_still_waited_for() -> No
     assert ledger.waiting == {"waited": False, "new": False}
     ledger.request("newer")  # none told: the oldest goes, as before
     assert ledger.waiting == {"new": False, "newer": False}
+
+
+# Lambda may drop an invocation's start and its end alike, one notice after both: nothing read
+# names it, and the ledger learns its request id only when main asks.
+
+
+def _previous_invocation(ledger: InvocationLedger) -> None:
+    """`p` started, ended and reported (seqs 1-3): what follows is the next invocation's."""
+    ledger.seen(START, "p", 1)
+    ledger.seen(RUNTIME_DONE, "p", 2)
+    ledger.seen(REPORT, "p", 3)
+
+
+def test_an_unseen_invocation_asked_for_is_presumed_whole_in_a_drop_after_a_report() -> None:
+    ledger = InvocationLedger(wait_every=True)
+    _previous_invocation(ledger)
+    ledger.settle(3)
+    assert ledger.dropped(5) == []  # seq 4: its lines; nothing open to end
+    assert ledger.read_to(5, caught_up=True) == []  # main has not asked: no name to answer
+    assert ledger.request("b") == []
+    assert ledger.read_to(None, caught_up=True) == ["b"]  # the read main's ask brings
+    assert ledger.urgent()
+    assert ledger.settle(4) == []  # not before its lines are committed
+    assert ledger.settle(5) == ["b"]
+
+
+def test_an_unseen_invocation_asked_for_first_is_presumed_at_the_read_that_finds_the_drop(
+) -> None:
+    ledger = InvocationLedger()
+    assert ledger.request("b") == []  # adaptive's note, or a Flush, at the INVOKE
+    assert ledger.read_to(None, caught_up=True) == []  # nothing says it is lost
+    _previous_invocation(ledger)
+    ledger.dropped(5)
+    assert ledger.read_to(5, caught_up=False) == []  # more spooled: its start may be in it
+    assert ledger.read_to(6, caught_up=True) == ["b"]
+    assert ledger.settle(6) == ["b"]
+
+
+@pytest.mark.parametrize("before", [
+    [],  # no report read yet (a cold start, a new sender): the notice may hold anything
+    [(START, "p", 1)],  # a notice after a start holds its end, not another invocation
+    [(REPORT, "o", 1), (START, "p", 2)],
+])
+def test_a_drop_notice_not_after_a_report_holds_no_invocation_whole(
+    before: list[tuple[str, str, int]],
+) -> None:
+    ledger = InvocationLedger()
+    for kind, rid, seq in before:
+        ledger.seen(kind, rid, seq)
+    ledger.dropped(5)
+    ledger.request("b")
+    assert ledger.read_to(5, caught_up=True) == []
+    assert ledger.settle(9) == []
+
+
+def test_a_report_or_a_start_after_the_notice_closes_its_gap() -> None:
+    ledger = InvocationLedger()
+    _previous_invocation(ledger)
+    ledger.dropped(4)
+    ledger.seen(REPORT, "q", 5)  # the notice held what came before this report
+    ledger.request("b")
+    assert ledger.read_to(5, caught_up=True) == []
+    ledger.dropped(6)
+    ledger.seen(START, "c", 7)  # the notice came before this start
+    assert ledger.read_to(7, caught_up=True) == []
+
+
+def test_a_gap_holds_the_invocations_asked_for_when_it_is_claimed_and_is_claimed_once() -> None:
+    ledger = InvocationLedger()
+    _previous_invocation(ledger)
+    ledger.request("b")
+    ledger.dropped(4)
+    assert ledger.read_to(4, caught_up=True) == ["b"]
+    ledger.request("c")  # the next one needs a notice of its own
+    assert ledger.read_to(5, caught_up=True) == []
+    ledger.dropped(6)
+    assert ledger.read_to(6, caught_up=True) == ["c"]
+
+
+def test_an_unseen_invocation_whose_start_is_read_before_the_answer_runs_after_all() -> None:
+    ledger = InvocationLedger()
+    _previous_invocation(ledger)
+    ledger.request("b")
+    ledger.dropped(4)  # it held something else (a line), and b's records come late
+    assert ledger.read_to(4, caught_up=True) == ["b"]
+    ledger.seen(START, "b", 5)
+    assert ledger.running("b")
+    assert ledger.settle(5) == []
+    ledger.seen(RUNTIME_DONE, "b", 7)
+    assert ledger.settle(6) == [] and ledger.settle(7) == ["b"]
+
+
+def test_with_sync_flushing_a_start_read_after_its_presumed_end_was_answered_is_not_answered_again(
+) -> None:
+    ledger = InvocationLedger(wait_every=True)
+    _previous_invocation(ledger)
+    assert ledger.settle(3) == ["p"]
+    ledger.request("b")
+    ledger.dropped(4)
+    ledger.read_to(4, caught_up=True)
+    assert ledger.settle(4) == ["b"]
+    ledger.seen(START, "b", 5)  # late: what comes now goes with the next batch
+    assert ledger.waiting == {}
+    assert ledger.settle(9) == []
+
+
+def test_a_presumed_end_follows_what_is_read_until_it_is_answered() -> None:
+    ledger = InvocationLedger()
+    ledger.seen(START, "a", 1)
+    ledger.request("a")
+    assert ledger.dropped(2) == ["a"]
+    ledger.read_to(4, caught_up=True)  # seqs 3-4 may be its lines: it may run on
+    assert ledger.settle(3) == []
+    assert ledger.settle(4) == ["a"]
+    ledger.read_to(6, caught_up=True)  # answered: what comes now is late, not waited for
+    assert ledger.done_at["a"] == 4
+
+
+def test_a_real_end_read_before_the_answer_takes_the_place_of_the_presumed_one() -> None:
+    ledger = InvocationLedger()
+    ledger.seen(START, "a", 1)
+    ledger.request("a")
+    ledger.dropped(2)
+    ledger.read_to(3, caught_up=True)
+    ledger.seen(RUNTIME_DONE, "a", 5)  # the drop was of its lines alone
+    ledger.read_to(8, caught_up=True)
+    assert ledger.settle(4) == []
+    assert ledger.settle(5) == ["a"]
+
+
+def test_another_invocation_s_start_bounds_an_end_presumed_after_the_invocation_s_own_start(
+) -> None:
+    ledger = InvocationLedger()
+    ledger.seen(START, "a", 1)
+    ledger.request("a")
+    ledger.dropped(2)
+    ledger.seen(START, "b", 4)  # a ended before b started: its records lie before seq 4
+    ledger.read_to(9, caught_up=True)
+    assert ledger.settle(4) == ["a"]
+
+
+_LINE = "line"
+_NOTICE = "notice"
+
+
+@st.composite
+def _histories(draw: st.DrawFn) -> tuple[list[tuple[str, str]], list[tuple[object, ...]], int]:
+    """What the sender reads of a few invocations, one at a time as an environment runs them,
+    some records dropped by Lambda, each drop reported by a notice after it (maybe later,
+    maybe never), and notices for drops of records not modelled (e.g. extension lines)
+    anywhere; main's asks and the commits interleaved with the reads, in any order."""
+    count = draw(st.integers(1, 4))
+    true: list[tuple[str, str]] = []
+    for n in range(count):
+        rid = f"r{n}"
+        lines = [(_LINE, rid)] * draw(st.integers(0, 2))
+        true += [(START, rid), *lines, (RUNTIME_DONE, rid), (REPORT, rid)]
+    read: list[tuple[str, str]] = []
+    owed: int | None = None  # records to pass before the notice of a drop is delivered
+    for event in true:
+        if draw(st.integers(0, 3)) == 3:  # Lambda dropped it
+            owed = draw(st.integers(0, 2)) if owed is None else owed
+        else:
+            read.append(event)
+            owed = None if owed is None else owed - 1
+        if owed is not None and owed <= 0:
+            read.append((_NOTICE, ""))
+            owed = None
+        if draw(st.integers(0, 7)) == 7:
+            read.append((_NOTICE, ""))
+    if owed is not None and draw(st.booleans()):
+        read.append((_NOTICE, ""))
+    ops: list[tuple[object, ...]] = []
+    unread, asked = len(read), list(range(count))
+    while unread or asked:
+        op = draw(st.sampled_from(["read"] * bool(unread) + ["ask"] * bool(asked) + ["commit"]))
+        if op == "read":
+            take = draw(st.integers(1, min(3, unread)))
+            ops.append(("read", take, draw(st.booleans()) or take == unread))
+            unread -= take
+        elif op == "ask":
+            n = asked.pop(draw(st.integers(0, len(asked) - 1)))
+            ops.append(("ask", f"r{n}", draw(st.booleans())))
+        elif op == "commit":
+            ops.append(("commit", draw(st.floats(0, 1))))
+    ops.append(("commit", 1.0))
+    return read, ops, draw(st.sampled_from([0, 1, 2]))
+
+
+@settings(max_examples=500)  # the cases that break it are a few reads deep
+@given(_histories())
+def test_an_answer_never_precedes_the_commit_of_the_invocation_s_lines_that_arrived(
+    history: tuple[list[tuple[str, str]], list[tuple[object, ...]], int],
+) -> None:
+    read, ops, mode = history
+    ledger = InvocationLedger(tell_every=mode == 1, wait_every=mode == 2)
+    lines_read: dict[str, list[int]] = {}
+    answered: set[str] = set()
+    seq, position = -1, 0
+
+    def answer(settled: list[str]) -> None:
+        for rid in settled:
+            late = [s for s in lines_read.get(rid, []) if s > ledger.committed]
+            assert not late, f"{rid} answered with its lines at {late} uncommitted"
+            answered.add(rid)
+
+    for op in ops:
+        if op[0] == "read":  # one spool record of `take` events, then the pass's end
+            _, take, caught_up = op
+            assert isinstance(take, int)
+            seq += 1
+            for kind, rid in read[position:position + take]:
+                if kind == _NOTICE:
+                    ledger.dropped(seq)
+                elif kind == _LINE:
+                    lines_read.setdefault(rid, []).append(seq)
+                else:
+                    ledger.seen(kind, rid, seq)
+            position += take
+            if ledger.read_to(seq, caught_up=bool(caught_up)):
+                answer(ledger.settle(ledger.committed))
+        elif op[0] == "ask":
+            if op[1] not in answered:  # main asks only what it was not told (bar races)
+                answer(ledger.request(str(op[1]), waited=bool(op[2])))
+        else:
+            fraction = op[1]
+            assert isinstance(fraction, float)
+            target = ledger.committed + round((seq - ledger.committed) * fraction)
+            answer(ledger.settle(max(ledger.committed, target)))

@@ -166,3 +166,102 @@ def test_the_invocation_main_asked_for_outlives_the_notes_of_a_long_outage(
     rig.courier.finish()
     rig.sender.step()
     assert control.Delivered("r1") in rig.answers()
+
+
+# Lambda dropped both the platform.start and the platform.runtimeDone of the invocation main
+# waits for (one notice after both): nothing read names it; main's ask is the first the sender
+# hears of its request id.
+
+
+def _done(rid: str, epoch_s: float) -> dict[str, object]:
+    return {"time": _iso(epoch_s), "type": "platform.runtimeDone",
+            "record": {"requestId": rid, "status": "success"}}
+
+
+def _report(rid: str, epoch_s: float) -> dict[str, object]:
+    return {"time": _iso(epoch_s), "type": "platform.report", "record": {"requestId": rid}}
+
+
+def _previous_delivered(rig: WideRig, clock: Clock) -> None:
+    """`p` ran and is in HEC; its report comes with the next invocation, as Lambda sends it."""
+    rig.note("p")  # adaptive waits for it; sync takes it as waited for anyway
+    rig.sender.spool_dirty = True
+    now = EPOCH + clock.now
+    _record(rig, _start("p", now), _line("p's line", now), _done("p", now))
+    rig.sender.step()
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("p")]
+
+
+def _unseen_invocation(rig: WideRig, clock: Clock, *lines: str) -> None:
+    """The next invocation's lines and the notice of its start and end: nothing names it."""
+    now = EPOCH + clock.now
+    _record(rig, _report("p", now), *(_line(text, now) for text in lines), _dropped(now))
+
+
+@pytest.mark.parametrize("ask", [control.FlushLate, control.Flush])
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_main_s_ask_for_an_invocation_nothing_names_is_answered_once_a_drop_after_a_report_is_sent(
+    rig: WideRig, clock: Clock, ask: type[control.Flush],
+) -> None:
+    _previous_delivered(rig, clock)
+    _unseen_invocation(rig, clock, "r's line")
+    rig.sender.step()
+    assert not rig.courier.in_flight  # held: nobody is known to wait for these lines
+    clock.now += rig.sender.flush_wait_s * flush_policy.RUNNING_AT
+    assert rig.tell(ask("r")) == []  # no Running: it is not known to have started
+    assert len(rig.courier.in_flight) == 1  # sent now: main waits
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r")]
+    assert "r's line" in [e["event"] for e in _accepted(rig)]
+    assert rig.sender.self_metrics.ends_lost == 1
+
+
+@pytest.mark.parametrize("rig", [ADAPTIVE], indirect=True)
+def test_with_adaptive_flushing_a_noted_invocation_nothing_names_is_answered_at_the_drop(
+    rig: WideRig, clock: Clock,
+) -> None:
+    _previous_delivered(rig, clock)
+    rig.note("r")  # at its INVOKE: read before the records that may hold its start and end
+    _unseen_invocation(rig, clock, "r's line")
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1
+    assert rig.answers() == []
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r")]
+
+
+@pytest.mark.parametrize("rig", [SYNC], indirect=True)
+def test_lines_read_after_an_unseen_invocation_was_presumed_ended_are_committed_before_its_answer(
+    rig: WideRig, clock: Clock,
+) -> None:
+    _previous_delivered(rig, clock)
+    _unseen_invocation(rig, clock)  # the notice held its start alone: it runs on
+    rig.sender.step()
+    rig.tell(control.FlushLate("r"))
+    assert len(rig.courier.in_flight) == 1
+    _record(rig, _line("r's later line", EPOCH + clock.now))
+    rig.sender.step()
+    rig.courier.finish()  # the notice's batch: not all of what arrived
+    rig.sender.step()
+    assert rig.answers() == []
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == [control.Delivered("r")]
+    assert "r's later line" in [e["event"] for e in _accepted(rig)]
+
+
+@pytest.mark.parametrize("rig", [{**SYNC, "SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_an_unseen_invocation_presumed_ended_while_hec_fails_is_told_failing_within_its_budget(
+    rig: WideRig, clock: Clock,
+) -> None:
+    _previous_delivered(rig, clock)
+    _unseen_invocation(rig, clock, "r's line")
+    rig.sender.step()
+    rig.tell(control.FlushLate("r"))
+    clock.now += 1.5 - reaction_s(1.5)  # the budget from the notice's stamp
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r")]
