@@ -89,3 +89,51 @@ def test_one_drop_applies_to_every_platform_subscriber_and_not_to_others(
         bus.drop_subscribers(1.0)
         other.shutdown()
         other.server_close()
+
+
+def test_an_invocation_s_start_and_end_dropped_together_leave_one_notice_where_its_end_was(
+    collector: Collector,
+) -> None:
+    bus = TelemetryBus()
+    try:
+        bus.subscribe("ext", subscription(collector.server_address[1]))
+        bus.faults.drop_start_and_runtime_done = 1
+        start = len(wire.encode({"time": bus.clock.format(time.time()),
+                                 "type": "platform.start", "record": {"requestId": "r0"}}))
+        done = invocation(bus, "r0")
+        invocation(bus, "r1")  # one asked for: the next invocation is delivered whole
+        delivered(bus, 6)
+        seen = [(e["type"], e["record"].get("requestId") if isinstance(e["record"], dict)
+                 else e["record"]) for e in collector.events]
+        assert seen == [
+            ("platform.telemetrySubscription", None),
+            ("function", "r0 line"), ("platform.logsDropped", None),
+            ("platform.start", "r1"), ("function", "r1 line"), ("platform.runtimeDone", "r1"),
+        ]
+        [notice] = [e for e in collector.events if e["type"] == "platform.logsDropped"]
+        assert notice["record"] == {"droppedBytes": start + done, "droppedRecords": 2,
+                                    "reason": delivery.DROP_REASON_SLOW}
+        stats = bus.subscriber_stats()["ext"]
+        assert (stats["dropped_records"], stats["dropped_bytes"]) == (2, start + done)
+        assert bus.counts["platform.start"] == 2  # emitted, whether delivered or not
+        assert bus.faults.drop_start_and_runtime_done == 0
+    finally:
+        bus.drop_subscribers(1.0)
+
+
+def test_a_start_dropped_whose_invocation_never_ended_is_reported_at_the_next_start(
+    collector: Collector,
+) -> None:
+    bus = TelemetryBus()
+    try:
+        bus.subscribe("ext", subscription(collector.server_address[1]))
+        bus.faults.drop_start_and_runtime_done = 1
+        bus.emit("platform.start", {"requestId": "r0"})  # no runtimeDone follows (a reset)
+        invocation(bus, "r1")
+        delivered(bus, 5)
+        assert [e["type"] for e in collector.events] == [
+            "platform.telemetrySubscription", "platform.logsDropped", "platform.start",
+            "function", "platform.runtimeDone"]
+        assert collector.events[1]["record"]["droppedRecords"] == 1
+    finally:
+        bus.drop_subscribers(1.0)

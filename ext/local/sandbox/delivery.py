@@ -47,6 +47,10 @@ class DeliveryFaults:
     # The next N platform.runtimeDone records are dropped from every subscriber's delivery, a
     # platform.logsDropped in their place: an invocation's end lost as Lambda may lose it.
     drop_runtime_done: int = 0
+    # The next N invocations lose both their platform.start and platform.runtimeDone, one
+    # platform.logsDropped (counting both) where the runtimeDone would have been: an
+    # invocation of which a subscriber reads no landmark at all, only its lines.
+    drop_start_and_runtime_done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_failure(self) -> bool:
@@ -56,6 +60,10 @@ class DeliveryFaults:
     def take_runtime_done_drop(self) -> bool:
         """Consume one injected runtimeDone drop, if any is left."""
         return self._take("drop_runtime_done")
+
+    def take_start_drop(self) -> bool:
+        """Consume one injected drop of an invocation's start and end, if any is left."""
+        return self._take("drop_start_and_runtime_done")
 
     def _take(self, counter: str) -> bool:
         with self.lock:

@@ -73,6 +73,17 @@ class Faults:
         with self._sb.bus.faults.lock:
             self._sb.bus.faults.drop_runtime_done = count
 
+    def drop_start_and_runtime_done(self, count: int = 1) -> None:
+        """Drop both the platform.start and the platform.runtimeDone of the next `count`
+        invocations from every subscriber's delivery: one platform.logsDropped (droppedRecords
+        2, reason: the consumer fell behind) where the runtimeDone would have been, counted in
+        dropped_records/dropped_bytes. A subscriber then reads the invocation's lines and the
+        notice, and nothing that names the invocation. (An invocation that never emits its
+        runtimeDone has its start reported alone, at the next start.) Observers and
+        `inspect()` event counts still see both records emitted."""
+        with self._sb.bus.faults.lock:
+            self._sb.bus.faults.drop_start_and_runtime_done = count
+
     def kill_extension(self, name: str) -> None:
         """SIGKILL extension `name` and its descendants, and wait until it is reaped."""
         _kill_and_reap(self._sb.fleet.extensions[name])

@@ -41,6 +41,9 @@ class TelemetryBus:
         self._replay: list[tuple[str, bytes]] | None = []
         self._paused = False
         self._observers: list[Callable[[str, Any], None]] = []
+        # A platform.start dropped by the fault (drop_start_and_runtime_done), held until its
+        # invocation's runtimeDone: both are reported in one notice where that end stood.
+        self._dropped_start: list[bytes] = []
 
     def add_observer(self, callback: Callable[[str, Any], None]) -> None:
         """Call `callback(event_type, record)` for every platform.* event (tests, CLI)."""
@@ -81,15 +84,32 @@ class TelemetryBus:
             if self._replay is not None:
                 self._replay.extend((category, item) for item in encoded)
             # Taken under the lock: one record's drop applies to every subscriber alike.
-            dropped = (event_type == "platform.runtimeDone"
-                       and self.faults.take_runtime_done_drop())
+            dropped: list[bytes] = []
+            if event_type == "platform.start":
+                if self._dropped_start:  # its invocation never ended: its start reported alone
+                    self._drop(category, self._dropped_start, now)
+                    self._dropped_start = []
+                if self.faults.take_start_drop():
+                    self._dropped_start = encoded
+                    return
+            elif event_type == "platform.runtimeDone":
+                if self._dropped_start:
+                    dropped, self._dropped_start = self._dropped_start + encoded, []
+                elif self.faults.take_runtime_done_drop():
+                    dropped = encoded
+            if dropped:
+                self._drop(category, dropped, now)
+                return
             for sub in self._subscribers:
-                if category not in sub.types:
-                    continue
-                if dropped:
-                    sub.drop(encoded, now, DROP_REASON_SLOW)
-                else:
+                if category in sub.types:
                     sub.offer(encoded, now)
+
+    def _drop(self, category: str, encoded: list[bytes], now: float) -> None:
+        """Drops records from every subscriber of their category, one platform.logsDropped
+        (counting them all) in their place (caller holds _lock)."""
+        for sub in self._subscribers:
+            if category in sub.types:
+                sub.drop(encoded, now, DROP_REASON_SLOW)
 
     def subscribe(self, name: str, sub: Subscription) -> None:
         """Add (or replace) `name`'s subscriber, replaying events emitted so far in this init."""
