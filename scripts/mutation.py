@@ -84,9 +84,11 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_metrics.py", "tests/unit/test_enrichment.py",
         "tests/unit/test_envelope*.py",
     ),
-    # Its own tests, then where the sender loop emits it (in process, a stand-in clock).
+    # Its own tests, then where the sender loop emits it (in process, a stand-in clock), and
+    # where the courier and the ledger count into it.
     "ext/sender/self_metrics.py": (
         "tests/unit/test_self_metrics.py", "tests/unit/test_sender_loop.py",
+        "tests/unit/test_courier_delivery.py", "tests/unit/test_sender_lost_ends.py",
     ),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (

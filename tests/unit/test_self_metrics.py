@@ -262,17 +262,17 @@ def children_of(pid: int) -> list[int]:
         return [int(p) for p in fh.read().split()]
 
 
-@pytest.mark.parametrize("children", [1, 2, 3])
+@pytest.mark.parametrize(("children", "sender"), [(1, -1), (2, -1), (2, 0), (3, -1)])
 def test_the_listener_is_the_only_other_child_of_main(
-    monkeypatch: pytest.MonkeyPatch, fake_main: FakeMain, children: int,
+    monkeypatch: pytest.MonkeyPatch, fake_main: FakeMain, children: int, sender: int,
 ) -> None:
     main, pids = fake_main(children)
     monkeypatch.setattr(os, "getppid", lambda: main)
-    # The last child started stands for the sender: the listener may be older or younger.
-    monkeypatch.setattr(os, "getpid", lambda: pids[-1])
-    expected = {"sender": pids[-1], "main": main}
+    # Which child stands for the sender: the listener may be older, or younger (restarted).
+    monkeypatch.setattr(os, "getpid", lambda: pids[sender])
+    expected = {"sender": pids[sender], "main": main}
     if children == 2:
-        expected["listener"] = pids[0]  # one other child: it is the listener
+        expected["listener"] = pids[1 + sender]  # one other child: it is the listener
     assert extension_pids() == expected  # none other (listener gone) or two: none is named
 
 
