@@ -82,31 +82,34 @@ class InvocationLedger:
         """A platform.start, runtimeDone or report for `request_id` was read from the spool at
         `seq`. Returns the invocations whose end this proves lost (another's start), ended at
         `seq`."""
-        table = (self.done_at if kind == RUNTIME_DONE else self.report_at if kind == REPORT
-                 else self.start_at if kind == START else None)
-        if table is self.report_at:
+        self.read_through = max(self.read_through, seq)
+        # By kind, not by table: two tables may hold the same entries, and compare equal.
+        is_start, is_end, is_report = kind == START, kind == RUNTIME_DONE, kind == REPORT
+        table = (self.done_at if is_end else self.report_at if is_report
+                 else self.start_at if is_start else None)
+        if is_report:
             self.after_report, self.gap = True, False  # what follows is the next invocation's
-        elif table is self.start_at and request_id not in table:
+        elif is_start and request_id not in self.start_at:
             self.after_report = self.gap = False  # a notice after this start cannot hold it whole
             if request_id in self.unseen_presumed:
                 self._unpresume(request_id)  # it started after all: the usual rules apply
             self._settle_provisional(seq)
-        elif table is self.done_at and request_id in self.provisional:
+        elif is_end and request_id in self.provisional:
             self._unpresume(request_id)  # its real end, read before the answer: placed there
         if table is None or request_id in table:
             return []  # the first one read counts (a batch the platform sent again repeats it)
         lost: list[str] = []
-        if table is self.done_at:
+        if is_end:
             self._ended_at(request_id, seq)
             self.open.pop(request_id, None)
         else:
             self._remember(table, request_id, seq)
-            if table is self.start_at:
+            if is_start:
                 lost = self._end_open(seq)
                 if request_id not in self.done_at:  # its end may come before its start
                     self.open[request_id] = None
-        if (self.wait_every and table is not self.report_at and request_id not in self.waiting
-                and not (table is self.start_at and request_id in self.done_at)):
+        if (self.wait_every and not is_report and request_id not in self.waiting
+                and not (is_start and request_id in self.done_at)):
             # (A start read after its end, read or presumed: waited for from then on, and maybe
             # answered already; waiting again would answer again.)
             self._wait_for(request_id)
@@ -115,6 +118,7 @@ class InvocationLedger:
     def dropped(self, seq: int) -> list[str]:
         """A platform.logsDropped was read at `seq`: the invocations started and not ended may
         have lost their end in it. Returns them, ended at `seq` (see the module's docstring)."""
+        self.read_through = max(self.read_through, seq)
         lost = self._end_open(seq)
         self.provisional.update(dict.fromkeys(lost))
         if self.after_report:

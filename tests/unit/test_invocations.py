@@ -464,3 +464,61 @@ def test_an_answer_never_precedes_the_commit_of_the_invocation_s_lines_that_arri
             assert isinstance(fraction, float)
             target = ledger.committed + round((seq - ledger.committed) * fraction)
             answer(ledger.settle(max(ledger.committed, target)))
+
+
+def _fresh(text: str) -> str:
+    """An equal string that is another object, as a kind decoded from a record is."""
+    copy = "".join(list(text))
+    assert copy == text and copy is not text
+    return copy
+
+
+@pytest.mark.parametrize("kinds", [(START, RUNTIME_DONE, REPORT),
+                                   tuple(map(_fresh, (START, RUNTIME_DONE, REPORT)))],
+                         ids=["constants", "decoded"])
+def test_records_are_told_apart_by_their_kind_s_value(kinds: tuple[str, str, str]) -> None:
+    start, done, report = kinds
+    ledger = InvocationLedger(wait_every=True)
+    ledger.seen(start, "a", 0)
+    assert ledger.running("a") and ledger.waiting == {"a": False}
+    ledger.seen(done, "a", 1)
+    ledger.seen(report, "a", 2)
+    assert ledger.report_spooled("a") and not ledger.running("a")
+    assert ledger.settle(1) == ["a"]
+    ledger.dropped(3)  # after a report: it may hold the next invocation whole
+    ledger.request("b")
+    assert ledger.read_to(3, caught_up=True) == ["b"]
+    ledger.seen(start, "b", 4)  # it started after all: the presumption gives way
+    assert ledger.running("b") and ledger.settle(4) == []
+
+
+def test_a_start_the_platform_sends_again_leaves_an_end_presumed_at_a_notice_as_it_is() -> None:
+    # The start and the notice in one record: start_at and done_at then hold the same entries.
+    ledger = InvocationLedger()
+    ledger.request("a")
+    ledger.seen(START, "a", 1)
+    assert ledger.dropped(1) == ["a"]
+    ledger.seen(START, "a", 1)  # the batch again (a retry of the platform's)
+    assert ledger.settle(1) == ["a"]
+
+
+def test_an_end_presumed_at_a_notice_stays_there_while_nothing_later_is_read() -> None:
+    ledger = InvocationLedger()
+    ledger.request("a")
+    ledger.seen(START, "a", 0)
+    assert ledger.dropped(0) == ["a"]
+    ledger.read_to(None, caught_up=False)  # a pass that read nothing new
+    assert ledger.settle(0) == ["a"]
+
+
+def test_an_end_forgotten_is_not_revived_by_a_later_start() -> None:
+    # Past `keep` ends, the oldest presumed one is forgotten (no answer comes from it: main's
+    # wait ends at its budget); another invocation's start must not place it anew.
+    ledger = InvocationLedger(keep=2)
+    ledger.request("a")
+    ledger.seen(START, "a", 0)
+    assert ledger.dropped(1) == ["a"]
+    ledger.seen(RUNTIME_DONE, "x", 2)
+    ledger.seen(RUNTIME_DONE, "y", 3)  # "a" forgotten
+    ledger.seen(START, "z", 4)
+    assert "a" not in ledger.settle(4)
