@@ -1,11 +1,13 @@
 """A container credentials endpoint on 127.0.0.1 (a free port), as Lambda serves one to a
 SnapStart function (the Runtime API's /2021-04-23/credentials): GET with the Authorization token
 it was given answers the role's credentials as JSON; another token answers 404 (RIE's
-rapi/handler/credentials.go). Records every request; can be told to fail."""
+rapi/handler/credentials.go). Records every request; can be told to fail, or to give scripted
+answers first (a redirect, a 1xx, a dropped connection)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +36,9 @@ class CredentialsServer:
         self.lifetime_s: float = LIFETIME_S
         self.fail_with: int | None = None  # answer this status instead
         self.answer: bytes | None = None  # answer these bytes (200) instead
+        # (status, headers, body) answered first, one per request; status 0 closes the
+        # connection without an answer.
+        self.script: list[tuple[int, dict[str, str], bytes]] = []
         self.requests: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
 
@@ -47,10 +52,17 @@ class CredentialsServer:
         return {"AWS_CONTAINER_CREDENTIALS_FULL_URI": self.url,
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN": self.token}
 
-    def _respond(self, handler: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+    def _respond(self, handler: BaseHTTPRequestHandler,
+                 ) -> tuple[int, dict[str, str], bytes]:
         presented = handler.headers.get("Authorization")
         self.requests.append({"method": handler.command, "path": handler.path,
                               "authorization": presented, "accept": handler.headers.get("Accept")})
+        if self.script:
+            return self.script.pop(0)
+        status, body = self._usual(handler, presented)
+        return status, {"Content-Type": "application/json"}, body
+
+    def _usual(self, handler: BaseHTTPRequestHandler, presented: str | None) -> tuple[int, bytes]:
         if self.fail_with is not None:
             # Echoes the token presented, as a careless endpoint or proxy might.
             return self.fail_with, f"failed for token {presented}".encode()
@@ -67,9 +79,14 @@ class CredentialsServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                status, body = owner._respond(self)
+                status, headers, body = owner._respond(self)
+                if status == 0:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

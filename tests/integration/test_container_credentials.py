@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import urllib3
 
 from ext import config
 from ext.sender.container_credentials import (
@@ -147,6 +148,28 @@ def test_the_margins_are_exclusive_and_expired_ones_never_serve(
     assert "cached=False" in repr(ContainerCredentials(endpoint.url, TOKEN, ""))
 
 
+def test_lambda_s_16_minute_credentials_serve_a_minute_then_5_more_while_a_refresh_fails(
+    endpoint: CredentialsServer, clock: Clock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The margins in seconds, not through the constants: botocore's 15 and 10 minutes, which
+    # with Lambda's 16-minute credentials mean a fetch per minute and 5 minutes of grace.
+    assert endpoint.lifetime_s == 16 * 60
+    source = ContainerCredentials(endpoint.url, TOKEN, "", clock=clock)
+    first = source.get()
+    clock.now = T0 + 59  # 901 s left
+    assert source.get() is first and len(endpoint.requests) == 1
+    clock.now = T0 + 61  # 899 s left: refreshed
+    second = source.get()
+    assert second is not first and len(endpoint.requests) == 2
+    endpoint.fail_with = 503
+    clock.now = T0 + 61 + 359  # 601 s left: the refresh fails, the cached ones serve
+    assert source.get() is second and len(endpoint.requests) == 3
+    assert "serve 1 s more" in caplog.text
+    clock.now = T0 + 61 + 361  # 599 s left: no longer
+    with pytest.raises(CredentialsError, match="HTTP 503"):
+        source.get()
+
+
 @pytest.mark.parametrize(("expiration", "valid_s"), [
     ("2023-11-14T23:13:20", 3600),  # no zone: UTC
     ("2023-11-15T01:13:20+02:00", 3600),
@@ -182,6 +205,57 @@ def test_which_failures_are_throttling(
     with pytest.raises(CredentialsError) as info:
         ContainerCredentials(endpoint.url, TOKEN, "").get()
     assert info.value.throttled is throttled
+
+
+@pytest.mark.parametrize(("status", "headers"), [
+    (101, {}),  # a 1xx other than 100 reaches the caller as the answer (http.client)
+    (204, {}),
+    # Not followed, though the endpoint would answer the credentials there.
+    (307, {"Location": "/2021-04-23/credentials"}),
+])
+def test_an_answer_other_than_200_is_an_error_naming_its_status(
+    endpoint: CredentialsServer, status: int, headers: dict[str, str],
+) -> None:
+    endpoint.script.append((status, headers, b""))
+    with pytest.raises(CredentialsError) as info:
+        ContainerCredentials(endpoint.url, TOKEN, "").get()
+    assert str(info.value) == f"{endpoint.url} answered HTTP {status}"  # no text: no colon
+    assert len(endpoint.requests) == 1
+
+
+def test_a_failure_s_text_is_quoted_on_one_line_cut_to_200_characters(
+    endpoint: CredentialsServer,
+) -> None:
+    endpoint.script.append((500, {}, b"word\r\n\t " * 100))
+    with pytest.raises(CredentialsError) as info:
+        ContainerCredentials(endpoint.url, TOKEN, "").get()
+    text = " ".join(["word"] * 100)[:200]
+    assert str(info.value) == f"{endpoint.url} answered HTTP 500: {text}"
+
+
+def test_one_get_per_fetch_within_bounded_waits_and_never_retried_inside_it(
+    endpoint: CredentialsServer, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fetch that fails is retried by the token fetch's backoff (FetchedToken); a retry
+    # inside it as well would double the calls an endpoint in trouble gets.
+    pools: list[dict[str, object]] = []
+    real = urllib3.connection_from_url
+
+    def spy(url: str, **options: object) -> urllib3.HTTPConnectionPool:
+        pools.append(options)
+        return real(url, **options)
+
+    monkeypatch.setattr(urllib3, "connection_from_url", spy)
+    source = ContainerCredentials(endpoint.url, TOKEN, "", clock=clock)
+    endpoint.script.append((0, {}, b""))  # the connection closed without an answer
+    with pytest.raises(CredentialsError, match="unreachable") as info:
+        source.get()
+    assert not info.value.throttled and len(endpoint.requests) == 1
+    assert source.get().access_key_id == ROLE["AccessKeyId"]  # the next fetch
+    assert len(endpoint.requests) == 2 and len(pools) == 2
+    timeout = pools[0]["timeout"]
+    assert isinstance(timeout, urllib3.Timeout)
+    assert (timeout.connect_timeout, timeout.read_timeout) == (1.0, 2.0)
 
 
 def test_a_line_break_in_the_token_file_is_refused_before_any_call(
