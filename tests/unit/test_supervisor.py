@@ -4,6 +4,7 @@ blocking, bounded waits, and a stop that ends even a child ignoring SIGTERM."""
 from __future__ import annotations
 
 import gc
+import io
 import os
 import signal
 import time
@@ -40,7 +41,7 @@ def _only_children_exit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         real_exit(99)
 
 
-def child(entry: Callable[[], None], keep: tuple[int, ...] = ()) -> Child:
+def child(entry: Callable[[], int | None], keep: tuple[int, ...] = ()) -> Child:
     return Child("tester", entry, keep, "ERROR")
 
 
@@ -238,6 +239,16 @@ def test_exit_codes_are_the_conventional_ones() -> None:
     wait_dead(fine)
     wait_dead(broken)
     assert (fine.exit_status, broken.exit_status) == (0, os.EX_SOFTWARE)
+
+
+def test_a_sender_out_of_drain_time_exits_with_the_code_main_knows_it_by() -> None:
+    # EX_TEMPFAIL: data left to send (spooled), not a crash.
+    from ext.sender import process as sender
+
+    undrained = child(lambda: sender.EXIT_UNDRAINED)
+    supervisor.spawn(undrained, ())
+    wait_dead(undrained)
+    assert undrained.exit_status == supervisor.EXIT_UNDRAINED == os.EX_TEMPFAIL
 
 
 def test_a_child_reaped_elsewhere_counts_as_ended_cleanly() -> None:
@@ -505,3 +516,134 @@ def test_cpu_ticks_of_a_child_gone_are_unknown() -> None:
     wait_dead(kid)
     kid.pid = pid  # as a child whose pid went (reaped), or a /proc that cannot tell
     assert supervisor.cpu_ticks(kid) is None
+
+
+class Clock:
+    """A monotonic clock the test sets, standing for the `time` module in supervisor: a
+    comparison at an exact instant is then exact. Sleeps (polling without a pidfd) are real."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock(100.0)
+    monkeypatch.setattr(supervisor, "time", fake)
+    return fake
+
+
+def exits_after(kid: Child, clock: Clock, lived: float) -> None:
+    """Spawns `kid` (which exits at once) and reaps it `lived` seconds after its start, as the
+    clock tells."""
+    supervisor.spawn(kid, ())
+    assert select_readable(kid.exit_fd, 5.0)
+    clock.now += lived
+    assert supervisor.reap([kid]) == [kid]
+
+
+@pytest.mark.parametrize(("started", "lived", "quick"), [
+    (100.0, 0.5, True),
+    (100.0, 1.0, False),  # a second is a start that worked
+    (100.0, 1.5, False),
+    (100.0, 100.5, False),  # an exit past twice its start's time (as a remainder: 0.5 s)
+])
+def test_an_exit_within_a_second_of_the_start_is_a_quick_one(
+    clock: Clock, started: float, lived: float, quick: bool,
+) -> None:
+    kid = child(lambda: None)
+    kid.quick_exits = supervisor.QUICK_EXITS_FREE  # the next quick exit is held back
+    clock.now = started
+    exits_after(kid, clock, lived)
+    if quick:
+        assert kid.quick_exits == supervisor.QUICK_EXITS_FREE + 1
+        assert supervisor.held_back(kid) and kid.restart_at == clock.now + 1.0
+    else:
+        assert kid.quick_exits == 0 and kid.restart_at == 0.0 and not supervisor.held_back(kid)
+        assert supervisor.restart_due(kid)
+
+
+def test_the_back_off_doubles_up_to_a_minute(clock: Clock) -> None:
+    kid = child(lambda: None)
+    kid.quick_exits = supervisor.QUICK_EXITS_FREE + 5  # held back 16 s at the last exit
+    held = []
+    for _ in range(3):
+        exits_after(kid, clock, 0.1)
+        held.append(kid.restart_at - clock.now)
+        clock.now = kid.restart_at
+    assert held == [32.0, 60.0, 60.0]
+
+
+def test_a_held_back_child_is_due_at_the_end_of_its_back_off_not_before(clock: Clock) -> None:
+    kid = child(lambda: None)
+    kid.quick_exits = supervisor.QUICK_EXITS_FREE
+    exits_after(kid, clock, 0.1)
+    assert supervisor.held_back(kid) and kid.restart_at == clock.now + 1.0
+    clock.now = kid.restart_at - 0.001
+    assert not supervisor.restart_due(kid)
+    clock.now = kid.restart_at  # the instant it ends
+    assert supervisor.restart_due(kid)
+    clock.now = kid.restart_at + 0.001
+    assert supervisor.restart_due(kid)
+    supervisor.spawn(kid, ())  # restarted: no longer held back, though restart_at stays
+    try:
+        assert not supervisor.held_back(kid)
+    finally:
+        wait_dead(kid)
+
+
+def test_a_child_never_started_is_neither_held_back_nor_kept_waiting(clock: Clock) -> None:
+    clock.now = 0.5  # soon after boot
+    kid = child(lambda: None)
+    assert not supervisor.held_back(kid)
+    assert supervisor.restart_due(kid)
+
+
+def test_stop_past_its_deadline_waits_for_the_killed_child_within_main_s_margin(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At least the 100 ms a child of a throttled cgroup was measured to take to die after its
+    # SIGKILL, and short enough that main still exits before Lambda's deadline.
+    from ext.main import lifecycle
+
+    kid = child(lambda: None)
+    kid.pid = 4242  # never signalled: a stubborn child, still there after the grace
+    signalled: list[int] = []
+    reap_by: list[float] = []
+    monkeypatch.setattr(supervisor, "_signal_child", lambda c, signum: signalled.append(signum))
+    monkeypatch.setattr(supervisor, "wait_exit", lambda c, deadline: False)
+    monkeypatch.setattr(supervisor, "_reap_killed", lambda c, deadline: reap_by.append(deadline))
+    clock.now = 1000.0
+    supervisor.stop([kid], clock.now - 1)
+    assert signalled == [signal.SIGTERM, signal.SIGKILL]
+    assert len(reap_by) == 1
+    assert 0.1 <= reap_by[0] - clock.now < lifecycle.SHUTDOWN_MARGIN_S
+    reap_by.clear()
+    supervisor.stop([kid], clock.now + 3)  # before its deadline: waits up to it
+    assert reap_by == [clock.now + 3]
+
+
+def test_cpu_ticks_are_the_user_and_system_time_of_proc_stat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # proc(5): pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+    # cmajflt utime stime cutime cstime ...; the name may hold spaces and parentheses.
+    stat = (b"4242 (a (b) c) R 1 4242 4242 0 -1 4194304 120 7 3 9 700 30 5000 6000 20 0 1 0 "
+            b"12345 10000000 500 18446744073709551615\n")
+    opened: list[str] = []
+
+    def fake_open(path: str, mode: str) -> io.BytesIO:
+        opened.append(path)
+        return io.BytesIO(stat)
+
+    monkeypatch.setattr(supervisor, "open", fake_open, raising=False)
+    kid = child(lambda: None)
+    kid.pid = 4242
+    assert supervisor.cpu_ticks(kid) == 700 + 30  # not its children's 5000 and 6000
+    assert opened == ["/proc/4242/stat"]
