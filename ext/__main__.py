@@ -23,11 +23,11 @@ def main() -> int:
         return _refuse(f"{RUNTIME_API} is not set. This program is a Lambda extension: Lambda "
                        "starts it from /opt/extensions with that variable set. To run it "
                        "locally, use the emulator (./dev demo).")
-    from ext.main.extensions_api import ExtensionsApi, LambdaApiClient
+    from ext.main.extensions_api import ExtensionsApi, LambdaApiClient, lifecycle_events
 
     try:
         api = ExtensionsApi(LambdaApiClient(address))
-        api.register(name, ("INVOKE", "SHUTDOWN"))
+        api.register(name, lifecycle_events(os.environ))
     except Exception as err:
         from ext.errors import ApiError  # imported by the API client only when it answered so
 

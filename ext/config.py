@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from ext.errors import ConfigError
+from ext.main.extensions_api import on_managed_instances
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -211,7 +212,8 @@ SETTINGS: tuple[Row, ...] = (
      "mask rules `regex=>replacement`, several separated by `;;`, e.g. "
      "`Bearer\\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token];;AKIA[0-9A-Z]{16}=>[aws-key]`"),
     (SPLUNK_FLUSH, "flush", "choice", "adaptive", FLUSH_STRATEGIES, "", "",
-     "`adaptive`, `sync` or `background` (above)"),
+     "`adaptive`, `sync` or `background` (above); on Lambda Managed Instances always "
+     "`background`"),
     ("SPLUNK_MAX_LATENCY_MS", "max_latency_ms", "integer", 2_000, (100, 3_600_000), "", "",
      "`adaptive`: the line-to-Splunk latency it keeps while HEC is up (why 2 s: "
      "`ext/flush_policy.py`)"),
@@ -344,6 +346,9 @@ class Config:
     drop_pattern: Pattern[str] | None
     mask_rules: tuple[tuple[Pattern[str], str], ...]
     notices: tuple[str, ...] = ()  # settings taken otherwise than asked: logged at start
+    # Lambda Managed Instances (ext/main/extensions_api.py): no INVOKE events, invocations at
+    # once in one environment that is never frozen.
+    managed_instances: bool = False
 
     @property
     def sees_invocation_ends(self) -> bool:
@@ -671,6 +676,15 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
                        f"{SPLUNK_TELEMETRY_TYPES} to see an invocation end: flushing in the "
                        "background instead")
         values["flush"] = "background"
+    managed_instances = on_managed_instances(environ)
+    if managed_instances and values["flush"] != "background":
+        # No INVOKE event marks an invocation to wait for, and nothing freezes the sender:
+        # it drains as the telemetry comes (DISPATCH_MIN_BATCH_SIZE, SPLUNK_DISPATCH_MAX_WAIT_MS).
+        if r.raw(SPLUNK_FLUSH) is not None:
+            notices.append(f"{SPLUNK_FLUSH}={values['flush']} does not apply on Lambda Managed "
+                           "Instances (no INVOKE events, nothing frozen): flushing in the "
+                           "background")
+        values["flush"] = "background"
     spool_dir = r.raw(SPLUNK_SPOOL_DIR) or default_spool_dir(environ)
     unwritable = _unwritable_dir(spool_dir)
     if unwritable:
@@ -684,6 +698,7 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
         aws_environment=tuple((name, environ[name].strip()) for name in ENRICHMENT_VARIABLES
                               if environ.get(name, "").strip()),
         notices=tuple(notices),
+        managed_instances=managed_instances,
         **values,
     )
     if config.listener_port == LAMBDA_API_PORT:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import _socket
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
 VERSION = "2020-01-01"
 REGISTER_PATH = f"/{VERSION}/extension/register"
 NEXT_PATH = f"/{VERSION}/extension/event/next"
@@ -20,6 +24,25 @@ ID_HEADER = "Lambda-Extension-Identifier"
 ERROR_TYPE_HEADER = "Lambda-Extension-Function-Error-Type"
 
 _MAX_HEADER_BYTES = 65_536
+
+# On Lambda Managed Instances an execution environment runs several invocations at once and is
+# never frozen; an external extension may register for SHUTDOWN only (INVOKE: 403
+# Extension.InvalidEventType, lambda-protocol.md §5.1), so one that asks for INVOKE there fails
+# the whole environment's init. Lambda tells the mode in this variable (peers.md).
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+MANAGED_INSTANCES = "lambda-managed-instances"
+EVENTS = ("INVOKE", "SHUTDOWN")
+MANAGED_INSTANCES_EVENTS = ("SHUTDOWN",)
+
+
+def on_managed_instances(environ: Mapping[str, str]) -> bool:
+    """Whether this environment is one of Lambda Managed Instances'."""
+    return environ.get(INITIALIZATION_TYPE, "").strip() == MANAGED_INSTANCES
+
+
+def lifecycle_events(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The events to register for in this environment."""
+    return MANAGED_INSTANCES_EVENTS if on_managed_instances(environ) else EVENTS
 
 
 class HttpReply:
@@ -80,19 +103,20 @@ class LambdaApiClient:
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
-    def send(self, wire: bytes) -> HttpReply:
+    def send(self, wire: bytes, wait: Callable[[int], None] | None = None) -> HttpReply:
         """Sends a request made by `wire`; reconnects once if a kept-alive connection turns
-        out closed."""
+        out closed. `wait`, given the connection's fd once the request is sent, returns when
+        the answer may be read (the caller's other work meanwhile)."""
         reused = self._sock is not None
         try:
-            return self._exchange(wire)
+            return self._exchange(wire, wait)
         except (ConnectionError, _EmptyReplyError):
             self.close()
             if not reused:
                 raise
-            return self._exchange(wire)
+            return self._exchange(wire, wait)
 
-    def _exchange(self, wire: bytes) -> HttpReply:
+    def _exchange(self, wire: bytes, wait: Callable[[int], None] | None = None) -> HttpReply:
         if self._sock is None:
             sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
             try:
@@ -103,6 +127,8 @@ class LambdaApiClient:
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             self._sock = sock
         self._sock.sendall(wire)
+        if wait is not None:
+            wait(self._sock.fileno())
         reply, keep_alive = _read_reply(self._sock)
         if not keep_alive:
             self.close()
@@ -237,14 +263,15 @@ class ExtensionsApi:
         account = parsed.get("accountId") if isinstance(parsed, dict) else None
         return account if isinstance(account, str) else ""
 
-    def next_event(self) -> bytes:
-        """Blocks until Lambda sends the next INVOKE or SHUTDOWN event; returns its JSON."""
+    def next_event(self, wait: Callable[[int], None] | None = None) -> bytes:
+        """Blocks until Lambda sends the next INVOKE or SHUTDOWN event; returns its JSON.
+        `wait`: as LambdaApiClient.send's."""
         made = self._next_wire
         if made is None or made[0] != self.extension_id:  # made once: the same every time
             made = (self.extension_id,
                     self.client.wire("GET", NEXT_PATH, {ID_HEADER: self.extension_id}))
             self._next_wire = made
-        reply = self.client.send(made[1])
+        reply = self.client.send(made[1], wait)
         _check(NEXT_PATH, reply)
         return reply.body
 

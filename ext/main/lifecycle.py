@@ -244,8 +244,12 @@ class MainLoop:
 
     def serve(self) -> int:
         """The event loop: one INVOKE or SHUTDOWN at a time until SHUTDOWN."""
+        # On Managed Instances the next event is the SHUTDOWN, hours away: main watches the
+        # children meanwhile. Elsewhere every invocation brings an event, and no select per
+        # event is paid for it.
+        watch = self._watch_children if self.config.managed_instances else None
         while True:
-            event = Event(self.api.next_event())
+            event = Event(self.api.next_event(watch))
             self._restart_dead_children(anyway=event.kind == "SHUTDOWN")
             if event.kind == "SHUTDOWN":
                 self.shutdown(event.deadline_ms, event.reason)
@@ -262,6 +266,23 @@ class MainLoop:
                     self.ask_late = self.answers.get(event.request_id) is True
                 elif self.flush == "adaptive":
                     self.adapt(event.request_id, event.deadline_ms / 1000)
+
+    def _watch_children(self, api_fd: int) -> None:
+        """Returns once the Extensions API's answer on `api_fd` may be read; meanwhile restarts
+        a child that dies, or one held back once its back-off is over."""
+        children = [self.listener, self.sender]
+        while True:
+            exits = supervisor.exit_fds(children)
+            timeout = None
+            if exits is None:  # no pidfds: look every so often
+                timeout, exits = SENDER_CHECK_S, []
+            backoffs = [c.restart_at for c in children if supervisor.held_back(c)]
+            if backoffs:
+                due = max(0.0, min(backoffs) - time.monotonic())
+                timeout = due if timeout is None else min(timeout, due)
+            if api_fd in select.select([api_fd, *exits], [], [], timeout)[0]:
+                return
+            self._restart_dead_children()
 
     def adapt(self, request_id: str, deadline: float) -> None:
         """Waits for the invocation, or asks for it and waits for the earlier ones alone (a

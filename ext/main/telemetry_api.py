@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 SUBSCRIBE_PATH = "/2022-07-01/telemetry"
 SCHEMA_VERSION = "2022-12-13"
+# The only version Lambda Managed Instances accept; kept to them, where 2022-12-13's shapes are
+# what the extension was measured and tested against.
+MANAGED_INSTANCES_SCHEMA_VERSION = "2025-01-29"
 # The host Lambda delivers to inside the sandbox; the local emulator maps it to 127.0.0.1.
 DESTINATION_HOST = "sandbox.localdomain"
 
@@ -25,8 +28,9 @@ def build_subscription(config: Config, port: int) -> bytes:
     """The PUT body (built by hand: the main process does not import a JSON library)."""
     types = ",".join(dumps_str(kind) for kind in config.telemetry_types)
     uri = dumps_str(f"http://{DESTINATION_HOST}:{port}/")
+    version = MANAGED_INSTANCES_SCHEMA_VERSION if config.managed_instances else SCHEMA_VERSION
     return (
-        f'{{"schemaVersion":"{SCHEMA_VERSION}","types":[{types}],'
+        f'{{"schemaVersion":"{version}","types":[{types}],'
         f'"buffering":{{"maxItems":{config.buffer_max_items},"maxBytes":{config.buffer_max_bytes},'
         f'"timeoutMs":{config.buffer_timeout_ms}}},'
         f'"destination":{{"protocol":"HTTP","URI":{uri}}}}}'

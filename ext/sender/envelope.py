@@ -61,7 +61,9 @@ class EnvelopeBuilder:
     """Turns the raw body of one Telemetry POST into HEC envelopes, one per event.
 
     Stateful: function log lines in text format carry no request id of their own beyond the
-    logging-module prefix, so the id of the last platform.start seen is applied to them.
+    logging-module prefix, so the id of the last platform.start seen is applied to them; not on
+    Lambda Managed Instances, where invocations run at once and a line after a start may be
+    another's: there a line has the id it carries, or none.
     """
 
     def __init__(self, config: Config, function_name: str) -> None:
@@ -89,6 +91,10 @@ class EnvelopeBuilder:
         # Telemetry time -> HEC time, for repeats; str keys only (numbers are converted anew).
         self._stamps: dict[str | int | float, bytes] = {}
         self.request_id: bytes | None = None  # JSON-encoded id of the invocation in progress
+        # Invocations one at a time: a line belongs to the last start (none on Managed
+        # Instances), and starts and ends mark where the sender's flushes end (none either:
+        # no flush waits there, and a start there ends no other invocation).
+        self._one_at_a_time = not config.managed_instances
         # The request id fields of the last id seen (and the cold start it was compared with).
         self._id_key: bytes | None = None
         self._id_cold: bytes | None = None
@@ -224,12 +230,13 @@ class EnvelopeBuilder:
         if kind in _REQUEST_KINDS:
             request_id = _platform_request_id(record)
             if kind == "platform.start":
-                self.request_id = request_id
+                if self._one_at_a_time:
+                    self.request_id = request_id
                 if request_id is not None and self.enrichment.enabled:
                     self.enrichment.invocation_started(request_id)
                     self.cold_request = self.enrichment.cold_request
-            if request_id is not None:  # where invocations start and end: the sender's flushes
-                self.landmarks.append((kind, request_id, time))
+            if request_id is not None and self._one_at_a_time:
+                self.landmarks.append((kind, request_id, time))  # the sender's flushes
         elif kind in INIT_KINDS:
             if kind == "platform.initStart":
                 self.request_id = None

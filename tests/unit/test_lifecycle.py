@@ -33,7 +33,7 @@ class FakeApi:
     def connection_fd(self) -> int:
         return -1
 
-    def next_event(self) -> bytes:
+    def next_event(self, wait: object = None) -> bytes:
         if not self.events:
             raise errors.ApiError("/next", 500, b"")
         return self.events.pop(0)
@@ -412,7 +412,7 @@ def test_a_stopped_sender_is_killed_and_restarted_where_main_never_waits(
     made = Main(budget_ms=budget_ms, SPLUNK_FLUSH=flush)
     sender = made.loop.sender
 
-    def next_event() -> bytes:
+    def next_event(wait: object = None) -> bytes:
         if sender.restarts or len(served) == 200:  # unfixed: nothing ever judged it
             raise errors.ApiError("/next", 500, b"")
         served.append(time.monotonic())

@@ -1536,7 +1536,7 @@ def _invoke_every(main: Main, clock: Clock, gap: float, count: int,
     the sender) and `sender(n)` acts."""
     served: list[int] = []
 
-    def next_event() -> bytes:
+    def next_event(wait: object = None) -> bytes:
         n = len(served)
         if n == count:
             raise errors.ApiError("/next", 500, b"")  # the stand-in API's end
