@@ -46,10 +46,10 @@ def new_trace(epoch_s: float) -> tuple[str, str]:
     return f"Root={root};Parent={span};Sampled=0", span
 
 
-def init_start(ident: FunctionIdentity, phase: str) -> dict[str, Any]:
+def init_start(ident: FunctionIdentity, phase: str, init_type: str = INIT_TYPE) -> dict[str, Any]:
     """platform.initStart record."""
     return {
-        "initializationType": INIT_TYPE,
+        "initializationType": init_type,
         "phase": phase,
         "runtimeVersion": ident.runtime_version,
         "runtimeVersionArn": f"arn:aws:lambda:local::runtime:{ident.runtime_version}",
@@ -60,19 +60,25 @@ def init_start(ident: FunctionIdentity, phase: str) -> dict[str, Any]:
     }
 
 
-def init_runtime_done(phase: str, status: str, error_type: str | None) -> dict[str, Any]:
+def init_runtime_done(
+    phase: str, status: str, error_type: str | None, init_type: str = INIT_TYPE
+) -> dict[str, Any]:
     """platform.initRuntimeDone record."""
-    record: dict[str, Any] = {"initializationType": INIT_TYPE, "phase": phase, "status": status}
+    record: dict[str, Any] = {"initializationType": init_type, "phase": phase, "status": status}
     if error_type:
         record["errorType"] = error_type
     return record
 
 
 def init_report(
-    phase: str, status: str, duration_ms: float, error_type: str | None
+    phase: str,
+    status: str,
+    duration_ms: float,
+    error_type: str | None,
+    init_type: str = INIT_TYPE,
 ) -> dict[str, Any]:
     """platform.initReport record."""
-    record = init_runtime_done(phase, status, error_type)
+    record = init_runtime_done(phase, status, error_type, init_type)
     record["metrics"] = {"durationMs": round(duration_ms, 3)}
     return record
 

@@ -110,8 +110,11 @@ def parse_destination(raw: Any) -> tuple[str, str, int, str]:
     return uri, host, port, path
 
 
-def parse_subscription(body: bytes) -> Subscription:
-    """Validate a whole subscription body; raises SubscriptionError."""
+def parse_subscription(
+    body: bytes, schema_versions: frozenset[str] = wire.SCHEMA_VERSIONS
+) -> Subscription:
+    """Validate a whole subscription body against the accepted `schema_versions` (Lambda Managed
+    Instances accept only wire.LMI_SCHEMA_VERSIONS); raises SubscriptionError."""
     try:
         doc = wire.decode(body)
     except msgspec.DecodeError as err:
@@ -119,7 +122,7 @@ def parse_subscription(body: bytes) -> Subscription:
     if not isinstance(doc, dict):
         raise SubscriptionError("body must be a JSON object")
     schema = doc.get("schemaVersion")
-    if schema not in wire.SCHEMA_VERSIONS:
+    if schema not in schema_versions:
         raise SubscriptionError(f"schemaVersion {schema!r} is not supported")
     types = parse_types(doc.get("types"))
     buffering = parse_buffering(doc.get("buffering"))

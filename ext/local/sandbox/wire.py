@@ -57,6 +57,10 @@ MAX_EXTENSIONS = 10
 ALLOWED_EVENTS = frozenset({"INVOKE", "SHUTDOWN"})
 TELEMETRY_TYPES = frozenset({"platform", "function", "extension"})
 SCHEMA_VERSIONS = frozenset({"2022-07-01", "2022-12-13", "2025-01-29"})
+# Lambda Managed Instances (RIE internal/lambda-managed-instances; AWS telemetry-api-reference).
+LMI_INIT_TYPE = "lambda-managed-instances"
+LMI_SCHEMA_VERSIONS = frozenset({"2025-01-29"})
+LMI_EXTERNAL_EVENTS = frozenset({"SHUTDOWN"})  # RIE-LMI core.ValidateExternalAgentEvent
 SANDBOX_HOSTS = frozenset({"sandbox.localdomain", "sandbox"})
 
 _encoder = msgspec.json.Encoder()
