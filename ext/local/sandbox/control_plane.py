@@ -253,7 +253,7 @@ class ControlPlane:
 
     # -- Extensions API --------------------------------------------------------------------------
 
-    def register(self, req: Request) -> Response:
+    def register(self, req: Request) -> Response:  # noqa: PLR0911 - one return per 403, RIE's order
         """POST extension/register."""
         name = req.headers.get(wire.H_EXT_NAME, "")
         body = _decode_object(req.body) if req.body else {}
@@ -262,6 +262,10 @@ class ControlPlane:
             return refused or INTERNAL
         events = list(body.get("events") or [])
         with self.cv:
+            if self.cfg.managed_instances:
+                refused = _lmi_register_refusal(name in self.launched, events)
+                if refused is not None:
+                    return refused
             if not self.registration_open:
                 return _error(403, wire.E_REG_CLOSED, "Extension registration closed already")
             external = name in self.launched
@@ -362,8 +366,9 @@ class ControlPlane:
         with self.cv:
             if not self.subscription_open:
                 return _error(403, wire.E_SUB_CLOSED, "Telemetry API subscription is closed")
+        versions = wire.LMI_SCHEMA_VERSIONS if self.cfg.managed_instances else wire.SCHEMA_VERSIONS
         try:
-            sub = parse_subscription(req.body)
+            sub = parse_subscription(req.body, versions)
         except SubscriptionError as err:
             return _error(400, wire.E_VALIDATION, str(err))
         self.bus.subscribe(ext.name, sub)
@@ -387,6 +392,23 @@ def _register_refusal(name: str, body: dict[str, Any] | None) -> Response | None
     events = body.get("events") or []
     if not isinstance(events, list) or any(e not in wire.ALLOWED_EVENTS for e in events):
         return _error(403, wire.E_INVALID_EVENT, f"invalid event types {events!r}")
+    return None
+
+
+def _lmi_register_refusal(external: bool, events: list[str]) -> Response | None:
+    """The 403 Lambda Managed Instances give a register for events they do not deliver, or None.
+
+    RIE-LMI: an external extension may subscribe to SHUTDOWN only (there is no INVOKE event, the
+    environment is never frozen), an internal one to nothing; checked before whether registration
+    is still open, in RIE-LMI's order.
+    """
+    if external:
+        refused = [e for e in events if e not in wire.LMI_EXTERNAL_EVENTS]
+        if refused:
+            msg = f"{refused[0]}: only SHUTDOWN may be registered on Lambda Managed Instances"
+            return _error(403, wire.E_INVALID_EVENT, msg)
+    elif events:
+        return _error(403, wire.E_INVALID_EVENT, "No events allowed for internal extensions")
     return None
 
 

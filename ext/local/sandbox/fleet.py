@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ext.local.sandbox import custom_runtime, procs
+from ext.local.sandbox import custom_runtime, procs, wire
 from ext.local.sandbox import platform_records as platform
 from ext.local.sandbox.model import SandboxConfig
 from ext.local.sandbox.telemetry import TelemetryBus
@@ -66,6 +66,7 @@ class Fleet:
         if cfg.opt_dir is not None:
             py_path.append(str(cfg.opt_dir / "python"))
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        init_type = wire.LMI_INIT_TYPE if cfg.managed_instances else platform.INIT_TYPE
         platform_vars = {
             "AWS_LAMBDA_RUNTIME_API": api_address,
             "AWS_LAMBDA_FUNCTION_NAME": cfg.function_name,
@@ -73,7 +74,7 @@ class Fleet:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.function_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": self.instance_id,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": platform.INIT_TYPE,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
             "AWS_LAMBDA_LOG_FORMAT": "JSON" if self.json_logs else "Text",
             "AWS_REGION": cfg.region,
             "AWS_DEFAULT_REGION": cfg.region,
@@ -99,6 +100,14 @@ class Fleet:
     def start_extension(self, path: Path, api_address: str) -> procs.SandboxProcess:
         """Exec one extension file (no arguments) with the extension environment."""
         env = procs.extension_env(self.runtime_env(api_address))
+        if self.cfg.managed_instances:
+            # Extensions only. Lambda gives it to the runtime as well, but awslambdaric 4.2.2 then
+            # forks that many workers from a parent that only joins them (tried here): a worker
+            # that crashes leaves the parent alive, so a crash shows up as a timeout after
+            # timeout_s, and the parent closes _LAMBDA_TELEMETRY_LOG_FD before forking (the
+            # workers expect LMI's fd-provider socket instead), so logging loses its framing.
+            # The emulator runs one invocation at a time and needs neither.
+            env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.cfg.max_concurrency)
         cwd = self.cfg.opt_dir or self.cfg.function_dir
         proc = procs.launch(
             path.name,

@@ -38,6 +38,12 @@ class SandboxConfig:
     # Lambda's CPU share (memory_mb / 1769 of a core) and memory limit through a cgroup, where
     # the machine allows (root); see limits.py. False: run on the machine's whole cores.
     limits: bool = True
+    # Lambda Managed Instances (docs/emulator.md): extensions register for SHUTDOWN only, the
+    # Telemetry API takes schema 2025-01-29 only, no freeze, no platform.runtimeDone.
+    managed_instances: bool = False
+    # AWS_LAMBDA_MAX_CONCURRENCY in that mode; 16 is Python's default per vCPU on LMI (AWS
+    # docs). Informational only: the emulator still hands out one invocation at a time.
+    max_concurrency: int = 16
 
     @property
     def arn(self) -> str:

@@ -52,6 +52,9 @@ class Sandbox:
         self.ident = records.FunctionIdentity(
             cfg.function_name, "$LATEST", cfg.arn, "", cfg.memory_mb, "python:emulated"
         )
+        # Lambda Managed Instances: the environment runs on between invocations (no freeze).
+        self._lmi = cfg.managed_instances
+        self._init_type = wire.LMI_INIT_TYPE if self._lmi else records.INIT_TYPE
         self._lock = threading.RLock()
         self._initialised = False
         self._next_phase = "init"
@@ -102,7 +105,8 @@ class Sandbox:
                 ok = self._init(self._next_phase)
                 if ok:
                     self._pending_init_ms = self._stats["inits"][-1]["duration_ms"]
-                    self._freeze()
+                    if not self._lmi:
+                        self._freeze()
             return dict(self._stats["inits"][-1]) if self._stats["inits"] else {}
 
     def invoke(
@@ -233,7 +237,7 @@ class Sandbox:
             self.cp.registration_open = True
             self.cp.subscription_open = True
         self.bus.open_replay()
-        self.bus.emit("platform.initStart", records.init_start(self.ident, phase))
+        self.bus.emit("platform.initStart", records.init_start(self.ident, phase, self._init_type))
         record: dict[str, Any] = {"phase": phase, "extensions": {}}
         failure: Failure | None = None
         for path in files:
@@ -265,14 +269,16 @@ class Sandbox:
         status, error_type = ("success", None) if failure is None else failure
         record.update(status=status, error_type=error_type, duration_ms=round(duration_ms, 3))
         self.bus.emit(
-            "platform.initRuntimeDone", records.init_runtime_done(phase, status, error_type)
+            "platform.initRuntimeDone",
+            records.init_runtime_done(phase, status, error_type, self._init_type),
         )
         for ext in exts:
             self.bus.emit(
                 "platform.extension", records.extension(ext.name, ext.events, ext.error_type)
             )
         self.bus.emit(
-            "platform.initReport", records.init_report(phase, status, duration_ms, error_type)
+            "platform.initReport",
+            records.init_report(phase, status, duration_ms, error_type, self._init_type),
         )
         self._stats["inits"].append(record)
         self._initialised = True
@@ -288,6 +294,10 @@ class Sandbox:
         runtime = self.fleet.runtime
         if runtime is not None:
             runtime.sync_output()  # its log lines precede runtimeDone, as they were written
+        if self._lmi:
+            # RIE-LMI's events API has no runtimeDone (SendInvokeStart, SendReport only); the
+            # log lines handed on above still precede the invocation's platform.report.
+            return
         end = inv.runtime_next_t or time.monotonic()
         handed = inv.handed_t or inv.start_t
         spans = []
@@ -346,7 +356,7 @@ class Sandbox:
         if failure is not None:
             status = "timeout" if failure[0] == "timeout" else "error"
             error_type = failure[1]
-        if failure is None:
+        if failure is None and not self._lmi:
             self.bus.set_paused(True)  # the report waits for the next thaw (lambda-protocol 3.2)
         memory = self._max_memory_used_mb(out_of_memory)
         overhead = (
@@ -366,13 +376,13 @@ class Sandbox:
         self.bus.emit("platform.report", report)
         reset_reason = None
         frozen_at = None
-        if failure is None:
+        if failure is not None:
+            reset_reason = "timeout" if failure[0] == "timeout" else "failure"
+            self._reset(reset_reason)
+        elif not self._lmi:
             self.fleet.freeze()
             self._frozen = True
             frozen_at = time.monotonic()
-        else:
-            reset_reason = "timeout" if failure[0] == "timeout" else "failure"
-            self._reset(reset_reason)
         result = InvokeResult(
             request_id=inv.request_id,
             status=status

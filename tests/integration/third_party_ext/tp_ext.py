@@ -4,7 +4,9 @@
 Registers (name = its file name), subscribes to the Telemetry API with a tiny HTTP listener, handles
 INVOKE/SHUTDOWN, and runs a background ticker whose clock gaps prove it was frozen. Everything it
 sees goes as JSON lines to $TP_OUT (with CLOCK_MONOTONIC times, comparable with the emulator's).
-$TP_MODE: normal | wrong_name | init_error | exit_error | linger (stays 1.8 s after SHUTDOWN).
+$TP_MODE: normal | wrong_name | init_error | exit_error | linger (stays 1.8 s after SHUTDOWN) |
+lmi (as on Lambda Managed Instances: tries INVOKE, an internal name and schema 2022-12-13 first,
+falls back to SHUTDOWN only and 2025-01-29, and keeps a heartbeat in $TP_OUT.beat).
 """
 
 from __future__ import annotations
@@ -68,16 +70,36 @@ def ticker() -> None:
         time.sleep(0.005)
 
 
-def main() -> None:
-    name = "not-" + NAME if MODE == "wrong_name" else NAME
-    events = ["INVOKE", "SHUTDOWN"]
+def heartbeat() -> None:
+    """Rewrite $TP_OUT.beat with a counter: it advances only while the process runs."""
+    beat = os.environ["TP_OUT"] + ".beat"
+    count = 0
+    while True:
+        count += 1
+        with open(beat + ".tmp", "w") as f:
+            f.write(f"{count} {time.monotonic()}")
+        os.replace(beat + ".tmp", beat)
+        time.sleep(0.01)
+
+
+def register(name: str, events: list[str]) -> tuple[int, dict[str, str]]:
     status, headers, body = call(
         "POST",
         "/2020-01-01/extension/register",
         {"events": events},
         {"Lambda-Extension-Name": name},
     )
-    note("register", status=status, body=body)
+    note("register", name=name, events=events, status=status, body=body)
+    return status, headers
+
+
+def main() -> None:
+    name = "not-" + NAME if MODE == "wrong_name" else NAME
+    if MODE == "lmi":
+        register("not-" + NAME, ["INVOKE"])  # internal: no events at all on LMI
+    status, headers = register(name, ["INVOKE", "SHUTDOWN"])
+    if MODE == "lmi" and status == 403:
+        status, headers = register(name, ["SHUTDOWN"])
     if status != 200:
         return  # e.g. a misnamed (internal) extension may not subscribe to SHUTDOWN
     ext_id = headers["Lambda-Extension-Identifier"]
@@ -104,8 +126,15 @@ def main() -> None:
             "URI": f"http://sandbox.localdomain:{server.server_address[1]}/",
         },
     }
-    note("subscribe", result=call("PUT", "/2022-07-01/telemetry", sub, auth))
+    result = call("PUT", "/2022-07-01/telemetry", sub, auth)
+    note("subscribe", schema=sub["schemaVersion"], result=result)
+    if MODE == "lmi" and result[0] == 400:
+        sub["schemaVersion"] = "2025-01-29"
+        result = call("PUT", "/2022-07-01/telemetry", sub, auth)
+        note("subscribe", schema=sub["schemaVersion"], result=result)
     threading.Thread(target=ticker, daemon=True).start()
+    if MODE == "lmi":
+        threading.Thread(target=heartbeat, daemon=True).start()
     print(f"{NAME} ready", flush=True)
     while True:
         status, _, event = call("GET", "/2020-01-01/extension/event/next", None, auth)
