@@ -90,6 +90,12 @@ PROBE_READ_S = 1.0
 # ones it makes then, last this long: the third (HUNG_WAITS) kills, about a second billed,
 # once, and only when an ask lay unread PROBE_READ_S with something spooled.
 PROBE_WAIT_S = 0.35
+# On Lambda Managed Instances no INVOKE comes: main probes from its wait for the next event,
+# as at an INVOKE, when PROBE_AFTER_S (or PROBE_READ_S) are up, for an invocation it cannot
+# name (no event names one): the sender reads the ask, and answers it, all the same. Nothing
+# freezes there, so the time between two looks is the sender's to use.
+UNNAMED_REQUEST = "-"
+PROBE_DEADLINE_S = 60.0  # a probe's waits end far sooner: their budget (flush_invocation)
 # At SHUTDOWN a sender in health reads the Drain at its next pass: within milliseconds when
 # idle; a long pass (a request's worth of records at a 128 MB CPU share) may take hundreds
 # (not measured; a wrong kill costs a duplicate batch and a start). One that hung shortly before
@@ -269,20 +275,26 @@ class MainLoop:
 
     def _watch_children(self, api_fd: int) -> None:
         """Returns once the Extensions API's answer on `api_fd` may be read; meanwhile restarts
-        a child that dies, or one held back once its back-off is over."""
+        a child that dies, or one held back once its back-off is over, and probes the sender
+        as at an INVOKE (PROBE_AFTER_S): the next event may be hours away."""
         children = [self.listener, self.sender]
         while True:
             exits = supervisor.exit_fds(children)
-            timeout = None
-            if exits is None:  # no pidfds: look every so often
-                timeout, exits = SENDER_CHECK_S, []
-            backoffs = [c.restart_at for c in children if supervisor.held_back(c)]
-            if backoffs:
-                due = max(0.0, min(backoffs) - time.monotonic())
-                timeout = due if timeout is None else min(timeout, due)
-            if api_fd in select.select([api_fd, *exits], [], [], timeout)[0]:
+            now = time.monotonic()
+            timeouts = [SENDER_CHECK_S] if exits is None else []  # no pidfds: look now and then
+            if self.sender.pid:
+                # A probe's waits pace themselves, unless one ends at once (a sender not
+                # started yet): then no sooner than SENDER_CHECK_S.
+                timeouts.append(max(SENDER_CHECK_S if self.probing else 0.0, self.look_at - now))
+            timeouts.extend(max(0.0, c.restart_at - now) for c in children
+                            if supervisor.held_back(c))
+            ready = select.select([api_fd, *(exits or ())], [], [],
+                                  min(timeouts) if timeouts else None)[0]
+            if api_fd in ready:
                 return
             self._restart_dead_children()
+            if self.sender.pid and time.monotonic() >= self.look_at:
+                self.probe(UNNAMED_REQUEST, time.time() + PROBE_DEADLINE_S)
 
     def adapt(self, request_id: str, deadline: float) -> None:
         """Waits for the invocation, or asks for it and waits for the earlier ones alone (a

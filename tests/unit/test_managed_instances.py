@@ -8,16 +8,19 @@ import contextlib
 import gc
 import json
 import os
+import select
+import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ext import __main__ as entry
-from ext import config, errors
+from ext import config, control, errors
 from ext.main import lifecycle, supervisor, telemetry_api
 from ext.main.extensions_api import (
     INITIALIZATION_TYPE,
@@ -27,9 +30,12 @@ from ext.main.extensions_api import (
     LambdaApiClient,
     lifecycle_events,
 )
+from ext.sender import process as sender_process
 from ext.sender.envelope import EnvelopeBuilder
+from tests.unit import test_sender_loop
 from tests.unit.lambda_api_stub import ScriptedApi, reply
 from tests.unit.test_lifecycle import Main
+from tests.unit.test_sender_dispatch import WideRig
 
 LMI = {INITIALIZATION_TYPE: MANAGED_INSTANCES}
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
@@ -255,3 +261,135 @@ def test_on_managed_instances_a_child_held_back_is_started_once_its_back_off_is_
     # Started at its time, not when the event came 3 s later (unfixed: only then).
     assert len(started) == 1
     assert 0.15 <= started[0] - begin < 2.5
+
+
+def _serve_until(made: Main, done: Callable[[], bool], limit_s: float) -> float:
+    """Serves one next-event call whose answer (none: the stand-in API ends) comes once `done()`
+    or after `limit_s`; returns how long main waited for it."""
+    lambda_side, main_side = socket.socketpair()
+
+    def lambda_answers() -> None:
+        end = time.monotonic() + limit_s
+        while not done() and time.monotonic() < end:
+            time.sleep(0.01)
+        with contextlib.suppress(OSError):
+            lambda_side.send(b"x")
+
+    def next_event(wait: object = None) -> bytes:
+        assert callable(wait)
+        wait(main_side.fileno())
+        raise errors.ApiError("/next", 500, b"")
+
+    made.loop.api.next_event = next_event  # type: ignore[method-assign]
+    answering = threading.Thread(target=lambda_answers)
+    answering.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(errors.ApiError):
+            made.loop.serve()
+        return time.monotonic() - start
+    finally:
+        answering.join()
+        lambda_side.close()
+        main_side.close()
+
+
+def _stops_itself() -> None:
+    os.kill(os.getpid(), signal.SIGSTOP)  # alive, reading nothing, until SIGKILLed
+    time.sleep(60)
+
+
+@pytest.fixture
+def probed_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Looked at from the start, an unread ask judged 50 ms later (5 s and 1 s in Lambda)
+    monkeypatch.setattr(lifecycle, "PROBE_AFTER_S", 0.0)
+    monkeypatch.setattr(lifecycle, "PROBE_READ_S", 0.05)
+
+
+@pytest.mark.usefixtures("probed_often")
+def test_on_managed_instances_a_hung_sender_is_killed_and_restarted_before_the_next_event(
+) -> None:
+    made = Main(150, **LMI)
+    sender = made.loop.sender
+    sender.entry, sender.log_level = _stops_itself, "CRITICAL"
+    try:
+        supervisor.spawn(sender, made.loop._all_fds())
+        stopped = sender.pid
+        os.write(made.loop.wake_w, b"!")  # the listener spooled something it never takes
+        _serve_until(made, lambda: sender.restarts > 0, limit_s=20)
+        assert sender.restarts == 1 and sender.hangs == 1  # unfixed: never judged
+        with pytest.raises(ProcessLookupError):
+            os.kill(stopped, 0)  # killed and reaped
+    finally:
+        supervisor.stop([sender], time.monotonic() + 1)
+        made.close()
+        gc.unfreeze()
+
+
+@pytest.mark.usefixtures("probed_often")
+def test_on_managed_instances_a_sender_that_reads_its_asks_is_never_killed(
+    tmp_path: Path,
+) -> None:
+    # As a sender holding a backlog while HEC is down: the listener's wake-ups wait, but it reads
+    # main's asks between its passes and answers them (Failing).
+    made = Main(150, **LMI)
+    sender = made.loop.sender
+    asks = tmp_path / "asks"
+
+    def answers_its_asks() -> None:
+        inbox = control.Inbox(made.loop.ctl_r)
+        while True:
+            select.select([made.loop.ctl_r], [], [], 1.0)
+            for message in inbox.read():
+                if isinstance(message, control.Flush):
+                    with asks.open("a") as out:
+                        out.write(message.request_id + "\n")
+                    control.send(made.loop.status_w, control.Failing(message.request_id))
+            if inbox.closed:
+                return
+
+    sender.entry, sender.log_level = answers_its_asks, "CRITICAL"
+    try:
+        supervisor.spawn(sender, made.loop._all_fds())
+        os.write(made.loop.wake_w, b"!")  # never taken
+        waited = _serve_until(made, lambda: asks.exists() and len(asks.read_text().split()) >= 5,
+                              limit_s=20)
+        assert len(asks.read_text().split()) >= 5  # probed again and again (the test's premise)
+        assert sender.hangs == 0 and sender.restarts == 0
+        assert waited < 20
+    finally:
+        supervisor.stop([sender], time.monotonic() + 1)
+        made.close()
+        gc.unfreeze()
+
+
+def test_the_sender_answers_a_probe_for_an_invocation_nothing_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Main's probe on Managed Instances asks for UNNAMED_REQUEST: a sender reading its asks must
+    # answer it (what main hears: alive), with invocations under way at once and none named.
+    clock = test_sender_loop.Clock()
+    monkeypatch.setattr(sender_process, "time", clock)
+    rig = WideRig(tmp_path, None, **LMI)
+    try:
+        stamp = "2026-12-03T06:00:00.000Z"
+        rig.writer.append(json.dumps([
+            {"time": stamp, "type": "platform.start", "record": {"requestId": A}},
+            {"time": stamp, "type": "platform.start", "record": {"requestId": B}},
+            {"time": stamp, "type": "function", "record": "a line\n"},
+        ]).encode(), 3)
+        rig.sender.step()
+        heard: list[control.Message] = []
+        for _ in range(2):  # asked again at a later probe: answered again
+            heard += rig.tell(control.FlushBacklog(lifecycle.UNNAMED_REQUEST))
+            for _ in range(3):
+                rig.courier.finish()
+                clock.now += rig.sender.flush_budget_s + 0.1  # at the latest, its budget later
+                rig.sender.step()
+                heard += rig.answers()
+        answered = [m for m in heard if isinstance(m, control.Delivered | control.Failing)
+                    and m.request_id == lifecycle.UNNAMED_REQUEST]
+        assert len(answered) >= 2
+        assert rig.sender.self_metrics.ends_lost == 0  # B's start ended no A there
+    finally:
+        rig.close()
