@@ -6,6 +6,8 @@ with no event to flush at, each line with the request id it carries or none."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -69,3 +71,38 @@ def test_on_managed_instances_lines_reach_hec_while_the_environment_runs_on(
                                                           limit=10**6)]
     assert any("SPLUNK_FLUSH=sync does not apply on Lambda Managed Instances" in str(w)
                for w in warnings)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def test_on_managed_instances_killed_children_are_replaced_before_the_next_event(
+        hec: HecReceiver, local_opt: Path) -> None:
+    # The next event there is the SHUTDOWN: children replaced only then (as at the next INVOKE
+    # elsewhere) left nothing delivered for the environment's life.
+    env = extension_env(hec, SPLUNK_DISPATCH_MAX_WAIT_MS=str(MAX_WAIT_MS))
+    with sandbox(local_opt, env, managed_instances=True) as sb:
+        sb.invoke({"lines": LINES, "tag": "k0"})
+        assert _await_lines(hec, "k0", LINES) == expected_lines("k0", LINES)
+        main = sb.extension_pids()["splunk-hec-extension"]
+        killed = _children(main)
+        assert len(killed) == 2  # the listener and the sender
+        for child in killed:
+            os.kill(child, signal.SIGKILL)
+        end = time.monotonic() + DELIVERED_WITHIN_S
+        while (len(_children(main) - killed) < 2) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert len(_children(main) - killed) == 2, "not replaced while main waits for SHUTDOWN"
+        sb.invoke({"lines": LINES, "tag": "k1"})
+        assert _await_lines(hec, "k1", LINES) == expected_lines("k1", LINES)
+        sb.shutdown()
