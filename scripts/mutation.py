@@ -142,9 +142,13 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_listener_batches.py", "tests/unit/test_listener_http_answers.py",
         "tests/unit/test_filters.py",
     ),
-    # The main loop in process (stand-in children, clock and select), then the timed flush
+    # The main loop in process (stand-in children, clock and select), then Lambda Managed
+    # Instances (SHUTDOWN only, children watched while main waits for it), then the timed flush
     # tests. Not the emulator tests: the mutation work copy has no function/ to run.
-    "ext/main/lifecycle.py": ("tests/unit/test_lifecycle_main.py", "tests/unit/test_lifecycle*.py"),
+    "ext/main/lifecycle.py": (
+        "tests/unit/test_lifecycle_main.py", "tests/unit/test_managed_instances.py",
+        "tests/unit/test_lifecycle*.py",
+    ),
     # Real forked children (exit codes, pidfds, bounded waits, stop), then the main loop that
     # reaps and restarts them with stand-ins (in process, 0.3 s).
     "ext/main/supervisor.py": (
