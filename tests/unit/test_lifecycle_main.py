@@ -36,7 +36,9 @@ class Clock:
 
 class Poll:
     """Stands in for `select`: a wait passes its whole timeout on the test clock, unless an
-    answer is written to main's status pipe (then it is ready at once)."""
+    answer is written to main's status pipe (then it is ready at once). A wait without a
+    timeout (None, recorded as infinite) must be ended by an fd made readable, as a real one
+    would never end."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -46,15 +48,16 @@ class Poll:
         self.status_w = -1
 
     def select(self, read: list[int], write: list[int], error: list[int],
-               timeout: float) -> tuple[list[int], list[int], list[int]]:
-        if timeout < 0:
+               timeout: float | None) -> tuple[list[int], list[int], list[int]]:
+        if timeout is not None and timeout < 0:
             raise ValueError("timeout must be non-negative")  # as select.select says
         for message in self.script.pop(len(self.timeouts), []):
             control.send(self.status_w, message)
         self.actions.pop(len(self.timeouts), lambda: None)()
-        self.timeouts.append(timeout)
+        self.timeouts.append(math.inf if timeout is None else timeout)
         ready = [fd for fd in read if _readable(fd)]
         if not ready:
+            assert timeout is not None, "a wait that nothing ends: main would hang"
             self.clock.now += timeout
         return ready, [], []
 
@@ -572,9 +575,15 @@ def test_a_sender_that_reads_its_drain_late_speaks_or_is_starting_is_not_killed(
     assert children.killed == [] and children.spawned == [] and _hung(notes) == []
 
 
-@pytest.mark.parametrize("cpu", [[100, 104], [None, None]], ids=["busy", "unknown"])
+@pytest.mark.parametrize(("cpu", "killed"), [
+    ([100, 104], []),
+    ([None, None], ["sender"]),
+    # Hung after an hour's work: two reads of /proc, two int objects of one value
+    ([int("360000"), int("360000")], ["sender"]),
+], ids=["busy", "unknown", "idle"])
 def test_a_sender_silent_at_shutdown_but_using_cpu_is_not_killed(
     main: Main, clock: Clock, children: Children, notes: Notes, cpu: list[int | None],
+    killed: list[str],
 ) -> None:
     # A pass over a backlog at a 128 MB CPU share can outlast DRAIN_READ_S without a word; it
     # uses CPU meanwhile, which a hung sender (stopped, deadlocked) does not. Where /proc
@@ -583,7 +592,7 @@ def test_a_sender_silent_at_shutdown_but_using_cpu_is_not_killed(
     children.cpu = list(cpu)
     children.exits = [(False, 0), (True, supervisor.EXIT_OK)]
     main.loop.shutdown(round((EPOCH + clock.now + 2.0) * 1000), "spindown")
-    assert children.killed == ([] if cpu[0] is not None else ["sender"])
+    assert children.killed == killed
 
 
 @pytest.mark.parametrize("main", [{"budget_ms": 900}], indirect=True)
@@ -1758,6 +1767,28 @@ def test_a_sender_with_nothing_to_send_is_not_probed(
 
     _invoke_every(main, clock, 30.0, 50, sender)
     assert seen == [] and children.killed == [] and poll.timeouts == []
+
+
+@pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": flush} for flush in ("sync", "adaptive")],
+                         indirect=True)
+def test_where_main_waits_for_its_flushes_it_makes_no_probe(
+    main: Main, poll: Poll, clock: Clock, children: Children,
+) -> None:
+    # Its flush waits judge the sender: a probe (an ask for an earlier invocation, and waits
+    # for it) is for where main never waits (background, a budget of 0). Here a sender in a
+    # long pass leaves its wake-ups, reads main's messages and tells each invocation delivered
+    # before the next INVOKE, for longer than PROBE_AFTER_S.
+    told: list[control.Message] = []
+
+    def sender(n: int) -> None:
+        if n:
+            control.send(main.loop.status_w, control.Delivered(f"r{n - 1}"))
+        told.extend(sent(main))
+        noted(main)
+
+    _invoke_every(main, clock, 0.5, 4 * round(lifecycle.PROBE_AFTER_S / 0.5), sender)
+    assert told and not [m for m in told if isinstance(m, control.FlushBacklog)]
+    assert children.killed == []
 
 
 @pytest.mark.parametrize("main", [{"SPLUNK_FLUSH": "background",

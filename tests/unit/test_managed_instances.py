@@ -13,14 +13,14 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ext import __main__ as entry
-from ext import config, control, errors
+from ext import config, control, diagnostics, errors
 from ext.main import lifecycle, supervisor, telemetry_api
 from ext.main.extensions_api import (
     INITIALIZATION_TYPE,
@@ -35,6 +35,7 @@ from ext.sender.envelope import EnvelopeBuilder
 from tests.unit import test_sender_loop
 from tests.unit.lambda_api_stub import ScriptedApi, reply
 from tests.unit.test_lifecycle import Main
+from tests.unit.test_lifecycle_main import Children, Clock, Poll
 from tests.unit.test_sender_dispatch import WideRig
 
 LMI = {INITIALIZATION_TYPE: MANAGED_INSTANCES}
@@ -393,3 +394,126 @@ def test_the_sender_answers_a_probe_for_an_invocation_nothing_names(
         assert rig.sender.self_metrics.ends_lost == 0  # B's start ended no A there
     finally:
         rig.close()
+
+
+# -- main's wait for the next event, in process (stand-in children, clock and select) ----------
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Main, Poll, Children, int]]:
+    """Main on Managed Instances with its children started (no pidfd: the kernel has none),
+    and the end of its connection to the Extensions API that Lambda writes its event to."""
+    clock = Clock()
+    children = Children()
+    monkeypatch.setattr(lifecycle, "time", clock)
+    for name in ("spawn", "reap"):
+        monkeypatch.setattr(supervisor, name, getattr(children, name))
+    monkeypatch.setattr(supervisor, "restart_due", lambda child: clock.now >= child.restart_at)
+    monkeypatch.setattr(lifecycle, "_a_child_exited", lambda: True)
+    monkeypatch.setattr(diagnostics, "note", lambda level, message: None)
+    made = Main(150, **LMI)
+    made.loop.listener.pid = made.loop.sender.pid = 1  # as if started
+    poll = Poll(clock)
+    poll.status_w = made.loop.status_w
+    monkeypatch.setattr(lifecycle, "select", poll)
+    lambda_side, main_side = socket.socketpair()
+    poll.lambda_answers = lambda: lambda_side.send(b"x")  # type: ignore[attr-defined]
+    try:
+        yield made, poll, children, main_side.fileno()
+    finally:
+        for child in (made.loop.listener, made.loop.sender):
+            if child.exit_fd >= 0:
+                os.close(child.exit_fd)
+                child.exit_fd = -1
+        made.close()
+        for closing in (lambda_side, main_side):
+            closing.close()
+
+
+def _answers(poll: Poll) -> Callable[[], object]:
+    return poll.lambda_answers  # type: ignore[attr-defined, no-any-return]
+
+
+def test_without_pidfds_main_looks_at_its_children_every_so_often_while_it_waits(
+    watched: tuple[Main, Poll, Children, int],
+) -> None:
+    made, poll, children, api_fd = watched
+    poll.actions = {2: lambda: children.dying.append("sender"), 4: _answers(poll)}
+    made.loop._watch_children(api_fd)
+    assert children.spawned == ["sender"] and made.loop.sender.restarts == 1
+    assert poll.timeouts == [lifecycle.SENDER_CHECK_S] * 5  # until the event came
+
+
+def test_with_pidfds_main_waits_for_a_death_the_event_or_its_next_look_at_the_sender(
+    watched: tuple[Main, Poll, Children, int],
+) -> None:
+    made, poll, children, api_fd = watched
+    listener, sender = made.loop.listener, made.loop.sender
+    pipes = [os.pipe() for _ in range(3)]  # pidfds: writing to one is that child's exit
+    (listener.exit_fd, listener_end), (sender.exit_fd, _), (new_pidfd, _) = pipes
+
+    def listener_dies() -> None:
+        children.dying.append("listener")
+        os.write(listener_end, b"x")
+
+    def gets_a_pidfd() -> None:  # the restarted listener
+        listener.exit_fd = new_pidfd
+
+    children.on_spawn = gets_a_pidfd
+    poll.actions = {0: listener_dies, 1: _answers(poll)}
+    try:
+        made.loop._watch_children(api_fd)
+    finally:
+        listener.exit_fd = sender.exit_fd = -1
+        for fds in pipes:
+            for fd in fds:
+                os.close(fd)
+    assert children.spawned == ["listener"] and listener.restarts == 1
+    # Woken by the death, not by a timer; then a wait until the sender's next look again
+    # (PROBE_AFTER_S from the start, none of it gone on the stand-in clock), ended by the event
+    assert poll.timeouts == [lifecycle.PROBE_AFTER_S, lifecycle.PROBE_AFTER_S]
+
+
+@pytest.mark.parametrize("pidfd", [False, True])
+def test_a_child_whose_back_off_is_over_is_started_at_once_while_main_waits(
+    watched: tuple[Main, Poll, Children, int], pidfd: bool,
+) -> None:
+    made, poll, children, api_fd = watched
+    if pidfd:
+        made.loop.listener.exit_fd, listener_end = os.pipe()
+    sender = made.loop.sender
+    sender.pid, sender.restart_at = 0, poll.clock.now - 1.0  # held back, its back-off over
+    poll.actions = {1: _answers(poll)}
+    start = poll.clock.now
+    try:
+        made.loop._watch_children(api_fd)
+    finally:
+        if pidfd:
+            os.close(listener_end)
+    assert children.spawned == ["sender"]
+    assert poll.timeouts[0] == 0.0 and poll.clock.now - start < lifecycle.SENDER_CHECK_S + 1e-9
+
+
+@pytest.mark.parametrize("pidfd", [False, True])
+def test_a_child_held_back_is_started_when_its_back_off_ends_while_main_waits(
+    watched: tuple[Main, Poll, Children, int], pidfd: bool,
+) -> None:
+    made, poll, children, api_fd = watched
+    if pidfd:
+        made.loop.listener.exit_fd, listener_end = os.pipe()
+    sender = made.loop.sender
+    sender.pid, sender.restart_at = 0, poll.clock.now + 0.25  # held back 0.25 s more
+    start = poll.clock.now
+    spawned_at: list[float] = []
+    children.on_spawn = lambda: spawned_at.append(poll.clock.now - start)
+    poll.actions = {(1 if pidfd else 3): _answers(poll)}
+    try:
+        made.loop._watch_children(api_fd)
+    finally:
+        if pidfd:
+            os.close(listener_end)
+    assert children.spawned == ["sender"] and spawned_at == [pytest.approx(0.25)]
+    # One wait until then with the listener's pidfd, else looks every SENDER_CHECK_S, the last
+    # one shorter
+    assert poll.timeouts[:-1] == (
+        [pytest.approx(0.25)] if pidfd else [0.1, 0.1, pytest.approx(0.05)])
