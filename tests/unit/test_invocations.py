@@ -502,6 +502,20 @@ def test_a_start_the_platform_sends_again_leaves_an_end_presumed_at_a_notice_as_
     assert ledger.settle(1) == ["a"]
 
 
+def test_a_start_the_platform_sends_again_later_does_not_fix_an_end_presumed_at_a_notice(
+) -> None:
+    # Only another invocation's start bounds a presumed end: a start of its own read again,
+    # after the notice, says nothing of where its lines stop, so the end still follows the reads.
+    ledger = InvocationLedger()
+    ledger.request("a")
+    ledger.seen(START, "a", 0)
+    assert ledger.dropped(1) == ["a"]
+    assert ledger.seen(START, "a", 2) == []  # the start's batch again (a platform retry)
+    assert ledger.read_to(3, caught_up=True) == []  # a line of "a" after it: it ran on
+    assert ledger.settle(2) == []  # that line is not committed yet
+    assert ledger.settle(3) == ["a"]
+
+
 def test_an_end_presumed_at_a_notice_stays_there_while_nothing_later_is_read() -> None:
     ledger = InvocationLedger()
     ledger.request("a")
