@@ -72,9 +72,10 @@ def batch(*envelopes: bytes, seq: int | None = 7) -> HecBatch:
 def make(tmp_path: Path) -> Iterator[Make]:
     made: list[Courier] = []
 
-    def make(answer: Answer, budget_ms: int = 500) -> tuple[Courier, ScriptedClient]:
+    def make(answer: Answer, budget_ms: int = 500,
+             **settings: str) -> tuple[Courier, ScriptedClient]:
         env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t",
-               "SPLUNK_FLUSH_BUDGET_MS": str(budget_ms)}
+               "SPLUNK_FLUSH_BUDGET_MS": str(budget_ms), **settings}
         courier = Courier(config.load(env), str(tmp_path))
         courier.client.close()
         client = ScriptedClient(answer)
@@ -164,11 +165,15 @@ def test_too_large_halves_until_each_part_is_accepted_in_order(make: Make) -> No
         return ACCEPTED if len(envelopes) == 1 else HecOutcome(Verdict.TOO_LARGE, 413)
 
     courier, client = make(answer)
+    courier.stats.take()
     courier.offer(batch(b"a", b"b", b"c", seq=5))
     assert done(courier) == [5]
     accepted = [e for e in client.posted if len(e) == 1]
     assert accepted == [[b"a"], [b"b"], [b"c"]]
     assert quarantined(courier_dir(courier)) == []
+    # Each part is a request of its own, none a retry of a failed one (its events were not sent).
+    stats = courier.stats.take()
+    assert (stats["hec.requests"], stats["hec.retries"]) == (len(client.posted), 0)
 
 
 def courier_dir(courier: Courier) -> Path:
@@ -375,6 +380,15 @@ def test_round_trip_is_the_fastest_recent_one_and_the_rate_what_lies_beyond_it()
     courier._measured(300, 0.04)
     assert round_trip(courier) == 0.04
     assert courier.sent_bytes == 100 + 200 + 100_000 + 40_000 + 300
+
+
+def test_a_request_twice_the_fastest_round_trip_measures_the_bandwidth() -> None:
+    courier = measuring_courier()
+    courier._measured(100, 0.125)
+    courier._measured(10_000, 0.25 - 2**-10)  # just under twice the round trip: latency still
+    assert courier.send_rate_bps() is None
+    courier._measured(12_500, 0.25)  # 12.5 kB in the 0.125 s beyond the round trip
+    assert courier.send_rate_bps() == 100_000
 
 
 def test_a_request_that_spanned_a_freeze_leaves_the_drain_estimate_as_it_was() -> None:
@@ -711,6 +725,31 @@ def test_an_inline_requests_round_trip_is_measured_whatever_the_clocks_origin(
     assert courier.round_trip_s is not None and courier.round_trip_s < 0.4
 
 
+def test_a_request_answered_later_than_the_clients_timeouts_allow_is_not_a_round_trip(
+    make: Make, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1.25 s to connect and 2 s to read: an answer more than 3.25 s after the POST spanned a
+    # freeze (sent as the environment froze, answered at the thaw): nothing of HEC's speed.
+    courier, client = make(lambda _: ACCEPTED, SPLUNK_CONNECT_TIMEOUT_MS="1250",
+                           SPLUNK_REQUEST_TIMEOUT_MS="2000")
+    clock = SteppedClock(0.25)
+    monkeypatch.setattr(courier_module, "time", clock)
+    just_past = 3.25 + 2**-9  # 2 ms past the limit (binary fractions: exact sums)
+    takes = iter([2.5, 3.25, just_past, 40.0, 0.5])
+
+    def answer(_: list[bytes]) -> HecOutcome:
+        clock.now += next(takes)
+        return ACCEPTED
+
+    client.answer = answer
+    for seq in (2, 3, 4, 5, 6):
+        assert courier.offer(batch(b"a", seq=seq))
+        assert done(courier) == [seq]
+    assert list(courier.recent_trips) == [2.5, 3.25, 0.5]  # the limit itself is within it
+    assert courier.round_trip_s == 0.5
+    assert courier.sent_bytes == 5  # each one delivered all the same
+
+
 def test_an_inline_attempt_that_timed_out_suspends_them_for_a_minute(
     make: Make, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -847,6 +886,7 @@ def test_an_event_refused_for_invalid_utf8_is_delivered_repaired_not_dead_letter
     assert quarantined(courier_dir(courier)) == [] and courier.quarantine.count == 0
     stats = courier.stats.take()
     assert (stats["hec.repaired_events"], stats["hec.quarantined_events"]) == (1, 0)
+    assert (stats["hec.requests"], stats["hec.retries"]) == (3, 0)  # the repair is no retry
     assert courier.stats.take()["hec.repaired_events"] == 0  # a delta, like its neighbours
     assert courier.failures == 0 and not courier.failing
     assert [r.levelname for r in caplog.records] == ["WARNING"]
