@@ -73,3 +73,17 @@ def self_metrics(hec: HecReceiver) -> list[dict[str, Any]]:
 def expected_lines(tag: str, count: int, size: int = 32) -> list[str]:
     prefix = [f"{tag}:{n}:" for n in range(count)]
     return [p + "x" * max(0, size - len(p)) for p in prefix]
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids of `pid`'s child processes (from /proc), zombies included."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found

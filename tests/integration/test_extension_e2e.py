@@ -16,6 +16,7 @@ import pytest
 from ext.local.hec import HecReceiver, HecToken
 from tests.integration.conftest import TOKEN
 from tests.integration.extension_harness import (
+    children_of,
     expected_lines,
     extension_env,
     lines_of,
@@ -256,19 +257,6 @@ def test_token_never_in_any_output(hec: HecReceiver, local_opt: Path, tmp_path: 
         assert TOKEN not in text
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_killed_listener_and_sender_are_restarted_without_loss(
     hec: HecReceiver, local_opt: Path
 ) -> None:
@@ -276,13 +264,13 @@ def test_killed_listener_and_sender_are_restarted_without_loss(
         for n in range(3):
             sb.invoke({"lines": 10, "tag": f"r{n}"})
         main_pid = sb.extension_pids()["splunk-hec-extension"]
-        children = _children(main_pid)
+        children = children_of(main_pid)
         assert len(children) == 2  # the listener and the sender
         for pid in children:
             os.kill(pid, signal.SIGKILL)
         for n in range(3, 6):
             assert sb.invoke({"lines": 10, "tag": f"r{n}"}).status == "success"
-        assert len(_children(main_pid)) == 2
+        assert len(children_of(main_pid)) == 2
         assert sb.shutdown().extensions["splunk-hec-extension"].exited
     for n in range(6):
         assert lines_of(hec, f"r{n}") == expected_lines(f"r{n}", 10)
@@ -298,7 +286,7 @@ def test_flush_wait_is_bounded_by_the_budget_when_the_listener_is_dead(
     with sandbox(local_opt, env, timeout_s=10.0) as sb:
         sb.invoke({"lines": 2, "tag": "a0"})
         main_pid = sb.extension_pids()["splunk-hec-extension"]
-        listener = min(_children(main_pid))  # forked first
+        listener = min(children_of(main_pid))  # forked first
         os.kill(listener, signal.SIGKILL)
         result = sb.invoke({"lines": 2, "tag": "a1"})
         assert result.post_runtime_ms is not None and result.post_runtime_ms < 300 + 250

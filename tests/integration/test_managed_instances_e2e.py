@@ -15,6 +15,7 @@ import pytest
 
 from ext.local.hec import HecReceiver
 from tests.integration.extension_harness import (
+    children_of,
     expected_lines,
     extension_env,
     lines_of,
@@ -73,19 +74,6 @@ def test_on_managed_instances_lines_reach_hec_while_the_environment_runs_on(
                for w in warnings)
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
 def test_on_managed_instances_killed_children_are_replaced_before_the_next_event(
         hec: HecReceiver, local_opt: Path) -> None:
     # The next event there is the SHUTDOWN: children replaced only then (as at the next INVOKE
@@ -95,14 +83,15 @@ def test_on_managed_instances_killed_children_are_replaced_before_the_next_event
         sb.invoke({"lines": LINES, "tag": "k0"})
         assert _await_lines(hec, "k0", LINES) == expected_lines("k0", LINES)
         main = sb.extension_pids()["splunk-hec-extension"]
-        killed = _children(main)
+        killed = set(children_of(main))
         assert len(killed) == 2  # the listener and the sender
         for child in killed:
             os.kill(child, signal.SIGKILL)
         end = time.monotonic() + DELIVERED_WITHIN_S
-        while (len(_children(main) - killed) < 2) and time.monotonic() < end:
+        while (len(set(children_of(main)) - killed) < 2) and time.monotonic() < end:
             time.sleep(0.05)
-        assert len(_children(main) - killed) == 2, "not replaced while main waits for SHUTDOWN"
+        replaced = set(children_of(main)) - killed
+        assert len(replaced) == 2, "not replaced while main waits for the SHUTDOWN"
         sb.invoke({"lines": LINES, "tag": "k1"})
         assert _await_lines(hec, "k1", LINES) == expected_lines("k1", LINES)
         sb.shutdown()
