@@ -149,6 +149,12 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_lifecycle_main.py", "tests/unit/test_managed_instances.py",
         "tests/unit/test_lifecycle*.py",
     ),
+    # The client against a scripted local API (framing, keep-alive, errors), the events each
+    # environment registers for and the wait hook (Managed Instances), the entry point.
+    "ext/main/extensions_api.py": (
+        "tests/unit/test_extensions_api.py", "tests/unit/test_managed_instances.py",
+        "tests/unit/test_lifecycle.py",
+    ),
     # Real forked children (exit codes, pidfds, bounded waits, stop), then the main loop that
     # reaps and restarts them with stand-ins (in process, 0.3 s).
     "ext/main/supervisor.py": (

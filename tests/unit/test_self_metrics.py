@@ -65,6 +65,14 @@ def test_delivery_counters_are_deltas_with_latency_percentiles() -> None:
     assert (second["hec.bytes_uncompressed"], second["hec.bytes_compressed"]) == (0, 0)
 
 
+def test_only_the_quarantined_events_the_dead_letter_file_could_not_keep_count_as_lost() -> None:
+    stats = DeliveryStats()
+    for kept in (True, True, False):
+        stats.quarantined_event(kept)
+    taken = stats.take()
+    assert (taken["hec.quarantined_events"], taken["hec.quarantine_lost_events"]) == (3, 1)
+
+
 def test_unsent_records_follow_reads_and_commits() -> None:
     unsent = UnsentRecords()
     now = time.time_ns()
