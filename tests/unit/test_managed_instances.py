@@ -258,10 +258,10 @@ def test_on_managed_instances_a_child_held_back_is_started_once_its_back_off_is_
         sender.restart_at = time.monotonic() + 0.2  # dead, and held back 0.2 s
         monkeypatch.setattr(supervisor, "spawn", timed_spawn)
         begin = time.monotonic()
-        waited = _serve_until(made, lambda: False, limit_s=3)  # the event comes 3 s later
-    # Started at its time, not when the event came (unfixed: only then).
+        # The event comes once it was started, or 3 s later (unfixed: it is started only then)
+        waited = _serve_until(made, lambda: bool(started), limit_s=3)
     assert len(started) == 1
-    assert 0.15 <= started[0] - begin < min(2.5, waited)
+    assert 0.15 <= started[0] - begin < 2.5 and started[0] - begin < waited
 
 
 def _stops_itself() -> None:
