@@ -470,3 +470,95 @@ def test_a_child_held_back_is_started_when_its_back_off_ends_while_main_waits(
     # one shorter
     assert poll.timeouts[:-1] == (
         [pytest.approx(0.25)] if pidfd else [0.1, 0.1, pytest.approx(0.05)])
+
+
+def _pidfds(made: Main) -> list[tuple[int, int]]:
+    """Stand-in pidfds for both children: pipes, unreadable while nothing is written."""
+    pipes = [os.pipe(), os.pipe()]
+    made.loop.listener.exit_fd, made.loop.sender.exit_fd = pipes[0][0], pipes[1][0]
+    return pipes
+
+
+def _probes(made: Main, poll: Poll, answer_after: int) -> list[tuple[float, str, float]]:
+    """Main's probes while it waits (when, for which request, its deadline from then); the
+    event comes after `answer_after` probes."""
+    made_probes: list[tuple[float, str, float]] = []
+
+    def probe(request_id: str, deadline: float) -> None:
+        made_probes.append((poll.clock.now, request_id, deadline - poll.clock.time()))
+        if len(made_probes) == answer_after:
+            poll.actions[len(poll.timeouts)] = _answers(poll)
+
+    made.loop.probe = probe  # type: ignore[method-assign]
+    return made_probes
+
+
+def test_main_probes_the_sender_when_its_look_is_due_while_it_waits(
+    watched: tuple[Main, Poll, Children, int],
+) -> None:
+    made, poll, children, api_fd = watched
+    pipes = _pidfds(made)
+    start = poll.clock.now
+    made.loop.look_at = start + 0.25
+    probes = _probes(made, poll, answer_after=1)
+    listener = made.loop.listener
+    new_pidfd = os.pipe()
+    pipes.append(new_pidfd)
+
+    def listener_dies() -> None:  # a wake-up before the look is due: no probe yet
+        children.dying.append("listener")
+        os.write(pipes[0][1], b"x")
+
+    def gets_a_pidfd() -> None:
+        listener.exit_fd = new_pidfd[0]
+
+    children.on_spawn = gets_a_pidfd
+    poll.actions[0] = listener_dies
+    try:
+        made.loop._watch_children(api_fd)
+    finally:
+        made.loop.listener.exit_fd = made.loop.sender.exit_fd = -1
+        for fds in pipes:
+            for fd in fds:
+                os.close(fd)
+    # Woken by the death, then one wait to the look's time (not a second early or late), then
+    # the probe, for the invocation nothing names, with a deadline far enough not to bound its
+    # waits
+    assert children.spawned == ["listener"]
+    assert poll.timeouts[:2] == [pytest.approx(0.25), pytest.approx(0.25)]
+    [(at, request_id, deadline_in)] = probes
+    assert at == pytest.approx(start + 0.25) and request_id == lifecycle.UNNAMED_REQUEST
+    assert 10 <= deadline_in <= 600
+
+
+def test_a_probe_that_ends_at_once_is_made_again_no_sooner_than_sender_check_s(
+    watched: tuple[Main, Poll, Children, int],
+) -> None:
+    made, poll, _, api_fd = watched
+    pipes = _pidfds(made)
+    made.loop.probing, made.loop.look_at = True, poll.clock.now - 1.0  # an ask out, overdue
+    probes = _probes(made, poll, answer_after=3)  # each ends at once (a sender not started)
+    try:
+        made.loop._watch_children(api_fd)
+    finally:
+        made.loop.listener.exit_fd = made.loop.sender.exit_fd = -1
+        for fds in pipes:
+            for fd in fds:
+                os.close(fd)
+    assert len(probes) == 3
+    assert poll.timeouts[:3] == [lifecycle.SENDER_CHECK_S] * 3  # not a loop of zero waits
+
+
+def test_a_dead_sender_is_not_probed_before_it_is_started_again(
+    watched: tuple[Main, Poll, Children, int],
+) -> None:
+    made, poll, children, api_fd = watched
+    sender = made.loop.sender
+    start = poll.clock.now
+    sender.pid, sender.restart_at = 0, start + 0.3  # held back 0.3 s more
+    made.loop.look_at = start - 1.0  # a look overdue
+    probes = _probes(made, poll, answer_after=1)
+    made.loop._watch_children(api_fd)
+    assert children.spawned == ["sender"]
+    [(at, _, _)] = probes
+    assert at >= start + 0.3  # asked of the new one, not of none
