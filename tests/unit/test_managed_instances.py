@@ -432,17 +432,12 @@ def test_a_child_whose_back_off_is_over_is_started_at_once_while_main_waits(
     watched: tuple[Main, Poll, Children, int], pidfd: bool,
 ) -> None:
     made, poll, children, api_fd = watched
-    if pidfd:
-        made.loop.listener.exit_fd, listener_end = os.pipe()
     sender = made.loop.sender
     sender.pid, sender.restart_at = 0, poll.clock.now - 1.0  # held back, its back-off over
     poll.actions = {1: _answers(poll)}
     start = poll.clock.now
-    try:
+    with _stand_in_pidfds(*([made.loop.listener] if pidfd else [])):
         made.loop._watch_children(api_fd)
-    finally:
-        if pidfd:
-            os.close(listener_end)
     assert children.spawned == ["sender"]
     assert poll.timeouts[0] == 0.0 and poll.clock.now - start < lifecycle.SENDER_CHECK_S + 1e-9
 
@@ -452,19 +447,14 @@ def test_a_child_held_back_is_started_when_its_back_off_ends_while_main_waits(
     watched: tuple[Main, Poll, Children, int], pidfd: bool,
 ) -> None:
     made, poll, children, api_fd = watched
-    if pidfd:
-        made.loop.listener.exit_fd, listener_end = os.pipe()
     sender = made.loop.sender
     sender.pid, sender.restart_at = 0, poll.clock.now + 0.25  # held back 0.25 s more
     start = poll.clock.now
     spawned_at: list[float] = []
     children.on_spawn = lambda: spawned_at.append(poll.clock.now - start)
     poll.actions = {(1 if pidfd else 3): _answers(poll)}
-    try:
+    with _stand_in_pidfds(*([made.loop.listener] if pidfd else [])):
         made.loop._watch_children(api_fd)
-    finally:
-        if pidfd:
-            os.close(listener_end)
     assert children.spawned == ["sender"] and spawned_at == [pytest.approx(0.25)]
     # One wait until then with the listener's pidfd, else looks every SENDER_CHECK_S, the last
     # one shorter
@@ -472,11 +462,21 @@ def test_a_child_held_back_is_started_when_its_back_off_ends_while_main_waits(
         [pytest.approx(0.25)] if pidfd else [0.1, 0.1, pytest.approx(0.05)])
 
 
-def _pidfds(made: Main) -> list[tuple[int, int]]:
-    """Stand-in pidfds for both children: pipes, unreadable while nothing is written."""
-    pipes = [os.pipe(), os.pipe()]
-    made.loop.listener.exit_fd, made.loop.sender.exit_fd = pipes[0][0], pipes[1][0]
-    return pipes
+@contextlib.contextmanager
+def _stand_in_pidfds(*children: supervisor.Child) -> Iterator[list[tuple[int, int]]]:
+    """Pipes as the `children`'s pidfds (unreadable while nothing is written: alive); the list
+    takes more pipes to close at the end."""
+    pipes = [os.pipe() for _ in children]
+    for child, (read_end, _) in zip(children, pipes, strict=True):
+        child.exit_fd = read_end
+    try:
+        yield pipes
+    finally:
+        for child in children:
+            child.exit_fd = -1
+        for fds in pipes:
+            for fd in fds:
+                os.close(fd)
 
 
 def _probes(made: Main, poll: Poll, answer_after: int) -> list[tuple[float, str, float]]:
@@ -497,30 +497,24 @@ def test_main_probes_the_sender_when_its_look_is_due_while_it_waits(
     watched: tuple[Main, Poll, Children, int],
 ) -> None:
     made, poll, children, api_fd = watched
-    pipes = _pidfds(made)
     start = poll.clock.now
     made.loop.look_at = start + 0.25
     probes = _probes(made, poll, answer_after=1)
     listener = made.loop.listener
-    new_pidfd = os.pipe()
-    pipes.append(new_pidfd)
+    with _stand_in_pidfds(listener, made.loop.sender) as pipes:
+        new_pidfd = os.pipe()
+        pipes.append(new_pidfd)
 
-    def listener_dies() -> None:  # a wake-up before the look is due: no probe yet
-        children.dying.append("listener")
-        os.write(pipes[0][1], b"x")
+        def listener_dies() -> None:  # a wake-up before the look is due: no probe yet
+            children.dying.append("listener")
+            os.write(pipes[0][1], b"x")
 
-    def gets_a_pidfd() -> None:
-        listener.exit_fd = new_pidfd[0]
+        def gets_a_pidfd() -> None:
+            listener.exit_fd = new_pidfd[0]
 
-    children.on_spawn = gets_a_pidfd
-    poll.actions[0] = listener_dies
-    try:
+        children.on_spawn = gets_a_pidfd
+        poll.actions[0] = listener_dies
         made.loop._watch_children(api_fd)
-    finally:
-        made.loop.listener.exit_fd = made.loop.sender.exit_fd = -1
-        for fds in pipes:
-            for fd in fds:
-                os.close(fd)
     # Woken by the death, then one wait to the look's time (not a second early or late), then
     # the probe, for the invocation nothing names, with a deadline far enough not to bound its
     # waits
@@ -535,16 +529,10 @@ def test_a_probe_that_ends_at_once_is_made_again_no_sooner_than_sender_check_s(
     watched: tuple[Main, Poll, Children, int],
 ) -> None:
     made, poll, _, api_fd = watched
-    pipes = _pidfds(made)
     made.loop.probing, made.loop.look_at = True, poll.clock.now - 1.0  # an ask out, overdue
     probes = _probes(made, poll, answer_after=3)  # each ends at once (a sender not started)
-    try:
+    with _stand_in_pidfds(made.loop.listener, made.loop.sender):
         made.loop._watch_children(api_fd)
-    finally:
-        made.loop.listener.exit_fd = made.loop.sender.exit_fd = -1
-        for fds in pipes:
-            for fd in fds:
-                os.close(fd)
     assert len(probes) == 3
     assert poll.timeouts[:3] == [lifecycle.SENDER_CHECK_S] * 3  # not a loop of zero waits
 
