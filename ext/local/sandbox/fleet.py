@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ext.local.sandbox import custom_runtime, procs, wire
+from ext.local.sandbox import custom_runtime, procs
 from ext.local.sandbox import platform_records as platform
 from ext.local.sandbox.model import SandboxConfig
 from ext.local.sandbox.telemetry import TelemetryBus
@@ -66,7 +66,6 @@ class Fleet:
         if cfg.opt_dir is not None:
             py_path.append(str(cfg.opt_dir / "python"))
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        init_type = wire.LMI_INIT_TYPE if cfg.managed_instances else platform.INIT_TYPE
         platform_vars = {
             "AWS_LAMBDA_RUNTIME_API": api_address,
             "AWS_LAMBDA_FUNCTION_NAME": cfg.function_name,
@@ -74,7 +73,7 @@ class Fleet:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.function_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": self.instance_id,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": cfg.initialization_type,
             "AWS_LAMBDA_LOG_FORMAT": "JSON" if self.json_logs else "Text",
             "AWS_REGION": cfg.region,
             "AWS_DEFAULT_REGION": cfg.region,

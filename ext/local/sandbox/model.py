@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ext.local.sandbox import platform_records, wire
+
 
 @dataclass(frozen=True)
 class SandboxConfig:
@@ -44,6 +46,11 @@ class SandboxConfig:
     # AWS_LAMBDA_MAX_CONCURRENCY in that mode; 16 is Python's default per vCPU on LMI (AWS
     # docs). Informational only: the emulator still hands out one invocation at a time.
     max_concurrency: int = 16
+
+    @property
+    def initialization_type(self) -> str:
+        """AWS_LAMBDA_INITIALIZATION_TYPE, and the init records' initializationType."""
+        return wire.LMI_INIT_TYPE if self.managed_instances else platform_records.INIT_TYPE
 
     @property
     def arn(self) -> str:

@@ -54,7 +54,7 @@ class Sandbox:
         )
         # Lambda Managed Instances: the environment runs on between invocations (no freeze).
         self._lmi = cfg.managed_instances
-        self._init_type = wire.LMI_INIT_TYPE if self._lmi else records.INIT_TYPE
+        self._init_type = cfg.initialization_type
         self._lock = threading.RLock()
         self._initialised = False
         self._next_phase = "init"
