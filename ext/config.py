@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from ext.errors import ConfigError
-from ext.main.extensions_api import on_managed_instances
+from ext.main.extensions_api import on_managed_instances, on_snap_start
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -349,6 +349,9 @@ class Config:
     # Lambda Managed Instances (ext/main/extensions_api.py): no INVOKE events, invocations at
     # once in one environment that is never frozen.
     managed_instances: bool = False
+    # SnapStart (ext/main/extensions_api.py): the first event after this init comes in an
+    # environment restored from its snapshot.
+    snap_start: bool = False
 
     @property
     def sees_invocation_ends(self) -> bool:
@@ -699,6 +702,7 @@ def load(environ: Mapping[str, str], account_id: str = "") -> Config:
                               if environ.get(name, "").strip()),
         notices=tuple(notices),
         managed_instances=managed_instances,
+        snap_start=on_snap_start(environ),
         **values,
     )
     if config.listener_port == LAMBDA_API_PORT:

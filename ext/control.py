@@ -133,6 +133,16 @@ class Drain(Message):
         return (self.deadline_ms, self.request_id)
 
 
+class Restored(Message):
+    """main -> sender: SnapStart resumed this environment from its snapshot. What was connected
+    at the snapshot is not connected any more, and a request on the wire then waits for an
+    answer that cannot come: drop both, connect again, and take a new HEC channel (every
+    environment restored from the snapshot holds the same one)."""
+
+    __slots__ = ()
+    kind = b"N"
+
+
 class Delivered(AboutOneRequest):
     """sender -> main: everything up to the invocation's platform.runtimeDone is accepted by HEC."""
 
@@ -173,6 +183,8 @@ def decode(line: bytes) -> Message | None:
         return about_one(rest)
     if kind == Ready.kind:
         return Ready()
+    if kind == Restored.kind:
+        return Restored()
     if kind == Drain.kind:
         deadline, _, request_id = rest.partition(" ")
         if deadline.isdecimal():  # isdigit() also takes "²", which int() refuses

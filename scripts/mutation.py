@@ -52,6 +52,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/sender/hec.py": (
         "tests/unit/test_hec_classify.py", "tests/unit/test_hec_compress.py",
         "tests/integration/test_hec_client.py", "tests/integration/test_hec_trust.py",
+        "tests/integration/test_hec_restore.py",
     ),
     "ext/sender/hec_wire.py": (
         "tests/unit/test_hec_wire.py", "tests/integration/test_hec_client.py",
@@ -111,7 +112,10 @@ TESTS: dict[str, tuple[str, ...]] = {
     },
     # The courier's own thread against a scripted client; the sender's process tests
     # (tests/integration/test_sender.py, ~30 s) would make each survivor cost half a minute.
-    "ext/sender/courier.py": ("tests/unit/test_courier*.py", "tests/unit/test_sender*.py"),
+    "ext/sender/courier.py": (
+        "tests/unit/test_courier*.py", "tests/unit/test_sender*.py",
+        "tests/integration/test_hec_restore.py",  # a SnapStart restore: real sockets, 0.6 s
+    ),
     # The ledger's own tests and the linger properties (the sender's answers under adaptive),
     # then the sender loop that feeds it.
     "ext/sender/invocations.py": (
@@ -123,7 +127,10 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     # As for the courier: the unit tests against a stand-in courier; the process tests are the
     # safety net, not the mutation oracle.
-    "ext/sender/process.py": ("tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py"),
+    "ext/sender/process.py": (
+        "tests/unit/test_sender_dispatch.py", "tests/unit/test_sender*.py",
+        "tests/unit/test_snap_start.py",
+    ),
     # The listener's own tests, in-process; left out: test_listener_process.py (it starts the
     # listener as a process from benchmarks/, which the mutation copy does not hold) and the
     # threaded socket tests of test_listener.py (~5 s of waits; the in-process answers, server
@@ -147,13 +154,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     # tests. Not the emulator tests: the mutation work copy has no function/ to run.
     "ext/main/lifecycle.py": (
         "tests/unit/test_lifecycle_main.py", "tests/unit/test_managed_instances.py",
-        "tests/unit/test_lifecycle*.py",
+        "tests/unit/test_snap_start.py", "tests/unit/test_lifecycle*.py",
     ),
     # The client against a scripted local API (framing, keep-alive, errors), the events each
     # environment registers for and the wait hook (Managed Instances), the entry point.
     "ext/main/extensions_api.py": (
         "tests/unit/test_extensions_api.py", "tests/unit/test_managed_instances.py",
-        "tests/unit/test_lifecycle.py",
+        "tests/unit/test_snap_start.py", "tests/unit/test_lifecycle.py",
     ),
     # Real forked children (exit codes, pidfds, bounded waits, stop), then the main loop that
     # reaps and restarts them with stand-ins (in process, 0.3 s).
@@ -162,6 +169,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     "ext/control.py": (
         "tests/unit/test_control*.py", "tests/unit/test_lifecycle_main.py",
+        "tests/unit/test_snap_start.py",
         "tests/unit/test_lifecycle*.py",
     ),
     # The pure decisions first, then the main loop that asks them (in process, 0.3 s); not

@@ -40,6 +40,17 @@ def on_managed_instances(environ: Mapping[str, str]) -> bool:
     return environ.get(INITIALIZATION_TYPE, "").strip() == MANAGED_INSTANCES
 
 
+# SnapStart: Lambda snapshots the environment (memory and /tmp) once its init is done and resumes
+# new environments from it later, maybe hours later and elsewhere: what was connected at the
+# snapshot is not connected after the restore (lambda-protocol.md §2.7).
+SNAP_START = "snap-start"
+
+
+def on_snap_start(environ: Mapping[str, str]) -> bool:
+    """Whether this environment's init is the one SnapStart snapshots."""
+    return environ.get(INITIALIZATION_TYPE, "").strip() == SNAP_START
+
+
 def lifecycle_events(environ: Mapping[str, str]) -> tuple[str, ...]:
     """The events to register for in this environment."""
     return MANAGED_INSTANCES_EVENTS if on_managed_instances(environ) else EVENTS

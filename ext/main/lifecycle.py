@@ -166,6 +166,8 @@ class MainLoop:
         self.flush = config.flush
         self.never_waits = config.flush_budget_ms == 0
         self.sender_started = False
+        # SnapStart: the first event comes in an environment resumed from the init's snapshot.
+        self.restore_due = config.snap_start
         # Waits in a row that ended with nothing from the sender and main's ask unread, and the
         # time those asks lay unread (HUNG_WAITS, HUNG_AFTER_S).
         self.unheard_waits = 0
@@ -257,6 +259,11 @@ class MainLoop:
         while True:
             event = Event(self.api.next_event(watch))
             self._restart_dead_children(anyway=event.kind == "SHUTDOWN")
+            if self.restore_due:
+                # Before this invocation's flush: HEC's connection from before the snapshot
+                # would hold it until a timeout.
+                self.restore_due = False
+                self._tell_sender(control.Restored())
             if event.kind == "SHUTDOWN":
                 self.shutdown(event.deadline_ms, event.reason)
                 return 0

@@ -89,6 +89,7 @@ class Courier:
         self._hurry = False
         self._pausing = False  # in a backoff: what `hurry` has to wake
         self._connected_ahead = False  # `_prepare` is done: the client is free for the caller
+        self._reconnect = False  # `restored`: connect ahead again
         self._stopping = False
         self.done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
@@ -206,18 +207,36 @@ class Courier:
         self._thread.join(timeout=0.2)
         self.client.close()
 
+    def restored(self) -> None:
+        """SnapStart resumed the environment (control.Restored): the connection from before the
+        snapshot is cut off (a request on it fails at once and is retried at once, as after a
+        freeze), and the thread connects again ahead of the first flush, which would otherwise
+        pay for it."""
+        self.client.restored()
+        with self._cv:
+            self._reconnect = True
+            self._cv.notify_all()
+
     def _run(self) -> None:
         self._prepare()
         while True:
             with self._cv:
-                while self._slot is None and not self._stopping:
+                while self._slot is None and not self._stopping and not self._reconnect:
                     self._cv.wait()
-                if self._stopping or self._slot is None:
+                if self._stopping:
                     return
+                # A batch connects again as it is sent: no connecting ahead of it.
+                self._reconnect = False
                 batch = self._slot
-                resent = batch is self._resent
-                self._slot = self._resent = None
-                self._busy = True
+                if batch is None:
+                    self._connected_ahead = False  # the caller keeps off the client meanwhile
+                else:
+                    resent = batch is self._resent
+                    self._slot = self._resent = None
+                    self._busy = True
+            if batch is None:  # connect ahead again (`restored`)
+                self._prepare()
+                continue
             try:
                 self._deliver(batch, resent)
             except _StoppedError:

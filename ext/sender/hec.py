@@ -19,10 +19,12 @@ in an error message.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 import os
+import socket
 import ssl
 import uuid
 from typing import TYPE_CHECKING, cast
@@ -39,8 +41,6 @@ from ext.sender import hec_wire, trust
 from ext.sender.batching import compress_lines
 
 if TYPE_CHECKING:
-    import socket
-
     from urllib3.connection import HTTPConnection
 
     from ext.config import Config
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 USER_AGENT = "splunk-hec-lambda-extension/0.1"
+CHANNEL_HEADER = "X-Splunk-Request-Channel"
 # HEC codes (hec.md §1.10) whose event is bad as sent: quarantine it, resend the rest.
 POISON_CODES = frozenset({5, 6, 12, 13, 15})
 # Configuration problems an operator can fix (token, index, ack): hold the data, never drop.
@@ -128,15 +129,33 @@ class HecClient:
             ("Accept-Encoding", "identity"),
             ("User-Agent", USER_AGENT),
             ("Content-Type", "application/json"),
-            ("X-Splunk-Request-Channel", str(uuid.uuid4())),
+            (CHANNEL_HEADER, str(uuid.uuid4())),
         ]
         if self._gzip_level:
             self._fields.append(("Content-Encoding", "gzip"))
         self._heads: dict[str, bytes | None] = {}  # the current token's request head
+        self._conn: HTTPConnection | None = None  # the last connection handed out
 
     def close(self) -> None:
         self._pool.close()
         self.tokens.close()
+
+    def restored(self) -> None:
+        """SnapStart resumed the environment from its snapshot (control.Restored): the
+        connection made before it is cut off, and the channel is every restored environment's.
+
+        The socket is shut down, not used: a request on it (another thread's, waiting for an
+        answer that cannot come) fails at once, and the pool finds an idle one dropped and
+        connects again. Nothing is sent on it: its TLS keys are in every restored environment.
+        """
+        self._fields = [(name, str(uuid.uuid4()) if name == CHANNEL_HEADER else value)
+                        for name, value in self._fields]
+        self._heads = {}
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # not SSLSocket's: no TLS state
 
     def trust(self) -> None:
         """Reads the CA bundle that verifies HEC's certificate (https with verification on), once.
@@ -164,7 +183,7 @@ class HecClient:
         self.trust()
         self.tokens.current()  # a fetched token: read now (a failure is retried as usual)
         try:
-            conn = cast("HTTPConnection", self._pool._get_conn())
+            conn = self._conn = cast("HTTPConnection", self._pool._get_conn())
         except HTTPError:
             return  # closed meanwhile
         try:
@@ -209,7 +228,7 @@ class HecClient:
         try:
             # urllib3's own hand-out and return of a pooled connection (urlopen's): it replaces
             # a connection the server closed meanwhile.
-            conn = cast("HTTPConnection", self._pool._get_conn())
+            conn = self._conn = cast("HTTPConnection", self._pool._get_conn())
         except HTTPError as err:  # the pool was closed
             return HecOutcome(Verdict.RETRY, text=type(err).__name__)
         connecting = True

@@ -560,6 +560,8 @@ class Sender:
                     time.monotonic() + (0.0 if late else self.flush_wait_s * RUNNING_AT))
                 if message.request_id in self.ledger.done_at:
                     self._ended(message.request_id)
+            elif isinstance(message, control.Restored):
+                self.courier.restored()
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s

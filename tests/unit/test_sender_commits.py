@@ -39,6 +39,7 @@ class StandInCourier:
         self.drain_deadline: float | None = None
         self.failures = 0
         self.hanging = False
+        self.restores = 0  # control.Restored passed on
         self.done_r, self.done_w = control.make_pipe()
 
     def can_accept(self) -> bool:
@@ -68,6 +69,9 @@ class StandInCourier:
 
     def hurry(self) -> None:
         pass
+
+    def restored(self) -> None:
+        self.restores += 1
 
     def stalled(self, limit_s: float) -> bool:
         return self.hanging
