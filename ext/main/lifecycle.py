@@ -243,7 +243,8 @@ class MainLoop:
         from ext.sender.process import Sender
 
         return Sender(self.config, self.function_name, self.wake_r, self.ctl_r, self.status_w,
-                      notes_fd=self.notes_r, restarts=self._restart_counts()).run()
+                      notes_fd=self.notes_r, restarts=self._restart_counts(),
+                      before_snapshot=self.restore_due).run()
 
     def _restart_counts(self) -> control.Restarts:
         """What the sender reports of the children's restarts (self-metrics); in the sender's

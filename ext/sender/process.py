@@ -84,9 +84,14 @@ class Sender:
     def __init__(
         self, config: Config, function_name: str, wake_fd: int, control_fd: int, status_fd: int,
         *, courier: Courier | None = None, notes_fd: int = -1,
-        restarts: control.Restarts | None = None,
+        restarts: control.Restarts | None = None, before_snapshot: bool = False,
     ) -> None:
         self.config = config
+        # SnapStart, until main says the environment was restored (control.Restored): Lambda
+        # snapshots it once the init is done, a moment no process here is told of, and what is
+        # held then is in every environment restored from it, each sending it again. Nothing
+        # lingers meanwhile (an init logs little); from the restore on, the dispatch settings.
+        self.before_snapshot = before_snapshot
         self.reader = SpoolReader(config.spool_dir)
         self.builder = EnvelopeBuilder(config, function_name)
         self.wake_fd = wake_fd
@@ -495,7 +500,7 @@ class Sender:
     def _should_dispatch(self) -> bool:
         if not self.held:
             return False
-        if self.drain_deadline is not None or self.ledger.urgent():
+        if self.drain_deadline is not None or self.ledger.urgent() or self.before_snapshot:
             return True
         if self.held.events >= self.config.dispatch_min_batch_size:
             return True
@@ -561,6 +566,7 @@ class Sender:
                 if message.request_id in self.ledger.done_at:
                     self._ended(message.request_id)
             elif isinstance(message, control.Restored):
+                self.before_snapshot = False
                 self.courier.restored()
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ext import config, control
+from ext import config, control, errors
 from ext.main.extensions_api import INITIALIZATION_TYPE, SNAP_START, on_snap_start
+from ext.sender import process as sender_process
 from tests.unit.test_lifecycle import Main
 from tests.unit.test_lifecycle_main import (  # noqa: F401 - fixtures
     INVOKE,
@@ -25,7 +26,7 @@ from tests.unit.test_lifecycle_main import (  # noqa: F401 - fixtures
     notes,
     sent,
 )
-from tests.unit.test_sender_dispatch import WideRig
+from tests.unit.test_sender_dispatch import HOLDING, WideRig
 
 ENV = {"SPLUNK_HOST": "https://splunk.example:8088", "SPLUNK_HEC_TOKEN": "secret-token"}
 SNAP = {INITIALIZATION_TYPE: SNAP_START}
@@ -90,3 +91,51 @@ def test_the_sender_passes_the_restore_to_its_courier(tmp_path: Path) -> None:
         assert rig.courier.restores == 1
     finally:
         rig.close()
+
+
+# -- before the snapshot nothing lingers ----------------------------------------------------------
+
+
+def test_before_the_snapshot_a_line_is_sent_at_once_and_after_the_restore_it_lingers(
+    tmp_path: Path,
+) -> None:
+    # Lambda snapshots at a moment nobody here is told of: what is held then is sent again by
+    # every environment restored from it. From the restore on, the dispatch settings apply.
+    rig = WideRig(tmp_path, None, **HOLDING, **SNAP)
+    try:
+        rig.sender.before_snapshot = True  # as main forks it during a snap-start init
+        rig.append(["loading the model"])
+        rig.sender.step()
+        assert len(rig.courier.in_flight) == 1  # not held for 500 lines or 600 s
+        rig.courier.finish()
+        rig.tell(control.Restored())
+        rig.append(["an invocation's line"])
+        rig.sender.step()
+        assert not rig.courier.in_flight  # held, as the settings say
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize(("main", "before"), [(SNAP, [True, False]), ({}, [False, False])],
+                         indirect=["main"])
+def test_a_sender_forked_before_the_restore_sends_at_once_and_one_forked_after_it_does_not(
+    main: Main, children: Children, monkeypatch: pytest.MonkeyPatch, before: list[bool],
+) -> None:
+    made: list[bool] = []
+
+    class Forked:
+        def __init__(self, *args: object, before_snapshot: bool = False, **kwargs: object) -> None:
+            made.append(before_snapshot)
+
+        def run(self) -> None:
+            return None
+
+    monkeypatch.setattr(sender_process, "Sender", Forked)
+    main.loop._run_sender()  # the sender of the init
+    main.loop.api.events = [INVOKE]  # type: ignore[attr-defined]
+    main.loop.flush_invocation = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    with pytest.raises(errors.ApiError):
+        main.loop.serve()
+    main.loop._run_sender()  # one restarted after the restore
+    assert made == before
+
