@@ -46,11 +46,23 @@ class SandboxConfig:
     # AWS_LAMBDA_MAX_CONCURRENCY in that mode; 16 is Python's default per vCPU on LMI (AWS
     # docs). Informational only: the emulator still hands out one invocation at a time.
     max_concurrency: int = 16
+    # SnapStart (docs/emulator.md): init ends in a snapshot (the frozen sandbox), which the first
+    # invoke or Sandbox.restore() resumes as a new environment with the platform.restore* records.
+    snap_start: bool = False
+
+    def __post_init__(self) -> None:
+        if self.snap_start and self.managed_instances:
+            # Lambda offers SnapStart for on-demand functions only, not on Managed Instances.
+            raise ValueError("snap_start and managed_instances are mutually exclusive")
 
     @property
     def initialization_type(self) -> str:
         """AWS_LAMBDA_INITIALIZATION_TYPE, and the init records' initializationType."""
-        return wire.LMI_INIT_TYPE if self.managed_instances else platform_records.INIT_TYPE
+        if self.managed_instances:
+            return wire.LMI_INIT_TYPE
+        if self.snap_start:
+            return wire.SNAP_START_INIT_TYPE
+        return platform_records.INIT_TYPE
 
     @property
     def arn(self) -> str:
@@ -78,23 +90,35 @@ class InvokeResult:
     billed_duration_ms: int
     max_memory_used_mb: int
     reset_reason: str | None = None
+    restore_duration_ms: float | None = None  # SnapStart: the first invoke after a restore
 
     @classmethod
     def from_failed_init(cls, init: dict[str, Any]) -> InvokeResult:
         """The result of an invoke whose (re-)init failed; `init` is its inspect() record."""
+        return cls._failed_phase(init, init_duration_ms=init["duration_ms"])
+
+    @classmethod
+    def from_failed_restore(cls, restore: dict[str, Any]) -> InvokeResult:
+        """The result of an invoke whose SnapStart restore failed; `restore` is its record."""
+        return cls._failed_phase(restore, restore_duration_ms=restore["duration_ms"])
+
+    @classmethod
+    def _failed_phase(cls, phase: dict[str, Any], **durations: float) -> InvokeResult:
+        # No invocation ran: the environment failed before it and was reset.
         return cls(
             request_id="",
-            status="timeout" if init["status"] == "timeout" else "failure",
+            status="timeout" if phase["status"] == "timeout" else "failure",
             response=b"",
             error=None,
-            error_type=init["error_type"],
+            error_type=phase["error_type"],
             runtime_duration_ms=None,
             post_runtime_ms=None,
-            duration_ms=init["duration_ms"],
-            init_duration_ms=init["duration_ms"],
+            duration_ms=phase["duration_ms"],
+            init_duration_ms=durations.get("init_duration_ms"),
             billed_duration_ms=0,
             max_memory_used_mb=0,
             reset_reason="failure",
+            restore_duration_ms=durations.get("restore_duration_ms"),
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -46,11 +46,9 @@ def new_trace(epoch_s: float) -> tuple[str, str]:
     return f"Root={root};Parent={span};Sampled=0", span
 
 
-def init_start(ident: FunctionIdentity, phase: str, init_type: str = INIT_TYPE) -> dict[str, Any]:
-    """platform.initStart record."""
+def _environment(ident: FunctionIdentity) -> dict[str, Any]:
+    """The fields naming runtime, function and environment that initStart and restoreStart share."""
     return {
-        "initializationType": init_type,
-        "phase": phase,
         "runtimeVersion": ident.runtime_version,
         "runtimeVersionArn": f"arn:aws:lambda:local::runtime:{ident.runtime_version}",
         "functionName": ident.function_name,
@@ -58,6 +56,11 @@ def init_start(ident: FunctionIdentity, phase: str, init_type: str = INIT_TYPE) 
         "instanceId": ident.instance_id,
         "instanceMaxMemory": ident.memory_mb * 1024 * 1024,
     }
+
+
+def init_start(ident: FunctionIdentity, phase: str, init_type: str = INIT_TYPE) -> dict[str, Any]:
+    """platform.initStart record."""
+    return {"initializationType": init_type, "phase": phase, **_environment(ident)}
 
 
 def init_runtime_done(
@@ -79,6 +82,26 @@ def init_report(
 ) -> dict[str, Any]:
     """platform.initReport record."""
     record = init_runtime_done(phase, status, error_type, init_type)
+    record["metrics"] = {"durationMs": round(duration_ms, 3)}
+    return record
+
+
+def restore_start(ident: FunctionIdentity) -> dict[str, Any]:
+    """platform.restoreStart record (SnapStart): names the restored environment, not the init's."""
+    return _environment(ident)
+
+
+def restore_runtime_done(status: str, error_type: str | None) -> dict[str, Any]:
+    """platform.restoreRuntimeDone record: the runtime's after-restore hooks ended."""
+    record: dict[str, Any] = {"status": status}
+    if error_type:
+        record["errorType"] = error_type
+    return record
+
+
+def restore_report(status: str, duration_ms: float, error_type: str | None) -> dict[str, Any]:
+    """platform.restoreReport record."""
+    record = restore_runtime_done(status, error_type)
     record["metrics"] = {"durationMs": round(duration_ms, 3)}
     return record
 
@@ -137,8 +160,13 @@ def report(
     init_duration_ms: float | None,
     spans: list[dict[str, Any]],
     trace: dict[str, str],
+    restore_duration_ms: float | None = None,
 ) -> dict[str, Any]:
-    """platform.report record; billing includes init on cold starts (billing change of 2025-08)."""
+    """platform.report record; billing includes init on cold starts (billing change of 2025-08).
+
+    A SnapStart restore is not added to billedDurationMs: Lambda bills it apart (REPORT's
+    "Billed Restore Duration"), and the Telemetry API's report has no field for that.
+    """
     billed = math.ceil(duration_ms + (init_duration_ms or 0.0))
     metrics: dict[str, Any] = {
         "durationMs": round(duration_ms, 3),
@@ -148,6 +176,8 @@ def report(
     }
     if init_duration_ms is not None:
         metrics["initDurationMs"] = round(init_duration_ms, 3)
+    if restore_duration_ms is not None:
+        metrics["restoreDurationMs"] = round(restore_duration_ms, 3)
     record: dict[str, Any] = {"requestId": request_id, "status": status, "metrics": metrics}
     if error_type:
         record["errorType"] = error_type

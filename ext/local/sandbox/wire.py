@@ -61,6 +61,11 @@ SCHEMA_VERSIONS = frozenset({"2022-07-01", "2022-12-13", "2025-01-29"})
 LMI_INIT_TYPE = "lambda-managed-instances"
 LMI_SCHEMA_VERSIONS = frozenset({"2025-01-29"})
 LMI_EXTERNAL_EVENTS = frozenset({"SHUTDOWN"})  # RIE-LMI core.ValidateExternalAgentEvent
+# SnapStart (lambda-protocol 2.5, 4.1): RIE registers the restore routes for a snap-start
+# ("InitCaching") init only, so any other environment answers them as an unknown path.
+SNAP_START_INIT_TYPE = "snap-start"
+RESTORE_NEXT_PATH = RUNTIME_PREFIX + "/restore/next"
+RESTORE_ERROR_PATH = RUNTIME_PREFIX + "/restore/error"
 SANDBOX_HOSTS = frozenset({"sandbox.localdomain", "sandbox"})
 
 _encoder = msgspec.json.Encoder()
