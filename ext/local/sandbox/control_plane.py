@@ -112,6 +112,11 @@ class ControlPlane:
         self.runtime_waiting = False
         self.runtime_pending: Invocation | None = None
         self.runtime_init_error: tuple[str, Any] | None = None
+        # SnapStart: the runtime's restore/next (it is ready for the snapshot), the sandbox's
+        # restore (restore/next answers), and a restore/error from the after-restore hooks.
+        self.restore_next_t: float | None = None
+        self.restore_released = False
+        self.runtime_restore_error: tuple[str, Any] | None = None
         self.invocation: Invocation | None = None
         self.on_runtime_done: Callable[[Invocation], None] = lambda inv: None
 
@@ -128,9 +133,22 @@ class ControlPlane:
         self.runtime_waiting = False
         self.runtime_pending = None
         self.runtime_init_error = None
+        self.restore_next_t = None
+        self.restore_released = False
+        self.runtime_restore_error = None
         self.invocation = None
         self.registration_open = False
         self.subscription_open = False
+        self.cv.notify_all()
+
+    @property
+    def runtime_ready_t(self) -> float | None:
+        """When the runtime finished its init: its first invocation/next, or its restore/next."""
+        return self.runtime_first_next_t if self.restore_next_t is None else self.restore_next_t
+
+    def release_restore(self) -> None:
+        """SnapStart: the snapshot is restored, so restore/next answers (caller holds cv)."""
+        self.restore_released = True
         self.cv.notify_all()
 
     def by_name(self, name: str) -> ExtensionState | None:
@@ -180,6 +198,10 @@ class ControlPlane:
             ("PUT", wire.TELEMETRY_PATH): self.subscribe,
             ("PUT", wire.LOGS_PATH): _logs_not_supported,
         }
+        if self.cfg.snap_start:
+            # Only then, as in RIE: elsewhere they are unknown paths (404 below).
+            routes[("GET", wire.RESTORE_NEXT_PATH)] = self.restore_next
+            routes[("POST", wire.RESTORE_ERROR_PATH)] = self.restore_error
         handler = routes.get(key)
         if handler is None:
             return _error(404, wire.E_NOT_FOUND, f"no route for {req.method} {req.path}")
@@ -236,10 +258,7 @@ class ControlPlane:
             else:
                 inv.result_status = "error"
                 inv.error = _decode_object(req.body)
-                header = req.headers.get(wire.H_RT_ERROR_TYPE, "")
-                # RIE normalises error types outside Runtime.*/Function.* to Runtime.Unknown.
-                ok = _ERROR_TYPE_RE.fullmatch(header)
-                inv.error_type = header if ok else wire.F_RT_UNKNOWN
+                inv.error_type = _error_type(req)
             self.cv.notify_all()
         return ACCEPTED
 
@@ -248,6 +267,33 @@ class ControlPlane:
         with self.cv:
             error_type = req.headers.get(wire.H_RT_ERROR_TYPE) or wire.F_RT_UNKNOWN
             self.runtime_init_error = (error_type, _decode_object(req.body))
+            self.cv.notify_all()
+        return ACCEPTED
+
+    def restore_next(self, _req: Request) -> Response:
+        """GET restore/next (SnapStart): init is done; held while the snapshot is, 200 after."""
+        with self.cv:
+            if self.restore_next_t is not None or self.runtime_first_next_t is not None:
+                # RIE: RestoreReady is valid once, from the state before the first next.
+                msg = "State transition to RestoreReady failed for runtime"
+                return _error(403, wire.E_BAD_TRANSITION, msg)
+            gen = self.generation
+            self.restore_next_t = time.monotonic()
+            self.cv.notify_all()
+            while not self.restore_released and gen == self.generation and not self.closing:
+                self.cv.wait()
+            if gen != self.generation or self.closing:
+                return INTERNAL
+        return Response(200, b"", content_type="")
+
+    def restore_error(self, req: Request) -> Response:
+        """POST restore/error (SnapStart): the after-restore hooks failed; the restore fails."""
+        with self.cv:
+            restoring = self.restore_released and self.restore_next_t is not None
+            if not restoring or self.runtime_first_next_t is not None:
+                msg = "State transition to RestoreError failed for runtime"
+                return _error(403, wire.E_BAD_TRANSITION, msg)
+            self.runtime_restore_error = (_error_type(req), _decode_object(req.body))
             self.cv.notify_all()
         return ACCEPTED
 
@@ -410,6 +456,13 @@ def _lmi_register_refusal(external: bool, events: list[str]) -> Response | None:
     elif events:
         return _error(403, wire.E_INVALID_EVENT, "No events allowed for internal extensions")
     return None
+
+
+def _error_type(req: Request) -> str:
+    """The runtime's Lambda-Runtime-Function-Error-Type header, as RIE records it."""
+    header = req.headers.get(wire.H_RT_ERROR_TYPE, "")
+    # RIE normalises error types outside Runtime.*/Function.* to Runtime.Unknown.
+    return header if _ERROR_TYPE_RE.fullmatch(header) else wire.F_RT_UNKNOWN
 
 
 def _decode_object(body: bytes) -> dict[str, Any] | None:

@@ -54,16 +54,21 @@ class Sandbox:
         )
         # Lambda Managed Instances: the environment runs on between invocations (no freeze).
         self._lmi = cfg.managed_instances
+        # SnapStart: init ends in a snapshot that one restore resumes (docs/emulator.md).
+        self._snap = cfg.snap_start
         self._init_type = cfg.initialization_type
         self._lock = threading.RLock()
         self._initialised = False
         self._next_phase = "init"
         self._frozen = False
         self._pending_init_ms: float | None = None
+        self._snapshot = False  # a snapshot was taken and not yet restored
+        self._pending_restore_ms: float | None = None
         self._started = False
         self._closed = False
         self._stats: dict[str, list[dict[str, Any]]] = {
             "inits": [],
+            "restores": [],
             "invocations": [],
             "shutdowns": [],
         }
@@ -98,16 +103,45 @@ class Sandbox:
         return self
 
     def init(self) -> dict[str, Any]:
-        """Run init now (if not done) and freeze; returns the init record of inspect()."""
+        """Run init now (if not done) and freeze; returns the init record of inspect().
+
+        With snap_start the freeze is the snapshot: it lasts until restore() or the first invoke.
+        """
         with self._lock:
             self.start()
             if not self._initialised:
                 ok = self._init(self._next_phase)
-                if ok:
+                if ok and self._snap:
+                    self._take_snapshot()
+                elif ok:
                     self._pending_init_ms = self._stats["inits"][-1]["duration_ms"]
                     if not self._lmi:
                         self._freeze()
             return dict(self._stats["inits"][-1]) if self._stats["inits"] else {}
+
+    @property
+    def snapshot_taken(self) -> bool:
+        """SnapStart: init's snapshot exists and was not restored yet (the sandbox is frozen)."""
+        return self._snapshot
+
+    def restore(self) -> dict[str, Any]:
+        """SnapStart: resume init's snapshot as a new environment; returns its inspect() record.
+
+        Runs init first if needed. On success the environment is frozen again until the first
+        invoke (Lambda restores for an invoke; the test may act in between); on failure it is
+        reset. One restore per snapshot: a second call raises RuntimeError.
+        """
+        with self._lock:
+            if not self._snap:
+                raise RuntimeError("restore() needs SandboxConfig(snap_start=True)")
+            self.init()
+            if not self._snapshot:
+                raise RuntimeError("no snapshot to restore: init failed or it was restored")
+            record = self._restore()
+            if record["status"] == "success":
+                self._pending_restore_ms = record["duration_ms"]
+                self._freeze()
+            return record
 
     def invoke(
         self, payload: bytes | dict[str, Any] | list[Any] | str | None = None
@@ -118,6 +152,8 @@ class Sandbox:
             if self._initialised and self.fleet.dead() is not None:
                 # A process died while frozen (fault injection): Lambda resets the environment.
                 self._reset("failure")
+            if self._snap:
+                return self._invoke_restored(wire.payload_bytes(payload))
             init_ms = self._pending_init_ms
             self._pending_init_ms = None
             if not self._initialised:
@@ -141,7 +177,9 @@ class Sandbox:
             "tmp_dir": str(self.tmp_dir),
             "initialised": self._initialised,
             "frozen": self._frozen,
+            "snapshot": self._snapshot,
             "inits": [dict(i) for i in self._stats["inits"]],
+            "restores": [dict(r) for r in self._stats["restores"]],
             "invocations": [dict(i) for i in self._stats["invocations"]],
             "shutdowns": [dict(s) for s in self._stats["shutdowns"]],
             "event_counts": dict(self.bus.counts),
@@ -216,10 +254,8 @@ class Sandbox:
 
     # -- init ------------------------------------------------------------------------------------
 
-    def _init(self, phase: str) -> bool:
-        """Init cycle of lambda-protocol 3.1; returns success. On failure the sandbox is reset."""
-        t0 = time.monotonic()
-        deadline = t0 + self.cfg.init_timeout_s
+    def _new_environment(self) -> None:
+        """A new instanceId: at every init, and at a SnapStart restore (another environment)."""
         day = time.strftime("%Y/%m/%d", time.gmtime())
         self.fleet.instance_id = f"{day}/[$LATEST]{uuid.uuid4().hex}"
         self.ident = records.FunctionIdentity(
@@ -230,6 +266,12 @@ class Sandbox:
             self.cfg.memory_mb,
             self.ident.runtime_version,
         )
+
+    def _init(self, phase: str) -> bool:
+        """Init cycle of lambda-protocol 3.1; returns success. On failure the sandbox is reset."""
+        t0 = time.monotonic()
+        deadline = t0 + self.cfg.init_timeout_s
+        self._new_environment()
         files = procs.list_extensions(self.cfg.opt_dir)
         with self.cp.cv:
             self.cp.retire_all()
@@ -246,11 +288,11 @@ class Sandbox:
         failure = self._await(lambda: all(self.cp.by_name(n) for n in names), deadline)
         if failure is None:
             rt = self.fleet.start_runtime(self.api_address)
-            failure = self._await(lambda: self.cp.runtime_first_next_t is not None, deadline)
-            if self.cp.runtime_first_next_t is not None:
-                record["runtime_first_next_ms"] = round(
-                    (self.cp.runtime_first_next_t - rt.start_t) * 1000, 3
-                )
+            # With SnapStart, awslambdaric ends its init with restore/next instead.
+            failure = self._await(lambda: self.cp.runtime_ready_t is not None, deadline)
+            ready_t = self.cp.runtime_ready_t
+            if ready_t is not None:
+                record["runtime_first_next_ms"] = round((ready_t - rt.start_t) * 1000, 3)
         if failure is None:
             with self.cp.cv:
                 self.cp.registration_open = False
@@ -287,6 +329,71 @@ class Sandbox:
             return False
         return True
 
+    # -- SnapStart -------------------------------------------------------------------------------
+
+    def _take_snapshot(self) -> None:
+        """The snapshot of a finished init: the sandbox frozen as between invocations."""
+        self._freeze()
+        self._snapshot = True
+
+    def _restore(self) -> dict[str, Any]:
+        """Resume the snapshot (lambda-protocol 2.5): restoreStart, thaw, the runtime's
+        after-restore hooks until its invocation/next, restoreRuntimeDone, restoreReport.
+
+        Bounded by init_timeout_s (Lambda's restore phase has a 10 s limit too). A failed
+        restore (restore/error, a crash, the deadline) resets the environment.
+        """
+        t0 = time.monotonic()
+        self._snapshot = False
+        snapshot_instance = self.ident.instance_id
+        self._new_environment()
+        self.bus.emit("platform.restoreStart", records.restore_start(self.ident))
+        self._thaw()  # what the snapshot left undelivered now goes out
+        with self.cp.cv:
+            self.cp.release_restore()
+        failure = self._await(
+            lambda: self.cp.runtime_first_next_t is not None, t0 + self.cfg.init_timeout_s
+        )
+        duration_ms = (time.monotonic() - t0) * 1000
+        if self.fleet.runtime is not None:
+            self.fleet.runtime.sync_output()  # the hooks' log lines precede restoreRuntimeDone
+        status, error_type = ("success", None) if failure is None else failure
+        done = records.restore_runtime_done(status, error_type)
+        self.bus.emit("platform.restoreRuntimeDone", done)
+        self.bus.emit(
+            "platform.restoreReport", records.restore_report(status, duration_ms, error_type)
+        )
+        record = {
+            "status": status,
+            "error_type": error_type,
+            "duration_ms": round(duration_ms, 3),
+            "instance_id": self.ident.instance_id,
+            "snapshot_instance_id": snapshot_instance,
+        }
+        self._stats["restores"].append(record)
+        if failure is not None:
+            self._reset("failure")
+        return dict(record)
+
+    def _invoke_restored(self, payload: bytes) -> InvokeResult:
+        """SnapStart invoke: init and snapshot if needed, restore if needed, then the invoke.
+
+        The first invocation after a restore reports restoreDurationMs and no initDurationMs.
+        """
+        restore_ms = self._pending_restore_ms
+        self._pending_restore_ms = None
+        if not self._initialised:
+            if not self._init(self._next_phase):
+                return InvokeResult.from_failed_init(self._stats["inits"][-1])
+            self._take_snapshot()
+        if self._snapshot:
+            record = self._restore()
+            if record["status"] != "success":
+                return InvokeResult.from_failed_restore(record)
+            restore_ms = record["duration_ms"]
+        self._thaw()
+        return self._run_invoke(payload, None, restore_ms)
+
     # -- invoke ----------------------------------------------------------------------------------
 
     def _emit_runtime_done(self, inv: Invocation, failure: Failure | None = None) -> None:
@@ -318,7 +425,9 @@ class Sandbox:
         )
         self.bus.emit("platform.runtimeDone", record)
 
-    def _run_invoke(self, payload: bytes, init_ms: float | None) -> InvokeResult:
+    def _run_invoke(
+        self, payload: bytes, init_ms: float | None, restore_ms: float | None = None
+    ) -> InvokeResult:
         now = time.time()
         t0 = time.monotonic()
         trace_value, span_id = records.new_trace(now)
@@ -372,6 +481,7 @@ class Sandbox:
             init_duration_ms=init_ms,
             spans=overhead,
             trace=trace,
+            restore_duration_ms=restore_ms,
         )
         self.bus.emit("platform.report", report)
         reset_reason = None
@@ -400,6 +510,7 @@ class Sandbox:
             billed_duration_ms=report["metrics"]["billedDurationMs"],
             max_memory_used_mb=memory,
             reset_reason=reset_reason,
+            restore_duration_ms=restore_ms,
         )
         # Monotonic seconds (CLOCK_MONOTONIC, comparable with other processes' time.monotonic()).
         times = {"started_at": t0, "frozen_at": frozen_at, "response": len(inv.response)}
@@ -422,13 +533,17 @@ class Sandbox:
 
     def _reset(self, reason: str) -> ShutdownResult:
         result = self._shutdown(reason)
-        self._next_phase = "invoke"
+        # A SnapStart init is never suppressed into an invoke: the emulator's only way to a new
+        # environment is a new snapshot (Lambda would restore its one snapshot again).
+        self._next_phase = "init" if self._snap else "invoke"
         return result
 
     def _shutdown(self, reason: str) -> ShutdownResult:
         if not self._initialised:
             return ShutdownResult(reason, 0, 0.0, ())
         self._frozen = False
+        self._snapshot = False
+        self._pending_restore_ms = None
         result = run_shutdown(self.cp, self.fleet, self.bus, reason, self.cfg)
         self._initialised = False
         self._stats["shutdowns"].append(result.as_dict())

@@ -20,6 +20,8 @@ def failure_locked(cp: ControlPlane, fleet: Fleet) -> Failure | None:
     """A fatal condition of the current cycle, checked with cp.cv held."""
     if cp.runtime_init_error is not None:
         return "error", cp.runtime_init_error[0]
+    if cp.runtime_restore_error is not None:
+        return "error", cp.runtime_restore_error[0]
     for ext in cp.extensions.values():
         if ext.finished and ext.error_type:
             return "error", ext.error_type
