@@ -8,6 +8,8 @@ With "oom" it allocates past its memory size (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), 
 function does: Lambda (and the emulator) kills it and reports Runtime.OutOfMemory. Every line starts
 with "<tag>:<n>:" so tests can match what was written with what arrived; with "stamp" the prefix
 is "<tag>:<n>:@<epoch seconds at the write>:" (latency benchmarks).
+SnapStart runtime hooks on request, through $SAMPLE_AFTER_RESTORE: "log" prints a line after a
+restore, "fail" raises there (the restore fails with Runtime.AfterRestoreError).
 """
 
 from __future__ import annotations
@@ -43,6 +45,28 @@ def write_lines(mode: str, tag: str, count: int, size: int, stamp: bool = False)
         for n in range(count):
             print(line_text(tag, n, size, stamp))
 
+
+def after_restore_log() -> None:
+    """After-restore hook that leaves a trace in the function's output."""
+    print("sample: after restore")
+
+
+def after_restore_fail() -> None:
+    """After-restore hook that fails the restore."""
+    raise RuntimeError("requested after-restore failure")
+
+
+def register_restore_hook(mode: str) -> None:
+    """Register the hook $SAMPLE_AFTER_RESTORE asks for (awslambdaric runs them on snap-start)."""
+    hooks = {"log": after_restore_log, "fail": after_restore_fail}
+    if mode in hooks:
+        # Only then: snapshot_restore_py comes with awslambdaric, not with every Python.
+        from snapshot_restore_py import register_after_restore
+
+        register_after_restore(hooks[mode])
+
+
+register_restore_hook(os.environ.get("SAMPLE_AFTER_RESTORE", ""))
 
 OOM_STEP_BYTES = 8 << 20
 
