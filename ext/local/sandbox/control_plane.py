@@ -290,7 +290,8 @@ class ControlPlane:
         """POST restore/error (SnapStart): the after-restore hooks failed; the restore fails."""
         with self.cv:
             restoring = self.restore_released and self.restore_next_t is not None
-            if not restoring or self.runtime_first_next_t is not None:
+            done = self.runtime_first_next_t is not None or self.runtime_restore_error is not None
+            if not restoring or done:
                 msg = "State transition to RestoreError failed for runtime"
                 return _error(403, wire.E_BAD_TRANSITION, msg)
             self.runtime_restore_error = (_error_type(req), _decode_object(req.body))
