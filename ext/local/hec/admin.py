@@ -14,17 +14,29 @@ from ext.local.hec.model import HecToken
 from ext.local.hec.protocol import HecReply, json_reply, not_found_reply
 
 if TYPE_CHECKING:
+    import socket
+
     from ext.local.hec.state import ReceiverState
 
 _INT_FILTERS = {"request_id", "since_id"}
 _FLOAT_FILTERS = {"received_after"}
 
 
-def handle(
-    method: str, path: str, query: dict[str, str], body: bytes, state: ReceiverState
+def handle(  # noqa: PLR0917 - the request's parts, as the handler has them
+    method: str,
+    path: str,
+    query: dict[str, str],
+    body: bytes,
+    state: ReceiverState,
+    connection: socket.socket | None = None,
 ) -> HecReply:
-    """Answer one admin request; bad input gives 400 with {"error": ...}."""
+    """Answer one admin request; bad input gives 400 with {"error": ...}.
+
+    `connection` is the one this request came on: abandoning connections spares it.
+    """
     route = (method, path.removeprefix("/_admin"))
+    if route == ("POST", "/connections/abandon"):
+        return json_reply(200, {"abandoned": state.connections.abandon(keep=connection)})
     try:
         payload = json.loads(body) if body.strip() else {}
         return _route(route, query, payload, state)
@@ -54,6 +66,7 @@ def _route(  # noqa: PLR0911 - a routing table
             stats["stored_events"] = state.store.count()
             stats["faults"] = state.faults.snapshot()
             stats["partial_prefix"] = state.partial_prefix
+            stats["connections"] = state.connections.counts()
             return json_reply(200, stats)
         case ("GET", "/events"):
             limit = int(query.pop("limit", "1000"))

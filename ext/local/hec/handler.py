@@ -50,23 +50,24 @@ _EARLY_REPLIES = {
 
 
 class HecHttpServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that carries the receiver state and tracks live connections."""
+    """ThreadingHTTPServer that carries the receiver state; connections: state.connections."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], state: ReceiverState) -> None:
         self.state = state
-        self.connections: set[socket.socket] = set()
         super().__init__(address, HecRequestHandler)
 
     def close_connections(self) -> None:
-        """Shut down every open client connection so idle keep-alive threads end."""
-        for conn in list(self.connections):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                continue
+        """Shut down every open client connection so idle keep-alive threads end, and close the
+        abandoned ones."""
+        self.state.connections.close_all()
+
+    def shutdown_request(self, request: Any) -> None:
+        if self.state.connections.is_abandoned(request):
+            return  # left open, unread, until close_connections (connections.py)
+        super().shutdown_request(request)
 
 
 class HecRequestHandler(BaseHTTPRequestHandler):
@@ -81,11 +82,11 @@ class HecRequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.state.limits.keepalive_idle_s)
-        self.server.connections.add(self.connection)
+        self.server.state.connections.opened(self.connection)
         self._drop_next = False
 
     def finish(self) -> None:
-        self.server.connections.discard(self.connection)
+        self.server.state.connections.finished(self.connection)
         with contextlib.suppress(OSError):  # the client vanished; nothing left to flush
             super().finish()
 
@@ -111,6 +112,8 @@ class HecRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         state = self.server.state
+        if self._abandoned():  # a request read just before the abandonment: never seen
+            return
         if self._drop_next:  # stale keep-alive fault: the "idle" connection is already gone
             self._reset_connection()
             return
@@ -130,7 +133,7 @@ class HecRequestHandler(BaseHTTPRequestHandler):
             return
         received_at = time.time()
         if path.startswith(ADMIN_PREFIX):
-            self._send(admin.handle(method, path, query, body, state))
+            self._send(admin.handle(method, path, query, body, state, self.connection))
         elif path in HEALTH_PATHS:
             fault = state.faults.take(HEALTH)
             self._send(hec_reply(fault.params["code"] if fault else 17))
@@ -366,7 +369,16 @@ class HecRequestHandler(BaseHTTPRequestHandler):
 
     # -- output ----------------------------------------------------------------------------------
 
+    def _abandoned(self) -> bool:
+        """The connection was abandoned (connections.py): no reply, no FIN, no RST on it."""
+        if self.server.state.connections.is_abandoned(self.connection):
+            self.close_connection = True
+            return True
+        return False
+
     def _send(self, reply: HecReply) -> None:
+        if self._abandoned():  # abandoned while this request was handled: the reply is lost
+            return
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
@@ -385,6 +397,8 @@ class HecRequestHandler(BaseHTTPRequestHandler):
 
     def _reset_connection(self) -> None:
         """Abort with TCP RST (SO_LINGER 0) and no reply."""
+        if self._abandoned():
+            return
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

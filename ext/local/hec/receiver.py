@@ -63,6 +63,10 @@ class HecReceiver:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             cert, key = self._tls
             context.load_cert_chain(cert, key)
+            # OpenSSL 3 answers a read's unexpected end of stream with a decode_error alert; an
+            # abandoned connection (connections.py) must send nothing, and a peer that closed
+            # without close_notify is gone anyway.
+            context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
             # Handshake lazily in the connection's own thread, not in the accept loop.
             server.socket = context.wrap_socket(
                 server.socket, server_side=True, do_handshake_on_connect=False
@@ -139,6 +143,13 @@ class HecReceiver:
     def faults(self) -> list[dict[str, Any]]:
         """The active faults with their remaining counts."""
         return self.state.faults.snapshot()
+
+    def abandon_open_connections(self) -> int:
+        """Abandon every connection open now, as a SnapStart-restored environment's connections
+        from before the snapshot look from the client: what it sends on them is never read nor
+        answered and they are never closed, until stop(); new connections work as usual.
+        Returns how many were abandoned (connections.py)."""
+        return self.state.connections.abandon()
 
     def set_partial_prefix(self, enabled: bool) -> None:
         """On: a 400 with invalid-event-number keeps the events before it (vectorized parser)."""

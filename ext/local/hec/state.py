@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ext.local.hec.acks import AckLedger
+from ext.local.hec.connections import ConnectionBoard
 from ext.local.hec.faults import FaultBoard
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class ReceiverState:
     faults: FaultBoard = field(default_factory=FaultBoard)
     acks: AckLedger | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    connections: ConnectionBoard = field(default_factory=ConnectionBoard)
     _tokens: dict[str, HecToken] = field(default_factory=dict)
     _token_lock: threading.Lock = field(default_factory=threading.Lock)
 
