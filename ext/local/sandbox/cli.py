@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--no-limits", action="store_true",
                      help="run on whole cores, without Lambda's CPU share and memory limit")
+    run.add_argument("--snap-start", action="store_true",
+                     help="SnapStart: init ends in a snapshot, the first invoke restores it")
     run.add_argument("--exchange-log", type=Path, default=None)
     run.add_argument("--json", action="store_true", help="print inspect() as JSON at the end")
     return parser
@@ -50,6 +52,11 @@ def summarise(report: dict[str, Any]) -> list[str]:
                 f"  extension {name}: register {ext['register_ms']} ms, first next "
                 f"{ext['first_next_ms']} ms"
             )
+    for restore in report.get("restores", []):
+        lines.append(
+            f"restore status={restore['status']} duration={restore['duration_ms']:.1f} ms "
+            f"error={restore['error_type']}"
+        )
     for n, inv in enumerate(report["invocations"], 1):
         lines.append(
             f"invoke {n}: {inv['status']} duration={inv['duration_ms']} ms "
@@ -84,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_format=args.log_format,
         exchange_log=args.exchange_log,
         limits=not args.no_limits,
+        snap_start=args.snap_start,
     )
     with Sandbox(cfg) as sb:
         for _ in range(args.invokes):
