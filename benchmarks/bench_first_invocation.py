@@ -37,7 +37,7 @@ LINES = 10
 
 
 class TlsHecProcess(HecProcess):
-    """The local HEC receiver over TLS (its admin endpoint is not used here)."""
+    """The local HEC receiver over TLS (its admin endpoint too)."""
 
     def __init__(self, db: Path, cert: Path, key: Path) -> None:
         super().__init__(db, ("--tls-cert", str(cert), "--tls-key", str(key)))

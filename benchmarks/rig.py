@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,12 @@ class HecProcess:
     def admin(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """One admin request; returns the decoded JSON answer."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if self.url.startswith("https://"):
+            # The receiver this rig started, over loopback, with its self-signed certificate.
+            loopback = ssl.create_default_context()
+            loopback.check_hostname, loopback.verify_mode = False, ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                               context=loopback)
         try:
             data = None if body is None else json.dumps(body).encode()
             conn.request(method, path, data, {"Content-Type": "application/json"})

@@ -10,6 +10,8 @@ with "<tag>:<n>:" so tests can match what was written with what arrived; with "s
 is "<tag>:<n>:@<epoch seconds at the write>:" (latency benchmarks).
 SnapStart runtime hooks on request, through $SAMPLE_AFTER_RESTORE: "log" prints a line after a
 restore, "fail" raises there (the restore fails with Runtime.AfterRestoreError).
+An init as real functions have one, through $SAMPLE_INIT_LINES (lines "init:<n>:" printed as the
+module loads) and $SAMPLE_INIT_MS (then that long loading: imports, clients, a model).
 """
 
 from __future__ import annotations
@@ -67,6 +69,15 @@ def register_restore_hook(mode: str) -> None:
 
 
 register_restore_hook(os.environ.get("SAMPLE_AFTER_RESTORE", ""))
+
+
+def load(lines: int, millis: int) -> None:
+    """The module's load: `lines` log lines, then `millis` of work."""
+    write_lines("print", "init", lines, 60)
+    time.sleep(millis / 1000)
+
+
+load(int(os.environ.get("SAMPLE_INIT_LINES", "0")), int(os.environ.get("SAMPLE_INIT_MS", "0")))
 
 OOM_STEP_BYTES = 8 << 20
 

@@ -30,7 +30,8 @@ def test_lines_after_a_restore_reach_hec_past_abandoned_connections(
     hec: HecReceiver, local_opt: Path
 ) -> None:
     env = extension_env(hec, SPLUNK_FLUSH="sync", SPLUNK_SELF_METRICS_INTERVAL_MS="0",
-                        SPLUNK_FLUSH_BUDGET_MS=str(BUDGET_MS), SPLUNK_REQUEST_TIMEOUT_MS="20000")
+                        SPLUNK_FLUSH_BUDGET_MS=str(BUDGET_MS), SPLUNK_REQUEST_TIMEOUT_MS="20000",
+                        SAMPLE_INIT_LINES="2", SAMPLE_INIT_MS="300")
     with sandbox(local_opt, env, timeout_s=TIMEOUT_S, snap_start=True) as sb:
         init = sb.init()
         # The connection made during the init (its lines sent before the snapshot) now leads
@@ -48,6 +49,8 @@ def test_lines_after_a_restore_reach_hec_past_abandoned_connections(
     # Unfixed, the flush sent on the dead connection and waited out its whole budget.
     assert first.post_runtime_ms is not None and first.post_runtime_ms < BUDGET_MS / 5
     assert lines_of(hec, "r1") == expected_lines("r1", LINES)
+    # The init's lines, logged as the function loaded, once each.
+    assert [line[:7] for line in lines_of(hec, "init")] == ["init:0:", "init:1:"]
     types = [e["type"] for e in platform_events(hec)]
     for kind in ("platform.initStart", "platform.restoreStart", "platform.restoreReport"):
         assert kind in types
