@@ -8,7 +8,9 @@ init's lines), the snapshot, then HEC abandons every
 connection open at it (as a restored environment finds them: never answered, never closed),
 the restore, and INVOCATIONS invocations of 10 lines, GAP_S apart. Per invocation: post-runtime
 (runtime response -> the extension's `next`), the share of its lines stored in HEC when it
-ended, and the CPU of each extension process (all threads). `--tls`: the receiver speaks TLS
+ended, and the CPU of each extension process (all threads); and how many of the init's events
+(its lines, the platform's init records) were not in HEC at the snapshot: those every
+environment restored from it sends again. `--tls`: the receiver speaks TLS
 (self-signed certificate, trusted through a bundle of the system's CAs plus it), so that the
 reconnection after the restore pays a handshake at the CPU share.
 Needs root for the cgroup CPU limit (without it the sandbox runs on whole cores; it says so).
@@ -32,6 +34,17 @@ INVOCATIONS = 3
 GAP_S = 0.3
 LINES = 10
 INIT_MS = 300
+INIT_RECORDS = ('"platform.initStart"', '"platform.initRuntimeDone"', '"platform.extension"',
+                '"platform.initReport"')
+
+
+def _init_events(made: Any) -> int:
+    """The init's events in HEC: its lines and the platform's init records."""
+    lines = sum(1 for e in made.hec.events(sourcetype="aws:lambda:function")
+                if "init:" in e.event)
+    records = sum(1 for e in made.hec.events(sourcetype="aws:lambda:platform")
+                  if any(kind in e.event for kind in INIT_RECORDS))
+    return lines + records
 
 
 def run(memory_mb: int, flush: str, tls: bool, n: int) -> dict[str, Any]:
@@ -48,6 +61,7 @@ def run(memory_mb: int, flush: str, tls: bool, n: int) -> dict[str, Any]:
             limits = sb.inspect()["limits"]
             if init["status"] != "success":
                 raise RuntimeError(f"init failed: {init}")
+            in_hec_at_snapshot = _init_events(made)
             abandoned = made.hec.admin("POST", "/_admin/connections/abandon", {})
             restore = sb.restore()
             roles = extension_processes(sb)
@@ -67,7 +81,9 @@ def run(memory_mb: int, flush: str, tls: bool, n: int) -> dict[str, Any]:
             sb.shutdown()
         finally:
             sb.close()
-    return {"limits": limits, "abandoned": abandoned,
+        init_events = _init_events(made)
+    return {"limits": limits, "abandoned": abandoned["abandoned"],
+            "init_events": init_events, "init_events_at_snapshot": in_hec_at_snapshot,
             "restore_ms": restore["duration_ms"], "invocations": rows}
 
 
@@ -91,21 +107,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{inv['post_runtime_ms']:7.1f} ms {inv['in_hec_at_end']:4.0%} ("
             + " ".join(f"{r} {c:.1f}" for r, c in inv["cpu_ms"].items()) + ")"
             for inv in result["invocations"])
-        print(f"run {n}: abandoned {result['abandoned']} | post-runtime, lines in HEC at its "
-              f"end (CPU ms): {cells}", flush=True)
+        print(f"run {n}: abandoned {result['abandoned']}, init events in HEC at the snapshot "
+              f"{result['init_events_at_snapshot']} of {result['init_events']} | post-runtime, "
+              f"lines in HEC at its end (CPU ms): {cells}", flush=True)
         results.append(result)
     firsts = [r["invocations"][0]["post_runtime_ms"] for r in results]
     delivered = [r["invocations"][0]["in_hec_at_end"] for r in results]
     later = [inv["post_runtime_ms"] for r in results for inv in r["invocations"][1:]]
+    again = [r["init_events"] - r["init_events_at_snapshot"] for r in results]
     print(f"{transport}, {args.flush}: first invocation after the restore: post-runtime ms "
           f"median {statistics.median(firsts):.1f}, max {max(firsts):.1f}; its lines in HEC at "
           f"its end: median {statistics.median(delivered):.0%}, min {min(delivered):.0%}; "
-          f"later invocations: median {statistics.median(later):.1f}, max {max(later):.1f}")
+          f"later invocations: median {statistics.median(later):.1f}, max {max(later):.1f}; "
+          f"the init's events sent after the snapshot (again by every restored environment): "
+          f"median {statistics.median(again):.0f}, max {max(again)} of {results[0]['init_events']}")
     common.write_result("snap_start", {
         "memory_mb": memory, "flush": args.flush, "tls": args.tls, "runs": results,
         "first_post_runtime_ms": common.summary(firsts),
         "first_in_hec_at_end": common.summary(delivered),
         "later_post_runtime_ms": common.summary(later),
+        "init_events_after_snapshot": common.summary(again),
     }, quick=args.quick)
     return 0
 

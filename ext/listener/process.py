@@ -68,6 +68,11 @@ class Listener:
             defer_wake_s=min(DEFER_WAKE_S, config.dispatch_max_wait_ms / 1000),
         )
         self.parent = os.getppid()
+        # SnapStart, until an invocation ends (there is none before the restore): Lambda
+        # snapshots the environment at a moment no process is told of, and what the sender had
+        # not sent by then is sent again by every environment restored from it. No wake-up is
+        # held meanwhile (ext/sender/process.py sends what it reads at once, as long).
+        self.before_snapshot = config.snap_start
         self.malformed = 0
         self.spool_failures = 0
         self.dropped_events = 0  # elements of accepted batches that intake did not keep
@@ -129,7 +134,8 @@ class Listener:
             self._report_refusals()
         try:
             self.writer.append(memoryview(payload), events, read_now=(
-                verdict.ends_invocation or len(payload) >= READ_AT_ONCE_BYTES))
+                verdict.ends_invocation or len(payload) >= READ_AT_ONCE_BYTES
+                or self.before_snapshot))
         except (OSError, ValueError) as err:  # ValueError: a record larger than the spool bound
             self.spool_failures += 1
             self._refuse("spool_failed")
@@ -139,6 +145,8 @@ class Listener:
             return _UNAVAILABLE
         if spool_full:
             self._report_refusals()
+        if verdict.ends_invocation:
+            self.before_snapshot = False
         self._count_filtered(drops, reported=noticed)
         return _OK
 

@@ -5,13 +5,18 @@ init's snapshot, where the connection to HEC made before it leads nowhere. Main 
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from ext import config, control, errors
+from ext.listener.process import Listener
 from ext.main.extensions_api import INITIALIZATION_TYPE, SNAP_START, on_snap_start
 from ext.sender import process as sender_process
+from ext.spool.layout import WAKE_NOW
 from tests.unit.test_lifecycle import Main
 from tests.unit.test_lifecycle_main import (  # noqa: F401 - fixtures
     INVOKE,
@@ -139,3 +144,38 @@ def test_a_sender_forked_before_the_restore_sends_at_once_and_one_forked_after_i
     main.loop._run_sender()  # one restarted after the restore
     assert made == before
 
+
+
+def test_before_the_first_invocation_ends_the_listener_wakes_the_sender_for_every_batch(
+    tmp_path: Path,
+) -> None:
+    def woken(made: Listener, read_fd: int, *items: tuple[str, object]) -> bool:
+        made.accept_batch(json.dumps([{"time": "2026-12-03T06:00:00.000Z", "type": kind,
+                                       "record": record} for kind, record in items]).encode())
+        try:
+            return os.read(read_fd, 10) == WAKE_NOW
+        except BlockingIOError:
+            return False
+
+    seen: dict[str, list[bool]] = {}
+    for name, env in (("snap", SNAP), ("on-demand", {})):
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK)
+        server = socket.socket()
+        made = Listener(config.load({**ENV, "SPLUNK_SPOOL_DIR": str(tmp_path / name / "spool"),
+                                     **env}), server, write_fd)
+        server.close()
+        try:
+            seen[name] = [
+                woken(made, read_fd, ("platform.initStart", {"phase": "init"}),
+                      ("function", "loading\n")),  # the init's: in the snapshot
+                woken(made, read_fd, ("platform.start", {"requestId": "r1"}),
+                      ("function", "a\n")),  # the restore, its first invocation
+                woken(made, read_fd, ("platform.runtimeDone", {"requestId": "r1"})),
+                woken(made, read_fd, ("platform.start", {"requestId": "r2"}),
+                      ("function", "b\n")),  # held again, as anywhere
+            ]
+        finally:
+            made.close()
+            os.close(read_fd)
+            os.close(write_fd)
+    assert seen == {"snap": [True, True, True, False], "on-demand": [False, False, True, False]}
