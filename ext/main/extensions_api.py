@@ -168,7 +168,10 @@ def _read_reply(sock: _socket.socket) -> tuple[HttpReply, bool]:
     if end > _MAX_HEADER_BYTES:
         raise ConnectionError("response headers too large")
     rest = buf[end + 4 :]
-    status = int(head.split(b"\r\n", 1)[0].split(b" ", 2)[1])
+    # The code between the status line's first two spaces (or after its only one): a line
+    # without one (not HTTP, or an answer that begins with a blank line) is a ValueError, which
+    # register's caller reports in one line, as it does an unreadable code.
+    status = int(head.partition(b"\r\n")[0].partition(b" ")[2].partition(b" ")[0])
     lower = head.lower()
     keep_alive = _field(lower, b"connection") != b"close"
     length = _field(lower, b"content-length")

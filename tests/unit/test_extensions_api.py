@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ext import __main__ as entry
 from ext import config
 from ext.errors import ApiError
 from ext.main import telemetry_api
@@ -468,6 +469,30 @@ def test_requests_go_out_without_nagle_delay() -> None:
         ext_api.next_event()
         with socket.socket(fileno=os.dup(ext_api.connection_fd())) as sock:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+@pytest.mark.parametrize("garbage", [b"SSH-2.0-OpenSSH_9.6\r\n\r\n", b"\r\n\r\nHTTP/1.1 200 X\r\n"])
+def test_a_peer_that_answers_register_without_a_status_is_refused_in_one_line(
+        garbage: bytes, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Not HTTP at AWS_LAMBDA_RUNTIME_API (or an answer that begins with its blank line): the
+    # extension says it cannot register and exits 2, as for any other refusal; no traceback.
+    stub = ScriptedApi([[garbage]])
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", stub.address)
+    monkeypatch.setattr("sys.argv", ["ext", "splunk-hec-extension"])
+    try:
+        assert entry.main() == entry.EXIT_NO_RUNTIME_API
+    finally:
+        stub.close()
+    assert "cannot register with the Extensions API" in capfd.readouterr().err
+
+
+def test_an_answer_that_begins_with_its_blank_line_is_refused_at_once() -> None:
+    # Not waited on for a head that never comes: the peer keeps the connection open.
+    sock = ScriptedSocket(b"\r\n\r\nHTTP/1.1 200 X\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(ValueError):
+        _read_reply(sock)  # type: ignore[arg-type]
+    assert sock.asked == [65_536]
 
 
 
