@@ -222,6 +222,8 @@ def _read_chunked(sock: _socket.socket, have: bytes) -> bytes:
             buf += _recv_some(sock)
         line, _, remainder = bytes(buf).partition(b"\r\n")
         size = int(line.split(b";")[0], 16)
+        if size < 0:  # int() takes a sign
+            raise ValueError(f"negative chunk size {size}")
         buf = bytearray(remainder)
         while len(buf) < size + 2:
             buf += _recv_some(sock)

@@ -495,6 +495,13 @@ def test_an_answer_that_begins_with_its_blank_line_is_refused_at_once() -> None:
     assert sock.asked == [65_536]
 
 
+@pytest.mark.parametrize("size", [b"-1", b"-5"])
+def test_a_negative_chunk_size_is_refused(size: bytes) -> None:
+    sock = ScriptedSocket(b"HTTP/1.1 200 X\r\nTransfer-Encoding: chunked\r\n\r\n",
+                          size + b"\r\nabcde\r\n0\r\n\r\n")
+    with pytest.raises(ValueError, match="negative chunk size"):
+        _read_reply(sock)  # type: ignore[arg-type]
+
 
 def test_importing_the_client_loads_nothing_but_the_socket_module() -> None:
     # It is imported before register, on the cold start; its type-only imports stay unmade.
