@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import select
 
+# The request id of the answers to Settle (not one Lambda gives: those are UUIDs).
+SETTLED = "settled"
+
 
 class Message:
     """Base of every message; `fields` are encoded in order, a request id last."""
@@ -143,6 +146,16 @@ class Restored(Message):
     kind = b"N"
 
 
+class Settle(Message):
+    """main -> sender, SnapStart, before main's first event/next (after which Lambda may
+    snapshot the environment at once): send everything spooled so far, and answer
+    Delivered(SETTLED) once it is all in HEC, or Failing(SETTLED) while HEC fails or hangs.
+    What is not in HEC at the snapshot is sent again by every environment restored from it."""
+
+    __slots__ = ()
+    kind = b"G"
+
+
 class Delivered(AboutOneRequest):
     """sender -> main: everything up to the invocation's platform.runtimeDone is accepted by HEC."""
 
@@ -181,10 +194,9 @@ def decode(line: bytes) -> Message | None:
     about_one = _ABOUT_ONE_REQUEST.get(kind)
     if about_one is not None and rest:
         return about_one(rest)
-    if kind == Ready.kind:
-        return Ready()
-    if kind == Restored.kind:
-        return Restored()
+    plain = _WITHOUT_FIELDS.get(kind)
+    if plain is not None:
+        return plain()
     if kind == Drain.kind:
         deadline, _, request_id = rest.partition(" ")
         if deadline.isdecimal():  # isdigit() also takes "²", which int() refuses
@@ -196,6 +208,8 @@ def decode(line: bytes) -> Message | None:
     return None
 
 
+_WITHOUT_FIELDS: dict[bytes, type[Message]] = {
+    cls.kind: cls for cls in (Ready, Restored, Settle)}
 _ABOUT_ONE_REQUEST = {cls.kind: cls for cls in (Flush, FlushBacklog, FlushLate, Awaited,
                                                 Hurried, Delivered, Failing, Running)}
 

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 SHUTDOWN_MARGIN_S = 0.15
 # Leave the function this much of its own timeout when flushing near the invoke deadline.
 INVOKE_MARGIN_S = 0.05
+# SnapStart: the longest main waits for the spool to be in HEC before its first event/next
+# (settle_before_snapshot). Most often a request's time; never near the shortest init Lambda
+# allows a SnapStart function (130 s, lambda-protocol.md §3.1).
+SNAPSHOT_SETTLE_S = 2.0
 LISTEN_BACKLOG = 16
 STOP_CHILDREN_S = 0.5
 # While waiting on the sender without the children's pidfds (a kernel before 5.3), look this
@@ -257,6 +261,8 @@ class MainLoop:
         # children meanwhile. Elsewhere every invocation brings an event, and no select per
         # event is paid for it.
         watch = self._watch_children if self.config.managed_instances else None
+        if self.restore_due:
+            self.settle_before_snapshot()
         while True:
             event = Event(self.api.next_event(watch))
             self._restart_dead_children(anyway=event.kind == "SHUTDOWN")
@@ -280,6 +286,27 @@ class MainLoop:
                     self.ask_late = self.answers.get(event.request_id) is True
                 elif self.flush == "adaptive":
                     self.adapt(event.request_id, event.deadline_ms / 1000)
+
+    def settle_before_snapshot(self) -> None:
+        """SnapStart: waits, at most SNAPSHOT_SETTLE_S, until everything spooled is in HEC
+        (control.Settle), before main's first event/next: Lambda snapshots the environment once
+        the runtime and every extension are ready, maybe at once, and every environment restored
+        from it would send again what was not. The runtime is often ready first (the
+        extension's children start slowly at a small CPU share): its init's lines are spooled,
+        the sender has not sent them yet. Not an invocation's wait: SnapStart's init runs when a
+        version is published."""
+        if not self._tell_sender(control.Settle()):
+            return
+        end = time.monotonic() + SNAPSHOT_SETTLE_S
+        while control.SETTLED not in self.answers:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if self._wait_answer(left, [self.sender]):
+                self._read_answers()
+            elif self._sender_restarted() or supervisor.held_back(self.sender):
+                break  # a new sender sends the spool anyway; main does not wait on it
+        self.answers.pop(control.SETTLED, None)
 
     def _watch_children(self, api_fd: int) -> None:
         """Returns once the Extensions API's answer on `api_fd` may be read; meanwhile restarts

@@ -92,6 +92,7 @@ class Sender:
         # held then is in every environment restored from it, each sending it again. Nothing
         # lingers meanwhile (an init logs little); from the restore on, the dispatch settings.
         self.before_snapshot = before_snapshot
+        self.settling = False  # main waits for everything spooled to be in HEC (control.Settle)
         self.reader = SpoolReader(config.spool_dir)
         self.builder = EnvelopeBuilder(config, function_name)
         self.wake_fd = wake_fd
@@ -189,7 +190,22 @@ class Sender:
             self._shutdown_metrics()
         if not self.outbox and self._should_dispatch():
             self.outbox.extend(self.held.take())
-        return self._hand_over(), got
+        handed = self._hand_over()
+        if self.settling:
+            self._answer_settle()
+        return handed, got
+
+    def _answer_settle(self) -> None:
+        """control.Settle: Delivered once everything spooled is in HEC, Failing while HEC hangs
+        (or at its next failed attempt: `_answer_failures`); main waits no longer then."""
+        if self.courier.hanging or self.courier.stalled(self.flush_wait_s):
+            answer: control.Message = control.Failing(control.SETTLED)
+        elif self.spool_dirty or self._in_hand() or self.reader.unread_bytes():
+            return
+        else:
+            answer = control.Delivered(control.SETTLED)
+        self.settling = False
+        self._answer(answer)
 
     def _hand_over(self) -> bool:
         """Gives the courier the next batch if it has room; True if one was handed over."""
@@ -203,7 +219,10 @@ class Sender:
             delivery = self.self_metrics.delivery
             delivery.bytes_uncompressed += batch.size
             delivery.bytes_compressed += len(batch.body)  # gzipped when planned
-            if self.outbox:  # more to send: the thread posts this one while the next is prepared
+            if self.outbox or self.before_snapshot:
+                # More to send: the thread posts this one while the next is prepared. Before a
+                # SnapStart snapshot: a request on this thread when it is taken would keep this
+                # thread from hearing of the restore (control.Restored) until it timed out.
                 self.courier.offer(batch)
             elif self.courier.deliver_now(batch, self._inline_limit_s()):
                 self._commit(self.commits.delivered(1))  # the only one in flight: commit it
@@ -284,6 +303,9 @@ class Sender:
             self.failures_seen = failures
             for request_id in self.ledger.failing():
                 self._answer(control.Failing(request_id))
+            if self.settling:
+                self.settling = False
+                self._answer(control.Failing(control.SETTLED))
 
     def _answer(self, message: control.Message | None) -> None:
         """Tells the main process; answers a full pipe refused are kept (bounded), resent first."""
@@ -500,7 +522,8 @@ class Sender:
     def _should_dispatch(self) -> bool:
         if not self.held:
             return False
-        if self.drain_deadline is not None or self.ledger.urgent() or self.before_snapshot:
+        if (self.drain_deadline is not None or self.ledger.urgent() or self.before_snapshot
+                or self.settling):
             return True
         if self.held.events >= self.config.dispatch_min_batch_size:
             return True
@@ -565,6 +588,8 @@ class Sender:
                     time.monotonic() + (0.0 if late else self.flush_wait_s * RUNNING_AT))
                 if message.request_id in self.ledger.done_at:
                     self._ended(message.request_id)
+            elif isinstance(message, control.Settle):
+                self.settling = self.spool_dirty = urgent = True
             elif isinstance(message, control.Restored):
                 self.before_snapshot = False
                 self.courier.restored()

@@ -23,6 +23,7 @@ messages = st.one_of(
     st.builds(control.Drain, st.integers(min_value=0, max_value=2**53), ids | st.just("")),
     st.just(control.Ready()),
     st.just(control.Restored()),
+    st.just(control.Settle()),
 )
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from ext import config, control, errors
 from ext.listener.process import Listener
+from ext.main import lifecycle
 from ext.main.extensions_api import INITIALIZATION_TYPE, SNAP_START, on_snap_start
 from ext.sender import process as sender_process
 from ext.spool.layout import WAKE_NOW
@@ -24,11 +25,13 @@ from tests.unit.test_lifecycle_main import (  # noqa: F401 - fixtures
     Children,
     Clock,
     Notes,
+    Poll,
     _serve,
     children,
     clock,
     main,
     notes,
+    poll,
     sent,
 )
 from tests.unit.test_sender_dispatch import HOLDING, WideRig
@@ -38,7 +41,7 @@ SNAP = {INITIALIZATION_TYPE: SNAP_START}
 
 
 @pytest.mark.parametrize(("init_type", "snap"), [
-    ("snap-start", True), (" snap-start\n", True), ("on-demand", False),
+    ("snap-start", True), (" snap-start\n", True), ("snapstart", False), ("on-demand", False),
     ("provisioned-concurrency", False), ("lambda-managed-instances", False), ("", False),
     (None, False),
 ])
@@ -50,7 +53,7 @@ def test_snap_start_is_told_by_the_initialization_type(init_type: str | None, sn
 
 @pytest.mark.parametrize("main", [{**SNAP, "SPLUNK_FLUSH": "sync"}], indirect=True)
 def test_the_sender_hears_of_the_restore_before_the_first_flush_and_only_once(
-    main: Main, children: Children,
+    main: Main, children: Children, poll: Poll,
 ) -> None:
     seen: list[list[control.Message]] = []
 
@@ -62,16 +65,17 @@ def test_the_sender_hears_of_the_restore_before_the_first_flush_and_only_once(
     main.loop.flush_invocation = flush_invocation  # type: ignore[method-assign]
     with pytest.raises(Exception, match="/next"):
         main.loop.serve()
-    assert seen == [[control.Restored()], []]
+    # The init's spool settled first (no answer here: its whole wait), then the restore.
+    assert seen == [[control.Settle(), control.Restored()], []]
 
 
 @pytest.mark.parametrize("main", [SNAP], indirect=True)
 def test_a_shutdown_first_still_cuts_the_old_connection_before_the_drain(
-    main: Main, children: Children,
+    main: Main, children: Children, poll: Poll,
 ) -> None:
     code, calls = _serve(main, SHUTDOWN)
     assert code == 0 and [call[0] for call in calls] == ["shutdown"]
-    assert sent(main) == [control.Restored()]
+    assert sent(main) == [control.Settle(), control.Restored()]
 
 
 @pytest.mark.parametrize("main", [{}, {INITIALIZATION_TYPE: "on-demand"},
@@ -81,7 +85,8 @@ def test_without_snap_start_the_sender_hears_of_no_restore(
     main: Main, children: Children,
 ) -> None:
     _serve(main, INVOKE, INVOKE, SHUTDOWN)
-    assert control.Restored() not in sent(main)
+    told = sent(main)
+    assert control.Restored() not in told and control.Settle() not in told
 
 
 def test_the_sender_passes_the_restore_to_its_courier(tmp_path: Path) -> None:
@@ -125,6 +130,7 @@ def test_before_the_snapshot_a_line_is_sent_at_once_and_after_the_restore_it_lin
                          indirect=["main"])
 def test_a_sender_forked_before_the_restore_sends_at_once_and_one_forked_after_it_does_not(
     main: Main, children: Children, monkeypatch: pytest.MonkeyPatch, before: list[bool],
+    poll: Poll,
 ) -> None:
     made: list[bool] = []
 
@@ -179,3 +185,120 @@ def test_before_the_first_invocation_ends_the_listener_wakes_the_sender_for_ever
             os.close(read_fd)
             os.close(write_fd)
     assert seen == {"snap": [True, True, True, False], "on-demand": [False, False, True, False]}
+
+
+# -- before main's first event/next the spool settles ---------------------------------------------
+
+
+def _settle(main: Main, clock: Clock) -> tuple[list[control.Message], float]:
+    """Serves until the first event/next: what main told the sender, and how long it waited."""
+    started = clock.now
+    main.loop.api.events = []  # type: ignore[attr-defined]
+    with pytest.raises(errors.ApiError):
+        main.loop.serve()
+    return sent(main), clock.now - started
+
+
+@pytest.mark.parametrize("main", [SNAP], indirect=True)
+@pytest.mark.parametrize("answer", [control.Delivered(control.SETTLED),
+                                    control.Failing(control.SETTLED)])
+def test_main_waits_for_the_spool_to_settle_until_the_sender_answers(
+    main: Main, children: Children, poll: Poll, clock: Clock, answer: control.Message,
+) -> None:
+    poll.script = {0: [control.Delivered("an-earlier-invocation")], 1: [answer]}
+    told, waited = _settle(main, clock)
+    assert told == [control.Settle()]
+    # Another invocation's answer does not end the wait; the sender's answer to it does, at once.
+    assert waited == 0.0 and len(poll.timeouts) == 2
+    assert control.SETTLED not in main.loop.answers
+
+
+@pytest.mark.parametrize("main", [SNAP], indirect=True)
+def test_main_waits_for_the_spool_to_settle_no_longer_than_its_bound(
+    main: Main, children: Children, poll: Poll, clock: Clock,
+) -> None:
+    told, waited = _settle(main, clock)
+    assert told == [control.Settle()] and waited == lifecycle.SNAPSHOT_SETTLE_S
+
+
+@pytest.mark.parametrize("main", [{}, {INITIALIZATION_TYPE: "provisioned-concurrency"}],
+                         indirect=True)
+def test_elsewhere_main_does_not_wait_before_its_first_next(
+    main: Main, children: Children, poll: Poll, clock: Clock,
+) -> None:
+    told, waited = _settle(main, clock)
+    assert told == [] and waited == 0 and poll.timeouts == []
+
+
+def test_snapshot_settle_stays_far_within_the_shortest_snap_start_init() -> None:
+    assert lifecycle.SNAPSHOT_SETTLE_S + lifecycle.SENDER_START_WAIT_S <= 130 / 10
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_the_sender_says_settled_once_everything_spooled_is_in_hec_or_hec_fails(
+    tmp_path: Path, failing: bool,
+) -> None:
+    rig = WideRig(tmp_path, None, **HOLDING)
+    try:
+        rig.append(["loading the model"])
+        answers = rig.tell(control.Settle())  # read, handed over at once: not in HEC yet
+        assert answers == [] and len(rig.courier.in_flight) == 1
+        if failing:  # an attempt failed: HEC is not taking it now
+            rig.courier.failures += 1
+            rig.sender.step()
+            assert rig.answers() == [control.Failing(control.SETTLED)]
+        else:
+            rig.courier.finish()
+            rig.sender.step()
+            assert rig.answers() == [control.Delivered(control.SETTLED)]
+        rig.sender.step()
+        assert rig.answers() == []  # told once
+    finally:
+        rig.close()
+
+
+def test_with_nothing_spooled_the_sender_says_settled_at_once(tmp_path: Path) -> None:
+    rig = WideRig(tmp_path)
+    try:
+        assert rig.tell(control.Settle()) == [control.Delivered(control.SETTLED)]
+    finally:
+        rig.close()
+
+
+def test_a_hanging_hec_ends_the_settling(tmp_path: Path) -> None:
+    rig = WideRig(tmp_path, None, **HOLDING)
+    try:
+        rig.append(["loading the model"])
+        assert rig.tell(control.Settle()) == []
+        rig.courier.on_wire_s = rig.sender.flush_wait_s + 0.01  # on the wire longer than a flush
+        rig.sender.step()
+        assert rig.answers() == [control.Failing(control.SETTLED)]
+    finally:
+        rig.close()
+
+
+def test_before_the_snapshot_no_request_is_made_on_the_sender_s_own_thread(
+    tmp_path: Path,
+) -> None:
+    # One on the wire at the snapshot would hold that thread, deaf to the restore, until its
+    # timeout: the courier's thread sends, the sender's stays free to hear of it.
+    rig = WideRig(tmp_path, None, **SNAP, DISPATCH_MIN_BATCH_SIZE="1")
+    inline: list[object] = []
+
+    def deliver_now(batch: object, within_s: float) -> bool:
+        inline.append(batch)
+        return True
+
+    rig.courier.deliver_now = deliver_now  # type: ignore[method-assign]
+    try:
+        rig.sender.before_snapshot = True
+        rig.append(["loading the model"])
+        rig.sender.step()
+        assert inline == [] and len(rig.courier.in_flight) == 1
+        rig.courier.finish()
+        rig.tell(control.Restored())
+        rig.append(["an invocation's line"])
+        rig.sender.step()
+        assert len(inline) == 1  # after the restore, as anywhere
+    finally:
+        rig.close()
