@@ -90,6 +90,7 @@ class Courier:
         self._pausing = False  # in a backoff: what `hurry` has to wake
         self._connected_ahead = False  # `_prepare` is done: the client is free for the caller
         self._reconnect = False  # `restored`: connect ahead again
+        self._cut = False  # `restored` cut the connection of the request on the wire
         self._stopping = False
         self.done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
@@ -212,6 +213,8 @@ class Courier:
         snapshot is cut off (a request on it fails at once and is retried at once, as after a
         freeze), and the thread connects again ahead of the first flush, which would otherwise
         pay for it."""
+        # A request on the wire now fails by this cut, not by HEC: it is not a failure to tell.
+        self._cut = self.posting_since is not None
         self.client.restored()
         with self._cv:
             self._reconnect = True
@@ -297,6 +300,7 @@ class Courier:
             if verdict is Verdict.ACCEPTED:
                 self._measured(batch.size, took)
                 self.breaker.succeeded(took)
+                self._cut = False  # answered before the cut reached it
                 break
             if verdict is Verdict.TOO_LARGE and batch.count > 1:
                 first, batch = split_batch(batch)
@@ -306,6 +310,11 @@ class Courier:
                 if repair:  # refused again: the caller quarantines the event as first sent
                     return False
                 batch = self._isolate_poison(batch, outcome)
+                continue
+            if self._cut and verdict is Verdict.RETRY:
+                # The restore cut it (a waiting flush told Failing would not wait for the
+                # request that now follows on a new connection): again at once, uncounted.
+                self._cut = False
                 continue
             attempt += 1
             self.breaker.failed(took, outcome.text.endswith("TimeoutError"))

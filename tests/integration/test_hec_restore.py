@@ -190,3 +190,31 @@ def test_the_courier_connects_ahead_again_after_a_restore(
                     second.recv(1)  # and nothing sent on it yet
     finally:
         courier.stop()
+
+
+def test_a_request_the_restore_cuts_is_sent_again_at_once_and_is_no_failure(
+    listener: socket.socket, tmp_path: Path,
+) -> None:
+    # Told as a failure, it would end the first invocation's flush (Failing) before the
+    # request that follows at once on a new connection was answered.
+    courier = Courier(config(f"http://127.0.0.1:{listener.getsockname()[1]}",
+                             request_timeout_ms=120_000), str(tmp_path / "quarantine"))
+    try:
+        old, _ = listener.accept()  # connected ahead
+        with old:
+            assert courier.offer(seal([b'{"event":"init"}'], 1, 1))
+            read_request(old)  # on the wire at the snapshot, never answered
+            courier.restored()
+            new, _ = listener.accept()
+            with new:
+                read_request(new)
+                new.sendall(ANSWER)
+                ends = time.monotonic() + WAIT_S
+                done: list[int | None] = []
+                while not done and time.monotonic() < ends:
+                    select.select([courier.done_r], [], [], ends - time.monotonic())
+                    done = courier.take_done()
+            assert done == [1]
+            assert (courier.failures, courier.failing) == (0, False)
+    finally:
+        courier.stop()
