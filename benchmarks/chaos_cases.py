@@ -73,6 +73,18 @@ def no_fault(run: CaseRun) -> None:
     run.shutdown()
 
 
+def snap_start_dead_connections(run: CaseRun) -> None:
+    """SnapStart: the function logs as it loads; every connection open at the snapshot is dead
+    after the restore (HEC never answers on it, never closes it), then 6 invocations."""
+    run.start(run.env(SAMPLE_INIT_LINES="3", SAMPLE_INIT_MS="200"), snap_start=True)
+    assert run.sb is not None
+    run.sb.init()
+    run.figures_.notes.append(f"{run.hec.abandon_open_connections()} connection(s) abandoned")
+    for n in range(6):
+        run.invoke(f"s{n}", LINES)
+    run.shutdown()
+
+
 # -- poison record ------------------------------------------------------------------------------
 
 
@@ -439,6 +451,7 @@ class Case:
 
 CASES: dict[str, Case] = {
     "no_fault": Case(no_fault),
+    "snap_start_dead_connections": Case(snap_start_dead_connections),
     "poison_record": Case(poison_record),
     "malformed_events": Case(malformed_events),
     **{f"kill_{role}_{when}": Case(kill_case(role, when == "frozen"))

@@ -507,10 +507,11 @@ class CaseRun:
                 "SPLUNK_EXTENSION_PYTHON": sys.executable,
                 "SPLUNK_FLUSH_BUDGET_MS": str(FLUSH_BUDGET_MS), **extra}
 
-    def start(self, env: Mapping[str, str], timeout_s: float = 2.0) -> Sandbox:
+    def start(self, env: Mapping[str, str], timeout_s: float = 2.0, **cfg: Any) -> Sandbox:
+        """The sandbox of the case; `cfg`: more SandboxConfig fields (e.g. snap_start)."""
         config = SandboxConfig(function_dir=REPO / "function", handler="handler.handler",
                                opt_dir=self.opt, env=dict(env), timeout_s=timeout_s,
-                               tmp_dir=self.work / "tmp")
+                               tmp_dir=self.work / "tmp", **cfg)
         sb = Sandbox(config)
         self._stack.enter_context(sb)
         original = sb.bus.emit_logs
