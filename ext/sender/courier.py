@@ -1,7 +1,9 @@
 """Courier: the sender process's delivery thread, one HEC request in flight at a time.
 
-It takes a prepared batch, POSTs it, and keeps at it until HEC accepted it: immediate retry
-once (a keep-alive connection gone stale during a freeze), then capped, jittered backoff on
+It takes a prepared batch, POSTs it, and keeps at it until HEC accepted it (a kept-alive
+connection found dropped is replaced within the request by the client, ext/sender/hec.py, and
+is no failure): immediate retry once (a request that "timed out" while frozen), then capped,
+jittered backoff on
 transient failures, longer holds on configuration errors, halving on 413, quarantine of an event
 HEC names as invalid (sent once more first if it holds invalid UTF-8, with U+FFFD in its
 place). While it waits on the network, the sender thread prepares (decodes, maps, gzips) the

@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 import uuid
 from typing import TYPE_CHECKING, cast
 
@@ -62,6 +63,12 @@ TOKEN_REJECTED = frozenset({(403, 1), (403, 4), (400, 21), (400, 22)})
 TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not a secret
 # A body up to this size goes out in the same send as the head: one syscall, one TCP segment.
 JOIN_BODY_BYTES = 64 * 1024
+
+
+# How a kept-alive connection the server (or what stands between) dropped fails a request: a
+# reset, or the end of the stream before any answer. Not a timeout: a HEC that does not answer.
+_DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError,
+            ssl.SSLZeroReturnError, hec_wire.ClosedUnansweredError)
 
 
 class _Trust(enum.Enum):
@@ -219,18 +226,36 @@ class HecClient:
         return outcome
 
     def _send(self, body: bytes, token: str, within_s: float | None = None) -> HecOutcome:
+        """One request; once more at once on a new connection when a kept-alive one turns out
+        dropped (reset, or closed before a byte of an answer): the server, a load balancer or a
+        SnapStart restore ended it while the environment was frozen, and nothing told us. As a
+        failure it would answer a waiting flush Failing, while the request that follows at once
+        is most often accepted within the flush."""
         head = self._request_head(token)
         if head is None:
             return HecOutcome(Verdict.HOLD, text="the HEC token has a character HTTP cannot carry")
         request = b"%b%d\r\n\r\n" % (head, len(body))
         if len(body) <= JOIN_BODY_BYTES:
             request, body = request + body, b""
+        started = time.monotonic()
+        outcome, dropped = self._attempt(request, body, token, within_s)
+        if dropped:
+            left = None if within_s is None else within_s - (time.monotonic() - started)
+            if left is None or left > 0:
+                outcome, _ = self._attempt(request, body, token, left)
+        return outcome
+
+    def _attempt(self, request: bytes, body: bytes, token: str,
+                 within_s: float | None) -> tuple[HecOutcome, bool]:
+        """One request on the pooled connection; and whether it failed as a kept-alive
+        connection that was dropped does (not on a connection made for it)."""
         try:
             # urllib3's own hand-out and return of a pooled connection (urlopen's): it replaces
             # a connection the server closed meanwhile.
             conn = self._conn = cast("HTTPConnection", self._pool._get_conn())
         except HTTPError as err:  # the pool was closed
-            return HecOutcome(Verdict.RETRY, text=type(err).__name__)
+            return HecOutcome(Verdict.RETRY, text=type(err).__name__), False
+        reused = conn.sock is not None
         connecting = True
         connect_timeout = conn.timeout
         sock: socket.socket | None = None
@@ -255,7 +280,8 @@ class HecClient:
                 answer = hec_wire.read_answer(sock)
         except (HTTPError, OSError, hec_wire.WireError) as err:
             conn.close()
-            return HecOutcome(Verdict.RETRY, text=_failure_name(err, connecting=connecting))
+            failed = HecOutcome(Verdict.RETRY, text=_failure_name(err, connecting=connecting))
+            return failed, reused and isinstance(err, _DROPPED)
         finally:
             if within_s is not None:
                 conn.timeout = connect_timeout
@@ -265,8 +291,8 @@ class HecClient:
         if not answer.reusable:
             conn.close()
         # The body's text is logged and kept with dead letters.
-        body = without_secret(answer.body, token, b"<token>")
-        return classify(answer.status, body, answer.retry_after)
+        text = without_secret(answer.body, token, b"<token>")
+        return classify(answer.status, text, answer.retry_after), False
 
     def _request_head(self, token: str) -> bytes | None:
         """The request head for `token`, built once per token; None if no header can carry it."""

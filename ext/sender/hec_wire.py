@@ -41,6 +41,11 @@ class WireError(Exception):
     """The answer breaks HTTP/1.1 framing or ended early: the connection cannot be reused."""
 
 
+class ClosedUnansweredError(WireError):
+    """The connection ended before a byte of an answer came: on a kept-alive connection, the
+    mark of one the server (or a load balancer, or a SnapStart restore) had dropped."""
+
+
 class Answer(msgspec.Struct, frozen=True, gc=False):
     status: int
     body: bytes
@@ -160,7 +165,9 @@ class _Reader:
             if len(self._buf) > MAX_HEAD_BYTES:
                 raise WireError("the answer's head exceeds 16 KiB")
             if not self._fill():
-                raise WireError("the connection closed before an answer")
+                if not self._buf:
+                    raise ClosedUnansweredError("the connection closed before an answer")
+                raise WireError("the connection closed inside an answer's head")
         head, self._buf = self._buf[:end.start()], self._buf[end.end():]
         return head
 
