@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,25 @@ def read_notes(out: Path) -> list[dict[str, Any]]:
 def received_events(notes: list[dict[str, Any]]) -> list[tuple[float, dict[str, Any]]]:
     """Every telemetry event the extension's listener got, with its receipt time."""
     return [(n["t"], ev) for n in notes if n["kind"] == "telemetry" for ev in n["events"]]
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment a process was started with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat: "T" for a stopped (frozen) process."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2]
+
+
+def holds_within(pred: Callable[[], bool], wait_s: float) -> bool:
+    """`pred()` holds now or within `wait_s`, looked at every 10 ms."""
+    deadline = time.monotonic() + wait_s
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

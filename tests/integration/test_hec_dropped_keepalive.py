@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,10 +18,14 @@ from tests.integration.test_hec_client import (  # noqa: F401 - fixtures
     config,
     server,
 )
+from tests.integration.test_hec_restore import (  # noqa: F401 - fixtures
+    ANSWER,
+    WAIT_S,
+    listener,
+    read_request,
+)
 
 pytestmark = pytest.mark.integration
-ANSWER = b'HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n{"text":"Success","code":0}'
-WAIT_S = 10.0
 
 
 def test_a_request_on_a_kept_alive_connection_found_dropped_is_sent_again_at_once(
@@ -55,24 +58,8 @@ def test_a_request_on_a_connection_made_for_it_is_not_sent_again(
     assert len(script.seen) == 1
 
 
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    made = socket.create_server(("127.0.0.1", 0))
-    made.settimeout(WAIT_S)
-    yield made
-    made.close()
-
-
-def _read_request(conn: socket.socket) -> None:
-    data = b""
-    while not data.endswith(b"{}"):
-        chunk = conn.recv(65536)
-        assert chunk
-        data += chunk
-
-
 def test_a_kept_alive_connection_reset_by_the_server_is_replaced(
-    listener: socket.socket,
+    listener: socket.socket,  # noqa: F811 - fixture
 ) -> None:
     client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
     outcomes: list[HecOutcome] = []
@@ -81,12 +68,12 @@ def test_a_kept_alive_connection_reset_by_the_server_is_replaced(
         old, _ = listener.accept()
         poster = threading.Thread(target=lambda: outcomes.append(client.post(b"{}")))
         poster.start()
-        _read_request(old)
+        read_request(old)
         old.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         old.close()  # a reset, as a load balancer that forgot the connection answers
         new, _ = listener.accept()
         with new:
-            _read_request(new)
+            read_request(new)
             new.sendall(ANSWER)
             poster.join(WAIT_S)
     finally:
@@ -95,7 +82,7 @@ def test_a_kept_alive_connection_reset_by_the_server_is_replaced(
 
 
 def test_a_kept_alive_connection_that_does_not_answer_is_a_timeout_not_sent_again(
-    listener: socket.socket,
+    listener: socket.socket,  # noqa: F811 - fixture
 ) -> None:
     # A HEC that hangs is not a dropped connection: one request, one timeout.
     client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}",

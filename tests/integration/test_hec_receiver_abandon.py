@@ -13,15 +13,15 @@ import select
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ext.local.hec import HecReceiver
 from ext.local.hec.certificates import self_signed
-from tests.integration.test_hec_receiver_helpers import EVENT, TOKEN
+from tests.integration.sandbox_helpers import holds_within
+from tests.integration.test_hec_receiver_helpers import EVENT, TOKEN, read_message
 from tests.integration.test_hec_receiver_helpers import request as http_request
 
 pytestmark = pytest.mark.integration
@@ -46,21 +46,8 @@ def post(event: str) -> bytes:
 
 
 def read_answer(sock: socket.socket) -> bytes:
-    """One whole answer (head and Content-Length body) from a keep-alive connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, "closed before an answer"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "closed inside an answer"
-        body += chunk
+    """One whole answer from a keep-alive connection: its status line, a space, its body."""
+    head, body = read_message(sock)
     return head.split(b"\r\n", 1)[0] + b" " + body
 
 
@@ -95,15 +82,6 @@ def handler_threads() -> int:
     return sum("process_request_thread" in t.name for t in threading.enumerate())
 
 
-def settled(pred: Callable[[], bool]) -> bool:
-    """`pred()` holds now or within WAIT_S (state that the handler threads settle)."""
-    deadline = time.monotonic() + WAIT_S
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
 
 @pytest.fixture
 def tls_rx(tmp_path: Path) -> Iterator[HecReceiver]:
@@ -127,7 +105,8 @@ def test_a_request_on_an_abandoned_connection_is_never_answered(
         assert silent(old)
         assert [e.event for e in rx.events()] == ['"hello"', '"hello"']  # "lost" never arrived
         # The fresh connection's thread ends at its close; the abandoned one stays abandoned.
-        assert settled(lambda: rx.state.connections.counts() == {"open": 0, "abandoned": 1})
+        counts = {"open": 0, "abandoned": 1}
+        assert holds_within(lambda: rx.state.connections.counts() == counts, WAIT_S)
         assert rx.abandon_open_connections() == 0
     finally:
         old.close()
@@ -138,7 +117,8 @@ def test_a_reply_under_way_is_lost_with_its_connection(rx: HecReceiver) -> None:
     try:
         rx.set_fault("delay", count=1, seconds=SILENCE_S / 3)
         old.sendall(post("stored"))
-        assert settled(lambda: rx.count(contains="stored") == 1)  # stored, the reply waits
+        # Stored, the reply waits.
+        assert holds_within(lambda: rx.count(contains="stored") == 1, WAIT_S)
         assert rx.abandon_open_connections() == 1
         assert silent(old)  # the delay has passed: the reply was dropped, not sent
     finally:
@@ -153,7 +133,7 @@ def test_stop_closes_abandoned_connections_and_leaves_no_thread(tmp_path: Path) 
         idle = connect(rx)
         assert rx.abandon_open_connections() == 2
         # Their handler threads end at once; the sockets stay open for the board to close.
-        assert settled(lambda: handler_threads() <= before)
+        assert holds_within(lambda: handler_threads() <= before, WAIT_S)
         assert rx.state.connections.counts() == {"open": 0, "abandoned": 2}
         old.sendall(post("lost"))
     finally:

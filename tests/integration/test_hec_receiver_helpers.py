@@ -7,6 +7,7 @@ import base64
 import gzip
 import http.client
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,3 +73,21 @@ def post_events(
         body = gzip.compress(body)
         all_headers["Content-Encoding"] = "gzip"
     return request(url, path, body, all_headers)
+
+
+def read_message(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 message (request or answer) framed by Content-Length, off a raw socket:
+    (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before a whole head"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed inside a body"
+        body += chunk
+    return head, body

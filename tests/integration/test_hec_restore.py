@@ -26,6 +26,7 @@ from tests.integration.test_hec_client import (  # noqa: F401 - fixtures
     config,
     tls_server,
 )
+from tests.integration.test_hec_receiver_helpers import read_message
 
 pytestmark = pytest.mark.integration
 ANSWER = b'HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n{"text":"Success","code":0}'
@@ -33,18 +34,8 @@ WAIT_S = 10.0  # far longer than any of this takes; far shorter than the request
 
 
 def read_request(conn: socket.socket) -> bytes:
-    """One request's head and body (Content-Length framed)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        assert chunk, "closed before a whole request"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    while len(body) < length:
-        body += conn.recv(65536)
-    return head
+    """One request's head (its body read too)."""
+    return read_message(conn)[0]
 
 
 def channel(head: bytes) -> bytes:
@@ -60,6 +51,16 @@ def rest_of(conn: socket.socket) -> bytes:
     while chunk := conn.recv(65536):
         data += chunk
     return data
+
+
+def delivered(courier: Courier) -> list[int | None]:
+    """The batches the courier reports delivered, once it reports any (WAIT_S at most)."""
+    ends = time.monotonic() + WAIT_S
+    done: list[int | None] = []
+    while not done and time.monotonic() < ends:
+        select.select([courier.done_r], [], [], ends - time.monotonic())
+        done = courier.take_done()
+    return done
 
 
 @pytest.fixture
@@ -175,12 +176,7 @@ def test_the_courier_connects_ahead_again_after_a_restore(
             assert courier.offer(seal([b'{"event":"init"}'], 1, 1))  # the init's lines
             read_request(first)
             first.sendall(ANSWER)
-            ends = time.monotonic() + WAIT_S
-            done: list[int | None] = []
-            while not done and time.monotonic() < ends:
-                select.select([courier.done_r], [], [], ends - time.monotonic())
-                done = courier.take_done()
-            assert done == [1]
+            assert delivered(courier) == [1]
             courier.restored()
             second, _ = listener.accept()  # connected again at the restore, unasked
             with second:
@@ -209,12 +205,7 @@ def test_a_request_the_restore_cuts_is_sent_again_at_once_and_is_no_failure(
             with new:
                 read_request(new)
                 new.sendall(ANSWER)
-                ends = time.monotonic() + WAIT_S
-                done: list[int | None] = []
-                while not done and time.monotonic() < ends:
-                    select.select([courier.done_r], [], [], ends - time.monotonic())
-                    done = courier.take_done()
-            assert done == [1]
+                assert delivered(courier) == [1]
             assert (courier.failures, courier.failing) == (0, False)
     finally:
         courier.stop()

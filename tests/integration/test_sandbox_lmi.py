@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,14 @@ from typing import Any
 import pytest
 
 from ext.local.sandbox import InvokeResult, Sandbox, ShutdownResult
-from tests.integration.sandbox_helpers import read_notes, received_events, tp_config
+from tests.integration.sandbox_helpers import (
+    environ,
+    holds_within,
+    process_state,
+    read_notes,
+    received_events,
+    tp_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,28 +40,12 @@ class Run:
     inspect: dict[str, Any]
 
 
-def environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
-
-
-def process_state(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rfind(")") + 2]
 
 
 def beat(out: Path) -> int:
     path = Path(str(out) + ".beat")
     return int(path.read_text().split()[0]) if path.exists() else 0
 
-
-def wait_for(pred: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_S
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def report_received(out: Path, request_id: str) -> bool:
@@ -79,12 +68,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         env = {"runtime": environ(runtime_pid), "extension": environ(ext_pid)}
         states = [process_state(ext_pid), process_state(runtime_pid)]
         before = beat(out)
-        wait_for(lambda: beat(out) > before + 5)
+        holds_within(lambda: beat(out) > before + 5, WAIT_S)
         after = beat(out)
-        seen = wait_for(lambda: report_received(out, first.request_id))
+        seen = holds_within(lambda: report_received(out, first.request_id), WAIT_S)
         second = sb.invoke({"lines": 2, "tag": "two"})
         # The last report is delivered before the shutdown starts: nothing is paused.
-        wait_for(lambda: report_received(out, second.request_id))
+        holds_within(lambda: report_received(out, second.request_id), WAIT_S)
         inspect = sb.inspect()
         shutdown = sb.shutdown()
     return Run(

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from ext.local.sandbox import InvokeResult, Sandbox, SandboxConfig
-from tests.integration.sandbox_helpers import read_notes, received_events, tp_config
+from tests.integration.sandbox_helpers import (
+    environ,
+    process_state,
+    read_notes,
+    received_events,
+    tp_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +48,6 @@ class Run:
     notes: list[dict[str, Any]]
 
 
-def environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
-
-
-def process_state(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rfind(")") + 2]
 
 
 def snap_config(tmp_path: Path, after_restore: str) -> tuple[SandboxConfig, Path]:
