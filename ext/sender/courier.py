@@ -220,6 +220,10 @@ class Courier:
         self.client.restored()
         with self._cv:
             self._reconnect = True
+            # The caller keeps off the client until the thread connected again: it may ask
+            # for an inline attempt before the thread even wakes (the Restored and the next
+            # Flush read in one pass), and both would use the client at once.
+            self._connected_ahead = False
             self._cv.notify_all()
 
     def _run(self) -> None:
@@ -230,12 +234,13 @@ class Courier:
                     self._cv.wait()
                 if self._stopping:
                     return
-                # A batch connects again as it is sent: no connecting ahead of it.
+                # A batch connects again as it is sent: no connecting ahead of it, and the
+                # caller keeps off the client while it is busy. Without one, it keeps off until
+                # `_prepare` is done.
                 self._reconnect = False
                 batch = self._slot
-                if batch is None:
-                    self._connected_ahead = False  # the caller keeps off the client meanwhile
-                else:
+                self._connected_ahead = batch is not None
+                if batch is not None:
                     resent = batch is self._resent
                     self._slot = self._resent = None
                     self._busy = True
