@@ -140,7 +140,8 @@ class HecClient:
         ]
         if self._gzip_level:
             self._fields.append(("Content-Encoding", "gzip"))
-        self._heads: dict[str, bytes | None] = {}  # the current token's request head
+        # The request head of the current token and fields: (fields, token, head).
+        self._head: tuple[list[tuple[str, str]], str, bytes | None] | None = None
         self._conn: HTTPConnection | None = None  # the last connection handed out
 
     def close(self) -> None:
@@ -155,9 +156,9 @@ class HecClient:
         answer that cannot come) fails at once, and the pool finds an idle one dropped and
         connects again. Nothing is sent on it: its TLS keys are in every restored environment.
         """
+        # A new list: the head built from the old one is built again (`_request_head`).
         self._fields = [(name, str(uuid.uuid4()) if name == CHANNEL_HEADER else value)
                         for name, value in self._fields]
-        self._heads = {}
         conn = self._conn
         sock = conn.sock if conn is not None else None
         if sock is not None:
@@ -295,15 +296,23 @@ class HecClient:
         return classify(answer.status, text, answer.retry_after), False
 
     def _request_head(self, token: str) -> bytes | None:
-        """The request head for `token`, built once per token; None if no header can carry it."""
-        if token not in self._heads:
-            try:
-                built: bytes | None = hec_wire.request_head(
-                    self._path, self._host, [*self._fields, ("Authorization", f"Splunk {token}")])
-            except ValueError:
-                built = None
-            self._heads = {token: built}
-        return self._heads[token]
+        """The request head for `token`, built once per token and channel; None if no header
+        can carry it.
+
+        `restored` replaces the fields (a new channel) from the sender's thread, maybe while the
+        courier's builds a head here: the fields are read once, and the head is kept with the
+        fields it was built from, so one built from the old fields is not used again."""
+        fields = self._fields
+        cached = self._head
+        if cached is not None and cached[0] is fields and cached[1] == token:
+            return cached[2]
+        try:
+            built: bytes | None = hec_wire.request_head(
+                self._path, self._host, [*fields, ("Authorization", f"Splunk {token}")])
+        except ValueError:
+            built = None
+        self._head = (fields, token, built)
+        return built
 
     def _read_bundle(self) -> None:
         """`self._bundle` from the CA file. Every CA is trusted at once where there is nothing

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ext.sender import hec_wire
 from ext.sender.batching import seal
 from ext.sender.courier import Courier
 from ext.sender.hec import CHANNEL_HEADER, HecClient, HecOutcome, Verdict
@@ -209,3 +210,66 @@ def test_a_request_the_restore_cuts_is_sent_again_at_once_and_is_no_failure(
             assert (courier.failures, courier.failing) == (0, False)
     finally:
         courier.stop()
+
+
+def test_a_restore_while_a_request_head_is_built_leaves_the_next_request_on_the_new_channel(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The sender's thread handles the Restored while the courier's builds a request's head
+    # from the fields it read before: that head has the old channel, and the next request's
+    # must not.
+    client = client_for(listener)
+    real = hec_wire.request_head
+    built: list[int] = []
+
+    def building(path: str, host: str, fields: list[tuple[str, str]]) -> bytes:
+        built.append(1)
+        if len(built) == 1:
+            client.restored()
+        return real(path, host, fields)
+
+    monkeypatch.setattr(hec_wire, "request_head", building)
+    outcomes: list[HecOutcome] = []
+    poster = threading.Thread(
+        target=lambda: outcomes.extend(client.post(b"{}") for _ in range(2)))
+    try:
+        poster.start()
+        conn, _ = listener.accept()  # kept alive for the second request
+        with conn:
+            heads = []
+            for _ in range(2):
+                heads.append(read_request(conn))
+                conn.sendall(ANSWER)
+            poster.join(WAIT_S)
+    finally:
+        client.close()
+        poster.join(WAIT_S)
+    assert [o.verdict for o in outcomes] == [Verdict.ACCEPTED] * 2
+    assert channel(heads[1]) != channel(heads[0])
+
+
+def test_the_request_head_is_built_once_per_token_and_channel(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = client_for(listener)
+    real = hec_wire.request_head
+    built: list[bytes] = []
+
+    def building(path: str, host: str, fields: list[tuple[str, str]]) -> bytes:
+        head = real(path, host, fields)
+        built.append(head)
+        return head
+
+    monkeypatch.setattr(hec_wire, "request_head", building)
+    try:
+        heads = [client._request_head("t-1"), client._request_head("t-1")]
+        assert len(built) == 1
+        client.restored()
+        heads += [client._request_head("t-1"), client._request_head("t-1")]
+        assert len(built) == 2
+        heads += [client._request_head("t-2"), client._request_head("t-2")]
+        assert len(built) == 3
+    finally:
+        client.close()
+    assert heads == [built[0]] * 2 + [built[1]] * 2 + [built[2]] * 2
+    assert channel(built[0]) != channel(built[1]) == channel(built[2])
