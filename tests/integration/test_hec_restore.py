@@ -261,15 +261,22 @@ def test_the_request_head_is_built_once_per_token_and_channel(
         return head
 
     monkeypatch.setattr(hec_wire, "request_head", building)
+
+    def token(name: str) -> str:
+        return "".join(["t-", name])  # equal, never the same object: as each fetch's
+
     try:
-        heads = [client._request_head("t-1"), client._request_head("t-1")]
+        heads = [client._request_head(token("1")), client._request_head(token("1"))]
         assert len(built) == 1
         client.restored()
-        heads += [client._request_head("t-1"), client._request_head("t-1")]
+        heads += [client._request_head(token("1")), client._request_head(token("1"))]
         assert len(built) == 2
-        heads += [client._request_head("t-2"), client._request_head("t-2")]
+        heads += [client._request_head(token("2")), client._request_head(token("2"))]
         assert len(built) == 3
+        heads.append(client._request_head(token("1")))  # back to the first: built again
+        assert len(built) == 4
     finally:
         client.close()
-    assert heads == [built[0]] * 2 + [built[1]] * 2 + [built[2]] * 2
-    assert channel(built[0]) != channel(built[1]) == channel(built[2])
+    assert heads == [built[0]] * 2 + [built[1]] * 2 + [built[2]] * 2 + [built[3]]
+    assert channel(built[0]) != channel(built[1]) == channel(built[2]) == channel(built[3])
+    assert b"Splunk t-2\r\n" in built[2] and built[3] == built[1]
