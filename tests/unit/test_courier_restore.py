@@ -95,14 +95,13 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
 
     def make() -> Made:
         held = HeldCondition()
+        client = Client()
         monkeypatch.setattr(courier_module, "threading", types.SimpleNamespace(
             Condition=lambda: held, Thread=threading.Thread))
-        client = Client()
+        monkeypatch.setattr(courier_module, "HecClient", lambda _: client)
         env = {"SPLUNK_HOST": "http://127.0.0.1:9", "SPLUNK_HEC_TOKEN": "t"}
         courier = Courier(config.load(env), str(tmp_path))
         monkeypatch.undo()
-        courier.client.close()
-        courier.client = client  # type: ignore[assignment]
         made.append((courier, held))
         return courier, client, held
 
@@ -150,6 +149,16 @@ def restore_and_hold(courier: Courier, held: HeldCondition) -> threading.Event:
         courier.restored()
     assert held.woken.wait(WAIT_S)
     return hold
+
+
+def test_the_courier_connects_ahead_once_as_it_starts(make: Callable[[], Made]) -> None:
+    courier, client, held = make()
+    wait_in_condition(held)  # idle: done with its start
+    assert client.calls == [("prepare", "courier")]
+    assert courier.offer(batch(1))
+    assert done(courier) == [1]
+    wait_in_condition(held)
+    assert client.calls == [("prepare", "courier"), ("post", "courier")]
 
 
 def test_a_restore_cuts_the_old_connection_and_connects_ahead_again(
