@@ -170,9 +170,13 @@ def test_a_restore_cuts_the_old_connection_and_connects_ahead_again(
     hold.set()
     assert client.prepared.wait(WAIT_S)
     assert client.calls[1:] == [("prepare", "courier")]
-    # Connected again: a lone batch goes on the caller's thread as before the restore.
+    # Connected again: a lone batch goes on the caller's thread as before the restore, and the
+    # thread still takes what is offered to it.
     assert courier.deliver_now(batch(2), 0.5)
     assert client.calls[2:] == [("post", threading.current_thread().name)]
+    assert courier.offer(batch(3))
+    assert done(courier) == [3]
+    assert client.calls[3:] == [("post", "courier")]
 
 
 def test_until_it_connected_again_the_sender_keeps_off_the_client(
