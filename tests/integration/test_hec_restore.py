@@ -280,3 +280,5 @@ def test_the_request_head_is_built_once_per_token_and_channel(
     assert heads == [built[0]] * 2 + [built[1]] * 2 + [built[2]] * 2 + [built[3]]
     assert channel(built[0]) != channel(built[1]) == channel(built[2]) == channel(built[3])
     assert b"Splunk t-2\r\n" in built[2] and built[3] == built[1]
+    # The restore changed the channel and nothing else.
+    assert built[1] == built[0].replace(channel(built[0]), channel(built[1]))
