@@ -14,7 +14,7 @@ import pytest
 
 from ext import config, control, errors
 from ext.listener.process import Listener
-from ext.main import lifecycle
+from ext.main import lifecycle, supervisor
 from ext.main.extensions_api import INITIALIZATION_TYPE, SNAP_START, on_snap_start
 from ext.sender import process as sender_process
 from ext.spool.layout import WAKE_NOW
@@ -219,6 +219,28 @@ def test_main_waits_for_the_spool_to_settle_no_longer_than_its_bound(
 ) -> None:
     told, waited = _settle(main, clock)
     assert told == [control.Settle()] and waited == lifecycle.SNAPSHOT_SETTLE_S
+
+
+@pytest.mark.parametrize("main", [SNAP], indirect=True)
+@pytest.mark.parametrize("due", [True, False])
+def test_a_sender_that_dies_while_the_spool_settles_ends_the_wait(
+    main: Main, children: Children, poll: Poll, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+    due: bool,
+) -> None:
+    # Restarted, the new sender sends the spool anyway; held back for its back-off, nothing
+    # would answer: either way main goes on to its first event/next at once.
+    monkeypatch.setattr(supervisor, "restart_due", lambda child: due)
+
+    def dies() -> None:
+        children.dying.append("sender")
+        main.loop.sender.restart_at = 1.0  # it died right after its start
+
+    poll.actions = {1: dies}  # in the second look (no pidfds here: SENDER_CHECK_S each)
+    told, waited = _settle(main, clock)
+    assert told == [control.Settle()]
+    assert waited == pytest.approx(2 * lifecycle.SENDER_CHECK_S)
+    assert len(poll.timeouts) == 2
+    assert children.spawned == (["sender"] if due else [])
 
 
 @pytest.mark.parametrize("main", [{}, {INITIALIZATION_TYPE: "provisioned-concurrency"}],
