@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ext.sender import hec_wire
-from ext.sender.hec_wire import Answer, WireError, read_answer
+from ext.sender.hec_wire import Answer, ClosedUnansweredError, WireError, read_answer
 
 
 class Wire:
@@ -163,6 +163,21 @@ def test_framing_and_reuse(data: bytes, reusable: bool) -> None:
 def test_an_answer_that_breaks_framing_is_a_wire_error(data: bytes) -> None:
     with pytest.raises(WireError):
         read(data, [3000] * 100)
+
+
+@pytest.mark.parametrize(("data", "pieces", "unanswered"), [
+    (b"", [], True),
+    (b"H", [], False),  # a byte of an answer came: the server took the request
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", [5, 5], False),
+])
+def test_only_an_end_before_a_byte_of_an_answer_is_closed_unanswered(
+    data: bytes, pieces: list[int], unanswered: bool,
+) -> None:
+    # The client sends a request again on a new connection only for ClosedUnansweredError:
+    # an answer cut in its head may be of a request HEC indexed.
+    with pytest.raises(WireError) as caught:
+        read(data, pieces)
+    assert isinstance(caught.value, ClosedUnansweredError) is unanswered
 
 
 def test_a_chunk_size_line_of_the_limit_is_read_to_its_end() -> None:
