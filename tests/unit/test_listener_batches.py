@@ -420,3 +420,25 @@ def test_a_batch_with_the_drops_notice_retried_against_a_full_spool_is_refused_o
     assert [e["type"] for e in batch] == ["platform.report", filters.FILTERED_TYPE]
     assert batch[1]["record"] == {"dropped_events": 1, "by_reason": {"level": 1}}
     assert filtering.filtered == {} and filtering.filtered_total == {"level": 1}
+
+
+def test_a_notice_made_for_a_refused_batch_is_not_reused_for_other_counts(
+        filtering: Listener, tmp_path: Path) -> None:
+    filtering.writer.close()
+    filtering.writer = SpoolWriter(tmp_path / "spool", max_bytes=2**20, segment_bytes=2**17)
+    for size in (2**14, 0):  # full to the last bytes
+        while filtering.accept_batch(body(("function", "x" * size))).startswith(b"HTTP/1.1 200"):
+            pass
+    refused = body(("function", "[DEBUG]\tx"), ("platform.report", {"requestId": "r1"}))
+    assert filtering.accept_batch(refused).startswith(b"HTTP/1.1 503 ")  # its notice: 1 drop
+    with SpoolReader(tmp_path / "spool") as reader:  # the sender catches up
+        reader.commit(reader.read(1_000, 2**30)[-1].seq)
+    # Another invocation's end, with two drops of its own: its notice says two, not the one
+    # the refused batch's said.
+    other = body(("function", "[DEBUG]\ty"), ("function", "[TRACE]\tz"),
+                 ("platform.report", {"requestId": "r2"}))
+    assert filtering.accept_batch(other).startswith(b"HTTP/1.1 200 ")
+    *_, batch, _ = spooled(tmp_path / "spool")  # then the count of refused requests
+    assert [e["type"] for e in batch] == ["platform.report", filters.FILTERED_TYPE]
+    assert batch[1]["record"] == {"dropped_events": 2, "by_reason": {"level": 2}}
+    assert filtering.filtered == {} and filtering.filtered_total == {"level": 2}
