@@ -52,7 +52,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/sender/hec.py": (
         "tests/unit/test_hec_classify.py", "tests/unit/test_hec_compress.py",
         "tests/integration/test_hec_client.py", "tests/integration/test_hec_trust.py",
-        "tests/integration/test_hec_restore.py",
+        "tests/integration/test_hec_restore.py", "tests/integration/test_hec_dropped_keepalive.py",
     ),
     # A kept-alive connection closed before a byte of an answer (ClosedUnansweredError), as the
     # client sees it: loopback sockets, 0.3 s.
