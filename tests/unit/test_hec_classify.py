@@ -147,6 +147,8 @@ def test_auth_statuses_hold_whatever_the_code(code: int) -> None:
         (599, b"<html>proxy</html>", RETRY),
         (413, hec_body(6), Verdict.TOO_LARGE),
         (500, hec_body(6, **{"invalid-event-number": 2}), RETRY),  # data codes need status 400
+        (302, hec_body(6, **{"invalid-event-number": 2}), HOLD),  # below it too: no event blamed
+        (199, hec_body(12), HOLD),
     ],
 )
 def test_statuses_without_a_known_code(status: int, body: bytes, verdict: Verdict) -> None:
