@@ -222,6 +222,30 @@ def test_main_waits_for_the_spool_to_settle_no_longer_than_its_bound(
 
 
 @pytest.mark.parametrize("main", [SNAP], indirect=True)
+def test_a_wait_that_wakes_past_the_settle_s_bound_is_the_last(
+    main: Main, children: Children, poll: Poll, clock: Clock,
+) -> None:
+    # A real select wakes a little after its timeout, or much later at a small CPU share.
+    def stalled() -> None:
+        clock.now += lifecycle.SNAPSHOT_SETTLE_S + 1.0
+
+    poll.actions = {0: stalled}
+    poll.script = {1: [control.Delivered(control.SETTLED)]}  # would end a wait after it
+    told, waited = _settle(main, clock)
+    assert told == [control.Settle()] and len(poll.timeouts) == 1
+    assert waited == pytest.approx(lifecycle.SNAPSHOT_SETTLE_S + 1.0 + lifecycle.SENDER_CHECK_S)
+
+
+@pytest.mark.parametrize("main", [SNAP], indirect=True)
+def test_the_settle_s_bound_holds_whatever_the_monotonic_clock_reads(
+    main: Main, children: Children, poll: Poll, clock: Clock,
+) -> None:
+    clock.now = 0.25  # main starts right after the microVM's boot
+    told, waited = _settle(main, clock)
+    assert told == [control.Settle()] and waited == pytest.approx(lifecycle.SNAPSHOT_SETTLE_S)
+
+
+@pytest.mark.parametrize("main", [SNAP], indirect=True)
 @pytest.mark.parametrize("due", [True, False])
 def test_a_sender_that_dies_while_the_spool_settles_ends_the_wait(
     main: Main, children: Children, poll: Poll, clock: Clock, monkeypatch: pytest.MonkeyPatch,
