@@ -397,13 +397,18 @@ def test_the_batch_that_ends_an_invocation_reports_its_own_drops_too(
     assert filtering.filtered == {} and filtering.filtered_total == {"level": 1}
 
 
+def fill_a_small_spool(listener: Listener, tmp_path: Path) -> None:
+    """The listener's spool replaced by a 1 MiB one, filled to its last bytes."""
+    listener.writer.close()
+    listener.writer = SpoolWriter(tmp_path / "spool", max_bytes=2**20, segment_bytes=2**17)
+    for size in (2**14, 0):
+        while listener.accept_batch(body(("function", "x" * size))).startswith(b"HTTP/1.1 200"):
+            pass
+
+
 def test_a_batch_with_the_drops_notice_retried_against_a_full_spool_is_refused_once(
         filtering: Listener, tmp_path: Path) -> None:
-    filtering.writer.close()
-    filtering.writer = SpoolWriter(tmp_path / "spool", max_bytes=2**20, segment_bytes=2**17)
-    for size in (2**14, 0):  # full to the last bytes
-        while filtering.accept_batch(body(("function", "x" * size))).startswith(b"HTTP/1.1 200"):
-            pass
+    fill_a_small_spool(filtering, tmp_path)
     retried = body(("function", "[DEBUG]\tx"), ("platform.report", {"requestId": "r"}))
     before = filtering.writer.refusals
     for _ in range(3):  # Lambda sends the same batch again, a few ms later each time
@@ -424,11 +429,7 @@ def test_a_batch_with_the_drops_notice_retried_against_a_full_spool_is_refused_o
 
 def test_a_notice_made_for_a_refused_batch_is_not_reused_for_other_counts(
         filtering: Listener, tmp_path: Path) -> None:
-    filtering.writer.close()
-    filtering.writer = SpoolWriter(tmp_path / "spool", max_bytes=2**20, segment_bytes=2**17)
-    for size in (2**14, 0):  # full to the last bytes
-        while filtering.accept_batch(body(("function", "x" * size))).startswith(b"HTTP/1.1 200"):
-            pass
+    fill_a_small_spool(filtering, tmp_path)
     refused = body(("function", "[DEBUG]\tx"), ("platform.report", {"requestId": "r1"}))
     assert filtering.accept_batch(refused).startswith(b"HTTP/1.1 503 ")  # its notice: 1 drop
     with SpoolReader(tmp_path / "spool") as reader:  # the sender catches up
