@@ -10,7 +10,9 @@ receiver, benchmarks/rig.py):
 - `throughput`: bench_throughput into the counting sink and/or the receiver: CPU us per event,
   in all and of the sender and the listener;
 - `invocation`: bench_invocation_cost: CPU us per invocation, in all and per process, and HEC
-  requests per invocation.
+  requests per invocation;
+- `init`: bench_cold_start's cold inits (fresh sandbox each, whole cores): the medians of
+  start -> first event/next and of the CPU each process used until the init ended (ms).
 
 Why alternate: on this shared 2-core machine a CPU figure drifts by up to 30% between runs of
 the same code (other work comes and goes), more than most changes save, so two runs of two
@@ -29,7 +31,7 @@ the end); without `--change`, the change is this checkout's own `ext`. `--env NA
 extension variable for both sides; `--base-env` / `--change-env` for one side only, so that with
 the same checkout on both sides (`--base .`) the A/B measures what a setting costs, e.g.
 `cost --base . --change-env SPLUNK_GZIP_LEVEL=0`.
-Run: `.venv/bin/python -m benchmarks.ab {cost,memory,throughput,invocation} --base REF
+Run: `.venv/bin/python -m benchmarks.ab {cost,memory,throughput,invocation,init} --base REF
 [--change REF] [--rounds 6] [--env | --base-env | --change-env NAME=VALUE ...]
 [bench options, see --help of each]` -> results/ab-<bench>.json.
 """
@@ -50,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    bench_cold_start,
     bench_cost,
     bench_invocation_cost,
     bench_memory,
@@ -247,6 +250,20 @@ def _invocation(code: Path | None, args: argparse.Namespace, round_no: int,
     return figures, result
 
 
+def _init(code: Path | None, args: argparse.Namespace, round_no: int,
+          env: Mapping[str, str]) -> tuple[Figures, dict[str, Any]]:
+    del round_no
+    with extension_rig(code) as rig:
+        bench_cold_start.cold_init(rig, dict(env))  # the page cache warm, as every later one
+        inits = [bench_cold_start.cold_init(rig, dict(env), cpu=True) for _ in range(args.inits)]
+    cpu = {role: _median([i.get(f"cpu_ms_{role}", math.nan) for i in inits]) for role in ROLES}
+    figures = {"first event/next ms": _median([i["first_next_ms"] for i in inits]),
+               "init CPU ms, all": _median([sum(i.get(f"cpu_ms_{role}", 0.0) for role in ROLES)
+                                            for i in inits]),
+               **{f"init CPU ms, {role}": value for role, value in cpu.items()}}
+    return figures, {"inits": inits}
+
+
 def _cost_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=128, help="function memory, MB")
     parser.add_argument("--gap", type=float, default=1.0,
@@ -281,6 +298,11 @@ def _invocation_options(parser: argparse.ArgumentParser) -> None:
                         help="frozen time between invocations (default: back to back)")
     parser.add_argument("--run-ms", type=float, default=0.0,
                         help="how long each invocation runs after its lines (default: at once)")
+
+
+def _init_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inits", type=_more_than(0), default=10,
+                        help="cold inits per side and round (their medians are the figures)")
 
 
 def _env_options(parser: argparse.ArgumentParser) -> None:
@@ -333,6 +355,8 @@ BENCHES = {
     "throughput": Bench("bench_throughput: CPU us/event", _throughput_options, _throughput),
     "invocation": Bench("bench_invocation_cost: CPU us/invocation", _invocation_options,
                         _invocation),
+    "init": Bench("bench_cold_start's cold inits: first event/next, CPU until the init ended",
+                  _init_options, _init),
 }
 
 

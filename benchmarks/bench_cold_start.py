@@ -15,28 +15,34 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.common import bare_start_ms
-from benchmarks.rig import Rig, extension_rig
+from benchmarks.rig import Rig, cpu_ns, extension_processes, extension_rig
 from ext.local.layer import EXTENSION_NAME
 
 TARGETS = {"register_ratio_p50": 2.0, "first_next_ratio_p50": 3.0}
 BARE_COMMANDS = {"bare": ["-c", "pass"], "bare_no_site": ["-S", "-c", "pass"]}
 def cold_init(rig: Rig, env: dict[str, str] | None = None,
-              without: tuple[str, ...] = ()) -> dict[str, float]:
-    """One cold init in a fresh sandbox: register_ms and first_next_ms from process start.
+              without: tuple[str, ...] = (), cpu: bool = False) -> dict[str, float]:
+    """One cold init in a fresh sandbox: register_ms and first_next_ms from process start;
+    with `cpu`, also the CPU each extension process used until the init ended (ms, scheduler
+    time of all its threads), read while the sandbox is frozen after it.
 
     `env` adds to the rig's environment, `without` names variables taken out of it."""
     full = rig.env(**(env or {}))
     sb = rig.sandbox({k: v for k, v in full.items() if k not in without})
+    used: dict[str, float] = {}
     try:
         record = sb.init()
         if record.get("status") != "success":
             raise RuntimeError(f"init failed: {record}")
         ext = record["extensions"][EXTENSION_NAME]
+        if cpu:
+            used = {f"cpu_ms_{role}": cpu_ns([pid]) / 1e6
+                    for role, pid in extension_processes(sb).items()}
         sb.shutdown()
     finally:
         sb.close()
     return {"register_ms": float(ext["register_ms"]), "first_next_ms": float(ext["first_next_ms"]),
-            "init_ms": float(record["duration_ms"])}
+            "init_ms": float(record["duration_ms"]), **used}
 
 
 def measure(runs: int) -> dict[str, Any]:

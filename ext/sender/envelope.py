@@ -8,7 +8,6 @@ per-event hot path: it works on bytes and caches per-second timestamps.
 
 from __future__ import annotations
 
-import calendar
 import math
 import sys
 import time
@@ -362,7 +361,14 @@ def _utc_seconds(text: str) -> int | None:
         parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
-    return calendar.timegm(parsed.timetuple())
+    return _naive_utc_seconds(parsed)
+
+
+def _naive_utc_seconds(moment: datetime) -> int:
+    """A datetime without a zone, read as UTC, in whole epoch seconds (calendar.timegm's
+    figure, without importing calendar and locale at every start for input that is rare)."""
+    return ((moment.toordinal() - _EPOCH_DAY) * 86400 + moment.hour * 3600 + moment.minute * 60
+            + moment.second)
 
 
 def _slow_epoch(iso: str) -> bytes:
@@ -371,7 +377,7 @@ def _slow_epoch(iso: str) -> bytes:
     except ValueError:
         return b"null"  # HEC then uses the index time; the event itself is kept
     if stamp.tzinfo is None:
-        return f"{calendar.timegm(stamp.timetuple()) + stamp.microsecond / 1e6:.3f}".encode()
+        return f"{_naive_utc_seconds(stamp) + stamp.microsecond / 1e6:.3f}".encode()
     return f"{stamp.timestamp():.3f}".encode()
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ext import config
 from ext.sender.envelope import EnvelopeBuilder
+from ext.sender.envelope import _naive_utc_seconds as naive_utc_seconds
 from ext.sender.envelope import _slow_epoch as slow_epoch
 
 RID = "79b5e81f-9cdd-4145-b1f6-7c50ef8a2a36"
@@ -195,3 +196,11 @@ def test_a_time_with_other_separators_is_not_a_time(iso: str) -> None:
     assert b.epoch(iso) == b"null" == strptime_epoch(iso)
     (raw,) = b.build(json.dumps([{"time": iso, "type": "function", "record": "x"}]).encode())
     assert json.loads(raw)["time"] is None
+
+
+@settings(max_examples=500)
+@given(st.datetimes())
+def test_a_zone_less_time_is_read_as_utc_seconds_as_calendar_timegm_reads_it(
+    moment: datetime,
+) -> None:
+    assert naive_utc_seconds(moment) == calendar.timegm(moment.timetuple())
