@@ -65,3 +65,29 @@ def test_register_without_init_leaves_loaded_and_unknown_packages_alone() -> Non
 def test_the_skipped_inits_are_subpackages_of_top_level_packages() -> None:
     for name in preload.UNUSED_PACKAGE_INITS:
         assert name.count(".") == 1, name
+
+
+def test_the_preload_runs_no_collection_and_leaves_the_collector_as_it_found_it() -> None:
+    out = run_probe(
+        "import gc\n"
+        "from ext.main import preload\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
+        "preload.import_children_modules()\n"
+        "during, after_on = len(runs), gc.isenabled()\n"
+        "gc.disable()\n"
+        "preload.import_children_modules()  # loaded already: nothing to do but the switch\n"
+        "print(json.dumps([during, after_on, gc.isenabled(),\n"
+        "                  'ext.sender.token_source' in sys.modules]))")
+    assert out == [0, True, False, True]
+
+
+def test_the_same_imports_with_the_collector_on_do_collect() -> None:
+    # What the test above asserts is a change only while these imports make collections.
+    out = run_probe(
+        "import gc\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
+        "import ext.listener.process, ext.sender.process\n"
+        "print(json.dumps(len(runs)))")
+    assert isinstance(out, int) and out > 0
