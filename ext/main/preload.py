@@ -22,12 +22,14 @@ UNUSED_PACKAGE_INITS = ("urllib3.http2",)
 
 def import_children_modules() -> None:
     """Imports what the listener and the sender run, without the package inits they never use,
-    with the cyclic collector off meanwhile (left as it was found afterwards).
+    with the cyclic collector off meanwhile; what they loaded is then frozen (`gc.freeze`, as
+    supervisor.spawn does before each fork) and the collector left as it was found.
 
     Each collection during the imports traverses the objects loaded so far again, for the few
-    cycles the imports leave behind: ~9% of the preload's CPU (bundled Python 3.13, 50 runs),
-    paid at every cold start, ~14x at a 128 MB CPU share. Those cycles stay (~0.1 MiB, frozen
-    with the rest before the forks and never written to, so shared by the three processes)."""
+    cycles the imports leave behind; and turned back on with them all still young, the collector
+    would traverse them all at the next allocation. Both cost ~12% of the preload's CPU
+    (bundled Python 3.13), paid at every cold start, ~14x at a 128 MB CPU share. The cycles stay
+    (~0.1 MiB, frozen and never written to: shared by the three processes)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -37,6 +39,7 @@ def import_children_modules() -> None:
         import ext.sender.process
         import ext.sender.token_source  # noqa: F401  # every sender's HEC client loads it
     finally:
+        gc.freeze()
         if collecting:
             gc.enable()
 
