@@ -11,8 +11,9 @@ receiver, benchmarks/rig.py):
   in all and of the sender and the listener;
 - `invocation`: bench_invocation_cost: CPU us per invocation, in all and per process, and HEC
   requests per invocation;
-- `init`: bench_cold_start's cold inits (fresh sandbox each, whole cores): the medians of
-  start -> first event/next and of the CPU each process used until the init ended (ms).
+- `init`: bench_cold_start's cold inits (fresh sandbox each; whole cores, or a function memory's
+  CPU share with `--memory`): the medians of start -> first event/next, of the init's duration
+  and of the CPU each process used until the init ended (ms).
 
 Why alternate: on this shared 2-core machine a CPU figure drifts by up to 30% between runs of
 the same code (other work comes and goes), more than most changes save, so two runs of two
@@ -255,9 +256,11 @@ def _init(code: Path | None, args: argparse.Namespace, round_no: int,
     del round_no
     with extension_rig(code) as rig:
         bench_cold_start.cold_init(rig, dict(env))  # the page cache warm, as every later one
-        inits = [bench_cold_start.cold_init(rig, dict(env), cpu=True) for _ in range(args.inits)]
+        inits = [bench_cold_start.cold_init(rig, dict(env), cpu=True, memory_mb=args.memory)
+                 for _ in range(args.inits)]
     cpu = {role: _median([i.get(f"cpu_ms_{role}", math.nan) for i in inits]) for role in ROLES}
     figures = {"first event/next ms": _median([i["first_next_ms"] for i in inits]),
+               "init ms": _median([i["init_ms"] for i in inits]),
                "init CPU ms, all": _median([sum(i.get(f"cpu_ms_{role}", 0.0) for role in ROLES)
                                             for i in inits]),
                **{f"init CPU ms, {role}": value for role, value in cpu.items()}}
@@ -303,6 +306,9 @@ def _invocation_options(parser: argparse.ArgumentParser) -> None:
 def _init_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inits", type=_more_than(0), default=10,
                         help="cold inits per side and round (their medians are the figures)")
+    parser.add_argument("--memory", type=int, default=None,
+                        help="function memory, MB: the sandbox gets Lambda's CPU share for it "
+                             "(default: whole cores)")
 
 
 def _env_options(parser: argparse.ArgumentParser) -> None:

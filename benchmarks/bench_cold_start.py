@@ -21,14 +21,18 @@ from ext.local.layer import EXTENSION_NAME
 TARGETS = {"register_ratio_p50": 2.0, "first_next_ratio_p50": 3.0}
 BARE_COMMANDS = {"bare": ["-c", "pass"], "bare_no_site": ["-S", "-c", "pass"]}
 def cold_init(rig: Rig, env: dict[str, str] | None = None,
-              without: tuple[str, ...] = (), cpu: bool = False) -> dict[str, float]:
+              without: tuple[str, ...] = (), cpu: bool = False,
+              memory_mb: int | None = None) -> dict[str, float]:
     """One cold init in a fresh sandbox: register_ms and first_next_ms from process start;
     with `cpu`, also the CPU each extension process used until the init ended (ms, scheduler
-    time of all its threads), read while the sandbox is frozen after it.
+    time of all its threads), read while the sandbox is frozen after it. With `memory_mb`, the
+    sandbox has that function memory and Lambda's CPU share for it (else whole cores).
 
     `env` adds to the rig's environment, `without` names variables taken out of it."""
     full = rig.env(**(env or {}))
-    sb = rig.sandbox({k: v for k, v in full.items() if k not in without})
+    limits = {} if memory_mb is None else {"memory_mb": memory_mb, "limits": True,
+                                           "init_timeout_s": 60.0}
+    sb = rig.sandbox({k: v for k, v in full.items() if k not in without}, **limits)
     used: dict[str, float] = {}
     try:
         record = sb.init()
