@@ -27,7 +27,7 @@ def import_children_modules() -> None:
 
     Each collection during the imports traverses the objects loaded so far again, for the few
     cycles the imports leave behind; and turned back on with them all still young, the collector
-    would traverse them all at the next allocation. Both cost ~12% of the preload's CPU
+    would traverse them all at the next allocation. Both cost ~11% of the preload's CPU
     (bundled Python 3.13), paid at every cold start, ~14x at a 128 MB CPU share. The cycles stay
     (~0.1 MiB, frozen and never written to: shared by the three processes)."""
     collecting = gc.isenabled()
