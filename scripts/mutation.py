@@ -166,6 +166,8 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_extensions_api.py", "tests/unit/test_managed_instances.py",
         "tests/unit/test_snap_start.py", "tests/unit/test_lifecycle.py",
     ),
+    # Each probe a fresh `python -S` with the layer's sys.path: what a process imported stays.
+    "ext/main/preload.py": ("tests/unit/test_preload.py",),
     # Real forked children (exit codes, pidfds, bounded waits, stop), then the main loop that
     # reaps and restarts them with stand-ins (in process, 0.3 s).
     "ext/main/supervisor.py": (

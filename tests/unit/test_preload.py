@@ -94,3 +94,12 @@ def test_the_same_imports_with_the_collector_on_do_collect() -> None:
         "import ext.listener.process, ext.sender.process\n"
         "print(json.dumps(len(runs)))")
     assert isinstance(out, int) and out > 0
+
+
+def test_register_without_init_says_when_it_registered() -> None:
+    out = run_probe(
+        "from ext.main.preload import register_without_init\n"
+        "first = register_without_init('urllib3.http2')\n"
+        "again = register_without_init('urllib3.http2')\n"
+        "print(json.dumps([first, again, 'urllib3.http2' in sys.modules]))")
+    assert out == [True, False, True]
