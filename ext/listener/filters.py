@@ -19,9 +19,9 @@ Applied to each batch intake admitted, in this order, to `function` and `extensi
    rule matches keeps its bytes. A line msgspec cannot decode (invalid UTF-8, a number beyond
    a float's range: intake admits both) is masked as the text it decodes to with U+FFFD for
    each invalid byte, or else as the text of its JSON, which becomes its record if a rule
-   matched. A rule set without anchors, `\\b` or lookarounds is first searched once per
-   _CHUNK events (their strings joined), then per _PART events inside a chunk it matches: only
-   the lines of a part it matches are looked at one by one.
+   matched. A rule set without anchors or lookarounds (`\\b` and `\\B` are fine) is first
+   searched once per _CHUNK events (their strings joined), then per _PART events inside a chunk
+   it matches: only the lines of a part it matches are looked at one by one.
 
 `platform.*` records are Lambda's own (ids, metrics, names) and pass untouched, so the sender
 always finds the request ids it needs. Dropped events are counted by reason; the listener
@@ -237,11 +237,13 @@ def _strings(value: object, into: list[str]) -> None:
 
 
 def _context_free(regex: str) -> bool:
-    """True when the regex has no anchor, word boundary or lookaround (whose match depends on
-    what surrounds it); checked on the text, conservatively (`[^` is a negated class)."""
+    """True when the regex has no anchor or lookaround (whose match depends on what surrounds
+    it); checked on the text, conservatively (`[^` is a negated class). A word boundary
+    (`\\b`, `\\B`) is no reason: the strings are joined with a newline, a non-word character
+    as the edge of a string is, so a boundary holds at a string's edge exactly where it holds
+    in the joined text."""
     text = regex.replace("[^", "[")
-    return not any(mark in text for mark in ("^", "$", "\\b", "\\B", "\\A", "\\Z", "(?=",
-                                             "(?!", "(?<"))
+    return not any(mark in text for mark in ("^", "$", "\\A", "\\Z", "(?=", "(?!", "(?<"))
 
 
 def _text_level(line: str) -> str | None:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ext import config, errors, schema
 from ext.listener import filters
@@ -288,3 +290,37 @@ def test_a_refused_append_does_not_count_its_drops(tmp_path: Path,
     finally:
         listener.close()
     assert listener.filtered == {} and listener.filtered_total == {}  # Lambda sends it again
+
+
+# --- the batch search with word boundaries ---------------------------------------------------
+
+# Rules with \b or \B, some matching at a string's edge: the batch search joins the strings
+# with a newline, which must leave every boundary at an edge as it is in the string alone.
+BOUNDARY_MASKS = ";;".join([r"\b\d{4}\b=>[n]", r"\Bab=>[x]", r"\bkey\w*=>[k]",
+                            r"-\B=>[dash]"])
+EDGE_TEXT = st.text(st.sampled_from("0123456789 ab-key_\n\t."), max_size=12)
+EDGE_RECORDS = st.one_of(EDGE_TEXT, st.dictionaries(EDGE_TEXT, EDGE_TEXT, max_size=2),
+                         st.lists(EDGE_TEXT, max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["function", "extension", "platform.start"]),
+                          EDGE_RECORDS), max_size=70))
+def test_rules_with_word_boundaries_mask_as_they_do_line_by_line(
+    items: list[tuple[str, object]],
+) -> None:
+    batched = line_filter(SPLUNK_MASK=BOUNDARY_MASKS)
+    one_by_one = line_filter(SPLUNK_MASK=BOUNDARY_MASKS)
+    one_by_one._batch_check = False  # every line searched on its own
+    assert batched._batch_check
+    batch = events(*items)
+    expected, got = one_by_one.apply(batch), batched.apply(batch)
+    assert (got and (got.payload, got.events, got.dropped, got.masked)) == (
+        expected and (expected.payload, expected.events, expected.dropped, expected.masked))
+
+
+def test_anchors_and_lookarounds_still_search_line_by_line() -> None:
+    for rule in (r"^\d{4}", r"\d{4}$", r"\A\d", r"\d\Z", r"(?<=x)\d", r"(?<!x)\d", r"\d(?=x)",
+                 r"\d(?!x)"):
+        assert not line_filter(SPLUNK_MASK=f"{rule}=>[n]")._batch_check, rule
+    assert line_filter(SPLUNK_MASK=r"[^x]\b\d=>[n]")._batch_check

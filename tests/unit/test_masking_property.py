@@ -24,12 +24,15 @@ from ext.listener.process import Listener
 from ext.sender.envelope import EnvelopeBuilder
 from ext.spool import SpoolReader
 
-# Two rule sets: with a word boundary (each line is searched on its own) and without any
-# anchor or lookaround (a batch's lines are first searched together, ext/listener/filters.py).
+# Three rule sets: with lookarounds (each line is searched on its own), with word boundaries
+# and without any (a batch's lines are first searched together, ext/listener/filters.py).
 MASK_SETS = {
-    "per-line": ";;".join([r"\b(?:\d[ -]?){12,15}\d\b=>[card]",
+    "per-line": ";;".join([r"(?<!\d)(?:\d[ -]?){12,15}\d(?!\d)=>[card]",
                            r"Bearer\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token]",
                            r"AKIA[0-9A-Z]{16}=>[aws-key]"]),
+    "joined, word boundaries": ";;".join([r"\b(?:\d[ -]?){12,15}\d\b=>[card]",
+                                          r"Bearer\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token]",
+                                          r"AKIA[0-9A-Z]{16}=>[aws-key]"]),
     "joined": ";;".join([r"(?:\d[ -]?){12,15}\d=>[card]",
                          r"Bearer\s+[A-Za-z0-9._~+/-]+=*=>Bearer [token]",
                          r"AKIA[0-9A-Z]{16}=>[aws-key]"]),
