@@ -13,7 +13,10 @@ receiver, benchmarks/rig.py):
   requests per invocation;
 - `init`: bench_cold_start's cold inits (fresh sandbox each; whole cores, or a function memory's
   CPU share with `--memory`): the medians of start -> first event/next, of the init's duration
-  and of the CPU each process used until the init ended (ms).
+  and of the CPU each process used until the init ended (ms);
+- `preload`: the main process's imports and preload on the layer's own interpreter (each side
+  built into an x86_64 layer; benchmarks/preload_probe.py): the median CPU ms of `--starts`
+  fresh starts per side and round.
 
 Why alternate: on this shared 2-core machine a CPU figure drifts by up to 30% between runs of
 the same code (other work comes and goes), more than most changes save, so two runs of two
@@ -32,7 +35,7 @@ the end); without `--change`, the change is this checkout's own `ext`. `--env NA
 extension variable for both sides; `--base-env` / `--change-env` for one side only, so that with
 the same checkout on both sides (`--base .`) the A/B measures what a setting costs, e.g.
 `cost --base . --change-env SPLUNK_GZIP_LEVEL=0`.
-Run: `.venv/bin/python -m benchmarks.ab {cost,memory,throughput,invocation,init} --base REF
+Run: `.venv/bin/python -m benchmarks.ab {cost,memory,throughput,invocation,init,preload} --base REF
 [--change REF] [--rounds 6] [--env | --base-env | --change-env NAME=VALUE ...]
 [bench options, see --help of each]` -> results/ab-<bench>.json.
 """
@@ -59,6 +62,7 @@ from benchmarks import (
     bench_memory,
     bench_throughput,
     common,
+    preload_probe,
 )
 from benchmarks.rig import SinkProcess, extension_rig
 
@@ -267,6 +271,16 @@ def _init(code: Path | None, args: argparse.Namespace, round_no: int,
     return figures, {"inits": inits}
 
 
+def _preload(code: Path | None, args: argparse.Namespace, round_no: int,
+             env: Mapping[str, str]) -> tuple[Figures, dict[str, Any]]:
+    del round_no, env  # the probe imports; it reads no extension variable
+    layer = preload_probe.layer_code((code or common.REPO / "ext").parent)
+    starts = [preload_probe.preload_ms(layer) for _ in range(args.starts)]
+    figures = {"preload CPU ms": _median([ms for ms, _ in starts]),
+               "modules loaded": float(starts[-1][1])}
+    return figures, {"cpu_ms": [ms for ms, _ in starts]}
+
+
 def _cost_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=128, help="function memory, MB")
     parser.add_argument("--gap", type=float, default=1.0,
@@ -309,6 +323,11 @@ def _init_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=None,
                         help="function memory, MB: the sandbox gets Lambda's CPU share for it "
                              "(default: whole cores)")
+
+
+def _preload_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--starts", type=_more_than(0), default=10,
+                        help="fresh starts per side and round (their median is the figure)")
 
 
 def _env_options(parser: argparse.ArgumentParser) -> None:
@@ -363,6 +382,8 @@ BENCHES = {
                         _invocation),
     "init": Bench("bench_cold_start's cold inits: first event/next, CPU until the init ended",
                   _init_options, _init),
+    "preload": Bench("main's imports and preload on the bundled interpreter: CPU ms",
+                     _preload_options, _preload),
 }
 
 

@@ -142,6 +142,10 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_intake_edges.py", "tests/unit/test_intake*.py",
         "tests/unit/test_listener_batches.py",
     ),
+    # The filters in process, then the masking property through a real listener and spool.
+    "ext/listener/filters.py": (
+        "tests/unit/test_filters.py", "tests/unit/test_masking_property.py",
+    ),
     "ext/listener/http_intake.py": (
         "tests/unit/test_listener_http.py", "tests/unit/test_listener_http_answers.py",
     ),

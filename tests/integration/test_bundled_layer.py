@@ -369,3 +369,23 @@ def test_as_the_launcher_runs_it_every_module_comes_from_shipped_bytecode(
     assert found["modules"] > 50  # ext, msgspec and urllib3
     assert found["compiled_at_start"] == []
     assert found["stdlib_docstrings"] == []
+
+
+def test_the_preload_probe_runs_on_the_layer_and_loads_no_calendar(
+    layers: dict[str, Layer], tmp_path: Path
+) -> None:
+    """benchmarks/preload_probe.py (benchmarks.ab preload) times main's imports as the launcher
+    starts the layer's interpreter; on its Python 3.13 nothing loads calendar or locale any more
+    (3.11's email package did, for the same cold start)."""
+    from benchmarks import preload_probe
+
+    root = layers["x86_64"].unpack(tmp_path / "opt") / NAME
+    ms, modules = preload_probe.preload_ms(root)
+    assert ms > 0 and modules > 150
+    probe = preload_probe.PROBE.replace(
+        "print((time.process_time() - started) * 1000, len(sys.modules))",
+        "print(sorted({'calendar', 'locale', 'ext.sender.process'} & set(sys.modules)))")
+    done = subprocess.run([str(root / "python" / "bin" / "python3"), "-E", "-S", "-OO", "-c",
+                           probe], cwd=root, capture_output=True, text=True, timeout=60,
+                          check=True, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert done.stdout.strip() == "['ext.sender.process']"
