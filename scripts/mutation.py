@@ -145,6 +145,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     # The filters in process, then the masking property through a real listener and spool.
     "ext/listener/filters.py": (
         "tests/unit/test_filters.py", "tests/unit/test_masking_property.py",
+        "tests/unit/test_listener_batches.py",
     ),
     "ext/listener/http_intake.py": (
         "tests/unit/test_listener_http.py", "tests/unit/test_listener_http_answers.py",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -324,3 +325,99 @@ def test_anchors_and_lookarounds_still_search_line_by_line() -> None:
                  r"\d(?!x)"):
         assert not line_filter(SPLUNK_MASK=f"{rule}=>[n]")._batch_check, rule
     assert line_filter(SPLUNK_MASK=r"[^x]\b\d=>[n]")._batch_check
+
+
+# --- levels, rounds and the filters beside the batch search ---------------------------------
+
+NODE_TS = "2026-10-08T07:30:28.235Z"
+
+
+@pytest.mark.parametrize(("line", "level"), [
+    ("[DEBUG]\tx", "DEBUG"),
+    ("[DEBUG]", None),  # nothing after the bracket: not the Python runtime's prefix
+    ("[DEBUG] x", None),
+    ("[DEBUG]\x01x", None),
+    (f"{NODE_TS}\t{RID}\tDEBUG\tmsg", "DEBUG"),
+    (f"{NODE_TS}\t{RID}\tDEBUG\tmsg\twith\ttabs", "DEBUG"),
+    (f"{NODE_TS}\t{RID}\tDEBUG", None),  # no message field
+    (f"{NODE_TS}X\t{RID}\tDEBUG\tmsg", None),  # no tab right after the time
+    (f"{NODE_TS[:10]}A{NODE_TS[11:]}\t{RID}\tDEBUG\tmsg", None),  # no T in the time
+    (f"{NODE_TS[:10]}Z{NODE_TS[11:]}\t{RID}\tDEBUG\tmsg", None),
+    (f"{NODE_TS[:10]}T\ta\tDEBUG\tb", None),  # a T but too short for the time
+    (f"{NODE_TS[:10]}X{NODE_TS[11:]}\t{RID}\tDEBUG\tmsg", None),
+])
+def test_the_level_of_a_text_line_is_read_only_where_a_runtime_puts_it(
+    line: str, level: str | None,
+) -> None:
+    assert filters._text_level(line) == level
+    f = line_filter(SPLUNK_MIN_LEVEL="info")
+    outcome = f.apply(events(("function", line)))
+    assert (outcome is not None and outcome.dropped == {"level": 1}) is (level == "DEBUG")
+
+
+def test_no_level_is_read_from_a_json_line_too_deep_to_decode() -> None:
+    deep = msgspec.Raw(b'{"level":"DEBUG","a":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert filters._json_level(deep) is None
+
+
+def chain(links: int) -> str:
+    """Rules each undoing one step of the text: a -> b -> c ..., listed last step first, so that
+    each pass over the rules takes one step and `links` steps take `links` changing passes."""
+    letters = "abcdefgh"[: links + 1]
+    return ";;".join(f"{letters[n]}=>{letters[n + 1]}" for n in reversed(range(links)))
+
+
+def test_a_string_settles_within_four_passes_and_is_dropped_after() -> None:
+    # Three changing passes and a fourth that finds nothing: kept, masked.
+    settled = line_filter(SPLUNK_MASK=chain(3)).apply(events(("function", "xa")))
+    assert records(settled) == ["xd"]
+    unsettled = line_filter(SPLUNK_MASK=chain(4)).apply(events(("function", "xa")))
+    assert unsettled is not None and unsettled.dropped == {"mask_unresolved": 1}
+
+
+def test_a_rule_that_matches_only_without_the_trailing_newline_still_masks() -> None:
+    outcome = line_filter(SPLUNK_MASK=r"secret\Z=>[x]").apply(
+        events(("function", "a secret\n"), ("function", "a secret")))
+    assert records(outcome) == ["a [x]", "a [x]"]
+
+
+def test_any_filter_makes_the_line_filter_active() -> None:
+    assert line_filter(SPLUNK_MIN_LEVEL="warn").active
+    assert line_filter(SPLUNK_DROP_REGEX="x").active
+    assert line_filter(SPLUNK_MASK=CARD).active
+
+
+# Lines far from any line a rule may match (another group of the batch search) still go
+# through the level and the drop regex.
+FAR = [("function", f"[INFO]\tline {n}") for n in range(40)]
+
+
+@pytest.mark.parametrize("card_at", [None, 39])  # no line a rule matches; one, far away
+def test_the_level_applies_beside_mask_rules_whatever_they_match(card_at: int | None) -> None:
+    items = list(FAR)
+    items[0] = ("function", "[DEBUG]\tnoise")
+    if card_at is not None:
+        items[card_at] = ("function", "[INFO]\tpaid 4111-1111-1111-1111")
+    outcome = line_filter(SPLUNK_MASK=CARD, SPLUNK_MIN_LEVEL="info").apply(events(*items))
+    assert outcome is not None and outcome.dropped == {"level": 1}
+    assert "[DEBUG]\tnoise" not in records(outcome)
+
+
+@pytest.mark.parametrize("card_at", [None, 39])
+def test_the_drop_regex_applies_beside_mask_rules_whatever_they_match(
+    card_at: int | None,
+) -> None:
+    items = list(FAR)
+    items[0] = ("function", "GET /healthcheck")
+    if card_at is not None:
+        items[card_at] = ("function", "paid 4111-1111-1111-1111")
+    outcome = line_filter(SPLUNK_MASK=CARD, SPLUNK_DROP_REGEX="healthcheck").apply(
+        events(*items))
+    assert outcome is not None and outcome.dropped == {"drop_regex": 1}
+
+
+def test_a_line_dropped_by_its_level_is_not_masked_nor_counted_as_unresolved() -> None:
+    never_settles = r"a(b+)=>\1a;;ba=>ab"
+    outcome = line_filter(SPLUNK_MASK=never_settles, SPLUNK_MIN_LEVEL="info").apply(
+        events(("function", "[DEBUG]\txabbbb"), ("function", "[INFO]\tclean")))
+    assert outcome is not None and outcome.dropped == {"level": 1}
