@@ -224,3 +224,46 @@ def test_summary_shows_the_orders_effect_apart() -> None:
     assert summary["ratio_median_base_first"] == pytest.approx(1.1)
     assert summary["ratio_median_change_first"] == pytest.approx(100 / 110)
     assert summary["ratio_median"] == pytest.approx((1.1 + 100 / 110) / 2)
+
+
+def test_init_takes_the_medians_of_its_cold_inits_at_the_memory_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[dict[str, str], bool, int | None]] = []
+    figures = iter([(100.0, 10.0), (140.0, 30.0), (120.0, 20.0)])  # first next, main CPU
+
+    def cold_init(rig: Any, env: dict[str, str] | None = None, without: tuple[str, ...] = (),
+                  cpu: bool = False, memory_mb: int | None = None) -> dict[str, float]:
+        calls.append((dict(env or {}), cpu, memory_mb))
+        if not cpu:  # the warm-up
+            return {"register_ms": 1.0, "first_next_ms": 999.0, "init_ms": 999.0}
+        first_next, main = next(figures)
+        return {"register_ms": 1.0, "first_next_ms": first_next, "init_ms": first_next + 5,
+                "cpu_ms_main": main, "cpu_ms_listener": 1.0, "cpu_ms_sender": 2.0}
+
+    monkeypatch.setattr(ab.bench_cold_start, "cold_init", cold_init)
+    args = ab.parser().parse_args(["init", "--base", ".", "--inits", "3", "--memory", "128"])
+    got, raw = ab._init(None, args, 1, {"SPLUNK_FLUSH": "sync"})
+    assert calls[0] == ({"SPLUNK_FLUSH": "sync"}, False, None)  # the warm-up, not counted
+    assert [c[1:] for c in calls[1:]] == [(True, 128)] * 3
+    assert got == {"first event/next ms": 120.0, "init ms": 125.0, "init CPU ms, all": 23.0,
+                   "init CPU ms, main": 20.0, "init CPU ms, listener": 1.0,
+                   "init CPU ms, sender": 2.0}
+    assert len(raw["inits"]) == 3
+
+
+def test_preload_times_the_sides_checkout_and_takes_the_median_start(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    built: list[Path] = []
+    starts = iter([(90.0, 218), (80.0, 218), (100.0, 218)])
+
+    def layer_code(tree: Path) -> Path:
+        built.append(tree)
+        return tmp_path / "code"
+
+    monkeypatch.setattr(ab.preload_probe, "layer_code", layer_code)
+    monkeypatch.setattr(ab.preload_probe, "preload_ms", lambda code: next(starts))
+    args = ab.parser().parse_args(["preload", "--base", ".", "--starts", "3"])
+    got, raw = ab._preload(tmp_path / "checkout" / "ext", args, 1, {})
+    assert built == [tmp_path / "checkout"]
+    assert got == {"preload CPU ms": 90.0, "modules loaded": 218.0}
+    assert raw == {"cpu_ms": [90.0, 80.0, 100.0]}
