@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import ab, bench_cost, common
+from benchmarks import ab, bench_cold_start, bench_cost, common, preload_probe
 
 ALL = "CPU us/invocation, all"
 SENDER = "CPU us/invocation, sender"
@@ -240,7 +240,7 @@ def test_init_takes_the_medians_of_its_cold_inits_at_the_memory_asked(
         return {"register_ms": 1.0, "first_next_ms": first_next, "init_ms": first_next + 5,
                 "cpu_ms_main": main, "cpu_ms_listener": 1.0, "cpu_ms_sender": 2.0}
 
-    monkeypatch.setattr(ab.bench_cold_start, "cold_init", cold_init)
+    monkeypatch.setattr(bench_cold_start, "cold_init", cold_init)
     args = ab.parser().parse_args(["init", "--base", ".", "--inits", "3", "--memory", "128"])
     got, raw = ab._init(None, args, 1, {"SPLUNK_FLUSH": "sync"})
     assert calls[0] == ({"SPLUNK_FLUSH": "sync"}, False, None)  # the warm-up, not counted
@@ -260,8 +260,8 @@ def test_preload_times_the_sides_checkout_and_takes_the_median_start(
         built.append(tree)
         return tmp_path / "code"
 
-    monkeypatch.setattr(ab.preload_probe, "layer_code", layer_code)
-    monkeypatch.setattr(ab.preload_probe, "preload_ms", lambda code: next(starts))
+    monkeypatch.setattr(preload_probe, "layer_code", layer_code)
+    monkeypatch.setattr(preload_probe, "preload_ms", lambda code: next(starts))
     args = ab.parser().parse_args(["preload", "--base", ".", "--starts", "3"])
     got, raw = ab._preload(tmp_path / "checkout" / "ext", args, 1, {})
     assert built == [tmp_path / "checkout"]
