@@ -265,3 +265,64 @@ def test_an_unseen_invocation_presumed_ended_while_hec_fails_is_told_failing_wit
     clock.now += 1.5 - reaction_s(1.5)  # the budget from the notice's stamp
     rig.sender.step()
     assert rig.answers() == [control.Failing("r")]
+
+
+@pytest.mark.parametrize("rig", [{**SYNC, "SPLUNK_FLUSH_BUDGET_MS": "1500"}], indirect=True)
+def test_an_unseen_invocation_s_budget_runs_from_the_drop_notice_s_own_stamp(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # The other landmarks read with the notice carry other stamps: p's report before it, and
+    # after it p's runtimeDone again (the platform sent that batch once more).
+    _previous_delivered(rig, clock)
+    p_done = EPOCH + clock.now
+    clock.now += 1.0
+    now = EPOCH + clock.now
+    _record(rig, _report("p", now - 0.75), _line("r's line", now - 0.6), _dropped(now - 0.5))
+    _record(rig, _start("p", p_done), _line("p's line", p_done), _done("p", p_done))
+    rig.sender.step()
+    assert rig.tell(control.FlushLate("r")) == []
+    end = clock.now + 1.5 - reaction_s(1.5) - 0.5  # the budget from the notice's stamp
+    clock.now = end - 0.001
+    rig.sender.step()
+    assert rig.answers() == []
+    clock.now = end
+    rig.sender.step()
+    assert rig.answers() == [control.Failing("r")]
+
+
+@pytest.mark.parametrize("rig", [{"SPLUNK_FLUSH": "sync", **test_sender_loop.SENDING}],
+                         indirect=True)
+def test_an_ask_for_an_unseen_invocation_whose_notice_is_in_hec_already_is_answered_at_once(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # Sent as read: the notice's batch is in HEC before main, late, asks.
+    _previous_delivered(rig, clock)
+    _unseen_invocation(rig, clock, "r's line")
+    rig.sender.step()
+    assert len(rig.courier.in_flight) == 1
+    rig.courier.finish()
+    rig.sender.step()
+    assert rig.answers() == []
+    assert rig.tell(control.FlushLate("r")) == [control.Delivered("r")]
+    assert not rig.sender.due  # no budget left running
+
+
+@pytest.mark.parametrize("rig", [{**SYNC, "SPLUNK_MAX_REQUEST_BYTES": "4096"}], indirect=True)
+def test_an_end_presumed_at_a_notice_follows_the_records_read_with_it_to_the_last(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # The records read after a notice may be the invocation's own (the notice held only some of
+    # its lines): its presumed end moves to the last one read, not only to the notice.
+    _running(rig, clock, "r1")
+    now = EPOCH + clock.now
+    _record(rig, _dropped(now))
+    _record(rig, _line("r1's later line " + "x" * 3500, now))  # read with it; a request of its own
+    rig.sender.step()
+    rig.courier.finish()  # the start's and the notice's batch
+    rig.sender.step()
+    assert not any("later line" in str(e["event"]) for e in _accepted(rig))
+    assert rig.answers() == []
+    rig.courier.finish()
+    rig.sender.step()
+    assert any("later line" in str(e["event"]) for e in _accepted(rig))
+    assert rig.answers() == [control.Delivered("r1")]
