@@ -299,6 +299,12 @@ def test_the_sender_says_settled_once_everything_spooled_is_in_hec_or_hec_fails(
             assert rig.answers() == [control.Delivered(control.SETTLED)]
         rig.sender.step()
         assert rig.answers() == []  # told once
+        if failing:  # nor again once HEC takes it after all, or fails again
+            rig.courier.failures += 1
+            rig.sender.step()
+            rig.courier.finish()
+            rig.sender.step()
+            assert rig.answers() == []
     finally:
         rig.close()
 
