@@ -1,6 +1,7 @@
 """The courier after a SnapStart restore (`Courier.restored`), against a scripted client: it
 cuts the client's old connection, connects ahead again on its thread, and the sender's thread
-keeps off the client until that is done.
+keeps off the client until that is done; a request the cut ended is sent again at once and is no
+failure (`_cut`), and only that one.
 
 The courier's thread is held at a chosen point by its own condition (`HeldCondition`): once it
 has woken for the restore, and before it acts on it, the test looks at what the sender's thread
@@ -218,3 +219,98 @@ def test_a_restore_while_a_batch_is_on_the_wire_connects_ahead_after_it(
     assert client.prepared.wait(WAIT_S)
     assert client.calls == [("post", "courier"), ("restored", threading.current_thread().name),
                             ("prepare", "courier")]
+
+
+RETRY = HecOutcome(Verdict.RETRY, text="ProtocolError")  # as the client names a cut request
+HOLD = HecOutcome(Verdict.HOLD, 403, 4, "Invalid token")
+
+
+def answering(courier: Courier, client: Client, *answers: tuple[HecOutcome, bool]) -> None:
+    """The client answers its posts in turn with `answers`, (outcome, cut): with `cut`, the
+    restore is told while that request is on the wire (from within the post: the courier is
+    then as the sender's thread finds it while the courier's waits on HEC).
+
+    The client replaces a kept-alive connection found dropped within the post itself
+    (ext/sender/hec.py); what reaches the courier as RETRY is a request the cut ended on a
+    connection made for it."""
+    script = list(answers)
+
+    def post(body: bytes, within_s: float | None = None) -> HecOutcome:
+        client.calls.append(("post", threading.current_thread().name))
+        outcome, cut = script.pop(0)
+        if cut:
+            courier.restored()
+        return outcome
+
+    client.post = post  # type: ignore[method-assign]
+
+
+def posts(client: Client) -> int:
+    return sum(call == "post" for call, _ in client.calls)
+
+
+def test_a_request_the_restore_cuts_is_sent_again_at_once_and_is_no_failure(
+    make: Callable[[], Made],
+) -> None:
+    courier, client, _ = warmed(make)
+    courier.stats.take()
+    answering(courier, client, (RETRY, True), (ACCEPTED, False))
+    assert courier.offer(batch(2))
+    assert done(courier) == [2]
+    assert posts(client) == 2  # sent again, and delivered only once HEC accepted it
+    assert (courier.failing, courier.failures) == (False, 0)
+    stats = courier.stats.take()
+    assert (stats["hec.requests"], stats["hec.retries"]) == (2, 0)
+
+
+def test_a_failure_after_the_cut_request_was_sent_again_counts(
+    make: Callable[[], Made],
+) -> None:
+    # The cut excuses the one request it ended, not HEC failing the next.
+    courier, client, _ = warmed(make)
+    answering(courier, client, (RETRY, True), (RETRY, False), (ACCEPTED, False))
+    assert courier.offer(batch(2))
+    assert done(courier) == [2]
+    assert posts(client) == 3
+    assert (courier.failing, courier.failures) == (False, 1)
+
+
+def test_a_request_answered_before_the_cut_reached_it_leaves_the_next_failure_counted(
+    make: Callable[[], Made],
+) -> None:
+    courier, client, _ = warmed(make)
+    answering(courier, client, (ACCEPTED, True), (RETRY, False), (ACCEPTED, False))
+    assert courier.offer(batch(2))
+    assert done(courier) == [2]
+    assert courier.offer(batch(3))
+    assert done(courier) == [3]
+    assert posts(client) == 3
+    assert courier.failures == 1
+
+
+def test_a_restore_while_no_request_is_on_the_wire_leaves_the_next_failure_counted(
+    make: Callable[[], Made],
+) -> None:
+    courier, client, held = warmed(make)
+    wait_in_condition(held)
+    courier.restored()
+    assert client.prepared.wait(WAIT_S)  # connected ahead again: nothing on the wire now
+    answering(courier, client, (RETRY, False), (ACCEPTED, False))
+    assert courier.offer(batch(2))
+    assert done(courier) == [2]
+    assert posts(client) == 2
+    assert courier.failures == 1
+
+
+def test_a_request_hec_answered_before_the_cut_is_a_failure_as_answered(
+    make: Callable[[], Made],
+) -> None:
+    # Only a request the cut ended (RETRY) is excused: HEC's own refusal is told, and held.
+    courier, client, _ = warmed(make)
+    answering(courier, client, (HOLD, True), (ACCEPTED, False))
+    assert courier.offer(batch(2))
+    ends = time.monotonic() + WAIT_S
+    while not courier.failing and time.monotonic() < ends:
+        threading.Event().wait(0.002)
+    assert (courier.failing, courier.failures) == (True, 1)
+    assert posts(client) == 1  # held HOLD_BASE_S, not sent again at once
