@@ -193,7 +193,9 @@ def test_a_request_the_restore_cuts_is_sent_again_at_once_and_is_no_failure(
     listener: socket.socket, tmp_path: Path,
 ) -> None:
     # Told as a failure, it would end the first invocation's flush (Failing) before the
-    # request that follows at once on a new connection was answered.
+    # request that follows at once on a new connection was answered. On the connection made
+    # ahead (kept alive), the client sends it again itself (a kept-alive connection found
+    # dropped); see the next test for one on a connection made for it.
     courier = Courier(config(f"http://127.0.0.1:{listener.getsockname()[1]}",
                              request_timeout_ms=120_000), str(tmp_path / "quarantine"))
     try:
@@ -201,6 +203,31 @@ def test_a_request_the_restore_cuts_is_sent_again_at_once_and_is_no_failure(
         with old:
             assert courier.offer(seal([b'{"event":"init"}'], 1, 1))
             read_request(old)  # on the wire at the snapshot, never answered
+            courier.restored()
+            new, _ = listener.accept()
+            with new:
+                read_request(new)
+                new.sendall(ANSWER)
+                assert delivered(courier) == [1]
+            assert (courier.failures, courier.failing) == (0, False)
+    finally:
+        courier.stop()
+
+
+def test_a_request_the_restore_cuts_on_a_connection_made_for_it_is_sent_again_by_the_courier(
+    listener: socket.socket, tmp_path: Path,
+) -> None:
+    # The client sends nothing again on a connection made for the request: the cut comes back
+    # as a failure (RETRY), and the courier sends it again at once, as no failure.
+    courier = Courier(config(f"http://127.0.0.1:{listener.getsockname()[1]}",
+                             request_timeout_ms=120_000), str(tmp_path / "quarantine"))
+    try:
+        ahead, _ = listener.accept()
+        ahead.close()  # HEC closed the connection made ahead: the request connects anew
+        assert courier.offer(seal([b'{"event":"init"}'], 1, 1))
+        cut, _ = listener.accept()
+        with cut:
+            read_request(cut)  # on the wire at the snapshot, never answered
             courier.restored()
             new, _ = listener.accept()
             with new:
