@@ -101,10 +101,11 @@ def test_a_kept_alive_connection_that_does_not_answer_is_a_timeout_not_sent_agai
 
 
 class Clock:
-    """Stands in for the hec module's `time`: each look is `step` seconds after the last."""
+    """Stands in for the hec module's `time`: each look is `step` seconds after the last, from
+    a monotonic clock's usual far-from-zero reading."""
 
     def __init__(self, step: float) -> None:
-        self.now, self.step = 0.0, step
+        self.now, self.step = 1000.0, step
 
     def monotonic(self) -> float:
         self.now += self.step
