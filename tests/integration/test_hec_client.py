@@ -816,12 +816,14 @@ def test_a_connection_reset_while_the_body_was_sent_is_closed_not_pooled() -> No
     server.join(5)
 
 
-@pytest.mark.parametrize("breakage", ["reset", "bytes that are no TLS record"])
+@pytest.mark.parametrize("breakage", ["reset", "bytes that are no TLS record",
+                                      "an answer nobody asked for"])
 def test_a_tls_connection_broken_while_idle_is_replaced_before_the_request(
     certificate: tuple[Path, Path], breakage: str,
 ) -> None:
-    # A load balancer resets an idle connection, or something writes into it: the client
-    # notices before sending, so no attempt is spent on it.
+    # A load balancer resets an idle connection, or something writes into it (beneath TLS, or
+    # an answer to no request, as a server's idle timeout may send): the client notices before
+    # sending, so no attempt is spent on it, and no answer is read off it for the next request.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*certificate)
     listener = socket.create_server(("127.0.0.1", 0))
@@ -849,7 +851,10 @@ def test_a_tls_connection_broken_while_idle_is_replaced_before_the_request(
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                     b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 else:
-                    os.write(conn.fileno(), b"\x00garbage, beneath TLS\r\n")
+                    if breakage == "bytes that are no TLS record":
+                        os.write(conn.fileno(), b"\x00garbage, beneath TLS\r\n")
+                    else:  # and the connection stays open
+                        conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
                     held.append(conn)
                     broken.set()
                     continue
