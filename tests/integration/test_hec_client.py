@@ -881,3 +881,57 @@ def test_a_tls_connection_broken_while_idle_is_replaced_before_the_request(
     server.join(5)
     assert (first.verdict, second.verdict) == (Verdict.ACCEPTED, Verdict.ACCEPTED)
     assert len(peers) == 2
+
+
+@pytest.mark.parametrize(("breakage", "reusable"), [
+    ("none: only the session tickets wait", True),
+    ("closed", False),
+    ("reset", False),
+    ("bytes that are no TLS record", False),
+    ("an answer nobody asked for", False),
+])
+def test_a_kept_alive_tls_connection_is_handed_out_again_only_if_the_server_left_it_alone(
+    certificate: tuple[Path, Path], breakage: str, reusable: bool,
+) -> None:
+    # What urllib3's pool asks of a kept-alive connection before it hands it out again: one the
+    # server closed, reset or wrote into is not reused (a request on it would be an attempt
+    # spent, or read an answer meant for nothing), one with TLS 1.3 tickets alone waiting is.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(3)
+    broken, done = threading.Event(), threading.Event()
+
+    def handshake_then_break() -> None:
+        raw, _ = listener.accept()
+        conn = context.wrap_socket(raw, server_side=True)
+        if breakage == "closed":
+            conn.close()
+        elif breakage == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()
+        elif breakage == "bytes that are no TLS record":
+            os.write(conn.fileno(), b"\x00garbage, beneath TLS\r\n")
+        elif breakage == "an answer nobody asked for":
+            conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        broken.set()
+        done.wait(5)
+        conn.close()
+
+    server = threading.Thread(target=handshake_then_break, daemon=True)
+    server.start()
+    client = HecClient(config(f"https://127.0.0.1:{listener.getsockname()[1]}",
+                              ca_bundle=str(certificate[0])))
+    try:
+        client.prepare()  # TCP and the handshake; the connection is pooled
+        assert broken.wait(5)
+        time.sleep(0.05)  # the close, the reset, the bytes or the tickets arrive
+        pooled = client._pool.pool.queue[-1]  # type: ignore[union-attr]
+        assert pooled.sock is not None
+        assert pooled.is_connected is reusable
+    finally:
+        done.set()
+        client.close()
+        listener.close()
+    server.join(5)
