@@ -7,9 +7,10 @@ import json
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import pytest
 
-from ext import config
+from ext import config, schema
 from ext.config import OWN_LOG_MARKER
 from ext.sender import envelope
 from ext.sender.envelope import EnvelopeBuilder
@@ -255,3 +256,34 @@ def test_the_timestamp_cache_stays_bounded() -> None:
                        for n in range(8193)])  # one more than the cache holds
     assert len(b.build(body.encode())) == 8193
     assert len(b._stamps) <= 8192
+
+
+def test_only_a_drop_notice_among_other_platform_kinds_is_a_drop_landmark() -> None:
+    # Kinds either side of platform.logsDropped in sort order, neither bounding an invocation.
+    b = builder()
+    sent = build(b, ("platform.extension", {"name": "x", "state": "Ready"}),
+                 ("platform.telemetrySubscription", {"name": "x", "state": "Subscribed"}))
+    assert len(sent) == 2 and b.landmarks == [] and b.dropped_records == 0
+
+
+def test_a_request_id_needs_its_dash_after_eight_hex_digits() -> None:
+    dashless = "0123456789abcdef0123456789abcdef0123"  # as long as an id, all hex
+    b = builder()
+    sent = build(b, ("function", f"[INFO]\t{T}\t{dashless}\tmessage\n"),
+                 ("function", f"[INFO]\t{T}\t{RID}\tmessage\n"))
+    assert [e["fields"].get("request_id") for e in sent] == [None, RID]
+
+
+def test_a_list_of_blank_bytes_that_is_not_empty_is_sent() -> None:
+    # Every byte of `[ 1 ]` may belong to a blank record (escapes hold digits), yet it holds 1.
+    body = json.dumps([{"time": T, "type": "function", "record": "x"}]).encode()
+    body = body.replace(b'"record": "x"', b'"record": [ 1 ]')
+    (raw,) = builder().build(body)
+    assert json.loads(raw)["event"] == [1]
+
+
+def test_a_record_of_blank_bytes_too_deep_to_decode_is_sent_not_taken_for_blank() -> None:
+    deep = b"[ " + b"[" * 100_000 + b"]" * 100_000 + b" ]"
+    b = builder()
+    raw = b.envelope(schema.TelemetryEvent(T, "function", msgspec.Raw(deep)))
+    assert raw is not None and raw.endswith(deep + b"}") and b.skipped_empty == 0
