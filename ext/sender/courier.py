@@ -216,7 +216,11 @@ class Courier:
         freeze), and the thread connects again ahead of the first flush, which would otherwise
         pay for it."""
         # A request on the wire now fails by this cut, not by HEC: it is not a failure to tell.
-        self._cut = self.posting_since is not None
+        # Only a batch's (`_busy`: this thread's inline attempts are not under way while it runs
+        # this): connecting ahead is on the wire too, for `stalled`, and carries no request, so
+        # excusing it would excuse HEC failing the next one.
+        with self._cv:
+            self._cut = self._busy and self.posting_since is not None
         self.client.restored()
         with self._cv:
             self._reconnect = True

@@ -314,3 +314,45 @@ def test_a_request_hec_answered_before_the_cut_is_a_failure_as_answered(
         threading.Event().wait(0.002)
     assert (courier.failing, courier.failures) == (True, 1)
     assert posts(client) == 1  # held HOLD_BASE_S, not sent again at once
+
+
+def test_a_restore_while_the_courier_connects_ahead_leaves_the_next_failure_counted(
+    make: Callable[[], Made],
+) -> None:
+    # Connecting ahead counts as a request on the wire for `stalled`, but no batch rides on it:
+    # a restore then cuts no request, and HEC failing the next one is a failure to tell.
+    courier, client, held = warmed(make)
+    wait_in_condition(held)
+    connecting = threading.Event()
+    gate = threading.Event()
+
+    def prepare() -> None:
+        client.calls.append(("prepare", threading.current_thread().name))
+        connecting.set()
+        assert gate.wait(WAIT_S)
+        client.prepared.set()
+
+    client.prepare = prepare  # type: ignore[method-assign]
+    courier.restored()  # the thread connects ahead again
+    assert connecting.wait(WAIT_S)
+    courier.restored()  # a second restore while it connects
+    gate.set()
+    assert client.prepared.wait(WAIT_S)
+    answering(courier, client, (RETRY, False), (ACCEPTED, False))
+    assert courier.offer(batch(2))
+    assert done(courier) == [2]
+    assert posts(client) == 2
+    assert courier.failures == 1
+
+
+def test_a_restore_while_the_courier_backs_off_between_attempts_excuses_neither(
+    make: Callable[[], Made],
+) -> None:
+    # Busy with a batch, but nothing on the wire: both failures are HEC's.
+    courier, client, _ = warmed(make)
+    courier._pause = lambda seconds: courier.restored()  # type: ignore[method-assign]
+    answering(courier, client, (RETRY, False), (RETRY, False), (ACCEPTED, False))
+    assert courier.offer(batch(2))
+    assert done(courier) == [2]
+    assert posts(client) == 3
+    assert courier.failures == 2
