@@ -53,10 +53,15 @@ def layer_code(tree: Path) -> Path:
     return _LAYERS[tree]
 
 
+def run(code: Path, probe: str = PROBE) -> str:
+    """What `probe` prints, run as the launcher starts the layer's interpreter in `code`."""
+    done = subprocess.run([str(code / "python" / "bin" / "python3"), "-E", "-S", "-OO", "-c",
+                           probe], cwd=code, capture_output=True, text=True, check=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    return done.stdout
+
+
 def preload_ms(code: Path) -> tuple[float, int]:
     """One start: the CPU ms of the work above, and how many modules it left loaded."""
-    done = subprocess.run([str(code / "python" / "bin" / "python3"), "-E", "-S", "-OO", "-c",
-                           PROBE], cwd=code, capture_output=True, text=True, check=True,
-                          env={"PATH": "/usr/bin:/bin"})  # fmt: skip
-    ms, modules = done.stdout.split()
+    ms, modules = run(code).split()
     return float(ms), int(modules)

@@ -385,7 +385,4 @@ def test_the_preload_probe_runs_on_the_layer_and_loads_no_calendar(
     probe = preload_probe.PROBE.replace(
         "print((time.process_time() - started) * 1000, len(sys.modules))",
         "print(sorted({'calendar', 'locale', 'ext.sender.process'} & set(sys.modules)))")
-    done = subprocess.run([str(root / "python" / "bin" / "python3"), "-E", "-S", "-OO", "-c",
-                           probe], cwd=root, capture_output=True, text=True, timeout=60,
-                          check=True, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
-    assert done.stdout.strip() == "['ext.sender.process']"
+    assert preload_probe.run(root, probe).strip() == "['ext.sender.process']"

@@ -77,6 +77,24 @@ def client_for(server: socket.socket) -> HecClient:
                             request_timeout_ms=120_000))
 
 
+def courier_for(server: socket.socket, tmp_path: Path) -> Courier:
+    """A courier whose requests wait for an answer far longer than any test (none times out)."""
+    return Courier(config(f"http://127.0.0.1:{server.getsockname()[1]}",
+                          request_timeout_ms=120_000), str(tmp_path / "quarantine"))
+
+
+def restore_and_answer_anew(courier: Courier, server: socket.socket) -> None:
+    """The restore, with a request of the init's batch on the wire: the courier sends it again
+    at once on a new connection, HEC accepts it there, and nothing counts as a failure."""
+    courier.restored()
+    new, _ = server.accept()
+    with new:
+        read_request(new)
+        new.sendall(ANSWER)
+        assert delivered(courier) == [1]
+    assert (courier.failures, courier.failing) == (0, False)
+
+
 def test_a_request_left_unanswered_at_the_snapshot_ends_at_the_restore(
     listener: socket.socket,
 ) -> None:
@@ -196,20 +214,13 @@ def test_a_request_the_restore_cuts_is_sent_again_at_once_and_is_no_failure(
     # request that follows at once on a new connection was answered. On the connection made
     # ahead (kept alive), the client sends it again itself (a kept-alive connection found
     # dropped); see the next test for one on a connection made for it.
-    courier = Courier(config(f"http://127.0.0.1:{listener.getsockname()[1]}",
-                             request_timeout_ms=120_000), str(tmp_path / "quarantine"))
+    courier = courier_for(listener, tmp_path)
     try:
         old, _ = listener.accept()  # connected ahead
         with old:
             assert courier.offer(seal([b'{"event":"init"}'], 1, 1))
             read_request(old)  # on the wire at the snapshot, never answered
-            courier.restored()
-            new, _ = listener.accept()
-            with new:
-                read_request(new)
-                new.sendall(ANSWER)
-                assert delivered(courier) == [1]
-            assert (courier.failures, courier.failing) == (0, False)
+            restore_and_answer_anew(courier, listener)
     finally:
         courier.stop()
 
@@ -219,8 +230,7 @@ def test_a_request_the_restore_cuts_on_a_connection_made_for_it_is_sent_again_by
 ) -> None:
     # The client sends nothing again on a connection made for the request: the cut comes back
     # as a failure (RETRY), and the courier sends it again at once, as no failure.
-    courier = Courier(config(f"http://127.0.0.1:{listener.getsockname()[1]}",
-                             request_timeout_ms=120_000), str(tmp_path / "quarantine"))
+    courier = courier_for(listener, tmp_path)
     try:
         ahead, _ = listener.accept()
         ahead.close()  # HEC closed the connection made ahead: the request connects anew
@@ -228,13 +238,7 @@ def test_a_request_the_restore_cuts_on_a_connection_made_for_it_is_sent_again_by
         cut, _ = listener.accept()
         with cut:
             read_request(cut)  # on the wire at the snapshot, never answered
-            courier.restored()
-            new, _ = listener.accept()
-            with new:
-                read_request(new)
-                new.sendall(ANSWER)
-                assert delivered(courier) == [1]
-            assert (courier.failures, courier.failing) == (0, False)
+            restore_and_answer_anew(courier, listener)
     finally:
         courier.stop()
 
