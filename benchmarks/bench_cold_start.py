@@ -1,5 +1,7 @@
 """Cold start (issue 7, item 1): extension process start -> register and -> first event/next,
-next to a bare `python -c pass` of the same interpreter measured in the same run.
+next to a bare `python -c pass` of the same interpreter measured in the same run; and what the
+extension adds to the whole init phase of the sample function at Lambda's CPU shares (the
+runtime's init and the extension's share the sandbox's CPU, and AWS bills the init phase).
 
 Run: `.venv/bin/python -m benchmarks.bench_cold_start [--quick]`; prints a table, writes
 results/cold_start.json and results/cold_start.png. The emulator's clock starts when Popen of the
@@ -10,6 +12,7 @@ return of an identical Popen (new session, piped output) to the reaped exit. Run
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +22,9 @@ from benchmarks.rig import Rig, cpu_ns, extension_processes, extension_rig
 from ext.local.layer import EXTENSION_NAME
 
 TARGETS = {"register_ratio_p50": 2.0, "first_next_ratio_p50": 3.0}
+# Function memory sizes whose init is timed with and without the extension: the smallest, a
+# common one, and one full core.
+FUNCTION_MEMORY_MB = (128, 512, 1769)
 BARE_COMMANDS = {"bare": ["-c", "pass"], "bare_no_site": ["-S", "-c", "pass"]}
 def cold_init(rig: Rig, env: dict[str, str] | None = None,
               without: tuple[str, ...] = (), cpu: bool = False,
@@ -49,7 +55,42 @@ def cold_init(rig: Rig, env: dict[str, str] | None = None,
             "init_ms": float(record["duration_ms"]), **used}
 
 
-def measure(runs: int) -> dict[str, Any]:
+def function_init_ms(rig: Rig, memory_mb: int, extension: bool) -> float:
+    """The init phase of the sample function (ms, as the emulator reports it: until the runtime
+    and every extension are ready) in a fresh sandbox with Lambda's CPU share and memory limit
+    for `memory_mb`, with the extension or with none."""
+    sb = rig.sandbox(rig.env() if extension else {}, memory_mb=memory_mb, limits=True,
+                     init_timeout_s=60.0, **({} if extension else {"opt_dir": None}))
+    try:
+        record = sb.init()
+        if record.get("status") != "success":
+            raise RuntimeError(f"init failed: {record}")
+        sb.shutdown()
+    finally:
+        sb.close()
+    return float(record["duration_ms"])
+
+
+def measure_function_init(rig: Rig, rounds: int,
+                          sizes: Sequence[int] = FUNCTION_MEMORY_MB) -> dict[str, Any]:
+    """Per memory size, the function's init without and with the extension, alternating which
+    goes first round by round (the machine's speed drifts); medians and the time added."""
+    out: dict[str, Any] = {}
+    for memory_mb in sizes:
+        samples: dict[str, list[float]] = {"without": [], "with": []}
+        for round_no in range(rounds):
+            order = (False, True) if round_no % 2 == 0 else (True, False)
+            for extension in order:
+                samples["with" if extension else "without"].append(
+                    function_init_ms(rig, memory_mb, extension))
+        without, with_ = (statistics.median(samples[k]) for k in ("without", "with"))
+        out[str(memory_mb)] = {"without_ms": without, "with_ms": with_,
+                               "added_ms": with_ - without, "samples": samples}
+    return out
+
+
+def measure(runs: int, function_rounds: int = 0,
+            sizes: Sequence[int] = FUNCTION_MEMORY_MB) -> dict[str, Any]:
     """Interleaved bare starts and cold inits; per-series summaries and the ratios."""
     series: dict[str, list[float]] = {"bare": [], "bare_no_site": [], "register_ms": [],
                                       "first_next_ms": [], "init_ms": []}
@@ -60,12 +101,15 @@ def measure(runs: int) -> dict[str, Any]:
                 series[name].append(bare_start_ms(args))
             for key, value in cold_init(rig).items():
                 series[key].append(value)
+        function_init = (measure_function_init(rig, function_rounds, sizes)
+                         if function_rounds else {})
     stats = {name: common.summary(values) for name, values in series.items()}
     ratios = {}
     for figure in ("register", "first_next"):
         for q in ("p50", "p95"):
             ratios[f"{figure}_ratio_{q}"] = stats[f"{figure}_ms"][q] / stats["bare"][q]
-    return {"runs": runs, "stats": stats, "ratios": ratios, "samples": series}
+    return {"runs": runs, "stats": stats, "ratios": ratios, "samples": series,
+            "function_init": function_init, "function_rounds": function_rounds}
 
 
 def report(results: dict[str, Any]) -> None:
@@ -86,6 +130,12 @@ def report(results: dict[str, Any]) -> None:
                            target, common.verdict(ratios[f"{figure}_ratio_p50"], target)])
     common.print_table("Ratio to the bare start", ["figure", "p50 x", "p95 x", "target x",
                                                    "verdict"], ratio_rows)
+    if results.get("function_init"):
+        common.print_table(
+            f"The sample function's init phase at Lambda's CPU share (ms, median of "
+            f"{results['function_rounds']} each)", ["memory MB", "without", "with", "added"],
+            [[int(mb), f["without_ms"], f["with_ms"], f["added_ms"]]
+             for mb, f in results["function_init"].items()])
 
 
 def chart(results: dict[str, Any], folder: Any) -> None:
@@ -104,9 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_cold_start", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
     parser.add_argument("--runs", type=int, default=None, help="cold inits (default 30)")
+    parser.add_argument("--function-rounds", type=int, default=None,
+                        help="function inits per side and memory size (default 4; 0: none)")
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 30)
-    results = measure(runs)
+    function_rounds = (args.function_rounds if args.function_rounds is not None
+                       else 1 if args.quick else 4)
+    # --quick: the full core alone (its init is the shortest), to check the path.
+    results = measure(runs, function_rounds, FUNCTION_MEMORY_MB[-1:] if args.quick
+                      else FUNCTION_MEMORY_MB)
     return common.publish("cold_start", results, quick=args.quick, targets=TARGETS,
                           report=report, chart=chart)
 

@@ -95,6 +95,16 @@ def cold_start(doc: Doc) -> list[str]:
          verdict(s[key]["p50"] / bare["p50"], doc["targets"][target])]
         for name, key, target in (("register", "register_ms", "register_ratio_p50"),
                                   ("first next", "first_next_ms", "first_next_ratio_p50"))])
+    function_init = r.get("function_init")
+    if function_init:
+        out += [f"The sample function's whole init phase (the emulator's init duration: until the "
+                f"runtime and every extension are ready) at Lambda's CPU share and memory limit, "
+                f"without an extension and with this one, alternating round by round (median of "
+                f"{r['function_rounds']} each). The runtime's init and the extension's share the "
+                f"sandbox's CPU, and AWS bills the init phase.", ""]
+        out += table(["memory MB", "without ms", "with ms", "added ms"], [
+            [f"{int(mb):,}", fmt(f["without_ms"]), fmt(f["with_ms"]), fmt(f["added_ms"])]
+            for mb, f in function_init.items()])
     return [*out, "![cold start](img/cold_start.png)", ""]
 
 

@@ -178,8 +178,9 @@ class Rig:
         On whole cores unless `limits=True` is passed: the older benchmarks' figures stay
         comparable; bench_cost measures under Lambda's CPU shares."""
         cfg.setdefault("limits", False)
+        cfg.setdefault("opt_dir", self.opt)  # None: the function alone, no extension
         config = SandboxConfig(function_dir=REPO / "function", handler="handler.handler",
-                               opt_dir=self.opt, env=dict(env), **cfg)
+                               env=dict(env), **cfg)
         return Sandbox(config).start()
 
 
