@@ -193,6 +193,12 @@ TESTS: dict[str, tuple[str, ...]] = {
     # by the openssl CLI against a loopback TLS server (1.4 s: the bundle size threshold, the
     # probe's chain).
     "ext/sender/trust.py": ("tests/unit/test_trust.py", "tests/integration/test_hec_trust.py"),
+    # The rules on their own, then through the config and the line filter (in process); not
+    # test_masking_property.py (a listener and spool per example, ~1.5 s a test), nor
+    # test_config_table.py (it reads README.md, which the mutation copy does not hold).
+    "ext/rules.py": (
+        "tests/unit/test_rules.py", "tests/unit/test_filters.py",
+    ),
 }
 PRESETS = {
     "delivery": (
