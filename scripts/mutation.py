@@ -199,6 +199,11 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/rules.py": (
         "tests/unit/test_rules.py", "tests/unit/test_filters.py",
     ),
+    # The body and the answers against a scripted local API, then the Extensions API client's
+    # tests, which subscribe too.
+    "ext/main/telemetry_api.py": (
+        "tests/unit/test_telemetry_api.py", "tests/unit/test_extensions_api.py",
+    ),
 }
 PRESETS = {
     "delivery": (
