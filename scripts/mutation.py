@@ -199,6 +199,9 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/rules.py": (
         "tests/unit/test_rules.py", "tests/unit/test_filters.py",
     ),
+    # The event's fields and the parse (scanner or minijson) on their own; test_lifecycle.py
+    # parses events too, among timed flush tests (~16 s).
+    "ext/main/events.py": ("tests/unit/test_events.py",),
     # The body and the answers against a scripted local API, then the Extensions API client's
     # tests, which subscribe too.
     "ext/main/telemetry_api.py": (
