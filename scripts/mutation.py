@@ -207,6 +207,9 @@ TESTS: dict[str, tuple[str, ...]] = {
     "ext/main/telemetry_api.py": (
         "tests/unit/test_telemetry_api.py", "tests/unit/test_extensions_api.py",
     ),
+    # main's lines, the secret masking and the children's logging on their own (one test starts
+    # a fresh interpreter for the default threshold, ~0.1 s).
+    "ext/diagnostics.py": ("tests/unit/test_diagnostics.py",),
 }
 PRESETS = {
     "delivery": (
