@@ -193,6 +193,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     # by the openssl CLI against a loopback TLS server (1.4 s: the bundle size threshold, the
     # probe's chain).
     "ext/sender/trust.py": ("tests/unit/test_trust.py", "tests/integration/test_hec_trust.py"),
+    # main's JSON reader before msgspec: its edge cases (malformed input, escapes, numbers,
+    # nesting), then the properties against the json module, then the Extensions API client
+    # that reads its answers with it.
+    "ext/main/minijson.py": (
+        "tests/unit/test_minijson_edges.py", "tests/unit/test_minijson.py",
+        "tests/unit/test_extensions_api.py",
+    ),
     # The rules on their own, then through the config and the line filter (in process); not
     # test_masking_property.py (a listener and spool per example, ~1.5 s a test), nor
     # test_config_table.py (it reads README.md, which the mutation copy does not hold).

@@ -80,3 +80,24 @@ def test_invoke_event() -> None:
     event = minijson.loads(body)
     assert isinstance(event, dict)
     assert event["deadlineMs"] == 1700000003000 and event["requestId"] == "3da1f2dc"
+
+
+# Text drawn from JSON's own characters (and a few that break it) reaches its grammar's corners
+# far more often than arbitrary text: escapes, exponents, nesting, words cut short.
+NEAR_JSON = '{}[]",:0123456789.eE+- \t\n\\/ubfnrtlsaxD8C\x01é'
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet=NEAR_JSON, max_size=24))
+def test_agrees_with_json_on_near_json_text(text: str) -> None:
+    data = text.encode()
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(minijson.JsonError):
+            minijson.loads(data)
+        return
+    if isinstance(expected, float) and not math.isfinite(expected):
+        return  # json accepts NaN/Infinity, which are not JSON
+    value = minijson.loads(data)
+    assert value == expected and type(value) is type(expected)
