@@ -147,7 +147,10 @@ def _number(text: str, pos: int) -> tuple[int | float, int]:
         raise JsonError(f"unexpected {text[pos:pos + 10]!r} at {pos}")
     if any(c in token for c in ".eE"):
         return float(token), end
-    return int(token), end
+    try:
+        return int(token), end
+    except ValueError:  # past the interpreter's limit on integer digits (4,300 by default)
+        raise JsonError(f"integer of {len(token)} digits at {pos}") from None
 
 
 def _valid_number(token: str) -> bool:

@@ -5,6 +5,7 @@ dumps_str. The properties against the json module are in test_minijson.py."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -61,6 +62,13 @@ def test_malformed_numbers_are_refused(text: bytes) -> None:
 def test_malformed_text_is_refused_with_json_error(text: bytes) -> None:
     with pytest.raises(JsonError):
         minijson.loads(text)
+
+
+def test_an_integer_past_the_interpreters_digit_limit_is_refused_with_json_error() -> None:
+    limit = sys.get_int_max_str_digits()  # 4,300 unless the process changed it
+    assert minijson.loads(b"9" * limit) == int("9" * limit)
+    with pytest.raises(JsonError, match=f"integer of {limit + 1} digits"):
+        minijson.loads(b"[" + b"9" * (limit + 1) + b"]")
 
 
 def test_whitespace_is_the_four_json_characters_anywhere_between_tokens() -> None:
