@@ -10,8 +10,10 @@ the replacement cannot contain `=>` while the regex can (e.g. a lookbehind `(?<=
 Whitespace around a rule is ignored. The replacement may use `\\1` or `\\g<name>`.
 A rule is refused when its regex does not compile, can match an empty string (it would match
 everywhere), or names a group it does not have in the replacement; a set of rules is refused
-when replacements re-create matches in a cycle (a rule matching its own replacement's literal
-text, or rule 1's matching rule 2's and 2's matching 1's): masking would then never end.
+when replacements re-create matches in a cycle (a rule that changes its own replacement's
+literal text again, or rule 1 changing rule 2's and 2 changing 1's): masking would then never
+end. A rule that matches its own replacement but writes it back as it is (`password=\\S+=>
+password=***`) is no cycle: masking ends when no rule changes the text.
 """
 
 from __future__ import annotations
@@ -60,9 +62,11 @@ def compile_masks(text: str) -> tuple[tuple[re.Pattern[str], str], ...]:
 
 def _refuse_cycles(rules: list[tuple[re.Pattern[str], str]]) -> None:
     """Refuses rules whose replacements re-create each other's matches in a cycle (a rule's
-    replacement matching itself, or 1 -> 2 -> 1): masking would never end. A chain is fine."""
+    replacement changed by itself again, or 1 -> 2 -> 1): masking would never end. A chain is
+    fine, and so is a rule that writes its match back as it is (masking stops there)."""
     literals = [_template_text(pattern, replacement) for pattern, replacement in rules]
-    feeds = {i: [j for j, (rule, _) in enumerate(rules) if rule.search(literals[i])]
+    feeds = {i: [j for j, (rule, replacement) in enumerate(rules)
+                 if rule.sub(replacement, literals[i]) != literals[i]]
              for i in range(len(rules))}
     for start in range(len(rules)):
         path = [start]
@@ -76,7 +80,7 @@ def _refuse_cycles(rules: list[tuple[re.Pattern[str], str]]) -> None:
                 continue
             if nxt == start:
                 cycle = " -> ".join(str(i + 1) for i in [*path, start])
-                raise RuleError(f"the replacement of rule {node + 1} matches rule {nxt + 1} "
+                raise RuleError(f"rule {nxt + 1} rewrites the replacement of rule {node + 1} "
                                 f"(cycle {cycle}): masking would never end")
             if nxt not in path:
                 path.append(nxt)

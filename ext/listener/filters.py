@@ -10,9 +10,11 @@ Applied to each batch intake admitted, in this order, to `function` and `extensi
 2. SPLUNK_DROP_REGEX drops a line it matches anywhere: the text of a text line, the JSON text
    of a JSON log line.
 3. SPLUNK_MASK rewrites every string of what is left (a text line; every key and string value of
-   a JSON log line), rule after rule, until no rule matches: what reaches the spool, and so HEC,
-   never holds a match. A string still matching after MAX_MASK_ROUNDS passes (rules that keep
-   re-creating each other's matches) is not kept: its event is dropped and counted. A text line
+   a JSON log line), rule after rule, until no rule changes it: what reaches the spool, and so
+   HEC, holds no match but the rules' own output (a match a rule would write back as it is,
+   like the `password=***` of `(password=)\\S+=>\\1***`). A string still changed after
+   MAX_MASK_ROUNDS passes (rules that keep re-creating each other's matches) is not kept: its
+   event is dropped and counted. A text line
    is checked with and without its trailing newline (Splunk receives it without); a masked one
    is spooled without it, so the spooled text is exactly what Splunk receives. A masked JSON
    line is re-encoded (msgspec; same values, numbers may be spelled differently); a line no
@@ -53,7 +55,7 @@ _text = msgspec.json.Decoder(str)
 
 
 class _UnresolvedError(Exception):
-    """A string still matches a mask rule after MAX_MASK_ROUNDS rounds."""
+    """A mask rule still changes a string after MAX_MASK_ROUNDS rounds."""
 
 
 class Outcome:
@@ -183,18 +185,25 @@ class LineFilter:
         return any(pattern.search(text) is not None for pattern, _ in self.masks)
 
     def _mask_text(self, text: str) -> str:
-        """`text` with every rule applied until none matches (the same object if none did)."""
+        """`text` with every rule applied until none changes it (the same object if none
+        matched).
+
+        Until none *changes* it, not until none matches: a rule's own output may match it again
+        (`(password=)\\S+=>\\1***` writes `password=***`, which it matches), and what it then
+        writes is that same text. Such a string is masked; counted as unresolved, its whole
+        line was dropped."""
         for pattern, _ in self.masks:  # the common case, no match: a search is the cheapest
             if pattern.search(text) is not None:
                 break
         else:
             return text
         for _ in range(MAX_MASK_ROUNDS):
-            total = 0
+            changed = False
             for pattern, replacement in self.masks:
-                text, count = pattern.subn(replacement, text)
-                total += count
-            if not total:
+                new = pattern.sub(replacement, text)
+                if new != text:
+                    text, changed = new, True
+            if not changed:
                 return text
             self._changed = True
         raise _UnresolvedError
