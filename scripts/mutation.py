@@ -77,6 +77,13 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_container_credentials.py",
         "tests/integration/test_token_from_aws.py",
     ),
+    # The signer against AWS's published suite and botocore's own signer (hypothesis), then the
+    # store that sends it (no network), then moto, which checks every signature it is sent
+    # (IAM enforced: a wrong one is refused), alone and in the emulator (~20 s).
+    "ext/sender/sigv4.py": (
+        "tests/unit/test_sigv4.py", "tests/unit/test_secret_store.py",
+        "tests/integration/test_token_from_aws.py",
+    ),
     # The role's credentials under SnapStart: against a local credentials endpoint with a
     # stand-in clock (~1 s), then the token read with them from moto, alone and in the emulator.
     "ext/sender/container_credentials.py": (

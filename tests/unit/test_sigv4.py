@@ -8,7 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import botocore.auth as botocore_auth
 import pytest
@@ -112,7 +112,9 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def botocore_authorization(req: dict[str, Any], host: str) -> dict[str, str]:
-    query = "&".join(f"{sigv4.uri_encode(n)}={sigv4.uri_encode(v)}" for n, v in req["query"])
+    # botocore signs the query string of the URL as it stands, so the URL is encoded here by the
+    # standard library, not by the signer under test: RFC 3986's unreserved set, '/' included.
+    query = "&".join(f"{quote(n, safe='')}={quote(v, safe='')}" for n, v in req["query"])
     url = f"https://{host}{req['path']}" + (f"?{query}" if query else "")
     request = AWSRequest(method=req["method"], url=url, headers=req["headers"], data=req["body"])
     credentials = BotoCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -143,3 +145,22 @@ def test_agrees_with_botocore(req: dict[str, Any]) -> None:
     assert added["X-Amz-Date"] == expected["X-Amz-Date"]
     assert added["Authorization"] == expected["Authorization"]
     assert added.get("X-Amz-Security-Token") == expected.get("X-Amz-Security-Token")
+
+
+def test_a_slash_is_kept_in_the_path_and_encoded_in_the_query() -> None:
+    # SSM's and Secrets Manager's names hold slashes ("/hec/token"): in a query name or value
+    # AWS signs each one as %2F; only the path keeps them.
+    query = [("Name", "/hec/token"), ("x/y", "")]
+    req: dict[str, Any] = {
+        "method": "GET", "path": "/a/b/", "query": query, "headers": {}, "body": b"",
+        "token": None, "region": "us-east-1", "service": "ssm", "port": None,
+        "when": datetime.datetime(2026, 12, 3, 14, 50, 22),
+    }
+    assert sigv4.canonical_query(query) == "Name=%2Fhec%2Ftoken&x%2Fy="
+    expected = botocore_authorization(req, "example.amazonaws.com")
+    added = sigv4.sign(
+        "GET", "example.amazonaws.com", "/a/b/", query=query, headers=[], body=b"",
+        credentials=sigv4.Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        region="us-east-1", service="ssm", amz_date="20261203T145022Z",
+    )
+    assert added["Authorization"] == expected["Authorization"]
