@@ -101,6 +101,11 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_self_metrics.py", "tests/unit/test_sender_loop.py",
         "tests/unit/test_courier_delivery.py", "tests/unit/test_sender_lost_ends.py",
     ),
+    # The breaker's rule (hypothesis, a replayed history), then the courier that reports to it.
+    "ext/sender/breaker.py": (
+        "tests/unit/test_breaker.py", "tests/unit/test_courier.py",
+        "tests/unit/test_courier_delivery.py",
+    ),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (
         "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame_resync.py",

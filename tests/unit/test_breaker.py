@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,3 +82,33 @@ def test_fast_failures_and_slow_successes_do_not_open_it() -> None:
     assert not breaker.is_open
     breaker.failed(0.05, timed_out=True)  # the client's own timeout, however short
     assert breaker.is_open
+
+
+def test_a_success_within_half_the_budget_counts_and_one_just_over_it_does_not() -> None:
+    # "Within half the budget": exactly half is fast enough; the first float above it is not.
+    half = BUDGET / 2
+    fast = HangBreaker(BUDGET)
+    fast.failed(0.0, timed_out=True)
+    for _ in range(CLOSE_AFTER):
+        fast.succeeded(half)
+    assert not fast.is_open
+    slow = HangBreaker(BUDGET)
+    slow.failed(0.0, timed_out=True)
+    for _ in range(CLOSE_AFTER):
+        slow.succeeded(math.nextafter(half, 1.0))
+    assert slow.is_open
+
+
+def test_a_close_after_below_one_is_one_and_a_large_one_is_counted_out() -> None:
+    for close_after in (-1, 0, 1):
+        breaker = HangBreaker(BUDGET, close_after)
+        breaker.failed(0.0, timed_out=True)
+        breaker.succeeded(0.0)
+        assert not breaker.is_open, close_after  # one fast success is enough
+    breaker = HangBreaker(BUDGET, 300)  # counts beyond the small ints CPython shares
+    breaker.failed(0.0, timed_out=True)
+    for _ in range(299):
+        breaker.succeeded(0.0)
+    assert breaker.is_open
+    breaker.succeeded(0.0)
+    assert not breaker.is_open
