@@ -106,6 +106,8 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_breaker.py", "tests/unit/test_courier.py",
         "tests/unit/test_courier_delivery.py",
     ),
+    # The alerts as the envelope builder emits them (with derived.py), then the fields they add.
+    "ext/sender/alerts.py": ("tests/unit/test_metrics.py", "tests/unit/test_enrichment.py"),
     "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     "ext/spool/frame.py": (
         "tests/unit/test_spool_frame_edges.py", "tests/unit/test_spool_frame_resync.py",

@@ -237,3 +237,73 @@ def test_a_numeric_time_gives_derived_events_the_platform_event_s_time(time: flo
     out = [json.loads(e) for e in b.build(body)]
     assert len(out) == 4  # the event, its metrics, its alert and the alert's counter
     assert {e["time"] for e in out} == {1759908629.47}
+
+
+@pytest.mark.parametrize(("kind", "record", "body"), [
+    ("platform.report", report("timeout", "Sandbox.Timeout"), {
+        "alert": "timeout", "status": "timeout", "error_type": "Sandbox.Timeout",
+        "max_memory_used_mb": 50, "message": f"invocation {RID} timed out after 3000.2 ms"}),
+    ("platform.report", report("error", "Runtime.OutOfMemory", used=128), {
+        "alert": "out-of-memory", "status": "error", "error_type": "Runtime.OutOfMemory",
+        "max_memory_used_mb": 128,
+        "message": f"invocation {RID} ran out of memory: 128 of 128 MB"}),
+    ("platform.report", report("error", "Runtime.ExitError"), {
+        "alert": "environment-reset", "status": "error", "error_type": "Runtime.ExitError",
+        "max_memory_used_mb": 50,
+        "message": f"invocation {RID} ended with Runtime.ExitError: the environment is reset"}),
+    ("platform.initReport", {"phase": "init", "status": "error",
+                             "errorType": "Extension.InitError", "metrics": {"durationMs": 9}}, {
+        "alert": "init-failure", "status": "error", "error_type": "Extension.InitError",
+        "phase": "init", "duration_ms": 9,
+        "message": "init (init) failed with status error: Extension.InitError"}),
+    ("platform.initReport", {"status": "timeout"}, {
+        "alert": "init-failure", "status": "timeout",
+        "message": "init (?) failed with status timeout: no error type"}),
+])
+def test_each_alert_says_what_happened_in_its_own_words(
+        kind: str, record: dict[str, Any], body: dict[str, Any]) -> None:
+    (alert,) = alerts_of(build(builder(), (kind, record)))
+    expected = {"source_type": kind, **body}
+    if kind == "platform.report":
+        expected |= {"request_id": RID, "duration_ms": 3000.2, "billed_duration_ms": 3001,
+                     "memory_size_mb": 128}
+    assert alert["event"] == expected
+
+
+def test_an_out_of_memory_report_without_a_status_has_none_in_its_alert() -> None:
+    record = {"requestId": RID, "metrics": {"memorySizeMB": 128, "maxMemoryUsedMB": 128}}
+    (alert,) = alerts_of(build(builder(), ("platform.report", record)))
+    assert alert["event"] == {
+        "alert": "out-of-memory", "source_type": "platform.report", "request_id": RID,
+        "memory_size_mb": 128, "max_memory_used_mb": 128,
+        "message": f"invocation {RID} ran out of memory: 128 of 128 MB"}
+
+
+@pytest.mark.parametrize(("size", "used", "oom"), [
+    (3008, 3008, True),  # at the size: ints past those CPython shares (decoded, not constants)
+    (128, 130, True),  # reported above the size
+    (1, 1, True),  # any positive size
+    (128, 127, False),
+    (0, 0, False),  # no size: no figure to be at
+    (-1, 0, False),
+])
+def test_a_report_whose_memory_used_reaches_its_size_is_out_of_memory(
+        size: int, used: int, oom: bool) -> None:
+    record = {"requestId": RID, "status": "success",
+              "metrics": {"memorySizeMB": size, "maxMemoryUsedMB": used}}
+    found = alerts_of(build(builder(), ("platform.report", record)))
+    assert [a["event"]["alert"] for a in found] == (["out-of-memory"] if oom else [])
+
+
+def test_only_the_report_of_an_invocation_raises_its_alert() -> None:
+    # The runtimeDone and a restore's report carry a status too; with a metrics index they reach
+    # the derivation as well, and must not raise the alert a second time.
+    for status, error_type in (("timeout", None), ("failure", "Sandbox.Failure")):
+        done = {"requestId": RID, "status": status, "metrics": {"durationMs": 3000.2}}
+        restore = {"status": status, "metrics": {"durationMs": 12.5}}
+        if error_type:
+            done["errorType"] = restore["errorType"] = error_type
+        out = build(builder(SPLUNK_METRICS_INDEX="m"), ("platform.runtimeDone", done),
+                    ("platform.restoreReport", restore),
+                    ("platform.report", report(status, error_type)))
+        assert [a["event"]["source_type"] for a in alerts_of(out)] == ["platform.report"]
