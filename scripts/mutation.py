@@ -84,6 +84,12 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_sigv4.py", "tests/unit/test_secret_store.py",
         "tests/integration/test_token_from_aws.py",
     ),
+    # The refetch policy on a fake store and clock, then its callers: the credentials endpoint's
+    # failures (~1 s), the HEC client that reports rejections (~8 s), the token read from moto.
+    "ext/sender/token_source.py": (
+        "tests/unit/test_token_source.py", "tests/integration/test_container_credentials.py",
+        "tests/integration/test_hec_client.py", "tests/integration/test_token_from_aws.py",
+    ),
     # The role's credentials under SnapStart: against a local credentials endpoint with a
     # stand-in clock (~1 s), then the token read with them from moto, alone and in the emulator.
     "ext/sender/container_credentials.py": (

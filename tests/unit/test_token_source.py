@@ -4,6 +4,7 @@ clock; and HecClient holding data without sending when there is no token."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 
 import pytest
@@ -165,8 +166,23 @@ def test_failed_refetch_keeps_the_cached_token() -> None:
 def test_reprs_hide_the_token() -> None:
     assert "s3cret" not in repr(StaticToken("s3cret"))
     tokens, _, _ = source("s3cret")
+    assert repr(tokens) == f"FetchedToken({REF!r}, cached=False)"
     tokens.current()
-    assert "s3cret" not in repr(tokens)
+    assert repr(tokens) == f"FetchedToken({REF!r}, cached=True)"  # says so, never the value
+
+
+@pytest.mark.parametrize(("old", "new"), [("tok-b", "tok-a"), ("tok-a", "tok-b")])
+def test_a_rejection_of_an_older_token_is_ignored_however_the_two_sort(old: str, new: str) -> None:
+    tokens, store, clock = source(old, new, refetch_s=1)
+    assert tokens.current() == old
+    tokens.rejected(old)
+    clock.now += 1
+    assert tokens.current() == new
+    tokens.rejected(old)  # a request sent before the re-fetch
+    clock.now += 5
+    assert tokens.current() == new and store.calls == 2
+    assert tokens.accepted() is not None  # the hold the first rejection began
+    assert tokens.accepted() is None
 
 
 class NoToken:
@@ -183,3 +199,145 @@ def test_hec_client_holds_without_sending_when_there_is_no_token() -> None:
     assert outcome.verdict is Verdict.HOLD
     assert outcome.status == 0  # no request went out (port 9 would refuse: RETRY)
     assert REF in outcome.text
+
+
+# --- the backoff in seconds, the log lines, the notice's figures ------------------------------
+
+
+class Draw:
+    """Stands in for the module's `random`: every jittered wait drawn at its low or high end."""
+
+    def __init__(self, end: str) -> None:
+        self.end = end
+
+    def uniform(self, low: float, high: float) -> float:
+        return low if self.end == "low" else high
+
+
+def retries(tokens: FetchedToken, store: FakeStore, clock: Clock, waits: list[float]) -> list[str]:
+    """After a failed read, each wait in turn: "early" if the store is read again a millisecond
+    before it is over, "on time" if at its end, else "late"."""
+    seen = []
+    for wait in waits:
+        failed_at, calls = clock.now, store.calls
+        clock.now = failed_at + wait - 0.001
+        tokens.current()
+        if store.calls == calls:
+            clock.now = failed_at + wait
+            tokens.current()
+        seen.append("early" if clock.now < failed_at + wait else
+                    "on time" if store.calls == calls + 1 else "late")
+    return seen
+
+
+@pytest.mark.parametrize(("end", "waits"), [
+    # Documented (docs/deploy.md): 1 s doubling to 5 min, each drawn between half and all of it.
+    ("high", [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]),
+    ("low", [0.5, 1, 2, 4, 8, 16, 32, 64, 128, 150, 150, 150]),
+])
+def test_a_failed_read_is_retried_after_1_s_doubling_to_5_min(
+    monkeypatch: pytest.MonkeyPatch, end: str, waits: list[float],
+) -> None:
+    monkeypatch.setattr("ext.sender.token_source.random", Draw(end))
+    tokens, store, clock = source(denied())
+    assert tokens.current() is None
+    assert retries(tokens, store, clock, waits) == ["on time"] * len(waits)
+
+
+@pytest.mark.parametrize(("end", "waits"), [
+    ("high", [5, 5, 5, 8, 16]),  # 1, 2, 4 s raised to 5 s
+    ("low", [5, 5, 5, 5, 8]),  # 0.5, 1, 2, 4 s raised to 5 s
+])
+def test_a_throttled_read_waits_5_s_at_least(
+    monkeypatch: pytest.MonkeyPatch, end: str, waits: list[float],
+) -> None:
+    monkeypatch.setattr("ext.sender.token_source.random", Draw(end))
+    throttled = TokenFetchError(REF, "ThrottlingException", throttled=True)
+    tokens, store, clock = source(throttled)
+    tokens.current()
+    assert retries(tokens, store, clock, waits) == ["on time"] * len(waits)
+
+
+def test_the_first_use_reads_the_token_whatever_the_clock_reads() -> None:
+    # A monotonic clock counts from boot: in a microVM started a moment ago it reads under 1 s.
+    tokens, store, clock = source("tok")
+    clock.now = 0.0
+    assert tokens.current() == "tok" and store.calls == 1
+
+
+def test_the_log_says_when_a_read_brings_a_new_value_or_ends_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ext.sender.token_source")
+    # Each read decodes a new string, equal to the last one until the secret is rotated.
+    answers = ("tok-b", "tok-b", "tok-a", "tok-c")
+    tokens, store, clock = source(*(json.loads(f'"{t}"') for t in answers), refetch_s=30)
+    assert tokens.current() == "tok-b"
+    assert caplog.messages == []  # the first read is no news
+    tokens.rejected("tok-b")
+    clock.now += 30
+    assert tokens.current() == "tok-b" and store.calls == 2  # the same value: no news
+    assert [m for m in caplog.messages if "HEC token read" in m] == []
+    tokens.rejected("tok-b")
+    clock.now += 30
+    assert tokens.current() == "tok-a"  # a new value (sorting before the old one)
+    tokens.rejected("tok-a")
+    clock.now += 30
+    assert tokens.current() == "tok-c"  # and one sorting after it
+    assert [m for m in caplog.messages if "HEC token read" in m] == [
+        f"HEC token read from {REF} (a new value)"] * 2
+    caplog.clear()
+    tokens, _, clock = source(denied(), denied(), "tok-c")
+    while tokens.current() is None:
+        clock.now += FETCH_RETRY_CAP_S
+    assert [m for m in caplog.messages if "HEC token read" in m] == [
+        f"HEC token read from {REF} after 2 failures"]
+    assert not [m for m in caplog.messages if "tok-" in m]  # never a value
+
+
+def test_each_hold_s_notice_counts_its_own_failures_rejections_and_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ext.sender.token_source")
+    tokens, _, clock = source(denied(), "tok", refetch_s=30)
+    held_from = clock.now
+    assert tokens.current() is None
+    clock.now += FETCH_RETRY_CAP_S
+    assert tokens.current() == "tok"
+    clock.now = held_from + 3600  # an hour until HEC takes it (an operator fixed the policy)
+    first = tokens.accepted()
+    assert first is not None
+    assert (first["held_ms"], first["failed_fetches"], first["rejections"]) == (3_600_000, 1, 0)
+    assert f"HEC accepts the token from {REF} again; delivery was held 3600.0 s" in (
+        caplog.messages)
+    tokens.rejected("tok")  # the second hold: one rejection, no failed read
+    clock.now += 2.5
+    second = tokens.accepted()
+    assert second is not None
+    assert (second["held_ms"], second["failed_fetches"], second["rejections"]) == (2500, 0, 1)
+    assert second["last_error"] == "rejected by HEC"
+    assert caplog.messages[-1] == f"HEC accepts the token from {REF} again; delivery was held 2.5 s"
+
+
+def test_a_static_token_loads_none_of_the_aws_code() -> None:
+    # Imported in main before the fork (ext/main/preload.py): the secret store, the signer and
+    # the credentials client cost a function with SPLUNK_HEC_TOKEN nothing.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import json, sys\n"
+        "from ext import config\n"
+        "from ext.sender import token_source\n"
+        "cfg = config.load({'SPLUNK_HOST': 'http://127.0.0.1:9', 'SPLUNK_HEC_TOKEN': 'x'})\n"
+        "source = token_source.for_config(cfg)\n"
+        "print(json.dumps([type(source).__name__, sorted(sys.modules)]))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    kind, loaded = json.loads(out)
+    assert kind == "StaticToken"
+    assert not {"ext.sender.secret_store", "ext.sender.sigv4",
+                "ext.sender.container_credentials"} & set(loaded)
