@@ -237,6 +237,9 @@ TESTS: dict[str, tuple[str, ...]] = {
     # main's lines, the secret masking and the children's logging on their own (one test starts
     # a fresh interpreter for the default threshold, ~0.1 s).
     "ext/diagnostics.py": ("tests/unit/test_diagnostics.py",),
+    # The fields through the envelope builder that carries them (only these tests run inside
+    # a Lambda environment: AWS_LAMBDA_FUNCTION_VERSION set), the state file, the cold start.
+    "ext/sender/enrichment.py": ("tests/unit/test_enrichment*.py",),
 }
 PRESETS = {
     "delivery": (
