@@ -240,6 +240,9 @@ TESTS: dict[str, tuple[str, ...]] = {
     # The fields through the envelope builder that carries them (only these tests run inside
     # a Lambda environment: AWS_LAMBDA_FUNCTION_VERSION set), the state file, the cold start.
     "ext/sender/enrichment.py": ("tests/unit/test_enrichment*.py",),
+    # The platform records' metric events through the envelope builder, then the extension's
+    # own metrics, which share the mapper, `encode` and `inner_fields`.
+    "ext/sender/metrics.py": ("tests/unit/test_metrics*.py", "tests/unit/test_self_metrics.py"),
 }
 PRESETS = {
     "delivery": (

@@ -66,9 +66,13 @@ def number(value: object) -> float | int | None:
     """A finite number (not a bool), or None: HEC rejects a metric with anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, float) and not math.isfinite(value):
+    try:
+        # Splunk holds a metric as a double: an int beyond its range (a JSON number of 309
+        # digits or more) is refused like infinity, and would fail any arithmetic on it.
+        finite = math.isfinite(value)
+    except OverflowError:
         return None
-    return value
+    return value if finite else None
 
 
 def inner_fields(fields_prefix: bytes) -> bytes:
