@@ -251,6 +251,9 @@ TESTS: dict[str, tuple[str, ...]] = {
     # The platform records' metric events through the envelope builder, then the extension's
     # own metrics, which share the mapper, `encode` and `inner_fields`.
     "ext/sender/metrics.py": ("tests/unit/test_metrics*.py", "tests/unit/test_self_metrics.py"),
+    # main() in process against a scripted Extensions API, then `python -m ext` itself (three
+    # short subprocesses, ~0.5 s): the exit code Lambda sees and the `__main__` guard.
+    "ext/__main__.py": ("tests/unit/test_entry.py", "tests/integration/test_entry_point.py"),
 }
 PRESETS = {
     "delivery": (
