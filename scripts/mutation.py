@@ -254,6 +254,9 @@ TESTS: dict[str, tuple[str, ...]] = {
     # main() in process against a scripted Extensions API, then `python -m ext` itself (three
     # short subprocesses, ~0.5 s): the exit code Lambda sees and the `__main__` guard.
     "ext/__main__.py": ("tests/unit/test_entry.py", "tests/integration/test_entry_point.py"),
+    # Each error's line and pickling on their own, then the config's problems; the smoke test
+    # (tests/integration/test_mutation_script.py) passes its own --tests.
+    "ext/errors.py": ("tests/unit/test_errors.py", "tests/unit/test_config.py"),
 }
 PRESETS = {
     "delivery": (
