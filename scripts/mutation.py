@@ -114,7 +114,6 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     # The alerts as the envelope builder emits them (with derived.py), then the fields they add.
     "ext/sender/alerts.py": ("tests/unit/test_metrics.py", "tests/unit/test_enrichment.py"),
-    "ext/schema.py": ("tests/unit/test_envelope*.py", "tests/unit/test_listener*.py"),
     # The decoders' own promises, then the listener and the sender that decode with them; not
     # test_listener_process.py (it starts the listener from benchmarks/, which the mutation copy
     # does not hold) nor test_listener.py's threaded socket tests (~5 s of waits).
