@@ -70,13 +70,23 @@ def test_cold_starts_count_only_reports_with_an_init_duration() -> None:
 
 
 def test_spans_of_other_names_or_without_a_number_are_left_out() -> None:
-    # runtimeOverhead is a span Lambda sends in runtimeDone that has no metric of its own.
     got = values("platform.runtimeDone", {"requestId": RID, "status": "success", "spans": [
-        {"name": "runtimeOverhead", "start": T, "durationMs": 1.0},
+        {"name": "initOverhead", "start": T, "durationMs": 1.0},
         {"name": "responseLatency", "start": T, "durationMs": "fast"},
         {"name": "responseDuration", "start": T, "durationMs": 2.5},
         {"durationMs": 3.0}, "extensionOverhead", None]})
     assert got == {"metric_name:aws.lambda.response_duration_ms": 2.5}
+
+
+def test_the_three_spans_of_a_real_runtime_done_each_become_a_metric() -> None:
+    # As Lambda sends them for a Node.js function (runtimeOverhead: its work after the response).
+    got = values("platform.runtimeDone", {"requestId": RID, "status": "success", "spans": [
+        {"durationMs": 1.613, "name": "responseLatency", "start": T},
+        {"durationMs": 0.064, "name": "responseDuration", "start": T},
+        {"durationMs": 15.246, "name": "runtimeOverhead", "start": T}]})
+    assert got == {"metric_name:aws.lambda.response_latency_ms": 1.613,
+                   "metric_name:aws.lambda.response_duration_ms": 0.064,
+                   "metric_name:aws.lambda.runtime_overhead_ms": 15.246}
 
 
 def test_an_integer_figure_beyond_a_double_is_left_out_not_the_batch() -> None:
