@@ -435,9 +435,18 @@ def _hec_url(value: str, _limits: None) -> tuple[str, str]:
         if close < 0 or (netloc[close + 1 :] and not netloc[close + 1 :].startswith(":")):
             raise ValueError(value)
         host, port = netloc[: close + 1], netloc[close + 2 :]
+        # urllib3 refuses a literal that is no IPv6 address: the sender would fail at its start.
+        import _socket
+
+        try:
+            _socket.inet_pton(_socket.AF_INET6, netloc[1:close])
+        except OSError:
+            raise ValueError(value) from None
     elif ":" in netloc:
         host, _, port = netloc.partition(":")
-    if not host or (port and not (port.isdigit() and 0 < int(port) < 65_536)):
+    # isascii: str.isdigit() also takes other scripts' digits, which int() reads and urllib3
+    # refuses (the sender would fail at its start, not the init), and superscripts.
+    if not host or (port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65_536)):
         raise ValueError(value)
     if netloc.endswith(":"):  # a port separator with no port ("[::1]" has colons, no port)
         raise ValueError(value)
@@ -470,7 +479,9 @@ def _hec_token(text: str, _limits: None) -> str:
 def _secret_arn(text: str, _limits: None) -> str:
     # arn:<partition>:secretsmanager:<region>:<account>:secret:<name>; another service's ARN
     # (an SSM parameter's, pasted here) would fail only at run time, every event held.
-    parts = text.split(":", 6)
+    # A secret's name holds no colon (letters, digits and /_+=.@-): ECS's reference form,
+    # `...:secret:<name>:<json-key>:<stage>:<version>`, is no ARN GetSecretValue takes.
+    parts = text.split(":")
     if (len(parts) != 7 or parts[0] != "arn" or parts[2] != "secretsmanager"
             or parts[5] != "secret" or not all(parts[1:5]) or not parts[6]):
         raise ValueError(text)
@@ -794,7 +805,9 @@ def _container_url(r: _Reader, url: str) -> str:
     host = host.lower()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if port and not (port.isdigit() and 0 < int(port) < 65_536):
+    # isascii, as in _hec_url: int() raises on a superscript digit (out of load, no
+    # ConfigError), and reads other scripts' digits, which no HTTP client takes in a URL.
+    if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65_536):
         host = ""
     if not sep or scheme.lower() not in ("http", "https") or not host or "@" in netloc:
         reason = "expected a URL like http://127.0.0.1:9001/path"

@@ -7,8 +7,10 @@ import pytest
 
 from ext import config
 from ext.errors import ConfigError
+from ext.main.extensions_api import INITIALIZATION_TYPE, MANAGED_INSTANCES
 
 BASE = {"SPLUNK_HOST": "splunk.example.com:8088", "SPLUNK_HEC_TOKEN": "abc-123"}
+LMI = {INITIALIZATION_TYPE: MANAGED_INSTANCES}
 
 
 def load(**extra: str) -> config.Config:
@@ -130,6 +132,25 @@ def test_without_platform_events_the_flush_is_in_the_background_and_says_so(
     with_platform = load(SPLUNK_TELEMETRY_TYPES="platform", **extra)
     assert with_platform.flush == (flush or "adaptive") and with_platform.notices == ()
     assert with_platform.sees_invocation_ends
+
+
+@pytest.mark.parametrize("asked", [None, "sync", "adaptive", "background"])
+def test_on_managed_instances_every_strategy_flushes_in_the_background(asked: str | None) -> None:
+    env = {**BASE, **LMI, **({"SPLUNK_FLUSH": asked} if asked else {})}
+    loaded = config.load(env)
+    assert loaded.managed_instances
+    assert loaded.flush == "background"
+    told = [notice for notice in loaded.notices if "SPLUNK_FLUSH" in notice]
+    # Only a strategy the deployer asked for, and cannot have, is worth a warning.
+    assert told == ([] if asked in (None, "background") else [
+        f"SPLUNK_FLUSH={asked} does not apply on Lambda Managed Instances (no INVOKE events, "
+        "nothing frozen): flushing in the background"])
+
+
+def test_elsewhere_the_strategy_is_as_asked() -> None:
+    loaded = config.load({**BASE, "SPLUNK_FLUSH": "sync"})
+    assert not loaded.managed_instances
+    assert loaded.flush == "sync"
 
 
 def test_config_error_action() -> None:

@@ -79,9 +79,12 @@ def test_a_full_uri_the_sdks_would_not_call_is_refused_at_init(url: str) -> None
     assert AUTH not in text and "pw@" not in text
 
 
-def test_a_line_break_in_the_authorization_token_is_refused_without_quoting_it() -> None:
+@pytest.mark.parametrize("line_break", ["\r\n", "\n", "\r"])
+def test_a_line_break_in_the_authorization_token_is_refused_without_quoting_it(
+    line_break: str,
+) -> None:
     text = problems({**BASE, **SNAPSTART,
-                     "AWS_CONTAINER_AUTHORIZATION_TOKEN": "abcdefgh\r\nX-Injected: 1"})
+                     "AWS_CONTAINER_AUTHORIZATION_TOKEN": f"abcdefgh{line_break}X-Injected: 1"})
     assert "AWS_CONTAINER_AUTHORIZATION_TOKEN" in text and "abcdefgh" not in text
 
 
@@ -89,7 +92,7 @@ HOSTS = [
     "127.0.0.1", "127.0.0.1:9001", "127.1.2.3:80", "localhost", "LOCALHOST:8080", "[::1]",
     "[::1]:9001", "[0:0:0:0:0:0:0:1]", "169.254.170.2", "169.254.170.23:80", "[fd00:ec2::23]",
     "[FD00:EC2::23]:80", "169.254.169.254", "10.0.0.1", "example.com", "127.0.0.01",
-    "128.0.0.1", "[::2]", "[::ffff:127.0.0.1]", "localhost.localdomain", "0x7f.0.0.1",
+    "128.0.0.1", "[::2]", "[::]", "[::ffff:127.0.0.1]", "localhost.localdomain", "0x7f.0.0.1",
 ]
 
 

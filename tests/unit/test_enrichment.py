@@ -171,18 +171,6 @@ def test_outside_lambda_no_environment_fields(tmp_path: Path) -> None:
     assert not (tmp_path / enrichment.STATE_FILE).exists()
 
 
-@pytest.mark.parametrize("value", ["team", "team=", "=x", "1team=x", "_team=x", "host=x",
-                                   "cold_start=x", "te am=x", "a=1,a=2", "date_hour=3",
-                                   # dimensions of the metrics, the alerts' own field
-                                   "status=prod", "Error_Type=x", "phase=x", "alert=x",
-                                   "reason=x"])
-def test_bad_splunk_fields_fail_init_naming_the_variable(value: str) -> None:
-    with pytest.raises(errors.ConfigError) as caught:
-        config.load({"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t",
-                     "SPLUNK_FIELDS": value})
-    assert "SPLUNK_FIELDS=" in caught.value.problems[0]
-
-
 def test_the_account_id_comes_from_register(tmp_path: Path) -> None:
     from ext.main.extensions_api import ExtensionsApi
 

@@ -1,6 +1,7 @@
 """Lambda Managed Instances: the extension registers for SHUTDOWN only, subscribes with the
-schema they accept, flushes in the background, gives a line no other invocation's id, and keeps
-its children running while the next event (the SHUTDOWN) is hours away."""
+schema they accept, gives a line no other invocation's id, and keeps its children running while
+the next event (the SHUTDOWN) is hours away. That it flushes in the background is config's
+choice (test_config.py)."""
 
 from __future__ import annotations
 
@@ -83,25 +84,6 @@ def test_the_subscription_has_the_schema_version_the_environment_accepts(
 ) -> None:
     loaded = config.load({**ENV, **env})
     assert json.loads(telemetry_api.build_subscription(loaded, 4243))["schemaVersion"] == version
-
-
-@pytest.mark.parametrize("asked", [None, "sync", "adaptive", "background"])
-def test_on_managed_instances_every_strategy_flushes_in_the_background(asked: str | None) -> None:
-    env = {**ENV, **LMI, **({"SPLUNK_FLUSH": asked} if asked else {})}
-    loaded = config.load(env)
-    assert loaded.managed_instances
-    assert loaded.flush == "background"
-    told = [notice for notice in loaded.notices if "SPLUNK_FLUSH" in notice]
-    # Only a strategy the deployer asked for, and cannot have, is worth a warning.
-    assert told == ([] if asked in (None, "background") else [
-        f"SPLUNK_FLUSH={asked} does not apply on Lambda Managed Instances (no INVOKE events, "
-        "nothing frozen): flushing in the background"])
-
-
-def test_elsewhere_the_strategy_is_as_asked() -> None:
-    loaded = config.load({**ENV, "SPLUNK_FLUSH": "sync"})
-    assert not loaded.managed_instances
-    assert loaded.flush == "sync"
 
 
 def _envelopes(tmp_path: Path, env: dict[str, str]) -> tuple[EnvelopeBuilder, list[dict[str, Any]]]:
