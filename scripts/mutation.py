@@ -42,7 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "mutation"
 # bootstrap and function/: the emulator tests run the extension through its launcher (copied by
 # ext/local/layer.py from the project's root) beside the sample function.
-COPIED = ("ext", "tests", "scripts", "setup.cfg", "pyproject.toml", "bootstrap", "function")
+# README.md: test_config_table.py checks its settings table against ext/config.py SETTINGS.
+COPIED = ("ext", "tests", "scripts", "setup.cfg", "pyproject.toml", "bootstrap", "function",
+          "README.md")
 
 # The tests that exercise each module, fastest first. Globs: files other work adds later are
 # picked up by name; a pattern that matches nothing is skipped.
@@ -256,6 +258,14 @@ TESTS: dict[str, tuple[str, ...]] = {
     # Each error's line and pickling on their own, then the config's problems; the smoke test
     # (tests/integration/test_mutation_script.py) passes its own --tests.
     "ext/errors.py": ("tests/unit/test_errors.py", "tests/unit/test_config.py"),
+    # load() and its parsers, the role's credentials, the table (defaults, bounds and the
+    # README's rendering of both), then any other test_config file. Not the other modules'
+    # tests that load a Config (enrichment, filters, Managed Instances): each adds ~0.5-0.8 s
+    # of collection to every mutant; what they check of config is checked here too.
+    "ext/config.py": (
+        "tests/unit/test_config.py", "tests/unit/test_config_credentials.py",
+        "tests/unit/test_config_table.py", "tests/unit/test_config*.py",
+    ),
 }
 PRESETS = {
     "delivery": (
