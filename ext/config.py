@@ -48,6 +48,9 @@ BUFFER_TIMEOUT_RANGE = (25, 30_000)
 LAMBDA_API_PORT = 9001
 
 _INDEX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+# An SSM parameter's name (`/` parts a hierarchy) and a version's or label's selector.
+_SELECTOR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_PARAMETER_CHARS = _SELECTOR_CHARS | {"/"}
 # Log levels from least to most severe; SPLUNK_MIN_LEVEL keeps lines at or above its rank.
 LEVEL_RANKS = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4,
                "FATAL": 5, "CRITICAL": 5}
@@ -489,12 +492,20 @@ def _secret_arn(text: str, _limits: None) -> str:
 
 
 def _parameter(text: str, _limits: None) -> str:
-    # A name, or arn:<partition>:ssm:<region>:<account>:parameter/<name>.
+    # A name, or arn:<partition>:ssm:<region>:<account>:parameter/<name>; either may end in a
+    # :<version> or :<label> selector. SSM names hold letters, digits and _.-/ only: a space, a
+    # second colon or `ARN:` in capitals would fail GetParameter at every read, events held.
+    name = text
     if text.startswith("arn:"):
         parts = text.split(":", 5)
         if (len(parts) != 6 or parts[2] != "ssm" or not all(parts[1:5])
                 or not parts[5].startswith("parameter/") or parts[5] == "parameter/"):
             raise ValueError(text)
+        name = parts[5][len("parameter"):]
+    base, colon, selector = name.partition(":")
+    if (not base or not set(base) <= _PARAMETER_CHARS
+            or (colon and not (selector and set(selector) <= _SELECTOR_CHARS))):
+        raise ValueError(text)
     return text
 
 
@@ -586,8 +597,9 @@ _KINDS: dict[str, tuple[Callable[[str, Any], object], str | None]] = {
     "hec_token": (_hec_token, None),
     "secret_arn": (_secret_arn, "a Secrets Manager secret's ARN, "
                                 "arn:<partition>:secretsmanager:<region>:<account>:secret:<name>"),
-    "parameter": (_parameter, "a parameter's name, or its ARN, "
-                              "arn:<partition>:ssm:<region>:<account>:parameter/<name>"),
+    "parameter": (_parameter, "a parameter's name (letters, digits, _ . - and /), or its ARN, "
+                              "arn:<partition>:ssm:<region>:<account>:parameter/<name>, "
+                              "either with an optional :<version> or :<label>"),
     "index": (_index_name, "a Splunk index name (a-z, 0-9, _ and -)"),
     "metrics_index": (_index_name, "a Splunk metrics index name (a-z, 0-9, _ and -)"),
     "telemetry_types": (_telemetry_types,

@@ -139,9 +139,20 @@ def test_a_refused_arn_with_its_region_asks_for_no_other_region(arn: str) -> Non
 
 
 @pytest.mark.parametrize("name", ["ARN:aws:ssm:us-east-2:123456789012:parameter/hec",
-                                  "urn:aws:ssm:us-east-2:123456789012:parameter/hec"])
-def test_a_parameter_name_is_read_in_the_function_s_region_whatever_it_holds(name: str) -> None:
-    # Only `arn:` starts an ARN (they are case-sensitive); anything else is a name.
+                                  "urn:aws:ssm:us-east-2:123456789012:parameter/hec",
+                                  "splunk hec", "/splunk/hec token", "hec:", ":3", "hec:1:2",
+                                  "hec:pröd", "/splunk/héc",
+                                  "arn:aws:ssm:eu-west-1:123456789012:parameter/hec:",
+                                  "arn:aws:ssm:eu-west-1:123456789012:parameter/a b"])
+def test_a_parameter_name_ssm_would_refuse_is_refused_at_init(name: str) -> None:
+    # Only `arn:` starts an ARN (they are case-sensitive); anything else is a name, of
+    # letters, digits and _.-/ with one optional selector: else GetParameter fails every read.
+    only_problem({**ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": name}, "SPLUNK_HEC_TOKEN_SSM_PARAMETER")
+
+
+@pytest.mark.parametrize("name", ["hec", "/splunk/prod/hec-token_1.v2", "hec:3",
+                                  "/splunk/hec:prod-label_1.x", "/aws/reference/x"])
+def test_a_parameter_name_is_read_in_the_function_s_region(name: str) -> None:
     cfg = load({**ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": name})
     assert (cfg.token_reference, cfg.aws_region) == (name, "eu-west-1")
 
