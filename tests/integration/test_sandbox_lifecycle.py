@@ -125,7 +125,14 @@ def test_platform_event_shapes(tmp_path: Path) -> None:
     assert start["functionArn"] == cfg.arn and start["version"] == "$LATEST"
     done = received[("platform.runtimeDone", ok.request_id)]["record"]
     assert done["status"] == "success" and done["metrics"]["producedBytes"] == len(ok.response)
-    assert [s["name"] for s in done["spans"]] == ["responseLatency", "responseDuration"]
+    assert [s["name"] for s in done["spans"]] == ["responseLatency", "responseDuration",
+                                                  "runtimeOverhead"]
+    latency, _, overhead = done["spans"]
+    # The three parts make the runtime's duration (responseDuration is 0 here), each rounded
+    # to the microsecond.
+    assert latency["durationMs"] >= 0 and overhead["durationMs"] >= 0
+    assert abs(latency["durationMs"] + overhead["durationMs"]
+               - done["metrics"]["durationMs"]) <= 0.002
     report = received[("platform.report", ok.request_id)]["record"]
     metrics = report["metrics"]
     assert metrics["memorySizeMB"] == 256 and metrics["maxMemoryUsedMB"] > 0
