@@ -4,14 +4,13 @@ the init could use (refused at init rather than failing every event at run time)
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ext import config
 from ext.errors import ConfigError
+from tests.unit.fresh_python import probe_output
 
 BASE = {"SPLUNK_HOST": "splunk.example.com:8088", "SPLUNK_HEC_TOKEN": "abc-123"}
 ROLE = {"SPLUNK_HOST": "https://splunk.example:8088", "AWS_REGION": "eu-west-1",
@@ -285,8 +284,7 @@ def test_loading_a_config_imports_nothing_the_cold_start_avoids() -> None:
              "config.load({'SPLUNK_HOST': 'https://h:8088', 'SPLUNK_HEC_TOKEN': 't',"
              " 'SPLUNK_FIELDS': 'team=a', 'SPLUNK_MIN_LEVEL': 'info', 'SPLUNK_ENRICH': 'false'})\n"
              "print(' '.join(sorted(set(sys.modules) - before)))")
-    out = subprocess.run([sys.executable, "-S", "-c", probe, str(Path(__file__).parents[2])],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = probe_output(probe)
     loaded = {name.split(".")[0] for name in out}
     assert not loaded & {"typing", "re", "dataclasses", "urllib", "collections"}, out
 

@@ -4,8 +4,6 @@ listener's drops notice."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -17,6 +15,7 @@ from ext import config, errors, schema
 from ext.listener import filters
 from ext.listener.process import Listener
 from ext.spool import SpoolReader
+from tests.unit.fresh_python import probe_output
 
 BASE = {"SPLUNK_HOST": "http://h:8088", "SPLUNK_HEC_TOKEN": "t"}
 TIME = "2026-10-08T07:30:28.235Z"
@@ -97,9 +96,7 @@ def test_main_process_imports_re_only_when_a_pattern_is_set() -> None:
              " 'SPLUNK_MIN_LEVEL': 'info', 'SPLUNK_FIELDS': 'team=payments'}\n"
              "config.load(env); print('re' in sys.modules)\n"
              "env['SPLUNK_MASK'] = 'x+=>y'; print(config.load(env).mask_rules[0][0].pattern)")
-    out = subprocess.run([sys.executable, "-S", "-c", probe, str(Path(__file__).parents[2])],
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "x+"]
+    assert probe_output(probe) == ["False", "x+"]
 
 
 # --- LineFilter ------------------------------------------------------------------------------
