@@ -138,6 +138,27 @@ def test_a_refused_arn_with_its_region_asks_for_no_other_region(arn: str) -> Non
 
 
 @pytest.mark.parametrize("name", ["ARN:aws:ssm:us-east-2:123456789012:parameter/hec",
+                                  "urn:aws:ssm:us-east-2:123456789012:parameter/hec"])
+def test_a_refused_name_that_looks_like_an_arn_lends_no_region(name: str) -> None:
+    # Only `arn:` starts an ARN: a name has no region of its own, so without AWS_REGION the
+    # function's region is asked for as well.
+    env = {**ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": name}
+    del env["AWS_REGION"]
+    found = problems(env)
+    assert len(found) == 2 and found[0].startswith("SPLUNK_HEC_TOKEN_SSM_PARAMETER=")
+    assert "AWS_REGION" in found[1]
+
+
+def test_a_parameter_name_may_hold_every_character_ssm_allows() -> None:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    name = "/" + letters + letters.upper() + "0123456789_.-"
+    for reference in (name, f"{name}:{name[1:]}",
+                      f"arn:aws:ssm:eu-west-1:123456789012:parameter{name}:{name[1:]}"):
+        cfg = load({**ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": reference})
+        assert cfg.token_reference == reference
+
+
+@pytest.mark.parametrize("name", ["ARN:aws:ssm:us-east-2:123456789012:parameter/hec",
                                   "urn:aws:ssm:us-east-2:123456789012:parameter/hec",
                                   "splunk hec", "/splunk/hec token", "hec:", ":3", "hec:1:2",
                                   "hec:pröd", "/splunk/héc",
