@@ -432,31 +432,37 @@ def _hec_url(value: str, _limits: None) -> tuple[str, str]:
     netloc, slash, path = rest.partition("/")
     if scheme not in ("http", "https") or any(c in text for c in "?#@ \t"):
         raise ValueError(value)
-    host, port = netloc, ""
-    if netloc.startswith("["):  # an IPv6 literal
-        close = netloc.find("]")
-        if close < 0 or (netloc[close + 1 :] and not netloc[close + 1 :].startswith(":")):
-            raise ValueError(value)
-        host, port = netloc[: close + 1], netloc[close + 2 :]
-        # urllib3 refuses a literal that is no IPv6 address: the sender would fail at its start.
-        import _socket
-
-        try:
-            _socket.inet_pton(_socket.AF_INET6, netloc[1:close])
-        except OSError:
-            raise ValueError(value) from None
-    elif ":" in netloc:
-        host, _, port = netloc.partition(":")
-    # isascii: str.isdigit() also takes other scripts' digits, which int() reads and urllib3
-    # refuses (the sender would fail at its start, not the init), and superscripts.
-    if not host or (port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65_536)):
-        raise ValueError(value)
+    _split_netloc(netloc)
     if netloc.endswith(":"):  # a port separator with no port ("[::1]" has colons, no port)
         raise ValueError(value)
     path = (slash + path).rstrip("/")
     if path in ("", "/services/collector"):
         path = HEC_EVENT_PATH
     return f"{scheme}://{netloc}", path
+
+
+def _split_netloc(netloc: str) -> tuple[str, str]:
+    """(host, port) of a URL's host[:port] ("[...]" unwrapped), or ValueError where urllib3
+    would refuse it: each request would then fail, at every retry, instead of the init."""
+    host, port = netloc, ""
+    if netloc.startswith("["):  # an IPv6 literal
+        close = netloc.find("]")
+        if close < 0 or (netloc[close + 1 :] and not netloc[close + 1 :].startswith(":")):
+            raise ValueError(netloc)
+        host, port = netloc[1:close], netloc[close + 2 :]
+        import _socket
+
+        try:
+            _socket.inet_pton(_socket.AF_INET6, host)
+        except OSError:
+            raise ValueError(netloc) from None
+    elif ":" in netloc:
+        host, _, port = netloc.partition(":")
+    # isascii: str.isdigit() also takes other scripts' digits, which int() reads and urllib3
+    # refuses, and superscripts, which int() refuses with a bare ValueError.
+    if not host or (port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65_536)):
+        raise ValueError(netloc)
+    return host, port
 
 
 def token_problem(token: str) -> str | None:
@@ -811,15 +817,9 @@ def _container_url(r: _Reader, url: str) -> str:
     netloc = rest
     for mark in "/?#":
         netloc = netloc.partition(mark)[0]
-    host, port = netloc, ""
-    if netloc.rfind(":") > netloc.rfind("]"):  # a port (an IPv6 literal's colons are in [])
-        host, _, port = netloc.rpartition(":")
-    host = host.lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    # isascii, as in _hec_url: int() raises on a superscript digit (out of load, no
-    # ConfigError), and reads other scripts' digits, which no HTTP client takes in a URL.
-    if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65_536):
+    try:
+        host = _split_netloc(netloc)[0].lower()
+    except ValueError:
         host = ""
     if not sep or scheme.lower() not in ("http", "https") or not host or "@" in netloc:
         reason = "expected a URL like http://127.0.0.1:9001/path"

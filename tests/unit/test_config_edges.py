@@ -266,6 +266,11 @@ def test_a_secret_key_needs_the_secret_arn_whatever_the_token_source() -> None:
     "http://127.0.0.1:65536/creds",
     "http://127.0.0.1:0/creds",
     "http://[127.0.0.1x:80/creds",  # no IPv6 literal, and no loopback address once unwrapped
+    # Over https any host is taken, but urllib3 refuses these at every fetch, events held:
+    "https://[x]/creds",  # brackets around no IPv6 address
+    "https://[::1/creds",  # never closed
+    "https://[::1]x/creds",  # something else than a port after the literal
+    "https://fd00:ec2::23/creds",  # an IPv6 address without its brackets
     "https://user@creds.example/x",  # the SDKs send no credentials in a URL
 ])
 def test_a_credentials_url_with_no_port_or_host_the_sdks_would_call_is_refused(url: str) -> None:
