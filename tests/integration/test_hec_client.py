@@ -816,6 +816,23 @@ def test_a_connection_reset_while_the_body_was_sent_is_closed_not_pooled() -> No
     server.join(5)
 
 
+def _break_tls(conn: ssl.SSLSocket, breakage: str) -> bool:
+    """Breaks a server's end of a kept-alive TLS connection as a load balancer or an idle
+    timeout may; whether it is left open (bytes written into it, or nothing done) or closed."""
+    if breakage == "closed":
+        conn.close()
+        return False
+    if breakage == "reset":  # closed with no close_notify and no FIN
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.close()
+        return False
+    if breakage == "bytes that are no TLS record":
+        os.write(conn.fileno(), b"\x00garbage, beneath TLS\r\n")
+    elif breakage == "an answer nobody asked for":
+        conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+    return True
+
+
 @pytest.mark.parametrize("breakage", ["reset", "bytes that are no TLS record",
                                       "an answer nobody asked for"])
 def test_a_tls_connection_broken_while_idle_is_replaced_before_the_request(
@@ -847,17 +864,10 @@ def test_a_tls_connection_broken_while_idle_is_replaced_before_the_request(
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n" + Script().body)
             if n == 0:
                 answered.wait(5)
-                if breakage == "reset":  # closed with no close_notify and no FIN
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                else:
-                    if breakage == "bytes that are no TLS record":
-                        os.write(conn.fileno(), b"\x00garbage, beneath TLS\r\n")
-                    else:  # and the connection stays open
-                        conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+                if _break_tls(conn, breakage):
                     held.append(conn)
-                    broken.set()
-                    continue
+                broken.set()
+                continue
             conn.close()
             broken.set()
         done.wait(5)
@@ -905,16 +915,7 @@ def test_a_kept_alive_tls_connection_is_handed_out_again_only_if_the_server_left
     def handshake_then_break() -> None:
         raw, _ = listener.accept()
         conn = context.wrap_socket(raw, server_side=True)
-        if breakage == "closed":
-            conn.close()
-        elif breakage == "reset":
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                            b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            conn.close()
-        elif breakage == "bytes that are no TLS record":
-            os.write(conn.fileno(), b"\x00garbage, beneath TLS\r\n")
-        elif breakage == "an answer nobody asked for":
-            conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        _break_tls(conn, breakage)
         broken.set()
         done.wait(5)
         conn.close()
