@@ -15,7 +15,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -816,6 +816,16 @@ def test_a_connection_reset_while_the_body_was_sent_is_closed_not_pooled() -> No
     server.join(5)
 
 
+def _serve_tls(serve: Callable[[], None], listener: socket.socket,
+               certificate: tuple[Path, Path]) -> tuple[threading.Thread, HecClient]:
+    """`serve` started on a thread, and a client of the HEC on `listener` that trusts
+    `certificate`."""
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    return server, HecClient(config(f"https://127.0.0.1:{listener.getsockname()[1]}",
+                                    ca_bundle=str(certificate[0])))
+
+
 def _break_tls(conn: ssl.SSLSocket, breakage: str) -> bool:
     """Breaks a server's end of a kept-alive TLS connection as a load balancer or an idle
     timeout may; whether it is left open (bytes written into it, or nothing done) or closed."""
@@ -874,10 +884,7 @@ def test_a_tls_connection_broken_while_idle_is_replaced_before_the_request(
         for conn in held:
             conn.close()
 
-    server = threading.Thread(target=answer_then_break, daemon=True)
-    server.start()
-    client = HecClient(config(f"https://127.0.0.1:{listener.getsockname()[1]}",
-                              ca_bundle=str(certificate[0])))
+    server, client = _serve_tls(answer_then_break, listener, certificate)
     try:
         first = client.post(b"{}")
         answered.set()
@@ -920,10 +927,7 @@ def test_a_kept_alive_tls_connection_is_handed_out_again_only_if_the_server_left
         done.wait(5)
         conn.close()
 
-    server = threading.Thread(target=handshake_then_break, daemon=True)
-    server.start()
-    client = HecClient(config(f"https://127.0.0.1:{listener.getsockname()[1]}",
-                              ca_bundle=str(certificate[0])))
+    server, client = _serve_tls(handshake_then_break, listener, certificate)
     try:
         client.prepare()  # TCP and the handshake; the connection is pooled
         assert broken.wait(5)
