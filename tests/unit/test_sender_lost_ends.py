@@ -200,14 +200,19 @@ def _unseen_invocation(rig: WideRig, clock: Clock, *lines: str) -> None:
     _record(rig, _report("p", now), *(_line(text, now) for text in lines), _dropped(now))
 
 
+def _unseen_invocation_read(rig: WideRig, clock: Clock) -> None:
+    """`p` delivered, then `r's line` and the notice of r's start and end read by the sender."""
+    _previous_delivered(rig, clock)
+    _unseen_invocation(rig, clock, "r's line")
+    rig.sender.step()
+
+
 @pytest.mark.parametrize("ask", [control.FlushLate, control.Flush])
 @pytest.mark.parametrize("rig", [SYNC], indirect=True)
 def test_main_s_ask_for_an_invocation_nothing_names_is_answered_once_a_drop_after_a_report_is_sent(
     rig: WideRig, clock: Clock, ask: type[control.Flush],
 ) -> None:
-    _previous_delivered(rig, clock)
-    _unseen_invocation(rig, clock, "r's line")
-    rig.sender.step()
+    _unseen_invocation_read(rig, clock)
     assert not rig.courier.in_flight  # held: nobody is known to wait for these lines
     clock.now += rig.sender.flush_wait_s * flush_policy.RUNNING_AT
     assert rig.tell(ask("r")) == []  # no Running: it is not known to have started
@@ -258,9 +263,7 @@ def test_lines_read_after_an_unseen_invocation_was_presumed_ended_are_committed_
 def test_an_unseen_invocation_presumed_ended_while_hec_fails_is_told_failing_within_its_budget(
     rig: WideRig, clock: Clock,
 ) -> None:
-    _previous_delivered(rig, clock)
-    _unseen_invocation(rig, clock, "r's line")
-    rig.sender.step()
+    _unseen_invocation_read(rig, clock)
     rig.tell(control.FlushLate("r"))
     clock.now += 1.5 - reaction_s(1.5)  # the budget from the notice's stamp
     rig.sender.step()
@@ -296,9 +299,7 @@ def test_an_ask_for_an_unseen_invocation_whose_notice_is_in_hec_already_is_answe
     rig: WideRig, clock: Clock,
 ) -> None:
     # Sent as read: the notice's batch is in HEC before main, late, asks.
-    _previous_delivered(rig, clock)
-    _unseen_invocation(rig, clock, "r's line")
-    rig.sender.step()
+    _unseen_invocation_read(rig, clock)
     assert len(rig.courier.in_flight) == 1
     rig.courier.finish()
     rig.sender.step()
