@@ -465,6 +465,14 @@ def _split_netloc(netloc: str) -> tuple[str, str]:
     return host, port
 
 
+def _valid_netloc(netloc: str) -> bool:
+    try:
+        _split_netloc(netloc)
+    except ValueError:
+        return False
+    return True
+
+
 def token_problem(token: str) -> str | None:
     """Why `token` cannot be a HEC token (never quoting it), or None if it can.
 
@@ -882,8 +890,8 @@ def _configured_endpoint(r: _Reader, name: str, url: str, fips: bool, dualstack:
     scheme, sep, rest = url.partition("://")
     netloc, _, path = rest.partition("/")
     # A query or fragment is refused rather than cut: cutting it sends the call elsewhere.
-    if (scheme.lower() not in ("http", "https") or not sep or not netloc or "@" in netloc
-            or "?" in rest or "#" in rest):
+    if (scheme.lower() not in ("http", "https") or not sep or "@" in netloc
+            or "?" in rest or "#" in rest or not _valid_netloc(netloc)):
         r.problems.append(f"{name}={redact_url(url)!r} is not valid: expected a URL "
                           "like https://host[:port][/path]")
         return ""

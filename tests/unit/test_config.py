@@ -275,6 +275,23 @@ def test_an_endpoint_url_with_a_query_is_refused_not_cut(url: str) -> None:
     assert "AWS_ENDPOINT_URL=" in str(info.value) and "x=1" not in str(info.value)
 
 
+@pytest.mark.parametrize("url", [
+    "https://", "https:///ssm",  # no host
+    "https://[vpce]/ssm",  # brackets around no IPv6 address
+    "https://[::1/ssm",  # never closed
+    "https://fd00::1/ssm",  # an IPv6 address without its brackets
+    "https://vpce.internal:99999", "https://vpce.internal:0", "https://vpce.internal:ssl",
+    "https://vpce.internal:\u0668\u0660",  # Arabic-Indic digits: int() reads them, urllib3 not
+])
+def test_an_endpoint_url_urllib3_cannot_call_is_refused_at_init(url: str) -> None:
+    # Taken, every read of the token failed, events held: urllib3 refuses each URL (port 0:
+    # no connection can be made to it).
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM"):
+        with pytest.raises(ConfigError) as info:
+            config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/p", name: url})
+        assert f"{name}=" in str(info.value)
+
+
 @functools.cache
 def _sdk_rules(service: str) -> Any:
     """botocore's endpoint rules of `service` (a test-only dependency)."""
