@@ -55,6 +55,10 @@ MIN_PYTHON = (3, 11)
 BUNDLED = "bundled"
 # The bundled interpreter's place in the layer, below /opt/<name>/ (the launcher's choice too).
 RUNTIME_DIR = "python"
+# The layer's modules are compiled, and its regex cache recorded, by the x86_64 build of the
+# bundled interpreter (bundled_runtime): the host's.
+COMPILER_ARCH = "x86_64"
+REGEX_SNAPSHOT = REPO_ROOT / "scripts" / "regex_snapshot.py"
 
 # 1980-01-01 is the earliest date a zip entry can hold; fixed modes make the archive reproducible.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -386,6 +390,25 @@ def precompile(root: Path, python: str, name: str, interpreter: str,
         raise BuildError(f"{interpreter} did not write {tag} bytecode: not Python {python}")
 
 
+def write_regex_cache(site_packages: Path, interpreter: str, host_deps: Path | None) -> None:
+    """Records the regular expressions a cold start compiles into the staged `ext` package
+    (ext/main/regex_cache.py), with the layer's interpreter run as the launcher runs it.
+
+    `host_deps` holds the dependencies built for the interpreter's own architecture when the
+    layer's are for another (arm64): their modules compile the same patterns, and the compiled
+    form is the same on both (one CPython version, 4-byte regex code words, 64-bit)."""
+    paths = [str(host_deps)] if host_deps is not None else []
+    # The host's dependencies first: the staged msgspec may be another architecture's.
+    # -B: the recording writes no bytecode of its own (precompile writes the layer's).
+    command = [interpreter, "-E", "-S", "-B", "-OO", str(REGEX_SNAPSHOT), *paths,
+               str(site_packages)]  # fmt: skip
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env,
+                          cwd=site_packages)  # fmt: skip
+    if done.returncode != 0:
+        raise BuildError(f"recording the regex cache failed:\n{done.stdout}{done.stderr}")
+
+
 def tree_entries(
     root: Path, prefix: str, skip_top: frozenset[str] = frozenset()
 ) -> list[LayerEntry]:
@@ -495,10 +518,12 @@ def interpreter_version(interpreter: str) -> str:
 def build_layer(
     name: str, arch: str, python: str, out: Path, wheel_cache: Path, *,
     lock: Path = LOCK_FILE, runtime: Path | None = None, compiler: str | None = None,
-    download: bool = True,
+    download: bool = True, host_wheel_cache: Path | None = None,
 ) -> LayerReport:  # fmt: skip
     """Build the layer zip at `out` with `compiler` (the layer's interpreter for the bundled
-    layer, python<ver> for the fallback); raises BuildError."""
+    layer, python<ver> for the fallback); raises BuildError. `host_wheel_cache` holds the
+    locked wheels for COMPILER_ARCH, which record the bundled layer's regex cache when `arch`
+    is another."""
     requirements = read_requirements(REPO_ROOT / "setup.cfg")
     locked = read_lock(lock)
     check_lock_covers(requirements, locked, lock)
@@ -513,6 +538,16 @@ def build_layer(
         for wheel in wheels:
             unpack_wheel(wheel, site_packages)
         stage_package(site_packages)
+        if runtime is not None:
+            host_deps = None
+            if arch != COMPILER_ARCH:
+                host_deps = Path(scratch) / "host-deps"
+                host_deps.mkdir()
+                cache = host_wheel_cache if host_wheel_cache is not None else wheel_cache
+                for wheel in locked_wheels(locked, COMPILER_ARCH, target_python, cache,
+                                           lock=lock, download=download):  # fmt: skip
+                    unpack_wheel(wheel, host_deps)
+            write_regex_cache(site_packages, compiler, host_deps)
         precompile(site_packages, target_python, name, compiler, bundled=runtime is not None)
         unzipped = write_zip(layer_entries(name, site_packages, runtime), out)
     if unzipped > LAMBDA_UNZIPPED_LIMIT_BYTES:
@@ -595,6 +630,9 @@ def hand_over_to_layer_python(args: argparse.Namespace, argv: Iterable[str], whe
     locked = read_lock(args.lock)
     check_lock_covers(read_requirements(REPO_ROOT / "setup.cfg"), locked, args.lock)
     locked_wheels(locked, args.arch, version, wheel_cache, lock=args.lock, download=True)
+    if args.arch != COMPILER_ARCH:  # they record the regex cache (write_regex_cache)
+        locked_wheels(locked, COMPILER_ARCH, version, host_wheel_cache(args, version),
+                      lock=args.lock, download=True)  # fmt: skip
     command = [compiler, "-S", str(Path(__file__).resolve()), *argv,
                "--layer-runtime", str(runtime)]  # fmt: skip
     env = {
@@ -604,6 +642,10 @@ def hand_over_to_layer_python(args: argparse.Namespace, argv: Iterable[str], whe
         **{k: v for k, v in os.environ.items() if k in ("SPLUNK_LAYER_CACHE", "XDG_CACHE_HOME")},
     }
     return subprocess.run(command, env=env, check=False).returncode
+
+
+def host_wheel_cache(args: argparse.Namespace, version: str) -> Path:
+    return Path(args.wheel_cache) / cache_dir_name(version, COMPILER_ARCH)
 
 
 def cache_dir_name(version: str, arch: str) -> str:
@@ -631,7 +673,8 @@ def main(argv: list[str] | None = None) -> int:
         compiler = sys.executable if runtime is not None else find_interpreter(args.python)
         report = build_layer(args.name, args.arch, args.python, args.out, wheel_cache,
                              lock=args.lock, runtime=runtime, compiler=compiler,
-                             download=args.layer_runtime is None)  # fmt: skip
+                             download=args.layer_runtime is None,
+                             host_wheel_cache=host_wheel_cache(args, version))  # fmt: skip
     except BuildError as err:
         print(f"build_layer: {err}", file=sys.stderr)
         return 1

@@ -202,6 +202,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     # Each probe a fresh `python -S` with the layer's sys.path: what a process imported stays.
     "ext/main/preload.py": ("tests/unit/test_preload.py",),
+    "ext/main/regex_cache.py": ("tests/unit/test_regex_cache.py",),
     # Real forked children (exit codes, pidfds, bounded waits, stop), then the main loop that
     # reaps and restarts them with stand-ins (in process, 0.3 s).
     "ext/main/supervisor.py": (

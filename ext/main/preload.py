@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import sys
 
+from ext.main import regex_cache
+
 # Packages whose `__init__` the extension does not need while it needs their submodules:
 # urllib3.connection imports `urllib3.http2.probe`, and the package's `__init__` imports
 # importlib.metadata (zipfile, csv, tempfile, importlib.resources...: 23 modules, ~1 MiB of
@@ -22,8 +24,10 @@ UNUSED_PACKAGE_INITS = ("urllib3.http2",)
 
 def import_children_modules() -> None:
     """Imports what the listener and the sender run, without the package inits they never use,
-    with the cyclic collector off meanwhile; what they loaded is then frozen (`gc.freeze`, as
-    supervisor.spawn does before each fork) and the collector left as it was found.
+    the regular expressions they compile taken from the layer's cache where it ships one
+    (ext/main/regex_cache.py), with the cyclic collector off meanwhile; what they loaded is then
+    frozen (`gc.freeze`, as supervisor.spawn does before each fork) and the collector left as
+    it was found.
 
     Each collection during the imports traverses the objects loaded so far again, for the few
     cycles the imports leave behind; and turned back on with them all still young, the collector
@@ -33,6 +37,7 @@ def import_children_modules() -> None:
     collecting = gc.isenabled()
     gc.disable()
     try:
+        regex_cache.restore_shipped()
         for name in UNUSED_PACKAGE_INITS:
             register_without_init(name)
         import ext.listener.process

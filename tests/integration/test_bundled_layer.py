@@ -386,3 +386,43 @@ def test_the_preload_probe_runs_on_the_layer_and_loads_no_calendar(
         "print((time.process_time() - started) * 1000, len(sys.modules))",
         "print(sorted({'calendar', 'locale', 'ext.sender.process'} & set(sys.modules)))")
     assert preload_probe.run(root, probe).strip() == "['ext.sender.process']"
+
+
+# Main's cold start as benchmarks/preload_probe.py times it, counting what `re` compiles in it.
+REGEX_PROBE = """
+import sys
+sys.path.insert(0, '')
+from re import _compiler
+compile_pattern, compiled = _compiler.compile, []
+_compiler.compile = lambda p, flags=0: compiled.append(p) or compile_pattern(p, flags)
+import ext.__main__, ext.main.extensions_api, ext.main.lifecycle
+from ext.main import preload
+preload.import_children_modules()
+import urllib3
+urllib3.HTTPSConnectionPool('hec.example.com', 443)
+_compiler.compile = compile_pattern
+import re
+unequal = [key[1] for key, p in re._cache.items() if compile_pattern(key[1], key[2]) != p]
+print(repr([compiled, unequal, len(re._cache)]))
+"""
+
+
+@pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
+def test_the_cold_start_compiles_no_regex_and_those_it_finds_are_re_s_own(
+    layers: dict[str, Layer], arch: str, tmp_path: Path
+) -> None:
+    """The regex cache (ext/main/regex_cache.py): recorded by the x86_64 interpreter for both
+    layers, used by each one's own, as the launcher starts it."""
+    import ast
+
+    root = layers[arch].unpack(tmp_path / "opt") / NAME
+    command = [str(root / "python" / "bin" / "python3"), "-E", "-S", "-OO", "-B", "-c",
+               REGEX_PROBE]  # fmt: skip
+    if arch != "x86_64":
+        command[:0] = arm64_runner()
+    result = subprocess.run(command, cwd=root, env={"PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    compiled, unequal, cached = ast.literal_eval(result.stdout)
+    assert (compiled, unequal) == ([], [])
+    assert cached > 20
