@@ -12,8 +12,9 @@ receiver, benchmarks/rig.py):
 - `invocation`: bench_invocation_cost: CPU us per invocation, in all and per process, and HEC
   requests per invocation;
 - `init`: bench_cold_start's cold inits (fresh sandbox each; whole cores, or a function memory's
-  CPU share with `--memory`): the medians of start -> first event/next, of the init's duration
-  and of the CPU each process used until the init ended (ms);
+  CPU share with `--memory`; with `--layer`, each side built into an x86_64 layer and run by its
+  own interpreter): the medians of start -> first event/next, of the init's duration and of the
+  CPU each process used until the init ended (ms);
 - `preload`: the main process's imports and preload on the layer's own interpreter (each side
   built into an x86_64 layer; benchmarks/preload_probe.py): the median CPU ms of `--starts`
   fresh starts per side and round.
@@ -59,6 +60,7 @@ from benchmarks import (
     bench_cold_start,
     bench_cost,
     bench_invocation_cost,
+    bench_layer,
     bench_memory,
     bench_throughput,
     common,
@@ -258,7 +260,12 @@ def _invocation(code: Path | None, args: argparse.Namespace, round_no: int,
 def _init(code: Path | None, args: argparse.Namespace, round_no: int,
           env: Mapping[str, str]) -> tuple[Figures, dict[str, Any]]:
     del round_no
-    with extension_rig(code) as rig:
+    if args.layer:  # the side's x86_64 layer, unzipped as /opt: its own interpreter and bytecode
+        tree = (code or common.REPO / "ext").parent
+        rig_of: Any = bench_layer.bundled_rig(preload_probe.layer_code(tree).parent)
+    else:
+        rig_of = extension_rig(code)
+    with rig_of as rig:
         bench_cold_start.cold_init(rig, dict(env))  # the page cache warm, as every later one
         inits = [bench_cold_start.cold_init(rig, dict(env), cpu=True, memory_mb=args.memory)
                  for _ in range(args.inits)]
@@ -323,6 +330,9 @@ def _init_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=None,
                         help="function memory, MB: the sandbox gets Lambda's CPU share for it "
                              "(default: whole cores)")
+    parser.add_argument("--layer", action="store_true",
+                        help="run each side as its bundled x86_64 layer (built once per run), "
+                             "as Lambda does, instead of its `ext` on this machine's Python")
 
 
 def _preload_options(parser: argparse.ArgumentParser) -> None:
