@@ -89,15 +89,25 @@ def test_a_restored_pattern_is_what_re_compile_returns_without_compiling(
     assert match is not None and match.group("host", 2) == ("hec.example.com", "8088")
 
 
-def test_a_snapshot_of_another_interpreter_is_not_used(clean_cache: None) -> None:
+@pytest.mark.parametrize("step", [-1, 1])
+def test_a_snapshot_of_another_interpreter_is_not_used(clean_cache: None, step: int) -> None:
     data = snapshot_of([("a+b", 0)])
     ident, entries = marshal.loads(data)
-    for i in range(len(ident)):
-        other = list(ident)
-        other[i] = "3.13.5 (elsewhere)" if isinstance(other[i], str) else other[i] + 1
-        assert regex_cache.restore(marshal.dumps((tuple(other), entries))) == 0
+    for i, part in enumerate(ident):
+        # Each part of the identity either side of this interpreter's.
+        other = part[:-1] + chr(ord(part[-1]) + step) if isinstance(part, str) else part + step
+        changed = (*ident[:i], other, *ident[i + 1 :])
+        assert regex_cache.restore(marshal.dumps((changed, entries))) == 0
     assert re._cache == {}  # type: ignore[attr-defined]
     assert regex_cache.restore(data) == 1
+
+
+def test_a_re_without_its_cache_dict_is_left_to_compile(
+    clean_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = snapshot_of([("a+b", 0)])
+    monkeypatch.delattr(re, "_cache")
+    assert regex_cache.restore(data) == 0
 
 
 @pytest.mark.parametrize("damage", [
