@@ -256,17 +256,24 @@ def locked_wheels(
 
 
 def fetch_wheel(package: LockedPackage, arch: str, python: str, wheel_cache: Path) -> None:
-    """pip download of the one locked wheel for the target, hash-checked by pip as well."""
+    """pip download of the one locked wheel for the target, hash-checked by pip as well.
+
+    Downloaded beside the cache and renamed into it: two builds may fetch into one cache at
+    once (the arm64 build also takes the x86_64 wheels, write_regex_cache), and neither must
+    find the other's file half written."""
     wheel_cache.mkdir(parents=True, exist_ok=True)
     hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(package.hashes))
-    with tempfile.TemporaryDirectory(prefix="lock-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=wheel_cache) as scratch:
         requirement = Path(scratch) / "requirement.txt"
         requirement.write_text(f"{package.name}=={package.version} {hashes}\n")
-        done = run_pip(["download", "--no-deps", "--require-hashes", "--dest", str(wheel_cache),
+        fetched = Path(scratch) / "wheels"
+        done = run_pip(["download", "--no-deps", "--require-hashes", "--dest", str(fetched),
                         "-r", str(requirement), *pip_target_args(arch, python)])  # fmt: skip
-    if done.returncode != 0:
-        raise BuildError(f"pip download of {package.name}=={package.version} failed:\n"
-                         f"{done.stderr.strip()}")  # fmt: skip
+        if done.returncode != 0:
+            raise BuildError(f"pip download of {package.name}=={package.version} failed:\n"
+                             f"{done.stderr.strip()}")  # fmt: skip
+        for wheel in fetched.glob("*.whl"):
+            os.replace(wheel, wheel_cache / wheel.name)
 
 
 def unpack_wheel(wheel: Path, target: Path) -> None:
@@ -490,7 +497,7 @@ def bundled_runtime(arch: str) -> tuple[Path, str]:
     (the x86_64 build) that compiles the layer's modules."""
     try:
         runtime = build_python.runtime(arch)
-        compiler = build_python.runtime("x86_64") / "bin" / "python3"
+        compiler = build_python.runtime(COMPILER_ARCH) / "bin" / "python3"
     except (build_python.BuildError, subprocess.CalledProcessError, OSError) as err:
         raise BuildError(f"building the bundled Python failed: {err}") from err
     return runtime, str(compiler)

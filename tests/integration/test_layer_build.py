@@ -22,6 +22,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -350,3 +351,46 @@ def test_sample_function_zip_is_reproducible_with_its_bootstrap_executable(tmp_p
     assert set(modes) == expected
     assert modes["handler.py"] == 0o100644
     assert modes["bootstrap"] == 0o100755  # the custom-runtime sample must stay executable
+
+
+def load_build_layer(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports build_python beside it
+    spec = importlib.util.spec_from_file_location("build_layer_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("pip_fails", [False, True])
+def test_a_fetched_wheel_enters_the_cache_whole_or_not_at_all(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pip_fails: bool
+) -> None:
+    # Two builds may fetch into one cache at once (the arm64 build takes the x86_64 wheels
+    # too): pip writes elsewhere, the wheel is renamed in only once complete.
+    build_layer = load_build_layer(monkeypatch)
+    cache = tmp_path / "cp313-x86_64"
+    seen: list[list[str]] = []
+
+    def pip(args: list[str]) -> subprocess.CompletedProcess[str]:
+        dest = Path(args[args.index("--dest") + 1])
+        seen.append(sorted(p.name for p in cache.iterdir() if p.suffix == ".whl"))
+        assert dest.parent.parent == cache and dest != cache
+        dest.mkdir()
+        (dest / "urllib3-2.8.0-py3-none-any.whl").write_bytes(b"half" if pip_fails else b"whole")
+        return subprocess.CompletedProcess(args, 1 if pip_fails else 0, "", "no network")
+
+    monkeypatch.setattr(build_layer, "run_pip", pip)
+    package = build_layer.LockedPackage("urllib3", "2.8.0", frozenset({"0" * 64}))
+    if pip_fails:
+        with pytest.raises(build_layer.BuildError, match="no network"):
+            build_layer.fetch_wheel(package, "x86_64", "3.13", cache)
+        assert list(cache.iterdir()) == []
+    else:
+        build_layer.fetch_wheel(package, "x86_64", "3.13", cache)
+        assert [p.name for p in cache.iterdir()] == ["urllib3-2.8.0-py3-none-any.whl"]
+        assert (cache / "urllib3-2.8.0-py3-none-any.whl").read_bytes() == b"whole"
+    assert seen == [[]]
