@@ -14,7 +14,8 @@ receiver, benchmarks/rig.py):
 - `init`: bench_cold_start's cold inits (fresh sandbox each; whole cores, or a function memory's
   CPU share with `--memory`; with `--layer`, each side built into an x86_64 layer and run by its
   own interpreter): the medians of start -> first event/next, of the init's duration and of the
-  CPU each process used until the init ended (ms);
+  CPU each process used until the init ended (ms); with `--function`, of the sample function's
+  whole init instead;
 - `preload`: the main process's imports and preload on the layer's own interpreter (each side
   built into an x86_64 layer; benchmarks/preload_probe.py): the median CPU ms of `--starts`
   fresh starts per side and round.
@@ -267,6 +268,10 @@ def _init(code: Path | None, args: argparse.Namespace, round_no: int,
         rig_of = extension_rig(code)
     with rig_of as rig:
         bench_cold_start.cold_init(rig, dict(env))  # the page cache warm, as every later one
+        if args.function:
+            whole = [bench_cold_start.function_init_ms(rig, args.memory, extension=True)
+                     for _ in range(args.inits)]
+            return {"function init ms": _median(whole)}, {"function_init_ms": whole}
         inits = [bench_cold_start.cold_init(rig, dict(env), cpu=True, memory_mb=args.memory)
                  for _ in range(args.inits)]
     cpu = {role: _median([i.get(f"cpu_ms_{role}", math.nan) for i in inits]) for role in ROLES}
@@ -330,6 +335,10 @@ def _init_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=None,
                         help="function memory, MB: the sandbox gets Lambda's CPU share for it "
                              "(default: whole cores)")
+    parser.add_argument("--function", action="store_true",
+                        help="time the sample function's whole init instead (its runtime and "
+                             "the extension, as bench_cold_start --function-rounds does); needs "
+                             "--memory")
     parser.add_argument("--layer", action="store_true",
                         help="run each side as its bundled x86_64 layer (built once per run), "
                              "as Lambda does, instead of its `ext` on this machine's Python")
@@ -455,7 +464,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    command = parser()
+    args = command.parse_args(argv)
+    if getattr(args, "function", False) and args.memory is None:
+        command.error("init --function needs --memory (the function's share of a core)")
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(checkout(args.base))
         change = stack.enter_context(checkout(args.change)) if args.change else None

@@ -5,17 +5,18 @@ worktree removed afterwards) and the round plan main() carries out."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks import ab, bench_cold_start, bench_cost, common, preload_probe
+from benchmarks import ab, bench_cold_start, bench_cost, bench_layer, common, preload_probe
 
 ALL = "CPU us/invocation, all"
 SENDER = "CPU us/invocation, sender"
@@ -267,3 +268,43 @@ def test_preload_times_the_sides_checkout_and_takes_the_median_start(
     assert built == [tmp_path / "checkout"]
     assert got == {"preload CPU ms": 90.0, "modules loaded": 218.0}
     assert raw == {"cpu_ms": [90.0, 80.0, 100.0]}
+
+
+def test_init_of_the_layer_times_the_functions_whole_init_in_the_sides_layer(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    built: list[Path] = []
+    opened: list[Path] = []
+    asked: list[tuple[int, bool]] = []
+    wholes = iter([2000.0, 1800.0, 2100.0])
+
+    def layer_code(tree: Path) -> Path:
+        built.append(tree)
+        return tmp_path / "opt" / "splunk-hec-extension"
+
+    @contextlib.contextmanager
+    def bundled_rig(opt: Path) -> Iterator[str]:
+        opened.append(opt)
+        yield "rig"
+
+    def function_init_ms(rig: Any, memory_mb: int, extension: bool) -> float:
+        asked.append((memory_mb, extension))
+        return next(wholes)
+
+    monkeypatch.setattr(preload_probe, "layer_code", layer_code)
+    monkeypatch.setattr(bench_layer, "bundled_rig", bundled_rig)
+    monkeypatch.setattr(bench_cold_start, "cold_init", lambda rig, env: {})
+    monkeypatch.setattr(bench_cold_start, "function_init_ms", function_init_ms)
+    args = ab.parser().parse_args(["init", "--base", ".", "--inits", "3", "--memory", "128",
+                                   "--layer", "--function"])  # fmt: skip
+    got, raw = ab._init(tmp_path / "checkout" / "ext", args, 1, {})
+    assert (built, opened) == ([tmp_path / "checkout"], [tmp_path / "opt"])
+    assert asked == [(128, True)] * 3
+    assert got == {"function init ms": 2000.0}
+    assert raw == {"function_init_ms": [2000.0, 1800.0, 2100.0]}
+
+
+def test_init_of_the_functions_whole_init_needs_a_memory(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        ab.main(["init", "--base", ".", "--function"])
+    assert "init --function needs --memory" in capsys.readouterr().err
