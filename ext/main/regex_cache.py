@@ -1,8 +1,8 @@
 """The regular expressions the preload's modules compile, taken from the layer instead.
 
 urllib3 (its URL grammar above all), logging, email, json and http.client compile ~50 regular
-expressions as they are imported: ~9 ms of CPU on a whole core, 15% of the preload, ~0.13 s of a
-cold start at a 128 MB CPU share. The build of the bundled layer runs the preload once with the
+expressions as they are imported: ~9 ms of CPU on a whole core, 13% of the preload, ~0.1 s of a
+cold start at a 128 MB CPU share (docs/cost.md). The build of the bundled layer runs the preload once with the
 layer's own interpreter, keeps what its regex compiler produced for each pattern
 (scripts/regex_snapshot.py), and ships it as `FILE_NAME` in the `ext` package. Main puts those
 patterns in `re`'s cache before the preload (`_sre.compile`, the step `re` itself ends with), so
