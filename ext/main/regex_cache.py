@@ -2,12 +2,13 @@
 
 urllib3 (its URL grammar above all), logging, email, json and http.client compile ~50 regular
 expressions as they are imported: ~9 ms of CPU on a whole core, 13% of the preload, ~0.1 s of a
-cold start at a 128 MB CPU share (docs/cost.md). The build of the bundled layer runs the preload once with the
-layer's own interpreter, keeps what its regex compiler produced for each pattern
-(scripts/regex_snapshot.py), and ships it as `FILE_NAME` in the `ext` package. Main puts those
-patterns in `re`'s cache before the preload (`_sre.compile`, the step `re` itself ends with), so
-the imports find them compiled. This is what `re` would have made: a Pattern compares equal to
-another only if its code is the same, and the build checks each one against a fresh compile.
+cold start at a 128 MB CPU share (docs/cost.md). The build of the bundled layer runs the
+preload once with the layer's own interpreter, keeps what its regex compiler produced for each
+pattern (scripts/regex_snapshot.py), and ships it as `FILE_NAME` in the `ext` package. Main puts
+those patterns in `re`'s cache before the preload (`_sre.compile`, the step `re` itself ends
+with), so the imports find them compiled. This is what `re` would have made: a Pattern
+compares equal to another only if its code is the same, and the build checks each one against
+a fresh compile.
 
 The compiled form belongs to one interpreter: a snapshot is used only by the very version and
 regex engine that wrote it (`identity`), else, or without the file, or if any of it is not as
