@@ -21,6 +21,7 @@ import pytest
 
 from ext.local.hec import HecReceiver, HecToken
 from ext.sender import trust
+from scripts import regex_snapshot
 from tests.integration.bundled_layer import (
     NAME,
     REPO,
@@ -388,23 +389,20 @@ def test_the_preload_probe_runs_on_the_layer_and_loads_no_calendar(
     assert preload_probe.run(root, probe).strip() == "['ext.sender.process']"
 
 
-# Main's cold start as benchmarks/preload_probe.py times it, counting what `re` compiles in it.
-REGEX_PROBE = """
-import sys
-sys.path.insert(0, '')
-from re import _compiler
-compile_pattern, compiled = _compiler.compile, []
-_compiler.compile = lambda p, flags=0: compiled.append(p) or compile_pattern(p, flags)
-import ext.__main__, ext.main.extensions_api, ext.main.lifecycle
-from ext.main import preload
-preload.import_children_modules()
-import urllib3
-urllib3.HTTPSConnectionPool('hec.example.com', 443)
-_compiler.compile = compile_pattern
-import re
-unequal = [key[1] for key, p in re._cache.items() if compile_pattern(key[1], key[2]) != p]
-print(repr([compiled, unequal, len(re._cache)]))
-"""
+# Main's cold start as the build records it (scripts/regex_snapshot.py), counting what `re`
+# compiles in it.
+REGEX_PROBE = (
+    "import sys\n"
+    "sys.path.insert(0, '')\n"
+    "from re import _compiler\n"
+    "compile_pattern, compiled = _compiler.compile, []\n"
+    "_compiler.compile = lambda p, flags=0: compiled.append(p) or compile_pattern(p, flags)\n"
+    f"{regex_snapshot.COLD_START}"
+    "_compiler.compile = compile_pattern\n"
+    "import re\n"
+    "unequal = [key[1] for key, p in re._cache.items() if compile_pattern(key[1], key[2]) != p]\n"
+    "print(repr([compiled, unequal, len(re._cache)]))\n"
+)
 
 
 @pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
