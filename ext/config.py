@@ -169,7 +169,8 @@ AWS_TOKEN_SERVICES = {
 SETTINGS: tuple[Row, ...] = (
     (SPLUNK_HOST, "", "hec_url", None, None, "required", "redacted custom",
      "HEC base URL, e.g. `https://splunk.example.com:8088` (https when no scheme; a path other "
-     "than `/services/collector` is used as given)"),
+     "than `/services/collector` is used as given; the host a DNS name, an IPv4 address or "
+     "`[IPv6]`, an internationalized name in its `xn--` form: the layer has no `idna`)"),
     (SPLUNK_HEC_TOKEN, "hec_token", "hec_token", "", None, "one token source is required",
      "secret custom", "HEC token (printable ASCII, a GUID); never logged"),
     # The other two token sources: fetched at run time by the sender with the function's role.
@@ -432,6 +433,10 @@ def _hec_url(value: str, _limits: None) -> tuple[str, str]:
     netloc, slash, path = rest.partition("/")
     if scheme not in ("http", "https") or any(c in text for c in "?#@ \t"):
         raise ValueError(value)
+    # "https//h:8088" (a colon missed) would read as host "https"; http.client refuses a
+    # path it cannot send as ASCII, at each request.
+    if path.startswith("/") or not (path.isascii() and path.isprintable()):
+        raise ValueError(value)
     _split_netloc(netloc)
     if netloc.endswith(":"):  # a port separator with no port ("[::1]" has colons, no port)
         raise ValueError(value)
@@ -439,6 +444,9 @@ def _hec_url(value: str, _limits: None) -> tuple[str, str]:
     if path in ("", "/services/collector"):
         path = HEC_EVENT_PATH
     return f"{scheme}://{netloc}", path
+
+
+_HOST_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
 
 
 def _split_netloc(netloc: str) -> tuple[str, str]:
@@ -456,8 +464,12 @@ def _split_netloc(netloc: str) -> tuple[str, str]:
             _socket.inet_pton(_socket.AF_INET6, host)
         except OSError:
             raise ValueError(netloc) from None
-    elif ":" in netloc:
+    else:
         host, _, port = netloc.partition(":")
+        # A DNS name or an IPv4 address. urllib3 takes more (and reads "h\\x" as "h"), but
+        # no such name resolves, and a non-ASCII one needs the idna module, not in the layer.
+        if host.strip(_HOST_CHARACTERS):
+            raise ValueError(netloc)
     # isascii: str.isdigit() also takes other scripts' digits, which int() reads and urllib3
     # refuses, and superscripts, which int() refuses with a bare ValueError.
     if not host or (port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65_536)):
@@ -908,13 +920,14 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
+    # Credentials first, up to the last "@" wherever it is: a password pasted unencoded may
+    # hold "/", "?" or "#", which would otherwise end the host part before its "@".
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
     for mark in "?#":
         if mark in rest:
             rest = rest[: rest.index(mark)] + mark + "***"
-    netloc, slash, path = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    return scheme + sep + netloc + slash + path
+    return scheme + sep + rest
 
 
 def _unwritable_dir(path: str) -> str | None:

@@ -4,6 +4,8 @@ import functools
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ext import config
 from ext.errors import ConfigError
@@ -76,6 +78,13 @@ def test_host_forms(value: str, url: str, path: str) -> None:
         ("SPLUNK_HOST", "https://h:"),
         ("SPLUNK_HOST", "https://[::1]:"),
         ("SPLUNK_HOST", "https://[::1"),
+        ("SPLUNK_HOST", "https//splunk.example.com:8088"),
+        ("SPLUNK_HOST", "https;//splunk.example.com:8088"),
+        ("SPLUNK_HOST", "https://splunk%:8088"),
+        ("SPLUNK_HOST", "h\\x:8088"),
+        ("SPLUNK_HOST", "https://spłunk.example.com"),
+        ("SPLUNK_HOST", "https://h:8088/services/collector/\x00"),
+        ("SPLUNK_HOST", "https://h:8088/services/collector/é"),
         ("SPLUNK_HEC_TOKEN", "<unset>"),
         ("SPLUNK_HEC_TOKEN", "has space"),
         ("SPLUNK_INDEX", "Bad Index!"),
@@ -489,6 +498,11 @@ def test_guid_token_is_valid() -> None:
         ("https://user:pw-in-url@splunk:notaport", "pw-in-url"),
         ("ftp://u:ftp-secret@h", "ftp-secret"),
         ("https://h:8088/#frag-secret", "frag-secret"),
+        # a password pasted unencoded: "/", "?" or "#" before its "@"
+        ("https://admin:s3cr/et@splunk:8088", "s3cr/et"),
+        ("https://admin:pa?ss-word@splunk:8088", "pa?ss-word"),
+        ("https://admin:pa#ss-word@splunk:8088", "pa#ss-word"),
+        ("https://admin:pa#ss-word@splunk:8088", "admin"),
     ],
 )
 def test_splunk_host_never_echoed_with_credentials(host: str, leaked: str) -> None:
@@ -501,6 +515,42 @@ def test_splunk_host_never_echoed_with_credentials(host: str, leaked: str) -> No
 def test_redact_url_keeps_what_helps() -> None:
     assert config.redact_url("https://u:p@h:8088/path?q=1") == "https://***@h:8088/path?***"
     assert config.redact_url("h.example:8088") == "h.example:8088"
+    assert config.redact_url("https://u:p/q?r#s@h:8088/x") == "https://***@h:8088/x"
+
+
+@given(st.text(max_size=40))
+def test_redact_url_never_shows_what_precedes_an_at_sign(secret: str) -> None:
+    for url in (f"https://{secret}@h:8088", f"{secret}@h", f"https://h/{secret}@x"):
+        shown = config.redact_url(url)
+        assert not shown.partition("://")[2].startswith(secret) or not secret
+        assert "@" not in shown.replace("***@", "")
+
+
+_URL_PART = st.text(st.characters(codec="utf-8"), max_size=12)
+
+
+@given(_URL_PART, _URL_PART, st.sampled_from(["", "https://", "http://"]))
+def test_a_host_the_config_takes_is_one_urllib3_and_http_client_send_to(
+    host: str, rest: str, scheme: str
+) -> None:
+    """Whatever SPLUNK_HOST the init accepts, each request goes to that host and port with that
+    path; a value urllib3 or http.client would refuse (at every send) fails the init instead."""
+    from http.client import HTTPConnection
+
+    from urllib3.util import parse_url
+
+    for value in (scheme + host + rest, f"{scheme}{host}:8088/{rest}", f"{scheme}h.example{rest}"):
+        try:
+            url, path = config._hec_url(value, None)
+        except ValueError:
+            continue
+        parsed = parse_url(url)
+        netloc = url.partition("://")[2]
+        assert parsed.host is not None and parsed.host.lower() in netloc.lower()
+        assert parsed.path in (None, "") and not parsed.query and not parsed.auth
+        assert url == f"{parsed.scheme}://{netloc}"
+        HTTPConnection("h")._validate_path(path)  # type: ignore[attr-defined]
+        path.encode("ascii")
 
 
 def test_unwritable_spool_dir_is_an_init_error(tmp_path: object) -> None:
