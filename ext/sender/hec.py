@@ -70,6 +70,10 @@ JOIN_BODY_BYTES = 64 * 1024
 _DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError,
             ssl.SSLZeroReturnError, hec_wire.ClosedUnansweredError)
 
+# How a send fails when the server answered early and closed: TLS reports the close as an EOF.
+_SEND_CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError,
+             ssl.SSLZeroReturnError)
+
 
 class _Trust(enum.Enum):
     PENDING = "pending"  # no CA loaded yet
@@ -213,6 +217,7 @@ class HecClient:
         token = self.tokens.current()
         if token is None:
             return HecOutcome(Verdict.HOLD, text=f"no HEC token: {self.tokens.problem}")
+        started = time.monotonic()
         outcome = self._send(body, token, within_s)
         if (outcome.status, outcome.code) in TOKEN_REJECTED:
             self.tokens.rejected(token)
@@ -220,9 +225,11 @@ class HecClient:
             held = self.tokens.accepted()
             if held is not None:
                 self._notice = self._token_notice(held)
-            if self._notice is not None and self._send(self._notice, token).verdict is (
-                Verdict.ACCEPTED
-            ):
+            # Within what is left of the budget: the notice must not hold a flush either.
+            left = None if within_s is None else within_s - (time.monotonic() - started)
+            if self._notice is not None and (left is None or left > 0) and self._send(
+                self._notice, token, left
+            ).verdict is Verdict.ACCEPTED:
                 self._notice = None  # else tried again after the next accepted request
         return outcome
 
@@ -271,7 +278,7 @@ class HecClient:
                 sock.sendall(request)
                 if body:
                     sock.sendall(body)
-            except (BrokenPipeError, ConnectionResetError):
+            except _SEND_CUT:
                 # The server may have answered before reading it all (a 413 for a body over its
                 # limit) and closed: its answer is read all the same, as urllib3 does, and the
                 # connection is not reused.

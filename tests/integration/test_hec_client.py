@@ -396,6 +396,27 @@ def test_a_token_notice_hec_refuses_is_sent_again_after_the_next_accepted_reques
     assert sent_events(script) == ["a", notice, "b", notice, "c"]
 
 
+def test_a_token_notice_keeps_within_what_is_left_of_the_budget(
+    server: tuple[str, Script],
+) -> None:
+    # A flush waits for the data, not for the notice: once the data is in, the notice gets what
+    # is left of the budget, and goes again after the next accepted request if that is too short.
+    url, script = server
+    tokens = Tokens(held={"held_ms": 10})
+    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    script.delay_s = 1.0  # each answer
+    started = time.monotonic()
+    first = client.post(compress(b'{"event":"a"}', 1), within_s=1.3)
+    elapsed = time.monotonic() - started
+    script.delay_s = 0.0
+    client.post(compress(b'{"event":"b"}', 1))
+    client.close()
+    assert first.verdict is Verdict.ACCEPTED
+    assert elapsed < 1.8, elapsed  # not the 2 s of the data and a notice answered in full
+    notice = {"type": TOKEN_NOTICE, "held_ms": 10}
+    assert sent_events(script) == ["a", notice, "b", notice]
+
+
 class SlowStore:
     """A secret store answering TOKEN; each read takes `delay_s` (a slow or distant endpoint)."""
 
@@ -641,7 +662,9 @@ def test_a_ca_bundle_that_cannot_be_read_is_logged_then_met_by_the_request(
     assert (out.verdict, out.text) == (Verdict.RETRY, "SSLError") and script.seen == []
 
 
-def _refusing_server(refusal: bytes) -> tuple[socket.socket, threading.Thread]:
+def _refusing_server(
+    refusal: bytes, tls: ssl.SSLContext | None = None,
+) -> tuple[socket.socket, threading.Thread]:
     """A server that answers its one connection's request with `refusal` as soon as it has the
     head, before reading the body, then closes (which resets the connection)."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -649,6 +672,8 @@ def _refusing_server(refusal: bytes) -> tuple[socket.socket, threading.Thread]:
 
     def refuse() -> None:
         conn, _ = listener.accept()
+        if tls is not None:
+            conn = tls.wrap_socket(conn, server_side=True)
         with conn:
             head = b""
             while b"\r\n\r\n" not in head:
@@ -661,14 +686,25 @@ def _refusing_server(refusal: bytes) -> tuple[socket.socket, threading.Thread]:
     return listener, server
 
 
-def test_an_answer_sent_before_the_body_was_read_is_still_classified() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_an_answer_sent_before_the_body_was_read_is_still_classified(
+    tls: bool, tmp_path: Path,
+) -> None:
     # A proxy or HEC refusing a body over its limit answers 413 as soon as it has the head and
     # closes: the batch must be split (TOO_LARGE), not retried as a broken connection forever.
+    # Over TLS the cut send fails as SSLEOFError rather than a reset or a broken pipe.
+    context, overrides = None, {}
+    if tls:
+        certificate = self_signed(tmp_path)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*certificate)
+        overrides = {"ca_bundle": str(certificate[0])}
     answer = b'{"text":"Content too large","code":27}'
     listener, _ = _refusing_server(
         b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(answer), answer))
-    client = HecClient(config(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(answer), answer), context)
+    scheme = "https" if tls else "http"
+    client = HecClient(config(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}", **overrides))
     try:
         out = client.post(random.Random(3).randbytes(16 * 1024 * 1024))
     finally:
