@@ -169,17 +169,20 @@ def scan_segment(buf: bytes | memoryview) -> SegmentScan:
 
 
 def resync_last_frame(buf: bytes | memoryview, start: int) -> FrameHeader | None:
-    """The valid frame with the highest seq found by searching byte by byte from ``start``.
+    """The frame header with the highest seq that passes its CRC, searching byte by byte from
+    ``start``.
 
     Only used by recovery after a corrupt header, so that seqs already handed out are never reused.
+    A damaged or cut payload counts too: its header was written, so its seq may have been handed
+    out, and a reader that stepped over it would skip a new record given that seq.
     """
     best: FrameHeader | None = None
     needle = FRAME_MAGIC.to_bytes(2, "little")
     data = bytes(buf)
     pos = data.find(needle, start)
     while pos != -1:
-        status, fh = check_frame(data, pos)
-        if status is FrameStatus.OK and fh is not None and (best is None or fh.seq > best.seq):
+        fh = decode_frame_header(data, pos)
+        if isinstance(fh, FrameHeader) and (best is None or fh.seq > best.seq):
             best = fh
         pos = data.find(needle, pos + 1)
     return best

@@ -403,10 +403,13 @@ class SpoolReader(RoleFiles):
         offset reads the segment from its start, where the damaged header is a delivered one.
         False when there is none yet: the rest of a sealed segment is then skipped, an active
         one is searched again later.
+        The search starts at the damaged header itself: one that failed its CRC only because the
+        read raced a write passes now and is read, not counted as corrupt. One really damaged
+        fails again and is passed over, so no read stops at it twice.
         """
         rest = os.fstat(self._seg_fd).st_size - self._offset
         data = os.pread(self._seg_fd, rest, self._offset)
-        found = frame.find_next_frame(data, 1, self._expected_seq, self._expected_events)
+        found = frame.find_next_frame(data, 0, self._expected_seq, self._expected_events)
         if found is None:
             return False
         skip, header = found

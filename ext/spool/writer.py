@@ -297,6 +297,10 @@ class SpoolWriter(RoleFiles):
         need = frame_len + (frame.SEGMENT_HEADER_BYTES if rolling else 0)
         if self._total + need > self._capacity:
             self._make_room(frame_len, new_segment=rolling)
+            # Making room looked at the filesystem again: a smaller bound means smaller segments,
+            # and the record may have to start one after all, header included.
+            if not rolling and self._must_roll(frame_len) and self._over(frame_len, True):
+                self._make_room(frame_len, new_segment=True)
         if self._fd < 0:
             self._open_active()
         elif self._must_roll(frame_len):

@@ -16,7 +16,7 @@ from ext.spool import LossReport, RecordTooLargeError, SpoolReader, SpoolWriter
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES
 from ext.spool.layout import REFUSED_STATE, list_segments
 from ext.spool.refusals import Refusals
-from ext.spool.writer import DEFAULT_RECLAIM_BYTES, DEFAULT_SEGMENT_BYTES
+from ext.spool.writer import DEFAULT_RECLAIM_BYTES, DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES
 from tests.unit.spool_helpers import drain, on_disk
 
 
@@ -190,6 +190,40 @@ def test_a_disk_filled_by_another_tenant_refuses_and_deletes_nothing(
     with reader:
         assert [r.seq for r in records] == list(range(100))
         assert reader.stats.dropped_records == 0
+
+
+@pytest.mark.parametrize("active_delivered", [False, True])
+def test_a_record_that_must_start_a_segment_once_room_is_made_gets_room_for_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, active_delivered: bool
+) -> None:
+    """Making room looks at the filesystem again, and the segment size follows the bound: a
+    smaller one can make the record start a new segment after all. Its header must fit too."""
+    disk = FakeDisk(tmp_path, 2**30)
+    disk.block = 1
+    monkeypatch.setattr(os, "statvfs", disk.statvfs)
+    frame = 12_000
+    payload = b"s" * (frame - FRAME_HEADER_BYTES)
+    with SpoolWriter(tmp_path, max_bytes=2**20, segment_bytes=2**17, reserve_bytes=0) as w, (
+        SpoolReader(tmp_path)
+    ) as r:
+        while w.total_bytes + frame <= 2**20:
+            w.append(payload, 1)
+        active = list_segments(str(tmp_path))[-1]
+        # The reader delivers (and deletes) the sealed segments behind the writer's back, so the
+        # writer's stale total says the next record does not fit: it makes room.
+        read = r.read(10_000, 2**30)
+        r.commit(read[-1].seq if active_delivered else active - 1)
+        assert list_segments(str(tmp_path)) == [active]
+        held = on_disk(tmp_path)
+        # Another tenant leaves room for the record in the active segment, not for a new header;
+        # the bound that leaves makes segments too small to take the record in the active one.
+        disk.size -= disk.statvfs(tmp_path).f_bavail - (frame + 10)
+        assert max(MIN_SEGMENT_BYTES, (held + frame + 10) // 8) < held + frame <= 2**17
+        taken = append_or_refuse(w, payload, 1)
+        assert on_disk(tmp_path) <= w.capacity_bytes == held + frame + 10
+        # Delivered in full, the active segment makes way for the new one; else it is refused.
+        assert taken == active_delivered
+        assert list_segments(str(tmp_path)) == ([w.next_seq - 1] if taken else [active])
 
 
 def failing_writev(times: int) -> Callable[[int, list[bytes]], int]:

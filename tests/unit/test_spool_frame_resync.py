@@ -30,9 +30,15 @@ def test_the_next_frame_skips_older_frames_and_stray_magic_bytes() -> None:
     assert found is not None and found[0] == len(stray + older) and found[1].seq == 9
 
 
-def test_resync_ignores_a_frame_whose_payload_is_damaged() -> None:
-    good, bad = record(b"good", 4), bytearray(record(b"badly", 7))
+def test_resync_counts_a_frame_whose_payload_is_damaged_or_cut() -> None:
+    # Its header passed its CRC, so its seq may have been handed out (and read past): it is taken.
+    good, bad = record(b"good", 4), bytearray(record(b"badly", 7, 1, 2))
     bad[-1] ^= 0xFF
+    found = frame.resync_last_frame(good + bytes(bad), 0)
+    assert found is not None and (found.seq, found.events_before + found.event_count) == (7, 3)
+    found = frame.resync_last_frame(good + record(b"cut short", 8)[:-1], 0)
+    assert found is not None and found.seq == 8
+    bad[5] ^= 0xFF  # a damaged header is no evidence of its seq
     found = frame.resync_last_frame(good + bytes(bad), 0)
     assert found is not None and found.seq == 4
 

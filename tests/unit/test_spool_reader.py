@@ -663,6 +663,29 @@ def test_a_record_lost_down_to_one_byte_is_counted_and_the_next_one_read(
         assert r.take_loss_report() == LossReport(corrupt_records=1, corrupt_events=2)
 
 
+def test_a_header_that_failed_its_crc_only_in_a_torn_read_is_read_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SpoolWriter(tmp_path) as w:
+        for i in range(3):
+            w.append(bytes([i]) * 10, 1)
+    real, torn = os.pread, list[int]()
+
+    def pread(fd: int, length: int, offset: int) -> bytes:
+        data = real(fd, length, offset)
+        if offset != frame_at(1, 10) or torn:
+            return data
+        torn.append(offset)
+        return bytes([data[0] ^ 0x01]) + data[1:]  # record 1's header as a racing read saw it
+
+    with SpoolReader(tmp_path) as r:
+        assert [x.seq for x in r.read(1, 1 << 20)] == [0]
+        monkeypatch.setattr(os, "pread", pread)
+        # The resync reads the header again, intact now: the record is read, nothing is lost.
+        assert [x.seq for x in r.read(10, 1 << 20)] == [1, 2]
+        assert torn and r.take_loss_report() is None
+
+
 def test_a_restart_after_a_missing_record_resumes_at_the_committed_offset(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:

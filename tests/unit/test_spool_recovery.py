@@ -139,6 +139,44 @@ def test_single_byte_flip_anywhere_loses_only_the_damaged_record(
 
 
 @PROPERTY
+@given(PAYLOADS.filter(lambda p: len(p) >= 2), st.data())
+def test_payloads_damaged_after_a_damaged_header_never_have_their_seqs_reused(
+    payloads: list[bytes], data: st.DataObject
+) -> None:
+    """A damaged frame header in the newest segment, then damaged payloads in any of the frames
+    after it, the last one included: their headers are intact, so their seqs may have been read
+    past. The restarted writer hands out none of them again, and its record is delivered."""
+    with spool_dir() as directory:
+        fill(directory, payloads)
+        victim = segment_path(directory, list_segments(str(directory))[-1])
+        frames = scan_segment(victim.read_bytes()).frames
+        if len(frames) < 2:
+            return
+        hit = data.draw(st.integers(0, len(frames) - 2))
+        picked = data.draw(st.sets(st.integers(hit + 1, len(frames) - 1), min_size=1))
+        later = [frames[i] for i in sorted(picked)]
+        for offset, header in later:
+            at = offset + FRAME_HEADER_BYTES + data.draw(st.integers(0, header.payload_len - 1))
+            with open(victim, "r+b") as f:
+                f.seek(at)
+                byte = f.read(1)[0]
+                f.seek(at)
+                f.write(bytes([byte ^ data.draw(st.integers(1, 255))]))
+        at = frames[hit][0] + data.draw(st.integers(0, FRAME_HEADER_BYTES - 1))
+        tail_seq = flip_then_append(directory, victim, at, data.draw(st.integers(1, 255)),
+                                    len(payloads))
+        records, reader = drain(directory)
+        with reader:
+            assert records[-1].seq == tail_seq
+            assert records[-1].payload == b"after"
+            missing = check_delivery(records[:-1], payloads)
+            assert missing == {frames[hit][1].seq} | {h.seq for _, h in later}
+            stats = reader.stats
+            assert (stats.corrupt_records, stats.dropped_records) == (len(missing), 0)
+            assert stats.corrupt_events == sum(s % 3 for s in missing)
+
+
+@PROPERTY
 @given(PAYLOADS, PAYLOADS, st.data())
 def test_a_damaged_segment_header_loses_no_record(
     first: list[bytes], second: list[bytes], data: st.DataObject
