@@ -69,6 +69,11 @@ PIPE_READ_BYTES = 65_536  # a pipe's default capacity
 # While the drain waits for the last platform.report, the spool is read this often: the listener
 # may hold its wake-up (DEFER_WAKE_S), and the shutdown window has no 0.25 s to spare.
 REPORT_POLL_S = 0.02
+# At shutdown the drain also reads until no telemetry came for the subscription's buffering time
+# and this much more. Lambda stops the runtime before it tells extensions (RIE rapid/shutdown.go):
+# what the runtime logs as it shuts down (a SIGTERM handler) was written before SHUTDOWN, and
+# is delivered after it, buffered up to timeoutMs; a late delivery comes in a burst.
+QUIET_SLACK_S = 0.075
 # Running is told RUNNING_AT into main's wait (flush_policy), and by the pass at hand when due
 # within RUNNING_SLACK_S once the invocation's start is read, rather than by a pass of its own
 # when its timer runs out.
@@ -128,6 +133,8 @@ class Sender:
         self.failures_seen = 0
         self.drain_deadline: float | None = None  # monotonic
         self.last_request: str | None = None  # at shutdown: whose platform.report to wait for
+        self.quiet_s = config.buffer_timeout_ms / 1000 + QUIET_SLACK_S
+        self.heard_at = 0.0  # monotonic: the last read that found records, or the Drain
         quarantine_dir = os.path.dirname(config.spool_dir.rstrip("/"))
         self.quarantine = Quarantine(quarantine_dir)  # the courier keeps its own for events
         self.courier = courier or Courier(config, quarantine_dir)
@@ -244,7 +251,7 @@ class Sender:
         """Shutting down, nothing left to send, and the last report is in (or cannot be)."""
         if self.drain_deadline is None or got or self._in_hand():
             return False
-        if self._awaiting_report() and time.monotonic() < self._report_wait_end():
+        if time.monotonic() < self._listening_until():
             return False
         if not self.read_this_pass and self.reader.unread_bytes():
             self.spool_dirty = True  # appended since the last read: one more pass
@@ -262,6 +269,13 @@ class Sender:
 
     def _awaiting_report(self) -> bool:
         return self.last_request is not None and not self.ledger.report_spooled(self.last_request)
+
+    def _listening_until(self) -> float:
+        """Until when the drain keeps reading: while the last report is awaited, or until the
+        intake was quiet for `quiet_s`; never past what the window leaves once the drain is
+        reserved."""
+        end = self._report_wait_end()
+        return end if self._awaiting_report() else min(end, self.heard_at + self.quiet_s)
 
     def _report_wait_end(self) -> float:
         """Wait for the last report as long as the window allows once the drain is reserved."""
@@ -338,6 +352,8 @@ class Sender:
         # The linger bound counts from the first record's append: its wake-up may have been held.
         appended_since = _since(records[0].append_time_ns) if records else None
         self.spool_dirty = len(records) >= READ_RECORDS or (bool(records) and read_bytes >= budget)
+        if records:
+            self.heard_at = time.monotonic()
         held_before = self.held.size
         builder = self.builder
         for record in records:
@@ -598,6 +614,7 @@ class Sender:
                 self.drain_deadline = time.monotonic() + left_s
                 self.courier.drain_deadline = self.drain_deadline
                 self.last_request = message.request_id or None
+                self.heard_at = time.monotonic()
                 self.shutdown_metrics_due = self.drain_deadline is not None
                 urgent = True
         self._answer(None)
@@ -612,9 +629,10 @@ class Sender:
         left = timeout_s
         if self.drain_deadline is not None:
             left = min(left, self.drain_deadline - time.monotonic())
-            if self._awaiting_report() and not self.held and not self.outbox:
-                left = min(left, REPORT_POLL_S,
-                           max(0.001, self._report_wait_end() - time.monotonic()))
+            now = time.monotonic()
+            listening = self._awaiting_report() or now < self.heard_at + self.quiet_s
+            if listening and not self.held and not self.outbox:
+                left = min(left, REPORT_POLL_S, max(0.001, self._listening_until() - now))
         if self.due:  # a flush's budget ends: answer it then
             left = min(left, max(0.001, min(self.due.values()) - time.monotonic()))
         if self.running_due:  # RUNNING_AT through a flush main waits for: maybe tell it Running

@@ -31,12 +31,15 @@ def sandbox(
 ) -> Iterator[Sandbox]:
     """The sample function in an emulated environment; `cfg`: more SandboxConfig fields."""
     config = SandboxConfig(
-        function_dir=ROOT / "function",
-        handler="handler.handler",
         opt_dir=opt,
         env=dict(env),
         tmp_dir=tmp_dir,
-        **{"limits": False, **cfg},  # whole cores: timing assertions; limits have their tests
+        **{
+            "function_dir": ROOT / "function",
+            "handler": "handler.handler",
+            "limits": False,  # whole cores: timing assertions; limits have their tests
+            **cfg,
+        },
     )
     with Sandbox(config) as sb:
         yield sb

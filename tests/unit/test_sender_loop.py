@@ -124,12 +124,14 @@ SENDING = {"DISPATCH_MIN_BATCH_SIZE": "1", "SPLUNK_DISPATCH_MAX_WAIT_MS": "0"}
 
 
 def drained_rig(rig: WideRig, last_request: str = "", clock: Clock | None = None) -> WideRig:
-    """Shutting down with nothing left (the last self-metrics delivered): the drain's end
-    condition holds. The deadline is a minute away on the clock the sender reads."""
+    """Shutting down with nothing left (the last self-metrics delivered) and no telemetry for
+    longer than the quiet time: the drain's end condition holds. The deadline is a minute away
+    on the clock the sender reads."""
     deadline_ms = clock.deadline_ms(60) if clock else int(time.time() * 1000) + 60_000
     rig.tell(control.Drain(deadline_ms, last_request))
     rig.courier.finish(2)
     rig.sender.step()
+    rig.sender.heard_at -= rig.sender.quiet_s
     return rig
 
 
@@ -293,6 +295,8 @@ def test_a_record_whose_wake_up_was_lost_is_sent_before_the_drain_ends(rig: Wide
     rig.courier.finish()
     rig.sender.step()
     assert rig.committed() == 0
+    assert not rig.sender._drained(False)  # "late" came: the intake is heard from again
+    rig.sender.heard_at -= rig.sender.quiet_s
     assert rig.sender._drained(False)
 
 
@@ -329,6 +333,43 @@ def test_the_report_wait_leaves_time_to_send_everything_unsent(rig: WideRig) -> 
         1000.0 - drain_reserve_s(unsent, 1000.0, 0.5), abs=1e-9)
 
 
+def test_the_drain_listens_until_the_intake_was_quiet_for_the_buffering_time_and_the_slack(
+    rig: WideRig, clock: Clock,
+) -> None:
+    # The runtime's own shutdown logs were written before SHUTDOWN and come after it, up to the
+    # subscription's timeoutMs later: the last report already in, the drain still listens.
+    rig.tell(control.Drain(clock.deadline_ms(60), ""))
+    rig.courier.finish(2)
+    rig.sender.step()
+    quiet = rig.sender.config.buffer_timeout_ms / 1000 + sender.QUIET_SLACK_S
+    assert rig.sender.quiet_s == quiet
+    asked = clock.now
+    clock.now = asked + quiet - 0.001
+    assert not rig.sender._drained(False)
+    rig.append(["bye from the runtime's SIGTERM handler"])
+    rig.sender.step()  # read: quiet counts again from here
+    rig.courier.finish()
+    rig.sender.step()
+    heard = clock.now
+    clock.now = heard + quiet - 0.001
+    assert not rig.sender._drained(False)
+    clock.now = heard + quiet
+    assert rig.sender._drained(False)
+    assert "bye from the runtime's SIGTERM handler" in texts(rig)
+
+
+def test_the_quiet_wait_ends_where_the_drain_is_reserved(rig: WideRig, clock: Clock) -> None:
+    rig.tell(control.Drain(clock.deadline_ms(0.5), ""))
+    rig.courier.finish(2)
+    rig.sender.step()
+    rig.sender.quiet_s = 10.0  # longer than the window
+    end = rig.sender._report_wait_end()
+    clock.now = end - 0.001
+    assert not rig.sender._drained(False)
+    clock.now = end
+    assert rig.sender._drained(False)
+
+
 # -- how long an idle pass waits ----------------------------------------------------------------
 
 
@@ -354,6 +395,20 @@ def test_an_idle_wait_while_awaiting_the_last_report_looks_at_the_spool_until_th
     clock.now = 4.37  # 10 ms before the report wait ends
     rig.sender._wait(5.0)
     assert poll.timeouts[1:] == [pytest.approx(0.01)]
+
+
+def test_an_idle_wait_while_the_intake_is_not_yet_quiet_looks_at_the_spool_until_it_is(
+    rig: WideRig, clock: Clock, poll: Poll,
+) -> None:
+    _shutting_down(rig, clock, None)
+    rig.sender.heard_at = clock.now
+    rig.sender.spool_dirty = False
+    rig.sender._wait(5.0)
+    assert poll.timeouts == [0.02]
+    assert rig.sender.spool_dirty
+    clock.now = rig.sender.heard_at + rig.sender.quiet_s - 0.005
+    rig.sender._wait(5.0)
+    assert poll.timeouts[1:] == [pytest.approx(0.005)]
 
 
 def test_once_the_report_wait_is_over_an_idle_wait_is_a_poll(
@@ -1540,6 +1595,7 @@ def test_while_draining_a_lone_batch_sent_inline_is_followed_by_the_pass_that_en
 ) -> None:
     rig, courier = inline
     rig.sender.drain_deadline = time.monotonic() + 10  # as a Drain without a report to await
+    rig.sender.quiet_s = 0.0  # and the intake taken as quiet once read
     rig.append(["b"])
     assert _passes_until_the_first_wait(rig, monkeypatch) == ["step", "step"]  # then drained
     assert rig.committed() == 1 and len(courier.inline) == 2

@@ -44,6 +44,9 @@ class DeliveryFaults:
     held: bool = False
     # At SHUTDOWN, deliver nothing for this long (Lambda may deliver the last report late).
     shutdown_delay_s: float = 0.0
+    # In the shutdown window, buffer as before it (timeoutMs, maxItems, maxBytes) instead of
+    # delivering at once: what Lambda does then is not documented.
+    shutdown_buffered: bool = False
     # The next N platform.runtimeDone records are dropped from every subscriber's delivery, a
     # platform.logsDropped in their place: an invocation's end lost as Lambda may lose it.
     drop_runtime_done: int = 0
@@ -173,7 +176,7 @@ class Subscriber:
             if self._faults.shutdown_delay_s > 0:
                 self._resume_at = time.monotonic() + self._faults.shutdown_delay_s
             self._paused = False
-            self._urgent = True
+            self._urgent = not self._faults.shutdown_buffered
             self._stop_at = stop_at
             self._cv.notify()
 

@@ -48,6 +48,17 @@ class Faults:
     def shutdown_delivery_delay_s(self, value: float) -> None:
         self._sb.bus.faults.shutdown_delay_s = value
 
+    @property
+    def shutdown_buffered(self) -> bool:
+        """In the SHUTDOWN window, telemetry is buffered as before it (the subscription's
+        timeoutMs, maxItems, maxBytes) instead of delivered at once: what Lambda does then is
+        not documented, and a record written just before SHUTDOWN then comes after it."""
+        return self._sb.bus.faults.shutdown_buffered
+
+    @shutdown_buffered.setter
+    def shutdown_buffered(self, value: bool) -> None:
+        self._sb.bus.faults.shutdown_buffered = value
+
     def hold_telemetry(self) -> None:
         """Start no telemetry POST attempt, thawed or not, until `release_telemetry()` or
         SHUTDOWN (or a reset): the listener gets its telemetry when the test says (a POST

@@ -1,8 +1,11 @@
 """Shutdown of one init cycle (spindown, or the shutdown part of a reset). Emulator process only.
 
-lambda-protocol 3.4/3.5: thaw, SIGTERM the runtime (SIGKILL after its 300 ms share), SHUTDOWN with
-deadlineMs = now + 2,000 ms to extensions subscribed to it (others are SIGKILLed at once), pending
-telemetry flushed during the window, SIGKILL of every process group still alive at the deadline.
+lambda-protocol 3.4/3.5: thaw, SIGTERM the runtime and wait for its exit (SIGKILL when its 300 ms
+share ends), then SHUTDOWN with deadlineMs = start + 2,000 ms to extensions subscribed to it (others
+are SIGKILLed then), pending telemetry flushed during the window, SIGKILL of every process group
+still alive at the deadline. The runtime first, then the extensions, as RIE does
+(rapid/shutdown.go: shutdownRuntime, then shutdownAgents): what the runtime logs while it shuts
+down is written before any extension hears of the shutdown.
 """
 
 from __future__ import annotations
@@ -38,26 +41,26 @@ def _notify_extensions(cp: ControlPlane, fleet: Fleet, body: bytes) -> list[Sand
     return waiting
 
 
-def _wait_window(
-    cp: ControlPlane,
-    runtime: SandboxProcess | None,
-    waiting: list[SandboxProcess],
-    runtime_kill_at: float,
-    stop_at: float,
-) -> None:
-    """Wait until everyone exited or the deadline; SIGKILL the runtime when its share is spent."""
+def _stop_runtime(cp: ControlPlane, runtime: SandboxProcess, kill_at: float) -> None:
+    """SIGTERM the runtime and wait for its exit; SIGKILL it when its share is spent."""
+    runtime.signal_group(signal.SIGTERM)
     with cp.cv:
-        while True:
+        while runtime.alive():
             now = time.monotonic()
-            rt_alive = runtime is not None and runtime.alive()
-            if rt_alive and runtime is not None and now >= runtime_kill_at:
+            if now >= kill_at:
                 runtime.kill()
-            if not rt_alive and not any(p.alive() for p in waiting):
                 return
+            cp.cv.wait(max(0.0005, kill_at - now))  # an exit notifies cp.cv
+
+
+def _wait_window(cp: ControlPlane, waiting: list[SandboxProcess], stop_at: float) -> None:
+    """Wait until every extension waited for exited, or the deadline."""
+    with cp.cv:
+        while any(p.alive() for p in waiting):
+            now = time.monotonic()
             if now >= stop_at:
                 return
-            wake = stop_at if not rt_alive or now >= runtime_kill_at else runtime_kill_at
-            cp.cv.wait(max(0.0005, wake - now))
+            cp.cv.wait(max(0.0005, stop_at - now))
 
 
 def run_shutdown(
@@ -73,10 +76,10 @@ def run_shutdown(
     fleet.thaw()
     bus.begin_shutdown(stop_at)
     if runtime is not None and runtime.alive():
-        runtime.signal_group(signal.SIGTERM)
+        runtime_share = cfg.runtime_shutdown_ms / 1000 if has_external else 0.0
+        _stop_runtime(cp, runtime, t0 + runtime_share)
     waiting = _notify_extensions(cp, fleet, records.shutdown_event(reason, deadline_ms))
-    runtime_share = cfg.runtime_shutdown_ms / 1000 if has_external else 0.0
-    _wait_window(cp, runtime, waiting, t0 + runtime_share, stop_at)
+    _wait_window(cp, waiting, stop_at)
     everyone = fleet.all()
     for proc in everyone:
         proc.kill()  # leaders still alive and any descendants left behind by exited leaders
