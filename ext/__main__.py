@@ -49,5 +49,21 @@ def _refuse(message: str) -> int:
     return EXIT_NO_RUNTIME_API
 
 
+def exit_now(code: int) -> None:
+    """Exits without the interpreter's teardown, which frees every object the preload loaded:
+    ~3 ms of CPU on a whole core (2.6 ms, medians of 15 exits with and without it), ~40 ms of
+    wall time at a 128 MB share, more if the CPU period's quota is spent. At shutdown it would
+    come after main has used the window up to its margin, and Lambda SIGKILLs what still runs
+    at the deadline. Nothing is left to tear down: the children are stopped, the spool's files
+    are written as they go."""
+    import contextlib  # after a run, loaded long since (the preload needs it)
+
+    for stream in (sys.stdout, sys.stderr):
+        # Closed, or its reader gone: nothing more can be said there.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

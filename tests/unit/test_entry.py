@@ -98,3 +98,20 @@ def test_an_unexpected_error_is_not_disguised_as_a_refusal(
     monkeypatch.setattr(extensions_api.ExtensionsApi, "register", broken)
     with pytest.raises(KeyError, match="bug"):
         start(monkeypatch, ["ext"], [REGISTERED])
+
+
+def test_the_exit_says_what_is_buffered_and_skips_the_teardown() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = ("import atexit, sys\n"
+              "from ext.__main__ import exit_now\n"
+              "atexit.register(lambda: print('torn down'))\n"
+              "print('buffered', end='')\n"
+              "sys.stderr.write('err')\n"
+              "exit_now(7)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (7, "buffered", "err")
