@@ -330,7 +330,7 @@ class Courier:
             attempt += 1
             self.breaker.failed(took, outcome.text.endswith("TimeoutError"))
             self._health(False, outcome)
-            self._pause(self._backoff_s(attempt, outcome))
+            self._pause(self._backoff_s(attempt, outcome), self._floor_s(outcome))
         self._health(True, None)
         return True
 
@@ -407,15 +407,29 @@ class Courier:
             return max(outcome.retry_after_s, backoff)
         return backoff
 
-    def _pause(self, seconds: float) -> None:
-        """Backoff that `hurry` or `stop` ends early; stops at the drain deadline."""
-        end = time.monotonic() + seconds
+    def _floor_s(self, outcome: HecOutcome) -> float:
+        """How long a `hurry` still waits: a server's Retry-After (429, 503), which every
+        environment of a fleet would otherwise cut short at each invocation's end, on a HEC
+        that asked for less; none once the environment is going away."""
+        if self.drain_deadline is not None or outcome.retry_after_s is None:
+            return 0.0
+        return outcome.retry_after_s
+
+    def _pause(self, seconds: float, floor_s: float = 0.0) -> None:
+        """Backoff that `hurry` ends early, though not before `floor_s`, and `stop` at once;
+        stops at the drain deadline."""
+        start = time.monotonic()
+        end, floor = start + seconds, start + floor_s
         with self._cv:
             self._pausing = True
-            while not self._stopping and not self._hurry:
-                left = end - time.monotonic()
+            while not self._stopping:
+                now = time.monotonic()
+                draining = self.drain_deadline is not None
+                if self._hurry and draining:  # a Drain came meanwhile: no floor then
+                    break
+                left = (floor if self._hurry else end) - now
                 if self.drain_deadline is not None:
-                    left = min(left, self.drain_deadline - time.monotonic())
+                    left = min(left, self.drain_deadline - now)
                 if left <= 0:
                     break
                 self._cv.wait(left)

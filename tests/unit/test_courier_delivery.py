@@ -409,7 +409,7 @@ def test_hec_failing_and_recovering_is_logged_once_each(
 ) -> None:
     answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy")] * 3)
     courier, _ = make(lambda _: next(answers, ACCEPTED))
-    courier._pause = lambda seconds: None  # type: ignore[method-assign]
+    courier._pause = lambda seconds, floor_s=0.0: None  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="ext.sender.courier"):
         courier.offer(batch(b"a", seq=1))
         assert done(courier) == [1]
@@ -451,7 +451,7 @@ def test_waits_between_attempts_follow_the_verdicts(make: Make) -> None:
     courier, client = make(lambda _: next(answers, ACCEPTED))
     waits: list[float] = []
 
-    def pause(seconds: float) -> None:
+    def pause(seconds: float, floor_s: float = 0.0) -> None:
         waits.append(seconds)
 
     courier._pause = pause  # type: ignore[method-assign]
@@ -529,7 +529,7 @@ def test_each_request_is_counted_with_its_latency_and_whether_it_was_a_retry(mak
         return next(answers, ACCEPTED)
 
     courier, _ = make(slow)
-    courier._pause = lambda seconds: None  # type: ignore[method-assign]
+    courier._pause = lambda seconds, floor_s=0.0: None  # type: ignore[method-assign]
     courier.offer(batch(b"a", seq=1))
     assert done(courier) == [1]
     stats = courier.stats.take()
@@ -810,6 +810,47 @@ def test_hurry_ends_a_backoff_already_under_way(make: Make) -> None:
     assert courier._pausing
     courier.hurry()
     assert done(courier) == [1]
+
+
+def _pausing(courier: Courier) -> bool:
+    end = time.monotonic() + 2
+    while not courier._pausing and time.monotonic() < end:
+        time.sleep(0.002)
+    return courier._pausing
+
+
+def test_hurry_does_not_cut_a_retry_after_short(make: Make) -> None:
+    # A busy HEC's Retry-After holds even as an invocation ends: a fleet's environments would
+    # otherwise all come back at their next invocation, sooner than it asked.
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy", retry_after_s=0.5)])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"a", seq=1))
+    assert _pausing(courier)
+    courier.hurry()
+    assert done(courier, within_s=0.3) == []
+    assert len(client.posted) == 1
+    assert done(courier) == [1]  # once the 0.5 s are over, at once: the hurry stands
+
+
+def test_a_drain_ends_a_retry_after_at_once(make: Make) -> None:
+    answers = iter([HecOutcome(Verdict.RETRY, 503, 9, "Server is busy", retry_after_s=30.0)])
+    courier, client = make(lambda _: next(answers, ACCEPTED))
+    courier.offer(batch(b"a", seq=1))
+    assert _pausing(courier)
+    courier.drain_deadline = time.monotonic() + 5  # what is not sent now is lost
+    courier.hurry()
+    assert done(courier) == [1]
+    assert len(client.posted) == 2
+
+
+def test_only_a_retry_after_outside_a_drain_is_a_floor() -> None:
+    courier = Courier.__new__(Courier)
+    courier.drain_deadline = None
+    assert courier._floor_s(HecOutcome(Verdict.RETRY, 503, retry_after_s=7.0)) == 7.0
+    assert courier._floor_s(HecOutcome(Verdict.RETRY, 503)) == 0.0
+    assert courier._floor_s(HecOutcome(Verdict.HOLD, 403, 4)) == 0.0
+    courier.drain_deadline = time.monotonic() + 1
+    assert courier._floor_s(HecOutcome(Verdict.RETRY, 429, retry_after_s=7.0)) == 0.0
 
 
 def _hurry_wakes(courier: Courier) -> bool:

@@ -350,7 +350,7 @@ def test_a_restore_while_the_courier_backs_off_between_attempts_excuses_neither(
 ) -> None:
     # Busy with a batch, but nothing on the wire: both failures are HEC's.
     courier, client, _ = warmed(make)
-    courier._pause = lambda seconds: courier.restored()  # type: ignore[method-assign]
+    courier._pause = lambda seconds, floor_s=0.0: courier.restored()  # type: ignore[method-assign]
     answering(courier, client, (RETRY, False), (RETRY, False), (ACCEPTED, False))
     assert courier.offer(batch(2))
     assert done(courier) == [2]
