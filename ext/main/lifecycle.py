@@ -491,12 +491,32 @@ class MainLoop:
             self._note(note)
 
     def shutdown(self, deadline_ms: float, reason: str) -> None:
-        """Lets the sender wait for the last report and drain, until just before the deadline."""
+        """Lets the sender wait for the last report and drain, until just before the deadline;
+        then stops the intake, and sends what came in after the sender's last look, if any."""
         left_s = max(0.0, deadline_ms / 1000 - time.time() - SHUTDOWN_MARGIN_S)
         deadline = time.monotonic() + left_s
         awaited = self.last_request if self.sees_invocation_ends else None
         drain = control.Drain(int((time.time() + left_s) * 1000), awaited or "")
         self._read_answers()  # its Ready, and what it said before: only what comes after counts
+        drained = self._drain(drain, deadline)
+        # The sender ends once the intake was quiet a while; a batch the listener took in after
+        # its last look, and answered 2xx, would be lost with the environment. No more is taken
+        # in from here on (a request cut short has no 2xx: Lambda has it as undelivered).
+        supervisor.stop([self.listener], deadline)
+        if drained and deadline - time.monotonic() > SENDER_CHECK_S and _unsent(self.config):
+            diagnostics.note("INFO", "telemetry came in after the drain's last look; "
+                                     "a sender is started to send it")
+            self.sender_started = False
+            supervisor.spawn(self.sender, self._all_fds())
+            drained = self._drain(control.Drain(drain.deadline_ms, ""), deadline)
+        if not drained:
+            diagnostics.note("WARNING", f"shutdown ({reason}): deadline reached with events "
+                                        "possibly still spooled")
+        supervisor.stop([self.sender], deadline)
+
+    def _drain(self, drain: control.Drain, deadline: float) -> bool:
+        """Has the sender drain, restarting one that crashed (it resumes from the spool) and
+        replacing one presumed hung; whether it exited drained by `deadline`."""
         read_s = max(DRAIN_READ_S, self.config.flush_budget_ms / 1000 + INLINE_SLACK_S)
         read_by = time.monotonic() + read_s if self.sender_started else deadline
         ticks = supervisor.cpu_ticks(self.sender) if read_by < deadline else None
@@ -513,10 +533,7 @@ class MainLoop:
                 break
             if not self._restart(self.sender):  # it crashed while draining: resume from the spool
                 break  # unless it fails to start: the spool keeps the rest
-        if not drained:
-            diagnostics.note("WARNING", f"shutdown ({reason}): deadline reached with events "
-                                        "possibly still spooled")
-        supervisor.stop([self.listener, self.sender], deadline)
+        return drained
 
     def _drain_unread(self, read_by: float) -> bool:
         """Whether the sender, by `read_by`, neither exited, said anything, nor read its pipe."""
@@ -611,6 +628,23 @@ class MainLoop:
             # hundreds of invocations (hung or dead: the next one is forked with the counts).
             self._note(self._restart_counts())
         return True
+
+
+def _unsent(config: Config) -> bool:
+    """Whether the spool holds a record not delivered: read once, as a sender starting would
+    (only with no sender running: the reader's role lock is free then)."""
+    from ext.spool.reader import SpoolReader
+
+    try:
+        reader = SpoolReader(config.spool_dir)
+    except OSError:
+        return False  # no spool to read: nothing a sender could send either
+    try:
+        return bool(reader.read(max_records=1, max_bytes=1))
+    except OSError:
+        return False
+    finally:
+        reader.close()
 
 
 def _a_child_exited() -> bool:

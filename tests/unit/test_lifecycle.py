@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -136,8 +139,11 @@ class Main:
     def __init__(self, budget_ms: int = 150, **more: str) -> None:
         from ext import config
 
+        # A spool of its own: at shutdown main reads it once the sender is done (_unsent).
+        self.spool_dir = tempfile.mkdtemp(prefix="main-spool-")
+        weakref.finalize(self, shutil.rmtree, self.spool_dir, True)  # closed or not
         env = {**ENV, "SPLUNK_FLUSH_BUDGET_MS": str(budget_ms), "SPLUNK_LISTENER_HOST": "127.0.0.1",
-               **more}
+               "SPLUNK_SPOOL_DIR": self.spool_dir, **more}
         self.loop = lifecycle.MainLoop(FakeApi([]), config.load(env), "fn")  # type: ignore[arg-type]
         self.inbox = control.Inbox(self.loop.ctl_r)
         self.noted = control.Inbox(self.loop.notes_r)

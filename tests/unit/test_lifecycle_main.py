@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -402,8 +403,9 @@ def test_shutdown_hands_the_sender_the_deadline_less_the_margin_and_the_last_req
     main.loop.shutdown(round((EPOCH + clock.now + 2.5) * 1000), "spindown")  # whole ms
     [drain] = sent(main)
     assert drain == control.Drain(round((EPOCH + clock.now + 2.35) * 1000), "r9")
-    [(roles, deadline)] = children.stopped
-    assert roles == ["listener", "sender"] and deadline == pytest.approx(clock.now + 2.35)
+    # The intake first, then the sender (drained: nothing came in after its last look).
+    assert [roles for roles, _ in children.stopped] == [["listener"], ["sender"]]
+    assert [d for _, d in children.stopped] == [pytest.approx(clock.now + 2.35)] * 2
     assert notes.lines == []  # drained: nothing to warn about
 
 
@@ -450,13 +452,71 @@ def test_without_a_telemetry_api_no_invocation_and_no_shutdown_waits_for_telemet
     assert notes.levels() == ["WARNING"]
 
 
+def test_what_came_in_after_the_drain_s_last_look_is_sent_by_a_new_sender(
+    main: Main, clock: Clock, children: Children, notes: Notes, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The listener answered 2xx to a batch after the sender's last look: stopped first, it takes
+    # in no more, and a sender started again sends what the spool holds, awaiting no report.
+    main.loop.last_request = "r9"
+    looked: list[int] = []  # how many stops had come when main looked at the spool
+
+    def unsent(config: object) -> bool:
+        looked.append(len(children.stopped))
+        return len(looked) == 1  # the late batch; the new sender sent it
+
+    monkeypatch.setattr(lifecycle, "_unsent", unsent)
+    children.exits = [(True, supervisor.EXIT_OK), (True, supervisor.EXIT_OK)]
+    main.loop.shutdown(round((EPOCH + clock.now + 2.5) * 1000), "spindown")
+    deadline_ms = round((EPOCH + clock.now + 2.35) * 1000)
+    assert sent(main) == [control.Drain(deadline_ms, "r9"), control.Drain(deadline_ms, "")]
+    assert looked == [1]  # once, after the listener's stop
+    assert children.spawned == ["sender"]
+    assert main.loop.sender.restarts == 0  # not a crash
+    assert [roles for roles, _ in children.stopped] == [["listener"], ["sender"]]
+    assert notes.levels() == ["INFO"]
+
+
+@pytest.mark.parametrize(("exits", "left_s", "spawned"), [
+    ([(True, supervisor.EXIT_CRASHED), (False, 0)], 2.5, ["sender"]),  # still at it: the end
+    ([(True, supervisor.EXIT_OK)], 0.24, []),  # drained, with too little time to send more
+])
+def test_the_spool_is_not_looked_at_after_an_unfinished_drain_or_without_time_to_send(
+    main: Main, clock: Clock, children: Children, monkeypatch: pytest.MonkeyPatch,
+    exits: list[tuple[bool, int]], left_s: float, spawned: list[str],
+) -> None:
+    monkeypatch.setattr(lifecycle, "_unsent", lambda config: pytest.fail("looked"))
+    children.exits = exits
+    main.loop.shutdown(round((EPOCH + clock.now + left_s) * 1000), "spindown")
+    assert children.spawned == spawned
+
+
+def test_unsent_is_what_a_sender_would_read(tmp_path: Path) -> None:
+    from ext import config as config_module
+    from ext.spool.reader import SpoolReader
+    from ext.spool.writer import SpoolWriter
+
+    spool = tmp_path / "spool"
+    cfg = config_module.load({**ENV, "SPLUNK_SPOOL_DIR": str(spool)})
+    assert not lifecycle._unsent(cfg)  # none yet
+    writer = SpoolWriter(spool, max_bytes=2**20, segment_bytes=2**17)
+    writer.append(b'[{"type":"function","record":"late"}]', 1)
+    assert lifecycle._unsent(cfg)
+    assert lifecycle._unsent(cfg)  # looking commits nothing
+    reader = SpoolReader(spool)
+    [record] = reader.read(max_records=10, max_bytes=2**20)
+    reader.commit(record.seq)
+    reader.close()
+    assert not lifecycle._unsent(cfg)
+    writer.close()
+
+
 def test_shutdown_past_its_deadline_still_asks_for_a_drain_now(
     main: Main, clock: Clock, children: Children,
 ) -> None:
     children.exits = [(True, supervisor.EXIT_OK)]
     main.loop.shutdown((EPOCH + clock.now - 1.0) * 1000, "timeout")
     assert sent(main) == [control.Drain(round((EPOCH + clock.now) * 1000), "")]
-    assert children.stopped == [(["listener", "sender"], clock.now)]
+    assert children.stopped == [(["listener"], clock.now), (["sender"], clock.now)]
 
 
 @pytest.mark.parametrize("status", [supervisor.EXIT_CRASHED, -9])  # an exception; SIGKILL
@@ -491,7 +551,7 @@ def test_a_sender_that_crashes_while_draining_and_is_held_back_is_asked_nothing_
     assert len(sent(main)) == 1 and children.spawned == []
     assert len(children.exits) == 4  # waited for once
     assert notes.levels() == ["ERROR", "WARNING"]  # not restarted; not drained
-    assert len(children.stopped) == 1
+    assert len(children.stopped) == 2  # the listener, then the sender
 
 
 def test_a_sender_still_draining_at_the_deadline_is_stopped_with_a_warning(
@@ -501,7 +561,7 @@ def test_a_sender_still_draining_at_the_deadline_is_stopped_with_a_warning(
     main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
     assert children.spawned == []
     assert notes.levels() == ["WARNING"]
-    assert len(children.stopped) == 1
+    assert len(children.stopped) == 2  # the listener, then the sender
 
 
 def test_a_sender_that_ran_out_of_drain_time_is_warned_about_not_restarted(
@@ -525,7 +585,7 @@ def test_shutdown_with_a_sender_that_takes_no_message_stops_at_once(
         pass
     main.loop.shutdown((EPOCH + clock.now + 2.0) * 1000, "spindown")
     assert notes.levels() == ["WARNING", "WARNING"]  # not taken; not drained
-    assert len(children.stopped) == 1
+    assert len(children.stopped) == 2  # the listener, then the sender
 
 
 def test_a_sender_hung_before_shutdown_is_killed_and_a_new_one_drains_in_the_window_left(
@@ -548,7 +608,7 @@ def test_a_sender_hung_before_shutdown_is_killed_and_a_new_one_drains_in_the_win
     assert sent(main) == [drain, drain]
     end = clock.now + 1.85
     assert children.waited_until == [clock.now + lifecycle.DRAIN_READ_S, end, end]
-    assert children.stopped == [(["listener", "sender"], end)]
+    assert children.stopped == [(["listener"], end), (["sender"], end)]
     assert "WARNING" not in [level for level, line in notes.lines if line != warning]  # drained
 
 
