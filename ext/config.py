@@ -102,6 +102,9 @@ RESERVED_FIELDS = frozenset({
     "function_version", "aws_account_id", "aws_region", "memory_size_mb", "architecture",
     "runtime", "log_group", "environment_id", "cold_start", "init_type",
     "status", "error_type", "phase", "alert", "reason",
+    # A plain metric_name (or metric_type) key marks HEC's single-metric form, which needs
+    # _value: beside the metric_name:<name> keys of a metric event it would spoil it.
+    "metric_name", "metric_type",
 })
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -918,8 +921,8 @@ def _configured_endpoint(r: _Reader, name: str, url: str, fips: bool, dualstack:
 def redact_url(url: str) -> str:
     """`url` with any user:password@ and any query or fragment replaced by ***."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
+    if not sep or not _is_scheme(scheme):  # "user:pa://ss@h" has none: all of it is redacted
+        scheme, sep, rest = "", "", url
     # Credentials first, up to the last "@" wherever it is: a password pasted unencoded may
     # hold "/", "?" or "#", which would otherwise end the host part before its "@".
     if "@" in rest:
@@ -928,6 +931,12 @@ def redact_url(url: str) -> str:
         if mark in rest:
             rest = rest[: rest.index(mark)] + mark + "***"
     return scheme + sep + rest
+
+
+def _is_scheme(text: str) -> bool:
+    """RFC 3986: a letter, then letters, digits, "+", "-" or "."."""
+    return (text[:1].isascii() and text[:1].isalpha()
+            and all(c.isascii() and (c.isalnum() or c in "+-.") for c in text))
 
 
 def _unwritable_dir(path: str) -> str | None:

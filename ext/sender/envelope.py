@@ -303,7 +303,7 @@ class EnvelopeBuilder:
             seconds = self._second_cache.get(iso[:19])
             if seconds is None:
                 whole = _utc_seconds(iso[:19])
-                if whole is None:
+                if whole is None or whole < 0:  # before 1970: "-1" + ".500" would be -1.5
                     return _slow_epoch(iso)
                 seconds = str(whole).encode()
                 if len(self._second_cache) > 4096:
@@ -376,9 +376,10 @@ def _slow_epoch(iso: str) -> bytes:
         stamp = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return b"null"  # HEC then uses the index time; the event itself is kept
-    if stamp.tzinfo is None:
-        return f"{_naive_utc_seconds(stamp) + stamp.microsecond / 1e6:.3f}".encode()
-    return f"{stamp.timestamp():.3f}".encode()
+    seconds = (_naive_utc_seconds(stamp) + stamp.microsecond / 1e6 if stamp.tzinfo is None
+               else stamp.timestamp())
+    # Before 1970, as a numeric time: HEC then uses the index time (_number_time).
+    return f"{seconds:.3f}".encode() if seconds >= 0 else b"null"
 
 
 def _text_line(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:

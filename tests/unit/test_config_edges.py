@@ -213,7 +213,9 @@ def test_a_field_name_may_start_with_a_capital_letter() -> None:
                                    "cold_start=x", "te am=x", "a=1,a=2", "date_hour=3",
                                    # dimensions of the metrics, the alerts' own field
                                    "status=prod", "Error_Type=x", "phase=x", "alert=x",
-                                   "reason=x"])
+                                   "reason=x",
+                                   # HEC's single-metric keys, which need _value
+                                   "metric_name=x", "Metric_Type=x"])
 def test_bad_splunk_fields_fail_init_naming_the_variable(value: str) -> None:
     only_problem({**BASE, "SPLUNK_FIELDS": value}, "SPLUNK_FIELDS")
 

@@ -75,6 +75,12 @@ def test_a_drop_notice_is_a_landmark_counted_and_forwarded_as_it_came() -> None:
     (1_791_000_000_500, 1_791_000_000.5),  # milliseconds
     ("not a time", None),
     (-1, None),
+    # Before 1970 in any spelling, as a negative number: no time (HEC uses the index time);
+    # Lambda's own shape read "-1" + ".500" as -1.5 where +00:00 gave -0.5.
+    ("1969-12-31T23:59:59.500Z", None),
+    ("1969-12-31T23:59:59.500+00:00", None),
+    ("1969-12-31T23:59:59", None),
+    ("1970-01-01T00:00:00.000Z", 0.0),
 ])
 def test_an_event_time_in_epoch_seconds(stamp: str | int, seconds: float | None) -> None:
     assert builder().seconds(stamp) == (None if seconds is None else pytest.approx(seconds))
