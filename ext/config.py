@@ -182,7 +182,8 @@ SETTINGS: tuple[Row, ...] = (
     (SPLUNK_HEC_TOKEN_SECRET_KEY, "token_secret_key", "text", None, None, "whole secret", "",
      "with a JSON secret: the key whose value is the token"),
     (SPLUNK_HEC_TOKEN_SSM_PARAMETER, "", "parameter", None, None, "", "custom",
-     "instead: name or ARN of an SSM `SecureString` holding the token"),
+     "instead: name or ARN of an SSM `SecureString` holding the token (the token alone; a "
+     "name that is a GUID, a token pasted here, is refused, and a refused name not echoed)"),
     (SPLUNK_HEC_TOKEN_REFETCH_S, "token_refetch_s", "integer", 30, (1, 3_600), "", "custom",
      "least time between two reads of the secret after HEC rejected the token"),
     ("SPLUNK_INDEX", "index", "index", None, None, "token default", "",
@@ -535,7 +536,16 @@ def _parameter(text: str, _limits: None) -> str:
     if (not base or not set(base) <= _PARAMETER_CHARS
             or (colon and not (selector and set(selector) <= _SELECTOR_CHARS))):
         raise ValueError(text)
+    # A GUID is a valid name, and what a HEC token looks like: pasted here, it would be logged
+    # at every failed read ("GetParameter on <token>: ParameterNotFound").
+    if _is_guid(base.lstrip("/")):
+        raise ValueError(text)
     return text
+
+
+def _is_guid(text: str) -> bool:
+    return (len(text) == 36 and all(text[i] == "-" for i in (8, 13, 18, 23))
+            and all(c in "0123456789abcdefABCDEF" for c in text.replace("-", "")))
 
 
 def _index_name(text: str, _limits: None) -> str:
@@ -665,7 +675,7 @@ def _problem(row: Row, text: str, err: ValueError) -> str:
         reason = "expected " + expect.format(*limits or ())
     # A secret's "ARN" that does not start like one may be the token itself, pasted into the
     # wrong variable: not echoed either.
-    if "secret" in flags or kind == "secret_arn":
+    if "secret" in flags or kind in ("secret_arn", "parameter"):
         return f"{name} is not valid: {reason}"
     # Never echo credentials or a query a deployer put in a URL (issue 16).
     shown = redact_url(text) if "redacted" in flags else text

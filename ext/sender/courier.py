@@ -203,6 +203,12 @@ class Courier:
             if self._pausing:
                 self._cv.notify_all()
 
+    def draining(self, deadline: float) -> None:
+        """The environment shuts down by monotonic `deadline`: retries turn brisk, a held
+        token may be read again at once."""
+        self.drain_deadline = deadline
+        self.client.tokens.draining()
+
     def stop(self) -> None:
         with self._cv:
             self._stopping = True

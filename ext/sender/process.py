@@ -612,7 +612,7 @@ class Sender:
             elif isinstance(message, control.Drain):
                 left_s = message.deadline_ms / 1000 - time.time()
                 self.drain_deadline = time.monotonic() + left_s
-                self.courier.drain_deadline = self.drain_deadline
+                self.courier.draining(self.drain_deadline)
                 self.last_request = message.request_id or None
                 self.heard_at = time.monotonic()
                 self.shutdown_metrics_due = self.drain_deadline is not None

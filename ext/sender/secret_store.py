@@ -175,9 +175,10 @@ class SecretStore:
         elif token.startswith("{") and isinstance(_json_or_none(token), dict):
             # A key/value secret read whole: never a HEC token, and sending it would put every
             # value of the secret in HEC's Authorization header.
-            raise TokenFetchError(self.reference, "NoKey",
-                                  f"the secret is a JSON object: set {SPLUNK_HEC_TOKEN_SECRET_KEY} "
-                                  "to the key whose value is the token")
+            # SPLUNK_HEC_TOKEN_SECRET_KEY applies to a Secrets Manager secret only (config).
+            advice = ("store the token alone in the parameter" if self.service == "ssm" else
+                      f"set {SPLUNK_HEC_TOKEN_SECRET_KEY} to the key whose value is the token")
+            raise TokenFetchError(self.reference, "NoKey", f"the secret is a JSON object: {advice}")
         problem = token_problem(token)
         if problem:
             raise TokenFetchError(self.reference, "InvalidToken", f"the token {problem}")

@@ -54,6 +54,9 @@ class StaticToken:
     def rejected(self, token: str) -> None:
         """Nothing to re-read: the operator must fix the variable; the data waits meanwhile."""
 
+    def draining(self) -> None:
+        """Nothing to read again at shutdown."""
+
     def accepted(self) -> dict[str, int | str] | None:
         return None
 
@@ -103,6 +106,14 @@ class FetchedToken:
         self._last_error = "rejected by HEC"
         if self._fetched_at is not None:
             self._next_fetch = max(self._next_fetch, self._fetched_at + self.refetch_s)
+
+    def draining(self) -> None:
+        """The environment shuts down: what waits for a token is lost with it unless one is
+        read in the window. Without a usable token, one read is allowed at once, whatever the
+        backoff (minutes after many failures: an IAM policy fixed meanwhile would go unseen) or
+        the re-read limit after a rejection; a failure sets the next one as usual: no spin."""
+        if self._token is None or self._stale:
+            self._next_fetch = min(self._next_fetch, self.clock())
 
     def accepted(self) -> dict[str, int | str] | None:
         """Called when HEC accepted a request; after a hold, the details for one notice."""

@@ -120,6 +120,25 @@ def test_token_value_never_in_error() -> None:
     assert secret not in str(info.value)
 
 
+@pytest.mark.parametrize("value", [
+    "11111111-2222-3333-4444-55555555AAAA",  # a GUID: the shape of a HEC token
+    "/11111111-2222-3333-4444-555555555555",
+    "arn:aws:ssm:us-east-1:123456789012:parameter/11111111-2222-3333-4444-555555555555",
+    "tok+en/with=signs",  # refused for its characters: not echoed either
+])
+def test_a_token_pasted_as_the_ssm_parameter_is_refused_and_never_echoed(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": value})
+    assert "SPLUNK_HEC_TOKEN_SSM_PARAMETER" in str(info.value)
+    assert value not in str(info.value) and "555555" not in str(info.value)
+
+
+def test_a_parameter_path_may_end_in_a_guid_of_its_own() -> None:
+    name = "/splunk/tokens/11111111-2222-3333-4444-555555555555"
+    assert config.load({**HOST, **ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": name}).token_reference \
+        == name
+
+
 def test_types_deduplicated_and_case_insensitive() -> None:
     assert load(SPLUNK_TELEMETRY_TYPES="Function, platform,function").telemetry_types == (
         "function",

@@ -145,7 +145,7 @@ def test_a_refused_name_that_looks_like_an_arn_lends_no_region(name: str) -> Non
     env = {**ROLE, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": name}
     del env["AWS_REGION"]
     found = problems(env)
-    assert len(found) == 2 and found[0].startswith("SPLUNK_HEC_TOKEN_SSM_PARAMETER=")
+    assert len(found) == 2 and found[0].startswith("SPLUNK_HEC_TOKEN_SSM_PARAMETER is not valid")
     assert "AWS_REGION" in found[1]
 
 

@@ -11,6 +11,7 @@ import random
 import select
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -841,6 +842,15 @@ def test_a_drain_ends_a_retry_after_at_once(make: Make) -> None:
     courier.hurry()
     assert done(courier) == [1]
     assert len(client.posted) == 2
+
+
+def test_a_drain_makes_retries_brisk_and_lets_a_held_token_be_read_again(make: Make) -> None:
+    courier, client = make(lambda _: ACCEPTED)
+    told: list[str] = []
+    client.tokens = types.SimpleNamespace(  # type: ignore[attr-defined]
+        draining=lambda: told.append("draining"))
+    courier.draining(123.0)
+    assert courier.drain_deadline == 123.0 and told == ["draining"]
 
 
 def test_only_a_retry_after_outside_a_drain_is_a_floor() -> None:

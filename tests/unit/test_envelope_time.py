@@ -108,14 +108,17 @@ def test_an_unknown_kind_is_filed_as_a_platform_event() -> None:
 
 def strptime_epoch(iso: str) -> bytes:
     """The former implementation (strptime per new second), the oracle for the digit arithmetic:
-    same result for every input, invalid ones included (its milliseconds now checked too)."""
+    same result for every input, invalid ones included (its milliseconds now checked too), but
+    before 1970, where it glued the milliseconds onto a negative second (-1 and .999 made
+    -1.999, not -0.001): no time there now, as for a negative number."""
     ms = iso[20:23]
     if len(iso) == 24 and iso[19] == "." and iso[23] == "Z" and ms.isdigit() and ms.isascii():
         try:
             parsed = datetime.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")
         except ValueError:
             return slow_epoch(iso)
-        return str(calendar.timegm(parsed.timetuple())).encode() + b"." + iso[20:23].encode()
+        whole = calendar.timegm(parsed.timetuple())
+        return b"null" if whole < 0 else str(whole).encode() + b"." + iso[20:23].encode()
     return slow_epoch(iso)
 
 

@@ -134,6 +134,19 @@ def test_a_json_secret_without_a_key_is_refused_not_sent_whole() -> None:
     assert store()._token_from("{not-json}") == "{not-json}"  # a token is whatever HEC says
 
 
+def test_a_json_parameter_is_refused_with_advice_the_configuration_takes() -> None:
+    # SPLUNK_HEC_TOKEN_SECRET_KEY is for Secrets Manager only: init refuses it beside an SSM
+    # parameter, so advising it there sent the operator into an init error.
+    env = {k: v for k, v in ENV.items() if k != "SPLUNK_HEC_TOKEN_SECRET_ARN"}
+    ssm = SecretStore(config.load({**env, "SPLUNK_HEC_TOKEN_SSM_PARAMETER": "/splunk/hec"}))
+    with pytest.raises(TokenFetchError) as info:
+        ssm._token_from(json.dumps({"token": "11111111-2222-3333-4444-555555555555"}))
+    assert info.value.reason == "NoKey"
+    assert "store the token alone in the parameter" in str(info.value)
+    assert "SPLUNK_HEC_TOKEN_SECRET_KEY" not in str(info.value)
+    assert "11111111" not in str(info.value)
+
+
 def test_a_connection_the_endpoint_forgot_does_not_fail_the_next_read() -> None:
     # Between two reads (a rotation may come days after the first) the sandbox sleeps frozen;
     # the endpoint or a load balancer drops the idle connection and its FIN is never seen. The

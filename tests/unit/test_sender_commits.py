@@ -67,6 +67,9 @@ class StandInCourier:
     def idle(self) -> bool:
         return not self.in_flight and not self.done
 
+    def draining(self, deadline: float) -> None:
+        self.drain_deadline = deadline
+
     def hurry(self) -> None:
         pass
 

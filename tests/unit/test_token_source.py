@@ -106,6 +106,46 @@ def test_backoff_is_capped_and_throttling_waits_longer() -> None:
     assert store.calls == 1
 
 
+def test_at_shutdown_a_token_waiting_out_its_backoff_is_read_once_at_once() -> None:
+    # The data waiting for a token is lost with the environment: an IAM policy fixed during a
+    # long backoff would otherwise go unseen through the whole drain.
+    tokens, store, clock = source(*[denied()] * 8, "tok-1")
+    tokens.current()
+    for _ in range(7):
+        clock.now += FETCH_RETRY_CAP_S
+        tokens.current()
+    clock.now += 1  # the ninth read due a minute or more from now
+    assert tokens.current() is None and store.calls == 8
+    tokens.draining()
+    assert tokens.current() == "tok-1" and store.calls == 9
+
+
+def test_at_shutdown_a_failed_read_backs_off_as_before_and_never_spins() -> None:
+    tokens, store, _ = source(denied())
+    tokens.current()
+    tokens.draining()
+    assert tokens.current() is None and store.calls == 2  # the one read the drain allows
+    for _ in range(100):
+        tokens.current()
+    assert store.calls == 2  # then the backoff again
+
+
+def test_at_shutdown_a_rejected_token_is_read_again_at_once_and_a_good_one_is_not() -> None:
+    tokens, store, _ = source("old", "new", refetch_s=30)
+    assert tokens.current() == "old"
+    tokens.draining()
+    assert tokens.current() == "old" and store.calls == 1  # usable: not read again
+    tokens.rejected("old")
+    tokens.draining()
+    assert tokens.current() == "new" and store.calls == 2  # not 30 s after the last read
+
+
+def test_a_static_token_has_nothing_to_read_at_shutdown() -> None:
+    static = StaticToken("tok-9")
+    static.draining()
+    assert static.current() == "tok-9"
+
+
 def test_rotation_refetches_at_most_once_per_interval() -> None:
     tokens, store, clock = source("old", "old", "new", refetch_s=30)
     assert tokens.current() == "old"
