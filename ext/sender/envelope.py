@@ -383,9 +383,12 @@ def _slow_epoch(iso: str) -> bytes:
 
 
 def _text_line(record: bytes) -> tuple[bytes, bytes | None, bytes | None]:
-    """Strips the trailing newline; reads level and request id of `[LEVEL]\\t<time>\\t<id>\\t`."""
+    """Strips the trailing newline (CRLF too: a stray carriage return shows in Splunk); reads
+    level and request id of `[LEVEL]\\t<time>\\t<id>\\t`."""
     if record.endswith(b'\\n"') and not _escaped_backslash_before(record, len(record) - 3):
         record = record[:-3] + b'"'
+        if record.endswith(b'\\r"') and not _escaped_backslash_before(record, len(record) - 3):
+            record = record[:-3] + b'"'
     if not record.startswith(b'"['):
         return record, None, None
     close = record.find(b"]", 2, 12)

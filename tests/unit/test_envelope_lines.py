@@ -102,6 +102,10 @@ def test_only_one_trailing_newline_is_stripped_and_an_escaped_backslash_stays() 
     assert line(b, "path\\n")["event"] == "path\\n"  # a backslash then n, not a newline
     assert line(b, "path\\\n")["event"] == "path\\"
     assert line(b, "\\\\n")["event"] == "\\\\n"
+    assert line(b, "crlf\r\n")["event"] == "crlf"  # a Windows line end, whole
+    assert line(b, "cr\r")["event"] == "cr\r"  # a carriage return alone is the line's own
+    assert line(b, "path\\r\n")["event"] == "path\\r"  # a backslash then r
+    assert line(b, "two\r\n\r\n")["event"] == "two\r\n"
 
 
 def test_a_line_without_its_own_id_takes_the_invocations() -> None:
