@@ -365,12 +365,16 @@ def test_the_token_source_hears_of_accepted_requests_only(
     assert tokens.acceptances == 1
 
 
+def after_a_hold(url: str, **held: int) -> HecClient:
+    """A client whose token source ended a hold (`held`: its notice's details)."""
+    return HecClient(config(url), Tokens(held=held))  # type: ignore[arg-type]
+
+
 def test_after_a_hold_the_first_accepted_request_is_followed_by_one_token_notice(
     server: tuple[str, Script],
 ) -> None:
     url, script = server
-    tokens = Tokens(held={"held_ms": 1500, "rejections": 2})
-    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    client = after_a_hold(url, held_ms=1500, rejections=2)
     for n in range(3):
         client.post(compress(b'{"event":"line %d"}' % n, 1))
     client.close()
@@ -384,8 +388,7 @@ def test_a_token_notice_hec_refuses_is_sent_again_after_the_next_accepted_reques
     server: tuple[str, Script],
 ) -> None:
     url, script = server
-    tokens = Tokens(held={"held_ms": 10})
-    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    client = after_a_hold(url, held_ms=10)
     script.answers = [(200, hec_body(0)), (503, hec_body(9))]  # the data, then its notice
     first = client.post(compress(b'{"event":"a"}', 1))
     client.post(compress(b'{"event":"b"}', 1))  # accepted: the notice goes again, accepted
@@ -402,8 +405,7 @@ def test_a_token_notice_keeps_within_what_is_left_of_the_budget(
     # A flush waits for the data, not for the notice: once the data is in, the notice gets what
     # is left of the budget, and goes again after the next accepted request if that is too short.
     url, script = server
-    tokens = Tokens(held={"held_ms": 10})
-    client = HecClient(config(url), tokens)  # type: ignore[arg-type]
+    client = after_a_hold(url, held_ms=10)
     script.delay_s = 1.0  # each answer
     started = time.monotonic()
     first = client.post(compress(b'{"event":"a"}', 1), within_s=1.3)

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext.spool import SpoolRecord, SpoolWriter
+from ext.spool import SpoolReader, SpoolRecord, SpoolWriter
 from ext.spool.frame import FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, scan_segment
 from ext.spool.layout import list_segments
 from tests.unit.spool_helpers import drain, segment_path
@@ -48,18 +48,36 @@ def check_delivery(records: list[SpoolRecord], payloads: list[bytes]) -> set[int
     return set(range(len(payloads))) - set(seqs)
 
 
-def flip_then_append(directory: Path, victim: Path, at: int, mask: int, written: int) -> int:
-    """XORs the byte at `at` of `victim` with `mask`, then reopens the spool: the writer must
-    resume right after the `written` records (no seq skipped or reused past the damage) and
-    append b"after"; returns that record's seq."""
+def flip(victim: Path, at: int, mask: int) -> None:
+    """XORs the byte at `at` of `victim` with `mask`."""
     with open(victim, "r+b") as f:
         f.seek(at)
         byte = f.read(1)[0]
         f.seek(at)
         f.write(bytes([byte ^ mask]))
+
+
+def flip_then_append(directory: Path, victim: Path, at: int, mask: int, written: int) -> int:
+    """XORs the byte at `at` of `victim` with `mask`, then reopens the spool: the writer must
+    resume right after the `written` records (no seq skipped or reused past the damage) and
+    append b"after"; returns that record's seq."""
+    flip(victim, at, mask)
     with SpoolWriter(directory, segment_bytes=SEGMENT_BYTES) as writer:
         assert writer.next_seq == written, "seqs skipped or reused past the damage"
         return writer.append(b"after", 0)
+
+
+@contextmanager
+def drained_after(
+    directory: Path, tail_seq: int,
+) -> Iterator[tuple[list[SpoolRecord], SpoolReader]]:
+    """Reads the whole spool; the record the writer appended after the damage (`tail_seq`,
+    b"after") comes last. Yields the records before it, and the open reader."""
+    records, reader = drain(directory)
+    with reader:
+        assert records[-1].seq == tail_seq
+        assert records[-1].payload == b"after"
+        yield records[:-1], reader
 
 
 @PROPERTY
@@ -123,11 +141,8 @@ def test_single_byte_flip_anywhere_loses_only_the_damaged_record(
         start, header = next((o, h) for o, h in reversed(scan.frames) if o <= at)
         tail_seq = flip_then_append(directory, victim, at, data.draw(st.integers(1, 255)),
                                     len(payloads))
-        records, reader = drain(directory)
-        with reader:
-            assert records[-1].seq == tail_seq
-            assert records[-1].payload == b"after"
-            missing = check_delivery(records[:-1], payloads)
+        with drained_after(directory, tail_seq) as (records, reader):
+            missing = check_delivery(records, payloads)
             assert missing == {header.seq}, "intact records were lost, or damage delivered"
             stats = reader.stats
             assert (stats.corrupt_records, stats.dropped_records) == (1, 0)
@@ -157,19 +172,12 @@ def test_payloads_damaged_after_a_damaged_header_never_have_their_seqs_reused(
         later = [frames[i] for i in sorted(picked)]
         for offset, header in later:
             at = offset + FRAME_HEADER_BYTES + data.draw(st.integers(0, header.payload_len - 1))
-            with open(victim, "r+b") as f:
-                f.seek(at)
-                byte = f.read(1)[0]
-                f.seek(at)
-                f.write(bytes([byte ^ data.draw(st.integers(1, 255))]))
+            flip(victim, at, data.draw(st.integers(1, 255)))
         at = frames[hit][0] + data.draw(st.integers(0, FRAME_HEADER_BYTES - 1))
         tail_seq = flip_then_append(directory, victim, at, data.draw(st.integers(1, 255)),
                                     len(payloads))
-        records, reader = drain(directory)
-        with reader:
-            assert records[-1].seq == tail_seq
-            assert records[-1].payload == b"after"
-            missing = check_delivery(records[:-1], payloads)
+        with drained_after(directory, tail_seq) as (records, reader):
+            missing = check_delivery(records, payloads)
             assert missing == {frames[hit][1].seq} | {h.seq for _, h in later}
             stats = reader.stats
             assert (stats.corrupt_records, stats.dropped_records) == (len(missing), 0)
