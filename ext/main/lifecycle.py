@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 # Lambda SIGKILLs whatever still runs at the SHUTDOWN deadline (lambda-protocol.md §3.4);
 # exit this long before it so the exit is ours, not the platform's.
 SHUTDOWN_MARGIN_S = 0.15
+# The first INVOKE warns when the function's timeout is below this many times main's own init:
+# an init in the invoke (after a reset) shares the CPU with the runtime's own init, and at
+# 128 MB a 2 s timeout against a ~2.6 s init timed out every invocation after a reset.
+REINIT_ROOM = 1.25
 # Leave the function this much of its own timeout when flushing near the invoke deadline.
 INVOKE_MARGIN_S = 0.05
 # SnapStart: the longest main waits for the spool to be in HEC before its first event/next
@@ -172,6 +176,7 @@ class MainLoop:
         self.sender_started = False
         # SnapStart: the first event comes in an environment resumed from the init's snapshot.
         self.restore_due = config.snap_start
+        self.init_s: float | None = None  # how long the init took, until the first INVOKE
         # Waits in a row that ended with nothing from the sender and main's ask unread, and the
         # time those asks lay unread (HUNG_WAITS, HUNG_AFTER_S).
         self.unheard_waits = 0
@@ -221,6 +226,8 @@ class MainLoop:
         supervisor.spawn(self.listener, self._all_fds())
         supervisor.spawn(self.sender, self._all_fds())
         self._await_sender_start(time.monotonic() + SENDER_START_WAIT_S)
+        # SnapStart restores the snapshot after a reset: no init in an invoke to fit.
+        self.init_s = None if self.restore_due else _age_s()
 
     def _await_sender_start(self, end: float) -> None:
         while not self.sender_started:
@@ -275,6 +282,9 @@ class MainLoop:
                 self.shutdown(event.deadline_ms, event.reason)
                 return 0
             if event.kind == "INVOKE" and event.request_id:
+                if self.init_s is not None:
+                    _warn_if_no_room_to_reinit(self.init_s, event.deadline_ms / 1000)
+                    self.init_s = None
                 previous, self.last_request = self.last_request, event.request_id
                 # Before this invocation's flush, whose ask the probe would find unread
                 if ((self.flush == "background" or self.never_waits)
@@ -628,6 +638,34 @@ class MainLoop:
             # hundreds of invocations (hung or dead: the next one is forked with the counts).
             self._note(self._restart_counts())
         return True
+
+
+def _age_s() -> float | None:
+    """How long this process has run, its interpreter's start included; None without /proc."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            start_ticks = int(stat.read().rpartition(b")")[2].split()[19])  # field 22
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _warn_if_no_room_to_reinit(init_s: float, deadline: float) -> None:
+    """At the first INVOKE: warns when the function's timeout leaves no room for an init like
+    this one. After a timeout or a crash Lambda initialises the environment again inside the
+    next invocation, within its timeout: an init that does not fit times that one out too, and
+    the next, for as long as the environment lives (at 128 MB this init takes ~2 s, the
+    sample function's own ~0.5 s; docs/deploy.md)."""
+    timeout_s = deadline - time.time()
+    if timeout_s >= REINIT_ROOM * init_s:
+        return
+    diagnostics.note("WARNING", f"the function's timeout ({timeout_s:.1f} s) leaves too little "
+                                f"room to initialise this extension again ({init_s:.1f} s here): "
+                                "after a timeout or a crash, Lambda does that inside the next "
+                                "invocation, within its timeout, and each invocation of this "
+                                "environment may then time out; raise the timeout to "
+                                f"{int(2 * init_s) + 1} s or more, or the memory (the CPU "
+                                "grows with it)")
 
 
 def _unsent(config: Config) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import threading
@@ -269,3 +270,32 @@ def test_extension_exit_error_resets(tmp_path: Path) -> None:
     assert shutdowns[0]["reason"] == "failure"
     sent = [x for x in sb.exchanges if x["path"].endswith("/extension/exit/error")]
     assert [(x["who"], x["status"]) for x in sent] == [("tp-ext", 202)]
+
+
+def test_an_init_after_a_reset_runs_within_the_invocations_timeout(tmp_path: Path) -> None:
+    # AWS: an init in the invoke phase runs "with the configured function timeout"; RIE runs it
+    # in doInvoke. The INVOKE's deadline counts from the invoke's arrival, the init included,
+    # and an init longer than the timeout times the invocation out.
+    cfg, out = tp_config(tmp_path, timeout_s=2.0,
+                         env={"TP_OUT": str(tmp_path / "tp-out.jsonl"), "TP_MODE": "normal",
+                              "SAMPLE_INIT_MS": "1200"})
+    with Sandbox(cfg) as sb:
+        sb.init()
+        assert sb.invoke({"crash": True}).reset_reason == "failure"
+        arrived_ms = time.time() * 1000
+        again = sb.invoke({"lines": 1})
+        assert again.status == "success" and again.init_duration_ms is not None
+        assert again.init_duration_ms >= 1200
+        [*_, invoke] = [n["event"] for n in read_notes(out)
+                        if n["kind"] == "event" and n["event"].get("eventType") == "INVOKE"]
+        assert abs(invoke["deadlineMs"] - (arrived_ms + 2000)) < 150  # not after the init
+        sb.shutdown()
+    with Sandbox(dataclasses.replace(cfg, timeout_s=1.0)) as sb:  # shorter than the init
+        sb.init()
+        assert sb.invoke({"crash": True}).reset_reason == "failure"
+        started = time.monotonic()
+        late = sb.invoke({"lines": 1})
+        assert (late.status, late.error_type) == ("timeout", "Sandbox.Timeout")
+        assert time.monotonic() - started < 1.6  # the timeout, not the init's 10 s
+        assert sb.inspect()["inits"][-1]["phase"] == "invoke"
+        sb.shutdown()

@@ -282,6 +282,34 @@ NO_ID = b'{"eventType":"INVOKE","deadlineMs":1800000060000}'
 SHUTDOWN = b'{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1800000002000}'
 
 
+@pytest.mark.parametrize(("init_s", "warned"), [(8.5, True), (8.4, False), (None, False)])
+def test_the_first_invoke_warns_when_the_timeout_leaves_no_room_to_initialise_again(
+    main: Main, clock: Clock, notes: Notes, init_s: float | None, warned: bool,
+) -> None:
+    # After a timeout or a crash the next invocation holds the init, within its timeout: at
+    # 128 MB a 2 s timeout against a 2.6 s init timed out every invocation after the first reset.
+    clock.now = 50.0  # the INVOKE's deadline is 10.5 s away: room for an init up to 8.4 s
+    main.loop.init_s = init_s
+    _serve(main, INVOKE, INVOKE, SHUTDOWN)
+    found = [text for level, text in notes.lines if "room to initialise" in text]
+    assert len(found) == (1 if warned else 0)  # at the first INVOKE only
+    if warned:
+        assert "(10.5 s)" in found[0] and f"({init_s} s here)" in found[0]
+        assert "raise the timeout to 18 s or more" in found[0]
+    assert main.loop.init_s is None
+
+
+def test_the_age_of_main_counts_from_its_process_start() -> None:
+    import subprocess
+    import sys
+
+    script = ("import time; time.sleep(0.5); from ext.main import lifecycle; "
+              "print(lifecycle._age_s())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert 0.5 <= float(done.stdout) < 30  # the sleep, the interpreter's start and imports
+
+
 @pytest.mark.parametrize(("flush", "expected"), [
     ("sync", [("flush", "r1", 1_800_000_060.5)]),
     ("adaptive", [("adapt", "r1", 1_800_000_060.5)]),

@@ -156,12 +156,21 @@ class Sandbox:
                 return self._invoke_restored(wire.payload_bytes(payload))
             init_ms = self._pending_init_ms
             self._pending_init_ms = None
+            # An init in the invoke (after a reset, or one that failed in the init phase) runs
+            # within the function's timeout, which counts from the invoke's arrival: AWS, "Lambda
+            # execution environment lifecycle" (the init "with the configured function
+            # timeout"); RIE runs it inside doInvoke.
+            arrived = (time.time(), time.monotonic())
             if not self._initialised:
-                if not self._init(self._next_phase):
+                phase = self._next_phase
+                within = arrived[1] + self.cfg.timeout_s if phase == "invoke" else None
+                if not self._init(phase, within):
                     return InvokeResult.from_failed_init(self._stats["inits"][-1])
                 init_ms = self._stats["inits"][-1]["duration_ms"]
+                if phase != "invoke":
+                    arrived = (time.time(), time.monotonic())
             self._thaw()
-            return self._run_invoke(wire.payload_bytes(payload), init_ms)
+            return self._run_invoke(wire.payload_bytes(payload), init_ms, arrived=arrived)
 
     def shutdown(self, reason: str = "spindown") -> ShutdownResult:
         """SHUTDOWN every extension (deadline now+2000 ms), then SIGKILL whatever still runs."""
@@ -267,10 +276,11 @@ class Sandbox:
             self.ident.runtime_version,
         )
 
-    def _init(self, phase: str) -> bool:
-        """Init cycle of lambda-protocol 3.1; returns success. On failure the sandbox is reset."""
+    def _init(self, phase: str, deadline: float | None = None) -> bool:
+        """Init cycle of lambda-protocol 3.1, done by monotonic `deadline` (default: the init
+        timeout from now); returns success. On failure the sandbox is reset."""
         t0 = time.monotonic()
-        deadline = t0 + self.cfg.init_timeout_s
+        deadline = t0 + self.cfg.init_timeout_s if deadline is None else deadline
         self._new_environment()
         files = procs.list_extensions(self.cfg.opt_dir)
         with self.cp.cv:
@@ -430,12 +440,15 @@ class Sandbox:
         self.bus.emit("platform.runtimeDone", record)
 
     def _run_invoke(
-        self, payload: bytes, init_ms: float | None, restore_ms: float | None = None
+        self, payload: bytes, init_ms: float | None, restore_ms: float | None = None,
+        arrived: tuple[float, float] | None = None,
     ) -> InvokeResult:
-        now = time.time()
+        # The timeout counts from `arrived` (wall, monotonic), the invoke's arrival: by default
+        # now, before an init in the invoke when there was one.
         t0 = time.monotonic()
-        trace_value, span_id = records.new_trace(now)
-        deadline_ms = int((now + self.cfg.timeout_s) * 1000)
+        arrived_wall, arrived_mono = arrived or (time.time(), t0)
+        trace_value, span_id = records.new_trace(time.time())
+        deadline_ms = int((arrived_wall + self.cfg.timeout_s) * 1000)
         inv = Invocation(str(uuid.uuid4()), payload, deadline_ms, trace_value, span_id, t0)
         trace = records.trace_context(trace_value, span_id)
         self.bus.emit("platform.start", records.start(inv.request_id, self.ident, trace))
@@ -450,7 +463,7 @@ class Sandbox:
         guard = self._memory_guard()
         failure = self._await(
             lambda: inv.runtime_next_t is not None and all(e.idle for e in targets),
-            t0 + self.cfg.timeout_s,
+            arrived_mono + self.cfg.timeout_s,
         )
         end = time.monotonic()
         out_of_memory = guard.stop() and failure is not None
