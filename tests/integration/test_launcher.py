@@ -63,6 +63,25 @@ def test_bundled_interpreter_by_absolute_path_isolated_from_the_functions_python
     assert seen["PYTHONPATH"] == f"{opt}/acme-hec"
 
 
+def test_without_glibc_the_bundled_interpreter_is_not_run_and_the_reason_is_said(
+    tmp_path: Path,
+) -> None:
+    # An Alpine (musl) image: the exec of the bundled interpreter would fail with a bare "not
+    # found". The launcher's copy looks for loaders that are nowhere, as on such an image.
+    opt = make_opt(tmp_path, "splunk-hec-extension", bundled=True)
+    launcher = opt / "extensions" / "splunk-hec-extension"
+    text = launcher.read_text()
+    for loader in ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"):
+        assert text.count(loader) == 2  # the check, the message
+        text = text.replace(f"-e {loader}", f"-e {tmp_path}/none{loader}")
+    launcher.write_text(text)
+    done = subprocess.run([str(launcher)], env={"PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1 and "EXE=" not in done.stdout
+    assert "splunk-hec-extension: no glibc here" in done.stderr
+    assert "Alpine or other musl image" in done.stderr
+
+
 @pytest.mark.skipif(Path("/etc/pki/tls/cert.pem").exists(), reason="an Amazon Linux host")
 @pytest.mark.skipif(not Path(DEBIAN_BUNDLE).is_file(), reason="no Debian-like CA bundle here")
 def test_bundled_interpreter_gets_the_debian_bundle_when_amazon_linux_has_none(
