@@ -338,12 +338,14 @@ def is_shipped(relative: Path) -> bool:
 
 
 def stage_package(site_packages: Path) -> None:
-    """Copies the `ext` package, without local tooling and caches, beside the dependencies."""
-    shutil.copytree(
-        REPO_ROOT / PACKAGE, site_packages / PACKAGE,
-        ignore=lambda _dir, names: [n for n in names if n in EXCLUDED_PACKAGE_DIRS
-                                    or n.endswith((".pyc", ".pyo"))],
-    )  # fmt: skip
+    """Copies the `ext` package's modules, without local tooling and caches, beside the
+    dependencies. Only `.py` files: whatever else a checkout holds there (a `.env`, an editor's
+    backup, a `.orig`) would go into a layer that may be shared across accounts."""
+    def ignored(directory: str, names: list[str]) -> list[str]:
+        return [n for n in names if n in EXCLUDED_PACKAGE_DIRS
+                or (not n.endswith(".py") and not (Path(directory) / n).is_dir())]
+
+    shutil.copytree(REPO_ROOT / PACKAGE, site_packages / PACKAGE, ignore=ignored)
 
 
 def find_interpreter(python: str) -> str | None:

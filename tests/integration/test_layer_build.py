@@ -394,3 +394,26 @@ def test_a_fetched_wheel_enters_the_cache_whole_or_not_at_all(
         assert [p.name for p in cache.iterdir()] == ["urllib3-2.8.0-py3-none-any.whl"]
         assert (cache / "urllib3-2.8.0-py3-none-any.whl").read_bytes() == b"whole"
     assert seen == [[]]
+
+
+def test_only_the_package_s_modules_go_into_the_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A layer may be shared across accounts: a developer's `.env`, an editor's backup or a
+    # merge's `.orig` left in a checkout must not ship with it.
+    build_layer = load_build_layer(monkeypatch)
+    checkout = tmp_path / "checkout"
+    files = ["__init__.py", "config.py", ".env", "config.py.orig", "config.py~",
+             "sender/__init__.py", "sender/hec.py", "sender/.hec.py.swp",
+             "local/demo.py", "__pycache__/config.cpython-313.pyc", "sender/x.pyo"]
+    for name in files:
+        path = checkout / "ext" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    monkeypatch.setattr(build_layer, "REPO_ROOT", checkout)
+    site = tmp_path / "site"
+    site.mkdir()
+    build_layer.stage_package(site)
+    staged = sorted(p.relative_to(site / "ext").as_posix()
+                    for p in (site / "ext").rglob("*") if p.is_file())
+    assert staged == ["__init__.py", "config.py", "sender/__init__.py", "sender/hec.py"]
