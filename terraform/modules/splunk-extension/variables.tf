@@ -99,7 +99,7 @@ variable "splunk_hec_token_secret_arn" {
   default     = null
 
   validation {
-    condition     = var.splunk_hec_token_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", coalesce(var.splunk_hec_token_secret_arn, "x")))
+    condition     = var.splunk_hec_token_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+-[A-Za-z0-9]{6}$", coalesce(var.splunk_hec_token_secret_arn, "x")))
     error_message = "splunk_hec_token_secret_arn must be a secret's full ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)."
   }
 }
@@ -122,8 +122,8 @@ variable "kms_key_arn" {
   default     = null
 
   validation {
-    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", coalesce(var.kms_key_arn, "x")))
-    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", coalesce(var.kms_key_arn, "x")))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>): the grant names it, and IAM matches no alias ARN against the key."
   }
 }
 

@@ -273,3 +273,15 @@ run "invalid_settings" {
   }
   expect_failures = [var.splunk_host, var.splunk_telemetry_types, var.splunk_flush, var.splunk_spool_max_mb, var.extra_environment, var.splunk_hec_token_secret_arn]
 }
+
+# IAM grants name what they match: a secret's ARN without its 6-character suffix, or a key's
+# alias ARN, would pass here and be denied at run time, the token never read.
+run "arns_iam_cannot_match_are_refused" {
+  command = plan
+  variables {
+    splunk_hec_token            = null
+    splunk_hec_token_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:splunk-hec"
+    kms_key_arn                 = "arn:aws:kms:eu-west-1:123456789012:alias/splunk"
+  }
+  expect_failures = [var.splunk_hec_token_secret_arn, var.kms_key_arn]
+}
