@@ -453,9 +453,11 @@ def runtime_entries(runtime: Path, prefix: str) -> list[LayerEntry]:
     return entries
 
 
-def layer_entries(name: str, site_packages: Path, runtime: Path | None = None) -> list[LayerEntry]:
+def layer_entries(name: str, site_packages: Path, runtime: Path | None = None,
+                  licenses: Path | None = None) -> list[LayerEntry]:
     """The layer's full content: launcher, the ext package (minus local tooling), dependencies,
-    and the bundled interpreter when there is one."""
+    and the bundled interpreter when there is one, with the licenses of what it is built from
+    (`licenses`) in its `licenses/`."""
     if not LAUNCHER.is_file():
         raise BuildError(f"launcher missing: {LAUNCHER}")
     # The launcher puts /opt/<name> (not /opt/python) on PYTHONPATH, so our urllib3 never shadows
@@ -469,6 +471,9 @@ def layer_entries(name: str, site_packages: Path, runtime: Path | None = None) -
     entries += tree_entries(site_packages, name, frozenset({"bin", RUNTIME_DIR}))
     if runtime is not None:
         entries += runtime_entries(runtime, f"{name}/{RUNTIME_DIR}")
+    if licenses is not None:
+        prefix = f"{name}/{RUNTIME_DIR}/licenses"
+        entries += [LayerEntry(prefix + "/", None, MODE_DIR), *tree_entries(licenses, prefix)]
     return sorted(entries, key=lambda entry: entry.arcname)
 
 
@@ -558,7 +563,8 @@ def build_layer(
                     unpack_wheel(wheel, host_deps)
             write_regex_cache(site_packages, compiler, host_deps)
         precompile(site_packages, target_python, name, compiler, bundled=runtime is not None)
-        unzipped = write_zip(layer_entries(name, site_packages, runtime), out)
+        licenses = build_python.licenses() if runtime is not None else None
+        unzipped = write_zip(layer_entries(name, site_packages, runtime, licenses), out)
     if unzipped > LAMBDA_UNZIPPED_LIMIT_BYTES:
         raise BuildError(f"layer unzips to {unzipped} bytes, over Lambda's 250 MB limit")
     return LayerReport(

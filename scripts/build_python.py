@@ -471,6 +471,42 @@ def cached_runtime(arch: str) -> Path | None:
     return found
 
 
+# Each upstream source's license, shipped beside the interpreter built from it: the PSF license
+# asks that its notice be kept with the binary, Apache-2.0 (OpenSSL 3) that a copy go with it.
+LICENSE_FILES = {"python": "LICENSE", "openssl": "LICENSE.txt", "zlib": "LICENSE"}
+
+
+def licenses() -> Path:
+    """A folder of the upstream sources' licenses (`python.txt`, `openssl.txt`, `zlib.txt`),
+    read from their tarballs once and cached beside the builds."""
+    sources = fetch_sources(cache_root())
+    key = hashlib.sha256(json.dumps(sorted(p.name for p in sources.values())).encode())
+    final = cache_root() / f"licenses-{key.hexdigest()[:16]}"
+    # One writer at a time: both layers are built at once (prepare_layers.sh).
+    with final.with_name(final.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all((final / f"{name}.txt").is_file() for name in LICENSE_FILES):
+            shutil.rmtree(final, ignore_errors=True)
+            final.mkdir(parents=True)
+            for name, member_name in LICENSE_FILES.items():
+                (final / f"{name}.txt").write_bytes(_top_file(sources[name], member_name))
+    return final
+
+
+def _top_file(tarball: Path, name: str) -> bytes:
+    """The file `name` at the top of a source tarball's tree (`<package>-<version>/<name>`).
+    With tar(1): the layer's own interpreter, which runs the layer build, has neither bz2 nor
+    lzma."""
+    listing = subprocess.run(["tar", "-tf", str(tarball)], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    member = next((m for m in listing if m.count("/") == 1 and m.endswith("/" + name)), None)
+    data = b"" if member is None else subprocess.run(
+        ["tar", "-xOf", str(tarball), member], capture_output=True, check=True).stdout
+    if not data:
+        raise BuildError(f"no {name} at the top of {tarball.name}")
+    return data
+
+
 def runtime(arch: str, quiet: bool = False) -> Path:
     """The pruned, precompiled interpreter tree the layer ships (`bin/python3`, `lib/...`).
 

@@ -86,6 +86,20 @@ def test_every_elf_file_needs_at_most_glibc_2_26(layers: dict[str, Layer], arch:
 
 
 @pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
+def test_the_licenses_of_what_the_interpreter_is_built_from_go_with_it(
+    layers: dict[str, Layer], arch: str,
+) -> None:
+    # The PSF license asks that its notice be kept with the binary, Apache-2.0 (OpenSSL 3, linked
+    # in) that a copy go with it; zlib's, linked in too.
+    with zipfile.ZipFile(layers[arch].zip_path) as archive:
+        texts = {name: archive.read(f"{NAME}/python/licenses/{name}.txt").decode()
+                 for name in ("python", "openssl", "zlib")}
+    assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in texts["python"]
+    assert "Apache License" in texts["openssl"] and "Version 2.0" in texts["openssl"]
+    assert "Jean-loup Gailly" in texts["zlib"]
+
+
+@pytest.mark.parametrize("arch", sorted(ELF_MACHINE))
 def test_a_second_build_by_another_host_python_is_byte_identical(
     layers: dict[str, Layer], arch: str, tmp_path: Path
 ) -> None:
