@@ -41,6 +41,17 @@ locals {
   function_zip_path = var.function_zip_path != "" ? var.function_zip_path : "${path.module}/../dist/sample-function.zip"
 }
 
+# After a timeout or a crash Lambda initialises the environment again inside the next invocation,
+# within its timeout; this extension's init takes ~2-2.6 s at 128 MB's CPU share, ~1 s at 256 MB
+# (docs/deploy.md). A warning at plan, not an error: the sample runs either way until its first
+# timeout.
+check "timeout_leaves_room_to_initialise_again" {
+  assert {
+    condition     = var.timeout >= (var.memory_size < 256 ? 5 : var.memory_size < 512 ? 3 : 1)
+    error_message = "timeout ${var.timeout} s at ${var.memory_size} MB leaves too little room to initialise the extension again after a timeout or a crash (the next invocation does it, within its timeout): every invocation of that environment may then time out. Use at least 5 s below 256 MB, 3 s below 512 MB (docs/deploy.md)."
+  }
+}
+
 resource "aws_lambda_function" "sample" {
   #checkov:skip=CKV_AWS_116:The sample is invoked synchronously; a dead-letter queue only applies to async invokes.
   #checkov:skip=CKV_AWS_117:HEC is reached over the internet; a VPC would need a NAT gateway and is the user's choice.

@@ -184,7 +184,7 @@ variable "memory_size" {
 }
 
 variable "timeout" {
-  description = "Timeout of the sample function in seconds (the extension's flush time counts against it)."
+  description = "Timeout of the sample function in seconds (the extension's flush time counts against it, and after a timeout or a crash its init: at least 5 s below 256 MB, docs/deploy.md)."
   type        = number
   default     = 10
 

@@ -159,3 +159,20 @@ run "invalid_inputs" {
 
   expect_failures = [var.architecture, var.function_name, var.memory_size, var.timeout, var.log_retention_days, var.log_format, var.tracing_mode, var.layer_runtime]
 }
+
+run "a_timeout_too_short_to_initialise_again_is_warned_about" {
+  command = plan
+  variables {
+    memory_size = 128
+    timeout     = 3
+  }
+  expect_failures = [check.timeout_leaves_room_to_initialise_again]
+}
+
+run "a_timeout_with_room_to_initialise_again_passes_the_check" {
+  command = plan
+  variables {
+    memory_size = 128
+    timeout     = 5
+  }
+}
