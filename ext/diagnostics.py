@@ -24,7 +24,33 @@ def without_secret(data: bytes, secret: str | None, mask: bytes) -> bytes:
     request's headers, and its text is logged or kept."""
     if not secret or len(secret) < MIN_MASKED_SECRET:
         return data
-    return data.replace(secret.encode(), mask)
+    for form in _echoed_forms(secret):
+        data = data.replace(form, mask)
+    return data
+
+
+def _echoed_forms(secret: str) -> tuple[bytes, ...]:
+    """`secret` as sent, and as an echo may spell it: HTML-escaped (a proxy's error page),
+    JSON-escaped, percent-encoded. A GUID (a HEC token) has one spelling only; the token may be
+    any printable ASCII. Longest first: no form is cut by another's mask. Made once per secret
+    (every HEC answer is masked)."""
+    forms = _ECHOED.get(secret)
+    if forms is None:
+        import html
+        import json
+        from urllib.parse import quote
+
+        spelt = {secret, html.escape(secret), html.escape(secret, quote=False),
+                 json.dumps(secret)[1:-1], json.dumps(secret)[1:-1].replace("/", "\\/"),
+                 quote(secret, safe=""), quote(secret)}
+        forms = tuple(sorted((f.encode() for f in spelt), key=len, reverse=True))
+        if len(_ECHOED) >= 8:  # a rotated token, a credential or two: never many
+            _ECHOED.clear()
+        _ECHOED[secret] = forms
+    return forms
+
+
+_ECHOED: dict[str, tuple[bytes, ...]] = {}
 
 
 def set_level(level: str) -> None:

@@ -105,6 +105,22 @@ def test_a_secret_of_eight_characters_or_more_is_masked(secret: str | None, mask
         assert kept is data
 
 
+@pytest.mark.parametrize("echo", [
+    b"a<b&c\"d/e x",  # as sent
+    b"a&lt;b&amp;c&quot;d/e x",  # an HTML error page
+    b"a&lt;b&amp;c\"d/e x",
+    b'a<b&c\\"d\\/e x',  # JSON, "/" escaped or not
+    b'a<b&c\\"d/e x',
+    b"a%3Cb%26c%22d%2Fe%20x",  # percent-encoded
+    b"a%3Cb%26c%22d/e%20x",
+])
+def test_a_secret_echoed_in_another_spelling_is_masked_too(echo: bytes) -> None:
+    # A HEC token is a GUID, one spelling only; but any printable ASCII is a valid token.
+    kept = diagnostics.without_secret(b"Authorization: Splunk " + echo + b".", 'a<b&c"d/e x',
+                                      b"<token>")
+    assert kept == b"Authorization: Splunk <token>."
+
+
 @pytest.fixture
 def logging_kept() -> Iterator[None]:
     root, urllib3 = logging.getLogger(), logging.getLogger("urllib3")
