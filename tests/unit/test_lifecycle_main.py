@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _socket
 import functools
+import io
 import math
 import os
 import signal
@@ -282,7 +283,8 @@ NO_ID = b'{"eventType":"INVOKE","deadlineMs":1800000060000}'
 SHUTDOWN = b'{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1800000002000}'
 
 
-@pytest.mark.parametrize(("init_s", "warned"), [(8.5, True), (8.4, False), (None, False)])
+@pytest.mark.parametrize(("init_s", "warned"),
+                         [(8.5, True), (8.4, False), (2.0, False), (None, False)])
 def test_the_first_invoke_warns_when_the_timeout_leaves_no_room_to_initialise_again(
     main: Main, clock: Clock, notes: Notes, init_s: float | None, warned: bool,
 ) -> None:
@@ -297,6 +299,38 @@ def test_the_first_invoke_warns_when_the_timeout_leaves_no_room_to_initialise_ag
         assert "(10.5 s)" in found[0] and f"({init_s} s here)" in found[0]
         assert "raise the timeout to 18 s or more" in found[0]
     assert main.loop.init_s is None
+
+
+def test_the_age_of_main_is_from_its_start_in_clock_ticks_to_now_on_the_boot_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stat = b"4242 (python3 (odd) name) S " + b" ".join(b"0" for _ in range(18)) + b" 12345 99"
+    monkeypatch.setattr(lifecycle, "open", lambda path, mode: io.BytesIO(stat), raising=False)
+    monkeypatch.setattr(time, "clock_gettime", lambda clock: 200.0)
+    monkeypatch.setattr(os, "sysconf", lambda name: 100)
+    assert lifecycle._age_s() == pytest.approx(200.0 - 123.45)  # started 123.45 s after boot
+
+
+@pytest.mark.parametrize(("env", "measured"), [
+    ({}, True),
+    # A reset restores the snapshot: no init to fit in an invocation, nothing to warn of.
+    ({"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}, False),
+])
+def test_main_measures_its_init_unless_snapstart_restores_it(
+    clock: Clock, children: Children, notes: Notes, poll: Poll,
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], measured: bool,
+) -> None:
+    monkeypatch.setattr(telemetry_api, "subscribe", lambda api, body: True)
+    monkeypatch.setattr(lifecycle, "preload_children", lambda: None)
+    monkeypatch.setattr(lifecycle, "_age_s", lambda: 1.5)
+    made = _main(150, **env)
+    try:
+        poll.status_w = made.loop.status_w
+        poll.script = {0: [control.Ready()]}
+        made.loop.start()
+        assert made.loop.init_s == (1.5 if measured else None)
+    finally:
+        made.close()
 
 
 def test_the_age_of_main_counts_from_its_process_start() -> None:
@@ -504,6 +538,16 @@ def test_what_came_in_after_the_drain_s_last_look_is_sent_by_a_new_sender(
     assert notes.levels() == ["INFO"]
 
 
+def test_the_spool_is_looked_at_with_time_left_whatever_the_clock_s_origin(
+    main: Main, clock: Clock, children: Children, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock.now = 1.0  # right after boot: the time left is a difference (1.05 s), not a ratio
+    monkeypatch.setattr(lifecycle, "_unsent", lambda config: not children.spawned)
+    children.exits = [(True, supervisor.EXIT_OK), (True, supervisor.EXIT_OK)]
+    main.loop.shutdown(round((EPOCH + clock.now + 1.2) * 1000), "spindown")
+    assert children.spawned == ["sender"]
+
+
 @pytest.mark.parametrize(("exits", "left_s", "spawned"), [
     ([(True, supervisor.EXIT_CRASHED), (False, 0)], 2.5, ["sender"]),  # still at it: the end
     ([(True, supervisor.EXIT_OK)], 0.24, []),  # drained, with too little time to send more
@@ -516,6 +560,27 @@ def test_the_spool_is_not_looked_at_after_an_unfinished_drain_or_without_time_to
     children.exits = exits
     main.loop.shutdown(round((EPOCH + clock.now + left_s) * 1000), "spindown")
     assert children.spawned == spawned
+
+
+@pytest.mark.parametrize("where", ["open", "read"])
+def test_a_spool_that_cannot_be_read_is_taken_as_holding_nothing_to_send(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str,
+) -> None:
+    from ext import config as config_module
+    from ext.spool import reader as reader_module
+
+    class Failing(reader_module.SpoolReader):
+        def __init__(self, directory: str) -> None:
+            if where == "open":
+                raise OSError(5, "I/O error")
+            super().__init__(directory)
+
+        def read(self, max_records: int, max_bytes: int) -> list[object]:  # type: ignore[override]
+            raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(reader_module, "SpoolReader", Failing)
+    cfg = config_module.load({**ENV, "SPLUNK_SPOOL_DIR": str(tmp_path / "spool")})
+    assert lifecycle._unsent(cfg) is False
 
 
 def test_unsent_is_what_a_sender_would_read(tmp_path: Path) -> None:
