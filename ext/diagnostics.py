@@ -36,13 +36,15 @@ def _echoed_forms(secret: str) -> tuple[bytes, ...]:
     (every HEC answer is masked)."""
     forms = _ECHOED.get(secret)
     if forms is None:
-        import html
-        import json
-        from urllib.parse import quote
+        spelt = {secret}
+        if not all(c.isalnum() or c == "-" for c in secret):  # a GUID imports nothing
+            import json  # both loaded in the sender already (its HEC client, urllib3)
+            from urllib.parse import quote
 
-        spelt = {secret, html.escape(secret), html.escape(secret, quote=False),
-                 json.dumps(secret)[1:-1], json.dumps(secret)[1:-1].replace("/", "\\/"),
-                 quote(secret, safe=""), quote(secret)}
+            html = secret.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            escaped = json.dumps(secret)[1:-1]
+            spelt |= {html, html.replace('"', "&quot;").replace("'", "&#x27;"), escaped,
+                      escaped.replace("/", "\\/"), quote(secret, safe=""), quote(secret)}
         forms = tuple(sorted((f.encode() for f in spelt), key=len, reverse=True))
         if len(_ECHOED) >= 8:  # a rotated token, a credential or two: never many
             _ECHOED.clear()

@@ -65,14 +65,12 @@ TOKEN_NOTICE = "splunk-extension.token-error"  # noqa: S105 - an event type, not
 JOIN_BODY_BYTES = 64 * 1024
 
 
-# How a kept-alive connection the server (or what stands between) dropped fails a request: a
-# reset, or the end of the stream before any answer. Not a timeout: a HEC that does not answer.
-_DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError,
-            ssl.SSLZeroReturnError, hec_wire.ClosedUnansweredError)
-
 # How a send fails when the server answered early and closed: TLS reports the close as an EOF.
 _SEND_CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError,
              ssl.SSLZeroReturnError)
+# How a kept-alive connection the server (or what stands between) dropped fails a request: a
+# reset, or the end of the stream before any answer. Not a timeout: a HEC that does not answer.
+_DROPPED = (*_SEND_CUT, hec_wire.ClosedUnansweredError)
 
 
 class _Trust(enum.Enum):
